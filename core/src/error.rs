@@ -1,0 +1,284 @@
+//! The one error type of the format layer.
+//!
+//! An [`Error`] is small and `Copy`: an [`ErrorKind`] saying what was wrong (with the index of the
+//! table entry involved, where there is one) and the byte offset in the file where the problem
+//! is. It never allocates, so it can be returned from `no_std` code and across the C ABI.
+
+use core::fmt;
+
+/// What went wrong, and where in the file (`offset`, in bytes from the start of the file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What was wrong.
+    pub kind: ErrorKind,
+    /// Byte offset in the file of the offending structure or field.
+    pub offset: u64,
+}
+
+impl Error {
+    /// An error of `kind` at file offset `offset`.
+    pub const fn new(kind: ErrorKind, offset: u64) -> Self {
+        Self { kind, offset }
+    }
+
+    /// How far validation got before failing: detection uses it to report the error of the most
+    /// plausible layout when none validates.
+    pub(crate) const fn stage(&self) -> u8 {
+        use ErrorKind::*;
+        match self.kind {
+            FileTooSmall { .. } | BadMagic => 0,
+            UnsupportedCompression { .. } | StubOutOfBounds { .. } => 1,
+            SectionTableOutOfBounds { .. } | SymbolTableOutOfBounds { .. } => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A table or payload named in an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The section table.
+    Sections,
+    /// The symbol table.
+    Symbols,
+    /// The string table.
+    Strings,
+}
+
+/// Every way a module can be malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The file is smaller than the smallest header.
+    FileTooSmall {
+        /// File length in bytes.
+        len: u64,
+    },
+    /// No `SMF\0` magic at any place a header can be.
+    BadMagic,
+    /// The header names a compression method; no writer compresses and this loader refuses it.
+    UnsupportedCompression {
+        /// The `compression` byte.
+        method: u8,
+    },
+    /// `smf_data_offset`/`stub_size` point past the SMF data.
+    StubOutOfBounds {
+        /// The `stub_size` field.
+        stub_size: u32,
+        /// The `smf_data_offset` field.
+        data_offset: u32,
+    },
+    /// The section table does not fit in the file.
+    SectionTableOutOfBounds {
+        /// Number of entries the header claims.
+        count: u32,
+    },
+    /// The symbol table does not fit in the file.
+    SymbolTableOutOfBounds {
+        /// Number of entries the header claims.
+        count: u32,
+    },
+    /// A section's payload does not fit in the file.
+    SectionOutOfBounds {
+        /// Section index.
+        index: u32,
+    },
+    /// A loadable section says it occupies fewer bytes in memory than in the file.
+    VirtualSizeTooSmall {
+        /// Section index.
+        index: u32,
+    },
+    /// A data section's alignment is not zero or a power of two up to 64 KiB.
+    BadAlignment {
+        /// Section index.
+        index: u32,
+        /// The alignment field.
+        alignment: u64,
+    },
+    /// Code plus data would need more memory than the configured limit.
+    ImageTooLarge {
+        /// Bytes the image would need (saturated).
+        bytes: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// A relocation section's size is not a multiple of the 24-byte entry.
+    RelocationSectionSize {
+        /// Section index.
+        index: u32,
+    },
+    /// A symbol's name offset lies outside the string table.
+    NameOutOfBounds {
+        /// Symbol index.
+        symbol: u32,
+    },
+    /// A symbol's name runs to the end of the string table without a NUL.
+    NameUnterminated {
+        /// Symbol index.
+        symbol: u32,
+    },
+    /// A symbol type byte unknown for the dialect.
+    BadSymbolType {
+        /// Symbol index.
+        symbol: u32,
+        /// The raw byte.
+        value: u8,
+    },
+    /// A binding byte other than local, global, weak.
+    BadBinding {
+        /// Symbol index.
+        symbol: u32,
+        /// The raw byte.
+        value: u8,
+    },
+    /// A function (or code-addressed data) symbol's `value..value+size` leaves the code.
+    SymbolOutsideCode {
+        /// Symbol index.
+        symbol: u32,
+    },
+    /// A data symbol's `value..value+size` leaves the data section it names.
+    SymbolOutsideSection {
+        /// Symbol index.
+        symbol: u32,
+        /// Section index (0-based).
+        section: u32,
+    },
+    /// A symbol names a defining section that does not exist or holds no data.
+    BadSymbolSection {
+        /// Symbol index.
+        symbol: u32,
+        /// The section field as stored (1-based).
+        section: u32,
+    },
+    /// The header's entry point is not inside the code.
+    EntryOutsideCode {
+        /// The entry point.
+        entry: u64,
+        /// Code size.
+        code_size: u64,
+    },
+    /// A relocation patches bytes outside the code.
+    RelocationOutsideCode {
+        /// Relocation index (in table order across all relocation sections).
+        relocation: u64,
+    },
+    /// A relocation names a symbol index past the symbol table.
+    RelocationBadSymbol {
+        /// Relocation index.
+        relocation: u64,
+        /// The symbol index.
+        symbol: u32,
+    },
+    /// A relocation kind that the dialect does not define.
+    RelocationBadKind {
+        /// Relocation index.
+        relocation: u64,
+        /// The wire value.
+        wire: u8,
+    },
+    /// The note.sdn text lies outside the file.
+    NoteOutOfBounds,
+    /// No `# END_NOTE` terminator within the file and the 1 MiB scan limit.
+    NoteUnterminated,
+    /// The note.sdn text is not UTF-8.
+    NoteNotUtf8,
+    /// A template section does not start with its magic.
+    TemplateBadMagic,
+    /// A template section or entry ends in the middle of a field.
+    TemplateTruncated,
+    /// A template entry's kind byte is not function, struct, class, enum or trait.
+    TemplateBadKind {
+        /// The raw byte.
+        value: u8,
+    },
+    /// A template symbol's `template_offset` points outside the template-code entries, or there is
+    /// no template-code section for it.
+    TemplateOffsetOutOfBounds {
+        /// Symbol index.
+        symbol: u32,
+    },
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ErrorKind::*;
+        match *self {
+            FileTooSmall { len } => write!(f, "file of {len} bytes is smaller than any SMF header"),
+            BadMagic => f.write_str("no SMF magic at offset 0 or in a trailer"),
+            UnsupportedCompression { method } => write!(f, "compression method {method} is not supported"),
+            StubOutOfBounds { stub_size, data_offset } => write!(
+                f,
+                "stub_size {stub_size} / smf_data_offset {data_offset} point past the SMF data"
+            ),
+            SectionTableOutOfBounds { count } => {
+                write!(f, "section table of {count} entries does not fit in the file")
+            }
+            SymbolTableOutOfBounds { count } => {
+                write!(f, "symbol table of {count} entries does not fit in the file")
+            }
+            SectionOutOfBounds { index } => write!(f, "section {index}: payload does not fit in the file"),
+            VirtualSizeTooSmall { index } => {
+                write!(f, "section {index}: virtual_size is smaller than size")
+            }
+            BadAlignment { index, alignment } => {
+                write!(f, "section {index}: alignment {alignment} is not a power of two up to 65536")
+            }
+            ImageTooLarge { bytes, limit } => {
+                write!(f, "code and data need {bytes} bytes, over the limit of {limit}")
+            }
+            RelocationSectionSize { index } => write!(
+                f,
+                "section {index}: relocation section size is not a multiple of 24"
+            ),
+            NameOutOfBounds { symbol } => write!(f, "symbol {symbol}: name offset outside the string table"),
+            NameUnterminated { symbol } => write!(f, "symbol {symbol}: name is not NUL-terminated"),
+            BadSymbolType { symbol, value } => write!(f, "symbol {symbol}: unknown symbol type {value}"),
+            BadBinding { symbol, value } => write!(f, "symbol {symbol}: unknown binding {value}"),
+            SymbolOutsideCode { symbol } => write!(f, "symbol {symbol}: value and size lie outside the code"),
+            SymbolOutsideSection { symbol, section } => write!(
+                f,
+                "symbol {symbol}: value and size lie outside its section {section}"
+            ),
+            BadSymbolSection { symbol, section } => write!(
+                f,
+                "symbol {symbol}: defining section {section} does not exist or holds no data"
+            ),
+            EntryOutsideCode { entry, code_size } => write!(
+                f,
+                "entry point {entry:#x} is outside the code ({code_size} bytes)"
+            ),
+            RelocationOutsideCode { relocation } => {
+                write!(f, "relocation {relocation}: patched bytes lie outside the code")
+            }
+            RelocationBadSymbol { relocation, symbol } => write!(
+                f,
+                "relocation {relocation}: symbol index {symbol} is past the symbol table"
+            ),
+            RelocationBadKind { relocation, wire } => write!(
+                f,
+                "relocation {relocation}: kind {wire} is not defined for this dialect"
+            ),
+            NoteOutOfBounds => f.write_str("note.sdn text lies outside the file"),
+            NoteUnterminated => f.write_str("note.sdn text has no `# END_NOTE` terminator"),
+            NoteNotUtf8 => f.write_str("note.sdn text is not UTF-8"),
+            TemplateBadMagic => f.write_str("template section has a bad magic"),
+            TemplateTruncated => f.write_str("template data ends in the middle of a field"),
+            TemplateBadKind { value } => write!(f, "template kind {value} is unknown"),
+            TemplateOffsetOutOfBounds { symbol } => write!(
+                f,
+                "symbol {symbol}: template_offset does not point at a template entry"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (at byte offset {})", self.kind, self.offset)
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Result with the format layer's [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,53 @@
+//! One entry point that exercises the whole format layer, for fuzz targets and for replaying
+//! their corpus and crashes as ordinary tests on stable.
+//!
+//! Nothing here skips an integrity check: the format layer never rejects a file for a wrong
+//! stored name hash (it recomputes hashes), so the fuzzer reaches every validation step as is.
+
+use crate::{Dialect, Module, ParseOptions};
+
+/// Parses `data` in every way a caller can, and walks everything a valid module exposes.
+///
+/// Returns how many items were visited, so the optimizer cannot drop the walk.
+pub fn fuzz_one(data: &[u8]) -> usize {
+    let mut visited = 0;
+    let auto = Module::parse(data);
+    for dialect in Dialect::ALL {
+        let options = ParseOptions { dialect: Some(dialect), max_image_bytes: 1 << 24 };
+        if let Ok(module) = Module::parse_with(data, &options) {
+            visited += walk(&module);
+        }
+    }
+    if let Ok(module) = auto {
+        visited += walk(&module);
+    }
+    visited
+}
+
+fn walk(module: &Module<'_>) -> usize {
+    let mut visited = module.sections().count();
+    visited += module.code_sections().count() + module.data_sections().count();
+    for symbol in module.symbols() {
+        visited += 1;
+        if let Some(found) = module.find_export(symbol.name) {
+            visited += found.name.len().min(1);
+        }
+        visited += module.template_of(&symbol).map_or(0, |t| t.params().count());
+    }
+    visited += module.relocations().count();
+    if let Some(note) = module.note_sdn() {
+        for table in note.tables() {
+            visited += table.columns().count();
+            for row in table.rows() {
+                visited += row.fields().map(|f| f.chars().count()).sum::<usize>();
+            }
+        }
+    }
+    if let Some(code) = module.template_code() {
+        visited += code.short_entries().take(1 << 16).count();
+    }
+    if let Some(meta) = module.template_meta() {
+        visited += meta.entries().count();
+    }
+    visited
+}

@@ -1,0 +1,391 @@
+//! Dialect-independent meanings of the numbered fields: section types, symbol kinds and
+//! bindings, and relocation kinds, with the per-dialect mapping from wire values.
+//!
+//! The dialects number symbol types differently (S128 is shifted by one and has no "none"), and
+//! relocation wire 5 is an aarch64 branch in R96/R72 but an absolute 32-bit value in S128, so
+//! every conversion takes the [`Dialect`].
+
+use crate::Dialect;
+
+/// Section flag: readable.
+pub const SECTION_READ: u32 = 0x1;
+/// Section flag: writable.
+pub const SECTION_WRITE: u32 = 0x2;
+/// Section flag: executable.
+pub const SECTION_EXEC: u32 = 0x4;
+
+/// Module flag: has an entry point.
+pub const FLAG_EXECUTABLE: u32 = 0x01;
+/// Module flag: reloadable.
+pub const FLAG_RELOADABLE: u32 = 0x02;
+/// Module flag: carries debug info.
+pub const FLAG_DEBUG_INFO: u32 = 0x04;
+/// Module flag: position-independent.
+pub const FLAG_PIC: u32 = 0x08;
+/// Module flag: has a stub in front of the SMF data.
+pub const FLAG_HAS_STUB: u32 = 0x10;
+/// Module flag: has note.sdn (Simple writers only).
+pub const FLAG_HAS_NOTE_SDN: u32 = 0x20;
+/// Module flag: aspect pack (Simple writers only).
+pub const FLAG_ASPECT_PACK: u32 = 0x40;
+
+/// Symbol flag: the symbol is a generic template (`template_offset` is meaningful).
+pub const SYMBOL_FLAG_TEMPLATE: u8 = 0x10;
+/// Symbol flag: the symbol is a specialization of a template.
+pub const SYMBOL_FLAG_SPECIALIZATION: u8 = 0x20;
+
+/// What a section holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SectionType {
+    /// 1: machine code.
+    Code,
+    /// 2: initialized writable data.
+    Data,
+    /// 3: read-only data.
+    RoData,
+    /// 4: zero-initialized data.
+    Bss,
+    /// 5: relocation entries.
+    Relocations,
+    /// 6: symbol table (writers do not emit it as a section).
+    SymbolTable,
+    /// 7: string table, or a "note" section in S128 files.
+    StringTable,
+    /// 8: debug info.
+    Debug,
+    /// 9: type info.
+    TypeInfo,
+    /// 10: version.
+    Version,
+    /// 11: source map.
+    SourceMap,
+    /// 12: template code.
+    TemplateCode,
+    /// 13: template meta (and the note.sdn section).
+    TemplateMeta,
+    /// 14: driver manifest.
+    DriverManifest,
+    /// 15: launch meta.
+    LaunchMeta,
+    /// 16: aspect-pack directory.
+    AspectPackDirectory,
+    /// Any other value: skipped by the loader.
+    Unknown(u8),
+}
+
+impl SectionType {
+    /// Meaning of the wire byte.
+    pub const fn from_wire(value: u8) -> Self {
+        use SectionType::*;
+        match value {
+            1 => Code,
+            2 => Data,
+            3 => RoData,
+            4 => Bss,
+            5 => Relocations,
+            6 => SymbolTable,
+            7 => StringTable,
+            8 => Debug,
+            9 => TypeInfo,
+            10 => Version,
+            11 => SourceMap,
+            12 => TemplateCode,
+            13 => TemplateMeta,
+            14 => DriverManifest,
+            15 => LaunchMeta,
+            16 => AspectPackDirectory,
+            other => Unknown(other),
+        }
+    }
+
+    /// The wire byte.
+    pub const fn to_wire(self) -> u8 {
+        use SectionType::*;
+        match self {
+            Code => 1,
+            Data => 2,
+            RoData => 3,
+            Bss => 4,
+            Relocations => 5,
+            SymbolTable => 6,
+            StringTable => 7,
+            Debug => 8,
+            TypeInfo => 9,
+            Version => 10,
+            SourceMap => 11,
+            TemplateCode => 12,
+            TemplateMeta => 13,
+            DriverManifest => 14,
+            LaunchMeta => 15,
+            AspectPackDirectory => 16,
+            Unknown(other) => other,
+        }
+    }
+
+    /// Whether the section becomes part of the data image (data, rodata, bss).
+    pub const fn is_data(self) -> bool {
+        matches!(self, SectionType::Data | SectionType::RoData | SectionType::Bss)
+    }
+}
+
+/// What a symbol names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SymbolKind {
+    /// A function in this module's code.
+    Function,
+    /// A data object.
+    Data,
+    /// A type.
+    Type,
+    /// A trait.
+    Trait,
+    /// An actor.
+    Actor,
+    /// A constant.
+    Constant,
+    /// An undefined symbol, resolved from another module.
+    Import,
+}
+
+impl SymbolKind {
+    /// The name used in reports and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SymbolKind::Function => "function",
+            SymbolKind::Data => "data",
+            SymbolKind::Type => "type",
+            SymbolKind::Trait => "trait",
+            SymbolKind::Actor => "actor",
+            SymbolKind::Constant => "constant",
+            SymbolKind::Import => "import",
+        }
+    }
+
+    /// The declared kind for a wire byte, before the S128 import rule is applied
+    /// (`None`: unknown). In R96/R72 type 0 is an import; S128 has no "none" type.
+    pub const fn from_wire(dialect: Dialect, value: u8) -> Option<Self> {
+        use SymbolKind::*;
+        let shifted = match dialect {
+            Dialect::S128 => value.checked_add(1),
+            Dialect::R96 | Dialect::R72 => Some(value),
+        };
+        match shifted {
+            Some(0) => Some(Import),
+            Some(1) => Some(Function),
+            Some(2) => Some(Data),
+            Some(3) => Some(Type),
+            Some(4) => Some(Trait),
+            Some(5) => Some(Actor),
+            Some(6) => Some(Constant),
+            _ => None,
+        }
+    }
+
+    /// The wire byte for this kind. S128 has no import type: imports are written as functions
+    /// with value 0 and size 0, which is how S128 readers recognise them.
+    pub const fn to_wire(self, dialect: Dialect) -> u8 {
+        let r: u8 = match self {
+            SymbolKind::Import => 0,
+            SymbolKind::Function => 1,
+            SymbolKind::Data => 2,
+            SymbolKind::Type => 3,
+            SymbolKind::Trait => 4,
+            SymbolKind::Actor => 5,
+            SymbolKind::Constant => 6,
+        };
+        match dialect {
+            Dialect::S128 => r.saturating_sub(1),
+            Dialect::R96 | Dialect::R72 => r,
+        }
+    }
+
+    /// Whether the symbol has an address in this module (code or data).
+    pub const fn is_addressable(self) -> bool {
+        matches!(self, SymbolKind::Function | SymbolKind::Data | SymbolKind::Constant)
+    }
+}
+
+/// Symbol binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binding {
+    /// Visible only inside the module: never exported.
+    Local,
+    /// Exported.
+    Global,
+    /// Exported, may be overridden.
+    Weak,
+}
+
+impl Binding {
+    /// Meaning of the wire byte.
+    pub const fn from_wire(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Binding::Local),
+            1 => Some(Binding::Global),
+            2 => Some(Binding::Weak),
+            _ => None,
+        }
+    }
+
+    /// The wire byte.
+    pub const fn to_wire(self) -> u8 {
+        match self {
+            Binding::Local => 0,
+            Binding::Global => 1,
+            Binding::Weak => 2,
+        }
+    }
+
+    /// The name used in reports and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Binding::Local => "local",
+            Binding::Global => "global",
+            Binding::Weak => "weak",
+        }
+    }
+}
+
+/// What a relocation computes (S = symbol address, A = addend, P = patched address, G = the
+/// module-owned GOT slot holding S).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RelocKind {
+    /// R96/R72 wire 0: nothing to do.
+    None,
+    /// S + A, 8 bytes.
+    Abs64,
+    /// S + A - P, 4 bytes signed (R96 "pc32", S128 "rel32").
+    Pc32,
+    /// S + A - P, 4 bytes signed, through a PLT in ELF terms.
+    Plt32,
+    /// G + A - P, 4 bytes signed.
+    GotPc32,
+    /// S + A as an unsigned 32-bit value (S128 only).
+    Abs32,
+    /// aarch64: (S + A - P) >> 2 into imm26 of B/BL (R96/R72 only).
+    Aarch64Branch26,
+    /// aarch64: page(S + A) - page(P) into ADRP (R96/R72 only).
+    Aarch64Page21,
+    /// aarch64: low 12 bits of S + A, scaled by the access size (R96/R72 only).
+    Aarch64PageOffset12,
+    /// aarch64: page(G) - page(P) into ADRP (R96/R72 only).
+    Aarch64GotPage21,
+    /// aarch64: low 12 bits of G, scaled by 8 (R96/R72 only).
+    Aarch64GotPageOffset12,
+}
+
+impl RelocKind {
+    /// Meaning of a wire byte in `dialect` (`None`: not defined there).
+    pub const fn from_wire(dialect: Dialect, wire: u8) -> Option<Self> {
+        use RelocKind::*;
+        match (dialect, wire) {
+            (Dialect::R96 | Dialect::R72, 0) => Some(None),
+            (_, 1) => Some(Abs64),
+            (_, 2) => Some(Pc32),
+            (_, 3) => Some(Plt32),
+            (_, 4) => Some(GotPc32),
+            (Dialect::S128, 5) => Some(Abs32),
+            (Dialect::R96 | Dialect::R72, 5) => Some(Aarch64Branch26),
+            (Dialect::R96 | Dialect::R72, 6) => Some(Aarch64Page21),
+            (Dialect::R96 | Dialect::R72, 7) => Some(Aarch64PageOffset12),
+            (Dialect::R96 | Dialect::R72, 8) => Some(Aarch64GotPage21),
+            (Dialect::R96 | Dialect::R72, 9) => Some(Aarch64GotPageOffset12),
+            _ => Option::None,
+        }
+    }
+
+    /// The wire byte for this kind in `dialect` (`None`: the dialect cannot express it).
+    pub const fn to_wire(self, dialect: Dialect) -> Option<u8> {
+        use RelocKind::*;
+        let is_s128 = matches!(dialect, Dialect::S128);
+        match self {
+            None if !is_s128 => Some(0),
+            Abs64 => Some(1),
+            Pc32 => Some(2),
+            Plt32 => Some(3),
+            GotPc32 => Some(4),
+            Abs32 if is_s128 => Some(5),
+            Aarch64Branch26 if !is_s128 => Some(5),
+            Aarch64Page21 if !is_s128 => Some(6),
+            Aarch64PageOffset12 if !is_s128 => Some(7),
+            Aarch64GotPage21 if !is_s128 => Some(8),
+            Aarch64GotPageOffset12 if !is_s128 => Some(9),
+            _ => Option::None,
+        }
+    }
+
+    /// Bytes of code the relocation patches.
+    pub const fn width(self) -> u64 {
+        match self {
+            RelocKind::None => 0,
+            RelocKind::Abs64 => 8,
+            _ => 4,
+        }
+    }
+
+    /// The name used in reports and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RelocKind::None => "none",
+            RelocKind::Abs64 => "abs64",
+            RelocKind::Pc32 => "pc32",
+            RelocKind::Plt32 => "plt32",
+            RelocKind::GotPc32 => "got_pc32",
+            RelocKind::Abs32 => "abs32",
+            RelocKind::Aarch64Branch26 => "aarch64_branch26",
+            RelocKind::Aarch64Page21 => "aarch64_page21",
+            RelocKind::Aarch64PageOffset12 => "aarch64_page_offset12",
+            RelocKind::Aarch64GotPage21 => "aarch64_got_page21",
+            RelocKind::Aarch64GotPageOffset12 => "aarch64_got_page_offset12",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_five_depends_on_the_dialect() {
+        assert_eq!(RelocKind::from_wire(Dialect::S128, 5), Some(RelocKind::Abs32));
+        assert_eq!(RelocKind::from_wire(Dialect::R96, 5), Some(RelocKind::Aarch64Branch26));
+        assert_eq!(RelocKind::from_wire(Dialect::S128, 0), None);
+        assert_eq!(RelocKind::from_wire(Dialect::R72, 0), Some(RelocKind::None));
+        assert_eq!(RelocKind::from_wire(Dialect::S128, 6), None);
+        assert_eq!(RelocKind::from_wire(Dialect::R96, 10), None);
+    }
+
+    #[test]
+    fn relocation_kinds_round_trip_through_the_wire() {
+        for d in Dialect::ALL {
+            for wire in 0..=255u8 {
+                if let Some(kind) = RelocKind::from_wire(d, wire) {
+                    assert_eq!(kind.to_wire(d), Some(wire), "{d} {wire}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn symbol_types_are_shifted_in_s128() {
+        assert_eq!(SymbolKind::from_wire(Dialect::S128, 0), Some(SymbolKind::Function));
+        assert_eq!(SymbolKind::from_wire(Dialect::R96, 0), Some(SymbolKind::Import));
+        assert_eq!(SymbolKind::from_wire(Dialect::R96, 1), Some(SymbolKind::Function));
+        assert_eq!(SymbolKind::from_wire(Dialect::S128, 5), Some(SymbolKind::Constant));
+        assert_eq!(SymbolKind::from_wire(Dialect::S128, 6), None);
+        assert_eq!(SymbolKind::from_wire(Dialect::R72, 7), None);
+        assert_eq!(SymbolKind::from_wire(Dialect::S128, 255), None);
+        for d in Dialect::ALL {
+            for k in [SymbolKind::Function, SymbolKind::Data, SymbolKind::Constant] {
+                assert_eq!(SymbolKind::from_wire(d, k.to_wire(d)), Some(k));
+            }
+        }
+    }
+
+    #[test]
+    fn section_types_round_trip() {
+        for wire in 0..=255u8 {
+            assert_eq!(SectionType::from_wire(wire).to_wire(), wire);
+        }
+    }
+}

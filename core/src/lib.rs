@@ -1,0 +1,41 @@
+//! `smf-core`: read, validate and write SMF (Simple Module Format) modules, in `no_std`.
+//!
+//! Real SMF files come in three incompatible layouts ([`Dialect`]): S128 (self-hosted Simple
+//! compiler, header as a 128-byte trailer), R96 (Rust seed compiler, 96-byte header at offset 0)
+//! and R72 (older Rust builders). [`Module::parse`] detects the layout by structure, validates
+//! everything a loader will rely on, and returns a borrowed, validated view. Nothing in parsing
+//! allocates; hostile input gets a typed [`Error`] saying what and where, never a panic.
+//!
+//! With the `alloc` feature, [`write::ModuleBuilder`] writes any dialect the way the real
+//! writers do.
+//!
+//! Layers, bottom up: [`wire`] (raw views, bounds checks only), [`kinds`] (what the numbers
+//! mean per dialect), [`module`] (validation and layout), [`note_sdn`] and [`template`]
+//! (readers for the metadata sections), [`write`] (the builder).
+
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod bytes;
+pub mod detect;
+mod dialect;
+mod error;
+mod fnv;
+pub mod fuzzing;
+pub mod kinds;
+pub mod module;
+pub mod note_sdn;
+pub mod template;
+pub mod wire;
+#[cfg(feature = "alloc")]
+pub mod write;
+
+pub use dialect::{Dialect, HeaderPlacement};
+pub use error::{Error, ErrorKind, Result, Table};
+pub use fnv::fnv1a;
+pub use kinds::{Binding, RelocKind, SectionType, SymbolKind};
+pub use module::{Module, ParseOptions, Relocation, Section, Symbol, SymbolTarget};

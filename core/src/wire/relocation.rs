@@ -1,0 +1,66 @@
+//! A relocation entry: 24 bytes in every dialect.
+
+use super::le_field;
+
+/// Size of one relocation entry.
+pub const RELOCATION_ENTRY_SIZE: usize = 24;
+
+mod field {
+    pub(super) const OFFSET: usize = 0;
+    pub(super) const SYMBOL_INDEX: usize = 8;
+    pub(super) const KIND: usize = 12;
+    pub(super) const ADDEND: usize = 16;
+}
+
+/// A view of one relocation entry.
+#[derive(Clone, Copy, Debug)]
+pub struct RelocationView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> RelocationView<'a> {
+    /// A view without a length check; missing fields read as zero.
+    pub const fn new_unchecked(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// Whether the buffer covers the whole entry.
+    pub fn check_len(&self) -> bool {
+        self.bytes.len() >= RELOCATION_ENTRY_SIZE
+    }
+
+    /// A view, or `None` if the buffer is too short.
+    pub fn new_checked(bytes: &'a [u8]) -> Option<Self> {
+        let view = Self::new_unchecked(bytes);
+        view.check_len().then_some(view)
+    }
+
+    /// Position in the module's code.
+    pub fn offset(&self) -> u64 {
+        le_field!(self.bytes, u64, field::OFFSET)
+    }
+
+    /// Index into the symbol table.
+    pub fn symbol_index(&self) -> u32 {
+        le_field!(self.bytes, u32, field::SYMBOL_INDEX)
+    }
+
+    /// Wire kind byte (meaning depends on the dialect). The three bytes after it are padding
+    /// (older loaders read a u32 here) and are ignored.
+    pub fn kind(&self) -> u8 {
+        le_field!(self.bytes, u8, field::KIND)
+    }
+
+    /// Addend.
+    pub fn addend(&self) -> i64 {
+        le_field!(self.bytes, i64, field::ADDEND)
+    }
+}
+
+/// Writes one entry (24 bytes) into `out`.
+pub(crate) fn encode(out: &mut [u8], offset: u64, symbol_index: u32, wire: u8, addend: i64) {
+    out[field::OFFSET..field::OFFSET + 8].copy_from_slice(&offset.to_le_bytes());
+    out[field::SYMBOL_INDEX..field::SYMBOL_INDEX + 4].copy_from_slice(&symbol_index.to_le_bytes());
+    out[field::KIND] = wire;
+    out[field::ADDEND..field::ADDEND + 8].copy_from_slice(&addend.to_le_bytes());
+}

@@ -1,0 +1,613 @@
+//! The module builder: writes any dialect the way the real writers do.
+//!
+//! Layout rules (see `docs/format.md`):
+//! - **R96/R72, header at offset 0**: header, section table, payloads (each start rounded up to
+//!   its section's alignment, zero padding), symbol table right after the last payload, string
+//!   table to the end of the file.
+//! - **R96 appended to a stub**: stub, then the same tables relative to the SMF data start,
+//!   then the 96-byte header as the last bytes of the file.
+//! - **S128**: optional stub, payloads with no padding, section table, symbol table, string
+//!   table, then the 128-byte header as a trailer.
+//!
+//! Sections appear in the order they were added, followed by the generated ones:
+//! `template_code` (12), `template_meta` (13), `note.sdn` (13, size 0, its offset pointing at
+//! the text that ends with `# END_NOTE`), then `.rela` (5) holding every relocation.
+//! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
+
+pub mod samples;
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::kinds::{
+    Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN,
+    FLAG_HAS_STUB, SECTION_EXEC, SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+};
+use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
+use crate::note_sdn::TERMINATOR;
+use crate::template::{
+    MetaCategory, TemplateKind, TEMPLATE_CODE_HEADER, TEMPLATE_CODE_MAGIC, TEMPLATE_META_MAGIC,
+};
+use crate::wire::relocation::{self, RELOCATION_ENTRY_SIZE};
+use crate::wire::section::{self, SectionFields};
+use crate::wire::symbol::{self, SymbolFields};
+use crate::wire::header;
+use crate::{Dialect, HeaderPlacement};
+
+/// Why a module could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A symbol name contains a NUL byte, which the string table cannot hold.
+    NameHasNul {
+        /// Symbol index.
+        symbol: u32,
+    },
+    /// The dialect has no wire value for this relocation kind.
+    RelocationNotInDialect {
+        /// The kind.
+        kind: RelocKind,
+        /// The dialect.
+        dialect: Dialect,
+    },
+    /// The dialect cannot keep its header there (S128 is always a trailer, R72 always first).
+    PlacementNotSupported {
+        /// The dialect.
+        dialect: Dialect,
+    },
+    /// A stub needs the header at the end of the file.
+    StubNeedsTrailer,
+    /// A count or offset does not fit its field.
+    TooLarge,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::NameHasNul { symbol } => write!(f, "symbol {symbol}: name contains a NUL byte"),
+            BuildError::RelocationNotInDialect { kind, dialect } => {
+                write!(f, "relocation kind {} cannot be written in {dialect}", kind.name())
+            }
+            BuildError::PlacementNotSupported { dialect } => {
+                write!(f, "{dialect} cannot keep its header there")
+            }
+            BuildError::StubNeedsTrailer => f.write_str("a stub needs the header at the end of the file"),
+            BuildError::TooLarge => f.write_str("a count or offset does not fit its field"),
+        }
+    }
+}
+
+impl core::error::Error for BuildError {}
+
+/// A section to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionSpec {
+    /// What it holds.
+    pub section_type: SectionType,
+    /// Name (at most 16 bytes are kept).
+    pub name: Vec<u8>,
+    /// Flags (read 0x1, write 0x2, exec 0x4).
+    pub flags: u32,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Bytes in memory (at least `data.len()`; more is zero-filled).
+    pub virtual_size: u64,
+    /// Alignment written to the entry (and honoured for payload placement in R96/R72).
+    pub alignment: u64,
+}
+
+impl SectionSpec {
+    /// A section of `section_type` holding `data`.
+    pub fn new(section_type: SectionType, name: &[u8], flags: u32, data: Vec<u8>, alignment: u64) -> Self {
+        let virtual_size = data.len() as u64;
+        Self { section_type, name: name.to_vec(), flags, data, virtual_size, alignment }
+    }
+}
+
+/// A symbol to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolSpec {
+    /// Name bytes (no NUL).
+    pub name: Vec<u8>,
+    /// Kind. S128 writes imports as functions with value 0 and size 0.
+    pub kind: SymbolKind,
+    /// Binding.
+    pub binding: Binding,
+    /// Visibility byte.
+    pub visibility: u8,
+    /// Symbol flags.
+    pub flags: u8,
+    /// Value (code offset, or offset in `section`).
+    pub value: u64,
+    /// Size.
+    pub size: u64,
+    /// Defining data section (0-based), written 1-based; `None` writes 0.
+    pub section: Option<u32>,
+    /// Generic parameter count.
+    pub template_param_count: u8,
+    /// Offset of the template entry.
+    pub template_offset: u64,
+    /// Hash to store instead of the FNV-1a of the name (for tests of untrusted hashes).
+    pub stored_hash: Option<u32>,
+}
+
+impl SymbolSpec {
+    /// A global symbol of `kind` at `value` with `size`.
+    pub fn new(name: &[u8], kind: SymbolKind, value: u64, size: u64) -> Self {
+        Self {
+            name: name.to_vec(),
+            kind,
+            binding: Binding::Global,
+            visibility: 0,
+            flags: 0,
+            value,
+            size,
+            section: None,
+            template_param_count: 0,
+            template_offset: 0,
+            stored_hash: None,
+        }
+    }
+
+    /// A global function at code offset `value`.
+    pub fn function(name: &[u8], value: u64, size: u64) -> Self {
+        Self::new(name, SymbolKind::Function, value, size)
+    }
+
+    /// An import: an undefined symbol resolved from another module.
+    pub fn import(name: &[u8]) -> Self {
+        Self::new(name, SymbolKind::Import, 0, 0)
+    }
+
+    /// A global data object at `offset` inside data section `section`.
+    pub fn data(name: &[u8], section: u32, offset: u64, size: u64) -> Self {
+        Self { section: Some(section), visibility: 1, ..Self::new(name, SymbolKind::Data, offset, size) }
+    }
+
+    /// The same symbol with another binding.
+    pub fn with_binding(mut self, binding: Binding) -> Self {
+        self.binding = binding;
+        self
+    }
+}
+
+/// A generic template to write into the template-code section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateSpec {
+    /// What it defines.
+    pub kind: TemplateKind,
+    /// Its name.
+    pub name: Vec<u8>,
+    /// Generic parameter names.
+    pub params: Vec<Vec<u8>>,
+    /// Kind-specific body (opaque to the loader; handed to the runtime's compiler).
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RelocSpec {
+    offset: u64,
+    symbol: u32,
+    wire: Result<u8, RelocKind>,
+    addend: i64,
+}
+
+/// Builds an SMF module in any dialect.
+#[derive(Clone, Debug)]
+pub struct ModuleBuilder {
+    dialect: Dialect,
+    placement: HeaderPlacement,
+    header: Header,
+    entry_point: Option<u64>,
+    stub: Vec<u8>,
+    sections: Vec<SectionSpec>,
+    symbols: Vec<SymbolSpec>,
+    relocations: Vec<RelocSpec>,
+    note_sdn: Option<Vec<u8>>,
+    templates: Vec<TemplateSpec>,
+    short_form_templates: bool,
+    template_meta: Option<[Vec<(Vec<u8>, u32)>; 4]>,
+}
+
+impl ModuleBuilder {
+    /// A builder with the header values the dialect's writer uses: Linux, x86-64, version 1.1
+    /// (0.1 for R72), and for S128 a 1280x720 window hint.
+    pub fn new(dialect: Dialect) -> Self {
+        let (version_major, version_minor) = match dialect {
+            Dialect::R72 => (0, 1),
+            Dialect::S128 | Dialect::R96 => (1, 1),
+        };
+        let (window_width, window_height) = match dialect {
+            Dialect::S128 => (1280, 720),
+            Dialect::R96 | Dialect::R72 => (0, 0),
+        };
+        let placement = match dialect {
+            Dialect::S128 => HeaderPlacement::Trailer,
+            Dialect::R96 | Dialect::R72 => HeaderPlacement::Start,
+        };
+        Self {
+            dialect,
+            placement,
+            header: Header {
+                version_major,
+                version_minor,
+                platform: 1,
+                window_width,
+                window_height,
+                ..Header::default()
+            },
+            entry_point: None,
+            stub: Vec::new(),
+            sections: Vec::new(),
+            symbols: Vec::new(),
+            relocations: Vec::new(),
+            note_sdn: None,
+            templates: Vec::new(),
+            short_form_templates: false,
+            template_meta: None,
+        }
+    }
+
+    /// The dialect being written.
+    pub const fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Where the header goes (R96 may be appended as a trailer).
+    pub fn placement(&mut self, placement: HeaderPlacement) -> &mut Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Header fields beyond the layout ones (version, platform, arch, flags, hints, hashes).
+    /// Counts, offsets, stub and entry fields are computed by [`ModuleBuilder::build`].
+    pub fn header(&mut self, edit: impl FnOnce(&mut Header)) -> &mut Self {
+        edit(&mut self.header);
+        self
+    }
+
+    /// Bytes written before the SMF data (a shebang line, a native launcher).
+    pub fn stub(&mut self, stub: &[u8]) -> &mut Self {
+        self.stub = stub.to_vec();
+        self
+    }
+
+    /// Marks the module executable with its entry point at code offset `offset`.
+    pub fn entry_point(&mut self, offset: u64) -> &mut Self {
+        self.entry_point = Some(offset);
+        self
+    }
+
+    /// Adds a section; returns its index.
+    pub fn add_section(&mut self, spec: SectionSpec) -> u32 {
+        self.sections.push(spec);
+        (self.sections.len() - 1) as u32
+    }
+
+    /// Adds a code section with the writers' alignment (16).
+    pub fn add_code(&mut self, name: &[u8], code: &[u8]) -> u32 {
+        self.add_code_aligned(name, code, 16)
+    }
+
+    /// Adds a code section with an explicit alignment.
+    pub fn add_code_aligned(&mut self, name: &[u8], code: &[u8], alignment: u64) -> u32 {
+        let flags = SECTION_READ | SECTION_EXEC;
+        self.add_section(SectionSpec::new(SectionType::Code, name, flags, code.to_vec(), alignment))
+    }
+
+    /// Adds a writable data section (alignment 8).
+    pub fn add_data(&mut self, name: &[u8], data: &[u8]) -> u32 {
+        let flags = SECTION_READ | SECTION_WRITE;
+        self.add_section(SectionSpec::new(SectionType::Data, name, flags, data.to_vec(), 8))
+    }
+
+    /// Adds a read-only data section (alignment 8).
+    pub fn add_rodata(&mut self, name: &[u8], data: &[u8]) -> u32 {
+        self.add_section(SectionSpec::new(SectionType::RoData, name, SECTION_READ, data.to_vec(), 8))
+    }
+
+    /// Adds a bss section of `size` zero bytes (alignment 8).
+    pub fn add_bss(&mut self, name: &[u8], size: u64) -> u32 {
+        let flags = SECTION_READ | SECTION_WRITE;
+        let mut spec = SectionSpec::new(SectionType::Bss, name, flags, Vec::new(), 8);
+        spec.virtual_size = size;
+        self.add_section(spec)
+    }
+
+    /// Adds a symbol; returns its index.
+    pub fn add_symbol(&mut self, spec: SymbolSpec) -> u32 {
+        self.symbols.push(spec);
+        (self.symbols.len() - 1) as u32
+    }
+
+    /// Adds a relocation (the kind must exist in the dialect, checked by `build`).
+    pub fn add_relocation(&mut self, offset: u64, symbol: u32, kind: RelocKind, addend: i64) -> &mut Self {
+        let wire = kind.to_wire(self.dialect).ok_or(kind);
+        self.relocations.push(RelocSpec { offset, symbol, wire, addend });
+        self
+    }
+
+    /// Adds a relocation with a raw wire byte (to write malformed files in tests).
+    pub fn add_raw_relocation(&mut self, offset: u64, symbol: u32, wire: u8, addend: i64) -> &mut Self {
+        self.relocations.push(RelocSpec { offset, symbol, wire: Ok(wire), addend });
+        self
+    }
+
+    /// Sets the note.sdn text (written without a trailing newline, then `# END_NOTE`).
+    pub fn note_sdn(&mut self, text: &str) -> &mut Self {
+        self.note_sdn = Some(text.trim_end_matches('\n').as_bytes().to_vec());
+        self
+    }
+
+    /// Adds a template entry; returns its offset in the template-code section.
+    pub fn add_template(&mut self, spec: TemplateSpec) -> u64 {
+        let offset = self.template_code_len();
+        self.templates.push(spec);
+        offset as u64
+    }
+
+    /// Adds a template entry and a global template symbol pointing at it.
+    pub fn add_template_symbol(&mut self, spec: TemplateSpec) -> u32 {
+        let name = spec.name.clone();
+        let params = spec.params.len() as u8;
+        let kind = match spec.kind {
+            TemplateKind::Function => SymbolKind::Function,
+            TemplateKind::Trait => SymbolKind::Trait,
+            _ => SymbolKind::Type,
+        };
+        let offset = self.add_template(spec);
+        self.add_symbol(SymbolSpec {
+            flags: SYMBOL_FLAG_TEMPLATE,
+            template_param_count: params,
+            template_offset: offset,
+            ..SymbolSpec::new(&name, kind, 0, 0)
+        })
+    }
+
+    /// Writes templates in the older short form (kind, name, parameter count only).
+    pub fn short_form_templates(&mut self, short: bool) -> &mut Self {
+        self.short_form_templates = short;
+        self
+    }
+
+    /// Adds a template-meta entry.
+    pub fn add_template_meta(&mut self, category: MetaCategory, name: &[u8], specializations: u32) -> &mut Self {
+        let meta = self.template_meta.get_or_insert_with(Default::default);
+        let slot = MetaCategory::ALL.iter().position(|&c| c == category).unwrap_or(0);
+        meta[slot].push((name.to_vec(), specializations));
+        self
+    }
+
+    fn template_entry(&self, spec: &TemplateSpec) -> Vec<u8> {
+        let mut out = vec![spec.kind.to_wire()];
+        push_text(&mut out, &spec.name);
+        out.push(spec.params.len() as u8);
+        if !self.short_form_templates {
+            for param in &spec.params {
+                push_text(&mut out, param);
+            }
+            out.extend_from_slice(&spec.body);
+        }
+        out
+    }
+
+    fn template_code_len(&self) -> usize {
+        TEMPLATE_CODE_HEADER + self.templates.iter().map(|t| self.template_entry(t).len()).sum::<usize>()
+    }
+
+    fn template_code(&self) -> Vec<u8> {
+        let mut out = TEMPLATE_CODE_MAGIC.to_vec();
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&(self.templates.len() as u32).to_le_bytes());
+        for spec in &self.templates {
+            out.extend_from_slice(&self.template_entry(spec));
+        }
+        out
+    }
+
+    fn template_meta_bytes(meta: &[Vec<(Vec<u8>, u32)>; 4]) -> Vec<u8> {
+        let mut out = TEMPLATE_META_MAGIC.to_vec();
+        out.extend_from_slice(&1u16.to_le_bytes());
+        for category in meta {
+            out.extend_from_slice(&(category.len() as u32).to_le_bytes());
+        }
+        for (name, specializations) in meta.iter().flatten() {
+            push_text(&mut out, name);
+            out.extend_from_slice(&specializations.to_le_bytes());
+        }
+        out
+    }
+
+    /// Every section in table order, generated ones included; `true` marks note.sdn, whose
+    /// payload is written but whose size is recorded as 0.
+    fn final_sections(&self) -> Result<Vec<(SectionSpec, bool)>, BuildError> {
+        let mut all: Vec<(SectionSpec, bool)> = self.sections.iter().cloned().map(|s| (s, false)).collect();
+        if !self.templates.is_empty() {
+            let data = self.template_code();
+            all.push((SectionSpec::new(SectionType::TemplateCode, b"template_code", SECTION_READ, data, 1), false));
+        }
+        if let Some(meta) = &self.template_meta {
+            let data = Self::template_meta_bytes(meta);
+            all.push((SectionSpec::new(SectionType::TemplateMeta, TEMPLATE_META_SECTION, SECTION_READ, data, 1), false));
+        }
+        if let Some(text) = &self.note_sdn {
+            let mut data = text.clone();
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(TERMINATOR);
+            data.push(b'\n');
+            all.push((SectionSpec::new(SectionType::TemplateMeta, NOTE_SDN_SECTION, SECTION_READ, data, 1), true));
+        }
+        if !self.relocations.is_empty() {
+            let mut data = vec![0u8; self.relocations.len() * RELOCATION_ENTRY_SIZE];
+            for (r, out) in self.relocations.iter().zip(data.chunks_exact_mut(RELOCATION_ENTRY_SIZE)) {
+                let wire = r.wire.map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
+                relocation::encode(out, r.offset, r.symbol, wire, r.addend);
+            }
+            all.push((SectionSpec::new(SectionType::Relocations, b".rela", 0, data, 8), false));
+        }
+        Ok(all)
+    }
+
+    /// The string table and each symbol's name offset.
+    fn strings(&self) -> Result<(Vec<u8>, Vec<u32>), BuildError> {
+        let mut table = Vec::new();
+        let mut seen: BTreeMap<&[u8], u32> = BTreeMap::new();
+        let mut offsets = Vec::with_capacity(self.symbols.len());
+        for (i, symbol) in self.symbols.iter().enumerate() {
+            if symbol.name.contains(&0) {
+                return Err(BuildError::NameHasNul { symbol: i as u32 });
+            }
+            let offset = match seen.get(symbol.name.as_slice()) {
+                Some(&offset) => offset,
+                None => {
+                    let offset = u32::try_from(table.len()).map_err(|_| BuildError::TooLarge)?;
+                    table.extend_from_slice(&symbol.name);
+                    table.push(0);
+                    seen.insert(&symbol.name, offset);
+                    offset
+                }
+            };
+            offsets.push(offset);
+        }
+        Ok((table, offsets))
+    }
+
+    fn symbol_table(&self, name_offsets: &[u32]) -> Vec<u8> {
+        let size = self.dialect.symbol_entry_size();
+        let mut out = vec![0u8; self.symbols.len() * size];
+        for ((spec, &name_offset), entry) in self.symbols.iter().zip(name_offsets).zip(out.chunks_exact_mut(size)) {
+            let fields = SymbolFields {
+                name_offset,
+                name_hash: spec.stored_hash.unwrap_or_else(|| crate::fnv1a(&spec.name)),
+                sym_type: spec.kind.to_wire(self.dialect),
+                binding: spec.binding.to_wire(),
+                visibility: spec.visibility,
+                flags: spec.flags,
+                value: spec.value,
+                size: spec.size,
+                template_param_count: spec.template_param_count,
+                section_index: spec.section.map_or(0, |s| (s + 1) as u16),
+                template_offset: spec.template_offset,
+            };
+            symbol::encode(entry, self.dialect, &fields);
+        }
+        out
+    }
+
+    /// Writes the module.
+    pub fn build(&self) -> Result<Vec<u8>, BuildError> {
+        let dialect = self.dialect;
+        match (dialect, self.placement) {
+            (Dialect::S128, HeaderPlacement::Start) | (Dialect::R72, HeaderPlacement::Trailer) => {
+                return Err(BuildError::PlacementNotSupported { dialect });
+            }
+            _ => {}
+        }
+        if !self.stub.is_empty() && self.placement == HeaderPlacement::Start {
+            return Err(BuildError::StubNeedsTrailer);
+        }
+        let sections = self.final_sections()?;
+        let (strings, name_offsets) = self.strings()?;
+        let symbols = self.symbol_table(&name_offsets);
+        let section_table_len = sections.len() * dialect.section_entry_size();
+        let header_size = dialect.header_size();
+
+        // Offsets below are relative to the SMF data start (`base`).
+        let base = self.stub.len();
+        let mut body: Vec<u8> = Vec::new();
+        let mut payload_offsets = Vec::with_capacity(sections.len());
+        let section_table_at;
+        match dialect {
+            Dialect::S128 => {
+                for (spec, _) in &sections {
+                    payload_offsets.push(body.len() as u64);
+                    body.extend_from_slice(&spec.data);
+                }
+                section_table_at = body.len();
+                body.resize(body.len() + section_table_len, 0);
+            }
+            Dialect::R96 | Dialect::R72 => {
+                let lead = if self.placement == HeaderPlacement::Start { header_size } else { 0 };
+                body.resize(lead, 0);
+                section_table_at = body.len();
+                body.resize(body.len() + section_table_len, 0);
+                for (spec, _) in &sections {
+                    let align = spec.alignment.max(1) as usize;
+                    let at = body.len().div_ceil(align) * align;
+                    body.resize(at, 0);
+                    payload_offsets.push(at as u64);
+                    body.extend_from_slice(&spec.data);
+                }
+            }
+        }
+        let symbol_table_at = body.len();
+        body.extend_from_slice(&symbols);
+        body.extend_from_slice(&strings);
+
+        for (i, ((spec, is_note), &offset)) in sections.iter().zip(&payload_offsets).enumerate() {
+            let recorded = if *is_note { 0 } else { spec.data.len() as u64 };
+            let virtual_size = if *is_note { 0 } else { spec.virtual_size.max(recorded) };
+            let fields = SectionFields {
+                section_type: spec.section_type.to_wire(),
+                flags: spec.flags,
+                offset,
+                size: recorded,
+                virtual_size,
+                alignment: spec.alignment,
+                name: &spec.name,
+            };
+            let size = dialect.section_entry_size();
+            let at = section_table_at + i * size;
+            section::encode(&mut body[at..at + size], dialect, &fields);
+        }
+
+        let mut h = self.header;
+        h.section_count = u32::try_from(sections.len()).map_err(|_| BuildError::TooLarge)?;
+        h.section_table_offset = section_table_at as u64;
+        h.symbol_table_offset = symbol_table_at as u64;
+        h.symbol_count = u32::try_from(self.symbols.len()).map_err(|_| BuildError::TooLarge)?;
+        h.exported_count = self
+            .symbols
+            .iter()
+            .filter(|s| s.binding != Binding::Local && s.kind != SymbolKind::Import)
+            .count() as u32;
+        if let Some(entry) = self.entry_point {
+            h.flags |= FLAG_EXECUTABLE;
+            h.entry_point = entry;
+        }
+        if self.note_sdn.is_some() {
+            h.flags |= FLAG_HAS_NOTE_SDN;
+        }
+        let stub = u32::try_from(base).map_err(|_| BuildError::TooLarge)?;
+        h.stub_size = stub;
+        h.smf_data_offset = stub;
+        if stub > 0 {
+            h.flags |= FLAG_HAS_STUB;
+        }
+        let mut header_bytes = vec![0u8; header_size];
+        header::encode(&mut header_bytes, dialect, &h);
+
+        let mut file = Vec::with_capacity(base + body.len() + header_size);
+        file.extend_from_slice(&self.stub);
+        match self.placement {
+            HeaderPlacement::Start => {
+                body[..header_size].copy_from_slice(&header_bytes);
+                file.extend_from_slice(&body);
+            }
+            HeaderPlacement::Trailer => {
+                file.extend_from_slice(&body);
+                file.extend_from_slice(&header_bytes);
+            }
+        }
+        Ok(file)
+    }
+}
+
+fn push_text(out: &mut Vec<u8>, text: &[u8]) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text);
+}

@@ -1,0 +1,141 @@
+//! Sample modules built with [`ModuleBuilder`]: the spec's reference "return 42" files, a module
+//! using every feature of a dialect, and large modules for benchmarks. Tests, fuzz seeds,
+//! fixtures and benchmarks all build their modules here.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{ModuleBuilder, SymbolSpec, TemplateSpec};
+use crate::kinds::{Binding, RelocKind};
+use crate::template::{MetaCategory, TemplateKind};
+use crate::Dialect;
+
+/// `mov eax, 42; ret`.
+pub const RETURN_42: [u8; 6] = [0xB8, 0x2A, 0x00, 0x00, 0x00, 0xC3];
+
+/// The smallest real module: a program returning 42, byte for byte as the writers emit it
+/// (R96 219 bytes, R72 179 bytes, S128 259 bytes).
+///
+/// R96/R72: code section `.text` (alignment 8, so the code lands at 152 / 128), symbol `main`
+/// of type function with value 0 and size 0. S128: code section `code` at offset 0, `main`
+/// with size 6 (the S128 writer requires a size).
+pub fn return_42(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    match dialect {
+        Dialect::S128 => {
+            b.add_code(b"code", &RETURN_42);
+            b.add_symbol(SymbolSpec::function(b"main", 0, RETURN_42.len() as u64));
+        }
+        Dialect::R96 | Dialect::R72 => {
+            b.add_code_aligned(b".text", &RETURN_42, 8);
+            b.add_symbol(SymbolSpec::function(b"main", 0, 0));
+        }
+    }
+    b.entry_point(0);
+    b.build().unwrap_or_default()
+}
+
+/// The note.sdn text of the spec's example: every table, quoted and bare fields.
+pub const NOTE_SDN_EXAMPLE: &str = r#"# comment lines start with '#'
+instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|
+    0, "List", "Int", "List$Int", "app.spl", "app.spl:10:5", "app.o", "compiled"
+possible |id, template, type_args, mangled_name, required_by, can_defer|
+    0, "List", "Float", "List$Float", "math_module", true
+type_inferences |id, inferred_type, expr, context, from_file, from_loc|
+dependencies |from_inst, to_inst, dep_kind|
+    "List$Int", "Int", "type_param"
+circular_warnings |id, cycle_path, severity|
+circular_errors |id, cycle_path, error_code|"#;
+
+/// Code of [`rich`]: three functions and room for every relocation kind.
+///
+/// `f0` (offset 0) is `mov eax, 42; ret`; `f1` (offset 16) is `lea rax, [rip+0]; ret` whose
+/// displacement a pc32 relocation patches; the rest is padding patched by the other relocations.
+fn rich_code() -> Vec<u8> {
+    let mut code = Vec::new();
+    code.extend_from_slice(&RETURN_42);
+    code.resize(16, 0xCC);
+    code.extend_from_slice(&[0x48, 0x8D, 0x05, 0, 0, 0, 0, 0xC3]);
+    code.resize(64, 0xCC);
+    code
+}
+
+/// A module using every feature the dialect can express: two code sections, data, rodata and
+/// bss with data symbols, local, weak and imported symbols, every relocation kind of the
+/// dialect, note.sdn with every table, full-form templates with template symbols, template meta.
+pub fn rich(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    b.add_code(b".text", &rich_code());
+    b.add_code(b".text.cold", &[0x31, 0xC0, 0xC3, 0x90]);
+    let data = b.add_data(b".data", &7u64.to_le_bytes());
+    let rodata = b.add_rodata(b".rodata", b"hello\0");
+    let bss = b.add_bss(b".bss", 64);
+
+    let f0 = b.add_symbol(SymbolSpec::function(b"answer", 0, 6));
+    b.add_symbol(SymbolSpec::function(b"address_of_greeting", 16, 8));
+    b.add_symbol(SymbolSpec::function(b"helper", 64, 4).with_binding(Binding::Local));
+    b.add_symbol(SymbolSpec::function(b"maybe", 64, 4).with_binding(Binding::Weak));
+    b.add_symbol(SymbolSpec::data(b"counter", data, 0, 8));
+    let greeting = b.add_symbol(SymbolSpec::data(b"greeting", rodata, 0, 6));
+    b.add_symbol(SymbolSpec::data(b"scratch", bss, 0, 64));
+    let import = b.add_symbol(SymbolSpec::import(b"external_fn"));
+    b.add_symbol(SymbolSpec::function("naïve \"quoted\"\n".as_bytes(), 0, 1));
+
+    b.add_relocation(19, greeting, RelocKind::Pc32, -4);
+    b.add_relocation(24, f0, RelocKind::Abs64, 0);
+    b.add_relocation(32, import, RelocKind::Plt32, -4);
+    b.add_relocation(36, import, RelocKind::GotPc32, -4);
+    match dialect {
+        Dialect::S128 => {
+            b.add_relocation(40, f0, RelocKind::Abs32, 0);
+        }
+        Dialect::R96 | Dialect::R72 => {
+            b.add_relocation(40, f0, RelocKind::Aarch64Branch26, 0);
+            b.add_relocation(44, greeting, RelocKind::Aarch64Page21, 0);
+            b.add_relocation(48, greeting, RelocKind::Aarch64PageOffset12, 0);
+            b.add_relocation(52, import, RelocKind::Aarch64GotPage21, 0);
+            b.add_relocation(56, import, RelocKind::Aarch64GotPageOffset12, 0);
+            b.add_relocation(60, 0, RelocKind::None, 0);
+        }
+    }
+
+    b.note_sdn(NOTE_SDN_EXAMPLE);
+    b.add_template_symbol(TemplateSpec {
+        kind: TemplateKind::Struct,
+        name: b"List".to_vec(),
+        params: alloc::vec![b"T".to_vec()],
+        body: b"\x01\x00\x00\x00\x05\x00\x00\x00items".to_vec(),
+    });
+    b.add_template_symbol(TemplateSpec {
+        kind: TemplateKind::Function,
+        name: b"map".to_vec(),
+        params: alloc::vec![b"T".to_vec(), b"U".to_vec()],
+        body: Vec::new(),
+    });
+    b.add_template_meta(MetaCategory::Functions, b"map", 0);
+    b.add_template_meta(MetaCategory::Structs, b"List", 2);
+    b.entry_point(0);
+    b.build().unwrap_or_default()
+}
+
+/// A module with `symbols` functions of 16 bytes each and `relocations` pc32 relocations spread
+/// over the code, each naming one of the symbols: the shape of the parsing benchmark.
+pub fn large(dialect: Dialect, symbols: u32, relocations: u32) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    let code_len = u64::from(symbols.max(1)) * 16;
+    let code: Vec<u8> = (0..code_len).map(|i| if i % 16 == 15 { 0xC3 } else { 0x90 }).collect();
+    b.add_code(b".text", &code);
+    let mut name = String::new();
+    for i in 0..symbols {
+        name.clear();
+        name.push_str(&format!("module::function_{i:06}"));
+        b.add_symbol(SymbolSpec::function(name.as_bytes(), u64::from(i) * 16, 16));
+    }
+    let slots = code_len / 4;
+    for i in 0..u64::from(relocations) {
+        let offset = (i % slots) * 4;
+        b.add_relocation(offset, (i % u64::from(symbols.max(1))) as u32, RelocKind::Pc32, -4);
+    }
+    b.build().unwrap_or_default()
+}
