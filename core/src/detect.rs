@@ -58,6 +58,15 @@ pub fn candidates(file: &[u8], only: Option<Dialect>) -> Result<impl Iterator<It
     Ok(PROBES.into_iter().filter(move |c| wanted(c)))
 }
 
+/// Whether `candidate` is a header at offset 0 whose section table offset points right after it.
+pub fn table_follows_header(file: &[u8], candidate: Candidate) -> bool {
+    if candidate.placement != HeaderPlacement::Start {
+        return false;
+    }
+    let header = crate::wire::HeaderView::new_unchecked(file, candidate.dialect);
+    header.section_table_offset() == candidate.dialect.header_size() as u64
+}
+
 /// The dialects whose magic is present (for tools that explain a failure).
 pub fn probe(file: &[u8]) -> impl Iterator<Item = Candidate> + '_ {
     PROBES.into_iter().filter(move |c| has_magic(file, c))

@@ -282,7 +282,10 @@ impl<'a> Module<'a> {
 
     /// [`Module::parse`] with an explicit dialect or image limit.
     pub fn parse_with(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
-        let mut best: Option<Error> = None;
+        // When no candidate validates, report the most plausible one's error: first a header
+        // whose section table directly follows it (the spec's tie rule), then the one that got
+        // furthest through validation, then probe order.
+        let mut best: Option<((bool, u8), Error)> = None;
         let mut chosen: Option<Module<'a>> = None;
         for candidate in detect::candidates(file, options.dialect)? {
             match Self::parse_as(file, candidate, options) {
@@ -293,13 +296,14 @@ impl<'a> Module<'a> {
                     chosen.get_or_insert(module);
                 }
                 Err(err) => {
-                    if best.is_none_or(|b| err.stage() > b.stage()) {
-                        best = Some(err);
+                    let rank = (detect::table_follows_header(file, candidate), err.stage());
+                    if best.is_none_or(|(b, _)| rank > b) {
+                        best = Some((rank, err));
                     }
                 }
             }
         }
-        chosen.ok_or(best.unwrap_or(Error::new(ErrorKind::BadMagic, 0)))
+        chosen.ok_or(best.map_or(Error::new(ErrorKind::BadMagic, 0), |(_, e)| e))
     }
 
     fn table_follows_header(&self) -> bool {

@@ -1,0 +1,327 @@
+//! Hostile input: every truncation of every fixture, every byte of the header and tables changed
+//! to several values, and offsets and counts near the `u32`/`u64` limits. Each must give `Ok` or
+//! a typed error, never a panic, never an allocation, and never take noticeable time. Targeted
+//! corruptions must give their specific error, at the right offset.
+
+use std::time::{Duration, Instant};
+
+use smf_core::fuzzing::fuzz_one;
+use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_core::{Dialect, Error, ErrorKind, Module};
+use smf_tests::{fixtures, CountingAllocator};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// A generous bound that only a hang or a quadratic blow-up would exceed.
+const SLOW: Duration = Duration::from_millis(250);
+
+/// Parses and walks `bytes` as everything a caller can; asserts no allocation and no slowness.
+fn survive(label: &str, bytes: &[u8]) {
+    let before = smf_tests::allocations();
+    let start = Instant::now();
+    let _ = fuzz_one(bytes);
+    let elapsed = start.elapsed();
+    assert_eq!(smf_tests::allocations(), before, "{label}: parsing allocated");
+    assert!(elapsed < SLOW, "{label}: took {elapsed:?}");
+}
+
+/// Byte ranges worth mutating: header, section table, symbol table, relocation payloads, the
+/// template sections.
+fn structural_ranges(file: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let module = Module::parse(file).unwrap();
+    let d = module.dialect();
+    let h = module.header();
+    let base = module.data_start() as usize;
+    let header_at = module.header_offset() as usize;
+    let mut ranges = vec![header_at..header_at + d.header_size()];
+    let st = base + h.section_table_offset as usize;
+    ranges.push(st..st + h.section_count as usize * d.section_entry_size());
+    let sy = base + h.symbol_table_offset as usize;
+    ranges.push(sy..sy + h.symbol_count as usize * d.symbol_entry_size());
+    for s in module.sections() {
+        use smf_core::SectionType::*;
+        if matches!(s.section_type, Relocations | TemplateCode | TemplateMeta) {
+            let at = s.file_offset as usize;
+            ranges.push(at..at + s.data.len());
+        }
+    }
+    ranges
+}
+
+#[test]
+fn every_truncation_of_every_fixture_is_survived() {
+    for (name, file) in fixtures() {
+        assert!(Module::parse(&file).is_ok(), "{name} must be valid to start with");
+        let mut errors = 0;
+        for len in 0..file.len() {
+            survive(&format!("{name}[..{len}]"), &file[..len]);
+            errors += usize::from(Module::parse(&file[..len]).is_err());
+        }
+        // Trailer layouts lose their header with the last byte; leading layouts lose tables.
+        assert!(errors > file.len() / 2, "{name}: only {errors} truncations rejected");
+        // Prefix-only truncations of leading-header files keep nothing of the code section.
+        assert!(Module::parse(&file[..0]).is_err());
+    }
+}
+
+#[test]
+fn every_structural_byte_changed_to_several_values_is_survived() {
+    for (name, file) in fixtures() {
+        for range in structural_ranges(&file) {
+            for at in range {
+                let original = file[at];
+                for value in [0x00, 0x01, 0x7f, 0x80, 0xff, original ^ 0x01, original.wrapping_add(16)] {
+                    if value == original {
+                        continue;
+                    }
+                    let mut mutated = file.clone();
+                    mutated[at] = value;
+                    survive(&format!("{name}: byte {at} = {value:#x}"), &mutated);
+                }
+            }
+        }
+    }
+}
+
+/// Header fields (offset in the header, width) of each dialect that hold counts or offsets.
+fn header_number_fields(d: Dialect) -> &'static [(usize, usize)] {
+    match d {
+        Dialect::S128 => &[(16, 4), (20, 8), (28, 8), (36, 4), (44, 8), (52, 4), (56, 4)],
+        Dialect::R96 => &[(16, 4), (24, 8), (32, 8), (40, 4), (48, 8), (56, 4), (60, 4)],
+        Dialect::R72 => &[(12, 4), (16, 8), (24, 8), (32, 4), (40, 8)],
+    }
+}
+
+/// Values near the limits for a field of `width` bytes, plus ones near the file length.
+fn extreme_values(width: usize, file_len: u64) -> Vec<u64> {
+    let max = if width == 4 { u64::from(u32::MAX) } else { u64::MAX };
+    let mut values = vec![max, max - 1, max - 23, max / 2, max / 2 + 1, 1 << 31, file_len, file_len + 1, file_len - 1];
+    if width == 8 {
+        values.extend([1 << 32, (1 << 32) - 1, i64::MAX as u64, i64::MIN as u64, u64::MAX - 127]);
+    }
+    values
+}
+
+fn write_le(buf: &mut [u8], at: usize, width: usize, value: u64) {
+    buf[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+}
+
+#[test]
+fn counts_and_offsets_near_integer_limits_are_survived() {
+    for (name, file) in fixtures() {
+        let module = Module::parse(&file).unwrap();
+        let d = module.dialect();
+        let header_at = module.header_offset() as usize;
+        let base = module.data_start() as usize;
+        let mut fields: Vec<(usize, usize)> =
+            header_number_fields(d).iter().map(|&(at, w)| (header_at + at, w)).collect();
+        // Section entries: offset, size, virtual_size, alignment.
+        let st = base + module.header().section_table_offset as usize;
+        for i in 0..module.section_count() as usize {
+            let e = st + i * d.section_entry_size();
+            fields.extend([(e + 8, 8), (e + 16, 8), (e + 24, 8), (e + 32, if d == Dialect::S128 { 4 } else { 8 })]);
+        }
+        // Symbol entries: name offset, value, size, template offset.
+        let sy = base + module.header().symbol_table_offset as usize;
+        for i in 0..module.symbol_count() as usize {
+            let e = sy + i * d.symbol_entry_size();
+            fields.extend([(e, 4), (e + 16, 8), (e + 24, 8)]);
+            if d != Dialect::R72 {
+                fields.push((e + 48, 8));
+            }
+        }
+        // Relocation entries: offset, symbol index, addend.
+        for s in module.sections().filter(|s| s.section_type == smf_core::SectionType::Relocations) {
+            for n in 0..s.data.len() / 24 {
+                let e = s.file_offset as usize + n * 24;
+                fields.extend([(e, 8), (e + 8, 4), (e + 16, 8)]);
+            }
+        }
+        for (at, width) in fields {
+            for value in extreme_values(width, file.len() as u64) {
+                let mut mutated = file.clone();
+                write_le(&mut mutated, at, width, value);
+                survive(&format!("{name}: field at {at} = {value:#x}"), &mutated);
+            }
+        }
+    }
+}
+
+#[test]
+fn random_bytes_and_garbage_after_magic_are_survived() {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..2000 {
+        let len = (next() % 600) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 2 == 0 && len >= 4 {
+            bytes[..4].copy_from_slice(b"SMF\0");
+        }
+        if round % 3 == 0 && len >= 128 {
+            bytes[len - 128..len - 124].copy_from_slice(b"SMF\0");
+        }
+        survive(&format!("random round {round}"), &bytes);
+    }
+}
+
+fn parse_err(file: &[u8]) -> Error {
+    Module::parse(file).expect_err("must be rejected")
+}
+
+fn r96_with_reloc() -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_relocation(1, main, smf_core::RelocKind::Pc32, 0);
+    b.build().unwrap()
+}
+
+#[test]
+fn targeted_corruptions_give_their_specific_error_and_offset() {
+    // R96 "return 42": section table at 96, code at 152, symbol at 158, strings at 214.
+    let good = samples::return_42(Dialect::R96);
+
+    let mut f = good.clone();
+    write_le(&mut f, 16, 4, u64::from(u32::MAX));
+    assert_eq!(parse_err(&f).kind, ErrorKind::SectionTableOutOfBounds { count: u32::MAX });
+
+    let mut f = good.clone();
+    write_le(&mut f, 32, 8, u64::MAX - 10);
+    assert_eq!(parse_err(&f).kind, ErrorKind::SymbolTableOutOfBounds { count: 1 });
+
+    let mut f = good.clone();
+    write_le(&mut f, 104, 8, u64::MAX - 2); // section offset: overflows when the size is added
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::SectionOutOfBounds { index: 0 }, 96));
+
+    let mut f = good.clone();
+    write_le(&mut f, 120, 8, 2); // virtual_size below size
+    assert_eq!(parse_err(&f).kind, ErrorKind::VirtualSizeTooSmall { index: 0 });
+
+    let mut f = good.clone();
+    write_le(&mut f, 120, 8, 1 << 40); // a terabyte of zero-filled code
+    assert!(matches!(parse_err(&f).kind, ErrorKind::ImageTooLarge { .. }));
+
+    let mut f = good.clone();
+    write_le(&mut f, 158, 4, 5); // name offset at the end of the string table
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::NameOutOfBounds { symbol: 0 }, 158));
+
+    let mut f = good.clone();
+    f[218] = b'!'; // the string table's only NUL
+    assert_eq!(parse_err(&f).kind, ErrorKind::NameUnterminated { symbol: 0 });
+
+    let mut f = good.clone();
+    f[166] = 9;
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::BadSymbolType { symbol: 0, value: 9 }, 166));
+
+    let mut f = good.clone();
+    f[167] = 3;
+    assert_eq!(parse_err(&f).kind, ErrorKind::BadBinding { symbol: 0, value: 3 });
+
+    let mut f = good.clone();
+    write_le(&mut f, 174, 8, 7); // value past the 6 bytes of code
+    assert_eq!(parse_err(&f).kind, ErrorKind::SymbolOutsideCode { symbol: 0 });
+
+    let mut f = good.clone();
+    write_le(&mut f, 48, 8, 6); // entry point at the end of the code
+    assert_eq!(parse_err(&f).kind, ErrorKind::EntryOutsideCode { entry: 6, code_size: 6 });
+
+    let mut f = good.clone();
+    f[12] = 1; // zstd
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::UnsupportedCompression { method: 1 }, 12));
+
+    let mut f = good;
+    f[0] = b'X';
+    assert_eq!(parse_err(&f).kind, ErrorKind::BadMagic);
+    assert_eq!(parse_err(&[0; 10]).kind, ErrorKind::FileTooSmall { len: 10 });
+}
+
+#[test]
+fn relocation_corruptions_give_their_specific_error() {
+    let good = r96_with_reloc();
+    let module = Module::parse(&good).unwrap();
+    let rela = module.sections().find(|s| s.name == b".rela").unwrap().file_offset as usize;
+
+    let mut f = good.clone();
+    write_le(&mut f, rela, 8, 3); // 4 bytes at 3 overrun the 6 bytes of code
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::RelocationOutsideCode { relocation: 0 }, rela as u64));
+
+    let mut f = good.clone();
+    write_le(&mut f, rela, 8, u64::MAX - 1); // offset + width overflows
+    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationOutsideCode { relocation: 0 });
+
+    let mut f = good.clone();
+    write_le(&mut f, rela + 8, 4, 1);
+    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationBadSymbol { relocation: 0, symbol: 1 });
+
+    let mut f = good.clone();
+    f[rela + 12] = 10;
+    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationBadKind { relocation: 0, wire: 10 });
+
+    // The three bytes after the kind are padding that older loaders read as a u32: ignored.
+    let mut f = good.clone();
+    f[rela + 13] = 0xAA;
+    assert!(Module::parse(&f).is_ok());
+
+    // A relocation section whose size is not a multiple of 24.
+    let d = Dialect::R96;
+    let st = 96 + d.section_entry_size(); // second entry: .rela
+    let mut f = good;
+    write_le(&mut f, st + 16, 8, 23);
+    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationSectionSize { index: 1 });
+}
+
+#[test]
+fn s128_wire_zero_and_aarch64_kinds_are_invalid() {
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b"code", &samples::RETURN_42);
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_raw_relocation(0, main, 0, 0);
+    assert_eq!(parse_err(&b.build().unwrap()).kind, ErrorKind::RelocationBadKind { relocation: 0, wire: 0 });
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b"code", &samples::RETURN_42);
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_raw_relocation(0, main, 6, 0);
+    assert_eq!(parse_err(&b.build().unwrap()).kind, ErrorKind::RelocationBadKind { relocation: 0, wire: 6 });
+}
+
+#[test]
+fn note_and_template_corruptions_give_their_specific_error() {
+    let file = samples::rich(Dialect::R96);
+    let module = Module::parse(&file).unwrap();
+    let note_text = module.note_sdn_text().unwrap();
+    let note_at = note_text.as_ptr() as usize - file.as_ptr() as usize;
+    let term = note_at + note_text.len() + 1; // "# END_NOTE"
+    let mut f = file.clone();
+    f[term + 2] = b'X';
+    assert_eq!(parse_err(&f).kind, ErrorKind::NoteUnterminated);
+    let mut f = file.clone();
+    f[note_at + 3] = 0xFF;
+    assert_eq!(parse_err(&f).kind, ErrorKind::NoteNotUtf8);
+
+    let tc = module.sections().find(|s| s.name == b"template_code").unwrap().file_offset as usize;
+    let mut f = file.clone();
+    f[tc] = b'X';
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::TemplateBadMagic, tc as u64));
+    let mut f = file.clone();
+    f[tc + 10] = 9; // first entry's kind
+    assert!(matches!(parse_err(&f).kind, ErrorKind::TemplateOffsetOutOfBounds { .. }));
+
+    let tm = module.sections().find(|s| s.name == b"template_meta").unwrap().file_offset as usize;
+    let mut f = file;
+    write_le(&mut f, tm + 6, 4, u64::from(u32::MAX)); // a huge function count
+    assert_eq!(parse_err(&f).kind, ErrorKind::TemplateTruncated);
+}
+
+#[test]
+fn errors_display_what_and_where() {
+    let mut f = samples::return_42(Dialect::R96);
+    f[166] = 9;
+    let text = parse_err(&f).to_string();
+    assert_eq!(text, "symbol 0: unknown symbol type 9 (at byte offset 166)");
+}
