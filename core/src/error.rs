@@ -206,10 +206,9 @@ impl fmt::Display for ErrorKind {
             FileTooSmall { len } => write!(f, "file of {len} bytes is smaller than any SMF header"),
             BadMagic => f.write_str("no SMF magic at offset 0 or in a trailer"),
             UnsupportedCompression { method } => write!(f, "compression method {method} is not supported"),
-            StubOutOfBounds { stub_size, data_offset } => write!(
-                f,
-                "stub_size {stub_size} / smf_data_offset {data_offset} point past the SMF data"
-            ),
+            StubOutOfBounds { stub_size, data_offset } => {
+                write!(f, "stub_size {stub_size} / smf_data_offset {data_offset} point past the SMF data")
+            }
             SectionTableOutOfBounds { count } => {
                 write!(f, "section table of {count} entries does not fit in the file")
             }
@@ -226,48 +225,41 @@ impl fmt::Display for ErrorKind {
             ImageTooLarge { bytes, limit } => {
                 write!(f, "code and data need {bytes} bytes, over the limit of {limit}")
             }
-            RelocationSectionSize { index } => write!(
-                f,
-                "section {index}: relocation section size is not a multiple of 24"
-            ),
+            RelocationSectionSize { index } => {
+                write!(f, "section {index}: relocation section size is not a multiple of 24")
+            }
             NameOutOfBounds { symbol } => write!(f, "symbol {symbol}: name offset outside the string table"),
             NameUnterminated { symbol } => write!(f, "symbol {symbol}: name is not NUL-terminated"),
             BadSymbolType { symbol, value } => write!(f, "symbol {symbol}: unknown symbol type {value}"),
             BadBinding { symbol, value } => write!(f, "symbol {symbol}: unknown binding {value}"),
             SymbolOutsideCode { symbol } => write!(f, "symbol {symbol}: value and size lie outside the code"),
-            SymbolOutsideSection { symbol, section } => write!(
-                f,
-                "symbol {symbol}: value and size lie outside its section {section}"
-            ),
-            BadSymbolSection { symbol, section } => write!(
-                f,
-                "symbol {symbol}: defining section {section} does not exist or holds no data"
-            ),
-            EntryOutsideCode { entry, code_size } => write!(
-                f,
-                "entry point {entry:#x} is outside the code ({code_size} bytes)"
-            ),
+            SymbolOutsideSection { symbol, section } => {
+                write!(f, "symbol {symbol}: value and size lie outside its section {section}")
+            }
+            BadSymbolSection { symbol, section } => {
+                write!(f, "symbol {symbol}: defining section {section} does not exist or holds no data")
+            }
+            EntryOutsideCode { entry, code_size } => {
+                write!(f, "entry point {entry:#x} is outside the code ({code_size} bytes)")
+            }
             RelocationOutsideCode { relocation } => {
                 write!(f, "relocation {relocation}: patched bytes lie outside the code")
             }
-            RelocationBadSymbol { relocation, symbol } => write!(
-                f,
-                "relocation {relocation}: symbol index {symbol} is past the symbol table"
-            ),
-            RelocationBadKind { relocation, wire } => write!(
-                f,
-                "relocation {relocation}: kind {wire} is not defined for this dialect"
-            ),
+            RelocationBadSymbol { relocation, symbol } => {
+                write!(f, "relocation {relocation}: symbol index {symbol} is past the symbol table")
+            }
+            RelocationBadKind { relocation, wire } => {
+                write!(f, "relocation {relocation}: kind {wire} is not defined for this dialect")
+            }
             NoteOutOfBounds => f.write_str("note.sdn text lies outside the file"),
             NoteUnterminated => f.write_str("note.sdn text has no `# END_NOTE` terminator"),
             NoteNotUtf8 => f.write_str("note.sdn text is not UTF-8"),
             TemplateBadMagic => f.write_str("template section has a bad magic"),
             TemplateTruncated => f.write_str("template data ends in the middle of a field"),
             TemplateBadKind { value } => write!(f, "template kind {value} is unknown"),
-            TemplateOffsetOutOfBounds { symbol } => write!(
-                f,
-                "symbol {symbol}: template_offset does not point at a template entry"
-            ),
+            TemplateOffsetOutOfBounds { symbol } => {
+                write!(f, "symbol {symbol}: template_offset does not point at a template entry")
+            }
         }
     }
 }

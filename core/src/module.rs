@@ -17,9 +17,7 @@
 use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kinds::{
-    Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, SYMBOL_FLAG_TEMPLATE,
-};
+use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, SYMBOL_FLAG_TEMPLATE};
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
 use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
@@ -319,10 +317,9 @@ impl<'a> Module<'a> {
         let header_size = dialect.header_size() as u64;
         let header_offset = match candidate.placement {
             HeaderPlacement::Start => 0,
-            HeaderPlacement::Trailer => file_len.checked_sub(header_size).ok_or(Error::new(
-                ErrorKind::FileTooSmall { len: file_len },
-                0,
-            ))?,
+            HeaderPlacement::Trailer => file_len
+                .checked_sub(header_size)
+                .ok_or(Error::new(ErrorKind::FileTooSmall { len: file_len }, 0))?,
         };
         let header_range = range_within(header_offset, header_size, file_len)
             .ok_or(Error::new(ErrorKind::FileTooSmall { len: file_len }, 0))?;
@@ -357,27 +354,23 @@ impl<'a> Module<'a> {
             let len = u64::from(count).checked_mul(entry as u64)?;
             range_within(start, len, region_end)
         };
-        let section_range = table(
-            header.section_table_offset,
-            header.section_count,
-            dialect.section_entry_size(),
-        )
-        .ok_or(Error::new(
-            ErrorKind::SectionTableOutOfBounds { count: header.section_count },
-            base.saturating_add(header.section_table_offset),
-        ))?;
-        let symbol_range = table(
-            header.symbol_table_offset,
-            header.symbol_count,
-            dialect.symbol_entry_size(),
-        )
-        .ok_or(Error::new(
-            ErrorKind::SymbolTableOutOfBounds { count: header.symbol_count },
-            base.saturating_add(header.symbol_table_offset),
-        ))?;
+        let section_range =
+            table(header.section_table_offset, header.section_count, dialect.section_entry_size()).ok_or(
+                Error::new(
+                    ErrorKind::SectionTableOutOfBounds { count: header.section_count },
+                    base.saturating_add(header.section_table_offset),
+                ),
+            )?;
+        let symbol_range =
+            table(header.symbol_table_offset, header.symbol_count, dialect.symbol_entry_size()).ok_or(
+                Error::new(
+                    ErrorKind::SymbolTableOutOfBounds { count: header.symbol_count },
+                    base.saturating_add(header.symbol_table_offset),
+                ),
+            )?;
         // The string table runs from the end of the symbol table to the header or EOF.
         let strings_start = symbol_range.end;
-        let strings = file.get(strings_start..region_end as usize).unwrap_or(&[]);
+        let strings = slice_between(file, strings_start as u64, region_end);
 
         let mut module = Module {
             file,
@@ -424,8 +417,7 @@ impl<'a> Module<'a> {
             }
             match section.section_type {
                 SectionType::Code => {
-                    code_size =
-                        code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
+                    code_size = code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
                 }
                 t if t.is_data() => {
                     if !DataLayout::alignment_ok(section.alignment) {
@@ -438,24 +430,23 @@ impl<'a> Module<'a> {
                 }
                 SectionType::Relocations => {
                     if section.size % RELOCATION_ENTRY_SIZE as u64 != 0 {
-                        return Err(Error::new(
-                            ErrorKind::RelocationSectionSize { index },
-                            entry_offset,
-                        ));
+                        return Err(Error::new(ErrorKind::RelocationSectionSize { index }, entry_offset));
                     }
                     relocations += section.size / RELOCATION_ENTRY_SIZE as u64;
                 }
                 SectionType::TemplateCode if self.template_code.is_none() => {
-                    self.template_code = Some(TemplateCode::parse(section.data).map_err(|kind| {
-                        Error::new(kind, section.file_offset)
-                    })?);
+                    self.template_code = Some(
+                        TemplateCode::parse(section.data)
+                            .map_err(|kind| Error::new(kind, section.file_offset))?,
+                    );
                 }
                 SectionType::TemplateMeta
                     if self.template_meta.is_none() && section.name == TEMPLATE_META_SECTION =>
                 {
-                    self.template_meta = Some(TemplateMeta::parse(section.data).map_err(|kind| {
-                        Error::new(kind, section.file_offset)
-                    })?);
+                    self.template_meta = Some(
+                        TemplateMeta::parse(section.data)
+                            .map_err(|kind| Error::new(kind, section.file_offset))?,
+                    );
                 }
                 _ => {}
             }
@@ -483,9 +474,8 @@ impl<'a> Module<'a> {
             .checked_add(offset)
             .filter(|&s| s <= self.region_end)
             .ok_or(Error::new(ErrorKind::NoteOutOfBounds, self.base.saturating_add(offset)))?;
-        let region = &self.file[start as usize..self.region_end as usize];
-        let text = note_sdn::terminated_text(region)
-            .ok_or(Error::new(ErrorKind::NoteUnterminated, start))?;
+        let region = slice_between(self.file, start, self.region_end);
+        let text = note_sdn::terminated_text(region).ok_or(Error::new(ErrorKind::NoteUnterminated, start))?;
         core::str::from_utf8(text).map_err(|_| Error::new(ErrorKind::NoteNotUtf8, start))
     }
 
@@ -493,10 +483,7 @@ impl<'a> Module<'a> {
         let entry = self.header.entry_point;
         if self.header.is_executable() && entry >= self.code_size {
             let at = self.header_offset + crate::wire::header::fields(self.dialect).entry_point as u64;
-            return Err(Error::new(
-                ErrorKind::EntryOutsideCode { entry, code_size: self.code_size },
-                at,
-            ));
+            return Err(Error::new(ErrorKind::EntryOutsideCode { entry, code_size: self.code_size }, at));
         }
         Ok(())
     }
@@ -599,11 +586,8 @@ impl<'a> Module<'a> {
         } else {
             declared
         };
-        let target = if is_template {
-            SymbolTarget::None
-        } else {
-            self.symbol_target(index, at, kind, &view)?
-        };
+        let target =
+            if is_template { SymbolTarget::None } else { self.symbol_target(index, at, kind, &view)? };
         let symbol = Symbol {
             index,
             name,
@@ -907,6 +891,14 @@ impl<'a> Module<'a> {
     /// The template entry of the template symbol named `name`.
     pub fn template_by_name(&self, name: &[u8]) -> Option<TemplateEntry<'a>> {
         self.symbols().find(|s| s.is_template() && s.name == name).and_then(|s| self.template_of(&s))
+    }
+}
+
+/// `file[start..end]`, empty if that is not a range inside the file.
+fn slice_between(file: &[u8], start: u64, end: u64) -> &[u8] {
+    match end.checked_sub(start).and_then(|len| range_within(start, len, file.len() as u64)) {
+        Some(range) => &file[range],
+        None => &[],
     }
 }
 

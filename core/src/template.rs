@@ -178,15 +178,7 @@ impl<'a> TemplateCode<'a> {
             }
             extra.split_at(cursor.position())
         };
-        Ok(TemplateEntry {
-            offset,
-            kind,
-            name,
-            param_count,
-            params,
-            body,
-            bytes: &self.bytes[start..end],
-        })
+        Ok(TemplateEntry { offset, kind, name, param_count, params, body, bytes: &self.bytes[start..end] })
     }
 
     /// The entries read one after another in the short form, as the older reader does.

@@ -1,7 +1,12 @@
 //! Shared helpers for the integration tests: fixtures and an allocation counter.
 
+// Casts here are of test and tool values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+
+use std::time::Duration;
 
 use smf_core::write::samples;
 use smf_core::Dialect;
@@ -77,4 +82,10 @@ unsafe impl GlobalAlloc for CountingAllocator {
 /// Allocations made by this thread so far (counts only where `CountingAllocator` is installed).
 pub fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+/// CPU time this thread has used: unlike wall-clock time, unaffected by other processes.
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
 }

@@ -1,13 +1,15 @@
 //! Reading and writing real SMF files: the spec's reference modules, round trips through the
 //! writer for every dialect, stubs, detection and dialect overrides.
 
+// Casts here are of test and tool values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+
 use smf_core::kinds::{FLAG_EXECUTABLE, FLAG_HAS_STUB};
 use smf_core::module::{DataRegion, SymbolTarget};
 use smf_core::template::{MetaCategory, TemplateKind};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::{
-    Binding, Dialect, ErrorKind, HeaderPlacement, Module, ParseOptions, RelocKind, SectionType,
-    SymbolKind,
+    Binding, Dialect, ErrorKind, HeaderPlacement, Module, ParseOptions, RelocKind, SectionType, SymbolKind,
 };
 use smf_tests::{stubbed, CountingAllocator, SHEBANG};
 
@@ -30,7 +32,7 @@ fn hand_r96() -> Vec<u8> {
     put(&mut f, 32, 158, 8); // symbol_table_offset
     put(&mut f, 40, 1, 4); // symbol_count
     put(&mut f, 44, 1, 4); // exported_count
-    // section entry at 96: code, flags r-x, at 152, 6 bytes, alignment 8, ".text"
+                           // section entry at 96: code, flags r-x, at 152, 6 bytes, alignment 8, ".text"
     f[96] = 1;
     put(&mut f, 100, 5, 4);
     put(&mut f, 104, 152, 8);
@@ -247,8 +249,16 @@ fn every_dialect_round_trips_through_the_writer() {
             let sym = module.symbols().find(|s| s.name == b"map").unwrap();
             assert_eq!((sym.template_param_count, sym.target), (2, SymbolTarget::None));
         }
-        let meta: Vec<_> = module.template_meta().unwrap().entries().map(|e| (e.category, e.name, e.specializations)).collect();
-        assert_eq!(meta, [(MetaCategory::Functions, &b"map"[..], 0), (MetaCategory::Structs, &b"List"[..], 2)]);
+        let meta: Vec<_> = module
+            .template_meta()
+            .unwrap()
+            .entries()
+            .map(|e| (e.category, e.name, e.specializations))
+            .collect();
+        assert_eq!(
+            meta,
+            [(MetaCategory::Functions, &b"map"[..], 0), (MetaCategory::Structs, &b"List"[..], 2)]
+        );
     }
 }
 
@@ -265,7 +275,8 @@ fn short_form_templates_are_read_in_sequence() {
     let module = Module::parse(&file).unwrap();
     let code = module.template_code().unwrap();
     assert!(code.is_short_form());
-    let entries: Vec<_> = code.short_entries().map(|e| e.unwrap()).map(|e| (e.kind, e.name, e.param_count)).collect();
+    let entries: Vec<_> =
+        code.short_entries().map(|e| e.unwrap()).map(|e| (e.kind, e.name, e.param_count)).collect();
     assert_eq!(entries, [(TemplateKind::Enum, &b"Option"[..], 1), (TemplateKind::Trait, &b"Show"[..], 1)]);
 }
 

@@ -1,6 +1,9 @@
 //! note.sdn: every table of the spec's example, quoted and escaped fields, short rows dropped,
 //! and the note found by name inside modules of every dialect.
 
+// Casts here are of test and tool values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+
 use smf_core::note_sdn::{write_quoted, NoteSdn, Table};
 use smf_core::write::{samples, ModuleBuilder};
 use smf_core::{Dialect, Module};
@@ -15,7 +18,14 @@ fn every_table_of_the_spec_example_is_read() {
     let names: Vec<_> = note.tables().map(|t| t.name).collect();
     assert_eq!(
         names,
-        ["instantiations", "possible", "type_inferences", "dependencies", "circular_warnings", "circular_errors"]
+        [
+            "instantiations",
+            "possible",
+            "type_inferences",
+            "dependencies",
+            "circular_warnings",
+            "circular_errors"
+        ]
     );
 
     let inst = note.table("instantiations").unwrap();

@@ -221,6 +221,43 @@ impl<'a> HeaderView<'a> {
     }
 }
 
+/// Writes `header` into `out` (at least the dialect's header size, zeroed by the caller) in
+/// `dialect`'s layout; fields the dialect lacks are skipped.
+pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &crate::module::Header) {
+    let f = fields(dialect);
+    let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, &MAGIC);
+    put(common::VERSION_MAJOR, &[header.version_major]);
+    put(common::VERSION_MINOR, &[header.version_minor]);
+    put(common::PLATFORM, &[header.platform]);
+    put(common::ARCH, &[header.arch]);
+    put(common::FLAGS, &header.flags.to_le_bytes());
+    put(f.section_count, &header.section_count.to_le_bytes());
+    put(f.section_table_offset, &header.section_table_offset.to_le_bytes());
+    put(f.symbol_table_offset, &header.symbol_table_offset.to_le_bytes());
+    put(f.symbol_count, &header.symbol_count.to_le_bytes());
+    put(f.exported_count, &header.exported_count.to_le_bytes());
+    put(f.entry_point, &header.entry_point.to_le_bytes());
+    put(f.module_hash, &header.module_hash.to_le_bytes());
+    put(f.source_hash, &header.source_hash.to_le_bytes());
+    let optional: [(Option<usize>, &[u8]); 9] = [
+        (f.compression, &[header.compression]),
+        (f.compression_level, &[header.compression_level]),
+        (f.stub_size, &header.stub_size.to_le_bytes()),
+        (f.smf_data_offset, &header.smf_data_offset.to_le_bytes()),
+        (f.app_type, &[header.app_type]),
+        (f.window_width, &header.window_width.to_le_bytes()),
+        (f.window_height, &header.window_height.to_le_bytes()),
+        (f.prefetch_hint, &[header.prefetch_hint]),
+        (f.prefetch_file_count, &[header.prefetch_file_count]),
+    ];
+    for (at, bytes) in optional {
+        if let Some(at) = at {
+            put(at, bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,42 +297,5 @@ mod tests {
         assert!(HeaderView::new_checked(&[0; 71], Dialect::R72).is_none());
         assert!(HeaderView::new_checked(&[0; 72], Dialect::R72).is_some());
         assert_eq!(HeaderView::new_unchecked(&[0; 72], Dialect::R72).stub_size(), None);
-    }
-}
-
-/// Writes `header` into `out` (at least the dialect's header size, zeroed by the caller) in
-/// `dialect`'s layout; fields the dialect lacks are skipped.
-pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &crate::module::Header) {
-    let f = fields(dialect);
-    let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
-    put(0, &MAGIC);
-    put(common::VERSION_MAJOR, &[header.version_major]);
-    put(common::VERSION_MINOR, &[header.version_minor]);
-    put(common::PLATFORM, &[header.platform]);
-    put(common::ARCH, &[header.arch]);
-    put(common::FLAGS, &header.flags.to_le_bytes());
-    put(f.section_count, &header.section_count.to_le_bytes());
-    put(f.section_table_offset, &header.section_table_offset.to_le_bytes());
-    put(f.symbol_table_offset, &header.symbol_table_offset.to_le_bytes());
-    put(f.symbol_count, &header.symbol_count.to_le_bytes());
-    put(f.exported_count, &header.exported_count.to_le_bytes());
-    put(f.entry_point, &header.entry_point.to_le_bytes());
-    put(f.module_hash, &header.module_hash.to_le_bytes());
-    put(f.source_hash, &header.source_hash.to_le_bytes());
-    let optional: [(Option<usize>, &[u8]); 9] = [
-        (f.compression, &[header.compression]),
-        (f.compression_level, &[header.compression_level]),
-        (f.stub_size, &header.stub_size.to_le_bytes()),
-        (f.smf_data_offset, &header.smf_data_offset.to_le_bytes()),
-        (f.app_type, &[header.app_type]),
-        (f.window_width, &header.window_width.to_le_bytes()),
-        (f.window_height, &header.window_height.to_le_bytes()),
-        (f.prefetch_hint, &[header.prefetch_hint]),
-        (f.prefetch_file_count, &[header.prefetch_file_count]),
-    ];
-    for (at, bytes) in optional {
-        if let Some(at) = at {
-            put(at, bytes);
-        }
     }
 }

@@ -85,32 +85,6 @@ impl<'a> SectionView<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sixteen_byte_names_need_no_nul() {
-        let mut entry = [0u8; 56];
-        entry[40..56].copy_from_slice(b"abcdefghijklmnop");
-        let view = SectionView::new_checked(&entry, Dialect::R96).unwrap();
-        assert_eq!(view.name(), b"abcdefghijklmnop");
-        entry[44] = 0;
-        assert_eq!(SectionView::new_checked(&entry, Dialect::R96).unwrap().name(), b"abcd");
-    }
-
-    #[test]
-    fn alignment_width_depends_on_dialect() {
-        let mut entry = [0u8; 64];
-        entry[32..40].copy_from_slice(&0x1_0000_0010u64.to_le_bytes());
-        assert_eq!(SectionView::new_checked(&entry, Dialect::S128).unwrap().alignment(), 0x10);
-        assert_eq!(
-            SectionView::new_checked(&entry[..56], Dialect::R72).unwrap().alignment(),
-            0x1_0000_0010
-        );
-    }
-}
-
 /// The fields of one section entry, for [`encode`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SectionFields<'a> {
@@ -135,12 +109,35 @@ pub(crate) fn encode(out: &mut [u8], dialect: Dialect, s: &SectionFields<'_>) {
     let name = &s.name[..s.name.len().min(field::NAME_LEN)];
     match dialect {
         Dialect::S128 => {
-            put(field::ALIGNMENT, &(s.alignment as u32).to_le_bytes());
+            put(field::ALIGNMENT, &u32::try_from(s.alignment).unwrap_or(u32::MAX).to_le_bytes());
             put(field::S128_NAME, name);
         }
         Dialect::R96 | Dialect::R72 => {
             put(field::ALIGNMENT, &s.alignment.to_le_bytes());
             put(field::R_NAME, name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixteen_byte_names_need_no_nul() {
+        let mut entry = [0u8; 56];
+        entry[40..56].copy_from_slice(b"abcdefghijklmnop");
+        let view = SectionView::new_checked(&entry, Dialect::R96).unwrap();
+        assert_eq!(view.name(), b"abcdefghijklmnop");
+        entry[44] = 0;
+        assert_eq!(SectionView::new_checked(&entry, Dialect::R96).unwrap().name(), b"abcd");
+    }
+
+    #[test]
+    fn alignment_width_depends_on_dialect() {
+        let mut entry = [0u8; 64];
+        entry[32..40].copy_from_slice(&0x1_0000_0010u64.to_le_bytes());
+        assert_eq!(SectionView::new_checked(&entry, Dialect::S128).unwrap().alignment(), 0x10);
+        assert_eq!(SectionView::new_checked(&entry[..56], Dialect::R72).unwrap().alignment(), 0x1_0000_0010);
     }
 }

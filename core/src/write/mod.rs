@@ -22,18 +22,18 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::kinds::{
-    Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN,
-    FLAG_HAS_STUB, SECTION_EXEC, SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+    Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN, FLAG_HAS_STUB,
+    SECTION_EXEC, SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
 };
 use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
 use crate::template::{
     MetaCategory, TemplateKind, TEMPLATE_CODE_HEADER, TEMPLATE_CODE_MAGIC, TEMPLATE_META_MAGIC,
 };
+use crate::wire::header;
 use crate::wire::relocation::{self, RELOCATION_ENTRY_SIZE};
 use crate::wire::section::{self, SectionFields};
 use crate::wire::symbol::{self, SymbolFields};
-use crate::wire::header;
 use crate::{Dialect, HeaderPlacement};
 
 /// Why a module could not be written.
@@ -208,8 +208,11 @@ pub struct ModuleBuilder {
     note_sdn: Option<Vec<u8>>,
     templates: Vec<TemplateSpec>,
     short_form_templates: bool,
-    template_meta: Option<[Vec<(Vec<u8>, u32)>; 4]>,
+    template_meta: Option<MetaEntries>,
 }
+
+/// Template-meta entries per category: (name, specialization count).
+type MetaEntries = [Vec<(Vec<u8>, u32)>; 4];
 
 impl ModuleBuilder {
     /// A builder with the header values the dialect's writer uses: Linux, x86-64, version 1.1
@@ -283,7 +286,7 @@ impl ModuleBuilder {
     /// Adds a section; returns its index.
     pub fn add_section(&mut self, spec: SectionSpec) -> u32 {
         self.sections.push(spec);
-        (self.sections.len() - 1) as u32
+        sat_u32(self.sections.len() - 1)
     }
 
     /// Adds a code section with the writers' alignment (16).
@@ -319,7 +322,7 @@ impl ModuleBuilder {
     /// Adds a symbol; returns its index.
     pub fn add_symbol(&mut self, spec: SymbolSpec) -> u32 {
         self.symbols.push(spec);
-        (self.symbols.len() - 1) as u32
+        sat_u32(self.symbols.len() - 1)
     }
 
     /// Adds a relocation (the kind must exist in the dialect, checked by `build`).
@@ -351,7 +354,7 @@ impl ModuleBuilder {
     /// Adds a template entry and a global template symbol pointing at it.
     pub fn add_template_symbol(&mut self, spec: TemplateSpec) -> u32 {
         let name = spec.name.clone();
-        let params = spec.params.len() as u8;
+        let params = sat_u8(spec.params.len());
         let kind = match spec.kind {
             TemplateKind::Function => SymbolKind::Function,
             TemplateKind::Trait => SymbolKind::Trait,
@@ -373,7 +376,12 @@ impl ModuleBuilder {
     }
 
     /// Adds a template-meta entry.
-    pub fn add_template_meta(&mut self, category: MetaCategory, name: &[u8], specializations: u32) -> &mut Self {
+    pub fn add_template_meta(
+        &mut self,
+        category: MetaCategory,
+        name: &[u8],
+        specializations: u32,
+    ) -> &mut Self {
         let meta = self.template_meta.get_or_insert_with(Default::default);
         let slot = MetaCategory::ALL.iter().position(|&c| c == category).unwrap_or(0);
         meta[slot].push((name.to_vec(), specializations));
@@ -383,7 +391,7 @@ impl ModuleBuilder {
     fn template_entry(&self, spec: &TemplateSpec) -> Vec<u8> {
         let mut out = vec![spec.kind.to_wire()];
         push_text(&mut out, &spec.name);
-        out.push(spec.params.len() as u8);
+        out.push(sat_u8(spec.params.len()));
         if !self.short_form_templates {
             for param in &spec.params {
                 push_text(&mut out, param);
@@ -400,18 +408,18 @@ impl ModuleBuilder {
     fn template_code(&self) -> Vec<u8> {
         let mut out = TEMPLATE_CODE_MAGIC.to_vec();
         out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&(self.templates.len() as u32).to_le_bytes());
+        out.extend_from_slice(&sat_u32(self.templates.len()).to_le_bytes());
         for spec in &self.templates {
             out.extend_from_slice(&self.template_entry(spec));
         }
         out
     }
 
-    fn template_meta_bytes(meta: &[Vec<(Vec<u8>, u32)>; 4]) -> Vec<u8> {
+    fn template_meta_bytes(meta: &MetaEntries) -> Vec<u8> {
         let mut out = TEMPLATE_META_MAGIC.to_vec();
         out.extend_from_slice(&1u16.to_le_bytes());
         for category in meta {
-            out.extend_from_slice(&(category.len() as u32).to_le_bytes());
+            out.extend_from_slice(&sat_u32(category.len()).to_le_bytes());
         }
         for (name, specializations) in meta.iter().flatten() {
             push_text(&mut out, name);
@@ -426,11 +434,17 @@ impl ModuleBuilder {
         let mut all: Vec<(SectionSpec, bool)> = self.sections.iter().cloned().map(|s| (s, false)).collect();
         if !self.templates.is_empty() {
             let data = self.template_code();
-            all.push((SectionSpec::new(SectionType::TemplateCode, b"template_code", SECTION_READ, data, 1), false));
+            all.push((
+                SectionSpec::new(SectionType::TemplateCode, b"template_code", SECTION_READ, data, 1),
+                false,
+            ));
         }
         if let Some(meta) = &self.template_meta {
             let data = Self::template_meta_bytes(meta);
-            all.push((SectionSpec::new(SectionType::TemplateMeta, TEMPLATE_META_SECTION, SECTION_READ, data, 1), false));
+            all.push((
+                SectionSpec::new(SectionType::TemplateMeta, TEMPLATE_META_SECTION, SECTION_READ, data, 1),
+                false,
+            ));
         }
         if let Some(text) = &self.note_sdn {
             let mut data = text.clone();
@@ -439,12 +453,17 @@ impl ModuleBuilder {
             }
             data.extend_from_slice(TERMINATOR);
             data.push(b'\n');
-            all.push((SectionSpec::new(SectionType::TemplateMeta, NOTE_SDN_SECTION, SECTION_READ, data, 1), true));
+            all.push((
+                SectionSpec::new(SectionType::TemplateMeta, NOTE_SDN_SECTION, SECTION_READ, data, 1),
+                true,
+            ));
         }
         if !self.relocations.is_empty() {
             let mut data = vec![0u8; self.relocations.len() * RELOCATION_ENTRY_SIZE];
             for (r, out) in self.relocations.iter().zip(data.chunks_exact_mut(RELOCATION_ENTRY_SIZE)) {
-                let wire = r.wire.map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
+                let wire = r
+                    .wire
+                    .map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
                 relocation::encode(out, r.offset, r.symbol, wire, r.addend);
             }
             all.push((SectionSpec::new(SectionType::Relocations, b".rela", 0, data, 8), false));
@@ -459,7 +478,7 @@ impl ModuleBuilder {
         let mut offsets = Vec::with_capacity(self.symbols.len());
         for (i, symbol) in self.symbols.iter().enumerate() {
             if symbol.name.contains(&0) {
-                return Err(BuildError::NameHasNul { symbol: i as u32 });
+                return Err(BuildError::NameHasNul { symbol: sat_u32(i) });
             }
             let offset = match seen.get(symbol.name.as_slice()) {
                 Some(&offset) => offset,
@@ -479,7 +498,9 @@ impl ModuleBuilder {
     fn symbol_table(&self, name_offsets: &[u32]) -> Vec<u8> {
         let size = self.dialect.symbol_entry_size();
         let mut out = vec![0u8; self.symbols.len() * size];
-        for ((spec, &name_offset), entry) in self.symbols.iter().zip(name_offsets).zip(out.chunks_exact_mut(size)) {
+        for ((spec, &name_offset), entry) in
+            self.symbols.iter().zip(name_offsets).zip(out.chunks_exact_mut(size))
+        {
             let fields = SymbolFields {
                 name_offset,
                 name_hash: spec.stored_hash.unwrap_or_else(|| crate::fnv1a(&spec.name)),
@@ -490,7 +511,7 @@ impl ModuleBuilder {
                 value: spec.value,
                 size: spec.size,
                 template_param_count: spec.template_param_count,
-                section_index: spec.section.map_or(0, |s| (s + 1) as u16),
+                section_index: spec.section.map_or(0, |s| u16::try_from(s + 1).unwrap_or(u16::MAX)),
                 template_offset: spec.template_offset,
             };
             symbol::encode(entry, self.dialect, &fields);
@@ -498,8 +519,32 @@ impl ModuleBuilder {
         out
     }
 
+    /// Fails if a count or value does not fit the field the format gives it.
+    fn check_limits(&self) -> Result<(), BuildError> {
+        let u32_max = u32::MAX as usize;
+        let too_many = self.sections.len() + 4 > u32_max
+            || self.symbols.len() > u32_max
+            || self.templates.len() > u32_max
+            || self.templates.iter().any(|t| t.params.len() > usize::from(u8::MAX) || t.name.len() > u32_max)
+            || self.templates.iter().flat_map(|t| &t.params).any(|p| p.len() > u32_max)
+            || self
+                .template_meta
+                .iter()
+                .flatten()
+                .any(|c| c.len() > u32_max || c.iter().any(|(n, _)| n.len() > u32_max))
+            || self.symbols.iter().any(|s| s.section.is_some_and(|i| i >= u32::from(u16::MAX)))
+            || (self.dialect == Dialect::S128
+                && self.sections.iter().any(|s| s.alignment > u64::from(u32::MAX)));
+        if too_many {
+            Err(BuildError::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Writes the module.
     pub fn build(&self) -> Result<Vec<u8>, BuildError> {
+        self.check_limits()?;
         let dialect = self.dialect;
         match (dialect, self.placement) {
             (Dialect::S128, HeaderPlacement::Start) | (Dialect::R72, HeaderPlacement::Trailer) => {
@@ -536,7 +581,7 @@ impl ModuleBuilder {
                 section_table_at = body.len();
                 body.resize(body.len() + section_table_len, 0);
                 for (spec, _) in &sections {
-                    let align = spec.alignment.max(1) as usize;
+                    let align = usize::try_from(spec.alignment.max(1)).map_err(|_| BuildError::TooLarge)?;
                     let at = body.len().div_ceil(align) * align;
                     body.resize(at, 0);
                     payload_offsets.push(at as u64);
@@ -570,11 +615,12 @@ impl ModuleBuilder {
         h.section_table_offset = section_table_at as u64;
         h.symbol_table_offset = symbol_table_at as u64;
         h.symbol_count = u32::try_from(self.symbols.len()).map_err(|_| BuildError::TooLarge)?;
-        h.exported_count = self
+        let h_exported = self
             .symbols
             .iter()
             .filter(|s| s.binding != Binding::Local && s.kind != SymbolKind::Import)
-            .count() as u32;
+            .count();
+        h.exported_count = sat_u32(h_exported);
         if let Some(entry) = self.entry_point {
             h.flags |= FLAG_EXECUTABLE;
             h.entry_point = entry;
@@ -607,7 +653,17 @@ impl ModuleBuilder {
     }
 }
 
+/// `n` as a `u32`, saturating; `ModuleBuilder::check_limits` guarantees it fits where it matters.
+fn sat_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// `n` as a `u8`, saturating; `ModuleBuilder::check_limits` guarantees it fits where it matters.
+fn sat_u8(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
 fn push_text(out: &mut Vec<u8>, text: &[u8]) {
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sat_u32(text.len()).to_le_bytes());
     out.extend_from_slice(text);
 }

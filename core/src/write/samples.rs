@@ -135,7 +135,8 @@ pub fn large(dialect: Dialect, symbols: u32, relocations: u32) -> Vec<u8> {
     let slots = code_len / 4;
     for i in 0..u64::from(relocations) {
         let offset = (i % slots) * 4;
-        b.add_relocation(offset, (i % u64::from(symbols.max(1))) as u32, RelocKind::Pc32, -4);
+        let symbol = u32::try_from(i % u64::from(symbols.max(1))).unwrap_or(0);
+        b.add_relocation(offset, symbol, RelocKind::Pc32, -4);
     }
     b.build().unwrap_or_default()
 }

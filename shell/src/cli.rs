@@ -1,0 +1,176 @@
+//! The `smf` command line: argument parsing and the subcommands.
+//!
+//! Exit codes: 0 success, 1 a module (or file) is bad, 2 usage error. Output errors (a closed
+//! pipe) are ignored rather than panicking.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
+use smf_core::{Dialect, Module, ParseOptions};
+
+use crate::inspect;
+
+const USAGE: &str = "\
+usage: smf <command> [options]
+
+commands:
+  inspect [--json] [--dialect s128|r96|r72] FILE
+        show what is inside a module: header, sections, symbols, relocations,
+        note.sdn tables and templates (--json: one JSON object)
+  verify [--dialect s128|r96|r72] FILE...
+        exit 0 if every FILE is a valid module; otherwise print one line per bad
+        file on stderr (the problem and its byte offset) and exit 1
+  help  show this text
+
+exit status: 0 ok, 1 bad module or file, 2 usage error
+";
+
+/// Exit status for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status when a module or file is bad.
+pub const EXIT_BAD: i32 = 1;
+/// Exit status for usage errors.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Where a command writes: its standard output and error.
+#[allow(missing_debug_implementations)]
+pub struct Io<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error.
+    pub err: &'a mut dyn Write,
+}
+
+impl Io<'_> {
+    fn out(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+    }
+
+    fn err(&mut self, text: &str) {
+        let _ = self.err.write_all(text.as_bytes());
+    }
+
+    fn usage_error(&mut self, message: &str) -> i32 {
+        self.err(&format!("smf: {message}\n\n{USAGE}"));
+        EXIT_USAGE
+    }
+}
+
+/// Runs the tool with `args` (without the program name) on the process's stdout and stderr;
+/// returns the exit status.
+pub fn run(args: &[OsString]) -> i32 {
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    run_with(args, &mut Io { out: &mut out, err: &mut err })
+}
+
+/// Runs the tool with `args`, writing to `io`; returns the exit status.
+pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
+    let args: Vec<String> = match args.iter().map(|a| a.clone().into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => return io.usage_error(&format!("argument is not UTF-8: {bad:?}")),
+    };
+    let Some((command, rest)) = args.split_first() else {
+        return io.usage_error("no command given");
+    };
+    match command.as_str() {
+        "inspect" => inspect_command(rest, io),
+        "verify" => verify_command(rest, io),
+        "help" | "--help" | "-h" => {
+            io.out(USAGE);
+            EXIT_OK
+        }
+        other => io.usage_error(&format!("unknown command `{other}`")),
+    }
+}
+
+/// Options shared by the subcommands.
+#[derive(Debug, Default)]
+struct Options {
+    json: bool,
+    dialect: Option<Dialect>,
+    files: Vec<String>,
+}
+
+fn parse_options(args: &[String], allow_json: bool) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--json" if allow_json => options.json = true,
+            "--dialect" => {
+                let value = iter.next().ok_or("--dialect needs a value (s128, r96 or r72)")?;
+                options.dialect =
+                    Some(Dialect::from_name(value).ok_or(format!("unknown dialect `{value}`"))?);
+            }
+            "--" => options.files.extend(iter.by_ref().cloned()),
+            flag if flag.starts_with("--") => return Err(format!("unknown option `{flag}`")),
+            file => options.files.push(file.to_owned()),
+        }
+    }
+    Ok(options)
+}
+
+/// Reads `path`, or says why not.
+pub fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(Path::new(path)).map_err(|e| format!("{path}: cannot read: {e}"))
+}
+
+fn parse_options_for(dialect: Option<Dialect>) -> ParseOptions {
+    ParseOptions { dialect, ..ParseOptions::default() }
+}
+
+fn inspect_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    let options = match parse_options(args, true) {
+        Ok(o) => o,
+        Err(message) => return io.usage_error(&message),
+    };
+    let [file] = options.files.as_slice() else {
+        return io.usage_error("inspect takes exactly one FILE");
+    };
+    let bytes = match read_module_file(file) {
+        Ok(b) => b,
+        Err(message) => {
+            io.err(&format!("smf: {message}\n"));
+            return EXIT_BAD;
+        }
+    };
+    match Module::parse_with(&bytes, &parse_options_for(options.dialect)) {
+        Ok(module) => {
+            if options.json {
+                io.out(&(inspect::report_json(&module).render() + "\n"));
+            } else {
+                io.out(&inspect::report_text(&module, file));
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            io.err(&format!("smf: {file}: {e}\n"));
+            EXIT_BAD
+        }
+    }
+}
+
+fn verify_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    let options = match parse_options(args, false) {
+        Ok(o) => o,
+        Err(message) => return io.usage_error(&message),
+    };
+    if options.files.is_empty() {
+        return io.usage_error("verify needs at least one FILE");
+    }
+    let mut status = EXIT_OK;
+    for file in &options.files {
+        let result = read_module_file(file).and_then(|bytes| {
+            Module::parse_with(&bytes, &parse_options_for(options.dialect))
+                .map(|_| ())
+                .map_err(|e| format!("{file}: {e}"))
+        });
+        if let Err(message) = result {
+            io.err(&format!("{message}\n"));
+            status = EXIT_BAD;
+        }
+    }
+    status
+}

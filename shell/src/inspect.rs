@@ -1,0 +1,376 @@
+//! What `smf inspect` shows: a readable report (like `readelf`) and the same as JSON.
+//!
+//! Both renderings walk the same validated [`Module`]; the pieces that need interpretation
+//! (which templates exist, note.sdn rows keyed by column) are computed once here and shared.
+
+use std::fmt::Write as _;
+
+use smf_core::module::SymbolTarget;
+use smf_core::note_sdn::NoteSdn;
+use smf_core::template::TemplateEntry;
+use smf_core::{HeaderPlacement, Module, SectionType};
+
+use crate::json::Json;
+
+/// Names of platform bytes.
+fn platform_name(p: u8) -> &'static str {
+    ["any", "Linux", "Windows", "macOS", "FreeBSD", "bare metal"]
+        .get(usize::from(p))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Names of architecture bytes.
+fn arch_name(a: u8) -> &'static str {
+    ["x86_64", "aarch64", "x86", "arm", "riscv64", "riscv32", "wasm32", "wasm64"]
+        .get(usize::from(a))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Names of the module flags set in `flags`.
+fn flag_names(flags: u32) -> Vec<&'static str> {
+    const NAMES: [(u32, &str); 7] = [
+        (0x01, "executable"),
+        (0x02, "reloadable"),
+        (0x04, "debug-info"),
+        (0x08, "pic"),
+        (0x10, "has-stub"),
+        (0x20, "has-note-sdn"),
+        (0x40, "aspect-pack"),
+    ];
+    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|&(_, name)| name).collect()
+}
+
+fn section_type_name(t: SectionType) -> String {
+    match t {
+        SectionType::Unknown(n) => format!("unknown({n})"),
+        known => {
+            const NAMES: [&str; 16] = [
+                "code",
+                "data",
+                "rodata",
+                "bss",
+                "relocations",
+                "symtab",
+                "strtab",
+                "debug",
+                "type-info",
+                "version",
+                "source-map",
+                "template-code",
+                "template-meta",
+                "driver-manifest",
+                "launch-meta",
+                "aspect-dir",
+            ];
+            NAMES[usize::from(known.to_wire() - 1)].to_owned()
+        }
+    }
+}
+
+fn rwx(flags: u32) -> String {
+    let bit = |mask: u32, c: char| if flags & mask != 0 { c } else { '-' };
+    [bit(1, 'r'), bit(2, 'w'), bit(4, 'x')].iter().collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The templates of a module: through template symbols where there are any, otherwise the
+/// template-code entries read in sequence when the section is exactly short-form entries
+/// (full-form entries cannot be delimited without symbols pointing at them).
+pub fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
+    let through_symbols: Vec<_> = module.symbols().filter_map(|s| module.template_of(&s)).collect();
+    if !through_symbols.is_empty() {
+        return through_symbols;
+    }
+    match module.template_code() {
+        Some(code) if code.is_short_form() => code.short_entries().map_while(Result::ok).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One note.sdn row: `(column, decoded value)` pairs.
+pub type NoteRow = Vec<(String, String)>;
+
+/// The note.sdn tables with their rows keyed by column (fields past the named columns are
+/// keyed `field<N>`); tables that appear twice are merged.
+pub fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
+    let mut tables: Vec<(String, Vec<NoteRow>)> = Vec::new();
+    for table in note.tables() {
+        let columns: Vec<&str> = table.columns().collect();
+        let rows = table.rows().map(|row| {
+            row.fields()
+                .enumerate()
+                .map(|(i, f)| {
+                    (columns.get(i).map_or_else(|| format!("field{i}"), |c| (*c).to_owned()), f.to_text())
+                })
+                .collect()
+        });
+        match tables.iter_mut().find(|(name, _)| name == table.name) {
+            Some((_, existing)) => existing.extend(rows),
+            None => tables.push((table.name.to_owned(), rows.collect())),
+        }
+    }
+    tables
+}
+
+/// The readable report.
+pub fn report_text(module: &Module<'_>, label: &str) -> String {
+    let mut out = String::new();
+    let h = module.header();
+    let placement = match module.placement() {
+        HeaderPlacement::Start => "at offset 0".to_owned(),
+        HeaderPlacement::Trailer => format!("trailer at offset {}", module.header_offset()),
+    };
+    let _ = writeln!(out, "SMF module {label}");
+    let _ = writeln!(out, "  Dialect:        {} (header {placement})", module.dialect());
+    let _ = writeln!(out, "  Version:        {}.{}", h.version_major, h.version_minor);
+    let _ = writeln!(out, "  Platform:       {} ({})", h.platform, platform_name(h.platform));
+    let _ = writeln!(out, "  Arch:           {} ({})", h.arch, arch_name(h.arch));
+    let _ = writeln!(out, "  Flags:          {:#06x} [{}]", h.flags, flag_names(h.flags).join(", "));
+    let entry = if h.is_executable() { format!("{:#x}", h.entry_point) } else { "none".to_owned() };
+    let _ = writeln!(out, "  Entry point:    {entry}");
+    let _ = writeln!(out, "  Stub:           {} bytes, SMF data at {}", h.stub_size, module.data_start());
+    let _ = writeln!(
+        out,
+        "  Image:          code {} bytes, rodata {} bytes, data+bss {} bytes",
+        module.code_size(),
+        module.read_only_size(),
+        module.read_write_size()
+    );
+    let _ = writeln!(out, "  App type:       {}, window {}x{}", h.app_type, h.window_width, h.window_height);
+
+    let _ = writeln!(out, "\nSections ({}):", module.section_count());
+    let _ = writeln!(
+        out,
+        "  [Nr] {:<16} {:<15} Flg {:>10} {:>10} {:>10} Align",
+        "Name", "Type", "Offset", "Size", "VirtSize"
+    );
+    for s in module.sections() {
+        let _ = writeln!(
+            out,
+            "  [{:>2}] {:<16} {:<15} {} {:>#10x} {:>#10x} {:>#10x} {}",
+            s.index,
+            text(s.name),
+            section_type_name(s.section_type),
+            rwx(s.flags),
+            s.offset,
+            s.size,
+            s.virtual_size,
+            s.alignment
+        );
+    }
+
+    let _ = writeln!(out, "\nSymbols ({}):", module.symbol_count());
+    let _ = writeln!(
+        out,
+        "  {:>5} {:>18} {:>8} {:<9} {:<6} Flg  TP Name",
+        "Num", "Value", "Size", "Kind", "Bind"
+    );
+    for s in module.symbols() {
+        let place = match s.target {
+            SymbolTarget::Data { section, .. } => format!(" (in section {section})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:>5} {:>#18x} {:>8} {:<9} {:<6} {:#04x} {:>2} {:?}{place}",
+            s.index,
+            s.value,
+            s.size,
+            s.kind.name(),
+            s.binding.name(),
+            s.flags,
+            s.template_param_count,
+            text(s.name),
+        );
+    }
+
+    let _ = writeln!(out, "\nRelocations ({}):", module.relocation_count());
+    if module.relocation_count() > 0 {
+        let _ = writeln!(out, "  {:>10} {:<26} {:>20} Symbol", "Offset", "Kind", "Addend");
+    }
+    for r in module.relocations() {
+        let name = module.symbol(r.symbol).map(|s| text(s.name)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:>#10x} {:<26} {:>20} {} {:?}",
+            r.offset,
+            r.kind.name(),
+            r.addend,
+            r.symbol,
+            name
+        );
+    }
+
+    match module.note_sdn() {
+        None => {
+            let _ = writeln!(out, "\nnote.sdn: none");
+        }
+        Some(note) => {
+            let _ = writeln!(out, "\nnote.sdn:");
+            for (name, rows) in note_rows(&note) {
+                let _ = writeln!(out, "  {name} ({} rows)", rows.len());
+                for row in rows {
+                    let fields: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                    let _ = writeln!(out, "    {}", fields.join(" "));
+                }
+            }
+        }
+    }
+
+    let templates = templates(module);
+    let _ = writeln!(out, "\nTemplates ({}):", templates.len());
+    for t in &templates {
+        let params: Vec<String> = t.params().map(text).collect();
+        let _ = writeln!(
+            out,
+            "  {:<8} {}<{}> ({} params, {} body bytes, at {:#x})",
+            t.kind.name(),
+            text(t.name),
+            params.join(", "),
+            t.param_count,
+            t.body.len(),
+            t.offset
+        );
+    }
+    if let Some(meta) = module.template_meta() {
+        let _ = writeln!(out, "\nTemplate meta (version {}):", meta.version());
+        for e in meta.entries() {
+            let _ = writeln!(
+                out,
+                "  {:<9} {} ({} specializations)",
+                e.category.name(),
+                text(e.name),
+                e.specializations
+            );
+        }
+    }
+    out
+}
+
+/// The JSON report (keys as documented in the README).
+pub fn report_json(module: &Module<'_>) -> Json {
+    let h = module.header();
+    let sections = module
+        .sections()
+        .map(|s| {
+            Json::object([
+                ("index", Json::U64(u64::from(s.index))),
+                ("name", Json::bytes(s.name)),
+                ("type", Json::U64(u64::from(s.section_type.to_wire()))),
+                ("type_name", Json::Str(section_type_name(s.section_type))),
+                ("flags", Json::U64(u64::from(s.flags))),
+                ("offset", Json::U64(s.offset)),
+                ("size", Json::U64(s.size)),
+                ("virtual_size", Json::U64(s.virtual_size)),
+                ("alignment", Json::U64(s.alignment)),
+            ])
+        })
+        .collect();
+    let symbols = module
+        .symbols()
+        .map(|s| {
+            let section = match s.target {
+                SymbolTarget::Data { section, .. } => Json::U64(u64::from(section)),
+                _ => Json::Null,
+            };
+            Json::object([
+                ("index", Json::U64(u64::from(s.index))),
+                ("name", Json::bytes(s.name)),
+                ("kind", Json::Str(s.kind.name().to_owned())),
+                ("binding", Json::Str(s.binding.name().to_owned())),
+                ("value", Json::U64(s.value)),
+                ("size", Json::U64(s.size)),
+                ("flags", Json::U64(u64::from(s.flags))),
+                ("template_param_count", Json::U64(u64::from(s.template_param_count))),
+                ("section", section),
+                ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
+            ])
+        })
+        .collect();
+    let relocations = module
+        .relocations()
+        .map(|r| {
+            Json::object([
+                ("offset", Json::U64(r.offset)),
+                ("symbol", Json::U64(u64::from(r.symbol))),
+                ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| Json::bytes(s.name))),
+                ("kind", Json::Str(r.kind.name().to_owned())),
+                ("wire", Json::U64(u64::from(r.wire))),
+                ("addend", Json::I64(r.addend)),
+            ])
+        })
+        .collect();
+    let note_sdn = module.note_sdn().map_or(Json::Null, |note| {
+        Json::Object(
+            note_rows(&note)
+                .into_iter()
+                .map(|(name, rows)| {
+                    let rows = rows
+                        .into_iter()
+                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::Str(v))).collect()))
+                        .collect();
+                    (name, Json::Array(rows))
+                })
+                .collect(),
+        )
+    });
+    let templates = templates(module)
+        .iter()
+        .map(|t| {
+            Json::object([
+                ("kind", Json::Str(t.kind.name().to_owned())),
+                ("name", Json::bytes(t.name)),
+                ("generic_params", Json::Array(t.params().map(Json::bytes).collect())),
+                ("param_count", Json::U64(u64::from(t.param_count))),
+                ("offset", Json::U64(t.offset)),
+                ("body_size", Json::U64(t.body.len() as u64)),
+            ])
+        })
+        .collect();
+    let template_meta = module.template_meta().map_or(Json::Null, |meta| {
+        Json::Array(
+            meta.entries()
+                .map(|e| {
+                    Json::object([
+                        ("category", Json::Str(e.category.name().to_owned())),
+                        ("name", Json::bytes(e.name)),
+                        ("specializations", Json::U64(u64::from(e.specializations))),
+                    ])
+                })
+                .collect(),
+        )
+    });
+    Json::object([
+        ("dialect", Json::Str(module.dialect().name().to_owned())),
+        (
+            "header_placement",
+            Json::Str(match module.placement() {
+                HeaderPlacement::Start => "start".to_owned(),
+                HeaderPlacement::Trailer => "trailer".to_owned(),
+            }),
+        ),
+        ("header_offset", Json::U64(module.header_offset())),
+        ("version", Json::Str(format!("{}.{}", h.version_major, h.version_minor))),
+        ("platform", Json::U64(u64::from(h.platform))),
+        ("arch", Json::U64(u64::from(h.arch))),
+        ("flags", Json::U64(u64::from(h.flags))),
+        ("executable", Json::Bool(h.is_executable())),
+        ("entry_point", Json::U64(h.entry_point)),
+        ("stub_size", Json::U64(u64::from(h.stub_size))),
+        ("smf_data_offset", Json::U64(u64::from(h.smf_data_offset))),
+        ("code_size", Json::U64(module.code_size())),
+        ("rodata_size", Json::U64(module.read_only_size())),
+        ("data_size", Json::U64(module.read_write_size())),
+        ("sections", Json::Array(sections)),
+        ("symbols", Json::Array(symbols)),
+        ("relocations", Json::Array(relocations)),
+        ("note_sdn", note_sdn),
+        ("templates", Json::Array(templates)),
+        ("template_meta", template_meta),
+    ])
+}

@@ -1,0 +1,13 @@
+//! `smf`: the std side of smf-loader.
+//!
+//! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
+//! what needs an operating system and a user: reading files by path, the reports of the `smf`
+//! command-line tool, and (in later layers) threads and the C ABI.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod inspect;
+pub mod json;
+
+pub use smf_core as core;

@@ -1,0 +1,238 @@
+//! The `smf` tool: `inspect` (text and JSON) and `verify`, run in-process on real files.
+
+// Casts here are of test and tool values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use smf::cli::{run_with, Io};
+use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_core::Dialect;
+
+struct Outcome {
+    status: i32,
+    out: String,
+    err: String,
+}
+
+fn smf(args: &[&str]) -> Outcome {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = run_with(&args, &mut Io { out: &mut out, err: &mut err });
+    Outcome { status, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
+}
+
+/// A fresh directory for this test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smf-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn json_of(path: &str) -> Value {
+    let o = smf(&["inspect", "--json", path]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    serde_json::from_str(&o.out).unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", o.out))
+}
+
+#[test]
+fn inspect_json_has_every_documented_key() {
+    let dir = scratch("json");
+    for dialect in Dialect::ALL {
+        let path = write(&dir, &format!("rich.{dialect}"), &samples::rich(dialect));
+        let v = json_of(&path);
+        assert_eq!(v["dialect"], dialect.name());
+        assert_eq!(v["version"], if dialect == Dialect::R72 { "0.1" } else { "1.1" });
+        assert_eq!(v["platform"], 1);
+        assert_eq!(v["arch"], 0);
+        assert_eq!(v["flags"].as_u64().unwrap() & 1, 1);
+        assert_eq!(v["entry_point"], 0);
+        assert_eq!(v["stub_size"], 0);
+
+        let sections = v["sections"].as_array().unwrap();
+        let text = &sections[0];
+        for key in ["index", "name", "type", "flags", "offset", "size", "virtual_size", "alignment"] {
+            assert!(text.get(key).is_some(), "section key {key}");
+        }
+        assert_eq!(
+            (&text["name"], &text["type"], &text["flags"]),
+            (&Value::from(".text"), &Value::from(1), &Value::from(5))
+        );
+
+        let symbols = v["symbols"].as_array().unwrap();
+        for (i, s) in symbols.iter().enumerate() {
+            assert_eq!(s["index"], i);
+            for key in ["name", "kind", "binding", "value", "size", "flags", "template_param_count"] {
+                assert!(s.get(key).is_some(), "symbol key {key}");
+            }
+        }
+        let find = |name: &str| symbols.iter().find(|s| s["name"] == name).unwrap();
+        assert_eq!(
+            (&find("answer")["kind"], &find("answer")["binding"]),
+            (&Value::from("function"), &Value::from("global"))
+        );
+        assert_eq!(find("helper")["binding"], "local");
+        assert_eq!(find("maybe")["binding"], "weak");
+        assert_eq!(find("external_fn")["kind"], "import");
+        assert_eq!(find("counter")["kind"], "data");
+        assert_eq!(find("naïve \"quoted\"\n")["kind"], "function");
+
+        let relocations = v["relocations"].as_array().unwrap();
+        assert_eq!(relocations[0]["kind"], "pc32");
+        assert_eq!(relocations[0]["addend"], -4);
+        assert_eq!(relocations[0]["offset"], 19);
+        assert_eq!(symbols[relocations[0]["symbol"].as_u64().unwrap() as usize]["name"], "greeting");
+
+        let note = &v["note_sdn"];
+        assert_eq!(note["possible"][0]["mangled_name"], "List$Float");
+        assert_eq!(note["possible"][0]["can_defer"], "true");
+        assert_eq!(note["instantiations"][0]["status"], "compiled");
+        assert_eq!(note["dependencies"][0]["dep_kind"], "type_param");
+        assert_eq!(note["circular_errors"], Value::Array(vec![]));
+
+        let templates = v["templates"].as_array().unwrap();
+        if dialect == Dialect::R72 {
+            assert!(templates.is_empty(), "R72 symbols cannot point at templates");
+        } else {
+            assert_eq!(templates[0]["kind"], "struct");
+            assert_eq!(templates[0]["name"], "List");
+            assert_eq!(templates[0]["generic_params"], serde_json::json!(["T"]));
+            assert_eq!(templates[1]["generic_params"], serde_json::json!(["T", "U"]));
+        }
+    }
+}
+
+#[test]
+fn inspect_json_is_valid_for_any_names() {
+    let dir = scratch("names");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    let names: [&[u8]; 5] =
+        [b"\xff\xfe bad utf8", b"ctl\x01\x1f\x7f", b"quote\"back\\slash", "\u{2028}sep".as_bytes(), b""];
+    for name in names {
+        b.add_symbol(SymbolSpec::function(name, 0, 1));
+    }
+    let path = write(&dir, "names.smf", &b.build().unwrap());
+    let v = json_of(&path);
+    let got: Vec<&str> =
+        v["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        got,
+        ["\u{fffd}\u{fffd} bad utf8", "ctl\x01\x1f\x7f", "quote\"back\\slash", "\u{2028}sep", ""]
+    );
+    assert_eq!(v["note_sdn"], Value::Null);
+}
+
+#[test]
+fn inspect_text_reports_every_part() {
+    let dir = scratch("text");
+    let path = write(&dir, "rich.smf", &samples::rich(Dialect::S128));
+    let o = smf(&["inspect", &path]);
+    assert_eq!(o.status, 0);
+    for needle in [
+        "Dialect:        S128 (header trailer at offset",
+        "Flags:          0x0021 [executable, has-note-sdn]",
+        "Sections (9):",
+        ".rodata",
+        "Symbols (11):",
+        "\"external_fn\"",
+        "Relocations (5):",
+        "abs32",
+        "possible (1 rows)",
+        "mangled_name=\"List$Float\"",
+        "struct   List<T>",
+        "Template meta (version 1):",
+    ] {
+        assert!(o.out.contains(needle), "missing {needle:?} in:\n{}", o.out);
+    }
+}
+
+#[test]
+fn dialect_override_is_honoured() {
+    let dir = scratch("override");
+    let path = write(&dir, "r96.smf", &samples::return_42(Dialect::R96));
+    assert_eq!(smf(&["inspect", "--dialect", "r96", "--json", &path]).status, 0);
+    let o = smf(&["inspect", "--dialect", "s128", &path]);
+    assert_eq!(o.status, 1);
+    assert!(o.err.contains("no SMF magic"), "{}", o.err);
+    assert_eq!(smf(&["verify", "--dialect", "R72", &path]).status, 1);
+    assert_eq!(smf(&["verify", "--dialect", "elf", &path]).status, 2);
+}
+
+#[test]
+fn verify_reports_each_bad_file_with_its_offset() {
+    let dir = scratch("verify");
+    let good: Vec<String> =
+        Dialect::ALL.iter().map(|&d| write(&dir, &format!("good.{d}"), &samples::rich(d))).collect();
+    let ok = smf(&["verify", &good[0], &good[1], &good[2]]);
+    assert_eq!((ok.status, ok.err.as_str()), (0, ""));
+
+    let mut bad = samples::return_42(Dialect::R96);
+    bad[166] = 9;
+    let bad = write(&dir, "bad.smf", &bad);
+    let truncated = write(&dir, "short.smf", &samples::return_42(Dialect::R72)[..100]);
+    let missing = dir.join("missing.smf").to_string_lossy().into_owned();
+    let o = smf(&["verify", &good[0], &bad, &truncated, &missing]);
+    assert_eq!(o.status, 1);
+    let lines: Vec<&str> = o.err.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", o.err);
+    assert_eq!(lines[0], format!("{bad}: symbol 0: unknown symbol type 9 (at byte offset 166)"));
+    assert!(lines[1].starts_with(&truncated) && lines[1].contains("byte offset"), "{}", lines[1]);
+    assert!(lines[2].starts_with(&format!("{missing}: cannot read")), "{}", lines[2]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["verify"][..],
+        &["frobnicate"][..],
+        &["inspect"][..],
+        &["inspect", "--bogus", "x"][..],
+        &["inspect", "a", "b"][..],
+    ] {
+        let o = smf(args);
+        assert_eq!(o.status, 2, "{args:?}");
+        assert!(o.err.contains("usage: smf"), "{args:?}");
+    }
+    assert_eq!(smf(&["help"]).status, 0);
+}
+
+#[test]
+fn verify_never_panics_on_arbitrary_bytes() {
+    let dir = scratch("random");
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut paths = Vec::new();
+    for i in 0..300 {
+        let mut bytes = samples::rich(Dialect::ALL[i % 3]);
+        for _ in 0..1 + i % 8 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let at = (state as usize) % bytes.len();
+            bytes[at] = (state >> 32) as u8;
+        }
+        paths.push(write(&dir, &format!("m{i}.smf"), &bytes));
+    }
+    let args: Vec<&str> = std::iter::once("verify").chain(paths.iter().map(String::as_str)).collect();
+    let o = smf(&args);
+    assert!(o.status == 0 || o.status == 1);
+    for line in o.err.lines() {
+        assert!(line.contains("byte offset"), "{line}");
+    }
+    for path in &paths {
+        let o = smf(&["inspect", "--json", path]);
+        if o.status == 0 {
+            serde_json::from_str::<Value>(&o.out).unwrap();
+        }
+    }
+}

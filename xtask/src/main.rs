@@ -1,0 +1,51 @@
+//! `cargo xtask <task>`: project automation that is more than one cargo command.
+//!
+//! Tasks: `examples [--check]` (write or check the example modules in `examples/`),
+//! `bench` (the benchmarks, each a ratio against a real alternative measured in the same run),
+//! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs).
+
+// Casts here are of test and tool values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+
+mod bench;
+mod examples;
+mod fuzz;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  examples [--check]   write the example modules to examples/ (--check: fail if stale)
+  bench [--quick]      run the benchmarks (--quick: fewer iterations)
+  fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
+  fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
+";
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("examples") => examples::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("fuzz-seeds") => fuzz::seeds_command(),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
