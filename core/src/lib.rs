@@ -12,6 +12,9 @@
 //! Layers, bottom up: [`wire`] (raw views, bounds checks only), [`kinds`] (what the numbers
 //! mean per dialect), [`module`] (validation and layout), [`note_sdn`] and [`template`]
 //! (readers for the metadata sections), [`write`] (the builder).
+//!
+//! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
+//! backend, no libc) and, with the `exec` feature, `exec` is a W^X executable page allocator.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -24,11 +27,15 @@ mod bytes;
 pub mod detect;
 mod dialect;
 mod error;
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub mod exec;
 mod fnv;
 pub mod fuzzing;
 pub mod kinds;
 pub mod module;
 pub mod note_sdn;
+#[cfg(target_os = "linux")]
+pub mod sys;
 pub mod template;
 pub mod wire;
 #[cfg(feature = "alloc")]

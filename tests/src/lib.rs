@@ -89,3 +89,45 @@ pub fn thread_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec.unsigned_abs(), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
+
+/// Machine code for a function returning `value` (x86-64: `mov eax, imm32; ret`, aarch64:
+/// `movz x0, #imm16; ret`).
+pub fn return_const(value: u16) -> Vec<u8> {
+    if cfg!(target_arch = "aarch64") {
+        let movz = 0xD280_0000u32 | (u32::from(value) << 5);
+        let ret = 0xD65F_03C0u32;
+        [movz.to_le_bytes(), ret.to_le_bytes()].concat()
+    } else {
+        let mut code = vec![0xB8];
+        code.extend_from_slice(&u32::from(value).to_le_bytes());
+        code.push(0xC3);
+        code
+    }
+}
+
+/// Offset and bytes that change a [`return_const`] function to return `value`.
+pub fn return_const_patch(value: u16) -> (usize, Vec<u8>) {
+    if cfg!(target_arch = "aarch64") {
+        (0, (0xD280_0000u32 | (u32::from(value) << 5)).to_le_bytes().to_vec())
+    } else {
+        (1, u32::from(value).to_le_bytes().to_vec())
+    }
+}
+
+/// The lines of `/proc/self/maps`.
+pub fn maps() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps").unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+/// Panics if any mapping of this process is writable and executable.
+pub fn assert_no_rwx(step: &str) {
+    for line in maps() {
+        let perms = line.split_whitespace().nth(1).unwrap_or("");
+        assert!(!(perms.contains('w') && perms.contains('x')), "{step}: rwx mapping: {line}");
+    }
+}
+
+/// Number of mappings of this process.
+pub fn mapping_count() -> usize {
+    maps().len()
+}

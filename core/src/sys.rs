@@ -1,0 +1,252 @@
+//! The one place that talks to the kernel: thin wrappers over rustix's `linux_raw` backend
+//! (direct syscalls, no libc), each documented with its man page.
+//!
+//! Nothing else in the crate calls rustix. Wrappers that change or remove memory are `unsafe`:
+//! their callers guarantee that no Rust reference points into the affected range and that the
+//! range belongs to them.
+
+#![allow(unsafe_code)]
+
+use core::ffi::c_void;
+use core::fmt;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use rustix::fd::BorrowedFd;
+use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
+
+/// A failed syscall: which operation and the kernel's error number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysError {
+    /// The operation (`"mmap"`, `"mprotect"`, ...).
+    pub op: &'static str,
+    /// The raw `errno` value.
+    pub errno: i32,
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed: {:?}", self.op, rustix::io::Errno::from_raw_os_error(self.errno))
+    }
+}
+
+impl core::error::Error for SysError {}
+
+/// Result of a syscall wrapper.
+pub type SysResult<T> = Result<T, SysError>;
+
+fn err(op: &'static str) -> impl Fn(rustix::io::Errno) -> SysError {
+    move |e| SysError { op, errno: e.raw_os_error() }
+}
+
+/// Page protections this crate uses. There is deliberately no writable-and-executable value
+/// except [`Protection::ReadWriteExec`], which only the documented debugging switch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protection {
+    /// `PROT_NONE`
+    None,
+    /// `PROT_READ`
+    Read,
+    /// `PROT_READ | PROT_WRITE`
+    ReadWrite,
+    /// `PROT_READ | PROT_EXEC`
+    ReadExec,
+    /// `PROT_READ | PROT_WRITE | PROT_EXEC`: only with the explicit RWX debugging switch.
+    ReadWriteExec,
+}
+
+impl Protection {
+    /// `PROT_*` bits as the C ABI numbers them (read 1, write 2, exec 4).
+    pub const fn bits(self) -> i32 {
+        match self {
+            Protection::None => 0,
+            Protection::Read => 1,
+            Protection::ReadWrite => 3,
+            Protection::ReadExec => 5,
+            Protection::ReadWriteExec => 7,
+        }
+    }
+
+    fn prot_flags(self) -> ProtFlags {
+        match self {
+            Protection::None => ProtFlags::empty(),
+            Protection::Read => ProtFlags::READ,
+            Protection::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+            Protection::ReadExec => ProtFlags::READ | ProtFlags::EXEC,
+            Protection::ReadWriteExec => ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
+        }
+    }
+
+    fn mprotect_flags(self) -> MprotectFlags {
+        MprotectFlags::from_bits_truncate(self.prot_flags().bits())
+    }
+}
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The page size (`getpagesize(2)`, read from the auxiliary vector once, then cached).
+pub fn page_size() -> usize {
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            let size = rustix::param::page_size();
+            PAGE_SIZE.store(size, Ordering::Relaxed);
+            size
+        }
+        size => size,
+    }
+}
+
+/// Reserves `len` bytes of address space with no access (`mmap(2)`, `PROT_NONE`,
+/// `MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE`): no memory is committed.
+pub fn reserve(len: usize) -> SysResult<*mut u8> {
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing.
+    let p = unsafe {
+        mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+    };
+    p.map(|p| p.cast()).map_err(err("mmap"))
+}
+
+/// Maps `len` fresh zeroed bytes with `prot` (`mmap(2)`, anonymous, private).
+pub fn map_anonymous(len: usize, prot: Protection) -> SysResult<*mut u8> {
+    // SAFETY: as in `reserve`.
+    let p = unsafe { mm::mmap_anonymous(ptr::null_mut(), len, prot.prot_flags(), MapFlags::PRIVATE) };
+    p.map(|p| p.cast()).map_err(err("mmap"))
+}
+
+/// Changes the protection of `addr..addr+len` (`mprotect(2)`).
+///
+/// # Safety
+/// The range is mapped by the caller, who guarantees no Rust reference relies on the old
+/// protection (nothing reads memory made `None`, nothing writes memory made read-only).
+pub unsafe fn protect(addr: *mut u8, len: usize, prot: Protection) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::mprotect(addr.cast::<c_void>(), len, prot.mprotect_flags()) }.map_err(err("mprotect"))
+}
+
+/// Discards `addr..addr+len` and leaves it reserved with no access, in one call: a fixed
+/// anonymous `PROT_NONE` mapping over it (`mmap(2)`, `MAP_FIXED`). Later use sees zero pages.
+///
+/// # Safety
+/// The range is the caller's, and nothing (no reference, no running code) uses it any more.
+pub unsafe fn discard(addr: *mut u8, len: usize) -> SysResult<()> {
+    let flags = MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE;
+    // SAFETY: forwarded to the caller's contract; MAP_FIXED replaces only the caller's range.
+    unsafe { mm::mmap_anonymous(addr.cast(), len, ProtFlags::empty(), flags) }
+        .map(|_| ())
+        .map_err(err("mmap"))
+}
+
+/// Unmaps `addr..addr+len` (`munmap(2)`).
+///
+/// # Safety
+/// The range is the caller's and nothing uses it any more.
+pub unsafe fn unmap(addr: *mut u8, len: usize) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::munmap(addr.cast(), len) }.map_err(err("munmap"))
+}
+
+/// Moves the pages at `from` over `to` (`mremap(2)`, `MREMAP_MAYMOVE | MREMAP_FIXED`): the old
+/// pages at `to` are replaced atomically with respect to other threads, which fault and wait
+/// for the kernel's lock rather than see a hole.
+///
+/// # Safety
+/// Both ranges are the caller's, of `len` bytes; `from` is not used afterwards.
+pub unsafe fn move_over(from: *mut u8, to: *mut u8, len: usize) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::mremap_fixed(from.cast(), len, len, MremapFlags::MAYMOVE, to.cast()) }
+        .map(|_| ())
+        .map_err(err("mremap"))
+}
+
+/// Maps `len` bytes of the file `fd` from `offset` (`mmap(2)`), shared or private.
+pub fn map_file(
+    fd: BorrowedFd<'_>,
+    offset: u64,
+    len: usize,
+    prot: Protection,
+    shared: bool,
+) -> SysResult<*mut u8> {
+    let flags = if shared { MapFlags::SHARED } else { MapFlags::PRIVATE };
+    // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
+    let p = unsafe { mm::mmap(ptr::null_mut(), len, prot.prot_flags(), flags, fd, offset) };
+    p.map(|p| p.cast()).map_err(err("mmap"))
+}
+
+/// Flushes a shared file mapping (`msync(2)`).
+///
+/// # Safety
+/// The range is a mapping of the caller's.
+pub unsafe fn sync_file(addr: *mut u8, len: usize, asynchronous: bool) -> SysResult<()> {
+    let flags = if asynchronous { mm::MsyncFlags::ASYNC } else { mm::MsyncFlags::SYNC };
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::msync(addr.cast(), len, flags) }.map_err(err("msync"))
+}
+
+/// Locks pages in memory (`mlock(2)`) or unlocks them (`munlock(2)`).
+///
+/// # Safety
+/// The range is a mapping of the caller's.
+pub unsafe fn lock(addr: *mut u8, len: usize, locked: bool) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe {
+        if locked {
+            mm::mlock(addr.cast(), len).map_err(err("mlock"))
+        } else {
+            mm::munlock(addr.cast(), len).map_err(err("munlock"))
+        }
+    }
+}
+
+/// Usage advice for [`advise`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// `MADV_NORMAL`
+    Normal,
+    /// `MADV_RANDOM`
+    Random,
+    /// `MADV_SEQUENTIAL`
+    Sequential,
+    /// `MADV_WILLNEED`
+    WillNeed,
+    /// `MADV_DONTNEED`: private pages read back as zeros or the file's contents.
+    DontNeed,
+}
+
+/// Gives the kernel usage advice (`madvise(2)`).
+///
+/// # Safety
+/// The range is a mapping of the caller's; with [`Advice::DontNeed`] nothing may rely on its
+/// private contents.
+pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()> {
+    let advice = match advice {
+        Advice::Normal => mm::Advice::Normal,
+        Advice::Random => mm::Advice::Random,
+        Advice::Sequential => mm::Advice::Sequential,
+        Advice::WillNeed => mm::Advice::WillNeed,
+        Advice::DontNeed => mm::Advice::LinuxDontNeed,
+    };
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))
+}
+
+/// Makes every thread of the process execute a core-serializing instruction before it next
+/// runs user code (`membarrier(2)`, `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`), so that
+/// code written by one thread is safe to run on the others. Registers on first use; a kernel
+/// (or emulator) without the command makes this a no-op, which is then the best available.
+pub fn sync_core_all_threads() {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    const UNKNOWN: u8 = 0;
+    const READY: u8 = 1;
+    const UNSUPPORTED: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+    if STATE.load(Ordering::Acquire) == UNKNOWN {
+        let state = match membarrier(MembarrierCommand::RegisterPrivateExpeditedSyncCore) {
+            Ok(()) => READY,
+            Err(_) => UNSUPPORTED,
+        };
+        STATE.store(state, Ordering::Release);
+    }
+    if STATE.load(Ordering::Acquire) == READY {
+        let _ = membarrier(MembarrierCommand::PrivateExpeditedSyncCore);
+    }
+}

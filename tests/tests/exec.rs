@@ -1,0 +1,210 @@
+//! The W^X executable allocator from Rust: both call paths of installing code, thousands of
+//! small blocks and the mappings they cost, patching, reuse, bad arguments, threads. After
+//! every step no mapping of the process may be writable and executable.
+
+// Casts here are of test values known to be small.
+#![allow(clippy::cast_possible_truncation)]
+// Calling installed machine code needs `transmute` of an address to a function pointer.
+#![allow(unsafe_code)]
+
+use smf_core::exec::{Config, ExecAllocator, ExecError};
+use smf_core::sys::Protection;
+use smf_tests::{assert_no_rwx, mapping_count, return_const, return_const_patch};
+
+/// Calls the function at `addr`.
+///
+/// # Safety
+/// `addr` is sealed code of a function `extern "C" fn() -> i64`.
+unsafe fn call(addr: usize) -> i64 {
+    // SAFETY: the caller's contract.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+    f()
+}
+
+#[test]
+fn a_sealed_block_runs_and_is_never_writable_and_executable() {
+    let exec = ExecAllocator::default();
+    let mut batch = exec.batch();
+    let block = batch.alloc(64, 16).unwrap();
+    assert_eq!(block.addr % 16, 0);
+    assert_eq!(block.size, 64);
+    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadWrite));
+    // Fresh blocks are zeroed.
+    // SAFETY: the block is 64 readable bytes of ours.
+    let zeroed = unsafe { std::slice::from_raw_parts(block.as_ptr(), 64) }.iter().all(|&b| b == 0);
+    assert!(zeroed);
+    batch.write(block.addr, &return_const(42)).unwrap();
+    assert_no_rwx("written");
+    batch.seal().unwrap();
+    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadExec));
+    assert!(exec.lookup(block.addr, 1).unwrap().sealed);
+    assert_no_rwx("sealed");
+    // SAFETY: sealed code returning a constant.
+    assert_eq!(unsafe { call(block.addr) }, 42);
+    exec.free(block.addr).unwrap();
+    assert_eq!(exec.lookup(block.addr, 1), None);
+    assert_eq!(exec.stats().blocks_live, 0);
+}
+
+#[test]
+fn thousands_of_small_blocks_share_pages_and_cost_few_mappings() {
+    let exec = ExecAllocator::default();
+    let before = mapping_count();
+    let mut batch = exec.batch();
+    let blocks: Vec<_> = (0..5000u16).map(|i| batch.install(&return_const(i), 16).unwrap()).collect();
+    let changes_before_seal = exec.stats().protection_changes;
+    batch.seal().unwrap();
+    let stats = exec.stats();
+    assert_eq!(stats.protection_changes - changes_before_seal, 1, "one mprotect seals the whole batch");
+    assert_eq!(stats.blocks_live, 5000);
+    assert_eq!(stats.bytes_live, 5000 * 16);
+    let page = exec.page_size();
+    assert!(stats.pages_sealed <= (5000 * 16) / page + 1, "{stats:?}");
+    assert!(mapping_count() <= before + 3, "{} mappings for 5000 blocks", mapping_count() - before);
+    assert_no_rwx("5000 blocks sealed");
+    for (i, block) in blocks.iter().enumerate() {
+        // SAFETY: sealed code returning a constant.
+        assert_eq!(unsafe { call(block.addr) }, i as i64);
+    }
+    for block in &blocks {
+        exec.free(block.addr).unwrap();
+    }
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_sealed, stats.pages_open), (0, 0, 0));
+    assert!(mapping_count() <= before + 1, "freed pages are discarded");
+}
+
+#[test]
+fn a_thousand_small_modules_do_not_cost_a_thousand_mappings() {
+    let exec = ExecAllocator::default();
+    let before = mapping_count();
+    let mut all = Vec::new();
+    for m in 0..1000u16 {
+        let mut batch = exec.batch();
+        for f in 0..3 {
+            all.push((batch.install(&return_const(m * 3 + f), 16).unwrap(), m * 3 + f));
+        }
+        batch.seal().unwrap();
+    }
+    let added = mapping_count().saturating_sub(before);
+    assert!(added < 20, "1000 sealed batches added {added} mappings");
+    assert_no_rwx("1000 modules");
+    for (block, value) in &all {
+        // SAFETY: sealed code returning a constant.
+        assert_eq!(unsafe { call(block.addr) }, i64::from(*value));
+    }
+}
+
+#[test]
+fn patching_a_sealed_block_keeps_its_neighbours_running() {
+    let exec = ExecAllocator::default();
+    let mut batch = exec.batch();
+    let a = batch.install(&return_const(1), 16).unwrap();
+    let b = batch.install(&return_const(2), 16).unwrap();
+    batch.seal().unwrap();
+    let page = exec.page_size();
+    assert_eq!(a.addr / page, b.addr / page, "both blocks share a page");
+    let (offset, bytes) = return_const_patch(7);
+    let changes = exec.stats().protection_changes;
+    exec.patch(a.addr + offset, &bytes).unwrap();
+    assert_no_rwx("patched");
+    // SAFETY: sealed code returning constants.
+    assert_eq!(unsafe { (call(a.addr), call(b.addr)) }, (7, 2));
+    let stats = exec.stats();
+    assert_eq!(stats.patches, 1);
+    assert!(stats.protection_changes > changes);
+    assert_eq!(exec.protection_at(a.addr), Some(Protection::ReadExec));
+    // A plain write to a sealed block is refused: patching is explicit.
+    assert_eq!(exec.write(a.addr, &[0xC3]), Err(ExecError::Sealed { addr: a.addr }));
+    // A patch may not leave its block.
+    assert!(matches!(exec.patch(a.addr + a.size - 1, &[0, 0]), Err(ExecError::NotOwned { .. })));
+}
+
+#[test]
+fn freed_pages_and_regions_are_reused() {
+    let exec = ExecAllocator::new(Config { region_size: 64 << 10, ..Config::default() });
+    for round in 0..50 {
+        let mut batch = exec.batch();
+        let blocks: Vec<_> = (0..100).map(|_| batch.install(&return_const(round), 16).unwrap()).collect();
+        batch.seal().unwrap();
+        for block in blocks {
+            exec.free(block.addr).unwrap();
+        }
+        let stats = exec.stats();
+        assert!(stats.regions <= 1, "round {round}: {stats:?}");
+        assert_eq!(stats.pages_sealed + stats.pages_open, 0);
+    }
+    // A block larger than a region gets a region of its own, unmapped when freed.
+    let mut batch = exec.batch();
+    let big = batch.alloc(1 << 20, 4096).unwrap();
+    assert_eq!(big.addr % 4096, 0);
+    batch.seal().unwrap();
+    assert_eq!(exec.stats().regions, 2);
+    exec.free(big.addr).unwrap();
+    assert_eq!(exec.stats().regions, 1, "one spare region is kept, the other unmapped");
+}
+
+#[test]
+fn an_unsealed_batch_dropped_frees_its_blocks() {
+    let exec = ExecAllocator::default();
+    {
+        let mut batch = exec.batch();
+        batch.alloc(100, 16).unwrap();
+        batch.alloc(5000, 64).unwrap();
+    }
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0));
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    let mut batch = exec.batch();
+    assert_eq!(batch.alloc(0, 16), Err(ExecError::ZeroSize));
+    assert_eq!(batch.alloc(16, 3), Err(ExecError::BadAlignment { align: 3 }));
+    assert_eq!(batch.alloc(16, page * 2), Err(ExecError::BadAlignment { align: page * 2 }));
+    assert!(matches!(batch.alloc(usize::MAX - 4, 16), Err(ExecError::TooLarge { .. })));
+    let block = batch.alloc(32, page).unwrap();
+    assert_eq!(block.addr % page, 0);
+    assert!(matches!(batch.write(block.addr + 30, &[0; 4]), Err(ExecError::NotOwned { .. })));
+    assert!(matches!(exec.write(0x1000, &[0]), Err(ExecError::NotOwned { .. })));
+    assert!(matches!(exec.free(block.addr + 16), Err(ExecError::NotOwned { .. })));
+    assert_eq!(exec.lookup(usize::MAX - 1, 8), None);
+    batch.seal().unwrap();
+    let stale = exec.begin_batch();
+    assert_eq!(exec.seal(stale), Ok(()));
+    assert_eq!(exec.seal(stale), Err(ExecError::UnknownBatch));
+    assert_eq!(exec.alloc(stale, 16, 16), Err(ExecError::UnknownBatch));
+}
+
+#[test]
+fn four_threads_allocate_seal_call_and_free_concurrently() {
+    let exec = ExecAllocator::default();
+    std::thread::scope(|scope| {
+        for t in 0..4u16 {
+            let exec = &exec;
+            scope.spawn(move || {
+                for round in 0..200u16 {
+                    let value = t * 1000 + round;
+                    let mut batch = exec.batch();
+                    let blocks: Vec<_> =
+                        (0..4).map(|k| batch.install(&return_const(value + k), 16).unwrap()).collect();
+                    batch.seal().unwrap();
+                    for (k, block) in blocks.iter().enumerate() {
+                        // SAFETY: sealed code returning a constant.
+                        assert_eq!(unsafe { call(block.addr) }, i64::from(value) + k as i64);
+                    }
+                    if round % 50 == 0 {
+                        assert_no_rwx("threads");
+                    }
+                    for block in blocks {
+                        exec.free(block.addr).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.bytes_live), (0, 0));
+}

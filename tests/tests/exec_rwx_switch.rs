@@ -1,0 +1,24 @@
+//! The RWX debugging switch, in a test binary of its own: its pages are writable and
+//! executable on purpose, and every other test asserts that no such mapping exists in its
+//! process while tests run in parallel threads.
+
+#![allow(unsafe_code)]
+
+use smf_core::exec::{Config, ExecAllocator};
+use smf_core::sys::Protection;
+use smf_tests::{return_const, return_const_patch};
+
+#[test]
+fn rwx_pages_exist_only_with_the_explicit_switch() {
+    let exec = ExecAllocator::new(Config { allow_rwx: true, ..Config::default() });
+    let mut batch = exec.batch();
+    let block = batch.install(&return_const(5), 16).unwrap();
+    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadWriteExec));
+    batch.seal().unwrap();
+    let (offset, bytes) = return_const_patch(6);
+    exec.patch(block.addr + offset, &bytes).unwrap();
+    // SAFETY: the block holds code returning a constant.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(block.addr) };
+    assert_eq!(f(), 6);
+    assert_eq!(exec.stats().patches, 0, "RWX mode patches in place");
+}
