@@ -210,6 +210,8 @@ pub enum Advice {
     WillNeed,
     /// `MADV_DONTNEED`: private pages read back as zeros or the file's contents.
     DontNeed,
+    /// `MADV_POPULATE_WRITE` (Linux 5.14): fault the pages in writable now, in one call.
+    PopulateWrite,
 }
 
 /// Gives the kernel usage advice (`madvise(2)`).
@@ -224,6 +226,7 @@ pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()>
         Advice::Sequential => mm::Advice::Sequential,
         Advice::WillNeed => mm::Advice::WillNeed,
         Advice::DontNeed => mm::Advice::LinuxDontNeed,
+        Advice::PopulateWrite => mm::Advice::LinuxPopulateWrite,
     };
     // SAFETY: forwarded to the caller's contract.
     unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))

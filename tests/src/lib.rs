@@ -131,3 +131,15 @@ pub fn assert_no_rwx(step: &str) {
 pub fn mapping_count() -> usize {
     maps().len()
 }
+
+/// Kernel mappings of this process that overlap any of `ranges`.
+pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
+    maps()
+        .iter()
+        .filter_map(|line| {
+            let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+            Some(usize::from_str_radix(start, 16).ok()?..usize::from_str_radix(end, 16).ok()?)
+        })
+        .filter(|m| ranges.iter().any(|r| m.start < r.end && r.start < m.end))
+        .count()
+}

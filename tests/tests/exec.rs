@@ -9,7 +9,7 @@
 
 use smf_core::exec::{Config, ExecAllocator, ExecError};
 use smf_core::sys::Protection;
-use smf_tests::{assert_no_rwx, mapping_count, return_const, return_const_patch};
+use smf_tests::{assert_no_rwx, mappings_within, return_const, return_const_patch};
 
 /// Calls the function at `addr`.
 ///
@@ -49,18 +49,20 @@ fn a_sealed_block_runs_and_is_never_writable_and_executable() {
 #[test]
 fn thousands_of_small_blocks_share_pages_and_cost_few_mappings() {
     let exec = ExecAllocator::default();
-    let before = mapping_count();
     let mut batch = exec.batch();
     let blocks: Vec<_> = (0..5000u16).map(|i| batch.install(&return_const(i), 16).unwrap()).collect();
     let changes_before_seal = exec.stats().protection_changes;
     batch.seal().unwrap();
     let stats = exec.stats();
-    assert_eq!(stats.protection_changes - changes_before_seal, 1, "one mprotect seals the whole batch");
+    // One mprotect seals the batch; at most one more releases pages opened ahead but unused.
+    assert!(stats.protection_changes - changes_before_seal <= 2, "{stats:?}");
     assert_eq!(stats.blocks_live, 5000);
     assert_eq!(stats.bytes_live, 5000 * 16);
     let page = exec.page_size();
     assert!(stats.pages_sealed <= (5000 * 16) / page + 1, "{stats:?}");
-    assert!(mapping_count() <= before + 3, "{} mappings for 5000 blocks", mapping_count() - before);
+    // Kernel view: the sealed pages, then the rest of the reservation.
+    let kernel = mappings_within(&exec.regions());
+    assert!(kernel <= 3, "{kernel} mappings for 5000 blocks");
     assert_no_rwx("5000 blocks sealed");
     for (i, block) in blocks.iter().enumerate() {
         // SAFETY: sealed code returning a constant.
@@ -71,13 +73,12 @@ fn thousands_of_small_blocks_share_pages_and_cost_few_mappings() {
     }
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.pages_sealed, stats.pages_open), (0, 0, 0));
-    assert!(mapping_count() <= before + 1, "freed pages are discarded");
+    assert!(mappings_within(&exec.regions()) <= 1, "freed pages are discarded and merge back");
 }
 
 #[test]
 fn a_thousand_small_modules_do_not_cost_a_thousand_mappings() {
     let exec = ExecAllocator::default();
-    let before = mapping_count();
     let mut all = Vec::new();
     for m in 0..1000u16 {
         let mut batch = exec.batch();
@@ -86,8 +87,9 @@ fn a_thousand_small_modules_do_not_cost_a_thousand_mappings() {
         }
         batch.seal().unwrap();
     }
-    let added = mapping_count().saturating_sub(before);
-    assert!(added < 20, "1000 sealed batches added {added} mappings");
+    let kernel = mappings_within(&exec.regions());
+    assert!(kernel <= 4, "1000 sealed batches occupy {kernel} kernel mappings");
+    assert!(exec.stats().pages_sealed <= 1000);
     assert_no_rwx("1000 modules");
     for (block, value) in &all {
         // SAFETY: sealed code returning a constant.

@@ -75,8 +75,8 @@ impl Block {
 pub struct BlockInfo {
     /// The block.
     pub block: Block,
-    /// The batch it was allocated in.
-    pub batch: BatchId,
+    /// The batch it belongs to while unsealed (`None` once sealed).
+    pub batch: Option<BatchId>,
     /// Whether its pages are sealed (read-execute).
     pub sealed: bool,
 }
@@ -242,6 +242,11 @@ impl ExecAllocator {
         self.state.lock().protection_at(addr)
     }
 
+    /// The address ranges reserved for code (to count the kernel mappings inside them).
+    pub fn regions(&self) -> alloc::vec::Vec<core::ops::Range<usize>> {
+        self.state.lock().regions()
+    }
+
     /// Current statistics.
     pub fn stats(&self) -> Stats {
         self.state.lock().stats()
@@ -274,10 +279,23 @@ impl CodeBatch<'_> {
 
     /// Allocates a block holding `code` (one lock acquisition for both steps).
     pub fn install(&mut self, code: &[u8], align: usize) -> Result<Block, ExecError> {
+        self.allocator.state.lock().install(self.id, code, align)
+    }
+
+    /// Allocates one block per item of `codes`, each holding that code, under one lock
+    /// acquisition: the fast path for installing many small functions at once.
+    pub fn install_many<'c>(
+        &mut self,
+        codes: impl ExactSizeIterator<Item = &'c [u8]>,
+        align: usize,
+    ) -> Result<alloc::vec::Vec<Block>, ExecError> {
         let mut state = self.allocator.state.lock();
-        let block = state.alloc(self.id, code.len(), align)?;
-        state.write(block.addr, code)?;
-        Ok(block)
+        state.reserve(codes.len());
+        let mut blocks = alloc::vec::Vec::with_capacity(codes.len());
+        for code in codes {
+            blocks.push(state.install(self.id, code, align)?);
+        }
+        Ok(blocks)
     }
 
     /// Seals the batch: its blocks become executable and stay allocated until freed.

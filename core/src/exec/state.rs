@@ -20,8 +20,13 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use hashbrown::HashMap;
+
 use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, Stats, GRANULE};
 use crate::sys::{self, Protection};
+
+/// Most pages a batch opens beyond what a block needs, when it grows a run.
+const MAX_OPEN_AHEAD: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageState {
@@ -42,11 +47,57 @@ struct Region {
     pages: Vec<Page>,
     /// Pages that are not free.
     used: usize,
+    /// One bit per granule: set where a live block starts.
+    starts: Vec<u64>,
 }
 
 impl Region {
     fn end(&self, page: usize) -> usize {
         self.base + self.pages.len() * page
+    }
+
+    fn granule(&self, addr: usize) -> (usize, u64) {
+        let g = (addr - self.base) / GRANULE;
+        (g / 64, 1u64 << (g % 64))
+    }
+
+    fn set_start(&mut self, addr: usize, on: bool) {
+        let (word, bit) = self.granule(addr);
+        if on {
+            self.starts[word] |= bit;
+        } else {
+            self.starts[word] &= !bit;
+        }
+    }
+
+    /// The last block start at or before `addr` (in this region).
+    fn start_at_or_before(&self, addr: usize) -> Option<usize> {
+        let (word, bit) = self.granule(addr);
+        let mut mask = bit | (bit - 1);
+        for w in (0..=word).rev() {
+            let bits = self.starts[w] & mask;
+            if bits != 0 {
+                let g = w * 64 + (63 - bits.leading_zeros() as usize);
+                return Some(self.base + g * GRANULE);
+            }
+            mask = u64::MAX;
+        }
+        None
+    }
+
+    /// Block starts in pages `first..last`.
+    fn starts_in(&self, first: usize, last: usize, page: usize) -> Vec<usize> {
+        let words_per_page = page / GRANULE / 64;
+        let mut out = Vec::new();
+        for w in first * words_per_page..last * words_per_page {
+            let mut bits = self.starts[w];
+            while bits != 0 {
+                let g = w * 64 + bits.trailing_zeros() as usize;
+                out.push(self.base + g * GRANULE);
+                bits &= bits - 1;
+            }
+        }
+        out
     }
 }
 
@@ -58,12 +109,6 @@ struct Batch {
     end: usize,
     /// Every run of pages this batch opened: (start, length in bytes).
     runs: Vec<(usize, usize)>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct BlockMeta {
-    size: usize,
-    batch: u64,
 }
 
 /// What to do with a run of pages.
@@ -78,8 +123,11 @@ enum PageAction {
 pub(crate) struct State {
     config: Config,
     page: usize,
+    /// log2 of `page` (divisions by a variable page size are slow on the hot path).
+    page_shift: u32,
     regions: Vec<Region>,
-    blocks: BTreeMap<usize, BlockMeta>,
+    /// Live blocks: start address -> size.
+    blocks: HashMap<usize, usize>,
     batches: BTreeMap<u64, Batch>,
     next_batch: u64,
     bytes_live: usize,
@@ -99,8 +147,9 @@ impl State {
         Self {
             config,
             page: sys::page_size(),
+            page_shift: sys::page_size().trailing_zeros(),
             regions: Vec::new(),
-            blocks: BTreeMap::new(),
+            blocks: HashMap::with_capacity(256),
             batches: BTreeMap::new(),
             next_batch: 1,
             bytes_live: 0,
@@ -140,8 +189,8 @@ impl State {
         if end > region.end(self.page) || end <= start {
             return None;
         }
-        let first = (start - region.base) / self.page;
-        let last = (end - 1 - region.base) / self.page + 1;
+        let first = (start - region.base) >> self.page_shift;
+        let last = ((end - 1 - region.base) >> self.page_shift) + 1;
         Some((r, first, last))
     }
 
@@ -158,6 +207,12 @@ impl State {
         // SAFETY: the pages are free pages of our own reservation: nothing references them.
         unsafe { sys::protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
         self.protection_changes += 1;
+        if count > 1 {
+            // Fault the run in with one call rather than one fault per page; an older kernel
+            // without MADV_POPULATE_WRITE simply faults them in on first write.
+            // SAFETY: the pages were just opened read-write and hold nothing yet.
+            let _ = unsafe { sys::advise(addr as *mut u8, count * self.page, sys::Advice::PopulateWrite) };
+        }
         let region = &mut self.regions[r];
         for page in &mut region.pages[first..first + count] {
             page.state = PageState::Open(batch);
@@ -181,10 +236,12 @@ impl State {
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = sys::reserve(len)? as usize;
+        let pages = len / self.page;
         self.regions.push(Region {
             base,
-            pages: alloc::vec![Page { state: PageState::Free, live: 0 }; len / self.page],
+            pages: alloc::vec![Page { state: PageState::Free, live: 0 }; pages],
             used: 0,
+            starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         });
         Ok((self.regions.len() - 1, 0))
     }
@@ -202,11 +259,19 @@ impl State {
             if stop <= end {
                 return Ok(start);
             }
-            // Extend the current run if the pages after it are free in the same region.
-            if let Some((r, first, last)) = self.pages_of(end, stop) {
-                if self.regions[r].pages[first..last].iter().all(|p| p.state == PageState::Free)
-                    && self.region_of(end - 1) == Some(r)
-                {
+            // Extend the current run if the pages after it are free in the same region,
+            // opening ahead (as far as the run is long already, up to `MAX_OPEN_AHEAD`) so
+            // that a large batch costs few protection changes. Pages still unused when the
+            // batch is sealed are released.
+            if let Some((r, first, needed)) = self.pages_of(end, stop) {
+                let region = &self.regions[r];
+                let run_pages =
+                    self.batches.get(&batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
+                let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
+                let free_after =
+                    region.pages[first..].iter().take_while(|p| p.state == PageState::Free).count();
+                let last = first + free_after.min((needed - first).max(ahead));
+                if last >= needed && self.region_of(end - 1) == Some(r) {
                     self.open_pages(r, first, last - first, batch)?;
                     let new_end = self.regions[r].base + last * self.page;
                     let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
@@ -242,11 +307,13 @@ impl State {
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
-            for page in &mut self.regions[r].pages[first..last] {
+            let region = &mut self.regions[r];
+            for page in &mut region.pages[first..last] {
                 page.live += 1;
             }
+            region.set_start(start, true);
         }
-        self.blocks.insert(start, BlockMeta { size, batch: batch.0 });
+        self.blocks.insert(start, size);
         self.bytes_live += size;
         Ok(Block { addr: start, size })
     }
@@ -254,14 +321,32 @@ impl State {
     /// The live block containing `addr..addr+len`.
     pub(crate) fn lookup(&self, addr: usize, len: usize) -> Option<BlockInfo> {
         let end = addr.checked_add(len)?;
-        let (&start, meta) = self.blocks.range(..=addr).next_back()?;
-        if end > start + meta.size {
+        let r = self.region_of(addr)?;
+        let region = &self.regions[r];
+        let start = region.start_at_or_before(addr)?;
+        let size = *self.blocks.get(&start)?;
+        if end > start + size {
             return None;
         }
-        let sealed = self
-            .pages_of(start, start + meta.size)
-            .is_some_and(|(r, first, _)| self.regions[r].pages[first].state == PageState::Sealed);
-        Some(BlockInfo { block: Block { addr: start, size: meta.size }, batch: BatchId(meta.batch), sealed })
+        let (batch, sealed) = match region.pages[(start - region.base) / self.page].state {
+            PageState::Open(id) => (Some(BatchId(id)), false),
+            _ => (None, true),
+        };
+        Some(BlockInfo { block: Block { addr: start, size }, batch, sealed })
+    }
+
+    /// Allocates a block in `batch` and copies `code` into it.
+    pub(crate) fn install(&mut self, batch: BatchId, code: &[u8], align: usize) -> Result<Block, ExecError> {
+        let block = self.alloc(batch, code.len(), align)?;
+        // SAFETY: the block was just allocated in open (writable) pages of `batch` and is at
+        // least `code.len()` bytes; `code` is the caller's memory and cannot overlap ours.
+        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), block.addr as *mut u8, code.len()) };
+        Ok(block)
+    }
+
+    /// Makes room in the block index for `additional` more blocks.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.blocks.reserve(additional);
     }
 
     /// Copies `bytes` to `addr` inside a live, still writable block.
@@ -348,10 +433,15 @@ impl State {
 
     /// Frees the block starting at `addr`.
     pub(crate) fn free(&mut self, addr: usize) -> Result<(), ExecError> {
-        let meta = self.blocks.remove(&addr).ok_or(ExecError::NotOwned { addr, len: 0 })?;
-        self.bytes_live -= meta.size;
-        let cursor = self.batches.get(&meta.batch).map(|b| b.cursor);
-        let Some((r, first, last)) = self.pages_of(addr, addr + meta.size) else { return Ok(()) };
+        let size = self.blocks.remove(&addr).ok_or(ExecError::NotOwned { addr, len: 0 })?;
+        self.bytes_live -= size;
+        let Some((r, first, last)) = self.pages_of(addr, addr + size) else { return Ok(()) };
+        let owner = match self.regions[r].pages[first].state {
+            PageState::Open(id) => self.batches.get(&id),
+            _ => None,
+        };
+        let cursor = owner.map(|b| b.cursor);
+        self.regions[r].set_start(addr, false);
         let page = self.page;
         let base = self.regions[r].base;
         let mut actions = Vec::new();
@@ -379,13 +469,14 @@ impl State {
         let b = self.batches.get(&batch.0).ok_or(ExecError::UnknownBatch)?;
         let runs = b.runs.clone();
         for &(start, len) in &runs {
-            let addrs: Vec<usize> = self
-                .blocks
-                .range(start..start + len)
-                .filter(|(_, m)| m.batch == batch.0)
-                .map(|(&a, _)| a)
+            let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
+            // Open pages belong to one batch only: every block starting in them is the batch's.
+            let region = &self.regions[r];
+            let owned: Vec<usize> = (first..last)
+                .filter(|&i| region.pages[i].state == PageState::Open(batch.0))
+                .flat_map(|i| region.starts_in(i, i + 1, self.page))
                 .collect();
-            for addr in addrs {
+            for addr in owned {
                 self.free(addr)?;
             }
         }
@@ -460,6 +551,11 @@ impl State {
             PageState::Sealed => Some(self.sealed_protection()),
             PageState::Free => None,
         }
+    }
+
+    /// The address ranges reserved as regions.
+    pub(crate) fn regions(&self) -> Vec<core::ops::Range<usize>> {
+        self.regions.iter().map(|r| r.base..r.end(self.page)).collect()
     }
 
     pub(crate) fn stats(&self) -> Stats {

@@ -1,13 +1,9 @@
-//! `cargo xtask bench`: benchmarks, each reported as a ratio against a real alternative run
-//! in the same process, interleaved round by round so machine noise hits both sides alike.
-//!
-//! Case "parse": parse and fully validate an SMF module with 10,000 symbols and 50,000
+//! Benchmark "parse": parse and fully validate an SMF module with 10,000 symbols and 50,000
 //! relocations, next to the `object` crate parsing an ELF relocatable with the same numbers of
 //! symbols and relocations and walking every symbol name and relocation (the work that touches
 //! the same data; `object` does not validate while parsing).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use object::write::{Object, Relocation as ElfRelocation, Symbol as ElfSymbol, SymbolSection};
 use object::{
@@ -20,13 +16,7 @@ use smf_core::{Dialect, Module};
 const SYMBOLS: u32 = 10_000;
 const RELOCATIONS: u32 = 50_000;
 
-pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let rounds = if args.iter().any(|a| a == "--quick") { 30 } else { 300 };
-    if cfg!(debug_assertions) {
-        eprintln!("warning: benchmarks built without optimizations; the cargo alias builds with --release");
-    }
-    parse_case(rounds)
-}
+use super::{interleaved, ms, ratio};
 
 /// The ELF relocatable with the same shape as `samples::large`: one `.text` of 16 bytes per
 /// function, `SYMBOLS` global functions, `RELOCATIONS` PC32 relocations spread over the code.
@@ -98,29 +88,7 @@ fn smf_parse_walk(data: &[u8]) -> usize {
     n
 }
 
-/// Median per-call times of `fns`, measured interleaved for `rounds` rounds.
-fn interleaved(rounds: usize, fns: &[&dyn Fn() -> usize]) -> Vec<Duration> {
-    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); fns.len()];
-    for f in fns {
-        black_box(f()); // warm caches and lazy initialisation
-    }
-    for _ in 0..rounds {
-        for (f, t) in fns.iter().zip(&mut times) {
-            let start = Instant::now();
-            black_box(f());
-            t.push(start.elapsed());
-        }
-    }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort();
-            t[t.len() / 2]
-        })
-        .collect()
-}
-
-fn parse_case(rounds: usize) -> Result<(), String> {
+pub(super) fn run(rounds: usize) -> Result<(), String> {
     let elf = elf_relocatable()?;
     let elf_check = object::File::parse(&*elf).map_err(|e| e.to_string())?;
     let elf_relocations: usize = elf_check.sections().map(|s| s.relocations().count()).sum();
@@ -136,7 +104,7 @@ fn parse_case(rounds: usize) -> Result<(), String> {
         }
         let times = interleaved(
             rounds,
-            &[&|| smf_parse(black_box(&smf)), &|| smf_parse_walk(black_box(&smf)), &|| {
+            &mut [&mut || smf_parse(black_box(&smf)), &mut || smf_parse_walk(black_box(&smf)), &mut || {
                 object_walk(black_box(&elf))
             }],
         );
@@ -151,12 +119,4 @@ fn parse_case(rounds: usize) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn ratio(theirs: Duration, ours: Duration) -> f64 {
-    theirs.as_secs_f64() / ours.as_secs_f64().max(1e-12)
 }

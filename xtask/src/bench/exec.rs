@@ -1,0 +1,181 @@
+//! Benchmark "exec": install 10,000 functions of 64 bytes and make them callable.
+//!
+//! Ours: one batch in the W^X allocator (blocks packed into shared pages, one protection change
+//! for the whole batch). Theirs: the Simple runtime spec's original approach, one anonymous
+//! mapping, one write and one protection change per function. Both run in the same process,
+//! alternating; cleanup (free/munmap) is not timed for either. Also reported: the mappings each
+//! side adds (target for ours: under one per 64 KiB of code), and the cost of one seal and of
+//! one patch.
+
+// Running the installed functions needs `transmute` of their addresses; the baseline maps and
+// protects memory itself.
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use smf_core::exec::{Block, ExecAllocator};
+use smf_core::sys::{self, Protection};
+
+use super::{median, ms, ratio, us};
+
+const FUNCTIONS: usize = 10_000;
+const SIZE: usize = 64;
+
+/// A 64-byte function returning `value` (x86-64 `mov eax, imm32; ret`, or aarch64
+/// `movz x0, #imm16; ret`), padded with traps.
+fn function(value: u16) -> [u8; SIZE] {
+    let mut code = [0u8; SIZE];
+    if cfg!(target_arch = "aarch64") {
+        code.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&0xD420_0000u32.to_le_bytes())); // brk #0
+        code[..4].copy_from_slice(&(0xD280_0000u32 | (u32::from(value) << 5)).to_le_bytes());
+        code[4..8].copy_from_slice(&0xD65F_03C0u32.to_le_bytes());
+    } else {
+        code.fill(0xCC); // int3
+        code[0] = 0xB8;
+        code[1..5].copy_from_slice(&u32::from(value).to_le_bytes());
+        code[5] = 0xC3;
+    }
+    code
+}
+
+fn codes() -> Vec<[u8; SIZE]> {
+    (0..FUNCTIONS).map(|i| function((i % 65_536) as u16)).collect()
+}
+
+/// Calls the function at `addr` and checks it returns `expected`.
+fn check(addr: usize, expected: usize) -> Result<(), String> {
+    // SAFETY: `addr` is sealed code of a `function(expected)`.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+    let got = f();
+    if got == (expected % 65_536) as i64 {
+        Ok(())
+    } else {
+        Err(format!("function {expected} returned {got}"))
+    }
+}
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count())
+}
+
+/// Our batch path: every function in one batch, installed under one lock, sealed once.
+fn install_ours(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block>, String> {
+    let mut batch = exec.batch();
+    let blocks = batch.install_many(codes.iter().map(|c| &c[..]), 16).map_err(|e| e.to_string())?;
+    batch.seal().map_err(|e| e.to_string())?;
+    Ok(blocks)
+}
+
+/// The same, one `install` call (and lock acquisition) per function.
+fn install_ours_one_by_one(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block>, String> {
+    let mut batch = exec.batch();
+    let blocks = codes
+        .iter()
+        .map(|c| batch.install(c, 16))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    batch.seal().map_err(|e| e.to_string())?;
+    Ok(blocks)
+}
+
+fn install_baseline(codes: &[[u8; SIZE]], page: usize) -> Result<Vec<usize>, String> {
+    let mut pages = Vec::with_capacity(codes.len());
+    for code in codes {
+        let p = sys::map_anonymous(page, Protection::ReadWrite).map_err(|e| e.to_string())?;
+        // SAFETY: `p` is a fresh writable page of ours; the code is shorter than a page.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len()) };
+        // SAFETY: the page is ours and nothing references it.
+        unsafe { sys::protect(p, page, Protection::ReadExec) }.map_err(|e| e.to_string())?;
+        pages.push(p as usize);
+    }
+    Ok(pages)
+}
+
+pub(super) fn run(rounds: usize) -> Result<(), String> {
+    let codes = codes();
+    let page = sys::page_size();
+    let (mut ours, mut ours_single, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours_maps, mut theirs_maps) = (0, 0);
+    for _ in 0..rounds {
+        let exec = ExecAllocator::default();
+        let before = mappings();
+        let start = Instant::now();
+        let blocks = install_ours(&exec, &codes)?;
+        ours.push(start.elapsed());
+        ours_maps = mappings().saturating_sub(before);
+        for i in (0..FUNCTIONS).step_by(997) {
+            check(blocks[i].addr, i)?;
+        }
+        drop(exec); // unmaps everything
+
+        let exec = ExecAllocator::default();
+        let start = Instant::now();
+        let blocks = install_ours_one_by_one(&exec, &codes)?;
+        ours_single.push(start.elapsed());
+        check(blocks[FUNCTIONS - 1].addr, FUNCTIONS - 1)?;
+        drop(exec);
+
+        let before = mappings();
+        let start = Instant::now();
+        let pages = install_baseline(&codes, page)?;
+        theirs.push(start.elapsed());
+        theirs_maps = mappings().saturating_sub(before);
+        for i in (0..FUNCTIONS).step_by(997) {
+            check(pages[i], i)?;
+        }
+        for p in pages {
+            // SAFETY: the page was mapped above and its code is no longer used.
+            unsafe { sys::unmap(p as *mut u8, page) }.map_err(|e| e.to_string())?;
+        }
+    }
+    let (ours, ours_single, theirs) = (median(ours), median(ours_single), median(theirs));
+    let code_kib = (FUNCTIONS * SIZE) as f64 / 65_536.0;
+    println!("exec: install {FUNCTIONS} functions of {SIZE} bytes and make them callable ({rounds} rounds, medians)");
+    println!("  smf-core batch, install_many          {:>9.3} ms  {ours_maps:>6} mappings added", ms(ours));
+    println!("  smf-core batch, install one by one    {:>9.3} ms", ms(ours_single));
+    println!(
+        "  mmap+write+mprotect per function      {:>9.3} ms  {theirs_maps:>6} mappings added",
+        ms(theirs)
+    );
+    println!(
+        "  ratio baseline / smf-core: {:.1}x install_many, {:.1}x one by one (target >= 50x); \
+         {:.2} mappings per 64 KiB of code (target < 1)",
+        ratio(theirs, ours),
+        ratio(theirs, ours_single),
+        ours_maps as f64 / code_kib
+    );
+    let (seal, patch) = seal_and_patch_costs()?;
+    println!(
+        "  one seal (1 block, 1 page): {:.2} us; one patch of a sealed block: {:.2} us",
+        us(seal),
+        us(patch)
+    );
+    Ok(())
+}
+
+/// Median cost of sealing a one-block batch, and of patching 4 bytes of a sealed block.
+fn seal_and_patch_costs() -> Result<(Duration, Duration), String> {
+    let exec = ExecAllocator::default();
+    let (mut seals, mut patches) = (Vec::new(), Vec::new());
+    let mut live = Vec::new();
+    for i in 0..1000u16 {
+        let mut batch = exec.batch();
+        let block = batch.install(&function(i), 16).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        batch.seal().map_err(|e| e.to_string())?;
+        seals.push(start.elapsed());
+        let value = (i + 1).to_le_bytes();
+        let offset = if cfg!(target_arch = "aarch64") { 0 } else { 1 };
+        let bytes: Vec<u8> = if cfg!(target_arch = "aarch64") {
+            (0xD280_0000u32 | (u32::from(i + 1) << 5)).to_le_bytes().to_vec()
+        } else {
+            [value[0], value[1], 0, 0].to_vec()
+        };
+        let start = Instant::now();
+        exec.patch(block.addr + offset, &bytes).map_err(|e| e.to_string())?;
+        patches.push(start.elapsed());
+        check(block.addr, usize::from(i) + 1)?;
+        live.push(block);
+    }
+    Ok((median(seals), median(patches)))
+}

@@ -1,0 +1,51 @@
+//! `cargo xtask bench`: benchmarks, each reported as a ratio against a real alternative run
+//! in the same process, interleaved round by round so machine noise hits both sides alike.
+
+mod exec;
+mod parse;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    if cfg!(debug_assertions) {
+        eprintln!("warning: benchmarks built without optimizations; the cargo alias builds with --release");
+    }
+    parse::run(if quick { 30 } else { 300 })?;
+    println!();
+    exec::run(if quick { 5 } else { 30 })
+}
+
+/// Median per-call times of `fns`, measured interleaved for `rounds` rounds.
+pub(crate) fn interleaved(rounds: usize, fns: &mut [&mut dyn FnMut() -> usize]) -> Vec<Duration> {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); fns.len()];
+    for f in fns.iter_mut() {
+        black_box(f()); // warm caches and lazy initialisation
+    }
+    for _ in 0..rounds {
+        for (f, t) in fns.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            black_box(f());
+            t.push(start.elapsed());
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+pub(crate) fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub(crate) fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+pub(crate) fn ratio(theirs: Duration, ours: Duration) -> f64 {
+    theirs.as_secs_f64() / ours.as_secs_f64().max(1e-12)
+}
