@@ -158,15 +158,20 @@ pub unsafe fn move_over(from: *mut u8, to: *mut u8, len: usize) -> SysResult<()>
         .map_err(err("mremap"))
 }
 
-/// Maps `len` bytes of the file `fd` from `offset` (`mmap(2)`), shared or private.
-pub fn map_file(
-    fd: BorrowedFd<'_>,
+/// Maps `len` bytes of the open file `fd` from `offset` (`mmap(2)`), shared or private.
+///
+/// # Safety
+/// `fd` is an open file descriptor for the duration of the call.
+pub unsafe fn map_file(
+    fd: i32,
     offset: u64,
     len: usize,
     prot: Protection,
     shared: bool,
 ) -> SysResult<*mut u8> {
     let flags = if shared { MapFlags::SHARED } else { MapFlags::PRIVATE };
+    // SAFETY: the caller keeps `fd` open for the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
     let p = unsafe { mm::mmap(ptr::null_mut(), len, prot.prot_flags(), flags, fd, offset) };
     p.map(|p| p.cast()).map_err(err("mmap"))

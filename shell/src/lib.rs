@@ -2,12 +2,14 @@
 //!
 //! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
 //! what needs an operating system and a user: reading files by path, the reports of the `smf`
-//! command-line tool, and (in later layers) threads and the C ABI.
+//! command-line tool, the process-wide executable allocator, and the C ABI (`ffi`).
 
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod ffi;
 pub mod inspect;
 pub mod json;
+pub mod runtime;
 
 pub use smf_core as core;

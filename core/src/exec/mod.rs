@@ -242,6 +242,19 @@ impl ExecAllocator {
         self.state.lock().protection_at(addr)
     }
 
+    /// Synchronizes the instruction cache for `addr..addr+len`, which must lie in one live
+    /// block (a no-op on x86-64; sealing and patching already do this).
+    pub fn sync_icache(&self, addr: usize, len: usize) -> Result<(), ExecError> {
+        let state = self.state.lock();
+        state.lookup(addr, len).ok_or(ExecError::NotOwned { addr, len })?;
+        #[allow(unsafe_code)]
+        // SAFETY: the range lies in a live block of ours, whose pages are readable.
+        unsafe {
+            icache::sync(addr, len)
+        };
+        Ok(())
+    }
+
     /// The address ranges reserved for code (to count the kernel mappings inside them).
     pub fn regions(&self) -> alloc::vec::Vec<core::ops::Range<usize>> {
         self.state.lock().regions()

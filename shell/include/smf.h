@@ -1,0 +1,128 @@
+/*
+ * smf.h - C interface of smf-loader, the SMF module loader of the Simple runtime.
+ *
+ * Link with libsmf.a (plus -lpthread -ldl -lm -lrt -lgcc_s) or libsmf.so.
+ *
+ * Conventions (every function):
+ *  - Addresses and sizes are int64_t as in the Simple SFFI specs; strings are NUL-terminated.
+ *  - Every address argument is checked against the library's own live mappings and
+ *    allocations before any memory is touched. Zero, negative, overflowing and foreign ranges
+ *    fail with the documented sentinel.
+ *  - Every failure records a message readable with smf_last_error() on the same thread;
+ *    success does not clear it.
+ *  - Nothing panics across the boundary or aborts the process on bad input.
+ *  - All functions are thread-safe.
+ *  - W^X: no page this library maps is ever writable and executable at the same moment,
+ *    unless the process sets SMF_ALLOW_RWX=1 before the first call (debugging only).
+ *
+ * The rt_* functions are built when the library's default cargo feature "rt" is on. A Simple
+ * runtime build that defines rt_munmap, rt_madvise and rt_msync itself links a library built
+ * without it (and defines SMF_NO_RT before including this header).
+ */
+#ifndef SMF_H
+#define SMF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The last error recorded on the calling thread, or "" if none. Valid until the next failing
+ * call on the same thread. */
+const char *smf_last_error(void);
+/* Extension: forgets the calling thread's last error (smf_last_error() returns "" again). */
+void smf_clear_error(void);
+
+#ifndef SMF_NO_RT
+
+/* ---- rt_*: file mappings (mmap.spl) -------------------------------------------------------- */
+
+#define RT_PROT_NONE 0
+#define RT_PROT_READ 1
+#define RT_PROT_WRITE 2
+#define RT_PROT_EXEC 4
+#define RT_MAP_SHARED 1
+#define RT_MAP_PRIVATE 2
+#define RT_ADVICE_NORMAL 0
+#define RT_ADVICE_RANDOM 1
+#define RT_ADVICE_SEQUENTIAL 2
+#define RT_ADVICE_WILLNEED 3
+#define RT_ADVICE_DONTNEED 4
+
+/* The spec's (i64, i64) pair: a mapping's address and size, {0, 0} on error. */
+typedef struct { int64_t address; int64_t size; } RtMapping;
+
+/* Maps length bytes of the file from offset (page-aligned); length 0 maps to the end of the
+ * file. A range past the end of the file, or PROT_WRITE|PROT_EXEC, is refused. {0,0} on error. */
+RtMapping rt_mmap_file(const char *path, int32_t prot, int32_t flags, int64_t offset, int64_t length);
+/* Unmaps a whole mapping made by rt_mmap_file (size as returned). */
+bool    rt_munmap(int64_t address, int64_t size);
+/* Copies length bytes from address+offset into dst; returns length, or -1. */
+int64_t rt_mmap_read_bytes(int64_t address, int64_t offset, int64_t length, uint8_t *dst);
+/* The string at address+offset: up to the first NUL (max_length 0) or max_length bytes, never
+ * past the mapping. Copies min(len, dst_cap) bytes (no NUL added); returns len, or -1. */
+int64_t rt_mmap_read_string(int64_t address, int64_t offset, int64_t max_length, uint8_t *dst, int64_t dst_cap);
+/* The file's size in bytes, or -1. */
+int64_t rt_file_size_for_mmap(const char *path);
+/* The page size in bytes. */
+int64_t rt_get_page_size(void);
+/* Flushes a shared file mapping to its file (is_async: MS_ASYNC rather than MS_SYNC). */
+bool    rt_msync(int64_t address, int64_t size, bool is_async);
+/* Locks / unlocks the pages of a mapping or allocation in memory. */
+bool    rt_mlock(int64_t address, int64_t size);
+bool    rt_munlock(int64_t address, int64_t size);
+/* Usage advice (RT_ADVICE_*) for a mapping or allocation; DONTNEED on sealed code is refused. */
+bool    rt_madvise(int64_t address, int64_t size, int32_t advice);
+
+/* ---- rt_*: executable memory (exec_memory.spl) --------------------------------------------- */
+
+/* Both of the spec's call sequences work under W^X:
+ *   explicit: rt_alloc_rw_memory -> rt_write_exec_memory -> rt_make_executable -> call
+ *   implicit: rt_alloc_exec_memory -> rt_write_exec_memory -> rt_flush_icache
+ *             -> rt_get_function_pointer (seals) -> call
+ * Writing into a sealed allocation patches it: a copy of the touched pages is written, sealed
+ * and moved over the originals; no page is ever writable and executable. */
+
+/* Zeroed, page-rounded memory, writable until sealed; 0 on error. */
+int64_t rt_alloc_exec_memory(int64_t size);
+/* Zeroed, page-rounded, read-write memory; 0 on error. */
+int64_t rt_alloc_rw_memory(int64_t size);
+/* Frees an allocation; size as allocated (or 0 for the whole allocation). */
+bool    rt_free_exec_memory(int64_t address, int64_t size);
+/* Copies len bytes of code to address+offset (inside the allocation); bytes written, or -1. */
+int64_t rt_write_exec_memory(int64_t address, const uint8_t *code, int64_t len, int64_t offset);
+/* Seals the allocation holding the range: read+execute, instruction cache synchronized. */
+bool    rt_make_executable(int64_t address, int64_t size);
+/* Synchronizes the instruction cache (no-op on x86-64; real on aarch64). */
+void    rt_flush_icache(int64_t address, int64_t size);
+/* Returns address as callable code, sealing its allocation if still writable; 0 if the address
+ * is not inside a live allocation. */
+int64_t rt_get_function_pointer(int64_t address);
+/* Calls fn with 0, 1 or 2 integer arguments. Only addresses inside sealed executable memory this
+ * library owns are called; anything else returns 0 and records an error without jumping. */
+int64_t rt_call_function_0(int64_t fn);
+int64_t rt_call_function_1(int64_t fn, int64_t a1);
+int64_t rt_call_function_2(int64_t fn, int64_t a1, int64_t a2);
+/* Whether address is inside sealed executable memory of this library. */
+bool    rt_is_executable(int64_t address);
+/* RT_PROT_* bits of the page holding address, -1 if it is not this library's. */
+int32_t rt_get_protection(int64_t address);
+/* Allocations: READ|EXEC seals, READ|WRITE is accepted before sealing. File mappings (whole):
+ * any protection. PROT_WRITE|PROT_EXEC is always refused. */
+bool    rt_set_protection(int64_t address, int64_t size, int32_t prot);
+/* Bytes in live allocations (page-rounded), and their number. */
+int64_t rt_exec_memory_total(void);
+int64_t rt_exec_memory_count(void);
+/* One readable block of statistics on stderr. */
+void    rt_exec_memory_dump_stats(void);
+
+#endif /* SMF_NO_RT */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SMF_H */

@@ -1,0 +1,59 @@
+//! The C ABI: `smf_last_error` and, behind the default `rt` feature, the 26 `rt_*` functions
+//! of the Simple runtime's SFFI specs (`../shared/spec/ffi.md`, declared in `include/smf.h`).
+//!
+//! Rules every export follows: arguments are checked (null, negative, overflowing, and every
+//! address against the library's own live mappings and allocations) before any memory is
+//! touched; a failure returns the documented sentinel and records a message readable with
+//! `smf_last_error()` on the same thread; no panic crosses the boundary (each body runs under
+//! `catch_unwind`, a panic becomes an error).
+
+#![allow(unsafe_code)]
+
+pub mod error;
+#[cfg(feature = "rt")]
+pub mod rt_exec;
+#[cfg(feature = "rt")]
+pub mod rt_mmap;
+#[cfg(feature = "rt")]
+mod rt_owned;
+
+pub use error::{clear_error, last_error, set_error};
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `body`, turning an `Err` or a panic into `sentinel` with the message recorded.
+pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(message)) => {
+            set_error(&message);
+            sentinel
+        }
+        Err(_) => {
+            set_error("internal error: a panic was caught at the C boundary");
+            sentinel
+        }
+    }
+}
+
+/// Reads a NUL-terminated path from C.
+///
+/// # Safety
+/// `ptr` is null or points to a NUL-terminated string valid for the call.
+pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::ffi::OsStrExt;
+    if ptr.is_null() {
+        return Err("path is NULL".into());
+    }
+    // SAFETY: non-null and NUL-terminated per the caller's contract.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes();
+    if bytes.is_empty() {
+        return Err("path is empty".into());
+    }
+    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+/// A non-negative `i64` from C as `usize`.
+pub(crate) fn non_negative(value: i64, what: &str) -> Result<usize, String> {
+    usize::try_from(value).map_err(|_| format!("{what} {value} is negative"))
+}

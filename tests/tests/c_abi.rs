@@ -1,0 +1,78 @@
+//! The C ABI from C: `tests/c/rt_test.c` is compiled with `gcc -Wall -Wextra -Werror` against
+//! `include/smf.h`, linked once against `libsmf.a` and once against `libsmf.so`, and run. It
+//! exercises every `rt_*` function and checks `/proc/self/maps` for rwx mappings after each step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The profile directory this test binary was built into (`target/debug`, ...).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Builds the library's static and shared artifacts (fresh, even when only this package's tests
+/// were asked for) into the same target directory.
+fn build_library(profile: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "smf", "--lib"]).current_dir(workspace());
+    if profile.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p smf failed");
+}
+
+fn compile_and_run(profile: &Path, shared: bool) {
+    let out_dir = profile.join("c-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(if shared { "rt_test_shared" } else { "rt_test_static" });
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-pthread"])
+        .arg("-I")
+        .arg(workspace().join("shell/include"))
+        .arg(workspace().join("tests/c/rt_test.c"))
+        .arg("-o")
+        .arg(&exe);
+    if shared {
+        gcc.arg("-L").arg(profile).arg("-lsmf").arg(format!("-Wl,-rpath,{}", profile.display()));
+    } else {
+        gcc.arg(profile.join("libsmf.a")).args(["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s"]);
+    }
+    let output = gcc.output().expect("run gcc");
+    assert!(output.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&output.stderr));
+
+    let scratch = out_dir.join(if shared { "scratch-shared" } else { "scratch-static" });
+    std::fs::create_dir_all(&scratch).unwrap();
+    let run = Command::new(&exe).arg(&scratch).output().expect("run rt_test");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "rt_test ({}) failed:\n{stdout}\n{stderr}",
+        if shared { "shared" } else { "static" }
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(stderr.contains("smf exec memory:"), "rt_exec_memory_dump_stats printed nothing: {stderr}");
+    if shared {
+        // The program really used the shared library.
+        let ldd = Command::new("ldd").arg(&exe).output().expect("run ldd");
+        assert!(String::from_utf8_lossy(&ldd.stdout).contains("libsmf.so"));
+    }
+}
+
+#[test]
+fn the_c_program_passes_against_the_static_and_the_shared_library() {
+    let profile = profile_dir();
+    build_library(&profile);
+    compile_and_run(&profile, false);
+    compile_and_run(&profile, true);
+}
