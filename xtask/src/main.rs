@@ -2,12 +2,14 @@
 //!
 //! Tasks: `examples [--check]` (write or check the example modules in `examples/`),
 //! `bench` (the benchmarks, each a ratio against a real alternative measured in the same run),
-//! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs).
+//! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs), `cross-test` (aarch64 under
+//! qemu-aarch64).
 
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
 mod bench;
+mod cross;
 mod examples;
 mod fuzz;
 
@@ -21,6 +23,7 @@ tasks:
   bench [--quick]      run the benchmarks (--quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
+  cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz-seeds") => fuzz::seeds_command(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("cross-test") => cross::run_command(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

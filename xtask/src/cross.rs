@@ -1,0 +1,51 @@
+//! `cargo xtask cross-test`: the core's allocator and format tests built for
+//! `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64 machine code (the
+//! tests' `return_const` is `movz x0, #imm; ret` there). Installs the target and, when run as
+//! root, the Debian packages `qemu-user` and `gcc-aarch64-linux-gnu` if they are missing.
+
+use std::process::Command;
+
+use crate::workspace_root;
+
+const TARGET: &str = "aarch64-unknown-linux-gnu";
+
+fn has(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+fn ensure_tools() -> Result<(), String> {
+    run(Command::new("rustup").args(["target", "add", TARGET]))?;
+    if has("qemu-aarch64") && has("aarch64-linux-gnu-gcc") {
+        return Ok(());
+    }
+    println!("installing qemu-user and gcc-aarch64-linux-gnu");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "qemu-user", "gcc-aarch64-linux-gnu"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if has("qemu-aarch64") && has("aarch64-linux-gnu-gcc") {
+        Ok(())
+    } else {
+        Err("qemu-aarch64 or aarch64-linux-gnu-gcc still missing".into())
+    }
+}
+
+pub(crate) fn run_command() -> Result<(), String> {
+    ensure_tools()?;
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .args(["test", "--target", TARGET, "-p", "smf-core", "-p", "smf-tests"])
+        .args(["--lib", "--test", "exec", "--test", "exec_rwx_switch", "--test", "format"])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");
+    run(&mut cmd)
+}
