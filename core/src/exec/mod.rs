@@ -303,7 +303,6 @@ impl CodeBatch<'_> {
         align: usize,
     ) -> Result<alloc::vec::Vec<Block>, ExecError> {
         let mut state = self.allocator.state.lock();
-        state.reserve(codes.len());
         let mut blocks = alloc::vec::Vec::with_capacity(codes.len());
         for code in codes {
             blocks.push(state.install(self.id, code, align)?);

@@ -20,8 +20,6 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use hashbrown::HashMap;
-
 use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, Stats, GRANULE};
 use crate::sys::{self, Protection};
 
@@ -49,6 +47,9 @@ struct Region {
     used: usize,
     /// One bit per granule: set where a live block starts.
     starts: Vec<u64>,
+    /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
+    /// the first end bit at or after a start bit ends that block: sizes need no other index.
+    ends: Vec<u64>,
 }
 
 impl Region {
@@ -61,13 +62,35 @@ impl Region {
         (g / 64, 1u64 << (g % 64))
     }
 
-    fn set_start(&mut self, addr: usize, on: bool) {
-        let (word, bit) = self.granule(addr);
+    /// Marks (or unmarks) the block `addr..addr+size` in the start and end bitmaps.
+    fn mark(&mut self, addr: usize, size: usize, on: bool) {
+        let (sw, sb) = self.granule(addr);
+        let (ew, eb) = self.granule(addr + size - GRANULE);
         if on {
-            self.starts[word] |= bit;
+            self.starts[sw] |= sb;
+            self.ends[ew] |= eb;
         } else {
-            self.starts[word] &= !bit;
+            self.starts[sw] &= !sb;
+            self.ends[ew] &= !eb;
         }
+    }
+
+    /// The size of the live block starting at `addr`, if one does.
+    fn block_size(&self, addr: usize) -> Option<usize> {
+        let (word, bit) = self.granule(addr);
+        if self.starts[word] & bit == 0 {
+            return None;
+        }
+        let mut mask = !(bit - 1);
+        for w in word..self.ends.len() {
+            let bits = self.ends[w] & mask;
+            if bits != 0 {
+                let last = w * 64 + bits.trailing_zeros() as usize;
+                return Some(self.base + last * GRANULE + GRANULE - addr);
+            }
+            mask = u64::MAX;
+        }
+        None
     }
 
     /// The last block start at or before `addr` (in this region).
@@ -126,8 +149,7 @@ pub(crate) struct State {
     /// log2 of `page` (divisions by a variable page size are slow on the hot path).
     page_shift: u32,
     regions: Vec<Region>,
-    /// Live blocks: start address -> size.
-    blocks: HashMap<usize, usize>,
+    blocks_live: usize,
     batches: BTreeMap<u64, Batch>,
     next_batch: u64,
     bytes_live: usize,
@@ -149,7 +171,7 @@ impl State {
             page: sys::page_size(),
             page_shift: sys::page_size().trailing_zeros(),
             regions: Vec::new(),
-            blocks: HashMap::with_capacity(256),
+            blocks_live: 0,
             batches: BTreeMap::new(),
             next_batch: 1,
             bytes_live: 0,
@@ -242,6 +264,7 @@ impl State {
             pages: alloc::vec![Page { state: PageState::Free, live: 0 }; pages],
             used: 0,
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
+            ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         });
         Ok((self.regions.len() - 1, 0))
     }
@@ -311,9 +334,9 @@ impl State {
             for page in &mut region.pages[first..last] {
                 page.live += 1;
             }
-            region.set_start(start, true);
+            region.mark(start, size, true);
         }
-        self.blocks.insert(start, size);
+        self.blocks_live += 1;
         self.bytes_live += size;
         Ok(Block { addr: start, size })
     }
@@ -324,7 +347,7 @@ impl State {
         let r = self.region_of(addr)?;
         let region = &self.regions[r];
         let start = region.start_at_or_before(addr)?;
-        let size = *self.blocks.get(&start)?;
+        let size = region.block_size(start)?;
         if end > start + size {
             return None;
         }
@@ -344,11 +367,6 @@ impl State {
         Ok(block)
     }
 
-    /// Makes room in the block index for `additional` more blocks.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        self.blocks.reserve(additional);
-    }
-
     /// Copies `bytes` to `addr` inside a live, still writable block.
     pub(crate) fn write(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
@@ -362,45 +380,57 @@ impl State {
         Ok(())
     }
 
-    /// Applies `action` to every page of `pages` (region `r`, indices), one syscall per run.
-    fn apply(&mut self, r: usize, pages: &[(usize, PageAction)]) -> Result<(), ExecError> {
-        let mut i = 0;
-        while i < pages.len() {
-            let (first, action) = pages[i];
+    /// Applies `action(page, index)` to pages `first..last` of region `r`, one syscall per run
+    /// of pages with the same action.
+    fn apply(
+        &mut self,
+        r: usize,
+        first: usize,
+        last: usize,
+        action: impl Fn(&Page, usize) -> PageAction,
+    ) -> Result<(), ExecError> {
+        let mut i = first;
+        while i < last {
+            let kind = action(&self.regions[r].pages[i], i);
             let mut j = i + 1;
-            while j < pages.len() && pages[j].1 == action && pages[j].0 == pages[j - 1].0 + 1 {
+            while j < last && action(&self.regions[r].pages[j], j) == kind {
                 j += 1;
             }
-            let count = j - i;
-            let addr = (self.regions[r].base + first * self.page) as *mut u8;
-            let len = count * self.page;
-            match action {
-                PageAction::Seal => {
-                    if !self.config.allow_rwx {
-                        // SAFETY: open pages of a batch being sealed: its owner has finished
-                        // writing and nothing else references them.
-                        unsafe { sys::protect(addr, len, Protection::ReadExec) }?;
-                        self.protection_changes += 1;
-                    }
-                    // SAFETY: the range is mapped readable by us.
-                    unsafe { icache::sync(addr as usize, len) };
-                    for page in &mut self.regions[r].pages[first..first + count] {
-                        page.state = PageState::Sealed;
-                    }
-                }
-                PageAction::Release => {
-                    // SAFETY: no live block lies in these pages, so no code or reference uses them.
-                    unsafe { sys::discard(addr, len) }?;
-                    self.protection_changes += 1;
-                    let region = &mut self.regions[r];
-                    for page in &mut region.pages[first..first + count] {
-                        page.state = PageState::Free;
-                    }
-                    region.used -= count;
-                }
-                PageAction::Keep => {}
-            }
+            self.act(r, i, j - i, kind)?;
             i = j;
+        }
+        Ok(())
+    }
+
+    /// Carries out one action on `count` pages from page `first` of region `r`.
+    fn act(&mut self, r: usize, first: usize, count: usize, action: PageAction) -> Result<(), ExecError> {
+        let addr = (self.regions[r].base + first * self.page) as *mut u8;
+        let len = count * self.page;
+        match action {
+            PageAction::Seal => {
+                if !self.config.allow_rwx {
+                    // SAFETY: open pages of a batch being sealed: its owner has finished
+                    // writing and nothing else references them.
+                    unsafe { sys::protect(addr, len, Protection::ReadExec) }?;
+                    self.protection_changes += 1;
+                }
+                // SAFETY: the range is mapped readable by us.
+                unsafe { icache::sync(addr as usize, len) };
+                for page in &mut self.regions[r].pages[first..first + count] {
+                    page.state = PageState::Sealed;
+                }
+            }
+            PageAction::Release => {
+                // SAFETY: no live block lies in these pages, so no code or reference uses them.
+                unsafe { sys::discard(addr, len) }?;
+                self.protection_changes += 1;
+                let region = &mut self.regions[r];
+                for page in &mut region.pages[first..first + count] {
+                    page.state = PageState::Free;
+                }
+                region.used -= count;
+            }
+            PageAction::Keep => {}
         }
         Ok(())
     }
@@ -410,19 +440,13 @@ impl State {
         let mut sealed_any = false;
         for &(start, len) in &b.runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
-            let actions: Vec<(usize, PageAction)> = (first..last)
-                .map(|i| {
-                    let page = self.regions[r].pages[i];
-                    let action = match page.state {
-                        PageState::Open(id) if id == batch.0 && page.live > 0 => PageAction::Seal,
-                        PageState::Open(id) if id == batch.0 => PageAction::Release,
-                        _ => PageAction::Keep,
-                    };
-                    (i, action)
-                })
-                .collect();
-            sealed_any |= actions.iter().any(|(_, a)| *a == PageAction::Seal);
-            self.apply(r, &actions)?;
+            let action = |p: &Page, _| match p.state {
+                PageState::Open(id) if id == batch.0 && p.live > 0 => PageAction::Seal,
+                PageState::Open(id) if id == batch.0 => PageAction::Release,
+                _ => PageAction::Keep,
+            };
+            sealed_any |= self.regions[r].pages[first..last].iter().any(|p| action(p, 0) == PageAction::Seal);
+            self.apply(r, first, last, action)?;
         }
         if sealed_any {
             icache::sync_other_threads();
@@ -433,33 +457,29 @@ impl State {
 
     /// Frees the block starting at `addr`.
     pub(crate) fn free(&mut self, addr: usize) -> Result<(), ExecError> {
-        let size = self.blocks.remove(&addr).ok_or(ExecError::NotOwned { addr, len: 0 })?;
+        let not_owned = ExecError::NotOwned { addr, len: 0 };
+        let r = self.region_of(addr).ok_or(not_owned)?;
+        let size = self.regions[r].block_size(addr).ok_or(not_owned)?;
+        let (r, first, last) = self.pages_of(addr, addr + size).ok_or(not_owned)?;
+        self.regions[r].mark(addr, size, false);
+        self.blocks_live -= 1;
         self.bytes_live -= size;
-        let Some((r, first, last)) = self.pages_of(addr, addr + size) else { return Ok(()) };
-        let owner = match self.regions[r].pages[first].state {
-            PageState::Open(id) => self.batches.get(&id),
+        let cursor = match self.regions[r].pages[first].state {
+            PageState::Open(id) => self.batches.get(&id).map(|b| b.cursor),
             _ => None,
         };
-        let cursor = owner.map(|b| b.cursor);
-        self.regions[r].set_start(addr, false);
-        let page = self.page;
-        let base = self.regions[r].base;
-        let mut actions = Vec::new();
-        for i in first..last {
-            let p = &mut self.regions[r].pages[i];
+        let (page, base) = (self.page, self.regions[r].base);
+        for p in &mut self.regions[r].pages[first..last] {
             p.live -= 1;
-            let page_end = base + (i + 1) * page;
-            let action = match p.state {
-                PageState::Sealed if p.live == 0 => PageAction::Release,
-                // An open page below the batch's cursor will never receive another block.
-                PageState::Open(_) if p.live == 0 && cursor.is_none_or(|c| c >= page_end) => {
-                    PageAction::Release
-                }
-                _ => PageAction::Keep,
-            };
-            actions.push((i, action));
         }
-        self.apply(r, &actions)?;
+        self.apply(r, first, last, |p, i| match p.state {
+            PageState::Sealed if p.live == 0 => PageAction::Release,
+            // An open page below the batch's cursor will never receive another block.
+            PageState::Open(_) if p.live == 0 && cursor.is_none_or(|c| c >= base + (i + 1) * page) => {
+                PageAction::Release
+            }
+            _ => PageAction::Keep,
+        })?;
         self.release_empty_regions();
         Ok(())
     }
@@ -560,7 +580,7 @@ impl State {
 
     pub(crate) fn stats(&self) -> Stats {
         let mut stats = Stats {
-            blocks_live: self.blocks.len(),
+            blocks_live: self.blocks_live,
             bytes_live: self.bytes_live,
             regions: self.regions.len(),
             protection_changes: self.protection_changes,
@@ -594,5 +614,59 @@ impl Drop for State {
             // use any more (its users hold `&ExecAllocator`, which cannot outlive it).
             let _ = unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * self.page) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(pages: usize, page: usize) -> Region {
+        let granules = pages * page / GRANULE;
+        Region {
+            base: 0x10_0000,
+            pages: alloc::vec![Page { state: PageState::Free, live: 0 }; pages],
+            used: 0,
+            starts: alloc::vec![0; granules.div_ceil(64)],
+            ends: alloc::vec![0; granules.div_ceil(64)],
+        }
+    }
+
+    #[test]
+    fn block_bitmaps_give_sizes_and_containing_starts() {
+        let mut r = region(4, 4096);
+        let base = r.base;
+        // One granule, one crossing a bitmap word, one spanning pages.
+        r.mark(base, 16, true);
+        r.mark(base + 1008, 48, true); // granules 63..65
+        r.mark(base + 4000, 5008, true); // sizes are whole granules
+        assert_eq!(r.block_size(base), Some(16));
+        assert_eq!(r.block_size(base + 1008), Some(48));
+        assert_eq!(r.block_size(base + 4000), Some(5008));
+        assert_eq!(r.block_size(base + 16), None, "no block starts there");
+        assert_eq!(r.start_at_or_before(base + 1050), Some(base + 1008));
+        assert_eq!(r.start_at_or_before(base + 9000), Some(base + 4000));
+        assert_eq!(r.start_at_or_before(base + 500), Some(base));
+        r.mark(base, 16, false);
+        assert_eq!(r.start_at_or_before(base + 500), None);
+        assert_eq!(r.block_size(base), None);
+        // Adjacent blocks keep their own ends.
+        r.mark(base + 16, 16, true);
+        r.mark(base + 32, 32, true);
+        assert_eq!((r.block_size(base + 16), r.block_size(base + 32)), (Some(16), Some(32)));
+    }
+
+    #[test]
+    fn starts_in_lists_every_block_of_a_page() {
+        let mut r = region(2, 4096);
+        let base = r.base;
+        for k in 0..10 {
+            r.mark(base + 4096 + k * 64, 64, true);
+        }
+        r.mark(base, 32, true);
+        let starts = r.starts_in(1, 2, 4096);
+        assert_eq!(starts.len(), 10);
+        assert_eq!(starts[9], base + 4096 + 9 * 64);
+        assert_eq!(r.starts_in(0, 1, 4096), [base]);
     }
 }
