@@ -352,6 +352,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "scans 1 MiB, too slow interpreted; runs natively in cargo test")]
     fn terminator_past_the_scan_limit_is_not_found() {
         let mut far = [b'x'; SCAN_LIMIT + 40];
         far[SCAN_LIMIT + 1] = b'\n';
