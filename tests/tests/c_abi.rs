@@ -76,3 +76,45 @@ fn the_c_program_passes_against_the_static_and_the_shared_library() {
     compile_and_run(&profile, false);
     compile_and_run(&profile, true);
 }
+
+/// Function names declared in `smf.h`.
+fn header_functions() -> Vec<String> {
+    let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();
+    let mut names: Vec<String> = header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(['/', '*', '#']) && l.contains('('))
+        .filter_map(|l| {
+            let before_paren = &l[..l.find('(')?];
+            let name = before_paren.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next()?;
+            (name.starts_with("rt_") || name.starts_with("smf_")).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `rt_*` and `smf_*` functions the shared library exports.
+fn exported_functions(library: &Path) -> Vec<String> {
+    let nm = Command::new("nm").args(["-D", "--defined-only"]).arg(library).output().expect("run nm");
+    let mut names: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let (kind, name) = (parts.nth(1)?, parts.next()?);
+            (kind == "T" && (name.starts_with("rt_") || name.starts_with("smf_"))).then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_header_declares_exactly_what_the_library_exports() {
+    let profile = profile_dir();
+    build_library(&profile);
+    let declared = header_functions();
+    let exported = exported_functions(&profile.join("libsmf.so"));
+    assert_eq!(declared, exported);
+    assert_eq!(declared.iter().filter(|n| n.starts_with("rt_")).count(), 26, "the spec's 26 rt_* functions");
+}

@@ -22,6 +22,7 @@ pub use error::{clear_error, last_error, set_error};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `body`, turning an `Err` or a panic into `sentinel` with the message recorded.
+#[cfg_attr(not(feature = "rt"), allow(dead_code))]
 pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
@@ -40,6 +41,7 @@ pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) ->
 ///
 /// # Safety
 /// `ptr` is null or points to a NUL-terminated string valid for the call.
+#[cfg_attr(not(feature = "rt"), allow(dead_code))]
 pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::PathBuf, String> {
     use std::os::unix::ffi::OsStrExt;
     if ptr.is_null() {
@@ -54,6 +56,7 @@ pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::P
 }
 
 /// A non-negative `i64` from C as `usize`.
+#[cfg_attr(not(feature = "rt"), allow(dead_code))]
 pub(crate) fn non_negative(value: i64, what: &str) -> Result<usize, String> {
     usize::try_from(value).map_err(|_| format!("{what} {value} is negative"))
 }
