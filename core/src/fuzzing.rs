@@ -51,3 +51,24 @@ fn walk(module: &Module<'_>) -> usize {
     }
     visited
 }
+
+/// Loads `data` into a process-wide allocator (any architecture, every import resolved to a
+/// fixed address so that relocation is reached) and drops it again: the loader's fuzz entry
+/// point. Returns the number of symbols loaded.
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub fn fuzz_load(data: &[u8]) -> usize {
+    use crate::exec::ExecAllocator;
+    use crate::load::{LoadOptions, LoadedModule, Resolved, Resolver};
+
+    struct Everything;
+    impl Resolver for Everything {
+        fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+            (!name.is_empty()).then_some(Resolved { addr: 0x10_0000 + name.len() * 16, keepalive: None })
+        }
+    }
+    static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
+    let exec = EXEC.call_once(ExecAllocator::default);
+    let options =
+        LoadOptions { parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 }, require_arch: None };
+    LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
+}

@@ -32,6 +32,8 @@ pub mod exec;
 mod fnv;
 pub mod fuzzing;
 pub mod kinds;
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub mod load;
 pub mod module;
 pub mod note_sdn;
 #[cfg(target_os = "linux")]

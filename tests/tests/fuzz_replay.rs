@@ -14,6 +14,7 @@ fn replay(dir: &Path) -> usize {
         if path.is_file() && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
             let bytes = std::fs::read(&path).unwrap();
             let _ = smf_core::fuzzing::fuzz_one(&bytes);
+            let _ = smf_core::fuzzing::fuzz_load(&bytes);
             replayed += 1;
         }
     }

@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz-seeds` writes the seed corpus; `cargo xtask fuzz --seconds N` runs the
-//! parser fuzz target for N seconds (installing cargo-fuzz first if it is missing), on nightly
+//! parser and loader fuzz targets for N seconds in all (installing cargo-fuzz first if it is missing), on nightly
 //! with sanitizers when a nightly toolchain exists, else on stable without (`-s none`).
 
 use std::fs;
@@ -76,20 +76,24 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for entry in fs::read_dir(fuzz_dir.join("corpus").join("parse")).map_err(|e| e.to_string())?.flatten() {
         let _ = fs::copy(entry.path(), scratch.join(entry.file_name()));
     }
-    let mut cmd = Command::new("cargo");
-    if nightly {
-        cmd.arg("+nightly");
+    // Both targets share the seeds and split the time.
+    for target in ["parse", "load"] {
+        let mut cmd = Command::new("cargo");
+        if nightly {
+            cmd.arg("+nightly");
+        }
+        cmd.args(["fuzz", "run"]);
+        if !nightly {
+            cmd.args(["-s", "none"]);
+        }
+        cmd.arg(target).arg(&scratch);
+        cmd.args(["--", &format!("-max_total_time={}", (seconds / 2).max(1)), "-rss_limit_mb=2048"]);
+        let status = cmd.current_dir(&fuzz_dir).status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!(
+                "the fuzzer found a crash: see fuzz/artifacts/{target}, copy the input to fuzz/regressions/"
+            ));
+        }
     }
-    cmd.args(["fuzz", "run"]);
-    if !nightly {
-        cmd.args(["-s", "none"]);
-    }
-    cmd.arg("parse").arg(&scratch);
-    cmd.args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"]);
-    let status = cmd.current_dir(&fuzz_dir).status().map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("the fuzzer found a crash: see fuzz/artifacts/parse, copy the input to fuzz/regressions/".into())
-    }
+    Ok(())
 }

@@ -70,6 +70,17 @@ impl Block {
     }
 }
 
+/// What a block's pages become when sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryKind {
+    /// Read-execute.
+    Code,
+    /// Read-only (rodata, a module's GOT).
+    ReadOnly,
+    /// Read-write, never executable (data, bss).
+    ReadWrite,
+}
+
 /// What the allocator knows of a live block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockInfo {
@@ -77,8 +88,17 @@ pub struct BlockInfo {
     pub block: Block,
     /// The batch it belongs to while unsealed (`None` once sealed).
     pub batch: Option<BatchId>,
-    /// Whether its pages are sealed (read-execute).
+    /// Whether its pages are sealed.
     pub sealed: bool,
+    /// What its pages are (or become when sealed).
+    pub kind: MemoryKind,
+}
+
+impl BlockInfo {
+    /// Whether the block is sealed code (safe to call into).
+    pub fn is_executable(&self) -> bool {
+        self.sealed && self.kind == MemoryKind::Code
+    }
 }
 
 /// Allocator statistics.
@@ -288,6 +308,18 @@ impl CodeBatch<'_> {
     /// Writes into a block of this batch.
     pub fn write(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
         self.allocator.write(addr, bytes)
+    }
+
+    /// Allocates a module image: one contiguous run of page-aligned segments (code, read-only
+    /// data, writable data), each its own block (`None` for empty segments). Sealing the batch
+    /// makes code pages read-execute, read-only pages read-only, and leaves writable pages
+    /// read-write (never executable). Keeping a module in one run keeps all its internal
+    /// references within reach of 32-bit PC-relative relocations.
+    pub fn alloc_image(
+        &mut self,
+        segments: &[(usize, MemoryKind)],
+    ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
+        self.allocator.state.lock().alloc_image(self.id, segments)
     }
 
     /// Allocates a block holding `code` (one lock acquisition for both steps).

@@ -20,7 +20,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, Stats, GRANULE};
+use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
 use crate::sys::{self, Protection};
 
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
@@ -37,6 +37,12 @@ enum PageState {
 struct Page {
     state: PageState,
     live: u32,
+    /// What the page becomes when sealed (code unless an image segment says otherwise).
+    kind: MemoryKind,
+}
+
+impl Page {
+    const FREE: Page = Page { state: PageState::Free, live: 0, kind: MemoryKind::Code };
 }
 
 #[derive(Debug)]
@@ -137,7 +143,7 @@ struct Batch {
 /// What to do with a run of pages.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PageAction {
-    Seal,
+    Seal(MemoryKind),
     Release,
     Keep,
 }
@@ -192,11 +198,12 @@ impl State {
         }
     }
 
-    fn sealed_protection(&self) -> Protection {
-        if self.config.allow_rwx {
-            Protection::ReadWriteExec
-        } else {
-            Protection::ReadExec
+    fn sealed_protection(&self, kind: MemoryKind) -> Protection {
+        match kind {
+            MemoryKind::Code if self.config.allow_rwx => Protection::ReadWriteExec,
+            MemoryKind::Code => Protection::ReadExec,
+            MemoryKind::ReadOnly => Protection::Read,
+            MemoryKind::ReadWrite => Protection::ReadWrite,
         }
     }
 
@@ -261,7 +268,7 @@ impl State {
         let pages = len / self.page;
         self.regions.push(Region {
             base,
-            pages: alloc::vec![Page { state: PageState::Free, live: 0 }; pages],
+            pages: alloc::vec![Page::FREE; pages],
             used: 0,
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
             ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
@@ -351,11 +358,56 @@ impl State {
         if end > start + size {
             return None;
         }
-        let (batch, sealed) = match region.pages[(start - region.base) / self.page].state {
+        let page = region.pages[(start - region.base) >> self.page_shift];
+        let (batch, sealed) = match page.state {
             PageState::Open(id) => (Some(BatchId(id)), false),
             _ => (None, true),
         };
-        Some(BlockInfo { block: Block { addr: start, size }, batch, sealed })
+        Some(BlockInfo { block: Block { addr: start, size }, batch, sealed, kind: page.kind })
+    }
+
+    /// Allocates one contiguous run of page-aligned segments in `batch` (a module image:
+    /// code, read-only data, writable data), each a block of its own whose pages seal to its
+    /// kind. Empty segments get no block (`None`).
+    pub(crate) fn alloc_image(
+        &mut self,
+        batch: BatchId,
+        segments: &[(usize, MemoryKind)],
+    ) -> Result<Vec<Option<Block>>, ExecError> {
+        let page = self.page;
+        let mut total: usize = 0;
+        for &(len, _) in segments {
+            let rounded = align_up(len, page).ok_or(ExecError::TooLarge { size: len })?;
+            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+        }
+        if total == 0 {
+            return Err(ExecError::ZeroSize);
+        }
+        let start = self.place(batch.0, total, page)?;
+        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        b.cursor = start + total;
+        let mut at = start;
+        let mut blocks = Vec::with_capacity(segments.len());
+        for &(len, kind) in segments {
+            if len == 0 {
+                blocks.push(None);
+                continue;
+            }
+            let size = align_up(len, page).unwrap_or(len);
+            if let Some((r, first, last)) = self.pages_of(at, at + size) {
+                let region = &mut self.regions[r];
+                for p in &mut region.pages[first..last] {
+                    p.live += 1;
+                    p.kind = kind;
+                }
+                region.mark(at, size, true);
+            }
+            self.blocks_live += 1;
+            self.bytes_live += size;
+            blocks.push(Some(Block { addr: at, size }));
+            at += size;
+        }
+        Ok(blocks)
     }
 
     /// Allocates a block in `batch` and copies `code` into it.
@@ -370,7 +422,10 @@ impl State {
     /// Copies `bytes` to `addr` inside a live, still writable block.
     pub(crate) fn write(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
-        if info.sealed && !self.config.allow_rwx {
+        let writable = !info.sealed
+            || info.kind == MemoryKind::ReadWrite
+            || (self.config.allow_rwx && info.kind == MemoryKind::Code);
+        if !writable {
             return Err(ExecError::Sealed { addr });
         }
         // SAFETY: `addr..addr+len` lies inside a live block of ours whose pages are open
@@ -407,15 +462,18 @@ impl State {
         let addr = (self.regions[r].base + first * self.page) as *mut u8;
         let len = count * self.page;
         match action {
-            PageAction::Seal => {
-                if !self.config.allow_rwx {
+            PageAction::Seal(kind) => {
+                let target = self.sealed_protection(kind);
+                if target != self.open_protection() {
                     // SAFETY: open pages of a batch being sealed: its owner has finished
                     // writing and nothing else references them.
-                    unsafe { sys::protect(addr, len, Protection::ReadExec) }?;
+                    unsafe { sys::protect(addr, len, target) }?;
                     self.protection_changes += 1;
                 }
-                // SAFETY: the range is mapped readable by us.
-                unsafe { icache::sync(addr as usize, len) };
+                if kind == MemoryKind::Code {
+                    // SAFETY: the range is mapped readable by us.
+                    unsafe { icache::sync(addr as usize, len) };
+                }
                 for page in &mut self.regions[r].pages[first..first + count] {
                     page.state = PageState::Sealed;
                 }
@@ -426,7 +484,7 @@ impl State {
                 self.protection_changes += 1;
                 let region = &mut self.regions[r];
                 for page in &mut region.pages[first..first + count] {
-                    page.state = PageState::Free;
+                    *page = Page::FREE;
                 }
                 region.used -= count;
             }
@@ -441,11 +499,13 @@ impl State {
         for &(start, len) in &b.runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
             let action = |p: &Page, _| match p.state {
-                PageState::Open(id) if id == batch.0 && p.live > 0 => PageAction::Seal,
+                PageState::Open(id) if id == batch.0 && p.live > 0 => PageAction::Seal(p.kind),
                 PageState::Open(id) if id == batch.0 => PageAction::Release,
                 _ => PageAction::Keep,
             };
-            sealed_any |= self.regions[r].pages[first..last].iter().any(|p| action(p, 0) == PageAction::Seal);
+            sealed_any |= self.regions[r].pages[first..last]
+                .iter()
+                .any(|p| action(p, 0) == PageAction::Seal(MemoryKind::Code));
             self.apply(r, first, last, action)?;
         }
         if sealed_any {
@@ -509,7 +569,7 @@ impl State {
     /// other code on those pages keeps running.
     pub(crate) fn patch(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
-        if !info.sealed || self.config.allow_rwx {
+        if !info.sealed || self.config.allow_rwx || info.kind != MemoryKind::Code {
             return self.write(addr, bytes);
         }
         if bytes.is_empty() {
@@ -568,7 +628,7 @@ impl State {
         match page.state {
             _ if page.live == 0 => None,
             PageState::Open(_) => Some(self.open_protection()),
-            PageState::Sealed => Some(self.sealed_protection()),
+            PageState::Sealed => Some(self.sealed_protection(page.kind)),
             PageState::Free => None,
         }
     }
@@ -625,7 +685,7 @@ mod tests {
         let granules = pages * page / GRANULE;
         Region {
             base: 0x10_0000,
-            pages: alloc::vec![Page { state: PageState::Free, live: 0 }; pages],
+            pages: alloc::vec![Page::FREE; pages],
             used: 0,
             starts: alloc::vec![0; granules.div_ceil(64)],
             ends: alloc::vec![0; granules.div_ceil(64)],

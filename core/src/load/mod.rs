@@ -1,0 +1,522 @@
+//! Loading and linking: a validated module becomes code in sealed executable memory and data in
+//! ordinary memory, relocated, with its imports resolved and its symbols indexed.
+//!
+//! The image of a module is one contiguous run from the [`ExecAllocator`]: code (followed by
+//! branch stubs), read-only data (rodata, then the module's GOT slots), writable data (data,
+//! then bss). Keeping it in one run keeps every internal reference within reach of 32-bit
+//! PC-relative relocations. Code is assembled and relocated in a private buffer, written while
+//! the pages are writable, and then the batch is sealed: code read-execute, rodata and GOT
+//! read-only, data read-write. A failure at any step drops the unsealed batch, which frees
+//! everything the load had mapped.
+//!
+//! Imports are resolved through a [`Resolver`] (other loaded modules, a caller's table). A
+//! branch to an import that is out of the relocation's reach goes through a 16-byte stub in
+//! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
+//! Every relocation result is range-checked ([`reloc::apply`]).
+
+pub mod reloc;
+pub mod symtab;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::fmt;
+
+use crate::exec::{Block, ExecAllocator, ExecError, MemoryKind};
+use crate::module::{DataRegion, SymbolTarget};
+use crate::{Binding, Dialect, Error, Module, ParseOptions, RelocKind, SymbolKind};
+
+use reloc::{RelocError, RelocInput};
+use symtab::SymbolTable;
+
+/// Something a loaded module keeps alive because it links to it (another module).
+pub type Keepalive = Arc<dyn Any + Send + Sync>;
+
+/// An import's resolution: its address and, if it lives in another module, that module.
+#[derive(Clone)]
+pub struct Resolved {
+    /// The symbol's address.
+    pub addr: usize,
+    /// The owner to keep alive while the importing module lives.
+    pub keepalive: Option<Keepalive>,
+}
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolved")
+            .field("addr", &self.addr)
+            .field("keepalive", &self.keepalive.is_some())
+            .finish()
+    }
+}
+
+/// Finds the address of an imported symbol.
+pub trait Resolver {
+    /// The exported symbol named `name`, if this resolver knows it.
+    fn resolve(&self, name: &[u8]) -> Option<Resolved>;
+}
+
+/// Resolves nothing.
+impl Resolver for () {
+    fn resolve(&self, _name: &[u8]) -> Option<Resolved> {
+        None
+    }
+}
+
+impl<R: Resolver + ?Sized> Resolver for &R {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        (**self).resolve(name)
+    }
+}
+
+/// A caller-supplied table of `(name, address)` pairs.
+#[derive(Clone, Copy, Debug)]
+pub struct TableResolver<'t>(pub &'t [(&'t [u8], usize)]);
+
+impl Resolver for TableResolver<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find(|(n, _)| *n == name).map(|&(_, addr)| Resolved { addr, keepalive: None })
+    }
+}
+
+/// Tries `A`, then `B`.
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<A, B>(pub A, pub B);
+
+impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.resolve(name).or_else(|| self.1.resolve(name))
+    }
+}
+
+/// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
+pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
+    0
+} else if cfg!(target_arch = "aarch64") {
+    1
+} else {
+    u8::MAX
+};
+
+/// How to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// How to parse.
+    pub parse: ParseOptions,
+    /// Refuse modules for another architecture (default: the host's). `None` loads any, for
+    /// tools and tests that relocate without running.
+    pub require_arch: Option<u8>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { parse: ParseOptions::default(), require_arch: Some(HOST_ARCH) }
+    }
+}
+
+/// Why a load failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file is not a valid module.
+    Format(Error),
+    /// The module is for another architecture.
+    WrongArch {
+        /// The module's architecture byte.
+        module: u8,
+        /// The host's.
+        host: u8,
+    },
+    /// An import no resolver knows (weak imports resolve to 0 instead).
+    Unresolved {
+        /// The symbol's name.
+        name: String,
+    },
+    /// A relocation refers to a symbol without an address (a type, trait or template).
+    NoAddress {
+        /// Relocation index.
+        relocation: u64,
+        /// The symbol's name.
+        name: String,
+    },
+    /// A relocation's result does not fit, or its instruction does not match.
+    Relocation {
+        /// Relocation index.
+        relocation: u64,
+        /// Its kind.
+        kind: RelocKind,
+        /// The symbol's name.
+        name: String,
+        /// What went wrong.
+        error: RelocError,
+    },
+    /// The module needs more memory than a process can address.
+    TooLarge,
+    /// The executable allocator refused.
+    Memory(ExecError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Format(e) => write!(f, "invalid module: {e}"),
+            LoadError::WrongArch { module, host } => {
+                write!(f, "module is for architecture {module}, this machine is {host}")
+            }
+            LoadError::Unresolved { name } => write!(f, "unresolved import `{name}`"),
+            LoadError::NoAddress { relocation, name } => {
+                write!(f, "relocation {relocation} refers to `{name}`, which has no address")
+            }
+            LoadError::Relocation { relocation, kind, name, error } => {
+                write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
+            }
+            LoadError::TooLarge => f.write_str("module is too large to load"),
+            LoadError::Memory(e) => write!(f, "executable memory: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+impl From<ExecError> for LoadError {
+    fn from(e: ExecError) -> Self {
+        LoadError::Memory(e)
+    }
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// Size of one branch stub.
+const STUB_SIZE: usize = 16;
+
+/// Writes a stub that jumps to `target` for a branch of `kind`.
+fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) {
+    match kind {
+        RelocKind::Aarch64Branch26 => {
+            out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, #8
+            out[4..8].copy_from_slice(&0xD61F_0200u32.to_le_bytes()); // br x16
+            out[8..16].copy_from_slice(&target.to_le_bytes());
+        }
+        _ => {
+            out[..6].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]); // jmp qword ptr [rip+0]
+            out[6..14].copy_from_slice(&target.to_le_bytes());
+            out[14..16].copy_from_slice(&[0xCC, 0xCC]);
+        }
+    }
+}
+
+const fn align_up(value: usize, align: usize) -> Option<usize> {
+    match value.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
+/// A module loaded into executable memory: immutable, freed when dropped.
+pub struct LoadedModule<'a> {
+    allocator: &'a ExecAllocator,
+    blocks: Vec<Block>,
+    dialect: Dialect,
+    arch: u8,
+    platform: u8,
+    flags: u32,
+    code: usize,
+    code_size: usize,
+    entry: Option<usize>,
+    symbols: SymbolTable,
+    note_sdn: Option<Vec<u8>>,
+    templates: Vec<(Vec<u8>, Vec<u8>)>,
+    deps: Vec<Keepalive>,
+}
+
+impl fmt::Debug for LoadedModule<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("dialect", &self.dialect)
+            .field("code", &(self.code as *const u8))
+            .field("code_size", &self.code_size)
+            .field("symbols", &self.symbols.len())
+            .field("deps", &self.deps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-symbol link information gathered before the image exists.
+#[derive(Clone, Copy)]
+struct Slots {
+    stub: u32,
+    stub_kind: RelocKind,
+    got: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl<'a> LoadedModule<'a> {
+    /// Parses, validates, places, relocates and seals `file`, resolving imports with `resolver`.
+    pub fn load(
+        allocator: &'a ExecAllocator,
+        file: &[u8],
+        resolver: &dyn Resolver,
+        options: &LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let module = Module::parse_with(file, &options.parse).map_err(LoadError::Format)?;
+        let header = *module.header();
+        if let Some(host) = options.require_arch {
+            if header.arch != host {
+                return Err(LoadError::WrongArch { module: header.arch, host });
+            }
+        }
+        // Symbol counts are bounded by the file's size (validated), so these vectors are too.
+        let syms: Vec<crate::Symbol<'_>> = module.symbols().collect();
+        let mut deps: Vec<Keepalive> = Vec::new();
+        let mut imported: Vec<Option<usize>> = vec![None; syms.len()];
+        for sym in syms.iter().filter(|s| s.kind == SymbolKind::Import) {
+            let address = match resolver.resolve(sym.name) {
+                Some(found) => {
+                    if let Some(owner) = found.keepalive {
+                        if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
+                            deps.push(owner);
+                        }
+                    }
+                    found.addr
+                }
+                None if sym.binding == Binding::Weak => 0,
+                None => return Err(LoadError::Unresolved { name: lossy(sym.name) }),
+            };
+            imported[sym.index as usize] = Some(address);
+        }
+
+        // Stubs for branches to imports, GOT slots for GOT-relative relocations.
+        let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; syms.len()];
+        let (mut stubs, mut gots) = (0u32, 0u32);
+        for r in module.relocations().filter(|r| r.kind != RelocKind::None) {
+            // Validation guarantees the index of every relocation that is not `none`.
+            let (Some(slot), Some(sym)) = (slots.get_mut(r.symbol as usize), syms.get(r.symbol as usize))
+            else {
+                continue;
+            };
+            let is_import = sym.kind == SymbolKind::Import;
+            if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
+                && is_import
+                && slot.stub == NONE
+            {
+                slot.stub = stubs;
+                slot.stub_kind = r.kind;
+                stubs += 1;
+            }
+            if matches!(
+                r.kind,
+                RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
+            ) && slot.got == NONE
+            {
+                slot.got = gots;
+                gots += 1;
+            }
+        }
+
+        // Layout: [code | stubs] [rodata | GOT] [data | bss].
+        let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
+        let code_size = size(module.code_size())?;
+        let stub_start = align_up(code_size, STUB_SIZE).ok_or(LoadError::TooLarge)?;
+        let code_len = if stubs == 0 { code_size } else { stub_start + stubs as usize * STUB_SIZE };
+        let ro_size = size(module.read_only_size())?;
+        let got_start = align_up(ro_size, 8).ok_or(LoadError::TooLarge)?;
+        let ro_len = if gots == 0 { ro_size } else { got_start + gots as usize * 8 };
+        let rw_len = size(module.read_write_size())?;
+
+        let mut batch = allocator.batch();
+        let (code, ro, rw) = if code_len + ro_len + rw_len == 0 {
+            (None, None, None)
+        } else {
+            let image = batch.alloc_image(&[
+                (code_len, MemoryKind::Code),
+                (ro_len, MemoryKind::ReadOnly),
+                (rw_len, MemoryKind::ReadWrite),
+            ])?;
+            (image[0], image[1], image[2])
+        };
+        let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
+        let (code_base, ro_base, rw_base) = (base(code), base(ro), base(rw));
+
+        // Data sections: copy into place and remember where each went.
+        let mut section_addr: Vec<(u32, usize)> = Vec::new();
+        for placement in module.data_sections() {
+            let offset = size(placement.offset)?;
+            let addr = match placement.region {
+                DataRegion::ReadOnly => ro_base,
+                DataRegion::ReadWrite => rw_base,
+            } + offset;
+            if !placement.section.data.is_empty() {
+                batch.write(addr, placement.section.data)?;
+            }
+            section_addr.push((placement.section.index, addr));
+        }
+        let addr_of = |index: usize| -> Option<usize> {
+            match syms.get(index)?.target {
+                SymbolTarget::Code(offset) => Some(code_base + usize::try_from(offset).ok()?),
+                SymbolTarget::Data { section, offset } => {
+                    let offset = usize::try_from(offset).ok()?;
+                    section_addr.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
+                }
+                SymbolTarget::None => imported.get(index).copied().flatten(),
+            }
+        };
+
+        // Code: concatenate, fill stubs and GOT, relocate.
+        let mut image = vec![0u8; code_len];
+        for (section, offset) in module.code_sections() {
+            let at = size(offset)?;
+            image[at..at + section.data.len()].copy_from_slice(section.data);
+        }
+        let mut got = vec![0u8; gots as usize * 8];
+        for (index, slot) in slots.iter().enumerate() {
+            let target = addr_of(index).unwrap_or(0) as u64;
+            if slot.stub != NONE {
+                let at = stub_start + slot.stub as usize * STUB_SIZE;
+                write_stub(&mut image[at..at + STUB_SIZE], slot.stub_kind, target);
+            }
+            if slot.got != NONE {
+                let at = slot.got as usize * 8;
+                got[at..at + 8].copy_from_slice(&target.to_le_bytes());
+            }
+        }
+        for r in module.relocations() {
+            if r.kind == RelocKind::None {
+                continue;
+            }
+            let index = r.symbol as usize;
+            let name = || syms.get(index).map_or_else(String::new, |s| lossy(s.name));
+            let symbol =
+                addr_of(index).ok_or_else(|| LoadError::NoAddress { relocation: r.index, name: name() })?;
+            let offset = size(r.offset)?;
+            let place = (code_base + offset) as u64;
+            let slot = slots.get(index).copied().ok_or(LoadError::TooLarge)?;
+            let mut target = symbol as u64;
+            if slot.stub != NONE && !reloc::branch_reaches(r.kind, target, r.addend, place) {
+                target = (code_base + stub_start + slot.stub as usize * STUB_SIZE) as u64;
+            }
+            let got_slot = (slot.got != NONE).then(|| (ro_base + got_start + slot.got as usize * 8) as u64);
+            let input = RelocInput { symbol: target, addend: r.addend, place, got: got_slot };
+            reloc::apply(r.kind, &mut image[offset..], input).map_err(|error| LoadError::Relocation {
+                relocation: r.index,
+                kind: r.kind,
+                name: name(),
+                error,
+            })?;
+        }
+        if code_len > 0 {
+            batch.write(code_base, &image)?;
+        }
+        if gots > 0 {
+            batch.write(ro_base + got_start, &got)?;
+        }
+
+        // Symbols, entry point, metadata.
+        let name_bytes: usize = syms.iter().map(|s| s.name.len()).sum();
+        let mut symbols = SymbolTable::with_capacity(syms.len(), name_bytes);
+        for (index, s) in syms.iter().enumerate() {
+            let addressable = s.kind.is_addressable() && !s.is_template();
+            let exported = s.is_exported() && addressable;
+            let addr = if addressable { addr_of(index).unwrap_or(0) } else { 0 };
+            symbols.push(s.name, s.kind, s.binding, addr, s.size, exported, s.is_template());
+        }
+        symbols.build_index();
+        let entry = if header.is_executable() { Some(code_base + size(header.entry_point)?) } else { None };
+        let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
+        let templates = syms
+            .iter()
+            .filter_map(|s| module.template_of(s).map(|t| (s.name.to_vec(), t.bytes.to_vec())))
+            .collect();
+
+        batch.seal()?;
+        Ok(LoadedModule {
+            allocator,
+            blocks: [code, ro, rw].into_iter().flatten().collect(),
+            dialect: module.dialect(),
+            arch: header.arch,
+            platform: header.platform,
+            flags: header.flags,
+            code: code_base,
+            code_size,
+            entry,
+            symbols,
+            note_sdn,
+            templates,
+            deps,
+        })
+    }
+
+    /// The dialect the module was written in.
+    pub const fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Its architecture byte.
+    pub const fn arch(&self) -> u8 {
+        self.arch
+    }
+
+    /// Its platform byte.
+    pub const fn platform(&self) -> u8 {
+        self.platform
+    }
+
+    /// Its header flags.
+    pub const fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// The entry point, if the module is executable.
+    pub const fn entry(&self) -> Option<usize> {
+        self.entry
+    }
+
+    /// Start and length of its code (without stubs).
+    pub const fn code(&self) -> (usize, usize) {
+        (self.code, self.code_size)
+    }
+
+    /// Its symbols.
+    pub const fn symbols(&self) -> &SymbolTable {
+        &self.symbols
+    }
+
+    /// The address of the exported symbol `name`.
+    pub fn symbol(&self, name: &[u8]) -> Option<usize> {
+        self.symbols.lookup(name).map(|s| s.addr)
+    }
+
+    /// Bytes of memory the image occupies.
+    pub fn image_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.size).sum()
+    }
+
+    /// The note.sdn text, if the module has one.
+    pub fn note_sdn(&self) -> Option<&[u8]> {
+        self.note_sdn.as_deref()
+    }
+
+    /// The template-code entry of the template symbol `name`.
+    pub fn template(&self, name: &[u8]) -> Option<&[u8]> {
+        self.templates.iter().find(|(n, _)| n == name).map(|(_, bytes)| bytes.as_slice())
+    }
+
+    /// Modules this one links to (kept alive while it lives).
+    pub fn dependencies(&self) -> &[Keepalive] {
+        &self.deps
+    }
+}
+
+impl Drop for LoadedModule<'_> {
+    fn drop(&mut self) {
+        for block in &self.blocks {
+            // The module is being dropped: nobody can call into it any more (its owners
+            // hold it by reference count), so its pages may be discarded.
+            let _ = self.allocator.free(block.addr);
+        }
+    }
+}

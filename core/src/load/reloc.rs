@@ -1,0 +1,286 @@
+//! Relocation arithmetic: what each [`RelocKind`] writes at its place, with range checks.
+//!
+//! Pure functions over the patched bytes, so every kind (x86-64 and aarch64 alike) is tested on
+//! any host. Results that do not fit their field are errors, never truncated; aarch64 kinds
+//! check that the patched word is the instruction class they encode into.
+//!
+//! S is the symbol's address, A the addend, P the address of the patched bytes, G the address
+//! of the module's 8-byte GOT slot holding S.
+
+use core::fmt;
+
+use crate::RelocKind;
+
+/// Why a relocation could not be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelocError {
+    /// The computed value does not fit the field.
+    OutOfRange {
+        /// The value that did not fit.
+        value: i128,
+    },
+    /// An aarch64 branch target or scaled offset is not aligned as the instruction needs.
+    Misaligned {
+        /// The value.
+        value: i128,
+    },
+    /// The patched word is not an instruction this aarch64 kind applies to.
+    WrongInstruction {
+        /// The instruction word found.
+        insn: u32,
+    },
+    /// The relocation needs a GOT slot and none was provided.
+    NoGotSlot,
+}
+
+impl fmt::Display for RelocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelocError::OutOfRange { value } => write!(f, "value {value:#x} does not fit the field"),
+            RelocError::Misaligned { value } => {
+                write!(f, "value {value:#x} is not aligned for the instruction")
+            }
+            RelocError::WrongInstruction { insn } => {
+                write!(f, "instruction {insn:#010x} is not of the relocated kind")
+            }
+            RelocError::NoGotSlot => f.write_str("no GOT slot for the symbol"),
+        }
+    }
+}
+
+/// The inputs of one relocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelocInput {
+    /// S: the symbol's address.
+    pub symbol: u64,
+    /// A: the addend.
+    pub addend: i64,
+    /// P: the address of the patched bytes.
+    pub place: u64,
+    /// G: the address of the GOT slot holding S, when the module has one.
+    pub got: Option<u64>,
+}
+
+fn fits_i32(v: i128) -> Result<u32, RelocError> {
+    i32::try_from(v).map(|x| x as u32).map_err(|_| RelocError::OutOfRange { value: v })
+}
+
+fn read_u32(site: &[u8]) -> u32 {
+    u32::from_le_bytes([site[0], site[1], site[2], site[3]])
+}
+
+fn page(x: i128) -> i128 {
+    x & !0xFFF
+}
+
+/// aarch64 ADRP immediate: `delta` pages into immlo (bits 29-30) and immhi (bits 5-23).
+fn encode_adrp(insn: u32, delta: i128) -> Result<u32, RelocError> {
+    if insn & 0x9F00_0000 != 0x9000_0000 {
+        return Err(RelocError::WrongInstruction { insn });
+    }
+    let pages = delta >> 12;
+    if !(-(1 << 20)..(1 << 20)).contains(&pages) {
+        return Err(RelocError::OutOfRange { value: delta });
+    }
+    // Masking a two's-complement value to 21 bits leaves a non-negative number that fits.
+    let imm = u32::try_from(pages & 0x1F_FFFF).unwrap_or(0);
+    let immlo = imm & 0x3;
+    let immhi = imm >> 2;
+    Ok((insn & !(0x3 << 29 | 0x7_FFFF << 5)) | immlo << 29 | immhi << 5)
+}
+
+/// aarch64 low-12-bit immediate: ADD (immediate) takes it as is; loads and stores (unsigned
+/// immediate) take it scaled by their access size, which must divide it.
+fn encode_lo12(insn: u32, value: i128) -> Result<u32, RelocError> {
+    let lo12 = u32::try_from(value & 0xFFF).unwrap_or(0);
+    let scale = if insn & 0x7F80_0000 == 0x1100_0000 {
+        0 // ADD Wd/Xd, Wn/Xn, #imm (either width: bit 31 is sf)
+    } else if insn & 0x3B00_0000 == 0x3900_0000 {
+        let size = insn >> 30;
+        let vector_128 = insn & (1 << 26) != 0 && size == 0 && insn & (1 << 23) != 0;
+        if vector_128 {
+            4
+        } else {
+            size
+        }
+    } else {
+        return Err(RelocError::WrongInstruction { insn });
+    };
+    if lo12 & ((1 << scale) - 1) != 0 {
+        return Err(RelocError::Misaligned { value });
+    }
+    Ok((insn & !(0xFFF << 10)) | (lo12 >> scale) << 10)
+}
+
+/// Writes the relocation of `kind` into `site` (the bytes at P: at least 8 for abs64, 4 for
+/// the others).
+pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), RelocError> {
+    let s = i128::from(input.symbol);
+    let a = i128::from(input.addend);
+    let p = i128::from(input.place);
+    let g = || input.got.map(i128::from).ok_or(RelocError::NoGotSlot);
+    let word = |site: &mut [u8], w: u32| site[..4].copy_from_slice(&w.to_le_bytes());
+    match kind {
+        RelocKind::None => {}
+        RelocKind::Abs64 => {
+            let v = input.symbol.wrapping_add_signed(input.addend);
+            site[..8].copy_from_slice(&v.to_le_bytes());
+        }
+        RelocKind::Pc32 | RelocKind::Plt32 => word(site, fits_i32(s + a - p)?),
+        RelocKind::GotPc32 => word(site, fits_i32(g()? + a - p)?),
+        RelocKind::Abs32 => {
+            let v = s + a;
+            let v = u32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })?;
+            word(site, v);
+        }
+        RelocKind::Aarch64Branch26 => {
+            let insn = read_u32(site);
+            if insn & 0x7C00_0000 != 0x1400_0000 {
+                return Err(RelocError::WrongInstruction { insn });
+            }
+            let v = s + a - p;
+            if v & 3 != 0 {
+                return Err(RelocError::Misaligned { value: v });
+            }
+            if !(-(1 << 27)..(1 << 27)).contains(&v) {
+                return Err(RelocError::OutOfRange { value: v });
+            }
+            let imm26 = u32::try_from((v >> 2) & 0x03FF_FFFF).unwrap_or(0);
+            word(site, (insn & !0x03FF_FFFF) | imm26);
+        }
+        RelocKind::Aarch64Page21 => word(site, encode_adrp(read_u32(site), page(s + a) - page(p))?),
+        RelocKind::Aarch64PageOffset12 => word(site, encode_lo12(read_u32(site), s + a)?),
+        RelocKind::Aarch64GotPage21 => word(site, encode_adrp(read_u32(site), page(g()?) - page(p))?),
+        RelocKind::Aarch64GotPageOffset12 => word(site, encode_lo12(read_u32(site), g()?)?),
+    }
+    Ok(())
+}
+
+/// Whether a branch from `place` can reach `target` directly with this kind (x86-64 rel32 or
+/// aarch64 branch26); if not, the loader routes it through a stub.
+pub fn branch_reaches(kind: RelocKind, target: u64, addend: i64, place: u64) -> bool {
+    let v = i128::from(target) + i128::from(addend) - i128::from(place);
+    match kind {
+        RelocKind::Plt32 => i32::try_from(v).is_ok(),
+        RelocKind::Aarch64Branch26 => (-(1 << 27)..(1 << 27)).contains(&v),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        kind: RelocKind,
+        insn: u32,
+        symbol: u64,
+        addend: i64,
+        place: u64,
+        got: Option<u64>,
+    ) -> Result<u32, RelocError> {
+        let mut site = insn.to_le_bytes();
+        apply(kind, &mut site, RelocInput { symbol, addend, place, got })?;
+        Ok(u32::from_le_bytes(site))
+    }
+
+    #[test]
+    fn x86_64_kinds_compute_and_range_check() {
+        let mut site = [0u8; 8];
+        apply(
+            RelocKind::Abs64,
+            &mut site,
+            RelocInput { symbol: 0x7f00_0000_1000, addend: 8, place: 0, got: None },
+        )
+        .unwrap();
+        assert_eq!(u64::from_le_bytes(site), 0x7f00_0000_1008);
+        assert_eq!(run(RelocKind::Pc32, 0, 0x1000, -4, 0x2000, None), Ok((-0x1004i32) as u32));
+        assert_eq!(run(RelocKind::Plt32, 0, 0x7000_0000, -4, 0x1000, None), Ok(0x6FFF_EFFC));
+        assert_eq!(
+            run(RelocKind::Pc32, 0, 0x1_0000_0000, 0, 0, None),
+            Err(RelocError::OutOfRange { value: 0x1_0000_0000 })
+        );
+        assert_eq!(run(RelocKind::GotPc32, 0, 0xdead, -4, 0x1000, Some(0x1100)), Ok(0xFC));
+        assert_eq!(run(RelocKind::GotPc32, 0, 0xdead, -4, 0x1000, None), Err(RelocError::NoGotSlot));
+        assert_eq!(run(RelocKind::Abs32, 0, 0x1234_5678, 8, 0, None), Ok(0x1234_5680));
+        assert!(matches!(
+            run(RelocKind::Abs32, 0, 0x1_0000_0000, 0, 0, None),
+            Err(RelocError::OutOfRange { .. })
+        ));
+        assert!(matches!(run(RelocKind::Abs32, 0, 4, -8, 0, None), Err(RelocError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn aarch64_branch26_encodes_and_checks() {
+        // bl #0 at 0x1000 to 0x2000: imm26 = 0x1000 / 4 = 0x400.
+        assert_eq!(run(RelocKind::Aarch64Branch26, 0x9400_0000, 0x2000, 0, 0x1000, None), Ok(0x9400_0400));
+        // b backwards by 8: imm26 = -2 in 26 bits.
+        assert_eq!(run(RelocKind::Aarch64Branch26, 0x1400_0000, 0x1000, 0, 0x1008, None), Ok(0x17FF_FFFE));
+        assert!(matches!(
+            run(RelocKind::Aarch64Branch26, 0x9400_0000, 0x1002, 0, 0x1000, None),
+            Err(RelocError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            run(RelocKind::Aarch64Branch26, 0x9400_0000, 0x1000 + (128 << 20), 0, 0x1000, None),
+            Err(RelocError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            run(RelocKind::Aarch64Branch26, 0xD65F_03C0, 0x2000, 0, 0x1000, None),
+            Err(RelocError::WrongInstruction { insn: 0xD65F_03C0 })
+        );
+    }
+
+    #[test]
+    fn aarch64_adrp_and_lo12_encode_like_the_assembler() {
+        // adrp x0, <one page ahead> = 0xb0000000; adrp x0, <16 pages back> = 0x90ffff00 | ...
+        assert_eq!(run(RelocKind::Aarch64Page21, 0x9000_0000, 0x1234, 0, 0x0fff, None), Ok(0xB000_0000));
+        let back = run(RelocKind::Aarch64Page21, 0x9000_0000, 0x1000, 0, 0x11000, None).unwrap();
+        let imm = ((back >> 5) & 0x7_FFFF) << 2 | (back >> 29) & 3;
+        assert_eq!(((imm << 11) as i32) >> 11, -16, "immhi:immlo is -16 pages");
+        assert!(matches!(
+            run(RelocKind::Aarch64Page21, 0x9000_0000, 0x2_0000_0000, 0, 0, None),
+            Err(RelocError::OutOfRange { .. })
+        ));
+        // add x0, x0, #:lo12:sym -> add x0, x0, #0x678 = 0x9119e000
+        assert_eq!(
+            run(RelocKind::Aarch64PageOffset12, 0x9100_0000, 0x4567_8678, 0, 0, None),
+            Ok(0x9119_E000)
+        );
+        // ldr x1, [x0, #:lo12:sym] with sym % 4096 == 8 -> ldr x1, [x0, #8] = 0xf9400401
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, 0xF940_0001, 0x9008, 0, 0, None), Ok(0xF940_0401));
+        // ldrb w1, [x0, #:lo12:sym] takes the offset unscaled.
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, 0x3940_0001, 0x9003, 0, 0, None), Ok(0x3940_0C01));
+        // A 64-bit load of a misaligned offset is refused.
+        assert!(matches!(
+            run(RelocKind::Aarch64PageOffset12, 0xF940_0001, 0x9004, 0, 0, None),
+            Err(RelocError::Misaligned { .. })
+        ));
+        // ldr q0, [x0, #:lo12:sym] scales by 16.
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, 0x3DC0_0000, 0x9020, 0, 0, None), Ok(0x3DC0_0800));
+        assert!(matches!(
+            run(RelocKind::Aarch64PageOffset12, 0xD65F_03C0, 0, 0, 0, None),
+            Err(RelocError::WrongInstruction { .. })
+        ));
+    }
+
+    #[test]
+    fn aarch64_got_kinds_use_the_slot() {
+        assert_eq!(
+            run(RelocKind::Aarch64GotPage21, 0x9000_0010, 0xdead_0000, 0, 0x0, Some(0x1010)),
+            Ok(0xB000_0010)
+        );
+        assert_eq!(
+            run(RelocKind::Aarch64GotPageOffset12, 0xF940_0210, 0xdead_0000, 0, 0x0, Some(0x1010)),
+            Ok(0xF940_0A10)
+        );
+        assert_eq!(run(RelocKind::Aarch64GotPage21, 0x9000_0010, 1, 0, 0, None), Err(RelocError::NoGotSlot));
+    }
+
+    #[test]
+    fn branches_know_their_reach() {
+        assert!(branch_reaches(RelocKind::Plt32, 0x7fff_0000, -4, 0x1000));
+        assert!(!branch_reaches(RelocKind::Plt32, 0x1_0000_2000, -4, 0x1000));
+        assert!(branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (127 << 20), 0, 0x1000));
+        assert!(!branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (128 << 20), 0, 0x1000));
+    }
+}

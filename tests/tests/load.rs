@@ -1,0 +1,300 @@
+//! Loading and linking from Rust: every dialect runs, relocations of every x86-64 kind run,
+//! imports resolve across modules and dialects, failures name the problem and leave nothing
+//! mapped, 2,000 load/release cycles end where they started, no mapping is ever rwx.
+
+#![cfg(target_arch = "x86_64")]
+// Test values are small; calling loaded code needs `transmute` of addresses.
+#![allow(clippy::cast_possible_truncation, unsafe_code)]
+
+use std::sync::Arc;
+
+use smf_core::exec::ExecAllocator;
+use smf_core::load::reloc::RelocError;
+use smf_core::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
+use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_core::{Binding, Dialect, RelocKind};
+use smf_tests::{assert_no_rwx, fixtures, mappings_within};
+
+/// Calls `addr` as `extern "C" fn() -> i64`.
+fn call0(addr: usize) -> i64 {
+    // SAFETY: every address passed here is a sealed function of a loaded test module.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+    f()
+}
+
+fn load<'a>(
+    exec: &'a ExecAllocator,
+    file: &[u8],
+    resolver: &dyn Resolver,
+) -> Result<LoadedModule<'a>, LoadError> {
+    LoadedModule::load(exec, file, resolver, &LoadOptions::default())
+}
+
+/// Resolves against loaded modules, keeping them alive from their importers.
+struct Modules<'a>(Vec<Arc<LoadedModule<'a>>>);
+
+impl Resolver for Modules<'static> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find_map(|m| {
+            let addr = m.symbol(name)?;
+            Some(Resolved { addr, keepalive: Some(m.clone()) })
+        })
+    }
+}
+
+fn leak_allocator() -> &'static ExecAllocator {
+    Box::leak(Box::new(ExecAllocator::default()))
+}
+
+/// A library exporting `five` (returns 5) and `counter` (data, 7).
+fn library(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    b.add_code(b".text", &[0xB8, 5, 0, 0, 0, 0xC3]);
+    b.add_symbol(SymbolSpec::function(b"five", 0, 6));
+    if dialect == Dialect::R72 {
+        // R72 cannot address data sections: keep `counter` inside the code.
+        b.add_code(b".text.data", &7u64.to_le_bytes());
+        b.add_symbol(SymbolSpec {
+            kind: smf_core::SymbolKind::Data,
+            ..SymbolSpec::function(b"counter", 6, 8)
+        });
+    } else {
+        let data = b.add_data(b".data", &7u64.to_le_bytes());
+        b.add_symbol(SymbolSpec::data(b"counter", data, 0, 8));
+    }
+    b.build().unwrap()
+}
+
+/// An application using every x86-64 relocation kind of its dialect:
+/// - `local_counter`: `mov rax, [rip+counter]; ret` (pc32, to its own data, 11)
+/// - `call_five`: `sub rsp, 8; call five; add rsp, 8; ret` (plt32 to an import)
+/// - `got_counter`: `mov rax, [rip+GOT(counter)]; mov rax, [rax]; ret` (got_pc32 to an import)
+/// - `addr_of_local`: `movabs rax, local_data; ret` (abs64)
+/// - `small`: `mov eax, imm32; ret` (abs32 in S128, against an import resolved from a table)
+fn application(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    let mut code = Vec::new();
+    let at = |code: &Vec<u8>| code.len() as u64;
+    let f_local = at(&code);
+    code.extend_from_slice(&[0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3]);
+    code.resize(16, 0xCC);
+    let f_call = at(&code);
+    code.extend_from_slice(&[0x48, 0x83, 0xEC, 0x08, 0xE8, 0, 0, 0, 0, 0x48, 0x83, 0xC4, 0x08, 0xC3]);
+    code.resize(32, 0xCC);
+    let f_got = at(&code);
+    code.extend_from_slice(&[0x48, 0x8B, 0x05, 0, 0, 0, 0, 0x48, 0x8B, 0x00, 0xC3]);
+    code.resize(48, 0xCC);
+    let f_abs64 = at(&code);
+    code.extend_from_slice(&[0x48, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0xC3]);
+    code.resize(64, 0xCC);
+    let f_small = at(&code);
+    code.extend_from_slice(&[0xB8, 0, 0, 0, 0, 0xC3]);
+    code.resize(80, 0xCC);
+    let local_data_in_code = dialect == Dialect::R72;
+    if local_data_in_code {
+        code.extend_from_slice(&11u64.to_le_bytes());
+    }
+    b.add_code(b".text", &code);
+    let local = if local_data_in_code {
+        b.add_symbol(SymbolSpec {
+            kind: smf_core::SymbolKind::Data,
+            ..SymbolSpec::function(b"local_data", 80, 8)
+        })
+    } else {
+        let data = b.add_data(b".data", &11u64.to_le_bytes());
+        b.add_symbol(SymbolSpec::data(b"local_data", data, 0, 8))
+    };
+    b.add_symbol(SymbolSpec::function(b"local_counter", f_local, 8));
+    b.add_symbol(SymbolSpec::function(b"call_five", f_call, 14));
+    b.add_symbol(SymbolSpec::function(b"got_counter", f_got, 11));
+    b.add_symbol(SymbolSpec::function(b"addr_of_local", f_abs64, 11));
+    b.add_symbol(SymbolSpec::function(b"small", f_small, 6));
+    let five = b.add_symbol(SymbolSpec::import(b"five"));
+    let counter = b.add_symbol(SymbolSpec::import(b"counter"));
+    b.add_relocation(f_local + 3, local, RelocKind::Pc32, -4);
+    b.add_relocation(f_call + 5, five, RelocKind::Plt32, -4);
+    b.add_relocation(f_got + 3, counter, RelocKind::GotPc32, -4);
+    b.add_relocation(f_abs64 + 2, local, RelocKind::Abs64, 0);
+    if dialect == Dialect::S128 {
+        let small = b.add_symbol(SymbolSpec::import(b"small_constant"));
+        b.add_relocation(f_small + 1, small, RelocKind::Abs32, 0);
+    } else {
+        b.add_relocation(0, 0, RelocKind::None, 0);
+    }
+    b.entry_point(f_call);
+    b.build().unwrap()
+}
+
+#[test]
+fn the_reference_modules_of_every_dialect_return_42() {
+    let exec = ExecAllocator::default();
+    for dialect in Dialect::ALL {
+        let module = load(&exec, &samples::return_42(dialect), &()).unwrap();
+        assert_eq!(module.dialect(), dialect);
+        let entry = module.entry().expect("executable");
+        assert_eq!(call0(entry), 42, "{dialect}");
+        assert_eq!(module.symbol(b"main"), Some(entry));
+        assert_no_rwx("return 42 loaded");
+    }
+}
+
+#[test]
+fn every_relocation_kind_runs_across_modules_and_dialects() {
+    let exec = leak_allocator();
+    for lib_dialect in Dialect::ALL {
+        for app_dialect in Dialect::ALL {
+            let lib = Arc::new(load(exec, &library(lib_dialect), &()).unwrap());
+            let table: &[(&[u8], usize)] = &[(b"small_constant", 0x1234_5678)];
+            let resolver = Chain(Modules(vec![lib.clone()]), TableResolver(table));
+            let app = load(exec, &application(app_dialect), &resolver)
+                .unwrap_or_else(|e| panic!("{lib_dialect} -> {app_dialect}: {e}"));
+            let f = |name: &str| app.symbol(name.as_bytes()).unwrap();
+            let label = format!("{lib_dialect} -> {app_dialect}");
+            assert_eq!(call0(f("local_counter")), 11, "{label}: pc32");
+            assert_eq!(call0(f("call_five")), 5, "{label}: plt32 across modules");
+            assert_eq!(call0(f("got_counter")), 7, "{label}: got_pc32 across modules");
+            assert_eq!(call0(f("addr_of_local")) as usize, f("local_data"), "{label}: abs64");
+            if app_dialect == Dialect::S128 {
+                assert_eq!(call0(f("small")), 0x1234_5678, "{label}: abs32");
+            }
+            assert_eq!(app.entry(), Some(f("call_five")));
+            assert_eq!(app.dependencies().len(), 1);
+            // The library stays alive while the application links to it.
+            drop(lib);
+            assert_eq!(call0(f("call_five")), 5, "{label}: after the library handle is gone");
+            assert_no_rwx(&label);
+        }
+    }
+}
+
+#[test]
+fn data_is_writable_rodata_read_only_and_code_executable() {
+    use smf_core::sys::Protection;
+    let exec = ExecAllocator::default();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    let data = b.add_data(b".data", &[1; 16]);
+    let rodata = b.add_rodata(b".rodata", b"constant");
+    let bss = b.add_bss(b".bss", 100_000);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::data(b"d", data, 0, 16));
+    b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
+    b.add_symbol(SymbolSpec::data(b"z", bss, 99_992, 8));
+    let module = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let addr = |n: &[u8]| module.symbol(n).unwrap();
+    assert_eq!(exec.protection_at(addr(b"main")), Some(Protection::ReadExec));
+    assert_eq!(exec.protection_at(addr(b"d")), Some(Protection::ReadWrite));
+    assert_eq!(exec.protection_at(addr(b"r")), Some(Protection::Read));
+    assert_eq!(exec.protection_at(addr(b"z")), Some(Protection::ReadWrite));
+    // SAFETY: the symbols are live data of the loaded module, of the sizes declared.
+    unsafe {
+        assert_eq!(std::slice::from_raw_parts(addr(b"r") as *const u8, 8), b"constant");
+        assert_eq!(*(addr(b"z") as *const u64), 0, "bss is zeroed");
+        *(addr(b"d") as *mut u8) = 9;
+        assert_eq!(*(addr(b"d") as *const u8), 9);
+    }
+    let (code, _) = module.code();
+    let gap = addr(b"d").abs_diff(code);
+    assert!(gap < 1 << 31, "data within reach of 32-bit PC-relative code");
+}
+
+#[test]
+fn failures_name_the_problem() {
+    let exec = ExecAllocator::default();
+    let app = application(Dialect::R96);
+    assert_eq!(load(&exec, &app, &()).unwrap_err(), LoadError::Unresolved { name: "five".into() });
+
+    // A weak import may stay unresolved: it resolves to 0.
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::import(b"optional").with_binding(Binding::Weak));
+    let module = load(&exec, &b.build().unwrap(), &()).unwrap();
+    assert_eq!(module.symbols().iter().nth(1).map(|s| s.addr), Some(0));
+
+    // abs32 against a symbol above 4 GiB is refused, not truncated.
+    let table: &[(&[u8], usize)] =
+        &[(b"small_constant", 0x1_0000_0000), (b"five", 0x1000), (b"counter", 0x2000)];
+    let err = load(&exec, &application(Dialect::S128), &TableResolver(table)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::Relocation { kind: RelocKind::Abs32, error: RelocError::OutOfRange { .. }, .. }
+        ),
+        "{err}"
+    );
+
+    // A module for another architecture.
+    let mut arm = samples::return_42(Dialect::R96);
+    arm[7] = 1;
+    assert_eq!(load(&exec, &arm, &()).unwrap_err(), LoadError::WrongArch { module: 1, host: 0 });
+    assert_eq!(exec.stats().blocks_live, 1, "only the weak-import module is live");
+}
+
+#[test]
+fn a_far_import_goes_through_a_stub() {
+    let exec = ExecAllocator::default();
+    let lib = leak_allocator();
+    // A function in another allocator, whose regions may be anywhere; and one planted far away
+    // through a table (the stub's absolute jump reaches it; a direct rel32 would not).
+    let five = Arc::new(load(lib, &library(Dialect::R96), &()).unwrap());
+    let table: &[(&[u8], usize)] = &[(b"counter", five.symbol(b"counter").unwrap())];
+    let far_five = five.symbol(b"five").unwrap();
+    let resolver = Chain(TableResolver(table), Modules(vec![five.clone()]));
+    let app = load(&exec, &application(Dialect::R96), &resolver).unwrap();
+    assert_eq!(call0(app.symbol(b"call_five").unwrap()), 5);
+    let _ = far_five;
+}
+
+#[test]
+fn two_thousand_load_release_cycles_end_where_they_started() {
+    let exec = ExecAllocator::default();
+    let lib = leak_allocator();
+    let five = Arc::new(load(lib, &library(Dialect::S128), &()).unwrap());
+    let app = application(Dialect::S128);
+    let table: &[(&[u8], usize)] = &[(b"small_constant", 77)];
+    let resolver = Chain(Modules(vec![five]), TableResolver(table));
+    // Warm up: the first load reserves the region.
+    drop(load(&exec, &app, &resolver).unwrap());
+    let start = (mappings_within(&exec.regions()), exec.stats().regions);
+    for i in 0..2000 {
+        let module = load(&exec, &app, &resolver).unwrap();
+        assert_eq!(call0(module.symbol(b"call_five").unwrap()), 5);
+        if i % 500 == 0 {
+            assert_no_rwx("cycles");
+        }
+    }
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0));
+    assert_eq!((mappings_within(&exec.regions()), stats.regions), start);
+}
+
+#[test]
+fn malformed_modules_fail_to_load_and_leave_nothing_mapped() {
+    let exec = ExecAllocator::default();
+    let options = LoadOptions { require_arch: None, ..LoadOptions::default() };
+    let table: &[(&[u8], usize)] = &[(b"external_fn", 0x1000), (b"main", 0x2000)];
+    let mut failures = 0usize;
+    let mut check = |label: &str, bytes: &[u8]| {
+        match LoadedModule::load(&exec, bytes, &TableResolver(table), &options) {
+            Ok(module) => drop(module),
+            Err(_) => failures += 1,
+        }
+        let stats = exec.stats();
+        assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0), "{label}");
+    };
+    for (name, file) in fixtures() {
+        for len in (0..file.len()).step_by(7) {
+            check(&format!("{name}[..{len}]"), &file[..len]);
+        }
+        for at in 0..file.len().min(600) {
+            for value in [0x00, 0xff, file[at] ^ 0x80] {
+                let mut mutated = file.clone();
+                mutated[at] = value;
+                check(&format!("{name}: byte {at} = {value:#x}"), &mutated);
+            }
+        }
+    }
+    assert!(failures > 1000, "only {failures} malformed inputs failed to load");
+    assert!(mappings_within(&exec.regions()) <= 1, "nothing but the reservation is left");
+}
