@@ -36,6 +36,41 @@ const char *smf_last_error(void);
 /* Extension: forgets the calling thread's last error (smf_last_error() returns "" again). */
 void smf_clear_error(void);
 
+/* ---- smf_module_*: the loader ---------------------------------------------------------------- */
+
+/* A loaded module: opaque, reference-counted, immutable once loaded. Modules loaded through this
+ * API join a process-wide registry: their exported symbols resolve the imports of modules
+ * loaded later (the first module loaded wins a name), and an importer keeps its providers
+ * alive. Every call checks its SmfModule* against the live handles first. */
+typedef struct SmfModule SmfModule;
+
+/* Parses, validates, installs code W^X, relocates; NULL on error (see smf_last_error). */
+SmfModule  *smf_module_load(const char *path);
+/* The same from memory (the bytes are not kept). */
+SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
+/* Drops one reference; the last one frees the module once no other module links to it.
+ * NULL is a no-op. */
+void        smf_module_release(SmfModule *m);
+/* Adds a reference; returns m. */
+SmfModule  *smf_module_retain(SmfModule *m);
+/* 0 S128, 1 R96, 2 R72 (-1 for a bad handle). */
+int32_t     smf_module_dialect(const SmfModule *m);
+/* The address of a defined, exported (non-local) symbol, or NULL. */
+const void *smf_module_symbol(const SmfModule *m, const char *name);
+/* The entry point; NULL unless the module is executable. */
+const void *smf_module_entry(const SmfModule *m);
+/* All symbols, in table order: their number, and each name (NULL past the end; valid while the
+ * module lives). */
+size_t      smf_module_symbol_count(const SmfModule *m);
+const char *smf_module_symbol_name(const SmfModule *m, size_t index);
+/* Calls the exported function `name` with up to 6 integer arguments, storing its 64-bit result;
+ * 0 ok, -1 error (unknown, not a function, nargs > 6). */
+int32_t     smf_module_call(const SmfModule *m, const char *name, const int64_t *args, size_t nargs, int64_t *result);
+/* The note.sdn text (without its terminator line): 1 found, 0 absent, -1 error. */
+int32_t     smf_module_note_sdn(const SmfModule *m, const uint8_t **text, size_t *len);
+/* The template-code entry of the template symbol `name`: 1 found, 0 absent, -1 error. */
+int32_t     smf_module_template(const SmfModule *m, const char *name, const uint8_t **bytes, size_t *len);
+
 #ifndef SMF_NO_RT
 
 /* ---- rt_*: file mappings (mmap.spl) -------------------------------------------------------- */

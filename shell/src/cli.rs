@@ -21,6 +21,10 @@ commands:
   verify [--dialect s128|r96|r72] FILE...
         exit 0 if every FILE is a valid module; otherwise print one line per bad
         file on stderr (the problem and its byte offset) and exit 1
+  run [--lib FILE]... FILE [SYMBOL [ARG...]]
+        load the libraries and FILE (its imports resolve against the libraries),
+        call SYMBOL (default: the entry point) with up to 6 integer arguments
+        (decimal or 0x hex) and print the 64-bit result in decimal
   help  show this text
 
 exit status: 0 ok, 1 bad module or file, 2 usage error
@@ -77,6 +81,7 @@ pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
     match command.as_str() {
         "inspect" => inspect_command(rest, io),
         "verify" => verify_command(rest, io),
+        "run" => run_command(rest, io),
         "help" | "--help" | "-h" => {
             io.out(USAGE);
             EXIT_OK
@@ -173,4 +178,88 @@ fn verify_command(args: &[String], io: &mut Io<'_>) -> i32 {
         }
     }
     status
+}
+
+/// An integer argument: decimal (optionally negative) or `0x` hexadecimal.
+fn parse_int(text: &str) -> Result<i64, String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse::<u64>(),
+    }
+    .map_err(|_| format!("argument `{text}` is not an integer"))?;
+    let value = if negative { 0i128 - i128::from(magnitude) } else { i128::from(magnitude) };
+    // Accept the full u64 range too (as its two's-complement i64).
+    i64::try_from(value)
+        .or_else(|_| u64::try_from(value).map(|v| v as i64))
+        .map_err(|_| format!("argument `{text}` is out of range"))
+}
+
+fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    use crate::module::{self, Libraries};
+    let mut libs = Vec::new();
+    let mut rest = args;
+    loop {
+        match rest {
+            [flag, file, tail @ ..] if flag == "--lib" => {
+                libs.push(file.clone());
+                rest = tail;
+            }
+            [flag] if flag == "--lib" => return io.usage_error("--lib needs a FILE"),
+            [flag, ..] if flag.starts_with("--") => {
+                return io.usage_error(&format!("unknown option `{flag}`"))
+            }
+            _ => break,
+        }
+    }
+    let Some((file, rest)) = rest.split_first() else {
+        return io.usage_error("run needs a FILE");
+    };
+    let (symbol, call_args) = match rest.split_first() {
+        Some((symbol, tail)) => (Some(symbol.as_str()), tail),
+        None => (None, &[][..]),
+    };
+    if call_args.len() > 6 {
+        return io.usage_error("at most 6 arguments");
+    }
+    let result = (|| -> Result<i64, String> {
+        let values = call_args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
+        let mut loaded = Libraries::default();
+        for lib in &libs {
+            let module = module::load_path(Path::new(lib), &loaded).map_err(|e| e.to_string())?;
+            loaded.0.push(module);
+        }
+        let module = module::load_path(Path::new(file), &loaded).map_err(|e| e.to_string())?;
+        let addr = match symbol {
+            None => {
+                module.loaded().entry().ok_or_else(|| format!("{file}: no entry point (name a SYMBOL)"))?
+            }
+            Some(name) => {
+                let found = module.loaded().symbols().lookup(name.as_bytes());
+                let found = found.ok_or_else(|| format!("{file}: no exported symbol `{name}`"))?;
+                if found.kind != smf_core::SymbolKind::Function {
+                    return Err(format!("{file}: `{name}` is not a function"));
+                }
+                found.addr
+            }
+        };
+        // SAFETY: `addr` is a function of the live module `module`; the tool's contract is
+        // that the function takes integer arguments and returns an integer.
+        #[allow(unsafe_code)]
+        let value = unsafe { crate::ffi::call_function(addr, &values) };
+        value.ok_or_else(|| "at most 6 arguments".to_owned())
+    })();
+    match result {
+        Ok(value) => {
+            io.out(&format!("{value}\n"));
+            EXIT_OK
+        }
+        Err(message) => {
+            io.err(&format!("smf: {message}\n"));
+            EXIT_BAD
+        }
+    }
 }

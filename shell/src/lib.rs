@@ -10,6 +10,7 @@ pub mod cli;
 pub mod ffi;
 pub mod inspect;
 pub mod json;
+pub mod module;
 pub mod runtime;
 
 pub use smf_core as core;

@@ -31,15 +31,18 @@ fn build_library(profile: &Path) {
     assert!(status.success(), "cargo build -p smf failed");
 }
 
-fn compile_and_run(profile: &Path, shared: bool) {
+/// Compiles `tests/c/{program}.c` against the static or the shared library and runs it with
+/// `arg`; returns its stdout and stderr after checking it passed.
+fn compile_and_run(profile: &Path, program: &str, shared: bool, arg: &Path) -> (String, String) {
+    let kind = if shared { "shared" } else { "static" };
     let out_dir = profile.join("c-tests");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let exe = out_dir.join(if shared { "rt_test_shared" } else { "rt_test_static" });
+    let exe = out_dir.join(format!("{program}_{kind}"));
     let mut gcc = Command::new("gcc");
     gcc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-pthread"])
         .arg("-I")
         .arg(workspace().join("shell/include"))
-        .arg(workspace().join("tests/c/rt_test.c"))
+        .arg(workspace().join(format!("tests/c/{program}.c")))
         .arg("-o")
         .arg(&exe);
     if shared {
@@ -50,31 +53,57 @@ fn compile_and_run(profile: &Path, shared: bool) {
     let output = gcc.output().expect("run gcc");
     assert!(output.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&output.stderr));
 
-    let scratch = out_dir.join(if shared { "scratch-shared" } else { "scratch-static" });
-    std::fs::create_dir_all(&scratch).unwrap();
-    let run = Command::new(&exe).arg(&scratch).output().expect("run rt_test");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "rt_test ({}) failed:\n{stdout}\n{stderr}",
-        if shared { "shared" } else { "static" }
-    );
+    let run = Command::new(&exe).arg(arg).output().expect("run the C test");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{program} ({kind}) failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
-    assert!(stderr.contains("smf exec memory:"), "rt_exec_memory_dump_stats printed nothing: {stderr}");
     if shared {
         // The program really used the shared library.
         let ldd = Command::new("ldd").arg(&exe).output().expect("run ldd");
         assert!(String::from_utf8_lossy(&ldd.stdout).contains("libsmf.so"));
     }
+    (stdout, stderr)
+}
+
+/// A scratch directory for one C test run.
+fn scratch(profile: &Path, name: &str) -> PathBuf {
+    let dir = profile.join("c-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 #[test]
-fn the_c_program_passes_against_the_static_and_the_shared_library() {
+fn the_rt_functions_pass_from_c_against_the_static_and_the_shared_library() {
     let profile = profile_dir();
     build_library(&profile);
-    compile_and_run(&profile, false);
-    compile_and_run(&profile, true);
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "rt-shared" } else { "rt-static" });
+        let (_, stderr) = compile_and_run(&profile, "rt_test", shared, &dir);
+        assert!(stderr.contains("smf exec memory:"), "rt_exec_memory_dump_stats printed nothing: {stderr}");
+    }
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")] // the linking fixtures hold x86-64 code
+fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() {
+    use smf_core::write::samples;
+    use smf_core::Dialect;
+    use smf_tests::linking::{application, library, with_metadata};
+    let profile = profile_dir();
+    build_library(&profile);
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "module-shared" } else { "module-static" });
+        for d in Dialect::ALL {
+            let lower = d.name().to_ascii_lowercase();
+            std::fs::write(dir.join(format!("return42.{lower}.smf")), samples::return_42(d)).unwrap();
+            std::fs::write(dir.join(format!("lib.{lower}.smf")), library(d)).unwrap();
+            std::fs::write(dir.join(format!("app.{lower}.smf")), application(d)).unwrap();
+        }
+        std::fs::write(dir.join("metadata.smf"), with_metadata()).unwrap();
+        compile_and_run(&profile, "module_test", shared, &dir);
+    }
 }
 
 /// Function names declared in `smf.h`.

@@ -13,6 +13,7 @@ use smf_core::load::reloc::RelocError;
 use smf_core::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind};
+use smf_tests::linking::{application, library};
 use smf_tests::{assert_no_rwx, fixtures, mappings_within};
 
 /// Calls `addr` as `extern "C" fn() -> i64`.
@@ -44,85 +45,6 @@ impl Resolver for Modules<'static> {
 
 fn leak_allocator() -> &'static ExecAllocator {
     Box::leak(Box::new(ExecAllocator::default()))
-}
-
-/// A library exporting `five` (returns 5) and `counter` (data, 7).
-fn library(dialect: Dialect) -> Vec<u8> {
-    let mut b = ModuleBuilder::new(dialect);
-    b.add_code(b".text", &[0xB8, 5, 0, 0, 0, 0xC3]);
-    b.add_symbol(SymbolSpec::function(b"five", 0, 6));
-    if dialect == Dialect::R72 {
-        // R72 cannot address data sections: keep `counter` inside the code.
-        b.add_code(b".text.data", &7u64.to_le_bytes());
-        b.add_symbol(SymbolSpec {
-            kind: smf_core::SymbolKind::Data,
-            ..SymbolSpec::function(b"counter", 6, 8)
-        });
-    } else {
-        let data = b.add_data(b".data", &7u64.to_le_bytes());
-        b.add_symbol(SymbolSpec::data(b"counter", data, 0, 8));
-    }
-    b.build().unwrap()
-}
-
-/// An application using every x86-64 relocation kind of its dialect:
-/// - `local_counter`: `mov rax, [rip+counter]; ret` (pc32, to its own data, 11)
-/// - `call_five`: `sub rsp, 8; call five; add rsp, 8; ret` (plt32 to an import)
-/// - `got_counter`: `mov rax, [rip+GOT(counter)]; mov rax, [rax]; ret` (got_pc32 to an import)
-/// - `addr_of_local`: `movabs rax, local_data; ret` (abs64)
-/// - `small`: `mov eax, imm32; ret` (abs32 in S128, against an import resolved from a table)
-fn application(dialect: Dialect) -> Vec<u8> {
-    let mut b = ModuleBuilder::new(dialect);
-    let mut code = Vec::new();
-    let at = |code: &Vec<u8>| code.len() as u64;
-    let f_local = at(&code);
-    code.extend_from_slice(&[0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3]);
-    code.resize(16, 0xCC);
-    let f_call = at(&code);
-    code.extend_from_slice(&[0x48, 0x83, 0xEC, 0x08, 0xE8, 0, 0, 0, 0, 0x48, 0x83, 0xC4, 0x08, 0xC3]);
-    code.resize(32, 0xCC);
-    let f_got = at(&code);
-    code.extend_from_slice(&[0x48, 0x8B, 0x05, 0, 0, 0, 0, 0x48, 0x8B, 0x00, 0xC3]);
-    code.resize(48, 0xCC);
-    let f_abs64 = at(&code);
-    code.extend_from_slice(&[0x48, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0xC3]);
-    code.resize(64, 0xCC);
-    let f_small = at(&code);
-    code.extend_from_slice(&[0xB8, 0, 0, 0, 0, 0xC3]);
-    code.resize(80, 0xCC);
-    let local_data_in_code = dialect == Dialect::R72;
-    if local_data_in_code {
-        code.extend_from_slice(&11u64.to_le_bytes());
-    }
-    b.add_code(b".text", &code);
-    let local = if local_data_in_code {
-        b.add_symbol(SymbolSpec {
-            kind: smf_core::SymbolKind::Data,
-            ..SymbolSpec::function(b"local_data", 80, 8)
-        })
-    } else {
-        let data = b.add_data(b".data", &11u64.to_le_bytes());
-        b.add_symbol(SymbolSpec::data(b"local_data", data, 0, 8))
-    };
-    b.add_symbol(SymbolSpec::function(b"local_counter", f_local, 8));
-    b.add_symbol(SymbolSpec::function(b"call_five", f_call, 14));
-    b.add_symbol(SymbolSpec::function(b"got_counter", f_got, 11));
-    b.add_symbol(SymbolSpec::function(b"addr_of_local", f_abs64, 11));
-    b.add_symbol(SymbolSpec::function(b"small", f_small, 6));
-    let five = b.add_symbol(SymbolSpec::import(b"five"));
-    let counter = b.add_symbol(SymbolSpec::import(b"counter"));
-    b.add_relocation(f_local + 3, local, RelocKind::Pc32, -4);
-    b.add_relocation(f_call + 5, five, RelocKind::Plt32, -4);
-    b.add_relocation(f_got + 3, counter, RelocKind::GotPc32, -4);
-    b.add_relocation(f_abs64 + 2, local, RelocKind::Abs64, 0);
-    if dialect == Dialect::S128 {
-        let small = b.add_symbol(SymbolSpec::import(b"small_constant"));
-        b.add_relocation(f_small + 1, small, RelocKind::Abs32, 0);
-    } else {
-        b.add_relocation(0, 0, RelocKind::None, 0);
-    }
-    b.entry_point(f_call);
-    b.build().unwrap()
 }
 
 #[test]

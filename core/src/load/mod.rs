@@ -162,9 +162,12 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoadError::Format(e) => write!(f, "invalid module: {e}"),
-            LoadError::WrongArch { module, host } => {
-                write!(f, "module is for architecture {module}, this machine is {host}")
-            }
+            LoadError::WrongArch { module, host } => write!(
+                f,
+                "wrong architecture: the module is for {} ({module}), this machine is {} ({host})",
+                arch_name(*module),
+                arch_name(*host)
+            ),
             LoadError::Unresolved { name } => write!(f, "unresolved import `{name}`"),
             LoadError::NoAddress { relocation, name } => {
                 write!(f, "relocation {relocation} refers to `{name}`, which has no address")
@@ -184,6 +187,14 @@ impl From<ExecError> for LoadError {
     fn from(e: ExecError) -> Self {
         LoadError::Memory(e)
     }
+}
+
+/// The name of an SMF architecture byte.
+pub fn arch_name(arch: u8) -> &'static str {
+    ["x86_64", "aarch64", "x86", "arm", "riscv64", "riscv32", "wasm32", "wasm64"]
+        .get(usize::from(arch))
+        .copied()
+        .unwrap_or("unknown")
 }
 
 fn lossy(name: &[u8]) -> String {

@@ -1,0 +1,281 @@
+//! `smf_module_*`: loading modules from C (`ffi.md`, section "smf_*: the loader").
+//!
+//! A `SmfModule *` is a handle the library handed out; every call checks it against the table
+//! of live handles before touching anything, so a stale or foreign pointer is an error, not a
+//! crash. The table owns one strong reference per handle and counts the C side's references
+//! (`smf_module_retain`/`smf_module_release`); modules loaded here join a process-wide registry
+//! whose exports resolve the imports of later loads (the first module loaded wins a name).
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use smf_core::SymbolKind;
+
+use super::{call_function, guard};
+use crate::module::{self, Module, Registry};
+
+/// The opaque type behind `SmfModule *`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SmfModule {
+    _private: [u8; 0],
+}
+
+/// Modules loaded through the C ABI resolve each other's imports.
+static REGISTRY: Registry = Registry::new();
+
+/// Handle address -> the strong reference it keeps, and how many C references it has.
+type HandleTable = HashMap<usize, (Arc<Module>, u64)>;
+
+/// Live handles.
+static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
+
+fn register(module: Arc<Module>) -> *mut SmfModule {
+    REGISTRY.add(&module);
+    let handle = Arc::as_ptr(&module) as usize;
+    let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+    handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
+    handle as *mut SmfModule
+}
+
+/// Runs `f` with the module behind `m`, if `m` is a live handle.
+fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&Module) -> Result<T, String>) -> Result<T, String> {
+    if m.is_null() {
+        return Err("module is NULL".into());
+    }
+    let handles = HANDLES.read().unwrap_or_else(PoisonError::into_inner);
+    let (module, _) = handles
+        .as_ref()
+        .and_then(|h| h.get(&(m as usize)))
+        .ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+    f(module)
+}
+
+/// A C string argument as bytes.
+///
+/// # Safety
+/// `s` is NULL or NUL-terminated.
+unsafe fn c_name<'a>(s: *const c_char) -> Result<&'a [u8], String> {
+    if s.is_null() {
+        return Err("name is NULL".into());
+    }
+    // SAFETY: non-null and NUL-terminated per the caller's contract.
+    Ok(unsafe { CStr::from_ptr(s) }.to_bytes())
+}
+
+/// Loads the module at `path` (parse, validate, install code W^X, relocate); NULL on error.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: forwarded to our caller's contract.
+        let path = unsafe { super::c_path(path) }?;
+        let module = module::load_path(&path, &REGISTRY).map_err(|e| e.to_string())?;
+        Ok(register(module))
+    })
+}
+
+/// Loads a module from `len` bytes at `bytes`; NULL on error.
+///
+/// # Safety
+/// `bytes` is NULL or readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> *mut SmfModule {
+    guard(std::ptr::null_mut(), || {
+        if bytes.is_null() {
+            return Err("bytes is NULL".into());
+        }
+        // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
+        let data = unsafe { std::slice::from_raw_parts(bytes, len) };
+        let module = module::load_bytes(data, &REGISTRY, None).map_err(|e| e.to_string())?;
+        Ok(register(module))
+    })
+}
+
+/// Drops one reference; the last frees the module (once no other module links to it). NULL is
+/// a no-op.
+#[no_mangle]
+pub extern "C" fn smf_module_release(m: *mut SmfModule) {
+    guard((), || {
+        if m.is_null() {
+            return Ok(());
+        }
+        let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+        let table = handles.as_mut().ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+        let entry =
+            table.get_mut(&(m as usize)).ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            let (module, _) = table.remove(&(m as usize)).expect("entry was just found");
+            drop(handles);
+            drop(module); // frees the image unless another module still links to it
+        }
+        Ok(())
+    });
+}
+
+/// Adds a reference; returns `m` (NULL if `m` is not a live handle).
+#[no_mangle]
+pub extern "C" fn smf_module_retain(m: *mut SmfModule) -> *mut SmfModule {
+    guard(std::ptr::null_mut(), || {
+        let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = handles
+            .as_mut()
+            .and_then(|t| t.get_mut(&(m as usize)))
+            .ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+        entry.1 += 1;
+        Ok(m)
+    })
+}
+
+/// The module's dialect: 0 S128, 1 R96, 2 R72; -1 on error.
+#[no_mangle]
+pub extern "C" fn smf_module_dialect(m: *const SmfModule) -> i32 {
+    guard(-1, || with_module(m, |module| Ok(module.loaded().dialect().abi_code())))
+}
+
+/// The address of the defined, exported symbol `name`, or NULL.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_char) -> *const c_void {
+    guard(std::ptr::null(), || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        with_module(m, |module| {
+            module.symbol(name).map(|a| a as *const c_void).ok_or_else(|| {
+                format!("no exported symbol `{}` in the module", String::from_utf8_lossy(name))
+            })
+        })
+    })
+}
+
+/// The entry point, or NULL unless the module is executable.
+#[no_mangle]
+pub extern "C" fn smf_module_entry(m: *const SmfModule) -> *const c_void {
+    guard(std::ptr::null(), || {
+        with_module(m, |module| {
+            module
+                .loaded()
+                .entry()
+                .map(|a| a as *const c_void)
+                .ok_or_else(|| "the module has no entry point".into())
+        })
+    })
+}
+
+/// Number of symbols (all of them, in table order).
+#[no_mangle]
+pub extern "C" fn smf_module_symbol_count(m: *const SmfModule) -> usize {
+    guard(0, || with_module(m, |module| Ok(module.loaded().symbols().len())))
+}
+
+/// The name of symbol `index` (NUL-terminated, valid while the module lives), NULL past the end.
+#[no_mangle]
+pub extern "C" fn smf_module_symbol_name(m: *const SmfModule, index: usize) -> *const c_char {
+    guard(std::ptr::null(), || {
+        with_module(m, |module| {
+            let name =
+                module.loaded().symbols().name_with_nul(index).ok_or_else(|| format!("no symbol {index}"))?;
+            Ok(name.as_ptr().cast())
+        })
+    })
+}
+
+/// Calls the function symbol `name` with `nargs` (at most 6) integer arguments; 0 ok, -1 error.
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `args` is readable for `nargs` values (or NULL when 0);
+/// `result` is NULL or writable. The function must take integer arguments and return one.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_call(
+    m: *const SmfModule,
+    name: *const c_char,
+    args: *const i64,
+    nargs: usize,
+    result: *mut i64,
+) -> i32 {
+    guard(-1, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        if nargs > 6 {
+            return Err(format!("{nargs} arguments: at most 6 are supported"));
+        }
+        if nargs > 0 && args.is_null() {
+            return Err("args is NULL".into());
+        }
+        let args = if nargs == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the caller passes `nargs` readable values.
+            unsafe { std::slice::from_raw_parts(args, nargs) }
+        };
+        let addr = with_module(m, |module| {
+            let symbol = module.loaded().symbols().lookup(name).ok_or_else(|| {
+                format!("no exported symbol `{}` in the module", String::from_utf8_lossy(name))
+            })?;
+            if symbol.kind != SymbolKind::Function {
+                return Err(format!("`{}` is not a function", String::from_utf8_lossy(name)));
+            }
+            Ok(symbol.addr)
+        })?;
+        // SAFETY: `addr` is a function symbol of a live module (kept alive by the caller's
+        // reference); the caller vouches for its integer signature.
+        let value = unsafe { call_function(addr, args) }.ok_or("too many arguments")?;
+        if !result.is_null() {
+            // SAFETY: the caller passes a writable result or NULL.
+            unsafe { *result = value };
+        }
+        Ok(0)
+    })
+}
+
+/// Hands out `bytes` (owned by a live module) through C out-parameters: 1 found, 0 absent.
+fn out_bytes(found: Option<&[u8]>, ptr: *mut *const u8, len: *mut usize) -> Result<i32, String> {
+    if ptr.is_null() || len.is_null() {
+        return Err("output pointer is NULL".into());
+    }
+    let (p, l) = found.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
+    // SAFETY: both are non-null writable out-parameters per the C contract.
+    unsafe {
+        *ptr = p;
+        *len = l;
+    }
+    Ok(i32::from(found.is_some()))
+}
+
+/// The module's note.sdn text (without its terminator): 1 found, 0 absent, -1 error. The text
+/// stays valid while the module lives.
+///
+/// # Safety
+/// `text` and `len` are writable (or NULL, which is an error).
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_note_sdn(
+    m: *const SmfModule,
+    text: *mut *const u8,
+    len: *mut usize,
+) -> i32 {
+    guard(-1, || with_module(m, |module| out_bytes(module.loaded().note_sdn(), text, len)))
+}
+
+/// The template-code entry of the template symbol `name`: 1 found, 0 absent, -1 error.
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `bytes` and `len` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_template(
+    m: *const SmfModule,
+    name: *const c_char,
+    bytes: *mut *const u8,
+    len: *mut usize,
+) -> i32 {
+    guard(-1, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        with_module(m, |module| out_bytes(module.loaded().template(name), bytes, len))
+    })
+}

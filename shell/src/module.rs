@@ -1,0 +1,128 @@
+//! Loaded modules for std users: reference-counted handles, loading by path, and registries
+//! whose exported symbols resolve the imports of later loads.
+//!
+//! A [`Module`] is immutable once loaded and lives as long as its last `Arc`: releasing the last
+//! reference frees its code and data, and a module that imports from another keeps that one
+//! alive. Reloading a changed file gives a new module; the old one stays valid until released.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use smf_core::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+
+use crate::runtime::exec;
+
+/// A loaded module.
+#[derive(Debug)]
+pub struct Module {
+    loaded: LoadedModule<'static>,
+    path: Option<PathBuf>,
+}
+
+impl Module {
+    /// The loaded image, symbols and metadata.
+    pub fn loaded(&self) -> &LoadedModule<'static> {
+        &self.loaded
+    }
+
+    /// The file it was loaded from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The address of the exported symbol `name`.
+    pub fn symbol(&self, name: &[u8]) -> Option<usize> {
+        self.loaded.symbol(name)
+    }
+}
+
+/// Why loading from a path failed.
+#[derive(Debug)]
+pub enum ModuleError {
+    /// The file could not be read.
+    Io(PathBuf, std::io::Error),
+    /// The bytes did not load.
+    Load(Option<PathBuf>, LoadError),
+}
+
+impl std::fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            ModuleError::Load(Some(path), e) => write!(f, "{}: {e}", path.display()),
+            ModuleError::Load(None, e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ModuleError {}
+
+/// Loads `bytes` with the process's executable allocator.
+pub fn load_bytes(
+    bytes: &[u8],
+    resolver: &dyn Resolver,
+    path: Option<PathBuf>,
+) -> Result<Arc<Module>, ModuleError> {
+    match LoadedModule::load(exec(), bytes, resolver, &LoadOptions::default()) {
+        Ok(loaded) => Ok(Arc::new(Module { loaded, path })),
+        Err(e) => Err(ModuleError::Load(path, e)),
+    }
+}
+
+/// Reads and loads the module at `path`.
+pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, ModuleError> {
+    let bytes = std::fs::read(path).map_err(|e| ModuleError::Io(path.to_path_buf(), e))?;
+    load_bytes(&bytes, resolver, Some(path.to_path_buf()))
+}
+
+/// A set of modules whose exports resolve imports; each resolved import keeps its module alive
+/// from the importer.
+#[derive(Debug, Default)]
+pub struct Registry {
+    modules: Mutex<Vec<Weak<Module>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub const fn new() -> Self {
+        Self { modules: Mutex::new(Vec::new()) }
+    }
+
+    /// Adds a module (held weakly: the registry never keeps a module alive).
+    pub fn add(&self, module: &Arc<Module>) {
+        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
+        modules.retain(|m| m.strong_count() > 0);
+        modules.push(Arc::downgrade(module));
+    }
+
+    /// Live modules, in the order they were added.
+    pub fn modules(&self) -> Vec<Arc<Module>> {
+        self.modules.lock().unwrap_or_else(PoisonError::into_inner).iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+impl Resolver for Registry {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
+        modules.iter().filter_map(Weak::upgrade).find_map(|m| {
+            let addr = m.symbol(name)?;
+            let keepalive: Arc<dyn Any + Send + Sync> = m;
+            Some(Resolved { addr, keepalive: Some(keepalive) })
+        })
+    }
+}
+
+/// Modules held strongly, resolving in order (the `smf run --lib` libraries).
+#[derive(Debug, Default)]
+pub struct Libraries(pub Vec<Arc<Module>>);
+
+impl Resolver for Libraries {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find_map(|m| {
+            let addr = m.symbol(name)?;
+            let keepalive: Arc<dyn Any + Send + Sync> = m.clone();
+            Some(Resolved { addr, keepalive: Some(keepalive) })
+        })
+    }
+}

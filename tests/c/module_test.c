@@ -1,0 +1,210 @@
+/*
+ * module_test.c - exercises every smf_module_* function of smf.h from C: the three reference
+ * modules, a library and an application linked through the registry, calls with arguments,
+ * symbol listing, note.sdn and templates, reference counting, bad handles and arguments, and
+ * 2,000 load/release cycles that must end at the starting mapping count. After every step it
+ * checks /proc/self/maps for writable-and-executable mappings.
+ *
+ * Usage: module_test DIR   (DIR holds the fixture files written by tests/tests/c_abi.rs)
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smf.h"
+
+static int passed;
+static const char *dir;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "FAILED %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+                    smf_last_error());                                                       \
+            printf("module_test: %d passed, 1 failed\n", passed);                            \
+            exit(1);                                                                         \
+        }                                                                                    \
+        passed++;                                                                            \
+    } while (0)
+
+#define CHECK_FAILS(expr, sentinel)               \
+    do {                                          \
+        smf_clear_error();                        \
+        CHECK((expr) == (sentinel));              \
+        CHECK(strcmp(smf_last_error(), "") != 0); \
+    } while (0)
+
+static int mapping_count(void) {
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    CHECK(maps != NULL);
+    while (fgets(line, sizeof line, maps)) {
+        char perms[8] = {0};
+        if (sscanf(line, "%*s %7s", perms) == 1 && strchr(perms, 'w') && strchr(perms, 'x')) {
+            fprintf(stderr, "rwx mapping: %s", line);
+            CHECK(!"no rwx mapping");
+        }
+        n++;
+    }
+    fclose(maps);
+    return n;
+}
+
+static const char *path(const char *name) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
+    return buf;
+}
+
+typedef int64_t (*fn0)(void);
+
+static void reference_modules(void) {
+    const char *names[3] = {"return42.s128.smf", "return42.r96.smf", "return42.r72.smf"};
+    for (int d = 0; d < 3; d++) {
+        SmfModule *m = smf_module_load(path(names[d]));
+        CHECK(m != NULL);
+        CHECK(smf_module_dialect(m) == d);
+        const void *entry = smf_module_entry(m);
+        CHECK(entry != NULL);
+        CHECK(entry == smf_module_symbol(m, "main"));
+        fn0 f;
+        memcpy(&f, &entry, sizeof f);
+        CHECK(f() == 42);
+        int64_t r = 0;
+        CHECK(smf_module_call(m, "main", NULL, 0, &r) == 0 && r == 42);
+        CHECK(smf_module_symbol_count(m) == 1);
+        CHECK(strcmp(smf_module_symbol_name(m, 0), "main") == 0);
+        CHECK(smf_module_symbol_name(m, 1) == NULL);
+        const uint8_t *text;
+        size_t len;
+        CHECK(smf_module_note_sdn(m, &text, &len) == 0 && text == NULL && len == 0);
+        smf_module_release(m);
+        mapping_count();
+    }
+}
+
+static void linking_and_lifetimes(void) {
+    /* The application's imports resolve against the library loaded before it. */
+    smf_clear_error();
+    CHECK(smf_module_load(path("app.r96.smf")) == NULL);
+    CHECK(strstr(smf_last_error(), "unresolved import `five`") != NULL);
+
+    SmfModule *lib = smf_module_load(path("lib.s128.smf"));
+    CHECK(lib != NULL);
+    SmfModule *app = smf_module_load(path("app.r96.smf"));
+    CHECK(app != NULL);
+    int64_t r = 0;
+    CHECK(smf_module_call(app, "call_five", NULL, 0, &r) == 0 && r == 5);
+    CHECK(smf_module_call(app, "got_counter", NULL, 0, &r) == 0 && r == 7);
+    CHECK(smf_module_call(app, "local_counter", NULL, 0, &r) == 0 && r == 11);
+    int64_t args[3] = {40, 1, 1};
+    CHECK(smf_module_call(app, "add3", args, 3, &r) == 0 && r == 42);
+    int64_t six[6] = {1, 2, 3, 4, 5, 6};
+    CHECK(smf_module_call(app, "add3", six, 6, &r) == 0 && r == 6);
+    CHECK(smf_module_call(app, "addr_of_local", NULL, 0, &r) == 0);
+    CHECK(r == (int64_t)(intptr_t)smf_module_symbol(app, "local_data"));
+
+    /* Retain and release count; the library outlives its handle while the app links to it. */
+    CHECK(smf_module_retain(lib) == lib);
+    smf_module_release(lib);
+    CHECK(smf_module_dialect(lib) == 0);
+    smf_module_release(lib);
+    CHECK_FAILS(smf_module_dialect(lib), -1); /* the handle is gone */
+    CHECK(smf_module_call(app, "call_five", NULL, 0, &r) == 0 && r == 5);
+    smf_module_release(app);
+    mapping_count();
+}
+
+static void metadata(void) {
+    SmfModule *m = smf_module_load(path("metadata.smf"));
+    CHECK(m != NULL);
+    const uint8_t *text;
+    size_t len;
+    CHECK(smf_module_note_sdn(m, &text, &len) == 1);
+    CHECK(len > 100 && memcmp(text, "# comment", 9) == 0);
+    CHECK(memmem(text, len, "List$Float", 10) != NULL);
+    CHECK(memmem(text, len, "# END_NOTE", 10) == NULL);
+    const uint8_t *bytes;
+    CHECK(smf_module_template(m, "List", &bytes, &len) == 1);
+    CHECK(bytes[0] == 1 && len > 10); /* kind 1 = struct */
+    CHECK(smf_module_template(m, "Missing", &bytes, &len) == 0);
+    CHECK_FAILS(smf_module_note_sdn(m, NULL, &len), -1);
+    CHECK_FAILS(smf_module_template(m, NULL, &bytes, &len), -1);
+    CHECK(smf_module_symbol(m, "List") == NULL); /* a template has no address */
+    smf_module_release(m);
+}
+
+static void bad_arguments(void) {
+    int stack_var = 0;
+    SmfModule *bogus = (SmfModule *)&stack_var;
+    CHECK_FAILS(smf_module_load(NULL), NULL);
+    CHECK_FAILS(smf_module_load(path("missing.smf")), NULL);
+    CHECK_FAILS(smf_module_load_bytes(NULL, 4), NULL);
+    uint8_t garbage[300];
+    memset(garbage, 0xFF, sizeof garbage); /* magic, then impossible counts and offsets */
+    memcpy(garbage, "SMF", 4);
+    CHECK_FAILS(smf_module_load_bytes(garbage, sizeof garbage), NULL);
+    CHECK(strstr(smf_last_error(), "invalid module") != NULL);
+    CHECK_FAILS(smf_module_dialect(bogus), -1);
+    CHECK_FAILS(smf_module_dialect(NULL), -1);
+    CHECK_FAILS(smf_module_symbol(bogus, "main"), NULL);
+    CHECK_FAILS(smf_module_entry(bogus), NULL);
+    CHECK_FAILS(smf_module_symbol_count(bogus), 0);
+    CHECK_FAILS(smf_module_retain(bogus), NULL);
+    smf_clear_error();
+    smf_module_release(bogus); /* recorded, not dereferenced */
+    CHECK(strcmp(smf_last_error(), "") != 0);
+    smf_module_release(NULL); /* a no-op */
+
+    SmfModule *m = smf_module_load(path("app.r72.smf"));
+    CHECK(m == NULL); /* its imports are not loaded */
+    SmfModule *lib = smf_module_load(path("lib.r96.smf"));
+    m = smf_module_load(path("app.r72.smf"));
+    CHECK(lib != NULL && m != NULL);
+    int64_t r, args[7] = {0};
+    CHECK_FAILS(smf_module_symbol(m, "nope"), NULL);
+    CHECK_FAILS(smf_module_symbol(m, NULL), NULL);
+    CHECK_FAILS(smf_module_call(m, "nope", NULL, 0, &r), -1);
+    CHECK_FAILS(smf_module_call(m, "add3", args, 7, &r), -1);
+    CHECK_FAILS(smf_module_call(m, "add3", NULL, 2, &r), -1);
+    CHECK_FAILS(smf_module_call(m, "local_data", NULL, 0, &r), -1); /* not a function */
+    CHECK_FAILS(smf_module_entry(lib), NULL);                       /* not executable */
+    smf_module_release(m);
+    smf_module_release(lib);
+}
+
+static void cycles(void) {
+    /* Warm up (the first load reserves address space), then 2,000 load/release cycles. */
+    SmfModule *lib = smf_module_load(path("lib.r96.smf"));
+    SmfModule *m = smf_module_load(path("app.s128.smf"));
+    CHECK(lib != NULL && m == NULL); /* app.s128 also imports small_constant: unresolved */
+    m = smf_module_load(path("app.r96.smf"));
+    smf_module_release(m);
+    int before = mapping_count();
+    for (int i = 0; i < 2000; i++) {
+        m = smf_module_load(path("app.r96.smf"));
+        CHECK(m != NULL);
+        int64_t r = 0;
+        CHECK(smf_module_call(m, "call_five", NULL, 0, &r) == 0 && r == 5);
+        smf_module_release(m);
+        if (i % 250 == 0) {
+            mapping_count();
+        }
+    }
+    CHECK(mapping_count() == before);
+    smf_module_release(lib);
+}
+
+int main(int argc, char **argv) {
+    CHECK(argc == 2);
+    dir = argv[1];
+    reference_modules();
+    linking_and_lifetimes();
+    metadata();
+    bad_arguments();
+    cycles();
+    printf("module_test: %d passed, 0 failed\n", passed);
+    return 0;
+}
