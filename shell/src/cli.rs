@@ -21,6 +21,8 @@ commands:
   verify [--dialect s128|r96|r72] FILE...
         exit 0 if every FILE is a valid module; otherwise print one line per bad
         file on stderr (the problem and its byte offset) and exit 1
+  pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]
+        turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
   run [--lib FILE]... FILE [SYMBOL [ARG...]]
         load the libraries and FILE (its imports resolve against the libraries),
         call SYMBOL (default: the entry point) with up to 6 integer arguments
@@ -82,6 +84,9 @@ pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
         "inspect" => inspect_command(rest, io),
         "verify" => verify_command(rest, io),
         "run" => run_command(rest, io),
+        "pack" => {
+            io.usage_error("`pack` is a command of the smf binary (it reads ELF with the object crate)")
+        }
         "help" | "--help" | "-h" => {
             io.out(USAGE);
             EXIT_OK

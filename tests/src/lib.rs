@@ -250,3 +250,31 @@ pub mod linking {
         b.build().unwrap()
     }
 }
+
+/// The directory of the test binaries' profile (`target/debug`, ...).
+pub fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(std::path::Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// The workspace root.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Builds the `smf` package (library artifacts and the `smf` binary) into the test profile's
+/// target directory, fresh even when only this package's tests were asked for.
+pub fn build_smf_package() -> std::path::PathBuf {
+    let profile = profile_dir();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "smf"]).current_dir(workspace());
+    if profile.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    assert!(cmd.status().expect("run cargo build").success(), "cargo build -p smf failed");
+    profile
+}

@@ -236,3 +236,52 @@ fn verify_never_panics_on_arbitrary_bytes() {
         }
     }
 }
+
+fn example(name: &str) -> String {
+    smf_tests::workspace().join("examples").join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", &example("recursion.smf")], "6765\n"),
+        (&["run", &example("recursion.smf"), "fib", "10"], "55\n"),
+        (&["run", &example("recursion.smf"), "ackermann", "2", "0x3"], "9\n"),
+        (&["run", &example("strings.smf"), "text_length"], "51\n"),
+        (&["run", &example("globals.smf"), "bump", "-101"], "-1\n"),
+        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf")], "1075\n"),
+        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf"), "set_scale", "10"], "70\n"),
+        (&["run", &example("return42.r72.smf")], "42\n"),
+    ];
+    for (args, expected) in cases {
+        let o = smf(args);
+        assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, *expected, ""), "{args:?}");
+    }
+}
+
+#[test]
+fn run_failures_exit_1_with_one_line() {
+    let dir = scratch("run-failures");
+    let mut arm = samples::return_42(Dialect::R96);
+    arm[7] = 1;
+    let arm = write(&dir, "arm.smf", &arm);
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", &example("app.smf")], "unresolved import `gcd`"),
+        (&["run", &example("recursion.smf"), "nope"], "no exported symbol `nope`"),
+        (&["run", &example("globals.smf"), "counter"], "`counter` is not a function"),
+        (&["run", &arm], "wrong architecture: the module is for aarch64"),
+        (&["run", &example("rich.s128.smf")], "unresolved import `external_fn`"),
+        (&["run", &example("recursion.smf"), "fib", "ten"], "argument `ten` is not an integer"),
+        (&["run", &example("mathlib.smf")], "no entry point"),
+        (&["run", "/nonexistent.smf"], "/nonexistent.smf"),
+    ];
+    for (args, needle) in cases {
+        let o = smf(args);
+        assert_eq!(o.status, 1, "{args:?}");
+        assert_eq!(o.err.lines().count(), 1, "{args:?}: {}", o.err);
+        assert!(o.err.contains(needle), "{args:?}: {}", o.err);
+    }
+    assert_eq!(smf(&["run"]).status, 2);
+    assert_eq!(smf(&["run", "--lib"]).status, 2);
+    assert_eq!(smf(&["run", &example("recursion.smf"), "six", "1", "2", "3", "4", "5", "6", "7"]).status, 2);
+}

@@ -1,0 +1,365 @@
+//! `smf pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]`: an x86-64 ELF relocatable object
+//! (as `gcc -c -O2 -fPIC` or `clang` emit) becomes an SMF module.
+//!
+//! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
+//!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
+//! - Global and weak functions and objects become symbols with their binding; local symbols and
+//!   section symbols that relocations use become local symbols; undefined symbols become imports.
+//! - Relocations in code: `R_X86_64_64` -> abs64, `PC32` -> pc32, `PLT32` -> plt32, `GOTPCREL`,
+//!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the GOT form is always correct; the loader gives
+//!   each symbol a GOT slot), `32`/`32S` -> abs32 (S128 only).
+//! - Unwind tables, notes, comments and debug info are dropped with a note on stderr; anything
+//!   that cannot be represented (relocations in data, thread-local storage, constructors, other
+//!   relocation types) is an error naming it.
+//! - The entry point is `main` when the object defines it.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+
+use object::elf;
+use object::{
+    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex, SectionKind,
+    SymbolIndex, SymbolSection,
+};
+use smf_core::write::{ModuleBuilder, SymbolSpec};
+use smf_core::{Binding, Dialect, RelocKind};
+
+const USAGE: &str = "usage: smf pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]";
+
+/// Runs `smf pack`; returns the exit status (0 ok, 1 cannot pack, 2 usage).
+pub(crate) fn run(args: &[OsString]) -> i32 {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (mut input, mut output, mut dialect) = (None, None, Dialect::S128);
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "-o" => output = iter.next().cloned(),
+            "--dialect" => match iter.next().and_then(|d| Dialect::from_name(d)) {
+                Some(d) => dialect = d,
+                None => return usage("--dialect takes s128, r96 or r72"),
+            },
+            flag if flag.starts_with('-') => return usage(&format!("unknown option `{flag}`")),
+            file if input.is_none() => input = Some(file.to_owned()),
+            extra => return usage(&format!("unexpected argument `{extra}`")),
+        }
+    }
+    let (Some(input), Some(output)) = (input, output) else {
+        return usage("pack needs INPUT.o and -o OUTPUT.smf");
+    };
+    let result = std::fs::read(&input)
+        .map_err(|e| format!("{input}: {e}"))
+        .and_then(|bytes| pack(&bytes, dialect).map_err(|e| format!("{input}: {e}")))
+        .and_then(|(smf, notes)| {
+            for note in notes {
+                eprintln!("smf pack: {input}: {note}");
+            }
+            std::fs::write(&output, smf).map_err(|e| format!("{output}: {e}"))
+        });
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("smf pack: {message}");
+            1
+        }
+    }
+}
+
+fn usage(message: &str) -> i32 {
+    eprintln!("smf pack: {message}\n{USAGE}");
+    2
+}
+
+/// How an ELF section is carried over.
+enum Placed {
+    /// Code at this offset in the code image.
+    Code { offset: u64 },
+    /// A data section with this SMF section index.
+    Data { section: u32 },
+}
+
+fn is_dropped(name: &str) -> Option<&'static str> {
+    match name {
+        n if n.starts_with(".eh_frame") => Some("unwind tables"),
+        n if n.starts_with(".note") => Some("notes"),
+        n if n.starts_with(".comment") => Some("compiler identification"),
+        n if n.starts_with(".debug") => Some("debug info"),
+        n if n.starts_with(".llvm_addrsig") || n.starts_with(".llvm.") => Some("linker hints"),
+        ".group" => Some("section groups"),
+        _ => None,
+    }
+}
+
+/// Packs an ELF relocatable into SMF; returns the module and notes about what was dropped.
+pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<String>), String> {
+    let file = object::File::parse(bytes).map_err(|e| format!("not an ELF object: {e}"))?;
+    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
+        return Err("only x86-64 ELF relocatable objects (.o) can be packed".into());
+    }
+    let mut notes = Vec::new();
+    let mut b = ModuleBuilder::new(dialect);
+    let mut placed: HashMap<SectionIndex, Placed> = HashMap::new();
+
+    // Code: concatenate, padding each section to the alignment of the next.
+    let code: Vec<_> = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0).collect();
+    let mut offset = 0u64;
+    for (i, section) in code.iter().enumerate() {
+        let data = section.data().map_err(|e| e.to_string())?;
+        let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
+        let padded = (offset + data.len() as u64).div_ceil(next_align) * next_align - offset;
+        let name = section.name().unwrap_or(".text");
+        let mut spec = smf_core::write::SectionSpec::new(
+            smf_core::SectionType::Code,
+            name.as_bytes(),
+            smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_EXEC,
+            data.to_vec(),
+            section.align().max(1),
+        );
+        spec.virtual_size = padded;
+        b.add_section(spec);
+        placed.insert(section.index(), Placed::Code { offset });
+        offset += padded;
+    }
+
+    // Data, read-only data, bss; everything else is dropped with a note or refused.
+    for section in file.sections() {
+        let name = section.name().unwrap_or("");
+        let align = section.align().max(1);
+        if let Some(what) = is_dropped(name) {
+            if section.size() > 0 {
+                notes.push(format!("dropped section {name} ({what})"));
+            }
+            continue;
+        }
+        let data_section = match section.kind() {
+            SectionKind::Text => None, // placed above
+            // Every object has (often empty) .data and .bss: nothing to carry then.
+            SectionKind::ReadOnlyData
+            | SectionKind::ReadOnlyString
+            | SectionKind::ReadOnlyDataWithRel
+            | SectionKind::Data
+            | SectionKind::UninitializedData
+                if section.size() == 0 =>
+            {
+                None
+            }
+            SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel => {
+                let data = section.data().map_err(|e| e.to_string())?;
+                Some(b.add_section(data_spec(smf_core::SectionType::RoData, name, data, align, 0)))
+            }
+            SectionKind::Data => {
+                let data = section.data().map_err(|e| e.to_string())?;
+                Some(b.add_section(data_spec(smf_core::SectionType::Data, name, data, align, 0)))
+            }
+            SectionKind::UninitializedData => {
+                Some(b.add_section(data_spec(smf_core::SectionType::Bss, name, &[], align, section.size())))
+            }
+            SectionKind::Tls | SectionKind::UninitializedTls => {
+                return Err(format!("section {name}: thread-local storage cannot be represented in SMF"))
+            }
+            _ if [".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors"]
+                .iter()
+                .any(|p| name.starts_with(p)) =>
+            {
+                return Err(format!("section {name}: constructors/destructors cannot be represented in SMF"))
+            }
+            _ => {
+                let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
+                if section.size() > 0 && !bookkeeping {
+                    notes.push(format!("dropped section {name} (not loadable)"));
+                }
+                None
+            }
+        };
+        if let Some(index) = data_section {
+            if dialect == Dialect::R72 {
+                return Err(format!(
+                    "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
+                ));
+            }
+            placed.insert(section.index(), Placed::Data { section: index });
+        }
+    }
+
+    // Symbols: one SMF symbol per ELF symbol that is defined in a placed section, undefined, or
+    // (for section symbols) needed by relocations.
+    let mut symbol_map: HashMap<SymbolIndex, u32> = HashMap::new();
+    let mut section_symbols: HashMap<SectionIndex, u32> = HashMap::new();
+    for symbol in file.symbols() {
+        let name = symbol.name_bytes().map_err(|e| e.to_string())?;
+        let binding = if symbol.is_weak() {
+            Binding::Weak
+        } else if symbol.is_global() {
+            Binding::Global
+        } else {
+            Binding::Local
+        };
+        let spec = match symbol.section() {
+            // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT slots, so
+            // a relocation that really needs it fails below with a clear error.
+            SymbolSection::Undefined if !name.is_empty() && name != b"_GLOBAL_OFFSET_TABLE_" => {
+                Some(SymbolSpec::import(name).with_binding(if symbol.is_weak() {
+                    Binding::Weak
+                } else {
+                    Binding::Global
+                }))
+            }
+            SymbolSection::Common => {
+                return Err(format!(
+                    "symbol {}: common symbols cannot be represented (compile with -fno-common)",
+                    String::from_utf8_lossy(name)
+                ))
+            }
+            SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
+                match placed.get(&index) {
+                    Some(Placed::Code { offset }) => Some(
+                        SymbolSpec::function(name, offset + symbol.address(), symbol.size())
+                            .with_binding(binding),
+                    ),
+                    Some(Placed::Data { section }) => Some(
+                        SymbolSpec::data(name, *section, symbol.address(), symbol.size())
+                            .with_binding(binding),
+                    ),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(spec) = spec {
+            symbol_map.insert(symbol.index(), b.add_symbol(spec));
+        }
+    }
+    let mut section_symbol = |b: &mut ModuleBuilder, index: SectionIndex| -> Result<u32, String> {
+        if let Some(&s) = section_symbols.get(&index) {
+            return Ok(s);
+        }
+        let section = file.section_by_index(index).map_err(|e| e.to_string())?;
+        let name = section.name().unwrap_or("").as_bytes().to_vec();
+        let spec = match placed.get(&index) {
+            Some(Placed::Code { offset }) => SymbolSpec::function(&name, *offset, 0),
+            Some(Placed::Data { section }) => SymbolSpec::data(&name, *section, 0, 0),
+            None => {
+                return Err(format!(
+                    "relocation against section {} which is not loaded",
+                    String::from_utf8_lossy(&name)
+                ))
+            }
+        };
+        let s = b.add_symbol(spec.with_binding(Binding::Local));
+        section_symbols.insert(index, s);
+        Ok(s)
+    };
+
+    // Relocations: only code may be relocated.
+    for section in file.sections() {
+        let name = section.name().unwrap_or("").to_owned();
+        let in_code = match placed.get(&section.index()) {
+            Some(Placed::Code { offset }) => Some(*offset),
+            _ => None,
+        };
+        for (offset, relocation) in section.relocations() {
+            let Some(base) = in_code else {
+                if placed.contains_key(&section.index()) {
+                    return Err(format!(
+                        "{name}+{offset:#x}: relocations in data sections (pointers in initialized data) cannot be \
+                         represented in SMF"
+                    ));
+                }
+                continue; // relocations of dropped sections (.eh_frame) go with them
+            };
+            let RelocationFlags::Elf { r_type } = relocation.flags() else {
+                return Err(format!("{name}+{offset:#x}: not an ELF relocation"));
+            };
+            let kind = match r_type {
+                elf::R_X86_64_64 => RelocKind::Abs64,
+                elf::R_X86_64_PC32 => RelocKind::Pc32,
+                elf::R_X86_64_PLT32 => RelocKind::Plt32,
+                elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
+                elf::R_X86_64_32 | elf::R_X86_64_32S if dialect == Dialect::S128 => RelocKind::Abs32,
+                elf::R_X86_64_32 | elf::R_X86_64_32S => {
+                    return Err(format!(
+                        "{name}+{offset:#x}: R_X86_64_32/32S needs an absolute 32-bit relocation, which only the \
+                         S128 dialect has (or compile with -fPIC)"
+                    ))
+                }
+                other => {
+                    return Err(format!(
+                        "{name}+{offset:#x}: relocation type {} ({}) cannot be represented in SMF",
+                        other.0,
+                        relocation_name(other)
+                    ))
+                }
+            };
+            let symbol = match relocation.target() {
+                RelocationTarget::Symbol(index) => match symbol_map.get(&index) {
+                    Some(&s) => s,
+                    None => {
+                        let elf_symbol = file.symbol_by_index(index).map_err(|e| e.to_string())?;
+                        match elf_symbol.section() {
+                            SymbolSection::Section(section) => section_symbol(&mut b, section)?,
+                            _ => {
+                                return Err(format!(
+                                    "{name}+{offset:#x}: relocation against an unsupported symbol"
+                                ))
+                            }
+                        }
+                    }
+                },
+                RelocationTarget::Section(index) => section_symbol(&mut b, index)?,
+                _ => return Err(format!("{name}+{offset:#x}: relocation against an absolute value")),
+            };
+            // Relocations against local symbols of other sections keep their ELF meaning: the
+            // local symbol's own value already holds its offset.
+            b.add_relocation(base + offset, symbol, kind, relocation.addend());
+        }
+    }
+
+    let main = file.symbols().find(|s| s.name() == Ok("main") && s.is_definition());
+    if let Some(main) = main {
+        if let Some(Placed::Code { offset }) = main.section_index().and_then(|i| placed.get(&i)) {
+            b.entry_point(offset + main.address());
+        }
+    }
+    let smf = b.build().map_err(|e| e.to_string())?;
+    Ok((smf, notes))
+}
+
+fn data_spec(
+    kind: smf_core::SectionType,
+    name: &str,
+    data: &[u8],
+    align: u64,
+    bss: u64,
+) -> smf_core::write::SectionSpec {
+    let flags = match kind {
+        smf_core::SectionType::RoData => smf_core::kinds::SECTION_READ,
+        _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
+    };
+    let mut spec =
+        smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
+    if bss > 0 {
+        spec.virtual_size = bss;
+    }
+    spec
+}
+
+fn relocation_name(r_type: elf::RelocationType) -> &'static str {
+    match r_type {
+        elf::R_X86_64_GOT32 => "R_X86_64_GOT32",
+        elf::R_X86_64_COPY => "R_X86_64_COPY",
+        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32",
+        elf::R_X86_64_TLSGD => "R_X86_64_TLSGD",
+        elf::R_X86_64_TLSLD => "R_X86_64_TLSLD",
+        elf::R_X86_64_DTPOFF32 => "R_X86_64_DTPOFF32",
+        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF",
+        elf::R_X86_64_16 => "R_X86_64_16",
+        elf::R_X86_64_PC16 => "R_X86_64_PC16",
+        elf::R_X86_64_8 => "R_X86_64_8",
+        elf::R_X86_64_PC8 => "R_X86_64_PC8",
+        elf::R_X86_64_PC64 => "R_X86_64_PC64",
+        elf::R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
+        elf::R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
+        elf::R_X86_64_SIZE32 => "R_X86_64_SIZE32",
+        elf::R_X86_64_SIZE64 => "R_X86_64_SIZE64",
+        _ => "unsupported",
+    }
+}

@@ -1,0 +1,287 @@
+//! `smf pack` on real compiler output: C sources compiled by gcc at test time (`-O2 -fPIC`),
+//! packed into every dialect that can hold them, loaded and called; every result must equal the
+//! same function compiled natively by gcc and called from a generated C driver. Also: calls
+//! across two packed modules, and each thing SMF cannot represent is a clear error.
+
+#![cfg(target_arch = "x86_64")]
+// Calling loaded code needs `transmute`; test values are small.
+#![allow(unsafe_code, clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use smf_core::exec::ExecAllocator;
+use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_core::Dialect;
+use smf_tests::{build_smf_package, workspace};
+
+/// A call: function name and integer arguments.
+type Call = (&'static str, &'static [i64]);
+
+fn smf_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_smf_package().join("smf"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = smf_tests::profile_dir().join("pack-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn source(name: &str) -> PathBuf {
+    let examples = workspace().join("examples/c").join(name);
+    if examples.exists() {
+        examples
+    } else {
+        workspace().join("tests/c").join(name)
+    }
+}
+
+/// Results of `calls` from the sources compiled natively with a generated driver. A source's
+/// own `main` is renamed `example_main` (callable as "main").
+fn native(dir: &Path, sources: &[&str], calls: &[Call]) -> Vec<i64> {
+    let mut driver = String::from("#include <stdio.h>\n");
+    for (name, args) in calls {
+        let name = if *name == "main" { "example_main" } else { name };
+        let params = if args.is_empty() { "void".to_owned() } else { vec!["long"; args.len()].join(", ") };
+        driver.push_str(&format!("long {name}({params});\n"));
+    }
+    driver.push_str("int main(void) {\n");
+    for (name, args) in calls {
+        let name = if *name == "main" { "example_main" } else { name };
+        let args: Vec<String> = args.iter().map(|a| format!("{a}L")).collect();
+        driver.push_str(&format!("    printf(\"%ld\\n\", {name}({}));\n", args.join(", ")));
+    }
+    driver.push_str("    return 0;\n}\n");
+    let driver_path = dir.join("driver.c");
+    std::fs::write(&driver_path, driver).unwrap();
+    let exe = dir.join("native");
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-O2", "-fPIC", "-Dmain=example_main", "-o"]).arg(&exe);
+    for s in sources {
+        gcc.arg(source(s));
+    }
+    // The driver's own main must keep its name: compile it separately.
+    let driver_obj = dir.join("driver.o");
+    run(Command::new("gcc").args(["-O2", "-c", "-o"]).arg(&driver_obj).arg(&driver_path));
+    gcc.arg(&driver_obj);
+    run(&mut gcc);
+    let out = run(&mut Command::new(&exe));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().unwrap()).collect()
+}
+
+/// `gcc -c -O2 -fPIC` then `smf pack` into `dialect`; returns the module bytes and pack's stderr.
+fn pack(
+    dir: &Path,
+    source_name: &str,
+    dialect: Dialect,
+    extra: &[&str],
+) -> Result<(Vec<u8>, String), String> {
+    let stem = source_name.trim_end_matches(".c");
+    let object = dir.join(format!("{stem}.o"));
+    let module = dir.join(format!("{stem}.{}.smf", dialect.name()));
+    run(Command::new("gcc").args(["-c", "-O2"]).args(extra).arg(source(source_name)).arg("-o").arg(&object));
+    let out = Command::new(smf_binary())
+        .arg("pack")
+        .arg(&object)
+        .arg("-o")
+        .arg(&module)
+        .args(["--dialect", &dialect.name().to_ascii_lowercase()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(stderr);
+    }
+    Ok((std::fs::read(&module).unwrap(), stderr))
+}
+
+fn allocator() -> &'static ExecAllocator {
+    static EXEC: OnceLock<ExecAllocator> = OnceLock::new();
+    EXEC.get_or_init(ExecAllocator::default)
+}
+
+struct Loaded(Vec<Arc<LoadedModule<'static>>>);
+
+impl Resolver for Loaded {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find_map(|m| Some(Resolved { addr: m.symbol(name)?, keepalive: Some(m.clone()) }))
+    }
+}
+
+fn call(module: &LoadedModule<'_>, name: &str, args: &[i64]) -> i64 {
+    let addr = module.symbol(name.as_bytes()).unwrap_or_else(|| panic!("no symbol {name}"));
+    let mut a = [0i64; 6];
+    a[..args.len()].copy_from_slice(args);
+    // SAFETY: `addr` is an exported function of the loaded module taking integer arguments.
+    let f: extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
+    f(a[0], a[1], a[2], a[3], a[4], a[5])
+}
+
+fn check_source(name: &str, dialects: &[Dialect], calls: &[Call]) {
+    let dir = scratch(name.trim_end_matches(".c"));
+    let expected = native(&dir, &[name], calls);
+    for &dialect in dialects {
+        let (bytes, notes) =
+            pack(&dir, name, dialect, &["-fPIC"]).unwrap_or_else(|e| panic!("{name} {dialect}: {e}"));
+        assert!(notes.contains("dropped section .eh_frame (unwind tables)"), "{notes}");
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected, "{name} packed as {dialect}");
+    }
+}
+
+const ALL: [Dialect; 3] = [Dialect::S128, Dialect::R96, Dialect::R72];
+const WITH_DATA: [Dialect; 2] = [Dialect::S128, Dialect::R96];
+
+#[test]
+fn recursion_matches_native() {
+    let calls: &[Call] = &[
+        ("fib", &[20]),
+        ("factorial", &[15]),
+        ("ackermann", &[2, 3]),
+        ("ackermann", &[3, 3]),
+        ("main", &[]),
+    ];
+    check_source("recursion.c", &ALL, calls);
+}
+
+#[test]
+fn string_constants_match_native() {
+    let calls: &[Call] = &[
+        ("text_length", &[]),
+        ("count_char", &[101]),
+        ("count_char", &[97]),
+        ("checksum", &[]),
+        ("main", &[]),
+    ];
+    check_source("strings.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn global_data_matches_native() {
+    let calls: &[Call] = &[
+        ("bump", &[5]),
+        ("bump", &[-2]),
+        ("fill_and_sum", &[10]),
+        ("call_count", &[]),
+        ("main", &[]),
+        ("call_count", &[]),
+    ];
+    check_source("globals.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn compiled_code_shapes_match_native() {
+    let calls: &[Call] = &[
+        ("sum_squares", &[100]),
+        ("next_id", &[]),
+        ("next_id", &[]),
+        ("mulhi", &[0x7fff_ffff_ffff_ffff, 0x1234_5678]),
+        ("apply", &[1, 30, 12]),
+        ("apply", &[0, 30, 12]),
+        ("collatz", &[27]),
+        ("six", &[60, 5, 4, 3, 2, 1]),
+    ];
+    check_source("cases.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn calls_across_two_packed_modules_match_native() {
+    let dir = scratch("two-modules");
+    let calls: &[Call] = &[("lcm", &[21, 6]), ("set_scale", &[10]), ("main", &[]), ("gcd", &[84, 36])];
+    let expected = native(&dir, &["mathlib.c", "app.c"], calls);
+    for lib_dialect in WITH_DATA {
+        for app_dialect in ALL {
+            let (lib, _) = pack(&dir, "mathlib.c", lib_dialect, &["-fPIC"]).unwrap();
+            let (app, _) = pack(&dir, "app.c", app_dialect, &["-fPIC"]).unwrap();
+            let lib = Arc::new(LoadedModule::load(allocator(), &lib, &(), &LoadOptions::default()).unwrap());
+            let resolver = Loaded(vec![lib.clone()]);
+            let app = LoadedModule::load(allocator(), &app, &resolver, &LoadOptions::default()).unwrap();
+            let got: Vec<i64> = calls
+                .iter()
+                .map(|(f, args)| {
+                    if app.symbol(f.as_bytes()).is_some() {
+                        call(&app, f, args)
+                    } else {
+                        call(&lib, f, args)
+                    }
+                })
+                .collect();
+            assert_eq!(got, expected, "mathlib as {lib_dialect}, app as {app_dialect}");
+        }
+    }
+}
+
+#[test]
+fn what_smf_cannot_represent_is_a_clear_error() {
+    let dir = scratch("errors");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let compile = |src: &Path, extra: &[&str]| {
+        let obj = src.with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2"]).args(extra).arg(src).arg("-o").arg(&obj));
+        obj
+    };
+    let pack_obj = |obj: &Path, dialect: &str| {
+        let out = Command::new(smf_binary())
+            .arg("pack")
+            .arg(obj)
+            .arg("-o")
+            .arg(obj.with_extension("smf"))
+            .args(["--dialect", dialect])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let pointer = compile(
+        &write("pointer.c", "const char *message = \"hi\";\nlong f(void) { return message[0]; }\n"),
+        &["-fPIC"],
+    );
+    let (code, err) = pack_obj(&pointer, "r96");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("relocations in data sections"), "{err}");
+
+    let tls = compile(&write("tls.c", "__thread long t;\nlong g(void) { return ++t; }\n"), &["-fPIC"]);
+    let (code, err) = pack_obj(&tls, "s128");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("thread-local storage"), "{err}");
+
+    let absolute = compile(&write("abs.c", "long v = 3;\nlong *where(void) { return &v; }\n"), &["-fno-pic"]);
+    let (code, err) = pack_obj(&absolute, "r96");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("only the S128 dialect"), "{err}");
+    let (code, err) = pack_obj(&absolute, "s128");
+    assert_eq!(code, Some(0), "{err}");
+    // Packed, but its absolute 32-bit address cannot reach a module mapped above 4 GiB: the
+    // loader refuses rather than truncating.
+    let bytes = std::fs::read(absolute.with_extension("smf")).unwrap();
+    let err = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("abs32") && err.contains("does not fit"), "{err}");
+
+    let data =
+        compile(&write("data.c", "long counter = 1;\nlong get(void) { return counter; }\n"), &["-fPIC"]);
+    let (code, err) = pack_obj(&data, "r72");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("R72"), "{err}");
+
+    let not_elf = write("not.o", "definitely not ELF");
+    let (code, err) = pack_obj(&not_elf, "s128");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not an ELF object"), "{err}");
+    let (code, _) = pack_obj(&not_elf, "elf64");
+    assert_eq!(code, Some(2), "an unknown dialect is a usage error");
+}
