@@ -280,13 +280,26 @@ impl<'a> Module<'a> {
 
     /// [`Module::parse`] with an explicit dialect or image limit.
     pub fn parse_with(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
+        Self::parse_detected(file, options, false)
+    }
+
+    /// Like [`Module::parse_with`], but leaves the validation of symbols and relocations to the
+    /// caller, who decodes every one of them anyway through [`Module::symbol_checked`] and
+    /// [`Module::relocations_checked`] (the loader): each is then checked once, not twice. Until
+    /// the caller has done so, the module's infallible accessors may skip malformed entries.
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn parse_deferred(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
+        Self::parse_detected(file, options, true)
+    }
+
+    fn parse_detected(file: &'a [u8], options: &ParseOptions, deferred: bool) -> Result<Self> {
         // When no candidate validates, report the most plausible one's error: first a header
         // whose section table directly follows it (the spec's tie rule), then the one that got
         // furthest through validation, then probe order.
         let mut best: Option<((bool, u8), Error)> = None;
         let mut chosen: Option<Module<'a>> = None;
         for candidate in detect::candidates(file, options.dialect)? {
-            match Self::parse_as(file, candidate, options) {
+            match Self::parse_as(file, candidate, options, deferred) {
                 Ok(module) => {
                     if module.table_follows_header() {
                         return Ok(module);
@@ -311,7 +324,12 @@ impl<'a> Module<'a> {
     }
 
     /// Validates the file as one specific layout.
-    fn parse_as(file: &'a [u8], candidate: Candidate, options: &ParseOptions) -> Result<Self> {
+    fn parse_as(
+        file: &'a [u8],
+        candidate: Candidate,
+        options: &ParseOptions,
+        deferred: bool,
+    ) -> Result<Self> {
         let dialect = candidate.dialect;
         let file_len = file.len() as u64;
         let header_size = dialect.header_size() as u64;
@@ -395,8 +413,10 @@ impl<'a> Module<'a> {
         };
         module.validate_sections(options)?;
         module.validate_entry()?;
-        module.validate_symbols()?;
-        module.validate_relocations()?;
+        if !deferred {
+            module.validate_symbols()?;
+            module.validate_relocations()?;
+        }
         Ok(module)
     }
 
@@ -496,7 +516,26 @@ impl<'a> Module<'a> {
     }
 
     fn validate_relocations(&self) -> Result<()> {
-        self.for_each_relocation(|_| Ok(()))
+        self.relocations_checked().try_for_each(|r| r.map(|_| ()))
+    }
+
+    /// Symbol `index`, decoded and checked (for callers of [`Module::parse_deferred`]).
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn symbol_checked(&self, index: u32) -> Result<Symbol<'a>> {
+        self.decode_symbol(index)
+    }
+
+    /// Every relocation, decoded and checked, in table order; stops after the first error.
+    pub(crate) fn relocations_checked(&self) -> Relocations<'_, 'a> {
+        Relocations {
+            module: self,
+            next_section: 0,
+            entries: &[],
+            at: 0,
+            index: 0,
+            checked: true,
+            failed: false,
+        }
     }
 
     // ----- decoding shared by validation and the accessors -----
@@ -650,23 +689,6 @@ impl<'a> Module<'a> {
             return Err(Error::new(ErrorKind::SymbolOutsideCode { symbol: index }, at + 16));
         }
         Ok(SymbolTarget::Code(value))
-    }
-
-    /// Calls `f` on every relocation, in table order, after validating it.
-    fn for_each_relocation(&self, mut f: impl FnMut(Relocation) -> Result<()>) -> Result<()> {
-        let mut index: u64 = 0;
-        for section_index in 0..self.header.section_count {
-            let section = self.decode_section(section_index)?;
-            if section.section_type != SectionType::Relocations {
-                continue;
-            }
-            for (n, entry) in section.data.chunks_exact(RELOCATION_ENTRY_SIZE).enumerate() {
-                let at = section.file_offset + (n * RELOCATION_ENTRY_SIZE) as u64;
-                f(self.decode_relocation(index, entry, at)?)?;
-                index += 1;
-            }
-        }
-        Ok(())
     }
 
     fn decode_relocation(&self, index: u64, entry: &[u8], at: u64) -> Result<Relocation> {
@@ -844,20 +866,17 @@ impl<'a> Module<'a> {
 
     /// All relocations in table order.
     pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
-        let mut index = 0u64;
-        self.sections()
-            .filter(|s| s.section_type == SectionType::Relocations)
-            .flat_map(|s| {
-                s.data
-                    .chunks_exact(RELOCATION_ENTRY_SIZE)
-                    .enumerate()
-                    .map(move |(n, e)| (e, s.file_offset + (n * RELOCATION_ENTRY_SIZE) as u64))
-            })
-            .filter_map(move |(entry, at)| {
-                let r = self.decode_relocation(index, entry, at).ok();
-                index += 1;
-                r
-            })
+        let all = Relocations {
+            module: self,
+            next_section: 0,
+            entries: &[],
+            at: 0,
+            index: 0,
+            checked: false,
+            failed: false,
+        };
+        // Validated at parse time: no entry is an error here.
+        all.filter_map(core::result::Result::ok)
     }
 
     /// The note.sdn text (without its terminator), if the module has one.
@@ -899,6 +918,56 @@ fn slice_between(file: &[u8], start: u64, end: u64) -> &[u8] {
     match end.checked_sub(start).and_then(|len| range_within(start, len, file.len() as u64)) {
         Some(range) => &file[range],
         None => &[],
+    }
+}
+
+/// Iterator over a module's relocations, section by section, decoding each entry.
+#[derive(Clone, Debug)]
+pub(crate) struct Relocations<'m, 'a> {
+    module: &'m Module<'a>,
+    next_section: u32,
+    entries: &'a [u8],
+    at: u64,
+    index: u64,
+    /// Whether section decoding errors are reported (validation) rather than impossible.
+    checked: bool,
+    failed: bool,
+}
+
+impl Iterator for Relocations<'_, '_> {
+    type Item = Result<Relocation>;
+
+    fn next(&mut self) -> Option<Result<Relocation>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some((entry, rest)) = self.entries.split_at_checked(RELOCATION_ENTRY_SIZE) {
+                let decoded = self.module.decode_relocation(self.index, entry, self.at);
+                self.entries = rest;
+                self.at += RELOCATION_ENTRY_SIZE as u64;
+                self.index += 1;
+                self.failed = decoded.is_err();
+                return Some(decoded);
+            }
+            if self.next_section >= self.module.header.section_count {
+                return None;
+            }
+            let section = self.module.decode_section(self.next_section);
+            self.next_section += 1;
+            match section {
+                Ok(section) if section.section_type == SectionType::Relocations => {
+                    self.entries = section.data;
+                    self.at = section.file_offset;
+                }
+                Ok(_) => {}
+                Err(e) if self.checked => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+                Err(_) => {}
+            }
+        }
     }
 }
 

@@ -96,12 +96,12 @@ pub fn page_size() -> usize {
     }
 }
 
-/// Reserves `len` bytes of address space with no access (`mmap(2)`, `PROT_NONE`,
-/// `MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE`): no memory is committed.
-pub fn reserve(len: usize) -> SysResult<*mut u8> {
+/// Reserves `len` bytes of address space with protection `prot` (`mmap(2)`,
+/// `MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE`): no memory is committed until touched.
+pub fn reserve(len: usize, prot: Protection) -> SysResult<*mut u8> {
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing.
     let p = unsafe {
-        mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+        mm::mmap_anonymous(ptr::null_mut(), len, prot.prot_flags(), MapFlags::PRIVATE | MapFlags::NORESERVE)
     };
     p.map(|p| p.cast()).map_err(err("mmap"))
 }
@@ -123,17 +123,15 @@ pub unsafe fn protect(addr: *mut u8, len: usize, prot: Protection) -> SysResult<
     unsafe { mm::mprotect(addr.cast::<c_void>(), len, prot.mprotect_flags()) }.map_err(err("mprotect"))
 }
 
-/// Discards `addr..addr+len` and leaves it reserved with no access, in one call: a fixed
-/// anonymous `PROT_NONE` mapping over it (`mmap(2)`, `MAP_FIXED`). Later use sees zero pages.
+/// Discards `addr..addr+len` and leaves it reserved with protection `prot`, in one call: a
+/// fixed anonymous mapping over it (`mmap(2)`, `MAP_FIXED`). Later use sees zero pages.
 ///
 /// # Safety
 /// The range is the caller's, and nothing (no reference, no running code) uses it any more.
-pub unsafe fn discard(addr: *mut u8, len: usize) -> SysResult<()> {
+pub unsafe fn discard(addr: *mut u8, len: usize, prot: Protection) -> SysResult<()> {
     let flags = MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE;
     // SAFETY: forwarded to the caller's contract; MAP_FIXED replaces only the caller's range.
-    unsafe { mm::mmap_anonymous(addr.cast(), len, ProtFlags::empty(), flags) }
-        .map(|_| ())
-        .map_err(err("mmap"))
+    unsafe { mm::mmap_anonymous(addr.cast(), len, prot.prot_flags(), flags) }.map(|_| ()).map_err(err("mmap"))
 }
 
 /// Unmaps `addr..addr+len` (`munmap(2)`).

@@ -245,6 +245,13 @@ impl ExecAllocator {
         self.state.lock().free(addr)
     }
 
+    /// Frees the blocks starting at `addrs` together: pages they leave empty are released with
+    /// one discard per contiguous run. Blocks that do not exist are reported after the others
+    /// are freed.
+    pub fn free_many(&self, addrs: &[usize]) -> Result<(), ExecError> {
+        self.state.lock().free_many(addrs)
+    }
+
     /// Overwrites `addr..addr+bytes.len()` inside one live block. A sealed block is patched
     /// through a sealed copy of the touched pages moved over them (never writable and
     /// executable); the caller must hold the patched block exclusively (no thread runs it).

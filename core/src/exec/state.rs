@@ -1,8 +1,10 @@
 //! The allocator's bookkeeping (all of it outside executable memory) and the protection
 //! changes it decides. Everything here runs under the allocator's lock.
 //!
-//! Address space comes in regions reserved `PROT_NONE`. Each page of a region is free (no
-//! access, no memory), open for one batch (read-write), or sealed (read-execute). A batch
+//! Address space comes in regions reserved read-write without committed memory. Each page of a
+//! region is free (read-write, zero, never executable), open for one batch (read-write), or
+//! sealed (read-execute, read-only or read-write by the page's kind). Free pages are already
+//! writable, so opening pages for a batch costs no protection change. A batch
 //! bump-allocates blocks in its open pages and never shares them with another batch; sealing
 //! turns all of a batch's open pages read-execute with one `mprotect` per contiguous run. A
 //! sealed page never becomes writable again and never receives new blocks. A page whose last
@@ -26,6 +28,18 @@ use crate::sys::{self, Protection};
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
 const MAX_OPEN_AHEAD: usize = 64;
 
+/// Runs at least this long are prefaulted in one call; shorter ones fault page by page.
+const POPULATE_PAGES: usize = 16;
+
+/// Freed pages kept committed (made read-write, zeroed on reuse) rather than discarded, so
+/// that load/release cycles cost neither page faults nor a mapping change; past this many,
+/// freed pages are discarded.
+const RECYCLED_PAGES: usize = 512;
+
+/// The protection of free pages: writable (zero, never executable), so that opening them
+/// needs no protection change.
+const FREE_PROTECTION: Protection = Protection::ReadWrite;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageState {
     Free,
@@ -39,10 +53,13 @@ struct Page {
     live: u32,
     /// What the page becomes when sealed (code unless an image segment says otherwise).
     kind: MemoryKind,
+    /// A free page that still holds old bytes (kept committed to avoid a page fault on reuse):
+    /// zeroed before it is opened again.
+    dirty: bool,
 }
 
 impl Page {
-    const FREE: Page = Page { state: PageState::Free, live: 0, kind: MemoryKind::Code };
+    const FREE: Page = Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false };
 }
 
 #[derive(Debug)]
@@ -159,6 +176,8 @@ pub(crate) struct State {
     batches: BTreeMap<u64, Batch>,
     next_batch: u64,
     bytes_live: usize,
+    /// Free pages that are dirty (kept committed for reuse).
+    dirty_pages: usize,
     protection_changes: u64,
     patches: u64,
 }
@@ -181,6 +200,7 @@ impl State {
             batches: BTreeMap::new(),
             next_batch: 1,
             bytes_live: 0,
+            dirty_pages: 0,
             protection_changes: 0,
             patches: 0,
         }
@@ -233,10 +253,22 @@ impl State {
     /// Opens `count` pages starting at page `first` of region `r` for `batch`.
     fn open_pages(&mut self, r: usize, first: usize, count: usize, batch: u64) -> Result<(), ExecError> {
         let addr = self.regions[r].base + first * self.page;
-        // SAFETY: the pages are free pages of our own reservation: nothing references them.
-        unsafe { sys::protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
-        self.protection_changes += 1;
-        if count > 1 {
+        if self.open_protection() != FREE_PROTECTION {
+            // SAFETY: the pages are free pages of our own reservation: nothing references them.
+            unsafe { sys::protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
+            self.protection_changes += 1;
+        }
+        let page = self.page;
+        for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
+            if p.dirty {
+                // SAFETY: a free page of ours, read-write (free pages always are), that nothing
+                // references; it is cleared so new blocks start zeroed.
+                unsafe { core::ptr::write_bytes((addr + i * page) as *mut u8, 0, page) };
+                p.dirty = false;
+                self.dirty_pages -= 1;
+            }
+        }
+        if count >= POPULATE_PAGES {
             // Fault the run in with one call rather than one fault per page; an older kernel
             // without MADV_POPULATE_WRITE simply faults them in on first write.
             // SAFETY: the pages were just opened read-write and hold nothing yet.
@@ -264,7 +296,7 @@ impl State {
         let wanted = count.checked_mul(self.page).ok_or(ExecError::TooLarge { size: usize::MAX })?;
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
-        let base = sys::reserve(len)? as usize;
+        let base = sys::reserve(len, FREE_PROTECTION)? as usize;
         let pages = len / self.page;
         self.regions.push(Region {
             base,
@@ -479,12 +511,27 @@ impl State {
                 }
             }
             PageAction::Release => {
-                // SAFETY: no live block lies in these pages, so no code or reference uses them.
-                unsafe { sys::discard(addr, len) }?;
-                self.protection_changes += 1;
+                let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
+                if recycle {
+                    let pages = &self.regions[r].pages[first..first + count];
+                    let needs_protect = pages.iter().any(|p| {
+                        p.state == PageState::Sealed && self.sealed_protection(p.kind) != FREE_PROTECTION
+                    });
+                    if needs_protect {
+                        // SAFETY: no live block lies in these pages (no code runs there any more):
+                        // they become plain read-write free pages, never executable.
+                        unsafe { sys::protect(addr, len, FREE_PROTECTION) }?;
+                        self.protection_changes += 1;
+                    }
+                    self.dirty_pages += count;
+                } else {
+                    // SAFETY: no live block lies in these pages, so no code or reference uses them.
+                    unsafe { sys::discard(addr, len, FREE_PROTECTION) }?;
+                    self.protection_changes += 1;
+                }
                 let region = &mut self.regions[r];
                 for page in &mut region.pages[first..first + count] {
-                    *page = Page::FREE;
+                    *page = Page { dirty: recycle, ..Page::FREE };
                 }
                 region.used -= count;
             }
@@ -517,31 +564,64 @@ impl State {
 
     /// Frees the block starting at `addr`.
     pub(crate) fn free(&mut self, addr: usize) -> Result<(), ExecError> {
-        let not_owned = ExecError::NotOwned { addr, len: 0 };
-        let r = self.region_of(addr).ok_or(not_owned)?;
-        let size = self.regions[r].block_size(addr).ok_or(not_owned)?;
-        let (r, first, last) = self.pages_of(addr, addr + size).ok_or(not_owned)?;
+        self.free_many(&[addr])
+    }
+
+    /// Frees the blocks starting at `addrs`, then releases the pages they leave empty with one
+    /// discard per run (a module's adjacent segments go back together).
+    pub(crate) fn free_many(&mut self, addrs: &[usize]) -> Result<(), ExecError> {
+        let mut touched: Vec<(usize, usize, usize)> = Vec::with_capacity(addrs.len());
+        let mut failed = None;
+        for &addr in addrs {
+            match self.unmark(addr) {
+                Some(pages) => touched.push(pages),
+                None => failed = Some(ExecError::NotOwned { addr, len: 0 }),
+            }
+        }
+        touched.sort_unstable();
+        let (page, mut i) = (self.page, 0);
+        while i < touched.len() {
+            // Merge overlapping or adjacent page ranges of one region.
+            let (r, first, mut last) = touched[i];
+            let mut j = i + 1;
+            while j < touched.len() && touched[j].0 == r && touched[j].1 <= last {
+                last = last.max(touched[j].2);
+                j += 1;
+            }
+            let base = self.regions[r].base;
+            let cursors: Vec<(u64, usize)> = self.batches.iter().map(|(&id, b)| (id, b.cursor)).collect();
+            self.apply(r, first, last, |p, i| match p.state {
+                PageState::Sealed if p.live == 0 => PageAction::Release,
+                // An open page below its batch's cursor will never receive another block.
+                PageState::Open(id) if p.live == 0 => {
+                    let cursor = cursors.iter().find(|(b, _)| *b == id).map(|&(_, c)| c);
+                    if cursor.is_none_or(|c| c >= base + (i + 1) * page) {
+                        PageAction::Release
+                    } else {
+                        PageAction::Keep
+                    }
+                }
+                _ => PageAction::Keep,
+            })?;
+            i = j;
+        }
+        self.release_empty_regions();
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Forgets the block starting at `addr` (bitmaps, counters, page counts) and returns the
+    /// pages it covered; `None` if no live block starts there.
+    fn unmark(&mut self, addr: usize) -> Option<(usize, usize, usize)> {
+        let r = self.region_of(addr)?;
+        let size = self.regions[r].block_size(addr)?;
+        let (r, first, last) = self.pages_of(addr, addr + size)?;
         self.regions[r].mark(addr, size, false);
         self.blocks_live -= 1;
         self.bytes_live -= size;
-        let cursor = match self.regions[r].pages[first].state {
-            PageState::Open(id) => self.batches.get(&id).map(|b| b.cursor),
-            _ => None,
-        };
-        let (page, base) = (self.page, self.regions[r].base);
         for p in &mut self.regions[r].pages[first..last] {
             p.live -= 1;
         }
-        self.apply(r, first, last, |p, i| match p.state {
-            PageState::Sealed if p.live == 0 => PageAction::Release,
-            // An open page below the batch's cursor will never receive another block.
-            PageState::Open(_) if p.live == 0 && cursor.is_none_or(|c| c >= base + (i + 1) * page) => {
-                PageAction::Release
-            }
-            _ => PageAction::Keep,
-        })?;
-        self.release_empty_regions();
-        Ok(())
+        Some((r, first, last))
     }
 
     /// Drops an unsealed batch: frees its blocks and releases its pages.
@@ -608,6 +688,7 @@ impl State {
     fn release_empty_regions(&mut self) {
         let mut spare = 0;
         let page = self.page;
+        let mut dirty_dropped = 0;
         self.regions.retain(|region| {
             if region.used > 0 {
                 return true;
@@ -617,8 +698,13 @@ impl State {
                 return true;
             }
             // SAFETY: the region has no open or sealed page: nothing of ours lives in it.
-            unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * page) }.is_err()
+            let kept = unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * page) }.is_err();
+            if !kept {
+                dirty_dropped += region.pages.iter().filter(|p| p.dirty).count();
+            }
+            kept
         });
+        self.dirty_pages -= dirty_dropped;
     }
 
     /// The protection of the page holding `addr`, if a live block overlaps that page.

@@ -274,7 +274,25 @@ impl<'a> LoadedModule<'a> {
         resolver: &dyn Resolver,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        let module = Module::parse_with(file, &options.parse).map_err(LoadError::Format)?;
+        // Symbols and relocations are validated as the load decodes them (once, not twice).
+        // If that finds a problem, the full parse decides: another layout of the file may be
+        // the valid one, and otherwise its error is the one detection would report.
+        let module = Module::parse_deferred(file, &options.parse).map_err(LoadError::Format)?;
+        match Self::load_module(allocator, &module, resolver, options) {
+            Err(LoadError::Format(_)) => {
+                let module = Module::parse_with(file, &options.parse).map_err(LoadError::Format)?;
+                Self::load_module(allocator, &module, resolver, options)
+            }
+            result => result,
+        }
+    }
+
+    fn load_module(
+        allocator: &'a ExecAllocator,
+        module: &Module<'_>,
+        resolver: &dyn Resolver,
+        options: &LoadOptions,
+    ) -> Result<Self, LoadError> {
         let header = *module.header();
         if let Some(host) = options.require_arch {
             if header.arch != host {
@@ -282,7 +300,10 @@ impl<'a> LoadedModule<'a> {
             }
         }
         // Symbol counts are bounded by the file's size (validated), so these vectors are too.
-        let syms: Vec<crate::Symbol<'_>> = module.symbols().collect();
+        let syms = (0..module.symbol_count())
+            .map(|i| module.symbol_checked(i))
+            .collect::<Result<Vec<crate::Symbol<'_>>, Error>>()
+            .map_err(LoadError::Format)?;
         let mut deps: Vec<Keepalive> = Vec::new();
         let mut imported: Vec<Option<usize>> = vec![None; syms.len()];
         for sym in syms.iter().filter(|s| s.kind == SymbolKind::Import) {
@@ -301,10 +322,18 @@ impl<'a> LoadedModule<'a> {
             imported[sym.index as usize] = Some(address);
         }
 
-        // Stubs for branches to imports, GOT slots for GOT-relative relocations.
+        // Stubs for branches to imports, GOT slots for GOT-relative relocations. Relocations are
+        // decoded once (their number is bounded by the file's size).
+        let mut relocations = Vec::new();
+        for r in module.relocations_checked() {
+            let r = r.map_err(LoadError::Format)?;
+            if r.kind != RelocKind::None {
+                relocations.push(r);
+            }
+        }
         let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; syms.len()];
         let (mut stubs, mut gots) = (0u32, 0u32);
-        for r in module.relocations().filter(|r| r.kind != RelocKind::None) {
+        for r in &relocations {
             // Validation guarantees the index of every relocation that is not `none`.
             let (Some(slot), Some(sym)) = (slots.get_mut(r.symbol as usize), syms.get(r.symbol as usize))
             else {
@@ -395,10 +424,7 @@ impl<'a> LoadedModule<'a> {
                 got[at..at + 8].copy_from_slice(&target.to_le_bytes());
             }
         }
-        for r in module.relocations() {
-            if r.kind == RelocKind::None {
-                continue;
-            }
+        for r in &relocations {
             let index = r.symbol as usize;
             let name = || syms.get(index).map_or_else(String::new, |s| lossy(s.name));
             let symbol =
@@ -524,10 +550,9 @@ impl<'a> LoadedModule<'a> {
 
 impl Drop for LoadedModule<'_> {
     fn drop(&mut self) {
-        for block in &self.blocks {
-            // The module is being dropped: nobody can call into it any more (its owners
-            // hold it by reference count), so its pages may be discarded.
-            let _ = self.allocator.free(block.addr);
-        }
+        // The module is being dropped: nobody can call into it any more (its owners hold it
+        // by reference count), so its pages may be discarded, all in one go.
+        let addrs: Vec<usize> = self.blocks.iter().map(|b| b.addr).collect();
+        let _ = self.allocator.free_many(&addrs);
     }
 }

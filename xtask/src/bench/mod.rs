@@ -2,6 +2,7 @@
 //! in the same process, interleaved round by round so machine noise hits both sides alike.
 
 mod exec;
+mod load;
 mod parse;
 
 use std::hint::black_box;
@@ -14,7 +15,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     parse::run(if quick { 30 } else { 300 })?;
     println!();
-    exec::run(if quick { 5 } else { 30 })
+    exec::run(if quick { 5 } else { 30 })?;
+    println!();
+    load::run(if quick { 20 } else { 300 })
 }
 
 /// Median per-call times of `fns`, measured interleaved for `rounds` rounds.

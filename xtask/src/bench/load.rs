@@ -1,0 +1,218 @@
+//! Benchmark "load": modules packed from C next to the same C built by gcc as a shared
+//! library, in one run, files in the page cache both ways.
+//!
+//! - cold load and lookup of every exported symbol: `smf` (read, parse, validate, place,
+//!   relocate, seal, index) versus `dlopen(RTLD_NOW | RTLD_LOCAL)` + `dlsym`. Release
+//!   (`drop` / `dlclose`) is not timed on either side. Target: at least 5x faster.
+//! - the same load versus the floor: the syscalls a load cannot avoid (open, fstat, read,
+//!   close, one protection change). Target: within 2x.
+//! - symbol lookup versus `dlsym` on the same names. Target: at least 3x faster.
+
+// dlopen/dlsym are C functions; calling them (and checking the loaded code) needs unsafe.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::hint::black_box;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use smf_core::exec::ExecAllocator;
+use smf_core::load::{LoadOptions, LoadedModule};
+use smf_core::sys::{self, Protection};
+
+use super::{median, ratio, us};
+use crate::workspace_root;
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
+}
+const RTLD_NOW: c_int = 2;
+const RTLD_LOCAL: c_int = 0;
+
+const FUNCTIONS: usize = 200;
+
+/// A C source with `FUNCTIONS` functions, string constants and global data.
+fn source() -> String {
+    let mut c = String::from(
+        "long counter = 1;\nlong table[64];\nstatic const char banner[] = \"smf load benchmark\";\n",
+    );
+    c.push_str("long banner_len(void) { long n = 0; while (banner[n]) n++; return n; }\n");
+    for i in 0..FUNCTIONS {
+        c.push_str(&format!(
+            "long f{i}(long x) {{ table[{m}] += x; return x * {i} + counter + table[{m}] + banner_len(); }}\n",
+            m = i % 64
+        ));
+    }
+    c
+}
+
+fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let src = dir.join("bench.c");
+    std::fs::write(&src, source()).map_err(|e| e.to_string())?;
+    let so = dir.join("libbench.so");
+    let obj = dir.join("bench.o");
+    let smf = dir.join("bench.smf");
+    let gcc = |args: &[&str], out: &Path| -> Result<(), String> {
+        let status = Command::new("gcc")
+            .args(args)
+            .arg(&src)
+            .arg("-o")
+            .arg(out)
+            .status()
+            .map_err(|e| e.to_string())?;
+        status.success().then_some(()).ok_or_else(|| "gcc failed".to_owned())
+    };
+    gcc(&["-shared", "-O2", "-fPIC"], &so)?;
+    gcc(&["-c", "-O2", "-fPIC"], &obj)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let pack = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "-q", "--release", "-p", "smf", "--", "pack"])
+        .arg(&obj)
+        .arg("-o")
+        .arg(&smf)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !pack.status.success() {
+        return Err(format!("smf pack: {}", String::from_utf8_lossy(&pack.stderr)));
+    }
+    Ok((smf, so))
+}
+
+fn names() -> Vec<String> {
+    let mut names: Vec<String> = (0..FUNCTIONS).map(|i| format!("f{i}")).collect();
+    names.extend(["counter", "table", "banner_len"].map(String::from));
+    names
+}
+
+/// The floor: open, fstat, read, close, and one protection change.
+fn floor(path: &Path, page: *mut u8, buffer: &mut Vec<u8>, flip: &mut bool) -> usize {
+    let mut file = std::fs::File::open(path).expect("open");
+    let len = file.metadata().expect("fstat").len() as usize;
+    buffer.clear();
+    buffer.reserve(len);
+    let n = file.read_to_end(buffer).expect("read");
+    drop(file);
+    *flip = !*flip;
+    let prot = if *flip { Protection::Read } else { Protection::ReadWrite };
+    // SAFETY: `page` is a page of ours mapped for this benchmark; nothing references it.
+    unsafe { sys::protect(page, sys::page_size(), prot) }.expect("mprotect");
+    n
+}
+
+pub(super) fn run(rounds: usize) -> Result<(), String> {
+    let dir = workspace_root().join("target").join("bench-load");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (smf_path, so_path) = build(&dir)?;
+    let names = names();
+    let c_names: Vec<CString> = names.iter().map(|n| CString::new(n.as_str()).unwrap_or_default()).collect();
+    let so_c = CString::new(so_path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    let exec = ExecAllocator::default();
+    let options = LoadOptions::default();
+    let page = sys::map_anonymous(sys::page_size(), Protection::ReadWrite).map_err(|e| e.to_string())?;
+    let mut buffer = Vec::new();
+    let mut flip = false;
+
+    let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut our_lookups, mut their_lookups) = (Vec::new(), Vec::new());
+    for round in 0..rounds + 1 {
+        // smf: read + load + look up every symbol.
+        let start = Instant::now();
+        let bytes = std::fs::read(&smf_path).map_err(|e| e.to_string())?;
+        let module = LoadedModule::load(&exec, &bytes, &(), &options).map_err(|e| e.to_string())?;
+        let mut found = 0usize;
+        for name in &names {
+            found += usize::from(module.symbol(name.as_bytes()).is_some());
+        }
+        let t_ours = start.elapsed();
+        if found != names.len() {
+            return Err(format!("smf found {found} of {} symbols", names.len()));
+        }
+        // Lookups alone, many times over.
+        let start = Instant::now();
+        for _ in 0..100 {
+            for name in &names {
+                black_box(module.symbol(black_box(name.as_bytes())));
+            }
+        }
+        let t_our_lookup = start.elapsed() / (100 * names.len() as u32);
+        // SAFETY: f1 is a function of the loaded module taking and returning a long.
+        let f1: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(module.symbol(b"f1").unwrap_or(0)) };
+        let check = f1(1);
+        drop(module);
+
+        // dlopen + dlsym of the same names.
+        let start = Instant::now();
+        // SAFETY: a valid NUL-terminated path; the library is our own freshly built .so.
+        let handle = unsafe { dlopen(so_c.as_ptr(), RTLD_NOW | RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err("dlopen failed".into());
+        }
+        let mut found = 0usize;
+        for name in &c_names {
+            // SAFETY: a live handle and a NUL-terminated name.
+            found += usize::from(!unsafe { dlsym(handle, name.as_ptr()) }.is_null());
+        }
+        let t_theirs = start.elapsed();
+        if found != names.len() {
+            return Err(format!("dlsym found {found} of {} symbols", names.len()));
+        }
+        let start = Instant::now();
+        for _ in 0..100 {
+            for name in &c_names {
+                // SAFETY: as above.
+                black_box(unsafe { dlsym(handle, black_box(name.as_ptr())) });
+            }
+        }
+        let t_their_lookup = start.elapsed() / (100 * names.len() as u32);
+        // SAFETY: f1 of the native library has the same signature.
+        let native_f1: extern "C" fn(i64) -> i64 =
+            unsafe { std::mem::transmute(dlsym(handle, c_names[1].as_ptr())) };
+        if native_f1(1) != check {
+            return Err(format!("f1(1): smf {check}, native {}", native_f1(1)));
+        }
+        // SAFETY: the handle is live and no longer used.
+        unsafe { dlclose(handle) };
+
+        let start = Instant::now();
+        black_box(floor(&smf_path, page, &mut buffer, &mut flip));
+        let t_floor = start.elapsed();
+
+        if round > 0 {
+            // round 0 warms the page cache and the allocator's reservation
+            ours.push(t_ours);
+            theirs.push(t_theirs);
+            floors.push(t_floor);
+            our_lookups.push(t_our_lookup);
+            their_lookups.push(t_their_lookup);
+        }
+    }
+    // SAFETY: the page is ours and unused now.
+    let _ = unsafe { sys::unmap(page, sys::page_size()) };
+    let (ours, theirs, floor) = (median(ours), median(theirs), median(floors));
+    let (lookup, dlsym_time): (Duration, Duration) = (median(our_lookups), median(their_lookups));
+    let size = std::fs::metadata(&smf_path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "load: {} functions + data packed from C ({size} bytes), {rounds} interleaved rounds, medians",
+        FUNCTIONS
+    );
+    println!("  smf read+load+look up {} symbols        {:>9.1} us", names.len(), us(ours));
+    println!("  dlopen(RTLD_NOW)+dlsym of the same .so    {:>9.1} us", us(theirs));
+    println!("  floor: open+fstat+read+close+mprotect     {:>9.1} us", us(floor));
+    println!(
+        "  one lookup: smf {:.1} ns, dlsym {:.1} ns",
+        lookup.as_secs_f64() * 1e9,
+        dlsym_time.as_secs_f64() * 1e9
+    );
+    println!(
+        "  ratios: dlopen / smf {:.1}x (target >= 5x); smf / floor {:.2}x (target <= 2x); dlsym / smf lookup {:.1}x (target >= 3x)",
+        ratio(theirs, ours),
+        ratio(ours, floor),
+        ratio(dlsym_time, lookup)
+    );
+    Ok(())
+}
