@@ -68,7 +68,10 @@ pub fn fuzz_load(data: &[u8]) -> usize {
     }
     static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
     let exec = EXEC.call_once(ExecAllocator::default);
-    let options =
-        LoadOptions { parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 }, require_arch: None };
+    let options = LoadOptions {
+        parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 },
+        require_arch: None,
+        force_stubs: data.first().is_some_and(|b| b & 1 == 1),
+    };
     LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
 }

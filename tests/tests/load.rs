@@ -154,18 +154,24 @@ fn failures_name_the_problem() {
 }
 
 #[test]
-fn a_far_import_goes_through_a_stub() {
+fn branches_to_imports_run_through_stubs() {
     let exec = ExecAllocator::default();
     let lib = leak_allocator();
-    // A function in another allocator, whose regions may be anywhere; and one planted far away
-    // through a table (the stub's absolute jump reaches it; a direct rel32 would not).
     let five = Arc::new(load(lib, &library(Dialect::R96), &()).unwrap());
-    let table: &[(&[u8], usize)] = &[(b"counter", five.symbol(b"counter").unwrap())];
-    let far_five = five.symbol(b"five").unwrap();
-    let resolver = Chain(TableResolver(table), Modules(vec![five.clone()]));
-    let app = load(&exec, &application(Dialect::R96), &resolver).unwrap();
-    assert_eq!(call0(app.symbol(b"call_five").unwrap()), 5);
-    let _ = far_five;
+    let options = LoadOptions { force_stubs: true, ..LoadOptions::default() };
+    for dialect in [Dialect::R96, Dialect::R72] {
+        let app =
+            LoadedModule::load(&exec, &application(dialect), &Modules(vec![five.clone()]), &options).unwrap();
+        let call_five = app.symbol(b"call_five").unwrap();
+        // The call's rel32 now lands on the stub, past the module's code, not on `five`.
+        // SAFETY: reading the 4-byte displacement of the call instruction in sealed code.
+        let rel = unsafe { std::ptr::read_unaligned((call_five + 5) as *const i32) };
+        let target = (call_five + 9) as isize + rel as isize;
+        let (code, code_size) = app.code();
+        assert!(target as usize >= code + code_size, "call goes to a stub after the code");
+        assert_ne!(target as usize, five.symbol(b"five").unwrap());
+        assert_eq!(call0(call_five), 5, "{dialect}: through the stub");
+    }
 }
 
 #[test]

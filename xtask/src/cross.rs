@@ -1,6 +1,7 @@
-//! `cargo xtask cross-test`: the core's allocator and format tests built for
-//! `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64 machine code (the
-//! tests' `return_const` is `movz x0, #imm; ret` there). Installs the target and, when run as
+//! `cargo xtask cross-test`: the core's unit tests, the allocator, format and aarch64 loading
+//! tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
+//! machine code (the tests' `return_const` is `movz x0, #imm; ret` there; `load_aarch64` runs
+//! code patched by every aarch64 relocation kind). Installs the target and, when run as
 //! root, the Debian packages `qemu-user` and `gcc-aarch64-linux-gnu` if they are missing.
 
 use std::process::Command;
@@ -44,7 +45,17 @@ pub(crate) fn run_command() -> Result<(), String> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root())
         .args(["test", "--target", TARGET, "-p", "smf-core", "-p", "smf-tests"])
-        .args(["--lib", "--test", "exec", "--test", "exec_rwx_switch", "--test", "format"])
+        .args([
+            "--lib",
+            "--test",
+            "exec",
+            "--test",
+            "exec_rwx_switch",
+            "--test",
+            "format",
+            "--test",
+            "load_aarch64",
+        ])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");
     run(&mut cmd)

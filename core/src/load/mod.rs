@@ -108,11 +108,14 @@ pub struct LoadOptions {
     /// Refuse modules for another architecture (default: the host's). `None` loads any, for
     /// tools and tests that relocate without running.
     pub require_arch: Option<u8>,
+    /// Route every branch to an import through its stub, even when the import is within the
+    /// branch's reach (to test stubs; off by default).
+    pub force_stubs: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { parse: ParseOptions::default(), require_arch: Some(HOST_ARCH) }
+        Self { parse: ParseOptions::default(), require_arch: Some(HOST_ARCH), force_stubs: false }
     }
 }
 
@@ -433,7 +436,9 @@ impl<'a> LoadedModule<'a> {
             let place = (code_base + offset) as u64;
             let slot = slots.get(index).copied().ok_or(LoadError::TooLarge)?;
             let mut target = symbol as u64;
-            if slot.stub != NONE && !reloc::branch_reaches(r.kind, target, r.addend, place) {
+            if slot.stub != NONE
+                && (options.force_stubs || !reloc::branch_reaches(r.kind, target, r.addend, place))
+            {
                 target = (code_base + stub_start + slot.stub as usize * STUB_SIZE) as u64;
             }
             let got_slot = (slot.got != NONE).then(|| (ro_base + got_start + slot.got as usize * 8) as u64);
