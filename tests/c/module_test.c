@@ -12,45 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smf.h"
+#define TEST_NAME "module_test"
+#include "check.h"
 
-static int passed;
 static const char *dir;
 
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "FAILED %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-                    smf_last_error());                                                       \
-            printf("module_test: %d passed, 1 failed\n", passed);                            \
-            exit(1);                                                                         \
-        }                                                                                    \
-        passed++;                                                                            \
-    } while (0)
-
-#define CHECK_FAILS(expr, sentinel)               \
-    do {                                          \
-        smf_clear_error();                        \
-        CHECK((expr) == (sentinel));              \
-        CHECK(strcmp(smf_last_error(), "") != 0); \
-    } while (0)
-
-static int mapping_count(void) {
-    FILE *maps = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-    CHECK(maps != NULL);
-    while (fgets(line, sizeof line, maps)) {
-        char perms[8] = {0};
-        if (sscanf(line, "%*s %7s", perms) == 1 && strchr(perms, 'w') && strchr(perms, 'x')) {
-            fprintf(stderr, "rwx mapping: %s", line);
-            CHECK(!"no rwx mapping");
-        }
-        n++;
-    }
-    fclose(maps);
-    return n;
-}
+static int mapping_count(void) { return scan_maps("module_test"); }
 
 static const char *path(const char *name) {
     static char buf[4096];

@@ -12,42 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smf.h"
+#define TEST_NAME "rt_test"
+#include "check.h"
 
-static int passed;
-
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "FAILED %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-                    smf_last_error());                                                       \
-            printf("rt_test: %d passed, 1 failed\n", passed);                                \
-            exit(1);                                                                         \
-        }                                                                                    \
-        passed++;                                                                            \
-    } while (0)
-
-/* A call that must fail: its sentinel, and a message recorded by this very call. */
-#define CHECK_FAILS(expr, sentinel)                 \
-    do {                                            \
-        smf_clear_error();                          \
-        CHECK((expr) == (sentinel));                \
-        CHECK(strcmp(smf_last_error(), "") != 0);   \
-    } while (0)
-
-static void check_no_rwx(const char *step) {
-    FILE *maps = fopen("/proc/self/maps", "r");
-    char line[512];
-    CHECK(maps != NULL);
-    while (fgets(line, sizeof line, maps)) {
-        char perms[8] = {0};
-        if (sscanf(line, "%*s %7s", perms) == 1 && strchr(perms, 'w') && strchr(perms, 'x')) {
-            fprintf(stderr, "rwx mapping after %s: %s", step, line);
-            CHECK(!"no rwx mapping");
-        }
-    }
-    fclose(maps);
-}
+static void check_no_rwx(const char *step) { (void)scan_maps(step); }
 
 #if defined(__x86_64__)
 /* mov eax, imm32; ret */
