@@ -327,38 +327,35 @@ impl<'a> LoadedModule<'a> {
 
         // Stubs for branches to imports, GOT slots for GOT-relative relocations. Relocations are
         // decoded once (their number is bounded by the file's size).
-        let mut relocations = Vec::new();
-        for r in module.relocations_checked() {
-            let r = r.map_err(LoadError::Format)?;
-            if r.kind != RelocKind::None {
-                relocations.push(r);
-            }
-        }
         let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; syms.len()];
         let (mut stubs, mut gots) = (0u32, 0u32);
-        for r in &relocations {
-            // Validation guarantees the index of every relocation that is not `none`.
-            let (Some(slot), Some(sym)) = (slots.get_mut(r.symbol as usize), syms.get(r.symbol as usize))
-            else {
+        let capacity = usize::try_from(module.relocation_count()).map_err(|_| LoadError::TooLarge)?;
+        let mut relocations = Vec::with_capacity(capacity);
+        for r in module.relocations_checked() {
+            let r = r.map_err(LoadError::Format)?;
+            if r.kind == RelocKind::None {
                 continue;
-            };
-            let is_import = sym.kind == SymbolKind::Import;
-            if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
-                && is_import
-                && slot.stub == NONE
-            {
-                slot.stub = stubs;
-                slot.stub_kind = r.kind;
-                stubs += 1;
             }
-            if matches!(
-                r.kind,
-                RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
-            ) && slot.got == NONE
-            {
-                slot.got = gots;
-                gots += 1;
+            // Validation guarantees the index of every relocation that is not `none`.
+            if let (Some(slot), Some(sym)) = (slots.get_mut(r.symbol as usize), syms.get(r.symbol as usize)) {
+                if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
+                    && sym.kind == SymbolKind::Import
+                    && slot.stub == NONE
+                {
+                    slot.stub = stubs;
+                    slot.stub_kind = r.kind;
+                    stubs += 1;
+                }
+                if matches!(
+                    r.kind,
+                    RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
+                ) && slot.got == NONE
+                {
+                    slot.got = gots;
+                    gots += 1;
+                }
             }
+            relocations.push(r);
         }
 
         // Layout: [code | stubs] [rodata | GOT] [data | bss].
