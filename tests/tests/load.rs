@@ -254,8 +254,11 @@ fn the_module_c_api_is_thread_safe() {
                             0
                         );
                         smf_module_release(m);
-                        // (A released handle's address may be reused at once by another thread's
-                        // load, so stale-handle detection is tested single-threaded, in C.)
+                        // Handles are never reused: a released one stays invalid.
+                        assert_eq!(
+                            smf_module_call(m, c"value".as_ptr(), std::ptr::null(), 0, &mut result),
+                            -1
+                        );
                     }
                 }
             });

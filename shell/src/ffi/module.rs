@@ -1,13 +1,15 @@
 //! `smf_module_*`: loading modules from C (`ffi.md`, section "smf_*: the loader").
 //!
-//! A `SmfModule *` is a handle the library handed out; every call checks it against the table
-//! of live handles before touching anything, so a stale or foreign pointer is an error, not a
-//! crash. The table owns one strong reference per handle and counts the C side's references
+//! A `SmfModule *` is a handle the library handed out: an opaque value, never dereferenced,
+//! drawn from a counter that never repeats (so a released handle cannot come back to name
+//! another module). Every call looks it up in the table of live handles before touching
+//! anything, so a stale or foreign pointer is an error, not a crash. The table owns one strong reference per handle and counts the C side's references
 //! (`smf_module_retain`/`smf_module_release`); modules loaded here join a process-wide registry
 //! whose exports resolve the imports of later loads (the first module loaded wins a name).
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use smf_core::SymbolKind;
@@ -31,9 +33,12 @@ type HandleTable = HashMap<usize, (Arc<Module>, u64)>;
 /// Live handles.
 static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
 
+/// The next handle value (multiples of 16, starting at 16; never reused).
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
+
 fn register(module: Arc<Module>) -> *mut SmfModule {
     REGISTRY.add(&module);
-    let handle = Arc::as_ptr(&module) as usize;
+    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) << 4;
     let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
     handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
     handle as *mut SmfModule
