@@ -395,7 +395,7 @@ impl<'a> LoadedModule<'a> {
             }
             section_addr.push((placement.section.index, addr));
         }
-        let addr_of = |index: usize| -> Option<usize> {
+        let address_of = |index: usize| -> Option<usize> {
             match syms.get(index)?.target {
                 SymbolTarget::Code(offset) => Some(code_base + usize::try_from(offset).ok()?),
                 SymbolTarget::Data { section, offset } => {
@@ -405,6 +405,9 @@ impl<'a> LoadedModule<'a> {
                 SymbolTarget::None => imported.get(index).copied().flatten(),
             }
         };
+        // Every symbol's address, computed once for the stubs, GOT, relocations and index.
+        let addresses: Vec<Option<usize>> = (0..syms.len()).map(address_of).collect();
+        let addr_of = |index: usize| addresses.get(index).copied().flatten();
 
         // Code: concatenate, fill stubs and GOT, relocate.
         let mut image = vec![0u8; code_len];
