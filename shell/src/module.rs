@@ -72,8 +72,27 @@ pub fn load_bytes(
 
 /// Reads and loads the module at `path`.
 pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, ModuleError> {
-    let bytes = std::fs::read(path).map_err(|e| ModuleError::Io(path.to_path_buf(), e))?;
+    let bytes = read_file(path).map_err(|e| ModuleError::Io(path.to_path_buf(), e))?;
     load_bytes(&bytes, resolver, Some(path.to_path_buf()))
+}
+
+/// Reads a whole file with the fewest syscalls: open, fstat, one read of the size fstat gave
+/// (no extra read to find the end), close. A file that changes size meanwhile is read as far as
+/// fstat said (a truncated module then fails validation with a precise error).
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let mut bytes = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read(&mut bytes[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive
