@@ -516,7 +516,11 @@ impl<'a> Module<'a> {
     }
 
     fn validate_relocations(&self) -> Result<()> {
-        self.relocations_checked().try_for_each(|r| r.map(|_| ()))
+        let mut cursor = RelocationCursor::new(self);
+        while let Some((index, entry, at)) = cursor.next_entry()? {
+            self.decode_relocation(index, entry, at)?;
+        }
+        Ok(())
     }
 
     /// Symbol `index`, decoded and checked (for callers of [`Module::parse_deferred`]).
@@ -526,16 +530,22 @@ impl<'a> Module<'a> {
     }
 
     /// Every relocation, decoded and checked, in table order; stops after the first error.
-    pub(crate) fn relocations_checked(&self) -> Relocations<'_, 'a> {
-        Relocations {
-            module: self,
-            next_section: 0,
-            entries: &[],
-            at: 0,
-            index: 0,
-            checked: true,
-            failed: false,
-        }
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn relocations_checked(&self) -> impl Iterator<Item = Result<Relocation>> + '_ {
+        let mut cursor = RelocationCursor::new(self);
+        let mut failed = false;
+        core::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let decoded = match cursor.next_entry() {
+                Ok(Some((index, entry, at))) => self.decode_relocation(index, entry, at),
+                Ok(None) => return None,
+                Err(e) => Err(e),
+            };
+            failed = decoded.is_err();
+            Some(decoded)
+        })
     }
 
     // ----- decoding shared by validation and the accessors -----
@@ -866,17 +876,14 @@ impl<'a> Module<'a> {
 
     /// All relocations in table order.
     pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
-        let all = Relocations {
-            module: self,
-            next_section: 0,
-            entries: &[],
-            at: 0,
-            index: 0,
-            checked: false,
-            failed: false,
-        };
+        let mut cursor = RelocationCursor::new(self);
         // Validated at parse time: no entry is an error here.
-        all.filter_map(core::result::Result::ok)
+        core::iter::from_fn(move || loop {
+            let (index, entry, at) = cursor.next_entry().ok()??;
+            if let Ok(relocation) = self.decode_relocation(index, entry, at) {
+                return Some(relocation);
+            }
+        })
     }
 
     /// The note.sdn text (without its terminator), if the module has one.
@@ -921,51 +928,40 @@ fn slice_between(file: &[u8], start: u64, end: u64) -> &[u8] {
     }
 }
 
-/// Iterator over a module's relocations, section by section, decoding each entry.
+/// Walks the relocation entries of a module, section by section, without decoding them.
 #[derive(Clone, Debug)]
-pub(crate) struct Relocations<'m, 'a> {
+struct RelocationCursor<'m, 'a> {
     module: &'m Module<'a>,
     next_section: u32,
     entries: &'a [u8],
     at: u64,
     index: u64,
-    /// Whether section decoding errors are reported (validation) rather than impossible.
-    checked: bool,
-    failed: bool,
 }
 
-impl Iterator for Relocations<'_, '_> {
-    type Item = Result<Relocation>;
+impl<'m, 'a> RelocationCursor<'m, 'a> {
+    fn new(module: &'m Module<'a>) -> Self {
+        Self { module, next_section: 0, entries: &[], at: 0, index: 0 }
+    }
 
-    fn next(&mut self) -> Option<Result<Relocation>> {
-        if self.failed {
-            return None;
-        }
+    /// The next entry: its index, bytes and file offset; an error if a section is malformed.
+    #[inline]
+    fn next_entry(&mut self) -> Result<Option<(u64, &'a [u8], u64)>> {
         loop {
             if let Some((entry, rest)) = self.entries.split_at_checked(RELOCATION_ENTRY_SIZE) {
-                let decoded = self.module.decode_relocation(self.index, entry, self.at);
+                let item = (self.index, entry, self.at);
                 self.entries = rest;
                 self.at += RELOCATION_ENTRY_SIZE as u64;
                 self.index += 1;
-                self.failed = decoded.is_err();
-                return Some(decoded);
+                return Ok(Some(item));
             }
             if self.next_section >= self.module.header.section_count {
-                return None;
+                return Ok(None);
             }
-            let section = self.module.decode_section(self.next_section);
+            let section = self.module.decode_section(self.next_section)?;
             self.next_section += 1;
-            match section {
-                Ok(section) if section.section_type == SectionType::Relocations => {
-                    self.entries = section.data;
-                    self.at = section.file_offset;
-                }
-                Ok(_) => {}
-                Err(e) if self.checked => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-                Err(_) => {}
+            if section.section_type == SectionType::Relocations {
+                self.entries = section.data;
+                self.at = section.file_offset;
             }
         }
     }
