@@ -127,11 +127,6 @@ pub fn assert_no_rwx(step: &str) {
     }
 }
 
-/// Number of mappings of this process.
-pub fn mapping_count() -> usize {
-    maps().len()
-}
-
 /// Kernel mappings of this process that overlap any of `ranges`.
 pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
     maps()

@@ -3,33 +3,9 @@
 //! exercises every `rt_*` function and checks `/proc/self/maps` for rwx mappings after each step.
 
 use std::path::{Path, PathBuf};
+
+use smf_tests::{build_smf_package, workspace};
 use std::process::Command;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// The profile directory this test binary was built into (`target/debug`, ...).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
-}
-
-/// Builds the library's static and shared artifacts (fresh, even when only this package's tests
-/// were asked for) into the same target directory.
-fn build_library(profile: &Path) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "smf", "--lib"]).current_dir(workspace());
-    if profile.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    if let Some(target) = profile.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p smf failed");
-}
 
 /// Compiles `tests/c/{program}.c` against the static or the shared library and runs it with
 /// `arg`; returns its stdout and stderr after checking it passed.
@@ -76,8 +52,7 @@ fn scratch(profile: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn the_rt_functions_pass_from_c_against_the_static_and_the_shared_library() {
-    let profile = profile_dir();
-    build_library(&profile);
+    let profile = build_smf_package();
     for shared in [false, true] {
         let dir = scratch(&profile, if shared { "rt-shared" } else { "rt-static" });
         let (_, stderr) = compile_and_run(&profile, "rt_test", shared, &dir);
@@ -91,8 +66,7 @@ fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() 
     use smf_core::write::samples;
     use smf_core::Dialect;
     use smf_tests::linking::{application, library, with_metadata};
-    let profile = profile_dir();
-    build_library(&profile);
+    let profile = build_smf_package();
     for shared in [false, true] {
         let dir = scratch(&profile, if shared { "module-shared" } else { "module-static" });
         for d in Dialect::ALL {
@@ -140,8 +114,7 @@ fn exported_functions(library: &Path) -> Vec<String> {
 
 #[test]
 fn the_header_declares_exactly_what_the_library_exports() {
-    let profile = profile_dir();
-    build_library(&profile);
+    let profile = build_smf_package();
     let declared = header_functions();
     let exported = exported_functions(&profile.join("libsmf.so"));
     assert_eq!(declared, exported);
