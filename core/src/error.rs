@@ -34,17 +34,6 @@ impl Error {
     }
 }
 
-/// A table or payload named in an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Table {
-    /// The section table.
-    Sections,
-    /// The symbol table.
-    Symbols,
-    /// The string table.
-    Strings,
-}
-
 /// Every way a module can be malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -11,7 +11,7 @@
 //!
 //! Layers, bottom up: [`wire`] (raw views, bounds checks only), [`kinds`] (what the numbers
 //! mean per dialect), [`module`] (validation and layout), [`note_sdn`] and [`template`]
-//! (readers for the metadata sections), [`write`] (the builder).
+//! (readers for the metadata sections), [`write`](mod@write) (the builder).
 //!
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
 //! backend, no libc) and, with the `exec` feature, `exec` is a W^X executable page allocator.
@@ -44,7 +44,7 @@ pub mod wire;
 pub mod write;
 
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{Error, ErrorKind, Result, Table};
+pub use error::{Error, ErrorKind, Result};
 pub use fnv::fnv1a;
 pub use kinds::{Binding, RelocKind, SectionType, SymbolKind};
 pub use module::{Module, ParseOptions, Relocation, Section, Symbol, SymbolTarget};
