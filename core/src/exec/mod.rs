@@ -329,6 +329,31 @@ impl CodeBatch<'_> {
         self.allocator.state.lock().alloc_image(self.id, segments)
     }
 
+    /// Runs `f` on the bytes of `block`, which must be a live, still writable block of this
+    /// batch (its pages are read-write and belong to this batch alone). The allocator's lock is
+    /// held while `f` runs, so `f` must not call back into the allocator.
+    pub fn with_block_mut<R>(
+        &mut self,
+        block: Block,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, ExecError> {
+        let state = self.allocator.state.lock();
+        let info = state
+            .lookup(block.addr, block.size)
+            .ok_or(ExecError::NotOwned { addr: block.addr, len: block.size })?;
+        if info.block != block || info.batch != Some(self.id) {
+            return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the block is live and unsealed, so its pages are mapped read-write; they belong
+        // to this batch alone (open pages are never shared between batches), and `&mut self`
+        // plus the held lock mean no other reference to them exists while `f` runs.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(block.addr as *mut u8, block.size) };
+        let result = f(bytes);
+        drop(state);
+        Ok(result)
+    }
+
     /// Allocates a block holding `code` (one lock acquisition for both steps).
     pub fn install(&mut self, code: &[u8], align: usize) -> Result<Block, ExecError> {
         self.allocator.state.lock().install(self.id, code, align)

@@ -269,6 +269,16 @@ struct Slots {
 
 const NONE: u32 = u32::MAX;
 
+/// What the loader needs of a symbol once its name is in the table.
+#[derive(Clone, Copy)]
+struct Link {
+    target: SymbolTarget,
+    /// The resolved address of an import.
+    import: Option<usize>,
+    /// Whether it gets an address (function, data or constant, not a template).
+    addressable: bool,
+}
+
 impl<'a> LoadedModule<'a> {
     /// Parses, validates, places, relocates and seals `file`, resolving imports with `resolver`.
     pub fn load(
@@ -302,32 +312,44 @@ impl<'a> LoadedModule<'a> {
                 return Err(LoadError::WrongArch { module: header.arch, host });
             }
         }
-        // Symbol counts are bounded by the file's size (validated), so these vectors are too.
-        let syms = (0..module.symbol_count())
-            .map(|i| module.symbol_checked(i))
-            .collect::<Result<Vec<crate::Symbol<'_>>, Error>>()
-            .map_err(LoadError::Format)?;
+        // One pass over the symbols: names into the table (addresses are filled in once the
+        // image is placed), imports resolved, templates copied. Symbol counts are bounded by the
+        // file's size (validated), so these vectors are too.
+        let count = module.symbol_count() as usize;
+        let mut symbols = SymbolTable::with_capacity(count, module.strings().len());
+        let mut links: Vec<Link> = Vec::with_capacity(count);
+        let mut templates = Vec::new();
         let mut deps: Vec<Keepalive> = Vec::new();
-        let mut imported: Vec<Option<usize>> = vec![None; syms.len()];
-        for sym in syms.iter().filter(|s| s.kind == SymbolKind::Import) {
-            let address = match resolver.resolve(sym.name) {
-                Some(found) => {
-                    if let Some(owner) = found.keepalive {
-                        if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
-                            deps.push(owner);
+        for index in 0..module.symbol_count() {
+            let sym = module.symbol_checked(index).map_err(LoadError::Format)?;
+            let import = if sym.kind == SymbolKind::Import {
+                Some(match resolver.resolve(sym.name) {
+                    Some(found) => {
+                        if let Some(owner) = found.keepalive {
+                            if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
+                                deps.push(owner);
+                            }
                         }
+                        found.addr
                     }
-                    found.addr
-                }
-                None if sym.binding == Binding::Weak => 0,
-                None => return Err(LoadError::Unresolved { name: lossy(sym.name) }),
+                    None if sym.binding == Binding::Weak => 0,
+                    None => return Err(LoadError::Unresolved { name: lossy(sym.name) }),
+                })
+            } else {
+                None
             };
-            imported[sym.index as usize] = Some(address);
+            if let Some(template) = module.template_of(&sym) {
+                templates.push((sym.name.to_vec(), template.bytes.to_vec()));
+            }
+            let addressable = sym.kind.is_addressable() && !sym.is_template();
+            let exported = sym.is_exported() && addressable;
+            symbols.push(sym.name, sym.kind, sym.binding, 0, sym.size, exported, sym.is_template());
+            links.push(Link { target: sym.target, import, addressable });
         }
 
         // Stubs for branches to imports, GOT slots for GOT-relative relocations. Relocations are
         // decoded once (their number is bounded by the file's size).
-        let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; syms.len()];
+        let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; count];
         let (mut stubs, mut gots) = (0u32, 0u32);
         let capacity = usize::try_from(module.relocation_count()).map_err(|_| LoadError::TooLarge)?;
         let mut relocations = Vec::with_capacity(capacity);
@@ -337,9 +359,10 @@ impl<'a> LoadedModule<'a> {
                 continue;
             }
             // Validation guarantees the index of every relocation that is not `none`.
-            if let (Some(slot), Some(sym)) = (slots.get_mut(r.symbol as usize), syms.get(r.symbol as usize)) {
+            if let (Some(slot), Some(link)) = (slots.get_mut(r.symbol as usize), links.get(r.symbol as usize))
+            {
                 if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
-                    && sym.kind == SymbolKind::Import
+                    && link.import.is_some()
                     && slot.stub == NONE
                 {
                     slot.stub = stubs;
@@ -396,83 +419,80 @@ impl<'a> LoadedModule<'a> {
             section_addr.push((placement.section.index, addr));
         }
         let address_of = |index: usize| -> Option<usize> {
-            match syms.get(index)?.target {
+            let link = links.get(index)?;
+            match link.target {
                 SymbolTarget::Code(offset) => Some(code_base + usize::try_from(offset).ok()?),
                 SymbolTarget::Data { section, offset } => {
                     let offset = usize::try_from(offset).ok()?;
                     section_addr.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
                 }
-                SymbolTarget::None => imported.get(index).copied().flatten(),
+                SymbolTarget::None => link.import,
             }
         };
         // Every symbol's address, computed once for the stubs, GOT, relocations and index.
-        let addresses: Vec<Option<usize>> = (0..syms.len()).map(address_of).collect();
+        let addresses: Vec<Option<usize>> = (0..count).map(address_of).collect();
         let addr_of = |index: usize| addresses.get(index).copied().flatten();
 
-        // Code: concatenate, fill stubs and GOT, relocate.
-        let mut image = vec![0u8; code_len];
-        for (section, offset) in module.code_sections() {
-            let at = size(offset)?;
-            image[at..at + section.data.len()].copy_from_slice(section.data);
-        }
+        // GOT slots hold the symbols' absolute addresses.
         let mut got = vec![0u8; gots as usize * 8];
-        for (index, slot) in slots.iter().enumerate() {
-            let target = addr_of(index).unwrap_or(0) as u64;
-            if slot.stub != NONE {
-                let at = stub_start + slot.stub as usize * STUB_SIZE;
-                write_stub(&mut image[at..at + STUB_SIZE], slot.stub_kind, target);
-            }
-            if slot.got != NONE {
-                let at = slot.got as usize * 8;
-                got[at..at + 8].copy_from_slice(&target.to_le_bytes());
-            }
+        for (index, slot) in slots.iter().enumerate().filter(|(_, s)| s.got != NONE) {
+            let at = slot.got as usize * 8;
+            got[at..at + 8].copy_from_slice(&(addr_of(index).unwrap_or(0) as u64).to_le_bytes());
         }
-        for r in &relocations {
-            let index = r.symbol as usize;
-            let name = || syms.get(index).map_or_else(String::new, |s| lossy(s.name));
-            let symbol =
-                addr_of(index).ok_or_else(|| LoadError::NoAddress { relocation: r.index, name: name() })?;
-            let offset = size(r.offset)?;
-            let place = (code_base + offset) as u64;
-            let slot = slots.get(index).copied().ok_or(LoadError::TooLarge)?;
-            let mut target = symbol as u64;
-            if slot.stub != NONE
-                && (options.force_stubs || !reloc::branch_reaches(r.kind, target, r.addend, place))
-            {
-                target = (code_base + stub_start + slot.stub as usize * STUB_SIZE) as u64;
-            }
-            let got_slot = (slot.got != NONE).then(|| (ro_base + got_start + slot.got as usize * 8) as u64);
-            let input = RelocInput { symbol: target, addend: r.addend, place, got: got_slot };
-            reloc::apply(r.kind, &mut image[offset..], input).map_err(|error| LoadError::Relocation {
-                relocation: r.index,
-                kind: r.kind,
-                name: name(),
-                error,
-            })?;
-        }
-        if code_len > 0 {
-            batch.write(code_base, &image)?;
+
+        // Code: concatenated, stubs filled and relocated in place, in the still-writable block.
+        let fill_code =
+            |image: &mut [u8]| -> Result<(), LoadError> {
+                for (section, offset) in module.code_sections() {
+                    let at = size(offset)?;
+                    image[at..at + section.data.len()].copy_from_slice(section.data);
+                }
+                for (index, slot) in slots.iter().enumerate().filter(|(_, s)| s.stub != NONE) {
+                    let at = stub_start + slot.stub as usize * STUB_SIZE;
+                    write_stub(
+                        &mut image[at..at + STUB_SIZE],
+                        slot.stub_kind,
+                        addr_of(index).unwrap_or(0) as u64,
+                    );
+                }
+                for r in &relocations {
+                    let index = r.symbol as usize;
+                    let name = || symbols.name(index).map_or_else(String::new, lossy);
+                    let symbol = addr_of(index)
+                        .ok_or_else(|| LoadError::NoAddress { relocation: r.index, name: name() })?;
+                    let offset = size(r.offset)?;
+                    let place = (code_base + offset) as u64;
+                    let slot = slots.get(index).copied().ok_or(LoadError::TooLarge)?;
+                    let mut target = symbol as u64;
+                    if slot.stub != NONE
+                        && (options.force_stubs || !reloc::branch_reaches(r.kind, target, r.addend, place))
+                    {
+                        target = (code_base + stub_start + slot.stub as usize * STUB_SIZE) as u64;
+                    }
+                    let got_slot =
+                        (slot.got != NONE).then(|| (ro_base + got_start + slot.got as usize * 8) as u64);
+                    let input = RelocInput { symbol: target, addend: r.addend, place, got: got_slot };
+                    reloc::apply(r.kind, &mut image[offset..], input).map_err(|error| {
+                        LoadError::Relocation { relocation: r.index, kind: r.kind, name: name(), error }
+                    })?;
+                }
+                Ok(())
+            };
+        match code {
+            Some(block) => batch.with_block_mut(block, fill_code)??,
+            None => fill_code(&mut [])?,
         }
         if gots > 0 {
             batch.write(ro_base + got_start, &got)?;
         }
 
-        // Symbols, entry point, metadata.
-        let name_bytes: usize = syms.iter().map(|s| s.name.len()).sum();
-        let mut symbols = SymbolTable::with_capacity(syms.len(), name_bytes);
-        for (index, s) in syms.iter().enumerate() {
-            let addressable = s.kind.is_addressable() && !s.is_template();
-            let exported = s.is_exported() && addressable;
-            let addr = if addressable { addr_of(index).unwrap_or(0) } else { 0 };
-            symbols.push(s.name, s.kind, s.binding, addr, s.size, exported, s.is_template());
+        // Symbol addresses, index, entry point, metadata.
+        for (index, _) in links.iter().enumerate().filter(|(_, l)| l.addressable) {
+            symbols.set_addr(index, addr_of(index).unwrap_or(0));
         }
         symbols.build_index();
         let entry = if header.is_executable() { Some(code_base + size(header.entry_point)?) } else { None };
         let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
-        let templates = syms
-            .iter()
-            .filter_map(|s| module.template_of(s).map(|t| (s.name.to_vec(), t.bytes.to_vec())))
-            .collect();
 
         batch.seal()?;
         Ok(LoadedModule {

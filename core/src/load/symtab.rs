@@ -75,6 +75,14 @@ impl SymbolTable {
         });
     }
 
+    /// Sets the address of symbol `index` (before [`SymbolTable::build_index`]; no effect past
+    /// the end).
+    pub fn set_addr(&mut self, index: usize, addr: usize) {
+        if let Some(s) = self.symbols.get_mut(index) {
+            s.addr = addr;
+        }
+    }
+
     /// Builds the hash index of exported symbols (the first of duplicate names wins).
     pub fn build_index(&mut self) {
         let exported = self.symbols.iter().filter(|s| s.exported).count();
