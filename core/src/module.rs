@@ -285,7 +285,7 @@ impl<'a> Module<'a> {
 
     /// Like [`Module::parse_with`], but leaves the validation of symbols and relocations to the
     /// caller, who decodes every one of them anyway through [`Module::symbol_checked`] and
-    /// [`Module::relocations_checked`] (the loader): each is then checked once, not twice. Until
+    /// [`Module::for_each_relocation_checked`] (the loader): each is then checked once, not twice. Until
     /// the caller has done so, the module's infallible accessors may skip malformed entries.
     #[cfg(all(feature = "exec", target_os = "linux"))]
     pub(crate) fn parse_deferred(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
@@ -529,23 +529,18 @@ impl<'a> Module<'a> {
         self.decode_symbol(index)
     }
 
-    /// Every relocation, decoded and checked, in table order; stops after the first error.
+    /// Calls `f` on every relocation, decoded and checked, in table order; stops at the first
+    /// error (of the file or of `f`).
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn relocations_checked(&self) -> impl Iterator<Item = Result<Relocation>> + '_ {
+    pub(crate) fn for_each_relocation_checked(
+        &self,
+        mut f: impl FnMut(Relocation) -> Result<()>,
+    ) -> Result<()> {
         let mut cursor = RelocationCursor::new(self);
-        let mut failed = false;
-        core::iter::from_fn(move || {
-            if failed {
-                return None;
-            }
-            let decoded = match cursor.next_entry() {
-                Ok(Some((index, entry, at))) => self.decode_relocation(index, entry, at),
-                Ok(None) => return None,
-                Err(e) => Err(e),
-            };
-            failed = decoded.is_err();
-            Some(decoded)
-        })
+        while let Some((index, entry, at)) = cursor.next_entry()? {
+            f(self.decode_relocation(index, entry, at)?)?;
+        }
+        Ok(())
     }
 
     // ----- decoding shared by validation and the accessors -----

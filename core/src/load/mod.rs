@@ -353,33 +353,36 @@ impl<'a> LoadedModule<'a> {
         let (mut stubs, mut gots) = (0u32, 0u32);
         let capacity = usize::try_from(module.relocation_count()).map_err(|_| LoadError::TooLarge)?;
         let mut relocations = Vec::with_capacity(capacity);
-        for r in module.relocations_checked() {
-            let r = r.map_err(LoadError::Format)?;
-            if r.kind == RelocKind::None {
-                continue;
-            }
-            // Validation guarantees the index of every relocation that is not `none`.
-            if let (Some(slot), Some(link)) = (slots.get_mut(r.symbol as usize), links.get(r.symbol as usize))
-            {
-                if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
-                    && link.import.is_some()
-                    && slot.stub == NONE
-                {
-                    slot.stub = stubs;
-                    slot.stub_kind = r.kind;
-                    stubs += 1;
+        module
+            .for_each_relocation_checked(|r| {
+                if r.kind == RelocKind::None {
+                    return Ok(());
                 }
-                if matches!(
-                    r.kind,
-                    RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
-                ) && slot.got == NONE
+                // Validation guarantees the index of every relocation that is not `none`.
+                if let (Some(slot), Some(link)) =
+                    (slots.get_mut(r.symbol as usize), links.get(r.symbol as usize))
                 {
-                    slot.got = gots;
-                    gots += 1;
+                    if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
+                        && link.import.is_some()
+                        && slot.stub == NONE
+                    {
+                        slot.stub = stubs;
+                        slot.stub_kind = r.kind;
+                        stubs += 1;
+                    }
+                    if matches!(
+                        r.kind,
+                        RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
+                    ) && slot.got == NONE
+                    {
+                        slot.got = gots;
+                        gots += 1;
+                    }
                 }
-            }
-            relocations.push(r);
-        }
+                relocations.push(r);
+                Ok(())
+            })
+            .map_err(LoadError::Format)?;
 
         // Layout: [code | stubs] [rodata | GOT] [data | bss].
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
