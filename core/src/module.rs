@@ -646,10 +646,13 @@ impl<'a> Module<'a> {
             template_offset: view.template_offset(),
             target,
         };
-        // R72 entries have no template_offset field: nothing to locate or check there.
+        // R72 entries have no template_offset field: nothing to locate or check there. Only the
+        // entry's prefix is checked here (O(1)): finding where an entry ends takes all template
+        // symbols' offsets, which `template_entries` sorts once.
         if is_template && self.dialect != Dialect::R72 {
-            self.template_entry_of(&symbol)
-                .map_err(|_| Error::new(ErrorKind::TemplateOffsetOutOfBounds { symbol: index }, at + 48))?;
+            let bad = Error::new(ErrorKind::TemplateOffsetOutOfBounds { symbol: index }, at + 48);
+            let code = self.template_code.ok_or(bad)?;
+            code.check_entry(symbol.template_offset).map_err(|_| bad)?;
         }
         Ok(symbol)
     }
@@ -901,7 +904,31 @@ impl<'a> Module<'a> {
         self.template_meta
     }
 
-    /// The template entry a template symbol points at.
+    /// Every template symbol with its template entry, in symbol-table order: each entry runs to
+    /// the next offset another template symbol points at (offsets sorted once: O(n log n)).
+    /// Symbols whose entry does not parse (bad parameter names in its extent) are left out.
+    #[cfg(feature = "alloc")]
+    pub fn template_entries(&self) -> alloc::vec::Vec<(Symbol<'a>, TemplateEntry<'a>)> {
+        use alloc::vec::Vec;
+        let Some(code) = self.template_code.filter(|_| self.dialect != Dialect::R72) else {
+            return Vec::new();
+        };
+        let templates: Vec<Symbol<'a>> = self.symbols().filter(Symbol::is_template).collect();
+        let mut offsets: Vec<u64> = templates.iter().map(|s| s.template_offset).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        templates
+            .into_iter()
+            .filter_map(|symbol| {
+                let next = offsets.partition_point(|&o| o <= symbol.template_offset);
+                let end = offsets.get(next).copied().unwrap_or(code.len());
+                code.entry_at(symbol.template_offset, end).ok().map(|entry| (symbol, entry))
+            })
+            .collect()
+    }
+
+    /// The template entry a template symbol points at (one symbol: scans the symbol table for
+    /// the entry's end; use [`Module::template_entries`] for all of them).
     pub fn template_of(&self, symbol: &Symbol<'a>) -> Option<TemplateEntry<'a>> {
         if !symbol.is_template() {
             return None;

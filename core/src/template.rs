@@ -157,6 +157,13 @@ impl<'a> TemplateCode<'a> {
         Ok((kind, name, param_count, offset + cursor.position()))
     }
 
+    /// Checks that an entry's short prefix (kind, name, parameter count) lies at `offset`:
+    /// the O(1) check validation applies to every template symbol.
+    pub fn check_entry(&self, offset: u64) -> Result<()> {
+        let start = usize::try_from(offset).map_err(|_| ErrorKind::TemplateTruncated)?;
+        self.prefix(start).map(|_| ())
+    }
+
     /// The entry at `offset` that runs to `end` (exclusive; clamped to the section).
     ///
     /// If the entry has bytes past its short prefix, they must start with `param_count`

@@ -313,12 +313,13 @@ impl<'a> LoadedModule<'a> {
             }
         }
         // One pass over the symbols: names into the table (addresses are filled in once the
-        // image is placed), imports resolved, templates copied. Symbol counts are bounded by the
+        // image is placed), imports resolved. Symbol counts are bounded by the
         // file's size (validated), so these vectors are too.
         let count = module.symbol_count() as usize;
         let mut symbols = SymbolTable::with_capacity(count, module.strings().len());
         let mut links: Vec<Link> = Vec::with_capacity(count);
-        let mut templates = Vec::new();
+        let templates: Vec<(Vec<u8>, Vec<u8>)> =
+            module.template_entries().into_iter().map(|(s, t)| (s.name.to_vec(), t.bytes.to_vec())).collect();
         let mut deps: Vec<Keepalive> = Vec::new();
         for index in 0..module.symbol_count() {
             let sym = module.symbol_checked(index).map_err(LoadError::Format)?;
@@ -338,9 +339,6 @@ impl<'a> LoadedModule<'a> {
             } else {
                 None
             };
-            if let Some(template) = module.template_of(&sym) {
-                templates.push((sym.name.to_vec(), template.bytes.to_vec()));
-            }
             let addressable = sym.kind.is_addressable() && !sym.is_template();
             let exported = sym.is_exported() && addressable;
             symbols.push(sym.name, sym.kind, sym.binding, 0, sym.size, exported, sym.is_template());
