@@ -210,3 +210,22 @@ fn four_threads_allocate_seal_call_and_free_concurrently() {
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.bytes_live), (0, 0));
 }
+
+#[test]
+fn the_mapping_estimate_follows_protections() {
+    use smf_core::exec::MemoryKind;
+    let exec = ExecAllocator::default();
+    // A sealed read-write data segment next to free (read-write) pages is one kernel mapping.
+    let mut batch = exec.batch();
+    batch.alloc_image(&[(4096, MemoryKind::ReadWrite)]).unwrap();
+    batch.seal().unwrap();
+    assert_eq!(exec.stats().mappings, 1);
+    assert_eq!(mappings_within(&exec.regions()), 1);
+    // Code then read-only data: three runs (RX, R, the free rest).
+    let mut batch = exec.batch();
+    batch.alloc_image(&[(4096, MemoryKind::Code), (4096, MemoryKind::ReadOnly)]).unwrap();
+    batch.seal().unwrap();
+    let estimate = exec.stats().mappings;
+    assert_eq!(estimate, mappings_within(&exec.regions()));
+    assert!((3..=4).contains(&estimate), "{estimate}");
+}

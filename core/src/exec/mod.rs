@@ -114,7 +114,8 @@ pub struct Stats {
     pub pages_sealed: usize,
     /// Reserved regions.
     pub regions: usize,
-    /// Kernel mappings the regions occupy (runs of pages with the same protection).
+    /// Kernel mappings the regions occupy: runs of adjacent pages with the same protection (an
+    /// estimate; patched pages can add a few).
     pub mappings: usize,
     /// Protection changes made (mprotect, discards, patch moves).
     pub protection_changes: u64,

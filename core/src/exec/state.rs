@@ -734,18 +734,24 @@ impl State {
             ..Stats::default()
         };
         for region in &self.regions {
+            // Adjacent pages with one protection are one kernel mapping (patched pages, moved
+            // in by mremap, may add a few that this estimate does not see).
             let mut previous = None;
             for page in &region.pages {
-                let class = match page.state {
-                    PageState::Free => 0,
-                    PageState::Open(_) => 1,
-                    PageState::Sealed => 2,
+                let protection = match page.state {
+                    PageState::Free => FREE_PROTECTION,
+                    PageState::Open(_) => {
+                        stats.pages_open += 1;
+                        self.open_protection()
+                    }
+                    PageState::Sealed => {
+                        stats.pages_sealed += 1;
+                        self.sealed_protection(page.kind)
+                    }
                 };
-                stats.pages_open += usize::from(class == 1);
-                stats.pages_sealed += usize::from(class == 2);
-                if previous != Some(class) {
+                if previous != Some(protection) {
                     stats.mappings += 1;
-                    previous = Some(class);
+                    previous = Some(protection);
                 }
             }
         }
