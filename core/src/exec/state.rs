@@ -589,7 +589,14 @@ impl State {
                 j += 1;
             }
             let base = self.regions[r].base;
-            let cursors: Vec<(u64, usize)> = self.batches.iter().map(|(&id, b)| (id, b.cursor)).collect();
+            // Open pages need their batch's cursor; a released module has only sealed pages.
+            let has_open =
+                self.regions[r].pages[first..last].iter().any(|p| matches!(p.state, PageState::Open(_)));
+            let cursors: Vec<(u64, usize)> = if has_open {
+                self.batches.iter().map(|(&id, b)| (id, b.cursor)).collect()
+            } else {
+                Vec::new()
+            };
             self.apply(r, first, last, |p, i| match p.state {
                 PageState::Sealed if p.live == 0 => PageAction::Release,
                 // An open page below its batch's cursor will never receive another block.
