@@ -225,7 +225,9 @@ fn the_mapping_estimate_follows_protections() {
     let mut batch = exec.batch();
     batch.alloc_image(&[(4096, MemoryKind::Code), (4096, MemoryKind::ReadOnly)]).unwrap();
     batch.seal().unwrap();
-    let estimate = exec.stats().mappings;
-    assert_eq!(estimate, mappings_within(&exec.regions()));
+    // The kernel may merge more than the estimate assumes (qemu-user's emulated maps do), never
+    // less: the estimate is an upper bound.
+    let (estimate, kernel) = (exec.stats().mappings, mappings_within(&exec.regions()));
+    assert!(kernel <= estimate, "kernel {kernel}, estimate {estimate}");
     assert!((3..=4).contains(&estimate), "{estimate}");
 }
