@@ -181,6 +181,38 @@ fn global_data_matches_native() {
 }
 
 #[test]
+fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
+    use smf_core::{Module, RelocKind};
+    let dir = scratch("got");
+    let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC"]).unwrap();
+    let module = Module::parse(&bytes).unwrap();
+    let kinds_against = |name: &[u8]| -> Vec<RelocKind> {
+        module
+            .relocations()
+            .filter(|r| module.symbol(r.symbol).is_some_and(|s| s.name == name))
+            .map(|r| r.kind)
+            .collect()
+    };
+    let own = [kinds_against(b"own"), kinds_against(b"own_table")].concat();
+    assert!(!own.is_empty() && own.iter().all(|&k| k == RelocKind::Pc32), "own globals: {own:?}");
+    let imported = kinds_against(b"imported");
+    assert!(!imported.is_empty() && imported.iter().all(|&k| k == RelocKind::GotPc32), "{imported:?}");
+
+    // The relaxed code still reads the right values (lea instead of a load from the GOT), and the
+    // import goes through its slot.
+    static IMPORTED: i64 = 35;
+    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
+    let resolver = smf_core::load::TableResolver(&table);
+    let loaded = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
+    let results: Vec<i64> =
+        [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
+            .iter()
+            .map(|(f, args)| call(&loaded, f, args))
+            .collect();
+    assert_eq!(results, [7, 3, 35, 7 + 4 + 35]);
+}
+
+#[test]
 fn compiled_code_shapes_match_native() {
     let calls: &[Call] = &[
         ("sum_squares", &[100]),

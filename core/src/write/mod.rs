@@ -289,6 +289,12 @@ impl ModuleBuilder {
         sat_u32(self.sections.len() - 1)
     }
 
+    /// The bytes of section `index`, for patching after the section was added (`None` past the
+    /// end).
+    pub fn section_data_mut(&mut self, index: u32) -> Option<&mut [u8]> {
+        self.sections.get_mut(index as usize).map(|s| s.data.as_mut_slice())
+    }
+
     /// Adds a code section with the writers' alignment (16).
     pub fn add_code(&mut self, name: &[u8], code: &[u8]) -> u32 {
         self.add_code_aligned(name, code, 16)

@@ -2,6 +2,7 @@
 //! the `object` crate, which the library does not link); everything else is `smf::cli`.
 
 mod pack;
+mod relax;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

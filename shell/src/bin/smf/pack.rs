@@ -6,8 +6,9 @@
 //! - Global and weak functions and objects become symbols with their binding; local symbols and
 //!   section symbols that relocations use become local symbols; undefined symbols become imports.
 //! - Relocations in code: `R_X86_64_64` -> abs64, `PC32` -> pc32, `PLT32` -> plt32, `GOTPCREL`,
-//!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the GOT form is always correct; the loader gives
-//!   each symbol a GOT slot), `32`/`32S` -> abs32 (S128 only).
+//!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the loader gives each such symbol a GOT slot),
+//!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object
+//!   defines is relaxed to a direct reference (pc32) as a static linker would ([`crate::relax`]).
 //! - Unwind tables, notes, comments and debug info are dropped with a note on stderr; anything
 //!   that cannot be represented (relocations in data, thread-local storage, constructors, other
 //!   relocation types) is an error naming it.
@@ -71,8 +72,8 @@ fn usage(message: &str) -> i32 {
 
 /// How an ELF section is carried over.
 enum Placed {
-    /// Code at this offset in the code image.
-    Code { offset: u64 },
+    /// Code at this offset in the code image, in this SMF section.
+    Code { offset: u64, section: u32 },
     /// A data section with this SMF section index.
     Data { section: u32 },
 }
@@ -115,8 +116,8 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             section.align().max(1),
         );
         spec.virtual_size = padded;
-        b.add_section(spec);
-        placed.insert(section.index(), Placed::Code { offset });
+        let index = b.add_section(spec);
+        placed.insert(section.index(), Placed::Code { offset, section: index });
         offset += padded;
     }
 
@@ -211,7 +212,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             }
             SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
                 match placed.get(&index) {
-                    Some(Placed::Code { offset }) => Some(
+                    Some(Placed::Code { offset, .. }) => Some(
                         SymbolSpec::function(name, offset + symbol.address(), symbol.size())
                             .with_binding(binding),
                     ),
@@ -235,7 +236,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         let section = file.section_by_index(index).map_err(|e| e.to_string())?;
         let name = section.name().unwrap_or("").as_bytes().to_vec();
         let spec = match placed.get(&index) {
-            Some(Placed::Code { offset }) => SymbolSpec::function(&name, *offset, 0),
+            Some(Placed::Code { offset, .. }) => SymbolSpec::function(&name, *offset, 0),
             Some(Placed::Data { section }) => SymbolSpec::data(&name, *section, 0, 0),
             None => {
                 return Err(format!(
@@ -253,11 +254,11 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
     for section in file.sections() {
         let name = section.name().unwrap_or("").to_owned();
         let in_code = match placed.get(&section.index()) {
-            Some(Placed::Code { offset }) => Some(*offset),
+            Some(&Placed::Code { offset, section }) => Some((offset, section)),
             _ => None,
         };
         for (offset, relocation) in section.relocations() {
-            let Some(base) = in_code else {
+            let Some((base, code_section)) = in_code else {
                 if placed.contains_key(&section.index()) {
                     return Err(format!(
                         "{name}+{offset:#x}: relocations in data sections (pointers in initialized data) cannot be \
@@ -307,6 +308,21 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                 RelocationTarget::Section(index) => section_symbol(&mut b, index)?,
                 _ => return Err(format!("{name}+{offset:#x}: relocation against an absolute value")),
             };
+            let defined_here = match relocation.target() {
+                RelocationTarget::Symbol(index) => file
+                    .symbol_by_index(index)
+                    .is_ok_and(|s| s.section_index().is_some_and(|i| placed.contains_key(&i))),
+                RelocationTarget::Section(index) => placed.contains_key(&index),
+                _ => false,
+            };
+            let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+            let kind = match (relaxable && defined_here, usize::try_from(offset)) {
+                (true, Ok(at)) => b
+                    .section_data_mut(code_section)
+                    .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
+                    .unwrap_or(kind),
+                _ => kind,
+            };
             // Relocations against local symbols of other sections keep their ELF meaning: the
             // local symbol's own value already holds its offset.
             b.add_relocation(base + offset, symbol, kind, relocation.addend());
@@ -315,7 +331,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
 
     let main = file.symbols().find(|s| s.name() == Ok("main") && s.is_definition());
     if let Some(main) = main {
-        if let Some(Placed::Code { offset }) = main.section_index().and_then(|i| placed.get(&i)) {
+        if let Some(Placed::Code { offset, .. }) = main.section_index().and_then(|i| placed.get(&i)) {
             b.entry_point(offset + main.address());
         }
     }
