@@ -187,6 +187,8 @@ pub struct Symbol<'a> {
     pub index: u32,
     /// Name bytes (validated NUL-terminated in the string table; may be any bytes).
     pub name: &'a [u8],
+    /// Where the name starts in the string table ([`Module::strings`]).
+    pub name_offset: u32,
     /// Kind, with the dialect's numbering and import rule applied.
     pub kind: SymbolKind,
     /// Binding.
@@ -525,22 +527,48 @@ impl<'a> Module<'a> {
 
     /// Symbol `index`, decoded and checked (for callers of [`Module::parse_deferred`]).
     #[cfg(all(feature = "exec", target_os = "linux"))]
+    #[inline(always)]
     pub(crate) fn symbol_checked(&self, index: u32) -> Result<Symbol<'a>> {
         self.decode_symbol(index)
     }
 
-    /// Calls `f` on every relocation, decoded and checked, in table order; stops at the first
-    /// error (of the file or of `f`).
+    /// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in
+    /// table order (whole 24-byte entries; with the index of the section's first relocation and
+    /// the file offset of its first entry), for loops that decode them with
+    /// [`Module::decode_relocation`].
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn for_each_relocation_checked(
+    pub(crate) fn for_each_relocation_table<E: From<Error>>(
         &self,
-        mut f: impl FnMut(Relocation) -> Result<()>,
-    ) -> Result<()> {
-        let mut cursor = RelocationCursor::new(self);
-        while let Some((index, entry, at)) = cursor.next_entry()? {
-            f(self.decode_relocation(index, entry, at)?)?;
+        mut f: impl FnMut(RelocationEntries<'a>, u64, u64) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
+        let mut first = 0u64;
+        for index in 0..self.header.section_count {
+            let section = self.decode_section(index)?;
+            if section.section_type == SectionType::Relocations {
+                let entries = RelocationEntries(section.data.chunks_exact(RELOCATION_ENTRY_SIZE));
+                let count = entries.0.len() as u64;
+                f(entries, first, section.file_offset)?;
+                first += count;
+            }
         }
         Ok(())
+    }
+
+    /// Calls `f(kind, symbol)` on every relocation whose wire kind this dialect knows, without
+    /// any further check: the symbol index may be out of range. For a loader's planning pass,
+    /// which must be followed by decoding every relocation with [`Module::decode_relocation`]
+    /// before anything is trusted. Fails only if a section entry is malformed.
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn for_each_relocation_unchecked(&self, mut f: impl FnMut(RelocKind, u32)) -> Result<()> {
+        self.for_each_relocation_table(|entries, _, _| {
+            for entry in entries {
+                let view = RelocationView::new(entry);
+                if let Some(kind) = RelocKind::from_wire(self.dialect, view.kind()) {
+                    f(kind, view.symbol_index());
+                }
+            }
+            Ok(())
+        })
     }
 
     // ----- decoding shared by validation and the accessors -----
@@ -594,15 +622,16 @@ impl<'a> Module<'a> {
         })
     }
 
+    #[inline(always)]
     fn decode_symbol(&self, index: u32) -> Result<Symbol<'a>> {
         let at = self.symbol_entry_offset(index);
         let view = self
             .symbol_view(index)
             .ok_or(Error::new(ErrorKind::SymbolTableOutOfBounds { count: index }, at))?;
-        let name_offset = view.name_offset() as usize;
+        let name_offset = view.name_offset();
         let tail = self
             .strings
-            .get(name_offset..)
+            .get(name_offset as usize..)
             .filter(|t| !t.is_empty())
             .ok_or(Error::new(ErrorKind::NameOutOfBounds { symbol: index }, at))?;
         let name_len = tail
@@ -635,6 +664,7 @@ impl<'a> Module<'a> {
         let symbol = Symbol {
             index,
             name,
+            name_offset,
             kind,
             binding,
             visibility: view.visibility(),
@@ -658,6 +688,7 @@ impl<'a> Module<'a> {
     }
 
     /// Where a symbol's value points, checked against the code or its data section.
+    #[inline]
     fn symbol_target(
         &self,
         index: u32,
@@ -699,8 +730,14 @@ impl<'a> Module<'a> {
         Ok(SymbolTarget::Code(value))
     }
 
-    fn decode_relocation(&self, index: u64, entry: &[u8], at: u64) -> Result<Relocation> {
-        let view = RelocationView::new_unchecked(entry);
+    #[inline(always)]
+    pub(crate) fn decode_relocation(
+        &self,
+        index: u64,
+        entry: &[u8; RELOCATION_ENTRY_SIZE],
+        at: u64,
+    ) -> Result<Relocation> {
+        let view = RelocationView::new(entry);
         let wire = view.kind();
         let kind = RelocKind::from_wire(self.dialect, wire)
             .ok_or(Error::new(ErrorKind::RelocationBadKind { relocation: index, wire }, at + 12))?;
@@ -966,26 +1003,50 @@ impl<'m, 'a> RelocationCursor<'m, 'a> {
     }
 
     /// The next entry: its index, bytes and file offset; an error if a section is malformed.
-    #[inline]
-    fn next_entry(&mut self) -> Result<Option<(u64, &'a [u8], u64)>> {
+    #[inline(always)]
+    fn next_entry(&mut self) -> Result<Option<(u64, &'a [u8; RELOCATION_ENTRY_SIZE], u64)>> {
         loop {
-            if let Some((entry, rest)) = self.entries.split_at_checked(RELOCATION_ENTRY_SIZE) {
+            if let Some((entry, rest)) = self.entries.split_first_chunk::<RELOCATION_ENTRY_SIZE>() {
                 let item = (self.index, entry, self.at);
                 self.entries = rest;
                 self.at += RELOCATION_ENTRY_SIZE as u64;
                 self.index += 1;
                 return Ok(Some(item));
             }
-            if self.next_section >= self.module.header.section_count {
+            if !self.next_section()? {
                 return Ok(None);
             }
+        }
+    }
+
+    /// Moves to the next relocation section; `false` after the last section.
+    #[inline(never)]
+    fn next_section(&mut self) -> Result<bool> {
+        while self.next_section < self.module.header.section_count {
             let section = self.module.decode_section(self.next_section)?;
             self.next_section += 1;
             if section.section_type == SectionType::Relocations {
                 self.entries = section.data;
                 self.at = section.file_offset;
+                return Ok(true);
             }
         }
+        Ok(false)
+    }
+}
+
+/// The whole entries of one relocation section, as fixed-size arrays.
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub(crate) struct RelocationEntries<'a>(core::slice::ChunksExact<'a, u8>);
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+impl<'a> Iterator for RelocationEntries<'a> {
+    type Item = &'a [u8; RELOCATION_ENTRY_SIZE];
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        // Every chunk is exactly one entry long, so `first_chunk` always succeeds.
+        self.0.by_ref().find_map(<[u8]>::first_chunk)
     }
 }
 

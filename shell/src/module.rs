@@ -72,27 +72,46 @@ pub fn load_bytes(
 
 /// Reads and loads the module at `path`.
 pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, ModuleError> {
-    let bytes = read_file(path).map_err(|e| ModuleError::Io(path.to_path_buf(), e))?;
-    load_bytes(&bytes, resolver, Some(path.to_path_buf()))
+    with_file(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
+        .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
 }
 
-/// Reads a whole file with the fewest syscalls: open, fstat, one read of the size fstat gave
-/// (no extra read to find the end), close. A file that changes size meanwhile is read as far as
-/// fstat said (a truncated module then fails validation with a precise error).
-pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Files up to this size are read into a buffer kept per thread for the next load (a loaded
+/// module copies everything it needs out of the file, so the buffer is free again at once).
+const KEPT_BUFFER: usize = 16 << 20;
+
+thread_local! {
+    static FILE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on the whole file at `path`, read with the fewest syscalls (open, fstat, one read
+/// of the size fstat gave, close) into a per-thread buffer: no allocation, zeroing or page
+/// faults per load once the buffer has grown. A file that changes size meanwhile is read as far
+/// as fstat said (a truncated module then fails validation with a precise error).
+fn with_file<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
-    let mut bytes = vec![0u8; len];
+    // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
+    // slot empty and gets a buffer of its own.
+    let mut buffer = FILE_BUFFER.take();
+    buffer.resize(len, 0);
     let mut filled = 0;
     while filled < len {
-        match file.read(&mut bytes[filled..])? {
-            0 => break,
-            n => filled += n,
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    bytes.truncate(filled);
-    Ok(bytes)
+    drop(file);
+    let result = f(&buffer[..filled]);
+    if buffer.capacity() <= KEPT_BUFFER {
+        let kept = FILE_BUFFER.take();
+        FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
+    }
+    Ok(result)
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive

@@ -226,6 +226,40 @@ fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
 }
 
 #[test]
+fn files_loaded_one_after_another_never_see_each_others_bytes() {
+    use smf::module::{load_path, ModuleError, Registry};
+    // load_path reads into a buffer it keeps per thread: a short file read after a long one must
+    // be judged on its own bytes only.
+    let dir = std::env::temp_dir().join(format!("smf-buffer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = |value: u8, padding: usize| {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        let mut code = vec![0xB8, value, 0, 0, 0, 0xC3];
+        code.resize(6 + padding, 0xCC);
+        b.add_code(b"code", &code);
+        b.add_symbol(SymbolSpec::function(b"value", 0, 6));
+        b.build().unwrap()
+    };
+    let (long, short) = (module(1, 4096), module(2, 0));
+    let (long_path, short_path, cut_path) =
+        (dir.join("long.smf"), dir.join("short.smf"), dir.join("cut.smf"));
+    std::fs::write(&long_path, &long).unwrap();
+    std::fs::write(&short_path, &short).unwrap();
+    // The long module cut to the short one's length: its own bytes are not a module.
+    std::fs::write(&cut_path, &long[..short.len()]).unwrap();
+    let registry = Registry::new();
+    let first = load_path(&long_path, &registry).unwrap();
+    let second = load_path(&short_path, &registry).unwrap();
+    assert_eq!((call0(first.symbol(b"value").unwrap()), call0(second.symbol(b"value").unwrap())), (1, 2));
+    drop(load_path(&long_path, &registry).unwrap());
+    match load_path(&cut_path, &registry) {
+        Err(ModuleError::Load(_, _)) => {}
+        other => panic!("a cut module must fail to load, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_module_c_api_is_thread_safe() {
     use smf::ffi::module::{smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain};
     std::thread::scope(|scope| {

@@ -14,7 +14,10 @@
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
+mod failure;
+mod link;
 pub mod reloc;
+mod relocate;
 pub mod symtab;
 
 use alloc::string::String;
@@ -25,10 +28,12 @@ use core::any::Any;
 use core::fmt;
 
 use crate::exec::{Block, ExecAllocator, ExecError, MemoryKind};
-use crate::module::{DataRegion, SymbolTarget};
-use crate::{Binding, Dialect, Error, Module, ParseOptions, RelocKind, SymbolKind};
+use crate::module::DataRegion;
+use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
-use reloc::{RelocError, RelocInput};
+use link::{Linked, Placed, Slots, NONE};
+use reloc::RelocError;
+use relocate::Relocator;
 use symtab::SymbolTable;
 
 /// Something a loaded module keeps alive because it links to it (another module).
@@ -186,6 +191,12 @@ impl fmt::Display for LoadError {
 
 impl core::error::Error for LoadError {}
 
+impl From<Error> for LoadError {
+    fn from(e: Error) -> Self {
+        LoadError::Format(e)
+    }
+}
+
 impl From<ExecError> for LoadError {
     fn from(e: ExecError) -> Self {
         LoadError::Memory(e)
@@ -259,26 +270,6 @@ impl fmt::Debug for LoadedModule<'_> {
     }
 }
 
-/// Per-symbol link information gathered before the image exists.
-#[derive(Clone, Copy)]
-struct Slots {
-    stub: u32,
-    stub_kind: RelocKind,
-    got: u32,
-}
-
-const NONE: u32 = u32::MAX;
-
-/// What the loader needs of a symbol once its name is in the table.
-#[derive(Clone, Copy)]
-struct Link {
-    target: SymbolTarget,
-    /// The resolved address of an import.
-    import: Option<usize>,
-    /// Whether it gets an address (function, data or constant, not a template).
-    addressable: bool,
-}
-
 impl<'a> LoadedModule<'a> {
     /// Parses, validates, places, relocates and seals `file`, resolving imports with `resolver`.
     pub fn load(
@@ -287,9 +278,9 @@ impl<'a> LoadedModule<'a> {
         resolver: &dyn Resolver,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        // Symbols and relocations are validated as the load decodes them (once, not twice).
-        // If that finds a problem, the full parse decides: another layout of the file may be
-        // the valid one, and otherwise its error is the one detection would report.
+        // Symbols and relocations are validated as the load decodes them (not in a separate
+        // pass). If that finds a problem, the full parse decides: another layout of the file
+        // may be the valid one, and otherwise its error is the one detection would report.
         let module = Module::parse_deferred(file, &options.parse).map_err(LoadError::Format)?;
         match Self::load_module(allocator, &module, resolver, options) {
             Err(LoadError::Format(_)) => {
@@ -312,75 +303,10 @@ impl<'a> LoadedModule<'a> {
                 return Err(LoadError::WrongArch { module: header.arch, host });
             }
         }
-        // One pass over the symbols: names into the table (addresses are filled in once the
-        // image is placed), imports resolved. Symbol counts are bounded by the
-        // file's size (validated), so these vectors are too.
-        let count = module.symbol_count() as usize;
-        let mut symbols = SymbolTable::with_capacity(count, module.strings().len());
-        let mut links: Vec<Link> = Vec::with_capacity(count);
+        let Linked { mut symbols, mut links, deps } = link::link_symbols(module, resolver)?;
         let templates: Vec<(Vec<u8>, Vec<u8>)> =
             module.template_entries().into_iter().map(|(s, t)| (s.name.to_vec(), t.bytes.to_vec())).collect();
-        let mut deps: Vec<Keepalive> = Vec::new();
-        for index in 0..module.symbol_count() {
-            let sym = module.symbol_checked(index).map_err(LoadError::Format)?;
-            let import = if sym.kind == SymbolKind::Import {
-                Some(match resolver.resolve(sym.name) {
-                    Some(found) => {
-                        if let Some(owner) = found.keepalive {
-                            if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
-                                deps.push(owner);
-                            }
-                        }
-                        found.addr
-                    }
-                    None if sym.binding == Binding::Weak => 0,
-                    None => return Err(LoadError::Unresolved { name: lossy(sym.name) }),
-                })
-            } else {
-                None
-            };
-            let addressable = sym.kind.is_addressable() && !sym.is_template();
-            let exported = sym.is_exported() && addressable;
-            symbols.push(sym.name, sym.kind, sym.binding, 0, sym.size, exported, sym.is_template());
-            links.push(Link { target: sym.target, import, addressable });
-        }
-
-        // Stubs for branches to imports, GOT slots for GOT-relative relocations. Relocations are
-        // decoded once (their number is bounded by the file's size).
-        let mut slots = vec![Slots { stub: NONE, stub_kind: RelocKind::None, got: NONE }; count];
-        let (mut stubs, mut gots) = (0u32, 0u32);
-        let capacity = usize::try_from(module.relocation_count()).map_err(|_| LoadError::TooLarge)?;
-        let mut relocations = Vec::with_capacity(capacity);
-        module
-            .for_each_relocation_checked(|r| {
-                if r.kind == RelocKind::None {
-                    return Ok(());
-                }
-                // Validation guarantees the index of every relocation that is not `none`.
-                if let (Some(slot), Some(link)) =
-                    (slots.get_mut(r.symbol as usize), links.get(r.symbol as usize))
-                {
-                    if matches!(r.kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
-                        && link.import.is_some()
-                        && slot.stub == NONE
-                    {
-                        slot.stub = stubs;
-                        slot.stub_kind = r.kind;
-                        stubs += 1;
-                    }
-                    if matches!(
-                        r.kind,
-                        RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
-                    ) && slot.got == NONE
-                    {
-                        slot.got = gots;
-                        gots += 1;
-                    }
-                }
-                relocations.push(r);
-                Ok(())
-            })
-            .map_err(LoadError::Format)?;
+        let Slots { stubs, gots } = link::plan_slots(module, &mut links)?;
 
         // Layout: [code | stubs] [rodata | GOT] [data | bss].
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
@@ -407,7 +333,7 @@ impl<'a> LoadedModule<'a> {
         let (code_base, ro_base, rw_base) = (base(code), base(ro), base(rw));
 
         // Data sections: copy into place and remember where each went.
-        let mut section_addr: Vec<(u32, usize)> = Vec::new();
+        let mut sections: Vec<(u32, usize)> = Vec::new();
         for placement in module.data_sections() {
             let offset = size(placement.offset)?;
             let addr = match placement.region {
@@ -417,68 +343,40 @@ impl<'a> LoadedModule<'a> {
             if !placement.section.data.is_empty() {
                 batch.write(addr, placement.section.data)?;
             }
-            section_addr.push((placement.section.index, addr));
+            sections.push((placement.section.index, addr));
         }
-        let address_of = |index: usize| -> Option<usize> {
-            let link = links.get(index)?;
-            match link.target {
-                SymbolTarget::Code(offset) => Some(code_base + usize::try_from(offset).ok()?),
-                SymbolTarget::Data { section, offset } => {
-                    let offset = usize::try_from(offset).ok()?;
-                    section_addr.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
-                }
-                SymbolTarget::None => link.import,
-            }
+        let placed = Placed {
+            code: code_base,
+            stubs: code_base + stub_start,
+            got: ro_base + got_start,
+            sections: &sections,
         };
-        // Every symbol's address, computed once for the stubs, GOT, relocations and index.
-        let addresses: Vec<Option<usize>> = (0..count).map(address_of).collect();
-        let addr_of = |index: usize| addresses.get(index).copied().flatten();
+        let targets = link::place_symbols(&links, &mut symbols, &placed);
 
         // GOT slots hold the symbols' absolute addresses.
         let mut got = vec![0u8; gots as usize * 8];
-        for (index, slot) in slots.iter().enumerate().filter(|(_, s)| s.got != NONE) {
-            let at = slot.got as usize * 8;
-            got[at..at + 8].copy_from_slice(&(addr_of(index).unwrap_or(0) as u64).to_le_bytes());
+        for (link, target) in links.iter().zip(&targets).filter(|(l, _)| l.got != NONE) {
+            let slot = link.got as usize * 8;
+            got[slot..slot + 8].copy_from_slice(&(target.symbol.unwrap_or(0) as u64).to_le_bytes());
         }
 
         // Code: concatenated, stubs filled and relocated in place, in the still-writable block.
-        let fill_code =
-            |image: &mut [u8]| -> Result<(), LoadError> {
-                for (section, offset) in module.code_sections() {
-                    let at = size(offset)?;
-                    image[at..at + section.data.len()].copy_from_slice(section.data);
+        let fill_code = |image: &mut [u8]| -> Result<(), LoadError> {
+            for (section, offset) in module.code_sections() {
+                let at = size(offset)?;
+                image[at..at + section.data.len()].copy_from_slice(section.data);
+            }
+            for (link, target) in links.iter().zip(&targets) {
+                if let Some(stub) = target.stub {
+                    let stub = stub - code_base;
+                    let to = target.symbol.unwrap_or(0) as u64;
+                    write_stub(&mut image[stub..stub + STUB_SIZE], link.stub_kind, to);
                 }
-                for (index, slot) in slots.iter().enumerate().filter(|(_, s)| s.stub != NONE) {
-                    let at = stub_start + slot.stub as usize * STUB_SIZE;
-                    write_stub(
-                        &mut image[at..at + STUB_SIZE],
-                        slot.stub_kind,
-                        addr_of(index).unwrap_or(0) as u64,
-                    );
-                }
-                for r in &relocations {
-                    let index = r.symbol as usize;
-                    let name = || symbols.name(index).map_or_else(String::new, lossy);
-                    let symbol = addr_of(index)
-                        .ok_or_else(|| LoadError::NoAddress { relocation: r.index, name: name() })?;
-                    let offset = size(r.offset)?;
-                    let place = (code_base + offset) as u64;
-                    let slot = slots.get(index).copied().ok_or(LoadError::TooLarge)?;
-                    let mut target = symbol as u64;
-                    if slot.stub != NONE
-                        && (options.force_stubs || !reloc::branch_reaches(r.kind, target, r.addend, place))
-                    {
-                        target = (code_base + stub_start + slot.stub as usize * STUB_SIZE) as u64;
-                    }
-                    let got_slot =
-                        (slot.got != NONE).then(|| (ro_base + got_start + slot.got as usize * 8) as u64);
-                    let input = RelocInput { symbol: target, addend: r.addend, place, got: got_slot };
-                    reloc::apply(r.kind, &mut image[offset..], input).map_err(|error| {
-                        LoadError::Relocation { relocation: r.index, kind: r.kind, name: name(), error }
-                    })?;
-                }
-                Ok(())
-            };
+            }
+            let relocator =
+                Relocator { code_base, targets: &targets, names: &symbols, force_stubs: options.force_stubs };
+            relocator.apply_all(module, image)
+        };
         match code {
             Some(block) => batch.with_block_mut(block, fill_code)??,
             None => fill_code(&mut [])?,
@@ -487,11 +385,6 @@ impl<'a> LoadedModule<'a> {
             batch.write(ro_base + got_start, &got)?;
         }
 
-        // Symbol addresses, index, entry point, metadata.
-        for (index, _) in links.iter().enumerate().filter(|(_, l)| l.addressable) {
-            symbols.set_addr(index, addr_of(index).unwrap_or(0));
-        }
-        symbols.build_index();
         let entry = if header.is_executable() { Some(code_base + size(header.entry_point)?) } else { None };
         let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
 

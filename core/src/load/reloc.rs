@@ -65,10 +65,6 @@ fn fits_i32(v: i128) -> Result<u32, RelocError> {
     i32::try_from(v).map(|x| x as u32).map_err(|_| RelocError::OutOfRange { value: v })
 }
 
-fn read_u32(site: &[u8]) -> u32 {
-    u32::from_le_bytes([site[0], site[1], site[2], site[3]])
-}
-
 fn page(x: i128) -> i128 {
     x & !0xFFF
 }
@@ -114,27 +110,53 @@ fn encode_lo12(insn: u32, value: i128) -> Result<u32, RelocError> {
 
 /// Writes the relocation of `kind` into `site` (the bytes at P: at least 8 for abs64, 4 for
 /// the others).
+#[inline(always)]
 pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), RelocError> {
+    // The x86-64 kinds are most of every module's relocations: computed here, inline in the
+    // loader's loop; the aarch64 instruction encodings out of line.
+    match kind {
+        RelocKind::None => Ok(()),
+        RelocKind::Abs64 => {
+            let v = input.symbol.wrapping_add_signed(input.addend);
+            write(site, &v.to_le_bytes())
+        }
+        RelocKind::Pc32 | RelocKind::Plt32 => {
+            let v = i128::from(input.symbol) + i128::from(input.addend) - i128::from(input.place);
+            write(site, &fits_i32(v)?.to_le_bytes())
+        }
+        RelocKind::GotPc32 => {
+            let g = input.got.map(i128::from).ok_or(RelocError::NoGotSlot)?;
+            write(site, &fits_i32(g + i128::from(input.addend) - i128::from(input.place))?.to_le_bytes())
+        }
+        RelocKind::Abs32 => {
+            let v = i128::from(input.symbol) + i128::from(input.addend);
+            let v = u32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })?;
+            write(site, &v.to_le_bytes())
+        }
+        _ => apply_aarch64(kind, site, input),
+    }
+}
+
+/// Copies `bytes` to the start of `site`; an error (never a panic) if the site is too short,
+/// which the loader's validation rules out.
+#[inline(always)]
+fn write(site: &mut [u8], bytes: &[u8]) -> Result<(), RelocError> {
+    let field = site.get_mut(..bytes.len()).ok_or(RelocError::OutOfRange { value: 0 })?;
+    field.copy_from_slice(bytes);
+    Ok(())
+}
+
+/// The aarch64 kinds of [`apply`].
+#[inline(never)]
+fn apply_aarch64(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), RelocError> {
     let s = i128::from(input.symbol);
     let a = i128::from(input.addend);
     let p = i128::from(input.place);
     let g = || input.got.map(i128::from).ok_or(RelocError::NoGotSlot);
-    let word = |site: &mut [u8], w: u32| site[..4].copy_from_slice(&w.to_le_bytes());
-    match kind {
-        RelocKind::None => {}
-        RelocKind::Abs64 => {
-            let v = input.symbol.wrapping_add_signed(input.addend);
-            site[..8].copy_from_slice(&v.to_le_bytes());
-        }
-        RelocKind::Pc32 | RelocKind::Plt32 => word(site, fits_i32(s + a - p)?),
-        RelocKind::GotPc32 => word(site, fits_i32(g()? + a - p)?),
-        RelocKind::Abs32 => {
-            let v = s + a;
-            let v = u32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })?;
-            word(site, v);
-        }
+    let Some(&insn) = site.first_chunk::<4>() else { return Err(RelocError::OutOfRange { value: 0 }) };
+    let insn = u32::from_le_bytes(insn);
+    let word = match kind {
         RelocKind::Aarch64Branch26 => {
-            let insn = read_u32(site);
             if insn & 0x7C00_0000 != 0x1400_0000 {
                 return Err(RelocError::WrongInstruction { insn });
             }
@@ -146,14 +168,15 @@ pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), 
                 return Err(RelocError::OutOfRange { value: v });
             }
             let imm26 = u32::try_from((v >> 2) & 0x03FF_FFFF).unwrap_or(0);
-            word(site, (insn & !0x03FF_FFFF) | imm26);
+            (insn & !0x03FF_FFFF) | imm26
         }
-        RelocKind::Aarch64Page21 => word(site, encode_adrp(read_u32(site), page(s + a) - page(p))?),
-        RelocKind::Aarch64PageOffset12 => word(site, encode_lo12(read_u32(site), s + a)?),
-        RelocKind::Aarch64GotPage21 => word(site, encode_adrp(read_u32(site), page(g()?) - page(p))?),
-        RelocKind::Aarch64GotPageOffset12 => word(site, encode_lo12(read_u32(site), g()?)?),
-    }
-    Ok(())
+        RelocKind::Aarch64Page21 => encode_adrp(insn, page(s + a) - page(p))?,
+        RelocKind::Aarch64PageOffset12 => encode_lo12(insn, s + a)?,
+        RelocKind::Aarch64GotPage21 => encode_adrp(insn, page(g()?) - page(p))?,
+        RelocKind::Aarch64GotPageOffset12 => encode_lo12(insn, g()?)?,
+        _ => return Ok(()), // the x86-64 kinds are handled by `apply`
+    };
+    write(site, &word.to_le_bytes())
 }
 
 /// Whether a branch from `place` can reach `target` directly with this kind (x86-64 rel32 or

@@ -28,88 +28,97 @@ pub struct LoadedSymbol {
 }
 
 /// The symbols of a loaded module, in table order, with a hash index of the exported ones.
+///
+/// Built in one pass: [`SymbolTable::new`] takes the module's string table (names stay where
+/// the file put them, NUL-terminated) and the symbol count, which bounds the index's size;
+/// [`SymbolTable::push`] appends a symbol and indexes it if it is exported.
 #[derive(Clone, Debug, Default)]
 pub struct SymbolTable {
-    /// Every name followed by a NUL, so names can be handed to C as they are.
+    /// The string table: every name followed by a NUL, so names can be handed to C as they are.
     names: Vec<u8>,
     symbols: Vec<LoadedSymbol>,
-    /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two.
+    /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
+    /// of at least twice the number of symbols.
     buckets: Vec<u32>,
 }
 
+/// A symbol to append to a [`SymbolTable`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewSymbol {
+    /// Where its name starts in the string table.
+    pub name_offset: u32,
+    /// The name's length (a NUL follows it in the string table).
+    pub name_len: u32,
+    /// What it names.
+    pub kind: SymbolKind,
+    /// Its binding.
+    pub binding: Binding,
+    /// Its size as stored.
+    pub size: u64,
+    /// Whether other modules can see it (only these are indexed).
+    pub exported: bool,
+    /// Whether it is a generic template.
+    pub template: bool,
+}
+
 impl SymbolTable {
-    /// An empty table with room for `count` symbols and `name_bytes` bytes of names.
-    pub fn with_capacity(count: usize, name_bytes: usize) -> Self {
-        Self {
-            names: Vec::with_capacity(name_bytes + count),
-            symbols: Vec::with_capacity(count),
-            buckets: Vec::new(),
+    /// An empty table over the string table `strings` (copied), with room for `count` symbols.
+    pub fn new(strings: &[u8], count: usize) -> Self {
+        let buckets = count.saturating_mul(2).checked_next_power_of_two().unwrap_or(usize::MAX).max(8);
+        Self { names: strings.to_vec(), symbols: Vec::with_capacity(count), buckets: vec![0; buckets] }
+    }
+
+    /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins).
+    /// Returns `false`, appending nothing, if its name does not lie NUL-terminated in the string
+    /// table or the index has no room left (it holds at least the count given to
+    /// [`SymbolTable::new`], and stays at most half full).
+    #[inline(always)]
+    pub fn push(&mut self, symbol: NewSymbol) -> bool {
+        let (start, len) = (symbol.name_offset as usize, symbol.name_len as usize);
+        let index = self.symbols.len();
+        let fits = self.names.get(start..).and_then(|tail| tail.get(len)) == Some(&0);
+        if !fits || index >= self.buckets.len() / 2 {
+            return false;
         }
-    }
-
-    /// Appends a symbol (the index is built by [`SymbolTable::build_index`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        name: &[u8],
-        kind: SymbolKind,
-        binding: Binding,
-        addr: usize,
-        size: u64,
-        exported: bool,
-        template: bool,
-    ) {
-        let name_start = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.extend_from_slice(name);
-        self.names.push(0);
-        self.symbols.push(LoadedSymbol {
-            name_start,
-            name_len: u32::try_from(name.len()).unwrap_or(u32::MAX),
-            hash: fnv1a(name),
-            kind,
-            binding,
-            addr,
-            size,
-            exported,
-            template,
-        });
-    }
-
-    /// Sets the address of symbol `index` (before [`SymbolTable::build_index`]; no effect past
-    /// the end).
-    pub fn set_addr(&mut self, index: usize, addr: usize) {
-        if let Some(s) = self.symbols.get_mut(index) {
-            s.addr = addr;
-        }
-    }
-
-    /// Builds the hash index of exported symbols (the first of duplicate names wins).
-    pub fn build_index(&mut self) {
-        let exported = self.symbols.iter().filter(|s| s.exported).count();
-        let len = (exported * 2).next_power_of_two().max(8);
-        self.buckets = vec![0; len];
-        let mask = len - 1;
-        for (i, s) in self.symbols.iter().enumerate() {
-            if !s.exported {
-                continue;
-            }
-            let name = &self.names[s.name_start as usize..][..s.name_len as usize];
-            let mut b = s.hash as usize & mask;
+        let name = &self.names[start..start + len];
+        let hash = if symbol.exported { fnv1a(name) } else { 0 };
+        if symbol.exported {
+            let mask = self.buckets.len() - 1;
+            let mut b = hash as usize & mask;
             loop {
                 match self.buckets[b] {
                     0 => {
-                        self.buckets[b] = u32::try_from(i + 1).unwrap_or(0);
+                        self.buckets[b] = u32::try_from(index + 1).unwrap_or(0);
                         break;
                     }
                     taken => {
                         let other = &self.symbols[taken as usize - 1];
-                        if other.hash == s.hash && self.name_of(other) == name {
+                        if other.hash == hash && self.name_of(other) == name {
                             break; // duplicate: keep the first
                         }
                     }
                 }
                 b = (b + 1) & mask;
             }
+        }
+        self.symbols.push(LoadedSymbol {
+            name_start: symbol.name_offset,
+            name_len: symbol.name_len,
+            hash,
+            kind: symbol.kind,
+            binding: symbol.binding,
+            addr: 0,
+            size: symbol.size,
+            exported: symbol.exported,
+            template: symbol.template,
+        });
+        true
+    }
+
+    /// Sets the address of symbol `index` (no effect past the end).
+    pub fn set_addr(&mut self, index: usize, addr: usize) {
+        if let Some(s) = self.symbols.get_mut(index) {
+            s.addr = addr;
         }
     }
 
@@ -177,22 +186,71 @@ impl SymbolTable {
 mod tests {
     use super::*;
 
+    /// A string table holding `names` and the matching symbols.
+    fn table(names: &[(&[u8], Binding, bool)]) -> SymbolTable {
+        let mut strings = vec![0u8];
+        let mut offsets = Vec::new();
+        for (name, _, _) in names {
+            offsets.push(u32::try_from(strings.len()).unwrap());
+            strings.extend_from_slice(name);
+            strings.push(0);
+        }
+        let mut t = SymbolTable::new(&strings, names.len());
+        for (i, &(name, binding, exported)) in names.iter().enumerate() {
+            let symbol = NewSymbol {
+                name_offset: offsets[i],
+                name_len: u32::try_from(name.len()).unwrap(),
+                kind: SymbolKind::Function,
+                binding,
+                size: 8,
+                exported,
+                template: false,
+            };
+            assert!(t.push(symbol));
+            t.set_addr(i, 0x1000 + i);
+        }
+        t
+    }
+
     #[test]
     fn exported_symbols_are_found_and_local_ones_are_not() {
-        let mut t = SymbolTable::with_capacity(4, 32);
-        t.push(b"main", SymbolKind::Function, Binding::Global, 0x1000, 6, true, false);
-        t.push(b"helper", SymbolKind::Function, Binding::Local, 0x1010, 6, false, false);
-        t.push(b"main", SymbolKind::Function, Binding::Global, 0x2000, 6, true, false);
-        for i in 0..100u32 {
-            let name = alloc::format!("f{i}");
-            t.push(name.as_bytes(), SymbolKind::Data, Binding::Weak, i as usize, 8, true, false);
-        }
-        t.build_index();
+        let many: Vec<alloc::string::String> = (0..100).map(|i| alloc::format!("f{i}")).collect();
+        let mut names: Vec<(&[u8], Binding, bool)> = vec![
+            (b"main", Binding::Global, true),
+            (b"helper", Binding::Local, false),
+            (b"main", Binding::Global, true),
+        ];
+        names.extend(many.iter().map(|n| (n.as_bytes(), Binding::Weak, true)));
+        let t = table(&names);
         assert_eq!(t.lookup(b"main").map(|s| s.addr), Some(0x1000), "the first duplicate wins");
         assert_eq!(t.lookup(b"helper"), None);
-        assert_eq!(t.lookup(b"f57").map(|s| s.addr), Some(57));
+        assert_eq!(t.lookup(b"f57").map(|s| s.addr), Some(0x1000 + 3 + 57));
         assert_eq!(t.lookup(b"f100"), None);
         assert_eq!(t.name_with_nul(1), Some(&b"helper\0"[..]));
         assert_eq!(t.len(), 103);
+    }
+
+    #[test]
+    fn names_outside_the_string_table_and_extra_symbols_are_refused() {
+        let mut t = SymbolTable::new(b"\0ab\0cd", 2);
+        let symbol = |name_offset, name_len| NewSymbol {
+            name_offset,
+            name_len,
+            kind: SymbolKind::Data,
+            binding: Binding::Global,
+            size: 0,
+            exported: true,
+            template: false,
+        };
+        assert!(!t.push(symbol(4, 2)), "no NUL after the name");
+        assert!(!t.push(symbol(9, 0)), "past the end");
+        assert!(!t.push(symbol(1, 1)), "the byte after the name is not NUL");
+        // Room for 2 symbols means 8 buckets (the minimum), which stay at most half full.
+        for _ in 0..4 {
+            assert!(t.push(symbol(1, 2)));
+        }
+        assert!(!t.push(symbol(1, 2)), "the index would be more than half full");
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.name(0), Some(&b"ab"[..]));
     }
 }

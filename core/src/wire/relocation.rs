@@ -19,6 +19,11 @@ pub struct RelocationView<'a> {
 }
 
 impl<'a> RelocationView<'a> {
+    /// A view of a whole entry.
+    pub const fn new(entry: &'a [u8; RELOCATION_ENTRY_SIZE]) -> Self {
+        Self { bytes: entry }
+    }
+
     /// A view without a length check; missing fields read as zero.
     pub const fn new_unchecked(bytes: &'a [u8]) -> Self {
         Self { bytes }

@@ -1,0 +1,69 @@
+//! How the loader's hot passes report failure. Each pass runs first with [`Quiet`] failures,
+//! which carry nothing: the error paths then need no detail (positions, names) kept alive,
+//! which keeps the loops tight. Only if that run fails does the pass run again with
+//! [`LoadError`] to say precisely what failed and where. Both runs are the same code (generic
+//! over [`Failure`]), so they cannot disagree, and a load that succeeds runs each pass once.
+
+use alloc::string::String;
+
+use super::reloc::RelocError;
+use super::symtab::SymbolTable;
+use super::{lossy, LoadError};
+use crate::module::Relocation;
+use crate::Error;
+
+/// How a failure is reported.
+pub(super) trait Failure: From<Error> {
+    /// The import `name` resolves nowhere.
+    fn unresolved(name: &[u8]) -> Self;
+    /// The relocation refers to a symbol without an address.
+    fn no_address(r: &Relocation, names: &SymbolTable) -> Self;
+    /// The relocation's value does not fit, or its instruction does not match.
+    fn relocation(r: &Relocation, names: &SymbolTable, error: RelocError) -> Self;
+    /// Something validation rules out happened anyway (or a size does not fit the address space).
+    fn inconsistent() -> Self;
+}
+
+/// A failure without detail: the first run of a pass only needs to know that something failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Quiet;
+
+impl From<Error> for Quiet {
+    fn from(_: Error) -> Self {
+        Quiet
+    }
+}
+
+impl Failure for Quiet {
+    fn unresolved(_: &[u8]) -> Self {
+        Quiet
+    }
+    fn no_address(_: &Relocation, _: &SymbolTable) -> Self {
+        Quiet
+    }
+    fn relocation(_: &Relocation, _: &SymbolTable, _: RelocError) -> Self {
+        Quiet
+    }
+    fn inconsistent() -> Self {
+        Quiet
+    }
+}
+
+fn name_of(r: &Relocation, names: &SymbolTable) -> String {
+    names.name(r.symbol as usize).map_or_else(String::new, lossy)
+}
+
+impl Failure for LoadError {
+    fn unresolved(name: &[u8]) -> Self {
+        LoadError::Unresolved { name: lossy(name) }
+    }
+    fn no_address(r: &Relocation, names: &SymbolTable) -> Self {
+        LoadError::NoAddress { relocation: r.index, name: name_of(r, names) }
+    }
+    fn relocation(r: &Relocation, names: &SymbolTable, error: RelocError) -> Self {
+        LoadError::Relocation { relocation: r.index, kind: r.kind, name: name_of(r, names), error }
+    }
+    fn inconsistent() -> Self {
+        LoadError::TooLarge
+    }
+}

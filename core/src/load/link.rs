@@ -1,0 +1,190 @@
+//! The symbol side of a load, in three passes that each keep little state (they are the
+//! loader's hot loops, and run as separate functions so that each compiles to a tight loop):
+//!
+//! 1. [`link_symbols`]: every symbol decoded and validated, into the [`SymbolTable`] and its
+//!    index; imports resolved.
+//! 2. [`plan_slots`]: which symbols need a branch stub or a GOT slot, from the relocation kinds
+//!    (only kinds and symbol indices are read; relocations are validated when applied).
+//! 3. [`place_symbols`]: once the image is placed, every symbol's address, its stub's and its
+//!    GOT slot's.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::failure::{Failure, Quiet};
+use super::relocate::Target;
+use super::symtab::{NewSymbol, SymbolTable};
+use super::{Keepalive, LoadError, Resolver};
+use crate::module::SymbolTarget;
+use crate::{Binding, Module, RelocKind, SymbolKind};
+
+/// "No slot" for [`Link::stub`] and [`Link::got`].
+pub(super) const NONE: u32 = u32::MAX;
+
+/// What the loader needs of a symbol once its name is in the table.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Link {
+    /// Where its value points.
+    pub(super) target: SymbolTarget,
+    /// The resolved address of an import.
+    pub(super) import: Option<usize>,
+    /// Whether it gets an address (function, data or constant, not a template).
+    pub(super) addressable: bool,
+    /// Its branch stub (for branches to imports), or [`NONE`].
+    pub(super) stub: u32,
+    /// The branch kind its stub is written for.
+    pub(super) stub_kind: RelocKind,
+    /// Its GOT slot (for GOT-relative relocations), or [`NONE`].
+    pub(super) got: u32,
+}
+
+/// The symbols of a module being loaded.
+pub(super) struct Linked {
+    /// Names, kinds and the hash index (addresses filled in by [`place_symbols`]).
+    pub(super) symbols: SymbolTable,
+    /// Per symbol, in table order.
+    pub(super) links: Vec<Link>,
+    /// The modules its imports resolved into.
+    pub(super) deps: Vec<Keepalive>,
+}
+
+/// Pass 1: decodes and validates every symbol into a table with its index, resolving imports
+/// through `resolver`. The counts are bounded by the file's size (validated), so the vectors are.
+pub(super) fn link_symbols(module: &Module<'_>, resolver: &dyn Resolver) -> Result<Linked, LoadError> {
+    match link_symbols_as::<Quiet>(module, resolver) {
+        Ok(linked) => Ok(linked),
+        // Deterministic: the detailed run fails where the quiet one did.
+        Err(Quiet) => link_symbols_as::<LoadError>(module, resolver),
+    }
+}
+
+#[inline(never)]
+fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> Result<Linked, F> {
+    let count = module.symbol_count() as usize;
+    let mut symbols = SymbolTable::new(module.strings(), count);
+    let mut links: Vec<Link> = Vec::with_capacity(count);
+    let mut deps: Vec<Keepalive> = Vec::new();
+    for index in 0..module.symbol_count() {
+        let sym = module.symbol_checked(index)?;
+        let import = match sym.kind {
+            SymbolKind::Import => Some(
+                resolve(resolver, sym.name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(sym.name))?,
+            ),
+            _ => None,
+        };
+        let addressable = sym.kind.is_addressable() && !sym.is_template();
+        let pushed = symbols.push(NewSymbol {
+            name_offset: sym.name_offset,
+            name_len: u32::try_from(sym.name.len()).map_err(|_| F::inconsistent())?,
+            kind: sym.kind,
+            binding: sym.binding,
+            size: sym.size,
+            exported: sym.is_exported() && addressable,
+            template: sym.is_template(),
+        });
+        if !pushed {
+            return Err(F::inconsistent()); // a validated module's names always fit
+        }
+        let (stub, stub_kind, got) = (NONE, RelocKind::None, NONE);
+        links.push(Link { target: sym.target, import, addressable, stub, stub_kind, got });
+    }
+    Ok(Linked { symbols, links, deps })
+}
+
+/// The address of the import `name` (0 for an unresolved weak import), keeping its owner alive
+/// through `deps`; `None` if it is unresolved.
+#[inline(never)]
+fn resolve(
+    resolver: &dyn Resolver,
+    name: &[u8],
+    binding: Binding,
+    deps: &mut Vec<Keepalive>,
+) -> Option<usize> {
+    match resolver.resolve(name) {
+        Some(found) => {
+            if let Some(owner) = found.keepalive {
+                if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
+                    deps.push(owner);
+                }
+            }
+            Some(found.addr)
+        }
+        None if binding == Binding::Weak => Some(0),
+        None => None,
+    }
+}
+
+/// How many stubs and GOT slots a module needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Slots {
+    /// Branch stubs (one per import some branch calls).
+    pub(super) stubs: u32,
+    /// GOT slots (one per symbol a GOT-relative relocation names).
+    pub(super) gots: u32,
+}
+
+/// Pass 2: numbers the stubs and GOT slots of `links` from the relocation kinds.
+#[inline(never)]
+pub(super) fn plan_slots(module: &Module<'_>, links: &mut [Link]) -> Result<Slots, LoadError> {
+    let mut slots = Slots::default();
+    module.for_each_relocation_unchecked(|kind, symbol| {
+        let Some(link) = links.get_mut(symbol as usize) else { return };
+        match kind {
+            RelocKind::Plt32 | RelocKind::Aarch64Branch26 if link.import.is_some() && link.stub == NONE => {
+                link.stub = slots.stubs;
+                link.stub_kind = kind;
+                slots.stubs += 1;
+            }
+            RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
+                if link.got == NONE =>
+            {
+                link.got = slots.gots;
+                slots.gots += 1;
+            }
+            _ => {}
+        }
+    })?;
+    Ok(slots)
+}
+
+/// Where the parts of a placed image start.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Placed<'s> {
+    /// The code.
+    pub(super) code: usize,
+    /// The first branch stub.
+    pub(super) stubs: usize,
+    /// The first GOT slot.
+    pub(super) got: usize,
+    /// Each data section's address, by section index.
+    pub(super) sections: &'s [(u32, usize)],
+}
+
+/// Pass 3: every symbol's address (also written into `symbols`), its stub's and its GOT slot's.
+#[inline(never)]
+pub(super) fn place_symbols(links: &[Link], symbols: &mut SymbolTable, placed: &Placed<'_>) -> Vec<Target> {
+    let address_of = |link: &Link| -> Option<usize> {
+        match link.target {
+            SymbolTarget::Code(offset) => Some(placed.code + usize::try_from(offset).ok()?),
+            SymbolTarget::Data { section, offset } => {
+                let offset = usize::try_from(offset).ok()?;
+                placed.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
+            }
+            SymbolTarget::None => link.import,
+        }
+    };
+    let slot = |start: usize, index: u32, size: usize| (index != NONE).then(|| start + index as usize * size);
+    let mut targets = Vec::with_capacity(links.len());
+    for (index, link) in links.iter().enumerate() {
+        let addr = address_of(link);
+        if link.addressable {
+            symbols.set_addr(index, addr.unwrap_or(0));
+        }
+        targets.push(Target {
+            symbol: addr,
+            stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
+            got: slot(placed.got, link.got, 8),
+        });
+    }
+    targets
+}
