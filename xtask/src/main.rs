@@ -20,7 +20,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
-  bench [--quick]      run the benchmarks (--quick: fewer iterations)
+  bench [NAME]... [--quick]
+                       run the benchmarks (parse, exec, load; all by default;
+                       --quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64

@@ -10,14 +10,26 @@ use std::time::{Duration, Instant};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
+    if let Some(unknown) = named.iter().find(|n| !["parse", "exec", "load"].contains(n)) {
+        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load)"));
+    }
+    let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
         eprintln!("warning: benchmarks built without optimizations; the cargo alias builds with --release");
     }
-    parse::run(if quick { 30 } else { 300 })?;
-    println!();
-    exec::run(if quick { 5 } else { 30 })?;
-    println!();
-    load::run(if quick { 20 } else { 300 })
+    if wanted("parse") {
+        parse::run(if quick { 30 } else { 300 })?;
+        println!();
+    }
+    if wanted("exec") {
+        exec::run(if quick { 5 } else { 30 })?;
+        println!();
+    }
+    if wanted("load") {
+        load::run(if quick { 20 } else { 300 })?;
+    }
+    Ok(())
 }
 
 /// Median per-call times of `fns`, measured interleaved for `rounds` rounds.
