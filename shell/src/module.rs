@@ -95,6 +95,10 @@ fn with_file<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own.
     let mut buffer = FILE_BUFFER.take();
+    // A file too large for memory is an error, never an abort. Only bytes past the buffer's old
+    // length are zeroed; the read overwrites the rest.
+    let growth = len.saturating_sub(buffer.len());
+    buffer.try_reserve_exact(growth).map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
     buffer.resize(len, 0);
     let mut filled = 0;
     while filled < len {

@@ -312,14 +312,17 @@ impl<'a> LoadedModule<'a> {
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
         let code_size = size(module.code_size())?;
         let stub_start = align_up(code_size, STUB_SIZE).ok_or(LoadError::TooLarge)?;
-        let code_len = if stubs == 0 { code_size } else { stub_start + stubs as usize * STUB_SIZE };
+        let after = |start: usize, count: u32, size: usize| {
+            (count as usize).checked_mul(size).and_then(|n| start.checked_add(n)).ok_or(LoadError::TooLarge)
+        };
+        let code_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
         let ro_size = size(module.read_only_size())?;
         let got_start = align_up(ro_size, 8).ok_or(LoadError::TooLarge)?;
-        let ro_len = if gots == 0 { ro_size } else { got_start + gots as usize * 8 };
+        let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, 8)? };
         let rw_len = size(module.read_write_size())?;
 
         let mut batch = allocator.batch();
-        let (code, ro, rw) = if code_len + ro_len + rw_len == 0 {
+        let (code, ro, rw) = if code_len == 0 && ro_len == 0 && rw_len == 0 {
             (None, None, None)
         } else {
             let image = batch.alloc_image(&[

@@ -308,7 +308,8 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                 RelocationTarget::Section(index) => section_symbol(&mut b, index)?,
                 _ => return Err(format!("{name}+{offset:#x}: relocation against an absolute value")),
             };
-            let defined_here = match relocation.target() {
+            // A GOT load of a symbol this object defines becomes a direct reference.
+            let defined_here = || match relocation.target() {
                 RelocationTarget::Symbol(index) => file
                     .symbol_by_index(index)
                     .is_ok_and(|s| s.section_index().is_some_and(|i| placed.contains_key(&i))),
@@ -316,8 +317,8 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                 _ => false,
             };
             let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
-            let kind = match (relaxable && defined_here, usize::try_from(offset)) {
-                (true, Ok(at)) => b
+            let kind = match usize::try_from(offset) {
+                Ok(at) if relaxable && defined_here() => b
                     .section_data_mut(code_section)
                     .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
                     .unwrap_or(kind),
