@@ -17,9 +17,31 @@ pub const fn fnv1a(bytes: &[u8]) -> u32 {
     hash
 }
 
+/// The length and [`fnv1a`] hash of the NUL-terminated string at the start of `bytes`, in one
+/// pass over it; `None` if `bytes` holds no NUL.
+#[inline(always)]
+pub(crate) fn fnv1a_until_nul(bytes: &[u8]) -> Option<(usize, u32)> {
+    let mut hash = BASIS;
+    for (len, &byte) in bytes.iter().enumerate() {
+        if byte == 0 {
+            return Some((len, hash));
+        }
+        hash = (hash ^ u32::from(byte)).wrapping_mul(PRIME);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fnv1a;
+    use super::{fnv1a, fnv1a_until_nul};
+
+    #[test]
+    fn the_one_pass_hash_stops_at_the_nul() {
+        assert_eq!(fnv1a_until_nul(b"main\0rest"), Some((4, fnv1a(b"main"))));
+        assert_eq!(fnv1a_until_nul(b"\0"), Some((0, fnv1a(b""))));
+        assert_eq!(fnv1a_until_nul(b"main"), None);
+        assert_eq!(fnv1a_until_nul(b""), None);
+    }
 
     #[test]
     fn matches_the_published_values() {

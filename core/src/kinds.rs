@@ -274,9 +274,37 @@ pub enum RelocKind {
     Aarch64GotPageOffset12,
 }
 
+/// [`RelocKind::from_wire`] for every wire byte of each dialect (in [`Dialect::ALL`] order).
+static WIRE_KINDS: [[Option<RelocKind>; 256]; 3] =
+    [wire_kinds(Dialect::S128), wire_kinds(Dialect::R96), wire_kinds(Dialect::R72)];
+
+const fn wire_kinds(dialect: Dialect) -> [Option<RelocKind>; 256] {
+    let mut table = [None; 256];
+    let mut wire: u8 = 0;
+    loop {
+        table[wire as usize] = RelocKind::decode_wire(dialect, wire);
+        if wire == u8::MAX {
+            return table;
+        }
+        wire += 1;
+    }
+}
+
 impl RelocKind {
-    /// Meaning of a wire byte in `dialect` (`None`: not defined there).
+    /// Meaning of a wire byte in `dialect` (`None`: not defined there). One table lookup: the
+    /// loader decodes every relocation's kind with it.
+    #[inline]
     pub const fn from_wire(dialect: Dialect, wire: u8) -> Option<Self> {
+        let table = match dialect {
+            Dialect::S128 => &WIRE_KINDS[0],
+            Dialect::R96 => &WIRE_KINDS[1],
+            Dialect::R72 => &WIRE_KINDS[2],
+        };
+        table[wire as usize]
+    }
+
+    /// The definition [`RelocKind::from_wire`] tabulates.
+    const fn decode_wire(dialect: Dialect, wire: u8) -> Option<Self> {
         use RelocKind::*;
         match (dialect, wire) {
             (Dialect::R96 | Dialect::R72, 0) => Some(None),

@@ -233,6 +233,39 @@ impl<'a> Symbol<'a> {
     }
 }
 
+/// What a loader keeps of a decoded symbol (its name is found in the string table).
+#[cfg(all(feature = "exec", target_os = "linux"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SymbolCore {
+    /// Where its name starts in the string table.
+    pub(crate) name_offset: u32,
+    /// What it names.
+    pub(crate) kind: SymbolKind,
+    /// Its binding.
+    pub(crate) binding: Binding,
+    /// Its size as stored.
+    pub(crate) size: u64,
+    /// Whether it is a generic template.
+    pub(crate) template: bool,
+    /// Where its value points.
+    pub(crate) target: SymbolTarget,
+}
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+impl From<Symbol<'_>> for SymbolCore {
+    fn from(s: Symbol<'_>) -> Self {
+        let template = s.is_template();
+        Self {
+            name_offset: s.name_offset,
+            kind: s.kind,
+            binding: s.binding,
+            size: s.size,
+            template,
+            target: s.target,
+        }
+    }
+}
+
 /// One relocation, decoded and validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Relocation {
@@ -530,6 +563,50 @@ impl<'a> Module<'a> {
     #[inline(always)]
     pub(crate) fn symbol_checked(&self, index: u32) -> Result<Symbol<'a>> {
         self.decode_symbol(index)
+    }
+
+    /// The symbol table's entries in order, one view each (as many as the table holds, which
+    /// validation checks is the symbol count).
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn symbol_entries(&self) -> impl Iterator<Item = SymbolView<'a>> {
+        let dialect = self.dialect;
+        self.symbol_table
+            .chunks_exact(dialect.symbol_entry_size())
+            .take(self.header.symbol_count as usize)
+            .map(move |entry| SymbolView::new_unchecked(entry, dialect))
+    }
+
+    /// The symbol whose whole entry is `view` when it is a plain one (not a template, and not a
+    /// symbol in a data section), decoded with every check [`Module::symbol_checked`] makes
+    /// except finding where its name ends: the caller must refuse a name without its NUL.
+    /// `None` for any other entry, valid or not, which [`Module::symbol_checked`] decodes (the
+    /// loader's fast path for the symbols nearly every module is made of).
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    #[inline(always)]
+    pub(crate) fn plain_symbol(&self, view: &SymbolView<'a>) -> Option<SymbolCore> {
+        let name_offset = view.name_offset();
+        if name_offset as usize >= self.strings.len() || view.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
+            return None;
+        }
+        let declared = SymbolKind::from_wire(self.dialect, view.sym_type())?;
+        let binding = Binding::from_wire(view.binding())?;
+        let (value, size) = (view.value(), view.size());
+        // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
+        let kind = if self.dialect == Dialect::S128 && value == 0 && size == 0 && binding != Binding::Local {
+            SymbolKind::Import
+        } else {
+            declared
+        };
+        let target = if !kind.is_addressable() {
+            SymbolTarget::None
+        } else if kind != SymbolKind::Function && view.section_index() != 0 {
+            return None;
+        } else if value.checked_add(size)? <= self.code_size {
+            SymbolTarget::Code(value)
+        } else {
+            return None;
+        };
+        Some(SymbolCore { name_offset, kind, binding, size, template: false, target })
     }
 
     /// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in

@@ -66,7 +66,9 @@ fn survive(label: &str, bytes: &[u8]) {
 
     EXEC.with(|exec| {
         let options = LoadOptions { require_arch: None, ..LoadOptions::default() };
-        drop(LoadedModule::load(exec, bytes, &Everything, &options));
+        if let Ok(loaded) = LoadedModule::load(exec, bytes, &Everything, &options) {
+            agrees_with_validation(label, bytes, &loaded, &options);
+        }
         let stats = exec.stats();
         assert_eq!(
             (stats.blocks_live, stats.pages_open, stats.pages_sealed),
@@ -74,6 +76,29 @@ fn survive(label: &str, bytes: &[u8]) {
             "{label}: load left memory"
         );
     });
+}
+
+/// The loader decodes symbols and relocations on fast paths of its own: a module it loads must
+/// be one full validation accepts, with the symbols validation decodes (same names, kinds,
+/// bindings, and an address for every addressable non-template symbol's own code or data).
+fn agrees_with_validation(label: &str, bytes: &[u8], loaded: &LoadedModule<'_>, options: &LoadOptions) {
+    let module = Module::parse_with(bytes, &options.parse)
+        .unwrap_or_else(|e| panic!("{label}: loaded, but validation refuses it: {e}"));
+    let table = loaded.symbols();
+    assert_eq!(table.len(), module.symbol_count() as usize, "{label}: symbol count");
+    for symbol in module.symbols() {
+        let index = symbol.index as usize;
+        let ours = table.get(index).unwrap_or_else(|| panic!("{label}: symbol {index} missing"));
+        assert_eq!(table.name(index), Some(symbol.name), "{label}: name of symbol {index}");
+        assert_eq!((ours.kind, ours.binding), (symbol.kind, symbol.binding), "{label}: symbol {index}");
+        assert_eq!(ours.template, symbol.is_template(), "{label}: template flag of symbol {index}");
+        if symbol.kind.is_addressable()
+            && !symbol.is_template()
+            && symbol.kind != smf_core::SymbolKind::Import
+        {
+            assert_ne!(ours.addr, 0, "{label}: symbol {index} has no address");
+        }
+    }
 }
 
 /// Kernel mappings left in this thread's allocator's regions: at most the reservation.

@@ -14,6 +14,8 @@ use crate::Error;
 
 /// How a failure is reported.
 pub(super) trait Failure: From<Error> {
+    /// Whether failures carry detail (the second run).
+    const DETAILED: bool;
     /// The import `name` resolves nowhere.
     fn unresolved(name: &[u8]) -> Self;
     /// The relocation refers to a symbol without an address.
@@ -35,6 +37,7 @@ impl From<Error> for Quiet {
 }
 
 impl Failure for Quiet {
+    const DETAILED: bool = false;
     fn unresolved(_: &[u8]) -> Self {
         Quiet
     }
@@ -54,6 +57,7 @@ fn name_of(r: &Relocation, names: &SymbolTable) -> String {
 }
 
 impl Failure for LoadError {
+    const DETAILED: bool = true;
     fn unresolved(name: &[u8]) -> Self {
         LoadError::Unresolved { name: lossy(name) }
     }

@@ -15,25 +15,42 @@ use super::failure::{Failure, Quiet};
 use super::relocate::Target;
 use super::symtab::{NewSymbol, SymbolTable};
 use super::{Keepalive, LoadError, Resolver};
-use crate::module::SymbolTarget;
+use crate::module::{SymbolCore, SymbolTarget};
 use crate::{Binding, Module, RelocKind, SymbolKind};
 
 /// "No slot" for [`Link::stub`] and [`Link::got`].
 pub(super) const NONE: u32 = u32::MAX;
 
+/// Where a symbol's address comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Address {
+    /// An offset into the module's code.
+    Code(u64),
+    /// An offset into one of its data sections (0-based section index).
+    Data {
+        /// Section index.
+        section: u32,
+        /// Offset inside the section.
+        offset: u64,
+    },
+    /// A resolved import's address (0 for an unresolved weak import).
+    Import(usize),
+    /// None: types, traits, templates.
+    None,
+}
+
 /// What the loader needs of a symbol once its name is in the table.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Link {
-    /// Where its value points.
-    pub(super) target: SymbolTarget,
-    /// The resolved address of an import.
-    pub(super) import: Option<usize>,
-    /// Whether it gets an address (function, data or constant, not a template).
+    /// Where its address comes from.
+    pub(super) address: Address,
+    /// Whether it gets an address in the symbol table (function, data or constant, not a
+    /// template).
     pub(super) addressable: bool,
-    /// Its branch stub (for branches to imports), or [`NONE`].
-    pub(super) stub: u32,
     /// The branch kind its stub is written for.
     pub(super) stub_kind: RelocKind,
+    /// Its branch stub (for branches to imports), or [`NONE`].
+    pub(super) stub: u32,
     /// Its GOT slot (for GOT-relative relocations), or [`NONE`].
     pub(super) got: u32,
 }
@@ -64,29 +81,37 @@ fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> 
     let mut symbols = SymbolTable::new(module.strings(), count);
     let mut links: Vec<Link> = Vec::with_capacity(count);
     let mut deps: Vec<Keepalive> = Vec::new();
+    let mut entries = module.symbol_entries();
     for index in 0..module.symbol_count() {
-        let sym = module.symbol_checked(index)?;
-        let import = match sym.kind {
-            SymbolKind::Import => Some(
-                resolve(resolver, sym.name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(sym.name))?,
-            ),
-            _ => None,
+        // The quiet run decodes plain symbols on a fast path and leaves finding their names to
+        // the table (which hashes them on the way); everything else is decoded in full.
+        let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| module.plain_symbol(&view));
+        let sym = match plain {
+            Some(sym) => sym,
+            None => SymbolCore::from(module.symbol_checked(index)?),
         };
-        let addressable = sym.kind.is_addressable() && !sym.is_template();
-        let pushed = symbols.push(NewSymbol {
-            name_offset: sym.name_offset,
-            name_len: u32::try_from(sym.name.len()).map_err(|_| F::inconsistent())?,
-            kind: sym.kind,
-            binding: sym.binding,
-            size: sym.size,
-            exported: sym.is_exported() && addressable,
-            template: sym.is_template(),
-        });
-        if !pushed {
-            return Err(F::inconsistent()); // a validated module's names always fit
-        }
-        let (stub, stub_kind, got) = (NONE, RelocKind::None, NONE);
-        links.push(Link { target: sym.target, import, addressable, stub, stub_kind, got });
+        let addressable = sym.kind.is_addressable() && !sym.template;
+        let exported = sym.binding != Binding::Local && sym.kind != SymbolKind::Import && addressable;
+        let name = symbols
+            .push(NewSymbol {
+                name_offset: sym.name_offset,
+                kind: sym.kind,
+                binding: sym.binding,
+                size: sym.size,
+                exported,
+                template: sym.template,
+            })
+            // Only the quiet run can get here: the full decode checked the name already.
+            .ok_or_else(F::inconsistent)?;
+        let address = match (sym.kind, sym.target) {
+            (SymbolKind::Import, _) => Address::Import(
+                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?,
+            ),
+            (_, SymbolTarget::Code(offset)) => Address::Code(offset),
+            (_, SymbolTarget::Data { section, offset }) => Address::Data { section, offset },
+            (_, SymbolTarget::None) => Address::None,
+        };
+        links.push(Link { address, addressable, stub_kind: RelocKind::None, stub: NONE, got: NONE });
     }
     Ok(Linked { symbols, links, deps })
 }
@@ -130,7 +155,9 @@ pub(super) fn plan_slots(module: &Module<'_>, links: &mut [Link]) -> Result<Slot
     module.for_each_relocation_unchecked(|kind, symbol| {
         let Some(link) = links.get_mut(symbol as usize) else { return };
         match kind {
-            RelocKind::Plt32 | RelocKind::Aarch64Branch26 if link.import.is_some() && link.stub == NONE => {
+            RelocKind::Plt32 | RelocKind::Aarch64Branch26
+                if matches!(link.address, Address::Import(_)) && link.stub == NONE =>
+            {
                 link.stub = slots.stubs;
                 link.stub_kind = kind;
                 slots.stubs += 1;
@@ -164,16 +191,23 @@ pub(super) struct Placed<'s> {
 #[inline(never)]
 pub(super) fn place_symbols(links: &[Link], symbols: &mut SymbolTable, placed: &Placed<'_>) -> Vec<Target> {
     let address_of = |link: &Link| -> Option<usize> {
-        match link.target {
-            SymbolTarget::Code(offset) => Some(placed.code + usize::try_from(offset).ok()?),
-            SymbolTarget::Data { section, offset } => {
+        match link.address {
+            Address::Code(offset) => Some(placed.code + usize::try_from(offset).ok()?),
+            Address::Data { section, offset } => {
                 let offset = usize::try_from(offset).ok()?;
                 placed.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
             }
-            SymbolTarget::None => link.import,
+            Address::Import(addr) => Some(addr),
+            Address::None => None,
         }
     };
-    let slot = |start: usize, index: u32, size: usize| (index != NONE).then(|| start + index as usize * size);
+    let slot = |start: usize, index: u32, size: usize| {
+        if index == NONE {
+            Target::NO_SLOT
+        } else {
+            start + index as usize * size
+        }
+    };
     let mut targets = Vec::with_capacity(links.len());
     for (index, link) in links.iter().enumerate() {
         let addr = address_of(link);
@@ -181,7 +215,7 @@ pub(super) fn place_symbols(links: &[Link], symbols: &mut SymbolTable, placed: &
             symbols.set_addr(index, addr.unwrap_or(0));
         }
         targets.push(Target {
-            symbol: addr,
+            symbol: addr.unwrap_or(Target::NO_ADDRESS),
             stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
             got: slot(placed.got, link.got, 8),
         });

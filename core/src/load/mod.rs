@@ -34,6 +34,7 @@ use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 use link::{Linked, Placed, Slots, NONE};
 use reloc::RelocError;
 use relocate::Relocator;
+use relocate::Target;
 use symtab::SymbolTable;
 
 /// Something a loaded module keeps alive because it links to it (another module).
@@ -360,7 +361,7 @@ impl<'a> LoadedModule<'a> {
         let mut got = vec![0u8; gots as usize * 8];
         for (link, target) in links.iter().zip(&targets).filter(|(l, _)| l.got != NONE) {
             let slot = link.got as usize * 8;
-            got[slot..slot + 8].copy_from_slice(&(target.symbol.unwrap_or(0) as u64).to_le_bytes());
+            got[slot..slot + 8].copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
         }
 
         // Code: concatenated, stubs filled and relocated in place, in the still-writable block.
@@ -370,9 +371,9 @@ impl<'a> LoadedModule<'a> {
                 image[at..at + section.data.len()].copy_from_slice(section.data);
             }
             for (link, target) in links.iter().zip(&targets) {
-                if let Some(stub) = target.stub {
-                    let stub = stub - code_base;
-                    let to = target.symbol.unwrap_or(0) as u64;
+                if target.stub != Target::NO_SLOT {
+                    let stub = target.stub - code_base;
+                    let to = target.address_or_zero() as u64;
                     write_stub(&mut image[stub..stub + STUB_SIZE], link.stub_kind, to);
                 }
             }

@@ -116,18 +116,9 @@ pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), 
     // loader's loop; the aarch64 instruction encodings out of line.
     match kind {
         RelocKind::None => Ok(()),
-        RelocKind::Abs64 => {
-            let v = input.symbol.wrapping_add_signed(input.addend);
-            write(site, &v.to_le_bytes())
-        }
-        RelocKind::Pc32 | RelocKind::Plt32 => {
-            let v = i128::from(input.symbol) + i128::from(input.addend) - i128::from(input.place);
-            write(site, &fits_i32(v)?.to_le_bytes())
-        }
-        RelocKind::GotPc32 => {
-            let g = input.got.map(i128::from).ok_or(RelocError::NoGotSlot)?;
-            write(site, &fits_i32(g + i128::from(input.addend) - i128::from(input.place))?.to_le_bytes())
-        }
+        RelocKind::Abs64 => abs64(site, input.symbol, input.addend),
+        RelocKind::Pc32 | RelocKind::Plt32 => pc32(site, input.symbol, input.addend, input.place),
+        RelocKind::GotPc32 => pc32(site, input.got.ok_or(RelocError::NoGotSlot)?, input.addend, input.place),
         RelocKind::Abs32 => {
             let v = i128::from(input.symbol) + i128::from(input.addend);
             let v = u32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })?;
@@ -135,6 +126,20 @@ pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), 
         }
         _ => apply_aarch64(kind, site, input),
     }
+}
+
+/// S + A, 8 bytes ([`RelocKind::Abs64`]).
+#[inline(always)]
+pub fn abs64(site: &mut [u8], symbol: u64, addend: i64) -> Result<(), RelocError> {
+    write(site, &symbol.wrapping_add_signed(addend).to_le_bytes())
+}
+
+/// `to` + A - P, 4 bytes signed ([`RelocKind::Pc32`], [`RelocKind::Plt32`], and
+/// [`RelocKind::GotPc32`] with `to` = G).
+#[inline(always)]
+pub fn pc32(site: &mut [u8], to: u64, addend: i64, place: u64) -> Result<(), RelocError> {
+    let v = i128::from(to) + i128::from(addend) - i128::from(place);
+    write(site, &fits_i32(v)?.to_le_bytes())
 }
 
 /// Copies `bytes` to the start of `site`; an error (never a panic) if the site is too short,

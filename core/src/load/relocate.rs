@@ -1,9 +1,12 @@
 //! Applying a module's relocations to its placed code: one validating pass over the relocation
-//! entries, each checked as [`Module`] validation checks it, then computed with [`reloc::apply`].
+//! entries, computed with [`reloc::apply`].
 //!
-//! The pass is the hottest loop of a load: it runs with [`Quiet`] failures and, only if that
-//! fails, again with [`LoadError`] to say precisely which relocation failed and why (see
-//! [`super::failure`]).
+//! The pass is the hottest loop of a load, so it reads each 24-byte entry's fields directly and
+//! makes exactly the checks [`Module::decode_relocation`] makes (kind defined in the dialect,
+//! symbol index in range, patched bytes within the code), plus the loader's own (the symbol
+//! has an address, the result fits). It runs with [`Quiet`] failures and, only if that fails,
+//! again with [`LoadError`]; the detailed run asks `decode_relocation` for the exact error of
+//! the entry that failed (see [`super::failure`]).
 
 use super::failure::{Failure, Quiet};
 use super::reloc::{self, RelocInput};
@@ -13,15 +16,34 @@ use crate::module::Relocation;
 use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
 use crate::{Module, RelocKind};
 
-/// Where relocations against one symbol point once the image is placed.
-#[derive(Clone, Copy, Debug)]
+/// Where relocations against one symbol point once the image is placed. Plain addresses with
+/// sentinels (not `Option`s) keep the per-symbol array small for the relocation loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Target {
-    /// The symbol's address (`None` for symbols without one: types, traits, templates).
-    pub(super) symbol: Option<usize>,
-    /// Its branch stub's address, if it has one.
-    pub(super) stub: Option<usize>,
-    /// Its GOT slot's address, if it has one.
-    pub(super) got: Option<usize>,
+    /// The symbol's address, or [`Target::NO_ADDRESS`] for symbols without one (types,
+    /// traits, templates). An unresolved weak import has address 0.
+    pub(super) symbol: usize,
+    /// Its branch stub's address, or [`Target::NO_SLOT`].
+    pub(super) stub: usize,
+    /// Its GOT slot's address, or [`Target::NO_SLOT`].
+    pub(super) got: usize,
+}
+
+impl Target {
+    /// [`Target::symbol`] of a symbol without an address.
+    pub(super) const NO_ADDRESS: usize = usize::MAX;
+    /// [`Target::stub`] or [`Target::got`] of a symbol without one (slots live in the image,
+    /// never at address 0).
+    pub(super) const NO_SLOT: usize = 0;
+
+    /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
+    pub(super) const fn address_or_zero(&self) -> usize {
+        if self.symbol == Self::NO_ADDRESS {
+            0
+        } else {
+            self.symbol
+        }
+    }
 }
 
 /// What the relocation pass needs besides the module and the code.
@@ -48,38 +70,116 @@ impl Relocator<'_> {
     }
 
     fn apply_all_as<F: Failure>(&self, module: &Module<'_>, code: &mut [u8]) -> Result<(), F> {
+        // The symbol check below is `decode_relocation`'s `symbol < symbol_count`.
+        if self.targets.len() != module.symbol_count() as usize {
+            return Err(F::inconsistent());
+        }
+        let code_size = module.code_size();
+        let dialect = module.dialect();
         module.for_each_relocation_table(|entries, first, at| {
             for (i, entry) in (0u64..).zip(entries) {
-                let r = module
-                    .decode_relocation(first + i, entry, at + i * RELOCATION_ENTRY_SIZE as u64)
-                    .map_err(F::from)?;
-                self.apply_one::<F>(&r, code)?;
+                let (offset, symbol, wire, addend) = fields(entry);
+                let failed =
+                    || Entry { module, index: first + i, entry, at: at + i * RELOCATION_ENTRY_SIZE as u64 };
+                let Some(kind) = RelocKind::from_wire(dialect, wire) else {
+                    return Err(failed().format_error());
+                };
+                if kind == RelocKind::None {
+                    continue;
+                }
+                let Some(target) = self.targets.get(symbol as usize) else {
+                    return Err(failed().format_error());
+                };
+                if offset.checked_add(kind.width()).is_none_or(|end| end > code_size) {
+                    return Err(failed().format_error());
+                }
+                if target.symbol == Target::NO_ADDRESS {
+                    return Err(failed().relocation(|r| F::no_address(r, self.names)));
+                }
+                let offset = usize::try_from(offset).map_err(|_| F::inconsistent())?;
+                let place = self.code_base.wrapping_add(offset) as u64;
+                let site = code.get_mut(offset..).ok_or_else(F::inconsistent)?;
+                // The kinds of nearly every x86-64 relocation inline, the others out of line.
+                let applied = match kind {
+                    RelocKind::Pc32 => reloc::pc32(site, target.symbol as u64, addend, place),
+                    RelocKind::Plt32 => {
+                        reloc::pc32(site, self.branch_to(kind, target, addend, place), addend, place)
+                    }
+                    RelocKind::Abs64 => reloc::abs64(site, target.symbol as u64, addend),
+                    _ => self.apply_other(kind, site, target, addend, place),
+                };
+                if let Err(error) = applied {
+                    return Err(failed().relocation(|r| F::relocation(r, self.names, error)));
+                }
             }
             Ok(())
         })
     }
+}
 
+impl Relocator<'_> {
+    /// Where a branch of `kind` at `place` goes: its symbol, or the symbol's stub if it has one
+    /// and the symbol is out of the branch's reach (or stubs are forced).
     #[inline(always)]
-    fn apply_one<F: Failure>(&self, r: &Relocation, code: &mut [u8]) -> Result<(), F> {
-        if r.kind == RelocKind::None {
-            return Ok(());
+    fn branch_to(&self, kind: RelocKind, target: &Target, addend: i64, place: u64) -> u64 {
+        let symbol = target.symbol as u64;
+        if target.stub != Target::NO_SLOT
+            && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place))
+        {
+            target.stub as u64
+        } else {
+            symbol
         }
-        // Validation guarantees the symbol index and that the patched bytes lie in the code.
-        let target = self.targets.get(r.symbol as usize).ok_or_else(F::inconsistent)?;
-        let symbol = target.symbol.ok_or_else(|| F::no_address(r, self.names))?;
-        let offset = usize::try_from(r.offset).map_err(|_| F::inconsistent())?;
-        let place = (self.code_base + offset) as u64;
-        let to = match target.stub {
-            Some(stub)
-                if self.force_stubs || !reloc::branch_reaches(r.kind, symbol as u64, r.addend, place) =>
-            {
-                stub
-            }
-            _ => symbol,
-        };
-        let input =
-            RelocInput { symbol: to as u64, addend: r.addend, place, got: target.got.map(|g| g as u64) };
-        let site = code.get_mut(offset..).ok_or_else(F::inconsistent)?;
-        reloc::apply(r.kind, site, input).map_err(|error| F::relocation(r, self.names, error))
+    }
+
+    /// The kinds the loop does not inline: everything [`reloc::apply`] computes.
+    #[inline(never)]
+    fn apply_other(
+        &self,
+        kind: RelocKind,
+        site: &mut [u8],
+        target: &Target,
+        addend: i64,
+        place: u64,
+    ) -> Result<(), reloc::RelocError> {
+        let got = (target.got != Target::NO_SLOT).then_some(target.got as u64);
+        let symbol = self.branch_to(kind, target, addend, place);
+        reloc::apply(kind, site, RelocInput { symbol, addend, place, got })
+    }
+}
+
+/// The fields of a relocation entry: offset, symbol index, wire kind, addend.
+#[inline(always)]
+fn fields(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> (u64, u32, u8, i64) {
+    let bytes = |at: usize| -> [u8; 8] { core::array::from_fn(|i| entry[at + i]) };
+    let symbol: [u8; 4] = core::array::from_fn(|i| entry[8 + i]);
+    (u64::from_le_bytes(bytes(0)), u32::from_le_bytes(symbol), entry[12], i64::from_le_bytes(bytes(16)))
+}
+
+/// A relocation entry that failed, for building the failure (off the hot path).
+struct Entry<'m, 'a> {
+    module: &'m Module<'a>,
+    index: u64,
+    entry: &'m [u8; RELOCATION_ENTRY_SIZE],
+    at: u64,
+}
+
+impl Entry<'_, '_> {
+    /// The format error `decode_relocation` reports for the entry.
+    #[cold]
+    fn format_error<F: Failure>(&self) -> F {
+        match self.module.decode_relocation(self.index, self.entry, self.at) {
+            Err(e) => F::from(e),
+            Ok(_) => F::inconsistent(), // both check the same things
+        }
+    }
+
+    /// A failure of the decoded relocation.
+    #[cold]
+    fn relocation<F: Failure>(&self, failure: impl FnOnce(&Relocation) -> F) -> F {
+        match self.module.decode_relocation(self.index, self.entry, self.at) {
+            Ok(r) => failure(&r),
+            Err(e) => F::from(e),
+        }
     }
 }

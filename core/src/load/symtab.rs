@@ -5,6 +5,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::fnv::fnv1a_until_nul;
 use crate::{fnv1a, Binding, SymbolKind};
 
 /// One symbol of a loaded module.
@@ -45,10 +46,8 @@ pub struct SymbolTable {
 /// A symbol to append to a [`SymbolTable`].
 #[derive(Clone, Copy, Debug)]
 pub struct NewSymbol {
-    /// Where its name starts in the string table.
+    /// Where its name starts in the string table (it ends at the next NUL).
     pub name_offset: u32,
-    /// The name's length (a NUL follows it in the string table).
-    pub name_len: u32,
     /// What it names.
     pub kind: SymbolKind,
     /// Its binding.
@@ -68,27 +67,30 @@ impl SymbolTable {
         Self { names: strings.to_vec(), symbols: Vec::with_capacity(count), buckets: vec![0; buckets] }
     }
 
-    /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins).
-    /// Returns `false`, appending nothing, if its name does not lie NUL-terminated in the string
-    /// table or the index has no room left (it holds at least the count given to
-    /// [`SymbolTable::new`], and stays at most half full).
+    /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins), and
+    /// returns its name. Returns `None`, appending nothing, if its name does not lie
+    /// NUL-terminated in the string table or the index has no room left (it holds at least the
+    /// count given to [`SymbolTable::new`], and stays at most half full). The name is measured
+    /// and hashed in one pass.
     #[inline(always)]
-    pub fn push(&mut self, symbol: NewSymbol) -> bool {
-        let (start, len) = (symbol.name_offset as usize, symbol.name_len as usize);
+    pub fn push(&mut self, symbol: NewSymbol) -> Option<&[u8]> {
+        let start = symbol.name_offset as usize;
         let index = self.symbols.len();
-        let fits = self.names.get(start..).and_then(|tail| tail.get(len)) == Some(&0);
-        if !fits || index >= self.buckets.len() / 2 {
-            return false;
+        let (len, hash) = fnv1a_until_nul(self.names.get(start..)?)?;
+        let slot = u32::try_from(index + 1).ok()?;
+        if index >= self.buckets.len() / 2 {
+            return None;
         }
-        let name = &self.names[start..start + len];
-        let hash = if symbol.exported { fnv1a(name) } else { 0 };
+        let name_len = u32::try_from(len).ok()?;
+        let hash = if symbol.exported { hash } else { 0 };
         if symbol.exported {
             let mask = self.buckets.len() - 1;
+            let name = &self.names[start..start + len];
             let mut b = hash as usize & mask;
             loop {
                 match self.buckets[b] {
                     0 => {
-                        self.buckets[b] = u32::try_from(index + 1).unwrap_or(0);
+                        self.buckets[b] = slot;
                         break;
                     }
                     taken => {
@@ -103,7 +105,7 @@ impl SymbolTable {
         }
         self.symbols.push(LoadedSymbol {
             name_start: symbol.name_offset,
-            name_len: symbol.name_len,
+            name_len,
             hash,
             kind: symbol.kind,
             binding: symbol.binding,
@@ -112,7 +114,7 @@ impl SymbolTable {
             exported: symbol.exported,
             template: symbol.template,
         });
-        true
+        Some(&self.names[start..start + len])
     }
 
     /// Sets the address of symbol `index` (no effect past the end).
@@ -199,14 +201,13 @@ mod tests {
         for (i, &(name, binding, exported)) in names.iter().enumerate() {
             let symbol = NewSymbol {
                 name_offset: offsets[i],
-                name_len: u32::try_from(name.len()).unwrap(),
                 kind: SymbolKind::Function,
                 binding,
                 size: 8,
                 exported,
                 template: false,
             };
-            assert!(t.push(symbol));
+            assert_eq!(t.push(symbol), Some(name));
             t.set_addr(i, 0x1000 + i);
         }
         t
@@ -233,24 +234,25 @@ mod tests {
     #[test]
     fn names_outside_the_string_table_and_extra_symbols_are_refused() {
         let mut t = SymbolTable::new(b"\0ab\0cd", 2);
-        let symbol = |name_offset, name_len| NewSymbol {
+        let symbol = |name_offset| NewSymbol {
             name_offset,
-            name_len,
             kind: SymbolKind::Data,
             binding: Binding::Global,
             size: 0,
             exported: true,
             template: false,
         };
-        assert!(!t.push(symbol(4, 2)), "no NUL after the name");
-        assert!(!t.push(symbol(9, 0)), "past the end");
-        assert!(!t.push(symbol(1, 1)), "the byte after the name is not NUL");
+        assert_eq!(t.push(symbol(4)), None, "no NUL after the name");
+        assert_eq!(t.push(symbol(6)), None, "at the end");
+        assert_eq!(t.push(symbol(9)), None, "past the end");
+        assert_eq!(t.push(symbol(2)), Some(&b"b"[..]), "a name may start inside another");
         // Room for 2 symbols means 8 buckets (the minimum), which stay at most half full.
-        for _ in 0..4 {
-            assert!(t.push(symbol(1, 2)));
+        for _ in 0..3 {
+            assert_eq!(t.push(symbol(1)), Some(&b"ab"[..]));
         }
-        assert!(!t.push(symbol(1, 2)), "the index would be more than half full");
+        assert_eq!(t.push(symbol(1)), None, "the index would be more than half full");
         assert_eq!(t.len(), 4);
-        assert_eq!(t.name(0), Some(&b"ab"[..]));
+        assert_eq!(t.name(0), Some(&b"b"[..]));
+        assert_eq!(t.lookup(b"ab").map(|s| s.name_len), Some(2));
     }
 }
