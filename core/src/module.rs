@@ -639,9 +639,9 @@ impl<'a> Module<'a> {
     pub(crate) fn for_each_relocation_unchecked(&self, mut f: impl FnMut(RelocKind, u32)) -> Result<()> {
         self.for_each_relocation_table(|entries, _, _| {
             for entry in entries {
-                let view = RelocationView::new(entry);
-                if let Some(kind) = RelocKind::from_wire(self.dialect, view.kind()) {
-                    f(kind, view.symbol_index());
+                let (_, symbol, wire, _) = crate::wire::relocation::entry_fields(entry);
+                if let Some(kind) = RelocKind::from_wire(self.dialect, wire) {
+                    f(kind, symbol);
                 }
             }
             Ok(())

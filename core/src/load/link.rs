@@ -152,24 +152,25 @@ pub(super) struct Slots {
 #[inline(never)]
 pub(super) fn plan_slots(module: &Module<'_>, links: &mut [Link]) -> Result<Slots, LoadError> {
     let mut slots = Slots::default();
-    module.for_each_relocation_unchecked(|kind, symbol| {
-        let Some(link) = links.get_mut(symbol as usize) else { return };
-        match kind {
-            RelocKind::Plt32 | RelocKind::Aarch64Branch26
-                if matches!(link.address, Address::Import(_)) && link.stub == NONE =>
-            {
-                link.stub = slots.stubs;
-                link.stub_kind = kind;
-                slots.stubs += 1;
+    module.for_each_relocation_unchecked(|kind, symbol| match kind {
+        RelocKind::Plt32 | RelocKind::Aarch64Branch26 => {
+            if let Some(link) = links.get_mut(symbol as usize) {
+                if matches!(link.address, Address::Import(_)) && link.stub == NONE {
+                    link.stub = slots.stubs;
+                    link.stub_kind = kind;
+                    slots.stubs += 1;
+                }
             }
-            RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12
-                if link.got == NONE =>
-            {
-                link.got = slots.gots;
-                slots.gots += 1;
-            }
-            _ => {}
         }
+        RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12 => {
+            if let Some(link) = links.get_mut(symbol as usize) {
+                if link.got == NONE {
+                    link.got = slots.gots;
+                    slots.gots += 1;
+                }
+            }
+        }
+        _ => {}
     })?;
     Ok(slots)
 }
@@ -208,17 +209,19 @@ pub(super) fn place_symbols(links: &[Link], symbols: &mut SymbolTable, placed: &
             start + index as usize * size
         }
     };
-    let mut targets = Vec::with_capacity(links.len());
-    for (index, link) in links.iter().enumerate() {
-        let addr = address_of(link);
-        if link.addressable {
-            symbols.set_addr(index, addr.unwrap_or(0));
-        }
-        targets.push(Target {
-            symbol: addr.unwrap_or(Target::NO_ADDRESS),
-            stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
-            got: slot(placed.got, link.got, 8),
-        });
-    }
-    targets
+    links
+        .iter()
+        .zip(symbols.symbols_mut())
+        .map(|(link, symbol)| {
+            let addr = address_of(link);
+            if link.addressable {
+                symbol.addr = addr.unwrap_or(0);
+            }
+            Target {
+                symbol: addr.unwrap_or(Target::NO_ADDRESS),
+                stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
+                got: slot(placed.got, link.got, 8),
+            }
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
 use super::LoadError;
 use crate::module::Relocation;
-use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
+use crate::wire::relocation::{entry_fields, RELOCATION_ENTRY_SIZE};
 use crate::{Module, RelocKind};
 
 /// Where relocations against one symbol point once the image is placed. Plain addresses with
@@ -78,7 +78,7 @@ impl Relocator<'_> {
         let dialect = module.dialect();
         module.for_each_relocation_table(|entries, first, at| {
             for (i, entry) in (0u64..).zip(entries) {
-                let (offset, symbol, wire, addend) = fields(entry);
+                let (offset, symbol, wire, addend) = entry_fields(entry);
                 let failed =
                     || Entry { module, index: first + i, entry, at: at + i * RELOCATION_ENTRY_SIZE as u64 };
                 let Some(kind) = RelocKind::from_wire(dialect, wire) else {
@@ -146,14 +146,6 @@ impl Relocator<'_> {
         let symbol = self.branch_to(kind, target, addend, place);
         reloc::apply(kind, site, RelocInput { symbol, addend, place, got })
     }
-}
-
-/// The fields of a relocation entry: offset, symbol index, wire kind, addend.
-#[inline(always)]
-fn fields(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> (u64, u32, u8, i64) {
-    let bytes = |at: usize| -> [u8; 8] { core::array::from_fn(|i| entry[at + i]) };
-    let symbol: [u8; 4] = core::array::from_fn(|i| entry[8 + i]);
-    (u64::from_le_bytes(bytes(0)), u32::from_le_bytes(symbol), entry[12], i64::from_le_bytes(bytes(16)))
 }
 
 /// A relocation entry that failed, for building the failure (off the hot path).

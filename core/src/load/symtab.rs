@@ -124,6 +124,11 @@ impl SymbolTable {
         }
     }
 
+    /// The symbols, in table order, for the loader to fill in their addresses.
+    pub(crate) fn symbols_mut(&mut self) -> &mut [LoadedSymbol] {
+        &mut self.symbols
+    }
+
     fn name_of(&self, s: &LoadedSymbol) -> &[u8] {
         &self.names[s.name_start as usize..][..s.name_len as usize]
     }
@@ -176,12 +181,19 @@ impl SymbolTable {
                 return None;
             }
             let s = &self.symbols[slot as usize - 1];
-            if s.hash == hash && self.name_of(s) == name {
+            if s.hash == hash && s.name_len as usize == name.len() && same_bytes(self.name_of(s), name) {
                 return Some(s);
             }
             b = (b + 1) & mask;
         }
     }
+}
+
+/// Whether two names of the same length are equal, compared inline: names are short, and the
+/// hashes already matched, so a call to `memcmp` would cost more than the comparison.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]

@@ -62,6 +62,20 @@ impl<'a> RelocationView<'a> {
     }
 }
 
+/// The fields of a whole entry, read with no check to make: offset, symbol index, wire kind,
+/// addend (for the loader's loops; [`RelocationView`] reads entries of any length).
+#[inline(always)]
+pub fn entry_fields(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> (u64, u32, u8, i64) {
+    let bytes = |at: usize| -> [u8; 8] { core::array::from_fn(|i| entry[at + i]) };
+    let symbol: [u8; 4] = core::array::from_fn(|i| entry[field::SYMBOL_INDEX + i]);
+    (
+        u64::from_le_bytes(bytes(field::OFFSET)),
+        u32::from_le_bytes(symbol),
+        entry[field::KIND],
+        i64::from_le_bytes(bytes(field::ADDEND)),
+    )
+}
+
 /// Writes one entry (24 bytes) into `out`.
 pub(crate) fn encode(out: &mut [u8], offset: u64, symbol_index: u32, wire: u8, addend: i64) {
     out[field::OFFSET..field::OFFSET + 8].copy_from_slice(&offset.to_le_bytes());
