@@ -295,12 +295,17 @@ impl RelocKind {
     /// loader decodes every relocation's kind with it.
     #[inline]
     pub const fn from_wire(dialect: Dialect, wire: u8) -> Option<Self> {
-        let table = match dialect {
+        Self::wire_table(dialect)[wire as usize]
+    }
+
+    /// [`RelocKind::from_wire`] of every wire byte of `dialect`, for loops that decode many.
+    #[inline]
+    pub const fn wire_table(dialect: Dialect) -> &'static [Option<Self>; 256] {
+        match dialect {
             Dialect::S128 => &WIRE_KINDS[0],
             Dialect::R96 => &WIRE_KINDS[1],
             Dialect::R72 => &WIRE_KINDS[2],
-        };
-        table[wire as usize]
+        }
     }
 
     /// The definition [`RelocKind::from_wire`] tabulates.

@@ -75,13 +75,18 @@ impl Relocator<'_> {
             return Err(F::inconsistent());
         }
         let code_size = module.code_size();
-        let dialect = module.dialect();
+        // Patched bytes lie in the module's code (not its stubs): with `code` cut to that
+        // length, the check below also proves every write in bounds.
+        let code = code
+            .get_mut(..usize::try_from(code_size).map_err(|_| F::inconsistent())?)
+            .ok_or_else(F::inconsistent)?;
+        let kinds = RelocKind::wire_table(module.dialect());
         module.for_each_relocation_table(|entries, first, at| {
             for (i, entry) in (0u64..).zip(entries) {
                 let (offset, symbol, wire, addend) = entry_fields(entry);
                 let failed =
                     || Entry { module, index: first + i, entry, at: at + i * RELOCATION_ENTRY_SIZE as u64 };
-                let Some(kind) = RelocKind::from_wire(dialect, wire) else {
+                let Some(kind) = kinds[usize::from(wire)] else {
                     return Err(failed().format_error());
                 };
                 if kind == RelocKind::None {
