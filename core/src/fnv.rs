@@ -5,13 +5,18 @@
 const BASIS: u32 = 2_166_136_261;
 const PRIME: u32 = 16_777_619;
 
+/// One byte of FNV-1a: xor, then multiply (wrapping).
+#[inline(always)]
+const fn step(hash: u32, byte: u8) -> u32 {
+    (hash ^ byte as u32).wrapping_mul(PRIME)
+}
+
 /// FNV-1a 32-bit hash of `bytes` (xor, then multiply, wrapping).
 pub const fn fnv1a(bytes: &[u8]) -> u32 {
     let mut hash = BASIS;
     let mut i = 0;
     while i < bytes.len() {
-        hash ^= bytes[i] as u32;
-        hash = hash.wrapping_mul(PRIME);
+        hash = step(hash, bytes[i]);
         i += 1;
     }
     hash
@@ -26,7 +31,7 @@ pub(crate) fn fnv1a_until_nul(bytes: &[u8]) -> Option<(usize, u32)> {
         if byte == 0 {
             return Some((len, hash));
         }
-        hash = (hash ^ u32::from(byte)).wrapping_mul(PRIME);
+        hash = step(hash, byte);
     }
     None
 }

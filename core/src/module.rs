@@ -224,7 +224,7 @@ impl<'a> Symbol<'a> {
 
     /// Whether other modules may see it: defined here and not local.
     pub fn is_exported(&self) -> bool {
-        self.binding != Binding::Local && self.kind != SymbolKind::Import
+        visible_outside(self.kind, self.binding)
     }
 
     /// Whether it is a generic template (symbol flag 0x10).
@@ -249,6 +249,19 @@ pub(crate) struct SymbolCore {
     pub(crate) template: bool,
     /// Where its value points.
     pub(crate) target: SymbolTarget,
+}
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+impl SymbolCore {
+    /// Whether other modules may see it ([`Symbol::is_exported`]).
+    pub(crate) fn is_exported(&self) -> bool {
+        visible_outside(self.kind, self.binding)
+    }
+}
+
+/// Whether a symbol of this kind and binding is defined here and not local.
+const fn visible_outside(kind: SymbolKind, binding: Binding) -> bool {
+    !matches!(binding, Binding::Local) && !matches!(kind, SymbolKind::Import)
 }
 
 #[cfg(all(feature = "exec", target_os = "linux"))]

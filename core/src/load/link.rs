@@ -24,19 +24,10 @@ pub(super) const NONE: u32 = u32::MAX;
 /// Where a symbol's address comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Address {
-    /// An offset into the module's code.
-    Code(u64),
-    /// An offset into one of its data sections (0-based section index).
-    Data {
-        /// Section index.
-        section: u32,
-        /// Offset inside the section.
-        offset: u64,
-    },
+    /// The module's own code or data (or nothing: types, traits, templates).
+    Own(SymbolTarget),
     /// A resolved import's address (0 for an unresolved weak import).
     Import(usize),
-    /// None: types, traits, templates.
-    None,
 }
 
 /// What the loader needs of a symbol once its name is in the table.
@@ -91,7 +82,7 @@ fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> 
             None => SymbolCore::from(module.symbol_checked(index)?),
         };
         let addressable = sym.kind.is_addressable() && !sym.template;
-        let exported = sym.binding != Binding::Local && sym.kind != SymbolKind::Import && addressable;
+        let exported = sym.is_exported() && addressable;
         let name = symbols
             .push(NewSymbol {
                 name_offset: sym.name_offset,
@@ -101,15 +92,14 @@ fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> 
                 exported,
                 template: sym.template,
             })
-            // Only the quiet run can get here: the full decode checked the name already.
+            // Only the quiet run can fail here: the full decode checked the name already.
             .ok_or_else(F::inconsistent)?;
-        let address = match (sym.kind, sym.target) {
-            (SymbolKind::Import, _) => Address::Import(
+        let address = if sym.kind == SymbolKind::Import {
+            Address::Import(
                 resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?,
-            ),
-            (_, SymbolTarget::Code(offset)) => Address::Code(offset),
-            (_, SymbolTarget::Data { section, offset }) => Address::Data { section, offset },
-            (_, SymbolTarget::None) => Address::None,
+            )
+        } else {
+            Address::Own(sym.target)
         };
         links.push(Link { address, addressable, stub_kind: RelocKind::None, stub: NONE, got: NONE });
     }
@@ -189,39 +179,54 @@ pub(super) struct Placed<'s> {
 }
 
 /// Pass 3: every symbol's address (also written into `symbols`), its stub's and its GOT slot's.
+/// Fails only if an address does not fit (which a validated module, placed in memory it
+/// occupies, rules out).
 #[inline(never)]
-pub(super) fn place_symbols(links: &[Link], symbols: &mut SymbolTable, placed: &Placed<'_>) -> Vec<Target> {
-    let address_of = |link: &Link| -> Option<usize> {
-        match link.address {
-            Address::Code(offset) => Some(placed.code + usize::try_from(offset).ok()?),
-            Address::Data { section, offset } => {
-                let offset = usize::try_from(offset).ok()?;
-                placed.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a + offset)
-            }
-            Address::Import(addr) => Some(addr),
-            Address::None => None,
-        }
+pub(super) fn place_symbols(
+    links: &[Link],
+    symbols: &mut SymbolTable,
+    placed: &Placed<'_>,
+) -> Result<Vec<Target>, LoadError> {
+    // Sums that overflow are noted and reported after: the targets are collected from an
+    // exact-size iterator, with no capacity check per symbol.
+    let mut overflow = false;
+    let mut at = |base: usize, offset: u64| {
+        let sum = usize::try_from(offset).ok().and_then(|o| base.checked_add(o));
+        overflow |= sum.is_none();
+        sum.unwrap_or(0)
     };
-    let slot = |start: usize, index: u32, size: usize| {
-        if index == NONE {
-            Target::NO_SLOT
-        } else {
-            start + index as usize * size
-        }
-    };
-    links
+    let targets = links
         .iter()
         .zip(symbols.symbols_mut())
         .map(|(link, symbol)| {
-            let addr = address_of(link);
+            let addr = match link.address {
+                Address::Own(SymbolTarget::Code(offset)) => Some(at(placed.code, offset)),
+                Address::Own(SymbolTarget::Data { section, offset }) => {
+                    let base = placed.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a);
+                    base.map(|base| at(base, offset))
+                }
+                Address::Import(addr) => Some(addr),
+                Address::Own(SymbolTarget::None) => None,
+            };
             if link.addressable {
                 symbol.addr = addr.unwrap_or(0);
             }
+            let mut slot = |start: usize, index: u32, size: usize| {
+                if index == NONE {
+                    Target::NO_SLOT
+                } else {
+                    at(start, u64::from(index) * size as u64)
+                }
+            };
             Target {
                 symbol: addr.unwrap_or(Target::NO_ADDRESS),
                 stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
                 got: slot(placed.got, link.got, 8),
             }
         })
-        .collect()
+        .collect();
+    if overflow {
+        return Err(LoadError::TooLarge);
+    }
+    Ok(targets)
 }

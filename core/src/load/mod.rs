@@ -340,10 +340,11 @@ impl<'a> LoadedModule<'a> {
         let mut sections: Vec<(u32, usize)> = Vec::new();
         for placement in module.data_sections() {
             let offset = size(placement.offset)?;
-            let addr = match placement.region {
+            let base = match placement.region {
                 DataRegion::ReadOnly => ro_base,
                 DataRegion::ReadWrite => rw_base,
-            } + offset;
+            };
+            let addr = base.checked_add(offset).ok_or(LoadError::TooLarge)?;
             if !placement.section.data.is_empty() {
                 batch.write(addr, placement.section.data)?;
             }
@@ -355,7 +356,7 @@ impl<'a> LoadedModule<'a> {
             got: ro_base + got_start,
             sections: &sections,
         };
-        let targets = link::place_symbols(&links, &mut symbols, &placed);
+        let targets = link::place_symbols(&links, &mut symbols, &placed)?;
 
         // GOT slots hold the symbols' absolute addresses.
         let mut got = vec![0u8; gots as usize * 8];
@@ -368,7 +369,9 @@ impl<'a> LoadedModule<'a> {
         let fill_code = |image: &mut [u8]| -> Result<(), LoadError> {
             for (section, offset) in module.code_sections() {
                 let at = size(offset)?;
-                image[at..at + section.data.len()].copy_from_slice(section.data);
+                // Validation keeps every code section inside the code, which the block holds.
+                let place = at.checked_add(section.data.len()).and_then(|end| image.get_mut(at..end));
+                place.ok_or(LoadError::TooLarge)?.copy_from_slice(section.data);
             }
             for (link, target) in links.iter().zip(&targets) {
                 if target.stub != Target::NO_SLOT {

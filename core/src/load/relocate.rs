@@ -120,9 +120,7 @@ impl Relocator<'_> {
             Ok(())
         })
     }
-}
 
-impl Relocator<'_> {
     /// Where a branch of `kind` at `place` goes: its symbol, or the symbol's stub if it has one
     /// and the symbol is out of the branch's reach (or stubs are forced).
     #[inline(always)]
