@@ -9,12 +9,14 @@
 //!    GOT slot's.
 
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::failure::{Failure, Quiet};
 use super::relocate::Target;
-use super::symtab::{NewSymbol, SymbolTable};
+use super::symtab::{LoadedSymbol, NewSymbol, SymbolTable};
 use super::{Keepalive, LoadError, Resolver};
+use crate::fnv::fnv1a_until_nul;
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::{Binding, Module, RelocKind, SymbolKind};
 
@@ -46,6 +48,17 @@ pub(super) struct Link {
     pub(super) got: u32,
 }
 
+impl Link {
+    /// A symbol with no address, stub or GOT slot yet.
+    const UNPLACED: Link = Link {
+        address: Address::Own(SymbolTarget::None),
+        addressable: false,
+        stub_kind: RelocKind::None,
+        stub: NONE,
+        got: NONE,
+    };
+}
+
 /// The symbols of a module being loaded.
 pub(super) struct Linked {
     /// Names, kinds and the hash index (addresses filled in by [`place_symbols`]).
@@ -69,40 +82,45 @@ pub(super) fn link_symbols(module: &Module<'_>, resolver: &dyn Resolver) -> Resu
 #[inline(never)]
 fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
-    let mut symbols = SymbolTable::new(module.strings(), count);
-    let mut links: Vec<Link> = Vec::with_capacity(count);
+    let strings = module.strings();
+    // Pre-sized and written in place (no capacity check per symbol); the index is built after.
+    let mut table = vec![LoadedSymbol::UNSET; count];
+    let mut links = vec![Link::UNPLACED; count];
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut entries = module.symbol_entries();
-    for index in 0..module.symbol_count() {
-        // The quiet run decodes plain symbols on a fast path and leaves finding their names to
-        // the table (which hashes them on the way); everything else is decoded in full.
+    for (index, (loaded, link)) in (0..module.symbol_count()).zip(table.iter_mut().zip(&mut links)) {
+        // The quiet run decodes plain symbols on a fast path, which leaves finding where their
+        // names end to the measuring below; everything else is decoded in full.
         let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| module.plain_symbol(&view));
         let sym = match plain {
             Some(sym) => sym,
             None => SymbolCore::from(module.symbol_checked(index)?),
         };
+        // Only the quiet run can fail here: the full decode checked the name already.
+        let start = sym.name_offset as usize;
+        let (len, hash) = strings.get(start..).and_then(fnv1a_until_nul).ok_or_else(F::inconsistent)?;
+        let name_len = u32::try_from(len).map_err(|_| F::inconsistent())?;
         let addressable = sym.kind.is_addressable() && !sym.template;
-        let exported = sym.is_exported() && addressable;
-        let name = symbols
-            .push(NewSymbol {
-                name_offset: sym.name_offset,
-                kind: sym.kind,
-                binding: sym.binding,
-                size: sym.size,
-                exported,
-                template: sym.template,
-            })
-            // Only the quiet run can fail here: the full decode checked the name already.
-            .ok_or_else(F::inconsistent)?;
+        let symbol = NewSymbol {
+            name_offset: sym.name_offset,
+            kind: sym.kind,
+            binding: sym.binding,
+            size: sym.size,
+            exported: sym.is_exported() && addressable,
+            template: sym.template,
+        };
+        *loaded = LoadedSymbol::new(sym.name_offset, name_len, hash, &symbol);
         let address = if sym.kind == SymbolKind::Import {
+            let name = &strings[start..start + len];
             Address::Import(
                 resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?,
             )
         } else {
             Address::Own(sym.target)
         };
-        links.push(Link { address, addressable, stub_kind: RelocKind::None, stub: NONE, got: NONE });
+        *link = Link { address, addressable, ..Link::UNPLACED };
     }
+    let symbols = SymbolTable::from_parts(strings.to_vec(), table).ok_or_else(F::inconsistent)?;
     Ok(Linked { symbols, links, deps })
 }
 

@@ -43,6 +43,38 @@ pub struct SymbolTable {
     buckets: Vec<u32>,
 }
 
+impl LoadedSymbol {
+    /// A placeholder, overwritten before a table is built from it.
+    pub(crate) const UNSET: LoadedSymbol = LoadedSymbol {
+        name_start: 0,
+        name_len: 0,
+        hash: 0,
+        kind: SymbolKind::Import,
+        binding: Binding::Local,
+        addr: 0,
+        size: 0,
+        exported: false,
+        template: false,
+    };
+
+    /// The symbol `symbol` describes, named by the `name_len` bytes at `name_start` in the
+    /// string table, whose FNV-1a hash is `hash`; no address yet.
+    #[inline(always)]
+    pub(crate) const fn new(name_start: u32, name_len: u32, hash: u32, symbol: &NewSymbol) -> Self {
+        LoadedSymbol {
+            name_start,
+            name_len,
+            hash,
+            kind: symbol.kind,
+            binding: symbol.binding,
+            addr: 0,
+            size: symbol.size,
+            exported: symbol.exported,
+            template: symbol.template,
+        }
+    }
+}
+
 /// A symbol to append to a [`SymbolTable`].
 #[derive(Clone, Copy, Debug)]
 pub struct NewSymbol {
@@ -63,8 +95,32 @@ pub struct NewSymbol {
 impl SymbolTable {
     /// An empty table over the string table `strings` (copied), with room for `count` symbols.
     pub fn new(strings: &[u8], count: usize) -> Self {
-        let buckets = count.saturating_mul(2).checked_next_power_of_two().unwrap_or(usize::MAX).max(8);
-        Self { names: strings.to_vec(), symbols: Vec::with_capacity(count), buckets: vec![0; buckets] }
+        Self {
+            names: strings.to_vec(),
+            symbols: Vec::with_capacity(count),
+            buckets: vec![0; bucket_count(count)],
+        }
+    }
+
+    /// A table over the string table `names` holding `symbols` (each made by
+    /// [`LoadedSymbol::new`]), with the exported ones indexed (the first of duplicate names
+    /// wins). `None` if a symbol's name and its NUL do not lie in `names`. The loader's way to
+    /// build a table: it decodes all symbols into a slice first, then indexes them in one tight
+    /// loop over memory it just wrote.
+    pub(crate) fn from_parts(names: Vec<u8>, symbols: Vec<LoadedSymbol>) -> Option<Self> {
+        let buckets = vec![0; bucket_count(symbols.len())];
+        let mut table = Self { names, symbols, buckets };
+        for index in 0..table.symbols.len() {
+            let symbol = table.symbols[index];
+            let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
+            if table.names.get(name_end) != Some(&0) {
+                return None;
+            }
+            if symbol.exported {
+                table.index(index)?;
+            }
+        }
+        Some(table)
     }
 
     /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins), and
@@ -72,49 +128,44 @@ impl SymbolTable {
     /// NUL-terminated in the string table or the index has no room left (it holds at least the
     /// count given to [`SymbolTable::new`], and stays at most half full). The name is measured
     /// and hashed in one pass.
-    #[inline(always)]
     pub fn push(&mut self, symbol: NewSymbol) -> Option<&[u8]> {
         let start = symbol.name_offset as usize;
         let index = self.symbols.len();
         let (len, hash) = fnv1a_until_nul(self.names.get(start..)?)?;
-        let slot = u32::try_from(index + 1).ok()?;
         if index >= self.buckets.len() / 2 {
             return None;
         }
-        let name_len = u32::try_from(len).ok()?;
-        let hash = if symbol.exported { hash } else { 0 };
+        self.symbols.push(LoadedSymbol::new(symbol.name_offset, u32::try_from(len).ok()?, hash, &symbol));
         if symbol.exported {
-            let mask = self.buckets.len() - 1;
-            let name = &self.names[start..start + len];
-            let mut b = hash as usize & mask;
-            loop {
-                match self.buckets[b] {
-                    0 => {
-                        self.buckets[b] = slot;
-                        break;
-                    }
-                    taken => {
-                        let other = &self.symbols[taken as usize - 1];
-                        if other.hash == hash && self.name_of(other) == name {
-                            break; // duplicate: keep the first
-                        }
+            self.index(index)?;
+        }
+        Some(&self.names[start..start + len])
+    }
+
+    /// Enters symbol `index` (exported, its name inside the string table) in the hash index,
+    /// unless a symbol of the same name is there already. `None` if its slot number does not
+    /// fit the index.
+    #[inline(always)]
+    fn index(&mut self, index: usize) -> Option<()> {
+        let slot = u32::try_from(index + 1).ok()?;
+        let symbol = &self.symbols[index];
+        let (hash, name) = (symbol.hash, self.name_of(symbol));
+        let mask = self.buckets.len() - 1;
+        let mut b = hash as usize & mask;
+        loop {
+            match self.buckets[b] {
+                0 => break,
+                taken => {
+                    let other = &self.symbols[taken as usize - 1];
+                    if other.hash == hash && self.name_of(other) == name {
+                        return Some(()); // duplicate: keep the first
                     }
                 }
-                b = (b + 1) & mask;
             }
+            b = (b + 1) & mask;
         }
-        self.symbols.push(LoadedSymbol {
-            name_start: symbol.name_offset,
-            name_len,
-            hash,
-            kind: symbol.kind,
-            binding: symbol.binding,
-            addr: 0,
-            size: symbol.size,
-            exported: symbol.exported,
-            template: symbol.template,
-        });
-        Some(&self.names[start..start + len])
+        self.buckets[b] = slot;
+        Some(())
     }
 
     /// Sets the address of symbol `index` (no effect past the end).
@@ -187,6 +238,12 @@ impl SymbolTable {
             b = (b + 1) & mask;
         }
     }
+}
+
+/// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
+/// that the index stays at most half full.
+fn bucket_count(count: usize) -> usize {
+    count.saturating_mul(2).checked_next_power_of_two().unwrap_or(usize::MAX).max(8)
 }
 
 /// Whether two names of the same length are equal, compared inline: names are short, and the
@@ -266,5 +323,35 @@ mod tests {
         assert_eq!(t.len(), 4);
         assert_eq!(t.name(0), Some(&b"b"[..]));
         assert_eq!(t.lookup(b"ab").map(|s| s.name_len), Some(2));
+    }
+
+    #[test]
+    fn a_table_built_from_decoded_symbols_indexes_the_exported_ones() {
+        let strings = b"\0main\0helper\0";
+        let symbol = |name_offset: u32, exported| NewSymbol {
+            name_offset,
+            kind: SymbolKind::Function,
+            binding: if exported { Binding::Global } else { Binding::Local },
+            size: 4,
+            exported,
+            template: false,
+        };
+        let decoded = |name_offset: u32, len: u32, exported| {
+            let name = &strings[name_offset as usize..][..len as usize];
+            LoadedSymbol::new(name_offset, len, fnv1a(name), &symbol(name_offset, exported))
+        };
+        let symbols = vec![decoded(1, 4, true), decoded(6, 6, false), decoded(1, 4, true)];
+        let mut t = SymbolTable::from_parts(strings.to_vec(), symbols).unwrap();
+        for i in 0..3 {
+            t.set_addr(i, 0x100 + i);
+        }
+        assert_eq!(t.lookup(b"main").map(|s| s.addr), Some(0x100), "the first duplicate wins");
+        assert_eq!(t.lookup(b"helper"), None, "local symbols are not indexed");
+        assert_eq!(t.name(1), Some(&b"helper"[..]));
+        assert_eq!(t.len(), 3);
+        // A name whose end is not a NUL inside the string table is refused.
+        assert!(SymbolTable::from_parts(strings.to_vec(), vec![decoded(1, 3, true)]).is_none());
+        let past_the_end = LoadedSymbol::new(13, 4, 0, &symbol(13, false));
+        assert!(SymbolTable::from_parts(strings.to_vec(), vec![past_the_end]).is_none());
     }
 }
