@@ -356,6 +356,11 @@ impl RelocKind {
         }
     }
 
+    /// Whether the relocation refers to its symbol's GOT slot (which the loader provides).
+    pub const fn uses_got(self) -> bool {
+        matches!(self, RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12)
+    }
+
     /// The name used in reports and JSON.
     pub const fn name(self) -> &'static str {
         match self {

@@ -644,23 +644,6 @@ impl<'a> Module<'a> {
         Ok(())
     }
 
-    /// Calls `f(kind, symbol)` on every relocation whose wire kind this dialect knows, without
-    /// any further check: the symbol index may be out of range. For a loader's planning pass,
-    /// which must be followed by decoding every relocation with [`Module::decode_relocation`]
-    /// before anything is trusted. Fails only if a section entry is malformed.
-    #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn for_each_relocation_unchecked(&self, mut f: impl FnMut(RelocKind, u32)) -> Result<()> {
-        self.for_each_relocation_table(|entries, _, _| {
-            for entry in entries {
-                let (_, symbol, wire, _) = crate::wire::relocation::entry_fields(entry);
-                if let Some(kind) = RelocKind::from_wire(self.dialect, wire) {
-                    f(kind, symbol);
-                }
-            }
-            Ok(())
-        })
-    }
-
     // ----- decoding shared by validation and the accessors -----
 
     fn section_entry_offset(&self, index: u32) -> u64 {

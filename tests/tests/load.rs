@@ -172,6 +172,30 @@ fn branches_to_imports_run_through_stubs() {
         assert!(target as usize >= code + code_size, "call goes to a stub after the code");
         assert_ne!(target as usize, five.symbol(b"five").unwrap());
         assert_eq!(call0(call_five), 5, "{dialect}: through the stub");
+
+        // Without forcing, the import is within reach: the call goes straight to it and no
+        // stub is written (the room reserved for one stays zero).
+        let direct = LoadedModule::load(
+            &exec,
+            &application(dialect),
+            &Modules(vec![five.clone()]),
+            &LoadOptions::default(),
+        );
+        let direct = direct.unwrap();
+        let call_five = direct.symbol(b"call_five").unwrap();
+        // SAFETY: as above.
+        let rel = unsafe { std::ptr::read_unaligned((call_five + 5) as *const i32) };
+        let (code, code_size) = direct.code();
+        let distance = five.symbol(b"five").unwrap() as i64 - (call_five + 9) as i64;
+        // Both allocators' regions come from the same mmap area, well within 2 GiB.
+        let within_reach = i32::try_from(distance).expect("the library is within a call's reach");
+        assert_eq!(rel, within_reach, "{dialect}: a direct call");
+        let stub_room = code_size.next_multiple_of(16);
+        // SAFETY: the 16 bytes after the code are the module's own stub room, in its sealed,
+        // readable code block.
+        let room = unsafe { std::slice::from_raw_parts((code + stub_room) as *const u8, 16) };
+        assert_eq!(room, &[0u8; 16], "{dialect}: no stub written");
+        assert_eq!(call0(call_five), 5, "{dialect}: direct");
     }
 }
 

@@ -1,12 +1,8 @@
-//! The symbol side of a load, in three passes that each keep little state (they are the
-//! loader's hot loops, and run as separate functions so that each compiles to a tight loop):
-//!
-//! 1. [`link_symbols`]: every symbol decoded and validated, into the [`SymbolTable`] and its
-//!    index; imports resolved.
-//! 2. [`plan_slots`]: which symbols need a branch stub or a GOT slot, from the relocation kinds
-//!    (only kinds and symbol indices are read; relocations are validated when applied).
-//! 3. [`place_symbols`]: once the image is placed, every symbol's address, its stub's and its
-//!    GOT slot's.
+//! The symbol side of a load: one pass, run once the image is placed, that decodes and
+//! validates every symbol into the [`SymbolTable`], resolves imports, and works out where
+//! relocations against each symbol point (its [`Target`]). Branch stubs and GOT slots are not
+//! planned here: the image has room for the most a module can need ([`slot_bounds`]), and the
+//! relocation pass hands them out as relocations ask for them.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -18,77 +14,104 @@ use super::symtab::{LoadedSymbol, NewSymbol, SymbolTable};
 use super::{Keepalive, LoadError, Resolver};
 use crate::fnv::fnv1a_until_nul;
 use crate::module::{SymbolCore, SymbolTarget};
-use crate::{Binding, Module, RelocKind, SymbolKind};
+use crate::wire::relocation::entry_fields;
+use crate::{Binding, Dialect, Module, RelocKind, SymbolKind};
 
-/// "No slot" for [`Link::stub`] and [`Link::got`].
-pub(super) const NONE: u32 = u32::MAX;
-
-/// Where a symbol's address comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Address {
-    /// The module's own code or data (or nothing: types, traits, templates).
-    Own(SymbolTarget),
-    /// A resolved import's address (0 for an unresolved weak import).
-    Import(usize),
-}
-
-/// What the loader needs of a symbol once its name is in the table.
+/// Where the parts of a placed image start.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Link {
-    /// Where its address comes from.
-    pub(super) address: Address,
-    /// Whether it gets an address in the symbol table (function, data or constant, not a
-    /// template).
-    pub(super) addressable: bool,
-    /// The branch kind its stub is written for.
-    pub(super) stub_kind: RelocKind,
-    /// Its branch stub (for branches to imports), or [`NONE`].
-    pub(super) stub: u32,
-    /// Its GOT slot (for GOT-relative relocations), or [`NONE`].
-    pub(super) got: u32,
+pub(super) struct Placed<'s> {
+    /// The code.
+    pub(super) code: usize,
+    /// Each data section's address, by section index.
+    pub(super) sections: &'s [(u32, usize)],
 }
 
-impl Link {
-    /// A symbol with no address, stub or GOT slot yet.
-    const UNPLACED: Link = Link {
-        address: Address::Own(SymbolTarget::None),
-        addressable: false,
-        stub_kind: RelocKind::None,
-        stub: NONE,
-        got: NONE,
-    };
+impl Placed<'_> {
+    /// The address `target` names, `None` if it names nothing or its sum overflows (which a
+    /// validated module, placed in memory it occupies, rules out).
+    #[inline(always)]
+    fn address(&self, target: SymbolTarget) -> Option<Option<usize>> {
+        let at = |base: usize, offset: u64| usize::try_from(offset).ok().and_then(|o| base.checked_add(o));
+        match target {
+            SymbolTarget::Code(offset) => at(self.code, offset).map(Some),
+            SymbolTarget::Data { section, offset } => {
+                let base = self.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a);
+                match base {
+                    Some(base) => at(base, offset).map(Some),
+                    None => Some(None),
+                }
+            }
+            SymbolTarget::None => Some(None),
+        }
+    }
 }
 
 /// The symbols of a module being loaded.
 pub(super) struct Linked {
-    /// Names, kinds and the hash index (addresses filled in by [`place_symbols`]).
+    /// Names, kinds, addresses and the hash index.
     pub(super) symbols: SymbolTable,
-    /// Per symbol, in table order.
-    pub(super) links: Vec<Link>,
+    /// Per symbol, in table order: where relocations against it point.
+    pub(super) targets: Vec<Target>,
     /// The modules its imports resolved into.
     pub(super) deps: Vec<Keepalive>,
 }
 
-/// Pass 1: decodes and validates every symbol into a table with its index, resolving imports
-/// through `resolver`. The counts are bounded by the file's size (validated), so the vectors are.
-pub(super) fn link_symbols(module: &Module<'_>, resolver: &dyn Resolver) -> Result<Linked, LoadError> {
-    match link_symbols_as::<Quiet>(module, resolver) {
+/// The most branch stubs and GOT slots `module` can need: a stub per symbol that may be an
+/// import (only branches to imports go through stubs), and a GOT slot per GOT-relative
+/// relocation (so a module without any gets no GOT), but never more than there are symbols.
+/// Read from the raw entries without validation: an over-count only reserves room, and
+/// everything is validated as symbols and relocations are decoded.
+pub(super) fn slot_bounds(module: &Module<'_>) -> Result<(usize, usize), LoadError> {
+    let dialect = module.dialect();
+    let may_import = |view: &crate::wire::SymbolView<'_>| match dialect {
+        // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
+        Dialect::S128 => view.binding() != 0 && view.value() == 0 && view.size() == 0,
+        Dialect::R96 | Dialect::R72 => view.sym_type() == 0,
+    };
+    let imports = module.symbol_entries().filter(may_import).count();
+    let kinds = RelocKind::wire_table(dialect);
+    let mut got_relocations = 0usize;
+    module.for_each_relocation_table(|entries, _, _| -> Result<(), LoadError> {
+        for entry in entries {
+            let (_, _, wire, _) = entry_fields(entry);
+            got_relocations += usize::from(kinds[usize::from(wire)].is_some_and(RelocKind::uses_got));
+        }
+        Ok(())
+    })?;
+    let symbols = module.symbol_count() as usize;
+    Ok((imports.min(symbols), got_relocations.min(symbols)))
+}
+
+/// Decodes and validates every symbol into a table with its index, resolving imports through
+/// `resolver` and placing the module's own symbols at `placed`. The counts are bounded by the
+/// file's size (validated), so the vectors are.
+pub(super) fn link_symbols(
+    module: &Module<'_>,
+    resolver: &dyn Resolver,
+    placed: &Placed<'_>,
+) -> Result<Linked, LoadError> {
+    match link_symbols_as::<Quiet>(module, resolver, placed) {
         Ok(linked) => Ok(linked),
         // Deterministic: the detailed run fails where the quiet one did.
-        Err(Quiet) => link_symbols_as::<LoadError>(module, resolver),
+        Err(Quiet) => link_symbols_as::<LoadError>(module, resolver, placed),
     }
 }
 
 #[inline(never)]
-fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> Result<Linked, F> {
+fn link_symbols_as<F: Failure>(
+    module: &Module<'_>,
+    resolver: &dyn Resolver,
+    placed: &Placed<'_>,
+) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
     let strings = module.strings();
     // Pre-sized and written in place (no capacity check per symbol); the index is built after.
     let mut table = vec![LoadedSymbol::UNSET; count];
-    let mut links = vec![Link::UNPLACED; count];
+    let unplaced = Target { symbol: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
+    let mut targets = vec![unplaced; count];
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut entries = module.symbol_entries();
-    for (index, (loaded, link)) in (0..module.symbol_count()).zip(table.iter_mut().zip(&mut links)) {
+    for (index, (loaded, target)) in (0..module.symbol_count()).zip(table.iter_mut().zip(&mut targets)) {
         // The quiet run decodes plain symbols on a fast path, which leaves finding where their
         // names end to the measuring below; everything else is decoded in full.
         let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| module.plain_symbol(&view));
@@ -112,16 +135,22 @@ fn link_symbols_as<F: Failure>(module: &Module<'_>, resolver: &dyn Resolver) -> 
         *loaded = LoadedSymbol::new(sym.name_offset, name_len, hash, &symbol);
         let address = if sym.kind == SymbolKind::Import {
             let name = &strings[start..start + len];
-            Address::Import(
-                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?,
-            )
+            let address =
+                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?;
+            target.stub = Target::STUB_ALLOWED;
+            Some(address)
         } else {
-            Address::Own(sym.target)
+            placed.address(sym.target).ok_or_else(F::inconsistent)?
         };
-        *link = Link { address, addressable, ..Link::UNPLACED };
+        if let Some(address) = address {
+            target.symbol = address;
+            if addressable {
+                loaded.set_addr(address);
+            }
+        }
     }
     let symbols = SymbolTable::from_parts(strings.to_vec(), table).ok_or_else(F::inconsistent)?;
-    Ok(Linked { symbols, links, deps })
+    Ok(Linked { symbols, targets, deps })
 }
 
 /// The address of the import `name` (0 for an unresolved weak import), keeping its owner alive
@@ -145,106 +174,4 @@ fn resolve(
         None if binding == Binding::Weak => Some(0),
         None => None,
     }
-}
-
-/// How many stubs and GOT slots a module needs.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Slots {
-    /// Branch stubs (one per import some branch calls).
-    pub(super) stubs: u32,
-    /// GOT slots (one per symbol a GOT-relative relocation names).
-    pub(super) gots: u32,
-}
-
-/// Pass 2: numbers the stubs and GOT slots of `links` from the relocation kinds.
-#[inline(never)]
-pub(super) fn plan_slots(module: &Module<'_>, links: &mut [Link]) -> Result<Slots, LoadError> {
-    let mut slots = Slots::default();
-    module.for_each_relocation_unchecked(|kind, symbol| match kind {
-        RelocKind::Plt32 | RelocKind::Aarch64Branch26 => {
-            if let Some(link) = links.get_mut(symbol as usize) {
-                if matches!(link.address, Address::Import(_)) && link.stub == NONE {
-                    link.stub = slots.stubs;
-                    link.stub_kind = kind;
-                    slots.stubs += 1;
-                }
-            }
-        }
-        RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12 => {
-            if let Some(link) = links.get_mut(symbol as usize) {
-                if link.got == NONE {
-                    link.got = slots.gots;
-                    slots.gots += 1;
-                }
-            }
-        }
-        _ => {}
-    })?;
-    Ok(slots)
-}
-
-/// Where the parts of a placed image start.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Placed<'s> {
-    /// The code.
-    pub(super) code: usize,
-    /// The first branch stub.
-    pub(super) stubs: usize,
-    /// The first GOT slot.
-    pub(super) got: usize,
-    /// Each data section's address, by section index.
-    pub(super) sections: &'s [(u32, usize)],
-}
-
-/// Pass 3: every symbol's address (also written into `symbols`), its stub's and its GOT slot's.
-/// Fails only if an address does not fit (which a validated module, placed in memory it
-/// occupies, rules out).
-#[inline(never)]
-pub(super) fn place_symbols(
-    links: &[Link],
-    symbols: &mut SymbolTable,
-    placed: &Placed<'_>,
-) -> Result<Vec<Target>, LoadError> {
-    // Sums that overflow are noted and reported after: the targets are collected from an
-    // exact-size iterator, with no capacity check per symbol.
-    let mut overflow = false;
-    let mut at = |base: usize, offset: u64| {
-        let sum = usize::try_from(offset).ok().and_then(|o| base.checked_add(o));
-        overflow |= sum.is_none();
-        sum.unwrap_or(0)
-    };
-    let targets = links
-        .iter()
-        .zip(symbols.symbols_mut())
-        .map(|(link, symbol)| {
-            let addr = match link.address {
-                Address::Own(SymbolTarget::Code(offset)) => Some(at(placed.code, offset)),
-                Address::Own(SymbolTarget::Data { section, offset }) => {
-                    let base = placed.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a);
-                    base.map(|base| at(base, offset))
-                }
-                Address::Import(addr) => Some(addr),
-                Address::Own(SymbolTarget::None) => None,
-            };
-            if link.addressable {
-                symbol.addr = addr.unwrap_or(0);
-            }
-            let mut slot = |start: usize, index: u32, size: usize| {
-                if index == NONE {
-                    Target::NO_SLOT
-                } else {
-                    at(start, u64::from(index) * size as u64)
-                }
-            };
-            Target {
-                symbol: addr.unwrap_or(Target::NO_ADDRESS),
-                stub: slot(placed.stubs, link.stub, super::STUB_SIZE),
-                got: slot(placed.got, link.got, 8),
-            }
-        })
-        .collect();
-    if overflow {
-        return Err(LoadError::TooLarge);
-    }
-    Ok(targets)
 }

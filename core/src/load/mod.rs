@@ -4,9 +4,9 @@
 //! The image of a module is one contiguous run from the [`ExecAllocator`]: code (followed by
 //! branch stubs), read-only data (rodata, then the module's GOT slots), writable data (data,
 //! then bss). Keeping it in one run keeps every internal reference within reach of 32-bit
-//! PC-relative relocations. Code is assembled and relocated in a private buffer, written while
-//! the pages are writable, and then the batch is sealed: code read-execute, rodata and GOT
-//! read-only, data read-write. A failure at any step drops the unsealed batch, which frees
+//! PC-relative relocations. Code is copied into its still-writable block and relocated in
+//! place, and then the batch is sealed: code read-execute, rodata and GOT read-only, data
+//! read-write. A failure at any step drops the unsealed batch, which frees
 //! everything the load had mapped.
 //!
 //! Imports are resolved through a [`Resolver`] (other loaded modules, a caller's table). A
@@ -31,10 +31,9 @@ use crate::exec::{Block, ExecAllocator, ExecError, MemoryKind};
 use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
-use link::{Linked, Placed, Slots, NONE};
+use link::{Linked, Placed};
 use reloc::RelocError;
-use relocate::Relocator;
-use relocate::Target;
+use relocate::{Relocator, Slots, Target};
 use symtab::SymbolTable;
 
 /// Something a loaded module keeps alive because it links to it (another module).
@@ -304,22 +303,20 @@ impl<'a> LoadedModule<'a> {
                 return Err(LoadError::WrongArch { module: header.arch, host });
             }
         }
-        let Linked { mut symbols, mut links, deps } = link::link_symbols(module, resolver)?;
-        let templates: Vec<(Vec<u8>, Vec<u8>)> =
-            module.template_entries().into_iter().map(|(s, t)| (s.name.to_vec(), t.bytes.to_vec())).collect();
-        let Slots { stubs, gots } = link::plan_slots(module, &mut links)?;
+        let (stubs_max, gots_max) = link::slot_bounds(module)?;
 
-        // Layout: [code | stubs] [rodata | GOT] [data | bss].
+        // Layout: [code | stubs] [rodata | GOT] [data | bss], with room for as many stubs and
+        // GOT slots as the module can need; the relocation pass hands them out.
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
         let code_size = size(module.code_size())?;
         let stub_start = align_up(code_size, STUB_SIZE).ok_or(LoadError::TooLarge)?;
-        let after = |start: usize, count: u32, size: usize| {
-            (count as usize).checked_mul(size).and_then(|n| start.checked_add(n)).ok_or(LoadError::TooLarge)
+        let after = |start: usize, count: usize, size: usize| {
+            count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or(LoadError::TooLarge)
         };
-        let code_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
+        let code_len = if stubs_max == 0 { code_size } else { after(stub_start, stubs_max, STUB_SIZE)? };
         let ro_size = size(module.read_only_size())?;
         let got_start = align_up(ro_size, 8).ok_or(LoadError::TooLarge)?;
-        let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, 8)? };
+        let ro_len = if gots_max == 0 { ro_size } else { after(got_start, gots_max, 8)? };
         let rw_len = size(module.read_write_size())?;
 
         let mut batch = allocator.batch();
@@ -350,46 +347,40 @@ impl<'a> LoadedModule<'a> {
             }
             sections.push((placement.section.index, addr));
         }
-        let placed = Placed {
-            code: code_base,
-            stubs: code_base + stub_start,
-            got: ro_base + got_start,
-            sections: &sections,
-        };
-        let targets = link::place_symbols(&links, &mut symbols, &placed)?;
+        let placed = Placed { code: code_base, sections: &sections };
+        let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolver, &placed)?;
+        let templates: Vec<(Vec<u8>, Vec<u8>)> =
+            module.template_entries().into_iter().map(|(s, t)| (s.name.to_vec(), t.bytes.to_vec())).collect();
 
-        // GOT slots hold the symbols' absolute addresses.
-        let mut got = vec![0u8; gots as usize * 8];
-        for (link, target) in links.iter().zip(&targets).filter(|(l, _)| l.got != NONE) {
-            let slot = link.got as usize * 8;
-            got[slot..slot + 8].copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
-        }
-
-        // Code: concatenated, stubs filled and relocated in place, in the still-writable block.
-        let fill_code = |image: &mut [u8]| -> Result<(), LoadError> {
+        // Code: concatenated and relocated in place, in the still-writable block; stubs and GOT
+        // slots are handed out as relocations need them.
+        let got_base = ro_base + got_start;
+        let mut fill_code = |image: &mut [u8]| -> Result<usize, LoadError> {
             for (section, offset) in module.code_sections() {
                 let at = size(offset)?;
                 // Validation keeps every code section inside the code, which the block holds.
                 let place = at.checked_add(section.data.len()).and_then(|end| image.get_mut(at..end));
                 place.ok_or(LoadError::TooLarge)?.copy_from_slice(section.data);
             }
-            for (link, target) in links.iter().zip(&targets) {
-                if target.stub != Target::NO_SLOT {
-                    let stub = target.stub - code_base;
-                    let to = target.address_or_zero() as u64;
-                    write_stub(&mut image[stub..stub + STUB_SIZE], link.stub_kind, to);
-                }
-            }
-            let relocator =
-                Relocator { code_base, targets: &targets, names: &symbols, force_stubs: options.force_stubs };
-            relocator.apply_all(module, image)
+            let (code, rest) = image.split_at_mut(code_size.min(image.len()));
+            let stub_area = rest.get_mut(stub_start - code_size..).unwrap_or_default();
+            let mut slots = Slots::new(stub_area, code_base + stub_start, got_base, gots_max);
+            let relocator = Relocator { code_base, names: &symbols, force_stubs: options.force_stubs };
+            relocator.apply_all(module, code, &mut targets, &mut slots)?;
+            Ok(slots.got_used())
         };
-        match code {
+        let gots = match code {
             Some(block) => batch.with_block_mut(block, fill_code)??,
             None => fill_code(&mut [])?,
-        }
+        };
+        // GOT slots hold the symbols' absolute addresses.
         if gots > 0 {
-            batch.write(ro_base + got_start, &got)?;
+            let mut got = vec![0u8; gots * 8];
+            for target in targets.iter().filter(|t| t.got != Target::NO_SLOT) {
+                let slot = (target.got - got_base) / 8 * 8;
+                got[slot..slot + 8].copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
+            }
+            batch.write(got_base, &got)?;
         }
 
         let entry = if header.is_executable() { Some(code_base + size(header.entry_point)?) } else { None };

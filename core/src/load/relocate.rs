@@ -7,11 +7,15 @@
 //! has an address, the result fits). It runs with [`Quiet`] failures and, only if that fails,
 //! again with [`LoadError`]; the detailed run asks `decode_relocation` for the exact error of
 //! the entry that failed (see [`super::failure`]).
+//!
+//! Branch stubs and GOT slots are handed out here, the first time a relocation needs one for
+//! its symbol ([`Slots`]): a stub only when a branch to an import is out of reach (or stubs are
+//! forced), a GOT slot for every symbol a GOT-relative relocation names.
 
 use super::failure::{Failure, Quiet};
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
-use super::LoadError;
+use super::{write_stub, LoadError, STUB_SIZE};
 use crate::module::Relocation;
 use crate::wire::relocation::{entry_fields, RELOCATION_ENTRY_SIZE};
 use crate::{Module, RelocKind};
@@ -23,9 +27,10 @@ pub(super) struct Target {
     /// The symbol's address, or [`Target::NO_ADDRESS`] for symbols without one (types,
     /// traits, templates). An unresolved weak import has address 0.
     pub(super) symbol: usize,
-    /// Its branch stub's address, or [`Target::NO_SLOT`].
+    /// Its branch stub's address; [`Target::STUB_ALLOWED`] for an import without one yet,
+    /// [`Target::NO_SLOT`] for a symbol that never gets one (the module's own).
     pub(super) stub: usize,
-    /// Its GOT slot's address, or [`Target::NO_SLOT`].
+    /// Its GOT slot's address, or [`Target::NO_SLOT`] (none yet).
     pub(super) got: usize,
 }
 
@@ -35,6 +40,9 @@ impl Target {
     /// [`Target::stub`] or [`Target::got`] of a symbol without one (slots live in the image,
     /// never at address 0).
     pub(super) const NO_SLOT: usize = 0;
+    /// [`Target::stub`] of an import that gets a stub when a branch needs one (slots lie in
+    /// the page-aligned image, never at address 1).
+    pub(super) const STUB_ALLOWED: usize = 1;
 
     /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
     pub(super) const fn address_or_zero(&self) -> usize {
@@ -46,32 +54,97 @@ impl Target {
     }
 }
 
-/// What the relocation pass needs besides the module and the code.
+/// What the relocation pass needs besides the module, the code and the targets.
 pub(super) struct Relocator<'t> {
     /// Address of the first byte of the code.
     pub(super) code_base: usize,
-    /// Per symbol, in table order.
-    pub(super) targets: &'t [Target],
     /// Names for error messages.
     pub(super) names: &'t SymbolTable,
-    /// Route branches through stubs even when the target is within reach.
+    /// Route branches to imports through stubs even when the target is within reach.
     pub(super) force_stubs: bool,
+}
+
+/// The image's room for branch stubs and GOT slots, handed out in order as relocations ask.
+pub(super) struct Slots<'i> {
+    /// The stub area (in the code block, after the code), `STUB_SIZE` bytes per stub.
+    stubs: &'i mut [u8],
+    /// The stub area's address.
+    stubs_at: usize,
+    stubs_used: usize,
+    /// The GOT's address (in the read-only block) and how many slots it has.
+    got_at: usize,
+    got_capacity: usize,
+    got_used: usize,
+}
+
+impl<'i> Slots<'i> {
+    /// Room for `stubs.len() / STUB_SIZE` stubs at `stubs_at` and `got_capacity` GOT slots at
+    /// `got_at`, none used.
+    pub(super) fn new(stubs: &'i mut [u8], stubs_at: usize, got_at: usize, got_capacity: usize) -> Self {
+        Slots { stubs, stubs_at, stubs_used: 0, got_at, got_capacity, got_used: 0 }
+    }
+
+    /// GOT slots handed out (they start at the GOT's address, 8 bytes each).
+    pub(super) const fn got_used(&self) -> usize {
+        self.got_used
+    }
+
+    /// `target`'s GOT slot, handed out now if it has none; `None` if the GOT is full (which
+    /// [`super::link::slot_bounds`] rules out).
+    #[inline(always)]
+    fn got(&mut self, target: &mut Target) -> Option<usize> {
+        if target.got == Target::NO_SLOT {
+            if self.got_used == self.got_capacity {
+                return None;
+            }
+            target.got = self.got_at + self.got_used * 8;
+            self.got_used += 1;
+        }
+        Some(target.got)
+    }
+
+    /// `target`'s stub for branches of `kind`, written now if it has none; `None` if the stub
+    /// area is full (which [`super::link::slot_bounds`] rules out).
+    fn stub(&mut self, kind: RelocKind, target: &mut Target) -> Option<usize> {
+        if target.stub == Target::STUB_ALLOWED {
+            let at = self.stubs_used * STUB_SIZE;
+            let room = self.stubs.get_mut(at..at.checked_add(STUB_SIZE)?)?;
+            write_stub(room, kind, target.address_or_zero() as u64);
+            target.stub = self.stubs_at + at;
+            self.stubs_used += 1;
+        }
+        Some(target.stub)
+    }
 }
 
 impl Relocator<'_> {
     /// Validates and applies every relocation of `module` to `code` (its placed code, which
-    /// starts at `code_base`), reporting the first failure precisely.
-    pub(super) fn apply_all(&self, module: &Module<'_>, code: &mut [u8]) -> Result<(), LoadError> {
-        match self.apply_all_as::<Quiet>(module, code) {
+    /// starts at `code_base`), handing out stubs and GOT slots from `slots` and recording them
+    /// in `targets` (per symbol, in table order), and reports the first failure precisely.
+    pub(super) fn apply_all(
+        &self,
+        module: &Module<'_>,
+        code: &mut [u8],
+        targets: &mut [Target],
+        slots: &mut Slots<'_>,
+    ) -> Result<(), LoadError> {
+        match self.apply_all_as::<Quiet>(module, code, targets, slots) {
             Ok(()) => Ok(()),
-            // Deterministic: the detailed run fails where the quiet one did.
-            Err(Quiet) => self.apply_all_as::<LoadError>(module, code),
+            // Deterministic: the detailed run fails where the quiet one did (reusing the slots
+            // the quiet run handed out).
+            Err(Quiet) => self.apply_all_as::<LoadError>(module, code, targets, slots),
         }
     }
 
-    fn apply_all_as<F: Failure>(&self, module: &Module<'_>, code: &mut [u8]) -> Result<(), F> {
+    fn apply_all_as<F: Failure>(
+        &self,
+        module: &Module<'_>,
+        code: &mut [u8],
+        targets: &mut [Target],
+        slots: &mut Slots<'_>,
+    ) -> Result<(), F> {
         // The symbol check below is `decode_relocation`'s `symbol < symbol_count`.
-        if self.targets.len() != module.symbol_count() as usize {
+        if targets.len() != module.symbol_count() as usize {
             return Err(F::inconsistent());
         }
         let code_size = module.code_size();
@@ -92,7 +165,7 @@ impl Relocator<'_> {
                 if kind == RelocKind::None {
                     continue;
                 }
-                let Some(target) = self.targets.get(symbol as usize) else {
+                let Some(target) = targets.get_mut(symbol as usize) else {
                     return Err(failed().format_error());
                 };
                 if offset.checked_add(kind.width()).is_none_or(|end| end > code_size) {
@@ -107,11 +180,17 @@ impl Relocator<'_> {
                 // The kinds of nearly every x86-64 relocation inline, the others out of line.
                 let applied = match kind {
                     RelocKind::Pc32 => reloc::pc32(site, target.symbol as u64, addend, place),
-                    RelocKind::Plt32 => {
-                        reloc::pc32(site, self.branch_to(kind, target, addend, place), addend, place)
+                    RelocKind::Plt32 if target.stub == Target::NO_SLOT => {
+                        reloc::pc32(site, target.symbol as u64, addend, place)
                     }
                     RelocKind::Abs64 => reloc::abs64(site, target.symbol as u64, addend),
-                    _ => self.apply_other(kind, site, target, addend, place),
+                    RelocKind::GotPc32 => {
+                        let got = slots.got(target).ok_or_else(F::inconsistent)?;
+                        reloc::pc32(site, got as u64, addend, place)
+                    }
+                    _ => self
+                        .apply_other(kind, site, target, slots, addend, place)
+                        .ok_or_else(F::inconsistent)?,
                 };
                 if let Err(error) = applied {
                     return Err(failed().relocation(|r| F::relocation(r, self.names, error)));
@@ -121,33 +200,26 @@ impl Relocator<'_> {
         })
     }
 
-    /// Where a branch of `kind` at `place` goes: its symbol, or the symbol's stub if it has one
-    /// and the symbol is out of the branch's reach (or stubs are forced).
-    #[inline(always)]
-    fn branch_to(&self, kind: RelocKind, target: &Target, addend: i64, place: u64) -> u64 {
-        let symbol = target.symbol as u64;
-        if target.stub != Target::NO_SLOT
-            && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place))
-        {
-            target.stub as u64
-        } else {
-            symbol
-        }
-    }
-
-    /// The kinds the loop does not inline: everything [`reloc::apply`] computes.
+    /// The kinds the loop does not inline: everything [`reloc::apply`] computes, with branches
+    /// to imports through a stub when the import is out of the branch's reach (or stubs are
+    /// forced). `None` if a slot was needed and none was left.
     #[inline(never)]
     fn apply_other(
         &self,
         kind: RelocKind,
         site: &mut [u8],
-        target: &Target,
+        target: &mut Target,
+        slots: &mut Slots<'_>,
         addend: i64,
         place: u64,
-    ) -> Result<(), reloc::RelocError> {
-        let got = (target.got != Target::NO_SLOT).then_some(target.got as u64);
-        let symbol = self.branch_to(kind, target, addend, place);
-        reloc::apply(kind, site, RelocInput { symbol, addend, place, got })
+    ) -> Option<Result<(), reloc::RelocError>> {
+        let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
+        let symbol = target.symbol as u64;
+        let through_stub = target.stub != Target::NO_SLOT
+            && matches!(kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
+            && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
+        let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
+        Some(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
     }
 }
 

@@ -73,6 +73,12 @@ impl LoadedSymbol {
             template: symbol.template,
         }
     }
+
+    /// Sets its address.
+    #[inline(always)]
+    pub(crate) fn set_addr(&mut self, addr: usize) {
+        self.addr = addr;
+    }
 }
 
 /// A symbol to append to a [`SymbolTable`].
@@ -173,11 +179,6 @@ impl SymbolTable {
         if let Some(s) = self.symbols.get_mut(index) {
             s.addr = addr;
         }
-    }
-
-    /// The symbols, in table order, for the loader to fill in their addresses.
-    pub(crate) fn symbols_mut(&mut self) -> &mut [LoadedSymbol] {
-        &mut self.symbols
     }
 
     fn name_of(&self, s: &LoadedSymbol) -> &[u8] {
