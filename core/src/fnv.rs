@@ -1,6 +1,7 @@
 //! FNV-1a, 32-bit: the symbol name hash stored in SMF symbol tables.
 //!
-//! Stored hashes are never trusted: the loader recomputes them from the names it validated.
+//! Stored hashes are never trusted: readers recompute them from the names (a wrong stored hash
+//! is not an error), and the loader's index uses a keyed hash of its own (`load::namehash`).
 
 const BASIS: u32 = 2_166_136_261;
 const PRIME: u32 = 16_777_619;
@@ -22,31 +23,9 @@ pub const fn fnv1a(bytes: &[u8]) -> u32 {
     hash
 }
 
-/// The length and [`fnv1a`] hash of the NUL-terminated string at the start of `bytes`, in one
-/// pass over it; `None` if `bytes` holds no NUL.
-#[inline(always)]
-pub(crate) fn fnv1a_until_nul(bytes: &[u8]) -> Option<(usize, u32)> {
-    let mut hash = BASIS;
-    for (len, &byte) in bytes.iter().enumerate() {
-        if byte == 0 {
-            return Some((len, hash));
-        }
-        hash = step(hash, byte);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{fnv1a, fnv1a_until_nul};
-
-    #[test]
-    fn the_one_pass_hash_stops_at_the_nul() {
-        assert_eq!(fnv1a_until_nul(b"main\0rest"), Some((4, fnv1a(b"main"))));
-        assert_eq!(fnv1a_until_nul(b"\0"), Some((0, fnv1a(b""))));
-        assert_eq!(fnv1a_until_nul(b"main"), None);
-        assert_eq!(fnv1a_until_nul(b""), None);
-    }
+    use super::fnv1a;
 
     #[test]
     fn matches_the_published_values() {

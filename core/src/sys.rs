@@ -235,6 +235,18 @@ pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()>
     unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))
 }
 
+/// Eight bytes from the kernel's random pool (`getrandom(2)`, non-blocking: during early boot,
+/// before the pool is initialized, the kernel's best effort), or `None` if the call fails (a
+/// kernel or sandbox without it).
+pub fn random_u64() -> Option<u64> {
+    use rustix::rand::{getrandom, GetRandomFlags};
+    let mut bytes = [0u8; 8];
+    let filled = getrandom(&mut bytes, GetRandomFlags::NONBLOCK | GetRandomFlags::INSECURE)
+        .or_else(|_| getrandom(&mut bytes, GetRandomFlags::NONBLOCK))
+        .ok()?;
+    (filled == bytes.len()).then(|| u64::from_le_bytes(bytes))
+}
+
 /// Makes every thread of the process execute a core-serializing instruction before it next
 /// runs user code (`membarrier(2)`, `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`), so that
 /// code written by one thread is safe to run on the others. Registers on first use; a kernel

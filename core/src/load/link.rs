@@ -9,10 +9,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::failure::{Failure, Quiet};
+use super::namehash;
 use super::relocate::Target;
 use super::symtab::{LoadedSymbol, NewSymbol, SymbolTable};
 use super::{Keepalive, LoadError, Resolver};
-use crate::fnv::fnv1a_until_nul;
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
 use crate::{Binding, Dialect, Module, RelocKind, SymbolKind};
@@ -111,6 +111,7 @@ fn link_symbols_as<F: Failure>(
     let mut targets = vec![unplaced; count];
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut entries = module.symbol_entries();
+    let key = namehash::key();
     for (index, (loaded, target)) in (0..module.symbol_count()).zip(table.iter_mut().zip(&mut targets)) {
         // The quiet run decodes plain symbols on a fast path, which leaves finding where their
         // names end to the measuring below; everything else is decoded in full.
@@ -121,7 +122,10 @@ fn link_symbols_as<F: Failure>(
         };
         // Only the quiet run can fail here: the full decode checked the name already.
         let start = sym.name_offset as usize;
-        let (len, hash) = strings.get(start..).and_then(fnv1a_until_nul).ok_or_else(F::inconsistent)?;
+        let (len, hash) = strings
+            .get(start..)
+            .and_then(|s| namehash::hash_until_nul(key, s))
+            .ok_or_else(F::inconsistent)?;
         let name_len = u32::try_from(len).map_err(|_| F::inconsistent())?;
         let addressable = sym.kind.is_addressable() && !sym.template;
         let symbol = NewSymbol {
@@ -149,7 +153,7 @@ fn link_symbols_as<F: Failure>(
             }
         }
     }
-    let symbols = SymbolTable::from_parts(strings.to_vec(), table).ok_or_else(F::inconsistent)?;
+    let symbols = SymbolTable::from_parts(strings.to_vec(), table, key).ok_or_else(F::inconsistent)?;
     Ok(Linked { symbols, targets, deps })
 }
 

@@ -16,6 +16,7 @@
 
 mod failure;
 mod link;
+mod namehash;
 pub mod reloc;
 mod relocate;
 pub mod symtab;

@@ -61,10 +61,6 @@ pub struct RelocInput {
     pub got: Option<u64>,
 }
 
-fn fits_i32(v: i128) -> Result<u32, RelocError> {
-    i32::try_from(v).map(|x| x as u32).map_err(|_| RelocError::OutOfRange { value: v })
-}
-
 fn page(x: i128) -> i128 {
     x & !0xFFF
 }
@@ -138,8 +134,31 @@ pub fn abs64(site: &mut [u8], symbol: u64, addend: i64) -> Result<(), RelocError
 /// [`RelocKind::GotPc32`] with `to` = G).
 #[inline(always)]
 pub fn pc32(site: &mut [u8], to: u64, addend: i64, place: u64) -> Result<(), RelocError> {
+    write(site, &pc_relative_i32(to, addend, place)?.to_le_bytes())
+}
+
+/// `to` + A - P as a signed 32-bit value, exactly (never wrapped). Addresses below 2^63 (every
+/// user-space address) take a path of plain 64-bit arithmetic that cannot overflow before the
+/// addend is added; anything else is computed in 128 bits.
+#[inline(always)]
+pub(crate) fn pc_relative_i32(to: u64, addend: i64, place: u64) -> Result<i32, RelocError> {
+    let v = if (to | place) >> 63 == 0 {
+        // Both fit i64 and are non-negative, so their difference does too.
+        (to as i64 - place as i64).checked_add(addend).and_then(|v| i32::try_from(v).ok())
+    } else {
+        None
+    };
+    match v {
+        Some(v) => Ok(v),
+        None => pc_relative_wide(to, addend, place),
+    }
+}
+
+/// [`pc_relative_i32`] in 128 bits, for the rare inputs and for the error's value.
+#[cold]
+fn pc_relative_wide(to: u64, addend: i64, place: u64) -> Result<i32, RelocError> {
     let v = i128::from(to) + i128::from(addend) - i128::from(place);
-    write(site, &fits_i32(v)?.to_le_bytes())
+    i32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })
 }
 
 /// Copies `bytes` to the start of `site`; an error (never a panic) if the site is too short,
@@ -310,5 +329,37 @@ mod tests {
         assert!(!branch_reaches(RelocKind::Plt32, 0x1_0000_2000, -4, 0x1000));
         assert!(branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (127 << 20), 0, 0x1000));
         assert!(!branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (128 << 20), 0, 0x1000));
+    }
+
+    #[test]
+    fn pc_relative_values_are_exact_on_both_paths() {
+        let wide = |to: u64, addend: i64, place: u64| {
+            let v = i128::from(to) + i128::from(addend) - i128::from(place);
+            i32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })
+        };
+        let addresses = [
+            0,
+            1,
+            0x1000,
+            0x7fff_ffff,
+            0x8000_0000,
+            0x7fff_ffff_f000,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX,
+        ];
+        let addends = [0, -4, 4, i64::MIN, i64::MAX, i64::from(i32::MIN), i64::from(i32::MAX) + 1];
+        for &to in &addresses {
+            for &place in &addresses {
+                for &addend in &addends {
+                    assert_eq!(
+                        pc_relative_i32(to, addend, place),
+                        wide(to, addend, place),
+                        "{to:#x} {addend} {place:#x}"
+                    );
+                }
+            }
+        }
     }
 }

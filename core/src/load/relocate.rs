@@ -147,12 +147,10 @@ impl Relocator<'_> {
         if targets.len() != module.symbol_count() as usize {
             return Err(F::inconsistent());
         }
-        let code_size = module.code_size();
         // Patched bytes lie in the module's code (not its stubs): with `code` cut to that
-        // length, the check below also proves every write in bounds.
-        let code = code
-            .get_mut(..usize::try_from(code_size).map_err(|_| F::inconsistent())?)
-            .ok_or_else(F::inconsistent)?;
+        // length, the site check below is `decode_relocation`'s and proves every write in bounds.
+        let code_size = usize::try_from(module.code_size()).map_err(|_| F::inconsistent())?;
+        let code = code.get_mut(..code_size).ok_or_else(F::inconsistent)?;
         let kinds = RelocKind::wire_table(module.dialect());
         module.for_each_relocation_table(|entries, first, at| {
             for (i, entry) in (0u64..).zip(entries) {
@@ -168,15 +166,19 @@ impl Relocator<'_> {
                 let Some(target) = targets.get_mut(symbol as usize) else {
                     return Err(failed().format_error());
                 };
-                if offset.checked_add(kind.width()).is_none_or(|end| end > code_size) {
+                // The patched bytes lie in the code (`decode_relocation`'s site check).
+                let width = if kind == RelocKind::Abs64 { 8 } else { 4 };
+                debug_assert_eq!(width as u64, kind.width());
+                let at = usize::try_from(offset).ok();
+                let Some((at, site)) =
+                    at.and_then(|at| Some((at, code.get_mut(at..at.checked_add(width)?)?)))
+                else {
                     return Err(failed().format_error());
-                }
+                };
                 if target.symbol == Target::NO_ADDRESS {
                     return Err(failed().relocation(|r| F::no_address(r, self.names)));
                 }
-                let offset = usize::try_from(offset).map_err(|_| F::inconsistent())?;
-                let place = self.code_base.wrapping_add(offset) as u64;
-                let site = code.get_mut(offset..).ok_or_else(F::inconsistent)?;
+                let place = self.code_base.wrapping_add(at) as u64;
                 // The kinds of nearly every x86-64 relocation inline, the others out of line.
                 let applied = match kind {
                     RelocKind::Pc32 => reloc::pc32(site, target.symbol as u64, addend, place),

@@ -1,12 +1,12 @@
 //! A loaded module's symbols: owned names and addresses, with a hash index over the exported
-//! ones built at load time from recomputed FNV-1a hashes (the file's stored hashes are never
-//! trusted).
+//! ones built at load time with the loader's own keyed hash of the validated names
+//! ([`super::namehash`]; the file's stored FNV-1a hashes are never trusted).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::fnv::fnv1a_until_nul;
-use crate::{fnv1a, Binding, SymbolKind};
+use super::namehash;
+use crate::{Binding, SymbolKind};
 
 /// One symbol of a loaded module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct SymbolTable {
     /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
     /// of at least twice the number of symbols.
     buckets: Vec<u32>,
+    /// The key of the names' hashes ([`namehash::key`]).
+    key: u64,
 }
 
 impl LoadedSymbol {
@@ -105,28 +107,28 @@ impl SymbolTable {
             names: strings.to_vec(),
             symbols: Vec::with_capacity(count),
             buckets: vec![0; bucket_count(count)],
+            key: namehash::key(),
         }
     }
 
     /// A table over the string table `names` holding `symbols` (each made by
-    /// [`LoadedSymbol::new`]), with the exported ones indexed (the first of duplicate names
+    /// [`LoadedSymbol::new`] with its name's [`namehash`] under `key`), with the exported ones
+    /// indexed (the first of duplicate names
     /// wins). `None` if a symbol's name and its NUL do not lie in `names`. The loader's way to
     /// build a table: it decodes all symbols into a slice first, then indexes them in one tight
     /// loop over memory it just wrote.
-    pub(crate) fn from_parts(names: Vec<u8>, symbols: Vec<LoadedSymbol>) -> Option<Self> {
-        let buckets = vec![0; bucket_count(symbols.len())];
-        let mut table = Self { names, symbols, buckets };
-        for index in 0..table.symbols.len() {
-            let symbol = table.symbols[index];
+    pub(crate) fn from_parts(names: Vec<u8>, symbols: Vec<LoadedSymbol>, key: u64) -> Option<Self> {
+        let mut buckets = vec![0; bucket_count(symbols.len())];
+        for (index, symbol) in symbols.iter().enumerate() {
             let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
-            if table.names.get(name_end) != Some(&0) {
+            if names.get(name_end) != Some(&0) {
                 return None;
             }
             if symbol.exported {
-                table.index(index)?;
+                insert(&mut buckets, &symbols, &names, index)?;
             }
         }
-        Some(table)
+        Some(Self { names, symbols, buckets, key })
     }
 
     /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins), and
@@ -137,41 +139,15 @@ impl SymbolTable {
     pub fn push(&mut self, symbol: NewSymbol) -> Option<&[u8]> {
         let start = symbol.name_offset as usize;
         let index = self.symbols.len();
-        let (len, hash) = fnv1a_until_nul(self.names.get(start..)?)?;
+        let (len, hash) = namehash::hash_until_nul(self.key, self.names.get(start..)?)?;
         if index >= self.buckets.len() / 2 {
             return None;
         }
         self.symbols.push(LoadedSymbol::new(symbol.name_offset, u32::try_from(len).ok()?, hash, &symbol));
         if symbol.exported {
-            self.index(index)?;
+            insert(&mut self.buckets, &self.symbols, &self.names, index)?;
         }
         Some(&self.names[start..start + len])
-    }
-
-    /// Enters symbol `index` (exported, its name inside the string table) in the hash index,
-    /// unless a symbol of the same name is there already. `None` if its slot number does not
-    /// fit the index.
-    #[inline(always)]
-    fn index(&mut self, index: usize) -> Option<()> {
-        let slot = u32::try_from(index + 1).ok()?;
-        let symbol = &self.symbols[index];
-        let (hash, name) = (symbol.hash, self.name_of(symbol));
-        let mask = self.buckets.len() - 1;
-        let mut b = hash as usize & mask;
-        loop {
-            match self.buckets[b] {
-                0 => break,
-                taken => {
-                    let other = &self.symbols[taken as usize - 1];
-                    if other.hash == hash && self.name_of(other) == name {
-                        return Some(()); // duplicate: keep the first
-                    }
-                }
-            }
-            b = (b + 1) & mask;
-        }
-        self.buckets[b] = slot;
-        Some(())
     }
 
     /// Sets the address of symbol `index` (no effect past the end).
@@ -217,14 +193,10 @@ impl SymbolTable {
 
     /// The exported symbol named `name`.
     pub fn lookup(&self, name: &[u8]) -> Option<&LoadedSymbol> {
-        self.lookup_hashed(name, fnv1a(name))
-    }
-
-    /// [`SymbolTable::lookup`] with the name's FNV-1a hash already computed.
-    pub fn lookup_hashed(&self, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
         if self.buckets.is_empty() {
             return None;
         }
+        let hash = namehash::hash(self.key, name);
         let mask = self.buckets.len() - 1;
         let mut b = hash as usize & mask;
         loop {
@@ -239,6 +211,36 @@ impl SymbolTable {
             b = (b + 1) & mask;
         }
     }
+}
+
+/// Enters symbol `index` of `symbols` (exported, its name inside `names`) in the open-addressing
+/// index `buckets`, unless a symbol of the same name is there already. `None` if its slot
+/// number does not fit a bucket.
+#[inline(always)]
+fn insert(buckets: &mut [u32], symbols: &[LoadedSymbol], names: &[u8], index: usize) -> Option<()> {
+    let slot = u32::try_from(index + 1).ok()?;
+    let symbol = symbols.get(index)?;
+    let name_of = |s: &LoadedSymbol| names.get(s.name_start as usize..)?.get(..s.name_len as usize);
+    let name = name_of(symbol)?;
+    let mask = buckets.len() - 1;
+    let mut b = symbol.hash as usize & mask;
+    loop {
+        match buckets[b] {
+            0 => break,
+            taken => {
+                let other = symbols.get(taken as usize - 1)?;
+                if other.hash == symbol.hash
+                    && other.name_len == symbol.name_len
+                    && name_of(other) == Some(name)
+                {
+                    return Some(()); // duplicate: keep the first
+                }
+            }
+        }
+        b = (b + 1) & mask;
+    }
+    buckets[b] = slot;
+    Some(())
 }
 
 /// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
@@ -329,6 +331,7 @@ mod tests {
     #[test]
     fn a_table_built_from_decoded_symbols_indexes_the_exported_ones() {
         let strings = b"\0main\0helper\0";
+        let key = namehash::key();
         let symbol = |name_offset: u32, exported| NewSymbol {
             name_offset,
             kind: SymbolKind::Function,
@@ -339,10 +342,10 @@ mod tests {
         };
         let decoded = |name_offset: u32, len: u32, exported| {
             let name = &strings[name_offset as usize..][..len as usize];
-            LoadedSymbol::new(name_offset, len, fnv1a(name), &symbol(name_offset, exported))
+            LoadedSymbol::new(name_offset, len, namehash::hash(key, name), &symbol(name_offset, exported))
         };
         let symbols = vec![decoded(1, 4, true), decoded(6, 6, false), decoded(1, 4, true)];
-        let mut t = SymbolTable::from_parts(strings.to_vec(), symbols).unwrap();
+        let mut t = SymbolTable::from_parts(strings.to_vec(), symbols, key).unwrap();
         for i in 0..3 {
             t.set_addr(i, 0x100 + i);
         }
@@ -351,8 +354,8 @@ mod tests {
         assert_eq!(t.name(1), Some(&b"helper"[..]));
         assert_eq!(t.len(), 3);
         // A name whose end is not a NUL inside the string table is refused.
-        assert!(SymbolTable::from_parts(strings.to_vec(), vec![decoded(1, 3, true)]).is_none());
+        assert!(SymbolTable::from_parts(strings.to_vec(), vec![decoded(1, 3, true)], key).is_none());
         let past_the_end = LoadedSymbol::new(13, 4, 0, &symbol(13, false));
-        assert!(SymbolTable::from_parts(strings.to_vec(), vec![past_the_end]).is_none());
+        assert!(SymbolTable::from_parts(strings.to_vec(), vec![past_the_end], key).is_none());
     }
 }
