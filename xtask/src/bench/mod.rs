@@ -64,3 +64,12 @@ pub(crate) fn us(d: Duration) -> f64 {
 pub(crate) fn ratio(theirs: Duration, ours: Duration) -> f64 {
     theirs.as_secs_f64() / ours.as_secs_f64().max(1e-12)
 }
+
+/// The median of the round-by-round ratios `theirs[i] / ours[i]`: each ratio compares two
+/// measurements taken moments apart, so noise that drifts over the run (frequency, neighbours
+/// on the host) cancels in it rather than in the medians of each side.
+pub(crate) fn median_ratio(theirs: &[Duration], ours: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = theirs.iter().zip(ours).map(|(&t, &o)| ratio(t, o)).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+}
