@@ -1,6 +1,6 @@
 //! A loaded module's symbols: owned names and addresses, with a hash index over the exported
 //! ones built at load time with the loader's own keyed hash of the validated names
-//! ([`super::namehash`]; the file's stored FNV-1a hashes are never trusted).
+//! (`load::namehash`; the file's stored FNV-1a hashes are never trusted).
 
 use alloc::vec;
 use alloc::vec::Vec;
