@@ -22,7 +22,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule};
 use smf_core::sys::{self, Protection};
 
-use super::{median, median_ratio, us};
+use super::{median, median_ratio, ratio_percentiles, us};
 use crate::workspace_root;
 
 extern "C" {
@@ -213,7 +213,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     // SAFETY: the pages are ours and unused now.
     let _ = unsafe { sys::unmap(page, pages_len) };
     let dlopen_ratio = median_ratio(&theirs, &ours);
-    let floor_ratio = median_ratio(&ours, &floors);
+    let floor_spread = ratio_percentiles(&ours, &floors);
+    let floor_ratio = floor_spread[1];
     let lookup_ratio = median_ratio(&their_lookups, &our_lookups);
     let (ours, theirs, floor) = (median(ours), median(theirs), median(floors));
     let (lookup, dlsym_time): (Duration, Duration) = (median(our_lookups), median(their_lookups));
@@ -234,6 +235,10 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         "  one lookup: smf {:.1} ns, dlsym {:.1} ns",
         lookup.as_secs_f64() * 1e9,
         dlsym_time.as_secs_f64() * 1e9
+    );
+    println!(
+        "  smf / floor by round: 10th percentile {:.2}x, median {:.2}x, 90th percentile {:.2}x",
+        floor_spread[0], floor_spread[1], floor_spread[2]
     );
     println!(
         "  ratios (median of each round's): dlopen / smf {dlopen_ratio:.1}x (target >= 5x); smf / floor {floor_ratio:.2}x (target <= 2x); dlsym / smf lookup {lookup_ratio:.1}x (target >= 3x)"

@@ -69,7 +69,14 @@ pub(crate) fn ratio(theirs: Duration, ours: Duration) -> f64 {
 /// measurements taken moments apart, so noise that drifts over the run (frequency, neighbours
 /// on the host) cancels in it rather than in the medians of each side.
 pub(crate) fn median_ratio(theirs: &[Duration], ours: &[Duration]) -> f64 {
+    ratio_percentiles(theirs, ours)[1]
+}
+
+/// The 10th, 50th and 90th percentiles of the round-by-round ratios `theirs[i] / ours[i]`: how
+/// far the rounds spread around the median.
+pub(crate) fn ratio_percentiles(theirs: &[Duration], ours: &[Duration]) -> [f64; 3] {
     let mut ratios: Vec<f64> = theirs.iter().zip(ours).map(|(&t, &o)| ratio(t, o)).collect();
     ratios.sort_by(f64::total_cmp);
-    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
+    let at = |fraction: usize| ratios.get(ratios.len() * fraction / 10).copied().unwrap_or(0.0);
+    [at(1), at(5), at(9)]
 }
