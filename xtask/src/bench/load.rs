@@ -5,7 +5,8 @@
 //!   validate, place, relocate, seal, index) versus `dlopen(RTLD_NOW | RTLD_LOCAL)` + `dlsym`.
 //!   Release (`drop` / `dlclose`) is not timed on either side. Target: at least 5x faster.
 //! - the same load versus the floor: the syscalls a load cannot avoid (open, fstat, read,
-//!   close, one protection change of the written code pages). Target: within 2x.
+//!   close, one protection change of the written code pages). Target: within 2x. Reported
+//!   with the lookups (the ratio the target is judged on here) and, for reference, without.
 //! - symbol lookup versus `dlsym` on the same names. Target: at least 3x faster.
 
 // dlopen/dlsym are C functions; calling them (and checking the loaded code) needs unsafe.
@@ -128,12 +129,14 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let mut buffer = Vec::new();
 
     let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut loads = Vec::new();
     let (mut our_lookups, mut their_lookups, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds + 1 {
         // smf: read + load + look up every symbol.
         let start = Instant::now();
         let module =
             smf::module::load_path(&smf_path, &smf::module::Registry::new()).map_err(|e| e.to_string())?;
+        let t_load = start.elapsed();
         let mut found = 0usize;
         for name in &names {
             found += usize::from(module.symbol(name.as_bytes()).is_some());
@@ -203,6 +206,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         if round > 0 {
             // round 0 warms the page cache and the allocator's reservation
             ours.push(t_ours);
+            loads.push(t_load);
             theirs.push(t_theirs);
             floors.push(t_floor);
             our_lookups.push(t_our_lookup);
@@ -215,6 +219,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let dlopen_ratio = median_ratio(&theirs, &ours);
     let floor_spread = ratio_percentiles(&ours, &floors);
     let floor_ratio = floor_spread[1];
+    let load_floor_ratio = median_ratio(&loads, &floors);
     let lookup_ratio = median_ratio(&their_lookups, &our_lookups);
     let (ours, theirs, floor) = (median(ours), median(theirs), median(floors));
     let (lookup, dlsym_time): (Duration, Duration) = (median(our_lookups), median(their_lookups));
@@ -224,6 +229,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         FUNCTIONS
     );
     println!("  smf read+load+look up {} symbols        {:>9.1} us", names.len(), us(ours));
+    println!("  (smf read+load alone                      {:>9.1} us)", us(median(loads)));
     println!("  dlopen(RTLD_NOW)+dlsym of the same .so    {:>9.1} us", us(theirs));
     println!(
         "  floor: open+fstat+read+close+mprotect     {:>9.1} us ({} code pages)",
@@ -237,7 +243,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         dlsym_time.as_secs_f64() * 1e9
     );
     println!(
-        "  smf / floor by round: 10th percentile {:.2}x, median {:.2}x, 90th percentile {:.2}x",
+        "  smf / floor by round: 10th percentile {:.2}x, median {:.2}x, 90th percentile {:.2}x; without the lookups {load_floor_ratio:.2}x",
         floor_spread[0], floor_spread[1], floor_spread[2]
     );
     println!(
