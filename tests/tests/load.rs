@@ -284,6 +284,49 @@ fn files_loaded_one_after_another_never_see_each_others_bytes() {
 }
 
 #[test]
+fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
+    use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
+    use smf_core::write::SectionSpec;
+    use smf_core::SectionType;
+    let exec = ExecAllocator::default();
+    // A module whose three pages of code are all `int3`, loaded and released: its pages go back
+    // to the allocator holding those bytes.
+    let page = smf_core::sys::page_size();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let mut code = vec![0xCCu8; 3 * page];
+    code[..6].copy_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
+    b.add_code(b"code", &code);
+    b.add_symbol(SymbolSpec::function(b"one", 0, 6));
+    let first = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let first_code = first.code().0;
+    assert_eq!(call0(first.symbol(b"one").unwrap()), 1);
+    drop(first);
+    // A module whose first code section is 6 bytes long but 2.5 pages large (the rest is zero
+    // by definition), then a second section: loaded into the same, unzeroed pages, every byte
+    // of its code is its own.
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let flags = SECTION_READ | SECTION_EXEC;
+    let mut spec = SectionSpec::new(SectionType::Code, b"code", flags, vec![0xB8, 2, 0, 0, 0, 0xC3], 16);
+    spec.virtual_size = (5 * page / 2) as u64;
+    b.add_section(spec);
+    b.add_code(b"more", &[0xB8, 3, 0, 0, 0, 0xC3]);
+    b.add_symbol(SymbolSpec::function(b"two", 0, 6));
+    let second = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let (code, code_size) = second.code();
+    assert_eq!(code, first_code, "the same pages are reused");
+    let more = code_size - 6;
+    assert_eq!(more, 5 * page / 2, "the second section follows the first's virtual size");
+    // SAFETY: the module's sealed, readable code, `code_size` bytes, and the rest of its last
+    // page (the allocator's pages are whole).
+    let bytes = unsafe { std::slice::from_raw_parts(code as *const u8, code_size.next_multiple_of(page)) };
+    assert_eq!(&bytes[..6], &[0xB8, 2, 0, 0, 0, 0xC3]);
+    assert!(bytes[6..more].iter().all(|&b| b == 0), "the first section's tail is zero");
+    assert_eq!(&bytes[more..code_size], &[0xB8, 3, 0, 0, 0, 0xC3]);
+    assert!(bytes[code_size..].iter().all(|&b| b == 0), "past the code the page is zero");
+    assert_eq!(call0(second.symbol(b"two").unwrap()), 2);
+}
+
+#[test]
 fn the_module_c_api_is_thread_safe() {
     use smf::ffi::module::{smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain};
     std::thread::scope(|scope| {

@@ -327,7 +327,20 @@ impl CodeBatch<'_> {
         &mut self,
         segments: &[(usize, MemoryKind)],
     ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
-        self.allocator.state.lock().alloc_image(self.id, segments)
+        self.allocator.state.lock().alloc_image(self.id, segments, 0)
+    }
+
+    /// [`CodeBatch::alloc_image`] for a caller that writes every byte of the image's first
+    /// `overwritten` bytes itself before sealing (a loader copying in a module's code): whole
+    /// pages inside them are handed out without being zeroed first, so a recycled page may
+    /// still hold bytes of an earlier block of this allocator until the caller overwrites it.
+    /// The rest of the image is zeroed as usual.
+    pub fn alloc_image_overwritten(
+        &mut self,
+        segments: &[(usize, MemoryKind)],
+        overwritten: usize,
+    ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
+        self.allocator.state.lock().alloc_image(self.id, segments, overwritten)
     }
 
     /// Runs `f` on the bytes of `block`, which must be a live, still writable block of this

@@ -15,7 +15,10 @@
 //! - every live block lies in pages that are open for its batch or sealed, inside one region;
 //! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
 //! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
-//!   are still zero (fresh or discarded pages).
+//!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
+//!   module image that its caller overwrites in full
+//!   ([`super::CodeBatch::alloc_image_overwritten`]), where recycled pages keep old bytes of
+//!   this allocator's own until then.
 
 #![allow(unsafe_code)]
 
@@ -250,8 +253,17 @@ impl State {
         BatchId(id)
     }
 
-    /// Opens `count` pages starting at page `first` of region `r` for `batch`.
-    fn open_pages(&mut self, r: usize, first: usize, count: usize, batch: u64) -> Result<(), ExecError> {
+    /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
+    /// are zeroed, except those lying wholly in `overwritten` (addresses the caller writes in
+    /// full before sealing).
+    fn open_pages(
+        &mut self,
+        r: usize,
+        first: usize,
+        count: usize,
+        batch: u64,
+        overwritten: &core::ops::Range<usize>,
+    ) -> Result<(), ExecError> {
         let addr = self.regions[r].base + first * self.page;
         if self.open_protection() != FREE_PROTECTION {
             // SAFETY: the pages are free pages of our own reservation: nothing references them.
@@ -260,10 +272,13 @@ impl State {
         }
         let page = self.page;
         for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
+            let at = addr + i * page;
             if p.dirty {
-                // SAFETY: a free page of ours, read-write (free pages always are), that nothing
-                // references; it is cleared so new blocks start zeroed.
-                unsafe { core::ptr::write_bytes((addr + i * page) as *mut u8, 0, page) };
+                if !(overwritten.start <= at && at + page <= overwritten.end) {
+                    // SAFETY: a free page of ours, read-write (free pages always are), that
+                    // nothing references; it is cleared so new blocks start zeroed.
+                    unsafe { core::ptr::write_bytes(at as *mut u8, 0, page) };
+                }
                 p.dirty = false;
                 self.dirty_pages -= 1;
             }
@@ -309,8 +324,16 @@ impl State {
     }
 
     /// Places a block of `size` bytes (already a multiple of the granule) aligned to `align`
-    /// in `batch`'s open pages, opening more pages when needed; returns its address.
-    fn place(&mut self, batch: u64, size: usize, align: usize) -> Result<usize, ExecError> {
+    /// in `batch`'s open pages, opening more pages when needed; returns its address. The
+    /// caller writes the block's first `overwritten` bytes in full (pages wholly inside them
+    /// need not be zeroed).
+    fn place(
+        &mut self,
+        batch: u64,
+        size: usize,
+        align: usize,
+        overwritten: usize,
+    ) -> Result<usize, ExecError> {
         let (cursor, end) = {
             let b = self.batches.get(&batch).ok_or(ExecError::UnknownBatch)?;
             (b.cursor, b.end)
@@ -334,7 +357,8 @@ impl State {
                     region.pages[first..].iter().take_while(|p| p.state == PageState::Free).count();
                 let last = first + free_after.min((needed - first).max(ahead));
                 if last >= needed && self.region_of(end - 1) == Some(r) {
-                    self.open_pages(r, first, last - first, batch)?;
+                    let overwritten = start..start.saturating_add(overwritten.min(size));
+                    self.open_pages(r, first, last - first, batch, &overwritten)?;
                     let new_end = self.regions[r].base + last * self.page;
                     let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
                     if let Some(run) = b.runs.last_mut() {
@@ -347,8 +371,9 @@ impl State {
         }
         let count = size.div_ceil(self.page);
         let (r, first) = self.find_free_run(count)?;
-        self.open_pages(r, first, count, batch)?;
         let start = self.regions[r].base + first * self.page;
+        let overwritten_range = start..start.saturating_add(overwritten.min(size));
+        self.open_pages(r, first, count, batch, &overwritten_range)?;
         let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start;
         b.end = start + count * self.page;
@@ -365,7 +390,7 @@ impl State {
         }
         let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
         let align = align.max(GRANULE);
-        let start = self.place(batch.0, size, align)?;
+        let start = self.place(batch.0, size, align, 0)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
@@ -400,11 +425,14 @@ impl State {
 
     /// Allocates one contiguous run of page-aligned segments in `batch` (a module image:
     /// code, read-only data, writable data), each a block of its own whose pages seal to its
-    /// kind. Empty segments get no block (`None`).
+    /// kind. Empty segments get no block (`None`). The caller writes the image's first
+    /// `overwritten` bytes in full before sealing, so recycled pages wholly inside them are not
+    /// zeroed first.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
         segments: &[(usize, MemoryKind)],
+        overwritten: usize,
     ) -> Result<Vec<Option<Block>>, ExecError> {
         let page = self.page;
         let mut total: usize = 0;
@@ -415,7 +443,7 @@ impl State {
         if total == 0 {
             return Err(ExecError::ZeroSize);
         }
-        let start = self.place(batch.0, total, page)?;
+        let start = self.place(batch.0, total, page, overwritten)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + total;
         let mut at = start;

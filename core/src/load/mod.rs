@@ -324,11 +324,14 @@ impl<'a> LoadedModule<'a> {
         let (code, ro, rw) = if code_len == 0 && ro_len == 0 && rw_len == 0 {
             (None, None, None)
         } else {
-            let image = batch.alloc_image(&[
+            // The code copy below writes every byte of the code (sections and their zeroed
+            // tails), so its pages need not be zeroed first.
+            let segments = [
                 (code_len, MemoryKind::Code),
                 (ro_len, MemoryKind::ReadOnly),
                 (rw_len, MemoryKind::ReadWrite),
-            ])?;
+            ];
+            let image = batch.alloc_image_overwritten(&segments, code_size)?;
             (image[0], image[1], image[2])
         };
         let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
@@ -357,11 +360,20 @@ impl<'a> LoadedModule<'a> {
         // slots are handed out as relocations need them.
         let got_base = ro_base + got_start;
         let mut fill_code = |image: &mut [u8]| -> Result<usize, LoadError> {
+            // Every byte of the code is written: each section's bytes, then zeros up to its
+            // virtual size (the sections lie back to back).
             for (section, offset) in module.code_sections() {
                 let at = size(offset)?;
-                // Validation keeps every code section inside the code, which the block holds.
-                let place = at.checked_add(section.data.len()).and_then(|end| image.get_mut(at..end));
-                place.ok_or(LoadError::TooLarge)?.copy_from_slice(section.data);
+                // Validation keeps every code section inside the code, which the block holds,
+                // and its bytes within its virtual size.
+                let place = size(section.virtual_size)?
+                    .checked_add(at)
+                    .and_then(|end| image.get_mut(at..end))
+                    .filter(|place| place.len() >= section.data.len())
+                    .ok_or(LoadError::TooLarge)?;
+                let (bytes, tail) = place.split_at_mut(section.data.len());
+                bytes.copy_from_slice(section.data);
+                tail.fill(0);
             }
             let (code, rest) = image.split_at_mut(code_size.min(image.len()));
             let stub_area = rest.get_mut(stub_start - code_size..).unwrap_or_default();
