@@ -243,8 +243,6 @@ pub(crate) struct SymbolCore {
     pub(crate) kind: SymbolKind,
     /// Its binding.
     pub(crate) binding: Binding,
-    /// Its size as stored.
-    pub(crate) size: u64,
     /// Whether it is a generic template.
     pub(crate) template: bool,
     /// Where its value points.
@@ -268,14 +266,7 @@ const fn visible_outside(kind: SymbolKind, binding: Binding) -> bool {
 impl From<Symbol<'_>> for SymbolCore {
     fn from(s: Symbol<'_>) -> Self {
         let template = s.is_template();
-        Self {
-            name_offset: s.name_offset,
-            kind: s.kind,
-            binding: s.binding,
-            size: s.size,
-            template,
-            target: s.target,
-        }
+        Self { name_offset: s.name_offset, kind: s.kind, binding: s.binding, template, target: s.target }
     }
 }
 
@@ -619,7 +610,7 @@ impl<'a> Module<'a> {
         } else {
             return None;
         };
-        Some(SymbolCore { name_offset, kind, binding, size, template: false, target })
+        Some(SymbolCore { name_offset, kind, binding, template: false, target })
     }
 
     /// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in

@@ -132,7 +132,6 @@ fn link_symbols_as<F: Failure>(
             name_offset: sym.name_offset,
             kind: sym.kind,
             binding: sym.binding,
-            size: sym.size,
             exported: sym.is_exported() && addressable,
             template: sym.template,
         };

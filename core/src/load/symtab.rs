@@ -20,8 +20,6 @@ pub struct LoadedSymbol {
     pub binding: Binding,
     /// Its address (0 for symbols without one: types, traits, templates, unresolved weak imports).
     pub addr: usize,
-    /// Its size as stored.
-    pub size: u64,
     /// Whether other modules can see it.
     pub exported: bool,
     /// Whether it is a generic template.
@@ -54,7 +52,6 @@ impl LoadedSymbol {
         kind: SymbolKind::Import,
         binding: Binding::Local,
         addr: 0,
-        size: 0,
         exported: false,
         template: false,
     };
@@ -70,7 +67,6 @@ impl LoadedSymbol {
             kind: symbol.kind,
             binding: symbol.binding,
             addr: 0,
-            size: symbol.size,
             exported: symbol.exported,
             template: symbol.template,
         }
@@ -92,8 +88,6 @@ pub struct NewSymbol {
     pub kind: SymbolKind,
     /// Its binding.
     pub binding: Binding,
-    /// Its size as stored.
-    pub size: u64,
     /// Whether other modules can see it (only these are indexed).
     pub exported: bool,
     /// Whether it is a generic template.
@@ -275,7 +269,6 @@ mod tests {
                 name_offset: offsets[i],
                 kind: SymbolKind::Function,
                 binding,
-                size: 8,
                 exported,
                 template: false,
             };
@@ -310,7 +303,6 @@ mod tests {
             name_offset,
             kind: SymbolKind::Data,
             binding: Binding::Global,
-            size: 0,
             exported: true,
             template: false,
         };
@@ -336,7 +328,6 @@ mod tests {
             name_offset,
             kind: SymbolKind::Function,
             binding: if exported { Binding::Global } else { Binding::Local },
-            size: 4,
             exported,
             template: false,
         };
@@ -357,5 +348,12 @@ mod tests {
         assert!(SymbolTable::from_parts(strings.to_vec(), vec![decoded(1, 3, true)], key).is_none());
         let past_the_end = LoadedSymbol::new(13, 4, 0, &symbol(13, false));
         assert!(SymbolTable::from_parts(strings.to_vec(), vec![past_the_end], key).is_none());
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_loaded_symbol_takes_24_bytes() {
+        // The symbol pass writes one per symbol and lookups read one per probe: kept small.
+        assert_eq!(core::mem::size_of::<LoadedSymbol>(), 24);
     }
 }
