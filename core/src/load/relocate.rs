@@ -169,16 +169,16 @@ impl Relocator<'_> {
                 // The patched bytes lie in the code (`decode_relocation`'s site check).
                 let width = if kind == RelocKind::Abs64 { 8 } else { 4 };
                 debug_assert_eq!(width as u64, kind.width());
-                let at = usize::try_from(offset).ok();
-                let Some((at, site)) =
-                    at.and_then(|at| Some((at, code.get_mut(at..at.checked_add(width)?)?)))
+                let start = usize::try_from(offset).ok();
+                let Some((start, site)) =
+                    start.and_then(|start| Some((start, code.get_mut(start..start.checked_add(width)?)?)))
                 else {
                     return Err(failed().format_error());
                 };
                 if target.symbol == Target::NO_ADDRESS {
                     return Err(failed().relocation(|r| F::no_address(r, self.names)));
                 }
-                let place = self.code_base.wrapping_add(at) as u64;
+                let place = self.code_base.wrapping_add(start) as u64;
                 // The kinds of nearly every x86-64 relocation inline, the others out of line.
                 let applied = match kind {
                     RelocKind::Pc32 => reloc::pc32(site, target.symbol as u64, addend, place),
