@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use super::failure::{Failure, Quiet};
 use super::namehash;
 use super::relocate::Target;
-use super::symtab::{LoadedSymbol, NewSymbol, SymbolTable};
+use super::symtab::{LoadedSymbol, SymbolTable};
 use super::{Keepalive, LoadError, Resolver};
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
@@ -78,8 +78,8 @@ pub(super) fn slot_bounds(module: &Module<'_>) -> Result<(usize, usize), LoadErr
         }
         Ok(())
     })?;
-    let symbols = module.symbol_count() as usize;
-    Ok((imports.min(symbols), got_relocations.min(symbols)))
+    // `imports` counts symbol entries, so it is never more than there are symbols either.
+    Ok((imports, got_relocations.min(module.symbol_count() as usize)))
 }
 
 /// Decodes and validates every symbol into a table with its index, resolving imports through
@@ -128,14 +128,16 @@ fn link_symbols_as<F: Failure>(
             .ok_or_else(F::inconsistent)?;
         let name_len = u32::try_from(len).map_err(|_| F::inconsistent())?;
         let addressable = sym.kind.is_addressable() && !sym.template;
-        let symbol = NewSymbol {
-            name_offset: sym.name_offset,
+        *loaded = LoadedSymbol {
+            name_start: sym.name_offset,
+            name_len,
+            hash,
             kind: sym.kind,
             binding: sym.binding,
+            addr: 0,
             exported: sym.is_exported() && addressable,
             template: sym.template,
         };
-        *loaded = LoadedSymbol::new(sym.name_offset, name_len, hash, &symbol);
         let address = if sym.kind == SymbolKind::Import {
             let name = &strings[start..start + len];
             let address =
@@ -148,7 +150,7 @@ fn link_symbols_as<F: Failure>(
         if let Some(address) = address {
             target.symbol = address;
             if addressable {
-                loaded.set_addr(address);
+                loaded.addr = address;
             }
         }
     }

@@ -358,7 +358,8 @@ impl<'a> LoadedModule<'a> {
 
         // Code: concatenated and relocated in place, in the still-writable block; stubs and GOT
         // slots are handed out as relocations need them.
-        let got_base = ro_base + got_start;
+        let got_base = ro_base.checked_add(got_start).ok_or(LoadError::TooLarge)?;
+        let stubs_base = code_base.checked_add(stub_start).ok_or(LoadError::TooLarge)?;
         let mut fill_code = |image: &mut [u8]| -> Result<usize, LoadError> {
             // Every byte of the code is written: each section's bytes, then zeros up to its
             // virtual size (the sections lie back to back).
@@ -377,7 +378,7 @@ impl<'a> LoadedModule<'a> {
             }
             let (code, rest) = image.split_at_mut(code_size.min(image.len()));
             let stub_area = rest.get_mut(stub_start - code_size..).unwrap_or_default();
-            let mut slots = Slots::new(stub_area, code_base + stub_start, got_base, gots_max);
+            let mut slots = Slots::new(stub_area, stubs_base, got_base, gots_max);
             let relocator = Relocator { code_base, names: &symbols, force_stubs: options.force_stubs };
             relocator.apply_all(module, code, &mut targets, &mut slots)?;
             Ok(slots.got_used())

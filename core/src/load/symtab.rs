@@ -11,9 +11,12 @@ use crate::{Binding, SymbolKind};
 /// One symbol of a loaded module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadedSymbol {
-    name_start: u32,
-    name_len: u32,
-    hash: u32,
+    /// Where its name starts in the string table.
+    pub(crate) name_start: u32,
+    /// Its name's length (a NUL follows it).
+    pub(crate) name_len: u32,
+    /// Its name's [`namehash::hash`] under the table's key.
+    pub(crate) hash: u32,
     /// What it names.
     pub kind: SymbolKind,
     /// Its binding.
@@ -24,23 +27,6 @@ pub struct LoadedSymbol {
     pub exported: bool,
     /// Whether it is a generic template.
     pub template: bool,
-}
-
-/// The symbols of a loaded module, in table order, with a hash index of the exported ones.
-///
-/// Built in one pass: [`SymbolTable::new`] takes the module's string table (names stay where
-/// the file put them, NUL-terminated) and the symbol count, which bounds the index's size;
-/// [`SymbolTable::push`] appends a symbol and indexes it if it is exported.
-#[derive(Clone, Debug, Default)]
-pub struct SymbolTable {
-    /// The string table: every name followed by a NUL, so names can be handed to C as they are.
-    names: Vec<u8>,
-    symbols: Vec<LoadedSymbol>,
-    /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
-    /// of at least twice the number of symbols.
-    buckets: Vec<u32>,
-    /// The key of the names' hashes ([`namehash::key`]).
-    key: u64,
 }
 
 impl LoadedSymbol {
@@ -55,62 +41,28 @@ impl LoadedSymbol {
         exported: false,
         template: false,
     };
-
-    /// The symbol `symbol` describes, named by the `name_len` bytes at `name_start` in the
-    /// string table, whose FNV-1a hash is `hash`; no address yet.
-    #[inline(always)]
-    pub(crate) const fn new(name_start: u32, name_len: u32, hash: u32, symbol: &NewSymbol) -> Self {
-        LoadedSymbol {
-            name_start,
-            name_len,
-            hash,
-            kind: symbol.kind,
-            binding: symbol.binding,
-            addr: 0,
-            exported: symbol.exported,
-            template: symbol.template,
-        }
-    }
-
-    /// Sets its address.
-    #[inline(always)]
-    pub(crate) fn set_addr(&mut self, addr: usize) {
-        self.addr = addr;
-    }
 }
 
-/// A symbol to append to a [`SymbolTable`].
-#[derive(Clone, Copy, Debug)]
-pub struct NewSymbol {
-    /// Where its name starts in the string table (it ends at the next NUL).
-    pub name_offset: u32,
-    /// What it names.
-    pub kind: SymbolKind,
-    /// Its binding.
-    pub binding: Binding,
-    /// Whether other modules can see it (only these are indexed).
-    pub exported: bool,
-    /// Whether it is a generic template.
-    pub template: bool,
+/// The symbols of a loaded module, in table order, with a hash index of the exported ones.
+///
+/// The loader decodes every symbol into a slice first and then builds the table from it with
+/// `SymbolTable::from_parts`, indexing them in one tight loop over memory it just wrote.
+#[derive(Clone, Debug, Default)]
+pub struct SymbolTable {
+    /// The string table: every name followed by a NUL, so names can be handed to C as they are.
+    names: Vec<u8>,
+    symbols: Vec<LoadedSymbol>,
+    /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
+    /// of at least twice the number of symbols.
+    buckets: Vec<u32>,
+    /// The key of the names' hashes ([`namehash::key`]).
+    key: u64,
 }
 
 impl SymbolTable {
-    /// An empty table over the string table `strings` (copied), with room for `count` symbols.
-    pub fn new(strings: &[u8], count: usize) -> Self {
-        Self {
-            names: strings.to_vec(),
-            symbols: Vec::with_capacity(count),
-            buckets: vec![0; bucket_count(count)],
-            key: namehash::key(),
-        }
-    }
-
-    /// A table over the string table `names` holding `symbols` (each made by
-    /// [`LoadedSymbol::new`] with its name's [`namehash`] under `key`), with the exported ones
-    /// indexed (the first of duplicate names
-    /// wins). `None` if a symbol's name and its NUL do not lie in `names`. The loader's way to
-    /// build a table: it decodes all symbols into a slice first, then indexes them in one tight
-    /// loop over memory it just wrote.
+    /// A table over the string table `names` holding `symbols` (each with its name's
+    /// [`namehash::hash`] under `key`), with the exported ones indexed (the first of duplicate
+    /// names wins). `None` if a symbol's name and its NUL do not lie in `names`.
     pub(crate) fn from_parts(names: Vec<u8>, symbols: Vec<LoadedSymbol>, key: u64) -> Option<Self> {
         let mut buckets = vec![0; bucket_count(symbols.len())];
         for (index, symbol) in symbols.iter().enumerate() {
@@ -123,32 +75,6 @@ impl SymbolTable {
             }
         }
         Some(Self { names, symbols, buckets, key })
-    }
-
-    /// Appends a symbol, indexing it if it is exported (the first of duplicate names wins), and
-    /// returns its name. Returns `None`, appending nothing, if its name does not lie
-    /// NUL-terminated in the string table or the index has no room left (it holds at least the
-    /// count given to [`SymbolTable::new`], and stays at most half full). The name is measured
-    /// and hashed in one pass.
-    pub fn push(&mut self, symbol: NewSymbol) -> Option<&[u8]> {
-        let start = symbol.name_offset as usize;
-        let index = self.symbols.len();
-        let (len, hash) = namehash::hash_until_nul(self.key, self.names.get(start..)?)?;
-        if index >= self.buckets.len() / 2 {
-            return None;
-        }
-        self.symbols.push(LoadedSymbol::new(symbol.name_offset, u32::try_from(len).ok()?, hash, &symbol));
-        if symbol.exported {
-            insert(&mut self.buckets, &self.symbols, &self.names, index)?;
-        }
-        Some(&self.names[start..start + len])
-    }
-
-    /// Sets the address of symbol `index` (no effect past the end).
-    pub fn set_addr(&mut self, index: usize, addr: usize) {
-        if let Some(s) = self.symbols.get_mut(index) {
-            s.addr = addr;
-        }
     }
 
     fn name_of(&self, s: &LoadedSymbol) -> &[u8] {
@@ -254,100 +180,58 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// A string table holding `names` and the matching symbols.
-    fn table(names: &[(&[u8], Binding, bool)]) -> SymbolTable {
+    /// A table over a string table holding `names`, one function symbol per name (`exported`
+    /// or local), symbol `i` at address `0x1000 + i`.
+    fn table(names: &[(&[u8], bool)]) -> SymbolTable {
+        let key = namehash::key();
         let mut strings = vec![0u8];
-        let mut offsets = Vec::new();
-        for (name, _, _) in names {
-            offsets.push(u32::try_from(strings.len()).unwrap());
+        let mut symbols = Vec::new();
+        for (i, &(name, exported)) in names.iter().enumerate() {
+            symbols.push(LoadedSymbol {
+                name_start: u32::try_from(strings.len()).unwrap(),
+                name_len: u32::try_from(name.len()).unwrap(),
+                hash: namehash::hash(key, name),
+                kind: SymbolKind::Function,
+                binding: if exported { Binding::Global } else { Binding::Local },
+                addr: 0x1000 + i,
+                exported,
+                template: false,
+            });
             strings.extend_from_slice(name);
             strings.push(0);
         }
-        let mut t = SymbolTable::new(&strings, names.len());
-        for (i, &(name, binding, exported)) in names.iter().enumerate() {
-            let symbol = NewSymbol {
-                name_offset: offsets[i],
-                kind: SymbolKind::Function,
-                binding,
-                exported,
-                template: false,
-            };
-            assert_eq!(t.push(symbol), Some(name));
-            t.set_addr(i, 0x1000 + i);
-        }
-        t
+        SymbolTable::from_parts(strings, symbols, key).unwrap()
     }
 
     #[test]
     fn exported_symbols_are_found_and_local_ones_are_not() {
         let many: Vec<alloc::string::String> = (0..100).map(|i| alloc::format!("f{i}")).collect();
-        let mut names: Vec<(&[u8], Binding, bool)> = vec![
-            (b"main", Binding::Global, true),
-            (b"helper", Binding::Local, false),
-            (b"main", Binding::Global, true),
-        ];
-        names.extend(many.iter().map(|n| (n.as_bytes(), Binding::Weak, true)));
+        let mut names: Vec<(&[u8], bool)> = vec![(b"main", true), (b"helper", false), (b"main", true)];
+        names.extend(many.iter().map(|n| (n.as_bytes(), true)));
         let t = table(&names);
         assert_eq!(t.lookup(b"main").map(|s| s.addr), Some(0x1000), "the first duplicate wins");
-        assert_eq!(t.lookup(b"helper"), None);
+        assert_eq!(t.lookup(b"helper"), None, "local symbols are not indexed");
         assert_eq!(t.lookup(b"f57").map(|s| s.addr), Some(0x1000 + 3 + 57));
         assert_eq!(t.lookup(b"f100"), None);
+        assert_eq!(t.lookup(b"mai"), None, "a prefix is not the name");
+        assert_eq!(t.name(1), Some(&b"helper"[..]));
         assert_eq!(t.name_with_nul(1), Some(&b"helper\0"[..]));
         assert_eq!(t.len(), 103);
     }
 
     #[test]
-    fn names_outside_the_string_table_and_extra_symbols_are_refused() {
-        let mut t = SymbolTable::new(b"\0ab\0cd", 2);
-        let symbol = |name_offset| NewSymbol {
-            name_offset,
-            kind: SymbolKind::Data,
-            binding: Binding::Global,
-            exported: true,
-            template: false,
-        };
-        assert_eq!(t.push(symbol(4)), None, "no NUL after the name");
-        assert_eq!(t.push(symbol(6)), None, "at the end");
-        assert_eq!(t.push(symbol(9)), None, "past the end");
-        assert_eq!(t.push(symbol(2)), Some(&b"b"[..]), "a name may start inside another");
-        // Room for 2 symbols means 8 buckets (the minimum), which stay at most half full.
-        for _ in 0..3 {
-            assert_eq!(t.push(symbol(1)), Some(&b"ab"[..]));
-        }
-        assert_eq!(t.push(symbol(1)), None, "the index would be more than half full");
-        assert_eq!(t.len(), 4);
-        assert_eq!(t.name(0), Some(&b"b"[..]));
-        assert_eq!(t.lookup(b"ab").map(|s| s.name_len), Some(2));
-    }
-
-    #[test]
-    fn a_table_built_from_decoded_symbols_indexes_the_exported_ones() {
-        let strings = b"\0main\0helper\0";
+    fn names_that_do_not_end_in_a_nul_inside_the_string_table_are_refused() {
+        let strings = b"\0ab\0cd";
         let key = namehash::key();
-        let symbol = |name_offset: u32, exported| NewSymbol {
-            name_offset,
-            kind: SymbolKind::Function,
-            binding: if exported { Binding::Global } else { Binding::Local },
-            exported,
-            template: false,
-        };
-        let decoded = |name_offset: u32, len: u32, exported| {
-            let name = &strings[name_offset as usize..][..len as usize];
-            LoadedSymbol::new(name_offset, len, namehash::hash(key, name), &symbol(name_offset, exported))
-        };
-        let symbols = vec![decoded(1, 4, true), decoded(6, 6, false), decoded(1, 4, true)];
-        let mut t = SymbolTable::from_parts(strings.to_vec(), symbols, key).unwrap();
-        for i in 0..3 {
-            t.set_addr(i, 0x100 + i);
-        }
-        assert_eq!(t.lookup(b"main").map(|s| s.addr), Some(0x100), "the first duplicate wins");
-        assert_eq!(t.lookup(b"helper"), None, "local symbols are not indexed");
-        assert_eq!(t.name(1), Some(&b"helper"[..]));
-        assert_eq!(t.len(), 3);
-        // A name whose end is not a NUL inside the string table is refused.
-        assert!(SymbolTable::from_parts(strings.to_vec(), vec![decoded(1, 3, true)], key).is_none());
-        let past_the_end = LoadedSymbol::new(13, 4, 0, &symbol(13, false));
-        assert!(SymbolTable::from_parts(strings.to_vec(), vec![past_the_end], key).is_none());
+        let at =
+            |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
+        let build = |symbol| SymbolTable::from_parts(strings.to_vec(), vec![symbol], key);
+        assert!(build(at(1, 1)).is_none(), "no NUL after the name");
+        assert!(build(at(4, 2)).is_none(), "at the end");
+        assert!(build(at(9, 0)).is_none(), "past the end");
+        assert!(build(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
+        let inside = build(at(2, 1)).expect("a name may start inside another");
+        assert_eq!(inside.name(0), Some(&b"b"[..]));
     }
 
     #[test]
