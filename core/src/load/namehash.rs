@@ -166,7 +166,13 @@ mod tests {
         let mut hashes: alloc::vec::Vec<u32> = names.iter().map(|n| hash(key, n.as_bytes())).collect();
         hashes.sort_unstable();
         hashes.dedup();
-        assert_eq!(hashes.len(), names.len(), "no collisions among 2000 short names");
+        // A random key makes one 32-bit collision among 2000 names a 1-in-2000 event; a hash
+        // that ignored a byte or the length would collide hundreds of times.
+        assert!(
+            hashes.len() + 2 >= names.len(),
+            "{} collisions among 2000 short names",
+            names.len() - hashes.len()
+        );
         // Same words, different lengths (trailing zero bytes) still differ.
         assert_ne!(hash(key, b"ab"), hash(key, b"ab\0"));
         // Under another key the same name lands elsewhere.
