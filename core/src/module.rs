@@ -588,13 +588,14 @@ impl<'a> Module<'a> {
     #[cfg(all(feature = "exec", target_os = "linux"))]
     #[inline(always)]
     pub(crate) fn plain_symbol(&self, view: &SymbolView<'a>) -> Option<SymbolCore> {
-        let name_offset = view.name_offset();
-        if name_offset as usize >= self.strings.len() || view.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
+        let head = view.head()?;
+        let name_offset = head.name_offset();
+        if name_offset as usize >= self.strings.len() || head.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
             return None;
         }
-        let declared = SymbolKind::from_wire(self.dialect, view.sym_type())?;
-        let binding = Binding::from_wire(view.binding())?;
-        let (value, size) = (view.value(), view.size());
+        let declared = SymbolKind::from_wire(self.dialect, head.sym_type())?;
+        let binding = Binding::from_wire(head.binding())?;
+        let (value, size) = (head.value(), head.size());
         // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
         let kind = if self.dialect == Dialect::S128 && value == 0 && size == 0 && binding != Binding::Local {
             SymbolKind::Import

@@ -44,6 +44,13 @@ impl<'a> SymbolView<'a> {
         view.check_len().then_some(view)
     }
 
+    /// The fields every dialect's entry has, if the view covers them: read from a fixed-size
+    /// array, they need no bounds check each.
+    #[inline(always)]
+    pub(crate) fn head(&self) -> Option<SymbolHead<'a>> {
+        self.bytes.first_chunk::<HEAD_SIZE>().map(SymbolHead)
+    }
+
     /// Whether this dialect's entry has the template fields (not R72).
     fn has_extension(&self) -> bool {
         self.dialect != Dialect::R72
@@ -124,6 +131,51 @@ impl<'a> SymbolView<'a> {
         } else {
             0
         }
+    }
+}
+
+/// Bytes of the fields every dialect's entry has (all of R72's).
+const HEAD_SIZE: usize = 40;
+
+/// The first [`HEAD_SIZE`] bytes of a symbol entry: the fields every dialect has.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SymbolHead<'a>(&'a [u8; HEAD_SIZE]);
+
+impl SymbolHead<'_> {
+    /// As [`SymbolView::name_offset`].
+    #[inline(always)]
+    pub(crate) fn name_offset(self) -> u32 {
+        le_field!(self.0, u32, field::NAME_OFFSET)
+    }
+
+    /// As [`SymbolView::sym_type`].
+    #[inline(always)]
+    pub(crate) fn sym_type(self) -> u8 {
+        self.0[field::SYM_TYPE]
+    }
+
+    /// As [`SymbolView::binding`].
+    #[inline(always)]
+    pub(crate) fn binding(self) -> u8 {
+        self.0[field::BINDING]
+    }
+
+    /// As [`SymbolView::flags`].
+    #[inline(always)]
+    pub(crate) fn flags(self) -> u8 {
+        self.0[field::FLAGS]
+    }
+
+    /// As [`SymbolView::value`].
+    #[inline(always)]
+    pub(crate) fn value(self) -> u64 {
+        le_field!(self.0, u64, field::VALUE)
+    }
+
+    /// As [`SymbolView::size`].
+    #[inline(always)]
+    pub(crate) fn size(self) -> u64 {
+        le_field!(self.0, u64, field::SIZE)
     }
 }
 
