@@ -32,6 +32,7 @@ impl Module {
     }
 
     /// The address of the exported symbol `name`.
+    #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.loaded.symbol(name)
     }

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use super::failure::{Failure, Quiet};
 use super::namehash;
 use super::relocate::Target;
-use super::symtab::{LoadedSymbol, SymbolTable};
+use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::{Keepalive, LoadError, Resolver};
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
@@ -105,14 +105,14 @@ fn link_symbols_as<F: Failure>(
 ) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
     let strings = module.strings();
-    // Pre-sized and written in place (no capacity check per symbol); the index is built after.
-    let mut table = vec![LoadedSymbol::UNSET; count];
+    let key = namehash::key();
+    // Symbols are indexed as they are decoded, into a table sized for all of them.
+    let mut table = SymbolTableBuilder::new(strings.to_vec(), count, key);
     let unplaced = Target { symbol: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
     let mut targets = vec![unplaced; count];
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut entries = module.symbol_entries();
-    let key = namehash::key();
-    for (index, (loaded, target)) in (0..module.symbol_count()).zip(table.iter_mut().zip(&mut targets)) {
+    for (index, target) in (0..module.symbol_count()).zip(&mut targets) {
         // The quiet run decodes plain symbols on a fast path, which leaves finding where their
         // names end to the measuring below; everything else is decoded in full.
         let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| module.plain_symbol(&view));
@@ -127,17 +127,6 @@ fn link_symbols_as<F: Failure>(
             .and_then(|s| namehash::hash_until_nul(key, s))
             .ok_or_else(F::inconsistent)?;
         let name_len = u32::try_from(len).map_err(|_| F::inconsistent())?;
-        let addressable = sym.kind.is_addressable() && !sym.template;
-        *loaded = LoadedSymbol {
-            name_start: sym.name_offset,
-            name_len,
-            hash,
-            kind: sym.kind,
-            binding: sym.binding,
-            addr: 0,
-            exported: sym.is_exported() && addressable,
-            template: sym.template,
-        };
         let address = if sym.kind == SymbolKind::Import {
             let name = &strings[start..start + len];
             let address =
@@ -149,12 +138,22 @@ fn link_symbols_as<F: Failure>(
         };
         if let Some(address) = address {
             target.symbol = address;
-            if addressable {
-                loaded.addr = address;
-            }
         }
+        let addressable = sym.kind.is_addressable() && !sym.template;
+        table
+            .push(LoadedSymbol {
+                name_start: sym.name_offset,
+                name_len,
+                hash,
+                kind: sym.kind,
+                binding: sym.binding,
+                addr: if addressable { address.unwrap_or(0) } else { 0 },
+                exported: sym.is_exported() && addressable,
+                template: sym.template,
+            })
+            .ok_or_else(F::inconsistent)?;
     }
-    let symbols = SymbolTable::from_parts(strings.to_vec(), table, key).ok_or_else(F::inconsistent)?;
+    let symbols = table.finish();
     Ok(Linked { symbols, targets, deps })
 }
 

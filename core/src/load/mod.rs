@@ -454,6 +454,7 @@ impl<'a> LoadedModule<'a> {
     }
 
     /// The address of the exported symbol `name`.
+    #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.symbols.lookup(name).map(|s| s.addr)
     }

@@ -76,14 +76,38 @@ fn tail_word(bytes: &[u8]) -> u64 {
     }
 }
 
+/// A name of at most eight bytes as one little-endian word, zero-padded; `None` for a longer
+/// name.
+#[inline(always)]
+pub(crate) fn short_word(name: &[u8]) -> Option<u64> {
+    match name.first_chunk::<8>() {
+        Some(word) if name.len() == 8 => Some(u64::from_le_bytes(*word)),
+        Some(_) => None,
+        None => Some(tail_word(name)),
+    }
+}
+
+/// A mask of the low `len` bytes of a word (`len` at most 8).
+#[inline(always)]
+pub(crate) const fn low_bytes(len: usize) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        (1 << (8 * len)) - 1
+    }
+}
+
+/// The [`hash`] of a name of `len` (at most eight) bytes whose [`short_word`] is `word`.
+#[inline(always)]
+pub(crate) const fn hash_short(key: u64, word: u64, len: usize) -> u32 {
+    finish(if len == 0 { key } else { mix(key, word) }, len)
+}
+
 /// The index hash of `name` under `key`.
 #[inline(always)]
 pub(crate) fn hash(key: u64, name: &[u8]) -> u32 {
-    // Most names fit one word: no loop.
-    if name.len() <= 8 {
-        let word = name.first_chunk::<8>().map_or_else(|| tail_word(name), |w| u64::from_le_bytes(*w));
-        let state = if name.is_empty() { key } else { mix(key, word) };
-        return finish(state, name.len());
+    if let Some(word) = short_word(name) {
+        return hash_short(key, word, name.len());
     }
     let mut state = key;
     let mut words = name.chunks_exact(8);
@@ -128,7 +152,7 @@ pub(crate) fn hash_until_nul(key: u64, bytes: &[u8]) -> Option<(usize, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{hash, hash_until_nul, key, tail_word};
+    use super::{hash, hash_until_nul, key, low_bytes, short_word, tail_word};
 
     #[test]
     fn the_one_pass_hash_agrees_with_the_hash_of_the_name() {
@@ -146,6 +170,19 @@ mod tests {
             assert_eq!(hash_until_nul(key, &last), Some((len, hash(key, name))), "len {len} at end");
             assert_eq!(hash_until_nul(key, name), None, "len {len} without NUL");
         }
+    }
+
+    #[test]
+    fn short_words_and_their_masks_cover_exactly_the_name() {
+        let bytes = *b"abcdefghi";
+        for len in 0..=8 {
+            let mut padded = [0u8; 8];
+            padded[..len].copy_from_slice(&bytes[..len]);
+            let word = u64::from_le_bytes(padded);
+            assert_eq!(short_word(&bytes[..len]), Some(word), "len {len}");
+            assert_eq!(u64::from_le_bytes(*b"abcdefgh") & low_bytes(len), word, "mask of len {len}");
+        }
+        assert_eq!(short_word(&bytes), None, "nine bytes are not short");
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct LoadedSymbol {
 }
 
 impl LoadedSymbol {
-    /// A placeholder, overwritten before a table is built from it.
+    /// A placeholder for tests to fill in.
+    #[cfg(test)]
     pub(crate) const UNSET: LoadedSymbol = LoadedSymbol {
         name_start: 0,
         name_len: 0,
@@ -45,8 +46,8 @@ impl LoadedSymbol {
 
 /// The symbols of a loaded module, in table order, with a hash index of the exported ones.
 ///
-/// The loader decodes every symbol into a slice first and then builds the table from it with
-/// `SymbolTable::from_parts`, indexing them in one tight loop over memory it just wrote.
+/// The loader builds it while it decodes the symbols, one `SymbolTableBuilder::push` per
+/// symbol, so each exported symbol is indexed while its entry is still at hand.
 #[derive(Clone, Debug, Default)]
 pub struct SymbolTable {
     /// The string table: every name followed by a NUL, so names can be handed to C as they are.
@@ -59,26 +60,72 @@ pub struct SymbolTable {
     key: u64,
 }
 
-impl SymbolTable {
-    /// A table over the string table `names` holding `symbols` (each with its name's
-    /// [`namehash::hash`] under `key`), with the exported ones indexed (the first of duplicate
-    /// names wins). `None` if a symbol's name and its NUL do not lie in `names`.
-    pub(crate) fn from_parts(names: Vec<u8>, symbols: Vec<LoadedSymbol>, key: u64) -> Option<Self> {
-        let mut buckets = vec![0; bucket_count(symbols.len())];
-        for (index, symbol) in symbols.iter().enumerate() {
-            let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
-            if names.get(name_end) != Some(&0) {
-                return None;
-            }
-            if symbol.exported {
-                insert(&mut buckets, &symbols, &names, index)?;
-            }
-        }
-        Some(Self { names, symbols, buckets, key })
+/// A [`SymbolTable`] being filled, symbol by symbol, in table order.
+pub(crate) struct SymbolTableBuilder {
+    table: SymbolTable,
+    /// How many symbols it takes (the index is sized for them).
+    capacity: usize,
+}
+
+impl SymbolTableBuilder {
+    /// An empty table over the string table `names` for up to `capacity` symbols, whose hashes
+    /// are [`namehash::hash`]es under `key`.
+    pub(crate) fn new(names: Vec<u8>, capacity: usize, key: u64) -> Self {
+        let table = SymbolTable {
+            names,
+            symbols: Vec::with_capacity(capacity),
+            buckets: vec![0; bucket_count(capacity)],
+            key,
+        };
+        Self { table, capacity }
     }
 
-    fn name_of(&self, s: &LoadedSymbol) -> &[u8] {
-        &self.names[s.name_start as usize..][..s.name_len as usize]
+    /// Appends `symbol` (its `hash` its name's under the key) and indexes it if it is exported,
+    /// unless a symbol of the same name is indexed already (the first of duplicate names
+    /// wins). `None` if its name and the NUL after it do not lie in the string table, or the
+    /// table is full.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, symbol: LoadedSymbol) -> Option<()> {
+        let table = &mut self.table;
+        let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
+        if table.names.get(name_end) != Some(&0) || table.symbols.len() == self.capacity {
+            return None;
+        }
+        if symbol.exported {
+            let slot = u32::try_from(table.symbols.len() + 1).ok()?;
+            let name = table.names.get(symbol.name_start as usize..name_end)?;
+            let mask = table.buckets.len() - 1;
+            let mut b = symbol.hash as usize & mask;
+            // Never full: at most half the buckets are taken.
+            while let Some(&taken @ 1..) = table.buckets.get(b) {
+                let other = table.symbols.get(taken as usize - 1)?;
+                if other.hash == symbol.hash && table.name_is(other, name) {
+                    table.symbols.push(symbol);
+                    return Some(()); // a duplicate: the first one stays indexed
+                }
+                b = (b + 1) & mask;
+            }
+            *table.buckets.get_mut(b)? = slot;
+        }
+        table.symbols.push(symbol);
+        Some(())
+    }
+
+    /// The table, holding the symbols pushed so far.
+    pub(crate) fn finish(self) -> SymbolTable {
+        self.table
+    }
+}
+
+impl SymbolTable {
+    /// Whether `symbol`'s name is `name`.
+    #[inline(always)]
+    fn name_is(&self, symbol: &LoadedSymbol, name: &[u8]) -> bool {
+        symbol.name_len as usize == name.len() && self.name_of(symbol) == Some(name)
+    }
+
+    fn name_of(&self, s: &LoadedSymbol) -> Option<&[u8]> {
+        self.names.get(s.name_start as usize..)?.get(..s.name_len as usize)
     }
 
     /// Number of symbols.
@@ -98,12 +145,13 @@ impl SymbolTable {
 
     /// The name of symbol `index`.
     pub fn name(&self, index: usize) -> Option<&[u8]> {
-        self.symbols.get(index).map(|s| self.name_of(s))
+        self.symbols.get(index).and_then(|s| self.name_of(s))
     }
 
     /// The name of symbol `index` with its terminating NUL.
     pub fn name_with_nul(&self, index: usize) -> Option<&[u8]> {
-        self.symbols.get(index).map(|s| &self.names[s.name_start as usize..][..s.name_len as usize + 1])
+        let s = self.symbols.get(index)?;
+        self.names.get(s.name_start as usize..)?.get(..s.name_len as usize + 1)
     }
 
     /// All symbols in table order.
@@ -112,20 +160,43 @@ impl SymbolTable {
     }
 
     /// The exported symbol named `name`.
+    #[inline]
     pub fn lookup(&self, name: &[u8]) -> Option<&LoadedSymbol> {
-        if self.buckets.is_empty() {
-            return None;
-        }
-        let hash = namehash::hash(self.key, name);
-        let mask = self.buckets.len() - 1;
+        let len = name.len();
+        // Most names fit a word: hashed and compared as that word.
+        let Some(word) = namehash::short_word(name) else {
+            return self.lookup_long(name);
+        };
+        self.probe(namehash::hash_short(self.key, word, len), len, |start| {
+            match self.names.get(start..).and_then(|n| n.first_chunk::<8>()) {
+                Some(stored) => u64::from_le_bytes(*stored) & namehash::low_bytes(len) == word,
+                // Fewer than eight bytes to the table's end.
+                None => self.names.get(start..start + len) == Some(name),
+            }
+        })
+    }
+
+    /// [`SymbolTable::lookup`] of a name longer than a word (out of line, so that the short
+    /// names' path keeps its registers).
+    #[inline(never)]
+    fn lookup_long(&self, name: &[u8]) -> Option<&LoadedSymbol> {
+        let len = name.len();
+        self.probe(namehash::hash(self.key, name), len, |start| {
+            self.names.get(start..start + len) == Some(name)
+        })
+    }
+
+    /// The indexed symbol whose hash is `hash` and whose name, of `len` bytes, `is_name`
+    /// accepts (given where it starts).
+    #[inline(always)]
+    fn probe(&self, hash: u32, len: usize, is_name: impl Fn(usize) -> bool) -> Option<&LoadedSymbol> {
+        let mask = self.buckets.len().checked_sub(1)?;
         let mut b = hash as usize & mask;
         loop {
-            let slot = self.buckets[b];
-            if slot == 0 {
-                return None;
-            }
-            let s = &self.symbols[slot as usize - 1];
-            if s.hash == hash && s.name_len as usize == name.len() && same_bytes(self.name_of(s), name) {
+            // An empty bucket (0) ends the search.
+            let slot = (*self.buckets.get(b)? as usize).checked_sub(1)?;
+            let s = self.symbols.get(slot)?;
+            if s.hash == hash && s.name_len as usize == len && is_name(s.name_start as usize) {
                 return Some(s);
             }
             b = (b + 1) & mask;
@@ -133,47 +204,10 @@ impl SymbolTable {
     }
 }
 
-/// Enters symbol `index` of `symbols` (exported, its name inside `names`) in the open-addressing
-/// index `buckets`, unless a symbol of the same name is there already. `None` if its slot
-/// number does not fit a bucket.
-#[inline(always)]
-fn insert(buckets: &mut [u32], symbols: &[LoadedSymbol], names: &[u8], index: usize) -> Option<()> {
-    let slot = u32::try_from(index + 1).ok()?;
-    let symbol = symbols.get(index)?;
-    let name_of = |s: &LoadedSymbol| names.get(s.name_start as usize..)?.get(..s.name_len as usize);
-    let name = name_of(symbol)?;
-    let mask = buckets.len() - 1;
-    let mut b = symbol.hash as usize & mask;
-    loop {
-        match buckets[b] {
-            0 => break,
-            taken => {
-                let other = symbols.get(taken as usize - 1)?;
-                if other.hash == symbol.hash
-                    && other.name_len == symbol.name_len
-                    && name_of(other) == Some(name)
-                {
-                    return Some(()); // duplicate: keep the first
-                }
-            }
-        }
-        b = (b + 1) & mask;
-    }
-    buckets[b] = slot;
-    Some(())
-}
-
 /// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
 /// that the index stays at most half full.
 fn bucket_count(count: usize) -> usize {
     count.saturating_mul(2).checked_next_power_of_two().unwrap_or(usize::MAX).max(8)
-}
-
-/// Whether two names of the same length are equal, compared inline: names are short, and the
-/// hashes already matched, so a call to `memcmp` would cost more than the comparison.
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]
@@ -200,7 +234,11 @@ mod tests {
             strings.extend_from_slice(name);
             strings.push(0);
         }
-        SymbolTable::from_parts(strings, symbols, key).unwrap()
+        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key);
+        for symbol in symbols {
+            builder.push(symbol).expect("a valid symbol");
+        }
+        builder.finish()
     }
 
     #[test]
@@ -225,13 +263,36 @@ mod tests {
         let key = namehash::key();
         let at =
             |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
-        let build = |symbol| SymbolTable::from_parts(strings.to_vec(), vec![symbol], key);
-        assert!(build(at(1, 1)).is_none(), "no NUL after the name");
-        assert!(build(at(4, 2)).is_none(), "at the end");
-        assert!(build(at(9, 0)).is_none(), "past the end");
-        assert!(build(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
-        let inside = build(at(2, 1)).expect("a name may start inside another");
-        assert_eq!(inside.name(0), Some(&b"b"[..]));
+        let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).push(symbol);
+        assert!(push(at(1, 1)).is_none(), "no NUL after the name");
+        assert!(push(at(4, 2)).is_none(), "at the end");
+        assert!(push(at(9, 0)).is_none(), "past the end");
+        assert!(push(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
+        let mut builder = SymbolTableBuilder::new(strings.to_vec(), 1, key);
+        assert!(builder.push(at(2, 1)).is_some(), "a name may start inside another");
+        assert!(builder.push(at(2, 1)).is_none(), "a full table takes no more");
+        assert_eq!(builder.finish().name(0), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn names_of_every_length_are_found_wherever_they_lie() {
+        // Names of 0 to 20 bytes; the last ones lie within eight bytes of the table's end,
+        // where a word cannot be loaded.
+        let long: Vec<u8> = (b'a'..=b'z').collect();
+        let names: Vec<(&[u8], bool)> = (0..=20).rev().map(|len| (&long[..len], true)).collect();
+        let t = table(&names);
+        for len in 0..=20 {
+            assert_eq!(t.lookup(&long[..len]).map(|s| s.addr), Some(0x1000 + 20 - len), "len {len}");
+            // The same bytes with one more or one changed are another name.
+            let mut other = long[..len].to_vec();
+            other.push(b'!');
+            assert_eq!(t.lookup(&other), None, "len {len} + 1");
+            if let Some(last) = other.get_mut(len.saturating_sub(1)).filter(|_| len > 0) {
+                *last = b'?';
+                other.pop();
+                assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
+            }
+        }
     }
 
     #[test]
