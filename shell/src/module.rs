@@ -85,17 +85,39 @@ thread_local! {
     static FILE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on the whole file at `path`, read with the fewest syscalls (open, fstat, one read
-/// of the size fstat gave, close) into a per-thread buffer: no allocation, zeroing or page
-/// faults per load once the buffer has grown. A file that changes size meanwhile is read as far
-/// as fstat said (a truncated module then fails validation with a precise error).
+/// The most bytes read from a file fstat cannot size (a pipe, a terminal, a character device):
+/// a stream without end fails with an error instead of exhausting memory.
+pub const STREAM_LIMIT: usize = 256 << 20;
+
+/// Runs `f` on the whole file at `path`. A regular file is read with the fewest syscalls (open,
+/// fstat, one read of the size fstat gave, close) into a per-thread buffer: no allocation,
+/// zeroing or page faults per load once the buffer has grown. A file that changes size
+/// meanwhile is read as far as fstat said (a truncated module then fails validation with a
+/// precise error). Anything else (a pipe, `/dev/stdin`, a process substitution) is read to its
+/// end, up to [`STREAM_LIMIT`] bytes.
 fn with_file<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
-    use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let metadata = file.metadata()?;
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own.
     let mut buffer = FILE_BUFFER.take();
+    let filled = if metadata.is_file() {
+        read_sized(&mut file, usize::try_from(metadata.len()).unwrap_or(usize::MAX), &mut buffer)?
+    } else {
+        read_stream(&mut file, &mut buffer)?
+    };
+    drop(file);
+    let result = f(&buffer[..filled]);
+    if buffer.capacity() <= KEPT_BUFFER {
+        let kept = FILE_BUFFER.take();
+        FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
+    }
+    Ok(result)
+}
+
+/// Reads up to `len` bytes (the size fstat gave) into `buffer`; returns how many it read.
+fn read_sized(file: &mut std::fs::File, len: usize, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::io::Read;
     // A file too large for memory is an error, never an abort. Only bytes past the buffer's old
     // length are zeroed; the read overwrites the rest.
     let growth = len.saturating_sub(buffer.len());
@@ -110,13 +132,24 @@ fn with_file<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
             Err(e) => return Err(e),
         }
     }
-    drop(file);
-    let result = f(&buffer[..filled]);
-    if buffer.capacity() <= KEPT_BUFFER {
-        let kept = FILE_BUFFER.take();
-        FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
+    Ok(filled)
+}
+
+/// Reads a stream to its end into `buffer`, refusing one longer than [`STREAM_LIMIT`]; returns
+/// its length.
+fn read_stream(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::io::Read;
+    buffer.clear();
+    // One byte past the limit tells a stream at the limit from a longer one.
+    let limit = u64::try_from(STREAM_LIMIT).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(limit).read_to_end(buffer)?;
+    if buffer.len() > STREAM_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("a stream of more than {} MiB is not a module", STREAM_LIMIT >> 20),
+        ));
     }
-    Ok(result)
+    Ok(buffer.len())
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive

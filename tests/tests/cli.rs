@@ -285,3 +285,33 @@ fn run_failures_exit_1_with_one_line() {
     assert_eq!(smf(&["run", "--lib"]).status, 2);
     assert_eq!(smf(&["run", &example("recursion.smf"), "six", "1", "2", "3", "4", "5", "6", "7"]).status, 2);
 }
+
+#[test]
+fn run_reads_a_module_from_a_pipe_and_refuses_an_endless_stream() {
+    // A FIFO has no size for fstat to report: the module is read to the end of the stream.
+    let dir = scratch("pipe");
+    let fifo = dir.join("module.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let bytes = std::fs::read(example("recursion.smf")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        // Written in pieces, as a producer on the other end of a pipe would.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for piece in bytes.chunks(1000) {
+                pipe.write_all(piece).unwrap();
+            }
+        })
+    };
+    let o = smf(&["run", &fifo.to_string_lossy(), "fib", "10"]);
+    writer.join().unwrap();
+    assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, "55\n", ""));
+
+    // A stream without end stops at the limit with a one-line reason.
+    let o = smf(&["run", "/dev/zero"]);
+    assert_eq!(o.status, 1);
+    assert_eq!(o.err.lines().count(), 1, "{}", o.err);
+    assert!(o.err.contains("stream of more than 256 MiB"), "{}", o.err);
+}
