@@ -167,11 +167,11 @@ impl SymbolTable {
         let Some(word) = namehash::short_word(name) else {
             return self.lookup_long(name);
         };
-        self.probe(namehash::hash_short(self.key, word, len), len, |start| {
-            match self.names.get(start..).and_then(|n| n.first_chunk::<8>()) {
+        self.probe(namehash::hash_short(self.key, word, len), len, |s| {
+            match self.names.get(s.name_start as usize..).and_then(|n| n.first_chunk::<8>()) {
                 Some(stored) => u64::from_le_bytes(*stored) & namehash::low_bytes(len) == word,
                 // Fewer than eight bytes to the table's end.
-                None => self.names.get(start..start + len) == Some(name),
+                None => self.name_of(s) == Some(name),
             }
         })
     }
@@ -181,22 +181,20 @@ impl SymbolTable {
     #[inline(never)]
     fn lookup_long(&self, name: &[u8]) -> Option<&LoadedSymbol> {
         let len = name.len();
-        self.probe(namehash::hash(self.key, name), len, |start| {
-            self.names.get(start..start + len) == Some(name)
-        })
+        self.probe(namehash::hash(self.key, name), len, |s| self.name_of(s) == Some(name))
     }
 
     /// The indexed symbol whose hash is `hash` and whose name, of `len` bytes, `is_name`
-    /// accepts (given where it starts).
+    /// accepts.
     #[inline(always)]
-    fn probe(&self, hash: u32, len: usize, is_name: impl Fn(usize) -> bool) -> Option<&LoadedSymbol> {
+    fn probe(&self, hash: u32, len: usize, is_name: impl Fn(&LoadedSymbol) -> bool) -> Option<&LoadedSymbol> {
         let mask = self.buckets.len().checked_sub(1)?;
         let mut b = hash as usize & mask;
         loop {
             // An empty bucket (0) ends the search.
             let slot = (*self.buckets.get(b)? as usize).checked_sub(1)?;
             let s = self.symbols.get(slot)?;
-            if s.hash == hash && s.name_len as usize == len && is_name(s.name_start as usize) {
+            if s.hash == hash && s.name_len as usize == len && is_name(s) {
                 return Some(s);
             }
             b = (b + 1) & mask;
