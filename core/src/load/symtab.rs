@@ -97,15 +97,21 @@ impl SymbolTableBuilder {
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
             // Never full: at most half the buckets are taken.
-            while let Some(&taken @ 1..) = table.buckets.get(b) {
-                let other = table.symbols.get(taken as usize - 1)?;
-                if other.hash == symbol.hash && table.name_is(other, name) {
-                    table.symbols.push(symbol);
-                    return Some(()); // a duplicate: the first one stays indexed
+            loop {
+                match *table.buckets.get(b)? {
+                    0 => {
+                        table.buckets[b] = slot;
+                        break;
+                    }
+                    taken => {
+                        let other = table.symbols.get(taken as usize - 1)?;
+                        if other.hash == symbol.hash && table.name_is(other, name) {
+                            break; // a duplicate: the first one stays indexed
+                        }
+                    }
                 }
                 b = (b + 1) & mask;
             }
-            *table.buckets.get_mut(b)? = slot;
         }
         table.symbols.push(symbol);
         Some(())
@@ -290,6 +296,42 @@ mod tests {
                 other.pop();
                 assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
             }
+        }
+    }
+
+    #[test]
+    fn a_name_whose_hash_matches_is_still_compared() {
+        // Each symbol is stored with the hash of another name, as a collision would have it:
+        // looking up that other name finds the hash but must refuse the name.
+        let key = namehash::key();
+        let pairs: [(&[u8], &[u8]); 4] = [
+            (b"abc", b"abd"),
+            (b"abcdefgh", b"abcdefgi"),
+            (b"a_much_longer_name_1", b"a_much_longer_name_2"),
+            (b"x", b"xy"),
+        ];
+        let mut strings = vec![0u8];
+        let mut symbols = Vec::new();
+        for (stored, other) in pairs {
+            symbols.push(LoadedSymbol {
+                name_start: u32::try_from(strings.len()).unwrap(),
+                name_len: u32::try_from(other.len()).unwrap(),
+                hash: namehash::hash(key, other),
+                exported: true,
+                ..LoadedSymbol::UNSET
+            });
+            // The stored bytes have the other name's length, so only the bytes differ.
+            strings.extend_from_slice(&stored[..other.len().min(stored.len())]);
+            strings.resize(strings.len() + other.len().saturating_sub(stored.len()), b'?');
+            strings.push(0);
+        }
+        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key);
+        for symbol in symbols {
+            builder.push(symbol).unwrap();
+        }
+        let t = builder.finish();
+        for (_, other) in pairs {
+            assert_eq!(t.lookup(other), None, "{:?}", core::str::from_utf8(other));
         }
     }
 
