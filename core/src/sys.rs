@@ -84,16 +84,46 @@ impl Protection {
 
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// The page size (`getpagesize(2)`, read from the auxiliary vector once, then cached).
+/// The page size, probed once with syscalls (see [`probe_page_size`]) and then cached.
 pub fn page_size() -> usize {
     match PAGE_SIZE.load(Ordering::Relaxed) {
         0 => {
-            let size = rustix::param::page_size();
+            let size = probe_page_size().unwrap_or_else(rustix::param::page_size);
             PAGE_SIZE.store(size, Ordering::Relaxed);
             size
         }
         size => size,
     }
+}
+
+/// The largest page size [`probe_page_size`] tries (Linux has none larger than 256 KiB).
+const LARGEST_PAGE: usize = 256 << 10;
+
+/// Finds the page size without the auxiliary vector: in a fresh reservation, the smallest power
+/// of two from 4 KiB at whose offset `mprotect(2)` accepts an address (it rejects an address
+/// that is not page aligned with `EINVAL`). `None` when the reservation cannot be made.
+///
+/// Why not `AT_PAGESZ`: with no libc, rustix reads the kernel's copy of the auxiliary vector
+/// (`PR_GET_AUXV` or `/proc/self/auxv`) and checks the vDSO it names. Under valgrind that copy
+/// describes valgrind's own process, whose vDSO the program cannot read, and the check faults:
+/// any program using this library crashed under valgrind.
+pub fn probe_page_size() -> Option<usize> {
+    let base = reserve(2 * LARGEST_PAGE, Protection::None).ok()?;
+    let mut size = 4096;
+    let found = loop {
+        if size > LARGEST_PAGE {
+            break None;
+        }
+        // SAFETY: `base + size .. base + 2 * size` lies inside our fresh PROT_NONE reservation,
+        // which nothing else knows about; it stays PROT_NONE.
+        if unsafe { protect(base.wrapping_add(size), size, Protection::None) }.is_ok() {
+            break Some(size);
+        }
+        size *= 2;
+    };
+    // SAFETY: the reservation is ours and unused.
+    let _ = unsafe { unmap(base, 2 * LARGEST_PAGE) };
+    found
 }
 
 /// Reserves `len` bytes of address space with protection `prot` (`mmap(2)`,
@@ -266,5 +296,18 @@ pub fn sync_core_all_threads() {
     }
     if STATE.load(Ordering::Acquire) == READY {
         let _ = membarrier(MembarrierCommand::PrivateExpeditedSyncCore);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make the mmap and mprotect syscalls")]
+    fn the_probed_page_size_is_the_kernels() {
+        let probed = probe_page_size().expect("a 512 KiB reservation");
+        assert_eq!(probed, rustix::param::page_size());
+        assert_eq!(page_size(), probed);
     }
 }

@@ -3,7 +3,7 @@
 //! Tasks: `examples [--check]` (write or check the example modules in `examples/`),
 //! `bench` (the benchmarks, each a ratio against a real alternative measured in the same run),
 //! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs), `cross-test` (aarch64 under
-//! qemu-aarch64).
+//! qemu-aarch64), `valgrind` (the `smf` tool on every example under memcheck).
 
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
@@ -12,6 +12,7 @@ mod bench;
 mod cross;
 mod examples;
 mod fuzz;
+mod valgrind;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ tasks:
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
+  valgrind             run, inspect and verify every example under valgrind's memcheck
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Some("fuzz-seeds") => fuzz::seeds_command(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("cross-test") => cross::run_command(),
+        Some("valgrind") => valgrind::run_command(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

@@ -1,0 +1,110 @@
+//! `cargo xtask valgrind`: the `smf` tool under valgrind's memcheck. Every example module is
+//! run (its entry point; the two-module example with `--lib`), inspected and verified, and each
+//! must give the same output and exit status as without valgrind, with no memcheck error.
+//! Installs valgrind (Debian package) when run as root and it is missing.
+//!
+//! Why: a library that loads code is used inside programs people debug with valgrind; this is
+//! where a crash under valgrind (such as reading the host's auxiliary vector) shows up.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::workspace_root;
+
+/// memcheck's exit status when it found an error (our own tools never exit with it).
+const MEMCHECK_FAILED: i32 = 99;
+
+fn ensure_valgrind() -> Result<(), String> {
+    let has = || Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has() {
+        return Ok(());
+    }
+    println!("installing valgrind");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "valgrind"]] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("apt-get: {e}"))?;
+        if !status.success() {
+            return Err(format!("apt-get {} failed ({status})", args.join(" ")));
+        }
+    }
+    if has() {
+        Ok(())
+    } else {
+        Err("valgrind still missing".into())
+    }
+}
+
+/// The tool invocations checked: each example run, inspected (text and JSON) and verified.
+fn invocations(examples: &Path) -> Result<Vec<Vec<String>>, String> {
+    let mut modules: Vec<String> = std::fs::read_dir(examples)
+        .map_err(|e| format!("{}: {e}", examples.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|x| x == "smf"))
+        .map(|path| path.to_string_lossy().into_owned())
+        .collect();
+    modules.sort();
+    let mut out = Vec::new();
+    for module in &modules {
+        let library = examples.join("mathlib.smf").to_string_lossy().into_owned();
+        let run = if module.ends_with("/app.smf") {
+            vec!["run".into(), "--lib".into(), library, module.clone()]
+        } else {
+            vec!["run".into(), module.clone()]
+        };
+        out.push(run);
+        out.push(vec!["inspect".into(), module.clone()]);
+        out.push(vec!["inspect".into(), "--json".into(), module.clone()]);
+        out.push(vec!["verify".into(), module.clone()]);
+    }
+    Ok(out)
+}
+
+fn run(cmd: &mut Command) -> Result<Output, String> {
+    cmd.output().map_err(|e| format!("{cmd:?}: {e}"))
+}
+
+pub(crate) fn run_command() -> Result<(), String> {
+    ensure_valgrind()?;
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build =
+        Command::new(cargo).current_dir(&root).args(["build", "-q", "--release", "-p", "smf"]).status();
+    if !build.map_err(|e| format!("cargo build: {e}"))?.success() {
+        return Err("cargo build -p smf failed".into());
+    }
+    let smf = root.join("target/release/smf");
+    let checks = invocations(&root.join("examples"))?;
+    let mut failures = Vec::new();
+    for args in &checks {
+        let native = run(Command::new(&smf).args(args))?;
+        let checked = run(Command::new("valgrind")
+            .args(["-q", "--error-exitcode=99", "--leak-check=no"])
+            .arg(&smf)
+            .args(args))?;
+        let stderr = String::from_utf8_lossy(&checked.stderr);
+        let line = format!("smf {}", args.join(" "));
+        if checked.status.code() == Some(MEMCHECK_FAILED) || stderr.contains("==") {
+            failures.push(format!("{line}: memcheck reported\n{stderr}"));
+        } else if checked.status.code() != native.status.code() || checked.stdout != native.stdout {
+            failures.push(format!(
+                "{line}: under valgrind {} with {:?}, natively {} with {:?}\n{stderr}",
+                checked.status,
+                String::from_utf8_lossy(&checked.stdout),
+                native.status,
+                String::from_utf8_lossy(&native.stdout)
+            ));
+        }
+    }
+    if failures.is_empty() {
+        println!(
+            "valgrind: {} invocations of smf, same results as natively, no memcheck error",
+            checks.len()
+        );
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
