@@ -77,6 +77,11 @@ pub fn fuzz_load(data: &[u8]) -> usize {
         parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 },
         require_arch: None,
         force_stubs: data.first().is_some_and(|b| b & 1 == 1),
+        read_only_data: if data.first().is_some_and(|b| b & 2 == 2) {
+            crate::load::ReadOnlyData::NotExecutable
+        } else {
+            crate::load::ReadOnlyData::WithCode
+        },
     };
     LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
 }

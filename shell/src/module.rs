@@ -9,9 +9,9 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_core::load::{LoadError, LoadedModule, Resolved, Resolver};
 
-use crate::runtime::exec;
+use crate::runtime::{exec, load_options};
 
 /// A loaded module.
 #[derive(Debug)]
@@ -65,7 +65,7 @@ pub fn load_bytes(
     resolver: &dyn Resolver,
     path: Option<PathBuf>,
 ) -> Result<Arc<Module>, ModuleError> {
-    match LoadedModule::load(exec(), bytes, resolver, &LoadOptions::default()) {
+    match LoadedModule::load(exec(), bytes, resolver, load_options()) {
         Ok(loaded) => Ok(Arc::new(Module { loaded, path })),
         Err(e) => Err(ModuleError::Load(path, e)),
     }

@@ -1,22 +1,45 @@
-//! Process-wide state shared by the C ABI and the loader: the executable allocator.
+//! Process-wide state shared by the C ABI and the loader: the executable allocator and the
+//! load options.
 //!
-//! Read-write-execute pages exist only when the process sets `SMF_ALLOW_RWX=1` before the
-//! first use of the library: a debugging switch (for tools that insist on patching code in
-//! place); without it no page this library maps is ever writable and executable.
+//! Two environment variables, read once, at the first use of the library:
+//! - `SMF_ALLOW_RWX=1`: read-write-execute pages may exist. A debugging switch (for tools that
+//!   insist on patching code in place); without it no page this library maps is ever writable
+//!   and executable.
+//! - `SMF_RODATA_NOEXEC=1`: modules' read-only data is sealed read-only and not executable, in
+//!   pages of its own, at one more protection change per load
+//!   ([`ReadOnlyData::NotExecutable`]); by default it is sealed with the code.
 
 use std::sync::OnceLock;
 
 use smf_core::exec::{Config, ExecAllocator};
+use smf_core::load::{LoadOptions, ReadOnlyData};
 
 /// The environment variable that opts into read-write-execute pages (debugging only).
 pub const ALLOW_RWX_ENV: &str = "SMF_ALLOW_RWX";
 
+/// The environment variable that keeps read-only data out of executable pages.
+pub const RODATA_NOEXEC_ENV: &str = "SMF_RODATA_NOEXEC";
+
 static EXEC: OnceLock<ExecAllocator> = OnceLock::new();
+static LOAD_OPTIONS: OnceLock<LoadOptions> = OnceLock::new();
+
+fn env_is_1(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// The options every load through the shell (paths, bytes, the C ABI) uses.
+pub fn load_options() -> &'static LoadOptions {
+    LOAD_OPTIONS.get_or_init(|| {
+        let read_only_data =
+            if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
+        LoadOptions { read_only_data, ..LoadOptions::default() }
+    })
+}
 
 /// The process's executable allocator.
 pub fn exec() -> &'static ExecAllocator {
     EXEC.get_or_init(|| {
-        let allow_rwx = std::env::var_os(ALLOW_RWX_ENV).is_some_and(|v| v == "1");
+        let allow_rwx = env_is_1(ALLOW_RWX_ENV);
         ExecAllocator::new(Config { allow_rwx, ..Config::default() })
     })
 }

@@ -315,3 +315,45 @@ fn run_reads_a_module_from_a_pipe_and_refuses_an_endless_stream() {
     assert_eq!(o.err.lines().count(), 1, "{}", o.err);
     assert!(o.err.contains("stream of more than 256 MiB"), "{}", o.err);
 }
+
+/// The child side of the test below: loads a module with exported read-only data through the
+/// shell and checks its protection against what `SMF_RODATA_NOEXEC` in this process asks for.
+/// Run alone (no variable set), it checks the default.
+#[test]
+fn rodata_protection_follows_this_process_environment() {
+    use smf_core::sys::Protection;
+    let noexec = std::env::var_os(smf::runtime::RODATA_NOEXEC_ENV).is_some_and(|v| v == "1");
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &samples::RETURN_42);
+    let rodata = b.add_rodata(b".rodata", b"constant");
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
+    let module = smf::module::load_bytes(&b.build().unwrap(), &(), None).unwrap();
+    let exec = smf::runtime::exec();
+    let expected = if noexec { Protection::Read } else { Protection::ReadExec };
+    assert_eq!(
+        exec.protection_at(module.symbol(b"r").unwrap()),
+        Some(expected),
+        "SMF_RODATA_NOEXEC={noexec}"
+    );
+    assert_eq!(exec.protection_at(module.symbol(b"main").unwrap()), Some(Protection::ReadExec));
+}
+
+/// `SMF_RODATA_NOEXEC=1` seals read-only data read-only and not executable; without it, it is
+/// sealed with the code. The variable is read once per process, so each case runs this test
+/// binary again, filtered to the test above.
+#[test]
+fn the_rodata_switch_is_read_from_the_environment() {
+    for value in [None, Some("1")] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args(["--exact", "rodata_protection_follows_this_process_environment", "--test-threads=1"]);
+        match value {
+            Some(v) => child.env(smf::runtime::RODATA_NOEXEC_ENV, v),
+            None => child.env_remove(smf::runtime::RODATA_NOEXEC_ENV),
+        };
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{value:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("1 passed"), "the child ran the check: {stdout}");
+    }
+}

@@ -90,10 +90,8 @@ fn every_relocation_kind_runs_across_modules_and_dialects() {
     }
 }
 
-#[test]
-fn data_is_writable_rodata_read_only_and_code_executable() {
-    use smf_core::sys::Protection;
-    let exec = ExecAllocator::default();
+/// A module with code, data, rodata and bss.
+fn module_with_every_kind_of_data() -> Vec<u8> {
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     let data = b.add_data(b".data", &[1; 16]);
@@ -103,22 +101,45 @@ fn data_is_writable_rodata_read_only_and_code_executable() {
     b.add_symbol(SymbolSpec::data(b"d", data, 0, 16));
     b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
     b.add_symbol(SymbolSpec::data(b"z", bss, 99_992, 8));
-    let module = load(&exec, &b.build().unwrap(), &()).unwrap();
-    let addr = |n: &[u8]| module.symbol(n).unwrap();
-    assert_eq!(exec.protection_at(addr(b"main")), Some(Protection::ReadExec));
-    assert_eq!(exec.protection_at(addr(b"d")), Some(Protection::ReadWrite));
-    assert_eq!(exec.protection_at(addr(b"r")), Some(Protection::Read));
-    assert_eq!(exec.protection_at(addr(b"z")), Some(Protection::ReadWrite));
-    // SAFETY: the symbols are live data of the loaded module, of the sizes declared.
-    unsafe {
-        assert_eq!(std::slice::from_raw_parts(addr(b"r") as *const u8, 8), b"constant");
-        assert_eq!(*(addr(b"z") as *const u64), 0, "bss is zeroed");
-        *(addr(b"d") as *mut u8) = 9;
-        assert_eq!(*(addr(b"d") as *const u8), 9);
+    b.build().unwrap()
+}
+
+#[test]
+fn data_is_writable_rodata_read_only_and_code_executable() {
+    use smf_core::load::ReadOnlyData;
+    use smf_core::sys::Protection;
+    let file = module_with_every_kind_of_data();
+    for (read_only_data, rodata_protection, seal_changes) in [
+        (ReadOnlyData::WithCode, Protection::ReadExec, 1),
+        (ReadOnlyData::NotExecutable, Protection::Read, 2),
+    ] {
+        let exec = ExecAllocator::default();
+        let options = LoadOptions { read_only_data, ..LoadOptions::default() };
+        // The first load reserves the allocator's region; the second shows what a load costs.
+        drop(LoadedModule::load(&exec, &file, &(), &options).unwrap());
+        let changes_before = exec.stats().protection_changes;
+        let module = LoadedModule::load(&exec, &file, &(), &options).unwrap();
+        assert_eq!(
+            exec.stats().protection_changes - changes_before,
+            seal_changes,
+            "{read_only_data:?}: protection changes to seal the module"
+        );
+        let addr = |n: &[u8]| module.symbol(n).unwrap();
+        assert_eq!(exec.protection_at(addr(b"main")), Some(Protection::ReadExec));
+        assert_eq!(exec.protection_at(addr(b"d")), Some(Protection::ReadWrite));
+        assert_eq!(exec.protection_at(addr(b"r")), Some(rodata_protection), "{read_only_data:?}");
+        assert_eq!(exec.protection_at(addr(b"z")), Some(Protection::ReadWrite));
+        // SAFETY: the symbols are live data of the loaded module, of the sizes declared.
+        unsafe {
+            assert_eq!(std::slice::from_raw_parts(addr(b"r") as *const u8, 8), b"constant");
+            assert_eq!(*(addr(b"z") as *const u64), 0, "bss is zeroed");
+            *(addr(b"d") as *mut u8) = 9;
+            assert_eq!(*(addr(b"d") as *const u8), 9);
+        }
+        let (code, _) = module.code();
+        let gap = addr(b"d").abs_diff(code);
+        assert!(gap < 1 << 31, "data within reach of 32-bit PC-relative code");
     }
-    let (code, _) = module.code();
-    let gap = addr(b"d").abs_diff(code);
-    assert!(gap < 1 << 31, "data within reach of 32-bit PC-relative code");
 }
 
 #[test]

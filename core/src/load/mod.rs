@@ -5,9 +5,10 @@
 //! branch stubs), read-only data (rodata, then the module's GOT slots), writable data (data,
 //! then bss). Keeping it in one run keeps every internal reference within reach of 32-bit
 //! PC-relative relocations. Code is copied into its still-writable block and relocated in
-//! place, and then the batch is sealed: code read-execute, rodata and GOT read-only, data
-//! read-write. A failure at any step drops the unsealed batch, which frees
-//! everything the load had mapped.
+//! place, and then the batch is sealed: code read-execute, rodata and GOT read-only (and, by
+//! default, executable with the code, so that sealing is one protection change: see
+//! [`ReadOnlyData`]), data read-write. A failure at any step drops the unsealed batch, which
+//! frees everything the load had mapped.
 //!
 //! Imports are resolved through a [`Resolver`] (other loaded modules, a caller's table). A
 //! branch to an import that is out of the relocation's reach goes through a 16-byte stub in
@@ -117,11 +118,42 @@ pub struct LoadOptions {
     /// Route every branch to an import through its stub, even when the import is within the
     /// branch's reach (to test stubs; off by default).
     pub force_stubs: bool,
+    /// How read-only data (rodata and the GOT) is protected once sealed.
+    pub read_only_data: ReadOnlyData,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { parse: ParseOptions::default(), require_arch: Some(HOST_ARCH), force_stubs: false }
+        Self {
+            parse: ParseOptions::default(),
+            require_arch: Some(HOST_ARCH),
+            force_stubs: false,
+            read_only_data: ReadOnlyData::default(),
+        }
+    }
+}
+
+/// How a module's read-only data (its rodata sections and GOT slots) is protected once the
+/// module is sealed. Either way it is never writable after relocation, and no page is ever
+/// writable and executable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadOnlyData {
+    /// Read and execute, like the code pages it follows: sealing a module is then one
+    /// protection change, the least a load can make. Read-only bytes become executable, as
+    /// they were in ELF text segments before `ld -z separate-code`.
+    #[default]
+    WithCode,
+    /// Read only, not executable: one more protection change (and one more kernel mapping)
+    /// per module that has read-only data. `cargo xtask bench load` measures the difference.
+    NotExecutable,
+}
+
+impl ReadOnlyData {
+    fn memory_kind(self) -> MemoryKind {
+        match self {
+            ReadOnlyData::WithCode => MemoryKind::Code,
+            ReadOnlyData::NotExecutable => MemoryKind::ReadOnly,
+        }
     }
 }
 
@@ -328,7 +360,7 @@ impl<'a> LoadedModule<'a> {
             // tails), so its pages need not be zeroed first.
             let segments = [
                 (code_len, MemoryKind::Code),
-                (ro_len, MemoryKind::ReadOnly),
+                (ro_len, options.read_only_data.memory_kind()),
                 (rw_len, MemoryKind::ReadWrite),
             ];
             let image = batch.alloc_image_overwritten(&segments, code_size)?;
