@@ -305,6 +305,7 @@ pub struct Module<'a> {
     code_size: u64,
     read_only_size: u64,
     read_write_size: u64,
+    data_alignment: u64,
     relocation_count: u64,
     note: Option<&'a str>,
     template_code: Option<TemplateCode<'a>>,
@@ -445,6 +446,7 @@ impl<'a> Module<'a> {
             code_size: 0,
             read_only_size: 0,
             read_write_size: 0,
+            data_alignment: 1,
             relocation_count: 0,
             note: None,
             template_code: None,
@@ -523,6 +525,7 @@ impl<'a> Module<'a> {
         self.code_size = code_size;
         self.read_only_size = layout.read_only;
         self.read_write_size = layout.read_write;
+        self.data_alignment = layout.alignment;
         self.relocation_count = relocations;
         Ok(())
     }
@@ -903,6 +906,13 @@ impl<'a> Module<'a> {
         self.read_write_size
     }
 
+    /// The largest alignment a data section asks for (at least 1, at most [`MAX_ALIGNMENT`]).
+    /// Sections are placed at multiples of their alignment from their region's start, so a
+    /// loader starts each region at a multiple of this.
+    pub const fn data_alignment(&self) -> u64 {
+        self.data_alignment
+    }
+
     /// Number of sections.
     pub const fn section_count(&self) -> u32 {
         self.header.section_count
@@ -1117,10 +1127,18 @@ impl<'a> Iterator for RelocationEntries<'a> {
 
 /// Running layout of the data image: each section at the next multiple of its alignment in its
 /// region, in table order.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct DataLayout {
     read_only: u64,
     read_write: u64,
+    /// The largest alignment placed so far.
+    alignment: u64,
+}
+
+impl Default for DataLayout {
+    fn default() -> Self {
+        Self { read_only: 0, read_write: 0, alignment: 1 }
+    }
 }
 
 impl DataLayout {
@@ -1142,6 +1160,7 @@ impl DataLayout {
         };
         let offset = cursor.checked_add(align - 1)? & !(align - 1);
         *cursor = offset.checked_add(section.virtual_size)?;
+        self.alignment = self.alignment.max(align);
         Some((region, offset))
     }
 }

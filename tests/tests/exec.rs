@@ -231,3 +231,34 @@ fn the_mapping_estimate_follows_protections() {
     assert!(kernel <= estimate, "kernel {kernel}, estimate {estimate}");
     assert!((3..=4).contains(&estimate), "{estimate}");
 }
+
+#[test]
+fn module_images_start_each_segment_at_the_asked_alignment() {
+    use smf_core::exec::{ExecError, MemoryKind};
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    let align = 16 * page;
+    let segments =
+        [(page + 1, MemoryKind::Code), (10, MemoryKind::ReadOnly), (3 * page, MemoryKind::ReadWrite)];
+    // Sealed blocks stay live (nothing frees them), so each round finds the earlier ones in use.
+    for round in 0..5 {
+        // A one-page image in between leaves the next free page unaligned.
+        let mut filler = exec.batch();
+        filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap();
+        filler.seal().unwrap();
+        let mut batch = exec.batch();
+        let blocks = batch.alloc_module_image(&segments, 0, align).unwrap();
+        for block in blocks.iter().flatten() {
+            assert_eq!(block.addr % align, 0, "round {round}: {block:?}");
+            assert_eq!(block.size % align, 0, "segments are rounded to the alignment: {block:?}");
+        }
+        let code = blocks[0].unwrap();
+        assert_eq!(blocks[1].unwrap().addr, code.addr + align, "segments stay back to back");
+        batch.seal().unwrap();
+    }
+    let mut batch = exec.batch();
+    assert_eq!(
+        batch.alloc_module_image(&segments, 0, 3 * page),
+        Err(ExecError::BadAlignment { align: 3 * page })
+    );
+}

@@ -388,3 +388,41 @@ fn the_module_c_api_is_thread_safe() {
     });
     assert_no_rwx("threads");
 }
+/// Data sections asking for more than a page of alignment get it, however the allocator's
+/// pages are already used: each load of a module with 8 KiB and 64 KiB aligned sections (data,
+/// rodata, bss) while earlier ones stay live.
+#[test]
+fn data_alignments_above_a_page_are_honoured() {
+    use smf_core::write::SectionSpec;
+    use smf_core::SectionType;
+    let exec = ExecAllocator::default();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    let small = b.add_data(b".data", &[1; 24]);
+    let data = b.add_section(SectionSpec::new(SectionType::Data, b".data.big", 3, vec![2; 16], 1 << 16));
+    let rodata =
+        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata.big", 1, vec![3; 16], 1 << 13));
+    let mut bss = SectionSpec::new(SectionType::Bss, b".bss.big", 3, Vec::new(), 1 << 16);
+    bss.virtual_size = 64;
+    let bss = b.add_section(bss);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::data(b"small", small, 0, 24));
+    b.add_symbol(SymbolSpec::data(b"data", data, 0, 16));
+    b.add_symbol(SymbolSpec::data(b"rodata", rodata, 0, 16));
+    b.add_symbol(SymbolSpec::data(b"bss", bss, 0, 64));
+    let file = b.build().unwrap();
+    let mut live = Vec::new();
+    for round in 0..6 {
+        let module = load(&exec, &file, &()).unwrap();
+        for (name, align, byte) in
+            [(&b"data"[..], 1 << 16, 2u8), (b"rodata", 1 << 13, 3), (b"bss", 1 << 16, 0)]
+        {
+            let addr = module.symbol(name).unwrap();
+            assert_eq!(addr % align, 0, "round {round}: {} at {addr:#x}", String::from_utf8_lossy(name));
+            // SAFETY: a live data symbol of the loaded module, 16 bytes or more.
+            assert_eq!(unsafe { *(addr as *const u8) }, byte);
+        }
+        assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+        live.push(module);
+    }
+}

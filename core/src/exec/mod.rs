@@ -327,20 +327,24 @@ impl CodeBatch<'_> {
         &mut self,
         segments: &[(usize, MemoryKind)],
     ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
-        self.allocator.state.lock().alloc_image(self.id, segments, 0)
+        self.allocator.state.lock().alloc_image(self.id, segments, 0, 1)
     }
 
-    /// [`CodeBatch::alloc_image`] for a caller that writes every byte of the image's first
-    /// `overwritten` bytes itself before sealing (a loader copying in a module's code): whole
-    /// pages inside them are handed out without being zeroed first, so a recycled page may
-    /// still hold bytes of an earlier block of this allocator until the caller overwrites it.
-    /// The rest of the image is zeroed as usual.
-    pub fn alloc_image_overwritten(
+    /// [`CodeBatch::alloc_image`] for a module loader:
+    /// - every segment starts at a multiple of `align` (a power of two; segments are rounded
+    ///   up to it when it is larger than a page), for data sections that ask for more than a
+    ///   page of alignment;
+    /// - the caller writes every byte of the image's first `overwritten` bytes itself before
+    ///   sealing (a loader copying in a module's code): whole pages inside them are handed out
+    ///   without being zeroed first, so a recycled page may still hold bytes of an earlier block
+    ///   of this allocator until the caller overwrites it. The rest of the image is zeroed.
+    pub fn alloc_module_image(
         &mut self,
         segments: &[(usize, MemoryKind)],
         overwritten: usize,
+        align: usize,
     ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
-        self.allocator.state.lock().alloc_image(self.id, segments, overwritten)
+        self.allocator.state.lock().alloc_image(self.id, segments, overwritten, align)
     }
 
     /// Runs `f` on the bytes of `block`, which must be a live, still writable block of this

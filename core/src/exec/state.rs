@@ -17,7 +17,7 @@
 //! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
 //!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
 //!   module image that its caller overwrites in full
-//!   ([`super::CodeBatch::alloc_image_overwritten`]), where recycled pages keep old bytes of
+//!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
 //!   this allocator's own until then.
 
 #![allow(unsafe_code)]
@@ -297,21 +297,31 @@ impl State {
         Ok(())
     }
 
-    /// Finds (or reserves) `count` contiguous free pages; returns (region, first page).
-    fn find_free_run(&mut self, count: usize) -> Result<(usize, usize), ExecError> {
+    /// Finds (or reserves) `count` contiguous free pages starting at a multiple of `align` (a
+    /// power of two, at least a page); returns (region, first page).
+    fn find_free_run(&mut self, count: usize, align: usize) -> Result<(usize, usize), ExecError> {
         for (r, region) in self.regions.iter().enumerate() {
             let mut run = 0;
             for (i, page) in region.pages.iter().enumerate() {
-                run = if page.state == PageState::Free { run + 1 } else { 0 };
+                if page.state != PageState::Free {
+                    run = 0;
+                } else if run > 0 || (region.base + i * self.page) & (align - 1) == 0 {
+                    run += 1;
+                }
                 if run == count {
                     return Ok((r, i + 1 - count));
                 }
             }
         }
-        let wanted = count.checked_mul(self.page).ok_or(ExecError::TooLarge { size: usize::MAX })?;
+        // Room for the run at the first multiple of `align` in a fresh reservation.
+        let wanted = count
+            .checked_mul(self.page)
+            .and_then(|w| w.checked_add(align - self.page))
+            .ok_or(ExecError::TooLarge { size: usize::MAX })?;
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = sys::reserve(len, FREE_PROTECTION)? as usize;
+        let first = (align_up(base, align).unwrap_or(base) - base) / self.page;
         let pages = len / self.page;
         self.regions.push(Region {
             base,
@@ -320,7 +330,7 @@ impl State {
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
             ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         });
-        Ok((self.regions.len() - 1, 0))
+        Ok((self.regions.len() - 1, first))
     }
 
     /// Places a block of `size` bytes (already a multiple of the granule) aligned to `align`
@@ -370,7 +380,7 @@ impl State {
             }
         }
         let count = size.div_ceil(self.page);
-        let (r, first) = self.find_free_run(count)?;
+        let (r, first) = self.find_free_run(count, align.max(self.page))?;
         let start = self.regions[r].base + first * self.page;
         let overwritten_range = start..start.saturating_add(overwritten.min(size));
         self.open_pages(r, first, count, batch, &overwritten_range)?;
@@ -423,27 +433,31 @@ impl State {
         Some(BlockInfo { block: Block { addr: start, size }, batch, sealed, kind: page.kind })
     }
 
-    /// Allocates one contiguous run of page-aligned segments in `batch` (a module image:
-    /// code, read-only data, writable data), each a block of its own whose pages seal to its
-    /// kind. Empty segments get no block (`None`). The caller writes the image's first
-    /// `overwritten` bytes in full before sealing, so recycled pages wholly inside them are not
-    /// zeroed first.
+    /// Allocates one contiguous run of segments in `batch` (a module image: code, read-only
+    /// data, writable data), each a block of its own whose pages seal to its kind, starting at a
+    /// multiple of `align` (at least a page). Empty segments get no block (`None`). The caller
+    /// writes the image's first `overwritten` bytes in full before sealing, so recycled pages
+    /// wholly inside them are not zeroed first.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
         segments: &[(usize, MemoryKind)],
         overwritten: usize,
+        align: usize,
     ) -> Result<Vec<Option<Block>>, ExecError> {
-        let page = self.page;
+        if !align.is_power_of_two() || align > self.config.region_size {
+            return Err(ExecError::BadAlignment { align });
+        }
+        let unit = align.max(self.page);
         let mut total: usize = 0;
         for &(len, _) in segments {
-            let rounded = align_up(len, page).ok_or(ExecError::TooLarge { size: len })?;
+            let rounded = align_up(len, unit).ok_or(ExecError::TooLarge { size: len })?;
             total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
         }
         if total == 0 {
             return Err(ExecError::ZeroSize);
         }
-        let start = self.place(batch.0, total, page, overwritten)?;
+        let start = self.place(batch.0, total, unit, overwritten)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + total;
         let mut at = start;
@@ -453,7 +467,7 @@ impl State {
                 blocks.push(None);
                 continue;
             }
-            let size = align_up(len, page).unwrap_or(len);
+            let size = align_up(len, unit).unwrap_or(len);
             if let Some((r, first, last)) = self.pages_of(at, at + size) {
                 let region = &mut self.regions[r];
                 for p in &mut region.pages[first..last] {

@@ -363,7 +363,9 @@ impl<'a> LoadedModule<'a> {
                 (ro_len, options.read_only_data.memory_kind()),
                 (rw_len, MemoryKind::ReadWrite),
             ];
-            let image = batch.alloc_image_overwritten(&segments, code_size)?;
+            // Data sections lie at multiples of their alignment from their region's start.
+            let align = size(module.data_alignment())?;
+            let image = batch.alloc_module_image(&segments, code_size, align)?;
             (image[0], image[1], image[2])
         };
         let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
