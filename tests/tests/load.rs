@@ -109,6 +109,7 @@ fn data_is_writable_rodata_read_only_and_code_executable() {
     use smf_core::load::ReadOnlyData;
     use smf_core::sys::Protection;
     let file = module_with_every_kind_of_data();
+    let mut bytes_live = Vec::new();
     for (read_only_data, rodata_protection, seal_changes) in [
         (ReadOnlyData::WithCode, Protection::ReadExec, 1),
         (ReadOnlyData::NotExecutable, Protection::Read, 2),
@@ -139,7 +140,13 @@ fn data_is_writable_rodata_read_only_and_code_executable() {
         let (code, _) = module.code();
         let gap = addr(b"d").abs_diff(code);
         assert!(gap < 1 << 31, "data within reach of 32-bit PC-relative code");
+        if read_only_data == ReadOnlyData::WithCode {
+            assert_eq!(addr(b"r"), code + 8, "rodata follows the 6 bytes of code at its alignment");
+        }
+        bytes_live.push(exec.stats().bytes_live);
     }
+    let page = smf_core::sys::page_size();
+    assert_eq!(bytes_live[1] - bytes_live[0], page, "rodata with the code takes no page of its own");
 }
 
 #[test]

@@ -138,23 +138,15 @@ impl Default for LoadOptions {
 /// writable and executable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ReadOnlyData {
-    /// Read and execute, like the code pages it follows: sealing a module is then one
-    /// protection change, the least a load can make. Read-only bytes become executable, as
-    /// they were in ELF text segments before `ld -z separate-code`.
+    /// Read and execute, right after the code (and its stubs) in the same pages, at the next
+    /// multiple of its alignment: sealing a module is then one protection change, the least a
+    /// load can make, and read-only data takes no page of its own. Read-only bytes become
+    /// executable, as they were in ELF text segments before `ld -z separate-code`.
     #[default]
     WithCode,
     /// Read only, not executable: one more protection change (and one more kernel mapping)
     /// per module that has read-only data. `cargo xtask bench load` measures the difference.
     NotExecutable,
-}
-
-impl ReadOnlyData {
-    fn memory_kind(self) -> MemoryKind {
-        match self {
-            ReadOnlyData::WithCode => MemoryKind::Code,
-            ReadOnlyData::NotExecutable => MemoryKind::ReadOnly,
-        }
-    }
 }
 
 /// Why a load failed.
@@ -339,7 +331,8 @@ impl<'a> LoadedModule<'a> {
         let (stubs_max, gots_max) = link::slot_bounds(module)?;
 
         // Layout: [code | stubs] [rodata | GOT] [data | bss], with room for as many stubs and
-        // GOT slots as the module can need; the relocation pass hands them out.
+        // GOT slots as the module can need; the relocation pass hands them out. By default
+        // (`ReadOnlyData::WithCode`) the first two share the code segment.
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
         let code_size = size(module.code_size())?;
         let stub_start = align_up(code_size, STUB_SIZE).ok_or(LoadError::TooLarge)?;
@@ -351,6 +344,16 @@ impl<'a> LoadedModule<'a> {
         let got_start = align_up(ro_size, 8).ok_or(LoadError::TooLarge)?;
         let ro_len = if gots_max == 0 { ro_size } else { after(got_start, gots_max, 8)? };
         let rw_len = size(module.read_write_size())?;
+        // Data sections lie at multiples of their alignment from their region's start.
+        let data_align = size(module.data_alignment())?;
+        // Read-only data sealed with the code follows it (and its stubs) in the code segment,
+        // at the next multiple of its alignment, rather than starting a page of its own.
+        let ro_offset = match options.read_only_data {
+            ReadOnlyData::WithCode if ro_len > 0 => {
+                Some(align_up(code_len, data_align.max(8)).ok_or(LoadError::TooLarge)?)
+            }
+            _ => None,
+        };
 
         let mut batch = allocator.batch();
         let (code, ro, rw) = if code_len == 0 && ro_len == 0 && rw_len == 0 {
@@ -358,18 +361,27 @@ impl<'a> LoadedModule<'a> {
         } else {
             // The code copy below writes every byte of the code (sections and their zeroed
             // tails), so its pages need not be zeroed first.
-            let segments = [
-                (code_len, MemoryKind::Code),
-                (ro_len, options.read_only_data.memory_kind()),
-                (rw_len, MemoryKind::ReadWrite),
-            ];
-            // Data sections lie at multiples of their alignment from their region's start.
-            let align = size(module.data_alignment())?;
-            let image = batch.alloc_module_image(&segments, code_size, align)?;
+            let segments = match ro_offset {
+                Some(offset) => [
+                    (after(offset, 1, ro_len)?, MemoryKind::Code),
+                    (0, MemoryKind::ReadOnly),
+                    (rw_len, MemoryKind::ReadWrite),
+                ],
+                None => [
+                    (code_len, MemoryKind::Code),
+                    (ro_len, MemoryKind::ReadOnly),
+                    (rw_len, MemoryKind::ReadWrite),
+                ],
+            };
+            let image = batch.alloc_module_image(&segments, code_size, data_align)?;
             (image[0], image[1], image[2])
         };
         let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
-        let (code_base, ro_base, rw_base) = (base(code), base(ro), base(rw));
+        let (code_base, rw_base) = (base(code), base(rw));
+        let ro_base = match ro_offset {
+            Some(offset) => code_base.checked_add(offset).ok_or(LoadError::TooLarge)?,
+            None => base(ro),
+        };
 
         // Data sections: copy into place and remember where each went.
         let mut sections: Vec<(u32, usize)> = Vec::new();
@@ -411,7 +423,8 @@ impl<'a> LoadedModule<'a> {
                 tail.fill(0);
             }
             let (code, rest) = image.split_at_mut(code_size.min(image.len()));
-            let stub_area = rest.get_mut(stub_start - code_size..).unwrap_or_default();
+            // Only the stubs' room: read-only data may follow it in the same block.
+            let stub_area = rest.get_mut(stub_start - code_size..code_len - code_size).unwrap_or_default();
             let mut slots = Slots::new(stub_area, stubs_base, got_base, gots_max);
             let relocator = Relocator { code_base, names: &symbols, force_stubs: options.force_stubs };
             relocator.apply_all(module, code, &mut targets, &mut slots)?;
