@@ -29,7 +29,19 @@ fn compile_and_run(profile: &Path, program: &str, shared: bool, arg: &Path) -> (
     let output = gcc.output().expect("run gcc");
     assert!(output.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&output.stderr));
 
-    let run = Command::new(&exe).arg(arg).output().expect("run the C test");
+    // `SMF_C_TEST_RUNNER` (a command and its arguments, such as valgrind's) runs the program;
+    // `cargo xtask valgrind` sets it.
+    let runner = std::env::var("SMF_C_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut run = match runner.next() {
+        Some(program) => {
+            let mut run = Command::new(program);
+            run.args(runner).arg(&exe);
+            run
+        }
+        None => Command::new(&exe),
+    };
+    let run = run.arg(arg).output().expect("run the C test");
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "{program} ({kind}) failed:\n{stdout}\n{stderr}");

@@ -1,6 +1,11 @@
-//! `cargo xtask valgrind`: the `smf` tool under valgrind's memcheck. Every example module is
-//! run (its entry point; the two-module example with `--lib`), inspected and verified, and each
-//! must give the same output and exit status as without valgrind, with no memcheck error.
+//! `cargo xtask valgrind`: the library under valgrind's memcheck, with no memcheck error:
+//! - the `smf` tool: every example module is run (its entry point; the two-module example with
+//!   `--lib`), inspected and verified, each with the same output and exit status as without
+//!   valgrind;
+//! - the C ABI: the C test programs of `tests/tests/c_abi.rs` (every `rt_*` and `smf_module_*`
+//!   function, against the static and the shared library) run under memcheck, through that
+//!   test's `SMF_C_TEST_RUNNER`.
+//!
 //! Installs valgrind (Debian package) when run as root and it is missing.
 //!
 //! Why: a library that loads code is used inside programs people debug with valgrind; this is
@@ -98,13 +103,19 @@ pub(crate) fn run_command() -> Result<(), String> {
             ));
         }
     }
-    if failures.is_empty() {
-        println!(
-            "valgrind: {} invocations of smf, same results as natively, no memcheck error",
-            checks.len()
-        );
-        Ok(())
-    } else {
-        Err(failures.join("\n"))
+    if !failures.is_empty() {
+        return Err(failures.join("\n"));
     }
+    println!("valgrind: {} invocations of smf, same results as natively, no memcheck error", checks.len());
+    let c_tests = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["test", "-q", "-p", "smf-tests", "--test", "c_abi"])
+        .env("SMF_C_TEST_RUNNER", format!("valgrind -q --error-exitcode={MEMCHECK_FAILED} --leak-check=no"))
+        .status()
+        .map_err(|e| format!("cargo test: {e}"))?;
+    if !c_tests.success() {
+        return Err("the C ABI tests failed under valgrind".into());
+    }
+    println!("valgrind: the C ABI tests pass under memcheck");
+    Ok(())
 }

@@ -223,6 +223,7 @@ impl<'a> HeaderView<'a> {
 
 /// Writes `header` into `out` (at least the dialect's header size, zeroed by the caller) in
 /// `dialect`'s layout; fields the dialect lacks are skipped.
+#[cfg(feature = "alloc")]
 pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &crate::module::Header) {
     let f = fields(dialect);
     let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);

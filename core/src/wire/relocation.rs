@@ -77,6 +77,7 @@ pub fn entry_fields(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> (u64, u32, u8, i64) 
 }
 
 /// Writes one entry (24 bytes) into `out`.
+#[cfg(feature = "alloc")]
 pub(crate) fn encode(out: &mut [u8], offset: u64, symbol_index: u32, wire: u8, addend: i64) {
     out[field::OFFSET..field::OFFSET + 8].copy_from_slice(&offset.to_le_bytes());
     out[field::SYMBOL_INDEX..field::SYMBOL_INDEX + 4].copy_from_slice(&symbol_index.to_le_bytes());

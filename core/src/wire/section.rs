@@ -86,6 +86,7 @@ impl<'a> SectionView<'a> {
 }
 
 /// The fields of one section entry, for [`encode`].
+#[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SectionFields<'a> {
     pub(crate) section_type: u8,
@@ -99,6 +100,7 @@ pub(crate) struct SectionFields<'a> {
 
 /// Writes one entry into `out` (the dialect's entry size, zeroed by the caller). The name is
 /// cut to 16 bytes; the S128 alignment to 32 bits.
+#[cfg(feature = "alloc")]
 pub(crate) fn encode(out: &mut [u8], dialect: Dialect, s: &SectionFields<'_>) {
     let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
     put(field::SECTION_TYPE, &[s.section_type]);

@@ -46,6 +46,7 @@ impl<'a> SymbolView<'a> {
 
     /// The fields every dialect's entry has, if the view covers them: read from a fixed-size
     /// array, they need no bounds check each.
+    #[cfg(all(feature = "exec", target_os = "linux"))]
     #[inline(always)]
     pub(crate) fn head(&self) -> Option<SymbolHead<'a>> {
         self.bytes.first_chunk::<HEAD_SIZE>().map(SymbolHead)
@@ -135,12 +136,15 @@ impl<'a> SymbolView<'a> {
 }
 
 /// Bytes of the fields every dialect's entry has (all of R72's).
+#[cfg(all(feature = "exec", target_os = "linux"))]
 const HEAD_SIZE: usize = 40;
 
 /// The first [`HEAD_SIZE`] bytes of a symbol entry: the fields every dialect has.
+#[cfg(all(feature = "exec", target_os = "linux"))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SymbolHead<'a>(&'a [u8; HEAD_SIZE]);
 
+#[cfg(all(feature = "exec", target_os = "linux"))]
 impl SymbolHead<'_> {
     /// As [`SymbolView::name_offset`].
     #[inline(always)]
@@ -180,6 +184,7 @@ impl SymbolHead<'_> {
 }
 
 /// The fields of one symbol entry, for [`encode`].
+#[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SymbolFields {
     pub(crate) name_offset: u32,
@@ -197,6 +202,7 @@ pub(crate) struct SymbolFields {
 
 /// Writes one entry into `out` (the dialect's entry size, zeroed by the caller); R72 entries
 /// stop before the template fields.
+#[cfg(feature = "alloc")]
 pub(crate) fn encode(out: &mut [u8], dialect: Dialect, s: &SymbolFields) {
     let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
     put(field::NAME_OFFSET, &s.name_offset.to_le_bytes());
