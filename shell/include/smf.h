@@ -14,6 +14,9 @@
  *  - All functions are thread-safe.
  *  - W^X: no page this library maps is ever writable and executable at the same moment,
  *    unless the process sets SMF_ALLOW_RWX=1 before the first call (debugging only).
+ *  - A loaded module's read-only data is sealed read-execute with its code (one protection
+ *    change per load); SMF_RODATA_NOEXEC=1, set before the first call, keeps it read-only and
+ *    not executable in pages of its own instead.
  *
  * The rt_* functions are built when the library's default cargo feature "rt" is on. A Simple
  * runtime build that defines rt_munmap, rt_madvise and rt_msync itself links a library built
