@@ -16,6 +16,7 @@
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
 mod failure;
+mod layout;
 mod link;
 mod namehash;
 pub mod reloc;
@@ -29,10 +30,11 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
 
-use crate::exec::{Block, ExecAllocator, ExecError, MemoryKind};
+use crate::exec::{Block, ExecAllocator, ExecError};
 use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
+use layout::Layout;
 use link::{Linked, Placed};
 use reloc::RelocError;
 use relocate::{Relocator, Slots, Target};
@@ -259,13 +261,6 @@ fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) {
     }
 }
 
-const fn align_up(value: usize, align: usize) -> Option<usize> {
-    match value.checked_add(align - 1) {
-        Some(v) => Some(v & !(align - 1)),
-        None => None,
-    }
-}
-
 /// A module loaded into executable memory: immutable, freed when dropped.
 pub struct LoadedModule<'a> {
     allocator: &'a ExecAllocator,
@@ -329,59 +324,22 @@ impl<'a> LoadedModule<'a> {
             }
         }
         let (stubs_max, gots_max) = link::slot_bounds(module)?;
-
-        // Layout: [code | stubs] [rodata | GOT] [data | bss], with room for as many stubs and
-        // GOT slots as the module can need; the relocation pass hands them out. By default
-        // (`ReadOnlyData::WithCode`) the first two share the code segment.
+        let layout = Layout::new(module, stubs_max, gots_max, options.read_only_data)?;
+        let Layout { code_size, stub_start, code_len, got_start, .. } = layout;
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
-        let code_size = size(module.code_size())?;
-        let stub_start = align_up(code_size, STUB_SIZE).ok_or(LoadError::TooLarge)?;
-        let after = |start: usize, count: usize, size: usize| {
-            count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or(LoadError::TooLarge)
-        };
-        let code_len = if stubs_max == 0 { code_size } else { after(stub_start, stubs_max, STUB_SIZE)? };
-        let ro_size = size(module.read_only_size())?;
-        let got_start = align_up(ro_size, 8).ok_or(LoadError::TooLarge)?;
-        let ro_len = if gots_max == 0 { ro_size } else { after(got_start, gots_max, 8)? };
-        let rw_len = size(module.read_write_size())?;
-        // Data sections lie at multiples of their alignment from their region's start.
-        let data_align = size(module.data_alignment())?;
-        // Read-only data sealed with the code follows it (and its stubs) in the code segment,
-        // at the next multiple of its alignment, rather than starting a page of its own.
-        let ro_offset = match options.read_only_data {
-            ReadOnlyData::WithCode if ro_len > 0 => {
-                Some(align_up(code_len, data_align.max(8)).ok_or(LoadError::TooLarge)?)
-            }
-            _ => None,
-        };
 
         let mut batch = allocator.batch();
-        let (code, ro, rw) = if code_len == 0 && ro_len == 0 && rw_len == 0 {
+        let (code, ro, rw) = if layout.is_empty() {
             (None, None, None)
         } else {
             // The code copy below writes every byte of the code (sections and their zeroed
             // tails), so its pages need not be zeroed first.
-            let segments = match ro_offset {
-                Some(offset) => [
-                    (after(offset, 1, ro_len)?, MemoryKind::Code),
-                    (0, MemoryKind::ReadOnly),
-                    (rw_len, MemoryKind::ReadWrite),
-                ],
-                None => [
-                    (code_len, MemoryKind::Code),
-                    (ro_len, MemoryKind::ReadOnly),
-                    (rw_len, MemoryKind::ReadWrite),
-                ],
-            };
-            let image = batch.alloc_module_image(&segments, code_size, data_align)?;
+            let image = batch.alloc_module_image(&layout.segments()?, code_size, layout.data_align)?;
             (image[0], image[1], image[2])
         };
         let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
         let (code_base, rw_base) = (base(code), base(rw));
-        let ro_base = match ro_offset {
-            Some(offset) => code_base.checked_add(offset).ok_or(LoadError::TooLarge)?,
-            None => base(ro),
-        };
+        let ro_base = layout.read_only_base(code_base, base(ro))?;
 
         // Data sections: copy into place and remember where each went.
         let mut sections: Vec<(u32, usize)> = Vec::new();
