@@ -261,4 +261,10 @@ fn module_images_start_each_segment_at_the_asked_alignment() {
         batch.alloc_module_image(&segments, 0, 3 * page),
         Err(ExecError::BadAlignment { align: 3 * page })
     );
+    assert_eq!(
+        batch.alloc_module_image(&segments, 0, 2 << 20),
+        Err(ExecError::BadAlignment { align: 2 << 20 })
+    );
+    let aligned = batch.alloc_module_image(&segments, 0, 1 << 20).unwrap();
+    assert_eq!(aligned[0].unwrap().addr % (1 << 20), 0, "up to 1 MiB is honoured");
 }

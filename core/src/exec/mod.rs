@@ -331,9 +331,9 @@ impl CodeBatch<'_> {
     }
 
     /// [`CodeBatch::alloc_image`] for a module loader:
-    /// - every segment starts at a multiple of `align` (a power of two; segments are rounded
-    ///   up to it when it is larger than a page), for data sections that ask for more than a
-    ///   page of alignment;
+    /// - every segment starts at a multiple of `align` (a power of two up to 1 MiB; segments
+    ///   are rounded up to it when it is larger than a page), for data sections that ask for
+    ///   more than a page of alignment;
     /// - the caller writes every byte of the image's first `overwritten` bytes itself before
     ///   sealing (a loader copying in a module's code): whole pages inside them are handed out
     ///   without being zeroed first, so a recycled page may still hold bytes of an earlier block

@@ -34,6 +34,10 @@ const MAX_OPEN_AHEAD: usize = 64;
 /// Runs at least this long are prefaulted in one call; shorter ones fault page by page.
 const POPULATE_PAGES: usize = 16;
 
+/// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
+/// a larger one is refused rather than reserving that much more address space to reach it.
+const MAX_IMAGE_ALIGNMENT: usize = 1 << 20;
+
 /// Freed pages kept committed (made read-write, zeroed on reuse) rather than discarded, so
 /// that load/release cycles cost neither page faults nor a mapping change; past this many,
 /// freed pages are discarded.
@@ -445,7 +449,7 @@ impl State {
         overwritten: usize,
         align: usize,
     ) -> Result<Vec<Option<Block>>, ExecError> {
-        if !align.is_power_of_two() || align > self.config.region_size {
+        if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
         }
         let unit = align.max(self.page);
