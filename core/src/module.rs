@@ -583,14 +583,20 @@ impl<'a> Module<'a> {
             .map(move |entry| SymbolView::new_unchecked(entry, dialect))
     }
 
-    /// The symbol whose whole entry is `view` when it is a plain one (not a template, and not a
-    /// symbol in a data section), decoded with every check [`Module::symbol_checked`] makes
-    /// except finding where its name ends: the caller must refuse a name without its NUL.
-    /// `None` for any other entry, valid or not, which [`Module::symbol_checked`] decodes (the
-    /// loader's fast path for the symbols nearly every module is made of).
+    /// The symbol whose whole entry is `view` when it is a plain one (not a template), decoded
+    /// with every check [`Module::symbol_checked`] makes except finding where its name ends:
+    /// the caller must refuse a name without its NUL. `data_section_size(index)` is the
+    /// virtual size of section `index` when it is a data, rodata or bss section (`None`
+    /// otherwise), which the caller has at hand. `None` for any other entry, valid or not,
+    /// which [`Module::symbol_checked`] decodes (the loader's fast path for the symbols nearly
+    /// every module is made of).
     #[cfg(all(feature = "exec", target_os = "linux"))]
     #[inline(always)]
-    pub(crate) fn plain_symbol(&self, view: &SymbolView<'a>) -> Option<SymbolCore> {
+    pub(crate) fn plain_symbol(
+        &self,
+        view: &SymbolView<'a>,
+        data_section_size: impl Fn(u32) -> Option<u64>,
+    ) -> Option<SymbolCore> {
         let head = view.head()?;
         let name_offset = head.name_offset();
         if name_offset as usize >= self.strings.len() || head.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
@@ -608,7 +614,13 @@ impl<'a> Module<'a> {
         let target = if !kind.is_addressable() {
             SymbolTarget::None
         } else if kind != SymbolKind::Function && view.section_index() != 0 {
-            return None;
+            // As `symbol_target`: in a data section, inside its virtual size.
+            let section = u32::from(view.section_index()) - 1;
+            if value.checked_add(size)? <= data_section_size(section)? {
+                SymbolTarget::Data { section, offset: value }
+            } else {
+                return None;
+            }
         } else if value.checked_add(size)? <= self.code_size {
             SymbolTarget::Code(value)
         } else {

@@ -433,3 +433,42 @@ fn data_alignments_above_a_page_are_honoured() {
         live.push(module);
     }
 }
+
+/// The symbol pass decodes data symbols on its fast path; one that names a section that is not
+/// a data section, or reaches past its section's end, still fails the load with validation's
+/// error, and an in-bounds one gets its section's address.
+#[test]
+fn data_symbols_are_checked_against_their_section() {
+    use smf_core::ErrorKind;
+    let exec = ExecAllocator::default();
+    let module = |section: u32, offset: u64, size: u64| {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &samples::RETURN_42);
+        let data = b.add_data(b".data", &[7; 16]);
+        let bss = b.add_bss(b".bss", 64);
+        assert_eq!((data, bss), (1, 2));
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        b.add_symbol(SymbolSpec::data(b"d", section, offset, size));
+        b.build().unwrap()
+    };
+    let loaded = load(&exec, &module(2, 56, 8), &()).unwrap();
+    let bss_at = loaded.symbol(b"d").unwrap() - 56;
+    // SAFETY: the symbol lies in the module's live bss.
+    assert_eq!(unsafe { *(bss_at as *const [u8; 64]) }, [0; 64]);
+    let loaded = load(&exec, &module(1, 8, 8), &()).unwrap();
+    // SAFETY: the symbol lies in the module's live data.
+    assert_eq!(unsafe { *(loaded.symbol(b"d").unwrap() as *const u8) }, 7);
+
+    for (section, offset, size, expected) in [
+        (1, 8, 9, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }),
+        (1, u64::MAX, 2, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }),
+        (2, 60, 8, ErrorKind::SymbolOutsideSection { symbol: 1, section: 2 }),
+        (0, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 1 }),
+        (40, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 41 }),
+    ] {
+        let file = module(section, offset, size);
+        let expected_error = smf_core::Module::parse(&file).unwrap_err();
+        assert_eq!(expected_error.kind, expected);
+        assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(expected_error), "{expected:?}");
+    }
+}

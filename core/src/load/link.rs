@@ -22,8 +22,19 @@ use crate::{Binding, Dialect, Module, RelocKind, SymbolKind};
 pub(super) struct Placed<'s> {
     /// The code.
     pub(super) code: usize,
-    /// Each data section's address, by section index.
-    pub(super) sections: &'s [(u32, usize)],
+    /// The data sections.
+    pub(super) sections: &'s [PlacedSection],
+}
+
+/// A data section of a placed image.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PlacedSection {
+    /// Its index in the section table.
+    pub(super) index: u32,
+    /// Its address.
+    pub(super) addr: usize,
+    /// Its size in memory.
+    pub(super) virtual_size: u64,
 }
 
 impl Placed<'_> {
@@ -35,7 +46,7 @@ impl Placed<'_> {
         match target {
             SymbolTarget::Code(offset) => at(self.code, offset).map(Some),
             SymbolTarget::Data { section, offset } => {
-                let base = self.sections.iter().find(|(s, _)| *s == section).map(|&(_, a)| a);
+                let base = self.sections.iter().find(|s| s.index == section).map(|s| s.addr);
                 match base {
                     Some(base) => at(base, offset).map(Some),
                     None => Some(None),
@@ -115,7 +126,11 @@ fn link_symbols_as<F: Failure>(
     for (index, target) in (0..module.symbol_count()).zip(&mut targets) {
         // The quiet run decodes plain symbols on a fast path, which leaves finding where their
         // names end to the measuring below; everything else is decoded in full.
-        let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| module.plain_symbol(&view));
+        let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| {
+            module.plain_symbol(&view, |index| {
+                placed.sections.iter().find(|s| s.index == index).map(|s| s.virtual_size)
+            })
+        });
         let sym = match plain {
             Some(sym) => sym,
             None => SymbolCore::from(module.symbol_checked(index)?),

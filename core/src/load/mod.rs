@@ -35,7 +35,7 @@ use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
 use layout::Layout;
-use link::{Linked, Placed};
+use link::{Linked, Placed, PlacedSection};
 use reloc::RelocError;
 use relocate::{Relocator, Slots, Target};
 use symtab::SymbolTable;
@@ -342,7 +342,7 @@ impl<'a> LoadedModule<'a> {
         let ro_base = layout.read_only_base(code_base, base(ro))?;
 
         // Data sections: copy into place and remember where each went.
-        let mut sections: Vec<(u32, usize)> = Vec::new();
+        let mut sections: Vec<PlacedSection> = Vec::new();
         for placement in module.data_sections() {
             let offset = size(placement.offset)?;
             let base = match placement.region {
@@ -353,7 +353,8 @@ impl<'a> LoadedModule<'a> {
             if !placement.section.data.is_empty() {
                 batch.write(addr, placement.section.data)?;
             }
-            sections.push((placement.section.index, addr));
+            let (index, virtual_size) = (placement.section.index, placement.section.virtual_size);
+            sections.push(PlacedSection { index, addr, virtual_size });
         }
         let placed = Placed { code: code_base, sections: &sections };
         let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolver, &placed)?;
