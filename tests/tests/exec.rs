@@ -268,3 +268,23 @@ fn module_images_start_each_segment_at_the_asked_alignment() {
     let aligned = batch.alloc_module_image(&segments, 0, 1 << 20).unwrap();
     assert_eq!(aligned[0].unwrap().addr % (1 << 20), 0, "up to 1 MiB is honoured");
 }
+
+#[test]
+fn recycled_pages_are_zeroed_except_the_bytes_the_caller_overwrites() {
+    use smf_core::exec::MemoryKind;
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    // Two pages full of old bytes, freed: they stay committed and are recycled.
+    let mut batch = exec.batch();
+    let old = batch.alloc_image(&[(2 * page, MemoryKind::Code)]).unwrap()[0].unwrap();
+    batch.write(old.addr, &vec![0xAA; 2 * page]).unwrap();
+    batch.seal().unwrap();
+    exec.free(old.addr).unwrap();
+    // The next image's caller overwrites its first page and 100 bytes of the second.
+    let mut batch = exec.batch();
+    let again = batch.alloc_module_image(&[(2 * page, MemoryKind::Code)], page + 100, 1).unwrap()[0].unwrap();
+    assert_eq!(again.addr, old.addr, "the recycled pages are the ones reused");
+    let bytes = batch.with_block_mut(again, |b| b.to_vec()).unwrap();
+    assert!(bytes[page + 100..].iter().all(|&b| b == 0), "past what the caller overwrites, all zero");
+    assert_eq!(bytes[page], 0xAA, "what the caller overwrites is left to it");
+}

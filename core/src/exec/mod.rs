@@ -335,9 +335,10 @@ impl CodeBatch<'_> {
     ///   are rounded up to it when it is larger than a page), for data sections that ask for
     ///   more than a page of alignment;
     /// - the caller writes every byte of the image's first `overwritten` bytes itself before
-    ///   sealing (a loader copying in a module's code): whole pages inside them are handed out
-    ///   without being zeroed first, so a recycled page may still hold bytes of an earlier block
-    ///   of this allocator until the caller overwrites it. The rest of the image is zeroed.
+    ///   sealing (a loader copying in a module's code): those bytes are handed out without
+    ///   being zeroed first, so in a recycled page they may still hold bytes of an earlier
+    ///   block of this allocator until the caller overwrites them. The rest of the image is
+    ///   zeroed.
     pub fn alloc_module_image(
         &mut self,
         segments: &[(usize, MemoryKind)],

@@ -258,8 +258,8 @@ impl State {
     }
 
     /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
-    /// are zeroed, except those lying wholly in `overwritten` (addresses the caller writes in
-    /// full before sealing).
+    /// are zeroed, except the bytes in `overwritten` (addresses the caller writes in full before
+    /// sealing).
     fn open_pages(
         &mut self,
         r: usize,
@@ -278,10 +278,14 @@ impl State {
         for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
             let at = addr + i * page;
             if p.dirty {
-                if !(overwritten.start <= at && at + page <= overwritten.end) {
-                    // SAFETY: a free page of ours, read-write (free pages always are), that
-                    // nothing references; it is cleared so new blocks start zeroed.
-                    unsafe { core::ptr::write_bytes(at as *mut u8, 0, page) };
+                // Cleared so new blocks start zeroed, except the bytes the caller overwrites.
+                let kept = overwritten.start.clamp(at, at + page)..overwritten.end.clamp(at, at + page);
+                for (start, end) in [(at, kept.start), (kept.end.max(kept.start), at + page)] {
+                    if start < end {
+                        // SAFETY: part of a free page of ours, read-write (free pages always
+                        // are), that nothing references.
+                        unsafe { core::ptr::write_bytes(start as *mut u8, 0, end - start) };
+                    }
                 }
                 p.dirty = false;
                 self.dirty_pages -= 1;
@@ -339,8 +343,7 @@ impl State {
 
     /// Places a block of `size` bytes (already a multiple of the granule) aligned to `align`
     /// in `batch`'s open pages, opening more pages when needed; returns its address. The
-    /// caller writes the block's first `overwritten` bytes in full (pages wholly inside them
-    /// need not be zeroed).
+    /// caller writes the block's first `overwritten` bytes in full (they need not be zeroed).
     fn place(
         &mut self,
         batch: u64,
@@ -440,8 +443,8 @@ impl State {
     /// Allocates one contiguous run of segments in `batch` (a module image: code, read-only
     /// data, writable data), each a block of its own whose pages seal to its kind, starting at a
     /// multiple of `align` (at least a page). Empty segments get no block (`None`). The caller
-    /// writes the image's first `overwritten` bytes in full before sealing, so recycled pages
-    /// wholly inside them are not zeroed first.
+    /// writes the image's first `overwritten` bytes in full before sealing, so they are not
+    /// zeroed first in recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
