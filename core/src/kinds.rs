@@ -128,9 +128,13 @@ impl SectionType {
     }
 }
 
-/// What a symbol names.
+/// What a symbol names. Declared in the R96/R72 wire order, so that decoding a wire byte is a
+/// range check and [`SymbolKind::is_addressable`] a bit test (both run for every symbol of
+/// every load).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SymbolKind {
+    /// An undefined symbol, resolved from another module.
+    Import,
     /// A function in this module's code.
     Function,
     /// A data object.
@@ -143,8 +147,6 @@ pub enum SymbolKind {
     Actor,
     /// A constant.
     Constant,
-    /// An undefined symbol, resolved from another module.
-    Import,
 }
 
 impl SymbolKind {
