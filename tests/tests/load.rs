@@ -472,3 +472,40 @@ fn data_symbols_are_checked_against_their_section() {
         assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(expected_error), "{expected:?}");
     }
 }
+
+/// GOT room: a slot per symbol when that fits in the pages the image needs anyway (no pass
+/// over the relocations to count them); otherwise a slot per GOT-relative relocation. Either
+/// way the GOT load works.
+#[test]
+fn got_room_is_taken_per_symbol_only_where_it_costs_no_page() {
+    static COUNTER: u64 = 77;
+    let page = smf_core::sys::page_size();
+    // `mov rax, [rip+GOT(counter)]; mov rax, [rax]; ret`, padded to `code_len` bytes, plus
+    // `extra` symbols naming it.
+    let module = |code_len: usize, extra: usize| {
+        let mut code = vec![0x48, 0x8B, 0x05, 0, 0, 0, 0, 0x48, 0x8B, 0x00, 0xC3];
+        code.resize(code_len, 0xCC);
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(b"get", 0, 11));
+        for i in 0..extra {
+            b.add_symbol(SymbolSpec::function(format!("alias{i}").as_bytes(), 0, 11));
+        }
+        let counter = b.add_symbol(SymbolSpec::import(b"counter"));
+        b.add_relocation(3, counter, RelocKind::GotPc32, -4);
+        b.build().unwrap()
+    };
+    let table: &[(&[u8], usize)] = &[(b"counter", &COUNTER as *const u64 as usize)];
+    // (code bytes, extra symbols, pages the image takes)
+    for (code_len, extra, pages) in [(64, 10, 1), (page, 1000, 2)] {
+        let exec = ExecAllocator::default();
+        let loaded = load(&exec, &module(code_len, extra), &TableResolver(table)).unwrap();
+        assert_eq!(
+            call0(loaded.symbol(b"get").unwrap()),
+            77,
+            "{code_len} bytes of code, {extra} more symbols"
+        );
+        // The second: a slot per symbol would need two more pages; one slot fits in one.
+        assert_eq!(exec.stats().bytes_live, pages * page, "{code_len} bytes of code, {extra} more symbols");
+    }
+}

@@ -22,6 +22,8 @@ pub(super) struct Layout {
     pub(super) code_len: usize,
     /// Offset of the GOT in the read-only region.
     pub(super) got_start: usize,
+    /// GOT slots there is room for.
+    pub(super) got_slots: usize,
     /// Read-only data and GOT room.
     pub(super) ro_len: usize,
     /// Writable data and bss.
@@ -54,7 +56,44 @@ impl Layout {
             _ => None,
         };
         let rw_len = size(module.read_write_size())?;
-        Ok(Layout { code_size, stub_start, code_len, got_start, ro_len, rw_len, data_align, ro_in_code })
+        Ok(Layout {
+            code_size,
+            stub_start,
+            code_len,
+            got_start,
+            got_slots: gots,
+            ro_len,
+            rw_len,
+            data_align,
+            ro_in_code,
+        })
+    }
+
+    /// The layout of `module` with room for `stubs` branch stubs and as many GOT slots as it
+    /// can need. Room for a slot per symbol is taken when it fits in the pages the image needs
+    /// anyway (the tail of the page the read-only data ends in, usually), which spares
+    /// counting the GOT-relative relocations ([`super::link::got_bound`], a pass over all
+    /// relocations); otherwise they are counted.
+    pub(super) fn with_got_room(
+        module: &Module<'_>,
+        stubs: usize,
+        page: usize,
+        read_only_data: ReadOnlyData,
+    ) -> Result<Self, LoadError> {
+        let symbols = module.symbol_count() as usize;
+        let roomy = Layout::new(module, stubs, symbols, read_only_data)?;
+        if symbols == 0 || roomy.pages(page)? == Layout::new(module, stubs, 0, read_only_data)?.pages(page)? {
+            return Ok(roomy);
+        }
+        Layout::new(module, stubs, super::link::got_bound(module)?, read_only_data)
+    }
+
+    /// Pages the image takes.
+    fn pages(&self, page: usize) -> Result<usize, LoadError> {
+        let unit = self.data_align.max(page);
+        self.segments()?.iter().try_fold(0, |total: usize, &(len, _)| {
+            total.checked_add(align_up(len, unit)? / page).ok_or(LoadError::TooLarge)
+        })
     }
 
     /// Whether the image has no bytes at all.

@@ -1,7 +1,8 @@
 //! The symbol side of a load: one pass, run once the image is placed, that decodes and
 //! validates every symbol into the [`SymbolTable`], resolves imports, and works out where
 //! relocations against each symbol point (its [`Target`]). Branch stubs and GOT slots are not
-//! planned here: the image has room for the most a module can need ([`slot_bounds`]), and the
+//! planned here: the image has room for the most a module can need ([`stub_bound`],
+//! [`got_bound`]), and the
 //! relocation pass hands them out as relocations ask for them.
 
 use alloc::sync::Arc;
@@ -67,20 +68,24 @@ pub(super) struct Linked {
     pub(super) deps: Vec<Keepalive>,
 }
 
-/// The most branch stubs and GOT slots `module` can need: a stub per symbol that may be an
-/// import (only branches to imports go through stubs), and a GOT slot per GOT-relative
-/// relocation (so a module without any gets no GOT), but never more than there are symbols.
-/// Read from the raw entries without validation: an over-count only reserves room, and
-/// everything is validated as symbols and relocations are decoded.
-pub(super) fn slot_bounds(module: &Module<'_>) -> Result<(usize, usize), LoadError> {
+/// The most branch stubs `module` can need: one per symbol that may be an import (only
+/// branches to imports go through stubs). Read from the raw entries without validation: an
+/// over-count only reserves room, and everything is validated as symbols are decoded.
+pub(super) fn stub_bound(module: &Module<'_>) -> usize {
     let dialect = module.dialect();
     let may_import = |view: &crate::wire::SymbolView<'_>| match dialect {
         // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
         Dialect::S128 => view.binding() != 0 && view.value() == 0 && view.size() == 0,
         Dialect::R96 | Dialect::R72 => view.sym_type() == 0,
     };
-    let imports = module.symbol_entries().filter(may_import).count();
-    let kinds = RelocKind::wire_table(dialect);
+    module.symbol_entries().filter(may_import).count()
+}
+
+/// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without
+/// any needs none), but never more than there are symbols (a slot is per symbol). Counted from
+/// the raw entries, as [`stub_bound`].
+pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
+    let kinds = RelocKind::wire_table(module.dialect());
     let mut got_relocations = 0usize;
     module.for_each_relocation_table(|entries, _, _| -> Result<(), LoadError> {
         for entry in entries {
@@ -89,8 +94,7 @@ pub(super) fn slot_bounds(module: &Module<'_>) -> Result<(usize, usize), LoadErr
         }
         Ok(())
     })?;
-    // `imports` counts symbol entries, so it is never more than there are symbols either.
-    Ok((imports, got_relocations.min(module.symbol_count() as usize)))
+    Ok(got_relocations.min(module.symbol_count() as usize))
 }
 
 /// Decodes and validates every symbol into a table with its index, resolving imports through

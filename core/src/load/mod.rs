@@ -323,8 +323,10 @@ impl<'a> LoadedModule<'a> {
                 return Err(LoadError::WrongArch { module: header.arch, host });
             }
         }
-        let (stubs_max, gots_max) = link::slot_bounds(module)?;
-        let layout = Layout::new(module, stubs_max, gots_max, options.read_only_data)?;
+        let stubs_max = link::stub_bound(module);
+        let layout =
+            Layout::with_got_room(module, stubs_max, crate::sys::page_size(), options.read_only_data)?;
+        let gots_max = layout.got_slots;
         let Layout { code_size, stub_start, code_len, got_start, .. } = layout;
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
 

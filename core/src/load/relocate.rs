@@ -90,7 +90,7 @@ impl<'i> Slots<'i> {
     }
 
     /// `target`'s GOT slot, handed out now if it has none; `None` if the GOT is full (which
-    /// [`super::link::slot_bounds`] rules out).
+    /// the image's room for a slot per symbol, or [`super::link::got_bound`], rules out).
     #[inline(always)]
     fn got(&mut self, target: &mut Target) -> Option<usize> {
         if target.got == Target::NO_SLOT {
@@ -104,7 +104,7 @@ impl<'i> Slots<'i> {
     }
 
     /// `target`'s stub for branches of `kind`, written now if it has none; `None` if the stub
-    /// area is full (which [`super::link::slot_bounds`] rules out).
+    /// area is full (which [`super::link::stub_bound`] rules out).
     fn stub(&mut self, kind: RelocKind, target: &mut Target) -> Option<usize> {
         if target.stub == Target::STUB_ALLOWED {
             let at = self.stubs_used * STUB_SIZE;
