@@ -44,6 +44,15 @@ pub(crate) fn range_within(start: u64, len: u64, limit: u64) -> Option<core::ops
     Some(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
 }
 
+/// `value` rounded up to a multiple of `align` (a power of two); `None` on overflow.
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub(crate) const fn align_up(value: usize, align: usize) -> Option<usize> {
+    match value.checked_add(align - 1) {
+        Some(v) => Some(v & !(align - 1)),
+        None => None,
+    }
+}
+
 /// A cursor over a byte slice for length-prefixed formats (templates, template meta).
 #[derive(Clone, Debug)]
 pub(crate) struct Cursor<'a> {

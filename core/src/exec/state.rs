@@ -26,6 +26,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
+use crate::bytes::align_up;
 use crate::sys::{self, Protection};
 
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
@@ -187,13 +188,6 @@ pub(crate) struct State {
     dirty_pages: usize,
     protection_changes: u64,
     patches: u64,
-}
-
-const fn align_up(value: usize, align: usize) -> Option<usize> {
-    match value.checked_add(align - 1) {
-        Some(v) => Some(v & !(align - 1)),
-        None => None,
-    }
 }
 
 impl State {

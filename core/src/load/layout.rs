@@ -135,5 +135,5 @@ fn after(start: usize, count: usize, size: usize) -> Result<usize, LoadError> {
 
 /// `value` rounded up to a multiple of `align` (a power of two).
 fn align_up(value: usize, align: usize) -> Result<usize, LoadError> {
-    value.checked_add(align - 1).map(|v| v & !(align - 1)).ok_or(LoadError::TooLarge)
+    crate::bytes::align_up(value, align).ok_or(LoadError::TooLarge)
 }

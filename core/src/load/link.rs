@@ -2,8 +2,7 @@
 //! validates every symbol into the [`SymbolTable`], resolves imports, and works out where
 //! relocations against each symbol point (its [`Target`]). Branch stubs and GOT slots are not
 //! planned here: the image has room for the most a module can need ([`stub_bound`],
-//! [`got_bound`]), and the
-//! relocation pass hands them out as relocations ask for them.
+//! [`got_bound`]), and the relocation pass hands them out as relocations ask for them.
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -39,6 +38,12 @@ pub(super) struct PlacedSection {
 }
 
 impl Placed<'_> {
+    /// The placed data section with table index `index`.
+    #[inline(always)]
+    fn section(&self, index: u32) -> Option<&PlacedSection> {
+        self.sections.iter().find(|s| s.index == index)
+    }
+
     /// The address `target` names, `None` if it names nothing or its sum overflows (which a
     /// validated module, placed in memory it occupies, rules out).
     #[inline(always)]
@@ -47,7 +52,7 @@ impl Placed<'_> {
         match target {
             SymbolTarget::Code(offset) => at(self.code, offset).map(Some),
             SymbolTarget::Data { section, offset } => {
-                let base = self.sections.iter().find(|s| s.index == section).map(|s| s.addr);
+                let base = self.section(section).map(|s| s.addr);
                 match base {
                     Some(base) => at(base, offset).map(Some),
                     None => Some(None),
@@ -131,9 +136,7 @@ fn link_symbols_as<F: Failure>(
         // The quiet run decodes plain symbols on a fast path, which leaves finding where their
         // names end to the measuring below; everything else is decoded in full.
         let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| {
-            module.plain_symbol(&view, |index| {
-                placed.sections.iter().find(|s| s.index == index).map(|s| s.virtual_size)
-            })
+            module.plain_symbol(&view, |index| placed.section(index).map(|s| s.virtual_size))
         });
         let sym = match plain {
             Some(sym) => sym,

@@ -405,7 +405,11 @@ impl<'a> LoadedModule<'a> {
             batch.write(got_base, &got)?;
         }
 
-        let entry = if header.is_executable() { Some(code_base + size(header.entry_point)?) } else { None };
+        let entry = if header.is_executable() {
+            Some(code_base.checked_add(size(header.entry_point)?).ok_or(LoadError::TooLarge)?)
+        } else {
+            None
+        };
         let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
 
         batch.seal()?;
