@@ -572,15 +572,13 @@ impl<'a> Module<'a> {
         self.decode_symbol(index)
     }
 
-    /// The symbol table's entries in order, one view each (as many as the table holds, which
-    /// validation checks is the symbol count).
+    /// The symbol table's entries from symbol `first` on, in order, one view each (the table
+    /// holds exactly the symbol count's entries: parsing cut it to that length).
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn symbol_entries(&self) -> impl Iterator<Item = SymbolView<'a>> {
-        let dialect = self.dialect;
-        self.symbol_table
-            .chunks_exact(dialect.symbol_entry_size())
-            .take(self.header.symbol_count as usize)
-            .map(move |entry| SymbolView::new_unchecked(entry, dialect))
+    pub(crate) fn symbol_entries_from(&self, first: usize) -> impl Iterator<Item = SymbolView<'a>> {
+        let (dialect, size) = (self.dialect, self.dialect.symbol_entry_size());
+        let rest = first.checked_mul(size).and_then(|at| self.symbol_table.get(at..)).unwrap_or_default();
+        rest.chunks_exact(size).map(move |entry| SymbolView::new_unchecked(entry, dialect))
     }
 
     /// The symbol whose whole entry is `view` when it is a plain one (not a template), decoded

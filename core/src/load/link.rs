@@ -15,6 +15,7 @@ use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::{Keepalive, LoadError, Resolver};
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
+use crate::wire::SymbolView;
 use crate::{Binding, Dialect, Module, RelocKind, SymbolKind};
 
 /// Where the parts of a placed image start.
@@ -83,7 +84,7 @@ pub(super) fn stub_bound(module: &Module<'_>) -> usize {
         Dialect::S128 => view.binding() != 0 && view.value() == 0 && view.size() == 0,
         Dialect::R96 | Dialect::R72 => view.sym_type() == 0,
     };
-    module.symbol_entries().filter(may_import).count()
+    module.symbol_entries_from(0).filter(may_import).count()
 }
 
 /// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without
@@ -124,49 +125,39 @@ fn link_symbols_as<F: Failure>(
     placed: &Placed<'_>,
 ) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
-    let strings = module.strings();
-    let key = namehash::key();
     // Symbols are indexed as they are decoded, into a table sized for all of them.
-    let mut table = SymbolTableBuilder::new(strings.to_vec(), count, key);
-    let unplaced = Target { symbol: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
-    let mut targets = vec![unplaced; count];
+    let mut table = SymbolTableBuilder::new(module.strings().to_vec(), count, namehash::key());
+    let mut targets = vec![Target::UNPLACED; count];
+    // Symbols linked so far (each has its target at its index).
+    let mut linked = 0;
     let mut deps: Vec<Keepalive> = Vec::new();
-    let mut entries = module.symbol_entries();
-    for (index, target) in (0..module.symbol_count()).zip(&mut targets) {
-        // The quiet run decodes plain symbols on a fast path, which leaves finding where their
-        // names end to the measuring below; everything else is decoded in full.
-        let plain = entries.next().filter(|_| !F::DETAILED).and_then(|view| {
-            module.plain_symbol(&view, |index| placed.section(index).map(|s| s.virtual_size))
-        });
+    loop {
+        // The quiet run takes runs of plain symbols defined here on the fast path.
+        if !F::DETAILED {
+            let rest = targets.get_mut(linked..).unwrap_or_default();
+            linked += link_defined_run(module, placed, module.symbol_entries_from(linked), &mut table, rest);
+        }
+        let Some(view) = module.symbol_entries_from(linked).next() else { break };
+        // Anything else, one by one: imports and templates, and in the detailed run all.
+        let index = u32::try_from(linked).map_err(|_| F::inconsistent())?;
+        let plain = if F::DETAILED {
+            None
+        } else {
+            module.plain_symbol(&view, |i| placed.section(i).map(|s| s.virtual_size))
+        };
         let sym = match plain {
             Some(sym) => sym,
             None => SymbolCore::from(module.symbol_checked(index)?),
         };
-        // Only the quiet run can fail here: the full decode checked the name already.
-        let start = sym.name_offset as usize;
-        let (len, hash) = strings
-            .get(start..)
-            .and_then(|s| namehash::hash_until_nul(key, s))
-            .ok_or_else(F::inconsistent)?;
-        let name_len = u32::try_from(len).map_err(|_| F::inconsistent())?;
-        let address = if sym.kind == SymbolKind::Import {
-            let name = &strings[start..start + len];
-            let address =
-                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?;
-            target.stub = Target::STUB_ALLOWED;
-            Some(address)
-        } else {
-            placed.address(sym.target).ok_or_else(F::inconsistent)?
-        };
-        if let Some(address) = address {
-            target.symbol = address;
-        }
+        let import = sym.kind == SymbolKind::Import;
+        let address = if import { None } else { placed.address(sym.target).ok_or_else(F::inconsistent)? };
         let addressable = sym.kind.is_addressable() && !sym.template;
+        // Only the quiet run can fail here: the full decode checked the name already.
         table
-            .push(LoadedSymbol {
+            .push_named(LoadedSymbol {
                 name_start: sym.name_offset,
-                name_len,
-                hash,
+                name_len: 0,
+                hash: 0,
                 kind: sym.kind,
                 binding: sym.binding,
                 addr: if addressable { address.unwrap_or(0) } else { 0 },
@@ -174,9 +165,60 @@ fn link_symbols_as<F: Failure>(
                 template: sym.template,
             })
             .ok_or_else(F::inconsistent)?;
+        let target = targets.get_mut(linked).ok_or_else(F::inconsistent)?;
+        if import {
+            let name = table.last_name().ok_or_else(F::inconsistent)?;
+            target.symbol =
+                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?;
+            target.stub = Target::STUB_ALLOWED;
+        } else if let Some(address) = address {
+            target.symbol = address;
+        }
+        linked += 1;
     }
     let symbols = table.finish();
     Ok(Linked { symbols, targets, deps })
+}
+
+/// The symbol pass's fast path: links the plain symbols the module defines (functions, data
+/// and the like; not templates, not imports) from `entries`, each into the next of `targets`,
+/// and stops before an entry that is anything else or fails a check (for the general path);
+/// returns how many it linked.
+#[inline(always)]
+fn link_defined_run<'a>(
+    module: &Module<'a>,
+    placed: &Placed<'_>,
+    entries: impl Iterator<Item = SymbolView<'a>>,
+    table: &mut SymbolTableBuilder,
+    targets: &mut [Target],
+) -> usize {
+    let mut linked = 0;
+    for (view, target) in entries.zip(targets) {
+        let Some(sym) = module.plain_symbol(&view, |i| placed.section(i).map(|s| s.virtual_size)) else {
+            break;
+        };
+        let address = match placed.address(sym.target) {
+            Some(address) if sym.kind != SymbolKind::Import => address,
+            _ => break,
+        };
+        let addressable = sym.kind.is_addressable();
+        let pushed = table.push_named(LoadedSymbol {
+            name_start: sym.name_offset,
+            name_len: 0,
+            hash: 0,
+            kind: sym.kind,
+            binding: sym.binding,
+            addr: if addressable { address.unwrap_or(0) } else { 0 },
+            exported: sym.is_exported() && addressable,
+            template: false,
+        });
+        if pushed.is_none() {
+            break;
+        }
+        target.symbol = address.unwrap_or(Target::NO_ADDRESS);
+        linked += 1;
+    }
+    linked
 }
 
 /// The address of the import `name` (0 for an unresolved weak import), keeping its owner alive

@@ -43,6 +43,9 @@ impl Target {
     /// [`Target::stub`] of an import that gets a stub when a branch needs one (slots lie in
     /// the page-aligned image, never at address 1).
     pub(super) const STUB_ALLOWED: usize = 1;
+    /// A symbol without an address, stub or GOT slot (yet).
+    pub(super) const UNPLACED: Target =
+        Target { symbol: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
 
     /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
     pub(super) const fn address_or_zero(&self) -> usize {

@@ -80,20 +80,42 @@ impl SymbolTableBuilder {
         Self { table, capacity }
     }
 
-    /// Appends `symbol` (its `hash` its name's under the key) and indexes it if it is exported,
+    /// Appends `symbol`, whose name starts at `symbol.name_start`: measures and hashes the
+    /// name there (filling in `name_len` and `hash`), and indexes the symbol if it is exported,
     /// unless a symbol of the same name is indexed already (the first of duplicate names
-    /// wins). `None` if its name and the NUL after it do not lie in the string table, or the
-    /// table is full.
+    /// wins). Returns the name's length; `None` if no NUL ends the name inside the string
+    /// table, or the table is full.
     #[inline(always)]
+    pub(crate) fn push_named(&mut self, mut symbol: LoadedSymbol) -> Option<usize> {
+        let names = self.table.names.get(symbol.name_start as usize..)?;
+        let (len, hash) = namehash::hash_until_nul(self.table.key, names)?;
+        symbol.name_len = u32::try_from(len).ok()?;
+        symbol.hash = hash;
+        self.append(symbol)?;
+        Some(len)
+    }
+
+    /// Appends `symbol` as it is (its `hash` its name's under the key, which tests may fake),
+    /// as [`SymbolTableBuilder::push_named`] does.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, symbol: LoadedSymbol) -> Option<()> {
-        let table = &mut self.table;
         let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
-        if table.names.get(name_end) != Some(&0) || table.symbols.len() == self.capacity {
+        if self.table.names.get(name_end) != Some(&0) {
+            return None;
+        }
+        self.append(symbol)
+    }
+
+    /// Appends `symbol`, whose name is known to end in a NUL inside the string table, and
+    /// indexes it if it is exported and its name is not indexed yet; `None` if the table is full.
+    #[inline(always)]
+    fn append(&mut self, symbol: LoadedSymbol) -> Option<()> {
+        let table = &mut self.table;
+        if table.symbols.len() == self.capacity {
             return None;
         }
         if symbol.exported {
             let slot = u32::try_from(table.symbols.len() + 1).ok()?;
-            let name = table.names.get(symbol.name_start as usize..name_end)?;
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
             // Never full: at most half the buckets are taken.
@@ -105,7 +127,7 @@ impl SymbolTableBuilder {
                     }
                     taken => {
                         let other = table.symbols.get(taken as usize - 1)?;
-                        if other.hash == symbol.hash && table.name_is(other, name) {
+                        if other.hash == symbol.hash && table.same_name(other, &symbol) {
                             break; // a duplicate: the first one stays indexed
                         }
                     }
@@ -117,6 +139,11 @@ impl SymbolTableBuilder {
         Some(())
     }
 
+    /// The name of the symbol appended last.
+    pub(crate) fn last_name(&self) -> Option<&[u8]> {
+        self.table.symbols.last().and_then(|s| self.table.name_of(s))
+    }
+
     /// The table, holding the symbols pushed so far.
     pub(crate) fn finish(self) -> SymbolTable {
         self.table
@@ -124,10 +151,10 @@ impl SymbolTableBuilder {
 }
 
 impl SymbolTable {
-    /// Whether `symbol`'s name is `name`.
-    #[inline(always)]
-    fn name_is(&self, symbol: &LoadedSymbol, name: &[u8]) -> bool {
-        symbol.name_len as usize == name.len() && self.name_of(symbol) == Some(name)
+    /// Whether two symbols have the same name.
+    #[inline(never)]
+    fn same_name(&self, a: &LoadedSymbol, b: &LoadedSymbol) -> bool {
+        a.name_len == b.name_len && self.name_of(a).is_some_and(|name| self.name_of(b) == Some(name))
     }
 
     fn name_of(&self, s: &LoadedSymbol) -> Option<&[u8]> {
