@@ -1,7 +1,8 @@
 //! Loading and linking from Rust: every dialect runs, relocations of every x86-64 kind run,
-//! imports resolve across modules and dialects, failures name the problem, 2,000 load/release
-//! cycles end where they started, no mapping is ever rwx. (Malformed inputs are loaded by the
-//! hostile-input sweep in `malformed.rs`.)
+//! imports resolve across modules and dialects, symbols of every kind interleaved keep their own
+//! addresses, failures name the problem, 2,000 load/release cycles end where they started, no
+//! mapping is ever rwx. (Malformed inputs are loaded by the hostile-input sweep in
+//! `malformed.rs`.)
 
 #![cfg(target_arch = "x86_64")]
 // Test values are small; calling loaded code needs `transmute` of addresses.
@@ -507,5 +508,85 @@ fn got_room_is_taken_per_symbol_only_where_it_costs_no_page() {
         );
         // The second: a slot per symbol would need two more pages; one slot fits in one.
         assert_eq!(exec.stats().bytes_live, pages * page, "{code_len} bytes of code, {extra} more symbols");
+    }
+}
+
+/// The symbol pass links runs of plain symbols the module defines on a fast path and everything
+/// else (imports, types, templates, locals among them) one by one: in any order, every symbol
+/// keeps its own address, kind and visibility, and every import its own resolution.
+#[test]
+fn symbols_of_every_kind_interleaved_link_to_their_own_addresses() {
+    use smf_core::template::TemplateKind;
+    use smf_core::write::TemplateSpec;
+    use smf_core::SymbolKind;
+    let exec = ExecAllocator::default();
+    let table: &[(&[u8], usize)] = &[(b"ext_a", 0x1111_2222), (b"ext_b", 0x3333_4444)];
+    for dialect in Dialect::ALL {
+        let mut b = ModuleBuilder::new(dialect);
+        b.add_code(b".text", &[0xC3; 64]);
+        // R72 symbols cannot address data sections, nor can R72 locate templates.
+        let rich = dialect != Dialect::R72;
+        let data = if rich { b.add_data(b".data", &[9; 32]) } else { 0 };
+        b.add_symbol(SymbolSpec::function(b"f0", 0, 8));
+        let ext_a = b.add_symbol(SymbolSpec::import(b"ext_a"));
+        b.add_symbol(SymbolSpec::function(b"f1", 16, 8));
+        b.add_symbol(SymbolSpec::function(b"helper", 24, 8).with_binding(Binding::Local));
+        // (In S128 a non-local symbol with value and size 0 is an import: T has a size.)
+        b.add_symbol(SymbolSpec::new(b"T", SymbolKind::Type, 0, 4));
+        if rich {
+            b.add_symbol(SymbolSpec::data(b"d", data, 16, 8));
+            b.add_template_symbol(TemplateSpec {
+                kind: TemplateKind::Function,
+                name: b"generic".to_vec(),
+                params: vec![b"T".to_vec()],
+                body: b"body".to_vec(),
+            });
+        }
+        let ext_b = b.add_symbol(SymbolSpec::import(b"ext_b"));
+        b.add_symbol(SymbolSpec::function(b"f2", 48, 8));
+        b.add_relocation(8, ext_a, RelocKind::Abs64, 0);
+        b.add_relocation(56, ext_b, RelocKind::Abs64, 2);
+        let loaded = load(&exec, &b.build().unwrap(), &TableResolver(table))
+            .unwrap_or_else(|e| panic!("{dialect}: {e}"));
+        let (code, _) = loaded.code();
+        assert_eq!(loaded.symbol(b"f0"), Some(code), "{dialect}");
+        assert_eq!(loaded.symbol(b"f1"), Some(code + 16), "{dialect}");
+        assert_eq!(loaded.symbol(b"f2"), Some(code + 48), "{dialect}");
+        for hidden in [&b"helper"[..], b"T", b"ext_a", b"ext_b", b"generic"] {
+            assert_eq!(
+                loaded.symbol(hidden),
+                None,
+                "{dialect}: {:?} is not exported",
+                String::from_utf8_lossy(hidden)
+            );
+        }
+        // SAFETY: both relocated words lie in the module's live, readable code.
+        let patched = unsafe { [*((code + 8) as *const u64), *((code + 56) as *const u64)] };
+        assert_eq!(patched, [0x1111_2222, 0x3333_4446], "{dialect}: each import resolved to its own address");
+        let kinds: Vec<(String, SymbolKind)> = loaded
+            .symbols()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (String::from_utf8_lossy(loaded.symbols().name(i).unwrap()).into_owned(), s.kind))
+            .collect();
+        let mut expected = vec![
+            ("f0", SymbolKind::Function),
+            ("ext_a", SymbolKind::Import),
+            ("f1", SymbolKind::Function),
+            ("helper", SymbolKind::Function),
+            ("T", SymbolKind::Type),
+        ];
+        if rich {
+            let d = loaded.symbol(b"d").expect("data symbol exported");
+            // SAFETY: the symbol lies in the module's live data.
+            assert_eq!(unsafe { *(d as *const u8) }, 9, "{dialect}");
+            assert!(loaded.symbols().iter().any(|s| s.template), "{dialect}: the template is kept");
+            assert_eq!(loaded.template(b"generic").map(<[u8]>::len).map(|l| l > 0), Some(true));
+            expected.extend([("d", SymbolKind::Data), ("generic", kinds[6].1)]);
+        }
+        expected.extend([("ext_b", SymbolKind::Import), ("f2", SymbolKind::Function)]);
+        let expected: Vec<(String, SymbolKind)> =
+            expected.into_iter().map(|(n, k)| (n.to_string(), k)).collect();
+        assert_eq!(kinds, expected, "{dialect}: symbols in table order");
     }
 }
