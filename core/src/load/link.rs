@@ -45,6 +45,12 @@ impl Placed<'_> {
         self.sections.iter().find(|s| s.index == index)
     }
 
+    /// The size in memory of the placed data section with table index `index`.
+    #[inline(always)]
+    fn section_size(&self, index: u32) -> Option<u64> {
+        self.section(index).map(|s| s.virtual_size)
+    }
+
     /// The address `target` names, `None` if it names nothing or its sum overflows (which a
     /// validated module, placed in memory it occupies, rules out).
     #[inline(always)]
@@ -140,31 +146,15 @@ fn link_symbols_as<F: Failure>(
         let Some(view) = module.symbol_entries_from(linked).next() else { break };
         // Anything else, one by one: imports and templates, and in the detailed run all.
         let index = u32::try_from(linked).map_err(|_| F::inconsistent())?;
-        let plain = if F::DETAILED {
-            None
-        } else {
-            module.plain_symbol(&view, |i| placed.section(i).map(|s| s.virtual_size))
-        };
+        let plain = if F::DETAILED { None } else { module.plain_symbol(&view, |i| placed.section_size(i)) };
         let sym = match plain {
             Some(sym) => sym,
             None => SymbolCore::from(module.symbol_checked(index)?),
         };
         let import = sym.kind == SymbolKind::Import;
         let address = if import { None } else { placed.address(sym.target).ok_or_else(F::inconsistent)? };
-        let addressable = sym.kind.is_addressable() && !sym.template;
         // Only the quiet run can fail here: the full decode checked the name already.
-        table
-            .push_named(LoadedSymbol {
-                name_start: sym.name_offset,
-                name_len: 0,
-                hash: 0,
-                kind: sym.kind,
-                binding: sym.binding,
-                addr: if addressable { address.unwrap_or(0) } else { 0 },
-                exported: sym.is_exported() && addressable,
-                template: sym.template,
-            })
-            .ok_or_else(F::inconsistent)?;
+        table.push_named(loaded_symbol(&sym, address)).ok_or_else(F::inconsistent)?;
         let target = targets.get_mut(linked).ok_or_else(F::inconsistent)?;
         if import {
             let name = table.last_name().ok_or_else(F::inconsistent)?;
@@ -194,31 +184,38 @@ fn link_defined_run<'a>(
 ) -> usize {
     let mut linked = 0;
     for (view, target) in entries.zip(targets) {
-        let Some(sym) = module.plain_symbol(&view, |i| placed.section(i).map(|s| s.virtual_size)) else {
+        let Some(sym) = module.plain_symbol(&view, |i| placed.section_size(i)) else {
             break;
         };
         let address = match placed.address(sym.target) {
             Some(address) if sym.kind != SymbolKind::Import => address,
             _ => break,
         };
-        let addressable = sym.kind.is_addressable();
-        let pushed = table.push_named(LoadedSymbol {
-            name_start: sym.name_offset,
-            name_len: 0,
-            hash: 0,
-            kind: sym.kind,
-            binding: sym.binding,
-            addr: if addressable { address.unwrap_or(0) } else { 0 },
-            exported: sym.is_exported() && addressable,
-            template: false,
-        });
-        if pushed.is_none() {
+        if table.push_named(loaded_symbol(&sym, address)).is_none() {
             break;
         }
         target.symbol = address.unwrap_or(Target::NO_ADDRESS);
         linked += 1;
     }
     linked
+}
+
+/// What the symbol table keeps of `sym`, placed at `address` (its name, measured and hashed
+/// by [`SymbolTableBuilder::push_named`], left unset). Imports, templates and symbols without
+/// an address get address 0 and are not exported.
+#[inline(always)]
+fn loaded_symbol(sym: &SymbolCore, address: Option<usize>) -> LoadedSymbol {
+    let addressable = sym.kind.is_addressable() && !sym.template;
+    LoadedSymbol {
+        name_start: sym.name_offset,
+        name_len: 0,
+        hash: 0,
+        kind: sym.kind,
+        binding: sym.binding,
+        addr: if addressable { address.unwrap_or(0) } else { 0 },
+        exported: sym.is_exported() && addressable,
+        template: sym.template,
+    }
 }
 
 /// The address of the import `name` (0 for an unresolved weak import), keeping its owner alive
