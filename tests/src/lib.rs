@@ -127,16 +127,26 @@ pub fn assert_no_rwx(step: &str) {
     }
 }
 
+/// One line of `/proc/self/maps`: the address range and the permissions (`r-xp`, ...).
+fn parse_mapping(line: &str) -> Option<(std::ops::Range<usize>, String)> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let range = usize::from_str_radix(start, 16).ok()?..usize::from_str_radix(end, 16).ok()?;
+    Some((range, fields.next()?.to_owned()))
+}
+
 /// Kernel mappings of this process that overlap any of `ranges`.
 pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
     maps()
         .iter()
-        .filter_map(|line| {
-            let (start, end) = line.split_whitespace().next()?.split_once('-')?;
-            Some(usize::from_str_radix(start, 16).ok()?..usize::from_str_radix(end, 16).ok()?)
-        })
-        .filter(|m| ranges.iter().any(|r| m.start < r.end && r.start < m.end))
+        .filter_map(|line| parse_mapping(line))
+        .filter(|(m, _)| ranges.iter().any(|r| m.start < r.end && r.start < m.end))
         .count()
+}
+
+/// The kernel mapping holding `addr`: its address range and permissions (`r-xp`, ...).
+pub fn mapping_at(addr: usize) -> Option<(std::ops::Range<usize>, String)> {
+    maps().iter().filter_map(|line| parse_mapping(line)).find(|(range, _)| range.contains(&addr))
 }
 
 /// Modules that link to each other, with real x86-64 code, for the loading tests (Rust and C).

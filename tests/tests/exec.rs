@@ -288,3 +288,153 @@ fn recycled_pages_are_zeroed_except_the_bytes_the_caller_overwrites() {
     assert!(bytes[page + 100..].iter().all(|&b| b == 0), "past what the caller overwrites, all zero");
     assert_eq!(bytes[page], 0xAA, "what the caller overwrites is left to it");
 }
+
+/// What a trap page holds: `int3` on x86-64, `udf #0` (a zero word) on aarch64.
+const TRAP_BYTE: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
+
+/// Allocates and seals a module-like image: two pages of code returning `value`, one page of
+/// data. Returns the blocks' addresses (code, data).
+fn code_image(exec: &ExecAllocator, value: u16) -> (usize, usize) {
+    use smf_core::exec::MemoryKind;
+    let page = exec.page_size();
+    let mut batch = exec.batch();
+    let blocks = batch.alloc_image(&[(2 * page, MemoryKind::Code), (page, MemoryKind::ReadWrite)]).unwrap();
+    let (code, data) = (blocks[0].unwrap().addr, blocks[1].unwrap().addr);
+    batch.write(code, &return_const(value)).unwrap();
+    batch.seal().unwrap();
+    (code, data)
+}
+
+#[test]
+fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
+    use smf_core::exec::MemoryKind;
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    // A data image first, so the code does not start the region.
+    let mut filler = exec.batch();
+    filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap();
+    filler.seal().unwrap();
+
+    let (code, data) = code_image(&exec, 7);
+    let trap = code - page;
+    assert_eq!(exec.stats().trap_pages, 1);
+    // SAFETY: the trap page is sealed read-execute, hence readable, and ours.
+    let fill = unsafe { std::slice::from_raw_parts(trap as *const u8, page) };
+    assert!(fill.iter().all(|&b| b == TRAP_BYTE), "the page before the code faults when run");
+    let (mapping, perms) = smf_tests::mapping_at(trap).unwrap();
+    assert_eq!(perms, "r-xp");
+    assert!(mapping.contains(&code), "the trap page and the code are one mapping");
+    // SAFETY: sealed code returning a constant.
+    assert_eq!(unsafe { call(code) }, 7);
+    assert_no_rwx("trap page");
+
+    let live = mappings_within(&exec.regions());
+    exec.free_many(&[code, data]).unwrap();
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_sealed, stats.trap_pages), (1, 1, 1), "the filler stays");
+    let (mapping, perms) = smf_tests::mapping_at(trap).unwrap();
+    assert_eq!((mapping.end, perms.as_str()), (code, "r-xp"), "only the trap page stays executable");
+    assert_eq!(smf_tests::mapping_at(code).unwrap().1, "rw-p", "freed code is not executable");
+    // Freeing moved the boundary between two mappings: none was split or merged.
+    assert_eq!(mappings_within(&exec.regions()), live);
+
+    let (again, _) = code_image(&exec, 9);
+    assert_eq!(again, code, "the next image goes right after the trap page");
+    assert_eq!(mappings_within(&exec.regions()), live, "and seals by moving the boundary back");
+    assert_eq!(exec.stats().trap_pages, 1);
+    // SAFETY: as above.
+    assert_eq!(unsafe { call(again) }, 9);
+}
+
+#[test]
+fn an_abandoned_image_takes_its_new_trap_page_with_it() {
+    use smf_core::exec::MemoryKind;
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    let mut batch = exec.batch();
+    batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap();
+    drop(batch);
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed, stats.trap_pages), (0, 0, 0, 0));
+    assert_eq!(mappings_within(&exec.regions()), 1, "the region is one read-write mapping again");
+
+    // An image abandoned after an existing trap page leaves that page as it was.
+    let (code, data) = code_image(&exec, 1);
+    exec.free_many(&[code, data]).unwrap();
+    let before = mappings_within(&exec.regions());
+    let mut batch = exec.batch();
+    assert_eq!(batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap()[0].unwrap().addr, code);
+    drop(batch);
+    assert_eq!(exec.stats().trap_pages, 1);
+    assert_eq!(mappings_within(&exec.regions()), before);
+    assert_no_rwx("abandoned");
+}
+
+#[test]
+fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
+    use smf_core::exec::MemoryKind;
+    let page = ExecAllocator::default().page_size();
+    let exec = ExecAllocator::new(Config { region_size: 8 * page, ..Config::default() });
+    // Two 3-page code images, each behind its trap page, fill the 8-page region.
+    let mut images = Vec::new();
+    for _ in 0..2 {
+        let mut batch = exec.batch();
+        images.push(batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap()[0].unwrap().addr);
+        batch.seal().unwrap();
+    }
+    let base = exec.regions()[0].start;
+    assert_eq!(images, [base + page, base + 5 * page]);
+    exec.free_many(&images).unwrap();
+    assert_eq!(exec.stats().trap_pages, 2);
+    // Seven pages of code need a trap page and seven free pages: only the trap pages, now
+    // guarding nothing, stand in the way.
+    let mut batch = exec.batch();
+    let big = batch.alloc_image(&[(7 * page, MemoryKind::Code)]).unwrap()[0].unwrap();
+    batch.seal().unwrap();
+    assert_eq!((big.addr, exec.stats().regions), (base + page, 1));
+    assert_eq!(exec.stats().trap_pages, 1);
+    assert_no_rwx("reclaimed");
+}
+
+#[test]
+fn trim_gives_back_trap_pages_and_recycled_pages() {
+    let exec = ExecAllocator::default();
+    let (code, data) = code_image(&exec, 3);
+    exec.free_many(&[code, data]).unwrap();
+    assert_eq!((exec.stats().trap_pages, mappings_within(&exec.regions())), (1, 2));
+    exec.trim().unwrap();
+    assert_eq!((exec.stats().trap_pages, mappings_within(&exec.regions())), (0, 1));
+    // The freed pages were discarded: the next image starts from zeroed pages again.
+    let (again, _) = code_image(&exec, 4);
+    // SAFETY: sealed code returning a constant.
+    assert_eq!(unsafe { call(again) }, 4);
+}
+
+/// Whether the page holding `addr` is resident (`/proc/self/pagemap`, bit 63).
+#[cfg(target_arch = "x86_64")]
+fn resident(addr: usize, page: usize) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+    pagemap.seek(SeekFrom::Start((addr / page * 8) as u64)).unwrap();
+    let mut entry = [0u8; 8];
+    pagemap.read_exact(&mut entry).unwrap();
+    u64::from_le_bytes(entry) >> 63 == 1
+}
+
+// x86-64 only: qemu-user, which runs the aarch64 tests, shows its host's pagemap and may
+// ignore MADV_POPULATE_WRITE.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_pages_an_image_is_written_through_are_faulted_in_ahead_and_its_bss_is_not() {
+    use smf_core::exec::MemoryKind;
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    let mut batch = exec.batch();
+    let segments = [(3 * page, MemoryKind::Code), (16 * page, MemoryKind::ReadWrite)];
+    let blocks = batch.alloc_module_image(&segments, 3 * page, 1).unwrap();
+    let (code, bss) = (blocks[0].unwrap().addr, blocks[1].unwrap().addr);
+    for at in (code - page..code + 3 * page).step_by(page) {
+        assert!(resident(at, page), "trap and code page {:#x} are faulted in", at - code);
+    }
+    assert!((bss..bss + 16 * page).step_by(page).all(|at| !resident(at, page)), "bss stays lazy");
+}

@@ -101,9 +101,14 @@ fn agrees_with_validation(label: &str, bytes: &[u8], loaded: &LoadedModule<'_>, 
     }
 }
 
-/// Kernel mappings left in this thread's allocator's regions: at most the reservation.
+/// Kernel mappings left in this thread's allocator's regions, once it has given back the trap
+/// pages that loads which succeeded kept: at most the reservation.
 fn assert_nothing_left_mapped() {
-    EXEC.with(|exec| assert!(smf_tests::mappings_within(&exec.regions()) <= 1, "mappings left behind"));
+    EXEC.with(|exec| {
+        exec.trim().unwrap();
+        assert_eq!(exec.stats().trap_pages, 0, "trim releases trap pages that guard nothing");
+        assert!(smf_tests::mappings_within(&exec.regions()) <= 1, "mappings left behind");
+    });
 }
 
 /// Byte ranges worth mutating: header, section table, symbol table, relocation payloads, the

@@ -11,7 +11,10 @@
 //!
 //! Address space is reserved in large regions; bookkeeping lives in ordinary heap memory, never
 //! in executable pages. Pages whose last block is freed are discarded and reused; empty regions
-//! are returned to the kernel. All operations are thread-safe (one `spin` lock).
+//! are returned to the kernel. A module image's code keeps a trap page in front of it (see
+//! [`Stats::trap_pages`]) so that reloading at the same place costs the kernel less;
+//! [`ExecAllocator::trim`] gives such pages back. All operations are thread-safe (one `spin`
+//! lock).
 //!
 //! Read-write-execute pages exist only with [`Config::allow_rwx`], a debugging switch that
 //! callers must set explicitly.
@@ -110,8 +113,11 @@ pub struct Stats {
     pub bytes_live: usize,
     /// Pages open for writing.
     pub pages_open: usize,
-    /// Sealed pages.
+    /// Sealed pages (not counting trap pages).
     pub pages_sealed: usize,
+    /// Trap pages: sealed read-execute pages that fault when run, kept in front of where a
+    /// module image's code starts so that later images placed there seal and free cheaply.
+    pub trap_pages: usize,
     /// Reserved regions.
     pub regions: usize,
     /// Kernel mappings the regions occupy: runs of adjacent pages with the same protection (an
@@ -281,6 +287,13 @@ impl ExecAllocator {
             icache::sync(addr, len)
         };
         Ok(())
+    }
+
+    /// Gives back memory kept only for speed: trap pages that guard no code any more are
+    /// released, and freed pages kept committed for reuse are discarded. Live blocks and
+    /// reserved regions are untouched; later loads simply start from fresh pages.
+    pub fn trim(&self) -> Result<(), ExecError> {
+        self.state.lock().trim()
     }
 
     /// The address ranges reserved for code (to count the kernel mappings inside them).

@@ -11,8 +11,17 @@
 //! block is freed is discarded back to free; a region with no used page is unmapped (one spare
 //! empty region is kept to avoid thrashing).
 //!
+//! A module image's code run gets a trap page right before it (filled with faulting
+//! instructions, sealed with the code, and kept sealed when the code is freed), and later
+//! images go right after an existing trap page first. The kernel then seals and frees them by
+//! moving the boundary between two mappings instead of splitting one and merging it back,
+//! which halves the cost of both protection changes. Trap pages that guard no code are
+//! released when a run would otherwise need a new region, and by [`super::ExecAllocator::trim`].
+//!
 //! Invariants:
 //! - every live block lies in pages that are open for its batch or sealed, inside one region;
+//! - a trap page holds no block; it is sealed only while right before code of its own batch's
+//!   image (an abandoned batch releases it) and is released only while no code follows it;
 //! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
 //! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
 //!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
@@ -32,7 +41,8 @@ use crate::sys::{self, Protection};
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
 const MAX_OPEN_AHEAD: usize = 64;
 
-/// Runs at least this long are prefaulted in one call; shorter ones fault page by page.
+/// Runs of plain blocks at least this long are prefaulted in one call; shorter ones fault page
+/// by page. (The pages a caller promises to overwrite are prefaulted from two pages on.)
 const POPULATE_PAGES: usize = 16;
 
 /// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
@@ -47,6 +57,10 @@ const RECYCLED_PAGES: usize = 512;
 /// The protection of free pages: writable (zero, never executable), so that opening them
 /// needs no protection change.
 const FREE_PROTECTION: Protection = Protection::ReadWrite;
+
+/// What a trap page is filled with: an instruction that faults at once (`int3` on x86-64; on
+/// aarch64 a zero word is `udf #0`).
+const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageState {
@@ -64,18 +78,33 @@ struct Page {
     /// A free page that still holds old bytes (kept committed to avoid a page fault on reuse):
     /// zeroed before it is opened again.
     dirty: bool,
+    /// A trap page: filled with [`TRAP_FILL`], opened and sealed (read-execute) with the code
+    /// run right after it, and kept sealed, holding no block, after that code is freed. A
+    /// later image placed right after it seals by moving the boundary between its read-execute
+    /// mapping and the free pages' read-write one, and frees by moving it back: the kernel
+    /// splits and merges no mapping, which halves the cost of both protection changes.
+    trap: bool,
 }
 
 impl Page {
-    const FREE: Page = Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false };
+    const FREE: Page =
+        Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false, trap: false };
+
+    /// A trap page that has been sealed (it holds no block and is never released with one).
+    fn is_sealed_trap(&self) -> bool {
+        self.trap && self.state == PageState::Sealed
+    }
 }
 
 #[derive(Debug)]
 struct Region {
     base: usize,
     pages: Vec<Page>,
-    /// Pages that are not free.
+    /// Pages that are open, or sealed and not trap pages: a region whose only sealed pages
+    /// are trap pages is empty.
     used: usize,
+    /// The pages that are sealed trap pages.
+    traps: Vec<usize>,
     /// One bit per granule: set where a live block starts.
     starts: Vec<u64>,
     /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
@@ -163,6 +192,34 @@ struct Batch {
     end: usize,
     /// Every run of pages this batch opened: (start, length in bytes).
     runs: Vec<(usize, usize)>,
+}
+
+/// A run of free pages found for a batch: `first` page of region `region`.
+struct FreeRun {
+    region: usize,
+    first: usize,
+    trap: Trap,
+}
+
+/// The trap page in front of a run of free pages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trap {
+    /// None wanted.
+    None,
+    /// The page before the run is a sealed trap page already.
+    Anchored,
+    /// The page before the run is free: it becomes the run's trap page.
+    New,
+}
+
+impl Trap {
+    const fn new(wanted: bool) -> Self {
+        if wanted {
+            Trap::New
+        } else {
+            Trap::None
+        }
+    }
 }
 
 /// What to do with a run of pages.
@@ -253,7 +310,9 @@ impl State {
 
     /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
     /// are zeroed, except the bytes in `overwritten` (addresses the caller writes in full before
-    /// sealing).
+    /// sealing). Pages about to be written are faulted in with one call rather than one fault
+    /// each: those of `overwritten`, or a whole long run of plain blocks. Other pages of an
+    /// image (a module's bss, say) are left to fault in if and when they are written.
     fn open_pages(
         &mut self,
         r: usize,
@@ -269,8 +328,12 @@ impl State {
             self.protection_changes += 1;
         }
         let page = self.page;
+        let mut uncommitted_overwritten = 0;
         for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
             let at = addr + i * page;
+            if !p.dirty && overwritten.start < at + page && at < overwritten.end {
+                uncommitted_overwritten += 1;
+            }
             if p.dirty {
                 // Cleared so new blocks start zeroed, except the bytes the caller overwrites.
                 let kept = overwritten.start.clamp(at, at + page)..overwritten.end.clamp(at, at + page);
@@ -285,11 +348,18 @@ impl State {
                 self.dirty_pages -= 1;
             }
         }
-        if count >= POPULATE_PAGES {
-            // Fault the run in with one call rather than one fault per page; an older kernel
-            // without MADV_POPULATE_WRITE simply faults them in on first write.
-            // SAFETY: the pages were just opened read-write and hold nothing yet.
-            let _ = unsafe { sys::advise(addr as *mut u8, count * self.page, sys::Advice::PopulateWrite) };
+        let populate = if uncommitted_overwritten >= 2 {
+            let from = overwritten.start.max(addr) & !(page - 1);
+            Some(from..align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from))
+        } else if count >= POPULATE_PAGES && overwritten.is_empty() {
+            Some(addr..addr + count * page)
+        } else {
+            None
+        };
+        if let Some(range) = populate {
+            // An older kernel without MADV_POPULATE_WRITE simply faults them in on first write.
+            // SAFETY: the pages were just opened read-write; populating changes no content.
+            let _ = unsafe { sys::advise(range.start as *mut u8, range.len(), sys::Advice::PopulateWrite) };
         }
         let region = &mut self.regions[r];
         for page in &mut region.pages[first..first + count] {
@@ -300,50 +370,119 @@ impl State {
     }
 
     /// Finds (or reserves) `count` contiguous free pages starting at a multiple of `align` (a
-    /// power of two, at least a page); returns (region, first page).
-    fn find_free_run(&mut self, count: usize, align: usize) -> Result<(usize, usize), ExecError> {
-        for (r, region) in self.regions.iter().enumerate() {
-            let mut run = 0;
-            for (i, page) in region.pages.iter().enumerate() {
-                if page.state != PageState::Free {
-                    run = 0;
-                } else if run > 0 || (region.base + i * self.page) & (align - 1) == 0 {
-                    run += 1;
-                }
-                if run == count {
-                    return Ok((r, i + 1 - count));
-                }
+    /// power of two, at least a page). A `trapped` run (the code of a module image) comes with a
+    /// trap page right before it: preferably one sealed already, else a free page that becomes
+    /// one. Idle trap pages are reclaimed before a new region is reserved.
+    fn find_free_run(&mut self, count: usize, align: usize, trapped: bool) -> Result<FreeRun, ExecError> {
+        if trapped {
+            if let Some(run) = self.anchored_run(count, align) {
+                return Ok(run);
             }
         }
-        // Room for the run at the first multiple of `align` in a fresh reservation.
+        let lead = usize::from(trapped);
+        if let Some(run) = self.first_fit(count, align, lead) {
+            return Ok(run);
+        }
+        if self.reclaim_idle_traps()? {
+            if let Some(run) = self.first_fit(count, align, lead) {
+                return Ok(run);
+            }
+        }
+        // Room for the lead page and the run at the first multiple of `align` after it, in a
+        // fresh reservation.
         let wanted = count
-            .checked_mul(self.page)
+            .checked_add(lead)
+            .and_then(|pages| pages.checked_mul(self.page))
             .and_then(|w| w.checked_add(align - self.page))
             .ok_or(ExecError::TooLarge { size: usize::MAX })?;
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = sys::reserve(len, FREE_PROTECTION)? as usize;
-        let first = (align_up(base, align).unwrap_or(base) - base) / self.page;
+        let first = (align_up(base + lead * self.page, align).unwrap_or(base) - base) / self.page;
         let pages = len / self.page;
         self.regions.push(Region {
             base,
             pages: alloc::vec![Page::FREE; pages],
             used: 0,
+            traps: Vec::new(),
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
             ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         });
-        Ok((self.regions.len() - 1, first))
+        Ok(FreeRun { region: self.regions.len() - 1, first, trap: Trap::new(trapped) })
+    }
+
+    /// `count` free pages right after a sealed trap page, starting at a multiple of `align`.
+    fn anchored_run(&self, count: usize, align: usize) -> Option<FreeRun> {
+        for (r, region) in self.regions.iter().enumerate() {
+            for &trap in &region.traps {
+                let first = trap + 1;
+                let aligned = (region.base + first * self.page) & (align - 1) == 0;
+                let free = region
+                    .pages
+                    .get(first..first.saturating_add(count))
+                    .is_some_and(|pages| pages.iter().all(|p| p.state == PageState::Free));
+                if aligned && free {
+                    return Some(FreeRun { region: r, first, trap: Trap::Anchored });
+                }
+            }
+        }
+        None
+    }
+
+    /// The first `count` free pages starting at a multiple of `align` with `lead` more free
+    /// pages before them (the lead page becomes the run's trap page).
+    fn first_fit(&self, count: usize, align: usize, lead: usize) -> Option<FreeRun> {
+        for (r, region) in self.regions.iter().enumerate() {
+            // The first page the run may start at in the current stretch of free pages.
+            let mut start = None;
+            for (i, page) in region.pages.iter().enumerate() {
+                if page.state != PageState::Free {
+                    start = None;
+                    continue;
+                }
+                let first = *start.get_or_insert_with(|| {
+                    let addr = region.base + (i + lead) * self.page;
+                    align_up(addr, align).map_or(usize::MAX, |aligned| (aligned - region.base) / self.page)
+                });
+                if first.checked_add(count) == Some(i + 1) {
+                    return Some(FreeRun { region: r, first, trap: Trap::new(lead > 0) });
+                }
+            }
+        }
+        None
+    }
+
+    /// Releases the sealed trap pages that guard no code (the page after them is free, or
+    /// they end their region), so they can join a run again; returns whether there were any.
+    fn reclaim_idle_traps(&mut self) -> Result<bool, ExecError> {
+        let mut reclaimed = false;
+        for r in 0..self.regions.len() {
+            let region = &self.regions[r];
+            let idle: Vec<usize> = region
+                .traps
+                .iter()
+                .copied()
+                .filter(|&t| region.pages.get(t + 1).is_none_or(|next| next.state == PageState::Free))
+                .collect();
+            for trap in idle {
+                self.act(r, trap, 1, PageAction::Release)?;
+                reclaimed = true;
+            }
+        }
+        Ok(reclaimed)
     }
 
     /// Places a block of `size` bytes (already a multiple of the granule) aligned to `align`
     /// in `batch`'s open pages, opening more pages when needed; returns its address. The
     /// caller writes the block's first `overwritten` bytes in full (they need not be zeroed).
+    /// A `trapped` block (a module image's code) that needs a new run gets a trap page before it.
     fn place(
         &mut self,
         batch: u64,
         size: usize,
         align: usize,
         overwritten: usize,
+        trapped: bool,
     ) -> Result<usize, ExecError> {
         let (cursor, end) = {
             let b = self.batches.get(&batch).ok_or(ExecError::UnknownBatch)?;
@@ -381,14 +520,24 @@ impl State {
             }
         }
         let count = size.div_ceil(self.page);
-        let (r, first) = self.find_free_run(count, align.max(self.page))?;
+        let FreeRun { region: r, first, trap } = self.find_free_run(count, align.max(self.page), trapped)?;
         let start = self.regions[r].base + first * self.page;
-        let overwritten_range = start..start.saturating_add(overwritten.min(size));
-        self.open_pages(r, first, count, batch, &overwritten_range)?;
+        // A new trap page is opened with the run (its fill is written in full below).
+        let lead = if trap == Trap::New { self.page } else { 0 };
+        let overwritten_range = start - lead..start.saturating_add(overwritten.min(size));
+        self.open_pages(r, first - lead / self.page, count + lead / self.page, batch, &overwritten_range)?;
+        if trap == Trap::New {
+            // SAFETY: the page before the run was just opened read-write for this batch; no
+            // block lies in it.
+            unsafe { core::ptr::write_bytes((start - lead) as *mut u8, TRAP_FILL, self.page) };
+            let page = &mut self.regions[r].pages[first - 1];
+            page.trap = true;
+            page.kind = MemoryKind::Code;
+        }
         let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start;
         b.end = start + count * self.page;
-        b.runs.push((start, count * self.page));
+        b.runs.push((start - lead, lead + count * self.page));
         Ok(start)
     }
 
@@ -401,7 +550,7 @@ impl State {
         }
         let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
         let align = align.max(GRANULE);
-        let start = self.place(batch.0, size, align, 0)?;
+        let start = self.place(batch.0, size, align, 0, false)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
@@ -458,7 +607,10 @@ impl State {
         if total == 0 {
             return Err(ExecError::ZeroSize);
         }
-        let start = self.place(batch.0, total, unit, overwritten)?;
+        // Code first: its run gets a trap page before it (none needed where pages stay RWX).
+        let trapped = !self.config.allow_rwx
+            && segments.iter().find(|&&(len, _)| len > 0).is_some_and(|&(_, kind)| kind == MemoryKind::Code);
+        let start = self.place(batch.0, total, unit, overwritten, trapped)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + total;
         let mut at = start;
@@ -549,8 +701,13 @@ impl State {
                     // SAFETY: the range is mapped readable by us.
                     unsafe { icache::sync(addr as usize, len) };
                 }
-                for page in &mut self.regions[r].pages[first..first + count] {
+                let region = &mut self.regions[r];
+                for (i, page) in region.pages[first..first + count].iter_mut().enumerate() {
                     page.state = PageState::Sealed;
+                    if page.trap {
+                        region.used -= 1;
+                        region.traps.push(first + i);
+                    }
                 }
             }
             PageAction::Release => {
@@ -573,10 +730,15 @@ impl State {
                     self.protection_changes += 1;
                 }
                 let region = &mut self.regions[r];
+                let mut traps = 0;
                 for page in &mut region.pages[first..first + count] {
+                    traps += usize::from(page.is_sealed_trap());
                     *page = Page { dirty: recycle, ..Page::FREE };
                 }
-                region.used -= count;
+                region.used -= count - traps;
+                if traps > 0 {
+                    region.traps.retain(|&t| t < first || t >= first + count);
+                }
             }
             PageAction::Keep => {}
         }
@@ -588,8 +750,19 @@ impl State {
         let mut sealed_any = false;
         for &(start, len) in &b.runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
+            // A trap page is sealed only in front of code (an abandoned batch has none left):
+            // otherwise it is released with the batch's other empty pages.
+            let open = PageState::Open(batch.0);
+            let pages = &mut self.regions[r].pages;
+            for i in first..last {
+                if pages[i].trap && pages[i].state == open {
+                    let next = pages.get(i + 1);
+                    pages[i].trap =
+                        next.is_some_and(|n| n.state == open && n.live > 0 && n.kind == MemoryKind::Code);
+                }
+            }
             let action = |p: &Page, _| match p.state {
-                PageState::Open(id) if id == batch.0 && p.live > 0 => PageAction::Seal(p.kind),
+                PageState::Open(id) if id == batch.0 && (p.live > 0 || p.trap) => PageAction::Seal(p.kind),
                 PageState::Open(id) if id == batch.0 => PageAction::Release,
                 _ => PageAction::Keep,
             };
@@ -641,7 +814,7 @@ impl State {
                 Vec::new()
             };
             self.apply(r, first, last, |p, i| match p.state {
-                PageState::Sealed if p.live == 0 => PageAction::Release,
+                PageState::Sealed if p.live == 0 && !p.trap => PageAction::Release,
                 // An open page below its batch's cursor will never receive another block.
                 PageState::Open(id) if p.live == 0 => {
                     let cursor = cursors.iter().find(|(b, _)| *b == id).map(|&(_, c)| c);
@@ -734,6 +907,33 @@ impl State {
         Ok(())
     }
 
+    /// Gives back what is kept for speed: idle trap pages become free pages, and free pages
+    /// still committed for reuse are discarded (one call per run). Regions stay reserved.
+    pub(crate) fn trim(&mut self) -> Result<(), ExecError> {
+        self.reclaim_idle_traps()?;
+        for r in 0..self.regions.len() {
+            let mut i = 0;
+            while i < self.regions[r].pages.len() {
+                let pages = &self.regions[r].pages;
+                let run = pages[i..].iter().take_while(|p| p.state == PageState::Free && p.dirty).count();
+                if run == 0 {
+                    i += 1;
+                    continue;
+                }
+                let addr = (self.regions[r].base + i * self.page) as *mut u8;
+                // SAFETY: free pages of ours: no block lies in them and nothing references them.
+                unsafe { sys::discard(addr, run * self.page, FREE_PROTECTION) }?;
+                self.protection_changes += 1;
+                for page in &mut self.regions[r].pages[i..i + run] {
+                    page.dirty = false;
+                }
+                self.dirty_pages -= run;
+                i += run;
+            }
+        }
+        Ok(())
+    }
+
     /// Unmaps regions with no used page, keeping `spare_regions` of them reserved.
     fn release_empty_regions(&mut self) {
         let mut spare = 0;
@@ -795,7 +995,11 @@ impl State {
                         self.open_protection()
                     }
                     PageState::Sealed => {
-                        stats.pages_sealed += 1;
+                        if page.trap {
+                            stats.trap_pages += 1;
+                        } else {
+                            stats.pages_sealed += 1;
+                        }
                         self.sealed_protection(page.kind)
                     }
                 };
@@ -829,6 +1033,7 @@ mod tests {
             base: 0x10_0000,
             pages: alloc::vec![Page::FREE; pages],
             used: 0,
+            traps: Vec::new(),
             starts: alloc::vec![0; granules.div_ceil(64)],
             ends: alloc::vec![0; granules.div_ceil(64)],
         }
