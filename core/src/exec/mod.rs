@@ -20,6 +20,7 @@
 //! callers must set explicitly.
 
 mod icache;
+mod region;
 mod state;
 
 use core::fmt;

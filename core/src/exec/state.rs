@@ -34,6 +34,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::region::{Page, PageState, Region};
 use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
 use crate::bytes::align_up;
 use crate::sys::{self, Protection};
@@ -61,128 +62,6 @@ const FREE_PROTECTION: Protection = Protection::ReadWrite;
 /// What a trap page is filled with: an instruction that faults at once (`int3` on x86-64; on
 /// aarch64 a zero word is `udf #0`).
 const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PageState {
-    Free,
-    Open(u64),
-    Sealed,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Page {
-    state: PageState,
-    live: u32,
-    /// What the page becomes when sealed (code unless an image segment says otherwise).
-    kind: MemoryKind,
-    /// A free page that still holds old bytes (kept committed to avoid a page fault on reuse):
-    /// zeroed before it is opened again.
-    dirty: bool,
-    /// A trap page: filled with [`TRAP_FILL`], opened and sealed (read-execute) with the code
-    /// run right after it, and kept sealed, holding no block, after that code is freed. A
-    /// later image placed right after it seals by moving the boundary between its read-execute
-    /// mapping and the free pages' read-write one, and frees by moving it back: the kernel
-    /// splits and merges no mapping, which halves the cost of both protection changes.
-    trap: bool,
-}
-
-impl Page {
-    const FREE: Page =
-        Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false, trap: false };
-
-    /// A trap page that has been sealed (it holds no block and is never released with one).
-    fn is_sealed_trap(&self) -> bool {
-        self.trap && self.state == PageState::Sealed
-    }
-}
-
-#[derive(Debug)]
-struct Region {
-    base: usize,
-    pages: Vec<Page>,
-    /// Pages that are open, or sealed and not trap pages: a region whose only sealed pages
-    /// are trap pages is empty.
-    used: usize,
-    /// The pages that are sealed trap pages.
-    traps: Vec<usize>,
-    /// One bit per granule: set where a live block starts.
-    starts: Vec<u64>,
-    /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
-    /// the first end bit at or after a start bit ends that block: sizes need no other index.
-    ends: Vec<u64>,
-}
-
-impl Region {
-    fn end(&self, page: usize) -> usize {
-        self.base + self.pages.len() * page
-    }
-
-    fn granule(&self, addr: usize) -> (usize, u64) {
-        let g = (addr - self.base) / GRANULE;
-        (g / 64, 1u64 << (g % 64))
-    }
-
-    /// Marks (or unmarks) the block `addr..addr+size` in the start and end bitmaps.
-    fn mark(&mut self, addr: usize, size: usize, on: bool) {
-        let (sw, sb) = self.granule(addr);
-        let (ew, eb) = self.granule(addr + size - GRANULE);
-        if on {
-            self.starts[sw] |= sb;
-            self.ends[ew] |= eb;
-        } else {
-            self.starts[sw] &= !sb;
-            self.ends[ew] &= !eb;
-        }
-    }
-
-    /// The size of the live block starting at `addr`, if one does.
-    fn block_size(&self, addr: usize) -> Option<usize> {
-        let (word, bit) = self.granule(addr);
-        if self.starts[word] & bit == 0 {
-            return None;
-        }
-        let mut mask = !(bit - 1);
-        for w in word..self.ends.len() {
-            let bits = self.ends[w] & mask;
-            if bits != 0 {
-                let last = w * 64 + bits.trailing_zeros() as usize;
-                return Some(self.base + last * GRANULE + GRANULE - addr);
-            }
-            mask = u64::MAX;
-        }
-        None
-    }
-
-    /// The last block start at or before `addr` (in this region).
-    fn start_at_or_before(&self, addr: usize) -> Option<usize> {
-        let (word, bit) = self.granule(addr);
-        let mut mask = bit | (bit - 1);
-        for w in (0..=word).rev() {
-            let bits = self.starts[w] & mask;
-            if bits != 0 {
-                let g = w * 64 + (63 - bits.leading_zeros() as usize);
-                return Some(self.base + g * GRANULE);
-            }
-            mask = u64::MAX;
-        }
-        None
-    }
-
-    /// Block starts in pages `first..last`.
-    fn starts_in(&self, first: usize, last: usize, page: usize) -> Vec<usize> {
-        let words_per_page = page / GRANULE / 64;
-        let mut out = Vec::new();
-        for w in first * words_per_page..last * words_per_page {
-            let mut bits = self.starts[w];
-            while bits != 0 {
-                let g = w * 64 + bits.trailing_zeros() as usize;
-                out.push(self.base + g * GRANULE);
-                bits &= bits - 1;
-            }
-        }
-        out
-    }
-}
 
 #[derive(Debug)]
 struct Batch {
@@ -374,17 +253,34 @@ impl State {
     /// trap page right before it: preferably one sealed already, else a free page that becomes
     /// one. Idle trap pages are reclaimed before a new region is reserved.
     fn find_free_run(&mut self, count: usize, align: usize, trapped: bool) -> Result<FreeRun, ExecError> {
+        let page = self.page;
         if trapped {
-            if let Some(run) = self.anchored_run(count, align) {
+            let anchored = self.regions.iter().enumerate().find_map(|(r, region)| {
+                region.anchored_run(count, align, page).map(|first| FreeRun {
+                    region: r,
+                    first,
+                    trap: Trap::Anchored,
+                })
+            });
+            if let Some(run) = anchored {
                 return Ok(run);
             }
         }
         let lead = usize::from(trapped);
-        if let Some(run) = self.first_fit(count, align, lead) {
+        let first_fit = |regions: &[Region]| {
+            regions.iter().enumerate().find_map(|(r, region)| {
+                region.first_fit(count, align, lead, page).map(|first| FreeRun {
+                    region: r,
+                    first,
+                    trap: Trap::new(trapped),
+                })
+            })
+        };
+        if let Some(run) = first_fit(&self.regions) {
             return Ok(run);
         }
         if self.reclaim_idle_traps()? {
-            if let Some(run) = self.first_fit(count, align, lead) {
+            if let Some(run) = first_fit(&self.regions) {
                 return Ok(run);
             }
         }
@@ -399,57 +295,8 @@ impl State {
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = sys::reserve(len, FREE_PROTECTION)? as usize;
         let first = (align_up(base + lead * self.page, align).unwrap_or(base) - base) / self.page;
-        let pages = len / self.page;
-        self.regions.push(Region {
-            base,
-            pages: alloc::vec![Page::FREE; pages],
-            used: 0,
-            traps: Vec::new(),
-            starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
-            ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
-        });
+        self.regions.push(Region::new(base, len, self.page));
         Ok(FreeRun { region: self.regions.len() - 1, first, trap: Trap::new(trapped) })
-    }
-
-    /// `count` free pages right after a sealed trap page, starting at a multiple of `align`.
-    fn anchored_run(&self, count: usize, align: usize) -> Option<FreeRun> {
-        for (r, region) in self.regions.iter().enumerate() {
-            for &trap in &region.traps {
-                let first = trap + 1;
-                let aligned = (region.base + first * self.page) & (align - 1) == 0;
-                let free = region
-                    .pages
-                    .get(first..first.saturating_add(count))
-                    .is_some_and(|pages| pages.iter().all(|p| p.state == PageState::Free));
-                if aligned && free {
-                    return Some(FreeRun { region: r, first, trap: Trap::Anchored });
-                }
-            }
-        }
-        None
-    }
-
-    /// The first `count` free pages starting at a multiple of `align` with `lead` more free
-    /// pages before them (the lead page becomes the run's trap page).
-    fn first_fit(&self, count: usize, align: usize, lead: usize) -> Option<FreeRun> {
-        for (r, region) in self.regions.iter().enumerate() {
-            // The first page the run may start at in the current stretch of free pages.
-            let mut start = None;
-            for (i, page) in region.pages.iter().enumerate() {
-                if page.state != PageState::Free {
-                    start = None;
-                    continue;
-                }
-                let first = *start.get_or_insert_with(|| {
-                    let addr = region.base + (i + lead) * self.page;
-                    align_up(addr, align).map_or(usize::MAX, |aligned| (aligned - region.base) / self.page)
-                });
-                if first.checked_add(count) == Some(i + 1) {
-                    return Some(FreeRun { region: r, first, trap: Trap::new(lead > 0) });
-                }
-            }
-        }
-        None
     }
 
     /// Releases the sealed trap pages that guard no code (the page after them is free, or
@@ -1020,60 +867,5 @@ impl Drop for State {
             // use any more (its users hold `&ExecAllocator`, which cannot outlive it).
             let _ = unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * self.page) };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn region(pages: usize, page: usize) -> Region {
-        let granules = pages * page / GRANULE;
-        Region {
-            base: 0x10_0000,
-            pages: alloc::vec![Page::FREE; pages],
-            used: 0,
-            traps: Vec::new(),
-            starts: alloc::vec![0; granules.div_ceil(64)],
-            ends: alloc::vec![0; granules.div_ceil(64)],
-        }
-    }
-
-    #[test]
-    fn block_bitmaps_give_sizes_and_containing_starts() {
-        let mut r = region(4, 4096);
-        let base = r.base;
-        // One granule, one crossing a bitmap word, one spanning pages.
-        r.mark(base, 16, true);
-        r.mark(base + 1008, 48, true); // granules 63..65
-        r.mark(base + 4000, 5008, true); // sizes are whole granules
-        assert_eq!(r.block_size(base), Some(16));
-        assert_eq!(r.block_size(base + 1008), Some(48));
-        assert_eq!(r.block_size(base + 4000), Some(5008));
-        assert_eq!(r.block_size(base + 16), None, "no block starts there");
-        assert_eq!(r.start_at_or_before(base + 1050), Some(base + 1008));
-        assert_eq!(r.start_at_or_before(base + 9000), Some(base + 4000));
-        assert_eq!(r.start_at_or_before(base + 500), Some(base));
-        r.mark(base, 16, false);
-        assert_eq!(r.start_at_or_before(base + 500), None);
-        assert_eq!(r.block_size(base), None);
-        // Adjacent blocks keep their own ends.
-        r.mark(base + 16, 16, true);
-        r.mark(base + 32, 32, true);
-        assert_eq!((r.block_size(base + 16), r.block_size(base + 32)), (Some(16), Some(32)));
-    }
-
-    #[test]
-    fn starts_in_lists_every_block_of_a_page() {
-        let mut r = region(2, 4096);
-        let base = r.base;
-        for k in 0..10 {
-            r.mark(base + 4096 + k * 64, 64, true);
-        }
-        r.mark(base, 32, true);
-        let starts = r.starts_in(1, 2, 4096);
-        assert_eq!(starts.len(), 10);
-        assert_eq!(starts[9], base + 4096 + 9 * 64);
-        assert_eq!(r.starts_in(0, 1, 4096), [base]);
     }
 }

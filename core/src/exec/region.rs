@@ -1,0 +1,256 @@
+//! One reserved region of the executable allocator: the state of each page and a bitmap index
+//! of the live blocks in it (where each starts and ends), and the searches for free runs of
+//! pages. The allocator's policy (what to open, seal or release) lives in `state.rs`.
+
+use alloc::vec::Vec;
+
+use super::{MemoryKind, GRANULE};
+use crate::bytes::align_up;
+
+/// Where a page is in its life: free (read-write, holding nothing), open for one batch
+/// (read-write), or sealed (to its kind's protection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PageState {
+    Free,
+    Open(u64),
+    Sealed,
+}
+
+/// One page of a region.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Page {
+    pub(super) state: PageState,
+    /// Live blocks overlapping the page.
+    pub(super) live: u32,
+    /// What the page becomes when sealed (code unless an image segment says otherwise).
+    pub(super) kind: MemoryKind,
+    /// A free page that still holds old bytes (kept committed to avoid a page fault on reuse):
+    /// zeroed before it is opened again.
+    pub(super) dirty: bool,
+    /// A trap page: filled with instructions that fault (`int3`, `udf`), opened and sealed (read-execute) with the code
+    /// run right after it, and kept sealed, holding no block, after that code is freed. A
+    /// later image placed right after it seals by moving the boundary between its read-execute
+    /// mapping and the free pages' read-write one, and frees by moving it back: the kernel
+    /// splits and merges no mapping, which halves the cost of both protection changes.
+    pub(super) trap: bool,
+}
+
+impl Page {
+    pub(super) const FREE: Page =
+        Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false, trap: false };
+
+    /// A trap page that has been sealed (it holds no block and is never released with one).
+    pub(super) fn is_sealed_trap(&self) -> bool {
+        self.trap && self.state == PageState::Sealed
+    }
+}
+
+/// Address space reserved in one piece.
+#[derive(Debug)]
+pub(super) struct Region {
+    /// The first byte.
+    pub(super) base: usize,
+    pub(super) pages: Vec<Page>,
+    /// Pages that are open, or sealed and not trap pages: a region whose only sealed pages
+    /// are trap pages is empty.
+    pub(super) used: usize,
+    /// The pages that are sealed trap pages.
+    pub(super) traps: Vec<usize>,
+    /// One bit per granule: set where a live block starts.
+    pub(super) starts: Vec<u64>,
+    /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
+    /// the first end bit at or after a start bit ends that block: sizes need no other index.
+    pub(super) ends: Vec<u64>,
+}
+
+impl Region {
+    /// A region of `len` bytes (a multiple of `page`) reserved at `base`, all pages free.
+    pub(super) fn new(base: usize, len: usize, page: usize) -> Self {
+        Self {
+            base,
+            pages: alloc::vec![Page::FREE; len / page],
+            used: 0,
+            traps: Vec::new(),
+            starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
+            ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
+        }
+    }
+
+    pub(super) fn end(&self, page: usize) -> usize {
+        self.base + self.pages.len() * page
+    }
+
+    fn granule(&self, addr: usize) -> (usize, u64) {
+        let g = (addr - self.base) / GRANULE;
+        (g / 64, 1u64 << (g % 64))
+    }
+
+    /// Marks (or unmarks) the block `addr..addr+size` in the start and end bitmaps.
+    pub(super) fn mark(&mut self, addr: usize, size: usize, on: bool) {
+        let (sw, sb) = self.granule(addr);
+        let (ew, eb) = self.granule(addr + size - GRANULE);
+        if on {
+            self.starts[sw] |= sb;
+            self.ends[ew] |= eb;
+        } else {
+            self.starts[sw] &= !sb;
+            self.ends[ew] &= !eb;
+        }
+    }
+
+    /// The size of the live block starting at `addr`, if one does.
+    pub(super) fn block_size(&self, addr: usize) -> Option<usize> {
+        let (word, bit) = self.granule(addr);
+        if self.starts[word] & bit == 0 {
+            return None;
+        }
+        let mut mask = !(bit - 1);
+        for w in word..self.ends.len() {
+            let bits = self.ends[w] & mask;
+            if bits != 0 {
+                let last = w * 64 + bits.trailing_zeros() as usize;
+                return Some(self.base + last * GRANULE + GRANULE - addr);
+            }
+            mask = u64::MAX;
+        }
+        None
+    }
+
+    /// The last block start at or before `addr` (in this region).
+    pub(super) fn start_at_or_before(&self, addr: usize) -> Option<usize> {
+        let (word, bit) = self.granule(addr);
+        let mut mask = bit | (bit - 1);
+        for w in (0..=word).rev() {
+            let bits = self.starts[w] & mask;
+            if bits != 0 {
+                let g = w * 64 + (63 - bits.leading_zeros() as usize);
+                return Some(self.base + g * GRANULE);
+            }
+            mask = u64::MAX;
+        }
+        None
+    }
+
+    /// Block starts in pages `first..last`.
+    pub(super) fn starts_in(&self, first: usize, last: usize, page: usize) -> Vec<usize> {
+        let words_per_page = page / GRANULE / 64;
+        let mut out = Vec::new();
+        for w in first * words_per_page..last * words_per_page {
+            let mut bits = self.starts[w];
+            while bits != 0 {
+                let g = w * 64 + bits.trailing_zeros() as usize;
+                out.push(self.base + g * GRANULE);
+                bits &= bits - 1;
+            }
+        }
+        out
+    }
+
+    /// The first page of `count` free pages right after a sealed trap page, starting at a
+    /// multiple of `align`.
+    pub(super) fn anchored_run(&self, count: usize, align: usize, page: usize) -> Option<usize> {
+        self.traps.iter().map(|&trap| trap + 1).find(|&first| {
+            let aligned = (self.base + first * page) & (align - 1) == 0;
+            let free = self
+                .pages
+                .get(first..first.saturating_add(count))
+                .is_some_and(|pages| pages.iter().all(|p| p.state == PageState::Free));
+            aligned && free
+        })
+    }
+
+    /// The first page of the first `count` free pages starting at a multiple of `align` with
+    /// `lead` more free pages before them (a lead page becomes the run's trap page).
+    pub(super) fn first_fit(&self, count: usize, align: usize, lead: usize, page: usize) -> Option<usize> {
+        // The first page the run may start at in the current stretch of free pages.
+        let mut start = None;
+        for (i, p) in self.pages.iter().enumerate() {
+            if p.state != PageState::Free {
+                start = None;
+                continue;
+            }
+            let first = *start.get_or_insert_with(|| {
+                let addr = self.base + (i + lead) * page;
+                align_up(addr, align).map_or(usize::MAX, |aligned| (aligned - self.base) / page)
+            });
+            if first.checked_add(count) == Some(i + 1) {
+                return Some(first);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(pages: usize, page: usize) -> Region {
+        Region::new(0x10_0000, pages * page, page)
+    }
+
+    #[test]
+    fn block_bitmaps_give_sizes_and_containing_starts() {
+        let mut r = region(4, 4096);
+        let base = r.base;
+        // One granule, one crossing a bitmap word, one spanning pages.
+        r.mark(base, 16, true);
+        r.mark(base + 1008, 48, true); // granules 63..65
+        r.mark(base + 4000, 5008, true); // sizes are whole granules
+        assert_eq!(r.block_size(base), Some(16));
+        assert_eq!(r.block_size(base + 1008), Some(48));
+        assert_eq!(r.block_size(base + 4000), Some(5008));
+        assert_eq!(r.block_size(base + 16), None, "no block starts there");
+        assert_eq!(r.start_at_or_before(base + 1050), Some(base + 1008));
+        assert_eq!(r.start_at_or_before(base + 9000), Some(base + 4000));
+        assert_eq!(r.start_at_or_before(base + 500), Some(base));
+        r.mark(base, 16, false);
+        assert_eq!(r.start_at_or_before(base + 500), None);
+        assert_eq!(r.block_size(base), None);
+        // Adjacent blocks keep their own ends.
+        r.mark(base + 16, 16, true);
+        r.mark(base + 32, 32, true);
+        assert_eq!((r.block_size(base + 16), r.block_size(base + 32)), (Some(16), Some(32)));
+    }
+
+    #[test]
+    fn starts_in_lists_every_block_of_a_page() {
+        let mut r = region(2, 4096);
+        let base = r.base;
+        for k in 0..10 {
+            r.mark(base + 4096 + k * 64, 64, true);
+        }
+        r.mark(base, 32, true);
+        let starts = r.starts_in(1, 2, 4096);
+        assert_eq!(starts.len(), 10);
+        assert_eq!(starts[9], base + 4096 + 9 * 64);
+        assert_eq!(r.starts_in(0, 1, 4096), [base]);
+    }
+
+    #[test]
+    fn free_runs_are_found_aligned_behind_a_lead_page_or_a_trap_page() {
+        let page = 4096;
+        let mut r = region(16, page);
+        for i in [0, 5, 6] {
+            r.pages[i].state = PageState::Open(1);
+        }
+        // Free stretches: 1..5, 7..16.
+        assert_eq!(r.first_fit(4, page, 0, page), Some(1));
+        assert_eq!(r.first_fit(4, page, 1, page), Some(8), "1..5 leaves no lead page");
+        assert_eq!(r.first_fit(3, page, 1, page), Some(2));
+        // base is 0x10_0000: page 8 is the first multiple of 8 pages after the lead page.
+        assert_eq!(r.first_fit(2, 8 * page, 1, page), Some(8));
+        assert_eq!(r.first_fit(2, 8 * page, 0, page), Some(8));
+        assert_eq!(r.first_fit(9, page, 1, page), None);
+        assert_eq!(r.first_fit(9, page, 0, page), Some(7));
+
+        r.pages[6] = Page { state: PageState::Sealed, trap: true, ..Page::FREE };
+        r.traps.push(6);
+        assert_eq!(r.anchored_run(9, page, page), Some(7));
+        assert_eq!(r.anchored_run(10, page, page), None, "past the region's end");
+        assert_eq!(r.anchored_run(2, 2 * page, page), None, "page 7 is not a multiple of two pages");
+        r.pages[9].state = PageState::Sealed;
+        assert_eq!(r.anchored_run(3, page, page), None, "page 9 is taken");
+        assert_eq!(r.anchored_run(2, page, page), Some(7));
+    }
+}
