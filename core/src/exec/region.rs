@@ -54,8 +54,10 @@ pub(super) struct Region {
     /// Pages that are open, or sealed and not trap pages: a region whose only sealed pages
     /// are trap pages is empty.
     pub(super) used: usize,
-    /// The pages that are sealed trap pages.
-    pub(super) traps: Vec<usize>,
+    /// One bit per page: set on free pages (mirrors `pages`, so searches skip whole words).
+    free: Vec<u64>,
+    /// One bit per page: set on sealed trap pages.
+    traps: Vec<u64>,
     /// One bit per granule: set where a live block starts.
     pub(super) starts: Vec<u64>,
     /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
@@ -66,11 +68,15 @@ pub(super) struct Region {
 impl Region {
     /// A region of `len` bytes (a multiple of `page`) reserved at `base`, all pages free.
     pub(super) fn new(base: usize, len: usize, page: usize) -> Self {
+        let count = len / page;
+        let mut free = alloc::vec![0; count.div_ceil(64)];
+        set_bits(&mut free, 0..count, true);
         Self {
             base,
-            pages: alloc::vec![Page::FREE; len / page],
+            pages: alloc::vec![Page::FREE; count],
             used: 0,
-            traps: Vec::new(),
+            free,
+            traps: alloc::vec![0; count.div_ceil(64)],
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
             ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         }
@@ -146,38 +152,126 @@ impl Region {
         out
     }
 
+    /// Pages `first..first + count` have become free (`true`) or stopped being free.
+    pub(super) fn set_free(&mut self, first: usize, count: usize, free: bool) {
+        set_bits(&mut self.free, first..first + count, free);
+    }
+
+    /// Page `index` has become a sealed trap page (`true`) or stopped being one.
+    pub(super) fn set_trap(&mut self, index: usize, trap: bool) {
+        set_bits(&mut self.traps, index..index + 1, trap);
+    }
+
+    /// Whether the page bitmaps agree with the pages' states (checked in debug builds).
+    pub(super) fn bitmaps_agree(&self) -> bool {
+        self.pages.iter().enumerate().all(|(i, p)| {
+            let bit = |bits: &[u64]| bits[i / 64] >> (i % 64) & 1 == 1;
+            bit(&self.free) == (p.state == PageState::Free) && bit(&self.traps) == p.is_sealed_trap()
+        })
+    }
+
+    /// How many pages from `first` on are free, counting up to `limit`.
+    pub(super) fn free_run_from(&self, first: usize, limit: usize) -> usize {
+        ones_from(&self.free, first, limit)
+    }
+
+    /// The sealed trap pages that guard no code: the page after them is free, or they end the
+    /// region.
+    pub(super) fn idle_traps(&self) -> Vec<usize> {
+        let mut idle = Vec::new();
+        let mut from = 0;
+        while let Some(trap) = next_one(&self.traps, from) {
+            if trap + 1 == self.pages.len() || ones_from(&self.free, trap + 1, 1) == 1 {
+                idle.push(trap);
+            }
+            from = trap + 1;
+        }
+        idle
+    }
+
     /// The first page of `count` free pages right after a sealed trap page, starting at a
     /// multiple of `align`.
     pub(super) fn anchored_run(&self, count: usize, align: usize, page: usize) -> Option<usize> {
-        self.traps.iter().map(|&trap| trap + 1).find(|&first| {
-            let aligned = (self.base + first * page) & (align - 1) == 0;
-            let free = self
-                .pages
-                .get(first..first.saturating_add(count))
-                .is_some_and(|pages| pages.iter().all(|p| p.state == PageState::Free));
-            aligned && free
-        })
+        for (w, &traps) in self.traps.iter().enumerate() {
+            // Trap pages whose next page is free.
+            let next_free = (self.free[w] >> 1) | self.free.get(w + 1).map_or(0, |next| next << 63);
+            let mut candidates = traps & next_free;
+            while candidates != 0 {
+                let first = w * 64 + candidates.trailing_zeros() as usize + 1;
+                candidates &= candidates - 1;
+                let aligned = (self.base + first * page) & (align - 1) == 0;
+                if aligned && ones_from(&self.free, first, count) == count {
+                    return Some(first);
+                }
+            }
+        }
+        None
     }
 
     /// The first page of the first `count` free pages starting at a multiple of `align` with
     /// `lead` more free pages before them (a lead page becomes the run's trap page).
     pub(super) fn first_fit(&self, count: usize, align: usize, lead: usize, page: usize) -> Option<usize> {
-        // The first page the run may start at in the current stretch of free pages.
-        let mut start = None;
-        for (i, p) in self.pages.iter().enumerate() {
-            if p.state != PageState::Free {
-                start = None;
-                continue;
-            }
-            let first = *start.get_or_insert_with(|| {
-                let addr = self.base + (i + lead) * page;
-                align_up(addr, align).map_or(usize::MAX, |aligned| (aligned - self.base) / page)
-            });
-            if first.checked_add(count) == Some(i + 1) {
+        let mut from = 0;
+        // Each stretch of free pages is `start..end`.
+        while let Some(start) = next_one(&self.free, from) {
+            let end = start + ones_from(&self.free, start, usize::MAX);
+            let addr = self.base + (start + lead) * page;
+            let first = align_up(addr, align).map(|aligned| (aligned - self.base) / page)?;
+            if first.checked_add(count).is_some_and(|stop| stop <= end) {
+                debug_assert!(self.pages[first - lead..first + count]
+                    .iter()
+                    .all(|p| p.state == PageState::Free));
                 return Some(first);
             }
+            from = end;
         }
         None
+    }
+}
+
+/// Sets (`on`) or clears the bits `range` of `bits`.
+fn set_bits(bits: &mut [u64], range: core::ops::Range<usize>, on: bool) {
+    let mut i = range.start;
+    while i < range.end {
+        let (word, bit) = (i / 64, i % 64);
+        let n = (64 - bit).min(range.end - i);
+        let mask = (u64::MAX >> (64 - n)) << bit;
+        if on {
+            bits[word] |= mask;
+        } else {
+            bits[word] &= !mask;
+        }
+        i += n;
+    }
+}
+
+/// The number of consecutive set bits of `bits` from bit `from` on, counting up to `limit`.
+fn ones_from(bits: &[u64], from: usize, limit: usize) -> usize {
+    let mut count = 0;
+    let mut i = from;
+    while count < limit {
+        let Some(&word) = bits.get(i / 64) else { break };
+        let ones = (word >> (i % 64)).trailing_ones() as usize;
+        let ones = ones.min(64 - i % 64);
+        count += ones;
+        if i % 64 + ones < 64 {
+            break;
+        }
+        i += ones;
+    }
+    count.min(limit)
+}
+
+/// The first set bit of `bits` at or after `from`.
+fn next_one(bits: &[u64], from: usize) -> Option<usize> {
+    let mut w = from / 64;
+    let mut word = bits.get(w)? & (u64::MAX << (from % 64));
+    loop {
+        if word != 0 {
+            return Some(w * 64 + word.trailing_zeros() as usize);
+        }
+        w += 1;
+        word = *bits.get(w)?;
     }
 }
 
@@ -233,6 +327,7 @@ mod tests {
         let mut r = region(16, page);
         for i in [0, 5, 6] {
             r.pages[i].state = PageState::Open(1);
+            r.set_free(i, 1, false);
         }
         // Free stretches: 1..5, 7..16.
         assert_eq!(r.first_fit(4, page, 0, page), Some(1));
@@ -245,12 +340,37 @@ mod tests {
         assert_eq!(r.first_fit(9, page, 0, page), Some(7));
 
         r.pages[6] = Page { state: PageState::Sealed, trap: true, ..Page::FREE };
-        r.traps.push(6);
+        r.set_trap(6, true);
+        assert_eq!(r.idle_traps(), [6]);
         assert_eq!(r.anchored_run(9, page, page), Some(7));
         assert_eq!(r.anchored_run(10, page, page), None, "past the region's end");
         assert_eq!(r.anchored_run(2, 2 * page, page), None, "page 7 is not a multiple of two pages");
         r.pages[9].state = PageState::Sealed;
+        r.set_free(9, 1, false);
         assert_eq!(r.anchored_run(3, page, page), None, "page 9 is taken");
         assert_eq!(r.anchored_run(2, page, page), Some(7));
+        r.set_free(7, 1, false);
+        assert_eq!((r.anchored_run(1, page, page), r.idle_traps()), (None, alloc::vec![]), "guarding page 7");
+    }
+
+    #[test]
+    fn bit_runs_cross_words_and_stop_at_the_end() {
+        let mut bits = [0u64; 3];
+        set_bits(&mut bits, 60..130, true);
+        assert_eq!((bits[0], bits[1], bits[2]), (0xF << 60, u64::MAX, 0b11));
+        assert_eq!(ones_from(&bits, 60, usize::MAX), 70);
+        assert_eq!(ones_from(&bits, 64, usize::MAX), 66);
+        assert_eq!(ones_from(&bits, 61, 5), 5);
+        assert_eq!(ones_from(&bits, 130, usize::MAX), 0);
+        assert_eq!(ones_from(&bits, 500, 3), 0, "past the end");
+        assert_eq!(
+            (next_one(&bits, 0), next_one(&bits, 100), next_one(&bits, 130)),
+            (Some(60), Some(100), None)
+        );
+        set_bits(&mut bits, 62..129, false);
+        assert_eq!((bits[0], bits[1], bits[2]), (0b11 << 60, 0, 0b10));
+        assert_eq!(next_one(&bits, 62), Some(129));
+        set_bits(&mut bits, 0..192, true);
+        assert_eq!(ones_from(&bits, 0, usize::MAX), 192);
     }
 }

@@ -244,6 +244,7 @@ impl State {
         for page in &mut region.pages[first..first + count] {
             page.state = PageState::Open(batch);
         }
+        region.set_free(first, count, false);
         region.used += count;
         Ok(())
     }
@@ -304,14 +305,7 @@ impl State {
     fn reclaim_idle_traps(&mut self) -> Result<bool, ExecError> {
         let mut reclaimed = false;
         for r in 0..self.regions.len() {
-            let region = &self.regions[r];
-            let idle: Vec<usize> = region
-                .traps
-                .iter()
-                .copied()
-                .filter(|&t| region.pages.get(t + 1).is_none_or(|next| next.state == PageState::Free))
-                .collect();
-            for trap in idle {
+            for trap in self.regions[r].idle_traps() {
                 self.act(r, trap, 1, PageAction::Release)?;
                 reclaimed = true;
             }
@@ -350,9 +344,7 @@ impl State {
                 let run_pages =
                     self.batches.get(&batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
                 let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
-                let free_after =
-                    region.pages[first..].iter().take_while(|p| p.state == PageState::Free).count();
-                let last = first + free_after.min((needed - first).max(ahead));
+                let last = first + region.free_run_from(first, (needed - first).max(ahead));
                 if last >= needed && self.region_of(end - 1) == Some(r) {
                     let overwritten = start..start.saturating_add(overwritten.min(size));
                     self.open_pages(r, first, last - first, batch, &overwritten)?;
@@ -549,11 +541,11 @@ impl State {
                     unsafe { icache::sync(addr as usize, len) };
                 }
                 let region = &mut self.regions[r];
-                for (i, page) in region.pages[first..first + count].iter_mut().enumerate() {
-                    page.state = PageState::Sealed;
-                    if page.trap {
+                for i in first..first + count {
+                    region.pages[i].state = PageState::Sealed;
+                    if region.pages[i].trap {
                         region.used -= 1;
-                        region.traps.push(first + i);
+                        region.set_trap(i, true);
                     }
                 }
             }
@@ -583,8 +575,11 @@ impl State {
                     *page = Page { dirty: recycle, ..Page::FREE };
                 }
                 region.used -= count - traps;
+                region.set_free(first, count, true);
                 if traps > 0 {
-                    region.traps.retain(|&t| t < first || t >= first + count);
+                    for i in first..first + count {
+                        region.set_trap(i, false);
+                    }
                 }
             }
             PageAction::Keep => {}
@@ -831,6 +826,7 @@ impl State {
             ..Stats::default()
         };
         for region in &self.regions {
+            debug_assert!(region.bitmaps_agree(), "page bitmaps out of step at {:#x}", region.base);
             // Adjacent pages with one protection are one kernel mapping (patched pages, moved
             // in by mremap, may add a few that this estimate does not see).
             let mut previous = None;
