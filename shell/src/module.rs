@@ -6,9 +6,12 @@
 //! alive. Reloading a changed file gives a new module; the old one stays valid until released.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use hashbrown::HashTable;
+use smf_core::load::symtab::name_hash;
 use smf_core::load::{LoadError, LoadedModule, Resolved, Resolver};
 
 use crate::runtime::{exec, load_options};
@@ -35,6 +38,11 @@ impl Module {
     #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.loaded.symbol(name)
+    }
+
+    /// The name hashes of its exported symbols.
+    fn export_hashes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.loaded.symbols().iter().filter(|s| s.exported).map(|s| s.name_hash())
     }
 }
 
@@ -153,39 +161,160 @@ fn read_stream(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Resul
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive
-/// from the importer.
-#[derive(Debug, Default)]
+/// from the importer. Modules are held weakly and resolve in the order they were added (the
+/// first one exporting a name wins).
+///
+/// With a few modules, an import is looked up in each in turn. With more, imports are found
+/// through an index of every added module's exports by name hash, brought up to date at the
+/// first resolution after modules were added: a load's imports cost about the same with
+/// thousands of modules registered as with a few, and a module is indexed only once something
+/// is resolved after it was added. Released modules are forgotten in sweeps that run as the
+/// registry doubles, so load/release churn keeps it small.
+#[derive(Debug)]
 pub struct Registry {
-    modules: Mutex<Vec<Weak<Module>>>,
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Debug)]
+struct RegistryInner {
+    /// Modules by the order they were added (released ones until the next sweep).
+    modules: BTreeMap<u64, Weak<Module>>,
+    /// The order number of the next module added.
+    next: u64,
+    /// Modules added since the index was last brought up to date.
+    pending: Vec<u64>,
+    /// (name hash, module order number) of every exported symbol of the indexed modules.
+    index: HashTable<(u32, u64)>,
+    /// Modules kept after the last sweep; the next runs when there are twice as many.
+    swept: usize,
+}
+
+/// Fewest entries at which the registry sweeps released modules out.
+const SWEEP_FLOOR: usize = 16;
+
+/// Up to this many modules, imports are looked up module by module (cheaper than indexing
+/// every export of every module, when there are few modules to ask).
+const UNINDEXED_MODULES: usize = 16;
+
+/// The index's 64-bit hash of a 32-bit name hash (the table takes its control bits from the
+/// top of it, so the name hash is spread over all 64).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Registry {
     /// An empty registry.
     pub const fn new() -> Self {
-        Self { modules: Mutex::new(Vec::new()) }
+        Self {
+            inner: Mutex::new(RegistryInner {
+                modules: BTreeMap::new(),
+                next: 0,
+                pending: Vec::new(),
+                index: HashTable::new(),
+                swept: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a module (held weakly: the registry never keeps a module alive).
     pub fn add(&self, module: &Arc<Module>) {
-        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        modules.retain(|m| m.strong_count() > 0);
-        modules.push(Arc::downgrade(module));
+        let mut inner = self.lock();
+        let order = inner.next;
+        inner.next += 1;
+        inner.modules.insert(order, Arc::downgrade(module));
+        inner.pending.push(order);
+        if inner.modules.len() >= 2 * inner.swept.max(SWEEP_FLOOR) {
+            inner.sweep();
+        }
     }
 
     /// Live modules, in the order they were added.
     pub fn modules(&self) -> Vec<Arc<Module>> {
-        self.modules.lock().unwrap_or_else(PoisonError::into_inner).iter().filter_map(Weak::upgrade).collect()
+        self.lock().modules.values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// How many modules the registry still tracks: the live ones, plus released ones not yet
+    /// swept out (at most as many again as there were after the last sweep).
+    pub fn tracked(&self) -> usize {
+        self.lock().modules.len()
+    }
+}
+
+impl RegistryInner {
+    /// Forgets released modules and their index entries.
+    fn sweep(&mut self) {
+        self.modules.retain(|_, m| m.strong_count() > 0);
+        let modules = &self.modules;
+        self.pending.retain(|order| modules.contains_key(order));
+        self.index.retain(|(_, order)| modules.contains_key(order));
+        self.swept = self.modules.len();
+    }
+
+    /// Indexes the exports of the modules added since the last call.
+    fn index_pending(&mut self) {
+        let modules = &self.modules;
+        let pending: Vec<(u64, Arc<Module>)> = self
+            .pending
+            .drain(..)
+            .filter_map(|order| Some((order, modules.get(&order)?.upgrade()?)))
+            .collect();
+        let count = pending.iter().map(|(_, module)| module.export_hashes().count()).sum();
+        self.index.reserve(count, |&(h, _)| spread(h));
+        for (order, module) in &pending {
+            for hash in module.export_hashes() {
+                self.index.insert_unique(spread(hash), (hash, *order), |&(h, _)| spread(h));
+            }
+        }
+    }
+
+    /// The first-added live module exporting `name` (asking each in turn), and the symbol's
+    /// address.
+    fn scan(&self, name: &[u8]) -> Option<(Arc<Module>, usize)> {
+        self.modules.values().filter_map(Weak::upgrade).find_map(|module| {
+            let addr = module.symbol(name)?;
+            Some((module, addr))
+        })
+    }
+
+    /// The first-added live module exporting `name`, and the symbol's address.
+    fn find(&self, name: &[u8]) -> Option<(Arc<Module>, usize)> {
+        let hash = name_hash(name);
+        let mut found: Option<(u64, Arc<Module>, usize)> = None;
+        for &(h, order) in self.index.iter_hash(spread(hash)) {
+            if h != hash || found.as_ref().is_some_and(|(first, ..)| *first < order) {
+                continue;
+            }
+            let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) else { continue };
+            if let Some(addr) = module.symbol(name) {
+                found = Some((order, module, addr));
+            }
+        }
+        found.map(|(_, module, addr)| (module, addr))
     }
 }
 
 impl Resolver for Registry {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        modules.iter().filter_map(Weak::upgrade).find_map(|m| {
-            let addr = m.symbol(name)?;
-            let keepalive: Arc<dyn Any + Send + Sync> = m;
-            Some(Resolved { addr, keepalive: Some(keepalive) })
-        })
+        let mut inner = self.lock();
+        let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES {
+            inner.scan(name)?
+        } else {
+            inner.index_pending();
+            inner.find(name)?
+        };
+        drop(inner);
+        let keepalive: Arc<dyn Any + Send + Sync> = module;
+        Some(Resolved { addr, keepalive: Some(keepalive) })
     }
 }
 

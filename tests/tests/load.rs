@@ -590,3 +590,78 @@ fn symbols_of_every_kind_interleaved_link_to_their_own_addresses() {
         assert_eq!(kinds, expected, "{dialect}: symbols in table order");
     }
 }
+
+/// A module exporting `name`, a function returning `value`, and a local function `hidden`.
+fn constant_module(name: &[u8], value: u8) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b"code", &[0xB8, value, 0, 0, 0, 0xC3]);
+    b.add_symbol(SymbolSpec::function(name, 0, 6));
+    b.add_symbol(SymbolSpec::function(b"hidden", 0, 6).with_binding(Binding::Local));
+    b.build().unwrap()
+}
+
+#[test]
+fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_exports_it() {
+    use smf::module::{load_bytes, Module, Registry};
+    // A few modules are asked in turn; many go through the registry's index.
+    for count in [3, 300] {
+        let registry = Registry::new();
+        let load_added = |name: &[u8], value: u8| {
+            let module = load_bytes(&constant_module(name, value), &(), None).unwrap();
+            registry.add(&module);
+            module
+        };
+        let mut modules: Vec<Option<Arc<Module>>> =
+            (0..count).map(|i| Some(load_added(format!("f{i}").as_bytes(), 1))).collect();
+        let addr = |modules: &[Option<Arc<Module>>], i: usize| {
+            modules[i].as_ref().unwrap().symbol(format!("f{i}").as_bytes()).unwrap()
+        };
+        for i in [0, 1, count / 2, count - 1] {
+            let resolved = registry.resolve(format!("f{i}").as_bytes()).unwrap();
+            assert_eq!(resolved.addr, addr(&modules, i), "{count}: f{i}");
+        }
+        assert!(registry.resolve(format!("f{count}").as_bytes()).is_none());
+        assert!(registry.resolve(b"hidden").is_none(), "local symbols are not exported");
+
+        // Added later, exporting a name taken already: the first module added still wins,
+        // and the later one takes over once the first is released.
+        let later = load_added(b"f1", 2);
+        let resolved = registry.resolve(b"f1").unwrap();
+        assert_eq!(resolved.addr, addr(&modules, 1), "{count}");
+        drop(resolved);
+        modules[1] = None;
+        let resolved = registry.resolve(b"f1").unwrap();
+        assert_eq!((resolved.addr, call0(resolved.addr)), (later.symbol(b"f1").unwrap(), 2), "{count}");
+        assert_eq!(registry.modules().len(), count);
+    }
+}
+
+#[test]
+fn a_registry_forgets_released_modules_under_load_release_churn() {
+    use smf::module::{load_bytes, Registry};
+    let registry = Registry::new();
+    let kept = load_bytes(&constant_module(b"kept", 3), &(), None).unwrap();
+    registry.add(&kept);
+    for _ in 0..1000 {
+        let module = load_bytes(&constant_module(b"churn", 4), &(), None).unwrap();
+        registry.add(&module);
+        let resolved = registry.resolve(b"churn").unwrap();
+        assert_eq!(resolved.addr, module.symbol(b"churn").unwrap(), "the live one, not a released one");
+    }
+    assert!(registry.tracked() <= 32, "{} modules tracked, 1 live", registry.tracked());
+    assert!(registry.resolve(b"churn").is_none(), "a released module resolves nothing");
+    assert_eq!(registry.resolve(b"kept").unwrap().addr, kept.symbol(b"kept").unwrap());
+    assert_eq!(registry.modules().len(), 1);
+}
+
+#[test]
+fn every_loaded_symbol_carries_the_process_wide_hash_of_its_name() {
+    use smf_core::load::symtab::name_hash;
+    let exec = ExecAllocator::default();
+    let module = load(&exec, &constant_module(b"a_rather_long_name_past_one_word", 1), &()).unwrap();
+    let table = module.symbols();
+    for (i, symbol) in table.iter().enumerate() {
+        assert_eq!(symbol.name_hash(), name_hash(table.name(i).unwrap()));
+    }
+    assert_ne!(name_hash(b"a"), name_hash(b"b"));
+}
