@@ -22,7 +22,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
   bench [NAME]... [--quick]
-                       run the benchmarks (parse, exec, load; all by default;
+                       run the benchmarks (parse, exec, load, resolve; all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)

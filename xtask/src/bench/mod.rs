@@ -4,6 +4,7 @@
 mod exec;
 mod load;
 mod parse;
+mod resolve;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
-    if let Some(unknown) = named.iter().find(|n| !["parse", "exec", "load"].contains(n)) {
-        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load)"));
+    if let Some(unknown) = named.iter().find(|n| !["parse", "exec", "load", "resolve"].contains(n)) {
+        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve)"));
     }
     let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
@@ -28,6 +29,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("load") {
         load::run(if quick { 20 } else { 300 })?;
+        println!();
+    }
+    if wanted("resolve") {
+        resolve::run(if quick { 20 } else { 200 }, if quick { 10 } else { 100 })?;
     }
     Ok(())
 }
