@@ -202,6 +202,11 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The index's hash of one of its entries.
+fn entry_hash(&(hash, _): &(u32, u64)) -> u64 {
+    spread(hash)
+}
+
 impl Default for Registry {
     fn default() -> Self {
         Self::new()
@@ -269,10 +274,10 @@ impl RegistryInner {
             .filter_map(|order| Some((order, modules.get(&order)?.upgrade()?)))
             .collect();
         let count = pending.iter().map(|(_, module)| module.export_hashes().count()).sum();
-        self.index.reserve(count, |&(h, _)| spread(h));
+        self.index.reserve(count, entry_hash);
         for (order, module) in &pending {
             for hash in module.export_hashes() {
-                self.index.insert_unique(spread(hash), (hash, *order), |&(h, _)| spread(h));
+                self.index.insert_unique(spread(hash), (hash, *order), entry_hash);
             }
         }
     }

@@ -152,14 +152,37 @@ impl Region {
         out
     }
 
-    /// Pages `first..first + count` have become free (`true`) or stopped being free.
-    pub(super) fn set_free(&mut self, first: usize, count: usize, free: bool) {
-        set_bits(&mut self.free, first..first + count, free);
+    /// Opens the free pages `first..first + count` for `batch`.
+    pub(super) fn open(&mut self, first: usize, count: usize, batch: u64) {
+        for page in &mut self.pages[first..first + count] {
+            page.state = PageState::Open(batch);
+        }
+        set_bits(&mut self.free, first..first + count, false);
+        self.used += count;
     }
 
-    /// Page `index` has become a sealed trap page (`true`) or stopped being one.
-    pub(super) fn set_trap(&mut self, index: usize, trap: bool) {
-        set_bits(&mut self.traps, index..index + 1, trap);
+    /// Seals the open pages `first..first + count` (their protection already changed); trap
+    /// pages among them stop counting as used.
+    pub(super) fn seal(&mut self, first: usize, count: usize) {
+        for i in first..first + count {
+            self.pages[i].state = PageState::Sealed;
+            if self.pages[i].trap {
+                self.used -= 1;
+                set_bits(&mut self.traps, i..i + 1, true);
+            }
+        }
+    }
+
+    /// Makes the pages `first..first + count` free again (`dirty`: still holding old bytes).
+    pub(super) fn release(&mut self, first: usize, count: usize, dirty: bool) {
+        let mut traps = 0;
+        for page in &mut self.pages[first..first + count] {
+            traps += usize::from(page.is_sealed_trap());
+            *page = Page { dirty, ..Page::FREE };
+        }
+        self.used -= count - traps;
+        set_bits(&mut self.free, first..first + count, true);
+        set_bits(&mut self.traps, first..first + count, false);
     }
 
     /// Whether the page bitmaps agree with the pages' states (checked in debug builds).
@@ -326,8 +349,7 @@ mod tests {
         let page = 4096;
         let mut r = region(16, page);
         for i in [0, 5, 6] {
-            r.pages[i].state = PageState::Open(1);
-            r.set_free(i, 1, false);
+            r.open(i, 1, 1);
         }
         // Free stretches: 1..5, 7..16.
         assert_eq!(r.first_fit(4, page, 0, page), Some(1));
@@ -339,17 +361,16 @@ mod tests {
         assert_eq!(r.first_fit(9, page, 1, page), None);
         assert_eq!(r.first_fit(9, page, 0, page), Some(7));
 
-        r.pages[6] = Page { state: PageState::Sealed, trap: true, ..Page::FREE };
-        r.set_trap(6, true);
+        r.pages[6].trap = true;
+        r.seal(6, 1);
         assert_eq!(r.idle_traps(), [6]);
         assert_eq!(r.anchored_run(9, page, page), Some(7));
         assert_eq!(r.anchored_run(10, page, page), None, "past the region's end");
         assert_eq!(r.anchored_run(2, 2 * page, page), None, "page 7 is not a multiple of two pages");
-        r.pages[9].state = PageState::Sealed;
-        r.set_free(9, 1, false);
+        r.open(9, 1, 2);
         assert_eq!(r.anchored_run(3, page, page), None, "page 9 is taken");
         assert_eq!(r.anchored_run(2, page, page), Some(7));
-        r.set_free(7, 1, false);
+        r.open(7, 1, 2);
         assert_eq!((r.anchored_run(1, page, page), r.idle_traps()), (None, alloc::vec![]), "guarding page 7");
     }
 

@@ -240,12 +240,7 @@ impl State {
             // SAFETY: the pages were just opened read-write; populating changes no content.
             let _ = unsafe { sys::advise(range.start as *mut u8, range.len(), sys::Advice::PopulateWrite) };
         }
-        let region = &mut self.regions[r];
-        for page in &mut region.pages[first..first + count] {
-            page.state = PageState::Open(batch);
-        }
-        region.set_free(first, count, false);
-        region.used += count;
+        self.regions[r].open(first, count, batch);
         Ok(())
     }
 
@@ -362,13 +357,14 @@ impl State {
         let FreeRun { region: r, first, trap } = self.find_free_run(count, align.max(self.page), trapped)?;
         let start = self.regions[r].base + first * self.page;
         // A new trap page is opened with the run (its fill is written in full below).
-        let lead = if trap == Trap::New { self.page } else { 0 };
-        let overwritten_range = start - lead..start.saturating_add(overwritten.min(size));
-        self.open_pages(r, first - lead / self.page, count + lead / self.page, batch, &overwritten_range)?;
+        let lead = usize::from(trap == Trap::New);
+        let opened = start - lead * self.page;
+        let overwritten_range = opened..start.saturating_add(overwritten.min(size));
+        self.open_pages(r, first - lead, count + lead, batch, &overwritten_range)?;
         if trap == Trap::New {
             // SAFETY: the page before the run was just opened read-write for this batch; no
             // block lies in it.
-            unsafe { core::ptr::write_bytes((start - lead) as *mut u8, TRAP_FILL, self.page) };
+            unsafe { core::ptr::write_bytes(opened as *mut u8, TRAP_FILL, self.page) };
             let page = &mut self.regions[r].pages[first - 1];
             page.trap = true;
             page.kind = MemoryKind::Code;
@@ -376,7 +372,7 @@ impl State {
         let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start;
         b.end = start + count * self.page;
-        b.runs.push((start - lead, lead + count * self.page));
+        b.runs.push((opened, (lead + count) * self.page));
         Ok(start)
     }
 
@@ -540,14 +536,7 @@ impl State {
                     // SAFETY: the range is mapped readable by us.
                     unsafe { icache::sync(addr as usize, len) };
                 }
-                let region = &mut self.regions[r];
-                for i in first..first + count {
-                    region.pages[i].state = PageState::Sealed;
-                    if region.pages[i].trap {
-                        region.used -= 1;
-                        region.set_trap(i, true);
-                    }
-                }
+                self.regions[r].seal(first, count);
             }
             PageAction::Release => {
                 let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
@@ -568,19 +557,7 @@ impl State {
                     unsafe { sys::discard(addr, len, FREE_PROTECTION) }?;
                     self.protection_changes += 1;
                 }
-                let region = &mut self.regions[r];
-                let mut traps = 0;
-                for page in &mut region.pages[first..first + count] {
-                    traps += usize::from(page.is_sealed_trap());
-                    *page = Page { dirty: recycle, ..Page::FREE };
-                }
-                region.used -= count - traps;
-                region.set_free(first, count, true);
-                if traps > 0 {
-                    for i in first..first + count {
-                        region.set_trap(i, false);
-                    }
-                }
+                self.regions[r].release(first, count, recycle);
             }
             PageAction::Keep => {}
         }
