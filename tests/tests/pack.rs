@@ -1,7 +1,8 @@
 //! `smf pack` on real compiler output: C sources compiled by gcc at test time (`-O2 -fPIC`),
 //! packed into every dialect that can hold them, loaded and called; every result must equal the
-//! same function compiled natively by gcc and called from a generated C driver. Also: calls
-//! across two packed modules, and each thing SMF cannot represent is a clear error.
+//! same function compiled natively by gcc and called from a generated C driver. Also: jump
+//! tables and read-only pointer tables (packed with the code), calls across two packed modules,
+//! and each thing SMF cannot represent is a clear error.
 
 #![cfg(target_arch = "x86_64")]
 // Calling loaded code needs `transmute`; test values are small.
@@ -228,6 +229,66 @@ fn compiled_code_shapes_match_native() {
 }
 
 #[test]
+fn jump_tables_match_native_in_every_dialect() {
+    let calls: &[Call] = &[
+        ("dispatch", &[0, 40, 2]),
+        ("dispatch", &[2, 40, 2]),
+        ("dispatch", &[3, 40, 0]),
+        ("dispatch", &[5, 3, 4]),
+        ("dispatch", &[9, 12, 3]),
+        ("dispatch", &[10, 1, 1]),
+        ("dispatch", &[-1, 1, 1]),
+        ("run_program", &[1, 100]),
+        ("run_program", &[-77, 1000]),
+    ];
+    check_source("jump_tables.c", &ALL, calls);
+}
+
+#[test]
+fn read_only_pointer_tables_are_packed_with_the_code_and_match_native() {
+    let calls: &[Call] = &[
+        ("word_score", &[3]),
+        ("word_score", &[7]),
+        ("word_initial", &[12]),
+        ("operate", &[0, 9, 4]),
+        ("operate", &[1, 9, 4]),
+        ("operate", &[2, 9, 4]),
+        ("operate", &[3, 9, 4]),
+        ("shape_score", &[0, 5]),
+        ("shape_score", &[1, 5]),
+        ("classify", &[97]),
+        ("classify", &[99]),
+        ("classify", &[101]),
+        ("classify", &[122]),
+    ];
+    check_source("tables.c", &WITH_DATA, calls);
+
+    let dir = scratch("tables-placement");
+    let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
+    for section in [".rodata", ".data.rel.ro.local"] {
+        assert!(notes.contains(&format!("packed {section} into the code image")), "{notes}");
+    }
+    // `shapes` (a const array of pointers) is a data symbol in the code image: sealed read-only
+    // with the code, and its pointers relocated to the strings and functions of the module.
+    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
+    assert_eq!(entry.kind, smf_core::SymbolKind::Data, "an object, not a function");
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    let shapes = module.symbol(b"shapes").unwrap();
+    let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
+    assert!(perms.starts_with("r-x"), "shapes lies in a {perms} mapping");
+    // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader relocated.
+    let (name, area) = unsafe {
+        let entry = shapes as *const usize;
+        (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
+    };
+    assert_eq!(name.to_bytes(), b"triangle");
+    // SAFETY: the second pointer is the module's `triangle_area(long)`.
+    let area: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(area) };
+    assert_eq!(area(6), 18);
+}
+
+#[test]
 fn calls_across_two_packed_modules_match_native() {
     let dir = scratch("two-modules");
     let calls: &[Call] = &[("lcm", &[21, 6]), ("set_scale", &[10]), ("main", &[]), ("gcd", &[84, 36])];
@@ -285,7 +346,7 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     );
     let (code, err) = pack_obj(&pointer, "r96");
     assert_eq!(code, Some(1));
-    assert!(err.contains("relocations in data sections"), "{err}");
+    assert!(err.contains(".data.rel.local+0x0: relocations in writable data"), "{err}");
 
     let tls = compile(&write("tls.c", "__thread long t;\nlong g(void) { return ++t; }\n"), &["-fPIC"]);
     let (code, err) = pack_obj(&tls, "s128");

@@ -3,6 +3,10 @@
 //!
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
+//! - Read-only data that carries relocations (switch jump tables in `.rodata`, pointer tables in
+//!   `.data.rel.ro*`) follows the code into the code image: SMF relocates only the code image,
+//!   and read-only bytes there are sealed with it. Its objects become data symbols at code
+//!   offsets.
 //! - Global and weak functions and objects become symbols with their binding; local symbols and
 //!   section symbols that relocations use become local symbols; undefined symbols become imports.
 //! - Relocations in code: `R_X86_64_64` -> abs64, `PC32` -> pc32, `PLT32` -> plt32, `GOTPCREL`,
@@ -10,8 +14,8 @@
 //!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object
 //!   defines is relaxed to a direct reference (pc32) as a static linker would ([`crate::relax`]).
 //! - Unwind tables, notes, comments and debug info are dropped with a note on stderr; anything
-//!   that cannot be represented (relocations in data, thread-local storage, constructors, other
-//!   relocation types) is an error naming it.
+//!   that cannot be represented (relocations in writable data, thread-local storage,
+//!   constructors, other relocation types) is an error naming it.
 //! - The entry point is `main` when the object defines it.
 
 use std::collections::HashMap;
@@ -72,8 +76,9 @@ fn usage(message: &str) -> i32 {
 
 /// How an ELF section is carried over.
 enum Placed {
-    /// Code at this offset in the code image, in this SMF section.
-    Code { offset: u64, section: u32 },
+    /// In the code image at this offset, in this SMF section: code, or read-only data that
+    /// needs relocating (`data` set).
+    Code { offset: u64, section: u32, data: bool },
     /// A data section with this SMF section index.
     Data { section: u32 },
 }
@@ -100,24 +105,38 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
     let mut b = ModuleBuilder::new(dialect);
     let mut placed: HashMap<SectionIndex, Placed> = HashMap::new();
 
-    // Code: concatenate, padding each section to the alignment of the next.
-    let code: Vec<_> = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0).collect();
+    // The code image: code, then read-only data that needs relocating, concatenated, each
+    // section padded to the alignment of the next.
+    let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
+    let relocated_rodata = file.sections().filter(|s| {
+        let read_only = is_read_only_data(s.kind()) || s.name().is_ok_and(is_relro_name);
+        let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
+        read_only && !dropped && s.size() > 0 && s.relocations().next().is_some()
+    });
+    let code: Vec<_> = text.chain(relocated_rodata).collect();
     let mut offset = 0u64;
     for (i, section) in code.iter().enumerate() {
-        let data = section.data().map_err(|e| e.to_string())?;
+        let bytes = section.data().map_err(|e| e.to_string())?;
         let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
-        let padded = (offset + data.len() as u64).div_ceil(next_align) * next_align - offset;
-        let name = section.name().unwrap_or(".text");
+        let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
+        let data = section.kind() != SectionKind::Text;
+        let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
+        let flags = if data {
+            notes.push(format!("packed {name} into the code image (read-only data with relocations)"));
+            smf_core::kinds::SECTION_READ
+        } else {
+            smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_EXEC
+        };
         let mut spec = smf_core::write::SectionSpec::new(
             smf_core::SectionType::Code,
             name.as_bytes(),
-            smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_EXEC,
-            data.to_vec(),
+            flags,
+            bytes.to_vec(),
             section.align().max(1),
         );
         spec.virtual_size = padded;
         let index = b.add_section(spec);
-        placed.insert(section.index(), Placed::Code { offset, section: index });
+        placed.insert(section.index(), Placed::Code { offset, section: index, data });
         offset += padded;
     }
 
@@ -132,7 +151,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             continue;
         }
         let data_section = match section.kind() {
-            SectionKind::Text => None, // placed above
+            _ if placed.contains_key(&section.index()) => None, // in the code image, above
             // Every object has (often empty) .data and .bss: nothing to carry then.
             SectionKind::ReadOnlyData
             | SectionKind::ReadOnlyString
@@ -143,7 +162,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             {
                 None
             }
-            SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel => {
+            kind if is_read_only_data(kind) => {
                 let data = section.data().map_err(|e| e.to_string())?;
                 Some(b.add_section(data_spec(smf_core::SectionType::RoData, name, data, align, 0)))
             }
@@ -212,9 +231,19 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             }
             SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
                 match placed.get(&index) {
-                    Some(Placed::Code { offset, .. }) => Some(
+                    Some(Placed::Code { offset, data: false, .. }) => Some(
                         SymbolSpec::function(name, offset + symbol.address(), symbol.size())
                             .with_binding(binding),
+                    ),
+                    // No defining data section: a data symbol's value is then a code offset.
+                    Some(Placed::Code { offset, data: true, .. }) => Some(
+                        SymbolSpec::new(
+                            name,
+                            smf_core::SymbolKind::Data,
+                            offset + symbol.address(),
+                            symbol.size(),
+                        )
+                        .with_binding(binding),
                     ),
                     Some(Placed::Data { section }) => Some(
                         SymbolSpec::data(name, *section, symbol.address(), symbol.size())
@@ -236,7 +265,10 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         let section = file.section_by_index(index).map_err(|e| e.to_string())?;
         let name = section.name().unwrap_or("").as_bytes().to_vec();
         let spec = match placed.get(&index) {
-            Some(Placed::Code { offset, .. }) => SymbolSpec::function(&name, *offset, 0),
+            Some(Placed::Code { offset, data: false, .. }) => SymbolSpec::function(&name, *offset, 0),
+            Some(Placed::Code { offset, data: true, .. }) => {
+                SymbolSpec::new(&name, smf_core::SymbolKind::Data, *offset, 0)
+            }
             Some(Placed::Data { section }) => SymbolSpec::data(&name, *section, 0, 0),
             None => {
                 return Err(format!(
@@ -250,19 +282,20 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         Ok(s)
     };
 
-    // Relocations: only code may be relocated.
+    // Relocations: only the code image may be relocated.
     for section in file.sections() {
         let name = section.name().unwrap_or("").to_owned();
         let in_code = match placed.get(&section.index()) {
-            Some(&Placed::Code { offset, section }) => Some((offset, section)),
+            Some(&Placed::Code { offset, section, .. }) => Some((offset, section)),
             _ => None,
         };
         for (offset, relocation) in section.relocations() {
             let Some((base, code_section)) = in_code else {
                 if placed.contains_key(&section.index()) {
                     return Err(format!(
-                        "{name}+{offset:#x}: relocations in data sections (pointers in initialized data) cannot be \
-                         represented in SMF"
+                        "{name}+{offset:#x}: relocations in writable data (pointers in initialized variables) \
+                         cannot be represented in SMF, which relocates only the code image (make the data \
+                         const to have it packed there)"
                     ));
                 }
                 continue; // relocations of dropped sections (.eh_frame) go with them
@@ -338,6 +371,17 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
     }
     let smf = b.build().map_err(|e| e.to_string())?;
     Ok((smf, notes))
+}
+
+/// Whether a section named `name` is read-only once relocated: `.data.rel.ro*`, which ELF
+/// objects mark writable only so that the dynamic linker can relocate it.
+fn is_relro_name(name: &str) -> bool {
+    name == ".data.rel.ro" || name.starts_with(".data.rel.ro.")
+}
+
+/// Whether sections of `kind` hold read-only data.
+fn is_read_only_data(kind: SectionKind) -> bool {
+    matches!(kind, SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel)
 }
 
 fn data_spec(
