@@ -83,6 +83,23 @@ enum Placed {
     Data { section: u32 },
 }
 
+impl Placed {
+    /// A global symbol `name` of `size` bytes at `value` in the section placed so: a function
+    /// in code, a data symbol of its data section, or a data symbol without a defining section
+    /// (whose value is then a code offset) in read-only data packed into the code image.
+    fn symbol(&self, name: &[u8], value: u64, size: u64) -> SymbolSpec {
+        match *self {
+            Placed::Code { offset, data: false, .. } => {
+                SymbolSpec::function(name, offset.saturating_add(value), size)
+            }
+            Placed::Code { offset, data: true, .. } => {
+                SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
+            }
+            Placed::Data { section } => SymbolSpec::data(name, section, value, size),
+        }
+    }
+}
+
 fn is_dropped(name: &str) -> Option<&'static str> {
     match name {
         n if n.starts_with(".eh_frame") => Some("unwind tables"),
@@ -153,12 +170,9 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         let data_section = match section.kind() {
             _ if placed.contains_key(&section.index()) => None, // in the code image, above
             // Every object has (often empty) .data and .bss: nothing to carry then.
-            SectionKind::ReadOnlyData
-            | SectionKind::ReadOnlyString
-            | SectionKind::ReadOnlyDataWithRel
-            | SectionKind::Data
-            | SectionKind::UninitializedData
-                if section.size() == 0 =>
+            kind if section.size() == 0
+                && (is_read_only_data(kind)
+                    || matches!(kind, SectionKind::Data | SectionKind::UninitializedData)) =>
             {
                 None
             }
@@ -229,29 +243,9 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                     String::from_utf8_lossy(name)
                 ))
             }
-            SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
-                match placed.get(&index) {
-                    Some(Placed::Code { offset, data: false, .. }) => Some(
-                        SymbolSpec::function(name, offset + symbol.address(), symbol.size())
-                            .with_binding(binding),
-                    ),
-                    // No defining data section: a data symbol's value is then a code offset.
-                    Some(Placed::Code { offset, data: true, .. }) => Some(
-                        SymbolSpec::new(
-                            name,
-                            smf_core::SymbolKind::Data,
-                            offset + symbol.address(),
-                            symbol.size(),
-                        )
-                        .with_binding(binding),
-                    ),
-                    Some(Placed::Data { section }) => Some(
-                        SymbolSpec::data(name, *section, symbol.address(), symbol.size())
-                            .with_binding(binding),
-                    ),
-                    None => None,
-                }
-            }
+            SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => placed
+                .get(&index)
+                .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
             _ => None,
         };
         if let Some(spec) = spec {
@@ -264,18 +258,11 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         }
         let section = file.section_by_index(index).map_err(|e| e.to_string())?;
         let name = section.name().unwrap_or("").as_bytes().to_vec();
-        let spec = match placed.get(&index) {
-            Some(Placed::Code { offset, data: false, .. }) => SymbolSpec::function(&name, *offset, 0),
-            Some(Placed::Code { offset, data: true, .. }) => {
-                SymbolSpec::new(&name, smf_core::SymbolKind::Data, *offset, 0)
-            }
-            Some(Placed::Data { section }) => SymbolSpec::data(&name, *section, 0, 0),
-            None => {
-                return Err(format!(
-                    "relocation against section {} which is not loaded",
-                    String::from_utf8_lossy(&name)
-                ))
-            }
+        let Some(spec) = placed.get(&index).map(|p| p.symbol(&name, 0, 0)) else {
+            return Err(format!(
+                "relocation against section {} which is not loaded",
+                String::from_utf8_lossy(&name)
+            ));
         };
         let s = b.add_symbol(spec.with_binding(Binding::Local));
         section_symbols.insert(index, s);
