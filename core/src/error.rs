@@ -165,6 +165,16 @@ pub enum ErrorKind {
         /// The wire value.
         wire: u8,
     },
+    /// The note.sdn section's entry is not what the format says (type 13 or 7, size 0,
+    /// virtual size 0, alignment 0 or a power of two up to 64 KiB).
+    NoteSectionEntry {
+        /// Section index.
+        index: u32,
+        /// The field that is wrong (`type`, `size`, `virtual_size`, `alignment`).
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// The note.sdn text lies outside the file.
     NoteOutOfBounds,
     /// No `# END_NOTE` terminator within the file and the 1 MiB scan limit.
@@ -239,6 +249,14 @@ impl fmt::Display for ErrorKind {
             }
             RelocationBadKind { relocation, wire } => {
                 write!(f, "relocation {relocation}: kind {wire} is not defined for this dialect")
+            }
+            NoteSectionEntry { index, field, value } => {
+                let expected = match field {
+                    "type" => "13 or 7, as the writers emit notes",
+                    "alignment" => "0 or a power of two up to 65536",
+                    _ => "0 (the text's end is its `# END_NOTE` terminator)",
+                };
+                write!(f, "section {index} (note.sdn): {field} is {value}, must be {expected}")
             }
             NoteOutOfBounds => f.write_str("note.sdn text lies outside the file"),
             NoteUnterminated => f.write_str("note.sdn text has no `# END_NOTE` terminator"),

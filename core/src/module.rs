@@ -511,8 +511,11 @@ impl<'a> Module<'a> {
                 }
                 _ => {}
             }
-            if self.note.is_none() && Section::is_note_sdn(section.name) {
-                self.note = Some(self.read_note(section.offset)?);
+            if Section::is_note_sdn(section.name) {
+                check_note_entry(&section).map_err(|kind| Error::new(kind, entry_offset))?;
+                if self.note.is_none() {
+                    self.note = Some(self.read_note(section.offset)?);
+                }
             }
             let total = code_size
                 .checked_add(layout.read_only)
@@ -1133,6 +1136,26 @@ impl<'a> Iterator for RelocationEntries<'a> {
         // Every chunk is exactly one entry long, so `first_chunk` always succeeds.
         self.0.by_ref().find_map(<[u8]>::first_chunk)
     }
+}
+
+/// The note.sdn section's entry as the format has it: type 13 (or 7, the type S128 gives its
+/// other note sections), size and virtual size 0 (its text ends at its terminator), a usable
+/// alignment.
+fn check_note_entry(section: &Section<'_>) -> core::result::Result<(), ErrorKind> {
+    let wrong = |field, value| Err(ErrorKind::NoteSectionEntry { index: section.index, field, value });
+    if !matches!(section.section_type, SectionType::TemplateMeta | SectionType::StringTable) {
+        return wrong("type", u64::from(section.section_type.to_wire()));
+    }
+    if section.size != 0 {
+        return wrong("size", section.size);
+    }
+    if section.virtual_size != 0 {
+        return wrong("virtual_size", section.virtual_size);
+    }
+    if !DataLayout::alignment_ok(section.alignment) {
+        return wrong("alignment", section.alignment);
+    }
+    Ok(())
 }
 
 /// Running layout of the data image: each section at the next multiple of its alignment in its

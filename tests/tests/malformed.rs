@@ -400,6 +400,33 @@ fn note_and_template_corruptions_give_their_specific_error() {
     f[note_at + 3] = 0xFF;
     assert_eq!(parse_err(&f).kind, ErrorKind::NoteNotUtf8);
 
+    // The note.sdn entry itself: size and virtual size 0, a usable alignment, a note's type.
+    for dialect in Dialect::ALL {
+        let file = samples::rich(dialect);
+        let module = Module::parse(&file).unwrap();
+        let note = module.sections().find(|s| s.name == b"note.sdn").unwrap();
+        let entry = module.data_start() as usize
+            + module.header().section_table_offset as usize
+            + note.index as usize * dialect.section_entry_size();
+        let index = note.index;
+        // (field offset in the entry, width, value, field name); S128 keeps alignment in a u32.
+        let align_width = if dialect == Dialect::S128 { 4 } else { 8 };
+        for (at, width, value, field) in [
+            (16, 8, u64::MAX, "size"),
+            (16, 8, 12, "size"),
+            (24, 8, 1 << 40, "virtual_size"),
+            (32, align_width, 3, "alignment"),
+            (32, align_width, 1 << 20, "alignment"),
+            (0, 1, 1, "type"),
+            (0, 1, 4, "type"),
+        ] {
+            let mut f = file.clone();
+            write_le(&mut f, entry + at, width, value);
+            let expected = ErrorKind::NoteSectionEntry { index, field, value };
+            assert_eq!(parse_err(&f), Error::new(expected, entry as u64), "{dialect:?} {field} {value}");
+        }
+    }
+
     let tc = module.sections().find(|s| s.name == b"template_code").unwrap().file_offset as usize;
     let mut f = file.clone();
     f[tc] = b'X';

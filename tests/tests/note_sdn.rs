@@ -113,7 +113,7 @@ fn quoting_round_trips_through_the_reader() {
 }
 
 #[test]
-fn the_note_is_found_by_name_whatever_its_section_type() {
+fn the_note_is_found_by_name_with_a_notes_section_type() {
     for dialect in Dialect::ALL {
         let mut b = ModuleBuilder::new(dialect);
         b.add_code(b".text", &samples::RETURN_42);
