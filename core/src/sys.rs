@@ -265,6 +265,58 @@ pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()>
     unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))
 }
 
+/// Copies memory through the kernel (a non-blocking pipe: `write(2)` then `read(2)`), so that a
+/// source page that cannot be read (unmapped, or beyond the end of a file that shrank under a
+/// file mapping) fails with `EFAULT` instead of killing the process with `SIGBUS`/`SIGSEGV`.
+#[derive(Debug)]
+pub struct CheckedCopier {
+    read: rustix::fd::OwnedFd,
+    write: rustix::fd::OwnedFd,
+}
+
+impl CheckedCopier {
+    /// A copier with a pipe of its own (`pipe2(2)`, close-on-exec, non-blocking).
+    pub fn new() -> SysResult<Self> {
+        use rustix::pipe::{pipe_with, PipeFlags};
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(err("pipe2"))?;
+        Ok(Self { read, write })
+    }
+
+    /// Copies `src` into `dst` (of the same length); a page of `src` that cannot be read fails
+    /// the copy with `EFAULT` (`dst` then holds the bytes before it).
+    ///
+    /// # Safety
+    /// `src` is `dst.len()` bytes of address space the caller may name (a mapping of its own);
+    /// Rust code never reads it here, only the kernel does.
+    pub unsafe fn copy(&self, src: *const u8, dst: &mut [u8]) -> SysResult<()> {
+        // SAFETY: the slice is only handed to write(2), which reads it with the kernel's fault
+        // handling (an unreadable page is EFAULT, never a signal); no Rust code reads it.
+        let src = unsafe { core::slice::from_raw_parts(src, dst.len()) };
+        let mut done = 0;
+        while done < dst.len() {
+            let written = loop {
+                match rustix::io::write(&self.write, &src[done..]) {
+                    Err(rustix::io::Errno::INTR) => {}
+                    other => break other.map_err(err("write"))?,
+                }
+            };
+            let mut read = 0;
+            while read < written {
+                match rustix::io::read(&self.read, &mut dst[done + read..done + written]) {
+                    Ok(0) => {
+                        return Err(SysError { op: "read", errno: rustix::io::Errno::IO.raw_os_error() })
+                    }
+                    Ok(n) => read += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(err("read")(e)),
+                }
+            }
+            done += written;
+        }
+        Ok(())
+    }
+}
+
 /// Eight bytes from the kernel's random pool (`getrandom(2)`, non-blocking: during early boot,
 /// before the pool is initialized, the kernel's best effort), or `None` if the call fails (a
 /// kernel or sandbox without it).

@@ -33,8 +33,9 @@
 extern "C" {
 #endif
 
-/* The last error recorded on the calling thread, or "" if none. Valid until the next failing
- * call on the same thread. */
+/* The last error recorded on the calling thread, or "" if none. The pointer stays valid for
+ * the thread's life (like dlerror's): the next failure on the thread replaces the text it
+ * points to. Messages are at most 1023 bytes (longer ones are cut and end with "..."). */
 const char *smf_last_error(void);
 /* Extension: forgets the calling thread's last error (smf_last_error() returns "" again). */
 void smf_clear_error(void);
@@ -67,7 +68,8 @@ const void *smf_module_entry(const SmfModule *m);
 size_t      smf_module_symbol_count(const SmfModule *m);
 const char *smf_module_symbol_name(const SmfModule *m, size_t index);
 /* Calls the exported function `name` with up to 6 integer arguments, storing its 64-bit result;
- * 0 ok, -1 error (unknown, not a function, nargs > 6). */
+ * 0 ok, -1 error (unknown, not a function, nargs > 6). The module stays loaded until the call
+ * returns, even if another thread releases the last handle meanwhile. */
 int32_t     smf_module_call(const SmfModule *m, const char *name, const int64_t *args, size_t nargs, int64_t *result);
 /* The note.sdn text (without its terminator line): 1 found, 0 absent, -1 error. */
 int32_t     smf_module_note_sdn(const SmfModule *m, const uint8_t **text, size_t *len);
@@ -94,11 +96,16 @@ int32_t     smf_module_template(const SmfModule *m, const char *name, const uint
 typedef struct { int64_t address; int64_t size; } RtMapping;
 
 /* Maps length bytes of the file from offset (page-aligned); length 0 maps to the end of the
- * file. A range past the end of the file, or PROT_WRITE|PROT_EXEC, is refused. {0,0} on error. */
+ * file. A range past the end of the file is refused, and so is PROT_EXEC: a file mapping is
+ * never executable, since another (writable, shared) mapping of the same file could change the
+ * code while it runs; code goes through smf_module_load or rt_alloc_exec_memory. {0,0} on
+ * error. */
 RtMapping rt_mmap_file(const char *path, int32_t prot, int32_t flags, int64_t offset, int64_t length);
-/* Unmaps a whole mapping made by rt_mmap_file (size as returned). */
+/* Unmaps a whole mapping made by rt_mmap_file (size as returned). Calls reading it on other
+ * threads finish first. */
 bool    rt_munmap(int64_t address, int64_t size);
-/* Copies length bytes from address+offset into dst; returns length, or -1. */
+/* Copies length bytes from address+offset into dst; returns length, or -1. Bytes that a mapped
+ * file no longer has (it was truncated after mapping) are an error, never SIGBUS. */
 int64_t rt_mmap_read_bytes(int64_t address, int64_t offset, int64_t length, uint8_t *dst);
 /* The string at address+offset: up to the first NUL (max_length 0) or max_length bytes, never
  * past the mapping. Copies min(len, dst_cap) bytes (no NUL added); returns len, or -1. */
@@ -128,7 +135,8 @@ bool    rt_madvise(int64_t address, int64_t size, int32_t advice);
 int64_t rt_alloc_exec_memory(int64_t size);
 /* Zeroed, page-rounded, read-write memory; 0 on error. */
 int64_t rt_alloc_rw_memory(int64_t size);
-/* Frees an allocation; size as allocated (or 0 for the whole allocation). */
+/* Frees an allocation; size as allocated (or 0 for the whole allocation). A call still running
+ * code in it on another thread keeps the memory until it returns. */
 bool    rt_free_exec_memory(int64_t address, int64_t size);
 /* Copies len bytes of code to address+offset (inside the allocation); bytes written, or -1. */
 int64_t rt_write_exec_memory(int64_t address, const uint8_t *code, int64_t len, int64_t offset);
@@ -139,17 +147,19 @@ void    rt_flush_icache(int64_t address, int64_t size);
 /* Returns address as callable code, sealing its allocation if still writable; 0 if the address
  * is not inside a live allocation. */
 int64_t rt_get_function_pointer(int64_t address);
-/* Calls fn with 0, 1 or 2 integer arguments. Only addresses inside sealed executable memory this
- * library owns are called; anything else returns 0 and records an error without jumping. */
+/* Calls fn with 0, 1 or 2 integer arguments. Only addresses inside code this library owns are
+ * called (a sealed allocation, or the code of a live module, never its data); anything else
+ * returns 0 and records an error without jumping. The allocation or module stays alive until
+ * the call returns, even if another thread frees or releases it meanwhile. */
 int64_t rt_call_function_0(int64_t fn);
 int64_t rt_call_function_1(int64_t fn, int64_t a1);
 int64_t rt_call_function_2(int64_t fn, int64_t a1, int64_t a2);
-/* Whether address is inside sealed executable memory of this library. */
+/* Whether address is inside code rt_call_function_* would call (see above). */
 bool    rt_is_executable(int64_t address);
 /* RT_PROT_* bits of the page holding address, -1 if it is not this library's. */
 int32_t rt_get_protection(int64_t address);
 /* Allocations: READ|EXEC seals, READ|WRITE is accepted before sealing. File mappings (whole):
- * any protection. PROT_WRITE|PROT_EXEC is always refused. */
+ * NONE, READ or READ|WRITE (never PROT_EXEC, see rt_mmap_file). */
 bool    rt_set_protection(int64_t address, int64_t size, int32_t prot);
 /* Bytes in live allocations (page-rounded), and their number. */
 int64_t rt_exec_memory_total(void);

@@ -46,6 +46,33 @@ impl Module {
     }
 }
 
+impl Drop for Module {
+    fn drop(&mut self) {
+        let (code, len) = self.loaded.code();
+        if len > 0 {
+            lock(&CODE).remove(&code);
+        }
+    }
+}
+
+/// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
+/// into module code, which must keep the module alive while they run).
+static CODE: Mutex<BTreeMap<usize, (usize, Weak<Module>)>> = Mutex::new(BTreeMap::new());
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The live module whose code (not its stubs, data or read-only data) holds `addr`.
+pub fn code_containing(addr: usize) -> Option<Arc<Module>> {
+    let code = lock(&CODE);
+    let (_, (end, module)) = code.range(..=addr).next_back()?;
+    if addr >= *end {
+        return None;
+    }
+    module.upgrade()
+}
+
 /// Why loading from a path failed.
 #[derive(Debug)]
 pub enum ModuleError {
@@ -74,7 +101,14 @@ pub fn load_bytes(
     path: Option<PathBuf>,
 ) -> Result<Arc<Module>, ModuleError> {
     match LoadedModule::load(exec(), bytes, resolver, load_options()) {
-        Ok(loaded) => Ok(Arc::new(Module { loaded, path })),
+        Ok(loaded) => {
+            let (code, len) = loaded.code();
+            let module = Arc::new(Module { loaded, path });
+            if len > 0 {
+                lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
+            }
+            Ok(module)
+        }
         Err(e) => Err(ModuleError::Load(path, e)),
     }
 }
@@ -228,7 +262,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// Adds a module (held weakly: the registry never keeps a module alive).

@@ -8,9 +8,11 @@
  * Usage: module_test DIR   (DIR holds the fixture files written by tests/tests/c_abi.rs)
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TEST_NAME "module_test"
 #include "check.h"
@@ -72,6 +74,19 @@ static void linking_and_lifetimes(void) {
     CHECK(smf_module_call(app, "add3", six, 6, &r) == 0 && r == 6);
     CHECK(smf_module_call(app, "addr_of_local", NULL, 0, &r) == 0);
     CHECK(r == (int64_t)(intptr_t)smf_module_symbol(app, "local_data"));
+
+    /* rt_* calls reach a module's code, never its data, and never write or seal it. */
+    int64_t data = (int64_t)(intptr_t)smf_module_symbol(app, "local_data");
+    int64_t code = (int64_t)(intptr_t)smf_module_symbol(app, "call_five");
+    CHECK(data != 0 && code != 0);
+    CHECK(!rt_is_executable(data));
+    CHECK_FAILS(rt_call_function_0(data), 0); /* refused without jumping */
+    CHECK(rt_is_executable(code));
+    CHECK(rt_call_function_0(code) == 5);
+    CHECK_FAILS(rt_get_function_pointer(code), 0); /* not an rt allocation: never sealed by it */
+    const uint8_t ret = 0xC3;
+    CHECK_FAILS(rt_write_exec_memory(code, &ret, 1, 0), -1);
+    CHECK(smf_module_call(app, "call_five", NULL, 0, &r) == 0 && r == 5);
 
     /* Retain and release count; the library outlives its handle while the app links to it. */
     CHECK(smf_module_retain(lib) == lib);
@@ -142,6 +157,39 @@ static void bad_arguments(void) {
     smf_module_release(lib);
 }
 
+static void *slow_call(void *arg) {
+    int64_t n = 34, r = 0;
+    CHECK(smf_module_call((SmfModule *)arg, "fib", &n, 1, &r) == 0);
+    CHECK(r == 5702887);
+    return NULL;
+}
+
+static void release_during_a_call(void) {
+    /* Another thread releases the last handle while fib(34) runs: the call keeps the module
+     * loaded until it returns. */
+    for (int round = 0; round < 3; round++) {
+        SmfModule *m = smf_module_load(path("recursion.smf"));
+        CHECK(m != NULL);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, slow_call, m) == 0);
+        usleep(10000);
+        smf_module_release(m);
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK_FAILS(smf_module_dialect(m), -1); /* released */
+    }
+}
+
+static void stable_error_pointer(void) {
+    /* The pointer stays valid across later failures (the printf("%d %s", f(), smf_last_error())
+     * idiom, whichever argument C evaluates first). */
+    CHECK_FAILS(smf_module_load(path("missing.smf")), NULL);
+    const char *before = smf_last_error();
+    CHECK(strstr(before, "missing.smf") != NULL);
+    CHECK_FAILS(smf_module_load(NULL), NULL);
+    CHECK(smf_last_error() == before);
+    CHECK(strstr(before, "NULL") != NULL); /* the same buffer, the new text */
+}
+
 static void cycles(void) {
     /* Warm up (the first load reserves address space), then 2,000 load/release cycles. */
     SmfModule *lib = smf_module_load(path("lib.r96.smf"));
@@ -171,6 +219,8 @@ int main(int argc, char **argv) {
     linking_and_lifetimes();
     metadata();
     bad_arguments();
+    release_during_a_call();
+    stable_error_pointer();
     cycles();
     printf("module_test: %d passed, 0 failed\n", passed);
     return 0;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TEST_NAME "rt_test"
 #include "check.h"
@@ -222,6 +223,23 @@ static void file_mappings(const char *dir) {
     smf_clear_error();
     bad = rt_mmap_file(path, RT_PROT_WRITE | RT_PROT_EXEC, RT_MAP_PRIVATE, 0, 0);
     CHECK(bad.address == 0 && bad.size == 0 && strcmp(smf_last_error(), "") != 0);
+
+    /* No executable view of a file: with a writable shared view of the same file, code written
+     * through one would run through the other. */
+    RtMapping writable = rt_mmap_file(path, RT_PROT_READ | RT_PROT_WRITE, RT_MAP_SHARED, 0, 0);
+    CHECK(writable.address != 0);
+    smf_clear_error();
+    bad = rt_mmap_file(path, RT_PROT_READ | RT_PROT_EXEC, RT_MAP_SHARED, 0, 0);
+    CHECK(bad.address == 0 && strstr(smf_last_error(), "never executable") != NULL);
+    bad = rt_mmap_file(path, RT_PROT_READ | RT_PROT_EXEC, RT_MAP_PRIVATE, 0, 0);
+    CHECK(bad.address == 0);
+    RtMapping readable = rt_mmap_file(path, RT_PROT_READ, RT_MAP_SHARED, 0, 0);
+    CHECK(readable.address != 0);
+    CHECK_FAILS(rt_set_protection(readable.address, readable.size, RT_PROT_READ | RT_PROT_EXEC), false);
+    CHECK(rt_get_protection(readable.address) == RT_PROT_READ);
+    CHECK(!rt_is_executable(readable.address));
+    CHECK(rt_munmap(readable.address, readable.size));
+    CHECK(rt_munmap(writable.address, writable.size));
     bad = rt_mmap_file(path, RT_PROT_READ, RT_MAP_PRIVATE, 1, 0); /* unaligned offset */
     CHECK(bad.address == 0);
     bad = rt_mmap_file(path, RT_PROT_READ, RT_MAP_PRIVATE, 0, n + 1); /* past EOF */
@@ -237,6 +255,62 @@ static void file_mappings(const char *dir) {
     bad = rt_mmap_file(path, RT_PROT_READ, RT_MAP_PRIVATE, -page, 0);
     CHECK(bad.address == 0);
     check_no_rwx("file mappings");
+}
+
+static void truncated_file(const char *dir) {
+    /* A 16 KiB file, mapped, then cut to 4 KiB on disk: reading the pages it lost is an error,
+     * not SIGBUS. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shrinks.bin", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    static uint8_t content[16384];
+    memset(content, 'x', sizeof content);
+    CHECK(fwrite(content, 1, sizeof content, f) == sizeof content);
+    fclose(f);
+    RtMapping m = rt_mmap_file(path, RT_PROT_READ, RT_MAP_SHARED, 0, 0);
+    CHECK(m.address != 0 && m.size == 16384);
+    CHECK(truncate(path, 4096) == 0);
+    uint8_t buf[64];
+    CHECK(rt_mmap_read_bytes(m.address, 0, 16, buf) == 16 && buf[0] == 'x');
+    CHECK_FAILS(rt_mmap_read_bytes(m.address, 8192, 16, buf), -1);
+    CHECK(strstr(smf_last_error(), "no longer") != NULL);
+    CHECK_FAILS(rt_mmap_read_bytes(m.address, 4000, 200, buf), -1); /* straddles the new end */
+    CHECK_FAILS(rt_mmap_read_string(m.address, 8192, 0, buf, 64), -1);
+    CHECK(rt_mmap_read_string(m.address, 4000, 50, buf, 64) == 50);
+    CHECK(rt_munmap(m.address, m.size));
+}
+
+static long resident_kib(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    CHECK(f != NULL && fscanf(f, "%ld %ld", &size, &resident) == 2);
+    fclose(f);
+    return resident * (page / 1024);
+}
+
+static void large_allocations_commit_what_is_written(void) {
+    /* A 1 GiB allocation reserves address space; only the pages written are committed. */
+    long before = resident_kib();
+    int64_t big = rt_alloc_exec_memory(1LL << 30);
+    CHECK(big != 0);
+    uint8_t code[8];
+    ret_const(code, 77);
+    CHECK(rt_write_exec_memory(big, code, 8, (1LL << 30) - 4096) == 8);
+    CHECK(rt_call_function_0(rt_get_function_pointer(big + (1LL << 30) - 4096)) == 77);
+    if (!RUNNING_ON_VALGRIND) {
+        CHECK(resident_kib() - before < 64 * 1024);
+    }
+    CHECK(rt_free_exec_memory(big, 0));
+}
+
+static void stable_error_pointer(void) {
+    CHECK_FAILS(rt_alloc_exec_memory(-1), 0);
+    const char *first = smf_last_error();
+    CHECK(strstr(first, "negative") != NULL);
+    CHECK_FAILS(rt_alloc_exec_memory(0), 0);
+    CHECK(smf_last_error() == first); /* the same buffer for the thread's life */
+    CHECK(strstr(first, "size is 0") != NULL);
 }
 
 static void *worker(void *arg) {
@@ -275,6 +349,9 @@ int main(int argc, char **argv) {
     arguments_and_patching();
     bad_arguments();
     file_mappings(argv[1]);
+    truncated_file(argv[1]);
+    large_allocations_commit_what_is_written();
+    stable_error_pointer();
     threads();
     check_no_rwx("end");
     printf("rt_test: %d passed, 0 failed\n", passed);

@@ -144,6 +144,17 @@ pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
         .count()
 }
 
+/// Whether the page holding `addr` is resident (`/proc/self/pagemap`, bit 63). x86-64 only in
+/// practice: qemu-user shows its host's pagemap.
+pub fn resident(addr: usize, page: usize) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+    pagemap.seek(SeekFrom::Start((addr / page * 8) as u64)).unwrap();
+    let mut entry = [0u8; 8];
+    pagemap.read_exact(&mut entry).unwrap();
+    u64::from_le_bytes(entry) >> 63 == 1
+}
+
 /// The kernel mapping holding `addr`: its address range and permissions (`r-xp`, ...).
 pub fn mapping_at(addr: usize) -> Option<(std::ops::Range<usize>, String)> {
     maps().iter().filter_map(|line| parse_mapping(line)).find(|(range, _)| range.contains(&addr))

@@ -88,6 +88,7 @@ fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() 
             std::fs::write(dir.join(format!("app.{lower}.smf")), application(d)).unwrap();
         }
         std::fs::write(dir.join("metadata.smf"), with_metadata()).unwrap();
+        std::fs::copy(workspace().join("examples/recursion.smf"), dir.join("recursion.smf")).unwrap();
         compile_and_run(&profile, "module_test", shared, &dir);
     }
 }

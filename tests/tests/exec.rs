@@ -7,7 +7,7 @@
 // Calling installed machine code needs `transmute` of an address to a function pointer.
 #![allow(unsafe_code)]
 
-use smf_core::exec::{Config, ExecAllocator, ExecError};
+use smf_core::exec::{Block, Config, ExecAllocator, ExecError};
 use smf_core::sys::Protection;
 use smf_tests::{assert_no_rwx, mappings_within, return_const, return_const_patch};
 
@@ -26,23 +26,24 @@ fn a_sealed_block_runs_and_is_never_writable_and_executable() {
     let exec = ExecAllocator::default();
     let mut batch = exec.batch();
     let block = batch.alloc(64, 16).unwrap();
-    assert_eq!(block.addr % 16, 0);
-    assert_eq!(block.size, 64);
-    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadWrite));
+    assert_eq!(block.addr() % 16, 0);
+    assert_eq!(block.size(), 64);
+    assert_eq!(exec.protection_at(block.addr()), Some(Protection::ReadWrite));
     // Fresh blocks are zeroed.
     // SAFETY: the block is 64 readable bytes of ours.
     let zeroed = unsafe { std::slice::from_raw_parts(block.as_ptr(), 64) }.iter().all(|&b| b == 0);
     assert!(zeroed);
-    batch.write(block.addr, &return_const(42)).unwrap();
+    batch.write(&block, 0, &return_const(42)).unwrap();
     assert_no_rwx("written");
     batch.seal().unwrap();
-    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadExec));
-    assert!(exec.lookup(block.addr, 1).unwrap().sealed);
+    assert_eq!(exec.protection_at(block.addr()), Some(Protection::ReadExec));
+    assert!(exec.lookup(block.addr(), 1).unwrap().sealed);
     assert_no_rwx("sealed");
     // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(block.addr) }, 42);
-    exec.free(block.addr).unwrap();
-    assert_eq!(exec.lookup(block.addr, 1), None);
+    assert_eq!(unsafe { call(block.addr()) }, 42);
+    let addr = block.addr();
+    drop(block);
+    assert_eq!(exec.lookup(addr, 1), None);
     assert_eq!(exec.stats().blocks_live, 0);
 }
 
@@ -66,11 +67,9 @@ fn thousands_of_small_blocks_share_pages_and_cost_few_mappings() {
     assert_no_rwx("5000 blocks sealed");
     for (i, block) in blocks.iter().enumerate() {
         // SAFETY: sealed code returning a constant.
-        assert_eq!(unsafe { call(block.addr) }, i as i64);
+        assert_eq!(unsafe { call(block.addr()) }, i as i64);
     }
-    for block in &blocks {
-        exec.free(block.addr).unwrap();
-    }
+    exec.free_all(blocks).unwrap();
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.pages_sealed, stats.pages_open), (0, 0, 0));
     assert!(mappings_within(&exec.regions()) <= 1, "freed pages are discarded and merge back");
@@ -93,7 +92,7 @@ fn a_thousand_small_modules_do_not_cost_a_thousand_mappings() {
     assert_no_rwx("1000 modules");
     for (block, value) in &all {
         // SAFETY: sealed code returning a constant.
-        assert_eq!(unsafe { call(block.addr) }, i64::from(*value));
+        assert_eq!(unsafe { call(block.addr()) }, i64::from(*value));
     }
 }
 
@@ -105,21 +104,23 @@ fn patching_a_sealed_block_keeps_its_neighbours_running() {
     let b = batch.install(&return_const(2), 16).unwrap();
     batch.seal().unwrap();
     let page = exec.page_size();
-    assert_eq!(a.addr / page, b.addr / page, "both blocks share a page");
+    assert_eq!(a.addr() / page, b.addr() / page, "both blocks share a page");
     let (offset, bytes) = return_const_patch(7);
     let changes = exec.stats().protection_changes;
-    exec.patch(a.addr + offset, &bytes).unwrap();
+    exec.patch(&a, offset, &bytes).unwrap();
     assert_no_rwx("patched");
     // SAFETY: sealed code returning constants.
-    assert_eq!(unsafe { (call(a.addr), call(b.addr)) }, (7, 2));
+    assert_eq!(unsafe { (call(a.addr()), call(b.addr())) }, (7, 2));
     let stats = exec.stats();
     assert_eq!(stats.patches, 1);
     assert!(stats.protection_changes > changes);
-    assert_eq!(exec.protection_at(a.addr), Some(Protection::ReadExec));
-    // A plain write to a sealed block is refused: patching is explicit.
-    assert_eq!(exec.write(a.addr, &[0xC3]), Err(ExecError::Sealed { addr: a.addr }));
+    assert_eq!(exec.protection_at(a.addr()), Some(Protection::ReadExec));
     // A patch may not leave its block.
-    assert!(matches!(exec.patch(a.addr + a.size - 1, &[0, 0]), Err(ExecError::NotOwned { .. })));
+    assert!(matches!(exec.patch(&a, a.size() - 1, &[0, 0]), Err(ExecError::NotOwned { .. })));
+    // Nor reach a block still open in its batch: that is written through the batch.
+    let mut open = exec.batch();
+    let c = open.install(&return_const(3), 16).unwrap();
+    assert_eq!(exec.patch(&c, 0, &[0xC3]), Err(ExecError::NotSealed { addr: c.addr() }));
 }
 
 #[test]
@@ -129,9 +130,7 @@ fn freed_pages_and_regions_are_reused() {
         let mut batch = exec.batch();
         let blocks: Vec<_> = (0..100).map(|_| batch.install(&return_const(round), 16).unwrap()).collect();
         batch.seal().unwrap();
-        for block in blocks {
-            exec.free(block.addr).unwrap();
-        }
+        exec.free_all(blocks).unwrap();
         let stats = exec.stats();
         assert!(stats.regions <= 1, "round {round}: {stats:?}");
         assert_eq!(stats.pages_sealed + stats.pages_open, 0);
@@ -139,23 +138,63 @@ fn freed_pages_and_regions_are_reused() {
     // A block larger than a region gets a region of its own, unmapped when freed.
     let mut batch = exec.batch();
     let big = batch.alloc(1 << 20, 4096).unwrap();
-    assert_eq!(big.addr % 4096, 0);
+    assert_eq!(big.addr() % 4096, 0);
     batch.seal().unwrap();
     assert_eq!(exec.stats().regions, 2);
-    exec.free(big.addr).unwrap();
+    drop(big);
     assert_eq!(exec.stats().regions, 1, "one spare region is kept, the other unmapped");
 }
 
 #[test]
-fn an_unsealed_batch_dropped_frees_its_blocks() {
+fn an_unsealed_batch_dropped_leaves_its_blocks_to_their_owners() {
     let exec = ExecAllocator::default();
-    {
+    let kept = {
         let mut batch = exec.batch();
-        batch.alloc(100, 16).unwrap();
-        batch.alloc(5000, 64).unwrap();
-    }
+        drop(batch.alloc(100, 16).unwrap());
+        let kept = batch.alloc(5000, 64).unwrap();
+        batch.write(&kept, 0, &[7; 5000]).unwrap();
+        kept
+    };
+    // The batch ended: the block it handed out is still its owner's, whole and writable.
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_sealed), (1, 0));
+    assert_eq!(exec.protection_at(kept.addr()), Some(Protection::ReadWrite));
+    // SAFETY: the block is live (we own it) and 5000 readable bytes.
+    assert!(unsafe { std::slice::from_raw_parts(kept.as_ptr(), 5000) }.iter().all(|&b| b == 7));
+    drop(kept);
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0));
+}
+
+#[test]
+fn a_freed_blocks_address_reused_by_another_block_belongs_to_that_block_alone() {
+    // Ownership is a type: freeing A consumes it, so nothing can free A "again" once B has
+    // taken its place (before, any holder of A's address could free B's code).
+    let exec = ExecAllocator::new(Config { region_size: 64 << 10, ..Config::default() });
+    let mut batch = exec.batch();
+    let a = batch.install(&return_const(1), 16).unwrap();
+    batch.seal().unwrap();
+    let addr = a.addr();
+    drop(a);
+    let b = loop {
+        let mut batch = exec.batch();
+        let b = batch.install(&return_const(2), 16).unwrap();
+        batch.seal().unwrap();
+        if b.addr() == addr {
+            break b;
+        }
+    };
+    assert_eq!(exec.stats().blocks_live, 1);
+    // SAFETY: sealed code returning a constant.
+    assert_eq!(unsafe { call(b.addr()) }, 2);
+    // Blocks of another allocator are not this one's to free.
+    let other = ExecAllocator::default();
+    let mut foreign = other.batch();
+    let f = foreign.install(&return_const(3), 16).unwrap();
+    foreign.seal().unwrap();
+    exec.free_all([f]).unwrap();
+    assert_eq!((exec.stats().blocks_live, other.stats().blocks_live), (1, 0), "freed by its own");
+    assert!(matches!(exec.patch(&b, 64, &[0]), Err(ExecError::NotOwned { .. })));
 }
 
 #[test]
@@ -163,21 +202,21 @@ fn bad_requests_are_refused() {
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     let mut batch = exec.batch();
-    assert_eq!(batch.alloc(0, 16), Err(ExecError::ZeroSize));
-    assert_eq!(batch.alloc(16, 3), Err(ExecError::BadAlignment { align: 3 }));
-    assert_eq!(batch.alloc(16, page * 2), Err(ExecError::BadAlignment { align: page * 2 }));
+    assert_eq!(batch.alloc(0, 16).unwrap_err(), ExecError::ZeroSize);
+    assert_eq!(batch.alloc(16, 3).unwrap_err(), ExecError::BadAlignment { align: 3 });
+    assert_eq!(batch.alloc(16, page * 2).unwrap_err(), ExecError::BadAlignment { align: page * 2 });
     assert!(matches!(batch.alloc(usize::MAX - 4, 16), Err(ExecError::TooLarge { .. })));
     let block = batch.alloc(32, page).unwrap();
-    assert_eq!(block.addr % page, 0);
-    assert!(matches!(batch.write(block.addr + 30, &[0; 4]), Err(ExecError::NotOwned { .. })));
-    assert!(matches!(exec.write(0x1000, &[0]), Err(ExecError::NotOwned { .. })));
-    assert!(matches!(exec.free(block.addr + 16), Err(ExecError::NotOwned { .. })));
+    assert_eq!(block.addr() % page, 0);
+    assert!(matches!(batch.write(&block, 30, &[0; 4]), Err(ExecError::NotOwned { .. })));
+    assert!(matches!(batch.write(&block, usize::MAX, &[0; 4]), Err(ExecError::NotOwned { .. })));
     assert_eq!(exec.lookup(usize::MAX - 1, 8), None);
+    // A block of another batch is not this batch's to write.
+    let mut other = exec.batch();
+    assert!(matches!(other.write(&block, 0, &[0]), Err(ExecError::NotOwned { .. })));
+    assert!(matches!(other.block_mut(&block), Err(ExecError::NotOwned { .. })));
     batch.seal().unwrap();
-    let stale = exec.begin_batch();
-    assert_eq!(exec.seal(stale), Ok(()));
-    assert_eq!(exec.seal(stale), Err(ExecError::UnknownBatch));
-    assert_eq!(exec.alloc(stale, 16, 16), Err(ExecError::UnknownBatch));
+    assert!(matches!(other.write(&block, 0, &[0]), Err(ExecError::NotOwned { .. })), "nor once sealed");
 }
 
 #[test]
@@ -195,14 +234,12 @@ fn four_threads_allocate_seal_call_and_free_concurrently() {
                     batch.seal().unwrap();
                     for (k, block) in blocks.iter().enumerate() {
                         // SAFETY: sealed code returning a constant.
-                        assert_eq!(unsafe { call(block.addr) }, i64::from(value) + k as i64);
+                        assert_eq!(unsafe { call(block.addr()) }, i64::from(value) + k as i64);
                     }
                     if round % 50 == 0 {
                         assert_no_rwx("threads");
                     }
-                    for block in blocks {
-                        exec.free(block.addr).unwrap();
-                    }
+                    exec.free_all(blocks).unwrap();
                 }
             });
         }
@@ -217,13 +254,13 @@ fn the_mapping_estimate_follows_protections() {
     let exec = ExecAllocator::default();
     // A sealed read-write data segment next to free (read-write) pages is one kernel mapping.
     let mut batch = exec.batch();
-    batch.alloc_image(&[(4096, MemoryKind::ReadWrite)]).unwrap();
+    let _data = batch.alloc_image(&[(4096, MemoryKind::ReadWrite)]).unwrap();
     batch.seal().unwrap();
     assert_eq!(exec.stats().mappings, 1);
     assert_eq!(mappings_within(&exec.regions()), 1);
     // Code then read-only data: three runs (RX, R, the free rest).
     let mut batch = exec.batch();
-    batch.alloc_image(&[(4096, MemoryKind::Code), (4096, MemoryKind::ReadOnly)]).unwrap();
+    let _image = batch.alloc_image(&[(4096, MemoryKind::Code), (4096, MemoryKind::ReadOnly)]).unwrap();
     batch.seal().unwrap();
     // The kernel may merge more than the estimate assumes (qemu-user's emulated maps do), never
     // less: the estimate is an upper bound.
@@ -240,33 +277,35 @@ fn module_images_start_each_segment_at_the_asked_alignment() {
     let align = 16 * page;
     let segments =
         [(page + 1, MemoryKind::Code), (10, MemoryKind::ReadOnly), (3 * page, MemoryKind::ReadWrite)];
-    // Sealed blocks stay live (nothing frees them), so each round finds the earlier ones in use.
+    // Sealed blocks stay live (kept here), so each round finds the earlier ones in use.
+    let mut kept = Vec::new();
     for round in 0..5 {
         // A one-page image in between leaves the next free page unaligned.
         let mut filler = exec.batch();
-        filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap();
+        kept.push(filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap());
         filler.seal().unwrap();
         let mut batch = exec.batch();
         let blocks = batch.alloc_module_image(&segments, 0, align).unwrap();
         for block in blocks.iter().flatten() {
-            assert_eq!(block.addr % align, 0, "round {round}: {block:?}");
-            assert_eq!(block.size % align, 0, "segments are rounded to the alignment: {block:?}");
+            assert_eq!(block.addr() % align, 0, "round {round}: {block:?}");
+            assert_eq!(block.size() % align, 0, "segments are rounded to the alignment: {block:?}");
         }
-        let code = blocks[0].unwrap();
-        assert_eq!(blocks[1].unwrap().addr, code.addr + align, "segments stay back to back");
+        let code = blocks[0].as_ref().unwrap();
+        assert_eq!(blocks[1].as_ref().unwrap().addr(), code.addr() + align, "segments stay back to back");
         batch.seal().unwrap();
+        kept.push(blocks);
     }
     let mut batch = exec.batch();
     assert_eq!(
-        batch.alloc_module_image(&segments, 0, 3 * page),
-        Err(ExecError::BadAlignment { align: 3 * page })
+        batch.alloc_module_image(&segments, 0, 3 * page).unwrap_err(),
+        ExecError::BadAlignment { align: 3 * page }
     );
     assert_eq!(
-        batch.alloc_module_image(&segments, 0, 2 << 20),
-        Err(ExecError::BadAlignment { align: 2 << 20 })
+        batch.alloc_module_image(&segments, 0, 2 << 20).unwrap_err(),
+        ExecError::BadAlignment { align: 2 << 20 }
     );
     let aligned = batch.alloc_module_image(&segments, 0, 1 << 20).unwrap();
-    assert_eq!(aligned[0].unwrap().addr % (1 << 20), 0, "up to 1 MiB is honoured");
+    assert_eq!(aligned[0].as_ref().unwrap().addr() % (1 << 20), 0, "up to 1 MiB is honoured");
 }
 
 #[test]
@@ -276,15 +315,17 @@ fn recycled_pages_are_zeroed_except_the_bytes_the_caller_overwrites() {
     let page = exec.page_size();
     // Two pages full of old bytes, freed: they stay committed and are recycled.
     let mut batch = exec.batch();
-    let old = batch.alloc_image(&[(2 * page, MemoryKind::Code)]).unwrap()[0].unwrap();
-    batch.write(old.addr, &vec![0xAA; 2 * page]).unwrap();
+    let old = batch.alloc_image(&[(2 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.write(&old, 0, &vec![0xAA; 2 * page]).unwrap();
     batch.seal().unwrap();
-    exec.free(old.addr).unwrap();
+    let old_addr = old.addr();
+    drop(old);
     // The next image's caller overwrites its first page and 100 bytes of the second.
     let mut batch = exec.batch();
-    let again = batch.alloc_module_image(&[(2 * page, MemoryKind::Code)], page + 100, 1).unwrap()[0].unwrap();
-    assert_eq!(again.addr, old.addr, "the recycled pages are the ones reused");
-    let bytes = batch.with_block_mut(again, |b| b.to_vec()).unwrap();
+    let again =
+        batch.alloc_module_image(&[(2 * page, MemoryKind::Code)], page + 100, 1).unwrap().remove(0).unwrap();
+    assert_eq!(again.addr(), old_addr, "the recycled pages are the ones reused");
+    let bytes = batch.block_mut(&again).unwrap().to_vec();
     assert!(bytes[page + 100..].iter().all(|&b| b == 0), "past what the caller overwrites, all zero");
     assert_eq!(bytes[page], 0xAA, "what the caller overwrites is left to it");
 }
@@ -293,14 +334,17 @@ fn recycled_pages_are_zeroed_except_the_bytes_the_caller_overwrites() {
 const TRAP_BYTE: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 
 /// Allocates and seals a module-like image: two pages of code returning `value`, one page of
-/// data. Returns the blocks' addresses (code, data).
-fn code_image(exec: &ExecAllocator, value: u16) -> (usize, usize) {
+/// data. Returns the blocks (code, data).
+fn code_image(exec: &ExecAllocator, value: u16) -> (Block<'_>, Block<'_>) {
     use smf_core::exec::MemoryKind;
     let page = exec.page_size();
     let mut batch = exec.batch();
-    let blocks = batch.alloc_image(&[(2 * page, MemoryKind::Code), (page, MemoryKind::ReadWrite)]).unwrap();
-    let (code, data) = (blocks[0].unwrap().addr, blocks[1].unwrap().addr);
-    batch.write(code, &return_const(value)).unwrap();
+    let mut blocks = batch
+        .alloc_image(&[(2 * page, MemoryKind::Code), (page, MemoryKind::ReadWrite)])
+        .unwrap()
+        .into_iter();
+    let (code, data) = (blocks.next().unwrap().unwrap(), blocks.next().unwrap().unwrap());
+    batch.write(&code, 0, &return_const(value)).unwrap();
     batch.seal().unwrap();
     (code, data)
 }
@@ -312,10 +356,11 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
     let page = exec.page_size();
     // A data image first, so the code does not start the region.
     let mut filler = exec.batch();
-    filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap();
+    let _filler = filler.alloc_image(&[(page, MemoryKind::ReadWrite)]).unwrap();
     filler.seal().unwrap();
 
-    let (code, data) = code_image(&exec, 7);
+    let (code_block, data) = code_image(&exec, 7);
+    let code = code_block.addr();
     let trap = code - page;
     assert_eq!(exec.stats().trap_pages, 1);
     // SAFETY: the trap page is sealed read-execute, hence readable, and ours.
@@ -329,7 +374,7 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
     assert_no_rwx("trap page");
 
     let live = mappings_within(&exec.regions());
-    exec.free_many(&[code, data]).unwrap();
+    exec.free_all([code_block, data]).unwrap();
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.pages_sealed, stats.trap_pages), (1, 1, 1), "the filler stays");
     let (mapping, perms) = smf_tests::mapping_at(trap).unwrap();
@@ -338,12 +383,12 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
     // Freeing moved the boundary between two mappings: none was split or merged.
     assert_eq!(mappings_within(&exec.regions()), live);
 
-    let (again, _) = code_image(&exec, 9);
-    assert_eq!(again, code, "the next image goes right after the trap page");
+    let (again, _data) = code_image(&exec, 9);
+    assert_eq!(again.addr(), code, "the next image goes right after the trap page");
     assert_eq!(mappings_within(&exec.regions()), live, "and seals by moving the boundary back");
     assert_eq!(exec.stats().trap_pages, 1);
     // SAFETY: as above.
-    assert_eq!(unsafe { call(again) }, 9);
+    assert_eq!(unsafe { call(again.addr()) }, 9);
 }
 
 #[test]
@@ -352,7 +397,7 @@ fn an_abandoned_image_takes_its_new_trap_page_with_it() {
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     let mut batch = exec.batch();
-    batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap();
+    drop(batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap());
     drop(batch);
     let stats = exec.stats();
     assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed, stats.trap_pages), (0, 0, 0, 0));
@@ -360,11 +405,14 @@ fn an_abandoned_image_takes_its_new_trap_page_with_it() {
 
     // An image abandoned after an existing trap page leaves that page as it was.
     let (code, data) = code_image(&exec, 1);
-    exec.free_many(&[code, data]).unwrap();
+    let code_addr = code.addr();
+    exec.free_all([code, data]).unwrap();
     let before = mappings_within(&exec.regions());
     let mut batch = exec.batch();
-    assert_eq!(batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap()[0].unwrap().addr, code);
+    let image = batch.alloc_image(&[(page, MemoryKind::Code)]).unwrap();
+    assert_eq!(image[0].as_ref().unwrap().addr(), code_addr);
     drop(batch);
+    drop(image);
     assert_eq!(exec.stats().trap_pages, 1);
     assert_eq!(mappings_within(&exec.regions()), before);
     assert_no_rwx("abandoned");
@@ -379,19 +427,19 @@ fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
     let mut images = Vec::new();
     for _ in 0..2 {
         let mut batch = exec.batch();
-        images.push(batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap()[0].unwrap().addr);
+        images.push(batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap());
         batch.seal().unwrap();
     }
     let base = exec.regions()[0].start;
-    assert_eq!(images, [base + page, base + 5 * page]);
-    exec.free_many(&images).unwrap();
+    assert_eq!(images.iter().map(Block::addr).collect::<Vec<_>>(), [base + page, base + 5 * page]);
+    exec.free_all(images).unwrap();
     assert_eq!(exec.stats().trap_pages, 2);
     // Seven pages of code need a trap page and seven free pages: only the trap pages, now
     // guarding nothing, stand in the way.
     let mut batch = exec.batch();
-    let big = batch.alloc_image(&[(7 * page, MemoryKind::Code)]).unwrap()[0].unwrap();
+    let big = batch.alloc_image(&[(7 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap();
     batch.seal().unwrap();
-    assert_eq!((big.addr, exec.stats().regions), (base + page, 1));
+    assert_eq!((big.addr(), exec.stats().regions), (base + page, 1));
     assert_eq!(exec.stats().trap_pages, 1);
     assert_no_rwx("reclaimed");
 }
@@ -400,25 +448,14 @@ fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
 fn trim_gives_back_trap_pages_and_recycled_pages() {
     let exec = ExecAllocator::default();
     let (code, data) = code_image(&exec, 3);
-    exec.free_many(&[code, data]).unwrap();
+    exec.free_all([code, data]).unwrap();
     assert_eq!((exec.stats().trap_pages, mappings_within(&exec.regions())), (1, 2));
     exec.trim().unwrap();
     assert_eq!((exec.stats().trap_pages, mappings_within(&exec.regions())), (0, 1));
     // The freed pages were discarded: the next image starts from zeroed pages again.
-    let (again, _) = code_image(&exec, 4);
+    let (again, _data) = code_image(&exec, 4);
     // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(again) }, 4);
-}
-
-/// Whether the page holding `addr` is resident (`/proc/self/pagemap`, bit 63).
-#[cfg(target_arch = "x86_64")]
-fn resident(addr: usize, page: usize) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
-    pagemap.seek(SeekFrom::Start((addr / page * 8) as u64)).unwrap();
-    let mut entry = [0u8; 8];
-    pagemap.read_exact(&mut entry).unwrap();
-    u64::from_le_bytes(entry) >> 63 == 1
+    assert_eq!(unsafe { call(again.addr()) }, 4);
 }
 
 // x86-64 only: qemu-user, which runs the aarch64 tests, shows its host's pagemap and may
@@ -427,12 +464,13 @@ fn resident(addr: usize, page: usize) -> bool {
 #[test]
 fn the_pages_an_image_is_written_through_are_faulted_in_ahead_and_its_bss_is_not() {
     use smf_core::exec::MemoryKind;
+    use smf_tests::resident;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     let mut batch = exec.batch();
     let segments = [(3 * page, MemoryKind::Code), (16 * page, MemoryKind::ReadWrite)];
     let blocks = batch.alloc_module_image(&segments, 3 * page, 1).unwrap();
-    let (code, bss) = (blocks[0].unwrap().addr, blocks[1].unwrap().addr);
+    let (code, bss) = (blocks[0].as_ref().unwrap().addr(), blocks[1].as_ref().unwrap().addr());
     for at in (code - page..code + 3 * page).step_by(page) {
         assert!(resident(at, page), "trap and code page {:#x} are faulted in", at - code);
     }

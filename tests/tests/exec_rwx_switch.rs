@@ -13,12 +13,12 @@ fn rwx_pages_exist_only_with_the_explicit_switch() {
     let exec = ExecAllocator::new(Config { allow_rwx: true, ..Config::default() });
     let mut batch = exec.batch();
     let block = batch.install(&return_const(5), 16).unwrap();
-    assert_eq!(exec.protection_at(block.addr), Some(Protection::ReadWriteExec));
+    assert_eq!(exec.protection_at(block.addr()), Some(Protection::ReadWriteExec));
     batch.seal().unwrap();
     let (offset, bytes) = return_const_patch(6);
-    exec.patch(block.addr + offset, &bytes).unwrap();
+    exec.patch(&block, offset, &bytes).unwrap();
     // SAFETY: the block holds code returning a constant.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(block.addr) };
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(block.addr()) };
     assert_eq!(f(), 6);
     assert_eq!(exec.stats().patches, 0, "RWX mode patches in place");
 }

@@ -228,6 +228,47 @@ fn branches_to_imports_run_through_stubs() {
     }
 }
 
+// x86-64 only: qemu-user shows its host's pagemap.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_huge_virtual_size_commits_only_the_bytes_the_module_has() {
+    use smf_core::write::SectionSpec;
+    use smf_core::SectionType;
+    // 227 bytes of file whose code is 500 MiB in memory: the zero tail is left to zero pages,
+    // neither written nor faulted in (it used to commit ~517 MB per load).
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    // Dirty the recycled pages first: a recycled page in the tail must still read as zero.
+    let dirty = {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b"code", &vec![0xCC; 64 * page]);
+        b.build().unwrap()
+    };
+    drop(load(&exec, &dirty, &()).unwrap());
+    let huge = 500u64 << 20;
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    let mut code = SectionSpec::new(SectionType::Code, b"code", 5, samples::RETURN_42.to_vec(), 16);
+    code.virtual_size = huge;
+    b.add_section(code);
+    b.add_symbol(SymbolSpec::function(b"main", 0, samples::RETURN_42.len() as u64));
+    let file = b.build().unwrap();
+    let module = load(&exec, &file, &()).unwrap();
+    assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+    let (start, len) = module.code();
+    assert_eq!(len as u64, huge);
+    // SAFETY: the module's code is sealed read-execute (readable) and lives while `module` does.
+    let code = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+    let sampled: Vec<usize> = (samples::RETURN_42.len()..len).step_by(len / 997).collect();
+    assert!(sampled.iter().all(|&at| code[at] == 0), "the tail reads as zero");
+    // Past the recycled pages (at most 2 MiB), only the pages just read are resident.
+    let read: std::collections::HashSet<usize> = sampled.iter().map(|at| (start + at) / page).collect();
+    let committed = (start + (4 << 20)..start + len)
+        .step_by(61 * page)
+        .filter(|&at| !read.contains(&(at / page)) && smf_tests::resident(at, page))
+        .count();
+    assert_eq!(committed, 0, "pages of the zero tail were committed");
+}
+
 #[test]
 fn two_thousand_load_release_cycles_end_where_they_started() {
     let exec = ExecAllocator::default();

@@ -3,7 +3,8 @@
 //! x86-64 keeps instruction fetch coherent with data writes: nothing to do. aarch64 does not:
 //! the written range is cleaned from the data cache to the point of unification and invalidated
 //! in the instruction cache (`dc cvau`, `ic ivau`, with barriers), then every other thread is
-//! made to serialize its instruction stream (`membarrier` SYNC_CORE) before running new code.
+//! made to serialize its instruction stream (`membarrier` SYNC_CORE, through
+//! [`super::Kernel::sync_other_threads`]) before running new code.
 
 #![allow(unsafe_code)]
 
@@ -48,9 +49,3 @@ pub(crate) unsafe fn sync(addr: usize, len: usize) {
 /// The range is mapped readable by the caller.
 #[cfg(not(target_arch = "aarch64"))]
 pub(crate) unsafe fn sync(_addr: usize, _len: usize) {}
-
-/// Makes other threads serialize their instruction stream before running new code.
-pub(crate) fn sync_other_threads() {
-    #[cfg(target_arch = "aarch64")]
-    crate::sys::sync_core_all_threads();
-}

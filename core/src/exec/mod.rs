@@ -2,26 +2,52 @@
 //!
 //! Code is installed in **batches**: [`ExecAllocator::batch`] starts one, [`CodeBatch::alloc`]
 //! hands out zeroed, writable blocks of any size at 16-byte granularity (alignment up to a
-//! page), [`CodeBatch::write`] fills them, and [`CodeBatch::seal`] makes every page of the
-//! batch read-execute with one protection change per contiguous run, then synchronizes the
-//! instruction cache where the architecture needs it. Small blocks of one batch share pages, so
-//! thousands of functions cost a handful of mappings. A sealed page is never reopened: new code
-//! goes to new pages, and [`ExecAllocator::patch`] changes a sealed block through a writable
-//! copy of the touched pages that is sealed and moved over the originals.
+//! page), [`CodeBatch::write`] and [`CodeBatch::block_mut`] fill them, and [`CodeBatch::seal`]
+//! makes every page of the batch read-execute with one protection change per contiguous run,
+//! then synchronizes the instruction cache where the architecture needs it. Small blocks of one
+//! batch share pages, so thousands of functions cost a handful of mappings. A sealed page is
+//! never reopened: new code goes to new pages, and [`ExecAllocator::patch`] changes a sealed
+//! block through a writable copy of the touched pages that is sealed and moved over the
+//! originals.
 //!
 //! Address space is reserved in large regions; bookkeeping lives in ordinary heap memory, never
-//! in executable pages. Pages whose last block is freed are discarded and reused; empty regions
+//! in executable pages. Pages whose last block is freed are released for reuse; empty regions
 //! are returned to the kernel. A module image's code keeps a trap page in front of it (see
-//! [`Stats::trap_pages`]) so that reloading at the same place costs the kernel less;
-//! [`ExecAllocator::trim`] gives such pages back. All operations are thread-safe (one `spin`
-//! lock).
+//! [`Stats::trap_pages`]); [`ExecAllocator::trim`] gives such pages back. The kernel is reached
+//! through the [`Kernel`] trait: [`Linux`] in production, a simulation or a fault injector in
+//! tests.
+//!
+//! # Safety model
+//!
+//! - **Ownership is a type.** A [`Block`] is the only handle to a block: it is not `Clone`, it
+//!   borrows its allocator (so the allocator outlives it), and dropping it (or passing it to
+//!   [`ExecAllocator::free_all`]) frees the block exactly once. Nothing frees, writes or patches
+//!   by raw address, so no stale address can reach memory that has since gone to someone else.
+//! - **A batch owns its open pages.** Pages open for a batch are read-write, hold only that
+//!   batch's blocks and are touched by no other operation; only the [`CodeBatch`] (held by
+//!   `&mut` or by value) writes into them or seals them. That is why
+//!   [`CodeBatch::block_mut`] hands out a plain `&mut [u8]` and fills it without holding the
+//!   allocator's lock. A batch dropped unsealed (or whose sealing failed) ends: its blocks stay
+//!   valid until their owners drop them, and its pages are released as they empty.
+//! - **Sealed pages never become writable.** A patch builds a sealed copy and moves it over the
+//!   originals; freed pages lose their execute permission before anything reuses them.
+//! - **The lock guards bookkeeping.** One lock serializes the page tables and the protection
+//!   changes they describe; copies into a batch's pages run outside it.
+//! - **A failed syscall changes nothing.** Every kernel call is made before the bookkeeping
+//!   that depends on it is updated, so a failure leaves the tables true to the pages. Pages
+//!   that could not be released stay out of use until [`ExecAllocator::trim`] retries them.
 //!
 //! Read-write-execute pages exist only with [`Config::allow_rwx`], a debugging switch that
 //! callers must set explicitly.
 
+mod fake;
 mod icache;
+pub mod kernel;
 mod region;
 mod state;
+
+pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM};
+pub use kernel::{Kernel, Linux, LINUX};
 
 use core::fmt;
 
@@ -52,25 +78,60 @@ impl Default for Config {
 pub struct BatchId(pub(crate) u64);
 
 impl BatchId {
-    /// The raw number (for handles kept outside Rust).
+    /// The raw number.
     pub const fn raw(self) -> u64 {
         self.0
     }
 }
 
-/// A block of code memory: an address range the allocator owns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Block {
-    /// First byte.
-    pub addr: usize,
-    /// Size in bytes (the request rounded up to [`GRANULE`]).
-    pub size: usize,
+/// A block of memory the allocator handed out, owned: it is freed once, when dropped (or by
+/// [`ExecAllocator::free_all`]). Dropping it means nothing runs in it or reads it any more.
+pub struct Block<'a> {
+    allocator: &'a ExecAllocator,
+    addr: usize,
+    size: usize,
+    /// The batch that allocated it (ids are never reused within an allocator).
+    batch: BatchId,
 }
 
-impl Block {
+impl Block<'_> {
+    /// The first byte.
+    pub const fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Its size in bytes (the request rounded up to [`GRANULE`], or to pages for an image).
+    pub const fn size(&self) -> usize {
+        self.size
+    }
+
     /// The first byte as a pointer.
     pub const fn as_ptr(&self) -> *const u8 {
         self.addr as *const u8
+    }
+
+    /// Whether `addr..addr+len` lies inside the block.
+    pub fn contains(&self, addr: usize, len: usize) -> bool {
+        addr >= self.addr && addr.checked_add(len).is_some_and(|end| end <= self.addr + self.size)
+    }
+
+    /// `offset..offset+len` of the block as an address, if it lies inside.
+    fn at(&self, offset: usize, len: usize) -> Result<usize, ExecError> {
+        let addr = self.addr.checked_add(offset).filter(|&a| self.contains(a, len));
+        addr.ok_or(ExecError::NotOwned { addr: self.addr.wrapping_add(offset), len })
+    }
+}
+
+impl fmt::Debug for Block<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Block").field("addr", &(self.addr as *const u8)).field("size", &self.size).finish()
+    }
+}
+
+impl Drop for Block<'_> {
+    fn drop(&mut self) {
+        // Errors only mean pages could not be released yet: `trim` retries them.
+        let _ = self.allocator.state.lock().free_many(&[self.addr]);
     }
 }
 
@@ -88,8 +149,10 @@ pub enum MemoryKind {
 /// What the allocator knows of a live block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockInfo {
-    /// The block.
-    pub block: Block,
+    /// Its first byte.
+    pub addr: usize,
+    /// Its size in bytes.
+    pub size: usize,
     /// The batch it belongs to while unsealed (`None` once sealed).
     pub batch: Option<BatchId>,
     /// Whether its pages are sealed.
@@ -160,6 +223,11 @@ pub enum ExecError {
         /// The address written to.
         addr: usize,
     },
+    /// The block is still open in its batch: write it through the batch.
+    NotSealed {
+        /// The address written to.
+        addr: usize,
+    },
     /// The kernel refused.
     Sys(SysError),
 }
@@ -183,6 +251,9 @@ impl fmt::Display for ExecError {
                 write!(f, "{addr:#x}+{len} is not inside a live code block of this allocator")
             }
             ExecError::Sealed { addr } => write!(f, "{addr:#x} is in a sealed block (patch it instead)"),
+            ExecError::NotSealed { addr } => {
+                write!(f, "{addr:#x} is in a block not sealed yet (write it through its batch)")
+            }
             ExecError::Sys(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -190,11 +261,16 @@ impl fmt::Display for ExecError {
 
 impl core::error::Error for ExecError {}
 
-/// The allocator. Share it by reference (it is `Sync`); dropping it unmaps everything it
-/// reserved, so it must outlive every block.
-#[derive(Debug)]
+/// The allocator. Share it by reference (it is `Sync`); every [`Block`] borrows it, so it
+/// outlives them, and dropping it unmaps everything it reserved.
 pub struct ExecAllocator {
     state: spin::Mutex<state::State>,
+}
+
+impl fmt::Debug for ExecAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecAllocator").finish_non_exhaustive()
+    }
 }
 
 impl Default for ExecAllocator {
@@ -204,9 +280,15 @@ impl Default for ExecAllocator {
 }
 
 impl ExecAllocator {
-    /// An allocator with `config`; reserves nothing until the first block.
+    /// An allocator with `config` over the real kernel; reserves nothing until the first block.
     pub fn new(config: Config) -> Self {
-        Self { state: spin::Mutex::new(state::State::new(config)) }
+        Self::with_kernel(config, &LINUX)
+    }
+
+    /// An allocator with `config` whose syscalls go to `kernel` (a simulation or a fault
+    /// injector, in tests).
+    pub fn with_kernel(config: Config, kernel: &'static dyn Kernel) -> Self {
+        Self { state: spin::Mutex::new(state::State::new(config, kernel)) }
     }
 
     /// The page size.
@@ -220,50 +302,31 @@ impl ExecAllocator {
         CodeBatch { allocator: self, id, done: false }
     }
 
-    /// Starts a batch and returns its id, for owners outside Rust's ownership (the C ABI):
-    /// they must end it with [`ExecAllocator::seal`] or [`ExecAllocator::abandon`].
-    pub fn begin_batch(&self) -> BatchId {
-        self.state.lock().begin_batch()
+    /// Frees `blocks` together: pages they leave empty are released with one call per
+    /// contiguous run (a module's adjacent segments go back together).
+    pub fn free_all<'a>(&'a self, blocks: impl IntoIterator<Item = Block<'a>>) -> Result<(), ExecError> {
+        let mut addrs = alloc::vec::Vec::new();
+        for block in blocks {
+            if !core::ptr::eq(block.allocator, self) {
+                drop(block); // freed by its own allocator
+                continue;
+            }
+            addrs.push(block.addr);
+            core::mem::forget(block); // freed below, once
+        }
+        self.state.lock().free_many(&addrs)
     }
 
-    /// Allocates a zeroed, writable block of `size` bytes aligned to `align` in `batch`.
-    pub fn alloc(&self, batch: BatchId, size: usize, align: usize) -> Result<Block, ExecError> {
-        self.state.lock().alloc(batch, size, align)
-    }
-
-    /// Copies `bytes` to `addr`, which must lie with them inside one unsealed live block.
-    pub fn write(&self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
-        self.state.lock().write(addr, bytes)
-    }
-
-    /// Seals every page of `batch` (read-execute), synchronizing the instruction cache.
-    pub fn seal(&self, batch: BatchId) -> Result<(), ExecError> {
-        self.state.lock().seal(batch)
-    }
-
-    /// Frees every block of an unsealed batch and releases its pages.
-    pub fn abandon(&self, batch: BatchId) -> Result<(), ExecError> {
-        self.state.lock().abandon(batch)
-    }
-
-    /// Frees the block starting at `addr`.
-    ///
-    /// The caller guarantees no code runs in the block any more: its pages may be discarded.
-    pub fn free(&self, addr: usize) -> Result<(), ExecError> {
-        self.state.lock().free(addr)
-    }
-
-    /// Frees the blocks starting at `addrs` together: pages they leave empty are released with
-    /// one discard per contiguous run. Blocks that do not exist are reported after the others
-    /// are freed.
-    pub fn free_many(&self, addrs: &[usize]) -> Result<(), ExecError> {
-        self.state.lock().free_many(addrs)
-    }
-
-    /// Overwrites `addr..addr+bytes.len()` inside one live block. A sealed block is patched
-    /// through a sealed copy of the touched pages moved over them (never writable and
-    /// executable); the caller must hold the patched block exclusively (no thread runs it).
-    pub fn patch(&self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
+    /// Overwrites `offset..offset+bytes.len()` of the sealed `block` through a sealed copy of
+    /// the touched pages moved over them (never writable and executable; on aarch64 the
+    /// instruction cache is synchronized). Other blocks on those pages see the same bytes
+    /// throughout. A sealed data block (read-write) is written in place. A block still open in
+    /// its batch is written through the batch instead.
+    pub fn patch(&self, block: &Block<'_>, offset: usize, bytes: &[u8]) -> Result<(), ExecError> {
+        if !core::ptr::eq(block.allocator, self) {
+            return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+        }
+        let addr = block.at(offset, bytes.len())?;
         self.state.lock().patch(addr, bytes)
     }
 
@@ -277,13 +340,13 @@ impl ExecAllocator {
         self.state.lock().protection_at(addr)
     }
 
-    /// Synchronizes the instruction cache for `addr..addr+len`, which must lie in one live
-    /// block (a no-op on x86-64; sealing and patching already do this).
-    pub fn sync_icache(&self, addr: usize, len: usize) -> Result<(), ExecError> {
-        let state = self.state.lock();
-        state.lookup(addr, len).ok_or(ExecError::NotOwned { addr, len })?;
+    /// Synchronizes the instruction cache for `offset..offset+len` of `block` (a no-op on
+    /// x86-64; sealing and patching already do this).
+    pub fn sync_icache(&self, block: &Block<'_>, offset: usize, len: usize) -> Result<(), ExecError> {
+        let addr = block.at(offset, len)?;
         #[allow(unsafe_code)]
-        // SAFETY: the range lies in a live block of ours, whose pages are readable.
+        // SAFETY: the range lies in a live block (`block` is borrowed, so it cannot be freed
+        // meanwhile), whose pages are readable.
         unsafe {
             icache::sync(addr, len)
         };
@@ -291,8 +354,8 @@ impl ExecAllocator {
     }
 
     /// Gives back memory kept only for speed: trap pages that guard no code any more are
-    /// released, and freed pages kept committed for reuse are discarded. Live blocks and
-    /// reserved regions are untouched; later loads simply start from fresh pages.
+    /// released, freed pages kept committed for reuse are discarded, and pages whose release
+    /// failed earlier are released now. Live blocks and reserved regions are untouched.
     pub fn trim(&self) -> Result<(), ExecError> {
         self.state.lock().trim()
     }
@@ -308,7 +371,8 @@ impl ExecAllocator {
     }
 }
 
-/// A batch of blocks sealed together; dropping it unsealed frees its blocks.
+/// A batch of blocks sealed together. Dropping it unsealed ends it: its blocks stay valid
+/// (and writable) until their owners drop them.
 #[derive(Debug)]
 pub struct CodeBatch<'a> {
     allocator: &'a ExecAllocator,
@@ -316,20 +380,44 @@ pub struct CodeBatch<'a> {
     done: bool,
 }
 
-impl CodeBatch<'_> {
+impl<'a> CodeBatch<'a> {
     /// The batch id.
     pub const fn id(&self) -> BatchId {
         self.id
     }
 
-    /// Allocates a zeroed, writable block.
-    pub fn alloc(&mut self, size: usize, align: usize) -> Result<Block, ExecError> {
-        self.allocator.alloc(self.id, size, align)
+    fn block(&self, (addr, size): (usize, usize)) -> Block<'a> {
+        Block { allocator: self.allocator, addr, size, batch: self.id }
     }
 
-    /// Writes into a block of this batch.
-    pub fn write(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
-        self.allocator.write(addr, bytes)
+    /// Allocates a zeroed, writable block.
+    pub fn alloc(&mut self, size: usize, align: usize) -> Result<Block<'a>, ExecError> {
+        let placed = self.allocator.state.lock().alloc(self.id, size, align)?;
+        Ok(self.block(placed))
+    }
+
+    /// The bytes of `block`, which must be a block of this batch (still open, as the batch
+    /// is: sealing consumes it). No lock is taken, none is held while the caller uses them.
+    pub fn block_mut<'s>(&'s mut self, block: &'s Block<'_>) -> Result<&'s mut [u8], ExecError> {
+        if !core::ptr::eq(block.allocator, self.allocator) || block.batch != self.id {
+            return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: the block is live (borrowed for 's, so not freed meanwhile) and was allocated
+        // by this batch, which is still open (it exists and sealing consumes it); so its pages
+        // are open for this batch: mapped read-write, holding no other batch's blocks, and
+        // written or sealed only through this batch, which is borrowed mutably for 's. The
+        // allocator itself neither reads nor writes open pages holding live blocks.
+        Ok(unsafe { core::slice::from_raw_parts_mut(block.addr as *mut u8, block.size) })
+    }
+
+    /// Copies `bytes` to `offset` in `block`, a still open block of this batch.
+    pub fn write(&mut self, block: &Block<'_>, offset: usize, bytes: &[u8]) -> Result<(), ExecError> {
+        let len = bytes.len();
+        let not_inside = ExecError::NotOwned { addr: block.addr.wrapping_add(offset), len };
+        let end = offset.checked_add(len).ok_or(not_inside)?;
+        self.block_mut(block)?.get_mut(offset..end).ok_or(not_inside)?.copy_from_slice(bytes);
+        Ok(())
     }
 
     /// Allocates a module image: one contiguous run of page-aligned segments (code, read-only
@@ -340,8 +428,8 @@ impl CodeBatch<'_> {
     pub fn alloc_image(
         &mut self,
         segments: &[(usize, MemoryKind)],
-    ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
-        self.allocator.state.lock().alloc_image(self.id, segments, 0, 1)
+    ) -> Result<alloc::vec::Vec<Option<Block<'a>>>, ExecError> {
+        self.alloc_module_image(segments, 0, 1)
     }
 
     /// [`CodeBatch::alloc_image`] for a module loader:
@@ -351,73 +439,62 @@ impl CodeBatch<'_> {
     /// - the caller writes every byte of the image's first `overwritten` bytes itself before
     ///   sealing (a loader copying in a module's code): those bytes are handed out without
     ///   being zeroed first, so in a recycled page they may still hold bytes of an earlier
-    ///   block of this allocator until the caller overwrites them. The rest of the image is
-    ///   zeroed.
+    ///   block of this allocator until the caller overwrites them, and their pages are faulted
+    ///   in with one call. The rest of the image is zero and committed only when written.
     pub fn alloc_module_image(
         &mut self,
         segments: &[(usize, MemoryKind)],
         overwritten: usize,
         align: usize,
-    ) -> Result<alloc::vec::Vec<Option<Block>>, ExecError> {
-        self.allocator.state.lock().alloc_image(self.id, segments, overwritten, align)
-    }
-
-    /// Runs `f` on the bytes of `block`, which must be a live, still writable block of this
-    /// batch (its pages are read-write and belong to this batch alone). The allocator's lock is
-    /// held while `f` runs, so `f` must not call back into the allocator.
-    pub fn with_block_mut<R>(
-        &mut self,
-        block: Block,
-        f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, ExecError> {
-        let state = self.allocator.state.lock();
-        let info = state
-            .lookup(block.addr, block.size)
-            .ok_or(ExecError::NotOwned { addr: block.addr, len: block.size })?;
-        if info.block != block || info.batch != Some(self.id) {
-            return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
-        }
-        #[allow(unsafe_code)]
-        // SAFETY: the block is live and unsealed, so its pages are mapped read-write; they belong
-        // to this batch alone (open pages are never shared between batches), and `&mut self`
-        // plus the held lock mean no other reference to them exists while `f` runs.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(block.addr as *mut u8, block.size) };
-        let result = f(bytes);
-        drop(state);
-        Ok(result)
+    ) -> Result<alloc::vec::Vec<Option<Block<'a>>>, ExecError> {
+        let mut blocks = alloc::vec::Vec::new();
+        blocks.try_reserve_exact(segments.len()).map_err(|_| ExecError::TooLarge { size: segments.len() })?;
+        let (allocator, batch) = (self.allocator, self.id);
+        let block = |(addr, size)| Block { allocator, addr, size, batch };
+        allocator
+            .state
+            .lock()
+            .alloc_image(batch, segments, overwritten, align, |placed| blocks.push(placed.map(block)))?;
+        Ok(blocks)
     }
 
     /// Allocates a block holding `code` (one lock acquisition for both steps).
-    pub fn install(&mut self, code: &[u8], align: usize) -> Result<Block, ExecError> {
-        self.allocator.state.lock().install(self.id, code, align)
+    pub fn install(&mut self, code: &[u8], align: usize) -> Result<Block<'a>, ExecError> {
+        let placed = self.allocator.state.lock().install(self.id, code, align)?;
+        Ok(self.block(placed))
     }
 
     /// Allocates one block per item of `codes`, each holding that code, under one lock
     /// acquisition: the fast path for installing many small functions at once.
     pub fn install_many<'c>(
         &mut self,
-        codes: impl ExactSizeIterator<Item = &'c [u8]>,
+        codes: impl ExactSizeIterator<Item = &'c [u8]> + Clone,
         align: usize,
-    ) -> Result<alloc::vec::Vec<Block>, ExecError> {
+    ) -> Result<alloc::vec::Vec<Block<'a>>, ExecError> {
+        let mut blocks = alloc::vec::Vec::new();
+        blocks.try_reserve_exact(codes.len()).map_err(|_| ExecError::TooLarge { size: codes.len() })?;
         let mut state = self.allocator.state.lock();
-        let mut blocks = alloc::vec::Vec::with_capacity(codes.len());
+        state.prepare(self.id, codes.clone().map(<[u8]>::len), align)?;
         for code in codes {
-            blocks.push(state.install(self.id, code, align)?);
+            let placed = state.install(self.id, code, align)?;
+            blocks.push(Block { allocator: self.allocator, addr: placed.0, size: placed.1, batch: self.id });
         }
         Ok(blocks)
     }
 
-    /// Seals the batch: its blocks become executable and stay allocated until freed.
+    /// Seals the batch: its blocks become executable (or read-only, or stay read-write, by
+    /// their kind). If a protection change fails, the batch ends unsealed all the same: the
+    /// error is returned, its blocks stay valid until dropped, and nothing is leaked.
     pub fn seal(mut self) -> Result<(), ExecError> {
         self.done = true;
-        self.allocator.seal(self.id)
+        self.allocator.state.lock().seal(self.id)
     }
 }
 
 impl Drop for CodeBatch<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.allocator.abandon(self.id);
+            self.allocator.state.lock().abandon(self.id);
         }
     }
 }

@@ -137,21 +137,6 @@ impl Region {
         None
     }
 
-    /// Block starts in pages `first..last`.
-    pub(super) fn starts_in(&self, first: usize, last: usize, page: usize) -> Vec<usize> {
-        let words_per_page = page / GRANULE / 64;
-        let mut out = Vec::new();
-        for w in first * words_per_page..last * words_per_page {
-            let mut bits = self.starts[w];
-            while bits != 0 {
-                let g = w * 64 + bits.trailing_zeros() as usize;
-                out.push(self.base + g * GRANULE);
-                bits &= bits - 1;
-            }
-        }
-        out
-    }
-
     /// Opens the free pages `first..first + count` for `batch`.
     pub(super) fn open(&mut self, first: usize, count: usize, batch: u64) {
         for page in &mut self.pages[first..first + count] {
@@ -328,20 +313,6 @@ mod tests {
         r.mark(base + 16, 16, true);
         r.mark(base + 32, 32, true);
         assert_eq!((r.block_size(base + 16), r.block_size(base + 32)), (Some(16), Some(32)));
-    }
-
-    #[test]
-    fn starts_in_lists_every_block_of_a_page() {
-        let mut r = region(2, 4096);
-        let base = r.base;
-        for k in 0..10 {
-            r.mark(base + 4096 + k * 64, 64, true);
-        }
-        r.mark(base, 32, true);
-        let starts = r.starts_in(1, 2, 4096);
-        assert_eq!(starts.len(), 10);
-        assert_eq!(starts[9], base + 4096 + 9 * 64);
-        assert_eq!(r.starts_in(0, 1, 4096), [base]);
     }
 
     #[test]

@@ -34,17 +34,17 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::kernel::Kernel;
 use super::region::{Page, PageState, Region};
-use super::{icache, BatchId, Block, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
+use super::{icache, BatchId, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
 use crate::bytes::align_up;
-use crate::sys::{self, Protection};
+use crate::sys::Protection;
+
+/// A block placed by the state: its address and size (the owned handle is made by `mod.rs`).
+pub(crate) type Placed = (usize, usize);
 
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
 const MAX_OPEN_AHEAD: usize = 64;
-
-/// Runs of plain blocks at least this long are prefaulted in one call; shorter ones fault page
-/// by page. (The pages a caller promises to overwrite are prefaulted from two pages on.)
-const POPULATE_PAGES: usize = 16;
 
 /// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
 /// a larger one is refused rather than reserving that much more address space to reach it.
@@ -112,6 +112,7 @@ enum PageAction {
 #[derive(Debug)]
 pub(crate) struct State {
     config: Config,
+    kernel: &'static dyn Kernel,
     page: usize,
     /// log2 of `page` (divisions by a variable page size are slow on the hot path).
     page_shift: u32,
@@ -127,11 +128,13 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config, kernel: &'static dyn Kernel) -> Self {
+        let page = kernel.page_size();
         Self {
             config,
-            page: sys::page_size(),
-            page_shift: sys::page_size().trailing_zeros(),
+            kernel,
+            page,
+            page_shift: page.trailing_zeros(),
             regions: Vec::new(),
             blocks_live: 0,
             batches: BTreeMap::new(),
@@ -164,6 +167,15 @@ impl State {
         }
     }
 
+    /// The protection a page has now.
+    fn protection_of(&self, page: &Page) -> Protection {
+        match page.state {
+            PageState::Free => FREE_PROTECTION,
+            PageState::Open(_) => self.open_protection(),
+            PageState::Sealed => self.sealed_protection(page.kind),
+        }
+    }
+
     fn region_of(&self, addr: usize) -> Option<usize> {
         self.regions.iter().position(|r| addr >= r.base && addr < r.end(self.page))
     }
@@ -189,9 +201,9 @@ impl State {
 
     /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
     /// are zeroed, except the bytes in `overwritten` (addresses the caller writes in full before
-    /// sealing). Pages about to be written are faulted in with one call rather than one fault
-    /// each: those of `overwritten`, or a whole long run of plain blocks. Other pages of an
-    /// image (a module's bss, say) are left to fault in if and when they are written.
+    /// sealing). The pages of `overwritten` are faulted in with one call rather than one fault
+    /// each; every other page (a module's bss, a large allocation) is committed only if and
+    /// when it is written.
     fn open_pages(
         &mut self,
         r: usize,
@@ -203,7 +215,7 @@ impl State {
         let addr = self.regions[r].base + first * self.page;
         if self.open_protection() != FREE_PROTECTION {
             // SAFETY: the pages are free pages of our own reservation: nothing references them.
-            unsafe { sys::protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
+            unsafe { self.kernel.protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
             self.protection_changes += 1;
         }
         let page = self.page;
@@ -227,18 +239,12 @@ impl State {
                 self.dirty_pages -= 1;
             }
         }
-        let populate = if uncommitted_overwritten >= 2 {
+        if uncommitted_overwritten >= 2 {
             let from = overwritten.start.max(addr) & !(page - 1);
-            Some(from..align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from))
-        } else if count >= POPULATE_PAGES && overwritten.is_empty() {
-            Some(addr..addr + count * page)
-        } else {
-            None
-        };
-        if let Some(range) = populate {
+            let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
             // An older kernel without MADV_POPULATE_WRITE simply faults them in on first write.
             // SAFETY: the pages were just opened read-write; populating changes no content.
-            let _ = unsafe { sys::advise(range.start as *mut u8, range.len(), sys::Advice::PopulateWrite) };
+            let _ = unsafe { self.kernel.populate(from as *mut u8, to - from) };
         }
         self.regions[r].open(first, count, batch);
         Ok(())
@@ -289,7 +295,7 @@ impl State {
             .ok_or(ExecError::TooLarge { size: usize::MAX })?;
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
-        let base = sys::reserve(len, FREE_PROTECTION)? as usize;
+        let base = self.kernel.reserve(len)? as usize;
         let first = (align_up(base + lead * self.page, align).unwrap_or(base) - base) / self.page;
         self.regions.push(Region::new(base, len, self.page));
         Ok(FreeRun { region: self.regions.len() - 1, first, trap: Trap::new(trapped) })
@@ -376,7 +382,18 @@ impl State {
         Ok(start)
     }
 
-    pub(crate) fn alloc(&mut self, batch: BatchId, size: usize, align: usize) -> Result<Block, ExecError> {
+    pub(crate) fn alloc(&mut self, batch: BatchId, size: usize, align: usize) -> Result<Placed, ExecError> {
+        self.alloc_overwritten(batch, size, align, 0)
+    }
+
+    /// Allocates a block whose first `overwritten` bytes the caller writes at once.
+    fn alloc_overwritten(
+        &mut self,
+        batch: BatchId,
+        size: usize,
+        align: usize,
+        overwritten: usize,
+    ) -> Result<Placed, ExecError> {
         if size == 0 {
             return Err(ExecError::ZeroSize);
         }
@@ -385,7 +402,7 @@ impl State {
         }
         let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
         let align = align.max(GRANULE);
-        let start = self.place(batch.0, size, align, 0, false)?;
+        let start = self.place(batch.0, size, align, overwritten, false)?;
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
@@ -397,7 +414,33 @@ impl State {
         }
         self.blocks_live += 1;
         self.bytes_live += size;
-        Ok(Block { addr: start, size })
+        Ok((start, size))
+    }
+
+    /// Opens room in `batch` for blocks of the sizes `lens` at `align` placed one after the
+    /// other, faulting their pages in with one call: they are about to be written in full.
+    pub(crate) fn prepare(
+        &mut self,
+        batch: BatchId,
+        lens: impl Iterator<Item = usize>,
+        align: usize,
+    ) -> Result<(), ExecError> {
+        if !align.is_power_of_two() || align > self.page {
+            return Err(ExecError::BadAlignment { align });
+        }
+        let align = align.max(GRANULE);
+        let mut total: usize = 0;
+        for len in lens {
+            if len == 0 {
+                return Err(ExecError::ZeroSize);
+            }
+            let rounded = align_up(len.max(1), align).ok_or(ExecError::TooLarge { size: len })?;
+            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+        }
+        if total > 0 {
+            self.place(batch.0, total, align, total, false)?;
+        }
+        Ok(())
     }
 
     /// The live block containing `addr..addr+len`.
@@ -415,21 +458,22 @@ impl State {
             PageState::Open(id) => (Some(BatchId(id)), false),
             _ => (None, true),
         };
-        Some(BlockInfo { block: Block { addr: start, size }, batch, sealed, kind: page.kind })
+        Some(BlockInfo { addr: start, size, batch, sealed, kind: page.kind })
     }
 
     /// Allocates one contiguous run of segments in `batch` (a module image: code, read-only
     /// data, writable data), each a block of its own whose pages seal to its kind, starting at a
-    /// multiple of `align` (at least a page). Empty segments get no block (`None`). The caller
-    /// writes the image's first `overwritten` bytes in full before sealing, so they are not
-    /// zeroed first in recycled pages.
+    /// multiple of `align` (at least a page), handed to `out` in order (`None` for an empty
+    /// segment). The caller writes the image's first `overwritten` bytes in full before
+    /// sealing, so they are not zeroed first in recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
         segments: &[(usize, MemoryKind)],
         overwritten: usize,
         align: usize,
-    ) -> Result<Vec<Option<Block>>, ExecError> {
+        mut out: impl FnMut(Option<Placed>),
+    ) -> Result<(), ExecError> {
         if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
         }
@@ -449,10 +493,10 @@ impl State {
         let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + total;
         let mut at = start;
-        let mut blocks = Vec::with_capacity(segments.len());
+
         for &(len, kind) in segments {
             if len == 0 {
-                blocks.push(None);
+                out(None);
                 continue;
             }
             let size = align_up(len, unit).unwrap_or(len);
@@ -466,33 +510,32 @@ impl State {
             }
             self.blocks_live += 1;
             self.bytes_live += size;
-            blocks.push(Some(Block { addr: at, size }));
+            out(Some((at, size)));
             at += size;
         }
-        Ok(blocks)
+        Ok(())
     }
 
-    /// Allocates a block in `batch` and copies `code` into it.
-    pub(crate) fn install(&mut self, batch: BatchId, code: &[u8], align: usize) -> Result<Block, ExecError> {
-        let block = self.alloc(batch, code.len(), align)?;
-        // SAFETY: the block was just allocated in open (writable) pages of `batch` and is at
-        // least `code.len()` bytes; `code` is the caller's memory and cannot overlap ours.
-        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), block.addr as *mut u8, code.len()) };
-        Ok(block)
-    }
-
-    /// Copies `bytes` to `addr` inside a live, still writable block.
-    pub(crate) fn write(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
-        let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
-        let writable = !info.sealed
-            || info.kind == MemoryKind::ReadWrite
-            || (self.config.allow_rwx && info.kind == MemoryKind::Code);
-        if !writable {
-            return Err(ExecError::Sealed { addr });
+    /// Allocates a block in `batch` and copies `code` into it (the rest of its last granule
+    /// is zero).
+    pub(crate) fn install(&mut self, batch: BatchId, code: &[u8], align: usize) -> Result<Placed, ExecError> {
+        let (addr, size) = self.alloc_overwritten(batch, code.len(), align, code.len())?;
+        // SAFETY: the block was just allocated in open (writable) pages of `batch` and is
+        // `size >= code.len()` bytes; `code` is the caller's memory and cannot overlap ours.
+        unsafe {
+            core::ptr::copy_nonoverlapping(code.as_ptr(), addr as *mut u8, code.len());
+            core::ptr::write_bytes((addr + code.len()) as *mut u8, 0, size - code.len());
         }
-        // SAFETY: `addr..addr+len` lies inside a live block of ours whose pages are open
-        // (read-write) or, in RWX mode, read-write-execute; `bytes` cannot overlap it (it is a
-        // shared reference to memory the caller owns, and nobody holds a reference into ours).
+        Ok((addr, size))
+    }
+
+    /// Copies `bytes` to `addr` inside a live sealed block whose pages stay writable (data, or
+    /// code in RWX mode).
+    fn write_sealed(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
+        // SAFETY: the caller checked that `addr..addr+len` lies inside a live sealed block of
+        // ours whose pages are read-write or, in RWX mode, read-write-execute; `bytes` cannot
+        // overlap it (it is a shared reference to memory the caller owns, and the allocator
+        // hands out no Rust reference into sealed blocks).
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
         Ok(())
     }
@@ -529,7 +572,7 @@ impl State {
                 if target != self.open_protection() {
                     // SAFETY: open pages of a batch being sealed: its owner has finished
                     // writing and nothing else references them.
-                    unsafe { sys::protect(addr, len, target) }?;
+                    unsafe { self.kernel.protect(addr, len, target) }?;
                     self.protection_changes += 1;
                 }
                 if kind == MemoryKind::Code {
@@ -542,19 +585,17 @@ impl State {
                 let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
                 if recycle {
                     let pages = &self.regions[r].pages[first..first + count];
-                    let needs_protect = pages.iter().any(|p| {
-                        p.state == PageState::Sealed && self.sealed_protection(p.kind) != FREE_PROTECTION
-                    });
+                    let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
                     if needs_protect {
                         // SAFETY: no live block lies in these pages (no code runs there any more):
                         // they become plain read-write free pages, never executable.
-                        unsafe { sys::protect(addr, len, FREE_PROTECTION) }?;
+                        unsafe { self.kernel.protect(addr, len, FREE_PROTECTION) }?;
                         self.protection_changes += 1;
                     }
                     self.dirty_pages += count;
                 } else {
                     // SAFETY: no live block lies in these pages, so no code or reference uses them.
-                    unsafe { sys::discard(addr, len, FREE_PROTECTION) }?;
+                    unsafe { self.kernel.discard(addr, len, FREE_PROTECTION) }?;
                     self.protection_changes += 1;
                 }
                 self.regions[r].release(first, count, recycle);
@@ -564,14 +605,27 @@ impl State {
         Ok(())
     }
 
+    /// Seals `batch`, which ends either way. If a protection change fails, pages sealed so far
+    /// stay sealed, the rest stay open (the batch's blocks remain valid until freed), and the
+    /// batch's pages that hold nothing are released.
     pub(crate) fn seal(&mut self, batch: BatchId) -> Result<(), ExecError> {
         let b = self.batches.remove(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        let result = self.seal_runs(batch.0, &b.runs);
+        if result.is_err() {
+            self.release_unused(batch.0, &b.runs);
+        }
+        self.release_empty_regions();
+        result
+    }
+
+    fn seal_runs(&mut self, batch: u64, runs: &[(usize, usize)]) -> Result<(), ExecError> {
         let mut sealed_any = false;
-        for &(start, len) in &b.runs {
+        let mut result = Ok(());
+        for &(start, len) in runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
             // A trap page is sealed only in front of code (an abandoned batch has none left):
             // otherwise it is released with the batch's other empty pages.
-            let open = PageState::Open(batch.0);
+            let open = PageState::Open(batch);
             let pages = &mut self.regions[r].pages;
             for i in first..last {
                 if pages[i].trap && pages[i].state == open {
@@ -581,25 +635,40 @@ impl State {
                 }
             }
             let action = |p: &Page, _| match p.state {
-                PageState::Open(id) if id == batch.0 && (p.live > 0 || p.trap) => PageAction::Seal(p.kind),
-                PageState::Open(id) if id == batch.0 => PageAction::Release,
+                PageState::Open(id) if id == batch && (p.live > 0 || p.trap) => PageAction::Seal(p.kind),
+                PageState::Open(id) if id == batch => PageAction::Release,
                 _ => PageAction::Keep,
             };
             sealed_any |= self.regions[r].pages[first..last]
                 .iter()
                 .any(|p| action(p, 0) == PageAction::Seal(MemoryKind::Code));
-            self.apply(r, first, last, action)?;
+            result = self.apply(r, first, last, action);
+            if result.is_err() {
+                break;
+            }
         }
         if sealed_any {
-            icache::sync_other_threads();
+            self.kernel.sync_other_threads();
         }
-        self.release_empty_regions();
-        Ok(())
+        result
     }
 
-    /// Frees the block starting at `addr`.
-    pub(crate) fn free(&mut self, addr: usize) -> Result<(), ExecError> {
-        self.free_many(&[addr])
+    /// Releases the pages of an ended batch that hold no block (its open trap pages too:
+    /// they guard no sealed code). Failures leave pages for [`State::trim`] to retry.
+    fn release_unused(&mut self, batch: u64, runs: &[(usize, usize)]) {
+        for &(start, len) in runs {
+            let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
+            let pages = &mut self.regions[r].pages;
+            for page in &mut pages[first..last] {
+                if page.state == PageState::Open(batch) && page.live == 0 {
+                    page.trap = false;
+                }
+            }
+            let _ = self.apply(r, first, last, |p, _| match p.state {
+                PageState::Open(id) if id == batch && p.live == 0 => PageAction::Release,
+                _ => PageAction::Keep,
+            });
+        }
     }
 
     /// Frees the blocks starting at `addrs`, then releases the pages they leave empty with one
@@ -632,7 +701,7 @@ impl State {
             } else {
                 Vec::new()
             };
-            self.apply(r, first, last, |p, i| match p.state {
+            let released = self.apply(r, first, last, |p, i| match p.state {
                 PageState::Sealed if p.live == 0 && !p.trap => PageAction::Release,
                 // An open page below its batch's cursor will never receive another block.
                 PageState::Open(id) if p.live == 0 => {
@@ -644,7 +713,11 @@ impl State {
                     }
                 }
                 _ => PageAction::Keep,
-            })?;
+            });
+            // Pages that could not be released stay out of use until `trim` retries them.
+            if let Err(e) = released {
+                failed.get_or_insert(e);
+            }
             i = j;
         }
         self.release_empty_regions();
@@ -666,24 +739,13 @@ impl State {
         Some((r, first, last))
     }
 
-    /// Drops an unsealed batch: frees its blocks and releases its pages.
-    pub(crate) fn abandon(&mut self, batch: BatchId) -> Result<(), ExecError> {
-        let b = self.batches.get(&batch.0).ok_or(ExecError::UnknownBatch)?;
-        let runs = b.runs.clone();
-        for &(start, len) in &runs {
-            let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
-            // Open pages belong to one batch only: every block starting in them is the batch's.
-            let region = &self.regions[r];
-            let owned: Vec<usize> = (first..last)
-                .filter(|&i| region.pages[i].state == PageState::Open(batch.0))
-                .flat_map(|i| region.starts_in(i, i + 1, self.page))
-                .collect();
-            for addr in owned {
-                self.free(addr)?;
-            }
+    /// Ends an unsealed batch: its blocks stay (open, writable) until their owners free them,
+    /// and the pages they leave empty are released then; pages holding nothing go now.
+    pub(crate) fn abandon(&mut self, batch: BatchId) {
+        if let Some(b) = self.batches.remove(&batch.0) {
+            self.release_unused(batch.0, &b.runs);
+            self.release_empty_regions();
         }
-        // Seal with no live blocks left releases every page still open for the batch.
-        self.seal(batch)
     }
 
     /// Replaces bytes of a sealed block: a writable copy of the touched pages is made, patched,
@@ -691,8 +753,13 @@ impl State {
     /// other code on those pages keeps running.
     pub(crate) fn patch(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
-        if !info.sealed || self.config.allow_rwx || info.kind != MemoryKind::Code {
-            return self.write(addr, bytes);
+        if !info.sealed {
+            return Err(ExecError::NotSealed { addr });
+        }
+        match info.kind {
+            MemoryKind::ReadWrite => return self.write_sealed(addr, bytes),
+            MemoryKind::Code if self.config.allow_rwx => return self.write_sealed(addr, bytes),
+            MemoryKind::Code | MemoryKind::ReadOnly => {}
         }
         if bytes.is_empty() {
             return Ok(());
@@ -700,7 +767,7 @@ impl State {
         let first = addr & !(self.page - 1);
         let end = align_up(addr + bytes.len(), self.page).ok_or(ExecError::TooLarge { size: bytes.len() })?;
         let len = end - first;
-        let copy = sys::map_anonymous(len, Protection::ReadWrite)?;
+        let copy = self.kernel.map_anonymous(len, Protection::ReadWrite)?;
         // SAFETY: `copy` is a fresh private mapping of `len` bytes; `first..end` are sealed,
         // readable pages of ours; the patch lies inside the copy.
         unsafe {
@@ -708,27 +775,29 @@ impl State {
             core::ptr::copy_nonoverlapping(bytes.as_ptr(), copy.add(addr - first), bytes.len());
         }
         // SAFETY: `copy` is ours and about to be moved; nothing references it.
-        let sealed = unsafe { sys::protect(copy, len, Protection::ReadExec) }.and_then(|()| {
-            // SAFETY: `copy` is sealed and readable.
-            unsafe { icache::sync(copy as usize, len) };
-            // SAFETY: both ranges are ours; the caller holds the patched block exclusively and
-            // the other blocks on these pages see identical bytes after the move.
-            unsafe { sys::move_over(copy, first as *mut u8, len) }
-        });
+        let sealed =
+            unsafe { self.kernel.protect(copy, len, self.sealed_protection(info.kind)) }.and_then(|()| {
+                // SAFETY: `copy` is sealed and readable.
+                unsafe { icache::sync(copy as usize, len) };
+                // SAFETY: both ranges are ours; the caller holds the patched block exclusively and
+                // the other blocks on these pages see identical bytes after the move.
+                unsafe { self.kernel.move_over(copy, first as *mut u8, len) }
+            });
         if let Err(e) = sealed {
             // SAFETY: the copy was never moved; it is ours alone.
-            let _ = unsafe { sys::unmap(copy, len) };
+            let _ = unsafe { self.kernel.unmap(copy, len) };
             return Err(e.into());
         }
         self.protection_changes += 3;
         self.patches += 1;
-        icache::sync_other_threads();
+        self.kernel.sync_other_threads();
         Ok(())
     }
 
     /// Gives back what is kept for speed: idle trap pages become free pages, and free pages
     /// still committed for reuse are discarded (one call per run). Regions stay reserved.
     pub(crate) fn trim(&mut self) -> Result<(), ExecError> {
+        self.release_stranded()?;
         self.reclaim_idle_traps()?;
         for r in 0..self.regions.len() {
             let mut i = 0;
@@ -741,7 +810,7 @@ impl State {
                 }
                 let addr = (self.regions[r].base + i * self.page) as *mut u8;
                 // SAFETY: free pages of ours: no block lies in them and nothing references them.
-                unsafe { sys::discard(addr, run * self.page, FREE_PROTECTION) }?;
+                unsafe { self.kernel.discard(addr, run * self.page, FREE_PROTECTION) }?;
                 self.protection_changes += 1;
                 for page in &mut self.regions[r].pages[i..i + run] {
                     page.dirty = false;
@@ -750,6 +819,28 @@ impl State {
                 i += run;
             }
         }
+        Ok(())
+    }
+
+    /// Releases pages that hold nothing but could not be released when they emptied (a
+    /// protection change failed): sealed pages that are not trap pages, and open pages of
+    /// batches that have ended.
+    fn release_stranded(&mut self) -> Result<(), ExecError> {
+        for r in 0..self.regions.len() {
+            let batches = &self.batches;
+            let stranded = |p: &Page| match p.state {
+                PageState::Sealed => p.live == 0 && !p.trap,
+                PageState::Open(id) => p.live == 0 && !batches.contains_key(&id),
+                PageState::Free => false,
+            };
+            if !self.regions[r].pages.iter().any(stranded) {
+                continue;
+            }
+            let ended: Vec<bool> = self.regions[r].pages.iter().map(stranded).collect();
+            let last = ended.len();
+            self.apply(r, 0, last, |_, i| if ended[i] { PageAction::Release } else { PageAction::Keep })?;
+        }
+        self.release_empty_regions();
         Ok(())
     }
 
@@ -767,7 +858,8 @@ impl State {
                 return true;
             }
             // SAFETY: the region has no open or sealed page: nothing of ours lives in it.
-            let kept = unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * page) }.is_err();
+            let kept =
+                unsafe { self.kernel.unmap(region.base as *mut u8, region.pages.len() * page) }.is_err();
             if !kept {
                 dirty_dropped += region.pages.iter().filter(|p| p.dirty).count();
             }
@@ -838,7 +930,7 @@ impl Drop for State {
         for region in &self.regions {
             // SAFETY: the allocator is being dropped: by the API contract no block of it is in
             // use any more (its users hold `&ExecAllocator`, which cannot outlive it).
-            let _ = unsafe { sys::unmap(region.base as *mut u8, region.pages.len() * self.page) };
+            let _ = unsafe { self.kernel.unmap(region.base as *mut u8, region.pages.len() * self.page) };
         }
     }
 }

@@ -242,6 +242,33 @@ fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
+/// Code-section tails (the zeros between a section's bytes and its virtual size) up to this
+/// many bytes in all are written by the loader (all of them when the code is no larger, which
+/// spares counting them); larger ones are left to zero pages.
+const WRITTEN_TAILS: u64 = 64 << 10;
+
+/// Bytes of zeros between code sections' bytes and their virtual sizes.
+fn code_tails(module: &Module<'_>) -> u64 {
+    let written: u64 = module.code_sections().map(|(section, _)| section.data.len() as u64).sum();
+    module.code_size().saturating_sub(written)
+}
+
+/// Copies `bytes` to `addr`, which lies in one of the blocks of `image` (open in `batch`).
+fn write_at(
+    batch: &mut crate::exec::CodeBatch<'_>,
+    image: &[&Option<Block<'_>>],
+    addr: usize,
+    bytes: &[u8],
+) -> Result<(), LoadError> {
+    let block = image
+        .iter()
+        .filter_map(|b| b.as_ref())
+        .find(|b| b.contains(addr, bytes.len()))
+        .ok_or(LoadError::TooLarge)?;
+    batch.write(block, addr - block.addr(), bytes)?;
+    Ok(())
+}
+
 /// Size of one branch stub.
 const STUB_SIZE: usize = 16;
 
@@ -264,7 +291,7 @@ fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) {
 /// A module loaded into executable memory: immutable, freed when dropped.
 pub struct LoadedModule<'a> {
     allocator: &'a ExecAllocator,
-    blocks: Vec<Block>,
+    blocks: Vec<Block<'a>>,
     dialect: Dialect,
     arch: u8,
     platform: u8,
@@ -324,24 +351,28 @@ impl<'a> LoadedModule<'a> {
             }
         }
         let stubs_max = link::stub_bound(module);
-        let layout =
-            Layout::with_got_room(module, stubs_max, crate::sys::page_size(), options.read_only_data)?;
+        let layout = Layout::with_got_room(module, stubs_max, allocator.page_size(), options.read_only_data)?;
         let gots_max = layout.got_slots;
         let Layout { code_size, stub_start, code_len, got_start, .. } = layout;
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
 
         let mut batch = allocator.batch();
+        // The code copy below writes every byte of the code (sections and their zeroed tails),
+        // so its pages need not be zeroed first, unless the tails are large: they are then left
+        // to the allocator's zero pages, so a huge virtual size commits no memory.
+        let written_in_full = module.code_size() <= WRITTEN_TAILS || code_tails(module) <= WRITTEN_TAILS;
+        let overwritten = if written_in_full { code_size } else { 0 };
         let (code, ro, rw) = if layout.is_empty() {
             (None, None, None)
         } else {
-            // The code copy below writes every byte of the code (sections and their zeroed
-            // tails), so its pages need not be zeroed first.
-            let image = batch.alloc_module_image(&layout.segments()?, code_size, layout.data_align)?;
-            (image[0], image[1], image[2])
+            let mut image = batch.alloc_module_image(&layout.segments()?, overwritten, layout.data_align)?;
+            let mut take = |i: usize| image.get_mut(i).and_then(Option::take);
+            (take(0), take(1), take(2))
         };
-        let base = |b: Option<Block>| b.map_or(0, |b| b.addr);
-        let (code_base, rw_base) = (base(code), base(rw));
-        let ro_base = layout.read_only_base(code_base, base(ro))?;
+        let base = |b: &Option<Block<'_>>| b.as_ref().map_or(0, Block::addr);
+        let (code_base, rw_base) = (base(&code), base(&rw));
+        let ro_base = layout.read_only_base(code_base, base(&ro))?;
+        let image = [&code, &ro, &rw];
 
         // Data sections: copy into place and remember where each went.
         let mut sections: Vec<PlacedSection> = Vec::new();
@@ -353,7 +384,7 @@ impl<'a> LoadedModule<'a> {
             };
             let addr = base.checked_add(offset).ok_or(LoadError::TooLarge)?;
             if !placement.section.data.is_empty() {
-                batch.write(addr, placement.section.data)?;
+                write_at(&mut batch, &image, addr, placement.section.data)?;
             }
             let (index, virtual_size) = (placement.section.index, placement.section.virtual_size);
             sections.push(PlacedSection { index, addr, virtual_size });
@@ -381,7 +412,9 @@ impl<'a> LoadedModule<'a> {
                     .ok_or(LoadError::TooLarge)?;
                 let (bytes, tail) = place.split_at_mut(section.data.len());
                 bytes.copy_from_slice(section.data);
-                tail.fill(0);
+                if overwritten != 0 {
+                    tail.fill(0);
+                }
             }
             let (code, rest) = image.split_at_mut(code_size.min(image.len()));
             // Only the stubs' room: read-only data may follow it in the same block.
@@ -391,8 +424,8 @@ impl<'a> LoadedModule<'a> {
             relocator.apply_all(module, code, &mut targets, &mut slots)?;
             Ok(slots.got_used())
         };
-        let gots = match code {
-            Some(block) => batch.with_block_mut(block, fill_code)??,
+        let gots = match &code {
+            Some(block) => fill_code(batch.block_mut(block)?)?,
             None => fill_code(&mut [])?,
         };
         // GOT slots hold the symbols' absolute addresses.
@@ -402,7 +435,7 @@ impl<'a> LoadedModule<'a> {
                 let slot = (target.got - got_base) / 8 * 8;
                 got[slot..slot + 8].copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
             }
-            batch.write(got_base, &got)?;
+            write_at(&mut batch, &image, got_base, &got)?;
         }
 
         let entry = if header.is_executable() {
@@ -413,9 +446,12 @@ impl<'a> LoadedModule<'a> {
         let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
 
         batch.seal()?;
+        let mut blocks = Vec::new();
+        blocks.try_reserve_exact(3).map_err(|_| LoadError::TooLarge)?;
+        blocks.extend([code, ro, rw].into_iter().flatten());
         Ok(LoadedModule {
             allocator,
-            blocks: [code, ro, rw].into_iter().flatten().collect(),
+            blocks,
             dialect: module.dialect(),
             arch: header.arch,
             platform: header.platform,
@@ -473,7 +509,7 @@ impl<'a> LoadedModule<'a> {
 
     /// Bytes of memory the image occupies.
     pub fn image_bytes(&self) -> usize {
-        self.blocks.iter().map(|b| b.size).sum()
+        self.blocks.iter().map(Block::size).sum()
     }
 
     /// The note.sdn text, if the module has one.
@@ -496,7 +532,6 @@ impl Drop for LoadedModule<'_> {
     fn drop(&mut self) {
         // The module is being dropped: nobody can call into it any more (its owners hold it
         // by reference count), so its pages may be discarded, all in one go.
-        let addrs: Vec<usize> = self.blocks.iter().map(|b| b.addr).collect();
-        let _ = self.allocator.free_many(&addrs);
+        let _ = self.allocator.free_all(core::mem::take(&mut self.blocks));
     }
 }

@@ -44,8 +44,9 @@ fn register(module: Arc<Module>) -> *mut SmfModule {
     handle as *mut SmfModule
 }
 
-/// Runs `f` with the module behind `m`, if `m` is a live handle.
-fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&Module) -> Result<T, String>) -> Result<T, String> {
+/// The module behind `m`, if `m` is a live handle: a reference of its own, so the module
+/// stays alive while the caller uses it even if another thread releases the handle.
+fn module_of(m: *const SmfModule) -> Result<Arc<Module>, String> {
     if m.is_null() {
         return Err("module is NULL".into());
     }
@@ -54,7 +55,13 @@ fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&Module) -> Result<T, Stri
         .as_ref()
         .and_then(|h| h.get(&(m as usize)))
         .ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
-    f(module)
+    Ok(Arc::clone(module))
+}
+
+/// Runs `f` with the module behind `m`, if `m` is a live handle (the handle table is not
+/// locked while `f` runs).
+fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&Module) -> Result<T, String>) -> Result<T, String> {
+    f(&*module_of(m)?)
 }
 
 /// A C string argument as bytes.
@@ -219,18 +226,19 @@ pub unsafe extern "C" fn smf_module_call(
             // SAFETY: the caller passes `nargs` readable values.
             unsafe { std::slice::from_raw_parts(args, nargs) }
         };
-        let addr = with_module(m, |module| {
-            let symbol = module.loaded().symbols().lookup(name).ok_or_else(|| {
+        // Held until the call returns: a release on another thread cannot free the code.
+        let module = module_of(m)?;
+        let symbol =
+            module.loaded().symbols().lookup(name).ok_or_else(|| {
                 format!("no exported symbol `{}` in the module", String::from_utf8_lossy(name))
             })?;
-            if symbol.kind != SymbolKind::Function {
-                return Err(format!("`{}` is not a function", String::from_utf8_lossy(name)));
-            }
-            Ok(symbol.addr)
-        })?;
-        // SAFETY: `addr` is a function symbol of a live module (kept alive by the caller's
-        // reference); the caller vouches for its integer signature.
-        let value = unsafe { call_function(addr, args) }.ok_or("too many arguments")?;
+        if symbol.kind != SymbolKind::Function {
+            return Err(format!("`{}` is not a function", String::from_utf8_lossy(name)));
+        }
+        // SAFETY: `symbol.addr` is a function symbol of `module`, which this call keeps alive;
+        // the caller vouches for its integer signature.
+        let value = unsafe { call_function(symbol.addr, args) }.ok_or("too many arguments")?;
+        drop(module);
         if !result.is_null() {
             // SAFETY: the caller passes a writable result or NULL.
             unsafe { *result = value };
@@ -240,12 +248,15 @@ pub unsafe extern "C" fn smf_module_call(
 }
 
 /// Hands out `bytes` (owned by a live module) through C out-parameters: 1 found, 0 absent.
-fn out_bytes(found: Option<&[u8]>, ptr: *mut *const u8, len: *mut usize) -> Result<i32, String> {
+///
+/// # Safety
+/// `ptr` and `len` are NULL or writable.
+unsafe fn out_bytes(found: Option<&[u8]>, ptr: *mut *const u8, len: *mut usize) -> Result<i32, String> {
     if ptr.is_null() || len.is_null() {
         return Err("output pointer is NULL".into());
     }
     let (p, l) = found.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
-    // SAFETY: both are non-null writable out-parameters per the C contract.
+    // SAFETY: both are non-null, and writable per the caller's contract.
     unsafe {
         *ptr = p;
         *len = l;
@@ -264,7 +275,8 @@ pub unsafe extern "C" fn smf_module_note_sdn(
     text: *mut *const u8,
     len: *mut usize,
 ) -> i32 {
-    guard(-1, || with_module(m, |module| out_bytes(module.loaded().note_sdn(), text, len)))
+    // SAFETY: forwarded to our caller's contract.
+    guard(-1, || with_module(m, |module| unsafe { out_bytes(module.loaded().note_sdn(), text, len) }))
 }
 
 /// The template-code entry of the template symbol `name`: 1 found, 0 absent, -1 error.
@@ -281,6 +293,7 @@ pub unsafe extern "C" fn smf_module_template(
     guard(-1, || {
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
-        with_module(m, |module| out_bytes(module.loaded().template(name), bytes, len))
+        // SAFETY: forwarded to our caller's contract.
+        with_module(m, |module| unsafe { out_bytes(module.loaded().template(name), bytes, len) })
     })
 }

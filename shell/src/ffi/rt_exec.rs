@@ -8,14 +8,16 @@
 //! a sealed allocation patches it through a sealed copy of the touched pages. Calls go only to
 //! sealed code this library owns.
 
+use std::sync::{Arc, Mutex};
+
 use smf_core::sys;
 
-use super::rt_mmap::protection_from_bits;
-use super::rt_owned::{self, Owner, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::{guard, non_negative};
+use crate::module::Module;
 use crate::runtime::exec;
 
-/// Largest single rt allocation: 1 GiB.
+/// Largest single rt allocation: 1 GiB (reserved, committed only as it is written).
 const MAX_ALLOCATION: usize = 1 << 30;
 
 fn allocate(size: i64) -> Result<i64, String> {
@@ -28,17 +30,12 @@ fn allocate(size: i64) -> Result<i64, String> {
     }
     let page = sys::page_size();
     let rounded = size.div_ceil(page) * page;
-    let exec = exec();
-    let batch = exec.begin_batch();
-    let block = match exec.alloc(batch, rounded, page) {
-        Ok(block) => block,
-        Err(e) => {
-            let _ = exec.abandon(batch);
-            return Err(e.to_string());
-        }
-    };
-    rt_owned::allocs().insert(block.addr, RtAlloc { size: rounded, requested: size });
-    Ok(block.addr as i64)
+    let mut batch = exec().batch();
+    let block = batch.alloc(rounded, page).map_err(|e| e.to_string())?;
+    let addr = block.addr();
+    let alloc = RtAlloc { block, requested: size, phase: Mutex::new(Phase::Open(batch)) };
+    rt_owned::allocs().insert(addr, Arc::new(alloc));
+    Ok(addr as i64)
 }
 
 /// Allocates `size` bytes (page-rounded, zeroed), writable until sealed; 0 on error.
@@ -53,35 +50,30 @@ pub extern "C" fn rt_alloc_rw_memory(size: i64) -> i64 {
     guard(0, || allocate(size))
 }
 
-/// Frees an allocation (`size` as allocated or requested, or 0 for the whole allocation).
+/// Frees an allocation (`size` as allocated or requested, or 0 for the whole allocation). The
+/// memory goes once no other call is still using it (a call running code in it keeps it until
+/// the code returns).
 #[no_mangle]
 pub extern "C" fn rt_free_exec_memory(address: i64, size: i64) -> bool {
     guard(false, || {
         let (start, size) = rt_owned::range(address, 0, size)?;
         let mut allocs = rt_owned::allocs();
         let alloc =
-            *allocs.get(&start).ok_or_else(|| format!("{start:#x} is not the start of an rt allocation"))?;
-        if size != 0 && size != alloc.size && size != alloc.requested {
+            allocs.get(&start).ok_or_else(|| format!("{start:#x} is not the start of an rt allocation"))?;
+        if size != 0 && size != alloc.size() && size != alloc.requested {
             return Err(format!("size {size} does not match the allocation ({} bytes)", alloc.requested));
         }
-        let exec = exec();
-        let result = match exec.lookup(start, 1).and_then(|info| info.batch) {
-            Some(batch) => exec.abandon(batch),
-            None => exec.free(start),
-        };
-        result.map_err(|e| e.to_string())?;
-        allocs.remove(&start);
+        let alloc = allocs.remove(&start);
+        drop(allocs);
+        drop(alloc); // frees the block unless a call still holds it
         Ok(true)
     })
 }
 
 /// The rt allocation containing `start..start+len` (file mappings do not count here).
-fn rt_allocation(start: usize, len: usize) -> Result<(usize, RtAlloc), String> {
-    let allocs = rt_owned::allocs();
-    match rt_owned::owner_of(&allocs, &Default::default(), start, len)? {
-        Owner::Alloc { start, alloc } => Ok((start, alloc)),
-        Owner::File { .. } => Err("not an rt allocation".into()),
-    }
+fn rt_allocation(start: usize, len: usize) -> Result<Arc<RtAlloc>, String> {
+    rt_owned::alloc_containing(start, len)
+        .ok_or_else(|| format!("{start:#x}+{len} is not inside a live rt allocation"))
 }
 
 /// Copies `len` bytes of `code` to `address + offset`; patches if the allocation is sealed.
@@ -93,10 +85,9 @@ fn rt_allocation(start: usize, len: usize) -> Result<(usize, RtAlloc), String> {
 pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len: i64, offset: i64) -> i64 {
     guard(-1, || {
         let (dst, n) = rt_owned::range(address, offset, len)?;
-        let (base, _) = rt_allocation(rt_owned::range(address, 0, 0)?.0, 0)?;
-        let (same, _) = rt_allocation(dst, n)?;
-        if same != base {
-            return Err("address + offset leaves the allocation".into());
+        let alloc = rt_allocation(rt_owned::range(address, 0, 0)?.0, 0)?;
+        if !alloc.block.contains(dst, n) {
+            return Err("address + offset + len leaves the allocation".into());
         }
         if n == 0 {
             return Ok(0);
@@ -107,9 +98,37 @@ pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len
         // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first,
         // so an overlap with the destination cannot matter.
         let bytes = unsafe { std::slice::from_raw_parts(code, n) }.to_vec();
-        exec().patch(dst, &bytes).map_err(|e| e.to_string())?;
+        let offset = dst - alloc.block.addr();
+        let mut phase = alloc.phase();
+        match &mut *phase {
+            Phase::Open(batch) => batch.write(&alloc.block, offset, &bytes),
+            Phase::Sealed => exec().patch(&alloc.block, offset, &bytes),
+            Phase::Broken => return Err(broken(alloc.block.addr())),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(len)
     })
+}
+
+fn broken(addr: usize) -> String {
+    format!("the allocation at {addr:#x} failed to seal earlier; free it and allocate again")
+}
+
+/// Seals `alloc` if it is still writable (read-execute, instruction cache synchronized).
+fn seal(alloc: &RtAlloc) -> Result<(), String> {
+    let mut phase = alloc.phase();
+    match std::mem::replace(&mut *phase, Phase::Broken) {
+        Phase::Open(batch) => {
+            batch.seal().map_err(|e| format!("sealing {:#x}: {e}", alloc.block.addr()))?;
+            *phase = Phase::Sealed;
+            Ok(())
+        }
+        Phase::Sealed => {
+            *phase = Phase::Sealed;
+            Ok(())
+        }
+        Phase::Broken => Err(broken(alloc.block.addr())),
+    }
 }
 
 /// Seals the allocation containing `address..+size` (read-execute, i-cache synchronized).
@@ -117,71 +136,89 @@ pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len
 pub extern "C" fn rt_make_executable(address: i64, size: i64) -> bool {
     guard(false, || {
         let (start, len) = rt_owned::range(address, 0, size)?;
-        let (base, _) = rt_allocation(start, len)?;
-        seal_containing(base)?;
+        seal(&*rt_allocation(start, len)?)?;
         Ok(true)
     })
 }
 
-/// Seals the batch of the live block at `addr` if it is still writable.
-fn seal_containing(addr: usize) -> Result<(), String> {
-    let exec = exec();
-    let info = exec.lookup(addr, 1).ok_or_else(|| format!("{addr:#x} is not inside a live allocation"))?;
-    if let Some(batch) = info.batch {
-        exec.seal(batch).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Synchronizes the instruction cache for `address..+size` (a no-op on x86-64).
+/// Synchronizes the instruction cache for `address..+size` (a no-op on x86-64, and for module
+/// code, which loading synchronized).
 #[no_mangle]
 pub extern "C" fn rt_flush_icache(address: i64, size: i64) {
     guard((), || {
         let (start, len) = rt_owned::range(address, 0, size)?;
-        exec().sync_icache(start, len).map_err(|e| e.to_string())
+        if let Some(alloc) = rt_owned::alloc_containing(start, len) {
+            let offset = start - alloc.block.addr();
+            return exec().sync_icache(&alloc.block, offset, len).map_err(|e| e.to_string());
+        }
+        match crate::module::code_containing(start) {
+            Some(_) => Ok(()),
+            None => Err(format!("{start:#x}+{len} is not inside code of this library")),
+        }
     });
 }
 
 /// Returns `address` as callable code, sealing its allocation if still writable; 0 if it is
-/// not inside a live allocation.
+/// not inside a live rt allocation.
 #[no_mangle]
 pub extern "C" fn rt_get_function_pointer(address: i64) -> i64 {
     guard(0, || {
         let (start, _) = rt_owned::range(address, 0, 1)?;
-        seal_containing(start)?;
+        seal(&*rt_allocation(start, 1)?)?;
         Ok(address)
     })
 }
 
-/// `fn` as a code address, if it is inside sealed code this library owns.
-fn callable(function: i64) -> Result<usize, String> {
+/// What keeps code alive while it is being called.
+#[derive(Debug)]
+enum Callee {
+    Alloc(#[allow(dead_code)] Arc<RtAlloc>),
+    Module(#[allow(dead_code)] Arc<Module>),
+}
+
+/// `function` as a code address, with what keeps it alive: inside a sealed rt allocation, or
+/// inside the code of a live loaded module (not its data, read-only data or stubs).
+fn callable(function: i64) -> Result<(usize, Callee), String> {
     let (addr, _) = rt_owned::range(function, 0, 1)?;
-    match exec().lookup(addr, 1) {
-        Some(info) if info.sealed => Ok(addr),
-        Some(_) => {
+    if let Some(alloc) = rt_owned::alloc_containing(addr, 1) {
+        let sealed = matches!(*alloc.phase(), Phase::Sealed);
+        let executable = exec().lookup(addr, 1).is_some_and(|b| b.is_executable());
+        return if sealed && executable {
+            Ok((addr, Callee::Alloc(alloc)))
+        } else {
             Err(format!("{addr:#x} is not sealed yet (call rt_get_function_pointer or rt_make_executable)"))
-        }
-        None => Err(format!("{addr:#x} is not inside executable memory of this library")),
+        };
+    }
+    match crate::module::code_containing(addr) {
+        Some(module) => Ok((addr, Callee::Module(module))),
+        None => Err(format!("{addr:#x} is not inside executable code of this library")),
     }
 }
 
 /// Calls the code at `fn` with no arguments; 0 (and an error) if it is not ours.
+///
+/// # Safety
+/// `fn` is the address of a function of signature `int64_t (void)` (this library checks that
+/// it is executable code it owns, not that it is such a function).
 #[no_mangle]
-pub extern "C" fn rt_call_function_0(function: i64) -> i64 {
+pub unsafe extern "C" fn rt_call_function_0(function: i64) -> i64 {
     guard(0, || {
-        let addr = callable(function)?;
-        // SAFETY: `addr` is sealed code owned by this library; the caller vouches for its
-        // signature, as the spec's callers do.
+        let (addr, _alive) = callable(function)?;
+        // SAFETY: `addr` is sealed code this library owns, kept alive by `_alive` until the
+        // call returns; the caller vouches for its signature.
         let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
         Ok(f())
     })
 }
 
 /// Calls the code at `fn` with one argument.
+///
+/// # Safety
+/// As `rt_call_function_0`, for the signature `int64_t (int64_t)`.
 #[no_mangle]
-pub extern "C" fn rt_call_function_1(function: i64, a1: i64) -> i64 {
+pub unsafe extern "C" fn rt_call_function_1(function: i64, a1: i64) -> i64 {
     guard(0, || {
-        let addr = callable(function)?;
+        let (addr, _alive) = callable(function)?;
         // SAFETY: as in `rt_call_function_0`.
         let f: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(addr) };
         Ok(f(a1))
@@ -189,17 +226,21 @@ pub extern "C" fn rt_call_function_1(function: i64, a1: i64) -> i64 {
 }
 
 /// Calls the code at `fn` with two arguments.
+///
+/// # Safety
+/// As `rt_call_function_0`, for the signature `int64_t (int64_t, int64_t)`.
 #[no_mangle]
-pub extern "C" fn rt_call_function_2(function: i64, a1: i64, a2: i64) -> i64 {
+pub unsafe extern "C" fn rt_call_function_2(function: i64, a1: i64, a2: i64) -> i64 {
     guard(0, || {
-        let addr = callable(function)?;
+        let (addr, _alive) = callable(function)?;
         // SAFETY: as in `rt_call_function_0`.
         let f: extern "C" fn(i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
         Ok(f(a1, a2))
     })
 }
 
-/// Whether `address` is inside sealed code of this library.
+/// Whether `address` is inside code of this library that may be called: a sealed rt
+/// allocation, or a live module's code (never its data).
 #[no_mangle]
 pub extern "C" fn rt_is_executable(address: i64) -> bool {
     guard(false, || Ok(callable(address).is_ok()))
@@ -210,9 +251,8 @@ pub extern "C" fn rt_is_executable(address: i64) -> bool {
 pub extern "C" fn rt_get_protection(address: i64) -> i32 {
     guard(-1, || {
         let (addr, _) = rt_owned::range(address, 0, 0)?;
-        let files = rt_owned::files();
-        if let Ok(Owner::File { map, .. }) = rt_owned::owner_of(&Default::default(), &files, addr, 0) {
-            return Ok(map.prot);
+        if let Some(map) = rt_owned::file_containing(addr, 0) {
+            return Ok(*map.prot());
         }
         exec()
             .protection_at(addr)
@@ -222,20 +262,19 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
 }
 
 /// Changes protection: allocations may be sealed (READ|EXEC) or stay READ|WRITE before sealing;
-/// whole file mappings may take any protection but WRITE|EXEC together.
+/// whole file mappings may be made READ, READ|WRITE or NONE (never executable: see
+/// `rt_mmap_file`).
 #[no_mangle]
 pub extern "C" fn rt_set_protection(address: i64, size: i64, prot: i32) -> bool {
     guard(false, || {
-        let protection = protection_from_bits(prot)?;
+        let protection = rt_owned::protection_from_bits(prot)?;
         let (start, len) = rt_owned::range(address, 0, size)?;
-        let (allocs, mut files) = (rt_owned::allocs(), rt_owned::files());
-        match rt_owned::owner_of(&allocs, &files, start, len)? {
-            Owner::Alloc { start: base, .. } => {
-                drop((allocs, files));
-                let sealed = exec().lookup(base, 1).is_some_and(|b| b.sealed);
+        match rt_owned::owner_of(start, len)? {
+            Owner::Alloc(alloc) => {
+                let open = matches!(*alloc.phase(), Phase::Open(_));
                 match prot {
-                    p if p == PROT_READ | PROT_EXEC => seal_containing(base).map(|()| true),
-                    p if p == PROT_READ | PROT_WRITE && !sealed => Ok(true),
+                    p if p == PROT_READ | PROT_EXEC => seal(&alloc).map(|()| true),
+                    p if p == PROT_READ | PROT_WRITE && open => Ok(true),
                     p if p == PROT_READ | PROT_WRITE => {
                         Err("sealed code is never made writable again; patch it with rt_write_exec_memory"
                             .into())
@@ -243,14 +282,14 @@ pub extern "C" fn rt_set_protection(address: i64, size: i64, prot: i32) -> bool 
                     _ => Err("allocations support READ|WRITE (before sealing) and READ|EXEC".into()),
                 }
             }
-            Owner::File { start: base, map } => {
-                if start != base || (len != map.len && len != map.mapped) {
+            Owner::File(map) => {
+                if start != map.addr || (len != map.len && len != map.mapped) {
                     return Err("rt_set_protection applies to a whole file mapping".into());
                 }
-                // SAFETY: the whole mapping is ours; W|X was refused above.
-                unsafe { sys::protect(base as *mut u8, map.mapped, protection) }
-                    .map_err(|e| e.to_string())?;
-                files.insert(base, rt_owned::FileMap { prot, ..map });
+                if prot & PROT_EXEC != 0 {
+                    return Err(super::rt_mmap::NO_EXEC_FILES.into());
+                }
+                map.set_prot(prot, protection)?;
                 Ok(true)
             }
         }
@@ -260,7 +299,7 @@ pub extern "C" fn rt_set_protection(address: i64, size: i64, prot: i32) -> bool 
 /// Bytes in live rt allocations (page-rounded).
 #[no_mangle]
 pub extern "C" fn rt_exec_memory_total() -> i64 {
-    rt_owned::allocs().values().map(|a| a.size as i64).sum()
+    rt_owned::allocs().values().map(|a| a.size() as i64).sum()
 }
 
 /// Live rt allocations.
@@ -274,14 +313,16 @@ pub extern "C" fn rt_exec_memory_count() -> i64 {
 pub extern "C" fn rt_exec_memory_dump_stats() {
     guard((), || {
         let (count, total) = (rt_exec_memory_count(), rt_exec_memory_total());
-        let files = rt_owned::files();
-        let mapped: usize = files.values().map(|m| m.len).sum();
+        let (file_count, mapped) = {
+            let files = rt_owned::files();
+            (files.len(), files.values().map(|m| m.len).sum::<usize>())
+        };
         let s = exec().stats();
         eprintln!(
             "smf exec memory: {count} rt allocations, {total} bytes; {} file mappings, {mapped} bytes\n\
              allocator: {} blocks live ({} bytes), {} pages open, {} sealed, {} trap pages, \
              {} regions, {} mappings, {} protection changes, {} patches",
-            files.len(),
+            file_count,
             s.blocks_live,
             s.bytes_live,
             s.pages_open,

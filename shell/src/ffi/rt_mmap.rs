@@ -5,9 +5,9 @@
 use std::ffi::c_char;
 use std::os::fd::AsRawFd;
 
-use smf_core::sys::{self, Advice, Protection};
+use smf_core::sys::{self, Advice};
 
-use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_READ, PROT_WRITE};
+use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_WRITE};
 use super::{c_path, guard, non_negative};
 
 /// MAP_SHARED as the spec numbers it.
@@ -33,29 +33,26 @@ fn page_span(start: usize, len: usize) -> (usize, usize) {
     (first, end - first)
 }
 
-pub(crate) fn protection_from_bits(prot: i32) -> Result<Protection, String> {
-    match prot {
-        0 => Ok(Protection::None),
-        PROT_READ => Ok(Protection::Read),
-        p if p == PROT_READ | PROT_WRITE => Ok(Protection::ReadWrite),
-        p if p == PROT_READ | PROT_EXEC => Ok(Protection::ReadExec),
-        p if p & PROT_WRITE != 0 && p & PROT_EXEC != 0 => {
-            Err("PROT_WRITE|PROT_EXEC together is refused (W^X)".into())
-        }
-        other => Err(format!("protection {other} is not supported (use 0, READ, READ|WRITE or READ|EXEC)")),
-    }
-}
+/// Why `rt_mmap_file` and `rt_set_protection` refuse executable file mappings.
+pub(crate) const NO_EXEC_FILES: &str = "file mappings are never executable: another mapping of \
+the same file (MAP_SHARED, writable) could change the code while it runs; load modules with \
+smf_module_load, or copy code into rt_alloc_exec_memory";
 
-fn map_file(
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn map_file(
     path: *const c_char,
     prot: i32,
     flags: i32,
     offset: i64,
     length: i64,
 ) -> Result<RtMapping, String> {
-    // SAFETY: the C caller passes a NUL-terminated path or NULL.
+    // SAFETY: forwarded to our caller's contract.
     let path = unsafe { c_path(path) }?;
-    let protection = protection_from_bits(prot)?;
+    let protection = rt_owned::protection_from_bits(prot)?;
+    if prot & PROT_EXEC != 0 {
+        return Err(NO_EXEC_FILES.into());
+    }
     let shared = match flags {
         MAP_SHARED => true,
         MAP_PRIVATE => false,
@@ -92,7 +89,8 @@ fn map_file(
     let addr = unsafe { sys::map_file(file.as_raw_fd(), offset as u64, len, protection, shared) }
         .map_err(|e| e.to_string())?;
     let mapped = len.div_ceil(page) * page;
-    rt_owned::files().insert(addr as usize, FileMap { len, mapped, prot });
+    let map = FileMap { addr: addr as usize, len, mapped, prot: std::sync::RwLock::new(prot) };
+    rt_owned::files().insert(addr as usize, std::sync::Arc::new(map));
     Ok(RtMapping { address: addr as i64, size: len as i64 })
 }
 
@@ -108,30 +106,32 @@ pub unsafe extern "C" fn rt_mmap_file(
     offset: i64,
     length: i64,
 ) -> RtMapping {
-    guard(RtMapping { address: 0, size: 0 }, || map_file(path, prot, flags, offset, length))
+    // SAFETY: forwarded to our caller's contract.
+    guard(RtMapping { address: 0, size: 0 }, || unsafe { map_file(path, prot, flags, offset, length) })
 }
 
 /// Unmaps a whole mapping made by `rt_mmap_file` (`size` as returned, or its page-rounded size).
+/// The pages go once no other call is still reading them.
 #[no_mangle]
 pub extern "C" fn rt_munmap(address: i64, size: i64) -> bool {
     guard(false, || {
         let (start, size) = rt_owned::range(address, 0, size)?;
         let mut files = rt_owned::files();
-        let map = *files
+        let map = files
             .get(&start)
             .ok_or_else(|| format!("{start:#x} is not the start of a mapping made by rt_mmap_file"))?;
         if size != map.len && size != map.mapped {
             return Err(format!("size {size} does not match the mapping ({} bytes)", map.len));
         }
-        // SAFETY: the mapping is ours (registered by rt_mmap_file) and is removed from the
-        // registry under the same lock, so no other rt_* call can be reading it.
-        unsafe { sys::unmap(start as *mut u8, map.mapped) }.map_err(|e| e.to_string())?;
-        files.remove(&start);
+        let map = files.remove(&start);
+        drop(files);
+        drop(map); // unmaps unless a call is still reading it
         Ok(true)
     })
 }
 
-/// Copies `length` bytes at `address + offset` into `dst`; returns `length`, or -1.
+/// Copies `length` bytes at `address + offset` into `dst`; returns `length`, or -1. Bytes a
+/// mapped file no longer has (it was truncated) are an error, not a crash.
 ///
 /// # Safety
 /// `dst` is NULL or writable for `length` bytes.
@@ -145,14 +145,10 @@ pub unsafe extern "C" fn rt_mmap_read_bytes(address: i64, offset: i64, length: i
         if dst.is_null() {
             return Err("dst is NULL".into());
         }
-        let (allocs, files) = (rt_owned::allocs(), rt_owned::files());
-        let owner = rt_owned::owner_of(&allocs, &files, start, len)?;
-        if !owner.readable() {
-            return Err(format!("{start:#x} is in a mapping without PROT_READ"));
-        }
-        // SAFETY: the source lies inside a live, readable mapping of ours (checked above, kept
-        // alive by the registry locks); `dst` is the caller's buffer of at least `len` bytes.
-        unsafe { std::ptr::copy(start as *const u8, dst, len) };
+        let owner = rt_owned::owner_of(start, len)?;
+        // SAFETY: `dst` is the caller's buffer of at least `len` bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+        rt_owned::read_owned(&owner, start, dst)?;
         Ok(length)
     })
 }
@@ -177,22 +173,30 @@ pub unsafe extern "C" fn rt_mmap_read_string(
         if dst.is_null() && dst_cap > 0 {
             return Err("dst is NULL".into());
         }
-        let (allocs, files) = (rt_owned::allocs(), rt_owned::files());
-        let owner = rt_owned::owner_of(&allocs, &files, start, 0)?;
-        if !owner.readable() {
-            return Err(format!("{start:#x} is in a mapping without PROT_READ"));
-        }
+        let owner = rt_owned::owner_of(start, 0)?;
         let mut available = owner.start() + owner.len() - start;
         if max_length > 0 {
             available = available.min(max_length);
         }
-        // SAFETY: `start..start+available` lies inside a live readable mapping of ours.
-        let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, available) };
-        let len = bytes.iter().position(|&b| b == 0).unwrap_or(available);
+        // Read in chunks until the NUL: a long mapping is not copied whole for a short string.
+        let mut text = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let len = loop {
+            let n = (available - text.len()).min(chunk.len());
+            if n == 0 {
+                break text.len();
+            }
+            rt_owned::read_owned(&owner, start + text.len(), &mut chunk[..n])?;
+            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+                text.extend_from_slice(&chunk[..nul]);
+                break text.len();
+            }
+            text.extend_from_slice(&chunk[..n]);
+        };
         let copy = len.min(dst_cap);
         if copy > 0 {
             // SAFETY: `dst` is the caller's buffer of `dst_cap >= copy` bytes.
-            unsafe { std::ptr::copy(bytes.as_ptr(), dst, copy) };
+            unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), dst, copy) };
         }
         Ok(len as i64)
     })
@@ -218,20 +222,19 @@ pub extern "C" fn rt_get_page_size() -> i64 {
     sys::page_size() as i64
 }
 
-/// Checks `address..+size` and hands the owner and page span to `f` under the registry locks.
+/// Checks `address..+size` and hands its owner (kept alive meanwhile) and page span to `f`.
 fn with_owned_pages<T>(
     address: i64,
     size: i64,
-    f: impl FnOnce(Owner, usize, usize) -> Result<T, String>,
+    f: impl FnOnce(&Owner, usize, usize) -> Result<T, String>,
 ) -> Result<T, String> {
     let (start, len) = rt_owned::range(address, 0, size)?;
     if len == 0 {
         return Err("size is 0".into());
     }
-    let (allocs, files) = (rt_owned::allocs(), rt_owned::files());
-    let owner = rt_owned::owner_of(&allocs, &files, start, len)?;
+    let owner = rt_owned::owner_of(start, len)?;
     let (first, span) = page_span(start, len);
-    f(owner, first, span)
+    f(&owner, first, span)
 }
 
 /// Flushes a shared file mapping's changes to the file.
@@ -285,8 +288,8 @@ pub extern "C" fn rt_madvise(address: i64, size: i64, advice: i32) -> bool {
         };
         with_owned_pages(address, size, |owner, first, span| {
             if advice == Advice::DontNeed {
-                if let Owner::Alloc { start, .. } = owner {
-                    if crate::runtime::exec().lookup(start, 1).is_some_and(|b| b.sealed) {
+                if let Owner::Alloc(alloc) = owner {
+                    if !matches!(*alloc.phase(), rt_owned::Phase::Open(_)) {
                         return Err("MADV_DONTNEED would erase sealed code".into());
                     }
                 }

@@ -1,11 +1,20 @@
-//! What the `rt_*` functions handed out: executable/read-write allocations and file mappings,
-//! and the range check every address argument goes through before memory is touched.
+//! What the `rt_*` functions handed out, owned: executable/read-write allocations and file
+//! mappings, the registries that find them by address, and the range check every address
+//! argument goes through before memory is touched.
 //!
-//! The registries' locks are held while a call reads or writes the memory, so a concurrent
-//! free or unmap cannot pull it away mid-copy.
+//! Each allocation or mapping is an `Arc`: the registry holds one reference, and a call that
+//! uses it clones one under the registry's lock and drops the lock before touching memory. A
+//! concurrent free or unmap only removes the registry's reference, so the memory stays valid
+//! until the calls already using it return (a call running code in an allocation keeps it
+//! alive until the code returns). The registries' locks guard bookkeeping only. Each object's
+//! own lock orders what must not overlap on that object: writes, reads and sealing of an
+//! allocation; reads and protection changes of a mapping.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+
+use smf_core::exec::{Block, CodeBatch};
+use smf_core::sys::{self, CheckedCopier, Protection};
 
 /// PROT_READ as the SFFI spec numbers it.
 pub(crate) const PROT_READ: i32 = 1;
@@ -14,42 +23,109 @@ pub(crate) const PROT_WRITE: i32 = 2;
 /// PROT_EXEC.
 pub(crate) const PROT_EXEC: i32 = 4;
 
-/// An allocation from `rt_alloc_exec_memory` or `rt_alloc_rw_memory`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RtAlloc {
-    /// Page-rounded size.
-    pub(crate) size: usize,
-    /// Size the caller asked for.
-    pub(crate) requested: usize,
+/// The protection the PROT_* bits `prot` ask for; writable and executable together is refused.
+pub(crate) fn protection_from_bits(prot: i32) -> Result<Protection, String> {
+    match prot {
+        0 => Ok(Protection::None),
+        PROT_READ => Ok(Protection::Read),
+        p if p == PROT_READ | PROT_WRITE => Ok(Protection::ReadWrite),
+        p if p == PROT_READ | PROT_EXEC => Ok(Protection::ReadExec),
+        p if p & PROT_WRITE != 0 && p & PROT_EXEC != 0 => {
+            Err("PROT_WRITE|PROT_EXEC together is refused (W^X)".into())
+        }
+        other => Err(format!("protection {other} is not supported (use 0, READ, READ|WRITE or READ|EXEC)")),
+    }
 }
 
-/// A mapping from `rt_mmap_file`.
-#[derive(Clone, Copy, Debug)]
+/// Where an allocation is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Writable, in a batch of its own.
+    Open(CodeBatch<'static>),
+    /// Read-execute.
+    Sealed,
+    /// Sealing failed: the allocation is neither writable nor callable; free it.
+    Broken,
+}
+
+/// An allocation from `rt_alloc_exec_memory` or `rt_alloc_rw_memory`. Freed when the last
+/// reference goes.
+#[derive(Debug)]
+pub(crate) struct RtAlloc {
+    /// The page-rounded block.
+    pub(crate) block: Block<'static>,
+    /// Size the caller asked for.
+    pub(crate) requested: usize,
+    /// Its phase; the lock also keeps writes, reads and sealing of this allocation apart.
+    pub(crate) phase: Mutex<Phase>,
+}
+
+impl RtAlloc {
+    /// Page-rounded size.
+    pub(crate) fn size(&self) -> usize {
+        self.block.size()
+    }
+
+    /// The phase, locked.
+    pub(crate) fn phase(&self) -> MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A mapping from `rt_mmap_file`, unmapped when the last reference goes.
+#[derive(Debug)]
 pub(crate) struct FileMap {
+    /// First byte.
+    pub(crate) addr: usize,
     /// Bytes of the file mapped (what the caller may touch).
     pub(crate) len: usize,
     /// Page-rounded length of the kernel mapping.
     pub(crate) mapped: usize,
-    /// PROT_* bits.
-    pub(crate) prot: i32,
+    /// PROT_* bits; held for reading while the library reads the mapping, for writing while it
+    /// changes the protection.
+    pub(crate) prot: RwLock<i32>,
 }
 
-static ALLOCS: Mutex<BTreeMap<usize, RtAlloc>> = Mutex::new(BTreeMap::new());
-static FILES: Mutex<BTreeMap<usize, FileMap>> = Mutex::new(BTreeMap::new());
+impl FileMap {
+    /// The protection, held so that it cannot change until the guard goes.
+    pub(crate) fn prot(&self) -> RwLockReadGuard<'_, i32> {
+        self.prot.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the protection of the whole mapping (never writable and executable).
+    pub(crate) fn set_prot(&self, prot: i32, protection: Protection) -> Result<(), String> {
+        let mut current = self.prot.write().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: the whole mapping is ours (alive while `self` is); readers of it hold the
+        // read side of the lock we hold for writing, so none relies on the old protection.
+        unsafe { sys::protect(self.addr as *mut u8, self.mapped, protection) }.map_err(|e| e.to_string())?;
+        *current = prot;
+        Ok(())
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and this was its last reference: nothing uses it.
+        let _ = unsafe { sys::unmap(self.addr as *mut u8, self.mapped) };
+    }
+}
+
+static ALLOCS: Mutex<BTreeMap<usize, Arc<RtAlloc>>> = Mutex::new(BTreeMap::new());
+static FILES: Mutex<BTreeMap<usize, Arc<FileMap>>> = Mutex::new(BTreeMap::new());
 
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
     // A panic while holding the lock cannot leave the maps inconsistent (every update is one
     // insert or remove), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The allocation registry.
-pub(crate) fn allocs() -> MutexGuard<'static, BTreeMap<usize, RtAlloc>> {
+/// The allocation registry (by start address).
+pub(crate) fn allocs() -> MutexGuard<'static, BTreeMap<usize, Arc<RtAlloc>>> {
     lock(&ALLOCS)
 }
 
-/// The file-mapping registry.
-pub(crate) fn files() -> MutexGuard<'static, BTreeMap<usize, FileMap>> {
+/// The file-mapping registry (by start address).
+pub(crate) fn files() -> MutexGuard<'static, BTreeMap<usize, Arc<FileMap>>> {
     lock(&FILES)
 }
 
@@ -67,64 +143,115 @@ pub(crate) fn range(address: i64, offset: i64, length: i64) -> Result<(usize, us
     Ok((start, length))
 }
 
-/// Where a checked range lives.
-#[derive(Clone, Copy, Debug)]
+/// Where a checked range lives (holding it alive).
+#[derive(Clone, Debug)]
 pub(crate) enum Owner {
-    /// Inside the rt allocation starting at `start`.
-    Alloc { start: usize, alloc: RtAlloc },
-    /// Inside the file mapping starting at `start`.
-    File { start: usize, map: FileMap },
+    /// Inside an rt allocation.
+    Alloc(Arc<RtAlloc>),
+    /// Inside a file mapping.
+    File(Arc<FileMap>),
 }
 
 impl Owner {
     /// Start of the owning allocation or mapping.
     pub(crate) fn start(&self) -> usize {
-        match *self {
-            Owner::Alloc { start, .. } | Owner::File { start, .. } => start,
+        match self {
+            Owner::Alloc(a) => a.block.addr(),
+            Owner::File(m) => m.addr,
         }
     }
 
     /// Bytes of the owning allocation or mapping that may be touched.
     pub(crate) fn len(&self) -> usize {
-        match *self {
-            Owner::Alloc { alloc, .. } => alloc.size,
-            Owner::File { map, .. } => map.len,
-        }
-    }
-
-    /// Whether its bytes can be read (allocations always are; mappings need PROT_READ).
-    pub(crate) fn readable(&self) -> bool {
-        match *self {
-            Owner::Alloc { .. } => true,
-            Owner::File { map, .. } => map.prot & PROT_READ != 0,
+        match self {
+            Owner::Alloc(a) => a.size(),
+            Owner::File(m) => m.len,
         }
     }
 }
 
-fn containing<V: Copy>(
-    map: &BTreeMap<usize, V>,
+/// The entry of `map` containing `start..start+len` (a zero-length range must start inside).
+fn containing<V>(
+    map: &BTreeMap<usize, Arc<V>>,
     start: usize,
     len: usize,
     size: impl Fn(&V) -> usize,
-) -> Option<(usize, V)> {
+) -> Option<Arc<V>> {
     let (&base, value) = map.range(..=start).next_back()?;
     let end = start.checked_add(len)?;
-    (end <= base + size(value) && (len > 0 || start < base + size(value))).then_some((base, *value))
+    let limit = base + size(value);
+    (end <= limit && (len > 0 || start < limit)).then(|| Arc::clone(value))
 }
 
-/// The allocation or mapping that contains `start..start+len` entirely, looked up under the
-/// given registry guards.
-pub(crate) fn owner_of(
-    allocs: &BTreeMap<usize, RtAlloc>,
-    files: &BTreeMap<usize, FileMap>,
-    start: usize,
-    len: usize,
-) -> Result<Owner, String> {
-    if let Some((base, alloc)) = containing(allocs, start, len, |a| a.size) {
-        return Ok(Owner::Alloc { start: base, alloc });
+/// The rt allocation containing `start..start+len`.
+pub(crate) fn alloc_containing(start: usize, len: usize) -> Option<Arc<RtAlloc>> {
+    containing(&allocs(), start, len, RtAlloc::size)
+}
+
+/// The file mapping containing `start..start+len`.
+pub(crate) fn file_containing(start: usize, len: usize) -> Option<Arc<FileMap>> {
+    containing(&files(), start, len, |m| m.len)
+}
+
+/// The allocation or mapping that contains `start..start+len` entirely.
+pub(crate) fn owner_of(start: usize, len: usize) -> Result<Owner, String> {
+    if let Some(alloc) = alloc_containing(start, len) {
+        return Ok(Owner::Alloc(alloc));
     }
-    if let Some((base, map)) = containing(files, start, len, |m| m.len) {
-        return Ok(Owner::File { start: base, map });
+    if let Some(map) = file_containing(start, len) {
+        return Ok(Owner::File(map));
     }
     Err(format!("{start:#x}+{len} is not inside a live mapping or allocation of this library"))
+}
+
+thread_local! {
+    static COPIER: std::cell::RefCell<Option<CheckedCopier>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Copies `dst.len()` bytes at `src` out of `owner`, which contains them: an allocation
+/// directly (under its lock, so no write overlaps), a file mapping through the kernel (under
+/// its protection's read lock), so that a page the file no longer backs (it was truncated) is
+/// an error, never `SIGBUS`.
+pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<(), String> {
+    match owner {
+        Owner::Alloc(alloc) => {
+            let _phase = alloc.phase();
+            // SAFETY: `src..src+len` lies inside the live allocation (held by `owner`), whose
+            // pages are always readable (read-write or read-execute); its lock keeps rt writes
+            // out while we copy; `dst` is the caller's separate buffer.
+            unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+            Ok(())
+        }
+        Owner::File(map) => {
+            let prot = map.prot();
+            if *prot & PROT_READ == 0 {
+                return Err(format!("{src:#x} is in a mapping without PROT_READ"));
+            }
+            COPIER.with(|cell| {
+                let mut copier = cell.borrow_mut();
+                if copier.is_none() {
+                    *copier = Some(CheckedCopier::new().map_err(|e| e.to_string())?);
+                }
+                let result = match copier.as_ref() {
+                    // SAFETY: the range lies inside the live mapping (held by `owner`); only
+                    // the kernel reads it.
+                    Some(c) => unsafe { c.copy(src as *const u8, dst) },
+                    None => return Err("no copier".to_string()),
+                };
+                result.map_err(|e| {
+                    if e.op != "write" {
+                        *copier = None; // its pipe may hold stray bytes: start afresh
+                    }
+                    if e.errno == 14 {
+                        format!(
+                            "{src:#x}+{}: the mapped file no longer has these bytes (it shrank)",
+                            dst.len()
+                        )
+                    } else {
+                        e.to_string()
+                    }
+                })
+            })
+        }
+    }
 }

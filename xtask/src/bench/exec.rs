@@ -59,7 +59,7 @@ fn mappings() -> usize {
 }
 
 /// Our batch path: every function in one batch, installed under one lock, sealed once.
-fn install_ours(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block>, String> {
+fn install_ours<'e>(exec: &'e ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block<'e>>, String> {
     let mut batch = exec.batch();
     let blocks = batch.install_many(codes.iter().map(|c| &c[..]), 16).map_err(|e| e.to_string())?;
     batch.seal().map_err(|e| e.to_string())?;
@@ -67,7 +67,10 @@ fn install_ours(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block>
 }
 
 /// The same, one `install` call (and lock acquisition) per function.
-fn install_ours_one_by_one(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Vec<Block>, String> {
+fn install_ours_one_by_one<'e>(
+    exec: &'e ExecAllocator,
+    codes: &[[u8; SIZE]],
+) -> Result<Vec<Block<'e>>, String> {
     let mut batch = exec.batch();
     let blocks = codes
         .iter()
@@ -104,15 +107,17 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         ours.push(start.elapsed());
         ours_maps = mappings().saturating_sub(before);
         for i in (0..FUNCTIONS).step_by(997) {
-            check(blocks[i].addr, i)?;
+            check(blocks[i].addr(), i)?;
         }
+        exec.free_all(blocks).map_err(|e| e.to_string())?;
         drop(exec); // unmaps everything
 
         let exec = ExecAllocator::default();
         let start = Instant::now();
         let blocks = install_ours_one_by_one(&exec, &codes)?;
         ours_single.push(start.elapsed());
-        check(blocks[FUNCTIONS - 1].addr, FUNCTIONS - 1)?;
+        check(blocks[FUNCTIONS - 1].addr(), FUNCTIONS - 1)?;
+        exec.free_all(blocks).map_err(|e| e.to_string())?;
         drop(exec);
 
         let before = mappings();
@@ -172,9 +177,9 @@ fn seal_and_patch_costs() -> Result<(Duration, Duration), String> {
             [value[0], value[1], 0, 0].to_vec()
         };
         let start = Instant::now();
-        exec.patch(block.addr + offset, &bytes).map_err(|e| e.to_string())?;
+        exec.patch(&block, offset, &bytes).map_err(|e| e.to_string())?;
         patches.push(start.elapsed());
-        check(block.addr, usize::from(i) + 1)?;
+        check(block.addr(), usize::from(i) + 1)?;
         live.push(block);
     }
     Ok((median(seals), median(patches)))
