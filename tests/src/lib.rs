@@ -119,6 +119,17 @@ pub fn maps() -> Vec<String> {
     std::fs::read_to_string("/proc/self/maps").unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
+/// Calls the function at `addr`.
+///
+/// # Safety
+/// `addr` is sealed code of a function `extern "C" fn() -> i64`.
+#[allow(unsafe_code)]
+pub unsafe fn call(addr: usize) -> i64 {
+    // SAFETY: the caller's contract.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+    f()
+}
+
 /// Panics if any mapping of this process is writable and executable.
 pub fn assert_no_rwx(step: &str) {
     for line in maps() {

@@ -9,17 +9,7 @@
 
 use smf_core::exec::{Block, Config, ExecAllocator, ExecError};
 use smf_core::sys::Protection;
-use smf_tests::{assert_no_rwx, mappings_within, return_const, return_const_patch};
-
-/// Calls the function at `addr`.
-///
-/// # Safety
-/// `addr` is sealed code of a function `extern "C" fn() -> i64`.
-unsafe fn call(addr: usize) -> i64 {
-    // SAFETY: the caller's contract.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-    f()
-}
+use smf_tests::{assert_no_rwx, call, mappings_within, return_const, return_const_patch};
 
 #[test]
 fn a_sealed_block_runs_and_is_never_writable_and_executable() {

@@ -45,6 +45,8 @@ mod icache;
 pub mod kernel;
 mod region;
 mod state;
+#[cfg(test)]
+mod tests;
 
 pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM};
 pub use kernel::{Kernel, Linux, LINUX};

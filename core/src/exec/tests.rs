@@ -1,0 +1,405 @@
+//! The allocator over the simulated kernel: its state machine and unsafe code run under Miri
+//! (no syscalls), and a fault injector fails every kernel call of a load, seal, patch and free
+//! in turn, checking that the error is clean, nothing leaks and the allocator keeps working.
+//!
+//! Each test has kernels of its own (statics: the allocator needs `&'static dyn Kernel`, and
+//! tests run in parallel).
+
+// Reading the blocks back and driving the simulated kernel directly needs raw pointers.
+#![allow(unsafe_code)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::fake::{FaultInjector, SimulatedKernel, SimulatedUsage};
+use super::{Block, Config, ExecAllocator, ExecError, MemoryKind, Stats};
+use crate::load::{LoadOptions, LoadedModule, TableResolver};
+use crate::sys::Protection;
+use crate::write::{samples, ModuleBuilder, SymbolSpec};
+use crate::{Dialect, RelocKind};
+
+const PAGE: usize = 4096;
+
+/// Small regions keep the simulation (and Miri) fast.
+fn config() -> Config {
+    Config { region_size: 16 * PAGE, ..Config::default() }
+}
+
+/// The bytes at `addr..addr+len` (memory of a live block of ours).
+fn bytes(addr: usize, len: usize) -> Vec<u8> {
+    // SAFETY: callers pass ranges inside live blocks, which the simulation keeps allocated.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len) }.to_vec()
+}
+
+/// What must be back where it was after a failed operation (counters excepted).
+fn shape(stats: Stats) -> [usize; 6] {
+    [
+        stats.blocks_live,
+        stats.bytes_live,
+        stats.pages_open,
+        stats.pages_sealed,
+        stats.trap_pages,
+        stats.regions,
+    ]
+}
+
+#[test]
+fn a_sealed_block_is_read_execute_and_a_freed_one_read_write_again() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let block = batch.alloc(64, 16).unwrap();
+    assert_eq!(bytes(block.addr(), 64), vec![0; 64], "fresh blocks are zero");
+    assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWrite));
+    batch.write(&block, 0, &samples::RETURN_42).unwrap();
+    batch.seal().unwrap();
+    assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadExec));
+    assert_eq!(bytes(block.addr(), 6), samples::RETURN_42);
+    assert!(exec.lookup(block.addr(), 1).unwrap().is_executable());
+    let addr = block.addr();
+    drop(block);
+    assert_eq!(exec.lookup(addr, 1), None);
+    assert_eq!(K.protection_at(addr), Some(Protection::ReadWrite), "freed pages lose execute");
+    assert_eq!(shape(exec.stats()), [0, 0, 0, 0, 0, 1], "one spare region stays");
+    drop(exec);
+    assert_eq!(K.usage(), SimulatedUsage::default(), "dropping the allocator unmaps everything");
+}
+
+#[test]
+fn small_blocks_of_one_batch_share_a_page_and_seal_with_one_change() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let codes: Vec<[u8; 6]> = (0..100u8).map(|i| [0xB8, i, 0, 0, 0, 0xC3]).collect();
+    let blocks = batch.install_many(codes.iter().map(|c| &c[..]), 16).unwrap();
+    let before = exec.stats().protection_changes;
+    batch.seal().unwrap();
+    assert!(exec.stats().protection_changes - before <= 2);
+    assert_eq!(exec.stats().pages_sealed, 1, "100 blocks of 16 bytes fit one page");
+    for (i, block) in blocks.iter().enumerate() {
+        assert_eq!(bytes(block.addr(), 16)[..6], codes[i], "block {i}");
+        assert_eq!(bytes(block.addr() + 6, 10), vec![0; 10], "the granule's tail is zero");
+    }
+    exec.free_all(blocks).unwrap();
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+}
+
+#[test]
+fn an_image_seals_each_segment_to_its_kind_behind_a_trap_page() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let segments = [(PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadOnly), (PAGE, MemoryKind::ReadWrite)];
+    let image = batch.alloc_image(&segments).unwrap();
+    let addrs: Vec<usize> = image.iter().map(|b| b.as_ref().unwrap().addr()).collect();
+    batch.seal().unwrap();
+    let expected = [Protection::ReadExec, Protection::Read, Protection::ReadWrite];
+    for (addr, protection) in addrs.iter().zip(expected) {
+        assert_eq!(K.protection_at(*addr), Some(protection));
+    }
+    let trap = addrs[0] - PAGE;
+    assert_eq!(K.protection_at(trap), Some(Protection::ReadExec));
+    let fill = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
+    assert!(bytes(trap, PAGE).iter().all(|&b| b == fill), "the trap page faults when run");
+    assert_eq!(exec.stats().trap_pages, 1);
+    drop(image);
+    assert_eq!(exec.stats().trap_pages, 1, "the trap page outlives the code");
+    assert_eq!(K.usage().executable_pages, 1);
+    exec.trim().unwrap();
+    assert_eq!((exec.stats().trap_pages, K.usage().executable_pages), (0, 0));
+}
+
+#[test]
+fn recycled_pages_are_zeroed_except_what_the_caller_overwrites() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let old = batch.alloc_image(&[(2 * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.write(&old, 0, &vec![0xAA; 2 * PAGE]).unwrap();
+    batch.seal().unwrap();
+    let old_addr = old.addr();
+    drop(old);
+    let mut batch = exec.batch();
+    let again = batch.alloc_module_image(&[(2 * PAGE, MemoryKind::Code)], PAGE + 100, 1).unwrap();
+    let again = again[0].as_ref().unwrap();
+    assert_eq!(again.addr(), old_addr);
+    let seen = batch.block_mut(again).unwrap().to_vec();
+    assert_eq!(seen[PAGE], 0xAA, "left to the caller");
+    assert!(seen[PAGE + 100..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn a_patch_replaces_the_touched_pages_with_a_sealed_copy() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let a = batch.install(&samples::RETURN_42, 16).unwrap();
+    let b = batch.install(&[0x31, 0xC0, 0xC3], 16).unwrap();
+    batch.seal().unwrap();
+    exec.patch(&a, 1, &[7]).unwrap();
+    assert_eq!(bytes(a.addr(), 6), [0xB8, 7, 0, 0, 0, 0xC3]);
+    assert_eq!(bytes(b.addr(), 3), [0x31, 0xC0, 0xC3], "the neighbour is untouched");
+    assert_eq!(K.protection_at(a.addr()), Some(Protection::ReadExec));
+    assert_eq!(exec.stats().patches, 1);
+    assert!(matches!(exec.patch(&a, 15, &[0, 0]), Err(ExecError::NotOwned { .. })));
+    let mut open = exec.batch();
+    let c = open.alloc(16, 16).unwrap();
+    assert_eq!(exec.patch(&c, 0, &[1]), Err(ExecError::NotSealed { addr: c.addr() }));
+}
+
+#[test]
+fn an_ended_batch_leaves_its_blocks_to_their_owners() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let kept = {
+        let mut batch = exec.batch();
+        let kept = batch.alloc(3 * PAGE, PAGE).unwrap();
+        batch.write(&kept, PAGE, &[9; 16]).unwrap();
+        kept
+    };
+    assert_eq!(bytes(kept.addr() + PAGE, 16), vec![9; 16]);
+    assert_eq!(K.protection_at(kept.addr()), Some(Protection::ReadWrite));
+    assert_eq!(exec.stats().pages_open, 3, "its pages stay with it, open to no one else");
+    let mut other = exec.batch();
+    assert!(matches!(other.block_mut(&kept), Err(ExecError::NotOwned { .. })));
+    drop(kept);
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+}
+
+#[test]
+fn blocks_larger_than_a_region_get_their_own_and_empty_regions_go_back() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let small = batch.alloc(16, 16).unwrap();
+    let big = batch.alloc_image(&[(40 * PAGE, MemoryKind::ReadWrite)]).unwrap().remove(0).unwrap();
+    batch.seal().unwrap();
+    assert_eq!((exec.stats().regions, K.usage().mappings), (2, 2));
+    drop(big);
+    drop(small);
+    assert_eq!((exec.stats().regions, K.usage().mappings), (1, 1), "one spare region is kept");
+}
+
+#[test]
+fn bad_requests_are_refused_without_touching_the_kernel() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    assert_eq!(batch.alloc(0, 16).unwrap_err(), ExecError::ZeroSize);
+    assert_eq!(batch.alloc(16, 3).unwrap_err(), ExecError::BadAlignment { align: 3 });
+    assert!(matches!(batch.alloc(usize::MAX - 4, 16), Err(ExecError::TooLarge { .. })));
+    assert_eq!(batch.install_many([&[][..]].into_iter(), 16).unwrap_err(), ExecError::ZeroSize);
+    assert_eq!(
+        batch.alloc_module_image(&[(PAGE, MemoryKind::Code)], 0, 3 * PAGE).unwrap_err(),
+        ExecError::BadAlignment { align: 3 * PAGE }
+    );
+    assert_eq!(K.calls(), 0);
+}
+
+#[test]
+fn the_rwx_switch_patches_in_place() {
+    static K: SimulatedKernel = SimulatedKernel::with_page_size(PAGE, true);
+    let exec = ExecAllocator::with_kernel(Config { allow_rwx: true, ..config() }, &K);
+    let mut batch = exec.batch();
+    let block = batch.install(&samples::RETURN_42, 16).unwrap();
+    assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWriteExec));
+    batch.seal().unwrap();
+    exec.patch(&block, 1, &[5]).unwrap();
+    assert_eq!((bytes(block.addr() + 1, 1)[0], exec.stats().patches), (5, 0));
+}
+
+#[test]
+fn the_simulation_refuses_writable_and_executable_pages() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    use super::kernel::Kernel;
+    let page = K.map_anonymous(PAGE, Protection::ReadWrite).unwrap();
+    // SAFETY: `page` is a mapping of ours that nothing references.
+    let refused = unsafe { K.protect(page, PAGE, Protection::ReadWriteExec) };
+    assert!(refused.is_err());
+    // SAFETY: as above; it is not used afterwards.
+    unsafe { K.unmap(page, PAGE) }.unwrap();
+    assert_eq!(K.usage(), SimulatedUsage::default());
+}
+
+/// A module with code, read-only data, data and bss, a branch and a GOT load to an import out
+/// of reach (a stub and a GOT slot), and absolute and PC-relative references.
+fn module() -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let mut code = vec![0x90u8; 64];
+    code[..6].copy_from_slice(&samples::RETURN_42);
+    b.add_code(b".text", &code);
+    let data = b.add_data(b".data", &7u64.to_le_bytes());
+    let rodata = b.add_rodata(b".rodata", b"hello\0");
+    b.add_bss(b".bss", 64);
+    let answer = b.add_symbol(SymbolSpec::function(b"answer", 0, 6));
+    let greeting = b.add_symbol(SymbolSpec::data(b"greeting", rodata, 0, 6));
+    b.add_symbol(SymbolSpec::data(b"counter", data, 0, 8));
+    let import = b.add_symbol(SymbolSpec::import(b"external_fn"));
+    b.add_relocation(20, greeting, RelocKind::Pc32, -4);
+    b.add_relocation(24, answer, RelocKind::Abs64, 0);
+    b.add_relocation(36, import, RelocKind::Plt32, -4);
+    b.add_relocation(40, import, RelocKind::GotPc32, -4);
+    b.build().unwrap()
+}
+
+const IMPORTS: TableResolver<'static> = TableResolver(&[(b"external_fn", 0x1000)]);
+
+fn options() -> LoadOptions {
+    LoadOptions { require_arch: None, ..LoadOptions::default() }
+}
+
+#[test]
+fn a_module_loads_relocates_and_seals_over_the_simulation() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let file = module();
+    let loaded = LoadedModule::load(&exec, &file, &IMPORTS, &options()).unwrap();
+    let answer = loaded.symbol(b"answer").unwrap();
+    assert_eq!(bytes(answer, 6), samples::RETURN_42);
+    assert_eq!(bytes(answer + 24, 8), (answer as u64).to_le_bytes(), "Abs64 relocated");
+    let greeting = loaded.symbol(b"greeting").unwrap();
+    assert_eq!(bytes(greeting, 6), b"hello\0");
+    let pc32 = i32::from_le_bytes(bytes(answer + 20, 4).try_into().unwrap());
+    let target = (answer as i64).wrapping_add(24).wrapping_add(i64::from(pc32)) as u64;
+    assert_eq!(target, greeting as u64, "Pc32 relocated");
+    assert_eq!(K.protection_at(answer), Some(Protection::ReadExec));
+    let counter = loaded.symbol(b"counter").unwrap();
+    assert_eq!(
+        (bytes(counter, 8), K.protection_at(counter)),
+        (7u64.to_le_bytes().to_vec(), Some(Protection::ReadWrite))
+    );
+    drop(loaded);
+    assert_eq!(shape(exec.stats())[..4], [0; 4]);
+}
+
+/// Runs `op` failing each kernel call it makes in turn: every failure is an error or is
+/// recovered from, leaves the allocator's pages and the kernel's mappings where they were
+/// (after `trim`), and the allocator then runs `op` again successfully.
+fn fail_each_call<T>(
+    exec: &ExecAllocator,
+    kernel: &SimulatedKernel,
+    injector: &FaultInjector,
+    op: &dyn Fn(&ExecAllocator) -> Result<T, ExecError>,
+) {
+    // Warm up (the first operation reserves a region that stays as the spare), then measure.
+    drop(op(exec).unwrap());
+    exec.trim().unwrap();
+    let (base_shape, base_usage) = (shape(exec.stats()), kernel.usage());
+    let before = injector.calls();
+    drop(op(exec).unwrap());
+    let calls = injector.calls() - before;
+    exec.trim().unwrap();
+    assert!(calls > 0, "the operation makes kernel calls");
+    for k in 0..calls {
+        let failed_before = injector.failures();
+        injector.fail_call(k);
+        let result = op(exec);
+        injector.disarm();
+        assert_eq!(injector.failures(), failed_before + 1, "call {k} of {calls} was failed");
+        if let Err(e) = &result {
+            assert!(matches!(e, ExecError::Sys(_)), "call {k}: a kernel error, not {e:?}");
+        }
+        drop(result);
+        exec.trim().unwrap();
+        assert_eq!(shape(exec.stats()), base_shape, "call {k} of {calls}: allocator pages");
+        assert_eq!(kernel.usage(), base_usage, "call {k} of {calls}: kernel mappings");
+        drop(op(exec).unwrap_or_else(|e| panic!("after call {k} failed, the allocator broke: {e}")));
+        exec.trim().unwrap();
+    }
+}
+
+#[test]
+fn every_kernel_call_of_alloc_seal_and_free_can_fail_cleanly() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    static F: FaultInjector = FaultInjector::new(&K);
+    let exec = ExecAllocator::with_kernel(config(), &F);
+    let op = |exec: &ExecAllocator| -> Result<(), ExecError> {
+        let mut batch = exec.batch();
+        let image = batch.alloc_module_image(
+            &[(2 * PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadOnly), (PAGE, MemoryKind::ReadWrite)],
+            2 * PAGE,
+            1,
+        )?;
+        let code = image[0].as_ref().ok_or(ExecError::ZeroSize)?;
+        batch.write(code, 0, &vec![0xC3; 2 * PAGE])?;
+        batch.seal()?;
+        exec.free_all(image.into_iter().flatten())
+    };
+    fail_each_call(&exec, &K, &F, &op);
+}
+
+#[test]
+fn every_kernel_call_of_a_patch_can_fail_cleanly() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    static F: FaultInjector = FaultInjector::new(&K);
+    let exec = ExecAllocator::with_kernel(config(), &F);
+    let op = |exec: &ExecAllocator| -> Result<(), ExecError> {
+        let mut batch = exec.batch();
+        let block = batch.install(&samples::RETURN_42, 16)?;
+        batch.seal()?;
+        let patched = exec.patch(&block, 1, &[9]);
+        // A failed patch leaves the code as it was.
+        let expected = if patched.is_ok() { 9 } else { 42 };
+        assert_eq!(bytes(block.addr() + 1, 1)[0], expected);
+        patched
+    };
+    fail_each_call(&exec, &K, &F, &op);
+}
+
+#[test]
+fn every_kernel_call_of_a_module_load_can_fail_cleanly() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    static F: FaultInjector = FaultInjector::new(&K);
+    let exec = ExecAllocator::with_kernel(config(), &F);
+    let file = module();
+    let op = |exec: &ExecAllocator| -> Result<Vec<u8>, ExecError> {
+        match LoadedModule::load(exec, &file, &IMPORTS, &options()) {
+            Ok(loaded) => Ok(bytes(loaded.symbol(b"answer").unwrap_or_default(), 6)),
+            Err(crate::load::LoadError::Memory(e)) => Err(e),
+            Err(e) => panic!("not a memory error: {e}"),
+        }
+    };
+    fail_each_call(&exec, &K, &F, &op);
+}
+
+#[test]
+fn a_failed_seal_ends_the_batch_and_leaks_nothing() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    static F: FaultInjector = FaultInjector::new(&K);
+    let exec = ExecAllocator::with_kernel(config(), &F);
+    let mut batch = exec.batch();
+    let block = batch.install(&samples::RETURN_42, 16).unwrap();
+    F.fail_call(0); // the seal's mprotect
+    assert!(matches!(batch.seal(), Err(ExecError::Sys(_))));
+    assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWrite), "not sealed");
+    assert!(!exec.lookup(block.addr(), 1).unwrap().is_executable());
+    assert_eq!(exec.stats().pages_open, 1, "the block's page stays with it");
+    let blocks: Vec<Block<'_>> = vec![block];
+    exec.free_all(blocks).unwrap();
+    // Released with the block, without waiting for `trim`.
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+    assert_eq!(K.usage().executable_pages, 0);
+
+    // Pages the batch opened ahead and never used go at once when its seal fails.
+    let mut batch = exec.batch();
+    let a = batch.alloc(2 * PAGE, PAGE).unwrap();
+    let b = batch.alloc(16, 16).unwrap(); // extends the run by two pages: one stays empty
+    assert_eq!(exec.stats().pages_open, 4);
+    F.fail_call(0);
+    assert!(matches!(batch.seal(), Err(ExecError::Sys(_))));
+    assert_eq!(exec.stats().pages_open, 3, "the empty page was released");
+    exec.free_all([a, b]).unwrap();
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+
+    // An image whose seal fails after its code run was sealed: nothing stays behind either.
+    let mut batch = exec.batch();
+    let image = batch.alloc_image(&[(PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadOnly)]).unwrap();
+    F.fail_call(1); // the second protection change: the read-only page
+    assert!(matches!(batch.seal(), Err(ExecError::Sys(_))));
+    let code = image[0].as_ref().unwrap().addr();
+    assert_eq!(K.protection_at(code), Some(Protection::ReadExec), "the code run was sealed");
+    drop(image);
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0));
+    assert_eq!(K.usage().executable_pages, 1, "only the trap page stays executable");
+}
