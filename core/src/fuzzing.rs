@@ -37,7 +37,12 @@ fn walk(module: &Module<'_>) -> usize {
     }
     #[cfg(feature = "alloc")]
     {
-        visited += module.template_entries().iter().map(|(_, t)| t.params().count()).sum::<usize>();
+        visited += module
+            .template_entries()
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, t)| t.params().count())
+            .sum::<usize>();
     }
     visited += module.relocations().count();
     if let Some(note) = module.note_sdn() {

@@ -1032,24 +1032,32 @@ impl<'a> Module<'a> {
     /// Every template symbol with its template entry, in symbol-table order: each entry runs to
     /// the next offset another template symbol points at (offsets sorted once: O(n log n)).
     /// Symbols whose entry does not parse (bad parameter names in its extent) are left out.
+    /// An error only if memory for the list cannot be had.
     #[cfg(feature = "alloc")]
-    pub fn template_entries(&self) -> alloc::vec::Vec<(Symbol<'a>, TemplateEntry<'a>)> {
+    pub fn template_entries(
+        &self,
+    ) -> core::result::Result<
+        alloc::vec::Vec<(Symbol<'a>, TemplateEntry<'a>)>,
+        alloc::collections::TryReserveError,
+    > {
         use alloc::vec::Vec;
         let Some(code) = self.template_code.filter(|_| self.dialect != Dialect::R72) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let templates: Vec<Symbol<'a>> = self.symbols().filter(Symbol::is_template).collect();
-        let mut offsets: Vec<u64> = templates.iter().map(|s| s.template_offset).collect();
+        let count = self.symbols().filter(Symbol::is_template).count();
+        let mut offsets: Vec<u64> = Vec::new();
+        offsets.try_reserve_exact(count)?;
+        offsets.extend(self.symbols().filter(Symbol::is_template).map(|s| s.template_offset));
         offsets.sort_unstable();
         offsets.dedup();
-        templates
-            .into_iter()
-            .filter_map(|symbol| {
-                let next = offsets.partition_point(|&o| o <= symbol.template_offset);
-                let end = offsets.get(next).copied().unwrap_or(code.len());
-                code.entry_at(symbol.template_offset, end).ok().map(|entry| (symbol, entry))
-            })
-            .collect()
+        let mut entries = Vec::new();
+        entries.try_reserve_exact(count)?;
+        entries.extend(self.symbols().filter(Symbol::is_template).filter_map(|symbol| {
+            let next = offsets.partition_point(|&o| o <= symbol.template_offset);
+            let end = offsets.get(next).copied().unwrap_or(code.len());
+            code.entry_at(symbol.template_offset, end).ok().map(|entry| (symbol, entry))
+        }));
+        Ok(entries)
     }
 
     /// The template entry a template symbol points at (one symbol: scans the symbol table for

@@ -82,7 +82,8 @@ fn text(bytes: &[u8]) -> String {
 /// template-code entries read in sequence when the section is exactly short-form entries
 /// (full-form entries cannot be delimited without symbols pointing at them).
 pub fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
-    let through_symbols: Vec<_> = module.template_entries().into_iter().map(|(_, t)| t).collect();
+    let through_symbols: Vec<_> =
+        module.template_entries().unwrap_or_default().into_iter().map(|(_, t)| t).collect();
     if !through_symbols.is_empty() {
         return through_symbols;
     }

@@ -299,21 +299,23 @@ impl RegistryInner {
         self.swept = self.modules.len();
     }
 
-    /// Indexes the exports of the modules added since the last call.
-    fn index_pending(&mut self) {
+    /// Indexes the exports of the modules added since the last call; false (nothing changed)
+    /// if the memory for the index cannot be had.
+    fn index_pending(&mut self) -> bool {
         let modules = &self.modules;
-        let pending: Vec<(u64, Arc<Module>)> = self
-            .pending
-            .drain(..)
-            .filter_map(|order| Some((order, modules.get(&order)?.upgrade()?)))
-            .collect();
-        let count = pending.iter().map(|(_, module)| module.export_hashes().count()).sum();
-        self.index.reserve(count, entry_hash);
+        let live = || self.pending.iter().filter_map(|&order| Some((order, modules.get(&order)?.upgrade()?)));
+        let count = live().map(|(_, module)| module.export_hashes().count()).sum();
+        if self.index.try_reserve(count, entry_hash).is_err() {
+            return false;
+        }
+        let pending: Vec<(u64, Arc<Module>)> = live().collect();
+        self.pending.clear();
         for (order, module) in &pending {
             for hash in module.export_hashes() {
                 self.index.insert_unique(spread(hash), (hash, *order), entry_hash);
             }
         }
+        true
     }
 
     /// The first-added live module exporting `name` (asking each in turn), and the symbol's
@@ -345,10 +347,10 @@ impl RegistryInner {
 impl Resolver for Registry {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         let mut inner = self.lock();
-        let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES {
+        // Module by module while there are few, or while memory for the index cannot be had.
+        let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES || !inner.index_pending() {
             inner.scan(name)?
         } else {
-            inner.index_pending();
             inner.find(name)?
         };
         drop(inner);

@@ -269,6 +269,47 @@ fn a_huge_virtual_size_commits_only_the_bytes_the_module_has() {
     assert_eq!(committed, 0, "pages of the zero tail were committed");
 }
 
+/// A resolver that answers from a table and logs every question.
+struct Logging<'t> {
+    table: TableResolver<'t>,
+    asked: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Resolver for Logging<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.asked.lock().unwrap().push(name.to_vec());
+        self.table.resolve(name)
+    }
+}
+
+#[test]
+fn the_resolver_is_asked_each_name_once_per_load() {
+    let exec = ExecAllocator::default();
+    for dialect in Dialect::ALL {
+        // Imports `first`, `second` and `first` again (two symbols of one name), then `missing`.
+        let mut b = ModuleBuilder::new(dialect);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        for name in [&b"first"[..], b"second", b"first", b"missing"] {
+            b.add_symbol(SymbolSpec::import(name));
+        }
+        let file = b.build().unwrap();
+        let table = [(&b"first"[..], 0x1000), (&b"second"[..], 0x2000)];
+        // `missing` fails the quick pass and the detailed rerun: still one question per name.
+        let logging = Logging { table: TableResolver(&table), asked: Default::default() };
+        let error = load(&exec, &file, &logging).unwrap_err();
+        assert_eq!(error, LoadError::Unresolved { name: "missing".into() });
+        let asked = logging.asked.into_inner().unwrap();
+        assert_eq!(asked, [&b"first"[..], b"second", b"missing"], "{dialect:?}");
+        // And a load that succeeds asks each once too.
+        let table = [(&b"first"[..], 0x1000), (&b"second"[..], 0x2000), (&b"missing"[..], 0x3000)];
+        let logging = Logging { table: TableResolver(&table), asked: Default::default() };
+        let module = load(&exec, &file, &logging).unwrap();
+        assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+        assert_eq!(logging.asked.into_inner().unwrap().len(), 3, "{dialect:?}");
+    }
+}
+
 #[test]
 fn two_thousand_load_release_cycles_end_where_they_started() {
     let exec = ExecAllocator::default();

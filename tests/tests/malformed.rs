@@ -475,7 +475,7 @@ fn many_template_symbols_take_no_quadratic_time() {
     let file = b.build().unwrap();
     let start = smf_tests::thread_cpu_time();
     let module = Module::parse(&file).unwrap();
-    let entries = module.template_entries();
+    let entries = module.template_entries().unwrap();
     let elapsed = smf_tests::thread_cpu_time() - start;
     assert_eq!(entries.len(), 20_000);
     assert!(entries.iter().all(|(_, e)| e.params().count() == 1));

@@ -24,6 +24,8 @@ pub(super) trait Failure: From<Error> {
     fn relocation(r: &Relocation, names: &SymbolTable, error: RelocError) -> Self;
     /// Something validation rules out happened anyway (or a size does not fit the address space).
     fn inconsistent() -> Self;
+    /// `bytes` of memory could not be allocated.
+    fn out_of_memory(bytes: usize) -> Self;
 }
 
 /// A failure without detail: the first run of a pass only needs to know that something failed.
@@ -50,6 +52,9 @@ impl Failure for Quiet {
     fn inconsistent() -> Self {
         Quiet
     }
+    fn out_of_memory(_: usize) -> Self {
+        Quiet
+    }
 }
 
 fn name_of(r: &Relocation, names: &SymbolTable) -> String {
@@ -69,5 +74,8 @@ impl Failure for LoadError {
     }
     fn inconsistent() -> Self {
         LoadError::TooLarge
+    }
+    fn out_of_memory(bytes: usize) -> Self {
+        LoadError::OutOfMemory { bytes }
     }
 }

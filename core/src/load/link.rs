@@ -5,14 +5,14 @@
 //! [`got_bound`]), and the relocation pass hands them out as relocations ask for them.
 
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use super::failure::{Failure, Quiet};
-use super::namehash;
 use super::relocate::Target;
+use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
-use super::{Keepalive, LoadError, Resolver};
+use super::{fallible, namehash};
+use super::{Keepalive, LoadError};
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
 use crate::wire::SymbolView;
@@ -114,26 +114,32 @@ pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
 /// file's size (validated), so the vectors are.
 pub(super) fn link_symbols(
     module: &Module<'_>,
-    resolver: &dyn Resolver,
+    resolutions: &mut Resolutions<'_>,
     placed: &Placed<'_>,
 ) -> Result<Linked, LoadError> {
-    match link_symbols_as::<Quiet>(module, resolver, placed) {
+    match link_symbols_as::<Quiet>(module, resolutions, placed) {
         Ok(linked) => Ok(linked),
-        // Deterministic: the detailed run fails where the quiet one did.
-        Err(Quiet) => link_symbols_as::<LoadError>(module, resolver, placed),
+        // Deterministic: the detailed run fails where the quiet one did (and asks the
+        // resolver nothing new: `resolutions` remembers its answers).
+        Err(Quiet) => link_symbols_as::<LoadError>(module, resolutions, placed),
     }
 }
 
 #[inline(never)]
 fn link_symbols_as<F: Failure>(
     module: &Module<'_>,
-    resolver: &dyn Resolver,
+    resolutions: &mut Resolutions<'_>,
     placed: &Placed<'_>,
 ) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
     // Symbols are indexed as they are decoded, into a table sized for all of them.
-    let mut table = SymbolTableBuilder::new(module.strings().to_vec(), count, namehash::key());
-    let mut targets = vec![Target::UNPLACED; count];
+    let oom = |bytes| move || F::out_of_memory(bytes);
+    let strings = module.strings();
+    let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
+    let mut table = SymbolTableBuilder::new(names, count, namehash::key())
+        .ok_or_else(oom(fallible::bytes_of::<LoadedSymbol>(count)))?;
+    let mut targets =
+        fallible::filled(Target::UNPLACED, count).ok_or_else(oom(fallible::bytes_of::<Target>(count)))?;
     // Symbols linked so far (each has its target at its index).
     let mut linked = 0;
     let mut deps: Vec<Keepalive> = Vec::new();
@@ -158,8 +164,11 @@ fn link_symbols_as<F: Failure>(
         let target = targets.get_mut(linked).ok_or_else(F::inconsistent)?;
         if import {
             let name = table.last_name().ok_or_else(F::inconsistent)?;
-            target.symbol =
-                resolve(resolver, name, sym.binding, &mut deps).ok_or_else(|| F::unresolved(name))?;
+            target.symbol = match resolve(resolutions, name, sym.binding, &mut deps) {
+                Ok(Some(address)) => address,
+                Ok(None) => return Err(F::unresolved(name)),
+                Err(OutOfMemory) => return Err(F::out_of_memory(name.len())),
+            };
             target.stub = Target::STUB_ALLOWED;
         } else if let Some(address) = address {
             target.symbol = address;
@@ -222,21 +231,21 @@ fn loaded_symbol(sym: &SymbolCore, address: Option<usize>) -> LoadedSymbol {
 /// through `deps`; `None` if it is unresolved.
 #[inline(never)]
 fn resolve(
-    resolver: &dyn Resolver,
+    resolutions: &mut Resolutions<'_>,
     name: &[u8],
     binding: Binding,
     deps: &mut Vec<Keepalive>,
-) -> Option<usize> {
-    match resolver.resolve(name) {
+) -> Result<Option<usize>, OutOfMemory> {
+    Ok(match resolutions.resolve(name)? {
         Some(found) => {
             if let Some(owner) = found.keepalive {
                 if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
-                    deps.push(owner);
+                    fallible::push(deps, owner).ok_or(OutOfMemory)?;
                 }
             }
             Some(found.addr)
         }
         None if binding == Binding::Weak => Some(0),
         None => None,
-    }
+    })
 }

@@ -16,16 +16,17 @@
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
 mod failure;
+mod fallible;
 mod layout;
 mod link;
 mod namehash;
 pub mod reloc;
 mod relocate;
+mod resolutions;
 pub mod symtab;
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
@@ -38,6 +39,7 @@ use layout::Layout;
 use link::{Linked, Placed, PlacedSection};
 use reloc::RelocError;
 use relocate::{Relocator, Slots, Target};
+use resolutions::Resolutions;
 use symtab::SymbolTable;
 
 /// Something a loaded module keeps alive because it links to it (another module).
@@ -62,6 +64,12 @@ impl fmt::Debug for Resolved {
 }
 
 /// Finds the address of an imported symbol.
+///
+/// What a load guarantees its resolver: [`LoadedModule::load`] calls `resolve` at most once per
+/// distinct name (several import symbols of one name, and the load's internal retries, share
+/// the first answer), in the order the module's symbol table first names them, and holds no
+/// lock of the allocator while it does, so a resolver may itself load a module (a dependency).
+/// A load that fails may have asked about names it then did not link.
 pub trait Resolver {
     /// The exported symbol named `name`, if this resolver knows it.
     fn resolve(&self, name: &[u8]) -> Option<Resolved>;
@@ -189,6 +197,11 @@ pub enum LoadError {
     },
     /// The module needs more memory than a process can address.
     TooLarge,
+    /// Memory for the module's tables could not be allocated (the process is at its limit).
+    OutOfMemory {
+        /// The size of the allocation that failed.
+        bytes: usize,
+    },
     /// The executable allocator refused.
     Memory(ExecError),
 }
@@ -211,6 +224,9 @@ impl fmt::Display for LoadError {
                 write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
             }
             LoadError::TooLarge => f.write_str("module is too large to load"),
+            LoadError::OutOfMemory { bytes } => {
+                write!(f, "out of memory: {bytes} bytes could not be allocated")
+            }
             LoadError::Memory(e) => write!(f, "executable memory: {e}"),
         }
     }
@@ -253,6 +269,15 @@ fn code_tails(module: &Module<'_>) -> u64 {
     module.code_size().saturating_sub(written)
 }
 
+/// The block of `image` holding `addr..addr+len`.
+fn block_holding<'i, 'a>(
+    image: &[&'i Option<Block<'a>>],
+    addr: usize,
+    len: usize,
+) -> Result<&'i Block<'a>, LoadError> {
+    image.iter().filter_map(|b| b.as_ref()).find(|b| b.contains(addr, len)).ok_or(LoadError::TooLarge)
+}
+
 /// Copies `bytes` to `addr`, which lies in one of the blocks of `image` (open in `batch`).
 fn write_at(
     batch: &mut crate::exec::CodeBatch<'_>,
@@ -260,13 +285,26 @@ fn write_at(
     addr: usize,
     bytes: &[u8],
 ) -> Result<(), LoadError> {
-    let block = image
-        .iter()
-        .filter_map(|b| b.as_ref())
-        .find(|b| b.contains(addr, bytes.len()))
-        .ok_or(LoadError::TooLarge)?;
+    let block = block_holding(image, addr, bytes.len())?;
     batch.write(block, addr - block.addr(), bytes)?;
     Ok(())
+}
+
+/// Template symbols' names with their template-code entries.
+type Templates = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Owned copies of the module's template symbols' names and template-code entries.
+fn copy_templates(module: &Module<'_>) -> Result<Templates, LoadError> {
+    let oom = |bytes| LoadError::OutOfMemory { bytes };
+    let entries = module.template_entries().map_err(|_| oom(module.symbol_count() as usize))?;
+    let mut templates = fallible::with_capacity(entries.len())
+        .ok_or(oom(fallible::bytes_of::<(Vec<u8>, Vec<u8>)>(entries.len())))?;
+    for (symbol, template) in entries {
+        let name = fallible::copied(symbol.name).ok_or(oom(symbol.name.len()))?;
+        let bytes = fallible::copied(template.bytes).ok_or(oom(template.bytes.len()))?;
+        templates.push((name, bytes));
+    }
+    Ok(templates)
 }
 
 /// Size of one branch stub.
@@ -301,7 +339,7 @@ pub struct LoadedModule<'a> {
     entry: Option<usize>,
     symbols: SymbolTable,
     note_sdn: Option<Vec<u8>>,
-    templates: Vec<(Vec<u8>, Vec<u8>)>,
+    templates: Templates,
     deps: Vec<Keepalive>,
 }
 
@@ -329,10 +367,12 @@ impl<'a> LoadedModule<'a> {
         // pass). If that finds a problem, the full parse decides: another layout of the file
         // may be the valid one, and otherwise its error is the one detection would report.
         let module = Module::parse_deferred(file, &options.parse).map_err(LoadError::Format)?;
-        match Self::load_module(allocator, &module, resolver, options) {
+        // One table of answers for both tries: the resolver is asked each name once per load.
+        let mut resolutions = Resolutions::new(resolver);
+        match Self::load_module(allocator, &module, &mut resolutions, options) {
             Err(LoadError::Format(_)) => {
                 let module = Module::parse_with(file, &options.parse).map_err(LoadError::Format)?;
-                Self::load_module(allocator, &module, resolver, options)
+                Self::load_module(allocator, &module, &mut resolutions, options)
             }
             result => result,
         }
@@ -341,7 +381,7 @@ impl<'a> LoadedModule<'a> {
     fn load_module(
         allocator: &'a ExecAllocator,
         module: &Module<'_>,
-        resolver: &dyn Resolver,
+        resolutions: &mut Resolutions<'_>,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
         let header = *module.header();
@@ -387,12 +427,13 @@ impl<'a> LoadedModule<'a> {
                 write_at(&mut batch, &image, addr, placement.section.data)?;
             }
             let (index, virtual_size) = (placement.section.index, placement.section.virtual_size);
-            sections.push(PlacedSection { index, addr, virtual_size });
+            fallible::push(&mut sections, PlacedSection { index, addr, virtual_size }).ok_or(
+                LoadError::OutOfMemory { bytes: fallible::bytes_of::<PlacedSection>(sections.len() + 1) },
+            )?;
         }
         let placed = Placed { code: code_base, sections: &sections };
-        let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolver, &placed)?;
-        let templates: Vec<(Vec<u8>, Vec<u8>)> =
-            module.template_entries().into_iter().map(|(s, t)| (s.name.to_vec(), t.bytes.to_vec())).collect();
+        let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolutions, &placed)?;
+        let templates = copy_templates(module)?;
 
         // Code: concatenated and relocated in place, in the still-writable block; stubs and GOT
         // slots are handed out as relocations need them.
@@ -428,14 +469,17 @@ impl<'a> LoadedModule<'a> {
             Some(block) => fill_code(batch.block_mut(block)?)?,
             None => fill_code(&mut [])?,
         };
-        // GOT slots hold the symbols' absolute addresses.
+        // GOT slots hold the symbols' absolute addresses, written in place.
         if gots > 0 {
-            let mut got = vec![0u8; gots * 8];
+            let len = gots.checked_mul(8).ok_or(LoadError::TooLarge)?;
+            let block = block_holding(&image, got_base, len)?;
+            let got = batch.block_mut(block)?.get_mut(got_base - block.addr()..).unwrap_or_default();
+            let got = got.get_mut(..len).ok_or(LoadError::TooLarge)?;
             for target in targets.iter().filter(|t| t.got != Target::NO_SLOT) {
                 let slot = (target.got - got_base) / 8 * 8;
-                got[slot..slot + 8].copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
+                let value = (target.address_or_zero() as u64).to_le_bytes();
+                got.get_mut(slot..slot + 8).ok_or(LoadError::TooLarge)?.copy_from_slice(&value);
             }
-            write_at(&mut batch, &image, got_base, &got)?;
         }
 
         let entry = if header.is_executable() {
@@ -443,11 +487,15 @@ impl<'a> LoadedModule<'a> {
         } else {
             None
         };
-        let note_sdn = module.note_sdn_text().map(|t| t.as_bytes().to_vec());
+        let note_sdn = match module.note_sdn_text() {
+            Some(text) => {
+                Some(fallible::copied(text.as_bytes()).ok_or(LoadError::OutOfMemory { bytes: text.len() })?)
+            }
+            None => None,
+        };
 
         batch.seal()?;
-        let mut blocks = Vec::new();
-        blocks.try_reserve_exact(3).map_err(|_| LoadError::TooLarge)?;
+        let mut blocks = fallible::with_capacity(3).ok_or(LoadError::OutOfMemory { bytes: 3 })?;
         blocks.extend([code, ro, rw].into_iter().flatten());
         Ok(LoadedModule {
             allocator,

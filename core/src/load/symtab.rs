@@ -2,7 +2,6 @@
 //! ones built at load time with the loader's own keyed hash of the validated names
 //! (`load::namehash`; the file's stored FNV-1a hashes are never trusted).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use super::namehash;
@@ -81,15 +80,15 @@ pub(crate) struct SymbolTableBuilder {
 
 impl SymbolTableBuilder {
     /// An empty table over the string table `names` for up to `capacity` symbols, whose hashes
-    /// are [`namehash::hash`]es under `key`.
-    pub(crate) fn new(names: Vec<u8>, capacity: usize, key: u64) -> Self {
+    /// are [`namehash::hash`]es under `key`; `None` if the memory for it cannot be had.
+    pub(crate) fn new(names: Vec<u8>, capacity: usize, key: u64) -> Option<Self> {
         let table = SymbolTable {
             names,
-            symbols: Vec::with_capacity(capacity),
-            buckets: vec![0; bucket_count(capacity)],
+            symbols: super::fallible::with_capacity(capacity)?,
+            buckets: super::fallible::filled(0, bucket_count(capacity))?,
             key,
         };
-        Self { table, capacity }
+        Some(Self { table, capacity })
     }
 
     /// Appends `symbol`, whose name starts at `symbol.name_start`: measures and hashes the
@@ -256,6 +255,7 @@ fn bucket_count(count: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     /// A table over a string table holding `names`, one function symbol per name (`exported`
     /// or local), symbol `i` at address `0x1000 + i`.
@@ -277,7 +277,7 @@ mod tests {
             strings.extend_from_slice(name);
             strings.push(0);
         }
-        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key);
+        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key).unwrap();
         for symbol in symbols {
             builder.push(symbol).expect("a valid symbol");
         }
@@ -306,12 +306,12 @@ mod tests {
         let key = namehash::key();
         let at =
             |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
-        let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).push(symbol);
+        let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap().push(symbol);
         assert!(push(at(1, 1)).is_none(), "no NUL after the name");
         assert!(push(at(4, 2)).is_none(), "at the end");
         assert!(push(at(9, 0)).is_none(), "past the end");
         assert!(push(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
-        let mut builder = SymbolTableBuilder::new(strings.to_vec(), 1, key);
+        let mut builder = SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap();
         assert!(builder.push(at(2, 1)).is_some(), "a name may start inside another");
         assert!(builder.push(at(2, 1)).is_none(), "a full table takes no more");
         assert_eq!(builder.finish().name(0), Some(&b"b"[..]));
@@ -364,7 +364,7 @@ mod tests {
             strings.resize(strings.len() + other.len().saturating_sub(stored.len()), b'?');
             strings.push(0);
         }
-        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key);
+        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key).unwrap();
         for symbol in symbols {
             builder.push(symbol).unwrap();
         }

@@ -1,0 +1,63 @@
+//! The resolver contract: during one load, [`Resolver::resolve`] is called at most once per
+//! distinct name, whatever the load does internally (a quick pass that fails and reruns with
+//! details, a second decode of the file). The answers are kept here for the load's duration
+//! and handed out again; the table allocates nothing for a module without imports.
+
+use alloc::vec::Vec;
+
+use hashbrown::HashTable;
+
+use super::{namehash, Resolved, Resolver};
+
+/// One answer: where its name lies in `names`, and what the resolver said.
+#[derive(Debug)]
+struct Answer {
+    hash: u32,
+    name: core::ops::Range<usize>,
+    resolved: Option<Resolved>,
+}
+
+/// The answers a resolver gave during one load.
+pub(super) struct Resolutions<'r> {
+    resolver: &'r dyn Resolver,
+    key: u64,
+    /// The names asked, back to back.
+    names: Vec<u8>,
+    answers: HashTable<Answer>,
+}
+
+impl core::fmt::Debug for Resolutions<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Resolutions").field("answers", &self.answers.len()).finish_non_exhaustive()
+    }
+}
+
+/// Memory for one more answer could not be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct OutOfMemory;
+
+impl<'r> Resolutions<'r> {
+    /// No answers yet, from `resolver`.
+    pub(super) fn new(resolver: &'r dyn Resolver) -> Self {
+        Self { resolver, key: namehash::key(), names: Vec::new(), answers: HashTable::new() }
+    }
+
+    /// What the resolver says of `name`: asked the first time, remembered after.
+    pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Option<Resolved>, OutOfMemory> {
+        let hash = namehash::hash(self.key, name);
+        let names = &self.names;
+        let found =
+            self.answers.find(u64::from(hash), |a| a.hash == hash && names.get(a.name.clone()) == Some(name));
+        if let Some(answer) = found {
+            return Ok(answer.resolved.clone());
+        }
+        let resolved = self.resolver.resolve(name);
+        self.names.try_reserve(name.len()).map_err(|_| OutOfMemory)?;
+        self.answers.try_reserve(1, |a| u64::from(a.hash)).map_err(|_| OutOfMemory)?;
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
+        let answer = Answer { hash, name: start..self.names.len(), resolved: resolved.clone() };
+        self.answers.insert_unique(u64::from(hash), answer, |a| u64::from(a.hash));
+        Ok(resolved)
+    }
+}
