@@ -58,6 +58,32 @@ pub fn candidates(file: &[u8], only: Option<Dialect>) -> Result<impl Iterator<It
     Ok(PROBES.into_iter().filter(move |c| wanted(c)))
 }
 
+/// Bytes at each end of a file that [`check_ends`] looks at: the largest header.
+pub const END_BYTES: usize = Dialect::S128.header_size();
+
+/// Whether a file of `len` bytes that starts with `head` and ends with `tail` (its first and
+/// last [`END_BYTES`] bytes, or all of it when shorter) has some layout's magic where that
+/// layout keeps its header: what a reader can check before reading the rest of a large file.
+/// The same errors as [`candidates`] when it cannot be a module.
+pub fn check_ends(head: &[u8], tail: &[u8], len: u64) -> Result<()> {
+    if len < SMALLEST_HEADER as u64 {
+        return Err(Error::new(ErrorKind::FileTooSmall { len }, 0));
+    }
+    let found = PROBES.iter().any(|c| {
+        let size = c.dialect.header_size();
+        let bytes = match c.placement {
+            HeaderPlacement::Start => head.get(..4),
+            HeaderPlacement::Trailer => tail.len().checked_sub(size).and_then(|at| tail.get(at..at + 4)),
+        };
+        len >= size as u64 && bytes == Some(&MAGIC[..])
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::BadMagic, 0))
+    }
+}
+
 /// Whether `candidate` is a header at offset 0 whose section table offset points right after it.
 pub fn table_follows_header(file: &[u8], candidate: Candidate) -> bool {
     if candidate.placement != HeaderPlacement::Start {
@@ -70,4 +96,35 @@ pub fn table_follows_header(file: &[u8], candidate: Candidate) -> bool {
 /// The dialects whose magic is present (for tools that explain a failure).
 pub fn probe(file: &[u8]) -> impl Iterator<Item = Candidate> + '_ {
     PROBES.into_iter().filter(move |c| has_magic(file, c))
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::write::samples;
+
+    /// `check_ends` on the ends of `file`.
+    fn ends(file: &[u8]) -> Result<()> {
+        let n = file.len().min(END_BYTES);
+        check_ends(&file[..n], &file[file.len() - n..], file.len() as u64)
+    }
+
+    #[test]
+    fn the_ends_decide_as_the_whole_file_does() {
+        for dialect in Dialect::ALL {
+            let file = samples::rich(dialect);
+            assert_eq!(ends(&file), Ok(()), "{dialect:?}");
+            // Any magic byte changed: no layout is left (these files carry one header each).
+            let mut broken = file.clone();
+            for at in 0..broken.len() {
+                if broken[at..].starts_with(&MAGIC) {
+                    broken[at] ^= 0xFF;
+                }
+            }
+            assert_eq!(ends(&broken).is_ok(), candidates(&broken, None).is_ok(), "{dialect:?}");
+            assert_eq!(ends(&broken), Err(Error::new(ErrorKind::BadMagic, 0)));
+        }
+        assert_eq!(ends(&[0; 8]), Err(Error::new(ErrorKind::FileTooSmall { len: 8 }, 0)));
+        assert!(ends(&[0; 4096]).is_err());
+    }
 }

@@ -124,7 +124,7 @@ fn parse_options(args: &[String], allow_json: bool) -> Result<Options, String> {
 
 /// Reads `path`, or says why not.
 pub fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(Path::new(path)).map_err(|e| format!("{path}: cannot read: {e}"))
+    crate::file::read(Path::new(path)).map_err(|e| format!("{path}: cannot read: {e}"))
 }
 
 fn parse_options_for(dialect: Option<Dialect>) -> ParseOptions {

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod ffi;
+pub mod file;
 pub mod inspect;
 pub mod json;
 pub mod module;

@@ -113,85 +113,11 @@ pub fn load_bytes(
     }
 }
 
-/// Reads and loads the module at `path`.
+/// Reads and loads the module at `path` (read as [`crate::file`] says: never blocking on
+/// opening, bounded, never torn).
 pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, ModuleError> {
-    with_file(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
+    crate::file::with_module_bytes(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
         .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
-}
-
-/// Files up to this size are read into a buffer kept per thread for the next load (a loaded
-/// module copies everything it needs out of the file, so the buffer is free again at once).
-const KEPT_BUFFER: usize = 16 << 20;
-
-thread_local! {
-    static FILE_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// The most bytes read from a file fstat cannot size (a pipe, a terminal, a character device):
-/// a stream without end fails with an error instead of exhausting memory.
-pub const STREAM_LIMIT: usize = 256 << 20;
-
-/// Runs `f` on the whole file at `path`. A regular file is read with the fewest syscalls (open,
-/// fstat, one read of the size fstat gave, close) into a per-thread buffer: no allocation,
-/// zeroing or page faults per load once the buffer has grown. A file that changes size
-/// meanwhile is read as far as fstat said (a truncated module then fails validation with a
-/// precise error). Anything else (a pipe, `/dev/stdin`, a process substitution) is read to its
-/// end, up to [`STREAM_LIMIT`] bytes.
-fn with_file<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
-    let mut file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
-    // slot empty and gets a buffer of its own.
-    let mut buffer = FILE_BUFFER.take();
-    let filled = if metadata.is_file() {
-        read_sized(&mut file, usize::try_from(metadata.len()).unwrap_or(usize::MAX), &mut buffer)?
-    } else {
-        read_stream(&mut file, &mut buffer)?
-    };
-    drop(file);
-    let result = f(&buffer[..filled]);
-    if buffer.capacity() <= KEPT_BUFFER {
-        let kept = FILE_BUFFER.take();
-        FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
-    }
-    Ok(result)
-}
-
-/// Reads up to `len` bytes (the size fstat gave) into `buffer`; returns how many it read.
-fn read_sized(file: &mut std::fs::File, len: usize, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
-    use std::io::Read;
-    // A file too large for memory is an error, never an abort. Only bytes past the buffer's old
-    // length are zeroed; the read overwrites the rest.
-    let growth = len.saturating_sub(buffer.len());
-    buffer.try_reserve_exact(growth).map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-    buffer.resize(len, 0);
-    let mut filled = 0;
-    while filled < len {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// Reads a stream to its end into `buffer`, refusing one longer than [`STREAM_LIMIT`]; returns
-/// its length.
-fn read_stream(file: &mut std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
-    use std::io::Read;
-    buffer.clear();
-    // One byte past the limit tells a stream at the limit from a longer one.
-    let limit = u64::try_from(STREAM_LIMIT).unwrap_or(u64::MAX).saturating_add(1);
-    file.take(limit).read_to_end(buffer)?;
-    if buffer.len() > STREAM_LIMIT {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::FileTooLarge,
-            format!("a stream of more than {} MiB is not a module", STREAM_LIMIT >> 20),
-        ));
-    }
-    Ok(buffer.len())
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive

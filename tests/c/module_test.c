@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TEST_NAME "module_test"
@@ -190,6 +191,20 @@ static void stable_error_pointer(void) {
     CHECK(strstr(before, "NULL") != NULL); /* the same buffer, the new text */
 }
 
+static void fifo_without_a_writer(void) {
+    /* Opening a FIFO nobody writes used to block forever; now the wait is bounded
+     * (SMF_STREAM_IDLE_MS, set to 200 ms in main). */
+    char fifo[4096];
+    snprintf(fifo, sizeof fifo, "%s/nobody.fifo", dir);
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK_FAILS(smf_module_load(fifo), NULL);
+    CHECK(strstr(smf_last_error(), "sent nothing for 200 ms") != NULL);
+    RtMapping m = rt_mmap_file(fifo, RT_PROT_READ, RT_MAP_PRIVATE, 0, 0);
+    CHECK(m.address == 0 && strstr(smf_last_error(), "not a regular file") != NULL);
+    unlink(fifo);
+}
+
 static void cycles(void) {
     /* Warm up (the first load reserves address space), then 2,000 load/release cycles. */
     SmfModule *lib = smf_module_load(path("lib.r96.smf"));
@@ -215,12 +230,14 @@ static void cycles(void) {
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     dir = argv[1];
+    CHECK(setenv("SMF_STREAM_IDLE_MS", "200", 1) == 0); /* read at the first load */
     reference_modules();
     linking_and_lifetimes();
     metadata();
     bad_arguments();
     release_during_a_call();
     stable_error_pointer();
+    fifo_without_a_writer();
     cycles();
     printf("module_test: %d passed, 0 failed\n", passed);
     return 0;

@@ -313,7 +313,7 @@ fn run_reads_a_module_from_a_pipe_and_refuses_an_endless_stream() {
     let o = smf(&["run", "/dev/zero"]);
     assert_eq!(o.status, 1);
     assert_eq!(o.err.lines().count(), 1, "{}", o.err);
-    assert!(o.err.contains("stream of more than 256 MiB"), "{}", o.err);
+    assert!(o.err.contains("stream of more than 268435456 bytes"), "{}", o.err);
 }
 
 /// The child side of the test below: loads a module with exported read-only data through the

@@ -4,6 +4,7 @@
 
 use std::ffi::c_char;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 use smf_core::sys::{self, Advice};
 
@@ -65,12 +66,18 @@ unsafe fn map_file(
         return Err(format!("offset {offset} is not a multiple of the page size {page}"));
     }
     let writable = shared && prot & PROT_WRITE != 0;
+    // Non-blocking: a FIFO without a writer must not hang the open (it is refused below).
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(writable)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let file_len = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let metadata = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !metadata.is_file() {
+        return Err(format!("{}: not a regular file (only files can be mapped)", path.display()));
+    }
+    let file_len = metadata.len();
     let available = usize::try_from(file_len.saturating_sub(offset as u64)).unwrap_or(usize::MAX);
     let len = if length == 0 { available } else { length };
     if len == 0 {

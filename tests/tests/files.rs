@@ -1,0 +1,160 @@
+//! Reading module files from paths (`smf::file`): a FIFO nobody writes, endless streams, files
+//! too large to be modules, and files rewritten while they are read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use smf::file::{with_module_bytes_limited, ReadLimits};
+use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_core::Dialect;
+
+/// A fresh directory for this test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smf-files-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success());
+}
+
+fn read(path: &Path, limits: ReadLimits) -> std::io::Result<Vec<u8>> {
+    with_module_bytes_limited(path, limits, <[u8]>::to_vec)
+}
+
+const QUICK: ReadLimits =
+    ReadLimits { max_bytes: 1 << 20, stream_idle: Duration::from_millis(200), settle: Duration::ZERO };
+
+#[test]
+fn a_fifo_nobody_writes_is_an_error_not_a_hang() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("nobody.fifo");
+    mkfifo(&fifo);
+    // Opening used to block forever in open(); now the wait for a writer is bounded.
+    let error = read(&fifo, QUICK).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+    assert!(error.to_string().contains("sent nothing for 200 ms"), "{error}");
+    // The loader reports it with the path, as any other I/O error.
+    let fifo_path = fifo.clone();
+    let loaded = std::thread::spawn(move || {
+        smf::file::with_module_bytes_limited(&fifo_path, QUICK, |bytes| {
+            smf::module::load_bytes(bytes, &(), None).map(|_| ())
+        })
+    });
+    assert!(loaded.join().unwrap().is_err());
+
+    // A writer that comes late, writes in pieces and closes: read whole.
+    let bytes = samples::return_42(Dialect::R96);
+    let writer = {
+        let (fifo, bytes) = (fifo.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(50));
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for piece in bytes.chunks(7) {
+                pipe.write_all(piece).unwrap();
+            }
+        })
+    };
+    assert_eq!(read(&fifo, QUICK).unwrap(), bytes);
+    writer.join().unwrap();
+}
+
+#[test]
+fn endless_and_oversized_inputs_stop_at_the_limit() {
+    let error = read(Path::new("/dev/zero"), QUICK).unwrap_err();
+    assert!(error.to_string().contains("stream of more than 1048576 bytes"), "{error}");
+
+    // A 1 GiB file of zeros (sparse): refused from its size, or from its ends, unread.
+    let dir = scratch("large");
+    let large = dir.join("zeros.smf");
+    std::fs::File::create(&large).unwrap().set_len(1 << 30).unwrap();
+    let error = read(&large, QUICK).unwrap_err();
+    assert!(
+        error.to_string().contains("1073741824 bytes is over the module size limit of 1048576"),
+        "{error}"
+    );
+    let roomy = ReadLimits { max_bytes: 2 << 30, ..QUICK };
+    let error = read(&large, roomy).unwrap_err();
+    assert!(error.to_string().contains("not a module (from its ends, unread)"), "{error}");
+
+    // A large file whose ends do look like a module is read (and then judged whole).
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &vec![0xC3; 3 << 20]);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 1));
+    let module = b.build().unwrap();
+    std::fs::write(&large, &module).unwrap();
+    assert_eq!(read(&large, ReadLimits { max_bytes: 8 << 20, ..QUICK }).unwrap(), module);
+}
+
+/// Two versions of one module, of the same size: `main` returns the version's number, and so
+/// does the data word `version`. A load that mixes them would disagree with itself.
+fn version(n: u8) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let mut code = vec![0x90u8; 4096];
+    code[..6].copy_from_slice(&[0xB8, n, 0, 0, 0, 0xC3]);
+    code[4095] = n;
+    b.add_code(b".text", &code);
+    let data = b.add_data(b".data", &[n; 4096]);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::data(b"version", data, 0, 8));
+    b.build().unwrap()
+}
+
+#[test]
+fn a_file_rewritten_in_place_while_it_is_read_never_loads_torn() {
+    use std::io::{Seek, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = scratch("torn");
+    let path = dir.join("module.smf");
+    let versions = [version(1), version(2)];
+    assert_eq!(versions[0].len(), versions[1].len());
+    std::fs::write(&path, &versions[0]).unwrap();
+    /// Stops the writer when dropped, so a failing assertion cannot leave it running.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let limits = ReadLimits { settle: Duration::from_millis(20), ..QUICK };
+    let (mut loaded, mut refused) = (0, 0);
+    std::thread::scope(|scope| {
+        // The writer rewrites the file in place, alternating the two versions: 24 pieces a
+        // few hundred microseconds apart (a rewrite takes milliseconds), then 0-59 ms alone.
+        scope.spawn(|| {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                file.rewind().unwrap();
+                for piece in versions[n % 2].chunks(versions[0].len() / 24 + 1) {
+                    file.write_all(piece).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis((n * 7 % 60) as u64));
+            }
+        });
+        let _stop = Stop(&stop);
+        for _ in 0..100 {
+            // Loads spread over the writer's cycles (a rewrite takes about a sixth of one).
+            std::thread::sleep(Duration::from_millis(3));
+            let result = with_module_bytes_limited(&path, limits, |bytes| {
+                // What was read is one version, whole; never a mix.
+                assert!(versions.iter().any(|v| v == bytes), "a torn read was handed out");
+            });
+            match result {
+                Ok(()) => loaded += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("chang"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+    });
+    assert!(loaded > 0, "{refused} refused");
+}
