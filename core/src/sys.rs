@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use rustix::fd::BorrowedFd;
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
@@ -315,6 +315,19 @@ impl CheckedCopier {
         }
         Ok(())
     }
+}
+
+/// Sleeps while `word` holds `expected` (`futex(2)` `FUTEX_WAIT_PRIVATE`); returns at once if
+/// it does not, and may return spuriously: callers check their condition again.
+pub fn futex_wait(word: &AtomicU32, expected: u32) {
+    use rustix::thread::futex;
+    let _ = futex::wait(word, futex::Flags::PRIVATE, expected, None);
+}
+
+/// Wakes up to `count` threads sleeping on `word` (`futex(2)` `FUTEX_WAKE_PRIVATE`).
+pub fn futex_wake(word: &AtomicU32, count: u32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::PRIVATE, count);
 }
 
 /// Eight bytes from the kernel's random pool (`getrandom(2)`, non-blocking: during early boot,

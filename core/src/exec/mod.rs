@@ -31,8 +31,12 @@
 //!   valid until their owners drop them, and its pages are released as they empty.
 //! - **Sealed pages never become writable.** A patch builds a sealed copy and moves it over the
 //!   originals; freed pages lose their execute permission before anything reuses them.
-//! - **The lock guards bookkeeping.** One lock serializes the page tables and the protection
-//!   changes they describe; copies into a batch's pages run outside it.
+//! - **The lock guards bookkeeping.** One lock (`lock.rs`: waiters sleep in the kernel after a
+//!   short spin) serializes the page tables. Copies into a batch's pages, the zeroing of
+//!   recycled pages, faulting pages in, and the protection changes of sealing and freeing run
+//!   outside it: the pages concerned are marked first (a batch being sealed, pages being
+//!   released) so that no one else touches them, and the outcome is booked under the lock
+//!   again. Rarer changes (new regions, trap pages reclaimed, `trim`, patches) stay inside.
 //! - **A failed syscall changes nothing.** Every kernel call is made before the bookkeeping
 //!   that depends on it is updated, so a failure leaves the tables true to the pages. Pages
 //!   that could not be released stay out of use until [`ExecAllocator::trim`] retries them.
@@ -43,6 +47,7 @@
 mod fake;
 mod icache;
 pub mod kernel;
+mod lock;
 mod region;
 mod state;
 #[cfg(test)]
@@ -133,7 +138,7 @@ impl fmt::Debug for Block<'_> {
 impl Drop for Block<'_> {
     fn drop(&mut self) {
         // Errors only mean pages could not be released yet: `trim` retries them.
-        let _ = self.allocator.state.lock().free_many(&[self.addr]);
+        let _ = self.allocator.release(&[self.addr]);
     }
 }
 
@@ -266,7 +271,7 @@ impl core::error::Error for ExecError {}
 /// The allocator. Share it by reference (it is `Sync`); every [`Block`] borrows it, so it
 /// outlives them, and dropping it unmaps everything it reserved.
 pub struct ExecAllocator {
-    state: spin::Mutex<state::State>,
+    state: lock::Lock<state::State>,
 }
 
 impl fmt::Debug for ExecAllocator {
@@ -290,7 +295,7 @@ impl ExecAllocator {
     /// An allocator with `config` whose syscalls go to `kernel` (a simulation or a fault
     /// injector, in tests).
     pub fn with_kernel(config: Config, kernel: &'static dyn Kernel) -> Self {
-        Self { state: spin::Mutex::new(state::State::new(config, kernel)) }
+        Self { state: lock::Lock::new(state::State::new(config, kernel)) }
     }
 
     /// The page size.
@@ -316,7 +321,30 @@ impl ExecAllocator {
             addrs.push(block.addr);
             core::mem::forget(block); // freed below, once
         }
-        self.state.lock().free_many(&addrs)
+        self.release(&addrs)
+    }
+
+    /// Frees the blocks starting at `addrs`: the bookkeeping under the lock, the protection
+    /// changes of the pages they empty outside it, then their outcome under the lock again.
+    fn release(&self, addrs: &[usize]) -> Result<(), ExecError> {
+        let (freed, mut deferred, kernel) = {
+            let mut state = self.state.lock();
+            let freed = state.begin_release(addrs);
+            (freed, state.take_deferred(), state.kernel())
+        };
+        if deferred.is_empty() {
+            return freed;
+        }
+        let mut failure = freed.err();
+        for change in &mut deferred {
+            #[allow(unsafe_code)]
+            // SAFETY: the change was just handed out by this allocator's state, which marked its
+            // pages as being released: no one else touches them until it is booked below.
+            if let Err(e) = unsafe { change.run(kernel) } {
+                failure.get_or_insert(e);
+            }
+        }
+        self.state.lock().finish_release(deferred, failure)
     }
 
     /// Overwrites `offset..offset+bytes.len()` of the sealed `block` through a sealed copy of
@@ -392,9 +420,27 @@ impl<'a> CodeBatch<'a> {
         Block { allocator: self.allocator, addr, size, batch: self.id }
     }
 
+    /// Runs `op` on the allocator's state under its lock, then does the work it left on the
+    /// pages it opened for this batch (zeroing, filling a trap page, faulting in) after the
+    /// lock is released.
+    fn with_state<T>(&mut self, op: impl FnOnce(&mut state::State, BatchId) -> T) -> T {
+        let (result, prep, kernel, page) = {
+            let mut state = self.allocator.state.lock();
+            let result = op(&mut state, self.id);
+            (result, state.take_prep(), state.kernel(), state.page_size())
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: the prep names pages the operation just opened for this batch, which this
+        // `CodeBatch` (borrowed mutably) alone writes or seals; nothing references them yet.
+        unsafe {
+            prep.run(kernel, page)
+        };
+        result
+    }
+
     /// Allocates a zeroed, writable block.
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<Block<'a>, ExecError> {
-        let placed = self.allocator.state.lock().alloc(self.id, size, align)?;
+        let placed = self.with_state(|state, id| state.alloc(id, size, align))?;
         Ok(self.block(placed))
     }
 
@@ -453,17 +499,27 @@ impl<'a> CodeBatch<'a> {
         blocks.try_reserve_exact(segments.len()).map_err(|_| ExecError::TooLarge { size: segments.len() })?;
         let (allocator, batch) = (self.allocator, self.id);
         let block = |(addr, size)| Block { allocator, addr, size, batch };
-        allocator
-            .state
-            .lock()
-            .alloc_image(batch, segments, overwritten, align, |placed| blocks.push(placed.map(block)))?;
+        self.with_state(|state, id| {
+            state.alloc_image(id, segments, overwritten, align, |placed| blocks.push(placed.map(block)))
+        })?;
         Ok(blocks)
     }
 
-    /// Allocates a block holding `code` (one lock acquisition for both steps).
+    /// Allocates a block holding `code` (copied in outside the lock).
     pub fn install(&mut self, code: &[u8], align: usize) -> Result<Block<'a>, ExecError> {
-        let placed = self.allocator.state.lock().install(self.id, code, align)?;
-        Ok(self.block(placed))
+        let placed = self.with_state(|state, id| state.alloc_for_code(id, code.len(), align))?;
+        let block = self.block(placed);
+        self.fill(&block, code)?;
+        Ok(block)
+    }
+
+    /// Copies `code` to the start of `block` (of this batch) and zeroes the rest of it.
+    fn fill(&mut self, block: &Block<'_>, code: &[u8]) -> Result<(), ExecError> {
+        let bytes = self.block_mut(block)?;
+        let (head, tail) = bytes.split_at_mut(code.len().min(bytes.len()));
+        head.copy_from_slice(code.get(..head.len()).unwrap_or_default());
+        tail.fill(0);
+        Ok(())
     }
 
     /// Allocates one block per item of `codes`, each holding that code, under one lock
@@ -475,11 +531,17 @@ impl<'a> CodeBatch<'a> {
     ) -> Result<alloc::vec::Vec<Block<'a>>, ExecError> {
         let mut blocks = alloc::vec::Vec::new();
         blocks.try_reserve_exact(codes.len()).map_err(|_| ExecError::TooLarge { size: codes.len() })?;
-        let mut state = self.allocator.state.lock();
-        state.prepare(self.id, codes.clone().map(<[u8]>::len), align)?;
-        for code in codes {
-            let placed = state.install(self.id, code, align)?;
-            blocks.push(Block { allocator: self.allocator, addr: placed.0, size: placed.1, batch: self.id });
+        let (allocator, batch) = (self.allocator, self.id);
+        self.with_state(|state, id| -> Result<(), ExecError> {
+            state.prepare(id, codes.clone().map(<[u8]>::len), align)?;
+            for code in codes.clone() {
+                let (addr, size) = state.alloc_for_code(id, code.len(), align)?;
+                blocks.push(Block { allocator, addr, size, batch });
+            }
+            Ok(())
+        })?;
+        for (block, code) in blocks.iter().zip(codes) {
+            self.fill(block, code)?;
         }
         Ok(blocks)
     }
@@ -489,7 +551,26 @@ impl<'a> CodeBatch<'a> {
     /// error is returned, its blocks stay valid until dropped, and nothing is leaked.
     pub fn seal(mut self) -> Result<(), ExecError> {
         self.done = true;
-        self.allocator.state.lock().seal(self.id)
+        // The protection changes are made outside the lock: the batch's pages are left alone
+        // until the seal is booked.
+        let (planned, mut deferred, kernel) = {
+            let mut state = self.allocator.state.lock();
+            let planned = state.begin_seal(self.id);
+            (planned, state.take_deferred(), state.kernel())
+        };
+        let mut failure = planned.err();
+        if failure.is_none() {
+            for change in &mut deferred {
+                #[allow(unsafe_code)]
+                // SAFETY: the change was just handed out by this allocator's state for this
+                // batch, whose pages no one else touches until the seal is booked below.
+                if let Err(e) = unsafe { change.run(kernel) } {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.allocator.state.lock().finish_seal(self.id, deferred, failure)
     }
 }
 

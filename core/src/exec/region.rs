@@ -8,12 +8,14 @@ use super::{MemoryKind, GRANULE};
 use crate::bytes::align_up;
 
 /// Where a page is in its life: free (read-write, holding nothing), open for one batch
-/// (read-write), or sealed (to its kind's protection).
+/// (read-write), sealed (to its kind's protection), or being released (holding nothing, its
+/// protection change made by a thread outside the lock; no one else touches it meanwhile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PageState {
     Free,
     Open(u64),
     Sealed,
+    Releasing,
 }
 
 /// One page of a region.

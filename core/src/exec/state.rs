@@ -65,12 +65,130 @@ const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 
 #[derive(Debug)]
 struct Batch {
+    /// Whether its seal's protection changes are being made (outside the lock): its pages
+    /// are left alone until the seal is finished.
+    sealing: bool,
     /// Next free byte of the current run.
     cursor: usize,
     /// End of the current run (0 before the first allocation).
     end: usize,
     /// Every run of pages this batch opened: (start, length in bytes).
     runs: Vec<(usize, usize)>,
+}
+
+/// Work on pages just opened for a batch that the caller does after the allocator's lock is
+/// released (the pages belong to its batch alone): zeroing recycled bytes, filling a new trap
+/// page, faulting pages in ahead of the caller's writes.
+#[derive(Debug, Default)]
+pub(crate) struct Prep {
+    /// Ranges to zero (adjacent ones merged); more than fit are zeroed under the lock.
+    zero: [core::ops::Range<usize>; PREP_RANGES],
+    zeros: usize,
+    /// A trap page to fill.
+    trap: Option<usize>,
+    /// Pages to fault in, writable.
+    populate: Option<core::ops::Range<usize>>,
+}
+
+/// Zeroing ranges a [`Prep`] holds (an image usually needs one or two).
+const PREP_RANGES: usize = 4;
+
+impl Prep {
+    /// Adds `range` to zero; false if there is no room left.
+    fn add_zero(&mut self, range: core::ops::Range<usize>) -> bool {
+        if let Some(last) = self.zero[..self.zeros].last_mut() {
+            if last.end == range.start {
+                last.end = range.end;
+                return true;
+            }
+        }
+        if self.zeros == PREP_RANGES {
+            return false;
+        }
+        self.zero[self.zeros] = range;
+        self.zeros += 1;
+        true
+    }
+
+    /// Does the work.
+    ///
+    /// # Safety
+    /// The ranges are pages of the caller's open batch (read-write, referenced by nothing else),
+    /// as [`State::take_prep`] hands them out right after opening them.
+    pub(crate) unsafe fn run(self, kernel: &dyn Kernel, page: usize) {
+        for range in &self.zero[..self.zeros] {
+            // SAFETY: the caller's contract.
+            unsafe { core::ptr::write_bytes(range.start as *mut u8, 0, range.len()) };
+        }
+        if let Some(trap) = self.trap {
+            // SAFETY: the caller's contract: a page of its batch that holds no block.
+            unsafe { core::ptr::write_bytes(trap as *mut u8, TRAP_FILL, page) };
+        }
+        if let Some(range) = self.populate {
+            // An older kernel without MADV_POPULATE_WRITE simply faults them in on first write.
+            // SAFETY: the caller's contract; populating changes no content.
+            let _ = unsafe { kernel.populate(range.start as *mut u8, range.len()) };
+        }
+    }
+}
+
+/// A protection change the lock holder left for its caller to make after releasing the lock
+/// (the pages are marked so that no one else touches them meanwhile), and whether it was made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deferred {
+    r: usize,
+    first: usize,
+    count: usize,
+    addr: usize,
+    len: usize,
+    op: DeferredOp,
+    /// Set by [`Deferred::run`] when the change was made.
+    done: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeferredOp {
+    /// Open pages of a batch become sealed: `protection` (if it differs from the open one),
+    /// then the instruction cache is synchronized for code.
+    Seal { protection: Option<Protection>, code: bool },
+    /// Pages holding nothing become free: made read-write (recycled, kept committed) or
+    /// discarded.
+    Release { recycle: bool },
+}
+
+impl Deferred {
+    /// Makes the change.
+    ///
+    /// # Safety
+    /// `self` came from the lock holder's `take_deferred` on the allocator using `kernel`, and
+    /// has not been run or committed: its pages are reserved for this change.
+    pub(crate) unsafe fn run(&mut self, kernel: &dyn Kernel) -> Result<(), ExecError> {
+        let addr = self.addr as *mut u8;
+        match self.op {
+            DeferredOp::Seal { protection, code } => {
+                if let Some(protection) = protection {
+                    // SAFETY: open pages of a batch being sealed: its owner has finished
+                    // writing and nothing else references them.
+                    unsafe { kernel.protect(addr, self.len, protection) }?;
+                }
+                if code {
+                    // SAFETY: the range is mapped readable by us.
+                    unsafe { icache::sync(self.addr, self.len) };
+                }
+            }
+            DeferredOp::Release { recycle: true } => {
+                // SAFETY: no live block lies in these pages (no code runs there any more): they
+                // become plain read-write free pages, never executable.
+                unsafe { kernel.protect(addr, self.len, FREE_PROTECTION) }?;
+            }
+            DeferredOp::Release { recycle: false } => {
+                // SAFETY: no live block lies in these pages, so no code or reference uses them.
+                unsafe { kernel.discard(addr, self.len, FREE_PROTECTION) }?;
+            }
+        }
+        self.done = true;
+        Ok(())
+    }
 }
 
 /// A run of free pages found for a batch: `first` page of region `region`.
@@ -123,6 +241,12 @@ pub(crate) struct State {
     bytes_live: usize,
     /// Free pages that are dirty (kept committed for reuse).
     dirty_pages: usize,
+    /// Work on the pages opened last, for the caller to do outside the lock.
+    prep: Prep,
+    /// While set, protection changes are recorded in `deferred` instead of made.
+    defer: bool,
+    /// The protection changes left for the caller (see [`Deferred`]).
+    deferred: Vec<Deferred>,
     protection_changes: u64,
     patches: u64,
 }
@@ -141,6 +265,9 @@ impl State {
             next_batch: 1,
             bytes_live: 0,
             dirty_pages: 0,
+            prep: Prep::default(),
+            defer: false,
+            deferred: Vec::new(),
             protection_changes: 0,
             patches: 0,
         }
@@ -148,6 +275,17 @@ impl State {
 
     pub(crate) const fn page_size(&self) -> usize {
         self.page
+    }
+
+    /// The kernel.
+    pub(crate) fn kernel(&self) -> &'static dyn Kernel {
+        self.kernel
+    }
+
+    /// The work on the pages opened by the last operation, which the caller does once the lock
+    /// is released (see [`Prep::run`]).
+    pub(crate) fn take_prep(&mut self) -> Prep {
+        core::mem::take(&mut self.prep)
     }
 
     fn open_protection(&self) -> Protection {
@@ -172,7 +310,7 @@ impl State {
         match page.state {
             PageState::Free => FREE_PROTECTION,
             PageState::Open(_) => self.open_protection(),
-            PageState::Sealed => self.sealed_protection(page.kind),
+            PageState::Sealed | PageState::Releasing => self.sealed_protection(page.kind),
         }
     }
 
@@ -195,7 +333,7 @@ impl State {
     pub(crate) fn begin_batch(&mut self) -> BatchId {
         let id = self.next_batch;
         self.next_batch += 1;
-        self.batches.insert(id, Batch { cursor: 0, end: 0, runs: Vec::new() });
+        self.batches.insert(id, Batch { sealing: false, cursor: 0, end: 0, runs: Vec::new() });
         BatchId(id)
     }
 
@@ -226,10 +364,11 @@ impl State {
                 uncommitted_overwritten += 1;
             }
             if p.dirty {
-                // Cleared so new blocks start zeroed, except the bytes the caller overwrites.
+                // Cleared so new blocks start zeroed, except the bytes the caller overwrites:
+                // by the caller, after the lock (or here if the list is full).
                 let kept = overwritten.start.clamp(at, at + page)..overwritten.end.clamp(at, at + page);
                 for (start, end) in [(at, kept.start), (kept.end.max(kept.start), at + page)] {
-                    if start < end {
+                    if start < end && !self.prep.add_zero(start..end) {
                         // SAFETY: part of a free page of ours, read-write (free pages always
                         // are), that nothing references.
                         unsafe { core::ptr::write_bytes(start as *mut u8, 0, end - start) };
@@ -242,9 +381,7 @@ impl State {
         if uncommitted_overwritten >= 2 {
             let from = overwritten.start.max(addr) & !(page - 1);
             let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
-            // An older kernel without MADV_POPULATE_WRITE simply faults them in on first write.
-            // SAFETY: the pages were just opened read-write; populating changes no content.
-            let _ = unsafe { self.kernel.populate(from as *mut u8, to - from) };
+            self.prep.populate = Some(from..to);
         }
         self.regions[r].open(first, count, batch);
         Ok(())
@@ -368,9 +505,8 @@ impl State {
         let overwritten_range = opened..start.saturating_add(overwritten.min(size));
         self.open_pages(r, first - lead, count + lead, batch, &overwritten_range)?;
         if trap == Trap::New {
-            // SAFETY: the page before the run was just opened read-write for this batch; no
-            // block lies in it.
-            unsafe { core::ptr::write_bytes(opened as *mut u8, TRAP_FILL, self.page) };
+            // Filled by the caller, after the lock (see `Prep`).
+            self.prep.trap = Some(opened);
             let page = &mut self.regions[r].pages[first - 1];
             page.trap = true;
             page.kind = MemoryKind::Code;
@@ -516,17 +652,15 @@ impl State {
         Ok(())
     }
 
-    /// Allocates a block in `batch` and copies `code` into it (the rest of its last granule
-    /// is zero).
-    pub(crate) fn install(&mut self, batch: BatchId, code: &[u8], align: usize) -> Result<Placed, ExecError> {
-        let (addr, size) = self.alloc_overwritten(batch, code.len(), align, code.len())?;
-        // SAFETY: the block was just allocated in open (writable) pages of `batch` and is
-        // `size >= code.len()` bytes; `code` is the caller's memory and cannot overlap ours.
-        unsafe {
-            core::ptr::copy_nonoverlapping(code.as_ptr(), addr as *mut u8, code.len());
-            core::ptr::write_bytes((addr + code.len()) as *mut u8, 0, size - code.len());
-        }
-        Ok((addr, size))
+    /// Allocates a block in `batch` for `len` bytes of code that the caller copies in at once
+    /// (and zeroes the rest of its last granule): its recycled bytes are not zeroed first.
+    pub(crate) fn alloc_for_code(
+        &mut self,
+        batch: BatchId,
+        len: usize,
+        align: usize,
+    ) -> Result<Placed, ExecError> {
+        self.alloc_overwritten(batch, len, align, len)
     }
 
     /// Copies `bytes` to `addr` inside a live sealed block whose pages stay writable (data, or
@@ -567,6 +701,12 @@ impl State {
         let addr = (self.regions[r].base + first * self.page) as *mut u8;
         let len = count * self.page;
         match action {
+            PageAction::Seal(kind) if self.defer => {
+                let target = self.sealed_protection(kind);
+                let protection = (target != self.open_protection()).then_some(target);
+                let op = DeferredOp::Seal { protection, code: kind == MemoryKind::Code };
+                self.defer_change(r, first, count, op)?;
+            }
             PageAction::Seal(kind) => {
                 let target = self.sealed_protection(kind);
                 if target != self.open_protection() {
@@ -583,9 +723,19 @@ impl State {
             }
             PageAction::Release => {
                 let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
+                let pages = &self.regions[r].pages[first..first + count];
+                let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
+                if self.defer && (needs_protect || !recycle) {
+                    self.defer_change(r, first, count, DeferredOp::Release { recycle })?;
+                    for page in &mut self.regions[r].pages[first..first + count] {
+                        page.state = PageState::Releasing;
+                    }
+                    if recycle {
+                        self.dirty_pages += count; // held for them; given back if the change fails
+                    }
+                    return Ok(());
+                }
                 if recycle {
-                    let pages = &self.regions[r].pages[first..first + count];
-                    let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
                     if needs_protect {
                         // SAFETY: no live block lies in these pages (no code runs there any more):
                         // they become plain read-write free pages, never executable.
@@ -605,26 +755,135 @@ impl State {
         Ok(())
     }
 
-    /// Seals `batch`, which ends either way. If a protection change fails, pages sealed so far
-    /// stay sealed, the rest stay open (the batch's blocks remain valid until freed), and the
-    /// batch's pages that hold nothing are released.
-    pub(crate) fn seal(&mut self, batch: BatchId) -> Result<(), ExecError> {
+    /// Records a protection change for the caller to make outside the lock.
+    fn defer_change(
+        &mut self,
+        r: usize,
+        first: usize,
+        count: usize,
+        op: DeferredOp,
+    ) -> Result<(), ExecError> {
+        let (addr, len) = (self.regions[r].base + first * self.page, count * self.page);
+        self.deferred.try_reserve(1).map_err(|_| ExecError::TooLarge { size: len })?;
+        self.deferred.push(Deferred { r, first, count, addr, len, op, done: false });
+        Ok(())
+    }
+
+    /// The protection changes the last operation left for the caller (run each with
+    /// [`Deferred::run`] outside the lock, then hand them to [`State::finish_seal`] or
+    /// [`State::finish_release`]).
+    pub(crate) fn take_deferred(&mut self) -> Vec<Deferred> {
+        self.defer = false;
+        core::mem::take(&mut self.deferred)
+    }
+
+    /// Books the outcome of deferred changes: made seals become sealed pages, made releases
+    /// free pages; a release that failed leaves its pages sealed and empty, for `trim` to retry.
+    /// Gives the vector back for reuse.
+    fn commit(&mut self, mut deferred: Vec<Deferred>) {
+        for d in &deferred {
+            match d.op {
+                DeferredOp::Seal { protection, .. } if d.done => {
+                    self.protection_changes += u64::from(protection.is_some());
+                    self.regions[d.r].seal(d.first, d.count);
+                }
+                DeferredOp::Seal { .. } => {}
+                DeferredOp::Release { recycle } if d.done => {
+                    self.protection_changes += 1;
+                    self.regions[d.r].release(d.first, d.count, recycle);
+                }
+                DeferredOp::Release { recycle } => {
+                    for page in &mut self.regions[d.r].pages[d.first..d.first + d.count] {
+                        page.state = PageState::Sealed;
+                        page.trap = false;
+                    }
+                    if recycle {
+                        self.dirty_pages -= d.count;
+                    }
+                }
+            }
+        }
+        deferred.clear();
+        if self.deferred.capacity() < deferred.capacity() {
+            self.deferred = deferred;
+        }
+    }
+
+    /// Starts sealing `batch`: its protection changes are left for the caller
+    /// ([`State::take_deferred`]) and the batch's pages are left alone until
+    /// [`State::finish_seal`].
+    pub(crate) fn begin_seal(&mut self, batch: BatchId) -> Result<(), ExecError> {
+        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        b.sealing = true;
+        let runs = core::mem::take(&mut b.runs);
+        self.defer = true;
+        let planned = self.seal_runs(batch.0, &runs);
+        self.defer = false;
+        if let Some(b) = self.batches.get_mut(&batch.0) {
+            b.runs = runs;
+        }
+        planned
+    }
+
+    /// Finishes sealing `batch` with the outcome of its deferred changes (in order; the
+    /// first failure, if any, is returned). The batch ends either way, as with [`State::seal`];
+    /// blocks freed while the changes were made have their pages released now.
+    pub(crate) fn finish_seal(
+        &mut self,
+        batch: BatchId,
+        deferred: Vec<Deferred>,
+        failure: Option<ExecError>,
+    ) -> Result<(), ExecError> {
+        let sealed_code =
+            deferred.iter().any(|d| d.done && matches!(d.op, DeferredOp::Seal { code: true, .. }));
+        self.commit(deferred);
         let b = self.batches.remove(&batch.0).ok_or(ExecError::UnknownBatch)?;
-        let result = self.seal_runs(batch.0, &b.runs);
-        if result.is_err() {
+        if failure.is_some() {
             self.release_unused(batch.0, &b.runs);
         }
+        // Blocks freed meanwhile: their pages were kept for the seal; release them now.
+        for &(start, len) in &b.runs {
+            let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
+            let _ = self.apply(r, first, last, |p, _| match p.state {
+                PageState::Sealed if p.live == 0 && !p.trap => PageAction::Release,
+                _ => PageAction::Keep,
+            });
+        }
+        if sealed_code {
+            self.kernel.sync_other_threads();
+        }
         self.release_empty_regions();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Frees the blocks starting at `addrs` (as [`State::free_many`]), leaving the protection
+    /// changes of the pages they empty for the caller ([`State::take_deferred`], then
+    /// [`State::finish_release`]).
+    pub(crate) fn begin_release(&mut self, addrs: &[usize]) -> Result<(), ExecError> {
+        self.defer = true;
+        let result = self.free_many(addrs);
+        self.defer = false;
         result
     }
 
+    /// Books the outcome of a release's deferred changes; returns the first failure.
+    pub(crate) fn finish_release(
+        &mut self,
+        deferred: Vec<Deferred>,
+        failure: Option<ExecError>,
+    ) -> Result<(), ExecError> {
+        self.commit(deferred);
+        self.release_empty_regions();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Seals (or, deferring, plans to seal) the open pages of `batch` in `runs`. A trap page is
+    /// sealed only in front of code (an abandoned batch has none left); otherwise it is
+    /// released with the batch's other empty pages.
     fn seal_runs(&mut self, batch: u64, runs: &[(usize, usize)]) -> Result<(), ExecError> {
-        let mut sealed_any = false;
         let mut result = Ok(());
         for &(start, len) in runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
-            // A trap page is sealed only in front of code (an abandoned batch has none left):
-            // otherwise it is released with the batch's other empty pages.
             let open = PageState::Open(batch);
             let pages = &mut self.regions[r].pages;
             for i in first..last {
@@ -639,16 +898,10 @@ impl State {
                 PageState::Open(id) if id == batch => PageAction::Release,
                 _ => PageAction::Keep,
             };
-            sealed_any |= self.regions[r].pages[first..last]
-                .iter()
-                .any(|p| action(p, 0) == PageAction::Seal(MemoryKind::Code));
             result = self.apply(r, first, last, action);
             if result.is_err() {
                 break;
             }
-        }
-        if sealed_any {
-            self.kernel.sync_other_threads();
         }
         result
     }
@@ -696,8 +949,12 @@ impl State {
             // Open pages need their batch's cursor; a released module has only sealed pages.
             let has_open =
                 self.regions[r].pages[first..last].iter().any(|p| matches!(p.state, PageState::Open(_)));
+            // (A batch being sealed keeps all its pages: its seal releases the empty ones.)
             let cursors: Vec<(u64, usize)> = if has_open {
-                self.batches.iter().map(|(&id, b)| (id, b.cursor)).collect()
+                self.batches
+                    .iter()
+                    .map(|(&id, b)| (id, if b.sealing { usize::MAX } else { b.cursor }))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -831,7 +1088,7 @@ impl State {
             let stranded = |p: &Page| match p.state {
                 PageState::Sealed => p.live == 0 && !p.trap,
                 PageState::Open(id) => p.live == 0 && !batches.contains_key(&id),
-                PageState::Free => false,
+                PageState::Free | PageState::Releasing => false,
             };
             if !self.regions[r].pages.iter().any(stranded) {
                 continue;
@@ -876,7 +1133,7 @@ impl State {
             _ if page.live == 0 => None,
             PageState::Open(_) => Some(self.open_protection()),
             PageState::Sealed => Some(self.sealed_protection(page.kind)),
-            PageState::Free => None,
+            PageState::Free | PageState::Releasing => None,
         }
     }
 
@@ -914,6 +1171,8 @@ impl State {
                         }
                         self.sealed_protection(page.kind)
                     }
+                    // On its way to free (its protection change is being made).
+                    PageState::Releasing => FREE_PROTECTION,
                 };
                 if previous != Some(protection) {
                     stats.mappings += 1;

@@ -3,6 +3,7 @@
 
 mod exec;
 mod load;
+mod parallel;
 mod parse;
 mod resolve;
 
@@ -12,8 +13,10 @@ use std::time::{Duration, Instant};
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
-    if let Some(unknown) = named.iter().find(|n| !["parse", "exec", "load", "resolve"].contains(n)) {
-        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve)"));
+    if let Some(unknown) =
+        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel"].contains(n))
+    {
+        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel)"));
     }
     let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
@@ -33,6 +36,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("resolve") {
         resolve::run(if quick { 20 } else { 200 }, if quick { 10 } else { 100 })?;
+        println!();
+    }
+    if wanted("parallel") {
+        parallel::run(if quick { 3 } else { 15 })?;
     }
     Ok(())
 }
