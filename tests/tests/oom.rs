@@ -142,3 +142,67 @@ fn reading_a_module_file_at_the_memory_limit_is_an_error() {
     assert!(message.contains("large.smf") && message.contains("memory"), "{message}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Where the test below writes its module for the child.
+fn limit_module_path() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("smf-rlimit-{}.smf", std::env::var("SMF_RLIMIT_CHILD").unwrap_or_default()))
+}
+
+/// The child's side of the test below (it does nothing unless run as that child).
+#[test]
+fn address_space_limit_child() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    if std::env::var_os("SMF_RLIMIT_CHILD").is_none() {
+        return;
+    }
+    let vm_size = || -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    // Warm up: the process's allocator has its region before the limit is set.
+    drop(smf::module::load_bytes(&samples::return_42(Dialect::R96), &(), None).unwrap());
+    let path = limit_module_path();
+    let hard = getrlimit(Resource::As).maximum;
+    for margin in [0u64, 12 << 20, 512 << 20] {
+        setrlimit(Resource::As, Rlimit { current: Some(vm_size() + margin), maximum: hard }).unwrap();
+        let outcome = match smf::module::load_path(&path, &()) {
+            Ok(module) => format!("loaded {}", module.loaded().symbols().len()),
+            Err(e) => format!("error {e}"),
+        };
+        setrlimit(Resource::As, Rlimit { current: hard, maximum: hard }).unwrap();
+        println!("margin {margin}: {outcome}");
+    }
+}
+
+#[test]
+fn at_an_address_space_limit_a_load_fails_cleanly() {
+    // RLIMIT_AS set at or just above the process's size, then a module of 100,000 symbols
+    // (about 10 MB of file, as much again of tables) loaded from its file: the process used to
+    // die with SIGABRT ("memory allocation of ... bytes failed").
+    let id = std::process::id().to_string();
+    let path = std::env::temp_dir().join(format!("smf-rlimit-{id}.smf"));
+    std::fs::write(&path, samples::large(Dialect::R96, 100_000, 0)).unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "address_space_limit_child", "--nocapture", "--test-threads", "1"])
+        .env("SMF_RLIMIT_CHILD", &id)
+        .env("SMF_SETTLE_MS", "0")
+        // One malloc arena: a thread's own arena reserves its 64 MiB up front, which the
+        // address-space limit then no longer sees grow.
+        .env("MALLOC_ARENA_MAX", "1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the child died: {:?}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcomes: Vec<&str> = stdout.lines().filter(|l| l.contains("margin ")).collect();
+    assert_eq!(outcomes.len(), 3, "{stdout}");
+    assert!(outcomes[0].contains("error") && outcomes[0].contains("memory"), "{stdout}");
+    assert!(outcomes[2].contains("loaded 100000"), "{stdout}");
+}
