@@ -93,11 +93,6 @@ pub fn table_follows_header(file: &[u8], candidate: Candidate) -> bool {
     header.section_table_offset() == candidate.dialect.header_size() as u64
 }
 
-/// The dialects whose magic is present (for tools that explain a failure).
-pub fn probe(file: &[u8]) -> impl Iterator<Item = Candidate> + '_ {
-    PROBES.into_iter().filter(move |c| has_magic(file, c))
-}
-
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;

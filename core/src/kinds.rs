@@ -329,6 +329,21 @@ impl RelocKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [RelocKind; 11] = [
+        RelocKind::None,
+        RelocKind::Abs64,
+        RelocKind::Pc32,
+        RelocKind::Plt32,
+        RelocKind::GotPc32,
+        RelocKind::Abs32,
+        RelocKind::Aarch64Branch26,
+        RelocKind::Aarch64Page21,
+        RelocKind::Aarch64PageOffset12,
+        RelocKind::Aarch64GotPage21,
+        RelocKind::Aarch64GotPageOffset12,
+    ];
+
     /// The wire byte for this kind in `dialect` (`None`: the dialect cannot express it).
     pub const fn to_wire(self, dialect: Dialect) -> Option<u8> {
         use RelocKind::*;
@@ -351,10 +366,23 @@ impl RelocKind {
 
     /// Bytes of code the relocation patches.
     pub const fn width(self) -> u64 {
+        self.site_len() as u64
+    }
+
+    /// [`RelocKind::width`] as a length in memory.
+    pub const fn site_len(self) -> usize {
         match self {
             RelocKind::None => 0,
             RelocKind::Abs64 => 8,
-            _ => 4,
+            RelocKind::Pc32
+            | RelocKind::Plt32
+            | RelocKind::GotPc32
+            | RelocKind::Abs32
+            | RelocKind::Aarch64Branch26
+            | RelocKind::Aarch64Page21
+            | RelocKind::Aarch64PageOffset12
+            | RelocKind::Aarch64GotPage21
+            | RelocKind::Aarch64GotPageOffset12 => 4,
         }
     }
 

@@ -10,11 +10,13 @@
 //! writers do.
 //!
 //! Layers, bottom up: [`wire`] (raw views, bounds checks only), [`kinds`] (what the numbers
-//! mean per dialect), [`module`] (validation and layout), [`note_sdn`] and [`template`]
-//! (readers for the metadata sections), [`write`](mod@write) (the builder).
+//! mean per dialect), [`note_sdn`] and [`template`] (readers for the metadata sections),
+//! [`detect`] (which layouts a file may have), [`module`] (validation and layout, over all of
+//! these), [`write`](mod@write) (the builder).
 //!
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
-//! backend, no libc) and, with the `exec` feature, `exec` is a W^X executable page allocator.
+//! backend, no libc); with the `exec` feature, `exec` is a W^X executable page allocator over
+//! it and `load` the loader over both.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

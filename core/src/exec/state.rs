@@ -8,8 +8,9 @@
 //! bump-allocates blocks in its open pages and never shares them with another batch; sealing
 //! turns all of a batch's open pages read-execute with one `mprotect` per contiguous run. A
 //! sealed page never becomes writable again and never receives new blocks. A page whose last
-//! block is freed is discarded back to free; a region with no used page is unmapped (one spare
-//! empty region is kept to avoid thrashing).
+//! block is freed goes back to free: made read-write and kept committed for reuse (zeroed
+//! then), or discarded once [`RECYCLED_PAGES`] are kept; a region with no used page is
+//! unmapped (one spare empty region is kept to avoid thrashing).
 //!
 //! A module image's code run gets a trap page right before it (filled with faulting
 //! instructions, sealed with the code, and kept sealed when the code is freed), and later

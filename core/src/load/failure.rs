@@ -22,7 +22,7 @@ pub(super) trait Failure: From<Error> {
     fn no_address(r: &Relocation, names: &SymbolTable) -> Self;
     /// The relocation's value does not fit, or its instruction does not match.
     fn relocation(r: &Relocation, names: &SymbolTable, error: RelocError) -> Self;
-    /// Something validation rules out happened anyway (or a size does not fit the address space).
+    /// Something validation rules out happened anyway: an internal error.
     fn inconsistent() -> Self;
     /// `bytes` of memory could not be allocated.
     fn out_of_memory(bytes: usize) -> Self;
@@ -73,7 +73,7 @@ impl Failure for LoadError {
         LoadError::Relocation { relocation: r.index, kind: r.kind, name: name_of(r, names), error }
     }
     fn inconsistent() -> Self {
-        LoadError::TooLarge
+        LoadError::Internal
     }
     fn out_of_memory(bytes: usize) -> Self {
         LoadError::OutOfMemory { bytes }

@@ -197,6 +197,9 @@ pub enum LoadError {
     },
     /// The module needs more memory than a process can address.
     TooLarge,
+    /// The loader found the module in a state its validation rules out: a bug in this library
+    /// (please report it with the module).
+    Internal,
     /// Memory for the module's tables could not be allocated (the process is at its limit).
     OutOfMemory {
         /// The size of the allocation that failed.
@@ -224,6 +227,9 @@ impl fmt::Display for LoadError {
                 write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
             }
             LoadError::TooLarge => f.write_str("module is too large to load"),
+            LoadError::Internal => f.write_str(
+                "internal error: the loader found the module in a state its validation rules out (please report it, with the module)",
+            ),
             LoadError::OutOfMemory { bytes } => {
                 write!(f, "out of memory: {bytes} bytes could not be allocated")
             }
@@ -275,7 +281,7 @@ fn block_holding<'i, 'a>(
     addr: usize,
     len: usize,
 ) -> Result<&'i Block<'a>, LoadError> {
-    image.iter().filter_map(|b| b.as_ref()).find(|b| b.contains(addr, len)).ok_or(LoadError::TooLarge)
+    image.iter().filter_map(|b| b.as_ref()).find(|b| b.contains(addr, len)).ok_or(LoadError::Internal)
 }
 
 /// Copies `bytes` to `addr`, which lies in one of the blocks of `image` (open in `batch`).
@@ -310,20 +316,32 @@ fn copy_templates(module: &Module<'_>) -> Result<Templates, LoadError> {
 /// Size of one branch stub.
 const STUB_SIZE: usize = 16;
 
-/// Writes a stub that jumps to `target` for a branch of `kind`.
-fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) {
+/// Writes a stub that jumps to `target` for a branch of `kind` into `out` (at least
+/// [`STUB_SIZE`] bytes); `None` for a kind that is not a branch (it never goes through a stub).
+fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) -> Option<()> {
+    let out = out.get_mut(..STUB_SIZE)?;
     match kind {
         RelocKind::Aarch64Branch26 => {
             out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, #8
             out[4..8].copy_from_slice(&0xD61F_0200u32.to_le_bytes()); // br x16
             out[8..16].copy_from_slice(&target.to_le_bytes());
         }
-        _ => {
+        RelocKind::Plt32 => {
             out[..6].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]); // jmp qword ptr [rip+0]
             out[6..14].copy_from_slice(&target.to_le_bytes());
             out[14..16].copy_from_slice(&[0xCC, 0xCC]);
         }
+        RelocKind::None
+        | RelocKind::Abs64
+        | RelocKind::Pc32
+        | RelocKind::GotPc32
+        | RelocKind::Abs32
+        | RelocKind::Aarch64Page21
+        | RelocKind::Aarch64PageOffset12
+        | RelocKind::Aarch64GotPage21
+        | RelocKind::Aarch64GotPageOffset12 => return None,
     }
+    Some(())
 }
 
 /// A module loaded into executable memory: immutable, freed when dropped.

@@ -36,9 +36,9 @@ pub enum RelocError {
 impl fmt::Display for RelocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RelocError::OutOfRange { value } => write!(f, "value {value:#x} does not fit the field"),
+            RelocError::OutOfRange { value } => write!(f, "value {value} does not fit the field"),
             RelocError::Misaligned { value } => {
-                write!(f, "value {value:#x} is not aligned for the instruction")
+                write!(f, "value {value} is not aligned for the instruction")
             }
             RelocError::WrongInstruction { insn } => {
                 write!(f, "instruction {insn:#010x} is not of the relocated kind")
@@ -120,8 +120,22 @@ pub fn apply(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), 
             let v = u32::try_from(v).map_err(|_| RelocError::OutOfRange { value: v })?;
             write(site, &v.to_le_bytes())
         }
-        _ => apply_aarch64(kind, site, input),
+        RelocKind::Aarch64Branch26 => apply_aarch64(Aarch64::Branch26, site, input),
+        RelocKind::Aarch64Page21 => apply_aarch64(Aarch64::Page21, site, input),
+        RelocKind::Aarch64PageOffset12 => apply_aarch64(Aarch64::PageOffset12, site, input),
+        RelocKind::Aarch64GotPage21 => apply_aarch64(Aarch64::GotPage21, site, input),
+        RelocKind::Aarch64GotPageOffset12 => apply_aarch64(Aarch64::GotPageOffset12, site, input),
     }
+}
+
+/// The aarch64 relocation kinds, which [`apply_aarch64`] encodes into instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aarch64 {
+    Branch26,
+    Page21,
+    PageOffset12,
+    GotPage21,
+    GotPageOffset12,
 }
 
 /// S + A, 8 bytes ([`RelocKind::Abs64`]).
@@ -172,7 +186,7 @@ fn write(site: &mut [u8], bytes: &[u8]) -> Result<(), RelocError> {
 
 /// The aarch64 kinds of [`apply`].
 #[inline(never)]
-fn apply_aarch64(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<(), RelocError> {
+fn apply_aarch64(kind: Aarch64, site: &mut [u8], input: RelocInput) -> Result<(), RelocError> {
     let s = i128::from(input.symbol);
     let a = i128::from(input.addend);
     let p = i128::from(input.place);
@@ -180,7 +194,7 @@ fn apply_aarch64(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<
     let Some(&insn) = site.first_chunk::<4>() else { return Err(RelocError::OutOfRange { value: 0 }) };
     let insn = u32::from_le_bytes(insn);
     let word = match kind {
-        RelocKind::Aarch64Branch26 => {
+        Aarch64::Branch26 => {
             if insn & 0x7C00_0000 != 0x1400_0000 {
                 return Err(RelocError::WrongInstruction { insn });
             }
@@ -194,11 +208,10 @@ fn apply_aarch64(kind: RelocKind, site: &mut [u8], input: RelocInput) -> Result<
             let imm26 = u32::try_from((v >> 2) & 0x03FF_FFFF).unwrap_or(0);
             (insn & !0x03FF_FFFF) | imm26
         }
-        RelocKind::Aarch64Page21 => encode_adrp(insn, page(s + a) - page(p))?,
-        RelocKind::Aarch64PageOffset12 => encode_lo12(insn, s + a)?,
-        RelocKind::Aarch64GotPage21 => encode_adrp(insn, page(g()?) - page(p))?,
-        RelocKind::Aarch64GotPageOffset12 => encode_lo12(insn, g()?)?,
-        _ => return Ok(()), // the x86-64 kinds are handled by `apply`
+        Aarch64::Page21 => encode_adrp(insn, page(s + a) - page(p))?,
+        Aarch64::PageOffset12 => encode_lo12(insn, s + a)?,
+        Aarch64::GotPage21 => encode_adrp(insn, page(g()?) - page(p))?,
+        Aarch64::GotPageOffset12 => encode_lo12(insn, g()?)?,
     };
     write(site, &word.to_le_bytes())
 }
@@ -210,13 +223,64 @@ pub fn branch_reaches(kind: RelocKind, target: u64, addend: i64, place: u64) -> 
     match kind {
         RelocKind::Plt32 => i32::try_from(v).is_ok(),
         RelocKind::Aarch64Branch26 => (-(1 << 27)..(1 << 27)).contains(&v),
-        _ => true,
+        // Not branches: nothing to route through a stub.
+        RelocKind::None
+        | RelocKind::Abs64
+        | RelocKind::Pc32
+        | RelocKind::GotPc32
+        | RelocKind::Abs32
+        | RelocKind::Aarch64Page21
+        | RelocKind::Aarch64PageOffset12
+        | RelocKind::Aarch64GotPage21
+        | RelocKind::Aarch64GotPageOffset12 => true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Dialect;
+    use alloc::string::ToString;
+
+    #[test]
+    fn errors_print_values_as_signed_decimals() {
+        let error = RelocError::OutOfRange { value: -0x8000_0005 };
+        assert_eq!(error.to_string(), "value -2147483653 does not fit the field");
+        let error = RelocError::Misaligned { value: 6 };
+        assert_eq!(error.to_string(), "value 6 is not aligned for the instruction");
+    }
+
+    #[test]
+    fn every_kind_encodes_and_applies_within_its_width() {
+        // An instruction each kind accepts (x86-64 kinds patch raw fields).
+        let insn = |kind| match kind {
+            RelocKind::Aarch64Branch26 => 0x9400_0000u32, // bl
+            RelocKind::Aarch64Page21 | RelocKind::Aarch64GotPage21 => 0x9000_0010, // adrp x16
+            RelocKind::Aarch64PageOffset12 => 0x9100_0210, // add x16, x16, #0
+            RelocKind::Aarch64GotPageOffset12 => 0xF940_0210, // ldr x16, [x16]
+            _ => 0xAAAA_AAAA,
+        };
+        for kind in RelocKind::ALL {
+            assert!(
+                Dialect::ALL
+                    .iter()
+                    .any(|&d| kind.to_wire(d).and_then(|w| RelocKind::from_wire(d, w)) == Some(kind)),
+                "{kind:?} has a wire byte"
+            );
+            let mut site = [0xAAu8; 16];
+            site[..4].copy_from_slice(&insn(kind).to_le_bytes());
+            let before = site;
+            let input = RelocInput { symbol: 0x1_0000, addend: 8, place: 0x1_2000, got: Some(0x1_3008) };
+            apply(kind, &mut site, input).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let width = kind.site_len();
+            assert_eq!(site[width..], before[width..], "{kind:?} writes only its {width} bytes");
+            assert_eq!(
+                site[..width] != before[..width],
+                kind != RelocKind::None,
+                "{kind:?} writes its field"
+            );
+        }
+    }
 
     fn run(
         kind: RelocKind,

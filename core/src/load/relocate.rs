@@ -112,7 +112,7 @@ impl<'i> Slots<'i> {
         if target.stub == Target::STUB_ALLOWED {
             let at = self.stubs_used * STUB_SIZE;
             let room = self.stubs.get_mut(at..at.checked_add(STUB_SIZE)?)?;
-            write_stub(room, kind, target.address_or_zero() as u64);
+            write_stub(room, kind, target.address_or_zero() as u64)?;
             target.stub = self.stubs_at + at;
             self.stubs_used += 1;
         }
@@ -170,8 +170,7 @@ impl Relocator<'_> {
                     return Err(failed().format_error());
                 };
                 // The patched bytes lie in the code (`decode_relocation`'s site check).
-                let width = if kind == RelocKind::Abs64 { 8 } else { 4 };
-                debug_assert_eq!(width as u64, kind.width());
+                let width = kind.site_len();
                 let start = usize::try_from(offset).ok();
                 let Some((start, site)) =
                     start.and_then(|start| Some((start, code.get_mut(start..start.checked_add(width)?)?)))

@@ -5,7 +5,8 @@
 //! address against the library's own live mappings and allocations) before any memory is
 //! touched; a failure returns the documented sentinel and records a message readable with
 //! `smf_last_error()` on the same thread; no panic crosses the boundary (each body runs under
-//! `catch_unwind`, a panic becomes an error).
+//! `catch_unwind`, a panic becomes an error; `smf_last_error` and `smf_clear_error`, the error
+//! mechanism itself, only hand out or reset the thread's buffer).
 
 #![allow(unsafe_code)]
 

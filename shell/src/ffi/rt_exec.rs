@@ -299,13 +299,13 @@ pub extern "C" fn rt_set_protection(address: i64, size: i64, prot: i32) -> bool 
 /// Bytes in live rt allocations (page-rounded).
 #[no_mangle]
 pub extern "C" fn rt_exec_memory_total() -> i64 {
-    rt_owned::allocs().values().map(|a| a.size() as i64).sum()
+    guard(-1, || Ok(rt_owned::allocs().values().map(|a| a.size() as i64).fold(0, i64::saturating_add)))
 }
 
 /// Live rt allocations.
 #[no_mangle]
 pub extern "C" fn rt_exec_memory_count() -> i64 {
-    rt_owned::allocs().len() as i64
+    guard(-1, || Ok(rt_owned::allocs().len() as i64))
 }
 
 /// Prints the allocation and allocator statistics as one block on stderr.

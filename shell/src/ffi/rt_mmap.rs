@@ -226,7 +226,7 @@ pub unsafe extern "C" fn rt_file_size_for_mmap(path: *const c_char) -> i64 {
 /// The page size in bytes.
 #[no_mangle]
 pub extern "C" fn rt_get_page_size() -> i64 {
-    sys::page_size() as i64
+    guard(-1, || Ok(sys::page_size() as i64))
 }
 
 /// Checks `address..+size` and hands its owner (kept alive meanwhile) and page span to `f`.
