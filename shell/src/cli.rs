@@ -238,24 +238,14 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
             loaded.0.push(module);
         }
         let module = module::load_path(Path::new(file), &loaded).map_err(|e| e.to_string())?;
-        let addr = match symbol {
-            None => {
-                module.loaded().entry().ok_or_else(|| format!("{file}: no entry point (name a SYMBOL)"))?
-            }
-            Some(name) => {
-                let found = module.loaded().symbols().lookup(name.as_bytes());
-                let found = found.ok_or_else(|| format!("{file}: no exported symbol `{name}`"))?;
-                if found.kind != smf_core::SymbolKind::Function {
-                    return Err(format!("{file}: `{name}` is not a function"));
-                }
-                found.addr
-            }
-        };
-        // SAFETY: `addr` is a function of the live module `module`; the tool's contract is
-        // that the function takes integer arguments and returns an integer.
+        // SAFETY: the tool's contract is that the function takes integer arguments and
+        // returns an integer.
         #[allow(unsafe_code)]
-        let value = unsafe { crate::ffi::call_function(addr, &values) };
-        value.ok_or_else(|| "at most 6 arguments".to_owned())
+        let value = unsafe { module.call_integers(symbol.map(str::as_bytes), &values) };
+        value.map_err(|e| match e {
+            module::CallError::NoEntryPoint => format!("{file}: no entry point (name a SYMBOL)"),
+            e => format!("{file}: {e}"),
+        })
     })();
     match result {
         Ok(value) => {

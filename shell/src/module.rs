@@ -40,6 +40,35 @@ impl Module {
         self.loaded.symbol(name)
     }
 
+    /// Calls the exported function `name`, or the entry point for `None`, with up to six
+    /// integer arguments (missing ones are zero: the C calling conventions of x86-64 and aarch64
+    /// ignore unused argument registers), and returns its integer result. The module lives
+    /// until the call returns (`self` is borrowed for it).
+    ///
+    /// # Safety
+    /// The function takes at most six integer arguments and returns an integer.
+    #[allow(unsafe_code)]
+    pub unsafe fn call_integers(&self, name: Option<&[u8]>, args: &[i64]) -> Result<i64, CallError> {
+        type Integers = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+        if args.len() > 6 {
+            return Err(CallError::TooManyArguments(args.len()));
+        }
+        let lossy = |name: &[u8]| String::from_utf8_lossy(name).into_owned();
+        let function = match name {
+            // SAFETY: the signature is the caller's contract; the handle borrows `self.loaded`.
+            None => unsafe { self.loaded.entry_function::<Integers>() }.ok_or(CallError::NoEntryPoint)?,
+            Some(name) => match self.loaded.symbols().lookup(name) {
+                None => return Err(CallError::NoSuchSymbol(lossy(name))),
+                // SAFETY: as above.
+                Some(_) => unsafe { self.loaded.function::<Integers>(name) }
+                    .ok_or_else(|| CallError::NotAFunction(lossy(name)))?,
+            },
+        };
+        let mut a = [0i64; 6];
+        a[..args.len()].copy_from_slice(args);
+        Ok(function.get()(a[0], a[1], a[2], a[3], a[4], a[5]))
+    }
+
     /// The name hashes of its exported symbols.
     fn export_hashes(&self) -> impl Iterator<Item = u32> + '_ {
         self.loaded.symbols().iter().filter(|s| s.exported).map(|s| s.name_hash())
@@ -72,6 +101,32 @@ pub fn code_containing(addr: usize) -> Option<Arc<Module>> {
     }
     module.upgrade()
 }
+
+/// Why [`Module::call_integers`] did not call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// More than six arguments.
+    TooManyArguments(usize),
+    /// The module has no entry point.
+    NoEntryPoint,
+    /// No exported symbol of this name.
+    NoSuchSymbol(String),
+    /// The symbol is not a function.
+    NotAFunction(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::TooManyArguments(n) => write!(f, "{n} arguments: at most 6 are supported"),
+            CallError::NoEntryPoint => f.write_str("no entry point"),
+            CallError::NoSuchSymbol(name) => write!(f, "no exported symbol `{name}`"),
+            CallError::NotAFunction(name) => write!(f, "`{name}` is not a function"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
 
 /// Why loading from a path failed.
 #[derive(Debug)]

@@ -119,15 +119,13 @@ pub fn maps() -> Vec<String> {
     std::fs::read_to_string("/proc/self/maps").unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
-/// Calls the function at `addr`.
-///
-/// # Safety
-/// `addr` is sealed code of a function `extern "C" fn() -> i64`.
+/// Calls the sealed code at the start of `block` as `extern "C" fn() -> i64` (the tests'
+/// blocks hold [`return_const`] code); panics if the block is not sealed code.
 #[allow(unsafe_code)]
-pub unsafe fn call(addr: usize) -> i64 {
-    // SAFETY: the caller's contract.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-    f()
+pub fn call(block: &smf_core::exec::Block<'_>) -> i64 {
+    // SAFETY: the tests' code blocks hold functions returning a constant in rax/x0.
+    let f = unsafe { block.function::<extern "C" fn() -> i64>(0) }.expect("sealed code");
+    f.get()()
 }
 
 /// Panics if any mapping of this process is writable and executable.

@@ -4,7 +4,7 @@
 
 // Casts here are of test values known to be small.
 #![allow(clippy::cast_possible_truncation)]
-// Calling installed machine code needs `transmute` of an address to a function pointer.
+// Reading and running installed machine code needs raw pointers.
 #![allow(unsafe_code)]
 
 use smf_core::exec::{Block, Config, ExecAllocator, ExecError};
@@ -29,8 +29,7 @@ fn a_sealed_block_runs_and_is_never_writable_and_executable() {
     assert_eq!(exec.protection_at(block.addr()), Some(Protection::ReadExec));
     assert!(exec.lookup(block.addr(), 1).unwrap().sealed);
     assert_no_rwx("sealed");
-    // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(block.addr()) }, 42);
+    assert_eq!(call(&block), 42);
     let addr = block.addr();
     drop(block);
     assert_eq!(exec.lookup(addr, 1), None);
@@ -56,8 +55,7 @@ fn thousands_of_small_blocks_share_pages_and_cost_few_mappings() {
     assert!(kernel <= 3, "{kernel} mappings for 5000 blocks");
     assert_no_rwx("5000 blocks sealed");
     for (i, block) in blocks.iter().enumerate() {
-        // SAFETY: sealed code returning a constant.
-        assert_eq!(unsafe { call(block.addr()) }, i as i64);
+        assert_eq!(call(block), i as i64);
     }
     exec.free_all(blocks).unwrap();
     let stats = exec.stats();
@@ -81,8 +79,7 @@ fn a_thousand_small_modules_do_not_cost_a_thousand_mappings() {
     assert!(exec.stats().pages_sealed <= 1000);
     assert_no_rwx("1000 modules");
     for (block, value) in &all {
-        // SAFETY: sealed code returning a constant.
-        assert_eq!(unsafe { call(block.addr()) }, i64::from(*value));
+        assert_eq!(call(block), i64::from(*value));
     }
 }
 
@@ -99,8 +96,7 @@ fn patching_a_sealed_block_keeps_its_neighbours_running() {
     let changes = exec.stats().protection_changes;
     exec.patch(&a, offset, &bytes).unwrap();
     assert_no_rwx("patched");
-    // SAFETY: sealed code returning constants.
-    assert_eq!(unsafe { (call(a.addr()), call(b.addr())) }, (7, 2));
+    assert_eq!((call(&a), call(&b)), (7, 2));
     let stats = exec.stats();
     assert_eq!(stats.patches, 1);
     assert!(stats.protection_changes > changes);
@@ -175,8 +171,7 @@ fn a_freed_blocks_address_reused_by_another_block_belongs_to_that_block_alone() 
         }
     };
     assert_eq!(exec.stats().blocks_live, 1);
-    // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(b.addr()) }, 2);
+    assert_eq!(call(&b), 2);
     // Blocks of another allocator are not this one's to free.
     let other = ExecAllocator::default();
     let mut foreign = other.batch();
@@ -223,8 +218,7 @@ fn four_threads_allocate_seal_call_and_free_concurrently() {
                         (0..4).map(|k| batch.install(&return_const(value + k), 16).unwrap()).collect();
                     batch.seal().unwrap();
                     for (k, block) in blocks.iter().enumerate() {
-                        // SAFETY: sealed code returning a constant.
-                        assert_eq!(unsafe { call(block.addr()) }, i64::from(value) + k as i64);
+                        assert_eq!(call(block), i64::from(value) + k as i64);
                     }
                     if round % 50 == 0 {
                         assert_no_rwx("threads");
@@ -359,8 +353,7 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
     let (mapping, perms) = smf_tests::mapping_at(trap).unwrap();
     assert_eq!(perms, "r-xp");
     assert!(mapping.contains(&code), "the trap page and the code are one mapping");
-    // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(code) }, 7);
+    assert_eq!(call(&code_block), 7);
     assert_no_rwx("trap page");
 
     let live = mappings_within(&exec.regions());
@@ -377,8 +370,7 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
     assert_eq!(again.addr(), code, "the next image goes right after the trap page");
     assert_eq!(mappings_within(&exec.regions()), live, "and seals by moving the boundary back");
     assert_eq!(exec.stats().trap_pages, 1);
-    // SAFETY: as above.
-    assert_eq!(unsafe { call(again.addr()) }, 9);
+    assert_eq!(call(&again), 9);
 }
 
 #[test]
@@ -444,8 +436,7 @@ fn trim_gives_back_trap_pages_and_recycled_pages() {
     assert_eq!((exec.stats().trap_pages, mappings_within(&exec.regions())), (0, 1));
     // The freed pages were discarded: the next image starts from zeroed pages again.
     let (again, _data) = code_image(&exec, 4);
-    // SAFETY: sealed code returning a constant.
-    assert_eq!(unsafe { call(again.addr()) }, 4);
+    assert_eq!(call(&again), 4);
 }
 
 // x86-64 only: qemu-user, which runs the aarch64 tests, shows its host's pagemap and may

@@ -2,11 +2,11 @@
 //! turn. In a test binary of its own: its many mapping changes would race the other allocator
 //! tests' reads of `/proc/self/maps`, which the kernel does not produce atomically.
 
-// Calling the loaded code needs `transmute` of an address to a function pointer.
+// Calling the loaded code: the typed function lookup is unsafe (the signature is ours to vouch for).
 #![allow(unsafe_code)]
 
 use smf_core::exec::{Config, ExecAllocator, ExecError};
-use smf_tests::{assert_no_rwx, call, mappings_within};
+use smf_tests::{assert_no_rwx, mappings_within};
 
 // x86-64 only: the application module's code is x86-64.
 #[cfg(target_arch = "x86_64")]
@@ -26,8 +26,9 @@ fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
         [(&b"five"[..], five as usize), (&b"counter"[..], counter), (&b"small_constant"[..], 0x1000)];
     let load = |exec| LoadedModule::load(exec, &file, &TableResolver(&imports), &LoadOptions::default());
     let call_five = |module: &LoadedModule<'_>| {
-        // SAFETY: `call_five` is sealed code of the loaded module returning an integer.
-        unsafe { call(module.symbol(b"call_five").unwrap()) }
+        // SAFETY: `call_five` is a function of the module returning an integer.
+        let f = unsafe { module.function::<extern "C" fn() -> i64>(b"call_five") }.unwrap();
+        f.get()()
     };
     assert_eq!(call_five(&load(&exec).unwrap()), 5); // warm up: the region stays as the spare
     exec.trim().unwrap();

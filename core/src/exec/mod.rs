@@ -45,6 +45,7 @@
 //! callers must set explicitly.
 
 mod fake;
+mod function;
 mod icache;
 pub mod kernel;
 mod lock;
@@ -54,6 +55,7 @@ mod state;
 mod tests;
 
 pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM};
+pub use function::Function;
 pub use kernel::{Kernel, Linux, LINUX};
 
 use core::fmt;
@@ -115,6 +117,23 @@ impl Block<'_> {
     /// The first byte as a pointer.
     pub const fn as_ptr(&self) -> *const u8 {
         self.addr as *const u8
+    }
+
+    /// The function at `offset` in the block, as `F`, if the block is sealed code (and `F` a
+    /// function pointer type); it borrows the block, so the code lives while it does.
+    ///
+    /// # Safety
+    /// A function whose signature and ABI are `F`'s starts at `offset`.
+    #[allow(unsafe_code)]
+    pub unsafe fn function<F: Copy>(&self, offset: usize) -> Option<Function<'_, F>> {
+        let addr = self.at(offset, 1).ok()?;
+        let info = self.allocator.lookup(addr, 1)?;
+        if !info.is_executable() {
+            return None;
+        }
+        // SAFETY: sealed code of this block, which `self` keeps alive for the handle's life;
+        // the signature is the caller's contract.
+        unsafe { Function::at(addr) }
     }
 
     /// Whether `addr..addr+len` lies inside the block.

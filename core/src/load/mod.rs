@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 use core::fmt;
 
-use crate::exec::{Block, ExecAllocator, ExecError};
+use crate::exec::{Block, ExecAllocator, ExecError, Function};
 use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
@@ -571,6 +571,46 @@ impl<'a> LoadedModule<'a> {
     #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.symbols.lookup(name).map(|s| s.addr)
+    }
+
+    /// The exported function `name` as the function pointer type `F`, borrowing the module so
+    /// that it lives while the function can be called through the handle; `None` if no
+    /// exported function has that name (or `F` is not a function pointer type).
+    ///
+    /// # Safety
+    /// `F` is an `extern "C" fn` type whose signature is the function's.
+    #[allow(unsafe_code)]
+    pub unsafe fn function<F: Copy>(&self, name: &[u8]) -> Option<Function<'_, F>> {
+        let symbol = self.symbols.lookup(name).filter(|s| s.kind == crate::SymbolKind::Function)?;
+        // SAFETY: a function symbol of this module lies in its sealed code, which lives while
+        // `self` does (borrowed by the handle); the signature is the caller's contract.
+        unsafe { Function::at(symbol.addr) }
+    }
+
+    /// The code at `addr` (inside this module's code, not its stubs or data) as the function
+    /// pointer type `F`, borrowing the module; `None` elsewhere.
+    ///
+    /// # Safety
+    /// A function whose signature is `F`'s starts at `addr`.
+    #[allow(unsafe_code)]
+    pub unsafe fn function_at<F: Copy>(&self, addr: usize) -> Option<Function<'_, F>> {
+        if addr < self.code || addr - self.code >= self.code_size {
+            return None;
+        }
+        // SAFETY: inside this module's sealed code, which lives while `self` does; the
+        // signature is the caller's contract.
+        unsafe { Function::at(addr) }
+    }
+
+    /// The entry point as the function pointer type `F`, borrowing the module; `None` unless
+    /// the module is executable.
+    ///
+    /// # Safety
+    /// As [`LoadedModule::function`].
+    #[allow(unsafe_code)]
+    pub unsafe fn entry_function<F: Copy>(&self) -> Option<Function<'_, F>> {
+        // SAFETY: the entry point lies in this module's sealed code (validated inside the code).
+        unsafe { Function::at(self.entry?) }
     }
 
     /// Bytes of memory the image occupies.

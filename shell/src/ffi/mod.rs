@@ -62,21 +62,3 @@ pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::P
 pub(crate) fn non_negative(value: i64, what: &str) -> Result<usize, String> {
     usize::try_from(value).map_err(|_| format!("{what} {value} is negative"))
 }
-
-/// Calls the function at `addr` with up to six integer arguments (missing ones are zero; the
-/// C calling conventions of x86-64 and aarch64 ignore unused argument registers). `None` for
-/// more than six.
-///
-/// # Safety
-/// `addr` is the entry of a function of a live loaded module that takes at most six integer
-/// arguments and returns an integer.
-pub unsafe fn call_function(addr: usize, args: &[i64]) -> Option<i64> {
-    if args.len() > 6 {
-        return None;
-    }
-    let mut a = [0i64; 6];
-    a[..args.len()].copy_from_slice(args);
-    // SAFETY: the caller's contract: sealed code of a live module with a C integer signature.
-    let f: extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
-    Some(f(a[0], a[1], a[2], a[3], a[4], a[5]))
-}

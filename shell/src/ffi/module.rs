@@ -12,9 +12,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use smf_core::SymbolKind;
-
-use super::{call_function, guard};
+use super::guard;
 use crate::module::{self, Module, Registry};
 
 /// The opaque type behind `SmfModule *`.
@@ -228,16 +226,13 @@ pub unsafe extern "C" fn smf_module_call(
         };
         // Held until the call returns: a release on another thread cannot free the code.
         let module = module_of(m)?;
-        let symbol =
-            module.loaded().symbols().lookup(name).ok_or_else(|| {
-                format!("no exported symbol `{}` in the module", String::from_utf8_lossy(name))
-            })?;
-        if symbol.kind != SymbolKind::Function {
-            return Err(format!("`{}` is not a function", String::from_utf8_lossy(name)));
-        }
-        // SAFETY: `symbol.addr` is a function symbol of `module`, which this call keeps alive;
-        // the caller vouches for its integer signature.
-        let value = unsafe { call_function(symbol.addr, args) }.ok_or("too many arguments")?;
+        // SAFETY: the caller vouches for the function's integer signature.
+        let value = unsafe { module.call_integers(Some(name), args) }.map_err(|e| match e {
+            crate::module::CallError::NoSuchSymbol(name) => {
+                format!("no exported symbol `{name}` in the module")
+            }
+            e => e.to_string(),
+        })?;
         drop(module);
         if !result.is_null() {
             // SAFETY: the caller passes a writable result or NULL.

@@ -169,13 +169,6 @@ pub extern "C" fn rt_get_function_pointer(address: i64) -> i64 {
     })
 }
 
-/// What keeps code alive while it is being called.
-#[derive(Debug)]
-enum Callee {
-    Alloc(#[allow(dead_code)] Arc<RtAlloc>),
-    Module(#[allow(dead_code)] Arc<Module>),
-}
-
 /// `function` as a code address, with what keeps it alive: inside a sealed rt allocation, or
 /// inside the code of a live loaded module (not its data, read-only data or stubs).
 fn callable(function: i64) -> Result<(usize, Callee), String> {
@@ -195,6 +188,31 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
     }
 }
 
+/// What keeps code alive while it is being called.
+#[derive(Debug)]
+enum Callee {
+    Alloc(Arc<RtAlloc>),
+    Module(Arc<Module>),
+}
+
+/// Calls the code at `function` as `F` through `call`, holding its allocation or module until
+/// the call returns.
+///
+/// # Safety
+/// A function whose signature is `F`'s starts at `function`.
+unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result<i64, String> {
+    let (addr, callee) = callable(function)?;
+    let refused = || format!("{addr:#x} cannot be called");
+    let f = match &callee {
+        // SAFETY: the signature is the caller's contract; the handle borrows `callee`, which
+        // keeps the code alive for the call.
+        Callee::Alloc(alloc) => unsafe { alloc.block.function::<F>(addr - alloc.block.addr()) },
+        // SAFETY: as above.
+        Callee::Module(module) => unsafe { module.loaded().function_at::<F>(addr) },
+    };
+    Ok(call(f.ok_or_else(refused)?.get()))
+}
+
 /// Calls the code at `fn` with no arguments; 0 (and an error) if it is not ours.
 ///
 /// # Safety
@@ -202,13 +220,8 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
 /// it is executable code it owns, not that it is such a function).
 #[no_mangle]
 pub unsafe extern "C" fn rt_call_function_0(function: i64) -> i64 {
-    guard(0, || {
-        let (addr, _alive) = callable(function)?;
-        // SAFETY: `addr` is sealed code this library owns, kept alive by `_alive` until the
-        // call returns; the caller vouches for its signature.
-        let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-        Ok(f())
-    })
+    // SAFETY: forwarded to our caller's contract.
+    guard(0, || unsafe { call_as(function, |f: extern "C" fn() -> i64| f()) })
 }
 
 /// Calls the code at `fn` with one argument.
@@ -217,12 +230,8 @@ pub unsafe extern "C" fn rt_call_function_0(function: i64) -> i64 {
 /// As `rt_call_function_0`, for the signature `int64_t (int64_t)`.
 #[no_mangle]
 pub unsafe extern "C" fn rt_call_function_1(function: i64, a1: i64) -> i64 {
-    guard(0, || {
-        let (addr, _alive) = callable(function)?;
-        // SAFETY: as in `rt_call_function_0`.
-        let f: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(addr) };
-        Ok(f(a1))
-    })
+    // SAFETY: forwarded to our caller's contract.
+    guard(0, || unsafe { call_as(function, |f: extern "C" fn(i64) -> i64| f(a1)) })
 }
 
 /// Calls the code at `fn` with two arguments.
@@ -231,12 +240,8 @@ pub unsafe extern "C" fn rt_call_function_1(function: i64, a1: i64) -> i64 {
 /// As `rt_call_function_0`, for the signature `int64_t (int64_t, int64_t)`.
 #[no_mangle]
 pub unsafe extern "C" fn rt_call_function_2(function: i64, a1: i64, a2: i64) -> i64 {
-    guard(0, || {
-        let (addr, _alive) = callable(function)?;
-        // SAFETY: as in `rt_call_function_0`.
-        let f: extern "C" fn(i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
-        Ok(f(a1, a2))
-    })
+    // SAFETY: forwarded to our caller's contract.
+    guard(0, || unsafe { call_as(function, |f: extern "C" fn(i64, i64) -> i64| f(a1, a2)) })
 }
 
 /// Whether `address` is inside code of this library that may be called: a sealed rt
