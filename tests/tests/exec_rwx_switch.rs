@@ -17,8 +17,6 @@ fn rwx_pages_exist_only_with_the_explicit_switch() {
     batch.seal().unwrap();
     let (offset, bytes) = return_const_patch(6);
     exec.patch(&block, offset, &bytes).unwrap();
-    // SAFETY: the block holds code returning a constant.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(block.addr()) };
-    assert_eq!(f(), 6);
+    assert_eq!(smf_tests::call(&block), 6);
     assert_eq!(exec.stats().patches, 0, "RWX mode patches in place");
 }

@@ -5,7 +5,7 @@
 //! `malformed.rs`.)
 
 #![cfg(target_arch = "x86_64")]
-// Test values are small; calling loaded code needs `transmute` of addresses.
+// Test values are small; calling loaded code goes through the (unsafe) typed lookup.
 #![allow(clippy::cast_possible_truncation, unsafe_code)]
 
 use std::sync::Arc;
@@ -18,11 +18,11 @@ use smf_core::{Binding, Dialect, RelocKind};
 use smf_tests::linking::{application, library};
 use smf_tests::{assert_no_rwx, mappings_within};
 
-/// Calls `addr` as `extern "C" fn() -> i64`.
-fn call0(addr: usize) -> i64 {
-    // SAFETY: every address passed here is a sealed function of a loaded test module.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-    f()
+/// Calls the exported function `name` of `module` as `extern "C" fn() -> i64`.
+fn call0(module: &LoadedModule<'_>, name: &[u8]) -> i64 {
+    // SAFETY: every function called here is a test module's function returning an integer.
+    let f = unsafe { module.function::<extern "C" fn() -> i64>(name) };
+    f.unwrap_or_else(|| panic!("no function {}", String::from_utf8_lossy(name))).get()()
 }
 
 fn load<'a>(
@@ -56,7 +56,7 @@ fn the_reference_modules_of_every_dialect_return_42() {
         let module = load(&exec, &samples::return_42(dialect), &()).unwrap();
         assert_eq!(module.dialect(), dialect);
         let entry = module.entry().expect("executable");
-        assert_eq!(call0(entry), 42, "{dialect}");
+        assert_eq!(call0(&module, b"main"), 42, "{dialect}");
         assert_eq!(module.symbol(b"main"), Some(entry));
         assert_no_rwx("return 42 loaded");
     }
@@ -74,18 +74,18 @@ fn every_relocation_kind_runs_across_modules_and_dialects() {
                 .unwrap_or_else(|e| panic!("{lib_dialect} -> {app_dialect}: {e}"));
             let f = |name: &str| app.symbol(name.as_bytes()).unwrap();
             let label = format!("{lib_dialect} -> {app_dialect}");
-            assert_eq!(call0(f("local_counter")), 11, "{label}: pc32");
-            assert_eq!(call0(f("call_five")), 5, "{label}: plt32 across modules");
-            assert_eq!(call0(f("got_counter")), 7, "{label}: got_pc32 across modules");
-            assert_eq!(call0(f("addr_of_local")) as usize, f("local_data"), "{label}: abs64");
+            assert_eq!(call0(&app, b"local_counter"), 11, "{label}: pc32");
+            assert_eq!(call0(&app, b"call_five"), 5, "{label}: plt32 across modules");
+            assert_eq!(call0(&app, b"got_counter"), 7, "{label}: got_pc32 across modules");
+            assert_eq!(call0(&app, b"addr_of_local") as usize, f("local_data"), "{label}: abs64");
             if app_dialect == Dialect::S128 {
-                assert_eq!(call0(f("small")), 0x1234_5678, "{label}: abs32");
+                assert_eq!(call0(&app, b"small"), 0x1234_5678, "{label}: abs32");
             }
             assert_eq!(app.entry(), Some(f("call_five")));
             assert_eq!(app.dependencies().len(), 1);
             // The library stays alive while the application links to it.
             drop(lib);
-            assert_eq!(call0(f("call_five")), 5, "{label}: after the library handle is gone");
+            assert_eq!(call0(&app, b"call_five"), 5, "{label}: after the library handle is gone");
             assert_no_rwx(&label);
         }
     }
@@ -200,7 +200,7 @@ fn branches_to_imports_run_through_stubs() {
         let (code, code_size) = app.code();
         assert!(target as usize >= code + code_size, "call goes to a stub after the code");
         assert_ne!(target as usize, five.symbol(b"five").unwrap());
-        assert_eq!(call0(call_five), 5, "{dialect}: through the stub");
+        assert_eq!(call0(&app, b"call_five"), 5, "{dialect}: through the stub");
 
         // Without forcing, the import is within reach: the call goes straight to it and no
         // stub is written (the room reserved for one stays zero).
@@ -224,7 +224,7 @@ fn branches_to_imports_run_through_stubs() {
         // readable code block.
         let room = unsafe { std::slice::from_raw_parts((code + stub_room) as *const u8, 16) };
         assert_eq!(room, &[0u8; 16], "{dialect}: no stub written");
-        assert_eq!(call0(call_five), 5, "{dialect}: direct");
+        assert_eq!(call0(&direct, b"call_five"), 5, "{dialect}: direct");
     }
 }
 
@@ -253,7 +253,7 @@ fn a_huge_virtual_size_commits_only_the_bytes_the_module_has() {
     b.add_symbol(SymbolSpec::function(b"main", 0, samples::RETURN_42.len() as u64));
     let file = b.build().unwrap();
     let module = load(&exec, &file, &()).unwrap();
-    assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+    assert_eq!(call0(&module, b"main"), 42);
     let (start, len) = module.code();
     assert_eq!(len as u64, huge);
     // SAFETY: the module's code is sealed read-execute (readable) and lives while `module` does.
@@ -305,7 +305,7 @@ fn the_resolver_is_asked_each_name_once_per_load() {
         let table = [(&b"first"[..], 0x1000), (&b"second"[..], 0x2000), (&b"missing"[..], 0x3000)];
         let logging = Logging { table: TableResolver(&table), asked: Default::default() };
         let module = load(&exec, &file, &logging).unwrap();
-        assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+        assert_eq!(call0(&module, b"main"), 42);
         assert_eq!(logging.asked.into_inner().unwrap().len(), 3, "{dialect:?}");
     }
 }
@@ -323,7 +323,7 @@ fn two_thousand_load_release_cycles_end_where_they_started() {
     let start = (mappings_within(&exec.regions()), exec.stats().regions);
     for i in 0..2000 {
         let module = load(&exec, &app, &resolver).unwrap();
-        assert_eq!(call0(module.symbol(b"call_five").unwrap()), 5);
+        assert_eq!(call0(&module, b"call_five"), 5);
         if i % 500 == 0 {
             assert_no_rwx("cycles");
         }
@@ -352,11 +352,11 @@ fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
     let new = load_path(&path, &registry).unwrap();
     assert!(!Arc::ptr_eq(&old, &new));
     assert_ne!(old.symbol(b"version"), new.symbol(b"version"), "a new image");
-    assert_eq!(call0(new.symbol(b"version").unwrap()), 2);
-    assert_eq!(call0(old.symbol(b"version").unwrap()), 1, "the old module is untouched");
+    assert_eq!(call0(new.loaded(), b"version"), 2);
+    assert_eq!(call0(old.loaded(), b"version"), 1, "the old module is untouched");
     assert_eq!(old.path(), Some(path.as_path()));
     drop(old);
-    assert_eq!(call0(new.symbol(b"version").unwrap()), 2);
+    assert_eq!(call0(new.loaded(), b"version"), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -385,7 +385,7 @@ fn files_loaded_one_after_another_never_see_each_others_bytes() {
     let registry = Registry::new();
     let first = load_path(&long_path, &registry).unwrap();
     let second = load_path(&short_path, &registry).unwrap();
-    assert_eq!((call0(first.symbol(b"value").unwrap()), call0(second.symbol(b"value").unwrap())), (1, 2));
+    assert_eq!((call0(first.loaded(), b"value"), call0(second.loaded(), b"value")), (1, 2));
     drop(load_path(&long_path, &registry).unwrap());
     match load_path(&cut_path, &registry) {
         Err(ModuleError::Load(_, _)) => {}
@@ -410,7 +410,7 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
     b.add_symbol(SymbolSpec::function(b"one", 0, 6));
     let first = load(&exec, &b.build().unwrap(), &()).unwrap();
     let first_code = first.code().0;
-    assert_eq!(call0(first.symbol(b"one").unwrap()), 1);
+    assert_eq!(call0(&first, b"one"), 1);
     drop(first);
     // A module whose first code section is 6 bytes long but 2.5 pages large (the rest is zero
     // by definition), then a second section: loaded into the same, unzeroed pages, every byte
@@ -434,7 +434,7 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
     assert!(bytes[6..more].iter().all(|&b| b == 0), "the first section's tail is zero");
     assert_eq!(&bytes[more..code_size], &[0xB8, 3, 0, 0, 0, 0xC3]);
     assert!(bytes[code_size..].iter().all(|&b| b == 0), "past the code the page is zero");
-    assert_eq!(call0(second.symbol(b"two").unwrap()), 2);
+    assert_eq!(call0(&second, b"two"), 2);
 }
 
 #[test]
@@ -512,7 +512,7 @@ fn data_alignments_above_a_page_are_honoured() {
             // SAFETY: a live data symbol of the loaded module, 16 bytes or more.
             assert_eq!(unsafe { *(addr as *const u8) }, byte);
         }
-        assert_eq!(call0(module.symbol(b"main").unwrap()), 42);
+        assert_eq!(call0(&module, b"main"), 42);
         live.push(module);
     }
 }
@@ -583,11 +583,7 @@ fn got_room_is_taken_per_symbol_only_where_it_costs_no_page() {
     for (code_len, extra, pages) in [(64, 10, 1), (page, 1000, 2)] {
         let exec = ExecAllocator::default();
         let loaded = load(&exec, &module(code_len, extra), &TableResolver(table)).unwrap();
-        assert_eq!(
-            call0(loaded.symbol(b"get").unwrap()),
-            77,
-            "{code_len} bytes of code, {extra} more symbols"
-        );
+        assert_eq!(call0(&loaded, b"get"), 77, "{code_len} bytes of code, {extra} more symbols");
         // The second: a slot per symbol would need two more pages; one slot fits in one.
         assert_eq!(exec.stats().bytes_live, pages * page, "{code_len} bytes of code, {extra} more symbols");
     }
@@ -713,7 +709,11 @@ fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_expo
         drop(resolved);
         modules[1] = None;
         let resolved = registry.resolve(b"f1").unwrap();
-        assert_eq!((resolved.addr, call0(resolved.addr)), (later.symbol(b"f1").unwrap(), 2), "{count}");
+        assert_eq!(
+            (resolved.addr, call0(later.loaded(), b"f1")),
+            (later.symbol(b"f1").unwrap(), 2),
+            "{count}"
+        );
         assert_eq!(registry.modules().len(), count);
     }
 }

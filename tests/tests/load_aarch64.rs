@@ -91,10 +91,11 @@ impl Resolver for One {
     }
 }
 
-fn call0(addr: usize) -> i64 {
-    // SAFETY: a sealed function of a loaded test module returning an integer.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-    f()
+/// Calls the exported function `name` of `module` as `extern "C" fn() -> i64`.
+fn call0(module: &LoadedModule<'_>, name: &[u8]) -> i64 {
+    // SAFETY: every function called here is a test module's function returning an integer.
+    let f = unsafe { module.function::<extern "C" fn() -> i64>(name) };
+    f.expect("an exported function").get()()
 }
 
 #[test]
@@ -105,9 +106,9 @@ fn every_aarch64_relocation_kind_runs() {
         let options = LoadOptions { force_stubs, ..LoadOptions::default() };
         let app = LoadedModule::load(exec, &application(), &One(lib.clone()), &options).unwrap();
         let f = |n: &[u8]| app.symbol(n).unwrap();
-        assert_eq!(call0(f(b"call_five")), 5, "branch26 (veneer: {force_stubs})");
-        assert_eq!(call0(f(b"load_local")), 11, "adrp + ldr lo12");
-        assert_eq!(call0(f(b"got_value")), 7, "GOT adrp + ldr");
-        assert_eq!(call0(f(b"addr_local")) as usize, f(b"local"), "adrp + add lo12");
+        assert_eq!(call0(&app, b"call_five"), 5, "branch26 (veneer: {force_stubs})");
+        assert_eq!(call0(&app, b"load_local"), 11, "adrp + ldr lo12");
+        assert_eq!(call0(&app, b"got_value"), 7, "GOT adrp + ldr");
+        assert_eq!(call0(&app, b"addr_local") as usize, f(b"local"), "adrp + add lo12");
     }
 }

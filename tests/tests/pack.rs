@@ -5,7 +5,7 @@
 //! and each thing SMF cannot represent is a clear error.
 
 #![cfg(target_arch = "x86_64")]
-// Calling loaded code needs `transmute`; test values are small.
+// Calling loaded code goes through the (unsafe) typed lookup; test values are small.
 #![allow(unsafe_code, clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
@@ -120,11 +120,12 @@ impl Resolver for Loaded {
 }
 
 fn call(module: &LoadedModule<'_>, name: &str, args: &[i64]) -> i64 {
-    let addr = module.symbol(name.as_bytes()).unwrap_or_else(|| panic!("no symbol {name}"));
+    type Integers = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+    // SAFETY: every function called here takes integer arguments and returns an integer.
+    let f = unsafe { module.function::<Integers>(name.as_bytes()) };
+    let f = f.unwrap_or_else(|| panic!("no function {name}")).get();
     let mut a = [0i64; 6];
     a[..args.len()].copy_from_slice(args);
-    // SAFETY: `addr` is an exported function of the loaded module taking integer arguments.
-    let f: extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
     f(a[0], a[1], a[2], a[3], a[4], a[5])
 }
 
@@ -284,8 +285,8 @@ fn read_only_pointer_tables_are_packed_with_the_code_and_match_native() {
     };
     assert_eq!(name.to_bytes(), b"triangle");
     // SAFETY: the second pointer is the module's `triangle_area(long)`.
-    let area: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(area) };
-    assert_eq!(area(6), 18);
+    let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
+    assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
 }
 
 #[test]

@@ -184,8 +184,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             (in_memory(&options)?, t)
         };
         // SAFETY: f1 is a function of the loaded module taking and returning a long.
-        let f1: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(module.symbol(b"f1").unwrap_or(0)) };
-        let check = f1(1);
+        let f1 = unsafe { module.loaded().function::<extern "C" fn(i64) -> i64>(b"f1") };
+        let check = f1.ok_or("no function f1")?.get()(1);
         drop(module);
 
         // dlopen + dlsym of the same names.
