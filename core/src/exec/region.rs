@@ -1,6 +1,6 @@
 //! One reserved region of the executable allocator: the state of each page and a bitmap index
 //! of the live blocks in it (where each starts and ends), and the searches for free runs of
-//! pages. The allocator's policy (what to open, seal or release) lives in `state.rs`.
+//! pages. The allocator's policy (what to open, seal or release) lives in `state/`.
 
 use alloc::vec::Vec;
 

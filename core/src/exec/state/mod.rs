@@ -1,0 +1,229 @@
+//! The allocator's bookkeeping (all of it outside executable memory) and the protection
+//! changes it decides. Everything here runs under the allocator's lock.
+//!
+//! Address space comes in regions reserved read-write without committed memory. Each page of a
+//! region is free (read-write, zero, never executable), open for one batch (read-write), or
+//! sealed (read-execute, read-only or read-write by the page's kind). Free pages are already
+//! writable, so opening pages for a batch costs no protection change. A batch
+//! bump-allocates blocks in its open pages and never shares them with another batch; sealing
+//! turns all of a batch's open pages read-execute with one `mprotect` per contiguous run. A
+//! sealed page never becomes writable again and never receives new blocks. A page whose last
+//! block is freed goes back to free: made read-write and kept committed for reuse (zeroed
+//! then), or discarded once [`RECYCLED_PAGES`] are kept; a region with no used page is
+//! unmapped (one spare empty region is kept to avoid thrashing).
+//!
+//! A module image's code run gets a trap page right before it (filled with faulting
+//! instructions, sealed with the code, and kept sealed when the code is freed), and later
+//! images go right after an existing trap page first. The kernel then seals and frees them by
+//! moving the boundary between two mappings instead of splitting one and merging it back,
+//! which halves the cost of both protection changes. Trap pages that guard no code are
+//! released when a run would otherwise need a new region, and by [`super::ExecAllocator::trim`].
+//!
+//! Invariants:
+//! - every live block lies in pages that are open for its batch or sealed, inside one region;
+//! - a trap page holds no block; it is sealed only while right before code of its own batch's
+//!   image (an abandoned batch releases it) and is released only while no code follows it;
+//! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
+//! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
+//!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
+//!   module image that its caller overwrites in full
+//!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
+//!   this allocator's own until then.
+//!
+//! The state and its small helpers are here; `open.rs` opens pages and places blocks,
+//! `release.rs` seals and releases pages (and ends batches), `patch.rs` patches sealed blocks,
+//! `report.rs` answers what the allocator reports.
+
+#![allow(unsafe_code)]
+
+mod open;
+mod patch;
+mod release;
+mod report;
+
+pub(crate) use open::Prep;
+pub(crate) use release::Deferred;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::kernel::Kernel;
+use super::region::{Page, PageState, Region};
+use super::{icache, BatchId, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
+use crate::bytes::align_up;
+use crate::sys::Protection;
+
+/// A block placed by the state: its address and size (the owned handle is made by `mod.rs`).
+pub(crate) type Placed = (usize, usize);
+
+/// Most pages a batch opens beyond what a block needs, when it grows a run.
+const MAX_OPEN_AHEAD: usize = 64;
+
+/// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
+/// a larger one is refused rather than reserving that much more address space to reach it.
+const MAX_IMAGE_ALIGNMENT: usize = 1 << 20;
+
+/// Freed pages kept committed (made read-write, zeroed on reuse) rather than discarded, so
+/// that load/release cycles cost neither page faults nor a mapping change; past this many,
+/// freed pages are discarded.
+const RECYCLED_PAGES: usize = 512;
+
+/// The protection of free pages: writable (zero, never executable), so that opening them
+/// needs no protection change.
+const FREE_PROTECTION: Protection = Protection::ReadWrite;
+
+/// What a trap page is filled with: an instruction that faults at once (`int3` on x86-64; on
+/// aarch64 a zero word is `udf #0`).
+const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
+
+#[derive(Debug)]
+struct Batch {
+    /// Whether its seal's protection changes are being made (outside the lock): its pages
+    /// are left alone until the seal is finished.
+    sealing: bool,
+    /// Next free byte of the current run.
+    cursor: usize,
+    /// End of the current run (0 before the first allocation).
+    end: usize,
+    /// Every run of pages this batch opened: (start, length in bytes).
+    runs: Vec<(usize, usize)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    config: Config,
+    kernel: &'static dyn Kernel,
+    page: usize,
+    /// log2 of `page` (divisions by a variable page size are slow on the hot path).
+    page_shift: u32,
+    regions: Vec<Region>,
+    blocks_live: usize,
+    batches: BTreeMap<u64, Batch>,
+    next_batch: u64,
+    bytes_live: usize,
+    /// Free pages that are dirty (kept committed for reuse).
+    dirty_pages: usize,
+    /// Work on the pages opened last, for the caller to do outside the lock.
+    prep: Prep,
+    /// While set, protection changes are recorded in `deferred` instead of made.
+    defer: bool,
+    /// The protection changes left for the caller (see [`Deferred`]).
+    deferred: Vec<Deferred>,
+    protection_changes: u64,
+    patches: u64,
+}
+
+impl State {
+    pub(crate) fn new(config: Config, kernel: &'static dyn Kernel) -> Self {
+        let page = kernel.page_size();
+        Self {
+            config,
+            kernel,
+            page,
+            page_shift: page.trailing_zeros(),
+            regions: Vec::new(),
+            blocks_live: 0,
+            batches: BTreeMap::new(),
+            next_batch: 1,
+            bytes_live: 0,
+            dirty_pages: 0,
+            prep: Prep::default(),
+            defer: false,
+            deferred: Vec::new(),
+            protection_changes: 0,
+            patches: 0,
+        }
+    }
+
+    pub(crate) const fn page_size(&self) -> usize {
+        self.page
+    }
+
+    /// The kernel.
+    pub(crate) fn kernel(&self) -> &'static dyn Kernel {
+        self.kernel
+    }
+
+    /// The work on the pages opened by the last operation, which the caller does once the lock
+    /// is released (see [`Prep::run`]).
+    pub(crate) fn take_prep(&mut self) -> Prep {
+        core::mem::take(&mut self.prep)
+    }
+
+    fn open_protection(&self) -> Protection {
+        if self.config.allow_rwx {
+            Protection::ReadWriteExec
+        } else {
+            Protection::ReadWrite
+        }
+    }
+
+    fn sealed_protection(&self, kind: MemoryKind) -> Protection {
+        match kind {
+            MemoryKind::Code if self.config.allow_rwx => Protection::ReadWriteExec,
+            MemoryKind::Code => Protection::ReadExec,
+            MemoryKind::ReadOnly => Protection::Read,
+            MemoryKind::ReadWrite => Protection::ReadWrite,
+        }
+    }
+
+    /// The protection a page has now.
+    fn protection_of(&self, page: &Page) -> Protection {
+        match page.state {
+            PageState::Free => FREE_PROTECTION,
+            PageState::Open(_) => self.open_protection(),
+            PageState::Sealed | PageState::Releasing => self.sealed_protection(page.kind),
+        }
+    }
+
+    fn region_of(&self, addr: usize) -> Option<usize> {
+        self.regions.iter().position(|r| addr >= r.base && addr < r.end(self.page))
+    }
+
+    /// (region, first page index, one past the last page index) covering `start..end`.
+    fn pages_of(&self, start: usize, end: usize) -> Option<(usize, usize, usize)> {
+        let r = self.region_of(start)?;
+        let region = &self.regions[r];
+        if end > region.end(self.page) || end <= start {
+            return None;
+        }
+        let first = (start - region.base) >> self.page_shift;
+        let last = ((end - 1 - region.base) >> self.page_shift) + 1;
+        Some((r, first, last))
+    }
+
+    pub(crate) fn begin_batch(&mut self) -> BatchId {
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(id, Batch { sealing: false, cursor: 0, end: 0, runs: Vec::new() });
+        BatchId(id)
+    }
+
+    /// The live block containing `addr..addr+len`.
+    pub(crate) fn lookup(&self, addr: usize, len: usize) -> Option<BlockInfo> {
+        let end = addr.checked_add(len)?;
+        let r = self.region_of(addr)?;
+        let region = &self.regions[r];
+        let start = region.start_at_or_before(addr)?;
+        let size = region.block_size(start)?;
+        if end > start + size {
+            return None;
+        }
+        let page = region.pages[(start - region.base) >> self.page_shift];
+        let (batch, sealed) = match page.state {
+            PageState::Open(id) => (Some(BatchId(id)), false),
+            _ => (None, true),
+        };
+        Some(BlockInfo { addr: start, size, batch, sealed, kind: page.kind })
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        for region in &self.regions {
+            // SAFETY: the allocator is being dropped: by the API contract no block of it is in
+            // use any more (its users hold `&ExecAllocator`, which cannot outlive it).
+            let _ = unsafe { self.kernel.unmap(region.base as *mut u8, region.pages.len() * self.page) };
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Opening pages for a batch: finding (or reserving) free runs, placing blocks and module
+//! images in them, and the work left for the caller after the lock ([`Prep`]).
+
+#![allow(unsafe_code)]
+
+use super::release::PageAction;
+use super::*;
+
+/// Work on pages just opened for a batch that the caller does after the allocator's lock is
+/// released (the pages belong to its batch alone): zeroing recycled bytes, filling a new trap
+/// page, faulting pages in ahead of the caller's writes.
+#[derive(Debug, Default)]
+pub(crate) struct Prep {
+    /// Ranges to zero (adjacent ones merged); more than fit are zeroed under the lock.
+    zero: [core::ops::Range<usize>; PREP_RANGES],
+    zeros: usize,
+    /// A trap page to fill.
+    trap: Option<usize>,
+    /// Pages to fault in, writable.
+    populate: Option<core::ops::Range<usize>>,
+}
+
+/// Zeroing ranges a [`Prep`] holds (an image usually needs one or two).
+const PREP_RANGES: usize = 4;
+
+impl Prep {
+    /// Adds `range` to zero; false if there is no room left.
+    fn add_zero(&mut self, range: core::ops::Range<usize>) -> bool {
+        if let Some(last) = self.zero[..self.zeros].last_mut() {
+            if last.end == range.start {
+                last.end = range.end;
+                return true;
+            }
+        }
+        if self.zeros == PREP_RANGES {
+            return false;
+        }
+        self.zero[self.zeros] = range;
+        self.zeros += 1;
+        true
+    }
+
+    /// Does the work.
+    ///
+    /// # Safety
+    /// The ranges are pages of the caller's open batch (read-write, referenced by nothing else),
+    /// as [`State::take_prep`] hands them out right after opening them.
+    pub(crate) unsafe fn run(self, kernel: &dyn Kernel, page: usize) {
+        for range in &self.zero[..self.zeros] {
+            // SAFETY: the caller's contract.
+            unsafe { core::ptr::write_bytes(range.start as *mut u8, 0, range.len()) };
+        }
+        if let Some(trap) = self.trap {
+            // SAFETY: the caller's contract: a page of its batch that holds no block.
+            unsafe { core::ptr::write_bytes(trap as *mut u8, TRAP_FILL, page) };
+        }
+        if let Some(range) = self.populate {
+            // An older kernel without MADV_POPULATE_WRITE simply faults them in on first write.
+            // SAFETY: the caller's contract; populating changes no content.
+            let _ = unsafe { kernel.populate(range.start as *mut u8, range.len()) };
+        }
+    }
+}
+
+/// A run of free pages found for a batch: `first` page of region `region`.
+struct FreeRun {
+    region: usize,
+    first: usize,
+    trap: Trap,
+}
+
+/// The trap page in front of a run of free pages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trap {
+    /// None wanted.
+    None,
+    /// The page before the run is a sealed trap page already.
+    Anchored,
+    /// The page before the run is free: it becomes the run's trap page.
+    New,
+}
+
+impl Trap {
+    const fn new(wanted: bool) -> Self {
+        if wanted {
+            Trap::New
+        } else {
+            Trap::None
+        }
+    }
+}
+
+impl State {
+    /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
+    /// are zeroed, except the bytes in `overwritten` (addresses the caller writes in full before
+    /// sealing). The pages of `overwritten` are faulted in with one call rather than one fault
+    /// each; every other page (a module's bss, a large allocation) is committed only if and
+    /// when it is written.
+    fn open_pages(
+        &mut self,
+        r: usize,
+        first: usize,
+        count: usize,
+        batch: u64,
+        overwritten: &core::ops::Range<usize>,
+    ) -> Result<(), ExecError> {
+        let addr = self.regions[r].base + first * self.page;
+        if self.open_protection() != FREE_PROTECTION {
+            // SAFETY: the pages are free pages of our own reservation: nothing references them.
+            unsafe { self.kernel.protect(addr as *mut u8, count * self.page, self.open_protection()) }?;
+            self.protection_changes += 1;
+        }
+        let page = self.page;
+        let mut uncommitted_overwritten = 0;
+        for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
+            let at = addr + i * page;
+            if !p.dirty && overwritten.start < at + page && at < overwritten.end {
+                uncommitted_overwritten += 1;
+            }
+            if p.dirty {
+                // Cleared so new blocks start zeroed, except the bytes the caller overwrites:
+                // by the caller, after the lock (or here if the list is full).
+                let kept = overwritten.start.clamp(at, at + page)..overwritten.end.clamp(at, at + page);
+                for (start, end) in [(at, kept.start), (kept.end.max(kept.start), at + page)] {
+                    if start < end && !self.prep.add_zero(start..end) {
+                        // SAFETY: part of a free page of ours, read-write (free pages always
+                        // are), that nothing references.
+                        unsafe { core::ptr::write_bytes(start as *mut u8, 0, end - start) };
+                    }
+                }
+                p.dirty = false;
+                self.dirty_pages -= 1;
+            }
+        }
+        if uncommitted_overwritten >= 2 {
+            let from = overwritten.start.max(addr) & !(page - 1);
+            let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
+            self.prep.populate = Some(from..to);
+        }
+        self.regions[r].open(first, count, batch);
+        Ok(())
+    }
+
+    /// Finds (or reserves) `count` contiguous free pages starting at a multiple of `align` (a
+    /// power of two, at least a page). A `trapped` run (the code of a module image) comes with a
+    /// trap page right before it: preferably one sealed already, else a free page that becomes
+    /// one. Idle trap pages are reclaimed before a new region is reserved.
+    fn find_free_run(&mut self, count: usize, align: usize, trapped: bool) -> Result<FreeRun, ExecError> {
+        let page = self.page;
+        if trapped {
+            let anchored = self.regions.iter().enumerate().find_map(|(r, region)| {
+                region.anchored_run(count, align, page).map(|first| FreeRun {
+                    region: r,
+                    first,
+                    trap: Trap::Anchored,
+                })
+            });
+            if let Some(run) = anchored {
+                return Ok(run);
+            }
+        }
+        let lead = usize::from(trapped);
+        let first_fit = |regions: &[Region]| {
+            regions.iter().enumerate().find_map(|(r, region)| {
+                region.first_fit(count, align, lead, page).map(|first| FreeRun {
+                    region: r,
+                    first,
+                    trap: Trap::new(trapped),
+                })
+            })
+        };
+        if let Some(run) = first_fit(&self.regions) {
+            return Ok(run);
+        }
+        if self.reclaim_idle_traps()? {
+            if let Some(run) = first_fit(&self.regions) {
+                return Ok(run);
+            }
+        }
+        // Room for the lead page and the run at the first multiple of `align` after it, in a
+        // fresh reservation.
+        let wanted = count
+            .checked_add(lead)
+            .and_then(|pages| pages.checked_mul(self.page))
+            .and_then(|w| w.checked_add(align - self.page))
+            .ok_or(ExecError::TooLarge { size: usize::MAX })?;
+        let len = align_up(wanted.max(self.config.region_size), self.page)
+            .ok_or(ExecError::TooLarge { size: wanted })?;
+        let base = self.kernel.reserve(len)? as usize;
+        let first = (align_up(base + lead * self.page, align).unwrap_or(base) - base) / self.page;
+        self.regions.push(Region::new(base, len, self.page));
+        Ok(FreeRun { region: self.regions.len() - 1, first, trap: Trap::new(trapped) })
+    }
+
+    /// Releases the sealed trap pages that guard no code (the page after them is free, or
+    /// they end their region), so they can join a run again; returns whether there were any.
+    pub(super) fn reclaim_idle_traps(&mut self) -> Result<bool, ExecError> {
+        let mut reclaimed = false;
+        for r in 0..self.regions.len() {
+            for trap in self.regions[r].idle_traps() {
+                self.act(r, trap, 1, PageAction::Release)?;
+                reclaimed = true;
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    /// Places a block of `size` bytes (already a multiple of the granule) aligned to `align`
+    /// in `batch`'s open pages, opening more pages when needed; returns its address. The
+    /// caller writes the block's first `overwritten` bytes in full (they need not be zeroed).
+    /// A `trapped` block (a module image's code) that needs a new run gets a trap page before it.
+    fn place(
+        &mut self,
+        batch: u64,
+        size: usize,
+        align: usize,
+        overwritten: usize,
+        trapped: bool,
+    ) -> Result<usize, ExecError> {
+        let (cursor, end) = {
+            let b = self.batches.get(&batch).ok_or(ExecError::UnknownBatch)?;
+            (b.cursor, b.end)
+        };
+        if end != 0 {
+            let start = align_up(cursor, align).ok_or(ExecError::TooLarge { size })?;
+            let stop = start.checked_add(size).ok_or(ExecError::TooLarge { size })?;
+            if stop <= end {
+                return Ok(start);
+            }
+            // Extend the current run if the pages after it are free in the same region,
+            // opening ahead (as far as the run is long already, up to `MAX_OPEN_AHEAD`) so
+            // that a large batch costs few protection changes. Pages still unused when the
+            // batch is sealed are released.
+            if let Some((r, first, needed)) = self.pages_of(end, stop) {
+                let region = &self.regions[r];
+                let run_pages =
+                    self.batches.get(&batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
+                let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
+                let last = first + region.free_run_from(first, (needed - first).max(ahead));
+                if last >= needed && self.region_of(end - 1) == Some(r) {
+                    let overwritten = start..start.saturating_add(overwritten.min(size));
+                    self.open_pages(r, first, last - first, batch, &overwritten)?;
+                    let new_end = self.regions[r].base + last * self.page;
+                    let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
+                    if let Some(run) = b.runs.last_mut() {
+                        run.1 += new_end - end;
+                    }
+                    b.end = new_end;
+                    return Ok(start);
+                }
+            }
+        }
+        let count = size.div_ceil(self.page);
+        let FreeRun { region: r, first, trap } = self.find_free_run(count, align.max(self.page), trapped)?;
+        let start = self.regions[r].base + first * self.page;
+        // A new trap page is opened with the run (its fill is written in full below).
+        let lead = usize::from(trap == Trap::New);
+        let opened = start - lead * self.page;
+        let overwritten_range = opened..start.saturating_add(overwritten.min(size));
+        self.open_pages(r, first - lead, count + lead, batch, &overwritten_range)?;
+        if trap == Trap::New {
+            // Filled by the caller, after the lock (see `Prep`).
+            self.prep.trap = Some(opened);
+            let page = &mut self.regions[r].pages[first - 1];
+            page.trap = true;
+            page.kind = MemoryKind::Code;
+        }
+        let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
+        b.cursor = start;
+        b.end = start + count * self.page;
+        b.runs.push((opened, (lead + count) * self.page));
+        Ok(start)
+    }
+
+    pub(crate) fn alloc(&mut self, batch: BatchId, size: usize, align: usize) -> Result<Placed, ExecError> {
+        self.alloc_overwritten(batch, size, align, 0)
+    }
+
+    /// Allocates a block whose first `overwritten` bytes the caller writes at once.
+    fn alloc_overwritten(
+        &mut self,
+        batch: BatchId,
+        size: usize,
+        align: usize,
+        overwritten: usize,
+    ) -> Result<Placed, ExecError> {
+        if size == 0 {
+            return Err(ExecError::ZeroSize);
+        }
+        if !align.is_power_of_two() || align > self.page {
+            return Err(ExecError::BadAlignment { align });
+        }
+        let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
+        let align = align.max(GRANULE);
+        let start = self.place(batch.0, size, align, overwritten, false)?;
+        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        b.cursor = start + size;
+        if let Some((r, first, last)) = self.pages_of(start, start + size) {
+            let region = &mut self.regions[r];
+            for page in &mut region.pages[first..last] {
+                page.live += 1;
+            }
+            region.mark(start, size, true);
+        }
+        self.blocks_live += 1;
+        self.bytes_live += size;
+        Ok((start, size))
+    }
+
+    /// Opens room in `batch` for blocks of the sizes `lens` at `align` placed one after the
+    /// other, faulting their pages in with one call: they are about to be written in full.
+    pub(crate) fn prepare(
+        &mut self,
+        batch: BatchId,
+        lens: impl Iterator<Item = usize>,
+        align: usize,
+    ) -> Result<(), ExecError> {
+        if !align.is_power_of_two() || align > self.page {
+            return Err(ExecError::BadAlignment { align });
+        }
+        let align = align.max(GRANULE);
+        let mut total: usize = 0;
+        for len in lens {
+            if len == 0 {
+                return Err(ExecError::ZeroSize);
+            }
+            let rounded = align_up(len.max(1), align).ok_or(ExecError::TooLarge { size: len })?;
+            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+        }
+        if total > 0 {
+            self.place(batch.0, total, align, total, false)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates one contiguous run of segments in `batch` (a module image: code, read-only
+    /// data, writable data), each a block of its own whose pages seal to its kind, starting at a
+    /// multiple of `align` (at least a page), handed to `out` in order (`None` for an empty
+    /// segment). The caller writes the image's first `overwritten` bytes in full before
+    /// sealing, so they are not zeroed first in recycled pages.
+    pub(crate) fn alloc_image(
+        &mut self,
+        batch: BatchId,
+        segments: &[(usize, MemoryKind)],
+        overwritten: usize,
+        align: usize,
+        mut out: impl FnMut(Option<Placed>),
+    ) -> Result<(), ExecError> {
+        if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
+            return Err(ExecError::BadAlignment { align });
+        }
+        let unit = align.max(self.page);
+        let mut total: usize = 0;
+        for &(len, _) in segments {
+            let rounded = align_up(len, unit).ok_or(ExecError::TooLarge { size: len })?;
+            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+        }
+        if total == 0 {
+            return Err(ExecError::ZeroSize);
+        }
+        // Code first: its run gets a trap page before it (none needed where pages stay RWX).
+        let trapped = !self.config.allow_rwx
+            && segments.iter().find(|&&(len, _)| len > 0).is_some_and(|&(_, kind)| kind == MemoryKind::Code);
+        let start = self.place(batch.0, total, unit, overwritten, trapped)?;
+        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        b.cursor = start + total;
+        let mut at = start;
+
+        for &(len, kind) in segments {
+            if len == 0 {
+                out(None);
+                continue;
+            }
+            let size = align_up(len, unit).unwrap_or(len);
+            if let Some((r, first, last)) = self.pages_of(at, at + size) {
+                let region = &mut self.regions[r];
+                for p in &mut region.pages[first..last] {
+                    p.live += 1;
+                    p.kind = kind;
+                }
+                region.mark(at, size, true);
+            }
+            self.blocks_live += 1;
+            self.bytes_live += size;
+            out(Some((at, size)));
+            at += size;
+        }
+        Ok(())
+    }
+
+    /// Allocates a block in `batch` for `len` bytes of code that the caller copies in at once
+    /// (and zeroes the rest of its last granule): its recycled bytes are not zeroed first.
+    pub(crate) fn alloc_for_code(
+        &mut self,
+        batch: BatchId,
+        len: usize,
+        align: usize,
+    ) -> Result<Placed, ExecError> {
+        self.alloc_overwritten(batch, len, align, len)
+    }
+}
