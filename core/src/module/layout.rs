@@ -1,0 +1,46 @@
+//! The data image's layout: each data section at the next multiple of its alignment in its
+//! region (read-only or read-write).
+
+use super::*;
+
+/// Running layout of the data image: each section at the next multiple of its alignment in its
+/// region, in table order.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DataLayout {
+    /// Bytes of the read-only region so far.
+    pub(super) read_only: u64,
+    /// Bytes of the read-write region so far.
+    pub(super) read_write: u64,
+    /// The largest alignment placed so far.
+    pub(super) alignment: u64,
+}
+
+impl Default for DataLayout {
+    fn default() -> Self {
+        Self { read_only: 0, read_write: 0, alignment: 1 }
+    }
+}
+
+impl DataLayout {
+    /// Whether a stored alignment is usable: 0 (none) or a power of two up to [`MAX_ALIGNMENT`].
+    pub(super) fn alignment_ok(alignment: u64) -> bool {
+        let align = alignment.max(1);
+        align.is_power_of_two() && align <= MAX_ALIGNMENT
+    }
+
+    /// Places `section`, returning its region and offset; `None` on a bad alignment or overflow.
+    pub(super) fn place(&mut self, section: &Section<'_>) -> Option<(DataRegion, u64)> {
+        if !Self::alignment_ok(section.alignment) {
+            return None;
+        }
+        let align = section.alignment.max(1);
+        let (region, cursor) = match section.section_type {
+            SectionType::RoData => (DataRegion::ReadOnly, &mut self.read_only),
+            _ => (DataRegion::ReadWrite, &mut self.read_write),
+        };
+        let offset = cursor.checked_add(align - 1)? & !(align - 1);
+        *cursor = offset.checked_add(section.virtual_size)?;
+        self.alignment = self.alignment.max(align);
+        Some((region, offset))
+    }
+}

@@ -1,0 +1,251 @@
+//! The validated module image: [`Module::parse`] finds the dialect, checks every table, payload,
+//! name, symbol and relocation against the file, and computes the code and data layout.
+//!
+//! Contract: once `parse` has returned `Ok`, every accessor of [`Module`] is infallible and
+//! panic-free, and every offset it hands out lies inside the file. Parsing allocates nothing and
+//! touches each table entry once.
+//!
+//! Rules chosen where the toolchains disagree (see `docs/format.md`):
+//! - All table and payload offsets are relative to `smf_data_offset` (S128 and R96; R72 has no
+//!   such field), whatever the flags say.
+//! - Tables and payloads must lie between the SMF data start and the header (trailer) or the end
+//!   of the file (header at offset 0).
+//! - Function symbols address the code (all code sections concatenated in table order, each
+//!   taking `virtual_size` bytes). Data and constant symbols whose defining-section field names a
+//!   data, rodata or bss section address that section; otherwise they address the code too.
+
+mod decode;
+mod layout;
+mod records;
+mod templates;
+mod validate;
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub(crate) use records::SymbolCore;
+pub use records::{DataPlacement, DataRegion, Header, Relocation, Section, Symbol, SymbolTarget};
+
+use decode::RelocationCursor;
+use layout::DataLayout;
+
+use crate::bytes::range_within;
+use crate::detect::{self, Candidate};
+use crate::error::{Error, ErrorKind, Result};
+use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, SYMBOL_FLAG_TEMPLATE};
+use crate::note_sdn::{self, NoteSdn};
+use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
+use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
+use crate::wire::{HeaderView, RelocationView, SectionView, SymbolView};
+use crate::{Dialect, HeaderPlacement};
+
+/// The name that marks the note.sdn section.
+pub const NOTE_SDN_SECTION: &[u8] = b"note.sdn";
+/// The name of the template-meta section.
+pub const TEMPLATE_META_SECTION: &[u8] = b"template_meta";
+/// Largest alignment honoured for data sections.
+pub const MAX_ALIGNMENT: u64 = 1 << 16;
+
+/// How to parse: an explicit dialect, and how much memory a module may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Read only this dialect instead of detecting it.
+    pub dialect: Option<Dialect>,
+    /// Largest code plus data image (in bytes, including bss and zero fill) accepted.
+    pub max_image_bytes: u64,
+}
+
+impl ParseOptions {
+    /// The default limit on code plus data: 512 MiB.
+    pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 512 << 20;
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self { dialect: None, max_image_bytes: Self::DEFAULT_MAX_IMAGE_BYTES }
+    }
+}
+
+/// A validated SMF module borrowing the file's bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Module<'a> {
+    file: &'a [u8],
+    dialect: Dialect,
+    placement: HeaderPlacement,
+    header_offset: u64,
+    header: Header,
+    base: u64,
+    region_end: u64,
+    section_table: &'a [u8],
+    section_table_at: u64,
+    symbol_table: &'a [u8],
+    symbol_table_at: u64,
+    strings: &'a [u8],
+    code_size: u64,
+    read_only_size: u64,
+    read_write_size: u64,
+    data_alignment: u64,
+    relocation_count: u64,
+    note: Option<&'a str>,
+    template_code: Option<TemplateCode<'a>>,
+    template_meta: Option<TemplateMeta<'a>>,
+}
+
+impl<'a> Module<'a> {
+    // ----- decoding shared by validation and the accessors -----
+
+    // ----- the public, infallible accessors -----
+
+    /// The whole file.
+    pub const fn file(&self) -> &'a [u8] {
+        self.file
+    }
+
+    /// The dialect found (or forced).
+    pub const fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Where the header was found.
+    pub const fn placement(&self) -> HeaderPlacement {
+        self.placement
+    }
+
+    /// File offset of the header.
+    pub const fn header_offset(&self) -> u64 {
+        self.header_offset
+    }
+
+    /// The decoded header.
+    pub const fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// File offset every table and payload offset is relative to.
+    pub const fn data_start(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes of code (all code sections, at their virtual sizes).
+    pub const fn code_size(&self) -> u64 {
+        self.code_size
+    }
+
+    /// Bytes of the read-only data region.
+    pub const fn read_only_size(&self) -> u64 {
+        self.read_only_size
+    }
+
+    /// Bytes of the writable data region (data and bss).
+    pub const fn read_write_size(&self) -> u64 {
+        self.read_write_size
+    }
+
+    /// The largest alignment a data section asks for (at least 1, at most [`MAX_ALIGNMENT`]).
+    /// Sections are placed at multiples of their alignment from their region's start, so a
+    /// loader starts each region at a multiple of this.
+    pub const fn data_alignment(&self) -> u64 {
+        self.data_alignment
+    }
+
+    /// Number of sections.
+    pub const fn section_count(&self) -> u32 {
+        self.header.section_count
+    }
+
+    /// Number of symbols.
+    pub const fn symbol_count(&self) -> u32 {
+        self.header.symbol_count
+    }
+
+    /// Number of relocations across all relocation sections.
+    pub const fn relocation_count(&self) -> u64 {
+        self.relocation_count
+    }
+
+    /// The string table bytes.
+    pub const fn strings(&self) -> &'a [u8] {
+        self.strings
+    }
+
+    /// Section `index`.
+    pub fn section(&self, index: u32) -> Option<Section<'a>> {
+        if index >= self.header.section_count {
+            return None;
+        }
+        self.decode_section(index).ok()
+    }
+
+    /// All sections in table order.
+    pub fn sections(&self) -> impl Iterator<Item = Section<'a>> + '_ {
+        (0..self.header.section_count).filter_map(|i| self.section(i))
+    }
+
+    /// Code sections with their offset in the code image.
+    pub fn code_sections(&self) -> impl Iterator<Item = (Section<'a>, u64)> + '_ {
+        let mut at = 0u64;
+        self.sections().filter(|s| s.section_type == SectionType::Code).map(move |s| {
+            let offset = at;
+            at += s.virtual_size;
+            (s, offset)
+        })
+    }
+
+    /// Data, rodata and bss sections with their place in the data image.
+    pub fn data_sections(&self) -> impl Iterator<Item = DataPlacement<'a>> + '_ {
+        let mut layout = DataLayout::default();
+        self.sections().filter(|s| s.section_type.is_data()).filter_map(move |section| {
+            let (region, offset) = layout.place(&section)?;
+            Some(DataPlacement { section, region, offset })
+        })
+    }
+
+    /// Symbol `index`.
+    pub fn symbol(&self, index: u32) -> Option<Symbol<'a>> {
+        if index >= self.header.symbol_count {
+            return None;
+        }
+        self.decode_symbol(index).ok()
+    }
+
+    /// All symbols in table order.
+    pub fn symbols(&self) -> impl Iterator<Item = Symbol<'a>> + '_ {
+        (0..self.header.symbol_count).filter_map(|i| self.symbol(i))
+    }
+
+    /// The first exported symbol named `name` (linear scan; the loader builds a hash index).
+    pub fn find_export(&self, name: &[u8]) -> Option<Symbol<'a>> {
+        let hash = crate::fnv1a(name);
+        self.symbols().find(|s| s.is_exported() && s.name == name && s.hash() == hash)
+    }
+
+    /// All relocations in table order.
+    pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
+        let mut cursor = RelocationCursor::new(self);
+        // Validated at parse time: no entry is an error here.
+        core::iter::from_fn(move || loop {
+            let (index, entry, at) = cursor.next_entry().ok()??;
+            if let Ok(relocation) = self.decode_relocation(index, entry, at) {
+                return Some(relocation);
+            }
+        })
+    }
+
+    /// The note.sdn text (without its terminator), if the module has one.
+    pub const fn note_sdn_text(&self) -> Option<&'a str> {
+        self.note
+    }
+
+    /// The note.sdn tables, if the module has one.
+    pub fn note_sdn(&self) -> Option<NoteSdn<'a>> {
+        self.note.map(NoteSdn::new)
+    }
+
+    /// The template-code section, if any.
+    pub const fn template_code(&self) -> Option<TemplateCode<'a>> {
+        self.template_code
+    }
+
+    /// The template-meta section, if any.
+    pub const fn template_meta(&self) -> Option<TemplateMeta<'a>> {
+        self.template_meta
+    }
+}

@@ -1,0 +1,240 @@
+//! The records a validated module hands out: its header, sections, symbols, relocations and
+//! where its data sections go.
+
+use super::*;
+
+/// Every header field, decoded (fields the dialect lacks read as zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct Header {
+    pub version_major: u8,
+    pub version_minor: u8,
+    pub platform: u8,
+    pub arch: u8,
+    pub flags: u32,
+    pub compression: u8,
+    pub compression_level: u8,
+    pub section_count: u32,
+    pub section_table_offset: u64,
+    pub symbol_table_offset: u64,
+    pub symbol_count: u32,
+    pub exported_count: u32,
+    pub entry_point: u64,
+    pub stub_size: u32,
+    pub smf_data_offset: u32,
+    pub module_hash: u64,
+    pub source_hash: u64,
+    pub app_type: u8,
+    pub window_width: u16,
+    pub window_height: u16,
+    pub prefetch_hint: u8,
+    pub prefetch_file_count: u8,
+}
+
+impl Header {
+    pub(super) fn read(view: &HeaderView<'_>) -> Self {
+        Self {
+            version_major: view.version_major(),
+            version_minor: view.version_minor(),
+            platform: view.platform(),
+            arch: view.arch(),
+            flags: view.flags(),
+            compression: view.compression().unwrap_or(0),
+            compression_level: view.compression_level().unwrap_or(0),
+            section_count: view.section_count(),
+            section_table_offset: view.section_table_offset(),
+            symbol_table_offset: view.symbol_table_offset(),
+            symbol_count: view.symbol_count(),
+            exported_count: view.exported_count(),
+            entry_point: view.entry_point(),
+            stub_size: view.stub_size().unwrap_or(0),
+            smf_data_offset: view.smf_data_offset().unwrap_or(0),
+            module_hash: view.module_hash(),
+            source_hash: view.source_hash(),
+            app_type: view.app_type().unwrap_or(0),
+            window_width: view.window_width().unwrap_or(0),
+            window_height: view.window_height().unwrap_or(0),
+            prefetch_hint: view.prefetch_hint().unwrap_or(0),
+            prefetch_file_count: view.prefetch_file_count().unwrap_or(0),
+        }
+    }
+
+    /// Whether the module has an entry point (flag 0x01).
+    pub const fn is_executable(&self) -> bool {
+        self.flags & FLAG_EXECUTABLE != 0
+    }
+}
+
+/// One section table entry, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Section<'a> {
+    /// Position in the section table.
+    pub index: u32,
+    /// What the section holds.
+    pub section_type: SectionType,
+    /// Flags (read 0x1, write 0x2, exec 0x4).
+    pub flags: u32,
+    /// Payload offset as stored (relative to the SMF data start).
+    pub offset: u64,
+    /// Bytes in the file.
+    pub size: u64,
+    /// Bytes in memory.
+    pub virtual_size: u64,
+    /// Alignment as stored.
+    pub alignment: u64,
+    /// Name bytes (up to the first NUL).
+    pub name: &'a [u8],
+    /// The payload bytes (empty for note.sdn, whose text is read through [`Module::note_sdn`]).
+    pub data: &'a [u8],
+    /// Where `data` starts in the file.
+    pub file_offset: u64,
+}
+
+impl Section<'_> {
+    pub(super) fn is_note_sdn(name: &[u8]) -> bool {
+        name == NOTE_SDN_SECTION
+    }
+}
+
+/// Which part of the data image a data section goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataRegion {
+    /// Read-only after relocation (rodata).
+    ReadOnly,
+    /// Writable (data and bss).
+    ReadWrite,
+}
+
+/// Where a data section sits in the data image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPlacement<'a> {
+    /// The section.
+    pub section: Section<'a>,
+    /// Its region.
+    pub region: DataRegion,
+    /// Offset of the section inside its region.
+    pub offset: u64,
+}
+
+/// What a symbol's value addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymbolTarget {
+    /// An offset into the code image.
+    Code(u64),
+    /// An offset inside a data, rodata or bss section (0-based section index).
+    Data {
+        /// Section index.
+        section: u32,
+        /// Offset inside the section.
+        offset: u64,
+    },
+    /// Nothing in this module (imports, types, traits, actors).
+    None,
+}
+
+/// One symbol, decoded and validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Symbol<'a> {
+    /// Position in the symbol table.
+    pub index: u32,
+    /// Name bytes (validated NUL-terminated in the string table; may be any bytes).
+    pub name: &'a [u8],
+    /// Where the name starts in the string table ([`Module::strings`]).
+    pub name_offset: u32,
+    /// Kind, with the dialect's numbering and import rule applied.
+    pub kind: SymbolKind,
+    /// Binding.
+    pub binding: Binding,
+    /// Visibility byte as stored.
+    pub visibility: u8,
+    /// Flags as stored.
+    pub flags: u8,
+    /// Value as stored.
+    pub value: u64,
+    /// Size as stored.
+    pub size: u64,
+    /// The hash stored in the file (may be wrong; see [`Symbol::hash`]).
+    pub stored_hash: u32,
+    /// Number of generic parameters.
+    pub template_param_count: u8,
+    /// Offset of the template entry (meaningful with the template flag).
+    pub template_offset: u64,
+    /// What the value addresses.
+    pub target: SymbolTarget,
+}
+
+impl<'a> Symbol<'a> {
+    /// The name as UTF-8, if it is.
+    pub fn name_str(&self) -> Option<&'a str> {
+        core::str::from_utf8(self.name).ok()
+    }
+
+    /// FNV-1a of the name, recomputed (the stored value is not trusted).
+    pub fn hash(&self) -> u32 {
+        crate::fnv1a(self.name)
+    }
+
+    /// Whether other modules may see it: defined here and not local.
+    pub fn is_exported(&self) -> bool {
+        visible_outside(self.kind, self.binding)
+    }
+
+    /// Whether it is a generic template (symbol flag 0x10).
+    pub fn is_template(&self) -> bool {
+        self.flags & SYMBOL_FLAG_TEMPLATE != 0
+    }
+}
+
+/// What a loader keeps of a decoded symbol (its name is found in the string table).
+#[cfg(all(feature = "exec", target_os = "linux"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SymbolCore {
+    /// Where its name starts in the string table.
+    pub(crate) name_offset: u32,
+    /// What it names.
+    pub(crate) kind: SymbolKind,
+    /// Its binding.
+    pub(crate) binding: Binding,
+    /// Whether it is a generic template.
+    pub(crate) template: bool,
+    /// Where its value points.
+    pub(crate) target: SymbolTarget,
+}
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+impl SymbolCore {
+    /// Whether other modules may see it ([`Symbol::is_exported`]).
+    pub(crate) fn is_exported(&self) -> bool {
+        visible_outside(self.kind, self.binding)
+    }
+}
+
+/// Whether a symbol of this kind and binding is defined here and not local.
+pub(super) const fn visible_outside(kind: SymbolKind, binding: Binding) -> bool {
+    !matches!(binding, Binding::Local) && !matches!(kind, SymbolKind::Import)
+}
+
+#[cfg(all(feature = "exec", target_os = "linux"))]
+impl From<Symbol<'_>> for SymbolCore {
+    fn from(s: Symbol<'_>) -> Self {
+        let template = s.is_template();
+        Self { name_offset: s.name_offset, kind: s.kind, binding: s.binding, template, target: s.target }
+    }
+}
+
+/// One relocation, decoded and validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// Position across all relocation sections, in table order.
+    pub index: u64,
+    /// Offset in the code of the patched bytes.
+    pub offset: u64,
+    /// Symbol index.
+    pub symbol: u32,
+    /// What to compute.
+    pub kind: RelocKind,
+    /// The wire byte.
+    pub wire: u8,
+    /// Addend.
+    pub addend: i64,
+}

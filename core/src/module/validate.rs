@@ -1,0 +1,290 @@
+//! Parsing and validation: finding the layout (dialect and header placement), then checking
+//! every table, payload, name, symbol and relocation against the file and computing the code
+//! and data layout.
+
+use super::*;
+
+impl<'a> Module<'a> {
+    /// Detects the dialect and validates the whole module.
+    pub fn parse(file: &'a [u8]) -> Result<Self> {
+        Self::parse_with(file, &ParseOptions::default())
+    }
+
+    /// [`Module::parse`] with an explicit dialect or image limit.
+    pub fn parse_with(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
+        Self::parse_detected(file, options, false)
+    }
+
+    /// Like [`Module::parse_with`], but leaves the validation of symbols and relocations to the
+    /// caller, who decodes every one of them anyway through [`Module::symbol_checked`] and
+    /// [`Module::for_each_relocation_checked`] (the loader): each is then checked once, not twice. Until
+    /// the caller has done so, the module's infallible accessors may skip malformed entries.
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    pub(crate) fn parse_deferred(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
+        Self::parse_detected(file, options, true)
+    }
+
+    pub(super) fn parse_detected(file: &'a [u8], options: &ParseOptions, deferred: bool) -> Result<Self> {
+        // When no candidate validates, report the most plausible one's error: first a header
+        // whose section table directly follows it (the spec's tie rule), then the one that got
+        // furthest through validation, then probe order.
+        let mut best: Option<((bool, u8), Error)> = None;
+        let mut chosen: Option<Module<'a>> = None;
+        for candidate in detect::candidates(file, options.dialect)? {
+            match Self::parse_as(file, candidate, options, deferred) {
+                Ok(module) => {
+                    if module.table_follows_header() {
+                        return Ok(module);
+                    }
+                    chosen.get_or_insert(module);
+                }
+                Err(err) => {
+                    let rank = (detect::table_follows_header(file, candidate), err.stage());
+                    if best.is_none_or(|(b, _)| rank > b) {
+                        best = Some((rank, err));
+                    }
+                }
+            }
+        }
+        chosen.ok_or(best.map_or(Error::new(ErrorKind::BadMagic, 0), |(_, e)| e))
+    }
+
+    pub(super) fn table_follows_header(&self) -> bool {
+        self.placement == HeaderPlacement::Start
+            && self.base == 0
+            && self.header.section_table_offset == self.dialect.header_size() as u64
+    }
+
+    /// Validates the file as one specific layout.
+    pub(super) fn parse_as(
+        file: &'a [u8],
+        candidate: Candidate,
+        options: &ParseOptions,
+        deferred: bool,
+    ) -> Result<Self> {
+        let dialect = candidate.dialect;
+        let file_len = file.len() as u64;
+        let header_size = dialect.header_size() as u64;
+        let header_offset = match candidate.placement {
+            HeaderPlacement::Start => 0,
+            HeaderPlacement::Trailer => file_len
+                .checked_sub(header_size)
+                .ok_or(Error::new(ErrorKind::FileTooSmall { len: file_len }, 0))?,
+        };
+        let header_range = range_within(header_offset, header_size, file_len)
+            .ok_or(Error::new(ErrorKind::FileTooSmall { len: file_len }, 0))?;
+        let view = HeaderView::new_unchecked(&file[header_range], dialect);
+        if !view.has_magic() {
+            return Err(Error::new(ErrorKind::BadMagic, header_offset));
+        }
+        let header = Header::read(&view);
+        if header.compression != 0 {
+            return Err(Error::new(
+                ErrorKind::UnsupportedCompression { method: header.compression },
+                header_offset + 12,
+            ));
+        }
+        let region_end = match candidate.placement {
+            HeaderPlacement::Start => file_len,
+            HeaderPlacement::Trailer => header_offset,
+        };
+        let base = u64::from(header.smf_data_offset);
+        if base > region_end || u64::from(header.stub_size) > region_end {
+            return Err(Error::new(
+                ErrorKind::StubOutOfBounds {
+                    stub_size: header.stub_size,
+                    data_offset: header.smf_data_offset,
+                },
+                header_offset,
+            ));
+        }
+
+        let table = |offset: u64, count: u32, entry: usize| {
+            let start = base.checked_add(offset)?;
+            let len = u64::from(count).checked_mul(entry as u64)?;
+            range_within(start, len, region_end)
+        };
+        let section_range =
+            table(header.section_table_offset, header.section_count, dialect.section_entry_size()).ok_or(
+                Error::new(
+                    ErrorKind::SectionTableOutOfBounds { count: header.section_count },
+                    base.saturating_add(header.section_table_offset),
+                ),
+            )?;
+        let symbol_range =
+            table(header.symbol_table_offset, header.symbol_count, dialect.symbol_entry_size()).ok_or(
+                Error::new(
+                    ErrorKind::SymbolTableOutOfBounds { count: header.symbol_count },
+                    base.saturating_add(header.symbol_table_offset),
+                ),
+            )?;
+        // The string table runs from the end of the symbol table to the header or EOF.
+        let strings_start = symbol_range.end;
+        let strings = slice_between(file, strings_start as u64, region_end);
+
+        let mut module = Module {
+            file,
+            dialect,
+            placement: candidate.placement,
+            header_offset,
+            header,
+            base,
+            region_end,
+            section_table_at: section_range.start as u64,
+            symbol_table_at: symbol_range.start as u64,
+            section_table: &file[section_range],
+            symbol_table: &file[symbol_range],
+            strings,
+            code_size: 0,
+            read_only_size: 0,
+            read_write_size: 0,
+            data_alignment: 1,
+            relocation_count: 0,
+            note: None,
+            template_code: None,
+            template_meta: None,
+        };
+        module.validate_sections(options)?;
+        module.validate_entry()?;
+        if !deferred {
+            module.validate_symbols()?;
+            module.validate_relocations()?;
+        }
+        Ok(module)
+    }
+
+    /// Checks every payload, sums the code, lays out the data, finds the special sections.
+    pub(super) fn validate_sections(&mut self, options: &ParseOptions) -> Result<()> {
+        let mut code_size: u64 = 0;
+        let mut layout = DataLayout::default();
+        let mut relocations: u64 = 0;
+        for index in 0..self.header.section_count {
+            let section = self.decode_section(index)?;
+            let entry_offset = self.section_entry_offset(index);
+            let overflow = |bytes| {
+                Error::new(ErrorKind::ImageTooLarge { bytes, limit: options.max_image_bytes }, entry_offset)
+            };
+            let loadable = section.section_type == SectionType::Code || section.section_type.is_data();
+            if loadable && section.virtual_size < section.size {
+                return Err(Error::new(ErrorKind::VirtualSizeTooSmall { index }, entry_offset));
+            }
+            match section.section_type {
+                SectionType::Code => {
+                    code_size = code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
+                }
+                t if t.is_data() => {
+                    if !DataLayout::alignment_ok(section.alignment) {
+                        return Err(Error::new(
+                            ErrorKind::BadAlignment { index, alignment: section.alignment },
+                            entry_offset,
+                        ));
+                    }
+                    layout.place(&section).ok_or(overflow(u64::MAX))?;
+                }
+                SectionType::Relocations => {
+                    if section.size % RELOCATION_ENTRY_SIZE as u64 != 0 {
+                        return Err(Error::new(ErrorKind::RelocationSectionSize { index }, entry_offset));
+                    }
+                    relocations += section.size / RELOCATION_ENTRY_SIZE as u64;
+                }
+                SectionType::TemplateCode if self.template_code.is_none() => {
+                    self.template_code = Some(
+                        TemplateCode::parse(section.data)
+                            .map_err(|kind| Error::new(kind, section.file_offset))?,
+                    );
+                }
+                SectionType::TemplateMeta
+                    if self.template_meta.is_none() && section.name == TEMPLATE_META_SECTION =>
+                {
+                    self.template_meta = Some(
+                        TemplateMeta::parse(section.data)
+                            .map_err(|kind| Error::new(kind, section.file_offset))?,
+                    );
+                }
+                _ => {}
+            }
+            if Section::is_note_sdn(section.name) {
+                check_note_entry(&section).map_err(|kind| Error::new(kind, entry_offset))?;
+                if self.note.is_none() {
+                    self.note = Some(self.read_note(section.offset)?);
+                }
+            }
+            let total = code_size
+                .checked_add(layout.read_only)
+                .and_then(|t| t.checked_add(layout.read_write))
+                .unwrap_or(u64::MAX);
+            if total > options.max_image_bytes {
+                return Err(overflow(total));
+            }
+        }
+        self.code_size = code_size;
+        self.read_only_size = layout.read_only;
+        self.read_write_size = layout.read_write;
+        self.data_alignment = layout.alignment;
+        self.relocation_count = relocations;
+        Ok(())
+    }
+
+    pub(super) fn read_note(&self, offset: u64) -> Result<&'a str> {
+        let start = self
+            .base
+            .checked_add(offset)
+            .filter(|&s| s <= self.region_end)
+            .ok_or(Error::new(ErrorKind::NoteOutOfBounds, self.base.saturating_add(offset)))?;
+        let region = slice_between(self.file, start, self.region_end);
+        let text = note_sdn::terminated_text(region).ok_or(Error::new(ErrorKind::NoteUnterminated, start))?;
+        core::str::from_utf8(text).map_err(|_| Error::new(ErrorKind::NoteNotUtf8, start))
+    }
+
+    pub(super) fn validate_entry(&self) -> Result<()> {
+        let entry = self.header.entry_point;
+        if self.header.is_executable() && entry >= self.code_size {
+            let at = self.header_offset + crate::wire::header::fields(self.dialect).entry_point as u64;
+            return Err(Error::new(ErrorKind::EntryOutsideCode { entry, code_size: self.code_size }, at));
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate_symbols(&self) -> Result<()> {
+        for index in 0..self.header.symbol_count {
+            self.decode_symbol(index)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate_relocations(&self) -> Result<()> {
+        let mut cursor = RelocationCursor::new(self);
+        while let Some((index, entry, at)) = cursor.next_entry()? {
+            self.decode_relocation(index, entry, at)?;
+        }
+        Ok(())
+    }
+}
+
+/// `file[start..end]`, empty if that is not a range inside the file.
+pub(super) fn slice_between(file: &[u8], start: u64, end: u64) -> &[u8] {
+    match end.checked_sub(start).and_then(|len| range_within(start, len, file.len() as u64)) {
+        Some(range) => &file[range],
+        None => &[],
+    }
+}
+
+/// The note.sdn section's entry as the format has it: type 13 (or 7, the type S128 gives its
+/// other note sections), size and virtual size 0 (its text ends at its terminator), a usable
+/// alignment.
+pub(super) fn check_note_entry(section: &Section<'_>) -> core::result::Result<(), ErrorKind> {
+    let wrong = |field, value| Err(ErrorKind::NoteSectionEntry { index: section.index, field, value });
+    if !matches!(section.section_type, SectionType::TemplateMeta | SectionType::StringTable) {
+        return wrong("type", u64::from(section.section_type.to_wire()));
+    }
+    if section.size != 0 {
+        return wrong("size", section.size);
+    }
+    if section.virtual_size != 0 {
+        return wrong("virtual_size", section.virtual_size);
+    }
+    if !DataLayout::alignment_ok(section.alignment) {
+        return wrong("alignment", section.alignment);
+    }
+    Ok(())
+}
