@@ -21,6 +21,27 @@ impl Dialect {
     /// All dialects, in the order the C ABI numbers them (0 S128, 1 R96, 2 R72).
     pub const ALL: [Dialect; 3] = [Dialect::S128, Dialect::R96, Dialect::R72];
 
+    /// Whether symbol entries carry the template fields (template parameter count, defining
+    /// section, template offset): every dialect but R72.
+    #[inline(always)]
+    pub const fn has_symbol_extension(self) -> bool {
+        match self {
+            Dialect::S128 | Dialect::R96 => true,
+            Dialect::R72 => false,
+        }
+    }
+
+    /// Whether imports are known by their value rather than their type: S128 has no "none"
+    /// symbol type, so a non-local symbol with value 0 and size 0 (not a template) is an import
+    /// ([`crate::SymbolKind::of_entry`]).
+    #[inline(always)]
+    pub const fn marks_imports_by_value(self) -> bool {
+        match self {
+            Dialect::S128 => true,
+            Dialect::R96 | Dialect::R72 => false,
+        }
+    }
+
     /// Header size in bytes.
     pub const fn header_size(self) -> usize {
         match self {

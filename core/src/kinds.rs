@@ -150,6 +150,38 @@ pub enum SymbolKind {
 }
 
 impl SymbolKind {
+    /// The kind of a symbol entry: its declared kind, except that in a dialect that marks
+    /// imports by value (S128) a non-local, non-template symbol with value 0 and size 0 is an
+    /// import. The one home of that rule.
+    #[inline(always)]
+    pub const fn of_entry(
+        dialect: Dialect,
+        declared: SymbolKind,
+        binding: Binding,
+        value: u64,
+        size: u64,
+        is_template: bool,
+    ) -> SymbolKind {
+        if Self::import_by_value(dialect, matches!(binding, Binding::Local), value, size, is_template) {
+            SymbolKind::Import
+        } else {
+            declared
+        }
+    }
+
+    /// Whether the dialect's import-by-value rule (see [`SymbolKind::of_entry`]) makes a symbol
+    /// with these fields an import, whatever its declared type.
+    #[inline(always)]
+    pub const fn import_by_value(
+        dialect: Dialect,
+        local: bool,
+        value: u64,
+        size: u64,
+        is_template: bool,
+    ) -> bool {
+        dialect.marks_imports_by_value() && value == 0 && size == 0 && !local && !is_template
+    }
+
     /// The name used in reports and JSON.
     pub const fn name(self) -> &'static str {
         match self {

@@ -16,7 +16,7 @@ use super::{Keepalive, LoadError};
 use crate::module::{SymbolCore, SymbolTarget};
 use crate::wire::relocation::entry_fields;
 use crate::wire::SymbolView;
-use crate::{Binding, Dialect, Module, RelocKind, SymbolKind};
+use crate::{Binding, Module, RelocKind, SymbolKind};
 
 /// Where the parts of a placed image start.
 #[derive(Clone, Copy, Debug)]
@@ -85,10 +85,11 @@ pub(super) struct Linked {
 /// over-count only reserves room, and everything is validated as symbols are decoded.
 pub(super) fn stub_bound(module: &Module<'_>) -> usize {
     let dialect = module.dialect();
-    let may_import = |view: &crate::wire::SymbolView<'_>| match dialect {
-        // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
-        Dialect::S128 => view.binding() != 0 && view.value() == 0 && view.size() == 0,
-        Dialect::R96 | Dialect::R72 => view.sym_type() == 0,
+    // From the raw fields, by `SymbolKind::of_entry`'s rule (binding 0 is local; type 0 is
+    // "none", an import, where the dialect marks imports by type).
+    let may_import = |view: &crate::wire::SymbolView<'_>| match dialect.marks_imports_by_value() {
+        true => view.binding() != 0 && view.value() == 0 && view.size() == 0,
+        false => view.sym_type() == 0,
     };
     module.symbol_entries_from(0).filter(may_import).count()
 }

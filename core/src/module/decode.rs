@@ -42,8 +42,9 @@ impl<'a> Module<'a> {
         let declared = SymbolKind::from_wire(self.dialect, head.sym_type())?;
         let binding = Binding::from_wire(head.binding())?;
         let (value, size) = (head.value(), head.size());
-        // As `decode_symbol`: an S128 non-local symbol with value and size 0 is an import.
-        let kind = if self.dialect == Dialect::S128 && value == 0 && size == 0 && binding != Binding::Local {
+        // `SymbolKind::of_entry`'s rule, templates being excluded above.
+        let local = binding == Binding::Local;
+        let kind = if SymbolKind::import_by_value(self.dialect, local, value, size, false) {
             SymbolKind::Import
         } else {
             declared
@@ -162,18 +163,7 @@ impl<'a> Module<'a> {
             .ok_or(Error::new(ErrorKind::BadBinding { symbol: index, value: view.binding() }, at + 9))?;
         let (value, size) = (view.value(), view.size());
         let is_template = view.flags() & SYMBOL_FLAG_TEMPLATE != 0;
-        // S128 has no "none" type: a non-local symbol with value 0 and size 0 is an import
-        // (templates excepted: they have no code of their own).
-        let kind = if self.dialect == Dialect::S128
-            && value == 0
-            && size == 0
-            && binding != Binding::Local
-            && !is_template
-        {
-            SymbolKind::Import
-        } else {
-            declared
-        };
+        let kind = SymbolKind::of_entry(self.dialect, declared, binding, value, size, is_template);
         let target =
             if is_template { SymbolTarget::None } else { self.symbol_target(index, at, kind, &view)? };
         let symbol = Symbol {
@@ -194,7 +184,7 @@ impl<'a> Module<'a> {
         // R72 entries have no template_offset field: nothing to locate or check there. Only the
         // entry's prefix is checked here (O(1)): finding where an entry ends takes all template
         // symbols' offsets, which `template_entries` sorts once.
-        if is_template && self.dialect != Dialect::R72 {
+        if is_template && self.dialect.has_symbol_extension() {
             let bad = Error::new(ErrorKind::TemplateOffsetOutOfBounds { symbol: index }, at + 48);
             let code = self.template_code.ok_or(bad)?;
             code.check_entry(symbol.template_offset).map_err(|_| bad)?;

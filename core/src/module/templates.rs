@@ -7,7 +7,7 @@ impl<'a> Module<'a> {
         &self,
         symbol: &Symbol<'a>,
     ) -> core::result::Result<TemplateEntry<'a>, ErrorKind> {
-        if self.dialect == Dialect::R72 {
+        if !self.dialect.has_symbol_extension() {
             return Err(ErrorKind::TemplateOffsetOutOfBounds { symbol: symbol.index });
         }
         let code = self.template_code.ok_or(ErrorKind::TemplateOffsetOutOfBounds { symbol: symbol.index })?;
@@ -40,7 +40,7 @@ impl<'a> Module<'a> {
         alloc::collections::TryReserveError,
     > {
         use alloc::vec::Vec;
-        let Some(code) = self.template_code.filter(|_| self.dialect != Dialect::R72) else {
+        let Some(code) = self.template_code.filter(|_| self.dialect.has_symbol_extension()) else {
             return Ok(Vec::new());
         };
         let count = self.symbols().filter(Symbol::is_template).count();

@@ -52,9 +52,9 @@ impl<'a> SymbolView<'a> {
         self.bytes.first_chunk::<HEAD_SIZE>().map(SymbolHead)
     }
 
-    /// Whether this dialect's entry has the template fields (not R72).
+    /// Whether this dialect's entry has the template fields.
     fn has_extension(&self) -> bool {
-        self.dialect != Dialect::R72
+        self.dialect.has_symbol_extension()
     }
 
     /// Offset of the name in the string table.
@@ -215,7 +215,7 @@ pub(crate) fn encode(out: &mut [u8], dialect: Dialect, s: &SymbolFields) {
     put(field::SIZE, &s.size.to_le_bytes());
     put(field::TYPE_ID, &0u32.to_le_bytes());
     put(field::VERSION, &0u32.to_le_bytes());
-    if dialect != Dialect::R72 {
+    if dialect.has_symbol_extension() {
         put(field::TEMPLATE_PARAM_COUNT, &[s.template_param_count]);
         put(field::SECTION_INDEX, &s.section_index.to_le_bytes());
         put(field::TEMPLATE_OFFSET, &s.template_offset.to_le_bytes());

@@ -205,7 +205,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             }
         };
         if let Some(index) = data_section {
-            if dialect == Dialect::R72 {
+            if !dialect.has_symbol_extension() {
                 return Err(format!(
                     "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
                 ));
@@ -295,7 +295,9 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                 elf::R_X86_64_PC32 => RelocKind::Pc32,
                 elf::R_X86_64_PLT32 => RelocKind::Plt32,
                 elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
-                elf::R_X86_64_32 | elf::R_X86_64_32S if dialect == Dialect::S128 => RelocKind::Abs32,
+                elf::R_X86_64_32 | elf::R_X86_64_32S if RelocKind::Abs32.to_wire(dialect).is_some() => {
+                    RelocKind::Abs32
+                }
                 elf::R_X86_64_32 | elf::R_X86_64_32S => {
                     return Err(format!(
                         "{name}+{offset:#x}: R_X86_64_32/32S needs an absolute 32-bit relocation, which only the \
