@@ -308,6 +308,15 @@ pub enum RelocKind {
     Aarch64GotPageOffset12,
 }
 
+/// A branch a relocation patches ([`RelocKind::branch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Branch {
+    /// x86-64 `call`/`jmp` rel32 (`plt32`): reaches +-2 GiB.
+    X86Rel32,
+    /// aarch64 `b`/`bl` imm26 (`branch26`): reaches +-128 MiB.
+    Aarch64Imm26,
+}
+
 /// [`RelocKind::from_wire`] for every wire byte of each dialect (in [`Dialect::ALL`] order).
 static WIRE_KINDS: [[Option<RelocKind>; 256]; 3] =
     [wire_kinds(Dialect::S128), wire_kinds(Dialect::R96), wire_kinds(Dialect::R72)];
@@ -358,6 +367,25 @@ impl RelocKind {
             (Dialect::R96 | Dialect::R72, 8) => Some(Aarch64GotPage21),
             (Dialect::R96 | Dialect::R72, 9) => Some(Aarch64GotPageOffset12),
             _ => Option::None,
+        }
+    }
+
+    /// The branch this kind patches, if it is one (a branch to an import out of its reach goes
+    /// through a stub).
+    #[inline(always)]
+    pub const fn branch(self) -> Option<Branch> {
+        match self {
+            RelocKind::Plt32 => Some(Branch::X86Rel32),
+            RelocKind::Aarch64Branch26 => Some(Branch::Aarch64Imm26),
+            RelocKind::None
+            | RelocKind::Abs64
+            | RelocKind::Pc32
+            | RelocKind::GotPc32
+            | RelocKind::Abs32
+            | RelocKind::Aarch64Page21
+            | RelocKind::Aarch64PageOffset12
+            | RelocKind::Aarch64GotPage21
+            | RelocKind::Aarch64GotPageOffset12 => None,
         }
     }
 

@@ -32,6 +32,7 @@ use core::any::Any;
 use core::fmt;
 
 use crate::exec::{Block, ExecAllocator, ExecError, Function};
+use crate::kinds::Branch;
 use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
@@ -320,26 +321,17 @@ const STUB_SIZE: usize = 16;
 /// [`STUB_SIZE`] bytes); `None` for a kind that is not a branch (it never goes through a stub).
 fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) -> Option<()> {
     let out = out.get_mut(..STUB_SIZE)?;
-    match kind {
-        RelocKind::Aarch64Branch26 => {
+    match kind.branch()? {
+        Branch::Aarch64Imm26 => {
             out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, #8
             out[4..8].copy_from_slice(&0xD61F_0200u32.to_le_bytes()); // br x16
             out[8..16].copy_from_slice(&target.to_le_bytes());
         }
-        RelocKind::Plt32 => {
+        Branch::X86Rel32 => {
             out[..6].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]); // jmp qword ptr [rip+0]
             out[6..14].copy_from_slice(&target.to_le_bytes());
             out[14..16].copy_from_slice(&[0xCC, 0xCC]);
         }
-        RelocKind::None
-        | RelocKind::Abs64
-        | RelocKind::Pc32
-        | RelocKind::GotPc32
-        | RelocKind::Abs32
-        | RelocKind::Aarch64Page21
-        | RelocKind::Aarch64PageOffset12
-        | RelocKind::Aarch64GotPage21
-        | RelocKind::Aarch64GotPageOffset12 => return None,
     }
     Some(())
 }

@@ -9,6 +9,7 @@
 
 use core::fmt;
 
+use crate::kinds::Branch;
 use crate::RelocKind;
 
 /// Why a relocation could not be applied.
@@ -220,19 +221,11 @@ fn apply_aarch64(kind: Aarch64, site: &mut [u8], input: RelocInput) -> Result<()
 /// aarch64 branch26); if not, the loader routes it through a stub.
 pub fn branch_reaches(kind: RelocKind, target: u64, addend: i64, place: u64) -> bool {
     let v = i128::from(target) + i128::from(addend) - i128::from(place);
-    match kind {
-        RelocKind::Plt32 => i32::try_from(v).is_ok(),
-        RelocKind::Aarch64Branch26 => (-(1 << 27)..(1 << 27)).contains(&v),
-        // Not branches: nothing to route through a stub.
-        RelocKind::None
-        | RelocKind::Abs64
-        | RelocKind::Pc32
-        | RelocKind::GotPc32
-        | RelocKind::Abs32
-        | RelocKind::Aarch64Page21
-        | RelocKind::Aarch64PageOffset12
-        | RelocKind::Aarch64GotPage21
-        | RelocKind::Aarch64GotPageOffset12 => true,
+    match kind.branch() {
+        Some(Branch::X86Rel32) => i32::try_from(v).is_ok(),
+        Some(Branch::Aarch64Imm26) => (-(1 << 27)..(1 << 27)).contains(&v),
+        // Not a branch: nothing to route through a stub.
+        None => true,
     }
 }
 

@@ -220,7 +220,7 @@ impl Relocator<'_> {
         let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
         let symbol = target.symbol as u64;
         let through_stub = target.stub != Target::NO_SLOT
-            && matches!(kind, RelocKind::Plt32 | RelocKind::Aarch64Branch26)
+            && kind.branch().is_some()
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
         let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
         Some(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
