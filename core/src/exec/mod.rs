@@ -354,15 +354,9 @@ impl ExecAllocator {
         if deferred.is_empty() {
             return freed;
         }
-        let mut failure = freed.err();
-        for change in &mut deferred {
-            #[allow(unsafe_code)]
-            // SAFETY: the change was just handed out by this allocator's state, which marked its
-            // pages as being released: no one else touches them until it is booked below.
-            if let Err(e) = unsafe { change.run(kernel) } {
-                failure.get_or_insert(e);
-            }
-        }
+        // Each release stands alone: one that fails does not stop the others.
+        let failed = run_deferred(&mut deferred, kernel, false);
+        let failure = freed.err().or(failed);
         self.state.lock().finish_release(deferred, failure)
     }
 
@@ -418,6 +412,29 @@ impl ExecAllocator {
     pub fn stats(&self) -> Stats {
         self.state.lock().stats()
     }
+}
+
+/// Makes the protection changes the state just handed out (outside the lock), stopping at the
+/// first failure if `stop_at_failure`; returns the first failure.
+fn run_deferred(
+    changes: &mut [state::Deferred],
+    kernel: &dyn Kernel,
+    stop_at_failure: bool,
+) -> Option<ExecError> {
+    let mut failure = None;
+    for change in changes {
+        #[allow(unsafe_code)]
+        // SAFETY: the changes were just handed out by the allocator's state, which marked their
+        // pages (a batch being sealed, pages being released): no one else touches them until
+        // the outcome is booked under the lock again.
+        if let Err(e) = unsafe { change.run(kernel) } {
+            failure.get_or_insert(e);
+            if stop_at_failure {
+                break;
+            }
+        }
+    }
+    failure
 }
 
 /// A batch of blocks sealed together. Dropping it unsealed ends it: its blocks stay valid
@@ -577,18 +594,11 @@ impl<'a> CodeBatch<'a> {
             let planned = state.begin_seal(self.id);
             (planned, state.take_deferred(), state.kernel())
         };
-        let mut failure = planned.err();
-        if failure.is_none() {
-            for change in &mut deferred {
-                #[allow(unsafe_code)]
-                // SAFETY: the change was just handed out by this allocator's state for this
-                // batch, whose pages no one else touches until the seal is booked below.
-                if let Err(e) = unsafe { change.run(kernel) } {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        // A seal stops at its first failure (the batch then ends unsealed).
+        let failure = match planned {
+            Ok(()) => run_deferred(&mut deferred, kernel, true),
+            Err(e) => Some(e),
+        };
         self.allocator.state.lock().finish_seal(self.id, deferred, failure)
     }
 }

@@ -242,7 +242,7 @@ pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<()
                     if e.op != "write" {
                         *copier = None; // its pipe may hold stray bytes: start afresh
                     }
-                    if e.errno == 14 {
+                    if e.errno == rustix::io::Errno::FAULT.raw_os_error() {
                         format!(
                             "{src:#x}+{}: the mapped file no longer has these bytes (it shrank)",
                             dst.len()

@@ -179,7 +179,6 @@ impl State {
     /// [`Deferred::run`] outside the lock, then hand them to [`State::finish_seal`] or
     /// [`State::finish_release`]).
     pub(crate) fn take_deferred(&mut self) -> Vec<Deferred> {
-        self.defer = false;
         core::mem::take(&mut self.deferred)
     }
 
