@@ -3,12 +3,14 @@
 //! Tasks: `examples [--check]` (write or check the example modules in `examples/`),
 //! `bench` (the benchmarks, each a ratio against a real alternative measured in the same run),
 //! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs), `cross-test` (aarch64 under
-//! qemu-aarch64), `valgrind` (the `smf` tool on every example under memcheck).
+//! qemu-aarch64), `valgrind` (the `smf` tool on every example under memcheck), `callgrind` (instructions per
+//! load, for judging the loader's speed by a number that does not drift).
 
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
 mod bench;
+mod callgrind;
 mod cross;
 mod examples;
 mod fuzz;
@@ -28,6 +30,8 @@ tasks:
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
+  callgrind [--loads N]
+                       instructions per in-memory load (callgrind; repeatable, unlike times)
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("cross-test") => cross::run_command(),
         Some("valgrind") => valgrind::run_command(),
+        Some("callgrind") => callgrind::run_command(&args[1..]),
+        Some("callgrind-child") => callgrind::child(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

@@ -19,7 +19,7 @@ use crate::workspace_root;
 /// memcheck's exit status when it found an error (our own tools never exit with it).
 const MEMCHECK_FAILED: i32 = 99;
 
-fn ensure_valgrind() -> Result<(), String> {
+pub(crate) fn ensure_valgrind() -> Result<(), String> {
     let has = || Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
     if has() {
         return Ok(());

@@ -60,7 +60,7 @@ fn source() -> String {
 }
 
 /// Builds the benchmark module and its shared-library twin in `dir`: (module, library).
-pub(super) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let src = dir.join("bench.c");
     std::fs::write(&src, source()).map_err(|e| e.to_string())?;
     let so = dir.join("libbench.so");

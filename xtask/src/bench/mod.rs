@@ -2,7 +2,7 @@
 //! in the same process, interleaved round by round so machine noise hits both sides alike.
 
 mod exec;
-mod load;
+pub(crate) mod load;
 mod parallel;
 mod parse;
 mod resolve;

@@ -1,0 +1,79 @@
+//! `cargo xtask callgrind [--loads N]`: instructions per in-memory load, counted by valgrind's
+//! callgrind, so that a change to the loader can be judged by a number that does not drift
+//! with the machine's load (timings on these machines do).
+//!
+//! The module is the `load` benchmark's (200 functions packed from C, with data, bss and
+//! read-only data). This program runs itself under callgrind twice: once loading and releasing
+//! the module N times (default 1,000) after a warm-up, once with the warm-up only. The
+//! difference divided by N is the cost of one `LoadedModule::load` + lookup of one symbol +
+//! release, without the program's start-up or the first load's one-time costs.
+
+use std::path::Path;
+use std::process::Command;
+
+use smf_core::exec::ExecAllocator;
+use smf_core::load::{LoadOptions, LoadedModule};
+
+use crate::workspace_root;
+
+/// Loads before the counted ones, so that one-time costs (the allocator's first region, the
+/// name hash key) fall outside the difference.
+const WARM_UP: usize = 10;
+
+/// The hidden child mode: `callgrind-child MODULE N`.
+pub(crate) fn child(args: &[String]) -> Result<(), String> {
+    let [module, loads] = args else {
+        return Err("usage: callgrind-child MODULE N".into());
+    };
+    let loads: usize = loads.parse().map_err(|_| format!("bad count {loads}"))?;
+    let bytes = std::fs::read(module).map_err(|e| format!("{module}: {e}"))?;
+    let exec = ExecAllocator::default();
+    let options = LoadOptions::default();
+    for _ in 0..WARM_UP + loads {
+        let loaded = LoadedModule::load(&exec, &bytes, &(), &options).map_err(|e| e.to_string())?;
+        std::hint::black_box(loaded.symbol(b"f7"));
+    }
+    Ok(())
+}
+
+/// Total instructions of one run of the child under callgrind.
+fn count(module: &Path, loads: usize, out: &Path) -> Result<u64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = Command::new("valgrind")
+        .args(["--tool=callgrind", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .arg("callgrind-child")
+        .arg(module)
+        .arg(loads.to_string())
+        .status()
+        .map_err(|e| format!("valgrind: {e}"))?;
+    if !status.success() {
+        return Err(format!("callgrind run failed ({status})"));
+    }
+    let text = std::fs::read_to_string(out).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("{}: no instruction total", out.display()))
+}
+
+pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
+    let loads = match args {
+        [] => 1000,
+        [flag, n] if flag == "--loads" => n.parse().map_err(|_| format!("bad count {n}"))?,
+        _ => return Err("usage: cargo xtask callgrind [--loads N]".into()),
+    };
+    crate::valgrind::ensure_valgrind()?;
+    let dir = workspace_root().join("target").join("bench-load");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (module, _) = crate::bench::load::build(&dir)?;
+    let base = count(&module, 0, &dir.join("callgrind.base"))?;
+    let total = count(&module, loads, &dir.join("callgrind.loads"))?;
+    let per_load = total.saturating_sub(base) as f64 / loads as f64;
+    println!(
+        "callgrind: {:.1}k instructions per in-memory load + lookup + release ({loads} loads)",
+        per_load / 1000.0
+    );
+    Ok(())
+}
