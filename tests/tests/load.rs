@@ -542,16 +542,21 @@ fn data_symbols_are_checked_against_their_section() {
     // SAFETY: the symbol lies in the module's live data.
     assert_eq!(unsafe { *(loaded.symbol(b"d").unwrap() as *const u8) }, 7);
 
-    for (section, offset, size, expected) in [
-        (1, 8, 9, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }),
-        (1, u64::MAX, 2, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }),
-        (2, 60, 8, ErrorKind::SymbolOutsideSection { symbol: 1, section: 2 }),
-        (0, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 1 }),
-        (40, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 41 }),
+    // Symbol 1's entry: the value field is at 16, the defining-section index at 41.
+    let good = module(1, 8, 8);
+    let parsed = smf_core::Module::parse(&good).unwrap();
+    let entry =
+        parsed.data_start() + parsed.header().symbol_table_offset + Dialect::R96.symbol_entry_size() as u64;
+    for (section, offset, size, expected, field) in [
+        (1, 8, 9, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }, 16),
+        (1, u64::MAX, 2, ErrorKind::SymbolOutsideSection { symbol: 1, section: 1 }, 16),
+        (2, 60, 8, ErrorKind::SymbolOutsideSection { symbol: 1, section: 2 }, 16),
+        (0, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 1 }, 41),
+        (40, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 41 }, 41),
     ] {
         let file = module(section, offset, size);
         let expected_error = smf_core::Module::parse(&file).unwrap_err();
-        assert_eq!(expected_error.kind, expected);
+        assert_eq!(expected_error, smf_core::Error::new(expected, entry + field));
         assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(expected_error), "{expected:?}");
     }
 }

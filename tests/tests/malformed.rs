@@ -317,11 +317,11 @@ fn targeted_corruptions_give_their_specific_error_and_offset() {
 
     let mut f = good.clone();
     f[167] = 3;
-    assert_eq!(parse_err(&f).kind, ErrorKind::BadBinding { symbol: 0, value: 3 });
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::BadBinding { symbol: 0, value: 3 }, 167));
 
     let mut f = good.clone();
     write_le(&mut f, 174, 8, 7); // value past the 6 bytes of code
-    assert_eq!(parse_err(&f).kind, ErrorKind::SymbolOutsideCode { symbol: 0 });
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::SymbolOutsideCode { symbol: 0 }, 174));
 
     let mut f = good.clone();
     write_le(&mut f, 48, 8, 6); // entry point at the end of the code
@@ -353,11 +353,13 @@ fn relocation_corruptions_give_their_specific_error() {
 
     let mut f = good.clone();
     write_le(&mut f, rela + 8, 4, 1);
-    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationBadSymbol { relocation: 0, symbol: 1 });
+    let expected = ErrorKind::RelocationBadSymbol { relocation: 0, symbol: 1 };
+    assert_eq!(parse_err(&f), Error::new(expected, rela as u64 + 8));
 
     let mut f = good.clone();
     f[rela + 12] = 10;
-    assert_eq!(parse_err(&f).kind, ErrorKind::RelocationBadKind { relocation: 0, wire: 10 });
+    let expected = ErrorKind::RelocationBadKind { relocation: 0, wire: 10 };
+    assert_eq!(parse_err(&f), Error::new(expected, rela as u64 + 12));
 
     // The three bytes after the kind are padding that older loaders read as a u32: ignored.
     let mut f = good.clone();
@@ -433,7 +435,13 @@ fn note_and_template_corruptions_give_their_specific_error() {
     assert_eq!(parse_err(&f), Error::new(ErrorKind::TemplateBadMagic, tc as u64));
     let mut f = file.clone();
     f[tc + 10] = 9; // first entry's kind
-    assert!(matches!(parse_err(&f).kind, ErrorKind::TemplateOffsetOutOfBounds { .. }));
+                    // Reported at the template_offset field of the first template symbol's entry.
+    let template = module.symbols().find(|s| s.is_template()).unwrap();
+    let entry = module.data_start()
+        + module.header().symbol_table_offset
+        + u64::from(template.index) * module.dialect().symbol_entry_size() as u64;
+    let expected = ErrorKind::TemplateOffsetOutOfBounds { symbol: template.index };
+    assert_eq!(parse_err(&f), Error::new(expected, entry + 48));
 
     let tm = module.sections().find(|s| s.name == b"template_meta").unwrap().file_offset as usize;
     let mut f = file;

@@ -7,13 +7,14 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use super::entries::{self, PendingSymbol};
 use super::failure::{Failure, Quiet};
 use super::relocate::Target;
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::{fallible, namehash};
 use super::{Keepalive, LoadError};
-use crate::module::{SymbolCore, SymbolTarget};
+use crate::module::SymbolTarget;
 use crate::wire::relocation::entry_fields;
 use crate::wire::SymbolView;
 use crate::{Binding, Module, RelocKind, SymbolKind};
@@ -91,7 +92,7 @@ pub(super) fn stub_bound(module: &Module<'_>) -> usize {
         true => view.binding() != 0 && view.value() == 0 && view.size() == 0,
         false => view.sym_type() == 0,
     };
-    module.symbol_entries_from(0).filter(may_import).count()
+    entries::symbol_entries_from(module, 0).filter(may_import).count()
 }
 
 /// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without
@@ -100,7 +101,7 @@ pub(super) fn stub_bound(module: &Module<'_>) -> usize {
 pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
     let kinds = RelocKind::wire_table(module.dialect());
     let mut got_relocations = 0usize;
-    module.for_each_relocation_table(|entries, _, _| -> Result<(), LoadError> {
+    entries::for_each_relocation_table(module, |entries, _, _| -> Result<(), LoadError> {
         for entry in entries {
             let (_, _, wire, _) = entry_fields(entry);
             got_relocations += usize::from(kinds[usize::from(wire)].is_some_and(RelocKind::uses_got));
@@ -148,15 +149,22 @@ fn link_symbols_as<F: Failure>(
         // The quiet run takes runs of plain symbols defined here on the fast path.
         if !F::DETAILED {
             let rest = targets.get_mut(linked..).unwrap_or_default();
-            linked += link_defined_run(module, placed, module.symbol_entries_from(linked), &mut table, rest);
+            linked += link_defined_run(
+                module,
+                placed,
+                entries::symbol_entries_from(module, linked),
+                &mut table,
+                rest,
+            );
         }
-        let Some(view) = module.symbol_entries_from(linked).next() else { break };
+        let Some(view) = entries::symbol_entries_from(module, linked).next() else { break };
         // Anything else, one by one: imports and templates, and in the detailed run all.
         let index = u32::try_from(linked).map_err(|_| F::inconsistent())?;
-        let plain = if F::DETAILED { None } else { module.plain_symbol(&view, |i| placed.section_size(i)) };
+        let plain =
+            if F::DETAILED { None } else { entries::plain_symbol(module, &view, |i| placed.section_size(i)) };
         let sym = match plain {
             Some(sym) => sym,
-            None => SymbolCore::from(module.symbol_checked(index)?),
+            None => PendingSymbol::from(module.symbol_checked(index)?),
         };
         let import = sym.kind == SymbolKind::Import;
         let address = if import { None } else { placed.address(sym.target).ok_or_else(F::inconsistent)? };
@@ -194,7 +202,7 @@ fn link_defined_run<'a>(
 ) -> usize {
     let mut linked = 0;
     for (view, target) in entries.zip(targets) {
-        let Some(sym) = module.plain_symbol(&view, |i| placed.section_size(i)) else {
+        let Some(sym) = entries::plain_symbol(module, &view, |i| placed.section_size(i)) else {
             break;
         };
         let address = match placed.address(sym.target) {
@@ -214,7 +222,7 @@ fn link_defined_run<'a>(
 /// by [`SymbolTableBuilder::push_named`], left unset). Imports, templates and symbols without
 /// an address get address 0 and are not exported.
 #[inline(always)]
-fn loaded_symbol(sym: &SymbolCore, address: Option<usize>) -> LoadedSymbol {
+fn loaded_symbol(sym: &PendingSymbol, address: Option<usize>) -> LoadedSymbol {
     let addressable = sym.kind.is_addressable() && !sym.template;
     LoadedSymbol {
         name_start: sym.name_offset,

@@ -15,6 +15,7 @@
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
+mod entries;
 mod failure;
 mod fallible;
 mod layout;

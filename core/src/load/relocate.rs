@@ -2,9 +2,10 @@
 //! entries, computed with [`reloc::apply`].
 //!
 //! The pass is the hottest loop of a load, so it reads each 24-byte entry's fields directly and
-//! makes exactly the checks [`Module::decode_relocation`] makes (kind defined in the dialect,
-//! symbol index in range, patched bytes within the code), plus the loader's own (the symbol
-//! has an address, the result fits). It runs with [`Quiet`] failures and, only if that fails,
+//! applies the rules [`Module::decode_relocation`] applies, from their one home each: the kind
+//! from [`RelocKind::wire_table`] (which tabulates `RelocKind::from_wire`), the patched bytes
+//! from [`relocation_site`], the symbol index against a table of one target per symbol. To
+//! those it adds the loader's own checks (the symbol has an address, the result fits). It runs with [`Quiet`] failures and, only if that fails,
 //! again with [`LoadError`]; the detailed run asks `decode_relocation` for the exact error of
 //! the entry that failed (see [`super::failure`]).
 //!
@@ -12,11 +13,12 @@
 //! its symbol ([`Slots`]): a stub only when a branch to an import is out of reach (or stubs are
 //! forced), a GOT slot for every symbol a GOT-relative relocation names.
 
+use super::entries;
 use super::failure::{Failure, Quiet};
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
 use super::{write_stub, LoadError, STUB_SIZE};
-use crate::module::Relocation;
+use crate::module::{relocation_site, Relocation};
 use crate::wire::relocation::{entry_fields, RELOCATION_ENTRY_SIZE};
 use crate::{Module, RelocKind};
 
@@ -152,10 +154,13 @@ impl Relocator<'_> {
         }
         // Patched bytes lie in the module's code (not its stubs): with `code` cut to that
         // length, the site check below is `decode_relocation`'s and proves every write in bounds.
-        let code_size = usize::try_from(module.code_size()).map_err(|_| F::inconsistent())?;
-        let code = code.get_mut(..code_size).ok_or_else(F::inconsistent)?;
+        let code_size = module.code_size();
+        let code = usize::try_from(code_size)
+            .ok()
+            .and_then(|len| code.get_mut(..len))
+            .ok_or_else(F::inconsistent)?;
         let kinds = RelocKind::wire_table(module.dialect());
-        module.for_each_relocation_table(|entries, first, at| {
+        entries::for_each_relocation_table(module, |entries, first, at| {
             for (i, entry) in (0u64..).zip(entries) {
                 let (offset, symbol, wire, addend) = entry_fields(entry);
                 let failed =
@@ -169,12 +174,9 @@ impl Relocator<'_> {
                 let Some(target) = targets.get_mut(symbol as usize) else {
                     return Err(failed().format_error());
                 };
-                // The patched bytes lie in the code (`decode_relocation`'s site check).
-                let width = kind.site_len();
-                let start = usize::try_from(offset).ok();
-                let Some((start, site)) =
-                    start.and_then(|start| Some((start, code.get_mut(start..start.checked_add(width)?)?)))
-                else {
+                // The patched bytes lie in the code (the rule `decode_relocation` applies).
+                let range = relocation_site(offset, kind, code_size);
+                let Some((start, site)) = range.and_then(|r| Some((r.start, code.get_mut(r)?))) else {
                     return Err(failed().format_error());
                 };
                 if target.symbol == Target::NO_ADDRESS {

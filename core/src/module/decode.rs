@@ -6,87 +6,16 @@ use super::*;
 impl<'a> Module<'a> {
     /// Symbol `index`, decoded and checked (for callers of [`Module::parse_deferred`]).
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    #[inline(always)]
+    #[inline(never)]
     pub(crate) fn symbol_checked(&self, index: u32) -> Result<Symbol<'a>> {
         self.decode_symbol(index)
     }
 
-    /// The symbol table's entries from symbol `first` on, in order, one view each (the table
-    /// holds exactly the symbol count's entries: parsing cut it to that length).
+    /// The symbol table's bytes: exactly the symbol count's entries (parsing cut it to that
+    /// length), for the loader's fast path over raw entries.
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn symbol_entries_from(&self, first: usize) -> impl Iterator<Item = SymbolView<'a>> {
-        let (dialect, size) = (self.dialect, self.dialect.symbol_entry_size());
-        let rest = first.checked_mul(size).and_then(|at| self.symbol_table.get(at..)).unwrap_or_default();
-        rest.chunks_exact(size).map(move |entry| SymbolView::new_unchecked(entry, dialect))
-    }
-
-    /// The symbol whose whole entry is `view` when it is a plain one (not a template), decoded
-    /// with every check [`Module::symbol_checked`] makes except finding where its name ends:
-    /// the caller must refuse a name without its NUL. `data_section_size(index)` is the
-    /// virtual size of section `index` when it is a data, rodata or bss section (`None`
-    /// otherwise), which the caller has at hand. `None` for any other entry, valid or not,
-    /// which [`Module::symbol_checked`] decodes (the loader's fast path for the symbols nearly
-    /// every module is made of).
-    #[cfg(all(feature = "exec", target_os = "linux"))]
-    #[inline(always)]
-    pub(crate) fn plain_symbol(
-        &self,
-        view: &SymbolView<'a>,
-        data_section_size: impl Fn(u32) -> Option<u64>,
-    ) -> Option<SymbolCore> {
-        let head = view.head()?;
-        let name_offset = head.name_offset();
-        if name_offset as usize >= self.strings.len() || head.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
-            return None;
-        }
-        let declared = SymbolKind::from_wire(self.dialect, head.sym_type())?;
-        let binding = Binding::from_wire(head.binding())?;
-        let (value, size) = (head.value(), head.size());
-        // `SymbolKind::of_entry`'s rule, templates being excluded above.
-        let local = binding == Binding::Local;
-        let kind = if SymbolKind::import_by_value(self.dialect, local, value, size, false) {
-            SymbolKind::Import
-        } else {
-            declared
-        };
-        let target = if !kind.is_addressable() {
-            SymbolTarget::None
-        } else if kind != SymbolKind::Function && view.section_index() != 0 {
-            // As `symbol_target`: in a data section, inside its virtual size.
-            let section = u32::from(view.section_index()) - 1;
-            if value.checked_add(size)? <= data_section_size(section)? {
-                SymbolTarget::Data { section, offset: value }
-            } else {
-                return None;
-            }
-        } else if value.checked_add(size)? <= self.code_size {
-            SymbolTarget::Code(value)
-        } else {
-            return None;
-        };
-        Some(SymbolCore { name_offset, kind, binding, template: false, target })
-    }
-
-    /// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in
-    /// table order (whole 24-byte entries; with the index of the section's first relocation and
-    /// the file offset of its first entry), for loops that decode them with
-    /// [`Module::decode_relocation`].
-    #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn for_each_relocation_table<E: From<Error>>(
-        &self,
-        mut f: impl FnMut(RelocationEntries<'a>, u64, u64) -> core::result::Result<(), E>,
-    ) -> core::result::Result<(), E> {
-        let mut first = 0u64;
-        for index in 0..self.header.section_count {
-            let section = self.decode_section(index)?;
-            if section.section_type == SectionType::Relocations {
-                let entries = RelocationEntries(section.data.chunks_exact(RELOCATION_ENTRY_SIZE));
-                let count = entries.0.len() as u64;
-                f(entries, first, section.file_offset)?;
-                first += count;
-            }
-        }
-        Ok(())
+    pub(crate) const fn symbol_table_bytes(&self) -> &'a [u8] {
+        self.symbol_table
     }
 
     pub(super) fn section_entry_offset(&self, index: u32) -> u64 {
@@ -157,10 +86,14 @@ impl<'a> Module<'a> {
         let name = &tail[..name_len];
 
         let raw_type = view.sym_type();
-        let declared = SymbolKind::from_wire(self.dialect, raw_type)
-            .ok_or(Error::new(ErrorKind::BadSymbolType { symbol: index, value: raw_type }, at + 8))?;
-        let binding = Binding::from_wire(view.binding())
-            .ok_or(Error::new(ErrorKind::BadBinding { symbol: index, value: view.binding() }, at + 9))?;
+        let declared = SymbolKind::from_wire(self.dialect, raw_type).ok_or(Error::new(
+            ErrorKind::BadSymbolType { symbol: index, value: raw_type },
+            at + SymbolView::TYPE_AT,
+        ))?;
+        let binding = Binding::from_wire(view.binding()).ok_or(Error::new(
+            ErrorKind::BadBinding { symbol: index, value: view.binding() },
+            at + SymbolView::BINDING_AT,
+        ))?;
         let (value, size) = (view.value(), view.size());
         let is_template = view.flags() & SYMBOL_FLAG_TEMPLATE != 0;
         let kind = SymbolKind::of_entry(self.dialect, declared, binding, value, size, is_template);
@@ -185,14 +118,17 @@ impl<'a> Module<'a> {
         // entry's prefix is checked here (O(1)): finding where an entry ends takes all template
         // symbols' offsets, which `template_entries` sorts once.
         if is_template && self.dialect.has_symbol_extension() {
-            let bad = Error::new(ErrorKind::TemplateOffsetOutOfBounds { symbol: index }, at + 48);
+            let bad = Error::new(
+                ErrorKind::TemplateOffsetOutOfBounds { symbol: index },
+                at + SymbolView::TEMPLATE_OFFSET_AT,
+            );
             let code = self.template_code.ok_or(bad)?;
             code.check_entry(symbol.template_offset).map_err(|_| bad)?;
         }
         Ok(symbol)
     }
 
-    /// Where a symbol's value points, checked against the code or its data section.
+    /// Where a symbol's value points ([`locate_symbol`]), with the error for the entry at `at`.
     #[inline]
     pub(super) fn symbol_target(
         &self,
@@ -201,38 +137,28 @@ impl<'a> Module<'a> {
         kind: SymbolKind,
         view: &SymbolView<'a>,
     ) -> Result<SymbolTarget> {
-        if !kind.is_addressable() {
-            return Ok(SymbolTarget::None);
+        let data_size = |section: u32| {
+            let section =
+                (section < self.header.section_count).then(|| self.decode_section(section).ok())??;
+            section.section_type.is_data().then_some(section.virtual_size)
+        };
+        let (stored_section, value, size) = (view.section_index(), view.value(), view.size());
+        if let Some(target) = locate_symbol(kind, || stored_section, value, size, self.code_size, data_size) {
+            return Ok(target);
         }
-        let (value, size) = (view.value(), view.size());
-        let stored_section = view.section_index();
-        if kind != SymbolKind::Function && stored_section != 0 {
-            let section_index = u32::from(stored_section) - 1;
-            let bad = Error::new(
+        // Why not, for the error.
+        let error = match named_data_section(kind, || stored_section) {
+            Some(section) if data_size(section).is_none() => Error::new(
                 ErrorKind::BadSymbolSection { symbol: index, section: u32::from(stored_section) },
-                at + 41,
-            );
-            if section_index >= self.header.section_count {
-                return Err(bad);
-            }
-            let section = self.decode_section(section_index)?;
-            if !section.section_type.is_data() {
-                return Err(bad);
-            }
-            let end = value.checked_add(size);
-            if end.is_none_or(|e| e > section.virtual_size) {
-                return Err(Error::new(
-                    ErrorKind::SymbolOutsideSection { symbol: index, section: section_index },
-                    at + 16,
-                ));
-            }
-            return Ok(SymbolTarget::Data { section: section_index, offset: value });
-        }
-        let end = value.checked_add(size);
-        if end.is_none_or(|e| e > self.code_size) {
-            return Err(Error::new(ErrorKind::SymbolOutsideCode { symbol: index }, at + 16));
-        }
-        Ok(SymbolTarget::Code(value))
+                at + SymbolView::SECTION_INDEX_AT,
+            ),
+            Some(section) => Error::new(
+                ErrorKind::SymbolOutsideSection { symbol: index, section },
+                at + SymbolView::VALUE_AT,
+            ),
+            None => Error::new(ErrorKind::SymbolOutsideCode { symbol: index }, at + SymbolView::VALUE_AT),
+        };
+        Err(error)
     }
 
     #[inline(always)]
@@ -244,8 +170,10 @@ impl<'a> Module<'a> {
     ) -> Result<Relocation> {
         let view = RelocationView::new(entry);
         let wire = view.kind();
-        let kind = RelocKind::from_wire(self.dialect, wire)
-            .ok_or(Error::new(ErrorKind::RelocationBadKind { relocation: index, wire }, at + 12))?;
+        let kind = RelocKind::from_wire(self.dialect, wire).ok_or(Error::new(
+            ErrorKind::RelocationBadKind { relocation: index, wire },
+            at + RelocationView::KIND_AT,
+        ))?;
         let relocation = Relocation {
             index,
             offset: view.offset(),
@@ -260,11 +188,10 @@ impl<'a> Module<'a> {
         if relocation.symbol >= self.header.symbol_count {
             return Err(Error::new(
                 ErrorKind::RelocationBadSymbol { relocation: index, symbol: relocation.symbol },
-                at + 8,
+                at + RelocationView::SYMBOL_AT,
             ));
         }
-        let end = relocation.offset.checked_add(kind.width());
-        if end.is_none_or(|e| e > self.code_size) {
+        if relocation_site(relocation.offset, kind, self.code_size).is_none() {
             return Err(Error::new(ErrorKind::RelocationOutsideCode { relocation: index }, at));
         }
         Ok(relocation)
@@ -323,17 +250,55 @@ impl<'m, 'a> RelocationCursor<'m, 'a> {
     }
 }
 
-/// The whole entries of one relocation section, as fixed-size arrays.
-#[cfg(all(feature = "exec", target_os = "linux"))]
-pub(crate) struct RelocationEntries<'a>(core::slice::ChunksExact<'a, u8>);
-
-#[cfg(all(feature = "exec", target_os = "linux"))]
-impl<'a> Iterator for RelocationEntries<'a> {
-    type Item = &'a [u8; RELOCATION_ENTRY_SIZE];
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Self::Item> {
-        // Every chunk is exactly one entry long, so `first_chunk` always succeeds.
-        self.0.by_ref().find_map(<[u8]>::first_chunk)
+/// The data section (its table index) a symbol of `kind` whose entry names section
+/// `stored_section()` (1-based, 0 for none; read only for symbols other than functions, as
+/// the field costs a dialect test to read) lies in, `None` if it lies in the code: function
+/// symbols, and symbols that name no section, address the code.
+#[inline(always)]
+pub(crate) fn named_data_section(kind: SymbolKind, stored_section: impl FnOnce() -> u16) -> Option<u32> {
+    if kind == SymbolKind::Function {
+        return None;
     }
+    let stored = stored_section();
+    (stored != 0).then(|| u32::from(stored) - 1)
+}
+
+/// Where a symbol of `kind` with `value` and `size` points, its entry naming section
+/// `stored_section`: the one rule, shared by full decoding and the loader's fast path. It
+/// addresses the code or the data section [`named_data_section`] gives, which must be a data,
+/// rodata or bss section (`data_size(index)` gives its virtual size, `None` for any other
+/// index). Either way it must lie inside; `None` if it does not.
+#[inline(always)]
+pub(crate) fn locate_symbol(
+    kind: SymbolKind,
+    stored_section: impl FnOnce() -> u16,
+    value: u64,
+    size: u64,
+    code_size: u64,
+    data_size: impl FnOnce(u32) -> Option<u64>,
+) -> Option<SymbolTarget> {
+    if !kind.is_addressable() {
+        return Some(SymbolTarget::None);
+    }
+    if let Some(section) = named_data_section(kind, stored_section) {
+        return (value.checked_add(size)? <= data_size(section)?)
+            .then_some(SymbolTarget::Data { section, offset: value });
+    }
+    (value.checked_add(size)? <= code_size).then_some(SymbolTarget::Code(value))
+}
+
+/// The bytes a relocation of `kind` at `offset` patches, as a range of the code, if they lie
+/// inside it (`code_size` bytes): the one rule, shared by full decoding and the loader's
+/// relocation pass, which patches exactly these bytes.
+#[inline(always)]
+pub(crate) fn relocation_site(
+    offset: u64,
+    kind: RelocKind,
+    code_size: u64,
+) -> Option<core::ops::Range<usize>> {
+    let end = offset.checked_add(kind.width())?;
+    if end > code_size {
+        return None;
+    }
+    Some(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
 }

@@ -20,9 +20,9 @@ mod records;
 mod templates;
 mod validate;
 
-#[cfg(all(feature = "exec", target_os = "linux"))]
-pub(crate) use records::SymbolCore;
-pub use records::{DataPlacement, DataRegion, Header, Relocation, Section, Symbol, SymbolTarget};
+pub use crate::wire::Header;
+pub(crate) use decode::{locate_symbol, relocation_site};
+pub use records::{DataPlacement, DataRegion, Relocation, Section, Symbol, SymbolTarget};
 
 use decode::RelocationCursor;
 use layout::DataLayout;
@@ -30,7 +30,7 @@ use layout::DataLayout;
 use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, SYMBOL_FLAG_TEMPLATE};
+use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, SYMBOL_FLAG_TEMPLATE};
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
 use crate::wire::relocation::RELOCATION_ENTRY_SIZE;

@@ -1,69 +1,7 @@
-//! The records a validated module hands out: its header, sections, symbols, relocations and
-//! where its data sections go.
+//! The records a validated module hands out (besides its header, [`crate::wire::Header`]):
+//! its sections, symbols, relocations and where its data sections go.
 
 use super::*;
-
-/// Every header field, decoded (fields the dialect lacks read as zero).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[allow(missing_docs)]
-pub struct Header {
-    pub version_major: u8,
-    pub version_minor: u8,
-    pub platform: u8,
-    pub arch: u8,
-    pub flags: u32,
-    pub compression: u8,
-    pub compression_level: u8,
-    pub section_count: u32,
-    pub section_table_offset: u64,
-    pub symbol_table_offset: u64,
-    pub symbol_count: u32,
-    pub exported_count: u32,
-    pub entry_point: u64,
-    pub stub_size: u32,
-    pub smf_data_offset: u32,
-    pub module_hash: u64,
-    pub source_hash: u64,
-    pub app_type: u8,
-    pub window_width: u16,
-    pub window_height: u16,
-    pub prefetch_hint: u8,
-    pub prefetch_file_count: u8,
-}
-
-impl Header {
-    pub(super) fn read(view: &HeaderView<'_>) -> Self {
-        Self {
-            version_major: view.version_major(),
-            version_minor: view.version_minor(),
-            platform: view.platform(),
-            arch: view.arch(),
-            flags: view.flags(),
-            compression: view.compression().unwrap_or(0),
-            compression_level: view.compression_level().unwrap_or(0),
-            section_count: view.section_count(),
-            section_table_offset: view.section_table_offset(),
-            symbol_table_offset: view.symbol_table_offset(),
-            symbol_count: view.symbol_count(),
-            exported_count: view.exported_count(),
-            entry_point: view.entry_point(),
-            stub_size: view.stub_size().unwrap_or(0),
-            smf_data_offset: view.smf_data_offset().unwrap_or(0),
-            module_hash: view.module_hash(),
-            source_hash: view.source_hash(),
-            app_type: view.app_type().unwrap_or(0),
-            window_width: view.window_width().unwrap_or(0),
-            window_height: view.window_height().unwrap_or(0),
-            prefetch_hint: view.prefetch_hint().unwrap_or(0),
-            prefetch_file_count: view.prefetch_file_count().unwrap_or(0),
-        }
-    }
-
-    /// Whether the module has an entry point (flag 0x01).
-    pub const fn is_executable(&self) -> bool {
-        self.flags & FLAG_EXECUTABLE != 0
-    }
-}
 
 /// One section table entry, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,49 +114,19 @@ impl<'a> Symbol<'a> {
 
     /// Whether other modules may see it: defined here and not local.
     pub fn is_exported(&self) -> bool {
-        visible_outside(self.kind, self.binding)
+        Self::visible_outside(self.kind, self.binding)
+    }
+
+    /// Whether a symbol of this kind and binding is visible to other modules: defined here
+    /// and not local. The one home of the rule, for the decoder, the loader and the writer
+    /// (which counts such symbols into the header).
+    pub(crate) const fn visible_outside(kind: SymbolKind, binding: Binding) -> bool {
+        !matches!(binding, Binding::Local) && !matches!(kind, SymbolKind::Import)
     }
 
     /// Whether it is a generic template (symbol flag 0x10).
     pub fn is_template(&self) -> bool {
         self.flags & SYMBOL_FLAG_TEMPLATE != 0
-    }
-}
-
-/// What a loader keeps of a decoded symbol (its name is found in the string table).
-#[cfg(all(feature = "exec", target_os = "linux"))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SymbolCore {
-    /// Where its name starts in the string table.
-    pub(crate) name_offset: u32,
-    /// What it names.
-    pub(crate) kind: SymbolKind,
-    /// Its binding.
-    pub(crate) binding: Binding,
-    /// Whether it is a generic template.
-    pub(crate) template: bool,
-    /// Where its value points.
-    pub(crate) target: SymbolTarget,
-}
-
-#[cfg(all(feature = "exec", target_os = "linux"))]
-impl SymbolCore {
-    /// Whether other modules may see it ([`Symbol::is_exported`]).
-    pub(crate) fn is_exported(&self) -> bool {
-        visible_outside(self.kind, self.binding)
-    }
-}
-
-/// Whether a symbol of this kind and binding is defined here and not local.
-pub(super) const fn visible_outside(kind: SymbolKind, binding: Binding) -> bool {
-    !matches!(binding, Binding::Local) && !matches!(kind, SymbolKind::Import)
-}
-
-#[cfg(all(feature = "exec", target_os = "linux"))]
-impl From<Symbol<'_>> for SymbolCore {
-    fn from(s: Symbol<'_>) -> Self {
-        let template = s.is_template();
-        Self { name_offset: s.name_offset, kind: s.kind, binding: s.binding, template, target: s.target }
     }
 }
 

@@ -16,8 +16,8 @@ impl<'a> Module<'a> {
     }
 
     /// Like [`Module::parse_with`], but leaves the validation of symbols and relocations to the
-    /// caller, who decodes every one of them anyway through [`Module::symbol_checked`] and
-    /// [`Module::for_each_relocation_checked`] (the loader): each is then checked once, not twice. Until
+    /// caller, who decodes every one of them anyway, by [`Module::symbol_checked`]'s and
+    /// [`Module::decode_relocation`]'s rules (the loader): each is then checked once, not twice. Until
     /// the caller has done so, the module's infallible accessors may skip malformed entries.
     #[cfg(all(feature = "exec", target_os = "linux"))]
     pub(crate) fn parse_deferred(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
@@ -81,7 +81,7 @@ impl<'a> Module<'a> {
         if header.compression != 0 {
             return Err(Error::new(
                 ErrorKind::UnsupportedCompression { method: header.compression },
-                header_offset + 12,
+                header_offset + view.compression_at().unwrap_or(0),
             ));
         }
         let region_end = match candidate.placement {

@@ -1,6 +1,7 @@
 //! The module header: 128 bytes packed (S128), 96 bytes C layout (R96), 72 bytes (R72).
 
 use super::{le_field, MAGIC};
+use crate::kinds::FLAG_EXECUTABLE;
 use crate::Dialect;
 
 /// Byte offsets of every header field, per dialect (`None`: the dialect has no such field).
@@ -150,6 +151,12 @@ impl<'a> HeaderView<'a> {
         self.dialect
     }
 
+    /// Where the compression method lies in the header (for error offsets); `None` where
+    /// the dialect has no such field.
+    pub fn compression_at(&self) -> Option<u64> {
+        fields(self.dialect).compression.map(|at| at as u64)
+    }
+
     /// Whether the first four bytes are `SMF\0`.
     pub fn has_magic(&self) -> bool {
         self.bytes.get(..4) == Some(&MAGIC[..])
@@ -221,10 +228,73 @@ impl<'a> HeaderView<'a> {
     }
 }
 
+/// Every header field, decoded (fields the dialect lacks read as zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct Header {
+    pub version_major: u8,
+    pub version_minor: u8,
+    pub platform: u8,
+    pub arch: u8,
+    pub flags: u32,
+    pub compression: u8,
+    pub compression_level: u8,
+    pub section_count: u32,
+    pub section_table_offset: u64,
+    pub symbol_table_offset: u64,
+    pub symbol_count: u32,
+    pub exported_count: u32,
+    pub entry_point: u64,
+    pub stub_size: u32,
+    pub smf_data_offset: u32,
+    pub module_hash: u64,
+    pub source_hash: u64,
+    pub app_type: u8,
+    pub window_width: u16,
+    pub window_height: u16,
+    pub prefetch_hint: u8,
+    pub prefetch_file_count: u8,
+}
+
+impl Header {
+    /// Every field of `view`'s header.
+    pub fn read(view: &HeaderView<'_>) -> Self {
+        Self {
+            version_major: view.version_major(),
+            version_minor: view.version_minor(),
+            platform: view.platform(),
+            arch: view.arch(),
+            flags: view.flags(),
+            compression: view.compression().unwrap_or(0),
+            compression_level: view.compression_level().unwrap_or(0),
+            section_count: view.section_count(),
+            section_table_offset: view.section_table_offset(),
+            symbol_table_offset: view.symbol_table_offset(),
+            symbol_count: view.symbol_count(),
+            exported_count: view.exported_count(),
+            entry_point: view.entry_point(),
+            stub_size: view.stub_size().unwrap_or(0),
+            smf_data_offset: view.smf_data_offset().unwrap_or(0),
+            module_hash: view.module_hash(),
+            source_hash: view.source_hash(),
+            app_type: view.app_type().unwrap_or(0),
+            window_width: view.window_width().unwrap_or(0),
+            window_height: view.window_height().unwrap_or(0),
+            prefetch_hint: view.prefetch_hint().unwrap_or(0),
+            prefetch_file_count: view.prefetch_file_count().unwrap_or(0),
+        }
+    }
+
+    /// Whether the module has an entry point (flag 0x01).
+    pub const fn is_executable(&self) -> bool {
+        self.flags & FLAG_EXECUTABLE != 0
+    }
+}
+
 /// Writes `header` into `out` (at least the dialect's header size, zeroed by the caller) in
 /// `dialect`'s layout; fields the dialect lacks are skipped.
 #[cfg(feature = "alloc")]
-pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &crate::module::Header) {
+pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &Header) {
     let f = fields(dialect);
     let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
     put(0, &MAGIC);

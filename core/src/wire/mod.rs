@@ -12,7 +12,7 @@ pub mod relocation;
 pub mod section;
 pub mod symbol;
 
-pub use header::HeaderView;
+pub use header::{Header, HeaderView};
 pub use relocation::RelocationView;
 pub use section::SectionView;
 pub use symbol::SymbolView;

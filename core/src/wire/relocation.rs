@@ -18,6 +18,13 @@ pub struct RelocationView<'a> {
     bytes: &'a [u8],
 }
 
+impl RelocationView<'_> {
+    /// Where the symbol index lies in an entry (for error offsets).
+    pub const SYMBOL_AT: u64 = field::SYMBOL_INDEX as u64;
+    /// Where the kind byte lies in an entry.
+    pub const KIND_AT: u64 = field::KIND as u64;
+}
+
 impl<'a> RelocationView<'a> {
     /// A view of a whole entry.
     pub const fn new(entry: &'a [u8; RELOCATION_ENTRY_SIZE]) -> Self {

@@ -27,6 +27,19 @@ pub struct SymbolView<'a> {
     dialect: Dialect,
 }
 
+impl SymbolView<'_> {
+    /// Where the type byte lies in an entry (for error offsets).
+    pub const TYPE_AT: u64 = field::SYM_TYPE as u64;
+    /// Where the binding byte lies in an entry.
+    pub const BINDING_AT: u64 = field::BINDING as u64;
+    /// Where the value lies in an entry.
+    pub const VALUE_AT: u64 = field::VALUE as u64;
+    /// Where the defining-section index lies in an entry (S128 and R96).
+    pub const SECTION_INDEX_AT: u64 = field::SECTION_INDEX as u64;
+    /// Where the template offset lies in an entry (S128 and R96).
+    pub const TEMPLATE_OFFSET_AT: u64 = field::TEMPLATE_OFFSET as u64;
+}
+
 impl<'a> SymbolView<'a> {
     /// A view without a length check; missing fields read as zero.
     pub const fn new_unchecked(bytes: &'a [u8], dialect: Dialect) -> Self {

@@ -621,11 +621,8 @@ impl ModuleBuilder {
         h.section_table_offset = section_table_at as u64;
         h.symbol_table_offset = symbol_table_at as u64;
         h.symbol_count = u32::try_from(self.symbols.len()).map_err(|_| BuildError::TooLarge)?;
-        let h_exported = self
-            .symbols
-            .iter()
-            .filter(|s| s.binding != Binding::Local && s.kind != SymbolKind::Import)
-            .count();
+        let h_exported =
+            self.symbols.iter().filter(|s| crate::module::Symbol::visible_outside(s.kind, s.binding)).count();
         h.exported_count = sat_u32(h_exported);
         if let Some(entry) = self.entry_point {
             h.flags |= FLAG_EXECUTABLE;

@@ -1,0 +1,118 @@
+//! The loader's fast paths over the module's raw tables: symbol entries decoded straight from
+//! their bytes when they are plain (nearly every symbol of a module), and relocation sections
+//! walked as whole fixed-size entries.
+//!
+//! The format's rules are not restated here: the kind a symbol's entry declares is
+//! [`SymbolKind::of_entry`]'s, where its value points is [`locate_symbol`]'s, both shared with
+//! [`Module`]'s full decoder. What the fast path skips is only the work the full decoder does
+//! for error reports and for entries it leaves to it (templates, and any entry that fails a
+//! check, for which it answers `None`). `tests/tests/malformed.rs` checks that the loader
+//! accepts no module full validation refuses, with the same symbols.
+
+use crate::kinds::{Binding, SectionType, SymbolKind, SYMBOL_FLAG_TEMPLATE};
+use crate::module::{locate_symbol, Symbol, SymbolTarget};
+use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
+use crate::wire::SymbolView;
+use crate::Module;
+
+/// What the loader keeps of a decoded symbol until it is placed (its name stays in the string
+/// table, found by offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PendingSymbol {
+    /// Where its name starts in the string table.
+    pub(super) name_offset: u32,
+    /// What it names.
+    pub(super) kind: SymbolKind,
+    /// Its binding.
+    pub(super) binding: Binding,
+    /// Whether it is a generic template.
+    pub(super) template: bool,
+    /// Where its value points.
+    pub(super) target: SymbolTarget,
+}
+
+impl PendingSymbol {
+    /// Whether other modules may see it ([`Symbol::is_exported`]'s rule).
+    pub(super) fn is_exported(&self) -> bool {
+        Symbol::visible_outside(self.kind, self.binding)
+    }
+}
+
+impl From<Symbol<'_>> for PendingSymbol {
+    fn from(s: Symbol<'_>) -> Self {
+        let template = s.is_template();
+        Self { name_offset: s.name_offset, kind: s.kind, binding: s.binding, template, target: s.target }
+    }
+}
+
+/// The symbol table's entries from symbol `first` on, in order, one view each (the table holds
+/// exactly the symbol count's entries: parsing cut it to that length).
+pub(super) fn symbol_entries_from<'a>(
+    module: &Module<'a>,
+    first: usize,
+) -> impl Iterator<Item = SymbolView<'a>> {
+    let dialect = module.dialect();
+    let size = dialect.symbol_entry_size();
+    let table = module.symbol_table_bytes();
+    let rest = first.checked_mul(size).and_then(|at| table.get(at..)).unwrap_or_default();
+    rest.chunks_exact(size).map(move |entry| SymbolView::new_unchecked(entry, dialect))
+}
+
+/// The symbol whose whole entry is `view` when it is a plain one (not a template), decoded by
+/// the rules [`Module::symbol_checked`] applies, except finding where its name ends: the caller
+/// must refuse a name without its NUL. `data_section_size(index)` is the virtual size of
+/// section `index` when it is a data, rodata or bss section (`None` otherwise), which the
+/// caller has at hand. `None` for any other entry, valid or not, which
+/// [`Module::symbol_checked`] decodes.
+#[inline(always)]
+pub(super) fn plain_symbol(
+    module: &Module<'_>,
+    view: &SymbolView<'_>,
+    data_section_size: impl FnOnce(u32) -> Option<u64>,
+) -> Option<PendingSymbol> {
+    let head = view.head()?;
+    let name_offset = head.name_offset();
+    if name_offset as usize >= module.strings().len() || head.flags() & SYMBOL_FLAG_TEMPLATE != 0 {
+        return None;
+    }
+    let dialect = module.dialect();
+    let declared = SymbolKind::from_wire(dialect, head.sym_type())?;
+    let binding = Binding::from_wire(head.binding())?;
+    let (value, size) = (head.value(), head.size());
+    let kind = SymbolKind::of_entry(dialect, declared, binding, value, size, false);
+    let target =
+        locate_symbol(kind, || view.section_index(), value, size, module.code_size(), data_section_size)?;
+    Some(PendingSymbol { name_offset, kind, binding, template: false, target })
+}
+
+/// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in
+/// table order (whole entries; with the index of the section's first relocation and the file
+/// offset of its first entry), for loops that check them as [`Module::decode_relocation`] does.
+pub(super) fn for_each_relocation_table<'a, E>(
+    module: &Module<'a>,
+    mut f: impl FnMut(RelocationEntries<'a>, u64, u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut first = 0u64;
+    for section in module.sections() {
+        if section.section_type == SectionType::Relocations {
+            let entries = RelocationEntries(section.data.chunks_exact(RELOCATION_ENTRY_SIZE));
+            let count = entries.0.len() as u64;
+            f(entries, first, section.file_offset)?;
+            first += count;
+        }
+    }
+    Ok(())
+}
+
+/// The whole entries of one relocation section, as fixed-size arrays.
+pub(super) struct RelocationEntries<'a>(core::slice::ChunksExact<'a, u8>);
+
+impl<'a> Iterator for RelocationEntries<'a> {
+    type Item = &'a [u8; RELOCATION_ENTRY_SIZE];
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        // Every chunk is exactly one entry long, so `first_chunk` always succeeds.
+        self.0.by_ref().find_map(<[u8]>::first_chunk)
+    }
+}
