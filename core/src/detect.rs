@@ -27,6 +27,12 @@ const PROBES: [Candidate; 4] = [
     Candidate { dialect: Dialect::R96, placement: HeaderPlacement::Trailer },
 ];
 
+/// Whether some toolchain writes `dialect` with its header at `placement` (one of the probes):
+/// the layouts a reader looks for and a writer may produce.
+pub fn is_layout(dialect: Dialect, placement: HeaderPlacement) -> bool {
+    PROBES.iter().any(|c| c.dialect == dialect && c.placement == placement)
+}
+
 /// The smallest header of any dialect.
 const SMALLEST_HEADER: usize = Dialect::R72.header_size();
 
@@ -84,13 +90,16 @@ pub fn check_ends(head: &[u8], tail: &[u8], len: u64) -> Result<()> {
     }
 }
 
-/// Whether `candidate` is a header at offset 0 whose section table offset points right after it.
+/// Whether `candidate` is a header at offset 0 whose section table starts right after it (the
+/// SMF data starting at 0, the table at the header's size): the spec's tie rule, the one
+/// preference among layouts that all validate, and among the errors of layouts that do not.
 pub fn table_follows_header(file: &[u8], candidate: Candidate) -> bool {
     if candidate.placement != HeaderPlacement::Start {
         return false;
     }
     let header = crate::wire::HeaderView::new_unchecked(file, candidate.dialect);
-    header.section_table_offset() == candidate.dialect.header_size() as u64
+    header.smf_data_offset().unwrap_or(0) == 0
+        && header.section_table_offset() == candidate.dialect.header_size() as u64
 }
 
 #[cfg(all(test, feature = "alloc"))]

@@ -29,6 +29,55 @@ pub const FLAG_HAS_NOTE_SDN: u32 = 0x20;
 /// Module flag: aspect pack (Simple writers only).
 pub const FLAG_ASPECT_PACK: u32 = 0x40;
 
+/// Every module flag with its name, in bit order (for reports).
+pub const MODULE_FLAGS: [(u32, &str); 7] = [
+    (FLAG_EXECUTABLE, "executable"),
+    (FLAG_RELOADABLE, "reloadable"),
+    (FLAG_DEBUG_INFO, "debug-info"),
+    (FLAG_PIC, "pic"),
+    (FLAG_HAS_STUB, "has-stub"),
+    (FLAG_HAS_NOTE_SDN, "has-note-sdn"),
+    (FLAG_ASPECT_PACK, "aspect-pack"),
+];
+
+/// The names of the module flags set in `flags` (unknown bits have none).
+pub fn module_flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
+    MODULE_FLAGS.iter().filter(move |(bit, _)| flags & bit != 0).map(|&(_, name)| name)
+}
+
+/// Architecture byte: x86-64.
+pub const ARCH_X86_64: u8 = 0;
+/// Architecture byte: aarch64.
+pub const ARCH_AARCH64: u8 = 1;
+
+/// The name of an architecture byte ("unknown" past the ones the format defines).
+pub const fn arch_name(arch: u8) -> &'static str {
+    match arch {
+        ARCH_X86_64 => "x86_64",
+        ARCH_AARCH64 => "aarch64",
+        2 => "x86",
+        3 => "arm",
+        4 => "riscv64",
+        5 => "riscv32",
+        6 => "wasm32",
+        7 => "wasm64",
+        _ => "unknown",
+    }
+}
+
+/// The name of a platform byte ("unknown" past the ones the format defines).
+pub const fn platform_name(platform: u8) -> &'static str {
+    match platform {
+        0 => "any",
+        1 => "Linux",
+        2 => "Windows",
+        3 => "macOS",
+        4 => "FreeBSD",
+        5 => "bare metal",
+        _ => "unknown",
+    }
+}
+
 /// Symbol flag: the symbol is a generic template (`template_offset` is meaningful).
 pub const SYMBOL_FLAG_TEMPLATE: u8 = 0x10;
 /// Symbol flag: the symbol is a specialization of a template.
@@ -119,6 +168,30 @@ impl SectionType {
             LaunchMeta => 15,
             AspectPackDirectory => 16,
             Unknown(other) => other,
+        }
+    }
+
+    /// The name used in reports and JSON ("unknown" for [`SectionType::Unknown`]).
+    pub const fn name(self) -> &'static str {
+        use SectionType::*;
+        match self {
+            Code => "code",
+            Data => "data",
+            RoData => "rodata",
+            Bss => "bss",
+            Relocations => "relocations",
+            SymbolTable => "symtab",
+            StringTable => "strtab",
+            Debug => "debug",
+            TypeInfo => "type-info",
+            Version => "version",
+            SourceMap => "source-map",
+            TemplateCode => "template-code",
+            TemplateMeta => "template-meta",
+            DriverManifest => "driver-manifest",
+            LaunchMeta => "launch-meta",
+            AspectPackDirectory => "aspect-dir",
+            Unknown(_) => "unknown",
         }
     }
 

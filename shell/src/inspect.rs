@@ -5,6 +5,9 @@
 
 use std::fmt::Write as _;
 
+use smf_core::kinds::{
+    arch_name, module_flag_names, platform_name, SECTION_EXEC, SECTION_READ, SECTION_WRITE,
+};
 use smf_core::module::SymbolTarget;
 use smf_core::note_sdn::NoteSdn;
 use smf_core::template::TemplateEntry;
@@ -12,66 +15,16 @@ use smf_core::{HeaderPlacement, Module, SectionType};
 
 use crate::json::Json;
 
-/// Names of platform bytes.
-fn platform_name(p: u8) -> &'static str {
-    ["any", "Linux", "Windows", "macOS", "FreeBSD", "bare metal"]
-        .get(usize::from(p))
-        .copied()
-        .unwrap_or("unknown")
-}
-
-/// Names of architecture bytes.
-fn arch_name(a: u8) -> &'static str {
-    ["x86_64", "aarch64", "x86", "arm", "riscv64", "riscv32", "wasm32", "wasm64"]
-        .get(usize::from(a))
-        .copied()
-        .unwrap_or("unknown")
-}
-
-/// Names of the module flags set in `flags`.
-fn flag_names(flags: u32) -> Vec<&'static str> {
-    const NAMES: [(u32, &str); 7] = [
-        (0x01, "executable"),
-        (0x02, "reloadable"),
-        (0x04, "debug-info"),
-        (0x08, "pic"),
-        (0x10, "has-stub"),
-        (0x20, "has-note-sdn"),
-        (0x40, "aspect-pack"),
-    ];
-    NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|&(_, name)| name).collect()
-}
-
 fn section_type_name(t: SectionType) -> String {
     match t {
         SectionType::Unknown(n) => format!("unknown({n})"),
-        known => {
-            const NAMES: [&str; 16] = [
-                "code",
-                "data",
-                "rodata",
-                "bss",
-                "relocations",
-                "symtab",
-                "strtab",
-                "debug",
-                "type-info",
-                "version",
-                "source-map",
-                "template-code",
-                "template-meta",
-                "driver-manifest",
-                "launch-meta",
-                "aspect-dir",
-            ];
-            NAMES[usize::from(known.to_wire() - 1)].to_owned()
-        }
+        known => known.name().to_owned(),
     }
 }
 
 fn rwx(flags: u32) -> String {
     let bit = |mask: u32, c: char| if flags & mask != 0 { c } else { '-' };
-    [bit(1, 'r'), bit(2, 'w'), bit(4, 'x')].iter().collect()
+    [bit(SECTION_READ, 'r'), bit(SECTION_WRITE, 'w'), bit(SECTION_EXEC, 'x')].iter().collect()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -131,7 +84,12 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
     let _ = writeln!(out, "  Version:        {}.{}", h.version_major, h.version_minor);
     let _ = writeln!(out, "  Platform:       {} ({})", h.platform, platform_name(h.platform));
     let _ = writeln!(out, "  Arch:           {} ({})", h.arch, arch_name(h.arch));
-    let _ = writeln!(out, "  Flags:          {:#06x} [{}]", h.flags, flag_names(h.flags).join(", "));
+    let _ = writeln!(
+        out,
+        "  Flags:          {:#06x} [{}]",
+        h.flags,
+        module_flag_names(h.flags).collect::<Vec<_>>().join(", ")
+    );
     let entry = if h.is_executable() { format!("{:#x}", h.entry_point) } else { "none".to_owned() };
     let _ = writeln!(out, "  Entry point:    {entry}");
     let _ = writeln!(out, "  Stub:           {} bytes, SMF data at {}", h.stub_size, module.data_start());

@@ -33,7 +33,7 @@ use core::any::Any;
 use core::fmt;
 
 use crate::exec::{Block, ExecAllocator, ExecError, Function};
-use crate::kinds::Branch;
+use crate::kinds::{arch_name, Branch, ARCH_AARCH64, ARCH_X86_64};
 use crate::module::DataRegion;
 use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
 
@@ -112,9 +112,9 @@ impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
-    0
+    ARCH_X86_64
 } else if cfg!(target_arch = "aarch64") {
-    1
+    ARCH_AARCH64
 } else {
     u8::MAX
 };
@@ -252,14 +252,6 @@ impl From<ExecError> for LoadError {
     fn from(e: ExecError) -> Self {
         LoadError::Memory(e)
     }
-}
-
-/// The name of an SMF architecture byte.
-pub fn arch_name(arch: u8) -> &'static str {
-    ["x86_64", "aarch64", "x86", "arm", "riscv64", "riscv32", "wasm32", "wasm64"]
-        .get(usize::from(arch))
-        .copied()
-        .unwrap_or("unknown")
 }
 
 fn lossy(name: &[u8]) -> String {

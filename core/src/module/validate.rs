@@ -33,7 +33,7 @@ impl<'a> Module<'a> {
         for candidate in detect::candidates(file, options.dialect)? {
             match Self::parse_as(file, candidate, options, deferred) {
                 Ok(module) => {
-                    if module.table_follows_header() {
+                    if detect::table_follows_header(file, candidate) {
                         return Ok(module);
                     }
                     chosen.get_or_insert(module);
@@ -47,12 +47,6 @@ impl<'a> Module<'a> {
             }
         }
         chosen.ok_or(best.map_or(Error::new(ErrorKind::BadMagic, 0), |(_, e)| e))
-    }
-
-    pub(super) fn table_follows_header(&self) -> bool {
-        self.placement == HeaderPlacement::Start
-            && self.base == 0
-            && self.header.section_table_offset == self.dialect.header_size() as u64
     }
 
     /// Validates the file as one specific layout.

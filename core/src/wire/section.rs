@@ -98,6 +98,14 @@ pub(crate) struct SectionFields<'a> {
     pub(crate) name: &'a [u8],
 }
 
+/// The largest alignment a section entry of `dialect` can hold: S128 keeps it in a u32.
+pub const fn max_alignment(dialect: Dialect) -> u64 {
+    match dialect {
+        Dialect::S128 => u32::MAX as u64,
+        Dialect::R96 | Dialect::R72 => u64::MAX,
+    }
+}
+
 /// Writes one entry into `out` (the dialect's entry size, zeroed by the caller). The name is
 /// cut to 16 bytes; the S128 alignment to 32 bits.
 #[cfg(feature = "alloc")]

@@ -539,8 +539,7 @@ impl ModuleBuilder {
                 .flatten()
                 .any(|c| c.len() > u32_max || c.iter().any(|(n, _)| n.len() > u32_max))
             || self.symbols.iter().any(|s| s.section.is_some_and(|i| i >= u32::from(u16::MAX)))
-            || (self.dialect == Dialect::S128
-                && self.sections.iter().any(|s| s.alignment > u64::from(u32::MAX)));
+            || self.sections.iter().any(|s| s.alignment > crate::wire::section::max_alignment(self.dialect));
         if too_many {
             Err(BuildError::TooLarge)
         } else {
@@ -552,11 +551,8 @@ impl ModuleBuilder {
     pub fn build(&self) -> Result<Vec<u8>, BuildError> {
         self.check_limits()?;
         let dialect = self.dialect;
-        match (dialect, self.placement) {
-            (Dialect::S128, HeaderPlacement::Start) | (Dialect::R72, HeaderPlacement::Trailer) => {
-                return Err(BuildError::PlacementNotSupported { dialect });
-            }
-            _ => {}
+        if !crate::detect::is_layout(dialect, self.placement) {
+            return Err(BuildError::PlacementNotSupported { dialect });
         }
         if !self.stub.is_empty() && self.placement == HeaderPlacement::Start {
             return Err(BuildError::StubNeedsTrailer);
