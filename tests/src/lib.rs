@@ -169,6 +169,47 @@ pub fn mapping_at(addr: usize) -> Option<(std::ops::Range<usize>, String)> {
     maps().iter().filter_map(|line| parse_mapping(line)).find(|(range, _)| range.contains(&addr))
 }
 
+/// Loading from Rust: the helpers the loading tests share.
+pub mod loading {
+    use std::sync::Arc;
+
+    use smf_core::exec::ExecAllocator;
+    use smf_core::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+
+    /// Calls the exported function `name` of `module` as `extern "C" fn() -> i64`.
+    #[allow(unsafe_code)]
+    pub fn call0(module: &LoadedModule<'_>, name: &[u8]) -> i64 {
+        // SAFETY: every function called here is a test module's function returning an integer.
+        let f = unsafe { module.function::<extern "C" fn() -> i64>(name) };
+        f.unwrap_or_else(|| panic!("no function {}", String::from_utf8_lossy(name))).get()()
+    }
+
+    pub fn load<'a>(
+        exec: &'a ExecAllocator,
+        file: &[u8],
+        resolver: &dyn Resolver,
+    ) -> Result<LoadedModule<'a>, LoadError> {
+        LoadedModule::load(exec, file, resolver, &LoadOptions::default())
+    }
+
+    /// Resolves against loaded modules, keeping them alive from their importers.
+    #[derive(Debug)]
+    pub struct Modules<'a>(pub Vec<Arc<LoadedModule<'a>>>);
+
+    impl Resolver for Modules<'static> {
+        fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+            self.0.iter().find_map(|m| {
+                let addr = m.symbol(name)?;
+                Some(Resolved { addr, keepalive: Some(m.clone()) })
+            })
+        }
+    }
+
+    pub fn leak_allocator() -> &'static ExecAllocator {
+        Box::leak(Box::new(ExecAllocator::default()))
+    }
+}
+
 /// Modules that link to each other, with real x86-64 code, for the loading tests (Rust and C).
 pub mod linking {
     use smf_core::template::TemplateKind;

@@ -6,9 +6,10 @@
 
 use alloc::string::String;
 
+use super::error::lossy;
 use super::reloc::RelocError;
 use super::symtab::SymbolTable;
-use super::{lossy, LoadError};
+use super::LoadError;
 use crate::module::Relocation;
 use crate::Error;
 

@@ -16,6 +16,7 @@
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
 mod entries;
+mod error;
 mod failure;
 mod fallible;
 mod layout;
@@ -24,91 +25,25 @@ mod namehash;
 pub mod reloc;
 mod relocate;
 mod resolutions;
+mod resolve;
 pub mod symtab;
 
-use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::any::Any;
 use core::fmt;
 
-use crate::exec::{Block, ExecAllocator, ExecError, Function};
-use crate::kinds::{arch_name, Branch, ARCH_AARCH64, ARCH_X86_64};
+use crate::exec::{Block, ExecAllocator, Function};
+use crate::kinds::{Branch, ARCH_AARCH64, ARCH_X86_64};
 use crate::module::DataRegion;
-use crate::{Dialect, Error, Module, ParseOptions, RelocKind};
+use crate::{Dialect, Module, ParseOptions, RelocKind};
+
+pub use error::LoadError;
+pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use layout::Layout;
 use link::{Linked, Placed, PlacedSection};
-use reloc::RelocError;
 use relocate::{Relocator, Slots, Target};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
-
-/// Something a loaded module keeps alive because it links to it (another module).
-pub type Keepalive = Arc<dyn Any + Send + Sync>;
-
-/// An import's resolution: its address and, if it lives in another module, that module.
-#[derive(Clone)]
-pub struct Resolved {
-    /// The symbol's address.
-    pub addr: usize,
-    /// The owner to keep alive while the importing module lives.
-    pub keepalive: Option<Keepalive>,
-}
-
-impl fmt::Debug for Resolved {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resolved")
-            .field("addr", &self.addr)
-            .field("keepalive", &self.keepalive.is_some())
-            .finish()
-    }
-}
-
-/// Finds the address of an imported symbol.
-///
-/// What a load guarantees its resolver: [`LoadedModule::load`] calls `resolve` at most once per
-/// distinct name (several import symbols of one name, and the load's internal retries, share
-/// the first answer), in the order the module's symbol table first names them, and holds no
-/// lock of the allocator while it does, so a resolver may itself load a module (a dependency).
-/// A load that fails may have asked about names it then did not link.
-pub trait Resolver {
-    /// The exported symbol named `name`, if this resolver knows it.
-    fn resolve(&self, name: &[u8]) -> Option<Resolved>;
-}
-
-/// Resolves nothing.
-impl Resolver for () {
-    fn resolve(&self, _name: &[u8]) -> Option<Resolved> {
-        None
-    }
-}
-
-impl<R: Resolver + ?Sized> Resolver for &R {
-    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        (**self).resolve(name)
-    }
-}
-
-/// A caller-supplied table of `(name, address)` pairs.
-#[derive(Clone, Copy, Debug)]
-pub struct TableResolver<'t>(pub &'t [(&'t [u8], usize)]);
-
-impl Resolver for TableResolver<'_> {
-    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        self.0.iter().find(|(n, _)| *n == name).map(|&(_, addr)| Resolved { addr, keepalive: None })
-    }
-}
-
-/// Tries `A`, then `B`.
-#[derive(Clone, Copy, Debug)]
-pub struct Chain<A, B>(pub A, pub B);
-
-impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
-    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        self.0.resolve(name).or_else(|| self.1.resolve(name))
-    }
-}
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
@@ -159,103 +94,6 @@ pub enum ReadOnlyData {
     /// Read only, not executable: one more protection change (and one more kernel mapping)
     /// per module that has read-only data. `cargo xtask bench load` measures the difference.
     NotExecutable,
-}
-
-/// Why a load failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The file is not a valid module.
-    Format(Error),
-    /// The module is for another architecture.
-    WrongArch {
-        /// The module's architecture byte.
-        module: u8,
-        /// The host's.
-        host: u8,
-    },
-    /// An import no resolver knows (weak imports resolve to 0 instead).
-    Unresolved {
-        /// The symbol's name.
-        name: String,
-    },
-    /// A relocation refers to a symbol without an address (a type, trait or template).
-    NoAddress {
-        /// Relocation index.
-        relocation: u64,
-        /// The symbol's name.
-        name: String,
-    },
-    /// A relocation's result does not fit, or its instruction does not match.
-    Relocation {
-        /// Relocation index.
-        relocation: u64,
-        /// Its kind.
-        kind: RelocKind,
-        /// The symbol's name.
-        name: String,
-        /// What went wrong.
-        error: RelocError,
-    },
-    /// The module needs more memory than a process can address.
-    TooLarge,
-    /// The loader found the module in a state its validation rules out: a bug in this library
-    /// (please report it with the module).
-    Internal,
-    /// Memory for the module's tables could not be allocated (the process is at its limit).
-    OutOfMemory {
-        /// The size of the allocation that failed.
-        bytes: usize,
-    },
-    /// The executable allocator refused.
-    Memory(ExecError),
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Format(e) => write!(f, "invalid module: {e}"),
-            LoadError::WrongArch { module, host } => write!(
-                f,
-                "wrong architecture: the module is for {} ({module}), this machine is {} ({host})",
-                arch_name(*module),
-                arch_name(*host)
-            ),
-            LoadError::Unresolved { name } => write!(f, "unresolved import `{name}`"),
-            LoadError::NoAddress { relocation, name } => {
-                write!(f, "relocation {relocation} refers to `{name}`, which has no address")
-            }
-            LoadError::Relocation { relocation, kind, name, error } => {
-                write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
-            }
-            LoadError::TooLarge => f.write_str("module is too large to load"),
-            LoadError::Internal => f.write_str(
-                "internal error: the loader found the module in a state its validation rules out (please report it, with the module)",
-            ),
-            LoadError::OutOfMemory { bytes } => {
-                write!(f, "out of memory: {bytes} bytes could not be allocated")
-            }
-            LoadError::Memory(e) => write!(f, "executable memory: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for LoadError {}
-
-impl From<Error> for LoadError {
-    fn from(e: Error) -> Self {
-        LoadError::Format(e)
-    }
-}
-
-impl From<ExecError> for LoadError {
-    fn from(e: ExecError) -> Self {
-        LoadError::Memory(e)
-    }
-}
-
-fn lossy(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }
 
 /// Code-section tails (the zeros between a section's bytes and its virtual size) up to this

@@ -1,0 +1,107 @@
+//! [`LoadError`]: why a load failed, each variant naming what and where.
+
+use alloc::string::String;
+use core::fmt;
+
+use super::reloc::RelocError;
+use crate::exec::ExecError;
+use crate::kinds::arch_name;
+use crate::{Error, RelocKind};
+
+/// Why a load failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file is not a valid module.
+    Format(Error),
+    /// The module is for another architecture.
+    WrongArch {
+        /// The module's architecture byte.
+        module: u8,
+        /// The host's.
+        host: u8,
+    },
+    /// An import no resolver knows (weak imports resolve to 0 instead).
+    Unresolved {
+        /// The symbol's name.
+        name: String,
+    },
+    /// A relocation refers to a symbol without an address (a type, trait or template).
+    NoAddress {
+        /// Relocation index.
+        relocation: u64,
+        /// The symbol's name.
+        name: String,
+    },
+    /// A relocation's result does not fit, or its instruction does not match.
+    Relocation {
+        /// Relocation index.
+        relocation: u64,
+        /// Its kind.
+        kind: RelocKind,
+        /// The symbol's name.
+        name: String,
+        /// What went wrong.
+        error: RelocError,
+    },
+    /// The module needs more memory than a process can address.
+    TooLarge,
+    /// The loader found the module in a state its validation rules out: a bug in this library
+    /// (please report it with the module).
+    Internal,
+    /// Memory for the module's tables could not be allocated (the process is at its limit).
+    OutOfMemory {
+        /// The size of the allocation that failed.
+        bytes: usize,
+    },
+    /// The executable allocator refused.
+    Memory(ExecError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Format(e) => write!(f, "invalid module: {e}"),
+            LoadError::WrongArch { module, host } => write!(
+                f,
+                "wrong architecture: the module is for {} ({module}), this machine is {} ({host})",
+                arch_name(*module),
+                arch_name(*host)
+            ),
+            LoadError::Unresolved { name } => write!(f, "unresolved import `{name}`"),
+            LoadError::NoAddress { relocation, name } => {
+                write!(f, "relocation {relocation} refers to `{name}`, which has no address")
+            }
+            LoadError::Relocation { relocation, kind, name, error } => {
+                write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
+            }
+            LoadError::TooLarge => f.write_str("module is too large to load"),
+            LoadError::Internal => f.write_str(
+                "internal error: the loader found the module in a state its validation rules out (please report it, with the module)",
+            ),
+            LoadError::OutOfMemory { bytes } => {
+                write!(f, "out of memory: {bytes} bytes could not be allocated")
+            }
+            LoadError::Memory(e) => write!(f, "executable memory: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for LoadError {}
+
+impl From<Error> for LoadError {
+    fn from(e: Error) -> Self {
+        LoadError::Format(e)
+    }
+}
+
+impl From<ExecError> for LoadError {
+    fn from(e: ExecError) -> Self {
+        LoadError::Memory(e)
+    }
+}
+
+/// A name from the file, for messages.
+pub(super) fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}

@@ -1,0 +1,73 @@
+//! How a load finds its imports: the [`Resolver`] trait, what it answers ([`Resolved`]: an
+//! address and the module that owns it, kept alive by the importer), and the resolvers that
+//! need nothing but the core (none, a fixed table, one after another).
+
+use alloc::sync::Arc;
+use core::any::Any;
+use core::fmt;
+
+/// Something a loaded module keeps alive because it links to it (another module).
+pub type Keepalive = Arc<dyn Any + Send + Sync>;
+
+/// An import's resolution: its address and, if it lives in another module, that module.
+#[derive(Clone)]
+pub struct Resolved {
+    /// The symbol's address.
+    pub addr: usize,
+    /// The owner to keep alive while the importing module lives.
+    pub keepalive: Option<Keepalive>,
+}
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolved")
+            .field("addr", &self.addr)
+            .field("keepalive", &self.keepalive.is_some())
+            .finish()
+    }
+}
+
+/// Finds the address of an imported symbol.
+///
+/// What a load guarantees its resolver: [`LoadedModule::load`] calls `resolve` at most once per
+/// distinct name (several import symbols of one name, and the load's internal retries, share
+/// the first answer), in the order the module's symbol table first names them, and holds no
+/// lock of the allocator while it does, so a resolver may itself load a module (a dependency).
+/// A load that fails may have asked about names it then did not link.
+pub trait Resolver {
+    /// The exported symbol named `name`, if this resolver knows it.
+    fn resolve(&self, name: &[u8]) -> Option<Resolved>;
+}
+
+/// Resolves nothing.
+impl Resolver for () {
+    fn resolve(&self, _name: &[u8]) -> Option<Resolved> {
+        None
+    }
+}
+
+impl<R: Resolver + ?Sized> Resolver for &R {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        (**self).resolve(name)
+    }
+}
+
+/// A caller-supplied table of `(name, address)` pairs.
+#[derive(Clone, Copy, Debug)]
+pub struct TableResolver<'t>(pub &'t [(&'t [u8], usize)]);
+
+impl Resolver for TableResolver<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find(|(n, _)| *n == name).map(|&(_, addr)| Resolved { addr, keepalive: None })
+    }
+}
+
+/// Tries `A`, then `B`.
+#[derive(Clone, Copy, Debug)]
+pub struct Chain<A, B>(pub A, pub B);
+
+impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.resolve(name).or_else(|| self.1.resolve(name))
+    }
+}

@@ -1,0 +1,169 @@
+//! What the builder is told to write: sections, symbols, templates and relocations as the
+//! caller describes them (before names are interned and offsets laid out), and why a build
+//! can fail.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind};
+use crate::template::TemplateKind;
+use crate::Dialect;
+
+/// Why a module could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A symbol name contains a NUL byte, which the string table cannot hold.
+    NameHasNul {
+        /// Symbol index.
+        symbol: u32,
+    },
+    /// The dialect has no wire value for this relocation kind.
+    RelocationNotInDialect {
+        /// The kind.
+        kind: RelocKind,
+        /// The dialect.
+        dialect: Dialect,
+    },
+    /// The dialect cannot keep its header there (S128 is always a trailer, R72 always first).
+    PlacementNotSupported {
+        /// The dialect.
+        dialect: Dialect,
+    },
+    /// A stub needs the header at the end of the file.
+    StubNeedsTrailer,
+    /// A count or offset does not fit its field.
+    TooLarge,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::NameHasNul { symbol } => write!(f, "symbol {symbol}: name contains a NUL byte"),
+            BuildError::RelocationNotInDialect { kind, dialect } => {
+                write!(f, "relocation kind {} cannot be written in {dialect}", kind.name())
+            }
+            BuildError::PlacementNotSupported { dialect } => {
+                write!(f, "{dialect} cannot keep its header there")
+            }
+            BuildError::StubNeedsTrailer => f.write_str("a stub needs the header at the end of the file"),
+            BuildError::TooLarge => f.write_str("a count or offset does not fit its field"),
+        }
+    }
+}
+
+impl core::error::Error for BuildError {}
+
+/// A section to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionSpec {
+    /// What it holds.
+    pub section_type: SectionType,
+    /// Name (at most 16 bytes are kept).
+    pub name: Vec<u8>,
+    /// Flags (read 0x1, write 0x2, exec 0x4).
+    pub flags: u32,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Bytes in memory (at least `data.len()`; more is zero-filled).
+    pub virtual_size: u64,
+    /// Alignment written to the entry (and honoured for payload placement in R96/R72).
+    pub alignment: u64,
+}
+
+impl SectionSpec {
+    /// A section of `section_type` holding `data`.
+    pub fn new(section_type: SectionType, name: &[u8], flags: u32, data: Vec<u8>, alignment: u64) -> Self {
+        let virtual_size = data.len() as u64;
+        Self { section_type, name: name.to_vec(), flags, data, virtual_size, alignment }
+    }
+}
+
+/// A symbol to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolSpec {
+    /// Name bytes (no NUL).
+    pub name: Vec<u8>,
+    /// Kind. S128 writes imports as functions with value 0 and size 0.
+    pub kind: SymbolKind,
+    /// Binding.
+    pub binding: Binding,
+    /// Visibility byte.
+    pub visibility: u8,
+    /// Symbol flags.
+    pub flags: u8,
+    /// Value (code offset, or offset in `section`).
+    pub value: u64,
+    /// Size.
+    pub size: u64,
+    /// Defining data section (0-based), written 1-based; `None` writes 0.
+    pub section: Option<u32>,
+    /// Generic parameter count.
+    pub template_param_count: u8,
+    /// Offset of the template entry.
+    pub template_offset: u64,
+    /// Hash to store instead of the FNV-1a of the name (for tests of untrusted hashes).
+    pub stored_hash: Option<u32>,
+}
+
+impl SymbolSpec {
+    /// A global symbol of `kind` at `value` with `size`.
+    pub fn new(name: &[u8], kind: SymbolKind, value: u64, size: u64) -> Self {
+        Self {
+            name: name.to_vec(),
+            kind,
+            binding: Binding::Global,
+            visibility: 0,
+            flags: 0,
+            value,
+            size,
+            section: None,
+            template_param_count: 0,
+            template_offset: 0,
+            stored_hash: None,
+        }
+    }
+
+    /// A global function at code offset `value`.
+    pub fn function(name: &[u8], value: u64, size: u64) -> Self {
+        Self::new(name, SymbolKind::Function, value, size)
+    }
+
+    /// An import: an undefined symbol resolved from another module.
+    pub fn import(name: &[u8]) -> Self {
+        Self::new(name, SymbolKind::Import, 0, 0)
+    }
+
+    /// A global data object at `offset` inside data section `section`.
+    pub fn data(name: &[u8], section: u32, offset: u64, size: u64) -> Self {
+        Self { section: Some(section), visibility: 1, ..Self::new(name, SymbolKind::Data, offset, size) }
+    }
+
+    /// The same symbol with another binding.
+    pub fn with_binding(mut self, binding: Binding) -> Self {
+        self.binding = binding;
+        self
+    }
+}
+
+/// A generic template to write into the template-code section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateSpec {
+    /// What it defines.
+    pub kind: TemplateKind,
+    /// Its name.
+    pub name: Vec<u8>,
+    /// Generic parameter names.
+    pub params: Vec<Vec<u8>>,
+    /// Kind-specific body (opaque to the loader; handed to the runtime's compiler).
+    pub body: Vec<u8>,
+}
+
+/// A relocation to write: its wire byte, or the kind to encode in the module's dialect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RelocSpec {
+    pub(super) offset: u64,
+    pub(super) symbol: u32,
+    pub(super) wire: Result<u8, RelocKind>,
+    pub(super) addend: i64,
+}
