@@ -204,7 +204,7 @@ fn parse_int(text: &str) -> Result<i64, String> {
 }
 
 fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
-    use crate::module::{self, Libraries};
+    use crate::loader::{self, Libraries};
     let mut libs = Vec::new();
     let mut rest = args;
     loop {
@@ -234,16 +234,16 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
         let values = call_args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
         let mut loaded = Libraries::default();
         for lib in &libs {
-            let module = module::load_path(Path::new(lib), &loaded).map_err(|e| e.to_string())?;
+            let module = loader::load_path(Path::new(lib), &loaded).map_err(|e| e.to_string())?;
             loaded.0.push(module);
         }
-        let module = module::load_path(Path::new(file), &loaded).map_err(|e| e.to_string())?;
+        let module = loader::load_path(Path::new(file), &loaded).map_err(|e| e.to_string())?;
         // SAFETY: the tool's contract is that the function takes integer arguments and
         // returns an integer.
         #[allow(unsafe_code)]
         let value = unsafe { module.call_integers(symbol.map(str::as_bytes), &values) };
         value.map_err(|e| match e {
-            module::CallError::NoEntryPoint => format!("{file}: no entry point (name a SYMBOL)"),
+            loader::CallError::NoEntryPoint => format!("{file}: no entry point (name a SYMBOL)"),
             e => format!("{file}: {e}"),
         })
     })();

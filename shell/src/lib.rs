@@ -11,7 +11,7 @@ pub mod ffi;
 pub mod file;
 pub mod inspect;
 pub mod json;
-pub mod module;
+pub mod loader;
 pub mod runtime;
 
 pub use smf_core as core;

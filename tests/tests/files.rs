@@ -41,7 +41,7 @@ fn a_fifo_nobody_writes_is_an_error_not_a_hang() {
     let fifo_path = fifo.clone();
     let loaded = std::thread::spawn(move || {
         smf::file::with_module_bytes_limited(&fifo_path, QUICK, |bytes| {
-            smf::module::load_bytes(bytes, &(), None).map(|_| ())
+            smf::loader::load_bytes(bytes, &(), None).map(|_| ())
         })
     });
     assert!(loaded.join().unwrap().is_err());

@@ -181,7 +181,7 @@ fn constant_module(name: &[u8], value: u8) -> Vec<u8> {
 
 #[test]
 fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_exports_it() {
-    use smf::module::{load_bytes, Module, Registry};
+    use smf::loader::{load_bytes, Registry, SharedModule};
     // A few modules are asked in turn; many go through the registry's index.
     for count in [3, 300] {
         let registry = Registry::new();
@@ -190,9 +190,9 @@ fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_expo
             registry.add(&module);
             module
         };
-        let mut modules: Vec<Option<Arc<Module>>> =
+        let mut modules: Vec<Option<Arc<SharedModule>>> =
             (0..count).map(|i| Some(load_added(format!("f{i}").as_bytes(), 1))).collect();
-        let addr = |modules: &[Option<Arc<Module>>], i: usize| {
+        let addr = |modules: &[Option<Arc<SharedModule>>], i: usize| {
             modules[i].as_ref().unwrap().symbol(format!("f{i}").as_bytes()).unwrap()
         };
         for i in [0, 1, count / 2, count - 1] {
@@ -221,7 +221,7 @@ fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_expo
 
 #[test]
 fn a_registry_forgets_released_modules_under_load_release_churn() {
-    use smf::module::{load_bytes, Registry};
+    use smf::loader::{load_bytes, Registry};
     let registry = Registry::new();
     let kept = load_bytes(&constant_module(b"kept", 3), &(), None).unwrap();
     registry.add(&kept);
@@ -237,14 +237,32 @@ fn a_registry_forgets_released_modules_under_load_release_churn() {
     assert_eq!(registry.modules().len(), 1);
 }
 
+/// The export index finds, by name, the modules that export it (not those that only have a
+/// local symbol of that name), short names and long ones alike, and forgets a module removed.
 #[test]
-fn every_loaded_symbol_carries_the_process_wide_hash_of_its_name() {
-    use smf_core::load::symtab::name_hash;
+fn the_export_index_finds_the_modules_exporting_a_name() {
+    use smf_core::load::ExportIndex;
     let exec = ExecAllocator::default();
-    let module = load(&exec, &constant_module(b"a_rather_long_name_past_one_word", 1), &()).unwrap();
-    let table = module.symbols();
-    for (i, symbol) in table.iter().enumerate() {
-        assert_eq!(symbol.name_hash(), name_hash(table.name(i).unwrap()));
+    let long = b"a_rather_long_name_past_one_word";
+    let first = load(&exec, &constant_module(long, 1), &()).unwrap();
+    let second = load(&exec, &constant_module(b"short", 2), &()).unwrap();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"short", 0, 6).with_binding(Binding::Local));
+    let local = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let mut index = ExportIndex::new();
+    for (key, module) in [(1, &first), (2, &second), (3, &local)] {
+        index.insert(key, module).unwrap();
     }
-    assert_ne!(name_hash(b"a"), name_hash(b"b"));
+    let keys = |index: &ExportIndex<i32>, name: &[u8]| {
+        let mut keys: Vec<i32> = index.candidates(name).collect();
+        keys.sort_unstable();
+        keys
+    };
+    assert_eq!(keys(&index, long), [1]);
+    assert_eq!(keys(&index, b"short"), [2], "a local symbol is not an export");
+    assert!(keys(&index, b"missing").is_empty());
+    index.retain(|&key| key != 2);
+    assert!(keys(&index, b"short").is_empty());
+    assert_eq!(keys(&index, long), [1]);
 }

@@ -306,7 +306,7 @@ fn two_thousand_load_release_cycles_end_where_they_started() {
 
 #[test]
 fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
-    use smf::module::{load_path, Registry};
+    use smf::loader::{load_path, Registry};
     let dir = std::env::temp_dir().join(format!("smf-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("module.smf");
@@ -333,7 +333,7 @@ fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
 
 #[test]
 fn files_loaded_one_after_another_never_see_each_others_bytes() {
-    use smf::module::{load_path, ModuleError, Registry};
+    use smf::loader::{load_path, ModuleError, Registry};
     // load_path reads into a buffer it keeps per thread: a short file read after a long one must
     // be judged on its own bytes only.
     let dir = std::env::temp_dir().join(format!("smf-buffer-{}", std::process::id()));
@@ -410,7 +410,7 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
 
 #[test]
 fn the_module_c_api_is_thread_safe() {
-    use smf::ffi::module::{smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain};
+    use smf::ffi::smf_module::{smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain};
     std::thread::scope(|scope| {
         for t in 0..4u8 {
             scope.spawn(move || {

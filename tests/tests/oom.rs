@@ -136,7 +136,7 @@ fn reading_a_module_file_at_the_memory_limit_is_an_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("large.smf");
     std::fs::write(&path, samples::large(Dialect::R96, 10_000, 0)).unwrap();
-    let (result, refused) = refusing(64 << 10, usize::MAX, || smf::module::load_path(&path, &()).map(|_| ()));
+    let (result, refused) = refusing(64 << 10, usize::MAX, || smf::loader::load_path(&path, &()).map(|_| ()));
     let message = result.unwrap_err().to_string();
     assert!(refused > 0);
     assert!(message.contains("large.smf") && message.contains("memory"), "{message}");
@@ -162,12 +162,12 @@ fn address_space_limit_child() {
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     };
     // Warm up: the process's allocator has its region before the limit is set.
-    drop(smf::module::load_bytes(&samples::return_42(Dialect::R96), &(), None).unwrap());
+    drop(smf::loader::load_bytes(&samples::return_42(Dialect::R96), &(), None).unwrap());
     let path = limit_module_path();
     let hard = getrlimit(Resource::As).maximum;
     for margin in [0u64, 12 << 20, 512 << 20] {
         setrlimit(Resource::As, Rlimit { current: Some(vm_size() + margin), maximum: hard }).unwrap();
-        let outcome = match smf::module::load_path(&path, &()) {
+        let outcome = match smf::loader::load_path(&path, &()) {
             Ok(module) => format!("loaded {}", module.loaded().symbols().len()),
             Err(e) => format!("error {e}"),
         };

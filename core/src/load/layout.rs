@@ -18,8 +18,8 @@ pub(super) struct Layout {
     pub(super) code_size: usize,
     /// Offset of the stub area in the code segment.
     pub(super) stub_start: usize,
-    /// Code and stub room.
-    pub(super) code_len: usize,
+    /// Bytes of code plus the stub area after it (the code segment before any rodata).
+    pub(super) code_and_stubs_len: usize,
     /// Offset of the GOT in the read-only region.
     pub(super) got_start: usize,
     /// GOT slots there is room for.
@@ -45,21 +45,23 @@ impl Layout {
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
         let code_size = size(module.code_size())?;
         let stub_start = align_up(code_size, STUB_SIZE)?;
-        let code_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
+        let code_and_stubs_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
         let ro_size = size(module.read_only_size())?;
         let got_start = align_up(ro_size, GOT_SLOT)?;
         let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, GOT_SLOT)? };
         // Data sections lie at multiples of their alignment from their region's start.
         let data_align = size(module.data_alignment())?;
         let ro_in_code = match read_only_data {
-            ReadOnlyData::WithCode if ro_len > 0 => Some(align_up(code_len, data_align.max(GOT_SLOT))?),
+            ReadOnlyData::WithCode if ro_len > 0 => {
+                Some(align_up(code_and_stubs_len, data_align.max(GOT_SLOT))?)
+            }
             _ => None,
         };
         let rw_len = size(module.read_write_size())?;
         Ok(Layout {
             code_size,
             stub_start,
-            code_len,
+            code_and_stubs_len,
             got_start,
             got_slots: gots,
             ro_len,
@@ -98,7 +100,7 @@ impl Layout {
 
     /// Whether the image has no bytes at all.
     pub(super) const fn is_empty(&self) -> bool {
-        self.code_len == 0 && self.ro_len == 0 && self.rw_len == 0
+        self.code_and_stubs_len == 0 && self.ro_len == 0 && self.rw_len == 0
     }
 
     /// The segments to ask the allocator for: code, read-only, writable (an empty one gets no
@@ -111,7 +113,7 @@ impl Layout {
                 (self.rw_len, MemoryKind::ReadWrite),
             ],
             None => [
-                (self.code_len, MemoryKind::Code),
+                (self.code_and_stubs_len, MemoryKind::Code),
                 (self.ro_len, MemoryKind::ReadOnly),
                 (self.rw_len, MemoryKind::ReadWrite),
             ],

@@ -21,7 +21,7 @@ use crate::{Binding, Module, RelocKind, SymbolKind};
 
 /// Where the parts of a placed image start.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Placed<'s> {
+pub(super) struct PlacedImage<'s> {
     /// The code.
     pub(super) code: usize,
     /// The data sections.
@@ -39,7 +39,7 @@ pub(super) struct PlacedSection {
     pub(super) virtual_size: u64,
 }
 
-impl Placed<'_> {
+impl PlacedImage<'_> {
     /// The placed data section with table index `index`.
     #[inline(always)]
     fn section(&self, index: u32) -> Option<&PlacedSection> {
@@ -117,7 +117,7 @@ pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
 pub(super) fn link_symbols(
     module: &Module<'_>,
     resolutions: &mut Resolutions<'_>,
-    placed: &Placed<'_>,
+    placed: &PlacedImage<'_>,
 ) -> Result<Linked, LoadError> {
     match link_symbols_as::<Quiet>(module, resolutions, placed) {
         Ok(linked) => Ok(linked),
@@ -131,7 +131,7 @@ pub(super) fn link_symbols(
 fn link_symbols_as<F: Failure>(
     module: &Module<'_>,
     resolutions: &mut Resolutions<'_>,
-    placed: &Placed<'_>,
+    placed: &PlacedImage<'_>,
 ) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
     // Symbols are indexed as they are decoded, into a table sized for all of them.
@@ -173,14 +173,14 @@ fn link_symbols_as<F: Failure>(
         let target = targets.get_mut(linked).ok_or_else(F::inconsistent)?;
         if import {
             let name = table.last_name().ok_or_else(F::inconsistent)?;
-            target.symbol = match resolve(resolutions, name, sym.binding, &mut deps) {
+            target.address = match resolve(resolutions, name, sym.binding, &mut deps) {
                 Ok(Some(address)) => address,
                 Ok(None) => return Err(F::unresolved(name)),
                 Err(OutOfMemory) => return Err(F::out_of_memory(name.len())),
             };
             target.stub = Target::STUB_ALLOWED;
         } else if let Some(address) = address {
-            target.symbol = address;
+            target.address = address;
         }
         linked += 1;
     }
@@ -195,7 +195,7 @@ fn link_symbols_as<F: Failure>(
 #[inline(always)]
 fn link_defined_run<'a>(
     module: &Module<'a>,
-    placed: &Placed<'_>,
+    placed: &PlacedImage<'_>,
     entries: impl Iterator<Item = SymbolView<'a>>,
     table: &mut SymbolTableBuilder,
     targets: &mut [Target],
@@ -212,7 +212,7 @@ fn link_defined_run<'a>(
         if table.push_named(loaded_symbol(&sym, address)).is_none() {
             break;
         }
-        target.symbol = address.unwrap_or(Target::NO_ADDRESS);
+        target.address = address.unwrap_or(Target::NO_ADDRESS);
         linked += 1;
     }
     linked

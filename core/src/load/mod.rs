@@ -17,6 +17,7 @@
 
 mod entries;
 mod error;
+mod exports;
 mod failure;
 mod fallible;
 mod layout;
@@ -37,10 +38,11 @@ use crate::module::DataRegion;
 use crate::{Dialect, Module, ParseOptions, RelocKind};
 
 pub use error::LoadError;
+pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use layout::Layout;
-use link::{Linked, Placed, PlacedSection};
+use link::{Linked, PlacedImage, PlacedSection};
 use relocate::{Relocator, Slots, Target};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
@@ -234,7 +236,7 @@ impl<'a> LoadedModule<'a> {
         let stubs_max = link::stub_bound(module);
         let layout = Layout::with_got_room(module, stubs_max, allocator.page_size(), options.read_only_data)?;
         let gots_max = layout.got_slots;
-        let Layout { code_size, stub_start, code_len, got_start, .. } = layout;
+        let Layout { code_size, stub_start, code_and_stubs_len, got_start, .. } = layout;
         let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
 
         let mut batch = allocator.batch();
@@ -272,7 +274,7 @@ impl<'a> LoadedModule<'a> {
                 LoadError::OutOfMemory { bytes: fallible::bytes_of::<PlacedSection>(sections.len() + 1) },
             )?;
         }
-        let placed = Placed { code: code_base, sections: &sections };
+        let placed = PlacedImage { code: code_base, sections: &sections };
         let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolutions, &placed)?;
         let templates = copy_templates(module)?;
 
@@ -300,7 +302,8 @@ impl<'a> LoadedModule<'a> {
             }
             let (code, rest) = image.split_at_mut(code_size.min(image.len()));
             // Only the stubs' room: read-only data may follow it in the same block.
-            let stub_area = rest.get_mut(stub_start - code_size..code_len - code_size).unwrap_or_default();
+            let stub_area =
+                rest.get_mut(stub_start - code_size..code_and_stubs_len - code_size).unwrap_or_default();
             let mut slots = Slots::new(stub_area, stubs_base, got_base, gots_max);
             let relocator = Relocator { code_base, names: &symbols, force_stubs: options.force_stubs };
             relocator.apply_all(module, code, &mut targets, &mut slots)?;

@@ -28,7 +28,7 @@ use crate::{Module, RelocKind};
 pub(super) struct Target {
     /// The symbol's address, or [`Target::NO_ADDRESS`] for symbols without one (types,
     /// traits, templates). An unresolved weak import has address 0.
-    pub(super) symbol: usize,
+    pub(super) address: usize,
     /// Its branch stub's address; [`Target::STUB_ALLOWED`] for an import without one yet,
     /// [`Target::NO_SLOT`] for a symbol that never gets one (the module's own).
     pub(super) stub: usize,
@@ -37,7 +37,7 @@ pub(super) struct Target {
 }
 
 impl Target {
-    /// [`Target::symbol`] of a symbol without an address.
+    /// [`Target::address`] of a symbol without an address.
     pub(super) const NO_ADDRESS: usize = usize::MAX;
     /// [`Target::stub`] or [`Target::got`] of a symbol without one (slots live in the image,
     /// never at address 0).
@@ -47,14 +47,14 @@ impl Target {
     pub(super) const STUB_ALLOWED: usize = 1;
     /// A symbol without an address, stub or GOT slot (yet).
     pub(super) const UNPLACED: Target =
-        Target { symbol: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
+        Target { address: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
 
     /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
     pub(super) const fn address_or_zero(&self) -> usize {
-        if self.symbol == Self::NO_ADDRESS {
+        if self.address == Self::NO_ADDRESS {
             0
         } else {
-            self.symbol
+            self.address
         }
     }
 }
@@ -179,17 +179,17 @@ impl Relocator<'_> {
                 let Some((start, site)) = range.and_then(|r| Some((r.start, code.get_mut(r)?))) else {
                     return Err(failed().format_error());
                 };
-                if target.symbol == Target::NO_ADDRESS {
+                if target.address == Target::NO_ADDRESS {
                     return Err(failed().relocation(|r| F::no_address(r, self.names)));
                 }
                 let place = self.code_base.wrapping_add(start) as u64;
                 // The kinds of nearly every x86-64 relocation inline, the others out of line.
                 let applied = match kind {
-                    RelocKind::Pc32 => reloc::pc32(site, target.symbol as u64, addend, place),
+                    RelocKind::Pc32 => reloc::pc32(site, target.address as u64, addend, place),
                     RelocKind::Plt32 if target.stub == Target::NO_SLOT => {
-                        reloc::pc32(site, target.symbol as u64, addend, place)
+                        reloc::pc32(site, target.address as u64, addend, place)
                     }
-                    RelocKind::Abs64 => reloc::abs64(site, target.symbol as u64, addend),
+                    RelocKind::Abs64 => reloc::abs64(site, target.address as u64, addend),
                     RelocKind::GotPc32 => {
                         let got = slots.got(target).ok_or_else(F::inconsistent)?;
                         reloc::pc32(site, got as u64, addend, place)
@@ -220,7 +220,7 @@ impl Relocator<'_> {
         place: u64,
     ) -> Option<Result<(), reloc::RelocError>> {
         let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
-        let symbol = target.symbol as u64;
+        let symbol = target.address as u64;
         let through_stub = target.stub != Target::NO_SLOT
             && kind.branch().is_some()
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));

@@ -29,7 +29,7 @@ impl fmt::Debug for Resolved {
 
 /// Finds the address of an imported symbol.
 ///
-/// What a load guarantees its resolver: [`LoadedModule::load`] calls `resolve` at most once per
+/// What a load guarantees its resolver: [`LoadedModule::load`](super::LoadedModule::load) calls `resolve` at most once per
 /// distinct name (several import symbols of one name, and the load's internal retries, share
 /// the first answer), in the order the module's symbol table first names them, and holds no
 /// lock of the allocator while it does, so a resolver may itself load a module (a dependency).

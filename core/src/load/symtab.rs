@@ -28,19 +28,7 @@ pub struct LoadedSymbol {
     pub template: bool,
 }
 
-/// The index hash of `name`: the one every loaded module's [`LoadedSymbol::name_hash`] gives
-/// for a symbol of that name in this process (keyed per process, so it differs between runs).
-/// A registry of many modules can index their exports by it.
-pub fn name_hash(name: &[u8]) -> u32 {
-    namehash::hash(namehash::key(), name)
-}
-
 impl LoadedSymbol {
-    /// Its name's [`name_hash`].
-    pub const fn name_hash(&self) -> u32 {
-        self.hash
-    }
-
     /// A placeholder for tests to fill in.
     #[cfg(test)]
     pub(crate) const UNSET: LoadedSymbol = LoadedSymbol {
@@ -172,7 +160,7 @@ impl SymbolTable {
         self.names.get(s.name_start as usize..)?.get(..s.name_len as usize)
     }
 
-    /// Number of symbols.
+    /// The number of symbols.
     pub fn len(&self) -> usize {
         self.symbols.len()
     }

@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod error;
-pub mod module;
+pub mod smf_module;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]

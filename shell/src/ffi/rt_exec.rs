@@ -14,7 +14,7 @@ use smf_core::sys;
 
 use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::{guard, non_negative};
-use crate::module::Module;
+use crate::loader::SharedModule;
 use crate::runtime::exec;
 
 /// Largest single rt allocation: 1 GiB (reserved, committed only as it is written).
@@ -151,7 +151,7 @@ pub extern "C" fn rt_flush_icache(address: i64, size: i64) {
             let offset = start - alloc.block.addr();
             return exec().sync_icache(&alloc.block, offset, len).map_err(|e| e.to_string());
         }
-        match crate::module::code_containing(start) {
+        match crate::loader::code_containing(start) {
             Some(_) => Ok(()),
             None => Err(format!("{start:#x}+{len} is not inside code of this library")),
         }
@@ -182,8 +182,8 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
             Err(format!("{addr:#x} is not sealed yet (call rt_get_function_pointer or rt_make_executable)"))
         };
     }
-    match crate::module::code_containing(addr) {
-        Some(module) => Ok((addr, Callee::Module(module))),
+    match crate::loader::code_containing(addr) {
+        Some(module) => Ok((addr, Callee::Shared(module))),
         None => Err(format!("{addr:#x} is not inside executable code of this library")),
     }
 }
@@ -192,7 +192,7 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
 #[derive(Debug)]
 enum Callee {
     Alloc(Arc<RtAlloc>),
-    Module(Arc<Module>),
+    Shared(Arc<SharedModule>),
 }
 
 /// Calls the code at `function` as `F` through `call`, holding its allocation or module until
@@ -208,7 +208,7 @@ unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result
         // keeps the code alive for the call.
         Callee::Alloc(alloc) => unsafe { alloc.block.function::<F>(addr - alloc.block.addr()) },
         // SAFETY: as above.
-        Callee::Module(module) => unsafe { module.loaded().function_at::<F>(addr) },
+        Callee::Shared(module) => unsafe { module.loaded().function_at::<F>(addr) },
     };
     Ok(call(f.ok_or_else(refused)?.get()))
 }

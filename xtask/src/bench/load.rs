@@ -1,7 +1,7 @@
 //! Benchmark "load": modules packed from C next to the same C built by gcc as a shared
 //! library, in one run, files in the page cache both ways.
 //!
-//! - cold load and lookup of every exported symbol: `smf::module::load_path` (read, parse,
+//! - cold load and lookup of every exported symbol: `smf::loader::load_path` (read, parse,
 //!   validate, place, relocate, seal, index) versus `dlopen(RTLD_NOW | RTLD_LOCAL)` + `dlsym`.
 //!   Release (`drop` / `dlclose`) is not timed on either side. Target: at least 5x faster.
 //! - the same load versus the floor: the syscalls a load cannot avoid (open, fstat, read,
@@ -147,7 +147,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         // smf: read + load + look up every symbol.
         let start = Instant::now();
         let module =
-            smf::module::load_path(&smf_path, &smf::module::Registry::new()).map_err(|e| e.to_string())?;
+            smf::loader::load_path(&smf_path, &smf::loader::Registry::new()).map_err(|e| e.to_string())?;
         let t_load = start.elapsed();
         let mut found = 0usize;
         for name in &names {

@@ -1,7 +1,7 @@
 //! Benchmark "parallel": loads per second with one thread against two, on this 2-core machine.
 //!
 //! Each thread loads the benchmark module (200 functions, data, rodata: the "load" benchmark's)
-//! from its file through `smf::module::load_path` (read, parse, place, relocate, seal), looks
+//! from its file through `smf::loader::load_path` (read, parse, place, relocate, seal), looks
 //! up a symbol, and releases it, over and over, for a fixed time; all threads share the
 //! process's executable allocator, as the runtime's prefetch threads and the C API do. Rounds
 //! alternate one thread and two threads so that noise hits both. Target: two threads load at
@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use smf::module::load_path;
+use smf::loader::load_path;
 use smf_core::sys::{self, Protection};
 
 use crate::workspace_root;

@@ -1,6 +1,6 @@
 //! Benchmark "resolve": finding an exported name among many loaded libraries, as import
 //! resolution does. `LIBRARIES` modules of `EXPORTS` functions each, registered in one
-//! `smf::module::Registry`, versus the same number of shared libraries (same names, built by
+//! `smf::loader::Registry`, versus the same number of shared libraries (same names, built by
 //! gcc) opened `RTLD_NOW | RTLD_GLOBAL` and searched with `dlsym(RTLD_DEFAULT, ...)`, which walks
 //! the process's global scope as the dynamic linker's own symbol resolution does. Both sides
 //! look up the same names, spread over all libraries, in the same order.
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use smf::module::{load_bytes, Module, Registry};
+use smf::loader::{load_bytes, Registry, SharedModule};
 use smf_core::load::Resolver;
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
@@ -91,7 +91,7 @@ pub(super) fn run(libraries: usize, rounds: usize) -> Result<(), String> {
         }
     }
     let registry = Registry::new();
-    let modules: Vec<Arc<Module>> = (0..libraries)
+    let modules: Vec<Arc<SharedModule>> = (0..libraries)
         .map(|i| {
             let module = load_bytes(&module(i), &(), None).map_err(|e| e.to_string())?;
             registry.add(&module);

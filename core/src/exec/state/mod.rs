@@ -54,7 +54,7 @@ use crate::bytes::align_up;
 use crate::sys::Protection;
 
 /// A block placed by the state: its address and size (the owned handle is made by `mod.rs`).
-pub(crate) type Placed = (usize, usize);
+pub(crate) type PlacedBlock = (usize, usize);
 
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
 const MAX_OPEN_AHEAD: usize = 64;

@@ -272,7 +272,12 @@ impl State {
         Ok(start)
     }
 
-    pub(crate) fn alloc(&mut self, batch: BatchId, size: usize, align: usize) -> Result<Placed, ExecError> {
+    pub(crate) fn alloc(
+        &mut self,
+        batch: BatchId,
+        size: usize,
+        align: usize,
+    ) -> Result<PlacedBlock, ExecError> {
         self.alloc_overwritten(batch, size, align, 0)
     }
 
@@ -283,7 +288,7 @@ impl State {
         size: usize,
         align: usize,
         overwritten: usize,
-    ) -> Result<Placed, ExecError> {
+    ) -> Result<PlacedBlock, ExecError> {
         if size == 0 {
             return Err(ExecError::ZeroSize);
         }
@@ -344,7 +349,7 @@ impl State {
         segments: &[(usize, MemoryKind)],
         overwritten: usize,
         align: usize,
-        mut out: impl FnMut(Option<Placed>),
+        mut out: impl FnMut(Option<PlacedBlock>),
     ) -> Result<(), ExecError> {
         if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
@@ -395,7 +400,7 @@ impl State {
         batch: BatchId,
         len: usize,
         align: usize,
-    ) -> Result<Placed, ExecError> {
+    ) -> Result<PlacedBlock, ExecError> {
         self.alloc_overwritten(batch, len, align, len)
     }
 }

@@ -75,7 +75,7 @@ fn usage(message: &str) -> i32 {
 }
 
 /// How an ELF section is carried over.
-enum Placed {
+enum Carried {
     /// In the code image at this offset, in this SMF section: code, or read-only data that
     /// needs relocating (`data` set).
     Code { offset: u64, section: u32, data: bool },
@@ -83,19 +83,19 @@ enum Placed {
     Data { section: u32 },
 }
 
-impl Placed {
+impl Carried {
     /// A global symbol `name` of `size` bytes at `value` in the section placed so: a function
     /// in code, a data symbol of its data section, or a data symbol without a defining section
     /// (whose value is then a code offset) in read-only data packed into the code image.
     fn symbol(&self, name: &[u8], value: u64, size: u64) -> SymbolSpec {
         match *self {
-            Placed::Code { offset, data: false, .. } => {
+            Carried::Code { offset, data: false, .. } => {
                 SymbolSpec::function(name, offset.saturating_add(value), size)
             }
-            Placed::Code { offset, data: true, .. } => {
+            Carried::Code { offset, data: true, .. } => {
                 SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
             }
-            Placed::Data { section } => SymbolSpec::data(name, section, value, size),
+            Carried::Data { section } => SymbolSpec::data(name, section, value, size),
         }
     }
 }
@@ -120,7 +120,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
     }
     let mut notes = Vec::new();
     let mut b = ModuleBuilder::new(dialect);
-    let mut placed: HashMap<SectionIndex, Placed> = HashMap::new();
+    let mut placed: HashMap<SectionIndex, Carried> = HashMap::new();
 
     // The code image: code, then read-only data that needs relocating, concatenated, each
     // section padded to the alignment of the next.
@@ -153,7 +153,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
         );
         spec.virtual_size = padded;
         let index = b.add_section(spec);
-        placed.insert(section.index(), Placed::Code { offset, section: index, data });
+        placed.insert(section.index(), Carried::Code { offset, section: index, data });
         offset += padded;
     }
 
@@ -210,7 +210,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                     "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
                 ));
             }
-            placed.insert(section.index(), Placed::Data { section: index });
+            placed.insert(section.index(), Carried::Data { section: index });
         }
     }
 
@@ -273,7 +273,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
     for section in file.sections() {
         let name = section.name().unwrap_or("").to_owned();
         let in_code = match placed.get(&section.index()) {
-            Some(&Placed::Code { offset, section, .. }) => Some((offset, section)),
+            Some(&Carried::Code { offset, section, .. }) => Some((offset, section)),
             _ => None,
         };
         for (offset, relocation) in section.relocations() {
@@ -354,7 +354,7 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
 
     let main = file.symbols().find(|s| s.name() == Ok("main") && s.is_definition());
     if let Some(main) = main {
-        if let Some(Placed::Code { offset, .. }) = main.section_index().and_then(|i| placed.get(&i)) {
+        if let Some(Carried::Code { offset, .. }) = main.section_index().and_then(|i| placed.get(&i)) {
             b.entry_point(offset + main.address());
         }
     }

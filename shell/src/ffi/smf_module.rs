@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::guard;
-use crate::module::{self, Module, Registry};
+use crate::loader::{self, Registry, SharedModule};
 
 /// The opaque type behind `SmfModule *`.
 #[repr(C)]
@@ -26,7 +26,7 @@ pub struct SmfModule {
 static REGISTRY: Registry = Registry::new();
 
 /// Handle address -> the strong reference it keeps, and how many C references it has.
-type HandleTable = HashMap<usize, (Arc<Module>, u64)>;
+type HandleTable = HashMap<usize, (Arc<SharedModule>, u64)>;
 
 /// Live handles.
 static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
@@ -34,7 +34,7 @@ static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
 /// The next handle value (multiples of 16, starting at 16; never reused).
 static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
 
-fn register(module: Arc<Module>) -> *mut SmfModule {
+fn register(module: Arc<SharedModule>) -> *mut SmfModule {
     REGISTRY.add(&module);
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) << 4;
     let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
@@ -44,7 +44,7 @@ fn register(module: Arc<Module>) -> *mut SmfModule {
 
 /// The module behind `m`, if `m` is a live handle: a reference of its own, so the module
 /// stays alive while the caller uses it even if another thread releases the handle.
-fn module_of(m: *const SmfModule) -> Result<Arc<Module>, String> {
+fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
     if m.is_null() {
         return Err("module is NULL".into());
     }
@@ -58,7 +58,7 @@ fn module_of(m: *const SmfModule) -> Result<Arc<Module>, String> {
 
 /// Runs `f` with the module behind `m`, if `m` is a live handle (the handle table is not
 /// locked while `f` runs).
-fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&Module) -> Result<T, String>) -> Result<T, String> {
+fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&SharedModule) -> Result<T, String>) -> Result<T, String> {
     f(&*module_of(m)?)
 }
 
@@ -83,7 +83,7 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
-        let module = module::load_path(&path, &REGISTRY).map_err(|e| e.to_string())?;
+        let module = loader::load_path(&path, &REGISTRY).map_err(|e| e.to_string())?;
         Ok(register(module))
     })
 }
@@ -100,7 +100,7 @@ pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> 
         }
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
-        let module = module::load_bytes(data, &REGISTRY, None).map_err(|e| e.to_string())?;
+        let module = loader::load_bytes(data, &REGISTRY, None).map_err(|e| e.to_string())?;
         Ok(register(module))
     })
 }
@@ -228,7 +228,7 @@ pub unsafe extern "C" fn smf_module_call(
         let module = module_of(m)?;
         // SAFETY: the caller vouches for the function's integer signature.
         let value = unsafe { module.call_integers(Some(name), args) }.map_err(|e| match e {
-            crate::module::CallError::NoSuchSymbol(name) => {
+            crate::loader::CallError::NoSuchSymbol(name) => {
                 format!("no exported symbol `{name}` in the module")
             }
             e => e.to_string(),

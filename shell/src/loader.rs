@@ -1,7 +1,7 @@
 //! Loaded modules for std users: reference-counted handles, loading by path, and registries
 //! whose exported symbols resolve the imports of later loads.
 //!
-//! A [`Module`] is immutable once loaded and lives as long as its last `Arc`: releasing the last
+//! A [`SharedModule`] is immutable once loaded and lives as long as its last `Arc`: releasing the last
 //! reference frees its code and data, and a module that imports from another keeps that one
 //! alive. Reloading a changed file gives a new module; the old one stays valid until released.
 
@@ -10,20 +10,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use hashbrown::HashTable;
-use smf_core::load::symtab::name_hash;
-use smf_core::load::{LoadError, LoadedModule, Resolved, Resolver};
+use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
 
 use crate::runtime::{exec, load_options};
 
 /// A loaded module.
 #[derive(Debug)]
-pub struct Module {
+pub struct SharedModule {
     loaded: LoadedModule<'static>,
     path: Option<PathBuf>,
 }
 
-impl Module {
+impl SharedModule {
     /// The loaded image, symbols and metadata.
     pub fn loaded(&self) -> &LoadedModule<'static> {
         &self.loaded
@@ -69,13 +67,9 @@ impl Module {
         Ok(function.get()(a[0], a[1], a[2], a[3], a[4], a[5]))
     }
 
-    /// The name hashes of its exported symbols.
-    fn export_hashes(&self) -> impl Iterator<Item = u32> + '_ {
-        self.loaded.symbols().iter().filter(|s| s.exported).map(|s| s.name_hash())
-    }
 }
 
-impl Drop for Module {
+impl Drop for SharedModule {
     fn drop(&mut self) {
         let (code, len) = self.loaded.code();
         if len > 0 {
@@ -86,14 +80,14 @@ impl Drop for Module {
 
 /// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
 /// into module code, which must keep the module alive while they run).
-static CODE: Mutex<BTreeMap<usize, (usize, Weak<Module>)>> = Mutex::new(BTreeMap::new());
+static CODE: Mutex<BTreeMap<usize, (usize, Weak<SharedModule>)>> = Mutex::new(BTreeMap::new());
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The live module whose code (not its stubs, data or read-only data) holds `addr`.
-pub fn code_containing(addr: usize) -> Option<Arc<Module>> {
+pub fn code_containing(addr: usize) -> Option<Arc<SharedModule>> {
     let code = lock(&CODE);
     let (_, (end, module)) = code.range(..=addr).next_back()?;
     if addr >= *end {
@@ -102,7 +96,7 @@ pub fn code_containing(addr: usize) -> Option<Arc<Module>> {
     module.upgrade()
 }
 
-/// Why [`Module::call_integers`] did not call.
+/// Why [`SharedModule::call_integers`] did not call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {
     /// More than six arguments.
@@ -154,11 +148,11 @@ pub fn load_bytes(
     bytes: &[u8],
     resolver: &dyn Resolver,
     path: Option<PathBuf>,
-) -> Result<Arc<Module>, ModuleError> {
+) -> Result<Arc<SharedModule>, ModuleError> {
     match LoadedModule::load(exec(), bytes, resolver, load_options()) {
         Ok(loaded) => {
             let (code, len) = loaded.code();
-            let module = Arc::new(Module { loaded, path });
+            let module = Arc::new(SharedModule { loaded, path });
             if len > 0 {
                 lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
             }
@@ -170,7 +164,7 @@ pub fn load_bytes(
 
 /// Reads and loads the module at `path` (read as [`crate::file`] says: never blocking on
 /// opening, bounded, never torn).
-pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, ModuleError> {
+pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<SharedModule>, ModuleError> {
     crate::file::with_module_bytes(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
         .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
 }
@@ -180,7 +174,7 @@ pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<Module>, Mo
 /// first one exporting a name wins).
 ///
 /// With a few modules, an import is looked up in each in turn. With more, imports are found
-/// through an index of every added module's exports by name hash, brought up to date at the
+/// through an index of every added module's exports ([`ExportIndex`]), brought up to date at the
 /// first resolution after modules were added: a load's imports cost about the same with
 /// thousands of modules registered as with a few, and a module is indexed only once something
 /// is resolved after it was added. Released modules are forgotten in sweeps that run as the
@@ -193,13 +187,13 @@ pub struct Registry {
 #[derive(Debug)]
 struct RegistryInner {
     /// Modules by the order they were added (released ones until the next sweep).
-    modules: BTreeMap<u64, Weak<Module>>,
+    modules: BTreeMap<u64, Weak<SharedModule>>,
     /// The order number of the next module added.
     next: u64,
     /// Modules added since the index was last brought up to date.
     pending: Vec<u64>,
-    /// (name hash, module order number) of every exported symbol of the indexed modules.
-    index: HashTable<(u32, u64)>,
+    /// Every exported symbol of the indexed modules, by module order number.
+    index: ExportIndex<u64>,
     /// Modules kept after the last sweep; the next runs when there are twice as many.
     swept: usize,
 }
@@ -210,17 +204,6 @@ const SWEEP_FLOOR: usize = 16;
 /// Up to this many modules, imports are looked up module by module (cheaper than indexing
 /// every export of every module, when there are few modules to ask).
 const UNINDEXED_MODULES: usize = 16;
-
-/// The index's 64-bit hash of a 32-bit name hash (the table takes its control bits from the
-/// top of it, so the name hash is spread over all 64).
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// The index's hash of one of its entries.
-fn entry_hash(&(hash, _): &(u32, u64)) -> u64 {
-    spread(hash)
-}
 
 impl Default for Registry {
     fn default() -> Self {
@@ -236,7 +219,7 @@ impl Registry {
                 modules: BTreeMap::new(),
                 next: 0,
                 pending: Vec::new(),
-                index: HashTable::new(),
+                index: ExportIndex::new(),
                 swept: 0,
             }),
         }
@@ -247,7 +230,7 @@ impl Registry {
     }
 
     /// Adds a module (held weakly: the registry never keeps a module alive).
-    pub fn add(&self, module: &Arc<Module>) {
+    pub fn add(&self, module: &Arc<SharedModule>) {
         let mut inner = self.lock();
         let order = inner.next;
         inner.next += 1;
@@ -259,7 +242,7 @@ impl Registry {
     }
 
     /// Live modules, in the order they were added.
-    pub fn modules(&self) -> Vec<Arc<Module>> {
+    pub fn modules(&self) -> Vec<Arc<SharedModule>> {
         self.lock().modules.values().filter_map(Weak::upgrade).collect()
     }
 
@@ -276,32 +259,27 @@ impl RegistryInner {
         self.modules.retain(|_, m| m.strong_count() > 0);
         let modules = &self.modules;
         self.pending.retain(|order| modules.contains_key(order));
-        self.index.retain(|(_, order)| modules.contains_key(order));
+        self.index.retain(|order| modules.contains_key(order));
         self.swept = self.modules.len();
     }
 
-    /// Indexes the exports of the modules added since the last call; false (nothing changed)
-    /// if the memory for the index cannot be had.
+    /// Indexes the exports of the modules added since the last call; false if the memory
+    /// for the index cannot be had (the modules not indexed stay pending).
     fn index_pending(&mut self) -> bool {
-        let modules = &self.modules;
-        let live = || self.pending.iter().filter_map(|&order| Some((order, modules.get(&order)?.upgrade()?)));
-        let count = live().map(|(_, module)| module.export_hashes().count()).sum();
-        if self.index.try_reserve(count, entry_hash).is_err() {
-            return false;
-        }
-        let pending: Vec<(u64, Arc<Module>)> = live().collect();
-        self.pending.clear();
-        for (order, module) in &pending {
-            for hash in module.export_hashes() {
-                self.index.insert_unique(spread(hash), (hash, *order), entry_hash);
+        while let Some(&order) = self.pending.last() {
+            if let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) {
+                if self.index.insert(order, module.loaded()).is_err() {
+                    return false;
+                }
             }
+            self.pending.pop();
         }
         true
     }
 
     /// The first-added live module exporting `name` (asking each in turn), and the symbol's
     /// address.
-    fn scan(&self, name: &[u8]) -> Option<(Arc<Module>, usize)> {
+    fn scan(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
         self.modules.values().filter_map(Weak::upgrade).find_map(|module| {
             let addr = module.symbol(name)?;
             Some((module, addr))
@@ -309,11 +287,10 @@ impl RegistryInner {
     }
 
     /// The first-added live module exporting `name`, and the symbol's address.
-    fn find(&self, name: &[u8]) -> Option<(Arc<Module>, usize)> {
-        let hash = name_hash(name);
-        let mut found: Option<(u64, Arc<Module>, usize)> = None;
-        for &(h, order) in self.index.iter_hash(spread(hash)) {
-            if h != hash || found.as_ref().is_some_and(|(first, ..)| *first < order) {
+    fn find(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
+        let mut found: Option<(u64, Arc<SharedModule>, usize)> = None;
+        for order in self.index.candidates(name) {
+            if found.as_ref().is_some_and(|(first, ..)| *first < order) {
                 continue;
             }
             let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) else { continue };
@@ -342,7 +319,7 @@ impl Resolver for Registry {
 
 /// Modules held strongly, resolving in order (the `smf run --lib` libraries).
 #[derive(Debug, Default)]
-pub struct Libraries(pub Vec<Arc<Module>>);
+pub struct Libraries(pub Vec<Arc<SharedModule>>);
 
 impl Resolver for Libraries {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {

@@ -1,0 +1,85 @@
+//! [`ExportIndex`]: the exported names of many loaded modules, indexed together, so that a
+//! resolver over thousands of modules finds a name with one hash lookup instead of asking each
+//! module in turn.
+//!
+//! The index hashes names with the loader's own keyed hash ([`super::namehash`]), which every
+//! [`LoadedModule`] already computed for its exports at load time: indexing a module hashes
+//! nothing. The hash stays private to the core; callers see keys of their own choosing (an
+//! order number, a cache slot) and confirm a candidate with [`LoadedModule::symbol`].
+
+use hashbrown::HashTable;
+
+use super::namehash;
+use super::LoadedModule;
+
+/// The exports of many modules by name, each module under a key of the caller's.
+#[derive(Debug)]
+pub struct ExportIndex<K> {
+    /// (name hash, key) of every export of every indexed module.
+    table: HashTable<(u32, K)>,
+}
+
+/// Memory for the index could not be had; nothing was added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexFull;
+
+/// The table's 64-bit hash of a 32-bit name hash (hashbrown takes its control bits from the top
+/// of it, so the name hash is spread over all 64).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn entry_hash<K>(&(hash, _): &(u32, K)) -> u64 {
+    spread(hash)
+}
+
+impl<K> Default for ExportIndex<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K> ExportIndex<K> {
+    /// An empty index.
+    pub const fn new() -> Self {
+        Self { table: HashTable::new() }
+    }
+
+    /// How many exports are indexed (over all modules).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Keeps only the modules whose key `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.table.retain(|(_, key)| keep(key));
+    }
+}
+
+impl<K: Copy> ExportIndex<K> {
+    /// Indexes every export of `module` under `key`, all or nothing. Adding a key twice
+    /// indexes its exports twice; remove it first with [`ExportIndex::retain`].
+    pub fn insert(&mut self, key: K, module: &LoadedModule<'_>) -> Result<(), IndexFull> {
+        // Every load hashes its names under the process's key (`namehash::key`), as
+        // `candidates` does.
+        let exports = || module.symbols().iter().filter(|s| s.exported);
+        self.table.try_reserve(exports().count(), entry_hash).map_err(|_| IndexFull)?;
+        for symbol in exports() {
+            self.table.insert_unique(spread(symbol.hash), (symbol.hash, key), entry_hash);
+        }
+        Ok(())
+    }
+
+    /// The keys of the modules that may export `name`: every module that does, and rarely one
+    /// whose export only shares the name's hash (check with [`LoadedModule::symbol`]). In no
+    /// particular order.
+    pub fn candidates<'s>(&'s self, name: &[u8]) -> impl Iterator<Item = K> + 's {
+        let hash = namehash::hash(namehash::key(), name);
+        self.table.iter_hash(spread(hash)).filter(move |(h, _)| *h == hash).map(|&(_, key)| key)
+    }
+}
