@@ -66,7 +66,6 @@ impl SharedModule {
         a[..args.len()].copy_from_slice(args);
         Ok(function.get()(a[0], a[1], a[2], a[3], a[4], a[5]))
     }
-
 }
 
 impl Drop for SharedModule {

@@ -410,7 +410,9 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
 
 #[test]
 fn the_module_c_api_is_thread_safe() {
-    use smf::ffi::smf_module::{smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain};
+    use smf::ffi::smf_module::{
+        smf_module_call, smf_module_load_bytes, smf_module_release, smf_module_retain,
+    };
     std::thread::scope(|scope| {
         for t in 0..4u8 {
             scope.spawn(move || {

@@ -11,13 +11,13 @@
 #![allow(unsafe_code)]
 
 pub mod error;
-pub mod smf_module;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]
 pub mod rt_mmap;
 #[cfg(feature = "rt")]
 mod rt_owned;
+pub mod smf_module;
 
 pub use error::{clear_error, last_error, set_error};
 

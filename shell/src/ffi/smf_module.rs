@@ -58,7 +58,10 @@ fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
 
 /// Runs `f` with the module behind `m`, if `m` is a live handle (the handle table is not
 /// locked while `f` runs).
-fn with_module<T>(m: *const SmfModule, f: impl FnOnce(&SharedModule) -> Result<T, String>) -> Result<T, String> {
+fn with_module<T>(
+    m: *const SmfModule,
+    f: impl FnOnce(&SharedModule) -> Result<T, String>,
+) -> Result<T, String> {
     f(&*module_of(m)?)
 }
 

@@ -26,8 +26,9 @@ use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex, SectionKind,
     SymbolIndex, SymbolSection,
 };
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect, RelocKind};
+use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
+use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
 const USAGE: &str = "usage: smf pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]";
 
@@ -112,63 +113,118 @@ fn is_dropped(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Packs an ELF relocatable into SMF; returns the module and notes about what was dropped.
+/// Packs an ELF relocatable object into a module of `dialect`; returns it with the notes on
+/// what was dropped or moved.
 pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<String>), String> {
     let file = object::File::parse(bytes).map_err(|e| format!("not an ELF object: {e}"))?;
     if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
         return Err("only x86-64 ELF relocatable objects (.o) can be packed".into());
     }
-    let mut notes = Vec::new();
-    let mut b = ModuleBuilder::new(dialect);
-    let mut placed: HashMap<SectionIndex, Carried> = HashMap::new();
+    let mut packer = Packer::new(&file, dialect);
+    packer.place_code()?;
+    packer.place_data()?;
+    packer.add_symbols()?;
+    packer.add_relocations()?;
+    packer.set_entry_point();
+    packer.finish()
+}
 
-    // The code image: code, then read-only data that needs relocating, concatenated, each
-    // section padded to the alignment of the next.
-    let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
-    let relocated_rodata = file.sections().filter(|s| {
-        let read_only = is_read_only_data(s.kind()) || s.name().is_ok_and(is_relro_name);
-        let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
-        read_only && !dropped && s.size() > 0 && s.relocations().next().is_some()
-    });
-    let code: Vec<_> = text.chain(relocated_rodata).collect();
-    let mut offset = 0u64;
-    for (i, section) in code.iter().enumerate() {
-        let bytes = section.data().map_err(|e| e.to_string())?;
-        let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
-        let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
-        let data = section.kind() != SectionKind::Text;
-        let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
-        let flags = if data {
-            notes.push(format!("packed {name} into the code image (read-only data with relocations)"));
-            smf_core::kinds::SECTION_READ
-        } else {
-            smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_EXEC
-        };
-        let mut spec = smf_core::write::SectionSpec::new(
-            smf_core::SectionType::Code,
-            name.as_bytes(),
-            flags,
-            bytes.to_vec(),
-            section.align().max(1),
-        );
-        spec.virtual_size = padded;
-        let index = b.add_section(spec);
-        placed.insert(section.index(), Carried::Code { offset, section: index, data });
-        offset += padded;
+/// One object being packed, phase by phase: the code image, the data sections, the symbols,
+/// the relocations, the entry point.
+struct Packer<'d, 'f> {
+    file: &'f object::File<'d>,
+    dialect: Dialect,
+    builder: ModuleBuilder,
+    /// How each carried ELF section was placed.
+    placed: HashMap<SectionIndex, Carried>,
+    /// The SMF symbol of each ELF symbol carried over.
+    symbols: HashMap<SymbolIndex, u32>,
+    /// The local SMF symbol standing for a section that relocations name.
+    section_symbols: HashMap<SectionIndex, u32>,
+    /// What was dropped or moved, for stderr.
+    notes: Vec<String>,
+}
+
+impl<'d, 'f> Packer<'d, 'f> {
+    fn new(file: &'f object::File<'d>, dialect: Dialect) -> Self {
+        Self {
+            file,
+            dialect,
+            builder: ModuleBuilder::new(dialect),
+            placed: HashMap::new(),
+            symbols: HashMap::new(),
+            section_symbols: HashMap::new(),
+            notes: Vec::new(),
+        }
     }
 
-    // Data, read-only data, bss; everything else is dropped with a note or refused.
-    for section in file.sections() {
-        let name = section.name().unwrap_or("");
-        let align = section.align().max(1);
-        if let Some(what) = is_dropped(name) {
-            if section.size() > 0 {
-                notes.push(format!("dropped section {name} ({what})"));
-            }
-            continue;
+    /// The code image: code, then read-only data that needs relocating, concatenated, each
+    /// section padded to the alignment of the next.
+    fn place_code(&mut self) -> Result<(), String> {
+        let file = self.file;
+        let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
+        let relocated_rodata = file.sections().filter(|s| {
+            let read_only = is_read_only_data(s.kind()) || s.name().is_ok_and(is_relro_name);
+            let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
+            read_only && !dropped && s.size() > 0 && s.relocations().next().is_some()
+        });
+        let code: Vec<_> = text.chain(relocated_rodata).collect();
+        let mut offset = 0u64;
+        for (i, section) in code.iter().enumerate() {
+            let bytes = section.data().map_err(|e| e.to_string())?;
+            let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
+            let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
+            let data = section.kind() != SectionKind::Text;
+            let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
+            let flags = if data {
+                self.notes
+                    .push(format!("packed {name} into the code image (read-only data with relocations)"));
+                SECTION_READ
+            } else {
+                SECTION_READ | SECTION_EXEC
+            };
+            let mut spec = SectionSpec::new(
+                SectionType::Code,
+                name.as_bytes(),
+                flags,
+                bytes.to_vec(),
+                section.align().max(1),
+            );
+            spec.virtual_size = padded;
+            let index = self.builder.add_section(spec);
+            self.placed.insert(section.index(), Carried::Code { offset, section: index, data });
+            offset += padded;
         }
-        let data_section = match section.kind() {
-            _ if placed.contains_key(&section.index()) => None, // in the code image, above
+        Ok(())
+    }
+
+    /// Data, read-only data, bss; everything else is dropped with a note or refused.
+    fn place_data(&mut self) -> Result<(), String> {
+        for section in self.file.sections() {
+            let name = section.name().unwrap_or("");
+            if let Some(what) = is_dropped(name) {
+                if section.size() > 0 {
+                    self.notes.push(format!("dropped section {name} ({what})"));
+                }
+                continue;
+            }
+            let Some(index) = self.data_section(&section, name)? else { continue };
+            if !self.dialect.has_symbol_extension() {
+                return Err(format!(
+                    "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
+                ));
+            }
+            self.placed.insert(section.index(), Carried::Data { section: index });
+        }
+        Ok(())
+    }
+
+    /// The SMF data section `section` becomes, if any.
+    fn data_section(&mut self, section: &object::Section<'d, 'f>, name: &str) -> Result<Option<u32>, String> {
+        let align = section.align().max(1);
+        let bytes = || section.data().map_err(|e| e.to_string());
+        Ok(match section.kind() {
+            _ if self.placed.contains_key(&section.index()) => None, // in the code image
             // Every object has (often empty) .data and .bss: nothing to carry then.
             kind if section.size() == 0
                 && (is_read_only_data(kind)
@@ -177,15 +233,13 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
                 None
             }
             kind if is_read_only_data(kind) => {
-                let data = section.data().map_err(|e| e.to_string())?;
-                Some(b.add_section(data_spec(smf_core::SectionType::RoData, name, data, align, 0)))
+                Some(self.builder.add_section(data_spec(SectionType::RoData, name, bytes()?, align, 0)))
             }
             SectionKind::Data => {
-                let data = section.data().map_err(|e| e.to_string())?;
-                Some(b.add_section(data_spec(smf_core::SectionType::Data, name, data, align, 0)))
+                Some(self.builder.add_section(data_spec(SectionType::Data, name, bytes()?, align, 0)))
             }
             SectionKind::UninitializedData => {
-                Some(b.add_section(data_spec(smf_core::SectionType::Bss, name, &[], align, section.size())))
+                Some(self.builder.add_section(data_spec(SectionType::Bss, name, &[], align, section.size())))
             }
             SectionKind::Tls | SectionKind::UninitializedTls => {
                 return Err(format!("section {name}: thread-local storage cannot be represented in SMF"))
@@ -199,167 +253,184 @@ pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Strin
             _ => {
                 let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
                 if section.size() > 0 && !bookkeeping {
-                    notes.push(format!("dropped section {name} (not loadable)"));
+                    self.notes.push(format!("dropped section {name} (not loadable)"));
                 }
                 None
             }
-        };
-        if let Some(index) = data_section {
-            if !dialect.has_symbol_extension() {
-                return Err(format!(
-                    "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
-                ));
-            }
-            placed.insert(section.index(), Carried::Data { section: index });
-        }
+        })
     }
 
-    // Symbols: one SMF symbol per ELF symbol that is defined in a placed section, undefined, or
-    // (for section symbols) needed by relocations.
-    let mut symbol_map: HashMap<SymbolIndex, u32> = HashMap::new();
-    let mut section_symbols: HashMap<SectionIndex, u32> = HashMap::new();
-    for symbol in file.symbols() {
-        let name = symbol.name_bytes().map_err(|e| e.to_string())?;
-        let binding = if symbol.is_weak() {
-            Binding::Weak
-        } else if symbol.is_global() {
-            Binding::Global
-        } else {
-            Binding::Local
-        };
-        let spec = match symbol.section() {
-            // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT slots, so
-            // a relocation that really needs it fails below with a clear error.
-            SymbolSection::Undefined if !name.is_empty() && name != b"_GLOBAL_OFFSET_TABLE_" => {
-                Some(SymbolSpec::import(name).with_binding(if symbol.is_weak() {
-                    Binding::Weak
-                } else {
-                    Binding::Global
-                }))
+    /// One SMF symbol per ELF symbol that is defined in a placed section or undefined
+    /// (section symbols are added when relocations need them: [`Packer::section_symbol`]).
+    fn add_symbols(&mut self) -> Result<(), String> {
+        for symbol in self.file.symbols() {
+            let name = symbol.name_bytes().map_err(|e| e.to_string())?;
+            let binding = if symbol.is_weak() {
+                Binding::Weak
+            } else if symbol.is_global() {
+                Binding::Global
+            } else {
+                Binding::Local
+            };
+            let spec = match symbol.section() {
+                // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT
+                // slots, so a relocation that really needs it fails with a clear error.
+                SymbolSection::Undefined if !name.is_empty() && name != b"_GLOBAL_OFFSET_TABLE_" => {
+                    let binding = if symbol.is_weak() { Binding::Weak } else { Binding::Global };
+                    Some(SymbolSpec::import(name).with_binding(binding))
+                }
+                SymbolSection::Common => {
+                    return Err(format!(
+                        "symbol {}: common symbols cannot be represented (compile with -fno-common)",
+                        String::from_utf8_lossy(name)
+                    ))
+                }
+                SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => self
+                    .placed
+                    .get(&index)
+                    .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
+                _ => None,
+            };
+            if let Some(spec) = spec {
+                self.symbols.insert(symbol.index(), self.builder.add_symbol(spec));
             }
-            SymbolSection::Common => {
-                return Err(format!(
-                    "symbol {}: common symbols cannot be represented (compile with -fno-common)",
-                    String::from_utf8_lossy(name)
-                ))
-            }
-            SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => placed
-                .get(&index)
-                .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
-            _ => None,
-        };
-        if let Some(spec) = spec {
-            symbol_map.insert(symbol.index(), b.add_symbol(spec));
         }
+        Ok(())
     }
-    let mut section_symbol = |b: &mut ModuleBuilder, index: SectionIndex| -> Result<u32, String> {
-        if let Some(&s) = section_symbols.get(&index) {
+
+    /// The local symbol standing for section `index` (its start), added the first time a
+    /// relocation names it.
+    fn section_symbol(&mut self, index: SectionIndex) -> Result<u32, String> {
+        if let Some(&s) = self.section_symbols.get(&index) {
             return Ok(s);
         }
-        let section = file.section_by_index(index).map_err(|e| e.to_string())?;
+        let section = self.file.section_by_index(index).map_err(|e| e.to_string())?;
         let name = section.name().unwrap_or("").as_bytes().to_vec();
-        let Some(spec) = placed.get(&index).map(|p| p.symbol(&name, 0, 0)) else {
+        let Some(spec) = self.placed.get(&index).map(|p| p.symbol(&name, 0, 0)) else {
             return Err(format!(
                 "relocation against section {} which is not loaded",
                 String::from_utf8_lossy(&name)
             ));
         };
-        let s = b.add_symbol(spec.with_binding(Binding::Local));
-        section_symbols.insert(index, s);
+        let s = self.builder.add_symbol(spec.with_binding(Binding::Local));
+        self.section_symbols.insert(index, s);
         Ok(s)
-    };
+    }
 
-    // Relocations: only the code image may be relocated.
-    for section in file.sections() {
-        let name = section.name().unwrap_or("").to_owned();
-        let in_code = match placed.get(&section.index()) {
-            Some(&Carried::Code { offset, section, .. }) => Some((offset, section)),
-            _ => None,
-        };
-        for (offset, relocation) in section.relocations() {
-            let Some((base, code_section)) = in_code else {
-                if placed.contains_key(&section.index()) {
-                    return Err(format!(
-                        "{name}+{offset:#x}: relocations in writable data (pointers in initialized variables) \
-                         cannot be represented in SMF, which relocates only the code image (make the data \
-                         const to have it packed there)"
-                    ));
-                }
-                continue; // relocations of dropped sections (.eh_frame) go with them
+    /// The relocations of the code image (the only part SMF relocates).
+    fn add_relocations(&mut self) -> Result<(), String> {
+        for section in self.file.sections() {
+            let name = section.name().unwrap_or("").to_owned();
+            let in_code = match self.placed.get(&section.index()) {
+                Some(&Carried::Code { offset, section, .. }) => Some((offset, section)),
+                _ => None,
             };
-            let RelocationFlags::Elf { r_type } = relocation.flags() else {
-                return Err(format!("{name}+{offset:#x}: not an ELF relocation"));
-            };
-            let kind = match r_type {
-                elf::R_X86_64_64 => RelocKind::Abs64,
-                elf::R_X86_64_PC32 => RelocKind::Pc32,
-                elf::R_X86_64_PLT32 => RelocKind::Plt32,
-                elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
-                elf::R_X86_64_32 | elf::R_X86_64_32S if RelocKind::Abs32.to_wire(dialect).is_some() => {
-                    RelocKind::Abs32
-                }
-                elf::R_X86_64_32 | elf::R_X86_64_32S => {
-                    return Err(format!(
-                        "{name}+{offset:#x}: R_X86_64_32/32S needs an absolute 32-bit relocation, which only the \
-                         S128 dialect has (or compile with -fPIC)"
-                    ))
-                }
-                other => {
-                    return Err(format!(
-                        "{name}+{offset:#x}: relocation type {} ({}) cannot be represented in SMF",
-                        other.0,
-                        relocation_name(other)
-                    ))
-                }
-            };
-            let symbol = match relocation.target() {
-                RelocationTarget::Symbol(index) => match symbol_map.get(&index) {
-                    Some(&s) => s,
-                    None => {
-                        let elf_symbol = file.symbol_by_index(index).map_err(|e| e.to_string())?;
-                        match elf_symbol.section() {
-                            SymbolSection::Section(section) => section_symbol(&mut b, section)?,
-                            _ => {
-                                return Err(format!(
-                                    "{name}+{offset:#x}: relocation against an unsupported symbol"
-                                ))
-                            }
-                        }
+            for (offset, relocation) in section.relocations() {
+                let Some((base, code_section)) = in_code else {
+                    if self.placed.contains_key(&section.index()) {
+                        return Err(format!(
+                            "{name}+{offset:#x}: relocations in writable data (pointers in initialized variables) \
+                             cannot be represented in SMF, which relocates only the code image (make the data \
+                             const to have it packed there)"
+                        ));
                     }
+                    continue; // relocations of dropped sections (.eh_frame) go with them
+                };
+                let at = format!("{name}+{offset:#x}");
+                let RelocationFlags::Elf { r_type } = relocation.flags() else {
+                    return Err(format!("{at}: not an ELF relocation"));
+                };
+                let kind = self.relocation_kind(r_type, &at)?;
+                let symbol = self.relocation_symbol(relocation.target(), &at)?;
+                // A GOT load of a symbol this object defines becomes a direct reference.
+                let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+                let kind = match usize::try_from(offset) {
+                    Ok(at) if relaxable && self.defined_here(relocation.target()) => self
+                        .builder
+                        .section_data_mut(code_section)
+                        .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
+                        .unwrap_or(kind),
+                    _ => kind,
+                };
+                // Relocations against local symbols of other sections keep their ELF meaning:
+                // the local symbol's own value already holds its offset.
+                self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
+            }
+        }
+        Ok(())
+    }
+
+    /// The SMF kind of ELF relocation type `r_type` at `at`.
+    fn relocation_kind(&self, r_type: elf::RelocationType, at: &str) -> Result<RelocKind, String> {
+        Ok(match r_type {
+            elf::R_X86_64_64 => RelocKind::Abs64,
+            elf::R_X86_64_PC32 => RelocKind::Pc32,
+            elf::R_X86_64_PLT32 => RelocKind::Plt32,
+            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
+                RelocKind::GotPc32
+            }
+            elf::R_X86_64_32 | elf::R_X86_64_32S if RelocKind::Abs32.to_wire(self.dialect).is_some() => {
+                RelocKind::Abs32
+            }
+            elf::R_X86_64_32 | elf::R_X86_64_32S => {
+                return Err(format!(
+                    "{at}: R_X86_64_32/32S needs an absolute 32-bit relocation, which only the S128 dialect \
+                     has (or compile with -fPIC)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "{at}: relocation type {} ({}) cannot be represented in SMF",
+                    other.0,
+                    relocation_name(other)
+                ))
+            }
+        })
+    }
+
+    /// The SMF symbol a relocation at `at` refers to.
+    fn relocation_symbol(&mut self, target: RelocationTarget, at: &str) -> Result<u32, String> {
+        match target {
+            RelocationTarget::Symbol(index) => match self.symbols.get(&index) {
+                Some(&s) => Ok(s),
+                None => match self.file.symbol_by_index(index).map_err(|e| e.to_string())?.section() {
+                    SymbolSection::Section(section) => self.section_symbol(section),
+                    _ => Err(format!("{at}: relocation against an unsupported symbol")),
                 },
-                RelocationTarget::Section(index) => section_symbol(&mut b, index)?,
-                _ => return Err(format!("{name}+{offset:#x}: relocation against an absolute value")),
-            };
-            // A GOT load of a symbol this object defines becomes a direct reference.
-            let defined_here = || match relocation.target() {
-                RelocationTarget::Symbol(index) => file
-                    .symbol_by_index(index)
-                    .is_ok_and(|s| s.section_index().is_some_and(|i| placed.contains_key(&i))),
-                RelocationTarget::Section(index) => placed.contains_key(&index),
-                _ => false,
-            };
-            let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
-            let kind = match usize::try_from(offset) {
-                Ok(at) if relaxable && defined_here() => b
-                    .section_data_mut(code_section)
-                    .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
-                    .unwrap_or(kind),
-                _ => kind,
-            };
-            // Relocations against local symbols of other sections keep their ELF meaning: the
-            // local symbol's own value already holds its offset.
-            b.add_relocation(base + offset, symbol, kind, relocation.addend());
+            },
+            RelocationTarget::Section(index) => self.section_symbol(index),
+            _ => Err(format!("{at}: relocation against an absolute value")),
         }
     }
 
-    let main = file.symbols().find(|s| s.name() == Ok("main") && s.is_definition());
-    if let Some(main) = main {
-        if let Some(Carried::Code { offset, .. }) = main.section_index().and_then(|i| placed.get(&i)) {
-            b.entry_point(offset + main.address());
+    /// Whether a relocation's target is defined in a section this module carries.
+    fn defined_here(&self, target: RelocationTarget) -> bool {
+        match target {
+            RelocationTarget::Symbol(index) => self
+                .file
+                .symbol_by_index(index)
+                .is_ok_and(|s| s.section_index().is_some_and(|i| self.placed.contains_key(&i))),
+            RelocationTarget::Section(index) => self.placed.contains_key(&index),
+            _ => false,
         }
     }
-    let smf = b.build().map_err(|e| e.to_string())?;
-    Ok((smf, notes))
+
+    /// The entry point: `main`, when the object defines it in the code.
+    fn set_entry_point(&mut self) {
+        let main = self.file.symbols().find(|s| s.name() == Ok("main") && s.is_definition());
+        if let Some(main) = main {
+            if let Some(Carried::Code { offset, .. }) = main.section_index().and_then(|i| self.placed.get(&i))
+            {
+                self.builder.entry_point(offset + main.address());
+            }
+        }
+    }
+
+    /// The module and the notes.
+    fn finish(self) -> Result<(Vec<u8>, Vec<String>), String> {
+        let smf = self.builder.build().map_err(|e| e.to_string())?;
+        Ok((smf, self.notes))
+    }
 }
 
 /// Whether a section named `name` is read-only once relocated: `.data.rel.ro*`, which ELF
@@ -381,7 +452,7 @@ fn data_spec(
     bss: u64,
 ) -> smf_core::write::SectionSpec {
     let flags = match kind {
-        smf_core::SectionType::RoData => smf_core::kinds::SECTION_READ,
+        SectionType::RoData => smf_core::kinds::SECTION_READ,
         _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
     };
     let mut spec =
