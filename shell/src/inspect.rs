@@ -74,6 +74,17 @@ pub fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
 /// The readable report.
 pub fn report_text(module: &Module<'_>, label: &str) -> String {
     let mut out = String::new();
+    header_text(&mut out, module, label);
+    sections_text(&mut out, module);
+    symbols_text(&mut out, module);
+    relocations_text(&mut out, module);
+    note_text(&mut out, module);
+    templates_text(&mut out, module);
+    out
+}
+
+/// The header: dialect, placement, version, target, flags, entry point, image sizes.
+fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
     let h = module.header();
     let placement = match module.placement() {
         HeaderPlacement::Start => "at offset 0".to_owned(),
@@ -101,7 +112,10 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
         module.read_write_size()
     );
     let _ = writeln!(out, "  App type:       {}, window {}x{}", h.app_type, h.window_width, h.window_height);
+}
 
+/// The section table.
+fn sections_text(out: &mut String, module: &Module<'_>) {
     let _ = writeln!(out, "\nSections ({}):", module.section_count());
     let _ = writeln!(
         out,
@@ -122,7 +136,10 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
             s.alignment
         );
     }
+}
 
+/// The symbol table.
+fn symbols_text(out: &mut String, module: &Module<'_>) {
     let _ = writeln!(out, "\nSymbols ({}):", module.symbol_count());
     let _ = writeln!(
         out,
@@ -147,7 +164,10 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
             text(s.name),
         );
     }
+}
 
+/// Every relocation, with its symbol's name.
+fn relocations_text(out: &mut String, module: &Module<'_>) {
     let _ = writeln!(out, "\nRelocations ({}):", module.relocation_count());
     if module.relocation_count() > 0 {
         let _ = writeln!(out, "  {:>10} {:<26} {:>20} Symbol", "Offset", "Kind", "Addend");
@@ -164,7 +184,10 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
             name
         );
     }
+}
 
+/// The note.sdn tables.
+fn note_text(out: &mut String, module: &Module<'_>) {
     match module.note_sdn() {
         None => {
             let _ = writeln!(out, "\nnote.sdn: none");
@@ -180,7 +203,10 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
             }
         }
     }
+}
 
+/// The templates and the template meta.
+fn templates_text(out: &mut String, module: &Module<'_>) {
     let templates = templates(module);
     let _ = writeln!(out, "\nTemplates ({}):", templates.len());
     for t in &templates {
@@ -208,102 +234,11 @@ pub fn report_text(module: &Module<'_>, label: &str) -> String {
             );
         }
     }
-    out
 }
 
 /// The JSON report (keys as documented in the README).
 pub fn report_json(module: &Module<'_>) -> Json {
     let h = module.header();
-    let sections = module
-        .sections()
-        .map(|s| {
-            Json::object([
-                ("index", Json::U64(u64::from(s.index))),
-                ("name", Json::bytes(s.name)),
-                ("type", Json::U64(u64::from(s.section_type.to_wire()))),
-                ("type_name", Json::Str(section_type_name(s.section_type))),
-                ("flags", Json::U64(u64::from(s.flags))),
-                ("offset", Json::U64(s.offset)),
-                ("size", Json::U64(s.size)),
-                ("virtual_size", Json::U64(s.virtual_size)),
-                ("alignment", Json::U64(s.alignment)),
-            ])
-        })
-        .collect();
-    let symbols = module
-        .symbols()
-        .map(|s| {
-            let section = match s.target {
-                SymbolTarget::Data { section, .. } => Json::U64(u64::from(section)),
-                _ => Json::Null,
-            };
-            Json::object([
-                ("index", Json::U64(u64::from(s.index))),
-                ("name", Json::bytes(s.name)),
-                ("kind", Json::Str(s.kind.name().to_owned())),
-                ("binding", Json::Str(s.binding.name().to_owned())),
-                ("value", Json::U64(s.value)),
-                ("size", Json::U64(s.size)),
-                ("flags", Json::U64(u64::from(s.flags))),
-                ("template_param_count", Json::U64(u64::from(s.template_param_count))),
-                ("section", section),
-                ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
-            ])
-        })
-        .collect();
-    let relocations = module
-        .relocations()
-        .map(|r| {
-            Json::object([
-                ("offset", Json::U64(r.offset)),
-                ("symbol", Json::U64(u64::from(r.symbol))),
-                ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| Json::bytes(s.name))),
-                ("kind", Json::Str(r.kind.name().to_owned())),
-                ("wire", Json::U64(u64::from(r.wire))),
-                ("addend", Json::I64(r.addend)),
-            ])
-        })
-        .collect();
-    let note_sdn = module.note_sdn().map_or(Json::Null, |note| {
-        Json::Object(
-            note_rows(&note)
-                .into_iter()
-                .map(|(name, rows)| {
-                    let rows = rows
-                        .into_iter()
-                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::Str(v))).collect()))
-                        .collect();
-                    (name, Json::Array(rows))
-                })
-                .collect(),
-        )
-    });
-    let templates = templates(module)
-        .iter()
-        .map(|t| {
-            Json::object([
-                ("kind", Json::Str(t.kind.name().to_owned())),
-                ("name", Json::bytes(t.name)),
-                ("generic_params", Json::Array(t.params().map(Json::bytes).collect())),
-                ("param_count", Json::U64(u64::from(t.param_count))),
-                ("offset", Json::U64(t.offset)),
-                ("body_size", Json::U64(t.body.len() as u64)),
-            ])
-        })
-        .collect();
-    let template_meta = module.template_meta().map_or(Json::Null, |meta| {
-        Json::Array(
-            meta.entries()
-                .map(|e| {
-                    Json::object([
-                        ("category", Json::Str(e.category.name().to_owned())),
-                        ("name", Json::bytes(e.name)),
-                        ("specializations", Json::U64(u64::from(e.specializations))),
-                    ])
-                })
-                .collect(),
-        )
-    });
     Json::object([
         ("dialect", Json::Str(module.dialect().name().to_owned())),
         (
@@ -325,11 +260,133 @@ pub fn report_json(module: &Module<'_>) -> Json {
         ("code_size", Json::U64(module.code_size())),
         ("rodata_size", Json::U64(module.read_only_size())),
         ("data_size", Json::U64(module.read_write_size())),
-        ("sections", Json::Array(sections)),
-        ("symbols", Json::Array(symbols)),
-        ("relocations", Json::Array(relocations)),
-        ("note_sdn", note_sdn),
-        ("templates", Json::Array(templates)),
-        ("template_meta", template_meta),
+        ("sections", sections_json(module)),
+        ("symbols", symbols_json(module)),
+        ("relocations", relocations_json(module)),
+        ("note_sdn", note_json(module)),
+        ("templates", templates_json(module)),
+        ("template_meta", template_meta_json(module)),
     ])
+}
+
+/// The section table.
+fn sections_json(module: &Module<'_>) -> Json {
+    Json::Array(
+        module
+            .sections()
+            .map(|s| {
+                Json::object([
+                    ("index", Json::U64(u64::from(s.index))),
+                    ("name", Json::bytes(s.name)),
+                    ("type", Json::U64(u64::from(s.section_type.to_wire()))),
+                    ("type_name", Json::Str(section_type_name(s.section_type))),
+                    ("flags", Json::U64(u64::from(s.flags))),
+                    ("offset", Json::U64(s.offset)),
+                    ("size", Json::U64(s.size)),
+                    ("virtual_size", Json::U64(s.virtual_size)),
+                    ("alignment", Json::U64(s.alignment)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The symbol table.
+fn symbols_json(module: &Module<'_>) -> Json {
+    Json::Array(
+        module
+            .symbols()
+            .map(|s| {
+                let section = match s.target {
+                    SymbolTarget::Data { section, .. } => Json::U64(u64::from(section)),
+                    _ => Json::Null,
+                };
+                Json::object([
+                    ("index", Json::U64(u64::from(s.index))),
+                    ("name", Json::bytes(s.name)),
+                    ("kind", Json::Str(s.kind.name().to_owned())),
+                    ("binding", Json::Str(s.binding.name().to_owned())),
+                    ("value", Json::U64(s.value)),
+                    ("size", Json::U64(s.size)),
+                    ("flags", Json::U64(u64::from(s.flags))),
+                    ("template_param_count", Json::U64(u64::from(s.template_param_count))),
+                    ("section", section),
+                    ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// Every relocation, with its symbol's name.
+fn relocations_json(module: &Module<'_>) -> Json {
+    Json::Array(
+        module
+            .relocations()
+            .map(|r| {
+                Json::object([
+                    ("offset", Json::U64(r.offset)),
+                    ("symbol", Json::U64(u64::from(r.symbol))),
+                    ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| Json::bytes(s.name))),
+                    ("kind", Json::Str(r.kind.name().to_owned())),
+                    ("wire", Json::U64(u64::from(r.wire))),
+                    ("addend", Json::I64(r.addend)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The note.sdn tables (null without note.sdn).
+fn note_json(module: &Module<'_>) -> Json {
+    module.note_sdn().map_or(Json::Null, |note| {
+        Json::Object(
+            note_rows(&note)
+                .into_iter()
+                .map(|(name, rows)| {
+                    let rows = rows
+                        .into_iter()
+                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::Str(v))).collect()))
+                        .collect();
+                    (name, Json::Array(rows))
+                })
+                .collect(),
+        )
+    })
+}
+
+/// The templates.
+fn templates_json(module: &Module<'_>) -> Json {
+    Json::Array(
+        templates(module)
+            .iter()
+            .map(|t| {
+                Json::object([
+                    ("kind", Json::Str(t.kind.name().to_owned())),
+                    ("name", Json::bytes(t.name)),
+                    ("generic_params", Json::Array(t.params().map(Json::bytes).collect())),
+                    ("param_count", Json::U64(u64::from(t.param_count))),
+                    ("offset", Json::U64(t.offset)),
+                    ("body_size", Json::U64(t.body.len() as u64)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The template meta (null without it).
+fn template_meta_json(module: &Module<'_>) -> Json {
+    module.template_meta().map_or(Json::Null, |meta| {
+        Json::Array(
+            meta.entries()
+                .map(|e| {
+                    Json::object([
+                        ("category", Json::Str(e.category.name().to_owned())),
+                        ("name", Json::bytes(e.name)),
+                        ("specializations", Json::U64(u64::from(e.specializations))),
+                    ])
+                })
+                .collect(),
+        )
+    })
 }
