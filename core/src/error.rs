@@ -106,6 +106,12 @@ pub enum ErrorKind {
         /// Symbol index.
         symbol: u32,
     },
+    /// A symbol other modules see or supply (global or weak: an export or an import) has an
+    /// empty name, which nothing could look up or provide.
+    UnnamedSymbol {
+        /// Symbol index.
+        symbol: u32,
+    },
     /// A symbol type byte unknown for the dialect.
     BadSymbolType {
         /// Symbol index.
@@ -229,6 +235,9 @@ impl fmt::Display for ErrorKind {
             }
             NameOutOfBounds { symbol } => write!(f, "symbol {symbol}: name offset outside the string table"),
             NameUnterminated { symbol } => write!(f, "symbol {symbol}: name is not NUL-terminated"),
+            UnnamedSymbol { symbol } => {
+                write!(f, "symbol {symbol}: a global or weak symbol has an empty name")
+            }
             BadSymbolType { symbol, value } => write!(f, "symbol {symbol}: unknown symbol type {value}"),
             BadBinding { symbol, value } => write!(f, "symbol {symbol}: unknown binding {value}"),
             SymbolOutsideCode { symbol } => write!(f, "symbol {symbol}: value and size lie outside the code"),

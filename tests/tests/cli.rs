@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use smf::cli::{run_with, Io};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_core::{Binding, Dialect};
 
 struct Outcome {
     status: i32,
@@ -119,7 +119,9 @@ fn inspect_json_is_valid_for_any_names() {
     let names: [&[u8]; 5] =
         [b"\xff\xfe bad utf8", b"ctl\x01\x1f\x7f", b"quote\"back\\slash", "\u{2028}sep".as_bytes(), b""];
     for name in names {
-        b.add_symbol(SymbolSpec::function(name, 0, 1));
+        // The unnamed one is local: a global or weak symbol must have a name.
+        let binding = if name.is_empty() { Binding::Local } else { Binding::Global };
+        b.add_symbol(SymbolSpec::function(name, 0, 1).with_binding(binding));
     }
     let path = write(&dir, "names.smf", &b.build().unwrap());
     let v = json_of(&path);

@@ -266,3 +266,33 @@ fn the_export_index_finds_the_modules_exporting_a_name() {
     assert!(keys(&index, b"short").is_empty());
     assert_eq!(keys(&index, long), [1]);
 }
+
+/// The format's rules for names: a global or weak symbol needs one (the load fails with
+/// validation's error), a local may go without; of two exports of one name, the first in table
+/// order is the export, for the parsed module and the loaded one alike.
+#[test]
+fn unnamed_globals_are_refused_and_the_first_of_duplicate_exports_wins() {
+    let exec = ExecAllocator::default();
+    let module = |names: &[(&[u8], u64, Binding)]| {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0xB8, 1, 0, 0, 0, 0xC3, 0xB8, 2, 0, 0, 0, 0xC3]);
+        for &(name, at, binding) in names {
+            b.add_symbol(SymbolSpec::function(name, at, 6).with_binding(binding));
+        }
+        b.build().unwrap()
+    };
+    for binding in [Binding::Global, Binding::Weak] {
+        let file = module(&[(b"f", 0, Binding::Global), (b"", 6, binding)]);
+        let error = smf_core::Module::parse(&file).unwrap_err();
+        assert_eq!(error.kind, smf_core::ErrorKind::UnnamedSymbol { symbol: 1 });
+        assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(error));
+    }
+    let loaded = load(&exec, &module(&[(b"", 6, Binding::Local), (b"f", 0, Binding::Global)]), &()).unwrap();
+    assert_eq!(call0(&loaded, b"f"), 1);
+
+    let file = module(&[(b"f", 6, Binding::Global), (b"f", 0, Binding::Global)]);
+    let parsed = smf_core::Module::parse(&file).unwrap();
+    assert_eq!(parsed.find_export(b"f").map(|s| s.index), Some(0));
+    let loaded = load(&exec, &file, &()).unwrap();
+    assert_eq!(call0(&loaded, b"f"), 2, "the first export of `f` (at 6) wins");
+}

@@ -308,6 +308,14 @@ fn targeted_corruptions_give_their_specific_error_and_offset() {
     assert_eq!(parse_err(&f), Error::new(ErrorKind::NameOutOfBounds { symbol: 0 }, 158));
 
     let mut f = good.clone();
+    write_le(&mut f, 158, 4, 4); // the name offset at the NUL: an empty name, on a global
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::UnnamedSymbol { symbol: 0 }, 158));
+    f[167] = 0; // local: may be unnamed (and is then neither exported nor found)
+    let module = Module::parse(&f).unwrap();
+    assert_eq!(module.symbol(0).map(|s| s.name), Some(&b""[..]));
+    assert!(module.find_export(b"").is_none());
+
+    let mut f = good.clone();
     f[218] = b'!'; // the string table's only NUL
     assert_eq!(parse_err(&f).kind, ErrorKind::NameUnterminated { symbol: 0 });
 

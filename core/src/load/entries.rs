@@ -78,6 +78,7 @@ pub(super) fn plain_symbol(
     let dialect = module.dialect();
     let declared = SymbolKind::from_wire(dialect, head.sym_type())?;
     let binding = Binding::from_wire(head.binding())?;
+
     let (value, size) = (head.value(), head.size());
     let kind = SymbolKind::of_entry(dialect, declared, binding, value, size, false);
     let target =

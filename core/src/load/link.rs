@@ -85,14 +85,15 @@ pub(super) struct Linked {
 /// branches to imports go through stubs). Read from the raw entries without validation: an
 /// over-count only reserves room, and everything is validated as symbols are decoded.
 pub(super) fn stub_bound(module: &Module<'_>) -> usize {
-    let dialect = module.dialect();
-    // From the raw fields, by `SymbolKind::of_entry`'s rule (binding 0 is local; type 0 is
-    // "none", an import, where the dialect marks imports by type).
-    let may_import = |view: &crate::wire::SymbolView<'_>| match dialect.marks_imports_by_value() {
-        true => view.binding() != 0 && view.value() == 0 && view.size() == 0,
-        false => view.sym_type() == 0,
-    };
-    entries::symbol_entries_from(module, 0).filter(may_import).count()
+    // From the raw fields (each entry's fixed head, read without bounds checks), by
+    // `SymbolKind::of_entry`'s rule (binding 0 is local; type 0 is "none", an import, where the
+    // dialect marks imports by type).
+    let heads = entries::symbol_entries_from(module, 0).filter_map(|view| view.head());
+    if module.dialect().marks_imports_by_value() {
+        heads.filter(|h| h.binding() != 0 && h.value() == 0 && h.size() == 0).count()
+    } else {
+        heads.filter(|h| h.sym_type() == 0).count()
+    }
 }
 
 /// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without

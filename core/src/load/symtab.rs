@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 
 use super::namehash;
+use crate::module::Symbol;
 use crate::{Binding, SymbolKind};
 
 /// One symbol of a loaded module.
@@ -88,6 +89,7 @@ impl SymbolTableBuilder {
     pub(crate) fn push_named(&mut self, mut symbol: LoadedSymbol) -> Option<usize> {
         let names = self.table.names.get(symbol.name_start as usize..)?;
         let (len, hash) = namehash::hash_until_nul(self.table.key, names)?;
+
         symbol.name_len = u32::try_from(len).ok()?;
         symbol.hash = hash;
         self.append(symbol)?;
@@ -106,7 +108,8 @@ impl SymbolTableBuilder {
     }
 
     /// Appends `symbol`, whose name is known to end in a NUL inside the string table, and
-    /// indexes it if it is exported and its name is not indexed yet; `None` if the table is full.
+    /// indexes it if it is exported and its name is not indexed yet; `None` if the table is
+    /// full, or the name is empty where it must not be ([`Symbol::must_be_named`]).
     #[inline(always)]
     fn append(&mut self, symbol: LoadedSymbol) -> Option<()> {
         let table = &mut self.table;
@@ -114,6 +117,10 @@ impl SymbolTableBuilder {
             return None;
         }
         if symbol.exported {
+            // An export needs a name ([`Symbol::must_be_named`]), ...
+            if symbol.name_len == 0 {
+                return None;
+            }
             let slot = u32::try_from(table.symbols.len() + 1).ok()?;
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
@@ -133,6 +140,9 @@ impl SymbolTableBuilder {
                 }
                 b = (b + 1) & mask;
             }
+        } else if symbol.name_len == 0 && Symbol::must_be_named(symbol.binding) {
+            // ... and so does an import, or any other symbol that is not local.
+            return None;
         }
         table.symbols.push(symbol);
         Some(())
@@ -307,22 +317,33 @@ mod tests {
 
     #[test]
     fn names_of_every_length_are_found_wherever_they_lie() {
-        // Names of 0 to 20 bytes; the last ones lie within eight bytes of the table's end,
-        // where a word cannot be loaded.
+        // Names of 1 to 20 bytes; the last ones lie within eight bytes of the table's end,
+        // where a word cannot be loaded. (An export needs a name: no empty one is indexed.)
         let long: Vec<u8> = (b'a'..=b'z').collect();
-        let names: Vec<(&[u8], bool)> = (0..=20).rev().map(|len| (&long[..len], true)).collect();
+        let names: Vec<(&[u8], bool)> = (1..=20).rev().map(|len| (&long[..len], true)).collect();
         let t = table(&names);
-        for len in 0..=20 {
+        assert_eq!(t.lookup(b""), None);
+        for len in 1..=20 {
             assert_eq!(t.lookup(&long[..len]).map(|s| s.addr), Some(0x1000 + 20 - len), "len {len}");
             // The same bytes with one more or one changed are another name.
             let mut other = long[..len].to_vec();
             other.push(b'!');
             assert_eq!(t.lookup(&other), None, "len {len} + 1");
-            if let Some(last) = other.get_mut(len.saturating_sub(1)).filter(|_| len > 0) {
-                *last = b'?';
-                other.pop();
-                assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
-            }
+            other.pop();
+            other[len - 1] = b'?';
+            assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
+        }
+    }
+
+    #[test]
+    fn a_global_or_weak_symbol_without_a_name_is_refused_and_a_local_one_kept() {
+        let key = namehash::key();
+        for (binding, exported, kept) in
+            [(Binding::Global, true, false), (Binding::Weak, false, false), (Binding::Local, false, true)]
+        {
+            let mut builder = SymbolTableBuilder::new(vec![0], 1, key).unwrap();
+            let symbol = LoadedSymbol { binding, exported, ..LoadedSymbol::UNSET };
+            assert_eq!(builder.push_named(symbol).is_some(), kept, "{binding:?}");
         }
     }
 

@@ -94,6 +94,9 @@ impl<'a> Module<'a> {
             ErrorKind::BadBinding { symbol: index, value: view.binding() },
             at + SymbolView::BINDING_AT,
         ))?;
+        if name.is_empty() && Symbol::must_be_named(binding) {
+            return Err(Error::new(ErrorKind::UnnamedSymbol { symbol: index }, at));
+        }
         let (value, size) = (view.value(), view.size());
         let is_template = view.flags() & SYMBOL_FLAG_TEMPLATE != 0;
         let kind = SymbolKind::of_entry(self.dialect, declared, binding, value, size, is_template);

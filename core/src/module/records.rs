@@ -117,6 +117,14 @@ impl<'a> Symbol<'a> {
         Self::visible_outside(self.kind, self.binding)
     }
 
+    /// Whether a symbol of this binding must have a non-empty name: every symbol but a local
+    /// one (an export or an import: an empty name could be neither looked up nor provided).
+    /// Locals may be unnamed, as ELF section symbols are. The one home of the rule, for the
+    /// decoder and the loader.
+    pub(crate) const fn must_be_named(binding: Binding) -> bool {
+        !matches!(binding, Binding::Local)
+    }
+
     /// Whether a symbol of this kind and binding is visible to other modules: defined here
     /// and not local. The one home of the rule, for the decoder, the loader and the writer
     /// (which counts such symbols into the header).
