@@ -9,14 +9,15 @@
 //! With the `alloc` feature, [`write::ModuleBuilder`] writes any dialect the way the real
 //! writers do.
 //!
-//! Layers, bottom up: [`wire`] (raw views, bounds checks only), [`kinds`] (what the numbers
-//! mean per dialect), [`note_sdn`] and [`template`] (readers for the metadata sections),
-//! [`detect`] (which layouts a file may have), [`module`] (validation and layout, over all of
-//! these), [`write`](mod@write) (the builder).
+//! Layers, bottom up (each uses only those before it): [`kinds`] (what the numbers mean per
+//! dialect, and their names), [`wire`] (raw views of the on-disk structures: bounds checks
+//! and byte offsets only), [`detect`] (which layouts a file may have), [`note_sdn`] and
+//! [`template`] (readers for the metadata sections), [`module`] (validation and layout, over
+//! all of these), [`write`](mod@write) (the builder).
 //!
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
 //! backend, no libc); with the `exec` feature, `exec` is a W^X executable page allocator over
-//! it and `load` the loader over both.
+//! it and `load` the loader over `module` and `exec`.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -207,8 +207,8 @@ pub struct Stats {
     pub pages_open: usize,
     /// Sealed pages (not counting trap pages).
     pub pages_sealed: usize,
-    /// Trap pages: sealed read-execute pages that fault when run, kept in front of where a
-    /// module image's code starts so that later images placed there seal and free cheaply.
+    /// Trap pages: sealed pages that fault when run, kept in front of where a module image's
+    /// code starts (the allocator's policy, in `exec/state`, says why).
     pub trap_pages: usize,
     /// Reserved regions.
     pub regions: usize,

@@ -29,11 +29,9 @@ pub(super) struct Page {
     /// A free page that still holds old bytes (kept committed to avoid a page fault on reuse):
     /// zeroed before it is opened again.
     pub(super) dirty: bool,
-    /// A trap page: filled with instructions that fault (`int3`, `udf`), opened and sealed (read-execute) with the code
-    /// run right after it, and kept sealed, holding no block, after that code is freed. A
-    /// later image placed right after it seals by moving the boundary between its read-execute
-    /// mapping and the free pages' read-write one, and frees by moving it back: the kernel
-    /// splits and merges no mapping, which halves the cost of both protection changes.
+    /// A trap page: filled with instructions that fault, sealed with the code run right after
+    /// it, and kept sealed, holding no block, after that code is freed (why: the policy in
+    /// `state/mod.rs`).
     pub(super) trap: bool,
 }
 

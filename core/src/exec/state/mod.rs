@@ -12,11 +12,12 @@
 //! then), or discarded once [`RECYCLED_PAGES`] are kept; a region with no used page is
 //! unmapped (one spare empty region is kept to avoid thrashing).
 //!
-//! A module image's code run gets a trap page right before it (filled with faulting
-//! instructions, sealed with the code, and kept sealed when the code is freed), and later
-//! images go right after an existing trap page first. The kernel then seals and frees them by
-//! moving the boundary between two mappings instead of splitting one and merging it back,
-//! which halves the cost of both protection changes. Trap pages that guard no code are
+//! **Trap pages** (the one place their reason is written). A module image's code run gets a
+//! trap page right before it (filled with faulting instructions, `int3` or `udf`, sealed with
+//! the code, and kept sealed when the code is freed), and later images go right after an
+//! existing trap page first. The kernel then seals and frees them by moving the boundary
+//! between the trap page's read-execute mapping and the free pages' read-write one, instead of
+//! splitting a mapping and merging it back, which halves the cost of both protection changes. Trap pages that guard no code are
 //! released when a run would otherwise need a new region, and by [`super::ExecAllocator::trim`].
 //!
 //! Invariants:
