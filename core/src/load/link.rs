@@ -16,6 +16,7 @@ use super::{fallible, namehash};
 use super::{Keepalive, LoadError};
 use crate::module::SymbolTarget;
 use crate::wire::relocation::entry_fields;
+use crate::wire::symbol::SymbolHead;
 use crate::wire::SymbolView;
 use crate::{Binding, Module, RelocKind, SymbolKind};
 
@@ -85,15 +86,12 @@ pub(super) struct Linked {
 /// branches to imports go through stubs). Read from the raw entries without validation: an
 /// over-count only reserves room, and everything is validated as symbols are decoded.
 pub(super) fn stub_bound(module: &Module<'_>) -> usize {
-    // From the raw fields (each entry's fixed head, read without bounds checks), by
-    // `SymbolKind::of_entry`'s rule (binding 0 is local; type 0 is "none", an import, where the
-    // dialect marks imports by type).
-    let heads = entries::symbol_entries_from(module, 0).filter_map(|view| view.head());
-    if module.dialect().marks_imports_by_value() {
-        heads.filter(|h| h.binding() != 0 && h.value() == 0 && h.size() == 0).count()
-    } else {
-        heads.filter(|h| h.sym_type() == 0).count()
-    }
+    // Each entry's fixed head, read without bounds checks.
+    let dialect = module.dialect();
+    let may_import = |h: &SymbolHead<'_>| {
+        SymbolKind::may_be_import(dialect, h.sym_type(), h.binding(), h.value(), h.size())
+    };
+    entries::symbol_entries_from(module, 0).filter_map(|view| view.head()).filter(may_import).count()
 }
 
 /// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without
