@@ -21,6 +21,7 @@ mod templates;
 mod validate;
 
 pub use crate::wire::Header;
+#[cfg(all(feature = "exec", target_os = "linux"))]
 pub(crate) use decode::{locate_symbol, relocation_site};
 pub use records::{DataPlacement, DataRegion, Relocation, Section, Symbol, SymbolTarget};
 
