@@ -43,15 +43,44 @@ void smf_clear_error(void);
 /* ---- smf_module_*: the loader ---------------------------------------------------------------- */
 
 /* A loaded module: opaque, reference-counted, immutable once loaded. Modules loaded through this
- * API join a process-wide registry: their exported symbols resolve the imports of modules
- * loaded later (the first module loaded wins a name), and an importer keeps its providers
- * alive. Every call checks its SmfModule* against the live handles first. */
+ * API join a process-wide registry (unless loaded with SMF_LOAD_LOCAL): their exported symbols
+ * resolve the imports of modules loaded later (the first module loaded wins a name), and an
+ * importer keeps its providers alive. Every call checks its SmfModule* against the live
+ * handles first. */
 typedef struct SmfModule SmfModule;
 
-/* Parses, validates, installs code W^X, relocates; NULL on error (see smf_last_error). */
+/* Parses, validates, installs code W^X, relocates; NULL on error (see smf_last_error).
+ * smf_module_load_ex(path, NULL). */
 SmfModule  *smf_module_load(const char *path);
 /* The same from memory (the bytes are not kept). */
 SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
+
+/* ---- Imports: what a module links against ------------------------------------------------
+ * An import is looked up, in this order: host symbols (smf_host_define); exports of modules
+ * loaded earlier (first loaded wins; SMF_LOAD_LOCAL modules excluded); options->resolve; the
+ * process's global symbols (dlsym(RTLD_DEFAULT): the C library and what the program linked)
+ * when SMF_LOAD_PROCESS_SYMBOLS is set. The callback is called at most once per distinct name
+ * per load, with no lock of this library held (it may load a dependency). An unresolved import
+ * fails the load with one line naming the import and every place looked. */
+
+/* Process-wide: 0 ok (also when the same name is defined again with the same address); -1 on a
+ * NULL or empty name, a NULL address, or a name already defined with another address. */
+int32_t     smf_host_define(const char *name, const void *address);
+/* 0 removed, -1 not defined; modules already linked keep the address they got. */
+int32_t     smf_host_undefine(const char *name);
+
+typedef const void *(*SmfResolveFn)(void *user, const char *name);   /* NULL = not mine */
+enum { SMF_LOAD_PROCESS_SYMBOLS = 1,   /* last resort: the process's global symbols */
+       SMF_LOAD_LOCAL = 2 };           /* the module's exports are not offered to later loads */
+typedef struct {
+    SmfResolveFn resolve;   /* may be NULL */
+    void        *user;      /* passed to resolve */
+    uint32_t     flags;     /* SMF_LOAD_* (other bits: an error) */
+} SmfLoadOptions;
+
+/* options may be NULL (then as smf_module_load / smf_module_load_bytes). */
+SmfModule  *smf_module_load_ex(const char *path, const SmfLoadOptions *options);
+SmfModule  *smf_module_load_bytes_ex(const uint8_t *bytes, size_t len, const SmfLoadOptions *options);
 /* Drops one reference; the last one frees the module once no other module links to it.
  * NULL is a no-op. */
 void        smf_module_release(SmfModule *m);

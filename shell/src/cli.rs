@@ -23,8 +23,9 @@ commands:
         file on stderr (the problem and its byte offset) and exit 1
   pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]
         turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
-  run [--lib FILE]... FILE [SYMBOL [ARG...]]
-        load the libraries and FILE (its imports resolve against the libraries),
+  run [--lib FILE]... [--no-libc] FILE [SYMBOL [ARG...]]
+        load the libraries and FILE (imports resolve against the libraries, then
+        the C library, as a native program's would; --no-libc: libraries only),
         call SYMBOL (default: the entry point) with up to 6 integer arguments
         (decimal or 0x hex) and print the 64-bit result in decimal
   help  show this text
@@ -204,13 +205,20 @@ fn parse_int(text: &str) -> Result<i64, String> {
 }
 
 fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    use crate::imports::CLibrary;
     use crate::loader::{self, Libraries};
+    use smf_core::load::{Chain, Resolver};
     let mut libs = Vec::new();
+    let mut libc = true;
     let mut rest = args;
     loop {
         match rest {
             [flag, file, tail @ ..] if flag == "--lib" => {
                 libs.push(file.clone());
+                rest = tail;
+            }
+            [flag, tail @ ..] if flag == "--no-libc" => {
+                libc = false;
                 rest = tail;
             }
             [flag] if flag == "--lib" => return io.usage_error("--lib needs a FILE"),
@@ -232,12 +240,18 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
     }
     let result = (|| -> Result<i64, String> {
         let values = call_args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
+        // What `--lib` libraries do not provide links against the C library (the process's
+        // symbols: this program's libc), as a native program's imports would.
         let mut loaded = Libraries::default();
+        let load = |path: &str, libraries: &Libraries| {
+            let resolver: &dyn Resolver = if libc { &Chain(libraries, CLibrary) } else { libraries };
+            loader::load_path(Path::new(path), resolver).map_err(|e| e.to_string())
+        };
         for lib in &libs {
-            let module = loader::load_path(Path::new(lib), &loaded).map_err(|e| e.to_string())?;
+            let module = load(lib, &loaded)?;
             loaded.0.push(module);
         }
-        let module = loader::load_path(Path::new(file), &loaded).map_err(|e| e.to_string())?;
+        let module = load(file, &loaded)?;
         // SAFETY: the tool's contract is that the function takes integer arguments and
         // returns an integer.
         #[allow(unsafe_code)]

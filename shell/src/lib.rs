@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod ffi;
 pub mod file;
+pub mod imports;
 pub mod inspect;
 pub mod json;
 pub mod loader;

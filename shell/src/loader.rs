@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
 
+use crate::imports::{Imports, LinkOptions};
 use crate::runtime::{exec, load_options};
 
 /// A loaded module.
@@ -168,6 +169,35 @@ pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<SharedModul
         .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
 }
 
+/// The process's registry: modules loaded through [`load_path_with`] and [`load_bytes_with`]
+/// (and the C ABI's `smf_module_load*`) that are not local, in load order.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: Registry = Registry::new();
+    &REGISTRY
+}
+
+/// Loads `bytes` as the C ABI's loads do: imports resolve in the order [`crate::imports`]
+/// gives (host symbols, the [`registry`], `options.resolver`, the process's symbols if asked
+/// for), and the module joins the registry unless `options.local`.
+pub fn load_bytes_with(
+    bytes: &[u8],
+    options: &LinkOptions<'_>,
+    path: Option<PathBuf>,
+) -> Result<Arc<SharedModule>, ModuleError> {
+    let imports = Imports { modules: registry(), options: *options };
+    let module = load_bytes(bytes, &imports, path)?;
+    if !options.local {
+        registry().add(&module);
+    }
+    Ok(module)
+}
+
+/// [`load_bytes_with`] of the module file at `path` (read as [`load_path`] reads it).
+pub fn load_path_with(path: &Path, options: &LinkOptions<'_>) -> Result<Arc<SharedModule>, ModuleError> {
+    crate::file::with_module_bytes(path, |bytes| load_bytes_with(bytes, options, Some(path.to_path_buf())))
+        .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
+}
+
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive
 /// from the importer. Modules are held weakly and resolve in the order they were added (the
 /// first one exporting a name wins).
@@ -314,6 +344,11 @@ impl Resolver for Registry {
         let keepalive: Arc<dyn Any + Send + Sync> = module;
         Some(Resolved { addr, keepalive: Some(keepalive) })
     }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        let live = self.lock().modules.values().filter(|m| m.strong_count() > 0).count();
+        write!(out, "{live} loaded modules")
+    }
 }
 
 /// Modules held strongly, resolving in order (the `smf run --lib` libraries).
@@ -327,5 +362,9 @@ impl Resolver for Libraries {
             let keepalive: Arc<dyn Any + Send + Sync> = m.clone();
             Some(Resolved { addr, keepalive: Some(keepalive) })
         })
+    }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        write!(out, "{} libraries", self.0.len())
     }
 }

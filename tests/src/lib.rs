@@ -235,6 +235,42 @@ pub mod linking {
         b.build().unwrap()
     }
 
+    /// A module importing each of `imports` (R96), and for each import `N` two functions:
+    /// `addr_N` returns the address it resolved to (`mov rax, [rip+GOT(N)]; ret`), `call_N`
+    /// jumps to it with the caller's arguments (`jmp [rip+GOT(N)]`). Each import has two
+    /// symbol entries, so that a resolver asked once per name is seen to be.
+    pub fn importer(imports: &[&str]) -> Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        let mut code = Vec::new();
+        let mut relocations = Vec::new();
+        for i in 0..imports.len() {
+            let addr = code.len() as u64;
+            code.extend_from_slice(&[0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3]);
+            let call = code.len() as u64;
+            code.extend_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]);
+            code.resize(code.len().next_multiple_of(16), 0xCC);
+            relocations.push((i, addr + 3, call + 2));
+        }
+        b.add_code(b".text", &code);
+        let mut symbols = Vec::new();
+        for (i, name) in imports.iter().enumerate() {
+            let at = (i * 16) as u64;
+            b.add_symbol(SymbolSpec::function(format!("addr_{name}").as_bytes(), at, 8));
+            b.add_symbol(SymbolSpec::function(format!("call_{name}").as_bytes(), at + 8, 6));
+        }
+        for name in imports {
+            symbols.push(b.add_symbol(SymbolSpec::import(name.as_bytes())));
+        }
+        for name in imports {
+            b.add_symbol(SymbolSpec::import(name.as_bytes()));
+        }
+        for (i, addr, call) in relocations {
+            b.add_relocation(addr, symbols[i], RelocKind::GotPc32, -4);
+            b.add_relocation(call, symbols[i], RelocKind::GotPc32, -4);
+        }
+        b.build().unwrap()
+    }
+
     /// An application using every x86-64 relocation kind of its dialect:
     /// - `local_counter`: `mov rax, [rip+counter]; ret` (pc32, to its own data, 11)
     /// - `call_five`: `sub rsp, 8; call five; add rsp, 8; ret` (plt32 to an import)

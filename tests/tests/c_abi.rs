@@ -93,6 +93,23 @@ fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() 
     }
 }
 
+#[test]
+#[cfg(target_arch = "x86_64")] // the linking fixtures hold x86-64 code
+fn imports_resolve_in_the_documented_order_from_c_against_the_static_and_the_shared_library() {
+    use smf_core::Dialect;
+    use smf_tests::linking::{application, importer, library};
+    let profile = build_smf_package();
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "imports-shared" } else { "imports-static" });
+        std::fs::write(dir.join("lib.r96.smf"), library(Dialect::R96)).unwrap();
+        std::fs::write(dir.join("lib.s128.smf"), library(Dialect::S128)).unwrap();
+        std::fs::write(dir.join("app.r96.smf"), application(Dialect::R96)).unwrap();
+        std::fs::write(dir.join("importer.smf"), importer(&["ext_a", "ext_b", "ext_c"])).unwrap();
+        std::fs::write(dir.join("strlen.smf"), importer(&["strlen"])).unwrap();
+        compile_and_run(&profile, "imports_test", shared, &dir);
+    }
+}
+
 /// Function names declared in `smf.h`.
 fn header_functions() -> Vec<String> {
     let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();

@@ -296,3 +296,59 @@ fn unnamed_globals_are_refused_and_the_first_of_duplicate_exports_wins() {
     let loaded = load(&exec, &file, &()).unwrap();
     assert_eq!(call0(&loaded, b"f"), 2, "the first export of `f` (at 6) wins");
 }
+
+/// The Rust face of the C ABI's lookup order: host symbols first, then modules loaded before
+/// (not local ones), then the load's resolver, then (only when asked for) the process's symbols;
+/// an unresolved import's error names every place looked.
+#[test]
+fn loads_with_link_options_look_in_the_documented_order() {
+    use smf::imports::{define_host, undefine_host, HostError, LinkOptions};
+    use smf::loader::load_bytes_with;
+    use smf_tests::linking::importer;
+    // Names no other test of this binary uses: the host table and registry are process-wide.
+    let importer_of = |name: &str| importer(&[name]);
+    let addr_of = |m: &smf::loader::SharedModule, name: &str| {
+        // SAFETY: `addr_NAME` returns the address its import resolved to.
+        unsafe { m.call_integers(Some(format!("addr_{name}").as_bytes()), &[]) }.unwrap() as usize
+    };
+    static HOST_VALUE: u64 = 1;
+    static TABLE_VALUE: u64 = 2;
+    let host_addr = &HOST_VALUE as *const u64 as usize;
+    let table_addr = &TABLE_VALUE as *const u64 as usize;
+    define_host(b"lo_both", host_addr).unwrap();
+    assert_eq!(define_host(b"lo_both", table_addr), Err(HostError::AlreadyDefined { address: host_addr }));
+    let table = [(&b"lo_both"[..], table_addr), (&b"lo_table"[..], table_addr)];
+    let resolver = TableResolver(&table);
+    let options = LinkOptions { resolver: Some(&resolver), ..LinkOptions::default() };
+    let m = load_bytes_with(&importer_of("lo_both"), &options, None).unwrap();
+    assert_eq!(addr_of(&m, "lo_both"), host_addr, "host symbols come before the resolver");
+    let m = load_bytes_with(&importer_of("lo_table"), &options, None).unwrap();
+    assert_eq!(addr_of(&m, "lo_table"), table_addr);
+    assert!(undefine_host(b"lo_both"));
+    assert!(!undefine_host(b"lo_both"));
+
+    // A local module's exports are not offered to later loads; a shared one's are.
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"lo_exported", 0, 6));
+    let provider = b.build().unwrap();
+    let local = LinkOptions { local: true, ..LinkOptions::default() };
+    let kept = load_bytes_with(&provider, &local, None).unwrap();
+    let error = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("unresolved import `lo_exported` (looked in: host symbols ("), "{message}");
+    assert!(message.contains("loaded modules)"), "{message}");
+    let shared = load_bytes_with(&provider, &LinkOptions::default(), None).unwrap();
+    let m = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap();
+    assert_eq!(addr_of(&m, "lo_exported"), shared.symbol(b"lo_exported").unwrap());
+    assert_ne!(addr_of(&m, "lo_exported"), kept.symbol(b"lo_exported").unwrap());
+
+    // The process's symbols only when asked for.
+    assert!(load_bytes_with(&importer_of("strlen"), &LinkOptions::default(), None).is_err());
+    let process = LinkOptions { process_symbols: true, ..LinkOptions::default() };
+    let m = load_bytes_with(&importer_of("strlen"), &process, None).unwrap();
+    let text = c"twelve bytes";
+    // SAFETY: `call_strlen` jumps to strlen with the caller's first argument, a C string.
+    let length = unsafe { m.call_integers(Some(b"call_strlen"), &[text.as_ptr() as i64]) }.unwrap();
+    assert_eq!(length, 12);
+}

@@ -125,7 +125,12 @@ fn data_is_writable_rodata_read_only_and_code_executable() {
 fn failures_name_the_problem() {
     let exec = ExecAllocator::default();
     let app = application(Dialect::R96);
-    assert_eq!(load(&exec, &app, &()).unwrap_err(), LoadError::Unresolved { name: "five".into() });
+    let error = load(&exec, &app, &()).unwrap_err();
+    assert_eq!(
+        error,
+        LoadError::Unresolved { name: "five".into(), searched: "nowhere (no resolver)".into() }
+    );
+    assert_eq!(error.to_string(), "unresolved import `five` (looked in: nowhere (no resolver))");
 
     // A weak import may stay unresolved: it resolves to 0.
     let mut b = ModuleBuilder::new(Dialect::R96);
@@ -269,7 +274,8 @@ fn the_resolver_is_asked_each_name_once_per_load() {
         // `missing` fails the quick pass and the detailed rerun: still one question per name.
         let logging = Logging { table: TableResolver(&table), asked: Default::default() };
         let error = load(&exec, &file, &logging).unwrap_err();
-        assert_eq!(error, LoadError::Unresolved { name: "missing".into() });
+        // The logging resolver says nothing of where it looks: the trait's default.
+        assert_eq!(error, LoadError::Unresolved { name: "missing".into(), searched: "a resolver".into() });
         let asked = logging.asked.into_inner().unwrap();
         assert_eq!(asked, [&b"first"[..], b"second", b"missing"], "{dialect:?}");
         // And a load that succeeds asks each once too.

@@ -71,6 +71,7 @@ fn native(dir: &Path, sources: &[&str], calls: &[Call]) -> Vec<i64> {
     for s in sources {
         gcc.arg(source(s));
     }
+    gcc.arg("-lm");
     // The driver's own main must keep its name: compile it separately.
     let driver_obj = dir.join("driver.o");
     run(Command::new("gcc").args(["-O2", "-c", "-o"]).arg(&driver_obj).arg(&driver_path));
@@ -313,6 +314,63 @@ fn calls_across_two_packed_modules_match_native() {
                 .collect();
             assert_eq!(got, expected, "mathlib as {lib_dialect}, app as {app_dialect}");
         }
+    }
+}
+
+/// A packed C file calling the C library (`strlen`, `sqrt`, `hypot`; with
+/// `-fstack-protector-all`, `__stack_chk_fail` too) runs under `smf run` as the native build
+/// does: what no `--lib` provides links against the C library. With `--no-libc` it does not
+/// load, and the error says what it could not find and where it looked.
+#[test]
+fn smf_run_links_the_c_library_as_a_native_build_does() {
+    let dir = scratch("libc");
+    let calls: &[Call] = &[
+        ("count_chars", &[17]),
+        ("copy_and_sum", &[20]),
+        ("root", &[1_000_000]),
+        ("root", &[-4]),
+        ("hypotenuse", &[3, 4]),
+    ];
+    let expected = native(&dir, &["libc_calls.c"], calls);
+    for (flags, import) in
+        [(&["-fPIC"][..], "strlen"), (&["-fPIC", "-fstack-protector-all"], "__stack_chk_fail")]
+    {
+        let (bytes, _) = pack(&dir, "libc_calls.c", Dialect::R96, flags).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let imports: Vec<&[u8]> =
+            parsed.symbols().filter(|s| s.kind == smf_core::SymbolKind::Import).map(|s| s.name).collect();
+        for name in [import, "sqrt", "hypot"] {
+            assert!(imports.contains(&name.as_bytes()), "{flags:?}: no import {name}");
+        }
+        let module = dir.join("libc_calls.smf");
+        std::fs::write(&module, &bytes).unwrap();
+        let smf_run = |extra: &[&str], f: &str, args: &[i64]| {
+            let args: Vec<String> = args.iter().map(i64::to_string).collect();
+            Command::new(smf_binary())
+                .arg("run")
+                .args(extra)
+                .arg(&module)
+                .arg(f)
+                .args(&args)
+                .output()
+                .unwrap()
+        };
+        let got: Vec<i64> = calls
+            .iter()
+            .map(|(f, args)| {
+                let out = smf_run(&[], f, args);
+                assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+                String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(got, expected, "{flags:?}");
+        let out = smf_run(&["--no-libc"], "count_chars", &[1]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("unresolved import `") && stderr.contains("(looked in: 0 libraries)"),
+            "{stderr}"
+        );
     }
 }
 

@@ -25,6 +25,8 @@ pub enum LoadError {
     Unresolved {
         /// The symbol's name.
         name: String,
+        /// Where the resolver looked ([`super::Resolver::describe`]).
+        searched: String,
     },
     /// A relocation refers to a symbol without an address (a type, trait or template).
     NoAddress {
@@ -68,7 +70,9 @@ impl fmt::Display for LoadError {
                 arch_name(*module),
                 arch_name(*host)
             ),
-            LoadError::Unresolved { name } => write!(f, "unresolved import `{name}`"),
+            LoadError::Unresolved { name, searched } => {
+                write!(f, "unresolved import `{name}` (looked in: {searched})")
+            }
             LoadError::NoAddress { relocation, name } => {
                 write!(f, "relocation {relocation} refers to `{name}`, which has no address")
             }

@@ -9,7 +9,7 @@ use alloc::string::String;
 use super::error::lossy;
 use super::reloc::RelocError;
 use super::symtab::SymbolTable;
-use super::LoadError;
+use super::{LoadError, Resolver};
 use crate::module::Relocation;
 use crate::Error;
 
@@ -17,8 +17,8 @@ use crate::Error;
 pub(super) trait Failure: From<Error> {
     /// Whether failures carry detail (the second run).
     const DETAILED: bool;
-    /// The import `name` resolves nowhere.
-    fn unresolved(name: &[u8]) -> Self;
+    /// The import `name` resolves nowhere `resolver` looks.
+    fn unresolved(name: &[u8], resolver: &dyn Resolver) -> Self;
     /// The relocation refers to a symbol without an address.
     fn no_address(r: &Relocation, names: &SymbolTable) -> Self;
     /// The relocation's value does not fit, or its instruction does not match.
@@ -41,7 +41,7 @@ impl From<Error> for Quiet {
 
 impl Failure for Quiet {
     const DETAILED: bool = false;
-    fn unresolved(_: &[u8]) -> Self {
+    fn unresolved(_: &[u8], _: &dyn Resolver) -> Self {
         Quiet
     }
     fn no_address(_: &Relocation, _: &SymbolTable) -> Self {
@@ -64,8 +64,12 @@ fn name_of(r: &Relocation, names: &SymbolTable) -> String {
 
 impl Failure for LoadError {
     const DETAILED: bool = true;
-    fn unresolved(name: &[u8]) -> Self {
-        LoadError::Unresolved { name: lossy(name) }
+    fn unresolved(name: &[u8], resolver: &dyn Resolver) -> Self {
+        let mut searched = String::new();
+        if resolver.describe(&mut searched).is_err() {
+            searched.clear();
+        }
+        LoadError::Unresolved { name: lossy(name), searched }
     }
     fn no_address(r: &Relocation, names: &SymbolTable) -> Self {
         LoadError::NoAddress { relocation: r.index, name: name_of(r, names) }

@@ -174,7 +174,7 @@ fn link_symbols_as<F: Failure>(
             let name = table.last_name().ok_or_else(F::inconsistent)?;
             target.address = match resolve(resolutions, name, sym.binding, &mut deps) {
                 Ok(Some(address)) => address,
-                Ok(None) => return Err(F::unresolved(name)),
+                Ok(None) => return Err(F::unresolved(name, resolutions.resolver())),
                 Err(OutOfMemory) => return Err(F::out_of_memory(name.len())),
             };
             target.stub = Target::STUB_ALLOWED;

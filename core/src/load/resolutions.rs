@@ -42,6 +42,11 @@ impl<'r> Resolutions<'r> {
         Self { resolver, key: namehash::key(), names: Vec::new(), answers: HashTable::new() }
     }
 
+    /// The resolver answering.
+    pub(super) fn resolver(&self) -> &'r dyn Resolver {
+        self.resolver
+    }
+
     /// What the resolver says of `name`: asked the first time, remembered after.
     pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Option<Resolved>, OutOfMemory> {
         let hash = namehash::hash(self.key, name);

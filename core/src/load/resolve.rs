@@ -37,6 +37,12 @@ impl fmt::Debug for Resolved {
 pub trait Resolver {
     /// The exported symbol named `name`, if this resolver knows it.
     fn resolve(&self, name: &[u8]) -> Option<Resolved>;
+
+    /// Where it looks, for the message of an import nothing resolved ("host symbols, 3 loaded
+    /// modules"); written only when a load fails that way.
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("a resolver")
+    }
 }
 
 /// Resolves nothing.
@@ -44,11 +50,19 @@ impl Resolver for () {
     fn resolve(&self, _name: &[u8]) -> Option<Resolved> {
         None
     }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("nowhere (no resolver)")
+    }
 }
 
 impl<R: Resolver + ?Sized> Resolver for &R {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         (**self).resolve(name)
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        (**self).describe(out)
     }
 }
 
@@ -60,6 +74,10 @@ impl Resolver for TableResolver<'_> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         self.0.iter().find(|(n, _)| *n == name).map(|&(_, addr)| Resolved { addr, keepalive: None })
     }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "a table of {} symbols", self.0.len())
+    }
 }
 
 /// Tries `A`, then `B`.
@@ -69,5 +87,11 @@ pub struct Chain<A, B>(pub A, pub B);
 impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         self.0.resolve(name).or_else(|| self.1.resolve(name))
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        self.0.describe(out)?;
+        out.write_str(", ")?;
+        self.1.describe(out)
     }
 }

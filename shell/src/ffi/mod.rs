@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod error;
+pub mod imports;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::guard;
-use crate::loader::{self, Registry, SharedModule};
+use crate::imports::LinkOptions;
+use crate::loader::{self, SharedModule};
 
 /// The opaque type behind `SmfModule *`.
 #[repr(C)]
@@ -21,9 +22,6 @@ use crate::loader::{self, Registry, SharedModule};
 pub struct SmfModule {
     _private: [u8; 0],
 }
-
-/// Modules loaded through the C ABI resolve each other's imports.
-static REGISTRY: Registry = Registry::new();
 
 /// Handle address -> the strong reference it keeps, and how many C references it has.
 type HandleTable = HashMap<usize, (Arc<SharedModule>, u64)>;
@@ -34,8 +32,8 @@ static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
 /// The next handle value (multiples of 16, starting at 16; never reused).
 static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
 
-fn register(module: Arc<SharedModule>) -> *mut SmfModule {
-    REGISTRY.add(&module);
+/// A new handle (one C reference) to `module`.
+pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) << 4;
     let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
     handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
@@ -69,7 +67,7 @@ fn with_module<T>(
 ///
 /// # Safety
 /// `s` is NULL or NUL-terminated.
-unsafe fn c_name<'a>(s: *const c_char) -> Result<&'a [u8], String> {
+pub(super) unsafe fn c_name<'a>(s: *const c_char) -> Result<&'a [u8], String> {
     if s.is_null() {
         return Err("name is NULL".into());
     }
@@ -78,6 +76,7 @@ unsafe fn c_name<'a>(s: *const c_char) -> Result<&'a [u8], String> {
 }
 
 /// Loads the module at `path` (parse, validate, install code W^X, relocate); NULL on error.
+/// `smf_module_load_ex(path, NULL)`: imports resolve against host symbols and earlier loads.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
@@ -86,7 +85,7 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
-        let module = loader::load_path(&path, &REGISTRY).map_err(|e| e.to_string())?;
+        let module = loader::load_path_with(&path, &LinkOptions::default()).map_err(|e| e.to_string())?;
         Ok(register(module))
     })
 }
@@ -103,7 +102,8 @@ pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> 
         }
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
-        let module = loader::load_bytes(data, &REGISTRY, None).map_err(|e| e.to_string())?;
+        let module =
+            loader::load_bytes_with(data, &LinkOptions::default(), None).map_err(|e| e.to_string())?;
         Ok(register(module))
     })
 }

@@ -1,0 +1,174 @@
+//! What modules link against, from C (`ffi.md`, "Imports"): host symbols
+//! (`smf_host_define`/`smf_host_undefine`) and loads with options (`smf_module_load_ex`,
+//! `smf_module_load_bytes_ex`: a resolver callback, the process's symbols, local loads).
+//! The lookup order itself is [`crate::imports`]'.
+
+use std::ffi::{c_char, c_void};
+use std::fmt;
+
+use smf_core::load::{Resolved, Resolver};
+
+use super::guard;
+use super::smf_module::{c_name, register, SmfModule};
+use crate::imports::{define_host, undefine_host, LinkOptions};
+use crate::loader;
+
+/// A resolver callback: the address of `name`, or NULL for "not mine".
+pub type SmfResolveFn = Option<unsafe extern "C" fn(user: *mut c_void, name: *const c_char) -> *const c_void>;
+
+/// `SMF_LOAD_PROCESS_SYMBOLS`: the process's global symbols are the last resort.
+pub const SMF_LOAD_PROCESS_SYMBOLS: u32 = 1;
+/// `SMF_LOAD_LOCAL`: the module's exports are not offered to later loads.
+pub const SMF_LOAD_LOCAL: u32 = 2;
+
+/// How a load links (`SmfLoadOptions`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SmfLoadOptions {
+    /// Asked after host symbols and earlier loads; may be NULL.
+    pub resolve: SmfResolveFn,
+    /// Passed to `resolve`.
+    pub user: *mut c_void,
+    /// `SMF_LOAD_*` bits.
+    pub flags: u32,
+}
+
+/// A C resolver callback as a [`Resolver`].
+pub(crate) struct Callback {
+    resolve: unsafe extern "C" fn(*mut c_void, *const c_char) -> *const c_void,
+    user: *mut c_void,
+}
+
+impl Resolver for Callback {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        // Names reach resolvers validated: NUL-free (the string table ends each with its NUL).
+        let name = std::ffi::CString::new(name).ok()?;
+        #[allow(unsafe_code)]
+        // SAFETY: the caller of the load promised a callback that takes its `user` pointer and
+        // a NUL-terminated name valid for the call.
+        let addr = unsafe { (self.resolve)(self.user, name.as_ptr()) };
+        (!addr.is_null()).then(|| Resolved { addr: addr as usize, keepalive: None })
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("the load's resolver callback")
+    }
+}
+
+/// The options a C caller passed: flags, and the callback as a resolver.
+///
+/// # Safety
+/// `options` is NULL or points to a valid `SmfLoadOptions`.
+unsafe fn read_options(options: *const SmfLoadOptions) -> (u32, Option<Callback>) {
+    if options.is_null() {
+        return (0, None);
+    }
+    // SAFETY: non-null and valid per the caller's contract; copied out.
+    let options = unsafe { *options };
+    let callback = options.resolve.map(|resolve| Callback { resolve, user: options.user });
+    (options.flags, callback)
+}
+
+/// Runs `load` with the link options `options` asks for.
+///
+/// # Safety
+/// As [`read_options`].
+unsafe fn with_link_options<T>(
+    options: *const SmfLoadOptions,
+    load: impl FnOnce(&LinkOptions<'_>) -> Result<T, String>,
+) -> Result<T, String> {
+    // SAFETY: forwarded to our caller's contract.
+    let (flags, callback) = unsafe { read_options(options) };
+    if flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL) != 0 {
+        return Err(format!("unknown load flags {flags:#x}"));
+    }
+    let link = LinkOptions {
+        resolver: callback.as_ref().map(|c| c as &dyn Resolver),
+        process_symbols: flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
+        local: flags & SMF_LOAD_LOCAL != 0,
+    };
+    load(&link)
+}
+
+/// Defines host symbol `name` at `address` for every later load: 0 ok (also when defined again
+/// with the same address), -1 on a NULL or empty name, a NULL address, or a name defined with
+/// another address.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn smf_host_define(name: *const c_char, address: *const c_void) -> i32 {
+    guard(-1, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        define_host(name, address as usize)
+            .map_err(|e| format!("host symbol `{}`: {e}", String::from_utf8_lossy(name)))?;
+        Ok(0)
+    })
+}
+
+/// Removes host symbol `name`: 0 removed, -1 not defined. Modules linked already keep the
+/// address they got.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn smf_host_undefine(name: *const c_char) -> i32 {
+    guard(-1, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        if undefine_host(name) {
+            Ok(0)
+        } else {
+            Err(format!("host symbol `{}` is not defined", String::from_utf8_lossy(name)))
+        }
+    })
+}
+
+/// Loads the module at `path` with `options` (NULL: as `smf_module_load`); NULL on error.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `options` is NULL or a valid `SmfLoadOptions`
+/// whose callback, if any, may be called (at most once per distinct name) during the call.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_load_ex(
+    path: *const c_char,
+    options: *const SmfLoadOptions,
+) -> *mut SmfModule {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: forwarded to our caller's contract.
+        let path = unsafe { super::c_path(path) }?;
+        // SAFETY: forwarded to our caller's contract.
+        let module = unsafe {
+            with_link_options(options, |link| loader::load_path_with(&path, link).map_err(|e| e.to_string()))
+        }?;
+        Ok(register(module))
+    })
+}
+
+/// Loads a module from `len` bytes at `bytes` with `options` (NULL: as
+/// `smf_module_load_bytes`); NULL on error.
+///
+/// # Safety
+/// `bytes` is NULL or readable for `len` bytes; `options` as for `smf_module_load_ex`.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_load_bytes_ex(
+    bytes: *const u8,
+    len: usize,
+    options: *const SmfLoadOptions,
+) -> *mut SmfModule {
+    guard(std::ptr::null_mut(), || {
+        if bytes.is_null() {
+            return Err("bytes is NULL".into());
+        }
+        // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
+        let data = unsafe { std::slice::from_raw_parts(bytes, len) };
+        // SAFETY: forwarded to our caller's contract.
+        let module = unsafe {
+            with_link_options(options, |link| {
+                loader::load_bytes_with(data, link, None).map_err(|e| e.to_string())
+            })
+        }?;
+        Ok(register(module))
+    })
+}

@@ -1,0 +1,220 @@
+//! What a module links against in the std shell, in the order the C ABI specifies: the host
+//! program's own symbols ([`define_host`]), exports of modules loaded earlier (the process's
+//! [`Registry`](crate::loader::Registry)), the load's own resolver, and, when asked for, the
+//! process's global symbols as `dlsym(RTLD_DEFAULT)` sees them ([`ProcessSymbols`]: the C library
+//! and everything else the program linked). The core's resolvers never touch libc; these do.
+//!
+//! Locks guard the host table only while it is read or changed: no resolver runs under a lock
+//! another load needs, so a load's resolver may itself load a module.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CString};
+use std::fmt;
+use std::sync::{PoisonError, RwLock};
+
+use smf_core::load::{Resolved, Resolver};
+
+/// The host program's symbols, by name (process-wide).
+static HOST: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
+
+/// Why [`define_host`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostError {
+    /// An empty name, or one with a NUL byte.
+    BadName,
+    /// A null address.
+    NullAddress,
+    /// The name is defined already, with another address.
+    AlreadyDefined {
+        /// The address it has.
+        address: usize,
+    },
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::BadName => f.write_str("a host symbol needs a non-empty name without NUL bytes"),
+            HostError::NullAddress => f.write_str("a host symbol needs a non-null address"),
+            HostError::AlreadyDefined { address } => {
+                write!(f, "already defined with another address ({address:#x})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// Defines host symbol `name` at `address` for every later load in the process. Defining a
+/// name again with the same address is not an error; with another address it is.
+pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
+    if name.is_empty() || name.contains(&0) {
+        return Err(HostError::BadName);
+    }
+    if address == 0 {
+        return Err(HostError::NullAddress);
+    }
+    let mut host = HOST.write().unwrap_or_else(PoisonError::into_inner);
+    let table = host.get_or_insert_with(HashMap::new);
+    match table.get(name) {
+        Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
+        Some(_) => Ok(()),
+        None => {
+            table.insert(name.into(), address);
+            Ok(())
+        }
+    }
+}
+
+/// Removes host symbol `name`; false if it was not defined. Modules linked already keep the
+/// address they got.
+pub fn undefine_host(name: &[u8]) -> bool {
+    let mut host = HOST.write().unwrap_or_else(PoisonError::into_inner);
+    host.as_mut().is_some_and(|table| table.remove(name).is_some())
+}
+
+/// How many host symbols are defined.
+fn host_count() -> usize {
+    HOST.read().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, HashMap::len)
+}
+
+/// Resolves the host symbols ([`define_host`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostSymbols;
+
+impl Resolver for HostSymbols {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let host = HOST.read().unwrap_or_else(PoisonError::into_inner);
+        let addr = *host.as_ref()?.get(name)?;
+        Some(Resolved { addr, keepalive: None })
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "host symbols ({})", host_count())
+    }
+}
+
+// The dynamic linker's lookup. Rust's std links the C library on Linux; `dlsym` and `dlopen`
+// are in it (glibc 2.34 and later, and musl; older glibc has them in libdl, which std links too).
+extern "C" {
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlopen(filename: *const c_char, flags: i32) -> *mut c_void;
+}
+
+/// `RTLD_NOW` (glibc and musl).
+const RTLD_NOW: i32 = 2;
+
+/// `dlsym(handle, name)` as an address.
+fn symbol_in(handle: *mut c_void, name: &[u8]) -> Option<usize> {
+    let name = CString::new(name).ok()?;
+    #[allow(unsafe_code)]
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; dlsym only reads it.
+    // `handle` is RTLD_DEFAULT or a handle dlopen returned and that is never closed.
+    let addr = unsafe { dlsym(handle, name.as_ptr()) };
+    (!addr.is_null()).then_some(addr as usize)
+}
+
+/// `RTLD_DEFAULT`: the global scope, in load order (a null handle on glibc and musl).
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+/// Resolves the process's global symbols, as `dlsym(RTLD_DEFAULT)` sees them: the C library,
+/// the program's exported symbols, libraries it loaded with `RTLD_GLOBAL`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessSymbols;
+
+impl Resolver for ProcessSymbols {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        symbol_in(RTLD_DEFAULT, name).map(|addr| Resolved { addr, keepalive: None })
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("the process's symbols (dlsym)")
+    }
+}
+
+/// What a C program built with `cc ... -lm` links against: the process's symbols (the C
+/// library among them) and the math library, opened on first use where it is a library of
+/// its own (glibc's `libm.so.6`; musl has it in the C library). The `smf` tool's `run` links
+/// with it, so that a packed C file's `strlen` or `sqrt` resolves as in a native build.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CLibrary;
+
+/// The math library's handle, opened once (never closed: its functions may be linked into
+/// modules for the rest of the process); null if it could not be opened.
+fn libm() -> *mut c_void {
+    static LIBM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIBM.get_or_init(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: a NUL-terminated constant name; dlopen has no other precondition.
+        let handle = unsafe { dlopen(c"libm.so.6".as_ptr(), RTLD_NOW) };
+        handle as usize
+    }) as *mut c_void
+}
+
+impl Resolver for CLibrary {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let addr = symbol_in(RTLD_DEFAULT, name).or_else(|| {
+            let libm = libm();
+            (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
+        })?;
+        Some(Resolved { addr, keepalive: None })
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        out.write_str("the C library (with libm)")
+    }
+}
+
+/// How a load links, besides the host symbols and the modules loaded before it (which every
+/// load through [`crate::loader::load_path_with`] consults).
+#[derive(Clone, Copy, Default)]
+pub struct LinkOptions<'r> {
+    /// Asked after the host symbols and the registry; `None` for none.
+    pub resolver: Option<&'r dyn Resolver>,
+    /// Last resort: the process's global symbols ([`ProcessSymbols`]).
+    pub process_symbols: bool,
+    /// The module's exports are not offered to later loads (as `RTLD_LOCAL`).
+    pub local: bool,
+}
+
+impl fmt::Debug for LinkOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkOptions")
+            .field("resolver", &self.resolver.is_some())
+            .field("process_symbols", &self.process_symbols)
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+/// The whole lookup order of one load: host symbols, then `modules` (exports of modules
+/// loaded before), then the options' resolver, then the process's symbols if asked for.
+pub(crate) struct Imports<'r> {
+    pub(crate) modules: &'r dyn Resolver,
+    pub(crate) options: LinkOptions<'r>,
+}
+
+impl Resolver for Imports<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        HostSymbols
+            .resolve(name)
+            .or_else(|| self.modules.resolve(name))
+            .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
+            .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        HostSymbols.describe(out)?;
+        out.write_str(", ")?;
+        self.modules.describe(out)?;
+        if let Some(resolver) = self.options.resolver {
+            out.write_str(", ")?;
+            resolver.describe(out)?;
+        }
+        if self.options.process_symbols {
+            out.write_str(", ")?;
+            ProcessSymbols.describe(out)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+/*
+ * imports_test.c - what modules link against, from C: host symbols (define, redefine, undefine,
+ * and that they come first), a resolver callback (asked once per distinct name per load, even
+ * when the load fails and reruns; its answers used), the process's symbols only when asked for
+ * (a module calling strlen), local loads (not offered to later loads), unknown flags, and the
+ * message of an unresolved import naming every place looked.
+ *
+ * Usage: imports_test DIR   (DIR holds the fixture files written by tests/tests/c_abi.rs)
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_NAME "imports_test"
+#include "check.h"
+
+static const char *dir;
+
+static const char *path(const char *name) {
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
+    return buf;
+}
+
+static int64_t host_five(void) { return 55; }
+static int64_t host_counter = 7;
+static int64_t ext_a_data, ext_b_data;
+
+/* The resolver callback: counts the questions per name; answers ext_a and ext_b, and ext_c
+ * only when `user` says so. */
+struct asked { int a, b, c, other; int answer_c; };
+
+static const void *resolve(void *user, const char *name) {
+    struct asked *asked = user;
+    if (strcmp(name, "ext_a") == 0) { asked->a++; return &ext_a_data; }
+    if (strcmp(name, "ext_b") == 0) { asked->b++; return &ext_b_data; }
+    if (strcmp(name, "ext_c") == 0) { asked->c++; return asked->answer_c ? (const void *)&ext_a_data : NULL; }
+    asked->other++;
+    return NULL;
+}
+
+static int64_t call(SmfModule *m, const char *name, int64_t arg) {
+    int64_t result = 0;
+    CHECK(smf_module_call(m, name, &arg, 1, &result) == 0);
+    return result;
+}
+
+static void host_symbols(void) {
+    CHECK_FAILS(smf_host_define(NULL, (const void *)host_five), -1);
+    CHECK_FAILS(smf_host_define("", (const void *)host_five), -1);
+    CHECK_FAILS(smf_host_define("five", NULL), -1);
+    int64_t (*five)(void) = host_five;
+    const void *five_addr;
+    memcpy(&five_addr, &five, sizeof five_addr);
+    CHECK(smf_host_define("five", five_addr) == 0);
+    CHECK(smf_host_define("five", five_addr) == 0); /* the same again: fine */
+    CHECK_FAILS(smf_host_define("five", &host_counter), -1);
+    CHECK(strstr(smf_last_error(), "already defined") != NULL);
+    CHECK(smf_host_define("counter", &host_counter) == 0);
+    CHECK(smf_host_define("small_constant", (const void *)(uintptr_t)0x1234) == 0);
+
+    /* The library exports five (returning 5) too: host symbols come first. */
+    SmfModule *lib = smf_module_load(path("lib.r96.smf"));
+    CHECK(lib != NULL);
+    SmfModule *app = smf_module_load(path("app.r96.smf"));
+    CHECK(app != NULL);
+    CHECK(call(app, "call_five", 0) == 55);
+    CHECK(call(app, "got_counter", 0) == 7);
+
+    /* Undefined: later loads get the library's; the loaded app keeps the address it got. */
+    CHECK(smf_host_undefine("five") == 0);
+    CHECK_FAILS(smf_host_undefine("five"), -1);
+    SmfModule *app2 = smf_module_load(path("app.r96.smf"));
+    CHECK(app2 != NULL);
+    CHECK(call(app2, "call_five", 0) == 5);
+    CHECK(call(app, "call_five", 0) == 55);
+    smf_module_release(app2);
+    smf_module_release(app);
+    smf_module_release(lib);
+    CHECK(smf_host_undefine("counter") == 0);
+    CHECK(smf_host_undefine("small_constant") == 0);
+}
+
+static void resolver_callback(void) {
+    struct asked asked = {0};
+    SmfLoadOptions options = {resolve, &asked, 0};
+    /* ext_c resolves nowhere: the load fails (quietly, then with details), asking each name once. */
+    smf_clear_error();
+    CHECK(smf_module_load_ex(path("importer.smf"), &options) == NULL);
+    CHECK(asked.a == 1 && asked.b == 1 && asked.c == 1 && asked.other == 0);
+    const char *error = smf_last_error();
+    CHECK(strstr(error, "unresolved import `ext_c`") != NULL);
+    CHECK(strstr(error, "host symbols") != NULL);
+    CHECK(strstr(error, "loaded modules") != NULL);
+    CHECK(strstr(error, "resolver callback") != NULL);
+    CHECK(strstr(error, "dlsym") == NULL); /* not asked for */
+
+    struct asked again = {0};
+    again.answer_c = 1;
+    options.user = &again;
+    SmfModule *m = smf_module_load_ex(path("importer.smf"), &options);
+    CHECK(m != NULL);
+    CHECK(again.a == 1 && again.b == 1 && again.c == 1);
+    CHECK(call(m, "addr_ext_a", 0) == (int64_t)(intptr_t)&ext_a_data);
+    CHECK(call(m, "addr_ext_b", 0) == (int64_t)(intptr_t)&ext_b_data);
+    smf_module_release(m);
+
+    /* The same from memory, and NULL options are the plain load. */
+    FILE *f = fopen(path("importer.smf"), "rb");
+    CHECK(f != NULL);
+    static uint8_t bytes[1 << 16];
+    size_t len = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    struct asked from_memory = {0};
+    from_memory.answer_c = 1;
+    options.user = &from_memory;
+    m = smf_module_load_bytes_ex(bytes, len, &options);
+    CHECK(m != NULL && from_memory.a == 1);
+    smf_module_release(m);
+    CHECK_FAILS(smf_module_load_bytes_ex(bytes, len, NULL), NULL);
+
+    SmfLoadOptions bad = {NULL, NULL, 0x80};
+    CHECK_FAILS(smf_module_load_ex(path("importer.smf"), &bad), NULL);
+    CHECK(strstr(smf_last_error(), "unknown load flags") != NULL);
+}
+
+static void process_symbols(void) {
+    /* strlen is the C library's: found only when the load asks for the process's symbols. */
+    CHECK_FAILS(smf_module_load(path("strlen.smf")), NULL);
+    CHECK(strstr(smf_last_error(), "unresolved import `strlen`") != NULL);
+    SmfLoadOptions options = {NULL, NULL, SMF_LOAD_PROCESS_SYMBOLS};
+    SmfModule *m = smf_module_load_ex(path("strlen.smf"), &options);
+    CHECK(m != NULL);
+    CHECK(call(m, "call_strlen", (int64_t)(intptr_t)"hello, world") == 12);
+    smf_module_release(m);
+}
+
+static void local_loads(void) {
+    /* A local library's exports are not offered to later loads. */
+    SmfLoadOptions local = {NULL, NULL, SMF_LOAD_LOCAL};
+    SmfModule *lib = smf_module_load_ex(path("lib.s128.smf"), &local);
+    CHECK(lib != NULL);
+    CHECK(smf_module_symbol(lib, "five") != NULL);
+    CHECK_FAILS(smf_module_load(path("app.r96.smf")), NULL);
+    CHECK(strstr(smf_last_error(), "unresolved import `five`") != NULL);
+    SmfModule *shared = smf_module_load(path("lib.s128.smf"));
+    CHECK(shared != NULL);
+    SmfModule *app = smf_module_load(path("app.r96.smf"));
+    CHECK(app != NULL);
+    CHECK(call(app, "call_five", 0) == 5);
+    smf_module_release(app);
+    smf_module_release(shared);
+    smf_module_release(lib);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: imports_test DIR\n");
+        return 2;
+    }
+    dir = argv[1];
+    host_symbols();
+    scan_maps("host symbols");
+    resolver_callback();
+    scan_maps("resolver callback");
+    process_symbols();
+    scan_maps("process symbols");
+    local_loads();
+    scan_maps("local loads");
+    printf("%s: %d passed, 0 failed\n", TEST_NAME, passed);
+    return 0;
+}
