@@ -27,6 +27,8 @@
 extern crate alloc;
 
 mod bytes;
+#[cfg(feature = "alloc")]
+pub mod cache;
 pub mod detect;
 mod dialect;
 mod error;
