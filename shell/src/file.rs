@@ -122,6 +122,16 @@ pub fn with_module_bytes_limited<R>(
     limits: ReadLimits,
     f: impl FnOnce(&[u8]) -> R,
 ) -> std::io::Result<R> {
+    with_module_version(path, limits, |bytes, _| f(bytes))
+}
+
+/// [`with_module_bytes`] under `limits`, also handing `f` the identity of the version read
+/// (taken around the read, so the bytes are that version's).
+pub fn with_module_version<R>(
+    path: &Path,
+    limits: ReadLimits,
+    f: impl FnOnce(&[u8], FileIdentity) -> R,
+) -> std::io::Result<R> {
     let (file, metadata) = open(path)?;
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own.
@@ -129,9 +139,10 @@ pub fn with_module_bytes_limited<R>(
     let filled = if metadata.is_file() {
         read_regular(&file, metadata, limits, &mut buffer)
     } else {
-        read_stream(&file, limits, &mut buffer)
+        let identity = FileIdentity::of(&metadata);
+        read_stream(&file, limits, &mut buffer).map(|filled| (filled, identity))
     };
-    let result = filled.map(|filled| f(&buffer[..filled]));
+    let result = filled.map(|(filled, identity)| f(&buffer[..filled], identity));
     if buffer.capacity() <= KEPT_BUFFER {
         let kept = FILE_BUFFER.take();
         FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
@@ -151,36 +162,50 @@ fn too_large(len: u64, limit: u64) -> Error {
     )
 }
 
+/// What tells one version of a file from another: device, inode, size, modification and
+/// status-change times (to the nanosecond). A file replaced by a rename has another inode; one
+/// rewritten in place, another size or other times. The module cache compares it on every get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    /// The identity `metadata` describes.
+    pub fn of(metadata: &Metadata) -> Self {
+        Self {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            len: metadata.len(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// The identity of the file at `path` now (one `stat`, following symbolic links).
+    pub fn at(path: &Path) -> std::io::Result<Self> {
+        std::fs::metadata(path).map(|m| Self::of(&m))
+    }
+}
+
 /// Whether two views of a file describe the same unchanged file.
 fn unchanged(before: &Metadata, after: &Metadata) -> bool {
-    (
-        before.dev(),
-        before.ino(),
-        before.len(),
-        before.mtime(),
-        before.mtime_nsec(),
-        before.ctime(),
-        before.ctime_nsec(),
-    ) == (
-        after.dev(),
-        after.ino(),
-        after.len(),
-        after.mtime(),
-        after.mtime_nsec(),
-        after.ctime(),
-        after.ctime_nsec(),
-    )
+    FileIdentity::of(before) == FileIdentity::of(after)
 }
 
 /// Reads a regular file whole into `buffer`, checking its size against the limit, its ends
 /// first when it is large, that it was left alone for the settle time before, and that it did
-/// not change while it was read; returns its length.
+/// not change while it was read; returns its length and the identity of the version read.
 fn read_regular(
     file: &File,
     mut before: Metadata,
     limits: ReadLimits,
     buffer: &mut Vec<u8>,
-) -> std::io::Result<usize> {
+) -> std::io::Result<(usize, FileIdentity)> {
     let limit = limits.max_bytes;
     let mut waited = Duration::ZERO;
     let mut attempts = 0;
@@ -212,7 +237,7 @@ fn read_regular(
         let filled = read_at_most(file, len, buffer)?;
         let after = file.metadata()?;
         if filled == len && unchanged(&before, &after) {
-            return Ok(filled);
+            return Ok((filled, FileIdentity::of(&after)));
         }
         before = after;
     }

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod ffi;
 pub mod file;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
 
+use crate::file::FileIdentity;
 use crate::imports::{Imports, LinkOptions};
 use crate::runtime::{exec, load_options};
 
@@ -196,6 +197,19 @@ pub fn load_bytes_with(
 pub fn load_path_with(path: &Path, options: &LinkOptions<'_>) -> Result<Arc<SharedModule>, ModuleError> {
     crate::file::with_module_bytes(path, |bytes| load_bytes_with(bytes, options, Some(path.to_path_buf())))
         .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
+}
+
+/// [`load_path_with`], also returning the identity of the file version loaded (for the cache,
+/// which compares it with the file's at every get).
+pub fn load_version_with(
+    path: &Path,
+    options: &LinkOptions<'_>,
+) -> Result<(Arc<SharedModule>, FileIdentity), ModuleError> {
+    let limits = crate::file::ReadLimits::from_env();
+    crate::file::with_module_version(path, limits, |bytes, identity| {
+        load_bytes_with(bytes, options, Some(path.to_path_buf())).map(|module| (module, identity))
+    })
+    .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive

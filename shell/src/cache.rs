@@ -1,0 +1,266 @@
+//! The runtime's module cache: modules by path, bounded by resident bytes and module count,
+//! least recently used out first ([`smf_core::cache::LruCache`]), loaded on a miss, prefetched
+//! on worker threads, reloaded when their file is replaced.
+//!
+//! **Hot reload.** Every [`ModuleCache::get`] compares the file's identity now (one `stat`:
+//! device, inode, size, modification and status-change times, [`FileIdentity`]) with the
+//! version cached. A file replaced on disk (a new file renamed over the path, as compilers and
+//! build tools write it) or rewritten in place is therefore noticed at the next `get`, which
+//! loads the new version; handles to the old one stay valid until released. That `stat` is the
+//! price of a hit beyond the lookup (`cargo xtask bench cache` measures it). The forced form is
+//! [`ModuleCache::evict`] and a `get`. A file that disappeared or no longer loads is an error
+//! and leaves the cache; a module is never read from its file after it is loaded (the loader
+//! copies what it keeps), so a file truncated while cached cannot fault the process.
+//!
+//! **Locking.** One lock guards the bookkeeping (the LRU and the counters): a hit is a hash
+//! lookup and a list move under it. Loads, `stat`s and the dropping of evicted modules (whose
+//! memory may be unmapped then) happen outside it. Two threads missing the same path both load
+//! it; the cache keeps the later one.
+
+use std::collections::hash_map::RandomState;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
+
+use smf_core::cache::stats::CacheStats;
+use smf_core::cache::{Budget, LruCache};
+use smf_core::load::Resolver;
+
+use crate::file::FileIdentity;
+use crate::imports::LinkOptions;
+use crate::loader::{self, ModuleError, SharedModule};
+
+/// A cached module and the version of its file it was loaded from.
+struct Cached {
+    module: Arc<SharedModule>,
+    identity: FileIdentity,
+}
+
+struct State {
+    lru: LruCache<PathBuf, Cached, RandomState>,
+    stats: CacheStats,
+}
+
+/// How the cache's misses and prefetches link (host symbols and earlier loads apply always).
+#[derive(Clone, Default)]
+pub struct CacheLinking {
+    /// Asked after host symbols and earlier loads.
+    pub resolver: Option<Arc<dyn Resolver + Send + Sync>>,
+    /// The process's global symbols as a last resort.
+    pub process_symbols: bool,
+    /// Cached modules' exports are not offered to later loads.
+    pub local: bool,
+}
+
+impl std::fmt::Debug for CacheLinking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLinking")
+            .field("resolver", &self.resolver.is_some())
+            .field("process_symbols", &self.process_symbols)
+            .field("local", &self.local)
+            .finish()
+    }
+}
+
+/// A snapshot of a cache's counters and contents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Gets answered from the cache.
+    pub hits: u64,
+    /// Gets that loaded.
+    pub misses: u64,
+    /// Modules that left because of a budget.
+    pub evictions: u64,
+    /// Loads that failed.
+    pub load_failures: u64,
+    /// Modules resident now.
+    pub modules: u64,
+    /// Their image bytes.
+    pub bytes: u64,
+    /// The budgets (0: unlimited).
+    pub budget: Budget,
+    /// Load times of misses: median, 99th percentile, maximum (ns).
+    pub load_ns: [u64; 3],
+}
+
+/// Evicted modules are dropped, outside the lock, this many at a time.
+const DROP_BATCH: usize = 16;
+
+/// A module cache (see the module documentation).
+pub struct ModuleCache {
+    state: Mutex<State>,
+    linking: RwLock<CacheLinking>,
+}
+
+impl std::fmt::Debug for ModuleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleCache").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl ModuleCache {
+    /// An empty cache evicting past `max_bytes` of module images or `max_modules` modules
+    /// (0: unlimited).
+    pub fn new(max_bytes: u64, max_modules: u64) -> Self {
+        let budget = Budget { max_bytes, max_entries: max_modules };
+        Self {
+            state: Mutex::new(State {
+                lru: LruCache::new(RandomState::new(), budget),
+                stats: CacheStats::default(),
+            }),
+            linking: RwLock::new(CacheLinking::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets how misses and prefetches link from now on.
+    pub fn set_linking(&self, linking: CacheLinking) {
+        *self.linking.write().unwrap_or_else(PoisonError::into_inner) = linking;
+    }
+
+    /// The module at `path`: the cached one if its file is the version cached, else loaded
+    /// (and cached).
+    pub fn get(&self, path: &Path) -> Result<Arc<SharedModule>, ModuleError> {
+        let now = FileIdentity::at(path);
+        if let Ok(now) = now {
+            let mut state = self.lock();
+            if let Some(cached) = state.lru.get(path).filter(|c| c.identity == now) {
+                let module = Arc::clone(&cached.module);
+                state.stats.hits += 1;
+                return Ok(module);
+            }
+        }
+        self.load(path)
+    }
+
+    /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).
+    fn load(&self, path: &Path) -> Result<Arc<SharedModule>, ModuleError> {
+        let linking = self.linking.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let options = LinkOptions {
+            resolver: linking.resolver.as_deref().map(|r| r as &dyn Resolver),
+            process_symbols: linking.process_symbols,
+            local: linking.local,
+        };
+        let started = Instant::now();
+        let loaded = loader::load_version_with(path, &options);
+        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut state = self.lock();
+        state.stats.misses += 1;
+        match loaded {
+            Ok((module, identity)) => {
+                state.stats.load_times.record(elapsed);
+                let bytes = module.loaded().image_bytes() as u64;
+                let cached = Cached { module: Arc::clone(&module), identity };
+                let replaced = state.lru.insert(path.to_path_buf(), cached, bytes);
+                // Not cached when memory for the entry cannot be had: the module still loads.
+                let replaced = replaced.unwrap_or_default();
+                self.evict_over_budget(state, replaced);
+                Ok(module)
+            }
+            Err(error) => {
+                state.stats.load_failures += 1;
+                let stale = state.lru.remove(path);
+                drop(state);
+                drop(stale);
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes modules over the budget out under `state`, and drops them (with `first`) only
+    /// after releasing it, a batch at a time.
+    fn evict_over_budget<'c>(&'c self, mut state: MutexGuard<'c, State>, first: Option<Cached>) {
+        let mut first = first;
+        loop {
+            let mut batch: heapless::Vec<Cached, DROP_BATCH> = heapless::Vec::new();
+            while !batch.is_full() {
+                match state.lru.pop_over_budget() {
+                    Some((_, evicted)) => {
+                        state.stats.evictions += 1;
+                        let _ = batch.push(evicted);
+                    }
+                    None => break,
+                }
+            }
+            let more = batch.is_full();
+            drop(state);
+            drop(batch);
+            drop(first.take());
+            if !more {
+                return;
+            }
+            state = self.lock();
+        }
+    }
+
+    /// Whether `path` is cached (its file is not checked).
+    pub fn contains(&self, path: &Path) -> bool {
+        self.lock().lru.contains(path)
+    }
+
+    /// Forgets `path`'s module (handles to it stay valid); false if it was not cached.
+    pub fn evict(&self, path: &Path) -> bool {
+        let removed = self.lock().lru.remove(path);
+        removed.is_some()
+    }
+
+    /// Forgets every module (handles to them stay valid).
+    pub fn clear(&self) {
+        loop {
+            let mut batch: heapless::Vec<Cached, DROP_BATCH> = heapless::Vec::new();
+            let mut state = self.lock();
+            while let (false, Some((_, cached))) = (batch.is_full(), state.lru.pop_lru()) {
+                let _ = batch.push(cached);
+            }
+            let done = state.lru.is_empty();
+            drop(state);
+            drop(batch);
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// The address of the exported symbol `name` in the most recently used cached module that
+    /// exports it. It stays valid while that module is cached or held.
+    pub fn resolve(&self, name: &[u8]) -> Option<usize> {
+        self.lock().lru.iter().find_map(|(_, cached)| cached.module.symbol(name))
+    }
+
+    /// Loads `paths` into the cache on `threads` worker threads (at least one; a failed load
+    /// is counted, not fatal); returns how many of them are cached afterwards.
+    pub fn prefetch(&self, paths: &[PathBuf], threads: usize) -> usize {
+        let next = AtomicUsize::new(0);
+        let workers = threads.clamp(1, paths.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let _ = self.get(path);
+                });
+            }
+        });
+        paths.iter().filter(|p| self.contains(p)).count()
+    }
+
+    /// The counters and contents now.
+    pub fn stats(&self) -> Snapshot {
+        let state = self.lock();
+        let times = &state.stats.load_times;
+        Snapshot {
+            hits: state.stats.hits,
+            misses: state.stats.misses,
+            evictions: state.stats.evictions,
+            load_failures: state.stats.load_failures,
+            modules: state.lru.len(),
+            bytes: state.lru.bytes(),
+            budget: state.lru.budget(),
+            load_ns: [times.quantile(0.5), times.quantile(0.99), times.max()],
+        }
+    }
+}

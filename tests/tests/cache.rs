@@ -1,0 +1,204 @@
+//! The module cache from Rust: hits and misses, LRU order, both budgets, evicting a module
+//! someone holds, a file replaced by rename (hot reload) or truncated while cached, resolving
+//! across cached modules, prefetch on two threads then all hits, and eight threads getting,
+//! evicting, resolving and calling over a small budget with every result checked.
+
+#![cfg(target_arch = "x86_64")]
+// Test values are small; calling cached code goes through the (unsafe) integer call.
+#![allow(clippy::cast_possible_truncation, unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use smf::cache::ModuleCache;
+use smf::loader::SharedModule;
+use smf_core::write::{ModuleBuilder, SymbolSpec};
+use smf_core::Dialect;
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smf-cache-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A module whose `name` returns `value`, with `data` bytes of writable data (to weigh more).
+fn module(name: &str, value: u8, data: usize) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xB8, value, 0, 0, 0, 0xC3]);
+    b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
+    if data > 0 {
+        b.add_data(b".data", &vec![1; data]);
+    }
+    b.build().unwrap()
+}
+
+/// Writes `bytes` as a new file renamed over `path` (as compilers write their output).
+fn replace(path: &Path, bytes: &[u8]) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+fn call(module: &SharedModule, name: &str) -> i64 {
+    // SAFETY: every module here exports functions returning an integer.
+    unsafe { module.call_integers(Some(name.as_bytes()), &[]) }.unwrap()
+}
+
+/// Files `m0.smf`.. in `dir`, module `i` exporting `f{i}` (and `common`) returning `i`.
+fn files(dir: &Path, count: usize, data: usize) -> Vec<PathBuf> {
+    (0..count)
+        .map(|i| {
+            let path = dir.join(format!("m{i}.smf"));
+            let mut b = ModuleBuilder::new(Dialect::R96);
+            b.add_code(b".text", &[0xB8, i as u8, 0, 0, 0, 0xC3]);
+            b.add_symbol(SymbolSpec::function(format!("f{i}").as_bytes(), 0, 6));
+            if data > 0 {
+                b.add_data(b".data", &vec![1; data]);
+            }
+            std::fs::write(&path, b.build().unwrap()).unwrap();
+            path
+        })
+        .collect()
+}
+
+#[test]
+fn hits_misses_and_the_least_recently_used_leaving_first() {
+    let dir = scratch("lru");
+    let paths = files(&dir, 4, 0);
+    let cache = ModuleCache::new(0, 3);
+    let first = cache.get(&paths[0]).unwrap();
+    assert!(Arc::ptr_eq(&first, &cache.get(&paths[0]).unwrap()), "a hit is the same module");
+    cache.get(&paths[1]).unwrap();
+    cache.get(&paths[2]).unwrap();
+    cache.get(&paths[0]).unwrap(); // 0 is now the most recent; 1 the least
+    cache.get(&paths[3]).unwrap();
+    assert!(!cache.contains(&paths[1]), "the least recently used left");
+    for i in [0, 2, 3] {
+        assert!(cache.contains(&paths[i]), "{i}");
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.evictions, stats.modules), (2, 4, 1, 3));
+    assert!(stats.load_ns[0] > 0 && stats.load_ns[0] <= stats.load_ns[2], "{stats:?}");
+    assert!(cache.get(&dir.join("missing.smf")).is_err());
+    assert_eq!(cache.stats().load_failures, 1);
+}
+
+#[test]
+fn the_byte_budget_evicts_and_an_evicted_module_stays_usable_while_held() {
+    let dir = scratch("bytes");
+    let paths = files(&dir, 3, 100_000);
+    let one = {
+        let probe = ModuleCache::new(0, 0);
+        probe.get(&paths[0]).unwrap().loaded().image_bytes() as u64
+    };
+    let cache = ModuleCache::new(2 * one + one / 2, 0);
+    let held = cache.get(&paths[0]).unwrap();
+    cache.get(&paths[1]).unwrap();
+    cache.get(&paths[2]).unwrap();
+    assert!(!cache.contains(&paths[0]));
+    assert_eq!(cache.stats().bytes, 2 * one);
+    assert_eq!(call(&held, "f0"), 0, "evicted but held: still loaded");
+    assert!(cache.evict(&paths[1]));
+    assert!(!cache.evict(&paths[1]));
+    cache.clear();
+    assert_eq!(cache.stats().modules, 0);
+}
+
+#[test]
+fn a_file_replaced_by_rename_is_reloaded_and_the_old_version_keeps_running() {
+    let dir = scratch("reload");
+    let path = dir.join("hot.smf");
+    std::fs::write(&path, module("version", 1, 0)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    let old = cache.get(&path).unwrap();
+    assert_eq!(call(&old, "version"), 1);
+    replace(&path, &module("version", 2, 0));
+    let new = cache.get(&path).unwrap();
+    assert_eq!(call(&new, "version"), 2, "the next get loads the new version");
+    assert_eq!(call(&old, "version"), 1, "the old handle still runs its version");
+    assert!(Arc::ptr_eq(&new, &cache.get(&path).unwrap()));
+    assert_eq!(cache.stats().modules, 1);
+
+    // Rewritten in place, then truncated while cached: noticed, never a fault.
+    std::fs::write(&path, module("version", 3, 0)).unwrap();
+    assert_eq!(call(&cache.get(&path).unwrap(), "version"), 3);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(10).unwrap();
+    assert!(cache.get(&path).is_err(), "a truncated file does not load");
+    assert!(!cache.contains(&path), "and its stale version left the cache");
+    assert_eq!(call(&new, "version"), 2);
+}
+
+#[test]
+fn resolve_finds_an_export_across_cached_modules() {
+    let dir = scratch("resolve");
+    let paths = files(&dir, 3, 0);
+    let cache = ModuleCache::new(0, 0);
+    for path in &paths {
+        cache.get(path).unwrap();
+    }
+    for (i, path) in paths.iter().enumerate() {
+        let module = cache.get(path).unwrap();
+        assert_eq!(cache.resolve(format!("f{i}").as_bytes()), module.symbol(format!("f{i}").as_bytes()));
+    }
+    assert_eq!(cache.resolve(b"nowhere"), None);
+}
+
+#[test]
+fn prefetch_on_two_threads_then_every_get_hits() {
+    let dir = scratch("prefetch");
+    let mut paths = files(&dir, 24, 0);
+    paths.push(dir.join("missing.smf"));
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(cache.prefetch(&paths, 2), 24);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.load_failures, stats.modules), (25, 1, 24));
+    for (i, path) in paths[..24].iter().enumerate() {
+        assert_eq!(call(&cache.get(path).unwrap(), &format!("f{i}")), i as i64);
+    }
+    assert_eq!(cache.stats().hits, 24);
+}
+
+#[test]
+fn eight_threads_get_evict_resolve_and_call_over_a_small_budget() {
+    let dir = scratch("stress");
+    let paths = files(&dir, 12, 0);
+    let cache = ModuleCache::new(0, 4);
+    let rounds = 400;
+    std::thread::scope(|scope| {
+        for t in 0..8usize {
+            let (cache, paths) = (&cache, &paths);
+            scope.spawn(move || {
+                let mut seed = t as u64 * 7919 + 1;
+                for _ in 0..rounds {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let i = (seed >> 33) as usize % paths.len();
+                    match (seed >> 40) % 4 {
+                        0 => {
+                            // Evicting a module others may be calling: their handles keep it.
+                            cache.evict(&paths[i]);
+                        }
+                        1 => {
+                            // Whatever module resolves `f{i}` was cached and returns i when called
+                            // through a module we hold.
+                            if cache.resolve(format!("f{i}").as_bytes()).is_some() {
+                                let module = cache.get(&paths[i]).unwrap();
+                                assert_eq!(call(&module, &format!("f{i}")), i as i64);
+                            }
+                        }
+                        _ => {
+                            let module = cache.get(&paths[i]).unwrap();
+                            assert_eq!(call(&module, &format!("f{i}")), i as i64);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let stats = cache.stats();
+    assert!(stats.modules <= 4, "{stats:?}");
+    assert_eq!(stats.load_failures, 0);
+    assert!(stats.hits + stats.misses >= 8 * rounds / 2, "{stats:?}");
+}
