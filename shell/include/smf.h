@@ -105,6 +105,50 @@ int32_t     smf_module_note_sdn(const SmfModule *m, const uint8_t **text, size_t
 /* The template-code entry of the template symbol `name`: 1 found, 0 absent, -1 error. */
 int32_t     smf_module_template(const SmfModule *m, const char *name, const uint8_t **bytes, size_t *len);
 
+/* ---- The module cache ----------------------------------------------------------------------
+ * Modules by path (as given, not canonicalized), bounded by resident image bytes and by module
+ * count: past either budget the least recently used module leaves the cache. A module someone
+ * holds is never freed under them: it lives until its last reference is released.
+ *
+ * Hot reload: every smf_cache_get stats the file (device, inode, size, modification and status
+ * change times) and compares that with the version cached. A file replaced on disk (a new file
+ * renamed over the path, as compilers and build tools write) or rewritten in place is noticed
+ * at the next get, which loads the new version; handles to the old version stay valid until
+ * released. A hit costs that stat plus a hash lookup and a list move under the cache's lock.
+ * smf_cache_evict followed by smf_cache_get is the forced form. A file that vanished or no
+ * longer loads makes get fail and leaves the cache. Loaded modules never read their file
+ * again, so a file truncated while cached cannot crash the process. A file changed less than
+ * SMF_SETTLE_MS ago (default 50) is loaded once it has settled. */
+typedef struct SmfCache SmfCache;
+typedef struct {
+    uint64_t hits, misses, evictions, load_failures;
+    uint64_t modules, bytes;                 /* resident now */
+    uint64_t max_modules, max_bytes;         /* budgets, 0 = unlimited */
+    uint64_t load_ns_p50, load_ns_p99, load_ns_max;   /* load times of misses (within 12%; max exact) */
+} SmfCacheStats;
+
+/* 0 = unlimited. */
+SmfCache   *smf_cache_new(uint64_t max_bytes, uint64_t max_modules);
+/* Modules still held by callers stay valid until released. NULL is a no-op. */
+void        smf_cache_free(SmfCache *c);
+/* A new reference (release it); loads on a miss or when the file changed; NULL on error. */
+SmfModule  *smf_cache_get(SmfCache *c, const char *path);
+/* Whether path is cached (the file is not checked). */
+bool        smf_cache_contains(const SmfCache *c, const char *path);
+/* Forgets path's module (handles stay valid); false if it was not cached. */
+bool        smf_cache_evict(SmfCache *c, const char *path);
+void        smf_cache_clear(SmfCache *c);
+/* Loads the n paths on `threads` worker threads (0 counts as 1); failures are counted in the
+ * statistics, not fatal. Returns how many of the paths are cached afterwards. */
+size_t      smf_cache_prefetch(SmfCache *c, const char *const *paths, size_t n, uint32_t threads);
+void        smf_cache_stats(const SmfCache *c, SmfCacheStats *out);
+/* An exported symbol of the most recently used cached module exporting it, or NULL; valid
+ * while that module stays cached or held. */
+const void *smf_cache_resolve(SmfCache *c, const char *symbol);
+/* How misses and prefetches link (copied; NULL = defaults; host symbols apply always). The
+ * callback may be called from prefetch threads. */
+void        smf_cache_set_load_options(SmfCache *c, const SmfLoadOptions *options);
+
 #ifndef SMF_NO_RT
 
 /* ---- rt_*: file mappings (mmap.spl) -------------------------------------------------------- */

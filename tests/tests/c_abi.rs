@@ -110,6 +110,37 @@ fn imports_resolve_in_the_documented_order_from_c_against_the_static_and_the_sha
     }
 }
 
+#[test]
+#[cfg(target_arch = "x86_64")] // the fixtures hold x86-64 code
+fn the_module_cache_works_from_c_against_the_static_and_the_shared_library() {
+    use smf_core::write::{ModuleBuilder, SymbolSpec};
+    use smf_core::Dialect;
+    use smf_tests::linking::importer;
+    let module = |name: &str, value: u8, data: usize| {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0xB8, value, 0, 0, 0, 0xC3]);
+        b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
+        if data > 0 {
+            b.add_data(b".data", &vec![1; data]);
+        }
+        b.build().unwrap()
+    };
+    let profile = build_smf_package();
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "cache-shared" } else { "cache-static" });
+        for i in 0..8u8 {
+            std::fs::write(dir.join(format!("m{i}.smf")), module(&format!("f{i}"), i, 0)).unwrap();
+        }
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("big{i}.smf")), module(&format!("big{i}"), 0, 64 << 10)).unwrap();
+        }
+        std::fs::write(dir.join("v1.smf"), module("version", 1, 0)).unwrap();
+        std::fs::write(dir.join("v2.smf"), module("version", 2, 0)).unwrap();
+        std::fs::write(dir.join("importer.smf"), importer(&["ext_a"])).unwrap();
+        compile_and_run(&profile, "cache_test", shared, &dir);
+    }
+}
+
 /// Function names declared in `smf.h`.
 fn header_functions() -> Vec<String> {
     let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();

@@ -39,6 +39,25 @@ pub(crate) struct Callback {
     user: *mut c_void,
 }
 
+impl Callback {
+    /// The callback `resolve`, handed `user`.
+    pub(crate) fn new(
+        resolve: unsafe extern "C" fn(*mut c_void, *const c_char) -> *const c_void,
+        user: *mut c_void,
+    ) -> Self {
+        Self { resolve, user }
+    }
+}
+
+// SAFETY: a cache's callback is called from its prefetch threads; `smf_cache_set_load_options`
+// makes the caller promise that the callback and its `user` pointer may be used from any thread.
+#[allow(unsafe_code)]
+unsafe impl Send for Callback {}
+// SAFETY: as for `Send`: the callback is only called, never mutated, and the caller promised it
+// may be called from several threads.
+#[allow(unsafe_code)]
+unsafe impl Sync for Callback {}
+
 impl Resolver for Callback {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         // Names reach resolvers validated: NUL-free (the string table ends each with its NUL).
@@ -65,7 +84,7 @@ unsafe fn read_options(options: *const SmfLoadOptions) -> (u32, Option<Callback>
     }
     // SAFETY: non-null and valid per the caller's contract; copied out.
     let options = unsafe { *options };
-    let callback = options.resolve.map(|resolve| Callback { resolve, user: options.user });
+    let callback = options.resolve.map(|resolve| Callback::new(resolve, options.user));
     (options.flags, callback)
 }
 

@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod cache;
 pub mod error;
 pub mod imports;
 #[cfg(feature = "rt")]
