@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use smf_core::cache::stats::CacheStats;
 use smf_core::cache::{Budget, LruCache};
-use smf_core::load::Resolver;
+use smf_core::load::{LoadError, Resolver};
 
 use crate::file::FileIdentity;
 use crate::imports::LinkOptions;
@@ -234,18 +234,56 @@ impl ModuleCache {
     /// Loads `paths` into the cache on `threads` worker threads (at least one; a failed load
     /// is counted, not fatal); returns how many of them are cached afterwards.
     pub fn prefetch(&self, paths: &[PathBuf], threads: usize) -> usize {
+        let _ = self.prefetch_reporting(paths, threads, &|_| {});
+        paths.iter().filter(|p| self.contains(p)).count()
+    }
+
+    /// [`ModuleCache::prefetch`], calling `done(n)` as the `n`th file is through and returning
+    /// the files that did not load, with why. Files whose load failed on an unresolved import
+    /// are tried again, one by one, as long as a round loads one of them: a module whose
+    /// imports another file of the set provides loads whatever the order.
+    pub fn prefetch_reporting(
+        &self,
+        paths: &[PathBuf],
+        threads: usize,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> Vec<(PathBuf, ModuleError)> {
         let next = AtomicUsize::new(0);
+        let finished = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
         let workers = threads.clamp(1, paths.len().max(1));
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
-                    let _ = self.get(path);
+                    if let Err(error) = self.get(path) {
+                        failures.lock().unwrap_or_else(PoisonError::into_inner).push((path.clone(), error));
+                    }
+                    done(finished.fetch_add(1, Ordering::Relaxed) + 1);
                 });
             }
         });
-        paths.iter().filter(|p| self.contains(p)).count()
+        let mut failures = failures.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let unresolved = |e: &ModuleError| matches!(e, ModuleError::Load(_, LoadError::Unresolved { .. }));
+        loop {
+            let before = failures.len();
+            let mut still = Vec::new();
+            for (path, error) in failures {
+                if !unresolved(&error) {
+                    still.push((path, error));
+                    continue;
+                }
+                match self.get(&path) {
+                    Ok(_) => {}
+                    Err(error) => still.push((path, error)),
+                }
+            }
+            failures = still;
+            if failures.len() == before {
+                return failures;
+            }
+        }
     }
 
     /// The counters and contents now.

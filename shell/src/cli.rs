@@ -28,6 +28,10 @@ commands:
         the C library, as a native program's would; --no-libc: libraries only),
         call SYMBOL (default: the entry point) with up to 6 integer arguments
         (decimal or 0x hex) and print the 64-bit result in decimal
+  prefetch [--threads N] FILE...
+        load every FILE into a module cache on N worker threads (default: the
+        machine's cores) and report how many loaded, how many failed (one line
+        each) and the time taken; a progress line on a terminal for many files
   help  show this text
 
 exit status: 0 ok, 1 bad module or file, 2 usage error
@@ -85,6 +89,7 @@ pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
         "inspect" => inspect_command(rest, io),
         "verify" => verify_command(rest, io),
         "run" => run_command(rest, io),
+        "prefetch" => prefetch_command(rest, io),
         "pack" => {
             io.usage_error("`pack` is a command of the smf binary (it reads ELF with the object crate)")
         }
@@ -202,6 +207,52 @@ fn parse_int(text: &str) -> Result<i64, String> {
     i64::try_from(value)
         .or_else(|_| u64::try_from(value).map(|v| v as i64))
         .map_err(|_| format!("argument `{text}` is out of range"))
+}
+
+fn prefetch_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    use std::io::IsTerminal;
+    use std::path::PathBuf;
+    let (threads, files) = match args {
+        [flag, n, files @ ..] if flag == "--threads" => match n.parse::<usize>() {
+            Ok(n) if n > 0 => (n, files),
+            _ => return io.usage_error(&format!("--threads takes a positive number, not `{n}`")),
+        },
+        [flag, ..] if flag.starts_with("--") => return io.usage_error(&format!("unknown option `{flag}`")),
+        files => (std::thread::available_parallelism().map_or(1, usize::from), files),
+    };
+    if files.is_empty() {
+        return io.usage_error("prefetch needs at least one FILE");
+    }
+    let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let cache = crate::cache::ModuleCache::new(0, 0);
+    // A progress line on a terminal, when there are enough files for it to matter.
+    let progress = files.len() >= 50 && std::io::stderr().is_terminal();
+    let total = paths.len();
+    let report = |done: usize| {
+        if progress && (done % 25 == 0 || done == total) {
+            eprint!("\rsmf prefetch: {done}/{total}");
+        }
+    };
+    let started = std::time::Instant::now();
+    let failures = cache.prefetch_reporting(&paths, threads, &report);
+    let elapsed = started.elapsed();
+    if progress {
+        eprintln!();
+    }
+    for (_, error) in &failures {
+        io.err(&format!("smf: {error}\n")); // the error names its file
+    }
+    let loaded = total - failures.len();
+    io.out(&format!(
+        "{loaded} modules loaded, {} failed, in {:.1} ms on {threads} threads\n",
+        failures.len(),
+        elapsed.as_secs_f64() * 1000.0
+    ));
+    if failures.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BAD
+    }
 }
 
 fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
