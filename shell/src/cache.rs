@@ -18,6 +18,7 @@
 //! it; the cache keeps the later one.
 
 use std::collections::hash_map::RandomState;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -38,7 +39,9 @@ struct Cached {
 }
 
 struct State {
-    lru: LruCache<PathBuf, Cached, RandomState>,
+    /// Keyed by the path's bytes (a `Path` hashes and compares component by component, at
+    /// twice the cost of a hit).
+    lru: LruCache<Box<OsStr>, Cached, RandomState>,
     stats: CacheStats,
 }
 
@@ -128,7 +131,7 @@ impl ModuleCache {
         let now = FileIdentity::at(path);
         if let Ok(now) = now {
             let mut state = self.lock();
-            if let Some(cached) = state.lru.get(path).filter(|c| c.identity == now) {
+            if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == now) {
                 let module = Arc::clone(&cached.module);
                 state.stats.hits += 1;
                 return Ok(module);
@@ -155,7 +158,7 @@ impl ModuleCache {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
                 let cached = Cached { module: Arc::clone(&module), identity };
-                let replaced = state.lru.insert(path.to_path_buf(), cached, bytes);
+                let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
                 // Not cached when memory for the entry cannot be had: the module still loads.
                 let replaced = replaced.unwrap_or_default();
                 self.evict_over_budget(state, replaced);
@@ -163,7 +166,7 @@ impl ModuleCache {
             }
             Err(error) => {
                 state.stats.load_failures += 1;
-                let stale = state.lru.remove(path);
+                let stale = state.lru.remove(path.as_os_str());
                 drop(state);
                 drop(stale);
                 Err(error)
@@ -199,12 +202,12 @@ impl ModuleCache {
 
     /// Whether `path` is cached (its file is not checked).
     pub fn contains(&self, path: &Path) -> bool {
-        self.lock().lru.contains(path)
+        self.lock().lru.contains(path.as_os_str())
     }
 
     /// Forgets `path`'s module (handles to it stay valid); false if it was not cached.
     pub fn evict(&self, path: &Path) -> bool {
-        let removed = self.lock().lru.remove(path);
+        let removed = self.lock().lru.remove(path.as_os_str());
         removed.is_some()
     }
 

@@ -9,6 +9,7 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
+mod alloc_count;
 mod bench;
 mod callgrind;
 mod cross;
@@ -24,7 +25,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
   bench [NAME]... [--quick]
-                       run the benchmarks (parse, exec, load, resolve; all by default;
+                       run the benchmarks (parse, exec, load, resolve, parallel, cache;
+                       all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)

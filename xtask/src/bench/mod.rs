@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: benchmarks, each reported as a ratio against a real alternative run
 //! in the same process, interleaved round by round so machine noise hits both sides alike.
 
+mod cache;
 mod exec;
 pub(crate) mod load;
 mod parallel;
@@ -14,9 +15,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
     if let Some(unknown) =
-        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel"].contains(n))
+        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel", "cache"].contains(n))
     {
-        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel)"));
+        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel, cache)"));
     }
     let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
@@ -40,6 +41,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("parallel") {
         parallel::run(if quick { 3 } else { 15 })?;
+        println!();
+    }
+    if wanted("cache") {
+        cache::run(if quick { 10 } else { 100 })?;
     }
     Ok(())
 }
