@@ -110,15 +110,19 @@ int32_t     smf_module_template(const SmfModule *m, const char *name, const uint
  * count: past either budget the least recently used module leaves the cache. A module someone
  * holds is never freed under them: it lives until its last reference is released.
  *
- * Hot reload: every smf_cache_get stats the file (device, inode, size, modification and status
- * change times) and compares that with the version cached. A file replaced on disk (a new file
- * renamed over the path, as compilers and build tools write) or rewritten in place is noticed
- * at the next get, which loads the new version; handles to the old version stay valid until
- * released. A hit costs that stat plus a hash lookup and a list move under the cache's lock.
- * smf_cache_evict followed by smf_cache_get is the forced form. A file that vanished or no
- * longer loads makes get fail and leaves the cache. Loaded modules never read their file
- * again, so a file truncated while cached cannot crash the process. A file changed less than
- * SMF_SETTLE_MS ago (default 50) is loaded once it has settled. */
+ * Hot reload: a file replaced on disk (a new file renamed over the path, as compilers and build
+ * tools write) or rewritten in place is loaded anew by a later get; handles to the old version
+ * stay valid until released. By default changes are noticed through inotify watches on the
+ * cached files' directories: a thread marks the cached version stale within microseconds of
+ * the change, and a hit costs no syscall (a hash lookup, a flag and a list move under the
+ * cache's lock), but a get racing the rename may still return the old version once. With
+ * smf_cache_check_every_get(c, true), and for paths that are symbolic links or when inotify is
+ * unavailable, every get stats the file (device, inode, size, modification and status-change
+ * times) and compares it with the version cached: the next get always sees a change, at the
+ * price of that stat. smf_cache_evict followed by smf_cache_get is the forced form. A file
+ * that vanished or no longer loads makes get fail and leaves the cache. Loaded modules never
+ * read their file again, so a file truncated while cached cannot crash the process. A file
+ * changed less than SMF_SETTLE_MS ago (default 50) is loaded once it has settled. */
 typedef struct SmfCache SmfCache;
 typedef struct {
     uint64_t hits, misses, evictions, load_failures;
@@ -148,6 +152,8 @@ const void *smf_cache_resolve(SmfCache *c, const char *symbol);
 /* How misses and prefetches link (copied; NULL = defaults; host symbols apply always). The
  * callback may be called from prefetch threads. */
 void        smf_cache_set_load_options(SmfCache *c, const SmfLoadOptions *options);
+/* Extension: every get compares the file's identity (a stat) instead of trusting notices. */
+void        smf_cache_check_every_get(SmfCache *c, bool on);
 
 #ifndef SMF_NO_RT
 

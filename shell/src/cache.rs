@@ -2,15 +2,23 @@
 //! least recently used out first ([`smf_core::cache::LruCache`]), loaded on a miss, prefetched
 //! on worker threads, reloaded when their file is replaced.
 //!
-//! **Hot reload.** Every [`ModuleCache::get`] compares the file's identity now (one `stat`:
-//! device, inode, size, modification and status-change times, [`FileIdentity`]) with the
-//! version cached. A file replaced on disk (a new file renamed over the path, as compilers and
-//! build tools write it) or rewritten in place is therefore noticed at the next `get`, which
-//! loads the new version; handles to the old one stay valid until released. That `stat` is the
-//! price of a hit beyond the lookup (`cargo xtask bench cache` measures it). The forced form is
-//! [`ModuleCache::evict`] and a `get`. A file that disappeared or no longer loads is an error
-//! and leaves the cache; a module is never read from its file after it is loaded (the loader
-//! copies what it keeps), so a file truncated while cached cannot fault the process.
+//! **Hot reload.** A cached module is reloaded when its file changes: replaced on disk (a new
+//! file renamed over the path, as compilers and build tools write it) or rewritten in place.
+//! Handles to the old version stay valid until released. How a change is noticed:
+//! - by default, through change notices (`watch.rs`: inotify watches on the files'
+//!   directories, read by one thread that marks a cached version stale within microseconds of
+//!   the change). A hit then costs no syscall: a hash lookup, a flag load and a list move under
+//!   the lock. The notice is asynchronous: a get racing the rename may return the old version
+//!   once more.
+//! - with [`ModuleCache::set_check_every_get`], and for paths that cannot be watched (symbolic
+//!   links, inotify unavailable), every get compares the file's identity (one `stat`: device,
+//!   inode, size, modification and status-change times, [`FileIdentity`]) with the version
+//!   cached: the next get after a change always sees it, at the price of that `stat`.
+//!
+//! The forced form is [`ModuleCache::evict`] and a `get`. A file that vanished or no longer
+//! loads is an error and leaves the cache; a module is never read from its file after it is
+//! loaded (the loader copies what it keeps), so a file truncated while cached cannot fault the
+//! process.
 //!
 //! **Locking.** One lock guards the bookkeeping (the LRU and the counters): a hit is a hash
 //! lookup and a list move under it. Loads, `stat`s and the dropping of evicted modules (whose
@@ -20,7 +28,7 @@
 use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -31,11 +39,22 @@ use smf_core::load::{LoadError, Resolver};
 use crate::file::FileIdentity;
 use crate::imports::LinkOptions;
 use crate::loader::{self, ModuleError, SharedModule};
+use crate::watch::Notice;
 
 /// A cached module and the version of its file it was loaded from.
 struct Cached {
     module: Arc<SharedModule>,
     identity: FileIdentity,
+    /// Set when the file may have changed; `None` where it cannot be watched.
+    notice: Option<Notice>,
+}
+
+impl Cached {
+    /// Whether a get may answer with it without looking at the file: a notice is watching
+    /// and has not fired.
+    fn fresh_by_notice(&self, check_every_get: bool) -> bool {
+        !check_every_get && self.notice.as_ref().is_some_and(|n| !n.is_set())
+    }
 }
 
 struct State {
@@ -94,6 +113,8 @@ const DROP_BATCH: usize = 16;
 pub struct ModuleCache {
     state: Mutex<State>,
     linking: RwLock<CacheLinking>,
+    /// Compare the file's identity on every get, notices or not.
+    check_every_get: AtomicBool,
 }
 
 impl std::fmt::Debug for ModuleCache {
@@ -113,7 +134,14 @@ impl ModuleCache {
                 stats: CacheStats::default(),
             }),
             linking: RwLock::new(CacheLinking::default()),
+            check_every_get: AtomicBool::new(false),
         }
+    }
+
+    /// Whether every get compares the file's identity (a `stat`) instead of trusting change
+    /// notices: the next get after a change then always sees it (see the module documentation).
+    pub fn set_check_every_get(&self, on: bool) {
+        self.check_every_get.store(on, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -128,13 +156,29 @@ impl ModuleCache {
     /// The module at `path`: the cached one if its file is the version cached, else loaded
     /// (and cached).
     pub fn get(&self, path: &Path) -> Result<Arc<SharedModule>, ModuleError> {
-        let now = FileIdentity::at(path);
-        if let Ok(now) = now {
+        let every_get = self.check_every_get.load(Ordering::Relaxed);
+        // The cached version's identity, when only a stat can tell whether it is current.
+        let to_check = {
             let mut state = self.lock();
-            if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == now) {
-                let module = Arc::clone(&cached.module);
-                state.stats.hits += 1;
-                return Ok(module);
+            match state.lru.get(path.as_os_str()) {
+                Some(cached) if cached.fresh_by_notice(every_get) => {
+                    let module = Arc::clone(&cached.module);
+                    state.stats.hits += 1;
+                    return Ok(module);
+                }
+                Some(cached) if cached.notice.as_ref().is_none_or(|n| !n.is_set()) => Some(cached.identity),
+                _ => None,
+            }
+        };
+        // Outside the lock: the stat, then the hit if the file is the version cached.
+        if let Some(identity) = to_check {
+            if FileIdentity::at(path).is_ok_and(|now| now == identity) {
+                let mut state = self.lock();
+                if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == identity) {
+                    let module = Arc::clone(&cached.module);
+                    state.stats.hits += 1;
+                    return Ok(module);
+                }
             }
         }
         self.load(path)
@@ -149,6 +193,8 @@ impl ModuleCache {
             local: linking.local,
         };
         let started = Instant::now();
+        // The notice first: a change landing during the read still marks this version stale.
+        let notice = crate::watch::watch(path);
         let loaded = loader::load_version_with(path, &options);
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut state = self.lock();
@@ -157,7 +203,7 @@ impl ModuleCache {
             Ok((module, identity)) => {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
-                let cached = Cached { module: Arc::clone(&module), identity };
+                let cached = Cached { module: Arc::clone(&module), identity, notice };
                 let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
                 // Not cached when memory for the entry cannot be had: the module still loads.
                 let replaced = replaced.unwrap_or_default();

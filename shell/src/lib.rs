@@ -15,5 +15,6 @@ pub mod inspect;
 pub mod json;
 pub mod loader;
 pub mod runtime;
+mod watch;
 
 pub use smf_core as core;

@@ -106,20 +106,53 @@ fn the_byte_budget_evicts_and_an_evicted_module_stays_usable_while_held() {
     assert_eq!(cache.stats().modules, 0);
 }
 
+/// Gets `path` until its module's `version` is `want` (the change notice is asynchronous);
+/// panics after five seconds.
+fn get_until(cache: &ModuleCache, path: &Path, want: i64) -> Arc<SharedModule> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Ok(module) = cache.get(path) {
+            if call(&module, "version") == want {
+                return module;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "version {want} never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 #[test]
-fn a_file_replaced_by_rename_is_reloaded_and_the_old_version_keeps_running() {
+fn a_file_replaced_by_rename_is_noticed_and_reloaded_and_the_old_version_keeps_running() {
     let dir = scratch("reload");
     let path = dir.join("hot.smf");
     std::fs::write(&path, module("version", 1, 0)).unwrap();
     let cache = ModuleCache::new(0, 0);
     let old = cache.get(&path).unwrap();
     assert_eq!(call(&old, "version"), 1);
+    // Unchanged: hits, by notice (no stat).
+    assert!(Arc::ptr_eq(&old, &cache.get(&path).unwrap()));
+    replace(&path, &module("version", 2, 0));
+    let new = get_until(&cache, &path, 2);
+    assert_eq!(call(&old, "version"), 1, "the old handle still runs its version");
+    assert!(Arc::ptr_eq(&new, &cache.get(&path).unwrap()), "and the new one is cached");
+    assert_eq!(cache.stats().modules, 1);
+    // Another rename, into a watched directory again (the notice is one-shot, then renewed).
+    replace(&path, &module("version", 3, 0));
+    get_until(&cache, &path, 3);
+}
+
+#[test]
+fn checking_every_get_sees_each_change_at_the_next_get_and_truncation_never_faults() {
+    let dir = scratch("every-get");
+    let path = dir.join("hot.smf");
+    std::fs::write(&path, module("version", 1, 0)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    cache.set_check_every_get(true);
+    let old = cache.get(&path).unwrap();
     replace(&path, &module("version", 2, 0));
     let new = cache.get(&path).unwrap();
-    assert_eq!(call(&new, "version"), 2, "the next get loads the new version");
-    assert_eq!(call(&old, "version"), 1, "the old handle still runs its version");
-    assert!(Arc::ptr_eq(&new, &cache.get(&path).unwrap()));
-    assert_eq!(cache.stats().modules, 1);
+    assert_eq!(call(&new, "version"), 2, "the very next get loads the new version");
+    assert_eq!(call(&old, "version"), 1);
 
     // Rewritten in place, then truncated while cached: noticed, never a fault.
     std::fs::write(&path, module("version", 3, 0)).unwrap();

@@ -276,3 +276,13 @@ pub unsafe extern "C" fn smf_cache_set_load_options(c: *mut SmfCache, options: *
         Ok(())
     })
 }
+
+/// Extension: whether every `smf_cache_get` compares the file's identity (a `stat`) instead of
+/// trusting change notices; with it, the next get after a change always sees the change.
+#[no_mangle]
+pub extern "C" fn smf_cache_check_every_get(c: *mut SmfCache, on: bool) {
+    guard((), || {
+        cache_of(c)?.set_check_every_get(on);
+        Ok(())
+    })
+}

@@ -1,0 +1,235 @@
+//! Change notices for cached files: inotify watches on the directories holding them, and one
+//! thread that reads the kernel's events and marks the cached versions of changed files stale.
+//!
+//! The module cache asks [`watch`] for a [`Notice`] before it reads a file; a `get` then only
+//! loads the flag (no syscall). An event for the file's name in its directory (a file renamed
+//! over it, created, written, its attributes changed, deleted, moved away) sets the flag; so
+//! does losing events (the kernel's queue overflowed) or the directory's watch ending (the
+//! directory was deleted or moved). A notice is one-shot: once set, the cache loads the file
+//! again and asks for a new one. Because the notice is taken before the read, a change that
+//! lands between them still marks the version read as stale.
+//!
+//! What it cannot see, so [`watch`] answers `None` and the cache compares the file's identity
+//! on every get instead: paths that are symbolic links (a change to the target shows in
+//! another directory) and any path when inotify is unavailable (its limits reached, or not
+//! supported). It cannot see changes made on another machine to a network file system either;
+//! such caches should check every get ([`crate::cache::ModuleCache::set_check_every_get`]).
+//!
+//! The thread marks a notice within microseconds of the change, but asynchronously: a get
+//! racing the rename itself may still return the old version.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+/// Set when the file it was taken for may have changed since.
+#[derive(Debug)]
+pub(crate) struct Notice(Arc<AtomicBool>);
+
+impl Notice {
+    /// Whether the file may have changed since the notice was taken.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The events that mean a watched name may now hold another file, or another version of it.
+fn changes() -> WatchFlags {
+    WatchFlags::MOVED_TO
+        | WatchFlags::MOVED_FROM
+        | WatchFlags::CREATE
+        | WatchFlags::DELETE
+        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::MODIFY
+        | WatchFlags::ATTRIB
+        | WatchFlags::DELETE_SELF
+        | WatchFlags::MOVE_SELF
+        | WatchFlags::ONLYDIR
+}
+
+#[derive(Default)]
+struct Table {
+    /// Watch descriptors by directory.
+    dirs: HashMap<PathBuf, i32>,
+    /// The notices handed out, by watch descriptor and file name.
+    names: HashMap<i32, HashMap<OsString, Vec<Weak<AtomicBool>>>>,
+}
+
+struct Watcher {
+    fd: OwnedFd,
+    table: Mutex<Table>,
+}
+
+impl Watcher {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The process's watcher: made at the first [`watch`]; `None` if inotify is unavailable.
+static WATCHER_CELL: OnceLock<Option<Watcher>> = OnceLock::new();
+
+/// A notice for the file at `path`, to be taken before the file is read; `None` where changes
+/// cannot be watched (see the module documentation).
+pub(crate) fn watch(path: &Path) -> Option<Notice> {
+    let metadata = std::fs::symlink_metadata(path).ok()?;
+    if metadata.file_type().is_symlink() {
+        return None;
+    }
+    let name = path.file_name()?.to_os_string();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let watcher = started()?;
+    let known = watcher.table().dirs.get(&dir).copied();
+    let wd = match known {
+        Some(wd) => wd,
+        // Outside the lock: the kernel gives a directory the same descriptor every time.
+        None => {
+            let wd = inotify::add_watch(watcher.fd.as_fd(), &dir, changes()).ok()?;
+            watcher.table().dirs.insert(dir, wd);
+            wd
+        }
+    };
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut table = watcher.table();
+    let notices = table.names.entry(wd).or_default().entry(name).or_default();
+    notices.retain(|weak| weak.strong_count() > 0);
+    notices.push(Arc::downgrade(&flag));
+    Some(Notice(flag))
+}
+
+/// The watcher, making it (and its thread) at the first call.
+fn started() -> Option<&'static Watcher> {
+    WATCHER_CELL
+        .get_or_init(|| {
+            let fd = inotify::init(CreateFlags::CLOEXEC).ok()?;
+            std::thread::Builder::new()
+                .name("smf-watch".into())
+                .spawn(|| {
+                    // The cell holds the watcher by the time this thread runs past the wait.
+                    loop {
+                        if let Some(Some(watcher)) = WATCHER_CELL.get() {
+                            read_events(watcher);
+                            return;
+                        }
+                        std::thread::yield_now();
+                    }
+                })
+                .ok()?;
+            Some(Watcher { fd, table: Mutex::new(Table::default()) })
+        })
+        .as_ref()
+}
+
+/// Sets every notice in `notices`.
+fn set_all(notices: impl IntoIterator<Item = Weak<AtomicBool>>) {
+    for notice in notices {
+        if let Some(flag) = notice.upgrade() {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The watcher thread: reads events forever and sets the notices they concern.
+fn read_events(watcher: &Watcher) {
+    let mut buffer = [MaybeUninit::<u8>::uninit(); 16 << 10];
+    let mut reader = inotify::Reader::new(watcher.fd.as_fd(), &mut buffer);
+    loop {
+        let event = match reader.next() {
+            Ok(event) => event,
+            Err(rustix::io::Errno::INTR) => continue,
+            // The descriptor failed: nothing is watched any more, so everything may change.
+            Err(_) => {
+                let mut table = watcher.table();
+                let all: Vec<_> = table.names.drain().flat_map(|(_, n)| n.into_values().flatten()).collect();
+                table.dirs.clear();
+                drop(table);
+                set_all(all);
+                return;
+            }
+        };
+        let (wd, events) = (event.wd(), event.events());
+        let name = event.file_name().map(|n| OsStr::from_bytes(n.to_bytes()).to_os_string());
+        let mut table = watcher.table();
+        let concerned: Vec<Weak<AtomicBool>> = if events.contains(ReadFlags::QUEUE_OVERFLOW) {
+            table.names.values_mut().flat_map(|n| n.drain().flat_map(|(_, v)| v)).collect()
+        } else if events.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
+            // The directory went away or moved: its names may hold anything now.
+            table.dirs.retain(|_, w| *w != wd);
+            table.names.remove(&wd).into_iter().flat_map(|n| n.into_values().flatten()).collect()
+        } else if let Some(name) = name {
+            table.names.get_mut(&wd).and_then(|n| n.remove(&name)).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        drop(table);
+        set_all(concerned);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("smf-watch-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Waits up to five seconds for `notice` to be set.
+    fn fires(notice: &Notice) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !notice.is_set() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    #[test]
+    fn a_rename_over_the_file_or_a_write_to_it_sets_its_notice_and_nothing_else_does() {
+        let dir = scratch("rename");
+        let path = dir.join("m.smf");
+        std::fs::write(&path, b"one").unwrap();
+        let notice = watch(&path).expect("inotify works here");
+        let other = watch(&dir.join("m.smf")).unwrap(); // a second notice for the same name
+                                                        // Another file of the directory changes: not this one's business.
+        std::fs::write(dir.join("unrelated.smf"), b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!notice.is_set());
+        std::fs::write(dir.join("m.tmp"), b"two").unwrap();
+        std::fs::rename(dir.join("m.tmp"), &path).unwrap();
+        assert!(fires(&notice) && fires(&other), "a rename over it");
+
+        let again = watch(&path).unwrap();
+        std::fs::write(&path, b"three").unwrap();
+        assert!(fires(&again), "a write in place");
+        let gone = watch(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(fires(&gone), "a deletion");
+    }
+
+    #[test]
+    fn symbolic_links_and_missing_files_are_not_watched() {
+        let dir = scratch("links");
+        std::fs::write(dir.join("target.smf"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.join("target.smf"), dir.join("link.smf")).unwrap();
+        assert!(watch(&dir.join("link.smf")).is_none());
+        assert!(watch(&dir.join("missing.smf")).is_none());
+        assert!(watch(&dir.join("target.smf")).is_some());
+    }
+}
