@@ -335,6 +335,24 @@ impl ModuleCache {
         }
     }
 
+    /// Honours the prefetch hint of the executable module at `module`: when its header sets
+    /// `prefetch_hint`, prefetches (on one thread per core) the first `prefetch_file_count` of
+    /// `candidates`, the module files the runtime would look in, in its own order (the format
+    /// names no files, only how many to prefetch at start-up); loads nothing otherwise. Returns
+    /// how many of those files are cached afterwards. Reads only the module's header.
+    pub fn prefetch_announced(&self, module: &Path, candidates: &[PathBuf]) -> Result<usize, ModuleError> {
+        let bytes = crate::file::read(module).map_err(|e| ModuleError::Io(module.to_path_buf(), e))?;
+        let parsed = smf_core::Module::parse(&bytes)
+            .map_err(|e| ModuleError::Load(Some(module.to_path_buf()), LoadError::Format(e)))?;
+        let header = parsed.header();
+        if header.prefetch_hint == 0 {
+            return Ok(0);
+        }
+        let announced = &candidates[..candidates.len().min(usize::from(header.prefetch_file_count))];
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(self.prefetch(announced, threads))
+    }
+
     /// The counters and contents now.
     pub fn stats(&self) -> Snapshot {
         let state = self.lock();

@@ -235,3 +235,36 @@ fn eight_threads_get_evict_resolve_and_call_over_a_small_budget() {
     assert_eq!(stats.load_failures, 0);
     assert!(stats.hits + stats.misses >= 8 * rounds / 2, "{stats:?}");
 }
+
+/// An executable module's header may announce how many files to prefetch at start-up: the
+/// helper prefetches that many of the runtime's candidates, and nothing without the hint.
+#[test]
+fn the_prefetch_hint_of_an_executable_module_is_honoured() {
+    let dir = scratch("hint");
+    let candidates = files(&dir, 6, 0);
+    let executable = |hint: u8, count: u8| {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0xB8, 42, 0, 0, 0, 0xC3]);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        b.entry_point(0);
+        b.header(|h| {
+            h.prefetch_hint = hint;
+            h.prefetch_file_count = count;
+        });
+        b.build().unwrap()
+    };
+    let app = dir.join("app.smf");
+    std::fs::write(&app, executable(1, 4)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(cache.prefetch_announced(&app, &candidates).unwrap(), 4);
+    for (i, path) in candidates.iter().enumerate() {
+        assert_eq!(cache.contains(path), i < 4, "{i}");
+    }
+    std::fs::write(&app, executable(0, 4)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(cache.prefetch_announced(&app, &candidates).unwrap(), 0);
+    assert_eq!(cache.stats().misses, 0, "no hint, no loads");
+    std::fs::write(&app, executable(1, 200)).unwrap();
+    assert_eq!(cache.prefetch_announced(&app, &candidates).unwrap(), 6, "at most the candidates");
+    assert!(cache.prefetch_announced(&dir.join("missing.smf"), &candidates).is_err());
+}
