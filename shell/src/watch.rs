@@ -65,6 +65,8 @@ struct Table {
 struct Watcher {
     fd: OwnedFd,
     table: Mutex<Table>,
+    /// Cleared if the thread stops reading (its descriptor failed): no new notices then.
+    alive: AtomicBool,
 }
 
 impl Watcher {
@@ -88,7 +90,7 @@ pub(crate) fn watch(path: &Path) -> Option<Notice> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let watcher = started()?;
+    let watcher = started().filter(|w| w.alive.load(Ordering::Acquire))?;
     let known = watcher.table().dirs.get(&dir).copied();
     let wd = match known {
         Some(wd) => wd,
@@ -125,7 +127,7 @@ fn started() -> Option<&'static Watcher> {
                     }
                 })
                 .ok()?;
-            Some(Watcher { fd, table: Mutex::new(Table::default()) })
+            Some(Watcher { fd, table: Mutex::new(Table::default()), alive: AtomicBool::new(true) })
         })
         .as_ref()
 }
@@ -149,6 +151,7 @@ fn read_events(watcher: &Watcher) {
             Err(rustix::io::Errno::INTR) => continue,
             // The descriptor failed: nothing is watched any more, so everything may change.
             Err(_) => {
+                watcher.alive.store(false, Ordering::Release);
                 let mut table = watcher.table();
                 let all: Vec<_> = table.names.drain().flat_map(|(_, n)| n.into_values().flatten()).collect();
                 table.dirs.clear();
