@@ -46,6 +46,8 @@ pub mod sys;
 pub mod template;
 pub mod wire;
 #[cfg(feature = "alloc")]
+mod wordhash;
+#[cfg(feature = "alloc")]
 pub mod write;
 
 pub use dialect::{Dialect, HeaderPlacement};

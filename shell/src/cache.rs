@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
 use smf_core::cache::stats::CacheStats;
-use smf_core::cache::{Budget, LruCache};
+use smf_core::cache::{Budget, KeyedHasher, LruCache};
 use smf_core::load::{LoadError, Resolver};
 
 use crate::file::FileIdentity;
@@ -60,7 +60,7 @@ impl Cached {
 struct State {
     /// Keyed by the path's bytes (a `Path` hashes and compares component by component, at
     /// twice the cost of a hit).
-    lru: LruCache<Box<OsStr>, Cached, RandomState>,
+    lru: LruCache<Box<OsStr>, Cached, KeyedHasher>,
     stats: CacheStats,
 }
 
@@ -106,6 +106,13 @@ pub struct Snapshot {
     pub load_ns: [u64; 3],
 }
 
+/// The cache's key hasher, under a key drawn once per process (from std's random source).
+fn process_hasher() -> KeyedHasher {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    KeyedHasher::new(*KEY.get_or_init(|| RandomState::new().hash_one(0x5EED_u64)))
+}
+
 /// Evicted modules are dropped, outside the lock, this many at a time.
 const DROP_BATCH: usize = 16;
 
@@ -130,7 +137,7 @@ impl ModuleCache {
         let budget = Budget { max_bytes, max_entries: max_modules };
         Self {
             state: Mutex::new(State {
-                lru: LruCache::new(RandomState::new(), budget),
+                lru: LruCache::new(process_hasher(), budget),
                 stats: CacheStats::default(),
             }),
             linking: RwLock::new(CacheLinking::default()),

@@ -14,7 +14,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+use crate::wordhash::{absorb, mix, tail_word, MULTIPLIER};
+
 const FINAL_MULTIPLIER: u64 = 0xD6E8_FEB8_6659_FD93;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -44,36 +45,11 @@ fn draw_key() -> u64 {
     }
 }
 
-#[inline(always)]
-const fn mix(state: u64, word: u64) -> u64 {
-    (state ^ word).wrapping_mul(MULTIPLIER).rotate_left(29)
-}
-
 /// The high half of a product depends on every bit of the state (the index takes the hash's
 /// low bits as its bucket).
 #[inline(always)]
 const fn finish(state: u64, len: usize) -> u32 {
     ((state ^ len as u64).wrapping_mul(FINAL_MULTIPLIER) >> 32) as u32
-}
-
-/// The first `bytes.len()` (1 to 7) bytes as a little-endian word, zero-padded; two or three
-/// overlapping loads rather than a copy loop.
-#[inline(always)]
-fn tail_word(bytes: &[u8]) -> u64 {
-    let len = bytes.len();
-    match bytes {
-        [] => 0,
-        [first, ..] if len < 4 => {
-            let mid = u64::from(bytes[len / 2]) << (8 * (len / 2));
-            let last = u64::from(bytes[len - 1]) << (8 * (len - 1));
-            u64::from(*first) | mid | last
-        }
-        _ => {
-            let low = bytes.first_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
-            let high = bytes.last_chunk::<4>().map_or(0, |b| u32::from_le_bytes(*b));
-            u64::from(low) | u64::from(high) << (8 * (len - 4))
-        }
-    }
 }
 
 /// A name of at most eight bytes as one little-endian word, zero-padded; `None` for a longer
@@ -109,16 +85,7 @@ pub(crate) fn hash(key: u64, name: &[u8]) -> u32 {
     if let Some(word) = short_word(name) {
         return hash_short(key, word, name.len());
     }
-    let mut state = key;
-    let mut words = name.chunks_exact(8);
-    for word in &mut words {
-        state = mix(state, u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        state = mix(state, tail_word(rest));
-    }
-    finish(state, name.len())
+    finish(absorb(key, name), name.len())
 }
 
 /// The length and [`hash`] of the NUL-terminated name at the start of `bytes`, in one pass;

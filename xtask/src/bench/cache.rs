@@ -94,8 +94,11 @@ fn lru_hits(rounds: usize) {
     const ENTRIES: usize = 1000;
     let keys: Vec<String> = (0..ENTRIES).map(key).collect();
     let value = Arc::new(7u64);
-    let ours: Mutex<LruCache<Box<std::ffi::OsStr>, Arc<u64>, RandomState>> =
-        Mutex::new(LruCache::new(RandomState::new(), Budget { max_bytes: 0, max_entries: ENTRIES as u64 }));
+    // As the shell keys it: path bytes, hashed by the core's keyed hasher.
+    let hasher =
+        smf_core::cache::KeyedHasher::new(std::hash::BuildHasher::hash_one(&RandomState::new(), 1u8));
+    let ours: Mutex<LruCache<Box<std::ffi::OsStr>, Arc<u64>, _>> =
+        Mutex::new(LruCache::new(hasher, Budget { max_bytes: 0, max_entries: ENTRIES as u64 }));
     let theirs = Mutex::new(lru::LruCache::new(
         std::num::NonZeroUsize::new(ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN),
     ));
