@@ -1,7 +1,8 @@
 /*
  * imports_test.c - what modules link against, from C: host symbols (define, redefine, undefine,
  * and that they come first), a resolver callback (asked once per distinct name per load, even
- * when the load fails and reruns; its answers used), the process's symbols only when asked for
+ * when the load fails and reruns; its answers used; one that loads the dependency itself from
+ * inside the load), the process's symbols only when asked for
  * (a module calling strlen), local loads (not offered to later loads), unknown flags, and the
  * message of an unresolved import naming every place looked.
  *
@@ -126,6 +127,28 @@ static void resolver_callback(void) {
     CHECK(strstr(smf_last_error(), "unknown load flags") != NULL);
 }
 
+/* A callback that loads the dependency itself (re-entrantly, from inside the load). */
+static SmfModule *loaded_by_callback;
+static const void *load_dependency(void *user, const char *name) {
+    (void)user;
+    if (strcmp(name, "five") != 0 && strcmp(name, "counter") != 0) return NULL;
+    if (loaded_by_callback == NULL) {
+        SmfLoadOptions local = {NULL, NULL, SMF_LOAD_LOCAL};
+        loaded_by_callback = smf_module_load_ex(path("lib.r96.smf"), &local);
+    }
+    return loaded_by_callback == NULL ? NULL : smf_module_symbol(loaded_by_callback, name);
+}
+
+static void reentrant_callback(void) {
+    SmfLoadOptions options = {load_dependency, NULL, 0};
+    SmfModule *app = smf_module_load_ex(path("app.r96.smf"), &options);
+    CHECK(app != NULL && loaded_by_callback != NULL);
+    CHECK(call(app, "call_five", 0) == 5);
+    CHECK(call(app, "got_counter", 0) == 7);
+    smf_module_release(app);
+    smf_module_release(loaded_by_callback);
+}
+
 static void process_symbols(void) {
     /* strlen is the C library's: found only when the load asks for the process's symbols. */
     CHECK_FAILS(smf_module_load(path("strlen.smf")), NULL);
@@ -165,6 +188,8 @@ int main(int argc, char **argv) {
     scan_maps("host symbols");
     resolver_callback();
     scan_maps("resolver callback");
+    reentrant_callback();
+    scan_maps("re-entrant callback");
     process_symbols();
     scan_maps("process symbols");
     local_loads();
