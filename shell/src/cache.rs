@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
-use smf_core::cache::stats::CacheStats;
+use smf_core::cache::stats::CacheStats as Counters;
 use smf_core::cache::{Budget, KeyedHasher, LruCache};
 use smf_core::load::{LoadError, Resolver};
 
@@ -61,7 +61,7 @@ struct State {
     /// Keyed by the path's bytes (a `Path` hashes and compares component by component, at
     /// twice the cost of a hit).
     lru: LruCache<Box<OsStr>, Cached, KeyedHasher>,
-    stats: CacheStats,
+    stats: Counters,
 }
 
 /// How the cache's misses and prefetches link (host symbols and earlier loads apply always).
@@ -85,9 +85,10 @@ impl std::fmt::Debug for CacheLinking {
     }
 }
 
-/// A snapshot of a cache's counters and contents.
+/// A cache's counters and contents at one moment; laid out as the C ABI's `SmfCacheStats`.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct CacheStats {
     /// Gets answered from the cache.
     pub hits: u64,
     /// Gets that loaded.
@@ -100,10 +101,16 @@ pub struct Snapshot {
     pub modules: u64,
     /// Their image bytes.
     pub bytes: u64,
-    /// The budgets (0: unlimited).
-    pub budget: Budget,
-    /// Load times of misses: median, 99th percentile, maximum (ns).
-    pub load_ns: [u64; 3],
+    /// The module budget (0: unlimited).
+    pub max_modules: u64,
+    /// The byte budget (0: unlimited).
+    pub max_bytes: u64,
+    /// Median load time of misses (ns, within 12%).
+    pub load_ns_p50: u64,
+    /// Their 99th percentile (ns, within 12%).
+    pub load_ns_p99: u64,
+    /// Their maximum (ns, exact).
+    pub load_ns_max: u64,
 }
 
 /// The cache's key hasher, under a key drawn once per process (from std's random source).
@@ -138,7 +145,7 @@ impl ModuleCache {
         Self {
             state: Mutex::new(State {
                 lru: LruCache::new(process_hasher(), budget),
-                stats: CacheStats::default(),
+                stats: Counters::default(),
             }),
             linking: RwLock::new(CacheLinking::default()),
             check_every_get: AtomicBool::new(false),
@@ -361,18 +368,22 @@ impl ModuleCache {
     }
 
     /// The counters and contents now.
-    pub fn stats(&self) -> Snapshot {
+    pub fn stats(&self) -> CacheStats {
         let state = self.lock();
         let times = &state.stats.load_times;
-        Snapshot {
+        let budget = state.lru.budget();
+        CacheStats {
             hits: state.stats.hits,
             misses: state.stats.misses,
             evictions: state.stats.evictions,
             load_failures: state.stats.load_failures,
             modules: state.lru.len(),
             bytes: state.lru.bytes(),
-            budget: state.lru.budget(),
-            load_ns: [times.quantile(0.5), times.quantile(0.99), times.max()],
+            max_modules: budget.max_entries,
+            max_bytes: budget.max_bytes,
+            load_ns_p50: times.quantile(0.5),
+            load_ns_p99: times.quantile(0.99),
+            load_ns_max: times.max(),
         }
     }
 }

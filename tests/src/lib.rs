@@ -235,6 +235,18 @@ pub mod linking {
         b.build().unwrap()
     }
 
+    /// A module (R96) whose function `name` returns `value`, with `data` bytes of writable
+    /// data (so that it weighs more).
+    pub fn returning(name: &str, value: u8, data: usize) -> Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0xB8, value, 0, 0, 0, 0xC3]);
+        b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
+        if data > 0 {
+            b.add_data(b".data", &vec![1; data]);
+        }
+        b.build().unwrap()
+    }
+
     /// A module importing each of `imports` (R96), and for each import `N` two functions:
     /// `addr_N` returns the address it resolved to (`mov rax, [rip+GOT(N)]; ret`), `call_N`
     /// jumps to it with the caller's arguments (`jmp [rip+GOT(N)]`). Each import has two

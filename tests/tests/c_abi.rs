@@ -113,18 +113,7 @@ fn imports_resolve_in_the_documented_order_from_c_against_the_static_and_the_sha
 #[test]
 #[cfg(target_arch = "x86_64")] // the fixtures hold x86-64 code
 fn the_module_cache_works_from_c_against_the_static_and_the_shared_library() {
-    use smf_core::write::{ModuleBuilder, SymbolSpec};
-    use smf_core::Dialect;
-    use smf_tests::linking::importer;
-    let module = |name: &str, value: u8, data: usize| {
-        let mut b = ModuleBuilder::new(Dialect::R96);
-        b.add_code(b".text", &[0xB8, value, 0, 0, 0, 0xC3]);
-        b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
-        if data > 0 {
-            b.add_data(b".data", &vec![1; data]);
-        }
-        b.build().unwrap()
-    };
+    use smf_tests::linking::{importer, returning as module};
     let profile = build_smf_package();
     for shared in [false, true] {
         let dir = scratch(&profile, if shared { "cache-shared" } else { "cache-static" });

@@ -14,6 +14,7 @@ use smf::cache::ModuleCache;
 use smf::loader::SharedModule;
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
+use smf_tests::linking::returning;
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
@@ -21,17 +22,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A module whose `name` returns `value`, with `data` bytes of writable data (to weigh more).
-fn module(name: &str, value: u8, data: usize) -> Vec<u8> {
-    let mut b = ModuleBuilder::new(Dialect::R96);
-    b.add_code(b".text", &[0xB8, value, 0, 0, 0, 0xC3]);
-    b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
-    if data > 0 {
-        b.add_data(b".data", &vec![1; data]);
-    }
-    b.build().unwrap()
 }
 
 /// Writes `bytes` as a new file renamed over `path` (as compilers write their output).
@@ -46,18 +36,12 @@ fn call(module: &SharedModule, name: &str) -> i64 {
     unsafe { module.call_integers(Some(name.as_bytes()), &[]) }.unwrap()
 }
 
-/// Files `m0.smf`.. in `dir`, module `i` exporting `f{i}` (and `common`) returning `i`.
+/// Files `m0.smf`.. in `dir`, module `i` exporting `f{i}` returning `i`.
 fn files(dir: &Path, count: usize, data: usize) -> Vec<PathBuf> {
     (0..count)
         .map(|i| {
             let path = dir.join(format!("m{i}.smf"));
-            let mut b = ModuleBuilder::new(Dialect::R96);
-            b.add_code(b".text", &[0xB8, i as u8, 0, 0, 0, 0xC3]);
-            b.add_symbol(SymbolSpec::function(format!("f{i}").as_bytes(), 0, 6));
-            if data > 0 {
-                b.add_data(b".data", &vec![1; data]);
-            }
-            std::fs::write(&path, b.build().unwrap()).unwrap();
+            std::fs::write(&path, returning(&format!("f{i}"), i as u8, data)).unwrap();
             path
         })
         .collect()
@@ -80,7 +64,7 @@ fn hits_misses_and_the_least_recently_used_leaving_first() {
     }
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.evictions, stats.modules), (2, 4, 1, 3));
-    assert!(stats.load_ns[0] > 0 && stats.load_ns[0] <= stats.load_ns[2], "{stats:?}");
+    assert!(stats.load_ns_p50 > 0 && stats.load_ns_p50 <= stats.load_ns_max, "{stats:?}");
     assert!(cache.get(&dir.join("missing.smf")).is_err());
     assert_eq!(cache.stats().load_failures, 1);
 }
@@ -125,19 +109,19 @@ fn get_until(cache: &ModuleCache, path: &Path, want: i64) -> Arc<SharedModule> {
 fn a_file_replaced_by_rename_is_noticed_and_reloaded_and_the_old_version_keeps_running() {
     let dir = scratch("reload");
     let path = dir.join("hot.smf");
-    std::fs::write(&path, module("version", 1, 0)).unwrap();
+    std::fs::write(&path, returning("version", 1, 0)).unwrap();
     let cache = ModuleCache::new(0, 0);
     let old = cache.get(&path).unwrap();
     assert_eq!(call(&old, "version"), 1);
     // Unchanged: hits, by notice (no stat).
     assert!(Arc::ptr_eq(&old, &cache.get(&path).unwrap()));
-    replace(&path, &module("version", 2, 0));
+    replace(&path, &returning("version", 2, 0));
     let new = get_until(&cache, &path, 2);
     assert_eq!(call(&old, "version"), 1, "the old handle still runs its version");
     assert!(Arc::ptr_eq(&new, &cache.get(&path).unwrap()), "and the new one is cached");
     assert_eq!(cache.stats().modules, 1);
     // Another rename, into a watched directory again (the notice is one-shot, then renewed).
-    replace(&path, &module("version", 3, 0));
+    replace(&path, &returning("version", 3, 0));
     get_until(&cache, &path, 3);
 }
 
@@ -145,17 +129,17 @@ fn a_file_replaced_by_rename_is_noticed_and_reloaded_and_the_old_version_keeps_r
 fn checking_every_get_sees_each_change_at_the_next_get_and_truncation_never_faults() {
     let dir = scratch("every-get");
     let path = dir.join("hot.smf");
-    std::fs::write(&path, module("version", 1, 0)).unwrap();
+    std::fs::write(&path, returning("version", 1, 0)).unwrap();
     let cache = ModuleCache::new(0, 0);
     cache.set_check_every_get(true);
     let old = cache.get(&path).unwrap();
-    replace(&path, &module("version", 2, 0));
+    replace(&path, &returning("version", 2, 0));
     let new = cache.get(&path).unwrap();
     assert_eq!(call(&new, "version"), 2, "the very next get loads the new version");
     assert_eq!(call(&old, "version"), 1);
 
     // Rewritten in place, then truncated while cached: noticed, never a fault.
-    std::fs::write(&path, module("version", 3, 0)).unwrap();
+    std::fs::write(&path, returning("version", 3, 0)).unwrap();
     assert_eq!(call(&cache.get(&path).unwrap(), "version"), 3);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(10).unwrap();

@@ -25,33 +25,8 @@ pub struct SmfCache {
     _private: [u8; 0],
 }
 
-/// A cache's counters (`SmfCacheStats`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SmfCacheStats {
-    /// Gets answered from the cache.
-    pub hits: u64,
-    /// Gets that loaded.
-    pub misses: u64,
-    /// Modules that left because of a budget.
-    pub evictions: u64,
-    /// Loads that failed.
-    pub load_failures: u64,
-    /// Modules resident now.
-    pub modules: u64,
-    /// Their image bytes.
-    pub bytes: u64,
-    /// The module budget (0: unlimited).
-    pub max_modules: u64,
-    /// The byte budget (0: unlimited).
-    pub max_bytes: u64,
-    /// Median load time of misses (ns).
-    pub load_ns_p50: u64,
-    /// 99th percentile (ns).
-    pub load_ns_p99: u64,
-    /// Maximum (ns).
-    pub load_ns_max: u64,
-}
+/// A cache's counters (`SmfCacheStats`): the Rust API's, laid out for C.
+pub type SmfCacheStats = crate::cache::CacheStats;
 
 /// Live caches by handle.
 static CACHES: RwLock<Option<HashMap<usize, Arc<ModuleCache>>>> = RwLock::new(None);
@@ -203,22 +178,7 @@ pub unsafe extern "C" fn smf_cache_stats(c: *const SmfCache, out: *mut SmfCacheS
             return Err("out is NULL".into());
         }
         let stats = cache_of(c).map(|cache| cache.stats());
-        let value = match &stats {
-            Ok(s) => SmfCacheStats {
-                hits: s.hits,
-                misses: s.misses,
-                evictions: s.evictions,
-                load_failures: s.load_failures,
-                modules: s.modules,
-                bytes: s.bytes,
-                max_modules: s.budget.max_entries,
-                max_bytes: s.budget.max_bytes,
-                load_ns_p50: s.load_ns[0],
-                load_ns_p99: s.load_ns[1],
-                load_ns_max: s.load_ns[2],
-            },
-            Err(_) => SmfCacheStats::default(),
-        };
+        let value = stats.clone().unwrap_or_default();
         // SAFETY: non-null and writable per the caller's contract.
         unsafe { out.write(value) };
         stats.map(|_| ())
