@@ -90,6 +90,10 @@ SmfModule  *smf_module_retain(SmfModule *m);
 int32_t     smf_module_dialect(const SmfModule *m);
 /* The address of a defined, exported (non-local) symbol, or NULL. */
 const void *smf_module_symbol(const SmfModule *m, const char *name);
+/* A defined, exported function's address as a function pointer, or NULL (unknown, or not a
+ * function): cast it to the function's real type before calling, without leaving ISO C. */
+typedef void (*SmfFunction)(void);
+SmfFunction smf_module_function(const SmfModule *m, const char *name);
 /* The entry point; NULL unless the module is executable. */
 const void *smf_module_entry(const SmfModule *m);
 /* All symbols, in table order: their number, and each name (NULL past the end; valid while the

@@ -42,6 +42,10 @@ static void reference_modules(void) {
         fn0 f;
         memcpy(&f, &entry, sizeof f);
         CHECK(f() == 42);
+        /* The same as a function pointer, in ISO C (no memcpy through void *). */
+        fn0 g = (fn0)smf_module_function(m, "main");
+        CHECK(g != NULL && g() == 42);
+        CHECK_FAILS(smf_module_function(m, "absent"), NULL);
         int64_t r = 0;
         CHECK(smf_module_call(m, "main", NULL, 0, &r) == 0 && r == 42);
         CHECK(smf_module_symbol_count(m) == 1);
@@ -153,6 +157,7 @@ static void bad_arguments(void) {
     CHECK_FAILS(smf_module_call(m, "add3", args, 7, &r), -1);
     CHECK_FAILS(smf_module_call(m, "add3", NULL, 2, &r), -1);
     CHECK_FAILS(smf_module_call(m, "local_data", NULL, 0, &r), -1); /* not a function */
+    CHECK_FAILS(smf_module_function(m, "local_data"), NULL);        /* nor here */
     CHECK_FAILS(smf_module_entry(lib), NULL);                       /* not executable */
     smf_module_release(m);
     smf_module_release(lib);

@@ -167,6 +167,35 @@ pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_c
     })
 }
 
+/// A C function pointer type (`SmfFunction`): callers cast it to the function's real type.
+pub type SmfFunction = Option<unsafe extern "C" fn()>;
+
+/// The address of the defined, exported function `name` as a function pointer (so that ISO C
+/// callers cast it to their type without going through `void *`), or NULL if there is no such
+/// export or it is not a function.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_function(m: *const SmfModule, name: *const c_char) -> SmfFunction {
+    guard(None, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        let lossy = || String::from_utf8_lossy(name).into_owned();
+        with_module(m, |module| {
+            let loaded = module.loaded();
+            if loaded.symbol(name).is_none() {
+                return Err(format!("no exported symbol `{}` in the module", lossy()));
+            }
+            // SAFETY: C callers cast the pointer to the function's real type before calling it
+            // (the header's contract); here it is only handed out, valid while the caller
+            // holds the module.
+            let function = unsafe { loaded.function::<unsafe extern "C" fn()>(name) };
+            function.map(|f| Some(f.get())).ok_or_else(|| format!("`{}` is not a function", lossy()))
+        })
+    })
+}
+
 /// The entry point, or NULL unless the module is executable.
 #[no_mangle]
 pub extern "C" fn smf_module_entry(m: *const SmfModule) -> *const c_void {
