@@ -23,6 +23,9 @@
 //!
 //! A regular file costs open, fstat, one read, fstat and close; its bytes go into a buffer kept
 //! per thread for the next load (a loaded module copies everything it needs out of the file).
+//! One read of the whole file is the access pattern the kernel's read-ahead serves best, so no
+//! advice is given (never `MADV_RANDOM`/`POSIX_FADV_RANDOM`; a `POSIX_FADV_WILLNEED` pass before
+//! a prefetch was measured and gained nothing: `cargo xtask bench cache`).
 
 use std::fs::{File, Metadata};
 use std::io::{Error, ErrorKind, Read};
