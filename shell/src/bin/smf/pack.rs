@@ -463,24 +463,76 @@ fn data_spec(
     spec
 }
 
+/// The name of x86-64 ELF relocation type `r_type` (the psABI's numbering, 0 to 42).
 fn relocation_name(r_type: elf::RelocationType) -> &'static str {
-    match r_type {
-        elf::R_X86_64_GOT32 => "R_X86_64_GOT32",
-        elf::R_X86_64_COPY => "R_X86_64_COPY",
-        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32",
-        elf::R_X86_64_TLSGD => "R_X86_64_TLSGD",
-        elf::R_X86_64_TLSLD => "R_X86_64_TLSLD",
-        elf::R_X86_64_DTPOFF32 => "R_X86_64_DTPOFF32",
-        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF",
-        elf::R_X86_64_16 => "R_X86_64_16",
-        elf::R_X86_64_PC16 => "R_X86_64_PC16",
-        elf::R_X86_64_8 => "R_X86_64_8",
-        elf::R_X86_64_PC8 => "R_X86_64_PC8",
-        elf::R_X86_64_PC64 => "R_X86_64_PC64",
-        elf::R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
-        elf::R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
-        elf::R_X86_64_SIZE32 => "R_X86_64_SIZE32",
-        elf::R_X86_64_SIZE64 => "R_X86_64_SIZE64",
-        _ => "unsupported",
+    const NAMES: [&str; 43] = [
+        "R_X86_64_NONE",
+        "R_X86_64_64",
+        "R_X86_64_PC32",
+        "R_X86_64_GOT32",
+        "R_X86_64_PLT32",
+        "R_X86_64_COPY",
+        "R_X86_64_GLOB_DAT",
+        "R_X86_64_JUMP_SLOT",
+        "R_X86_64_RELATIVE",
+        "R_X86_64_GOTPCREL",
+        "R_X86_64_32",
+        "R_X86_64_32S",
+        "R_X86_64_16",
+        "R_X86_64_PC16",
+        "R_X86_64_8",
+        "R_X86_64_PC8",
+        "R_X86_64_DTPMOD64",
+        "R_X86_64_DTPOFF64",
+        "R_X86_64_TPOFF64",
+        "R_X86_64_TLSGD",
+        "R_X86_64_TLSLD",
+        "R_X86_64_DTPOFF32",
+        "R_X86_64_GOTTPOFF",
+        "R_X86_64_TPOFF32",
+        "R_X86_64_PC64",
+        "R_X86_64_GOTOFF64",
+        "R_X86_64_GOTPC32",
+        "R_X86_64_GOT64",
+        "R_X86_64_GOTPCREL64",
+        "R_X86_64_GOTPC64",
+        "R_X86_64_GOTPLT64",
+        "R_X86_64_PLTOFF64",
+        "R_X86_64_SIZE32",
+        "R_X86_64_SIZE64",
+        "R_X86_64_GOTPC32_TLSDESC",
+        "R_X86_64_TLSDESC_CALL",
+        "R_X86_64_TLSDESC",
+        "R_X86_64_IRELATIVE",
+        "R_X86_64_RELATIVE64",
+        "reserved",
+        "reserved",
+        "R_X86_64_GOTPCRELX",
+        "R_X86_64_REX_GOTPCRELX",
+    ];
+    usize::try_from(r_type.0).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_types_are_named_as_the_psabi_numbers_them() {
+        let known = [
+            (elf::R_X86_64_NONE, "R_X86_64_NONE"),
+            (elf::R_X86_64_PLT32, "R_X86_64_PLT32"),
+            (elf::R_X86_64_GOTPCREL, "R_X86_64_GOTPCREL"),
+            (elf::R_X86_64_TPOFF32, "R_X86_64_TPOFF32"),
+            (elf::R_X86_64_GOTPC64, "R_X86_64_GOTPC64"),
+            (elf::R_X86_64_SIZE64, "R_X86_64_SIZE64"),
+            (elf::R_X86_64_TLSDESC, "R_X86_64_TLSDESC"),
+            (elf::R_X86_64_RELATIVE64, "R_X86_64_RELATIVE64"),
+            (elf::R_X86_64_REX_GOTPCRELX, "R_X86_64_REX_GOTPCRELX"),
+        ];
+        for (r_type, name) in known {
+            assert_eq!(relocation_name(r_type), name);
+        }
+        assert_eq!(relocation_name(elf::RelocationType(43)), "unknown");
     }
 }
