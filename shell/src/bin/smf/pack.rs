@@ -369,13 +369,14 @@ impl<'d, 'f> Packer<'d, 'f> {
             elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
                 RelocKind::GotPc32
             }
-            elf::R_X86_64_32 | elf::R_X86_64_32S if RelocKind::Abs32.to_wire(self.dialect).is_some() => {
-                RelocKind::Abs32
-            }
+            // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is
+            // where modules load: refused here rather than packed into a module that verifies
+            // and then never loads.
             elf::R_X86_64_32 | elf::R_X86_64_32S => {
                 return Err(format!(
-                    "{at}: R_X86_64_32/32S needs an absolute 32-bit relocation, which only the S128 dialect \
-                     has (or compile with -fPIC)"
+                    "{at}: {} is an absolute 32-bit address, which a module loaded above 4 GiB cannot \
+                     hold (the object was compiled without -fPIC: compile it with -fPIC)",
+                    relocation_name(r_type)
                 ))
             }
             other => {
@@ -426,9 +427,14 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
     }
 
-    /// The module and the notes.
+    /// The module and the notes, once the module is checked as `smf verify` checks it: an
+    /// object whose symbols, relocations or entry point fall outside what it defines (or whose
+    /// image is over the limit) is refused with the reason instead of written.
     fn finish(self) -> Result<(Vec<u8>, Vec<String>), String> {
         let smf = self.builder.build().map_err(|e| e.to_string())?;
+        if let Err(e) = smf_core::Module::parse(&smf) {
+            return Err(format!("the module it makes would not be valid: {e}"));
+        }
         Ok((smf, self.notes))
     }
 }
