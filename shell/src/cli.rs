@@ -23,11 +23,12 @@ commands:
         file on stderr (the problem and its byte offset) and exit 1
   pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]
         turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
-  run [--lib FILE]... [--no-libc] FILE [SYMBOL [ARG...]]
+  run [--lib FILE]... [--no-libc] [--ret i64|f64] FILE [SYMBOL [ARG...]]
         load the libraries and FILE (imports resolve against the libraries, then
         the C library, as a native program's would; --no-libc: libraries only),
         call SYMBOL (default: the entry point) with up to 6 integer arguments
-        (decimal or 0x hex) and print the 64-bit result in decimal
+        (decimal or 0x hex) and print the 64-bit result in decimal (--ret f64:
+        the function returns a double)
   prefetch [--threads N] FILE...
         load every FILE into a module cache on N worker threads (default: the
         machine's cores) and report how many loaded, how many failed (one line
@@ -255,12 +256,22 @@ fn prefetch_command(args: &[String], io: &mut Io<'_>) -> i32 {
     }
 }
 
+/// What `smf run` prints the called function's result as.
+#[derive(Clone, Copy, Debug)]
+enum Returns {
+    /// A 64-bit integer (`long`), in decimal.
+    Integer,
+    /// A `double`, as Rust prints it (shortest form that reads back the same).
+    Double,
+}
+
 fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
     use crate::imports::CLibrary;
     use crate::loader::{self, Libraries};
     use smf_core::load::{Chain, Resolver};
     let mut libs = Vec::new();
     let mut libc = true;
+    let mut returns = Returns::Integer;
     let mut rest = args;
     loop {
         match rest {
@@ -272,6 +283,15 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
                 libc = false;
                 rest = tail;
             }
+            [flag, kind, tail @ ..] if flag == "--ret" => {
+                returns = match kind.as_str() {
+                    "i64" => Returns::Integer,
+                    "f64" => Returns::Double,
+                    other => return io.usage_error(&format!("--ret takes i64 or f64, not `{other}`")),
+                };
+                rest = tail;
+            }
+            [flag] if flag == "--ret" => return io.usage_error("--ret needs i64 or f64"),
             [flag] if flag == "--lib" => return io.usage_error("--lib needs a FILE"),
             [flag, ..] if flag.starts_with("--") => {
                 return io.usage_error(&format!("unknown option `{flag}`"))
@@ -289,7 +309,7 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
     if call_args.len() > 6 {
         return io.usage_error("at most 6 arguments");
     }
-    let result = (|| -> Result<i64, String> {
+    let result = (|| -> Result<String, String> {
         let values = call_args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
         // What `--lib` libraries do not provide links against the C library (the process's
         // symbols: this program's libc), as a native program's imports would.
@@ -304,9 +324,18 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
         }
         let module = load(file, &loaded)?;
         // SAFETY: the tool's contract is that the function takes integer arguments and
-        // returns an integer.
+        // returns what --ret says (an integer by default).
         #[allow(unsafe_code)]
-        let value = unsafe { module.call_integers(symbol.map(str::as_bytes), &values) };
+        let value = unsafe {
+            match returns {
+                Returns::Integer => {
+                    module.call_returning::<i64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
+                }
+                Returns::Double => {
+                    module.call_returning::<f64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
+                }
+            }
+        };
         value.map_err(|e| match e {
             loader::CallError::NoEntryPoint => format!("{file}: no entry point (name a SYMBOL)"),
             e => format!("{file}: {e}"),

@@ -49,19 +49,34 @@ impl SharedModule {
     /// The function takes at most six integer arguments and returns an integer.
     #[allow(unsafe_code)]
     pub unsafe fn call_integers(&self, name: Option<&[u8]>, args: &[i64]) -> Result<i64, CallError> {
-        type Integers = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
+        // SAFETY: forwarded to our caller's contract.
+        unsafe { self.call_returning::<i64>(name, args) }
+    }
+
+    /// As [`SharedModule::call_integers`], for a function whose result is an `R` (`i64` or
+    /// `f64`: a C `long` or `double`).
+    ///
+    /// # Safety
+    /// The function takes at most six integer arguments and returns an `R`.
+    #[allow(unsafe_code)]
+    pub unsafe fn call_returning<R: Copy>(&self, name: Option<&[u8]>, args: &[i64]) -> Result<R, CallError> {
         if args.len() > 6 {
             return Err(CallError::TooManyArguments(args.len()));
         }
         let lossy = |name: &[u8]| String::from_utf8_lossy(name).into_owned();
         let function = match name {
             // SAFETY: the signature is the caller's contract; the handle borrows `self.loaded`.
-            None => unsafe { self.loaded.entry_function::<Integers>() }.ok_or(CallError::NoEntryPoint)?,
+            None => {
+                unsafe { self.loaded.entry_function::<extern "C" fn(i64, i64, i64, i64, i64, i64) -> R>() }
+                    .ok_or(CallError::NoEntryPoint)?
+            }
             Some(name) => match self.loaded.symbols().lookup(name) {
                 None => return Err(CallError::NoSuchSymbol(lossy(name))),
                 // SAFETY: as above.
-                Some(_) => unsafe { self.loaded.function::<Integers>(name) }
-                    .ok_or_else(|| CallError::NotAFunction(lossy(name)))?,
+                Some(_) => {
+                    unsafe { self.loaded.function::<extern "C" fn(i64, i64, i64, i64, i64, i64) -> R>(name) }
+                        .ok_or_else(|| CallError::NotAFunction(lossy(name)))?
+                }
             },
         };
         let mut a = [0i64; 6];

@@ -23,3 +23,5 @@ long copy_and_sum(long n) {
 long root(long x) { return (long)sqrt((double)x); }
 
 long hypotenuse(long a, long b) { return (long)hypot((double)a, (double)b); }
+
+double square_root(long x) { return sqrt((double)x); }

@@ -364,6 +364,9 @@ fn smf_run_links_the_c_library_as_a_native_build_does() {
             })
             .collect();
         assert_eq!(got, expected, "{flags:?}");
+        // A double result, printed as one with --ret f64 (shortest form that reads back).
+        let out = smf_run(&["--ret", "f64"], "square_root", &[2]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", 2f64.sqrt()), "{flags:?}");
         let out = smf_run(&["--no-libc"], "count_chars", &[1]);
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
