@@ -65,19 +65,19 @@ impl SharedModule {
         }
         let lossy = |name: &[u8]| String::from_utf8_lossy(name).into_owned();
         let function = match name {
-            // SAFETY: the signature is the caller's contract; the handle borrows `self.loaded`.
             None => {
-                unsafe { self.loaded.entry_function::<extern "C" fn(i64, i64, i64, i64, i64, i64) -> R>() }
-                    .ok_or(CallError::NoEntryPoint)?
+                // SAFETY: the signature is the caller's contract; the handle borrows the module.
+                let entry = unsafe { self.loaded.entry_function::<SixIntegers<R>>() };
+                entry.ok_or(CallError::NoEntryPoint)?
             }
-            Some(name) => match self.loaded.symbols().lookup(name) {
-                None => return Err(CallError::NoSuchSymbol(lossy(name))),
-                // SAFETY: as above.
-                Some(_) => {
-                    unsafe { self.loaded.function::<extern "C" fn(i64, i64, i64, i64, i64, i64) -> R>(name) }
-                        .ok_or_else(|| CallError::NotAFunction(lossy(name)))?
+            Some(name) => {
+                if self.loaded.symbols().lookup(name).is_none() {
+                    return Err(CallError::NoSuchSymbol(lossy(name)));
                 }
-            },
+                // SAFETY: as above.
+                let function = unsafe { self.loaded.function::<SixIntegers<R>>(name) };
+                function.ok_or_else(|| CallError::NotAFunction(lossy(name)))?
+            }
         };
         let mut a = [0i64; 6];
         a[..args.len()].copy_from_slice(args);
@@ -93,6 +93,9 @@ impl Drop for SharedModule {
         }
     }
 }
+
+/// A C function of six integer arguments returning an `R`.
+type SixIntegers<R> = extern "C" fn(i64, i64, i64, i64, i64, i64) -> R;
 
 /// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
 /// into module code, which must keep the module alive while they run).
