@@ -21,7 +21,7 @@ commands:
   verify [--dialect s128|r96|r72] FILE...
         exit 0 if every FILE is a valid module; otherwise print one line per bad
         file on stderr (the problem and its byte offset) and exit 1
-  pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]
+  pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]
         turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
   run [--lib FILE]... [--no-libc] [--ret i64|f64] FILE [SYMBOL [ARG...]]
         load the libraries and FILE (imports resolve against the libraries, then

@@ -30,16 +30,30 @@ use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
-const USAGE: &str = "usage: smf pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72]";
+const USAGE: &str = "usage: smf pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]";
+
+/// Which notes `smf pack` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Say {
+    /// None.
+    Nothing,
+    /// What a reader may want to know: debug info dropped, read-only data moved into the
+    /// code image, sections that cannot be loaded.
+    Notable,
+    /// Also what every compiled object has (unwind tables, notes, compiler identification).
+    Everything,
+}
 
 /// Runs `smf pack`; returns the exit status (0 ok, 1 cannot pack, 2 usage).
 pub(crate) fn run(args: &[OsString]) -> i32 {
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let (mut input, mut output, mut dialect) = (None, None, Dialect::S128);
+    let (mut input, mut output, mut dialect, mut say) = (None, None, Dialect::S128, Say::Notable);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "-o" => output = iter.next().cloned(),
+            "--quiet" => say = Say::Nothing,
+            "--verbose" => say = Say::Everything,
             "--dialect" => match iter.next().and_then(|d| Dialect::from_name(d)) {
                 Some(d) => dialect = d,
                 None => return usage("--dialect takes s128, r96 or r72"),
@@ -57,7 +71,10 @@ pub(crate) fn run(args: &[OsString]) -> i32 {
         .and_then(|bytes| pack(&bytes, dialect).map_err(|e| format!("{input}: {e}")))
         .and_then(|(smf, notes)| {
             for note in notes {
-                eprintln!("smf pack: {input}: {note}");
+                let level = if note.routine { Say::Everything } else { Say::Notable };
+                if say >= level {
+                    eprintln!("smf pack: {input}: {}", note.text);
+                }
             }
             std::fs::write(&output, smf).map_err(|e| format!("{output}: {e}"))
         });
@@ -113,9 +130,30 @@ fn is_dropped(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Something pack did that its user may want to know.
+#[derive(Clone, Debug)]
+pub(crate) struct Note {
+    /// Every compiled object gets it (printed only with `--verbose`).
+    routine: bool,
+    /// What happened.
+    text: String,
+}
+
+impl Note {
+    fn notable(text: String) -> Self {
+        Self { routine: false, text }
+    }
+}
+
+/// Whether dropping section `name` is routine: every compiled object has one (unwind tables,
+/// notes, compiler identification, linker hints, section groups); debug info is not.
+fn is_routine(name: &str) -> bool {
+    is_dropped(name).is_some() && !name.starts_with(".debug")
+}
+
 /// Packs an ELF relocatable object into a module of `dialect`; returns it with the notes on
-/// what was dropped or moved.
-pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<String>), String> {
+/// what was dropped or moved, each marked routine or not.
+pub(crate) fn pack(bytes: &[u8], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), String> {
     let file = object::File::parse(bytes).map_err(|e| format!("not an ELF object: {e}"))?;
     if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
         return Err("only x86-64 ELF relocatable objects (.o) can be packed".into());
@@ -141,8 +179,8 @@ struct Packer<'d, 'f> {
     symbols: HashMap<SymbolIndex, u32>,
     /// The local SMF symbol standing for a section that relocations name.
     section_symbols: HashMap<SectionIndex, u32>,
-    /// What was dropped or moved, for stderr.
-    notes: Vec<String>,
+    /// What was dropped or moved, for stderr, each marked routine or not.
+    notes: Vec<Note>,
 }
 
 impl<'d, 'f> Packer<'d, 'f> {
@@ -177,8 +215,9 @@ impl<'d, 'f> Packer<'d, 'f> {
             let data = section.kind() != SectionKind::Text;
             let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
             let flags = if data {
-                self.notes
-                    .push(format!("packed {name} into the code image (read-only data with relocations)"));
+                self.notes.push(Note::notable(format!(
+                    "packed {name} into the code image (read-only data with relocations)"
+                )));
                 SECTION_READ
             } else {
                 SECTION_READ | SECTION_EXEC
@@ -200,11 +239,17 @@ impl<'d, 'f> Packer<'d, 'f> {
 
     /// Data, read-only data, bss; everything else is dropped with a note or refused.
     fn place_data(&mut self) -> Result<(), String> {
+        let mut debug_sections = 0;
         for section in self.file.sections() {
             let name = section.name().unwrap_or("");
             if let Some(what) = is_dropped(name) {
-                if section.size() > 0 {
-                    self.notes.push(format!("dropped section {name} ({what})"));
+                if section.size() > 0 && name.starts_with(".debug") {
+                    debug_sections += 1;
+                } else if section.size() > 0 {
+                    self.notes.push(Note {
+                        routine: is_routine(name),
+                        text: format!("dropped section {name} ({what})"),
+                    });
                 }
                 continue;
             }
@@ -215,6 +260,10 @@ impl<'d, 'f> Packer<'d, 'f> {
                 ));
             }
             self.placed.insert(section.index(), Carried::Data { section: index });
+        }
+        if debug_sections > 0 {
+            self.notes
+                .push(Note::notable(format!("dropped the debug info ({debug_sections} .debug sections)")));
         }
         Ok(())
     }
@@ -253,7 +302,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             _ => {
                 let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
                 if section.size() > 0 && !bookkeeping {
-                    self.notes.push(format!("dropped section {name} (not loadable)"));
+                    self.notes.push(Note::notable(format!("dropped section {name} (not loadable)")));
                 }
                 None
             }
@@ -430,7 +479,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// The module and the notes, once the module is checked as `smf verify` checks it: an
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
     /// image is over the limit) is refused with the reason instead of written.
-    fn finish(self) -> Result<(Vec<u8>, Vec<String>), String> {
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), String> {
         let smf = self.builder.build().map_err(|e| e.to_string())?;
         if let Err(e) = smf_core::Module::parse(&smf) {
             return Err(format!("the module it makes would not be valid: {e}"));
