@@ -256,6 +256,15 @@ fn prefetch_command(args: &[String], io: &mut Io<'_>) -> i32 {
     }
 }
 
+/// What `smf run` is calling (`"smf: FILE: `SYMBOL`"`), for a crash report made from a signal
+/// handler (which may read it, being set before the call and never changed after).
+static CRASH_CONTEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What `smf run` is calling, if it is calling into a module.
+pub fn crash_context() -> Option<&'static str> {
+    CRASH_CONTEXT.get().map(String::as_str)
+}
+
 /// What `smf run` prints the called function's result as.
 #[derive(Clone, Copy, Debug)]
 enum Returns {
@@ -323,6 +332,8 @@ fn run_command(args: &[String], io: &mut Io<'_>) -> i32 {
             loaded.0.push(module);
         }
         let module = load(file, &loaded)?;
+        let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
+        let _ = CRASH_CONTEXT.set(format!("smf: {file}: {called}"));
         // SAFETY: the tool's contract is that the function takes integer arguments and
         // returns what --ret says (an integer by default).
         #[allow(unsafe_code)]

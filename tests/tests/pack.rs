@@ -410,6 +410,44 @@ fn pack_notes_say_what_matters() {
     assert_eq!(notes(Some("--quiet")), "");
 }
 
+/// A module function that crashes makes `smf run` print one line (the module, the symbol, the
+/// signal and what it means, the faulting address) and exit 1, not die of a bare signal: an
+/// invalid access, an illegal instruction, a division by zero, a stack overflow.
+#[test]
+fn a_crash_in_a_module_function_is_reported_in_one_line() {
+    let dir = scratch("crash");
+    let source = dir.join("crash.s");
+    std::fs::write(
+        &source,
+        ".text\n\
+         .globl null_read\n.type null_read,@function\nnull_read: mov (0), %rax\n ret\n\
+         .globl bad_op\n.type bad_op,@function\nbad_op: ud2\n\
+         .globl divide\n.type divide,@function\ndivide: xor %ecx,%ecx\n mov %rdi,%rax\n cqo\n idiv %rcx\n ret\n\
+         .globl deep\n.type deep,@function\ndeep: sub $4096,%rsp\n movq $0,(%rsp)\n call deep\n add $4096,%rsp\n ret\n",
+    )
+    .unwrap();
+    let object = dir.join("crash.o");
+    run(Command::new("gcc").arg("-c").arg(&source).arg("-o").arg(&object));
+    let module = dir.join("crash.smf");
+    run(Command::new(smf_binary()).arg("pack").arg(&object).arg("-o").arg(&module));
+    for (function, signal, address) in [
+        ("null_read", "SIGSEGV (invalid memory access)", Some("at address 0x0\n")),
+        ("bad_op", "SIGILL (illegal instruction)", None),
+        ("divide", "SIGFPE (arithmetic error)", None),
+        ("deep", "SIGSEGV (invalid memory access)", None),
+    ] {
+        let out = Command::new(smf_binary()).arg("run").arg(&module).arg(function).arg("1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{function}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let expected = format!("smf: {}: `{function}` crashed: {signal} at address 0x", module.display());
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        if let Some(address) = address {
+            assert!(stderr.ends_with(address), "{stderr}");
+        }
+    }
+}
+
 #[test]
 fn what_smf_cannot_represent_is_a_clear_error() {
     let dir = scratch("errors");

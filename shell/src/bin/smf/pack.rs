@@ -340,7 +340,15 @@ impl<'d, 'f> Packer<'d, 'f> {
                     .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
                 _ => None,
             };
-            if let Some(spec) = spec {
+            if let Some(mut spec) = spec {
+                // A dialect that marks imports by value (S128) reads a non-local symbol of
+                // value 0 and size 0 as an import: a definition there (an assembler label
+                // without .size at the start of the code) gets size 1 so it stays one.
+                let defined = spec.kind != smf_core::SymbolKind::Import;
+                let looks_imported = spec.value == 0 && spec.size == 0 && spec.binding != Binding::Local;
+                if defined && looks_imported && self.dialect.marks_imports_by_value() {
+                    spec.size = 1;
+                }
                 self.symbols.insert(symbol.index(), self.builder.add_symbol(spec));
             }
         }
