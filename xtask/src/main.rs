@@ -15,6 +15,7 @@ mod callgrind;
 mod cross;
 mod examples;
 mod fuzz;
+mod install;
 mod valgrind;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ tasks:
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
+  install --prefix DIR  install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
 ";
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Some("cross-test") => cross::run_command(),
         Some("valgrind") => valgrind::run_command(),
         Some("callgrind") => callgrind::run_command(&args[1..]),
+        Some("install") => install::run_command(&args[1..]),
         Some("callgrind-child") => callgrind::child(&args[1..]),
         _ => {
             eprint!("{USAGE}");

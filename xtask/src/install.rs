@@ -1,0 +1,99 @@
+//! `cargo xtask install --prefix P`: the `smf` tool and the C library, installed as a Linux
+//! library is: `P/bin/smf`, `P/lib/libsmf.a`, `P/lib/libsmf.so.X.Y.Z` with the `libsmf.so.X`
+//! (its SONAME) and `libsmf.so` links, `P/include/smf.h`, and `P/lib/pkgconfig/smf.pc`, so that
+//! `pkg-config --cflags --libs smf` (or `--static`) builds a C program against it. Everything
+//! installed is stripped of debug info (the build profile keeps it for profiling). The static
+//! link flags come from the build (`rustc --print native-static-libs`), not from memory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::workspace_root;
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn checked(command: &mut Command) -> Result<std::process::Output, String> {
+    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!("{command:?} failed:\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Builds the release library and tool; returns the static library's native link flags.
+fn build() -> Result<String, String> {
+    let root = workspace_root();
+    checked(cargo().current_dir(&root).args(["build", "--release", "--locked", "-p", "smf"]))?;
+    // The static library's system libraries, as rustc reports them for this toolchain.
+    let out = checked(cargo().current_dir(&root).args([
+        "rustc",
+        "--release",
+        "--locked",
+        "-p",
+        "smf",
+        "--lib",
+        "--crate-type",
+        "staticlib",
+        "--",
+        "--print",
+        "native-static-libs",
+    ]))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.split_once("native-static-libs:").map(|(_, libs)| libs.trim().to_owned()))
+        .ok_or_else(|| "rustc printed no native-static-libs".into())
+}
+
+fn copy_stripped(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to).map_err(|e| format!("{}: {e}", to.display()))?;
+    checked(Command::new("strip").arg("--strip-debug").arg(to))?;
+    Ok(())
+}
+
+pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
+    let prefix = match args {
+        [flag, prefix] if flag == "--prefix" => PathBuf::from(prefix),
+        _ => return Err("usage: cargo xtask install --prefix DIR".into()),
+    };
+    let static_libs = build()?;
+    let release = workspace_root().join("target").join("release");
+    let version = env!("CARGO_PKG_VERSION");
+    let major = version.split('.').next().unwrap_or("0");
+    let (bin, lib, include, pkgconfig) = (
+        prefix.join("bin"),
+        prefix.join("lib"),
+        prefix.join("include"),
+        prefix.join("lib").join("pkgconfig"),
+    );
+    for dir in [&bin, &lib, &include, &pkgconfig] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    copy_stripped(&release.join("smf"), &bin.join("smf"))?;
+    copy_stripped(&release.join("libsmf.a"), &lib.join("libsmf.a"))?;
+    let versioned = format!("libsmf.so.{version}");
+    copy_stripped(&release.join("libsmf.so"), &lib.join(&versioned))?;
+    for (link, target) in [
+        (format!("libsmf.so.{major}"), versioned.clone()),
+        ("libsmf.so".into(), format!("libsmf.so.{major}")),
+    ] {
+        let link = lib.join(link);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).map_err(|e| format!("{}: {e}", link.display()))?;
+    }
+    std::fs::copy(workspace_root().join("shell/include/smf.h"), include.join("smf.h"))
+        .map_err(|e| format!("smf.h: {e}"))?;
+    let pc = format!(
+        "prefix={prefix}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n\
+         Name: smf\nDescription: Loader for SMF (Simple Module Format) modules\nVersion: {version}\n\
+         Cflags: -I${{includedir}}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n",
+        prefix = prefix.display()
+    );
+    std::fs::write(pkgconfig.join("smf.pc"), pc).map_err(|e| format!("smf.pc: {e}"))?;
+    println!("installed smf {version} into {}", prefix.display());
+    println!("  static link flags (Libs.private): {static_libs}");
+    Ok(())
+}
