@@ -100,6 +100,21 @@ const void *smf_module_entry(const SmfModule *m);
  * module lives). */
 size_t      smf_module_symbol_count(const SmfModule *m);
 const char *smf_module_symbol_name(const SmfModule *m, size_t index);
+/* One symbol, by index in table order: 0 ok, -1 past the end or error. `address` is where a
+ * defined symbol lives, or what an import resolved to (NULL for types, templates, unresolved
+ * weak imports); `name` is valid while the module is held. */
+enum { SMF_SYMBOL_NONE = 0, SMF_SYMBOL_FUNCTION = 1, SMF_SYMBOL_DATA = 2, SMF_SYMBOL_TYPE = 3,
+       SMF_SYMBOL_TEMPLATE = 4, SMF_SYMBOL_OTHER = 5 };
+enum { SMF_BIND_LOCAL = 0, SMF_BIND_GLOBAL = 1, SMF_BIND_WEAK = 2 };
+typedef struct {
+    const char *name;
+    int32_t     kind;       /* SMF_SYMBOL_*; an import is SMF_SYMBOL_NONE */
+    int32_t     binding;    /* SMF_BIND_* */
+    bool        defined;    /* false for an import */
+    const void *address;
+    uint64_t    size;
+} SmfSymbolInfo;
+int32_t     smf_module_symbol_info(const SmfModule *m, size_t index, SmfSymbolInfo *out);
 /* Calls the exported function `name` with up to 6 integer arguments, storing its 64-bit result;
  * 0 ok, -1 error (unknown, not a function, nargs > 6). The module stays loaded until the call
  * returns, even if another thread releases the last handle meanwhile. */

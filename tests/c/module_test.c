@@ -80,6 +80,32 @@ static void linking_and_lifetimes(void) {
     CHECK(smf_module_call(app, "addr_of_local", NULL, 0, &r) == 0);
     CHECK(r == (int64_t)(intptr_t)smf_module_symbol(app, "local_data"));
 
+    /* Symbol listing with kinds, bindings, sizes, and where imports resolved. */
+    int seen = 0;
+    size_t count = smf_module_symbol_count(app);
+    for (size_t i = 0; i < count; i++) {
+        SmfSymbolInfo info;
+        CHECK(smf_module_symbol_info(app, i, &info) == 0);
+        CHECK(strcmp(info.name, smf_module_symbol_name(app, i)) == 0);
+        if (strcmp(info.name, "five") == 0) {
+            CHECK(!info.defined && info.kind == SMF_SYMBOL_NONE && info.binding == SMF_BIND_GLOBAL);
+            CHECK(info.address == smf_module_symbol(lib, "five"));
+            seen++;
+        } else if (strcmp(info.name, "call_five") == 0) {
+            CHECK(info.defined && info.kind == SMF_SYMBOL_FUNCTION && info.size == 14);
+            CHECK(info.address == smf_module_symbol(app, "call_five"));
+            seen++;
+        } else if (strcmp(info.name, "local_data") == 0) {
+            CHECK(info.defined && info.kind == SMF_SYMBOL_DATA && info.size == 8);
+            CHECK(info.address == smf_module_symbol(app, "local_data"));
+            seen++;
+        }
+    }
+    CHECK(seen == 3);
+    SmfSymbolInfo past;
+    CHECK_FAILS(smf_module_symbol_info(app, count, &past), -1);
+    CHECK_FAILS(smf_module_symbol_info(app, 0, NULL), -1);
+
     /* rt_* calls reach a module's code, never its data, and never write or seal it. */
     int64_t data = (int64_t)(intptr_t)smf_module_symbol(app, "local_data");
     int64_t code = (int64_t)(intptr_t)smf_module_symbol(app, "call_five");

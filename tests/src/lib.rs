@@ -390,5 +390,12 @@ pub fn build_smf_package() -> std::path::PathBuf {
         cmd.env("CARGO_TARGET_DIR", target);
     }
     assert!(cmd.status().expect("run cargo build").success(), "cargo build -p smf failed");
+    // Programs linked against libsmf.so record its SONAME, libsmf.so.0: give it that name too,
+    // as an installation does (`cargo xtask install`).
+    // (Test binaries run side by side: one of them makes the link, the others find it.)
+    match std::os::unix::fs::symlink("libsmf.so", profile.join("libsmf.so.0")) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => panic!("link libsmf.so.0: {e}"),
+        _ => {}
+    }
     profile
 }

@@ -117,3 +117,12 @@ impl<'a> Iterator for RelocationEntries<'a> {
         self.0.by_ref().find_map(<[u8]>::first_chunk)
     }
 }
+
+/// Every symbol's size, in table order, read from the raw entries (validated by the symbol
+/// pass already); `None` if the memory for them cannot be had.
+pub(super) fn symbol_sizes(module: &Module<'_>) -> Option<alloc::vec::Vec<u64>> {
+    let mut sizes = super::fallible::with_capacity(module.symbol_count() as usize)?;
+    let table = module.symbol_table_bytes();
+    sizes.extend(crate::wire::symbol::sizes(table, module.dialect().symbol_entry_size()));
+    Some(sizes)
+}

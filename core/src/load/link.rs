@@ -178,12 +178,15 @@ fn link_symbols_as<F: Failure>(
                 Err(OutOfMemory) => return Err(F::out_of_memory(name.len())),
             };
             target.stub = Target::STUB_ALLOWED;
+            table.set_last_address(target.address);
         } else if let Some(address) = address {
             target.address = address;
         }
         linked += 1;
     }
-    let symbols = table.finish();
+    let mut symbols = table.finish();
+    let sizes = entries::symbol_sizes(module);
+    symbols.set_sizes(sizes.ok_or_else(|| F::out_of_memory(fallible::bytes_of::<u64>(count)))?);
     Ok(Linked { symbols, targets, deps })
 }
 

@@ -21,7 +21,8 @@ pub struct LoadedSymbol {
     pub kind: SymbolKind,
     /// Its binding.
     pub binding: Binding,
-    /// Its address (0 for symbols without one: types, traits, templates, unresolved weak imports).
+    /// Its address: where a defined symbol lives, where an import resolved to (0 for symbols
+    /// without one: types, traits, templates, unresolved weak imports).
     pub addr: usize,
     /// Whether other modules can see it.
     pub exported: bool,
@@ -53,6 +54,8 @@ pub struct SymbolTable {
     /// The string table: every name followed by a NUL, so names can be handed to C as they are.
     names: Vec<u8>,
     symbols: Vec<LoadedSymbol>,
+    /// Each symbol's size from its entry, in table order (apart: lookups never read it).
+    sizes: Vec<u64>,
     /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
     /// of at least twice the number of symbols.
     buckets: Vec<u32>,
@@ -74,6 +77,7 @@ impl SymbolTableBuilder {
         let table = SymbolTable {
             names,
             symbols: super::fallible::with_capacity(capacity)?,
+            sizes: Vec::new(),
             buckets: super::fallible::filled(0, bucket_count(capacity))?,
             key,
         };
@@ -89,11 +93,17 @@ impl SymbolTableBuilder {
     pub(crate) fn push_named(&mut self, mut symbol: LoadedSymbol) -> Option<usize> {
         let names = self.table.names.get(symbol.name_start as usize..)?;
         let (len, hash) = namehash::hash_until_nul(self.table.key, names)?;
-
         symbol.name_len = u32::try_from(len).ok()?;
         symbol.hash = hash;
         self.append(symbol)?;
         Some(len)
+    }
+
+    /// Gives the symbol appended last (an import, once resolved) its address.
+    pub(crate) fn set_last_address(&mut self, addr: usize) {
+        if let Some(last) = self.table.symbols.last_mut() {
+            last.addr = addr;
+        }
     }
 
     /// Appends `symbol` as it is (its `hash` its name's under the key, which tests may fake),
@@ -183,6 +193,17 @@ impl SymbolTable {
     /// Symbol `index`.
     pub fn get(&self, index: usize) -> Option<&LoadedSymbol> {
         self.symbols.get(index)
+    }
+
+    /// The size symbol `index`'s entry gives.
+    pub fn size(&self, index: usize) -> Option<u64> {
+        self.sizes.get(index).copied()
+    }
+
+    /// Every symbol's size, in table order (the loader's last step, in a pass of its own so that
+    /// the symbol pass, which lookups depend on, stays lean).
+    pub(crate) fn set_sizes(&mut self, sizes: Vec<u64>) {
+        self.sizes = sizes;
     }
 
     /// The name of symbol `index`.

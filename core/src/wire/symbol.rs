@@ -152,6 +152,15 @@ impl<'a> SymbolView<'a> {
 #[cfg(all(feature = "exec", target_os = "linux"))]
 const HEAD_SIZE: usize = 40;
 
+/// The size field of each entry of a symbol table (`table`: whole entries of `entry_size`
+/// bytes), in order: one fixed-offset read per entry.
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub(crate) fn sizes(table: &[u8], entry_size: usize) -> impl Iterator<Item = u64> + '_ {
+    table.chunks_exact(entry_size).map(|entry| {
+        entry.get(field::SIZE..field::SIZE + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+    })
+}
+
 /// The first [`HEAD_SIZE`] bytes of a symbol entry: the fields every dialect has.
 #[cfg(all(feature = "exec", target_os = "linux"))]
 #[derive(Clone, Copy, Debug)]

@@ -228,6 +228,91 @@ pub extern "C" fn smf_module_symbol_name(m: *const SmfModule, index: usize) -> *
     })
 }
 
+/// One symbol of a loaded module (`SmfSymbolInfo`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SmfSymbolInfo {
+    /// Its name (NUL-terminated, valid while the module is held).
+    pub name: *const c_char,
+    /// `SMF_SYMBOL_*`.
+    pub kind: i32,
+    /// `SMF_BIND_*`.
+    pub binding: i32,
+    /// False for an import.
+    pub defined: bool,
+    /// Where it lives in this process (for an import, what it resolved to), or NULL.
+    pub address: *const c_void,
+    /// The size its entry gives.
+    pub size: u64,
+}
+
+/// `SMF_SYMBOL_*`: what a symbol is.
+pub mod symbol_kind {
+    /// An import (what it names is not known here).
+    pub const NONE: i32 = 0;
+    /// A function.
+    pub const FUNCTION: i32 = 1;
+    /// Data or a constant.
+    pub const DATA: i32 = 2;
+    /// A type.
+    pub const TYPE: i32 = 3;
+    /// A generic template.
+    pub const TEMPLATE: i32 = 4;
+    /// A trait or an actor.
+    pub const OTHER: i32 = 5;
+}
+
+/// Fills `out` with symbol `index` of the module, in table order: 0 ok, -1 past the end or on
+/// error.
+///
+/// # Safety
+/// `out` is NULL or writable for an `SmfSymbolInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn smf_module_symbol_info(
+    m: *const SmfModule,
+    index: usize,
+    out: *mut SmfSymbolInfo,
+) -> i32 {
+    use smf_core::{Binding, SymbolKind};
+    guard(-1, || {
+        if out.is_null() {
+            return Err("out is NULL".into());
+        }
+        with_module(m, |module| {
+            let symbols = module.loaded().symbols();
+            let (Some(symbol), Some(name), Some(size)) =
+                (symbols.get(index), symbols.name_with_nul(index), symbols.size(index))
+            else {
+                return Err(format!("no symbol {index} (the module has {})", symbols.len()));
+            };
+            let kind = match symbol.kind {
+                _ if symbol.template => symbol_kind::TEMPLATE,
+                SymbolKind::Import => symbol_kind::NONE,
+                SymbolKind::Function => symbol_kind::FUNCTION,
+                SymbolKind::Data | SymbolKind::Constant => symbol_kind::DATA,
+                SymbolKind::Type => symbol_kind::TYPE,
+                SymbolKind::Trait | SymbolKind::Actor => symbol_kind::OTHER,
+            };
+            let binding = match symbol.binding {
+                Binding::Local => 0,
+                Binding::Global => 1,
+                Binding::Weak => 2,
+            };
+            let info = SmfSymbolInfo {
+                name: name.as_ptr().cast(),
+                kind,
+                binding,
+                defined: symbol.kind != SymbolKind::Import,
+                address: symbol.addr as *const c_void,
+                size,
+            };
+            // SAFETY: non-null and writable per the caller's contract.
+            unsafe { out.write(info) };
+            Ok(0)
+        })
+    })
+}
+
 /// Calls the function symbol `name` with `nargs` (at most 6) integer arguments; 0 ok, -1 error.
 ///
 /// # Safety
