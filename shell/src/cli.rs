@@ -18,6 +18,9 @@ commands:
   inspect [--json] [--dialect s128|r96|r72] FILE
         show what is inside a module: header, sections, symbols, relocations,
         note.sdn tables and templates (--json: one JSON object)
+  symbols [--defined | --undefined | --exported] [--dialect s128|r96|r72] FILE
+        list the symbols (like nm): value, size, kind, binding and whole name;
+        imports have no value and the kind `import`
   verify [--dialect s128|r96|r72] FILE...
         exit 0 if every FILE is a valid module; otherwise print one line per bad
         file on stderr (the problem and its byte offset) and exit 1
@@ -89,6 +92,7 @@ pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
     match command.as_str() {
         "inspect" => inspect_command(rest, io),
         "verify" => verify_command(rest, io),
+        "symbols" => symbols_command(rest, io),
         "run" => run_command(rest, io),
         "prefetch" => prefetch_command(rest, io),
         "pack" => {
@@ -164,6 +168,42 @@ fn inspect_command(args: &[String], io: &mut Io<'_>) -> i32 {
         }
         Err(e) => {
             io.err(&format!("smf: {file}: {e}\n"));
+            EXIT_BAD
+        }
+    }
+}
+
+fn symbols_command(args: &[String], io: &mut Io<'_>) -> i32 {
+    use inspect::SymbolFilter;
+    let mut filter = SymbolFilter::All;
+    let mut rest = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--defined" => filter = SymbolFilter::Defined,
+            "--undefined" => filter = SymbolFilter::Undefined,
+            "--exported" => filter = SymbolFilter::Exported,
+            _ => rest.push(arg.clone()),
+        }
+    }
+    let options = match parse_options(&rest, false) {
+        Ok(o) => o,
+        Err(message) => return io.usage_error(&message),
+    };
+    let [file] = options.files.as_slice() else {
+        return io.usage_error("symbols takes exactly one FILE");
+    };
+    let parsed = read_module_file(file).and_then(|bytes| {
+        Module::parse_with(&bytes, &parse_options_for(options.dialect))
+            .map(|module| inspect::symbol_listing(&module, filter))
+            .map_err(|e| format!("{file}: {e}"))
+    });
+    match parsed {
+        Ok(listing) => {
+            io.out(&listing);
+            EXIT_OK
+        }
+        Err(message) => {
+            io.err(&format!("smf: {message}\n"));
             EXIT_BAD
         }
     }

@@ -390,3 +390,40 @@ fn template_meta_json(module: &Module<'_>) -> Json {
         )
     })
 }
+
+/// Which symbols `smf symbols` lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SymbolFilter {
+    /// All of them.
+    #[default]
+    All,
+    /// Those the module defines (not imports).
+    Defined,
+    /// Its imports.
+    Undefined,
+    /// Those other modules can see (defined, not local).
+    Exported,
+}
+
+/// The nm-like listing of `smf symbols`: one line per symbol in table order, with its value (16
+/// hex digits; blank for an import), size, kind, binding and whole name (bytes that are not
+/// UTF-8 shown as U+FFFD); imports are marked `import`.
+pub fn symbol_listing(module: &Module<'_>, filter: SymbolFilter) -> String {
+    let mut out = String::new();
+    for s in module.symbols() {
+        let import = s.kind == smf_core::SymbolKind::Import;
+        let wanted = match filter {
+            SymbolFilter::All => true,
+            SymbolFilter::Defined => !import,
+            SymbolFilter::Undefined => import,
+            SymbolFilter::Exported => s.is_exported(),
+        };
+        if !wanted {
+            continue;
+        }
+        let value = if import { " ".repeat(16) } else { format!("{:016x}", s.value) };
+        let kind = if s.is_template() { "template" } else { s.kind.name() };
+        let _ = writeln!(out, "{value} {:>8} {kind:<9} {:<6} {}", s.size, s.binding.name(), text(s.name));
+    }
+    out
+}

@@ -385,3 +385,31 @@ fn prefetch_loads_a_set_of_modules_and_names_the_failures() {
     assert_eq!(smf(&["prefetch"]).status, 2);
     assert_eq!(smf(&["prefetch", "--threads", "0", &missing]).status, 2);
 }
+
+/// `smf symbols` lists symbols like nm: value (blank for an import), size, kind, binding and
+/// the whole name, filtered to the defined, undefined or exported ones on request.
+#[test]
+fn symbols_lists_like_nm_with_whole_names_and_filters() {
+    let all = smf(&["symbols", &example("app.smf")]);
+    assert_eq!(all.status, 0, "{}", all.err);
+    assert!(all.out.contains("0000000000000000       39 function  global lcm\n"), "{}", all.out);
+    assert!(all.out.contains(&format!("{}        0 import    global gcd\n", " ".repeat(16))), "{}", all.out);
+    let defined = smf(&["symbols", "--defined", &example("app.smf")]);
+    assert!(!defined.out.contains(" import ") && defined.out.contains(" lcm\n"), "{}", defined.out);
+    let undefined = smf(&["symbols", "--undefined", &example("app.smf")]);
+    assert!(undefined.out.lines().all(|l| l.contains(" import ")), "{}", undefined.out);
+    assert!(undefined.out.contains(" gcd\n"));
+
+    let dir = scratch("symbols");
+    let long = "a_symbol_name_well_past_sixteen_characters_long";
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(long.as_bytes(), 0, 6));
+    b.add_symbol(SymbolSpec::function(b"hidden", 0, 6).with_binding(Binding::Local));
+    let path = write(&dir, "long.smf", &b.build().unwrap());
+    let exported = smf(&["symbols", "--exported", &path]);
+    assert_eq!(exported.out, format!("0000000000000000        6 function  global {long}\n"));
+    assert_eq!(smf(&["symbols"]).status, 2);
+    assert_eq!(smf(&["symbols", &example("app.smf"), &example("app.smf")]).status, 2);
+    assert_eq!(smf(&["symbols", &dir.join("missing.smf").to_string_lossy()]).status, 1);
+}
