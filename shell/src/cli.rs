@@ -21,9 +21,10 @@ commands:
   symbols [--defined | --undefined | --exported] [--dialect s128|r96|r72] FILE
         list the symbols (like nm): value, size, kind, binding and whole name;
         imports have no value and the kind `import`
-  verify [--dialect s128|r96|r72] FILE...
+  verify [--load [--lib FILE]...] [--dialect s128|r96|r72] FILE...
         exit 0 if every FILE is a valid module; otherwise print one line per bad
-        file on stderr (the problem and its byte offset) and exit 1
+        file on stderr (the problem and its byte offset) and exit 1; --load: also
+        load each here, linked as `run` links it (architecture, relocations, imports)
   pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]
         turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
   run [--lib FILE]... [--no-libc] [--ret i64|f64] FILE [SYMBOL [ARG...]]
@@ -210,19 +211,53 @@ fn symbols_command(args: &[String], io: &mut Io<'_>) -> i32 {
 }
 
 fn verify_command(args: &[String], io: &mut Io<'_>) -> i32 {
-    let options = match parse_options(args, false) {
+    use crate::imports::CLibrary;
+    use crate::loader::{self, Libraries};
+    use smf_core::load::Chain;
+    // --load [--lib FILE]...: also load each module here, as `smf run` would link it.
+    let (mut load, mut libs, mut rest) = (false, Vec::new(), Vec::new());
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--load" => load = true,
+            "--lib" => match iter.next() {
+                Some(lib) => libs.push(lib.clone()),
+                None => return io.usage_error("--lib needs a FILE"),
+            },
+            _ => rest.push(arg.clone()),
+        }
+    }
+    if !libs.is_empty() && !load {
+        return io.usage_error("--lib goes with --load");
+    }
+    let options = match parse_options(&rest, false) {
         Ok(o) => o,
         Err(message) => return io.usage_error(&message),
     };
     if options.files.is_empty() {
         return io.usage_error("verify needs at least one FILE");
     }
+    let mut libraries = Libraries::default();
+    for lib in &libs {
+        match loader::load_path(Path::new(lib), &Chain(&libraries, CLibrary)) {
+            Ok(module) => libraries.0.push(module),
+            Err(e) => {
+                io.err(&format!("smf: --lib {e}\n"));
+                return EXIT_BAD;
+            }
+        }
+    }
     let mut status = EXIT_OK;
     for file in &options.files {
         let result = read_module_file(file).and_then(|bytes| {
             Module::parse_with(&bytes, &parse_options_for(options.dialect))
-                .map(|_| ())
-                .map_err(|e| format!("{file}: {e}"))
+                .map_err(|e| format!("{file}: {e}"))?;
+            if load {
+                let resolver = Chain(&libraries, CLibrary);
+                loader::load_bytes(&bytes, &resolver, None)
+                    .map_err(|e| format!("{file}: valid, but does not load here: {e}"))?;
+            }
+            Ok(())
         });
         if let Err(message) = result {
             io.err(&format!("{message}\n"));

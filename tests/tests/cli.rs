@@ -413,3 +413,30 @@ fn symbols_lists_like_nm_with_whole_names_and_filters() {
     assert_eq!(smf(&["symbols", &example("app.smf"), &example("app.smf")]).status, 2);
     assert_eq!(smf(&["symbols", &dir.join("missing.smf").to_string_lossy()]).status, 1);
 }
+
+/// `smf verify` checks the format; `--load` also loads each module here, linked as `run` links
+/// it, and says why one that is valid would not load.
+#[test]
+fn verify_load_says_whether_a_valid_module_loads_here() {
+    let app = example("app.smf");
+    assert_eq!(smf(&["verify", &app]).status, 0, "valid");
+    let alone = smf(&["verify", "--load", &app]);
+    assert_eq!(alone.status, 1);
+    assert!(alone.err.contains("valid, but does not load here: unresolved import `gcd`"), "{}", alone.err);
+    let linked =
+        smf(&["verify", "--load", "--lib", &example("mathlib.smf"), &app, &example("recursion.smf")]);
+    assert_eq!(linked.status, 0, "{}", linked.err);
+
+    // Another architecture: valid, and refused by --load with the reason.
+    let dir = scratch("verify-load");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.header(|h| h.arch = 4); // riscv64
+    let path = write(&dir, "riscv.smf", &b.build().unwrap());
+    assert_eq!(smf(&["verify", &path]).status, 0);
+    let foreign = smf(&["verify", "--load", &path]);
+    assert_eq!(foreign.status, 1);
+    assert!(foreign.err.contains("does not load here") && foreign.err.contains("riscv64"), "{}", foreign.err);
+    assert_eq!(smf(&["verify", "--lib", &app, &app]).status, 2, "--lib without --load");
+}
