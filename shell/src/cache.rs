@@ -49,11 +49,23 @@ struct Cached {
     notice: Option<Notice>,
 }
 
+/// What a get knows of a cached version before looking at its file.
+enum Freshness {
+    /// A notice watches the file and has not fired: the version is current.
+    Current,
+    /// Only the file's identity can tell (no notice, or the cache checks every get).
+    Unknown(FileIdentity),
+    /// Its notice fired: the file changed.
+    Stale,
+}
+
 impl Cached {
-    /// Whether a get may answer with it without looking at the file: a notice is watching
-    /// and has not fired.
-    fn fresh_by_notice(&self, check_every_get: bool) -> bool {
-        !check_every_get && self.notice.as_ref().is_some_and(|n| !n.is_set())
+    fn freshness(&self, check_every_get: bool) -> Freshness {
+        match &self.notice {
+            Some(notice) if notice.is_set() => Freshness::Stale,
+            Some(_) if !check_every_get => Freshness::Current,
+            _ => Freshness::Unknown(self.identity),
+        }
     }
 }
 
@@ -174,14 +186,18 @@ impl ModuleCache {
         // The cached version's identity, when only a stat can tell whether it is current.
         let to_check = {
             let mut state = self.lock();
-            match state.lru.get(path.as_os_str()) {
-                Some(cached) if cached.fresh_by_notice(every_get) => {
+            let Some(cached) = state.lru.get(path.as_os_str()) else {
+                drop(state);
+                return self.load(path);
+            };
+            match cached.freshness(every_get) {
+                Freshness::Current => {
                     let module = Arc::clone(&cached.module);
                     state.stats.hits += 1;
                     return Ok(module);
                 }
-                Some(cached) if cached.notice.as_ref().is_none_or(|n| !n.is_set()) => Some(cached.identity),
-                _ => None,
+                Freshness::Unknown(identity) => Some(identity),
+                Freshness::Stale => None,
             }
         };
         // Outside the lock: the stat, then the hit if the file is the version cached.
@@ -234,17 +250,26 @@ impl ModuleCache {
         }
     }
 
-    /// Takes modules over the budget out under `state`, and drops them (with `first`) only
-    /// after releasing it, a batch at a time.
-    fn evict_over_budget<'c>(&'c self, mut state: MutexGuard<'c, State>, first: Option<Cached>) {
-        let mut first = first;
+    /// Takes modules over the budget out under `state` (counting them as evictions), then drops
+    /// them and `replaced` only after releasing the lock.
+    fn evict_over_budget<'c>(&'c self, state: MutexGuard<'c, State>, replaced: Option<Cached>) {
+        self.drain(state, |state| {
+            let (_, evicted) = state.lru.pop_over_budget()?;
+            state.stats.evictions += 1;
+            Some(evicted)
+        });
+        drop(replaced);
+    }
+
+    /// Removes the entries `take` hands out under the lock, and drops them outside it, a batch
+    /// at a time (no allocation), until `take` has none left. Returns with the lock released.
+    fn drain<'c>(&'c self, mut state: MutexGuard<'c, State>, take: impl Fn(&mut State) -> Option<Cached>) {
         loop {
             let mut batch: heapless::Vec<Cached, DROP_BATCH> = heapless::Vec::new();
             while !batch.is_full() {
-                match state.lru.pop_over_budget() {
-                    Some((_, evicted)) => {
-                        state.stats.evictions += 1;
-                        let _ = batch.push(evicted);
+                match take(&mut state) {
+                    Some(cached) => {
+                        let _ = batch.push(cached);
                     }
                     None => break,
                 }
@@ -252,7 +277,6 @@ impl ModuleCache {
             let more = batch.is_full();
             drop(state);
             drop(batch);
-            drop(first.take());
             if !more {
                 return;
             }
@@ -273,19 +297,7 @@ impl ModuleCache {
 
     /// Forgets every module (handles to them stay valid).
     pub fn clear(&self) {
-        loop {
-            let mut batch: heapless::Vec<Cached, DROP_BATCH> = heapless::Vec::new();
-            let mut state = self.lock();
-            while let (false, Some((_, cached))) = (batch.is_full(), state.lru.pop_lru()) {
-                let _ = batch.push(cached);
-            }
-            let done = state.lru.is_empty();
-            drop(state);
-            drop(batch);
-            if done {
-                return;
-            }
-        }
+        self.drain(self.lock(), |state| state.lru.pop_lru().map(|(_, cached)| cached));
     }
 
     /// The address of the exported symbol `name` in the most recently used cached module that

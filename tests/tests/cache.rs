@@ -176,6 +176,12 @@ fn prefetch_on_two_threads_then_every_get_hits() {
         assert_eq!(call(&cache.get(path).unwrap(), &format!("f{i}")), i as i64);
     }
     assert_eq!(cache.stats().hits, 24);
+    // Cleared in batches (24 modules is more than one batch of 16): every entry leaves.
+    let held = cache.get(&paths[0]).unwrap();
+    cache.clear();
+    assert_eq!((cache.stats().modules, cache.stats().bytes), (0, 0));
+    assert!(paths[..24].iter().all(|p| !cache.contains(p)));
+    assert_eq!(call(&held, "f0"), 0, "a held module outlives the clear");
 }
 
 #[test]

@@ -46,6 +46,21 @@ fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, String> {
         .ok_or_else(|| format!("{c:p} is not a live SmfCache handle"))
 }
 
+/// Runs `f` with the live cache `c` and the path `path`, or says which is bad.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn with_path<T>(
+    c: *const SmfCache,
+    path: *const c_char,
+    f: impl FnOnce(&ModuleCache, &std::path::Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let cache = cache_of(c)?;
+    // SAFETY: forwarded to our caller's contract.
+    let path = unsafe { c_path(path) }?;
+    f(&cache, &path)
+}
+
 /// A new cache evicting the least recently used module past `max_bytes` of module images or
 /// `max_modules` modules (0: unlimited).
 #[no_mangle]
@@ -90,13 +105,9 @@ pub extern "C" fn smf_cache_free(c: *mut SmfCache) {
 /// `path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn smf_cache_get(c: *mut SmfCache, path: *const c_char) -> *mut SmfModule {
-    guard(std::ptr::null_mut(), || {
-        let cache = cache_of(c)?;
-        // SAFETY: forwarded to our caller's contract.
-        let path = unsafe { c_path(path) }?;
-        let module = cache.get(&path).map_err(|e| e.to_string())?;
-        Ok(register(module))
-    })
+    // SAFETY: forwarded to our caller's contract.
+    let get = || unsafe { with_path(c, path, |cache, path| cache.get(path).map_err(|e| e.to_string())) };
+    guard(std::ptr::null_mut(), || get().map(register))
 }
 
 /// Whether `path` is cached (the file is not checked); false on error.
@@ -105,12 +116,8 @@ pub unsafe extern "C" fn smf_cache_get(c: *mut SmfCache, path: *const c_char) ->
 /// `path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn smf_cache_contains(c: *const SmfCache, path: *const c_char) -> bool {
-    guard(false, || {
-        let cache = cache_of(c)?;
-        // SAFETY: forwarded to our caller's contract.
-        let path = unsafe { c_path(path) }?;
-        Ok(cache.contains(&path))
-    })
+    // SAFETY: forwarded to our caller's contract.
+    guard(false, || unsafe { with_path(c, path, |cache, path| Ok(cache.contains(path))) })
 }
 
 /// Forgets `path`'s module (handles to it stay valid); false if it was not cached or on error.
@@ -119,12 +126,8 @@ pub unsafe extern "C" fn smf_cache_contains(c: *const SmfCache, path: *const c_c
 /// `path` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn smf_cache_evict(c: *mut SmfCache, path: *const c_char) -> bool {
-    guard(false, || {
-        let cache = cache_of(c)?;
-        // SAFETY: forwarded to our caller's contract.
-        let path = unsafe { c_path(path) }?;
-        Ok(cache.evict(&path))
-    })
+    // SAFETY: forwarded to our caller's contract.
+    guard(false, || unsafe { with_path(c, path, |cache, path| Ok(cache.evict(path))) })
 }
 
 /// Forgets every module (handles to them stay valid).
