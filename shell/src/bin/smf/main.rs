@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 mod crash;
+mod elf;
 mod pack;
 mod relax;
 

@@ -1,0 +1,109 @@
+//! What `smf pack` knows of ELF relocatable objects: which sections it drops (and which of
+//! those every object has), which hold read-only data, and the names of x86-64 relocation
+//! types for its errors.
+
+use object::{elf, SectionKind};
+
+/// Why a section named `name` is dropped, if it is: nothing of it is needed to run the code.
+pub(crate) fn is_dropped(name: &str) -> Option<&'static str> {
+    match name {
+        n if n.starts_with(".eh_frame") => Some("unwind tables"),
+        n if n.starts_with(".note") => Some("notes"),
+        n if n.starts_with(".comment") => Some("compiler identification"),
+        n if n.starts_with(".debug") => Some("debug info"),
+        n if n.starts_with(".llvm_addrsig") || n.starts_with(".llvm.") => Some("linker hints"),
+        ".group" => Some("section groups"),
+        _ => None,
+    }
+}
+
+/// Whether dropping section `name` is routine: every compiled object has one (unwind tables,
+/// notes, compiler identification, linker hints, section groups); debug info is not.
+pub(crate) fn is_routine(name: &str) -> bool {
+    is_dropped(name).is_some() && !name.starts_with(".debug")
+}
+
+/// Whether a section named `name` is read-only once relocated: `.data.rel.ro*`, which ELF
+/// objects mark writable only so that the dynamic linker can relocate it.
+pub(crate) fn is_relro_name(name: &str) -> bool {
+    name == ".data.rel.ro" || name.starts_with(".data.rel.ro.")
+}
+
+/// Whether sections of `kind` hold read-only data.
+pub(crate) fn is_read_only_data(kind: SectionKind) -> bool {
+    matches!(kind, SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel)
+}
+
+/// The name of x86-64 ELF relocation type `r_type` (the psABI's numbering, 0 to 42).
+pub(crate) fn relocation_name(r_type: elf::RelocationType) -> &'static str {
+    const NAMES: [&str; 43] = [
+        "R_X86_64_NONE",
+        "R_X86_64_64",
+        "R_X86_64_PC32",
+        "R_X86_64_GOT32",
+        "R_X86_64_PLT32",
+        "R_X86_64_COPY",
+        "R_X86_64_GLOB_DAT",
+        "R_X86_64_JUMP_SLOT",
+        "R_X86_64_RELATIVE",
+        "R_X86_64_GOTPCREL",
+        "R_X86_64_32",
+        "R_X86_64_32S",
+        "R_X86_64_16",
+        "R_X86_64_PC16",
+        "R_X86_64_8",
+        "R_X86_64_PC8",
+        "R_X86_64_DTPMOD64",
+        "R_X86_64_DTPOFF64",
+        "R_X86_64_TPOFF64",
+        "R_X86_64_TLSGD",
+        "R_X86_64_TLSLD",
+        "R_X86_64_DTPOFF32",
+        "R_X86_64_GOTTPOFF",
+        "R_X86_64_TPOFF32",
+        "R_X86_64_PC64",
+        "R_X86_64_GOTOFF64",
+        "R_X86_64_GOTPC32",
+        "R_X86_64_GOT64",
+        "R_X86_64_GOTPCREL64",
+        "R_X86_64_GOTPC64",
+        "R_X86_64_GOTPLT64",
+        "R_X86_64_PLTOFF64",
+        "R_X86_64_SIZE32",
+        "R_X86_64_SIZE64",
+        "R_X86_64_GOTPC32_TLSDESC",
+        "R_X86_64_TLSDESC_CALL",
+        "R_X86_64_TLSDESC",
+        "R_X86_64_IRELATIVE",
+        "R_X86_64_RELATIVE64",
+        "reserved",
+        "reserved",
+        "R_X86_64_GOTPCRELX",
+        "R_X86_64_REX_GOTPCRELX",
+    ];
+    usize::try_from(r_type.0).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_types_are_named_as_the_psabi_numbers_them() {
+        let known = [
+            (elf::R_X86_64_NONE, "R_X86_64_NONE"),
+            (elf::R_X86_64_PLT32, "R_X86_64_PLT32"),
+            (elf::R_X86_64_GOTPCREL, "R_X86_64_GOTPCREL"),
+            (elf::R_X86_64_TPOFF32, "R_X86_64_TPOFF32"),
+            (elf::R_X86_64_GOTPC64, "R_X86_64_GOTPC64"),
+            (elf::R_X86_64_SIZE64, "R_X86_64_SIZE64"),
+            (elf::R_X86_64_TLSDESC, "R_X86_64_TLSDESC"),
+            (elf::R_X86_64_RELATIVE64, "R_X86_64_RELATIVE64"),
+            (elf::R_X86_64_REX_GOTPCRELX, "R_X86_64_REX_GOTPCRELX"),
+        ];
+        for (r_type, name) in known {
+            assert_eq!(relocation_name(r_type), name);
+        }
+        assert_eq!(relocation_name(elf::RelocationType(43)), "unknown");
+    }
+}
