@@ -213,8 +213,7 @@ pub fn load_bytes_with(
 
 /// [`load_bytes_with`] of the module file at `path` (read as [`load_path`] reads it).
 pub fn load_path_with(path: &Path, options: &LinkOptions<'_>) -> Result<Arc<SharedModule>, ModuleError> {
-    crate::file::with_module_bytes(path, |bytes| load_bytes_with(bytes, options, Some(path.to_path_buf())))
-        .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
+    load_version_with(path, options).map(|(module, _)| module)
 }
 
 /// [`load_path_with`], also returning the identity of the file version loaded (for the cache,
