@@ -36,6 +36,8 @@ mod error;
 pub mod exec;
 mod fnv;
 pub mod fuzzing;
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub mod jit;
 pub mod kinds;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub mod load;

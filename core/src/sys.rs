@@ -205,6 +205,31 @@ pub unsafe fn map_file(
     p.map(|p| p.cast()).map_err(err("mmap"))
 }
 
+/// An anonymous shared memory file (`memfd_create(2)`), closed when dropped.
+#[derive(Debug)]
+pub struct SharedMemory(rustix::fd::OwnedFd);
+
+impl SharedMemory {
+    /// Creates an empty one named `name` (shown in `/proc/self/maps`), close-on-exec.
+    pub fn create(name: &core::ffi::CStr) -> SysResult<Self> {
+        rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).map(Self).map_err(err("memfd_create"))
+    }
+
+    /// Sets its size to `len` bytes (`ftruncate(2)`); new bytes read as zero.
+    pub fn resize(&self, len: usize) -> SysResult<()> {
+        rustix::fs::ftruncate(&self.0, len as u64).map_err(err("ftruncate"))
+    }
+
+    /// Maps its first `len` bytes, shared, with `prot` (`mmap(2)`, `MAP_SHARED`): every mapping
+    /// of the file sees the same bytes.
+    pub fn map(&self, len: usize, prot: Protection) -> SysResult<*mut u8> {
+        // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours
+        // but the file's other mappings, which the caller manages.
+        let p = unsafe { mm::mmap(ptr::null_mut(), len, prot.prot_flags(), MapFlags::SHARED, &self.0, 0) };
+        p.map(|p| p.cast()).map_err(err("mmap"))
+    }
+}
+
 /// Flushes a shared file mapping (`msync(2)`).
 ///
 /// # Safety

@@ -174,6 +174,83 @@ void        smf_cache_set_load_options(SmfCache *c, const SmfLoadOptions *option
 /* Extension: every get compares the file's identity (a stat) instead of trusting notices. */
 void        smf_cache_check_every_get(SmfCache *c, bool on);
 
+/* ---- Load-time instantiation of generic templates ------------------------------------------
+ * A module's note.sdn "possible" table lists the instantiations it may need (List$Float) and
+ * its template-code section the templates. smf_jit_instantiate asks the runtime's compiler (the
+ * callback) for the machine code of one, installs it in sealed executable memory and keeps it
+ * by name. Checks, in order: disabled -> SMF_JIT_NOT_FOUND; max_depth instantiations already in
+ * progress on this thread -> SMF_JIT_DEPTH_EXCEEDED (the message names the limit); already
+ * instantiated -> SMF_JIT_OK with the same address, no second compile (whatever module_path
+ * says: names are global, like the runtime's symbol table); in progress on this thread (the
+ * callback asking for a name that is being compiled below it) -> SMF_JIT_CIRCULAR (the message
+ * lists the cycle: "a -> b -> a"); not in the module's "possible" table -> SMF_JIT_NOT_FOUND;
+ * otherwise compile, install, keep, and (update_metadata) move the entry to "instantiations"
+ * with status jit_compiled. A module file that is missing, unreadable or malformed is
+ * SMF_JIT_MODULE_ERROR (not "not found"). Modules are read through the cache.
+ *
+ * The callback may call smf_jit_instantiate / smf_jit_resolve again (dependencies), on the
+ * same thread. Threads instantiate side by side; two asking for the same name get one compile
+ * and the same address (the second waits for the first's outcome); a wait that would close a
+ * cycle across threads is SMF_JIT_CIRCULAR instead of a deadlock. The callback runs with no
+ * lock of the library held. Every code but SMF_JIT_OK records a message for smf_last_error().
+ *
+ * Memory: instantiated code lives until smf_jit_free; the instantiator keeps every module it
+ * instantiated from (and the cache it was given) alive until then, so evicting a module or
+ * reloading its file never pulls code from under instantiated functions. Code goes to memory
+ * mapped twice (memfd): executable at the addresses handed out, writable only through a second
+ * mapping the library keeps to itself while that region is being filled (unmapped once it is
+ * full), so no page is ever writable and executable, and installing needs no syscall. Where
+ * the kernel refuses memfd, each function gets sealed pages of its own (one mprotect). */
+typedef struct SmfJit SmfJit;
+/* max_depth 0 means the default; defaults: 50, true, true. */
+typedef struct { uint32_t max_depth; bool enabled; bool update_metadata; } SmfJitConfig;
+/* The runtime's compiler: 0 = success with machine code in *code (*code_len bytes, valid until
+ * it returns to the library, which copies them); nonzero = failure, message via smf_jit_fail()
+ * (before returning). type_args is the "possible" row's text (e.g. "Float"); template_bytes is
+ * the template-code entry of the module's template symbol of that name (NULL, 0 if none). */
+typedef int32_t (*SmfCompileFn)(void *user, const char *mangled_name, const char *type_args,
+                                const uint8_t *template_bytes, size_t template_len,
+                                const uint8_t **code, size_t *code_len);
+
+enum { SMF_JIT_OK = 0, SMF_JIT_NOT_FOUND = 1, SMF_JIT_CIRCULAR = 2, SMF_JIT_COMPILE_ERROR = 3,
+       SMF_JIT_UPDATE_FAILED = 4, SMF_JIT_DEPTH_EXCEEDED = 5,
+       /* extensions */
+       SMF_JIT_MODULE_ERROR = 6, SMF_JIT_LIMIT_REACHED = 7, SMF_JIT_INVALID_ARGUMENT = -1 };
+
+/* A new instantiator over the cache (kept alive until smf_jit_free); NULL on error. compile and
+ * user may be called from any thread that asks for an instantiation. */
+SmfJit     *smf_jit_new(SmfCache *cache, SmfJitConfig config, SmfCompileFn compile, void *user);
+/* Frees the instantiator and every function it installed. NULL is a no-op. */
+void        smf_jit_free(SmfJit *j);
+/* SMF_JIT_*; *address is the code on SMF_JIT_OK, NULL otherwise. */
+int32_t     smf_jit_instantiate(SmfJit *j, const char *module_path, const char *mangled_name, const void **address);
+/* From inside the callback, before returning nonzero: the failure's message (copied). */
+void        smf_jit_fail(SmfJit *j, const char *message);
+/* The module's note.sdn as it stands, with instantiated entries moved from "possible" to
+ * "instantiations" (status jit_compiled) and its "# END_NOTE" line; *text is valid until this
+ * thread's next smf_jit_note_sdn. 1 found, 0 no file at module_path, -1 error (the module
+ * does not load). A module without a note.sdn gives just the end line. */
+int32_t     smf_jit_note_sdn(SmfJit *j, const char *module_path, const uint8_t **text, size_t *len);
+/* The runtime's symbol lookup with JIT fallback: an export of a cached module (most recently
+ * used first), else a name already instantiated, else an instantiation of name from the first
+ * cached module whose "possible" table lists it; SMF_JIT_* codes. */
+int32_t     smf_jit_resolve(SmfJit *j, const char *name, const void **address);
+/* Mangles base and its n type arguments as Simple does (base$T1_T2, e.g. List$Float; base
+ * alone when n is 0), then as smf_jit_resolve. */
+int32_t     smf_jit_resolve_generic(SmfJit *j, const char *base, const char *const *type_args,
+                                    size_t n, const void **address);
+/* Extension: counters. */
+typedef struct {
+    uint64_t instantiations;    /* compiled and installed */
+    uint64_t cache_hits;        /* answered with code already there */
+    uint64_t compile_failures;  /* callback (or install) failures */
+    uint64_t code_bytes;        /* bytes of code installed */
+    uint64_t waits;             /* requests that waited for another thread's compile */
+} SmfJitStats;
+void        smf_jit_stats(const SmfJit *j, SmfJitStats *out);
+/* Extension: at most limit instantiations from now on (more: SMF_JIT_LIMIT_REACHED). */
+void        smf_jit_set_max_instantiations(SmfJit *j, uint64_t limit);
+
 #ifndef SMF_NO_RT
 
 /* ---- rt_*: file mappings (mmap.spl) -------------------------------------------------------- */

@@ -306,6 +306,13 @@ impl ModuleCache {
         self.lock().lru.iter().find_map(|(_, cached)| cached.module.symbol(name))
     }
 
+    /// The cached modules with their paths, most recently used first (a snapshot: the modules
+    /// stay valid while the returned handles are held).
+    pub fn modules(&self) -> Vec<(PathBuf, Arc<SharedModule>)> {
+        let state = self.lock();
+        state.lru.iter().map(|(path, cached)| (PathBuf::from(&**path), Arc::clone(&cached.module))).collect()
+    }
+
     /// Loads `paths` into the cache on `threads` worker threads (at least one; a failed load
     /// is counted, not fatal); returns how many of them are cached afterwards.
     pub fn prefetch(&self, paths: &[PathBuf], threads: usize) -> usize {

@@ -12,6 +12,7 @@ pub mod ffi;
 pub mod file;
 pub mod imports;
 pub mod inspect;
+pub mod jit;
 pub mod json;
 pub mod loader;
 pub mod runtime;

@@ -365,6 +365,74 @@ pub mod linking {
     }
 }
 
+/// A module offering generic instantiations, for the load-time instantiation tests.
+pub mod generics {
+    use smf_core::template::TemplateKind;
+    use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+    use smf_core::Dialect;
+
+    /// Its note.sdn: one instantiation made at compile time, and what may be made at load time.
+    /// `chain$*` depend on each other in a cycle (a -> b -> c -> a); `deep$N` needs
+    /// `deep$N+1`; `List$Float` needs `identity$i64`.
+    pub const NOTE: &str = r#"# generics.smf: what its code may instantiate
+instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|
+    0, "List", "Int", "List$Int", "app.spl", "app.spl:3:1", "app.o", "compiled"
+possible |id, template, type_args, mangled_name, required_by, can_defer|
+    0, "identity", "i64", "identity$i64", "main", true
+    1, "List", "Float", "List$Float", "main", true
+    2, "Pair", "Int, text", "Pair$Int_text", "main", false
+    3, "chain", "a", "chain$a", "main", true
+    4, "chain", "b", "chain$b", "main", true
+    5, "chain", "c", "chain$c", "main", true
+    6, "fails", "x", "fails$x", "main", true
+    7, "deep", "1", "deep$1", "main", true
+    8, "deep", "2", "deep$2", "main", true
+    9, "deep", "3", "deep$3", "main", true
+    10, "deep", "4", "deep$4", "main", true
+    11, "deep", "5", "deep$5", "main", true
+dependencies |from_inst, to_inst, dep_kind|
+    "List$Float", "identity$i64", "call""#;
+
+    /// The module (this machine's architecture): `answer` returns 42; templates `identity`
+    /// (a function of `T`) and `List` (a struct of `T`); [`NOTE`].
+    pub fn module() -> Vec<u8> {
+        module_with_note(NOTE)
+    }
+
+    /// [`module`] with another note.sdn.
+    pub fn module_with_note(note: &str) -> Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        if cfg!(target_arch = "aarch64") {
+            b.header(|h| h.arch = 1);
+        }
+        let code = super::return_const(42);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(b"answer", 0, code.len() as u64));
+        b.note_sdn(note);
+        b.add_template_symbol(TemplateSpec {
+            kind: TemplateKind::Function,
+            name: b"identity".to_vec(),
+            params: vec![b"T".to_vec()],
+            body: b"fn identity(x: T) -> T: x".to_vec(),
+        });
+        b.add_template_symbol(TemplateSpec {
+            kind: TemplateKind::Struct,
+            name: b"List".to_vec(),
+            params: vec![b"T".to_vec()],
+            body: b"fields".to_vec(),
+        });
+        b.build().unwrap()
+    }
+}
+
+/// A fresh directory for one test's files (`<tmp>/smf-<area>-<pid>-<name>`).
+pub fn scratch(area: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("smf-{area}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The directory of the test binaries' profile (`target/debug`, ...).
 pub fn profile_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

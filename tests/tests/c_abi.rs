@@ -130,6 +130,16 @@ fn the_module_cache_works_from_c_against_the_static_and_the_shared_library() {
     }
 }
 
+#[test]
+fn load_time_instantiation_works_from_c_against_the_static_and_the_shared_library() {
+    let profile = build_smf_package();
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "jit-shared" } else { "jit-static" });
+        std::fs::write(dir.join("generics.smf"), smf_tests::generics::module()).unwrap();
+        compile_and_run(&profile, "jit_test", shared, &dir);
+    }
+}
+
 /// Function names declared in `smf.h`.
 fn header_functions() -> Vec<String> {
     let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();

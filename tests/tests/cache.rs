@@ -18,10 +18,7 @@ use smf_tests::linking::returning;
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("smf-cache-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    smf_tests::scratch("cache", name)
 }
 
 /// Writes `bytes` as a new file renamed over `path` (as compilers write their output).

@@ -57,3 +57,104 @@ fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
 extern "C" fn return_five() -> i64 {
     5
 }
+
+/// Mappings of the code arenas' shared memory (`memfd:smf-code`), and how many are writable.
+fn arena_mappings() -> (usize, usize) {
+    let maps: Vec<String> = smf_tests::maps().into_iter().filter(|l| l.contains("smf-code")).collect();
+    let writable =
+        maps.iter().filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.contains('w'))).count();
+    (maps.len(), writable)
+}
+
+fn call(address: usize) -> i64 {
+    // SAFETY: every piece these tests install is `return_const`: no arguments, an integer back.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+    f()
+}
+
+#[test]
+fn a_code_arena_survives_each_of_its_syscalls_failing_and_unmaps_what_it_mapped() {
+    use smf_core::exec::{CodeArena, FaultInjector, Kernel, LINUX};
+    use smf_tests::return_const;
+    static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
+    let page = INJECTOR.page_size();
+    // The first install of an arena: memfd_create, ftruncate, mmap (rw), mmap (rx), madvise.
+    let before = INJECTOR.calls();
+    let arena = CodeArena::new(&INJECTOR, page);
+    call(arena.install(&return_const(1)).unwrap());
+    let calls = INJECTOR.calls() - before;
+    assert_eq!(calls, 5);
+    drop(arena);
+    assert_eq!(arena_mappings(), (0, 0));
+    for k in 0..calls {
+        let arena = CodeArena::new(&INJECTOR, page);
+        INJECTOR.fail_call(k);
+        let installed = arena.install(&return_const(2));
+        INJECTOR.disarm();
+        match installed {
+            // Only the populate advice may fail without failing the install.
+            Ok(address) => assert_eq!((k, call(address)), (calls - 1, 2)),
+            Err(e) => {
+                assert!(matches!(e, ExecError::Sys(_)), "call {k}: {e}");
+                assert_eq!(arena_mappings(), (0, 0), "call {k} failed: nothing left mapped");
+                assert_eq!(
+                    call(arena.install(&return_const(3)).unwrap()),
+                    3,
+                    "the arena works after call {k}"
+                );
+            }
+        }
+        assert_no_rwx("a failed arena call");
+        drop(arena);
+        assert_eq!(arena_mappings(), (0, 0), "call {k}: the arena unmapped everything");
+    }
+
+    // Full regions lose their writable view: three regions of a page, one writable.
+    let arena = CodeArena::new(&INJECTOR, page);
+    let per_region = page / 16;
+    let values: Vec<u16> = (0..2 * per_region + 1).map(|i| u16::try_from(i % 1000).unwrap()).collect();
+    let addresses: Vec<usize> = values.iter().map(|&v| arena.install(&return_const(v)).unwrap()).collect();
+    for (&value, &address) in values.iter().zip(&addresses) {
+        assert_eq!(call(address), i64::from(value));
+    }
+    assert_eq!((arena.stats().regions, arena.stats().writable_regions), (3, 1));
+    assert_eq!(arena_mappings(), (4, 1));
+    // Unmapping a full region's writable view fails: it stays (never executable), and the
+    // arena still unmaps it when dropped.
+    let before = INJECTOR.calls();
+    for _ in 0..per_region - 1 {
+        arena.install(&return_const(4)).unwrap();
+    }
+    assert_eq!(INJECTOR.calls(), before, "installing into a mapped region makes no syscall");
+    INJECTOR.fail_call(5); // the new region's five calls, then the old view's munmap
+    assert_eq!(call(arena.install(&return_const(5)).unwrap()), 5);
+    INJECTOR.disarm();
+    assert_eq!(arena.stats().writable_regions, 2);
+    assert_no_rwx("a failed unmap of a writable view");
+    drop(arena);
+    assert_eq!(arena_mappings(), (0, 0));
+}
+
+#[test]
+fn instantiations_fall_back_to_sealed_batches_where_shared_memory_is_refused() {
+    use smf_core::exec::{FaultInjector, LINUX};
+    use smf_core::jit::{Caller, Config as JitConfig, Instantiator};
+    use smf_tests::return_const;
+    static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
+    let exec = ExecAllocator::with_kernel(Config::default(), &INJECTOR);
+    let jit = Instantiator::new(&exec, JitConfig::default());
+    let caller = Caller { thread: 1, stack: &[] };
+    INJECTOR.fail_call(0); // memfd_create
+    let first = jit.instantiate("a", caller, || Ok(Some(())), |()| Ok(return_const(6))).unwrap();
+    INJECTOR.disarm();
+    assert!(!jit.uses_arena());
+    let second = jit.instantiate("b", caller, || Ok(Some(())), |()| Ok(return_const(7))).unwrap();
+    assert_eq!((call(first.address), call(second.address)), (6, 7));
+    assert!(
+        exec.lookup(first.address, 1).is_some_and(|b| b.is_executable()),
+        "a sealed block of the allocator"
+    );
+    assert_no_rwx("instantiations in sealed batches");
+    drop(jit);
+    assert_eq!(exec.stats().blocks_live, 0, "the instantiator freed its blocks");
+}

@@ -16,10 +16,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kernel::Kernel;
-use crate::sys::{Protection, SysError, SysResult};
+use crate::sys::{Protection, SharedMemory, SysError, SysResult};
 
 /// `EINVAL`: a range the simulation does not know.
 const EINVAL: i32 = 22;
+/// `ENOSYS`: what the simulation answers for shared memory, which it cannot map twice.
+pub const ENOSYS: i32 = 38;
 /// `ENOMEM`: what [`FaultInjector`] answers by default (what the kernel says at
 /// `vm.max_map_count` or when memory runs out).
 pub const ENOMEM: i32 = 12;
@@ -230,6 +232,19 @@ impl Kernel for SimulatedKernel {
     }
 
     fn sync_other_threads(&self) {}
+
+    fn shared_memory(&self) -> SysResult<SharedMemory> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Err(SysError { op: "memfd_create", errno: ENOSYS })
+    }
+
+    fn resize_shared(&self, _: &SharedMemory, _: usize) -> SysResult<()> {
+        Err(SysError { op: "ftruncate", errno: ENOSYS })
+    }
+
+    fn map_shared(&self, _: &SharedMemory, _: usize, _: Protection) -> SysResult<*mut u8> {
+        Err(SysError { op: "mmap", errno: ENOSYS })
+    }
 }
 
 /// Wraps a kernel and fails one chosen call: the test counts the calls an operation makes,
@@ -335,5 +350,20 @@ impl Kernel for FaultInjector {
 
     fn sync_other_threads(&self) {
         self.inner.sync_other_threads();
+    }
+
+    fn shared_memory(&self) -> SysResult<SharedMemory> {
+        self.check("memfd_create")?;
+        self.inner.shared_memory()
+    }
+
+    fn resize_shared(&self, memory: &SharedMemory, len: usize) -> SysResult<()> {
+        self.check("ftruncate")?;
+        self.inner.resize_shared(memory, len)
+    }
+
+    fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8> {
+        self.check("mmap")?;
+        self.inner.map_shared(memory, len, prot)
     }
 }

@@ -12,8 +12,19 @@
 ///
 /// # Safety
 /// The range is mapped readable by the caller.
-#[cfg(target_arch = "aarch64")]
 pub(crate) unsafe fn sync(addr: usize, len: usize) {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { sync_alias(addr, addr, len) }
+}
+
+/// Makes the instruction cache coherent for `len` bytes written through `written` and run at
+/// `run` (the same memory mapped twice, or the same address): the data cache is cleaned by the
+/// address written, the instruction cache invalidated by the address run.
+///
+/// # Safety
+/// Both ranges are mapped readable by the caller.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn sync_alias(written: usize, run: usize, len: usize) {
     use core::arch::asm;
     if len == 0 {
         return;
@@ -23,8 +34,8 @@ pub(crate) unsafe fn sync(addr: usize, len: usize) {
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
     let dline = 4usize << ((ctr >> 16) & 0xf);
     let iline = 4usize << (ctr & 0xf);
-    let end = addr + len;
-    let mut line = addr & !(dline - 1);
+    let end = written + len;
+    let mut line = written & !(dline - 1);
     while line < end {
         // SAFETY: cache maintenance by address on memory the caller mapped readable.
         unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) };
@@ -32,7 +43,8 @@ pub(crate) unsafe fn sync(addr: usize, len: usize) {
     }
     // SAFETY: barriers have no memory-safety preconditions.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
-    let mut line = addr & !(iline - 1);
+    let end = run + len;
+    let mut line = run & !(iline - 1);
     while line < end {
         // SAFETY: as above.
         unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) };
@@ -42,10 +54,10 @@ pub(crate) unsafe fn sync(addr: usize, len: usize) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-/// Makes the instruction cache coherent with the bytes in `addr..addr+len` (nothing to do
-/// on this architecture).
+/// As on aarch64; nothing to do on this architecture, whose instruction fetch is coherent with
+/// data writes (through any mapping).
 ///
 /// # Safety
-/// The range is mapped readable by the caller.
+/// Both ranges are mapped readable by the caller.
 #[cfg(not(target_arch = "aarch64"))]
-pub(crate) unsafe fn sync(_addr: usize, _len: usize) {}
+pub(crate) unsafe fn sync_alias(_written: usize, _run: usize, _len: usize) {}

@@ -11,7 +11,7 @@
 
 use core::fmt;
 
-use crate::sys::{self, Protection, SysResult};
+use crate::sys::{self, Protection, SharedMemory, SysResult};
 
 /// The memory syscalls the executable allocator makes.
 ///
@@ -63,6 +63,16 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     /// Makes every other thread serialize its instruction stream before it next runs user code
     /// (`membarrier` SYNC_CORE; needed on aarch64 only).
     fn sync_other_threads(&self);
+
+    /// Creates an empty anonymous shared memory file (`memfd_create`); a kernel without one
+    /// fails (the simulation does: it cannot map one thing twice).
+    fn shared_memory(&self) -> SysResult<SharedMemory>;
+
+    /// Sets the size of `memory` (`ftruncate`).
+    fn resize_shared(&self, memory: &SharedMemory, len: usize) -> SysResult<()>;
+
+    /// Maps the first `len` bytes of `memory`, shared, with `prot` (`mmap(MAP_SHARED)`).
+    fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8>;
 }
 
 /// The real kernel: direct syscalls through [`crate::sys`].
@@ -113,5 +123,17 @@ impl Kernel for Linux {
     fn sync_other_threads(&self) {
         #[cfg(target_arch = "aarch64")]
         sys::sync_core_all_threads();
+    }
+
+    fn shared_memory(&self) -> SysResult<SharedMemory> {
+        SharedMemory::create(c"smf-code")
+    }
+
+    fn resize_shared(&self, memory: &SharedMemory, len: usize) -> SysResult<()> {
+        memory.resize(len)
+    }
+
+    fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8> {
+        memory.map(len, prot)
     }
 }

@@ -44,19 +44,21 @@
 //! Read-write-execute pages exist only with [`Config::allow_rwx`], a debugging switch that
 //! callers must set explicitly.
 
+mod arena;
 mod batch;
 mod fake;
 mod function;
 mod icache;
 pub mod kernel;
-mod lock;
+pub(crate) mod lock;
 mod region;
 mod state;
 #[cfg(test)]
 mod tests;
 
+pub use arena::{ArenaStats, CodeArena};
 pub use batch::CodeBatch;
-pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM};
+pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM, ENOSYS};
 pub use function::Function;
 pub use kernel::{Kernel, Linux, LINUX};
 
@@ -311,6 +313,11 @@ impl ExecAllocator {
     /// An allocator with `config` over the real kernel; reserves nothing until the first block.
     pub fn new(config: Config) -> Self {
         Self::with_kernel(config, &LINUX)
+    }
+
+    /// The kernel its syscalls go to.
+    pub fn kernel(&self) -> &'static dyn Kernel {
+        self.state.lock().kernel()
     }
 
     /// An allocator with `config` whose syscalls go to `kernel` (a simulation or a fault

@@ -22,7 +22,7 @@ mod failure;
 mod fallible;
 mod layout;
 mod link;
-mod namehash;
+pub(crate) mod namehash;
 pub mod reloc;
 mod relocate;
 mod resolutions;

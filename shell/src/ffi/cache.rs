@@ -1,18 +1,15 @@
 //! `smf_cache_*`: the module cache from C (`ffi.md`, "The module cache"), over
 //! [`crate::cache::ModuleCache`].
 //!
-//! A `SmfCache *` is an opaque handle, as a `SmfModule *` is: a value from a counter that never
-//! repeats, looked up in a table of live caches before anything is touched, never
-//! dereferenced. A call clones the cache's `Arc` and releases the table's lock first, so
-//! `smf_cache_free` on another thread waits for nothing and frees the cache when the last call
-//! using it returns; modules it handed out stay valid until released.
+//! A `SmfCache *` is an opaque handle (`handles.rs`): `smf_cache_free` on another thread waits
+//! for nothing and frees the cache when the last call using it returns; modules it handed out
+//! stay valid until released.
 
-use std::collections::HashMap;
 use std::ffi::c_char;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
+use super::handles::Handles;
 use super::imports::{Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
 use super::smf_module::{c_name, register, SmfModule};
 use super::{c_path, guard};
@@ -29,21 +26,11 @@ pub struct SmfCache {
 pub type SmfCacheStats = crate::cache::CacheStats;
 
 /// Live caches by handle.
-static CACHES: RwLock<Option<HashMap<usize, Arc<ModuleCache>>>> = RwLock::new(None);
+static CACHES: Handles<ModuleCache> = Handles::new("SmfCache");
 
-/// The next handle (multiples of 16, never reused).
-static NEXT: AtomicUsize = AtomicUsize::new(1);
-
-fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, String> {
-    if c.is_null() {
-        return Err("cache is NULL".into());
-    }
-    let caches = CACHES.read().unwrap_or_else(PoisonError::into_inner);
-    caches
-        .as_ref()
-        .and_then(|t| t.get(&(c as usize)))
-        .cloned()
-        .ok_or_else(|| format!("{c:p} is not a live SmfCache handle"))
+/// The cache behind `c`, if it is a live handle (the Rust API's, for the other exports).
+pub(super) fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, String> {
+    CACHES.get(c)
 }
 
 /// Runs `f` with the live cache `c` and the path `path`, or says which is bad.
@@ -66,36 +53,15 @@ unsafe fn with_path<T>(
 #[no_mangle]
 pub extern "C" fn smf_cache_new(max_bytes: u64, max_modules: u64) -> *mut SmfCache {
     guard(std::ptr::null_mut(), || {
-        let handle = NEXT.fetch_add(1, Ordering::Relaxed) << 4;
-        let mut caches = CACHES.write().unwrap_or_else(PoisonError::into_inner);
-        caches
-            .get_or_insert_with(HashMap::new)
-            .insert(handle, Arc::new(ModuleCache::new(max_bytes, max_modules)));
-        Ok(handle as *mut SmfCache)
+        Ok(CACHES.insert(ModuleCache::new(max_bytes, max_modules)) as *mut SmfCache)
     })
 }
 
 /// Frees the cache; modules it handed out stay valid until released. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn smf_cache_free(c: *mut SmfCache) {
-    guard((), || {
-        if c.is_null() {
-            return Ok(());
-        }
-        let removed = CACHES
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-            .and_then(|t| t.remove(&(c as usize)));
-        // Dropped outside the table's lock (it may free modules).
-        match removed {
-            Some(cache) => {
-                drop(cache);
-                Ok(())
-            }
-            None => Err(format!("{c:p} is not a live SmfCache handle")),
-        }
-    })
+    // Dropped outside the table's lock (it may free modules).
+    guard((), || CACHES.remove(c))
 }
 
 /// The module at `path`: a new reference (release it), from the cache when the file is the

@@ -12,7 +12,9 @@
 
 pub mod cache;
 pub mod error;
+mod handles;
 pub mod imports;
+pub mod jit;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]

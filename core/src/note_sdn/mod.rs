@@ -6,8 +6,14 @@
 //! on commas outside double quotes, with `\` escaping the next character. Rows narrower than the
 //! table (the spec's widths for its six tables, the header's column count for others) are
 //! dropped. Everything here borrows the text; [`Field::chars`] decodes escapes lazily.
+//!
+//! `edit.rs` writes: a text with instantiations recorded ([`rewrite`]), quoted fields.
 
 use core::fmt;
+
+mod edit;
+
+pub use edit::{rewrite, write_quoted, Recorded, INSTANTIATIONS_HEADER};
 
 /// The bytes that end the note text.
 pub const TERMINATOR: &[u8] = b"# END_NOTE";
@@ -101,25 +107,36 @@ impl<'a> Lines<'a> {
                 None => (self.rest, ""),
             };
             self.rest = rest;
-            let line = line.trim();
-            if line.as_bytes() == TERMINATOR {
-                self.rest = "";
-                return Some(Line::End);
+            match classify(line) {
+                Some(Line::End) => {
+                    self.rest = "";
+                    return Some(Line::End);
+                }
+                Some(line) => return Some(line),
+                None => continue,
             }
-            if line.is_empty() || (line.starts_with('#') && !line.contains('|')) {
-                continue;
-            }
-            let first = line.as_bytes()[0];
-            if line.contains('|') && first != b'"' && !first.is_ascii_digit() {
-                let bar = line.find('|').unwrap_or(0);
-                let name = line[..bar].trim();
-                let inner = &line[bar + 1..];
-                let columns = inner.strip_suffix('|').unwrap_or(inner);
-                return Some(Line::Header { name, columns });
-            }
-            return Some(Line::Row(line));
         }
     }
+}
+
+/// What one raw line of the text is; `None` for lines the grammar skips (blank, comments).
+fn classify(line: &str) -> Option<Line<'_>> {
+    let line = line.trim();
+    if line.as_bytes() == TERMINATOR {
+        return Some(Line::End);
+    }
+    if line.is_empty() || (line.starts_with('#') && !line.contains('|')) {
+        return None;
+    }
+    let first = line.as_bytes()[0];
+    if line.contains('|') && first != b'"' && !first.is_ascii_digit() {
+        let bar = line.find('|').unwrap_or(0);
+        let name = line[..bar].trim();
+        let inner = &line[bar + 1..];
+        let columns = inner.strip_suffix('|').unwrap_or(inner);
+        return Some(Line::Header { name, columns });
+    }
+    Some(Line::Row(line))
 }
 
 /// Iterator over the tables of a note.
@@ -319,22 +336,6 @@ impl fmt::Display for Field<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.chars().try_for_each(|c| fmt::Write::write_char(f, c))
     }
-}
-
-/// Writes `value` as a quoted field, escaping `\ " \n \r \t` as the writers do.
-pub fn write_quoted(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
-    out.write_char('"')?;
-    for c in value.chars() {
-        match c {
-            '\\' => out.write_str("\\\\")?,
-            '"' => out.write_str("\\\"")?,
-            '\n' => out.write_str("\\n")?,
-            '\r' => out.write_str("\\r")?,
-            '\t' => out.write_str("\\t")?,
-            other => out.write_char(other)?,
-        }
-    }
-    out.write_char('"')
 }
 
 #[cfg(test)]

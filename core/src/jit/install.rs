@@ -1,0 +1,60 @@
+//! Where instantiated code goes: a [`CodeArena`] (no syscall per function), or, where the
+//! kernel offers no shared memory, one sealed batch of the executable allocator per function.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::exec::{Block, CodeArena, ExecAllocator, ExecError, GRANULE};
+
+/// Bytes of code the arena maps at a time.
+const ARENA_REGION: usize = 256 << 10;
+
+/// Installs code for an instantiator and keeps it until dropped.
+#[derive(Debug)]
+pub(super) struct Installer<'a> {
+    arena: CodeArena,
+    /// Cleared for good when the arena fails with a kernel error (no `memfd_create` here).
+    arena_usable: AtomicBool,
+    allocator: &'a ExecAllocator,
+    /// Code installed through the allocator (the fallback), freed with the installer.
+    blocks: spin::Mutex<Vec<Block<'a>>>,
+}
+
+impl<'a> Installer<'a> {
+    pub(super) fn new(allocator: &'a ExecAllocator) -> Self {
+        Self {
+            arena: CodeArena::new(allocator.kernel(), ARENA_REGION),
+            arena_usable: AtomicBool::new(true),
+            allocator,
+            blocks: spin::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Copies `code` into sealed executable memory; its address.
+    pub(super) fn install(&self, code: &[u8]) -> Result<usize, ExecError> {
+        if self.arena_usable.load(Ordering::Relaxed) {
+            match self.arena.install(code) {
+                Ok(address) => return Ok(address),
+                // The kernel refused the shared memory (or ran out of it): batches from now on.
+                Err(ExecError::Sys(_)) => self.arena_usable.store(false, Ordering::Relaxed),
+                Err(other) => return Err(other),
+            }
+        }
+        let mut batch = self.allocator.batch();
+        let block = batch.install(code, GRANULE)?;
+        batch.seal()?;
+        let address = block.addr();
+        let mut blocks = self.blocks.lock();
+        if blocks.try_reserve(1).is_err() {
+            drop(blocks);
+            return Err(ExecError::TooLarge { size: code.len() });
+        }
+        blocks.push(block);
+        Ok(address)
+    }
+
+    /// Whether code goes to the arena (false after the kernel refused it).
+    pub(super) fn uses_arena(&self) -> bool {
+        self.arena_usable.load(Ordering::Relaxed)
+    }
+}

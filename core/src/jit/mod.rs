@@ -1,0 +1,289 @@
+//! Load-time instantiation of generic templates: the mechanism under the C ABI's `smf_jit_*`.
+//!
+//! A module lists in its note.sdn "possible" table the instantiations it may need
+//! (`List$Float`) and carries the templates' code. When a program first asks for one, the
+//! runtime's compiler turns the template into machine code, which an [`Instantiator`]
+//! installs in sealed executable memory (`install.rs`: a [`crate::exec::CodeArena`]), keeps
+//! by name, and hands out. [`metadata::ModuleMetadata`] keeps a module's note current (entries
+//! moved to "instantiations" with status `jit_compiled`).
+//!
+//! [`Instantiator::instantiate`] checks, in the order the Simple runtime's tests expect:
+//! disabled → [`JitError::NotFound`]; the caller's depth at the limit →
+//! [`JitError::DepthExceeded`]; already instantiated → the same address, no second compile; in
+//! progress on this thread → [`JitError::Circular`] with the cycle; not offered (the caller's
+//! `plan` finds no "possible" entry) → [`JitError::NotFound`]; otherwise compile (through the
+//! caller's `compile`, with no lock held), install, keep.
+//!
+//! Threads: the compiler may ask for its dependencies re-entrantly on the same thread; the
+//! caller says which names that thread is already instantiating ([`Caller::stack`]), which is
+//! where cycles and the depth limit are found. Requests on different threads run side by side;
+//! one that finds its name being compiled on another thread waits for that compile (futex) and
+//! gets its outcome, so two threads asking for the same name get one compile and one address.
+//! A wait that would close a cycle across threads (A compiles X and waits for Y, B compiles Y
+//! and asks for X) is [`JitError::Circular`] instead of a deadlock.
+//!
+//! Code lives as long as its instantiator: nothing is freed before it is dropped.
+
+mod install;
+pub mod metadata;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use hashbrown::HashMap;
+
+use crate::cache::KeyedHasher;
+use crate::exec::{ExecAllocator, ExecError};
+use install::Installer;
+
+/// Settings of an instantiator (the C ABI's `SmfJitConfig`, and a limit of its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Instantiation depth limit: a request made while this many are in progress on its
+    /// thread fails with [`JitError::DepthExceeded`].
+    pub max_depth: u32,
+    /// When false, every request is [`JitError::NotFound`].
+    pub enabled: bool,
+    /// Whether instantiations are recorded in their module's metadata.
+    pub update_metadata: bool,
+    /// Most instantiations kept; more fail with [`JitError::LimitReached`].
+    pub max_instantiations: usize,
+}
+
+impl Default for Config {
+    /// Depth 50, enabled, recording, no limit on the number (the C ABI's defaults).
+    fn default() -> Self {
+        Self { max_depth: 50, enabled: true, update_metadata: true, max_instantiations: usize::MAX }
+    }
+}
+
+/// Why an instantiation did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JitError {
+    /// Instantiation is disabled, or no module offers the name.
+    NotFound,
+    /// The request came `limit` instantiations deep.
+    DepthExceeded {
+        /// The configured limit.
+        limit: u32,
+    },
+    /// The name is already being instantiated by the request's own chain of dependencies;
+    /// `cycle` runs from the name back to itself (`a -> b -> a`).
+    Circular {
+        /// The names around the cycle, first and last the same.
+        cycle: Vec<Box<str>>,
+    },
+    /// The compiler failed, with its message.
+    Compile {
+        /// What the compiler said (or why its output was refused).
+        message: Box<str>,
+    },
+    /// The instantiation limit is reached.
+    LimitReached {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The code could not be installed.
+    Install(ExecError),
+    /// The module that should offer the name could not be had (missing, unreadable,
+    /// malformed): not the same as a module that does not offer it.
+    Module {
+        /// What went wrong, naming the module.
+        message: Box<str>,
+    },
+    /// The code is installed, but recording it in the module's metadata failed.
+    UpdateFailed {
+        /// Why.
+        message: Box<str>,
+    },
+}
+
+impl fmt::Display for JitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JitError::NotFound => f.write_str("no module offers this instantiation"),
+            JitError::DepthExceeded { limit } => write!(f, "maximum instantiation depth {limit} exceeded"),
+            JitError::Circular { cycle } => {
+                f.write_str("circular instantiation: ")?;
+                for (i, name) in cycle.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" -> ")?;
+                    }
+                    f.write_str(name)?;
+                }
+                Ok(())
+            }
+            JitError::Compile { message } => write!(f, "compile failed: {message}"),
+            JitError::LimitReached { limit } => write!(f, "instantiation limit {limit} reached"),
+            JitError::Install(e) => write!(f, "installing the code failed: {e}"),
+            JitError::Module { message } => write!(f, "module unavailable: {message}"),
+            JitError::UpdateFailed { message } => {
+                write!(f, "updating the module's metadata failed: {message}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for JitError {}
+
+/// Who asks: a thread (any number unique among live threads) and the names that thread is
+/// instantiating now, outermost first.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    /// The asking thread.
+    pub thread: u64,
+    /// Names in progress on that thread, outermost first.
+    pub stack: &'a [Box<str>],
+}
+
+/// A successful request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instantiated {
+    /// Where the code starts.
+    pub address: usize,
+    /// Whether this request compiled it (false: it was there, or another thread compiled it).
+    pub compiled: bool,
+}
+
+/// Counters of an instantiator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instantiations compiled and installed.
+    pub instantiations: u64,
+    /// Requests answered with code already there.
+    pub cache_hits: u64,
+    /// Compiles (or installs) that failed.
+    pub compile_failures: u64,
+    /// Bytes of code installed.
+    pub code_bytes: u64,
+    /// Requests that waited for another thread's compile of the same name.
+    pub waits: u64,
+}
+
+/// The state of one name.
+#[derive(Debug)]
+enum Entry {
+    /// Being compiled by `owner`; `attempt` counts the compiles of this name.
+    InFlight { owner: u64, attempt: u32 },
+    /// Installed.
+    Ready { address: usize },
+    /// The last compile failed (waiters of that attempt get its error; a new request retries).
+    Failed { attempt: u32, error: JitError },
+}
+
+/// Bookkeeping under the lock.
+struct Table {
+    entries: HashMap<Box<str>, Entry, KeyedHasher>,
+    /// Threads waiting for a name another thread compiles, and that name.
+    waiting: Vec<(u64, Box<str>)>,
+    /// Names installed or in flight (what the instantiation limit counts).
+    claimed: usize,
+}
+
+/// Instantiated code by mangled name (see the module doc).
+pub struct Instantiator<'a> {
+    config: Config,
+    /// The live instantiation limit (`config.max_instantiations` at first).
+    max_instantiations: core::sync::atomic::AtomicUsize,
+    installer: Installer<'a>,
+    table: crate::exec::lock::Lock<Table>,
+    /// Bumped (and waiters woken) whenever a compile ends.
+    generation: AtomicU32,
+    instantiations: AtomicU64,
+    cache_hits: AtomicU64,
+    compile_failures: AtomicU64,
+    code_bytes: AtomicU64,
+    waits: AtomicU64,
+}
+
+impl fmt::Debug for Instantiator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instantiator").field("config", &self.config).field("stats", &self.stats()).finish()
+    }
+}
+
+mod request;
+
+pub use request::{Begun, Claim};
+
+impl<'a> Instantiator<'a> {
+    /// An instantiator with `config`, installing code through `allocator` (its kernel's
+    /// shared memory, or its batches).
+    pub fn new(allocator: &'a ExecAllocator, config: Config) -> Self {
+        Self {
+            config,
+            max_instantiations: core::sync::atomic::AtomicUsize::new(config.max_instantiations),
+            installer: Installer::new(allocator),
+            table: crate::exec::lock::Lock::new(Table {
+                entries: HashMap::with_hasher(KeyedHasher::new(crate::load::namehash::key())),
+                waiting: Vec::new(),
+                claimed: 0,
+            }),
+            generation: AtomicU32::new(0),
+            instantiations: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            compile_failures: AtomicU64::new(0),
+            code_bytes: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+        }
+    }
+
+    /// Its settings (with the instantiation limit as it stands).
+    pub fn config(&self) -> Config {
+        Config { max_instantiations: self.max_instantiations(), ..self.config }
+    }
+
+    /// Limits the number of instantiations kept (installed or in flight) from now on; more
+    /// fail with [`JitError::LimitReached`]. Code already installed stays.
+    pub fn set_max_instantiations(&self, limit: usize) {
+        self.max_instantiations.store(limit, Ordering::Relaxed);
+    }
+
+    fn max_instantiations(&self) -> usize {
+        self.max_instantiations.load(Ordering::Relaxed)
+    }
+
+    /// The address of `name` if it is instantiated.
+    pub fn lookup(&self, name: &str) -> Option<usize> {
+        match self.table.lock().entries.get(name) {
+            Some(Entry::Ready { address }) => Some(*address),
+            _ => None,
+        }
+    }
+
+    /// Names instantiated, with their addresses (in no particular order).
+    pub fn instantiated(&self) -> Vec<(String, usize)> {
+        let table = self.table.lock();
+        table
+            .entries
+            .iter()
+            .filter_map(|(name, entry)| match entry {
+                Entry::Ready { address } => Some((String::from(&**name), *address)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            instantiations: self.instantiations.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            compile_failures: self.compile_failures.load(Ordering::Relaxed),
+            code_bytes: self.code_bytes.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether code goes to the shared-memory arena (false where the kernel refused it and
+    /// each function gets a sealed batch).
+    pub fn uses_arena(&self) -> bool {
+        self.installer.uses_arena()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,423 @@
+//! `smf_jit_*`: load-time instantiation from C (`ffi.md`, "Load-time instantiation"), over
+//! [`crate::jit::Jit`].
+//!
+//! A `SmfJit *` is an opaque handle (`handles.rs`). The compiler callback runs with no lock of
+//! the library held and may call `smf_jit_instantiate` (or resolve) again on its thread; its
+//! failure message, given with `smf_jit_fail`, is kept per thread for the innermost compile.
+//! Every call but `smf_jit_fail` records a message for `smf_last_error` when it does not
+//! succeed.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use smf_core::jit::{Config, JitError, Stats};
+
+use super::cache::{cache_of, SmfCache};
+use super::handles::Handles;
+use super::{c_path, guard, set_error};
+use crate::jit::{Compiler, Jit, Request};
+
+/// The opaque type behind `SmfJit *`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SmfJit {
+    _private: [u8; 0],
+}
+
+/// `SmfJitConfig`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SmfJitConfig {
+    /// Instantiation depth limit (`smf_jit_new` takes 0 as the default, 50).
+    pub max_depth: u32,
+    /// When false, every request is `SMF_JIT_NOT_FOUND`.
+    pub enabled: bool,
+    /// Whether instantiations are recorded in their module's note.sdn.
+    pub update_metadata: bool,
+}
+
+/// `SmfJitStats` (an extension): the instantiator's counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SmfJitStats {
+    /// Instantiations compiled and installed.
+    pub instantiations: u64,
+    /// Requests answered with code already there.
+    pub cache_hits: u64,
+    /// Compiles (or installs) that failed.
+    pub compile_failures: u64,
+    /// Bytes of code installed.
+    pub code_bytes: u64,
+    /// Requests that waited for another thread's compile of the same name.
+    pub waits: u64,
+}
+
+impl From<Stats> for SmfJitStats {
+    fn from(s: Stats) -> Self {
+        Self {
+            instantiations: s.instantiations,
+            cache_hits: s.cache_hits,
+            compile_failures: s.compile_failures,
+            code_bytes: s.code_bytes,
+            waits: s.waits,
+        }
+    }
+}
+
+/// `SmfCompileFn`.
+pub type SmfCompileFn = unsafe extern "C" fn(
+    user: *mut c_void,
+    mangled_name: *const c_char,
+    type_args: *const c_char,
+    template_bytes: *const u8,
+    template_len: usize,
+    code: *mut *const u8,
+    code_len: *mut usize,
+) -> i32;
+
+/// Success.
+pub const SMF_JIT_OK: i32 = 0;
+/// Disabled, or no module offers the name.
+pub const SMF_JIT_NOT_FOUND: i32 = 1;
+/// The name is already being instantiated by its own chain of dependencies.
+pub const SMF_JIT_CIRCULAR: i32 = 2;
+/// The compiler failed, or its code could not be installed.
+pub const SMF_JIT_COMPILE_ERROR: i32 = 3;
+/// The code is installed but the module's metadata could not be updated.
+pub const SMF_JIT_UPDATE_FAILED: i32 = 4;
+/// The depth limit was reached.
+pub const SMF_JIT_DEPTH_EXCEEDED: i32 = 5;
+/// Extension: the module file is missing, unreadable or malformed.
+pub const SMF_JIT_MODULE_ERROR: i32 = 6;
+/// Extension: the instantiation limit (`smf_jit_set_max_instantiations`) is reached.
+pub const SMF_JIT_LIMIT_REACHED: i32 = 7;
+/// Extension: a bad argument (NULL, not a live handle, a name that is not UTF-8).
+pub const SMF_JIT_INVALID_ARGUMENT: i32 = -1;
+
+/// The code of an error.
+fn code_of(error: &JitError) -> i32 {
+    match error {
+        JitError::NotFound => SMF_JIT_NOT_FOUND,
+        JitError::Circular { .. } => SMF_JIT_CIRCULAR,
+        JitError::Compile { .. } | JitError::Install(_) => SMF_JIT_COMPILE_ERROR,
+        JitError::UpdateFailed { .. } => SMF_JIT_UPDATE_FAILED,
+        JitError::DepthExceeded { .. } => SMF_JIT_DEPTH_EXCEEDED,
+        JitError::Module { .. } => SMF_JIT_MODULE_ERROR,
+        JitError::LimitReached { .. } => SMF_JIT_LIMIT_REACHED,
+    }
+}
+
+static JITS: Handles<Jit> = Handles::new("SmfJit");
+
+thread_local! {
+    /// The message the running compile gave with `smf_jit_fail`.
+    static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The text `smf_jit_note_sdn` last handed out on this thread.
+    static NOTE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The C callback as a [`Compiler`].
+struct CCompiler {
+    compile: SmfCompileFn,
+    user: *mut c_void,
+}
+
+// SAFETY: the header documents that the callback and `user` may be called from any thread
+// that asks for an instantiation; the library only passes `user` back.
+unsafe impl Send for CCompiler {}
+// SAFETY: as above.
+unsafe impl Sync for CCompiler {}
+
+impl Compiler for CCompiler {
+    fn compile<'c>(&'c self, _jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+        let name = CString::new(request.name).map_err(|_| "the name holds a NUL byte".to_owned())?;
+        let type_args =
+            CString::new(request.type_args).map_err(|_| "the type arguments hold a NUL byte".to_owned())?;
+        let template = request.template_bytes.unwrap_or_default();
+        let (mut code, mut code_len) = (std::ptr::null::<u8>(), 0usize);
+        let outer = FAILURE.take();
+        // SAFETY: the callback's contract (the header): the strings and template bytes are valid
+        // for the call, and it writes `code` and `code_len`.
+        let status = unsafe {
+            (self.compile)(
+                self.user,
+                name.as_ptr(),
+                type_args.as_ptr(),
+                template.as_ptr(),
+                template.len(),
+                &mut code,
+                &mut code_len,
+            )
+        };
+        let message = FAILURE.replace(outer);
+        if status != 0 {
+            return Err(
+                message.unwrap_or_else(|| format!("the compiler returned {status} without a message"))
+            );
+        }
+        if code.is_null() || code_len == 0 {
+            return Err("the compiler returned success but no code".into());
+        }
+        // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the callback
+        // returns to the library, which copies them before returning to C (the borrow ends in
+        // `Jit::instantiate`, at the install).
+        Ok(Cow::Borrowed(unsafe { std::slice::from_raw_parts(code, code_len) }))
+    }
+}
+
+/// A C string argument as UTF-8.
+///
+/// # Safety
+/// `s` is NULL or NUL-terminated.
+unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
+    if s.is_null() {
+        return Err(format!("{what} is NULL"));
+    }
+    // SAFETY: non-null and NUL-terminated per the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
+    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+/// Why a call did not succeed: a bad argument, or the instantiator's answer.
+enum Failure {
+    Invalid(String),
+    Jit(JitError),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Invalid(message)
+    }
+}
+
+impl From<JitError> for Failure {
+    fn from(error: JitError) -> Self {
+        Failure::Jit(error)
+    }
+}
+
+/// Runs `f` (a panic is an internal error) and turns its outcome into an `SMF_JIT_*` code and
+/// `*address` (NULL on failure), recording the message of any failure.
+///
+/// # Safety
+/// `address` is NULL or writable.
+unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, Failure>) -> i32 {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Failure::Invalid("internal error: a panic was caught at the C boundary".into()))
+    });
+    let (found, code) = match outcome {
+        Ok(found) => (found, SMF_JIT_OK),
+        Err(Failure::Invalid(message)) => {
+            set_error(&message);
+            (0, SMF_JIT_INVALID_ARGUMENT)
+        }
+        Err(Failure::Jit(error)) => {
+            set_error(&error.to_string());
+            (0, code_of(&error))
+        }
+    };
+    if !address.is_null() {
+        // SAFETY: writable per the caller's contract.
+        unsafe { address.write(found as *const c_void) };
+    }
+    code
+}
+
+/// A new instantiator over the cache `cache` (which it keeps alive), compiling with `compile`
+/// (called with `user`); NULL on error. `config.max_depth` 0 means the default, 50.
+///
+/// # Safety
+/// `compile` is a function of the `SmfCompileFn` type; it and `user` may be called from any
+/// thread that asks for an instantiation, until `smf_jit_free`.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_new(
+    cache: *mut SmfCache,
+    config: SmfJitConfig,
+    compile: Option<SmfCompileFn>,
+    user: *mut c_void,
+) -> *mut SmfJit {
+    guard(std::ptr::null_mut(), || {
+        let cache = cache_of(cache)?;
+        let compile = compile.ok_or("the compiler callback is NULL")?;
+        let defaults = Config::default();
+        let config = Config {
+            max_depth: if config.max_depth == 0 { defaults.max_depth } else { config.max_depth },
+            enabled: config.enabled,
+            update_metadata: config.update_metadata,
+            ..defaults
+        };
+        Ok(JITS.insert(Jit::new(cache, config, CCompiler { compile, user })) as *mut SmfJit)
+    })
+}
+
+/// Frees the instantiator and the code it installed (nothing may run it afterwards). NULL is
+/// a no-op.
+#[no_mangle]
+pub extern "C" fn smf_jit_free(j: *mut SmfJit) {
+    guard((), || JITS.remove(j))
+}
+
+/// The code of `mangled_name` as the module at `module_path` offers it, instantiated on first
+/// request; `SMF_JIT_*`.
+///
+/// # Safety
+/// The strings are NULL or NUL-terminated; `address` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_instantiate(
+    j: *mut SmfJit,
+    module_path: *const c_char,
+    mangled_name: *const c_char,
+    address: *mut *const c_void,
+) -> i32 {
+    // SAFETY: forwarded to our caller's contract.
+    unsafe {
+        answer(address, || {
+            let jit = JITS.get(j)?;
+            let path = c_path(module_path)?;
+            let name = c_str(mangled_name, "mangled name")?;
+            Ok(jit.instantiate(&path, name)?)
+        })
+    }
+}
+
+/// Called by the compiler callback before it returns nonzero: the failure's message (copied).
+///
+/// # Safety
+/// `message` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_fail(j: *mut SmfJit, message: *const c_char) {
+    guard((), || {
+        JITS.get(j)?;
+        // SAFETY: forwarded to our caller's contract.
+        let text = if message.is_null() {
+            "(no message)".into()
+        } else {
+            unsafe { CStr::from_ptr(message) }.to_string_lossy()
+        };
+        FAILURE.set(Some(text.into_owned()));
+        Ok(())
+    })
+}
+
+/// The note.sdn of the module at `module_path` as it stands (instantiated entries moved to
+/// "instantiations", status `jit_compiled`), with its `# END_NOTE` line, in `*text`/`*len`:
+/// valid until this thread's next `smf_jit_note_sdn`. 1 found, 0 no file at that path, -1
+/// error.
+///
+/// # Safety
+/// `module_path` is NULL or NUL-terminated; `text` and `len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_note_sdn(
+    j: *mut SmfJit,
+    module_path: *const c_char,
+    text: *mut *const u8,
+    len: *mut usize,
+) -> i32 {
+    let found = guard(None, || {
+        let jit = JITS.get(j)?;
+        // SAFETY: forwarded to our caller's contract.
+        let path = unsafe { c_path(module_path) }?;
+        Ok(Some(jit.note_sdn(&path).map_err(|e| e.to_string())?))
+    });
+    let (status, bytes) = match found {
+        Some(Some(note)) => (1, note.into_bytes()),
+        Some(None) => {
+            set_error("no module file at that path");
+            (0, Vec::new())
+        }
+        None => (-1, Vec::new()),
+    };
+    let (ptr, n) = NOTE.with_borrow_mut(|kept| {
+        *kept = bytes;
+        (if status == 1 { kept.as_ptr() } else { std::ptr::null() }, kept.len())
+    });
+    // SAFETY: writable per the caller's contract; the text lives in this thread's buffer until
+    // its next call.
+    unsafe {
+        if !text.is_null() {
+            text.write(ptr);
+        }
+        if !len.is_null() {
+            len.write(n);
+        }
+    }
+    status
+}
+
+/// The runtime's symbol lookup with instantiation as the fallback: an export of a cached
+/// module, else an instantiation from the first cached module whose "possible" table lists
+/// `name`; `SMF_JIT_*`.
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `address` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_resolve(
+    j: *mut SmfJit,
+    name: *const c_char,
+    address: *mut *const c_void,
+) -> i32 {
+    // SAFETY: forwarded to our caller's contract.
+    unsafe {
+        answer(address, || {
+            let jit = JITS.get(j)?;
+            Ok(jit.resolve(c_str(name, "name")?)?)
+        })
+    }
+}
+
+/// `smf_jit_resolve` of `base` with its `n` type arguments mangled as Simple does
+/// (`base$T1_T2`).
+///
+/// # Safety
+/// `base` and the `n` strings of `type_args` are NUL-terminated (`type_args` may be NULL when
+/// `n` is 0); `address` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_resolve_generic(
+    j: *mut SmfJit,
+    base: *const c_char,
+    type_args: *const *const c_char,
+    n: usize,
+    address: *mut *const c_void,
+) -> i32 {
+    // SAFETY: forwarded to our caller's contract.
+    unsafe {
+        answer(address, || {
+            let jit = JITS.get(j)?;
+            let base = c_str(base, "base name")?;
+            if type_args.is_null() && n > 0 {
+                return Err("type_args is NULL".to_owned().into());
+            }
+            let mut args = Vec::new();
+            for i in 0..n {
+                args.push(c_str(*type_args.add(i), "a type argument")?);
+            }
+            Ok(jit.resolve_generic(base, &args)?)
+        })
+    }
+}
+
+/// Extension: the instantiator's counters into `*out`.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_stats(j: *const SmfJit, out: *mut SmfJitStats) {
+    guard((), || {
+        let stats = JITS.get(j)?.stats();
+        if !out.is_null() {
+            // SAFETY: writable per the caller's contract.
+            unsafe { out.write(stats.into()) };
+        }
+        Ok(())
+    })
+}
+
+/// Extension: at most `limit` instantiations from now on (more are `SMF_JIT_LIMIT_REACHED`).
+#[no_mangle]
+pub extern "C" fn smf_jit_set_max_instantiations(j: *mut SmfJit, limit: u64) {
+    guard((), || {
+        JITS.get(j)?.set_max_instantiations(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(())
+    })
+}

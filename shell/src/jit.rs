@@ -1,0 +1,312 @@
+//! Load-time instantiation over a module cache: [`Jit`] finds what a module's note.sdn
+//! "possible" table offers, hands the template to the runtime's [`Compiler`], and keeps the
+//! code (the core's [`Instantiator`] installs it, W^X, and keeps one copy per name).
+//!
+//! Names are global, as in the runtime's symbol table: a name instantiated once is the same
+//! code whichever module a later request names. This thread's chain of instantiations (the
+//! compiler asking for its dependencies re-entrantly) is kept per thread and per `Jit`, which
+//! is where cycles and the depth limit are found.
+//!
+//! Lifetimes: instantiated code lives until its `Jit` is dropped. A `Jit` keeps every module
+//! it instantiated from (the compiler's code may call into it), so evicting such a module from
+//! the cache, or reloading its file, never pulls code from under instantiated functions; both
+//! are freed with the `Jit`. A module whose file changed offers what its new note.sdn offers;
+//! names already instantiated keep their code.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use smf_core::jit::metadata::{ModuleMetadata, Possible};
+use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Stats};
+
+use crate::cache::ModuleCache;
+use crate::loader::{ModuleError, SharedModule};
+
+/// What the compiler is asked to compile.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The mangled name (`List$Float`).
+    pub name: &'a str,
+    /// The template's name, from the "possible" row (`List`).
+    pub template: &'a str,
+    /// The type arguments as the row writes them (`Float`).
+    pub type_args: &'a str,
+    /// The template-code entry of the module's template symbol named `template`, if it has one.
+    pub template_bytes: Option<&'a [u8]>,
+    /// The module offering it.
+    pub module: &'a Arc<SharedModule>,
+    /// Its path.
+    pub path: &'a Path,
+}
+
+/// The runtime's compiler: machine code for a request. It may call [`Jit::instantiate`] (or
+/// resolve) for the dependencies it needs, on the same thread.
+pub trait Compiler: Send + Sync {
+    /// The code for `request`, or why not.
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String>;
+}
+
+impl<F> Compiler for F
+where
+    F: Fn(&Jit, &Request<'_>) -> Result<Vec<u8>, String> + Send + Sync,
+{
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+        self(jit, request).map(Cow::Owned)
+    }
+}
+
+/// `base` and its type arguments mangled as Simple mangles them: `base$T1_T2` (`base` alone
+/// without arguments).
+pub fn mangle(base: &str, type_args: &[&str]) -> String {
+    if type_args.is_empty() {
+        return base.to_owned();
+    }
+    format!("{base}${}", type_args.join("_"))
+}
+
+/// One module's offer: the version read and its metadata.
+struct Offer {
+    module: Arc<SharedModule>,
+    metadata: ModuleMetadata,
+}
+
+/// What a claimed name is compiled from.
+struct Plan {
+    module: Arc<SharedModule>,
+    possible: Possible,
+}
+
+/// Load-time instantiation over a [`ModuleCache`] (see the module documentation).
+pub struct Jit {
+    cache: Arc<ModuleCache>,
+    instantiator: Instantiator<'static>,
+    compiler: Box<dyn Compiler>,
+    offers: Mutex<HashMap<PathBuf, Offer>>,
+    /// Modules instantiated from, kept while the code lives.
+    kept: Mutex<Vec<Arc<SharedModule>>>,
+    /// Tells this `Jit`'s per-thread stacks from other `Jit`s'.
+    id: u64,
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jit").field("instantiator", &self.instantiator).finish_non_exhaustive()
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's token for the instantiator (unique among live threads).
+    static THREAD: u64 = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    /// Names this thread is instantiating, per `Jit` id, outermost first.
+    static STACKS: RefCell<Vec<(u64, Vec<Box<str>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pushes a name on this thread's stack for a `Jit` while alive; pops it when dropped (also
+/// when the compiler panics).
+struct Pushed(u64);
+
+impl Pushed {
+    fn new(id: u64, name: &str) -> Self {
+        STACKS.with_borrow_mut(|stacks| match stacks.iter_mut().find(|(jit, _)| *jit == id) {
+            Some((_, stack)) => stack.push(name.into()),
+            None => stacks.push((id, vec![name.into()])),
+        });
+        Self(id)
+    }
+}
+
+impl Drop for Pushed {
+    fn drop(&mut self) {
+        STACKS.with_borrow_mut(|stacks| {
+            if let Some(at) = stacks.iter().position(|(jit, _)| *jit == self.0) {
+                stacks[at].1.pop();
+                if stacks[at].1.is_empty() {
+                    stacks.swap_remove(at);
+                }
+            }
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Jit {
+    /// Instantiation over `cache`'s modules with `config`, compiling with `compiler`.
+    pub fn new(cache: Arc<ModuleCache>, config: Config, compiler: impl Compiler + 'static) -> Self {
+        Self {
+            cache,
+            instantiator: Instantiator::new(crate::runtime::exec(), config),
+            compiler: Box::new(compiler),
+            offers: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Vec::new()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> Config {
+        self.instantiator.config()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Stats {
+        self.instantiator.stats()
+    }
+
+    /// Limits the number of instantiations kept (more fail with [`JitError::LimitReached`]).
+    pub fn set_max_instantiations(&self, limit: usize) {
+        self.instantiator.set_max_instantiations(limit);
+    }
+
+    /// The code of `name` as the module at `path` offers it, compiled on first request (see
+    /// the module documentation of [`smf_core::jit`] for the order of checks). A name already
+    /// instantiated is returned whatever `path` says.
+    pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, JitError> {
+        let thread = THREAD.with(|t| *t);
+        let begun = STACKS.with_borrow(|stacks| {
+            let stack = stacks.iter().find(|(jit, _)| *jit == self.id).map_or(&[][..], |(_, s)| &s[..]);
+            self.instantiator.begin(name, Caller { thread, stack }, || self.plan(path, name))
+        })?;
+        let (claim, plan) = match begun {
+            Begun::Ready(address) => return Ok(address),
+            Begun::Claimed(claim, plan) => (claim, plan),
+        };
+        let template_bytes = plan.module.loaded().template(plan.possible.template.as_bytes());
+        let request = Request {
+            name,
+            template: &plan.possible.template,
+            type_args: &plan.possible.type_args,
+            template_bytes,
+            module: &plan.module,
+            path,
+        };
+        let compiled = {
+            let _pushed = Pushed::new(self.id, name);
+            self.compiler.compile(self, &request)
+        };
+        let address = match compiled {
+            Ok(code) => claim.install(&code)?,
+            Err(message) => return Err(claim.fail(JitError::Compile { message: message.into() })),
+        };
+        self.keep(&plan.module);
+        if self.config().update_metadata {
+            self.record(path, name)?;
+        }
+        Ok(address)
+    }
+
+    /// Whether `path`'s module offers `name`, and from which version (read through the cache).
+    fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
+        let module = self.cache.get(path).map_err(|e| JitError::Module { message: e.to_string().into() })?;
+        let mut offers = lock(&self.offers);
+        let offer = self.current_offer(&mut offers, path, module);
+        Ok(offer.metadata.possible(name).map(|possible| Plan { module: Arc::clone(&offer.module), possible }))
+    }
+
+    /// `path`'s offer for the version `module` (read anew if the file changed: names recorded
+    /// that the new version still offers stay recorded).
+    fn current_offer<'o>(
+        &self,
+        offers: &'o mut HashMap<PathBuf, Offer>,
+        path: &Path,
+        module: Arc<SharedModule>,
+    ) -> &'o mut Offer {
+        let offer = offers.entry(path.to_path_buf()).or_insert_with(|| Offer::read(&module, path));
+        if !Arc::ptr_eq(&offer.module, &module) {
+            let mut fresh = Offer::read(&module, path);
+            for name in offer.metadata.recorded() {
+                if fresh.metadata.possible(name).is_some() {
+                    let _ = fresh.metadata.record(name);
+                }
+            }
+            *offer = fresh;
+        }
+        offer
+    }
+
+    fn keep(&self, module: &Arc<SharedModule>) {
+        let mut kept = lock(&self.kept);
+        if !kept.iter().any(|k| Arc::ptr_eq(k, module)) {
+            kept.push(Arc::clone(module));
+        }
+    }
+
+    fn record(&self, path: &Path, name: &str) -> Result<(), JitError> {
+        let mut offers = lock(&self.offers);
+        let Some(offer) = offers.get_mut(path) else { return Ok(()) };
+        offer.metadata.record(name).map_err(|e| JitError::UpdateFailed { message: e.to_string().into() })
+    }
+
+    /// The note.sdn text of the module at `path` as it stands (instantiated entries moved from
+    /// "possible" to "instantiations", status `jit_compiled`), with its terminator line;
+    /// `None` if there is no file at `path`. A module without a note gives an empty one.
+    pub fn note_sdn(&self, path: &Path) -> Result<Option<String>, JitError> {
+        let module = match self.cache.get(path) {
+            Ok(module) => module,
+            Err(ModuleError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(JitError::Module { message: e.to_string().into() }),
+        };
+        let mut offers = lock(&self.offers);
+        let offer = self.current_offer(&mut offers, path, module);
+        let mut text = String::new();
+        offer
+            .metadata
+            .write(&mut text)
+            .map_err(|e| JitError::UpdateFailed { message: e.to_string().into() })?;
+        Ok(Some(text))
+    }
+
+    /// The runtime's symbol lookup with instantiation as the fallback: an export of a cached
+    /// module (most recently used first), else a name already instantiated, else an
+    /// instantiation from the first cached module whose "possible" table lists `name`.
+    pub fn resolve(&self, name: &str) -> Result<usize, JitError> {
+        if let Some(address) = self.cache.resolve(name.as_bytes()) {
+            return Ok(address);
+        }
+        if let Some(address) = self.instantiator.lookup(name) {
+            return Ok(address);
+        }
+        for (path, module) in self.cache.modules() {
+            let offered = {
+                let mut offers = lock(&self.offers);
+                self.current_offer(&mut offers, &path, module).metadata.possible(name).is_some()
+            };
+            if offered {
+                return self.instantiate(&path, name);
+            }
+        }
+        Err(JitError::NotFound)
+    }
+
+    /// [`Jit::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
+    pub fn resolve_generic(&self, base: &str, type_args: &[&str]) -> Result<usize, JitError> {
+        self.resolve(&mangle(base, type_args))
+    }
+}
+
+impl Offer {
+    fn read(module: &Arc<SharedModule>, path: &Path) -> Self {
+        let note = module.loaded().note_sdn().and_then(|bytes| std::str::from_utf8(bytes).ok());
+        Self { module: Arc::clone(module), metadata: ModuleMetadata::new(note, &path.to_string_lossy()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mangle;
+
+    #[test]
+    fn names_mangle_as_simple_mangles_them() {
+        assert_eq!(mangle("List", &["Float"]), "List$Float");
+        assert_eq!(mangle("Map", &["text", "Int"]), "Map$text_Int");
+        assert_eq!(mangle("main", &[]), "main");
+    }
+}

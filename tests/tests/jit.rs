@@ -1,0 +1,308 @@
+//! Load-time instantiation from Rust (`smf::jit::Jit` over a `ModuleCache`), with a compiler
+//! that emits real machine code for this machine (x86-64, or aarch64 under
+//! `cargo xtask cross-test`): the checks in order, dependencies asked for re-entrantly, the
+//! cycle and depth messages, the metadata read back with our own note.sdn reader, resolve and
+//! resolve_generic, racing threads, a compiler that panics, evicted and reloaded modules.
+
+// Running the installed machine code needs a function pointer made from its address.
+#![allow(unsafe_code)]
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use smf::cache::ModuleCache;
+use smf::jit::{Compiler, Jit, Request};
+use smf_core::jit::{Config, JitError};
+use smf_core::note_sdn::NoteSdn;
+use smf_tests::{assert_no_rwx, generics, return_const};
+
+/// `f(x) = x` (x86-64 `mov rax, rdi; ret`; aarch64 `ret`).
+fn identity_code() -> Vec<u8> {
+    if cfg!(target_arch = "aarch64") {
+        0xD65F_03C0u32.to_le_bytes().to_vec()
+    } else {
+        vec![0x48, 0x89, 0xF8, 0xC3]
+    }
+}
+
+/// A jump to `target` with the caller's arguments (x86-64 `movabs rax, target; jmp rax`;
+/// aarch64 `ldr x16, 8; br x16; .quad target`).
+fn tail_call(target: usize) -> Vec<u8> {
+    let mut code = if cfg!(target_arch = "aarch64") {
+        [0x5800_0050u32.to_le_bytes(), 0xD61F_0200u32.to_le_bytes()].concat()
+    } else {
+        vec![0x48, 0xB8]
+    };
+    code.extend_from_slice(&(target as u64).to_le_bytes());
+    if !cfg!(target_arch = "aarch64") {
+        code.extend_from_slice(&[0xFF, 0xE0]);
+    }
+    code
+}
+
+fn call1(address: usize, x: i64) -> i64 {
+    // SAFETY: every function the compiler below emits takes one integer and returns one.
+    let f: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(address) };
+    f(x)
+}
+
+/// What the test compiler saw.
+#[derive(Default)]
+struct Log {
+    compiles: AtomicUsize,
+    /// Errors the compiler got from requests for dependencies, as text.
+    inner_errors: Mutex<Vec<String>>,
+    panic_next: AtomicBool,
+    /// Milliseconds to sleep in each compile (for the races).
+    delay_ms: AtomicUsize,
+}
+
+/// The runtime's compiler for the fixture's templates (see `generics::NOTE`).
+struct TestCompiler(Arc<Log>);
+
+impl TestCompiler {
+    fn dependency(&self, jit: &Jit, path: &Path, name: &str) -> Result<usize, String> {
+        jit.instantiate(path, name).map_err(|e| {
+            self.0.inner_errors.lock().unwrap().push(format!("{e:?}|{e}"));
+            format!("dependency {name}: {e}")
+        })
+    }
+}
+
+impl Compiler for TestCompiler {
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+        self.0.compiles.fetch_add(1, Ordering::SeqCst);
+        if self.0.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("the test compiler panics");
+        }
+        let delay = self.0.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay as u64));
+        }
+        let code = match request.template {
+            "identity" => {
+                let template = request.template_bytes.ok_or("no template for identity")?;
+                // The template-code entry: kind 0 (function), u32 length, the name.
+                if template[0] != 0 || &template[5..13] != b"identity" {
+                    return Err(format!("unexpected template entry {template:?}"));
+                }
+                identity_code()
+            }
+            "List" => tail_call(self.dependency(jit, request.path, "identity$i64")?),
+            "Pair" => tail_call(request.module.symbol(b"answer").ok_or("no answer export")?),
+            "chain" => {
+                let next = match request.type_args {
+                    "a" => "chain$b",
+                    "b" => "chain$c",
+                    _ => "chain$a",
+                };
+                self.dependency(jit, request.path, next)?;
+                return_const(1)
+            }
+            "deep" => {
+                let n: u16 = request.type_args.parse().map_err(|e| format!("{e}"))?;
+                self.dependency(jit, request.path, &format!("deep${}", n + 1))?;
+                return_const(n)
+            }
+            "extra" => return_const(77),
+            other => return Err(format!("no code generator for {other}")),
+        };
+        Ok(Cow::Owned(code))
+    }
+}
+
+struct Setup {
+    path: PathBuf,
+    cache: Arc<ModuleCache>,
+    jit: Jit,
+    log: Arc<Log>,
+}
+
+fn setup(tag: &str, config: Config) -> Setup {
+    let path = smf_tests::scratch("jit", tag).join("generics.smf");
+    std::fs::write(&path, generics::module()).unwrap();
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let log = Arc::new(Log::default());
+    let jit = Jit::new(Arc::clone(&cache), config, TestCompiler(Arc::clone(&log)));
+    Setup { path, cache, jit, log }
+}
+
+#[test]
+fn an_instantiation_runs_and_a_second_request_gets_the_same_code_without_compiling() {
+    let s = setup("once", Config::default());
+    let first = s.jit.instantiate(&s.path, "identity$i64").unwrap();
+    assert_eq!(call1(first, 5), 5);
+    assert_eq!(s.jit.instantiate(&s.path, "identity$i64").unwrap(), first);
+    assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
+    let stats = s.jit.stats();
+    assert_eq!((stats.instantiations, stats.cache_hits), (1, 1));
+    assert_eq!(stats.code_bytes, identity_code().len() as u64);
+    assert_no_rwx("after an instantiation");
+}
+
+#[test]
+fn a_compiler_gets_its_dependencies_re_entrantly() {
+    let s = setup("deps", Config::default());
+    let list = s.jit.instantiate(&s.path, "List$Float").unwrap();
+    // List$Float jumps to identity$i64, instantiated from inside List$Float's compile.
+    assert_eq!(call1(list, 9), 9);
+    assert!(s.jit.instantiate(&s.path, "identity$i64").is_ok());
+    assert_eq!(s.log.compiles.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
+    let s = setup("cycle", Config::default());
+    let err = s.jit.instantiate(&s.path, "chain$a").unwrap_err();
+    assert!(matches!(err, JitError::Compile { .. }), "{err:?}");
+    let inner = s.log.inner_errors.lock().unwrap().clone();
+    // The innermost request (chain$a again, from chain$c's compile) was the circular one.
+    assert!(inner[0].starts_with("Circular"), "{inner:?}");
+    assert!(
+        inner[0].contains("circular instantiation: chain$a -> chain$b -> chain$c -> chain$a"),
+        "{inner:?}"
+    );
+    assert!(s.jit.instantiate(&s.path, "chain$b").is_err(), "nothing of the cycle was kept");
+}
+
+#[test]
+fn the_depth_limit_is_enforced_and_named() {
+    let s = setup("depth", Config { max_depth: 3, ..Config::default() });
+    assert!(s.jit.instantiate(&s.path, "deep$1").is_err());
+    let inner = s.log.inner_errors.lock().unwrap();
+    assert!(inner[0].starts_with("DepthExceeded { limit: 3 }"), "{inner:?}");
+    assert!(inner[0].contains("maximum instantiation depth 3 exceeded"), "{inner:?}");
+    drop(inner);
+    // Requested from deeper in, deep$3 stops at deep$5 (the limit counts from the request).
+    let s = setup("depth-ok", Config { max_depth: 10, ..Config::default() });
+    let err = s.jit.instantiate(&s.path, "deep$3").unwrap_err();
+    assert!(err.to_string().contains("dependency deep$6: no module offers"), "{err}");
+}
+
+#[test]
+fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
+    let s = setup("absent", Config::default());
+    assert_eq!(s.jit.instantiate(&s.path, "List$Bool"), Err(JitError::NotFound));
+    let off = Jit::new(
+        Arc::clone(&s.cache),
+        Config { enabled: false, ..Config::default() },
+        TestCompiler(Arc::default()),
+    );
+    assert_eq!(off.instantiate(&s.path, "identity$i64"), Err(JitError::NotFound));
+
+    let missing = s.path.with_file_name("missing.smf");
+    let err = s.jit.instantiate(&missing, "identity$i64").unwrap_err();
+    assert!(matches!(&err, JitError::Module { message } if message.contains("missing.smf")), "{err:?}");
+    let garbage = s.path.with_file_name("garbage.smf");
+    std::fs::write(&garbage, b"not a module at all").unwrap();
+    assert!(matches!(s.jit.instantiate(&garbage, "identity$i64"), Err(JitError::Module { .. })));
+    // The compiler's own failure.
+    let err = s.jit.instantiate(&s.path, "fails$x").unwrap_err();
+    assert_eq!(err, JitError::Compile { message: "no code generator for fails".into() });
+    assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_metadata_records_instantiations_and_reads_back() {
+    let s = setup("note", Config::default());
+    s.jit.instantiate(&s.path, "List$Float").unwrap();
+    let text = s.jit.note_sdn(&s.path).unwrap().unwrap();
+    let note = NoteSdn::new(&text);
+    let column = |table: &str, at: usize| -> Vec<String> {
+        note.table(table).unwrap().rows().map(|r| r.field(at).unwrap().to_text()).collect()
+    };
+    // identity$i64 finished first (inside List$Float's compile), then List$Float.
+    assert_eq!(column("instantiations", 3), ["List$Int", "identity$i64", "List$Float"]);
+    assert_eq!(column("instantiations", 7), ["compiled", "jit_compiled", "jit_compiled"]);
+    assert_eq!(column("instantiations", 0), ["0", "1", "2"]);
+    let possible = column("possible", 3);
+    assert!(!possible.iter().any(|n| n == "identity$i64" || n == "List$Float"), "{possible:?}");
+    assert!(possible.iter().any(|n| n == "Pair$Int_text"));
+    assert!(note.table("dependencies").is_some() && text.ends_with("# END_NOTE\n"));
+    // Without updates, the note stays as the module has it.
+    let quiet = Jit::new(
+        Arc::clone(&s.cache),
+        Config { update_metadata: false, ..Config::default() },
+        TestCompiler(Arc::default()),
+    );
+    quiet.instantiate(&s.path, "identity$i64").unwrap();
+    let text = quiet.note_sdn(&s.path).unwrap().unwrap();
+    assert_eq!(NoteSdn::new(&text).table("instantiations").unwrap().rows().count(), 1);
+    // No file: None.
+    assert_eq!(s.jit.note_sdn(&s.path.with_file_name("none.smf")), Ok(None));
+}
+
+#[test]
+fn resolve_prefers_exports_then_instantiates_and_resolve_generic_mangles() {
+    let s = setup("resolve", Config::default());
+    let module = s.cache.get(&s.path).unwrap();
+    assert_eq!(s.jit.resolve("answer"), Ok(module.symbol(b"answer").unwrap()));
+    let pair = s.jit.resolve_generic("Pair", &["Int", "text"]).unwrap();
+    assert_eq!(call1(pair, 0), 42, "Pair$Int_text jumps to the module's answer");
+    assert_eq!(s.jit.resolve("Pair$Int_text"), Ok(pair));
+    assert_eq!(s.jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn threads_racing_for_one_name_share_one_compile() {
+    const THREADS: usize = 8;
+    let s = setup("race", Config::default());
+    s.log.delay_ms.store(50, Ordering::SeqCst);
+    let barrier = Barrier::new(THREADS);
+    let addresses: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    s.jit.instantiate(&s.path, "identity$i64").unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(addresses.iter().all(|&a| a == addresses[0]));
+    assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
+    assert!(s.jit.stats().waits >= 1);
+}
+
+#[test]
+fn a_panicking_compiler_fails_its_request_and_leaves_nothing_stuck() {
+    let s = setup("panic", Config::default());
+    s.log.panic_next.store(true, Ordering::SeqCst);
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.jit.instantiate(&s.path, "identity$i64")));
+    assert!(caught.is_err());
+    // The name is free again, and this thread's chain is empty (no false cycle).
+    assert_eq!(call1(s.jit.instantiate(&s.path, "identity$i64").unwrap(), 3), 3);
+    assert_eq!(s.jit.stats().compile_failures, 1);
+}
+
+#[test]
+fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new_note() {
+    let s = setup("reload", Config::default());
+    let pair = s.jit.instantiate(&s.path, "Pair$Int_text").unwrap();
+    s.jit.instantiate(&s.path, "identity$i64").unwrap();
+    s.cache.clear();
+    // Pair$Int_text jumps into the module's code: the instantiator kept the module.
+    assert_eq!(call1(pair, 0), 42);
+
+    // A new version of the file offers identity$i64 and extra$x only.
+    let note = "possible |id, template, type_args, mangled_name, required_by, can_defer|\n    \
+                0, \"identity\", \"i64\", \"identity$i64\", \"main\", true\n    \
+                1, \"extra\", \"x\", \"extra$x\", \"main\", true";
+    let next = s.path.with_file_name("next.smf");
+    std::fs::write(&next, generics::module_with_note(note)).unwrap();
+    std::fs::rename(&next, &s.path).unwrap();
+    s.cache.set_check_every_get(true);
+    assert_eq!(call1(s.jit.instantiate(&s.path, "extra$x").unwrap(), 0), 77);
+    assert_eq!(s.jit.instantiate(&s.path, "List$Float"), Err(JitError::NotFound));
+    let text = s.jit.note_sdn(&s.path).unwrap().unwrap();
+    let note = NoteSdn::new(&text);
+    let made: Vec<String> =
+        note.table("instantiations").unwrap().rows().map(|r| r.field(3).unwrap().to_text()).collect();
+    assert_eq!(made, ["identity$i64", "extra$x"], "{text}");
+    assert_eq!(call1(pair, 0), 42, "the old version's code still runs");
+}
