@@ -101,9 +101,9 @@ impl std::fmt::Debug for Jit {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// This thread's token for the instantiator (unique among live threads).
-    static THREAD: u64 = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    /// Names this thread is instantiating, per `Jit` id, outermost first.
+    /// Names this thread is instantiating, per `Jit` id, outermost first. Its address is the
+    /// thread's token for the instantiator: unique among live threads (a token is only ever
+    /// compared with those of threads compiling or waiting now).
     static STACKS: RefCell<Vec<(u64, Vec<Box<str>>)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -170,11 +170,11 @@ impl Jit {
     /// the module documentation of [`smf_core::jit`] for the order of checks). A name already
     /// instantiated is returned whatever `path` says.
     pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, JitError> {
-        let thread = THREAD.with(|t| *t);
-        let begun = STACKS.with_borrow(|stacks| {
-            let stack = stacks.iter().find(|(jit, _)| *jit == self.id).map_or(&[][..], |(_, s)| &s[..]);
-            self.instantiator.begin(name, Caller { thread, stack }, || self.plan(path, name))
-        })?;
+        if let Some(address) = self.instantiated(name.as_bytes())? {
+            return Ok(address);
+        }
+        let begun =
+            self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {
             Begun::Ready(address) => return Ok(address),
             Begun::Claimed(claim, plan) => (claim, plan),
@@ -201,6 +201,23 @@ impl Jit {
             self.record(path, name)?;
         }
         Ok(address)
+    }
+
+    /// The first checks of [`Jit::instantiate`] without a lock or the module: disabled, the
+    /// depth limit, then the address if `name` is instantiated (`Ok(None)` if not yet).
+    pub fn instantiated(&self, name: &[u8]) -> Result<Option<usize>, JitError> {
+        self.with_caller(|caller| self.instantiator.cached(name, caller))
+    }
+
+    /// Runs `f` with this thread as the instantiator's caller (its token and its stack of
+    /// names being instantiated by this `Jit`).
+    fn with_caller<T>(&self, f: impl FnOnce(Caller<'_>) -> T) -> T {
+        STACKS.with(|cell| {
+            let thread = std::ptr::from_ref(cell) as u64;
+            let stacks = cell.borrow();
+            let stack = stacks.iter().find(|(jit, _)| *jit == self.id).map_or(&[][..], |(_, s)| &s[..]);
+            f(Caller { thread, stack })
+        })
     }
 
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).

@@ -21,9 +21,10 @@
 
 #![allow(unsafe_code)]
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kernel::Kernel;
@@ -76,9 +77,30 @@ impl Region {
 
 /// Bookkeeping under the lock: the regions (the last one is being filled) and its cursor.
 struct Regions {
-    all: Vec<Arc<Region>>,
+    /// Every region (from `Box::leak`, freed when the arena is dropped): raw, so that a
+    /// region stays put, and pointers to it valid, while the vector grows (copies use it
+    /// unlocked).
+    all: Vec<NonNull<Region>>,
     /// Bytes used in the last region.
     cursor: usize,
+    /// Bytes of code installed (before rounding).
+    installed: usize,
+}
+
+// SAFETY: the regions are heap allocations the arena owns, made of atomics and constants.
+unsafe impl Send for Regions {}
+
+impl Regions {
+    /// The region being filled.
+    fn last(&self) -> Option<&Region> {
+        // SAFETY: regions live until the arena is dropped.
+        self.all.last().map(|r| unsafe { r.as_ref() })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Region> {
+        // SAFETY: as above.
+        self.all.iter().map(|r| unsafe { r.as_ref() })
+    }
 }
 
 /// Append-only executable memory through a second, writable mapping (see the module doc).
@@ -86,7 +108,6 @@ pub struct CodeArena {
     kernel: &'static dyn Kernel,
     region_size: usize,
     regions: Lock<Regions>,
-    installed: AtomicUsize,
 }
 
 impl fmt::Debug for CodeArena {
@@ -117,8 +138,7 @@ impl CodeArena {
         Self {
             kernel,
             region_size: region_size.max(1),
-            regions: Lock::new(Regions { all: Vec::new(), cursor: 0 }),
-            installed: AtomicUsize::new(0),
+            regions: Lock::new(Regions { all: Vec::new(), cursor: 0, installed: 0 }),
         }
     }
 
@@ -130,7 +150,10 @@ impl CodeArena {
         }
         let size =
             code.len().checked_next_multiple_of(GRANULE).ok_or(ExecError::TooLarge { size: code.len() })?;
-        let (region, offset) = self.reserve(size)?;
+        let (region, offset) = self.reserve(size, code.len())?;
+        // SAFETY: regions are boxed and freed only when the arena is dropped, which `&self`
+        // rules out for the rest of this call.
+        let region = unsafe { &*region };
         let write = region.write.load(Ordering::Acquire);
         // SAFETY: `offset..offset+size` of the region was reserved for this call alone, lies
         // inside the region, and its write view stays mapped while we count as a writer.
@@ -139,39 +162,43 @@ impl CodeArena {
         unsafe { icache::sync_alias(write + offset, region.exec + offset, code.len()) };
         self.kernel.sync_other_threads();
         region.copy_done(self.kernel);
-        self.installed.fetch_add(code.len(), Ordering::Relaxed);
         Ok(region.exec + offset)
     }
 
-    /// Reserves `size` bytes in the region being filled (or a new one) and counts the caller as
-    /// a writer of it.
-    fn reserve(&self, size: usize) -> Result<(Arc<Region>, usize), ExecError> {
+    /// Reserves `size` bytes in the region being filled (or a new one) for `code_len` bytes of
+    /// code, and counts the caller as a writer of that region.
+    fn reserve(&self, size: usize, code_len: usize) -> Result<(*const Region, usize), ExecError> {
         let mut regions = self.regions.lock();
-        if let Some(last) = regions.all.last().filter(|r| r.len - regions.cursor >= size) {
-            let (last, offset) = (Arc::clone(last), regions.cursor);
+        let cursor = regions.cursor;
+        if let Some(last) = regions.last().filter(|r| r.len - cursor >= size) {
             last.writers.fetch_add(1, Ordering::AcqRel);
+            let last: *const Region = last;
             regions.cursor += size;
-            return Ok((last, offset));
+            regions.installed += code_len;
+            return Ok((last, cursor));
         }
         regions.all.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
         // New regions are rare (one per `region_size` bytes of code): mapped under the lock,
         // like the allocator's.
-        let region = Arc::new(self.map_region(size)?);
-        region.writers.fetch_add(1, Ordering::AcqRel);
+        let region = NonNull::from(Box::leak(Box::new(self.map_region(size)?)));
+        // SAFETY: just made; freed only when the arena is dropped.
+        let placed = unsafe { region.as_ref() };
+        placed.writers.fetch_add(1, Ordering::AcqRel);
+        regions.installed += code_len;
         if size > self.region_size {
             // A piece larger than a region gets one of its own, retired at once (its write
             // view goes when this copy ends); the region being filled stays the last.
-            region.retire(self.kernel);
+            placed.retire(self.kernel);
             let at = regions.all.len().saturating_sub(1);
-            regions.all.insert(at, Arc::clone(&region));
-            return Ok((region, 0));
+            regions.all.insert(at, region);
+            return Ok((placed, 0));
         }
-        if let Some(full) = regions.all.last() {
+        if let Some(full) = regions.last() {
             full.retire(self.kernel);
         }
-        regions.all.push(Arc::clone(&region));
+        regions.all.push(region);
         regions.cursor = size;
-        Ok((region, 0))
+        Ok((placed, 0))
     }
 
     /// Maps a region of at least `size` bytes, both views; on failure, maps nothing.
@@ -190,10 +217,8 @@ impl CodeArena {
                 return Err(e.into());
             }
         };
-        // Fault the writable pages in now, in one call, rather than one fault per page as
-        // pieces are copied; a kernel without it faults them in on first write.
-        // SAFETY: the view is ours and read-write.
-        let _ = unsafe { self.kernel.populate(write, len) };
+        // Pages are not faulted in ahead (`MADV_POPULATE_WRITE` would zero the whole region at
+        // once, measured slower per function than faulting in the pages as copies reach them).
         // `memory` (the descriptor) closes here; the mappings keep the memory.
         Ok(Region {
             exec: exec as usize,
@@ -207,12 +232,13 @@ impl CodeArena {
     pub fn contains(&self, addr: usize, len: usize) -> bool {
         let Some(end) = addr.checked_add(len) else { return false };
         let regions = self.regions.lock();
-        regions.all.iter().any(|r| addr >= r.exec && end <= r.exec + r.len)
+        let inside = regions.iter().any(|r| addr >= r.exec && end <= r.exec + r.len);
+        inside
     }
 
     /// Bytes of code installed so far.
     pub fn installed_bytes(&self) -> usize {
-        self.installed.load(Ordering::Relaxed)
+        self.regions.lock().installed
     }
 
     /// Regions, writable views and bytes installed.
@@ -220,8 +246,8 @@ impl CodeArena {
         let regions = self.regions.lock();
         ArenaStats {
             regions: regions.all.len(),
-            writable_regions: regions.all.iter().filter(|r| r.write.load(Ordering::Acquire) != 0).count(),
-            installed_bytes: self.installed_bytes(),
+            writable_regions: regions.iter().filter(|r| r.write.load(Ordering::Acquire) != 0).count(),
+            installed_bytes: regions.installed,
         }
     }
 }
@@ -230,6 +256,8 @@ impl Drop for CodeArena {
     fn drop(&mut self) {
         // The arena is dropped: nothing runs its code or copies into it any more.
         for region in core::mem::take(&mut self.regions.lock().all) {
+            // SAFETY: made with `Box::leak`, freed once, here.
+            let region = unsafe { Box::from_raw(region.as_ptr()) };
             let write = region.write.swap(0, Ordering::AcqRel);
             // SAFETY: both views are ours and unused from now on.
             unsafe {

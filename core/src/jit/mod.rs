@@ -26,6 +26,10 @@
 
 mod install;
 pub mod metadata;
+mod published;
+mod request;
+
+pub use request::{Begun, Claim};
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -163,25 +167,36 @@ pub struct Stats {
     pub waits: u64,
 }
 
-/// The state of one name.
+/// A name being compiled.
 #[derive(Debug)]
-enum Entry {
-    /// Being compiled by `owner`; `attempt` counts the compiles of this name.
-    InFlight { owner: u64, attempt: u32 },
-    /// Installed.
-    Ready { address: usize },
-    /// The last compile failed (waiters of that attempt get its error; a new request retries).
-    Failed { attempt: u32, error: JitError },
+struct InFlight {
+    name: Box<str>,
+    /// The compiling thread.
+    owner: u64,
+    /// Which compile of this name it is (waiters get the outcome of the one they waited for).
+    attempt: u32,
 }
 
-/// Bookkeeping under the lock.
+/// Bookkeeping under the lock. Installed names are in [`published`].
 struct Table {
-    entries: HashMap<Box<str>, Entry, KeyedHasher>,
+    /// Names being compiled (a handful: one chain of dependencies per compiling thread).
+    in_flight: Vec<InFlight>,
+    /// Names whose last compile failed: its attempt and error (kept for that compile's waiters;
+    /// a new request compiles again).
+    failed: HashMap<Box<str>, (u32, JitError), KeyedHasher>,
     /// Threads waiting for a name another thread compiles, and that name.
     waiting: Vec<(u64, Box<str>)>,
-    /// Names installed or in flight (what the instantiation limit counts).
-    claimed: usize,
+    /// The published names' writer.
+    writer: published::Writer,
 }
+
+/// Cache hits are counted in this many cache-line-sized stripes (by thread), so that threads
+/// hitting at once do not contend for one counter.
+const HIT_STRIPES: usize = 8; // `count_hit` takes the top 3 bits
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Stripe(AtomicU64);
 
 /// Instantiated code by mangled name (see the module doc).
 pub struct Instantiator<'a> {
@@ -189,11 +204,13 @@ pub struct Instantiator<'a> {
     /// The live instantiation limit (`config.max_instantiations` at first).
     max_instantiations: core::sync::atomic::AtomicUsize,
     installer: Installer<'a>,
+    /// Installed names, read without the lock.
+    published: published::Published,
     table: crate::exec::lock::Lock<Table>,
     /// Bumped (and waiters woken) whenever a compile ends.
     generation: AtomicU32,
     instantiations: AtomicU64,
-    cache_hits: AtomicU64,
+    cache_hits: [Stripe; HIT_STRIPES],
     compile_failures: AtomicU64,
     code_bytes: AtomicU64,
     waits: AtomicU64,
@@ -205,26 +222,26 @@ impl fmt::Debug for Instantiator<'_> {
     }
 }
 
-mod request;
-
-pub use request::{Begun, Claim};
-
 impl<'a> Instantiator<'a> {
     /// An instantiator with `config`, installing code through `allocator` (its kernel's
     /// shared memory, or its batches).
     pub fn new(allocator: &'a ExecAllocator, config: Config) -> Self {
+        let key = crate::load::namehash::key();
+        let (published, writer) = published::Published::new(KeyedHasher::new(key.rotate_left(17)));
         Self {
             config,
             max_instantiations: core::sync::atomic::AtomicUsize::new(config.max_instantiations),
             installer: Installer::new(allocator),
+            published,
             table: crate::exec::lock::Lock::new(Table {
-                entries: HashMap::with_hasher(KeyedHasher::new(crate::load::namehash::key())),
+                in_flight: Vec::new(),
+                failed: HashMap::with_hasher(KeyedHasher::new(key)),
                 waiting: Vec::new(),
-                claimed: 0,
+                writer,
             }),
             generation: AtomicU32::new(0),
             instantiations: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
+            cache_hits: Default::default(),
             compile_failures: AtomicU64::new(0),
             code_bytes: AtomicU64::new(0),
             waits: AtomicU64::new(0),
@@ -246,36 +263,32 @@ impl<'a> Instantiator<'a> {
         self.max_instantiations.load(Ordering::Relaxed)
     }
 
-    /// The address of `name` if it is instantiated.
+    /// The address of `name` if it is instantiated (no lock taken).
     pub fn lookup(&self, name: &str) -> Option<usize> {
-        match self.table.lock().entries.get(name) {
-            Some(Entry::Ready { address }) => Some(*address),
-            _ => None,
-        }
+        self.published.get(name.as_bytes())
     }
 
     /// Names instantiated, with their addresses (in no particular order).
     pub fn instantiated(&self) -> Vec<(String, usize)> {
         let table = self.table.lock();
-        table
-            .entries
-            .iter()
-            .filter_map(|(name, entry)| match entry {
-                Entry::Ready { address } => Some((String::from(&**name), *address)),
-                _ => None,
-            })
-            .collect()
+        self.published.entries(&table.writer).map(|(name, address)| (String::from(name), address)).collect()
     }
 
     /// Its counters.
     pub fn stats(&self) -> Stats {
         Stats {
             instantiations: self.instantiations.load(Ordering::Relaxed),
-            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum(),
             compile_failures: self.compile_failures.load(Ordering::Relaxed),
             code_bytes: self.code_bytes.load(Ordering::Relaxed),
             waits: self.waits.load(Ordering::Relaxed),
         }
+    }
+
+    fn count_hit(&self, thread: u64) {
+        // Tokens may be aligned addresses: their top bits after a multiply pick the stripe.
+        let stripe = usize::try_from(thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61).unwrap_or(0);
+        self.cache_hits[stripe].0.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether code goes to the shared-memory arena (false where the kernel refused it and

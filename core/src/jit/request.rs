@@ -6,14 +6,14 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Caller, Entry, Instantiated, Instantiator, JitError, Table};
+use super::{Caller, InFlight, Instantiated, Instantiator, JitError, Table};
 
-/// What the table says of a name.
-enum Existing {
+/// What a look at the table found for a name.
+enum Found {
     /// Installed at this address.
     Ready(usize),
-    /// Nobody has it (or its last compile failed and this request retries).
-    Absent,
+    /// Claimed for the caller, with this attempt number.
+    Claimed(u32),
 }
 
 /// What [`Instantiator::begin`] found.
@@ -57,94 +57,102 @@ impl<'a> Instantiator<'a> {
         caller: Caller<'_>,
         plan: impl FnOnce() -> Result<Option<P>, JitError>,
     ) -> Result<Begun<'i, 'a, 'n, P>, JitError> {
+        if let Some(address) = self.cached(name.as_bytes(), caller)? {
+            return Ok(Begun::Ready(address));
+        }
+        let hash = self.published.hash(name.as_bytes());
+        if caller.stack.iter().any(|n| **n == *name) {
+            return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
+        }
+        let attempt = match self.claim(name, hash, caller)? {
+            Found::Ready(address) => {
+                self.count_hit(caller.thread);
+                return Ok(Begun::Ready(address));
+            }
+            Found::Claimed(attempt) => attempt,
+        };
+        let claim = Claim { instantiator: self, name, hash, attempt, done: false };
+        // Whether the name is offered is asked once the name is ours, with no lock held; if it
+        // is not (or the plan fails), the claim is given back and waiters look again.
+        match plan() {
+            Ok(Some(planned)) => Ok(Begun::Claimed(claim, planned)),
+            Ok(None) => Err(claim.release(JitError::NotFound)),
+            Err(error) => Err(claim.release(error)),
+        }
+    }
+
+    /// The first checks of a request, without a lock: disabled ([`JitError::NotFound`]), the
+    /// depth limit ([`JitError::DepthExceeded`]), then the address if `name` is installed
+    /// (counted as a cache hit). `Ok(None)`: the request must go on ([`Instantiator::begin`]).
+    /// `name` is bytes: a name that is not UTF-8 is never installed, so callers holding bytes
+    /// need not validate them to ask.
+    pub fn cached(&self, name: &[u8], caller: Caller<'_>) -> Result<Option<usize>, JitError> {
         if !self.config.enabled {
             return Err(JitError::NotFound);
         }
         if caller.stack.len() >= self.config.max_depth as usize {
             return Err(JitError::DepthExceeded { limit: self.config.max_depth });
         }
-        let mut plan = Some(plan);
-        let mut planned = None;
-        loop {
-            if let Existing::Ready(address) = self.existing(name, caller)? {
-                self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Begun::Ready(address));
-            }
-            if let Some(plan) = plan.take() {
-                planned = Some(plan()?.ok_or(JitError::NotFound)?);
-            }
-            if let Some(attempt) = self.claim(name, caller)? {
-                let claim = Claim { instantiator: self, name, attempt, done: false };
-                return match planned {
-                    Some(planned) => Ok(Begun::Claimed(claim, planned)),
-                    // Unreachable: the first look that finds the name absent plans it.
-                    None => Err(claim.fail(JitError::NotFound)),
-                };
-            }
-            // Another thread claimed it between our look and our claim: look again.
+        let found = self.published.get(name);
+        if found.is_some() {
+            self.count_hit(caller.thread);
         }
+        Ok(found)
     }
 
-    /// What the table says of `name` for `caller`, waiting while another thread compiles it.
-    fn existing(&self, name: &str, caller: Caller<'_>) -> Result<Existing, JitError> {
+    /// Claims `name` for `caller`, or finds it installed, waiting while another thread compiles
+    /// it (and getting that compile's failure, if it fails).
+    fn claim(&self, name: &str, hash: u64, caller: Caller<'_>) -> Result<Found, JitError> {
         let mut table = self.table.lock();
         let mut waited_for = None;
         loop {
-            match table.entries.get(name) {
-                Some(Entry::Ready { address }) => return Ok(Existing::Ready(*address)),
-                _ if caller.stack.iter().any(|n| **n == *name) => {
-                    return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) })
-                }
-                None => return Ok(Existing::Absent),
-                Some(Entry::Failed { attempt, error }) => {
-                    return match waited_for {
-                        Some(waited) if waited == *attempt => Err(error.clone()),
-                        _ => Ok(Existing::Absent),
-                    };
-                }
-                Some(Entry::InFlight { owner, attempt }) => {
-                    if *owner == caller.thread {
-                        return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
-                    }
-                    if let Some(cycle) = cross_thread_cycle(&table, name, caller) {
-                        return Err(JitError::Circular { cycle });
-                    }
-                    if waited_for.is_none() {
-                        self.waits.fetch_add(1, Ordering::Relaxed);
-                    }
-                    waited_for = Some(*attempt);
-                    let seen = self.generation.load(Ordering::Acquire);
-                    table.waiting.push((caller.thread, name.into()));
-                    drop(table);
-                    wait_for_change(&self.generation, seen);
-                    table = self.table.lock();
-                    if let Some(at) =
-                        table.waiting.iter().position(|(t, n)| *t == caller.thread && **n == *name)
-                    {
-                        table.waiting.swap_remove(at);
-                    }
-                }
+            if let Some(address) = self.published.get_hashed(name.as_bytes(), hash) {
+                return Ok(Found::Ready(address));
             }
+            if let Some(compiling) = table.in_flight.iter().find(|f| *f.name == *name) {
+                if compiling.owner == caller.thread {
+                    return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
+                }
+                if let Some(cycle) = cross_thread_cycle(&table, name, caller) {
+                    return Err(JitError::Circular { cycle });
+                }
+                if waited_for.is_none() {
+                    self.waits.fetch_add(1, Ordering::Relaxed);
+                }
+                waited_for = Some(compiling.attempt);
+                let seen = self.generation.load(Ordering::Acquire);
+                table.waiting.push((caller.thread, name.into()));
+                drop(table);
+                wait_for_change(&self.generation, seen);
+                table = self.table.lock();
+                if let Some(at) = table.waiting.iter().position(|(t, n)| *t == caller.thread && **n == *name)
+                {
+                    table.waiting.swap_remove(at);
+                }
+                continue;
+            }
+            let failed = if table.failed.is_empty() { None } else { table.failed.get(name) };
+            let attempt = match (failed, waited_for) {
+                (Some((attempt, error)), Some(waited)) if *attempt == waited => return Err(error.clone()),
+                (Some((attempt, _)), _) => attempt.wrapping_add(1),
+                (None, _) => 1,
+            };
+            let limit = self.max_instantiations();
+            if table.writer.len().saturating_add(table.in_flight.len()) >= limit {
+                return Err(JitError::LimitReached { limit });
+            }
+            table.in_flight.push(InFlight { name: name.into(), owner: caller.thread, attempt });
+            return Ok(Found::Claimed(attempt));
         }
     }
+}
 
-    /// Marks `name` in flight for `caller`; its attempt number, or `None` if another thread
-    /// got there first.
-    fn claim(&self, name: &str, caller: Caller<'_>) -> Result<Option<u32>, JitError> {
-        let mut table = self.table.lock();
-        let attempt = match table.entries.get(name) {
-            None => 1,
-            Some(Entry::Failed { attempt, .. }) => attempt.wrapping_add(1),
-            Some(Entry::Ready { .. } | Entry::InFlight { .. }) => return Ok(None),
-        };
-        let limit = self.max_instantiations();
-        if table.claimed >= limit {
-            return Err(JitError::LimitReached { limit });
-        }
-        table.entries.insert(name.into(), Entry::InFlight { owner: caller.thread, attempt });
-        table.claimed += 1;
-        Ok(Some(attempt))
-    }
+/// How a claim ends.
+enum Outcome {
+    Installed(usize),
+    Failed(JitError),
+    /// Not offered after all: the name is free again, nothing recorded.
+    Released,
 }
 
 /// A claimed name: installing its code or failing it publishes the outcome to every thread
@@ -154,6 +162,7 @@ impl<'a> Instantiator<'a> {
 pub struct Claim<'i, 'a, 'n> {
     instantiator: &'i Instantiator<'a>,
     name: &'n str,
+    hash: u64,
     attempt: u32,
     done: bool,
 }
@@ -167,37 +176,56 @@ impl Claim<'_, '_, '_> {
         } else {
             jit.installer.install(code).map_err(JitError::Install)
         };
-        if installed.is_ok() {
-            jit.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
+        match installed {
+            Ok(address) => {
+                jit.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
+                self.finish(Outcome::Installed(address));
+                Ok(address)
+            }
+            Err(error) => Err(self.fail_with(error)),
         }
-        self.finish(installed)
     }
 
     /// Gives the name up with `error` (what waiters get too); returns it.
     pub fn fail(mut self, error: JitError) -> JitError {
-        match self.finish(Err(error)) {
-            Err(error) => error,
-            Ok(_) => JitError::NotFound,
-        }
+        self.fail_with(error)
     }
 
-    fn finish(&mut self, outcome: Result<usize, JitError>) -> Result<usize, JitError> {
+    fn fail_with(&mut self, error: JitError) -> JitError {
+        self.finish(Outcome::Failed(error.clone()));
+        error
+    }
+
+    /// Gives the name back untouched (it was not offered); returns `error`.
+    fn release(mut self, error: JitError) -> JitError {
+        self.finish(Outcome::Released);
+        error
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
         self.done = true;
         let jit = self.instantiator;
         let mut table = jit.table.lock();
-        let entry = match &outcome {
-            Ok(address) => {
-                jit.instantiations.fetch_add(1, Ordering::Relaxed);
-                Entry::Ready { address: *address }
-            }
-            Err(error) => {
-                table.claimed -= 1;
-                jit.compile_failures.fetch_add(1, Ordering::Relaxed);
-                Entry::Failed { attempt: self.attempt, error: error.clone() }
-            }
+        let (name, attempt) = (self.name, self.attempt);
+        let at = table.in_flight.iter().position(|f| *f.name == *name && f.attempt == attempt);
+        let key = match at {
+            Some(at) => table.in_flight.swap_remove(at).name,
+            None => name.into(),
         };
-        if let Some(slot) = table.entries.get_mut(self.name) {
-            *slot = entry;
+        match outcome {
+            Outcome::Installed(address) => {
+                jit.instantiations.fetch_add(1, Ordering::Relaxed);
+                if !table.failed.is_empty() {
+                    table.failed.remove(name);
+                }
+                let Table { writer, .. } = &mut *table;
+                jit.published.insert(writer, key, self.hash, address);
+            }
+            Outcome::Failed(error) => {
+                jit.compile_failures.fetch_add(1, Ordering::Relaxed);
+                table.failed.insert(key, (attempt, error));
+            }
+            Outcome::Released => {}
         }
         let waiters = !table.waiting.is_empty();
         jit.generation.fetch_add(1, Ordering::Release);
@@ -205,14 +233,13 @@ impl Claim<'_, '_, '_> {
         if waiters {
             wake_all(&jit.generation);
         }
-        outcome
     }
 }
 
 impl Drop for Claim<'_, '_, '_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.finish(Err(JitError::Compile { message: "the compiler panicked".into() }));
+            self.finish(Outcome::Failed(JitError::Compile { message: "the compiler panicked".into() }));
         }
     }
 }
@@ -231,8 +258,8 @@ fn cross_thread_cycle(table: &Table, name: &str, caller: Caller<'_>) -> Option<V
     path.push(name.into());
     let mut wanted: &str = name;
     for _ in 0..=table.waiting.len() {
-        let Some(Entry::InFlight { owner, .. }) = table.entries.get(wanted) else { return None };
-        if *owner == caller.thread {
+        let owner = table.in_flight.iter().find(|f| *f.name == *wanted)?.owner;
+        if owner == caller.thread {
             // `wanted` is ours: the cycle runs from it through our stack to `name` and back.
             let from = caller.stack.iter().position(|n| **n == *wanted);
             let ours = from.map(|from| &caller.stack[from..]).unwrap_or_default();
@@ -243,7 +270,7 @@ fn cross_thread_cycle(table: &Table, name: &str, caller: Caller<'_>) -> Option<V
             cycle.extend(path);
             return Some(cycle);
         }
-        let (_, next) = table.waiting.iter().find(|(thread, _)| thread == owner)?;
+        let (_, next) = table.waiting.iter().find(|(thread, _)| *thread == owner)?;
         path.push(next.clone());
         wanted = next;
     }

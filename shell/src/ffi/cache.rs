@@ -45,7 +45,7 @@ unsafe fn with_path<T>(
     let cache = cache_of(c)?;
     // SAFETY: forwarded to our caller's contract.
     let path = unsafe { c_path(path) }?;
-    f(&cache, &path)
+    f(&cache, path)
 }
 
 /// A new cache evicting the least recently used module past `max_bytes` of module images or
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn smf_cache_prefetch(
         let mut owned: Vec<PathBuf> = Vec::with_capacity(n);
         for &p in raw {
             // SAFETY: each is NULL or NUL-terminated per the caller's contract.
-            owned.push(unsafe { c_path(p) }?);
+            owned.push(unsafe { c_path(p) }?.to_path_buf());
         }
         Ok(cache.prefetch(&owned, threads as usize))
     })

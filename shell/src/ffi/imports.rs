@@ -159,7 +159,7 @@ pub unsafe extern "C" fn smf_module_load_ex(
         let path = unsafe { super::c_path(path) }?;
         // SAFETY: forwarded to our caller's contract.
         let module = unsafe {
-            with_link_options(options, |link| loader::load_path_with(&path, link).map_err(|e| e.to_string()))
+            with_link_options(options, |link| loader::load_path_with(path, link).map_err(|e| e.to_string()))
         }?;
         Ok(register(module))
     })

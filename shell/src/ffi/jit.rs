@@ -15,6 +15,7 @@ use smf_core::jit::{Config, JitError, Stats};
 
 use super::cache::{cache_of, SmfCache};
 use super::handles::Handles;
+use super::smf_module::c_name;
 use super::{c_path, guard, set_error};
 use crate::jit::{Compiler, Jit, Request};
 
@@ -273,10 +274,15 @@ pub unsafe extern "C" fn smf_jit_instantiate(
     // SAFETY: forwarded to our caller's contract.
     unsafe {
         answer(address, || {
-            let jit = JITS.get(j)?;
             let path = c_path(module_path)?;
+            // A name already instantiated (the common case) is answered under the handle
+            // table's read lock, without taking a reference to the instantiator.
+            let bytes = c_name(mangled_name).map_err(|_| "mangled name is NULL".to_owned())?;
+            if let Some(found) = JITS.with(j, |jit| jit.instantiated(bytes))?? {
+                return Ok(found);
+            }
             let name = c_str(mangled_name, "mangled name")?;
-            Ok(jit.instantiate(&path, name)?)
+            Ok(JITS.get(j)?.instantiate(path, name)?)
         })
     }
 }
@@ -289,10 +295,10 @@ pub unsafe extern "C" fn smf_jit_instantiate(
 pub unsafe extern "C" fn smf_jit_fail(j: *mut SmfJit, message: *const c_char) {
     guard((), || {
         JITS.get(j)?;
-        // SAFETY: forwarded to our caller's contract.
         let text = if message.is_null() {
             "(no message)".into()
         } else {
+            // SAFETY: non-null and NUL-terminated per our caller's contract.
             unsafe { CStr::from_ptr(message) }.to_string_lossy()
         };
         FAILURE.set(Some(text.into_owned()));
@@ -318,7 +324,7 @@ pub unsafe extern "C" fn smf_jit_note_sdn(
         let jit = JITS.get(j)?;
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { c_path(module_path) }?;
-        Ok(Some(jit.note_sdn(&path).map_err(|e| e.to_string())?))
+        Ok(Some(jit.note_sdn(path).map_err(|e| e.to_string())?))
     });
     let (status, bytes) = match found {
         Some(Some(note)) => (1, note.into_bytes()),

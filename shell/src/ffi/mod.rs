@@ -43,12 +43,12 @@ pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) ->
     }
 }
 
-/// Reads a NUL-terminated path from C.
+/// Reads a NUL-terminated path from C (borrowed: no copy).
 ///
 /// # Safety
-/// `ptr` is null or points to a NUL-terminated string valid for the call.
+/// `ptr` is null or points to a NUL-terminated string valid for `'a`.
 #[cfg_attr(not(feature = "rt"), allow(dead_code))]
-pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::PathBuf, String> {
+pub(crate) unsafe fn c_path<'a>(ptr: *const std::ffi::c_char) -> Result<&'a std::path::Path, String> {
     use std::os::unix::ffi::OsStrExt;
     if ptr.is_null() {
         return Err("path is NULL".into());
@@ -58,7 +58,7 @@ pub(crate) unsafe fn c_path(ptr: *const std::ffi::c_char) -> Result<std::path::P
     if bytes.is_empty() {
         return Err("path is empty".into());
     }
-    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)))
 }
 
 /// A non-negative `i64` from C as `usize`.

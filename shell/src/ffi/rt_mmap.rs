@@ -71,7 +71,7 @@ unsafe fn map_file(
         .read(true)
         .write(writable)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let metadata = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
     if !metadata.is_file() {
@@ -218,7 +218,7 @@ pub unsafe extern "C" fn rt_file_size_for_mmap(path: *const c_char) -> i64 {
     guard(-1, || {
         // SAFETY: the C caller passes a NUL-terminated path or NULL.
         let path = unsafe { c_path(path) }?;
-        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         i64::try_from(meta.len()).map_err(|_| "file size does not fit in int64_t".into())
     })
 }

@@ -85,7 +85,7 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
-        let module = loader::load_path_with(&path, &LinkOptions::default()).map_err(|e| e.to_string())?;
+        let module = loader::load_path_with(path, &LinkOptions::default()).map_err(|e| e.to_string())?;
         Ok(register(module))
     })
 }

@@ -3,6 +3,7 @@
 
 mod cache;
 mod exec;
+mod jit;
 pub(crate) mod load;
 mod parallel;
 mod parse;
@@ -15,9 +16,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
     if let Some(unknown) =
-        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel", "cache"].contains(n))
+        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel", "cache", "jit"].contains(n))
     {
-        return Err(format!("unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel, cache)"));
+        return Err(format!(
+            "unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel, cache, jit)"
+        ));
     }
     let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
@@ -45,12 +48,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("cache") {
         cache::run(if quick { 10 } else { 100 })?;
+        println!();
+    }
+    if wanted("jit") {
+        jit::run(if quick { 5 } else { 50 })?;
     }
     Ok(())
 }
 
 /// Median per-call times of `fns`, measured interleaved for `rounds` rounds.
 pub(crate) fn interleaved(rounds: usize, fns: &mut [&mut dyn FnMut() -> usize]) -> Vec<Duration> {
+    interleaved_rounds(rounds, fns).into_iter().map(median).collect()
+}
+
+/// Every round's time of each of `fns`, measured interleaved for `rounds` rounds.
+pub(crate) fn interleaved_rounds(rounds: usize, fns: &mut [&mut dyn FnMut() -> usize]) -> Vec<Vec<Duration>> {
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); fns.len()];
     for f in fns.iter_mut() {
         black_box(f()); // warm caches and lazy initialisation
@@ -62,7 +74,7 @@ pub(crate) fn interleaved(rounds: usize, fns: &mut [&mut dyn FnMut() -> usize]) 
             t.push(start.elapsed());
         }
     }
-    times.into_iter().map(median).collect()
+    times
 }
 
 pub(crate) fn median(mut times: Vec<Duration>) -> Duration {

@@ -1,0 +1,269 @@
+//! Benchmark "jit": load-time instantiation.
+//!
+//! Installing: `FUNCTIONS` instantiated functions of 48 bytes, one request each, through
+//! `smf_core::jit::Instantiator` (its table, then the dual-mapped code arena), versus the
+//! Simple runtime's original approach for one function: an anonymous mapping, a write and a
+//! protection change of its own page. Also shown: the sealed-batch fallback (one batch per
+//! function, where the kernel refuses memfd). Cleanup is timed for neither side.
+//!
+//! Repeated requests: asking again for a name already instantiated, through `smf::jit::Jit`
+//! (what the runtime calls) and through the C ABI's `smf_jit_instantiate`, versus `dlsym` of a
+//! symbol of an opened library (its handle: one library's hash table) and `dlsym(RTLD_DEFAULT)`.
+
+// dlopen/dlsym are C functions; the baseline maps and protects memory itself; the installed
+// code is called to check it.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smf::cache::ModuleCache;
+use smf::jit::{Jit, Request};
+use smf_core::exec::ExecAllocator;
+use smf_core::jit::{Caller, Config, Instantiator};
+use smf_core::sys::{self, Protection};
+use smf_core::write::{ModuleBuilder, SymbolSpec};
+use smf_core::Dialect;
+
+use super::{interleaved_rounds, median, ratio, us};
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+const RTLD_NOW: c_int = 2;
+const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+const FUNCTIONS: usize = 2_000;
+const SIZE: usize = 48;
+
+/// A 48-byte function returning `value`, padded with traps.
+fn function(value: u16) -> [u8; SIZE] {
+    let mut code = [0u8; SIZE];
+    if cfg!(target_arch = "aarch64") {
+        code.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&0xD420_0000u32.to_le_bytes()));
+        code[..4].copy_from_slice(&(0xD280_0000u32 | (u32::from(value) << 5)).to_le_bytes());
+        code[4..8].copy_from_slice(&0xD65F_03C0u32.to_le_bytes());
+    } else {
+        code.fill(0xCC);
+        code[0] = 0xB8;
+        code[1..5].copy_from_slice(&u32::from(value).to_le_bytes());
+        code[5] = 0xC3;
+    }
+    code
+}
+
+fn check(address: usize, expected: u16) -> Result<(), String> {
+    // SAFETY: `address` holds a sealed `function(expected)`.
+    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+    match f() {
+        got if got == i64::from(expected) => Ok(()),
+        got => Err(format!("instantiation {expected} returned {got}")),
+    }
+}
+
+fn value(i: usize) -> u16 {
+    u16::try_from(i % 60_000).unwrap_or(0)
+}
+
+/// `FUNCTIONS` requests through an instantiator (fresh for the round): how long they took.
+fn install_ours(exec: &ExecAllocator, names: &[String], codes: &[[u8; SIZE]]) -> Result<Duration, String> {
+    let jit = Instantiator::new(exec, Config::default());
+    let caller = Caller { thread: 1, stack: &[] };
+    let start = Instant::now();
+    let mut addresses = Vec::with_capacity(names.len());
+    for (name, code) in names.iter().zip(codes) {
+        let made =
+            jit.instantiate(name, caller, || Ok(Some(())), |()| Ok(code)).map_err(|e| e.to_string())?;
+        addresses.push(made.address);
+    }
+    let elapsed = start.elapsed();
+    for i in (0..names.len()).step_by(97) {
+        check(addresses[i], value(i))?;
+    }
+    if !jit.uses_arena() {
+        return Err("the instantiator fell back to batches: no memfd here?".into());
+    }
+    Ok(elapsed)
+}
+
+/// One sealed batch per function (the fallback where memfd is refused).
+fn install_batches(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut blocks = Vec::with_capacity(codes.len());
+    for code in codes {
+        let mut batch = exec.batch();
+        blocks.push(batch.install(code, 16).map_err(|e| e.to_string())?);
+        batch.seal().map_err(|e| e.to_string())?;
+    }
+    let elapsed = start.elapsed();
+    check(blocks[codes.len() - 1].addr(), value(codes.len() - 1))?;
+    exec.free_all(blocks).map_err(|e| e.to_string())?;
+    Ok(elapsed)
+}
+
+/// mmap + write + mprotect, one page per function.
+fn install_baseline(codes: &[[u8; SIZE]], page: usize) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut pages = Vec::with_capacity(codes.len());
+    for code in codes {
+        let p = sys::map_anonymous(page, Protection::ReadWrite).map_err(|e| e.to_string())?;
+        // SAFETY: `p` is a fresh writable page of ours; the code is shorter than a page.
+        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len()) };
+        // SAFETY: the page is ours and nothing references it.
+        unsafe { sys::protect(p, page, Protection::ReadExec) }.map_err(|e| e.to_string())?;
+        pages.push(p as usize);
+    }
+    let elapsed = start.elapsed();
+    check(pages[codes.len() - 1], value(codes.len() - 1))?;
+    for p in pages {
+        // SAFETY: mapped above; its code is no longer used.
+        unsafe { sys::unmap(p as *mut u8, page) }.map_err(|e| e.to_string())?;
+    }
+    Ok(elapsed)
+}
+
+pub(super) fn run(rounds: usize) -> Result<(), String> {
+    let names: Vec<String> = (0..FUNCTIONS).map(|i| format!("f{i}$i64")).collect();
+    let codes: Vec<[u8; SIZE]> = (0..FUNCTIONS).map(|i| function(value(i))).collect();
+    let page = sys::page_size();
+    let exec = ExecAllocator::default();
+    let (mut ours, mut batches, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(install_ours(&exec, &names, &codes)?);
+        batches.push(install_batches(&exec, &codes)?);
+        theirs.push(install_baseline(&codes, page)?);
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / FUNCTIONS as f64;
+    let [low, mid, high] = super::ratio_percentiles(&theirs, &ours);
+    let (ours, batches, theirs) = (median(ours), median(batches), median(theirs));
+    println!("jit: install {FUNCTIONS} instantiated functions of {SIZE} bytes, one request each ({rounds} rounds, medians)");
+    println!("  Instantiator (table + dual-mapped arena)    {:>9.1} ns per function", per(ours));
+    println!("  fallback: one sealed batch per function     {:>9.1} ns per function", per(batches));
+    println!("  mmap+write+mprotect of its own page         {:>9.1} ns per function", per(theirs));
+    println!(
+        "  ratio mmap+write+mprotect / ours: {:.1}x (round ratios p10 {low:.1}x, p90 {high:.1}x; target >= 20x); \
+         the fallback {:.1}x",
+        mid,
+        ratio(theirs, batches)
+    );
+    println!();
+    cached(rounds)
+}
+
+/// A module offering `cached$i64`, written to a scratch file.
+fn offering_module() -> Result<std::path::PathBuf, String> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    if cfg!(target_arch = "aarch64") {
+        b.header(|h| h.arch = 1);
+    }
+    let code = function(1);
+    b.add_code(b".text", &code);
+    b.add_symbol(SymbolSpec::function(b"one", 0, SIZE as u64));
+    b.note_sdn(
+        "possible |id, template, type_args, mangled_name, required_by, can_defer|\n    \
+         0, \"cached\", \"i64\", \"cached$i64\", \"main\", true",
+    );
+    let path = std::env::temp_dir().join(format!("smf-bench-jit-{}.smf", std::process::id()));
+    std::fs::write(&path, b.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Repeated requests for an instantiated name, against dlsym.
+fn cached(rounds: usize) -> Result<(), String> {
+    const REQUESTS: usize = 10_000;
+    let path = offering_module()?;
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(7).to_vec()) };
+    let jit = Jit::new(cache, Config::default(), compiler);
+    let address = jit.instantiate(&path, "cached$i64").map_err(|e| e.to_string())?;
+    check(address, 7)?;
+
+    let c_cache = smf::ffi::cache::smf_cache_new(0, 0);
+    let c_path = CString::new(path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
+    let c_name = CString::new("cached$i64").map_err(|e| e.to_string())?;
+    let config = smf::ffi::jit::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
+    // SAFETY: `c_compile` has the callback's type; the cache handle is live.
+    let c_jit = unsafe { smf::ffi::jit::smf_jit_new(c_cache, config, Some(c_compile), std::ptr::null_mut()) };
+    let mut c_address: *const c_void = std::ptr::null();
+    // SAFETY: live handle, NUL-terminated strings, a writable out pointer.
+    let code = unsafe {
+        smf::ffi::jit::smf_jit_instantiate(c_jit, c_path.as_ptr(), c_name.as_ptr(), &mut c_address)
+    };
+    if code != 0 {
+        return Err(format!("smf_jit_instantiate: {code} ({})", smf::ffi::last_error()));
+    }
+
+    // SAFETY: dlopen of the math library with a NUL-terminated name.
+    let libm = unsafe { dlopen(c"libm.so.6".as_ptr(), RTLD_NOW) };
+    if libm.is_null() {
+        return Err("dlopen(libm.so.6) failed".into());
+    }
+    let symbol = c"cos";
+    let mut rust_side = || {
+        (0..REQUESTS).filter(|_| jit.instantiate(&path, std::hint::black_box("cached$i64")).is_ok()).count()
+    };
+    let mut c_side = || {
+        (0..REQUESTS)
+            .filter(|_| {
+                let mut out: *const c_void = std::ptr::null();
+                // SAFETY: as above.
+                unsafe {
+                    smf::ffi::jit::smf_jit_instantiate(
+                        c_jit,
+                        c_path.as_ptr(),
+                        std::hint::black_box(c_name.as_ptr()),
+                        &mut out,
+                    ) == 0
+                }
+            })
+            .count()
+    };
+    let lookup = |handle: *mut c_void| {
+        // SAFETY: a live handle (or the global scope) and a NUL-terminated name.
+        !unsafe { dlsym(handle, std::hint::black_box(symbol.as_ptr())) }.is_null()
+    };
+    let mut dlsym_handle = || (0..REQUESTS).filter(|_| lookup(libm)).count();
+    let mut dlsym_default = || (0..REQUESTS).filter(|_| lookup(RTLD_DEFAULT)).count();
+    let rounds_times =
+        interleaved_rounds(rounds, &mut [&mut rust_side, &mut c_side, &mut dlsym_handle, &mut dlsym_default]);
+    let [rust_low, rust_mid, rust_high] = super::ratio_percentiles(&rounds_times[2], &rounds_times[0]);
+    let [c_low, c_mid, c_high] = super::ratio_percentiles(&rounds_times[2], &rounds_times[1]);
+    let times: Vec<Duration> = rounds_times.into_iter().map(median).collect();
+    smf::ffi::jit::smf_jit_free(c_jit);
+    smf::ffi::cache::smf_cache_free(c_cache);
+    let _ = std::fs::remove_file(&path);
+    let per = |i: usize| us(times[i]) * 1e3 / REQUESTS as f64;
+    println!("jit: a repeated request for an instantiated name ({rounds} rounds of {REQUESTS}, medians)");
+    println!("  smf::jit::Jit::instantiate                  {:>9.1} ns", per(0));
+    println!("  smf_jit_instantiate (C ABI)                 {:>9.1} ns", per(1));
+    println!("  dlsym(libm handle, \"cos\")                   {:>9.1} ns", per(2));
+    println!("  dlsym(RTLD_DEFAULT, \"cos\")                  {:>9.1} ns", per(3));
+    println!(
+        "  ratio dlsym(handle) / ours (round ratios p10 / median / p90): Rust {rust_low:.2}x / {rust_mid:.2}x / \
+         {rust_high:.2}x, C {c_low:.2}x / {c_mid:.2}x / {c_high:.2}x (target >= 1); dlsym(RTLD_DEFAULT) / C: {:.2}x",
+        ratio(times[3], times[1])
+    );
+    Ok(())
+}
+
+/// The C-side compiler for the cached benchmark: `function(7)`.
+unsafe extern "C" fn c_compile(
+    _user: *mut c_void,
+    _name: *const c_char,
+    _type_args: *const c_char,
+    _template: *const u8,
+    _template_len: usize,
+    code: *mut *const u8,
+    code_len: *mut usize,
+) -> i32 {
+    static CODE: std::sync::OnceLock<[u8; SIZE]> = std::sync::OnceLock::new();
+    let bytes = CODE.get_or_init(|| function(7));
+    // SAFETY: the library passes writable out pointers.
+    unsafe {
+        code.write(bytes.as_ptr());
+        code_len.write(bytes.len());
+    }
+    0
+}
