@@ -323,9 +323,10 @@ void    rt_flush_icache(int64_t address, int64_t size);
  * is not inside a live allocation. */
 int64_t rt_get_function_pointer(int64_t address);
 /* Calls fn with 0, 1 or 2 integer arguments. Only addresses inside code this library owns are
- * called (a sealed allocation, or the code of a live module, never its data); anything else
- * returns 0 and records an error without jumping. The allocation or module stays alive until
- * the call returns, even if another thread frees or releases it meanwhile. */
+ * called (a sealed allocation, the code of a live module, never its data, or a function a live
+ * SmfJit installed); anything else returns 0 and records an error without jumping. The
+ * allocation, module or instantiator stays alive until the call returns, even if another
+ * thread frees or releases it meanwhile. */
 int64_t rt_call_function_0(int64_t fn);
 int64_t rt_call_function_1(int64_t fn, int64_t a1);
 int64_t rt_call_function_2(int64_t fn, int64_t a1, int64_t a2);

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use smf_core::exec::Function;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
 use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Stats};
 
@@ -201,6 +202,26 @@ impl Jit {
             self.record(path, name)?;
         }
         Ok(address)
+    }
+
+    /// [`Jit::instantiate`], as the function pointer type `F`, borrowing the `Jit` so that the
+    /// code lives while the handle does.
+    ///
+    /// # Safety
+    /// `F` is an `extern "C" fn` type whose signature is the instantiated function's (what the
+    /// compiler emitted for `name`).
+    #[allow(unsafe_code)]
+    pub unsafe fn function<F: Copy>(&self, path: &Path, name: &str) -> Result<Function<'_, F>, JitError> {
+        self.instantiate(path, name)?;
+        // SAFETY: forwarded to our caller's contract.
+        let function = unsafe { self.instantiator.function::<F>(name) };
+        function
+            .ok_or_else(|| JitError::Compile { message: "the type is not a function pointer type".into() })
+    }
+
+    /// The instantiator underneath (its code, counters and lock-free lookups).
+    pub fn instantiator(&self) -> &Instantiator<'static> {
+        &self.instantiator
     }
 
     /// The first checks of [`Jit::instantiate`] without a lock or the module: disabled, the

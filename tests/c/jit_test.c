@@ -166,6 +166,11 @@ static void checks_in_order(SmfCache *cache) {
     CHECK(smf_jit_instantiate(j, module_path, "identity$i64", &b) == SMF_JIT_OK && b == a);
     CHECK(atomic_load(&c.compiles) == 1);
     scan_maps("an instantiation");
+#ifndef SMF_NO_RT
+    /* The runtime's own call path takes instantiated code (and only while its SmfJit lives). */
+    CHECK(rt_is_executable((int64_t)(uintptr_t)a));
+    CHECK(rt_call_function_1((int64_t)(uintptr_t)a, 321) == 321);
+#endif
 
     /* Dependencies re-entrantly: List$Float jumps to identity$i64 (already there: no compile). */
     CHECK(smf_jit_instantiate(j, module_path, "List$Float", &b) == SMF_JIT_OK);
@@ -193,6 +198,10 @@ static void checks_in_order(SmfCache *cache) {
     CHECK(s.instantiations == 2 && s.cache_hits == 2 && s.compile_failures == 4);
     CHECK(s.code_bytes > 0);
     smf_jit_free(j);
+#ifndef SMF_NO_RT
+    CHECK(!rt_is_executable((int64_t)(uintptr_t)a));
+    CHECK_FAILS(rt_call_function_1((int64_t)(uintptr_t)a, 1), 0);
+#endif
 
     /* Depth: the limit in the message. */
     j = new_jit(cache, &c, 3, true, true);

@@ -306,3 +306,26 @@ fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new
     assert_eq!(made, ["identity$i64", "extra$x"], "{text}");
     assert_eq!(call1(pair, 0), 42, "the old version's code still runs");
 }
+
+#[test]
+#[cfg(target_arch = "x86_64")] // examples/generics.smf holds x86-64 code
+fn the_example_program_instantiates_from_the_example_module() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(smf_tests::workspace())
+        .args(["run", "-q", "-p", "smf", "--example", "instantiate", "--", "examples/generics.smf"])
+        .output()
+        .expect("run cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("square$i64(7) = 49\nidentity$i64(42) = 42\n"), "{stdout}");
+    assert!(stdout.contains("2 instantiations, 2 cache hit(s), 1 compile failure(s)"), "{stdout}");
+    let note = &stdout[stdout.find("# generics.smf").expect("the note")..];
+    let made: Vec<String> = NoteSdn::new(note)
+        .table("instantiations")
+        .unwrap()
+        .rows()
+        .map(|r| r.field(3).unwrap().to_text())
+        .collect();
+    assert_eq!(made, ["square$i64", "identity$i64"]);
+}

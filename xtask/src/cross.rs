@@ -1,5 +1,5 @@
-//! `cargo xtask cross-test`: the core's unit tests, the allocator, format and aarch64 loading
-//! tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
+//! `cargo xtask cross-test`: the core's unit tests, the allocator, format, aarch64 loading and
+//! load-time instantiation tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
 //! machine code (the tests' `return_const` is `movz x0, #imm; ret` there; `load_aarch64` runs
 //! code patched by every aarch64 relocation kind). Installs the target and, when run as
 //! root, the Debian packages `qemu-user` and `gcc-aarch64-linux-gnu` if they are missing.
@@ -55,6 +55,8 @@ pub(crate) fn run_command() -> Result<(), String> {
             "format",
             "--test",
             "load_aarch64",
+            "--test",
+            "jit",
         ])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");

@@ -2,7 +2,7 @@
 //! committed files are current.
 //!
 //! Two kinds: modules written with the core's builder (the spec's "return 42" in every dialect,
-//! a module using every feature), and C programs in `examples/c/` compiled by gcc
+//! a module using every feature, the load-time instantiation example), and C programs in `examples/c/` compiled by gcc
 //! (`-O2 -fPIC`) and packed by `smf pack`.
 
 use std::fs;
@@ -62,6 +62,7 @@ fn examples(scratch: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
         out.push((format!("return42.{lower}.smf"), samples::return_42(d)));
         out.push((format!("rich.{lower}.smf"), samples::rich(d)));
     }
+    out.push(("generics.smf".into(), samples::generics()));
     for (stem, dialect) in C_EXAMPLES {
         out.push((format!("{stem}.smf"), packed(stem, dialect, scratch)?));
     }

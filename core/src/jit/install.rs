@@ -53,6 +53,11 @@ impl<'a> Installer<'a> {
         Ok(address)
     }
 
+    /// Whether `addr` lies inside code installed here.
+    pub(super) fn contains(&self, addr: usize) -> bool {
+        self.arena.contains(addr, 1) || self.blocks.lock().iter().any(|b| b.contains(addr, 1))
+    }
+
     /// Whether code goes to the arena (false after the kernel refused it).
     pub(super) fn uses_arena(&self) -> bool {
         self.arena_usable.load(Ordering::Relaxed)

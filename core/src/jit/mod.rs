@@ -268,6 +268,39 @@ impl<'a> Instantiator<'a> {
         self.published.get(name.as_bytes())
     }
 
+    /// The instantiated function `name` as the function pointer type `F`, borrowing the
+    /// instantiator so that the code lives while the handle does; `None` if `name` is not
+    /// instantiated (or `F` is not a function pointer type).
+    ///
+    /// # Safety
+    /// `F` is an `extern "C" fn` type whose signature is the instantiated function's.
+    #[allow(unsafe_code)]
+    pub unsafe fn function<F: Copy>(&self, name: &str) -> Option<crate::exec::Function<'_, F>> {
+        // SAFETY: installed code lives until the instantiator is dropped, which the handle's
+        // borrow prevents; the signature is the caller's contract.
+        unsafe { crate::exec::Function::at(self.lookup(name)?) }
+    }
+
+    /// Whether `addr` lies inside code this instantiator installed.
+    pub fn contains_code(&self, addr: usize) -> bool {
+        self.installer.contains(addr)
+    }
+
+    /// The code at `addr` (inside code this instantiator installed) as the function pointer
+    /// type `F`, borrowing the instantiator; `None` elsewhere.
+    ///
+    /// # Safety
+    /// A function whose signature is `F`'s starts at `addr`.
+    #[allow(unsafe_code)]
+    pub unsafe fn function_at<F: Copy>(&self, addr: usize) -> Option<crate::exec::Function<'_, F>> {
+        if !self.contains_code(addr) {
+            return None;
+        }
+        // SAFETY: installed code lives while the instantiator does (borrowed by the handle); the
+        // signature is the caller's contract.
+        unsafe { crate::exec::Function::at(addr) }
+    }
+
     /// Names instantiated, with their addresses (in no particular order).
     pub fn instantiated(&self) -> Vec<(String, usize)> {
         let table = self.table.lock();

@@ -119,6 +119,35 @@ pub fn rich(dialect: Dialect) -> Vec<u8> {
     b.build().unwrap_or_default()
 }
 
+/// The note.sdn of [`generics`]: what load-time instantiation may make of its templates.
+pub const GENERICS_NOTE: &str = r#"# generics.smf: instantiations the program may ask for at run time
+instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|
+possible |id, template, type_args, mangled_name, required_by, can_defer|
+    0, "square", "i64", "square$i64", "main", true
+    1, "identity", "i64", "identity$i64", "main", true
+    2, "square", "f64", "square$f64", "main", true"#;
+
+/// The load-time instantiation example (`examples/generics.smf`, S128, x86-64): `twice`
+/// (`lea rax, [rdi+rdi]; ret`), the function templates `square` and `identity` of one type
+/// parameter `T`, and [`GENERICS_NOTE`].
+pub fn generics() -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b"code", &[0x48, 0x8D, 0x04, 0x3F, 0xC3]);
+    b.add_symbol(SymbolSpec::function(b"twice", 0, 5));
+    b.note_sdn(GENERICS_NOTE);
+    for (name, body) in
+        [(&b"square"[..], &b"fn square(x: T) -> T: x * x"[..]), (b"identity", b"fn identity(x: T) -> T: x")]
+    {
+        b.add_template_symbol(TemplateSpec {
+            kind: TemplateKind::Function,
+            name: name.to_vec(),
+            params: alloc::vec![b"T".to_vec()],
+            body: body.to_vec(),
+        });
+    }
+    b.build().unwrap_or_default()
+}
+
 /// A module with `symbols` functions of 16 bytes each and `relocations` pc32 relocations spread
 /// over the code, each naming one of the symbols: the shape of the parsing benchmark.
 pub fn large(dialect: Dialect, symbols: u32, relocations: u32) -> Vec<u8> {

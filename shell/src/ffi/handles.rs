@@ -74,6 +74,12 @@ impl<T> Handles<T> {
         }
     }
 
+    /// The first live object `f` accepts (a reference of the caller's own).
+    pub(crate) fn find_live(&self, f: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.as_ref()?.values().find(|value| f(value)).cloned()
+    }
+
     /// Ends `handle` (NULL: nothing); the object is dropped here, outside the table's lock,
     /// unless a call still uses it.
     pub(crate) fn remove<P>(&self, handle: *const P) -> Result<(), String> {

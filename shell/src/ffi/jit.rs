@@ -111,6 +111,12 @@ fn code_of(error: &JitError) -> i32 {
 
 static JITS: Handles<Jit> = Handles::new("SmfJit");
 
+/// The live instantiator (C handle) whose installed code contains `addr`, for `rt_call_*`.
+#[cfg_attr(not(feature = "rt"), allow(dead_code))]
+pub(crate) fn jit_containing(addr: usize) -> Option<std::sync::Arc<Jit>> {
+    JITS.find_live(|jit| jit.instantiator().contains_code(addr))
+}
+
 thread_local! {
     /// The message the running compile gave with `smf_jit_fail`.
     static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -184,6 +190,8 @@ unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
 enum Failure {
     Invalid(String),
     Jit(JitError),
+    /// The instantiator's answer about a name (the message names it, and where it was asked).
+    About(String, JitError),
 }
 
 impl From<String> for Failure {
@@ -215,6 +223,10 @@ unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, 
         }
         Err(Failure::Jit(error)) => {
             set_error(&error.to_string());
+            (0, code_of(&error))
+        }
+        Err(Failure::About(subject, error)) => {
+            set_error(&format!("{subject}: {error}"));
             (0, code_of(&error))
         }
     };
@@ -278,11 +290,12 @@ pub unsafe extern "C" fn smf_jit_instantiate(
             // A name already instantiated (the common case) is answered under the handle
             // table's read lock, without taking a reference to the instantiator.
             let bytes = c_name(mangled_name).map_err(|_| "mangled name is NULL".to_owned())?;
-            if let Some(found) = JITS.with(j, |jit| jit.instantiated(bytes))?? {
+            if let Ok(Some(found)) = JITS.with(j, |jit| jit.instantiated(bytes))? {
                 return Ok(found);
             }
             let name = c_str(mangled_name, "mangled name")?;
-            Ok(JITS.get(j)?.instantiate(path, name)?)
+            let about = |e| Failure::About(format!("{name} (from {})", path.display()), e);
+            JITS.get(j)?.instantiate(path, name).map_err(about)
         })
     }
 }
@@ -367,7 +380,8 @@ pub unsafe extern "C" fn smf_jit_resolve(
     unsafe {
         answer(address, || {
             let jit = JITS.get(j)?;
-            Ok(jit.resolve(c_str(name, "name")?)?)
+            let name = c_str(name, "name")?;
+            jit.resolve(name).map_err(|e| Failure::About(name.to_owned(), e))
         })
     }
 }
@@ -398,7 +412,7 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
             for i in 0..n {
                 args.push(c_str(*type_args.add(i), "a type argument")?);
             }
-            Ok(jit.resolve_generic(base, &args)?)
+            jit.resolve_generic(base, &args).map_err(|e| Failure::About(crate::jit::mangle(base, &args), e))
         })
     }
 }

@@ -169,8 +169,9 @@ pub extern "C" fn rt_get_function_pointer(address: i64) -> i64 {
     })
 }
 
-/// `function` as a code address, with what keeps it alive: inside a sealed rt allocation, or
-/// inside the code of a live loaded module (not its data, read-only data or stubs).
+/// `function` as a code address, with what keeps it alive: inside a sealed rt allocation,
+/// inside the code of a live loaded module (not its data, read-only data or stubs), or inside
+/// code a live instantiator (`smf_jit_*`) installed.
 fn callable(function: i64) -> Result<(usize, Callee), String> {
     let (addr, _) = rt_owned::range(function, 0, 1)?;
     if let Some(alloc) = rt_owned::alloc_containing(addr, 1) {
@@ -182,8 +183,11 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
             Err(format!("{addr:#x} is not sealed yet (call rt_get_function_pointer or rt_make_executable)"))
         };
     }
-    match crate::loader::code_containing(addr) {
-        Some(module) => Ok((addr, Callee::Shared(module))),
+    if let Some(module) = crate::loader::code_containing(addr) {
+        return Ok((addr, Callee::Shared(module)));
+    }
+    match super::jit::jit_containing(addr) {
+        Some(jit) => Ok((addr, Callee::Jit(jit))),
         None => Err(format!("{addr:#x} is not inside executable code of this library")),
     }
 }
@@ -193,6 +197,7 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
 enum Callee {
     Alloc(Arc<RtAlloc>),
     Shared(Arc<SharedModule>),
+    Jit(Arc<crate::jit::Jit>),
 }
 
 /// Calls the code at `function` as `F` through `call`, holding its allocation or module until
@@ -209,6 +214,8 @@ unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result
         Callee::Alloc(alloc) => unsafe { alloc.block.function::<F>(addr - alloc.block.addr()) },
         // SAFETY: as above.
         Callee::Shared(module) => unsafe { module.loaded().function_at::<F>(addr) },
+        // SAFETY: as above.
+        Callee::Jit(jit) => unsafe { jit.instantiator().function_at::<F>(addr) },
     };
     Ok(call(f.ok_or_else(refused)?.get()))
 }
