@@ -286,13 +286,17 @@ pub unsafe extern "C" fn smf_jit_instantiate(
     // SAFETY: forwarded to our caller's contract.
     unsafe {
         answer(address, || {
-            let path = c_path(module_path)?;
+            if module_path.is_null() {
+                return Err("path is NULL".to_owned().into());
+            }
             // A name already instantiated (the common case) is answered under the handle
-            // table's read lock, without taking a reference to the instantiator.
+            // table's read lock, without taking a reference to the instantiator, and without
+            // reading the path (names are global: the path is only needed to instantiate).
             let bytes = c_name(mangled_name).map_err(|_| "mangled name is NULL".to_owned())?;
             if let Ok(Some(found)) = JITS.with(j, |jit| jit.instantiated(bytes))? {
                 return Ok(found);
             }
+            let path = c_path(module_path)?;
             let name = c_str(mangled_name, "mangled name")?;
             let about = |e| Failure::About(format!("{name} (from {})", path.display()), e);
             JITS.get(j)?.instantiate(path, name).map_err(about)

@@ -14,44 +14,25 @@
 use std::time::{Duration, Instant};
 
 use smf_core::exec::{Block, ExecAllocator};
-use smf_core::sys::{self, Protection};
+use smf_core::sys;
 
+use super::code::{self, map_write_protect, returning, unmap_pages};
 use super::{median, ms, ratio, us};
 
 const FUNCTIONS: usize = 10_000;
 const SIZE: usize = 64;
 
-/// A 64-byte function returning `value` (x86-64 `mov eax, imm32; ret`, or aarch64
-/// `movz x0, #imm16; ret`), padded with traps.
 fn function(value: u16) -> [u8; SIZE] {
-    let mut code = [0u8; SIZE];
-    if cfg!(target_arch = "aarch64") {
-        code.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&0xD420_0000u32.to_le_bytes())); // brk #0
-        code[..4].copy_from_slice(&(0xD280_0000u32 | (u32::from(value) << 5)).to_le_bytes());
-        code[4..8].copy_from_slice(&0xD65F_03C0u32.to_le_bytes());
-    } else {
-        code.fill(0xCC); // int3
-        code[0] = 0xB8;
-        code[1..5].copy_from_slice(&u32::from(value).to_le_bytes());
-        code[5] = 0xC3;
-    }
-    code
+    returning(value)
 }
 
 fn codes() -> Vec<[u8; SIZE]> {
     (0..FUNCTIONS).map(|i| function((i % 65_536) as u16)).collect()
 }
 
-/// Calls the function at `addr` and checks it returns `expected`.
+/// Calls the function at `addr` and checks it returns `expected` (mod 2^16).
 fn check(addr: usize, expected: usize) -> Result<(), String> {
-    // SAFETY: `addr` is sealed code of a `function(expected)`.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
-    let got = f();
-    if got == (expected % 65_536) as i64 {
-        Ok(())
-    } else {
-        Err(format!("function {expected} returned {got}"))
-    }
+    code::check(addr, (expected % 65_536) as u16)
 }
 
 fn mappings() -> usize {
@@ -82,16 +63,7 @@ fn install_ours_one_by_one<'e>(
 }
 
 fn install_baseline(codes: &[[u8; SIZE]], page: usize) -> Result<Vec<usize>, String> {
-    let mut pages = Vec::with_capacity(codes.len());
-    for code in codes {
-        let p = sys::map_anonymous(page, Protection::ReadWrite).map_err(|e| e.to_string())?;
-        // SAFETY: `p` is a fresh writable page of ours; the code is shorter than a page.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len()) };
-        // SAFETY: the page is ours and nothing references it.
-        unsafe { sys::protect(p, page, Protection::ReadExec) }.map_err(|e| e.to_string())?;
-        pages.push(p as usize);
-    }
-    Ok(pages)
+    codes.iter().map(|code| map_write_protect(code, page)).collect()
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
@@ -128,10 +100,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         for i in (0..FUNCTIONS).step_by(997) {
             check(pages[i], i)?;
         }
-        for p in pages {
-            // SAFETY: the page was mapped above and its code is no longer used.
-            unsafe { sys::unmap(p as *mut u8, page) }.map_err(|e| e.to_string())?;
-        }
+        unmap_pages(pages, page)?;
     }
     let (ours, ours_single, theirs) = (median(ours), median(ours_single), median(theirs));
     let code_kib = (FUNCTIONS * SIZE) as f64 / 65_536.0;

@@ -22,10 +22,11 @@ use smf::cache::ModuleCache;
 use smf::jit::{Jit, Request};
 use smf_core::exec::ExecAllocator;
 use smf_core::jit::{Caller, Config, Instantiator};
-use smf_core::sys::{self, Protection};
+use smf_core::sys;
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
 
+use super::code::{check, map_write_protect, returning, unmap_pages};
 use super::{interleaved_rounds, median, ratio, us};
 
 extern "C" {
@@ -38,29 +39,8 @@ const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
 const FUNCTIONS: usize = 2_000;
 const SIZE: usize = 48;
 
-/// A 48-byte function returning `value`, padded with traps.
 fn function(value: u16) -> [u8; SIZE] {
-    let mut code = [0u8; SIZE];
-    if cfg!(target_arch = "aarch64") {
-        code.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&0xD420_0000u32.to_le_bytes()));
-        code[..4].copy_from_slice(&(0xD280_0000u32 | (u32::from(value) << 5)).to_le_bytes());
-        code[4..8].copy_from_slice(&0xD65F_03C0u32.to_le_bytes());
-    } else {
-        code.fill(0xCC);
-        code[0] = 0xB8;
-        code[1..5].copy_from_slice(&u32::from(value).to_le_bytes());
-        code[5] = 0xC3;
-    }
-    code
-}
-
-fn check(address: usize, expected: u16) -> Result<(), String> {
-    // SAFETY: `address` holds a sealed `function(expected)`.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
-    match f() {
-        got if got == i64::from(expected) => Ok(()),
-        got => Err(format!("instantiation {expected} returned {got}")),
-    }
+    returning(value)
 }
 
 fn value(i: usize) -> u16 {
@@ -106,21 +86,10 @@ fn install_batches(exec: &ExecAllocator, codes: &[[u8; SIZE]]) -> Result<Duratio
 /// mmap + write + mprotect, one page per function.
 fn install_baseline(codes: &[[u8; SIZE]], page: usize) -> Result<Duration, String> {
     let start = Instant::now();
-    let mut pages = Vec::with_capacity(codes.len());
-    for code in codes {
-        let p = sys::map_anonymous(page, Protection::ReadWrite).map_err(|e| e.to_string())?;
-        // SAFETY: `p` is a fresh writable page of ours; the code is shorter than a page.
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p, code.len()) };
-        // SAFETY: the page is ours and nothing references it.
-        unsafe { sys::protect(p, page, Protection::ReadExec) }.map_err(|e| e.to_string())?;
-        pages.push(p as usize);
-    }
+    let pages = codes.iter().map(|code| map_write_protect(code, page)).collect::<Result<Vec<_>, _>>()?;
     let elapsed = start.elapsed();
     check(pages[codes.len() - 1], value(codes.len() - 1))?;
-    for p in pages {
-        // SAFETY: mapped above; its code is no longer used.
-        unsafe { sys::unmap(p as *mut u8, page) }.map_err(|e| e.to_string())?;
-    }
+    unmap_pages(pages, page)?;
     Ok(elapsed)
 }
 

@@ -2,6 +2,7 @@
 //! in the same process, interleaved round by round so machine noise hits both sides alike.
 
 mod cache;
+mod code;
 mod exec;
 mod jit;
 pub(crate) mod load;
