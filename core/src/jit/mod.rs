@@ -29,7 +29,7 @@ pub mod metadata;
 mod published;
 mod request;
 
-pub use request::{Begun, Claim};
+pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;
 use alloc::string::String;

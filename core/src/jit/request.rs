@@ -8,6 +8,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::{Caller, InFlight, Instantiated, Instantiator, JitError, Table};
 
+/// The most code one instantiation may install (64 MiB): more is a compiler's bug.
+pub const MAX_CODE: usize = 64 << 20;
+
 /// What a look at the table found for a name.
 enum Found {
     /// Installed at this address.
@@ -173,6 +176,10 @@ impl Claim<'_, '_, '_> {
         let jit = self.instantiator;
         let installed = if code.is_empty() {
             Err(JitError::Compile { message: "the compiler returned no code".into() })
+        } else if code.len() > MAX_CODE {
+            let message =
+                alloc::format!("the compiler returned {} bytes of code (at most {MAX_CODE})", code.len());
+            Err(JitError::Compile { message: message.into() })
         } else {
             jit.installer.install(code).map_err(JitError::Install)
         };

@@ -224,6 +224,56 @@ fn threads_asking_for_one_name_share_one_compile() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "builds 64 MiB of code, too slow interpreted; runs natively in cargo test")]
+fn code_over_the_limit_is_refused() {
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let huge = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(vec![0xC3; super::MAX_CODE + 1]));
+    assert!(matches!(huge, Err(JitError::Compile { message }) if message.contains("at most")));
+    assert_eq!(jit.stats().code_bytes, 0);
+}
+
+#[test]
+fn threads_compile_different_names_side_by_side() {
+    // Each compile waits (up to a deadline) until both are inside their compiles at once:
+    // if compiles were serialized, neither would see the other.
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let inside = AtomicUsize::new(0);
+    let overlapped: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = [(1u64, "p"), (2, "q")]
+            .into_iter()
+            .map(|(thread, name)| {
+                let (jit, inside) = (&jit, &inside);
+                s.spawn(move || {
+                    let mut saw_both = false;
+                    let caller = Caller { thread, stack: &[] };
+                    jit.instantiate(
+                        name,
+                        caller,
+                        || Ok(Some(())),
+                        |()| {
+                            inside.fetch_add(1, Ordering::SeqCst);
+                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                            while !saw_both && std::time::Instant::now() < deadline {
+                                saw_both = inside.load(Ordering::SeqCst) == 2;
+                                std::thread::yield_now();
+                            }
+                            Ok(return_const(3))
+                        },
+                    )
+                    .unwrap();
+                    saw_both
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(overlapped, [true, true]);
+    assert_eq!(jit.stats().instantiations, 2);
+}
+
+#[test]
 fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
     // Thread 1 compiles x and needs y; thread 2 compiles y and needs x.
     let exec = simulated!();

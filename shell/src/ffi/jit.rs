@@ -166,6 +166,12 @@ impl Compiler for CCompiler {
         if code.is_null() || code_len == 0 {
             return Err("the compiler returned success but no code".into());
         }
+        if code_len > smf_core::jit::MAX_CODE {
+            return Err(format!(
+                "the compiler returned {code_len} bytes of code (at most {})",
+                smf_core::jit::MAX_CODE
+            ));
+        }
         // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the callback
         // returns to the library, which copies them before returning to C (the borrow ends in
         // `Jit::instantiate`, at the install).
