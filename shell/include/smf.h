@@ -227,8 +227,8 @@ int32_t     smf_jit_instantiate(SmfJit *j, const char *module_path, const char *
 /* From inside the callback, before returning nonzero: the failure's message (copied). */
 void        smf_jit_fail(SmfJit *j, const char *message);
 /* The module's note.sdn as it stands, with instantiated entries moved from "possible" to
- * "instantiations" (status jit_compiled) and its "# END_NOTE" line; *text is valid until this
- * thread's next smf_jit_note_sdn. 1 found, 0 no file at module_path, -1 error (the module
+ * "instantiations" (status jit_compiled) and its "# END_NOTE" line, NUL-terminated (the NUL not
+ * counted in *len); *text is valid until this thread's next smf_jit_note_sdn. 1 found, 0 no file at module_path, -1 error (the module
  * does not load). A module without a note.sdn gives just the end line. */
 int32_t     smf_jit_note_sdn(SmfJit *j, const char *module_path, const uint8_t **text, size_t *len);
 /* The runtime's symbol lookup with JIT fallback: an export of a cached module (most recently

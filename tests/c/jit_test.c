@@ -227,6 +227,7 @@ static void note_sdn_is_updated(SmfCache *cache) {
     CHECK(row != NULL && strstr(row, "\"jit_compiled\"") != NULL);
     CHECK(row > strstr(note, "instantiations |") && row < strstr(note, "possible |"));
     CHECK(len > 11 && memcmp(note + len - 11, "# END_NOTE\n", 11) == 0);
+    CHECK(text[len] == 0); /* a C string as well */
     free(note);
     CHECK(smf_jit_note_sdn(j, missing_path, &text, &len) == 0 && text == NULL);
     CHECK(smf_jit_note_sdn(j, garbage_path, &text, &len) == -1);

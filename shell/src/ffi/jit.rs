@@ -330,9 +330,9 @@ pub unsafe extern "C" fn smf_jit_fail(j: *mut SmfJit, message: *const c_char) {
 }
 
 /// The note.sdn of the module at `module_path` as it stands (instantiated entries moved to
-/// "instantiations", status `jit_compiled`), with its `# END_NOTE` line, in `*text`/`*len`:
-/// valid until this thread's next `smf_jit_note_sdn`. 1 found, 0 no file at that path, -1
-/// error.
+/// "instantiations", status `jit_compiled`), with its `# END_NOTE` line, in `*text`/`*len`
+/// (followed by a NUL not counted in `*len`): valid until this thread's next
+/// `smf_jit_note_sdn`. 1 found, 0 no file at that path, -1 error.
 ///
 /// # Safety
 /// `module_path` is NULL or NUL-terminated; `text` and `len` are NULL or writable.
@@ -359,7 +359,10 @@ pub unsafe extern "C" fn smf_jit_note_sdn(
     };
     let (ptr, n) = NOTE.with_borrow_mut(|kept| {
         *kept = bytes;
-        (if status == 1 { kept.as_ptr() } else { std::ptr::null() }, kept.len())
+        let len = kept.len();
+        // NUL-terminated as well (not counted in `len`), so C may use it as a string.
+        kept.push(0);
+        (if status == 1 { kept.as_ptr() } else { std::ptr::null() }, if status == 1 { len } else { 0 })
     });
     // SAFETY: writable per the caller's contract; the text lives in this thread's buffer until
     // its next call.
