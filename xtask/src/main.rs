@@ -16,6 +16,7 @@ mod cross;
 mod examples;
 mod fuzz;
 mod install;
+mod nolibc;
 mod valgrind;
 
 use std::path::PathBuf;
@@ -26,14 +27,15 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
   bench [NAME]... [--quick]
-                       run the benchmarks (parse, exec, load, resolve, parallel, cache;
-                       all by default;
+                       run the benchmarks (parse, exec, load, resolve, parallel, cache,
+                       jit, nolibc; all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
   install --prefix DIR  install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
+  nolibc               build the static loader without libc (nolibc/); prints its path last
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
 ";
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Some("valgrind") => valgrind::run_command(),
         Some("callgrind") => callgrind::run_command(&args[1..]),
         Some("install") => install::run_command(&args[1..]),
+        Some("nolibc") => nolibc::run_command(),
         Some("callgrind-child") => callgrind::child(&args[1..]),
         _ => {
             eprint!("{USAGE}");

@@ -6,6 +6,7 @@ mod code;
 mod exec;
 mod jit;
 pub(crate) mod load;
+mod nolibc;
 mod parallel;
 mod parse;
 mod resolve;
@@ -13,15 +14,14 @@ mod resolve;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+/// The benchmarks, in the order they run.
+const NAMES: [&str; 8] = ["parse", "exec", "load", "resolve", "parallel", "cache", "jit", "nolibc"];
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let named: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
-    if let Some(unknown) =
-        named.iter().find(|n| !["parse", "exec", "load", "resolve", "parallel", "cache", "jit"].contains(n))
-    {
-        return Err(format!(
-            "unknown benchmark `{unknown}` (parse, exec, load, resolve, parallel, cache, jit)"
-        ));
+    if let Some(unknown) = named.iter().find(|n| !NAMES.contains(n)) {
+        return Err(format!("unknown benchmark `{unknown}` ({})", NAMES.join(", ")));
     }
     let wanted = |name: &str| named.is_empty() || named.contains(&name);
     if cfg!(debug_assertions) {
@@ -53,6 +53,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("jit") {
         jit::run(if quick { 5 } else { 50 })?;
+        println!();
+    }
+    if wanted("nolibc") && cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        nolibc::run()?;
     }
     Ok(())
 }
