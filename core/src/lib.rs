@@ -18,6 +18,37 @@
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
 //! backend, no libc); with the `exec` feature, `exec` is a W^X executable page allocator over
 //! it and `load` the loader over `module` and `exec`.
+//!
+//! # Example
+//!
+//! Write a module with the builder, validate it, load it into executable memory and call it
+//! (the code is x86-64's `mov eax, 42; ret`):
+//!
+//! ```
+//! use smf_core::exec::ExecAllocator;
+//! use smf_core::load::{LoadOptions, LoadedModule, TableResolver};
+//! use smf_core::write::{ModuleBuilder, SymbolSpec};
+//! use smf_core::{Dialect, Module};
+//!
+//! let mut builder = ModuleBuilder::new(Dialect::R96);
+//! builder.add_code(b".text", &[0xB8, 42, 0, 0, 0, 0xC3]);
+//! builder.add_symbol(SymbolSpec::function(b"answer", 0, 6));
+//! let bytes = builder.build()?;
+//!
+//! // Parsing validates everything a loader relies on, and allocates nothing.
+//! let module = Module::parse(&bytes)?;
+//! assert_eq!(module.dialect(), Dialect::R96);
+//! assert!(module.symbols().any(|s| s.name == b"answer"));
+//!
+//! // Loading places, relocates and seals (W^X); imports would resolve through the resolver.
+//! let exec = ExecAllocator::default();
+//! let loaded = LoadedModule::load(&exec, &bytes, &TableResolver(&[]), &LoadOptions::default())?;
+//! // SAFETY: `answer` takes nothing and returns an integer (writing eax clears rax's top half).
+//! let answer = unsafe { loaded.function::<extern "C" fn() -> i64>(b"answer") }.expect("exported");
+//! # #[cfg(target_arch = "x86_64")]
+//! assert_eq!(answer.get()(), 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

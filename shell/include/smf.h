@@ -18,6 +18,17 @@
  *    change per load); SMF_RODATA_NOEXEC=1, set before the first call, keeps it read-only and
  *    not executable in pages of its own instead.
  *
+ * Example (examples/host/hello_smf.c is a complete program along these lines, built and run
+ * in CI; build yours with cc prog.c $(pkg-config --cflags --libs smf)):
+ *
+ *     SmfModule *m = smf_module_load("examples/recursion.smf");
+ *     if (m == NULL) { fprintf(stderr, "%s\n", smf_last_error()); return 1; }
+ *     int64_t (*fib)(int64_t) = (int64_t (*)(int64_t))smf_module_function(m, "fib");
+ *     if (fib != NULL) printf("%lld\n", (long long)fib(30));          prints 832040
+ *     smf_module_release(m);                          fib must not be called after this
+ *
+ * (smf_module_call(m, "fib", args, 1, &result) calls by name, checking the symbol is code.)
+ *
  * The rt_* functions are built when the library's default cargo feature "rt" is on. A Simple
  * runtime build that defines rt_munmap, rt_madvise and rt_msync itself links a library built
  * without it (and defines SMF_NO_RT before including this header).

@@ -3,6 +3,33 @@
 //! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
 //! what needs an operating system and a user: reading files by path, the reports of the `smf`
 //! command-line tool, the process-wide executable allocator, and the C ABI (`ffi`).
+//!
+//! # Example
+//!
+//! Load a module file (its imports resolving against modules loaded before and, here, the C
+//! library), look a function up and call it:
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use smf::imports::LinkOptions;
+//! use smf::loader::load_path_with;
+//!
+//! let path = Path::new("../examples/recursion.smf"); // C's fib, packed by `smf pack`
+//! let options = LinkOptions { process_symbols: true, ..LinkOptions::default() };
+//! let module = load_path_with(path, &options)?;
+//! assert!(module.symbol(b"fib").is_some());
+//! # #[cfg(target_arch = "x86_64")]
+//! # {
+//! // SAFETY: `fib` takes one integer and returns one.
+//! let fib20 = unsafe { module.call_integers(Some(b"fib"), &[20]) }?;
+//! assert_eq!(fib20, 6765);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Modules by path with hot reload: [`cache::ModuleCache`]; generic instantiation at load
+//! time: [`jit::Jit`] (`shell/examples/instantiate.rs` walks through it).
 
 #![warn(missing_docs)]
 

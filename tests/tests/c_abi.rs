@@ -140,6 +140,46 @@ fn load_time_instantiation_works_from_c_against_the_static_and_the_shared_librar
     }
 }
 
+#[test]
+#[cfg(target_arch = "x86_64")] // examples/recursion.smf holds x86-64 code
+fn the_example_in_the_header_compiles_pedantic_and_prints_what_it_says() {
+    let profile = build_smf_package();
+    let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();
+    // The indented lines of the top comment's example, without what follows two spaces.
+    let start = header.find(" * Example").expect("an example in the header");
+    let body: String = header[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with(" *     "))
+        .take_while(|l| l.starts_with(" *     "))
+        .map(|l| l[7..].split("  ").next().unwrap_or_default().to_owned() + "\n")
+        .collect();
+    assert!(body.contains("smf_module_function"), "{body}");
+    let dir = scratch(&profile, "header-example");
+    let source = dir.join("example.c");
+    std::fs::write(
+        &source,
+        format!("#include <stdio.h>\n#include \"smf.h\"\nint main(void) {{\n{body}return 0;\n}}\n"),
+    )
+    .unwrap();
+    let exe = dir.join("example");
+    let gcc = Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(workspace().join("shell/include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&profile)
+        .arg("-lsmf")
+        .arg(format!("-Wl,-rpath,{}", profile.display()))
+        .output()
+        .expect("run gcc");
+    assert!(gcc.status.success(), "{body}\n{}", String::from_utf8_lossy(&gcc.stderr));
+    let run = Command::new(&exe).current_dir(workspace()).output().expect("run the example");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "832040\n");
+}
+
 /// Function names declared in `smf.h`.
 fn header_functions() -> Vec<String> {
     let header = std::fs::read_to_string(workspace().join("shell/include/smf.h")).unwrap();
