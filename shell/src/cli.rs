@@ -15,9 +15,10 @@ const USAGE: &str = "\
 usage: smf <command> [options]
 
 commands:
-  inspect [--json] [--dialect s128|r96|r72] FILE
+  inspect [--json] [--sections] [--symbols] [--relocations] [--dialect s128|r96|r72] FILE
         show what is inside a module: header, sections, symbols, relocations,
-        note.sdn tables and templates (--json: one JSON object)
+        note.sdn tables and templates (--json: one JSON object); --sections,
+        --symbols, --relocations: only those tables
   symbols [--defined | --undefined | --exported] [--dialect s128|r96|r72] FILE
         list the symbols (like nm): value, size, kind, binding and whole name;
         imports have no value and the kind `import`
@@ -111,16 +112,22 @@ pub fn run_with(args: &[OsString], io: &mut Io<'_>) -> i32 {
 #[derive(Debug, Default)]
 struct Options {
     json: bool,
+    /// Tables `inspect` shows (none chosen: the whole report).
+    parts: inspect::Parts,
     dialect: Option<Dialect>,
     files: Vec<String>,
 }
 
-fn parse_options(args: &[String], allow_json: bool) -> Result<Options, String> {
+/// The options of `args`; `inspecting`: `inspect`'s own options are allowed.
+fn parse_options(args: &[String], inspecting: bool) -> Result<Options, String> {
     let mut options = Options::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--json" if allow_json => options.json = true,
+            "--json" if inspecting => options.json = true,
+            "--sections" if inspecting => options.parts.sections = true,
+            "--symbols" if inspecting => options.parts.symbols = true,
+            "--relocations" if inspecting => options.parts.relocations = true,
             "--dialect" => {
                 let value = iter.next().ok_or("--dialect needs a value (s128, r96 or r72)")?;
                 options.dialect =
@@ -161,9 +168,9 @@ fn inspect_command(args: &[String], io: &mut Io<'_>) -> i32 {
     match Module::parse_with(&bytes, &parse_options_for(options.dialect)) {
         Ok(module) => {
             if options.json {
-                io.out(&(inspect::report_json(&module).render() + "\n"));
+                io.out(&(inspect::report_json_parts(&module, options.parts).render() + "\n"));
             } else {
-                io.out(&inspect::report_text(&module, file));
+                io.out(&inspect::report_text_parts(&module, file, options.parts));
             }
             EXIT_OK
         }

@@ -71,6 +71,66 @@ pub fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
     tables
 }
 
+/// Which tables a report shows; none chosen means the whole report (header, tables, note,
+/// templates).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// The section table.
+    pub sections: bool,
+    /// The symbol table.
+    pub symbols: bool,
+    /// The relocations.
+    pub relocations: bool,
+}
+
+impl Parts {
+    fn chosen(self) -> bool {
+        self.sections || self.symbols || self.relocations
+    }
+}
+
+/// Writes one table of the text report.
+type TextTable = fn(&mut String, &Module<'_>);
+/// One table of the JSON report.
+type JsonTable = fn(&Module<'_>) -> Json;
+
+/// The readable report, or only the tables `parts` chooses.
+pub fn report_text_parts(module: &Module<'_>, label: &str, parts: Parts) -> String {
+    if !parts.chosen() {
+        return report_text(module, label);
+    }
+    let mut out = String::new();
+    let tables: [(bool, TextTable); 3] = [
+        (parts.sections, sections_text),
+        (parts.symbols, symbols_text),
+        (parts.relocations, relocations_text),
+    ];
+    for (_, table) in tables.iter().filter(|(wanted, _)| *wanted) {
+        table(&mut out, module);
+    }
+    // Each table starts with a blank line (after the header); alone, it need not.
+    out.trim_start_matches('\n').to_owned()
+}
+
+/// The JSON report, or an object of only the tables `parts` chooses (same keys).
+pub fn report_json_parts(module: &Module<'_>, parts: Parts) -> Json {
+    if !parts.chosen() {
+        return report_json(module);
+    }
+    let tables: [(bool, &str, JsonTable); 3] = [
+        (parts.sections, "sections", sections_json),
+        (parts.symbols, "symbols", symbols_json),
+        (parts.relocations, "relocations", relocations_json),
+    ];
+    Json::Object(
+        tables
+            .into_iter()
+            .filter(|(wanted, _, _)| *wanted)
+            .map(|(_, key, table)| (key.to_owned(), table(module)))
+            .collect(),
+    )
+}
+
 /// The readable report.
 pub fn report_text(module: &Module<'_>, label: &str) -> String {
     let mut out = String::new();

@@ -159,6 +159,41 @@ fn inspect_text_reports_every_part() {
 }
 
 #[test]
+fn inspect_shows_only_the_tables_asked_for_with_names_whole() {
+    let dir = scratch("tables");
+    // Section names have 16 bytes on disk (no NUL needed); symbol names any length.
+    let long_section = ".text.sixteen_by";
+    let long_symbol = "a_symbol_name_well_past_sixteen_characters_too";
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(long_section.as_bytes(), &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(long_symbol.as_bytes(), 0, 6));
+    let long = write(&dir, "long.smf", &b.build().unwrap());
+    let rich = write(&dir, "rich.smf", &samples::rich(Dialect::S128));
+
+    let o = smf(&["inspect", "--symbols", &rich]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    assert!(o.out.starts_with("Symbols (11):"), "{}", o.out);
+    for absent in ["Dialect:", "Sections (", "Relocations (", "possible (", "Template"] {
+        assert!(!o.out.contains(absent), "{absent} in:\n{}", o.out);
+    }
+    let o = smf(&["inspect", "--relocations", "--sections", &rich]);
+    let (sections, relocations) =
+        (o.out.find("Sections (9):").unwrap(), o.out.find("Relocations (5):").unwrap());
+    assert!(sections == 0 && relocations > sections && !o.out.contains("Symbols ("), "{}", o.out);
+
+    let o = smf(&["inspect", "--sections", "--symbols", &long]);
+    assert!(o.out.contains(long_section) && o.out.contains(long_symbol), "{}", o.out);
+
+    let o = smf(&["inspect", "--json", "--symbols", &long]);
+    let json: Value = serde_json::from_str(&o.out).unwrap();
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["symbols"]);
+    assert_eq!(json["symbols"][0]["name"], long_symbol);
+    // Not options of other commands.
+    assert_eq!(smf(&["verify", "--symbols", &rich]).status, 2);
+}
+
+#[test]
 fn dialect_override_is_honoured() {
     let dir = scratch("override");
     let path = write(&dir, "r96.smf", &samples::return_42(Dialect::R96));
