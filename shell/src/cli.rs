@@ -26,8 +26,8 @@ commands:
         exit 0 if every FILE is a valid module; otherwise print one line per bad
         file on stderr (the problem and its byte offset) and exit 1; --load: also
         load each here, linked as `run` links it (architecture, relocations, imports)
-  pack INPUT.o -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]
-        turn an x86-64 ELF relocatable (gcc -c -O2 -fPIC, clang) into an SMF module
+  pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]
+        turn x86-64 ELF relocatables (gcc -c -O2 -fPIC, clang) into one SMF module
   run [--lib FILE]... [--no-libc] [--ret i64|f64] FILE [SYMBOL [ARG...]]
         load the libraries and FILE (imports resolve against the libraries, then
         the C library, as a native program's would; --no-libc: libraries only),

@@ -318,6 +318,90 @@ fn calls_across_two_packed_modules_match_native() {
     }
 }
 
+/// `gcc -c -O2 -fPIC` of each source, then one `smf pack` of all the objects; the module's
+/// bytes, or pack's stderr.
+fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, String> {
+    let mut cmd = Command::new(smf_binary());
+    cmd.arg("pack");
+    for source in sources {
+        let object = dir.join(source.file_name().unwrap()).with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(source).arg("-o").arg(&object));
+        cmd.arg(object);
+    }
+    let module = dir.join("together.smf");
+    cmd.arg("-o").arg(&module).args(["--dialect", &dialect.name().to_ascii_lowercase()]);
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(std::fs::read(&module).unwrap())
+}
+
+#[test]
+fn several_objects_pack_into_one_module_that_matches_native() {
+    let dir = scratch("together");
+    let calls: &[Call] = &[("lcm", &[21, 6]), ("set_scale", &[10]), ("main", &[]), ("gcd", &[84, 36])];
+    let expected = native(&dir, &["mathlib.c", "app.c"], calls);
+    for dialect in WITH_DATA {
+        let bytes = pack_together(&dir, &[&source("app.c"), &source("mathlib.c")], dialect).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        // app's reference to gcd links to mathlib's definition: no import is left.
+        assert!(parsed.symbols().all(|s| s.kind != smf_core::SymbolKind::Import), "{dialect}");
+        assert!(parsed.header().is_executable(), "main is the entry point");
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected, "{dialect}");
+    }
+
+    // A strong definition beats a weak one (in either order); an import both need is one import.
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let weak = write(
+        "weak.c",
+        "#include <string.h>\n__attribute__((weak)) long hook(void) { return 1; }\n\
+         long first(const char *s) { return hook() + (long)strlen(s); }\n",
+    );
+    let strong = write("strong.c", "#include <string.h>\nlong hook(void) { return 40; }\nlong second(const char *s) { return hook() + (long)strlen(s); }\n");
+    for order in [[&weak, &strong], [&strong, &weak]] {
+        let order: Vec<&Path> = order.iter().map(|p| p.as_path()).collect();
+        let bytes = pack_together(&dir, &order, Dialect::R96).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let imports: Vec<_> = parsed
+            .symbols()
+            .filter(|s| s.kind == smf_core::SymbolKind::Import)
+            .map(|s| s.name.to_vec())
+            .collect();
+        assert_eq!(imports, [b"strlen".to_vec()]);
+        let strlen: extern "C" fn(*const std::ffi::c_char) -> usize = libc_strlen;
+        let libc = [(&b"strlen"[..], strlen as usize)];
+        let module = LoadedModule::load(
+            allocator(),
+            &bytes,
+            &smf_core::load::TableResolver(&libc),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let (ab, abc) = (c"ab".as_ptr() as i64, c"abc".as_ptr() as i64);
+        assert_eq!((call(&module, "first", &[ab]), call(&module, "second", &[abc])), (42, 43));
+    }
+
+    // Two strong definitions: refused, naming both objects.
+    let again = write("again.c", "long hook(void) { return 7; }\n");
+    let err = pack_together(&dir, &[&strong, &again], Dialect::R96).unwrap_err();
+    assert!(
+        err.contains("hook is defined in both") && err.contains("strong.o") && err.contains("again.o"),
+        "{err}"
+    );
+}
+
+extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
+    // SAFETY: the packed code passes NUL-terminated string constants.
+    unsafe { std::ffi::CStr::from_ptr(s) }.to_bytes().len()
+}
+
 /// A packed C file calling the C library (`strlen`, `sqrt`, `hypot`; with
 /// `-fstack-protector-all`, `__stack_chk_fail` too) runs under `smf run` as the native build
 /// does: what no `--lib` provides links against the C library. With `--no-libc` it does not

@@ -140,6 +140,12 @@ impl ModuleBuilder {
         self.sections.get_mut(index as usize).map(|s| s.data.as_mut_slice())
     }
 
+    /// Sets the virtual size of section `index` (padding after a code section, room for bss);
+    /// false if there is no such section.
+    pub fn set_virtual_size(&mut self, index: u32, virtual_size: u64) -> bool {
+        self.sections.get_mut(index as usize).map(|s| s.virtual_size = virtual_size).is_some()
+    }
+
     /// Adds a code section with the writers' alignment (16).
     pub fn add_code(&mut self, name: &[u8], code: &[u8]) -> u32 {
         self.add_code_aligned(name, code, 16)

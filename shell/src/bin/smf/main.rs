@@ -8,6 +8,7 @@
 mod crash;
 mod elf;
 mod pack;
+mod packer;
 mod relax;
 
 fn main() {

@@ -1,0 +1,562 @@
+//! The packer: ELF relocatable objects into one SMF module, phase by phase (see `pack.rs` for
+//! what becomes what). Several objects combine as `ld -r` would combine them: their code
+//! concatenated into one image, their data sections side by side, a reference to a name
+//! another object defines linked to that definition (a strong definition over weak ones; two
+//! strong ones are an error), imports shared by name.
+
+use std::collections::HashMap;
+
+use object::elf;
+use object::{
+    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex, SectionKind,
+    SymbolIndex, SymbolSection,
+};
+use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
+use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Binding, Dialect, RelocKind, SectionType};
+
+use crate::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine, relocation_name};
+use crate::pack::Note;
+
+/// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
+/// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
+/// not. `inputs` are (name for messages, bytes).
+pub(crate) fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), String> {
+    let mut files = Vec::with_capacity(inputs.len());
+    for (name, bytes) in inputs {
+        let file =
+            object::File::parse(bytes.as_slice()).map_err(|e| format!("{name}: not an ELF object: {e}"))?;
+        if file.architecture() != object::Architecture::X86_64
+            || file.kind() != object::ObjectKind::Relocatable
+        {
+            return Err(format!("{name}: only x86-64 ELF relocatable objects (.o) can be packed"));
+        }
+        files.push(file);
+    }
+    let names: Vec<&str> = inputs.iter().map(|(name, _)| name.as_str()).collect();
+    let mut packer = Packer::new(&files, &names, dialect);
+    for f in 0..files.len() {
+        packer.place_code(f)?;
+    }
+    for f in 0..files.len() {
+        packer.place_data(f)?;
+    }
+    packer.find_definitions()?;
+    for f in 0..files.len() {
+        packer.add_symbols(f)?;
+    }
+    packer.link_references();
+    for f in 0..files.len() {
+        packer.add_relocations(f)?;
+    }
+    packer.set_entry_point();
+    packer.finish()
+}
+
+/// The objects being packed, phase by phase: the code image, the data sections, which object
+/// defines each global name, the symbols, the relocations, the entry point. ELF indices are
+/// per object: maps are keyed by (object, index).
+struct Packer<'d, 'f> {
+    files: &'f [object::File<'d>],
+    /// The objects' names, for messages (the notes name them when there are several).
+    names: &'f [&'f str],
+    dialect: Dialect,
+    builder: ModuleBuilder,
+    /// How each carried ELF section was placed.
+    placed: HashMap<(usize, SectionIndex), Carried>,
+    /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
+    symbols: HashMap<(usize, SymbolIndex), u32>,
+    /// The local SMF symbol standing for a section that relocations name.
+    section_symbols: HashMap<(usize, SectionIndex), u32>,
+    /// The definition each global name links to: a strong one over weak ones, the first weak
+    /// one otherwise.
+    definitions: HashMap<Vec<u8>, Definition>,
+    /// References to another object's definition, linked once every symbol is added.
+    references: Vec<((usize, SymbolIndex), (usize, SymbolIndex))>,
+    /// Imports by name (one SMF import however many objects need it).
+    imports: HashMap<Vec<u8>, u32>,
+    /// What was dropped or moved, for stderr, each marked routine or not.
+    notes: Vec<Note>,
+}
+
+/// Where a global name is defined.
+#[derive(Clone, Copy, Debug)]
+struct Definition {
+    at: (usize, SymbolIndex),
+    weak: bool,
+}
+
+impl<'d, 'f> Packer<'d, 'f> {
+    fn new(files: &'f [object::File<'d>], names: &'f [&'f str], dialect: Dialect) -> Self {
+        Self {
+            files,
+            names,
+            dialect,
+            builder: ModuleBuilder::new(dialect),
+            placed: HashMap::new(),
+            symbols: HashMap::new(),
+            section_symbols: HashMap::new(),
+            definitions: HashMap::new(),
+            references: Vec::new(),
+            imports: HashMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A note about object `f` (named when there are several).
+    fn note(&mut self, f: usize, routine: bool, text: String) {
+        let text = if self.files.len() > 1 { format!("{}: {text}", self.names[f]) } else { text };
+        self.notes.push(Note { routine, text });
+    }
+
+    /// The code offset where the next object's code goes (after everything placed so far).
+    fn code_end(&self) -> u64 {
+        self.placed
+            .values()
+            .filter_map(|c| match c {
+                Carried::Code { offset, size, .. } => Some(offset + size),
+                Carried::Data { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Object `f`'s part of the code image, after the objects before it: code, then read-only
+    /// data that needs relocating, concatenated, each section padded to the alignment of the
+    /// next (the first to its own, after another object's code).
+    fn place_code(&mut self, f: usize) -> Result<(), String> {
+        let file = &self.files[f];
+        let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
+        let relocated_rodata = file.sections().filter(|s| {
+            let read_only = is_read_only_data(s.kind()) || s.name().is_ok_and(is_relro_name);
+            let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
+            read_only && !dropped && s.size() > 0 && s.relocations().next().is_some()
+        });
+        let code: Vec<_> = text.chain(relocated_rodata).collect();
+        let mut offset = match code.first() {
+            Some(first) => self.code_end().div_ceil(first.align().max(1)) * first.align().max(1),
+            None => return Ok(()),
+        };
+        self.pad_code_to(offset);
+        for (i, section) in code.iter().enumerate() {
+            let bytes = section.data().map_err(|e| e.to_string())?;
+            let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
+            let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
+            let data = section.kind() != SectionKind::Text;
+            let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
+            let flags = if data {
+                self.note(
+                    f,
+                    false,
+                    format!("packed {name} into the code image (read-only data with relocations)"),
+                );
+                SECTION_READ
+            } else {
+                SECTION_READ | SECTION_EXEC
+            };
+            let mut spec = SectionSpec::new(
+                SectionType::Code,
+                name.as_bytes(),
+                flags,
+                bytes.to_vec(),
+                section.align().max(1),
+            );
+            spec.virtual_size = padded;
+            let index = self.builder.add_section(spec);
+            self.placed
+                .insert((f, section.index()), Carried::Code { offset, size: padded, section: index, data });
+            offset += padded;
+        }
+        Ok(())
+    }
+
+    /// Pads the last code section so that the code image reaches `offset` (the next object's
+    /// first section's alignment).
+    fn pad_code_to(&mut self, offset: u64) {
+        let last = self.placed.values_mut().filter_map(|c| match c {
+            Carried::Code { offset: at, size, section, .. } => Some((at, size, *section)),
+            Carried::Data { .. } => None,
+        });
+        if let Some((at, size, section)) = last.max_by_key(|(at, _, _)| **at) {
+            if *at + *size < offset {
+                *size = offset - *at;
+                self.builder.set_virtual_size(section, *size);
+            }
+        }
+    }
+
+    /// Object `f`'s data, read-only data, bss; everything else is dropped with a note or refused.
+    fn place_data(&mut self, f: usize) -> Result<(), String> {
+        let mut debug_sections = 0;
+        let file = &self.files[f];
+        for section in file.sections() {
+            let name = section.name().unwrap_or("");
+            if let Some(what) = is_dropped(name) {
+                if section.size() > 0 && name.starts_with(".debug") {
+                    debug_sections += 1;
+                } else if section.size() > 0 {
+                    self.note(f, is_routine(name), format!("dropped section {name} ({what})"));
+                }
+                continue;
+            }
+            let Some(index) = self.data_section(f, &section, name)? else { continue };
+            if !self.dialect.has_symbol_extension() {
+                return Err(format!(
+                    "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
+                ));
+            }
+            self.placed.insert((f, section.index()), Carried::Data { section: index });
+        }
+        if debug_sections > 0 {
+            self.note(f, false, format!("dropped the debug info ({debug_sections} .debug sections)"));
+        }
+        Ok(())
+    }
+
+    /// The SMF data section `section` becomes, if any.
+    fn data_section(
+        &mut self,
+        f: usize,
+        section: &object::Section<'d, 'f>,
+        name: &str,
+    ) -> Result<Option<u32>, String> {
+        let align = section.align().max(1);
+        let bytes = || section.data().map_err(|e| e.to_string());
+        Ok(match section.kind() {
+            _ if self.placed.contains_key(&(f, section.index())) => None, // in the code image
+            // Every object has (often empty) .data and .bss: nothing to carry then.
+            kind if section.size() == 0
+                && (is_read_only_data(kind)
+                    || matches!(kind, SectionKind::Data | SectionKind::UninitializedData)) =>
+            {
+                None
+            }
+            kind if is_read_only_data(kind) => {
+                Some(self.builder.add_section(data_spec(SectionType::RoData, name, bytes()?, align, 0)))
+            }
+            SectionKind::Data => {
+                Some(self.builder.add_section(data_spec(SectionType::Data, name, bytes()?, align, 0)))
+            }
+            SectionKind::UninitializedData => {
+                Some(self.builder.add_section(data_spec(SectionType::Bss, name, &[], align, section.size())))
+            }
+            SectionKind::Tls | SectionKind::UninitializedTls => {
+                return Err(format!("section {name}: thread-local storage cannot be represented in SMF"))
+            }
+            _ if [".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors"]
+                .iter()
+                .any(|p| name.starts_with(p)) =>
+            {
+                return Err(format!("section {name}: constructors/destructors cannot be represented in SMF"))
+            }
+            _ => {
+                let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
+                if section.size() > 0 && !bookkeeping {
+                    self.note(f, false, format!("dropped section {name} (not loadable)"));
+                }
+                None
+            }
+        })
+    }
+
+    /// Which object defines each global or weak name: a strong definition wins over weak ones;
+    /// two strong ones are an error, as a static linker has it.
+    fn find_definitions(&mut self) -> Result<(), String> {
+        for (f, file) in self.files.iter().enumerate() {
+            for symbol in file.symbols() {
+                let placed = symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                if !placed
+                    || !(symbol.is_global() || symbol.is_weak())
+                    || symbol.kind() == object::SymbolKind::Section
+                {
+                    continue;
+                }
+                let name = symbol.name_bytes().map_err(|e| e.to_string())?.to_vec();
+                let here = Definition { at: (f, symbol.index()), weak: symbol.is_weak() };
+                match self.definitions.get(&name) {
+                    None => {}
+                    Some(there) if there.weak && !here.weak => {}
+                    Some(there) if !there.weak && !here.weak => {
+                        return Err(format!(
+                            "{} is defined in both {} and {}",
+                            String::from_utf8_lossy(&name),
+                            self.names[there.at.0],
+                            self.names[f]
+                        ))
+                    }
+                    Some(_) => continue,
+                }
+                self.definitions.insert(name, here);
+            }
+        }
+        Ok(())
+    }
+
+    /// One SMF symbol per ELF symbol of object `f` that is defined in a placed section or
+    /// undefined (section symbols are added when relocations need them:
+    /// [`Packer::section_symbol`]); a reference to a name another object defines (an undefined
+    /// symbol, or a weak definition a strong one overrides) links to that definition instead.
+    fn add_symbols(&mut self, f: usize) -> Result<(), String> {
+        let file = &self.files[f];
+        for symbol in file.symbols() {
+            let name = symbol.name_bytes().map_err(|e| e.to_string())?;
+            let binding = if symbol.is_weak() {
+                Binding::Weak
+            } else if symbol.is_global() {
+                Binding::Global
+            } else {
+                Binding::Local
+            };
+            let linked = binding != Binding::Local && !name.is_empty();
+            if let Some(definition) =
+                self.definitions.get(name).filter(|d| linked && d.at != (f, symbol.index()))
+            {
+                self.references.push(((f, symbol.index()), definition.at));
+                continue;
+            }
+            let spec = match symbol.section() {
+                // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT
+                // slots, so a relocation that really needs it fails with a clear error.
+                SymbolSection::Undefined if !name.is_empty() && name != b"_GLOBAL_OFFSET_TABLE_" => {
+                    if let Some(&import) = self.imports.get(name) {
+                        self.symbols.insert((f, symbol.index()), import);
+                        continue;
+                    }
+                    let binding = if symbol.is_weak() { Binding::Weak } else { Binding::Global };
+                    Some(SymbolSpec::import(name).with_binding(binding))
+                }
+                SymbolSection::Common => {
+                    return Err(format!(
+                        "symbol {}: common symbols cannot be represented (compile with -fno-common)",
+                        String::from_utf8_lossy(name)
+                    ))
+                }
+                SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => self
+                    .placed
+                    .get(&(f, index))
+                    .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
+                _ => None,
+            };
+            if let Some(mut spec) = spec {
+                // A dialect that marks imports by value (S128) reads a non-local symbol of
+                // value 0 and size 0 as an import: a definition there (an assembler label
+                // without .size at the start of the code) gets size 1 so it stays one.
+                let defined = spec.kind != smf_core::SymbolKind::Import;
+                let looks_imported = spec.value == 0 && spec.size == 0 && spec.binding != Binding::Local;
+                if defined && looks_imported && self.dialect.marks_imports_by_value() {
+                    spec.size = 1;
+                }
+                let index = self.builder.add_symbol(spec);
+                if !defined {
+                    self.imports.insert(name.to_vec(), index);
+                }
+                self.symbols.insert((f, symbol.index()), index);
+            }
+        }
+        Ok(())
+    }
+
+    /// Links each reference to another object's definition to that definition's SMF symbol.
+    fn link_references(&mut self) {
+        for (reference, definition) in std::mem::take(&mut self.references) {
+            if let Some(&index) = self.symbols.get(&definition) {
+                self.symbols.insert(reference, index);
+            }
+        }
+    }
+
+    /// The local symbol standing for section `index` (its start), added the first time a
+    /// relocation names it.
+    fn section_symbol(&mut self, f: usize, index: SectionIndex) -> Result<u32, String> {
+        if let Some(&s) = self.section_symbols.get(&(f, index)) {
+            return Ok(s);
+        }
+        let section = self.files[f].section_by_index(index).map_err(|e| e.to_string())?;
+        let name = section.name().unwrap_or("").as_bytes().to_vec();
+        let Some(spec) = self.placed.get(&(f, index)).map(|p| p.symbol(&name, 0, 0)) else {
+            return Err(format!(
+                "relocation against section {} which is not loaded",
+                String::from_utf8_lossy(&name)
+            ));
+        };
+        let s = self.builder.add_symbol(spec.with_binding(Binding::Local));
+        self.section_symbols.insert((f, index), s);
+        Ok(s)
+    }
+
+    /// Object `f`'s relocations of the code image (the only part SMF relocates).
+    fn add_relocations(&mut self, f: usize) -> Result<(), String> {
+        let file = &self.files[f];
+        for section in file.sections() {
+            let name = section.name().unwrap_or("").to_owned();
+            let in_code = match self.placed.get(&(f, section.index())) {
+                Some(&Carried::Code { offset, section, .. }) => Some((offset, section)),
+                _ => None,
+            };
+            for (offset, relocation) in section.relocations() {
+                let Some((base, code_section)) = in_code else {
+                    if self.placed.contains_key(&(f, section.index())) {
+                        return Err(format!(
+                            "{name}+{offset:#x}: relocations in writable data (pointers in initialized variables) \
+                             cannot be represented in SMF, which relocates only the code image (make the data \
+                             const to have it packed there)"
+                        ));
+                    }
+                    continue; // relocations of dropped sections (.eh_frame) go with them
+                };
+                let at = if self.files.len() > 1 {
+                    format!("{}: {name}+{offset:#x}", self.names[f])
+                } else {
+                    format!("{name}+{offset:#x}")
+                };
+                let RelocationFlags::Elf { r_type } = relocation.flags() else {
+                    return Err(format!("{at}: not an ELF relocation"));
+                };
+                let kind = self.relocation_kind(r_type, &at)?;
+                let symbol = self.relocation_symbol(f, relocation.target(), &at)?;
+                // A GOT load of a symbol this object defines becomes a direct reference.
+                let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+                let kind = match usize::try_from(offset) {
+                    Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
+                        .builder
+                        .section_data_mut(code_section)
+                        .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
+                        .unwrap_or(kind),
+                    _ => kind,
+                };
+                // Relocations against local symbols of other sections keep their ELF meaning:
+                // the local symbol's own value already holds its offset.
+                self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
+            }
+        }
+        Ok(())
+    }
+
+    /// The SMF kind of ELF relocation type `r_type` at `at`.
+    fn relocation_kind(&self, r_type: elf::RelocationType, at: &str) -> Result<RelocKind, String> {
+        Ok(match r_type {
+            elf::R_X86_64_64 => RelocKind::Abs64,
+            elf::R_X86_64_PC32 => RelocKind::Pc32,
+            elf::R_X86_64_PLT32 => RelocKind::Plt32,
+            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
+                RelocKind::GotPc32
+            }
+            // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is
+            // where modules load: refused here rather than packed into a module that verifies
+            // and then never loads.
+            elf::R_X86_64_32 | elf::R_X86_64_32S => {
+                return Err(format!(
+                    "{at}: {} is an absolute 32-bit address, which a module loaded above 4 GiB cannot \
+                     hold (the object was compiled without -fPIC: compile it with -fPIC)",
+                    relocation_name(r_type)
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "{at}: relocation type {} ({}) cannot be represented in SMF",
+                    other.0,
+                    relocation_name(other)
+                ))
+            }
+        })
+    }
+
+    /// The SMF symbol a relocation at `at` refers to.
+    fn relocation_symbol(&mut self, f: usize, target: RelocationTarget, at: &str) -> Result<u32, String> {
+        match target {
+            RelocationTarget::Symbol(index) => match self.symbols.get(&(f, index)) {
+                Some(&s) => Ok(s),
+                None => match self.files[f].symbol_by_index(index).map_err(|e| e.to_string())?.section() {
+                    SymbolSection::Section(section) => self.section_symbol(f, section),
+                    _ => Err(format!("{at}: relocation against an unsupported symbol")),
+                },
+            },
+            RelocationTarget::Section(index) => self.section_symbol(f, index),
+            _ => Err(format!("{at}: relocation against an absolute value")),
+        }
+    }
+
+    /// Whether a relocation's target (in object `f`) is defined in a section this module
+    /// carries, by `f` or by another object it links to.
+    fn defined_here(&self, f: usize, target: RelocationTarget) -> bool {
+        match target {
+            RelocationTarget::Symbol(index) => self.files[f].symbol_by_index(index).is_ok_and(|s| {
+                let in_f = s.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                let elsewhere = s.name_bytes().is_ok_and(|n| {
+                    !n.is_empty() && !s.is_local() && self.definitions.get(n).is_some_and(|d| d.at.0 != f)
+                });
+                in_f || elsewhere
+            }),
+            RelocationTarget::Section(index) => self.placed.contains_key(&(f, index)),
+            _ => false,
+        }
+    }
+
+    /// The entry point: `main`, when an object defines it in the code.
+    fn set_entry_point(&mut self) {
+        let Some(definition) = self.definitions.get(&b"main"[..]) else { return };
+        let (f, index) = definition.at;
+        let Ok(main) = self.files[f].symbol_by_index(index) else { return };
+        if let Some(Carried::Code { offset, .. }) =
+            main.section_index().and_then(|i| self.placed.get(&(f, i)))
+        {
+            self.builder.entry_point(offset + main.address());
+        }
+    }
+
+    /// The module and the notes, once the module is checked as `smf verify` checks it: an
+    /// object whose symbols, relocations or entry point fall outside what it defines (or whose
+    /// image is over the limit) is refused with the reason instead of written.
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), String> {
+        let smf = self.builder.build().map_err(|e| e.to_string())?;
+        if let Err(e) = smf_core::Module::parse(&smf) {
+            return Err(format!("the module it makes would not be valid: {e}"));
+        }
+        Ok((smf, self.notes))
+    }
+}
+
+fn data_spec(
+    kind: smf_core::SectionType,
+    name: &str,
+    data: &[u8],
+    align: u64,
+    bss: u64,
+) -> smf_core::write::SectionSpec {
+    let flags = match kind {
+        SectionType::RoData => smf_core::kinds::SECTION_READ,
+        _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
+    };
+    let mut spec =
+        smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
+    if bss > 0 {
+        spec.virtual_size = bss;
+    }
+    spec
+}
+
+/// How an ELF section is carried over.
+enum Carried {
+    /// In the code image at this offset, taking `size` bytes (padding included), in this SMF
+    /// section: code, or read-only data that needs relocating (`data` set).
+    Code { offset: u64, size: u64, section: u32, data: bool },
+    /// A data section with this SMF section index.
+    Data { section: u32 },
+}
+
+impl Carried {
+    /// A global symbol `name` of `size` bytes at `value` in the section placed so: a function
+    /// in code, a data symbol of its data section, or a data symbol without a defining section
+    /// (whose value is then a code offset) in read-only data packed into the code image.
+    fn symbol(&self, name: &[u8], value: u64, size: u64) -> SymbolSpec {
+        match *self {
+            Carried::Code { offset, data: false, .. } => {
+                SymbolSpec::function(name, offset.saturating_add(value), size)
+            }
+            Carried::Code { offset, data: true, .. } => {
+                SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
+            }
+            Carried::Data { section } => SymbolSpec::data(name, section, value, size),
+        }
+    }
+}
