@@ -1,8 +1,10 @@
 //! `smf`: the std side of smf-loader.
 //!
 //! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
-//! what needs an operating system and a user: reading files by path, the reports of the `smf`
-//! command-line tool, the process-wide executable allocator, and the C ABI (`ffi`).
+//! what needs an operating system and a user: reading files by path, module caches, load-time
+//! instantiation, the process-wide executable allocator, and the C ABI (`ffi`). The `smf`
+//! command-line tool (its argument parsing and reports) is the package's binary, so that its
+//! crates (clap, serde_json, object) stay out of the library.
 //!
 //! # Example
 //!
@@ -34,13 +36,10 @@
 #![warn(missing_docs)]
 
 pub mod cache;
-pub mod cli;
 pub mod ffi;
 pub mod file;
 pub mod imports;
-pub mod inspect;
 pub mod jit;
-pub mod json;
 pub mod loader;
 pub mod runtime;
 mod watch;

@@ -3,11 +3,9 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use smf::cli::{run_with, Io};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::{Binding, Dialect};
 
@@ -17,11 +15,33 @@ struct Outcome {
     err: String,
 }
 
+/// Runs the `smf` binary (built once per test run) with `args`.
 fn smf(args: &[&str]) -> Outcome {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let status = run_with(&args, &mut Io { out: &mut out, err: &mut err });
-    Outcome { status, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
+    smf_with_stdin(args, None)
+}
+
+/// Runs the `smf` binary with `args`, `stdin` on its standard input.
+fn smf_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Outcome {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let bin = BIN.get_or_init(|| smf_tests::build_smf_package().join("smf"));
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smf");
+    if let Some(bytes) = stdin {
+        child.stdin.take().expect("stdin").write_all(bytes).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait for smf");
+    Outcome {
+        status: out.status.code().unwrap_or(-1),
+        out: String::from_utf8(out.stdout).unwrap(),
+        err: String::from_utf8(out.stderr).unwrap(),
+    }
 }
 
 /// A fresh directory for this test's files.
@@ -236,12 +256,53 @@ fn usage_errors_exit_2() {
         &["inspect"][..],
         &["inspect", "--bogus", "x"][..],
         &["inspect", "a", "b"][..],
+        &["symbols", "--defined", "--undefined", "x"][..],
+        &["pack", "a.o"][..],
+        &["pack", "a.o", "-o", "b.smf", "--quiet", "--verbose"][..],
+        &["prefetch", "--threads", "0", "x"][..],
+        &["run", "x", "--ret", "i32"][..],
     ] {
         let o = smf(args);
         assert_eq!(o.status, 2, "{args:?}");
-        assert!(o.err.contains("usage: smf"), "{args:?}");
+        // Clap's errors: what was wrong, then the usage (or, for a bad value, what it takes).
+        assert!(o.err.contains("Usage: smf") || o.err.contains("invalid value"), "{args:?}: {}", o.err);
     }
-    assert_eq!(smf(&["help"]).status, 0);
+    let help = smf(&["help"]);
+    assert_eq!(help.status, 0);
+    assert!(help.out.contains("inspect") && help.out.contains("prefetch"), "{}", help.out);
+}
+
+#[test]
+fn the_tool_has_a_version_help_per_command_and_the_usual_option_forms() {
+    let version = smf(&["--version"]);
+    assert_eq!(
+        (version.status, version.out.as_str()),
+        (0, format!("smf {}\n", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    // Help for one command, not the whole usage.
+    let help = smf(&["run", "--help"]);
+    assert_eq!(help.status, 0);
+    assert!(help.out.contains("Usage: smf run") && help.out.contains("--no-libc"), "{}", help.out);
+    assert!(!help.out.contains("prefetch"), "{}", help.out);
+
+    let dir = scratch("forms");
+    let r96 = write(&dir, "r96.smf", &samples::return_42(Dialect::R96));
+    // --opt=value, and options after FILE.
+    let inline = smf(&["inspect", "--dialect=r96", &r96, "--json"]);
+    assert_eq!(inline.status, 0, "{}", inline.err);
+    assert_eq!(serde_json::from_str::<Value>(&inline.out).unwrap()["dialect"], "R96");
+    let after = smf(&["run", &example("recursion.smf"), "fib", "10", "--ret", "i64"]);
+    assert_eq!((after.status, after.out.as_str()), (0, "55\n"), "{}", after.err);
+    // `-` is standard input.
+    let bytes = std::fs::read(&r96).unwrap();
+    let piped = smf_with_stdin(&["symbols", "-"], Some(&bytes));
+    assert_eq!(piped.status, 0, "{}", piped.err);
+    assert!(piped.out.contains(" main\n"), "{}", piped.out);
+    let run = smf_with_stdin(&["run", "-"], Some(&bytes));
+    assert_eq!((run.status, run.out.as_str()), (0, "42\n"), "{}", run.err);
+    let bad = smf_with_stdin(&["verify", "-"], Some(b"not a module"));
+    assert_eq!(bad.status, 1);
+    assert!(bad.err.starts_with("-: "), "{}", bad.err);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! One line, not a bare signal, when a module function that `smf run` called crashes: the
 //! signal, what it means, the faulting address, and the module and symbol being called
-//! (`smf::cli::crash_context`); then exit status 1, as for any other problem.
+//! (`crate::cli::crash_context`); then exit status 1, as for any other problem.
 //!
 //! Handlers for SIGSEGV, SIGBUS, SIGFPE and SIGILL run on an alternate stack (so a stack
 //! overflow is reported too) and do only async-signal-safe work: format into a buffer on the
@@ -76,7 +76,7 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, _context: 
     // address for the four signals handled here.
     let address = if info.is_null() { 0 } else { (unsafe { (*info).si_addr() }) as usize };
     let mut line = Line { bytes: [0; 1024], len: 0 };
-    let context = smf::cli::crash_context().unwrap_or("smf: a module function");
+    let context = crate::cli::crash_context().unwrap_or("smf: a module function");
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
     let _ = writeln!(line, "{context} crashed: {name} ({meaning}) at address {address:#x}");
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours.

@@ -1,22 +1,26 @@
-//! The `smf` command-line tool; see `smf help`. `pack` lives in the binary (it reads ELF with
-//! the `object` crate, which the library does not link), and so does the crash reporter of
-//! `smf run` (process-wide signal handlers); everything else is `smf::cli`.
+//! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), its commands
+//! (`cli.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, `packer.rs`, `elf.rs`,
+//! `relax.rs`: ELF objects read with the `object` crate) and the crash reporter of `smf run`
+//! (process-wide signal handlers). The library links none of their crates.
 
 // The crash reporter's signal handlers are C callbacks over libc.
 #![allow(unsafe_code)]
 
+mod args;
+mod cli;
 mod crash;
 mod elf;
+mod inspect;
 mod pack;
 mod packer;
 mod relax;
 
+use clap::Parser;
+
 fn main() {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == "run") {
+    let command = args::Cli::parse().command;
+    if matches!(command, args::Command::Run(_)) {
         crash::install();
     }
-    let status =
-        if args.first().is_some_and(|a| a == "pack") { pack::run(&args[1..]) } else { smf::cli::run(&args) };
-    std::process::exit(status);
+    std::process::exit(cli::run(command));
 }

@@ -21,13 +21,8 @@
 //!   object defines linked to the definition, a strong definition over weak ones, two strong
 //!   ones an error.
 
-use std::ffi::OsString;
-
-use smf_core::Dialect;
-
+use crate::args::PackArgs;
 pub(crate) use crate::packer::pack;
-
-const USAGE: &str = "usage: smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]";
 
 /// Which notes `smf pack` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,27 +36,15 @@ enum Say {
     Everything,
 }
 
-/// Runs `smf pack`; returns the exit status (0 ok, 1 cannot pack, 2 usage).
-pub(crate) fn run(args: &[OsString]) -> i32 {
-    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let (mut inputs, mut output, mut dialect, mut say) = (Vec::new(), None, Dialect::S128, Say::Notable);
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "-o" => output = iter.next().cloned(),
-            "--quiet" => say = Say::Nothing,
-            "--verbose" => say = Say::Everything,
-            "--dialect" => match iter.next().and_then(|d| Dialect::from_name(d)) {
-                Some(d) => dialect = d,
-                None => return usage("--dialect takes s128, r96 or r72"),
-            },
-            flag if flag.starts_with('-') => return usage(&format!("unknown option `{flag}`")),
-            file => inputs.push(file.to_owned()),
-        }
-    }
-    let Some(output) = output.filter(|_| !inputs.is_empty()) else {
-        return usage("pack needs INPUT.o (one or more) and -o OUTPUT.smf");
+/// Runs `smf pack`; returns the exit status (0 ok, 1 cannot pack).
+pub(crate) fn run(args: &PackArgs) -> i32 {
+    let say = match (args.quiet, args.verbose) {
+        (true, _) => Say::Nothing,
+        (_, true) => Say::Everything,
+        _ => Say::Notable,
     };
+    let (dialect, output) = (args.dialect, args.output.display().to_string());
+    let inputs: Vec<String> = args.inputs.iter().map(|p| p.display().to_string()).collect();
     // Messages name the object when there is one; with several, each says which.
     let label = if inputs.len() == 1 { format!("{}: ", inputs[0]) } else { String::new() };
     let result = inputs
@@ -89,11 +72,6 @@ pub(crate) fn run(args: &[OsString]) -> i32 {
             1
         }
     }
-}
-
-fn usage(message: &str) -> i32 {
-    eprintln!("smf pack: {message}\n{USAGE}");
-    2
 }
 
 /// Something pack did that its user may want to know.

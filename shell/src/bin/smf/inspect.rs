@@ -13,7 +13,7 @@ use smf_core::note_sdn::NoteSdn;
 use smf_core::template::TemplateEntry;
 use smf_core::{HeaderPlacement, Module, SectionType};
 
-use crate::json::Json;
+use serde_json::Value as Json;
 
 fn section_type_name(t: SectionType) -> String {
     match t {
@@ -34,7 +34,7 @@ fn text(bytes: &[u8]) -> String {
 /// The templates of a module: through template symbols where there are any, otherwise the
 /// template-code entries read in sequence when the section is exactly short-form entries
 /// (full-form entries cannot be delimited without symbols pointing at them).
-pub fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
+pub(crate) fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
     let through_symbols: Vec<_> =
         module.template_entries().unwrap_or_default().into_iter().map(|(_, t)| t).collect();
     if !through_symbols.is_empty() {
@@ -47,11 +47,11 @@ pub fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
 }
 
 /// One note.sdn row: `(column, decoded value)` pairs.
-pub type NoteRow = Vec<(String, String)>;
+pub(crate) type NoteRow = Vec<(String, String)>;
 
 /// The note.sdn tables with their rows keyed by column (fields past the named columns are
 /// keyed `field<N>`); tables that appear twice are merged.
-pub fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
+pub(crate) fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
     let mut tables: Vec<(String, Vec<NoteRow>)> = Vec::new();
     for table in note.tables() {
         let columns: Vec<&str> = table.columns().collect();
@@ -74,13 +74,13 @@ pub fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
 /// Which tables a report shows; none chosen means the whole report (header, tables, note,
 /// templates).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Parts {
+pub(crate) struct Parts {
     /// The section table.
-    pub sections: bool,
+    pub(crate) sections: bool,
     /// The symbol table.
-    pub symbols: bool,
+    pub(crate) symbols: bool,
     /// The relocations.
-    pub relocations: bool,
+    pub(crate) relocations: bool,
 }
 
 impl Parts {
@@ -95,7 +95,7 @@ type TextTable = fn(&mut String, &Module<'_>);
 type JsonTable = fn(&Module<'_>) -> Json;
 
 /// The readable report, or only the tables `parts` chooses.
-pub fn report_text_parts(module: &Module<'_>, label: &str, parts: Parts) -> String {
+pub(crate) fn report_text_parts(module: &Module<'_>, label: &str, parts: Parts) -> String {
     if !parts.chosen() {
         return report_text(module, label);
     }
@@ -113,7 +113,7 @@ pub fn report_text_parts(module: &Module<'_>, label: &str, parts: Parts) -> Stri
 }
 
 /// The JSON report, or an object of only the tables `parts` chooses (same keys).
-pub fn report_json_parts(module: &Module<'_>, parts: Parts) -> Json {
+pub(crate) fn report_json_parts(module: &Module<'_>, parts: Parts) -> Json {
     if !parts.chosen() {
         return report_json(module);
     }
@@ -132,7 +132,7 @@ pub fn report_json_parts(module: &Module<'_>, parts: Parts) -> Json {
 }
 
 /// The readable report.
-pub fn report_text(module: &Module<'_>, label: &str) -> String {
+pub(crate) fn report_text(module: &Module<'_>, label: &str) -> String {
     let mut out = String::new();
     header_text(&mut out, module, label);
     sections_text(&mut out, module);
@@ -297,29 +297,29 @@ fn templates_text(out: &mut String, module: &Module<'_>) {
 }
 
 /// The JSON report (keys as documented in the README).
-pub fn report_json(module: &Module<'_>) -> Json {
+pub(crate) fn report_json(module: &Module<'_>) -> Json {
     let h = module.header();
-    Json::object([
-        ("dialect", Json::Str(module.dialect().name().to_owned())),
+    object([
+        ("dialect", Json::String(module.dialect().name().to_owned())),
         (
             "header_placement",
-            Json::Str(match module.placement() {
+            Json::String(match module.placement() {
                 HeaderPlacement::Start => "start".to_owned(),
                 HeaderPlacement::Trailer => "trailer".to_owned(),
             }),
         ),
-        ("header_offset", Json::U64(module.header_offset())),
-        ("version", Json::Str(format!("{}.{}", h.version_major, h.version_minor))),
-        ("platform", Json::U64(u64::from(h.platform))),
-        ("arch", Json::U64(u64::from(h.arch))),
-        ("flags", Json::U64(u64::from(h.flags))),
+        ("header_offset", Json::from(module.header_offset())),
+        ("version", Json::String(format!("{}.{}", h.version_major, h.version_minor))),
+        ("platform", Json::from(u64::from(h.platform))),
+        ("arch", Json::from(u64::from(h.arch))),
+        ("flags", Json::from(u64::from(h.flags))),
         ("executable", Json::Bool(h.is_executable())),
-        ("entry_point", Json::U64(h.entry_point)),
-        ("stub_size", Json::U64(u64::from(h.stub_size))),
-        ("smf_data_offset", Json::U64(u64::from(h.smf_data_offset))),
-        ("code_size", Json::U64(module.code_size())),
-        ("rodata_size", Json::U64(module.read_only_size())),
-        ("data_size", Json::U64(module.read_write_size())),
+        ("entry_point", Json::from(h.entry_point)),
+        ("stub_size", Json::from(u64::from(h.stub_size))),
+        ("smf_data_offset", Json::from(u64::from(h.smf_data_offset))),
+        ("code_size", Json::from(module.code_size())),
+        ("rodata_size", Json::from(module.read_only_size())),
+        ("data_size", Json::from(module.read_write_size())),
         ("sections", sections_json(module)),
         ("symbols", symbols_json(module)),
         ("relocations", relocations_json(module)),
@@ -335,16 +335,16 @@ fn sections_json(module: &Module<'_>) -> Json {
         module
             .sections()
             .map(|s| {
-                Json::object([
-                    ("index", Json::U64(u64::from(s.index))),
-                    ("name", Json::bytes(s.name)),
-                    ("type", Json::U64(u64::from(s.section_type.to_wire()))),
-                    ("type_name", Json::Str(section_type_name(s.section_type))),
-                    ("flags", Json::U64(u64::from(s.flags))),
-                    ("offset", Json::U64(s.offset)),
-                    ("size", Json::U64(s.size)),
-                    ("virtual_size", Json::U64(s.virtual_size)),
-                    ("alignment", Json::U64(s.alignment)),
+                object([
+                    ("index", Json::from(u64::from(s.index))),
+                    ("name", bytes(s.name)),
+                    ("type", Json::from(u64::from(s.section_type.to_wire()))),
+                    ("type_name", Json::String(section_type_name(s.section_type))),
+                    ("flags", Json::from(u64::from(s.flags))),
+                    ("offset", Json::from(s.offset)),
+                    ("size", Json::from(s.size)),
+                    ("virtual_size", Json::from(s.virtual_size)),
+                    ("alignment", Json::from(s.alignment)),
                 ])
             })
             .collect(),
@@ -358,18 +358,18 @@ fn symbols_json(module: &Module<'_>) -> Json {
             .symbols()
             .map(|s| {
                 let section = match s.target {
-                    SymbolTarget::Data { section, .. } => Json::U64(u64::from(section)),
+                    SymbolTarget::Data { section, .. } => Json::from(u64::from(section)),
                     _ => Json::Null,
                 };
-                Json::object([
-                    ("index", Json::U64(u64::from(s.index))),
-                    ("name", Json::bytes(s.name)),
-                    ("kind", Json::Str(s.kind.name().to_owned())),
-                    ("binding", Json::Str(s.binding.name().to_owned())),
-                    ("value", Json::U64(s.value)),
-                    ("size", Json::U64(s.size)),
-                    ("flags", Json::U64(u64::from(s.flags))),
-                    ("template_param_count", Json::U64(u64::from(s.template_param_count))),
+                object([
+                    ("index", Json::from(u64::from(s.index))),
+                    ("name", bytes(s.name)),
+                    ("kind", Json::String(s.kind.name().to_owned())),
+                    ("binding", Json::String(s.binding.name().to_owned())),
+                    ("value", Json::from(s.value)),
+                    ("size", Json::from(s.size)),
+                    ("flags", Json::from(u64::from(s.flags))),
+                    ("template_param_count", Json::from(u64::from(s.template_param_count))),
                     ("section", section),
                     ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
                 ])
@@ -384,13 +384,13 @@ fn relocations_json(module: &Module<'_>) -> Json {
         module
             .relocations()
             .map(|r| {
-                Json::object([
-                    ("offset", Json::U64(r.offset)),
-                    ("symbol", Json::U64(u64::from(r.symbol))),
-                    ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| Json::bytes(s.name))),
-                    ("kind", Json::Str(r.kind.name().to_owned())),
-                    ("wire", Json::U64(u64::from(r.wire))),
-                    ("addend", Json::I64(r.addend)),
+                object([
+                    ("offset", Json::from(r.offset)),
+                    ("symbol", Json::from(u64::from(r.symbol))),
+                    ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| bytes(s.name))),
+                    ("kind", Json::String(r.kind.name().to_owned())),
+                    ("wire", Json::from(u64::from(r.wire))),
+                    ("addend", Json::from(r.addend)),
                 ])
             })
             .collect(),
@@ -406,7 +406,7 @@ fn note_json(module: &Module<'_>) -> Json {
                 .map(|(name, rows)| {
                     let rows = rows
                         .into_iter()
-                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::Str(v))).collect()))
+                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::String(v))).collect()))
                         .collect();
                     (name, Json::Array(rows))
                 })
@@ -421,13 +421,13 @@ fn templates_json(module: &Module<'_>) -> Json {
         templates(module)
             .iter()
             .map(|t| {
-                Json::object([
-                    ("kind", Json::Str(t.kind.name().to_owned())),
-                    ("name", Json::bytes(t.name)),
-                    ("generic_params", Json::Array(t.params().map(Json::bytes).collect())),
-                    ("param_count", Json::U64(u64::from(t.param_count))),
-                    ("offset", Json::U64(t.offset)),
-                    ("body_size", Json::U64(t.body.len() as u64)),
+                object([
+                    ("kind", Json::String(t.kind.name().to_owned())),
+                    ("name", bytes(t.name)),
+                    ("generic_params", Json::Array(t.params().map(bytes).collect())),
+                    ("param_count", Json::from(u64::from(t.param_count))),
+                    ("offset", Json::from(t.offset)),
+                    ("body_size", Json::from(t.body.len() as u64)),
                 ])
             })
             .collect(),
@@ -440,10 +440,10 @@ fn template_meta_json(module: &Module<'_>) -> Json {
         Json::Array(
             meta.entries()
                 .map(|e| {
-                    Json::object([
-                        ("category", Json::Str(e.category.name().to_owned())),
-                        ("name", Json::bytes(e.name)),
-                        ("specializations", Json::U64(u64::from(e.specializations))),
+                    object([
+                        ("category", Json::String(e.category.name().to_owned())),
+                        ("name", bytes(e.name)),
+                        ("specializations", Json::from(u64::from(e.specializations))),
                     ])
                 })
                 .collect(),
@@ -453,7 +453,7 @@ fn template_meta_json(module: &Module<'_>) -> Json {
 
 /// Which symbols `smf symbols` lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SymbolFilter {
+pub(crate) enum SymbolFilter {
     /// All of them.
     #[default]
     All,
@@ -468,7 +468,7 @@ pub enum SymbolFilter {
 /// The nm-like listing of `smf symbols`: one line per symbol in table order, with its value (16
 /// hex digits; blank for an import), size, kind, binding and whole name (bytes that are not
 /// UTF-8 shown as U+FFFD); imports are marked `import`.
-pub fn symbol_listing(module: &Module<'_>, filter: SymbolFilter) -> String {
+pub(crate) fn symbol_listing(module: &Module<'_>, filter: SymbolFilter) -> String {
     let mut out = String::new();
     for s in module.symbols() {
         let import = s.kind == smf_core::SymbolKind::Import;
@@ -486,4 +486,14 @@ pub fn symbol_listing(module: &Module<'_>, filter: SymbolFilter) -> String {
         let _ = writeln!(out, "{value} {:>8} {kind:<9} {:<6} {}", s.size, s.binding.name(), text(s.name));
     }
     out
+}
+
+/// A JSON object from `(key, value)` pairs, in their order.
+fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
+    Json::Object(pairs.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
+}
+
+/// A JSON string from bytes that may not be UTF-8 (invalid sequences become U+FFFD).
+fn bytes(bytes: &[u8]) -> Json {
+    Json::String(String::from_utf8_lossy(bytes).into_owned())
 }
