@@ -54,19 +54,25 @@ fn changes() -> WatchFlags {
         | WatchFlags::ONLYDIR
 }
 
-#[derive(Default)]
 struct Table {
+    /// Whether the thread still reads events (cleared, under this lock, if its descriptor
+    /// failed: no new notices then).
+    alive: bool,
     /// Watch descriptors by directory.
     dirs: HashMap<PathBuf, i32>,
     /// The notices handed out, by watch descriptor and file name.
     names: HashMap<i32, HashMap<OsString, Vec<Weak<AtomicBool>>>>,
 }
 
+impl Default for Table {
+    fn default() -> Self {
+        Self { alive: true, dirs: HashMap::new(), names: HashMap::new() }
+    }
+}
+
 struct Watcher {
     fd: OwnedFd,
     table: Mutex<Table>,
-    /// Cleared if the thread stops reading (its descriptor failed): no new notices then.
-    alive: AtomicBool,
 }
 
 impl Watcher {
@@ -90,23 +96,47 @@ pub(crate) fn watch(path: &Path) -> Option<Notice> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let watcher = started().filter(|w| w.alive.load(Ordering::Acquire))?;
-    let known = watcher.table().dirs.get(&dir).copied();
-    let wd = match known {
-        Some(wd) => wd,
-        // Outside the lock: the kernel gives a directory the same descriptor every time.
-        None => {
-            let wd = inotify::add_watch(watcher.fd.as_fd(), &dir, changes()).ok()?;
-            watcher.table().dirs.insert(dir, wd);
-            wd
+    let watcher = started()?;
+    // Twice at most: if the directory's watch goes away between adding it and registering
+    // the notice (the directory was removed or moved), it is added again.
+    for _ in 0..2 {
+        let known = {
+            let table = watcher.table();
+            if !table.alive {
+                return None;
+            }
+            table.dirs.get(&dir).copied()
+        };
+        let wd = match known {
+            Some(wd) => wd,
+            // Outside the lock: the kernel gives a directory the same descriptor every time.
+            None => {
+                let wd = inotify::add_watch(watcher.fd.as_fd(), &dir, changes()).ok()?;
+                watcher.table().dirs.insert(dir.clone(), wd);
+                wd
+            }
+        };
+        if let Some(notice) = watcher.table().register(&dir, wd, &name) {
+            return Some(notice);
         }
-    };
-    let flag = Arc::new(AtomicBool::new(false));
-    let mut table = watcher.table();
-    let notices = table.names.entry(wd).or_default().entry(name).or_default();
-    notices.retain(|weak| weak.strong_count() > 0);
-    notices.push(Arc::downgrade(&flag));
-    Some(Notice(flag))
+    }
+    None
+}
+
+impl Table {
+    /// A notice for `name` in `dir` watched as `wd`, if the watcher still reads events and
+    /// `dir` is still watched as `wd`: a notice registered after the watcher stopped, or under
+    /// a watch the kernel dropped, would never be set.
+    fn register(&mut self, dir: &Path, wd: i32, name: &OsStr) -> Option<Notice> {
+        if !self.alive || self.dirs.get(dir) != Some(&wd) {
+            return None;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        let notices = self.names.entry(wd).or_default().entry(name.to_os_string()).or_default();
+        notices.retain(|weak| weak.strong_count() > 0);
+        notices.push(Arc::downgrade(&flag));
+        Some(Notice(flag))
+    }
 }
 
 /// The watcher, making it (and its thread) at the first call.
@@ -127,7 +157,7 @@ fn started() -> Option<&'static Watcher> {
                     }
                 })
                 .ok()?;
-            Some(Watcher { fd, table: Mutex::new(Table::default()), alive: AtomicBool::new(true) })
+            Some(Watcher { fd, table: Mutex::new(Table::default()) })
         })
         .as_ref()
 }
@@ -151,8 +181,8 @@ fn read_events(watcher: &Watcher) {
             Err(rustix::io::Errno::INTR) => continue,
             // The descriptor failed: nothing is watched any more, so everything may change.
             Err(_) => {
-                watcher.alive.store(false, Ordering::Release);
                 let mut table = watcher.table();
+                table.alive = false;
                 let all: Vec<_> = table.names.drain().flat_map(|(_, n)| n.into_values().flatten()).collect();
                 table.dirs.clear();
                 drop(table);
@@ -224,6 +254,20 @@ mod tests {
         let gone = watch(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert!(fires(&gone), "a deletion");
+    }
+
+    #[test]
+    fn no_notice_is_registered_that_nothing_would_set() {
+        let mut table = Table::default();
+        let dir = Path::new("/some/dir");
+        table.dirs.insert(dir.to_path_buf(), 7);
+        assert!(table.register(dir, 7, OsStr::new("m.smf")).is_some());
+        // The kernel dropped the directory's watch (or it is watched under another one now).
+        assert!(table.register(dir, 8, OsStr::new("m.smf")).is_none());
+        assert!(table.register(Path::new("/other"), 7, OsStr::new("m.smf")).is_none());
+        // The watcher stopped reading: nothing would ever set a notice.
+        table.alive = false;
+        assert!(table.register(dir, 7, OsStr::new("m.smf")).is_none());
     }
 
     #[test]
