@@ -1,27 +1,47 @@
 //! The heap without libc: a bump allocator over anonymous mappings. A loader run is short and
 //! allocates little (the file, the module's bookkeeping), so freed memory is not reused;
-//! allocations of a chunk or more get mappings of their own, unmapped when freed.
+//! allocations of a quarter chunk or more get mappings of their own, unmapped when freed.
 
 #![allow(unsafe_code)]
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// Bytes mapped at a time for small allocations.
 const CHUNK: usize = 1 << 20;
 
-/// The heap: the current chunk's next free byte and its end.
-pub struct Heap {
-    next: AtomicUsize,
-    end: AtomicUsize,
+/// The current chunk: its next free byte and its end (0 and 0 before the first).
+struct Bump {
+    next: usize,
+    end: usize,
 }
+
+/// The heap: the bump state behind a spin lock (the chunk's next byte and end change together).
+pub struct Heap {
+    locked: AtomicBool,
+    bump: UnsafeCell<Bump>,
+}
+
+// SAFETY: `bump` is only touched while `locked` is held (see `with_bump`).
+unsafe impl Sync for Heap {}
 
 impl Heap {
     pub const fn new() -> Self {
-        Self { next: AtomicUsize::new(0), end: AtomicUsize::new(0) }
+        Self { locked: AtomicBool::new(false), bump: UnsafeCell::new(Bump { next: 0, end: 0 }) }
+    }
+
+    fn with_bump<T>(&self, f: impl FnOnce(&mut Bump) -> T) -> T {
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the lock is ours until the store below, so no other reference exists.
+        let result = f(unsafe { &mut *self.bump.get() });
+        self.locked.store(false, Ordering::Release);
+        result
     }
 }
 
@@ -42,40 +62,38 @@ fn page_rounded(len: usize) -> Option<usize> {
     len.checked_next_multiple_of(4096)
 }
 
-// SAFETY: every block handed out is fresh, aligned as asked, and never handed out twice; the
-// bump is a compare-and-swap, so threads (the core may start none, but could) never share bytes.
+/// Whether `layout` gets a mapping of its own.
+fn own_mapping(layout: Layout) -> bool {
+    layout.size() >= CHUNK / 4 || layout.align() > 4096
+}
+
+// SAFETY: every block handed out is fresh, aligned as asked and never handed out twice: the
+// bump moves under a lock, and blocks of their own mappings are the kernel's fresh pages.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= CHUNK / 4 || layout.align() > 4096 {
+        if own_mapping(layout) {
             return page_rounded(layout.size()).map_or(ptr::null_mut(), map);
         }
-        loop {
-            let (next, end) = (self.next.load(Ordering::Acquire), self.end.load(Ordering::Acquire));
-            let start = (next + layout.align() - 1) & !(layout.align() - 1);
-            if next != 0 && start + layout.size() <= end {
-                if self
-                    .next
-                    .compare_exchange(next, start + layout.size(), Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    return start as *mut u8;
+        self.with_bump(|bump| {
+            // Sizes here are below a quarter chunk and alignments at most a page: no overflow.
+            let start = (bump.next + layout.align() - 1) & !(layout.align() - 1);
+            if bump.next == 0 || start + layout.size() > bump.end {
+                let chunk = map(CHUNK);
+                if chunk.is_null() {
+                    return ptr::null_mut();
                 }
-                continue;
+                // A page-aligned chunk: the block starts it.
+                bump.next = chunk as usize + layout.size();
+                bump.end = chunk as usize + CHUNK;
+                return chunk;
             }
-            let chunk = map(CHUNK);
-            if chunk.is_null() {
-                return ptr::null_mut();
-            }
-            // A new chunk: take our block from its start, then publish the rest.
-            let base = chunk as usize;
-            self.end.store(base + CHUNK, Ordering::Release);
-            self.next.store(base + layout.size(), Ordering::Release);
-            return chunk;
-        }
+            bump.next = start + layout.size();
+            start as *mut u8
+        })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if layout.size() >= CHUNK / 4 || layout.align() > 4096 {
+        if own_mapping(layout) {
             if let Some(len) = page_rounded(layout.size()) {
                 // SAFETY: a mapping of its own made by `alloc` with this length, now unused.
                 let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };

@@ -171,9 +171,6 @@ impl Jit {
     /// the module documentation of [`smf_core::jit`] for the order of checks). A name already
     /// instantiated is returned whatever `path` says.
     pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, JitError> {
-        if let Some(address) = self.instantiated(name.as_bytes())? {
-            return Ok(address);
-        }
         let begun =
             self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {

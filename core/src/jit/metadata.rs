@@ -57,17 +57,6 @@ impl ModuleMetadata {
         Some(Possible { template: text(TEMPLATE), type_args: text(TYPE_ARGS) })
     }
 
-    /// Every mangled name the "possible" table lists, in text order.
-    pub fn possible_names(&self) -> impl Iterator<Item = String> + '_ {
-        let note = NoteSdn::new(&self.text);
-        note.tables()
-            .filter(|t| t.name == "possible")
-            .flat_map(|t| t.rows())
-            .filter_map(|r| r.field(MANGLED).map(|f| f.to_text()))
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
     /// Records that `mangled_name` was instantiated (once; later calls change nothing). An
     /// error only if memory for the record cannot be had.
     pub fn record(&mut self, mangled_name: &str) -> Result<(), alloc::collections::TryReserveError> {

@@ -32,7 +32,6 @@ mod request;
 pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -299,12 +298,6 @@ impl<'a> Instantiator<'a> {
         // SAFETY: installed code lives while the instantiator does (borrowed by the handle); the
         // signature is the caller's contract.
         unsafe { crate::exec::Function::at(addr) }
-    }
-
-    /// Names instantiated, with their addresses (in no particular order).
-    pub fn instantiated(&self) -> Vec<(String, usize)> {
-        let table = self.table.lock();
-        self.published.entries(&table.writer).map(|(name, address)| (String::from(name), address)).collect()
     }
 
     /// Its counters.

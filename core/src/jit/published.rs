@@ -163,15 +163,6 @@ impl Published {
         // The release store publishes the filled table with its slots.
         self.current.store(bigger.as_ptr(), Ordering::Release);
     }
-
-    /// Every published name and address.
-    pub(super) fn entries<'w>(&self, writer: &'w Writer) -> impl Iterator<Item = (&'w str, usize)> + 'w {
-        writer.current().into_iter().flat_map(|t| t.slots.iter()).filter_map(|slot| {
-            let node = slot.node.load(Ordering::Acquire);
-            // SAFETY: a published node, live while the writer (and so the instantiator) is.
-            (!node.is_null()).then(|| unsafe { (&*(*node).name, (*node).address) })
-        })
-    }
 }
 
 impl Writer {

@@ -60,10 +60,10 @@ impl<'a> Instantiator<'a> {
         caller: Caller<'_>,
         plan: impl FnOnce() -> Result<Option<P>, JitError>,
     ) -> Result<Begun<'i, 'a, 'n, P>, JitError> {
-        if let Some(address) = self.cached(name.as_bytes(), caller)? {
+        let hash = self.published.hash(name.as_bytes());
+        if let Some(address) = self.cached_hashed(name.as_bytes(), hash, caller)? {
             return Ok(Begun::Ready(address));
         }
-        let hash = self.published.hash(name.as_bytes());
         if caller.stack.iter().any(|n| **n == *name) {
             return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
         }
@@ -90,13 +90,18 @@ impl<'a> Instantiator<'a> {
     /// `name` is bytes: a name that is not UTF-8 is never installed, so callers holding bytes
     /// need not validate them to ask.
     pub fn cached(&self, name: &[u8], caller: Caller<'_>) -> Result<Option<usize>, JitError> {
+        self.cached_hashed(name, self.published.hash(name), caller)
+    }
+
+    /// [`Instantiator::cached`] of a name whose hash is computed already.
+    fn cached_hashed(&self, name: &[u8], hash: u64, caller: Caller<'_>) -> Result<Option<usize>, JitError> {
         if !self.config.enabled {
             return Err(JitError::NotFound);
         }
         if caller.stack.len() >= self.config.max_depth as usize {
             return Err(JitError::DepthExceeded { limit: self.config.max_depth });
         }
-        let found = self.published.get(name);
+        let found = self.published.get_hashed(name, hash);
         if found.is_some() {
             self.count_hit(caller.thread);
         }

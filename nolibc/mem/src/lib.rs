@@ -47,10 +47,12 @@ pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut
 /// The C contract: the range is valid for `n` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
+    // C converts the value to unsigned char: its low byte.
+    let byte = value.to_le_bytes()[0];
     let mut i = 0;
     while i < n {
         // SAFETY: inside the range per the contract.
-        unsafe { *dst.add(i) = value as u8 };
+        unsafe { *dst.add(i) = byte };
         i += 1;
     }
     dst

@@ -184,11 +184,8 @@ impl Compiler for CCompiler {
 /// # Safety
 /// `s` is NULL or NUL-terminated.
 unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
-    if s.is_null() {
-        return Err(format!("{what} is NULL"));
-    }
-    // SAFETY: non-null and NUL-terminated per the caller's contract.
-    let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
+    // SAFETY: forwarded to our caller's contract.
+    let bytes = unsafe { c_name(s) }.map_err(|_| format!("{what} is NULL"))?;
     std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
 
