@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use smf_core::exec::Function;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
@@ -69,9 +69,10 @@ pub fn mangle(base: &str, type_args: &[&str]) -> String {
     format!("{base}${}", type_args.join("_"))
 }
 
-/// One module's offer: the version read and its metadata.
+/// One module's offer: the version read (weakly: looking at a module's note must not keep it
+/// from leaving the cache; only instantiating from it does, see `kept`) and its metadata.
 struct Offer {
-    module: Arc<SharedModule>,
+    module: Weak<SharedModule>,
     metadata: ModuleMetadata,
 }
 
@@ -242,8 +243,8 @@ impl Jit {
     fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
         let module = self.cache.get(path).map_err(|e| JitError::Module { message: e.to_string().into() })?;
         let mut offers = lock(&self.offers);
-        let offer = self.current_offer(&mut offers, path, module);
-        Ok(offer.metadata.possible(name).map(|possible| Plan { module: Arc::clone(&offer.module), possible }))
+        let offer = self.current_offer(&mut offers, path, &module);
+        Ok(offer.metadata.possible(name).map(|possible| Plan { module, possible }))
     }
 
     /// `path`'s offer for the version `module` (read anew if the file changed: names recorded
@@ -252,11 +253,12 @@ impl Jit {
         &self,
         offers: &'o mut HashMap<PathBuf, Offer>,
         path: &Path,
-        module: Arc<SharedModule>,
+        module: &Arc<SharedModule>,
     ) -> &'o mut Offer {
-        let offer = offers.entry(path.to_path_buf()).or_insert_with(|| Offer::read(&module, path));
-        if !Arc::ptr_eq(&offer.module, &module) {
-            let mut fresh = Offer::read(&module, path);
+        let offer = offers.entry(path.to_path_buf()).or_insert_with(|| Offer::read(module, path));
+        // The weak reference keeps the old version's allocation, so its address is not reused.
+        if !std::ptr::eq(offer.module.as_ptr(), Arc::as_ptr(module)) {
+            let mut fresh = Offer::read(module, path);
             for name in offer.metadata.recorded() {
                 if fresh.metadata.possible(name).is_some() {
                     let _ = fresh.metadata.record(name);
@@ -290,7 +292,7 @@ impl Jit {
             Err(e) => return Err(JitError::Module { message: e.to_string().into() }),
         };
         let mut offers = lock(&self.offers);
-        let offer = self.current_offer(&mut offers, path, module);
+        let offer = self.current_offer(&mut offers, path, &module);
         let mut text = String::new();
         offer
             .metadata
@@ -312,7 +314,7 @@ impl Jit {
         for (path, module) in self.cache.modules() {
             let offered = {
                 let mut offers = lock(&self.offers);
-                self.current_offer(&mut offers, &path, module).metadata.possible(name).is_some()
+                self.current_offer(&mut offers, &path, &module).metadata.possible(name).is_some()
             };
             if offered {
                 return self.instantiate(&path, name);
@@ -330,7 +332,7 @@ impl Jit {
 impl Offer {
     fn read(module: &Arc<SharedModule>, path: &Path) -> Self {
         let note = module.loaded().note_sdn().and_then(|bytes| std::str::from_utf8(bytes).ok());
-        Self { module: Arc::clone(module), metadata: ModuleMetadata::new(note, &path.to_string_lossy()) }
+        Self { module: Arc::downgrade(module), metadata: ModuleMetadata::new(note, &path.to_string_lossy()) }
     }
 }
 

@@ -329,3 +329,19 @@ fn the_example_program_instantiates_from_the_example_module() {
         .collect();
     assert_eq!(made, ["square$i64", "identity$i64"]);
 }
+
+#[test]
+fn a_module_only_looked_at_leaves_with_the_cache_and_one_instantiated_from_stays() {
+    let s = setup("retention", Config::default());
+    let looked_at = Arc::downgrade(&s.cache.get(&s.path).unwrap());
+    assert!(s.jit.note_sdn(&s.path).unwrap().is_some());
+    assert_eq!(s.jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert!(s.cache.evict(&s.path));
+    assert!(looked_at.upgrade().is_none(), "reading its note does not keep a module alive");
+
+    let instantiated_from = Arc::downgrade(&s.cache.get(&s.path).unwrap());
+    let pair = s.jit.instantiate(&s.path, "Pair$Int_text").unwrap();
+    assert!(s.cache.evict(&s.path));
+    assert!(instantiated_from.upgrade().is_some(), "code may call into it: the Jit keeps it");
+    assert_eq!(call1(pair, 0), 42);
+}
