@@ -74,6 +74,8 @@ pub mod kinds;
 pub mod load;
 pub mod module;
 pub mod note_sdn;
+#[cfg(feature = "alloc")]
+mod sort;
 #[cfg(target_os = "linux")]
 pub mod sys;
 pub mod template;

@@ -47,7 +47,7 @@ impl<'a> Module<'a> {
         let mut offsets: Vec<u64> = Vec::new();
         offsets.try_reserve_exact(count)?;
         offsets.extend(self.symbols().filter(Symbol::is_template).map(|s| s.template_offset));
-        offsets.sort_unstable();
+        crate::sort::heapsort(&mut offsets);
         offsets.dedup();
         let mut entries = Vec::new();
         entries.try_reserve_exact(count)?;

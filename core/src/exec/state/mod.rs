@@ -31,12 +31,13 @@
 //!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
 //!   this allocator's own until then.
 //!
-//! The state and its small helpers are here; `open.rs` opens pages and places blocks,
+//! The state and its small helpers are here; `batches.rs` keeps the open batches, `open.rs` opens pages and places blocks,
 //! `release.rs` seals and releases pages (and ends batches), `patch.rs` patches sealed blocks,
 //! `report.rs` answers what the allocator reports.
 
 #![allow(unsafe_code)]
 
+mod batches;
 mod open;
 mod patch;
 mod release;
@@ -45,7 +46,8 @@ mod report;
 pub(crate) use open::Prep;
 pub(crate) use release::Deferred;
 
-use alloc::collections::BTreeMap;
+use batches::Batches;
+
 use alloc::vec::Vec;
 
 use super::kernel::Kernel;
@@ -78,19 +80,6 @@ const FREE_PROTECTION: Protection = Protection::ReadWrite;
 const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 
 #[derive(Debug)]
-struct Batch {
-    /// Whether its seal's protection changes are being made (outside the lock): its pages
-    /// are left alone until the seal is finished.
-    sealing: bool,
-    /// Next free byte of the current run.
-    cursor: usize,
-    /// End of the current run (0 before the first allocation).
-    end: usize,
-    /// Every run of pages this batch opened: (start, length in bytes).
-    runs: Vec<(usize, usize)>,
-}
-
-#[derive(Debug)]
 pub(crate) struct State {
     config: Config,
     kernel: &'static dyn Kernel,
@@ -99,7 +88,7 @@ pub(crate) struct State {
     page_shift: u32,
     regions: Vec<Region>,
     blocks_live: usize,
-    batches: BTreeMap<u64, Batch>,
+    batches: Batches,
     next_batch: u64,
     bytes_live: usize,
     /// Free pages that are dirty (kept committed for reuse).
@@ -124,7 +113,7 @@ impl State {
             page_shift: page.trailing_zeros(),
             regions: Vec::new(),
             blocks_live: 0,
-            batches: BTreeMap::new(),
+            batches: Batches::default(),
             next_batch: 1,
             bytes_live: 0,
             dirty_pages: 0,
@@ -196,7 +185,7 @@ impl State {
     pub(crate) fn begin_batch(&mut self) -> BatchId {
         let id = self.next_batch;
         self.next_batch += 1;
-        self.batches.insert(id, Batch { sealing: false, cursor: 0, end: 0, runs: Vec::new() });
+        self.batches.begin(id);
         BatchId(id)
     }
 

@@ -218,7 +218,7 @@ impl State {
         trapped: bool,
     ) -> Result<usize, ExecError> {
         let (cursor, end) = {
-            let b = self.batches.get(&batch).ok_or(ExecError::UnknownBatch)?;
+            let b = self.batches.get(batch).ok_or(ExecError::UnknownBatch)?;
             (b.cursor, b.end)
         };
         if end != 0 {
@@ -234,14 +234,14 @@ impl State {
             if let Some((r, first, needed)) = self.pages_of(end, stop) {
                 let region = &self.regions[r];
                 let run_pages =
-                    self.batches.get(&batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
+                    self.batches.get(batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
                 let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
                 let last = first + region.free_run_from(first, (needed - first).max(ahead));
                 if last >= needed && self.region_of(end - 1) == Some(r) {
                     let overwritten = start..start.saturating_add(overwritten.min(size));
                     self.open_pages(r, first, last - first, batch, &overwritten)?;
                     let new_end = self.regions[r].base + last * self.page;
-                    let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
+                    let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
                     if let Some(run) = b.runs.last_mut() {
                         run.1 += new_end - end;
                     }
@@ -265,7 +265,7 @@ impl State {
             page.trap = true;
             page.kind = MemoryKind::Code;
         }
-        let b = self.batches.get_mut(&batch).ok_or(ExecError::UnknownBatch)?;
+        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start;
         b.end = start + count * self.page;
         b.runs.push((opened, (lead + count) * self.page));
@@ -298,7 +298,7 @@ impl State {
         let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
         let align = align.max(GRANULE);
         let start = self.place(batch.0, size, align, overwritten, false)?;
-        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
             let region = &mut self.regions[r];
@@ -367,7 +367,7 @@ impl State {
         let trapped = !self.config.allow_rwx
             && segments.iter().find(|&&(len, _)| len > 0).is_some_and(|&(_, kind)| kind == MemoryKind::Code);
         let start = self.place(batch.0, total, unit, overwritten, trapped)?;
-        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + total;
         let mut at = start;
 

@@ -218,13 +218,13 @@ impl State {
     /// ([`State::take_deferred`]) and the batch's pages are left alone until
     /// [`State::finish_seal`].
     pub(crate) fn begin_seal(&mut self, batch: BatchId) -> Result<(), ExecError> {
-        let b = self.batches.get_mut(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.sealing = true;
         let runs = core::mem::take(&mut b.runs);
         self.defer = true;
         let planned = self.seal_runs(batch.0, &runs);
         self.defer = false;
-        if let Some(b) = self.batches.get_mut(&batch.0) {
+        if let Some(b) = self.batches.get_mut(batch.0) {
             b.runs = runs;
         }
         planned
@@ -244,7 +244,7 @@ impl State {
         let sealed_code =
             deferred.iter().any(|d| d.done && matches!(d.op, DeferredOp::Seal { code: true, .. }));
         self.commit(deferred);
-        let b = self.batches.remove(&batch.0).ok_or(ExecError::UnknownBatch)?;
+        let b = self.batches.remove(batch.0).ok_or(ExecError::UnknownBatch)?;
         if failure.is_some() {
             self.release_unused(batch.0, &b.runs);
         }
@@ -342,7 +342,7 @@ impl State {
                 None => failed = Some(ExecError::NotOwned { addr, len: 0 }),
             }
         }
-        touched.sort_unstable();
+        crate::sort::heapsort(&mut touched);
         let (page, mut i) = (self.page, 0);
         while i < touched.len() {
             // Merge overlapping or adjacent page ranges of one region.
@@ -360,7 +360,7 @@ impl State {
             let cursors: Vec<(u64, usize)> = if has_open {
                 self.batches
                     .iter()
-                    .map(|(&id, b)| (id, if b.sealing { usize::MAX } else { b.cursor }))
+                    .map(|(id, b)| (id, if b.sealing { usize::MAX } else { b.cursor }))
                     .collect()
             } else {
                 Vec::new()
@@ -406,7 +406,7 @@ impl State {
     /// Ends an unsealed batch: its blocks stay (open, writable) until their owners free them,
     /// and the pages they leave empty are released then; pages holding nothing go now.
     pub(crate) fn abandon(&mut self, batch: BatchId) {
-        if let Some(b) = self.batches.remove(&batch.0) {
+        if let Some(b) = self.batches.remove(batch.0) {
             self.release_unused(batch.0, &b.runs);
             self.release_empty_regions();
         }
@@ -448,7 +448,7 @@ impl State {
             let batches = &self.batches;
             let stranded = |p: &Page| match p.state {
                 PageState::Sealed => p.live == 0 && !p.trap,
-                PageState::Open(id) => p.live == 0 && !batches.contains_key(&id),
+                PageState::Open(id) => p.live == 0 && !batches.contains(id),
                 PageState::Free | PageState::Releasing => false,
             };
             if !self.regions[r].pages.iter().any(stranded) {

@@ -1,0 +1,81 @@
+//! The open batches, by id: a vector in id order (ids only grow, so a new batch goes at the
+//! end), searched by bisection. A handful are open at once (one per load in progress), so this
+//! is smaller and no slower than a tree map.
+
+use alloc::vec::Vec;
+
+/// A batch's bookkeeping.
+#[derive(Debug)]
+pub(super) struct Batch {
+    /// Whether its seal's protection changes are being made (outside the lock): its pages
+    /// are left alone until the seal is finished.
+    pub(super) sealing: bool,
+    /// Next free byte of the current run.
+    pub(super) cursor: usize,
+    /// End of the current run (0 before the first allocation).
+    pub(super) end: usize,
+    /// Every run of pages this batch opened: (start, length in bytes).
+    pub(super) runs: Vec<(usize, usize)>,
+}
+
+/// Open batches in id order.
+#[derive(Debug, Default)]
+pub(super) struct Batches(Vec<(u64, Batch)>);
+
+impl Batches {
+    /// Adds a new batch; `id` is larger than every id added before.
+    pub(super) fn begin(&mut self, id: u64) {
+        debug_assert!(self.0.last().is_none_or(|&(last, _)| last < id));
+        self.0.push((id, Batch { sealing: false, cursor: 0, end: 0, runs: Vec::new() }));
+    }
+
+    fn position(&self, id: u64) -> Option<usize> {
+        self.0.binary_search_by_key(&id, |&(i, _)| i).ok()
+    }
+
+    /// The open batch `id`.
+    pub(super) fn get(&self, id: u64) -> Option<&Batch> {
+        self.position(id).map(|i| &self.0[i].1)
+    }
+
+    /// The open batch `id`, to change.
+    pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Batch> {
+        self.position(id).map(|i| &mut self.0[i].1)
+    }
+
+    /// Whether batch `id` is open.
+    pub(super) fn contains(&self, id: u64) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// Ends batch `id`, handing back its bookkeeping.
+    pub(super) fn remove(&mut self, id: u64) -> Option<Batch> {
+        self.position(id).map(|i| self.0.remove(i).1)
+    }
+
+    /// Every open batch with its id.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &Batch)> {
+        self.0.iter().map(|(id, b)| (*id, b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batches;
+
+    #[test]
+    fn batches_are_found_by_id_after_others_end() {
+        let mut batches = Batches::default();
+        for id in [1, 2, 5, 9] {
+            batches.begin(id);
+        }
+        batches.get_mut(5).unwrap().cursor = 50;
+        assert!(batches.remove(2).is_some());
+        assert!(batches.remove(2).is_none());
+        assert!(!batches.contains(2) && batches.contains(1) && batches.contains(9));
+        assert_eq!(batches.get(5).map(|b| b.cursor), Some(50));
+        assert!(batches.get(3).is_none());
+        batches.begin(10);
+        assert_eq!(batches.iter().map(|(id, _)| id).collect::<alloc::vec::Vec<_>>(), [1, 5, 9, 10]);
+    }
+}
