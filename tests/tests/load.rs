@@ -13,8 +13,8 @@ use std::sync::Arc;
 use smf_core::exec::ExecAllocator;
 use smf_core::load::reloc::RelocError;
 use smf_core::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect, RelocKind};
+use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionType, SymbolKind};
 use smf_tests::linking::{application, library};
 use smf_tests::{assert_no_rwx, mappings_within};
 
@@ -157,6 +157,100 @@ fn failures_name_the_problem() {
     arm[7] = 1;
     assert_eq!(load(&exec, &arm, &()).unwrap_err(), LoadError::WrongArch { module: 1, host: 0 });
     assert_eq!(exec.stats().blocks_live, 1, "only the weak-import module is live");
+}
+
+/// One S128 relocation entry as the file holds it (offset, symbol, wire kind, addend).
+fn relocation_entry(offset: u64, symbol: u32, kind: RelocKind, addend: i64) -> Vec<u8> {
+    let mut entry = vec![0u8; 24];
+    entry[..8].copy_from_slice(&offset.to_le_bytes());
+    entry[8..12].copy_from_slice(&symbol.to_le_bytes());
+    entry[12] = kind.to_wire(Dialect::S128).unwrap();
+    entry[16..].copy_from_slice(&addend.to_le_bytes());
+    entry
+}
+
+#[test]
+fn relocation_failures_name_the_relocation_its_symbol_and_the_value() {
+    // Two relocation sections: the failing relocation is counted across both (index 3 is the
+    // second section's second entry).
+    let exec = ExecAllocator::default();
+    let module = |(offset, symbol, kind, addend): (u64, u32, RelocKind, i64)| {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        let mut code = samples::RETURN_42.to_vec();
+        code.resize(64, 0xCC);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6)); // 0
+        b.add_symbol(SymbolSpec::import(b"far_away")); // 1
+                                                       // (Local: in S128 a global entry with value and size 0 is an import.)
+        b.add_symbol(SymbolSpec::new(b"SomeType", SymbolKind::Type, 0, 0).with_binding(Binding::Local)); // 2
+        let mut first = relocation_entry(16, 0, RelocKind::Abs64, 0);
+        first.extend(relocation_entry(24, 0, RelocKind::Pc32, 0));
+        b.add_section(SectionSpec::new(SectionType::Relocations, b".rela.first", 0, first, 8));
+        b.add_relocation(32, 0, RelocKind::Abs64, 0);
+        b.add_relocation(offset, symbol, kind, addend);
+        b.build().unwrap()
+    };
+    let table: &[(&[u8], usize)] = &[(b"far_away", 0x1_2345_6789)];
+    let resolver = TableResolver(table);
+
+    let abs32 = module((48, 1, RelocKind::Abs32, 7));
+    let err = load(&exec, &abs32, &resolver).unwrap_err();
+    let value = 0x1_2345_6789i128 + 7;
+    assert_eq!(
+        err,
+        LoadError::Relocation {
+            relocation: 3,
+            kind: RelocKind::Abs32,
+            name: "far_away".into(),
+            error: RelocError::OutOfRange { value },
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("relocation 3 (abs32 against `far_away`): value {value} does not fit the field")
+    );
+
+    // A pc32 too far: the value is the exact distance, not a wrapped one.
+    let far = module((40, 1, RelocKind::Pc32, -4));
+    match load(&exec, &far, &resolver).unwrap_err() {
+        LoadError::Relocation {
+            relocation: 3,
+            kind: RelocKind::Pc32,
+            name,
+            error: RelocError::OutOfRange { value },
+        } => {
+            assert_eq!(name, "far_away");
+            assert!(i32::try_from(value).is_err(), "{value}");
+            // S + A - P, with P the patched bytes' address (in the code, past the first 40 bytes).
+            let place = 0x1_2345_6789 - 4 - value;
+            assert!(place > 0x1_0000 && place % 8 == 40 % 8, "{place:#x}");
+        }
+        other => panic!("{other}"),
+    }
+
+    // A relocation against a symbol without an address.
+    let no_address = module((48, 2, RelocKind::Abs64, 0));
+    let err = load(&exec, &no_address, &resolver).unwrap_err();
+    assert_eq!(err, LoadError::NoAddress { relocation: 3, name: "SomeType".into() });
+    assert_eq!(err.to_string(), "relocation 3 refers to `SomeType`, which has no address");
+
+    // A relocation that breaks a format rule: the position the format error gives is the
+    // entry's in the file.
+    let outside = module((62, 0, RelocKind::Abs64, 0));
+    match load(&exec, &outside, &resolver).unwrap_err() {
+        LoadError::Format(e) => {
+            assert_eq!(e.kind, ErrorKind::RelocationOutsideCode { relocation: 3 });
+            let at = usize::try_from(e.offset).unwrap();
+            assert_eq!(outside[at..at + 8], 62u64.to_le_bytes(), "the offset points at the entry");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(exec.stats().blocks_live, 0, "every failed load freed what it mapped");
+
+    // And with that entry fixed, the same module loads and runs.
+    let fine = module((48, 0, RelocKind::Abs64, 0));
+    let loaded = load(&exec, &fine, &resolver).unwrap();
+    assert_eq!(call0(&loaded, b"main"), 42);
 }
 
 #[test]

@@ -89,6 +89,7 @@ pub(super) fn plain_symbol(
 /// Calls `f(entries, first_index, file_offset)` on every relocation section's entries, in
 /// table order (whole entries; with the index of the section's first relocation and the file
 /// offset of its first entry), for loops that check them as [`Module::decode_relocation`] does.
+#[inline(always)]
 pub(super) fn for_each_relocation_table<'a, E>(
     module: &Module<'a>,
     mut f: impl FnMut(RelocationEntries<'a>, u64, u64) -> Result<(), E>,
@@ -103,6 +104,26 @@ pub(super) fn for_each_relocation_table<'a, E>(
         }
     }
     Ok(())
+}
+
+/// Where `entry`, one of the module's relocation entries, lies: its index (in table order,
+/// across sections) and its file offset; `None` if it is not one of them. Found by address, so
+/// that loops over the entries need not count them.
+pub(super) fn relocation_position(
+    module: &Module<'_>,
+    entry: &[u8; RELOCATION_ENTRY_SIZE],
+) -> Option<(u64, u64)> {
+    let addr = entry.as_ptr() as usize;
+    let found = for_each_relocation_table(module, |entries, first, at| {
+        let Some(first_entry) = entries.0.clone().next() else { return Ok(()) };
+        let offset = addr.wrapping_sub(first_entry.as_ptr() as usize);
+        if offset < entries.0.len() * RELOCATION_ENTRY_SIZE {
+            let offset = offset as u64;
+            return Err((first + offset / RELOCATION_ENTRY_SIZE as u64, at + offset));
+        }
+        Ok(())
+    });
+    found.err()
 }
 
 /// The whole entries of one relocation section, as fixed-size arrays.

@@ -4,6 +4,7 @@ use alloc::string::String;
 use core::fmt;
 
 use super::reloc::RelocError;
+use super::Resolver;
 use crate::exec::ExecError;
 use crate::kinds::arch_name;
 use crate::{Error, RelocKind};
@@ -102,6 +103,18 @@ impl From<Error> for LoadError {
 impl From<ExecError> for LoadError {
     fn from(e: ExecError) -> Self {
         LoadError::Memory(e)
+    }
+}
+
+impl LoadError {
+    /// The import `name` resolves nowhere `resolver` looks.
+    #[cold]
+    pub(super) fn unresolved(name: &[u8], resolver: &dyn Resolver) -> Self {
+        let mut searched = String::new();
+        if resolver.describe(&mut searched).is_err() {
+            searched.clear();
+        }
+        LoadError::Unresolved { name: lossy(name), searched }
     }
 }
 

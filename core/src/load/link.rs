@@ -8,7 +8,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::entries::{self, PendingSymbol};
-use super::failure::{Failure, Quiet};
 use super::relocate::Target;
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
@@ -113,28 +112,18 @@ pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
 /// Decodes and validates every symbol into a table with its index, resolving imports through
 /// `resolver` and placing the module's own symbols at `placed`. The counts are bounded by the
 /// file's size (validated), so the vectors are.
+///
+/// Runs of plain symbols the module defines take the fast path ([`link_defined_run`]); any
+/// other entry (imports, templates, and an entry that fails a check) is decoded in full, which
+/// names the first failure precisely, so one pass both links fast and reports well.
 pub(super) fn link_symbols(
     module: &Module<'_>,
     resolutions: &mut Resolutions<'_>,
     placed: &PlacedImage<'_>,
 ) -> Result<Linked, LoadError> {
-    match link_symbols_as::<Quiet>(module, resolutions, placed) {
-        Ok(linked) => Ok(linked),
-        // Deterministic: the detailed run fails where the quiet one did (and asks the
-        // resolver nothing new: `resolutions` remembers its answers).
-        Err(Quiet) => link_symbols_as::<LoadError>(module, resolutions, placed),
-    }
-}
-
-#[inline(never)]
-fn link_symbols_as<F: Failure>(
-    module: &Module<'_>,
-    resolutions: &mut Resolutions<'_>,
-    placed: &PlacedImage<'_>,
-) -> Result<Linked, F> {
     let count = module.symbol_count() as usize;
     // Symbols are indexed as they are decoded, into a table sized for all of them.
-    let oom = |bytes| move || F::out_of_memory(bytes);
+    let oom = |bytes| move || LoadError::OutOfMemory { bytes };
     let strings = module.strings();
     let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
     let mut table = SymbolTableBuilder::new(names, count, namehash::key())
@@ -145,37 +134,31 @@ fn link_symbols_as<F: Failure>(
     let mut linked = 0;
     let mut deps: Vec<Keepalive> = Vec::new();
     loop {
-        // The quiet run takes runs of plain symbols defined here on the fast path.
-        if !F::DETAILED {
-            let rest = targets.get_mut(linked..).unwrap_or_default();
-            linked += link_defined_run(
-                module,
-                placed,
-                entries::symbol_entries_from(module, linked),
-                &mut table,
-                rest,
-            );
-        }
+        let rest = targets.get_mut(linked..).unwrap_or_default();
+        linked +=
+            link_defined_run(module, placed, entries::symbol_entries_from(module, linked), &mut table, rest);
         let Some(view) = entries::symbol_entries_from(module, linked).next() else { break };
-        // Anything else, one by one: imports and templates, and in the detailed run all.
-        let index = u32::try_from(linked).map_err(|_| F::inconsistent())?;
-        let plain =
-            if F::DETAILED { None } else { entries::plain_symbol(module, &view, |i| placed.section_size(i)) };
-        let sym = match plain {
+        // Anything else, one by one: imports, templates, and any entry the fast path refused.
+        let index = u32::try_from(linked).map_err(|_| LoadError::Internal)?;
+        let sym = match entries::plain_symbol(module, &view, |i| placed.section_size(i)) {
             Some(sym) => sym,
             None => PendingSymbol::from(module.symbol_checked(index)?),
         };
         let import = sym.kind == SymbolKind::Import;
-        let address = if import { None } else { placed.address(sym.target).ok_or_else(F::inconsistent)? };
-        // Only the quiet run can fail here: the full decode checked the name already.
-        table.push_named(loaded_symbol(&sym, address)).ok_or_else(F::inconsistent)?;
-        let target = targets.get_mut(linked).ok_or_else(F::inconsistent)?;
+        let address = if import { None } else { placed.address(sym.target).ok_or(LoadError::Internal)? };
+        if table.push_named(loaded_symbol(&sym, address)).is_none() {
+            // The name has no NUL or is empty where it must not be: the full decode says which
+            // (the table cannot be full: it has room for every symbol).
+            module.symbol_checked(index)?;
+            return Err(LoadError::Internal);
+        }
+        let target = targets.get_mut(linked).ok_or(LoadError::Internal)?;
         if import {
-            let name = table.last_name().ok_or_else(F::inconsistent)?;
+            let name = table.last_name().ok_or(LoadError::Internal)?;
             target.address = match resolve(resolutions, name, sym.binding, &mut deps) {
                 Ok(Some(address)) => address,
-                Ok(None) => return Err(F::unresolved(name, resolutions.resolver())),
-                Err(OutOfMemory) => return Err(F::out_of_memory(name.len())),
+                Ok(None) => return Err(LoadError::unresolved(name, resolutions.resolver())),
+                Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.len() }),
             };
             target.stub = Target::STUB_ALLOWED;
             table.set_last_address(target.address);
@@ -186,7 +169,7 @@ fn link_symbols_as<F: Failure>(
     }
     let mut symbols = table.finish();
     let sizes = entries::symbol_sizes(module);
-    symbols.set_sizes(sizes.ok_or_else(|| F::out_of_memory(fallible::bytes_of::<u64>(count)))?);
+    symbols.set_sizes(sizes.ok_or_else(oom(fallible::bytes_of::<u64>(count)))?);
     Ok(Linked { symbols, targets, deps })
 }
 

@@ -18,7 +18,6 @@
 mod entries;
 mod error;
 mod exports;
-mod failure;
 mod fallible;
 mod layout;
 mod link;

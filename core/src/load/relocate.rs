@@ -5,20 +5,22 @@
 //! applies the rules [`Module::decode_relocation`] applies, from their one home each: the kind
 //! from [`RelocKind::wire_table`] (which tabulates `RelocKind::from_wire`), the patched bytes
 //! from [`relocation_site`], the symbol index against a table of one target per symbol. To
-//! those it adds the loader's own checks (the symbol has an address, the result fits). It runs with [`Quiet`] failures and, only if that fails,
-//! again with [`LoadError`]; the detailed run asks `decode_relocation` for the exact error of
-//! the entry that failed (see [`super::failure`]).
+//! those it adds the loader's own checks (the symbol has an address, the result fits). A
+//! failure stops the loop with the entry's index only ([`Stop`]); the precise error is built
+//! afterwards, from `decode_relocation` of that entry.
 //!
 //! Branch stubs and GOT slots are handed out here, the first time a relocation needs one for
 //! its symbol ([`Slots`]): a stub only when a branch to an import is out of reach (or stubs are
 //! forced), a GOT slot for every symbol a GOT-relative relocation names.
 
 use super::entries;
-use super::failure::{Failure, Quiet};
+use alloc::string::String;
+
+use super::error::lossy;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
 use super::{write_stub, LoadError, STUB_SIZE};
-use crate::module::{relocation_site, Relocation};
+use crate::module::relocation_site;
 use crate::wire::relocation::{entry_fields, RELOCATION_ENTRY_SIZE};
 use crate::{Module, RelocKind};
 
@@ -122,6 +124,34 @@ impl<'i> Slots<'i> {
     }
 }
 
+/// Why the relocation pass stopped, at which entry. It holds only what the loop has at hand
+/// anyway (the entry itself: not its index, not the relocation's error value, whose keeping
+/// alone costs the loop a tenth of its instructions), is written on the way out ([`halt`]),
+/// and the loop's own result carries nothing ([`Halted`]): the loop stays as tight as one that
+/// cannot fail. [`Relocator::explain`] works out the precise error afterwards.
+#[derive(Clone, Copy, Debug)]
+enum Stop<'a> {
+    /// The entry breaks a format rule: [`Module::decode_relocation`] says which.
+    Format(&'a [u8; RELOCATION_ENTRY_SIZE]),
+    /// The entry names a symbol without an address.
+    NoAddress(&'a [u8; RELOCATION_ENTRY_SIZE]),
+    /// The entry's value does not fit, or its instruction does not match.
+    Relocation(&'a [u8; RELOCATION_ENTRY_SIZE]),
+    /// Something validation rules out happened anyway.
+    Inconsistent,
+}
+
+/// The relocation pass stopped; why is in its [`Stop`].
+#[derive(Clone, Copy, Debug)]
+struct Halted;
+
+/// Records why the pass stops.
+#[cold]
+fn halt<'a>(stop: &mut Stop<'a>, why: Stop<'a>) -> Halted {
+    *stop = why;
+    Halted
+}
+
 impl Relocator<'_> {
     /// Validates and applies every relocation of `module` to `code` (its placed code, which
     /// starts at `code_base`), handing out stubs and GOT slots from `slots` and recording them
@@ -133,54 +163,49 @@ impl Relocator<'_> {
         targets: &mut [Target],
         slots: &mut Slots<'_>,
     ) -> Result<(), LoadError> {
-        match self.apply_all_as::<Quiet>(module, code, targets, slots) {
+        let mut stop = Stop::Inconsistent;
+        match self.apply_each(module, code, targets, slots, &mut stop) {
             Ok(()) => Ok(()),
-            // Deterministic: the detailed run fails where the quiet one did (reusing the slots
-            // the quiet run handed out).
-            Err(Quiet) => self.apply_all_as::<LoadError>(module, code, targets, slots),
+            Err(Halted) => Err(self.explain(module, code, targets, slots, stop)),
         }
     }
 
-    fn apply_all_as<F: Failure>(
+    fn apply_each<'a>(
         &self,
-        module: &Module<'_>,
+        module: &Module<'a>,
         code: &mut [u8],
         targets: &mut [Target],
         slots: &mut Slots<'_>,
-    ) -> Result<(), F> {
+        stop: &mut Stop<'a>,
+    ) -> Result<(), Halted> {
         // The symbol check below is `decode_relocation`'s `symbol < symbol_count`.
         if targets.len() != module.symbol_count() as usize {
-            return Err(F::inconsistent());
+            return Err(Halted);
         }
         // Patched bytes lie in the module's code (not its stubs): with `code` cut to that
         // length, the site check below is `decode_relocation`'s and proves every write in bounds.
         let code_size = module.code_size();
-        let code = usize::try_from(code_size)
-            .ok()
-            .and_then(|len| code.get_mut(..len))
-            .ok_or_else(F::inconsistent)?;
+        let code = usize::try_from(code_size).ok().and_then(|len| code.get_mut(..len)).ok_or(Halted)?;
         let kinds = RelocKind::wire_table(module.dialect());
-        entries::for_each_relocation_table(module, |entries, first, at| {
-            for (i, entry) in (0u64..).zip(entries) {
+        entries::for_each_relocation_table(module, |entries, _, _| {
+            for entry in entries {
                 let (offset, symbol, wire, addend) = entry_fields(entry);
-                let failed =
-                    || Entry { module, index: first + i, entry, at: at + i * RELOCATION_ENTRY_SIZE as u64 };
                 let Some(kind) = kinds[usize::from(wire)] else {
-                    return Err(failed().format_error());
+                    return Err(halt(stop, Stop::Format(entry)));
                 };
                 if kind == RelocKind::None {
                     continue;
                 }
                 let Some(target) = targets.get_mut(symbol as usize) else {
-                    return Err(failed().format_error());
+                    return Err(halt(stop, Stop::Format(entry)));
                 };
                 // The patched bytes lie in the code (the rule `decode_relocation` applies).
                 let range = relocation_site(offset, kind, code_size);
                 let Some((start, site)) = range.and_then(|r| Some((r.start, code.get_mut(r)?))) else {
-                    return Err(failed().format_error());
+                    return Err(halt(stop, Stop::Format(entry)));
                 };
                 if target.address == Target::NO_ADDRESS {
-                    return Err(failed().relocation(|r| F::no_address(r, self.names)));
+                    return Err(halt(stop, Stop::NoAddress(entry)));
                 }
                 let place = self.code_base.wrapping_add(start) as u64;
                 // The kinds of nearly every x86-64 relocation inline, the others out of line.
@@ -191,19 +216,65 @@ impl Relocator<'_> {
                     }
                     RelocKind::Abs64 => reloc::abs64(site, target.address as u64, addend),
                     RelocKind::GotPc32 => {
-                        let got = slots.got(target).ok_or_else(F::inconsistent)?;
+                        let got = slots.got(target).ok_or(Halted)?;
                         reloc::pc32(site, got as u64, addend, place)
                     }
-                    _ => self
-                        .apply_other(kind, site, target, slots, addend, place)
-                        .ok_or_else(F::inconsistent)?,
+                    _ => self.apply_other(kind, site, target, slots, addend, place).ok_or(Halted)?,
                 };
-                if let Err(error) = applied {
-                    return Err(failed().relocation(|r| F::relocation(r, self.names, error)));
+                if applied.is_err() {
+                    return Err(halt(stop, Stop::Relocation(entry)));
                 }
             }
             Ok(())
         })
+    }
+
+    /// The error that made the pass stop: the entry decoded in full, which names a broken
+    /// format rule precisely, and otherwise the loader's own finding about it (a relocation's
+    /// error computed again, by [`Relocator::apply_other`], which computes every kind as the
+    /// loop does and, like the loop, writes nothing when it fails).
+    #[cold]
+    #[inline(never)]
+    fn explain(
+        &self,
+        module: &Module<'_>,
+        code: &mut [u8],
+        targets: &mut [Target],
+        slots: &mut Slots<'_>,
+        stop: Stop<'_>,
+    ) -> LoadError {
+        let entry = match stop {
+            Stop::Format(entry) | Stop::NoAddress(entry) | Stop::Relocation(entry) => entry,
+            // (Also a stop without an entry: the loop's result is all there is.)
+            Stop::Inconsistent => return LoadError::Internal,
+        };
+        let Some((index, at)) = entries::relocation_position(module, entry) else {
+            return LoadError::Internal;
+        };
+        let r = match module.decode_relocation(index, entry, at) {
+            Ok(r) => r,
+            Err(e) => return LoadError::Format(e),
+        };
+        let name = || self.names.name(r.symbol as usize).map_or_else(String::new, lossy);
+        match stop {
+            Stop::NoAddress(_) => LoadError::NoAddress { relocation: r.index, name: name() },
+            Stop::Relocation(_) => {
+                let site = relocation_site(r.offset, r.kind, module.code_size());
+                let error = site.and_then(|range| {
+                    let place = self.code_base.wrapping_add(range.start) as u64;
+                    let target = targets.get_mut(r.symbol as usize)?;
+                    self.apply_other(r.kind, code.get_mut(range)?, target, slots, r.addend, place)?.err()
+                });
+                match error {
+                    Some(error) => {
+                        LoadError::Relocation { relocation: r.index, kind: r.kind, name: name(), error }
+                    }
+                    None => LoadError::Internal,
+                }
+            }
+            // The entry decodes: both check the same things.
+            Stop::Format(_) | Stop::Inconsistent => LoadError::Internal,
+        }
     }
 
     /// The kinds the loop does not inline: everything [`reloc::apply`] computes, with branches
@@ -226,33 +297,5 @@ impl Relocator<'_> {
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
         let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
         Some(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
-    }
-}
-
-/// A relocation entry that failed, for building the failure (off the hot path).
-struct Entry<'m, 'a> {
-    module: &'m Module<'a>,
-    index: u64,
-    entry: &'m [u8; RELOCATION_ENTRY_SIZE],
-    at: u64,
-}
-
-impl Entry<'_, '_> {
-    /// The format error `decode_relocation` reports for the entry.
-    #[cold]
-    fn format_error<F: Failure>(&self) -> F {
-        match self.module.decode_relocation(self.index, self.entry, self.at) {
-            Err(e) => F::from(e),
-            Ok(_) => F::inconsistent(), // both check the same things
-        }
-    }
-
-    /// A failure of the decoded relocation.
-    #[cold]
-    fn relocation<F: Failure>(&self, failure: impl FnOnce(&Relocation) -> F) -> F {
-        match self.module.decode_relocation(self.index, self.entry, self.at) {
-            Ok(r) => failure(&r),
-            Err(e) => F::from(e),
-        }
     }
 }
