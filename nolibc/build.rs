@@ -2,7 +2,12 @@
 //! dynamic loader (`_start` is ours, in `src/main.rs`).
 
 fn main() {
-    // No unwind table index (panics abort), identical functions folded into one.
+    // No unwind tables (panics abort; `link.ld` drops those the precompiled core and alloc
+    // bring), identical functions folded into one, and no RELRO segment: a static executable
+    // has no relocations to protect, and without libc nothing would make it read-only anyway.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("link.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
     for arg in [
         "-nostartfiles",
         "-nostdlib",
@@ -11,6 +16,7 @@ fn main() {
         "-Wl,--build-id=none",
         "-Wl,--no-eh-frame-hdr",
         "-Wl,--icf=all",
+        "-Wl,-z,norelro",
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
