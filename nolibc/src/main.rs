@@ -46,8 +46,12 @@ core::arch::global_asm!(
 
 /// Reads the arguments from the initial stack, runs, exits.
 unsafe extern "C" fn start(stack: *const usize) -> ! {
-    // SAFETY: the kernel's initial stack: argc, then argc argument pointers, then NULL.
+    // SAFETY: the kernel's initial stack: argc, then argc argument pointers, then NULL, then
+    // the environment (NULL-terminated), then the auxiliary vector.
     let (argc, argv) = unsafe { (*stack, stack.add(1).cast::<*const c_char>()) };
+    // SAFETY: the environment starts right after argv's NULL; this runs before any other rustix
+    // call (the feature `use-explicitly-provided-auxv` asks for it, see Cargo.toml).
+    unsafe { rustix::param::init(stack.add(argc + 2).cast_mut().cast::<*mut u8>()) };
     let path = if argc == 2 {
         // SAFETY: argv[1] is a NUL-terminated string the kernel copied in.
         Some(unsafe { CStr::from_ptr(*argv.add(1)) })
