@@ -117,7 +117,10 @@ pub(super) fn relocation_position(
     let found = for_each_relocation_table(module, |entries, first, at| {
         let Some(first_entry) = entries.0.clone().next() else { return Ok(()) };
         let offset = addr.wrapping_sub(first_entry.as_ptr() as usize);
-        if offset < entries.0.len() * RELOCATION_ENTRY_SIZE {
+        // On an entry boundary of this section: sections that overlap the file's bytes at
+        // another alignment do not claim it. (Where two sections hold the same entry, the
+        // first one's copy is the one a pass reaches first.)
+        if offset < entries.0.len() * RELOCATION_ENTRY_SIZE && offset % RELOCATION_ENTRY_SIZE == 0 {
             let offset = offset as u64;
             return Err((first + offset / RELOCATION_ENTRY_SIZE as u64, at + offset));
         }
@@ -146,4 +149,50 @@ pub(super) fn symbol_sizes(module: &Module<'_>) -> Option<alloc::vec::Vec<u64>> 
     let table = module.symbol_table_bytes();
     sizes.extend(crate::wire::symbol::sizes(table, module.dialect().symbol_entry_size()));
     Some(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+    use crate::{Dialect, RelocKind};
+    use alloc::vec::Vec;
+
+    #[test]
+    fn relocation_entries_are_found_by_address_across_sections() {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0xC3; 64]);
+        b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+        // A section of three raw entries (first in the table), then the builder's two.
+        let mut raw = alloc::vec![0u8; 3 * RELOCATION_ENTRY_SIZE];
+        for (i, entry) in raw.chunks_exact_mut(RELOCATION_ENTRY_SIZE).enumerate() {
+            entry[0] = 8 * u8::try_from(i).unwrap();
+            entry[12] = RelocKind::Abs64.to_wire(Dialect::S128).unwrap();
+        }
+        b.add_section(SectionSpec::new(SectionType::Relocations, b".rela.raw", 0, raw, 8));
+        b.add_relocation(40, 0, RelocKind::Abs64, 0);
+        b.add_relocation(48, 0, RelocKind::Abs64, 0);
+        let file = b.build().unwrap();
+        let module = Module::parse(&file).unwrap();
+        let sections: Vec<_> =
+            module.sections().filter(|s| s.section_type == SectionType::Relocations).collect();
+        assert_eq!(sections.len(), 2);
+
+        let mut index = 0;
+        for section in &sections {
+            for (i, entry) in section.data.chunks_exact(RELOCATION_ENTRY_SIZE).enumerate() {
+                let entry: &[u8; RELOCATION_ENTRY_SIZE] = entry.try_into().unwrap();
+                let at = section.file_offset + (i * RELOCATION_ENTRY_SIZE) as u64;
+                assert_eq!(relocation_position(&module, entry), Some((index, at)));
+                assert_eq!(&file[usize::try_from(at).unwrap()..][..RELOCATION_ENTRY_SIZE], entry);
+                index += 1;
+            }
+        }
+        assert_eq!(index, 5);
+        // Bytes inside a section but not on an entry boundary, and bytes elsewhere, are no entry.
+        let misaligned: &[u8; RELOCATION_ENTRY_SIZE] = sections[0].data[8..32].try_into().unwrap();
+        assert_eq!(relocation_position(&module, misaligned), None);
+        let elsewhere: &[u8; RELOCATION_ENTRY_SIZE] = file[..RELOCATION_ENTRY_SIZE].try_into().unwrap();
+        assert_eq!(relocation_position(&module, elsewhere), None);
+    }
 }
