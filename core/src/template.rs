@@ -124,6 +124,11 @@ impl<'a> TemplateCode<'a> {
         Ok(Self { bytes, version, count })
     }
 
+    /// The whole section.
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Format version.
     pub const fn version(&self) -> u16 {
         self.version

@@ -254,6 +254,56 @@ fn relocation_failures_name_the_relocation_its_symbol_and_the_value() {
 }
 
 #[test]
+fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
+    use smf_core::kinds::SYMBOL_FLAG_TEMPLATE;
+    use smf_core::template::TemplateKind;
+    use smf_core::write::TemplateSpec;
+    let spec = |name: &[u8], params: &[&[u8]], body: &[u8]| TemplateSpec {
+        kind: TemplateKind::Function,
+        name: name.to_vec(),
+        params: params.iter().map(|p| p.to_vec()).collect(),
+        body: body.to_vec(),
+    };
+    let exec = ExecAllocator::default();
+    for dialect in [Dialect::S128, Dialect::R96] {
+        let mut b = ModuleBuilder::new(dialect);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        // Entries a, (one no symbol points at), b, c; their symbols in the order c, a, b, so that
+        // each entry's end (the next entry a template symbol points at) is not the next symbol's.
+        let a = b.add_template(spec(b"first", &[b"T"], b"body of first"));
+        b.add_template(spec(b"unnamed", &[], b"part of first's extent"));
+        let second = b.add_template(spec(b"second", &[b"K", b"V"], b"body of second"));
+        let third = b.add_template(spec(b"third", &[b"T"], b"body of third"));
+        for (name, offset) in [(&b"third"[..], third), (b"first", a), (b"second", second)] {
+            b.add_symbol(SymbolSpec {
+                flags: SYMBOL_FLAG_TEMPLATE,
+                template_param_count: 1,
+                template_offset: offset,
+                ..SymbolSpec::new(name, SymbolKind::Function, 0, 0)
+            });
+        }
+        let file = b.build().unwrap();
+        let module = smf_core::Module::parse(&file).unwrap();
+        let entries = module.template_entries().unwrap();
+        assert_eq!(entries.len(), 3, "{dialect}");
+        let loaded = load(&exec, &file, &()).unwrap();
+        for (symbol, entry) in &entries {
+            assert_eq!(loaded.template(symbol.name), Some(entry.bytes), "{dialect}");
+        }
+        let first = loaded.template(b"first").unwrap();
+        assert!(first.ends_with(b"part of first's extent"), "{dialect}: runs to the next symbol's entry");
+        assert!(
+            loaded.template(b"third").unwrap().ends_with(b"body of third"),
+            "{dialect}: the last runs to the end"
+        );
+        assert_eq!(loaded.template(b"main"), None, "{dialect}: not a template");
+        assert_eq!(loaded.template(b"unnamed"), None, "{dialect}: no symbol points at it");
+        assert_eq!(loaded.template(b"fourth"), None, "{dialect}");
+    }
+}
+
+#[test]
 fn branches_to_imports_run_through_stubs() {
     let exec = ExecAllocator::default();
     let lib = leak_allocator();

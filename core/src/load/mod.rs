@@ -27,6 +27,7 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
+mod templates;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -45,6 +46,7 @@ use link::{Linked, PlacedImage, PlacedSection};
 use relocate::{Relocator, Slots, Target};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
+use templates::Templates;
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
@@ -127,23 +129,6 @@ fn write_at(
     let block = block_holding(image, addr, bytes.len())?;
     batch.write(block, addr - block.addr(), bytes)?;
     Ok(())
-}
-
-/// Template symbols' names with their template-code entries.
-type Templates = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Owned copies of the module's template symbols' names and template-code entries.
-fn copy_templates(module: &Module<'_>) -> Result<Templates, LoadError> {
-    let oom = |bytes| LoadError::OutOfMemory { bytes };
-    let entries = module.template_entries().map_err(|_| oom(module.symbol_count() as usize))?;
-    let mut templates = fallible::with_capacity(entries.len())
-        .ok_or(oom(fallible::bytes_of::<(Vec<u8>, Vec<u8>)>(entries.len())))?;
-    for (symbol, template) in entries {
-        let name = fallible::copied(symbol.name).ok_or(oom(symbol.name.len()))?;
-        let bytes = fallible::copied(template.bytes).ok_or(oom(template.bytes.len()))?;
-        templates.push((name, bytes));
-    }
-    Ok(templates)
 }
 
 /// Size of one branch stub.
@@ -275,7 +260,7 @@ impl<'a> LoadedModule<'a> {
         }
         let placed = PlacedImage { code: code_base, sections: &sections };
         let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolutions, &placed)?;
-        let templates = copy_templates(module)?;
+        let templates = Templates::copy(module, &symbols)?;
 
         // Code: concatenated and relocated in place, in the still-writable block; stubs and GOT
         // slots are handed out as relocations need them.
@@ -450,7 +435,7 @@ impl<'a> LoadedModule<'a> {
 
     /// The template-code entry of the template symbol `name`.
     pub fn template(&self, name: &[u8]) -> Option<&[u8]> {
-        self.templates.iter().find(|(n, _)| n == name).map(|(_, bytes)| bytes.as_slice())
+        self.templates.entry(&self.symbols, name)
     }
 
     /// Modules this one links to (kept alive while it lives).
