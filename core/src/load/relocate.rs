@@ -6,16 +6,16 @@
 //! from [`RelocKind::wire_table`] (which tabulates `RelocKind::from_wire`), the patched bytes
 //! from [`relocation_site`], the symbol index against a table of one target per symbol. To
 //! those it adds the loader's own checks (the symbol has an address, the result fits). A
-//! failure stops the loop with the entry's index only ([`Stop`]); the precise error is built
-//! afterwards, from `decode_relocation` of that entry.
+//! failure stops the loop recording only the failing entry ([`Stop`]); the precise error is
+//! worked out afterwards from that entry ([`Relocator::explain`]).
 //!
 //! Branch stubs and GOT slots are handed out here, the first time a relocation needs one for
 //! its symbol ([`Slots`]): a stub only when a branch to an import is out of reach (or stubs are
 //! forced), a GOT slot for every symbol a GOT-relative relocation names.
 
-use super::entries;
 use alloc::string::String;
 
+use super::entries;
 use super::error::lossy;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
@@ -170,6 +170,7 @@ impl Relocator<'_> {
         }
     }
 
+    /// The loop of [`Relocator::apply_all`]: on a failure, `stop` says where and why.
     fn apply_each<'a>(
         &self,
         module: &Module<'a>,
