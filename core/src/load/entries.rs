@@ -122,11 +122,12 @@ pub(super) fn relocation_position(
         // first one's copy is the one a pass reaches first.)
         if offset < entries.0.len() * RELOCATION_ENTRY_SIZE && offset % RELOCATION_ENTRY_SIZE == 0 {
             let offset = offset as u64;
-            return Err((first + offset / RELOCATION_ENTRY_SIZE as u64, at + offset));
+            let index = first.checked_add(offset / RELOCATION_ENTRY_SIZE as u64);
+            return Err(index.zip(at.checked_add(offset)));
         }
         Ok(())
     });
-    found.err()
+    found.err().flatten()
 }
 
 /// The whole entries of one relocation section, as fixed-size arrays.
