@@ -220,6 +220,28 @@ impl SharedMemory {
         rustix::fs::ftruncate(&self.0, len as u64).map_err(err("ftruncate"))
     }
 
+    /// Writes `bytes` at `offset` (`pwrite(2)`, repeated until all are written or it fails):
+    /// every shared mapping of the file sees them, without any being writable.
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> SysResult<()> {
+        let (mut done, mut at) = (0usize, offset as u64);
+        while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+            match rustix::io::pwrite(&self.0, rest, at) {
+                // A file of ours, sized beforehand: no write makes no progress, but a loop
+                // must not spin if one did.
+                Ok(0) => {
+                    return Err(SysError { op: "pwrite", errno: rustix::io::Errno::NOSPC.raw_os_error() })
+                }
+                Ok(n) => {
+                    done += n;
+                    at += n as u64;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(err("pwrite")(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Maps its first `len` bytes, shared, with `prot` (`mmap(2)`, `MAP_SHARED`): every mapping
     /// of the file sees the same bytes.
     pub fn map(&self, len: usize, prot: Protection) -> SysResult<*mut u8> {

@@ -226,7 +226,8 @@ typedef int32_t (*SmfCompileFn)(void *user, const char *mangled_name, const char
 enum { SMF_JIT_OK = 0, SMF_JIT_NOT_FOUND = 1, SMF_JIT_CIRCULAR = 2, SMF_JIT_COMPILE_ERROR = 3,
        SMF_JIT_UPDATE_FAILED = 4, SMF_JIT_DEPTH_EXCEEDED = 5,
        /* extensions */
-       SMF_JIT_MODULE_ERROR = 6, SMF_JIT_LIMIT_REACHED = 7, SMF_JIT_INVALID_ARGUMENT = -1 };
+       SMF_JIT_MODULE_ERROR = 6, SMF_JIT_LIMIT_REACHED = 7, SMF_JIT_OUT_OF_MEMORY = 8,
+       SMF_JIT_INVALID_ARGUMENT = -1 };
 
 /* A new instantiator over the cache (kept alive until smf_jit_free); NULL on error. compile and
  * user may be called from any thread that asks for an instantiation. */

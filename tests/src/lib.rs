@@ -128,12 +128,65 @@ pub fn call(block: &smf_core::exec::Block<'_>) -> i64 {
     f.get()()
 }
 
-/// Panics if any mapping of this process is writable and executable.
+/// Panics if any mapping of this process is writable and executable, or if a writable mapping
+/// aliases an executable one (see [`writable_aliases`]).
 pub fn assert_no_rwx(step: &str) {
     for line in maps() {
         let perms = line.split_whitespace().nth(1).unwrap_or("");
         assert!(!(perms.contains('w') && perms.contains('x')), "{step}: rwx mapping: {line}");
     }
+    let aliases = writable_aliases();
+    assert!(aliases.is_empty(), "{step}: writable mappings alias executable ones: {aliases:#?}");
+}
+
+/// One mapping of `/proc/self/maps` with what identifies its memory: the file's device and
+/// inode, and the range of the file it maps.
+#[derive(Clone, Debug)]
+pub struct FileMapping {
+    /// The raw line.
+    pub line: String,
+    /// Permissions (`r-xs`, `rw-p`, ...).
+    pub perms: String,
+    /// Device and inode (inode 0: anonymous memory, which no other mapping shares).
+    pub file: (String, u64),
+    /// Bytes of the file mapped: offset .. offset + length.
+    pub range: std::ops::Range<u64>,
+}
+
+/// The mappings of this process backed by a file (or a memfd): every line with an inode.
+pub fn file_mappings() -> Vec<FileMapping> {
+    maps()
+        .into_iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = fields.first()?.split_once('-')?;
+            let len = u64::from_str_radix(end, 16).ok()? - u64::from_str_radix(start, 16).ok()?;
+            let offset = u64::from_str_radix(fields.get(2)?, 16).ok()?;
+            let inode: u64 = fields.get(4)?.parse().ok()?;
+            (inode != 0).then(|| FileMapping {
+                perms: fields[1].to_owned(),
+                file: (fields[3].to_owned(), inode),
+                range: offset..offset + len,
+                line: line.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Pairs of mappings (writable, executable) of the same file whose file ranges overlap: memory
+/// that can be written through one address and run at another.
+pub fn writable_aliases() -> Vec<(String, String)> {
+    let mappings = file_mappings();
+    let mut pairs = Vec::new();
+    for exec in mappings.iter().filter(|m| m.perms.contains('x')) {
+        for write in mappings.iter().filter(|m| m.perms.contains('w')) {
+            let overlap = write.range.start < exec.range.end && exec.range.start < write.range.end;
+            if write.file == exec.file && overlap {
+                pairs.push((write.line.clone(), exec.line.clone()));
+            }
+        }
+    }
+    pairs
 }
 
 /// One line of `/proc/self/maps`: the address range and the permissions (`r-xp`, ...).

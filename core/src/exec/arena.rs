@@ -1,109 +1,77 @@
 //! `CodeArena`: append-only executable memory for small pieces of code installed one at a time
-//! (load-time instantiations), with no syscall per piece.
+//! or a batch at a time (load-time instantiations), with one syscall per install and no
+//! writable mapping of code, ever.
 //!
-//! A batch makes code executable with a protection change (`mprotect`) when it is sealed: for
-//! one function of a few dozen bytes that syscall, the page fault and the mapping cost far more
-//! than the copy. The arena instead maps each region of anonymous shared memory (`memfd`)
-//! twice: a **read-execute view**, whose addresses it hands out, and a **read-write view** it
-//! writes through. Installing is a bump of the region's cursor under the lock, a copy outside
-//! it, and the instruction-cache maintenance the architecture needs.
+//! A batch makes code executable with a protection change (`mprotect`) when it is sealed, and
+//! a sealed page is never reopened: one function of a few dozen bytes then costs a page, a
+//! mapping, a page fault and two protection changes. The arena instead backs each region with
+//! anonymous shared memory (`memfd`) mapped **once, read-execute**: the addresses it hands out
+//! point into that view, and code is written into the file with `pwrite`, so that the kernel
+//! copies it in and the new bytes appear in the executable view. Installing is a bump of the
+//! region's cursor under the lock, one `pwrite` outside it, and the instruction-cache
+//! maintenance the architecture needs.
 //!
-//! W^X holds for every mapping: no page is ever writable and executable at once; a page of the
-//! read-execute view never becomes writable and one of the read-write view never executable.
-//! The writable alias exists only while its region is being filled: when a region is full (the
-//! next piece does not fit) it is retired, and its read-write view is unmapped as soon as the
-//! last copy into it finishes, so that installed code is then immutable. Only the arena knows
-//! the writable view's address; code is only ever appended to bytes nobody has been given.
+//! W^X holds through every mapping: no page of the arena is ever mapped writable, so no
+//! address, leaked or guessed, lets anyone write into installed code; only a syscall on the
+//! region's descriptor could, and that descriptor (close-on-exec) is open only while its region
+//! is being filled: it is closed once the region is full and the last write into it has
+//! returned. Code is only ever appended to bytes nobody has been given.
 //!
 //! A kernel without `memfd_create` (or a sandbox forbidding it, or the test simulation) makes
-//! [`CodeArena::install`] fail; callers fall back to a sealed batch per piece. Everything the
-//! arena maps is unmapped when it is dropped: installed code lives exactly as long as its arena.
+//! [`CodeArena::install`] fail with an error whose operation is `memfd_create`; callers fall
+//! back to sealed batches. Everything the arena maps is unmapped when it is dropped: installed
+//! code lives exactly as long as its arena.
 
 #![allow(unsafe_code)]
 
-use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kernel::Kernel;
 use super::lock::Lock;
 use super::{icache, ExecError, GRANULE};
-use crate::sys::Protection;
+use crate::sys::{Protection, SharedMemory};
 
-/// The writer-count bit that says the region is retired (no new pieces go into it).
-const RETIRED: usize = 1 << (usize::BITS - 1);
-
-/// One shared-memory region and its two views.
+/// One region: its read-execute view.
+#[derive(Clone, Copy, Debug)]
 struct Region {
-    /// The read-execute view: what addresses handed out point into.
     exec: usize,
-    /// The read-write view; 0 once unmapped.
-    write: AtomicUsize,
     len: usize,
-    /// Copies into the write view in progress, with [`RETIRED`] once the region is full.
-    writers: AtomicUsize,
 }
 
 impl Region {
-    /// Ends one copy; unmaps the write view if the region is retired and this was the last.
-    fn copy_done(&self, kernel: &dyn Kernel) {
-        if self.writers.fetch_sub(1, Ordering::AcqRel) == RETIRED + 1 {
-            self.unmap_write_view(kernel);
-        }
-    }
-
-    /// Retires the region (called once, under the arena's lock); unmaps its write view now if
-    /// no copy is running (else the last copy does).
-    fn retire(&self, kernel: &dyn Kernel) {
-        if self.writers.fetch_or(RETIRED, Ordering::AcqRel) == 0 {
-            self.unmap_write_view(kernel);
-        }
-    }
-
-    fn unmap_write_view(&self, kernel: &dyn Kernel) {
-        let write = self.write.swap(0, Ordering::AcqRel);
-        if write != 0 {
-            // SAFETY: the write view is ours and no copy uses it any more (retired, no writers).
-            // If unmapping fails the view stays mapped (still never executable) and `Drop`
-            // tries again.
-            if unsafe { kernel.unmap(write as *mut u8, self.len) }.is_err() {
-                self.write.store(write, Ordering::Release);
-            }
-        }
+    fn contains(&self, addr: usize, end: usize) -> bool {
+        addr >= self.exec && end <= self.exec + self.len
     }
 }
 
-/// Bookkeeping under the lock: the regions (the last one is being filled) and its cursor.
-struct Regions {
-    /// Every region (from `Box::leak`, freed when the arena is dropped): raw, so that a
-    /// region stays put, and pointers to it valid, while the vector grows (copies use it
-    /// unlocked).
-    all: Vec<NonNull<Region>>,
-    /// Bytes used in the last region.
+/// The region being filled: its view, its file and the bytes used.
+struct Filling {
+    region: Region,
+    /// Shared with the installs writing into it now; the last one to let go closes it.
+    file: Arc<SharedMemory>,
     cursor: usize,
+}
+
+/// Bookkeeping under the lock.
+struct Regions {
+    /// Every region's executable view, for lookups and the final unmap.
+    all: Vec<Region>,
+    /// The region new code goes to, if any.
+    filling: Option<Filling>,
     /// Bytes of code installed (before rounding).
     installed: usize,
 }
 
-// SAFETY: the regions are heap allocations the arena owns, made of atomics and constants.
-unsafe impl Send for Regions {}
-
-impl Regions {
-    /// The region being filled.
-    fn last(&self) -> Option<&Region> {
-        // SAFETY: regions live until the arena is dropped.
-        self.all.last().map(|r| unsafe { r.as_ref() })
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Region> {
-        // SAFETY: as above.
-        self.all.iter().map(|r| unsafe { r.as_ref() })
-    }
+/// Where one install writes: the file, the offset in it, and the address it runs at.
+struct Reserved {
+    file: Arc<SharedMemory>,
+    offset: usize,
+    exec: usize,
 }
 
-/// Append-only executable memory through a second, writable mapping (see the module doc).
+/// Append-only executable memory written through its file (see the module doc).
 pub struct CodeArena {
     kernel: &'static dyn Kernel,
     region_size: usize,
@@ -122,11 +90,10 @@ impl fmt::Debug for CodeArena {
 /// Statistics of a [`CodeArena`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArenaStats {
-    /// Regions mapped.
+    /// Regions mapped (each read-execute, never writable).
     pub regions: usize,
-    /// Regions whose writable view is still mapped (at most the one being filled, plus any
-    /// whose last copy is finishing or whose unmapping failed).
-    pub writable_regions: usize,
+    /// Whether a region is being filled (its file open, for the writes to come).
+    pub filling: bool,
     /// Bytes of code installed (before rounding to [`GRANULE`]).
     pub installed_bytes: usize,
 }
@@ -138,101 +105,87 @@ impl CodeArena {
         Self {
             kernel,
             region_size: region_size.max(1),
-            regions: Lock::new(Regions { all: Vec::new(), cursor: 0, installed: 0 }),
+            regions: Lock::new(Regions { all: Vec::new(), filling: None, installed: 0 }),
         }
     }
 
     /// Copies `code` into executable memory and returns its address (aligned to
-    /// [`GRANULE`]), valid until the arena is dropped.
+    /// [`GRANULE`]), valid until the arena is dropped. `code` may hold several functions
+    /// laid out by the caller (a batch): they are written with one syscall.
     pub fn install(&self, code: &[u8]) -> Result<usize, ExecError> {
         if code.is_empty() {
             return Err(ExecError::ZeroSize);
         }
         let size =
             code.len().checked_next_multiple_of(GRANULE).ok_or(ExecError::TooLarge { size: code.len() })?;
-        let (region, offset) = self.reserve(size, code.len())?;
-        // SAFETY: regions are boxed and freed only when the arena is dropped, which `&self`
-        // rules out for the rest of this call.
-        let region = unsafe { &*region };
-        let write = region.write.load(Ordering::Acquire);
-        // SAFETY: `offset..offset+size` of the region was reserved for this call alone, lies
-        // inside the region, and its write view stays mapped while we count as a writer.
-        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), (write + offset) as *mut u8, code.len()) };
-        // SAFETY: both views of the range are mapped (read-write, read-execute).
-        unsafe { icache::sync_alias(write + offset, region.exec + offset, code.len()) };
+        let reserved = self.reserve(size, code.len())?;
+        // The bytes at `offset..offset+size` were reserved for this call alone: nobody has
+        // their address yet, and nothing else writes there.
+        if let Err(e) = self.kernel.write_shared(&reserved.file, reserved.offset, code) {
+            // The reserved range stays unused (never handed out); the region stays mapped.
+            self.regions.lock().installed -= code.len();
+            return Err(e.into());
+        }
+        // SAFETY: the executable view of the range is mapped (readable) until the arena is
+        // dropped, which `&self` rules out for the rest of this call.
+        unsafe { icache::sync(reserved.exec, code.len()) };
         self.kernel.sync_other_threads();
-        region.copy_done(self.kernel);
-        Ok(region.exec + offset)
+        // Dropping `reserved.file` here closes the file if its region was retired meanwhile.
+        Ok(reserved.exec)
     }
 
     /// Reserves `size` bytes in the region being filled (or a new one) for `code_len` bytes of
-    /// code, and counts the caller as a writer of that region.
-    fn reserve(&self, size: usize, code_len: usize) -> Result<(*const Region, usize), ExecError> {
-        let mut regions = self.regions.lock();
-        let cursor = regions.cursor;
-        if let Some(last) = regions.last().filter(|r| r.len - cursor >= size) {
-            last.writers.fetch_add(1, Ordering::AcqRel);
-            let last: *const Region = last;
-            regions.cursor += size;
+    /// code: the file to write them to, where, and where they run.
+    fn reserve(&self, size: usize, code_len: usize) -> Result<Reserved, ExecError> {
+        let retired;
+        let reserved = {
+            let mut regions = self.regions.lock();
+            if let Some(filling) = regions.filling.as_mut().filter(|f| f.region.len - f.cursor >= size) {
+                let offset = filling.cursor;
+                filling.cursor += size;
+                let reserved =
+                    Reserved { file: Arc::clone(&filling.file), offset, exec: filling.region.exec + offset };
+                regions.installed += code_len;
+                return Ok(reserved);
+            }
+            regions.all.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
+            // New regions are rare (one per `region_size` bytes of code): mapped under the lock,
+            // like the allocator's.
+            let (region, file) = self.map_region(size)?;
+            regions.all.push(region);
             regions.installed += code_len;
-            return Ok((last, cursor));
-        }
-        regions.all.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
-        // New regions are rare (one per `region_size` bytes of code): mapped under the lock,
-        // like the allocator's.
-        let region = NonNull::from(Box::leak(Box::new(self.map_region(size)?)));
-        // SAFETY: just made; freed only when the arena is dropped.
-        let placed = unsafe { region.as_ref() };
-        placed.writers.fetch_add(1, Ordering::AcqRel);
-        regions.installed += code_len;
-        if size > self.region_size {
-            // A piece larger than a region gets one of its own, retired at once (its write
-            // view goes when this copy ends); the region being filled stays the last.
-            placed.retire(self.kernel);
-            let at = regions.all.len().saturating_sub(1);
-            regions.all.insert(at, region);
-            return Ok((placed, 0));
-        }
-        if let Some(full) = regions.last() {
-            full.retire(self.kernel);
-        }
-        regions.all.push(region);
-        regions.cursor = size;
-        Ok((placed, 0))
+            if size > self.region_size {
+                // A piece larger than a region gets one of its own, whose file closes when this
+                // install is done; the region being filled stays.
+                return Ok(Reserved { file: Arc::new(file), offset: 0, exec: region.exec });
+            }
+            let file = Arc::new(file);
+            let reserved = Reserved { file: Arc::clone(&file), offset: 0, exec: region.exec };
+            retired = regions.filling.replace(Filling { region, file, cursor: size });
+            reserved
+        };
+        // The full region's file is closed here, outside the lock (or by its last write).
+        drop(retired);
+        Ok(reserved)
     }
 
-    /// Maps a region of at least `size` bytes, both views; on failure, maps nothing.
-    fn map_region(&self, size: usize) -> Result<Region, ExecError> {
+    /// Maps a region of at least `size` bytes read-execute, and its file; on failure, maps
+    /// nothing.
+    fn map_region(&self, size: usize) -> Result<(Region, SharedMemory), ExecError> {
         let page = self.kernel.page_size();
         let len =
             size.max(self.region_size).checked_next_multiple_of(page).ok_or(ExecError::TooLarge { size })?;
-        let memory = self.kernel.shared_memory()?;
-        self.kernel.resize_shared(&memory, len)?;
-        let write = self.kernel.map_shared(&memory, len, Protection::ReadWrite)?;
-        let exec = match self.kernel.map_shared(&memory, len, Protection::ReadExec) {
-            Ok(exec) => exec,
-            Err(e) => {
-                // SAFETY: mapped just above, handed to nobody.
-                let _ = unsafe { self.kernel.unmap(write, len) };
-                return Err(e.into());
-            }
-        };
-        // Pages are not faulted in ahead (`MADV_POPULATE_WRITE` would zero the whole region at
-        // once, measured slower per function than faulting in the pages as copies reach them).
-        // `memory` (the descriptor) closes here; the mappings keep the memory.
-        Ok(Region {
-            exec: exec as usize,
-            write: AtomicUsize::new(write as usize),
-            len,
-            writers: AtomicUsize::new(0),
-        })
+        let file = self.kernel.shared_memory()?;
+        self.kernel.resize_shared(&file, len)?;
+        let exec = self.kernel.map_shared(&file, len, Protection::ReadExec)?;
+        Ok((Region { exec: exec as usize, len }, file))
     }
 
     /// Whether `addr..addr+len` lies inside code this arena handed out space for.
     pub fn contains(&self, addr: usize, len: usize) -> bool {
         let Some(end) = addr.checked_add(len) else { return false };
         let regions = self.regions.lock();
-        let inside = regions.iter().any(|r| addr >= r.exec && end <= r.exec + r.len);
+        let inside = regions.all.iter().any(|r| r.contains(addr, end));
         inside
     }
 
@@ -241,12 +194,12 @@ impl CodeArena {
         self.regions.lock().installed
     }
 
-    /// Regions, writable views and bytes installed.
+    /// Regions, whether one is being filled, and bytes installed.
     pub fn stats(&self) -> ArenaStats {
         let regions = self.regions.lock();
         ArenaStats {
             regions: regions.all.len(),
-            writable_regions: regions.iter().filter(|r| r.write.load(Ordering::Acquire) != 0).count(),
+            filling: regions.filling.is_some(),
             installed_bytes: regions.installed,
         }
     }
@@ -254,18 +207,12 @@ impl CodeArena {
 
 impl Drop for CodeArena {
     fn drop(&mut self) {
-        // The arena is dropped: nothing runs its code or copies into it any more.
-        for region in core::mem::take(&mut self.regions.lock().all) {
-            // SAFETY: made with `Box::leak`, freed once, here.
-            let region = unsafe { Box::from_raw(region.as_ptr()) };
-            let write = region.write.swap(0, Ordering::AcqRel);
-            // SAFETY: both views are ours and unused from now on.
-            unsafe {
-                if write != 0 {
-                    let _ = self.kernel.unmap(write as *mut u8, region.len);
-                }
-                let _ = self.kernel.unmap(region.exec as *mut u8, region.len);
-            }
+        // The arena is dropped: nothing runs its code or writes into it any more.
+        let regions = self.regions.get_mut();
+        regions.filling = None;
+        for region in core::mem::take(&mut regions.all) {
+            // SAFETY: the view is ours and unused from now on.
+            let _ = unsafe { self.kernel.unmap(region.exec as *mut u8, region.len) };
         }
     }
 }

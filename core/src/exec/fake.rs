@@ -245,6 +245,10 @@ impl Kernel for SimulatedKernel {
     fn map_shared(&self, _: &SharedMemory, _: usize, _: Protection) -> SysResult<*mut u8> {
         Err(SysError { op: "mmap", errno: ENOSYS })
     }
+
+    fn write_shared(&self, _: &SharedMemory, _: usize, _: &[u8]) -> SysResult<()> {
+        Err(SysError { op: "pwrite", errno: ENOSYS })
+    }
 }
 
 /// Wraps a kernel and fails one chosen call: the test counts the calls an operation makes,
@@ -365,5 +369,10 @@ impl Kernel for FaultInjector {
     fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8> {
         self.check("mmap")?;
         self.inner.map_shared(memory, len, prot)
+    }
+
+    fn write_shared(&self, memory: &SharedMemory, offset: usize, bytes: &[u8]) -> SysResult<()> {
+        self.check("pwrite")?;
+        self.inner.write_shared(memory, offset, bytes)
     }
 }

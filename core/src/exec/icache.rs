@@ -8,23 +8,15 @@
 
 #![allow(unsafe_code)]
 
-/// Makes the instruction cache coherent with the bytes in `addr..addr+len`.
+/// Makes the instruction cache coherent with the bytes in `addr..addr+len` (written through
+/// this address, or into the file it maps): the data cache is cleaned to the point of
+/// unification and the instruction cache invalidated, by this address (the data cache is
+/// physically tagged, so the clean reaches bytes the kernel wrote through its own mapping).
 ///
 /// # Safety
 /// The range is mapped readable by the caller.
-pub(crate) unsafe fn sync(addr: usize, len: usize) {
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { sync_alias(addr, addr, len) }
-}
-
-/// Makes the instruction cache coherent for `len` bytes written through `written` and run at
-/// `run` (the same memory mapped twice, or the same address): the data cache is cleaned by the
-/// address written, the instruction cache invalidated by the address run.
-///
-/// # Safety
-/// Both ranges are mapped readable by the caller.
 #[cfg(target_arch = "aarch64")]
-pub(crate) unsafe fn sync_alias(written: usize, run: usize, len: usize) {
+pub(crate) unsafe fn sync(addr: usize, len: usize) {
     use core::arch::asm;
     if len == 0 {
         return;
@@ -34,8 +26,8 @@ pub(crate) unsafe fn sync_alias(written: usize, run: usize, len: usize) {
     unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
     let dline = 4usize << ((ctr >> 16) & 0xf);
     let iline = 4usize << (ctr & 0xf);
-    let end = written + len;
-    let mut line = written & !(dline - 1);
+    let end = addr + len;
+    let mut line = addr & !(dline - 1);
     while line < end {
         // SAFETY: cache maintenance by address on memory the caller mapped readable.
         unsafe { asm!("dc cvau, {}", in(reg) line, options(nostack, preserves_flags)) };
@@ -43,8 +35,7 @@ pub(crate) unsafe fn sync_alias(written: usize, run: usize, len: usize) {
     }
     // SAFETY: barriers have no memory-safety preconditions.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
-    let end = run + len;
-    let mut line = run & !(iline - 1);
+    let mut line = addr & !(iline - 1);
     while line < end {
         // SAFETY: as above.
         unsafe { asm!("ic ivau, {}", in(reg) line, options(nostack, preserves_flags)) };
@@ -55,9 +46,9 @@ pub(crate) unsafe fn sync_alias(written: usize, run: usize, len: usize) {
 }
 
 /// As on aarch64; nothing to do on this architecture, whose instruction fetch is coherent with
-/// data writes (through any mapping).
+/// data writes (through any mapping, and the kernel's).
 ///
 /// # Safety
-/// Both ranges are mapped readable by the caller.
+/// The range is mapped readable by the caller.
 #[cfg(not(target_arch = "aarch64"))]
-pub(crate) unsafe fn sync_alias(_written: usize, _run: usize, _len: usize) {}
+pub(crate) unsafe fn sync(_addr: usize, _len: usize) {}

@@ -73,6 +73,9 @@ pub trait Kernel: fmt::Debug + Send + Sync {
 
     /// Maps the first `len` bytes of `memory`, shared, with `prot` (`mmap(MAP_SHARED)`).
     fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8>;
+
+    /// Writes `bytes` into `memory` at `offset` (`pwrite`): its mappings see them.
+    fn write_shared(&self, memory: &SharedMemory, offset: usize, bytes: &[u8]) -> SysResult<()>;
 }
 
 /// The real kernel: direct syscalls through [`crate::sys`].
@@ -135,5 +138,9 @@ impl Kernel for Linux {
 
     fn map_shared(&self, memory: &SharedMemory, len: usize, prot: Protection) -> SysResult<*mut u8> {
         memory.map(len, prot)
+    }
+
+    fn write_shared(&self, memory: &SharedMemory, offset: usize, bytes: &[u8]) -> SysResult<()> {
+        memory.write_at(offset, bytes)
     }
 }

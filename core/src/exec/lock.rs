@@ -43,6 +43,11 @@ impl<T> Lock<T> {
         Self { state: AtomicU32::new(UNLOCKED), value: UnsafeCell::new(value) }
     }
 
+    /// The value, through exclusive access to the lock (no locking needed).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     /// Waits for the lock and holds it until the guard is dropped.
     pub(crate) fn lock(&self) -> Guard<'_, T> {
         if self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_err() {

@@ -1,5 +1,6 @@
-//! Where instantiated code goes: a [`CodeArena`] (no syscall per function), or, where the
-//! kernel offers no shared memory, one sealed batch of the executable allocator per function.
+//! Where instantiated code goes: a [`CodeArena`] (one `pwrite` per install, no writable
+//! mapping), or, where the kernel offers no shared memory, one sealed batch of the executable
+//! allocator per install. An install is one function, or a batch's functions laid out together.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ const ARENA_REGION: usize = 256 << 10;
 #[derive(Debug)]
 pub(super) struct Installer<'a> {
     arena: CodeArena,
-    /// Cleared for good when the arena fails with a kernel error (no `memfd_create` here).
+    /// Cleared for good when the kernel refuses `memfd_create` (none here, or forbidden).
     arena_usable: AtomicBool,
     allocator: &'a ExecAllocator,
     /// Code installed through the allocator (the fallback), freed with the installer.
@@ -35,8 +36,11 @@ impl<'a> Installer<'a> {
         if self.arena_usable.load(Ordering::Relaxed) {
             match self.arena.install(code) {
                 Ok(address) => return Ok(address),
-                // The kernel refused the shared memory (or ran out of it): batches from now on.
-                Err(ExecError::Sys(_)) => self.arena_usable.store(false, Ordering::Relaxed),
+                // No shared memory here: batches from now on. Other failures (out of memory)
+                // are this install's alone.
+                Err(ExecError::Sys(e)) if e.op == "memfd_create" => {
+                    self.arena_usable.store(false, Ordering::Relaxed);
+                }
                 Err(other) => return Err(other),
             }
         }

@@ -24,11 +24,13 @@
 //!
 //! Code lives as long as its instantiator: nothing is freed before it is dropped.
 
+mod batch;
 mod install;
 pub mod metadata;
 mod published;
 mod request;
 
+pub use batch::Staging;
 pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;
@@ -36,7 +38,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 
 use crate::cache::KeyedHasher;
 use crate::exec::{ExecAllocator, ExecError};
@@ -102,6 +104,11 @@ pub enum JitError {
         /// Why.
         message: Box<str>,
     },
+    /// Memory for the request (its code, the module's metadata) could not be had.
+    OutOfMemory {
+        /// The allocation refused, in bytes.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for JitError {
@@ -126,6 +133,7 @@ impl fmt::Display for JitError {
             JitError::UpdateFailed { message } => {
                 write!(f, "updating the module's metadata failed: {message}")
             }
+            JitError::OutOfMemory { bytes } => write!(f, "out of memory ({bytes} bytes could not be had)"),
         }
     }
 }
@@ -170,23 +178,46 @@ pub struct Stats {
 #[derive(Debug)]
 struct InFlight {
     name: Box<str>,
+    /// Its [`published::Published::hash`].
+    hash: u64,
     /// The compiling thread.
     owner: u64,
     /// Which compile of this name it is (waiters get the outcome of the one they waited for).
     attempt: u32,
+    /// Tells this claim from every other: how it is found when it ends.
+    serial: u64,
+    /// Its code, if compiled for a batch and not yet installed ([`Staging`]).
+    staged: Staged,
 }
+
+/// Where a claim's compiled code is, while the name is in flight.
+#[derive(Debug)]
+enum Staged {
+    /// Not compiled yet (or installed at once, as a single request's is).
+    No,
+    /// Compiled for its thread's batch; installed when the batch is flushed.
+    Pending(Vec<u8>),
+    /// Taken by its thread's flush, being installed as the flush's piece number so-and-so.
+    Installing(usize),
+}
+
+/// Names whose last compile failed, with its attempt and error.
+type Failed = HashMap<Box<str>, (u32, JitError), KeyedHasher>;
 
 /// Bookkeeping under the lock. Installed names are in [`published`].
 struct Table {
-    /// Names being compiled (a handful: one chain of dependencies per compiling thread).
-    in_flight: Vec<InFlight>,
+    /// Names being compiled (one chain of dependencies per compiling thread, and the names
+    /// batches staged), by name (hashed with [`published::Published::hash`]).
+    in_flight: HashTable<InFlight>,
     /// Names whose last compile failed: its attempt and error (kept for that compile's waiters;
     /// a new request compiles again).
-    failed: HashMap<Box<str>, (u32, JitError), KeyedHasher>,
+    failed: Failed,
     /// Threads waiting for a name another thread compiles, and that name.
     waiting: Vec<(u64, Box<str>)>,
     /// The published names' writer.
     writer: published::Writer,
+    /// The next claim's [`InFlight::serial`].
+    next_serial: u64,
 }
 
 /// Cache hits are counted in this many cache-line-sized stripes (by thread), so that threads
@@ -233,10 +264,11 @@ impl<'a> Instantiator<'a> {
             installer: Installer::new(allocator),
             published,
             table: crate::exec::lock::Lock::new(Table {
-                in_flight: Vec::new(),
+                in_flight: HashTable::new(),
                 failed: HashMap::with_hasher(KeyedHasher::new(key)),
                 waiting: Vec::new(),
                 writer,
+                next_serial: 0,
             }),
             generation: AtomicU32::new(0),
             instantiations: AtomicU64::new(0),

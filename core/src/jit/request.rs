@@ -6,7 +6,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Caller, InFlight, Instantiated, Instantiator, JitError, Table};
+use super::published::Writer;
+use super::{Caller, Failed, InFlight, Instantiated, Instantiator, JitError, Staged, Table};
 
 /// The most code one instantiation may install (64 MiB): more is a compiler's bug.
 pub const MAX_CODE: usize = 64 << 20;
@@ -15,8 +16,8 @@ pub const MAX_CODE: usize = 64 << 20;
 enum Found {
     /// Installed at this address.
     Ready(usize),
-    /// Claimed for the caller, with this attempt number.
-    Claimed(u32),
+    /// Claimed for the caller: the claim's serial.
+    Claimed(u64),
 }
 
 /// What [`Instantiator::begin`] found.
@@ -67,14 +68,14 @@ impl<'a> Instantiator<'a> {
         if caller.stack.iter().any(|n| **n == *name) {
             return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
         }
-        let attempt = match self.claim(name, hash, caller)? {
+        let serial = match self.claim(name, hash, caller)? {
             Found::Ready(address) => {
                 self.count_hit(caller.thread);
                 return Ok(Begun::Ready(address));
             }
-            Found::Claimed(attempt) => attempt,
+            Found::Claimed(serial) => serial,
         };
-        let claim = Claim { instantiator: self, name, hash, attempt, done: false };
+        let claim = Claim { instantiator: self, name, hash, serial, done: false };
         // Whether the name is offered is asked once the name is ours, with no lock held; if it
         // is not (or the plan fails), the claim is given back and waiters look again.
         match plan() {
@@ -109,7 +110,9 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Claims `name` for `caller`, or finds it installed, waiting while another thread compiles
-    /// it (and getting that compile's failure, if it fails).
+    /// it (and getting that compile's failure, if it fails). A name the caller's own batch
+    /// compiled and has not installed yet is installed now, with the rest of the batch; so is
+    /// the batch before the caller waits for another thread (which may be waiting for it).
     fn claim(&self, name: &str, hash: u64, caller: Caller<'_>) -> Result<Found, JitError> {
         let mut table = self.table.lock();
         let mut waited_for = None;
@@ -117,11 +120,28 @@ impl<'a> Instantiator<'a> {
             if let Some(address) = self.published.get_hashed(name.as_bytes(), hash) {
                 return Ok(Found::Ready(address));
             }
-            if let Some(compiling) = table.in_flight.iter().find(|f| *f.name == *name) {
+            if let Some(compiling) = table.in_flight.find(hash, |f| *f.name == *name) {
+                let staged = !matches!(compiling.staged, Staged::No);
+                if compiling.owner == caller.thread && staged {
+                    // Ours, compiled and waiting for the batch: install the batch, then look
+                    // again (a failed install is this request's answer too).
+                    waited_for = Some(compiling.attempt);
+                    drop(table);
+                    let _ = self.flush(caller.thread);
+                    table = self.table.lock();
+                    continue;
+                }
                 if compiling.owner == caller.thread {
                     return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
                 }
-                if let Some(cycle) = cross_thread_cycle(&table, name, caller) {
+                if table.in_flight.iter().any(|f| f.owner == caller.thread && f.staged.is_pending()) {
+                    drop(table);
+                    let _ = self.flush(caller.thread);
+                    table = self.table.lock();
+                    continue;
+                }
+                let hash_of = |n: &str| self.published.hash(n.as_bytes());
+                if let Some(cycle) = cross_thread_cycle(&table, name, caller, hash_of) {
                     return Err(JitError::Circular { cycle });
                 }
                 if waited_for.is_none() {
@@ -149,14 +169,76 @@ impl<'a> Instantiator<'a> {
             if table.writer.len().saturating_add(table.in_flight.len()) >= limit {
                 return Err(JitError::LimitReached { limit });
             }
-            table.in_flight.push(InFlight { name: name.into(), owner: caller.thread, attempt });
-            return Ok(Found::Claimed(attempt));
+            let room = core::mem::size_of::<InFlight>();
+            table.in_flight.try_reserve(1, |f| f.hash).map_err(|_| JitError::OutOfMemory { bytes: room })?;
+            let serial = table.next_serial;
+            table.next_serial += 1;
+            let flight = InFlight {
+                name: name.into(),
+                hash,
+                owner: caller.thread,
+                attempt,
+                serial,
+                staged: Staged::No,
+            };
+            table.in_flight.insert_unique(hash, flight, |f| f.hash);
+            return Ok(Found::Claimed(serial));
+        }
+    }
+
+    /// Ends the claim `serial` on the name hashed `hash` with `outcome` (the lock held).
+    /// Waiters are woken by the caller ([`Instantiator::announce`]).
+    pub(super) fn settle(&self, table: &mut Table, serial: u64, hash: u64, outcome: Outcome) {
+        let Table { in_flight, failed, writer, .. } = table;
+        if let Ok(entry) = in_flight.find_entry(hash, |f| f.serial == serial) {
+            let (flight, _) = entry.remove();
+            self.conclude(failed, writer, flight, outcome);
+        }
+    }
+
+    /// Publishes the address of a name no longer in flight, or records its failure for the
+    /// waiters of that attempt.
+    pub(super) fn conclude(
+        &self,
+        failed: &mut Failed,
+        writer: &mut Writer,
+        flight: InFlight,
+        outcome: Outcome,
+    ) {
+        let InFlight { name, hash, attempt, .. } = flight;
+        match outcome {
+            Outcome::Installed(address) => {
+                self.instantiations.fetch_add(1, Ordering::Relaxed);
+                if !failed.is_empty() {
+                    failed.remove(&*name);
+                }
+                self.published.insert(writer, name, hash, address);
+            }
+            Outcome::Failed(error) => {
+                self.compile_failures.fetch_add(1, Ordering::Relaxed);
+                failed.insert(name, (attempt, error));
+            }
+            Outcome::Released => {}
+        }
+    }
+
+    /// Tells the threads waiting for a compile that one ended (the lock released).
+    pub(super) fn announce(&self, waiters: bool) {
+        self.generation.fetch_add(1, Ordering::Release);
+        if waiters {
+            wake_all(&self.generation);
         }
     }
 }
 
+impl Staged {
+    fn is_pending(&self) -> bool {
+        matches!(self, Staged::Pending(_))
+    }
+}
+
 /// How a claim ends.
-enum Outcome {
+pub(super) enum Outcome {
     Installed(usize),
     Failed(JitError),
     /// Not offered after all: the name is free again, nothing recorded.
@@ -168,26 +250,24 @@ enum Outcome {
 /// no waiter waits forever.
 #[derive(Debug)]
 pub struct Claim<'i, 'a, 'n> {
-    instantiator: &'i Instantiator<'a>,
-    name: &'n str,
-    hash: u64,
-    attempt: u32,
-    done: bool,
+    pub(super) instantiator: &'i Instantiator<'a>,
+    pub(super) name: &'n str,
+    pub(super) hash: u64,
+    pub(super) serial: u64,
+    pub(super) done: bool,
 }
 
-impl Claim<'_, '_, '_> {
+impl<'n> Claim<'_, '_, 'n> {
+    /// The name claimed.
+    pub fn name(&self) -> &'n str {
+        self.name
+    }
+
     /// Installs `code` as the name's (sealed executable memory); its address.
     pub fn install(mut self, code: &[u8]) -> Result<usize, JitError> {
         let jit = self.instantiator;
-        let installed = if code.is_empty() {
-            Err(JitError::Compile { message: "the compiler returned no code".into() })
-        } else if code.len() > MAX_CODE {
-            let message =
-                alloc::format!("the compiler returned {} bytes of code (at most {MAX_CODE})", code.len());
-            Err(JitError::Compile { message: message.into() })
-        } else {
-            jit.installer.install(code).map_err(JitError::Install)
-        };
+        let installed =
+            acceptable(code).and_then(|()| jit.installer.install(code).map_err(JitError::Install));
         match installed {
             Ok(address) => {
                 jit.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
@@ -203,7 +283,7 @@ impl Claim<'_, '_, '_> {
         self.fail_with(error)
     }
 
-    fn fail_with(&mut self, error: JitError) -> JitError {
+    pub(super) fn fail_with(&mut self, error: JitError) -> JitError {
         self.finish(Outcome::Failed(error.clone()));
         error
     }
@@ -218,34 +298,24 @@ impl Claim<'_, '_, '_> {
         self.done = true;
         let jit = self.instantiator;
         let mut table = jit.table.lock();
-        let (name, attempt) = (self.name, self.attempt);
-        let at = table.in_flight.iter().position(|f| *f.name == *name && f.attempt == attempt);
-        let key = match at {
-            Some(at) => table.in_flight.swap_remove(at).name,
-            None => name.into(),
-        };
-        match outcome {
-            Outcome::Installed(address) => {
-                jit.instantiations.fetch_add(1, Ordering::Relaxed);
-                if !table.failed.is_empty() {
-                    table.failed.remove(name);
-                }
-                let Table { writer, .. } = &mut *table;
-                jit.published.insert(writer, key, self.hash, address);
-            }
-            Outcome::Failed(error) => {
-                jit.compile_failures.fetch_add(1, Ordering::Relaxed);
-                table.failed.insert(key, (attempt, error));
-            }
-            Outcome::Released => {}
-        }
+        jit.settle(&mut table, self.serial, self.hash, outcome);
         let waiters = !table.waiting.is_empty();
-        jit.generation.fetch_add(1, Ordering::Release);
         drop(table);
-        if waiters {
-            wake_all(&jit.generation);
-        }
+        jit.announce(waiters);
     }
+}
+
+/// Whether `code` is something to install: not empty, at most [`MAX_CODE`] bytes.
+pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
+    if code.is_empty() {
+        return Err(JitError::Compile { message: "the compiler returned no code".into() });
+    }
+    if code.len() > MAX_CODE {
+        let message =
+            alloc::format!("the compiler returned {} bytes of code (at most {MAX_CODE})", code.len());
+        return Err(JitError::Compile { message: message.into() });
+    }
+    Ok(())
 }
 
 impl Drop for Claim<'_, '_, '_> {
@@ -265,12 +335,18 @@ fn own_cycle(stack: &[Box<str>], name: &str) -> Vec<Box<str>> {
 
 /// The cycle that waiting for `name` would close across threads, if any: `name`'s owner waits
 /// for a name whose owner waits ... for a name `caller`'s thread is compiling.
-fn cross_thread_cycle(table: &Table, name: &str, caller: Caller<'_>) -> Option<Vec<Box<str>>> {
+/// `hash_of` hashes a name as the table does.
+fn cross_thread_cycle(
+    table: &Table,
+    name: &str,
+    caller: Caller<'_>,
+    hash_of: impl Fn(&str) -> u64,
+) -> Option<Vec<Box<str>>> {
     let mut path: Vec<Box<str>> = Vec::new();
     path.push(name.into());
     let mut wanted: &str = name;
     for _ in 0..=table.waiting.len() {
-        let owner = table.in_flight.iter().find(|f| *f.name == *wanted)?.owner;
+        let owner = table.in_flight.find(hash_of(wanted), |f| *f.name == *wanted)?.owner;
         if owner == caller.thread {
             // `wanted` is ours: the cycle runs from it through our stack to `name` and back.
             let from = caller.stack.iter().position(|n| **n == *wanted);

@@ -93,6 +93,8 @@ pub const SMF_JIT_DEPTH_EXCEEDED: i32 = 5;
 pub const SMF_JIT_MODULE_ERROR: i32 = 6;
 /// Extension: the instantiation limit (`smf_jit_set_max_instantiations`) is reached.
 pub const SMF_JIT_LIMIT_REACHED: i32 = 7;
+/// Extension: memory could not be had (the message says how much).
+pub const SMF_JIT_OUT_OF_MEMORY: i32 = 8;
 /// Extension: a bad argument (NULL, not a live handle, a name that is not UTF-8).
 pub const SMF_JIT_INVALID_ARGUMENT: i32 = -1;
 
@@ -106,6 +108,7 @@ fn code_of(error: &JitError) -> i32 {
         JitError::DepthExceeded { .. } => SMF_JIT_DEPTH_EXCEEDED,
         JitError::Module { .. } => SMF_JIT_MODULE_ERROR,
         JitError::LimitReached { .. } => SMF_JIT_LIMIT_REACHED,
+        JitError::OutOfMemory { .. } => SMF_JIT_OUT_OF_MEMORY,
     }
 }
 

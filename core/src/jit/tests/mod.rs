@@ -358,3 +358,5 @@ fn metadata_moves_recorded_entries_and_reads_back() {
     // Still offered after it moved (the cache answers first anyway).
     assert!(meta.possible("id$i64").is_some());
 }
+
+mod batch;

@@ -1,0 +1,218 @@
+//! Batches: names staged on one thread and installed with one write; flushed early when a
+//! compile needs a staged name or before the thread waits for another; failures and drops.
+
+use super::*;
+use crate::exec::{FaultInjector, LINUX};
+
+/// Stages `names` in one batch on `thread`, each compiled to `return_const(value + i)`, and
+/// finishes it; every name's outcome.
+fn batch(jit: &Instantiator, thread: u64, names: &[&str], value: u16) -> Vec<Result<usize, JitError>> {
+    let staging = jit.staging(thread);
+    let caller = Caller { thread, stack: &[] };
+    for (i, name) in names.iter().enumerate() {
+        match jit.begin(name, caller, || Ok(Some(()))) {
+            Ok(super::super::Begun::Claimed(claim, ())) => {
+                let _ = staging.stage(claim, &return_const(value + u16::try_from(i).unwrap()));
+            }
+            Ok(super::super::Begun::Ready(_)) | Err(_) => {}
+        }
+    }
+    let _ = staging.finish();
+    names.iter().map(|name| jit.outcome(name).unwrap_or(Err(JitError::NotFound))).collect()
+}
+
+/// The `return_const` installed at `address` (simulated memory is readable, not executable):
+/// its value.
+fn installed(address: usize) -> u16 {
+    let len = return_const(0).len();
+    // SAFETY: every piece these tests install is a `return_const` of `len` bytes at a live
+    // address of the instantiator, which the test still holds.
+    let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, len) };
+    (0..1000).find(|&v| return_const(v) == bytes).expect("a return_const")
+}
+
+/// Calls the code at `address` (real kernels only).
+fn run(address: usize) -> u64 {
+    // SAFETY: every piece these tests install is `return_const`: no arguments, an integer back.
+    let f: extern "C" fn() -> u64 = unsafe { core::mem::transmute(address) };
+    f()
+}
+
+#[test]
+fn a_batch_installs_its_names_together_and_each_runs() {
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let names: Vec<String> = (0..40).map(|i| alloc::format!("f{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let results = batch(&jit, 1, &names, 100);
+    // The simulation has no shared memory: one sealed batch, one block, for all forty.
+    assert_eq!(exec.stats().blocks_live, 1);
+    let stats = jit.stats();
+    assert_eq!(stats.instantiations, 40);
+    assert_eq!(stats.code_bytes, 40 * return_const(0).len() as u64);
+    let mut addresses: Vec<usize> = results.iter().map(|r| *r.as_ref().unwrap()).collect();
+    for (name, &address) in names.iter().zip(&addresses) {
+        assert_eq!(jit.lookup(name), Some(address));
+        assert_eq!(address % crate::exec::GRANULE, 0);
+    }
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 40, "every name its own code");
+    // A name already installed is not staged again.
+    assert_eq!(batch(&jit, 1, &["f3"], 7)[0], results[3]);
+    assert_eq!(jit.stats().instantiations, 40);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "writes shared memory through real syscalls; the simulated tests cover the logic")]
+fn over_the_real_kernel_a_batch_is_one_write_and_its_code_runs() {
+    static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
+    let exec = allocator(&INJECTOR);
+    let jit = Instantiator::new(&exec, Config::default());
+    simple(&jit, "first", ALONE, 1).unwrap(); // maps the arena's region
+    let names: Vec<String> = (0..100).map(|i| alloc::format!("g{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let before = INJECTOR.calls();
+    let results = batch(&jit, 1, &names, 200);
+    assert_eq!(INJECTOR.calls() - before, 1, "one pwrite for the hundred");
+    assert!(jit.uses_arena());
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(run(*result.as_ref().unwrap()), 200 + u64::try_from(i).unwrap());
+    }
+    // A failed write fails every name of its batch, with the kernel's error, and they compile
+    // again on the next request.
+    INJECTOR.fail_call(0);
+    let failed = batch(&jit, 1, &["h0", "h1"], 300);
+    INJECTOR.disarm();
+    for result in &failed {
+        assert!(matches!(result, Err(JitError::Install(crate::exec::ExecError::Sys(e))) if e.op == "pwrite"));
+    }
+    assert_eq!(run(simple(&jit, "h1", ALONE, 301).unwrap().address), 301);
+}
+
+#[test]
+fn a_compile_asking_for_a_name_its_batch_staged_gets_it_installed() {
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let staging = jit.staging(5);
+    let caller = Caller { thread: 5, stack: &[] };
+    let Ok(super::super::Begun::Claimed(a, ())) = jit.begin("a", caller, || Ok(Some(()))) else { panic!() };
+    staging.stage(a, &return_const(1)).unwrap();
+    assert_eq!(jit.lookup("a"), None, "staged, not installed");
+    // b's compile needs a's address: the batch is flushed, b gets it.
+    let stack: Vec<Box<str>> = vec!["b".into()];
+    let mut seen = None;
+    let b = jit.instantiate(
+        "b",
+        caller,
+        || Ok(Some(())),
+        |()| {
+            let inner = Caller { thread: 5, stack: &stack };
+            seen = Some(simple(&jit, "a", inner, 99)?.address);
+            Ok(return_const(2))
+        },
+    );
+    assert!(b.is_ok());
+    assert_eq!(seen, jit.lookup("a"), "a was installed for b's compile, not compiled again");
+    assert_eq!(installed(seen.unwrap()), 1);
+    staging.finish().unwrap();
+    assert_eq!(jit.stats().instantiations, 2);
+}
+
+#[test]
+fn a_staged_name_another_thread_waits_for_arrives_when_the_batch_is_flushed() {
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let staged = Barrier::new(2);
+    let got: Vec<usize> = std::thread::scope(|s| {
+        let batcher = s.spawn(|| {
+            let staging = jit.staging(1);
+            let caller = Caller { thread: 1, stack: &[] };
+            let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin("x", caller, || Ok(Some(()))) else {
+                panic!()
+            };
+            staging.stage(claim, &return_const(4)).unwrap();
+            staged.wait();
+            // Long enough for the other thread to be waiting.
+            std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) { 1 } else { 50 }));
+            drop(staging); // dropping flushes
+            jit.lookup("x").unwrap()
+        });
+        let waiter = s.spawn(|| {
+            staged.wait();
+            simple(&jit, "x", Caller { thread: 2, stack: &[] }, 99).unwrap().address
+        });
+        vec![batcher.join().unwrap(), waiter.join().unwrap()]
+    });
+    assert_eq!(got[0], got[1]);
+    assert_eq!(installed(got[0]), 4, "the staged code, not a second compile");
+    assert_eq!(jit.stats().instantiations, 1);
+}
+
+#[test]
+fn a_batch_is_flushed_before_its_thread_waits_for_another_so_neither_waits_forever() {
+    // Thread 1 staged x and then compiles y, which needs z; thread 2 compiles z, which needs x.
+    // Thread 1 would wait for z while thread 2 waits for x, staged by thread 1: flushing
+    // before waiting lets both finish.
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let z_compiling = Barrier::new(2);
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let one = s.spawn(|| {
+            let staging = jit.staging(1);
+            let caller = Caller { thread: 1, stack: &[] };
+            let Ok(super::super::Begun::Claimed(x, ())) = jit.begin("x", caller, || Ok(Some(()))) else {
+                panic!()
+            };
+            staging.stage(x, &return_const(1)).unwrap();
+            z_compiling.wait();
+            let stack: Vec<Box<str>> = vec!["y".into()];
+            let y = jit.instantiate(
+                "y",
+                caller,
+                || Ok(Some(())),
+                |()| {
+                    simple(&jit, "z", Caller { thread: 1, stack: &stack }, 99)?;
+                    Ok(return_const(2))
+                },
+            );
+            staging.finish().unwrap();
+            y.is_ok()
+        });
+        let two = s.spawn(|| {
+            let caller = Caller { thread: 2, stack: &[] };
+            jit.instantiate(
+                "z",
+                caller,
+                || Ok(Some(())),
+                |()| {
+                    z_compiling.wait();
+                    std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
+                    let stack: Vec<Box<str>> = vec!["z".into()];
+                    simple(&jit, "x", Caller { thread: 2, stack: &stack }, 99)?;
+                    Ok(return_const(3))
+                },
+            )
+            .is_ok()
+        });
+        vec![one.join().unwrap(), two.join().unwrap()]
+    });
+    assert_eq!(results, [true, true]);
+    assert_eq!(jit.stats().instantiations, 3);
+    assert_eq!(installed(jit.lookup("x").unwrap()), 1);
+}
+
+#[test]
+fn staging_refuses_what_a_single_install_refuses() {
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, Config::default());
+    let staging = jit.staging(1);
+    let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin("e", ALONE, || Ok(Some(()))) else {
+        panic!()
+    };
+    let err = staging.stage(claim, &[]).unwrap_err();
+    assert!(matches!(err, JitError::Compile { message } if message.contains("no code")));
+    staging.finish().unwrap();
+    assert!(matches!(jit.outcome("e"), Some(Err(JitError::Compile { .. }))));
+    assert_eq!(jit.stats().compile_failures, 1);
+}
