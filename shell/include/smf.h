@@ -207,11 +207,12 @@ void        smf_cache_check_every_get(SmfCache *c, bool on);
  *
  * Memory: instantiated code lives until smf_jit_free; the instantiator keeps every module it
  * instantiated from (and the cache it was given) alive until then, so evicting a module or
- * reloading its file never pulls code from under instantiated functions. Code goes to memory
- * mapped twice (memfd): executable at the addresses handed out, writable only through a second
- * mapping the library keeps to itself while that region is being filled (unmapped once it is
- * full), so no page is ever writable and executable, and installing needs no syscall. Where
- * the kernel refuses memfd, each function gets sealed pages of its own (one mprotect). */
+ * reloading its file never pulls code from under instantiated functions. Code goes to shared
+ * memory (memfd) mapped once, read-execute, at the addresses handed out; it is written with
+ * pwrite into the file, never through a mapping, so no page is ever writable and executable
+ * and no writable mapping aliases code at any time (one syscall per install, or per batch with
+ * smf_jit_instantiate_batch). Where the kernel refuses memfd, each install gets sealed pages of
+ * its own (one mprotect). */
 typedef struct SmfJit SmfJit;
 /* max_depth 0 means the default; defaults: 50, true, true. */
 typedef struct { uint32_t max_depth; bool enabled; bool update_metadata; } SmfJitConfig;
@@ -232,10 +233,23 @@ enum { SMF_JIT_OK = 0, SMF_JIT_NOT_FOUND = 1, SMF_JIT_CIRCULAR = 2, SMF_JIT_COMP
 /* A new instantiator over the cache (kept alive until smf_jit_free); NULL on error. compile and
  * user may be called from any thread that asks for an instantiation. */
 SmfJit     *smf_jit_new(SmfCache *cache, SmfJitConfig config, SmfCompileFn compile, void *user);
-/* Frees the instantiator and every function it installed. NULL is a no-op. */
+/* Frees the instantiator and every function it installed. NULL is a no-op. Called from inside
+ * j's own compile callback it is refused (an error for smf_last_error, nothing freed): the
+ * request running would hand out code already unmapped. */
 void        smf_jit_free(SmfJit *j);
 /* SMF_JIT_*; *address is the code on SMF_JIT_OK, NULL otherwise. */
 int32_t     smf_jit_instantiate(SmfJit *j, const char *module_path, const char *mangled_name, const void **address);
+/* Extension: smf_jit_instantiate of each of the n names from module_path, the code of all those
+ * compiled by this call installed together (one write into executable memory instead of one
+ * per name: for a module's start-up set of instantiations). addresses[i] gets each name's code
+ * (NULL on failure) and statuses[i] its SMF_JIT_* code; either may be NULL. Returns SMF_JIT_OK
+ * if every name is instantiated, else the first failure's code, with a message naming it and
+ * counting the failures. A name being compiled by another thread is waited for (the batch's own
+ * code is installed before, so no thread waits on it forever); a compile asking for a name the
+ * batch compiled gets it at once. A failure of the call as a whole (bad handle, names NULL with
+ * n > 0, a name that is NULL or not UTF-8) writes its code to every status. */
+int32_t     smf_jit_instantiate_batch(SmfJit *j, const char *module_path, const char *const *names,
+                                      size_t n, const void **addresses, int32_t *statuses);
 /* From inside the callback, before returning nonzero: the failure's message (copied). */
 void        smf_jit_fail(SmfJit *j, const char *message);
 /* The module's note.sdn as it stands, with instantiated entries moved from "possible" to

@@ -178,6 +178,66 @@ impl Jit {
             Begun::Ready(address) => return Ok(address),
             Begun::Claimed(claim, plan) => (claim, plan),
         };
+        let address = match self.compile(path, name, &plan) {
+            Ok(code) => claim.install(&code)?,
+            Err(message) => return Err(claim.fail(JitError::Compile { message: message.into() })),
+        };
+        self.installed(path, name, &plan.module)?;
+        Ok(address)
+    }
+
+    /// [`Jit::instantiate`] of each of `names` from the module at `path`, the code of all those
+    /// compiled here installed together (one write into executable memory, or one sealed
+    /// batch, instead of one per name): each name's outcome, in order. A name already
+    /// instantiated is answered at once; one being compiled by another thread is waited for
+    /// (the batch is installed first, so a thread waiting for one of its names is never
+    /// stalled); a compile asking for a name the batch compiled gets it installed at once.
+    /// Fails as a whole only when there is no memory to track `names`.
+    pub fn instantiate_many(
+        &self,
+        path: &Path,
+        names: &[&str],
+    ) -> Result<Vec<Result<usize, JitError>>, JitError> {
+        let mut outcomes: Vec<Result<usize, JitError>> = Vec::new();
+        let mut staged: Vec<(usize, Arc<SharedModule>)> = Vec::new();
+        let bytes = names.len().saturating_mul(std::mem::size_of::<Result<usize, JitError>>());
+        outcomes.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
+        staged.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
+        let thread = self.with_caller(|caller| Ok(caller.thread))?;
+        let staging = self.instantiator.staging(thread);
+        for (i, &name) in names.iter().enumerate() {
+            let begun =
+                self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)));
+            let outcome = match begun {
+                Ok(Begun::Ready(address)) => Ok(address),
+                Ok(Begun::Claimed(claim, plan)) => match self.compile(path, name, &plan) {
+                    Ok(code) => match staging.stage(claim, &code) {
+                        Ok(()) => {
+                            staged.push((i, plan.module));
+                            Err(JitError::NotFound) // replaced once the batch is installed
+                        }
+                        Err(error) => Err(error),
+                    },
+                    Err(message) => Err(claim.fail(JitError::Compile { message: message.into() })),
+                },
+                Err(error) => Err(error),
+            };
+            outcomes.push(outcome);
+        }
+        let _ = staging.finish();
+        for (i, module) in staged {
+            let name = names[i];
+            outcomes[i] = match self.instantiator.outcome(name) {
+                Some(Ok(address)) => self.installed(path, name, &module).map(|()| address),
+                Some(Err(error)) => Err(error),
+                None => Err(JitError::NotFound),
+            };
+        }
+        Ok(outcomes)
+    }
+
+    /// The compiler's code for the claimed `name`, as `plan` says.
+    fn compile(&self, path: &Path, name: &str, plan: &Plan) -> Result<Cow<'_, [u8]>, String> {
         let template_bytes = plan.module.loaded().template(plan.possible.template.as_bytes());
         let request = Request {
             name,
@@ -187,19 +247,18 @@ impl Jit {
             module: &plan.module,
             path,
         };
-        let compiled = {
-            let _pushed = Pushed::new(self.id, name);
-            self.compiler.compile(self, &request)
-        };
-        let address = match compiled {
-            Ok(code) => claim.install(&code)?,
-            Err(message) => return Err(claim.fail(JitError::Compile { message: message.into() })),
-        };
-        self.keep(&plan.module);
+        let _pushed = Pushed::new(self.id, name);
+        self.compiler.compile(self, &request)
+    }
+
+    /// After `name`'s code from `module` (at `path`) is installed: keeps the module while the
+    /// code lives and records the instantiation in its metadata.
+    fn installed(&self, path: &Path, name: &str, module: &Arc<SharedModule>) -> Result<(), JitError> {
+        self.keep(module);
         if self.config().update_metadata {
             self.record(path, name)?;
         }
-        Ok(address)
+        Ok(())
     }
 
     /// [`Jit::instantiate`], as the function pointer type `F`, borrowing the `Jit` so that the
@@ -229,14 +288,26 @@ impl Jit {
     }
 
     /// Runs `f` with this thread as the instantiator's caller (its token and its stack of
-    /// names being instantiated by this `Jit`).
-    fn with_caller<T>(&self, f: impl FnOnce(Caller<'_>) -> T) -> T {
-        STACKS.with(|cell| {
+    /// names being instantiated by this `Jit`). The stack is copied, not borrowed, while `f`
+    /// runs: `f` may load a module whose resolver re-enters the library on this thread.
+    fn with_caller<T>(&self, f: impl FnOnce(Caller<'_>) -> Result<T, JitError>) -> Result<T, JitError> {
+        let (thread, stack) = STACKS.with(|cell| {
             let thread = std::ptr::from_ref(cell) as u64;
             let stacks = cell.borrow();
-            let stack = stacks.iter().find(|(jit, _)| *jit == self.id).map_or(&[][..], |(_, s)| &s[..]);
-            f(Caller { thread, stack })
-        })
+            let mut copy: Vec<Box<str>> = Vec::new();
+            if let Some((_, stack)) = stacks.iter().find(|(jit, _)| *jit == self.id) {
+                let bytes = stack.len() * std::mem::size_of::<Box<str>>();
+                copy.try_reserve_exact(stack.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
+                copy.extend(stack.iter().cloned());
+            }
+            Ok((thread, copy))
+        })?;
+        f(Caller { thread, stack: &stack })
+    }
+
+    /// Whether this thread is inside a compile of this `Jit` (its callback running).
+    pub fn compiling_here(&self) -> bool {
+        STACKS.with_borrow(|stacks| stacks.iter().any(|(jit, _)| *jit == self.id))
     }
 
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).

@@ -31,6 +31,7 @@ typedef struct {
     SmfJit *jit;              /* set after smf_jit_new, for re-entrant requests */
     atomic_int compiles;
     int delay_ms;             /* sleep in each compile (the race) */
+    bool free_self;           /* call smf_jit_free on its own instantiator in each compile */
     int32_t inner_code;       /* the last dependency request's code, and its message */
     char inner_message[1024];
     uint8_t code[64];         /* the last code emitted (valid until the callback returns) */
@@ -91,6 +92,11 @@ static int32_t compile(void *user, const char *name, const char *type_args, cons
     Compiler *c = user;
     atomic_fetch_add(&c->compiles, 1);
     if (c->delay_ms) usleep((useconds_t)c->delay_ms * 1000);
+    if (c->free_self) {
+        /* Refused: the request running now would hand out code the free just unmapped. */
+        smf_jit_free(c->jit);
+        CHECK(strstr(smf_last_error(), "own compile") != NULL);
+    }
     size_t n = 0;
     if (strcmp(name, "identity$i64") == 0) {
         /* The template-code entry: kind 0 (function), u32 name length, "identity". */
@@ -317,6 +323,52 @@ static void limits_and_bad_arguments(SmfCache *cache) {
     CHECK_FAILS(smf_jit_instantiate(j, module_path, "identity$i64", &a), SMF_JIT_INVALID_ARGUMENT);
 }
 
+static void batches(SmfCache *cache) {
+    Compiler c;
+    SmfJit *j = new_jit(cache, &c, 0, true, true);
+    /* List$Float's compile asks for identity$i64, staged by the batch before it. */
+    const char *names[4] = {"identity$i64", "Pair$Int_text", "List$Bool", "List$Float"};
+    const void *addresses[4];
+    int32_t statuses[4];
+    CHECK(smf_jit_instantiate_batch(j, module_path, names, 4, addresses, statuses) == SMF_JIT_NOT_FOUND);
+    CHECK(strstr(smf_last_error(), "1 of 4 names failed; the first, 2: List$Bool") != NULL);
+    CHECK(statuses[0] == SMF_JIT_OK && statuses[1] == SMF_JIT_OK && statuses[2] == SMF_JIT_NOT_FOUND &&
+          statuses[3] == SMF_JIT_OK);
+    CHECK(addresses[2] == NULL);
+    CHECK(call1(addresses[0], 41) == 41 && call1(addresses[1], 0) == 2 && call1(addresses[3], 7) == 7);
+    CHECK(atomic_load(&c.compiles) == 3);
+    const void *again = NULL;
+    CHECK(smf_jit_instantiate(j, module_path, "List$Float", &again) == SMF_JIT_OK && again == addresses[3]);
+    SmfJitStats s;
+    smf_jit_stats(j, &s);
+    CHECK(s.instantiations == 3);
+    scan_maps("a batch");
+    /* Names already there are answered without compiling; NULL outputs are fine. */
+    CHECK(smf_jit_instantiate_batch(j, module_path, names, 2, NULL, NULL) == SMF_JIT_OK);
+    CHECK(atomic_load(&c.compiles) == 3);
+    /* Bad arguments fail the call as a whole, every status with the code. */
+    const char *with_null[2] = {"identity$i64", NULL};
+    CHECK_FAILS(smf_jit_instantiate_batch(j, module_path, with_null, 2, addresses, statuses),
+                SMF_JIT_INVALID_ARGUMENT);
+    CHECK(statuses[0] == SMF_JIT_INVALID_ARGUMENT && statuses[1] == SMF_JIT_INVALID_ARGUMENT && addresses[0] == NULL);
+    CHECK_FAILS(smf_jit_instantiate_batch(j, module_path, NULL, 2, addresses, statuses), SMF_JIT_INVALID_ARGUMENT);
+    CHECK_FAILS(smf_jit_instantiate_batch(NULL, module_path, names, 1, addresses, statuses), SMF_JIT_INVALID_ARGUMENT);
+    CHECK(smf_jit_instantiate_batch(j, module_path, NULL, 0, NULL, NULL) == SMF_JIT_OK);
+    smf_jit_free(j);
+}
+
+static void freeing_from_inside_its_own_compile_is_refused(SmfCache *cache) {
+    Compiler c;
+    SmfJit *j = new_jit(cache, &c, 0, true, true);
+    c.free_self = true;
+    const void *a = NULL;
+    CHECK(smf_jit_instantiate(j, module_path, "Pair$Int_text", &a) == SMF_JIT_OK);
+    CHECK(call1(a, 0) == 2); /* still mapped: the free was refused */
+    c.free_self = false;
+    smf_jit_free(j);
+    CHECK_FAILS(smf_jit_instantiate(j, module_path, "Pair$Int_text", &a), SMF_JIT_INVALID_ARGUMENT);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: jit_test DIR\n");
@@ -336,6 +388,8 @@ int main(int argc, char **argv) {
     resolve_and_resolve_generic(cache);
     two_threads_one_compile(cache);
     limits_and_bad_arguments(cache);
+    batches(cache);
+    freeing_from_inside_its_own_compile_is_refused(cache);
     /* The instantiators kept the cache alive; freeing it now is fine. */
     smf_cache_free(cache);
     scan_maps("the end");

@@ -478,6 +478,40 @@ dependencies |from_inst, to_inst, dep_kind|
     }
 }
 
+/// A module that imports an instantiation another module offers, for the re-entrancy tests:
+/// its `slot` (8 bytes in its code) holds the address of `identity$i64` once loaded, which a
+/// resolver must find (through the instantiator, as a runtime does); it offers `extra$x`
+/// (template "extra") itself.
+pub mod importer {
+    use smf_core::write::{ModuleBuilder, SymbolSpec};
+    use smf_core::{Dialect, RelocKind};
+
+    /// Its note.sdn.
+    pub const NOTE: &str = r#"possible |id, template, type_args, mangled_name, required_by, can_defer|
+    0, "extra", "x", "extra$x", "main", true"#;
+
+    /// Where `slot` is in the code.
+    pub const SLOT: u64 = 16;
+
+    /// The module (this machine's architecture).
+    pub fn module() -> Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        if cfg!(target_arch = "aarch64") {
+            b.header(|h| h.arch = 1);
+        }
+        let mut code = super::return_const(7);
+        let len = code.len() as u64;
+        code.resize(SLOT as usize + 8, 0);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(b"seven", 0, len));
+        b.add_symbol(SymbolSpec::function(b"slot", SLOT, 8));
+        let identity = b.add_symbol(SymbolSpec::import(b"identity$i64"));
+        b.add_relocation(SLOT, identity, RelocKind::Abs64, 0);
+        b.note_sdn(NOTE);
+        b.build().unwrap()
+    }
+}
+
 /// A fresh directory for one test's files (`<tmp>/smf-<area>-<pid>-<name>`).
 pub fn scratch(area: &str, name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("smf-{area}-{}-{name}", std::process::id()));

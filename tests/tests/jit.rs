@@ -345,3 +345,127 @@ fn a_module_only_looked_at_leaves_with_the_cache_and_one_instantiated_from_stays
     assert!(instantiated_from.upgrade().is_some(), "code may call into it: the Jit keeps it");
     assert_eq!(call1(pair, 0), 42);
 }
+
+/// A load option's resolver that looks names up through the instantiator (a runtime resolving
+/// imports with the JIT as fallback), reading a note on the way.
+struct ThroughJit {
+    jit: std::sync::OnceLock<std::sync::Weak<Jit>>,
+    noted: PathBuf,
+    asked: AtomicUsize,
+}
+
+impl smf_core::load::Resolver for ThroughJit {
+    fn resolve(&self, name: &[u8]) -> Option<smf_core::load::Resolved> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let jit = self.jit.get()?.upgrade()?;
+        assert!(jit.note_sdn(&self.noted).unwrap().is_some(), "the note reads from inside a resolver");
+        let addr = jit.resolve(std::str::from_utf8(name).ok()?).ok()?;
+        Some(smf_core::load::Resolved { addr, keepalive: None })
+    }
+}
+
+/// Two modules in one directory: generics.smf (cached first) and importer.smf, whose import
+/// only the instantiator can provide; a cache whose resolver goes through the instantiator.
+fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, Arc<ThroughJit>, Arc<Log>) {
+    let dir = smf_tests::scratch("jit", tag);
+    let (generics_path, importer_path) = (dir.join("generics.smf"), dir.join("importer.smf"));
+    std::fs::write(&generics_path, generics::module()).unwrap();
+    std::fs::write(&importer_path, smf_tests::importer::module()).unwrap();
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let resolver = Arc::new(ThroughJit {
+        jit: std::sync::OnceLock::new(),
+        noted: generics_path.clone(),
+        asked: AtomicUsize::new(0),
+    });
+    cache.set_linking(smf::cache::CacheLinking {
+        resolver: Some(Arc::clone(&resolver) as Arc<dyn smf_core::load::Resolver + Send + Sync>),
+        process_symbols: false,
+        local: false,
+    });
+    let log = Arc::new(Log::default());
+    let jit = Arc::new(Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log))));
+    resolver.jit.set(Arc::downgrade(&jit)).unwrap();
+    cache.get(&generics_path).unwrap();
+    (generics_path, importer_path, cache, jit, resolver, log)
+}
+
+#[test]
+fn a_resolver_may_re_enter_the_instantiator_from_a_load_inside_an_instantiation() {
+    let (_, importer_path, cache, jit, resolver, log) = reentrant_setup("reentrant-resolver");
+    // The request's plan misses the cache: loading importer.smf asks the resolver for
+    // identity$i64, which instantiates it from generics.smf, on this thread, mid-request.
+    let extra = jit.instantiate(&importer_path, "extra$x").unwrap();
+    assert_eq!(call1(extra, 0), 77);
+    assert!(resolver.asked.load(Ordering::SeqCst) >= 1);
+    let identity = jit.instantiator().lookup("identity$i64").expect("instantiated by the resolver");
+    assert_eq!(call1(identity, 9), 9);
+    let importer = cache.get(&importer_path).unwrap();
+    let slot = importer.symbol(b"slot").unwrap();
+    // SAFETY: `slot` is 8 bytes of the importer's code, mapped while `importer` is held.
+    assert_eq!(unsafe { (slot as *const u64).read_unaligned() }, identity as u64);
+    assert_eq!(log.compiles.load(Ordering::SeqCst), 2);
+    assert!(log.inner_errors.lock().unwrap().is_empty());
+}
+
+/// A compiler that calls every library function of the instantiator and the cache from inside
+/// its compile, then emits `return_const(5)`.
+struct CallsEverything {
+    cache: Arc<ModuleCache>,
+    generics: PathBuf,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Compiler for CallsEverything {
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+        if request.name == "identity$i64" {
+            return Ok(Cow::Owned(identity_code()));
+        }
+        let mut seen = Vec::new();
+        let e = |e: JitError| e.to_string();
+        seen.push(format!("note {}", jit.note_sdn(&self.generics).map_err(e)?.is_some()));
+        seen.push(format!("resolve {}", jit.resolve("answer").is_ok()));
+        seen.push(format!("instantiated {:?}", jit.instantiated(request.name.as_bytes()).map_err(e)?));
+        let batch = jit.instantiate_many(&self.generics, &["identity$i64"]).map_err(e)?;
+        seen.push(format!("batch {}", batch[0].is_ok()));
+        seen.push(format!("stats {}", jit.stats().instantiations));
+        seen.push(format!("get {}", self.cache.get(&self.generics).is_ok()));
+        seen.push(format!("prefetch {}", self.cache.prefetch(std::slice::from_ref(&self.generics), 2)));
+        seen.push(format!("cache resolve {}", self.cache.resolve(b"answer").is_some()));
+        *self.seen.lock().unwrap() = seen;
+        Ok(Cow::Owned(return_const(5)))
+    }
+}
+
+#[test]
+fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
+    let (generics_path, _, cache, _, _, _) = reentrant_setup("reentrant-compiler");
+    let compiler = Arc::new(CallsEverything {
+        cache: Arc::clone(&cache),
+        generics: generics_path.clone(),
+        seen: Mutex::new(Vec::new()),
+    });
+    struct Shared(Arc<CallsEverything>);
+    impl Compiler for Shared {
+        fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+            self.0.compile(jit, request)
+        }
+    }
+    let jit = Jit::new(Arc::clone(&cache), Config::default(), Shared(Arc::clone(&compiler)));
+    let pair = jit.instantiate(&generics_path, "Pair$Int_text").unwrap();
+    assert_eq!(call1(pair, 0), 5);
+    assert_eq!(
+        *compiler.seen.lock().unwrap(),
+        [
+            "note true",
+            "resolve true",
+            "instantiated None",
+            "batch true",
+            "stats 1",
+            "get true",
+            "prefetch 1",
+            "cache resolve true"
+        ]
+    );
+    assert_eq!(jit.stats().instantiations, 2);
+    assert_no_rwx("re-entrant requests");
+}

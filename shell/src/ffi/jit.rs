@@ -274,7 +274,16 @@ pub unsafe extern "C" fn smf_jit_new(
 /// a no-op.
 #[no_mangle]
 pub extern "C" fn smf_jit_free(j: *mut SmfJit) {
-    guard((), || JITS.remove(j))
+    guard((), || {
+        if j.is_null() {
+            return Ok(());
+        }
+        // The request running below would return code this free unmaps.
+        if JITS.with(j, Jit::compiling_here)? {
+            return Err("smf_jit_free: called from inside the instantiator's own compile callback (refused: free it after the request returns)".into());
+        }
+        JITS.remove(j)
+    })
 }
 
 /// The code of `mangled_name` as the module at `module_path` offers it, instantiated on first
@@ -308,6 +317,98 @@ pub unsafe extern "C" fn smf_jit_instantiate(
             JITS.get(j)?.instantiate(path, name).map_err(about)
         })
     }
+}
+
+/// [`smf_jit_instantiate`] of each of the `n` names from the module at `module_path`, the code
+/// of all those compiled here installed together: `SMF_JIT_OK` if every name is instantiated,
+/// else the first failure's code (its message names it and counts the failures). Each name's
+/// code (or NULL) goes to `addresses[i]` and its `SMF_JIT_*` to `statuses[i]` (either may be
+/// NULL).
+///
+/// # Safety
+/// `module_path` is NULL or NUL-terminated; `names` is NULL (with `n` 0) or points to `n`
+/// pointers, each NULL or NUL-terminated; `addresses` and `statuses` are NULL or writable for
+/// `n` values.
+#[no_mangle]
+pub unsafe extern "C" fn smf_jit_instantiate_batch(
+    j: *mut SmfJit,
+    module_path: *const c_char,
+    names: *const *const c_char,
+    n: usize,
+    addresses: *mut *const c_void,
+    statuses: *mut i32,
+) -> i32 {
+    let addresses: &mut [*const c_void] = if addresses.is_null() || n == 0 {
+        &mut []
+    } else {
+        // SAFETY: writable for `n` values per the caller's contract (checked non-null).
+        unsafe { std::slice::from_raw_parts_mut(addresses, n) }
+    };
+    let statuses: &mut [i32] = if statuses.is_null() || n == 0 {
+        &mut []
+    } else {
+        // SAFETY: writable for `n` values per the caller's contract (checked non-null).
+        unsafe { std::slice::from_raw_parts_mut(statuses, n) }
+    };
+    addresses.fill(std::ptr::null());
+    statuses.fill(SMF_JIT_INVALID_ARGUMENT);
+    let mut reported = false;
+    let batch = || {
+        let jit = JITS.get(j)?;
+        // SAFETY: NULL or NUL-terminated per the caller's contract.
+        let path = unsafe { c_path(module_path) }?;
+        if n == 0 {
+            return Ok(0);
+        }
+        if names.is_null() {
+            return Err("names is NULL".to_owned().into());
+        }
+        // SAFETY: `n` readable pointers per the caller's contract.
+        let raw = unsafe { std::slice::from_raw_parts(names, n) };
+        let mut texts: Vec<&str> = Vec::new();
+        texts.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
+        for (i, &name) in raw.iter().enumerate() {
+            // SAFETY: NULL or NUL-terminated per the caller's contract.
+            texts.push(unsafe { c_str(name, &format!("name {i}")) }?);
+        }
+        let outcomes = jit.instantiate_many(path, &texts)?;
+        reported = true;
+        let (mut failed, mut first) = (0, None);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if let Some(status) = statuses.get_mut(i) {
+                *status = outcome.as_ref().map_or_else(code_of, |_| SMF_JIT_OK);
+            }
+            match outcome {
+                Ok(address) => {
+                    if let Some(slot) = addresses.get_mut(i) {
+                        *slot = *address as *const c_void;
+                    }
+                }
+                Err(error) => {
+                    failed += 1;
+                    first.get_or_insert((i, error.clone()));
+                }
+            }
+        }
+        match first {
+            None => Ok(0),
+            Some((i, error)) => Err(Failure::About(
+                format!(
+                    "{failed} of {n} names failed; the first, {i}: {} (from {})",
+                    texts[i],
+                    path.display()
+                ),
+                error,
+            )),
+        }
+    };
+    // SAFETY: the answer's address is NULL (nothing is written there).
+    let code = unsafe { answer(std::ptr::null_mut(), batch) };
+    if !reported {
+        // The call failed as a whole: every name with its code.
+        statuses.fill(code);
+    }
+    code
 }
 
 /// Called by the compiler callback before it returns nonzero: the failure's message (copied).
