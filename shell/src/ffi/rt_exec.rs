@@ -95,9 +95,15 @@ pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len
         if code.is_null() {
             return Err("code is NULL".into());
         }
-        // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first,
-        // so an overlap with the destination cannot matter.
-        let bytes = unsafe { std::slice::from_raw_parts(code, n) }.to_vec();
+        // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first
+        // (into memory that may be refused: an error, not an abort), so an overlap with the
+        // destination cannot matter.
+        let source = unsafe { std::slice::from_raw_parts(code, n) };
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(n)
+            .map_err(|_| format!("out of memory: no room for a copy of the {n} bytes to write"))?;
+        bytes.extend_from_slice(source);
         let offset = dst - alloc.block.addr();
         let mut phase = alloc.phase();
         match &mut *phase {
