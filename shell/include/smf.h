@@ -172,9 +172,36 @@ bool        smf_cache_contains(const SmfCache *c, const char *path);
 /* Forgets path's module (handles stay valid); false if it was not cached. */
 bool        smf_cache_evict(SmfCache *c, const char *path);
 void        smf_cache_clear(SmfCache *c);
-/* Loads the n paths on `threads` worker threads (0 counts as 1); failures are counted in the
- * statistics, not fatal. Returns how many of the paths are cached afterwards. */
+/* Loads the n paths on up to `threads` threads, the calling one included (0 counts as 1; where
+ * a thread cannot be started, fewer do the work, down to the calling thread alone). Each path
+ * loads or fails on its own: a NULL or empty path, a missing file, a malformed module fails
+ * alone. A file whose load failed on an unresolved import is tried again while another round
+ * loads one of them (a module importing from another file of the set loads whatever the
+ * order). Returns how many of the paths are cached afterwards. When any path failed,
+ * smf_last_error() says "prefetch: K of N paths failed: " and each failure in path order
+ * ("path 2: /m/x.smf: ...", "path 3 is NULL"; cut at its 1023 bytes): the first is always
+ * there. The statistics count each file once: one miss, and one load failure if it never
+ * loaded, however often it was tried (NULL and empty paths are not loads: not counted). */
 size_t      smf_cache_prefetch(SmfCache *c, const char *const *paths, size_t n, uint32_t threads);
+/* Extension: a path's outcome in smf_cache_prefetch_report. */
+enum {
+    SMF_PREFETCH_OK = 0,             /* loaded (or already cached) */
+    SMF_PREFETCH_BAD_PATH = 1,       /* NULL or empty */
+    SMF_PREFETCH_FILE_ERROR = 2,     /* the file could not be read (missing, unreadable, not a
+                                        regular file, too large) */
+    SMF_PREFETCH_INVALID_MODULE = 3, /* not a module this library loads on this machine */
+    SMF_PREFETCH_LINK_ERROR = 4,     /* an import did not resolve, a relocation did not fit */
+    SMF_PREFETCH_NO_MEMORY = 5,      /* memory could not be had (the process's limit, the
+                                        kernel's, or the executable-memory budget) */
+    SMF_PREFETCH_NOT_TRIED = -1      /* the call failed as a whole (a bad cache handle, paths
+                                        NULL with n > 0) */
+};
+/* Extension: smf_cache_prefetch, writing each path's SMF_PREFETCH_* outcome to statuses[i]
+ * (statuses may be NULL; else it holds n int32_t). The message for each failure is in
+ * smf_last_error() as smf_cache_prefetch puts it; smf_cache_get of a failed path gives its own
+ * message again. */
+size_t      smf_cache_prefetch_report(SmfCache *c, const char *const *paths, size_t n, uint32_t threads,
+                                      int32_t *statuses);
 void        smf_cache_stats(const SmfCache *c, SmfCacheStats *out);
 /* An exported symbol of the most recently used cached module exporting it, or NULL; valid
  * while that module stays cached or held. */

@@ -5,7 +5,7 @@
 //! allocation is refused. A binary of its own: the allocator is process-wide.
 //!
 //! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
-//! and call each C entry point that allocates (module loads, cache gets, the
+//! and call each C entry point that allocates (module loads, cache gets and prefetches, the
 //! `rt_*` file and executable-memory functions): an error naming memory, or success, never a
 //! signal. (The instantiator's entry points, `smf_jit_*`, are not swept here yet.)
 
@@ -157,7 +157,7 @@ fn reading_a_module_file_at_the_memory_limit_is_an_error() {
 // (SIGABRT from an infallible allocation, a panic that cannot allocate its message) fails the
 // parent's test, which runs one child per case so that one abort hides no other.
 
-use std::ffi::CString;
+use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 
 use smf::ffi::cache::{self as cache_ffi, SmfCache};
@@ -285,6 +285,14 @@ fn address_space_limit_child() {
                 m.keep(unsafe { cache_ffi::smf_cache_get(c.0, large.as_ptr()) })
             },
         ),
+        "smf_cache_prefetch" => {
+            let paths: Vec<CString> = (0..4).map(|i| c_path(&dir, &format!("large{i}.smf"))).collect();
+            let pointers: Vec<*const c_char> = paths.iter().map(|p| p.as_ptr()).collect();
+            sweep(Cache::new, |c| {
+                // SAFETY: a live cache, 4 NUL-terminated paths.
+                unsafe { cache_ffi::smf_cache_prefetch(c.0, pointers.as_ptr(), 4, 8) == 4 }
+            });
+        }
         "rt_mmap_file" => {
             struct Mapped(std::cell::Cell<RtMapping>);
             impl Drop for Mapped {
@@ -429,6 +437,18 @@ fn at_an_address_space_limit_smf_module_load_bytes_fails_cleanly() {
 #[test]
 fn at_an_address_space_limit_smf_cache_get_fails_cleanly() {
     sweep_in_child("smf_cache_get", true, write_large);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_cache_prefetch_fails_cleanly_and_falls_back_to_fewer_threads() {
+    // Eight threads asked for: a thread's stack does not fit under the tighter limits, where
+    // `std::thread::scope`'s spawn used to panic (caught: "internal error", no memory named).
+    sweep_in_child("smf_cache_prefetch", true, |dir| {
+        let module = samples::large(Dialect::R96, 20_000, 0);
+        for i in 0..4 {
+            std::fs::write(dir.join(format!("large{i}.smf")), &module).unwrap();
+        }
+    });
 }
 
 #[test]
