@@ -12,6 +12,10 @@
  *    success does not clear it.
  *  - Nothing panics across the boundary or aborts the process on bad input.
  *  - All functions are thread-safe.
+ *  - Handles (SmfModule *, SmfCache *, SmfJit *) are opaque values, never dereferenced, each of
+ *    one type: values never repeat and never collide across types, and a handle given where
+ *    another type is expected fails with an error naming both ("0x120 is an SmfCache handle,
+ *    not an SmfModule handle"), touching nothing.
  *  - W^X: no page this library maps is ever writable and executable at the same moment,
  *    unless the process sets SMF_ALLOW_RWX=1 before the first call (debugging only).
  *  - A loaded module's read-only data is sealed read-execute with its code (one protection

@@ -131,6 +131,18 @@ fn the_module_cache_works_from_c_against_the_static_and_the_shared_library() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")] // the fixtures hold x86-64 code
+fn a_handle_of_another_type_is_an_error_naming_both_from_c_against_the_static_and_the_shared_library() {
+    use smf_tests::linking::returning as module;
+    let profile = build_smf_package();
+    for shared in [false, true] {
+        let dir = scratch(&profile, if shared { "handles-shared" } else { "handles-static" });
+        std::fs::write(dir.join("m0.smf"), module("f0", 0, 0)).unwrap();
+        compile_and_run(&profile, "handles_test", shared, &dir);
+    }
+}
+
+#[test]
 fn load_time_instantiation_works_from_c_against_the_static_and_the_shared_library() {
     let profile = build_smf_package();
     for shared in [false, true] {
