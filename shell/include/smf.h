@@ -374,7 +374,9 @@ int64_t rt_call_function_1(int64_t fn, int64_t a1);
 int64_t rt_call_function_2(int64_t fn, int64_t a1, int64_t a2);
 /* Whether address is inside code rt_call_function_* would call (see above). */
 bool    rt_is_executable(int64_t address);
-/* RT_PROT_* bits of the page holding address, -1 if it is not this library's. */
+/* RT_PROT_* bits of the page holding address (a file mapping, an allocation, a module's image,
+ * or code a live SmfJit installed: READ|EXEC, as rt_is_executable says), -1 if it is not this
+ * library's. */
 int32_t rt_get_protection(int64_t address);
 /* Allocations: READ|EXEC seals, READ|WRITE is accepted before sealing. File mappings (whole):
  * NONE, READ or READ|WRITE (never PROT_EXEC, see rt_mmap_file). */

@@ -264,7 +264,10 @@ pub extern "C" fn rt_is_executable(address: i64) -> bool {
     guard(false, || Ok(callable(address).is_ok()))
 }
 
-/// PROT_* bits of the page holding `address`, or -1 if it is not this library's.
+/// PROT_* bits of the page holding `address`, or -1 if it is not this library's: a file
+/// mapping's, a page of the executable allocator's (rt allocations, modules), or READ|EXEC for
+/// code a live instantiator installed (in its arena, which the allocator does not see), as
+/// `rt_is_executable` and `rt_call_function_*` recognize it.
 #[no_mangle]
 pub extern "C" fn rt_get_protection(address: i64) -> i32 {
     guard(-1, || {
@@ -272,10 +275,13 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
         if let Some(map) = rt_owned::file_containing(addr, 0) {
             return Ok(*map.prot());
         }
-        exec()
-            .protection_at(addr)
-            .map(|p| p.bits())
-            .ok_or_else(|| format!("{addr:#x} is not inside a live mapping or allocation of this library"))
+        if let Some(protection) = exec().protection_at(addr) {
+            return Ok(protection.bits());
+        }
+        match super::jit::jit_containing(addr) {
+            Some(_) => Ok(PROT_READ | PROT_EXEC),
+            None => Err(format!("{addr:#x} is not inside a live mapping or allocation of this library")),
+        }
     })
 }
 
