@@ -196,7 +196,7 @@ enum {
     SMF_PREFETCH_INVALID_MODULE = 3, /* not a module this library loads on this machine */
     SMF_PREFETCH_LINK_ERROR = 4,     /* an import did not resolve, a relocation did not fit */
     SMF_PREFETCH_NO_MEMORY = 5,      /* memory could not be had (the process's limit, the
-                                        kernel's, or the executable-memory budget) */
+                                        kernel's) */
     SMF_PREFETCH_NOT_TRIED = -1      /* the call failed as a whole (a bad cache handle, paths
                                         NULL with n > 0) */
 };
@@ -384,6 +384,16 @@ bool    rt_set_protection(int64_t address, int64_t size, int32_t prot);
 /* Bytes in live allocations (page-rounded), and their number. */
 int64_t rt_exec_memory_total(void);
 int64_t rt_exec_memory_count(void);
+/* Extension: the process-wide budget of executable memory. rt_alloc_exec_memory and
+ * rt_alloc_rw_memory fail (0, "the executable-memory budget is spent: ...") when the
+ * allocations held, page-rounded, would pass it; a freed allocation counts until a call still
+ * running in it returns. Default 4 GiB, or SMF_EXEC_BUDGET (bytes) set before the first call;
+ * 0 means no budget. (Module images and instantiated code are bounded otherwise: by the module
+ * file size limit, the caches' budgets and smf_jit_set_max_instantiations.) */
+uint64_t smf_exec_budget(void);
+/* Sets the budget (0: none) and returns the one it replaces. Allocations held stay: past a
+ * lowered budget, later ones fail until enough is freed. */
+uint64_t smf_set_exec_budget(uint64_t bytes);
 /* One readable block of statistics on stderr. */
 void    rt_exec_memory_dump_stats(void);
 
