@@ -5,7 +5,7 @@
 //! allocation is refused. A binary of its own: the allocator is process-wide.
 //!
 //! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
-//! and call each C entry point that allocates (module loads, cache gets and prefetches, the
+//! and call each C entry point that allocates (module loads, with a resolver too, cache gets and prefetches, the
 //! `rt_*` file and executable-memory functions): an error naming memory, or success, never a
 //! signal. (The instantiator's entry points, `smf_jit_*`, are not swept here yet.)
 
@@ -161,6 +161,7 @@ use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 
 use smf::ffi::cache::{self as cache_ffi, SmfCache};
+use smf::ffi::imports::{self as imports_ffi, SmfLoadOptions, SMF_LOAD_LOCAL};
 use smf::ffi::rt_exec;
 use smf::ffi::rt_mmap::{self, RtMapping};
 use smf::ffi::smf_module::{self as module_ffi, SmfModule};
@@ -243,6 +244,14 @@ impl Drop for Module {
     }
 }
 
+/// A resolver callback as C passes one: every name resolves (to this function).
+unsafe extern "C" fn resolve_any(
+    _user: *mut std::ffi::c_void,
+    _name: *const c_char,
+) -> *const std::ffi::c_void {
+    resolve_any as *const std::ffi::c_void
+}
+
 /// Bytes of the file the `rt_*` cases map: no NUL anywhere.
 const MAPPED_FILE_LEN: usize = 64 << 20;
 
@@ -276,6 +285,18 @@ fn address_space_limit_child() {
             sweep(Module::default, |m| {
                 // SAFETY: `bytes.len()` readable bytes.
                 m.keep(unsafe { module_ffi::smf_module_load_bytes(bytes.as_ptr(), bytes.len()) })
+            });
+        }
+        "smf_module_load_ex" => {
+            let path = c_path(&dir, "importer.smf");
+            let options = SmfLoadOptions {
+                resolve: Some(resolve_any),
+                user: std::ptr::null_mut(),
+                flags: SMF_LOAD_LOCAL,
+            };
+            sweep(Module::default, |m| {
+                // SAFETY: a NUL-terminated path, options whose callback may be called.
+                m.keep(unsafe { imports_ffi::smf_module_load_ex(path.as_ptr(), &options) })
             });
         }
         "smf_cache_get" => sweep(
@@ -432,6 +453,17 @@ fn at_an_address_space_limit_smf_module_load_fails_cleanly() {
 #[test]
 fn at_an_address_space_limit_smf_module_load_bytes_fails_cleanly() {
     sweep_in_child("smf_module_load_bytes", true, write_large);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")] // the importer holds x86-64 code
+fn at_an_address_space_limit_smf_module_load_ex_with_a_resolver_fails_cleanly() {
+    // 5,000 imports, each asked of the callback once: the load's answers and the GOT grow with them.
+    sweep_in_child("smf_module_load_ex", true, |dir| {
+        let names: Vec<String> = (0..5_000).map(|i| format!("import_{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        std::fs::write(dir.join("importer.smf"), smf_tests::linking::importer(&names)).unwrap();
+    });
 }
 
 #[test]
