@@ -12,6 +12,10 @@
  *    success does not clear it.
  *  - Nothing panics across the boundary or aborts the process on bad input.
  *  - All functions are thread-safe.
+ *  - Handles (SmfModule *, SmfCache *, SmfJit *) are opaque values, never dereferenced, each of
+ *    one type: values never repeat and never collide across types, and a handle given where
+ *    another type is expected fails with an error naming both ("0x120 is an SmfCache handle,
+ *    not an SmfModule handle"), touching nothing.
  *  - W^X: no page this library maps is ever writable and executable at the same moment,
  *    unless the process sets SMF_ALLOW_RWX=1 before the first call (debugging only).
  *  - A loaded module's read-only data is sealed read-execute with its code (one protection
@@ -172,9 +176,36 @@ bool        smf_cache_contains(const SmfCache *c, const char *path);
 /* Forgets path's module (handles stay valid); false if it was not cached. */
 bool        smf_cache_evict(SmfCache *c, const char *path);
 void        smf_cache_clear(SmfCache *c);
-/* Loads the n paths on `threads` worker threads (0 counts as 1); failures are counted in the
- * statistics, not fatal. Returns how many of the paths are cached afterwards. */
+/* Loads the n paths on up to `threads` threads, the calling one included (0 counts as 1; where
+ * a thread cannot be started, fewer do the work, down to the calling thread alone). Each path
+ * loads or fails on its own: a NULL or empty path, a missing file, a malformed module fails
+ * alone. A file whose load failed on an unresolved import is tried again while another round
+ * loads one of them (a module importing from another file of the set loads whatever the
+ * order). Returns how many of the paths are cached afterwards. When any path failed,
+ * smf_last_error() says "prefetch: K of N paths failed: " and each failure in path order
+ * ("path 2: /m/x.smf: ...", "path 3 is NULL"; cut at its 1023 bytes): the first is always
+ * there. The statistics count each file once: one miss, and one load failure if it never
+ * loaded, however often it was tried (NULL and empty paths are not loads: not counted). */
 size_t      smf_cache_prefetch(SmfCache *c, const char *const *paths, size_t n, uint32_t threads);
+/* Extension: a path's outcome in smf_cache_prefetch_report. */
+enum {
+    SMF_PREFETCH_OK = 0,             /* loaded (or already cached) */
+    SMF_PREFETCH_BAD_PATH = 1,       /* NULL or empty */
+    SMF_PREFETCH_FILE_ERROR = 2,     /* the file could not be read (missing, unreadable, not a
+                                        regular file, too large) */
+    SMF_PREFETCH_INVALID_MODULE = 3, /* not a module this library loads on this machine */
+    SMF_PREFETCH_LINK_ERROR = 4,     /* an import did not resolve, a relocation did not fit */
+    SMF_PREFETCH_NO_MEMORY = 5,      /* memory could not be had (the process's limit, the
+                                        kernel's) */
+    SMF_PREFETCH_NOT_TRIED = -1      /* the call failed as a whole (a bad cache handle, paths
+                                        NULL with n > 0) */
+};
+/* Extension: smf_cache_prefetch, writing each path's SMF_PREFETCH_* outcome to statuses[i]
+ * (statuses may be NULL; else it holds n int32_t). The message for each failure is in
+ * smf_last_error() as smf_cache_prefetch puts it; smf_cache_get of a failed path gives its own
+ * message again. */
+size_t      smf_cache_prefetch_report(SmfCache *c, const char *const *paths, size_t n, uint32_t threads,
+                                      int32_t *statuses);
 void        smf_cache_stats(const SmfCache *c, SmfCacheStats *out);
 /* An exported symbol of the most recently used cached module exporting it, or NULL; valid
  * while that module stays cached or held. */
@@ -358,7 +389,9 @@ int64_t rt_call_function_1(int64_t fn, int64_t a1);
 int64_t rt_call_function_2(int64_t fn, int64_t a1, int64_t a2);
 /* Whether address is inside code rt_call_function_* would call (see above). */
 bool    rt_is_executable(int64_t address);
-/* RT_PROT_* bits of the page holding address, -1 if it is not this library's. */
+/* RT_PROT_* bits of the page holding address (a file mapping, an allocation, a module's image,
+ * or code a live SmfJit installed: READ|EXEC, as rt_is_executable says), -1 if it is not this
+ * library's. */
 int32_t rt_get_protection(int64_t address);
 /* Allocations: READ|EXEC seals, READ|WRITE is accepted before sealing. File mappings (whole):
  * NONE, READ or READ|WRITE (never PROT_EXEC, see rt_mmap_file). */
@@ -366,6 +399,16 @@ bool    rt_set_protection(int64_t address, int64_t size, int32_t prot);
 /* Bytes in live allocations (page-rounded), and their number. */
 int64_t rt_exec_memory_total(void);
 int64_t rt_exec_memory_count(void);
+/* Extension: the process-wide budget of executable memory. rt_alloc_exec_memory and
+ * rt_alloc_rw_memory fail (0, "the executable-memory budget is spent: ...") when the
+ * allocations held, page-rounded, would pass it; a freed allocation counts until a call still
+ * running in it returns. Default 4 GiB, or SMF_EXEC_BUDGET (bytes) set before the first call;
+ * 0 means no budget. (Module images and instantiated code are bounded otherwise: by the module
+ * file size limit, the caches' budgets and smf_jit_set_max_instantiations.) */
+uint64_t smf_exec_budget(void);
+/* Sets the budget (0: none) and returns the one it replaces. Allocations held stay: past a
+ * lowered budget, later ones fail until enough is freed. */
+uint64_t smf_set_exec_budget(uint64_t bytes);
 /* One readable block of statistics on stderr. */
 void    rt_exec_memory_dump_stats(void);
 

@@ -135,6 +135,24 @@ fn process_hasher() -> KeyedHasher {
 /// Evicted modules are dropped, outside the lock, this many at a time.
 const DROP_BATCH: usize = 16;
 
+/// What a get counts in the statistics when it loads: a get, both; a prefetch counts each file
+/// once, however often it tries it.
+#[derive(Clone, Copy)]
+struct Counting {
+    /// A load counts as a miss.
+    miss: bool,
+    /// A failed load counts as a load failure.
+    failure: bool,
+}
+
+impl Counting {
+    const EACH: Self = Self { miss: true, failure: true };
+    /// A prefetch's first try of a file (its failures are counted at the end, once each).
+    const MISS: Self = Self { miss: true, failure: false };
+    /// A prefetch's retry.
+    const NONE: Self = Self { miss: false, failure: false };
+}
+
 /// A module cache (see the module documentation).
 pub struct ModuleCache {
     state: Mutex<State>,
@@ -182,13 +200,18 @@ impl ModuleCache {
     /// The module at `path`: the cached one if its file is the version cached, else loaded
     /// (and cached).
     pub fn get(&self, path: &Path) -> Result<Arc<SharedModule>, ModuleError> {
+        self.get_counted(path, Counting::EACH)
+    }
+
+    /// [`ModuleCache::get`], counting in the statistics what `counting` says.
+    fn get_counted(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
         let every_get = self.check_every_get.load(Ordering::Relaxed);
         // The cached version's identity, when only a stat can tell whether it is current.
         let to_check = {
             let mut state = self.lock();
             let Some(cached) = state.lru.get(path.as_os_str()) else {
                 drop(state);
-                return self.load(path);
+                return self.load(path, counting);
             };
             match cached.freshness(every_get) {
                 Freshness::Current => {
@@ -211,11 +234,11 @@ impl ModuleCache {
                 }
             }
         }
-        self.load(path)
+        self.load(path, counting)
     }
 
     /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).
-    fn load(&self, path: &Path) -> Result<Arc<SharedModule>, ModuleError> {
+    fn load(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
         let linking = self.linking.read().unwrap_or_else(PoisonError::into_inner).clone();
         let options = LinkOptions {
             resolver: linking.resolver.as_deref().map(|r| r as &dyn Resolver),
@@ -228,7 +251,7 @@ impl ModuleCache {
         let loaded = loader::load_version_with(path, &options);
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut state = self.lock();
-        state.stats.misses += 1;
+        state.stats.misses += u64::from(counting.miss);
         match loaded {
             Ok((module, identity)) => {
                 state.stats.load_times.record(elapsed);
@@ -241,7 +264,7 @@ impl ModuleCache {
                 Ok(module)
             }
             Err(error) => {
-                state.stats.load_failures += 1;
+                state.stats.load_failures += u64::from(counting.failure);
                 let stale = state.lru.remove(path.as_os_str());
                 drop(state);
                 drop(stale);
@@ -313,59 +336,82 @@ impl ModuleCache {
         state.lru.iter().map(|(path, cached)| (PathBuf::from(&**path), Arc::clone(&cached.module))).collect()
     }
 
-    /// Loads `paths` into the cache on `threads` worker threads (at least one; a failed load
-    /// is counted, not fatal); returns how many of them are cached afterwards.
+    /// Loads `paths` into the cache on up to `threads` threads (see
+    /// [`ModuleCache::prefetch_indexed`]); returns how many of them are cached afterwards.
     pub fn prefetch(&self, paths: &[PathBuf], threads: usize) -> usize {
-        let _ = self.prefetch_reporting(paths, threads, &|_| {});
+        let _ = self.prefetch_indexed(paths, threads, &|_| {});
         paths.iter().filter(|p| self.contains(p)).count()
     }
 
-    /// [`ModuleCache::prefetch`], calling `done(n)` as the `n`th file is through and returning
-    /// the files that did not load, with why. Files whose load failed on an unresolved import
-    /// are tried again, one by one, as long as a round loads one of them: a module whose
-    /// imports another file of the set provides loads whatever the order.
+    /// [`ModuleCache::prefetch_indexed`], returning the files that did not load with why.
     pub fn prefetch_reporting(
         &self,
         paths: &[PathBuf],
         threads: usize,
         done: &(dyn Fn(usize) + Sync),
     ) -> Vec<(PathBuf, ModuleError)> {
+        let failures = self.prefetch_indexed(paths, threads, done);
+        failures.into_iter().map(|(i, error)| (paths[i].clone(), error)).collect()
+    }
+
+    /// Loads `paths` into the cache on up to `threads` threads, the calling one included (at
+    /// least it: a thread that cannot be started leaves its share to the others), calling
+    /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
+    /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
+    /// on an unresolved import are tried again, one by one, as long as a round loads one of
+    /// them: a module whose imports another file of the set provides loads whatever the order.
+    /// The statistics count each file once: a miss, and a load failure if it never loaded.
+    pub fn prefetch_indexed<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+        threads: usize,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> Vec<(usize, ModuleError)> {
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let failures = Mutex::new(Vec::new());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = paths.get(i) else { break };
+            if let Err(error) = self.get_counted(path.as_ref(), Counting::MISS) {
+                failures.lock().unwrap_or_else(PoisonError::into_inner).push((i, error));
+            }
+            done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+        };
         let workers = threads.clamp(1, paths.len().max(1));
         std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(i) else { break };
-                    if let Err(error) = self.get(path) {
-                        failures.lock().unwrap_or_else(PoisonError::into_inner).push((path.clone(), error));
-                    }
-                    done(finished.fetch_add(1, Ordering::Relaxed) + 1);
-                });
+            for _ in 1..workers {
+                // Where a thread cannot be had (memory, the process's thread limit), the ones
+                // running share its files: down to the calling thread alone.
+                if std::thread::Builder::new().spawn_scoped(scope, work).is_err() {
+                    break;
+                }
             }
+            work();
         });
         let mut failures = failures.into_inner().unwrap_or_else(PoisonError::into_inner);
+        failures.sort_unstable_by_key(|&(i, _)| i);
         let unresolved = |e: &ModuleError| matches!(e, ModuleError::Load(_, LoadError::Unresolved { .. }));
         loop {
             let before = failures.len();
-            let mut still = Vec::new();
-            for (path, error) in failures {
-                if !unresolved(&error) {
-                    still.push((path, error));
-                    continue;
+            failures.retain_mut(|(i, error)| {
+                if !unresolved(error) {
+                    return true;
                 }
-                match self.get(&path) {
-                    Ok(_) => {}
-                    Err(error) => still.push((path, error)),
+                match self.get_counted(paths[*i].as_ref(), Counting::NONE) {
+                    Ok(_) => false,
+                    Err(again) => {
+                        *error = again;
+                        true
+                    }
                 }
-            }
-            failures = still;
+            });
             if failures.len() == before {
-                return failures;
+                break;
             }
         }
+        self.lock().stats.load_failures += failures.len() as u64;
+        failures
     }
 
     /// Honours the prefetch hint of the executable module at `module`: when its header sets

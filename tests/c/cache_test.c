@@ -1,9 +1,10 @@
 /*
  * cache_test.c - the module cache from C: hits and misses, LRU order, the module and byte
  * budgets, evicting a module the test still holds (it keeps running), prefetch on two threads
- * then all hits, an export resolved across cached modules, a cached file truncated (no crash;
- * the get fails) and one replaced by rename (the old handle still runs, the new version loads),
- * load options (a resolver callback for the misses), statistics, bad handles.
+ * then all hits, prefetch reporting each path's outcome (bad paths fail alone), an export
+ * resolved across cached modules, a cached file truncated (no crash; the get fails) and one
+ * replaced by rename (the old handle still runs, the new version loads), load options (a
+ * resolver callback for the misses), statistics, bad handles.
  *
  * Usage: cache_test DIR   (DIR holds m0.smf .. m7.smf, each exporting f<i> returning i,
  *                          big0.smf .. big2.smf with 64 KiB of data, importer.smf importing ext_a,
@@ -123,6 +124,49 @@ static void prefetch_then_hits(void) {
     smf_cache_free(c);
 }
 
+/* Each path on its own: NULL and empty paths, a missing file and an unresolved import fail
+ * alone, the statuses say which and how, smf_last_error lists them (the first first), and
+ * load_failures counts each failed file once (the unresolved one is retried). */
+static void prefetch_reports_each_path(void) {
+    char missing[4096], importer[4096];
+    path_n(missing, sizeof missing, "missing.smf");
+    path_n(importer, sizeof importer, "importer.smf");
+    const char *list[6] = {paths[0], NULL, missing, "", paths[1], importer};
+    int32_t statuses[6];
+    SmfCache *c = smf_cache_new(0, 0);
+    smf_clear_error();
+    CHECK(smf_cache_prefetch_report(c, list, 6, 2, statuses) == 2);
+    CHECK(statuses[0] == SMF_PREFETCH_OK && statuses[4] == SMF_PREFETCH_OK);
+    CHECK(statuses[1] == SMF_PREFETCH_BAD_PATH && statuses[3] == SMF_PREFETCH_BAD_PATH);
+    CHECK(statuses[2] == SMF_PREFETCH_FILE_ERROR && statuses[5] == SMF_PREFETCH_LINK_ERROR);
+    const char *e = smf_last_error();
+    CHECK(strstr(e, "4 of 6 paths failed") != NULL);
+    CHECK(strstr(e, "path 1 is NULL") != NULL && strstr(e, "path 3 is empty") != NULL);
+    CHECK(strstr(e, "missing.smf") != NULL && strstr(e, "ext_a") != NULL);
+    CHECK(strstr(e, "path 1") < strstr(e, "path 2") && strstr(e, "path 2") < strstr(e, "path 5"));
+    CHECK(smf_cache_contains(c, paths[0]) && smf_cache_contains(c, paths[1]));
+    SmfCacheStats s;
+    smf_cache_stats(c, &s);
+    CHECK(s.misses == 4 && s.load_failures == 2 && s.modules == 2);
+
+    /* The spec's form: the same loads and message, no statuses. */
+    SmfCache *d = smf_cache_new(0, 0);
+    smf_clear_error();
+    CHECK(smf_cache_prefetch(d, list, 6, 1) == 2);
+    CHECK(strstr(smf_last_error(), "4 of 6 paths failed") != NULL);
+    /* All well: no message. */
+    smf_clear_error();
+    CHECK(smf_cache_prefetch_report(d, list, 1, 1, statuses) == 1 && statuses[0] == SMF_PREFETCH_OK);
+    CHECK(strcmp(smf_last_error(), "") == 0);
+    /* The call as a whole fails: every status says it was not tried. */
+    CHECK_FAILS(smf_cache_prefetch_report(NULL, list, 2, 1, statuses), 0);
+    CHECK(statuses[0] == SMF_PREFETCH_NOT_TRIED && statuses[1] == SMF_PREFETCH_NOT_TRIED);
+    CHECK_FAILS(smf_cache_prefetch_report(d, NULL, 2, 1, statuses), 0);
+    CHECK(smf_cache_prefetch_report(d, NULL, 0, 1, NULL) == 0);
+    smf_cache_free(d);
+    smf_cache_free(c);
+}
+
 /* Gets `path` until its `version` is `want` (change notices are asynchronous); 5 s at most. */
 static SmfModule *get_until(SmfCache *c, const char *path, int64_t want) {
     for (int i = 0; i < 5000; i++) {
@@ -220,6 +264,7 @@ int main(int argc, char **argv) {
     scan_maps("lru");
     byte_budget();
     prefetch_then_hits();
+    prefetch_reports_each_path();
     scan_maps("prefetch");
     changed_files();
     load_options();

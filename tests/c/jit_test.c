@@ -173,9 +173,11 @@ static void checks_in_order(SmfCache *cache) {
     CHECK(atomic_load(&c.compiles) == 1);
     scan_maps("an instantiation");
 #ifndef SMF_NO_RT
-    /* The runtime's own call path takes instantiated code (and only while its SmfJit lives). */
+    /* The runtime's own call path takes instantiated code (and only while its SmfJit lives),
+     * and rt_get_protection agrees: read-execute. */
     CHECK(rt_is_executable((int64_t)(uintptr_t)a));
     CHECK(rt_call_function_1((int64_t)(uintptr_t)a, 321) == 321);
+    CHECK(rt_get_protection((int64_t)(uintptr_t)a) == (RT_PROT_READ | RT_PROT_EXEC));
 #endif
 
     /* Dependencies re-entrantly: List$Float jumps to identity$i64 (already there: no compile). */
@@ -207,6 +209,7 @@ static void checks_in_order(SmfCache *cache) {
 #ifndef SMF_NO_RT
     CHECK(!rt_is_executable((int64_t)(uintptr_t)a));
     CHECK_FAILS(rt_call_function_1((int64_t)(uintptr_t)a, 1), 0);
+    CHECK_FAILS(rt_get_protection((int64_t)(uintptr_t)a), -1);
 #endif
 
     /* Depth: the limit in the message. */

@@ -1,7 +1,8 @@
 /*
  * rt_test.c - exercises every rt_* function of smf.h from C: both call sequences, patching,
- * frees, bad arguments of every kind, file mappings, and 4 threads at once. After every step it
- * reads /proc/self/maps and fails on any writable-and-executable mapping.
+ * frees, bad arguments of every kind, file mappings, the executable-memory budget, and 4
+ * threads at once. After every step it reads /proc/self/maps and fails on any
+ * writable-and-executable mapping.
  *
  * Built and run by tests/tests/c_abi.rs, linked once against libsmf.a and once against
  * libsmf.so. Usage: rt_test SCRATCH_DIR
@@ -304,6 +305,51 @@ static void large_allocations_commit_what_is_written(void) {
     CHECK(rt_free_exec_memory(big, 0));
 }
 
+/* The process-wide budget of rt executable memory: 4 GiB by default (SMF_EXEC_BUDGET is not
+ * set here), so of twenty 1 GiB allocations four succeed and the fifth fails naming the budget;
+ * smf_set_exec_budget moves it (returning the old one), 0 lifts it, and freed memory is
+ * available again. */
+static void exec_budget(void) {
+    const int64_t gib = 1LL << 30;
+    CHECK(smf_exec_budget() == (uint64_t)4 << 30);
+    int64_t a[20];
+    int n = 0;
+    for (int i = 0; i < 20; i++) {
+        smf_clear_error();
+        a[n] = rt_alloc_exec_memory(gib);
+        if (a[n] == 0) {
+            CHECK(strstr(smf_last_error(), "budget") != NULL);
+            CHECK(strstr(smf_last_error(), "SMF_EXEC_BUDGET") != NULL);
+            continue;
+        }
+        n++;
+    }
+    CHECK(n == 4);
+    CHECK_FAILS(rt_alloc_rw_memory(page), 0); /* the same budget for both kinds */
+    CHECK(rt_exec_memory_total() == 4 * gib);
+    CHECK(rt_free_exec_memory(a[--n], 0));
+    a[n] = rt_alloc_rw_memory(gib); /* freed memory is available again */
+    CHECK(a[n++] != 0);
+    for (int i = 0; i < n; i++) CHECK(rt_free_exec_memory(a[i], 0));
+
+    /* Set, lowered below what is live (nothing is freed; later allocations fail), lifted. */
+    CHECK(smf_set_exec_budget(3 * (uint64_t)page) == (uint64_t)4 << 30);
+    CHECK(smf_exec_budget() == 3 * (uint64_t)page);
+    int64_t two = rt_alloc_exec_memory(2 * page);
+    CHECK(two != 0);
+    CHECK_FAILS(rt_alloc_exec_memory(2 * page), 0);
+    int64_t one = rt_alloc_exec_memory(page);
+    CHECK(one != 0);
+    CHECK(smf_set_exec_budget(page) == 3 * (uint64_t)page);
+    CHECK(rt_exec_memory_count() == 2);
+    CHECK_FAILS(rt_alloc_exec_memory(1), 0);
+    CHECK(smf_set_exec_budget(0) == (uint64_t)page);
+    int64_t free_for_all = rt_alloc_exec_memory(page);
+    CHECK(free_for_all != 0);
+    CHECK(rt_free_exec_memory(free_for_all, 0) && rt_free_exec_memory(one, 0) && rt_free_exec_memory(two, 0));
+    CHECK(smf_set_exec_budget((uint64_t)4 << 30) == 0);
+}
+
 static void stable_error_pointer(void) {
     CHECK_FAILS(rt_alloc_exec_memory(-1), 0);
     const char *first = smf_last_error();
@@ -351,6 +397,7 @@ int main(int argc, char **argv) {
     file_mappings(argv[1]);
     truncated_file(argv[1]);
     large_allocations_commit_what_is_written();
+    exec_budget();
     stable_error_pointer();
     threads();
     check_no_rwx("end");

@@ -181,6 +181,35 @@ fn prefetch_on_two_threads_then_every_get_hits() {
     assert_eq!(call(&held, "f0"), 0, "a held module outlives the clear");
 }
 
+/// A prefetch retries the files that failed on an unresolved import while a round loads one of
+/// them: a file is one miss and, if it never loads, one failure, however often it was tried.
+#[test]
+fn prefetch_counts_each_path_once_however_often_it_retried_it() {
+    use smf_tests::linking::importer;
+    let dir = scratch("prefetch-retries");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    // In this order on one thread, `needs_provider` fails first and loads on the retry;
+    // `needs_nobody` fails every round.
+    let paths = [
+        write("needs_provider.smf", importer(&["prefetch_retry_provided"])),
+        write("needs_nobody.smf", importer(&["prefetch_retry_nowhere"])),
+        write("provider.smf", returning("prefetch_retry_provided", 3, 0)),
+        dir.join("missing.smf"),
+    ];
+    let cache = ModuleCache::new(0, 0);
+    let failures = cache.prefetch_reporting(&paths, 1, &|_| {});
+    let failed: Vec<&Path> = failures.iter().map(|(path, _)| path.as_path()).collect();
+    assert_eq!(failed, [&paths[1], &paths[3]]);
+    assert!(failures[0].1.to_string().contains("prefetch_retry_nowhere"), "{}", failures[0].1);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.load_failures, stats.modules), (4, 2, 2), "{stats:?}");
+    assert!(cache.contains(&paths[0]) && cache.contains(&paths[2]));
+}
+
 #[test]
 fn eight_threads_get_evict_resolve_and_call_over_a_small_budget() {
     let dir = scratch("stress");

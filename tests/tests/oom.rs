@@ -3,6 +3,11 @@
 //! in for a process at its address-space limit. Loads of a module with 10,000 symbols (the
 //! load path's tables run to hundreds of KiB) must fail with `OutOfMemory` or succeed, whichever
 //! allocation is refused. A binary of its own: the allocator is process-wide.
+//!
+//! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
+//! and call each C entry point that allocates (module loads, with a resolver too, cache gets and prefetches, the
+//! `rt_*` file and executable-memory functions): an error naming memory, or success, never a
+//! signal. (The instantiator's entry points, `smf_jit_*`, are not swept here yet.)
 
 // A global allocator is an unsafe trait implementation.
 #![allow(unsafe_code)]
@@ -143,66 +148,369 @@ fn reading_a_module_file_at_the_memory_limit_is_an_error() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Where the test below writes its module for the child.
-fn limit_module_path() -> std::path::PathBuf {
-    std::env::temp_dir()
-        .join(format!("smf-rlimit-{}.smf", std::env::var("SMF_RLIMIT_CHILD").unwrap_or_default()))
+// ---- A real address-space limit, swept, for every C entry point that allocates -------------
+//
+// A child process (this binary, running `address_space_limit_child` for one case) sets
+// RLIMIT_AS at its own size plus a margin, makes one call through the C ABI, lifts the limit
+// and prints the outcome; the margin grows from 0 by a sixteenth (at least 64 KiB) until the
+// call succeeds. Each call must succeed or fail with an error naming memory: the child dying
+// (SIGABRT from an infallible allocation, a panic that cannot allocate its message) fails the
+// parent's test, which runs one child per case so that one abort hides no other.
+
+use std::ffi::{c_char, CString};
+use std::path::{Path, PathBuf};
+
+use smf::ffi::cache::{self as cache_ffi, SmfCache};
+use smf::ffi::imports::{self as imports_ffi, SmfLoadOptions, SMF_LOAD_LOCAL};
+use smf::ffi::rt_exec;
+use smf::ffi::rt_mmap::{self, RtMapping};
+use smf::ffi::smf_module::{self as module_ffi, SmfModule};
+
+/// The largest margin tried (every case succeeds well below it).
+const MAX_MARGIN: u64 = 2 << 30;
+
+/// The size of this process's address space (VmSize).
+fn vm_size() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
-/// The child's side of the test below (it does nothing unless run as that child).
+/// Runs `run` on a fresh `prepare()` under RLIMIT_AS at the process's size plus a margin, from
+/// 0 upward, until it succeeds; prints each outcome (`margin M: ok` or `margin M: error E`,
+/// with the thread's `smf_last_error`). Only `run` is under the limit: `prepare`, the state's
+/// drop and the printing are not.
+fn sweep<S>(mut prepare: impl FnMut() -> S, mut run: impl FnMut(&S) -> bool) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::As).maximum;
+    let mut margin = 0u64;
+    loop {
+        let state = prepare();
+        smf::ffi::clear_error();
+        setrlimit(Resource::As, Rlimit { current: Some(vm_size() + margin), maximum: hard }).unwrap();
+        let ok = run(&state);
+        setrlimit(Resource::As, Rlimit { current: hard, maximum: hard }).unwrap();
+        drop(state);
+        if ok {
+            println!("margin {margin}: ok");
+            return;
+        }
+        println!("margin {margin}: error {}", smf::ffi::last_error());
+        if margin > MAX_MARGIN {
+            println!("gave up");
+            return;
+        }
+        margin += (margin / 16).max(64 << 10);
+    }
+}
+
+/// A path in the case's directory, for C.
+fn c_path(dir: &Path, name: &str) -> CString {
+    CString::new(dir.join(name).into_os_string().into_encoded_bytes()).unwrap()
+}
+
+/// A cache handle, freed when dropped (with no limit set).
+struct Cache(*mut SmfCache);
+
+impl Cache {
+    fn new() -> Self {
+        let cache = cache_ffi::smf_cache_new(0, 0);
+        assert!(!cache.is_null());
+        Self(cache)
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        cache_ffi::smf_cache_free(self.0);
+    }
+}
+
+/// A module handle some call may hand out, released when dropped.
+#[derive(Default)]
+struct Module(std::cell::Cell<usize>);
+
+impl Module {
+    /// Keeps `module`; whether it is a module.
+    fn keep(&self, module: *mut SmfModule) -> bool {
+        self.0.set(module as usize);
+        !module.is_null()
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        module_ffi::smf_module_release(self.0.get() as *mut SmfModule);
+    }
+}
+
+/// A resolver callback as C passes one: every name resolves (to this function).
+unsafe extern "C" fn resolve_any(
+    _user: *mut std::ffi::c_void,
+    _name: *const c_char,
+) -> *const std::ffi::c_void {
+    resolve_any as *const std::ffi::c_void
+}
+
+/// Bytes of the file the `rt_*` cases map: no NUL anywhere.
+const MAPPED_FILE_LEN: usize = 64 << 20;
+
+/// Maps `mapped.bin` whole, read-only (with no limit set).
+fn map_whole(dir: &Path) -> RtMapping {
+    // SAFETY: a NUL-terminated path.
+    let map = unsafe { rt_mmap::rt_mmap_file(c_path(dir, "mapped.bin").as_ptr(), 1, 2, 0, 0) };
+    assert_eq!(usize::try_from(map.size), Ok(MAPPED_FILE_LEN), "{}", smf::ffi::last_error());
+    map
+}
+
+/// The child's side of the tests below: runs the sweep of `SMF_RLIMIT_CASE` over the files in
+/// `SMF_RLIMIT_DIR` (it does nothing unless run as that child).
 #[test]
 fn address_space_limit_child() {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    if std::env::var_os("SMF_RLIMIT_CHILD").is_none() {
+    let (Some(case), Some(dir)) = (std::env::var_os("SMF_RLIMIT_CASE"), std::env::var_os("SMF_RLIMIT_DIR"))
+    else {
         return;
-    }
-    let vm_size = || -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     };
-    // Warm up: the process's allocator has its region before the limit is set.
+    let dir = PathBuf::from(dir);
+    // Warm up: the process's allocator has its region before any limit is set.
     drop(smf::loader::load_bytes(&samples::return_42(Dialect::R96), &(), None).unwrap());
-    let path = limit_module_path();
-    let hard = getrlimit(Resource::As).maximum;
-    for margin in [0u64, 12 << 20, 512 << 20] {
-        setrlimit(Resource::As, Rlimit { current: Some(vm_size() + margin), maximum: hard }).unwrap();
-        let outcome = match smf::loader::load_path(&path, &()) {
-            Ok(module) => format!("loaded {}", module.loaded().symbols().len()),
-            Err(e) => format!("error {e}"),
-        };
-        setrlimit(Resource::As, Rlimit { current: hard, maximum: hard }).unwrap();
-        println!("margin {margin}: {outcome}");
+    let large = c_path(&dir, "large.smf");
+    match case.to_str().unwrap() {
+        "smf_module_load" => sweep(Module::default, |m| {
+            // SAFETY: a NUL-terminated path.
+            m.keep(unsafe { module_ffi::smf_module_load(large.as_ptr()) })
+        }),
+        "smf_module_load_bytes" => {
+            let bytes = std::fs::read(dir.join("large.smf")).unwrap();
+            sweep(Module::default, |m| {
+                // SAFETY: `bytes.len()` readable bytes.
+                m.keep(unsafe { module_ffi::smf_module_load_bytes(bytes.as_ptr(), bytes.len()) })
+            });
+        }
+        "smf_module_load_ex" => {
+            let path = c_path(&dir, "importer.smf");
+            let options = SmfLoadOptions {
+                resolve: Some(resolve_any),
+                user: std::ptr::null_mut(),
+                flags: SMF_LOAD_LOCAL,
+            };
+            sweep(Module::default, |m| {
+                // SAFETY: a NUL-terminated path, options whose callback may be called.
+                m.keep(unsafe { imports_ffi::smf_module_load_ex(path.as_ptr(), &options) })
+            });
+        }
+        "smf_cache_get" => sweep(
+            || (Cache::new(), Module::default()),
+            |(c, m)| {
+                // SAFETY: a live cache, a NUL-terminated path.
+                m.keep(unsafe { cache_ffi::smf_cache_get(c.0, large.as_ptr()) })
+            },
+        ),
+        "smf_cache_prefetch" => {
+            let paths: Vec<CString> = (0..4).map(|i| c_path(&dir, &format!("large{i}.smf"))).collect();
+            let pointers: Vec<*const c_char> = paths.iter().map(|p| p.as_ptr()).collect();
+            sweep(Cache::new, |c| {
+                // SAFETY: a live cache, 4 NUL-terminated paths.
+                unsafe { cache_ffi::smf_cache_prefetch(c.0, pointers.as_ptr(), 4, 8) == 4 }
+            });
+        }
+        "rt_mmap_file" => {
+            struct Mapped(std::cell::Cell<RtMapping>);
+            impl Drop for Mapped {
+                fn drop(&mut self) {
+                    let map = self.0.get();
+                    if map.address != 0 {
+                        assert!(rt_mmap::rt_munmap(map.address, map.size));
+                    }
+                }
+            }
+            let path = c_path(&dir, "mapped.bin");
+            sweep(
+                || Mapped(std::cell::Cell::new(RtMapping { address: 0, size: 0 })),
+                |m| {
+                    // SAFETY: a NUL-terminated path.
+                    m.0.set(unsafe { rt_mmap::rt_mmap_file(path.as_ptr(), 1, 2, 0, 0) });
+                    m.0.get().address != 0
+                },
+            );
+        }
+        "rt_mmap_read_string" => {
+            let map = map_whole(&dir);
+            let mut dst = [0u8; 16];
+            sweep(
+                || (),
+                |()| {
+                    // SAFETY: `dst` is writable for the 16 bytes said.
+                    unsafe {
+                        rt_mmap::rt_mmap_read_string(map.address, 0, 0, dst.as_mut_ptr(), 16) == map.size
+                    }
+                },
+            );
+            assert_eq!(&dst, b"aaaaaaaaaaaaaaaa");
+        }
+        "rt_mmap_read_bytes" => {
+            let map = map_whole(&dir);
+            let mut dst = vec![0u8; 1 << 20];
+            sweep(
+                || (),
+                |()| {
+                    // SAFETY: `dst` is writable for the 1 MiB said.
+                    unsafe {
+                        rt_mmap::rt_mmap_read_bytes(map.address, 4096, 1 << 20, dst.as_mut_ptr()) == 1 << 20
+                    }
+                },
+            );
+        }
+        "rt_file_size_for_mmap" => {
+            let path = c_path(&dir, "mapped.bin");
+            sweep(
+                || (),
+                |()| {
+                    // SAFETY: a NUL-terminated path.
+                    unsafe { rt_mmap::rt_file_size_for_mmap(path.as_ptr()) == MAPPED_FILE_LEN as i64 }
+                },
+            );
+        }
+        "rt_alloc_exec_memory" => {
+            struct Alloc(std::cell::Cell<i64>);
+            impl Drop for Alloc {
+                fn drop(&mut self) {
+                    if self.0.get() != 0 {
+                        assert!(rt_exec::rt_free_exec_memory(self.0.get(), 0));
+                    }
+                }
+            }
+            sweep(
+                || Alloc(std::cell::Cell::new(0)),
+                |a| {
+                    a.0.set(rt_exec::rt_alloc_exec_memory(256 << 20));
+                    a.0.get() != 0
+                },
+            );
+        }
+        "rt_write_exec_memory" => {
+            let len = 64i64 << 20;
+            let target = rt_exec::rt_alloc_exec_memory(len);
+            assert_ne!(target, 0, "{}", smf::ffi::last_error());
+            let code = vec![0xC3u8; 64 << 20];
+            sweep(
+                || (),
+                |()| {
+                    // SAFETY: `code` holds the `len` bytes said.
+                    unsafe { rt_exec::rt_write_exec_memory(target, code.as_ptr(), len, 0) == len }
+                },
+            );
+            assert!(rt_exec::rt_free_exec_memory(target, 0));
+        }
+        other => panic!("no case {other}"),
     }
 }
 
-#[test]
-fn at_an_address_space_limit_a_load_fails_cleanly() {
-    // RLIMIT_AS set at or just above the process's size, then a module of 100,000 symbols
-    // (about 10 MB of file, as much again of tables) loaded from its file: the process used to
-    // die with SIGABRT ("memory allocation of ... bytes failed").
-    let id = std::process::id().to_string();
-    let path = std::env::temp_dir().join(format!("smf-rlimit-{id}.smf"));
-    std::fs::write(&path, samples::large(Dialect::R96, 100_000, 0)).unwrap();
+/// Writes the case's files, runs the child over them, and checks every outcome: an error
+/// naming memory or, at the last margin, success; never a signal. With `fails_at_0`, the call
+/// must fail at the tightest limit (it allocates in proportion to its input).
+fn sweep_in_child(case: &str, fails_at_0: bool, files: impl FnOnce(&Path)) {
+    let dir = smf_tests::scratch("rlimit", case);
+    files(&dir);
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "address_space_limit_child", "--nocapture", "--test-threads", "1"])
-        .env("SMF_RLIMIT_CHILD", &id)
+        .env("SMF_RLIMIT_CASE", case)
+        .env("SMF_RLIMIT_DIR", &dir)
         .env("SMF_SETTLE_MS", "0")
         // One malloc arena: a thread's own arena reserves its 64 MiB up front, which the
         // address-space limit then no longer sees grow.
         .env("MALLOC_ARENA_MAX", "1")
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the child died: {:?}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let outcomes: Vec<&str> = stdout.lines().filter(|l| l.contains("margin ")).collect();
-    assert_eq!(outcomes.len(), 3, "{stdout}");
-    assert!(outcomes[0].contains("error") && outcomes[0].contains("memory"), "{stdout}");
-    assert!(outcomes[2].contains("loaded 100000"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{case}: the child died: {:?}\n{stdout}\n{stderr}", output.status);
+    // (The first outcome follows the test's name on its line.)
+    let outcomes: Vec<&str> = stdout.lines().filter_map(|l| l.find("margin ").map(|at| &l[at..])).collect();
+    let (last, errors) = outcomes.split_last().unwrap_or_else(|| panic!("{case}: no outcome\n{stdout}"));
+    assert!(last.ends_with(": ok"), "{case}: never succeeded\n{stdout}");
+    for error in errors {
+        assert!(error.contains(": error ") && error.contains("memory"), "{case}: {error}\n{stdout}");
+    }
+    assert!(!fails_at_0 || !errors.is_empty(), "{case}: succeeded at the tightest limit\n{stdout}");
+}
+
+/// A module of 20,000 symbols (about 2 MB of file, as much again of tables).
+fn write_large(dir: &Path) {
+    std::fs::write(dir.join("large.smf"), samples::large(Dialect::R96, 20_000, 0)).unwrap();
+}
+
+fn write_mapped(dir: &Path) {
+    std::fs::write(dir.join("mapped.bin"), vec![b'a'; MAPPED_FILE_LEN]).unwrap();
+}
+
+#[test]
+fn at_an_address_space_limit_smf_module_load_fails_cleanly() {
+    sweep_in_child("smf_module_load", true, write_large);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_module_load_bytes_fails_cleanly() {
+    sweep_in_child("smf_module_load_bytes", true, write_large);
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")] // the importer holds x86-64 code
+fn at_an_address_space_limit_smf_module_load_ex_with_a_resolver_fails_cleanly() {
+    // 5,000 imports, each asked of the callback once: the load's answers and the GOT grow with them.
+    sweep_in_child("smf_module_load_ex", true, |dir| {
+        let names: Vec<String> = (0..5_000).map(|i| format!("import_{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        std::fs::write(dir.join("importer.smf"), smf_tests::linking::importer(&names)).unwrap();
+    });
+}
+
+#[test]
+fn at_an_address_space_limit_smf_cache_get_fails_cleanly() {
+    sweep_in_child("smf_cache_get", true, write_large);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_cache_prefetch_fails_cleanly_and_falls_back_to_fewer_threads() {
+    // Eight threads asked for: a thread's stack does not fit under the tighter limits, where
+    // `std::thread::scope`'s spawn used to panic (caught: "internal error", no memory named).
+    sweep_in_child("smf_cache_prefetch", true, |dir| {
+        let module = samples::large(Dialect::R96, 20_000, 0);
+        for i in 0..4 {
+            std::fs::write(dir.join(format!("large{i}.smf")), &module).unwrap();
+        }
+    });
+}
+
+#[test]
+fn at_an_address_space_limit_rt_mmap_file_fails_cleanly() {
+    sweep_in_child("rt_mmap_file", true, write_mapped);
+}
+
+#[test]
+fn at_an_address_space_limit_rt_mmap_read_string_copies_only_what_the_destination_holds() {
+    // It used to collect the whole 64 MiB string before copying 16 bytes of it.
+    sweep_in_child("rt_mmap_read_string", false, write_mapped);
+}
+
+#[test]
+fn at_an_address_space_limit_rt_mmap_read_bytes_fails_cleanly() {
+    sweep_in_child("rt_mmap_read_bytes", false, write_mapped);
+}
+
+#[test]
+fn at_an_address_space_limit_rt_file_size_for_mmap_fails_cleanly() {
+    sweep_in_child("rt_file_size_for_mmap", false, write_mapped);
+}
+
+#[test]
+fn at_an_address_space_limit_rt_alloc_exec_memory_fails_cleanly() {
+    sweep_in_child("rt_alloc_exec_memory", true, |_| {});
+}
+
+#[test]
+fn at_an_address_space_limit_rt_write_exec_memory_fails_cleanly() {
+    // It used to copy the caller's 64 MiB with an infallible allocation.
+    sweep_in_child("rt_write_exec_memory", true, |_| {});
 }

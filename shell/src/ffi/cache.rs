@@ -6,14 +6,16 @@
 //! stay valid until released.
 
 use std::ffi::c_char;
-use std::path::PathBuf;
+use std::fmt::Write;
 use std::sync::Arc;
 
 use super::handles::Handles;
 use super::imports::{Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
 use super::smf_module::{c_name, register, SmfModule};
-use super::{c_path, guard};
+use super::{c_path, guard, set_error};
 use crate::cache::{CacheLinking, ModuleCache};
+use crate::loader::ModuleError;
+use smf_core::load::LoadError;
 
 /// The opaque type behind `SmfCache *`.
 #[repr(C)]
@@ -105,8 +107,106 @@ pub extern "C" fn smf_cache_clear(c: *mut SmfCache) {
     })
 }
 
-/// Loads the `n` paths into the cache on `threads` worker threads (0 counts as 1); failures
-/// are counted in the statistics, not fatal. Returns how many of the paths are cached after.
+/// `SMF_PREFETCH_*`: a path's outcome in `smf_cache_prefetch_report`.
+pub mod prefetch_status {
+    /// Loaded (or already cached).
+    pub const OK: i32 = 0;
+    /// NULL or empty.
+    pub const BAD_PATH: i32 = 1;
+    /// The file could not be read.
+    pub const FILE_ERROR: i32 = 2;
+    /// Not a module this library loads on this machine.
+    pub const INVALID_MODULE: i32 = 3;
+    /// An import did not resolve, or a relocation did not fit.
+    pub const LINK_ERROR: i32 = 4;
+    /// Memory could not be had.
+    pub const NO_MEMORY: i32 = 5;
+    /// The call failed as a whole.
+    pub const NOT_TRIED: i32 = -1;
+}
+
+/// The `SMF_PREFETCH_*` outcome of a failed load.
+fn status_of(error: &ModuleError) -> i32 {
+    use std::io::ErrorKind;
+    match error {
+        ModuleError::Io(_, e) if e.kind() == ErrorKind::OutOfMemory => prefetch_status::NO_MEMORY,
+        ModuleError::Io(_, e) if e.kind() == ErrorKind::InvalidData => prefetch_status::INVALID_MODULE,
+        ModuleError::Io(..) => prefetch_status::FILE_ERROR,
+        ModuleError::Load(_, LoadError::OutOfMemory { .. } | LoadError::Memory(_)) => {
+            prefetch_status::NO_MEMORY
+        }
+        ModuleError::Load(
+            _,
+            LoadError::Unresolved { .. } | LoadError::NoAddress { .. } | LoadError::Relocation { .. },
+        ) => prefetch_status::LINK_ERROR,
+        ModuleError::Load(..) => prefetch_status::INVALID_MODULE,
+    }
+}
+
+/// An empty vector with room for `n` items, or an error naming memory.
+fn with_room<T>(n: usize) -> Result<Vec<T>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| format!("out of memory: no room to track {n} paths"))?;
+    Ok(v)
+}
+
+/// Prefetches the paths of `raw` (each NULL or NUL-terminated) into `cache`, writing each one's
+/// outcome to `statuses` (empty, or as long as `raw`; left as they are when the call fails as a
+/// whole); records the failures, in path order, as the thread's last error. Returns how many of
+/// the paths are cached afterwards.
+///
+/// # Safety
+/// Each pointer of `raw` is NULL or a NUL-terminated string.
+unsafe fn prefetch(
+    cache: &ModuleCache,
+    raw: &[*const c_char],
+    threads: u32,
+    statuses: &mut [i32],
+) -> Result<usize, String> {
+    // The paths to load, and where each is in `raw`; the failures, by index (`None`: a NULL
+    // or empty path).
+    let (mut paths, mut at) = (with_room::<&std::path::Path>(raw.len())?, with_room::<usize>(raw.len())?);
+    let mut failures: Vec<(usize, Option<ModuleError>)> = with_room(raw.len())?;
+    for (i, &p) in raw.iter().enumerate() {
+        // SAFETY: NULL or NUL-terminated per the caller's contract.
+        match unsafe { c_path(p) } {
+            Ok(path) => {
+                paths.push(path);
+                at.push(i);
+            }
+            Err(_) => failures.push((i, None)),
+        }
+    }
+    let threads = usize::try_from(threads).unwrap_or(usize::MAX);
+    failures
+        .extend(cache.prefetch_indexed(&paths, threads, &|_| {}).into_iter().map(|(k, e)| (at[k], Some(e))));
+    statuses.fill(prefetch_status::OK);
+    if failures.is_empty() {
+        return Ok(paths.iter().filter(|p| cache.contains(p)).count());
+    }
+    failures.sort_unstable_by_key(|&(i, _)| i);
+    let mut message = format!("prefetch: {} of {} paths failed: ", failures.len(), raw.len());
+    for (n, (i, error)) in failures.iter().enumerate() {
+        if let Some(status) = statuses.get_mut(*i) {
+            *status = error.as_ref().map_or(prefetch_status::BAD_PATH, status_of);
+        }
+        // What `smf_last_error` cannot hold is not written.
+        if message.len() <= super::error::MESSAGE_CAPACITY {
+            let separator = if n == 0 { "" } else { "; " };
+            let _ = match error {
+                Some(error) => write!(message, "{separator}path {i}: {error}"),
+                None if raw[*i].is_null() => write!(message, "{separator}path {i} is NULL"),
+                None => write!(message, "{separator}path {i} is empty"),
+            };
+        }
+    }
+    set_error(&message);
+    Ok(paths.iter().filter(|p| cache.contains(p)).count())
+}
+
+/// Loads the `n` paths into the cache on up to `threads` threads, the calling one included (0
+/// counts as 1); each path loads or fails on its own, and the failures are recorded for
+/// `smf_last_error`. Returns how many of the paths are cached after.
 ///
 /// # Safety
 /// `paths` is NULL (with `n` 0) or points to `n` pointers, each NULL or a NUL-terminated string.
@@ -117,7 +217,31 @@ pub unsafe extern "C" fn smf_cache_prefetch(
     n: usize,
     threads: u32,
 ) -> usize {
+    // SAFETY: forwarded to our caller's contract (no statuses).
+    unsafe { smf_cache_prefetch_report(c, paths, n, threads, std::ptr::null_mut()) }
+}
+
+/// `smf_cache_prefetch`, writing each path's `SMF_PREFETCH_*` outcome to `statuses[i]`
+/// (an extension).
+///
+/// # Safety
+/// As `smf_cache_prefetch`; `statuses` is NULL or writable for `n` `int32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn smf_cache_prefetch_report(
+    c: *mut SmfCache,
+    paths: *const *const c_char,
+    n: usize,
+    threads: u32,
+    statuses: *mut i32,
+) -> usize {
     guard(0, || {
+        let statuses: &mut [i32] = if statuses.is_null() || n == 0 {
+            &mut []
+        } else {
+            // SAFETY: writable for `n` values per the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(statuses, n) }
+        };
+        statuses.fill(prefetch_status::NOT_TRIED);
         let cache = cache_of(c)?;
         if n == 0 {
             return Ok(0);
@@ -127,12 +251,8 @@ pub unsafe extern "C" fn smf_cache_prefetch(
         }
         // SAFETY: the caller passes `n` readable pointers.
         let raw = unsafe { std::slice::from_raw_parts(paths, n) };
-        let mut owned: Vec<PathBuf> = Vec::with_capacity(n);
-        for &p in raw {
-            // SAFETY: each is NULL or NUL-terminated per the caller's contract.
-            owned.push(unsafe { c_path(p) }?.to_path_buf());
-        }
-        Ok(cache.prefetch(&owned, threads as usize))
+        // SAFETY: each is NULL or NUL-terminated per the caller's contract.
+        unsafe { prefetch(&cache, raw, threads, statuses) }
     })
 }
 

@@ -1,16 +1,20 @@
-//! Opaque handles for objects C owns one reference to (`SmfCache *`, `SmfJit *`): values from
-//! a counter that never repeats (multiples of 16), looked up in a table of live objects before
-//! anything is touched, never dereferenced. A call clones the object's `Arc` and releases the
-//! table's lock first, so freeing a handle on another thread waits for nothing, and the object
-//! goes when the last call using it returns.
+//! Opaque handles for objects C owns one reference to (`SmfCache *`, `SmfJit *`), and the
+//! values of every handle type (`SmfModule *` too): never dereferenced, looked up in a table of
+//! live objects before anything is touched. A value says its type: bits 4..8 hold the type's
+//! tag, the bits above a per-type counter that never repeats (so values are multiples of 16,
+//! distinct across types, and never come back). A handle given where another type is expected
+//! is an error naming both types, never a lookup that finds the wrong object. A call clones the
+//! object's `Arc` and releases the table's lock first, so freeing a handle on another thread
+//! waits for nothing, and the object goes when the last call using it returns.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-/// Hashes handles: distinct counter values times 16, which one multiply spreads (every call
-/// looks a handle up, so SipHash would be a real share of a cached `smf_jit_instantiate`).
+/// Hashes handles: distinct counter values times 256 plus a type tag, which one multiply
+/// spreads (every call looks a handle up, so SipHash would be a real share of a cached
+/// `smf_jit_instantiate`).
 #[derive(Default)]
 pub(crate) struct HandleHasher(u64);
 
@@ -32,22 +36,104 @@ impl Hasher for HandleHasher {
 
 type Table<T> = HashMap<usize, Arc<T>, BuildHasherDefault<HandleHasher>>;
 
+/// Every handle type, by the name C knows it by; a type's tag is its index plus 1.
+const KINDS: [&str; 3] = ["SmfModule", "SmfCache", "SmfJit"];
+
+/// Per type, the counter value its next handle takes (from 1).
+static ISSUED: [AtomicUsize; KINDS.len()] = [const { AtomicUsize::new(1) }; KINDS.len()];
+
+/// Where a value keeps its type's tag.
+const TAG_SHIFT: u32 = 4;
+/// Where a value keeps its counter.
+const COUNTER_SHIFT: u32 = 8;
+
+/// One handle type: its name and tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Kind {
+    name: &'static str,
+    /// Its index in [`KINDS`].
+    index: usize,
+}
+
+/// Whether two names are the same (`==` is not `const`).
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+impl Kind {
+    /// `SmfModule *`.
+    pub(crate) const MODULE: Self = Self::named("SmfModule");
+
+    /// The type called `name` (a name outside [`KINDS`] fails the build where it is `const`).
+    pub(crate) const fn named(name: &'static str) -> Self {
+        let mut index = 0;
+        while index < KINDS.len() {
+            if same(KINDS[index], name) {
+                return Self { name, index };
+            }
+            index += 1;
+        }
+        panic!("not a handle type")
+    }
+
+    /// A value no handle had before, of this type.
+    pub(crate) fn issue(self) -> usize {
+        let n = ISSUED[self.index].fetch_add(1, Ordering::Relaxed);
+        n << COUNTER_SHIFT | (self.index + 1) << TAG_SHIFT
+    }
+
+    /// The type a handle of which once had the value `handle`, if one did.
+    fn of<P>(handle: *const P) -> Option<Self> {
+        let value = handle as usize;
+        let tag = value >> TAG_SHIFT & 0xF;
+        let index = tag.checked_sub(1).filter(|&i| i < KINDS.len())?;
+        let n = value >> COUNTER_SHIFT;
+        let issued =
+            value.trailing_zeros() >= TAG_SHIFT && n >= 1 && n < ISSUED[index].load(Ordering::Relaxed);
+        issued.then_some(Self { name: KINDS[index], index })
+    }
+
+    /// Why `handle`, not a live handle of this type, is refused: NULL, a handle of another type
+    /// (named), or no live handle.
+    pub(crate) fn refuse<P>(self, handle: *const P) -> String {
+        match Self::of(handle) {
+            _ if handle.is_null() => format!("{} handle is NULL", self.name),
+            Some(other) if other != self => {
+                format!("{handle:p} is an {} handle, not an {} handle", other.name, self.name)
+            }
+            Some(_) => format!("{handle:p} is not a live {} handle (it was freed)", self.name),
+            None => format!("{handle:p} is not a live {} handle", self.name),
+        }
+    }
+}
+
 /// Live objects of one kind by handle.
 pub(crate) struct Handles<T> {
-    /// What the handles are called in messages (`"SmfCache"`).
-    kind: &'static str,
+    /// Their type.
+    kind: Kind,
     live: RwLock<Option<Table<T>>>,
-    next: AtomicUsize,
 }
 
 impl<T> Handles<T> {
+    /// The handles of type `kind` (a name of [`KINDS`]).
     pub(crate) const fn new(kind: &'static str) -> Self {
-        Self { kind, live: RwLock::new(None), next: AtomicUsize::new(1) }
+        Self { kind: Kind::named(kind), live: RwLock::new(None) }
     }
 
     /// A new handle owning `value`.
     pub(crate) fn insert(&self, value: T) -> usize {
-        let handle = self.next.fetch_add(1, Ordering::Relaxed) << 4;
+        let handle = self.kind.issue();
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
         live.get_or_insert_with(Table::default).insert(handle, Arc::new(value));
         handle
@@ -69,8 +155,7 @@ impl<T> Handles<T> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         match live.as_ref().and_then(|t| t.get(&(handle as usize))) {
             Some(value) => Ok(f(value)),
-            None if handle.is_null() => Err(format!("{} handle is NULL", self.kind)),
-            None => Err(format!("{handle:p} is not a live {} handle", self.kind)),
+            None => Err(self.kind.refuse(handle)),
         }
     }
 
@@ -97,7 +182,7 @@ impl<T> Handles<T> {
                 drop(value);
                 Ok(())
             }
-            None => Err(format!("{handle:p} is not a live {} handle", self.kind)),
+            None => Err(self.kind.refuse(handle)),
         }
     }
 }

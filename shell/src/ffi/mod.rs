@@ -16,6 +16,8 @@ mod handles;
 pub mod imports;
 pub mod jit;
 #[cfg(feature = "rt")]
+mod rt_budget;
+#[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]
 pub mod rt_mmap;

@@ -6,14 +6,15 @@
 //! `rt_write_exec_memory`, `rt_make_executable`) and implicit (`rt_alloc_exec_memory`,
 //! `rt_write_exec_memory`, `rt_flush_icache`, `rt_get_function_pointer`, which seals). Writing to
 //! a sealed allocation patches it through a sealed copy of the touched pages. Calls go only to
-//! sealed code this library owns.
+//! sealed code this library owns. Allocations together stay within the process's budget of
+//! executable memory (`rt_budget.rs`; `smf_exec_budget`, `smf_set_exec_budget`).
 
 use std::sync::{Arc, Mutex};
 
 use smf_core::sys;
 
 use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
-use super::{guard, non_negative};
+use super::{guard, non_negative, rt_budget};
 use crate::loader::SharedModule;
 use crate::runtime::exec;
 
@@ -30,10 +31,12 @@ fn allocate(size: i64) -> Result<i64, String> {
     }
     let page = sys::page_size();
     let rounded = size.div_ceil(page) * page;
+    // The budget first: nothing is mapped past it (the charge goes back if the mapping fails).
+    let charge = rt_budget::charge(rounded)?;
     let mut batch = exec().batch();
     let block = batch.alloc(rounded, page).map_err(|e| e.to_string())?;
     let addr = block.addr();
-    let alloc = RtAlloc { block, requested: size, phase: Mutex::new(Phase::Open(batch)) };
+    let alloc = RtAlloc { block, requested: size, phase: Mutex::new(Phase::Open(batch)), _charge: charge };
     rt_owned::allocs().insert(addr, Arc::new(alloc));
     Ok(addr as i64)
 }
@@ -95,9 +98,15 @@ pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len
         if code.is_null() {
             return Err("code is NULL".into());
         }
-        // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first,
-        // so an overlap with the destination cannot matter.
-        let bytes = unsafe { std::slice::from_raw_parts(code, n) }.to_vec();
+        // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first
+        // (into memory that may be refused: an error, not an abort), so an overlap with the
+        // destination cannot matter.
+        let source = unsafe { std::slice::from_raw_parts(code, n) };
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(n)
+            .map_err(|_| format!("out of memory: no room for a copy of the {n} bytes to write"))?;
+        bytes.extend_from_slice(source);
         let offset = dst - alloc.block.addr();
         let mut phase = alloc.phase();
         match &mut *phase {
@@ -258,7 +267,10 @@ pub extern "C" fn rt_is_executable(address: i64) -> bool {
     guard(false, || Ok(callable(address).is_ok()))
 }
 
-/// PROT_* bits of the page holding `address`, or -1 if it is not this library's.
+/// PROT_* bits of the page holding `address`, or -1 if it is not this library's: a file
+/// mapping's, a page of the executable allocator's (rt allocations, modules), or READ|EXEC for
+/// code a live instantiator installed (in its arena, which the allocator does not see), as
+/// `rt_is_executable` and `rt_call_function_*` recognize it.
 #[no_mangle]
 pub extern "C" fn rt_get_protection(address: i64) -> i32 {
     guard(-1, || {
@@ -266,10 +278,13 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
         if let Some(map) = rt_owned::file_containing(addr, 0) {
             return Ok(*map.prot());
         }
-        exec()
-            .protection_at(addr)
-            .map(|p| p.bits())
-            .ok_or_else(|| format!("{addr:#x} is not inside a live mapping or allocation of this library"))
+        if let Some(protection) = exec().protection_at(addr) {
+            return Ok(protection.bits());
+        }
+        match super::jit::jit_containing(addr) {
+            Some(_) => Ok(PROT_READ | PROT_EXEC),
+            None => Err(format!("{addr:#x} is not inside a live mapping or allocation of this library")),
+        }
     })
 }
 
@@ -318,6 +333,20 @@ pub extern "C" fn rt_exec_memory_total() -> i64 {
 #[no_mangle]
 pub extern "C" fn rt_exec_memory_count() -> i64 {
     guard(-1, || Ok(rt_owned::allocs().len() as i64))
+}
+
+/// The process-wide budget of rt allocations in bytes (0: none): `SMF_EXEC_BUDGET`, else 4 GiB,
+/// unless `smf_set_exec_budget` changed it.
+#[no_mangle]
+pub extern "C" fn smf_exec_budget() -> u64 {
+    guard(0, || Ok(rt_budget::budget()))
+}
+
+/// Sets the budget of rt allocations (0: none); returns the one it replaces. Allocations held
+/// stay; past the new budget, later ones fail until enough is freed.
+#[no_mangle]
+pub extern "C" fn smf_set_exec_budget(bytes: u64) -> u64 {
+    guard(0, || Ok(rt_budget::set_budget(bytes)))
 }
 
 /// Prints the allocation and allocator statistics as one block on stderr.

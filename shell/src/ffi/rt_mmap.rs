@@ -185,25 +185,27 @@ pub unsafe extern "C" fn rt_mmap_read_string(
         if max_length > 0 {
             available = available.min(max_length);
         }
-        // Read in chunks until the NUL: a long mapping is not copied whole for a short string.
-        let mut text = Vec::new();
+        // Read in chunks until the NUL, copying only what `dst` holds: a long string in a
+        // large mapping costs a scan, never a copy of its own.
         let mut chunk = [0u8; 4096];
-        let len = loop {
-            let n = (available - text.len()).min(chunk.len());
+        let mut len = 0;
+        loop {
+            let n = (available - len).min(chunk.len());
             if n == 0 {
-                break text.len();
+                break;
             }
-            rt_owned::read_owned(&owner, start + text.len(), &mut chunk[..n])?;
-            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
-                text.extend_from_slice(&chunk[..nul]);
-                break text.len();
+            rt_owned::read_owned(&owner, start + len, &mut chunk[..n])?;
+            let text = chunk[..n].iter().position(|&b| b == 0).unwrap_or(n);
+            let copy = text.min(dst_cap.saturating_sub(len));
+            if copy > 0 {
+                // SAFETY: `dst` is the caller's buffer of `dst_cap` bytes and `len + copy` is at
+                // most `dst_cap`; `chunk` is ours.
+                unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst.add(len), copy) };
             }
-            text.extend_from_slice(&chunk[..n]);
-        };
-        let copy = len.min(dst_cap);
-        if copy > 0 {
-            // SAFETY: `dst` is the caller's buffer of `dst_cap >= copy` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), dst, copy) };
+            len += text;
+            if text < n {
+                break;
+            }
         }
         Ok(len as i64)
     })

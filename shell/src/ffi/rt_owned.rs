@@ -58,6 +58,9 @@ pub(crate) struct RtAlloc {
     pub(crate) requested: usize,
     /// Its phase; the lock also keeps writes, reads and sealing of this allocation apart.
     pub(crate) phase: Mutex<Phase>,
+    /// Its share of the executable-memory budget, given back after the block is freed (fields
+    /// drop in order).
+    pub(crate) _charge: super::rt_budget::Charge,
 }
 
 impl RtAlloc {

@@ -2,17 +2,18 @@
 //!
 //! A `SmfModule *` is a handle the library handed out: an opaque value, never dereferenced,
 //! drawn from a counter that never repeats (so a released handle cannot come back to name
-//! another module). Every call looks it up in the table of live handles before touching
+//! another module) and marked with its type (`handles.rs`: a cache's or an instantiator's
+//! handle given here is an error naming both types). Every call looks it up in the table of live handles before touching
 //! anything, so a stale or foreign pointer is an error, not a crash. The table owns one strong reference per handle and counts the C side's references
 //! (`smf_module_retain`/`smf_module_release`); modules loaded here join a process-wide registry
 //! whose exports resolve the imports of later loads (the first module loaded wins a name).
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::guard;
+use super::handles::Kind;
 use crate::imports::LinkOptions;
 use crate::loader::{self, SharedModule};
 
@@ -29,12 +30,9 @@ type HandleTable = HashMap<usize, (Arc<SharedModule>, u64)>;
 /// Live handles.
 static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
 
-/// The next handle value (multiples of 16, starting at 16; never reused).
-static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(1);
-
 /// A new handle (one C reference) to `module`.
 pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {
-    let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed) << 4;
+    let handle = Kind::MODULE.issue();
     let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
     handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
     handle as *mut SmfModule
@@ -47,10 +45,8 @@ fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
         return Err("module is NULL".into());
     }
     let handles = HANDLES.read().unwrap_or_else(PoisonError::into_inner);
-    let (module, _) = handles
-        .as_ref()
-        .and_then(|h| h.get(&(m as usize)))
-        .ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+    let (module, _) =
+        handles.as_ref().and_then(|h| h.get(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
     Ok(Arc::clone(module))
 }
 
@@ -117,9 +113,8 @@ pub extern "C" fn smf_module_release(m: *mut SmfModule) {
             return Ok(());
         }
         let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
-        let table = handles.as_mut().ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
-        let entry =
-            table.get_mut(&(m as usize)).ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+        let table = handles.as_mut().ok_or_else(|| Kind::MODULE.refuse(m))?;
+        let entry = table.get_mut(&(m as usize)).ok_or_else(|| Kind::MODULE.refuse(m))?;
         entry.1 -= 1;
         if entry.1 == 0 {
             let (module, _) = table.remove(&(m as usize)).expect("entry was just found");
@@ -135,10 +130,8 @@ pub extern "C" fn smf_module_release(m: *mut SmfModule) {
 pub extern "C" fn smf_module_retain(m: *mut SmfModule) -> *mut SmfModule {
     guard(std::ptr::null_mut(), || {
         let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = handles
-            .as_mut()
-            .and_then(|t| t.get_mut(&(m as usize)))
-            .ok_or_else(|| format!("{m:p} is not a live SmfModule handle"))?;
+        let entry =
+            handles.as_mut().and_then(|t| t.get_mut(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
         entry.1 += 1;
         Ok(m)
     })
