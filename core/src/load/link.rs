@@ -11,8 +11,8 @@ use super::entries::{self, PendingSymbol};
 use super::relocate::Target;
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
-use super::{fallible, namehash};
-use super::{Keepalive, LoadError};
+use super::{fallible, Keepalive, LoadError};
+use crate::cache::KeyedHasher;
 use crate::module::SymbolTarget;
 use crate::wire::relocation::entry_fields;
 use crate::wire::symbol::SymbolHead;
@@ -126,7 +126,7 @@ pub(super) fn link_symbols(
     let oom = |bytes| move || LoadError::OutOfMemory { bytes };
     let strings = module.strings();
     let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
-    let mut table = SymbolTableBuilder::new(names, count, namehash::key())
+    let mut table = SymbolTableBuilder::new(names, count, KeyedHasher::per_process())
         .ok_or_else(oom(fallible::bytes_of::<LoadedSymbol>(count)))?;
     let mut targets =
         fallible::filled(Target::UNPLACED, count).ok_or_else(oom(fallible::bytes_of::<Target>(count)))?;

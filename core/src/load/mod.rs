@@ -21,7 +21,6 @@ mod exports;
 mod fallible;
 mod layout;
 mod link;
-pub(crate) mod namehash;
 pub mod reloc;
 mod relocate;
 mod resolutions;
