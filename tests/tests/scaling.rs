@@ -13,8 +13,9 @@ use std::time::Duration;
 use smf_core::cache::{Budget, KeyedHasher, LruCache};
 use smf_core::exec::ExecAllocator;
 use smf_core::load::{ExportIndex, LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, Module};
+use smf_core::template::TemplateKind;
+use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+use smf_core::{Dialect, Module, RelocKind};
 
 /// The bound on cost(4N) / cost(N): twice what a linear path needs (4x), half what a quadratic
 /// one shows (16x).
@@ -157,6 +158,95 @@ fn cache_keys_built_to_collide_take_linear_time() {
             cache.insert(key.clone(), i, 1).unwrap();
         }
         assert_eq!(cache.get(&*keys[1]), Some(&1));
+    });
+}
+
+#[test]
+fn many_data_sections_load_in_linear_time() {
+    // Each data symbol's address is its section's: found by binary search, not a scan.
+    let exec = allocator();
+    let build = |n: usize| {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0xC3]);
+        for i in 0..n {
+            let section = b.add_data(format!(".data.{i}").as_bytes(), &(i as u64).to_le_bytes());
+            b.add_symbol(SymbolSpec::data(format!("d{i}").as_bytes(), section, 0, 8));
+        }
+        b.build().unwrap()
+    };
+    assert_linear("data sections", 2048, build, |file| {
+        let module = load(exec, file);
+        assert!(module.symbol(b"d1").is_some());
+    });
+}
+
+#[test]
+fn many_sections_load_in_linear_time() {
+    let exec = allocator();
+    // Per i: a code section whose function reads its own data section's word
+    // (`mov rax, [rip+d_i]; ret`, a pc32 relocation), that data section, and a symbol for each.
+    let build = |n: usize| {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        let mut relocations = Vec::new();
+        for i in 0..n {
+            let mut code = vec![0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3];
+            code.resize(16, 0xCC); // the code image is the sections back to back
+            b.add_code(format!(".text.{i}").as_bytes(), &code);
+            let at = 16 * i as u64;
+            b.add_symbol(SymbolSpec::function(format!("f{i}").as_bytes(), at, 8));
+            let section = b.add_data(format!(".data.{i}").as_bytes(), &(i as u64).to_le_bytes());
+            let data = b.add_symbol(SymbolSpec::data(format!("d{i}").as_bytes(), section, 0, 8));
+            relocations.push((at + 3, data));
+        }
+        for (offset, data) in relocations {
+            b.add_relocation(offset, data, RelocKind::Pc32, -4);
+        }
+        b.build().unwrap()
+    };
+    assert_linear("code, data and relocation sections", 1024, build, |file| {
+        let module = load(exec, file);
+        assert!(module.symbol(b"d1").is_some());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(smf_tests::loading::call0(&module, b"f5"), 5);
+    });
+}
+
+/// A module with `n` template symbols, each with an entry of its own.
+fn templates(n: usize) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xC3]);
+    for i in 0..n {
+        b.add_template_symbol(TemplateSpec {
+            kind: TemplateKind::Function,
+            name: format!("T{i}").into_bytes(),
+            params: vec![b"X".to_vec()],
+            body: vec![0xAB; 8],
+        });
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn many_template_symbols_load_and_are_found_in_linear_time() {
+    let exec = allocator();
+    let build = |n: usize| (n, templates(n));
+    assert_linear("template symbols", 1024, build, |(n, file)| {
+        let module = load(exec, file);
+        for i in 0..*n {
+            let entry = module.template(format!("T{i}").as_bytes());
+            assert!(entry.is_some_and(|e| e.ends_with(&[0xAB; 8])), "T{i}");
+        }
+    });
+}
+
+#[test]
+fn many_template_symbols_parse_and_list_in_linear_time() {
+    // The format layer's reader: `Module::template_entries` sorts the offsets once (a
+    // per-symbol `template_of` scans the table, and is documented for one symbol).
+    assert_linear("template entries", 1024, templates, |file| {
+        let module = Module::parse(file).unwrap();
+        let entries = module.template_entries().unwrap();
+        assert!(entries.iter().all(|(_, e)| e.params().count() == 1));
     });
 }
 
