@@ -1,7 +1,7 @@
 //! FNV-1a, 32-bit: the symbol name hash stored in SMF symbol tables.
 //!
 //! Stored hashes are never trusted: readers recompute them from the names (a wrong stored hash
-//! is not an error), and the loader's index uses a keyed hash of its own (`load::namehash`).
+//! is not an error), and the loader's index uses a keyed hash of its own (SipHash-1-3, `KeyedHasher`).
 
 const BASIS: u32 = 2_166_136_261;
 const PRIME: u32 = 16_777_619;

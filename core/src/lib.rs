@@ -69,6 +69,8 @@ mod fnv;
 pub mod fuzzing;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub mod jit;
+#[cfg(feature = "alloc")]
+mod keyed_hash;
 pub mod kinds;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub mod load;
@@ -80,8 +82,6 @@ mod sort;
 pub mod sys;
 pub mod template;
 pub mod wire;
-#[cfg(feature = "alloc")]
-mod wordhash;
 #[cfg(feature = "alloc")]
 pub mod write;
 

@@ -25,7 +25,6 @@
 //! memory may be unmapped then) happen outside it. Two threads missing the same path both load
 //! it; the cache keeps the later one.
 
-use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -125,11 +124,9 @@ pub struct CacheStats {
     pub load_ns_max: u64,
 }
 
-/// The cache's key hasher, under a key drawn once per process (from std's random source).
+/// The cache's key hasher (SipHash-1-3 under the process's random key: callers choose the paths).
 fn process_hasher() -> KeyedHasher {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    KeyedHasher::new(*KEY.get_or_init(|| RandomState::new().hash_one(0x5EED_u64)))
+    KeyedHasher::per_process()
 }
 
 /// Evicted modules are dropped, outside the lock, this many at a time.

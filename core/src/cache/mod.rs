@@ -16,10 +16,9 @@
 //! shell keys it by path and loads on a miss, outside its lock, and [`LruCache::get_or_insert_with`]
 //! serves single-threaded callers.
 
-mod hasher;
 pub mod stats;
 
-pub use hasher::{KeyedHasher, KeyedState};
+pub use crate::keyed_hash::{KeyedHasher, KeyedState};
 
 use alloc::vec::Vec;
 use core::borrow::Borrow;

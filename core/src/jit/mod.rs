@@ -256,8 +256,8 @@ impl<'a> Instantiator<'a> {
     /// An instantiator with `config`, installing code through `allocator` (its kernel's
     /// shared memory, or its batches).
     pub fn new(allocator: &'a ExecAllocator, config: Config) -> Self {
-        let key = crate::load::namehash::key();
-        let (published, writer) = published::Published::new(KeyedHasher::new(key.rotate_left(17)));
+        let hasher = KeyedHasher::per_process();
+        let (published, writer) = published::Published::new(hasher);
         Self {
             config,
             max_instantiations: core::sync::atomic::AtomicUsize::new(config.max_instantiations),
@@ -265,7 +265,7 @@ impl<'a> Instantiator<'a> {
             published,
             table: crate::exec::lock::Lock::new(Table {
                 in_flight: HashTable::new(),
-                failed: HashMap::with_hasher(KeyedHasher::new(key)),
+                failed: HashMap::with_hasher(hasher),
                 waiting: Vec::new(),
                 writer,
                 next_serial: 0,

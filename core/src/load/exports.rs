@@ -2,15 +2,15 @@
 //! resolver over thousands of modules finds a name with one hash lookup instead of asking each
 //! module in turn.
 //!
-//! The index hashes names with the loader's own keyed hash ([`super::namehash`]), which every
-//! [`LoadedModule`] already computed for its exports at load time: indexing a module hashes
-//! nothing. The hash stays private to the core; callers see keys of their own choosing (an
+//! The index hashes names with the process's keyed hash ([`KeyedHasher::per_process`]), which
+//! every [`LoadedModule`] already computed for its exports at load time: indexing a module
+//! hashes nothing. The hash stays private to the core; callers see keys of their own choosing (an
 //! order number, a cache slot) and confirm a candidate with [`LoadedModule::symbol`].
 
 use hashbrown::HashTable;
 
-use super::namehash;
 use super::LoadedModule;
+use crate::cache::KeyedHasher;
 
 /// The exports of many modules by name, each module under a key of the caller's.
 #[derive(Debug)]
@@ -65,8 +65,7 @@ impl<K: Copy> ExportIndex<K> {
     /// Indexes every export of `module` under `key`, all or nothing. Adding a key twice
     /// indexes its exports twice; remove it first with [`ExportIndex::retain`].
     pub fn insert(&mut self, key: K, module: &LoadedModule<'_>) -> Result<(), IndexFull> {
-        // Every load hashes its names under the process's key (`namehash::key`), as
-        // `candidates` does.
+        // Every load hashes its names under the process's key, as `candidates` does.
         let exports = || module.symbols().iter().filter(|s| s.exported);
         self.table.try_reserve(exports().count(), entry_hash).map_err(|_| IndexFull)?;
         for symbol in exports() {
@@ -79,7 +78,7 @@ impl<K: Copy> ExportIndex<K> {
     /// whose export only shares the name's hash (check with [`LoadedModule::symbol`]). In no
     /// particular order.
     pub fn candidates<'s>(&'s self, name: &[u8]) -> impl Iterator<Item = K> + 's {
-        let hash = namehash::hash(namehash::key(), name);
+        let hash = KeyedHasher::per_process().hash32(name);
         self.table.iter_hash(spread(hash)).filter(move |(h, _)| *h == hash).map(|&(_, key)| key)
     }
 }

@@ -21,7 +21,6 @@ mod exports;
 mod fallible;
 mod layout;
 mod link;
-pub(crate) mod namehash;
 pub mod reloc;
 mod relocate;
 mod resolutions;
@@ -241,7 +240,8 @@ impl<'a> LoadedModule<'a> {
         let ro_base = layout.read_only_base(code_base, base(&ro))?;
         let image = [&code, &ro, &rw];
 
-        // Data sections: copy into place and remember where each went.
+        // Data sections: copy into place and remember where each went (in table order, which
+        // `PlacedImage::section` binary-searches).
         let mut sections: Vec<PlacedSection> = Vec::new();
         for placement in module.data_sections() {
             let offset = size(placement.offset)?;

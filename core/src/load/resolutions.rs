@@ -7,12 +7,13 @@ use alloc::vec::Vec;
 
 use hashbrown::HashTable;
 
-use super::{namehash, Resolved, Resolver};
+use super::{Resolved, Resolver};
+use crate::cache::KeyedHasher;
 
 /// One answer: where its name lies in `names`, and what the resolver said.
 #[derive(Debug)]
 struct Answer {
-    hash: u32,
+    hash: u64,
     name: core::ops::Range<usize>,
     resolved: Option<Resolved>,
 }
@@ -20,7 +21,8 @@ struct Answer {
 /// The answers a resolver gave during one load.
 pub(super) struct Resolutions<'r> {
     resolver: &'r dyn Resolver,
-    key: u64,
+    /// The names' hasher (keyed: the file chooses the names).
+    hasher: KeyedHasher,
     /// The names asked, back to back.
     names: Vec<u8>,
     answers: HashTable<Answer>,
@@ -39,7 +41,7 @@ pub(super) struct OutOfMemory;
 impl<'r> Resolutions<'r> {
     /// No answers yet, from `resolver`.
     pub(super) fn new(resolver: &'r dyn Resolver) -> Self {
-        Self { resolver, key: namehash::key(), names: Vec::new(), answers: HashTable::new() }
+        Self { resolver, hasher: KeyedHasher::per_process(), names: Vec::new(), answers: HashTable::new() }
     }
 
     /// The resolver answering.
@@ -49,20 +51,19 @@ impl<'r> Resolutions<'r> {
 
     /// What the resolver says of `name`: asked the first time, remembered after.
     pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Option<Resolved>, OutOfMemory> {
-        let hash = namehash::hash(self.key, name);
+        let hash = self.hasher.hash_bytes(name);
         let names = &self.names;
-        let found =
-            self.answers.find(u64::from(hash), |a| a.hash == hash && names.get(a.name.clone()) == Some(name));
+        let found = self.answers.find(hash, |a| a.hash == hash && names.get(a.name.clone()) == Some(name));
         if let Some(answer) = found {
             return Ok(answer.resolved.clone());
         }
         let resolved = self.resolver.resolve(name);
         self.names.try_reserve(name.len()).map_err(|_| OutOfMemory)?;
-        self.answers.try_reserve(1, |a| u64::from(a.hash)).map_err(|_| OutOfMemory)?;
+        self.answers.try_reserve(1, |a| a.hash).map_err(|_| OutOfMemory)?;
         let start = self.names.len();
         self.names.extend_from_slice(name);
         let answer = Answer { hash, name: start..self.names.len(), resolved: resolved.clone() };
-        self.answers.insert_unique(u64::from(hash), answer, |a| u64::from(a.hash));
+        self.answers.insert_unique(hash, answer, |a| a.hash);
         Ok(resolved)
     }
 }

@@ -1,10 +1,11 @@
 //! A loaded module's symbols: owned names and addresses, with a hash index over the exported
-//! ones built at load time with the loader's own keyed hash of the validated names
-//! (`load::namehash`; the file's stored FNV-1a hashes are never trusted).
+//! ones built at load time with the process's keyed hash of the validated names
+//! ([`KeyedHasher`], SipHash-1-3; the file's stored FNV-1a hashes are never trusted, and no file
+//! can be prepared to fill one bucket chain).
 
 use alloc::vec::Vec;
 
-use super::namehash;
+use crate::cache::KeyedHasher;
 use crate::module::Symbol;
 use crate::{Binding, SymbolKind};
 
@@ -15,7 +16,7 @@ pub struct LoadedSymbol {
     pub(crate) name_start: u32,
     /// Its name's length (a NUL follows it).
     pub(crate) name_len: u32,
-    /// Its name's [`namehash::hash`] under the table's key.
+    /// Its name's [`KeyedHasher::hash32`] under the table's hasher.
     pub(crate) hash: u32,
     /// What it names.
     pub kind: SymbolKind,
@@ -49,7 +50,7 @@ impl LoadedSymbol {
 ///
 /// The loader builds it while it decodes the symbols, one `SymbolTableBuilder::push` per
 /// symbol, so each exported symbol is indexed while its entry is still at hand.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SymbolTable {
     /// The string table: every name followed by a NUL, so names can be handed to C as they are.
     names: Vec<u8>,
@@ -59,8 +60,20 @@ pub struct SymbolTable {
     /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
     /// of at least twice the number of symbols.
     buckets: Vec<u32>,
-    /// The key of the names' hashes ([`namehash::key`]).
-    key: u64,
+    /// The names' hasher ([`KeyedHasher::per_process`]).
+    hasher: KeyedHasher,
+}
+
+impl Default for SymbolTable {
+    fn default() -> Self {
+        Self {
+            names: Vec::new(),
+            symbols: Vec::new(),
+            sizes: Vec::new(),
+            buckets: Vec::new(),
+            hasher: KeyedHasher::per_process(),
+        }
+    }
 }
 
 /// A [`SymbolTable`] being filled, symbol by symbol, in table order.
@@ -72,14 +85,14 @@ pub(crate) struct SymbolTableBuilder {
 
 impl SymbolTableBuilder {
     /// An empty table over the string table `names` for up to `capacity` symbols, whose hashes
-    /// are [`namehash::hash`]es under `key`; `None` if the memory for it cannot be had.
-    pub(crate) fn new(names: Vec<u8>, capacity: usize, key: u64) -> Option<Self> {
+    /// are [`KeyedHasher::hash32`]es under `hasher`; `None` if the memory for it cannot be had.
+    pub(crate) fn new(names: Vec<u8>, capacity: usize, hasher: KeyedHasher) -> Option<Self> {
         let table = SymbolTable {
             names,
             symbols: super::fallible::with_capacity(capacity)?,
             sizes: Vec::new(),
             buckets: super::fallible::filled(0, bucket_count(capacity))?,
-            key,
+            hasher,
         };
         Some(Self { table, capacity })
     }
@@ -92,9 +105,9 @@ impl SymbolTableBuilder {
     #[inline(always)]
     pub(crate) fn push_named(&mut self, mut symbol: LoadedSymbol) -> Option<usize> {
         let names = self.table.names.get(symbol.name_start as usize..)?;
-        let (len, hash) = namehash::hash_until_nul(self.table.key, names)?;
+        let len = nul_at(names)?;
         symbol.name_len = u32::try_from(len).ok()?;
-        symbol.hash = hash;
+        symbol.hash = self.table.hasher.hash32(&names[..len]);
         self.append(symbol)?;
         Some(len)
     }
@@ -226,13 +239,13 @@ impl SymbolTable {
     #[inline]
     pub fn lookup(&self, name: &[u8]) -> Option<&LoadedSymbol> {
         let len = name.len();
-        // Most names fit a word: hashed and compared as that word.
-        let Some(word) = namehash::short_word(name) else {
+        // Most names fit a word: compared as that word.
+        let Some(word) = short_word(name) else {
             return self.lookup_long(name);
         };
-        self.probe(namehash::hash_short(self.key, word, len), len, |s| {
+        self.probe(self.hasher.hash32(name), len, |s| {
             match self.names.get(s.name_start as usize..).and_then(|n| n.first_chunk::<8>()) {
-                Some(stored) => u64::from_le_bytes(*stored) & namehash::low_bytes(len) == word,
+                Some(stored) => u64::from_le_bytes(*stored) & low_bytes(len) == word,
                 // Fewer than eight bytes to the table's end.
                 None => self.name_of(s) == Some(name),
             }
@@ -244,7 +257,7 @@ impl SymbolTable {
     #[inline(never)]
     fn lookup_long(&self, name: &[u8]) -> Option<&LoadedSymbol> {
         let len = name.len();
-        self.probe(namehash::hash(self.key, name), len, |s| self.name_of(s) == Some(name))
+        self.probe(self.hasher.hash32(name), len, |s| self.name_of(s) == Some(name))
     }
 
     /// The indexed symbol whose hash is `hash` and whose name, of `len` bytes, `is_name`
@@ -265,6 +278,47 @@ impl SymbolTable {
     }
 }
 
+/// A name of at most eight bytes as one little-endian word, zero-padded; `None` for a longer
+/// name.
+#[inline(always)]
+fn short_word(name: &[u8]) -> Option<u64> {
+    if name.len() > 8 {
+        return None;
+    }
+    let mut word = [0u8; 8];
+    word[..name.len()].copy_from_slice(name);
+    Some(u64::from_le_bytes(word))
+}
+
+/// A mask of the low `len` bytes of a word (`len` at most 8).
+#[inline(always)]
+const fn low_bytes(len: usize) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        (1 << (8 * len)) - 1
+    }
+}
+
+/// Where the first NUL of `bytes` is, found eight bytes at a time; `None` if there is none.
+#[inline(always)]
+fn nul_at(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(*chunk);
+        // The lowest set bit marks the first zero byte (higher ones may be false alarms).
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    // Fewer than eight bytes left: the NUL, if any, is among them.
+    Some(at + bytes.get(at..)?.iter().position(|&b| b == 0)?)
+}
+
 /// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
 /// that the index stays at most half full.
 fn bucket_count(count: usize) -> usize {
@@ -279,14 +333,14 @@ mod tests {
     /// A table over a string table holding `names`, one function symbol per name (`exported`
     /// or local), symbol `i` at address `0x1000 + i`.
     fn table(names: &[(&[u8], bool)]) -> SymbolTable {
-        let key = namehash::key();
+        let key = KeyedHasher::per_process();
         let mut strings = vec![0u8];
         let mut symbols = Vec::new();
         for (i, &(name, exported)) in names.iter().enumerate() {
             symbols.push(LoadedSymbol {
                 name_start: u32::try_from(strings.len()).unwrap(),
                 name_len: u32::try_from(name.len()).unwrap(),
-                hash: namehash::hash(key, name),
+                hash: key.hash32(name),
                 kind: SymbolKind::Function,
                 binding: if exported { Binding::Global } else { Binding::Local },
                 addr: 0x1000 + i,
@@ -322,7 +376,7 @@ mod tests {
     #[test]
     fn names_that_do_not_end_in_a_nul_inside_the_string_table_are_refused() {
         let strings = b"\0ab\0cd";
-        let key = namehash::key();
+        let key = KeyedHasher::per_process();
         let at =
             |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
         let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap().push(symbol);
@@ -358,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_global_or_weak_symbol_without_a_name_is_refused_and_a_local_one_kept() {
-        let key = namehash::key();
+        let key = KeyedHasher::per_process();
         for (binding, exported, kept) in
             [(Binding::Global, true, false), (Binding::Weak, false, false), (Binding::Local, false, true)]
         {
@@ -372,7 +426,7 @@ mod tests {
     fn a_name_whose_hash_matches_is_still_compared() {
         // Each symbol is stored with the hash of another name, as a collision would have it:
         // looking up that other name finds the hash but must refuse the name.
-        let key = namehash::key();
+        let key = KeyedHasher::per_process();
         let pairs: [(&[u8], &[u8]); 4] = [
             (b"abc", b"abd"),
             (b"abcdefgh", b"abcdefgi"),
@@ -385,7 +439,7 @@ mod tests {
             symbols.push(LoadedSymbol {
                 name_start: u32::try_from(strings.len()).unwrap(),
                 name_len: u32::try_from(other.len()).unwrap(),
-                hash: namehash::hash(key, other),
+                hash: key.hash32(other),
                 exported: true,
                 ..LoadedSymbol::UNSET
             });
@@ -402,6 +456,38 @@ mod tests {
         for (_, other) in pairs {
             assert_eq!(t.lookup(other), None, "{:?}", core::str::from_utf8(other));
         }
+    }
+
+    #[test]
+    fn the_first_nul_is_found_wherever_it_lies() {
+        // Bytes 0x01.. and bytes with the high bit set (0x80.., 0x01 after 0x80: the word
+        // trick's false alarms lie above the first zero byte, never below it).
+        for base in [1u8, 0x80, 0xFF] {
+            let long: Vec<u8> = (0..40u8).map(|i| base.wrapping_add(i) | 1).collect();
+            for len in 0..=long.len() {
+                let name = &long[..len];
+                let mut padded = name.to_vec();
+                padded.extend_from_slice(b"\0tail bytes");
+                assert_eq!(nul_at(&padded), Some(len), "len {len}, then more");
+                let mut last = name.to_vec();
+                last.push(0);
+                assert_eq!(nul_at(&last), Some(len), "len {len} at the end");
+                assert_eq!(nul_at(name), None, "len {len} without a NUL");
+            }
+        }
+    }
+
+    #[test]
+    fn short_words_and_their_masks_cover_exactly_the_name() {
+        let bytes = *b"abcdefghi";
+        for len in 0..=8 {
+            let mut padded = [0u8; 8];
+            padded[..len].copy_from_slice(&bytes[..len]);
+            let word = u64::from_le_bytes(padded);
+            assert_eq!(short_word(&bytes[..len]), Some(word), "len {len}");
+            assert_eq!(u64::from_le_bytes(*b"abcdefgh") & low_bytes(len), word, "mask of len {len}");
+        }
+        assert_eq!(short_word(&bytes), None, "nine bytes are not short");
     }
 
     #[test]

@@ -59,8 +59,10 @@ impl<'a> Module<'a> {
         Ok(entries)
     }
 
-    /// The template entry a template symbol points at (one symbol: scans the symbol table for
-    /// the entry's end; use [`Module::template_entries`] for all of them).
+    /// The template entry a template symbol points at. One symbol: it scans the symbol table
+    /// for the entry's end, O(symbols) per call, so a walk over every symbol is quadratic; use
+    /// [`Module::template_entries`] (one sort) for all of them, or a loaded module's
+    /// `template` (indexed by name at load).
     pub fn template_of(&self, symbol: &Symbol<'a>) -> Option<TemplateEntry<'a>> {
         if !symbol.is_template() {
             return None;
@@ -68,7 +70,8 @@ impl<'a> Module<'a> {
         self.template_entry_of(symbol).ok()
     }
 
-    /// The template entry of the template symbol named `name`.
+    /// The template entry of the template symbol named `name` (one scan to find it and one to
+    /// find its end: O(symbols) per call, as [`Module::template_of`]).
     pub fn template_by_name(&self, name: &[u8]) -> Option<TemplateEntry<'a>> {
         self.symbols().find(|s| s.is_template() && s.name == name).and_then(|s| self.template_of(&s))
     }

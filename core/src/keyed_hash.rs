@@ -1,0 +1,212 @@
+//! [`KeyedHasher`]: the one hash of everything a file or a caller controls (a loaded module's
+//! symbol names, a load's import names, the export index, the module cache's paths, the
+//! instantiator's names): SipHash-1-3 (the `siphasher` crate) under a 128-bit key.
+//!
+//! A hash table is only as fast as its hash is unpredictable: names that share a hash share a
+//! bucket chain, and indexing `n` of them costs `n²`. An unkeyed hash (FNV-1a, which files
+//! store) lets a file be prepared against it; so did a hand-written keyed one whose mixing let
+//! bit flips cancel under every key. SipHash is a keyed pseudo-random function: without the
+//! key, no set of inputs can be built to collide. [`KeyedHasher::per_process`] draws the key
+//! once per process from the kernel's random pool, and every table of the crate (and the
+//! shell's) hashes under it.
+//!
+//! Hash values never leave the process's tables: nothing prints them or hands them out.
+
+use core::hash::{BuildHasher, Hasher};
+
+use siphasher::sip::SipHasher13;
+
+/// Builds [`KeyedState`] hashers (SipHash-1-3) under one 128-bit key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyedHasher {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedHasher {
+    /// Hashers under a 64-bit `key` (for callers that draw their own; the other half of
+    /// SipHash's key is derived from it). Prefer [`KeyedHasher::per_process`] where it exists.
+    pub const fn new(key: u64) -> Self {
+        Self::with_keys(key, key.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Hashers under the 128-bit key `k0`, `k1`.
+    pub const fn with_keys(k0: u64, k1: u64) -> Self {
+        Self { k0, k1 }
+    }
+
+    /// Hashers under this process's key, drawn at random on first use (`getrandom`).
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub fn per_process() -> Self {
+        process_key::get()
+    }
+
+    /// The hash of `bytes` written at once (one [`Hasher::write`]; a slice's `Hash` would
+    /// write its length first, which the loader's names do not need).
+    #[inline]
+    pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
+        SipHasher13::new_with_keys(self.k0, self.k1).hash(bytes)
+    }
+
+    /// 32 bits of [`KeyedHasher::hash_bytes`] (the loader's symbol index stores them per
+    /// symbol; their low bits pick buckets).
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    #[inline]
+    pub(crate) fn hash32(&self, bytes: &[u8]) -> u32 {
+        (self.hash_bytes(bytes) >> 32) as u32
+    }
+}
+
+impl BuildHasher for KeyedHasher {
+    type Hasher = KeyedState;
+
+    #[inline]
+    fn build_hasher(&self) -> KeyedState {
+        KeyedState(SipHasher13::new_with_keys(self.k0, self.k1))
+    }
+}
+
+/// The state of one hash.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyedState(SipHasher13);
+
+impl Hasher for KeyedState {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.0.write_u32(i);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0.write_u64(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.0.write_usize(i);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// The process's key, drawn once.
+#[cfg(target_os = "linux")]
+mod process_key {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use super::KeyedHasher;
+
+    /// The key's halves; 0 until drawn (a drawn half is never 0).
+    static K0: AtomicU64 = AtomicU64::new(0);
+    static K1: AtomicU64 = AtomicU64::new(0);
+
+    #[inline]
+    pub(super) fn get() -> KeyedHasher {
+        match (K0.load(Ordering::Relaxed), K1.load(Ordering::Relaxed)) {
+            (0, _) | (_, 0) => draw(),
+            (k0, k1) => KeyedHasher::with_keys(k0, k1),
+        }
+    }
+
+    /// Draws a key and stores each half unless one is stored already. Racing threads may each
+    /// draw one; every thread returns the halves stored first, so every hash agrees.
+    #[cold]
+    fn draw() -> KeyedHasher {
+        // Without the kernel's pool (a kernel or sandbox without `getrandom`), the address-space
+        // layout is the best entropy at hand.
+        let local = 0u8;
+        let stack = &raw const local as u64;
+        let image = &raw const K0 as u64;
+        let k0 = crate::sys::random_u64().unwrap_or(stack.rotate_left(32) ^ image);
+        let k1 = crate::sys::random_u64().unwrap_or(image.rotate_left(32) ^ stack ^ 0x736F_6D65_7073_6575);
+        let store = |half: &AtomicU64, drawn: u64| {
+            let drawn = drawn.max(1);
+            match half.compare_exchange(0, drawn, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => drawn,
+                Err(stored) => stored,
+            }
+        };
+        KeyedHasher::with_keys(store(&K0, k0), store(&K1, k1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Name `i` of a family that shared one hash under every key with the word-at-a-time
+    /// multiply-rotate mixing this hash replaced (`rotl((state ^ word) * M, 29)`, `M` odd):
+    /// flipping bit 63 of one word and bit 28 of the next cancel out, block by block.
+    fn colliding(i: usize) -> [u8; 160] {
+        let mut name = [b'n'; 160];
+        for block in 0..10 {
+            if i >> block & 1 == 1 {
+                name[16 * block + 7] ^= 0x80;
+                name[16 * block + 8 + 3] ^= 0x10;
+            }
+        }
+        name
+    }
+
+    #[test]
+    fn names_built_to_collide_under_the_old_mixing_hash_apart() {
+        let hasher = KeyedHasher::new(0x1234_5678_9ABC_DEF0);
+        let mut hashes: alloc::vec::Vec<u64> = (0..1024).map(|i| hasher.hash_bytes(&colliding(i))).collect();
+        let mut short: alloc::vec::Vec<u32> = (0..1024).map(|i| hasher.hash32(&colliding(i))).collect();
+        let mut built: alloc::vec::Vec<u64> = (0..1024).map(|i| hasher.hash_one(colliding(i))).collect();
+        for v in [&mut hashes, &mut built] {
+            v.sort_unstable();
+            v.dedup();
+            assert_eq!(v.len(), 1024, "64-bit hashes of 1,024 names");
+        }
+        short.sort_unstable();
+        short.dedup();
+        // A 32-bit collision among 1,024 random values is a 1-in-8,000 event.
+        assert!(short.len() + 1 >= 1024, "{} distinct 32-bit hashes of 1,024", short.len());
+        // The low bits spread too (tables take buckets from them).
+        let buckets: alloc::collections::BTreeSet<u32> = short.iter().map(|h| h & 1023).collect();
+        assert!(buckets.len() > 500, "{} of 1,024 buckets", buckets.len());
+    }
+
+    #[test]
+    fn keys_and_contents_move_the_hash_and_equal_inputs_agree() {
+        let (a, b) = (KeyedHasher::new(11), KeyedHasher::new(12));
+        let path = "/srv/app/modules/lib/module-00000000042.smf";
+        assert_eq!(a.hash_one(path), a.hash_one(path));
+        assert_ne!(a.hash_one(path), b.hash_one(path), "the key matters");
+        assert_ne!(
+            KeyedHasher::with_keys(1, 2).hash_bytes(b"main"),
+            KeyedHasher::with_keys(1, 3).hash_bytes(b"main"),
+            "both halves of the key matter"
+        );
+        // One write is SipHash-1-3 of the bytes, however they are handed in.
+        let mut state = a.build_hasher();
+        state.write(path.as_bytes());
+        assert_eq!(state.finish(), a.hash_bytes(path.as_bytes()));
+        // Lengths count: the same words with a trailing zero are another input.
+        assert_ne!(a.hash_bytes(b"ab"), a.hash_bytes(b"ab\0"));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_process_key_is_drawn_once_and_is_not_zero() {
+        let first = KeyedHasher::per_process();
+        assert_eq!(first, KeyedHasher::per_process());
+        assert!(first.k0 != 0 && first.k1 != 0);
+        assert_ne!(first, KeyedHasher::new(0));
+    }
+}
