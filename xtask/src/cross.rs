@@ -57,6 +57,8 @@ pub(crate) fn run_command() -> Result<(), String> {
             "load_aarch64",
             "--test",
             "jit",
+            "--test",
+            "wx",
         ])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");

@@ -75,7 +75,11 @@ fn install_ours(exec: &ExecAllocator, names: &[String], codes: &[[u8; SIZE]]) ->
 }
 
 /// The same requests in batches of `BATCH` (one staged batch, one write, each).
-fn install_ours_batched(exec: &ExecAllocator, names: &[String], codes: &[[u8; SIZE]]) -> Result<Duration, String> {
+fn install_ours_batched(
+    exec: &ExecAllocator,
+    names: &[String],
+    codes: &[[u8; SIZE]],
+) -> Result<Duration, String> {
     let jit = Instantiator::new(exec, Config::default());
     let caller = Caller { thread: 1, stack: &[] };
     let start = Instant::now();
