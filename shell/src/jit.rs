@@ -314,8 +314,8 @@ impl Jit {
     fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
         let module = self.cache.get(path).map_err(|e| JitError::Module { message: e.to_string().into() })?;
         let mut offers = lock(&self.offers);
-        let offer = self.current_offer(&mut offers, path, &module);
-        Ok(offer.metadata.possible(name).map(|possible| Plan { module, possible }))
+        let offer = self.current_offer(&mut offers, path, &module)?;
+        Ok(offer.metadata.possible(name)?.map(|possible| Plan { module, possible }))
     }
 
     /// `path`'s offer for the version `module` (read anew if the file changed: names recorded
@@ -325,19 +325,28 @@ impl Jit {
         offers: &'o mut HashMap<PathBuf, Offer>,
         path: &Path,
         module: &Arc<SharedModule>,
-    ) -> &'o mut Offer {
-        let offer = offers.entry(path.to_path_buf()).or_insert_with(|| Offer::read(module, path));
+    ) -> Result<&'o mut Offer, JitError> {
         // The weak reference keeps the old version's allocation, so its address is not reused.
-        if !std::ptr::eq(offer.module.as_ptr(), Arc::as_ptr(module)) {
-            let mut fresh = Offer::read(module, path);
-            for name in offer.metadata.recorded() {
-                if fresh.metadata.possible(name).is_some() {
-                    let _ = fresh.metadata.record(name);
+        let current = offers.get(path).map(|offer| std::ptr::eq(offer.module.as_ptr(), Arc::as_ptr(module)));
+        match current {
+            Some(true) => {}
+            Some(false) => {
+                let mut fresh = Offer::read(module, path)?;
+                let old = offers.get(path).map(|offer| &offer.metadata);
+                for name in old.into_iter().flat_map(ModuleMetadata::recorded) {
+                    fresh.metadata.record(name)?;
                 }
+                offers.insert(path.to_path_buf(), fresh);
             }
-            *offer = fresh;
+            None => {
+                let fresh = Offer::read(module, path)?;
+                offers
+                    .try_reserve(1)
+                    .map_err(|_| JitError::OutOfMemory { bytes: std::mem::size_of::<Offer>() })?;
+                offers.insert(path.to_path_buf(), fresh);
+            }
         }
-        offer
+        offers.get_mut(path).ok_or(JitError::NotFound)
     }
 
     fn keep(&self, module: &Arc<SharedModule>) {
@@ -350,7 +359,7 @@ impl Jit {
     fn record(&self, path: &Path, name: &str) -> Result<(), JitError> {
         let mut offers = lock(&self.offers);
         let Some(offer) = offers.get_mut(path) else { return Ok(()) };
-        offer.metadata.record(name).map_err(|e| JitError::UpdateFailed { message: e.to_string().into() })
+        offer.metadata.record(name)
     }
 
     /// The note.sdn text of the module at `path` as it stands (instantiated entries moved from
@@ -363,13 +372,8 @@ impl Jit {
             Err(e) => return Err(JitError::Module { message: e.to_string().into() }),
         };
         let mut offers = lock(&self.offers);
-        let offer = self.current_offer(&mut offers, path, &module);
-        let mut text = String::new();
-        offer
-            .metadata
-            .write(&mut text)
-            .map_err(|e| JitError::UpdateFailed { message: e.to_string().into() })?;
-        Ok(Some(text))
+        let offer = self.current_offer(&mut offers, path, &module)?;
+        Ok(Some(offer.metadata.to_text()?))
     }
 
     /// The runtime's symbol lookup with instantiation as the fallback: an export of a cached
@@ -385,7 +389,7 @@ impl Jit {
         for (path, module) in self.cache.modules() {
             let offered = {
                 let mut offers = lock(&self.offers);
-                self.current_offer(&mut offers, &path, &module).metadata.possible(name).is_some()
+                self.current_offer(&mut offers, &path, &module)?.metadata.offers(name)
             };
             if offered {
                 return self.instantiate(&path, name);
@@ -401,9 +405,10 @@ impl Jit {
 }
 
 impl Offer {
-    fn read(module: &Arc<SharedModule>, path: &Path) -> Self {
+    fn read(module: &Arc<SharedModule>, path: &Path) -> Result<Self, JitError> {
         let note = module.loaded().note_sdn().and_then(|bytes| std::str::from_utf8(bytes).ok());
-        Self { module: Arc::downgrade(module), metadata: ModuleMetadata::new(note, &path.to_string_lossy()) }
+        let metadata = ModuleMetadata::new(note, &path.to_string_lossy())?;
+        Ok(Self { module: Arc::downgrade(module), metadata })
     }
 }
 

@@ -36,15 +36,34 @@ pub struct Recorded<'a> {
 /// the first "instantiations" table, or in a new one at the end of the text if there is none.
 /// Everything else (comments, other tables, the terminator line) is written as it was. A
 /// recorded name that no "possible" row lists is skipped.
+///
+/// Each row is compared with each recorded entry: for a few entries. An index over the rows
+/// (as the instantiator's metadata keeps) writes in one pass with [`rewrite_with`].
 pub fn rewrite(text: &str, recorded: &[Recorded<'_>], out: &mut impl fmt::Write) -> fmt::Result {
     let note = NoteSdn::new(text);
-    let mut next_id = next_instantiation_id(&note);
+    let added = recorded.iter().filter_map(|entry| Some((possible_row(&note, entry.mangled_name)?, *entry)));
+    rewrite_with(text, |row| is_recorded(row, recorded), added, out)
+}
+
+/// [`rewrite`] with the work of finding rows done by the caller: `moved(row)` says whether a
+/// "possible" row leaves (asked once per row, in order), and `added` gives the rows to write
+/// into "instantiations", each with the "possible" row it was made from (iterated once, where
+/// they go). Costs one pass over `text` plus what the two callbacks cost.
+pub fn rewrite_with<'t, 'r>(
+    text: &'t str,
+    mut moved: impl FnMut(Row<'t>) -> bool,
+    added: impl Iterator<Item = (Row<'t>, Recorded<'r>)>,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
+    let note = NoteSdn::new(text);
+    let mut added = added.peekable();
+    let any = added.peek().is_some();
+    let mut pending = Some((next_instantiation_id(&note), added));
     let mut write_rows = |out: &mut dyn fmt::Write| -> fmt::Result {
-        for entry in recorded {
-            if let Some(row) = possible_row(&note, entry.mangled_name) {
-                write_instantiation(out, next_id, &row, entry)?;
-                next_id += 1;
-            }
+        let Some((mut next_id, rows)) = pending.take() else { return Ok(()) };
+        for (row, entry) in rows {
+            write_instantiation(out, next_id, &row, &entry)?;
+            next_id += 1;
         }
         Ok(())
     };
@@ -58,22 +77,20 @@ pub fn rewrite(text: &str, recorded: &[Recorded<'_>], out: &mut impl fmt::Write)
             write_rows(out)?;
             rows_written = true;
         }
-        if matches!(line, Some(Line::End)) && !rows_written && !recorded.is_empty() {
+        if matches!(line, Some(Line::End)) && !rows_written && any {
             writeln!(out, "{INSTANTIATIONS_HEADER}")?;
             write_rows(out)?;
             rows_written = true;
         }
         match line {
             Some(Line::Header { name, .. }) => table = Some(name),
-            Some(Line::Row(row)) if table == Some("possible") && is_recorded(Row { line: row }, recorded) => {
-                continue
-            }
+            Some(Line::Row(row)) if table == Some("possible") && moved(Row { line: row }) => continue,
             _ => {}
         }
         out.write_str(raw)?;
         ended_with_newline = raw.ends_with('\n');
     }
-    if !rows_written && !recorded.is_empty() {
+    if !rows_written && any {
         if !ended_with_newline {
             out.write_char('\n')?;
         }
@@ -106,7 +123,8 @@ fn possible_row<'a>(note: &NoteSdn<'a>, mangled_name: &str) -> Option<Row<'a>> {
         .find_map(|t| t.rows().find(|row| row_names(row, mangled_name)))
 }
 
-fn row_names(row: &Row<'_>, mangled_name: &str) -> bool {
+/// Whether `row` (of "possible") lists `mangled_name`.
+pub fn row_names(row: &Row<'_>, mangled_name: &str) -> bool {
     row.field(POSSIBLE_MANGLED).is_some_and(|f| f.eq_str(mangled_name))
 }
 

@@ -13,7 +13,7 @@ use core::fmt;
 
 mod edit;
 
-pub use edit::{rewrite, write_quoted, Recorded, INSTANTIATIONS_HEADER};
+pub use edit::{rewrite, rewrite_with, row_names, write_quoted, Recorded, INSTANTIATIONS_HEADER};
 
 /// The bytes that end the note text.
 pub const TERMINATOR: &[u8] = b"# END_NOTE";

@@ -186,7 +186,134 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         ratio(views, single)
     );
     println!();
-    cached(rounds)
+    cached(rounds)?;
+    println!();
+    metadata(rounds)
+}
+
+/// A module (written to a scratch file named `tag`) whose "possible" table lists `rows`
+/// names `g{i}` (short rows: a note is read up to 1 MiB).
+fn module_offering(tag: &str, rows: usize) -> Result<std::path::PathBuf, String> {
+    use std::fmt::Write;
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    if cfg!(target_arch = "aarch64") {
+        b.header(|h| h.arch = 1);
+    }
+    b.add_code(b".text", &function(1));
+    b.add_symbol(SymbolSpec::function(format!("{tag}_one").as_bytes(), 0, SIZE as u64));
+    let mut note = String::from("possible |id, template, type_args, mangled_name, required_by, can_defer|\n");
+    for i in 0..rows {
+        let _ = writeln!(note, "    {i}, \"g\", \"{i}\", \"g{i}\", \"m\", true");
+    }
+    b.note_sdn(&note);
+    let path = std::env::temp_dir().join(format!("smf-bench-jit-{tag}-{}.smf", std::process::id()));
+    std::fs::write(&path, b.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Instantiates `count` names of the module at `path` (`g0`, ...) through a fresh `Jit`
+/// (metadata updated): the time the requests took, the `Jit` kept for the caller.
+fn instantiate_from(path: &std::path::Path, count: usize) -> Result<(Duration, Jit), String> {
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
+    let jit = Jit::new(cache, Config::default(), compiler);
+    let names: Vec<String> = (0..count).map(|i| format!("g{i}")).collect();
+    let start = Instant::now();
+    for name in &names {
+        jit.instantiate(path, name).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok((start.elapsed(), jit))
+}
+
+/// The instantiator's metadata: requests, note.sdn and unknown names against the note's size.
+fn metadata(rounds: usize) -> Result<(), String> {
+    const REQUESTS: usize = 10_000;
+    let rounds = rounds.clamp(3, 10);
+    let big = module_offering("big", 20_000)?;
+    let small = module_offering("small", 10)?;
+    let quarter = module_offering("quarter", 5_000)?;
+    let (mut big_times, mut small_times, mut note_big, mut note_quarter) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let (elapsed, jit) = instantiate_from(&big, REQUESTS)?;
+        big_times.push(elapsed);
+        // note.sdn of the big note with half its rows moved, against a quarter of it.
+        let start = Instant::now();
+        let text = jit.note_sdn(&big).map_err(|e| e.to_string())?.ok_or("no note")?;
+        note_big.push(start.elapsed());
+        if text.matches("jit_compiled").count() != REQUESTS {
+            return Err("the note does not list every instantiation".into());
+        }
+        let (_, jit) = instantiate_from(&quarter, REQUESTS / 4)?;
+        let start = Instant::now();
+        std::hint::black_box(jit.note_sdn(&quarter).map_err(|e| e.to_string())?);
+        note_quarter.push(start.elapsed());
+        // The same number of requests, 10 at a time from a 10-row note, a fresh Jit each time.
+        let mut total = Duration::ZERO;
+        for _ in 0..REQUESTS / 10 {
+            total += instantiate_from(&small, 10)?.0;
+        }
+        small_times.push(total);
+    }
+    let [low, mid, high] = super::ratio_percentiles(&big_times, &small_times);
+    let per_request = |d: Duration| d.as_secs_f64() * 1e9 / REQUESTS as f64;
+    let (big_time, small_time) = (median(big_times), median(small_times));
+    let (note_big, note_quarter) = (median(note_big), median(note_quarter));
+    println!("jit: metadata against the note's size ({rounds} rounds, medians)");
+    println!(
+        "  {REQUESTS} requests from a 20,000-row note          {:>9.1} ns per request",
+        per_request(big_time)
+    );
+    println!(
+        "  {REQUESTS} requests from 10-row notes (10 per Jit) {:>9.1} ns per request",
+        per_request(small_time)
+    );
+    println!("  ratio 20,000-row / 10-row: {mid:.2}x (p10 {low:.2}x, p90 {high:.2}x; target <= 2x)");
+    println!(
+        "  note.sdn of 20,000 rows (10,000 moved) {:.2} ms, of 5,000 rows (2,500 moved) {:.2} ms: {:.2}x for 4x \
+         the rows (linear: about 4x)",
+        us(note_big) / 1e3,
+        us(note_quarter) / 1e3,
+        ratio(note_big, note_quarter)
+    );
+    unknown_names(rounds, &big)?;
+    for path in [big, small, quarter] {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Resolving a name nothing offers with 8 modules of 20,000-row notes cached, against
+/// `dlsym(RTLD_DEFAULT)` of a name no library exports (which looks in every library).
+fn unknown_names(rounds: usize, big: &std::path::Path) -> Result<(), String> {
+    const REQUESTS: usize = 2_000;
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let mut paths = Vec::new();
+    for i in 0..8 {
+        let path = big.with_file_name(format!("smf-bench-jit-unknown{i}-{}.smf", std::process::id()));
+        std::fs::copy(big, &path).map_err(|e| e.to_string())?;
+        cache.get(&path).map_err(|e| e.to_string())?;
+        paths.push(path);
+    }
+    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
+    let jit = Jit::new(Arc::clone(&cache), Config::default(), compiler);
+    let mut ours =
+        || (0..REQUESTS).filter(|_| jit.resolve(std::hint::black_box("nobody$offers")).is_err()).count();
+    let missing = |_: &usize| {
+        // SAFETY: the global scope and a NUL-terminated name.
+        unsafe { dlsym(RTLD_DEFAULT, std::hint::black_box(c"nobody_exports_this".as_ptr())) }.is_null()
+    };
+    let mut theirs = || (0..REQUESTS).filter(missing).count();
+    let times = interleaved_rounds(rounds, &mut [&mut ours, &mut theirs]);
+    let [low, mid, high] = super::ratio_percentiles(&times[1], &times[0]);
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / REQUESTS as f64;
+    let (ours, theirs) = (median(times[0].clone()), median(times[1].clone()));
+    println!("  an unknown name, 8 modules of 20,000-row notes cached  {:>9.1} ns", per(ours));
+    println!("  dlsym(RTLD_DEFAULT) of a name no library exports      {:>9.1} ns", per(theirs));
+    println!("  ratio dlsym / ours: {mid:.2}x (p10 {low:.2}x, p90 {high:.2}x)");
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// A module offering `cached$i64`, written to a scratch file.

@@ -338,14 +338,13 @@ fn metadata_moves_recorded_entries_and_reads_back() {
     let note = "possible |id, template, type_args, mangled_name, required_by, can_defer|\n    \
                 0, \"List\", \"Float\", \"List$Float\", \"app\", true\n    \
                 1, \"id\", \"i64\", \"id$i64\", \"app\", false";
-    let mut meta = ModuleMetadata::new(Some(note), "m.smf");
-    let offered = meta.possible("id$i64").unwrap();
+    let mut meta = ModuleMetadata::new(Some(note), "m.smf").unwrap();
+    let offered = meta.possible("id$i64").unwrap().unwrap();
     assert_eq!((offered.template.as_str(), offered.type_args.as_str()), ("id", "i64"));
-    assert_eq!(meta.possible("nope"), None);
+    assert_eq!(meta.possible("nope"), Ok(None));
     meta.record("id$i64").unwrap();
     meta.record("id$i64").unwrap();
-    let mut text = String::new();
-    meta.write(&mut text).unwrap();
+    let text = meta.to_text().unwrap();
     let read = crate::note_sdn::NoteSdn::new(&text);
     let names = |table: &str| -> Vec<String> {
         read.table(table).unwrap().rows().map(|r| r.field(3).unwrap().to_text()).collect()
@@ -356,7 +355,7 @@ fn metadata_moves_recorded_entries_and_reads_back() {
     assert!(row.field(7).unwrap().eq_str("jit_compiled"));
     assert!(text.ends_with("\n# END_NOTE\n"), "{text}");
     // Still offered after it moved (the cache answers first anyway).
-    assert!(meta.possible("id$i64").is_some());
+    assert!(meta.possible("id$i64").unwrap().is_some());
 }
 
 mod batch;
