@@ -6,8 +6,9 @@
 //!
 //! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
 //! and call each C entry point that allocates (module loads, with a resolver too, cache gets and prefetches, the
-//! `rt_*` file and executable-memory functions): an error naming memory, or success, never a
-//! signal. (The instantiator's entry points, `smf_jit_*`, are not swept here yet.)
+//! `rt_*` file and executable-memory functions, the instantiator's requests, note and resolve
+//! over a module whose note offers 15,000 names): an error naming memory, or success, never a
+//! signal.
 
 // A global allocator is an unsafe trait implementation.
 #![allow(unsafe_code)]
@@ -162,6 +163,7 @@ use std::path::{Path, PathBuf};
 
 use smf::ffi::cache::{self as cache_ffi, SmfCache};
 use smf::ffi::imports::{self as imports_ffi, SmfLoadOptions, SMF_LOAD_LOCAL};
+use smf::ffi::jit as jit_ffi;
 use smf::ffi::rt_exec;
 use smf::ffi::rt_mmap::{self, RtMapping};
 use smf::ffi::smf_module::{self as module_ffi, SmfModule};
@@ -402,8 +404,129 @@ fn address_space_limit_child() {
             );
             assert!(rt_exec::rt_free_exec_memory(target, 0));
         }
+        "smf_jit_instantiate" => {
+            let path = c_path(&dir, "offers.smf");
+            sweep(Jit::new, |j| {
+                let mut address = std::ptr::null();
+                // SAFETY: a live instantiator, NUL-terminated strings, a writable out pointer.
+                unsafe {
+                    jit_ffi::smf_jit_instantiate(j.jit, path.as_ptr(), c"g14999".as_ptr(), &mut address) == 0
+                }
+            });
+        }
+        "smf_jit_note_sdn" => {
+            let path = c_path(&dir, "offers.smf");
+            let names: Vec<CString> = (0..5_000).map(|i| CString::new(format!("g{i}")).unwrap()).collect();
+            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+            let prepare = || {
+                let j = Jit::new();
+                // SAFETY: as above; 5,000 names.
+                let code = unsafe {
+                    jit_ffi::smf_jit_instantiate_batch(
+                        j.jit,
+                        path.as_ptr(),
+                        pointers.as_ptr(),
+                        pointers.len(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                assert_eq!(code, 0, "{}", smf::ffi::last_error());
+                j
+            };
+            sweep(prepare, |j| {
+                let (mut text, mut len) = (std::ptr::null(), 0);
+                // SAFETY: as above.
+                unsafe { jit_ffi::smf_jit_note_sdn(j.jit, path.as_ptr(), &mut text, &mut len) == 1 }
+            });
+        }
+        "smf_jit_resolve" => {
+            let path = c_path(&dir, "offers.smf");
+            let prepare = || {
+                let j = Jit::new();
+                let mut module = Module::default();
+                // SAFETY: a live cache, a NUL-terminated path.
+                assert!(module.keep(unsafe { cache_ffi::smf_cache_get(j.cache.0, path.as_ptr()) }));
+                drop(std::mem::take(&mut module));
+                j
+            };
+            sweep(prepare, |j| {
+                let mut address = std::ptr::null();
+                // SAFETY: as above.
+                unsafe { jit_ffi::smf_jit_resolve(j.jit, c"g14999".as_ptr(), &mut address) == 0 }
+            });
+        }
         other => panic!("no case {other}"),
     }
+}
+
+/// An instantiator over a cache of its own, compiling every name to `return_const(3)`; both
+/// freed when dropped (with no limit set).
+struct Jit {
+    jit: *mut jit_ffi::SmfJit,
+    cache: Cache,
+}
+
+impl Jit {
+    fn new() -> Self {
+        let cache = Cache::new();
+        let config = jit_ffi::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
+        // SAFETY: `return_three` has the callback's type.
+        let jit = unsafe { jit_ffi::smf_jit_new(cache.0, config, Some(return_three), std::ptr::null_mut()) };
+        assert!(!jit.is_null());
+        Self { jit, cache }
+    }
+}
+
+impl Drop for Jit {
+    fn drop(&mut self) {
+        jit_ffi::smf_jit_free(self.jit);
+    }
+}
+
+/// The compiler callback of [`Jit`]: `return_const(3)` for every name.
+unsafe extern "C" fn return_three(
+    _user: *mut std::ffi::c_void,
+    _name: *const c_char,
+    _type_args: *const c_char,
+    _template: *const u8,
+    _template_len: usize,
+    code: *mut *const u8,
+    code_len: *mut usize,
+) -> i32 {
+    static CODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let bytes = CODE.get_or_init(|| smf_tests::return_const(3));
+    // SAFETY: the library passes writable out pointers.
+    unsafe {
+        code.write(bytes.as_ptr());
+        code_len.write(bytes.len());
+    }
+    0
+}
+
+/// A module whose note offers 15,000 names (`g0` ...), about 450 KB of note.
+fn write_offers(dir: &Path) {
+    use std::fmt::Write;
+    let mut note = String::from("possible |id, template, type_args, mangled_name, required_by, can_defer|\n");
+    for i in 0..15_000 {
+        let _ = writeln!(note, "    {i}, \"identity\", \"{i}\", \"g{i}\", \"m\", true");
+    }
+    std::fs::write(dir.join("offers.smf"), smf_tests::generics::module_with_note(&note)).unwrap();
+}
+
+#[test]
+fn at_an_address_space_limit_smf_jit_instantiate_fails_cleanly() {
+    sweep_in_child("smf_jit_instantiate", true, write_offers);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_jit_note_sdn_fails_cleanly() {
+    sweep_in_child("smf_jit_note_sdn", true, write_offers);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_jit_resolve_fails_cleanly() {
+    sweep_in_child("smf_jit_resolve", true, write_offers);
 }
 
 /// Writes the case's files, runs the child over them, and checks every outcome: an error
