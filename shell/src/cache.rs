@@ -156,6 +156,9 @@ pub struct ModuleCache {
     linking: RwLock<CacheLinking>,
     /// Compare the file's identity on every get, notices or not.
     check_every_get: AtomicBool,
+    /// Counts changes to which modules are cached (a module cached, replaced, evicted,
+    /// forgotten): one unchanged value means the same modules.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ModuleCache {
@@ -176,7 +179,20 @@ impl ModuleCache {
             }),
             linking: RwLock::new(CacheLinking::default()),
             check_every_get: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// A number that changes whenever the set of cached modules changes (a module cached,
+    /// replaced by a new version, evicted or forgotten), so that an index over them knows when
+    /// to look again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records a change of the cached modules (called with the state locked).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Whether every get compares the file's identity (a `stat`) instead of trusting change
@@ -255,6 +271,7 @@ impl ModuleCache {
                 let bytes = module.loaded().image_bytes() as u64;
                 let cached = Cached { module: Arc::clone(&module), identity, notice };
                 let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
+                self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
                 let replaced = replaced.unwrap_or_default();
                 self.evict_over_budget(state, replaced);
@@ -263,6 +280,9 @@ impl ModuleCache {
             Err(error) => {
                 state.stats.load_failures += u64::from(counting.failure);
                 let stale = state.lru.remove(path.as_os_str());
+                if stale.is_some() {
+                    self.changed();
+                }
                 drop(state);
                 drop(stale);
                 Err(error)
@@ -275,6 +295,7 @@ impl ModuleCache {
     fn evict_over_budget<'c>(&'c self, state: MutexGuard<'c, State>, replaced: Option<Cached>) {
         self.drain(state, |state| {
             let (_, evicted) = state.lru.pop_over_budget()?;
+            self.changed();
             state.stats.evictions += 1;
             Some(evicted)
         });
@@ -311,13 +332,22 @@ impl ModuleCache {
 
     /// Forgets `path`'s module (handles to it stay valid); false if it was not cached.
     pub fn evict(&self, path: &Path) -> bool {
-        let removed = self.lock().lru.remove(path.as_os_str());
+        let mut state = self.lock();
+        let removed = state.lru.remove(path.as_os_str());
+        if removed.is_some() {
+            self.changed();
+        }
+        drop(state);
         removed.is_some()
     }
 
     /// Forgets every module (handles to them stay valid).
     pub fn clear(&self) {
-        self.drain(self.lock(), |state| state.lru.pop_lru().map(|(_, cached)| cached));
+        self.drain(self.lock(), |state| {
+            let (_, cached) = state.lru.pop_lru()?;
+            self.changed();
+            Some(cached)
+        });
     }
 
     /// The address of the exported symbol `name` in the most recently used cached module that

@@ -469,3 +469,49 @@ fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
     assert_eq!(jit.stats().instantiations, 2);
     assert_no_rwx("re-entrant requests");
 }
+
+#[test]
+fn resolve_follows_the_cache_as_modules_come_go_and_change() {
+    let dir = smf_tests::scratch("jit", "resolve-index");
+    let offering = |names: &[&str]| {
+        let mut note =
+            String::from("possible |id, template, type_args, mangled_name, required_by, can_defer|\n");
+        for (i, name) in names.iter().enumerate() {
+            note.push_str(&format!("    {i}, \"extra\", \"x\", \"{name}\", \"main\", true\n"));
+        }
+        generics::module_with_note(&note)
+    };
+    let (a, b) = (dir.join("a.smf"), dir.join("b.smf"));
+    std::fs::write(&a, offering(&["one", "both"])).unwrap();
+    std::fs::write(&b, offering(&["two", "both"])).unwrap();
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let log = Arc::new(Log::default());
+    let jit = Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log)));
+    // Nothing cached: nothing offered.
+    assert_eq!(jit.resolve("one"), Err(JitError::NotFound));
+    // A module cached after that miss is seen.
+    cache.get(&a).unwrap();
+    assert_eq!(call1(jit.resolve("one").unwrap(), 0), 77);
+    assert_eq!(jit.resolve("two"), Err(JitError::NotFound));
+    cache.get(&b).unwrap();
+    // Both offer "both": the most recently used (b) answers, and its note records it.
+    jit.resolve("both").unwrap();
+    let recorded_in = |path: &Path| {
+        let text = jit.note_sdn(path).unwrap().unwrap();
+        let note = NoteSdn::new(&text);
+        note.table("instantiations").is_some_and(|t| t.rows().any(|r| r.field(3).unwrap().eq_str("both")))
+    };
+    assert!(recorded_in(&b) && !recorded_in(&a));
+    // An evicted module offers nothing any more.
+    assert!(cache.evict(&b));
+    assert_eq!(jit.resolve("two"), Err(JitError::NotFound));
+    // A replaced file offers what its new note offers.
+    let next = dir.join("next.smf");
+    std::fs::write(&next, offering(&["three"])).unwrap();
+    std::fs::rename(&next, &a).unwrap();
+    cache.set_check_every_get(true);
+    cache.get(&a).unwrap();
+    assert_eq!(call1(jit.resolve("three").unwrap(), 0), 77);
+    assert_eq!(jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert_eq!(log.compiles.load(Ordering::SeqCst), 3);
+}

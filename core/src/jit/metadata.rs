@@ -198,6 +198,11 @@ impl ModuleMetadata {
         self.entry_named(mangled_name).is_some()
     }
 
+    /// Every name the "possible" tables list, once each, in the note's order.
+    pub fn offered(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|entry| &self.decoded[entry.name.clone()])
+    }
+
     /// Records that `mangled_name` was instantiated (once; later calls change nothing; a name
     /// the note does not offer is not recorded). An error only if memory for the record
     /// cannot be had.

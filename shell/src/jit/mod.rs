@@ -27,6 +27,10 @@ use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Stats};
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
 
+mod offer_index;
+
+use offer_index::OfferIndex;
+
 /// What the compiler is asked to compile.
 #[derive(Debug)]
 pub struct Request<'a> {
@@ -88,6 +92,8 @@ pub struct Jit {
     instantiator: Instantiator<'static>,
     compiler: Box<dyn Compiler>,
     offers: Mutex<HashMap<PathBuf, Offer>>,
+    /// Which cached module offers a name (taken before `offers`, never after).
+    index: Mutex<OfferIndex>,
     /// Modules instantiated from, kept while the code lives.
     kept: Mutex<Vec<Arc<SharedModule>>>,
     /// Tells this `Jit`'s per-thread stacks from other `Jit`s'.
@@ -148,6 +154,7 @@ impl Jit {
             instantiator: Instantiator::new(crate::runtime::exec(), config),
             compiler: Box::new(compiler),
             offers: Mutex::new(HashMap::new()),
+            index: Mutex::new(OfferIndex::new()),
             kept: Mutex::new(Vec::new()),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -378,7 +385,9 @@ impl Jit {
 
     /// The runtime's symbol lookup with instantiation as the fallback: an export of a cached
     /// module (most recently used first), else a name already instantiated, else an
-    /// instantiation from the first cached module whose "possible" table lists `name`.
+    /// instantiation from the first cached module (most recently used first) whose "possible"
+    /// table lists `name`, found through an index of every cached module's offers: a name no
+    /// module offers costs a hash lookup, not a pass over the notes.
     pub fn resolve(&self, name: &str) -> Result<usize, JitError> {
         if let Some(address) = self.cache.resolve(name.as_bytes()) {
             return Ok(address);
@@ -386,16 +395,40 @@ impl Jit {
         if let Some(address) = self.instantiator.lookup(name) {
             return Ok(address);
         }
-        for (path, module) in self.cache.modules() {
-            let offered = {
-                let mut offers = lock(&self.offers);
-                self.current_offer(&mut offers, &path, &module)?.metadata.offers(name)
-            };
-            if offered {
-                return self.instantiate(&path, name);
+        match self.offering(name)? {
+            Some(path) => self.instantiate(&path, name),
+            None => Err(JitError::NotFound),
+        }
+    }
+
+    /// The path of the cached module (most recently used first) whose offer lists `name`.
+    fn offering(&self, name: &str) -> Result<Option<PathBuf>, JitError> {
+        let mut index = lock(&self.index);
+        let generation = self.cache.generation();
+        if !index.is_current(generation) {
+            let cached = self.cache.modules();
+            let mut offers = lock(&self.offers);
+            index.sync(generation, &cached, |path, module, each| {
+                self.current_offer(&mut offers, path, module)?.metadata.offered().for_each(each);
+                Ok(())
+            })?;
+        }
+        {
+            let offers = lock(&self.offers);
+            let offered = |path: &Path| offers.get(path).is_some_and(|offer| offer.metadata.offers(name));
+            let mut found = index.candidates(name).filter(|path| offered(path));
+            match (found.next(), found.next()) {
+                (None, _) => return Ok(None),
+                (Some(only), None) => return Ok(Some(only.to_path_buf())),
+                (Some(_), Some(_)) => {}
             }
         }
-        Err(JitError::NotFound)
+        drop(index);
+        // Several modules offer it: the most recently used one answers.
+        let cached = self.cache.modules();
+        let offers = lock(&self.offers);
+        let offered = |path: &Path| offers.get(path).is_some_and(|offer| offer.metadata.offers(name));
+        Ok(cached.into_iter().map(|(path, _)| path).find(|path| offered(path)))
     }
 
     /// [`Jit::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
