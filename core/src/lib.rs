@@ -16,7 +16,8 @@
 //! all of these), [`write`](mod@write) (the builder).
 //!
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
-//! backend, no libc); with the `exec` feature, `exec` is a W^X executable page allocator over
+//! backend, no libc) and, with `alloc`, `file` reads module files from paths under one policy
+//! (never blocking, bounded, never torn); with the `exec` feature, `exec` is a W^X executable page allocator over
 //! it and `load` the loader over `module` and `exec`.
 //!
 //! # Example
@@ -65,6 +66,8 @@ mod dialect;
 mod error;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub mod exec;
+#[cfg(all(feature = "alloc", target_os = "linux"))]
+pub mod file;
 mod fnv;
 pub mod fuzzing;
 #[cfg(all(feature = "exec", target_os = "linux"))]

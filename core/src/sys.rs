@@ -1,5 +1,6 @@
 //! The one place that talks to the kernel: thin wrappers over rustix's `linux_raw` backend
-//! (direct syscalls, no libc), each documented with its man page.
+//! (direct syscalls, no libc), each documented with its man page: memory, futexes, random
+//! bytes, and the few file calls the `file` module reads module files with.
 //!
 //! Nothing else in the crate calls rustix. Wrappers that change or remove memory are `unsafe`:
 //! their callers guarantee that no Rust reference points into the affected range and that the
@@ -11,6 +12,7 @@ use core::ffi::c_void;
 use core::fmt;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::time::Duration;
 
 use rustix::fd::BorrowedFd;
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
@@ -361,6 +363,138 @@ impl CheckedCopier {
             done += written;
         }
         Ok(())
+    }
+}
+
+/// What kind of file an open descriptor or a path names, as far as reading it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file: its size is known and it can be read at offsets.
+    Regular,
+    /// A directory: nothing to read.
+    Directory,
+    /// Anything else that opens (a FIFO, a pipe, a terminal, a character or block device): a
+    /// stream, read to its end.
+    Stream,
+}
+
+/// A file's status (`fstat(2)`/`stat(2)`): its kind and what tells one version from another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStatus {
+    /// Regular file, directory or stream.
+    pub kind: FileKind,
+    /// The device it lives on (the kernel's encoding).
+    pub dev: u64,
+    /// Its inode number.
+    pub ino: u64,
+    /// Its size in bytes (0 for most streams).
+    pub size: u64,
+    /// Last modification: seconds and nanoseconds since the Unix epoch.
+    pub mtime: (i64, i64),
+    /// Last status change (a write, a rename, a permission change): seconds and nanoseconds.
+    pub ctime: (i64, i64),
+}
+
+impl FileStatus {
+    // The field types of `struct stat` vary by architecture (`c_ulong` here, `u64` there): the
+    // casts are the identity or a widening on every one, and sizes are never negative.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(st: &rustix::fs::Stat) -> Self {
+        use rustix::fs::FileType;
+        let kind = match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::RegularFile => FileKind::Regular,
+            FileType::Directory => FileKind::Directory,
+            _ => FileKind::Stream,
+        };
+        Self {
+            kind,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: if st.st_size < 0 { 0 } else { st.st_size as u64 },
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
+/// The status of the file at `path`, following symbolic links (`stat(2)`).
+pub fn status_at(path: &core::ffi::CStr) -> SysResult<FileStatus> {
+    rustix::fs::stat(path).map(|st| FileStatus::of(&st)).map_err(err("stat"))
+}
+
+/// A file opened for reading, closed when dropped.
+#[derive(Debug)]
+pub struct OpenFile(rustix::fd::OwnedFd);
+
+impl OpenFile {
+    /// Opens `path` read-only without blocking (`open(2)`, `O_RDONLY | O_NONBLOCK | O_CLOEXEC |
+    /// O_NOCTTY`): a FIFO without a writer opens at once, a terminal never becomes the
+    /// process's controlling one.
+    pub fn open_nonblocking(path: &core::ffi::CStr) -> SysResult<Self> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        retry_interrupted(|| rustix::fs::open(path, flags, Mode::empty())).map(Self).map_err(err("open"))
+    }
+
+    /// Its status now (`fstat(2)`).
+    pub fn status(&self) -> SysResult<FileStatus> {
+        rustix::fs::fstat(&self.0).map(|st| FileStatus::of(&st)).map_err(err("fstat"))
+    }
+
+    /// Reads into `buf` from `offset` (`pread(2)`, made again when a signal interrupts it);
+    /// how many bytes it read, 0 at the end of the file.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> SysResult<usize> {
+        retry_interrupted(|| rustix::io::pread(&self.0, &mut *buf, offset)).map_err(err("pread"))
+    }
+
+    /// Reads into `buf` from the current position (`read(2)`, made again when a signal
+    /// interrupts it); how many bytes it read, 0 at the end. A stream with nothing to read yet
+    /// fails with `EAGAIN` ([`SysError::would_block`]).
+    pub fn read(&self, buf: &mut [u8]) -> SysResult<usize> {
+        retry_interrupted(|| rustix::io::read(&self.0, &mut *buf)).map_err(err("read"))
+    }
+
+    /// Waits at most `timeout` until it has something to read or its writer has gone
+    /// (`poll(2)`, `POLLIN`; a signal restarts the wait); whether that happened in time.
+    pub fn wait_readable(&self, timeout: Duration) -> SysResult<bool> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let timeout = timespec(timeout);
+        let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+        retry_interrupted(|| poll(&mut fds, Some(&timeout))).map(|ready| ready > 0).map_err(err("poll"))
+    }
+}
+
+impl SysError {
+    /// Whether the call failed because it would have blocked (`EAGAIN`).
+    pub fn would_block(&self) -> bool {
+        self.errno == rustix::io::Errno::AGAIN.raw_os_error()
+    }
+}
+
+/// Makes `call` again while a signal interrupts it (`EINTR`).
+fn retry_interrupted<T>(mut call: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match call() {
+            Err(rustix::io::Errno::INTR) => {}
+            other => return other,
+        }
+    }
+}
+
+/// `duration` as a `timespec`, the longest one when it does not fit.
+fn timespec(duration: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(duration.subsec_nanos()),
+    }
+}
+
+/// Sleeps for `duration` (`nanosleep(2)`; after a signal, for the time that was left).
+pub fn sleep(duration: Duration) {
+    use rustix::thread::{nanosleep, NanosleepRelativeResult};
+    let mut left = timespec(duration);
+    while let NanosleepRelativeResult::Interrupted(rest) = nanosleep(&left) {
+        left = rest;
     }
 }
 

@@ -2,9 +2,16 @@
 //! entry point; the process exits with the result (its low byte) as its status. A module that
 //! does not load exits 1 with one line on stderr saying why.
 //!
+//! The file is read under the core's policy (`smf_core::file`), as the shell reads it: a FIFO
+//! or stream waits at most `SMF_STREAM_IDLE_MS`, a file or stream is at most
+//! `SMF_MAX_MODULE_BYTES`, a large file is refused from its two ends unread, a file changed less
+//! than `SMF_SETTLE_MS` ago is left to settle; the variables are read from the environment the
+//! kernel left on the initial stack.
+//!
 //! A static x86-64 Linux executable with no libc and no dynamic loader: `_start` is below, the
 //! heap is `heap.rs` (anonymous mappings), and every syscall, the core's included, goes through
-//! rustix's `linux_raw` backend. It proves the core runs where no C library does.
+//! rustix's `linux_raw` backend but two made here (`exit_group`, `clock_gettime`). It proves the
+//! core runs where no C library does.
 
 #![no_std]
 #![no_main]
@@ -21,10 +28,10 @@ mod out;
 use alloc::vec::Vec;
 use core::ffi::{c_char, CStr};
 use core::fmt::Write as _;
+use core::time::Duration;
 
-use rustix::fd::OwnedFd;
-use rustix::fs::{Mode, OFlags};
 use smf_core::exec::ExecAllocator;
+use smf_core::file::{read_module, ReadError, ReadLimits};
 use smf_core::load::{LoadOptions, LoadedModule, TableResolver};
 
 #[global_allocator]
@@ -52,6 +59,8 @@ unsafe extern "C" fn start(stack: *const usize) -> ! {
     // SAFETY: the environment starts right after argv's NULL; this runs before any other rustix
     // call (the feature `use-explicitly-provided-auxv` asks for it, see Cargo.toml).
     unsafe { rustix::param::init(stack.add(argc + 2).cast_mut().cast::<*mut u8>()) };
+    // SAFETY: as above, the environment follows argv's NULL.
+    let env = unsafe { Env::from_stack(stack.add(argc + 2).cast::<*const c_char>()) };
     let path = if argc == 2 {
         // SAFETY: argv[1] is a NUL-terminated string the kernel copied in.
         Some(unsafe { CStr::from_ptr(*argv.add(1)) })
@@ -59,7 +68,7 @@ unsafe extern "C" fn start(stack: *const usize) -> ! {
         None
     };
     let status = match path {
-        Some(path) => run(path),
+        Some(path) => run(path, env),
         None => {
             let _ = writeln!(out::Stderr, "usage: smf-nolibc MODULE.smf");
             2
@@ -79,8 +88,8 @@ fn exit(status: i32) -> ! {
 }
 
 /// Loads the module at `path` and calls its entry point; the exit status.
-fn run(path: &CStr) -> i32 {
-    let bytes = match read(path) {
+fn run(path: &CStr, env: Env) -> i32 {
+    let bytes = match read(path, env) {
         Ok(bytes) => bytes,
         Err(e) => {
             let _ = writeln!(out::Stderr, "smf-nolibc: {}: {e}", path.to_string_lossy_ascii());
@@ -109,24 +118,74 @@ fn run(path: &CStr) -> i32 {
     }
 }
 
-/// The whole file (`open`, `fstat`, `read` until its size or the end).
-fn read(path: &CStr) -> Result<Vec<u8>, rustix::io::Errno> {
-    let fd: OwnedFd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let size = usize::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+/// The whole module file, read under the limits the environment sets.
+fn read(path: &CStr, env: Env) -> Result<Vec<u8>, ReadError> {
+    let limits = ReadLimits::from_vars(|name| env.get(name));
     let mut bytes = Vec::new();
-    bytes.try_reserve_exact(size).map_err(|_| rustix::io::Errno::NOMEM)?;
-    bytes.resize(size, 0);
-    let mut filled = 0;
-    while filled < size {
-        match rustix::io::read(&fd, &mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e),
+    let version = read_module(path, &limits, wall_clock, &mut bytes)?;
+    bytes.truncate(version.len);
+    Ok(bytes)
+}
+
+/// The wall clock (`clock_gettime(2)`, `CLOCK_REALTIME`), for the settle rule. Made here as a
+/// plain syscall: rustix's goes through the vDSO, whose lookup costs this binary 3.3 KiB (`cargo
+/// xtask bench nolibc`) for a call made once or twice per run.
+fn wall_clock() -> Option<Duration> {
+    const CLOCK_GETTIME: usize = 228;
+    const CLOCK_REALTIME: usize = 0;
+    let mut timespec = [0i64; 2];
+    let result: isize;
+    // SAFETY: clock_gettime writes one `struct timespec` (two 64-bit integers on x86-64) where
+    // the pointer says, which is ours and that large; the syscall clobbers rcx and r11 only.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") CLOCK_GETTIME as isize => result,
+            in("rdi") CLOCK_REALTIME,
+            in("rsi") timespec.as_mut_ptr(),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if result != 0 {
+        return None;
+    }
+    Some(Duration::new(u64::try_from(timespec[0]).ok()?, u32::try_from(timespec[1]).ok()?))
+}
+
+/// The environment the kernel left on the initial stack: `NAME=value` strings, NULL-terminated.
+#[derive(Clone, Copy)]
+struct Env(*const *const c_char);
+
+impl Env {
+    /// # Safety
+    /// `envp` is the environment array the kernel left on the initial stack.
+    unsafe fn from_stack(envp: *const *const c_char) -> Self {
+        Self(envp)
+    }
+
+    /// The value of the variable `name`, if it is set.
+    fn get(self, name: &str) -> Option<&'static [u8]> {
+        let mut at = self.0;
+        loop {
+            // SAFETY: the kernel's environment array (`from_stack`) ends with NULL: `at` points
+            // at an entry up to that NULL, which stops the walk.
+            let entry = unsafe { *at };
+            if entry.is_null() {
+                return None;
+            }
+            // SAFETY: each entry is a NUL-terminated string on the initial stack, which lives as
+            // long as the process and which this program never writes.
+            let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
+            if let Some(value) = bytes.strip_prefix(name.as_bytes()).and_then(|rest| rest.strip_prefix(b"="))
+            {
+                return Some(value);
+            }
+            // SAFETY: `entry` was not the terminating NULL, so the next slot is in the array.
+            at = unsafe { at.add(1) };
         }
     }
-    bytes.truncate(filled);
-    Ok(bytes)
 }
 
 /// Paths printed as their ASCII, other bytes as `?` (no allocation, no UTF-8 tables).

@@ -222,7 +222,7 @@ pub fn load_version_with(
     path: &Path,
     options: &LinkOptions<'_>,
 ) -> Result<(Arc<SharedModule>, FileIdentity), ModuleError> {
-    let limits = crate::file::ReadLimits::from_env();
+    let limits = crate::file::limits_from_env();
     crate::file::with_module_version(path, limits, |bytes, identity| {
         load_bytes_with(bytes, options, Some(path.to_path_buf())).map(|module| (module, identity))
     })

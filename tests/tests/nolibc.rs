@@ -1,16 +1,26 @@
 //! The loader without libc (`cargo xtask nolibc`): a static executable with no interpreter and
 //! no shared libraries that loads modules of every dialect with `smf-core` alone, exits with
 //! the entry point's result, and refuses a bad module with one line naming what and where.
+//! It reads files under the core's rules, as the shell does: a FIFO nobody writes, a directory,
+//! a huge sparse file and an endless stream are each refused with their reason, never a hang.
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use smf_tests::workspace;
 
-/// Builds the loader through the task users run; its path (the task's last line).
+/// Builds the loader through the task users run, once per test binary; its path.
 fn build() -> PathBuf {
+    static LOADER: OnceLock<PathBuf> = OnceLock::new();
+    LOADER.get_or_init(build_once).clone()
+}
+
+/// Builds the loader through the task users run; its path (the task's last line).
+fn build_once() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
@@ -80,4 +90,82 @@ fn the_loader_without_libc_runs_modules_and_refuses_bad_ones() {
     let usage = run(&loader, &[]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(stderr(&usage).contains("usage: smf-nolibc"));
+}
+
+/// Runs the loader on `path` with `env` set, killing it if it has not finished after a minute
+/// (a hang guard, far above the sub-second runs expected, not a performance bound): its output.
+fn run_bounded(loader: &Path, path: &Path, env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(loader)
+        .arg(path)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smf-nolibc");
+    let start = Instant::now();
+    while child.try_wait().expect("wait for smf-nolibc").is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("smf-nolibc {} still running after 60 s: it hangs", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("smf-nolibc's output")
+}
+
+/// Asserts that `out` is a refusal: status 1, one line naming `path` and containing `reason`.
+fn assert_refused(out: &Output, path: &Path, reason: &str) {
+    let message = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{}: {message}", path.display());
+    let named = format!("smf-nolibc: {}: ", path.display());
+    assert!(message.starts_with(&named) && message.contains(reason), "wanted {reason:?}: {message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
+fn the_loader_without_libc_reads_files_as_the_shell_does() {
+    let loader = build();
+    let scratch = smf_tests::scratch("nolibc", "files");
+
+    // A FIFO nobody writes: the open used to block forever; now the wait is bounded.
+    let fifo = scratch.join("nobody.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let quick = [("SMF_STREAM_IDLE_MS", "200")];
+    let out = run_bounded(&loader, &fifo, &quick);
+    assert_refused(&out, &fifo, "the stream sent nothing for 200 ms");
+    // A writer that comes late and writes in pieces: the module is read whole and runs.
+    let module = std::fs::read(workspace().join("examples/return42.r96.smf")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(50));
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for piece in module.chunks(7) {
+                pipe.write_all(piece).unwrap();
+            }
+        })
+    };
+    let out = run_bounded(&loader, &fifo, &[("SMF_STREAM_IDLE_MS", "10000")]);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
+
+    // A directory: said so, not an I/O error number.
+    assert_refused(&run_bounded(&loader, &scratch, &[]), &scratch, "is a directory");
+
+    // A 2 GiB sparse file: refused from its size under the default limit, unread.
+    let sparse = scratch.join("sparse.smf");
+    std::fs::File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
+    let out = run_bounded(&loader, &sparse, &[]);
+    assert_refused(&out, &sparse, "2147483648 bytes is over the module size limit of 268435456 bytes");
+    // Under a limit above its size: refused from its two ends, still unread (it used to be read
+    // whole, 2 GiB of memory and seconds, before "no SMF magic").
+    let out = run_bounded(&loader, &sparse, &[("SMF_MAX_MODULE_BYTES", "4294967296")]);
+    assert_refused(&out, &sparse, "not a module (from its ends, unread): no SMF magic");
+
+    // An endless stream stops at the limit.
+    let zero = Path::new("/dev/zero");
+    let out = run_bounded(&loader, zero, &[("SMF_MAX_MODULE_BYTES", "1048576")]);
+    assert_refused(&out, zero, "a stream of more than 1048576 bytes is not a module");
 }

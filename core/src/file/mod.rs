@@ -1,0 +1,253 @@
+//! Reading a module file from a path, safely against what paths can be: the one policy the
+//! shell (`smf::file`) and the loader without libc (`smf-nolibc`) both read files under.
+//!
+//! - **Never blocks forever**: files are opened non-blocking, so opening a FIFO does not wait
+//!   for a writer; a stream (FIFO, pipe, terminal, character device) is then waited on for at
+//!   most [`ReadLimits::stream_idle`] (10 s unless `SMF_STREAM_IDLE_MS` says otherwise) at a
+//!   time: a writer that never comes or stalls is an error ([`ReadError::Idle`]).
+//! - **Bounded**: a module file may be at most [`ReadLimits::max_bytes`] (256 MiB unless
+//!   `SMF_MAX_MODULE_BYTES` says otherwise); a larger regular file is refused from its size
+//!   ([`ReadError::TooLarge`]), a stream (pipe, `/dev/zero`) once it passes the limit
+//!   ([`ReadError::StreamTooLarge`]). A directory is refused at once ([`ReadError::Directory`]).
+//! - **Cheap to refuse**: a regular file over [`CHECK_ENDS_FROM`] bytes is refused from its two
+//!   ends (no layout's magic where that layout keeps its header: [`ReadError::NotAModule`])
+//!   before the rest is read.
+//! - **Never torn**: a file whose status changed less than [`ReadLimits::settle`] ago (50 ms
+//!   unless `SMF_SETTLE_MS` says otherwise) may be in the middle of being rewritten: it is read
+//!   only once it has been left alone that long (waiting at most [`SETTLE_ROUNDS`] times as
+//!   long, then refused: [`ReadError::StillChanging`]). Then its identity, size and times are
+//!   compared before and after the read; a file rewritten meanwhile is read again (up to
+//!   [`READ_ATTEMPTS`] times) or refused ([`ReadError::Torn`]). The wait is needed because a
+//!   write updates the times before it copies its bytes, and a writer may be paused by the
+//!   scheduler in the middle of rewriting a file: neither shows in the times taken around the
+//!   read. A writer that pauses for longer than the settle time in the middle of a rewrite can
+//!   still be read torn; write a new file and rename it over the old one instead (what
+//!   compilers do), which is never torn. The price: a file changed within the settle time loads
+//!   that much later.
+//!
+//! The wall clock the settle rule needs is the caller's ([`Clock`]): this crate reads no clock
+//! itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which
+//! is wrong under valgrind in a process with a C library; see `sys::probe_page_size`).
+//!
+//! A regular file costs open, fstat, one read, fstat and close, into a buffer the caller keeps
+//! for the next read. One read of the whole file is the access pattern the kernel's read-ahead
+//! serves best, so no advice is given (a `POSIX_FADV_WILLNEED` pass before a prefetch was
+//! measured and gained nothing: `cargo xtask bench cache`).
+//!
+//! `regular.rs` reads regular files, `stream.rs` everything else that opens.
+
+mod regular;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+use core::ffi::CStr;
+use core::fmt;
+use core::time::Duration;
+
+use crate::sys::{self, FileKind, FileStatus, OpenFile, SysError};
+
+/// The environment variable that sets the largest module file, in bytes.
+pub const MAX_MODULE_BYTES_ENV: &str = "SMF_MAX_MODULE_BYTES";
+
+/// The largest module file read when `SMF_MAX_MODULE_BYTES` is not set: 256 MiB.
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// The environment variable that sets how long a stream may send nothing, in milliseconds.
+pub const STREAM_IDLE_ENV: &str = "SMF_STREAM_IDLE_MS";
+
+/// How long a stream may send nothing when `SMF_STREAM_IDLE_MS` is not set: 10 s.
+pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(10);
+
+/// The environment variable that sets how long a file must have been left alone before it is
+/// read, in milliseconds (0: no wait).
+pub const SETTLE_ENV: &str = "SMF_SETTLE_MS";
+
+/// How long a file must have been left alone when `SMF_SETTLE_MS` is not set: 50 ms.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(50);
+
+/// Regular files from this size on are checked at both ends before they are read whole.
+pub const CHECK_ENDS_FROM: u64 = 1 << 20;
+
+/// How many times a file that changes while it is read is read again before it is refused.
+pub const READ_ATTEMPTS: usize = 8;
+
+/// A file that keeps changing is waited on for at most this many settle times.
+pub const SETTLE_ROUNDS: u32 = 40;
+
+/// The limits a module file is read under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// The largest module file, in bytes.
+    pub max_bytes: u64,
+    /// The longest a stream may send nothing (and a FIFO wait for its writer).
+    pub stream_idle: Duration,
+    /// How long a regular file must have been left alone before it is read.
+    pub settle: Duration,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self { max_bytes: DEFAULT_MAX_MODULE_BYTES, stream_idle: DEFAULT_STREAM_IDLE, settle: DEFAULT_SETTLE }
+    }
+}
+
+impl ReadLimits {
+    /// The limits `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS` and `SMF_SETTLE_MS` set, as
+    /// `var` finds them (a variable's value, or `None` when it is not set); a value that is not
+    /// a decimal number (surrounding spaces allowed) leaves that limit at its default.
+    pub fn from_vars<'a>(var: impl Fn(&str) -> Option<&'a [u8]>) -> Self {
+        let number = |name| {
+            let text = core::str::from_utf8(var(name)?).ok()?;
+            text.trim().parse::<u64>().ok()
+        };
+        let defaults = Self::default();
+        Self {
+            max_bytes: number(MAX_MODULE_BYTES_ENV).unwrap_or(defaults.max_bytes),
+            stream_idle: number(STREAM_IDLE_ENV).map_or(defaults.stream_idle, Duration::from_millis),
+            settle: number(SETTLE_ENV).map_or(defaults.settle, Duration::from_millis),
+        }
+    }
+}
+
+/// The wall clock: the time since the Unix epoch, or `None` when it cannot be read (then the
+/// settle rule is skipped; the comparison around the read still holds). A file's status-change
+/// time is compared against it.
+pub type Clock = fn() -> Option<Duration>;
+
+/// What tells one version of a file from another: device, inode, size, modification and
+/// status-change times (to the nanosecond). A file replaced by a rename has another inode; one
+/// rewritten in place, another size or other times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    fn of(status: &FileStatus) -> Self {
+        Self { dev: status.dev, ino: status.ino, len: status.size, mtime: status.mtime, ctime: status.ctime }
+    }
+
+    /// The identity of the file at `path` now (one `stat`, following symbolic links).
+    pub fn at(path: &CStr) -> Result<Self, ReadError> {
+        sys::status_at(path).map(|s| Self::of(&s)).map_err(ReadError::Sys)
+    }
+}
+
+/// The version of a file that was read: how many bytes (the buffer's first `len`) and its
+/// identity, taken around the read (for a stream, when it was opened).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The file's length: the bytes read are the buffer's first `len`.
+    pub len: usize,
+    /// The identity of the version read.
+    pub identity: FileIdentity,
+}
+
+/// Why a module file was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A syscall failed: the path does not exist, may not be read, the device failed, ...
+    Sys(SysError),
+    /// The path names a directory.
+    Directory,
+    /// A regular file larger than the limit, refused from its size.
+    TooLarge {
+        /// Its size in bytes.
+        len: u64,
+        /// The limit ([`ReadLimits::max_bytes`]).
+        limit: u64,
+    },
+    /// A stream that sent more than the limit.
+    StreamTooLarge {
+        /// The limit ([`ReadLimits::max_bytes`]).
+        limit: u64,
+    },
+    /// A large file whose ends show it cannot be a module (no layout's magic where that layout
+    /// keeps its header): refused before the rest was read.
+    NotAModule(crate::Error),
+    /// A stream sent nothing for this long ([`ReadLimits::stream_idle`]).
+    Idle {
+        /// The idle limit.
+        idle: Duration,
+    },
+    /// A file still changing after this long a wait for it to settle.
+    StillChanging {
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// A file that changed while it was read, [`READ_ATTEMPTS`] times.
+    Torn,
+    /// The buffer could not grow to the file's size.
+    OutOfMemory {
+        /// The size asked for, in bytes.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Sys(e) => write!(f, "{e}"),
+            ReadError::Directory => f.write_str("is a directory, not a module file"),
+            ReadError::TooLarge { len, limit } => write!(
+                f,
+                "{len} bytes is over the module size limit of {limit} bytes (set {MAX_MODULE_BYTES_ENV} to change it)"
+            ),
+            ReadError::StreamTooLarge { limit } => write!(
+                f,
+                "a stream of more than {limit} bytes is not a module (set {MAX_MODULE_BYTES_ENV} to change the limit)"
+            ),
+            ReadError::NotAModule(e) => write!(f, "not a module (from its ends, unread): {e}"),
+            ReadError::Idle { idle } => write!(
+                f,
+                "the stream sent nothing for {} ms (set {STREAM_IDLE_ENV} to wait longer)",
+                millis(*idle)
+            ),
+            ReadError::StillChanging { waited } => write!(
+                f,
+                "the file is still changing after {} ms; not reading it half-written",
+                millis(*waited)
+            ),
+            ReadError::Torn => write!(
+                f,
+                "the file changed while it was being read ({READ_ATTEMPTS} times); not loading a torn copy"
+            ),
+            ReadError::OutOfMemory { bytes } => write!(f, "out of memory reading {bytes} bytes"),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+/// Whole milliseconds, as a `u64` (saturating): formatting a `u128` would cost the loader
+/// without libc kilobytes of division code.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads the whole module file at `path` into `buffer` (replacing what it held), as the module
+/// docs say, under `limits`, with `clock` for the settle rule; the version read.
+pub fn read_module(
+    path: &CStr,
+    limits: &ReadLimits,
+    clock: Clock,
+    buffer: &mut Vec<u8>,
+) -> Result<Version, ReadError> {
+    let file = OpenFile::open_nonblocking(path).map_err(ReadError::Sys)?;
+    let status = file.status().map_err(ReadError::Sys)?;
+    match status.kind {
+        FileKind::Regular => regular::read(&file, status, limits, clock, buffer),
+        FileKind::Directory => Err(ReadError::Directory),
+        FileKind::Stream => {
+            let len = stream::read(&file, limits, buffer)?;
+            Ok(Version { len, identity: FileIdentity::of(&status) })
+        }
+    }
+}

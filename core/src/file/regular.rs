@@ -1,0 +1,108 @@
+//! Reading a regular file: left alone for the settle time, within the size limit, its ends
+//! checked first when it is large, read whole at offsets, unchanged across the read.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::{Clock, FileIdentity, ReadError, ReadLimits, Version};
+use super::{CHECK_ENDS_FROM, READ_ATTEMPTS, SETTLE_ROUNDS};
+use crate::detect::{check_ends, END_BYTES};
+use crate::sys::{self, FileStatus, OpenFile};
+
+/// Reads the regular file `file`, whose status was `before`, whole into `buffer`; its length
+/// and the identity of the version read.
+pub(super) fn read(
+    file: &OpenFile,
+    mut before: FileStatus,
+    limits: &ReadLimits,
+    clock: Clock,
+    buffer: &mut Vec<u8>,
+) -> Result<Version, ReadError> {
+    let limit = limits.max_bytes;
+    let longest_wait = limits.settle.saturating_mul(SETTLE_ROUNDS);
+    let mut waited = Duration::ZERO;
+    let mut attempts = 0;
+    while attempts < READ_ATTEMPTS {
+        if let Some(wait) = unsettled_for(&before, limits.settle, clock) {
+            if waited >= longest_wait {
+                return Err(ReadError::StillChanging { waited });
+            }
+            sys::sleep(wait);
+            waited = waited.saturating_add(wait);
+            before = file.status().map_err(ReadError::Sys)?;
+            continue;
+        }
+        attempts += 1;
+        let len = before.size;
+        if len > limit {
+            return Err(ReadError::TooLarge { len, limit });
+        }
+        if len >= CHECK_ENDS_FROM {
+            check_file_ends(file, len)?;
+        }
+        let wanted = usize::try_from(len).map_err(|_| ReadError::TooLarge { len, limit })?;
+        let filled = read_at_most(file, wanted, buffer)?;
+        let after = file.status().map_err(ReadError::Sys)?;
+        if filled == wanted && FileIdentity::of(&before) == FileIdentity::of(&after) {
+            return Ok(Version { len: filled, identity: FileIdentity::of(&after) });
+        }
+        before = after;
+    }
+    Err(ReadError::Torn)
+}
+
+/// How much longer the file must be left alone before the settle time has passed since its
+/// status last changed; `None` if it has, if its time lies in the future (a clock elsewhere, as
+/// on a network file system, says nothing about writes here) or if there is no clock.
+fn unsettled_for(status: &FileStatus, settle: Duration, clock: Clock) -> Option<Duration> {
+    let (secs, nanos) = status.ctime;
+    let changed =
+        Duration::new(u64::try_from(secs).unwrap_or(0), u32::try_from(nanos).unwrap_or(0).min(999_999_999));
+    let age = clock()?.checked_sub(changed)?;
+    settle.checked_sub(age).filter(|left| !left.is_zero())
+}
+
+/// Refuses a file of `len` bytes whose ends show it cannot be a module. A file that shrank
+/// under the check is left to the read, whose comparison sees the change.
+fn check_file_ends(file: &OpenFile, len: u64) -> Result<(), ReadError> {
+    let mut head = [0u8; END_BYTES];
+    let mut tail = [0u8; END_BYTES];
+    let n = usize::try_from(len).map_or(END_BYTES, |len| len.min(END_BYTES));
+    let Some(tail_at) = len.checked_sub(n as u64) else { return Ok(()) };
+    if !read_exact_at(file, &mut head[..n], 0)? || !read_exact_at(file, &mut tail[..n], tail_at)? {
+        return Ok(());
+    }
+    check_ends(&head[..n], &tail[..n], len).map_err(ReadError::NotAModule)
+}
+
+/// Fills `buf` from `offset`; `false` if the file ended first.
+fn read_exact_at(file: &OpenFile, buf: &mut [u8], offset: u64) -> Result<bool, ReadError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // An offset past the largest one is past any file's end.
+        let Some(at) = offset.checked_add(filled as u64) else { return Ok(false) };
+        match file.read_at(&mut buf[filled..], at).map_err(ReadError::Sys)? {
+            0 => return Ok(false),
+            n => filled += n,
+        }
+    }
+    Ok(true)
+}
+
+/// Reads up to `len` bytes from offset 0 into `buffer`; how many it read (fewer if the file
+/// shrank meanwhile).
+fn read_at_most(file: &OpenFile, len: usize, buffer: &mut Vec<u8>) -> Result<usize, ReadError> {
+    // A file too large for memory is an error, never an abort. Only bytes past the buffer's old
+    // length are zeroed; the read overwrites the rest.
+    let growth = len.saturating_sub(buffer.len());
+    buffer.try_reserve_exact(growth).map_err(|_| ReadError::OutOfMemory { bytes: len as u64 })?;
+    buffer.resize(len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buffer[filled..len], filled as u64).map_err(ReadError::Sys)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

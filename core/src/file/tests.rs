@@ -1,0 +1,204 @@
+//! The reading policy on real files: regular files read whole with their identity, directories
+//! refused, large files refused from their size or their ends without being read, FIFOs and
+//! endless streams bounded, the settle rule over a clock the test controls, the limits' parsing.
+
+extern crate std;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::write::samples;
+use crate::{Dialect, ErrorKind};
+
+/// A fresh directory for one test's files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(std::format!("smf-core-file-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// The system's wall clock.
+fn system_clock() -> Option<Duration> {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()
+}
+
+fn no_clock() -> Option<Duration> {
+    None
+}
+
+/// No settle wait, small limits.
+const QUICK: ReadLimits =
+    ReadLimits { max_bytes: 1 << 20, stream_idle: Duration::from_millis(50), settle: Duration::ZERO };
+
+fn read(path: &Path, limits: ReadLimits, clock: Clock) -> (Result<Version, ReadError>, Vec<u8>) {
+    let mut buffer = Vec::new();
+    let result = read_module(&c_path(path), &limits, clock, &mut buffer);
+    (result, buffer)
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_regular_file_is_read_whole_with_the_identity_of_the_version_read() {
+    let dir = scratch("regular");
+    let path = dir.join("m.smf");
+    let module = samples::return_42(Dialect::R96);
+    std::fs::write(&path, &module).unwrap();
+    let (version, buffer) = read(&path, QUICK, system_clock);
+    let version = version.unwrap();
+    assert_eq!(&buffer[..version.len], &module[..]);
+    assert_eq!(FileIdentity::at(&c_path(&path)), Ok(version.identity));
+
+    // Rewritten in place with the same size: another identity (its times), read anew; a
+    // buffer kept from the last read is reused and holds only the new bytes.
+    let mut other = module.clone();
+    *other.last_mut().unwrap() ^= 1;
+    std::thread::sleep(Duration::from_millis(10));
+    std::fs::write(&path, &other).unwrap();
+    assert_ne!(FileIdentity::at(&c_path(&path)), Ok(version.identity));
+    let mut buffer = buffer;
+    let again = read_module(&c_path(&path), &QUICK, system_clock, &mut buffer).unwrap();
+    assert_eq!(&buffer[..again.len], &other[..]);
+    assert_ne!(again.identity, version.identity);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn what_cannot_be_opened_or_is_a_directory_is_refused_by_name() {
+    let dir = scratch("refused");
+    assert_eq!(read(&dir, QUICK, system_clock).0, Err(ReadError::Directory));
+    let enoent = 2; // ENOENT
+    assert_eq!(
+        read(&dir.join("missing.smf"), QUICK, system_clock).0,
+        Err(ReadError::Sys(SysError { op: "open", errno: enoent }))
+    );
+    assert_eq!(
+        FileIdentity::at(&c_path(&dir.join("missing.smf"))),
+        Err(ReadError::Sys(SysError { op: "stat", errno: enoent }))
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_large_file_is_refused_from_its_size_or_its_ends_without_being_read() {
+    let dir = scratch("large");
+    let path = dir.join("sparse.smf");
+    std::fs::File::create(&path).unwrap().set_len(2 << 30).unwrap();
+    // Over the limit: refused from its size; the buffer never grew.
+    let (result, buffer) = read(&path, ReadLimits::default(), system_clock);
+    assert_eq!(result, Err(ReadError::TooLarge { len: 2 << 30, limit: DEFAULT_MAX_MODULE_BYTES }));
+    assert_eq!(buffer.capacity(), 0);
+    // Within the limit but without magic at either end: refused from its ends, unread.
+    let roomy = ReadLimits { max_bytes: 4 << 30, ..QUICK };
+    let (result, buffer) = read(&path, roomy, system_clock);
+    assert_eq!(result, Err(ReadError::NotAModule(crate::Error::new(ErrorKind::BadMagic, 0))));
+    assert_eq!(buffer.capacity(), 0);
+
+    // A large file whose ends do look like a module is read whole (and judged by the parser).
+    let mut b = crate::write::ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &alloc::vec![0xC3; 3 << 20]);
+    b.add_symbol(crate::write::SymbolSpec::function(b"main", 0, 1));
+    let module = b.build().unwrap();
+    std::fs::write(&path, &module).unwrap();
+    let (result, buffer) = read(&path, ReadLimits { max_bytes: 8 << 20, ..QUICK }, system_clock);
+    assert_eq!(&buffer[..result.unwrap().len], &module[..]);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_fifo_nobody_writes_and_an_endless_stream_are_bounded() {
+    let dir = scratch("streams");
+    let fifo = dir.join("nobody.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert_eq!(read(&fifo, QUICK, system_clock).0, Err(ReadError::Idle { idle: QUICK.stream_idle }));
+
+    let (result, buffer) = read(Path::new("/dev/zero"), QUICK, system_clock);
+    assert_eq!(result, Err(ReadError::StreamTooLarge { limit: QUICK.max_bytes }));
+    assert!(buffer.len() as u64 <= QUICK.max_bytes, "{}", buffer.len());
+}
+
+/// The time [`frozen`] reports, in nanoseconds since the epoch (set by the one test using it).
+static FROZEN_AT: AtomicU64 = AtomicU64::new(0);
+
+/// A clock stopped at `FROZEN_AT`.
+fn frozen() -> Option<Duration> {
+    Some(Duration::from_nanos(FROZEN_AT.load(Ordering::Relaxed)))
+}
+
+/// A clock far in the future.
+fn far_future() -> Option<Duration> {
+    Some(Duration::from_secs(u64::MAX / 2))
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_file_is_read_only_once_it_has_been_left_alone_for_the_settle_time() {
+    let dir = scratch("settle");
+    let path = dir.join("m.smf");
+    std::fs::write(&path, samples::return_42(Dialect::R72)).unwrap();
+    let status = crate::sys::status_at(&c_path(&path)).unwrap();
+    let changed =
+        Duration::new(u64::try_from(status.ctime.0).unwrap(), u32::try_from(status.ctime.1).unwrap());
+    // A clock stopped right at the file's last change: it never settles, and is refused after
+    // waiting SETTLE_ROUNDS settle times.
+    FROZEN_AT.store(u64::try_from(changed.as_nanos()).unwrap(), Ordering::Relaxed);
+    let settle = Duration::from_millis(1);
+    let limits = ReadLimits { settle, ..QUICK };
+    match read(&path, limits, frozen).0 {
+        Err(ReadError::StillChanging { waited }) => assert!(waited >= settle * SETTLE_ROUNDS, "{waited:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Long settled by a clock far in the future: read at once under an hour's settle time.
+    let hour = ReadLimits { settle: Duration::from_secs(3600), ..QUICK };
+    assert!(read(&path, hour, far_future).0.is_ok());
+    // No clock: the rule is skipped, even under the longest settle time (no overflow either).
+    let forever = ReadLimits { settle: Duration::MAX, ..QUICK };
+    assert!(read(&path, forever, no_clock).0.is_ok());
+}
+
+#[test]
+fn the_limits_come_from_the_variables_and_fall_back_to_the_defaults() {
+    let vars = |name: &str| -> Option<&'static [u8]> {
+        match name {
+            MAX_MODULE_BYTES_ENV => Some(b" 4096 "),
+            STREAM_IDLE_ENV => Some(b"250"),
+            SETTLE_ENV => Some(b"soon"),
+            _ => None,
+        }
+    };
+    let limits = ReadLimits::from_vars(vars);
+    assert_eq!(
+        limits,
+        ReadLimits { max_bytes: 4096, stream_idle: Duration::from_millis(250), settle: DEFAULT_SETTLE }
+    );
+    assert_eq!(ReadLimits::from_vars(|_| None), ReadLimits::default());
+    assert_eq!(ReadLimits::from_vars(|_| Some(&[0xFF][..])), ReadLimits::default());
+}
+
+#[test]
+fn each_refusal_says_what_and_why() {
+    use alloc::string::ToString;
+    let cases = [
+        (ReadError::Directory, "is a directory"),
+        (ReadError::TooLarge { len: 10, limit: 5 }, "10 bytes is over the module size limit of 5 bytes"),
+        (ReadError::StreamTooLarge { limit: 5 }, "a stream of more than 5 bytes is not a module"),
+        (ReadError::Idle { idle: Duration::from_millis(200) }, "the stream sent nothing for 200 ms"),
+        (ReadError::StillChanging { waited: Duration::from_millis(7) }, "still changing after 7 ms"),
+        (ReadError::Torn, "changed while it was being read"),
+        (
+            ReadError::NotAModule(crate::Error::new(ErrorKind::BadMagic, 0)),
+            "not a module (from its ends, unread): no SMF magic",
+        ),
+    ];
+    for (error, expected) in cases {
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
