@@ -250,7 +250,9 @@ typedef struct { uint32_t max_depth; bool enabled; bool update_metadata; } SmfJi
 /* The runtime's compiler: 0 = success with machine code in *code (*code_len bytes, valid until
  * it returns to the library, which copies them); nonzero = failure, message via smf_jit_fail()
  * (before returning). type_args is the "possible" row's text (e.g. "Float"); template_bytes is
- * the template-code entry of the module's template symbol of that name (NULL, 0 if none). */
+ * the template-code entry of the module's template symbol of that name, else the template-code
+ * record carrying that name where records can be told apart without symbols (a section of
+ * short-form entries, or a single entry); NULL, 0 if none. */
 typedef int32_t (*SmfCompileFn)(void *user, const char *mangled_name, const char *type_args,
                                 const uint8_t *template_bytes, size_t template_len,
                                 const uint8_t **code, size_t *code_len);

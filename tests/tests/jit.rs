@@ -515,3 +515,44 @@ fn resolve_follows_the_cache_as_modules_come_go_and_change() {
     assert_eq!(jit.resolve("nothing$here"), Err(JitError::NotFound));
     assert_eq!(log.compiles.load(Ordering::SeqCst), 3);
 }
+
+#[test]
+fn a_template_no_symbol_names_is_found_by_its_record_name() {
+    use smf_core::template::TemplateKind;
+    use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+    use smf_core::Dialect;
+    let record = |name: &[u8]| TemplateSpec {
+        kind: TemplateKind::Function,
+        name: name.to_vec(),
+        params: vec![b"T".to_vec()],
+        body: b"fn body".to_vec(),
+    };
+    // Short-form records (several, one after another) and a single full-form record: no
+    // template symbol names either.
+    for (tag, short, names) in
+        [("short", true, vec![&b"pair"[..], b"identity"]), ("single", false, vec![&b"identity"[..]])]
+    {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        if cfg!(target_arch = "aarch64") {
+            b.header(|h| h.arch = 1);
+        }
+        let code = return_const(42);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(b"answer", 0, code.len() as u64));
+        b.note_sdn(generics::NOTE);
+        b.short_form_templates(short);
+        for name in names {
+            b.add_template(record(name));
+        }
+        let path = smf_tests::scratch("jit", &format!("records-{tag}")).join("m.smf");
+        std::fs::write(&path, b.build().unwrap()).unwrap();
+        let cache = Arc::new(ModuleCache::new(0, 0));
+        let log = Arc::new(Log::default());
+        let jit = Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log)));
+        // The test compiler refuses identity without its template bytes.
+        let identity = jit.instantiate(&path, "identity$i64").unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert_eq!(call1(identity, 11), 11, "{tag}");
+        let module = cache.get(&path).unwrap();
+        assert!(module.loaded().template(b"List").is_none(), "{tag}: no record of that name");
+    }
+}

@@ -433,7 +433,9 @@ impl<'a> LoadedModule<'a> {
         self.note_sdn.as_deref()
     }
 
-    /// The template-code entry of the template symbol `name`.
+    /// The template-code entry of the template symbol `name`, else the section's record named
+    /// `name` where records can be told apart without symbols (short-form entries, or a single
+    /// entry).
     pub fn template(&self, name: &[u8]) -> Option<&[u8]> {
         self.templates.entry(&self.symbols, name)
     }

@@ -4,15 +4,20 @@
 //! to the next entry another template symbol points at, or to the end of the section, and one
 //! that does not parse is left out.
 //!
-//! A load sorts the entries' offsets once and the index by name hash once (`n log n` for `n`
-//! template symbols); finding a template is then a binary search, so asking for every template
-//! of a module costs `n log n` too, never `n²`.
+//! A template no template symbol names is found by the name its record carries (each `GTPL`
+//! entry starts with its name), where the records can be told apart without symbols: a section
+//! of short-form entries one after another, or a single entry running to the section's end.
+//!
+//! A load sorts the entries' offsets once and the indexes by name hash once (`n log n` for `n`
+//! template symbols or records); finding a template is then a binary search, so asking for
+//! every template of a module costs `n log n` too, never `n²`.
 
 use alloc::vec::Vec;
 
 use super::symtab::SymbolTable;
 use super::{entries, fallible, LoadError};
 use crate::cache::KeyedHasher;
+use crate::template::{TemplateCode, TemplateEntry, TEMPLATE_CODE_HEADER};
 use crate::Module;
 
 /// A loaded module's templates.
@@ -22,6 +27,19 @@ pub(super) struct Templates {
     code: Vec<u8>,
     /// Every template symbol whose entry parses, sorted by (name hash, symbol index).
     index: Vec<Entry>,
+    /// The section's records by their own names, sorted by (name hash, offset), where they can
+    /// be delimited without symbols (see the module documentation).
+    records: Vec<Record>,
+}
+
+/// One record of the section, found by the name it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Record {
+    /// Its name's [`KeyedHasher::hash32`] under the process's key.
+    hash: u32,
+    /// Where it starts and ends in the section.
+    start: usize,
+    end: usize,
 }
 
 /// One template symbol's entry.
@@ -42,11 +60,12 @@ impl Templates {
         let Some(section) = module.template_code().filter(|_| module.dialect().has_symbol_extension()) else {
             return Ok(Self::default());
         };
+        let oom = |bytes| LoadError::OutOfMemory { bytes };
+        let records = records(&section)?;
         let count = symbols.iter().filter(|s| s.template).count();
-        if count == 0 {
+        if count == 0 && records.is_empty() {
             return Ok(Self::default());
         }
-        let oom = |bytes| LoadError::OutOfMemory { bytes };
         // Every template symbol's entry offset; sorted, each entry's end is the next one.
         let mut starts: Vec<(u32, u64)> =
             fallible::with_capacity(count).ok_or(oom(fallible::bytes_of::<(u32, u64)>(count)))?;
@@ -77,16 +96,51 @@ impl Templates {
         }
         crate::sort::heapsort(&mut index);
         let code = fallible::copied(section.bytes()).ok_or(oom(section.bytes().len()))?;
-        Ok(Self { code, index })
+        Ok(Self { code, index, records })
     }
 
     /// The template-code entry of the template symbol `name` (the first such symbol whose
-    /// entry parses).
+    /// entry parses), else the first record of the section named `name`.
     pub(super) fn entry(&self, symbols: &SymbolTable, name: &[u8]) -> Option<&[u8]> {
         let hash = KeyedHasher::per_process().hash32(name);
         let first = self.index.partition_point(|e| e.hash < hash);
-        let mut found = self.index.get(first..)?.iter().take_while(|e| e.hash == hash);
-        let entry = found.find(|e| symbols.name(e.symbol as usize) == Some(name))?;
-        self.code.get(entry.start..entry.end)
+        let mut found = self.index.iter().skip(first).take_while(|e| e.hash == hash);
+        if let Some(entry) = found.find(|e| symbols.name(e.symbol as usize) == Some(name)) {
+            return self.code.get(entry.start..entry.end);
+        }
+        let section = TemplateCode::parse(&self.code).ok()?;
+        let first = self.records.partition_point(|r| r.hash < hash);
+        let mut records = self.records.iter().skip(first).take_while(|r| r.hash == hash);
+        let record =
+            records.find(|r| section.entry_at(r.start as u64, r.end as u64).is_ok_and(|e| e.name == name))?;
+        self.code.get(record.start..record.end)
     }
+}
+
+/// The records of `section` that can be delimited without symbols, by name: every entry of a
+/// short-form section, or the one entry of a section that has one.
+fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
+    let oom = |bytes| LoadError::OutOfMemory { bytes };
+    let hasher = KeyedHasher::per_process();
+    let mut records = Vec::new();
+    let record = |entry: TemplateEntry<'_>| -> Result<Record, LoadError> {
+        let start = usize::try_from(entry.offset).map_err(|_| LoadError::Internal)?;
+        let end = start.checked_add(entry.bytes.len()).ok_or(LoadError::Internal)?;
+        Ok(Record { hash: hasher.hash32(entry.name), start, end })
+    };
+    if section.is_short_form() {
+        // At most one entry per byte of section: bounded by the file, whatever `count` claims.
+        for entry in section.short_entries() {
+            let Ok(entry) = entry else { break };
+            records.try_reserve(1).map_err(|_| oom(fallible::bytes_of::<Record>(records.len() + 1)))?;
+            records.push(record(entry)?);
+        }
+    } else if section.count() == 1 {
+        if let Ok(entry) = section.entry_at(TEMPLATE_CODE_HEADER as u64, section.len()) {
+            records.try_reserve(1).map_err(|_| oom(fallible::bytes_of::<Record>(1)))?;
+            records.push(record(entry)?);
+        }
+    }
+    crate::sort::heapsort(&mut records);
+    Ok(records)
 }

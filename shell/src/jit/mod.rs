@@ -40,7 +40,8 @@ pub struct Request<'a> {
     pub template: &'a str,
     /// The type arguments as the row writes them (`Float`).
     pub type_args: &'a str,
-    /// The template-code entry of the module's template symbol named `template`, if it has one.
+    /// The template-code entry of the module's template symbol named `template`, else its
+    /// template-code record of that name (see [`smf_core::load::LoadedModule::template`]).
     pub template_bytes: Option<&'a [u8]>,
     /// The module offering it.
     pub module: &'a Arc<SharedModule>,
