@@ -24,6 +24,7 @@
 static char module_path[4096];
 static char missing_path[4096];
 static char garbage_path[4096];
+static char importer_path[4096];
 
 /* ---- the test compiler -------------------------------------------------------------------- */
 
@@ -112,6 +113,8 @@ static int32_t compile(void *user, const char *name, const char *type_args, cons
             return 1;
         }
         n = emit_tail_call(c->code, identity);
+    } else if (strcmp(name, "extra$x") == 0) {
+        n = emit_return(c->code, 77);
     } else if (strcmp(name, "Pair$Int_text") == 0) {
         if (strcmp(type_args, "Int, text") != 0) return 2;
         n = emit_return(c->code, 2);
@@ -360,6 +363,47 @@ static void batches(SmfCache *cache) {
     smf_jit_free(j);
 }
 
+/* A load option's resolver that falls back to the instantiator, as a runtime's does. */
+typedef struct {
+    SmfJit *jit;
+    int asked;
+} JitResolver;
+
+static const void *resolve_through_jit(void *user, const char *name) {
+    JitResolver *r = user;
+    r->asked++;
+    const void *address = NULL;
+    return smf_jit_resolve(r->jit, name, &address) == SMF_JIT_OK ? address : NULL;
+}
+
+static void a_resolver_may_call_the_instantiator_from_a_load_inside_a_request(void) {
+    /* importer.smf imports identity$i64, which only generics.smf's "possible" table offers:
+     * loading it (a cache miss inside smf_jit_instantiate) asks the resolver, which asks the
+     * instantiator, on the same thread, mid-request. */
+    SmfCache *cache = smf_cache_new(0, 0);
+    Compiler c;
+    SmfJit *j = new_jit(cache, &c, 0, true, true);
+    JitResolver r = {j, 0};
+    SmfLoadOptions options = {resolve_through_jit, &r, 0};
+    smf_cache_set_load_options(cache, &options);
+    SmfModule *generics = smf_cache_get(cache, module_path);
+    CHECK(generics != NULL);
+    const void *extra = NULL;
+    CHECK(smf_jit_instantiate(j, importer_path, "extra$x", &extra) == SMF_JIT_OK);
+    CHECK(call1(extra, 0) == 77 && r.asked >= 1);
+    const void *identity = NULL;
+    CHECK(smf_jit_resolve(j, "identity$i64", &identity) == SMF_JIT_OK && call1(identity, 5) == 5);
+    SmfModule *importer = smf_cache_get(cache, importer_path);
+    CHECK(importer != NULL);
+    const void *slot = smf_module_symbol(importer, "slot");
+    CHECK(slot != NULL && *(const void *const *)slot == identity);
+    CHECK(atomic_load(&c.compiles) == 2);
+    smf_module_release(importer);
+    smf_module_release(generics);
+    smf_jit_free(j);
+    smf_cache_free(cache);
+}
+
 static void freeing_from_inside_its_own_compile_is_refused(SmfCache *cache) {
     Compiler c;
     SmfJit *j = new_jit(cache, &c, 0, true, true);
@@ -380,6 +424,7 @@ int main(int argc, char **argv) {
     snprintf(module_path, sizeof module_path, "%s/generics.smf", argv[1]);
     snprintf(missing_path, sizeof missing_path, "%s/missing.smf", argv[1]);
     snprintf(garbage_path, sizeof garbage_path, "%s/garbage.smf", argv[1]);
+    snprintf(importer_path, sizeof importer_path, "%s/importer.smf", argv[1]);
     FILE *garbage = fopen(garbage_path, "wb");
     CHECK(garbage != NULL && fputs("not a module", garbage) >= 0);
     fclose(garbage);
@@ -393,6 +438,7 @@ int main(int argc, char **argv) {
     limits_and_bad_arguments(cache);
     batches(cache);
     freeing_from_inside_its_own_compile_is_refused(cache);
+    a_resolver_may_call_the_instantiator_from_a_load_inside_a_request();
     /* The instantiators kept the cache alive; freeing it now is fine. */
     smf_cache_free(cache);
     scan_maps("the end");

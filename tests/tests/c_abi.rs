@@ -149,6 +149,7 @@ fn load_time_instantiation_works_from_c_against_the_static_and_the_shared_librar
     for shared in [false, true] {
         let dir = scratch(&profile, if shared { "jit-shared" } else { "jit-static" });
         std::fs::write(dir.join("generics.smf"), smf_tests::generics::module()).unwrap();
+        std::fs::write(dir.join("importer.smf"), smf_tests::importer::module()).unwrap();
         compile_and_run(&profile, "jit_test", shared, &dir);
     }
 }

@@ -440,6 +440,25 @@ fn address_space_limit_child() {
                 unsafe { jit_ffi::smf_jit_note_sdn(j.jit, path.as_ptr(), &mut text, &mut len) == 1 }
             });
         }
+        "smf_jit_instantiate_batch" => {
+            let path = c_path(&dir, "offers.smf");
+            let names: Vec<CString> = (0..2_000).map(|i| CString::new(format!("g{i}")).unwrap()).collect();
+            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+            sweep(Jit::new, |j| {
+                // SAFETY: a live instantiator, NUL-terminated strings, 2,000 names.
+                let code = unsafe {
+                    jit_ffi::smf_jit_instantiate_batch(
+                        j.jit,
+                        path.as_ptr(),
+                        pointers.as_ptr(),
+                        pointers.len(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                code == 0
+            });
+        }
         "smf_jit_resolve" => {
             let path = c_path(&dir, "offers.smf");
             let prepare = || {
@@ -522,6 +541,11 @@ fn at_an_address_space_limit_smf_jit_instantiate_fails_cleanly() {
 #[test]
 fn at_an_address_space_limit_smf_jit_note_sdn_fails_cleanly() {
     sweep_in_child("smf_jit_note_sdn", true, write_offers);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_jit_instantiate_batch_fails_cleanly() {
+    sweep_in_child("smf_jit_instantiate_batch", true, write_offers);
 }
 
 #[test]

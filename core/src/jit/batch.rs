@@ -88,7 +88,8 @@ impl<'a> Instantiator<'a> {
                 (Err(error), _) => Outcome::Failed(error.clone()),
                 (Ok(_), None) => Outcome::Failed(JitError::OutOfMemory { bytes: 0 }),
             };
-            self.conclude(failed, writer, flight, outcome);
+            // A name that could not be published fails (recorded where memory allows).
+            let _ = self.conclude(failed, writer, flight, outcome);
         }
         let waiters = !waiting.is_empty();
         drop(table);

@@ -133,6 +133,7 @@ impl fmt::Display for JitError {
             JitError::UpdateFailed { message } => {
                 write!(f, "updating the module's metadata failed: {message}")
             }
+            JitError::OutOfMemory { bytes: 0 } => f.write_str("out of memory"),
             JitError::OutOfMemory { bytes } => write!(f, "out of memory ({bytes} bytes could not be had)"),
         }
     }

@@ -42,10 +42,41 @@ struct Slots {
     slots: Box<[Slot]>,
 }
 
+/// `value` in a new box, or `value` back where memory cannot be had (`Box::new` aborts).
+fn try_box<T>(value: T) -> Result<Box<T>, T> {
+    let layout = core::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(Box::new(value));
+    }
+    // SAFETY: the layout's size is not zero.
+    let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+    if raw.is_null() {
+        return Err(value);
+    }
+    // SAFETY: `raw` is a fresh allocation of `T`'s layout from the global allocator: writing
+    // the value initializes it, and `Box::from_raw` takes ownership as `Box::new` would have.
+    unsafe {
+        raw.write(value);
+        Ok(Box::from_raw(raw))
+    }
+}
+
 impl Slots {
     fn new(len: usize) -> Box<Self> {
         let empty = |_| Slot { hash: AtomicU64::new(0), node: AtomicPtr::new(ptr::null_mut()) };
         Box::new(Self { slots: (0..len).map(empty).collect() })
+    }
+
+    /// [`Slots::new`], or the bytes that could not be had.
+    fn try_new(len: usize) -> Result<Box<Self>, usize> {
+        let bytes = len.saturating_mul(core::mem::size_of::<Slot>());
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(len).map_err(|_| bytes)?;
+        slots.extend(
+            (0..len).map(|_| Slot { hash: AtomicU64::new(0), node: AtomicPtr::new(ptr::null_mut()) }),
+        );
+        // Exactly `len` reserved and filled: boxing reallocates nothing.
+        try_box(Self { slots: slots.into_boxed_slice() }).map_err(|_| bytes)
     }
 
     /// Fills the first empty slot for `hash` (the caller keeps the table at most half full).
@@ -131,25 +162,43 @@ impl Published {
     }
 
     /// Publishes `name` (whose [`Published::hash`] is `hash`) at `address`; a name not
-    /// published yet.
-    pub(super) fn insert(&self, writer: &mut Writer, name: Box<str>, hash: u64, address: usize) {
+    /// published yet. Out of memory leaves it unpublished: the bytes that could not be had,
+    /// and the name back.
+    pub(super) fn insert(
+        &self,
+        writer: &mut Writer,
+        name: Box<str>,
+        hash: u64,
+        address: usize,
+    ) -> Result<(), (usize, Box<str>)> {
         let capacity = writer.current().map_or(0, |t| t.slots.len());
         if (writer.len + 1) * 2 > capacity {
-            self.grow(writer, capacity * 2);
+            if let Err(bytes) = self.grow(writer, capacity * 2) {
+                return Err((bytes, name));
+            }
         }
-        let node = Box::into_raw(Box::new(Node { name, address }));
+        let node = match try_box(Node { name, address }) {
+            Ok(node) => Box::into_raw(node),
+            Err(node) => return Err((core::mem::size_of::<Node>(), node.name)),
+        };
         if writer.current().is_some_and(|table| table.put(hash, node)) {
             writer.len += 1;
-            return;
+            return Ok(());
         }
         // Unreachable (the table is at most half full); never leak the node.
         // SAFETY: made above and never published.
         drop(unsafe { Box::from_raw(node) });
+        Ok(())
     }
 
-    /// Replaces the current table by one of `len` slots holding the same nodes.
-    fn grow(&self, writer: &mut Writer, len: usize) {
-        let bigger = Slots::new(len.max(INITIAL_SLOTS));
+    /// Replaces the current table by one of `len` slots holding the same nodes (or, out of
+    /// memory, keeps it: the bytes that could not be had).
+    fn grow(&self, writer: &mut Writer, len: usize) -> Result<(), usize> {
+        writer
+            .tables
+            .try_reserve(1)
+            .map_err(|_| (writer.tables.len() + 1) * core::mem::size_of::<usize>())?;
+        let bigger = Slots::try_new(len.max(INITIAL_SLOTS))?;
         if let Some(old) = writer.current() {
             for slot in old.slots.iter() {
                 let node = slot.node.load(Ordering::Relaxed);
@@ -162,6 +211,7 @@ impl Published {
         writer.tables.push(bigger);
         // The release store publishes the filled table with its slots.
         self.current.store(bigger.as_ptr(), Ordering::Release);
+        Ok(())
     }
 }
 

@@ -187,38 +187,57 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Ends the claim `serial` on the name hashed `hash` with `outcome` (the lock held).
-    /// Waiters are woken by the caller ([`Instantiator::announce`]).
-    pub(super) fn settle(&self, table: &mut Table, serial: u64, hash: u64, outcome: Outcome) {
+    /// Waiters are woken by the caller ([`Instantiator::announce`]). An error if installed code
+    /// could not be published (out of memory: the name then failed).
+    pub(super) fn settle(
+        &self,
+        table: &mut Table,
+        serial: u64,
+        hash: u64,
+        outcome: Outcome,
+    ) -> Result<(), JitError> {
         let Table { in_flight, failed, writer, .. } = table;
         if let Ok(entry) = in_flight.find_entry(hash, |f| f.serial == serial) {
             let (flight, _) = entry.remove();
-            self.conclude(failed, writer, flight, outcome);
+            return self.conclude(failed, writer, flight, outcome);
         }
+        Ok(())
     }
 
     /// Publishes the address of a name no longer in flight, or records its failure for the
-    /// waiters of that attempt.
+    /// waiters of that attempt. Out of memory to publish it fails the name (returned); out of
+    /// memory to record a failure leaves it unrecorded (its waiters then ask again).
     pub(super) fn conclude(
         &self,
         failed: &mut Failed,
         writer: &mut Writer,
         flight: InFlight,
         outcome: Outcome,
-    ) {
+    ) -> Result<(), JitError> {
         let InFlight { name, hash, attempt, .. } = flight;
-        match outcome {
+        let (name, error) = match outcome {
             Outcome::Installed(address) => {
-                self.instantiations.fetch_add(1, Ordering::Relaxed);
                 if !failed.is_empty() {
                     failed.remove(&*name);
                 }
-                self.published.insert(writer, name, hash, address);
+                match self.published.insert(writer, name, hash, address) {
+                    Ok(()) => {
+                        self.instantiations.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err((bytes, name)) => (name, JitError::OutOfMemory { bytes }),
+                }
             }
-            Outcome::Failed(error) => {
-                self.compile_failures.fetch_add(1, Ordering::Relaxed);
-                failed.insert(name, (attempt, error));
-            }
-            Outcome::Released => {}
+            Outcome::Failed(error) => (name, error),
+            Outcome::Released => return Ok(()),
+        };
+        self.compile_failures.fetch_add(1, Ordering::Relaxed);
+        if failed.try_reserve(1).is_ok() {
+            failed.insert(name, (attempt, error.clone()));
+        }
+        match error {
+            JitError::OutOfMemory { .. } => Err(error),
+            _ => Ok(()),
         }
     }
 
@@ -271,7 +290,7 @@ impl<'n> Claim<'_, '_, 'n> {
         match installed {
             Ok(address) => {
                 jit.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
-                self.finish(Outcome::Installed(address));
+                self.finish(Outcome::Installed(address))?;
                 Ok(address)
             }
             Err(error) => Err(self.fail_with(error)),
@@ -284,24 +303,26 @@ impl<'n> Claim<'_, '_, 'n> {
     }
 
     pub(super) fn fail_with(&mut self, error: JitError) -> JitError {
-        self.finish(Outcome::Failed(error.clone()));
+        // A failure needs nothing published: it cannot fail again.
+        let _ = self.finish(Outcome::Failed(error.clone()));
         error
     }
 
     /// Gives the name back untouched (it was not offered); returns `error`.
     fn release(mut self, error: JitError) -> JitError {
-        self.finish(Outcome::Released);
+        let _ = self.finish(Outcome::Released);
         error
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: Outcome) -> Result<(), JitError> {
         self.done = true;
         let jit = self.instantiator;
         let mut table = jit.table.lock();
-        jit.settle(&mut table, self.serial, self.hash, outcome);
+        let settled = jit.settle(&mut table, self.serial, self.hash, outcome);
         let waiters = !table.waiting.is_empty();
         drop(table);
         jit.announce(waiters);
+        settled
     }
 }
 
@@ -321,7 +342,8 @@ pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
 impl Drop for Claim<'_, '_, '_> {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(Outcome::Failed(JitError::Compile { message: "the compiler panicked".into() }));
+            let _ =
+                self.finish(Outcome::Failed(JitError::Compile { message: "the compiler panicked".into() }));
         }
     }
 }

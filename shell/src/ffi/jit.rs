@@ -369,7 +369,8 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
         texts.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
         for (i, &name) in raw.iter().enumerate() {
             // SAFETY: NULL or NUL-terminated per the caller's contract.
-            texts.push(unsafe { c_str(name, &format!("name {i}")) }?);
+            let text = unsafe { c_name(name) }.map_err(|_| format!("name {i} is NULL"))?;
+            texts.push(std::str::from_utf8(text).map_err(|_| format!("name {i} is not UTF-8"))?);
         }
         let outcomes = jit.instantiate_many(path, &texts)?;
         reported = true;

@@ -213,9 +213,20 @@ impl Jit {
         staged.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
         let thread = self.with_caller(|caller| Ok(caller.thread))?;
         let staging = self.instantiator.staging(thread);
+        // Once the module fails to load (or memory runs out), the names after it are not
+        // tried again: those instantiated already answer, the others get that error.
+        let mut module_failure: Option<JitError> = None;
         for (i, &name) in names.iter().enumerate() {
+            if let Some(error) = &module_failure {
+                let cached = self.with_caller(|caller| self.instantiator.cached(name.as_bytes(), caller));
+                outcomes.push(cached.and_then(|found| found.ok_or_else(|| error.clone())));
+                continue;
+            }
             let begun =
                 self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)));
+            if let Err(error @ (JitError::Module { .. } | JitError::OutOfMemory { .. })) = &begun {
+                module_failure = Some(error.clone());
+            }
             let outcome = match begun {
                 Ok(Begun::Ready(address)) => Ok(address),
                 Ok(Begun::Claimed(claim, plan)) => match self.compile(path, name, &plan) {
@@ -238,7 +249,8 @@ impl Jit {
             outcomes[i] = match self.instantiator.outcome(name) {
                 Some(Ok(address)) => self.installed(path, name, &module).map(|()| address),
                 Some(Err(error)) => Err(error),
-                None => Err(JitError::NotFound),
+                // Neither published nor its failure recorded: only memory stops both.
+                None => Err(JitError::OutOfMemory { bytes: 0 }),
             };
         }
         Ok(outcomes)
@@ -320,7 +332,7 @@ impl Jit {
 
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).
     fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
-        let module = self.cache.get(path).map_err(|e| JitError::Module { message: e.to_string().into() })?;
+        let module = self.cache.get(path).map_err(|e| module_error(&e))?;
         let mut offers = lock(&self.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
         Ok(offer.metadata.possible(name)?.map(|possible| Plan { module, possible }))
@@ -377,7 +389,7 @@ impl Jit {
         let module = match self.cache.get(path) {
             Ok(module) => module,
             Err(ModuleError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(JitError::Module { message: e.to_string().into() }),
+            Err(e) => return Err(module_error(&e)),
         };
         let mut offers = lock(&self.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
@@ -435,6 +447,40 @@ impl Jit {
     /// [`Jit::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
     pub fn resolve_generic(&self, base: &str, type_args: &[&str]) -> Result<usize, JitError> {
         self.resolve(&mangle(base, type_args))
+    }
+}
+
+/// The instantiator's error for a module that did not load: out of memory as such, anything
+/// else with its message (written fallibly: no memory for it is out of memory too).
+fn module_error(error: &ModuleError) -> JitError {
+    use smf_core::load::LoadError;
+    match error {
+        ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => {
+            return JitError::OutOfMemory { bytes: *bytes }
+        }
+        ModuleError::Io(_, e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+            return JitError::OutOfMemory { bytes: 0 };
+        }
+        _ => {}
+    }
+    struct Fallible(String);
+    impl std::fmt::Write for Fallible {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.try_reserve(s.len()).map_err(|_| std::fmt::Error)?;
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+    let mut text = Fallible(String::new());
+    let written = std::fmt::write(&mut text, format_args!("{error}"));
+    // A copy of exactly its length: boxing it then reallocates nothing.
+    let mut exact = String::new();
+    match written.ok().and_then(|()| exact.try_reserve_exact(text.0.len()).ok()) {
+        Some(()) => {
+            exact.push_str(&text.0);
+            JitError::Module { message: exact.into_boxed_str() }
+        }
+        None => JitError::OutOfMemory { bytes: text.0.len().saturating_mul(2) },
     }
 }
 
