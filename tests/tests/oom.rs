@@ -459,6 +459,20 @@ fn address_space_limit_child() {
                 code == 0
             });
         }
+        "smf_jit_resolve_generic" => {
+            // 64 type arguments of 16 KiB: a mangled name of 1 MiB, which nothing offers.
+            let arg = CString::new(vec![b'T'; 16 << 10]).unwrap();
+            let args: Vec<*const c_char> = (0..64).map(|_| arg.as_ptr()).collect();
+            sweep(Jit::new, |j| {
+                let mut address = std::ptr::null();
+                // SAFETY: a live instantiator, NUL-terminated strings, 64 type arguments.
+                let code = unsafe {
+                    jit_ffi::smf_jit_resolve_generic(j.jit, c"Big".as_ptr(), args.as_ptr(), 64, &mut address)
+                };
+                // Done when it could look: nothing offers the name.
+                code == jit_ffi::SMF_JIT_NOT_FOUND
+            });
+        }
         "smf_jit_resolve" => {
             let path = c_path(&dir, "offers.smf");
             let prepare = || {
@@ -546,6 +560,11 @@ fn at_an_address_space_limit_smf_jit_note_sdn_fails_cleanly() {
 #[test]
 fn at_an_address_space_limit_smf_jit_instantiate_batch_fails_cleanly() {
     sweep_in_child("smf_jit_instantiate_batch", true, write_offers);
+}
+
+#[test]
+fn at_an_address_space_limit_smf_jit_resolve_generic_fails_cleanly() {
+    sweep_in_child("smf_jit_resolve_generic", true, |_| {});
 }
 
 #[test]

@@ -17,33 +17,63 @@ thread_local! {
     static LAST_ERROR: UnsafeCell<[u8; MESSAGE_CAPACITY]> = const { UnsafeCell::new([0; MESSAGE_CAPACITY]) };
 }
 
-/// `message` as stored: interior NULs become spaces, and a message too long for the buffer is
-/// cut at a character boundary and ends with "...".
-fn stored(message: &str) -> Vec<u8> {
-    let room = MESSAGE_CAPACITY - 1;
-    let mut text = message.replace('\0', " ");
-    if text.len() > room {
-        let mut cut = room - 3;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    text.into_bytes()
+/// Writes a message into a thread's buffer as stored: interior NULs become spaces, and a
+/// message too long for the buffer is cut at a character boundary and ends with "...". Nothing
+/// is allocated, whatever the message's length.
+struct Bounded<'b> {
+    buffer: &'b mut [u8; MESSAGE_CAPACITY],
+    len: usize,
+    /// The length to cut back to if the message does not fit: the last character boundary
+    /// that leaves room for "..." and the NUL.
+    cut: usize,
+    overflowed: bool,
 }
 
-/// Records `message` as this thread's last error.
-pub fn set_error(message: &str) {
-    let bytes = stored(message);
+impl std::fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = MESSAGE_CAPACITY - 1;
+        for c in s.chars() {
+            if self.overflowed {
+                return Ok(());
+            }
+            let c = if c == '\0' { ' ' } else { c };
+            let n = c.len_utf8();
+            if self.len + n > room {
+                self.overflowed = true;
+                return Ok(());
+            }
+            c.encode_utf8(&mut self.buffer[self.len..self.len + n]);
+            self.len += n;
+            if self.len <= room - 3 {
+                self.cut = self.len;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records the message `args` formats as this thread's last error (without allocating).
+pub fn set_error_fmt(args: std::fmt::Arguments<'_>) {
     LAST_ERROR.with(|cell| {
         // SAFETY: the buffer belongs to this thread alone and no Rust reference to it lives
         // outside these short accesses (C holds only a raw pointer, and reads it on this
         // thread, never during this write).
         let buffer = unsafe { &mut *cell.get() };
-        buffer[..bytes.len()].copy_from_slice(&bytes);
-        buffer[bytes.len()] = 0;
+        let mut out = Bounded { buffer, len: 0, cut: 0, overflowed: false };
+        let _ = std::fmt::write(&mut out, args);
+        let end = if out.overflowed {
+            out.buffer[out.cut..out.cut + 3].copy_from_slice(b"...");
+            out.cut + 3
+        } else {
+            out.len
+        };
+        out.buffer[end] = 0;
     });
+}
+
+/// Records `message` as this thread's last error.
+pub fn set_error(message: &str) {
+    set_error_fmt(format_args!("{message}"));
 }
 
 /// This thread's last error message ("" when none was recorded).

@@ -228,11 +228,11 @@ unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, 
             (0, SMF_JIT_INVALID_ARGUMENT)
         }
         Err(Failure::Jit(error)) => {
-            set_error(&error.to_string());
+            super::error::set_error_fmt(format_args!("{error}"));
             (0, code_of(&error))
         }
         Err(Failure::About(subject, error)) => {
-            set_error(&format!("{subject}: {error}"));
+            super::error::set_error_fmt(format_args!("{subject}: {error}"));
             (0, code_of(&error))
         }
     };
@@ -524,10 +524,12 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
                 return Err("type_args is NULL".to_owned().into());
             }
             let mut args = Vec::new();
+            args.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
             for i in 0..n {
                 args.push(c_str(*type_args.add(i), "a type argument")?);
             }
-            jit.resolve_generic(base, &args).map_err(|e| Failure::About(crate::jit::mangle(base, &args), e))
+            let name = crate::jit::try_mangle(base, &args)?;
+            jit.resolve(&name).map_err(|e| Failure::About(name, e))
         })
     }
 }

@@ -74,6 +74,22 @@ pub fn mangle(base: &str, type_args: &[&str]) -> String {
     format!("{base}${}", type_args.join("_"))
 }
 
+/// [`mangle`], out of memory an error instead of an abort.
+pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, JitError> {
+    let len = type_args
+        .iter()
+        .try_fold(base.len(), |sum, arg| sum.checked_add(arg.len())?.checked_add(1))
+        .ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
+    let mut name = String::new();
+    name.try_reserve_exact(len).map_err(|_| JitError::OutOfMemory { bytes: len })?;
+    name.push_str(base);
+    for (i, arg) in type_args.iter().enumerate() {
+        name.push(if i == 0 { '$' } else { '_' });
+        name.push_str(arg);
+    }
+    Ok(name)
+}
+
 /// One module's offer: the version read (weakly: looking at a module's note must not keep it
 /// from leaving the cache; only instantiating from it does, see `kept`) and its metadata.
 struct Offer {
@@ -446,7 +462,7 @@ impl Jit {
 
     /// [`Jit::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
     pub fn resolve_generic(&self, base: &str, type_args: &[&str]) -> Result<usize, JitError> {
-        self.resolve(&mangle(base, type_args))
+        self.resolve(&try_mangle(base, type_args)?)
     }
 }
 
@@ -501,5 +517,8 @@ mod tests {
         assert_eq!(mangle("List", &["Float"]), "List$Float");
         assert_eq!(mangle("Map", &["text", "Int"]), "Map$text_Int");
         assert_eq!(mangle("main", &[]), "main");
+        for args in [&["Float"][..], &["text", "Int"], &[]] {
+            assert_eq!(super::try_mangle("List", args).unwrap(), mangle("List", args));
+        }
     }
 }
