@@ -28,7 +28,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use smf_core::cache::stats::CacheStats as Counters;
@@ -202,12 +202,12 @@ impl ModuleCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     /// Sets how misses and prefetches link from now on.
     pub fn set_linking(&self, linking: CacheLinking) {
-        *self.linking.write().unwrap_or_else(PoisonError::into_inner) = linking;
+        *crate::sync::write(&self.linking) = linking;
     }
 
     /// The module at `path`: the cached one if its file is the version cached, else loaded
@@ -252,7 +252,7 @@ impl ModuleCache {
 
     /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).
     fn load(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
-        let linking = self.linking.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let linking = crate::sync::read(&self.linking).clone();
         let options = LinkOptions {
             resolver: linking.resolver.as_deref().map(|r| r as &dyn Resolver),
             process_symbols: linking.process_symbols,
@@ -401,7 +401,7 @@ impl ModuleCache {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(path) = paths.get(i) else { break };
             if let Err(error) = self.get_counted(path.as_ref(), Counting::MISS) {
-                failures.lock().unwrap_or_else(PoisonError::into_inner).push((i, error));
+                crate::sync::lock(&failures).push((i, error));
             }
             done(finished.fetch_add(1, Ordering::Relaxed) + 1);
         };
@@ -416,7 +416,7 @@ impl ModuleCache {
             }
             work();
         });
-        let mut failures = failures.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut failures = crate::sync::into_inner(failures);
         failures.sort_unstable_by_key(|&(i, _)| i);
         let unresolved = |e: &ModuleError| matches!(e, ModuleError::Load(_, LoadError::Unresolved { .. }));
         loop {

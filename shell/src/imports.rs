@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 
 use smf_core::load::{Resolved, Resolver};
 
@@ -54,7 +54,7 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
     if address == 0 {
         return Err(HostError::NullAddress);
     }
-    let mut host = HOST.write().unwrap_or_else(PoisonError::into_inner);
+    let mut host = crate::sync::write(&HOST);
     let table = host.get_or_insert_with(HashMap::new);
     match table.get(name) {
         Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
@@ -69,13 +69,13 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
 /// Removes host symbol `name`; false if it was not defined. Modules linked already keep the
 /// address they got.
 pub fn undefine_host(name: &[u8]) -> bool {
-    let mut host = HOST.write().unwrap_or_else(PoisonError::into_inner);
+    let mut host = crate::sync::write(&HOST);
     host.as_mut().is_some_and(|table| table.remove(name).is_some())
 }
 
 /// How many host symbols are defined.
 fn host_count() -> usize {
-    HOST.read().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, HashMap::len)
+    crate::sync::read(&HOST).as_ref().map_or(0, HashMap::len)
 }
 
 /// Resolves the host symbols ([`define_host`]).
@@ -84,7 +84,7 @@ pub struct HostSymbols;
 
 impl Resolver for HostSymbols {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let host = HOST.read().unwrap_or_else(PoisonError::into_inner);
+        let host = crate::sync::read(&HOST);
         let addr = *host.as_ref()?.get(name)?;
         Some(Resolved { addr, keepalive: None })
     }

@@ -42,6 +42,7 @@ pub mod imports;
 pub mod jit;
 pub mod loader;
 pub mod runtime;
+mod sync;
 mod watch;
 
 pub use smf_core as core;

@@ -8,7 +8,9 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::sync::lock;
 
 use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
 
@@ -100,10 +102,6 @@ type SixIntegers<R> = extern "C" fn(i64, i64, i64, i64, i64, i64) -> R;
 /// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
 /// into module code, which must keep the module alive while they run).
 static CODE: Mutex<BTreeMap<usize, (usize, Weak<SharedModule>)>> = Mutex::new(BTreeMap::new());
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The live module whose code (not its stubs, data or read-only data) holds `addr`.
 pub fn code_containing(addr: usize) -> Option<Arc<SharedModule>> {

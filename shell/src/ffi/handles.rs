@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Hashes handles: distinct counter values times 256 plus a type tag, which one multiply
 /// spreads (every call looks a handle up, so SipHash would be a real share of a cached
@@ -134,7 +134,7 @@ impl<T> Handles<T> {
     /// A new handle owning `value`.
     pub(crate) fn insert(&self, value: T) -> usize {
         let handle = self.kind.issue();
-        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        let mut live = crate::sync::write(&self.live);
         live.get_or_insert_with(Table::default).insert(handle, Arc::new(value));
         handle
     }
@@ -152,7 +152,7 @@ impl<T> Handles<T> {
 
     /// Runs `f` on the live entry of `handle`, under the read lock.
     fn find<P, R>(&self, handle: *const P, f: impl FnOnce(&Arc<T>) -> R) -> Result<R, String> {
-        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let live = crate::sync::read(&self.live);
         match live.as_ref().and_then(|t| t.get(&(handle as usize))) {
             Some(value) => Ok(f(value)),
             None => Err(self.kind.refuse(handle)),
@@ -161,7 +161,7 @@ impl<T> Handles<T> {
 
     /// The first live object `f` accepts (a reference of the caller's own).
     pub(crate) fn find_live(&self, f: impl Fn(&T) -> bool) -> Option<Arc<T>> {
-        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        let live = crate::sync::read(&self.live);
         live.as_ref()?.values().find(|value| f(value)).cloned()
     }
 
@@ -171,12 +171,7 @@ impl<T> Handles<T> {
         if handle.is_null() {
             return Ok(());
         }
-        let removed = self
-            .live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-            .and_then(|t| t.remove(&(handle as usize)));
+        let removed = crate::sync::write(&self.live).as_mut().and_then(|t| t.remove(&(handle as usize)));
         match removed {
             Some(value) => {
                 drop(value);

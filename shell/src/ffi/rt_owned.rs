@@ -11,8 +11,9 @@
 //! allocation; reads and protection changes of a mapping.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use crate::sync::lock;
 use smf_core::exec::{Block, CodeBatch};
 use smf_core::sys::{self, CheckedCopier, Protection};
 
@@ -71,7 +72,7 @@ impl RtAlloc {
 
     /// The phase, locked.
     pub(crate) fn phase(&self) -> MutexGuard<'_, Phase> {
-        self.phase.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.phase)
     }
 }
 
@@ -92,12 +93,12 @@ pub(crate) struct FileMap {
 impl FileMap {
     /// The protection, held so that it cannot change until the guard goes.
     pub(crate) fn prot(&self) -> RwLockReadGuard<'_, i32> {
-        self.prot.read().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::read(&self.prot)
     }
 
     /// Changes the protection of the whole mapping (never writable and executable).
     pub(crate) fn set_prot(&self, prot: i32, protection: Protection) -> Result<(), String> {
-        let mut current = self.prot.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = crate::sync::write(&self.prot);
         // SAFETY: the whole mapping is ours (alive while `self` is); readers of it hold the
         // read side of the lock we hold for writing, so none relies on the old protection.
         unsafe { sys::protect(self.addr as *mut u8, self.mapped, protection) }.map_err(|e| e.to_string())?;
@@ -115,12 +116,6 @@ impl Drop for FileMap {
 
 static ALLOCS: Mutex<BTreeMap<usize, Arc<RtAlloc>>> = Mutex::new(BTreeMap::new());
 static FILES: Mutex<BTreeMap<usize, Arc<FileMap>>> = Mutex::new(BTreeMap::new());
-
-fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    // A panic while holding the lock cannot leave the maps inconsistent (every update is one
-    // insert or remove), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The allocation registry (by start address).
 pub(crate) fn allocs() -> MutexGuard<'static, BTreeMap<usize, Arc<RtAlloc>>> {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use super::guard;
 use super::handles::Kind;
@@ -33,7 +33,7 @@ static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
 /// A new handle (one C reference) to `module`.
 pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {
     let handle = Kind::MODULE.issue();
-    let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+    let mut handles = crate::sync::write(&HANDLES);
     handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
     handle as *mut SmfModule
 }
@@ -44,7 +44,7 @@ fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
     if m.is_null() {
         return Err("module is NULL".into());
     }
-    let handles = HANDLES.read().unwrap_or_else(PoisonError::into_inner);
+    let handles = crate::sync::read(&HANDLES);
     let (module, _) =
         handles.as_ref().and_then(|h| h.get(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
     Ok(Arc::clone(module))
@@ -112,7 +112,7 @@ pub extern "C" fn smf_module_release(m: *mut SmfModule) {
         if m.is_null() {
             return Ok(());
         }
-        let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+        let mut handles = crate::sync::write(&HANDLES);
         let table = handles.as_mut().ok_or_else(|| Kind::MODULE.refuse(m))?;
         let entry = table.get_mut(&(m as usize)).ok_or_else(|| Kind::MODULE.refuse(m))?;
         entry.1 -= 1;
@@ -129,7 +129,7 @@ pub extern "C" fn smf_module_release(m: *mut SmfModule) {
 #[no_mangle]
 pub extern "C" fn smf_module_retain(m: *mut SmfModule) -> *mut SmfModule {
     guard(std::ptr::null_mut(), || {
-        let mut handles = HANDLES.write().unwrap_or_else(PoisonError::into_inner);
+        let mut handles = crate::sync::write(&HANDLES);
         let entry =
             handles.as_mut().and_then(|t| t.get_mut(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
         entry.1 += 1;
