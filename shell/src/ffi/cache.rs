@@ -9,9 +9,10 @@ use std::ffi::c_char;
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::c_name;
 use super::handles::Handles;
 use super::imports::{Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
-use super::smf_module::{c_name, register, SmfModule};
+use super::smf_module::{register, SmfModule};
 use super::{c_path, guard, set_error};
 use crate::cache::{CacheLinking, ModuleCache};
 use crate::loader::ModuleError;

@@ -8,8 +8,9 @@ use std::fmt;
 
 use smf_core::load::{Resolved, Resolver};
 
+use super::c_name;
 use super::guard;
-use super::smf_module::{c_name, register, SmfModule};
+use super::smf_module::{register, SmfModule};
 use crate::imports::{define_host, undefine_host, LinkOptions};
 use crate::loader;
 

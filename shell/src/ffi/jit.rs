@@ -15,7 +15,7 @@ use smf_core::jit::{Config, JitError, Stats};
 
 use super::cache::{cache_of, SmfCache};
 use super::handles::Handles;
-use super::smf_module::c_name;
+use super::{c_name, c_str};
 use super::{c_path, guard, set_error};
 use crate::jit::{Compiler, Jit, Request};
 
@@ -180,16 +180,6 @@ impl Compiler for CCompiler {
         // `Jit::instantiate`, at the install).
         Ok(Cow::Borrowed(unsafe { std::slice::from_raw_parts(code, code_len) }))
     }
-}
-
-/// A C string argument as UTF-8.
-///
-/// # Safety
-/// `s` is NULL or NUL-terminated.
-unsafe fn c_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
-    // SAFETY: forwarded to our caller's contract.
-    let bytes = unsafe { c_name(s) }.map_err(|_| format!("{what} is NULL"))?;
-    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))
 }
 
 /// Why a call did not succeed: a bad argument, or the instantiator's answer.

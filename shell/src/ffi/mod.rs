@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod cache;
+mod cstr;
 pub mod error;
 mod handles;
 pub mod imports;
@@ -25,6 +26,7 @@ pub mod rt_mmap;
 mod rt_owned;
 pub mod smf_module;
 
+pub(crate) use cstr::{c_name, c_path, c_str};
 pub use error::{clear_error, last_error, set_error};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,24 +45,6 @@ pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) ->
             sentinel
         }
     }
-}
-
-/// Reads a NUL-terminated path from C (borrowed: no copy).
-///
-/// # Safety
-/// `ptr` is null or points to a NUL-terminated string valid for `'a`.
-#[cfg_attr(not(feature = "rt"), allow(dead_code))]
-pub(crate) unsafe fn c_path<'a>(ptr: *const std::ffi::c_char) -> Result<&'a std::path::Path, String> {
-    use std::os::unix::ffi::OsStrExt;
-    if ptr.is_null() {
-        return Err("path is NULL".into());
-    }
-    // SAFETY: non-null and NUL-terminated per the caller's contract.
-    let bytes = unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes();
-    if bytes.is_empty() {
-        return Err("path is empty".into());
-    }
-    Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)))
 }
 
 /// A non-negative `i64` from C as `usize`.

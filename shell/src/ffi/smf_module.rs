@@ -9,9 +9,10 @@
 //! whose exports resolve the imports of later loads (the first module loaded wins a name).
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::sync::{Arc, RwLock};
 
+use super::c_name;
 use super::guard;
 use super::handles::Kind;
 use crate::imports::LinkOptions;
@@ -57,18 +58,6 @@ fn with_module<T>(
     f: impl FnOnce(&SharedModule) -> Result<T, String>,
 ) -> Result<T, String> {
     f(&*module_of(m)?)
-}
-
-/// A C string argument as bytes.
-///
-/// # Safety
-/// `s` is NULL or NUL-terminated.
-pub(super) unsafe fn c_name<'a>(s: *const c_char) -> Result<&'a [u8], String> {
-    if s.is_null() {
-        return Err("name is NULL".into());
-    }
-    // SAFETY: non-null and NUL-terminated per the caller's contract.
-    Ok(unsafe { CStr::from_ptr(s) }.to_bytes())
 }
 
 /// Loads the module at `path` (parse, validate, install code W^X, relocate); NULL on error.
