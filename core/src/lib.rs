@@ -69,6 +69,7 @@ pub mod exec;
 #[cfg(all(feature = "alloc", target_os = "linux"))]
 pub mod file;
 mod fnv;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub mod jit;

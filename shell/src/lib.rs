@@ -3,8 +3,8 @@
 //! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
 //! what needs an operating system and a user: reading files by path, module caches, load-time
 //! instantiation, the process-wide executable allocator, and the C ABI (`ffi`). The `smf`
-//! command-line tool (its argument parsing and reports) is the package's binary, so that its
-//! crates (clap, serde_json, object) stay out of the library.
+//! command-line tool and its ELF packer are a package of their own (`smf-tool`, in
+//! `shell/tool/`), so that their crates (clap, serde_json, object, libc) stay out of the library.
 //!
 //! # Example
 //!

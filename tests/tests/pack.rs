@@ -1,8 +1,9 @@
-//! `smf pack` on real compiler output: C sources compiled by gcc at test time (`-O2 -fPIC`),
-//! packed into every dialect that can hold them, loaded and called; every result must equal the
-//! same function compiled natively by gcc and called from a generated C driver. Also: jump
-//! tables and read-only pointer tables (packed with the code), calls across two packed modules,
-//! and each thing SMF cannot represent is a clear error.
+//! The packer on real compiler output: C sources compiled by gcc at test time (`-O2 -fPIC`),
+//! packed into every dialect that can hold them (by the library, `smf_tool::pack::pack`),
+//! loaded and called; every result must equal the same function compiled natively by gcc and
+//! called from a generated C driver. Also: jump tables and read-only pointer tables (packed with
+//! the code), calls across two packed modules; and through the `smf` binary: `smf pack`'s notes,
+//! `smf run`'s crash reports and linking, and each thing SMF cannot represent is a clear error.
 
 #![cfg(target_arch = "x86_64")]
 // Calling loaded code goes through the (unsafe) typed lookup; test values are small.
@@ -16,6 +17,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_core::Dialect;
 use smf_tests::{build_smf_package, workspace};
+use smf_tool::pack::Note;
 
 /// A call: function name and integer arguments.
 type Call = (&'static str, &'static [i64]);
@@ -81,30 +83,26 @@ fn native(dir: &Path, sources: &[&str], calls: &[Call]) -> Vec<i64> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.parse().unwrap()).collect()
 }
 
-/// `gcc -c -O2 -fPIC` then `smf pack` into `dialect`; returns the module bytes and pack's stderr.
+/// `gcc -c -O2` (with `extra`) into an object in `dir`; returns (its name for messages, its bytes).
+fn compile(dir: &Path, source: &Path, extra: &[&str]) -> (String, Vec<u8>) {
+    let object = dir.join(source.file_name().unwrap()).with_extension("o");
+    run(Command::new("gcc").args(["-c", "-O2"]).args(extra).arg(source).arg("-o").arg(&object));
+    (object.display().to_string(), std::fs::read(&object).unwrap())
+}
+
+/// `gcc -c -O2` then the packer into `dialect`; returns the module bytes and the packer's notes.
 fn pack(
     dir: &Path,
     source_name: &str,
     dialect: Dialect,
     extra: &[&str],
-) -> Result<(Vec<u8>, String), String> {
-    let stem = source_name.trim_end_matches(".c");
-    let object = dir.join(format!("{stem}.o"));
-    let module = dir.join(format!("{stem}.{}.smf", dialect.name()));
-    run(Command::new("gcc").args(["-c", "-O2"]).args(extra).arg(source(source_name)).arg("-o").arg(&object));
-    let out = Command::new(smf_binary())
-        .arg("pack")
-        .arg(&object)
-        .arg("-o")
-        .arg(&module)
-        .args(["--dialect", &dialect.name().to_ascii_lowercase()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        return Err(stderr);
-    }
-    Ok((std::fs::read(&module).unwrap(), stderr))
+) -> Result<(Vec<u8>, Vec<Note>), String> {
+    smf_tool::pack::pack(&[compile(dir, &source(source_name), extra)], dialect)
+}
+
+/// Whether `notes` has one that `smf pack` prints by default (not routine) containing `text`.
+fn says(notes: &[Note], text: &str) -> bool {
+    notes.iter().any(|note| !note.routine && note.text.contains(text))
 }
 
 fn allocator() -> &'static ExecAllocator {
@@ -136,8 +134,8 @@ fn check_source(name: &str, dialects: &[Dialect], calls: &[Call]) {
     for &dialect in dialects {
         let (bytes, notes) =
             pack(&dir, name, dialect, &["-fPIC"]).unwrap_or_else(|e| panic!("{name} {dialect}: {e}"));
-        // Routine drops (unwind tables, compiler identification) are not reported.
-        assert!(!notes.contains("dropped section"), "{notes}");
+        // Routine drops (unwind tables, compiler identification) are not reported by default.
+        assert!(!says(&notes, "dropped section"), "{notes:?}");
         let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
         let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
         assert_eq!(got, expected, "{name} packed as {dialect}");
@@ -269,7 +267,7 @@ fn read_only_pointer_tables_are_packed_with_the_code_and_match_native() {
     let dir = scratch("tables-placement");
     let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
     for section in [".rodata", ".data.rel.ro.local"] {
-        assert!(notes.contains(&format!("packed {section} into the code image")), "{notes}");
+        assert!(says(&notes, &format!("packed {section} into the code image")), "{notes:?}");
     }
     // `shapes` (a const array of pointers) is a data symbol in the code image: sealed read-only
     // with the code, and its pointers relocated to the strings and functions of the module.
@@ -318,23 +316,11 @@ fn calls_across_two_packed_modules_match_native() {
     }
 }
 
-/// `gcc -c -O2 -fPIC` of each source, then one `smf pack` of all the objects; the module's
-/// bytes, or pack's stderr.
+/// `gcc -c -O2 -fPIC` of each source, then one call of the packer on all the objects; the
+/// module's bytes, or the packer's error.
 fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, String> {
-    let mut cmd = Command::new(smf_binary());
-    cmd.arg("pack");
-    for source in sources {
-        let object = dir.join(source.file_name().unwrap()).with_extension("o");
-        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(source).arg("-o").arg(&object));
-        cmd.arg(object);
-    }
-    let module = dir.join("together.smf");
-    cmd.arg("-o").arg(&module).args(["--dialect", &dialect.name().to_ascii_lowercase()]);
-    let out = cmd.output().unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(std::fs::read(&module).unwrap())
+    let objects: Vec<_> = sources.iter().map(|source| compile(dir, source, &["-fPIC"])).collect();
+    smf_tool::pack::pack(&objects, dialect).map(|(bytes, _)| bytes)
 }
 
 #[test]

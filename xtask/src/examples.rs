@@ -41,7 +41,7 @@ fn packed(stem: &str, dialect: Dialect, scratch: &Path) -> Result<Vec<u8>, Strin
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let pack = Command::new(cargo)
         .current_dir(&root)
-        .args(["run", "-q", "-p", "smf", "--", "pack"])
+        .args(["run", "-q", "-p", "smf-tool", "--", "pack"])
         .arg(&object)
         .arg("-o")
         .arg(&module)

@@ -26,7 +26,15 @@ fn checked(command: &mut Command) -> Result<std::process::Output, String> {
 /// Builds the release library and tool; returns the static library's native link flags.
 fn build() -> Result<String, String> {
     let root = workspace_root();
-    checked(cargo().current_dir(&root).args(["build", "--release", "--locked", "-p", "smf"]))?;
+    checked(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "smf",
+        "-p",
+        "smf-tool",
+    ]))?;
     // The static library's system libraries, as rustc reports them for this toolchain.
     let out = checked(cargo().current_dir(&root).args([
         "rustc",

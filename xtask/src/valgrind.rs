@@ -76,9 +76,9 @@ pub(crate) fn run_command() -> Result<(), String> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build =
-        Command::new(cargo).current_dir(&root).args(["build", "-q", "--release", "-p", "smf"]).status();
+        Command::new(cargo).current_dir(&root).args(["build", "-q", "--release", "-p", "smf-tool"]).status();
     if !build.map_err(|e| format!("cargo build: {e}"))?.success() {
-        return Err("cargo build -p smf failed".into());
+        return Err("cargo build -p smf-tool failed".into());
     }
     let smf = root.join("target/release/smf");
     let checks = invocations(&root.join("examples"))?;

@@ -1,9 +1,10 @@
 //! The seam between the allocator and the kernel: the few memory syscalls it makes, as a trait.
 //!
-//! [`Linux`] makes them for real (through [`crate::sys`]). Tests swap in
-//! [`super::fake::SimulatedKernel`] (memory from the heap, protections kept in a table, so the
-//! allocator's unsafe code runs under Miri) or wrap either in [`super::fake::FaultInjector`],
-//! which fails a chosen call, to check that every failure path leaves nothing behind.
+//! [`Linux`] makes them for real (through [`crate::sys`]). Tests swap in `SimulatedKernel`
+//! (memory from the heap, protections kept in a table, so the allocator's unsafe code runs under
+//! Miri) or wrap either in `FaultInjector`, which fails a chosen call, to check that every
+//! failure path leaves nothing behind (both in `fake.rs`, built for the core's unit tests and
+//! with the `testing` feature).
 //!
 //! The allocator treats a failed call as one that changed nothing.
 

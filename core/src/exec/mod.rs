@@ -46,6 +46,7 @@
 
 mod arena;
 mod batch;
+#[cfg(any(test, feature = "testing"))]
 mod fake;
 mod function;
 mod icache;
@@ -58,6 +59,7 @@ mod tests;
 
 pub use arena::{ArenaStats, CodeArena};
 pub use batch::CodeBatch;
+#[cfg(any(test, feature = "testing"))]
 pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM, ENOSYS};
 pub use function::Function;
 pub use kernel::{Kernel, Linux, LINUX};

@@ -81,7 +81,7 @@ pub(crate) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let pack = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["run", "-q", "--release", "-p", "smf", "--", "pack"])
+        .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
         .arg(&obj)
         .arg("-o")
         .arg(&smf)

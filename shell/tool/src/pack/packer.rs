@@ -1,4 +1,4 @@
-//! The packer: ELF relocatable objects into one SMF module, phase by phase (see `pack.rs` for
+//! The packer: ELF relocatable objects into one SMF module, phase by phase (see [`super`] for
 //! what becomes what). Several objects combine as `ld -r` would combine them: their code
 //! concatenated into one image, their data sections side by side, a reference to a name
 //! another object defines linked to that definition (a strong definition over weak ones; two
@@ -15,13 +15,13 @@ use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
-use crate::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine, relocation_name};
-use crate::pack::Note;
+use super::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine, relocation_name};
+use super::Note;
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
 /// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
 /// not. `inputs` are (name for messages, bytes).
-pub(crate) fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), String> {
+pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), String> {
     let mut files = Vec::with_capacity(inputs.len());
     for (name, bytes) in inputs {
         let file =
@@ -420,7 +420,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                     Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
                         .builder
                         .section_data_mut(code_section)
-                        .and_then(|code| crate::relax::relax_got_load(code, at, relocation.addend()))
+                        .and_then(|code| super::relax::relax_got_load(code, at, relocation.addend()))
                         .unwrap_or(kind),
                     _ => kind,
                 };

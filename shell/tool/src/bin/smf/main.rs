@@ -1,7 +1,7 @@
 //! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), its commands
-//! (`cli.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, `packer.rs`, `elf.rs`,
-//! `relax.rs`: ELF objects read with the `object` crate) and the crash reporter of `smf run`
-//! (process-wide signal handlers). The library links none of their crates.
+//! (`cli.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, over the package's library
+//! [`smf_tool::pack`](mod@smf_tool::pack)) and the crash reporter of `smf run` (process-wide
+//! signal handlers). The `smf` library links none of their crates.
 
 // The crash reporter's signal handlers are C callbacks over libc.
 #![allow(unsafe_code)]
@@ -9,11 +9,8 @@
 mod args;
 mod cli;
 mod crash;
-mod elf;
 mod inspect;
 mod pack;
-mod packer;
-mod relax;
 
 use clap::Parser;
 

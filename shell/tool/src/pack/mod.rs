@@ -1,0 +1,38 @@
+//! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
+//! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
+//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation).
+//!
+//! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
+//!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
+//! - Read-only data that carries relocations (switch jump tables in `.rodata`, pointer tables in
+//!   `.data.rel.ro*`) follows the code into the code image: SMF relocates only the code image,
+//!   and read-only bytes there are sealed with it. Its objects become data symbols at code
+//!   offsets.
+//! - Global and weak functions and objects become symbols with their binding; local symbols and
+//!   section symbols that relocations use become local symbols; undefined symbols become imports.
+//! - Relocations in code: `R_X86_64_64` -> abs64, `PC32` -> pc32, `PLT32` -> plt32, `GOTPCREL`,
+//!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the loader gives each such symbol a GOT slot),
+//!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object
+//!   defines is relaxed to a direct reference (pc32) as a static linker would (`relax.rs`).
+//! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
+//!   that cannot be represented (relocations in writable data, thread-local storage,
+//!   constructors, other relocation types) is an error naming it.
+//! - The entry point is `main` when an object defines it.
+//! - Several objects combine as `ld -r` would: one code image, references to names another
+//!   object defines linked to the definition, a strong definition over weak ones, two strong
+//!   ones an error.
+
+mod elf;
+mod packer;
+mod relax;
+
+pub use packer::pack;
+
+/// Something pack did that its user may want to know.
+#[derive(Clone, Debug)]
+pub struct Note {
+    /// Every compiled object gets it (printed only with `--verbose`).
+    pub routine: bool,
+    /// What happened.
+    pub text: String,
+}
