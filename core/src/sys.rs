@@ -58,17 +58,6 @@ pub enum Protection {
 }
 
 impl Protection {
-    /// `PROT_*` bits as the C ABI numbers them (read 1, write 2, exec 4).
-    pub const fn bits(self) -> i32 {
-        match self {
-            Protection::None => 0,
-            Protection::Read => 1,
-            Protection::ReadWrite => 3,
-            Protection::ReadExec => 5,
-            Protection::ReadWriteExec => 7,
-        }
-    }
-
     fn prot_flags(self) -> ProtFlags {
         match self {
             Protection::None => ProtFlags::empty(),

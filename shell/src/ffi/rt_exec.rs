@@ -279,7 +279,7 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
             return Ok(*map.prot());
         }
         if let Some(protection) = exec().protection_at(addr) {
-            return Ok(protection.bits());
+            return Ok(rt_owned::protection_bits(protection));
         }
         match super::jit::jit_containing(addr) {
             Some(_) => Ok(PROT_READ | PROT_EXEC),

@@ -24,6 +24,17 @@ pub(crate) const PROT_WRITE: i32 = 2;
 /// PROT_EXEC.
 pub(crate) const PROT_EXEC: i32 = 4;
 
+/// The PROT_* bits of `protection` (the inverse of [`protection_from_bits`]).
+pub(crate) const fn protection_bits(protection: Protection) -> i32 {
+    match protection {
+        Protection::None => 0,
+        Protection::Read => PROT_READ,
+        Protection::ReadWrite => PROT_READ | PROT_WRITE,
+        Protection::ReadExec => PROT_READ | PROT_EXEC,
+        Protection::ReadWriteExec => PROT_READ | PROT_WRITE | PROT_EXEC,
+    }
+}
+
 /// The protection the PROT_* bits `prot` ask for; writable and executable together is refused.
 pub(crate) fn protection_from_bits(prot: i32) -> Result<Protection, String> {
     match prot {
@@ -251,5 +262,21 @@ pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<()
                 })
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prot_bits_and_protections_are_inverses_and_write_with_exec_is_refused() {
+        for bits in [0, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC] {
+            assert_eq!(protection_bits(protection_from_bits(bits).unwrap()), bits);
+        }
+        assert!(protection_from_bits(PROT_WRITE | PROT_EXEC).unwrap_err().contains("W^X"));
+        assert!(protection_from_bits(PROT_READ | PROT_WRITE | PROT_EXEC).is_err());
+        assert!(protection_from_bits(8).is_err());
+        assert_eq!(protection_bits(Protection::ReadWriteExec), 7);
     }
 }
