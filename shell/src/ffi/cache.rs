@@ -64,7 +64,7 @@ pub extern "C" fn smf_cache_new(max_bytes: u64, max_modules: u64) -> *mut SmfCac
 #[no_mangle]
 pub extern "C" fn smf_cache_free(c: *mut SmfCache) {
     // Dropped outside the table's lock (it may free modules).
-    guard((), || CACHES.remove(c))
+    guard((), || CACHES.release(c))
 }
 
 /// The module at `path`: a new reference (release it), from the cache when the file is the

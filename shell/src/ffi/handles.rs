@@ -1,6 +1,7 @@
-//! Opaque handles for objects C owns one reference to (`SmfCache *`, `SmfJit *`), and the
-//! values of every handle type (`SmfModule *` too): never dereferenced, looked up in a table of
-//! live objects before anything is touched. A value says its type: bits 4..8 hold the type's
+//! Opaque handles (`SmfModule *`, `SmfCache *`, `SmfJit *`), one table type for all of them:
+//! never dereferenced, looked up in a table of live objects before anything is touched. Each
+//! handle counts the references C holds to it (one for caches and instantiators, which C frees
+//! once; `smf_module_retain` adds to a module's), and the object leaves the table with the last. A value says its type: bits 4..8 hold the type's
 //! tag, the bits above a per-type counter that never repeats (so values are multiples of 16,
 //! distinct across types, and never come back). A handle given where another type is expected
 //! is an error naming both types, never a lookup that finds the wrong object. A call clones the
@@ -34,7 +35,13 @@ impl Hasher for HandleHasher {
     }
 }
 
-type Table<T> = HashMap<usize, Arc<T>, BuildHasherDefault<HandleHasher>>;
+/// A live handle: its object, and how many references C holds to the handle.
+struct Entry<T> {
+    value: Arc<T>,
+    refs: u64,
+}
+
+type Table<T> = HashMap<usize, Entry<T>, BuildHasherDefault<HandleHasher>>;
 
 /// Every handle type, by the name C knows it by; a type's tag is its index plus 1.
 const KINDS: [&str; 3] = ["SmfModule", "SmfCache", "SmfJit"];
@@ -49,7 +56,7 @@ const COUNTER_SHIFT: u32 = 8;
 
 /// One handle type: its name and tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Kind {
+struct Kind {
     name: &'static str,
     /// Its index in [`KINDS`].
     index: usize,
@@ -72,11 +79,8 @@ const fn same(a: &str, b: &str) -> bool {
 }
 
 impl Kind {
-    /// `SmfModule *`.
-    pub(crate) const MODULE: Self = Self::named("SmfModule");
-
     /// The type called `name` (a name outside [`KINDS`] fails the build where it is `const`).
-    pub(crate) const fn named(name: &'static str) -> Self {
+    const fn named(name: &'static str) -> Self {
         let mut index = 0;
         while index < KINDS.len() {
             if same(KINDS[index], name) {
@@ -88,7 +92,7 @@ impl Kind {
     }
 
     /// A value no handle had before, of this type.
-    pub(crate) fn issue(self) -> usize {
+    fn issue(self) -> usize {
         let n = ISSUED[self.index].fetch_add(1, Ordering::Relaxed);
         n << COUNTER_SHIFT | (self.index + 1) << TAG_SHIFT
     }
@@ -106,7 +110,7 @@ impl Kind {
 
     /// Why `handle`, not a live handle of this type, is refused: NULL, a handle of another type
     /// (named), or no live handle.
-    pub(crate) fn refuse<P>(self, handle: *const P) -> String {
+    fn refuse<P>(self, handle: *const P) -> String {
         match Self::of(handle) {
             _ if handle.is_null() => format!("{} handle is NULL", self.name),
             Some(other) if other != self => {
@@ -131,12 +135,26 @@ impl<T> Handles<T> {
         Self { kind: Kind::named(kind), live: RwLock::new(None) }
     }
 
-    /// A new handle owning `value`.
+    /// A new handle owning `value` (one reference).
     pub(crate) fn insert(&self, value: T) -> usize {
+        self.insert_shared(Arc::new(value))
+    }
+
+    /// A new handle keeping `value` (one reference).
+    pub(crate) fn insert_shared(&self, value: Arc<T>) -> usize {
         let handle = self.kind.issue();
         let mut live = crate::sync::write(&self.live);
-        live.get_or_insert_with(Table::default).insert(handle, Arc::new(value));
+        live.get_or_insert_with(Table::default).insert(handle, Entry { value, refs: 1 });
         handle
+    }
+
+    /// One more reference to `handle`.
+    pub(crate) fn retain<P>(&self, handle: *const P) -> Result<(), String> {
+        let mut live = crate::sync::write(&self.live);
+        let entry = live.as_mut().and_then(|t| t.get_mut(&(handle as usize)));
+        let entry = entry.ok_or_else(|| self.kind.refuse(handle))?;
+        entry.refs = entry.refs.saturating_add(1);
+        Ok(())
     }
 
     /// The object behind `handle`: a reference of the caller's own.
@@ -154,7 +172,7 @@ impl<T> Handles<T> {
     fn find<P, R>(&self, handle: *const P, f: impl FnOnce(&Arc<T>) -> R) -> Result<R, String> {
         let live = crate::sync::read(&self.live);
         match live.as_ref().and_then(|t| t.get(&(handle as usize))) {
-            Some(value) => Ok(f(value)),
+            Some(entry) => Ok(f(&entry.value)),
             None => Err(self.kind.refuse(handle)),
         }
     }
@@ -162,22 +180,22 @@ impl<T> Handles<T> {
     /// The first live object `f` accepts (a reference of the caller's own).
     pub(crate) fn find_live(&self, f: impl Fn(&T) -> bool) -> Option<Arc<T>> {
         let live = crate::sync::read(&self.live);
-        live.as_ref()?.values().find(|value| f(value)).cloned()
+        live.as_ref()?.values().find(|entry| f(&entry.value)).map(|entry| Arc::clone(&entry.value))
     }
 
-    /// Ends `handle` (NULL: nothing); the object is dropped here, outside the table's lock,
-    /// unless a call still uses it.
-    pub(crate) fn remove<P>(&self, handle: *const P) -> Result<(), String> {
+    /// Drops one reference to `handle` (NULL: nothing); with the last, the handle ends and
+    /// the object is dropped here, outside the table's lock, unless a call still uses it.
+    pub(crate) fn release<P>(&self, handle: *const P) -> Result<(), String> {
         if handle.is_null() {
             return Ok(());
         }
-        let removed = crate::sync::write(&self.live).as_mut().and_then(|t| t.remove(&(handle as usize)));
-        match removed {
-            Some(value) => {
-                drop(value);
-                Ok(())
-            }
-            None => Err(self.kind.refuse(handle)),
-        }
+        let mut live = crate::sync::write(&self.live);
+        let table = live.as_mut().ok_or_else(|| self.kind.refuse(handle))?;
+        let entry = table.get_mut(&(handle as usize)).ok_or_else(|| self.kind.refuse(handle))?;
+        entry.refs -= 1;
+        let ended = if entry.refs == 0 { table.remove(&(handle as usize)) } else { None };
+        drop(live);
+        drop(ended);
+        Ok(())
     }
 }

@@ -272,7 +272,7 @@ pub extern "C" fn smf_jit_free(j: *mut SmfJit) {
         if JITS.with(j, Jit::compiling_here)? {
             return Err("smf_jit_free: called from inside the instantiator's own compile callback (refused: free it after the request returns)".into());
         }
-        JITS.remove(j)
+        JITS.release(j)
     })
 }
 

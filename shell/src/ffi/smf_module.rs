@@ -1,20 +1,18 @@
 //! `smf_module_*`: loading modules from C (`ffi.md`, section "smf_*: the loader").
 //!
-//! A `SmfModule *` is a handle the library handed out: an opaque value, never dereferenced,
-//! drawn from a counter that never repeats (so a released handle cannot come back to name
-//! another module) and marked with its type (`handles.rs`: a cache's or an instantiator's
-//! handle given here is an error naming both types). Every call looks it up in the table of live handles before touching
-//! anything, so a stale or foreign pointer is an error, not a crash. The table owns one strong reference per handle and counts the C side's references
+//! A `SmfModule *` is a handle the library handed out (`handles.rs`: an opaque value, never
+//! dereferenced, never repeated, marked with its type, looked up before anything is touched, so
+//! a stale, foreign or wrongly typed pointer is an error, not a crash). The handle table keeps
+//! one strong reference per handle and counts the C side's references
 //! (`smf_module_retain`/`smf_module_release`); modules loaded here join a process-wide registry
 //! whose exports resolve the imports of later loads (the first module loaded wins a name).
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::c_name;
 use super::guard;
-use super::handles::Kind;
+use super::handles::Handles;
 use crate::imports::LinkOptions;
 use crate::loader::{self, SharedModule};
 
@@ -25,30 +23,18 @@ pub struct SmfModule {
     _private: [u8; 0],
 }
 
-/// Handle address -> the strong reference it keeps, and how many C references it has.
-type HandleTable = HashMap<usize, (Arc<SharedModule>, u64)>;
-
-/// Live handles.
-static HANDLES: RwLock<Option<HandleTable>> = RwLock::new(None);
+/// Live module handles, each with the C references it has.
+static MODULES: Handles<SharedModule> = Handles::new("SmfModule");
 
 /// A new handle (one C reference) to `module`.
 pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {
-    let handle = Kind::MODULE.issue();
-    let mut handles = crate::sync::write(&HANDLES);
-    handles.get_or_insert_with(HashMap::new).insert(handle, (module, 1));
-    handle as *mut SmfModule
+    MODULES.insert_shared(module) as *mut SmfModule
 }
 
 /// The module behind `m`, if `m` is a live handle: a reference of its own, so the module
 /// stays alive while the caller uses it even if another thread releases the handle.
 fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
-    if m.is_null() {
-        return Err("module is NULL".into());
-    }
-    let handles = crate::sync::read(&HANDLES);
-    let (module, _) =
-        handles.as_ref().and_then(|h| h.get(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
-    Ok(Arc::clone(module))
+    MODULES.get(m)
 }
 
 /// Runs `f` with the module behind `m`, if `m` is a live handle (the handle table is not
@@ -97,33 +83,14 @@ pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> 
 /// a no-op.
 #[no_mangle]
 pub extern "C" fn smf_module_release(m: *mut SmfModule) {
-    guard((), || {
-        if m.is_null() {
-            return Ok(());
-        }
-        let mut handles = crate::sync::write(&HANDLES);
-        let table = handles.as_mut().ok_or_else(|| Kind::MODULE.refuse(m))?;
-        let entry = table.get_mut(&(m as usize)).ok_or_else(|| Kind::MODULE.refuse(m))?;
-        entry.1 -= 1;
-        if entry.1 == 0 {
-            let (module, _) = table.remove(&(m as usize)).expect("entry was just found");
-            drop(handles);
-            drop(module); // frees the image unless another module still links to it
-        }
-        Ok(())
-    });
+    // The last reference frees the image unless another module still links to it.
+    guard((), || MODULES.release(m));
 }
 
 /// Adds a reference; returns `m` (NULL if `m` is not a live handle).
 #[no_mangle]
 pub extern "C" fn smf_module_retain(m: *mut SmfModule) -> *mut SmfModule {
-    guard(std::ptr::null_mut(), || {
-        let mut handles = crate::sync::write(&HANDLES);
-        let entry =
-            handles.as_mut().and_then(|t| t.get_mut(&(m as usize))).ok_or_else(|| Kind::MODULE.refuse(m))?;
-        entry.1 += 1;
-        Ok(m)
-    })
+    guard(std::ptr::null_mut(), || MODULES.retain(m).map(|()| m))
 }
 
 /// The module's dialect: 0 S128, 1 R96, 2 R72; -1 on error.
