@@ -208,20 +208,19 @@ impl From<JitError> for Failure {
 /// # Safety
 /// `address` is NULL or writable.
 unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, Failure>) -> i32 {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        Err(Failure::Invalid("internal error: a panic was caught at the C boundary".into()))
-    });
-    let (found, code) = match outcome {
-        Ok(found) => (found, SMF_JIT_OK),
-        Err(Failure::Invalid(message)) => {
+    let (found, code) = match super::unwinding_stops_here(f) {
+        // The panic's message is recorded.
+        None => (0, SMF_JIT_INVALID_ARGUMENT),
+        Some(Ok(found)) => (found, SMF_JIT_OK),
+        Some(Err(Failure::Invalid(message))) => {
             set_error(&message);
             (0, SMF_JIT_INVALID_ARGUMENT)
         }
-        Err(Failure::Jit(error)) => {
+        Some(Err(Failure::Jit(error))) => {
             super::error::set_error_fmt(format_args!("{error}"));
             (0, code_of(&error))
         }
-        Err(Failure::About(subject, error)) => {
+        Some(Err(Failure::About(subject, error))) => {
             super::error::set_error_fmt(format_args!("{subject}: {error}"));
             (0, code_of(&error))
         }

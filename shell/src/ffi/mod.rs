@@ -34,15 +34,24 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// Runs `body`, turning an `Err` or a panic into `sentinel` with the message recorded.
 #[cfg_attr(not(feature = "rt"), allow(dead_code))]
 pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(message)) => {
+    match unwinding_stops_here(body) {
+        Some(Ok(value)) => value,
+        Some(Err(message)) => {
             set_error(&message);
             sentinel
         }
+        None => sentinel,
+    }
+}
+
+/// Runs `body`; a panic stops here (no unwinding into C): `None`, with the message recorded.
+/// Every `extern "C"` function runs its work through this (or [`guard`]).
+pub(crate) fn unwinding_stops_here<R>(body: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => Some(value),
         Err(_) => {
             set_error("internal error: a panic was caught at the C boundary");
-            sentinel
+            None
         }
     }
 }
