@@ -257,7 +257,7 @@ pub unsafe fn sync_file(addr: *mut u8, len: usize, asynchronous: bool) -> SysRes
 ///
 /// # Safety
 /// The range is a mapping of the caller's.
-pub unsafe fn lock(addr: *mut u8, len: usize, locked: bool) -> SysResult<()> {
+pub unsafe fn lock_in_memory(addr: *mut u8, len: usize, locked: bool) -> SysResult<()> {
     // SAFETY: forwarded to the caller's contract.
     unsafe {
         if locked {

@@ -265,7 +265,7 @@ fn lock_pages(address: i64, size: i64, locked: bool) -> bool {
     guard(false, || {
         with_owned_pages(address, size, |_, first, span| {
             // SAFETY: the pages belong to a live mapping or allocation of ours.
-            unsafe { sys::lock(first as *mut u8, span, locked) }.map_err(|e| e.to_string())?;
+            unsafe { sys::lock_in_memory(first as *mut u8, span, locked) }.map_err(|e| e.to_string())?;
             Ok(true)
         })
     })
