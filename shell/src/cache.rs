@@ -445,7 +445,8 @@ impl ModuleCache {
     /// `prefetch_hint`, prefetches (on one thread per core) the first `prefetch_file_count` of
     /// `candidates`, the module files the runtime would look in, in its own order (the format
     /// names no files, only how many to prefetch at start-up); loads nothing otherwise. Returns
-    /// how many of those files are cached afterwards. Reads only the module's header.
+    /// how many of those files are cached afterwards. Reads and validates the module (its
+    /// header alone cannot be trusted before the rest is checked).
     pub fn prefetch_announced(&self, module: &Path, candidates: &[PathBuf]) -> Result<usize, ModuleError> {
         let bytes = crate::file::read(module).map_err(|e| ModuleError::Io(module.to_path_buf(), e))?;
         let parsed = smf_core::Module::parse(&bytes)
