@@ -323,7 +323,8 @@ impl<'a> LoadedModule<'a> {
         };
 
         batch.seal()?;
-        let mut blocks = fallible::with_capacity(3).ok_or(LoadError::OutOfMemory { bytes: 3 })?;
+        let mut blocks = fallible::with_capacity(3)
+            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<Block<'_>>(3) })?;
         blocks.extend([code, ro, rw].into_iter().flatten());
         Ok(LoadedModule {
             allocator,
