@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use smf_core::cache::stats::CacheStats as Counters;
+use smf_core::cache::stats::Counters;
 use smf_core::cache::{Budget, KeyedHasher, LruCache};
 use smf_core::load::{LoadError, Resolver};
 

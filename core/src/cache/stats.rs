@@ -98,9 +98,9 @@ impl LoadTimes {
     }
 }
 
-/// A cache's counters.
+/// A cache's running counters (what a cache keeps; its users report them in their own form).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
+pub struct Counters {
     /// Gets answered from the cache.
     pub hits: u64,
     /// Gets that loaded (successfully or not).
