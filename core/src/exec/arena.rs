@@ -33,14 +33,15 @@ use super::lock::Lock;
 use super::{icache, ExecError, GRANULE};
 use crate::sys::{Protection, SharedMemory};
 
-/// One region: its read-execute view.
+/// One region of code: its read-execute mapping of the region's file (named apart from the
+/// allocator's `region::Region`, a reservation of pages).
 #[derive(Clone, Copy, Debug)]
-struct Region {
+struct CodeRegion {
     exec: usize,
     len: usize,
 }
 
-impl Region {
+impl CodeRegion {
     fn contains(&self, addr: usize, end: usize) -> bool {
         addr >= self.exec && end <= self.exec + self.len
     }
@@ -48,7 +49,7 @@ impl Region {
 
 /// The region being filled: its view, its file and the bytes used.
 struct Filling {
-    region: Region,
+    region: CodeRegion,
     /// Shared with the installs writing into it now; the last one to let go closes it.
     file: Arc<SharedMemory>,
     cursor: usize,
@@ -57,7 +58,7 @@ struct Filling {
 /// Bookkeeping under the lock.
 struct Regions {
     /// Every region's executable view, for lookups and the final unmap.
-    all: Vec<Region>,
+    all: Vec<CodeRegion>,
     /// The region new code goes to, if any.
     filling: Option<Filling>,
     /// Bytes of code installed (before rounding).
@@ -171,14 +172,14 @@ impl CodeArena {
 
     /// Maps a region of at least `size` bytes read-execute, and its file; on failure, maps
     /// nothing.
-    fn map_region(&self, size: usize) -> Result<(Region, SharedMemory), ExecError> {
+    fn map_region(&self, size: usize) -> Result<(CodeRegion, SharedMemory), ExecError> {
         let page = self.kernel.page_size();
         let len =
             size.max(self.region_size).checked_next_multiple_of(page).ok_or(ExecError::TooLarge { size })?;
         let file = self.kernel.shared_memory()?;
         self.kernel.resize_shared(&file, len)?;
         let exec = self.kernel.map_shared(&file, len, Protection::ReadExec)?;
-        Ok((Region { exec: exec as usize, len }, file))
+        Ok((CodeRegion { exec: exec as usize, len }, file))
     }
 
     /// Whether `addr..addr+len` lies inside code this arena handed out space for.
