@@ -117,8 +117,10 @@ fn with_c_path<R>(path: &Path, f: impl FnOnce(&CStr) -> R) -> std::io::Result<R>
     }
 }
 
-/// The core's refusal as an I/O error of the matching kind, its message unchanged (a failed
-/// syscall is the operating system's error, as `std` reports it).
+/// The core's refusal as an I/O error of the matching kind, carrying the typed `ReadError`
+/// (`get_ref()` and `downcast_ref` give it back; the message is its own). A failed syscall is
+/// the operating system's error, as `std` reports it. A file still changing, or torn by a
+/// change during the read, is `ResourceBusy`: not `Interrupted`, which `std` retries by itself.
 fn io_error(e: ReadError) -> Error {
     let kind = match e {
         ReadError::Sys(e) => return Error::from_raw_os_error(e.errno),
@@ -126,9 +128,9 @@ fn io_error(e: ReadError) -> Error {
         ReadError::TooLarge { .. } | ReadError::StreamTooLarge { .. } => ErrorKind::FileTooLarge,
         ReadError::NotAModule(_) => ErrorKind::InvalidData,
         ReadError::Idle { .. } => ErrorKind::TimedOut,
-        ReadError::StillChanging { .. } | ReadError::Torn => ErrorKind::Interrupted,
+        ReadError::StillChanging { .. } | ReadError::Torn => ErrorKind::ResourceBusy,
         ReadError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
         _ => ErrorKind::Other,
     };
-    Error::new(kind, e.to_string())
+    Error::new(kind, e)
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use smf::file::{with_module_bytes_limited, ReadLimits};
+use smf_core::file::ReadError;
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
 
@@ -151,10 +152,34 @@ fn a_file_rewritten_in_place_while_it_is_read_never_loads_torn() {
                 Ok(()) => loaded += 1,
                 Err(e) => {
                     assert!(e.to_string().contains("chang"), "{e}");
+                    // Not `Interrupted`, which std's readers retry on their own.
+                    assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy, "{e}");
+                    let typed = e.get_ref().and_then(|inner| inner.downcast_ref::<ReadError>());
+                    assert!(
+                        matches!(typed, Some(ReadError::StillChanging { .. } | ReadError::Torn)),
+                        "{e:?}"
+                    );
                     refused += 1;
                 }
             }
         }
     });
     assert!(loaded > 0, "{refused} refused");
+}
+
+#[test]
+fn a_refusal_keeps_its_type_inside_the_io_error() {
+    let dir = scratch("typed");
+    // Large enough that its two ends are checked before it is read (sparse: nothing written).
+    let path = dir.join("not-a-module.smf");
+    std::fs::File::create(&path).unwrap().set_len(smf_core::file::CHECK_ENDS_FROM * 2).unwrap();
+    let e = read(&path, ReadLimits { max_bytes: 64 << 20, ..QUICK }).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    let typed = e.get_ref().and_then(|inner| inner.downcast_ref::<ReadError>());
+    assert!(matches!(typed, Some(ReadError::NotAModule(_))), "{e:?}");
+    let e = read(&dir, QUICK).unwrap_err();
+    assert!(
+        matches!(e.get_ref().and_then(|i| i.downcast_ref::<ReadError>()), Some(ReadError::Directory)),
+        "{e:?}"
+    );
 }
