@@ -24,7 +24,7 @@ use crate::sync::lock;
 
 use smf_core::exec::Function;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
-use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Stats};
+use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Staging, Stats};
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -97,6 +97,12 @@ pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, JitError> {
 struct Offer {
     module: Weak<SharedModule>,
     metadata: ModuleMetadata,
+}
+
+/// A name of a batch before the batch is installed: there already, or staged from a module.
+enum Answer {
+    Ready(usize),
+    Staged(Arc<SharedModule>),
 }
 
 /// What a claimed name is compiled from.
@@ -220,54 +226,53 @@ impl Jit {
         path: &Path,
         names: &[&str],
     ) -> Result<Vec<Result<usize, JitError>>, JitError> {
-        let mut outcomes: Vec<Result<usize, JitError>> = Vec::new();
-        let mut staged: Vec<(usize, Arc<SharedModule>)> = Vec::new();
-        let bytes = names.len().saturating_mul(std::mem::size_of::<Result<usize, JitError>>());
+        let (mut answers, mut outcomes) = (Vec::new(), Vec::new());
+        let bytes = names.len().saturating_mul(2 * std::mem::size_of::<Result<Answer, JitError>>());
+        answers.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
         outcomes.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
-        staged.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
         let thread = self.with_caller(|caller| Ok(caller.thread))?;
         let staging = self.instantiator.staging(thread);
         // Once the module fails to load (or memory runs out), the names after it are not
         // tried again: those instantiated already answer, the others get that error.
         let mut module_failure: Option<JitError> = None;
-        for (i, &name) in names.iter().enumerate() {
-            if let Some(error) = &module_failure {
-                let cached = self.with_caller(|caller| self.instantiator.cached(name.as_bytes(), caller));
-                outcomes.push(cached.and_then(|found| found.ok_or_else(|| error.clone())));
-                continue;
-            }
-            let begun =
-                self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)));
-            if let Err(error @ (JitError::Module { .. } | JitError::OutOfMemory { .. })) = &begun {
-                module_failure = Some(error.clone());
-            }
-            let outcome = match begun {
-                Ok(Begun::Ready(address)) => Ok(address),
-                Ok(Begun::Claimed(claim, plan)) => match self.compile(path, name, &plan) {
-                    Ok(code) => match staging.stage(claim, &code) {
-                        Ok(()) => {
-                            staged.push((i, plan.module));
-                            Err(JitError::NotFound) // replaced once the batch is installed
-                        }
-                        Err(error) => Err(error),
-                    },
-                    Err(message) => Err(claim.fail(JitError::Compile { message: message.into() })),
-                },
-                Err(error) => Err(error),
+        for &name in names {
+            let answer: Result<Answer, JitError> = match &module_failure {
+                Some(error) => self
+                    .with_caller(|caller| self.instantiator.cached(name.as_bytes(), caller))
+                    .and_then(|found| found.map(Answer::Ready).ok_or_else(|| error.clone())),
+                None => self.stage(path, name, &staging),
             };
-            outcomes.push(outcome);
+            if let Err(error @ (JitError::Module { .. } | JitError::OutOfMemory { .. })) = &answer {
+                module_failure.get_or_insert_with(|| error.clone());
+            }
+            answers.push(answer);
         }
         let _ = staging.finish();
-        for (i, module) in staged {
-            let name = names[i];
-            outcomes[i] = match self.instantiator.outcome(name) {
+        let outcome = |(name, answer): (&&str, Result<Answer, JitError>)| match answer? {
+            Answer::Ready(address) => Ok(address),
+            Answer::Staged(module) => match self.instantiator.outcome(name) {
                 Some(Ok(address)) => self.installed(path, name, &module).map(|()| address),
                 Some(Err(error)) => Err(error),
                 // Neither published nor its failure recorded: only memory stops both.
                 None => Err(JitError::OutOfMemory { bytes: 0 }),
-            };
-        }
+            },
+        };
+        outcomes.extend(names.iter().zip(answers).map(outcome));
         Ok(outcomes)
+    }
+
+    /// One name of a batch: its address if it is there, or its code compiled and staged.
+    fn stage(&self, path: &Path, name: &str, staging: &Staging<'_, 'static>) -> Result<Answer, JitError> {
+        let begun =
+            self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
+        let (claim, plan) = match begun {
+            Begun::Ready(address) => return Ok(Answer::Ready(address)),
+            Begun::Claimed(claim, plan) => (claim, plan),
+        };
+        match self.compile(path, name, &plan) {
+            Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module)),
+            Err(message) => Err(claim.fail(JitError::Compile { message: message.into() })),
+        }
     }
 
     /// The compiler's code for the claimed `name`, as `plan` says.
