@@ -17,6 +17,10 @@ use core::time::Duration;
 use rustix::fd::BorrowedFd;
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
+mod checked_copy;
+
+pub use checked_copy::CheckedCopier;
+
 /// A failed syscall: which operation and the kernel's error number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SysError {
@@ -303,104 +307,6 @@ pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()>
     unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))
 }
 
-/// Copies memory through the kernel (a non-blocking pipe: `write(2)` then `read(2)`), so that a
-/// source page that cannot be read (unmapped, or beyond the end of a file that shrank under a
-/// file mapping) fails with `EFAULT` instead of killing the process with `SIGBUS`/`SIGSEGV`.
-#[derive(Debug)]
-pub struct CheckedCopier {
-    read: rustix::fd::OwnedFd,
-    write: rustix::fd::OwnedFd,
-}
-
-impl CheckedCopier {
-    /// A copier with a pipe of its own (`pipe2(2)`, close-on-exec, non-blocking).
-    pub fn new() -> SysResult<Self> {
-        use rustix::pipe::{pipe_with, PipeFlags};
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).map_err(err("pipe2"))?;
-        Ok(Self { read, write })
-    }
-
-    /// Copies `src` into `dst` (of the same length); a page of `src` that cannot be read fails
-    /// the copy with `EFAULT` (`dst` then holds the bytes before it).
-    ///
-    /// # Safety
-    /// `src` is `dst.len()` bytes of address space the caller may name (a mapping of its own);
-    /// Rust code never reads it here, only the kernel does.
-    pub unsafe fn copy(&self, src: *const u8, dst: &mut [u8]) -> SysResult<()> {
-        use rustix::fd::AsFd;
-        let mut done = 0;
-        while done < dst.len() {
-            let written = loop {
-                // SAFETY: `src + done .. src + dst.len()` is address space the caller may name
-                // (our contract); only the kernel reads it, and no reference to it is made.
-                match unsafe { write_raw(self.write.as_fd(), src.wrapping_add(done), dst.len() - done) } {
-                    Err(rustix::io::Errno::INTR) => {}
-                    other => break other.map_err(err("write"))?,
-                }
-            };
-            let mut read = 0;
-            while read < written {
-                match rustix::io::read(&self.read, &mut dst[done + read..done + written]) {
-                    Ok(0) => {
-                        return Err(SysError { op: "read", errno: rustix::io::Errno::IO.raw_os_error() })
-                    }
-                    Ok(n) => read += n,
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(err("read")(e)),
-                }
-            }
-            done += written;
-        }
-        Ok(())
-    }
-}
-
-/// `write(2)` of `len` bytes at `ptr` to `fd`, made without a Rust reference to the bytes: the
-/// kernel reads them with its own fault handling (a page that cannot be read is `EFAULT`,
-/// never a signal). rustix takes only slices, and a slice must point at memory Rust may read,
-/// which a file mapping whose file shrank is not.
-///
-/// # Safety
-/// `ptr .. ptr + len` is address space the caller may name; nothing else is required of it.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-unsafe fn write_raw(fd: BorrowedFd<'_>, ptr: *const u8, len: usize) -> Result<usize, rustix::io::Errno> {
-    use rustix::fd::AsRawFd;
-    let fd = fd.as_raw_fd() as usize;
-    let ret: isize;
-    // SAFETY: the write system call (x86-64: 1, aarch64: 64) reads `len` bytes at `ptr` in the
-    // kernel and writes no user memory; the registers it clobbers are declared.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") 1isize => ret,
-            in("rdi") fd,
-            in("rsi") ptr,
-            in("rdx") len,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack, readonly),
-        );
-    }
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!(
-            "svc 0",
-            in("x8") 64usize,
-            inlateout("x0") fd => ret,
-            in("x1") ptr,
-            in("x2") len,
-            options(nostack, readonly),
-        );
-    }
-    // The kernel returns -errno in -4095..=-1, else the bytes written.
-    match usize::try_from(ret) {
-        Ok(n) => Ok(n),
-        Err(_) => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(-ret).unwrap_or(i32::MAX))),
-    }
-}
-
 /// What kind of file an open descriptor or a path names, as far as reading it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
@@ -590,24 +496,5 @@ mod tests {
         let probed = probe_page_size().expect("a 512 KiB reservation");
         assert_eq!(probed, rustix::param::page_size());
         assert_eq!(page_size(), probed);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "Miri cannot make the pipe, write and mmap syscalls")]
-    fn a_checked_copy_copies_readable_bytes_and_refuses_a_page_it_cannot_read() {
-        let copier = CheckedCopier::new().unwrap();
-        let src: alloc::vec::Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-        let mut dst = alloc::vec![0u8; src.len()];
-        // SAFETY: `src` is readable for its length.
-        unsafe { copier.copy(src.as_ptr(), &mut dst) }.unwrap();
-        assert_eq!(dst, src, "more than a pipe's capacity, copied whole");
-        let page = page_size();
-        let hole = reserve(page, Protection::None).unwrap();
-        let mut small = [0u8; 16];
-        // SAFETY: a reservation of ours, never read by Rust code.
-        let refused = unsafe { copier.copy(hole, &mut small) }.unwrap_err();
-        assert_eq!((refused.op, refused.errno), ("write", rustix::io::Errno::FAULT.raw_os_error()));
-        // SAFETY: reserved above, unused.
-        unsafe { unmap(hole, page) }.unwrap();
     }
 }
