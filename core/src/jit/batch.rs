@@ -108,9 +108,9 @@ impl<'a> Instantiator<'a> {
         let mut image: Vec<u8> = Vec::new();
         let mut starts: Vec<usize> = Vec::new();
         image.try_reserve_exact(total).map_err(|_| JitError::OutOfMemory { bytes: total })?;
-        starts
-            .try_reserve_exact(pieces.len())
-            .map_err(|_| JitError::OutOfMemory { bytes: pieces.len() * core::mem::size_of::<usize>() })?;
+        starts.try_reserve_exact(pieces.len()).map_err(|_| JitError::OutOfMemory {
+            bytes: pieces.len().saturating_mul(core::mem::size_of::<usize>()),
+        })?;
         for code in pieces {
             starts.push(image.len());
             image.extend_from_slice(code);

@@ -280,8 +280,10 @@ impl ModuleMetadata {
             return Err(out_of_memory(bytes));
         }
         // Otherwise only the table of recorded rows can have failed: memory too.
-        written.map_err(|_| out_of_memory(self.order.len() * core::mem::size_of::<Option<Row<'_>>>()))?;
-        out.text.try_reserve(1).map_err(|_| out_of_memory(out.text.len() + 1))?;
+        written.map_err(|_| {
+            out_of_memory(self.order.len().saturating_mul(core::mem::size_of::<Option<Row<'_>>>()))
+        })?;
+        out.text.try_reserve(1).map_err(|_| out_of_memory(out.text.len().saturating_add(1)))?;
         Ok(out.text)
     }
 }

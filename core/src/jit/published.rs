@@ -194,10 +194,9 @@ impl Published {
     /// Replaces the current table by one of `len` slots holding the same nodes (or, out of
     /// memory, keeps it: the bytes that could not be had).
     fn grow(&self, writer: &mut Writer, len: usize) -> Result<(), usize> {
-        writer
-            .tables
-            .try_reserve(1)
-            .map_err(|_| (writer.tables.len() + 1) * core::mem::size_of::<usize>())?;
+        writer.tables.try_reserve(1).map_err(|_| {
+            writer.tables.len().saturating_add(1).saturating_mul(core::mem::size_of::<usize>())
+        })?;
         let bigger = Slots::try_new(len.max(INITIAL_SLOTS))?;
         if let Some(old) = writer.current() {
             for slot in old.slots.iter() {

@@ -335,7 +335,7 @@ impl Jit {
             let stacks = cell.borrow();
             let mut copy: Vec<Box<str>> = Vec::new();
             if let Some((_, stack)) = stacks.iter().find(|(jit, _)| *jit == self.id) {
-                let bytes = stack.len() * std::mem::size_of::<Box<str>>();
+                let bytes = stack.len().saturating_mul(std::mem::size_of::<Box<str>>());
                 copy.try_reserve_exact(stack.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
                 copy.extend(stack.iter().cloned());
             }

@@ -65,7 +65,7 @@ impl OfferIndex {
     ) -> Result<(), JitError> {
         self.generation = None;
         let mut current: HashMap<&Path, *const SharedModule> = HashMap::new();
-        current.try_reserve(cached.len()).map_err(|_| out_of_memory(cached.len() * 32))?;
+        current.try_reserve(cached.len()).map_err(|_| out_of_memory(cached.len().saturating_mul(32)))?;
         current.extend(cached.iter().map(|(path, module)| (path.as_path(), Arc::as_ptr(module))));
         for slot in 0..self.slots.len() {
             let Some(indexed) = &self.slots[slot] else { continue };
@@ -86,7 +86,9 @@ impl OfferIndex {
 
     /// Takes the module in `slot` out of the index.
     fn remove(&mut self, slot: usize) -> Result<(), JitError> {
-        self.free.try_reserve(1).map_err(|_| out_of_memory(self.free.len() * 8 + 8))?;
+        self.free
+            .try_reserve(1)
+            .map_err(|_| out_of_memory(self.free.len().saturating_add(1).saturating_mul(8)))?;
         let Some(indexed) = self.slots[slot].take() else { return Ok(()) };
         for hash in indexed.hashes {
             if let Ok(entry) = self.by_name.find_entry(hash, |&(h, s)| h == hash && s == slot) {
@@ -119,7 +121,9 @@ impl OfferIndex {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.try_reserve(1).map_err(|_| out_of_memory(self.slots.len() * 64 + 64))?;
+                self.slots
+                    .try_reserve(1)
+                    .map_err(|_| out_of_memory(self.slots.len().saturating_add(1).saturating_mul(64)))?;
                 self.slots.push(None);
                 self.slots.len() - 1
             }
