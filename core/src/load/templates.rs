@@ -128,17 +128,28 @@ fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
         let end = start.checked_add(entry.bytes.len()).ok_or(LoadError::Internal)?;
         Ok(Record { hash: hasher.hash32(entry.name), start, end })
     };
-    if section.is_short_form() {
-        // At most one entry per byte of section: bounded by the file, whatever `count` claims.
-        for entry in section.short_entries() {
-            let Ok(entry) = entry else { break };
-            records.try_reserve(1).map_err(|_| oom(fallible::bytes_of::<Record>(records.len() + 1)))?;
-            records.push(record(entry)?);
-        }
-    } else if section.count() == 1 {
-        if let Ok(entry) = section.entry_at(TEMPLATE_CODE_HEADER as u64, section.len()) {
-            records.try_reserve(1).map_err(|_| oom(fallible::bytes_of::<Record>(1)))?;
-            records.push(record(entry)?);
+    // One walk of the entries one after another: the records of a short-form section, kept
+    // only if they cover it exactly. At most one entry per byte of section: bounded by the
+    // file, whatever `count` claims.
+    let mut end = TEMPLATE_CODE_HEADER as u64;
+    for entry in section.short_entries() {
+        let Ok(entry) = entry else {
+            end = 0; // not short form
+            break;
+        };
+        end = entry.offset.saturating_add(entry.bytes.len() as u64);
+        records
+            .try_reserve(1)
+            .map_err(|_| oom(fallible::bytes_of::<Record>(records.len().saturating_add(1))))?;
+        records.push(record(entry)?);
+    }
+    if end != section.len() {
+        records.clear();
+        if section.count() == 1 {
+            if let Ok(entry) = section.entry_at(TEMPLATE_CODE_HEADER as u64, section.len()) {
+                records.try_reserve(1).map_err(|_| oom(fallible::bytes_of::<Record>(1)))?;
+                records.push(record(entry)?);
+            }
         }
     }
     crate::sort::heapsort(&mut records);
