@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use smf::cache::ModuleCache;
 use smf::jit::{Jit, Request};
-use smf_core::jit::Config;
+use smf_core::jit::JitConfig;
 
 /// Machine code for `template` at `i64`, or why not.
 fn compile(_jit: &Jit, request: &Request<'_>) -> Result<Vec<u8>, String> {
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path: PathBuf =
         std::env::args_os().nth(1).map_or_else(|| "examples/generics.smf".into(), PathBuf::from);
     let cache = Arc::new(ModuleCache::new(0, 0));
-    let jit = Jit::new(Arc::clone(&cache), Config::default(), compile);
+    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compile);
 
     // First request: compiled, installed, recorded. Second: the same code, no compile.
     let square = jit.instantiate(&path, "square$i64")?;

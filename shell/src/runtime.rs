@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use smf_core::exec::{Config, ExecAllocator};
+use smf_core::exec::{ExecAllocator, ExecConfig};
 use smf_core::load::{LoadOptions, ReadOnlyData};
 
 /// The environment variable that opts into read-write-execute pages (debugging only).
@@ -40,6 +40,6 @@ pub fn load_options() -> &'static LoadOptions {
 pub fn exec() -> &'static ExecAllocator {
     EXEC.get_or_init(|| {
         let allow_rwx = env_is_1(ALLOW_RWX_ENV);
-        ExecAllocator::new(Config { allow_rwx, ..Config::default() })
+        ExecAllocator::new(ExecConfig { allow_rwx, ..ExecConfig::default() })
     })
 }

@@ -7,7 +7,7 @@
 // Reading and running installed machine code needs raw pointers.
 #![allow(unsafe_code)]
 
-use smf_core::exec::{Block, Config, ExecAllocator, ExecError};
+use smf_core::exec::{Block, ExecAllocator, ExecConfig, ExecError};
 use smf_core::sys::Protection;
 use smf_tests::{assert_no_rwx, call, mappings_within, return_const, return_const_patch};
 
@@ -111,7 +111,7 @@ fn patching_a_sealed_block_keeps_its_neighbours_running() {
 
 #[test]
 fn freed_pages_and_regions_are_reused() {
-    let exec = ExecAllocator::new(Config { region_size: 64 << 10, ..Config::default() });
+    let exec = ExecAllocator::new(ExecConfig { region_size: 64 << 10, ..ExecConfig::default() });
     for round in 0..50 {
         let mut batch = exec.batch();
         let blocks: Vec<_> = (0..100).map(|_| batch.install(&return_const(round), 16).unwrap()).collect();
@@ -156,7 +156,7 @@ fn an_unsealed_batch_dropped_leaves_its_blocks_to_their_owners() {
 fn a_freed_blocks_address_reused_by_another_block_belongs_to_that_block_alone() {
     // Ownership is a type: freeing A consumes it, so nothing can free A "again" once B has
     // taken its place (before, any holder of A's address could free B's code).
-    let exec = ExecAllocator::new(Config { region_size: 64 << 10, ..Config::default() });
+    let exec = ExecAllocator::new(ExecConfig { region_size: 64 << 10, ..ExecConfig::default() });
     let mut batch = exec.batch();
     let a = batch.install(&return_const(1), 16).unwrap();
     batch.seal().unwrap();
@@ -404,7 +404,7 @@ fn an_abandoned_image_takes_its_new_trap_page_with_it() {
 fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
     use smf_core::exec::MemoryKind;
     let page = ExecAllocator::default().page_size();
-    let exec = ExecAllocator::new(Config { region_size: 8 * page, ..Config::default() });
+    let exec = ExecAllocator::new(ExecConfig { region_size: 8 * page, ..ExecConfig::default() });
     // Two 3-page code images, each behind its trap page, fill the 8-page region.
     let mut images = Vec::new();
     for _ in 0..2 {

@@ -5,7 +5,7 @@
 // Calling the loaded code: the typed function lookup is unsafe (the signature is ours to vouch for).
 #![allow(unsafe_code)]
 
-use smf_core::exec::{Config, ExecAllocator, ExecError};
+use smf_core::exec::{ExecAllocator, ExecConfig, ExecError};
 use smf_tests::{assert_no_rwx, mappings_within};
 
 // x86-64 only: the application module's code is x86-64.
@@ -17,7 +17,7 @@ fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
     use smf_core::Dialect;
     use smf_tests::linking::application;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
-    let exec = ExecAllocator::with_kernel(Config::default(), &INJECTOR);
+    let exec = ExecAllocator::with_kernel(ExecConfig::default(), &INJECTOR);
     let file = application(Dialect::R96);
     let five: extern "C" fn() -> i64 = return_five;
     static COUNTER: i64 = 7;
@@ -143,10 +143,10 @@ fn arena_files() -> usize {
 #[test]
 fn instantiations_fall_back_to_sealed_batches_where_shared_memory_is_refused() {
     use smf_core::exec::{FaultInjector, LINUX};
-    use smf_core::jit::{Caller, Config as JitConfig, Instantiator};
+    use smf_core::jit::{Caller, Instantiator, JitConfig};
     use smf_tests::return_const;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
-    let exec = ExecAllocator::with_kernel(Config::default(), &INJECTOR);
+    let exec = ExecAllocator::with_kernel(ExecConfig::default(), &INJECTOR);
     let jit = Instantiator::new(&exec, JitConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     INJECTOR.fail_call(0); // memfd_create

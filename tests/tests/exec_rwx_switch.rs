@@ -4,13 +4,13 @@
 
 #![allow(unsafe_code)]
 
-use smf_core::exec::{Config, ExecAllocator};
+use smf_core::exec::{ExecAllocator, ExecConfig};
 use smf_core::sys::Protection;
 use smf_tests::{return_const, return_const_patch};
 
 #[test]
 fn rwx_pages_exist_only_with_the_explicit_switch() {
-    let exec = ExecAllocator::new(Config { allow_rwx: true, ..Config::default() });
+    let exec = ExecAllocator::new(ExecConfig { allow_rwx: true, ..ExecConfig::default() });
     let mut batch = exec.batch();
     let block = batch.install(&return_const(5), 16).unwrap();
     assert_eq!(exec.protection_at(block.addr()), Some(Protection::ReadWriteExec));

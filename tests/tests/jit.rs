@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use smf::cache::ModuleCache;
 use smf::jit::{Compiler, Jit, Request};
-use smf_core::jit::{Config, JitError};
+use smf_core::jit::{JitConfig, JitError};
 use smf_core::note_sdn::NoteSdn;
 use smf_tests::{assert_no_rwx, generics, return_const};
 
@@ -120,7 +120,7 @@ struct Setup {
     log: Arc<Log>,
 }
 
-fn setup(tag: &str, config: Config) -> Setup {
+fn setup(tag: &str, config: JitConfig) -> Setup {
     let path = smf_tests::scratch("jit", tag).join("generics.smf");
     std::fs::write(&path, generics::module()).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
@@ -131,7 +131,7 @@ fn setup(tag: &str, config: Config) -> Setup {
 
 #[test]
 fn an_instantiation_runs_and_a_second_request_gets_the_same_code_without_compiling() {
-    let s = setup("once", Config::default());
+    let s = setup("once", JitConfig::default());
     let first = s.jit.instantiate(&s.path, "identity$i64").unwrap();
     assert_eq!(call1(first, 5), 5);
     assert_eq!(s.jit.instantiate(&s.path, "identity$i64").unwrap(), first);
@@ -144,7 +144,7 @@ fn an_instantiation_runs_and_a_second_request_gets_the_same_code_without_compili
 
 #[test]
 fn a_compiler_gets_its_dependencies_re_entrantly() {
-    let s = setup("deps", Config::default());
+    let s = setup("deps", JitConfig::default());
     let list = s.jit.instantiate(&s.path, "List$Float").unwrap();
     // List$Float jumps to identity$i64, instantiated from inside List$Float's compile.
     assert_eq!(call1(list, 9), 9);
@@ -154,7 +154,7 @@ fn a_compiler_gets_its_dependencies_re_entrantly() {
 
 #[test]
 fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
-    let s = setup("cycle", Config::default());
+    let s = setup("cycle", JitConfig::default());
     let err = s.jit.instantiate(&s.path, "chain$a").unwrap_err();
     assert!(matches!(err, JitError::Compile { .. }), "{err:?}");
     let inner = s.log.inner_errors.lock().unwrap().clone();
@@ -169,25 +169,25 @@ fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
 
 #[test]
 fn the_depth_limit_is_enforced_and_named() {
-    let s = setup("depth", Config { max_depth: 3, ..Config::default() });
+    let s = setup("depth", JitConfig { max_depth: 3, ..JitConfig::default() });
     assert!(s.jit.instantiate(&s.path, "deep$1").is_err());
     let inner = s.log.inner_errors.lock().unwrap();
     assert!(inner[0].starts_with("DepthExceeded { limit: 3 }"), "{inner:?}");
     assert!(inner[0].contains("maximum instantiation depth 3 exceeded"), "{inner:?}");
     drop(inner);
     // Requested from deeper in, deep$3 stops at deep$5 (the limit counts from the request).
-    let s = setup("depth-ok", Config { max_depth: 10, ..Config::default() });
+    let s = setup("depth-ok", JitConfig { max_depth: 10, ..JitConfig::default() });
     let err = s.jit.instantiate(&s.path, "deep$3").unwrap_err();
     assert!(err.to_string().contains("dependency deep$6: no module offers"), "{err}");
 }
 
 #[test]
 fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
-    let s = setup("absent", Config::default());
+    let s = setup("absent", JitConfig::default());
     assert_eq!(s.jit.instantiate(&s.path, "List$Bool"), Err(JitError::NotFound));
     let off = Jit::new(
         Arc::clone(&s.cache),
-        Config { enabled: false, ..Config::default() },
+        JitConfig { enabled: false, ..JitConfig::default() },
         TestCompiler(Arc::default()),
     );
     assert_eq!(off.instantiate(&s.path, "identity$i64"), Err(JitError::NotFound));
@@ -206,7 +206,7 @@ fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
 
 #[test]
 fn the_metadata_records_instantiations_and_reads_back() {
-    let s = setup("note", Config::default());
+    let s = setup("note", JitConfig::default());
     s.jit.instantiate(&s.path, "List$Float").unwrap();
     let text = s.jit.note_sdn(&s.path).unwrap().unwrap();
     let note = NoteSdn::new(&text);
@@ -224,7 +224,7 @@ fn the_metadata_records_instantiations_and_reads_back() {
     // Without updates, the note stays as the module has it.
     let quiet = Jit::new(
         Arc::clone(&s.cache),
-        Config { update_metadata: false, ..Config::default() },
+        JitConfig { update_metadata: false, ..JitConfig::default() },
         TestCompiler(Arc::default()),
     );
     quiet.instantiate(&s.path, "identity$i64").unwrap();
@@ -236,7 +236,7 @@ fn the_metadata_records_instantiations_and_reads_back() {
 
 #[test]
 fn resolve_prefers_exports_then_instantiates_and_resolve_generic_mangles() {
-    let s = setup("resolve", Config::default());
+    let s = setup("resolve", JitConfig::default());
     let module = s.cache.get(&s.path).unwrap();
     assert_eq!(s.jit.resolve("answer"), Ok(module.symbol(b"answer").unwrap()));
     let pair = s.jit.resolve_generic("Pair", &["Int", "text"]).unwrap();
@@ -249,7 +249,7 @@ fn resolve_prefers_exports_then_instantiates_and_resolve_generic_mangles() {
 #[test]
 fn threads_racing_for_one_name_share_one_compile() {
     const THREADS: usize = 8;
-    let s = setup("race", Config::default());
+    let s = setup("race", JitConfig::default());
     s.log.delay_ms.store(50, Ordering::SeqCst);
     let barrier = Barrier::new(THREADS);
     let addresses: Vec<usize> = std::thread::scope(|scope| {
@@ -270,7 +270,7 @@ fn threads_racing_for_one_name_share_one_compile() {
 
 #[test]
 fn a_panicking_compiler_fails_its_request_and_leaves_nothing_stuck() {
-    let s = setup("panic", Config::default());
+    let s = setup("panic", JitConfig::default());
     s.log.panic_next.store(true, Ordering::SeqCst);
     let caught =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.jit.instantiate(&s.path, "identity$i64")));
@@ -282,7 +282,7 @@ fn a_panicking_compiler_fails_its_request_and_leaves_nothing_stuck() {
 
 #[test]
 fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new_note() {
-    let s = setup("reload", Config::default());
+    let s = setup("reload", JitConfig::default());
     let pair = s.jit.instantiate(&s.path, "Pair$Int_text").unwrap();
     s.jit.instantiate(&s.path, "identity$i64").unwrap();
     s.cache.clear();
@@ -332,7 +332,7 @@ fn the_example_program_instantiates_from_the_example_module() {
 
 #[test]
 fn a_module_only_looked_at_leaves_with_the_cache_and_one_instantiated_from_stays() {
-    let s = setup("retention", Config::default());
+    let s = setup("retention", JitConfig::default());
     let looked_at = Arc::downgrade(&s.cache.get(&s.path).unwrap());
     assert!(s.jit.note_sdn(&s.path).unwrap().is_some());
     assert_eq!(s.jit.resolve("nothing$here"), Err(JitError::NotFound));
@@ -383,7 +383,7 @@ fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, 
         local: false,
     });
     let log = Arc::new(Log::default());
-    let jit = Arc::new(Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log))));
+    let jit = Arc::new(Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log))));
     resolver.jit.set(Arc::downgrade(&jit)).unwrap();
     cache.get(&generics_path).unwrap();
     (generics_path, importer_path, cache, jit, resolver, log)
@@ -450,7 +450,7 @@ fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
             self.0.compile(jit, request)
         }
     }
-    let jit = Jit::new(Arc::clone(&cache), Config::default(), Shared(Arc::clone(&compiler)));
+    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), Shared(Arc::clone(&compiler)));
     let pair = jit.instantiate(&generics_path, "Pair$Int_text").unwrap();
     assert_eq!(call1(pair, 0), 5);
     assert_eq!(
@@ -486,7 +486,7 @@ fn resolve_follows_the_cache_as_modules_come_go_and_change() {
     std::fs::write(&b, offering(&["two", "both"])).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
     let log = Arc::new(Log::default());
-    let jit = Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log)));
+    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log)));
     // Nothing cached: nothing offered.
     assert_eq!(jit.resolve("one"), Err(JitError::NotFound));
     // A module cached after that miss is seen.
@@ -548,7 +548,7 @@ fn a_template_no_symbol_names_is_found_by_its_record_name() {
         std::fs::write(&path, b.build().unwrap()).unwrap();
         let cache = Arc::new(ModuleCache::new(0, 0));
         let log = Arc::new(Log::default());
-        let jit = Jit::new(Arc::clone(&cache), Config::default(), TestCompiler(Arc::clone(&log)));
+        let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log)));
         // The test compiler refuses identity without its template bytes.
         let identity = jit.instantiate(&path, "identity$i64").unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert_eq!(call1(identity, 11), 11, "{tag}");

@@ -13,7 +13,7 @@
 //! Address space is reserved in large regions; bookkeeping lives in ordinary heap memory, never
 //! in executable pages. Pages whose last block is freed are released for reuse; empty regions
 //! are returned to the kernel. A module image's code keeps a trap page in front of it (see
-//! [`Stats::trap_pages`]); [`ExecAllocator::trim`] gives such pages back. The kernel is reached
+//! [`AllocatorStats::trap_pages`]); [`ExecAllocator::trim`] gives such pages back. The kernel is reached
 //! through the [`Kernel`] trait: [`Linux`] in production, a simulation or a fault injector in
 //! tests.
 //!
@@ -41,7 +41,7 @@
 //!   that depends on it is updated, so a failure leaves the tables true to the pages. Pages
 //!   that could not be released stay out of use until [`ExecAllocator::trim`] retries them.
 //!
-//! Read-write-execute pages exist only with [`Config::allow_rwx`], a debugging switch that
+//! Read-write-execute pages exist only with [`ExecConfig::allow_rwx`], a debugging switch that
 //! callers must set explicitly.
 
 mod arena;
@@ -73,7 +73,7 @@ pub const GRANULE: usize = 16;
 
 /// Allocator settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct ExecConfig {
     /// Bytes of address space reserved at a time (more for larger blocks).
     pub region_size: usize,
     /// Empty regions kept reserved instead of unmapped.
@@ -82,7 +82,7 @@ pub struct Config {
     pub allow_rwx: bool,
 }
 
-impl Default for Config {
+impl Default for ExecConfig {
     fn default() -> Self {
         Self { region_size: 4 << 20, spare_regions: 1, allow_rwx: false }
     }
@@ -202,7 +202,7 @@ impl BlockInfo {
 
 /// Allocator statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct AllocatorStats {
     /// Live blocks.
     pub blocks_live: usize,
     /// Bytes in live blocks.
@@ -307,13 +307,13 @@ impl fmt::Debug for ExecAllocator {
 
 impl Default for ExecAllocator {
     fn default() -> Self {
-        Self::new(Config::default())
+        Self::new(ExecConfig::default())
     }
 }
 
 impl ExecAllocator {
     /// An allocator with `config` over the real kernel; reserves nothing until the first block.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: ExecConfig) -> Self {
         Self::with_kernel(config, &LINUX)
     }
 
@@ -324,7 +324,7 @@ impl ExecAllocator {
 
     /// An allocator with `config` whose syscalls go to `kernel` (a simulation or a fault
     /// injector, in tests).
-    pub fn with_kernel(config: Config, kernel: &'static dyn Kernel) -> Self {
+    pub fn with_kernel(config: ExecConfig, kernel: &'static dyn Kernel) -> Self {
         Self { state: lock::Lock::new(state::State::new(config, kernel)) }
     }
 
@@ -420,7 +420,7 @@ impl ExecAllocator {
     }
 
     /// Current statistics.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> AllocatorStats {
         self.state.lock().stats()
     }
 }

@@ -12,7 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::fake::{FaultInjector, SimulatedKernel, SimulatedUsage};
-use super::{Block, Config, ExecAllocator, ExecError, MemoryKind, Stats};
+use super::{AllocatorStats, Block, ExecAllocator, ExecConfig, ExecError, MemoryKind};
 use crate::load::{LoadOptions, LoadedModule, TableResolver};
 use crate::sys::Protection;
 use crate::write::{samples, ModuleBuilder, SymbolSpec};
@@ -21,8 +21,8 @@ use crate::{Dialect, RelocKind};
 const PAGE: usize = 4096;
 
 /// Small regions keep the simulation (and Miri) fast.
-fn config() -> Config {
-    Config { region_size: 16 * PAGE, ..Config::default() }
+fn config() -> ExecConfig {
+    ExecConfig { region_size: 16 * PAGE, ..ExecConfig::default() }
 }
 
 /// The bytes at `addr..addr+len` (memory of a live block of ours).
@@ -32,7 +32,7 @@ fn bytes(addr: usize, len: usize) -> Vec<u8> {
 }
 
 /// What must be back where it was after a failed operation (counters excepted).
-fn shape(stats: Stats) -> [usize; 6] {
+fn shape(stats: AllocatorStats) -> [usize; 6] {
     [
         stats.blocks_live,
         stats.bytes_live,
@@ -199,7 +199,7 @@ fn bad_requests_are_refused_without_touching_the_kernel() {
 #[test]
 fn the_rwx_switch_patches_in_place() {
     static K: SimulatedKernel = SimulatedKernel::with_page_size(PAGE, true);
-    let exec = ExecAllocator::with_kernel(Config { allow_rwx: true, ..config() }, &K);
+    let exec = ExecAllocator::with_kernel(ExecConfig { allow_rwx: true, ..config() }, &K);
     let mut batch = exec.batch();
     let block = batch.install(&samples::RETURN_42, 16).unwrap();
     assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWriteExec));

@@ -46,7 +46,7 @@ use install::Installer;
 
 /// Settings of an instantiator (the C ABI's `SmfJitConfig`, and a limit of its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct JitConfig {
     /// Instantiation depth limit: a request made while this many are in progress on its
     /// thread fails with [`JitError::DepthExceeded`].
     pub max_depth: u32,
@@ -58,7 +58,7 @@ pub struct Config {
     pub max_instantiations: usize,
 }
 
-impl Default for Config {
+impl Default for JitConfig {
     /// Depth 50, enabled, recording, no limit on the number (the C ABI's defaults).
     fn default() -> Self {
         Self { max_depth: 50, enabled: true, update_metadata: true, max_instantiations: usize::MAX }
@@ -162,7 +162,7 @@ pub struct Instantiated {
 
 /// Counters of an instantiator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct JitStats {
     /// Instantiations compiled and installed.
     pub instantiations: u64,
     /// Requests answered with code already there.
@@ -231,7 +231,7 @@ struct Stripe(AtomicU64);
 
 /// Instantiated code by mangled name (see the module doc).
 pub struct Instantiator<'a> {
-    config: Config,
+    config: JitConfig,
     /// The live instantiation limit (`config.max_instantiations` at first).
     max_instantiations: core::sync::atomic::AtomicUsize,
     installer: Installer<'a>,
@@ -256,7 +256,7 @@ impl fmt::Debug for Instantiator<'_> {
 impl<'a> Instantiator<'a> {
     /// An instantiator with `config`, installing code through `allocator` (its kernel's
     /// shared memory, or its batches).
-    pub fn new(allocator: &'a ExecAllocator, config: Config) -> Self {
+    pub fn new(allocator: &'a ExecAllocator, config: JitConfig) -> Self {
         let hasher = KeyedHasher::per_process();
         let (published, writer) = published::Published::new(hasher);
         Self {
@@ -281,8 +281,8 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Its settings (with the instantiation limit as it stands).
-    pub fn config(&self) -> Config {
-        Config { max_instantiations: self.max_instantiations(), ..self.config }
+    pub fn config(&self) -> JitConfig {
+        JitConfig { max_instantiations: self.max_instantiations(), ..self.config }
     }
 
     /// Limits the number of instantiations kept (installed or in flight) from now on; more
@@ -334,8 +334,8 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Its counters.
-    pub fn stats(&self) -> Stats {
-        Stats {
+    pub fn stats(&self) -> JitStats {
+        JitStats {
             instantiations: self.instantiations.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum(),
             compile_failures: self.compile_failures.load(Ordering::Relaxed),

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 
-use smf_core::jit::{Config, JitError, Stats};
+use smf_core::jit::{JitConfig, JitError, JitStats};
 
 use super::cache::{cache_of, SmfCache};
 use super::handles::Handles;
@@ -54,8 +54,8 @@ pub struct SmfJitStats {
     pub waits: u64,
 }
 
-impl From<Stats> for SmfJitStats {
-    fn from(s: Stats) -> Self {
+impl From<JitStats> for SmfJitStats {
+    fn from(s: JitStats) -> Self {
         Self {
             instantiations: s.instantiations,
             cache_hits: s.cache_hits,
@@ -248,8 +248,8 @@ pub unsafe extern "C" fn smf_jit_new(
     guard(std::ptr::null_mut(), || {
         let cache = cache_of(cache)?;
         let compile = compile.ok_or("the compiler callback is NULL")?;
-        let defaults = Config::default();
-        let config = Config {
+        let defaults = JitConfig::default();
+        let config = JitConfig {
             max_depth: if config.max_depth == 0 { defaults.max_depth } else { config.max_depth },
             enabled: config.enabled,
             update_metadata: config.update_metadata,

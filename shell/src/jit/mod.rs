@@ -24,7 +24,7 @@ use crate::sync::lock;
 
 use smf_core::exec::Function;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
-use smf_core::jit::{Begun, Caller, Config, Instantiator, JitError, Staging, Stats};
+use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, Staging};
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -169,7 +169,7 @@ impl Drop for Pushed {
 
 impl Jit {
     /// Instantiation over `cache`'s modules with `config`, compiling with `compiler`.
-    pub fn new(cache: Arc<ModuleCache>, config: Config, compiler: impl Compiler + 'static) -> Self {
+    pub fn new(cache: Arc<ModuleCache>, config: JitConfig, compiler: impl Compiler + 'static) -> Self {
         Self {
             cache,
             instantiator: Instantiator::new(crate::runtime::exec(), config),
@@ -182,12 +182,12 @@ impl Jit {
     }
 
     /// Its settings.
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> JitConfig {
         self.instantiator.config()
     }
 
     /// Its counters.
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> JitStats {
         self.instantiator.stats()
     }
 

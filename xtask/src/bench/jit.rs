@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use smf::cache::ModuleCache;
 use smf::jit::{Jit, Request};
 use smf_core::exec::ExecAllocator;
-use smf_core::jit::{Begun, Caller, Config, Instantiator};
+use smf_core::jit::{Begun, Caller, Instantiator, JitConfig};
 use smf_core::sys;
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
@@ -55,7 +55,7 @@ fn value(i: usize) -> u16 {
 
 /// `FUNCTIONS` requests through an instantiator (fresh for the round): how long they took.
 fn install_ours(exec: &ExecAllocator, names: &[String], codes: &[[u8; SIZE]]) -> Result<Duration, String> {
-    let jit = Instantiator::new(exec, Config::default());
+    let jit = Instantiator::new(exec, JitConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     let start = Instant::now();
     let mut addresses = Vec::with_capacity(names.len());
@@ -80,7 +80,7 @@ fn install_ours_batched(
     names: &[String],
     codes: &[[u8; SIZE]],
 ) -> Result<Duration, String> {
-    let jit = Instantiator::new(exec, Config::default());
+    let jit = Instantiator::new(exec, JitConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     let start = Instant::now();
     for (names, codes) in names.chunks(BATCH).zip(codes.chunks(BATCH)) {
@@ -216,7 +216,7 @@ fn module_offering(tag: &str, rows: usize) -> Result<std::path::PathBuf, String>
 fn instantiate_from(path: &std::path::Path, count: usize) -> Result<(Duration, Jit), String> {
     let cache = Arc::new(ModuleCache::new(0, 0));
     let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
-    let jit = Jit::new(cache, Config::default(), compiler);
+    let jit = Jit::new(cache, JitConfig::default(), compiler);
     let names: Vec<String> = (0..count).map(|i| format!("g{i}")).collect();
     let start = Instant::now();
     for name in &names {
@@ -295,7 +295,7 @@ fn unknown_names(rounds: usize, big: &std::path::Path) -> Result<(), String> {
         paths.push(path);
     }
     let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
-    let jit = Jit::new(Arc::clone(&cache), Config::default(), compiler);
+    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compiler);
     let mut ours =
         || (0..REQUESTS).filter(|_| jit.resolve(std::hint::black_box("nobody$offers")).is_err()).count();
     let missing = |_: &usize| {
@@ -340,7 +340,7 @@ fn cached(rounds: usize) -> Result<(), String> {
     let path = offering_module()?;
     let cache = Arc::new(ModuleCache::new(0, 0));
     let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(7).to_vec()) };
-    let jit = Jit::new(cache, Config::default(), compiler);
+    let jit = Jit::new(cache, JitConfig::default(), compiler);
     let address = jit.instantiate(&path, "cached$i64").map_err(|e| e.to_string())?;
     check(address, 7)?;
 

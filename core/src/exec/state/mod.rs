@@ -52,7 +52,7 @@ use alloc::vec::Vec;
 
 use super::kernel::Kernel;
 use super::region::{Page, PageState, Region};
-use super::{icache, BatchId, BlockInfo, Config, ExecError, MemoryKind, Stats, GRANULE};
+use super::{icache, AllocatorStats, BatchId, BlockInfo, ExecConfig, ExecError, MemoryKind, GRANULE};
 use crate::bytes::align_up;
 use crate::sys::Protection;
 
@@ -81,7 +81,7 @@ const TRAP_FILL: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 
 #[derive(Debug)]
 pub(crate) struct State {
-    config: Config,
+    config: ExecConfig,
     kernel: &'static dyn Kernel,
     page: usize,
     /// log2 of `page` (divisions by a variable page size are slow on the hot path).
@@ -104,7 +104,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(config: Config, kernel: &'static dyn Kernel) -> Self {
+    pub(crate) fn new(config: ExecConfig, kernel: &'static dyn Kernel) -> Self {
         let page = kernel.page_size();
         Self {
             config,

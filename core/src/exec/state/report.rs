@@ -20,14 +20,14 @@ impl State {
         self.regions.iter().map(|r| r.base..r.end(self.page)).collect()
     }
 
-    pub(crate) fn stats(&self) -> Stats {
-        let mut stats = Stats {
+    pub(crate) fn stats(&self) -> AllocatorStats {
+        let mut stats = AllocatorStats {
             blocks_live: self.blocks_live,
             bytes_live: self.bytes_live,
             regions: self.regions.len(),
             protection_changes: self.protection_changes,
             patches: self.patches,
-            ..Stats::default()
+            ..AllocatorStats::default()
         };
         for region in &self.regions {
             debug_assert!(region.bitmaps_agree(), "page bitmaps out of step at {:#x}", region.base);

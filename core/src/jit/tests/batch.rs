@@ -41,7 +41,7 @@ fn run(address: usize) -> u64 {
 #[test]
 fn a_batch_installs_its_names_together_and_each_runs() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let names: Vec<String> = (0..40).map(|i| alloc::format!("f{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let results = batch(&jit, 1, &names, 100);
@@ -68,7 +68,7 @@ fn a_batch_installs_its_names_together_and_each_runs() {
 fn over_the_real_kernel_a_batch_is_one_write_and_its_code_runs() {
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let exec = allocator(&INJECTOR);
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     simple(&jit, "first", ALONE, 1).unwrap(); // maps the arena's region
     let names: Vec<String> = (0..100).map(|i| alloc::format!("g{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -93,7 +93,7 @@ fn over_the_real_kernel_a_batch_is_one_write_and_its_code_runs() {
 #[test]
 fn a_compile_asking_for_a_name_its_batch_staged_gets_it_installed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let staging = jit.staging(5);
     let caller = Caller { thread: 5, stack: &[] };
     let Ok(super::super::Begun::Claimed(a, ())) = jit.begin("a", caller, || Ok(Some(()))) else { panic!() };
@@ -122,7 +122,7 @@ fn a_compile_asking_for_a_name_its_batch_staged_gets_it_installed() {
 #[test]
 fn a_staged_name_another_thread_waits_for_arrives_when_the_batch_is_flushed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let staged = Barrier::new(2);
     let got: Vec<usize> = std::thread::scope(|s| {
         let batcher = s.spawn(|| {
@@ -155,7 +155,7 @@ fn a_batch_is_flushed_before_its_thread_waits_for_another_so_neither_waits_forev
     // Thread 1 would wait for z while thread 2 waits for x, staged by thread 1: flushing
     // before waiting lets both finish.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let z_compiling = Barrier::new(2);
     let results: Vec<bool> = std::thread::scope(|s| {
         let one = s.spawn(|| {
@@ -205,7 +205,7 @@ fn a_batch_is_flushed_before_its_thread_waits_for_another_so_neither_waits_forev
 #[test]
 fn staging_refuses_what_a_single_install_refuses() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let staging = jit.staging(1);
     let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin("e", ALONE, || Ok(Some(()))) else {
         panic!()

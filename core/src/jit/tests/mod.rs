@@ -14,8 +14,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use super::metadata::ModuleMetadata;
-use super::{Caller, Config, Instantiated, Instantiator, JitError};
-use crate::exec::{Config as ExecConfig, ExecAllocator, Kernel, SimulatedKernel};
+use super::{Caller, Instantiated, Instantiator, JitConfig, JitError};
+use crate::exec::{ExecAllocator, ExecConfig, Kernel, SimulatedKernel};
 
 /// An allocator with small regions over `kernel`.
 fn allocator(kernel: &'static dyn Kernel) -> ExecAllocator {
@@ -53,7 +53,7 @@ fn simple(jit: &Instantiator, name: &str, caller: Caller<'_>, value: u16) -> Res
 #[test]
 fn a_second_request_gets_the_same_address_without_compiling() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let compiles = AtomicUsize::new(0);
     let request = || {
         jit.instantiate(
@@ -84,11 +84,11 @@ fn a_second_request_gets_the_same_address_without_compiling() {
 fn checks_come_in_the_documented_order() {
     // Disabled: not found, even for what is offered.
     let exec = simulated!();
-    let off = Instantiator::new(&exec, Config { enabled: false, ..Config::default() });
+    let off = Instantiator::new(&exec, JitConfig { enabled: false, ..JitConfig::default() });
     assert_eq!(simple(&off, "a", ALONE, 1), Err(JitError::NotFound));
     // Depth at the limit: depth exceeded, before anything else (even a cached name).
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config { max_depth: 2, ..Config::default() });
+    let jit = Instantiator::new(&exec, JitConfig { max_depth: 2, ..JitConfig::default() });
     simple(&jit, "cached", ALONE, 1).unwrap();
     let deep: Vec<Box<str>> = vec!["x".into(), "y".into()];
     let at_limit = Caller { thread: 1, stack: &deep };
@@ -111,7 +111,7 @@ fn checks_come_in_the_documented_order() {
 #[test]
 fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config { max_depth: 4, ..Config::default() });
+    let jit = Instantiator::new(&exec, JitConfig { max_depth: 4, ..JitConfig::default() });
     // a needs b, b needs c, c needs a: the request for a inside c's compile is circular.
     fn request(jit: &Instantiator, name: &str, stack: &mut Vec<Box<str>>) -> Result<Instantiated, JitError> {
         let caller = Caller { thread: 9, stack: &stack.clone() };
@@ -166,7 +166,7 @@ fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit()
 #[test]
 fn failures_are_not_kept_and_the_limit_counts_what_is_installed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config { max_instantiations: 2, ..Config::default() });
+    let jit = Instantiator::new(&exec, JitConfig { max_instantiations: 2, ..JitConfig::default() });
     let fail = jit.instantiate(
         "f",
         ALONE,
@@ -186,7 +186,7 @@ fn failures_are_not_kept_and_the_limit_counts_what_is_installed() {
 fn threads_asking_for_one_name_share_one_compile() {
     const THREADS: usize = 4;
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let compiles = AtomicUsize::new(0);
     let barrier = Barrier::new(THREADS);
     let addresses: Vec<usize> = std::thread::scope(|s| {
@@ -227,7 +227,7 @@ fn threads_asking_for_one_name_share_one_compile() {
 #[cfg_attr(miri, ignore = "builds 64 MiB of code, too slow interpreted; runs natively in cargo test")]
 fn code_over_the_limit_is_refused() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let huge = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(vec![0xC3; super::MAX_CODE + 1]));
     assert!(matches!(huge, Err(JitError::Compile { message }) if message.contains("at most")));
     assert_eq!(jit.stats().code_bytes, 0);
@@ -238,7 +238,7 @@ fn threads_compile_different_names_side_by_side() {
     // Each compile waits (up to a deadline) until both are inside their compiles at once:
     // if compiles were serialized, neither would see the other.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let inside = AtomicUsize::new(0);
     let overlapped: Vec<bool> = std::thread::scope(|s| {
         let handles: Vec<_> = [(1u64, "p"), (2, "q")]
@@ -277,7 +277,7 @@ fn threads_compile_different_names_side_by_side() {
 fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
     // Thread 1 compiles x and needs y; thread 2 compiles y and needs x.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let both_compiling = Barrier::new(2);
     let results: Vec<Result<Instantiated, JitError>> = std::thread::scope(|s| {
         let spawn = |thread: u64, mine: &'static str, theirs: &'static str| {
@@ -319,7 +319,7 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
 )]
 fn over_the_real_kernel_code_goes_to_the_arena_and_runs() {
     let exec = allocator(&crate::exec::LINUX);
-    let jit = Instantiator::new(&exec, Config::default());
+    let jit = Instantiator::new(&exec, JitConfig::default());
     let mut addresses = Vec::new();
     for value in 0..500u16 {
         let name = alloc::format!("f{value}");
