@@ -448,7 +448,7 @@ impl ModuleCache {
     /// how many of those files are cached afterwards. Reads and validates the module (its
     /// header alone cannot be trusted before the rest is checked).
     pub fn prefetch_announced(&self, module: &Path, candidates: &[PathBuf]) -> Result<usize, ModuleError> {
-        let bytes = crate::file::read(module).map_err(|e| ModuleError::Io(module.to_path_buf(), e))?;
+        let bytes = crate::file::read(module).map_err(|e| ModuleError::reading(module, e))?;
         let parsed = smf_core::Module::parse(&bytes)
             .map_err(|e| ModuleError::Load(Some(module.to_path_buf()), LoadError::Format(e)))?;
         let header = parsed.header();

@@ -16,9 +16,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use smf_core::file::{read_module, ReadError};
+use smf_core::file::read_module;
 pub use smf_core::file::{
-    ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
+    ReadError, ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
     MAX_MODULE_BYTES_ENV, READ_ATTEMPTS, SETTLE_ENV, SETTLE_ROUNDS, STREAM_IDLE_ENV,
 };
 
@@ -115,6 +115,12 @@ fn with_c_path<R>(path: &Path, f: impl FnOnce(&CStr) -> R) -> std::io::Result<R>
     } else {
         Ok(f(&CString::new(bytes).map_err(|_| nul())?))
     }
+}
+
+/// The core's refusal that an I/O error from [`with_module_version`] (or another reader here)
+/// carries, if it carries one (a failed syscall's error is the operating system's alone).
+pub fn read_error(error: &Error) -> Option<&ReadError> {
+    error.get_ref()?.downcast_ref()
 }
 
 /// The core's refusal as an I/O error of the matching kind, carrying the typed `ReadError`

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::sync::lock;
 
+use smf_core::file::ReadError;
 use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
 
 use crate::file::FileIdentity;
@@ -144,21 +145,47 @@ impl std::error::Error for CallError {}
 pub enum ModuleError {
     /// The file could not be read.
     Io(PathBuf, std::io::Error),
+    /// A large file whose two ends show it is not a module (no layout's magic where that layout
+    /// keeps its header): refused before the rest was read.
+    NotAModule(PathBuf, smf_core::Error),
     /// The bytes did not load.
     Load(Option<PathBuf>, LoadError),
+}
+
+impl ModuleError {
+    /// The error for the file at `path` that could not be read: the core's refusal from the
+    /// file's ends as such (it says what is wrong with the format, and where), anything else as
+    /// the I/O error.
+    pub(crate) fn reading(path: &Path, error: std::io::Error) -> Self {
+        match crate::file::read_error(&error) {
+            Some(ReadError::NotAModule(format)) => ModuleError::NotAModule(path.to_path_buf(), *format),
+            _ => ModuleError::Io(path.to_path_buf(), error),
+        }
+    }
 }
 
 impl std::fmt::Display for ModuleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ModuleError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            ModuleError::NotAModule(path, e) => {
+                write!(f, "{}: not a module (from its ends, unread): {e}", path.display())
+            }
             ModuleError::Load(Some(path), e) => write!(f, "{}: {e}", path.display()),
             ModuleError::Load(None, e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for ModuleError {}
+impl std::error::Error for ModuleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ModuleError::Io(_, e) => Some(e),
+            ModuleError::NotAModule(_, e) => Some(e),
+            ModuleError::Load(_, e) => Some(e),
+        }
+    }
+}
 
 /// Loads `bytes` with the process's executable allocator.
 pub fn load_bytes(
@@ -183,7 +210,7 @@ pub fn load_bytes(
 /// opening, bounded, never torn).
 pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<SharedModule>, ModuleError> {
     crate::file::with_module_bytes(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
-        .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
+        .map_err(|e| ModuleError::reading(path, e))?
 }
 
 /// The process's registry: modules loaded through [`load_path_with`] and [`load_bytes_with`]
@@ -224,7 +251,7 @@ pub fn load_version_with(
     crate::file::with_module_version(path, limits, |bytes, identity| {
         load_bytes_with(bytes, options, Some(path.to_path_buf())).map(|module| (module, identity))
     })
-    .map_err(|e| ModuleError::Io(path.to_path_buf(), e))?
+    .map_err(|e| ModuleError::reading(path, e))?
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive

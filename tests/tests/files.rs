@@ -183,3 +183,22 @@ fn a_refusal_keeps_its_type_inside_the_io_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_file_refused_from_its_ends_is_a_format_refusal_not_an_io_error() {
+    let dir = scratch("ends");
+    let path = dir.join("not-a-module.smf");
+    std::fs::File::create(&path).unwrap().set_len(smf_core::file::CHECK_ENDS_FROM * 2).unwrap();
+    let resolver = smf_core::load::TableResolver(&[]);
+    // The loader, the cache and the instantiator all see it so (the default size limit is
+    // far above the file's 2 MiB).
+    let e = smf::loader::load_path(&path, &resolver).unwrap_err();
+    assert!(
+        matches!(&e, smf::loader::ModuleError::NotAModule(p, format) if p == &path && format.kind == smf_core::ErrorKind::BadMagic),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not a module (from its ends, unread)"), "{e}");
+    let cache = smf::cache::ModuleCache::new(0, 0);
+    assert!(matches!(cache.get(&path), Err(smf::loader::ModuleError::NotAModule(..))));
+    assert!(matches!(cache.prefetch_announced(&path, &[]), Err(smf::loader::ModuleError::NotAModule(..))));
+}

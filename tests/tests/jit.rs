@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use smf::cache::ModuleCache;
-use smf::jit::{Compiler, Jit, Request};
+use smf::jit::{CompileError, Compiler, Jit, Request};
+use smf::loader::ModuleError;
 use smf_core::jit::{JitConfig, JitError};
+use smf_core::load::LoadError;
 use smf_core::note_sdn::NoteSdn;
 use smf_tests::{assert_no_rwx, generics, return_const};
 
@@ -72,7 +74,7 @@ impl TestCompiler {
 }
 
 impl Compiler for TestCompiler {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
         self.0.compiles.fetch_add(1, Ordering::SeqCst);
         if self.0.panic_next.swap(false, Ordering::SeqCst) {
             panic!("the test compiler panics");
@@ -86,7 +88,7 @@ impl Compiler for TestCompiler {
                 let template = request.template_bytes.ok_or("no template for identity")?;
                 // The template-code entry: kind 0 (function), u32 length, the name.
                 if template[0] != 0 || &template[5..13] != b"identity" {
-                    return Err(format!("unexpected template entry {template:?}"));
+                    return Err(format!("unexpected template entry {template:?}").into());
                 }
                 identity_code()
             }
@@ -107,7 +109,7 @@ impl Compiler for TestCompiler {
                 return_const(n)
             }
             "extra" => return_const(77),
-            other => return Err(format!("no code generator for {other}")),
+            other => return Err(format!("no code generator for {other}").into()),
         };
         Ok(Cow::Owned(code))
     }
@@ -194,10 +196,22 @@ fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
 
     let missing = s.path.with_file_name("missing.smf");
     let err = s.jit.instantiate(&missing, "identity$i64").unwrap_err();
-    assert!(matches!(&err, JitError::Module { message } if message.contains("missing.smf")), "{err:?}");
+    // The loader's own error, typed: the file was not found, and it names the file.
+    let JitError::Module(module) = &err else { panic!("{err:?}") };
+    assert!(
+        matches!(module.downcast_ref(), Some(ModuleError::Io(path, e))
+            if path == &missing && e.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("missing.smf"), "{err}");
     let garbage = s.path.with_file_name("garbage.smf");
     std::fs::write(&garbage, b"not a module at all").unwrap();
-    assert!(matches!(s.jit.instantiate(&garbage, "identity$i64"), Err(JitError::Module { .. })));
+    let err = s.jit.instantiate(&garbage, "identity$i64").unwrap_err();
+    let JitError::Module(module) = &err else { panic!("{err:?}") };
+    assert!(
+        matches!(module.downcast_ref(), Some(ModuleError::Load(Some(path), LoadError::Format(_))) if path == &garbage),
+        "{err:?}"
+    );
     // The compiler's own failure.
     let err = s.jit.instantiate(&s.path, "fails$x").unwrap_err();
     assert_eq!(err, JitError::Compile { message: "no code generator for fails".into() });
@@ -416,7 +430,7 @@ struct CallsEverything {
 }
 
 impl Compiler for CallsEverything {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
         if request.name == "identity$i64" {
             return Ok(Cow::Owned(identity_code()));
         }
@@ -446,7 +460,7 @@ fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
     });
     struct Shared(Arc<CallsEverything>);
     impl Compiler for Shared {
-        fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
+        fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
             self.0.compile(jit, request)
         }
     }

@@ -17,7 +17,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_core::Dialect;
 use smf_tests::{build_smf_package, workspace};
-use smf_tool::pack::Note;
+use smf_tool::pack::{Note, PackError};
 
 /// A call: function name and integer arguments.
 type Call = (&'static str, &'static [i64]);
@@ -96,7 +96,7 @@ fn pack(
     source_name: &str,
     dialect: Dialect,
     extra: &[&str],
-) -> Result<(Vec<u8>, Vec<Note>), String> {
+) -> Result<(Vec<u8>, Vec<Note>), PackError> {
     smf_tool::pack::pack(&[compile(dir, &source(source_name), extra)], dialect)
 }
 
@@ -318,7 +318,7 @@ fn calls_across_two_packed_modules_match_native() {
 
 /// `gcc -c -O2 -fPIC` of each source, then one call of the packer on all the objects; the
 /// module's bytes, or the packer's error.
-fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, String> {
+fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, PackError> {
     let objects: Vec<_> = sources.iter().map(|source| compile(dir, source, &["-fPIC"])).collect();
     smf_tool::pack::pack(&objects, dialect).map(|(bytes, _)| bytes)
 }
@@ -378,9 +378,11 @@ fn several_objects_pack_into_one_module_that_matches_native() {
     let again = write("again.c", "long hook(void) { return 7; }\n");
     let err = pack_together(&dir, &[&strong, &again], Dialect::R96).unwrap_err();
     assert!(
-        err.contains("hook is defined in both") && err.contains("strong.o") && err.contains("again.o"),
+        matches!(&err, PackError::DefinedTwice { name, first, second }
+            if name == "hook" && first.ends_with("strong.o") && second.ends_with("again.o")),
         "{err}"
     );
+    assert!(err.to_string().starts_with("hook is defined in both"), "{err}");
 }
 
 extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
@@ -542,6 +544,11 @@ fn what_smf_cannot_represent_is_a_clear_error() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
+    // The library's refusal, typed, for the same object.
+    let refusal = |obj: &Path, dialect: Dialect| {
+        let object = (obj.display().to_string(), std::fs::read(obj).unwrap());
+        smf_tool::pack::pack(&[object], dialect).unwrap_err()
+    };
 
     let pointer = compile(
         &write("pointer.c", "const char *message = \"hi\";\nlong f(void) { return message[0]; }\n"),
@@ -550,11 +557,17 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     let (code, err) = pack_obj(&pointer, "r96");
     assert_eq!(code, Some(1));
     assert!(err.contains(".data.rel.local+0x0: relocations in writable data"), "{err}");
+    let typed = refusal(&pointer, Dialect::R96);
+    assert!(
+        matches!(&typed, PackError::WritableData(at) if at.section == ".data.rel.local" && at.offset == 0),
+        "{typed}"
+    );
 
     let tls = compile(&write("tls.c", "__thread long t;\nlong g(void) { return ++t; }\n"), &["-fPIC"]);
     let (code, err) = pack_obj(&tls, "s128");
     assert_eq!(code, Some(1));
     assert!(err.contains("thread-local storage"), "{err}");
+    assert!(matches!(refusal(&tls, Dialect::S128), PackError::ThreadLocal { .. }));
 
     // Without -fPIC: absolute 32-bit addresses, which no module loaded above 4 GiB can hold.
     // Refused in every dialect, with the fix, rather than packed into a module that verifies
@@ -565,12 +578,15 @@ fn what_smf_cannot_represent_is_a_clear_error() {
         assert_eq!(code, Some(1), "{dialect}");
         assert!(err.contains("R_X86_64_32") && err.contains("compile it with -fPIC"), "{err}");
     }
+    let typed = refusal(&absolute, Dialect::S128);
+    assert!(matches!(typed, PackError::Absolute32 { r_type: 10 | 11, .. }), "{typed}");
 
     let data =
         compile(&write("data.c", "long counter = 1;\nlong get(void) { return counter; }\n"), &["-fPIC"]);
     let (code, err) = pack_obj(&data, "r72");
     assert_eq!(code, Some(1));
     assert!(err.contains("R72"), "{err}");
+    assert!(matches!(refusal(&data, Dialect::R72), PackError::R72Data { .. }));
 
     // An object whose symbol lies past its section (as a corrupted or hand-written one can):
     // pack checks what it would write, as `smf verify` does, and refuses it with the reason.
@@ -585,12 +601,34 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     let (code, err) = pack_obj(&beyond, "s128");
     assert_eq!(code, Some(1));
     assert!(err.contains("would not be valid") && err.contains("outside the code"), "{err}");
+    assert!(matches!(refusal(&beyond, Dialect::S128), PackError::Invalid(_)));
     assert!(!beyond.with_extension("smf").exists(), "nothing written");
 
     let not_elf = write("not.o", "definitely not ELF");
     let (code, err) = pack_obj(&not_elf, "s128");
     assert_eq!(code, Some(1));
     assert!(err.contains("not an ELF object"), "{err}");
+    assert!(
+        matches!(refusal(&not_elf, Dialect::S128), PackError::NotElf { object, .. } if object.ends_with("not.o"))
+    );
+    // More refusals, typed: a common symbol, a constructor, a TLS access to another object's
+    // variable, an executable.
+    let common = compile(
+        &write("common.c", "int shared;\nint get(void) { return shared; }\n"),
+        &["-fPIC", "-fcommon"],
+    );
+    assert!(matches!(refusal(&common, Dialect::S128), PackError::Common { symbol } if symbol == "shared"));
+    let init = compile(&write("init.c", "__attribute__((constructor)) void init(void) {}\n"), &["-fPIC"]);
+    assert!(
+        matches!(refusal(&init, Dialect::S128), PackError::Constructors { section } if section.starts_with(".init_array"))
+    );
+    let tls_use =
+        compile(&write("tls_use.c", "extern __thread long t;\nlong h(void) { return t; }\n"), &["-fPIC"]);
+    let typed = refusal(&tls_use, Dialect::S128);
+    assert!(matches!(typed, PackError::UnsupportedRelocation { .. }), "{typed}");
+    let exe = dir.join("exe");
+    run(Command::new("gcc").arg(write("main.c", "int main(void) { return 0; }\n")).arg("-o").arg(&exe));
+    assert!(matches!(refusal(&exe, Dialect::S128), PackError::NotX86Relocatable { .. }));
     let (code, _) = pack_obj(&not_elf, "elf64");
     assert_eq!(code, Some(2), "an unknown dialect is a usage error");
 }

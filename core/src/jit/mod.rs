@@ -25,12 +25,14 @@
 //! Code lives as long as its instantiator: nothing is freed before it is dropped.
 
 mod batch;
+mod error;
 mod install;
 pub mod metadata;
 mod published;
 mod request;
 
 pub use batch::Staging;
+pub use error::{JitError, ModuleUnavailable};
 pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;
@@ -41,7 +43,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::{HashMap, HashTable};
 
 use crate::cache::KeyedHasher;
-use crate::exec::{ExecAllocator, ExecError};
+use crate::exec::ExecAllocator;
 use install::Installer;
 
 /// Settings of an instantiator (the C ABI's `SmfJitConfig`, and a limit of its own).
@@ -64,82 +66,6 @@ impl Default for JitConfig {
         Self { max_depth: 50, enabled: true, update_metadata: true, max_instantiations: usize::MAX }
     }
 }
-
-/// Why an instantiation did not happen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JitError {
-    /// Instantiation is disabled, or no module offers the name.
-    NotFound,
-    /// The request came `limit` instantiations deep.
-    DepthExceeded {
-        /// The configured limit.
-        limit: u32,
-    },
-    /// The name is already being instantiated by the request's own chain of dependencies;
-    /// `cycle` runs from the name back to itself (`a -> b -> a`).
-    Circular {
-        /// The names around the cycle, first and last the same.
-        cycle: Vec<Box<str>>,
-    },
-    /// The compiler failed, with its message.
-    Compile {
-        /// What the compiler said (or why its output was refused).
-        message: Box<str>,
-    },
-    /// The instantiation limit is reached.
-    LimitReached {
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The code could not be installed.
-    Install(ExecError),
-    /// The module that should offer the name could not be had (missing, unreadable,
-    /// malformed): not the same as a module that does not offer it.
-    Module {
-        /// What went wrong, naming the module.
-        message: Box<str>,
-    },
-    /// The code is installed, but recording it in the module's metadata failed.
-    UpdateFailed {
-        /// Why.
-        message: Box<str>,
-    },
-    /// Memory for the request (its code, the module's metadata) could not be had.
-    OutOfMemory {
-        /// The allocation refused, in bytes.
-        bytes: usize,
-    },
-}
-
-impl fmt::Display for JitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JitError::NotFound => f.write_str("no module offers this instantiation"),
-            JitError::DepthExceeded { limit } => write!(f, "maximum instantiation depth {limit} exceeded"),
-            JitError::Circular { cycle } => {
-                f.write_str("circular instantiation: ")?;
-                for (i, name) in cycle.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(" -> ")?;
-                    }
-                    f.write_str(name)?;
-                }
-                Ok(())
-            }
-            JitError::Compile { message } => write!(f, "compile failed: {message}"),
-            JitError::LimitReached { limit } => write!(f, "instantiation limit {limit} reached"),
-            JitError::Install(e) => write!(f, "installing the code failed: {e}"),
-            JitError::Module { message } => write!(f, "module unavailable: {message}"),
-            JitError::UpdateFailed { message } => {
-                write!(f, "updating the module's metadata failed: {message}")
-            }
-            JitError::OutOfMemory { bytes: 0 } => f.write_str("out of memory"),
-            JitError::OutOfMemory { bytes } => write!(f, "out of memory ({bytes} bytes could not be had)"),
-        }
-    }
-}
-
-impl core::error::Error for JitError {}
 
 /// Who asks: a thread (any number unique among live threads) and the names that thread is
 /// instantiating now, outermost first.

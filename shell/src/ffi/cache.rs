@@ -9,11 +9,11 @@ use std::ffi::c_char;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::c_name;
+use super::failure::LookupError;
 use super::handles::Handles;
-use super::imports::{Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
+use super::imports::{known_flags, Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
 use super::smf_module::{register, SmfModule};
-use super::{c_path, guard, set_error};
+use super::{c_name, c_path, guard, set_error, ArgError, FfiError};
 use crate::cache::{CacheLinking, ModuleCache};
 use crate::loader::ModuleError;
 use smf_core::load::LoadError;
@@ -32,8 +32,8 @@ pub type SmfCacheStats = crate::cache::CacheStats;
 static CACHES: Handles<ModuleCache> = Handles::new("SmfCache");
 
 /// The cache behind `c`, if it is a live handle (the Rust API's, for the other exports).
-pub(super) fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, String> {
-    CACHES.get(c)
+pub(super) fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, FfiError> {
+    Ok(CACHES.get(c)?)
 }
 
 /// Runs `f` with the live cache `c` and the path `path`, or says which is bad.
@@ -43,8 +43,8 @@ pub(super) fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, String> {
 unsafe fn with_path<T>(
     c: *const SmfCache,
     path: *const c_char,
-    f: impl FnOnce(&ModuleCache, &std::path::Path) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&ModuleCache, &std::path::Path) -> Result<T, FfiError>,
+) -> Result<T, FfiError> {
     let cache = cache_of(c)?;
     // SAFETY: forwarded to our caller's contract.
     let path = unsafe { c_path(path) }?;
@@ -64,7 +64,7 @@ pub extern "C" fn smf_cache_new(max_bytes: u64, max_modules: u64) -> *mut SmfCac
 #[no_mangle]
 pub extern "C" fn smf_cache_free(c: *mut SmfCache) {
     // Dropped outside the table's lock (it may free modules).
-    guard((), || CACHES.release(c))
+    guard((), || Ok(CACHES.release(c)?))
 }
 
 /// The module at `path`: a new reference (release it), from the cache when the file is the
@@ -75,7 +75,7 @@ pub extern "C" fn smf_cache_free(c: *mut SmfCache) {
 #[no_mangle]
 pub unsafe extern "C" fn smf_cache_get(c: *mut SmfCache, path: *const c_char) -> *mut SmfModule {
     // SAFETY: forwarded to our caller's contract.
-    let get = || unsafe { with_path(c, path, |cache, path| cache.get(path).map_err(|e| e.to_string())) };
+    let get = || unsafe { with_path(c, path, |cache, path| Ok(cache.get(path)?)) };
     guard(std::ptr::null_mut(), || get().map(register))
 }
 
@@ -131,8 +131,8 @@ fn status_of(error: &ModuleError) -> i32 {
     use std::io::ErrorKind;
     match error {
         ModuleError::Io(_, e) if e.kind() == ErrorKind::OutOfMemory => prefetch_status::NO_MEMORY,
-        ModuleError::Io(_, e) if e.kind() == ErrorKind::InvalidData => prefetch_status::INVALID_MODULE,
         ModuleError::Io(..) => prefetch_status::FILE_ERROR,
+        ModuleError::NotAModule(..) => prefetch_status::INVALID_MODULE,
         ModuleError::Load(_, LoadError::OutOfMemory { .. } | LoadError::Memory(_)) => {
             prefetch_status::NO_MEMORY
         }
@@ -145,9 +145,9 @@ fn status_of(error: &ModuleError) -> i32 {
 }
 
 /// An empty vector with room for `n` items, or an error naming memory.
-fn with_room<T>(n: usize) -> Result<Vec<T>, String> {
+fn with_room<T>(n: usize) -> Result<Vec<T>, FfiError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| format!("out of memory: no room to track {n} paths"))?;
+    v.try_reserve_exact(n).map_err(|_| FfiError::NoRoomForPaths(n))?;
     Ok(v)
 }
 
@@ -163,7 +163,7 @@ unsafe fn prefetch(
     raw: &[*const c_char],
     threads: u32,
     statuses: &mut [i32],
-) -> Result<usize, String> {
+) -> Result<usize, FfiError> {
     // The paths to load, and where each is in `raw`; the failures, by index (`None`: a NULL
     // or empty path).
     let (mut paths, mut at) = (with_room::<&std::path::Path>(raw.len())?, with_room::<usize>(raw.len())?);
@@ -248,7 +248,7 @@ pub unsafe extern "C" fn smf_cache_prefetch_report(
             return Ok(0);
         }
         if paths.is_null() {
-            return Err("paths is NULL".into());
+            return Err(ArgError::Null("paths").into());
         }
         // SAFETY: the caller passes `n` readable pointers.
         let raw = unsafe { std::slice::from_raw_parts(paths, n) };
@@ -265,10 +265,10 @@ pub unsafe extern "C" fn smf_cache_prefetch_report(
 pub unsafe extern "C" fn smf_cache_stats(c: *const SmfCache, out: *mut SmfCacheStats) {
     guard((), || {
         if out.is_null() {
-            return Err("out is NULL".into());
+            return Err(ArgError::Null("out").into());
         }
         let stats = cache_of(c).map(|cache| cache.stats());
-        let value = stats.clone().unwrap_or_default();
+        let value = stats.as_ref().map_or_else(|_| SmfCacheStats::default(), |s| *s);
         // SAFETY: non-null and writable per the caller's contract.
         unsafe { out.write(value) };
         stats.map(|_| ())
@@ -291,7 +291,7 @@ pub unsafe extern "C" fn smf_cache_resolve(
         let name = unsafe { c_name(symbol) }?;
         match cache.resolve(name) {
             Some(addr) => Ok(addr as *const std::ffi::c_void),
-            None => Err(format!("no cached module exports `{}`", String::from_utf8_lossy(name))),
+            None => Err(LookupError::NotCached(name.into()).into()),
         }
     })
 }
@@ -311,9 +311,7 @@ pub unsafe extern "C" fn smf_cache_set_load_options(c: *mut SmfCache, options: *
         } else {
             // SAFETY: non-null and valid per the caller's contract; copied out.
             let options = unsafe { *options };
-            if options.flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL) != 0 {
-                return Err(format!("unknown load flags {:#x}", options.flags));
-            }
+            known_flags(options.flags)?;
             CacheLinking {
                 resolver: options
                     .resolve

@@ -110,14 +110,51 @@ impl Kind {
 
     /// Why `handle`, not a live handle of this type, is refused: NULL, a handle of another type
     /// (named), or no live handle.
-    fn refuse<P>(self, handle: *const P) -> String {
-        match Self::of(handle) {
-            _ if handle.is_null() => format!("{} handle is NULL", self.name),
-            Some(other) if other != self => {
-                format!("{handle:p} is an {} handle, not an {} handle", other.name, self.name)
+    fn refuse<P>(self, handle: *const P) -> HandleError {
+        let found = match Self::of(handle) {
+            _ if handle.is_null() => HandleProblem::Null,
+            Some(other) if other != self => HandleProblem::OtherType(other.name),
+            Some(_) => HandleProblem::Freed,
+            None => HandleProblem::Unknown,
+        };
+        HandleError { wanted: self.name, handle: handle as usize, found }
+    }
+}
+
+/// A handle that is not a live one of the type wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HandleError {
+    /// The type wanted (`SmfModule`, ...).
+    pub(crate) wanted: &'static str,
+    /// The value given.
+    pub(crate) handle: usize,
+    /// What it is instead.
+    pub(crate) found: HandleProblem,
+}
+
+/// What a refused handle is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandleProblem {
+    /// NULL.
+    Null,
+    /// A live handle of the type named so.
+    OtherType(&'static str),
+    /// A handle of the type wanted that was freed.
+    Freed,
+    /// No handle this library handed out.
+    Unknown,
+}
+
+impl std::fmt::Display for HandleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (wanted, handle) = (self.wanted, self.handle);
+        match self.found {
+            HandleProblem::Null => write!(f, "{wanted} handle is NULL"),
+            HandleProblem::OtherType(other) => {
+                write!(f, "{handle:#x} is an {other} handle, not an {wanted} handle")
             }
-            Some(_) => format!("{handle:p} is not a live {} handle (it was freed)", self.name),
-            None => format!("{handle:p} is not a live {} handle", self.name),
+            HandleProblem::Freed => write!(f, "{handle:#x} is not a live {wanted} handle (it was freed)"),
+            HandleProblem::Unknown => write!(f, "{handle:#x} is not a live {wanted} handle"),
         }
     }
 }
@@ -149,7 +186,7 @@ impl<T> Handles<T> {
     }
 
     /// One more reference to `handle`.
-    pub(crate) fn retain<P>(&self, handle: *const P) -> Result<(), String> {
+    pub(crate) fn retain<P>(&self, handle: *const P) -> Result<(), HandleError> {
         let mut live = crate::sync::write(&self.live);
         let entry = live.as_mut().and_then(|t| t.get_mut(&(handle as usize)));
         let entry = entry.ok_or_else(|| self.kind.refuse(handle))?;
@@ -158,18 +195,18 @@ impl<T> Handles<T> {
     }
 
     /// The object behind `handle`: a reference of the caller's own.
-    pub(crate) fn get<P>(&self, handle: *const P) -> Result<Arc<T>, String> {
+    pub(crate) fn get<P>(&self, handle: *const P) -> Result<Arc<T>, HandleError> {
         self.find(handle, Arc::clone)
     }
 
     /// Runs `f` on the object behind `handle` with the table's (read) lock held: for short
     /// work that never calls back into the library, so that no reference is taken.
-    pub(crate) fn with<P, R>(&self, handle: *const P, f: impl FnOnce(&T) -> R) -> Result<R, String> {
+    pub(crate) fn with<P, R>(&self, handle: *const P, f: impl FnOnce(&T) -> R) -> Result<R, HandleError> {
         self.find(handle, |value| f(value))
     }
 
     /// Runs `f` on the live entry of `handle`, under the read lock.
-    fn find<P, R>(&self, handle: *const P, f: impl FnOnce(&Arc<T>) -> R) -> Result<R, String> {
+    fn find<P, R>(&self, handle: *const P, f: impl FnOnce(&Arc<T>) -> R) -> Result<R, HandleError> {
         let live = crate::sync::read(&self.live);
         match live.as_ref().and_then(|t| t.get(&(handle as usize))) {
             Some(entry) => Ok(f(&entry.value)),
@@ -185,7 +222,7 @@ impl<T> Handles<T> {
 
     /// Drops one reference to `handle` (NULL: nothing); with the last, the handle ends and
     /// the object is dropped here, outside the table's lock, unless a call still uses it.
-    pub(crate) fn release<P>(&self, handle: *const P) -> Result<(), String> {
+    pub(crate) fn release<P>(&self, handle: *const P) -> Result<(), HandleError> {
         if handle.is_null() {
             return Ok(());
         }
@@ -197,5 +234,32 @@ impl<T> Handles<T> {
         drop(live);
         drop(ended);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_handle_says_what_it_is_instead() {
+        static MODULES: Handles<u8> = Handles::new("SmfModule");
+        static CACHES: Handles<u8> = Handles::new("SmfCache");
+        let module = MODULES.insert(1) as *const u8;
+        let cache = CACHES.insert(2) as *const u8;
+        let refused = |handle: *const u8| MODULES.get(handle).map(|_| ()).unwrap_err();
+        let null = refused(std::ptr::null());
+        assert_eq!((null.wanted, null.found), ("SmfModule", HandleProblem::Null));
+        assert_eq!(null.to_string(), "SmfModule handle is NULL");
+        let other = refused(cache);
+        assert_eq!(other.found, HandleProblem::OtherType("SmfCache"));
+        assert_eq!(other.to_string(), format!("{cache:p} is an SmfCache handle, not an SmfModule handle"));
+        assert_eq!(refused(0x8 as *const u8).found, HandleProblem::Unknown);
+        MODULES.release(module).unwrap();
+        let freed = refused(module);
+        assert_eq!(freed.found, HandleProblem::Freed);
+        assert!(freed.to_string().ends_with("is not a live SmfModule handle (it was freed)"));
+        assert_eq!(MODULES.retain(module), Err(freed));
+        CACHES.release(cache).unwrap();
     }
 }

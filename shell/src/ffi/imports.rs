@@ -8,9 +8,8 @@ use std::fmt;
 
 use smf_core::load::{Resolved, Resolver};
 
-use super::c_name;
-use super::guard;
 use super::smf_module::{register, SmfModule};
+use super::{c_name, guard, ArgError, FfiError};
 use crate::imports::{define_host, undefine_host, LinkOptions};
 use crate::loader;
 
@@ -75,6 +74,14 @@ impl Resolver for Callback {
     }
 }
 
+/// `flags` if it holds only `SMF_LOAD_*` bits.
+pub(crate) fn known_flags(flags: u32) -> Result<u32, ArgError> {
+    match flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL) {
+        0 => Ok(flags),
+        _ => Err(ArgError::UnknownFlags(flags)),
+    }
+}
+
 /// The options a C caller passed: flags, and the callback as a resolver.
 ///
 /// # Safety
@@ -95,13 +102,11 @@ unsafe fn read_options(options: *const SmfLoadOptions) -> (u32, Option<Callback>
 /// As [`read_options`].
 unsafe fn with_link_options<T>(
     options: *const SmfLoadOptions,
-    load: impl FnOnce(&LinkOptions<'_>) -> Result<T, String>,
-) -> Result<T, String> {
+    load: impl FnOnce(&LinkOptions<'_>) -> Result<T, FfiError>,
+) -> Result<T, FfiError> {
     // SAFETY: forwarded to our caller's contract.
     let (flags, callback) = unsafe { read_options(options) };
-    if flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL) != 0 {
-        return Err(format!("unknown load flags {flags:#x}"));
-    }
+    known_flags(flags)?;
     let link = LinkOptions {
         resolver: callback.as_ref().map(|c| c as &dyn Resolver),
         process_symbols: flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
@@ -122,7 +127,7 @@ pub unsafe extern "C" fn smf_host_define(name: *const c_char, address: *const c_
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         define_host(name, address as usize)
-            .map_err(|e| format!("host symbol `{}`: {e}", String::from_utf8_lossy(name)))?;
+            .map_err(|error| FfiError::HostDefine { name: name.into(), error })?;
         Ok(0)
     })
 }
@@ -140,7 +145,7 @@ pub unsafe extern "C" fn smf_host_undefine(name: *const c_char) -> i32 {
         if undefine_host(name) {
             Ok(0)
         } else {
-            Err(format!("host symbol `{}` is not defined", String::from_utf8_lossy(name)))
+            Err(FfiError::HostUndefined(name.into()))
         }
     })
 }
@@ -159,9 +164,7 @@ pub unsafe extern "C" fn smf_module_load_ex(
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
         // SAFETY: forwarded to our caller's contract.
-        let module = unsafe {
-            with_link_options(options, |link| loader::load_path_with(path, link).map_err(|e| e.to_string()))
-        }?;
+        let module = unsafe { with_link_options(options, |link| Ok(loader::load_path_with(path, link)?)) }?;
         Ok(register(module))
     })
 }
@@ -179,16 +182,13 @@ pub unsafe extern "C" fn smf_module_load_bytes_ex(
 ) -> *mut SmfModule {
     guard(std::ptr::null_mut(), || {
         if bytes.is_null() {
-            return Err("bytes is NULL".into());
+            return Err(ArgError::Null("bytes").into());
         }
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
         // SAFETY: forwarded to our caller's contract.
-        let module = unsafe {
-            with_link_options(options, |link| {
-                loader::load_bytes_with(data, link, None).map_err(|e| e.to_string())
-            })
-        }?;
+        let module =
+            unsafe { with_link_options(options, |link| Ok(loader::load_bytes_with(data, link, None)?)) }?;
         Ok(register(module))
     })
 }

@@ -14,10 +14,10 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use smf_core::jit::{JitConfig, JitError, JitStats};
 
 use super::cache::{cache_of, SmfCache};
+use super::failure::About;
 use super::handles::Handles;
-use super::{c_name, c_str};
-use super::{c_path, guard, set_error};
-use crate::jit::{Compiler, Jit, Request};
+use super::{c_name, c_path, c_str, coded, guard, set_error, ArgError, FfiError};
+use crate::jit::{CompileError, Compiler, Jit, Request};
 
 /// The opaque type behind `SmfJit *`.
 #[repr(C)]
@@ -99,14 +99,14 @@ pub const SMF_JIT_OUT_OF_MEMORY: i32 = 8;
 pub const SMF_JIT_INVALID_ARGUMENT: i32 = -1;
 
 /// The code of an error.
-fn code_of(error: &JitError) -> i32 {
+pub(crate) fn code_of(error: &JitError) -> i32 {
     match error {
         JitError::NotFound => SMF_JIT_NOT_FOUND,
         JitError::Circular { .. } => SMF_JIT_CIRCULAR,
         JitError::Compile { .. } | JitError::Install(_) => SMF_JIT_COMPILE_ERROR,
         JitError::UpdateFailed { .. } => SMF_JIT_UPDATE_FAILED,
         JitError::DepthExceeded { .. } => SMF_JIT_DEPTH_EXCEEDED,
-        JitError::Module { .. } => SMF_JIT_MODULE_ERROR,
+        JitError::Module(_) => SMF_JIT_MODULE_ERROR,
         JitError::LimitReached { .. } => SMF_JIT_LIMIT_REACHED,
         JitError::OutOfMemory { .. } => SMF_JIT_OUT_OF_MEMORY,
     }
@@ -140,11 +140,30 @@ unsafe impl Send for CCompiler {}
 unsafe impl Sync for CCompiler {}
 
 impl Compiler for CCompiler {
-    fn compile<'c>(&'c self, _jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
-        let name = CString::new(request.name).map_err(|_| "the name holds a NUL byte".to_owned())?;
-        let type_args =
-            CString::new(request.type_args).map_err(|_| "the type arguments hold a NUL byte".to_owned())?;
+    fn compile<'c>(&'c self, _jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
         let template = request.template_bytes.unwrap_or_default();
+        // SAFETY: the header: on success the code is valid until the callback returns to the
+        // library, which copies it before returning to C (the borrow ends in
+        // `Jit::instantiate`, at the install).
+        let code = unsafe { self.call(request.name, request.type_args, template) }?;
+        Ok(Cow::Borrowed(code))
+    }
+}
+
+impl CCompiler {
+    /// The callback's code for `name` (of `type_args`, from `template`), or why there is none.
+    ///
+    /// # Safety
+    /// The code is valid only until the callback's next call (the header's contract): the
+    /// caller copies it before then.
+    unsafe fn call<'c>(
+        &'c self,
+        name: &str,
+        type_args: &str,
+        template: &[u8],
+    ) -> Result<&'c [u8], CallbackError> {
+        let name = CString::new(name).map_err(|_| CallbackError::NulInName)?;
+        let type_args = CString::new(type_args).map_err(|_| CallbackError::NulInTypeArgs)?;
         let (mut code, mut code_len) = (std::ptr::null::<u8>(), 0usize);
         let outer = FAILURE.take();
         // SAFETY: the callback's contract (the header): the strings and template bytes are valid
@@ -162,69 +181,66 @@ impl Compiler for CCompiler {
         };
         let message = FAILURE.replace(outer);
         if status != 0 {
-            return Err(
-                message.unwrap_or_else(|| format!("the compiler returned {status} without a message"))
-            );
+            return Err(CallbackError::Failed { status, message });
         }
         if code.is_null() || code_len == 0 {
-            return Err("the compiler returned success but no code".into());
+            return Err(CallbackError::NoCode);
         }
         if code_len > smf_core::jit::MAX_CODE {
-            return Err(format!(
-                "the compiler returned {code_len} bytes of code (at most {})",
-                smf_core::jit::MAX_CODE
-            ));
+            return Err(CallbackError::TooMuchCode(code_len));
         }
-        // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the callback
-        // returns to the library, which copies them before returning to C (the borrow ends in
-        // `Jit::instantiate`, at the install).
-        Ok(Cow::Borrowed(unsafe { std::slice::from_raw_parts(code, code_len) }))
+        // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the
+        // callback's next call (our caller copies them before then).
+        Ok(unsafe { std::slice::from_raw_parts(code, code_len) })
     }
 }
 
-/// Why a call did not succeed: a bad argument, or the instantiator's answer.
-enum Failure {
-    Invalid(String),
-    Jit(JitError),
-    /// The instantiator's answer about a name (the message names it, and where it was asked).
-    About(String, JitError),
+/// Why the C compiler callback gave no code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CallbackError {
+    /// The mangled name holds a NUL byte (it cannot be passed as a C string).
+    NulInName,
+    /// The type arguments hold a NUL byte.
+    NulInTypeArgs,
+    /// The callback returned nonzero, with the message it gave `smf_jit_fail`, if any.
+    Failed {
+        /// What it returned.
+        status: i32,
+        /// Its message.
+        message: Option<String>,
+    },
+    /// It returned success but no code.
+    NoCode,
+    /// It returned more code than [`smf_core::jit::MAX_CODE`] bytes.
+    TooMuchCode(usize),
 }
 
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure::Invalid(message)
+impl std::fmt::Display for CallbackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallbackError::NulInName => f.write_str("the name holds a NUL byte"),
+            CallbackError::NulInTypeArgs => f.write_str("the type arguments hold a NUL byte"),
+            CallbackError::Failed { message: Some(message), .. } => f.write_str(message),
+            CallbackError::Failed { status, message: None } => {
+                write!(f, "the compiler returned {status} without a message")
+            }
+            CallbackError::NoCode => f.write_str("the compiler returned success but no code"),
+            CallbackError::TooMuchCode(n) => {
+                write!(f, "the compiler returned {n} bytes of code (at most {})", smf_core::jit::MAX_CODE)
+            }
+        }
     }
 }
 
-impl From<JitError> for Failure {
-    fn from(error: JitError) -> Self {
-        Failure::Jit(error)
-    }
-}
+impl std::error::Error for CallbackError {}
 
 /// Runs `f` (a panic is an internal error) and turns its outcome into an `SMF_JIT_*` code and
 /// `*address` (NULL on failure), recording the message of any failure.
 ///
 /// # Safety
 /// `address` is NULL or writable.
-unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, Failure>) -> i32 {
-    let (found, code) = match super::unwinding_stops_here(f) {
-        // The panic's message is recorded.
-        None => (0, SMF_JIT_INVALID_ARGUMENT),
-        Some(Ok(found)) => (found, SMF_JIT_OK),
-        Some(Err(Failure::Invalid(message))) => {
-            set_error(&message);
-            (0, SMF_JIT_INVALID_ARGUMENT)
-        }
-        Some(Err(Failure::Jit(error))) => {
-            super::error::set_error_fmt(format_args!("{error}"));
-            (0, code_of(&error))
-        }
-        Some(Err(Failure::About(subject, error))) => {
-            super::error::set_error_fmt(format_args!("{subject}: {error}"));
-            (0, code_of(&error))
-        }
-    };
+unsafe fn answer(address: *mut *const c_void, f: impl FnOnce() -> Result<usize, FfiError>) -> i32 {
+    let (found, code) = coded(f);
     if !address.is_null() {
         // SAFETY: writable per the caller's contract.
         unsafe { address.write(found as *const c_void) };
@@ -247,7 +263,7 @@ pub unsafe extern "C" fn smf_jit_new(
 ) -> *mut SmfJit {
     guard(std::ptr::null_mut(), || {
         let cache = cache_of(cache)?;
-        let compile = compile.ok_or("the compiler callback is NULL")?;
+        let compile = compile.ok_or(ArgError::Null("the compiler callback"))?;
         let defaults = JitConfig::default();
         let config = JitConfig {
             max_depth: if config.max_depth == 0 { defaults.max_depth } else { config.max_depth },
@@ -269,9 +285,9 @@ pub extern "C" fn smf_jit_free(j: *mut SmfJit) {
         }
         // The request running below would return code this free unmaps.
         if JITS.with(j, Jit::compiling_here)? {
-            return Err("smf_jit_free: called from inside the instantiator's own compile callback (refused: free it after the request returns)".into());
+            return Err(FfiError::FreeInCallback);
         }
-        JITS.release(j)
+        Ok(JITS.release(j)?)
     })
 }
 
@@ -291,18 +307,19 @@ pub unsafe extern "C" fn smf_jit_instantiate(
     unsafe {
         answer(address, || {
             if module_path.is_null() {
-                return Err("path is NULL".to_owned().into());
+                return Err(ArgError::Null("path").into());
             }
             // A name already instantiated (the common case) is answered under the handle
             // table's read lock, without taking a reference to the instantiator, and without
             // reading the path (names are global: the path is only needed to instantiate).
-            let bytes = c_name(mangled_name).map_err(|_| "mangled name is NULL".to_owned())?;
+            let bytes = c_name(mangled_name).map_err(|_| ArgError::Null("mangled name"))?;
             if let Ok(Some(found)) = JITS.with(j, |jit| jit.instantiated(bytes))? {
                 return Ok(found);
             }
             let path = c_path(module_path)?;
             let name = c_str(mangled_name, "mangled name")?;
-            let about = |e| Failure::About(format!("{name} (from {})", path.display()), e);
+            let about =
+                |error| FfiError::Jit { about: About::NameFrom(name.to_owned(), path.to_path_buf()), error };
             JITS.get(j)?.instantiate(path, name).map_err(about)
         })
     }
@@ -350,7 +367,7 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
             return Ok(0);
         }
         if names.is_null() {
-            return Err("names is NULL".to_owned().into());
+            return Err(ArgError::Null("names").into());
         }
         // SAFETY: `n` readable pointers per the caller's contract.
         let raw = unsafe { std::slice::from_raw_parts(names, n) };
@@ -358,8 +375,8 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
         texts.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
         for (i, &name) in raw.iter().enumerate() {
             // SAFETY: NULL or NUL-terminated per the caller's contract.
-            let text = unsafe { c_name(name) }.map_err(|_| format!("name {i} is NULL"))?;
-            texts.push(std::str::from_utf8(text).map_err(|_| format!("name {i} is not UTF-8"))?);
+            let text = unsafe { c_name(name) }.map_err(|_| ArgError::NullItem("name", i))?;
+            texts.push(std::str::from_utf8(text).map_err(|_| ArgError::NotUtf8Item("name", i))?);
         }
         let outcomes = jit.instantiate_many(path, &texts)?;
         reported = true;
@@ -382,14 +399,11 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
         }
         match first {
             None => Ok(0),
-            Some((i, error)) => Err(Failure::About(
-                format!(
-                    "{failed} of {n} names failed; the first, {i}: {} (from {})",
-                    texts[i],
-                    path.display()
-                ),
-                error,
-            )),
+            Some((first, error)) => {
+                let name = texts[first].to_owned();
+                let about = About::Batch { failed, of: n, first, name, path: path.to_path_buf() };
+                Err(FfiError::Jit { about, error })
+            }
         }
     };
     // SAFETY: the answer's address is NULL (nothing is written there).
@@ -438,7 +452,7 @@ pub unsafe extern "C" fn smf_jit_note_sdn(
         let jit = JITS.get(j)?;
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { c_path(module_path) }?;
-        Ok(Some(jit.note_sdn(path).map_err(|e| e.to_string())?))
+        Ok(Some(jit.note_sdn(path)?))
     });
     let (status, bytes) = match found {
         Some(Some(note)) => (1, note.into_bytes()),
@@ -485,7 +499,7 @@ pub unsafe extern "C" fn smf_jit_resolve(
         answer(address, || {
             let jit = JITS.get(j)?;
             let name = c_str(name, "name")?;
-            jit.resolve(name).map_err(|e| Failure::About(name.to_owned(), e))
+            jit.resolve(name).map_err(|error| FfiError::Jit { about: About::Name(name.to_owned()), error })
         })
     }
 }
@@ -510,7 +524,7 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
             let jit = JITS.get(j)?;
             let base = c_str(base, "base name")?;
             if type_args.is_null() && n > 0 {
-                return Err("type_args is NULL".to_owned().into());
+                return Err(ArgError::Null("type_args").into());
             }
             let mut args = Vec::new();
             args.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
@@ -518,7 +532,7 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
                 args.push(c_str(*type_args.add(i), "a type argument")?);
             }
             let name = crate::jit::try_mangle(base, &args)?;
-            jit.resolve(&name).map_err(|e| Failure::About(name, e))
+            jit.resolve(&name).map_err(|error| FfiError::Jit { about: About::Name(name), error })
         })
     }
 }
@@ -546,4 +560,65 @@ pub extern "C" fn smf_jit_set_max_instantiations(j: *mut SmfJit, limit: u64) {
         JITS.get(j)?.set_max_instantiations(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A callback returning `code` (NULL: none) of `len` bytes, after failing with the message
+    /// `smf_jit_fail` takes when `len` is 0 and `code` is not NULL.
+    unsafe extern "C" fn scripted(
+        user: *mut c_void,
+        _name: *const c_char,
+        _type_args: *const c_char,
+        _template: *const u8,
+        _template_len: usize,
+        code: *mut *const u8,
+        code_len: *mut usize,
+    ) -> i32 {
+        // SAFETY: `user` is the test's cell of a `(pointer, length)` pair; the out-parameters are
+        // the library's.
+        unsafe {
+            let (bytes, len) = (*user.cast::<std::cell::Cell<(*const u8, usize)>>()).get();
+            if len == 0 && !bytes.is_null() {
+                FAILURE.set(Some("no generator for this".into()));
+                return 2;
+            }
+            *code = bytes;
+            *code_len = len;
+        }
+        0
+    }
+
+    fn call(compiler: &CCompiler, name: &str) -> Result<Vec<u8>, CallbackError> {
+        // SAFETY: the code is copied at once.
+        unsafe { compiler.call(name, "i64", &[]) }.map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn the_callbacks_refusals_are_typed() {
+        let code = [0xC3u8; 4];
+        let huge = vec![0u8; smf_core::jit::MAX_CODE + 1];
+        let script = std::cell::Cell::new((code.as_ptr(), code.len()));
+        let compiler = CCompiler { compile: scripted, user: std::ptr::from_ref(&script).cast_mut().cast() };
+        assert_eq!(call(&compiler, "id$i64"), Ok(code.to_vec()));
+        assert_eq!(call(&compiler, "id\0$i64"), Err(CallbackError::NulInName));
+        // SAFETY: as `call`.
+        let nul_args = unsafe { compiler.call("id$i64", "i\0", &[]) }.map(<[u8]>::to_vec);
+        assert_eq!(nul_args, Err(CallbackError::NulInTypeArgs));
+        script.set((std::ptr::null(), 4));
+        assert_eq!(call(&compiler, "id$i64"), Err(CallbackError::NoCode));
+        script.set((huge.as_ptr(), huge.len()));
+        assert_eq!(call(&compiler, "id$i64"), Err(CallbackError::TooMuchCode(huge.len())));
+        script.set((code.as_ptr(), 0));
+        let failed = call(&compiler, "id$i64").unwrap_err();
+        assert_eq!(
+            failed,
+            CallbackError::Failed { status: 2, message: Some("no generator for this".into()) }
+        );
+        assert_eq!(failed.to_string(), "no generator for this");
+        let silent = CallbackError::Failed { status: 3, message: None };
+        assert_eq!(silent.to_string(), "the compiler returned 3 without a message");
+    }
 }

@@ -6,18 +6,23 @@
 //! touched; a failure returns the documented sentinel and records a message readable with
 //! `smf_last_error()` on the same thread; no panic crosses the boundary (each body runs under
 //! `catch_unwind`, a panic becomes an error; `smf_last_error` and `smf_clear_error`, the error
-//! mechanism itself, only hand out or reset the thread's buffer).
+//! mechanism itself, only hand out or reset the thread's buffer). Every failure is an
+//! [`FfiError`](failure::FfiError) (`failure.rs`), recorded and turned into a sentinel or a code
+//! in one place.
 
 #![allow(unsafe_code)]
 
 pub mod cache;
 mod cstr;
 pub mod error;
+mod failure;
 mod handles;
 pub mod imports;
 pub mod jit;
 #[cfg(feature = "rt")]
 mod rt_budget;
+#[cfg(feature = "rt")]
+mod rt_error;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]
@@ -25,39 +30,11 @@ pub mod rt_mmap;
 #[cfg(feature = "rt")]
 mod rt_owned;
 pub mod smf_module;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use cstr::{c_name, c_path, c_str};
 pub use error::{clear_error, last_error, set_error};
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-/// Runs `body`, turning an `Err` or a panic into `sentinel` with the message recorded.
-#[cfg_attr(not(feature = "rt"), allow(dead_code))]
-pub(crate) fn guard<T>(sentinel: T, body: impl FnOnce() -> Result<T, String>) -> T {
-    match unwinding_stops_here(body) {
-        Some(Ok(value)) => value,
-        Some(Err(message)) => {
-            set_error(&message);
-            sentinel
-        }
-        None => sentinel,
-    }
-}
-
-/// Runs `body`; a panic stops here (no unwinding into C): `None`, with the message recorded.
-/// Every `extern "C"` function runs its work through this (or [`guard`]).
-pub(crate) fn unwinding_stops_here<R>(body: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            set_error("internal error: a panic was caught at the C boundary");
-            None
-        }
-    }
-}
-
-/// A non-negative `i64` from C as `usize`.
-#[cfg_attr(not(feature = "rt"), allow(dead_code))]
-pub(crate) fn non_negative(value: i64, what: &str) -> Result<usize, String> {
-    usize::try_from(value).map_err(|_| format!("{what} {value} is negative"))
-}
+#[cfg(feature = "rt")]
+pub(crate) use failure::non_negative;
+pub(crate) use failure::{coded, guard, ArgError, FfiError};

@@ -10,6 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use super::rt_error::RtError;
+
 /// The environment variable that sets the budget, in bytes (0: none).
 pub(crate) const EXEC_BUDGET_ENV: &str = "SMF_EXEC_BUDGET";
 
@@ -54,17 +56,14 @@ impl Drop for Charge {
 
 /// Takes `bytes` of the budget, or says why not (what is held, what was asked, the budget and
 /// how to change it).
-pub(crate) fn charge(bytes: usize) -> Result<Charge, String> {
+pub(crate) fn charge(bytes: usize) -> Result<Charge, RtError> {
     let bytes = bytes as u64;
     let mut held = CHARGED.load(Ordering::Relaxed);
     loop {
         let budget = budget();
         let after = held.checked_add(bytes).filter(|&after| budget == 0 || after <= budget);
         let Some(after) = after else {
-            return Err(format!(
-                "the executable-memory budget is spent: {bytes} more bytes on the {held} held would pass \
-                 its {budget} bytes (free some, or raise it with SMF_EXEC_BUDGET or smf_set_exec_budget)"
-            ));
+            return Err(RtError::BudgetSpent { bytes, held, budget });
         };
         match CHARGED.compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return Ok(Charge(bytes)),

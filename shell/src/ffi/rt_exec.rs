@@ -13,28 +13,29 @@ use std::sync::{Arc, Mutex};
 
 use smf_core::sys;
 
+use super::rt_error::{Inside, Owned, RtError};
 use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
-use super::{guard, non_negative, rt_budget};
+use super::{guard, non_negative, rt_budget, FfiError};
 use crate::loader::SharedModule;
 use crate::runtime::exec;
 
 /// Largest single rt allocation: 1 GiB (reserved, committed only as it is written).
 const MAX_ALLOCATION: usize = 1 << 30;
 
-fn allocate(size: i64) -> Result<i64, String> {
+fn allocate(size: i64) -> Result<i64, FfiError> {
     let size = non_negative(size, "size")?;
     if size == 0 {
-        return Err("size is 0".into());
+        return Err(RtError::ZeroSize.into());
     }
     if size > MAX_ALLOCATION {
-        return Err(format!("size {size} is over the 1 GiB limit"));
+        return Err(RtError::TooLarge(size).into());
     }
     let page = sys::page_size();
     let rounded = size.div_ceil(page) * page;
     // The budget first: nothing is mapped past it (the charge goes back if the mapping fails).
     let charge = rt_budget::charge(rounded)?;
     let mut batch = exec().batch();
-    let block = batch.alloc(rounded, page).map_err(|e| e.to_string())?;
+    let block = batch.alloc(rounded, page)?;
     let addr = block.addr();
     let alloc = RtAlloc { block, requested: size, phase: Mutex::new(Phase::Open(batch)), _charge: charge };
     rt_owned::allocs().insert(addr, Arc::new(alloc));
@@ -61,10 +62,10 @@ pub extern "C" fn rt_free_exec_memory(address: i64, size: i64) -> bool {
     guard(false, || {
         let (start, size) = rt_owned::range(address, 0, size)?;
         let mut allocs = rt_owned::allocs();
-        let alloc =
-            allocs.get(&start).ok_or_else(|| format!("{start:#x} is not the start of an rt allocation"))?;
+        let alloc = allocs.get(&start).ok_or(RtError::NotAStart(start, Owned::Allocation))?;
         if size != 0 && size != alloc.size() && size != alloc.requested {
-            return Err(format!("size {size} does not match the allocation ({} bytes)", alloc.requested));
+            let of = Owned::Allocation;
+            return Err(RtError::SizeMismatch { size, actual: alloc.requested, of }.into());
         }
         let alloc = allocs.remove(&start);
         drop(allocs);
@@ -74,9 +75,12 @@ pub extern "C" fn rt_free_exec_memory(address: i64, size: i64) -> bool {
 }
 
 /// The rt allocation containing `start..start+len` (file mappings do not count here).
-fn rt_allocation(start: usize, len: usize) -> Result<Arc<RtAlloc>, String> {
-    rt_owned::alloc_containing(start, len)
-        .ok_or_else(|| format!("{start:#x}+{len} is not inside a live rt allocation"))
+fn rt_allocation(start: usize, len: usize) -> Result<Arc<RtAlloc>, RtError> {
+    rt_owned::alloc_containing(start, len).ok_or(RtError::NotInside {
+        start,
+        len: Some(len),
+        what: Inside::Allocation,
+    })
 }
 
 /// Copies `len` bytes of `code` to `address + offset`; patches if the allocation is sealed.
@@ -90,45 +94,38 @@ pub unsafe extern "C" fn rt_write_exec_memory(address: i64, code: *const u8, len
         let (dst, n) = rt_owned::range(address, offset, len)?;
         let alloc = rt_allocation(rt_owned::range(address, 0, 0)?.0, 0)?;
         if !alloc.block.contains(dst, n) {
-            return Err("address + offset + len leaves the allocation".into());
+            return Err(RtError::LeavesAllocation.into());
         }
         if n == 0 {
             return Ok(0);
         }
         if code.is_null() {
-            return Err("code is NULL".into());
+            return Err(super::ArgError::Null("code").into());
         }
         // SAFETY: the caller passes `len` readable bytes at `code`; they are copied out first
         // (into memory that may be refused: an error, not an abort), so an overlap with the
         // destination cannot matter.
         let source = unsafe { std::slice::from_raw_parts(code, n) };
         let mut bytes = Vec::new();
-        bytes
-            .try_reserve_exact(n)
-            .map_err(|_| format!("out of memory: no room for a copy of the {n} bytes to write"))?;
+        bytes.try_reserve_exact(n).map_err(|_| RtError::NoRoomForCopy(n))?;
         bytes.extend_from_slice(source);
         let offset = dst - alloc.block.addr();
         let mut phase = alloc.phase();
         match &mut *phase {
             Phase::Open(batch) => batch.write(&alloc.block, offset, &bytes),
             Phase::Sealed => exec().patch(&alloc.block, offset, &bytes),
-            Phase::Broken => return Err(broken(alloc.block.addr())),
-        }
-        .map_err(|e| e.to_string())?;
+            Phase::Broken => return Err(RtError::Broken(alloc.block.addr()).into()),
+        }?;
         Ok(len)
     })
 }
 
-fn broken(addr: usize) -> String {
-    format!("the allocation at {addr:#x} failed to seal earlier; free it and allocate again")
-}
-
 /// Seals `alloc` if it is still writable (read-execute, instruction cache synchronized).
-fn seal(alloc: &RtAlloc) -> Result<(), String> {
+fn seal(alloc: &RtAlloc) -> Result<(), RtError> {
     let mut phase = alloc.phase();
     match std::mem::replace(&mut *phase, Phase::Broken) {
         Phase::Open(batch) => {
-            batch.seal().map_err(|e| format!("sealing {:#x}: {e}", alloc.block.addr()))?;
+            batch.seal().map_err(|e| RtError::SealFailed(alloc.block.addr(), e))?;
             *phase = Phase::Sealed;
             Ok(())
         }
@@ -136,7 +133,7 @@ fn seal(alloc: &RtAlloc) -> Result<(), String> {
             *phase = Phase::Sealed;
             Ok(())
         }
-        Phase::Broken => Err(broken(alloc.block.addr())),
+        Phase::Broken => Err(RtError::Broken(alloc.block.addr())),
     }
 }
 
@@ -158,11 +155,11 @@ pub extern "C" fn rt_flush_icache(address: i64, size: i64) {
         let (start, len) = rt_owned::range(address, 0, size)?;
         if let Some(alloc) = rt_owned::alloc_containing(start, len) {
             let offset = start - alloc.block.addr();
-            return exec().sync_icache(&alloc.block, offset, len).map_err(|e| e.to_string());
+            return Ok(exec().sync_icache(&alloc.block, offset, len)?);
         }
         match crate::loader::code_containing(start) {
             Some(_) => Ok(()),
-            None => Err(format!("{start:#x}+{len} is not inside code of this library")),
+            None => Err(RtError::NotInside { start, len: Some(len), what: Inside::Code }.into()),
         }
     });
 }
@@ -181,7 +178,7 @@ pub extern "C" fn rt_get_function_pointer(address: i64) -> i64 {
 /// `function` as a code address, with what keeps it alive: inside a sealed rt allocation,
 /// inside the code of a live loaded module (not its data, read-only data or stubs), or inside
 /// code a live instantiator (`smf_jit_*`) installed.
-fn callable(function: i64) -> Result<(usize, Callee), String> {
+fn callable(function: i64) -> Result<(usize, Callee), FfiError> {
     let (addr, _) = rt_owned::range(function, 0, 1)?;
     if let Some(alloc) = rt_owned::alloc_containing(addr, 1) {
         let sealed = matches!(*alloc.phase(), Phase::Sealed);
@@ -189,7 +186,7 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
         return if sealed && executable {
             Ok((addr, Callee::Alloc(alloc)))
         } else {
-            Err(format!("{addr:#x} is not sealed yet (call rt_get_function_pointer or rt_make_executable)"))
+            Err(RtError::NotSealed(addr).into())
         };
     }
     if let Some(module) = crate::loader::code_containing(addr) {
@@ -197,7 +194,7 @@ fn callable(function: i64) -> Result<(usize, Callee), String> {
     }
     match super::jit::jit_containing(addr) {
         Some(jit) => Ok((addr, Callee::Jit(jit))),
-        None => Err(format!("{addr:#x} is not inside executable code of this library")),
+        None => Err(RtError::NotInside { start: addr, len: None, what: Inside::ExecutableCode }.into()),
     }
 }
 
@@ -214,9 +211,8 @@ enum Callee {
 ///
 /// # Safety
 /// A function whose signature is `F`'s starts at `function`.
-unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result<i64, String> {
+unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result<i64, FfiError> {
     let (addr, callee) = callable(function)?;
-    let refused = || format!("{addr:#x} cannot be called");
     let f = match &callee {
         // SAFETY: the signature is the caller's contract; the handle borrows `callee`, which
         // keeps the code alive for the call.
@@ -226,7 +222,7 @@ unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result
         // SAFETY: as above.
         Callee::Jit(jit) => unsafe { jit.instantiator().function_at::<F>(addr) },
     };
-    Ok(call(f.ok_or_else(refused)?.get()))
+    Ok(call(f.ok_or(RtError::NotCallable(addr))?.get()))
 }
 
 /// Calls the code at `fn` with no arguments; 0 (and an error) if it is not ours.
@@ -283,7 +279,9 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
         }
         match super::jit::jit_containing(addr) {
             Some(_) => Ok(PROT_READ | PROT_EXEC),
-            None => Err(format!("{addr:#x} is not inside a live mapping or allocation of this library")),
+            None => {
+                Err(RtError::NotInside { start: addr, len: None, what: Inside::MappingOrAllocation }.into())
+            }
         }
     })
 }
@@ -300,21 +298,18 @@ pub extern "C" fn rt_set_protection(address: i64, size: i64, prot: i32) -> bool 
             Owner::Alloc(alloc) => {
                 let open = matches!(*alloc.phase(), Phase::Open(_));
                 match prot {
-                    p if p == PROT_READ | PROT_EXEC => seal(&alloc).map(|()| true),
+                    p if p == PROT_READ | PROT_EXEC => Ok(seal(&alloc).map(|()| true)?),
                     p if p == PROT_READ | PROT_WRITE && open => Ok(true),
-                    p if p == PROT_READ | PROT_WRITE => {
-                        Err("sealed code is never made writable again; patch it with rt_write_exec_memory"
-                            .into())
-                    }
-                    _ => Err("allocations support READ|WRITE (before sealing) and READ|EXEC".into()),
+                    p if p == PROT_READ | PROT_WRITE => Err(RtError::SealedStaysSealed.into()),
+                    _ => Err(RtError::AllocationProtection.into()),
                 }
             }
             Owner::File(map) => {
                 if start != map.addr || (len != map.len && len != map.mapped) {
-                    return Err("rt_set_protection applies to a whole file mapping".into());
+                    return Err(RtError::NotWholeMapping.into());
                 }
                 if prot & PROT_EXEC != 0 {
-                    return Err(super::rt_mmap::NO_EXEC_FILES.into());
+                    return Err(RtError::ExecutableFile.into());
                 }
                 map.set_prot(prot, protection)?;
                 Ok(true)

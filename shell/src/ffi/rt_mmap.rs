@@ -8,8 +8,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use smf_core::sys::{self, Advice};
 
+use super::rt_error::{Owned, RtError};
 use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_WRITE};
-use super::{c_path, guard, non_negative};
+use super::{c_path, guard, non_negative, ArgError, FfiError};
 
 /// MAP_SHARED as the spec numbers it.
 const MAP_SHARED: i32 = 1;
@@ -34,11 +35,6 @@ fn page_span(start: usize, len: usize) -> (usize, usize) {
     (first, end - first)
 }
 
-/// Why `rt_mmap_file` and `rt_set_protection` refuse executable file mappings.
-pub(crate) const NO_EXEC_FILES: &str = "file mappings are never executable: another mapping of \
-the same file (MAP_SHARED, writable) could change the code while it runs; load modules with \
-smf_module_load, or copy code into rt_alloc_exec_memory";
-
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
 unsafe fn map_file(
@@ -47,23 +43,23 @@ unsafe fn map_file(
     flags: i32,
     offset: i64,
     length: i64,
-) -> Result<RtMapping, String> {
+) -> Result<RtMapping, FfiError> {
     // SAFETY: forwarded to our caller's contract.
     let path = unsafe { c_path(path) }?;
     let protection = rt_owned::protection_from_bits(prot)?;
     if prot & PROT_EXEC != 0 {
-        return Err(NO_EXEC_FILES.into());
+        return Err(RtError::ExecutableFile.into());
     }
     let shared = match flags {
         MAP_SHARED => true,
         MAP_PRIVATE => false,
-        other => return Err(format!("flags {other}: use MAP_SHARED (1) or MAP_PRIVATE (2)")),
+        other => return Err(RtError::MapFlags(other).into()),
     };
     let offset = non_negative(offset, "offset")?;
     let length = non_negative(length, "length")?;
     let page = sys::page_size();
     if offset % page != 0 {
-        return Err(format!("offset {offset} is not a multiple of the page size {page}"));
+        return Err(RtError::UnalignedOffset { offset, page }.into());
     }
     let writable = shared && prot & PROT_WRITE != 0;
     // Non-blocking: a FIFO without a writer must not hang the open (it is refused below).
@@ -72,29 +68,22 @@ unsafe fn map_file(
         .write(writable)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let metadata = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| RtError::File(path.to_path_buf(), e))?;
+    let metadata = file.metadata().map_err(|e| RtError::File(path.to_path_buf(), e))?;
     if !metadata.is_file() {
-        return Err(format!("{}: not a regular file (only files can be mapped)", path.display()));
+        return Err(RtError::NotRegularFile(path.to_path_buf()).into());
     }
     let file_len = metadata.len();
     let available = usize::try_from(file_len.saturating_sub(offset as u64)).unwrap_or(usize::MAX);
     let len = if length == 0 { available } else { length };
     if len == 0 {
-        return Err(format!(
-            "{}: nothing to map at offset {offset} (file is {file_len} bytes)",
-            path.display()
-        ));
+        return Err(RtError::NothingToMap { path: path.to_path_buf(), offset, file_len }.into());
     }
     if len > available {
-        return Err(format!(
-            "{}: {len} bytes at offset {offset} run past the end of the file ({file_len} bytes)",
-            path.display()
-        ));
+        return Err(RtError::PastEnd { path: path.to_path_buf(), len, offset, file_len }.into());
     }
     // SAFETY: `file` stays open for the call (the mapping keeps its own reference after).
-    let addr = unsafe { sys::map_file(file.as_raw_fd(), offset as u64, len, protection, shared) }
-        .map_err(|e| e.to_string())?;
+    let addr = unsafe { sys::map_file(file.as_raw_fd(), offset as u64, len, protection, shared) }?;
     let mapped = len.div_ceil(page) * page;
     let map = FileMap { addr: addr as usize, len, mapped, prot: std::sync::RwLock::new(prot) };
     rt_owned::files().insert(addr as usize, std::sync::Arc::new(map));
@@ -124,11 +113,9 @@ pub extern "C" fn rt_munmap(address: i64, size: i64) -> bool {
     guard(false, || {
         let (start, size) = rt_owned::range(address, 0, size)?;
         let mut files = rt_owned::files();
-        let map = files
-            .get(&start)
-            .ok_or_else(|| format!("{start:#x} is not the start of a mapping made by rt_mmap_file"))?;
+        let map = files.get(&start).ok_or(RtError::NotAStart(start, Owned::Mapping))?;
         if size != map.len && size != map.mapped {
-            return Err(format!("size {size} does not match the mapping ({} bytes)", map.len));
+            return Err(RtError::SizeMismatch { size, actual: map.len, of: Owned::Mapping }.into());
         }
         let map = files.remove(&start);
         drop(files);
@@ -150,7 +137,7 @@ pub unsafe extern "C" fn rt_mmap_read_bytes(address: i64, offset: i64, length: i
             return Ok(0);
         }
         if dst.is_null() {
-            return Err("dst is NULL".into());
+            return Err(ArgError::Null("dst").into());
         }
         let owner = rt_owned::owner_of(start, len)?;
         // SAFETY: `dst` is the caller's buffer of at least `len` bytes.
@@ -178,7 +165,7 @@ pub unsafe extern "C" fn rt_mmap_read_string(
         let max_length = non_negative(max_length, "max_length")?;
         let dst_cap = non_negative(dst_cap, "dst_cap")?;
         if dst.is_null() && dst_cap > 0 {
-            return Err("dst is NULL".into());
+            return Err(ArgError::Null("dst").into());
         }
         let owner = rt_owned::owner_of(start, 0)?;
         let mut available = owner.start() + owner.len() - start;
@@ -220,8 +207,8 @@ pub unsafe extern "C" fn rt_file_size_for_mmap(path: *const c_char) -> i64 {
     guard(-1, || {
         // SAFETY: the C caller passes a NUL-terminated path or NULL.
         let path = unsafe { c_path(path) }?;
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        i64::try_from(meta.len()).map_err(|_| "file size does not fit in int64_t".into())
+        let meta = std::fs::metadata(path).map_err(|e| RtError::File(path.to_path_buf(), e))?;
+        Ok(i64::try_from(meta.len()).map_err(|_| RtError::FileSizeOverflows(path.to_path_buf()))?)
     })
 }
 
@@ -235,11 +222,11 @@ pub extern "C" fn rt_get_page_size() -> i64 {
 fn with_owned_pages<T>(
     address: i64,
     size: i64,
-    f: impl FnOnce(&Owner, usize, usize) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&Owner, usize, usize) -> Result<T, FfiError>,
+) -> Result<T, FfiError> {
     let (start, len) = rt_owned::range(address, 0, size)?;
     if len == 0 {
-        return Err("size is 0".into());
+        return Err(RtError::ZeroSize.into());
     }
     let owner = rt_owned::owner_of(start, len)?;
     let (first, span) = page_span(start, len);
@@ -252,10 +239,10 @@ pub extern "C" fn rt_msync(address: i64, size: i64, is_async: bool) -> bool {
     guard(false, || {
         with_owned_pages(address, size, |owner, first, span| {
             if !matches!(owner, Owner::File { .. }) {
-                return Err("rt_msync needs a mapping made by rt_mmap_file".into());
+                return Err(RtError::NotAFileMapping.into());
             }
             // SAFETY: the pages belong to a live file mapping of ours.
-            unsafe { sys::sync_file(first as *mut u8, span, is_async) }.map_err(|e| e.to_string())?;
+            unsafe { sys::sync_file(first as *mut u8, span, is_async) }?;
             Ok(true)
         })
     })
@@ -265,7 +252,7 @@ fn lock_pages(address: i64, size: i64, locked: bool) -> bool {
     guard(false, || {
         with_owned_pages(address, size, |_, first, span| {
             // SAFETY: the pages belong to a live mapping or allocation of ours.
-            unsafe { sys::lock_in_memory(first as *mut u8, span, locked) }.map_err(|e| e.to_string())?;
+            unsafe { sys::lock_in_memory(first as *mut u8, span, locked) }?;
             Ok(true)
         })
     })
@@ -293,19 +280,19 @@ pub extern "C" fn rt_madvise(address: i64, size: i64, advice: i32) -> bool {
             2 => Advice::Sequential,
             3 => Advice::WillNeed,
             4 => Advice::DontNeed,
-            other => return Err(format!("advice {other} is not one of 0..=4")),
+            other => return Err(RtError::Advice(other).into()),
         };
         with_owned_pages(address, size, |owner, first, span| {
             if advice == Advice::DontNeed {
                 if let Owner::Alloc(alloc) = owner {
                     if !matches!(*alloc.phase(), rt_owned::Phase::Open(_)) {
-                        return Err("MADV_DONTNEED would erase sealed code".into());
+                        return Err(RtError::DontNeedOnCode.into());
                     }
                 }
             }
             // SAFETY: the pages belong to a live mapping or allocation of ours; DONTNEED on
             // code was refused above.
-            unsafe { sys::advise(first as *mut u8, span, advice) }.map_err(|e| e.to_string())?;
+            unsafe { sys::advise(first as *mut u8, span, advice) }?;
             Ok(true)
         })
     })

@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use super::rt_error::{Inside, RtError};
+use super::FfiError;
 use crate::sync::lock;
 use smf_core::exec::{Block, CodeBatch};
 use smf_core::sys::{self, CheckedCopier, Protection};
@@ -36,16 +38,14 @@ pub(crate) const fn protection_bits(protection: Protection) -> i32 {
 }
 
 /// The protection the PROT_* bits `prot` ask for; writable and executable together is refused.
-pub(crate) fn protection_from_bits(prot: i32) -> Result<Protection, String> {
+pub(crate) fn protection_from_bits(prot: i32) -> Result<Protection, RtError> {
     match prot {
         0 => Ok(Protection::None),
         PROT_READ => Ok(Protection::Read),
         p if p == PROT_READ | PROT_WRITE => Ok(Protection::ReadWrite),
         p if p == PROT_READ | PROT_EXEC => Ok(Protection::ReadExec),
-        p if p & PROT_WRITE != 0 && p & PROT_EXEC != 0 => {
-            Err("PROT_WRITE|PROT_EXEC together is refused (W^X)".into())
-        }
-        other => Err(format!("protection {other} is not supported (use 0, READ, READ|WRITE or READ|EXEC)")),
+        p if p & PROT_WRITE != 0 && p & PROT_EXEC != 0 => Err(RtError::WriteAndExec),
+        other => Err(RtError::Protection(other)),
     }
 }
 
@@ -108,11 +108,11 @@ impl FileMap {
     }
 
     /// Changes the protection of the whole mapping (never writable and executable).
-    pub(crate) fn set_prot(&self, prot: i32, protection: Protection) -> Result<(), String> {
+    pub(crate) fn set_prot(&self, prot: i32, protection: Protection) -> Result<(), RtError> {
         let mut current = crate::sync::write(&self.prot);
         // SAFETY: the whole mapping is ours (alive while `self` is); readers of it hold the
         // read side of the lock we hold for writing, so none relies on the old protection.
-        unsafe { sys::protect(self.addr as *mut u8, self.mapped, protection) }.map_err(|e| e.to_string())?;
+        unsafe { sys::protect(self.addr as *mut u8, self.mapped, protection) }?;
         *current = prot;
         Ok(())
     }
@@ -140,15 +140,15 @@ pub(crate) fn files() -> MutexGuard<'static, BTreeMap<usize, Arc<FileMap>>> {
 
 /// `address + offset .. + length` as a checked address range: nothing negative, zero address
 /// refused, no overflow.
-pub(crate) fn range(address: i64, offset: i64, length: i64) -> Result<(usize, usize), String> {
+pub(crate) fn range(address: i64, offset: i64, length: i64) -> Result<(usize, usize), FfiError> {
     if address == 0 {
-        return Err("address is 0".into());
+        return Err(RtError::ZeroAddress.into());
     }
     let address = super::non_negative(address, "address")?;
     let offset = super::non_negative(offset, "offset")?;
     let length = super::non_negative(length, "length")?;
-    let start = address.checked_add(offset).ok_or("address + offset overflows")?;
-    start.checked_add(length).ok_or("address + offset + length overflows")?;
+    let start = address.checked_add(offset).ok_or(RtError::Overflows)?;
+    start.checked_add(length).ok_or(RtError::Overflows)?;
     Ok((start, length))
 }
 
@@ -203,14 +203,14 @@ pub(crate) fn file_containing(start: usize, len: usize) -> Option<Arc<FileMap>> 
 }
 
 /// The allocation or mapping that contains `start..start+len` entirely.
-pub(crate) fn owner_of(start: usize, len: usize) -> Result<Owner, String> {
+pub(crate) fn owner_of(start: usize, len: usize) -> Result<Owner, RtError> {
     if let Some(alloc) = alloc_containing(start, len) {
         return Ok(Owner::Alloc(alloc));
     }
     if let Some(map) = file_containing(start, len) {
         return Ok(Owner::File(map));
     }
-    Err(format!("{start:#x}+{len} is not inside a live mapping or allocation of this library"))
+    Err(RtError::NotInside { start, len: Some(len), what: Inside::MappingOrAllocation })
 }
 
 thread_local! {
@@ -221,7 +221,7 @@ thread_local! {
 /// directly (under its lock, so no write overlaps), a file mapping through the kernel (under
 /// its protection's read lock), so that a page the file no longer backs (it was truncated) is
 /// an error, never `SIGBUS`.
-pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<(), String> {
+pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<(), RtError> {
     match owner {
         Owner::Alloc(alloc) => {
             let _phase = alloc.phase();
@@ -234,32 +234,32 @@ pub(crate) fn read_owned(owner: &Owner, src: usize, dst: &mut [u8]) -> Result<()
         Owner::File(map) => {
             let prot = map.prot();
             if *prot & PROT_READ == 0 {
-                return Err(format!("{src:#x} is in a mapping without PROT_READ"));
+                return Err(RtError::NotReadable(src));
             }
             COPIER.with(|cell| {
-                let mut copier = cell.borrow_mut();
-                if copier.is_none() {
-                    *copier = Some(CheckedCopier::new().map_err(|e| e.to_string())?);
-                }
-                let result = match copier.as_ref() {
-                    // SAFETY: the range lies inside the live mapping (held by `owner`); only
-                    // the kernel reads it.
-                    Some(c) => unsafe { c.copy(src as *const u8, dst) },
-                    None => return Err("no copier".to_string()),
+                let mut kept = cell.borrow_mut();
+                let copier = match kept.take() {
+                    Some(copier) => copier,
+                    None => CheckedCopier::new()?,
                 };
-                result.map_err(|e| {
-                    if e.op != "write" {
-                        *copier = None; // its pipe may hold stray bytes: start afresh
+                // SAFETY: the range lies inside the live mapping (held by `owner`); only the
+                // kernel reads it.
+                match unsafe { copier.copy(src as *const u8, dst) } {
+                    Ok(()) => {
+                        *kept = Some(copier);
+                        Ok(())
                     }
-                    if e.errno == rustix::io::Errno::FAULT.raw_os_error() {
-                        format!(
-                            "{src:#x}+{}: the mapped file no longer has these bytes (it shrank)",
-                            dst.len()
-                        )
-                    } else {
-                        e.to_string()
+                    Err(e) => {
+                        if e.op == "write" {
+                            *kept = Some(copier); // a refused write leaves the pipe empty
+                        }
+                        if e.errno == rustix::io::Errno::FAULT.raw_os_error() {
+                            Err(RtError::FileShrank { start: src, len: dst.len() })
+                        } else {
+                            Err(RtError::Sys(e))
+                        }
                     }
-                })
+                }
             })
         }
     }
@@ -274,9 +274,12 @@ mod tests {
         for bits in [0, PROT_READ, PROT_READ | PROT_WRITE, PROT_READ | PROT_EXEC] {
             assert_eq!(protection_bits(protection_from_bits(bits).unwrap()), bits);
         }
-        assert!(protection_from_bits(PROT_WRITE | PROT_EXEC).unwrap_err().contains("W^X"));
-        assert!(protection_from_bits(PROT_READ | PROT_WRITE | PROT_EXEC).is_err());
-        assert!(protection_from_bits(8).is_err());
+        assert!(matches!(protection_from_bits(PROT_WRITE | PROT_EXEC), Err(RtError::WriteAndExec)));
+        assert!(matches!(
+            protection_from_bits(PROT_READ | PROT_WRITE | PROT_EXEC),
+            Err(RtError::WriteAndExec)
+        ));
+        assert!(matches!(protection_from_bits(8), Err(RtError::Protection(8))));
         assert_eq!(protection_bits(Protection::ReadWriteExec), 7);
     }
 }

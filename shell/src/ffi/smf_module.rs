@@ -10,9 +10,9 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use super::c_name;
-use super::guard;
+use super::failure::LookupError;
 use super::handles::Handles;
+use super::{c_name, guard, ArgError, FfiError};
 use crate::imports::LinkOptions;
 use crate::loader::{self, SharedModule};
 
@@ -33,16 +33,16 @@ pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {
 
 /// The module behind `m`, if `m` is a live handle: a reference of its own, so the module
 /// stays alive while the caller uses it even if another thread releases the handle.
-fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, String> {
-    MODULES.get(m)
+fn module_of(m: *const SmfModule) -> Result<Arc<SharedModule>, FfiError> {
+    Ok(MODULES.get(m)?)
 }
 
 /// Runs `f` with the module behind `m`, if `m` is a live handle (the handle table is not
 /// locked while `f` runs).
 fn with_module<T>(
     m: *const SmfModule,
-    f: impl FnOnce(&SharedModule) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&SharedModule) -> Result<T, FfiError>,
+) -> Result<T, FfiError> {
     f(&*module_of(m)?)
 }
 
@@ -56,7 +56,7 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
-        let module = loader::load_path_with(path, &LinkOptions::default()).map_err(|e| e.to_string())?;
+        let module = loader::load_path_with(path, &LinkOptions::default())?;
         Ok(register(module))
     })
 }
@@ -69,12 +69,11 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
 pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> *mut SmfModule {
     guard(std::ptr::null_mut(), || {
         if bytes.is_null() {
-            return Err("bytes is NULL".into());
+            return Err(ArgError::Null("bytes").into());
         }
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
-        let module =
-            loader::load_bytes_with(data, &LinkOptions::default(), None).map_err(|e| e.to_string())?;
+        let module = loader::load_bytes_with(data, &LinkOptions::default(), None)?;
         Ok(register(module))
     })
 }
@@ -84,13 +83,13 @@ pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> 
 #[no_mangle]
 pub extern "C" fn smf_module_release(m: *mut SmfModule) {
     // The last reference frees the image unless another module still links to it.
-    guard((), || MODULES.release(m));
+    guard((), || Ok(MODULES.release(m)?));
 }
 
 /// Adds a reference; returns `m` (NULL if `m` is not a live handle).
 #[no_mangle]
 pub extern "C" fn smf_module_retain(m: *mut SmfModule) -> *mut SmfModule {
-    guard(std::ptr::null_mut(), || MODULES.retain(m).map(|()| m))
+    guard(std::ptr::null_mut(), || Ok(MODULES.retain(m).map(|()| m)?))
 }
 
 /// The module's dialect: 0 S128, 1 R96, 2 R72; -1 on error.
@@ -109,9 +108,8 @@ pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_c
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         with_module(m, |module| {
-            module.symbol(name).map(|a| a as *const c_void).ok_or_else(|| {
-                format!("no exported symbol `{}` in the module", String::from_utf8_lossy(name))
-            })
+            let address = module.symbol(name).ok_or_else(|| LookupError::NoExport(name.into()))?;
+            Ok(address as *const c_void)
         })
     })
 }
@@ -130,17 +128,17 @@ pub unsafe extern "C" fn smf_module_function(m: *const SmfModule, name: *const c
     guard(None, || {
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
-        let lossy = || String::from_utf8_lossy(name).into_owned();
         with_module(m, |module| {
             let loaded = module.loaded();
             if loaded.symbol(name).is_none() {
-                return Err(format!("no exported symbol `{}` in the module", lossy()));
+                return Err(LookupError::NoExport(name.into()).into());
             }
             // SAFETY: C callers cast the pointer to the function's real type before calling it
             // (the header's contract); here it is only handed out, valid while the caller
             // holds the module.
             let function = unsafe { loaded.function::<unsafe extern "C" fn()>(name) };
-            function.map(|f| Some(f.get())).ok_or_else(|| format!("`{}` is not a function", lossy()))
+            let function = function.ok_or_else(|| LookupError::NotAFunction(name.into()))?;
+            Ok(Some(function.get()))
         })
     })
 }
@@ -150,11 +148,8 @@ pub unsafe extern "C" fn smf_module_function(m: *const SmfModule, name: *const c
 pub extern "C" fn smf_module_entry(m: *const SmfModule) -> *const c_void {
     guard(std::ptr::null(), || {
         with_module(m, |module| {
-            module
-                .loaded()
-                .entry()
-                .map(|a| a as *const c_void)
-                .ok_or_else(|| "the module has no entry point".into())
+            let entry = module.loaded().entry().ok_or(LookupError::NoEntryPoint)?;
+            Ok(entry as *const c_void)
         })
     })
 }
@@ -170,8 +165,9 @@ pub extern "C" fn smf_module_symbol_count(m: *const SmfModule) -> usize {
 pub extern "C" fn smf_module_symbol_name(m: *const SmfModule, index: usize) -> *const c_char {
     guard(std::ptr::null(), || {
         with_module(m, |module| {
-            let name =
-                module.loaded().symbols().name_with_nul(index).ok_or_else(|| format!("no symbol {index}"))?;
+            let symbols = module.loaded().symbols();
+            let count = symbols.len();
+            let name = symbols.name_with_nul(index).ok_or(LookupError::NoSymbol { index, count })?;
             Ok(name.as_ptr().cast())
         })
     })
@@ -225,14 +221,14 @@ pub unsafe extern "C" fn smf_module_symbol_info(
     use smf_core::{Binding, SymbolKind};
     guard(-1, || {
         if out.is_null() {
-            return Err("out is NULL".into());
+            return Err(ArgError::Null("out").into());
         }
         with_module(m, |module| {
             let symbols = module.loaded().symbols();
             let (Some(symbol), Some(name), Some(size)) =
                 (symbols.get(index), symbols.name_with_nul(index), symbols.size(index))
             else {
-                return Err(format!("no symbol {index} (the module has {})", symbols.len()));
+                return Err(LookupError::NoSymbol { index, count: symbols.len() }.into());
             };
             let kind = match symbol.kind {
                 _ if symbol.template => symbol_kind::TEMPLATE,
@@ -279,10 +275,10 @@ pub unsafe extern "C" fn smf_module_call(
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         if nargs > 6 {
-            return Err(format!("{nargs} arguments: at most 6 are supported"));
+            return Err(crate::loader::CallError::TooManyArguments(nargs).into());
         }
         if nargs > 0 && args.is_null() {
-            return Err("args is NULL".into());
+            return Err(ArgError::Null("args").into());
         }
         let args = if nargs == 0 {
             &[][..]
@@ -293,12 +289,7 @@ pub unsafe extern "C" fn smf_module_call(
         // Held until the call returns: a release on another thread cannot free the code.
         let module = module_of(m)?;
         // SAFETY: the caller vouches for the function's integer signature.
-        let value = unsafe { module.call_integers(Some(name), args) }.map_err(|e| match e {
-            crate::loader::CallError::NoSuchSymbol(name) => {
-                format!("no exported symbol `{name}` in the module")
-            }
-            e => e.to_string(),
-        })?;
+        let value = unsafe { module.call_integers(Some(name), args) }?;
         drop(module);
         if !result.is_null() {
             // SAFETY: the caller passes a writable result or NULL.
@@ -312,9 +303,9 @@ pub unsafe extern "C" fn smf_module_call(
 ///
 /// # Safety
 /// `ptr` and `len` are NULL or writable.
-unsafe fn out_bytes(found: Option<&[u8]>, ptr: *mut *const u8, len: *mut usize) -> Result<i32, String> {
+unsafe fn out_bytes(found: Option<&[u8]>, ptr: *mut *const u8, len: *mut usize) -> Result<i32, FfiError> {
     if ptr.is_null() || len.is_null() {
-        return Err("output pointer is NULL".into());
+        return Err(ArgError::Null("output pointer").into());
     }
     let (p, l) = found.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
     // SAFETY: both are non-null, and writable per the caller's contract.

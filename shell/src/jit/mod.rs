@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::sync::lock;
 
 use smf_core::exec::Function;
+use smf_core::file::ReadError;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
-use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, Staging};
+use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, ModuleUnavailable, Staging};
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -51,19 +52,24 @@ pub struct Request<'a> {
     pub path: &'a Path,
 }
 
+/// Why the compiler made no code: its own error, of any type (a `String` converts). Its
+/// message becomes [`JitError::Compile`]'s, recorded for every thread that waited for the name.
+pub type CompileError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The runtime's compiler: machine code for a request. It may call [`Jit::instantiate`] (or
 /// resolve) for the dependencies it needs, on the same thread.
 pub trait Compiler: Send + Sync {
     /// The code for `request`, or why not.
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String>;
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError>;
 }
 
-impl<F> Compiler for F
+impl<F, E> Compiler for F
 where
-    F: Fn(&Jit, &Request<'_>) -> Result<Vec<u8>, String> + Send + Sync,
+    F: Fn(&Jit, &Request<'_>) -> Result<Vec<u8>, E> + Send + Sync,
+    E: Into<CompileError>,
 {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, String> {
-        self(jit, request).map(Cow::Owned)
+    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
+        self(jit, request).map(Cow::Owned).map_err(Into::into)
     }
 }
 
@@ -208,7 +214,7 @@ impl Jit {
         };
         let address = match self.compile(path, name, &plan) {
             Ok(code) => claim.install(&code)?,
-            Err(message) => return Err(claim.fail(JitError::Compile { message: message.into() })),
+            Err(error) => return Err(claim.fail(compile_error(&error))),
         };
         self.installed(path, name, &plan.module)?;
         Ok(address)
@@ -242,7 +248,7 @@ impl Jit {
                     .and_then(|found| found.map(Answer::Ready).ok_or_else(|| error.clone())),
                 None => self.stage(path, name, &staging),
             };
-            if let Err(error @ (JitError::Module { .. } | JitError::OutOfMemory { .. })) = &answer {
+            if let Err(error @ (JitError::Module(_) | JitError::OutOfMemory { .. })) = &answer {
                 module_failure.get_or_insert_with(|| error.clone());
             }
             answers.push(answer);
@@ -271,12 +277,12 @@ impl Jit {
         };
         match self.compile(path, name, &plan) {
             Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module)),
-            Err(message) => Err(claim.fail(JitError::Compile { message: message.into() })),
+            Err(error) => Err(claim.fail(compile_error(&error))),
         }
     }
 
     /// The compiler's code for the claimed `name`, as `plan` says.
-    fn compile(&self, path: &Path, name: &str, plan: &Plan) -> Result<Cow<'_, [u8]>, String> {
+    fn compile(&self, path: &Path, name: &str, plan: &Plan) -> Result<Cow<'_, [u8]>, CompileError> {
         let template_bytes = plan.module.loaded().template(plan.possible.template.as_bytes());
         let request = Request {
             name,
@@ -351,7 +357,7 @@ impl Jit {
 
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).
     fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
-        let module = self.cache.get(path).map_err(|e| module_error(&e))?;
+        let module = self.cache.get(path).map_err(module_error)?;
         let mut offers = lock(&self.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
         Ok(offer.metadata.possible(name)?.map(|possible| Plan { module, possible }))
@@ -408,7 +414,7 @@ impl Jit {
         let module = match self.cache.get(path) {
             Ok(module) => module,
             Err(ModuleError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(module_error(&e)),
+            Err(e) => return Err(module_error(e)),
         };
         let mut offers = lock(&self.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
@@ -469,37 +475,27 @@ impl Jit {
     }
 }
 
+/// The instantiator's error for a failed compile: the compiler's message.
+fn compile_error(error: &CompileError) -> JitError {
+    JitError::Compile { message: error.to_string().into_boxed_str() }
+}
+
 /// The instantiator's error for a module that did not load: out of memory as such, anything
-/// else with its message (written fallibly: no memory for it is out of memory too).
-fn module_error(error: &ModuleError) -> JitError {
+/// else as the loader's own error ([`JitError::Module`], which gives it back with
+/// `downcast_ref::<ModuleError>()`).
+fn module_error(error: ModuleError) -> JitError {
     use smf_core::load::LoadError;
+    let read = |e: &std::io::Error| crate::file::read_error(e).copied();
     match error {
-        ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => {
-            return JitError::OutOfMemory { bytes: *bytes }
+        ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => JitError::OutOfMemory { bytes },
+        ModuleError::Io(_, ref e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+            let bytes = match read(e) {
+                Some(ReadError::OutOfMemory { bytes }) => usize::try_from(bytes).unwrap_or(usize::MAX),
+                _ => 0,
+            };
+            JitError::OutOfMemory { bytes }
         }
-        ModuleError::Io(_, e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-            return JitError::OutOfMemory { bytes: 0 };
-        }
-        _ => {}
-    }
-    struct Fallible(String);
-    impl std::fmt::Write for Fallible {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.try_reserve(s.len()).map_err(|_| std::fmt::Error)?;
-            self.0.push_str(s);
-            Ok(())
-        }
-    }
-    let mut text = Fallible(String::new());
-    let written = std::fmt::write(&mut text, format_args!("{error}"));
-    // A copy of exactly its length: boxing it then reallocates nothing.
-    let mut exact = String::new();
-    match written.ok().and_then(|()| exact.try_reserve_exact(text.0.len()).ok()) {
-        Some(()) => {
-            exact.push_str(&text.0);
-            JitError::Module { message: exact.into_boxed_str() }
-        }
-        None => JitError::OutOfMemory { bytes: text.0.len().saturating_mul(2) },
+        error => JitError::Module(ModuleUnavailable::new(error)),
     }
 }
 

@@ -359,3 +359,17 @@ fn metadata_moves_recorded_entries_and_reads_back() {
 }
 
 mod batch;
+
+#[test]
+fn a_module_failure_keeps_the_loaders_type_and_clones_share_it() {
+    use super::ModuleUnavailable;
+    let format = crate::Error::new(crate::ErrorKind::BadMagic, 0);
+    let error = JitError::Module(ModuleUnavailable::new(format));
+    let JitError::Module(module) = &error else { panic!() };
+    assert_eq!(module.downcast_ref::<crate::Error>(), Some(&format));
+    assert_eq!(error.clone(), error, "a clone is the same failure");
+    assert_ne!(JitError::Module(ModuleUnavailable::new(format)), error, "another failure is not");
+    assert_eq!(error.to_string(), alloc::format!("module unavailable: {format}"));
+    let source = core::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(source, Some(format.to_string()));
+}

@@ -1,6 +1,7 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
-//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation).
+//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation, `error.rs` why objects
+//! cannot be packed: [`PackError`]).
 //!
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
@@ -23,9 +24,11 @@
 //!   ones an error.
 
 mod elf;
+mod error;
 mod packer;
 mod relax;
 
+pub use error::{PackError, Site};
 pub use packer::pack;
 
 /// Something pack did that its user may want to know.

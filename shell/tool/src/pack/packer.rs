@@ -15,21 +15,21 @@ use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
-use super::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine, relocation_name};
-use super::Note;
+use super::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine};
+use super::{Note, PackError, Site};
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
 /// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
 /// not. `inputs` are (name for messages, bytes).
-pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), String> {
+pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackError> {
     let mut files = Vec::with_capacity(inputs.len());
     for (name, bytes) in inputs {
-        let file =
-            object::File::parse(bytes.as_slice()).map_err(|e| format!("{name}: not an ELF object: {e}"))?;
+        let file = object::File::parse(bytes.as_slice())
+            .map_err(|error| PackError::NotElf { object: name.clone(), error })?;
         if file.architecture() != object::Architecture::X86_64
             || file.kind() != object::ObjectKind::Relocatable
         {
-            return Err(format!("{name}: only x86-64 ELF relocatable objects (.o) can be packed"));
+            return Err(PackError::NotX86Relocatable { object: name.clone() });
         }
         files.push(file);
     }
@@ -124,7 +124,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// Object `f`'s part of the code image, after the objects before it: code, then read-only
     /// data that needs relocating, concatenated, each section padded to the alignment of the
     /// next (the first to its own, after another object's code).
-    fn place_code(&mut self, f: usize) -> Result<(), String> {
+    fn place_code(&mut self, f: usize) -> Result<(), PackError> {
         let file = &self.files[f];
         let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
         let relocated_rodata = file.sections().filter(|s| {
@@ -139,7 +139,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         };
         self.pad_code_to(offset);
         for (i, section) in code.iter().enumerate() {
-            let bytes = section.data().map_err(|e| e.to_string())?;
+            let bytes = section.data()?;
             let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
             let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
             let data = section.kind() != SectionKind::Text;
@@ -186,7 +186,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Object `f`'s data, read-only data, bss; everything else is dropped with a note or refused.
-    fn place_data(&mut self, f: usize) -> Result<(), String> {
+    fn place_data(&mut self, f: usize) -> Result<(), PackError> {
         let mut debug_sections = 0;
         let file = &self.files[f];
         for section in file.sections() {
@@ -201,9 +201,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             }
             let Some(index) = self.data_section(f, &section, name)? else { continue };
             if !self.dialect.has_symbol_extension() {
-                return Err(format!(
-                    "section {name}: R72 symbols cannot address data sections (use s128 or r96)"
-                ));
+                return Err(PackError::R72Data { section: name.to_owned() });
             }
             self.placed.insert((f, section.index()), Carried::Data { section: index });
         }
@@ -219,9 +217,9 @@ impl<'d, 'f> Packer<'d, 'f> {
         f: usize,
         section: &object::Section<'d, 'f>,
         name: &str,
-    ) -> Result<Option<u32>, String> {
+    ) -> Result<Option<u32>, PackError> {
         let align = section.align().max(1);
-        let bytes = || section.data().map_err(|e| e.to_string());
+        let bytes = || section.data();
         Ok(match section.kind() {
             _ if self.placed.contains_key(&(f, section.index())) => None, // in the code image
             // Every object has (often empty) .data and .bss: nothing to carry then.
@@ -241,13 +239,13 @@ impl<'d, 'f> Packer<'d, 'f> {
                 Some(self.builder.add_section(data_spec(SectionType::Bss, name, &[], align, section.size())))
             }
             SectionKind::Tls | SectionKind::UninitializedTls => {
-                return Err(format!("section {name}: thread-local storage cannot be represented in SMF"))
+                return Err(PackError::ThreadLocal { section: name.to_owned() })
             }
             _ if [".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors"]
                 .iter()
                 .any(|p| name.starts_with(p)) =>
             {
-                return Err(format!("section {name}: constructors/destructors cannot be represented in SMF"))
+                return Err(PackError::Constructors { section: name.to_owned() })
             }
             _ => {
                 let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
@@ -261,7 +259,7 @@ impl<'d, 'f> Packer<'d, 'f> {
 
     /// Which object defines each global or weak name: a strong definition wins over weak ones;
     /// two strong ones are an error, as a static linker has it.
-    fn find_definitions(&mut self) -> Result<(), String> {
+    fn find_definitions(&mut self) -> Result<(), PackError> {
         for (f, file) in self.files.iter().enumerate() {
             for symbol in file.symbols() {
                 let placed = symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
@@ -271,18 +269,17 @@ impl<'d, 'f> Packer<'d, 'f> {
                 {
                     continue;
                 }
-                let name = symbol.name_bytes().map_err(|e| e.to_string())?.to_vec();
+                let name = symbol.name_bytes()?.to_vec();
                 let here = Definition { at: (f, symbol.index()), weak: symbol.is_weak() };
                 match self.definitions.get(&name) {
                     None => {}
                     Some(there) if there.weak && !here.weak => {}
                     Some(there) if !there.weak && !here.weak => {
-                        return Err(format!(
-                            "{} is defined in both {} and {}",
-                            String::from_utf8_lossy(&name),
-                            self.names[there.at.0],
-                            self.names[f]
-                        ))
+                        return Err(PackError::DefinedTwice {
+                            name: String::from_utf8_lossy(&name).into_owned(),
+                            first: self.names[there.at.0].to_owned(),
+                            second: self.names[f].to_owned(),
+                        })
                     }
                     Some(_) => continue,
                 }
@@ -296,10 +293,10 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// undefined (section symbols are added when relocations need them:
     /// [`Packer::section_symbol`]); a reference to a name another object defines (an undefined
     /// symbol, or a weak definition a strong one overrides) links to that definition instead.
-    fn add_symbols(&mut self, f: usize) -> Result<(), String> {
+    fn add_symbols(&mut self, f: usize) -> Result<(), PackError> {
         let file = &self.files[f];
         for symbol in file.symbols() {
-            let name = symbol.name_bytes().map_err(|e| e.to_string())?;
+            let name = symbol.name_bytes()?;
             let binding = if symbol.is_weak() {
                 Binding::Weak
             } else if symbol.is_global() {
@@ -326,10 +323,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                     Some(SymbolSpec::import(name).with_binding(binding))
                 }
                 SymbolSection::Common => {
-                    return Err(format!(
-                        "symbol {}: common symbols cannot be represented (compile with -fno-common)",
-                        String::from_utf8_lossy(name)
-                    ))
+                    return Err(PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() })
                 }
                 SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => self
                     .placed
@@ -367,17 +361,14 @@ impl<'d, 'f> Packer<'d, 'f> {
 
     /// The local symbol standing for section `index` (its start), added the first time a
     /// relocation names it.
-    fn section_symbol(&mut self, f: usize, index: SectionIndex) -> Result<u32, String> {
+    fn section_symbol(&mut self, f: usize, index: SectionIndex) -> Result<u32, PackError> {
         if let Some(&s) = self.section_symbols.get(&(f, index)) {
             return Ok(s);
         }
-        let section = self.files[f].section_by_index(index).map_err(|e| e.to_string())?;
+        let section = self.files[f].section_by_index(index)?;
         let name = section.name().unwrap_or("").as_bytes().to_vec();
         let Some(spec) = self.placed.get(&(f, index)).map(|p| p.symbol(&name, 0, 0)) else {
-            return Err(format!(
-                "relocation against section {} which is not loaded",
-                String::from_utf8_lossy(&name)
-            ));
+            return Err(PackError::UnloadedSection { section: String::from_utf8_lossy(&name).into_owned() });
         };
         let s = self.builder.add_symbol(spec.with_binding(Binding::Local));
         self.section_symbols.insert((f, index), s);
@@ -385,7 +376,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Object `f`'s relocations of the code image (the only part SMF relocates).
-    fn add_relocations(&mut self, f: usize) -> Result<(), String> {
+    fn add_relocations(&mut self, f: usize) -> Result<(), PackError> {
         let file = &self.files[f];
         for section in file.sections() {
             let name = section.name().unwrap_or("").to_owned();
@@ -394,25 +385,18 @@ impl<'d, 'f> Packer<'d, 'f> {
                 _ => None,
             };
             for (offset, relocation) in section.relocations() {
+                let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
+                let at = Site { object, section: name.clone(), offset };
                 let Some((base, code_section)) = in_code else {
                     if self.placed.contains_key(&(f, section.index())) {
-                        return Err(format!(
-                            "{name}+{offset:#x}: relocations in writable data (pointers in initialized variables) \
-                             cannot be represented in SMF, which relocates only the code image (make the data \
-                             const to have it packed there)"
-                        ));
+                        return Err(PackError::WritableData(at));
                     }
                     continue; // relocations of dropped sections (.eh_frame) go with them
                 };
-                let at = if self.files.len() > 1 {
-                    format!("{}: {name}+{offset:#x}", self.names[f])
-                } else {
-                    format!("{name}+{offset:#x}")
-                };
                 let RelocationFlags::Elf { r_type } = relocation.flags() else {
-                    return Err(format!("{at}: not an ELF relocation"));
+                    return Err(PackError::NotElfRelocation(at));
                 };
-                let kind = self.relocation_kind(r_type, &at)?;
+                let kind = relocation_kind(r_type, &at)?;
                 let symbol = self.relocation_symbol(f, relocation.target(), &at)?;
                 // A GOT load of a symbol this object defines becomes a direct reference.
                 let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
@@ -432,47 +416,18 @@ impl<'d, 'f> Packer<'d, 'f> {
         Ok(())
     }
 
-    /// The SMF kind of ELF relocation type `r_type` at `at`.
-    fn relocation_kind(&self, r_type: elf::RelocationType, at: &str) -> Result<RelocKind, String> {
-        Ok(match r_type {
-            elf::R_X86_64_64 => RelocKind::Abs64,
-            elf::R_X86_64_PC32 => RelocKind::Pc32,
-            elf::R_X86_64_PLT32 => RelocKind::Plt32,
-            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
-                RelocKind::GotPc32
-            }
-            // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is
-            // where modules load: refused here rather than packed into a module that verifies
-            // and then never loads.
-            elf::R_X86_64_32 | elf::R_X86_64_32S => {
-                return Err(format!(
-                    "{at}: {} is an absolute 32-bit address, which a module loaded above 4 GiB cannot \
-                     hold (the object was compiled without -fPIC: compile it with -fPIC)",
-                    relocation_name(r_type)
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "{at}: relocation type {} ({}) cannot be represented in SMF",
-                    other.0,
-                    relocation_name(other)
-                ))
-            }
-        })
-    }
-
     /// The SMF symbol a relocation at `at` refers to.
-    fn relocation_symbol(&mut self, f: usize, target: RelocationTarget, at: &str) -> Result<u32, String> {
+    fn relocation_symbol(&mut self, f: usize, target: RelocationTarget, at: &Site) -> Result<u32, PackError> {
         match target {
             RelocationTarget::Symbol(index) => match self.symbols.get(&(f, index)) {
                 Some(&s) => Ok(s),
-                None => match self.files[f].symbol_by_index(index).map_err(|e| e.to_string())?.section() {
+                None => match self.files[f].symbol_by_index(index)?.section() {
                     SymbolSection::Section(section) => self.section_symbol(f, section),
-                    _ => Err(format!("{at}: relocation against an unsupported symbol")),
+                    _ => Err(PackError::UnsupportedSymbol(at.clone())),
                 },
             },
             RelocationTarget::Section(index) => self.section_symbol(f, index),
-            _ => Err(format!("{at}: relocation against an absolute value")),
+            _ => Err(PackError::AbsoluteTarget(at.clone())),
         }
     }
 
@@ -507,13 +462,30 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// The module and the notes, once the module is checked as `smf verify` checks it: an
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
     /// image is over the limit) is refused with the reason instead of written.
-    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), String> {
-        let smf = self.builder.build().map_err(|e| e.to_string())?;
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackError> {
+        let smf = self.builder.build().map_err(PackError::Build)?;
         if let Err(e) = smf_core::Module::parse(&smf) {
-            return Err(format!("the module it makes would not be valid: {e}"));
+            return Err(PackError::Invalid(e));
         }
         Ok((smf, self.notes))
     }
+}
+
+/// The SMF kind of ELF relocation type `r_type` at `at`.
+fn relocation_kind(r_type: elf::RelocationType, at: &Site) -> Result<RelocKind, PackError> {
+    Ok(match r_type {
+        elf::R_X86_64_64 => RelocKind::Abs64,
+        elf::R_X86_64_PC32 => RelocKind::Pc32,
+        elf::R_X86_64_PLT32 => RelocKind::Plt32,
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
+        // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is where
+        // modules load: refused here rather than packed into a module that verifies and then
+        // never loads.
+        elf::R_X86_64_32 | elf::R_X86_64_32S => {
+            return Err(PackError::Absolute32 { at: at.clone(), r_type: r_type.0 })
+        }
+        other => return Err(PackError::UnsupportedRelocation { at: at.clone(), r_type: other.0 }),
+    })
 }
 
 fn data_spec(

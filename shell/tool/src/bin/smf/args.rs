@@ -49,9 +49,21 @@ pub(crate) struct DialectArg {
     pub(crate) dialect: Option<Dialect>,
 }
 
-fn dialect(text: &str) -> Result<Dialect, String> {
-    Dialect::from_name(text).ok_or_else(|| format!("unknown dialect `{text}` (s128, r96 or r72)"))
+fn dialect(text: &str) -> Result<Dialect, UnknownDialect> {
+    Dialect::from_name(text).ok_or_else(|| UnknownDialect(text.to_owned()))
 }
+
+/// A `--dialect` value that names no dialect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UnknownDialect(pub(crate) String);
+
+impl std::fmt::Display for UnknownDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown dialect `{}` (s128, r96 or r72)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownDialect {}
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -174,4 +186,16 @@ pub(crate) struct PrefetchArgs {
     /// The module files.
     #[arg(value_name = "FILE", required = true)]
     pub(crate) files: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_dialect_is_a_typed_refusal() {
+        assert_eq!(dialect("r96"), Ok(Dialect::R96));
+        assert_eq!(dialect("elf64"), Err(UnknownDialect("elf64".into())));
+        assert_eq!(UnknownDialect("elf64".into()).to_string(), "unknown dialect `elf64` (s128, r96 or r72)");
+    }
 }

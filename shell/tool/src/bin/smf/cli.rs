@@ -9,6 +9,7 @@ use std::path::Path;
 use smf_core::{Dialect, Module, ParseOptions};
 
 use crate::args::{Command, InspectArgs, PrefetchArgs, Returns, RunArgs, SymbolsArgs, VerifyArgs};
+use crate::error::CommandError;
 use crate::inspect;
 
 /// Exit status for success.
@@ -38,9 +39,14 @@ fn err(text: &str) {
 
 /// Reads the module file `path` (`-`: standard input, read as any stream is: to its end,
 /// within the size limit), or says why not.
-pub(crate) fn read_module_file(path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn read_module_file(path: &str) -> Result<Vec<u8>, CommandError> {
     let file = if path == "-" { Path::new("/dev/stdin") } else { Path::new(path) };
-    smf::file::read(file).map_err(|e| format!("{path}: cannot read: {e}"))
+    smf::file::read(file).map_err(|error| CommandError::Read { path: path.to_owned(), error })
+}
+
+/// `bytes` parsed as a module (with `options`), or the format error naming `file`.
+fn parse<'b>(file: &str, bytes: &'b [u8], options: &ParseOptions) -> Result<Module<'b>, CommandError> {
+    Module::parse_with(bytes, options).map_err(|error| CommandError::Format { file: file.to_owned(), error })
 }
 
 fn parse_options_for(dialect: Option<Dialect>) -> ParseOptions {
@@ -58,7 +64,7 @@ fn inspect_command(args: &InspectArgs) -> i32 {
     };
     let parts =
         inspect::Parts { sections: args.sections, symbols: args.symbols, relocations: args.relocations };
-    match Module::parse_with(&bytes, &parse_options_for(args.dialect.dialect)) {
+    match parse(file, &bytes, &parse_options_for(args.dialect.dialect)) {
         Ok(module) => {
             if args.json {
                 out(&(inspect::report_json_parts(&module, parts).to_string() + "\n"));
@@ -68,7 +74,7 @@ fn inspect_command(args: &InspectArgs) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            err(&format!("smf: {file}: {e}\n"));
+            err(&format!("smf: {e}\n"));
             EXIT_BAD
         }
     }
@@ -84,9 +90,8 @@ fn symbols_command(args: &SymbolsArgs) -> i32 {
     };
     let file = &args.file;
     let parsed = read_module_file(file).and_then(|bytes| {
-        Module::parse_with(&bytes, &parse_options_for(args.dialect.dialect))
+        parse(file, &bytes, &parse_options_for(args.dialect.dialect))
             .map(|module| inspect::symbol_listing(&module, filter))
-            .map_err(|e| format!("{file}: {e}"))
     });
     match parsed {
         Ok(listing) => {
@@ -117,17 +122,7 @@ fn verify_command(args: &VerifyArgs) -> i32 {
     }
     let mut status = EXIT_OK;
     for file in &args.files {
-        let result = read_module_file(file).and_then(|bytes| {
-            Module::parse_with(&bytes, &parse_options_for(args.dialect.dialect))
-                .map_err(|e| format!("{file}: {e}"))?;
-            if args.load {
-                let resolver = Chain(&libraries, CLibrary);
-                loader::load_bytes(&bytes, &resolver, None)
-                    .map_err(|e| format!("{file}: valid, but does not load here: {e}"))?;
-            }
-            Ok(())
-        });
-        if let Err(message) = result {
+        if let Err(message) = verify_file(file, args, &libraries) {
             err(&format!("{message}\n"));
             status = EXIT_BAD;
         }
@@ -135,8 +130,26 @@ fn verify_command(args: &VerifyArgs) -> i32 {
     status
 }
 
+/// Verifies `file` as `args` say (loading it against `libraries` with `--load`).
+fn verify_file(
+    file: &str,
+    args: &VerifyArgs,
+    libraries: &smf::loader::Libraries,
+) -> Result<(), CommandError> {
+    use smf::imports::CLibrary;
+    use smf_core::load::Chain;
+    let bytes = read_module_file(file)?;
+    parse(file, &bytes, &parse_options_for(args.dialect.dialect))?;
+    if args.load {
+        let resolver = Chain(libraries, CLibrary);
+        smf::loader::load_bytes(&bytes, &resolver, None)
+            .map_err(|error| CommandError::DoesNotLoad { file: file.to_owned(), error: Box::new(error) })?;
+    }
+    Ok(())
+}
+
 /// An integer argument: decimal (optionally negative) or `0x` hexadecimal.
-fn parse_int(text: &str) -> Result<i64, String> {
+fn parse_int(text: &str) -> Result<i64, CommandError> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -145,12 +158,12 @@ fn parse_int(text: &str) -> Result<i64, String> {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => digits.parse::<u64>(),
     }
-    .map_err(|_| format!("argument `{text}` is not an integer"))?;
+    .map_err(|_| CommandError::NotAnInteger(text.to_owned()))?;
     let value = if negative { 0i128 - i128::from(magnitude) } else { i128::from(magnitude) };
     // Accept the full u64 range too (as its two's-complement i64).
     i64::try_from(value)
         .or_else(|_| u64::try_from(value).map(|v| v as i64))
-        .map_err(|_| format!("argument `{text}` is out of range"))
+        .map_err(|_| CommandError::OutOfRange(text.to_owned()))
 }
 
 fn prefetch_command(args: &PrefetchArgs) -> i32 {
@@ -200,48 +213,7 @@ pub(crate) fn crash_context() -> Option<&'static str> {
 }
 
 fn run_command(args: &RunArgs) -> i32 {
-    use smf::imports::CLibrary;
-    use smf::loader::{self, Libraries};
-    use smf_core::load::{Chain, Resolver};
-    let file = &args.file;
-    let symbol = args.symbol.as_deref();
-    let result = (|| -> Result<String, String> {
-        let values = args.args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
-        // What `--lib` libraries do not provide links against the C library (the process's
-        // symbols: this program's libc), as a native program's imports would.
-        let mut loaded = Libraries::default();
-        let load = |path: &str, libraries: &Libraries| {
-            let resolver: &dyn Resolver = if args.no_libc { libraries } else { &Chain(libraries, CLibrary) };
-            let bytes = read_module_file(path)?;
-            let origin = (path != "-").then(|| Path::new(path).to_path_buf());
-            loader::load_bytes(&bytes, resolver, origin).map_err(|e| e.to_string())
-        };
-        for lib in &args.libs {
-            let module = load(lib, &loaded)?;
-            loaded.0.push(module);
-        }
-        let module = load(file, &loaded)?;
-        let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
-        let _ = CRASH_CONTEXT.set(format!("smf: {file}: {called}"));
-        // SAFETY: the tool's contract is that the function takes integer arguments and
-        // returns what --ret says (an integer by default).
-        #[allow(unsafe_code)]
-        let value = unsafe {
-            match args.ret {
-                Returns::I64 => {
-                    module.call_returning::<i64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
-                }
-                Returns::F64 => {
-                    module.call_returning::<f64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
-                }
-            }
-        };
-        value.map_err(|e| match e {
-            loader::CallError::NoEntryPoint => format!("{file}: no entry point (name a SYMBOL)"),
-            e => format!("{file}: {e}"),
-        })
-    })();
-    match result {
+    match run_module(args) {
         Ok(value) => {
             out(&format!("{value}\n"));
             EXIT_OK
@@ -249,6 +221,122 @@ fn run_command(args: &RunArgs) -> i32 {
         Err(message) => {
             err(&format!("smf: {message}\n"));
             EXIT_BAD
+        }
+    }
+}
+
+/// Loads the libraries and the module of `args`, calls the function, and returns its result
+/// as text.
+fn run_module(args: &RunArgs) -> Result<String, CommandError> {
+    use smf::imports::CLibrary;
+    use smf::loader::{self, Libraries};
+    use smf_core::load::{Chain, Resolver};
+    let file = &args.file;
+    let symbol = args.symbol.as_deref();
+    let values = args.args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
+    // What `--lib` libraries do not provide links against the C library (the process's
+    // symbols: this program's libc), as a native program's imports would.
+    let mut loaded = Libraries::default();
+    let load = |path: &str, libraries: &Libraries| {
+        let resolver: &dyn Resolver = if args.no_libc { libraries } else { &Chain(libraries, CLibrary) };
+        let bytes = read_module_file(path)?;
+        let origin = (path != "-").then(|| Path::new(path).to_path_buf());
+        loader::load_bytes(&bytes, resolver, origin).map_err(|e| CommandError::Load(Box::new(e)))
+    };
+    for lib in &args.libs {
+        let module = load(lib, &loaded)?;
+        loaded.0.push(module);
+    }
+    let module = load(file, &loaded)?;
+    let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
+    let _ = CRASH_CONTEXT.set(format!("smf: {file}: {called}"));
+    // SAFETY: the tool's contract is that the function takes integer arguments and returns what
+    // --ret says (an integer by default).
+    #[allow(unsafe_code)]
+    let value = unsafe {
+        match args.ret {
+            Returns::I64 => {
+                module.call_returning::<i64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
+            }
+            Returns::F64 => {
+                module.call_returning::<f64>(symbol.map(str::as_bytes), &values).map(|v| v.to_string())
+            }
+        }
+    };
+    value.map_err(|error| CommandError::Call { file: file.clone(), error })
+}
+
+#[cfg(test)]
+mod tests {
+    use smf::loader::{CallError, ModuleError};
+    use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+
+    use super::*;
+    use crate::args::DialectArg;
+
+    /// A file named for `test` holding `bytes`; its path.
+    fn file(test: &str, bytes: &[u8]) -> String {
+        let path = std::env::temp_dir().join(format!("smf-cli-{}-{test}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    }
+
+    fn run(file: &str, symbol: Option<&str>, args: &[&str]) -> Result<String, CommandError> {
+        let args = RunArgs {
+            libs: Vec::new(),
+            no_libc: true,
+            ret: Returns::I64,
+            file: file.to_owned(),
+            symbol: symbol.map(str::to_owned),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        run_module(&args)
+    }
+
+    #[test]
+    fn each_failure_of_a_command_is_typed_and_names_its_file() {
+        assert!(matches!(parse_int("12x"), Err(CommandError::NotAnInteger(t)) if t == "12x"));
+        assert!(matches!(parse_int("-0x8000000000000001"), Err(CommandError::OutOfRange(_))));
+        assert!(matches!(read_module_file("/nonexistent/m.smf"), Err(CommandError::Read { .. })));
+        let garbage = file("garbage.smf", b"not a module");
+        let verify = VerifyArgs {
+            load: true,
+            libs: Vec::new(),
+            dialect: DialectArg { dialect: None },
+            files: Vec::new(),
+        };
+        let libraries = smf::loader::Libraries::default();
+        let e = verify_file(&garbage, &verify, &libraries).unwrap_err();
+        assert!(matches!(&e, CommandError::Format { file, .. } if file == &garbage), "{e}");
+        // Valid everywhere, loadable on no machine: an import nothing provides.
+        let mut b = ModuleBuilder::new(smf_core::Dialect::R96);
+        b.add_code(b".text", &[0xC3]);
+        b.add_symbol(SymbolSpec::import(b"smf_cli_test_nowhere"));
+        let unresolved = file("unresolved.smf", &b.build().unwrap());
+        let e = verify_file(&unresolved, &verify, &libraries).unwrap_err();
+        assert!(
+            matches!(&e, CommandError::DoesNotLoad { error, .. } if matches!(**error, ModuleError::Load(..))),
+            "{e}"
+        );
+        let e = run(&garbage, None, &[]).unwrap_err();
+        assert!(
+            matches!(&e, CommandError::Load(error) if matches!(**error, ModuleError::Load(Some(_), _))),
+            "{e}"
+        );
+        assert!(matches!(run(&garbage, None, &["x"]), Err(CommandError::NotAnInteger(_))));
+        if cfg!(target_arch = "x86_64") {
+            let mut b = ModuleBuilder::new(smf_core::Dialect::R96);
+            b.add_code(b".text", &samples::RETURN_42);
+            b.add_symbol(SymbolSpec::function(b"answer", 0, 6));
+            let no_entry = file("no-entry.smf", &b.build().unwrap());
+            let e = run(&no_entry, None, &[]).unwrap_err();
+            assert!(matches!(&e, CommandError::Call { error: CallError::NoEntryPoint, .. }), "{e}");
+            assert!(e.to_string().ends_with("no entry point (name a SYMBOL)"), "{e}");
+            assert_eq!(run(&no_entry, Some("answer"), &[]).unwrap(), "42");
+            let _ = std::fs::remove_file(no_entry);
+        }
+        for path in [garbage, unresolved] {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

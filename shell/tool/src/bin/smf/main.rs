@@ -1,5 +1,5 @@
 //! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), its commands
-//! (`cli.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, over the package's library
+//! (`cli.rs`) and their errors (`error.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, over the package's library
 //! [`smf_tool::pack`](mod@smf_tool::pack)) and the crash reporter of `smf run` (process-wide
 //! signal handlers). The `smf` library links none of their crates.
 
@@ -9,6 +9,7 @@
 mod args;
 mod cli;
 mod crash;
+mod error;
 mod inspect;
 mod pack;
 

@@ -2,7 +2,7 @@
 //! the objects, packs them with the library's [`smf_tool::pack`](mod@smf_tool::pack), prints its
 //! notes as asked and writes the module.
 
-use smf_tool::pack::pack;
+use smf_tool::pack::{pack, PackError};
 
 use crate::args::PackArgs;
 
@@ -18,6 +18,43 @@ enum Say {
     Everything,
 }
 
+/// Why `smf pack` wrote no module.
+#[derive(Debug)]
+enum PackCommandError {
+    /// An object could not be read.
+    Read {
+        /// Its path.
+        input: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The objects could not be packed; `label` names the object when there is one (with
+    /// several, the error says which).
+    Pack {
+        /// `"OBJECT: "` or empty.
+        label: String,
+        /// Why.
+        error: PackError,
+    },
+    /// The module could not be written.
+    Write {
+        /// Its path.
+        output: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for PackCommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackCommandError::Read { input, error } => write!(f, "{input}: {error}"),
+            PackCommandError::Pack { label, error } => write!(f, "{label}{error}"),
+            PackCommandError::Write { output, error } => write!(f, "{output}: {error}"),
+        }
+    }
+}
+
 /// Runs `smf pack`; returns the exit status (0 ok, 1 cannot pack).
 pub(crate) fn run(args: &PackArgs) -> i32 {
     let say = match (args.quiet, args.verbose) {
@@ -25,33 +62,86 @@ pub(crate) fn run(args: &PackArgs) -> i32 {
         (_, true) => Say::Everything,
         _ => Say::Notable,
     };
+    match pack_files(args, say) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("smf pack: {error}");
+            1
+        }
+    }
+}
+
+/// Reads the objects, packs them, prints the notes `say` asks for, writes the module.
+fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let (dialect, output) = (args.dialect, args.output.display().to_string());
     let inputs: Vec<String> = args.inputs.iter().map(|p| p.display().to_string()).collect();
     // Messages name the object when there is one; with several, each says which.
     let label = if inputs.len() == 1 { format!("{}: ", inputs[0]) } else { String::new() };
-    let result = inputs
-        .iter()
-        .map(|input| {
-            std::fs::read(input).map(|bytes| (input.clone(), bytes)).map_err(|e| format!("{input}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|objects| {
-            pack(&objects, dialect).map_err(|e| if objects.len() == 1 { format!("{label}{e}") } else { e })
-        })
-        .and_then(|(smf, notes)| {
-            for note in notes {
-                let level = if note.routine { Say::Everything } else { Say::Notable };
-                if say >= level {
-                    eprintln!("smf pack: {label}{}", note.text);
-                }
-            }
-            std::fs::write(&output, smf).map_err(|e| format!("{output}: {e}"))
-        });
-    match result {
-        Ok(()) => 0,
-        Err(message) => {
-            eprintln!("smf pack: {message}");
-            1
+    let mut objects = Vec::with_capacity(inputs.len());
+    for input in &inputs {
+        let bytes =
+            std::fs::read(input).map_err(|error| PackCommandError::Read { input: input.clone(), error })?;
+        objects.push((input.clone(), bytes));
+    }
+    let (smf, notes) =
+        pack(&objects, dialect).map_err(|error| PackCommandError::Pack { label: label.clone(), error })?;
+    for note in notes {
+        let level = if note.routine { Say::Everything } else { Say::Notable };
+        if say >= level {
+            eprintln!("smf pack: {label}{}", note.text);
         }
+    }
+    std::fs::write(&output, smf).map_err(|error| PackCommandError::Write { output, error })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use smf_core::Dialect;
+
+    use super::*;
+
+    fn args(inputs: &[&str], output: &str) -> PackArgs {
+        PackArgs {
+            inputs: inputs.iter().map(PathBuf::from).collect(),
+            output: PathBuf::from(output),
+            dialect: Dialect::S128,
+            quiet: true,
+            verbose: false,
+        }
+    }
+
+    #[test]
+    fn each_step_that_fails_names_its_file() {
+        let missing = args(&["/nonexistent/a.o"], "/tmp/unused.smf");
+        let e = pack_files(&missing, Say::Nothing).unwrap_err();
+        assert!(matches!(&e, PackCommandError::Read { input, .. } if input == "/nonexistent/a.o"), "{e}");
+        let dir = std::env::temp_dir().join(format!("smf-pack-command-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_elf = dir.join("not.o");
+        std::fs::write(&not_elf, "not ELF").unwrap();
+        let e = pack_files(&args(&[not_elf.to_str().unwrap()], "/tmp/unused.smf"), Say::Nothing).unwrap_err();
+        assert!(matches!(&e, PackCommandError::Pack { error: PackError::NotElf { .. }, .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("{}: ", not_elf.display())), "{e}");
+        // A real object, and an output nobody can create.
+        let source = dir.join("f.c");
+        std::fs::write(&source, "long f(void) { return 1; }\n").unwrap();
+        let object = dir.join("f.o");
+        let compiled = std::process::Command::new("gcc")
+            .args(["-c", "-O2", "-fPIC"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .expect("gcc");
+        assert!(compiled.success());
+        let e =
+            pack_files(&args(&[object.to_str().unwrap()], "/nonexistent/f.smf"), Say::Nothing).unwrap_err();
+        assert!(
+            matches!(&e, PackCommandError::Write { output, .. } if output == "/nonexistent/f.smf"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

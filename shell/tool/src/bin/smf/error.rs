@@ -1,0 +1,65 @@
+//! [`CommandError`]: why an `smf` command failed on a file, naming it.
+
+use std::fmt;
+
+use smf::loader::{CallError, ModuleError};
+
+/// Why a command failed on a file, naming it.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    /// The file could not be read.
+    Read {
+        /// As given (`-`: standard input).
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is not a valid module.
+    Format {
+        /// As given.
+        file: String,
+        /// What is wrong, and where.
+        error: smf_core::Error,
+    },
+    /// A valid module that does not load here (`verify --load`).
+    DoesNotLoad {
+        /// As given.
+        file: String,
+        /// Why (boxed: a load error is large, and most commands fail otherwise or not at all).
+        error: Box<ModuleError>,
+    },
+    /// A module (or library) did not load (`run`; the error names the file).
+    Load(Box<ModuleError>),
+    /// An argument that is not an integer.
+    NotAnInteger(String),
+    /// An integer argument outside the 64-bit range.
+    OutOfRange(String),
+    /// The call could not be made.
+    Call {
+        /// The module, as given.
+        file: String,
+        /// Why.
+        error: CallError,
+    },
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Read { path, error } => write!(f, "{path}: cannot read: {error}"),
+            CommandError::Format { file, error } => write!(f, "{file}: {error}"),
+            CommandError::DoesNotLoad { file, error } => {
+                write!(f, "{file}: valid, but does not load here: {error}")
+            }
+            CommandError::Load(error) => error.fmt(f),
+            CommandError::NotAnInteger(text) => write!(f, "argument `{text}` is not an integer"),
+            CommandError::OutOfRange(text) => write!(f, "argument `{text}` is out of range"),
+            CommandError::Call { file, error: CallError::NoEntryPoint } => {
+                write!(f, "{file}: no entry point (name a SYMBOL)")
+            }
+            CommandError::Call { file, error } => write!(f, "{file}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
