@@ -16,7 +16,7 @@
 //! all of these), [`write`](mod@write) (the builder).
 //!
 //! On Linux, `sys` wraps the few syscalls the crate makes (through rustix's `linux_raw`
-//! backend, no libc) and, with `alloc`, `file` reads module files from paths under one policy
+//! backend, no libc; `sys::rt_kit` those only the shell's `rt_*` exports use) and, with `alloc`, `file` reads module files from paths under one policy
 //! (never blocking, bounded, never torn); with the `exec` feature, `exec` is a W^X executable page allocator over
 //! it and `load` the loader over `module` and `exec`.
 //!

@@ -121,7 +121,7 @@ impl Kernel for Linux {
 
     unsafe fn populate(&self, addr: *mut u8, len: usize) -> SysResult<()> {
         // SAFETY: forwarded to the caller's contract (populating changes no content).
-        unsafe { sys::advise(addr, len, sys::Advice::PopulateWrite) }
+        unsafe { sys::populate_write(addr, len) }
     }
 
     fn sync_other_threads(&self) {

@@ -1,6 +1,8 @@
-//! The one place that talks to the kernel: thin wrappers over rustix's `linux_raw` backend
-//! (direct syscalls, no libc), each documented with its man page: memory, futexes, random
-//! bytes, and the few file calls the `file` module reads module files with.
+//! The one place in the crate that talks to the kernel: thin wrappers over rustix's `linux_raw`
+//! backend (direct syscalls, no libc), each documented with its man page: here what the crate
+//! itself needs (memory, futexes, random bytes, and the few file calls the `file` module reads
+//! module files with); in [`rt_kit`] what only the shell's `rt_*` C exports use (file mappings,
+//! `msync`, `mlock`, advice, the fault-tolerant copy), never the loader.
 //!
 //! Nothing else in the crate calls rustix. Wrappers that change or remove memory are `unsafe`:
 //! their callers guarantee that no Rust reference points into the affected range and that the
@@ -14,12 +16,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
 
-use rustix::fd::BorrowedFd;
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
-mod checked_copy;
-
-pub use checked_copy::CheckedCopier;
+pub mod rt_kit;
 
 /// A failed syscall: which operation and the kernel's error number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,25 +180,6 @@ pub unsafe fn move_over(from: *mut u8, to: *mut u8, len: usize) -> SysResult<()>
         .map_err(err("mremap"))
 }
 
-/// Maps `len` bytes of the open file `fd` from `offset` (`mmap(2)`), shared or private.
-///
-/// # Safety
-/// `fd` is an open file descriptor for the duration of the call.
-pub unsafe fn map_file(
-    fd: i32,
-    offset: u64,
-    len: usize,
-    prot: Protection,
-    shared: bool,
-) -> SysResult<*mut u8> {
-    let flags = if shared { MapFlags::SHARED } else { MapFlags::PRIVATE };
-    // SAFETY: the caller keeps `fd` open for the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
-    let p = unsafe { mm::mmap(ptr::null_mut(), len, prot.prot_flags(), flags, fd, offset) };
-    p.map(|p| p.cast()).map_err(err("mmap"))
-}
-
 /// An anonymous shared memory file (`memfd_create(2)`), closed when dropped.
 #[derive(Debug)]
 pub struct SharedMemory(rustix::fd::OwnedFd);
@@ -245,66 +225,6 @@ impl SharedMemory {
         let p = unsafe { mm::mmap(ptr::null_mut(), len, prot.prot_flags(), MapFlags::SHARED, &self.0, 0) };
         p.map(|p| p.cast()).map_err(err("mmap"))
     }
-}
-
-/// Flushes a shared file mapping (`msync(2)`).
-///
-/// # Safety
-/// The range is a mapping of the caller's.
-pub unsafe fn sync_file(addr: *mut u8, len: usize, asynchronous: bool) -> SysResult<()> {
-    let flags = if asynchronous { mm::MsyncFlags::ASYNC } else { mm::MsyncFlags::SYNC };
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { mm::msync(addr.cast(), len, flags) }.map_err(err("msync"))
-}
-
-/// Locks pages in memory (`mlock(2)`) or unlocks them (`munlock(2)`).
-///
-/// # Safety
-/// The range is a mapping of the caller's.
-pub unsafe fn lock_in_memory(addr: *mut u8, len: usize, locked: bool) -> SysResult<()> {
-    // SAFETY: forwarded to the caller's contract.
-    unsafe {
-        if locked {
-            mm::mlock(addr.cast(), len).map_err(err("mlock"))
-        } else {
-            mm::munlock(addr.cast(), len).map_err(err("munlock"))
-        }
-    }
-}
-
-/// Usage advice for [`advise`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Advice {
-    /// `MADV_NORMAL`
-    Normal,
-    /// `MADV_RANDOM`
-    Random,
-    /// `MADV_SEQUENTIAL`
-    Sequential,
-    /// `MADV_WILLNEED`
-    WillNeed,
-    /// `MADV_DONTNEED`: private pages read back as zeros or the file's contents.
-    DontNeed,
-    /// `MADV_POPULATE_WRITE` (Linux 5.14): fault the pages in writable now, in one call.
-    PopulateWrite,
-}
-
-/// Gives the kernel usage advice (`madvise(2)`).
-///
-/// # Safety
-/// The range is a mapping of the caller's; with [`Advice::DontNeed`] nothing may rely on its
-/// private contents.
-pub unsafe fn advise(addr: *mut u8, len: usize, advice: Advice) -> SysResult<()> {
-    let advice = match advice {
-        Advice::Normal => mm::Advice::Normal,
-        Advice::Random => mm::Advice::Random,
-        Advice::Sequential => mm::Advice::Sequential,
-        Advice::WillNeed => mm::Advice::WillNeed,
-        Advice::DontNeed => mm::Advice::LinuxDontNeed,
-        Advice::PopulateWrite => mm::Advice::LinuxPopulateWrite,
-    };
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { mm::madvise(addr.cast(), len, advice) }.map_err(err("madvise"))
 }
 
 /// What kind of file an open descriptor or a path names, as far as reading it goes.
@@ -428,6 +348,16 @@ fn timespec(duration: Duration) -> rustix::event::Timespec {
         tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(duration.subsec_nanos()),
     }
+}
+
+/// Faults `addr..addr+len` in writable now, in one call (`madvise(2)`, `MADV_POPULATE_WRITE`,
+/// Linux 5.14).
+///
+/// # Safety
+/// The range is a writable mapping of the caller's; populating changes no content.
+pub unsafe fn populate_write(addr: *mut u8, len: usize) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { mm::madvise(addr.cast(), len, mm::Advice::LinuxPopulateWrite) }.map_err(err("madvise"))
 }
 
 /// Sleeps for `duration` (`nanosleep(2)`; after a signal, for the time that was left).

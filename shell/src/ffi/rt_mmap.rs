@@ -6,7 +6,8 @@ use std::ffi::c_char;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use smf_core::sys::{self, Advice};
+use smf_core::sys;
+use smf_core::sys::rt_kit::{self, Advice};
 
 use super::rt_error::{Owned, RtError};
 use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_WRITE};
@@ -83,7 +84,7 @@ unsafe fn map_file(
         return Err(RtError::PastEnd { path: path.to_path_buf(), len, offset, file_len }.into());
     }
     // SAFETY: `file` stays open for the call (the mapping keeps its own reference after).
-    let addr = unsafe { sys::map_file(file.as_raw_fd(), offset as u64, len, protection, shared) }?;
+    let addr = unsafe { rt_kit::map_file(file.as_raw_fd(), offset as u64, len, protection, shared) }?;
     let mapped = len.div_ceil(page) * page;
     let map = FileMap { addr: addr as usize, len, mapped, prot: std::sync::RwLock::new(prot) };
     rt_owned::files().insert(addr as usize, std::sync::Arc::new(map));
@@ -242,7 +243,7 @@ pub extern "C" fn rt_msync(address: i64, size: i64, is_async: bool) -> bool {
                 return Err(RtError::NotAFileMapping.into());
             }
             // SAFETY: the pages belong to a live file mapping of ours.
-            unsafe { sys::sync_file(first as *mut u8, span, is_async) }?;
+            unsafe { rt_kit::sync_file(first as *mut u8, span, is_async) }?;
             Ok(true)
         })
     })
@@ -252,7 +253,7 @@ fn lock_pages(address: i64, size: i64, locked: bool) -> bool {
     guard(false, || {
         with_owned_pages(address, size, |_, first, span| {
             // SAFETY: the pages belong to a live mapping or allocation of ours.
-            unsafe { sys::lock_in_memory(first as *mut u8, span, locked) }?;
+            unsafe { rt_kit::lock_in_memory(first as *mut u8, span, locked) }?;
             Ok(true)
         })
     })
@@ -292,7 +293,7 @@ pub extern "C" fn rt_madvise(address: i64, size: i64, advice: i32) -> bool {
             }
             // SAFETY: the pages belong to a live mapping or allocation of ours; DONTNEED on
             // code was refused above.
-            unsafe { sys::advise(first as *mut u8, span, advice) }?;
+            unsafe { rt_kit::advise(first as *mut u8, span, advice) }?;
             Ok(true)
         })
     })

@@ -17,7 +17,8 @@ use super::rt_error::{Inside, RtError};
 use super::FfiError;
 use crate::sync::lock;
 use smf_core::exec::{Block, CodeBatch};
-use smf_core::sys::{self, CheckedCopier, Protection};
+use smf_core::sys::rt_kit::CheckedCopier;
+use smf_core::sys::{self, Protection};
 
 /// PROT_READ as the SFFI spec numbers it.
 pub(crate) const PROT_READ: i32 = 1;

@@ -4,7 +4,7 @@
 
 use rustix::fd::BorrowedFd;
 
-use super::{err, SysError, SysResult};
+use crate::sys::{err, SysError, SysResult};
 
 /// Copies memory through the kernel (a non-blocking pipe: `write(2)` then `read(2)`), so that a
 /// source page that cannot be read (unmapped, or beyond the end of a file that shrank under a
@@ -106,8 +106,8 @@ unsafe fn write_raw(fd: BorrowedFd<'_>, ptr: *const u8, len: usize) -> Result<us
 
 #[cfg(test)]
 mod tests {
-    use super::super::{page_size, reserve, unmap, Protection};
     use super::*;
+    use crate::sys::{page_size, reserve, unmap, Protection};
 
     #[test]
     #[cfg_attr(miri, ignore = "Miri cannot make the pipe, write and mmap syscalls")]
