@@ -570,3 +570,56 @@ fn a_template_no_symbol_names_is_found_by_its_record_name() {
         assert!(module.loaded().template(b"List").is_none(), "{tag}: no record of that name");
     }
 }
+
+#[test]
+fn the_shells_mangling_and_the_note_and_template_readers_agree() {
+    use smf::jit::{mangle, try_mangle};
+    use smf_core::note_sdn::mangle::{column_arguments, row_agrees};
+    // Every "possible" row of the fixture (written as Simple writes them), read by the core's
+    // reader: its name is its template mangled with its type arguments.
+    let note = NoteSdn::new(generics::NOTE);
+    let mut rows = 0;
+    for row in note.table("possible").unwrap().rows() {
+        let field = |i| row.field(i).unwrap().to_text();
+        let (template, type_args, name) = (field(1), field(2), field(3));
+        let args: Vec<&str> = column_arguments(&type_args).collect();
+        assert_eq!(mangle(&template, &args), name);
+        assert_eq!(try_mangle(&template, &args).unwrap(), name);
+        assert!(row_agrees(&name, &template, &type_args), "{name}");
+        rows += 1;
+    }
+    assert_eq!(rows, 12);
+
+    // Through an instantiator: each request's name is its template mangled with its type
+    // arguments, the template reader finds the template by the name's base, and
+    // `resolve_generic` reaches the code the name does.
+    let path = smf_tests::scratch("jit", "mangling").join("generics.smf");
+    std::fs::write(&path, generics::module()).unwrap();
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    /// A request's name, its template mangled with its type arguments, its template entry.
+    type Seen = (String, String, Option<Vec<u8>>);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let compile = move |_: &Jit, r: &Request<'_>| -> Result<Vec<u8>, String> {
+        let args: Vec<&str> = column_arguments(r.type_args).collect();
+        let template = r.template_bytes.map(<[u8]>::to_vec);
+        log.lock().unwrap().push((r.name.to_owned(), mangle(r.template, &args), template));
+        Ok(return_const(7))
+    };
+    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compile);
+    let pair = jit.instantiate(&path, "Pair$Int_text").unwrap();
+    assert_eq!(jit.resolve_generic("Pair", &["Int", "text"]), Ok(pair));
+    let identity = jit.resolve_generic("identity", &["i64"]).unwrap();
+    assert_eq!(jit.instantiate(&path, "identity$i64"), Ok(identity));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for (name, mangled, template) in seen.iter() {
+        assert_eq!(name, mangled);
+        let base = name.split('$').next().unwrap();
+        // A template-code entry: kind, u32 name length, the name.
+        if let Some(entry) = template {
+            assert_eq!(&entry[5..5 + base.len()], base.as_bytes(), "{name}");
+        }
+    }
+    assert!(seen.iter().any(|(name, _, template)| name == "identity$i64" && template.is_some()));
+}

@@ -70,7 +70,7 @@ fn short_rows_are_dropped_and_wide_rows_kept() {
     let text = "possible |id, template, type_args, mangled_name, required_by, can_defer|
     0, \"List\", \"Float\"
     1, \"List\", \"Int\", \"List$Int\", \"m\", false
-    2, \"Map\", \"K$V\", \"Map$K$V\", \"m\", true, \"extra\"
+    2, \"Map\", \"K,V\", \"Map$K_V\", \"m\", true, \"extra\"
 dependencies |from_inst, to_inst, dep_kind|
     \"only\", \"two\"
 ";

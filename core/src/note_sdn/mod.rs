@@ -8,10 +8,12 @@
 //! dropped. Everything here borrows the text; [`Field::chars`] decodes escapes lazily.
 //!
 //! `edit.rs` writes: a text with instantiations recorded ([`rewrite`]), quoted fields.
+//! [`mangle`] is how a row's name follows from its template and type arguments.
 
 use core::fmt;
 
 mod edit;
+pub mod mangle;
 
 pub use edit::{rewrite, rewrite_with, row_names, write_quoted, Recorded, INSTANTIATIONS_HEADER};
 

@@ -26,6 +26,7 @@ use smf_core::exec::Function;
 use smf_core::file::ReadError;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
 use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, ModuleUnavailable, Staging};
+use smf_core::note_sdn::mangle;
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -74,27 +75,20 @@ where
 }
 
 /// `base` and its type arguments mangled as Simple mangles them: `base$T1_T2` (`base` alone
-/// without arguments).
+/// without arguments; the rule's home is [`smf_core::note_sdn::mangle`]).
 pub fn mangle(base: &str, type_args: &[&str]) -> String {
-    if type_args.is_empty() {
-        return base.to_owned();
-    }
-    format!("{base}${}", type_args.join("_"))
+    let mut name = String::new();
+    let _ = mangle::write_mangled(&mut name, base, type_args.iter().copied());
+    name
 }
 
 /// [`mangle`], out of memory an error instead of an abort.
 pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, JitError> {
-    let len = type_args
-        .iter()
-        .try_fold(base.len(), |sum, arg| sum.checked_add(arg.len())?.checked_add(1))
-        .ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
+    let args = || type_args.iter().copied();
+    let len = mangle::mangled_len(base, args()).ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
     let mut name = String::new();
     name.try_reserve_exact(len).map_err(|_| JitError::OutOfMemory { bytes: len })?;
-    name.push_str(base);
-    for (i, arg) in type_args.iter().enumerate() {
-        name.push(if i == 0 { '$' } else { '_' });
-        name.push_str(arg);
-    }
+    let _ = mangle::write_mangled(&mut name, base, args());
     Ok(name)
 }
 
@@ -504,20 +498,5 @@ impl Offer {
         let note = module.loaded().note_sdn().and_then(|bytes| std::str::from_utf8(bytes).ok());
         let metadata = ModuleMetadata::new(note, &path.to_string_lossy())?;
         Ok(Self { module: Arc::downgrade(module), metadata })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mangle;
-
-    #[test]
-    fn names_mangle_as_simple_mangles_them() {
-        assert_eq!(mangle("List", &["Float"]), "List$Float");
-        assert_eq!(mangle("Map", &["text", "Int"]), "Map$text_Int");
-        assert_eq!(mangle("main", &[]), "main");
-        for args in [&["Float"][..], &["text", "Int"], &[]] {
-            assert_eq!(super::try_mangle("List", args).unwrap(), mangle("List", args));
-        }
     }
 }
