@@ -7,8 +7,10 @@
 //! store) lets a file be prepared against it; so did a hand-written keyed one whose mixing let
 //! bit flips cancel under every key. SipHash is a keyed pseudo-random function: without the
 //! key, no set of inputs can be built to collide. [`KeyedHasher::per_process`] draws the key
-//! once per process from the kernel's random pool, and every table of the crate (and the
-//! shell's) hashes under it.
+//! once per process from the kernel's random pool (where the kernel refuses, from the
+//! address-space layout: only as unpredictable as ASLR makes it), and every keyed table of the
+//! crate hashes under it, as do the shell's module cache and offer index (the shell's other
+//! maps use std's `RandomState`, SipHash-1-3 under a random key too).
 //!
 //! Hash values never leave the process's tables: nothing prints them or hands them out.
 
