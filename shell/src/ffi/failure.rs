@@ -212,29 +212,20 @@ impl FfiError {
     }
 }
 
-impl From<ArgError> for FfiError {
-    fn from(e: ArgError) -> Self {
-        FfiError::Arg(e)
-    }
+/// `From` each area's error into the variant that carries it.
+macro_rules! carried_by {
+    ($($error:ty => $variant:path),* $(,)?) => {$(
+        impl From<$error> for FfiError {
+            fn from(e: $error) -> Self {
+                $variant(e.into())
+            }
+        }
+    )*};
 }
 
-impl From<HandleError> for FfiError {
-    fn from(e: HandleError) -> Self {
-        FfiError::Handle(e)
-    }
-}
-
-impl From<ModuleError> for FfiError {
-    fn from(e: ModuleError) -> Self {
-        FfiError::Module(e)
-    }
-}
-
-impl From<LookupError> for FfiError {
-    fn from(e: LookupError) -> Self {
-        FfiError::Lookup(e)
-    }
-}
+carried_by!(ArgError => FfiError::Arg, HandleError => FfiError::Handle, ModuleError => FfiError::Module, LookupError => FfiError::Lookup);
+#[cfg(feature = "rt")]
+carried_by!(RtError => FfiError::Rt, smf_core::exec::ExecError => FfiError::Rt, smf_core::sys::SysError => FfiError::Rt);
 
 impl From<CallError> for FfiError {
     fn from(e: CallError) -> Self {
@@ -248,27 +239,6 @@ impl From<CallError> for FfiError {
 impl From<JitError> for FfiError {
     fn from(error: JitError) -> Self {
         FfiError::Jit { about: About::Nothing, error }
-    }
-}
-
-#[cfg(feature = "rt")]
-impl From<RtError> for FfiError {
-    fn from(e: RtError) -> Self {
-        FfiError::Rt(e)
-    }
-}
-
-#[cfg(feature = "rt")]
-impl From<smf_core::exec::ExecError> for FfiError {
-    fn from(e: smf_core::exec::ExecError) -> Self {
-        FfiError::Rt(RtError::Exec(e))
-    }
-}
-
-#[cfg(feature = "rt")]
-impl From<smf_core::sys::SysError> for FfiError {
-    fn from(e: smf_core::sys::SysError) -> Self {
-        FfiError::Rt(RtError::Sys(e))
     }
 }
 

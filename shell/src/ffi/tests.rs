@@ -139,7 +139,9 @@ fn host_symbols_refused_say_which_and_why() {
     }
 }
 
-/// An `SmfCompileFn` that fails (status 1) without a message.
+/// An `SmfCompileFn` that fails (status 1) without a message; first, if [`COMPILING`] is set,
+/// it frees that instantiator (its own, which is refused) and keeps the failure in
+/// [`FREED_INSIDE`].
 unsafe extern "C" fn failing_compiler(
     _user: *mut c_void,
     _name: *const c_char,
@@ -149,27 +151,16 @@ unsafe extern "C" fn failing_compiler(
     _code: *mut *const u8,
     _code_len: *mut usize,
 ) -> i32 {
-    1
-}
-
-/// An `SmfCompileFn` that frees the instantiator of [`COMPILING`] (its own), which is refused,
-/// keeps the failure in [`FREED_INSIDE`], and fails.
-unsafe extern "C" fn freeing_compiler(
-    _user: *mut c_void,
-    _name: *const c_char,
-    _type_args: *const c_char,
-    _template: *const u8,
-    _template_len: usize,
-    _code: *mut *const u8,
-    _code_len: *mut usize,
-) -> i32 {
-    smf_jit_free(COMPILING.get());
-    FREED_INSIDE.set(take_last());
+    let own = COMPILING.get();
+    if !own.is_null() {
+        smf_jit_free(own);
+        FREED_INSIDE.set(take_last());
+    }
     1
 }
 
 thread_local! {
-    /// The instantiator whose callback is [`freeing_compiler`].
+    /// The instantiator [`failing_compiler`] frees from inside its compile.
     static COMPILING: std::cell::Cell<*mut SmfJit> = const { std::cell::Cell::new(null_mut()) };
     /// What its `smf_jit_free` recorded.
     static FREED_INSIDE: std::cell::Cell<Option<FfiError>> = const { std::cell::Cell::new(None) };
@@ -215,12 +206,13 @@ fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
         assert_eq!(error, JitError::Compile { message: "the compiler returned 1 without a message".into() });
         smf_jit_free(j);
 
-        let own = smf_jit_new(cache, config, Some(freeing_compiler), null_mut());
+        let own = smf_jit_new(cache, config, Some(failing_compiler), null_mut());
         COMPILING.set(own);
         let code = smf_jit_instantiate(own, path.as_ptr(), c"identity$i64".as_ptr(), &mut address);
         assert_eq!(code, super::jit::SMF_JIT_COMPILE_ERROR);
         assert!(matches!(last(), FfiError::Jit { error: JitError::Compile { .. }, .. }));
         assert!(matches!(FREED_INSIDE.take(), Some(FfiError::FreeInCallback)));
+        COMPILING.set(null_mut());
         smf_jit_free(own);
         assert!(take_last().is_none(), "freed after the request: {}", super::last_error());
         smf_cache_free(cache);
