@@ -7,7 +7,7 @@
 //! `smf_last_error()` on the same thread; no panic crosses the boundary (each body runs under
 //! `catch_unwind`, a panic becomes an error; `smf_last_error` and `smf_clear_error`, the error
 //! mechanism itself, only hand out or reset the thread's buffer). Every failure is an
-//! [`FfiError`](failure::FfiError) (`failure.rs`), recorded and turned into a sentinel or a code
+//! `FfiError` (`failure.rs`), recorded and turned into a sentinel or a code
 //! in one place.
 
 #![allow(unsafe_code)]

@@ -26,7 +26,7 @@ use smf_core::exec::Function;
 use smf_core::file::ReadError;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
 use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, ModuleUnavailable, Staging};
-use smf_core::note_sdn::mangle;
+use smf_core::note_sdn::mangle::{mangled_len, write_mangled};
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -78,17 +78,17 @@ where
 /// without arguments; the rule's home is [`smf_core::note_sdn::mangle`]).
 pub fn mangle(base: &str, type_args: &[&str]) -> String {
     let mut name = String::new();
-    let _ = mangle::write_mangled(&mut name, base, type_args.iter().copied());
+    let _ = write_mangled(&mut name, base, type_args.iter().copied());
     name
 }
 
 /// [`mangle`], out of memory an error instead of an abort.
 pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, JitError> {
     let args = || type_args.iter().copied();
-    let len = mangle::mangled_len(base, args()).ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
+    let len = mangled_len(base, args()).ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
     let mut name = String::new();
     name.try_reserve_exact(len).map_err(|_| JitError::OutOfMemory { bytes: len })?;
-    let _ = mangle::write_mangled(&mut name, base, args());
+    let _ = write_mangled(&mut name, base, args());
     Ok(name)
 }
 
