@@ -19,6 +19,7 @@ mod failure;
 mod handles;
 pub mod imports;
 pub mod jit;
+mod jit_callback;
 #[cfg(feature = "rt")]
 mod rt_budget;
 #[cfg(feature = "rt")]
