@@ -73,10 +73,12 @@ SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
 /* ---- Imports: what a module links against ------------------------------------------------
  * An import is looked up, in this order: host symbols (smf_host_define); exports of modules
  * loaded earlier (first loaded wins; SMF_LOAD_LOCAL modules excluded); options->resolve; the
- * process's global symbols (dlsym(RTLD_DEFAULT): the C library and what the program linked)
- * when SMF_LOAD_PROCESS_SYMBOLS is set. The callback is called at most once per distinct name
- * per load, with no lock of this library held (it may load a dependency). An unresolved import
- * fails the load with one line naming the import and every place looked. */
+ * process's global symbols (dlsym(RTLD_DEFAULT): what the program linked) when
+ * SMF_LOAD_PROCESS_SYMBOLS is set; last, the C library and libm (memcpy, strlen, sqrt: what
+ * gcc's code calls, as dlopen resolves them) unless SMF_LOAD_NO_C_LIBRARY is set. The same
+ * holds for loads without options and for the cache. The callback is called at most once per
+ * distinct name per load, with no lock of this library held (it may load a dependency). An
+ * unresolved import fails the load with one line naming the import and every place looked. */
 
 /* Process-wide: 0 ok (also when the same name is defined again with the same address); -1 on a
  * NULL or empty name, a NULL address, or a name already defined with another address. */
@@ -85,8 +87,9 @@ int32_t     smf_host_define(const char *name, const void *address);
 int32_t     smf_host_undefine(const char *name);
 
 typedef const void *(*SmfResolveFn)(void *user, const char *name);   /* NULL = not mine */
-enum { SMF_LOAD_PROCESS_SYMBOLS = 1,   /* last resort: the process's global symbols */
-       SMF_LOAD_LOCAL = 2 };           /* the module's exports are not offered to later loads */
+enum { SMF_LOAD_PROCESS_SYMBOLS = 1,   /* the process's global symbols, after the resolver */
+       SMF_LOAD_LOCAL = 2,             /* the module's exports are not offered to later loads */
+       SMF_LOAD_NO_C_LIBRARY = 4 };    /* extension: not the C library and libm either */
 typedef struct {
     SmfResolveFn resolve;   /* may be NULL */
     void        *user;      /* passed to resolve */

@@ -75,15 +75,30 @@ struct State {
     stats: Counters,
 }
 
-/// How the cache's misses and prefetches link (host symbols and earlier loads apply always).
-#[derive(Clone, Default)]
+/// How the cache's misses and prefetches link (host symbols and earlier loads apply always),
+/// as [`LinkOptions`]; the default is [`LinkOptions::default`]'s.
+#[derive(Clone)]
 pub struct CacheLinking {
     /// Asked after host symbols and earlier loads.
     pub resolver: Option<Arc<dyn Resolver + Send + Sync>>,
-    /// The process's global symbols as a last resort.
+    /// After the resolver: the process's global symbols.
     pub process_symbols: bool,
+    /// Last resort: the C library and libm. On by default.
+    pub c_library: bool,
     /// Cached modules' exports are not offered to later loads.
     pub local: bool,
+}
+
+impl Default for CacheLinking {
+    fn default() -> Self {
+        let link = LinkOptions::default();
+        CacheLinking {
+            resolver: None,
+            process_symbols: link.process_symbols,
+            c_library: link.c_library,
+            local: link.local,
+        }
+    }
 }
 
 impl std::fmt::Debug for CacheLinking {
@@ -91,6 +106,7 @@ impl std::fmt::Debug for CacheLinking {
         f.debug_struct("CacheLinking")
             .field("resolver", &self.resolver.is_some())
             .field("process_symbols", &self.process_symbols)
+            .field("c_library", &self.c_library)
             .field("local", &self.local)
             .finish()
     }
@@ -256,6 +272,7 @@ impl ModuleCache {
         let options = LinkOptions {
             resolver: linking.resolver.as_deref().map(|r| r as &dyn Resolver),
             process_symbols: linking.process_symbols,
+            c_library: linking.c_library,
             local: linking.local,
         };
         let started = Instant::now();

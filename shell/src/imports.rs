@@ -1,8 +1,10 @@
 //! What a module links against in the std shell, in the order the C ABI specifies: the host
 //! program's own symbols ([`define_host`]), exports of modules loaded earlier (the process's
-//! [`Registry`](crate::loader::Registry)), the load's own resolver, and, when asked for, the
-//! process's global symbols as `dlsym(RTLD_DEFAULT)` sees them ([`ProcessSymbols`]: the C library
-//! and everything else the program linked). The core's resolvers never touch libc; these do.
+//! [`Registry`](crate::loader::Registry)), the load's own resolver, when asked for, the
+//! process's global symbols as `dlsym(RTLD_DEFAULT)` sees them ([`ProcessSymbols`]: everything
+//! the program linked), and unless turned off, the C library and libm ([`CLibrary`]: what every
+//! C file compiled by gcc calls, `memcpy` and `strlen` among them, as `dlopen` gives a library).
+//! The core's resolvers never touch libc; these do.
 //!
 //! Locks guard the host table only while it is read or changed: no resolver runs under a lock
 //! another load needs, so a load's resolver may itself load a module.
@@ -103,6 +105,8 @@ extern "C" {
 
 /// `RTLD_NOW` (glibc and musl).
 const RTLD_NOW: i32 = 2;
+/// `RTLD_NOLOAD` (glibc and musl): only a library the process has loaded already.
+const RTLD_NOLOAD: i32 = 4;
 
 /// `dlsym(handle, name)` as an address.
 fn symbol_in(handle: *mut c_void, name: &[u8]) -> Option<usize> {
@@ -132,28 +136,49 @@ impl Resolver for ProcessSymbols {
     }
 }
 
-/// What a C program built with `cc ... -lm` links against: the process's symbols (the C
-/// library among them) and the math library, opened on first use where it is a library of
-/// its own (glibc's `libm.so.6`; musl has it in the C library). The `smf` tool's `run` links
-/// with it, so that a packed C file's `strlen` or `sqrt` resolves as in a native build.
+/// The C library and the math library: what a C program built with `cc ... -lm` links
+/// against, and nothing else of the process (the program's own exports and other libraries
+/// are [`ProcessSymbols`]'). The last resort of every load unless turned off
+/// ([`LinkOptions::c_library`]), so that a packed C file's `memcpy`, `strlen` or `sqrt`
+/// resolves as `dlopen` would resolve it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CLibrary;
 
-/// The math library's handle, opened once (never closed: its functions may be linked into
-/// modules for the rest of the process); null if it could not be opened.
+/// A handle of the library first of `names` that dlopen gives (`flags` added to `RTLD_NOW`),
+/// opened once per `cell` (never closed: its functions may be linked into modules for the rest
+/// of the process); null if none could be opened.
+fn library(cell: &'static std::sync::OnceLock<usize>, names: &[&std::ffi::CStr], flags: i32) -> *mut c_void {
+    *cell.get_or_init(|| {
+        let mut opened = names.iter().map(|name| {
+            #[allow(unsafe_code)]
+            // SAFETY: a NUL-terminated constant name; dlopen has no other precondition.
+            let handle = unsafe { dlopen(name.as_ptr(), RTLD_NOW | flags) };
+            handle as usize
+        });
+        opened.find(|&handle| handle != 0).unwrap_or(0)
+    }) as *mut c_void
+}
+
+/// The C library's handle: the one the process runs with (glibc's `libc.so.6`, musl's
+/// `libc.so`). Null where it is not a shared library (a static program): [`CLibrary`] then
+/// asks the process's global scope.
+fn libc() -> *mut c_void {
+    static LIBC: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    library(&LIBC, &[c"libc.so.6", c"libc.so"], RTLD_NOLOAD)
+}
+
+/// The math library's handle (glibc's `libm.so.6`, loaded if the program did not link it;
+/// musl has it in the C library); null if it could not be opened.
 fn libm() -> *mut c_void {
     static LIBM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *LIBM.get_or_init(|| {
-        #[allow(unsafe_code)]
-        // SAFETY: a NUL-terminated constant name; dlopen has no other precondition.
-        let handle = unsafe { dlopen(c"libm.so.6".as_ptr(), RTLD_NOW) };
-        handle as usize
-    }) as *mut c_void
+    library(&LIBM, &[c"libm.so.6"], 0)
 }
 
 impl Resolver for CLibrary {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let addr = symbol_in(RTLD_DEFAULT, name).or_else(|| {
+        let libc = libc();
+        let libc = if libc.is_null() { RTLD_DEFAULT } else { libc };
+        let addr = symbol_in(libc, name).or_else(|| {
             let libm = libm();
             (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
         })?;
@@ -161,20 +186,29 @@ impl Resolver for CLibrary {
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
-        out.write_str("the C library (with libm)")
+        out.write_str("the C library and libm")
     }
 }
 
 /// How a load links, besides the host symbols and the modules loaded before it (which every
-/// load through [`crate::loader::load_path_with`] consults).
-#[derive(Clone, Copy, Default)]
+/// load through [`crate::loader::load_path_with`] consults). The default: no resolver of its
+/// own, the C library and libm as the last resort, exports offered to later loads.
+#[derive(Clone, Copy)]
 pub struct LinkOptions<'r> {
     /// Asked after the host symbols and the registry; `None` for none.
     pub resolver: Option<&'r dyn Resolver>,
-    /// Last resort: the process's global symbols ([`ProcessSymbols`]).
+    /// After the resolver: the process's global symbols ([`ProcessSymbols`]).
     pub process_symbols: bool,
+    /// Last resort: the C library and libm ([`CLibrary`]). On by default.
+    pub c_library: bool,
     /// The module's exports are not offered to later loads (as `RTLD_LOCAL`).
     pub local: bool,
+}
+
+impl Default for LinkOptions<'_> {
+    fn default() -> Self {
+        LinkOptions { resolver: None, process_symbols: false, c_library: true, local: false }
+    }
 }
 
 impl fmt::Debug for LinkOptions<'_> {
@@ -182,13 +216,15 @@ impl fmt::Debug for LinkOptions<'_> {
         f.debug_struct("LinkOptions")
             .field("resolver", &self.resolver.is_some())
             .field("process_symbols", &self.process_symbols)
+            .field("c_library", &self.c_library)
             .field("local", &self.local)
             .finish()
     }
 }
 
 /// The whole lookup order of one load: host symbols, then `modules` (exports of modules
-/// loaded before), then the options' resolver, then the process's symbols if asked for.
+/// loaded before), then the options' resolver, then the process's symbols if asked for, then
+/// the C library and libm unless turned off.
 pub(crate) struct Imports<'r> {
     pub(crate) modules: &'r dyn Resolver,
     pub(crate) options: LinkOptions<'r>,
@@ -201,6 +237,7 @@ impl Resolver for Imports<'_> {
             .or_else(|| self.modules.resolve(name))
             .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
             .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())
+            .or_else(|| self.options.c_library.then(|| CLibrary.resolve(name)).flatten())
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -214,6 +251,10 @@ impl Resolver for Imports<'_> {
         if self.options.process_symbols {
             out.write_str(", ")?;
             ProcessSymbols.describe(out)?;
+        }
+        if self.options.c_library {
+            out.write_str(", ")?;
+            CLibrary.describe(out)?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
  * imports_test.c - what modules link against, from C: host symbols (define, redefine, undefine,
  * and that they come first), a resolver callback (asked once per distinct name per load, even
  * when the load fails and reruns; its answers used; one that loads the dependency itself from
- * inside the load), the process's symbols only when asked for
+ * inside the load), the C library by default and the process's symbols only when asked for
  * (a module calling strlen), local loads (not offered to later loads), unknown flags, and the
  * message of an unresolved import naming every place looked.
  *
@@ -149,12 +149,18 @@ static void reentrant_callback(void) {
     smf_module_release(loaded_by_callback);
 }
 
-static void process_symbols(void) {
-    /* strlen is the C library's: found only when the load asks for the process's symbols. */
-    CHECK_FAILS(smf_module_load(path("strlen.smf")), NULL);
+static void c_library_and_process_symbols(void) {
+    /* strlen is the C library's: found by default, as dlopen finds it, and not when the load
+     * turns the C library off (unless it asks for the process's symbols, which hold it). */
+    SmfModule *m = smf_module_load(path("strlen.smf"));
+    CHECK(m != NULL);
+    CHECK(call(m, "call_strlen", (int64_t)(intptr_t)"hello, world") == 12);
+    smf_module_release(m);
+    SmfLoadOptions no_c = {NULL, NULL, SMF_LOAD_NO_C_LIBRARY};
+    CHECK_FAILS(smf_module_load_ex(path("strlen.smf"), &no_c), NULL);
     CHECK(strstr(smf_last_error(), "unresolved import `strlen`") != NULL);
-    SmfLoadOptions options = {NULL, NULL, SMF_LOAD_PROCESS_SYMBOLS};
-    SmfModule *m = smf_module_load_ex(path("strlen.smf"), &options);
+    SmfLoadOptions process = {NULL, NULL, SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_NO_C_LIBRARY};
+    m = smf_module_load_ex(path("strlen.smf"), &process);
     CHECK(m != NULL);
     CHECK(call(m, "call_strlen", (int64_t)(intptr_t)"hello, world") == 12);
     smf_module_release(m);
@@ -190,7 +196,7 @@ int main(int argc, char **argv) {
     scan_maps("resolver callback");
     reentrant_callback();
     scan_maps("re-entrant callback");
-    process_symbols();
+    c_library_and_process_symbols();
     scan_maps("process symbols");
     local_loads();
     scan_maps("local loads");

@@ -393,8 +393,7 @@ fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, 
     });
     cache.set_linking(smf::cache::CacheLinking {
         resolver: Some(Arc::clone(&resolver) as Arc<dyn smf_core::load::Resolver + Send + Sync>),
-        process_symbols: false,
-        local: false,
+        ..smf::cache::CacheLinking::default()
     });
     let log = Arc::new(Log::default());
     let jit = Arc::new(Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log))));

@@ -298,8 +298,9 @@ fn unnamed_globals_are_refused_and_the_first_of_duplicate_exports_wins() {
 }
 
 /// The Rust face of the C ABI's lookup order: host symbols first, then modules loaded before
-/// (not local ones), then the load's resolver, then (only when asked for) the process's symbols;
-/// an unresolved import's error names every place looked.
+/// (not local ones), then the load's resolver, then (only when asked for) the process's symbols,
+/// then (unless turned off) the C library and libm; an unresolved import's error names every
+/// place looked.
 #[test]
 fn loads_with_link_options_look_in_the_documented_order() {
     use smf::imports::{define_host, undefine_host, HostError, LinkOptions};
@@ -337,18 +338,37 @@ fn loads_with_link_options_look_in_the_documented_order() {
     let error = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("unresolved import `lo_exported` (looked in: host symbols ("), "{message}");
-    assert!(message.contains("loaded modules)"), "{message}");
+    assert!(message.contains("loaded modules, the C library and libm)"), "{message}");
     let shared = load_bytes_with(&provider, &LinkOptions::default(), None).unwrap();
     let m = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap();
     assert_eq!(addr_of(&m, "lo_exported"), shared.symbol(b"lo_exported").unwrap());
     assert_ne!(addr_of(&m, "lo_exported"), kept.symbol(b"lo_exported").unwrap());
 
-    // The process's symbols only when asked for.
-    assert!(load_bytes_with(&importer_of("strlen"), &LinkOptions::default(), None).is_err());
-    let process = LinkOptions { process_symbols: true, ..LinkOptions::default() };
+    // The C library and libm unless turned off, as dlopen resolves them.
+    let strlen_of = |m: &smf::loader::SharedModule| {
+        let text = c"twelve bytes";
+        // SAFETY: `call_strlen` jumps to strlen with the caller's first argument, a C string.
+        unsafe { m.call_integers(Some(b"call_strlen"), &[text.as_ptr() as i64]) }.unwrap()
+    };
+    let m = load_bytes_with(&importer_of("strlen"), &LinkOptions::default(), None).unwrap();
+    assert_eq!(strlen_of(&m), 12);
+    let m = load_bytes_with(&importer_of("sqrt"), &LinkOptions::default(), None).unwrap();
+    assert_ne!(addr_of(&m, "sqrt"), 0, "libm's sqrt");
+    let no_c = LinkOptions { c_library: false, ..LinkOptions::default() };
+    let message = load_bytes_with(&importer_of("strlen"), &no_c, None).unwrap_err().to_string();
+    assert!(message.contains("unresolved import `strlen`"), "{message}");
+    assert!(!message.contains("C library"), "{message}");
+    assert!(message.contains("provide it as a host symbol"), "{message}");
+
+    // The process's other symbols only when asked for: libgcc_s's unwinder (which Rust's std
+    // links) is not the C library's.
+    let outside = "_Unwind_RaiseException";
+    let message =
+        load_bytes_with(&importer_of(outside), &LinkOptions::default(), None).unwrap_err().to_string();
+    assert!(message.contains("the C library and libm"), "{message}");
+    let process = LinkOptions { process_symbols: true, c_library: false, ..LinkOptions::default() };
+    let m = load_bytes_with(&importer_of(outside), &process, None).unwrap();
+    assert_ne!(addr_of(&m, outside), 0);
     let m = load_bytes_with(&importer_of("strlen"), &process, None).unwrap();
-    let text = c"twelve bytes";
-    // SAFETY: `call_strlen` jumps to strlen with the caller's first argument, a C string.
-    let length = unsafe { m.call_integers(Some(b"call_strlen"), &[text.as_ptr() as i64]) }.unwrap();
-    assert_eq!(length, 12);
+    assert_eq!(strlen_of(&m), 12, "the process's symbols hold the C library's");
 }

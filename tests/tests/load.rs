@@ -130,7 +130,11 @@ fn failures_name_the_problem() {
         error,
         LoadError::Unresolved { name: "five".into(), searched: "nowhere (no resolver)".into() }
     );
-    assert_eq!(error.to_string(), "unresolved import `five` (looked in: nowhere (no resolver))");
+    assert_eq!(
+        error.to_string(),
+        "unresolved import `five` (looked in: nowhere (no resolver)); provide it as a host symbol or \
+         through a resolver, or load a module exporting it first"
+    );
 
     // A weak import may stay unresolved: it resolves to 0.
     let mut b = ModuleBuilder::new(Dialect::R96);

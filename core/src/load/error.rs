@@ -72,7 +72,11 @@ impl fmt::Display for LoadError {
                 arch_name(*host)
             ),
             LoadError::Unresolved { name, searched } => {
-                write!(f, "unresolved import `{name}` (looked in: {searched})")
+                write!(
+                    f,
+                    "unresolved import `{name}` (looked in: {searched}); provide it as a host symbol or \
+                     through a resolver, or load a module exporting it first"
+                )
             }
             LoadError::NoAddress { relocation, name } => {
                 write!(f, "relocation {relocation} refers to `{name}`, which has no address")

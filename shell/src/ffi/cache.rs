@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::failure::LookupError;
 use super::handles::Handles;
-use super::imports::{known_flags, Callback, SmfLoadOptions, SMF_LOAD_LOCAL, SMF_LOAD_PROCESS_SYMBOLS};
+use super::imports::{Callback, LoadFlags, SmfLoadOptions};
 use super::smf_module::{register, SmfModule};
 use super::{c_name, c_path, guard, set_error, ArgError, FfiError};
 use crate::cache::{CacheLinking, ModuleCache};
@@ -311,13 +311,14 @@ pub unsafe extern "C" fn smf_cache_set_load_options(c: *mut SmfCache, options: *
         } else {
             // SAFETY: non-null and valid per the caller's contract; copied out.
             let options = unsafe { *options };
-            known_flags(options.flags)?;
+            let flags = LoadFlags::of(options.flags)?;
             CacheLinking {
                 resolver: options
                     .resolve
                     .map(|resolve| Arc::new(Callback::new(resolve, options.user)) as Arc<_>),
-                process_symbols: options.flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
-                local: options.flags & SMF_LOAD_LOCAL != 0,
+                process_symbols: flags.process_symbols,
+                c_library: flags.c_library,
+                local: flags.local,
             }
         };
         cache.set_linking(linking);

@@ -1,6 +1,7 @@
 //! What modules link against, from C (`ffi.md`, "Imports"): host symbols
 //! (`smf_host_define`/`smf_host_undefine`) and loads with options (`smf_module_load_ex`,
-//! `smf_module_load_bytes_ex`: a resolver callback, the process's symbols, local loads).
+//! `smf_module_load_bytes_ex`: a resolver callback, the process's symbols, the C library, local
+//! loads).
 //! The lookup order itself is [`crate::imports`]'.
 
 use std::ffi::{c_char, c_void};
@@ -16,10 +17,37 @@ use crate::loader;
 /// A resolver callback: the address of `name`, or NULL for "not mine".
 pub type SmfResolveFn = Option<unsafe extern "C" fn(user: *mut c_void, name: *const c_char) -> *const c_void>;
 
-/// `SMF_LOAD_PROCESS_SYMBOLS`: the process's global symbols are the last resort.
+/// `SMF_LOAD_PROCESS_SYMBOLS`: the process's global symbols are asked after the resolver.
 pub const SMF_LOAD_PROCESS_SYMBOLS: u32 = 1;
 /// `SMF_LOAD_LOCAL`: the module's exports are not offered to later loads.
 pub const SMF_LOAD_LOCAL: u32 = 2;
+/// `SMF_LOAD_NO_C_LIBRARY` (extension): the C library and libm are not the last resort.
+pub const SMF_LOAD_NO_C_LIBRARY: u32 = 4;
+
+/// What a load's `SMF_LOAD_*` flags ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoadFlags {
+    /// `SMF_LOAD_PROCESS_SYMBOLS`.
+    pub(crate) process_symbols: bool,
+    /// Not `SMF_LOAD_NO_C_LIBRARY`.
+    pub(crate) c_library: bool,
+    /// `SMF_LOAD_LOCAL`.
+    pub(crate) local: bool,
+}
+
+impl LoadFlags {
+    /// The flags `flags` holds, if it holds only `SMF_LOAD_*` bits.
+    pub(crate) fn of(flags: u32) -> Result<Self, ArgError> {
+        if flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL | SMF_LOAD_NO_C_LIBRARY) != 0 {
+            return Err(ArgError::UnknownFlags(flags));
+        }
+        Ok(LoadFlags {
+            process_symbols: flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
+            c_library: flags & SMF_LOAD_NO_C_LIBRARY == 0,
+            local: flags & SMF_LOAD_LOCAL != 0,
+        })
+    }
+}
 
 /// How a load links (`SmfLoadOptions`).
 #[repr(C)]
@@ -74,14 +102,6 @@ impl Resolver for Callback {
     }
 }
 
-/// `flags` if it holds only `SMF_LOAD_*` bits.
-pub(crate) fn known_flags(flags: u32) -> Result<u32, ArgError> {
-    match flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL) {
-        0 => Ok(flags),
-        _ => Err(ArgError::UnknownFlags(flags)),
-    }
-}
-
 /// The options a C caller passed: flags, and the callback as a resolver.
 ///
 /// # Safety
@@ -106,11 +126,12 @@ unsafe fn with_link_options<T>(
 ) -> Result<T, FfiError> {
     // SAFETY: forwarded to our caller's contract.
     let (flags, callback) = unsafe { read_options(options) };
-    known_flags(flags)?;
+    let flags = LoadFlags::of(flags)?;
     let link = LinkOptions {
         resolver: callback.as_ref().map(|c| c as &dyn Resolver),
-        process_symbols: flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
-        local: flags & SMF_LOAD_LOCAL != 0,
+        process_symbols: flags.process_symbols,
+        c_library: flags.c_library,
+        local: flags.local,
     };
     load(&link)
 }
