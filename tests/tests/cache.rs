@@ -1,6 +1,7 @@
 //! The module cache from Rust: hits and misses, LRU order, both budgets, evicting a module
 //! someone holds, a file replaced by rename (hot reload) or truncated while cached, resolving
-//! across cached modules, prefetch on two threads then all hits, and eight threads getting,
+//! across cached modules, the C library resolved by default (and not when turned off), prefetch
+//! on two threads then all hits, and eight threads getting,
 //! evicting, resolving and calling over a small budget with every result checked.
 
 #![cfg(target_arch = "x86_64")]
@@ -158,6 +159,25 @@ fn resolve_finds_an_export_across_cached_modules() {
         assert_eq!(cache.resolve(format!("f{i}").as_bytes()), module.symbol(format!("f{i}").as_bytes()));
     }
     assert_eq!(cache.resolve(b"nowhere"), None);
+}
+
+#[test]
+fn the_c_library_resolves_by_default_and_not_when_turned_off() {
+    let dir = scratch("c_library");
+    let path = dir.join("calls_strlen.smf");
+    std::fs::write(&path, smf_tests::linking::importer(&["strlen"])).unwrap();
+    let text = c"eleven char";
+    let strlen_through = |module: &SharedModule| {
+        // SAFETY: `call_strlen` jumps to strlen with the caller's first argument, a C string.
+        unsafe { module.call_integers(Some(b"call_strlen"), &[text.as_ptr() as i64]) }.unwrap()
+    };
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(strlen_through(&cache.get(&path).unwrap()), 11);
+
+    let without = ModuleCache::new(0, 0);
+    without.set_linking(smf::cache::CacheLinking { c_library: false, ..smf::cache::CacheLinking::default() });
+    let message = without.get(&path).unwrap_err().to_string();
+    assert!(message.contains("unresolved import `strlen`"), "{message}");
 }
 
 #[test]
