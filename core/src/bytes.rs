@@ -95,6 +95,25 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Where the first NUL of `bytes` is, found eight bytes at a time; `None` if there is none.
+#[inline(always)]
+pub(crate) fn nul_at(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(*chunk);
+        // The lowest set bit marks the first zero byte (higher ones may be false alarms).
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    // Fewer than eight bytes left: the NUL, if any, is among them.
+    Some(at + bytes.get(at..)?.iter().position(|&b| b == 0)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +144,24 @@ mod tests {
         assert_eq!(c.u8(), None);
         let huge = [0xff, 0xff, 0xff, 0xff];
         assert_eq!(Cursor::new(&huge).text(), None);
+    }
+
+    #[test]
+    fn the_first_nul_is_found_wherever_it_lies() {
+        // Bytes 0x01.. and bytes with the high bit set (0x80.., 0x01 after 0x80: the word
+        // trick's false alarms lie above the first zero byte, never below it).
+        for base in [1u8, 0x80, 0xFF] {
+            let long: alloc::vec::Vec<u8> = (0..40u8).map(|i| base.wrapping_add(i) | 1).collect();
+            for len in 0..=long.len() {
+                let name = &long[..len];
+                let mut padded = name.to_vec();
+                padded.extend_from_slice(b"\0tail bytes");
+                assert_eq!(nul_at(&padded), Some(len), "len {len}, then more");
+                let mut last = name.to_vec();
+                last.push(0);
+                assert_eq!(nul_at(&last), Some(len), "len {len} at the end");
+                assert_eq!(nul_at(name), None, "len {len} without a NUL");
+            }
+        }
     }
 }

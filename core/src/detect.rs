@@ -20,7 +20,10 @@ pub struct Candidate {
 }
 
 /// The probe order.
-const PROBES: [Candidate; 4] = [
+/// How many layouts detection tries at most.
+pub const PROBE_COUNT: usize = 4;
+
+const PROBES: [Candidate; PROBE_COUNT] = [
     Candidate { dialect: Dialect::S128, placement: HeaderPlacement::Trailer },
     Candidate { dialect: Dialect::R96, placement: HeaderPlacement::Start },
     Candidate { dialect: Dialect::R72, placement: HeaderPlacement::Start },

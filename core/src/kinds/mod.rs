@@ -246,20 +246,6 @@ impl SymbolKind {
         }
     }
 
-    /// Whether an entry with these raw fields may be an import: true for every entry
-    /// [`SymbolKind::of_entry`] makes an import (and for some entries that do not decode at
-    /// all), read without decoding, for counting the room imports may need before the symbols
-    /// are decoded. Binding 0 is local; type 0 is "import" where the dialect marks imports by
-    /// type.
-    #[inline(always)]
-    pub const fn may_be_import(dialect: Dialect, sym_type: u8, binding: u8, value: u64, size: u64) -> bool {
-        if dialect.marks_imports_by_value() {
-            binding != 0 && value == 0 && size == 0
-        } else {
-            sym_type == 0
-        }
-    }
-
     /// Whether the dialect's import-by-value rule (see [`SymbolKind::of_entry`]) makes a symbol
     /// with these fields an import, whatever its declared type.
     #[inline(always)]
@@ -374,27 +360,6 @@ impl Binding {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_entry_that_decodes_as_an_import_may_be_one() {
-        for dialect in Dialect::ALL {
-            for sym_type in 0..=u8::MAX {
-                for raw_binding in 0..=3u8 {
-                    for (value, size, template) in [(0, 0, false), (0, 0, true), (0, 1, false), (4, 0, false)]
-                    {
-                        let decoded =
-                            SymbolKind::from_wire(dialect, sym_type).zip(Binding::from_wire(raw_binding));
-                        let import = decoded.is_some_and(|(kind, binding)| {
-                            SymbolKind::of_entry(dialect, kind, binding, value, size, template)
-                                == SymbolKind::Import
-                        });
-                        let may = SymbolKind::may_be_import(dialect, sym_type, raw_binding, value, size);
-                        assert!(!import || may, "{dialect:?} type {sym_type} binding {raw_binding}");
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn symbol_types_are_shifted_in_s128() {

@@ -45,6 +45,23 @@ pub enum Branch {
 static WIRE_KINDS: [[Option<RelocKind>; 256]; 3] =
     [wire_kinds(Dialect::S128), wire_kinds(Dialect::R96), wire_kinds(Dialect::R72)];
 
+/// Per dialect and wire byte: 1 if the byte is a kind that needs a GOT slot, else 0.
+static GOT_WIRE_KINDS: [[u8; 256]; 3] =
+    [got_wire_kinds(Dialect::S128), got_wire_kinds(Dialect::R96), got_wire_kinds(Dialect::R72)];
+
+const fn got_wire_kinds(dialect: Dialect) -> [u8; 256] {
+    let kinds = wire_kinds(dialect);
+    let mut table = [0; 256];
+    let mut wire = 0;
+    while wire < 256 {
+        if let Some(kind) = kinds[wire] {
+            table[wire] = kind.uses_got() as u8;
+        }
+        wire += 1;
+    }
+    table
+}
+
 const fn wire_kinds(dialect: Dialect) -> [Option<RelocKind>; 256] {
     let mut table = [None; 256];
     let mut wire: u8 = 0;
@@ -72,6 +89,17 @@ impl RelocKind {
             Dialect::S128 => &WIRE_KINDS[0],
             Dialect::R96 => &WIRE_KINDS[1],
             Dialect::R72 => &WIRE_KINDS[2],
+        }
+    }
+
+    /// Per wire byte of `dialect`: 1 if it is a kind that needs a GOT slot
+    /// ([`RelocKind::uses_got`]), else 0, for loops that count them.
+    #[inline]
+    pub const fn got_wire_table(dialect: Dialect) -> &'static [u8; 256] {
+        match dialect {
+            Dialect::S128 => &GOT_WIRE_KINDS[0],
+            Dialect::R96 => &GOT_WIRE_KINDS[1],
+            Dialect::R72 => &GOT_WIRE_KINDS[2],
         }
     }
 

@@ -7,6 +7,7 @@ use super::reloc::RelocError;
 use super::Resolver;
 use crate::exec::ExecError;
 use crate::kinds::arch_name;
+use crate::module::DecodeError;
 use crate::{Error, RelocKind};
 
 /// Why a load failed.
@@ -111,6 +112,19 @@ impl From<ExecError> for LoadError {
 }
 
 impl LoadError {
+    /// [`LoadError::Internal`], built out of line (a `LoadError` made in a hot loop and
+    /// dropped unused costs its destructor every time).
+    #[cold]
+    pub(super) fn internal() -> Self {
+        LoadError::Internal
+    }
+
+    /// [`LoadError::TooLarge`], built out of line as [`LoadError::internal`].
+    #[cold]
+    pub(super) fn too_large() -> Self {
+        LoadError::TooLarge
+    }
+
     /// The import `name` resolves nowhere `resolver` looks.
     #[cold]
     pub(super) fn unresolved(name: &[u8], resolver: &dyn Resolver) -> Self {
@@ -125,4 +139,14 @@ impl LoadError {
 /// A name from the file, for messages.
 pub(super) fn lossy(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
+}
+
+/// A table decoded for the loader stops at a malformed entry or at the loader's own error.
+impl From<DecodeError<LoadError>> for LoadError {
+    fn from(e: DecodeError<LoadError>) -> Self {
+        match e {
+            DecodeError::Format(e) => LoadError::Format(e),
+            DecodeError::Stopped(e) => e,
+        }
+    }
 }

@@ -1,15 +1,13 @@
 //! Where the parts of a module's image go, worked out (overflow-checked) before anything is
 //! allocated: `[code | stubs] [rodata | GOT] [data | bss]`, with room for as many stubs and GOT
-//! slots as the module can need (the relocation pass hands them out). With
+//! slots as the module can need (the relocation stage hands them out). With
 //! [`ReadOnlyData::WithCode`] the first two share the code segment; otherwise each part is a
 //! segment of its own. Every segment starts at a multiple of the largest data alignment.
 
-use super::{LoadError, ReadOnlyData, STUB_SIZE};
+use super::relocate::{GOT_SLOT, STUB_SIZE};
+use super::{LoadError, ReadOnlyData};
 use crate::exec::MemoryKind;
-use crate::Module;
-
-/// Bytes of one GOT slot.
-const GOT_SLOT: usize = 8;
+use crate::module::{ModuleSymbols, ModuleTables};
 
 /// The offsets and lengths of one module's image.
 #[derive(Clone, Copy, Debug)]
@@ -35,14 +33,15 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    /// The layout of `module` with room for `stubs` branch stubs and `gots` GOT slots.
+    /// The layout of a module with `module`'s tables, with room for `stubs` branch stubs and
+    /// `gots` GOT slots.
     pub(super) fn new(
-        module: &Module<'_>,
+        module: &ModuleTables<'_>,
         stubs: usize,
         gots: usize,
         read_only_data: ReadOnlyData,
     ) -> Result<Self, LoadError> {
-        let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
+        let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::too_large());
         let code_size = size(module.code_size())?;
         let stub_start = align_up(code_size, STUB_SIZE)?;
         let code_and_stubs_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
@@ -71,31 +70,15 @@ impl Layout {
         })
     }
 
-    /// The layout of `module` with room for `stubs` branch stubs and as many GOT slots as it
-    /// can need. Room for a slot per symbol is taken when it fits in the pages the image needs
-    /// anyway (the tail of the page the read-only data ends in, usually), which spares
-    /// counting the GOT-relative relocations ([`super::link::got_bound`], a pass over all
-    /// relocations); otherwise they are counted.
-    pub(super) fn with_got_room(
-        module: &Module<'_>,
-        stubs: usize,
-        page: usize,
-        read_only_data: ReadOnlyData,
-    ) -> Result<Self, LoadError> {
-        let symbols = module.symbol_count() as usize;
-        let roomy = Layout::new(module, stubs, symbols, read_only_data)?;
-        if symbols == 0 || roomy.pages(page)? == Layout::new(module, stubs, 0, read_only_data)?.pages(page)? {
-            return Ok(roomy);
-        }
-        Layout::new(module, stubs, super::link::got_bound(module)?, read_only_data)
-    }
-
-    /// Pages the image takes.
-    fn pages(&self, page: usize) -> Result<usize, LoadError> {
-        let unit = self.data_align.max(page);
-        self.segments()?.iter().try_fold(0, |total: usize, &(len, _)| {
-            total.checked_add(align_up(len, unit)? / page).ok_or(LoadError::TooLarge)
-        })
+    /// The plan stage of a load: the layout of `module` (its symbols decoded, its relocations
+    /// not yet) with room for the branch stubs and GOT slots it can need: a stub per import
+    /// (only branches to imports go through stubs) and a GOT slot per relocation whose kind
+    /// needs one, never more than one per symbol (a slot is per symbol).
+    pub(super) fn plan(module: &ModuleSymbols<'_>, read_only_data: ReadOnlyData) -> Result<Self, LoadError> {
+        let tables = module.tables();
+        let stubs = module.import_count() as usize;
+        let gots = tables.got_relocation_count().min(u64::from(tables.symbol_count()));
+        Layout::new(tables, stubs, usize::try_from(gots).map_err(|_| LoadError::too_large())?, read_only_data)
     }
 
     /// Whether the image has no bytes at all.
@@ -124,7 +107,7 @@ impl Layout {
     /// (if it has one of its own) were placed.
     pub(super) fn read_only_base(&self, code_base: usize, ro_segment: usize) -> Result<usize, LoadError> {
         match self.ro_in_code {
-            Some(offset) => code_base.checked_add(offset).ok_or(LoadError::TooLarge),
+            Some(offset) => code_base.checked_add(offset).ok_or_else(LoadError::too_large),
             None => Ok(ro_segment),
         }
     }
@@ -132,10 +115,10 @@ impl Layout {
 
 /// `start` plus `count` items of `size` bytes.
 fn after(start: usize, count: usize, size: usize) -> Result<usize, LoadError> {
-    count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or(LoadError::TooLarge)
+    count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or_else(LoadError::too_large)
 }
 
 /// `value` rounded up to a multiple of `align` (a power of two).
 fn align_up(value: usize, align: usize) -> Result<usize, LoadError> {
-    crate::bytes::align_up(value, align).ok_or(LoadError::TooLarge)
+    crate::bytes::align_up(value, align).ok_or_else(LoadError::too_large)
 }

@@ -1,23 +1,23 @@
-//! The symbol side of a load: one pass, run once the image is placed, that decodes and
-//! validates every symbol into the [`SymbolTable`], resolves imports, and works out where
-//! relocations against each symbol point (its [`Target`]). Branch stubs and GOT slots are not
-//! planned here: the image has room for the most a module can need ([`stub_bound`],
-//! [`got_bound`]), and the relocation pass hands them out as relocations ask for them.
+//! The link stage of a load: the module's symbols, handed over one by one as validation
+//! decodes them ([`ModuleTables::decode_symbols`]), go into the [`SymbolTable`] (names hashed
+//! and indexed) with imports resolved, before anything is allocated (the layout needs the
+//! number of imports). Once the image is placed, [`Linked::place`] gives the module's own
+//! symbols their addresses and works out where relocations against each symbol point (its
+//! [`Target`]). Branch stubs and GOT slots are not planned here: the image has room for the
+//! most a module can need ([`super::layout::Layout::plan`]), and the relocation stage hands
+//! them out as relocations ask for them.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::entries::{self, PendingSymbol};
-use super::relocate::Target;
+use super::place::{offset_from, PlacedSection};
+use super::relocate::{StubSlot, Target};
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::{fallible, Keepalive, LoadError};
 use crate::cache::KeyedHasher;
-use crate::module::SymbolTarget;
-use crate::wire::relocation::entry_fields;
-use crate::wire::symbol::SymbolHead;
-use crate::wire::SymbolView;
-use crate::{Binding, Module, RelocKind, SymbolKind};
+use crate::module::{ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
+use crate::Binding;
 
 /// Where the parts of a placed image start.
 #[derive(Clone, Copy, Debug)]
@@ -29,197 +29,145 @@ pub(super) struct PlacedImage<'s> {
     pub(super) sections: &'s [PlacedSection],
 }
 
-/// A data section of a placed image.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct PlacedSection {
-    /// Its index in the section table.
-    pub(super) index: u32,
-    /// Its address.
-    pub(super) addr: usize,
-    /// Its size in memory.
-    pub(super) virtual_size: u64,
-}
-
 impl PlacedImage<'_> {
-    /// The placed data section with table index `index`.
-    #[inline(always)]
-    fn section(&self, index: u32) -> Option<&PlacedSection> {
-        let at = self.sections.binary_search_by_key(&index, |s| s.index).ok()?;
-        self.sections.get(at)
-    }
-
-    /// The size in memory of the placed data section with table index `index`.
-    #[inline(always)]
-    fn section_size(&self, index: u32) -> Option<u64> {
-        self.section(index).map(|s| s.virtual_size)
-    }
-
-    /// The address `target` names, `None` if it names nothing or its sum overflows (which a
-    /// validated module, placed in memory it occupies, rules out).
-    #[inline(always)]
-    fn address(&self, target: SymbolTarget) -> Option<Option<usize>> {
-        let at = |base: usize, offset: u64| usize::try_from(offset).ok().and_then(|o| base.checked_add(o));
+    /// The address `target` names (`None` for nothing), or why there is none: a section that
+    /// was not placed, or a sum that overflows, both of which a validated module, placed in
+    /// memory it occupies, rules out.
+    fn address(&self, target: SymbolTarget) -> Result<Option<usize>, LoadError> {
         match target {
-            SymbolTarget::Code(offset) => at(self.code, offset).map(Some),
+            SymbolTarget::Code(offset) => offset_from(self.code, offset).map(Some),
             SymbolTarget::Data { section, offset } => {
-                let base = self.section(section).map(|s| s.addr);
-                match base {
-                    Some(base) => at(base, offset).map(Some),
-                    None => Some(None),
-                }
+                let at = self.sections.binary_search_by_key(&section, |s| s.index);
+                let placed = at.ok().and_then(|at| self.sections.get(at)).ok_or_else(LoadError::internal)?;
+                offset_from(placed.addr, offset).map(Some)
             }
-            SymbolTarget::None => Some(None),
+            SymbolTarget::None => Ok(None),
         }
     }
 }
 
-/// The symbols of a module being loaded.
-pub(super) struct Linked {
+/// A module's symbols, linked: indexed by name, imports resolved, the module's own not yet
+/// placed.
+pub(super) struct Linked<'m> {
+    /// The module, its symbols validated.
+    pub(super) module: ModuleSymbols<'m>,
+    /// Names, kinds and the hash index; the addresses of imports (the module's own are filled
+    /// in by [`Linked::place`]).
+    symbols: SymbolTable,
+    /// Per symbol, in table order: where it is.
+    locations: Vec<Location>,
+    /// The modules its imports resolved into.
+    deps: Vec<Keepalive>,
+    /// Each template symbol's index and template-code offset, in table order.
+    templates: Vec<(u32, u64)>,
+}
+
+/// Where a symbol is, before the image is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Location {
+    /// An import, at the address it resolved to (0 for an unresolved weak import).
+    Outside(usize),
+    /// One of the module's own symbols, at what its value addresses.
+    Inside(SymbolTarget),
+}
+
+/// A module's symbols, placed.
+pub(super) struct Placed<'m> {
+    /// The module, its symbols validated.
+    pub(super) module: ModuleSymbols<'m>,
     /// Names, kinds, addresses and the hash index.
     pub(super) symbols: SymbolTable,
     /// Per symbol, in table order: where relocations against it point.
     pub(super) targets: Vec<Target>,
     /// The modules its imports resolved into.
     pub(super) deps: Vec<Keepalive>,
+    /// Each template symbol's index and template-code offset, in table order.
+    pub(super) templates: Vec<(u32, u64)>,
 }
 
-/// The most branch stubs `module` can need: one per symbol that may be an import (only
-/// branches to imports go through stubs). Read from the raw entries without validation: an
-/// over-count only reserves room, and everything is validated as symbols are decoded.
-pub(super) fn stub_bound(module: &Module<'_>) -> usize {
-    // Each entry's fixed head, read without bounds checks.
-    let dialect = module.dialect();
-    let may_import = |h: &SymbolHead<'_>| {
-        SymbolKind::may_be_import(dialect, h.sym_type(), h.binding(), h.value(), h.size())
-    };
-    entries::symbol_entries_from(module, 0).filter_map(|view| view.head()).filter(may_import).count()
-}
-
-/// The most GOT slots `module` can need: one per GOT-relative relocation (so a module without
-/// any needs none), but never more than there are symbols (a slot is per symbol). Counted from
-/// the raw entries, as [`stub_bound`].
-pub(super) fn got_bound(module: &Module<'_>) -> Result<usize, LoadError> {
-    let kinds = RelocKind::wire_table(module.dialect());
-    let mut got_relocations = 0usize;
-    entries::for_each_relocation_table(module, |entries, _, _| -> Result<(), LoadError> {
-        for entry in entries {
-            let (_, _, wire, _) = entry_fields(entry);
-            got_relocations += usize::from(kinds[usize::from(wire)].is_some_and(RelocKind::uses_got));
-        }
-        Ok(())
-    })?;
-    Ok(got_relocations.min(module.symbol_count() as usize))
-}
-
-/// Decodes and validates every symbol into a table with its index, resolving imports through
-/// `resolver` and placing the module's own symbols at `placed`. The counts are bounded by the
-/// file's size (validated), so the vectors are.
-///
-/// Runs of plain symbols the module defines take the fast path ([`link_defined_run`]); any
-/// other entry (imports, templates, and an entry that fails a check) is decoded in full, which
-/// names the first failure precisely, so one pass both links fast and reports well.
-pub(super) fn link_symbols(
-    module: &Module<'_>,
+/// The link stage: every symbol of `tables`, validated as it is decoded, into a table with its
+/// index, imports resolved through `resolutions`.
+pub(super) fn link<'m>(
+    tables: ModuleTables<'m>,
     resolutions: &mut Resolutions<'_>,
-    placed: &PlacedImage<'_>,
-) -> Result<Linked, LoadError> {
-    let count = module.symbol_count() as usize;
-    // Symbols are indexed as they are decoded, into a table sized for all of them.
+) -> Result<Linked<'m>, LoadError> {
+    let count = tables.symbol_count() as usize;
     let oom = |bytes| move || LoadError::OutOfMemory { bytes };
-    let strings = module.strings();
+    let strings = tables.strings();
+    // The symbol table lies in the file: `count` entries of it fit in memory.
     let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
     let mut table = SymbolTableBuilder::new(names, count, KeyedHasher::per_process())
         .ok_or_else(oom(fallible::bytes_of::<LoadedSymbol>(count)))?;
-    let mut targets =
-        fallible::filled(Target::UNPLACED, count).ok_or_else(oom(fallible::bytes_of::<Target>(count)))?;
-    // Symbols linked so far (each has its target at its index).
-    let mut linked = 0;
+    let mut locations: Vec<Location> =
+        fallible::with_capacity(count).ok_or_else(oom(fallible::bytes_of::<Location>(count)))?;
     let mut deps: Vec<Keepalive> = Vec::new();
-    loop {
-        let rest = targets.get_mut(linked..).unwrap_or_default();
-        linked +=
-            link_defined_run(module, placed, entries::symbol_entries_from(module, linked), &mut table, rest);
-        let Some(view) = entries::symbol_entries_from(module, linked).next() else { break };
-        // Anything else, one by one: imports, templates, and any entry the fast path refused.
-        let index = u32::try_from(linked).map_err(|_| LoadError::Internal)?;
-        let sym = match entries::plain_symbol(module, &view, |i| placed.section_size(i)) {
-            Some(sym) => sym,
-            None => PendingSymbol::from(module.symbol_checked(index)?),
-        };
-        let import = sym.kind == SymbolKind::Import;
-        let address = if import { None } else { placed.address(sym.target).ok_or(LoadError::Internal)? };
-        if table.push_named(loaded_symbol(&sym, address)).is_none() {
-            // The name has no NUL or is empty where it must not be: the full decode says which
-            // (the table cannot be full: it has room for every symbol).
-            module.symbol_checked(index)?;
-            return Err(LoadError::Internal);
-        }
-        let target = targets.get_mut(linked).ok_or(LoadError::Internal)?;
-        if import {
-            let name = table.last_name().ok_or(LoadError::Internal)?;
-            target.address = match resolve(resolutions, name, sym.binding, &mut deps) {
-                Ok(Some(address)) => address,
+    let mut templates: Vec<(u32, u64)> = Vec::new();
+    let module = tables.decode_symbols(|index, repr| {
+        let location = if repr.is_import() {
+            let name = strings.get(repr.name_range()).unwrap_or_default();
+            match resolve(resolutions, name, repr.binding, &mut deps) {
+                Ok(Some(address)) => Location::Outside(address),
                 Ok(None) => return Err(LoadError::unresolved(name, resolutions.resolver())),
                 Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.len() }),
+            }
+        } else {
+            Location::Inside(repr.target)
+        };
+        if repr.is_template() {
+            fallible::push(&mut templates, (index, repr.template_offset))
+                .ok_or_else(oom(fallible::bytes_of::<(u32, u64)>(templates.len().saturating_add(1))))?;
+        }
+        let address = match location {
+            Location::Outside(address) => address,
+            Location::Inside(_) => 0, // placed later
+        };
+        // Room was made for every symbol, and validation located each name.
+        table.push(loaded_symbol(&repr, address), repr.size).ok_or_else(LoadError::internal)?;
+        locations.push(location);
+        Ok(())
+    })?;
+    Ok(Linked { module, symbols: table.finish(), locations, deps, templates })
+}
+
+impl<'m> Linked<'m> {
+    /// The module's own symbols given the addresses their values name in the image placed at
+    /// `placed`, and every symbol's [`Target`].
+    pub(super) fn place(self, placed: &PlacedImage<'_>) -> Result<Placed<'m>, LoadError> {
+        let Linked { module, mut symbols, locations, deps, templates } = self;
+        let count = locations.len();
+        let mut targets: Vec<Target> = fallible::with_capacity(count)
+            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<Target>(count) })?;
+        for location in &locations {
+            let target = match *location {
+                Location::Outside(address) => {
+                    Target { address: Some(address), stub: StubSlot::Allowed, got: None }
+                }
+                Location::Inside(target) => {
+                    Target { address: placed.address(target)?, stub: StubSlot::Never, got: None }
+                }
             };
-            target.stub = Target::STUB_ALLOWED;
-            table.set_last_address(target.address);
-        } else if let Some(address) = address {
-            target.address = address;
+            targets.push(target);
         }
-        linked += 1;
+        symbols.set_addresses(targets.iter().map(Target::address_or_zero)).ok_or_else(LoadError::internal)?;
+        Ok(Placed { module, symbols, targets, deps, templates })
     }
-    let mut symbols = table.finish();
-    let sizes = entries::symbol_sizes(module);
-    symbols.set_sizes(sizes.ok_or_else(oom(fallible::bytes_of::<u64>(count)))?);
-    Ok(Linked { symbols, targets, deps })
 }
 
-/// The symbol pass's fast path: links the plain symbols the module defines (functions, data
-/// and the like; not templates, not imports) from `entries`, each into the next of `targets`,
-/// and stops before an entry that is anything else or fails a check (for the general path);
-/// returns how many it linked.
+/// What the symbol table keeps of `repr`, at `address` (its name's hash left to the table).
+/// Templates and symbols without an address are not exported.
 #[inline(always)]
-fn link_defined_run<'a>(
-    module: &Module<'a>,
-    placed: &PlacedImage<'_>,
-    entries: impl Iterator<Item = SymbolView<'a>>,
-    table: &mut SymbolTableBuilder,
-    targets: &mut [Target],
-) -> usize {
-    let mut linked = 0;
-    for (view, target) in entries.zip(targets) {
-        let Some(sym) = entries::plain_symbol(module, &view, |i| placed.section_size(i)) else {
-            break;
-        };
-        let address = match placed.address(sym.target) {
-            Some(address) if sym.kind != SymbolKind::Import => address,
-            _ => break,
-        };
-        if table.push_named(loaded_symbol(&sym, address)).is_none() {
-            break;
-        }
-        target.address = address.unwrap_or(Target::NO_ADDRESS);
-        linked += 1;
-    }
-    linked
-}
-
-/// What the symbol table keeps of `sym`, placed at `address` (its name, measured and hashed
-/// by [`SymbolTableBuilder::push_named`], left unset). Imports, templates and symbols without
-/// an address get address 0 and are not exported.
-#[inline(always)]
-fn loaded_symbol(sym: &PendingSymbol, address: Option<usize>) -> LoadedSymbol {
-    let addressable = sym.kind.is_addressable() && !sym.template;
+fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
+    let template = repr.is_template();
+    let addressable = repr.kind.is_addressable() && !template;
     LoadedSymbol {
-        name_start: sym.name_offset,
-        name_len: 0,
+        name_start: repr.name_offset,
+        name_len: repr.name_len,
         hash: 0,
-        kind: sym.kind,
-        binding: sym.binding,
-        addr: if addressable { address.unwrap_or(0) } else { 0 },
-        exported: sym.is_exported() && addressable,
-        template: sym.template,
+        kind: repr.kind,
+        binding: repr.binding,
+        addr: address,
+        exported: repr.is_exported() && addressable,
+        template,
     }
 }
 
@@ -244,4 +192,64 @@ fn resolve(
         None if binding == Binding::Weak => Some(0),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::TableResolver;
+    use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+    use crate::{Dialect, ParseOptions, SectionType, SymbolKind};
+
+    #[test]
+    fn symbols_are_placed_resolved_and_indexed_in_table_order() {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0xC3; 32]);
+        b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+        b.add_symbol(SymbolSpec::function(b"f", 8, 4));
+        b.add_symbol(SymbolSpec::import(b"host"));
+        b.add_symbol(SymbolSpec::data(b"counter", 1, 4, 8));
+        b.add_symbol(SymbolSpec::import(b"maybe").with_binding(Binding::Weak));
+        let file = b.build().unwrap();
+        let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
+        let resolver = TableResolver(&[(b"host", 0x7777)]);
+        let linked = link(tables, &mut Resolutions::new(&resolver)).unwrap();
+        assert_eq!(linked.module.import_count(), 2);
+        assert_eq!(linked.symbols.get(1).map(|s| s.addr), Some(0x7777), "imports resolve while linking");
+        let sections = [PlacedSection { index: 1, addr: 0x20_0000 }];
+        let placed = PlacedImage { code: 0x10_0000, sections: &sections };
+        let linked = linked.place(&placed).unwrap();
+
+        let addresses: Vec<_> = linked.targets.iter().map(|t| t.address).collect();
+        assert_eq!(addresses, [Some(0x10_0008), Some(0x7777), Some(0x20_0004), Some(0)]);
+        let stubs: Vec<_> = linked.targets.iter().map(|t| t.stub).collect();
+        assert_eq!(stubs, [StubSlot::Never, StubSlot::Allowed, StubSlot::Never, StubSlot::Allowed]);
+        assert_eq!(linked.symbols.lookup(b"f").map(|s| s.addr), Some(0x10_0008));
+        assert_eq!(
+            linked.symbols.lookup(b"counter").map(|s| (s.addr, s.kind)),
+            Some((0x20_0004, SymbolKind::Data))
+        );
+        assert!(linked.symbols.lookup(b"host").is_none(), "imports are not exported");
+        assert_eq!(linked.symbols.get(1).map(|s| s.addr), Some(0x7777));
+        assert_eq!(linked.symbols.size(2), Some(8));
+    }
+
+    #[test]
+    fn an_unresolved_strong_import_is_named() {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0xC3; 4]);
+        b.add_symbol(SymbolSpec::import(b"nowhere"));
+        let file = b.build().unwrap();
+        let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
+        let error = link(tables, &mut Resolutions::new(&())).err().unwrap();
+        assert!(matches!(&error, LoadError::Unresolved { name, .. } if name == "nowhere"), "{error:?}");
+    }
+
+    #[test]
+    fn a_data_symbol_in_a_section_that_was_not_placed_is_an_internal_error() {
+        let placed = PlacedImage { code: 0x1000, sections: &[] };
+        let target = SymbolTarget::Data { section: 3, offset: 0 };
+        assert_eq!(placed.address(target), Err(LoadError::Internal));
+        assert_eq!(placed.address(SymbolTarget::Code(usize::MAX as u64)), Err(LoadError::TooLarge));
+    }
 }

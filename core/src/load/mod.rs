@@ -15,12 +15,12 @@
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
-mod entries;
 mod error;
 mod exports;
 mod fallible;
 mod layout;
 mod link;
+mod place;
 pub mod reloc;
 mod relocate;
 mod resolutions;
@@ -31,18 +31,20 @@ mod templates;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::exec::{Block, ExecAllocator, Function};
-use crate::kinds::{Branch, ARCH_AARCH64, ARCH_X86_64};
-use crate::module::DataRegion;
-use crate::{Dialect, Module, ParseOptions, RelocKind};
+use crate::exec::{Block, CodeBatch, ExecAllocator, Function};
+use crate::kinds::{ARCH_AARCH64, ARCH_X86_64};
+use crate::module::Header;
+use crate::module::{ModuleSymbols, ModuleTables};
+use crate::{Dialect, Module, ParseOptions};
 
 pub use error::LoadError;
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use layout::Layout;
-use link::{Linked, PlacedImage, PlacedSection};
-use relocate::{Relocator, Slots, Target};
+use link::{Placed, PlacedImage};
+use place::Image;
+use relocate::{Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
 use templates::Templates;
@@ -98,60 +100,6 @@ pub enum ReadOnlyData {
     NotExecutable,
 }
 
-/// Code-section tails (the zeros between a section's bytes and its virtual size) up to this
-/// many bytes in all are written by the loader (all of them when the code is no larger, which
-/// spares counting them); larger ones are left to zero pages.
-const WRITTEN_TAILS: u64 = 64 << 10;
-
-/// Bytes of zeros between code sections' bytes and their virtual sizes.
-fn code_tails(module: &Module<'_>) -> u64 {
-    let written: u64 = module.code_sections().map(|(section, _)| section.data.len() as u64).sum();
-    module.code_size().saturating_sub(written)
-}
-
-/// The block of `image` holding `addr..addr+len`.
-fn block_holding<'i, 'a>(
-    image: &[&'i Option<Block<'a>>],
-    addr: usize,
-    len: usize,
-) -> Result<&'i Block<'a>, LoadError> {
-    image.iter().filter_map(|b| b.as_ref()).find(|b| b.contains(addr, len)).ok_or(LoadError::Internal)
-}
-
-/// Copies `bytes` to `addr`, which lies in one of the blocks of `image` (open in `batch`).
-fn write_at(
-    batch: &mut crate::exec::CodeBatch<'_>,
-    image: &[&Option<Block<'_>>],
-    addr: usize,
-    bytes: &[u8],
-) -> Result<(), LoadError> {
-    let block = block_holding(image, addr, bytes.len())?;
-    batch.write(block, addr - block.addr(), bytes)?;
-    Ok(())
-}
-
-/// Size of one branch stub.
-const STUB_SIZE: usize = 16;
-
-/// Writes a stub that jumps to `target` for a branch of `kind` into `out` (at least
-/// [`STUB_SIZE`] bytes); `None` for a kind that is not a branch (it never goes through a stub).
-fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) -> Option<()> {
-    let out = out.get_mut(..STUB_SIZE)?;
-    match kind.branch()? {
-        Branch::Aarch64Imm26 => {
-            out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, #8
-            out[4..8].copy_from_slice(&0xD61F_0200u32.to_le_bytes()); // br x16
-            out[8..16].copy_from_slice(&target.to_le_bytes());
-        }
-        Branch::X86Rel32 => {
-            out[..6].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]); // jmp qword ptr [rip+0]
-            out[6..14].copy_from_slice(&target.to_le_bytes());
-            out[14..16].copy_from_slice(&[0xCC, 0xCC]);
-        }
-    }
-    Some(())
-}
-
 /// A module loaded into executable memory: immutable, freed when dropped.
 pub struct LoadedModule<'a> {
     allocator: &'a ExecAllocator,
@@ -182,150 +130,45 @@ impl fmt::Debug for LoadedModule<'_> {
 }
 
 impl<'a> LoadedModule<'a> {
-    /// Parses, validates, places, relocates and seals `file`, resolving imports with `resolver`.
+    /// Validates, places, relocates and seals `file`, resolving imports with `resolver`: the
+    /// stages of a load, in order. Each stage is a function of its own, tested on its own; the
+    /// symbols and relocations are validated as the link and relocate stages consume them. A
+    /// failure at any stage drops the batch unsealed, which frees everything the load had
+    /// mapped.
     pub fn load(
         allocator: &'a ExecAllocator,
         file: &[u8],
         resolver: &dyn Resolver,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        // Symbols and relocations are validated as the load decodes them (not in a separate
-        // pass). If that finds a problem, the full parse decides: another layout of the file
-        // may be the valid one, and otherwise its error is the one detection would report.
-        let module = Module::parse_deferred(file, &options.parse).map_err(LoadError::Format)?;
-        // One table of answers for both tries: the resolver is asked each name once per load.
-        let mut resolutions = Resolutions::new(resolver);
-        match Self::load_module(allocator, &module, &mut resolutions, options) {
-            Err(LoadError::Format(_)) => {
-                let module = Module::parse_with(file, &options.parse).map_err(LoadError::Format)?;
-                Self::load_module(allocator, &module, &mut resolutions, options)
-            }
-            result => result,
-        }
-    }
-
-    fn load_module(
-        allocator: &'a ExecAllocator,
-        module: &Module<'_>,
-        resolutions: &mut Resolutions<'_>,
-        options: &LoadOptions,
-    ) -> Result<Self, LoadError> {
-        let header = *module.header();
-        if let Some(host) = options.require_arch {
-            if header.arch != host {
-                return Err(LoadError::WrongArch { module: header.arch, host });
-            }
-        }
-        let stubs_max = link::stub_bound(module);
-        let layout = Layout::with_got_room(module, stubs_max, allocator.page_size(), options.read_only_data)?;
-        let gots_max = layout.got_slots;
-        let Layout { code_size, stub_start, code_and_stubs_len, got_start, .. } = layout;
-        let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::TooLarge);
-
+        let tables = ModuleTables::check(file, &options.parse)?;
+        check_arch(tables.header(), options)?;
+        let linked = link::link(tables, &mut Resolutions::new(resolver))?;
+        let layout = Layout::plan(&linked.module, options.read_only_data)?;
         let mut batch = allocator.batch();
-        // The code copy below writes every byte of the code (sections and their zeroed tails),
-        // so its pages need not be zeroed first, unless the tails are large: they are then left
-        // to the allocator's zero pages, so a huge virtual size commits no memory.
-        let written_in_full = module.code_size() <= WRITTEN_TAILS || code_tails(module) <= WRITTEN_TAILS;
-        let overwritten = if written_in_full { code_size } else { 0 };
-        let (code, ro, rw) = if layout.is_empty() {
-            (None, None, None)
-        } else {
-            let mut image = batch.alloc_module_image(&layout.segments()?, overwritten, layout.data_align)?;
-            let mut take = |i: usize| image.get_mut(i).and_then(Option::take);
-            (take(0), take(1), take(2))
-        };
-        let base = |b: &Option<Block<'_>>| b.as_ref().map_or(0, Block::addr);
-        let (code_base, rw_base) = (base(&code), base(&rw));
-        let ro_base = layout.read_only_base(code_base, base(&ro))?;
-        let image = [&code, &ro, &rw];
-
-        // Data sections: copy into place and remember where each went (in table order, which
-        // `PlacedImage::section` binary-searches).
-        let mut sections: Vec<PlacedSection> = Vec::new();
-        for placement in module.data_sections() {
-            let offset = size(placement.offset)?;
-            let base = match placement.region {
-                DataRegion::ReadOnly => ro_base,
-                DataRegion::ReadWrite => rw_base,
-            };
-            let addr = base.checked_add(offset).ok_or(LoadError::TooLarge)?;
-            if !placement.section.data.is_empty() {
-                write_at(&mut batch, &image, addr, placement.section.data)?;
-            }
-            let (index, virtual_size) = (placement.section.index, placement.section.virtual_size);
-            fallible::push(&mut sections, PlacedSection { index, addr, virtual_size }).ok_or(
-                LoadError::OutOfMemory { bytes: fallible::bytes_of::<PlacedSection>(sections.len() + 1) },
-            )?;
+        let image = Image::allocate(&mut batch, &layout, linked.module.tables())?;
+        let sections = image.place_data(&mut batch, linked.module.tables())?;
+        let placed = PlacedImage { code: image.code_base, sections: &sections };
+        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&placed)?;
+        let (module, got_used) =
+            place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
+        if got_used > 0 {
+            let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
+            let len = got_used.checked_mul(relocate::GOT_SLOT).ok_or_else(LoadError::too_large)?;
+            let block = image.block_holding(got_at, len)?;
+            let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
+            relocate::fill_got(got, got_at, &targets)?;
         }
-        let placed = PlacedImage { code: code_base, sections: &sections };
-        let Linked { symbols, mut targets, deps } = link::link_symbols(module, resolutions, &placed)?;
-        let templates = Templates::copy(module, &symbols)?;
-
-        // Code: concatenated and relocated in place, in the still-writable block; stubs and GOT
-        // slots are handed out as relocations need them.
-        let got_base = ro_base.checked_add(got_start).ok_or(LoadError::TooLarge)?;
-        let stubs_base = code_base.checked_add(stub_start).ok_or(LoadError::TooLarge)?;
-        let mut fill_code = |image: &mut [u8]| -> Result<usize, LoadError> {
-            // Every byte of the code is written: each section's bytes, then zeros up to its
-            // virtual size (the sections lie back to back).
-            for (section, offset) in module.code_sections() {
-                let at = size(offset)?;
-                // Validation keeps every code section inside the code, which the block holds,
-                // and its bytes within its virtual size.
-                let place = size(section.virtual_size)?
-                    .checked_add(at)
-                    .and_then(|end| image.get_mut(at..end))
-                    .filter(|place| place.len() >= section.data.len())
-                    .ok_or(LoadError::TooLarge)?;
-                let (bytes, tail) = place.split_at_mut(section.data.len());
-                bytes.copy_from_slice(section.data);
-                if overwritten != 0 {
-                    tail.fill(0);
-                }
-            }
-            let (code, rest) = image.split_at_mut(code_size.min(image.len()));
-            // Only the stubs' room: read-only data may follow it in the same block.
-            let stub_area =
-                rest.get_mut(stub_start - code_size..code_and_stubs_len - code_size).unwrap_or_default();
-            let mut slots = Slots::new(stub_area, stubs_base, got_base, gots_max);
-            let relocator = Relocator { code_base, names: &symbols, force_stubs: options.force_stubs };
-            relocator.apply_all(module, code, &mut targets, &mut slots)?;
-            Ok(slots.got_used())
+        let templates = Templates::copy(&module, &symbols, &templates)?;
+        let header = *module.header();
+        let entry = match header.is_executable() {
+            true => Some(place::offset_from(image.code_base, header.entry_point)?),
+            false => None,
         };
-        let gots = match &code {
-            Some(block) => fill_code(batch.block_mut(block)?)?,
-            None => fill_code(&mut [])?,
-        };
-        // GOT slots hold the symbols' absolute addresses, written in place.
-        if gots > 0 {
-            let len = gots.checked_mul(8).ok_or(LoadError::TooLarge)?;
-            let block = block_holding(&image, got_base, len)?;
-            let got = batch.block_mut(block)?.get_mut(got_base - block.addr()..).unwrap_or_default();
-            let got = got.get_mut(..len).ok_or(LoadError::TooLarge)?;
-            for target in targets.iter().filter(|t| t.got != Target::NO_SLOT) {
-                let slot = (target.got - got_base) / 8 * 8;
-                let value = (target.address_or_zero() as u64).to_le_bytes();
-                got.get_mut(slot..slot + 8).ok_or(LoadError::TooLarge)?.copy_from_slice(&value);
-            }
-        }
-
-        let entry = if header.is_executable() {
-            Some(code_base.checked_add(size(header.entry_point)?).ok_or(LoadError::TooLarge)?)
-        } else {
-            None
-        };
-        let note_sdn = match module.note_sdn_text() {
-            Some(text) => {
-                Some(fallible::copied(text.as_bytes()).ok_or(LoadError::OutOfMemory { bytes: text.len() })?)
-            }
-            None => None,
-        };
-
+        let note_sdn = keep_note(&module)?;
+        let (code, code_size) = (image.code_base, layout.code_size);
+        let blocks = image.into_blocks()?;
         batch.seal()?;
-        let mut blocks = fallible::with_capacity(3)
-            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<Block<'_>>(3) })?;
-        blocks.extend([code, ro, rw].into_iter().flatten());
         Ok(LoadedModule {
             allocator,
             blocks,
@@ -333,7 +176,7 @@ impl<'a> LoadedModule<'a> {
             arch: header.arch,
             platform: header.platform,
             flags: header.flags,
-            code: code_base,
+            code,
             code_size,
             entry,
             symbols,
@@ -445,6 +288,57 @@ impl<'a> LoadedModule<'a> {
     pub fn dependencies(&self) -> &[Keepalive] {
         &self.deps
     }
+}
+
+/// The architecture check: a module for another machine is refused before anything is mapped.
+fn check_arch(header: &Header, options: &LoadOptions) -> Result<(), LoadError> {
+    let arch = header.arch;
+    match options.require_arch {
+        Some(host) if arch != host => Err(LoadError::WrongArch { module: arch, host }),
+        _ => Ok(()),
+    }
+}
+
+/// The place stage for code and the relocate stage: the code copied into its still-writable
+/// block, and each relocation applied there as it is decoded, stubs and GOT slots handed out
+/// as relocations need them. Returns the module, now wholly validated, and how many GOT slots
+/// were handed out.
+fn place_and_relocate_code<'m>(
+    batch: &mut CodeBatch<'_>,
+    image: &Image<'_>,
+    layout: &Layout,
+    module: ModuleSymbols<'m>,
+    symbols: &SymbolTable,
+    targets: &mut [relocate::Target],
+    options: &LoadOptions,
+) -> Result<(Module<'m>, usize), LoadError> {
+    let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
+    let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64)?;
+    let relocator =
+        Relocator { code_base: image.code_base, names: symbols, force_stubs: options.force_stubs };
+    let mut no_code = [];
+    let block = match &image.code {
+        Some(block) => batch.block_mut(block)?,
+        None => &mut no_code[..],
+    };
+    image.copy_code(block, module.tables())?;
+    if block.len() < layout.code_size {
+        return Err(LoadError::internal());
+    }
+    let (code, rest) = block.split_at_mut(layout.code_size);
+    // Only the stubs' room: read-only data may follow it in the same block.
+    let stub_room = layout.stub_start - layout.code_size..layout.code_and_stubs_len - layout.code_size;
+    let mut slots =
+        Slots::new(rest.get_mut(stub_room).unwrap_or_default(), stubs_at, got_at, layout.got_slots);
+    let module = module.decode_relocations(|r| relocator.apply(r, code, targets, &mut slots))?;
+    Ok((module, slots.got_used()))
+}
+
+/// A copy of the module's note.sdn text, kept for its readers.
+fn keep_note(module: &Module<'_>) -> Result<Option<Vec<u8>>, LoadError> {
+    let Some(text) = module.note_sdn_text() else { return Ok(None) };
+    let copy = fallible::copied(text.as_bytes()).ok_or(LoadError::OutOfMemory { bytes: text.len() })?;
+    Ok(Some(copy))
 }
 
 impl Drop for LoadedModule<'_> {

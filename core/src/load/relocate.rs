@@ -1,74 +1,56 @@
-//! Applying a module's relocations to its placed code: one validating pass over the relocation
-//! entries, computed with [`reloc::apply`].
-//!
-//! The pass is the hottest loop of a load, so it reads each 24-byte entry's fields directly and
-//! applies the rules [`Module::decode_relocation`] applies, from their one home each: the kind
-//! from [`RelocKind::wire_table`] (which tabulates `RelocKind::from_wire`), the patched bytes
-//! from [`relocation_site`], the symbol index against a table of one target per symbol. To
-//! those it adds the loader's own checks (the symbol has an address, the result fits). A
-//! failure stops the loop recording only the failing entry ([`Stop`]); the precise error is
-//! worked out afterwards from that entry ([`Relocator::explain`]).
+//! The relocate and GOT stages of a load: each relocation of the module, handed over as
+//! validation decodes it ([`crate::module::ModuleSymbols::decode_relocations`]), computed with
+//! [`reloc::apply`] into the placed code; then the GOT slots the relocations asked for filled
+//! with their symbols' addresses.
 //!
 //! Branch stubs and GOT slots are handed out here, the first time a relocation needs one for
 //! its symbol ([`Slots`]): a stub only when a branch to an import is out of reach (or stubs are
 //! forced), a GOT slot for every symbol a GOT-relative relocation names.
 
-use alloc::string::String;
+use core::num::NonZeroUsize;
 
-use super::entries;
 use super::error::lossy;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
-use super::{write_stub, LoadError, STUB_SIZE};
-use crate::module::relocation_site;
-use crate::wire::relocation::{entry_fields, RELOCATION_ENTRY_SIZE};
-use crate::{Module, RelocKind};
+use super::LoadError;
+use crate::kinds::Branch;
+use crate::module::Relocation;
+use crate::RelocKind;
 
-/// Where relocations against one symbol point once the image is placed. Plain addresses with
-/// sentinels (not `Option`s) keep the per-symbol array small for the relocation loop.
+/// Size of one branch stub.
+pub(super) const STUB_SIZE: usize = 16;
+
+/// Bytes of one GOT slot.
+pub(super) const GOT_SLOT: usize = 8;
+
+/// Where relocations against one symbol point once the image is placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Target {
-    /// The symbol's address, or [`Target::NO_ADDRESS`] for symbols without one (types,
-    /// traits, templates). An unresolved weak import has address 0.
-    pub(super) address: usize,
-    /// Its branch stub's address; [`Target::STUB_ALLOWED`] for an import without one yet,
-    /// [`Target::NO_SLOT`] for a symbol that never gets one (the module's own).
-    pub(super) stub: usize,
-    /// Its GOT slot's address, or [`Target::NO_SLOT`] (none yet).
-    pub(super) got: usize,
+    /// The symbol's address; `None` for symbols without one (types, traits, templates). An
+    /// unresolved weak import has address 0.
+    pub(super) address: Option<usize>,
+    /// Whether branches to it may go through a stub, and its stub once written.
+    pub(super) stub: StubSlot,
+    /// Its GOT slot's address, once a relocation asked for one.
+    pub(super) got: Option<NonZeroUsize>,
+}
+
+/// A symbol's branch stub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StubSlot {
+    /// Branches never go through a stub (the module's own symbols: always within reach).
+    Never,
+    /// An import, which gets a stub when a branch to it needs one.
+    Allowed,
+    /// Its stub, at this address.
+    At(NonZeroUsize),
 }
 
 impl Target {
-    /// [`Target::address`] of a symbol without an address.
-    pub(super) const NO_ADDRESS: usize = usize::MAX;
-    /// [`Target::stub`] or [`Target::got`] of a symbol without one (slots live in the image,
-    /// never at address 0).
-    pub(super) const NO_SLOT: usize = 0;
-    /// [`Target::stub`] of an import that gets a stub when a branch needs one (slots lie in
-    /// the page-aligned image, never at address 1).
-    pub(super) const STUB_ALLOWED: usize = 1;
-    /// A symbol without an address, stub or GOT slot (yet).
-    pub(super) const UNPLACED: Target =
-        Target { address: Target::NO_ADDRESS, stub: Target::NO_SLOT, got: Target::NO_SLOT };
-
     /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
-    pub(super) const fn address_or_zero(&self) -> usize {
-        if self.address == Self::NO_ADDRESS {
-            0
-        } else {
-            self.address
-        }
+    pub(super) fn address_or_zero(&self) -> usize {
+        self.address.unwrap_or(0)
     }
-}
-
-/// What the relocation pass needs besides the module, the code and the targets.
-pub(super) struct Relocator<'t> {
-    /// Address of the first byte of the code.
-    pub(super) code_base: usize,
-    /// Names for error messages.
-    pub(super) names: &'t SymbolTable,
-    /// Route branches to imports through stubs even when the target is within reach.
-    pub(super) force_stubs: bool,
 }
 
 /// The image's room for branch stubs and GOT slots, handed out in order as relocations ask.
@@ -78,7 +60,7 @@ pub(super) struct Slots<'i> {
     /// The stub area's address.
     stubs_at: usize,
     stubs_used: usize,
-    /// The GOT's address (in the read-only block) and how many slots it has.
+    /// The GOT's address (in the read-only region) and how many slots it has.
     got_at: usize,
     got_capacity: usize,
     got_used: usize,
@@ -97,184 +79,115 @@ impl<'i> Slots<'i> {
     }
 
     /// `target`'s GOT slot, handed out now if it has none; `None` if the GOT is full (which
-    /// the image's room for a slot per symbol, or [`super::link::got_bound`], rules out).
+    /// the plan's room for a slot per GOT-relative relocation rules out).
     #[inline(always)]
     fn got(&mut self, target: &mut Target) -> Option<usize> {
-        if target.got == Target::NO_SLOT {
-            if self.got_used == self.got_capacity {
-                return None;
-            }
-            target.got = self.got_at + self.got_used * 8;
-            self.got_used += 1;
+        if let Some(slot) = target.got {
+            return Some(slot.get());
         }
-        Some(target.got)
+        if self.got_used == self.got_capacity {
+            return None;
+        }
+        let slot = NonZeroUsize::new(self.got_at.checked_add(self.got_used.checked_mul(GOT_SLOT)?)?)?;
+        target.got = Some(slot);
+        self.got_used += 1;
+        Some(slot.get())
     }
 
     /// `target`'s stub for branches of `kind`, written now if it has none; `None` if the stub
-    /// area is full (which [`super::link::stub_bound`] rules out).
+    /// area is full (which the plan's room for a stub per import rules out).
     fn stub(&mut self, kind: RelocKind, target: &mut Target) -> Option<usize> {
-        if target.stub == Target::STUB_ALLOWED {
-            let at = self.stubs_used * STUB_SIZE;
-            let room = self.stubs.get_mut(at..at.checked_add(STUB_SIZE)?)?;
-            write_stub(room, kind, target.address_or_zero() as u64)?;
-            target.stub = self.stubs_at + at;
-            self.stubs_used += 1;
+        match target.stub {
+            StubSlot::At(at) => Some(at.get()),
+            StubSlot::Never => None,
+            StubSlot::Allowed => {
+                let at = self.stubs_used.checked_mul(STUB_SIZE)?;
+                let room = self.stubs.get_mut(at..at.checked_add(STUB_SIZE)?)?;
+                write_stub(room, kind, target.address_or_zero() as u64)?;
+                let stub = NonZeroUsize::new(self.stubs_at.checked_add(at)?)?;
+                target.stub = StubSlot::At(stub);
+                self.stubs_used += 1;
+                Some(stub.get())
+            }
         }
-        Some(target.stub)
     }
 }
 
-/// Why the relocation pass stopped, at which entry. It holds only what the loop has at hand
-/// anyway (the entry itself: not its index, not the relocation's error value, whose keeping
-/// alone costs the loop a tenth of its instructions), is written on the way out ([`halt`]),
-/// and the loop's own result carries nothing ([`Halted`]): the loop stays as tight as one that
-/// cannot fail. [`Relocator::explain`] works out the precise error afterwards.
-#[derive(Clone, Copy, Debug)]
-enum Stop<'a> {
-    /// The entry breaks a format rule: [`Module::decode_relocation`] says which.
-    Format(&'a [u8; RELOCATION_ENTRY_SIZE]),
-    /// The entry names a symbol without an address.
-    NoAddress(&'a [u8; RELOCATION_ENTRY_SIZE]),
-    /// The entry's value does not fit, or its instruction does not match.
-    Relocation(&'a [u8; RELOCATION_ENTRY_SIZE]),
-    /// Something validation rules out happened anyway.
-    Inconsistent,
+/// Writes a stub that jumps to `target` for a branch of `kind` into `out` (at least
+/// [`STUB_SIZE`] bytes): x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`.
+/// `None` for a kind that is not a branch (it never goes through a stub).
+fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) -> Option<()> {
+    let out = out.get_mut(..STUB_SIZE)?;
+    match kind.branch()? {
+        Branch::Aarch64Imm26 => {
+            out[..4].copy_from_slice(&0x5800_0050u32.to_le_bytes()); // ldr x16, #8
+            out[4..8].copy_from_slice(&0xD61F_0200u32.to_le_bytes()); // br x16
+            out[8..16].copy_from_slice(&target.to_le_bytes());
+        }
+        Branch::X86Rel32 => {
+            out[..6].copy_from_slice(&[0xFF, 0x25, 0, 0, 0, 0]); // jmp qword ptr [rip+0]
+            out[6..14].copy_from_slice(&target.to_le_bytes());
+            out[14..16].copy_from_slice(&[0xCC, 0xCC]);
+        }
+    }
+    Some(())
 }
 
-/// The relocation pass stopped; why is in its [`Stop`].
-#[derive(Clone, Copy, Debug)]
-struct Halted;
-
-/// Records why the pass stops.
-#[cold]
-fn halt<'a>(stop: &mut Stop<'a>, why: Stop<'a>) -> Halted {
-    *stop = why;
-    Halted
+/// What the relocate stage needs besides the module, the code and the targets.
+pub(super) struct Relocator<'t> {
+    /// Address of the first byte of the code.
+    pub(super) code_base: usize,
+    /// Names for error messages.
+    pub(super) names: &'t SymbolTable,
+    /// Route branches to imports through stubs even when the target is within reach.
+    pub(super) force_stubs: bool,
 }
 
 impl Relocator<'_> {
-    /// Validates and applies every relocation of `module` to `code` (its placed code, which
-    /// starts at `code_base`), handing out stubs and GOT slots from `slots` and recording them
-    /// in `targets` (per symbol, in table order), and reports the first failure precisely.
-    pub(super) fn apply_all(
+    /// The relocate stage, for one relocation: applies `r` (decoded and validated against the
+    /// module's code) to `code` (its placed code, cut to the module's code size, starting at
+    /// `code_base`), handing out stubs and GOT slots from `slots` and recording them in
+    /// `targets` (per symbol, in table order). The error names the relocation.
+    #[inline(always)]
+    pub(super) fn apply(
         &self,
-        module: &Module<'_>,
+        r: Relocation,
         code: &mut [u8],
         targets: &mut [Target],
         slots: &mut Slots<'_>,
     ) -> Result<(), LoadError> {
-        let mut stop = Stop::Inconsistent;
-        match self.apply_each(module, code, targets, slots, &mut stop) {
+        if r.kind == RelocKind::None {
+            return Ok(());
+        }
+        // Validation checked both: the symbol is in the table, the bytes in the code (so the
+        // offset fits a usize; were it not so, `code.get_mut` would refuse the range all the same).
+        let target = targets.get_mut(r.symbol as usize).ok_or_else(LoadError::internal)?;
+        let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
+        let site =
+            code.get_mut(start..start.wrapping_add(r.kind.site_len())).ok_or_else(LoadError::internal)?;
+        let place = self.code_base.wrapping_add(start) as u64;
+        let Some(address) = target.address else {
+            return Err(self.no_address(r.index, r.symbol));
+        };
+        let (symbol, addend) = (address as u64, r.addend);
+        // The kinds of nearly every x86-64 relocation inline, the others out of line.
+        let applied = match r.kind {
+            RelocKind::Pc32 => reloc::pc32(site, symbol, addend, place),
+            RelocKind::Plt32 if matches!(target.stub, StubSlot::Never) => {
+                reloc::pc32(site, symbol, addend, place)
+            }
+            RelocKind::Abs64 => reloc::abs64(site, symbol, addend),
+            RelocKind::GotPc32 => {
+                let got = slots.got(target).ok_or_else(LoadError::internal)?;
+                reloc::pc32(site, got as u64, addend, place)
+            }
+            kind => {
+                self.apply_other(kind, site, target, slots, addend, place).ok_or_else(LoadError::internal)?
+            }
+        };
+        match applied {
             Ok(()) => Ok(()),
-            Err(Halted) => Err(self.explain(module, code, targets, slots, stop)),
-        }
-    }
-
-    /// The loop of [`Relocator::apply_all`]: on a failure, `stop` says where and why.
-    fn apply_each<'a>(
-        &self,
-        module: &Module<'a>,
-        code: &mut [u8],
-        targets: &mut [Target],
-        slots: &mut Slots<'_>,
-        stop: &mut Stop<'a>,
-    ) -> Result<(), Halted> {
-        // The symbol check below is `decode_relocation`'s `symbol < symbol_count`.
-        if targets.len() != module.symbol_count() as usize {
-            return Err(Halted);
-        }
-        // Patched bytes lie in the module's code (not its stubs): with `code` cut to that
-        // length, the site check below is `decode_relocation`'s and proves every write in bounds.
-        let code_size = module.code_size();
-        let code = usize::try_from(code_size).ok().and_then(|len| code.get_mut(..len)).ok_or(Halted)?;
-        let kinds = RelocKind::wire_table(module.dialect());
-        entries::for_each_relocation_table(module, |entries, _, _| {
-            for entry in entries {
-                let (offset, symbol, wire, addend) = entry_fields(entry);
-                let Some(kind) = kinds[usize::from(wire)] else {
-                    return Err(halt(stop, Stop::Format(entry)));
-                };
-                if kind == RelocKind::None {
-                    continue;
-                }
-                let Some(target) = targets.get_mut(symbol as usize) else {
-                    return Err(halt(stop, Stop::Format(entry)));
-                };
-                // The patched bytes lie in the code (the rule `decode_relocation` applies).
-                let range = relocation_site(offset, kind, code_size);
-                let Some((start, site)) = range.and_then(|r| Some((r.start, code.get_mut(r)?))) else {
-                    return Err(halt(stop, Stop::Format(entry)));
-                };
-                if target.address == Target::NO_ADDRESS {
-                    return Err(halt(stop, Stop::NoAddress(entry)));
-                }
-                let place = self.code_base.wrapping_add(start) as u64;
-                // The kinds of nearly every x86-64 relocation inline, the others out of line.
-                let applied = match kind {
-                    RelocKind::Pc32 => reloc::pc32(site, target.address as u64, addend, place),
-                    RelocKind::Plt32 if target.stub == Target::NO_SLOT => {
-                        reloc::pc32(site, target.address as u64, addend, place)
-                    }
-                    RelocKind::Abs64 => reloc::abs64(site, target.address as u64, addend),
-                    RelocKind::GotPc32 => {
-                        let got = slots.got(target).ok_or(Halted)?;
-                        reloc::pc32(site, got as u64, addend, place)
-                    }
-                    _ => self.apply_other(kind, site, target, slots, addend, place).ok_or(Halted)?,
-                };
-                if applied.is_err() {
-                    return Err(halt(stop, Stop::Relocation(entry)));
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// The error that made the pass stop: the entry decoded in full, which names a broken
-    /// format rule precisely, and otherwise the loader's own finding about it (a relocation's
-    /// error computed again, by [`Relocator::apply_other`], which computes every kind as the
-    /// loop does and, like the loop, writes nothing when it fails).
-    #[cold]
-    #[inline(never)]
-    fn explain(
-        &self,
-        module: &Module<'_>,
-        code: &mut [u8],
-        targets: &mut [Target],
-        slots: &mut Slots<'_>,
-        stop: Stop<'_>,
-    ) -> LoadError {
-        let entry = match stop {
-            Stop::Format(entry) | Stop::NoAddress(entry) | Stop::Relocation(entry) => entry,
-            // (Also a stop without an entry: the loop's result is all there is.)
-            Stop::Inconsistent => return LoadError::Internal,
-        };
-        let Some((index, at)) = entries::relocation_position(module, entry) else {
-            return LoadError::Internal;
-        };
-        let r = match module.decode_relocation(index, entry, at) {
-            Ok(r) => r,
-            Err(e) => return LoadError::Format(e),
-        };
-        let name = || self.names.name(r.symbol as usize).map_or_else(String::new, lossy);
-        match stop {
-            Stop::NoAddress(_) => LoadError::NoAddress { relocation: r.index, name: name() },
-            Stop::Relocation(_) => {
-                let site = relocation_site(r.offset, r.kind, module.code_size());
-                let error = site.and_then(|range| {
-                    let place = self.code_base.wrapping_add(range.start) as u64;
-                    let target = targets.get_mut(r.symbol as usize)?;
-                    self.apply_other(r.kind, code.get_mut(range)?, target, slots, r.addend, place)?.err()
-                });
-                match error {
-                    Some(error) => {
-                        LoadError::Relocation { relocation: r.index, kind: r.kind, name: name(), error }
-                    }
-                    None => LoadError::Internal,
-                }
-            }
-            // The entry decodes: both check the same things.
-            Stop::Format(_) | Stop::Inconsistent => LoadError::Internal,
+            Err(error) => Err(self.failed(r.index, r.kind, r.symbol, error)),
         }
     }
 
@@ -292,11 +205,172 @@ impl Relocator<'_> {
         place: u64,
     ) -> Option<Result<(), reloc::RelocError>> {
         let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
-        let symbol = target.address as u64;
-        let through_stub = target.stub != Target::NO_SLOT
+        let symbol = target.address_or_zero() as u64;
+        let through_stub = !matches!(target.stub, StubSlot::Never)
             && kind.branch().is_some()
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
         let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
         Some(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
+    }
+
+    /// The name of symbol `symbol`, for an error.
+    fn name_of(&self, symbol: u32) -> alloc::string::String {
+        self.names.name(symbol as usize).map_or_else(alloc::string::String::new, lossy)
+    }
+
+    /// Relocation `relocation` refers to `symbol`, which has no address.
+    #[cold]
+    #[inline(never)]
+    fn no_address(&self, relocation: u64, symbol: u32) -> LoadError {
+        LoadError::NoAddress { relocation, name: self.name_of(symbol) }
+    }
+
+    /// Relocation `relocation`'s value does not fit, or its instruction does not match.
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, relocation: u64, kind: RelocKind, symbol: u32, error: reloc::RelocError) -> LoadError {
+        LoadError::Relocation { relocation, kind, name: self.name_of(symbol), error }
+    }
+}
+
+/// The GOT stage: writes each handed-out GOT slot's symbol address into `got` (the GOT's
+/// bytes, at the GOT's address `got_at`).
+pub(super) fn fill_got(got: &mut [u8], got_at: usize, targets: &[Target]) -> Result<(), LoadError> {
+    for target in targets {
+        let Some(slot) = target.got else { continue };
+        let at = slot.get().checked_sub(got_at).ok_or_else(LoadError::internal)?;
+        let bytes =
+            at.checked_add(GOT_SLOT).and_then(|end| got.get_mut(at..end)).ok_or_else(LoadError::internal)?;
+        bytes.copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::symtab::SymbolTable;
+    use crate::module::ModuleTables;
+    use crate::write::{ModuleBuilder, SymbolSpec};
+    use crate::{Dialect, ParseOptions, SymbolKind};
+
+    fn target(address: Option<usize>, stub: StubSlot) -> Target {
+        Target { address, stub, got: None }
+    }
+
+    /// A module of 64 bytes of code with symbols `f` (at 0), `g` (an import) and `t` (a type),
+    /// and `relocations` (offset, symbol, kind, addend).
+    fn module_file(relocations: &[(u64, u32, RelocKind, i64)]) -> alloc::vec::Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x90; 64]);
+        b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+        b.add_symbol(SymbolSpec::import(b"g"));
+        b.add_symbol(SymbolSpec::new(b"t", SymbolKind::Type, 0, 0));
+        for &(offset, symbol, kind, addend) in relocations {
+            b.add_relocation(offset, symbol, kind, addend);
+        }
+        b.build().unwrap()
+    }
+
+    /// Decodes `file`'s relocations and applies each to `code` as the load does.
+    fn relocate(
+        relocator: &Relocator<'_>,
+        file: &[u8],
+        code: &mut [u8],
+        targets: &mut [Target],
+        slots: &mut Slots<'_>,
+    ) -> Result<(), LoadError> {
+        let tables = ModuleTables::check(file, &ParseOptions::default()).unwrap();
+        let code = &mut code[..usize::try_from(tables.code_size()).unwrap()];
+        let symbols = tables.decode_symbols(|_, _| Ok::<(), LoadError>(())).unwrap();
+        symbols.decode_relocations(|r| relocator.apply(r, code, targets, slots))?;
+        Ok(())
+    }
+
+    #[test]
+    fn relocations_are_applied_and_got_slots_and_stubs_handed_out_once_per_symbol() {
+        let code_base = 0x10_0000usize;
+        let file = module_file(&[
+            (0, 0, RelocKind::Abs64, 4),
+            (8, 1, RelocKind::GotPc32, 0),
+            (12, 1, RelocKind::GotPc32, 0),
+            (16, 1, RelocKind::Plt32, -4),
+        ]);
+        let names = SymbolTable::default();
+        let relocator = Relocator { code_base, names: &names, force_stubs: true };
+        let mut code = [0u8; 64];
+        let mut stubs = [0u8; 2 * STUB_SIZE];
+        let (stubs_at, got_at) = (code_base + 64, 0x20_0000);
+        let mut slots = Slots::new(&mut stubs, stubs_at, got_at, 2);
+        let mut targets = [
+            target(Some(code_base), StubSlot::Never),
+            target(Some(0x7000_0000), StubSlot::Allowed),
+            target(None, StubSlot::Never),
+        ];
+        relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap();
+
+        assert_eq!(u64::from_le_bytes(code[..8].try_into().unwrap()), code_base as u64 + 4);
+        assert_eq!(slots.got_used(), 1, "one slot for the one symbol");
+        assert_eq!(targets[1].got.map(NonZeroUsize::get), Some(got_at));
+        let pc32 = |at: usize| i32::from_le_bytes(code[at..at + 4].try_into().unwrap());
+        assert_eq!(i64::from(pc32(8)), got_at as i64 - (code_base + 8) as i64);
+        assert_eq!(i64::from(pc32(12)), got_at as i64 - (code_base + 12) as i64);
+        // The forced stub: the branch goes to it, and it jumps to the import.
+        assert_eq!(targets[1].stub, StubSlot::At(NonZeroUsize::new(stubs_at).unwrap()));
+        assert_eq!(i64::from(pc32(16)), stubs_at as i64 - 4 - (code_base + 16) as i64);
+        assert_eq!(&stubs[..2], &[0xFF, 0x25]);
+        assert_eq!(u64::from_le_bytes(stubs[6..14].try_into().unwrap()), 0x7000_0000);
+
+        let mut got = [0u8; 16];
+        fill_got(&mut got, got_at, &targets).unwrap();
+        assert_eq!(u64::from_le_bytes(got[..8].try_into().unwrap()), 0x7000_0000);
+        assert_eq!(&got[8..], &[0; 8], "no second slot");
+    }
+
+    #[test]
+    fn a_relocation_against_a_symbol_without_an_address_is_named() {
+        let file = module_file(&[(0, 0, RelocKind::Abs64, 0), (8, 2, RelocKind::Abs64, 0)]);
+        let names = SymbolTable::default();
+        let relocator = Relocator { code_base: 0x1000, names: &names, force_stubs: false };
+        let mut code = [0u8; 64];
+        let mut slots = Slots::new(&mut [], 0, 0, 0);
+        let mut targets = [
+            target(Some(0x1000), StubSlot::Never),
+            target(Some(0), StubSlot::Allowed),
+            target(None, StubSlot::Never),
+        ];
+        let error = relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap_err();
+        assert_eq!(error, LoadError::NoAddress { relocation: 1, name: alloc::string::String::new() });
+    }
+
+    #[test]
+    fn a_value_out_of_reach_is_a_relocation_error_naming_its_index() {
+        let file = module_file(&[(0, 0, RelocKind::Abs64, 0), (8, 0, RelocKind::Pc32, 0)]);
+        let names = SymbolTable::default();
+        let relocator = Relocator { code_base: 0x1000, names: &names, force_stubs: false };
+        let mut code = [0u8; 64];
+        let mut slots = Slots::new(&mut [], 0, 0, 0);
+        let far = 0x1000 + (1usize << 40);
+        let mut targets = [
+            target(Some(far), StubSlot::Never),
+            target(Some(0), StubSlot::Allowed),
+            target(None, StubSlot::Never),
+        ];
+        let error = relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap_err();
+        assert!(
+            matches!(error, LoadError::Relocation { relocation: 1, kind: RelocKind::Pc32, .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_got_or_a_slot_outside_the_got_is_refused() {
+        let mut slots = Slots::new(&mut [], 0, 0x2000, 0);
+        let mut t = target(Some(1), StubSlot::Never);
+        assert_eq!(slots.got(&mut t), None);
+        t.got = NonZeroUsize::new(0x1000);
+        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), Err(LoadError::Internal));
+        t.got = NonZeroUsize::new(0x2008);
+        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), Err(LoadError::Internal));
     }
 }

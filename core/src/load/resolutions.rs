@@ -1,7 +1,7 @@
 //! The resolver contract: during one load, [`Resolver::resolve`] is called at most once per
-//! distinct name, whatever the load does internally (a second decode of the file after the
-//! deferred checks found a problem). The answers are kept here for the load's duration
-//! and handed out again; the table allocates nothing for a module without imports.
+//! distinct name, however many of the module's symbols import it. The answers are kept here
+//! for the load's duration and handed out again; the table allocates nothing for a module
+//! without imports.
 
 use alloc::vec::Vec;
 

@@ -6,7 +6,6 @@
 use alloc::vec::Vec;
 
 use crate::cache::KeyedHasher;
-use crate::module::Symbol;
 use crate::{Binding, SymbolKind};
 
 /// One symbol of a loaded module.
@@ -90,60 +89,31 @@ impl SymbolTableBuilder {
         let table = SymbolTable {
             names,
             symbols: super::fallible::with_capacity(capacity)?,
-            sizes: Vec::new(),
+            sizes: super::fallible::with_capacity(capacity)?,
             buckets: super::fallible::filled(0, bucket_count(capacity))?,
             hasher,
         };
         Some(Self { table, capacity })
     }
 
-    /// Appends `symbol`, whose name starts at `symbol.name_start`: measures and hashes the
-    /// name there (filling in `name_len` and `hash`), and indexes the symbol if it is exported,
-    /// unless a symbol of the same name is indexed already (the first of duplicate names
-    /// wins). Returns the name's length; `None` if no NUL ends the name inside the string
-    /// table, or the table is full.
+    /// Appends `symbol`, whose name lies at `name_start..name_start + name_len` followed by a
+    /// NUL (the table hands names to C as they are), with the size its entry gives: hashes the
+    /// name (filling in `hash`), and indexes the symbol if it is exported, unless a symbol of
+    /// the same name is indexed already (the first of duplicate names wins). `None` if the
+    /// name is not there, or the table is full.
     #[inline(always)]
-    pub(crate) fn push_named(&mut self, mut symbol: LoadedSymbol) -> Option<usize> {
-        let names = self.table.names.get(symbol.name_start as usize..)?;
-        let len = nul_at(names)?;
-        symbol.name_len = u32::try_from(len).ok()?;
-        symbol.hash = self.table.hasher.hash32(&names[..len]);
-        self.append(symbol)?;
-        Some(len)
-    }
-
-    /// Gives the symbol appended last (an import, once resolved) its address.
-    pub(crate) fn set_last_address(&mut self, addr: usize) {
-        if let Some(last) = self.table.symbols.last_mut() {
-            last.addr = addr;
-        }
-    }
-
-    /// Appends `symbol` as it is (its `hash` its name's under the key, which tests may fake),
-    /// as [`SymbolTableBuilder::push_named`] does.
-    #[cfg(test)]
-    pub(crate) fn push(&mut self, symbol: LoadedSymbol) -> Option<()> {
-        let name_end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
-        if self.table.names.get(name_end) != Some(&0) {
-            return None;
-        }
-        self.append(symbol)
-    }
-
-    /// Appends `symbol`, whose name is known to end in a NUL inside the string table, and
-    /// indexes it if it is exported and its name is not indexed yet; `None` if the table is
-    /// full, or the name is empty where it must not be ([`Symbol::must_be_named`]).
-    #[inline(always)]
-    fn append(&mut self, symbol: LoadedSymbol) -> Option<()> {
+    pub(crate) fn push(&mut self, mut symbol: LoadedSymbol, size: u64) -> Option<()> {
         let table = &mut self.table;
         if table.symbols.len() == self.capacity {
             return None;
         }
+        let start = symbol.name_start as usize;
+        let end = start.checked_add(symbol.name_len as usize)?;
+        if table.names.get(end) != Some(&0) {
+            return None;
+        }
+        symbol.hash = table.hasher.hash32(table.names.get(start..end)?);
         if symbol.exported {
-            // An export needs a name ([`Symbol::must_be_named`]), ...
-            if symbol.name_len == 0 {
-                return None;
-            }
             let slot = u32::try_from(table.symbols.len() + 1).ok()?;
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
@@ -163,17 +133,10 @@ impl SymbolTableBuilder {
                 }
                 b = (b + 1) & mask;
             }
-        } else if symbol.name_len == 0 && Symbol::must_be_named(symbol.binding) {
-            // ... and so does an import, or any other symbol that is not local.
-            return None;
         }
         table.symbols.push(symbol);
+        table.sizes.push(size);
         Some(())
-    }
-
-    /// The name of the symbol appended last.
-    pub(crate) fn last_name(&self) -> Option<&[u8]> {
-        self.table.symbols.last().and_then(|s| self.table.name_of(s))
     }
 
     /// The table, holding the symbols pushed so far.
@@ -208,15 +171,21 @@ impl SymbolTable {
         self.symbols.get(index)
     }
 
+    /// Gives every symbol its address, in table order (once the image is placed); `None` if
+    /// the count is not the table's.
+    pub(crate) fn set_addresses(&mut self, addresses: impl ExactSizeIterator<Item = usize>) -> Option<()> {
+        if addresses.len() != self.symbols.len() {
+            return None;
+        }
+        for (symbol, addr) in self.symbols.iter_mut().zip(addresses) {
+            symbol.addr = addr;
+        }
+        Some(())
+    }
+
     /// The size symbol `index`'s entry gives.
     pub fn size(&self, index: usize) -> Option<u64> {
         self.sizes.get(index).copied()
-    }
-
-    /// Every symbol's size, in table order (the loader's last step, in a pass of its own so that
-    /// the symbol pass, which lookups depend on, stays lean).
-    pub(crate) fn set_sizes(&mut self, sizes: Vec<u64>) {
-        self.sizes = sizes;
     }
 
     /// The name of symbol `index`.
@@ -300,25 +269,6 @@ const fn low_bytes(len: usize) -> u64 {
     }
 }
 
-/// Where the first NUL of `bytes` is, found eight bytes at a time; `None` if there is none.
-#[inline(always)]
-fn nul_at(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    while let Some(chunk) = bytes.get(at..).and_then(|b| b.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(*chunk);
-        // The lowest set bit marks the first zero byte (higher ones may be false alarms).
-        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
-        if zeros != 0 {
-            return Some(at + (zeros.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    // Fewer than eight bytes left: the NUL, if any, is among them.
-    Some(at + bytes.get(at..)?.iter().position(|&b| b == 0)?)
-}
-
 /// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
 /// that the index stays at most half full.
 fn bucket_count(count: usize) -> usize {
@@ -352,7 +302,7 @@ mod tests {
         }
         let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key).unwrap();
         for symbol in symbols {
-            builder.push(symbol).expect("a valid symbol");
+            builder.push(symbol, 0).expect("a valid symbol");
         }
         builder.finish()
     }
@@ -379,14 +329,14 @@ mod tests {
         let key = KeyedHasher::per_process();
         let at =
             |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
-        let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap().push(symbol);
+        let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap().push(symbol, 0);
         assert!(push(at(1, 1)).is_none(), "no NUL after the name");
         assert!(push(at(4, 2)).is_none(), "at the end");
         assert!(push(at(9, 0)).is_none(), "past the end");
         assert!(push(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
         let mut builder = SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap();
-        assert!(builder.push(at(2, 1)).is_some(), "a name may start inside another");
-        assert!(builder.push(at(2, 1)).is_none(), "a full table takes no more");
+        assert!(builder.push(at(2, 1), 0).is_some(), "a name may start inside another");
+        assert!(builder.push(at(2, 1), 0).is_none(), "a full table takes no more");
         assert_eq!(builder.finish().name(0), Some(&b"b"[..]));
     }
 
@@ -407,18 +357,6 @@ mod tests {
             other.pop();
             other[len - 1] = b'?';
             assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
-        }
-    }
-
-    #[test]
-    fn a_global_or_weak_symbol_without_a_name_is_refused_and_a_local_one_kept() {
-        let key = KeyedHasher::per_process();
-        for (binding, exported, kept) in
-            [(Binding::Global, true, false), (Binding::Weak, false, false), (Binding::Local, false, true)]
-        {
-            let mut builder = SymbolTableBuilder::new(vec![0], 1, key).unwrap();
-            let symbol = LoadedSymbol { binding, exported, ..LoadedSymbol::UNSET };
-            assert_eq!(builder.push_named(symbol).is_some(), kept, "{binding:?}");
         }
     }
 
@@ -450,30 +388,11 @@ mod tests {
         }
         let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key).unwrap();
         for symbol in symbols {
-            builder.push(symbol).unwrap();
+            builder.push(symbol, 0).unwrap();
         }
         let t = builder.finish();
         for (_, other) in pairs {
             assert_eq!(t.lookup(other), None, "{:?}", core::str::from_utf8(other));
-        }
-    }
-
-    #[test]
-    fn the_first_nul_is_found_wherever_it_lies() {
-        // Bytes 0x01.. and bytes with the high bit set (0x80.., 0x01 after 0x80: the word
-        // trick's false alarms lie above the first zero byte, never below it).
-        for base in [1u8, 0x80, 0xFF] {
-            let long: Vec<u8> = (0..40u8).map(|i| base.wrapping_add(i) | 1).collect();
-            for len in 0..=long.len() {
-                let name = &long[..len];
-                let mut padded = name.to_vec();
-                padded.extend_from_slice(b"\0tail bytes");
-                assert_eq!(nul_at(&padded), Some(len), "len {len}, then more");
-                let mut last = name.to_vec();
-                last.push(0);
-                assert_eq!(nul_at(&last), Some(len), "len {len} at the end");
-                assert_eq!(nul_at(name), None, "len {len} without a NUL");
-            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The templates a loaded module keeps for load-time instantiation: a copy of its template-code
 //! section and each template symbol's entry in it, indexed by name. Entries are located by the
-//! rules [`Module`]'s own reader applies ([`crate::Module::template_entries`]): an entry runs
+//! rules the module's own reader applies ([`crate::Module::template_entries`]): an entry runs
 //! to the next entry another template symbol points at, or to the end of the section, and one
 //! that does not parse is left out.
 //!
@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use super::symtab::SymbolTable;
-use super::{entries, fallible, LoadError};
+use super::{fallible, LoadError};
 use crate::cache::KeyedHasher;
 use crate::template::{TemplateCode, TemplateEntry, TEMPLATE_CODE_HEADER};
 use crate::Module;
@@ -55,24 +55,21 @@ struct Entry {
 }
 
 impl Templates {
-    /// The templates of `module`, whose symbols (validated) are `symbols`.
-    pub(super) fn copy(module: &Module<'_>, symbols: &SymbolTable) -> Result<Self, LoadError> {
+    /// The templates of `module`, whose symbols, loaded, are `symbols`, and whose template
+    /// symbols are `starts` (each one's index and template-code offset, in table order).
+    pub(super) fn copy(
+        module: &Module<'_>,
+        symbols: &SymbolTable,
+        starts: &[(u32, u64)],
+    ) -> Result<Self, LoadError> {
         let Some(section) = module.template_code().filter(|_| module.dialect().has_symbol_extension()) else {
             return Ok(Self::default());
         };
         let oom = |bytes| LoadError::OutOfMemory { bytes };
         let records = records(&section)?;
-        let count = symbols.iter().filter(|s| s.template).count();
+        let count = starts.len();
         if count == 0 && records.is_empty() {
             return Ok(Self::default());
-        }
-        // Every template symbol's entry offset; sorted, each entry's end is the next one.
-        let mut starts: Vec<(u32, u64)> =
-            fallible::with_capacity(count).ok_or(oom(fallible::bytes_of::<(u32, u64)>(count)))?;
-        for (index, _) in symbols.iter().enumerate().filter(|(_, s)| s.template) {
-            let view = entries::symbol_entries_from(module, index).next().ok_or(LoadError::Internal)?;
-            let index = u32::try_from(index).map_err(|_| LoadError::Internal)?;
-            starts.push((index, view.template_offset()));
         }
         let mut offsets: Vec<u64> =
             fallible::with_capacity(count).ok_or(oom(fallible::bytes_of::<u64>(count)))?;
@@ -83,15 +80,15 @@ impl Templates {
         let hasher = KeyedHasher::per_process();
         let mut index: Vec<Entry> =
             fallible::with_capacity(count).ok_or(oom(fallible::bytes_of::<Entry>(count)))?;
-        for &(symbol, offset) in &starts {
+        for &(symbol, offset) in starts {
             let next = offsets.partition_point(|&o| o <= offset);
             let end = offsets.get(next).copied().unwrap_or(section.len());
             // Parsing an entry reads its prefix and at most 255 parameter names, whatever its
             // extent: bounded per symbol.
             let Ok(entry) = section.entry_at(offset, end) else { continue };
-            let name = symbols.name(symbol as usize).ok_or(LoadError::Internal)?;
-            let start = usize::try_from(offset).map_err(|_| LoadError::Internal)?;
-            let end = start.checked_add(entry.bytes.len()).ok_or(LoadError::Internal)?;
+            let name = symbols.name(symbol as usize).ok_or_else(LoadError::internal)?;
+            let start = usize::try_from(offset).map_err(|_| LoadError::internal())?;
+            let end = start.checked_add(entry.bytes.len()).ok_or_else(LoadError::internal)?;
             index.push(Entry { hash: hasher.hash32(name), symbol, start, end });
         }
         crate::sort::heapsort(&mut index);
@@ -124,8 +121,8 @@ fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
     let hasher = KeyedHasher::per_process();
     let mut records = Vec::new();
     let record = |entry: TemplateEntry<'_>| -> Result<Record, LoadError> {
-        let start = usize::try_from(entry.offset).map_err(|_| LoadError::Internal)?;
-        let end = start.checked_add(entry.bytes.len()).ok_or(LoadError::Internal)?;
+        let start = usize::try_from(entry.offset).map_err(|_| LoadError::internal())?;
+        let end = start.checked_add(entry.bytes.len()).ok_or_else(LoadError::internal)?;
         Ok(Record { hash: hasher.hash32(entry.name), start, end })
     };
     // One walk of the entries one after another: the records of a short-form section, kept

@@ -3,7 +3,9 @@
 //!
 //! Contract: once `parse` has returned `Ok`, every accessor of [`Module`] is infallible and
 //! panic-free, and every offset it hands out lies inside the file. Parsing allocates nothing and
-//! touches each table entry once.
+//! decodes each table entry once (a relocation's kind byte is read once more, when its section
+//! is checked, to count the GOT slots a loader must plan; a file two layouts read with valid
+//! tables is validated as each to choose, see [`ModuleTables::check`]).
 //!
 //! Rules chosen where the toolchains disagree (see `docs/format.md`):
 //! - All table and payload offsets are relative to `smf_data_offset` (S128 and R96; R72 has no
@@ -17,15 +19,16 @@
 mod decode;
 mod layout;
 mod records;
+mod staged;
+mod symbols;
 mod templates;
 mod validate;
 
 pub use crate::wire::Header;
-#[cfg(all(feature = "exec", target_os = "linux"))]
-pub(crate) use decode::{locate_symbol, relocation_site};
 pub use records::{DataPlacement, DataRegion, Relocation, Section, Symbol, SymbolTarget};
+pub use staged::{DecodeError, ModuleSymbols, ModuleTables};
+pub use symbols::SymbolRepr;
 
-use decode::RelocationCursor;
 use layout::DataLayout;
 
 use crate::bytes::range_within;
@@ -34,7 +37,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, SYMBOL_FLAG_TEMPLATE};
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
-use crate::wire::relocation::RELOCATION_ENTRY_SIZE;
+use crate::wire::relocation::{RelocationFields, RELOCATION_ENTRY_SIZE};
 use crate::wire::{HeaderView, RelocationView, SectionView, SymbolView};
 use crate::{Dialect, HeaderPlacement};
 
@@ -85,6 +88,8 @@ pub struct Module<'a> {
     read_write_size: u64,
     data_alignment: u64,
     relocation_count: u64,
+    got_relocation_count: u64,
+    import_count: u32,
     note: Option<&'a str>,
     template_code: Option<TemplateCode<'a>>,
     template_meta: Option<TemplateMeta<'a>>,
@@ -162,6 +167,16 @@ impl<'a> Module<'a> {
         self.relocation_count
     }
 
+    /// Number of relocations that need a GOT slot for their symbol.
+    pub const fn got_relocation_count(&self) -> u64 {
+        self.got_relocation_count
+    }
+
+    /// Number of imports (symbols resolved from outside the module).
+    pub const fn import_count(&self) -> u32 {
+        self.import_count
+    }
+
     /// The string table bytes.
     pub const fn strings(&self) -> &'a [u8] {
         self.strings
@@ -218,15 +233,20 @@ impl<'a> Module<'a> {
         self.symbols().find(|s| s.is_exported() && s.name == name && s.hash() == hash)
     }
 
-    /// All relocations in table order.
+    /// All relocations in table order (each validated when the module was parsed: its kind
+    /// known to the dialect, and, unless it is `None`, its symbol in the table and the bytes it
+    /// patches inside the code).
     pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
-        let mut cursor = RelocationCursor::new(self);
-        // Validated at parse time: no entry is an error here.
-        core::iter::from_fn(move || loop {
-            let (index, entry, at) = cursor.next_entry().ok()??;
-            if let Ok(relocation) = self.decode_relocation(index, entry, at) {
-                return Some(relocation);
+        let kinds = RelocKind::wire_table(self.dialect);
+        self.relocation_entries().filter_map(move |(index, entry, _)| {
+            let fields = RelocationFields::of(entry);
+            // Validated at parse time: every kind is known.
+            if let Some(kind) = kinds[usize::from(fields.kind)] {
+                let (offset, symbol, wire, addend) =
+                    (fields.offset, fields.symbol_index, fields.kind, fields.addend);
+                return Some(Relocation { index, offset, symbol, kind, wire, addend });
             }
+            None
         })
     }
 

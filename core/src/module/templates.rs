@@ -19,7 +19,7 @@ impl<'a> Module<'a> {
     /// symbol points at, or at the end of the section.
     pub(super) fn template_extent_end(&self, offset: u64, section_len: u64) -> u64 {
         let mut end = section_len;
-        for symbol in self.symbol_views() {
+        for symbol in (0..self.header.symbol_count).filter_map(|i| self.symbol_view(i)) {
             let other = symbol.template_offset();
             if symbol.flags() & SYMBOL_FLAG_TEMPLATE != 0 && other > offset && other < end {
                 end = other;

@@ -5,57 +5,9 @@
 use super::*;
 
 impl<'a> Module<'a> {
-    /// Detects the dialect and validates the whole module.
-    pub fn parse(file: &'a [u8]) -> Result<Self> {
-        Self::parse_with(file, &ParseOptions::default())
-    }
-
-    /// [`Module::parse`] with an explicit dialect or image limit.
-    pub fn parse_with(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
-        Self::parse_detected(file, options, false)
-    }
-
-    /// Like [`Module::parse_with`], but leaves the validation of symbols and relocations to the
-    /// caller, who decodes every one of them anyway, by [`Module::symbol_checked`]'s and
-    /// [`Module::decode_relocation`]'s rules (the loader): each is then checked once, not twice. Until
-    /// the caller has done so, the module's infallible accessors may skip malformed entries.
-    #[cfg(all(feature = "exec", target_os = "linux"))]
-    pub(crate) fn parse_deferred(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
-        Self::parse_detected(file, options, true)
-    }
-
-    pub(super) fn parse_detected(file: &'a [u8], options: &ParseOptions, deferred: bool) -> Result<Self> {
-        // When no candidate validates, report the most plausible one's error: first a header
-        // whose section table directly follows it (the spec's tie rule), then the one that got
-        // furthest through validation, then probe order.
-        let mut best: Option<((bool, u8), Error)> = None;
-        let mut chosen: Option<Module<'a>> = None;
-        for candidate in detect::candidates(file, options.dialect)? {
-            match Self::parse_as(file, candidate, options, deferred) {
-                Ok(module) => {
-                    if detect::table_follows_header(file, candidate) {
-                        return Ok(module);
-                    }
-                    chosen.get_or_insert(module);
-                }
-                Err(err) => {
-                    let rank = (detect::table_follows_header(file, candidate), err.stage());
-                    if best.is_none_or(|(b, _)| rank > b) {
-                        best = Some((rank, err));
-                    }
-                }
-            }
-        }
-        chosen.ok_or(best.map_or(Error::new(ErrorKind::BadMagic, 0), |(_, e)| e))
-    }
-
-    /// Validates the file as one specific layout.
-    pub(super) fn parse_as(
-        file: &'a [u8],
-        candidate: Candidate,
-        options: &ParseOptions,
-        deferred: bool,
-    ) -> Result<Self> {
+    /// Validates the header, the section table and every section as one specific layout, and
+    /// locates the symbol and string tables.
+    pub(super) fn tables_as(file: &'a [u8], candidate: Candidate, options: &ParseOptions) -> Result<Self> {
         let dialect = candidate.dialect;
         let file_len = file.len() as u64;
         let header_size = dialect.header_size() as u64;
@@ -134,16 +86,14 @@ impl<'a> Module<'a> {
             read_write_size: 0,
             data_alignment: 1,
             relocation_count: 0,
+            got_relocation_count: 0,
+            import_count: 0,
             note: None,
             template_code: None,
             template_meta: None,
         };
         module.validate_sections(options)?;
         module.validate_entry()?;
-        if !deferred {
-            module.validate_symbols()?;
-            module.validate_relocations()?;
-        }
         Ok(module)
     }
 
@@ -152,6 +102,8 @@ impl<'a> Module<'a> {
         let mut code_size: u64 = 0;
         let mut layout = DataLayout::default();
         let mut relocations: u64 = 0;
+        let mut got_relocations: u64 = 0;
+        let got_kinds = RelocKind::got_wire_table(self.dialect);
         for index in 0..self.header.section_count {
             let section = self.decode_section(index)?;
             let entry_offset = self.section_entry_offset(index);
@@ -180,6 +132,16 @@ impl<'a> Module<'a> {
                         return Err(Error::new(ErrorKind::RelocationSectionSize { index }, entry_offset));
                     }
                     relocations += section.size / RELOCATION_ENTRY_SIZE as u64;
+                    // The loader sizes the GOT before it decodes the relocations: the kinds
+                    // that need a slot are counted here (a byte per entry; an unknown kind is
+                    // refused when the entry is decoded).
+                    got_relocations += section
+                        .data
+                        .chunks_exact(RELOCATION_ENTRY_SIZE)
+                        .filter_map(|entry| entry.first_chunk::<RELOCATION_ENTRY_SIZE>())
+                        .map(RelocationFields::kind_of)
+                        .map(|wire| u64::from(got_kinds[usize::from(wire)]))
+                        .sum::<u64>();
                 }
                 SectionType::TemplateCode if self.template_code.is_none() => {
                     self.template_code = Some(
@@ -216,6 +178,7 @@ impl<'a> Module<'a> {
         self.read_write_size = layout.read_write;
         self.data_alignment = layout.alignment;
         self.relocation_count = relocations;
+        self.got_relocation_count = got_relocations;
         Ok(())
     }
 
@@ -239,17 +202,43 @@ impl<'a> Module<'a> {
         Ok(())
     }
 
-    pub(super) fn validate_symbols(&self) -> Result<()> {
+    /// Decodes every symbol once, handing each to `each` (which may stop the decoding), and
+    /// counts the imports.
+    #[inline(always)]
+    pub(super) fn validate_symbols<E>(
+        &mut self,
+        mut each: impl FnMut(u32, SymbolRepr) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), Failure<E>> {
+        let mut imports = 0;
         for index in 0..self.header.symbol_count {
-            self.decode_symbol(index)?;
+            let symbol = self.symbol_repr(index)?;
+            imports += u32::from(symbol.is_import());
+            each(index, symbol).map_err(Failure::Stopped)?;
         }
+        self.import_count = imports;
         Ok(())
     }
 
-    pub(super) fn validate_relocations(&self) -> Result<()> {
-        let mut cursor = RelocationCursor::new(self);
-        while let Some((index, entry, at)) = cursor.next_entry()? {
-            self.decode_relocation(index, entry, at)?;
+    /// Decodes every relocation once, handing each to `each` (which may stop the decoding).
+    #[inline(always)]
+    pub(super) fn validate_relocations<E>(
+        &mut self,
+        mut each: impl FnMut(Relocation) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), Failure<E>> {
+        let mut index = 0u64;
+        for section in 0..self.header.section_count {
+            let section = self.decode_section(section)?;
+            if section.section_type != SectionType::Relocations {
+                continue;
+            }
+            let mut at = section.file_offset;
+            for entry in section.data.chunks_exact(RELOCATION_ENTRY_SIZE) {
+                let Some(entry) = entry.first_chunk::<RELOCATION_ENTRY_SIZE>() else { break };
+                let relocation = self.decode_relocation(index, entry, at)?;
+                each(relocation).map_err(Failure::Stopped)?;
+                index += 1;
+                at += RELOCATION_ENTRY_SIZE as u64;
+            }
         }
         Ok(())
     }
@@ -281,4 +270,19 @@ pub(super) fn check_note_entry(section: &Section<'_>) -> core::result::Result<()
         return wrong("alignment", section.alignment);
     }
     Ok(())
+}
+
+/// Why decoding a table stopped: the file is malformed, or the caller's function stopped it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure<E> {
+    /// The file breaks a rule.
+    Format(Error),
+    /// The caller's function returned an error.
+    Stopped(E),
+}
+
+impl<E> From<Error> for Failure<E> {
+    fn from(error: Error) -> Self {
+        Failure::Format(error)
+    }
 }

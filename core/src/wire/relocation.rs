@@ -69,18 +69,39 @@ impl<'a> RelocationView<'a> {
     }
 }
 
-/// The fields of a whole entry, read with no check to make: offset, symbol index, wire kind,
-/// addend (for the loader's loops; [`RelocationView`] reads entries of any length).
-#[inline(always)]
-pub fn entry_fields(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> (u64, u32, u8, i64) {
-    let bytes = |at: usize| -> [u8; 8] { core::array::from_fn(|i| entry[at + i]) };
-    let symbol: [u8; 4] = core::array::from_fn(|i| entry[field::SYMBOL_INDEX + i]);
-    (
-        u64::from_le_bytes(bytes(field::OFFSET)),
-        u32::from_le_bytes(symbol),
-        entry[field::KIND],
-        i64::from_le_bytes(bytes(field::ADDEND)),
-    )
+/// The fields of a whole entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelocationFields {
+    /// Position in the module's code.
+    pub offset: u64,
+    /// Index into the symbol table.
+    pub symbol_index: u32,
+    /// Wire kind byte.
+    pub kind: u8,
+    /// Addend.
+    pub addend: i64,
+}
+
+impl RelocationFields {
+    /// The fields of a whole entry, read with no check to make (the loops over a module's
+    /// entries read them this way; [`RelocationView`] reads entries of any length).
+    #[inline(always)]
+    pub fn of(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> Self {
+        let bytes = |at: usize| -> [u8; 8] { core::array::from_fn(|i| entry[at + i]) };
+        let symbol: [u8; 4] = core::array::from_fn(|i| entry[field::SYMBOL_INDEX + i]);
+        RelocationFields {
+            offset: u64::from_le_bytes(bytes(field::OFFSET)),
+            symbol_index: u32::from_le_bytes(symbol),
+            kind: entry[field::KIND],
+            addend: i64::from_le_bytes(bytes(field::ADDEND)),
+        }
+    }
+
+    /// The wire kind byte of a whole entry.
+    #[inline(always)]
+    pub const fn kind_of(entry: &[u8; RELOCATION_ENTRY_SIZE]) -> u8 {
+        entry[field::KIND]
+    }
 }
 
 /// Writes one entry (24 bytes) into `out`.

@@ -1,7 +1,6 @@
 //! A symbol table entry: 56 bytes in S128 and R96, 40 bytes in R72 (which stops after
 //! `version`, so the template fields read as zero there).
 
-use super::le_field;
 use crate::Dialect;
 
 mod field {
@@ -20,11 +19,18 @@ mod field {
     pub(super) const TEMPLATE_OFFSET: usize = 48;
 }
 
-/// A view of one symbol table entry.
+/// Bytes of the fields every dialect's entry has (all of R72's).
+const HEAD_SIZE: usize = 40;
+/// Bytes of the template fields S128 and R96 add.
+const EXTENSION_SIZE: usize = 16;
+
+/// A view of one whole symbol table entry: its fields read from fixed-size arrays, so that
+/// reading one costs no bounds check.
 #[derive(Clone, Copy, Debug)]
 pub struct SymbolView<'a> {
-    bytes: &'a [u8],
-    dialect: Dialect,
+    head: &'a [u8; HEAD_SIZE],
+    /// The template fields, in the dialects that have them.
+    extension: Option<&'a [u8; EXTENSION_SIZE]>,
 }
 
 impl SymbolView<'_> {
@@ -40,168 +46,101 @@ impl SymbolView<'_> {
     pub const TEMPLATE_OFFSET_AT: u64 = field::TEMPLATE_OFFSET as u64;
 }
 
+/// `N` bytes of `bytes` from `at` (constants inside the array: the compiler drops the check,
+/// and the zeros are never read).
+#[inline(always)]
+fn le<const N: usize, const M: usize>(bytes: &[u8; M], at: usize) -> [u8; N] {
+    bytes.get(at..at + N).and_then(|b| <[u8; N]>::try_from(b).ok()).unwrap_or([0; N])
+}
+
 impl<'a> SymbolView<'a> {
-    /// A view without a length check; missing fields read as zero.
-    pub const fn new_unchecked(bytes: &'a [u8], dialect: Dialect) -> Self {
-        Self { bytes, dialect }
-    }
-
-    /// Whether the buffer covers the whole entry.
-    pub fn check_len(&self) -> bool {
-        self.bytes.len() >= self.dialect.symbol_entry_size()
-    }
-
-    /// A view, or `None` if the buffer is too short.
-    pub fn new_checked(bytes: &'a [u8], dialect: Dialect) -> Option<Self> {
-        let view = Self::new_unchecked(bytes, dialect);
-        view.check_len().then_some(view)
-    }
-
-    /// The fields every dialect's entry has, if the view covers them: read from a fixed-size
-    /// array, they need no bounds check each.
-    #[cfg(all(feature = "exec", target_os = "linux"))]
+    /// A view of the entry at the start of `bytes`, or `None` if they are shorter than the
+    /// dialect's entry.
     #[inline(always)]
-    pub(crate) fn head(&self) -> Option<SymbolHead<'a>> {
-        self.bytes.first_chunk::<HEAD_SIZE>().map(SymbolHead)
-    }
-
-    /// Whether this dialect's entry has the template fields.
-    fn has_extension(&self) -> bool {
-        self.dialect.has_symbol_extension()
+    pub fn new_checked(bytes: &'a [u8], dialect: Dialect) -> Option<Self> {
+        let head = bytes.first_chunk::<HEAD_SIZE>()?;
+        let extension = match dialect.has_symbol_extension() {
+            true => Some(bytes.get(HEAD_SIZE..)?.first_chunk::<EXTENSION_SIZE>()?),
+            false => None,
+        };
+        Some(Self { head, extension })
     }
 
     /// Offset of the name in the string table.
+    #[inline(always)]
     pub fn name_offset(&self) -> u32 {
-        le_field!(self.bytes, u32, field::NAME_OFFSET)
+        u32::from_le_bytes(le(self.head, field::NAME_OFFSET))
     }
 
     /// The stored FNV-1a hash of the name (never trusted: see [`crate::fnv1a`]).
+    #[inline(always)]
     pub fn name_hash(&self) -> u32 {
-        le_field!(self.bytes, u32, field::NAME_HASH)
+        u32::from_le_bytes(le(self.head, field::NAME_HASH))
     }
 
     /// Raw symbol type byte (numbering depends on the dialect).
+    #[inline(always)]
     pub fn sym_type(&self) -> u8 {
-        le_field!(self.bytes, u8, field::SYM_TYPE)
+        self.head[field::SYM_TYPE]
     }
 
     /// Raw binding byte.
+    #[inline(always)]
     pub fn binding(&self) -> u8 {
-        le_field!(self.bytes, u8, field::BINDING)
+        self.head[field::BINDING]
     }
 
     /// Visibility byte.
+    #[inline(always)]
     pub fn visibility(&self) -> u8 {
-        le_field!(self.bytes, u8, field::VISIBILITY)
+        self.head[field::VISIBILITY]
     }
 
     /// Symbol flags (layout phase, template, ...).
+    #[inline(always)]
     pub fn flags(&self) -> u8 {
-        le_field!(self.bytes, u8, field::FLAGS)
+        self.head[field::FLAGS]
     }
 
     /// Value: an offset into the code (or the data section named by `section_index`).
+    #[inline(always)]
     pub fn value(&self) -> u64 {
-        le_field!(self.bytes, u64, field::VALUE)
+        u64::from_le_bytes(le(self.head, field::VALUE))
     }
 
     /// Size in bytes.
+    #[inline(always)]
     pub fn size(&self) -> u64 {
-        le_field!(self.bytes, u64, field::SIZE)
+        u64::from_le_bytes(le(self.head, field::SIZE))
     }
 
     /// Type id (always 0 today).
     pub fn type_id(&self) -> u32 {
-        le_field!(self.bytes, u32, field::TYPE_ID)
+        u32::from_le_bytes(le(self.head, field::TYPE_ID))
     }
 
     /// Version (always 0 today).
     pub fn version(&self) -> u32 {
-        le_field!(self.bytes, u32, field::VERSION)
+        u32::from_le_bytes(le(self.head, field::VERSION))
     }
 
-    /// Number of generic parameters.
+    /// Number of generic parameters (0 where the dialect has no template fields).
+    #[inline(always)]
     pub fn template_param_count(&self) -> u8 {
-        if self.has_extension() {
-            le_field!(self.bytes, u8, field::TEMPLATE_PARAM_COUNT)
-        } else {
-            0
-        }
+        self.extension.map_or(0, |e| e[field::TEMPLATE_PARAM_COUNT - HEAD_SIZE])
     }
 
     /// Defining section, 1-based, 0 for none (newest R96 linker; zero elsewhere).
+    #[inline(always)]
     pub fn section_index(&self) -> u16 {
-        if self.has_extension() {
-            le_field!(self.bytes, u16, field::SECTION_INDEX)
-        } else {
-            0
-        }
+        self.extension.map_or(0, |e| u16::from_le_bytes(le(e, field::SECTION_INDEX - HEAD_SIZE)))
     }
 
-    /// Offset of the symbol's entry in the template-code section.
+    /// Offset of the symbol's entry in the template-code section (0 where the dialect has no
+    /// template fields).
+    #[inline(always)]
     pub fn template_offset(&self) -> u64 {
-        if self.has_extension() {
-            le_field!(self.bytes, u64, field::TEMPLATE_OFFSET)
-        } else {
-            0
-        }
-    }
-}
-
-/// Bytes of the fields every dialect's entry has (all of R72's).
-#[cfg(all(feature = "exec", target_os = "linux"))]
-const HEAD_SIZE: usize = 40;
-
-/// The size field of each entry of a symbol table (`table`: whole entries of `entry_size`
-/// bytes), in order: one fixed-offset read per entry.
-#[cfg(all(feature = "exec", target_os = "linux"))]
-pub(crate) fn sizes(table: &[u8], entry_size: usize) -> impl Iterator<Item = u64> + '_ {
-    table.chunks_exact(entry_size).map(|entry| {
-        entry.get(field::SIZE..field::SIZE + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
-    })
-}
-
-/// The first [`HEAD_SIZE`] bytes of a symbol entry: the fields every dialect has.
-#[cfg(all(feature = "exec", target_os = "linux"))]
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SymbolHead<'a>(&'a [u8; HEAD_SIZE]);
-
-#[cfg(all(feature = "exec", target_os = "linux"))]
-impl SymbolHead<'_> {
-    /// As [`SymbolView::name_offset`].
-    #[inline(always)]
-    pub(crate) fn name_offset(self) -> u32 {
-        le_field!(self.0, u32, field::NAME_OFFSET)
-    }
-
-    /// As [`SymbolView::sym_type`].
-    #[inline(always)]
-    pub(crate) fn sym_type(self) -> u8 {
-        self.0[field::SYM_TYPE]
-    }
-
-    /// As [`SymbolView::binding`].
-    #[inline(always)]
-    pub(crate) fn binding(self) -> u8 {
-        self.0[field::BINDING]
-    }
-
-    /// As [`SymbolView::flags`].
-    #[inline(always)]
-    pub(crate) fn flags(self) -> u8 {
-        self.0[field::FLAGS]
-    }
-
-    /// As [`SymbolView::value`].
-    #[inline(always)]
-    pub(crate) fn value(self) -> u64 {
-        le_field!(self.0, u64, field::VALUE)
-    }
-
-    /// As [`SymbolView::size`].
-    #[inline(always)]
-    pub(crate) fn size(self) -> u64 {
-        le_field!(self.0, u64, field::SIZE)
+        self.extension.map_or(0, |e| u64::from_le_bytes(le(e, field::TEMPLATE_OFFSET - HEAD_SIZE)))
     }
 }
 
