@@ -77,8 +77,9 @@ SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
  * SMF_LOAD_PROCESS_SYMBOLS is set; last, the C library and libm (memcpy, strlen, sqrt: what
  * gcc's code calls, as dlopen resolves them) unless SMF_LOAD_NO_C_LIBRARY is set. The same
  * holds for loads without options and for the cache. The callback is called at most once per
- * distinct name per load, with no lock of this library held (it may load a dependency). An
- * unresolved import fails the load with one line naming the import and every place looked. */
+ * distinct name per load, with no lock of this library held (it may load a dependency).
+ * Unresolved imports fail the load with one line naming them (every import is looked up
+ * first; the first 16 are named, the rest counted) and every place looked. */
 
 /* Process-wide: 0 ok (also when the same name is defined again with the same address); -1 on a
  * NULL or empty name, a NULL address, or a name already defined with another address. */

@@ -364,7 +364,10 @@ fn run_failures_exit_1_with_one_line() {
     arm[7] = 1;
     let arm = write(&dir, "arm.smf", &arm);
     let cases: &[(&[&str], &str)] = &[
-        (&["run", &example("app.smf")], "unresolved import `gcd`"),
+        (
+            &["run", &example("app.smf")],
+            "4 unresolved imports: `gcd`, `scale`, `scaled`, `power` (looked in: ",
+        ),
         (&["run", &example("recursion.smf"), "nope"], "no exported symbol `nope`"),
         (&["run", &example("globals.smf"), "counter"], "`counter` is not a function"),
         (&["run", &arm], "wrong architecture: the module is for aarch64"),
@@ -518,7 +521,11 @@ fn verify_load_says_whether_a_valid_module_loads_here() {
     assert_eq!(smf(&["verify", &app]).status, 0, "valid");
     let alone = smf(&["verify", "--load", &app]);
     assert_eq!(alone.status, 1);
-    assert!(alone.err.contains("valid, but does not load here: unresolved import `gcd`"), "{}", alone.err);
+    assert!(
+        alone.err.contains("valid, but does not load here: 4 unresolved imports: `gcd`, "),
+        "{}",
+        alone.err
+    );
     let linked =
         smf(&["verify", "--load", "--lib", &example("mathlib.smf"), &app, &example("recursion.smf")]);
     assert_eq!(linked.status, 0, "{}", linked.err);

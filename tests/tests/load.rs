@@ -128,12 +128,23 @@ fn failures_name_the_problem() {
     let error = load(&exec, &app, &()).unwrap_err();
     assert_eq!(
         error,
-        LoadError::Unresolved { name: "five".into(), searched: "nowhere (no resolver)".into() }
+        LoadError::Unresolved {
+            names: vec!["five".into(), "counter".into()],
+            count: 2,
+            searched: "nowhere (no resolver)".into()
+        }
     );
     assert_eq!(
         error.to_string(),
-        "unresolved import `five` (looked in: nowhere (no resolver)); provide it as a host symbol or \
-         through a resolver, or load a module exporting it first"
+        "2 unresolved imports: `five`, `counter` (looked in: nowhere (no resolver)); provide them as host \
+         symbols or through a resolver, or load modules exporting them first"
+    );
+    // One name alone reads as one.
+    let one = LoadError::Unresolved { names: vec!["five".into()], count: 1, searched: "a resolver".into() };
+    assert_eq!(
+        one.to_string(),
+        "unresolved import `five` (looked in: a resolver); provide it as a host symbol or through a \
+         resolver, or load a module exporting it first"
     );
 
     // A weak import may stay unresolved: it resolves to 0.
@@ -419,11 +430,14 @@ fn the_resolver_is_asked_each_name_once_per_load() {
         }
         let file = b.build().unwrap();
         let table = [(&b"first"[..], 0x1000), (&b"second"[..], 0x2000)];
-        // `missing` fails the quick pass and the detailed rerun: still one question per name.
+        // Imported twice, `first` is asked once; `missing`, unresolved, too.
         let logging = Logging { table: TableResolver(&table), asked: Default::default() };
         let error = load(&exec, &file, &logging).unwrap_err();
         // The logging resolver says nothing of where it looks: the trait's default.
-        assert_eq!(error, LoadError::Unresolved { name: "missing".into(), searched: "a resolver".into() });
+        assert_eq!(
+            error,
+            LoadError::Unresolved { names: vec!["missing".into()], count: 1, searched: "a resolver".into() }
+        );
         let asked = logging.asked.into_inner().unwrap();
         assert_eq!(asked, [&b"first"[..], b"second", b"missing"], "{dialect:?}");
         // And a load that succeeds asks each once too.

@@ -78,7 +78,7 @@ fn the_loader_without_libc_runs_modules_and_refuses_bad_ones() {
         (&garbage, "no SMF magic"),
         (&cut, "truncated.smf: "),
         (&scratch.join("missing.smf"), "missing.smf: "),
-        (&workspace().join("examples/app.smf"), "unresolved import `gcd`"),
+        (&workspace().join("examples/app.smf"), "4 unresolved imports: `gcd`, "),
     ];
     for (module, expected) in cases {
         let out = run(&loader, &[module]);

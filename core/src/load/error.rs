@@ -1,6 +1,7 @@
 //! [`LoadError`]: why a load failed, each variant naming what and where.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use super::reloc::RelocError;
@@ -23,10 +24,13 @@ pub enum LoadError {
         /// The host's.
         host: u8,
     },
-    /// An import no resolver knows (weak imports resolve to 0 instead).
+    /// Imports no resolver knows (weak imports resolve to 0 instead): every one of the module's
+    /// is looked up before the load fails.
     Unresolved {
-        /// The symbol's name.
-        name: String,
+        /// The first names (at most 16, in symbol table order, each once).
+        names: Vec<String>,
+        /// How many distinct names were not resolved (`names` lists the first of them).
+        count: usize,
         /// Where the resolver looked ([`super::Resolver::describe`]).
         searched: String,
     },
@@ -72,11 +76,26 @@ impl fmt::Display for LoadError {
                 arch_name(*module),
                 arch_name(*host)
             ),
-            LoadError::Unresolved { name, searched } => {
+            LoadError::Unresolved { names, count, searched } => {
+                if let [name] = names.as_slice() {
+                    return write!(
+                        f,
+                        "unresolved import `{name}` (looked in: {searched}); provide it as a host symbol or \
+                         through a resolver, or load a module exporting it first"
+                    );
+                }
+                write!(f, "{count} unresolved imports: ")?;
+                for (i, name) in names.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { ", " };
+                    write!(f, "{separator}`{name}`")?;
+                }
+                if let Some(unlisted) = count.checked_sub(names.len()).filter(|&n| n > 0) {
+                    write!(f, " and {unlisted} more")?;
+                }
                 write!(
                     f,
-                    "unresolved import `{name}` (looked in: {searched}); provide it as a host symbol or \
-                     through a resolver, or load a module exporting it first"
+                    " (looked in: {searched}); provide them as host symbols or through a resolver, or \
+                     load modules exporting them first"
                 )
             }
             LoadError::NoAddress { relocation, name } => {
@@ -125,14 +144,14 @@ impl LoadError {
         LoadError::TooLarge
     }
 
-    /// The import `name` resolves nowhere `resolver` looks.
+    /// `count` imports, the first of which are `names`, resolve nowhere `resolver` looks.
     #[cold]
-    pub(super) fn unresolved(name: &[u8], resolver: &dyn Resolver) -> Self {
+    pub(super) fn unresolved(names: Vec<String>, count: usize, resolver: &dyn Resolver) -> Self {
         let mut searched = String::new();
         if resolver.describe(&mut searched).is_err() {
             searched.clear();
         }
-        LoadError::Unresolved { name: lossy(name), searched }
+        LoadError::Unresolved { names, count, searched }
     }
 }
 

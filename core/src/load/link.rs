@@ -102,12 +102,12 @@ pub(super) fn link<'m>(
         fallible::with_capacity(count).ok_or_else(oom(fallible::bytes_of::<Location>(count)))?;
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut templates: Vec<(u32, u64)> = Vec::new();
+    let mut missing = Missing::default();
     let module = tables.decode_symbols(|index, repr| {
         let location = if repr.is_import() {
             let name = strings.get(repr.name_range()).unwrap_or_default();
-            match resolve(resolutions, name, repr.binding, &mut deps) {
-                Ok(Some(address)) => Location::Outside(address),
-                Ok(None) => return Err(LoadError::unresolved(name, resolutions.resolver())),
+            match resolve(resolutions, name, repr.binding, &mut deps, &mut missing) {
+                Ok(address) => Location::Outside(address),
                 Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.len() }),
             }
         } else {
@@ -126,6 +126,7 @@ pub(super) fn link<'m>(
         locations.push(location);
         Ok(())
     })?;
+    missing.into_error(resolutions.resolver())?;
     Ok(Linked { module, symbols: table.finish(), locations, deps, templates })
 }
 
@@ -172,26 +173,65 @@ fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
 }
 
 /// The address of the import `name` (0 for an unresolved weak import), keeping its owner alive
-/// through `deps`; `None` if it is unresolved.
+/// through `deps`; an unresolved strong import is added to `missing` (and gets address 0: the
+/// load fails once every symbol is linked).
 #[inline(never)]
 fn resolve(
     resolutions: &mut Resolutions<'_>,
     name: &[u8],
     binding: Binding,
     deps: &mut Vec<Keepalive>,
-) -> Result<Option<usize>, OutOfMemory> {
-    Ok(match resolutions.resolve(name)? {
+    missing: &mut Missing,
+) -> Result<usize, OutOfMemory> {
+    let asked = resolutions.resolve(name)?;
+    Ok(match asked.resolved {
         Some(found) => {
             if let Some(owner) = found.keepalive {
                 if !deps.iter().any(|d| Arc::ptr_eq(d, &owner)) {
                     fallible::push(deps, owner).ok_or(OutOfMemory)?;
                 }
             }
-            Some(found.addr)
+            found.addr
         }
-        None if binding == Binding::Weak => Some(0),
-        None => None,
+        None if binding == Binding::Weak => 0,
+        None => {
+            if asked.first_time {
+                missing.add(name)?;
+            }
+            0
+        }
     })
+}
+
+/// The strong imports nothing resolved, collected while linking so that one error names them
+/// all: the first [`Missing::LISTED`] names and how many there are.
+#[derive(Debug, Default)]
+struct Missing {
+    names: Vec<alloc::string::String>,
+    count: usize,
+}
+
+impl Missing {
+    /// Names listed in the error; the others are counted.
+    const LISTED: usize = 16;
+
+    /// One more import (a name not added before) that nothing resolved.
+    fn add(&mut self, name: &[u8]) -> Result<(), OutOfMemory> {
+        self.count += 1;
+        if self.names.len() < Self::LISTED {
+            let name = super::error::lossy(name);
+            fallible::push(&mut self.names, name).ok_or(OutOfMemory)?;
+        }
+        Ok(())
+    }
+
+    /// The error naming them, if there are any.
+    fn into_error(self, resolver: &dyn super::Resolver) -> Result<(), LoadError> {
+        match self.count {
+            0 => Ok(()),
+            count => Err(LoadError::unresolved(self.names, count, resolver)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +282,33 @@ mod tests {
         let file = b.build().unwrap();
         let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
         let error = link(tables, &mut Resolutions::new(&())).err().unwrap();
-        assert!(matches!(&error, LoadError::Unresolved { name, .. } if name == "nowhere"), "{error:?}");
+        assert!(
+            matches!(&error, LoadError::Unresolved { names, count: 1, .. } if names == &["nowhere"]),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn every_unresolved_import_is_counted_and_the_first_named_once_each() {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0xC3; 4]);
+        let names: Vec<alloc::string::String> = (0..20).map(|i| alloc::format!("missing{i}")).collect();
+        for name in &names {
+            b.add_symbol(SymbolSpec::import(name.as_bytes()));
+            b.add_symbol(SymbolSpec::import(b"found"));
+        }
+        b.add_symbol(SymbolSpec::import(b"missing0")); // once more: still one name
+        b.add_symbol(SymbolSpec::import(b"optional").with_binding(Binding::Weak));
+        let file = b.build().unwrap();
+        let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
+        let resolver = TableResolver(&[(b"found", 0x7777)]);
+        let error = link(tables, &mut Resolutions::new(&resolver)).err().unwrap();
+        let LoadError::Unresolved { names: listed, count, .. } = &error else { panic!("{error:?}") };
+        assert_eq!(*count, 20);
+        assert_eq!(listed.as_slice(), &names[..Missing::LISTED]);
+        let message = alloc::string::ToString::to_string(&error);
+        assert!(message.starts_with("20 unresolved imports: `missing0`, `missing1`, "), "{message}");
+        assert!(message.contains("`missing15` and 4 more (looked in: "), "{message}");
     }
 
     #[test]

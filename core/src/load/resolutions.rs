@@ -34,6 +34,15 @@ impl core::fmt::Debug for Resolutions<'_> {
     }
 }
 
+/// What the resolver said of a name, and whether this load asked it for the first time.
+#[derive(Debug)]
+pub(super) struct Asked {
+    /// The answer.
+    pub(super) resolved: Option<Resolved>,
+    /// Whether no symbol before this one had the name.
+    pub(super) first_time: bool,
+}
+
 /// Memory for one more answer could not be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct OutOfMemory;
@@ -50,12 +59,12 @@ impl<'r> Resolutions<'r> {
     }
 
     /// What the resolver says of `name`: asked the first time, remembered after.
-    pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Option<Resolved>, OutOfMemory> {
+    pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Asked, OutOfMemory> {
         let hash = self.hasher.hash_bytes(name);
         let names = &self.names;
         let found = self.answers.find(hash, |a| a.hash == hash && names.get(a.name.clone()) == Some(name));
         if let Some(answer) = found {
-            return Ok(answer.resolved.clone());
+            return Ok(Asked { resolved: answer.resolved.clone(), first_time: false });
         }
         let resolved = self.resolver.resolve(name);
         self.names.try_reserve(name.len()).map_err(|_| OutOfMemory)?;
@@ -64,6 +73,6 @@ impl<'r> Resolutions<'r> {
         self.names.extend_from_slice(name);
         let answer = Answer { hash, name: start..self.names.len(), resolved: resolved.clone() };
         self.answers.insert_unique(hash, answer, |a| a.hash);
-        Ok(resolved)
+        Ok(Asked { resolved, first_time: true })
     }
 }
