@@ -157,6 +157,36 @@ pub enum ErrorKind {
         /// Relocation index (in table order across all relocation sections).
         relocation: u64,
     },
+    /// A data relocation patches bytes outside the data image's regions (or across both).
+    RelocationOutsideData {
+        /// Relocation index.
+        relocation: u64,
+    },
+    /// A data relocation's kind patches instructions or needs a GOT slot or a stub.
+    DataRelocationKind {
+        /// Relocation index.
+        relocation: u64,
+        /// The kind.
+        kind: crate::RelocKind,
+    },
+    /// A data relocation starts before the previous one of its section ends (entries must be
+    /// sorted by offset and must not overlap).
+    DataRelocationsOverlap {
+        /// Relocation index.
+        relocation: u64,
+    },
+    /// The module has a data relocation section but its first relocation section does not
+    /// start with the marker entry older loaders refuse.
+    DataRelocationsWithoutMarker {
+        /// The data relocation section's index.
+        index: u32,
+    },
+    /// An entry with the marker's offset or symbol that is not the marker: elsewhere than the
+    /// first entry of the first relocation section, or with another kind or addend.
+    BadExtensionMarker {
+        /// Relocation index.
+        relocation: u64,
+    },
     /// A relocation names a symbol index past the symbol table.
     RelocationBadSymbol {
         /// Relocation index.
@@ -256,6 +286,27 @@ impl fmt::Display for ErrorKind {
             RelocationBadSymbol { relocation, symbol } => {
                 write!(f, "relocation {relocation}: symbol index {symbol} is past the symbol table")
             }
+            RelocationOutsideData { relocation } => write!(
+                f,
+                "relocation {relocation}: patches bytes outside the data image's read-only and writable regions"
+            ),
+            DataRelocationKind { relocation, kind } => write!(
+                f,
+                "relocation {relocation}: {} patches instructions and cannot relocate data (abs64, pc32 and abs32 can)",
+                kind.name()
+            ),
+            DataRelocationsOverlap { relocation } => write!(
+                f,
+                "relocation {relocation}: starts before the previous data relocation of its section ends (they must be sorted and not overlap)"
+            ),
+            DataRelocationsWithoutMarker { index } => write!(
+                f,
+                "section {index}: data relocations without the marker entry that makes older loaders refuse the module"
+            ),
+            BadExtensionMarker { relocation } => write!(
+                f,
+                "relocation {relocation}: an extension marker out of place, or naming an unknown extension"
+            ),
             RelocationBadKind { relocation, wire } => {
                 write!(f, "relocation {relocation}: kind {wire} is not defined for this dialect")
             }

@@ -17,6 +17,7 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     for d in Dialect::ALL {
         out.push((format!("return_42_{d}"), samples::return_42(d)));
         out.push((format!("rich_{d}"), samples::rich(d)));
+        out.push((format!("data_pointers_{d}"), samples::data_pointers(d)));
     }
     out.push(("stubbed_S128".into(), stubbed(Dialect::S128)));
     out.push(("stubbed_R96".into(), stubbed(Dialect::R96)));

@@ -179,6 +179,23 @@ fn inspect_text_reports_every_part() {
 }
 
 #[test]
+fn inspect_tells_data_relocations_from_code_ones() {
+    let dir = scratch("data-relocations");
+    let path = write(&dir, "pointers.smf", &samples::data_pointers(Dialect::R96));
+    let o = smf(&["inspect", &path]);
+    assert_eq!(o.status, 0);
+    assert!(o.out.contains("Relocations (5, the first the marker of data relocations):"), "{}", o.out);
+    let data_rows = o.out.lines().filter(|l| l.trim_start().starts_with("data ")).count();
+    assert_eq!(data_rows, 4, "{}", o.out);
+    let json = smf(&["inspect", "--json", &path]);
+    let v: Value = serde_json::from_str(&json.out).unwrap();
+    let relocations = v["relocations"].as_array().unwrap();
+    assert_eq!(relocations.len(), 4);
+    assert!(relocations.iter().all(|r| r["image"] == "data"));
+    assert_eq!(relocations[0]["index"], 1, "the marker is relocation 0");
+}
+
+#[test]
 fn inspect_shows_only_the_tables_asked_for_with_names_whole() {
     let dir = scratch("tables");
     // Section names have 16 bytes on disk (no NUL needed); symbol names any length.

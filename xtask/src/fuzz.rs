@@ -10,12 +10,14 @@ use smf_core::{Dialect, HeaderPlacement, RelocKind};
 
 use crate::workspace_root;
 
-/// Seeds: the reference modules, the rich modules, stubbed modules, a short-form template one.
+/// Seeds: the reference modules, the rich modules, modules with data relocations, stubbed
+/// modules, a short-form template one.
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for d in Dialect::ALL {
         out.push((format!("return42-{d}"), samples::return_42(d)));
         out.push((format!("rich-{d}"), samples::rich(d)));
+        out.push((format!("data-pointers-{d}"), samples::data_pointers(d)));
     }
     for d in [Dialect::S128, Dialect::R96] {
         let mut b = ModuleBuilder::new(d);

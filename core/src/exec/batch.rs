@@ -67,6 +67,35 @@ impl<'a> CodeBatch<'a> {
         Ok(unsafe { core::slice::from_raw_parts_mut(block.addr as *mut u8, block.size) })
     }
 
+    /// The bytes of several blocks of this batch at once ([`CodeBatch::block_mut`]'s rules), an
+    /// empty slice for each `None`; refused if two of them overlap (the same block twice).
+    pub fn blocks_mut<'s, const N: usize>(
+        &'s mut self,
+        blocks: [Option<&'s Block<'_>>; N],
+    ) -> Result<[&'s mut [u8]; N], ExecError> {
+        for (i, block) in blocks.iter().enumerate() {
+            let Some(block) = block else { continue };
+            if !core::ptr::eq(block.allocator, self.allocator) || block.batch != self.id {
+                return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+            }
+            let overlaps = |other: &&Block<'_>| {
+                block.addr < other.addr.saturating_add(other.size)
+                    && other.addr < block.addr.saturating_add(block.size)
+            };
+            if blocks[..i].iter().flatten().any(overlaps) {
+                return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+            }
+        }
+        Ok(blocks.map(|block| match block {
+            #[allow(unsafe_code)]
+            // SAFETY: as `block_mut`: each block is live (borrowed for 's), of this batch, which
+            // is open and borrowed mutably for 's; and no two of them overlap (checked above),
+            // so the slices are disjoint.
+            Some(block) => unsafe { core::slice::from_raw_parts_mut(block.addr as *mut u8, block.size) },
+            None => &mut [],
+        }))
+    }
+
     /// Copies `bytes` to `offset` in `block`, a still open block of this batch.
     pub fn write(&mut self, block: &Block<'_>, offset: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let len = bytes.len();

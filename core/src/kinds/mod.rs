@@ -17,6 +17,9 @@ pub const SECTION_READ: u32 = 0x1;
 pub const SECTION_WRITE: u32 = 0x2;
 /// Section flag: executable.
 pub const SECTION_EXEC: u32 = 0x4;
+/// Section flag of a relocation section (type 5) whose entries patch the data image, not the
+/// code (our extension: `docs/format.md`, "Data relocations").
+pub const SECTION_RELOCATES_DATA: u32 = 0x100;
 
 /// Module flag: has an entry point.
 pub const FLAG_EXECUTABLE: u32 = 0x01;

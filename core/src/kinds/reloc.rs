@@ -198,6 +198,13 @@ impl RelocKind {
         }
     }
 
+    /// Whether the kind may patch the data image (a data relocation section's entries): kinds
+    /// that compute an address or a distance into plain bytes, not those that patch
+    /// instructions or need a GOT slot or a stub.
+    pub const fn applies_to_data(self) -> bool {
+        matches!(self, RelocKind::None | RelocKind::Abs64 | RelocKind::Pc32 | RelocKind::Abs32)
+    }
+
     /// Whether the relocation refers to its symbol's GOT slot (which the loader provides).
     pub const fn uses_got(self) -> bool {
         matches!(self, RelocKind::GotPc32 | RelocKind::Aarch64GotPage21 | RelocKind::Aarch64GotPageOffset12)

@@ -81,6 +81,11 @@ impl Layout {
         Layout::new(tables, stubs, usize::try_from(gots).map_err(|_| LoadError::too_large())?, read_only_data)
     }
 
+    /// Where the read-only region starts in the code segment, when it shares the code's pages.
+    pub(super) const fn read_only_in_code(&self) -> Option<usize> {
+        self.ro_in_code
+    }
+
     /// Whether the image has no bytes at all.
     pub(super) const fn is_empty(&self) -> bool {
         self.code_and_stubs_len == 0 && self.ro_len == 0 && self.rw_len == 0

@@ -44,7 +44,7 @@ pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 use layout::Layout;
 use link::{Placed, PlacedImage};
 use place::Image;
-use relocate::{Relocator, Slots};
+use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
 use templates::Templates;
@@ -300,9 +300,9 @@ fn check_arch(header: &Header, options: &LoadOptions) -> Result<(), LoadError> {
 }
 
 /// The place stage for code and the relocate stage: the code copied into its still-writable
-/// block, and each relocation applied there as it is decoded, stubs and GOT slots handed out
-/// as relocations need them. Returns the module, now wholly validated, and how many GOT slots
-/// were handed out.
+/// block, and each relocation applied as it is decoded (to the code, or to the data placed
+/// already), stubs and GOT slots handed out as relocations need them. Returns the module, now
+/// wholly validated, and how many GOT slots were handed out.
 fn place_and_relocate_code<'m>(
     batch: &mut CodeBatch<'_>,
     image: &Image<'_>,
@@ -316,22 +316,36 @@ fn place_and_relocate_code<'m>(
     let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64)?;
     let relocator =
         Relocator { code_base: image.code_base, names: symbols, force_stubs: options.force_stubs };
-    let mut no_code = [];
-    let block = match &image.code {
-        Some(block) => batch.block_mut(block)?,
-        None => &mut no_code[..],
-    };
+    let [block, read_only_block, writable_block] =
+        batch.blocks_mut([image.code.as_ref(), image.read_only.as_ref(), image.read_write.as_ref()])?;
     image.copy_code(block, module.tables())?;
-    if block.len() < layout.code_size {
+    if block.len() < layout.code_and_stubs_len {
         return Err(LoadError::internal());
     }
-    let (code, rest) = block.split_at_mut(layout.code_size);
-    // Only the stubs' room: read-only data may follow it in the same block.
-    let stub_room = layout.stub_start - layout.code_size..layout.code_and_stubs_len - layout.code_size;
-    let mut slots =
-        Slots::new(rest.get_mut(stub_room).unwrap_or_default(), stubs_at, got_at, layout.got_slots);
-    let module = module.decode_relocations(|r| relocator.apply(r, code, targets, &mut slots))?;
-    Ok((module, slots.got_used()))
+    let (code_and_stubs, after_stubs) = block.split_at_mut(layout.code_and_stubs_len);
+    let (code, stub_area) = code_and_stubs.split_at_mut(layout.code_size);
+    // Only the stubs' room: the area may start with padding up to the stubs' alignment.
+    let stub_room = stub_area.get_mut(layout.stub_start - layout.code_size..).unwrap_or_default();
+    let slots = Slots::new(stub_room, stubs_at, got_at, layout.got_slots);
+    // The read-only region: after the stubs in the code's block, or a block of its own.
+    let read_only = match layout.read_only_in_code() {
+        Some(at) => after_stubs.get_mut(at - layout.code_and_stubs_len..).unwrap_or_default(),
+        None => read_only_block,
+    };
+    let tables = module.tables();
+    let size = |bytes: u64| usize::try_from(bytes).map_err(|_| LoadError::too_large());
+    let data = DataImage {
+        read_only: read_only.get_mut(..size(tables.read_only_size())?).ok_or_else(LoadError::internal)?,
+        read_only_at: image.read_only_base,
+        writable: writable_block
+            .get_mut(..size(tables.read_write_size())?)
+            .ok_or_else(LoadError::internal)?,
+        writable_at: image.read_write_base,
+        writable_start: tables.writable_data_start(),
+    };
+    let mut sink = Relocating { relocator, code, targets, slots, data };
+    let module = module.decode_relocations(&mut sink)?;
+    Ok((module, sink.slots.got_used()))
 }
 
 /// A copy of the module's note.sdn text, kept for its readers.

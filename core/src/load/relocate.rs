@@ -14,7 +14,7 @@ use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
 use super::LoadError;
 use crate::kinds::Branch;
-use crate::module::Relocation;
+use crate::module::{Relocation, RelocationSink};
 use crate::RelocKind;
 
 /// Size of one branch stub.
@@ -133,6 +133,57 @@ fn write_stub(out: &mut [u8], kind: RelocKind, target: u64) -> Option<()> {
     Some(())
 }
 
+/// The placed data image, still writable, that data relocations patch.
+pub(super) struct DataImage<'i> {
+    /// The read-only region's data (without the GOT after it), and its address.
+    pub(super) read_only: &'i mut [u8],
+    pub(super) read_only_at: usize,
+    /// The writable region's data and bss, and its address.
+    pub(super) writable: &'i mut [u8],
+    pub(super) writable_at: usize,
+    /// Where the writable region starts in the data image (the offsets' space).
+    pub(super) writable_start: u64,
+}
+
+impl DataImage<'_> {
+    /// The bytes a data relocation at `offset` patching `len` bytes patches, and their address.
+    fn site(&mut self, offset: u64, len: usize) -> Option<(&mut [u8], usize)> {
+        let (bytes, at, offset) = match offset.checked_sub(self.writable_start) {
+            Some(offset) => (&mut *self.writable, self.writable_at, offset),
+            None => (&mut *self.read_only, self.read_only_at, offset),
+        };
+        let start = usize::try_from(offset).ok()?;
+        let site = bytes.get_mut(start..start.checked_add(len)?)?;
+        Some((site, at.checked_add(start)?))
+    }
+}
+
+/// The relocate stage as validation's [`RelocationSink`]: each relocation applied as it is
+/// decoded, to the code or to the data.
+pub(super) struct Relocating<'s, 'i> {
+    pub(super) relocator: Relocator<'s>,
+    /// The placed code (cut to the module's code size).
+    pub(super) code: &'s mut [u8],
+    /// Per symbol, in table order: where relocations against it point.
+    pub(super) targets: &'s mut [Target],
+    pub(super) slots: Slots<'i>,
+    pub(super) data: DataImage<'i>,
+}
+
+impl RelocationSink for Relocating<'_, '_> {
+    type Stop = LoadError;
+
+    #[inline(always)]
+    fn code(&mut self, relocation: Relocation) -> Result<(), LoadError> {
+        self.relocator.apply(relocation, self.code, self.targets, &mut self.slots)
+    }
+
+    #[inline(always)]
+    fn data(&mut self, relocation: Relocation) -> Result<(), LoadError> {
+        self.relocator.apply_to_data(relocation, &mut self.data, self.targets)
+    }
+}
+
 /// What the relocate stage needs besides the module, the code and the targets.
 pub(super) struct Relocator<'t> {
     /// Address of the first byte of the code.
@@ -189,6 +240,27 @@ impl Relocator<'_> {
             Ok(()) => Ok(()),
             Err(error) => Err(self.failed(r.index, r.kind, r.symbol, error)),
         }
+    }
+
+    /// The relocate stage, for one data relocation: applies `r` (decoded and validated against
+    /// the data image: a kind that patches plain bytes, inside one region) to `data`.
+    #[inline(never)]
+    pub(super) fn apply_to_data(
+        &self,
+        r: Relocation,
+        data: &mut DataImage<'_>,
+        targets: &[Target],
+    ) -> Result<(), LoadError> {
+        if r.kind == RelocKind::None {
+            return Ok(());
+        }
+        let target = targets.get(r.symbol as usize).ok_or_else(LoadError::internal)?;
+        let Some(address) = target.address else {
+            return Err(self.no_address(r.index, r.symbol));
+        };
+        let (site, place) = data.site(r.offset, r.kind.site_len()).ok_or_else(LoadError::internal)?;
+        let input = RelocInput { symbol: address as u64, addend: r.addend, place: place as u64, got: None };
+        reloc::apply(r.kind, site, input).map_err(|error| self.failed(r.index, r.kind, r.symbol, error))
     }
 
     /// The kinds the loop does not inline: everything [`reloc::apply`] computes, with branches
@@ -283,7 +355,7 @@ mod tests {
         let tables = ModuleTables::check(file, &ParseOptions::default()).unwrap();
         let code = &mut code[..usize::try_from(tables.code_size()).unwrap()];
         let symbols = tables.decode_symbols(|_, _| Ok::<(), LoadError>(())).unwrap();
-        symbols.decode_relocations(|r| relocator.apply(r, code, targets, slots))?;
+        symbols.decode_relocations(&mut |r| relocator.apply(r, code, targets, slots))?;
         Ok(())
     }
 

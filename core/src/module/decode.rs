@@ -56,12 +56,15 @@ impl<'a> Module<'a> {
     /// Relocation `index`, whose entry is `entry` at file offset `at`, decoded and checked:
     /// its kind known to the dialect and, unless it is `None`, its symbol in the table and the
     /// bytes it patches inside the code ([`relocation_site`]).
+    /// (The data relocations marker, checked with the sections, is never decoded: an entry with
+    /// its offset and symbol here is out of place.)
     #[inline(always)]
     pub(super) fn decode_relocation(
         &self,
         index: u64,
         entry: &[u8; RELOCATION_ENTRY_SIZE],
         at: u64,
+        image: RelocatedImage,
     ) -> Result<Relocation> {
         let fields = RelocationFields::of(entry);
         let wire = fields.kind;
@@ -73,6 +76,7 @@ impl<'a> Module<'a> {
         };
         let relocation = Relocation {
             index,
+            image,
             offset: fields.offset,
             symbol: fields.symbol_index,
             kind,
@@ -83,13 +87,38 @@ impl<'a> Module<'a> {
             return Ok(relocation);
         }
         if relocation.symbol >= self.header.symbol_count {
+            if fields.is_marker() {
+                return Err(relocation_error(ErrorKind::BadExtensionMarker { relocation: index }, at));
+            }
             let kind = ErrorKind::RelocationBadSymbol { relocation: index, symbol: relocation.symbol };
             return Err(relocation_error(kind, at + RelocationView::SYMBOL_AT));
         }
-        if relocation_site(relocation.offset, kind, self.code_size).is_none() {
-            return Err(relocation_error(ErrorKind::RelocationOutsideCode { relocation: index }, at));
+        match image {
+            RelocatedImage::Code => {
+                if relocation_site(relocation.offset, kind, self.code_size).is_none() {
+                    return Err(relocation_error(ErrorKind::RelocationOutsideCode { relocation: index }, at));
+                }
+            }
+            RelocatedImage::Data => self.check_data_relocation(&relocation, at)?,
         }
         Ok(relocation)
+    }
+
+    /// A data relocation's rules: a kind that patches plain bytes, inside one region of the
+    /// data image.
+    #[cold]
+    fn check_data_relocation(&self, relocation: &Relocation, at: u64) -> Result<()> {
+        let index = relocation.index;
+        if !relocation.kind.applies_to_data() {
+            let kind = ErrorKind::DataRelocationKind { relocation: index, kind: relocation.kind };
+            return Err(Error::new(kind, at + RelocationView::KIND_AT));
+        }
+        let writable =
+            self.writable_data_start..self.writable_data_start.saturating_add(self.read_write_size);
+        if data_relocation_site(relocation.offset, relocation.kind, self.read_only_size, writable).is_none() {
+            return Err(Error::new(ErrorKind::RelocationOutsideData { relocation: index }, at));
+        }
+        Ok(())
     }
 }
 
@@ -100,15 +129,25 @@ impl<'a> Module<'a> {
     #[inline]
     pub(super) fn relocation_entries(
         &self,
-    ) -> impl Iterator<Item = (u64, &'a [u8; RELOCATION_ENTRY_SIZE], u64)> + '_ {
+    ) -> impl Iterator<Item = (u64, &'a [u8; RELOCATION_ENTRY_SIZE], u64, RelocatedImage)> + '_ {
         let sections = self.sections().filter(|s| s.section_type == SectionType::Relocations);
         let entries = sections.flat_map(|section| {
             let at = section.file_offset;
+            let image = relocated_image(&section);
             section.data.chunks_exact(RELOCATION_ENTRY_SIZE).zip(0u64..).filter_map(move |(entry, i)| {
-                Some((entry.first_chunk::<RELOCATION_ENTRY_SIZE>()?, at + i * RELOCATION_ENTRY_SIZE as u64))
+                let entry = entry.first_chunk::<RELOCATION_ENTRY_SIZE>()?;
+                Some((entry, at + i * RELOCATION_ENTRY_SIZE as u64, image))
             })
         });
-        (0u64..).zip(entries).map(|(index, (entry, at))| (index, entry, at))
+        (0u64..).zip(entries).map(|(index, (entry, at, image))| (index, entry, at, image))
+    }
+}
+
+/// The image the entries of `section`, a relocation section, patch.
+pub(super) const fn relocated_image(section: &Section<'_>) -> RelocatedImage {
+    match section.flags & SECTION_RELOCATES_DATA {
+        0 => RelocatedImage::Code,
+        _ => RelocatedImage::Data,
     }
 }
 
@@ -129,6 +168,24 @@ pub(super) fn relocation_site(
 ) -> Option<core::ops::Range<usize>> {
     let end = offset.checked_add(kind.width())?;
     if end > code_size {
+        return None;
+    }
+    Some(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
+}
+
+/// The bytes a data relocation of `kind` at `offset` patches, as a range of the data image, if
+/// they lie inside one of its regions: the read-only one (`0..read_only_size`) or the
+/// `writable` one.
+#[inline]
+pub(crate) fn data_relocation_site(
+    offset: u64,
+    kind: RelocKind,
+    read_only_size: u64,
+    writable: core::ops::Range<u64>,
+) -> Option<core::ops::Range<usize>> {
+    let end = offset.checked_add(kind.width())?;
+    let inside = end <= read_only_size || (offset >= writable.start && end <= writable.end);
+    if !inside {
         return None;
     }
     Some(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)

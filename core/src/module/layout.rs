@@ -6,13 +6,13 @@ use super::*;
 /// Running layout of the data image: each section at the next multiple of its alignment in its
 /// region, in table order.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct DataLayout {
+pub(crate) struct DataLayout {
     /// Bytes of the read-only region so far.
-    pub(super) read_only: u64,
+    pub(crate) read_only: u64,
     /// Bytes of the read-write region so far.
-    pub(super) read_write: u64,
+    pub(crate) read_write: u64,
     /// The largest alignment placed so far.
-    pub(super) alignment: u64,
+    pub(crate) alignment: u64,
 }
 
 impl Default for DataLayout {
@@ -23,23 +23,34 @@ impl Default for DataLayout {
 
 impl DataLayout {
     /// Whether a stored alignment is usable: 0 (none) or a power of two up to [`MAX_ALIGNMENT`].
-    pub(super) fn alignment_ok(alignment: u64) -> bool {
+    pub(crate) fn alignment_ok(alignment: u64) -> bool {
         let align = alignment.max(1);
         align.is_power_of_two() && align <= MAX_ALIGNMENT
     }
 
     /// Places `section`, returning its region and offset; `None` on a bad alignment or overflow.
     pub(super) fn place(&mut self, section: &Section<'_>) -> Option<(DataRegion, u64)> {
-        if !Self::alignment_ok(section.alignment) {
+        self.place_raw(section.section_type, section.alignment, section.virtual_size)
+    }
+
+    /// Places a data section of `section_type` with `alignment` and `virtual_size` bytes
+    /// ([`DataLayout::place`], for a writer that has no [`Section`]).
+    pub(crate) fn place_raw(
+        &mut self,
+        section_type: SectionType,
+        alignment: u64,
+        virtual_size: u64,
+    ) -> Option<(DataRegion, u64)> {
+        if !Self::alignment_ok(alignment) {
             return None;
         }
-        let align = section.alignment.max(1);
-        let (region, cursor) = match section.section_type {
+        let align = alignment.max(1);
+        let (region, cursor) = match section_type {
             SectionType::RoData => (DataRegion::ReadOnly, &mut self.read_only),
             _ => (DataRegion::ReadWrite, &mut self.read_write),
         };
         let offset = cursor.checked_add(align - 1)? & !(align - 1);
-        *cursor = offset.checked_add(section.virtual_size)?;
+        *cursor = offset.checked_add(virtual_size)?;
         self.alignment = self.alignment.max(align);
         Some((region, offset))
     }

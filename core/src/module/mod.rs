@@ -25,16 +25,19 @@ mod templates;
 mod validate;
 
 pub use crate::wire::Header;
-pub use records::{DataPlacement, DataRegion, Relocation, Section, Symbol, SymbolTarget};
+pub use records::{DataPlacement, DataRegion, RelocatedImage, Relocation, Section, Symbol, SymbolTarget};
 pub use staged::{DecodeError, ModuleSymbols, ModuleTables};
 pub use symbols::SymbolRepr;
+pub use validate::RelocationSink;
 
-use layout::DataLayout;
+pub(crate) use layout::DataLayout;
 
 use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind, SYMBOL_FLAG_TEMPLATE};
+use crate::kinds::{
+    Binding, RelocKind, SectionType, SymbolKind, SECTION_RELOCATES_DATA, SYMBOL_FLAG_TEMPLATE,
+};
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
 use crate::wire::relocation::{RelocationFields, RELOCATION_ENTRY_SIZE};
@@ -89,6 +92,10 @@ pub struct Module<'a> {
     data_alignment: u64,
     relocation_count: u64,
     got_relocation_count: u64,
+    /// Where the writable region starts in the data image (data relocation offsets).
+    writable_data_start: u64,
+    /// Whether the first relocation entry is the data relocations marker.
+    data_relocations_marker: bool,
     import_count: u32,
     note: Option<&'a str>,
     template_code: Option<TemplateCode<'a>>,
@@ -150,6 +157,12 @@ impl<'a> Module<'a> {
     /// loader starts each region at a multiple of this.
     pub const fn data_alignment(&self) -> u64 {
         self.data_alignment
+    }
+
+    /// Where the writable region starts in the data image, the space data relocation offsets
+    /// are in: the read-only size rounded up to [`Module::data_alignment`].
+    pub const fn writable_data_start(&self) -> u64 {
+        self.writable_data_start
     }
 
     /// Number of sections.
@@ -235,19 +248,29 @@ impl<'a> Module<'a> {
 
     /// All relocations in table order (each validated when the module was parsed: its kind
     /// known to the dialect, and, unless it is `None`, its symbol in the table and the bytes it
-    /// patches inside the code).
+    /// patches inside its image), without the data relocations marker (whose index is skipped).
     pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
         let kinds = RelocKind::wire_table(self.dialect);
-        self.relocation_entries().filter_map(move |(index, entry, _)| {
+        let marker = self.data_relocations_marker;
+        self.relocation_entries().filter_map(move |(index, entry, _, image)| {
             let fields = RelocationFields::of(entry);
+            if marker && index == 0 {
+                return None;
+            }
             // Validated at parse time: every kind is known.
             if let Some(kind) = kinds[usize::from(fields.kind)] {
                 let (offset, symbol, wire, addend) =
                     (fields.offset, fields.symbol_index, fields.kind, fields.addend);
-                return Some(Relocation { index, offset, symbol, kind, wire, addend });
+                return Some(Relocation { index, image, offset, symbol, kind, wire, addend });
             }
             None
         })
+    }
+
+    /// Whether the module has data relocations (and so starts its relocations with the marker
+    /// that makes older loaders refuse it).
+    pub const fn has_data_relocations_marker(&self) -> bool {
+        self.data_relocations_marker
     }
 
     /// The note.sdn text (without its terminator), if the module has one.

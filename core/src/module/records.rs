@@ -54,6 +54,27 @@ pub struct DataPlacement<'a> {
     pub offset: u64,
 }
 
+/// The image a relocation patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RelocatedImage {
+    /// The code image (every relocation section but those flagged
+    /// [`crate::kinds::SECTION_RELOCATES_DATA`]).
+    Code,
+    /// The data image: read-only region, then the writable region at
+    /// [`Module::writable_data_start`] (`docs/format.md`, "Data relocations").
+    Data,
+}
+
+impl RelocatedImage {
+    /// Its name in reports and JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RelocatedImage::Code => "code",
+            RelocatedImage::Data => "data",
+        }
+    }
+}
+
 /// What a symbol's value addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SymbolTarget {
@@ -143,7 +164,9 @@ impl<'a> Symbol<'a> {
 pub struct Relocation {
     /// Position across all relocation sections, in table order.
     pub index: u64,
-    /// Offset in the code of the patched bytes.
+    /// The image it patches.
+    pub image: RelocatedImage,
+    /// Offset of the patched bytes in that image.
     pub offset: u64,
     /// Symbol index.
     pub symbol: u32,

@@ -120,6 +120,11 @@ impl<'a> ModuleTables<'a> {
         self.module.data_alignment
     }
 
+    /// Where the writable region starts in the data image ([`Module::writable_data_start`]).
+    pub const fn writable_data_start(&self) -> u64 {
+        self.module.writable_data_start
+    }
+
     /// Number of symbols.
     pub const fn symbol_count(&self) -> u32 {
         self.module.header.symbol_count
@@ -152,15 +157,16 @@ impl<'a> ModuleTables<'a> {
 }
 
 impl<'a> ModuleSymbols<'a> {
-    /// Validates every relocation, in table order, handing each to `each`, which may stop the
+    /// Validates every relocation, in table order, handing each to `sink` (a function, or a
+    /// [`RelocationSink`] that takes code and data relocations apart), which may stop the
     /// decoding with an error of its own. The module is then wholly validated.
     #[inline(always)]
-    pub fn decode_relocations<E>(
+    pub fn decode_relocations<S: RelocationSink>(
         self,
-        each: impl FnMut(Relocation) -> core::result::Result<(), E>,
-    ) -> core::result::Result<Module<'a>, DecodeError<E>> {
+        sink: &mut S,
+    ) -> core::result::Result<Module<'a>, DecodeError<S::Stop>> {
         let mut module = self.tables.module;
-        match module.validate_relocations(each) {
+        match module.validate_relocations(sink) {
             Ok(()) => Ok(module),
             Err(failure) => Err(self.tables.failed(failure)),
         }
@@ -196,7 +202,7 @@ fn validate_fully(tables: ModuleTables<'_>) -> Result<Module<'_>> {
         DecodeError::Stopped(never) => match never {},
     };
     let symbols = tables.decode_symbols(|_, _| Ok(())).map_err(keep_nothing)?;
-    symbols.decode_relocations(|_| Ok(())).map_err(keep_nothing)
+    symbols.decode_relocations(&mut |_| Ok(())).map_err(keep_nothing)
 }
 
 /// The stage of the errors found while decoding symbols and relocations ([`Error::stage`]).
@@ -317,7 +323,7 @@ mod tests {
             assert_eq!(decoded.import_count(), 1, "{dialect:?}");
             let mut relocations = Vec::new();
             let module = decoded
-                .decode_relocations(|r| {
+                .decode_relocations(&mut |r| {
                     relocations.push(r);
                     Ok::<(), ()>(())
                 })
@@ -351,7 +357,7 @@ mod tests {
 
         let symbols = tables.decode_symbols(|_, _| Ok::<(), &str>(())).unwrap();
         let mut seen = 0;
-        let stop = symbols.decode_relocations(|r| {
+        let stop = symbols.decode_relocations(&mut |r: Relocation| {
             seen += 1;
             if r.index == 0 {
                 Err("stop")
@@ -384,7 +390,7 @@ mod tests {
             .unwrap()
             .decode_symbols(|_, _| Ok::<(), ()>(()))
             .unwrap();
-        let error = symbols.decode_relocations(|_| Ok::<(), ()>(())).err().unwrap();
+        let error = symbols.decode_relocations(&mut |_| Ok::<(), ()>(())).err().unwrap();
         let expected = Module::parse(&file).unwrap_err();
         assert_eq!(expected.kind, ErrorKind::RelocationOutsideCode { relocation: 0 });
         assert_eq!(error, DecodeError::Format(expected));

@@ -2,6 +2,7 @@
 //! every table, payload, name, symbol and relocation against the file and computing the code
 //! and data layout.
 
+use super::decode::relocated_image;
 use super::*;
 
 impl<'a> Module<'a> {
@@ -87,6 +88,8 @@ impl<'a> Module<'a> {
             data_alignment: 1,
             relocation_count: 0,
             got_relocation_count: 0,
+            writable_data_start: 0,
+            data_relocations_marker: false,
             import_count: 0,
             note: None,
             template_code: None,
@@ -103,6 +106,9 @@ impl<'a> Module<'a> {
         let mut layout = DataLayout::default();
         let mut relocations: u64 = 0;
         let mut got_relocations: u64 = 0;
+        let mut first_is_marker = false;
+        let mut seen_relocations = false;
+        let mut data_relocations: Option<u32> = None;
         let got_kinds = RelocKind::got_wire_table(self.dialect);
         for index in 0..self.header.section_count {
             let section = self.decode_section(index)?;
@@ -131,7 +137,23 @@ impl<'a> Module<'a> {
                     if section.size % RELOCATION_ENTRY_SIZE as u64 != 0 {
                         return Err(Error::new(ErrorKind::RelocationSectionSize { index }, entry_offset));
                     }
+                    if !seen_relocations {
+                        // The first relocation section (the only one some loaders read):
+                        // its first entry is the data relocations marker, if any is.
+                        seen_relocations = true;
+                        let first =
+                            section.data.first_chunk::<RELOCATION_ENTRY_SIZE>().map(RelocationFields::of);
+                        if first.is_some_and(|f| f.is_marker() && !f.is_data_relocations_marker()) {
+                            let unknown = ErrorKind::BadExtensionMarker { relocation: 0 };
+                            return Err(Error::new(unknown, section.file_offset));
+                        }
+                        first_is_marker = first.is_some_and(|f| f.is_data_relocations_marker());
+                    }
                     relocations += section.size / RELOCATION_ENTRY_SIZE as u64;
+                    if relocated_image(&section) == RelocatedImage::Data {
+                        data_relocations = data_relocations.or(Some(index));
+                        continue; // no GOT kinds: refused in data when the entries are decoded
+                    }
                     // The loader sizes the GOT before it decodes the relocations: the kinds
                     // that need a slot are counted here (a byte per entry; an unknown kind is
                     // refused when the entry is decoded).
@@ -179,6 +201,13 @@ impl<'a> Module<'a> {
         self.data_alignment = layout.alignment;
         self.relocation_count = relocations;
         self.got_relocation_count = got_relocations;
+        self.data_relocations_marker = first_is_marker;
+        // Within the image limit, and the alignment is a power of two up to 64 KiB: no overflow.
+        self.writable_data_start = layout.read_only.next_multiple_of(layout.alignment.max(1));
+        if let Some(index) = data_relocations.filter(|_| !first_is_marker) {
+            let at = self.section_entry_offset(index);
+            return Err(Error::new(ErrorKind::DataRelocationsWithoutMarker { index }, at));
+        }
         Ok(())
     }
 
@@ -219,28 +248,106 @@ impl<'a> Module<'a> {
         Ok(())
     }
 
-    /// Decodes every relocation once, handing each to `each` (which may stop the decoding).
+    /// Decodes every relocation once, handing each to `sink` (which may stop the decoding).
     #[inline(always)]
-    pub(super) fn validate_relocations<E>(
+    pub(super) fn validate_relocations<S: RelocationSink>(
         &mut self,
-        mut each: impl FnMut(Relocation) -> core::result::Result<(), E>,
-    ) -> core::result::Result<(), Failure<E>> {
+        sink: &mut S,
+    ) -> core::result::Result<(), Failure<S::Stop>> {
         let mut index = 0u64;
+        // The marker (the first entry of the first relocation section, checked with the
+        // sections) is skipped.
+        let mut skip = usize::from(self.data_relocations_marker);
         for section in 0..self.header.section_count {
             let section = self.decode_section(section)?;
             if section.section_type != SectionType::Relocations {
                 continue;
             }
-            let mut at = section.file_offset;
-            for entry in section.data.chunks_exact(RELOCATION_ENTRY_SIZE) {
-                let Some(entry) = entry.first_chunk::<RELOCATION_ENTRY_SIZE>() else { break };
-                let relocation = self.decode_relocation(index, entry, at)?;
-                each(relocation).map_err(Failure::Stopped)?;
-                index += 1;
-                at += RELOCATION_ENTRY_SIZE as u64;
-            }
+            let skipped = core::mem::take(&mut skip);
+            let entries = section.data.get(skipped * RELOCATION_ENTRY_SIZE..).unwrap_or_default();
+            index += skipped as u64;
+            let at = section.file_offset + (skipped * RELOCATION_ENTRY_SIZE) as u64;
+            // One loop per image, so that the code's has no test of its own per entry.
+            index = match relocated_image(&section) {
+                RelocatedImage::Code => self.code_relocations(entries, at, index, sink)?,
+                RelocatedImage::Data => self.data_relocations(entries, at, index, sink)?,
+            };
         }
         Ok(())
+    }
+
+    /// `entries` (at file offset `at`) of a code relocation section, to `sink`; the first is
+    /// relocation `index`, and the index after the last is returned.
+    #[inline(always)]
+    fn code_relocations<S: RelocationSink>(
+        &self,
+        entries: &'a [u8],
+        mut at: u64,
+        mut index: u64,
+        sink: &mut S,
+    ) -> core::result::Result<u64, Failure<S::Stop>> {
+        for entry in entries.chunks_exact(RELOCATION_ENTRY_SIZE) {
+            let Some(entry) = entry.first_chunk::<RELOCATION_ENTRY_SIZE>() else { break };
+            let relocation = self.decode_relocation(index, entry, at, RelocatedImage::Code)?;
+            sink.code(relocation).map_err(Failure::Stopped)?;
+            index += 1;
+            at += RELOCATION_ENTRY_SIZE as u64;
+        }
+        Ok(index)
+    }
+
+    /// `entries` of a data relocation section, to `sink` (sorted by offset, none overlapping
+    /// the one before), as [`Module::code_relocations`] does.
+    #[inline(never)]
+    fn data_relocations<S: RelocationSink>(
+        &self,
+        entries: &'a [u8],
+        mut at: u64,
+        mut index: u64,
+        sink: &mut S,
+    ) -> core::result::Result<u64, Failure<S::Stop>> {
+        // Where the previous data relocation of this section ends.
+        let mut end = 0u64;
+        for entry in entries.chunks_exact(RELOCATION_ENTRY_SIZE) {
+            let Some(entry) = entry.first_chunk::<RELOCATION_ENTRY_SIZE>() else { break };
+            let relocation = self.decode_relocation(index, entry, at, RelocatedImage::Data)?;
+            if relocation.kind != RelocKind::None {
+                if relocation.offset < end {
+                    let overlap = ErrorKind::DataRelocationsOverlap { relocation: index };
+                    return Err(Failure::Format(Error::new(overlap, at)));
+                }
+                end = relocation.offset.saturating_add(relocation.kind.width());
+            }
+            sink.data(relocation).map_err(Failure::Stopped)?;
+            index += 1;
+            at += RELOCATION_ENTRY_SIZE as u64;
+        }
+        Ok(index)
+    }
+}
+
+/// Where validation hands each relocation it decodes, by the image it patches.
+pub trait RelocationSink {
+    /// Why the sink stops the decoding.
+    type Stop;
+    /// Takes a relocation of the code.
+    fn code(&mut self, relocation: Relocation) -> core::result::Result<(), Self::Stop>;
+    /// Takes a relocation of the data.
+    fn data(&mut self, relocation: Relocation) -> core::result::Result<(), Self::Stop>;
+}
+
+/// A function takes both kinds.
+impl<E, F: FnMut(Relocation) -> core::result::Result<(), E>> RelocationSink for F {
+    type Stop = E;
+
+    #[inline(always)]
+    fn code(&mut self, relocation: Relocation) -> core::result::Result<(), E> {
+        self(relocation)
+    }
+
+    #[inline(always)]
+    fn data(&mut self, relocation: Relocation) -> core::result::Result<(), E> {
+        self(relocation)
     }
 }
 

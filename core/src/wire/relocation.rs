@@ -5,6 +5,19 @@ use super::le_field;
 /// Size of one relocation entry.
 pub const RELOCATION_ENTRY_SIZE: usize = 24;
 
+/// The marker entry a module with data relocations starts its first relocation section with
+/// (`docs/format.md`, "Data relocations"): loaders that do not know the extension refuse it.
+pub mod marker {
+    /// Its offset: past any code.
+    pub const OFFSET: u64 = u64::MAX;
+    /// Its symbol index: past any symbol table.
+    pub const SYMBOL: u32 = u32::MAX;
+    /// Its kind's wire byte: abs64, which every dialect defines.
+    pub const WIRE: u8 = 1;
+    /// Its addend: the bytes `SMFDREL1`, naming the extension.
+    pub const DATA_RELOCATIONS: i64 = i64::from_le_bytes(*b"SMFDREL1");
+}
+
 mod field {
     pub(super) const OFFSET: usize = 0;
     pub(super) const SYMBOL_INDEX: usize = 8;
@@ -95,6 +108,18 @@ impl RelocationFields {
             kind: entry[field::KIND],
             addend: i64::from_le_bytes(bytes(field::ADDEND)),
         }
+    }
+
+    /// Whether these are the data relocations marker's offset and symbol (its kind and addend
+    /// are checked apart).
+    #[inline(always)]
+    pub const fn is_marker(&self) -> bool {
+        self.offset == marker::OFFSET && self.symbol_index == marker::SYMBOL
+    }
+
+    /// Whether this is the whole data relocations marker.
+    pub const fn is_data_relocations_marker(&self) -> bool {
+        self.is_marker() && self.kind == marker::WIRE && self.addend == marker::DATA_RELOCATIONS
     }
 
     /// The wire kind byte of a whole entry.

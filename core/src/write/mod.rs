@@ -11,14 +11,16 @@
 //!
 //! Sections appear in the order they were added, followed by the generated ones:
 //! `template_code` (12), `template_meta` (13), `note.sdn` (13, size 0, its offset pointing at
-//! the text that ends with `# END_NOTE`), then `.rela` (5) holding every relocation.
+//! the text that ends with `# END_NOTE`), then, with data relocations, `.rela.data` (5, flag
+//! [`SECTION_RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
+//! then `.rela` (5) holding every code relocation.
 //! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
 
 pub mod samples;
 mod specs;
 
-use specs::RelocSpec;
 pub use specs::{BuildError, SectionSpec, SymbolSpec, TemplateSpec};
+use specs::{DataRelocSpec, DataSite, RelocSpec};
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -26,9 +28,9 @@ use alloc::vec::Vec;
 
 use crate::kinds::{
     RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN, FLAG_HAS_STUB, SECTION_EXEC,
-    SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+    SECTION_READ, SECTION_RELOCATES_DATA, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
 };
-use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
+use crate::module::{DataLayout, DataRegion, Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
 use crate::template::{
     MetaCategory, TemplateKind, TEMPLATE_CODE_HEADER, TEMPLATE_CODE_MAGIC, TEMPLATE_META_MAGIC,
@@ -50,6 +52,9 @@ pub struct ModuleBuilder {
     sections: Vec<SectionSpec>,
     symbols: Vec<SymbolSpec>,
     relocations: Vec<RelocSpec>,
+    data_relocations: Vec<DataRelocSpec>,
+    /// Whether data relocations are preceded by their marker (off only to write bad files).
+    data_relocations_marker: bool,
     note_sdn: Option<Vec<u8>>,
     templates: Vec<TemplateSpec>,
     short_form_templates: bool,
@@ -91,6 +96,8 @@ impl ModuleBuilder {
             sections: Vec::new(),
             symbols: Vec::new(),
             relocations: Vec::new(),
+            data_relocations: Vec::new(),
+            data_relocations_marker: true,
             note_sdn: None,
             templates: Vec::new(),
             short_form_templates: false,
@@ -186,6 +193,39 @@ impl ModuleBuilder {
     pub fn add_relocation(&mut self, offset: u64, symbol: u32, kind: RelocKind, addend: i64) -> &mut Self {
         let wire = kind.to_wire(self.dialect).ok_or(kind);
         self.relocations.push(RelocSpec { offset, symbol, wire, addend });
+        self
+    }
+
+    /// Adds a data relocation patching `offset` bytes into `section`, a data, rodata or bss
+    /// section ([`ModuleBuilder::add_section`]'s number), written as an offset in the data image
+    /// (`docs/format.md`, "Data relocations"; the kind must exist in the dialect and apply to
+    /// data, checked by `build` and by the reader).
+    pub fn add_data_relocation(
+        &mut self,
+        section: u32,
+        offset: u64,
+        symbol: u32,
+        kind: RelocKind,
+        addend: i64,
+    ) -> &mut Self {
+        let wire = kind.to_wire(self.dialect).ok_or(kind);
+        let relocation = RelocSpec { offset, symbol, wire, addend };
+        self.data_relocations.push(DataRelocSpec { at: DataSite::InSection(section, offset), relocation });
+        self
+    }
+
+    /// Adds a data relocation at `offset` in the data image as it is, with a raw wire byte (to
+    /// write malformed files in tests).
+    pub fn add_raw_data_relocation(&mut self, offset: u64, symbol: u32, wire: u8, addend: i64) -> &mut Self {
+        let relocation = RelocSpec { offset, symbol, wire: Ok(wire), addend };
+        self.data_relocations.push(DataRelocSpec { at: DataSite::InImage(offset), relocation });
+        self
+    }
+
+    /// Whether data relocations are preceded by their marker (on by default; off writes a
+    /// module every reader must refuse, for tests).
+    pub fn data_relocations_marker(&mut self, on: bool) -> &mut Self {
+        self.data_relocations_marker = on;
         self
     }
 
@@ -315,17 +355,76 @@ impl ModuleBuilder {
                 true,
             ));
         }
-        if !self.relocations.is_empty() {
-            let mut data = vec![0u8; self.relocations.len() * RELOCATION_ENTRY_SIZE];
-            for (r, out) in self.relocations.iter().zip(data.chunks_exact_mut(RELOCATION_ENTRY_SIZE)) {
-                let wire = r
-                    .wire
-                    .map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
-                relocation::encode(out, r.offset, r.symbol, wire, r.addend);
+        if !self.data_relocations.is_empty() {
+            let mut entries = self.data_relocation_entries()?;
+            if self.data_relocations_marker {
+                use crate::wire::relocation::marker;
+                let marker = RelocSpec {
+                    offset: marker::OFFSET,
+                    symbol: marker::SYMBOL,
+                    wire: Ok(marker::WIRE),
+                    addend: marker::DATA_RELOCATIONS,
+                };
+                entries.insert(0, marker);
             }
+            let data = self.relocation_bytes(&entries)?;
+            let flags = SECTION_READ | SECTION_RELOCATES_DATA;
+            all.push((SectionSpec::new(SectionType::Relocations, b".rela.data", flags, data, 8), false));
+        }
+        if !self.relocations.is_empty() {
+            let data = self.relocation_bytes(&self.relocations)?;
             all.push((SectionSpec::new(SectionType::Relocations, b".rela", 0, data, 8), false));
         }
         Ok(all)
+    }
+
+    /// The entries of a relocation section.
+    fn relocation_bytes(&self, relocations: &[RelocSpec]) -> Result<Vec<u8>, BuildError> {
+        let mut data = vec![0u8; relocations.len() * RELOCATION_ENTRY_SIZE];
+        for (r, out) in relocations.iter().zip(data.chunks_exact_mut(RELOCATION_ENTRY_SIZE)) {
+            let wire =
+                r.wire.map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
+            relocation::encode(out, r.offset, r.symbol, wire, r.addend);
+        }
+        Ok(data)
+    }
+
+    /// The data relocations with offsets in the data image (each data section placed as the
+    /// reader places it), sorted by offset.
+    fn data_relocation_entries(&self) -> Result<Vec<RelocSpec>, BuildError> {
+        // Where each section lies in the data image (None: not a data section).
+        let mut layout = DataLayout::default();
+        let mut placed: Vec<Option<(DataRegion, u64, u64)>> = Vec::with_capacity(self.sections.len());
+        for s in &self.sections {
+            let place = s
+                .section_type
+                .is_data()
+                .then(|| layout.place_raw(s.section_type, s.alignment, s.virtual_size));
+            placed.push(place.flatten().map(|(region, at)| (region, at, s.virtual_size)));
+        }
+        let writable_start = layout.read_only.next_multiple_of(layout.alignment.max(1));
+        let mut entries = Vec::with_capacity(self.data_relocations.len());
+        for spec in &self.data_relocations {
+            let offset = match spec.at {
+                DataSite::InImage(offset) => offset,
+                DataSite::InSection(section, offset) => {
+                    let outside = || BuildError::DataRelocationOutsideSection { section, offset };
+                    let (region, at, size) =
+                        placed.get(section as usize).copied().flatten().ok_or_else(outside)?;
+                    if offset >= size {
+                        return Err(outside());
+                    }
+                    let start = match region {
+                        DataRegion::ReadOnly => at,
+                        DataRegion::ReadWrite => writable_start + at,
+                    };
+                    start + offset
+                }
+            };
+            entries.push(RelocSpec { offset, ..spec.relocation.clone() });
+        }
+        entries.sort_by_key(|r| r.offset);
+        Ok(entries)
     }
 
     /// The string table and each symbol's name offset.

@@ -36,6 +36,43 @@ pub fn return_42(dialect: Dialect) -> Vec<u8> {
     b.build().unwrap_or_default()
 }
 
+/// A module whose data holds pointers, relocated by data relocations (`docs/format.md`, "Data
+/// relocations"), as C's `const char *greeting = "hello";` and a table of functions compile:
+///
+/// - `main` (code offset 0): `mov eax, 42; ret`.
+/// - `.rodata` (section 1): `hello\0`, then at 8 a pointer to `main` (abs64) and at 16 the
+///   distance from there to `main` (pc32, a jump table's entry), as the symbol `table`.
+/// - `.data` (section 2): at 0 a pointer to `hello` and at 8 one to `ello` (abs64 against
+///   `text` with addends 0 and 1), as the symbol `greeting`.
+///
+/// R72 symbols cannot address data (no defining-section field): its module has the relocations
+/// but only the symbol `main`, against which every one of them is written.
+pub fn data_pointers(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    b.add_code(b".text", &RETURN_42);
+    let mut rodata = b"hello\0".to_vec();
+    rodata.resize(20, 0);
+    let ro = b.add_section(super::SectionSpec::new(crate::SectionType::RoData, b".rodata", 1, rodata, 8));
+    let rw =
+        b.add_section(super::SectionSpec::new(crate::SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, RETURN_42.len() as u64));
+    b.entry_point(0);
+    let text = match dialect {
+        Dialect::R72 => main,
+        Dialect::S128 | Dialect::R96 => {
+            let text = b.add_symbol(SymbolSpec::data(b"text", ro, 0, 6));
+            b.add_symbol(SymbolSpec::data(b"table", ro, 8, 12));
+            b.add_symbol(SymbolSpec::data(b"greeting", rw, 0, 16));
+            text
+        }
+    };
+    b.add_data_relocation(ro, 8, main, RelocKind::Abs64, 0);
+    b.add_data_relocation(ro, 16, main, RelocKind::Pc32, 0);
+    b.add_data_relocation(rw, 0, text, RelocKind::Abs64, 0);
+    b.add_data_relocation(rw, 8, text, RelocKind::Abs64, 1);
+    b.build().unwrap_or_default()
+}
+
 /// The note.sdn text of the spec's example: every table, quoted and bare fields.
 pub const NOTE_SDN_EXAMPLE: &str = r#"# comment lines start with '#'
 instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|

@@ -34,6 +34,14 @@ pub enum BuildError {
     StubNeedsTrailer,
     /// A count or offset does not fit its field.
     TooLarge,
+    /// A data relocation names a section that is not a data, rodata or bss section, or an
+    /// offset past its end.
+    DataRelocationOutsideSection {
+        /// The section (as [`super::ModuleBuilder::add_section`] numbered it).
+        section: u32,
+        /// The offset in it.
+        offset: u64,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -48,6 +56,9 @@ impl fmt::Display for BuildError {
             }
             BuildError::StubNeedsTrailer => f.write_str("a stub needs the header at the end of the file"),
             BuildError::TooLarge => f.write_str("a count or offset does not fit its field"),
+            BuildError::DataRelocationOutsideSection { section, offset } => {
+                write!(f, "data relocation at {offset:#x} in section {section}: not inside a data section")
+            }
         }
     }
 }
@@ -162,8 +173,26 @@ pub struct TemplateSpec {
 /// A relocation to write: its wire byte, or the kind to encode in the module's dialect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct RelocSpec {
+    /// Offset in the code image (or, for a data relocation, in the data section `section`).
     pub(super) offset: u64,
     pub(super) symbol: u32,
     pub(super) wire: Result<u8, RelocKind>,
     pub(super) addend: i64,
+}
+
+/// A data relocation to write: where it patches (a data section and an offset in it, or, to
+/// write malformed files, an offset in the data image as it is), and the entry's fields.
+#[derive(Clone, Debug)]
+pub(super) struct DataRelocSpec {
+    pub(super) at: DataSite,
+    pub(super) relocation: RelocSpec,
+}
+
+/// Where a data relocation patches.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum DataSite {
+    /// Section (as the builder numbered it) and offset in it.
+    InSection(u32, u64),
+    /// Offset in the data image, written as it is.
+    InImage(u64),
 }

@@ -228,15 +228,20 @@ fn symbols_text(out: &mut String, module: &Module<'_>) {
 
 /// Every relocation, with its symbol's name.
 fn relocations_text(out: &mut String, module: &Module<'_>) {
-    let _ = writeln!(out, "\nRelocations ({}):", module.relocation_count());
+    let marker = match module.has_data_relocations_marker() {
+        true => ", the first the marker of data relocations",
+        false => "",
+    };
+    let _ = writeln!(out, "\nRelocations ({}{marker}):", module.relocation_count());
     if module.relocation_count() > 0 {
-        let _ = writeln!(out, "  {:>10} {:<26} {:>20} Symbol", "Offset", "Kind", "Addend");
+        let _ = writeln!(out, "  {:<5} {:>10} {:<26} {:>20} Symbol", "Image", "Offset", "Kind", "Addend");
     }
     for r in module.relocations() {
         let name = module.symbol(r.symbol).map(|s| text(s.name)).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:>#10x} {:<26} {:>20} {} {:?}",
+            "  {:<5} {:>#10x} {:<26} {:>20} {} {:?}",
+            r.image.name(),
             r.offset,
             r.kind.name(),
             r.addend,
@@ -385,6 +390,8 @@ fn relocations_json(module: &Module<'_>) -> Json {
             .relocations()
             .map(|r| {
                 object([
+                    ("index", Json::from(r.index)),
+                    ("image", Json::String(r.image.name().to_owned())),
                     ("offset", Json::from(r.offset)),
                     ("symbol", Json::from(u64::from(r.symbol))),
                     ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| bytes(s.name))),

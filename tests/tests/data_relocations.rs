@@ -1,0 +1,180 @@
+//! Data relocations (`docs/format.md`, "Data relocations"): pointers in read-only and writable
+//! data are relocated before the image is sealed, in every dialect, under either read-only data
+//! protection; writable data stays writable and never executable, read-only data is sealed; and
+//! every rule of the extension (the marker, the kinds, the bounds, the order) is refused with
+//! its own error.
+
+#![cfg(target_arch = "x86_64")]
+#![allow(unsafe_code)]
+
+use smf_core::exec::ExecAllocator;
+use smf_core::kinds::SECTION_RELOCATES_DATA;
+use smf_core::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData};
+use smf_core::module::RelocatedImage;
+use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionType};
+use smf_tests::loading::call0;
+use smf_tests::{assert_no_rwx, mapping_at};
+
+/// The 8 bytes at `addr`, inside a loaded module's image.
+fn read_u64(addr: usize) -> u64 {
+    // SAFETY: the callers pass addresses of a live module's data symbols, mapped readable.
+    unsafe { (addr as *const u64).read_unaligned() }
+}
+
+fn load_with<'a>(
+    exec: &'a ExecAllocator,
+    file: &[u8],
+    read_only_data: ReadOnlyData,
+) -> Result<LoadedModule<'a>, LoadError> {
+    LoadedModule::load(exec, file, &(), &LoadOptions { read_only_data, ..LoadOptions::default() })
+}
+
+#[test]
+fn pointers_in_data_point_at_their_symbols_once_loaded() {
+    let exec = ExecAllocator::default();
+    for dialect in [Dialect::S128, Dialect::R96] {
+        for read_only_data in [ReadOnlyData::WithCode, ReadOnlyData::NotExecutable] {
+            let label = format!("{dialect} {read_only_data:?}");
+            let module = load_with(&exec, &samples::data_pointers(dialect), read_only_data).unwrap();
+            let symbol = |name: &str| module.symbol(name.as_bytes()).unwrap();
+            let (main, text, table, greeting) =
+                (symbol("main"), symbol("text"), symbol("table"), symbol("greeting"));
+            assert_eq!(read_u64(greeting), text as u64, "{label}: abs64 in writable data");
+            assert_eq!(read_u64(greeting + 8), text as u64 + 1, "{label}: with an addend");
+            assert_eq!(read_u64(table), main as u64, "{label}: abs64 in read-only data");
+            let distance = i32::from_le_bytes(read_u64(table + 8).to_le_bytes()[..4].try_into().unwrap());
+            assert_eq!(
+                i64::from(distance),
+                main as i64 - (table + 8) as i64,
+                "{label}: pc32 from the data's place"
+            );
+            // SAFETY: `text` is a NUL-terminated string in the module's read-only data.
+            let hello = unsafe { std::ffi::CStr::from_ptr(text as *const std::ffi::c_char) };
+            assert_eq!(hello.to_bytes(), b"hello");
+            assert_eq!(call0(&module, b"main"), 42);
+
+            let (_, writable) = mapping_at(greeting).unwrap();
+            assert!(writable.starts_with("rw-"), "{label}: writable data stays rw, not x: {writable}");
+            let (_, read_only) = mapping_at(table).unwrap();
+            let sealed = match read_only_data {
+                ReadOnlyData::WithCode => "r-x",
+                ReadOnlyData::NotExecutable => "r--",
+            };
+            assert!(read_only.starts_with(sealed), "{label}: read-only data sealed {sealed}: {read_only}");
+            assert_no_rwx(&label);
+        }
+    }
+}
+
+#[test]
+fn r72_carries_data_relocations_against_code() {
+    let exec = ExecAllocator::default();
+    let file = samples::data_pointers(Dialect::R72);
+    let module = Module::parse(&file).unwrap();
+    assert!(module.has_data_relocations_marker());
+    let relocations: Vec<_> = module.relocations().collect();
+    assert_eq!(relocations.len(), 4);
+    assert!(relocations.iter().all(|r| r.image == RelocatedImage::Data));
+    assert_eq!(relocations[0].index, 1, "the marker is relocation 0");
+    let loaded = load_with(&exec, &file, ReadOnlyData::WithCode).unwrap();
+    assert_eq!(call0(&loaded, b"main"), 42);
+}
+
+#[test]
+fn the_marker_leads_the_first_relocation_section_and_is_never_listed() {
+    for dialect in Dialect::ALL {
+        let file = samples::data_pointers(dialect);
+        let module = Module::parse(&file).unwrap();
+        let first = module.sections().find(|s| s.section_type == SectionType::Relocations).unwrap();
+        assert_ne!(first.flags & SECTION_RELOCATES_DATA, 0, "{dialect}: the data relocations come first");
+        assert_eq!(&first.data[..8], &u64::MAX.to_le_bytes(), "{dialect}: the marker's offset");
+        assert_eq!(&first.data[8..12], &u32::MAX.to_le_bytes(), "{dialect}: the marker's symbol");
+        assert_eq!(&first.data[16..24], b"SMFDREL1", "{dialect}: the marker's addend");
+        assert!(module.relocations().all(|r| r.offset != u64::MAX));
+    }
+}
+
+/// A module with `.rodata` (section 1, 16 bytes, alignment 8) and `.data` (section 2, 16
+/// bytes): the writable region starts at 16 in the data image.
+fn two_regions(dialect: Dialect) -> ModuleBuilder {
+    let mut b = ModuleBuilder::new(dialect);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", 1, vec![0; 12], 8));
+    b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, vec![0; 16], 8));
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b
+}
+
+fn format_error(file: &[u8]) -> ErrorKind {
+    let error = Module::parse(file).unwrap_err();
+    let exec = ExecAllocator::default();
+    assert_eq!(load_with(&exec, file, ReadOnlyData::WithCode).unwrap_err(), LoadError::Format(error));
+    assert_eq!(exec.stats().blocks_live, 0, "a failed load freed what it mapped");
+    error.kind
+}
+
+#[test]
+fn the_writable_region_starts_at_the_read_only_size_rounded_to_the_data_alignment() {
+    let mut b = two_regions(Dialect::R96);
+    b.add_data_relocation(2, 0, 0, RelocKind::Abs64, 0);
+    let file = b.build().unwrap();
+    let module = Module::parse(&file).unwrap();
+    assert_eq!((module.read_only_size(), module.writable_data_start()), (12, 16));
+    assert_eq!(module.relocations().next().map(|r| r.offset), Some(16));
+}
+
+#[test]
+fn every_rule_of_the_extension_has_its_error() {
+    let with = |f: &dyn Fn(&mut ModuleBuilder)| {
+        let mut b = two_regions(Dialect::R96);
+        f(&mut b);
+        format_error(&b.build().unwrap())
+    };
+    // Outside both regions, across the gap between them, across the end.
+    for offset in [12, 32, 28] {
+        let kind = with(&|b| {
+            b.add_raw_data_relocation(offset, 0, 1, 0);
+        });
+        assert_eq!(kind, ErrorKind::RelocationOutsideData { relocation: 1 }, "at {offset}");
+    }
+    let kind = with(&|b| {
+        b.add_raw_data_relocation(8, 0, 3, 0); // plt32
+    });
+    assert_eq!(kind, ErrorKind::DataRelocationKind { relocation: 1, kind: RelocKind::Plt32 });
+    let kind = with(&|b| {
+        b.add_raw_data_relocation(16, 0, 1, 0).add_raw_data_relocation(20, 0, 1, 0);
+    });
+    assert_eq!(kind, ErrorKind::DataRelocationsOverlap { relocation: 2 });
+    let kind = with(&|b| {
+        b.add_raw_data_relocation(16, 0, 1, 0).data_relocations_marker(false);
+    });
+    assert!(matches!(kind, ErrorKind::DataRelocationsWithoutMarker { .. }), "{kind:?}");
+    // A marker where it may not be: a later entry.
+    let kind = with(&|b| {
+        let marker = i64::from_le_bytes(*b"SMFDREL1");
+        b.add_raw_data_relocation(16, 0, 1, 0).add_raw_data_relocation(u64::MAX, u32::MAX, 1, marker);
+    });
+    assert_eq!(kind, ErrorKind::BadExtensionMarker { relocation: 2 });
+    // A code relocation section first: the marker does not lead the first one.
+    let kind = with(&|b| {
+        let mut entry = Vec::new();
+        entry.extend_from_slice(&0u64.to_le_bytes());
+        entry.extend_from_slice(&0u32.to_le_bytes());
+        entry.extend_from_slice(&[1, 0, 0, 0]);
+        entry.extend_from_slice(&0i64.to_le_bytes());
+        b.add_section(SectionSpec::new(SectionType::Relocations, b".rela.first", 0, entry, 8));
+        b.add_raw_data_relocation(16, 0, 1, 0);
+    });
+    assert!(matches!(kind, ErrorKind::DataRelocationsWithoutMarker { .. }), "{kind:?}");
+}
+
+#[test]
+fn a_marker_naming_another_extension_is_refused() {
+    let mut b = two_regions(Dialect::S128);
+    b.add_raw_data_relocation(16, 0, 1, 0);
+    let mut file = b.build().unwrap();
+    let at = file.windows(8).position(|w| w == b"SMFDREL1").unwrap();
+    file[at + 7] = b'2';
+    assert_eq!(format_error(&file), ErrorKind::BadExtensionMarker { relocation: 0 });
+}
