@@ -79,8 +79,13 @@ pub enum PackError {
         /// The section's name.
         section: String,
     },
-    /// A relocation in writable data, which SMF does not relocate.
-    WritableData(Site),
+    /// A relocation in data whose kind patches instructions (only abs64 and pc32 apply to data).
+    DataRelocationKind {
+        /// Where.
+        at: Site,
+        /// Its kind.
+        kind: smf_core::RelocKind,
+    },
     /// A relocation that is not an ELF one.
     NotElfRelocation(Site),
     /// An absolute 32-bit address (an object compiled without `-fPIC`).
@@ -133,11 +138,11 @@ impl fmt::Display for PackError {
             PackError::UnloadedSection { section } => {
                 write!(f, "relocation against section {section} which is not loaded")
             }
-            PackError::WritableData(at) => write!(
+            PackError::DataRelocationKind { at, kind } => write!(
                 f,
-                "{at}: relocations in writable data (pointers in initialized variables) cannot be \
-                 represented in SMF, which relocates only the code image (make the data const to have \
-                 it packed there)"
+                "{at}: a {} relocation in data, which SMF data relocations cannot apply (absolute \
+                 64-bit and PC-relative 32-bit can)",
+                kind.name()
             ),
             PackError::NotElfRelocation(at) => write!(f, "{at}: not an ELF relocation"),
             PackError::Absolute32 { at, r_type } => write!(

@@ -15,9 +15,11 @@
 //!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the loader gives each such symbol a GOT slot),
 //!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object
 //!   defines is relaxed to a direct reference (pc32) as a static linker would (`relax.rs`).
+//! - Relocations in writable data sections (`R_X86_64_64`, `PC32`) become data relocations
+//!   (`docs/format.md`, "Data relocations").
 //! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
-//!   that cannot be represented (relocations in writable data, thread-local storage,
-//!   constructors, other relocation types) is an error naming it.
+//!   that cannot be represented (thread-local storage, constructors, instruction relocation
+//!   kinds in data, other relocation types) is an error naming it.
 //! - The entry point is `main` when an object defines it.
 //! - Several objects combine as `ld -r` would: one code image, references to names another
 //!   object defines linked to the definition, a strong definition over weak ones, two strong

@@ -375,29 +375,35 @@ impl<'d, 'f> Packer<'d, 'f> {
         Ok(s)
     }
 
-    /// Object `f`'s relocations of the code image (the only part SMF relocates).
+    /// Object `f`'s relocations: of the code image, and of the data sections (data
+    /// relocations, `docs/format.md`).
     fn add_relocations(&mut self, f: usize) -> Result<(), PackError> {
         let file = &self.files[f];
         for section in file.sections() {
             let name = section.name().unwrap_or("").to_owned();
-            let in_code = match self.placed.get(&(f, section.index())) {
-                Some(&Carried::Code { offset, section, .. }) => Some((offset, section)),
-                _ => None,
+            let placed = match self.placed.get(&(f, section.index())) {
+                Some(&Carried::Code { offset, section, .. }) => Patched::Code { base: offset, section },
+                Some(&Carried::Data { section }) => Patched::Data { section },
+                None => continue, // relocations of dropped sections (.eh_frame) go with them
             };
             for (offset, relocation) in section.relocations() {
                 let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
                 let at = Site { object, section: name.clone(), offset };
-                let Some((base, code_section)) = in_code else {
-                    if self.placed.contains_key(&(f, section.index())) {
-                        return Err(PackError::WritableData(at));
-                    }
-                    continue; // relocations of dropped sections (.eh_frame) go with them
-                };
                 let RelocationFlags::Elf { r_type } = relocation.flags() else {
                     return Err(PackError::NotElfRelocation(at));
                 };
                 let kind = relocation_kind(r_type, &at)?;
                 let symbol = self.relocation_symbol(f, relocation.target(), &at)?;
+                let (base, code_section) = match placed {
+                    Patched::Code { base, section } => (base, section),
+                    Patched::Data { section } => {
+                        if !kind.applies_to_data() {
+                            return Err(PackError::DataRelocationKind { at, kind });
+                        }
+                        self.builder.add_data_relocation(section, offset, symbol, kind, relocation.addend());
+                        continue;
+                    }
+                };
                 // A GOT load of a symbol this object defines becomes a direct reference.
                 let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
                 let kind = match usize::try_from(offset) {
@@ -505,6 +511,15 @@ fn data_spec(
         spec.virtual_size = bss;
     }
     spec
+}
+
+/// What an ELF section's relocations patch.
+#[derive(Clone, Copy)]
+enum Patched {
+    /// The code image, where the section starts at `base`, in this SMF section.
+    Code { base: u64, section: u32 },
+    /// This SMF data section.
+    Data { section: u32 },
 }
 
 /// How an ELF section is carried over.
