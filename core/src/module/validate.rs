@@ -277,21 +277,24 @@ impl<'a> Module<'a> {
     }
 
     /// `entries` (at file offset `at`) of a code relocation section, to `sink`; the first is
-    /// relocation `index`, and the index after the last is returned.
+    /// relocation `first`, and the index after the last is returned.
     #[inline(always)]
     fn code_relocations<S: RelocationSink>(
         &self,
         entries: &'a [u8],
-        mut at: u64,
-        mut index: u64,
+        at: u64,
+        first: u64,
         sink: &mut S,
     ) -> core::result::Result<u64, Failure<S::Stop>> {
+        let mut index = first;
         for entry in entries.chunks_exact(RELOCATION_ENTRY_SIZE) {
             let Some(entry) = entry.first_chunk::<RELOCATION_ENTRY_SIZE>() else { break };
-            let relocation = self.decode_relocation(index, entry, at, RelocatedImage::Code)?;
+            // Where the entry lies, for errors: computed, not carried, so that the loop keeps
+            // one counter fewer.
+            let entry_at = at + (index - first) * RELOCATION_ENTRY_SIZE as u64;
+            let relocation = self.decode_relocation(index, entry, entry_at, RelocatedImage::Code)?;
             sink.code(relocation).map_err(Failure::Stopped)?;
             index += 1;
-            at += RELOCATION_ENTRY_SIZE as u64;
         }
         Ok(index)
     }
