@@ -1,8 +1,9 @@
 //! Loading and linking aarch64 code, run under qemu-aarch64 by `cargo xtask cross-test`: every
 //! aarch64 relocation kind of R96 (branch26 to an import, ADRP page21 + LDR/ADD page-offset12
 //! to local data, GOT page21 + GOT page-offset12 to an import's data) is applied by the loader
-//! and the patched code runs; branches also run through their veneers. On other hosts this
-//! file compiles to nothing (the encodings are unit-tested in `smf_core::load::reloc`).
+//! and the patched code runs; branches also run through their veneers; data relocations point
+//! into the code. On other hosts this file compiles to nothing (the encodings are unit-tested
+//! in `smf_core::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
 #![allow(unsafe_code)]
@@ -111,4 +112,39 @@ fn every_aarch64_relocation_kind_runs() {
         assert_eq!(call0(&app, b"got_value"), 7, "GOT adrp + ldr");
         assert_eq!(call0(&app, b"addr_local") as usize, f(b"local"), "adrp + add lo12");
     }
+}
+
+/// Data relocations on aarch64: a writable table and a read-only one, each holding a pointer to
+/// `five` (abs64) and the distance to it (pc32), relocated before sealing; calling through the
+/// writable table's pointer runs the function.
+#[test]
+fn data_relocations_point_at_their_symbols() {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    aarch64(&mut b);
+    b.add_code(b".text", &words(&[0xD280_00A0, RET])); // movz x0, #5; ret
+    let five = b.add_symbol(SymbolSpec::function(b"five", 0, 8));
+    let rw = b.add_data(b".data", &[0; 16]);
+    let ro = b.add_rodata(b".rodata", &[0; 16]);
+    b.add_symbol(SymbolSpec::data(b"table", rw, 0, 16));
+    b.add_symbol(SymbolSpec::data(b"constants", ro, 0, 16));
+    for section in [rw, ro] {
+        b.add_data_relocation(section, 0, five, RelocKind::Abs64, 0);
+        b.add_data_relocation(section, 8, five, RelocKind::Pc32, 0);
+    }
+    let file = b.build().unwrap();
+    let exec = ExecAllocator::default();
+    let module = LoadedModule::load(&exec, &file, &(), &LoadOptions::default()).unwrap();
+    let at = |name: &[u8]| module.symbol(name).unwrap();
+    for table in [at(b"table"), at(b"constants")] {
+        // SAFETY: both tables are 16 readable bytes of the live module's data.
+        let (pointer, distance) =
+            unsafe { ((table as *const u64).read(), ((table + 8) as *const i32).read()) };
+        assert_eq!(pointer, at(b"five") as u64);
+        assert_eq!(i64::from(distance), at(b"five") as i64 - (table + 8) as i64);
+    }
+    // SAFETY: the table's first word, in the live module's data.
+    let pointer = usize::try_from(unsafe { (at(b"table") as *const u64).read() }).unwrap();
+    // SAFETY: `five`, a function returning an integer, starts there.
+    let five = unsafe { module.function_at::<extern "C" fn() -> i64>(pointer) }.expect("inside the code");
+    assert_eq!(five.get()(), 5);
 }
