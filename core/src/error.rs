@@ -181,8 +181,9 @@ pub enum ErrorKind {
         /// The data relocation section's index.
         index: u32,
     },
-    /// An entry with the marker's offset or symbol that is not the marker: elsewhere than the
-    /// first entry of the first relocation section, or with another kind or addend.
+    /// An entry with the marker's offset and symbol that is not the marker: elsewhere than the
+    /// first entry of the first relocation section (and not of kind none), or with another kind
+    /// or addend.
     BadExtensionMarker {
         /// Relocation index.
         relocation: u64,

@@ -9,7 +9,8 @@
 
 use smf_core::exec::ExecAllocator;
 use smf_core::kinds::SECTION_RELOCATES_DATA;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData};
+use smf_core::load::reloc::RelocError;
+use smf_core::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData, TableResolver};
 use smf_core::module::RelocatedImage;
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionType};
@@ -131,8 +132,9 @@ fn every_rule_of_the_extension_has_its_error() {
         f(&mut b);
         format_error(&b.build().unwrap())
     };
-    // Outside both regions, across the gap between them, across the end.
-    for offset in [12, 32, 28] {
+    // Outside both regions: in the gap between them, past the end, across the end, across the
+    // read-only region's end.
+    for offset in [12, 32, 28, 8] {
         let kind = with(&|b| {
             b.add_raw_data_relocation(offset, 0, 1, 0);
         });
@@ -177,4 +179,93 @@ fn a_marker_naming_another_extension_is_refused() {
     let at = file.windows(8).position(|w| w == b"SMFDREL1").unwrap();
     file[at + 7] = b'2';
     assert_eq!(format_error(&file), ErrorKind::BadExtensionMarker { relocation: 0 });
+}
+
+/// Read-only data after branch stubs and the GOT's slots in the code's pages (the default), or
+/// in pages of its own: data relocations land in the data, never in the stubs or the GOT, and
+/// pointers to imports, pc32 in writable data too.
+#[test]
+fn data_relocations_land_beside_stubs_and_the_got() {
+    let exec = ExecAllocator::default();
+    // call ext (plt32, forced through its stub); mov rax, [rip + ext@GOT] (got_pc32); ret.
+    let code = [0xE8, 0, 0, 0, 0, 0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3];
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &code);
+    let ro = b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", 1, vec![0; 16], 8));
+    let rw = b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, vec![0; 16], 8));
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, code.len() as u64));
+    let ext = b.add_symbol(SymbolSpec::import(b"ext"));
+    b.add_symbol(SymbolSpec::data(b"constants", ro, 0, 16));
+    b.add_symbol(SymbolSpec::data(b"table", rw, 0, 16));
+    b.add_relocation(1, ext, RelocKind::Plt32, -4);
+    b.add_relocation(8, ext, RelocKind::GotPc32, -4);
+    b.add_data_relocation(ro, 0, ext, RelocKind::Abs64, 0);
+    b.add_data_relocation(ro, 8, main, RelocKind::Abs64, 2);
+    b.add_data_relocation(rw, 0, main, RelocKind::Pc32, 0);
+    b.add_data_relocation(rw, 8, ext, RelocKind::Abs64, -1);
+    let file = b.build().unwrap();
+    let resolver = TableResolver(&[(b"ext", 0x7000_1234_5678)]);
+    for read_only_data in [ReadOnlyData::WithCode, ReadOnlyData::NotExecutable] {
+        let options = LoadOptions { read_only_data, force_stubs: true, ..LoadOptions::default() };
+        let module = LoadedModule::load(&exec, &file, &resolver, &options).unwrap();
+        let at = |name: &[u8]| module.symbol(name).unwrap();
+        let (constants, table, main) = (at(b"constants"), at(b"table"), at(b"main"));
+        assert_eq!(read_u64(constants), 0x7000_1234_5678, "{read_only_data:?}: an import's address");
+        assert_eq!(read_u64(constants + 8), main as u64 + 2, "{read_only_data:?}");
+        let distance = i32::from_le_bytes(read_u64(table).to_le_bytes()[..4].try_into().unwrap());
+        assert_eq!(
+            i64::from(distance),
+            main as i64 - table as i64,
+            "{read_only_data:?}: pc32 in writable data"
+        );
+        assert_eq!(read_u64(table + 8), 0x7000_1234_5677, "{read_only_data:?}");
+        // The stub and the GOT slot still hold the import: the data did not land on them.
+        let call = i32::from_le_bytes(code_bytes(main + 1));
+        let stub = main.wrapping_add_signed(5 + call as isize);
+        assert_eq!(read_u64(stub + 6), 0x7000_1234_5678, "{read_only_data:?}: the stub's target");
+        let load = i32::from_le_bytes(code_bytes(main + 8));
+        let slot = main.wrapping_add_signed(12 + load as isize);
+        assert_eq!(read_u64(slot), 0x7000_1234_5678, "{read_only_data:?}: the GOT slot");
+        assert_no_rwx("stubs, GOT and relocated data");
+    }
+}
+
+/// The 4 bytes at `addr`, inside a loaded module's code.
+fn code_bytes(addr: usize) -> [u8; 4] {
+    // SAFETY: the callers pass addresses inside a live module's code.
+    unsafe { (addr as *const [u8; 4]).read_unaligned() }
+}
+
+#[test]
+fn an_absolute_32_bit_pointer_that_cannot_hold_the_address_names_its_relocation() {
+    let exec = ExecAllocator::default();
+    let mut b = two_regions(Dialect::S128);
+    b.add_data_relocation(2, 0, 0, RelocKind::Abs32, 0);
+    let error = load_with(&exec, &b.build().unwrap(), ReadOnlyData::WithCode).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LoadError::Relocation {
+                relocation: 1,
+                kind: RelocKind::Abs32,
+                error: RelocError::OutOfRange { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(exec.stats().blocks_live, 0);
+}
+
+#[test]
+fn the_builder_keeps_a_data_relocation_inside_its_section() {
+    let mut b = two_regions(Dialect::R96);
+    b.add_data_relocation(1, 8, 0, RelocKind::Abs64, 0); // 8 bytes at 8 of a 12-byte section
+    assert_eq!(
+        b.build().unwrap_err(),
+        smf_core::write::BuildError::DataRelocationOutsideSection { section: 1, offset: 8 }
+    );
+    let mut b = two_regions(Dialect::R96);
+    b.add_data_relocation(0, 0, 0, RelocKind::Abs64, 0); // the code section
+    assert!(b.build().is_err());
 }

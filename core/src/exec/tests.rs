@@ -66,6 +66,23 @@ fn a_sealed_block_is_read_execute_and_a_freed_one_read_write_again() {
 }
 
 #[test]
+fn several_open_blocks_are_handed_out_at_once_only_when_disjoint_and_of_the_batch() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let (a, b) = (batch.alloc(64, 16).unwrap(), batch.alloc(32, 16).unwrap());
+    let [first, none, second] = batch.blocks_mut([Some(&a), None, Some(&b)]).unwrap();
+    first.fill(1);
+    second.fill(2);
+    assert_eq!((first.len(), none.len(), second.len()), (64, 0, 32));
+    assert_eq!((bytes(a.addr(), 64), bytes(b.addr(), 32)), (vec![1; 64], vec![2; 32]));
+    assert!(batch.blocks_mut([Some(&a), Some(&a)]).is_err(), "one block twice would alias");
+    let mut other = exec.batch();
+    let c = other.alloc(16, 16).unwrap();
+    assert!(batch.blocks_mut([Some(&a), Some(&c)]).is_err(), "another batch's block");
+}
+
+#[test]
 fn small_blocks_of_one_batch_share_a_page_and_seal_with_one_change() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);

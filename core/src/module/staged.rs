@@ -340,6 +340,54 @@ mod tests {
     }
 
     #[test]
+    fn data_relocations_are_handed_over_apart_and_as_the_module_lists_them() {
+        use crate::kinds::RelocKind as Kind;
+        struct Apart(Vec<Relocation>, Vec<Relocation>);
+        impl RelocationSink for Apart {
+            type Stop = ();
+            fn code(&mut self, r: Relocation) -> core::result::Result<(), ()> {
+                self.0.push(r);
+                Ok(())
+            }
+            fn data(&mut self, r: Relocation) -> core::result::Result<(), ()> {
+                self.1.push(r);
+                Ok(())
+            }
+        }
+        for dialect in Dialect::ALL {
+            let mut b = ModuleBuilder::new(dialect);
+            b.add_code(b".text", &[0xC3; 16]);
+            let data = b.add_data(b".data", &[0; 16]);
+            b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+            b.add_relocation(8, 0, Kind::Abs64, 0);
+            b.add_data_relocation(data, 8, 0, Kind::Abs64, 0);
+            b.add_data_relocation(data, 0, 0, Kind::Abs64, 4);
+            let file = b.build().unwrap();
+            let symbols = ModuleTables::check(&file, &ParseOptions::default())
+                .unwrap()
+                .decode_symbols(|_, _| Ok::<(), ()>(()))
+                .unwrap();
+            let mut apart = Apart(Vec::new(), Vec::new());
+            let module = symbols.decode_relocations(&mut apart).unwrap();
+            assert!(module.has_data_relocations_marker());
+            let (code, data) = (&apart.0, &apart.1);
+            assert_eq!(
+                code.iter().map(|r| (r.index, r.image)).collect::<Vec<_>>(),
+                [(3, RelocatedImage::Code)]
+            );
+            let data_at: Vec<_> = data.iter().map(|r| (r.index, r.image, r.offset, r.addend)).collect();
+            let writable = module.writable_data_start();
+            assert_eq!(
+                data_at,
+                [(1, RelocatedImage::Data, writable, 4), (2, RelocatedImage::Data, writable + 8, 0)],
+                "{dialect:?}: sorted by offset, after the marker (relocation 0)"
+            );
+            let listed: Vec<Relocation> = module.relocations().collect();
+            assert_eq!(listed, [data[0], data[1], code[0]], "{dialect:?}");
+        }
+    }
+
+    #[test]
     fn the_callers_error_stops_the_decoding_at_that_entry() {
         let file = sample(Dialect::S128);
         let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();

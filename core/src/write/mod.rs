@@ -198,8 +198,8 @@ impl ModuleBuilder {
 
     /// Adds a data relocation patching `offset` bytes into `section`, a data, rodata or bss
     /// section ([`ModuleBuilder::add_section`]'s number), written as an offset in the data image
-    /// (`docs/format.md`, "Data relocations"; the kind must exist in the dialect and apply to
-    /// data, checked by `build` and by the reader).
+    /// (`docs/format.md`, "Data relocations"): `build` checks that the kind exists in the
+    /// dialect and that its bytes lie in the section; the reader, that the kind applies to data.
     pub fn add_data_relocation(
         &mut self,
         section: u32,
@@ -396,13 +396,13 @@ impl ModuleBuilder {
         let mut layout = DataLayout::default();
         let mut placed: Vec<Option<(DataRegion, u64, u64)>> = Vec::with_capacity(self.sections.len());
         for s in &self.sections {
-            let place = s
-                .section_type
-                .is_data()
-                .then(|| layout.place_raw(s.section_type, s.alignment, s.virtual_size));
-            placed.push(place.flatten().map(|(region, at)| (region, at, s.virtual_size)));
+            // The size the section table gets (`section_entries`).
+            let size = s.virtual_size.max(s.data.len() as u64);
+            let place = s.section_type.is_data().then(|| layout.place_raw(s.section_type, s.alignment, size));
+            placed.push(place.flatten().map(|(region, at)| (region, at, size)));
         }
-        let writable_start = layout.read_only.next_multiple_of(layout.alignment.max(1));
+        let writable_start =
+            layout.read_only.checked_next_multiple_of(layout.alignment.max(1)).ok_or(BuildError::TooLarge)?;
         let mut entries = Vec::with_capacity(self.data_relocations.len());
         for spec in &self.data_relocations {
             let offset = match spec.at {
@@ -411,14 +411,18 @@ impl ModuleBuilder {
                     let outside = || BuildError::DataRelocationOutsideSection { section, offset };
                     let (region, at, size) =
                         placed.get(section as usize).copied().flatten().ok_or_else(outside)?;
-                    if offset >= size {
+                    // The patched bytes lie in the section (a kind the dialect lacks has no
+                    // width here: `relocation_bytes` refuses it).
+                    let width = spec.relocation.wire.ok().and_then(|w| RelocKind::from_wire(self.dialect, w));
+                    let end = offset.checked_add(width.map_or(0, RelocKind::width));
+                    if offset >= size || end.is_none_or(|end| end > size) {
                         return Err(outside());
                     }
                     let start = match region {
-                        DataRegion::ReadOnly => at,
-                        DataRegion::ReadWrite => writable_start + at,
+                        DataRegion::ReadOnly => Some(at),
+                        DataRegion::ReadWrite => writable_start.checked_add(at),
                     };
-                    start + offset
+                    start.and_then(|start| start.checked_add(offset)).ok_or(BuildError::TooLarge)?
                 }
             };
             entries.push(RelocSpec { offset, ..spec.relocation.clone() });
