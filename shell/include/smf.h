@@ -54,6 +54,10 @@ extern "C" {
 const char *smf_last_error(void);
 /* Extension: forgets the calling thread's last error (smf_last_error() returns "" again). */
 void smf_clear_error(void);
+/* Extension, as dlerror: the calling thread's last error, which is then forgotten; NULL if no
+ * failure was recorded since the last call (or smf_clear_error). The text stays valid until the
+ * thread's next smf_take_error() call; later failures do not change it. */
+const char *smf_take_error(void);
 
 /* ---- smf_module_*: the loader ---------------------------------------------------------------- */
 

@@ -64,6 +64,11 @@ static void linking_and_lifetimes(void) {
     smf_clear_error();
     CHECK(smf_module_load(path("app.r96.smf")) == NULL);
     CHECK(strstr(smf_last_error(), "2 unresolved imports: `five`, `counter` (looked in: ") != NULL);
+    /* Taken as dlerror is: the message once, then NULL, and forgotten by smf_last_error. */
+    const char *taken = smf_take_error();
+    CHECK(taken != NULL && strstr(taken, "2 unresolved imports") != NULL);
+    CHECK(smf_take_error() == NULL);
+    CHECK(strcmp(smf_last_error(), "") == 0);
 
     SmfModule *lib = smf_module_load(path("lib.s128.smf"));
     CHECK(lib != NULL);

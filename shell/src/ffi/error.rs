@@ -1,4 +1,5 @@
-//! `smf_last_error`: the last failure's message, per thread. Success never clears it.
+//! `smf_last_error`: the last failure's message, per thread. Success never clears it;
+//! `smf_take_error` reads and clears it, as `dlerror` does.
 //!
 //! Each thread's message lives in a fixed buffer of its own, so the pointer `smf_last_error()`
 //! returns stays valid for the thread's whole life: a later failure replaces the text in place
@@ -15,6 +16,8 @@ pub const MESSAGE_CAPACITY: usize = 1024;
 
 thread_local! {
     static LAST_ERROR: UnsafeCell<[u8; MESSAGE_CAPACITY]> = const { UnsafeCell::new([0; MESSAGE_CAPACITY]) };
+    /// The message `smf_take_error` last handed out (valid until its next call on the thread).
+    static TAKEN_ERROR: UnsafeCell<[u8; MESSAGE_CAPACITY]> = const { UnsafeCell::new([0; MESSAGE_CAPACITY]) };
 }
 
 /// Writes a message into a thread's buffer as stored: interior NULs become spaces, and a
@@ -97,6 +100,29 @@ pub extern "C" fn smf_clear_error() {
     clear_error();
 }
 
+/// The last error recorded on the calling thread, which is then forgotten; NULL if none was
+/// recorded since the last call (or `smf_clear_error`), as `dlerror` does. The text stays
+/// valid until the thread's next call of `smf_take_error` (a buffer of its own, which later
+/// failures do not touch).
+#[no_mangle]
+pub extern "C" fn smf_take_error() -> *const c_char {
+    let taken = LAST_ERROR.with(|last| {
+        TAKEN_ERROR.with(|taken| {
+            // SAFETY: both buffers belong to this thread alone; no Rust reference to either
+            // outlives this call (C holds raw pointers and reads them on this thread, never
+            // during it).
+            let (last, taken) = unsafe { (&mut *last.get(), &mut *taken.get()) };
+            if last[0] == 0 {
+                return None;
+            }
+            *taken = *last;
+            last[0] = 0;
+            Some(taken.as_ptr())
+        })
+    });
+    taken.map_or(std::ptr::null(), |p| p.cast::<c_char>())
+}
+
 /// The last error recorded on the calling thread, or "" if none. The pointer stays valid for
 /// the thread's life; the next failure on the thread replaces the text it points to.
 #[no_mangle]
@@ -107,6 +133,23 @@ pub extern "C" fn smf_last_error() -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taking_the_error_reads_and_clears_it_and_the_text_outlives_later_failures() {
+        use std::ffi::CStr;
+        clear_error();
+        assert!(smf_take_error().is_null(), "nothing recorded");
+        set_error("first failure");
+        let taken = smf_take_error();
+        // SAFETY: a non-null pointer from smf_take_error points at a NUL-terminated message.
+        let text = || unsafe { CStr::from_ptr(taken) }.to_str().unwrap().to_owned();
+        assert_eq!(text(), "first failure");
+        assert_eq!(last_error(), "", "taken means forgotten");
+        assert!(smf_take_error().is_null(), "and taken once");
+        set_error("second failure");
+        assert_eq!(text(), "first failure", "a later failure does not touch the taken text");
+        assert_eq!(last_error(), "second failure");
+    }
 
     #[test]
     fn the_pointer_outlives_later_failures_and_long_messages_are_cut() {
