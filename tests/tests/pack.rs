@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::Dialect;
+use smf_core::{Dialect, RelocKind};
 use smf_tests::{build_smf_package, workspace};
 use smf_tool::pack::{Note, PackError};
 
@@ -594,6 +594,15 @@ fn what_smf_cannot_represent_is_a_clear_error() {
             "{dialect}: 'h' read through the relocated pointer"
         );
     }
+
+    // A relocation in data of a kind that patches instructions: named, with its kind.
+    let plt = compile(&write("plt.s", ".data\n.globl table\ntable:\n.long ext@PLT\n"), &[]);
+    let (code, err) = pack_obj(&plt, "r96");
+    assert_eq!(code, Some(1));
+    assert!(err.contains(".data+0x0: a plt32 relocation in data"), "{err}");
+    assert!(
+        matches!(refusal(&plt, Dialect::R96), PackError::DataRelocationKind { at, kind: RelocKind::Plt32 } if at.section == ".data"),
+    );
 
     let tls = compile(&write("tls.c", "__thread long t;\nlong g(void) { return ++t; }\n"), &["-fPIC"]);
     let (code, err) = pack_obj(&tls, "s128");
