@@ -22,6 +22,12 @@ impl Default for DataLayout {
 }
 
 impl DataLayout {
+    /// Where the writable region starts in the data image, the space data relocation offsets
+    /// are in: the read-only size rounded up to the largest alignment; `None` on overflow.
+    pub(crate) fn writable_start(&self) -> Option<u64> {
+        self.read_only.checked_next_multiple_of(self.alignment.max(1))
+    }
+
     /// Whether a stored alignment is usable: 0 (none) or a power of two up to [`MAX_ALIGNMENT`].
     pub(crate) fn alignment_ok(alignment: u64) -> bool {
         let align = alignment.max(1);

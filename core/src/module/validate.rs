@@ -204,11 +204,10 @@ impl<'a> Module<'a> {
         self.data_relocations_marker = first_is_marker;
         // The alignment is a power of two up to 64 KiB; the sum fits unless the caller's image
         // limit is near u64::MAX.
-        self.writable_data_start =
-            layout.read_only.checked_next_multiple_of(layout.alignment.max(1)).ok_or(Error::new(
-                ErrorKind::ImageTooLarge { bytes: u64::MAX, limit: options.max_image_bytes },
-                self.header_offset,
-            ))?;
+        self.writable_data_start = layout.writable_start().ok_or(Error::new(
+            ErrorKind::ImageTooLarge { bytes: u64::MAX, limit: options.max_image_bytes },
+            self.header_offset,
+        ))?;
         if let Some(index) = data_relocations.filter(|_| !first_is_marker) {
             let at = self.section_entry_offset(index);
             return Err(Error::new(ErrorKind::DataRelocationsWithoutMarker { index }, at));

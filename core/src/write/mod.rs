@@ -12,10 +12,11 @@
 //! Sections appear in the order they were added, followed by the generated ones:
 //! `template_code` (12), `template_meta` (13), `note.sdn` (13, size 0, its offset pointing at
 //! the text that ends with `# END_NOTE`), then, with data relocations, `.rela.data` (5, flag
-//! [`SECTION_RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
+//! [`crate::kinds::SECTION_RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
 //! then `.rela` (5) holding every code relocation.
 //! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
 
+mod relocations;
 pub mod samples;
 mod specs;
 
@@ -28,15 +29,14 @@ use alloc::vec::Vec;
 
 use crate::kinds::{
     RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN, FLAG_HAS_STUB, SECTION_EXEC,
-    SECTION_READ, SECTION_RELOCATES_DATA, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+    SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
 };
-use crate::module::{DataLayout, DataRegion, Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
+use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
 use crate::template::{
     MetaCategory, TemplateKind, TEMPLATE_CODE_HEADER, TEMPLATE_CODE_MAGIC, TEMPLATE_META_MAGIC,
 };
 use crate::wire::header;
-use crate::wire::relocation::{self, RELOCATION_ENTRY_SIZE};
 use crate::wire::section::{self, SectionFields};
 use crate::wire::symbol::{self, SymbolFields};
 use crate::{Dialect, HeaderPlacement};
@@ -355,80 +355,10 @@ impl ModuleBuilder {
                 true,
             ));
         }
-        if !self.data_relocations.is_empty() {
-            let mut entries = self.data_relocation_entries()?;
-            if self.data_relocations_marker {
-                use crate::wire::relocation::marker;
-                let marker = RelocSpec {
-                    offset: marker::OFFSET,
-                    symbol: marker::SYMBOL,
-                    wire: Ok(marker::WIRE),
-                    addend: marker::DATA_RELOCATIONS,
-                };
-                entries.insert(0, marker);
-            }
-            let data = self.relocation_bytes(&entries)?;
-            let flags = SECTION_READ | SECTION_RELOCATES_DATA;
-            all.push((SectionSpec::new(SectionType::Relocations, b".rela.data", flags, data, 8), false));
-        }
-        if !self.relocations.is_empty() {
-            let data = self.relocation_bytes(&self.relocations)?;
-            all.push((SectionSpec::new(SectionType::Relocations, b".rela", 0, data, 8), false));
+        for section in self.relocation_sections()? {
+            all.push((section, false));
         }
         Ok(all)
-    }
-
-    /// The entries of a relocation section.
-    fn relocation_bytes(&self, relocations: &[RelocSpec]) -> Result<Vec<u8>, BuildError> {
-        let mut data = vec![0u8; relocations.len() * RELOCATION_ENTRY_SIZE];
-        for (r, out) in relocations.iter().zip(data.chunks_exact_mut(RELOCATION_ENTRY_SIZE)) {
-            let wire =
-                r.wire.map_err(|kind| BuildError::RelocationNotInDialect { kind, dialect: self.dialect })?;
-            relocation::encode(out, r.offset, r.symbol, wire, r.addend);
-        }
-        Ok(data)
-    }
-
-    /// The data relocations with offsets in the data image (each data section placed as the
-    /// reader places it), sorted by offset.
-    fn data_relocation_entries(&self) -> Result<Vec<RelocSpec>, BuildError> {
-        // Where each section lies in the data image (None: not a data section).
-        let mut layout = DataLayout::default();
-        let mut placed: Vec<Option<(DataRegion, u64, u64)>> = Vec::with_capacity(self.sections.len());
-        for s in &self.sections {
-            // The size the section table gets (`section_entries`).
-            let size = s.virtual_size.max(s.data.len() as u64);
-            let place = s.section_type.is_data().then(|| layout.place_raw(s.section_type, s.alignment, size));
-            placed.push(place.flatten().map(|(region, at)| (region, at, size)));
-        }
-        let writable_start =
-            layout.read_only.checked_next_multiple_of(layout.alignment.max(1)).ok_or(BuildError::TooLarge)?;
-        let mut entries = Vec::with_capacity(self.data_relocations.len());
-        for spec in &self.data_relocations {
-            let offset = match spec.at {
-                DataSite::InImage(offset) => offset,
-                DataSite::InSection(section, offset) => {
-                    let outside = || BuildError::DataRelocationOutsideSection { section, offset };
-                    let (region, at, size) =
-                        placed.get(section as usize).copied().flatten().ok_or_else(outside)?;
-                    // The patched bytes lie in the section (a kind the dialect lacks has no
-                    // width here: `relocation_bytes` refuses it).
-                    let width = spec.relocation.wire.ok().and_then(|w| RelocKind::from_wire(self.dialect, w));
-                    let end = offset.checked_add(width.map_or(0, RelocKind::width));
-                    if offset >= size || end.is_none_or(|end| end > size) {
-                        return Err(outside());
-                    }
-                    let start = match region {
-                        DataRegion::ReadOnly => Some(at),
-                        DataRegion::ReadWrite => writable_start.checked_add(at),
-                    };
-                    start.and_then(|start| start.checked_add(offset)).ok_or(BuildError::TooLarge)?
-                }
-            };
-            entries.push(RelocSpec { offset, ..spec.relocation.clone() });
-        }
-        entries.sort_by_key(|r| r.offset);
-        Ok(entries)
     }
 
     /// The string table and each symbol's name offset.
