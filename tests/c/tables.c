@@ -1,7 +1,8 @@
 /* Read-only tables of pointers, as C programs write them: strings looked up by index, function
  * pointers dispatched through a table, and a constant struct array mixing both. gcc puts them in
  * .data.rel.ro (relocated with R_X86_64_64) and jump tables in .rodata (R_X86_64_PC32); `smf
- * pack` carries both in the code image, so they are relocated and sealed with the code. */
+ * pack` carries both as rodata with data relocations (in R72, which has no data sections, in the
+ * code image), so they are relocated before they are sealed. */
 
 static const char *const words[] = {"zero", "one", "two", "three", "four", "five", "six"};
 

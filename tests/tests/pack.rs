@@ -14,8 +14,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::{Dialect, RelocKind};
+use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver};
+use smf_core::module::RelocatedImage;
+use smf_core::{Dialect, RelocKind, SectionType};
 use smf_tests::{build_smf_package, workspace};
 use smf_tool::pack::{Note, PackError};
 
@@ -265,7 +266,7 @@ fn jump_tables_match_native_in_every_dialect() {
 }
 
 #[test]
-fn read_only_pointer_tables_are_packed_with_the_code_and_match_native() {
+fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     let calls: &[Call] = &[
         ("word_score", &[3]),
         ("word_score", &[7]),
@@ -285,27 +286,41 @@ fn read_only_pointer_tables_are_packed_with_the_code_and_match_native() {
 
     let dir = scratch("tables-placement");
     let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
-    for section in [".rodata", ".data.rel.ro.local"] {
-        assert!(says(&notes, &format!("packed {section} into the code image")), "{notes:?}");
-    }
-    // `shapes` (a const array of pointers) is a data symbol in the code image: sealed read-only
-    // with the code, and its pointers relocated to the strings and functions of the module.
+    assert!(!says(&notes, "into the code image"), "{notes:?}");
+    // `shapes` (a const array of pointers) is a data symbol of the rodata section
+    // `.data.rel.ro.local`, whose pointers are data relocations; the jump table in `.rodata`
+    // likewise.
     let parsed = smf_core::Module::parse(&bytes).unwrap();
     let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
     assert_eq!(entry.kind, smf_core::SymbolKind::Data, "an object, not a function");
-    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
-    let shapes = module.symbol(b"shapes").unwrap();
-    let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
-    assert!(perms.starts_with("r-x"), "shapes lies in a {perms} mapping");
-    // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader relocated.
-    let (name, area) = unsafe {
-        let entry = shapes as *const usize;
-        (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
-    };
-    assert_eq!(name.to_bytes(), b"triangle");
-    // SAFETY: the second pointer is the module's `triangle_area(long)`.
-    let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
-    assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
+    let smf_core::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
+    let section = parsed.section(section).unwrap();
+    assert!(b".data.rel.ro.local".starts_with(section.name), "{:?}", section.name); // names are cut to 16 bytes
+    assert_eq!(section.section_type, SectionType::RoData);
+    let data_relocations = parsed.relocations().filter(|r| r.image == RelocatedImage::Data).count();
+    assert!(data_relocations >= 6, "{data_relocations} data relocations");
+    for (options, expected) in [
+        (LoadOptions::default(), "r-x"),
+        (LoadOptions { read_only_data: ReadOnlyData::NotExecutable, ..LoadOptions::default() }, "r--"),
+    ] {
+        let module = LoadedModule::load(allocator(), &bytes, &(), &options).unwrap();
+        let shapes = module.symbol(b"shapes").unwrap();
+        let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
+        assert!(perms.starts_with(expected), "shapes lies in a {perms} mapping");
+        // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader relocated.
+        let (name, area) = unsafe {
+            let entry = shapes as *const usize;
+            (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
+        };
+        assert_eq!(name.to_bytes(), b"triangle");
+        // SAFETY: the second pointer is the module's `triangle_area(long)`.
+        let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
+        assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
+    }
+
+    // R72 has no data sections: read-only data with relocations joins the code image there.
+    let (_, notes) = pack(&dir, "jump_tables.c", Dialect::R72, &["-fPIC"]).unwrap();
+    assert!(says(&notes, "packed .rodata into the code image"), "{notes:?}");
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! callgrind, so that a change to the loader can be judged by a number that does not drift
 //! with the machine's load (timings on these machines do).
 //!
-//! The module is the `load` benchmark's (200 functions packed from C, with data, bss and
-//! read-only data). This program runs itself under callgrind twice: once loading and releasing
-//! the module N times (default 1,000) after a warm-up, once with the warm-up only. The
-//! difference divided by N is the cost of one `LoadedModule::load` + lookup of one symbol +
-//! release, without the program's start-up or the first load's one-time costs.
+//! Two modules: the `load` benchmark's (200 functions packed from C, with data, bss and
+//! read-only data), and `tests/c/tables.c` with `tests/c/jump_tables.c` packed together (read-only
+//! pointer tables and switch jump tables: rodata with data relocations). For each, this program
+//! runs itself under callgrind twice: once loading and releasing the module N times (default
+//! 1,000) after a warm-up, once with the warm-up only. The difference divided by N is the cost
+//! of one `LoadedModule::load` + lookup of one symbol + release, without the program's start-up
+//! or the first load's one-time costs.
 
 use std::path::Path;
 use std::process::Command;
@@ -68,12 +70,49 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     let dir = workspace_root().join("target").join("bench-load");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (module, _) = crate::bench::load::build(&dir)?;
-    let base = count(&module, 0, &dir.join("callgrind.base"))?;
-    let total = count(&module, loads, &dir.join("callgrind.loads"))?;
-    let per_load = total.saturating_sub(base) as f64 / loads as f64;
-    println!(
-        "callgrind: {:.1}k instructions per in-memory load + lookup + release ({loads} loads)",
-        per_load / 1000.0
-    );
+    let tables = tables_module(&dir)?;
+    for (what, module) in [("", &module), (" of read-only tables (data relocations)", &tables)] {
+        let base = count(module, 0, &dir.join("callgrind.base"))?;
+        let total = count(module, loads, &dir.join("callgrind.loads"))?;
+        let per_load = total.saturating_sub(base) as f64 / loads as f64;
+        println!(
+            "callgrind: {:.1}k instructions per in-memory load{what} + lookup + release ({loads} loads)",
+            per_load / 1000.0
+        );
+    }
     Ok(())
+}
+
+/// `tests/c/tables.c` and `tests/c/jump_tables.c`, compiled and packed into one module in `dir`.
+fn tables_module(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let mut objects = Vec::new();
+    for stem in ["tables", "jump_tables"] {
+        let object = dir.join(format!("{stem}.o"));
+        let source = workspace_root().join("tests/c").join(format!("{stem}.c"));
+        let status = Command::new("gcc")
+            .args(["-c", "-O2", "-fPIC"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .map_err(|e| format!("gcc: {e}"))?;
+        if !status.success() {
+            return Err(format!("gcc failed on {}", source.display()));
+        }
+        objects.push(object);
+    }
+    let module = dir.join("tables.smf");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let pack = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
+        .args(&objects)
+        .arg("-o")
+        .arg(&module)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !pack.status.success() {
+        return Err(format!("smf pack: {}", String::from_utf8_lossy(&pack.stderr)));
+    }
+    Ok(module)
 }

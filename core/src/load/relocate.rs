@@ -244,7 +244,7 @@ impl Relocator<'_> {
 
     /// The relocate stage, for one data relocation: applies `r` (decoded and validated against
     /// the data image: a kind that patches plain bytes, inside one region) to `data`.
-    #[inline(never)]
+    #[inline]
     pub(super) fn apply_to_data(
         &self,
         r: Relocation,
@@ -259,8 +259,14 @@ impl Relocator<'_> {
             return Err(self.no_address(r.index, r.symbol));
         };
         let (site, place) = data.site(r.offset, r.kind.site_len()).ok_or_else(LoadError::internal)?;
-        let input = RelocInput { symbol: address as u64, addend: r.addend, place: place as u64, got: None };
-        reloc::apply(r.kind, site, input).map_err(|error| self.failed(r.index, r.kind, r.symbol, error))
+        let (symbol, addend, place) = (address as u64, r.addend, place as u64);
+        // What compilers emit in data (pointers, jump-table entries) inline, abs32 out of line.
+        let applied = match r.kind {
+            RelocKind::Abs64 => reloc::abs64(site, symbol, addend),
+            RelocKind::Pc32 => reloc::pc32(site, symbol, addend, place),
+            kind => reloc::apply(kind, site, RelocInput { symbol, addend, place, got: None }),
+        };
+        applied.map_err(|error| self.failed(r.index, r.kind, r.symbol, error))
     }
 
     /// The kinds the loop does not inline: everything [`reloc::apply`] computes, with branches

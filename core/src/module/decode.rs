@@ -106,7 +106,7 @@ impl<'a> Module<'a> {
 
     /// A data relocation's rules: a kind that patches plain bytes, inside one region of the
     /// data image.
-    #[cold]
+    #[inline]
     fn check_data_relocation(&self, relocation: &Relocation, at: u64) -> Result<()> {
         let index = relocation.index;
         if !relocation.kind.applies_to_data() {

@@ -6,8 +6,8 @@
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
 //! - Read-only data that carries relocations (switch jump tables in `.rodata`, pointer tables in
-//!   `.data.rel.ro*`) follows the code into the code image: SMF relocates only the code image,
-//!   and read-only bytes there are sealed with it. Its objects become data symbols at code
+//!   `.data.rel.ro*`) becomes rodata with data relocations; in R72, which has no data sections,
+//!   it follows the code into the code image, sealed with it, its objects data symbols at code
 //!   offsets.
 //! - Global and weak functions and objects become symbols with their binding; local symbols and
 //!   section symbols that relocations use become local symbols; undefined symbols become imports.
@@ -15,7 +15,7 @@
 //!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the loader gives each such symbol a GOT slot),
 //!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object
 //!   defines is relaxed to a direct reference (pc32) as a static linker would (`relax.rs`).
-//! - Relocations in writable data sections (`R_X86_64_64`, `PC32`) become data relocations
+//! - Relocations in data sections (`R_X86_64_64`, `PC32`) become data relocations
 //!   (`docs/format.md`, "Data relocations").
 //! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
 //!   that cannot be represented (thread-local storage, constructors, instruction relocation

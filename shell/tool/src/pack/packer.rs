@@ -121,16 +121,17 @@ impl<'d, 'f> Packer<'d, 'f> {
             .unwrap_or(0)
     }
 
-    /// Object `f`'s part of the code image, after the objects before it: code, then read-only
-    /// data that needs relocating, concatenated, each section padded to the alignment of the
-    /// next (the first to its own, after another object's code).
+    /// Object `f`'s part of the code image, after the objects before it: code (and, in R72,
+    /// which has no data sections, read-only data that needs relocating), concatenated, each
+    /// section padded to the alignment of the next (the first to its own, after another
+    /// object's code).
     fn place_code(&mut self, f: usize) -> Result<(), PackError> {
         let file = &self.files[f];
         let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
+        let in_code = !self.dialect.has_symbol_extension();
         let relocated_rodata = file.sections().filter(|s| {
-            let read_only = is_read_only_data(s.kind()) || s.name().is_ok_and(is_relro_name);
             let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
-            read_only && !dropped && s.size() > 0 && s.relocations().next().is_some()
+            in_code && is_read_only(s) && !dropped && s.size() > 0 && s.relocations().next().is_some()
         });
         let code: Vec<_> = text.chain(relocated_rodata).collect();
         let mut offset = match code.first() {
@@ -229,7 +230,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             {
                 None
             }
-            kind if is_read_only_data(kind) => {
+            _ if is_read_only(section) => {
                 Some(self.builder.add_section(data_spec(SectionType::RoData, name, bytes()?, align, 0)))
             }
             SectionKind::Data => {
@@ -475,6 +476,13 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
         Ok((smf, self.notes))
     }
+}
+
+/// Whether `section` holds data that is read-only once relocated: read-only data, and
+/// `.data.rel.ro*`, which ELF objects mark writable only so that the dynamic linker can
+/// relocate it.
+fn is_read_only(section: &object::Section<'_, '_>) -> bool {
+    is_read_only_data(section.kind()) || section.name().is_ok_and(is_relro_name)
 }
 
 /// The SMF kind of ELF relocation type `r_type` at `at`.
