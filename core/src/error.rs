@@ -34,6 +34,37 @@ impl Error {
     }
 }
 
+/// Which rule of constructor and destructor arrays a section breaks (`docs/format.md`,
+/// "Constructors and destructors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallArrayProblem {
+    /// Flagged both constructors and destructors.
+    BothKinds,
+    /// Not a rodata section (the array is read-only once relocated).
+    NotReadOnlyData,
+    /// Its size is not a whole number of 8-byte entries, or its virtual size differs from it.
+    Size,
+    /// Its alignment is under 8.
+    Alignment,
+    /// The module lacks the extension marker, without which older loaders would load the module
+    /// and never run its constructors.
+    NoMarker,
+}
+
+impl CallArrayProblem {
+    const fn describe(self) -> &'static str {
+        match self {
+            CallArrayProblem::BothKinds => "cannot be both",
+            CallArrayProblem::NotReadOnlyData => "must be a rodata section",
+            CallArrayProblem::Size => "must be a whole number of 8-byte entries (virtual size = size)",
+            CallArrayProblem::Alignment => "must be aligned to 8 bytes at least",
+            CallArrayProblem::NoMarker => {
+                "needs the extension marker entry that makes older loaders refuse the module"
+            }
+        }
+    }
+}
+
 /// Every way a module can be malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,6 +212,14 @@ pub enum ErrorKind {
         /// The data relocation section's index.
         index: u32,
     },
+    /// A constructor or destructor array section (`SECTION_CONSTRUCTORS`, `SECTION_DESTRUCTORS`)
+    /// that breaks a rule of the extension.
+    BadCallArray {
+        /// The section's index.
+        index: u32,
+        /// Which rule.
+        problem: CallArrayProblem,
+    },
     /// An entry with the marker's offset and symbol that is not the marker: elsewhere than the
     /// first entry of the first relocation section (and not of kind none), or with another kind
     /// or addend.
@@ -304,6 +343,9 @@ impl fmt::Display for ErrorKind {
                 f,
                 "section {index}: data relocations without the marker entry that makes older loaders refuse the module"
             ),
+            BadCallArray { index, problem } => {
+                write!(f, "section {index}: a constructor or destructor array {}", problem.describe())
+            }
             BadExtensionMarker { relocation } => write!(
                 f,
                 "relocation {relocation}: an extension marker out of place, or naming an unknown extension"

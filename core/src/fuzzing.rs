@@ -87,6 +87,8 @@ pub fn fuzz_load(data: &[u8]) -> usize {
         } else {
             crate::load::ReadOnlyData::WithCode
         },
+        // A fuzzed module's code is never run.
+        run_constructors: false,
     };
     LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
 }

@@ -90,7 +90,7 @@ pub mod wire;
 pub mod write;
 
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{CallArrayProblem, Error, ErrorKind, Result};
 pub use fnv::fnv1a;
-pub use kinds::{Binding, RelocKind, SectionType, SymbolKind};
+pub use kinds::{Binding, CallArray, RelocKind, SectionType, SymbolKind};
 pub use module::{Module, ParseOptions, Relocation, Section, Symbol, SymbolTarget};

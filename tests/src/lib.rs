@@ -18,6 +18,7 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
         out.push((format!("return_42_{d}"), samples::return_42(d)));
         out.push((format!("rich_{d}"), samples::rich(d)));
         out.push((format!("data_pointers_{d}"), samples::data_pointers(d)));
+        out.push((format!("call_arrays_{d}"), samples::call_arrays(d)));
     }
     out.push(("stubbed_S128".into(), stubbed(Dialect::S128)));
     out.push(("stubbed_R96".into(), stubbed(Dialect::R96)));

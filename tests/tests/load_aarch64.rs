@@ -2,7 +2,7 @@
 //! aarch64 relocation kind of R96 (branch26 to an import, ADRP page21 + LDR/ADD page-offset12
 //! to local data, GOT page21 + GOT page-offset12 to an import's data) is applied by the loader
 //! and the patched code runs; branches also run through their veneers; data relocations point
-//! into the code. On other hosts this file compiles to nothing (the encodings are unit-tested
+//! into the code; constructors and destructors run in their order. On other hosts this file compiles to nothing (the encodings are unit-tested
 //! in `smf_core::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
@@ -147,4 +147,42 @@ fn data_relocations_point_at_their_symbols() {
     // SAFETY: `five`, a function returning an integer, starts there.
     let five = unsafe { module.function_at::<extern "C" fn() -> i64>(pointer) }.expect("inside the code");
     assert_eq!(five.get()(), 5);
+}
+
+thread_local! {
+    /// What the call-array test's functions recorded on this thread, in order.
+    static RECORDED: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+extern "C" fn record(value: i64) {
+    RECORDED.with(|r| r.borrow_mut().push(value));
+}
+
+/// Constructors and destructors on aarch64: two of each, calling the host's `record` (branch26
+/// to an import) with their own values; constructors run in order at load, destructors in
+/// reverse at release.
+#[test]
+fn constructors_and_destructors_run_in_their_order() {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    aarch64(&mut b);
+    // movz x0, #1 / #2; movn x0, #0 / #1 (-1 / -2); each followed by b record.
+    let values = [0xD280_0020, 0xD280_0040, 0x9280_0000, 0x9280_0020];
+    let code: Vec<u32> = values.iter().flat_map(|&v| [v, 0x1400_0000]).collect();
+    b.add_code(b".text", &words(&code));
+    let record_import = b.add_symbol(SymbolSpec::import(b"record"));
+    let functions: Vec<u32> =
+        (0..4u64).map(|i| b.add_symbol(SymbolSpec::function(format!("f{i}").as_bytes(), i * 8, 8))).collect();
+    for i in 0..4u64 {
+        b.add_relocation(i * 8 + 4, record_import, RelocKind::Aarch64Branch26, 0);
+    }
+    b.add_call_array(smf_core::CallArray::Constructors, &[(functions[0], 0), (functions[1], 0)]);
+    b.add_call_array(smf_core::CallArray::Destructors, &[(functions[2], 0), (functions[3], 0)]);
+    let file = b.build().unwrap();
+    let exec = ExecAllocator::default();
+    let table = [(&b"record"[..], record as extern "C" fn(i64) as usize)];
+    let resolver = smf_core::load::TableResolver(&table);
+    let module = LoadedModule::load(&exec, &file, &resolver, &LoadOptions::default()).unwrap();
+    assert_eq!(RECORDED.with(|r| r.take()), [1, 2]);
+    drop(module);
+    assert_eq!(RECORDED.with(|r| r.take()), [-2, -1]);
 }

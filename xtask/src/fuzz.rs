@@ -10,7 +10,8 @@ use smf_core::{Dialect, HeaderPlacement, RelocKind};
 
 use crate::workspace_root;
 
-/// Seeds: the reference modules, the rich modules, modules with data relocations, stubbed
+/// Seeds: the reference modules, the rich modules, modules with data relocations and with
+/// constructors and destructors, stubbed
 /// modules, a short-form template one.
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -18,6 +19,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         out.push((format!("return42-{d}"), samples::return_42(d)));
         out.push((format!("rich-{d}"), samples::rich(d)));
         out.push((format!("data-pointers-{d}"), samples::data_pointers(d)));
+        out.push((format!("call-arrays-{d}"), samples::call_arrays(d)));
     }
     for d in [Dialect::S128, Dialect::R96] {
         let mut b = ModuleBuilder::new(d);

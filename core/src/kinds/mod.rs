@@ -20,6 +20,54 @@ pub const SECTION_EXEC: u32 = 0x4;
 /// Section flag of a relocation section (type 5) whose entries patch the data image, not the
 /// code (our extension: `docs/format.md`, "Data relocations").
 pub const SECTION_RELOCATES_DATA: u32 = 0x100;
+/// Section flag of a rodata section that is an array of constructors, run in order after the
+/// module is relocated and sealed (our extension: `docs/format.md`, "Constructors and
+/// destructors").
+pub const SECTION_CONSTRUCTORS: u32 = 0x200;
+/// Section flag of a rodata section that is an array of destructors, run in reverse order when
+/// the module is released (our extension, as [`SECTION_CONSTRUCTORS`]).
+pub const SECTION_DESTRUCTORS: u32 = 0x400;
+
+/// What a call array section holds: the functions a module runs when it is loaded, or when it
+/// is released (ELF's `.init_array` and `.fini_array`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallArray {
+    /// Run in order, after relocation and sealing, before the load returns.
+    Constructors,
+    /// Run in reverse order when the module is released, before its memory is unmapped.
+    Destructors,
+}
+
+impl CallArray {
+    /// The call array a section with `flags` is, if any; an error if it claims to be both.
+    pub const fn of_flags(flags: u32) -> Result<Option<CallArray>, crate::CallArrayProblem> {
+        match (flags & SECTION_CONSTRUCTORS != 0, flags & SECTION_DESTRUCTORS != 0) {
+            (false, false) => Ok(None),
+            (true, false) => Ok(Some(CallArray::Constructors)),
+            (false, true) => Ok(Some(CallArray::Destructors)),
+            (true, true) => Err(crate::CallArrayProblem::BothKinds),
+        }
+    }
+
+    /// The section flag that marks it.
+    pub const fn flag(self) -> u32 {
+        match self {
+            CallArray::Constructors => SECTION_CONSTRUCTORS,
+            CallArray::Destructors => SECTION_DESTRUCTORS,
+        }
+    }
+
+    /// "constructors" or "destructors".
+    pub const fn name(self) -> &'static str {
+        match self {
+            CallArray::Constructors => "constructors",
+            CallArray::Destructors => "destructors",
+        }
+    }
+}
+
+/// Bytes of one entry of a call array: a 64-bit address (SMF modules are for 64-bit machines).
+pub const CALL_ARRAY_ENTRY: usize = 8;
 
 /// Module flag: has an entry point.
 pub const FLAG_EXECUTABLE: u32 = 0x01;

@@ -52,6 +52,18 @@ pub enum LoadError {
         /// What went wrong.
         error: RelocError,
     },
+    /// An entry of a constructor or destructor array does not point into the module's code
+    /// once relocated (no relocation, or one to elsewhere): refused before any constructor runs.
+    CallOutsideCode {
+        /// Which array.
+        array: crate::CallArray,
+        /// The array section's index.
+        section: u32,
+        /// The entry's position in the section.
+        entry: u64,
+        /// The address the entry holds.
+        address: u64,
+    },
     /// The module needs more memory than a process can address.
     TooLarge,
     /// The loader found the module in a state its validation rules out: a bug in this library
@@ -70,6 +82,11 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoadError::Format(e) => write!(f, "invalid module: {e}"),
+            LoadError::CallOutsideCode { array, section, entry, address } => write!(
+                f,
+                "section {section}: {} entry {entry} holds {address:#x}, which is not in the module's code",
+                array.name()
+            ),
             LoadError::WrongArch { module, host } => write!(
                 f,
                 "wrong architecture: the module is for {} ({module}), this machine is {} ({host})",

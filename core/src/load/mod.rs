@@ -8,13 +8,15 @@
 //! place, and then the batch is sealed: code read-execute, rodata and GOT read-only (and, by
 //! default, executable with the code, so that sealing is one protection change: see
 //! [`ReadOnlyData`]), data read-write. A failure at any step drops the unsealed batch, which
-//! frees everything the load had mapped.
+//! frees everything the load had mapped. Last, the module's constructors run (every entry was
+//! checked to lie in its code first); its destructors run when it is released.
 //!
 //! Imports are resolved through a [`Resolver`] (other loaded modules, a caller's table). A
 //! branch to an import that is out of the relocation's reach goes through a 16-byte stub in
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
+mod calls;
 mod error;
 mod exports;
 mod fallible;
@@ -41,6 +43,7 @@ pub use error::LoadError;
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
+use calls::Calls;
 use layout::Layout;
 use link::{Placed, PlacedImage};
 use place::Image;
@@ -71,6 +74,10 @@ pub struct LoadOptions {
     pub force_stubs: bool,
     /// How read-only data (rodata and the GOT) is protected once sealed.
     pub read_only_data: ReadOnlyData,
+    /// Run the module's constructors once it is sealed, and its destructors when it is
+    /// released (default). Off, neither runs (their entries are still checked): for tools that
+    /// load a module to look at it, and for fuzzing.
+    pub run_constructors: bool,
 }
 
 impl Default for LoadOptions {
@@ -80,6 +87,7 @@ impl Default for LoadOptions {
             require_arch: Some(HOST_ARCH),
             force_stubs: false,
             read_only_data: ReadOnlyData::default(),
+            run_constructors: true,
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct LoadedModule<'a> {
     symbols: SymbolTable,
     note_sdn: Option<Vec<u8>>,
     templates: Templates,
+    /// Its destructors (to run when it is released; none if its constructors did not run).
+    calls: Calls,
     deps: Vec<Keepalive>,
 }
 
@@ -150,7 +160,7 @@ impl<'a> LoadedModule<'a> {
         let sections = image.place_data(&mut batch, linked.module.tables())?;
         let placed = PlacedImage { code: image.code_base, sections: &sections };
         let Placed { module, symbols, mut targets, deps, templates } = linked.place(&placed)?;
-        let (module, got_used) =
+        let (module, got_used, mut calls) =
             place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
         if got_used > 0 {
             let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
@@ -169,7 +179,11 @@ impl<'a> LoadedModule<'a> {
         let (code, code_size) = (image.code_base, layout.code_size);
         let blocks = image.into_blocks()?;
         batch.seal()?;
-        Ok(LoadedModule {
+        let constructors = core::mem::take(&mut calls.constructors);
+        if !options.run_constructors {
+            calls = Calls::default();
+        }
+        let loaded = LoadedModule {
             allocator,
             blocks,
             dialect: module.dialect(),
@@ -182,8 +196,21 @@ impl<'a> LoadedModule<'a> {
             symbols,
             note_sdn,
             templates,
+            calls,
             deps,
-        })
+        };
+        if options.run_constructors {
+            loaded.construct(&Calls { constructors, destructors: Vec::new() });
+        }
+        Ok(loaded)
+    }
+
+    /// The constructors stage: runs `calls`' constructors, the module being sealed.
+    #[allow(unsafe_code)]
+    fn construct(&self, calls: &Calls) {
+        // SAFETY: each address was checked to lie in this module's code, sealed and mapped
+        // while `self` lives; constructor arrays hold constructors.
+        unsafe { calls.construct() };
     }
 
     /// The dialect the module was written in.
@@ -302,7 +329,8 @@ fn check_arch(header: &Header, options: &LoadOptions) -> Result<(), LoadError> {
 /// The place stage for code and the relocate stage: the code copied into its still-writable
 /// block, and each relocation applied as it is decoded (to the code, or to the data placed
 /// already), stubs and GOT slots handed out as relocations need them. Returns the module, now
-/// wholly validated, and how many GOT slots were handed out.
+/// wholly validated, how many GOT slots were handed out, and its constructors and destructors
+/// (read from the relocated data).
 fn place_and_relocate_code<'m>(
     batch: &mut CodeBatch<'_>,
     image: &Image<'_>,
@@ -311,7 +339,7 @@ fn place_and_relocate_code<'m>(
     symbols: &SymbolTable,
     targets: &mut [relocate::Target],
     options: &LoadOptions,
-) -> Result<(Module<'m>, usize), LoadError> {
+) -> Result<(Module<'m>, usize, Calls), LoadError> {
     let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
     let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64)?;
     let relocator =
@@ -345,7 +373,12 @@ fn place_and_relocate_code<'m>(
     };
     let mut sink = Relocating { relocator, code, targets, slots, data };
     let module = module.decode_relocations(&mut sink)?;
-    Ok((module, sink.slots.got_used()))
+    let code = image.code_base..image.code_base.saturating_add(layout.code_size);
+    let calls = match module.call_array_count() {
+        0 => Calls::default(),
+        _ => Calls::collect(&module, sink.data.read_only, code)?,
+    };
+    Ok((module, sink.slots.got_used(), calls))
 }
 
 /// A copy of the module's note.sdn text, kept for its readers.
@@ -356,7 +389,11 @@ fn keep_note(module: &Module<'_>) -> Result<Option<Vec<u8>>, LoadError> {
 }
 
 impl Drop for LoadedModule<'_> {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
+        // SAFETY: the destructors were checked to lie in the module's code, still sealed and
+        // mapped (the blocks are freed below); destructor arrays hold destructors.
+        unsafe { self.calls.destruct() };
         // The module is being dropped: nobody can call into it any more (its owners hold it
         // by reference count), so its pages may be discarded, all in one go.
         let _ = self.allocator.free_all(core::mem::take(&mut self.blocks));

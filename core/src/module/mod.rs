@@ -34,9 +34,10 @@ pub(crate) use layout::DataLayout;
 
 use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{CallArrayProblem, Error, ErrorKind, Result};
 use crate::kinds::{
-    Binding, RelocKind, SectionType, SymbolKind, SECTION_RELOCATES_DATA, SYMBOL_FLAG_TEMPLATE,
+    Binding, CallArray, RelocKind, SectionType, SymbolKind, CALL_ARRAY_ENTRY, SECTION_RELOCATES_DATA,
+    SYMBOL_FLAG_TEMPLATE,
 };
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};
@@ -96,6 +97,8 @@ pub struct Module<'a> {
     writable_data_start: u64,
     /// Whether the first relocation entry is the data relocations marker.
     data_relocations_marker: bool,
+    /// Number of constructor and destructor array sections.
+    call_arrays: u32,
     import_count: u32,
     note: Option<&'a str>,
     template_code: Option<TemplateCode<'a>>,
@@ -271,6 +274,20 @@ impl<'a> Module<'a> {
     /// that makes older loaders refuse it).
     pub const fn has_data_relocations_marker(&self) -> bool {
         self.data_relocations_marker
+    }
+
+    /// The constructor and destructor arrays, in table order, with their place in the data
+    /// image (validated: rodata, whole 8-byte entries, aligned to 8).
+    pub fn call_arrays(&self) -> impl Iterator<Item = (CallArray, DataPlacement<'a>)> + '_ {
+        let any = self.call_arrays > 0;
+        self.data_sections()
+            .take_while(move |_| any)
+            .filter_map(|p| Some((CallArray::of_flags(p.section.flags).ok()??, p)))
+    }
+
+    /// Number of constructor and destructor array sections.
+    pub const fn call_array_count(&self) -> u32 {
+        self.call_arrays
     }
 
     /// The note.sdn text (without its terminator), if the module has one.

@@ -154,6 +154,16 @@ impl<'a> ModuleTables<'a> {
     pub fn data_sections(&self) -> impl Iterator<Item = DataPlacement<'a>> + '_ {
         self.module.data_sections()
     }
+
+    /// The constructor and destructor arrays ([`Module::call_arrays`]).
+    pub fn call_arrays(&self) -> impl Iterator<Item = (CallArray, DataPlacement<'a>)> + '_ {
+        self.module.call_arrays()
+    }
+
+    /// Number of constructor and destructor array sections.
+    pub const fn call_array_count(&self) -> u32 {
+        self.module.call_arrays
+    }
 }
 
 impl<'a> ModuleSymbols<'a> {

@@ -90,6 +90,7 @@ impl<'a> Module<'a> {
             got_relocation_count: 0,
             writable_data_start: 0,
             data_relocations_marker: false,
+            call_arrays: 0,
             import_count: 0,
             note: None,
             template_code: None,
@@ -109,6 +110,8 @@ impl<'a> Module<'a> {
         let mut first_is_marker = false;
         let mut seen_relocations = false;
         let mut data_relocations: Option<u32> = None;
+        let mut call_arrays: u32 = 0;
+        let mut first_call_array: Option<u32> = None;
         let got_kinds = RelocKind::got_wire_table(self.dialect);
         for index in 0..self.header.section_count {
             let section = self.decode_section(index)?;
@@ -119,6 +122,16 @@ impl<'a> Module<'a> {
             let loadable = section.section_type == SectionType::Code || section.section_type.is_data();
             if loadable && section.virtual_size < section.size {
                 return Err(Error::new(ErrorKind::VirtualSizeTooSmall { index }, entry_offset));
+            }
+            match check_call_array(&section) {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    call_arrays += 1;
+                    first_call_array = first_call_array.or(Some(index));
+                }
+                Err(problem) => {
+                    return Err(Error::new(ErrorKind::BadCallArray { index, problem }, entry_offset));
+                }
             }
             match section.section_type {
                 SectionType::Code => {
@@ -202,6 +215,7 @@ impl<'a> Module<'a> {
         self.relocation_count = relocations;
         self.got_relocation_count = got_relocations;
         self.data_relocations_marker = first_is_marker;
+        self.call_arrays = call_arrays;
         // The alignment is a power of two up to 64 KiB; the sum fits unless the caller's image
         // limit is near u64::MAX.
         self.writable_data_start = layout.writable_start().ok_or(Error::new(
@@ -211,6 +225,10 @@ impl<'a> Module<'a> {
         if let Some(index) = data_relocations.filter(|_| !first_is_marker) {
             let at = self.section_entry_offset(index);
             return Err(Error::new(ErrorKind::DataRelocationsWithoutMarker { index }, at));
+        }
+        if let Some(index) = first_call_array.filter(|_| !first_is_marker) {
+            let kind = ErrorKind::BadCallArray { index, problem: CallArrayProblem::NoMarker };
+            return Err(Error::new(kind, self.section_entry_offset(index)));
         }
         Ok(())
     }
@@ -364,6 +382,23 @@ pub(super) fn slice_between(file: &[u8], start: u64, end: u64) -> &[u8] {
         Some(range) => &file[range],
         None => &[],
     }
+}
+
+/// The rules of a constructor or destructor array section: rodata, whole 8-byte entries, aligned
+/// to 8 (the loader reads each entry as an aligned address). `None` for every other section.
+fn check_call_array(section: &Section<'_>) -> core::result::Result<Option<CallArray>, CallArrayProblem> {
+    let Some(array) = CallArray::of_flags(section.flags)? else { return Ok(None) };
+    if section.section_type != SectionType::RoData {
+        return Err(CallArrayProblem::NotReadOnlyData);
+    }
+    let entry = CALL_ARRAY_ENTRY as u64;
+    if section.size % entry != 0 || section.virtual_size != section.size {
+        return Err(CallArrayProblem::Size);
+    }
+    if section.alignment < entry {
+        return Err(CallArrayProblem::Alignment);
+    }
+    Ok(Some(array))
 }
 
 /// The note.sdn section's entry as the format has it: type 13 (or 7, the type S128 gives its

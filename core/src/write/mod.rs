@@ -28,8 +28,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::kinds::{
-    RelocKind, SectionType, SymbolKind, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN, FLAG_HAS_STUB, SECTION_EXEC,
-    SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+    CallArray, RelocKind, SectionType, SymbolKind, CALL_ARRAY_ENTRY, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN,
+    FLAG_HAS_STUB, SECTION_EXEC, SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
 };
 use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
@@ -173,6 +173,25 @@ impl ModuleBuilder {
     /// Adds a read-only data section (alignment 8).
     pub fn add_rodata(&mut self, name: &[u8], data: &[u8]) -> u32 {
         self.add_section(SectionSpec::new(SectionType::RoData, name, SECTION_READ, data.to_vec(), 8))
+    }
+
+    /// Adds a constructor or destructor array (`docs/format.md`, "Constructors and
+    /// destructors"): a rodata section flagged as `array`, one 8-byte entry per function,
+    /// each relocated (abs64, a data relocation) to `functions[i]`, a symbol and an addend;
+    /// returns the section's index.
+    pub fn add_call_array(&mut self, array: CallArray, functions: &[(u32, i64)]) -> u32 {
+        let name: &[u8] = match array {
+            CallArray::Constructors => b".init_array",
+            CallArray::Destructors => b".fini_array",
+        };
+        let size = functions.len() * CALL_ARRAY_ENTRY;
+        let flags = SECTION_READ | array.flag();
+        let section = self.add_section(SectionSpec::new(SectionType::RoData, name, flags, vec![0; size], 8));
+        for (i, &(symbol, addend)) in functions.iter().enumerate() {
+            let offset = (i * CALL_ARRAY_ENTRY) as u64;
+            self.add_data_relocation(section, offset, symbol, RelocKind::Abs64, addend);
+        }
+        section
     }
 
     /// Adds a bss section of `size` zero bytes (alignment 8).

@@ -73,6 +73,42 @@ pub fn data_pointers(dialect: Dialect) -> Vec<u8> {
     b.build().unwrap_or_default()
 }
 
+/// x86-64 code calling `record(value)`: `mov rdi, value; jmp record` (the jump's displacement,
+/// at offset 8, relocated plt32), 16 bytes with padding.
+fn record_call(value: i8) -> [u8; 16] {
+    let mut code = [0xCC; 16];
+    code[..12].copy_from_slice(&[0x48, 0xC7, 0xC7, value as u8, 0, 0, 0, 0xE9, 0, 0, 0, 0]);
+    if value < 0 {
+        code[4..7].fill(0xFF);
+    }
+    code
+}
+
+/// A module (x86-64, any dialect) with two constructors and two destructors
+/// (`docs/format.md`, "Constructors and destructors"), each calling the import `record` with
+/// its own value: constructors 1 then 2, destructors -1 and -2 (array order; they run in
+/// reverse, so -2 first). Each is also exported, by the names `construct1`, `construct2`,
+/// `destruct1`, `destruct2`.
+pub fn call_arrays(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    let values = [1, 2, -1, -2];
+    let code: Vec<u8> = values.iter().flat_map(|&v| record_call(v)).collect();
+    b.add_code(b".text", &code);
+    let record = b.add_symbol(SymbolSpec::import(b"record"));
+    let names: [&[u8]; 4] = [b"construct1", b"construct2", b"destruct1", b"destruct2"];
+    let functions: Vec<u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| b.add_symbol(SymbolSpec::function(name, i as u64 * 16, 12)))
+        .collect();
+    for i in 0..functions.len() as u64 {
+        b.add_relocation(i * 16 + 8, record, RelocKind::Plt32, -4);
+    }
+    b.add_call_array(crate::CallArray::Constructors, &[(functions[0], 0), (functions[1], 0)]);
+    b.add_call_array(crate::CallArray::Destructors, &[(functions[2], 0), (functions[3], 0)]);
+    b.build().unwrap_or_default()
+}
+
 /// The note.sdn text of the spec's example: every table, quoted and bare fields.
 pub const NOTE_SDN_EXAMPLE: &str = r#"# comment lines start with '#'
 instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|

@@ -1,0 +1,104 @@
+//! The constructors stage of a load, and the destructors of a release: the module's
+//! constructor and destructor arrays (`docs/format.md`, "Constructors and destructors") read
+//! once relocated, every entry checked to point into the module's code before any runs; the
+//! constructors run in order once the image is sealed, the destructors in reverse order when the
+//! module is released, before its memory is unmapped (what `ld.so` does for `.init_array` and
+//! `.fini_array`).
+
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int};
+use core::ops::Range;
+
+use super::{fallible, LoadError};
+use crate::exec::Function;
+use crate::kinds::CALL_ARRAY_ENTRY;
+use crate::module::DataRegion;
+use crate::{CallArray, Module};
+
+/// A constructor, as `ld.so` calls one: `(argc, argv, envp)`.
+type Constructor = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
+/// A destructor: no arguments.
+type Destructor = extern "C" fn();
+
+/// The argument and environment vectors constructors get: empty (a module loaded into a running
+/// program has no command line of its own; `getenv` still reads the environment).
+static NO_STRINGS: [usize; 1] = [0];
+
+/// A module's constructors and destructors, as addresses in its code.
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    /// In the order they run.
+    pub(super) constructors: Vec<usize>,
+    /// In array order (they run in reverse).
+    pub(super) destructors: Vec<usize>,
+}
+
+impl Calls {
+    /// Every entry of `module`'s arrays, read from `read_only` (the relocated read-only region of
+    /// the data image), each checked to lie in `code` (the module's code addresses).
+    pub(super) fn collect(
+        module: &Module<'_>,
+        read_only: &[u8],
+        code: Range<usize>,
+    ) -> Result<Self, LoadError> {
+        let mut calls = Calls::default();
+        if module.call_array_count() == 0 {
+            return Ok(calls);
+        }
+        for (array, placement) in module.call_arrays() {
+            // Validation: rodata, whole entries; the layout: inside the read-only region.
+            if placement.region != DataRegion::ReadOnly {
+                return Err(LoadError::internal());
+            }
+            let start = usize::try_from(placement.offset).map_err(|_| LoadError::too_large())?;
+            let bytes = start
+                .checked_add(placement.section.data.len())
+                .and_then(|end| read_only.get(start..end))
+                .ok_or_else(LoadError::internal)?;
+            let list = match array {
+                CallArray::Constructors => &mut calls.constructors,
+                CallArray::Destructors => &mut calls.destructors,
+            };
+            for (entry, word) in bytes.chunks_exact(CALL_ARRAY_ENTRY).enumerate() {
+                let address = word.first_chunk::<8>().map_or(0, |w| u64::from_le_bytes(*w));
+                let inside = usize::try_from(address).ok().filter(|a| code.contains(a));
+                let Some(address) = inside else {
+                    let section = placement.section.index;
+                    return Err(LoadError::CallOutsideCode { array, section, entry: entry as u64, address });
+                };
+                fallible::push(list, address)
+                    .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<usize>(list.len() + 1) })?;
+            }
+        }
+        Ok(calls)
+    }
+
+    /// Runs the constructors, in order.
+    ///
+    /// # Safety
+    /// Every address is a function in sealed code that stays mapped during the call (the
+    /// loaded module's, which the caller holds), whose signature is a constructor's.
+    pub(super) unsafe fn construct(&self) {
+        for &address in &self.constructors {
+            // SAFETY: the caller's contract: a constructor in sealed, mapped code.
+            if let Some(constructor) = unsafe { Function::<Constructor>::at(address) } {
+                constructor.get()(0, NO_STRINGS.as_ptr().cast(), NO_STRINGS.as_ptr().cast());
+            }
+        }
+    }
+
+    /// Runs the destructors, in reverse order.
+    ///
+    /// # Safety
+    /// As [`Calls::construct`], for destructors.
+    pub(super) unsafe fn destruct(&self) {
+        for &address in self.destructors.iter().rev() {
+            // SAFETY: the caller's contract: a destructor in sealed, mapped code.
+            if let Some(destructor) = unsafe { Function::<Destructor>::at(address) } {
+                destructor.get()();
+            }
+        }
+    }
+}

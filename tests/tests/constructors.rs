@@ -1,0 +1,180 @@
+//! Constructors and destructors (`docs/format.md`, "Constructors and destructors"): a module's
+//! constructors run in order once it is sealed, before the load returns, its destructors in
+//! reverse order when it is released, in every dialect; neither runs when the load options say
+//! so; an entry that does not point into the module's code fails the load before any
+//! constructor runs; and every rule of the arrays is refused with its own error. (Modules packed
+//! from C, with constructors in two modules that import from each other: `pack.rs`.)
+
+#![cfg(target_arch = "x86_64")]
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+
+use smf_core::exec::ExecAllocator;
+use smf_core::kinds::{SECTION_CONSTRUCTORS, SECTION_DESTRUCTORS, SECTION_READ};
+use smf_core::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
+use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionType};
+
+thread_local! {
+    /// What the modules' constructors and destructors recorded on this thread, in order.
+    static RECORDED: RefCell<Vec<i64>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn record(value: i64) {
+    RECORDED.with(|r| r.borrow_mut().push(value));
+}
+
+/// What was recorded on this thread since the last call.
+fn recorded() -> Vec<i64> {
+    RECORDED.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+fn load<'a>(
+    exec: &'a ExecAllocator,
+    file: &[u8],
+    options: &LoadOptions,
+) -> Result<LoadedModule<'a>, LoadError> {
+    let table = [(&b"record"[..], record as extern "C" fn(i64) as usize)];
+    LoadedModule::load(exec, file, &TableResolver(&table), options)
+}
+
+#[test]
+fn constructors_run_in_order_at_load_and_destructors_in_reverse_at_release() {
+    let exec = ExecAllocator::default();
+    for dialect in [Dialect::S128, Dialect::R96, Dialect::R72] {
+        recorded();
+        let module = load(&exec, &samples::call_arrays(dialect), &LoadOptions::default()).unwrap();
+        assert_eq!(recorded(), [1, 2], "{dialect}: the constructors, in array order, before load returns");
+        drop(module);
+        assert_eq!(recorded(), [-2, -1], "{dialect}: the destructors, in reverse order, at release");
+    }
+}
+
+#[test]
+fn with_constructors_off_neither_constructors_nor_destructors_run() {
+    let exec = ExecAllocator::default();
+    recorded();
+    let options = LoadOptions { run_constructors: false, ..LoadOptions::default() };
+    let module = load(&exec, &samples::call_arrays(Dialect::S128), &options).unwrap();
+    // The functions are there all the same.
+    assert!(module.symbol(b"construct1").is_some());
+    drop(module);
+    assert_eq!(recorded(), [] as [i64; 0]);
+}
+
+/// An array entry: relocated to a symbol (by name) plus an addend, or not relocated.
+type Entry<'a> = Option<(&'a [u8], i64)>;
+
+/// A module with the sample's code and symbols, and the constructor array `entries`.
+fn with_constructors(entries: &[Entry<'_>]) -> Vec<u8> {
+    let sample = samples::call_arrays(Dialect::S128);
+    let parsed = Module::parse(&sample).unwrap();
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    let code = parsed.code_sections().next().unwrap().0;
+    b.add_code(b".text", code.data);
+    let record = b.add_symbol(SymbolSpec::import(b"record"));
+    let construct1 = b.add_symbol(SymbolSpec::function(b"construct1", 0, 12));
+    let data = b.add_data(b".data", &[0; 8]);
+    let variable = b.add_symbol(SymbolSpec::data(b"variable", data, 0, 8));
+    b.add_relocation(8, record, RelocKind::Plt32, -4);
+    let array = b.add_section(SectionSpec::new(
+        SectionType::RoData,
+        b".init_array",
+        SECTION_READ | SECTION_CONSTRUCTORS,
+        vec![0; entries.len() * 8],
+        8,
+    ));
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some((name, addend)) = entry {
+            let symbol = match *name {
+                b"construct1" => construct1,
+                b"variable" => variable,
+                _ => record,
+            };
+            b.add_data_relocation(array, i as u64 * 8, symbol, RelocKind::Abs64, *addend);
+        }
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn an_entry_outside_the_code_fails_the_load_before_any_constructor_runs() {
+    let exec = ExecAllocator::default();
+    let cases: [(&[Entry<'_>], u64); 4] = [
+        (&[Some((b"construct1", 0)), Some((b"variable", 0))], 1), // into data
+        (&[Some((b"construct1", 0)), Some((b"record", 0))], 1),   // the host's function
+        (&[Some((b"construct1", 0)), None], 1),                   // not relocated: 0
+        (&[Some((b"construct1", 4096)), Some((b"construct1", 0))], 0), // past the code
+    ];
+    for (entries, bad) in cases {
+        recorded();
+        let error = load(&exec, &with_constructors(entries), &LoadOptions::default()).unwrap_err();
+        let LoadError::CallOutsideCode { array, section, entry, .. } = error else {
+            panic!("{entries:?}: {error}");
+        };
+        assert_eq!((array, section, entry), (CallArray::Constructors, 2, bad), "{entries:?}");
+        assert!(error.to_string().contains("not in the module's code"), "{error}");
+        assert_eq!(recorded(), [] as [i64; 0], "{entries:?}: no constructor ran");
+    }
+    // The same module with every entry in the code loads and runs them.
+    let module =
+        load(&exec, &with_constructors(&[Some((b"construct1", 0))]), &LoadOptions::default()).unwrap();
+    assert_eq!(recorded(), [1]);
+    drop(module);
+}
+
+/// A module with a constructor array whose section entry `edit` changes, and the data
+/// relocations marker on or off.
+fn malformed(edit: impl FnOnce(&mut SectionSpec), marker: bool) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 16]);
+    let f = b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+    let mut spec = SectionSpec::new(
+        SectionType::RoData,
+        b".init_array",
+        SECTION_READ | SECTION_CONSTRUCTORS,
+        vec![0; 8],
+        8,
+    );
+    edit(&mut spec);
+    b.add_section(spec);
+    let data = b.add_data(b".data", &[0; 8]);
+    // A data relocation (of the writable data, so that it fits whatever the array became)
+    // makes the builder write the marker; without one, the module has none.
+    if marker {
+        b.add_data_relocation(data, 0, f, RelocKind::Abs64, 0);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn each_rule_of_the_arrays_is_refused_with_its_own_error() {
+    let both = SECTION_READ | SECTION_CONSTRUCTORS | SECTION_DESTRUCTORS;
+    let cases: [(Vec<u8>, CallArrayProblem); 6] = [
+        (malformed(|s| s.flags = both, true), CallArrayProblem::BothKinds),
+        (malformed(|s| s.section_type = SectionType::Data, true), CallArrayProblem::NotReadOnlyData),
+        (malformed(|s| s.section_type = SectionType::Code, true), CallArrayProblem::NotReadOnlyData),
+        (malformed(|s| s.data = vec![0; 12], true), CallArrayProblem::Size),
+        (malformed(|s| s.alignment = 4, true), CallArrayProblem::Alignment),
+        (malformed(|_| {}, false), CallArrayProblem::NoMarker),
+    ];
+    for (file, problem) in cases {
+        let error = Module::parse(&file).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::BadCallArray { index: 1, problem }, "{error}");
+        assert!(error.to_string().starts_with("section 1: a constructor or destructor array"), "{error}");
+    }
+    // A bss tail would leave entries outside the file: the virtual size must be the size.
+    let file = malformed(|s| s.virtual_size = 16, true);
+    let error = Module::parse(&file).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::BadCallArray { index: 1, problem: CallArrayProblem::Size });
+    // The same array, well formed, parses, and its entries read back as one constructor.
+    let module_file = malformed(|_| {}, true);
+    let module = Module::parse(&module_file).unwrap();
+    let arrays: Vec<_> = module.call_arrays().map(|(array, p)| (array, p.section.index)).collect();
+    assert_eq!(arrays, [(CallArray::Constructors, 1)]);
+    // A destructor array is the same section with the other flag.
+    let file = malformed(|s| s.flags = SECTION_READ | SECTION_DESTRUCTORS, true);
+    let arrays: Vec<_> = Module::parse(&file).unwrap().call_arrays().map(|(array, _)| array).collect();
+    assert_eq!(arrays, [CallArray::Destructors]);
+}
