@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use crate::sync::lock;
 
 use smf_core::file::ReadError;
-use smf_core::load::{ExportIndex, LoadError, LoadedModule, Resolved, Resolver};
+use smf_core::load::{ExportIndex, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
 use crate::file::FileIdentity;
 use crate::imports::{Imports, LinkOptions};
@@ -193,7 +193,18 @@ pub fn load_bytes(
     resolver: &dyn Resolver,
     path: Option<PathBuf>,
 ) -> Result<Arc<SharedModule>, ModuleError> {
-    match LoadedModule::load(exec(), bytes, resolver, load_options()) {
+    load_bytes_with_options(bytes, resolver, path, load_options())
+}
+
+/// [`load_bytes`] with `options` instead of the process's (to load without running
+/// constructors, as `smf verify --load` does).
+pub fn load_bytes_with_options(
+    bytes: &[u8],
+    resolver: &dyn Resolver,
+    path: Option<PathBuf>,
+    options: &LoadOptions,
+) -> Result<Arc<SharedModule>, ModuleError> {
+    match LoadedModule::load(exec(), bytes, resolver, options) {
         Ok(loaded) => {
             let (code, len) = loaded.code();
             let module = Arc::new(SharedModule { loaded, path });
@@ -209,8 +220,17 @@ pub fn load_bytes(
 /// Reads and loads the module at `path` (read as [`crate::file`] says: never blocking on
 /// opening, bounded, never torn).
 pub fn load_path(path: &Path, resolver: &dyn Resolver) -> Result<Arc<SharedModule>, ModuleError> {
-    crate::file::with_module_bytes(path, |bytes| load_bytes(bytes, resolver, Some(path.to_path_buf())))
-        .map_err(|e| ModuleError::reading(path, e))?
+    load_path_with_options(path, resolver, load_options())
+}
+
+/// [`load_path`] with `options` instead of the process's.
+pub fn load_path_with_options(
+    path: &Path,
+    resolver: &dyn Resolver,
+    options: &LoadOptions,
+) -> Result<Arc<SharedModule>, ModuleError> {
+    let load = |bytes: &[u8]| load_bytes_with_options(bytes, resolver, Some(path.to_path_buf()), options);
+    crate::file::with_module_bytes(path, load).map_err(|e| ModuleError::reading(path, e))?
 }
 
 /// The process's registry: modules loaded through [`load_path_with`] and [`load_bytes_with`]

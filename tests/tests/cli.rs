@@ -560,3 +560,40 @@ fn verify_load_says_whether_a_valid_module_loads_here() {
     assert!(foreign.err.contains("does not load here") && foreign.err.contains("riscv64"), "{}", foreign.err);
     assert_eq!(smf(&["verify", "--lib", &app, &app]).status, 2, "--lib without --load");
 }
+
+/// `verify --load` runs no code of the module: its constructors (here one that exits the
+/// process with status 7) run when `smf run` loads it, not when `verify` does; `inspect` shows
+/// which section is the constructor array.
+#[test]
+fn verify_load_runs_no_constructor_and_run_does() {
+    let dir = scratch("constructors");
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    // exits(): mov edi, 7; jmp exit. main: mov eax, 42; ret.
+    let mut code = vec![0xBF, 7, 0, 0, 0, 0xE9, 0, 0, 0, 0];
+    code.resize(16, 0xCC);
+    code.extend_from_slice(&samples::RETURN_42);
+    b.add_code(b".text", &code);
+    let exit = b.add_symbol(SymbolSpec::import(b"exit"));
+    let exits = b.add_symbol(SymbolSpec::function(b"exits", 0, 10));
+    b.add_symbol(SymbolSpec::function(b"main", 16, 6));
+    b.entry_point(16);
+    b.add_relocation(6, exit, smf_core::RelocKind::Plt32, -4);
+    b.add_call_array(smf_core::CallArray::Constructors, &[(exits, 0)]);
+    let path = write(&dir, "exits.smf", &b.build().unwrap());
+    let verified = smf(&["verify", "--load", &path]);
+    assert_eq!(verified.status, 0, "{}", verified.err);
+    let lib = smf(&["verify", "--load", "--lib", &path, &example("recursion.smf")]);
+    assert_eq!(lib.status, 0, "a --lib's constructors do not run either: {}", lib.err);
+    assert_eq!(smf(&["run", &path]).status, 7, "run runs the constructor, which exits");
+    // inspect marks the array, in text and JSON.
+    let text = smf(&["inspect", "--sections", &path]);
+    assert!(text.out.contains(".init_array      rodata:ctors    r--"), "{}", text.out);
+    let json: Value = serde_json::from_str(&smf(&["inspect", "--json", &path]).out).unwrap();
+    let arrays: Vec<_> =
+        json["sections"].as_array().unwrap().iter().map(|s| s["call_array"].clone()).collect();
+    assert_eq!(
+        arrays,
+        [Value::Null, "constructors".into(), Value::Null, Value::Null],
+        "code, array, two relocation sections"
+    );
+}

@@ -323,6 +323,77 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     assert!(says(&notes, "packed .rodata into the code image"), "{notes:?}");
 }
 
+thread_local! {
+    /// What packed modules' `record` calls recorded on this thread, as the native run prints them.
+    static RECORDED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+extern "C" fn record(value: i64) {
+    RECORDED.with(|r| r.borrow_mut().push(format!("record {value}")));
+}
+
+/// The host's `record`, then the modules in `Loaded`.
+struct WithRecord(Loaded);
+
+impl Resolver for WithRecord {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        if name == b"record" {
+            return Some(Resolved { addr: record as extern "C" fn(i64) as usize, keepalive: None });
+        }
+        self.0.resolve(name)
+    }
+}
+
+/// Constructors and destructors in two modules, the second importing the first's data and
+/// functions: what the first's constructors built is there when the second's run, priorities
+/// order them as in a native link, destructors run in reverse at release, the importer's first,
+/// all as `ld.so` runs the same C built as a shared library and a program linked to it.
+#[test]
+fn constructors_across_two_modules_run_as_a_native_link_runs_them() {
+    let dir = scratch("constructors");
+    let library = dir.join("libctor.so");
+    run(Command::new("gcc").args(["-O2", "-fPIC", "-shared", "-o"]).arg(&library).arg(source("ctor_lib.c")));
+    let driver = dir.join("driver.c");
+    std::fs::write(
+        &driver,
+        "#include <stdio.h>\nlong lib_value(void); long app_value(void);\n\
+         void record(long v) { printf(\"record %ld\\n\", v); }\n\
+         int main(void) { printf(\"value %ld\\nvalue %ld\\n\", lib_value(), app_value()); return 0; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("native");
+    run(Command::new("gcc")
+        .args(["-O2", "-fPIC", "-o"])
+        .arg(&exe)
+        .arg(&driver)
+        .arg(source("ctor_app.c"))
+        .arg(format!("-L{}", dir.display()))
+        .args(["-lctor", &format!("-Wl,-rpath,{}", dir.display())]));
+    let out = run(&mut Command::new(&exe));
+    let expected: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(expected.len(), 5, "{expected:?}");
+
+    for dialect in WITH_DATA {
+        let (lib, notes) = pack(&dir, "ctor_lib.c", dialect, &["-fPIC"]).unwrap();
+        assert!(!says(&notes, "init_array"), "{notes:?}");
+        let (app, _) = pack(&dir, "ctor_app.c", dialect, &["-fPIC"]).unwrap();
+        RECORDED.with(|r| r.borrow_mut().clear());
+        let lib = LoadedModule::load(allocator(), &lib, &WithRecord(Loaded(vec![])), &LoadOptions::default());
+        let lib = Arc::new(lib.unwrap());
+        let resolver = WithRecord(Loaded(vec![lib.clone()]));
+        let app = LoadedModule::load(allocator(), &app, &resolver, &LoadOptions::default()).unwrap();
+        drop(resolver);
+        let mut got = vec![
+            format!("value {}", call(&lib, "lib_value", &[])),
+            format!("value {}", call(&app, "app_value", &[])),
+        ];
+        drop(app);
+        drop(lib);
+        got.extend(RECORDED.with(|r| r.take()));
+        assert_eq!(got, expected, "{dialect}");
+    }
+}
+
 #[test]
 fn calls_across_two_packed_modules_match_native() {
     let dir = scratch("two-modules");
@@ -667,17 +738,31 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     assert!(
         matches!(refusal(&not_elf, Dialect::S128), PackError::NotElf { object, .. } if object.ends_with("not.o"))
     );
-    // More refusals, typed: a common symbol, a constructor, a TLS access to another object's
+    // More refusals, typed: a common symbol, pre-initialization functions, constructor entries
+    // that are not whole addresses, a TLS access to another object's
     // variable, an executable.
     let common = compile(
         &write("common.c", "int shared;\nint get(void) { return shared; }\n"),
         &["-fPIC", "-fcommon"],
     );
     assert!(matches!(refusal(&common, Dialect::S128), PackError::Common { symbol } if symbol == "shared"));
-    let init = compile(&write("init.c", "__attribute__((constructor)) void init(void) {}\n"), &["-fPIC"]);
-    assert!(
-        matches!(refusal(&init, Dialect::S128), PackError::Constructors { section } if section.starts_with(".init_array"))
+    let preinit = compile(
+        &write("preinit.c", "static void f(void) {}\n__attribute__((section(\".preinit_array\"), used)) static void (*p)(void) = f;\n"),
+        &["-fPIC"],
     );
+    let typed = refusal(&preinit, Dialect::S128);
+    assert!(matches!(&typed, PackError::PreinitArray { section } if section == ".preinit_array"), "{typed}");
+    let absolute = compile(&write("absolute.s", ".section .init_array,\"aw\"\n.quad 0x1234\n"), &[]);
+    let typed = refusal(&absolute, Dialect::S128);
+    assert!(matches!(&typed, PackError::CallArrayEntry { r_type: None, .. }), "{typed}");
+    assert!(
+        typed.to_string().contains(".init_array+0x0: a constructor or destructor entry without a relocation"),
+        "{typed}"
+    );
+    let narrow =
+        compile(&write("narrow.s", ".text\nf: ret\n.section .init_array,\"aw\"\n.long f\n.long 0\n"), &[]);
+    let typed = refusal(&narrow, Dialect::S128);
+    assert!(matches!(&typed, PackError::CallArrayEntry { r_type: Some(10), .. }), "{typed}");
     let tls_use =
         compile(&write("tls_use.c", "extern __thread long t;\nlong h(void) { return t; }\n"), &["-fPIC"]);
     let typed = refusal(&tls_use, Dialect::S128);

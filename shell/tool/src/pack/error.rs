@@ -55,10 +55,18 @@ pub enum PackError {
         /// The section's name.
         section: String,
     },
-    /// A constructor or destructor table.
-    Constructors {
+    /// A `.preinit_array` section (only an executable can have one).
+    PreinitArray {
         /// The section's name.
         section: String,
+    },
+    /// An entry of a constructor or destructor array that is not an `R_X86_64_64` address
+    /// (no relocation: an absolute address; or another relocation type).
+    CallArrayEntry {
+        /// Where.
+        at: Site,
+        /// The entry's relocation type, if it has one.
+        r_type: Option<u32>,
     },
     /// Two strong definitions of one name.
     DefinedTwice {
@@ -126,9 +134,22 @@ impl fmt::Display for PackError {
             PackError::ThreadLocal { section } => {
                 write!(f, "section {section}: thread-local storage cannot be represented in SMF")
             }
-            PackError::Constructors { section } => {
-                write!(f, "section {section}: constructors/destructors cannot be represented in SMF")
-            }
+            PackError::PreinitArray { section } => write!(
+                f,
+                "section {section}: pre-initialization functions run before a program's libraries \
+                 are set up, which only an executable can ask for (use a constructor)"
+            ),
+            PackError::CallArrayEntry { at, r_type: None } => write!(
+                f,
+                "{at}: a constructor or destructor entry without a relocation (an absolute address, \
+                 which a module loaded anywhere cannot hold)"
+            ),
+            PackError::CallArrayEntry { at, r_type: Some(r_type) } => write!(
+                f,
+                "{at}: a {} relocation in a constructor or destructor array, whose entries must be \
+                 whole R_X86_64_64 addresses",
+                relocation_name(elf::RelocationType(*r_type))
+            ),
             PackError::DefinedTwice { name, first, second } => {
                 write!(f, "{name} is defined in both {first} and {second}")
             }

@@ -1,7 +1,7 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
-//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation, `error.rs` why objects
-//! cannot be packed: [`PackError`]).
+//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation, `call_arrays.rs`
+//! constructors and destructors, `error.rs` why objects cannot be packed: [`PackError`]).
 //!
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
@@ -17,14 +17,17 @@
 //!   defines is relaxed to a direct reference (pc32) as a static linker would (`relax.rs`).
 //! - Relocations in data sections (`R_X86_64_64`, `PC32`) become data relocations
 //!   (`docs/format.md`, "Data relocations").
+//! - Constructors and destructors (`.init_array*`, `.fini_array*`, `.ctors*`, `.dtors*`) of
+//!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`).
 //! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
-//!   that cannot be represented (thread-local storage, constructors, instruction relocation
+//!   that cannot be represented (thread-local storage, `.preinit_array`, instruction relocation
 //!   kinds in data, other relocation types) is an error naming it.
 //! - The entry point is `main` when an object defines it.
 //! - Several objects combine as `ld -r` would: one code image, references to names another
 //!   object defines linked to the definition, a strong definition over weak ones, two strong
 //!   ones an error.
 
+mod call_arrays;
 mod elf;
 mod error;
 mod packer;

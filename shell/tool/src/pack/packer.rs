@@ -15,6 +15,7 @@ use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
+use super::call_arrays::{self, call_array_of, ArraySlot};
 use super::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine};
 use super::{Note, PackError, Site};
 
@@ -41,6 +42,7 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
     for f in 0..files.len() {
         packer.place_data(f)?;
     }
+    packer.call_arrays = call_arrays::merge(&files, &mut packer.builder)?;
     packer.find_definitions()?;
     for f in 0..files.len() {
         packer.add_symbols(f)?;
@@ -64,6 +66,8 @@ struct Packer<'d, 'f> {
     builder: ModuleBuilder,
     /// How each carried ELF section was placed.
     placed: HashMap<(usize, SectionIndex), Carried>,
+    /// Where each constructor or destructor array section's entries went.
+    call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
     symbols: HashMap<(usize, SymbolIndex), u32>,
     /// The local SMF symbol standing for a section that relocations name.
@@ -94,6 +98,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             dialect,
             builder: ModuleBuilder::new(dialect),
             placed: HashMap::new(),
+            call_arrays: HashMap::new(),
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
             definitions: HashMap::new(),
@@ -242,12 +247,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             SectionKind::Tls | SectionKind::UninitializedTls => {
                 return Err(PackError::ThreadLocal { section: name.to_owned() })
             }
-            _ if [".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors"]
-                .iter()
-                .any(|p| name.starts_with(p)) =>
-            {
-                return Err(PackError::Constructors { section: name.to_owned() })
-            }
+            // Merged into the module's arrays (`call_arrays::merge`).
+            _ if call_array_of(name)?.is_some() => None,
             _ => {
                 let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
                 if section.size() > 0 && !bookkeeping {
@@ -382,6 +383,10 @@ impl<'d, 'f> Packer<'d, 'f> {
         let file = &self.files[f];
         for section in file.sections() {
             let name = section.name().unwrap_or("").to_owned();
+            if let Some(&slot) = self.call_arrays.get(&(f, section.index())) {
+                self.add_call_array_entries(f, &section, slot)?;
+                continue;
+            }
             let placed = match self.placed.get(&(f, section.index())) {
                 Some(&Carried::Code { offset, section, .. }) => Patched::Code { base: offset, section },
                 Some(&Carried::Data { section }) => Patched::Data { section },
@@ -421,6 +426,44 @@ impl<'d, 'f> Packer<'d, 'f> {
             }
         }
         Ok(())
+    }
+
+    /// The entries of object `f`'s call array `section`, each an `R_X86_64_64` relocation,
+    /// as data relocations of the module's array where `slot` says they go.
+    fn add_call_array_entries(
+        &mut self,
+        f: usize,
+        section: &object::Section<'d, 'f>,
+        slot: ArraySlot,
+    ) -> Result<(), PackError> {
+        let name = section.name().unwrap_or("").to_owned();
+        let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
+        let site = |offset| Site { object: object.clone(), section: name.clone(), offset };
+        let mut relocated = vec![false; usize::try_from(section.size() / 8).unwrap_or(0)];
+        for (offset, relocation) in section.relocations() {
+            let RelocationFlags::Elf { r_type } = relocation.flags() else {
+                return Err(PackError::NotElfRelocation(site(offset)));
+            };
+            let place = slot.place(offset).filter(|_| r_type == elf::R_X86_64_64);
+            let Some(place) = place else {
+                return Err(PackError::CallArrayEntry { at: site(offset), r_type: Some(r_type.0) });
+            };
+            let symbol = self.relocation_symbol(f, relocation.target(), &site(offset))?;
+            self.builder.add_data_relocation(
+                slot.section,
+                place,
+                symbol,
+                RelocKind::Abs64,
+                relocation.addend(),
+            );
+            if let Some(entry) = relocated.get_mut((offset / 8) as usize) {
+                *entry = true;
+            }
+        }
+        match relocated.iter().position(|done| !done) {
+            Some(entry) => Err(PackError::CallArrayEntry { at: site(entry as u64 * 8), r_type: None }),
+            None => Ok(()),
+        }
     }
 
     /// The SMF symbol a relocation at `at` refers to.

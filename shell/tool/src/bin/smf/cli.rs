@@ -109,10 +109,12 @@ fn verify_command(args: &VerifyArgs) -> i32 {
     use smf::imports::CLibrary;
     use smf::loader::{self, Libraries};
     use smf_core::load::Chain;
-    // --load [--lib FILE]...: also load each module here, as `smf run` would link it.
+    // --load [--lib FILE]...: also load each module here, as `smf run` would link it (without
+    // running any code: constructors are not run).
     let mut libraries = Libraries::default();
     for lib in &args.libs {
-        match loader::load_path(Path::new(lib), &Chain(&libraries, CLibrary)) {
+        match loader::load_path_with_options(Path::new(lib), &Chain(&libraries, CLibrary), &verify_options())
+        {
             Ok(module) => libraries.0.push(module),
             Err(e) => {
                 err(&format!("smf: --lib {e}\n"));
@@ -142,7 +144,7 @@ fn verify_file(
     parse(file, &bytes, &parse_options_for(args.dialect.dialect))?;
     if args.load {
         let resolver = Chain(libraries, CLibrary);
-        smf::loader::load_bytes(&bytes, &resolver, None)
+        smf::loader::load_bytes_with_options(&bytes, &resolver, None, &verify_options())
             .map_err(|error| CommandError::DoesNotLoad { file: file.to_owned(), error: Box::new(error) })?;
     }
     Ok(())
@@ -227,6 +229,11 @@ fn run_command(args: &RunArgs) -> i32 {
 
 /// Loads the libraries and the module of `args`, calls the function, and returns its result
 /// as text.
+/// How `verify --load` loads: as `run` would, but without running constructors.
+fn verify_options() -> smf_core::load::LoadOptions {
+    smf_core::load::LoadOptions { run_constructors: false, ..*smf::runtime::load_options() }
+}
+
 fn run_module(args: &RunArgs) -> Result<String, CommandError> {
     use smf::imports::CLibrary;
     use smf::loader::{self, Libraries};

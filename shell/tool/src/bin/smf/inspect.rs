@@ -11,7 +11,7 @@ use smf_core::kinds::{
 use smf_core::module::SymbolTarget;
 use smf_core::note_sdn::NoteSdn;
 use smf_core::template::TemplateEntry;
-use smf_core::{HeaderPlacement, Module, SectionType};
+use smf_core::{CallArray, HeaderPlacement, Module, SectionType};
 
 use serde_json::Value as Json;
 
@@ -19,6 +19,16 @@ fn section_type_name(t: SectionType) -> String {
     match t {
         SectionType::Unknown(n) => format!("unknown({n})"),
         known => known.name().to_owned(),
+    }
+}
+
+/// A section's type as the text report shows it: constructor and destructor arrays marked.
+fn section_type_text(section: &smf_core::Section<'_>) -> String {
+    let name = section_type_name(section.section_type);
+    match CallArray::of_flags(section.flags) {
+        Ok(Some(CallArray::Constructors)) => format!("{name}:ctors"),
+        Ok(Some(CallArray::Destructors)) => format!("{name}:dtors"),
+        _ => name,
     }
 }
 
@@ -188,7 +198,7 @@ fn sections_text(out: &mut String, module: &Module<'_>) {
             "  [{:>2}] {:<16} {:<15} {} {:>#10x} {:>#10x} {:>#10x} {}",
             s.index,
             text(s.name),
-            section_type_name(s.section_type),
+            section_type_text(&s),
             rwx(s.flags),
             s.offset,
             s.size,
@@ -346,6 +356,10 @@ fn sections_json(module: &Module<'_>) -> Json {
                     ("type", Json::from(u64::from(s.section_type.to_wire()))),
                     ("type_name", Json::String(section_type_name(s.section_type))),
                     ("flags", Json::from(u64::from(s.flags))),
+                    (
+                        "call_array",
+                        CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
+                    ),
                     ("offset", Json::from(s.offset)),
                     ("size", Json::from(s.size)),
                     ("virtual_size", Json::from(s.virtual_size)),
