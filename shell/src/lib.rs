@@ -41,6 +41,7 @@ pub mod file;
 pub mod imports;
 pub mod jit;
 pub mod loader;
+pub mod native;
 pub mod runtime;
 mod sync;
 mod watch;

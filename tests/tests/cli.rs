@@ -356,6 +356,35 @@ fn example(name: &str) -> String {
     smf_tests::workspace().join("examples").join(name).to_string_lossy().into_owned()
 }
 
+/// `run --native LIBRARY` links the module against a native shared library too: a packed C++
+/// module needs libstdc++ (type info, guards of local statics), which `run` alone does not
+/// offer; a library that cannot be opened is an error naming it.
+#[test]
+fn run_links_native_libraries_given_with_native() {
+    let dir = scratch("native");
+    let object = dir.join("shapes.o");
+    let source = smf_tests::workspace().join("tests/c/shapes.cpp");
+    let status = std::process::Command::new("g++")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let module = dir.join("shapes.smf").to_string_lossy().into_owned();
+    let packed = smf(&["pack", &object.to_string_lossy(), "-o", &module]);
+    assert_eq!(packed.status, 0, "{}", packed.err);
+    let alone = smf(&["run", &module, "shape_area", "1", "6", "4"]);
+    assert_eq!(alone.status, 1);
+    assert!(alone.err.contains("__cxa_guard_acquire"), "{}", alone.err);
+    let linked = smf(&["run", "--native", "libstdc++.so.6", &module, "shape_area", "1", "6", "4"]);
+    assert_eq!((linked.status, linked.out.as_str()), (0, "123\n"), "{}", linked.err);
+    let missing = smf(&["run", "--native", "libnot-there.so.3", &module, "next_count"]);
+    assert_eq!(missing.status, 1);
+    assert!(missing.err.contains("--native libnot-there.so.3: cannot open"), "{}", missing.err);
+}
+
 #[test]
 fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
     let cases: &[(&[&str], &str)] = &[

@@ -74,7 +74,7 @@ fn native(dir: &Path, sources: &[&str], calls: &[Call]) -> Vec<i64> {
     for s in sources {
         gcc.arg(source(s));
     }
-    gcc.arg("-lm");
+    gcc.args(["-lm", "-lstdc++"]);
     // The driver's own main must keep its name: compile it separately.
     let driver_obj = dir.join("driver.o");
     run(Command::new("gcc").args(["-O2", "-c", "-o"]).arg(&driver_obj).arg(&driver_path));
@@ -389,6 +389,79 @@ fn constructors_across_two_modules_run_as_a_native_link_runs_them() {
         ];
         drop(app);
         drop(lib);
+        got.extend(RECORDED.with(|r| r.take()));
+        assert_eq!(got, expected, "{dialect}");
+    }
+}
+
+/// C++: a class hierarchy called through vtables (`.data.rel.ro` with data relocations, type
+/// info referring to libstdc++'s), a global object built by a static constructor, and a
+/// function-local static (guarded by libstdc++'s `__cxa_guard_*`), linked against libstdc++ as
+/// `smf run --native libstdc++.so.6` links it: the same results as the same code built natively.
+#[test]
+fn cpp_classes_static_constructors_and_local_statics_match_native() {
+    let dir = scratch("cpp");
+    let calls: &[Call] = &[
+        ("shape_area", &[0, 5, 0]),
+        ("shape_area", &[1, 6, 4]),
+        ("registry_created", &[]),
+        ("next_count", &[]),
+        ("next_count", &[]),
+    ];
+    let expected = native(&dir, &["shapes.cpp"], calls);
+    let libstdcxx = smf::native::SharedLibrary::open("libstdc++.so.6").unwrap();
+    let resolver = smf_core::load::Chain(libstdcxx, smf::imports::CLibrary);
+    for dialect in WITH_DATA {
+        let (bytes, _) = pack(&dir, "shapes.cpp", dialect, &["-fPIC"]).unwrap();
+        let module = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected, "shapes.cpp packed as {dialect}");
+    }
+}
+
+/// C++ objects with destructors (two globals, a function-local static): `__cxa_atexit`
+/// registers them under the module's `__dso_handle`, and the finalizer pack adds runs them when
+/// the module is released, in reverse order of construction, as the same code built as a shared
+/// library runs them (here at exit, the library never being closed).
+#[test]
+fn cpp_destructors_of_static_objects_run_at_release_as_natively() {
+    let dir = scratch("cpp-cleanup");
+    let library = dir.join("libcleanup.so");
+    run(Command::new("g++").args(["-O2", "-fPIC", "-shared", "-o"]).arg(&library).arg(source("cleanup.cpp")));
+    let driver = dir.join("driver.c");
+    std::fs::write(
+        &driver,
+        "#include <stdio.h>\nlong touch_late(void);\n\
+         void record(long v) { printf(\"record %ld\\n\", v); }\n\
+         int main(void) { long v = touch_late(); printf(\"value %ld\\n\", v); return 0; }\n",
+    )
+    .unwrap();
+    let exe = dir.join("native");
+    run(Command::new("gcc")
+        .args(["-O2", "-rdynamic", "-o"])
+        .arg(&exe)
+        .arg(&driver)
+        .arg(format!("-L{}", dir.display()))
+        .args(["-lcleanup", &format!("-Wl,-rpath,{}", dir.display())]));
+    let out = run(&mut Command::new(&exe));
+    let expected: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(expected.len(), 7, "{expected:?}");
+
+    let libstdcxx = smf::native::SharedLibrary::open("libstdc++.so.6").unwrap();
+    for dialect in WITH_DATA {
+        let (bytes, _) = pack(&dir, "cleanup.cpp", dialect, &["-fPIC"]).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        assert!(parsed.symbols().any(|s| s.name == b"__dso_handle" && s.binding == smf_core::Binding::Local));
+        RECORDED.with(|r| r.borrow_mut().clear());
+        let resolver = smf_core::load::Chain(
+            WithRecord(Loaded(vec![])),
+            smf_core::load::Chain(libstdcxx.clone(), smf::imports::CLibrary),
+        );
+        let module = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
+        let value = call(&module, "touch_late", &[]);
+        let mut got = RECORDED.with(|r| r.take());
+        got.push(format!("value {value}"));
+        drop(module);
         got.extend(RECORDED.with(|r| r.take()));
         assert_eq!(got, expected, "{dialect}");
     }

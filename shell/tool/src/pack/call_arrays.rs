@@ -70,14 +70,25 @@ pub(super) fn call_array_of(name: &str) -> Result<Option<(CallArray, Option<u32>
     Ok(None)
 }
 
+/// The module's call arrays: where each input section's entries went, and the destructor
+/// array's section when its first entry is kept for the module's finalizer.
+#[derive(Debug, Default)]
+pub(super) struct Merged {
+    pub(super) slots: HashMap<(usize, SectionIndex), ArraySlot>,
+    /// The destructor array, whose first entry (offset 0, run last) is the finalizer's.
+    pub(super) finalizer_entry: Option<u32>,
+}
+
 /// Merges the call array sections of `files` into the module `builder` writes (one section per
-/// array that has entries); returns where each input section's entries went.
+/// array that has entries), with a first destructor entry kept for a finalizer if `finalizer`.
 pub(super) fn merge(
     files: &[object::File<'_>],
     builder: &mut ModuleBuilder,
-) -> Result<HashMap<(usize, SectionIndex), ArraySlot>, PackError> {
-    let mut slots = HashMap::new();
+    finalizer: bool,
+) -> Result<Merged, PackError> {
+    let mut merged = Merged::default();
     for array in [CallArray::Constructors, CallArray::Destructors] {
+        let reserved = u64::from(finalizer && array == CallArray::Destructors);
         // (priority, object, section, entries, reversed), in object and section order.
         let mut inputs = Vec::new();
         for (f, file) in files.iter().enumerate() {
@@ -90,12 +101,12 @@ pub(super) fn merge(
                 }
             }
         }
-        if inputs.is_empty() {
+        if inputs.is_empty() && reserved == 0 {
             continue;
         }
         // Stable: equal priorities (and every section without one) keep object order.
         inputs.sort_by_key(|&(priority, ..)| priority.map_or((1, 0), |p| (0, p)));
-        let total: u64 = inputs.iter().map(|&(.., entries, _)| entries).sum();
+        let total: u64 = reserved + inputs.iter().map(|&(.., entries, _)| entries).sum::<u64>();
         let name: &[u8] = match array {
             CallArray::Constructors => b".init_array",
             CallArray::Destructors => b".fini_array",
@@ -103,13 +114,40 @@ pub(super) fn merge(
         let flags = SECTION_READ | array.flag();
         let zeros = vec![0; usize::try_from(total * ENTRY).unwrap_or(0)];
         let section = builder.add_section(SectionSpec::new(SectionType::RoData, name, flags, zeros, ENTRY));
-        let mut base = 0;
+        if reserved > 0 {
+            merged.finalizer_entry = Some(section);
+        }
+        let mut base = reserved * ENTRY;
         for (_, f, index, entries, reversed) in inputs {
-            slots.insert((f, index), ArraySlot { section, base, entries, reversed });
+            merged.slots.insert((f, index), ArraySlot { section, base, entries, reversed });
             base += entries * ENTRY;
         }
     }
-    Ok(slots)
+    Ok(merged)
+}
+
+/// The finalizer of a module whose code registers cleanups with `__cxa_atexit` (C++ static
+/// objects with destructors, `atexit` in a library): what crtbegin gives a shared library.
+/// `__dso_handle` is the finalizer's own address (a value unique to the module, which is all
+/// the C++ ABI asks of it), and the finalizer, the first destructor entry (so it runs after
+/// every other destructor), calls `__cxa_finalize(__dso_handle)`: the module's registered
+/// cleanups run when it is released, before its code is unmapped, never at exit after it.
+///
+/// `lea rdi, [rip - 7]` (its own address); `jmp __cxa_finalize` (displacement at offset 8).
+pub(super) const FINALIZER: [u8; 12] = [0x48, 0x8D, 0x3D, 0xF9, 0xFF, 0xFF, 0xFF, 0xE9, 0, 0, 0, 0];
+
+/// Where [`FINALIZER`]'s jump displacement is.
+pub(super) const FINALIZER_JUMP: u64 = 8;
+
+/// The name of the handle C++ code registers its cleanups under.
+pub(super) const DSO_HANDLE: &[u8] = b"__dso_handle";
+
+/// Whether any of `files` refers to `__dso_handle` without defining it.
+pub(super) fn needs_finalizer(files: &[object::File<'_>]) -> bool {
+    use object::ObjectSymbol;
+    files
+        .iter()
+        .any(|file| file.symbols().any(|s| s.is_undefined() && s.name_bytes().is_ok_and(|n| n == DSO_HANDLE)))
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //! - Relocations in data sections (`R_X86_64_64`, `PC32`) become data relocations
 //!   (`docs/format.md`, "Data relocations").
 //! - Constructors and destructors (`.init_array*`, `.fini_array*`, `.ctors*`, `.dtors*`) of
-//!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`).
+//!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`);
+//!   code that refers to `__dso_handle` (C++ objects with destructors) gets crtbegin's
+//!   finalizer, `__cxa_finalize(__dso_handle)` at release.
 //! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
 //!   that cannot be represented (thread-local storage, `.preinit_array`, instruction relocation
 //!   kinds in data, other relocation types) is an error naming it.

@@ -42,7 +42,12 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
     for f in 0..files.len() {
         packer.place_data(f)?;
     }
-    packer.call_arrays = call_arrays::merge(&files, &mut packer.builder)?;
+    let finalizer = call_arrays::needs_finalizer(&files);
+    let merged = call_arrays::merge(&files, &mut packer.builder, finalizer)?;
+    packer.call_arrays = merged.slots;
+    if let Some(array) = merged.finalizer_entry {
+        packer.add_finalizer(array);
+    }
     packer.find_definitions()?;
     for f in 0..files.len() {
         packer.add_symbols(f)?;
@@ -68,6 +73,8 @@ struct Packer<'d, 'f> {
     placed: HashMap<(usize, SectionIndex), Carried>,
     /// Where each constructor or destructor array section's entries went.
     call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
+    /// The module's `__dso_handle` (its finalizer), when its code refers to it.
+    dso_handle: Option<u32>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
     symbols: HashMap<(usize, SymbolIndex), u32>,
     /// The local SMF symbol standing for a section that relocations name.
@@ -99,6 +106,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             builder: ModuleBuilder::new(dialect),
             placed: HashMap::new(),
             call_arrays: HashMap::new(),
+            dso_handle: None,
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
             definitions: HashMap::new(),
@@ -174,6 +182,30 @@ impl<'d, 'f> Packer<'d, 'f> {
             offset += padded;
         }
         Ok(())
+    }
+
+    /// The module's finalizer ([`call_arrays::FINALIZER`]) after the code, `__dso_handle`
+    /// naming it, and the first entry of destructor array `array` pointing at it.
+    fn add_finalizer(&mut self, array: u32) {
+        let offset = self.code_end().div_ceil(16) * 16;
+        self.pad_code_to(offset);
+        let code = call_arrays::FINALIZER.to_vec();
+        let size = code.len() as u64;
+        let section = self.builder.add_section(SectionSpec::new(
+            SectionType::Code,
+            b".smf.finalize",
+            SECTION_READ | SECTION_EXEC,
+            code,
+            16,
+        ));
+        let handle = SymbolSpec::function(call_arrays::DSO_HANDLE, offset, size).with_binding(Binding::Local);
+        let handle = self.builder.add_symbol(handle);
+        let finalize = self.builder.add_symbol(SymbolSpec::import(b"__cxa_finalize"));
+        self.builder.add_relocation(offset + call_arrays::FINALIZER_JUMP, finalize, RelocKind::Plt32, -4);
+        self.builder.add_data_relocation(array, 0, handle, RelocKind::Abs64, 0);
+        self.placed.insert(FINALIZER_KEY, Carried::Code { offset, size, section, data: false });
+        self.dso_handle = Some(handle);
+        self.note(0, true, "added a finalizer: __cxa_finalize(__dso_handle) at release".to_owned());
     }
 
     /// Pads the last code section so that the code image reaches `offset` (the next object's
@@ -311,6 +343,12 @@ impl<'d, 'f> Packer<'d, 'f> {
                 self.definitions.get(name).filter(|d| linked && d.at != (f, symbol.index()))
             {
                 self.references.push(((f, symbol.index()), definition.at));
+                continue;
+            }
+            if let Some(handle) =
+                self.dso_handle.filter(|_| symbol.is_undefined() && name == call_arrays::DSO_HANDLE)
+            {
+                self.symbols.insert((f, symbol.index()), handle);
                 continue;
             }
             let spec = match symbol.section() {
@@ -563,6 +601,9 @@ fn data_spec(
     }
     spec
 }
+
+/// The key the finalizer's code is placed under (no ELF section has this index).
+const FINALIZER_KEY: (usize, SectionIndex) = (usize::MAX, SectionIndex(usize::MAX));
 
 /// What an ELF section's relocations patch.
 #[derive(Clone, Copy)]

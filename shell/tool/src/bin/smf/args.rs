@@ -161,6 +161,10 @@ pub(crate) struct RunArgs {
     /// A library to load first, whose exports the module may import (repeatable).
     #[arg(long = "lib", value_name = "FILE")]
     pub(crate) libs: Vec<String>,
+    /// A native shared library (as `dlopen` finds it: `libstdc++.so.6`, a path) the modules
+    /// link against, after the --lib modules and before the C library (repeatable).
+    #[arg(long = "native", value_name = "LIBRARY")]
+    pub(crate) natives: Vec<String>,
     /// Do not link against the C library and libm (the libraries only).
     #[arg(long)]
     pub(crate) no_libc: bool,

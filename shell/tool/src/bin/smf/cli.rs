@@ -237,15 +237,24 @@ fn verify_options() -> smf_core::load::LoadOptions {
 fn run_module(args: &RunArgs) -> Result<String, CommandError> {
     use smf::imports::CLibrary;
     use smf::loader::{self, Libraries};
+    use smf::native::{SharedLibraries, SharedLibrary};
     use smf_core::load::{Chain, Resolver};
     let file = &args.file;
     let symbol = args.symbol.as_deref();
     let values = args.args.iter().map(|a| parse_int(a)).collect::<Result<Vec<_>, _>>()?;
     // What `--lib` libraries do not provide links against the C library (the process's
     // symbols: this program's libc), as a native program's imports would.
+    let mut natives = SharedLibraries::default();
+    for name in &args.natives {
+        let library = SharedLibrary::open(name)
+            .map_err(|reason| CommandError::Native { name: name.clone(), reason })?;
+        natives.0.push(library);
+    }
     let mut loaded = Libraries::default();
     let load = |path: &str, libraries: &Libraries| {
-        let resolver: &dyn Resolver = if args.no_libc { libraries } else { &Chain(libraries, CLibrary) };
+        let with_natives = Chain(libraries, &natives);
+        let linked: &dyn Resolver = if natives.0.is_empty() { libraries } else { &with_natives };
+        let resolver: &dyn Resolver = if args.no_libc { linked } else { &Chain(linked, CLibrary) };
         let bytes = read_module_file(path)?;
         let origin = (path != "-").then(|| Path::new(path).to_path_buf());
         loader::load_bytes(&bytes, resolver, origin).map_err(|e| CommandError::Load(Box::new(e)))
@@ -291,6 +300,7 @@ mod tests {
     fn run(file: &str, symbol: Option<&str>, args: &[&str]) -> Result<String, CommandError> {
         let args = RunArgs {
             libs: Vec::new(),
+            natives: Vec::new(),
             no_libc: true,
             ret: Returns::I64,
             file: file.to_owned(),

@@ -30,6 +30,13 @@ pub(crate) enum CommandError {
     },
     /// A module (or library) did not load (`run`; the error names the file).
     Load(Box<ModuleError>),
+    /// A `--native` library that could not be opened.
+    Native {
+        /// As given.
+        name: String,
+        /// Why (dlopen's words).
+        reason: String,
+    },
     /// An argument that is not an integer.
     NotAnInteger(String),
     /// An integer argument outside the 64-bit range.
@@ -52,6 +59,7 @@ impl fmt::Display for CommandError {
                 write!(f, "{file}: valid, but does not load here: {error}")
             }
             CommandError::Load(error) => error.fmt(f),
+            CommandError::Native { name, reason } => write!(f, "--native {name}: cannot open: {reason}"),
             CommandError::NotAnInteger(text) => write!(f, "argument `{text}` is not an integer"),
             CommandError::OutOfRange(text) => write!(f, "argument `{text}` is out of range"),
             CommandError::Call { file, error: CallError::NoEntryPoint } => {
