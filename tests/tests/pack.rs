@@ -323,6 +323,36 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     assert!(says(&notes, "packed .rodata into the code image"), "{notes:?}");
 }
 
+/// The lines a native program prints that is built from `driver` (C after `#include <stdio.h>`
+/// and a `record(long)` that prints `record N`) and `sources`, linked against `library`'s
+/// source built as a shared library (by the compiler named, as `lib{name}.so`): what `ld.so`
+/// makes of the same code a test packs into modules.
+fn native_with_library(
+    dir: &Path,
+    (compiler, library_source, name): (&str, &str, &str),
+    sources: &[&str],
+    driver: &str,
+) -> Vec<String> {
+    let library = dir.join(format!("lib{name}.so"));
+    run(Command::new(compiler)
+        .args(["-O2", "-fPIC", "-shared", "-o"])
+        .arg(&library)
+        .arg(source(library_source)));
+    let driver_path = dir.join("driver.c");
+    let record = "void record(long v) { printf(\"record %ld\\n\", v); }\n";
+    std::fs::write(&driver_path, format!("#include <stdio.h>\n{record}{driver}")).unwrap();
+    let exe = dir.join("native");
+    let mut gcc = Command::new("gcc");
+    // -rdynamic: the library's `record` is the program's.
+    gcc.args(["-O2", "-fPIC", "-rdynamic", "-o"]).arg(&exe).arg(&driver_path);
+    gcc.args(sources.iter().map(|s| source(s)));
+    gcc.arg(format!("-L{}", dir.display()))
+        .args([&format!("-l{name}"), &format!("-Wl,-rpath,{}", dir.display())]);
+    run(&mut gcc);
+    let out = run(&mut Command::new(&exe));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
 thread_local! {
     /// What packed modules' `record` calls recorded on this thread, as the native run prints them.
     static RECORDED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -351,26 +381,13 @@ impl Resolver for WithRecord {
 #[test]
 fn constructors_across_two_modules_run_as_a_native_link_runs_them() {
     let dir = scratch("constructors");
-    let library = dir.join("libctor.so");
-    run(Command::new("gcc").args(["-O2", "-fPIC", "-shared", "-o"]).arg(&library).arg(source("ctor_lib.c")));
-    let driver = dir.join("driver.c");
-    std::fs::write(
-        &driver,
-        "#include <stdio.h>\nlong lib_value(void); long app_value(void);\n\
-         void record(long v) { printf(\"record %ld\\n\", v); }\n\
+    let expected = native_with_library(
+        &dir,
+        ("gcc", "ctor_lib.c", "ctor"),
+        &["ctor_app.c"],
+        "long lib_value(void); long app_value(void);\n\
          int main(void) { printf(\"value %ld\\nvalue %ld\\n\", lib_value(), app_value()); return 0; }\n",
-    )
-    .unwrap();
-    let exe = dir.join("native");
-    run(Command::new("gcc")
-        .args(["-O2", "-fPIC", "-o"])
-        .arg(&exe)
-        .arg(&driver)
-        .arg(source("ctor_app.c"))
-        .arg(format!("-L{}", dir.display()))
-        .args(["-lctor", &format!("-Wl,-rpath,{}", dir.display())]));
-    let out = run(&mut Command::new(&exe));
-    let expected: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    );
     assert_eq!(expected.len(), 5, "{expected:?}");
 
     for dialect in WITH_DATA {
@@ -426,25 +443,13 @@ fn cpp_classes_static_constructors_and_local_statics_match_native() {
 #[test]
 fn cpp_destructors_of_static_objects_run_at_release_as_natively() {
     let dir = scratch("cpp-cleanup");
-    let library = dir.join("libcleanup.so");
-    run(Command::new("g++").args(["-O2", "-fPIC", "-shared", "-o"]).arg(&library).arg(source("cleanup.cpp")));
-    let driver = dir.join("driver.c");
-    std::fs::write(
-        &driver,
-        "#include <stdio.h>\nlong touch_late(void);\n\
-         void record(long v) { printf(\"record %ld\\n\", v); }\n\
+    let expected = native_with_library(
+        &dir,
+        ("g++", "cleanup.cpp", "cleanup"),
+        &[],
+        "long touch_late(void);\n\
          int main(void) { long v = touch_late(); printf(\"value %ld\\n\", v); return 0; }\n",
-    )
-    .unwrap();
-    let exe = dir.join("native");
-    run(Command::new("gcc")
-        .args(["-O2", "-rdynamic", "-o"])
-        .arg(&exe)
-        .arg(&driver)
-        .arg(format!("-L{}", dir.display()))
-        .args(["-lcleanup", &format!("-Wl,-rpath,{}", dir.display())]));
-    let out = run(&mut Command::new(&exe));
-    let expected: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    );
     assert_eq!(expected.len(), 7, "{expected:?}");
 
     let libstdcxx = smf::native::SharedLibrary::open("libstdc++.so.6").unwrap();

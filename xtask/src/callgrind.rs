@@ -102,17 +102,6 @@ fn tables_module(dir: &Path) -> Result<std::path::PathBuf, String> {
         objects.push(object);
     }
     let module = dir.join("tables.smf");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let pack = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
-        .args(&objects)
-        .arg("-o")
-        .arg(&module)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !pack.status.success() {
-        return Err(format!("smf pack: {}", String::from_utf8_lossy(&pack.stderr)));
-    }
+    crate::bench::load::pack(&objects, &module)?;
     Ok(module)
 }

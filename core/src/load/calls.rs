@@ -37,16 +37,16 @@ pub(super) struct Calls {
 
 impl Calls {
     /// Every entry of `module`'s arrays, read from `read_only` (the relocated read-only region of
-    /// the data image), each checked to lie in `code` (the module's code addresses).
+    /// the data image), each checked to lie in `code` (the module's code addresses). Out of line:
+    /// most modules have no arrays (the caller checks [`Module::call_array_count`] first), and
+    /// the relocation loop it would join is tight.
+    #[inline(never)]
     pub(super) fn collect(
         module: &Module<'_>,
         read_only: &[u8],
         code: Range<usize>,
     ) -> Result<Self, LoadError> {
         let mut calls = Calls::default();
-        if module.call_array_count() == 0 {
-            return Ok(calls);
-        }
         for (array, placement) in module.call_arrays() {
             // Validation: rodata, whole entries; the layout: inside the read-only region.
             if placement.region != DataRegion::ReadOnly {
@@ -74,31 +74,31 @@ impl Calls {
         }
         Ok(calls)
     }
+}
 
-    /// Runs the constructors, in order.
-    ///
-    /// # Safety
-    /// Every address is a function in sealed code that stays mapped during the call (the
-    /// loaded module's, which the caller holds), whose signature is a constructor's.
-    pub(super) unsafe fn construct(&self) {
-        for &address in &self.constructors {
-            // SAFETY: the caller's contract: a constructor in sealed, mapped code.
-            if let Some(constructor) = unsafe { Function::<Constructor>::at(address) } {
-                constructor.get()(0, NO_STRINGS.as_ptr().cast(), NO_STRINGS.as_ptr().cast());
-            }
+/// Runs `constructors`, in order.
+///
+/// # Safety
+/// Every address is a function in sealed code that stays mapped during the call (the loaded
+/// module's, which the caller holds), whose signature is a constructor's.
+pub(super) unsafe fn construct(constructors: &[usize]) {
+    for &address in constructors {
+        // SAFETY: the caller's contract: a constructor in sealed, mapped code.
+        if let Some(constructor) = unsafe { Function::<Constructor>::at(address) } {
+            constructor.get()(0, NO_STRINGS.as_ptr().cast(), NO_STRINGS.as_ptr().cast());
         }
     }
+}
 
-    /// Runs the destructors, in reverse order.
-    ///
-    /// # Safety
-    /// As [`Calls::construct`], for destructors.
-    pub(super) unsafe fn destruct(&self) {
-        for &address in self.destructors.iter().rev() {
-            // SAFETY: the caller's contract: a destructor in sealed, mapped code.
-            if let Some(destructor) = unsafe { Function::<Destructor>::at(address) } {
-                destructor.get()();
-            }
+/// Runs `destructors`, in reverse order.
+///
+/// # Safety
+/// As [`construct`], for destructors.
+pub(super) unsafe fn destruct(destructors: &[usize]) {
+    for &address in destructors.iter().rev() {
+        // SAFETY: the caller's contract: a destructor in sealed, mapped code.
+        if let Some(destructor) = unsafe { Function::<Destructor>::at(address) } {
+            destructor.get()();
         }
     }
 }

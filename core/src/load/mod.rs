@@ -122,8 +122,9 @@ pub struct LoadedModule<'a> {
     symbols: SymbolTable,
     note_sdn: Option<Vec<u8>>,
     templates: Templates,
-    /// Its destructors (to run when it is released; none if its constructors did not run).
-    calls: Calls,
+    /// Its destructors, in array order (run in reverse when it is released; none if its
+    /// constructors did not run).
+    destructors: Vec<usize>,
     deps: Vec<Keepalive>,
 }
 
@@ -160,7 +161,7 @@ impl<'a> LoadedModule<'a> {
         let sections = image.place_data(&mut batch, linked.module.tables())?;
         let placed = PlacedImage { code: image.code_base, sections: &sections };
         let Placed { module, symbols, mut targets, deps, templates } = linked.place(&placed)?;
-        let (module, got_used, mut calls) =
+        let (module, got_used, calls) =
             place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
         if got_used > 0 {
             let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
@@ -179,10 +180,8 @@ impl<'a> LoadedModule<'a> {
         let (code, code_size) = (image.code_base, layout.code_size);
         let blocks = image.into_blocks()?;
         batch.seal()?;
-        let constructors = core::mem::take(&mut calls.constructors);
-        if !options.run_constructors {
-            calls = Calls::default();
-        }
+        let Calls { constructors, destructors } = calls;
+        let destructors = if options.run_constructors { destructors } else { Vec::new() };
         let loaded = LoadedModule {
             allocator,
             blocks,
@@ -196,21 +195,21 @@ impl<'a> LoadedModule<'a> {
             symbols,
             note_sdn,
             templates,
-            calls,
+            destructors,
             deps,
         };
         if options.run_constructors {
-            loaded.construct(&Calls { constructors, destructors: Vec::new() });
+            loaded.construct(&constructors);
         }
         Ok(loaded)
     }
 
-    /// The constructors stage: runs `calls`' constructors, the module being sealed.
+    /// The constructors stage: runs `constructors` (this module's), the module being sealed.
     #[allow(unsafe_code)]
-    fn construct(&self, calls: &Calls) {
+    fn construct(&self, constructors: &[usize]) {
         // SAFETY: each address was checked to lie in this module's code, sealed and mapped
         // while `self` lives; constructor arrays hold constructors.
-        unsafe { calls.construct() };
+        unsafe { calls::construct(constructors) };
     }
 
     /// The dialect the module was written in.
@@ -393,7 +392,7 @@ impl Drop for LoadedModule<'_> {
     fn drop(&mut self) {
         // SAFETY: the destructors were checked to lie in the module's code, still sealed and
         // mapped (the blocks are freed below); destructor arrays hold destructors.
-        unsafe { self.calls.destruct() };
+        unsafe { calls::destruct(&self.destructors) };
         // The module is being dropped: nobody can call into it any more (its owners hold it
         // by reference count), so its pages may be discarded, all in one go.
         let _ = self.allocator.free_all(core::mem::take(&mut self.blocks));

@@ -277,12 +277,10 @@ impl<'a> Module<'a> {
     }
 
     /// The constructor and destructor arrays, in table order, with their place in the data
-    /// image (validated: rodata, whole 8-byte entries, aligned to 8).
+    /// image (validated: rodata, whole 8-byte entries, aligned to 8). A walk of the data
+    /// sections: [`Module::call_array_count`] says first whether there are any.
     pub fn call_arrays(&self) -> impl Iterator<Item = (CallArray, DataPlacement<'a>)> + '_ {
-        let any = self.call_arrays > 0;
-        self.data_sections()
-            .take_while(move |_| any)
-            .filter_map(|p| Some((CallArray::of_flags(p.section.flags).ok()??, p)))
+        self.data_sections().filter_map(|p| Some((CallArray::of_flags(p.section.flags).ok()??, p)))
     }
 
     /// Number of constructor and destructor array sections.

@@ -78,19 +78,25 @@ pub(crate) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     };
     gcc(&["-shared", "-O2", "-fPIC"], &so)?;
     gcc(&["-c", "-O2", "-fPIC"], &obj)?;
+    pack(&[obj], &smf)?;
+    Ok((smf, so))
+}
+
+/// `smf pack OBJECTS -o OUT`, with the release build of the tool.
+pub(crate) fn pack(objects: &[PathBuf], out: &Path) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let pack = Command::new(cargo)
         .current_dir(workspace_root())
         .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
-        .arg(&obj)
+        .args(objects)
         .arg("-o")
-        .arg(&smf)
+        .arg(out)
         .output()
         .map_err(|e| e.to_string())?;
     if !pack.status.success() {
         return Err(format!("smf pack: {}", String::from_utf8_lossy(&pack.stderr)));
     }
-    Ok((smf, so))
+    Ok(())
 }
 
 fn names() -> Vec<String> {

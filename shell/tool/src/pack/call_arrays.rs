@@ -96,8 +96,11 @@ pub(super) fn merge(
                 let Some((kind, priority, reversed)) = call_array_of(section.name().unwrap_or(""))? else {
                     continue;
                 };
-                if kind == array && section.size() > 0 {
-                    inputs.push((priority, f, section.index(), section.size().div_ceil(ENTRY), reversed));
+                // Entries as the file holds them (never the size a header claims; a partial
+                // last entry counts, and is refused for want of a relocation).
+                let entries = (section.data()?.len() as u64).div_ceil(ENTRY);
+                if kind == array && entries > 0 {
+                    inputs.push((priority, f, section.index(), entries, reversed));
                 }
             }
         }
@@ -112,7 +115,8 @@ pub(super) fn merge(
             CallArray::Destructors => b".fini_array",
         };
         let flags = SECTION_READ | array.flag();
-        let zeros = vec![0; usize::try_from(total * ENTRY).unwrap_or(0)];
+        // The entries lie in the objects read, so their total fits in memory.
+        let zeros = vec![0; usize::try_from(total * ENTRY).unwrap_or_default()];
         let section = builder.add_section(SectionSpec::new(SectionType::RoData, name, flags, zeros, ENTRY));
         if reserved > 0 {
             merged.finalizer_entry = Some(section);

@@ -1,8 +1,11 @@
 //! What `smf pack` knows of ELF relocatable objects: which sections it drops (and which of
-//! those every object has), which hold read-only data, and the names of x86-64 relocation
-//! types for its errors.
+//! those every object has), which hold read-only data, the SMF kind of each x86-64 relocation
+//! type it takes, and the names of the types for its errors.
 
 use object::{elf, SectionKind};
+use smf_core::RelocKind;
+
+use super::{PackError, Site};
 
 /// Why a section named `name` is dropped, if it is: nothing of it is needed to run the code.
 pub(crate) fn is_dropped(name: &str) -> Option<&'static str> {
@@ -82,6 +85,23 @@ pub(crate) fn relocation_name(r_type: elf::RelocationType) -> &'static str {
         "R_X86_64_REX_GOTPCRELX",
     ];
     usize::try_from(r_type.0).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
+}
+
+/// The SMF kind of ELF relocation type `r_type` at `at`.
+pub(crate) fn relocation_kind(r_type: elf::RelocationType, at: &Site) -> Result<RelocKind, PackError> {
+    Ok(match r_type {
+        elf::R_X86_64_64 => RelocKind::Abs64,
+        elf::R_X86_64_PC32 => RelocKind::Pc32,
+        elf::R_X86_64_PLT32 => RelocKind::Plt32,
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
+        // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is where
+        // modules load: refused here rather than packed into a module that verifies and then
+        // never loads.
+        elf::R_X86_64_32 | elf::R_X86_64_32S => {
+            return Err(PackError::Absolute32 { at: at.clone(), r_type: r_type.0 })
+        }
+        other => return Err(PackError::UnsupportedRelocation { at: at.clone(), r_type: other.0 }),
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
-//! knows of ELF sections and relocation types, `relax.rs` GOT relaxation, `call_arrays.rs`
-//! constructors and destructors, `error.rs` why objects cannot be packed: [`PackError`]).
+//! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
+//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `error.rs` why
+//! objects cannot be packed: [`PackError`]).
 //!
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
@@ -30,6 +31,7 @@
 //!   ones an error.
 
 mod call_arrays;
+mod carried;
 mod elf;
 mod error;
 mod packer;

@@ -16,7 +16,8 @@ use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
 use super::call_arrays::{self, call_array_of, ArraySlot};
-use super::elf::{is_dropped, is_read_only_data, is_relro_name, is_routine};
+use super::carried::{data_spec, is_read_only, Carried, Patched};
+use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind};
 use super::{Note, PackError, Site};
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
@@ -477,7 +478,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         let name = section.name().unwrap_or("").to_owned();
         let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
         let site = |offset| Site { object: object.clone(), section: name.clone(), offset };
-        let mut relocated = vec![false; usize::try_from(section.size() / 8).unwrap_or(0)];
+        let mut relocated = vec![false; section.data()?.len().div_ceil(8)];
         for (offset, relocation) in section.relocations() {
             let RelocationFlags::Elf { r_type } = relocation.flags() else {
                 return Err(PackError::NotElfRelocation(site(offset)));
@@ -559,83 +560,5 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 }
 
-/// Whether `section` holds data that is read-only once relocated: read-only data, and
-/// `.data.rel.ro*`, which ELF objects mark writable only so that the dynamic linker can
-/// relocate it.
-fn is_read_only(section: &object::Section<'_, '_>) -> bool {
-    is_read_only_data(section.kind()) || section.name().is_ok_and(is_relro_name)
-}
-
-/// The SMF kind of ELF relocation type `r_type` at `at`.
-fn relocation_kind(r_type: elf::RelocationType, at: &Site) -> Result<RelocKind, PackError> {
-    Ok(match r_type {
-        elf::R_X86_64_64 => RelocKind::Abs64,
-        elf::R_X86_64_PC32 => RelocKind::Pc32,
-        elf::R_X86_64_PLT32 => RelocKind::Plt32,
-        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
-        // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is where
-        // modules load: refused here rather than packed into a module that verifies and then
-        // never loads.
-        elf::R_X86_64_32 | elf::R_X86_64_32S => {
-            return Err(PackError::Absolute32 { at: at.clone(), r_type: r_type.0 })
-        }
-        other => return Err(PackError::UnsupportedRelocation { at: at.clone(), r_type: other.0 }),
-    })
-}
-
-fn data_spec(
-    kind: smf_core::SectionType,
-    name: &str,
-    data: &[u8],
-    align: u64,
-    bss: u64,
-) -> smf_core::write::SectionSpec {
-    let flags = match kind {
-        SectionType::RoData => smf_core::kinds::SECTION_READ,
-        _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
-    };
-    let mut spec =
-        smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
-    if bss > 0 {
-        spec.virtual_size = bss;
-    }
-    spec
-}
-
 /// The key the finalizer's code is placed under (no ELF section has this index).
 const FINALIZER_KEY: (usize, SectionIndex) = (usize::MAX, SectionIndex(usize::MAX));
-
-/// What an ELF section's relocations patch.
-#[derive(Clone, Copy)]
-enum Patched {
-    /// The code image, where the section starts at `base`, in this SMF section.
-    Code { base: u64, section: u32 },
-    /// This SMF data section.
-    Data { section: u32 },
-}
-
-/// How an ELF section is carried over.
-enum Carried {
-    /// In the code image at this offset, taking `size` bytes (padding included), in this SMF
-    /// section: code, or read-only data that needs relocating (`data` set).
-    Code { offset: u64, size: u64, section: u32, data: bool },
-    /// A data section with this SMF section index.
-    Data { section: u32 },
-}
-
-impl Carried {
-    /// A global symbol `name` of `size` bytes at `value` in the section placed so: a function
-    /// in code, a data symbol of its data section, or a data symbol without a defining section
-    /// (whose value is then a code offset) in read-only data packed into the code image.
-    fn symbol(&self, name: &[u8], value: u64, size: u64) -> SymbolSpec {
-        match *self {
-            Carried::Code { offset, data: false, .. } => {
-                SymbolSpec::function(name, offset.saturating_add(value), size)
-            }
-            Carried::Code { offset, data: true, .. } => {
-                SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
-            }
-            Carried::Data { section } => SymbolSpec::data(name, section, value, size),
-        }
-    }
-}

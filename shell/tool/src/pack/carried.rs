@@ -1,0 +1,72 @@
+//! How an ELF section is carried into the module: in the code image or as a data section
+//! ([`Carried`]), what its relocations patch ([`Patched`]), and the SMF section a data section
+//! becomes ([`data_spec`]).
+
+use object::ObjectSection;
+use smf_core::write::SymbolSpec;
+use smf_core::SectionType;
+
+use super::elf::{is_read_only_data, is_relro_name};
+
+/// Whether `section` holds data that is read-only once relocated: read-only data, and
+/// `.data.rel.ro*`, which ELF objects mark writable only so that the dynamic linker can
+/// relocate it.
+pub(super) fn is_read_only(section: &object::Section<'_, '_>) -> bool {
+    is_read_only_data(section.kind()) || section.name().is_ok_and(is_relro_name)
+}
+
+/// The SMF section an ELF data section of `kind` becomes: its bytes (or, for bss, `bss` zero
+/// bytes), read-only or writable as its kind says, its alignment capped at 64 KiB.
+pub(super) fn data_spec(
+    kind: smf_core::SectionType,
+    name: &str,
+    data: &[u8],
+    align: u64,
+    bss: u64,
+) -> smf_core::write::SectionSpec {
+    let flags = match kind {
+        SectionType::RoData => smf_core::kinds::SECTION_READ,
+        _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
+    };
+    let mut spec =
+        smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
+    if bss > 0 {
+        spec.virtual_size = bss;
+    }
+    spec
+}
+
+/// What an ELF section's relocations patch.
+#[derive(Clone, Copy)]
+pub(super) enum Patched {
+    /// The code image, where the section starts at `base`, in this SMF section.
+    Code { base: u64, section: u32 },
+    /// This SMF data section.
+    Data { section: u32 },
+}
+
+/// How an ELF section is carried over.
+pub(super) enum Carried {
+    /// In the code image at this offset, taking `size` bytes (padding included), in this SMF
+    /// section: code, or read-only data that needs relocating (`data` set).
+    Code { offset: u64, size: u64, section: u32, data: bool },
+    /// A data section with this SMF section index.
+    Data { section: u32 },
+}
+
+impl Carried {
+    /// A global symbol `name` of `size` bytes at `value` in the section placed so: a function
+    /// in code, a data symbol of its data section, or a data symbol without a defining section
+    /// (whose value is then a code offset) in read-only data packed into the code image.
+    pub(super) fn symbol(&self, name: &[u8], value: u64, size: u64) -> SymbolSpec {
+        match *self {
+            Carried::Code { offset, data: false, .. } => {
+                SymbolSpec::function(name, offset.saturating_add(value), size)
+            }
+            Carried::Code { offset, data: true, .. } => {
+                SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
+            }
+            Carried::Data { section } => SymbolSpec::data(name, section, value, size),
+        }
+    }
+}
