@@ -18,7 +18,7 @@ use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver
 use smf_core::module::RelocatedImage;
 use smf_core::{Dialect, RelocKind, SectionType};
 use smf_tests::{build_smf_package, workspace};
-use smf_tool::pack::{Note, PackError};
+use smf_tool::pack::{Note, PackError, PackFailure};
 
 /// A call: function name and integer arguments.
 type Call = (&'static str, &'static [i64]);
@@ -97,7 +97,7 @@ fn pack(
     source_name: &str,
     dialect: Dialect,
     extra: &[&str],
-) -> Result<(Vec<u8>, Vec<Note>), PackError> {
+) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
     smf_tool::pack::pack(&[compile(dir, &source(source_name), extra)], dialect)
 }
 
@@ -501,7 +501,7 @@ fn calls_across_two_packed_modules_match_native() {
 
 /// `gcc -c -O2 -fPIC` of each source, then one call of the packer on all the objects; the
 /// module's bytes, or the packer's error.
-fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, PackError> {
+fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, PackFailure> {
     let objects: Vec<_> = sources.iter().map(|source| compile(dir, source, &["-fPIC"])).collect();
     smf_tool::pack::pack(&objects, dialect).map(|(bytes, _)| bytes)
 }
@@ -559,13 +559,15 @@ fn several_objects_pack_into_one_module_that_matches_native() {
 
     // Two strong definitions: refused, naming both objects.
     let again = write("again.c", "long hook(void) { return 7; }\n");
-    let err = pack_together(&dir, &[&strong, &again], Dialect::R96).unwrap_err();
+    let failure = pack_together(&dir, &[&strong, &again], Dialect::R96).unwrap_err();
+    let problem = &failure.problems[0];
     assert!(
-        matches!(&err, PackError::DefinedTwice { name, first, second }
+        matches!(&problem.error, PackError::DefinedTwice { name, first, second }
             if name == "hook" && first.ends_with("strong.o") && second.ends_with("again.o")),
-        "{err}"
+        "{failure}"
     );
-    assert!(err.to_string().starts_with("hook is defined in both"), "{err}");
+    assert!(problem.object.ends_with("again.o"), "{failure}");
+    assert!(problem.error.to_string().starts_with("hook is defined in both"), "{failure}");
 }
 
 extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
@@ -727,10 +729,12 @@ fn what_smf_cannot_represent_is_a_clear_error() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    // The library's refusal, typed, for the same object.
+    // The library's refusal, typed, for the same object: its first problem.
     let refusal = |obj: &Path, dialect: Dialect| {
         let object = (obj.display().to_string(), std::fs::read(obj).unwrap());
-        smf_tool::pack::pack(&[object], dialect).unwrap_err()
+        let failure = smf_tool::pack::pack(&[object], dialect).unwrap_err();
+        assert!(failure.problems.iter().all(|p| p.object == obj.display().to_string()), "{failure}");
+        failure.problems.into_iter().next().unwrap().error
     };
 
     // A pointer in writable data packs (a data relocation) where symbols can address data;
@@ -784,7 +788,10 @@ fn what_smf_cannot_represent_is_a_clear_error() {
         assert!(err.contains("R_X86_64_32") && err.contains("compile it with -fPIC"), "{err}");
     }
     let typed = refusal(&absolute, Dialect::S128);
-    assert!(matches!(typed, PackError::Absolute32 { r_type: 10 | 11, .. }), "{typed}");
+    assert!(
+        matches!(&typed, PackError::Absolute32 { r_type: 10 | 11, target, .. } if target == "v"),
+        "{typed}"
+    );
 
     let data =
         compile(&write("data.c", "long counter = 1;\nlong get(void) { return counter; }\n"), &["-fPIC"]);
@@ -813,9 +820,7 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     let (code, err) = pack_obj(&not_elf, "s128");
     assert_eq!(code, Some(1));
     assert!(err.contains("not an ELF object"), "{err}");
-    assert!(
-        matches!(refusal(&not_elf, Dialect::S128), PackError::NotElf { object, .. } if object.ends_with("not.o"))
-    );
+    assert!(matches!(refusal(&not_elf, Dialect::S128), PackError::NotElf(_)));
     // More refusals, typed: a common symbol, pre-initialization functions, constructor entries
     // that are not whole addresses, a TLS access to another object's
     // variable, an executable.
@@ -844,10 +849,133 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     let tls_use =
         compile(&write("tls_use.c", "extern __thread long t;\nlong h(void) { return t; }\n"), &["-fPIC"]);
     let typed = refusal(&tls_use, Dialect::S128);
-    assert!(matches!(typed, PackError::UnsupportedRelocation { .. }), "{typed}");
+    assert!(
+        matches!(&typed, PackError::ThreadLocalAccess { variable, at, .. } if variable == "t" && at.symbol.as_deref() == Some("h")),
+        "{typed}"
+    );
     let exe = dir.join("exe");
     run(Command::new("gcc").arg(write("main.c", "int main(void) { return 0; }\n")).arg("-o").arg(&exe));
-    assert!(matches!(refusal(&exe, Dialect::S128), PackError::NotX86Relocatable { .. }));
+    assert!(matches!(refusal(&exe, Dialect::S128), PackError::NotX86Relocatable));
     let (code, _) = pack_obj(&not_elf, "elf64");
     assert_eq!(code, Some(2), "an unknown dialect is a usage error");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
+    let dir = scratch("problems");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let object = |name: &str, text: &str, flags: &[&str]| {
+        let (path, _) = compile(&dir, &write(name, text), flags);
+        PathBuf::from(path)
+    };
+    let bad = write("bad.o", "not an object");
+    // Five absolute addresses of `v` (no -fPIC), one per function.
+    let absolute = object(
+        "absolute.c",
+        "long v[8];\nlong *p0(void) { return &v[0]; }\nlong *p1(void) { return &v[1]; }\n\
+         long *p2(void) { return &v[2]; }\nlong *p3(void) { return &v[3]; }\nlong *p4(void) { return &v[4]; }\n",
+        &["-fno-pic"],
+    );
+    // A thread-local variable (its section, and the access in `bump`) and a common symbol.
+    let local = object(
+        "local.c",
+        "__thread long counter;\nint shared;\nlong bump(void) { return ++counter + shared; }\n",
+        &["-fPIC", "-fcommon"],
+    );
+    let twice = object("twice.c", "long *p0(void) { return 0; }\n", &["-fPIC"]);
+    let paths = [&bad, &absolute, &local, &twice];
+    let inputs: Vec<_> = paths.iter().map(|p| (p.display().to_string(), std::fs::read(p).unwrap())).collect();
+    let failure = smf_tool::pack::pack(&inputs, Dialect::S128).unwrap_err();
+    let name = |p: &Path| p.display().to_string();
+    let of = |p: &Path| {
+        let object = name(p);
+        failure.problems.iter().filter(move |problem| problem.object == object)
+    };
+
+    assert!(
+        matches!(of(&bad).map(|p| &p.error).collect::<Vec<_>>()[..], [PackError::NotElf(_)]),
+        "{failure}"
+    );
+    let sites: Vec<_> = of(&absolute)
+        .map(|p| match &p.error {
+            PackError::Absolute32 { at, target, .. } if target == "v" => {
+                at.symbol.clone().unwrap_or_default()
+            }
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(sites, ["p0", "p1", "p2", "p3", "p4"], "each address, in the function that takes it");
+    let local_errors: Vec<_> = of(&local).map(|p| &p.error).collect();
+    assert!(
+        local_errors
+            .iter()
+            .any(|e| matches!(e, PackError::ThreadLocal { variables, .. } if variables == &["counter"])),
+        "{failure}"
+    );
+    assert!(
+        local_errors.iter().any(|e| matches!(e, PackError::Common { symbol } if symbol == "shared")),
+        "{failure}"
+    );
+    assert!(
+        local_errors.iter().any(|e| matches!(e, PackError::ThreadLocalAccess { at, variable, .. }
+            if variable == "counter" && at.symbol.as_deref() == Some("bump"))),
+        "{failure}"
+    );
+    assert!(
+        matches!(&of(&twice).map(|p| &p.error).collect::<Vec<_>>()[..], [PackError::DefinedTwice { name, .. }] if name == "p0"),
+        "{failure}"
+    );
+    let order: Vec<_> = failure.problems.iter().map(|p| p.object.clone()).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|o| paths.iter().position(|p| name(p) == *o));
+    assert_eq!(order, sorted, "object by object, in the order given");
+
+    // The tool prints them all (repeats of one kind past three counted), then exits 1 having
+    // written nothing.
+    let out = dir.join("out.smf");
+    let pack_all = |extra: &[&str]| {
+        let output = Command::new(smf_binary())
+            .arg("pack")
+            .args(paths)
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = pack_all(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    let total = failure.problems.len();
+    assert!(stderr.ends_with(&format!("smf pack: {total} problems; no module written\n")), "{stderr}");
+    for needle in [
+        format!("smf pack: {}: not an ELF object", name(&bad)),
+        format!("smf pack: {}: .text+0x", name(&absolute)),
+        format!("smf pack: {}: 2 more absolute 32-bit addresses like the one above", name(&absolute)),
+        format!("smf pack: {}: section .tbss (counter): thread-local storage", name(&local)),
+        format!(
+            "smf pack: {}: symbol shared: common symbols cannot be represented (compile with -fno-common)",
+            name(&local)
+        ),
+        "(in bump): R_X86_64_TLSGD reaches thread-local variable counter".to_owned(),
+        format!("smf pack: {}: p0 is defined in both", name(&twice)),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} in\n{stderr}");
+    }
+    assert_eq!(stderr.matches("puts the address of v in 32 bits").count(), 3, "{stderr}");
+    assert!(
+        !stderr.contains("neither defined"),
+        "the use of a refused common symbol is not one more problem\n{stderr}"
+    );
+    let (_, verbose) = pack_all(&["--verbose"]);
+    assert_eq!(
+        verbose.matches("puts the address of v in 32 bits").count(),
+        5,
+        "--verbose: all of them\n{verbose}"
+    );
 }

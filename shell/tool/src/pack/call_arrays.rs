@@ -80,12 +80,14 @@ pub(super) struct Merged {
 }
 
 /// Merges the call array sections of `files` into the module `builder` writes (one section per
-/// array that has entries), with a first destructor entry kept for a finalizer if `finalizer`.
+/// array that has entries), with a first destructor entry kept for a finalizer if `finalizer`;
+/// a section that cannot be merged is given to `problem` with its object's index, once.
 pub(super) fn merge(
     files: &[object::File<'_>],
     builder: &mut ModuleBuilder,
     finalizer: bool,
-) -> Result<Merged, PackError> {
+    problem: &mut dyn FnMut(usize, PackError),
+) -> Merged {
     let mut merged = Merged::default();
     for array in [CallArray::Constructors, CallArray::Destructors] {
         let reserved = u64::from(finalizer && array == CallArray::Destructors);
@@ -93,12 +95,29 @@ pub(super) fn merge(
         let mut inputs = Vec::new();
         for (f, file) in files.iter().enumerate() {
             for section in file.sections() {
-                let Some((kind, priority, reversed)) = call_array_of(section.name().unwrap_or(""))? else {
-                    continue;
+                // Each problem once: while merging the constructors.
+                let report = array == CallArray::Constructors;
+                let (kind, priority, reversed) = match call_array_of(section.name().unwrap_or("")) {
+                    Ok(Some(array)) => array,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        if report {
+                            problem(f, error);
+                        }
+                        continue;
+                    }
                 };
                 // Entries as the file holds them (never the size a header claims; a partial
                 // last entry counts, and is refused for want of a relocation).
-                let entries = (section.data()?.len() as u64).div_ceil(ENTRY);
+                let entries = match section.data() {
+                    Ok(data) => (data.len() as u64).div_ceil(ENTRY),
+                    Err(error) => {
+                        if report {
+                            problem(f, PackError::Elf(error));
+                        }
+                        continue;
+                    }
+                };
                 if kind == array && entries > 0 {
                     inputs.push((priority, f, section.index(), entries, reversed));
                 }
@@ -127,7 +146,7 @@ pub(super) fn merge(
             base += entries * ENTRY;
         }
     }
-    Ok(merged)
+    merged
 }
 
 /// The finalizer of a module whose code registers cleanups with `__cxa_atexit` (C++ static

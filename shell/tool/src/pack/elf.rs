@@ -1,6 +1,7 @@
 //! What `smf pack` knows of ELF relocatable objects: which sections it drops (and which of
 //! those every object has), which hold read-only data, the SMF kind of each x86-64 relocation
-//! type it takes, and the names of the types for its errors.
+//! type it takes, why it refuses the others ([`Refused`]), and the names of the types for its
+//! errors.
 
 use object::{elf, SectionKind};
 use smf_core::RelocKind;
@@ -87,21 +88,88 @@ pub(crate) fn relocation_name(r_type: elf::RelocationType) -> &'static str {
     usize::try_from(r_type.0).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
 }
 
-/// The SMF kind of ELF relocation type `r_type` at `at`.
-pub(crate) fn relocation_kind(r_type: elf::RelocationType, at: &Site) -> Result<RelocKind, PackError> {
-    Ok(match r_type {
+/// The SMF kind of ELF relocation type `r_type`, if SMF has one.
+pub(crate) fn relocation_kind(r_type: elf::RelocationType) -> Option<RelocKind> {
+    Some(match r_type {
         elf::R_X86_64_64 => RelocKind::Abs64,
         elf::R_X86_64_PC32 => RelocKind::Pc32,
         elf::R_X86_64_PLT32 => RelocKind::Plt32,
         elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::GotPc32,
-        // An absolute 32-bit address cannot reach a module mapped above 4 GiB, which is where
-        // modules load: refused here rather than packed into a module that verifies and then
-        // never loads.
-        elf::R_X86_64_32 | elf::R_X86_64_32S => {
-            return Err(PackError::Absolute32 { at: at.clone(), r_type: r_type.0 })
-        }
-        other => return Err(PackError::UnsupportedRelocation { at: at.clone(), r_type: other.0 }),
+        _ => return None,
     })
+}
+
+/// Whether relocation type `r_type` reaches thread-local storage.
+fn is_thread_local(r_type: elf::RelocationType) -> bool {
+    matches!(
+        r_type,
+        elf::R_X86_64_DTPMOD64
+            | elf::R_X86_64_DTPOFF64
+            | elf::R_X86_64_TPOFF64
+            | elf::R_X86_64_TLSGD
+            | elf::R_X86_64_TLSLD
+            | elf::R_X86_64_DTPOFF32
+            | elf::R_X86_64_GOTTPOFF
+            | elf::R_X86_64_TPOFF32
+            | elf::R_X86_64_GOTPC32_TLSDESC
+            | elf::R_X86_64_TLSDESC_CALL
+            | elf::R_X86_64_TLSDESC
+    )
+}
+
+/// Why a relocation cannot be carried, found before its site is named ([`Refused::at`] makes
+/// the [`PackError`]).
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Not an ELF relocation.
+    NotElf,
+    /// A type SMF has no kind for, referring to `target`.
+    Type { r_type: elf::RelocationType, target: String },
+    /// A kind that patches instructions, in data.
+    DataKind(RelocKind),
+    /// Against a symbol neither carried nor a section's.
+    Symbol,
+    /// Against an absolute value.
+    AbsoluteTarget,
+    /// Anything else (an unloaded section, an unreadable symbol).
+    Other(PackError),
+    /// Against a symbol already reported as a problem (a common symbol): nothing more to say.
+    Reported,
+}
+
+impl Refused {
+    /// The problem, at `at` (`None` for [`Refused::Reported`]). An absolute 32-bit address cannot reach a module mapped above
+    /// 4 GiB, which is where modules load: refused rather than packed into a module that
+    /// verifies and then never loads.
+    pub(crate) fn at(self, at: Site) -> Option<PackError> {
+        Some(match self {
+            Refused::NotElf => PackError::NotElfRelocation(at),
+            Refused::Type { r_type: r @ (elf::R_X86_64_32 | elf::R_X86_64_32S), target } => {
+                PackError::Absolute32 { at, target, r_type: r.0 }
+            }
+            Refused::Type { r_type, target } if is_thread_local(r_type) => {
+                PackError::ThreadLocalAccess { at, variable: target, r_type: r_type.0 }
+            }
+            Refused::Type { r_type, .. } => PackError::UnsupportedRelocation { at, r_type: r_type.0 },
+            Refused::DataKind(kind) => PackError::DataRelocationKind { at, kind },
+            Refused::Symbol => PackError::UnsupportedSymbol(at),
+            Refused::AbsoluteTarget => PackError::AbsoluteTarget(at),
+            Refused::Other(error) => error,
+            Refused::Reported => return None,
+        })
+    }
+}
+
+impl From<PackError> for Refused {
+    fn from(error: PackError) -> Self {
+        Refused::Other(error)
+    }
+}
+
+impl From<object::Error> for Refused {
+    fn from(error: object::Error) -> Self {
+        Refused::Other(PackError::Elf(error))
+    }
 }
 
 #[cfg(test)]

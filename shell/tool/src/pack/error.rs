@@ -1,5 +1,5 @@
-//! [`PackError`]: why objects cannot be packed, naming the object, section, symbol or
-//! relocation site at fault.
+//! [`PackError`]: one reason objects cannot be packed, naming the section, symbol or relocation
+//! site at fault and what to do about it ([`super::Problem`] adds the object).
 
 use std::fmt;
 
@@ -7,23 +7,24 @@ use object::elf;
 
 use super::elf::relocation_name;
 
-/// Where a relocation is: its section and offset, and its object when several are packed.
+/// Where a relocation is: its section and offset, and the function or variable there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {
-    /// The object's name, when several are packed together.
-    pub object: Option<String>,
     /// The section's name.
     pub section: String,
     /// The relocation's offset in the section.
     pub offset: u64,
+    /// The function or variable (of the object's symbol table) covering the offset, if one does.
+    pub symbol: Option<String>,
 }
 
 impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(object) = &self.object {
-            write!(f, "{object}: ")?;
+        write!(f, "{}+{:#x}", self.section, self.offset)?;
+        match &self.symbol {
+            Some(symbol) => write!(f, " (in {symbol})"),
+            None => Ok(()),
         }
-        write!(f, "{}+{:#x}", self.section, self.offset)
     }
 }
 
@@ -31,18 +32,10 @@ impl fmt::Display for Site {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PackError {
-    /// The object is not ELF (or is malformed).
-    NotElf {
-        /// The object's name.
-        object: String,
-        /// What the ELF reader said.
-        error: object::Error,
-    },
+    /// The object is not ELF (or is malformed): what the ELF reader said.
+    NotElf(object::Error),
     /// An ELF object that is not an x86-64 relocatable.
-    NotX86Relocatable {
-        /// The object's name.
-        object: String,
-    },
+    NotX86Relocatable,
     /// Part of an object (section data, a name, a symbol) could not be read.
     Elf(object::Error),
     /// A data section in R72, whose symbols cannot address one.
@@ -54,6 +47,17 @@ pub enum PackError {
     ThreadLocal {
         /// The section's name.
         section: String,
+        /// The variables the object defines in it.
+        variables: Vec<String>,
+    },
+    /// Code or data that reaches a thread-local variable (the object's own or another's).
+    ThreadLocalAccess {
+        /// Where.
+        at: Site,
+        /// The variable.
+        variable: String,
+        /// Its ELF relocation type.
+        r_type: u32,
     },
     /// A `.preinit_array` section (only an executable can have one).
     PreinitArray {
@@ -100,6 +104,8 @@ pub enum PackError {
     Absolute32 {
         /// Where.
         at: Site,
+        /// What it is the address of.
+        target: String,
         /// Its ELF relocation type.
         r_type: u32,
     },
@@ -123,17 +129,39 @@ pub enum PackError {
 impl fmt::Display for PackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PackError::NotElf { object, error } => write!(f, "{object}: not an ELF object: {error}"),
-            PackError::NotX86Relocatable { object } => {
-                write!(f, "{object}: only x86-64 ELF relocatable objects (.o) can be packed")
+            PackError::NotElf(error) => {
+                write!(f, "not an ELF object ({error}): give pack the objects of `cc -c -fPIC`")
             }
+            PackError::NotX86Relocatable => write!(
+                f,
+                "not an x86-64 relocatable object: only objects (.o, from `cc -c -fPIC`) can be \
+                 packed, not programs, shared libraries or another architecture's objects"
+            ),
             PackError::Elf(error) => error.fmt(f),
             PackError::R72Data { section } => {
                 write!(f, "section {section}: R72 symbols cannot address data sections (use s128 or r96)")
             }
-            PackError::ThreadLocal { section } => {
-                write!(f, "section {section}: thread-local storage cannot be represented in SMF")
+            PackError::ThreadLocal { section, variables } => {
+                write!(f, "section {section}")?;
+                if !variables.is_empty() {
+                    write!(f, " (")?;
+                    for (i, variable) in variables.iter().enumerate() {
+                        write!(f, "{}{variable}", if i > 0 { ", " } else { "" })?;
+                    }
+                    write!(f, ")")?;
+                }
+                write!(
+                    f,
+                    ": thread-local storage cannot be represented in SMF (make the variable a plain \
+                     global, or keep it in the host program and reach it through a function)"
+                )
             }
+            PackError::ThreadLocalAccess { at, variable, r_type } => write!(
+                f,
+                "{at}: {} reaches thread-local variable {variable}, which SMF cannot represent \
+                 (keep thread-local variables in the host program and reach them through a function)",
+                relocation_name(elf::RelocationType(*r_type))
+            ),
             PackError::PreinitArray { section } => write!(
                 f,
                 "section {section}: pre-initialization functions run before a program's libraries \
@@ -150,15 +178,19 @@ impl fmt::Display for PackError {
                  whole R_X86_64_64 addresses",
                 relocation_name(elf::RelocationType(*r_type))
             ),
-            PackError::DefinedTwice { name, first, second } => {
-                write!(f, "{name} is defined in both {first} and {second}")
-            }
+            PackError::DefinedTwice { name, first, second } => write!(
+                f,
+                "{name} is defined in both {first} and {second} (make one of them static, or \
+                 drop one of the objects)"
+            ),
             PackError::Common { symbol } => {
                 write!(f, "symbol {symbol}: common symbols cannot be represented (compile with -fno-common)")
             }
-            PackError::UnloadedSection { section } => {
-                write!(f, "relocation against section {section} which is not loaded")
-            }
+            PackError::UnloadedSection { section } => write!(
+                f,
+                "a relocation refers to section {section}, which is not loaded (pack drops it: \
+                 nothing may point into it)"
+            ),
             PackError::DataRelocationKind { at, kind } => write!(
                 f,
                 "{at}: a {} relocation in data, which SMF data relocations cannot apply (absolute \
@@ -166,19 +198,24 @@ impl fmt::Display for PackError {
                 kind.name()
             ),
             PackError::NotElfRelocation(at) => write!(f, "{at}: not an ELF relocation"),
-            PackError::Absolute32 { at, r_type } => write!(
+            PackError::Absolute32 { at, target, r_type } => write!(
                 f,
-                "{at}: {} is an absolute 32-bit address, which a module loaded above 4 GiB cannot hold \
-                 (the object was compiled without -fPIC: compile it with -fPIC)",
+                "{at}: {} puts the address of {target} in 32 bits, which a module loaded above 4 GiB \
+                 cannot hold (the object was compiled without -fPIC: compile it with -fPIC)",
                 relocation_name(elf::RelocationType(*r_type))
             ),
             PackError::UnsupportedRelocation { at, r_type } => write!(
                 f,
-                "{at}: relocation type {r_type} ({}) cannot be represented in SMF",
+                "{at}: relocation type {r_type} ({}) cannot be represented in SMF (pack takes what \
+                 `cc -c -O2 -fPIC` emits for a shared library)",
                 relocation_name(elf::RelocationType(*r_type))
             ),
-            PackError::UnsupportedSymbol(at) => write!(f, "{at}: relocation against an unsupported symbol"),
-            PackError::AbsoluteTarget(at) => write!(f, "{at}: relocation against an absolute value"),
+            PackError::UnsupportedSymbol(at) => write!(
+                f,
+                "{at}: a relocation against a symbol that is neither defined in a loaded section nor \
+                 undefined (an absolute or special symbol)"
+            ),
+            PackError::AbsoluteTarget(at) => write!(f, "{at}: a relocation against an absolute value"),
             PackError::Build(error) => error.fmt(f),
             PackError::Invalid(error) => write!(f, "the module it makes would not be valid: {error}"),
         }
@@ -188,7 +225,7 @@ impl fmt::Display for PackError {
 impl std::error::Error for PackError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PackError::NotElf { error, .. } | PackError::Elf(error) => Some(error),
+            PackError::NotElf(error) | PackError::Elf(error) => Some(error),
             PackError::Invalid(error) => Some(error),
             _ => None,
         }

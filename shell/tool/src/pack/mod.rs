@@ -1,8 +1,9 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
-//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `error.rs` why
-//! objects cannot be packed: [`PackError`]).
+//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `error.rs` one
+//! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
+//! [`PackFailure`]; `covering.rs` the function or variable a problem is in).
 //!
 //! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
 //!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
@@ -24,7 +25,8 @@
 //!   finalizer, `__cxa_finalize(__dso_handle)` at release.
 //! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
 //!   that cannot be represented (thread-local storage, `.preinit_array`, instruction relocation
-//!   kinds in data, other relocation types) is an error naming it.
+//!   kinds in data, other relocation types) is a problem naming it, its object and the function
+//!   or variable it is in; packing goes on to find every problem, and fails with all of them.
 //! - The entry point is `main` when an object defines it.
 //! - Several objects combine as `ld -r` would: one code image, references to names another
 //!   object defines linked to the definition, a strong definition over weak ones, two strong
@@ -32,13 +34,16 @@
 
 mod call_arrays;
 mod carried;
+mod covering;
 mod elf;
 mod error;
 mod packer;
+mod problems;
 mod relax;
 
 pub use error::{PackError, Site};
 pub use packer::pack;
+pub use problems::{PackFailure, Problem, LISTED_PER_KIND};
 
 /// Something pack did that its user may want to know.
 #[derive(Clone, Debug)]

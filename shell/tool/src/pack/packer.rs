@@ -17,48 +17,65 @@ use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
 use super::call_arrays::{self, call_array_of, ArraySlot};
 use super::carried::{data_spec, is_read_only, Carried, Patched};
-use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind};
-use super::{Note, PackError, Site};
+use super::covering::Covering;
+use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind, Refused};
+use super::{Note, PackError, PackFailure, Problem, Site};
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
 /// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
-/// not. `inputs` are (name for messages, bytes).
-pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackError> {
-    let mut files = Vec::with_capacity(inputs.len());
+/// not. `inputs` are (name for messages, bytes). A problem does not stop the packing: every
+/// object is read to the end and the failure lists every problem found, each with its object.
+pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let mut problems = Vec::new();
+    let (mut files, mut names) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
     for (name, bytes) in inputs {
-        let file = object::File::parse(bytes.as_slice())
-            .map_err(|error| PackError::NotElf { object: name.clone(), error })?;
-        if file.architecture() != object::Architecture::X86_64
-            || file.kind() != object::ObjectKind::Relocatable
-        {
-            return Err(PackError::NotX86Relocatable { object: name.clone() });
+        match read_object(bytes) {
+            Ok(file) => {
+                files.push(file);
+                names.push(name.as_str());
+            }
+            Err(error) => problems.push(Problem { object: name.clone(), error }),
         }
-        files.push(file);
     }
-    let names: Vec<&str> = inputs.iter().map(|(name, _)| name.as_str()).collect();
-    let mut packer = Packer::new(&files, &names, dialect);
+    let mut packer = Packer::new(&files, &names, dialect, problems);
     for f in 0..files.len() {
-        packer.place_code(f)?;
+        packer.place_code(f);
     }
     for f in 0..files.len() {
-        packer.place_data(f)?;
+        packer.place_data(f);
     }
     let finalizer = call_arrays::needs_finalizer(&files);
-    let merged = call_arrays::merge(&files, &mut packer.builder, finalizer)?;
+    let merged = call_arrays::merge(&files, &mut packer.builder, finalizer, &mut |f, error| {
+        packer.problems.push(Problem { object: names[f].to_owned(), error })
+    });
     packer.call_arrays = merged.slots;
     if let Some(array) = merged.finalizer_entry {
         packer.add_finalizer(array);
     }
-    packer.find_definitions()?;
+    packer.find_definitions();
     for f in 0..files.len() {
-        packer.add_symbols(f)?;
+        packer.add_symbols(f);
     }
     packer.link_references();
     for f in 0..files.len() {
-        packer.add_relocations(f)?;
+        packer.add_relocations(f);
     }
     packer.set_entry_point();
-    packer.finish()
+    packer.finish().map_err(|mut failure| {
+        // Object by object, in the order given (each object's in the order found).
+        let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
+        failure.problems.sort_by_key(|problem| position(&problem.object));
+        failure
+    })
+}
+
+/// `bytes` as an x86-64 ELF relocatable object.
+fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
+    let file = object::File::parse(bytes).map_err(PackError::NotElf)?;
+    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
+        return Err(PackError::NotX86Relocatable);
+    }
+    Ok(file)
 }
 
 /// The objects being packed, phase by phase: the code image, the data sections, which object
@@ -89,6 +106,10 @@ struct Packer<'d, 'f> {
     imports: HashMap<Vec<u8>, u32>,
     /// What was dropped or moved, for stderr, each marked routine or not.
     notes: Vec<Note>,
+    /// What stops the objects from packing, in the order found.
+    problems: Vec<Problem>,
+    /// Each object's functions and variables by address, built when a problem first needs it.
+    covering: HashMap<usize, Covering>,
 }
 
 /// Where a global name is defined.
@@ -99,7 +120,12 @@ struct Definition {
 }
 
 impl<'d, 'f> Packer<'d, 'f> {
-    fn new(files: &'f [object::File<'d>], names: &'f [&'f str], dialect: Dialect) -> Self {
+    fn new(
+        files: &'f [object::File<'d>],
+        names: &'f [&'f str],
+        dialect: Dialect,
+        problems: Vec<Problem>,
+    ) -> Self {
         Self {
             files,
             names,
@@ -114,7 +140,47 @@ impl<'d, 'f> Packer<'d, 'f> {
             references: Vec::new(),
             imports: HashMap::new(),
             notes: Vec::new(),
+            problems,
+            covering: HashMap::new(),
         }
+    }
+
+    /// A problem in object `f`; packing goes on to find the others.
+    fn problem(&mut self, f: usize, error: PackError) {
+        self.problems.push(Problem { object: self.names[f].to_owned(), error });
+    }
+
+    /// Where offset `offset` of object `f`'s section `section` is, for a problem there: the
+    /// section's name and the function or variable covering the offset.
+    fn site(&mut self, f: usize, section: SectionIndex, offset: u64) -> Site {
+        let file = &self.files[f];
+        let name = file.section_by_index(section).ok().and_then(|s| s.name().ok().map(str::to_owned));
+        let covering = self.covering.entry(f).or_insert_with(|| Covering::of(file));
+        Site {
+            section: name.unwrap_or_default(),
+            offset,
+            symbol: covering.at(section, offset).map(str::to_owned),
+        }
+    }
+
+    /// What a relocation of object `f` refers to, by name (a symbol's, or a section's).
+    fn target_name(&self, f: usize, target: RelocationTarget) -> String {
+        let file = &self.files[f];
+        let name = match target {
+            RelocationTarget::Symbol(index) => {
+                file.symbol_by_index(index).ok().and_then(|s| match s.name().ok().filter(|n| !n.is_empty()) {
+                    Some(name) => Some(name.to_owned()),
+                    None => s
+                        .section_index()
+                        .and_then(|i| file.section_by_index(i).ok()?.name().ok().map(str::to_owned)),
+                })
+            }
+            RelocationTarget::Section(index) => {
+                file.section_by_index(index).ok().and_then(|s| s.name().ok().map(str::to_owned))
+            }
+            _ => None,
+        };
+        name.unwrap_or_else(|| "an unnamed symbol".to_owned())
     }
 
     /// A note about object `f` (named when there are several).
@@ -139,7 +205,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// which has no data sections, read-only data that needs relocating), concatenated, each
     /// section padded to the alignment of the next (the first to its own, after another
     /// object's code).
-    fn place_code(&mut self, f: usize) -> Result<(), PackError> {
+    fn place_code(&mut self, f: usize) {
         let file = &self.files[f];
         let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
         let in_code = !self.dialect.has_symbol_extension();
@@ -150,11 +216,17 @@ impl<'d, 'f> Packer<'d, 'f> {
         let code: Vec<_> = text.chain(relocated_rodata).collect();
         let mut offset = match code.first() {
             Some(first) => self.code_end().div_ceil(first.align().max(1)) * first.align().max(1),
-            None => return Ok(()),
+            None => return,
         };
         self.pad_code_to(offset);
         for (i, section) in code.iter().enumerate() {
-            let bytes = section.data()?;
+            let bytes = match section.data() {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.problem(f, PackError::Elf(error));
+                    continue;
+                }
+            };
             let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
             let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
             let data = section.kind() != SectionKind::Text;
@@ -182,7 +254,6 @@ impl<'d, 'f> Packer<'d, 'f> {
                 .insert((f, section.index()), Carried::Code { offset, size: padded, section: index, data });
             offset += padded;
         }
-        Ok(())
     }
 
     /// The module's finalizer ([`call_arrays::FINALIZER`]) after the code, `__dso_handle`
@@ -225,7 +296,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Object `f`'s data, read-only data, bss; everything else is dropped with a note or refused.
-    fn place_data(&mut self, f: usize) -> Result<(), PackError> {
+    fn place_data(&mut self, f: usize) {
         let mut debug_sections = 0;
         let file = &self.files[f];
         for section in file.sections() {
@@ -238,16 +309,20 @@ impl<'d, 'f> Packer<'d, 'f> {
                 }
                 continue;
             }
-            let Some(index) = self.data_section(f, &section, name)? else { continue };
-            if !self.dialect.has_symbol_extension() {
-                return Err(PackError::R72Data { section: name.to_owned() });
+            match self.data_section(f, &section, name) {
+                Ok(None) => {}
+                Ok(Some(_)) if !self.dialect.has_symbol_extension() => {
+                    self.problem(f, PackError::R72Data { section: name.to_owned() })
+                }
+                Ok(Some(index)) => {
+                    self.placed.insert((f, section.index()), Carried::Data { section: index });
+                }
+                Err(error) => self.problem(f, error),
             }
-            self.placed.insert((f, section.index()), Carried::Data { section: index });
         }
         if debug_sections > 0 {
             self.note(f, false, format!("dropped the debug info ({debug_sections} .debug sections)"));
         }
-        Ok(())
     }
 
     /// The SMF data section `section` becomes, if any.
@@ -278,10 +353,12 @@ impl<'d, 'f> Packer<'d, 'f> {
                 Some(self.builder.add_section(data_spec(SectionType::Bss, name, &[], align, section.size())))
             }
             SectionKind::Tls | SectionKind::UninitializedTls => {
-                return Err(PackError::ThreadLocal { section: name.to_owned() })
+                let covering = self.covering.entry(f).or_insert_with(|| Covering::of(&self.files[f]));
+                let variables = covering.names_in(section.index());
+                return Err(PackError::ThreadLocal { section: name.to_owned(), variables });
             }
-            // Merged into the module's arrays (`call_arrays::merge`).
-            _ if call_array_of(name)?.is_some() => None,
+            // Merged into the module's arrays, or refused there (`call_arrays::merge`).
+            _ if call_array_of(name).map_or(true, |array| array.is_some()) => None,
             _ => {
                 let bookkeeping = name.is_empty() || name.starts_with(".rela") || name.ends_with("tab");
                 if section.size() > 0 && !bookkeeping {
@@ -294,7 +371,7 @@ impl<'d, 'f> Packer<'d, 'f> {
 
     /// Which object defines each global or weak name: a strong definition wins over weak ones;
     /// two strong ones are an error, as a static linker has it.
-    fn find_definitions(&mut self) -> Result<(), PackError> {
+    fn find_definitions(&mut self) {
         for (f, file) in self.files.iter().enumerate() {
             for symbol in file.symbols() {
                 let placed = symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
@@ -304,34 +381,47 @@ impl<'d, 'f> Packer<'d, 'f> {
                 {
                     continue;
                 }
-                let name = symbol.name_bytes()?.to_vec();
+                let name = match symbol.name_bytes() {
+                    Ok(name) => name.to_vec(),
+                    Err(error) => {
+                        self.problem(f, PackError::Elf(error));
+                        continue;
+                    }
+                };
                 let here = Definition { at: (f, symbol.index()), weak: symbol.is_weak() };
                 match self.definitions.get(&name) {
                     None => {}
                     Some(there) if there.weak && !here.weak => {}
                     Some(there) if !there.weak && !here.weak => {
-                        return Err(PackError::DefinedTwice {
+                        let error = PackError::DefinedTwice {
                             name: String::from_utf8_lossy(&name).into_owned(),
                             first: self.names[there.at.0].to_owned(),
                             second: self.names[f].to_owned(),
-                        })
+                        };
+                        self.problem(f, error);
+                        continue;
                     }
                     Some(_) => continue,
                 }
                 self.definitions.insert(name, here);
             }
         }
-        Ok(())
     }
 
     /// One SMF symbol per ELF symbol of object `f` that is defined in a placed section or
     /// undefined (section symbols are added when relocations need them:
     /// [`Packer::section_symbol`]); a reference to a name another object defines (an undefined
     /// symbol, or a weak definition a strong one overrides) links to that definition instead.
-    fn add_symbols(&mut self, f: usize) -> Result<(), PackError> {
+    fn add_symbols(&mut self, f: usize) {
         let file = &self.files[f];
         for symbol in file.symbols() {
-            let name = symbol.name_bytes()?;
+            let name = match symbol.name_bytes() {
+                Ok(name) => name,
+                Err(error) => {
+                    self.problem(f, PackError::Elf(error));
+                    continue;
+                }
+            };
             let binding = if symbol.is_weak() {
                 Binding::Weak
             } else if symbol.is_global() {
@@ -364,7 +454,8 @@ impl<'d, 'f> Packer<'d, 'f> {
                     Some(SymbolSpec::import(name).with_binding(binding))
                 }
                 SymbolSection::Common => {
-                    return Err(PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() })
+                    self.problem(f, PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() });
+                    continue;
                 }
                 SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => self
                     .placed
@@ -388,7 +479,6 @@ impl<'d, 'f> Packer<'d, 'f> {
                 self.symbols.insert((f, symbol.index()), index);
             }
         }
-        Ok(())
     }
 
     /// Links each reference to another object's definition to that definition's SMF symbol.
@@ -417,13 +507,12 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Object `f`'s relocations: of the code image, and of the data sections (data
-    /// relocations, `docs/format.md`).
-    fn add_relocations(&mut self, f: usize) -> Result<(), PackError> {
+    /// relocations, `docs/format.md`); each one that cannot be carried is a problem.
+    fn add_relocations(&mut self, f: usize) {
         let file = &self.files[f];
         for section in file.sections() {
-            let name = section.name().unwrap_or("").to_owned();
             if let Some(&slot) = self.call_arrays.get(&(f, section.index())) {
-                self.add_call_array_entries(f, &section, slot)?;
+                self.add_call_array_entries(f, &section, slot);
                 continue;
             }
             let placed = match self.placed.get(&(f, section.index())) {
@@ -432,91 +521,116 @@ impl<'d, 'f> Packer<'d, 'f> {
                 None => continue, // relocations of dropped sections (.eh_frame) go with them
             };
             for (offset, relocation) in section.relocations() {
-                let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
-                let at = Site { object, section: name.clone(), offset };
-                let RelocationFlags::Elf { r_type } = relocation.flags() else {
-                    return Err(PackError::NotElfRelocation(at));
-                };
-                let kind = relocation_kind(r_type, &at)?;
-                let symbol = self.relocation_symbol(f, relocation.target(), &at)?;
-                let (base, code_section) = match placed {
-                    Patched::Code { base, section } => (base, section),
-                    Patched::Data { section } => {
-                        if !kind.applies_to_data() {
-                            return Err(PackError::DataRelocationKind { at, kind });
-                        }
-                        self.builder.add_data_relocation(section, offset, symbol, kind, relocation.addend());
-                        continue;
+                if let Err(refused) = self.add_relocation(f, placed, offset, &relocation) {
+                    if let Some(error) = refused.at(self.site(f, section.index(), offset)) {
+                        self.problem(f, error);
                     }
-                };
-                // A GOT load of a symbol this object defines becomes a direct reference.
-                let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
-                let kind = match usize::try_from(offset) {
-                    Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
-                        .builder
-                        .section_data_mut(code_section)
-                        .and_then(|code| super::relax::relax_got_load(code, at, relocation.addend()))
-                        .unwrap_or(kind),
-                    _ => kind,
-                };
-                // Relocations against local symbols of other sections keep their ELF meaning:
-                // the local symbol's own value already holds its offset.
-                self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
+                }
             }
         }
+    }
+
+    /// Relocation `relocation` at `offset` of an ELF section of object `f` placed as `placed`.
+    fn add_relocation(
+        &mut self,
+        f: usize,
+        placed: Patched,
+        offset: u64,
+        relocation: &object::Relocation,
+    ) -> Result<(), Refused> {
+        let RelocationFlags::Elf { r_type } = relocation.flags() else {
+            return Err(Refused::NotElf);
+        };
+        let kind = match relocation_kind(r_type) {
+            Some(kind) => kind,
+            None => return Err(Refused::Type { r_type, target: self.target_name(f, relocation.target()) }),
+        };
+        let symbol = self.relocation_symbol(f, relocation.target())?;
+        let (base, code_section) = match placed {
+            Patched::Code { base, section } => (base, section),
+            Patched::Data { section } => {
+                if !kind.applies_to_data() {
+                    return Err(Refused::DataKind(kind));
+                }
+                self.builder.add_data_relocation(section, offset, symbol, kind, relocation.addend());
+                return Ok(());
+            }
+        };
+        // A GOT load of a symbol this object defines becomes a direct reference.
+        let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+        let kind = match usize::try_from(offset) {
+            Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
+                .builder
+                .section_data_mut(code_section)
+                .and_then(|code| super::relax::relax_got_load(code, at, relocation.addend()))
+                .unwrap_or(kind),
+            _ => kind,
+        };
+        // Relocations against local symbols of other sections keep their ELF meaning:
+        // the local symbol's own value already holds its offset.
+        self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
         Ok(())
     }
 
     /// The entries of object `f`'s call array `section`, each an `R_X86_64_64` relocation,
-    /// as data relocations of the module's array where `slot` says they go.
-    fn add_call_array_entries(
-        &mut self,
-        f: usize,
-        section: &object::Section<'d, 'f>,
-        slot: ArraySlot,
-    ) -> Result<(), PackError> {
-        let name = section.name().unwrap_or("").to_owned();
-        let object = (self.files.len() > 1).then(|| self.names[f].to_owned());
-        let site = |offset| Site { object: object.clone(), section: name.clone(), offset };
-        let mut relocated = vec![false; section.data()?.len().div_ceil(8)];
+    /// as data relocations of the module's array where `slot` says they go; every entry that
+    /// is not one is a problem.
+    fn add_call_array_entries(&mut self, f: usize, section: &object::Section<'d, 'f>, slot: ArraySlot) {
+        let entries = section.data().map_or(0, |data| data.len().div_ceil(8));
+        let mut relocated = vec![false; entries];
         for (offset, relocation) in section.relocations() {
-            let RelocationFlags::Elf { r_type } = relocation.flags() else {
-                return Err(PackError::NotElfRelocation(site(offset)));
+            let r_type = match relocation.flags() {
+                RelocationFlags::Elf { r_type } => r_type,
+                _ => {
+                    let at = self.site(f, section.index(), offset);
+                    self.problem(f, PackError::NotElfRelocation(at));
+                    continue;
+                }
             };
-            let place = slot.place(offset).filter(|_| r_type == elf::R_X86_64_64);
-            let Some(place) = place else {
-                return Err(PackError::CallArrayEntry { at: site(offset), r_type: Some(r_type.0) });
+            let Some(place) = slot.place(offset).filter(|_| r_type == elf::R_X86_64_64) else {
+                let at = self.site(f, section.index(), offset);
+                self.problem(f, PackError::CallArrayEntry { at, r_type: Some(r_type.0) });
+                continue;
             };
-            let symbol = self.relocation_symbol(f, relocation.target(), &site(offset))?;
-            self.builder.add_data_relocation(
-                slot.section,
-                place,
-                symbol,
-                RelocKind::Abs64,
-                relocation.addend(),
-            );
+            match self.relocation_symbol(f, relocation.target()) {
+                Ok(symbol) => {
+                    self.builder.add_data_relocation(
+                        slot.section,
+                        place,
+                        symbol,
+                        RelocKind::Abs64,
+                        relocation.addend(),
+                    );
+                }
+                Err(refused) => {
+                    if let Some(error) = refused.at(self.site(f, section.index(), offset)) {
+                        self.problem(f, error);
+                    }
+                }
+            }
             if let Some(entry) = relocated.get_mut((offset / 8) as usize) {
                 *entry = true;
             }
         }
-        match relocated.iter().position(|done| !done) {
-            Some(entry) => Err(PackError::CallArrayEntry { at: site(entry as u64 * 8), r_type: None }),
-            None => Ok(()),
+        for entry in relocated.iter().enumerate().filter(|(_, done)| !**done).map(|(entry, _)| entry) {
+            let at = self.site(f, section.index(), entry as u64 * 8);
+            self.problem(f, PackError::CallArrayEntry { at, r_type: None });
         }
     }
 
-    /// The SMF symbol a relocation at `at` refers to.
-    fn relocation_symbol(&mut self, f: usize, target: RelocationTarget, at: &Site) -> Result<u32, PackError> {
+    /// The SMF symbol a relocation of object `f` refers to.
+    fn relocation_symbol(&mut self, f: usize, target: RelocationTarget) -> Result<u32, Refused> {
         match target {
             RelocationTarget::Symbol(index) => match self.symbols.get(&(f, index)) {
                 Some(&s) => Ok(s),
                 None => match self.files[f].symbol_by_index(index)?.section() {
-                    SymbolSection::Section(section) => self.section_symbol(f, section),
-                    _ => Err(PackError::UnsupportedSymbol(at.clone())),
+                    SymbolSection::Section(section) => Ok(self.section_symbol(f, section)?),
+                    SymbolSection::Common => Err(Refused::Reported),
+                    _ => Err(Refused::Symbol),
                 },
             },
-            RelocationTarget::Section(index) => self.section_symbol(f, index),
-            _ => Err(PackError::AbsoluteTarget(at.clone())),
+            RelocationTarget::Section(index) => Ok(self.section_symbol(f, index)?),
+            _ => Err(Refused::AbsoluteTarget),
         }
     }
 
@@ -550,11 +664,17 @@ impl<'d, 'f> Packer<'d, 'f> {
 
     /// The module and the notes, once the module is checked as `smf verify` checks it: an
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
-    /// image is over the limit) is refused with the reason instead of written.
-    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackError> {
-        let smf = self.builder.build().map_err(PackError::Build)?;
+    /// image is over the limit) is refused with the reason instead of written. Every problem
+    /// found on the way fails it first.
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+        if !self.problems.is_empty() {
+            return Err(PackFailure { problems: self.problems });
+        }
+        let all = self.names.join(", ");
+        let smf =
+            self.builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         if let Err(e) = smf_core::Module::parse(&smf) {
-            return Err(PackError::Invalid(e));
+            return Err(Problem { object: all, error: PackError::Invalid(e) }.into());
         }
         Ok((smf, self.notes))
     }

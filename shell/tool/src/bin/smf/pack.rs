@@ -2,7 +2,7 @@
 //! the objects, packs them with the library's [`smf_tool::pack`](mod@smf_tool::pack), prints its
 //! notes as asked and writes the module.
 
-use smf_tool::pack::{pack, PackError};
+use smf_tool::pack::{pack, PackFailure};
 
 use crate::args::PackArgs;
 
@@ -28,14 +28,8 @@ enum PackCommandError {
         /// Why.
         error: std::io::Error,
     },
-    /// The objects could not be packed; `label` names the object when there is one (with
-    /// several, the error says which).
-    Pack {
-        /// `"OBJECT: "` or empty.
-        label: String,
-        /// Why.
-        error: PackError,
-    },
+    /// The objects could not be packed: every problem, each naming its object.
+    Pack(PackFailure),
     /// The module could not be written.
     Write {
         /// Its path.
@@ -49,7 +43,7 @@ impl std::fmt::Display for PackCommandError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PackCommandError::Read { input, error } => write!(f, "{input}: {error}"),
-            PackCommandError::Pack { label, error } => write!(f, "{label}{error}"),
+            PackCommandError::Pack(failure) => failure.fmt(f),
             PackCommandError::Write { output, error } => write!(f, "{output}: {error}"),
         }
     }
@@ -64,6 +58,17 @@ pub(crate) fn run(args: &PackArgs) -> i32 {
     };
     match pack_files(args, say) {
         Ok(()) => 0,
+        Err(PackCommandError::Pack(failure)) => {
+            // Every problem (with --verbose, even the repeats of one kind), then how many.
+            for line in failure.report(say == Say::Everything) {
+                eprintln!("smf pack: {line}");
+            }
+            let count = failure.problems.len();
+            if count > 1 {
+                eprintln!("smf pack: {count} problems; no module written");
+            }
+            1
+        }
         Err(error) => {
             eprintln!("smf pack: {error}");
             1
@@ -75,7 +80,7 @@ pub(crate) fn run(args: &PackArgs) -> i32 {
 fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let (dialect, output) = (args.dialect, args.output.display().to_string());
     let inputs: Vec<String> = args.inputs.iter().map(|p| p.display().to_string()).collect();
-    // Messages name the object when there is one; with several, each says which.
+    // Notes name the object when there is one; with several, each says which.
     let label = if inputs.len() == 1 { format!("{}: ", inputs[0]) } else { String::new() };
     let mut objects = Vec::with_capacity(inputs.len());
     for input in &inputs {
@@ -83,8 +88,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             std::fs::read(input).map_err(|error| PackCommandError::Read { input: input.clone(), error })?;
         objects.push((input.clone(), bytes));
     }
-    let (smf, notes) =
-        pack(&objects, dialect).map_err(|error| PackCommandError::Pack { label: label.clone(), error })?;
+    let (smf, notes) = pack(&objects, dialect).map_err(PackCommandError::Pack)?;
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };
         if say >= level {
@@ -99,6 +103,7 @@ mod tests {
     use std::path::PathBuf;
 
     use smf_core::Dialect;
+    use smf_tool::pack::PackError;
 
     use super::*;
 
@@ -122,7 +127,10 @@ mod tests {
         let not_elf = dir.join("not.o");
         std::fs::write(&not_elf, "not ELF").unwrap();
         let e = pack_files(&args(&[not_elf.to_str().unwrap()], "/tmp/unused.smf"), Say::Nothing).unwrap_err();
-        assert!(matches!(&e, PackCommandError::Pack { error: PackError::NotElf { .. }, .. }), "{e}");
+        assert!(
+            matches!(&e, PackCommandError::Pack(failure) if matches!(failure.first(), PackError::NotElf(_))),
+            "{e}"
+        );
         assert!(e.to_string().starts_with(&format!("{}: ", not_elf.display())), "{e}");
         // A real object, and an output nobody can create.
         let source = dir.join("f.c");

@@ -1,0 +1,138 @@
+//! Every problem at once: pack goes on past a problem to find the others, and fails with all
+//! of them ([`PackFailure`]), each naming its object ([`Problem`]). The report a person reads
+//! ([`PackFailure::report`]) keeps every kind of problem and, past a few, counts the repeats of
+//! one kind in one object (an object compiled without `-fPIC` has one per address it takes).
+
+use std::fmt;
+
+use super::elf::relocation_name;
+use super::PackError;
+
+/// One problem, and the object it is in.
+#[derive(Debug)]
+pub struct Problem {
+    /// The object's name, as given to [`super::pack`].
+    pub object: String,
+    /// What is wrong, and where in the object.
+    pub error: PackError,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.object, self.error)
+    }
+}
+
+/// Why objects could not be packed: every problem found, in the order the objects and their
+/// sections were read (never empty).
+#[derive(Debug)]
+pub struct PackFailure {
+    /// The problems.
+    pub problems: Vec<Problem>,
+}
+
+/// Problems of one kind in one object listed before the rest are counted.
+pub const LISTED_PER_KIND: usize = 3;
+
+impl PackFailure {
+    /// The first problem's error.
+    pub fn first(&self) -> &PackError {
+        &self.problems[0].error
+    }
+
+    /// The report's lines: each problem, except that past [`LISTED_PER_KIND`] problems of one
+    /// kind in one object (the same relocation type refused, say) the rest are one line that
+    /// counts them; with `all`, every problem.
+    pub fn report(&self, all: bool) -> Vec<String> {
+        let mut lines = Vec::with_capacity(self.problems.len().min(64));
+        let mut i = 0;
+        while i < self.problems.len() {
+            let problem = &self.problems[i];
+            let kind = problem.error.kind();
+            let run = self.problems[i..]
+                .iter()
+                .take_while(|p| kind.is_some() && p.object == problem.object && p.error.kind() == kind)
+                .count()
+                .max(1);
+            let listed = if all { run } else { run.min(LISTED_PER_KIND) };
+            lines.extend(self.problems[i..i + listed].iter().map(Problem::to_string));
+            if listed < run {
+                let what = kind.map_or("problems", |(what, _)| what);
+                lines.push(format!("{}: {} more {what} like the one above", problem.object, run - listed));
+            }
+            i += run;
+        }
+        lines
+    }
+}
+
+impl fmt::Display for PackFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.report(false).iter().enumerate() {
+            write!(f, "{}{line}", if i > 0 { "\n" } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PackFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.first())
+    }
+}
+
+impl From<Problem> for PackFailure {
+    fn from(problem: Problem) -> Self {
+        PackFailure { problems: vec![problem] }
+    }
+}
+
+impl PackError {
+    /// What repeats of this problem are (a relocation refused for one reason: one per place
+    /// the object uses it) and the relocation type's name; `None` for problems that each
+    /// stand alone.
+    pub(crate) fn kind(&self) -> Option<(&'static str, &'static str)> {
+        let name = |r_type: u32| relocation_name(object::elf::RelocationType(r_type));
+        Some(match self {
+            PackError::Absolute32 { r_type, .. } => ("absolute 32-bit addresses", name(*r_type)),
+            PackError::ThreadLocalAccess { r_type, .. } => ("thread-local accesses", name(*r_type)),
+            PackError::UnsupportedRelocation { r_type, .. } => ("relocations of this type", name(*r_type)),
+            PackError::DataRelocationKind { kind, .. } => ("relocations in data of this kind", kind.name()),
+            PackError::CallArrayEntry { r_type, .. } => ("call array entries", r_type.map_or("none", name)),
+            PackError::UnsupportedSymbol(_) => ("relocations against such symbols", ""),
+            PackError::AbsoluteTarget(_) => ("relocations against absolute values", ""),
+            PackError::NotElfRelocation(_) => ("relocations that are not ELF ones", ""),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::Site;
+
+    fn absolute(object: &str, offset: u64) -> Problem {
+        let at = Site { section: ".text".into(), offset, symbol: Some("f".into()) };
+        Problem { object: object.into(), error: PackError::Absolute32 { at, target: "v".into(), r_type: 10 } }
+    }
+
+    #[test]
+    fn repeats_of_one_kind_in_one_object_are_counted_past_a_few() {
+        let mut problems: Vec<Problem> = (0..10).map(|i| absolute("a.o", i * 8)).collect();
+        problems.push(Problem { object: "a.o".into(), error: PackError::Common { symbol: "c".into() } });
+        problems.extend((0..2).map(|i| absolute("b.o", i)));
+        let failure = PackFailure { problems };
+        let lines = failure.report(false);
+        assert_eq!(lines.len(), LISTED_PER_KIND + 1 + 1 + 2, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("a.o: .text+0x0 (in f): R_X86_64_32 puts the address of v"),
+            "{lines:#?}"
+        );
+        assert_eq!(lines[LISTED_PER_KIND], "a.o: 7 more absolute 32-bit addresses like the one above");
+        assert!(lines[LISTED_PER_KIND + 1].contains("common symbols"), "{lines:#?}");
+        assert!(lines[LISTED_PER_KIND + 2].starts_with("b.o: .text+0x0"), "{lines:#?}");
+        assert_eq!(failure.report(true).len(), 13, "all: every problem");
+        assert_eq!(failure.to_string().lines().count(), lines.len());
+    }
+}
