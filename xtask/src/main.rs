@@ -28,7 +28,7 @@ tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
   bench [NAME]... [--quick]
                        run the benchmarks (parse, exec, load, resolve, parallel, cache,
-                       jit, nolibc; all by default;
+                       jit, lua, nolibc; all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
   fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)

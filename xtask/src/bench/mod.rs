@@ -6,6 +6,7 @@ mod code;
 mod exec;
 mod jit;
 pub(crate) mod load;
+mod lua;
 mod nolibc;
 mod parallel;
 mod parse;
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 8] = ["parse", "exec", "load", "resolve", "parallel", "cache", "jit", "nolibc"];
+const NAMES: [&str; 9] = ["parse", "exec", "load", "resolve", "parallel", "cache", "jit", "lua", "nolibc"];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -53,6 +54,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("jit") {
         jit::run(if quick { 5 } else { 50 })?;
+        println!();
+    }
+    if wanted("lua") {
+        lua::run(if quick { 2 } else { 15 })?;
         println!();
     }
     if wanted("nolibc") && cfg!(all(target_arch = "x86_64", target_os = "linux")) {
