@@ -1,8 +1,10 @@
 //! The link stage of a load: the module's symbols, handed over one by one as validation
 //! decodes them ([`ModuleTables::decode_symbols`]), go into the [`SymbolTable`] (names hashed
 //! and indexed) with imports resolved, before anything is allocated (the layout needs the
-//! number of imports). Once the image is placed, [`Linked::place`] gives the module's own
-//! symbols their addresses and works out where relocations against each symbol point (its
+//! number of imports). Each of the module's own symbols is located then, as an offset in a
+//! region of the image (the code, the read-only data, the writable data: the data layout is
+//! the module's, known before allocation); once the image is placed, [`Linked::place`] adds
+//! each region's address, and works out where relocations against each symbol point (its
 //! [`Target`]). Branch stubs and GOT slots are not planned here: the image has room for the
 //! most a module can need ([`super::layout::Layout::plan`]), and the relocation stage hands
 //! them out as relocations ask for them.
@@ -10,39 +12,83 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::place::{offset_from, PlacedSection};
-use super::relocate::{StubSlot, Target};
+use super::relocate::{Target, Whose};
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::{fallible, Keepalive, LoadError};
 use crate::cache::KeyedHasher;
-use crate::module::{ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
+use crate::module::{DataRegion, ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
 use crate::Binding;
 
-/// Where the parts of a placed image start.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct PlacedImage<'s> {
+/// A region of the image, whose address is known once the image is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Region {
     /// The code.
-    pub(super) code: usize,
-    /// The data sections, in table order (ascending index: found by binary search, so that a
-    /// module of many data sections and symbols links in `n log n`, not `n²`).
-    pub(super) sections: &'s [PlacedSection],
+    Code,
+    /// The read-only data region.
+    ReadOnly,
+    /// The writable data region.
+    Writable,
 }
 
-impl PlacedImage<'_> {
-    /// The address `target` names (`None` for nothing), or why there is none: a section that
-    /// was not placed, or a sum that overflows, both of which a validated module, placed in
-    /// memory it occupies, rules out.
-    fn address(&self, target: SymbolTarget) -> Result<Option<usize>, LoadError> {
-        match target {
-            SymbolTarget::Code(offset) => offset_from(self.code, offset).map(Some),
-            SymbolTarget::Data { section, offset } => {
-                let at = self.sections.binary_search_by_key(&section, |s| s.index);
-                let placed = at.ok().and_then(|at| self.sections.get(at)).ok_or_else(LoadError::internal)?;
-                offset_from(placed.addr, offset).map(Some)
-            }
-            SymbolTarget::None => Ok(None),
+/// Where each region of a placed image starts.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RegionBases {
+    /// The code's address.
+    pub(super) code: usize,
+    /// The read-only data region's address.
+    pub(super) read_only: usize,
+    /// The writable data region's address.
+    pub(super) writable: usize,
+}
+
+impl RegionBases {
+    /// The address `offset` bytes into `region`; `None` if it overflows (which a validated
+    /// module, placed in memory it occupies, rules out).
+    #[inline(always)]
+    fn address(&self, region: Region, offset: usize) -> Option<usize> {
+        let base = match region {
+            Region::Code => self.code,
+            Region::ReadOnly => self.read_only,
+            Region::Writable => self.writable,
+        };
+        base.checked_add(offset)
+    }
+}
+
+/// Each data section's place in its region, by section index (`None` for other sections): the
+/// module's data layout, looked up once per data symbol.
+struct SectionPlaces(Vec<Option<(Region, u64)>>);
+
+impl SectionPlaces {
+    /// The places of `tables`' data sections.
+    fn of(tables: &ModuleTables<'_>) -> Option<Self> {
+        let count = tables.header().section_count as usize;
+        let mut places = fallible::filled(None, count)?;
+        for placement in tables.data_sections() {
+            let region = match placement.region {
+                DataRegion::ReadOnly => Region::ReadOnly,
+                DataRegion::ReadWrite => Region::Writable,
+            };
+            *places.get_mut(placement.section.index as usize)? = Some((region, placement.offset));
         }
+        Some(SectionPlaces(places))
+    }
+
+    /// Where relocations against a symbol whose value addresses `target` (a validated
+    /// symbol's) point: a region and an offset in it.
+    #[inline(always)]
+    fn locate(&self, target: SymbolTarget) -> Result<Target, LoadError> {
+        let size = |offset: u64| usize::try_from(offset).map_err(|_| LoadError::too_large());
+        Ok(match target {
+            SymbolTarget::Code(offset) => Target::unplaced(Region::Code, size(offset)?),
+            SymbolTarget::Data { section, offset } => {
+                let place = self.0.get(section as usize).copied().flatten();
+                let (region, start) = place.ok_or_else(LoadError::internal)?;
+                Target::unplaced(region, size(start.checked_add(offset).ok_or_else(LoadError::too_large)?)?)
+            }
+            SymbolTarget::None => Target::NOTHING,
+        })
     }
 }
 
@@ -54,21 +100,13 @@ pub(super) struct Linked<'m> {
     /// Names, kinds and the hash index; the addresses of imports (the module's own are filled
     /// in by [`Linked::place`]).
     symbols: SymbolTable,
-    /// Per symbol, in table order: where it is.
-    locations: Vec<Location>,
+    /// Per symbol, in table order: where relocations against it point (the module's own
+    /// symbols [`Whose::Unplaced`]).
+    targets: Vec<Target>,
     /// The modules its imports resolved into.
     deps: Vec<Keepalive>,
     /// Each template symbol's index and template-code offset, in table order.
     templates: Vec<(u32, u64)>,
-}
-
-/// Where a symbol is, before the image is placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Location {
-    /// An import, at the address it resolved to (0 for an unresolved weak import).
-    Outside(usize),
-    /// One of the module's own symbols, at what its value addresses.
-    Inside(SymbolTarget),
 }
 
 /// A module's symbols, placed.
@@ -98,58 +136,58 @@ pub(super) fn link<'m>(
     let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
     let mut table = SymbolTableBuilder::new(names, count, KeyedHasher::per_process())
         .ok_or_else(oom(fallible::bytes_of::<LoadedSymbol>(count)))?;
-    let mut locations: Vec<Location> =
-        fallible::with_capacity(count).ok_or_else(oom(fallible::bytes_of::<Location>(count)))?;
+    let mut targets: Vec<Target> =
+        fallible::with_capacity(count).ok_or_else(oom(fallible::bytes_of::<Target>(count)))?;
     let mut deps: Vec<Keepalive> = Vec::new();
     let mut templates: Vec<(u32, u64)> = Vec::new();
     let mut missing = Missing::default();
+    let places = SectionPlaces::of(&tables).ok_or_else(oom(fallible::bytes_of::<Option<(Region, u64)>>(
+        tables.header().section_count as usize,
+    )))?;
     let module = tables.decode_symbols(|index, repr| {
-        let location = if repr.is_import() {
+        let target = if repr.is_import() {
             let name = strings.get(repr.name_range()).unwrap_or_default();
             match resolve(resolutions, name, repr.binding, &mut deps, &mut missing) {
-                Ok(address) => Location::Outside(address),
+                Ok(address) => Target::import(address),
                 Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.len() }),
             }
         } else {
-            Location::Inside(repr.target)
+            places.locate(repr.target)?
         };
         if repr.is_template() {
             fallible::push(&mut templates, (index, repr.template_offset))
                 .ok_or_else(oom(fallible::bytes_of::<(u32, u64)>(templates.len().saturating_add(1))))?;
         }
-        let address = match location {
-            Location::Outside(address) => address,
-            Location::Inside(_) => 0, // placed later
+        let address = match target.whose {
+            Whose::Import => target.address,
+            _ => 0, // the module's own: given its address once placed
         };
         // Room was made for every symbol, and validation located each name.
         table.push(loaded_symbol(&repr, address), repr.size).ok_or_else(LoadError::internal)?;
-        locations.push(location);
+        targets.push(target);
         Ok(())
     })?;
     missing.into_error(resolutions.resolver())?;
-    Ok(Linked { module, symbols: table.finish(), locations, deps, templates })
+    Ok(Linked { module, symbols: table.finish(), targets, deps, templates })
 }
 
 impl<'m> Linked<'m> {
-    /// The module's own symbols given the addresses their values name in the image placed at
-    /// `placed`, and every symbol's [`Target`].
-    pub(super) fn place(self, placed: &PlacedImage<'_>) -> Result<Placed<'m>, LoadError> {
-        let Linked { module, mut symbols, locations, deps, templates } = self;
-        let count = locations.len();
-        let mut targets: Vec<Target> = fallible::with_capacity(count)
-            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<Target>(count) })?;
-        for location in &locations {
-            let target = match *location {
-                Location::Outside(address) => {
-                    Target { address: Some(address), stub: StubSlot::Allowed, got: None }
-                }
-                Location::Inside(target) => {
-                    Target { address: placed.address(target)?, stub: StubSlot::Never, got: None }
-                }
-            };
-            targets.push(target);
+    /// The module's own symbols given their addresses in the image whose regions start at
+    /// `bases`, and every symbol's [`Target`].
+    pub(super) fn place(self, bases: &RegionBases) -> Result<Placed<'m>, LoadError> {
+        let Linked { module, mut symbols, mut targets, deps, templates } = self;
+        let mut addresses = symbols.addresses_mut();
+        if addresses.len() != targets.len() {
+            return Err(LoadError::internal());
         }
-        symbols.set_addresses(targets.iter().map(Target::address_or_zero)).ok_or_else(LoadError::internal)?;
+        for (target, address) in targets.iter_mut().zip(&mut addresses) {
+            if let Whose::Unplaced(region) = target.whose {
+                target.address = bases.address(region, target.address).ok_or_else(LoadError::too_large)?;
+                target.whose = Whose::Own;
+                *address = target.address;
+            }
+        }
+        drop(addresses);
         Ok(Placed { module, symbols, targets, deps, templates })
     }
 }
@@ -256,14 +294,13 @@ mod tests {
         let linked = link(tables, &mut Resolutions::new(&resolver)).unwrap();
         assert_eq!(linked.module.import_count(), 2);
         assert_eq!(linked.symbols.get(1).map(|s| s.addr), Some(0x7777), "imports resolve while linking");
-        let sections = [PlacedSection { index: 1, addr: 0x20_0000 }];
-        let placed = PlacedImage { code: 0x10_0000, sections: &sections };
-        let linked = linked.place(&placed).unwrap();
+        let bases = RegionBases { code: 0x10_0000, read_only: 0x18_0000, writable: 0x20_0000 };
+        let linked = linked.place(&bases).unwrap();
 
         let addresses: Vec<_> = linked.targets.iter().map(|t| t.address).collect();
-        assert_eq!(addresses, [Some(0x10_0008), Some(0x7777), Some(0x20_0004), Some(0)]);
-        let stubs: Vec<_> = linked.targets.iter().map(|t| t.stub).collect();
-        assert_eq!(stubs, [StubSlot::Never, StubSlot::Allowed, StubSlot::Never, StubSlot::Allowed]);
+        assert_eq!(addresses, [0x10_0008, 0x7777, 0x20_0004, 0]);
+        let whose: Vec<_> = linked.targets.iter().map(|t| t.whose).collect();
+        assert_eq!(whose, [Whose::Own, Whose::Import, Whose::Own, Whose::Import]);
         assert_eq!(linked.symbols.lookup(b"f").map(|s| s.addr), Some(0x10_0008));
         assert_eq!(
             linked.symbols.lookup(b"counter").map(|s| (s.addr, s.kind)),
@@ -312,10 +349,13 @@ mod tests {
     }
 
     #[test]
-    fn a_data_symbol_in_a_section_that_was_not_placed_is_an_internal_error() {
-        let placed = PlacedImage { code: 0x1000, sections: &[] };
-        let target = SymbolTarget::Data { section: 3, offset: 0 };
-        assert_eq!(placed.address(target), Err(LoadError::Internal));
-        assert_eq!(placed.address(SymbolTarget::Code(usize::MAX as u64)), Err(LoadError::TooLarge));
+    fn a_data_symbol_in_a_section_that_is_not_data_is_an_internal_error() {
+        let places = SectionPlaces(alloc::vec![None, Some((Region::Writable, 16))]);
+        let target = |section| SymbolTarget::Data { section, offset: 4 };
+        assert_eq!(places.locate(target(1)), Ok(Target::unplaced(Region::Writable, 20)));
+        assert_eq!(places.locate(target(0)), Err(LoadError::Internal), "not a data section");
+        assert_eq!(places.locate(target(3)), Err(LoadError::Internal), "no such section");
+        let bases = RegionBases { code: usize::MAX, read_only: 0, writable: 0 };
+        assert_eq!(bases.address(Region::Code, 1), None);
     }
 }

@@ -45,7 +45,7 @@ pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use calls::Calls;
 use layout::Layout;
-use link::{Placed, PlacedImage};
+use link::{Placed, RegionBases};
 use place::Image;
 use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
@@ -158,9 +158,13 @@ impl<'a> LoadedModule<'a> {
         let layout = Layout::plan(&linked.module, options.read_only_data)?;
         let mut batch = allocator.batch();
         let image = Image::allocate(&mut batch, &layout, linked.module.tables())?;
-        let sections = image.place_data(&mut batch, linked.module.tables())?;
-        let placed = PlacedImage { code: image.code_base, sections: &sections };
-        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&placed)?;
+        image.place_data(&mut batch, linked.module.tables())?;
+        let bases = RegionBases {
+            code: image.code_base,
+            read_only: image.read_only_base,
+            writable: image.read_write_base,
+        };
+        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
         let (module, got_used, calls) =
             place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
         if got_used > 0 {

@@ -37,15 +37,6 @@ pub(super) struct Image<'a> {
     zero_tails: bool,
 }
 
-/// A data section, placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct PlacedSection {
-    /// Its index in the section table.
-    pub(super) index: u32,
-    /// Its address.
-    pub(super) addr: usize,
-}
-
 impl<'a> Image<'a> {
     /// The allocate stage: the blocks `layout` plans for `module`, from `batch`.
     pub(super) fn allocate(
@@ -72,14 +63,13 @@ impl<'a> Image<'a> {
         Ok(Image { code, read_only, read_write, code_base, read_only_base, read_write_base, zero_tails })
     }
 
-    /// The place stage for data: copies every data section of `module` to its place, and says
-    /// where each went (in table order, so ascending index).
+    /// The place stage for data: copies every data section of `module` to its place in its
+    /// region (the module's data layout).
     pub(super) fn place_data(
         &self,
         batch: &mut CodeBatch<'a>,
         module: &ModuleTables<'_>,
-    ) -> Result<Vec<PlacedSection>, LoadError> {
-        let mut sections: Vec<PlacedSection> = Vec::new();
+    ) -> Result<(), LoadError> {
         for placement in module.data_sections() {
             let base = match placement.region {
                 DataRegion::ReadOnly => self.read_only_base,
@@ -89,12 +79,8 @@ impl<'a> Image<'a> {
             if !placement.section.data.is_empty() {
                 self.write_at(batch, addr, placement.section.data)?;
             }
-            let placed = PlacedSection { index: placement.section.index, addr };
-            fallible::push(&mut sections, placed).ok_or(LoadError::OutOfMemory {
-                bytes: fallible::bytes_of::<PlacedSection>(sections.len().saturating_add(1)),
-            })?;
         }
-        Ok(sections)
+        Ok(())
     }
 
     /// The place stage for code: writes every code section's bytes, then zeros up to its
@@ -187,11 +173,7 @@ mod tests {
         let image = Image::allocate(&mut batch, &layout, &module).unwrap();
         assert!(image.code.is_some() && image.read_only.is_some() && image.read_write.is_some());
 
-        let sections = image.place_data(&mut batch, &module).unwrap();
-        let indexes: Vec<u32> = sections.iter().map(|s| s.index).collect();
-        assert_eq!(indexes, [2, 3]);
-        assert_eq!(sections[0].addr, image.read_only_base);
-        assert_eq!(sections[1].addr, image.read_write_base);
+        image.place_data(&mut batch, &module).unwrap();
         let ro = batch.block_mut(image.read_only.as_ref().unwrap()).unwrap();
         assert_eq!(&ro[..2], b"ro");
         let rw = batch.block_mut(image.read_write.as_ref().unwrap()).unwrap();

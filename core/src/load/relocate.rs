@@ -10,6 +10,7 @@
 use core::num::NonZeroUsize;
 
 use super::error::lossy;
+use super::link::Region;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
 use super::LoadError;
@@ -23,33 +24,55 @@ pub(super) const STUB_SIZE: usize = 16;
 /// Bytes of one GOT slot.
 pub(super) const GOT_SLOT: usize = 8;
 
-/// Where relocations against one symbol point once the image is placed.
+/// Where relocations against one symbol point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Target {
-    /// The symbol's address; `None` for symbols without one (types, traits, templates). An
-    /// unresolved weak import has address 0.
-    pub(super) address: Option<usize>,
-    /// Whether branches to it may go through a stub, and its stub once written.
-    pub(super) stub: StubSlot,
+    /// The symbol's address (0 for an unresolved weak import and for symbols without one); an
+    /// own symbol's offset in its region while it is [`Whose::Unplaced`].
+    pub(super) address: usize,
     /// Its GOT slot's address, once a relocation asked for one.
     pub(super) got: Option<NonZeroUsize>,
+    /// Its branch stub's address, once one was written (imports only).
+    pub(super) stub: Option<NonZeroUsize>,
+    /// Whose symbol it is, which says how relocations may reach it.
+    pub(super) whose: Whose,
 }
 
-/// A symbol's branch stub.
+/// Whose symbol a [`Target`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum StubSlot {
-    /// Branches never go through a stub (the module's own symbols: always within reach).
-    Never,
-    /// An import, which gets a stub when a branch to it needs one.
-    Allowed,
-    /// Its stub, at this address.
-    At(NonZeroUsize),
+pub(super) enum Whose {
+    /// The module's own, before the image is placed: the address is an offset in this region.
+    Unplaced(Region),
+    /// The module's own, placed: branches reach it directly (the image is within reach).
+    Own,
+    /// An import: a branch to it goes through a stub when it is out of the branch's reach.
+    Import,
+    /// Nobody's: the symbol has no address (a type, a trait, a template).
+    Nothing,
 }
 
 impl Target {
-    /// The symbol's address, 0 if it has none (what its GOT slot or stub holds).
-    pub(super) fn address_or_zero(&self) -> usize {
-        self.address.unwrap_or(0)
+    /// One of the module's own symbols, `offset` bytes into `region`.
+    pub(super) const fn unplaced(region: Region, offset: usize) -> Self {
+        Target { address: offset, got: None, stub: None, whose: Whose::Unplaced(region) }
+    }
+
+    /// An import, resolved to `address`.
+    pub(super) const fn import(address: usize) -> Self {
+        Target { address, got: None, stub: None, whose: Whose::Import }
+    }
+
+    /// A symbol without an address.
+    pub(super) const NOTHING: Target = Target { address: 0, got: None, stub: None, whose: Whose::Nothing };
+
+    /// The address relocations against it use; `None` for a symbol without one, and for an own
+    /// symbol not yet placed (which the stages' order rules out).
+    #[inline(always)]
+    fn address(&self) -> Option<usize> {
+        match self.whose {
+            Whose::Own | Whose::Import => Some(self.address),
+            Whose::Unplaced(_) | Whose::Nothing => None,
+        }
     }
 }
 
@@ -94,21 +117,22 @@ impl<'i> Slots<'i> {
         Some(slot.get())
     }
 
-    /// `target`'s stub for branches of `kind`, written now if it has none; `None` if the stub
-    /// area is full (which the plan's room for a stub per import rules out).
+    /// `target`'s stub for branches of `kind`, written now if it has none; `None` if it is not
+    /// an import, or the stub area is full (which the plan's room for a stub per import rules
+    /// out).
     fn stub(&mut self, kind: RelocKind, target: &mut Target) -> Option<usize> {
-        match target.stub {
-            StubSlot::At(at) => Some(at.get()),
-            StubSlot::Never => None,
-            StubSlot::Allowed => {
+        match (target.stub, target.whose) {
+            (Some(at), _) => Some(at.get()),
+            (None, Whose::Import) => {
                 let at = self.stubs_used.checked_mul(STUB_SIZE)?;
                 let room = self.stubs.get_mut(at..at.checked_add(STUB_SIZE)?)?;
-                write_stub(room, kind, target.address_or_zero() as u64)?;
+                write_stub(room, kind, target.address as u64)?;
                 let stub = NonZeroUsize::new(self.stubs_at.checked_add(at)?)?;
-                target.stub = StubSlot::At(stub);
+                target.stub = Some(stub);
                 self.stubs_used += 1;
                 Some(stub.get())
             }
+            (None, _) => None,
         }
     }
 }
@@ -217,16 +241,14 @@ impl Relocator<'_> {
         let site =
             code.get_mut(start..start.wrapping_add(r.kind.site_len())).ok_or_else(LoadError::internal)?;
         let place = self.code_base.wrapping_add(start) as u64;
-        let Some(address) = target.address else {
+        let Some(address) = target.address() else {
             return Err(self.no_address(r.index, r.symbol));
         };
         let (symbol, addend) = (address as u64, r.addend);
         // The kinds of nearly every x86-64 relocation inline, the others out of line.
         let applied = match r.kind {
             RelocKind::Pc32 => reloc::pc32(site, symbol, addend, place),
-            RelocKind::Plt32 if matches!(target.stub, StubSlot::Never) => {
-                reloc::pc32(site, symbol, addend, place)
-            }
+            RelocKind::Plt32 if target.whose == Whose::Own => reloc::pc32(site, symbol, addend, place),
             RelocKind::Abs64 => reloc::abs64(site, symbol, addend),
             RelocKind::GotPc32 => {
                 let got = slots.got(target).ok_or_else(LoadError::internal)?;
@@ -255,7 +277,7 @@ impl Relocator<'_> {
             return Ok(());
         }
         let target = targets.get(r.symbol as usize).ok_or_else(LoadError::internal)?;
-        let Some(address) = target.address else {
+        let Some(address) = target.address() else {
             return Err(self.no_address(r.index, r.symbol));
         };
         let (site, place) = data.site(r.offset, r.kind.site_len()).ok_or_else(LoadError::internal)?;
@@ -283,8 +305,8 @@ impl Relocator<'_> {
         place: u64,
     ) -> Option<Result<(), reloc::RelocError>> {
         let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
-        let symbol = target.address_or_zero() as u64;
-        let through_stub = !matches!(target.stub, StubSlot::Never)
+        let symbol = target.address as u64;
+        let through_stub = target.whose == Whose::Import
             && kind.branch().is_some()
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
         let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
@@ -319,7 +341,7 @@ pub(super) fn fill_got(got: &mut [u8], got_at: usize, targets: &[Target]) -> Res
         let at = slot.get().checked_sub(got_at).ok_or_else(LoadError::internal)?;
         let bytes =
             at.checked_add(GOT_SLOT).and_then(|end| got.get_mut(at..end)).ok_or_else(LoadError::internal)?;
-        bytes.copy_from_slice(&(target.address_or_zero() as u64).to_le_bytes());
+        bytes.copy_from_slice(&(target.address as u64).to_le_bytes());
     }
     Ok(())
 }
@@ -332,8 +354,8 @@ mod tests {
     use crate::write::{ModuleBuilder, SymbolSpec};
     use crate::{Dialect, ParseOptions, SymbolKind};
 
-    fn target(address: Option<usize>, stub: StubSlot) -> Target {
-        Target { address, stub, got: None }
+    fn own(address: usize) -> Target {
+        Target { address, got: None, stub: None, whose: Whose::Own }
     }
 
     /// A module of 64 bytes of code with symbols `f` (at 0), `g` (an import) and `t` (a type),
@@ -380,11 +402,7 @@ mod tests {
         let mut stubs = [0u8; 2 * STUB_SIZE];
         let (stubs_at, got_at) = (code_base + 64, 0x20_0000);
         let mut slots = Slots::new(&mut stubs, stubs_at, got_at, 2);
-        let mut targets = [
-            target(Some(code_base), StubSlot::Never),
-            target(Some(0x7000_0000), StubSlot::Allowed),
-            target(None, StubSlot::Never),
-        ];
+        let mut targets = [own(code_base), Target::import(0x7000_0000), Target::NOTHING];
         relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap();
 
         assert_eq!(u64::from_le_bytes(code[..8].try_into().unwrap()), code_base as u64 + 4);
@@ -394,7 +412,7 @@ mod tests {
         assert_eq!(i64::from(pc32(8)), got_at as i64 - (code_base + 8) as i64);
         assert_eq!(i64::from(pc32(12)), got_at as i64 - (code_base + 12) as i64);
         // The forced stub: the branch goes to it, and it jumps to the import.
-        assert_eq!(targets[1].stub, StubSlot::At(NonZeroUsize::new(stubs_at).unwrap()));
+        assert_eq!(targets[1].stub, NonZeroUsize::new(stubs_at));
         assert_eq!(i64::from(pc32(16)), stubs_at as i64 - 4 - (code_base + 16) as i64);
         assert_eq!(&stubs[..2], &[0xFF, 0x25]);
         assert_eq!(u64::from_le_bytes(stubs[6..14].try_into().unwrap()), 0x7000_0000);
@@ -412,11 +430,7 @@ mod tests {
         let relocator = Relocator { code_base: 0x1000, names: &names, force_stubs: false };
         let mut code = [0u8; 64];
         let mut slots = Slots::new(&mut [], 0, 0, 0);
-        let mut targets = [
-            target(Some(0x1000), StubSlot::Never),
-            target(Some(0), StubSlot::Allowed),
-            target(None, StubSlot::Never),
-        ];
+        let mut targets = [own(0x1000), Target::import(0), Target::NOTHING];
         let error = relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap_err();
         assert_eq!(error, LoadError::NoAddress { relocation: 1, name: alloc::string::String::new() });
     }
@@ -429,11 +443,7 @@ mod tests {
         let mut code = [0u8; 64];
         let mut slots = Slots::new(&mut [], 0, 0, 0);
         let far = 0x1000 + (1usize << 40);
-        let mut targets = [
-            target(Some(far), StubSlot::Never),
-            target(Some(0), StubSlot::Allowed),
-            target(None, StubSlot::Never),
-        ];
+        let mut targets = [own(far), Target::import(0), Target::NOTHING];
         let error = relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap_err();
         assert!(
             matches!(error, LoadError::Relocation { relocation: 1, kind: RelocKind::Pc32, .. }),
@@ -444,7 +454,7 @@ mod tests {
     #[test]
     fn a_full_got_or_a_slot_outside_the_got_is_refused() {
         let mut slots = Slots::new(&mut [], 0, 0x2000, 0);
-        let mut t = target(Some(1), StubSlot::Never);
+        let mut t = own(1);
         assert_eq!(slots.got(&mut t), None);
         t.got = NonZeroUsize::new(0x1000);
         assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), Err(LoadError::Internal));

@@ -171,16 +171,9 @@ impl SymbolTable {
         self.symbols.get(index)
     }
 
-    /// Gives every symbol its address, in table order (once the image is placed); `None` if
-    /// the count is not the table's.
-    pub(crate) fn set_addresses(&mut self, addresses: impl ExactSizeIterator<Item = usize>) -> Option<()> {
-        if addresses.len() != self.symbols.len() {
-            return None;
-        }
-        for (symbol, addr) in self.symbols.iter_mut().zip(addresses) {
-            symbol.addr = addr;
-        }
-        Some(())
+    /// Every symbol's address, in table order, to be set once the image is placed.
+    pub(crate) fn addresses_mut(&mut self) -> impl ExactSizeIterator<Item = &mut usize> {
+        self.symbols.iter_mut().map(|symbol| &mut symbol.addr)
     }
 
     /// The size symbol `index`'s entry gives.

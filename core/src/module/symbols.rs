@@ -211,6 +211,7 @@ const fn named_data_section(kind: SymbolKind, stored_section: u16) -> Option<u32
 /// `stored_section`. It addresses the code or the data section [`named_data_section`] gives,
 /// which must be a data, rodata or bss section (`data_size(index)` gives its virtual size,
 /// `None` for any other index). Either way it must lie inside; `None` if it does not.
+#[inline(always)]
 fn locate_symbol(
     kind: SymbolKind,
     stored_section: u16,
