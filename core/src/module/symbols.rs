@@ -81,54 +81,108 @@ impl<'a> Symbol<'a> {
     }
 }
 
+/// How a check reports a broken rule: with the [`Error`] (what and where), or with nothing,
+/// when the caller, on the rare failure, asks again for the reason ([`Quiet`]). One check,
+/// generic over this, is the rules' one home: the quiet form runs on every entry of every load
+/// without keeping what an error would need, and the explaining form runs on the one entry
+/// that broke a rule.
+trait Verdict: Sized {
+    /// The report of a broken rule, `why` saying which.
+    fn broken(why: impl FnOnce() -> Error) -> Self;
+}
+
+impl Verdict for Error {
+    #[inline(always)]
+    fn broken(why: impl FnOnce() -> Error) -> Self {
+        why()
+    }
+}
+
+/// A rule is broken; which one, the explaining form of the check says.
+#[derive(Clone, Copy, Debug)]
+struct Quiet;
+
+impl Verdict for Quiet {
+    #[inline(always)]
+    fn broken(_: impl FnOnce() -> Error) -> Self {
+        Quiet
+    }
+}
+
 impl<'a> Module<'a> {
-    /// Decodes and validates symbol `index`: the one place a symbol entry's rules live.
+    /// Decodes and validates symbol `index`: the entry checked quietly, and, if it breaks a
+    /// rule, once more to say which ([`Module::check_symbol`] is the one place the rules live).
     #[inline(always)]
     pub(super) fn symbol_repr(&self, index: u32) -> Result<SymbolRepr> {
-        let at = self.symbol_entry_offset(index);
-        let view = self
-            .symbol_view(index)
-            .ok_or(Error::new(ErrorKind::SymbolTableOutOfBounds { count: index }, at))?;
+        match self.check_symbol::<Quiet>(index) {
+            Ok(repr) => Ok(repr),
+            Err(Quiet) => self.explain_symbol(index),
+        }
+    }
+
+    /// [`Module::check_symbol`] with the error, for the entry the quiet check refused.
+    #[cold]
+    #[inline(never)]
+    fn explain_symbol(&self, index: u32) -> Result<SymbolRepr> {
+        self.check_symbol::<Error>(index)
+    }
+
+    /// Decodes and validates symbol `index`, reporting a broken rule as `V` says: the one
+    /// place a symbol entry's rules live.
+    #[inline(always)]
+    fn check_symbol<V: Verdict>(&self, index: u32) -> core::result::Result<SymbolRepr, V> {
+        let at = || self.symbol_entry_offset(index);
+        let view = self.symbol_view(index).ok_or_else(|| {
+            V::broken(|| Error::new(ErrorKind::SymbolTableOutOfBounds { count: index }, at()))
+        })?;
         let name_offset = view.name_offset();
-        let tail = self
-            .strings
-            .get(name_offset as usize..)
-            .filter(|t| !t.is_empty())
-            .ok_or(Error::new(ErrorKind::NameOutOfBounds { symbol: index }, at))?;
-        let name_len = crate::bytes::nul_at(tail)
-            .ok_or(Error::new(ErrorKind::NameUnterminated { symbol: index }, at))?;
+        let tail =
+            self.strings.get(name_offset as usize..).filter(|t| !t.is_empty()).ok_or_else(|| {
+                V::broken(|| Error::new(ErrorKind::NameOutOfBounds { symbol: index }, at()))
+            })?;
+        let unterminated = || V::broken(|| Error::new(ErrorKind::NameUnterminated { symbol: index }, at()));
+        let name_len = crate::bytes::nul_at(tail).ok_or_else(unterminated)?;
         // The string table lies in the file: its offsets fit in a u32 where the name's start does.
-        let name_len = u32::try_from(name_len)
-            .map_err(|_| Error::new(ErrorKind::NameUnterminated { symbol: index }, at))?;
+        let name_len = u32::try_from(name_len).map_err(|_| unterminated())?;
 
         let raw_type = view.sym_type();
-        let declared = SymbolKind::from_wire(self.dialect, raw_type).ok_or(Error::new(
-            ErrorKind::BadSymbolType { symbol: index, value: raw_type },
-            at + SymbolView::TYPE_AT,
-        ))?;
-        let binding = Binding::from_wire(view.binding()).ok_or(Error::new(
-            ErrorKind::BadBinding { symbol: index, value: view.binding() },
-            at + SymbolView::BINDING_AT,
-        ))?;
+        let declared = SymbolKind::from_wire(self.dialect, raw_type).ok_or_else(|| {
+            V::broken(|| {
+                let kind = ErrorKind::BadSymbolType { symbol: index, value: raw_type };
+                Error::new(kind, at() + SymbolView::TYPE_AT)
+            })
+        })?;
+        let binding = Binding::from_wire(view.binding()).ok_or_else(|| {
+            V::broken(|| {
+                let kind = ErrorKind::BadBinding { symbol: index, value: view.binding() };
+                Error::new(kind, at() + SymbolView::BINDING_AT)
+            })
+        })?;
         if name_len == 0 && Symbol::must_be_named(binding) {
-            return Err(Error::new(ErrorKind::UnnamedSymbol { symbol: index }, at));
+            return Err(V::broken(|| Error::new(ErrorKind::UnnamedSymbol { symbol: index }, at())));
         }
         let (value, size, flags) = (view.value(), view.size(), view.flags());
         let is_template = flags & SYMBOL_FLAG_TEMPLATE != 0;
         let kind = SymbolKind::of_entry(self.dialect, declared, binding, value, size, is_template);
-        let target =
-            if is_template { SymbolTarget::None } else { self.symbol_target(index, at, kind, &view)? };
+        let target = match is_template {
+            true => SymbolTarget::None,
+            false => self
+                .symbol_target(kind, &view)
+                .ok_or_else(|| V::broken(|| self.symbol_target_error(index, at(), kind, &view)))?,
+        };
         let template_offset = view.template_offset();
         // R72 entries have no template_offset field: nothing to locate or check there. Only the
         // entry's prefix is checked here (O(1)): finding where an entry ends takes all template
         // symbols' offsets, which `template_entries` sorts once.
         if is_template && self.dialect.has_symbol_extension() {
-            let bad = Error::new(
-                ErrorKind::TemplateOffsetOutOfBounds { symbol: index },
-                at + SymbolView::TEMPLATE_OFFSET_AT,
-            );
-            let code = self.template_code.ok_or(bad)?;
-            code.check_entry(template_offset).map_err(|_| bad)?;
+            let bad = || {
+                V::broken(|| {
+                    let kind = ErrorKind::TemplateOffsetOutOfBounds { symbol: index };
+                    Error::new(kind, at() + SymbolView::TEMPLATE_OFFSET_AT)
+                })
+            };
+            let code = self.template_code.ok_or_else(bad)?;
+            code.check_entry(template_offset).map_err(|_| bad())?;
         }
         Ok(SymbolRepr {
             name_offset,
@@ -157,23 +211,19 @@ impl<'a> Module<'a> {
         Ok(Symbol::from_repr(index, self.symbol_name(&repr), &repr))
     }
 
-    /// Where a symbol's value points ([`locate_symbol`]), with the error for the entry at `at`.
+    /// Where a symbol's value points ([`locate_symbol`]); `None` if outside what it may address.
     #[inline(always)]
-    fn symbol_target(
-        &self,
-        index: u32,
-        at: u64,
-        kind: SymbolKind,
-        view: &SymbolView<'a>,
-    ) -> Result<SymbolTarget> {
+    fn symbol_target(&self, kind: SymbolKind, view: &SymbolView<'a>) -> Option<SymbolTarget> {
         let data_size = |section: u32| self.data_section_size(section);
-        let (stored_section, value, size) = (view.section_index(), view.value(), view.size());
-        if let Some(target) = locate_symbol(kind, stored_section, value, size, self.code_size, data_size) {
-            return Ok(target);
-        }
-        // Why not, for the error.
-        let error = match named_data_section(kind, stored_section) {
-            Some(section) if data_size(section).is_none() => Error::new(
+        locate_symbol(kind, view.section_index(), view.value(), view.size(), self.code_size, data_size)
+    }
+
+    /// Why symbol `index` (entry at `at`, of `kind`) points outside what it may address.
+    #[cold]
+    fn symbol_target_error(&self, index: u32, at: u64, kind: SymbolKind, view: &SymbolView<'a>) -> Error {
+        let stored_section = view.section_index();
+        match named_data_section(kind, stored_section) {
+            Some(section) if self.data_section_size(section).is_none() => Error::new(
                 ErrorKind::BadSymbolSection { symbol: index, section: u32::from(stored_section) },
                 at + SymbolView::SECTION_INDEX_AT,
             ),
@@ -182,8 +232,7 @@ impl<'a> Module<'a> {
                 at + SymbolView::VALUE_AT,
             ),
             None => Error::new(ErrorKind::SymbolOutsideCode { symbol: index }, at + SymbolView::VALUE_AT),
-        };
-        Err(error)
+        }
     }
 
     /// The size in memory of section `index` when it is a data, rodata or bss section (read
@@ -228,4 +277,62 @@ fn locate_symbol(
             .then_some(SymbolTarget::Data { section, offset: value });
     }
     (value.checked_add(size)? <= code_size).then_some(SymbolTarget::Code(value))
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+
+    /// A module of every dialect with a function, an import, a data symbol and a template.
+    fn sample(dialect: Dialect) -> alloc::vec::Vec<u8> {
+        let mut b = ModuleBuilder::new(dialect);
+        b.add_code(b".text", &[0xC3; 32]);
+        if dialect.has_symbol_extension() {
+            b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+        }
+        b.add_symbol(SymbolSpec::function(b"f", 8, 4));
+        b.add_symbol(SymbolSpec::import(b"outside"));
+        if dialect.has_symbol_extension() {
+            b.add_symbol(SymbolSpec::data(b"counter", 1, 4, 8));
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn the_quiet_check_refuses_exactly_what_the_explaining_one_does() {
+        for dialect in Dialect::ALL {
+            let file = sample(dialect);
+            let options = ParseOptions::default();
+            let mut candidates = detect::candidates(&file, Some(dialect)).unwrap();
+            let candidate = candidates.find(|&c| Module::tables_as(&file, c, &options).is_ok()).unwrap();
+            let module = Module::tables_as(&file, candidate, &options).unwrap();
+            let entry = dialect.symbol_entry_size();
+            let table = usize::try_from(module.symbol_table_at).unwrap();
+            // Every byte of every entry set to values that break and keep the rules.
+            let mut refused = 0;
+            for at in table..table + entry * module.header.symbol_count as usize {
+                for value in [0u8, 1, 3, 0x10, 0xFF] {
+                    let mut mutated = file.clone();
+                    mutated[at] = value;
+                    let Ok(module) = Module::tables_as(&mutated, candidate, &options) else { continue };
+                    for index in 0..module.header.symbol_count {
+                        let quiet = module.check_symbol::<Quiet>(index);
+                        let explained = module.check_symbol::<Error>(index);
+                        assert_eq!(quiet.is_ok(), explained.is_ok(), "{dialect:?} byte {at} = {value}");
+                        if let (Ok(a), Ok(b)) = (quiet, explained) {
+                            assert_eq!(a, b);
+                        }
+                        refused += usize::from(explained.is_err());
+                        assert_eq!(
+                            module.symbol_repr(index),
+                            explained,
+                            "the door gives the explained result"
+                        );
+                    }
+                }
+            }
+            assert!(refused > 0, "{dialect:?}: some mutations break a rule");
+        }
+    }
 }
