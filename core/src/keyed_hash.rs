@@ -45,16 +45,17 @@ impl KeyedHasher {
     }
 
     /// The hash of `bytes` written at once (one [`Hasher::write`]; a slice's `Hash` would
-    /// write its length first, which the loader's names do not need).
-    #[inline]
+    /// write its length first, which the loader's names do not need): SipHash-1-3 in one pass
+    /// ([`sip13`]), equal to the streaming [`KeyedState`]'s.
+    #[inline(always)]
     pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
-        SipHasher13::new_with_keys(self.k0, self.k1).hash(bytes)
+        sip13(self.k0, self.k1, bytes)
     }
 
     /// 32 bits of [`KeyedHasher::hash_bytes`] (the loader's symbol index stores them per
     /// symbol; their low bits pick buckets).
     #[cfg(all(feature = "exec", target_os = "linux"))]
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hash32(&self, bytes: &[u8]) -> u32 {
         (self.hash_bytes(bytes) >> 32) as u32
     }
@@ -105,6 +106,56 @@ impl Hasher for KeyedState {
     }
 }
 
+/// SipHash-1-3 of `bytes` under the key `k0`, `k1`, in one pass (Aumasson and Bernstein's
+/// SipHash with one compression and three finalization rounds: what `siphasher`'s
+/// `SipHasher13` computes for one `write`, which the tests check). Written out so that a loop
+/// hashing names, every load's, has it inline: a call per name cost the loader more than the
+/// rounds themselves.
+#[inline(always)]
+fn sip13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    let mut blocks = bytes.chunks_exact(8);
+    for block in blocks.by_ref() {
+        let m = u64::from_le_bytes(block.try_into().unwrap_or([0; 8]));
+        v[3] ^= m;
+        sip_round(&mut v);
+        v[0] ^= m;
+    }
+    // The last block: the tail's bytes, and the length's low byte on top.
+    let mut last = (bytes.len() as u64) << 56;
+    for (i, &byte) in blocks.remainder().iter().enumerate() {
+        last |= u64::from(byte) << (8 * i);
+    }
+    v[3] ^= last;
+    sip_round(&mut v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    for _ in 0..3 {
+        sip_round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// One SipRound.
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
+}
+
 /// The process's key, drawn once.
 #[cfg(target_os = "linux")]
 mod process_key {
@@ -149,6 +200,24 @@ mod process_key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_pass_hash_is_siphash_1_3() {
+        // The reference test vector (SipHash paper, appendix A: key 00..0f, message 00..0e) is
+        // SipHash-2-4's; for 1-3 the oracle is the streaming implementation, on every length
+        // and tail.
+        let bytes: alloc::vec::Vec<u8> = (0..=255u8).map(|b| b.wrapping_mul(167)).collect();
+        for (k0, k1) in [(0, 0), (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908), (u64::MAX, 1)] {
+            let hasher = KeyedHasher::with_keys(k0, k1);
+            for len in 0..=bytes.len() {
+                let streamed = SipHasher13::new_with_keys(k0, k1).hash(&bytes[..len]);
+                assert_eq!(hasher.hash_bytes(&bytes[..len]), streamed, "length {len}");
+                let mut state = hasher.build_hasher();
+                state.write(&bytes[..len]);
+                assert_eq!(state.finish(), streamed);
+            }
+        }
+    }
 
     /// Name `i` of a family that shared one hash under every key with the word-at-a-time
     /// multiply-rotate mixing this hash replaced (`rotl((state ^ word) * M, 29)`, `M` odd):

@@ -15,7 +15,8 @@ pub struct LoadedSymbol {
     pub(crate) name_start: u32,
     /// Its name's length (a NUL follows it).
     pub(crate) name_len: u32,
-    /// Its name's [`KeyedHasher::hash32`] under the table's hasher.
+    /// Its name's [`KeyedHasher::hash32`] under the table's hasher, if it is exported (the
+    /// index and [`super::ExportIndex`] hold exported symbols only); 0 for the others.
     pub(crate) hash: u32,
     /// What it names.
     pub kind: SymbolKind,
@@ -97,8 +98,8 @@ impl SymbolTableBuilder {
     }
 
     /// Appends `symbol`, whose name lies at `name_start..name_start + name_len` followed by a
-    /// NUL (the table hands names to C as they are), with the size its entry gives: hashes the
-    /// name (filling in `hash`), and indexes the symbol if it is exported, unless a symbol of
+    /// NUL (the table hands names to C as they are), with the size its entry gives; if it is
+    /// exported, hashes the name (filling in `hash`) and indexes the symbol, unless a symbol of
     /// the same name is indexed already (the first of duplicate names wins). `None` if the
     /// name is not there, or the table is full.
     #[inline(always)]
@@ -112,8 +113,9 @@ impl SymbolTableBuilder {
         if table.names.get(end) != Some(&0) {
             return None;
         }
-        symbol.hash = table.hasher.hash32(table.names.get(start..end)?);
+        let name = table.names.get(start..end)?;
         if symbol.exported {
+            symbol.hash = table.hasher.hash32(name);
             let slot = u32::try_from(table.symbols.len() + 1).ok()?;
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
