@@ -28,7 +28,7 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
-mod templates;
+mod kept_templates;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -50,7 +50,7 @@ use place::Image;
 use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
-use templates::Templates;
+use kept_templates::Templates;
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {

@@ -21,7 +21,7 @@ mod layout;
 mod records;
 mod staged;
 mod symbols;
-mod templates;
+mod template_symbols;
 mod validate;
 
 pub use crate::wire::Header;
