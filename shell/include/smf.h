@@ -94,7 +94,8 @@ int32_t     smf_host_undefine(const char *name);
 typedef const void *(*SmfResolveFn)(void *user, const char *name);   /* NULL = not mine */
 enum { SMF_LOAD_PROCESS_SYMBOLS = 1,   /* the process's global symbols, after the resolver */
        SMF_LOAD_LOCAL = 2,             /* the module's exports are not offered to later loads */
-       SMF_LOAD_NO_C_LIBRARY = 4 };    /* extension: not the C library and libm either */
+       SMF_LOAD_NO_C_LIBRARY = 4,      /* extension: not the C library and libm either */
+       SMF_LOAD_NO_DEBUG_INFO = 8 };   /* extension: not described to debuggers (below) */
 typedef struct {
     SmfResolveFn resolve;   /* may be NULL */
     void        *user;      /* passed to resolve */
@@ -146,6 +147,25 @@ int32_t     smf_module_call(const SmfModule *m, const char *name, const int64_t 
 int32_t     smf_module_note_sdn(const SmfModule *m, const uint8_t **text, size_t *len);
 /* The template-code entry of the template symbol `name`: 1 found, 0 absent, -1 error. */
 int32_t     smf_module_template(const SmfModule *m, const char *name, const uint8_t **bytes, size_t *len);
+
+/* ---- Seeing into loaded code ----------------------------------------------------------------
+ * Every module loaded through this library is described to GDB through its JIT interface
+ * (__jit_debug_descriptor, __jit_debug_register_code, defined by this library): backtraces and
+ * `info symbol` name module functions. SMF_GDB_JIT=0 (read at the first load) turns it off for
+ * the process, SMF_LOAD_NO_DEBUG_INFO for one load. SMF_PERF_MAP=1 appends each module's
+ * functions to /tmp/perf-PID.map for `perf report`. */
+
+/* Extension, as dladdr: what `addr` is in. Fills `info` and returns 1 when addr lies in the
+ * code of a loaded module, 0 when it does not (not an error), -1 on a NULL info. The strings
+ * stay valid while the module stays loaded. */
+typedef struct {
+    const char *module_path;     /* the module's file; NULL if loaded from bytes */
+    const void *module_code;     /* where its code starts */
+    const char *symbol_name;     /* the function addr is in (exported or not); NULL if none */
+    const void *symbol_address;  /* where that function starts; NULL if none */
+    size_t      offset;          /* addr - symbol_address (addr - module_code without one) */
+} SmfAddrInfo;
+int32_t     smf_addr_info(const void *addr, SmfAddrInfo *info);
 
 /* ---- The module cache ----------------------------------------------------------------------
  * Modules by path (as given, not canonicalized), bounded by resident image bytes and by module

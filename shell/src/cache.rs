@@ -87,6 +87,8 @@ pub struct CacheLinking {
     pub c_library: bool,
     /// Cached modules' exports are not offered to later loads.
     pub local: bool,
+    /// Cached modules are described to debuggers and profilers ([`LinkOptions::debug_info`]).
+    pub debug_info: bool,
 }
 
 impl Default for CacheLinking {
@@ -97,6 +99,7 @@ impl Default for CacheLinking {
             process_symbols: link.process_symbols,
             c_library: link.c_library,
             local: link.local,
+            debug_info: link.debug_info,
         }
     }
 }
@@ -108,6 +111,7 @@ impl std::fmt::Debug for CacheLinking {
             .field("process_symbols", &self.process_symbols)
             .field("c_library", &self.c_library)
             .field("local", &self.local)
+            .field("debug_info", &self.debug_info)
             .finish()
     }
 }
@@ -274,6 +278,7 @@ impl ModuleCache {
             process_symbols: linking.process_symbols,
             c_library: linking.c_library,
             local: linking.local,
+            debug_info: linking.debug_info,
         };
         let started = Instant::now();
         // The notice first: a change landing during the read still marks this version stale.

@@ -203,11 +203,21 @@ pub struct LinkOptions<'r> {
     pub c_library: bool,
     /// The module's exports are not offered to later loads (as `RTLD_LOCAL`).
     pub local: bool,
+    /// The module is described to debuggers and profilers as the process asks
+    /// ([`crate::debug`]: GDB's JIT interface unless `SMF_GDB_JIT=0`, the perf map with
+    /// `SMF_PERF_MAP=1`). On by default.
+    pub debug_info: bool,
 }
 
 impl Default for LinkOptions<'_> {
     fn default() -> Self {
-        LinkOptions { resolver: None, process_symbols: false, c_library: true, local: false }
+        LinkOptions {
+            resolver: None,
+            process_symbols: false,
+            c_library: true,
+            local: false,
+            debug_info: true,
+        }
     }
 }
 
@@ -218,6 +228,7 @@ impl fmt::Debug for LinkOptions<'_> {
             .field("process_symbols", &self.process_symbols)
             .field("c_library", &self.c_library)
             .field("local", &self.local)
+            .field("debug_info", &self.debug_info)
             .finish()
     }
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod debug;
 pub mod ffi;
 pub mod file;
 pub mod imports;

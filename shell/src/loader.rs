@@ -8,13 +8,14 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::sync::lock;
 
 use smf_core::file::ReadError;
 use smf_core::load::{ExportIndex, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
+use crate::debug::{self, Functions, Registration};
 use crate::file::FileIdentity;
 use crate::imports::{Imports, LinkOptions};
 use crate::runtime::{exec, load_options};
@@ -22,8 +23,15 @@ use crate::runtime::{exec, load_options};
 /// A loaded module.
 #[derive(Debug)]
 pub struct SharedModule {
+    /// What it registered with debuggers: held for its `Drop`, which unregisters it before the
+    /// module's memory is freed (fields drop in order).
+    _debug: Registration,
     loaded: LoadedModule<'static>,
     path: Option<PathBuf>,
+    /// Its functions by address, built at the first question about an address.
+    functions: OnceLock<Functions>,
+    /// Its path as a C string, made at the first question from C.
+    path_c: OnceLock<Option<std::ffi::CString>>,
 }
 
 impl SharedModule {
@@ -37,10 +45,33 @@ impl SharedModule {
         self.path.as_deref()
     }
 
+    /// [`SharedModule::path`] as a NUL-terminated string (for C), valid while the module is.
+    pub fn path_c(&self) -> Option<&std::ffi::CStr> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let path = self.path_c.get_or_init(|| {
+            self.path.as_ref().and_then(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).ok())
+        });
+        path.as_deref()
+    }
+
     /// The address of the exported symbol `name`.
     #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.loaded.symbol(name)
+    }
+
+    /// The function of this module that `addr` lies in (exported or not), and how far into it
+    /// `addr` is: what `dladdr` says of an address, and what crash reports print.
+    pub fn function_at(&self, addr: usize) -> Option<(&[u8], usize)> {
+        let (name, offset) = self.function_at_with_nul(addr)?;
+        Some((name.strip_suffix(&[0]).unwrap_or(name), offset))
+    }
+
+    /// [`SharedModule::function_at`], the name with its terminating NUL (for C).
+    pub fn function_at_with_nul(&self, addr: usize) -> Option<(&[u8], usize)> {
+        let functions = self.functions.get_or_init(|| Functions::of(&self.loaded));
+        let (function, offset) = functions.at(addr)?;
+        Some((self.loaded.symbols().name_with_nul(function.symbol)?, offset))
     }
 
     /// Calls the exported function `name`, or the entry point for `None`, with up to six
@@ -204,10 +235,28 @@ pub fn load_bytes_with_options(
     path: Option<PathBuf>,
     options: &LoadOptions,
 ) -> Result<Arc<SharedModule>, ModuleError> {
+    load_registered(bytes, resolver, path, options, true)
+}
+
+/// Loads `bytes`, registering the module with debuggers as the process asks if `debug_info`.
+fn load_registered(
+    bytes: &[u8],
+    resolver: &dyn Resolver,
+    path: Option<PathBuf>,
+    options: &LoadOptions,
+    debug_info: bool,
+) -> Result<Arc<SharedModule>, ModuleError> {
     match LoadedModule::load(exec(), bytes, resolver, options) {
         Ok(loaded) => {
             let (code, len) = loaded.code();
-            let module = Arc::new(SharedModule { loaded, path });
+            let debug = debug::register(&loaded, path.as_deref(), debug_info);
+            let module = Arc::new(SharedModule {
+                _debug: debug,
+                loaded,
+                path,
+                functions: OnceLock::new(),
+                path_c: OnceLock::new(),
+            });
             if len > 0 {
                 lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
             }
@@ -249,7 +298,7 @@ pub fn load_bytes_with(
     path: Option<PathBuf>,
 ) -> Result<Arc<SharedModule>, ModuleError> {
     let imports = Imports { modules: registry(), options: *options };
-    let module = load_bytes(bytes, &imports, path)?;
+    let module = load_registered(bytes, &imports, path, load_options(), options.debug_info)?;
     if !options.local {
         registry().add(&module);
     }

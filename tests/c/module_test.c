@@ -1,7 +1,8 @@
 /*
  * module_test.c - exercises every smf_module_* function of smf.h from C: the three reference
  * modules, a library and an application linked through the registry, calls with arguments,
- * symbol listing, note.sdn and templates, reference counting, bad handles and arguments, and
+ * symbol listing, note.sdn and templates, what an address is in (smf_addr_info), reference
+ * counting, bad handles and arguments, and
  * 2,000 load/release cycles that must end at the starting mapping count. After every step it
  * checks /proc/self/maps for writable-and-executable mappings.
  *
@@ -263,6 +264,27 @@ static void cycles(void) {
     smf_module_release(lib);
 }
 
+/* smf_addr_info names the module, the function and the offset of an address in a module's
+ * code, as dladdr does for libraries; 0 for other addresses, -1 for a NULL info. */
+static void address_info(void) {
+    SmfModule *m = smf_module_load(path("return42.r96.smf"));
+    CHECK(m != NULL);
+    const uint8_t *main_at = smf_module_symbol(m, "main");
+    CHECK(main_at != NULL);
+    SmfAddrInfo info;
+    memset(&info, 0xAB, sizeof info);
+    CHECK(smf_addr_info(main_at + 2, &info) == 1);
+    CHECK(info.symbol_name != NULL && strcmp(info.symbol_name, "main") == 0);
+    CHECK(info.symbol_address == main_at && info.offset == 2);
+    CHECK(info.module_path != NULL && strstr(info.module_path, "return42.r96.smf") != NULL);
+    CHECK(info.module_code != NULL && (const uint8_t *)info.module_code <= main_at);
+    int local = 0;
+    CHECK(smf_addr_info(&local, &info) == 0); /* a stack address: in no module */
+    CHECK_FAILS(smf_addr_info(main_at, NULL), -1);
+    smf_module_release(m);
+    CHECK(smf_addr_info(main_at, &info) == 0); /* released: in no module any more */
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 2);
     dir = argv[1];
@@ -270,6 +292,7 @@ int main(int argc, char **argv) {
     reference_modules();
     linking_and_lifetimes();
     metadata();
+    address_info();
     bad_arguments();
     release_during_a_call();
     stable_error_pointer();

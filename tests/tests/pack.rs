@@ -668,8 +668,9 @@ fn pack_notes_say_what_matters() {
 }
 
 /// A module function that crashes makes `smf run` print one line (the module, the symbol, the
-/// signal and what it means, the faulting address) and exit 1, not die of a bare signal: an
-/// invalid access, an illegal instruction, a division by zero, a stack overflow.
+/// signal and what it means, the faulting address, the function and offset of the faulting
+/// instruction) and exit 1, not die of a bare signal: an invalid access, an illegal
+/// instruction, a division by zero, a stack overflow.
 #[test]
 fn a_crash_in_a_module_function_is_reported_in_one_line() {
     let dir = scratch("crash");
@@ -688,7 +689,7 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     let module = dir.join("crash.smf");
     run(Command::new(smf_binary()).arg("pack").arg(&object).arg("-o").arg(&module));
     for (function, signal, address) in [
-        ("null_read", "SIGSEGV (invalid memory access)", Some("at address 0x0\n")),
+        ("null_read", "SIGSEGV (invalid memory access)", Some("at address 0x0 in null_read+0x0 (crash.smf)")),
         ("bad_op", "SIGILL (illegal instruction)", None),
         ("divide", "SIGFPE (arithmetic error)", None),
         ("deep", "SIGSEGV (invalid memory access)", None),
@@ -699,8 +700,11 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         let expected = format!("smf: {}: `{function}` crashed: {signal} at address 0x", module.display());
         assert!(stderr.starts_with(&expected), "{stderr}");
+        // Where: the function the faulting instruction is in, and how far into it.
+        let place = format!(" in {function}+0x");
+        assert!(stderr.contains(&place) && stderr.ends_with(" (crash.smf)\n"), "{stderr}");
         if let Some(address) = address {
-            assert!(stderr.ends_with(address), "{stderr}");
+            assert!(stderr.contains(address), "{stderr}");
         }
     }
 }

@@ -178,6 +178,17 @@ impl SymbolTable {
         self.symbols.iter_mut().map(|symbol| &mut symbol.addr)
     }
 
+    /// The string table: every symbol's name, each followed by a NUL (a symbol's name starts
+    /// at [`SymbolTable::name_offset`]).
+    pub fn names(&self) -> &[u8] {
+        &self.names
+    }
+
+    /// Where symbol `index`'s name starts in [`SymbolTable::names`].
+    pub fn name_offset(&self, index: usize) -> Option<u32> {
+        self.symbols.get(index).map(|s| s.name_start)
+    }
+
     /// The size symbol `index`'s entry gives.
     pub fn size(&self, index: usize) -> Option<u64> {
         self.sizes.get(index).copied()

@@ -319,6 +319,7 @@ pub unsafe extern "C" fn smf_cache_set_load_options(c: *mut SmfCache, options: *
                 process_symbols: flags.process_symbols,
                 c_library: flags.c_library,
                 local: flags.local,
+                debug_info: flags.debug_info,
             }
         };
         cache.set_linking(linking);

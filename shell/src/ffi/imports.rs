@@ -23,6 +23,9 @@ pub const SMF_LOAD_PROCESS_SYMBOLS: u32 = 1;
 pub const SMF_LOAD_LOCAL: u32 = 2;
 /// `SMF_LOAD_NO_C_LIBRARY` (extension): the C library and libm are not the last resort.
 pub const SMF_LOAD_NO_C_LIBRARY: u32 = 4;
+/// `SMF_LOAD_NO_DEBUG_INFO` (extension): the module is not described to debuggers and
+/// profilers (GDB's JIT interface, the perf map).
+pub const SMF_LOAD_NO_DEBUG_INFO: u32 = 8;
 
 /// What a load's `SMF_LOAD_*` flags ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,18 +36,23 @@ pub(crate) struct LoadFlags {
     pub(crate) c_library: bool,
     /// `SMF_LOAD_LOCAL`.
     pub(crate) local: bool,
+    /// Not `SMF_LOAD_NO_DEBUG_INFO`.
+    pub(crate) debug_info: bool,
 }
 
 impl LoadFlags {
     /// The flags `flags` holds, if it holds only `SMF_LOAD_*` bits.
     pub(crate) fn of(flags: u32) -> Result<Self, ArgError> {
-        if flags & !(SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL | SMF_LOAD_NO_C_LIBRARY) != 0 {
+        let known =
+            SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL | SMF_LOAD_NO_C_LIBRARY | SMF_LOAD_NO_DEBUG_INFO;
+        if flags & !known != 0 {
             return Err(ArgError::UnknownFlags(flags));
         }
         Ok(LoadFlags {
             process_symbols: flags & SMF_LOAD_PROCESS_SYMBOLS != 0,
             c_library: flags & SMF_LOAD_NO_C_LIBRARY == 0,
             local: flags & SMF_LOAD_LOCAL != 0,
+            debug_info: flags & SMF_LOAD_NO_DEBUG_INFO == 0,
         })
     }
 }
@@ -132,6 +140,7 @@ unsafe fn with_link_options<T>(
         process_symbols: flags.process_symbols,
         c_library: flags.c_library,
         local: flags.local,
+        debug_info: flags.debug_info,
     };
     load(&link)
 }

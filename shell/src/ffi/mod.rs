@@ -12,6 +12,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod addr;
 pub mod cache;
 mod cstr;
 pub mod error;

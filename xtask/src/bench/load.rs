@@ -149,6 +149,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let mut loads = Vec::new();
     let (mut our_lookups, mut their_lookups, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     let mut memory_separate = Vec::new();
+    let (mut described, mut undescribed) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {
         // smf: read + load + look up every symbol.
         let start = Instant::now();
@@ -188,6 +189,24 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         } else {
             let t = in_memory(&separate_rodata)?;
             (in_memory(&options)?, t)
+        };
+        // What describing a module to debuggers costs (the GDB JIT interface's object, on by
+        // default): the same read+load with and without it, each going first in turn.
+        let with_debug_info = |debug_info: bool| -> Result<Duration, String> {
+            let options =
+                smf::imports::LinkOptions { local: true, c_library: false, debug_info, ..Default::default() };
+            let start = Instant::now();
+            let loaded = smf::loader::load_path_with(&smf_path, &options).map_err(|e| e.to_string())?;
+            let elapsed = start.elapsed();
+            drop(loaded);
+            Ok(elapsed)
+        };
+        let (t_described, t_undescribed) = if round % 2 == 0 {
+            let t = with_debug_info(true)?;
+            (t, with_debug_info(false)?)
+        } else {
+            let t = with_debug_info(false)?;
+            (with_debug_info(true)?, t)
         };
         // SAFETY: f1 is a function of the loaded module taking and returning a long.
         let f1 = unsafe { module.loaded().function::<extern "C" fn(i64) -> i64>(b"f1") };
@@ -242,6 +261,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             our_lookups.push(t_our_lookup);
             memory.push(t_memory);
             memory_separate.push(t_memory_separate);
+            described.push(t_described);
+            undescribed.push(t_undescribed);
             their_lookups.push(t_their_lookup);
         }
     }
@@ -275,6 +296,12 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     println!(
         "  (the same, rodata not executable          {:>9.1} us: {separate_ratio:.2}x, one more protection change)",
         us(median(memory_separate))
+    );
+    let debug_ratio = median_ratio(&described, &undescribed);
+    println!(
+        "  (smf read+load described to debuggers    {:>9.1} us; without: {:.1} us: {debug_ratio:.2}x, the GDB JIT interface's cost)",
+        us(median(described)),
+        us(median(undescribed))
     );
     println!(
         "  one lookup: smf {:.1} ns, dlsym {:.1} ns",

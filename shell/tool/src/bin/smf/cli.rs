@@ -264,6 +264,9 @@ fn run_module(args: &RunArgs) -> Result<String, CommandError> {
         loaded.0.push(module);
     }
     let module = load(file, &loaded)?;
+    let mut modules: Vec<&smf::loader::SharedModule> = loaded.0.iter().map(|m| &**m).collect();
+    modules.push(&module);
+    crate::crash::name_code(&modules);
     let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
     let _ = CRASH_CONTEXT.set(format!("smf: {file}: {called}"));
     // SAFETY: the tool's contract is that the function takes integer arguments and returns what

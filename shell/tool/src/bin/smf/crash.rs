@@ -1,12 +1,17 @@
 //! One line, not a bare signal, when a module function that `smf run` called crashes: the
-//! signal, what it means, the faulting address, and the module and symbol being called
-//! (`crate::cli::crash_context`); then exit status 1, as for any other problem.
+//! signal, what it means, the faulting address, the module and symbol being called
+//! (`crate::cli::crash_context`) and where the crash happened, as `function+offset (module)`
+//! when it is in a module's code ([`name_code`]); then exit status 1, as for any other problem.
 //!
 //! Handlers for SIGSEGV, SIGBUS, SIGFPE and SIGILL run on an alternate stack (so a stack
 //! overflow is reported too) and do only async-signal-safe work: format into a buffer on the
 //! stack, `write(2)`, `_exit`.
 
 use std::io::Write as _;
+use std::sync::OnceLock;
+
+use smf::debug::Functions;
+use smf::loader::SharedModule;
 
 /// The alternate signal stack's size (the handler formats one line; 64 KiB is plenty).
 const ALT_STACK: usize = 64 << 10;
@@ -50,6 +55,72 @@ pub(crate) fn install() {
     }
 }
 
+/// One function of the modules `smf run` loaded: where it starts, its size (0: unknown), its
+/// name and its module's file name.
+struct CodeName {
+    start: usize,
+    size: usize,
+    name: String,
+    module: std::sync::Arc<str>,
+}
+
+/// The functions of the modules `smf run` loaded, by address: set before the call, read by the
+/// handler (an atomic load, then a binary search: nothing that allocates or locks).
+static CODE_NAMES: OnceLock<Vec<CodeName>> = OnceLock::new();
+
+/// Records the functions of `modules`, so that a crash names the function it happened in.
+pub(crate) fn name_code(modules: &[&SharedModule]) {
+    let mut names = Vec::new();
+    for module in modules {
+        let label: std::sync::Arc<str> = module
+            .path()
+            .and_then(std::path::Path::file_name)
+            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into());
+        let symbols = module.loaded().symbols();
+        for function in Functions::of(module.loaded()).iter() {
+            let name = symbols.name(function.symbol).map(String::from_utf8_lossy).unwrap_or_default();
+            let module = std::sync::Arc::clone(&label);
+            names.push(CodeName {
+                start: function.start,
+                size: function.size,
+                name: name.into_owned(),
+                module,
+            });
+        }
+    }
+    names.sort_by_key(|n| n.start);
+    let _ = CODE_NAMES.set(names);
+}
+
+/// The function `pc` is in and how far into it: the last one starting at or before it that
+/// reaches past it (a function without a size reaches to the next one).
+fn code_name(pc: usize) -> Option<(&'static CodeName, usize)> {
+    let names = CODE_NAMES.get()?;
+    let end = names.partition_point(|n| n.start <= pc);
+    let candidate = names.get(end.checked_sub(1)?)?;
+    let next = names.get(end).map_or(usize::MAX, |n| n.start);
+    let inside = if candidate.size > 0 { pc - candidate.start < candidate.size } else { pc < next };
+    inside.then(|| (candidate, pc - candidate.start))
+}
+
+/// The program counter when the signal arrived, from the handler's context.
+///
+/// # Safety
+/// `context` is the `ucontext_t` the kernel handed an `SA_SIGINFO` handler, or null.
+unsafe fn program_counter(context: *mut libc::c_void) -> Option<usize> {
+    let context = context.cast::<libc::ucontext_t>();
+    if context.is_null() {
+        return None;
+    }
+    // SAFETY: a valid ucontext_t per the contract; the saved registers are plain integers.
+    #[cfg(target_arch = "x86_64")]
+    let pc = unsafe { (*context).uc_mcontext.gregs[libc::REG_RIP as usize] } as u64;
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    let pc = unsafe { (*context).uc_mcontext.pc };
+    usize::try_from(pc).ok()
+}
+
 /// A fixed buffer that formats without allocating.
 struct Line {
     bytes: [u8; 1024],
@@ -69,16 +140,21 @@ impl std::io::Write for Line {
     }
 }
 
-extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let (name, meaning) =
         SIGNALS.iter().find(|(s, _, _)| *s == signal).map_or(("signal", "crash"), |&(_, n, m)| (n, m));
     // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo_t; si_addr is the faulting
     // address for the four signals handled here.
     let address = if info.is_null() { 0 } else { (unsafe { (*info).si_addr() }) as usize };
     let mut line = Line { bytes: [0; 1024], len: 0 };
-    let context = crate::cli::crash_context().unwrap_or("smf: a module function");
+    let caller = crate::cli::crash_context().unwrap_or("smf: a module function");
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
-    let _ = writeln!(line, "{context} crashed: {name} ({meaning}) at address {address:#x}");
+    let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
+    // SAFETY: the kernel's context for this SA_SIGINFO handler.
+    if let Some((function, offset)) = unsafe { program_counter(context) }.and_then(code_name) {
+        let _ = write!(line, " in {}+{offset:#x} ({})", function.name, function.module);
+    }
+    let _ = writeln!(line);
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours.
     unsafe {
         libc::write(2, line.bytes.as_ptr().cast(), line.len);

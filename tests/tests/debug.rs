@@ -1,0 +1,174 @@
+//! Loaded code that debuggers and profilers can see: the in-memory objects the GDB JIT
+//! interface hands GDB (read back here with `object`), gdb itself on a crashing module, the
+//! perf map, and what an address is in (as `dladdr`).
+
+#![cfg(target_arch = "x86_64")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use object::{Object, ObjectSection, ObjectSymbol};
+use smf::imports::LinkOptions;
+use smf::loader::{load_path_with, SharedModule};
+use smf_tests::{build_smf_package, scratch, workspace};
+
+/// Links without joining the process's registry (the tests of this binary run side by side).
+fn local(debug_info: bool) -> LinkOptions<'static> {
+    LinkOptions { local: true, debug_info, ..LinkOptions::default() }
+}
+
+fn recursion() -> PathBuf {
+    workspace().join("examples/recursion.smf")
+}
+
+/// The module's functions: name -> (address, size).
+fn functions(module: &SharedModule) -> BTreeMap<String, (usize, u64)> {
+    let symbols = module.loaded().symbols();
+    (0..symbols.len())
+        .filter_map(|i| {
+            let symbol = symbols.get(i)?;
+            (symbol.kind == smf_core::SymbolKind::Function && symbol.addr != 0).then(|| {
+                let name = String::from_utf8_lossy(symbols.name(i).unwrap()).into_owned();
+                (name, (symbol.addr, symbols.size(i).unwrap()))
+            })
+        })
+        .collect()
+}
+
+/// The object GDB would read for the module whose code starts at `code`.
+fn gdb_object(code: usize) -> Option<Vec<u8>> {
+    smf::debug::gdb_objects().into_iter().find(|bytes| {
+        let file = object::File::parse(bytes.as_slice()).unwrap();
+        file.section_by_name(".text").is_some_and(|text| text.address() == code as u64)
+    })
+}
+
+#[test]
+fn every_module_is_described_to_gdb_until_it_is_released() {
+    let module = load_path_with(&recursion(), &local(true)).unwrap();
+    let (code, code_len) = module.loaded().code();
+    let bytes = gdb_object(code).expect("the module's object is in GDB's list");
+    let file = object::File::parse(bytes.as_slice()).unwrap();
+    assert_eq!(file.architecture(), object::Architecture::X86_64);
+    let text = file.section_by_name(".text").unwrap();
+    assert_eq!((text.address(), text.size()), (code as u64, code_len as u64));
+    // Every function, at its address, with its size, in .text (a relocatable object's symbol
+    // values are offsets in their section, which sits at the module's code).
+    let described: BTreeMap<String, (u64, u64)> = file
+        .symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.section_index() == Some(text.index()))
+        .map(|s| (s.name().unwrap().to_owned(), (text.address() + s.address(), s.size())))
+        .collect();
+    let expected = functions(&module);
+    assert!(expected.contains_key("fib") && expected.contains_key("ackermann"), "{expected:?}");
+    for (name, (addr, size)) in &expected {
+        assert_eq!(described.get(name), Some(&(*addr as u64, *size)), "{name}");
+    }
+    drop(module);
+    assert!(gdb_object(code).is_none(), "taken out of GDB's list at release");
+
+    let quiet = load_path_with(&recursion(), &local(false)).unwrap();
+    assert!(gdb_object(quiet.loaded().code().0).is_none(), "debug_info: false registers nothing");
+}
+
+#[test]
+fn an_address_names_its_function_and_offset_as_dladdr_does() {
+    let module = load_path_with(&recursion(), &local(true)).unwrap();
+    let fib = module.symbol(b"fib").unwrap();
+    assert_eq!(module.function_at(fib), Some((&b"fib"[..], 0)));
+    assert_eq!(module.function_at(fib + 3), Some((&b"fib"[..], 3)));
+    let (code, len) = module.loaded().code();
+    assert_eq!(module.function_at(code + len), None, "past the code");
+    let found = smf::loader::code_containing(fib + 3).expect("the module holds it");
+    assert!(std::sync::Arc::ptr_eq(&found, &module));
+}
+
+/// Compiles and packs `crash.c`, whose `outer` calls `middle` calls `deref`, which dereferences
+/// its argument; returns the module's path.
+fn crashing_module(dir: &Path) -> PathBuf {
+    let source = dir.join("crash.c");
+    std::fs::write(
+        &source,
+        "__attribute__((noinline)) long deref(long *p) { return *p + 1; }\n\
+         __attribute__((noinline)) long middle(long x) { return deref((long *)x) * 2; }\n\
+         long outer(long x) { return middle(x) + 3; }\n",
+    )
+    .unwrap();
+    let object = dir.join("crash.o");
+    let compiled =
+        Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object).status();
+    assert!(compiled.unwrap().success());
+    let module = dir.join("crash.smf");
+    let smf = build_smf_package().join("smf");
+    let packed = Command::new(&smf).arg("pack").arg(&object).arg("-o").arg(&module).status().unwrap();
+    assert!(packed.success());
+    module
+}
+
+#[test]
+fn gdb_names_the_module_functions_in_a_crash_backtrace() {
+    let gdb = Command::new("gdb").arg("--version").output();
+    assert!(gdb.is_ok_and(|o| o.status.success()), "gdb is needed (.ci/run installs it)");
+    let dir = scratch("debug", "gdb");
+    let module = crashing_module(&dir);
+    let smf = build_smf_package().join("smf");
+    let out = Command::new("gdb")
+        .args(["-nx", "-batch", "-ex", "run", "-ex", "bt"])
+        .arg("--args")
+        .arg(&smf)
+        .args(["run"])
+        .arg(&module)
+        .args(["outer", "0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(frames.first().is_some_and(|f| f.contains(" in deref ")), "{text}");
+    let position = |name: &str| frames.iter().position(|f| f.contains(&format!(" in {name} ")));
+    let (deref, middle, outer) = (position("deref"), position("middle"), position("outer"));
+    assert!(deref < middle && middle < outer && outer.is_some(), "the callers below, in order:\n{text}");
+    let run_module = position("smf::cli::run_module");
+    assert!(outer < run_module, "and the program's own frames below them:\n{text}");
+}
+
+#[test]
+fn the_perf_map_lists_every_function_with_its_address_and_size() {
+    // The map is the process's: a child process (this test again) loads with SMF_PERF_MAP=1
+    // and prints what it loaded; this one reads the child's map.
+    if std::env::var_os("SMF_PERF_MAP_CHILD").is_some() {
+        let module = load_path_with(&recursion(), &local(true)).unwrap();
+        for (name, (addr, size)) in functions(&module) {
+            // A function whose symbol has no size is listed with size 1 (perf needs one).
+            println!("expect {addr:x} {:x} {name}", size.max(1));
+        }
+        return;
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_perf_map_lists_every_function_with_its_address_and_size", "--nocapture"])
+        .env("SMF_PERF_MAP_CHILD", "1")
+        .env("SMF_PERF_MAP", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let map_path = std::env::temp_dir().join(format!("perf-{}.map", child.id()));
+    let child = child.wait_with_output().unwrap();
+    assert!(child.status.success());
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let expected: Vec<(String, String, String)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("expect "))
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let mut next = || parts.next().unwrap().to_owned();
+            (next(), next(), next())
+        })
+        .collect();
+    assert!(expected.len() >= 4, "{stdout}");
+    let map = std::fs::read_to_string(&map_path).expect("the child's perf map");
+    let _ = std::fs::remove_file(&map_path);
+    for (addr, size, name) in &expected {
+        let line = format!("{addr} {size} {name} [recursion.smf]");
+        assert!(map.lines().any(|l| l == line), "{line} in\n{map}");
+    }
+}
