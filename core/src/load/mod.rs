@@ -20,6 +20,7 @@ mod calls;
 mod error;
 mod exports;
 mod fallible;
+mod kept_templates;
 mod layout;
 mod link;
 mod place;
@@ -28,13 +29,12 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
-mod kept_templates;
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::exec::{Block, CodeBatch, ExecAllocator, Function};
-use crate::kinds::{ARCH_AARCH64, ARCH_X86_64};
+use crate::kinds::{ModuleFlags, ARCH_AARCH64, ARCH_X86_64};
 use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module, ParseOptions};
@@ -44,13 +44,13 @@ pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use calls::Calls;
+use kept_templates::Templates;
 use layout::Layout;
 use link::{Placed, RegionBases};
 use place::Image;
 use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
-use kept_templates::Templates;
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
@@ -115,7 +115,7 @@ pub struct LoadedModule<'a> {
     dialect: Dialect,
     arch: u8,
     platform: u8,
-    flags: u32,
+    flags: ModuleFlags,
     code: usize,
     code_size: usize,
     entry: Option<usize>,
@@ -231,8 +231,8 @@ impl<'a> LoadedModule<'a> {
         self.platform
     }
 
-    /// Its header flags.
-    pub const fn flags(&self) -> u32 {
+    /// Its header flags (as stored: bits no flag names kept).
+    pub const fn flags(&self) -> ModuleFlags {
         self.flags
     }
 
