@@ -212,8 +212,8 @@ pub enum ErrorKind {
         /// The data relocation section's index.
         index: u32,
     },
-    /// A constructor or destructor array section (`SECTION_CONSTRUCTORS`, `SECTION_DESTRUCTORS`)
-    /// that breaks a rule of the extension.
+    /// A constructor or destructor array section (flagged `SectionFlags::CONSTRUCTORS` or
+    /// `SectionFlags::DESTRUCTORS`) that breaks a rule of the extension.
     BadCallArray {
         /// The section's index.
         index: u32,

@@ -92,5 +92,7 @@ pub mod write;
 pub use dialect::{Dialect, HeaderPlacement};
 pub use error::{CallArrayProblem, Error, ErrorKind, Result};
 pub use fnv::fnv1a;
-pub use kinds::{Binding, CallArray, RelocKind, SectionType, SymbolKind};
+pub use kinds::{
+    Binding, CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind,
+};
 pub use module::{Module, ParseOptions, Relocation, Section, Symbol, SymbolTarget};

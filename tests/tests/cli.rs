@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect};
+use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Binding, Dialect, ModuleFlags, SectionFlags, SectionType, SymbolFlags};
 
 struct Outcome {
     status: i32,
@@ -174,6 +174,30 @@ fn inspect_text_reports_every_part() {
         "struct   List<T>",
         "Template meta (version 1):",
     ] {
+        assert!(o.out.contains(needle), "missing {needle:?} in:\n{}", o.out);
+    }
+}
+
+#[test]
+fn inspect_prints_flags_as_stored_unknown_bits_included() {
+    let dir = scratch("unknown-flags");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.header(|h| h.flags = ModuleFlags::RELOADABLE | ModuleFlags::from_bits_retain(0x8000_0000));
+    let code = SectionFlags::READ | SectionFlags::EXEC | SectionFlags::from_bits_retain(0x8000);
+    b.add_section(SectionSpec::new(SectionType::Code, b".text", code, samples::RETURN_42.to_vec(), 16));
+    b.add_symbol(SymbolSpec {
+        flags: SymbolFlags::from_bits_retain(0x81),
+        ..SymbolSpec::function(b"main", 0, 6)
+    });
+    b.entry_point(0);
+    let path = write(&dir, "flags.smf", &b.build().unwrap());
+    let v = json_of(&path);
+    assert_eq!(v["flags"], 0x8000_0003u64);
+    assert_eq!(v["sections"][0]["flags"], 0x8005);
+    assert_eq!(v["symbols"][0]["flags"], 0x81);
+    let o = smf(&["inspect", &path]);
+    assert_eq!(o.status, 0);
+    for needle in ["Flags:          0x80000003 [executable, reloadable]", " r-x ", " 0x81 "] {
         assert!(o.out.contains(needle), "missing {needle:?} in:\n{}", o.out);
     }
 }

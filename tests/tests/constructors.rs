@@ -11,10 +11,11 @@
 use std::cell::RefCell;
 
 use smf_core::exec::ExecAllocator;
-use smf_core::kinds::{SECTION_CONSTRUCTORS, SECTION_DESTRUCTORS, SECTION_READ};
 use smf_core::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionType};
+use smf_core::{
+    CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType,
+};
 
 thread_local! {
     /// What the modules' constructors and destructors recorded on this thread, in order.
@@ -81,7 +82,7 @@ fn with_constructors(entries: &[Entry<'_>]) -> Vec<u8> {
     let array = b.add_section(SectionSpec::new(
         SectionType::RoData,
         b".init_array",
-        SECTION_READ | SECTION_CONSTRUCTORS,
+        SectionFlags::READ | SectionFlags::CONSTRUCTORS,
         vec![0; entries.len() * 8],
         8,
     ));
@@ -133,7 +134,7 @@ fn malformed(edit: impl FnOnce(&mut SectionSpec), marker: bool) -> Vec<u8> {
     let mut spec = SectionSpec::new(
         SectionType::RoData,
         b".init_array",
-        SECTION_READ | SECTION_CONSTRUCTORS,
+        SectionFlags::READ | SectionFlags::CONSTRUCTORS,
         vec![0; 8],
         8,
     );
@@ -150,7 +151,7 @@ fn malformed(edit: impl FnOnce(&mut SectionSpec), marker: bool) -> Vec<u8> {
 
 #[test]
 fn each_rule_of_the_arrays_is_refused_with_its_own_error() {
-    let both = SECTION_READ | SECTION_CONSTRUCTORS | SECTION_DESTRUCTORS;
+    let both = SectionFlags::READ | SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS;
     let cases: [(Vec<u8>, CallArrayProblem); 6] = [
         (malformed(|s| s.flags = both, true), CallArrayProblem::BothKinds),
         (malformed(|s| s.section_type = SectionType::Data, true), CallArrayProblem::NotReadOnlyData),
@@ -174,7 +175,7 @@ fn each_rule_of_the_arrays_is_refused_with_its_own_error() {
     let arrays: Vec<_> = module.call_arrays().map(|(array, p)| (array, p.section.index)).collect();
     assert_eq!(arrays, [(CallArray::Constructors, 1)]);
     // A destructor array is the same section with the other flag.
-    let file = malformed(|s| s.flags = SECTION_READ | SECTION_DESTRUCTORS, true);
+    let file = malformed(|s| s.flags = SectionFlags::READ | SectionFlags::DESTRUCTORS, true);
     let arrays: Vec<_> = Module::parse(&file).unwrap().call_arrays().map(|(array, _)| array).collect();
     assert_eq!(arrays, [CallArray::Destructors]);
 }

@@ -8,12 +8,11 @@
 #![allow(unsafe_code)]
 
 use smf_core::exec::ExecAllocator;
-use smf_core::kinds::SECTION_RELOCATES_DATA;
 use smf_core::load::reloc::RelocError;
 use smf_core::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData, TableResolver};
 use smf_core::module::RelocatedImage;
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionType};
+use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
 use smf_tests::loading::call0;
 use smf_tests::{assert_no_rwx, mapping_at};
 
@@ -88,7 +87,10 @@ fn the_marker_leads_the_first_relocation_section_and_is_never_listed() {
         let file = samples::data_pointers(dialect);
         let module = Module::parse(&file).unwrap();
         let first = module.sections().find(|s| s.section_type == SectionType::Relocations).unwrap();
-        assert_ne!(first.flags & SECTION_RELOCATES_DATA, 0, "{dialect}: the data relocations come first");
+        assert!(
+            first.flags.contains(SectionFlags::RELOCATES_DATA),
+            "{dialect}: the data relocations come first"
+        );
         assert_eq!(&first.data[..8], &u64::MAX.to_le_bytes(), "{dialect}: the marker's offset");
         assert_eq!(&first.data[8..12], &u32::MAX.to_le_bytes(), "{dialect}: the marker's symbol");
         assert_eq!(&first.data[16..24], b"SMFDREL1", "{dialect}: the marker's addend");
@@ -101,8 +103,14 @@ fn the_marker_leads_the_first_relocation_section_and_is_never_listed() {
 fn two_regions(dialect: Dialect) -> ModuleBuilder {
     let mut b = ModuleBuilder::new(dialect);
     b.add_code(b".text", &samples::RETURN_42);
-    b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", 1, vec![0; 12], 8));
-    b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, vec![0; 16], 8));
+    b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", SectionFlags::READ, vec![0; 12], 8));
+    b.add_section(SectionSpec::new(
+        SectionType::Data,
+        b".data",
+        SectionFlags::READ | SectionFlags::WRITE,
+        vec![0; 16],
+        8,
+    ));
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));
     b
 }
@@ -165,7 +173,13 @@ fn every_rule_of_the_extension_has_its_error() {
         entry.extend_from_slice(&0u32.to_le_bytes());
         entry.extend_from_slice(&[1, 0, 0, 0]);
         entry.extend_from_slice(&0i64.to_le_bytes());
-        b.add_section(SectionSpec::new(SectionType::Relocations, b".rela.first", 0, entry, 8));
+        b.add_section(SectionSpec::new(
+            SectionType::Relocations,
+            b".rela.first",
+            SectionFlags::empty(),
+            entry,
+            8,
+        ));
         b.add_raw_data_relocation(16, 0, 1, 0);
     });
     assert!(matches!(kind, ErrorKind::DataRelocationsWithoutMarker { .. }), "{kind:?}");
@@ -191,8 +205,15 @@ fn data_relocations_land_beside_stubs_and_the_got() {
     let code = [0xE8, 0, 0, 0, 0, 0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3];
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &code);
-    let ro = b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", 1, vec![0; 16], 8));
-    let rw = b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, vec![0; 16], 8));
+    let ro =
+        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", SectionFlags::READ, vec![0; 16], 8));
+    let rw = b.add_section(SectionSpec::new(
+        SectionType::Data,
+        b".data",
+        SectionFlags::READ | SectionFlags::WRITE,
+        vec![0; 16],
+        8,
+    ));
     let main = b.add_symbol(SymbolSpec::function(b"main", 0, code.len() as u64));
     let ext = b.add_symbol(SymbolSpec::import(b"ext"));
     b.add_symbol(SymbolSpec::data(b"constants", ro, 0, 16));

@@ -4,12 +4,12 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
-use smf_core::kinds::{FLAG_EXECUTABLE, FLAG_HAS_STUB};
 use smf_core::module::{DataRegion, SymbolTarget};
 use smf_core::template::{MetaCategory, TemplateKind};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::{
-    Binding, Dialect, ErrorKind, HeaderPlacement, Module, ParseOptions, RelocKind, SectionType, SymbolKind,
+    Binding, Dialect, ErrorKind, HeaderPlacement, Module, ModuleFlags, ParseOptions, RelocKind, SectionFlags,
+    SectionType, SymbolKind,
 };
 use smf_tests::{stubbed, CountingAllocator, SHEBANG};
 
@@ -119,7 +119,7 @@ fn reference_modules_are_byte_exact_and_parse_with_their_dialect() {
 
         let module = Module::parse(&hand).unwrap();
         assert_eq!(module.dialect(), dialect);
-        assert!(module.header().flags & FLAG_EXECUTABLE != 0);
+        assert!(module.header().flags.contains(ModuleFlags::EXECUTABLE));
         assert_eq!(module.header().entry_point, 0);
         assert_eq!(module.code_size(), 6);
         let (code, code_offset) = module.code_sections().next().unwrap();
@@ -290,7 +290,7 @@ fn shebang_stubbed_modules_parse_with_offsets_relative_to_the_data_start() {
         assert_eq!(module.placement(), HeaderPlacement::Trailer);
         assert_eq!(module.data_start(), SHEBANG.len() as u64);
         assert_eq!(module.header().stub_size as usize, SHEBANG.len());
-        assert!(module.header().flags & FLAG_HAS_STUB != 0);
+        assert!(module.header().flags.contains(ModuleFlags::HAS_STUB));
         let (code, _) = module.code_sections().next().unwrap();
         assert_eq!(code.data, &samples::RETURN_42);
         assert_eq!(module.find_export(b"main").unwrap().target, SymbolTarget::Code(0));
@@ -346,13 +346,38 @@ fn unknown_section_types_are_skipped() {
     use smf_core::write::SectionSpec;
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
-    b.add_section(SectionSpec::new(SectionType::Unknown(200), b".mystery", 0, vec![1, 2, 3], 1));
+    b.add_section(SectionSpec::new(
+        SectionType::Unknown(200),
+        b".mystery",
+        SectionFlags::empty(),
+        vec![1, 2, 3],
+        1,
+    ));
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));
     let file = b.build().unwrap();
     let module = Module::parse(&file).unwrap();
     let mystery = module.section(1).unwrap();
     assert_eq!((mystery.section_type, mystery.data), (SectionType::Unknown(200), &[1u8, 2, 3][..]));
     assert_eq!(module.code_size(), 6);
+}
+
+#[test]
+fn flag_bits_no_flag_names_are_written_and_read_back() {
+    use smf_core::write::SectionSpec;
+    use smf_core::SymbolFlags;
+    for dialect in Dialect::ALL {
+        let mut b = ModuleBuilder::new(dialect);
+        b.header(|h| h.flags = ModuleFlags::PIC | ModuleFlags::from_bits_retain(0x4000_0000));
+        let flags = SectionFlags::READ | SectionFlags::EXEC | SectionFlags::from_bits_retain(0x1_0000);
+        b.add_section(SectionSpec::new(SectionType::Code, b".text", flags, samples::RETURN_42.to_vec(), 16));
+        let symbol_flags = SymbolFlags::SPECIALIZATION | SymbolFlags::from_bits_retain(0x01);
+        b.add_symbol(SymbolSpec { flags: symbol_flags, ..SymbolSpec::function(b"main", 0, 6) });
+        let file = b.build().unwrap();
+        let module = Module::parse(&file).unwrap();
+        assert_eq!(module.header().flags.bits(), 0x4000_0008, "{dialect}");
+        assert_eq!(module.section(0).unwrap().flags.bits(), 0x1_0005, "{dialect}");
+        assert_eq!(module.symbols().next().unwrap().flags.bits(), 0x21, "{dialect}");
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::reloc::RelocError;
 use smf_core::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionType, SymbolKind};
+use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind};
 use smf_tests::linking::{application, library};
 use smf_tests::{assert_no_rwx, mappings_within};
 
@@ -200,7 +200,13 @@ fn relocation_failures_name_the_relocation_its_symbol_and_the_value() {
         b.add_symbol(SymbolSpec::new(b"SomeType", SymbolKind::Type, 0, 0).with_binding(Binding::Local)); // 2
         let mut first = relocation_entry(16, 0, RelocKind::Abs64, 0);
         first.extend(relocation_entry(24, 0, RelocKind::Pc32, 0));
-        b.add_section(SectionSpec::new(SectionType::Relocations, b".rela.first", 0, first, 8));
+        b.add_section(SectionSpec::new(
+            SectionType::Relocations,
+            b".rela.first",
+            SectionFlags::empty(),
+            first,
+            8,
+        ));
         b.add_relocation(32, 0, RelocKind::Abs64, 0);
         b.add_relocation(offset, symbol, kind, addend);
         b.build().unwrap()
@@ -270,7 +276,6 @@ fn relocation_failures_name_the_relocation_its_symbol_and_the_value() {
 
 #[test]
 fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
-    use smf_core::kinds::SYMBOL_FLAG_TEMPLATE;
     use smf_core::template::TemplateKind;
     use smf_core::write::TemplateSpec;
     let spec = |name: &[u8], params: &[&[u8]], body: &[u8]| TemplateSpec {
@@ -292,7 +297,7 @@ fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
         let third = b.add_template(spec(b"third", &[b"T"], b"body of third"));
         for (name, offset) in [(&b"third"[..], third), (b"first", a), (b"second", second)] {
             b.add_symbol(SymbolSpec {
-                flags: SYMBOL_FLAG_TEMPLATE,
+                flags: SymbolFlags::TEMPLATE,
                 template_param_count: 1,
                 template_offset: offset,
                 ..SymbolSpec::new(name, SymbolKind::Function, 0, 0)
@@ -382,7 +387,8 @@ fn a_huge_virtual_size_commits_only_the_bytes_the_module_has() {
     drop(load(&exec, &dirty, &()).unwrap());
     let huge = 500u64 << 20;
     let mut b = ModuleBuilder::new(Dialect::S128);
-    let mut code = SectionSpec::new(SectionType::Code, b"code", 5, samples::RETURN_42.to_vec(), 16);
+    let flags = SectionFlags::READ | SectionFlags::EXEC;
+    let mut code = SectionSpec::new(SectionType::Code, b"code", flags, samples::RETURN_42.to_vec(), 16);
     code.virtual_size = huge;
     b.add_section(code);
     b.add_symbol(SymbolSpec::function(b"main", 0, samples::RETURN_42.len() as u64));
@@ -535,9 +541,6 @@ fn files_loaded_one_after_another_never_see_each_others_bytes() {
 
 #[test]
 fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
-    use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
-    use smf_core::write::SectionSpec;
-    use smf_core::SectionType;
     let exec = ExecAllocator::default();
     // A module whose three pages of code are all `int3`, loaded and released: its pages go back
     // to the allocator holding those bytes.
@@ -555,7 +558,7 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
     // by definition), then a second section: loaded into the same, unzeroed pages, every byte
     // of its code is its own.
     let mut b = ModuleBuilder::new(Dialect::R96);
-    let flags = SECTION_READ | SECTION_EXEC;
+    let flags = SectionFlags::READ | SectionFlags::EXEC;
     let mut spec = SectionSpec::new(SectionType::Code, b"code", flags, vec![0xB8, 2, 0, 0, 0, 0xC3], 16);
     spec.virtual_size = (5 * page / 2) as u64;
     b.add_section(spec);
@@ -630,10 +633,27 @@ fn data_alignments_above_a_page_are_honoured() {
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     let small = b.add_data(b".data", &[1; 24]);
-    let data = b.add_section(SectionSpec::new(SectionType::Data, b".data.big", 3, vec![2; 16], 1 << 16));
-    let rodata =
-        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata.big", 1, vec![3; 16], 1 << 13));
-    let mut bss = SectionSpec::new(SectionType::Bss, b".bss.big", 3, Vec::new(), 1 << 16);
+    let data = b.add_section(SectionSpec::new(
+        SectionType::Data,
+        b".data.big",
+        SectionFlags::READ | SectionFlags::WRITE,
+        vec![2; 16],
+        1 << 16,
+    ));
+    let rodata = b.add_section(SectionSpec::new(
+        SectionType::RoData,
+        b".rodata.big",
+        SectionFlags::READ,
+        vec![3; 16],
+        1 << 13,
+    ));
+    let mut bss = SectionSpec::new(
+        SectionType::Bss,
+        b".bss.big",
+        SectionFlags::READ | SectionFlags::WRITE,
+        Vec::new(),
+        1 << 16,
+    );
     bss.virtual_size = 64;
     let bss = b.add_section(bss);
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));

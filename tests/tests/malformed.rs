@@ -13,7 +13,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::fuzzing::fuzz_one;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, Error, ErrorKind, Module};
+use smf_core::{Dialect, Error, ErrorKind, Module, SymbolFlags};
 use smf_tests::{fixtures, CountingAllocator};
 
 #[global_allocator]
@@ -484,7 +484,7 @@ fn many_template_symbols_take_no_quadratic_time() {
     for i in 0..20_000u32 {
         let offset = offsets[i as usize % offsets.len()];
         b.add_symbol(SymbolSpec {
-            flags: 0x10,
+            flags: SymbolFlags::TEMPLATE,
             template_offset: offset,
             ..SymbolSpec::function(format!("t{i}").as_bytes(), 0, 0)
         });

@@ -1,5 +1,6 @@
 //! Dialect-independent meanings of the numbered fields: section types, symbol kinds and
-//! bindings, and relocation kinds, with the per-dialect mapping from wire values.
+//! bindings, and relocation kinds, with the per-dialect mapping from wire values; the section,
+//! module and symbol flags ([`SectionFlags`], [`ModuleFlags`], [`SymbolFlags`]).
 //!
 //! The dialects number symbol types differently (S128 is shifted by one and has no "none"), and
 //! relocation wire 5 is an aarch64 branch in R96/R72 but an absolute 32-bit value in S128, so
@@ -11,22 +12,29 @@ pub use reloc::{Branch, RelocKind};
 
 use crate::Dialect;
 
-/// Section flag: readable.
-pub const SECTION_READ: u32 = 0x1;
-/// Section flag: writable.
-pub const SECTION_WRITE: u32 = 0x2;
-/// Section flag: executable.
-pub const SECTION_EXEC: u32 = 0x4;
-/// Section flag of a relocation section (type 5) whose entries patch the data image, not the
-/// code (our extension: `docs/format.md`, "Data relocations").
-pub const SECTION_RELOCATES_DATA: u32 = 0x100;
-/// Section flag of a rodata section that is an array of constructors, run in order after the
-/// module is relocated and sealed (our extension: `docs/format.md`, "Constructors and
-/// destructors").
-pub const SECTION_CONSTRUCTORS: u32 = 0x200;
-/// Section flag of a rodata section that is an array of destructors, run in reverse order when
-/// the module is released (our extension, as [`SECTION_CONSTRUCTORS`]).
-pub const SECTION_DESTRUCTORS: u32 = 0x400;
+bitflags::bitflags! {
+    /// A section's flags (the section entry's `flags` field). Bits no flag names are kept
+    /// ([`SectionFlags::from_bits_retain`]): reports print the field as stored.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SectionFlags: u32 {
+        /// Readable.
+        const READ = 0x1;
+        /// Writable.
+        const WRITE = 0x2;
+        /// Executable.
+        const EXEC = 0x4;
+        /// A relocation section (type 5) whose entries patch the data image, not the code
+        /// (our extension: `docs/format.md`, "Data relocations").
+        const RELOCATES_DATA = 0x100;
+        /// A rodata section that is an array of constructors, run in order after the module is
+        /// relocated and sealed (our extension: `docs/format.md`, "Constructors and
+        /// destructors").
+        const CONSTRUCTORS = 0x200;
+        /// A rodata section that is an array of destructors, run in reverse order when the
+        /// module is released (our extension, as [`SectionFlags::CONSTRUCTORS`]).
+        const DESTRUCTORS = 0x400;
+    }
+}
 
 /// What a call array section holds: the functions a module runs when it is loaded, or when it
 /// is released (ELF's `.init_array` and `.fini_array`).
@@ -40,8 +48,8 @@ pub enum CallArray {
 
 impl CallArray {
     /// The call array a section with `flags` is, if any; an error if it claims to be both.
-    pub const fn of_flags(flags: u32) -> Result<Option<CallArray>, crate::CallArrayProblem> {
-        match (flags & SECTION_CONSTRUCTORS != 0, flags & SECTION_DESTRUCTORS != 0) {
+    pub const fn of_flags(flags: SectionFlags) -> Result<Option<CallArray>, crate::CallArrayProblem> {
+        match (flags.contains(SectionFlags::CONSTRUCTORS), flags.contains(SectionFlags::DESTRUCTORS)) {
             (false, false) => Ok(None),
             (true, false) => Ok(Some(CallArray::Constructors)),
             (false, true) => Ok(Some(CallArray::Destructors)),
@@ -50,10 +58,10 @@ impl CallArray {
     }
 
     /// The section flag that marks it.
-    pub const fn flag(self) -> u32 {
+    pub const fn flag(self) -> SectionFlags {
         match self {
-            CallArray::Constructors => SECTION_CONSTRUCTORS,
-            CallArray::Destructors => SECTION_DESTRUCTORS,
+            CallArray::Constructors => SectionFlags::CONSTRUCTORS,
+            CallArray::Destructors => SectionFlags::DESTRUCTORS,
         }
     }
 
@@ -69,35 +77,48 @@ impl CallArray {
 /// Bytes of one entry of a call array: a 64-bit address (SMF modules are for 64-bit machines).
 pub const CALL_ARRAY_ENTRY: usize = 8;
 
-/// Module flag: has an entry point.
-pub const FLAG_EXECUTABLE: u32 = 0x01;
-/// Module flag: reloadable.
-pub const FLAG_RELOADABLE: u32 = 0x02;
-/// Module flag: carries debug info.
-pub const FLAG_DEBUG_INFO: u32 = 0x04;
-/// Module flag: position-independent.
-pub const FLAG_PIC: u32 = 0x08;
-/// Module flag: has a stub in front of the SMF data.
-pub const FLAG_HAS_STUB: u32 = 0x10;
-/// Module flag: has note.sdn (Simple writers only).
-pub const FLAG_HAS_NOTE_SDN: u32 = 0x20;
-/// Module flag: aspect pack (Simple writers only).
-pub const FLAG_ASPECT_PACK: u32 = 0x40;
+bitflags::bitflags! {
+    /// A module's flags (the header's `flags` field). Bits no flag names are kept
+    /// ([`ModuleFlags::from_bits_retain`]): reports print the field as stored.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ModuleFlags: u32 {
+        /// Has an entry point.
+        const EXECUTABLE = 0x01;
+        /// Reloadable.
+        const RELOADABLE = 0x02;
+        /// Carries debug info.
+        const DEBUG_INFO = 0x04;
+        /// Position-independent.
+        const PIC = 0x08;
+        /// Has a stub in front of the SMF data.
+        const HAS_STUB = 0x10;
+        /// Has note.sdn (Simple writers only).
+        const HAS_NOTE_SDN = 0x20;
+        /// Aspect pack (Simple writers only).
+        const ASPECT_PACK = 0x40;
+    }
+}
 
-/// Every module flag with its name, in bit order (for reports).
-pub const MODULE_FLAGS: [(u32, &str); 7] = [
-    (FLAG_EXECUTABLE, "executable"),
-    (FLAG_RELOADABLE, "reloadable"),
-    (FLAG_DEBUG_INFO, "debug-info"),
-    (FLAG_PIC, "pic"),
-    (FLAG_HAS_STUB, "has-stub"),
-    (FLAG_HAS_NOTE_SDN, "has-note-sdn"),
-    (FLAG_ASPECT_PACK, "aspect-pack"),
-];
+impl ModuleFlags {
+    /// The name of one flag in reports and JSON ("executable", "debug-info", ...); `None` for
+    /// anything but a single named flag.
+    pub const fn name(self) -> Option<&'static str> {
+        match self {
+            ModuleFlags::EXECUTABLE => Some("executable"),
+            ModuleFlags::RELOADABLE => Some("reloadable"),
+            ModuleFlags::DEBUG_INFO => Some("debug-info"),
+            ModuleFlags::PIC => Some("pic"),
+            ModuleFlags::HAS_STUB => Some("has-stub"),
+            ModuleFlags::HAS_NOTE_SDN => Some("has-note-sdn"),
+            ModuleFlags::ASPECT_PACK => Some("aspect-pack"),
+            _ => None,
+        }
+    }
 
-/// The names of the module flags set in `flags` (unknown bits have none).
-pub fn module_flag_names(flags: u32) -> impl Iterator<Item = &'static str> {
-    MODULE_FLAGS.iter().filter(move |(bit, _)| flags & bit != 0).map(|&(_, name)| name)
+    /// The names of the flags set, in bit order (unknown bits have none).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.iter().filter_map(ModuleFlags::name)
+    }
 }
 
 /// Architecture byte: x86-64.
@@ -133,10 +154,17 @@ pub const fn platform_name(platform: u8) -> &'static str {
     }
 }
 
-/// Symbol flag: the symbol is a generic template (`template_offset` is meaningful).
-pub const SYMBOL_FLAG_TEMPLATE: u8 = 0x10;
-/// Symbol flag: the symbol is a specialization of a template.
-pub const SYMBOL_FLAG_SPECIALIZATION: u8 = 0x20;
+bitflags::bitflags! {
+    /// A symbol's flags (the symbol entry's `flags` byte). Bits no flag names (writers use
+    /// others, e.g. for the layout phase) are kept ([`SymbolFlags::from_bits_retain`]).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct SymbolFlags: u8 {
+        /// The symbol is a generic template (`template_offset` is meaningful).
+        const TEMPLATE = 0x10;
+        /// The symbol is a specialization of a template.
+        const SPECIALIZATION = 0x20;
+    }
+}
 
 /// What a section holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -426,6 +454,30 @@ mod tests {
                 assert_eq!(SymbolKind::from_wire(d, k.to_wire(d)), Some(k));
             }
         }
+    }
+
+    #[test]
+    fn module_flags_have_the_report_names() {
+        let expected =
+            ["executable", "reloadable", "debug-info", "pic", "has-stub", "has-note-sdn", "aspect-pack"];
+        assert!(ModuleFlags::all().names().eq(expected));
+        let some = ModuleFlags::from_bits_retain(0x8000_0021);
+        assert!(some.names().eq(["executable", "has-note-sdn"]));
+        assert_eq!(some.bits(), 0x8000_0021, "unknown bits are kept");
+        assert_eq!((ModuleFlags::EXECUTABLE | ModuleFlags::PIC).name(), None);
+        assert_eq!(ModuleFlags::empty().names().count(), 0);
+    }
+
+    #[test]
+    fn flags_keep_their_wire_bits() {
+        assert_eq!(SectionFlags::all().bits(), 0x707);
+        assert_eq!(ModuleFlags::all().bits(), 0x7f);
+        assert_eq!(SymbolFlags::all().bits(), 0x30);
+        assert_eq!(SymbolFlags::from_bits_retain(0x91).bits(), 0x91);
+        assert_eq!(
+            CallArray::of_flags(SectionFlags::READ | SectionFlags::CONSTRUCTORS),
+            Ok(Some(CallArray::Constructors))
+        );
     }
 
     #[test]

@@ -277,13 +277,14 @@ mod tests {
     use super::*;
     use crate::load::TableResolver;
     use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec};
-    use crate::{Dialect, ParseOptions, SectionType, SymbolKind};
+    use crate::{Dialect, ParseOptions, SectionFlags, SectionType, SymbolKind};
 
     #[test]
     fn symbols_are_placed_resolved_and_indexed_in_table_order() {
         let mut b = ModuleBuilder::new(Dialect::S128);
         b.add_code(b".text", &[0xC3; 32]);
-        b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+        let flags = SectionFlags::READ | SectionFlags::WRITE;
+        b.add_section(SectionSpec::new(SectionType::Data, b".data", flags, alloc::vec![0; 16], 8));
         b.add_symbol(SymbolSpec::function(b"f", 8, 4));
         b.add_symbol(SymbolSpec::import(b"host"));
         b.add_symbol(SymbolSpec::data(b"counter", 1, 4, 8));

@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::exec::{Block, CodeBatch, ExecAllocator, Function};
-use crate::kinds::{ARCH_AARCH64, ARCH_X86_64};
+use crate::kinds::{ModuleFlags, ARCH_AARCH64, ARCH_X86_64};
 use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module, ParseOptions};
@@ -115,7 +115,7 @@ pub struct LoadedModule<'a> {
     dialect: Dialect,
     arch: u8,
     platform: u8,
-    flags: u32,
+    flags: ModuleFlags,
     code: usize,
     code_size: usize,
     entry: Option<usize>,
@@ -231,8 +231,8 @@ impl<'a> LoadedModule<'a> {
         self.platform
     }
 
-    /// Its header flags.
-    pub const fn flags(&self) -> u32 {
+    /// Its header flags (as stored: bits no flag names kept).
+    pub const fn flags(&self) -> ModuleFlags {
         self.flags
     }
 

@@ -147,16 +147,17 @@ mod tests {
     use crate::exec::{ExecAllocator, ExecConfig, SimulatedKernel};
     use crate::load::ReadOnlyData;
     use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec};
-    use crate::{Dialect, SectionType};
+    use crate::{Dialect, SectionFlags, SectionType};
 
     fn module_file() -> Vec<u8> {
         let mut b = ModuleBuilder::new(Dialect::S128);
-        let mut code = SectionSpec::new(SectionType::Code, b".text", 5, alloc::vec![0xC3; 3], 16);
+        let (read, write, exec) = (SectionFlags::READ, SectionFlags::WRITE, SectionFlags::EXEC);
+        let mut code = SectionSpec::new(SectionType::Code, b".text", read | exec, alloc::vec![0xC3; 3], 16);
         code.virtual_size = 8;
         b.add_section(code);
         b.add_code(b".text2", &[0x90; 4]);
-        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", 1, b"ro".to_vec(), 8));
-        b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, b"rw!".to_vec(), 16));
+        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", read, b"ro".to_vec(), 8));
+        b.add_section(SectionSpec::new(SectionType::Data, b".data", read | write, b"rw!".to_vec(), 16));
         b.add_symbol(SymbolSpec::function(b"f", 0, 1));
         b.build().unwrap()
     }

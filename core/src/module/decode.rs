@@ -42,7 +42,7 @@ impl<'a> Module<'a> {
         Ok(Section {
             index,
             section_type,
-            flags: view.flags(),
+            flags: SectionFlags::from_bits_retain(view.flags()),
             offset: view.offset(),
             size: view.size(),
             virtual_size: view.virtual_size(),
@@ -145,9 +145,10 @@ impl<'a> Module<'a> {
 
 /// The image the entries of `section`, a relocation section, patch.
 pub(super) const fn relocated_image(section: &Section<'_>) -> RelocatedImage {
-    match section.flags & SECTION_RELOCATES_DATA {
-        0 => RelocatedImage::Code,
-        _ => RelocatedImage::Data,
+    if section.flags.contains(SectionFlags::RELOCATES_DATA) {
+        RelocatedImage::Data
+    } else {
+        RelocatedImage::Code
     }
 }
 

@@ -36,8 +36,7 @@ use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
 use crate::error::{CallArrayProblem, Error, ErrorKind, Result};
 use crate::kinds::{
-    Binding, CallArray, RelocKind, SectionType, SymbolKind, CALL_ARRAY_ENTRY, SECTION_RELOCATES_DATA,
-    SYMBOL_FLAG_TEMPLATE,
+    Binding, CallArray, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };
 use crate::note_sdn::{self, NoteSdn};
 use crate::template::{TemplateCode, TemplateEntry, TemplateMeta};

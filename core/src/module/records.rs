@@ -10,8 +10,8 @@ pub struct Section<'a> {
     pub index: u32,
     /// What the section holds.
     pub section_type: SectionType,
-    /// Flags (read 0x1, write 0x2, exec 0x4).
-    pub flags: u32,
+    /// Flags as stored (bits no flag names kept).
+    pub flags: SectionFlags,
     /// Payload offset as stored (relative to the SMF data start).
     pub offset: u64,
     /// Bytes in the file.
@@ -58,7 +58,7 @@ pub struct DataPlacement<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RelocatedImage {
     /// The code image (every relocation section but those flagged
-    /// [`crate::kinds::SECTION_RELOCATES_DATA`]).
+    /// [`SectionFlags::RELOCATES_DATA`]).
     Code,
     /// The data image: read-only region, then the writable region at
     /// [`Module::writable_data_start`] (`docs/format.md`, "Data relocations").
@@ -106,8 +106,8 @@ pub struct Symbol<'a> {
     pub binding: Binding,
     /// Visibility byte as stored.
     pub visibility: u8,
-    /// Flags as stored.
-    pub flags: u8,
+    /// Flags as stored (bits no flag names kept).
+    pub flags: SymbolFlags,
     /// Value as stored.
     pub value: u64,
     /// Size as stored.
@@ -153,9 +153,9 @@ impl<'a> Symbol<'a> {
         !matches!(binding, Binding::Local) && !matches!(kind, SymbolKind::Import)
     }
 
-    /// Whether it is a generic template (symbol flag 0x10).
+    /// Whether it is a generic template ([`SymbolFlags::TEMPLATE`]).
     pub fn is_template(&self) -> bool {
-        self.flags & SYMBOL_FLAG_TEMPLATE != 0
+        self.flags.contains(SymbolFlags::TEMPLATE)
     }
 }
 

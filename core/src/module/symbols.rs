@@ -21,8 +21,8 @@ pub struct SymbolRepr {
     pub binding: Binding,
     /// Visibility byte as stored.
     pub visibility: u8,
-    /// Flags as stored.
-    pub flags: u8,
+    /// Flags as stored (bits no flag names kept).
+    pub flags: SymbolFlags,
     /// Number of generic parameters.
     pub template_param_count: u8,
     /// The hash stored in the file (never trusted: names are hashed again where it matters).
@@ -44,9 +44,9 @@ impl SymbolRepr {
         start..start + self.name_len as usize
     }
 
-    /// Whether it is a generic template (symbol flag 0x10).
+    /// Whether it is a generic template ([`SymbolFlags::TEMPLATE`]).
     pub const fn is_template(&self) -> bool {
-        self.flags & SYMBOL_FLAG_TEMPLATE != 0
+        self.flags.contains(SymbolFlags::TEMPLATE)
     }
 
     /// Whether other modules may see it ([`Symbol::is_exported`]'s rule).
@@ -161,8 +161,9 @@ impl<'a> Module<'a> {
         if name_len == 0 && Symbol::must_be_named(binding) {
             return Err(V::broken(|| Error::new(ErrorKind::UnnamedSymbol { symbol: index }, at())));
         }
-        let (value, size, flags) = (view.value(), view.size(), view.flags());
-        let is_template = flags & SYMBOL_FLAG_TEMPLATE != 0;
+        let (value, size) = (view.value(), view.size());
+        let flags = SymbolFlags::from_bits_retain(view.flags());
+        let is_template = flags.contains(SymbolFlags::TEMPLATE);
         let kind = SymbolKind::of_entry(self.dialect, declared, binding, value, size, is_template);
         let target = match is_template {
             true => SymbolTarget::None,
@@ -289,7 +290,8 @@ mod tests {
         let mut b = ModuleBuilder::new(dialect);
         b.add_code(b".text", &[0xC3; 32]);
         if dialect.has_symbol_extension() {
-            b.add_section(SectionSpec::new(SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+            let flags = SectionFlags::READ | SectionFlags::WRITE;
+            b.add_section(SectionSpec::new(SectionType::Data, b".data", flags, alloc::vec![0; 16], 8));
         }
         b.add_symbol(SymbolSpec::function(b"f", 8, 4));
         b.add_symbol(SymbolSpec::import(b"outside"));

@@ -21,7 +21,8 @@ impl<'a> Module<'a> {
         let mut end = section_len;
         for symbol in (0..self.header.symbol_count).filter_map(|i| self.symbol_view(i)) {
             let other = symbol.template_offset();
-            if symbol.flags() & SYMBOL_FLAG_TEMPLATE != 0 && other > offset && other < end {
+            let is_template = SymbolFlags::from_bits_retain(symbol.flags()).contains(SymbolFlags::TEMPLATE);
+            if is_template && other > offset && other < end {
                 end = other;
             }
         }

@@ -1,7 +1,7 @@
 //! The module header: 128 bytes packed (S128), 96 bytes C layout (R96), 72 bytes (R72).
 
 use super::{le_field, MAGIC};
-use crate::kinds::FLAG_EXECUTABLE;
+use crate::kinds::ModuleFlags;
 use crate::Dialect;
 
 /// Byte offsets of every header field, per dialect (`None`: the dialect has no such field).
@@ -182,7 +182,7 @@ impl<'a> HeaderView<'a> {
         le_field!(self.bytes, u8, common::ARCH)
     }
 
-    /// Module flags.
+    /// Module flags as stored (their meaning: [`ModuleFlags`]).
     pub fn flags(&self) -> u32 {
         le_field!(self.bytes, u32, common::FLAGS)
     }
@@ -236,7 +236,8 @@ pub struct Header {
     pub version_minor: u8,
     pub platform: u8,
     pub arch: u8,
-    pub flags: u32,
+    /// The module flags as stored (bits no flag names kept).
+    pub flags: ModuleFlags,
     pub compression: u8,
     pub compression_level: u8,
     pub section_count: u32,
@@ -264,7 +265,7 @@ impl Header {
             version_minor: view.version_minor(),
             platform: view.platform(),
             arch: view.arch(),
-            flags: view.flags(),
+            flags: ModuleFlags::from_bits_retain(view.flags()),
             compression: view.compression().unwrap_or(0),
             compression_level: view.compression_level().unwrap_or(0),
             section_count: view.section_count(),
@@ -285,9 +286,9 @@ impl Header {
         }
     }
 
-    /// Whether the module has an entry point (flag 0x01).
+    /// Whether the module has an entry point ([`ModuleFlags::EXECUTABLE`]).
     pub const fn is_executable(&self) -> bool {
-        self.flags & FLAG_EXECUTABLE != 0
+        self.flags.contains(ModuleFlags::EXECUTABLE)
     }
 }
 
@@ -302,7 +303,7 @@ pub(crate) fn encode(out: &mut [u8], dialect: Dialect, header: &Header) {
     put(common::VERSION_MINOR, &[header.version_minor]);
     put(common::PLATFORM, &[header.platform]);
     put(common::ARCH, &[header.arch]);
-    put(common::FLAGS, &header.flags.to_le_bytes());
+    put(common::FLAGS, &header.flags.bits().to_le_bytes());
     put(f.section_count, &header.section_count.to_le_bytes());
     put(f.section_table_offset, &header.section_table_offset.to_le_bytes());
     put(f.symbol_table_offset, &header.symbol_table_offset.to_le_bytes());

@@ -45,7 +45,7 @@ impl<'a> SectionView<'a> {
         le_field!(self.bytes, u8, field::SECTION_TYPE)
     }
 
-    /// Flags: 0x1 read, 0x2 write, 0x4 exec.
+    /// Flags as stored (their meaning: [`crate::kinds::SectionFlags`]).
     pub fn flags(&self) -> u32 {
         le_field!(self.bytes, u32, field::FLAGS)
     }

@@ -96,7 +96,7 @@ impl<'a> SymbolView<'a> {
         self.head[field::VISIBILITY]
     }
 
-    /// Symbol flags (layout phase, template, ...).
+    /// Symbol flags as stored (layout phase, template, ...: [`crate::kinds::SymbolFlags`]).
     #[inline(always)]
     pub fn flags(&self) -> u8 {
         self.head[field::FLAGS]

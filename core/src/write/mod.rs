@@ -12,7 +12,7 @@
 //! Sections appear in the order they were added, followed by the generated ones:
 //! `template_code` (12), `template_meta` (13), `note.sdn` (13, size 0, its offset pointing at
 //! the text that ends with `# END_NOTE`), then, with data relocations, `.rela.data` (5, flag
-//! [`crate::kinds::SECTION_RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
+//! [`SectionFlags::RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
 //! then `.rela` (5) holding every code relocation.
 //! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
 
@@ -28,8 +28,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::kinds::{
-    CallArray, RelocKind, SectionType, SymbolKind, CALL_ARRAY_ENTRY, FLAG_EXECUTABLE, FLAG_HAS_NOTE_SDN,
-    FLAG_HAS_STUB, SECTION_EXEC, SECTION_READ, SECTION_WRITE, SYMBOL_FLAG_TEMPLATE,
+    CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };
 use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
@@ -160,19 +159,19 @@ impl ModuleBuilder {
 
     /// Adds a code section with an explicit alignment.
     pub fn add_code_aligned(&mut self, name: &[u8], code: &[u8], alignment: u64) -> u32 {
-        let flags = SECTION_READ | SECTION_EXEC;
+        let flags = SectionFlags::READ | SectionFlags::EXEC;
         self.add_section(SectionSpec::new(SectionType::Code, name, flags, code.to_vec(), alignment))
     }
 
     /// Adds a writable data section (alignment 8).
     pub fn add_data(&mut self, name: &[u8], data: &[u8]) -> u32 {
-        let flags = SECTION_READ | SECTION_WRITE;
+        let flags = SectionFlags::READ | SectionFlags::WRITE;
         self.add_section(SectionSpec::new(SectionType::Data, name, flags, data.to_vec(), 8))
     }
 
     /// Adds a read-only data section (alignment 8).
     pub fn add_rodata(&mut self, name: &[u8], data: &[u8]) -> u32 {
-        self.add_section(SectionSpec::new(SectionType::RoData, name, SECTION_READ, data.to_vec(), 8))
+        self.add_section(SectionSpec::new(SectionType::RoData, name, SectionFlags::READ, data.to_vec(), 8))
     }
 
     /// Adds a constructor or destructor array (`docs/format.md`, "Constructors and
@@ -185,7 +184,7 @@ impl ModuleBuilder {
             CallArray::Destructors => b".fini_array",
         };
         let size = functions.len() * CALL_ARRAY_ENTRY;
-        let flags = SECTION_READ | array.flag();
+        let flags = SectionFlags::READ | array.flag();
         let section = self.add_section(SectionSpec::new(SectionType::RoData, name, flags, vec![0; size], 8));
         for (i, &(symbol, addend)) in functions.iter().enumerate() {
             let offset = (i * CALL_ARRAY_ENTRY) as u64;
@@ -196,7 +195,7 @@ impl ModuleBuilder {
 
     /// Adds a bss section of `size` zero bytes (alignment 8).
     pub fn add_bss(&mut self, name: &[u8], size: u64) -> u32 {
-        let flags = SECTION_READ | SECTION_WRITE;
+        let flags = SectionFlags::READ | SectionFlags::WRITE;
         let mut spec = SectionSpec::new(SectionType::Bss, name, flags, Vec::new(), 8);
         spec.virtual_size = size;
         self.add_section(spec)
@@ -278,7 +277,7 @@ impl ModuleBuilder {
         };
         let offset = self.add_template(spec);
         self.add_symbol(SymbolSpec {
-            flags: SYMBOL_FLAG_TEMPLATE,
+            flags: SymbolFlags::TEMPLATE,
             template_param_count: params,
             template_offset: offset,
             ..SymbolSpec::new(&name, kind, 0, 0)
@@ -351,14 +350,20 @@ impl ModuleBuilder {
         if !self.templates.is_empty() {
             let data = self.template_code();
             all.push((
-                SectionSpec::new(SectionType::TemplateCode, b"template_code", SECTION_READ, data, 1),
+                SectionSpec::new(SectionType::TemplateCode, b"template_code", SectionFlags::READ, data, 1),
                 false,
             ));
         }
         if let Some(meta) = &self.template_meta {
             let data = Self::template_meta_bytes(meta);
             all.push((
-                SectionSpec::new(SectionType::TemplateMeta, TEMPLATE_META_SECTION, SECTION_READ, data, 1),
+                SectionSpec::new(
+                    SectionType::TemplateMeta,
+                    TEMPLATE_META_SECTION,
+                    SectionFlags::READ,
+                    data,
+                    1,
+                ),
                 false,
             ));
         }
@@ -370,7 +375,7 @@ impl ModuleBuilder {
             data.extend_from_slice(TERMINATOR);
             data.push(b'\n');
             all.push((
-                SectionSpec::new(SectionType::TemplateMeta, NOTE_SDN_SECTION, SECTION_READ, data, 1),
+                SectionSpec::new(SectionType::TemplateMeta, NOTE_SDN_SECTION, SectionFlags::READ, data, 1),
                 true,
             ));
         }
@@ -416,7 +421,7 @@ impl ModuleBuilder {
                 sym_type: spec.kind.to_wire(self.dialect),
                 binding: spec.binding.to_wire(),
                 visibility: spec.visibility,
-                flags: spec.flags,
+                flags: spec.flags.bits(),
                 value: spec.value,
                 size: spec.size,
                 template_param_count: spec.template_param_count,
@@ -503,7 +508,7 @@ impl ModuleBuilder {
             let virtual_size = if *is_note { 0 } else { spec.virtual_size.max(recorded) };
             let fields = SectionFields {
                 section_type: spec.section_type.to_wire(),
-                flags: spec.flags,
+                flags: spec.flags.bits(),
                 offset,
                 size: recorded,
                 virtual_size,
@@ -524,17 +529,17 @@ impl ModuleBuilder {
             self.symbols.iter().filter(|s| crate::module::Symbol::visible_outside(s.kind, s.binding)).count();
         h.exported_count = sat_u32(h_exported);
         if let Some(entry) = self.entry_point {
-            h.flags |= FLAG_EXECUTABLE;
+            h.flags |= ModuleFlags::EXECUTABLE;
             h.entry_point = entry;
         }
         if self.note_sdn.is_some() {
-            h.flags |= FLAG_HAS_NOTE_SDN;
+            h.flags |= ModuleFlags::HAS_NOTE_SDN;
         }
         let stub = u32::try_from(base).map_err(|_| BuildError::TooLarge)?;
         h.stub_size = stub;
         h.smf_data_offset = stub;
         if stub > 0 {
-            h.flags |= FLAG_HAS_STUB;
+            h.flags |= ModuleFlags::HAS_STUB;
         }
         let mut header_bytes = vec![0u8; header_size];
         header::encode(&mut header_bytes, dialect, &h);

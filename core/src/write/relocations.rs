@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::specs::{DataSite, RelocSpec};
 use super::{BuildError, ModuleBuilder, SectionSpec};
-use crate::kinds::{RelocKind, SectionType, SECTION_READ, SECTION_RELOCATES_DATA};
+use crate::kinds::{RelocKind, SectionFlags, SectionType};
 use crate::module::{DataLayout, DataRegion};
 use crate::wire::relocation::{self, RELOCATION_ENTRY_SIZE};
 
@@ -28,12 +28,18 @@ impl ModuleBuilder {
                 entries.insert(0, marker);
             }
             let data = self.relocation_bytes(&entries)?;
-            let flags = SECTION_READ | SECTION_RELOCATES_DATA;
+            let flags = SectionFlags::READ | SectionFlags::RELOCATES_DATA;
             sections.push(SectionSpec::new(SectionType::Relocations, b".rela.data", flags, data, 8));
         }
         if !self.relocations.is_empty() {
             let data = self.relocation_bytes(&self.relocations)?;
-            sections.push(SectionSpec::new(SectionType::Relocations, b".rela", 0, data, 8));
+            sections.push(SectionSpec::new(
+                SectionType::Relocations,
+                b".rela",
+                SectionFlags::empty(),
+                data,
+                8,
+            ));
         }
         Ok(sections)
     }

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{ModuleBuilder, SymbolSpec, TemplateSpec};
-use crate::kinds::{Binding, RelocKind};
+use crate::kinds::{Binding, RelocKind, SectionFlags};
 use crate::template::{MetaCategory, TemplateKind};
 use crate::Dialect;
 
@@ -52,9 +52,20 @@ pub fn data_pointers(dialect: Dialect) -> Vec<u8> {
     b.add_code(b".text", &RETURN_42);
     let mut rodata = b"hello\0".to_vec();
     rodata.resize(20, 0);
-    let ro = b.add_section(super::SectionSpec::new(crate::SectionType::RoData, b".rodata", 1, rodata, 8));
-    let rw =
-        b.add_section(super::SectionSpec::new(crate::SectionType::Data, b".data", 3, alloc::vec![0; 16], 8));
+    let ro = b.add_section(super::SectionSpec::new(
+        crate::SectionType::RoData,
+        b".rodata",
+        SectionFlags::READ,
+        rodata,
+        8,
+    ));
+    let rw = b.add_section(super::SectionSpec::new(
+        crate::SectionType::Data,
+        b".data",
+        SectionFlags::READ | SectionFlags::WRITE,
+        alloc::vec![0; 16],
+        8,
+    ));
     let main = b.add_symbol(SymbolSpec::function(b"main", 0, RETURN_42.len() as u64));
     b.entry_point(0);
     let text = match dialect {

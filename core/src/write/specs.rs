@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::kinds::{Binding, RelocKind, SectionType, SymbolKind};
+use crate::kinds::{Binding, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind};
 use crate::template::TemplateKind;
 use crate::Dialect;
 
@@ -72,8 +72,8 @@ pub struct SectionSpec {
     pub section_type: SectionType,
     /// Name (at most 16 bytes are kept).
     pub name: Vec<u8>,
-    /// Flags (read 0x1, write 0x2, exec 0x4).
-    pub flags: u32,
+    /// Flags.
+    pub flags: SectionFlags,
     /// Payload.
     pub data: Vec<u8>,
     /// Bytes in memory (at least `data.len()`; more is zero-filled).
@@ -84,7 +84,13 @@ pub struct SectionSpec {
 
 impl SectionSpec {
     /// A section of `section_type` holding `data`.
-    pub fn new(section_type: SectionType, name: &[u8], flags: u32, data: Vec<u8>, alignment: u64) -> Self {
+    pub fn new(
+        section_type: SectionType,
+        name: &[u8],
+        flags: SectionFlags,
+        data: Vec<u8>,
+        alignment: u64,
+    ) -> Self {
         let virtual_size = data.len() as u64;
         Self { section_type, name: name.to_vec(), flags, data, virtual_size, alignment }
     }
@@ -102,7 +108,7 @@ pub struct SymbolSpec {
     /// Visibility byte.
     pub visibility: u8,
     /// Symbol flags.
-    pub flags: u8,
+    pub flags: SymbolFlags,
     /// Value (code offset, or offset in `section`).
     pub value: u64,
     /// Size.
@@ -125,7 +131,7 @@ impl SymbolSpec {
             kind,
             binding: Binding::Global,
             visibility: 0,
-            flags: 0,
+            flags: SymbolFlags::empty(),
             value,
             size,
             section: None,

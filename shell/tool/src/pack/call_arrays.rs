@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use object::{Object, ObjectSection, SectionIndex};
-use smf_core::kinds::SECTION_READ;
+use smf_core::kinds::SectionFlags;
 use smf_core::write::{ModuleBuilder, SectionSpec};
 use smf_core::{CallArray, SectionType};
 
@@ -133,7 +133,7 @@ pub(super) fn merge(
             CallArray::Constructors => b".init_array",
             CallArray::Destructors => b".fini_array",
         };
-        let flags = SECTION_READ | array.flag();
+        let flags = SectionFlags::READ | array.flag();
         // The entries lie in the objects read, so their total fits in memory.
         let zeros = vec![0; usize::try_from(total * ENTRY).unwrap_or_default()];
         let section = builder.add_section(SectionSpec::new(SectionType::RoData, name, flags, zeros, ENTRY));

@@ -4,7 +4,7 @@
 
 use object::ObjectSection;
 use smf_core::write::SymbolSpec;
-use smf_core::SectionType;
+use smf_core::{SectionFlags, SectionType};
 
 use super::elf::{is_read_only_data, is_relro_name};
 
@@ -25,8 +25,8 @@ pub(super) fn data_spec(
     bss: u64,
 ) -> smf_core::write::SectionSpec {
     let flags = match kind {
-        SectionType::RoData => smf_core::kinds::SECTION_READ,
-        _ => smf_core::kinds::SECTION_READ | smf_core::kinds::SECTION_WRITE,
+        SectionType::RoData => SectionFlags::READ,
+        _ => SectionFlags::READ | SectionFlags::WRITE,
     };
     let mut spec =
         smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));

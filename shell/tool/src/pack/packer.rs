@@ -11,7 +11,7 @@ use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionIndex, SectionKind,
     SymbolIndex, SymbolSection,
 };
-use smf_core::kinds::{SECTION_EXEC, SECTION_READ};
+use smf_core::kinds::SectionFlags;
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Binding, Dialect, RelocKind, SectionType};
 
@@ -237,9 +237,9 @@ impl<'d, 'f> Packer<'d, 'f> {
                     false,
                     format!("packed {name} into the code image (read-only data with relocations)"),
                 );
-                SECTION_READ
+                SectionFlags::READ
             } else {
-                SECTION_READ | SECTION_EXEC
+                SectionFlags::READ | SectionFlags::EXEC
             };
             let mut spec = SectionSpec::new(
                 SectionType::Code,
@@ -266,7 +266,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         let section = self.builder.add_section(SectionSpec::new(
             SectionType::Code,
             b".smf.finalize",
-            SECTION_READ | SECTION_EXEC,
+            SectionFlags::READ | SectionFlags::EXEC,
             code,
             16,
         ));

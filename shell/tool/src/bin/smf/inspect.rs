@@ -5,13 +5,11 @@
 
 use std::fmt::Write as _;
 
-use smf_core::kinds::{
-    arch_name, module_flag_names, platform_name, SECTION_EXEC, SECTION_READ, SECTION_WRITE,
-};
+use smf_core::kinds::{arch_name, platform_name};
 use smf_core::module::SymbolTarget;
 use smf_core::note_sdn::NoteSdn;
 use smf_core::template::TemplateEntry;
-use smf_core::{CallArray, HeaderPlacement, Module, SectionType};
+use smf_core::{CallArray, HeaderPlacement, Module, SectionFlags, SectionType};
 
 use serde_json::Value as Json;
 
@@ -32,9 +30,11 @@ fn section_type_text(section: &smf_core::Section<'_>) -> String {
     }
 }
 
-fn rwx(flags: u32) -> String {
-    let bit = |mask: u32, c: char| if flags & mask != 0 { c } else { '-' };
-    [bit(SECTION_READ, 'r'), bit(SECTION_WRITE, 'w'), bit(SECTION_EXEC, 'x')].iter().collect()
+fn rwx(flags: SectionFlags) -> String {
+    let bit = |flag: SectionFlags, c: char| if flags.contains(flag) { c } else { '-' };
+    [bit(SectionFlags::READ, 'r'), bit(SectionFlags::WRITE, 'w'), bit(SectionFlags::EXEC, 'x')]
+        .iter()
+        .collect()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -168,8 +168,8 @@ fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
     let _ = writeln!(
         out,
         "  Flags:          {:#06x} [{}]",
-        h.flags,
-        module_flag_names(h.flags).collect::<Vec<_>>().join(", ")
+        h.flags.bits(),
+        h.flags.names().collect::<Vec<_>>().join(", ")
     );
     let entry = if h.is_executable() { format!("{:#x}", h.entry_point) } else { "none".to_owned() };
     let _ = writeln!(out, "  Entry point:    {entry}");
@@ -229,7 +229,7 @@ fn symbols_text(out: &mut String, module: &Module<'_>) {
             s.size,
             s.kind.name(),
             s.binding.name(),
-            s.flags,
+            s.flags.bits(),
             s.template_param_count,
             text(s.name),
         );
@@ -327,7 +327,7 @@ pub(crate) fn report_json(module: &Module<'_>) -> Json {
         ("version", Json::String(format!("{}.{}", h.version_major, h.version_minor))),
         ("platform", Json::from(u64::from(h.platform))),
         ("arch", Json::from(u64::from(h.arch))),
-        ("flags", Json::from(u64::from(h.flags))),
+        ("flags", Json::from(u64::from(h.flags.bits()))),
         ("executable", Json::Bool(h.is_executable())),
         ("entry_point", Json::from(h.entry_point)),
         ("stub_size", Json::from(u64::from(h.stub_size))),
@@ -355,7 +355,7 @@ fn sections_json(module: &Module<'_>) -> Json {
                     ("name", bytes(s.name)),
                     ("type", Json::from(u64::from(s.section_type.to_wire()))),
                     ("type_name", Json::String(section_type_name(s.section_type))),
-                    ("flags", Json::from(u64::from(s.flags))),
+                    ("flags", Json::from(u64::from(s.flags.bits()))),
                     (
                         "call_array",
                         CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
@@ -387,7 +387,7 @@ fn symbols_json(module: &Module<'_>) -> Json {
                     ("binding", Json::String(s.binding.name().to_owned())),
                     ("value", Json::from(s.value)),
                     ("size", Json::from(s.size)),
-                    ("flags", Json::from(u64::from(s.flags))),
+                    ("flags", Json::from(u64::from(s.flags.bits()))),
                     ("template_param_count", Json::from(u64::from(s.template_param_count))),
                     ("section", section),
                     ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
