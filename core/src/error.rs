@@ -51,6 +51,38 @@ pub enum CallArrayProblem {
     NoMarker,
 }
 
+/// Which rule an unwind table section breaks ([`ErrorKind::BadUnwindTable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnwindProblem {
+    /// Not a rodata section (the table is read-only once relocated).
+    NotReadOnlyData,
+    /// A record whose length runs past the section (at this offset in the section).
+    RecordOutside {
+        /// The record's offset in the section.
+        at: u64,
+    },
+    /// The records do not end with a zero length in the section's last four bytes (the
+    /// terminator an unwinder stops at), or its virtual size differs from its size.
+    NoTerminator,
+    /// The module lacks the extension marker (its pointers need data relocations).
+    NoMarker,
+}
+
+impl UnwindProblem {
+    const fn describe(self) -> &'static str {
+        match self {
+            UnwindProblem::NotReadOnlyData => "must be a rodata section",
+            UnwindProblem::RecordOutside { .. } => "has a record running past its end",
+            UnwindProblem::NoTerminator => {
+                "must end with a zero-length record in its last four bytes (virtual size = size)"
+            }
+            UnwindProblem::NoMarker => {
+                "needs the data relocations marker (its pointers are data relocations)"
+            }
+        }
+    }
+}
+
 impl CallArrayProblem {
     const fn describe(self) -> &'static str {
         match self {
@@ -212,6 +244,14 @@ pub enum ErrorKind {
         /// The data relocation section's index.
         index: u32,
     },
+    /// An unwind table section (flagged `SectionFlags::UNWIND`) breaking a rule of the
+    /// extension (`docs/format.md`, "Unwind tables").
+    BadUnwindTable {
+        /// The section's index.
+        index: u32,
+        /// Which rule.
+        problem: UnwindProblem,
+    },
     /// A constructor or destructor array section (flagged `SectionFlags::CONSTRUCTORS` or
     /// `SectionFlags::DESTRUCTORS`) that breaks a rule of the extension.
     BadCallArray {
@@ -343,6 +383,14 @@ impl fmt::Display for ErrorKind {
                 f,
                 "section {index}: data relocations without the marker entry that makes older loaders refuse the module"
             ),
+            BadUnwindTable { index, problem: UnwindProblem::RecordOutside { at } } => write!(
+                f,
+                "section {index}: an unwind table {} (record at {at:#x})",
+                UnwindProblem::RecordOutside { at }.describe()
+            ),
+            BadUnwindTable { index, problem } => {
+                write!(f, "section {index}: an unwind table {}", problem.describe())
+            }
             BadCallArray { index, problem } => {
                 write!(f, "section {index}: a constructor or destructor array {}", problem.describe())
             }

@@ -90,7 +90,7 @@ pub mod wire;
 pub mod write;
 
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{CallArrayProblem, Error, ErrorKind, Result};
+pub use error::{CallArrayProblem, Error, ErrorKind, Result, UnwindProblem};
 pub use fnv::fnv1a;
 pub use kinds::{
     Binding, CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind,

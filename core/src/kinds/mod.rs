@@ -33,6 +33,10 @@ bitflags::bitflags! {
         /// A rodata section that is an array of destructors, run in reverse order when the
         /// module is released (our extension, as [`SectionFlags::CONSTRUCTORS`]).
         const DESTRUCTORS = 0x400;
+        /// A rodata section that holds unwind tables: call frame information in the `.eh_frame`
+        /// format, registered with the process's unwinder while the module is loaded (our
+        /// extension: `docs/format.md`, "Unwind tables").
+        const UNWIND = 0x800;
     }
 }
 

@@ -22,6 +22,7 @@ mod records;
 mod staged;
 mod symbols;
 mod template_symbols;
+pub mod unwind;
 mod validate;
 
 pub use crate::wire::Header;
@@ -34,7 +35,7 @@ pub(crate) use layout::DataLayout;
 
 use crate::bytes::range_within;
 use crate::detect::{self, Candidate};
-use crate::error::{CallArrayProblem, Error, ErrorKind, Result};
+use crate::error::{CallArrayProblem, Error, ErrorKind, Result, UnwindProblem};
 use crate::kinds::{
     Binding, CallArray, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };
@@ -98,6 +99,8 @@ pub struct Module<'a> {
     data_relocations_marker: bool,
     /// Number of constructor and destructor array sections.
     call_arrays: u32,
+    /// Number of unwind table sections.
+    unwind_tables: u32,
     import_count: u32,
     note: Option<&'a str>,
     template_code: Option<TemplateCode<'a>>,
@@ -285,6 +288,17 @@ impl<'a> Module<'a> {
     /// Number of constructor and destructor array sections.
     pub const fn call_array_count(&self) -> u32 {
         self.call_arrays
+    }
+
+    /// The unwind table sections ([`unwind`]), in table order, with their place in the data
+    /// image (validated: rodata, records tiling them up to the terminator).
+    pub fn unwind_tables(&self) -> impl Iterator<Item = DataPlacement<'a>> + '_ {
+        self.data_sections().filter(|p| p.section.flags.contains(SectionFlags::UNWIND))
+    }
+
+    /// Number of unwind table sections.
+    pub const fn unwind_table_count(&self) -> u32 {
+        self.unwind_tables
     }
 
     /// The note.sdn text (without its terminator), if the module has one.

@@ -91,6 +91,7 @@ impl<'a> Module<'a> {
             writable_data_start: 0,
             data_relocations_marker: false,
             call_arrays: 0,
+            unwind_tables: 0,
             import_count: 0,
             note: None,
             template_code: None,
@@ -112,6 +113,8 @@ impl<'a> Module<'a> {
         let mut data_relocations: Option<u32> = None;
         let mut call_arrays: u32 = 0;
         let mut first_call_array: Option<u32> = None;
+        let mut unwind_tables: u32 = 0;
+        let mut first_unwind_table: Option<u32> = None;
         let got_kinds = RelocKind::got_wire_table(self.dialect);
         for index in 0..self.header.section_count {
             let section = self.decode_section(index)?;
@@ -132,6 +135,13 @@ impl<'a> Module<'a> {
                 Err(problem) => {
                     return Err(Error::new(ErrorKind::BadCallArray { index, problem }, entry_offset));
                 }
+            }
+            if section.flags.contains(SectionFlags::UNWIND) {
+                check_unwind_table(&section).map_err(|problem| {
+                    Error::new(ErrorKind::BadUnwindTable { index, problem }, entry_offset)
+                })?;
+                unwind_tables += 1;
+                first_unwind_table = first_unwind_table.or(Some(index));
             }
             match section.section_type {
                 SectionType::Code => {
@@ -216,6 +226,7 @@ impl<'a> Module<'a> {
         self.got_relocation_count = got_relocations;
         self.data_relocations_marker = first_is_marker;
         self.call_arrays = call_arrays;
+        self.unwind_tables = unwind_tables;
         // The alignment is a power of two up to 64 KiB; the sum fits unless the caller's image
         // limit is near u64::MAX.
         self.writable_data_start = layout.writable_start().ok_or(Error::new(
@@ -228,6 +239,10 @@ impl<'a> Module<'a> {
         }
         if let Some(index) = first_call_array.filter(|_| !first_is_marker) {
             let kind = ErrorKind::BadCallArray { index, problem: CallArrayProblem::NoMarker };
+            return Err(Error::new(kind, self.section_entry_offset(index)));
+        }
+        if let Some(index) = first_unwind_table.filter(|_| !first_is_marker) {
+            let kind = ErrorKind::BadUnwindTable { index, problem: UnwindProblem::NoMarker };
             return Err(Error::new(kind, self.section_entry_offset(index)));
         }
         Ok(())
@@ -399,6 +414,18 @@ fn check_call_array(section: &Section<'_>) -> core::result::Result<Option<CallAr
         return Err(CallArrayProblem::Alignment);
     }
     Ok(Some(array))
+}
+
+/// The rules of an unwind table section: rodata, its virtual size its size, records tiling it
+/// up to the terminator ([`super::unwind`]).
+fn check_unwind_table(section: &Section<'_>) -> core::result::Result<(), UnwindProblem> {
+    if section.section_type != SectionType::RoData {
+        return Err(UnwindProblem::NotReadOnlyData);
+    }
+    if section.virtual_size != section.size {
+        return Err(UnwindProblem::NoTerminator);
+    }
+    super::unwind::check_records(section.data)
 }
 
 /// The note.sdn section's entry as the format has it: type 13 (or 7, the type S128 gives its

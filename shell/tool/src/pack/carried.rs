@@ -41,8 +41,8 @@ pub(super) fn data_spec(
 pub(super) enum Patched {
     /// The code image, where the section starts at `base`, in this SMF section.
     Code { base: u64, section: u32 },
-    /// This SMF data section.
-    Data { section: u32 },
+    /// This SMF data section, from this offset in it (a part of a merged section).
+    Data { section: u32, base: u64 },
 }
 
 /// How an ELF section is carried over.

@@ -1,7 +1,8 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
-//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `error.rs` one
+//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
+//! tables, `error.rs` one
 //! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
 //! [`PackFailure`]; `covering.rs` the function or variable a problem is in).
 //!
@@ -23,7 +24,9 @@
 //!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`);
 //!   code that refers to `__dso_handle` (C++ objects with destructors) gets crtbegin's
 //!   finalizer, `__cxa_finalize(__dso_handle)` at release.
-//! - Unwind tables, notes, comments and debug info are dropped with a [`Note`]; anything
+//! - Every object's unwind tables (`.eh_frame`) merge into the module's one unwind table
+//!   (`unwind.rs`; R72, without data sections, drops them with a [`Note`]).
+//! - Notes, comments and debug info are dropped with a [`Note`]; anything
 //!   that cannot be represented (thread-local storage, `.preinit_array`, instruction relocation
 //!   kinds in data, other relocation types) is a problem naming it, its object and the function
 //!   or variable it is in; packing goes on to find every problem, and fails with all of them.
@@ -40,6 +43,7 @@ mod error;
 mod packer;
 mod problems;
 mod relax;
+mod unwind;
 
 pub use error::{PackError, Site};
 pub use packer::pack;

@@ -19,6 +19,7 @@ use super::call_arrays::{self, call_array_of, ArraySlot};
 use super::carried::{data_spec, is_read_only, Carried, Patched};
 use super::covering::Covering;
 use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind, Refused};
+use super::unwind::{self, is_unwind_table};
 use super::{Note, PackError, PackFailure, Problem, Site};
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
@@ -49,6 +50,11 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
         packer.problems.push(Problem { object: names[f].to_owned(), error })
     });
     packer.call_arrays = merged.slots;
+    if dialect.has_symbol_extension() {
+        packer.unwind = unwind::merge(&files, &mut packer.builder, &mut |f, error| {
+            packer.problems.push(Problem { object: names[f].to_owned(), error })
+        });
+    }
     if let Some(array) = merged.finalizer_entry {
         packer.add_finalizer(array);
     }
@@ -91,6 +97,8 @@ struct Packer<'d, 'f> {
     placed: HashMap<(usize, SectionIndex), Carried>,
     /// Where each constructor or destructor array section's entries went.
     call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
+    /// Where each object's unwind tables went in the module's one table.
+    unwind: unwind::Parts,
     /// The module's `__dso_handle` (its finalizer), when its code refers to it.
     dso_handle: Option<u32>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
@@ -133,6 +141,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             builder: ModuleBuilder::new(dialect),
             placed: HashMap::new(),
             call_arrays: HashMap::new(),
+            unwind: unwind::Parts::new(),
             dso_handle: None,
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
@@ -301,6 +310,9 @@ impl<'d, 'f> Packer<'d, 'f> {
         let file = &self.files[f];
         for section in file.sections() {
             let name = section.name().unwrap_or("");
+            if is_unwind_table(name) && self.dialect.has_symbol_extension() {
+                continue; // merged into the module's unwind table (`unwind::merge`)
+            }
             if let Some(what) = is_dropped(name) {
                 if section.size() > 0 && name.starts_with(".debug") {
                     debug_sections += 1;
@@ -517,8 +529,11 @@ impl<'d, 'f> Packer<'d, 'f> {
             }
             let placed = match self.placed.get(&(f, section.index())) {
                 Some(&Carried::Code { offset, section, .. }) => Patched::Code { base: offset, section },
-                Some(&Carried::Data { section }) => Patched::Data { section },
-                None => continue, // relocations of dropped sections (.eh_frame) go with them
+                Some(&Carried::Data { section }) => Patched::Data { section, base: 0 },
+                None => match self.unwind.get(&(f, section.index())) {
+                    Some(&(section, base)) => Patched::Data { section, base },
+                    None => continue, // relocations of dropped sections go with them
+                },
             };
             for (offset, relocation) in section.relocations() {
                 if let Err(refused) = self.add_relocation(f, placed, offset, &relocation) {
@@ -548,11 +563,11 @@ impl<'d, 'f> Packer<'d, 'f> {
         let symbol = self.relocation_symbol(f, relocation.target())?;
         let (base, code_section) = match placed {
             Patched::Code { base, section } => (base, section),
-            Patched::Data { section } => {
+            Patched::Data { section, base } => {
                 if !kind.applies_to_data() {
                     return Err(Refused::DataKind(kind));
                 }
-                self.builder.add_data_relocation(section, offset, symbol, kind, relocation.addend());
+                self.builder.add_data_relocation(section, base + offset, symbol, kind, relocation.addend());
                 return Ok(());
             }
         };

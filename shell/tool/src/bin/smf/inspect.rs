@@ -20,12 +20,14 @@ fn section_type_name(t: SectionType) -> String {
     }
 }
 
-/// A section's type as the text report shows it: constructor and destructor arrays marked.
+/// A section's type as the text report shows it: constructor and destructor arrays and unwind
+/// tables marked.
 fn section_type_text(section: &smf_core::Section<'_>) -> String {
     let name = section_type_name(section.section_type);
     match CallArray::of_flags(section.flags) {
         Ok(Some(CallArray::Constructors)) => format!("{name}:ctors"),
         Ok(Some(CallArray::Destructors)) => format!("{name}:dtors"),
+        _ if section.flags.contains(smf_core::SectionFlags::UNWIND) => format!("{name}:unwind"),
         _ => name,
     }
 }
@@ -360,6 +362,7 @@ fn sections_json(module: &Module<'_>) -> Json {
                         "call_array",
                         CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
                     ),
+                    ("unwind_table", Json::Bool(s.flags.contains(smf_core::SectionFlags::UNWIND))),
                     ("offset", Json::from(s.offset)),
                     ("size", Json::from(s.size)),
                     ("virtual_size", Json::from(s.virtual_size)),

@@ -1,0 +1,279 @@
+//! Unwind tables: call frame information in the `.eh_frame` format (the LSB's "Exception
+//! Frames"): records, each a 4-byte length (`0xffffffff`: an 8-byte length follows) and its
+//! contents, a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it
+//! describes), ended by a zero length.
+//!
+//! Two readers of one format: [`check_records`], the structure every module's table must have
+//! (records tiling the section, the terminator last), checked when a module is parsed; and
+//! [`fde_ranges`], what each FDE of a relocated table covers, which the loader checks against
+//! the module's code before the table is handed to the process's unwinder (an FDE claiming
+//! someone else's code would have the unwinder run this module's personality routine for
+//! frames not its own).
+
+use crate::error::UnwindProblem;
+
+/// One record of a table: where it starts, and its contents (after the length field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Record<'a> {
+    at: usize,
+    /// Where the contents start (after the 4 or 12 bytes of length).
+    body_at: usize,
+    body: &'a [u8],
+}
+
+/// The records of `table` up to its terminator, each with where it starts; an error where a
+/// length runs past the table or there is no terminator.
+fn records(table: &[u8]) -> impl Iterator<Item = Result<Record<'_>, UnwindProblem>> + '_ {
+    let mut at = 0usize;
+    let mut done = false;
+    core::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let outside = UnwindProblem::RecordOutside { at: at as u64 };
+        let Some(length) = crate::bytes::u32_at(table, at) else {
+            done = true;
+            return Some(Err(UnwindProblem::NoTerminator));
+        };
+        let (length, body_at) = match length {
+            0 => {
+                done = true;
+                return (at + 4 != table.len()).then_some(Err(UnwindProblem::NoTerminator));
+            }
+            0xffff_ffff => match crate::bytes::u64_at(table, at + 4).and_then(|l| usize::try_from(l).ok()) {
+                Some(length) => (length, at + 12),
+                None => {
+                    done = true;
+                    return Some(Err(outside));
+                }
+            },
+            length => (length as usize, at + 4),
+        };
+        let end = body_at.checked_add(length).filter(|&end| end <= table.len());
+        let Some(body) = end.and_then(|end| table.get(body_at..end)) else {
+            done = true;
+            return Some(Err(outside));
+        };
+        let record = Record { at, body_at, body };
+        at = body_at + length;
+        Some(Ok(record))
+    })
+}
+
+/// The structure a table must have: records tiling it, each within it, and the terminator in
+/// its last four bytes.
+pub(crate) fn check_records(table: &[u8]) -> Result<(), UnwindProblem> {
+    records(table).try_for_each(|record| record.map(|_| ()))
+}
+
+/// Why an FDE cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdeProblem {
+    /// Its CIE pointer names no CIE of the table.
+    NoCie,
+    /// A CIE it names, or the FDE itself, ends in the middle of a field.
+    Truncated,
+    /// A CIE version other than 1 and 3, or an augmentation this reader does not know.
+    Augmentation,
+    /// A pointer encoding this reader does not decode (relative to text, data or a function,
+    /// aligned, indirect).
+    Encoding(u8),
+    /// The range's end overflows.
+    Overflow,
+    /// The records themselves are malformed.
+    Records(UnwindProblem),
+}
+
+/// Every FDE of `table` (relocated, placed at address `addr`): the offset of its record and
+/// the range of code it describes, `start..start + len`.
+pub fn fde_ranges(
+    table: &[u8],
+    addr: u64,
+) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
+    records(table).filter_map(move |record| {
+        let record = match record {
+            Ok(record) => record,
+            Err(problem) => return Some((table.len(), Err(FdeProblem::Records(problem)))),
+        };
+        let id = crate::bytes::u32_at(record.body, 0)?;
+        // A CIE (id 0) describes no code.
+        (id != 0).then(|| (record.at, fde_range(table, addr, &record, id)))
+    })
+}
+
+/// What FDE `fde` (whose CIE pointer is `pointer`) covers.
+fn fde_range(table: &[u8], addr: u64, fde: &Record<'_>, pointer: u32) -> Result<(u64, u64), FdeProblem> {
+    // The CIE pointer is the distance back from the pointer field to the CIE's record: found
+    // as the unwinder finds it (no walk from the table's start, which would make a table of
+    // many FDEs cost their square), a whole record of the table with id 0.
+    let cie_at = fde.body_at.checked_sub(pointer as usize).ok_or(FdeProblem::NoCie)?;
+    let cie = records(table.get(cie_at..).ok_or(FdeProblem::NoCie)?).next();
+    let Some(Ok(cie)) = cie else { return Err(FdeProblem::NoCie) };
+    if cie.body.first_chunk::<4>() != Some(&[0; 4]) {
+        return Err(FdeProblem::NoCie);
+    }
+    let encoding = fde_encoding(cie.body)?;
+    let mut reader = Reader { bytes: fde.body, at: 4 };
+    let field_addr = addr.wrapping_add((fde.body_at + reader.at) as u64);
+    let start = reader.pointer(encoding)?;
+    let start = match encoding & 0x70 {
+        0x00 => start,
+        0x10 => field_addr.wrapping_add(start),
+        _ => return Err(FdeProblem::Encoding(encoding)),
+    };
+    let len = reader.pointer(encoding & 0x0f)?;
+    start.checked_add(len).ok_or(FdeProblem::Overflow)?;
+    Ok((start, len))
+}
+
+/// The FDE pointer encoding a CIE (its contents, after the length) gives: its augmentation's
+/// `R`, or an absolute 8-byte address without one.
+fn fde_encoding(cie: &[u8]) -> Result<u8, FdeProblem> {
+    let mut reader = Reader { bytes: cie, at: 4 };
+    let version = reader.u8()?;
+    if version != 1 && version != 3 {
+        return Err(FdeProblem::Augmentation);
+    }
+    let augmentation = reader.string()?;
+    reader.uleb()?; // code alignment
+    reader.uleb()?; // data alignment (signed; only skipped)
+    match version {
+        1 => drop(reader.u8()?),
+        _ => drop(reader.uleb()?),
+    }
+    let Some(letters) = augmentation.strip_prefix(b"z") else {
+        return if augmentation.is_empty() { Ok(0) } else { Err(FdeProblem::Augmentation) };
+    };
+    reader.uleb()?; // the augmentation data's length
+    let mut encoding = 0;
+    for &letter in letters {
+        match letter {
+            b'P' => {
+                let personality = reader.u8()?;
+                reader.pointer(personality & 0x0f)?;
+            }
+            b'L' => drop(reader.u8()?),
+            b'R' => encoding = reader.u8()?,
+            b'S' | b'B' => {}
+            _ => return Err(FdeProblem::Augmentation),
+        }
+    }
+    Ok(encoding)
+}
+
+/// Reads the fields of a record's contents.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], FdeProblem> {
+        let bytes =
+            self.bytes.get(self.at..).and_then(|b| b.first_chunk::<N>()).ok_or(FdeProblem::Truncated)?;
+        self.at += N;
+        Ok(*bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, FdeProblem> {
+        self.take::<1>().map(|[b]| b)
+    }
+
+    /// A NUL-terminated string (without the NUL).
+    fn string(&mut self) -> Result<&'a [u8], FdeProblem> {
+        let rest = self.bytes.get(self.at..).ok_or(FdeProblem::Truncated)?;
+        let len = rest.iter().position(|&b| b == 0).ok_or(FdeProblem::Truncated)?;
+        self.at += len + 1;
+        Ok(&rest[..len])
+    }
+
+    /// An unsigned LEB128 number (at most 10 bytes; a signed one reads the same way when only
+    /// skipped).
+    fn uleb(&mut self) -> Result<u64, FdeProblem> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(FdeProblem::Truncated)
+    }
+
+    /// A pointer in the value format of `encoding` (its low four bits), sign-extended.
+    fn pointer(&mut self, encoding: u8) -> Result<u64, FdeProblem> {
+        Ok(match encoding & 0x0f {
+            0x00 | 0x04 | 0x0c => u64::from_le_bytes(self.take()?),
+            0x02 => u64::from(u16::from_le_bytes(self.take()?)),
+            0x03 => u64::from(u32::from_le_bytes(self.take()?)),
+            0x0a => i16::from_le_bytes(self.take()?) as i64 as u64,
+            0x0b => i32::from_le_bytes(self.take()?) as i64 as u64,
+            0x01 => self.uleb()?,
+            _ => return Err(FdeProblem::Encoding(encoding)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table as gcc writes one for two functions: a CIE (augmentation "zR", FDE encoding
+    /// pcrel|sdata4) and two FDEs, padded, then the terminator.
+    fn table(first: i32, second: i32) -> alloc::vec::Vec<u8> {
+        let mut t = alloc::vec::Vec::new();
+        // CIE: length 20, id 0, version 1, "zR", code align 1, data align -8, ra 16, aug len 1, R = 0x1b.
+        t.extend_from_slice(&20u32.to_le_bytes());
+        t.extend_from_slice(&0u32.to_le_bytes());
+        t.extend_from_slice(&[1, b'z', b'R', 0, 1, 0x78, 16, 1, 0x1b, 0x0c, 7, 8, 0x90, 1, 0, 0]);
+        for (pc, len) in [(first, 0x10u32), (second, 0x20)] {
+            let at = t.len();
+            t.extend_from_slice(&20u32.to_le_bytes());
+            t.extend_from_slice(&u32::try_from(at + 4).unwrap().to_le_bytes()); // back to the CIE at 0
+            t.extend_from_slice(&pc.to_le_bytes());
+            t.extend_from_slice(&len.to_le_bytes());
+            t.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        t.extend_from_slice(&[0; 4]);
+        t
+    }
+
+    #[test]
+    fn records_tile_the_table_up_to_its_terminator() {
+        let good = table(0, 0);
+        assert_eq!(check_records(&good), Ok(()));
+        let mut no_end = good.clone();
+        no_end.truncate(no_end.len() - 4);
+        assert_eq!(check_records(&no_end), Err(UnwindProblem::NoTerminator));
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0; 4]);
+        assert_eq!(check_records(&trailing), Err(UnwindProblem::NoTerminator), "bytes after it");
+        let mut long = good.clone();
+        long[24..28].copy_from_slice(&500u32.to_le_bytes()); // the first FDE's length
+        assert_eq!(check_records(&long), Err(UnwindProblem::RecordOutside { at: 24 }));
+        let mut huge = good;
+        huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes()); // a 64-bit length follows,
+        huge[28..36].copy_from_slice(&(1u64 << 40).to_le_bytes()); // past the end
+        assert_eq!(check_records(&huge), Err(UnwindProblem::RecordOutside { at: 24 }));
+        assert_eq!(check_records(&[]), Err(UnwindProblem::NoTerminator));
+    }
+
+    #[test]
+    fn each_fde_covers_the_code_its_relocated_pointer_names() {
+        // The table at 0x1000: the first FDE's pc field at 0x1000 + 32 points back 0x20 bytes,
+        // the second's at 0x1000 + 56 forward 0x100.
+        let t = table(-0x20, 0x100);
+        let ranges: alloc::vec::Vec<_> = fde_ranges(&t, 0x1000).collect();
+        assert_eq!(ranges, [(24, Ok((0x1000, 0x10))), (48, Ok((0x1000 + 56 + 0x100, 0x20)))]);
+        let mut orphan = t.clone();
+        orphan[28..32].copy_from_slice(&100u32.to_le_bytes()); // a CIE pointer before the table
+        assert_eq!(fde_ranges(&orphan, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::NoCie)));
+        let mut textrel = t.clone();
+        textrel[16] = 0x2b; // the CIE's R: textrel|sdata4
+        assert_eq!(fde_ranges(&textrel, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Encoding(0x2b))));
+        let mut unknown = t;
+        unknown[10] = b'X'; // "zX": an augmentation letter this reader does not know
+        assert_eq!(fde_ranges(&unknown, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
+    }
+}
