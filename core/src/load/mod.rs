@@ -20,6 +20,7 @@ mod calls;
 mod error;
 mod exports;
 mod fallible;
+mod kept_templates;
 mod layout;
 mod link;
 mod place;
@@ -28,7 +29,6 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
-mod kept_templates;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -44,13 +44,13 @@ pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
 use calls::Calls;
+use kept_templates::Templates;
 use layout::Layout;
 use link::{Placed, RegionBases};
 use place::Image;
 use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
-use kept_templates::Templates;
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
