@@ -46,7 +46,7 @@ impl KeyedHasher {
 
     /// The hash of `bytes` written at once (one [`Hasher::write`]; a slice's `Hash` would
     /// write its length first, which the loader's names do not need): SipHash-1-3 in one pass
-    /// ([`sip13`]), equal to the streaming [`KeyedState`]'s.
+    /// (`sip13`, below), equal to the streaming [`KeyedState`]'s.
     #[inline(always)]
     pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
         sip13(self.k0, self.k1, bytes)
