@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use smf::cache::ModuleCache;
 use smf::jit::{CompileError, Compiler, Jit, Request};
 use smf::loader::ModuleError;
-use smf_core::jit::{JitConfig, JitError};
+use smf_core::jit::{CompileFailure, JitConfig, JitError};
 use smf_core::load::LoadError;
 use smf_core::note_sdn::NoteSdn;
 use smf_tests::{assert_no_rwx, generics, return_const};
@@ -65,12 +65,37 @@ struct Log {
 struct TestCompiler(Arc<Log>);
 
 impl TestCompiler {
-    fn dependency(&self, jit: &Jit, path: &Path, name: &str) -> Result<usize, String> {
-        jit.instantiate(path, name).map_err(|e| {
-            self.0.inner_errors.lock().unwrap().push(format!("{e:?}|{e}"));
-            format!("dependency {name}: {e}")
+    fn dependency(&self, jit: &Jit, path: &Path, name: &str) -> Result<usize, DependencyFailed> {
+        jit.instantiate(path, name).map_err(|error| {
+            self.0.inner_errors.lock().unwrap().push(format!("{error:?}|{error}"));
+            DependencyFailed { name: name.into(), error }
         })
     }
+}
+
+/// The test compiler's own error: a dependency could not be instantiated.
+#[derive(Debug)]
+struct DependencyFailed {
+    name: String,
+    error: JitError,
+}
+
+impl std::fmt::Display for DependencyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dependency {}: {}", self.name, self.error)
+    }
+}
+
+impl std::error::Error for DependencyFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// The compiler's own error in `error`, as the test compiler's type.
+fn dependency_failed(error: &JitError) -> Option<&DependencyFailed> {
+    let JitError::Compile(CompileFailure::Compiler(compiler)) = error else { return None };
+    compiler.downcast_ref()
 }
 
 impl Compiler for TestCompiler {
@@ -158,7 +183,17 @@ fn a_compiler_gets_its_dependencies_re_entrantly() {
 fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
     let s = setup("cycle", JitConfig::default());
     let err = s.jit.instantiate(&s.path, "chain$a").unwrap_err();
-    assert!(matches!(err, JitError::Compile { .. }), "{err:?}");
+    // Each compile failed with the compiler's own error, given back typed: chain$a's because
+    // chain$b failed, chain$b's because chain$c did, chain$c's because chain$a was circular.
+    let mut failed = Vec::new();
+    let mut error = &err;
+    while let Some(dependency) = dependency_failed(error) {
+        failed.push(dependency.name.as_str());
+        error = &dependency.error;
+    }
+    assert_eq!(failed, ["chain$b", "chain$c", "chain$a"], "{err:?}");
+    let cycle: Vec<Box<str>> = ["chain$a", "chain$b", "chain$c", "chain$a"].map(Into::into).to_vec();
+    assert_eq!(error, &JitError::Circular { cycle }, "{err:?}");
     let inner = s.log.inner_errors.lock().unwrap().clone();
     // The innermost request (chain$a again, from chain$c's compile) was the circular one.
     assert!(inner[0].starts_with("Circular"), "{inner:?}");
@@ -181,6 +216,10 @@ fn the_depth_limit_is_enforced_and_named() {
     let s = setup("depth-ok", JitConfig { max_depth: 10, ..JitConfig::default() });
     let err = s.jit.instantiate(&s.path, "deep$3").unwrap_err();
     assert!(err.to_string().contains("dependency deep$6: no module offers"), "{err}");
+    let deep4 = dependency_failed(&err).unwrap();
+    let deep5 = dependency_failed(&deep4.error).unwrap();
+    let deep6 = dependency_failed(&deep5.error).unwrap();
+    assert_eq!((deep6.name.as_str(), &deep6.error), ("deep$6", &JitError::NotFound), "{err:?}");
 }
 
 #[test]
@@ -214,7 +253,8 @@ fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
     );
     // The compiler's own failure.
     let err = s.jit.instantiate(&s.path, "fails$x").unwrap_err();
-    assert_eq!(err, JitError::Compile { message: "no code generator for fails".into() });
+    assert!(matches!(err, JitError::Compile(CompileFailure::Compiler(_))), "{err:?}");
+    assert_eq!(err.to_string(), "compile failed: no code generator for fails");
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
 }
 

@@ -32,7 +32,7 @@ mod published;
 mod request;
 
 pub use batch::Staging;
-pub use error::{JitError, ModuleUnavailable};
+pub use error::{CompileFailure, CompilerError, JitError, ModuleUnavailable};
 pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;

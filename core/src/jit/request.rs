@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::published::Writer;
-use super::{Caller, Failed, InFlight, Instantiated, Instantiator, JitError, Staged, Table};
+use super::{Caller, CompileFailure, Failed, InFlight, Instantiated, Instantiator, JitError, Staged, Table};
 
 /// The most code one instantiation may install (64 MiB): more is a compiler's bug.
 pub const MAX_CODE: usize = 64 << 20;
@@ -329,12 +329,10 @@ impl<'n> Claim<'_, '_, 'n> {
 /// Whether `code` is something to install: not empty, at most [`MAX_CODE`] bytes.
 pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
     if code.is_empty() {
-        return Err(JitError::Compile { message: "the compiler returned no code".into() });
+        return Err(JitError::Compile(CompileFailure::NoCode));
     }
     if code.len() > MAX_CODE {
-        let message =
-            alloc::format!("the compiler returned {} bytes of code (at most {MAX_CODE})", code.len());
-        return Err(JitError::Compile { message: message.into() });
+        return Err(JitError::Compile(CompileFailure::TooMuchCode { bytes: code.len() }));
     }
     Ok(())
 }
@@ -342,8 +340,7 @@ pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
 impl Drop for Claim<'_, '_, '_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ =
-                self.finish(Outcome::Failed(JitError::Compile { message: "the compiler panicked".into() }));
+            let _ = self.finish(Outcome::Failed(JitError::Compile(CompileFailure::Panicked)));
         }
     }
 }

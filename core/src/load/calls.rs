@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::ffi::{c_char, c_int};
 use core::ops::Range;
 
-use super::{fallible, LoadError};
+use super::{fallible, Invariant, LoadError, Overflow};
 use crate::exec::Function;
 use crate::kinds::CALL_ARRAY_ENTRY;
 use crate::module::DataRegion;
@@ -50,13 +50,14 @@ impl Calls {
         for (array, placement) in module.call_arrays() {
             // Validation: rodata, whole entries; the layout: inside the read-only region.
             if placement.region != DataRegion::ReadOnly {
-                return Err(LoadError::internal());
+                return Err(LoadError::internal(Invariant::CallArrayNotReadOnly));
             }
-            let start = usize::try_from(placement.offset).map_err(|_| LoadError::too_large())?;
+            let start =
+                usize::try_from(placement.offset).map_err(|_| LoadError::too_large(Overflow::DataOffset))?;
             let bytes = start
                 .checked_add(placement.section.data.len())
                 .and_then(|end| read_only.get(start..end))
-                .ok_or_else(LoadError::internal)?;
+                .ok_or_else(|| LoadError::internal(Invariant::CallArrayOutsideReadOnly))?;
             let list = match array {
                 CallArray::Constructors => &mut calls.constructors,
                 CallArray::Destructors => &mut calls.destructors,
@@ -100,5 +101,24 @@ pub(super) unsafe fn destruct(destructors: &[usize]) {
         if let Some(destructor) = unsafe { Function::<Destructor>::at(address) } {
             destructor.get()();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Invariant;
+    use crate::write::samples;
+    use crate::Dialect;
+
+    #[test]
+    fn an_array_outside_the_placed_read_only_data_is_an_internal_error() {
+        let file = samples::call_arrays(Dialect::S128);
+        let module = Module::parse(&file).unwrap();
+        let error = Calls::collect(&module, &[], 0..0x1000).unwrap_err();
+        assert_eq!(error, LoadError::Internal(Invariant::CallArrayOutsideReadOnly));
+        // Placed, but holding no relocated addresses: the entries point nowhere in the code.
+        let error = Calls::collect(&module, &[0; 64], 0x1000..0x2000).unwrap_err();
+        assert!(matches!(error, LoadError::CallOutsideCode { entry: 0, address: 0, .. }), "{error:?}");
     }
 }

@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use super::symtab::SymbolTable;
-use super::{fallible, LoadError};
+use super::{fallible, Invariant, LoadError};
 use crate::cache::KeyedHasher;
 use crate::template::{TemplateCode, TemplateEntry, TEMPLATE_CODE_HEADER};
 use crate::Module;
@@ -86,9 +86,10 @@ impl Templates {
             // Parsing an entry reads its prefix and at most 255 parameter names, whatever its
             // extent: bounded per symbol.
             let Ok(entry) = section.entry_at(offset, end) else { continue };
-            let name = symbols.name(symbol as usize).ok_or_else(LoadError::internal)?;
-            let start = usize::try_from(offset).map_err(|_| LoadError::internal())?;
-            let end = start.checked_add(entry.bytes.len()).ok_or_else(LoadError::internal)?;
+            let name = symbols
+                .name(symbol as usize)
+                .ok_or_else(|| LoadError::internal(Invariant::TemplateSymbolOutsideTable))?;
+            let (start, end) = entry_range(&entry)?;
             index.push(Entry { hash: hasher.hash32(name), symbol, start, end });
         }
         crate::sort::heapsort(&mut index);
@@ -114,6 +115,14 @@ impl Templates {
     }
 }
 
+/// Where `entry` (parsed from the section in memory) starts and ends in the section.
+fn entry_range(entry: &TemplateEntry<'_>) -> Result<(usize, usize), LoadError> {
+    let outside = || LoadError::internal(Invariant::TemplateEntryOutsideSection);
+    let start = usize::try_from(entry.offset).map_err(|_| outside())?;
+    let end = start.checked_add(entry.bytes.len()).ok_or_else(outside)?;
+    Ok((start, end))
+}
+
 /// The records of `section` that can be delimited without symbols, by name: every entry of a
 /// short-form section, or the one entry of a section that has one.
 fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
@@ -121,8 +130,7 @@ fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
     let hasher = KeyedHasher::per_process();
     let mut records = Vec::new();
     let record = |entry: TemplateEntry<'_>| -> Result<Record, LoadError> {
-        let start = usize::try_from(entry.offset).map_err(|_| LoadError::internal())?;
-        let end = start.checked_add(entry.bytes.len()).ok_or_else(LoadError::internal)?;
+        let (start, end) = entry_range(&entry)?;
         Ok(Record { hash: hasher.hash32(entry.name), start, end })
     };
     // One walk of the entries one after another: the records of a short-form section, kept
@@ -151,4 +159,24 @@ fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
     }
     crate::sort::heapsort(&mut records);
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Invariant;
+    use crate::template::TEMPLATE_CODE_MAGIC;
+
+    #[test]
+    fn an_entry_outside_the_section_is_an_internal_error() {
+        let mut bytes = TEMPLATE_CODE_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&[0, 2, 0, 0, 0, b'i', b'd', 0]); // a function `id`, no parameters
+        let section = TemplateCode::parse(&bytes).unwrap();
+        let mut entry = section.entry_at(TEMPLATE_CODE_HEADER as u64, section.len()).unwrap();
+        assert_eq!(entry_range(&entry), Ok((TEMPLATE_CODE_HEADER, bytes.len())));
+        entry.offset = u64::MAX;
+        assert_eq!(entry_range(&entry), Err(LoadError::Internal(Invariant::TemplateEntryOutsideSection)));
+    }
 }

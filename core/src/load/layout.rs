@@ -5,7 +5,7 @@
 //! segment of its own. Every segment starts at a multiple of the largest data alignment.
 
 use super::relocate::{GOT_SLOT, STUB_SIZE};
-use super::{LoadError, ReadOnlyData};
+use super::{LoadError, Overflow, ReadOnlyData};
 use crate::exec::MemoryKind;
 use crate::module::{ModuleSymbols, ModuleTables};
 
@@ -41,22 +41,25 @@ impl Layout {
         gots: usize,
         read_only_data: ReadOnlyData,
     ) -> Result<Self, LoadError> {
-        let size = |v: u64| usize::try_from(v).map_err(|_| LoadError::too_large());
-        let code_size = size(module.code_size())?;
-        let stub_start = align_up(code_size, STUB_SIZE)?;
-        let code_and_stubs_len = if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE)? };
-        let ro_size = size(module.read_only_size())?;
-        let got_start = align_up(ro_size, GOT_SLOT)?;
-        let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, GOT_SLOT)? };
+        let size = |v: u64, what| usize::try_from(v).map_err(|_| LoadError::too_large(what));
+        let code = Overflow::CodeSize;
+        let code_size = size(module.code_size(), code)?;
+        let stub_start = align_up(code_size, STUB_SIZE, code)?;
+        let code_and_stubs_len =
+            if stubs == 0 { code_size } else { after(stub_start, stubs, STUB_SIZE, code)? };
+        let read_only = Overflow::ReadOnlySize;
+        let ro_size = size(module.read_only_size(), read_only)?;
+        let got_start = align_up(ro_size, GOT_SLOT, read_only)?;
+        let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, GOT_SLOT, read_only)? };
         // Data sections lie at multiples of their alignment from their region's start.
-        let data_align = size(module.data_alignment())?;
+        let data_align = size(module.data_alignment(), Overflow::DataAlignment)?;
         let ro_in_code = match read_only_data {
             ReadOnlyData::WithCode if ro_len > 0 => {
-                Some(align_up(code_and_stubs_len, data_align.max(GOT_SLOT))?)
+                Some(align_up(code_and_stubs_len, data_align.max(GOT_SLOT), Overflow::CodeSegment)?)
             }
             _ => None,
         };
-        let rw_len = size(module.read_write_size())?;
+        let rw_len = size(module.read_write_size(), Overflow::WritableSize)?;
         Ok(Layout {
             code_size,
             stub_start,
@@ -78,7 +81,8 @@ impl Layout {
         let tables = module.tables();
         let stubs = module.import_count() as usize;
         let gots = tables.got_relocation_count().min(u64::from(tables.symbol_count()));
-        Layout::new(tables, stubs, usize::try_from(gots).map_err(|_| LoadError::too_large())?, read_only_data)
+        let gots = usize::try_from(gots).map_err(|_| LoadError::too_large(Overflow::GotSize))?;
+        Layout::new(tables, stubs, gots, read_only_data)
     }
 
     /// Where the read-only region starts in the code segment, when it shares the code's pages.
@@ -96,7 +100,7 @@ impl Layout {
     pub(super) fn segments(&self) -> Result<[(usize, MemoryKind); 3], LoadError> {
         Ok(match self.ro_in_code {
             Some(offset) => [
-                (after(offset, 1, self.ro_len)?, MemoryKind::Code),
+                (after(offset, 1, self.ro_len, Overflow::CodeSegment)?, MemoryKind::Code),
                 (0, MemoryKind::ReadOnly),
                 (self.rw_len, MemoryKind::ReadWrite),
             ],
@@ -112,18 +116,21 @@ impl Layout {
     /// (if it has one of its own) were placed.
     pub(super) fn read_only_base(&self, code_base: usize, ro_segment: usize) -> Result<usize, LoadError> {
         match self.ro_in_code {
-            Some(offset) => code_base.checked_add(offset).ok_or_else(LoadError::too_large),
+            Some(offset) => {
+                code_base.checked_add(offset).ok_or_else(|| LoadError::too_large(Overflow::ReadOnlyAddress))
+            }
             None => Ok(ro_segment),
         }
     }
 }
 
-/// `start` plus `count` items of `size` bytes.
-fn after(start: usize, count: usize, size: usize) -> Result<usize, LoadError> {
-    count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or_else(LoadError::too_large)
+/// `start` plus `count` items of `size` bytes; if it overflows, `what` did not fit.
+fn after(start: usize, count: usize, size: usize, what: Overflow) -> Result<usize, LoadError> {
+    count.checked_mul(size).and_then(|n| start.checked_add(n)).ok_or_else(|| LoadError::too_large(what))
 }
 
-/// `value` rounded up to a multiple of `align` (a power of two).
-fn align_up(value: usize, align: usize) -> Result<usize, LoadError> {
-    crate::bytes::align_up(value, align).ok_or_else(LoadError::too_large)
+/// `value` rounded up to a multiple of `align` (a power of two); if it overflows, `what` did
+/// not fit.
+fn align_up(value: usize, align: usize, what: Overflow) -> Result<usize, LoadError> {
+    crate::bytes::align_up(value, align).ok_or_else(|| LoadError::too_large(what))
 }

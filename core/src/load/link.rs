@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use super::relocate::{Target, Whose};
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
-use super::{fallible, Keepalive, LoadError};
+use super::{fallible, Invariant, Keepalive, LoadError, Overflow};
 use crate::cache::KeyedHasher;
 use crate::module::{DataRegion, ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
 use crate::Binding;
@@ -40,6 +40,17 @@ pub(super) struct RegionBases {
     pub(super) read_only: usize,
     /// The writable data region's address.
     pub(super) writable: usize,
+}
+
+impl Region {
+    /// What did not fit when an address in this region overflows.
+    const fn address_overflow(self) -> Overflow {
+        match self {
+            Region::Code => Overflow::CodeAddress,
+            Region::ReadOnly => Overflow::ReadOnlyAddress,
+            Region::Writable => Overflow::WritableAddress,
+        }
+    }
 }
 
 impl RegionBases {
@@ -79,13 +90,16 @@ impl SectionPlaces {
     /// symbol's) point: a region and an offset in it.
     #[inline(always)]
     fn locate(&self, target: SymbolTarget) -> Result<Target, LoadError> {
-        let size = |offset: u64| usize::try_from(offset).map_err(|_| LoadError::too_large());
+        let size = |offset: u64, what| usize::try_from(offset).map_err(|_| LoadError::too_large(what));
         Ok(match target {
-            SymbolTarget::Code(offset) => Target::unplaced(Region::Code, size(offset)?),
+            SymbolTarget::Code(offset) => Target::unplaced(Region::Code, size(offset, Overflow::CodeOffset)?),
             SymbolTarget::Data { section, offset } => {
                 let place = self.0.get(section as usize).copied().flatten();
-                let (region, start) = place.ok_or_else(LoadError::internal)?;
-                Target::unplaced(region, size(start.checked_add(offset).ok_or_else(LoadError::too_large)?)?)
+                let (region, start) =
+                    place.ok_or_else(|| LoadError::internal(Invariant::DataSymbolOutsideData))?;
+                let offset =
+                    start.checked_add(offset).ok_or_else(|| LoadError::too_large(Overflow::DataOffset))?;
+                Target::unplaced(region, size(offset, Overflow::DataOffset)?)
             }
             SymbolTarget::None => Target::NOTHING,
         })
@@ -163,7 +177,9 @@ pub(super) fn link<'m>(
             _ => 0, // the module's own: given its address once placed
         };
         // Room was made for every symbol, and validation located each name.
-        table.push(loaded_symbol(&repr, address), repr.size).ok_or_else(LoadError::internal)?;
+        table
+            .push(loaded_symbol(&repr, address), repr.size)
+            .ok_or_else(|| LoadError::internal(Invariant::SymbolTableFull))?;
         targets.push(target);
         Ok(())
     })?;
@@ -178,11 +194,13 @@ impl<'m> Linked<'m> {
         let Linked { module, mut symbols, mut targets, deps, templates } = self;
         let mut addresses = symbols.addresses_mut();
         if addresses.len() != targets.len() {
-            return Err(LoadError::internal());
+            return Err(LoadError::internal(Invariant::TargetsMismatch));
         }
         for (target, address) in targets.iter_mut().zip(&mut addresses) {
             if let Whose::Unplaced(region) = target.whose {
-                target.address = bases.address(region, target.address).ok_or_else(LoadError::too_large)?;
+                target.address = bases
+                    .address(region, target.address)
+                    .ok_or_else(|| LoadError::too_large(region.address_overflow()))?;
                 target.whose = Whose::Own;
                 *address = target.address;
             }
@@ -354,8 +372,12 @@ mod tests {
         let places = SectionPlaces(alloc::vec![None, Some((Region::Writable, 16))]);
         let target = |section| SymbolTarget::Data { section, offset: 4 };
         assert_eq!(places.locate(target(1)), Ok(Target::unplaced(Region::Writable, 20)));
-        assert_eq!(places.locate(target(0)), Err(LoadError::Internal), "not a data section");
-        assert_eq!(places.locate(target(3)), Err(LoadError::Internal), "no such section");
+        let outside = Err(LoadError::Internal(Invariant::DataSymbolOutsideData));
+        assert_eq!(places.locate(target(0)), outside, "not a data section");
+        assert_eq!(places.locate(target(3)), outside, "no such section");
+        let far = SymbolTarget::Data { section: 1, offset: u64::MAX };
+        let too_large = Err(LoadError::TooLarge(Overflow::DataOffset));
+        assert_eq!(places.locate(far), too_large, "an offset past the end of memory");
         let bases = RegionBases { code: usize::MAX, read_only: 0, writable: 0 };
         assert_eq!(bases.address(Region::Code, 1), None);
     }

@@ -39,7 +39,7 @@ use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module, ParseOptions};
 
-pub use error::LoadError;
+pub use error::{Invariant, LoadError, Overflow};
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 
@@ -168,16 +168,19 @@ impl<'a> LoadedModule<'a> {
         let (module, got_used, calls) =
             place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
         if got_used > 0 {
-            let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
-            let len = got_used.checked_mul(relocate::GOT_SLOT).ok_or_else(LoadError::too_large)?;
-            let block = image.block_holding(got_at, len)?;
+            let got_at =
+                place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
+            let len = got_used
+                .checked_mul(relocate::GOT_SLOT)
+                .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
+            let block = image.block_holding(got_at, len, Invariant::GotOutsideImage)?;
             let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
             relocate::fill_got(got, got_at, &targets)?;
         }
         let templates = Templates::copy(&module, &symbols, &templates)?;
         let header = *module.header();
         let entry = match header.is_executable() {
-            true => Some(place::offset_from(image.code_base, header.entry_point)?),
+            true => Some(place::offset_from(image.code_base, header.entry_point, Overflow::CodeAddress)?),
             false => None,
         };
         let note_sdn = keep_note(&module)?;
@@ -343,15 +346,16 @@ fn place_and_relocate_code<'m>(
     targets: &mut [relocate::Target],
     options: &LoadOptions,
 ) -> Result<(Module<'m>, usize, Calls), LoadError> {
-    let got_at = place::offset_from(image.read_only_base, layout.got_start as u64)?;
-    let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64)?;
+    let got_at =
+        place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
+    let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64, Overflow::CodeAddress)?;
     let relocator =
         Relocator { code_base: image.code_base, names: symbols, force_stubs: options.force_stubs };
     let [block, read_only_block, writable_block] =
         batch.blocks_mut([image.code.as_ref(), image.read_only.as_ref(), image.read_write.as_ref()])?;
     image.copy_code(block, module.tables())?;
     if block.len() < layout.code_and_stubs_len {
-        return Err(LoadError::internal());
+        return Err(LoadError::internal(Invariant::CodeBlockShort));
     }
     let (code_and_stubs, after_stubs) = block.split_at_mut(layout.code_and_stubs_len);
     let (code, stub_area) = code_and_stubs.split_at_mut(layout.code_size);
@@ -364,13 +368,15 @@ fn place_and_relocate_code<'m>(
         None => read_only_block,
     };
     let tables = module.tables();
-    let size = |bytes: u64| usize::try_from(bytes).map_err(|_| LoadError::too_large());
+    let size = |bytes: u64, what| usize::try_from(bytes).map_err(|_| LoadError::too_large(what));
     let data = DataImage {
-        read_only: read_only.get_mut(..size(tables.read_only_size())?).ok_or_else(LoadError::internal)?,
+        read_only: read_only
+            .get_mut(..size(tables.read_only_size(), Overflow::ReadOnlySize)?)
+            .ok_or_else(|| LoadError::internal(Invariant::ReadOnlyBlockShort))?,
         read_only_at: image.read_only_base,
         writable: writable_block
-            .get_mut(..size(tables.read_write_size())?)
-            .ok_or_else(LoadError::internal)?,
+            .get_mut(..size(tables.read_write_size(), Overflow::WritableSize)?)
+            .ok_or_else(|| LoadError::internal(Invariant::WritableBlockShort))?,
         writable_at: image.read_write_base,
         writable_start: tables.writable_data_start(),
     };

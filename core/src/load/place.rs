@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use super::layout::Layout;
-use super::{fallible, LoadError};
+use super::{fallible, Invariant, LoadError, Overflow};
 use crate::exec::{Block, CodeBatch};
 use crate::module::{DataRegion, ModuleTables};
 
@@ -71,11 +71,11 @@ impl<'a> Image<'a> {
         module: &ModuleTables<'_>,
     ) -> Result<(), LoadError> {
         for placement in module.data_sections() {
-            let base = match placement.region {
-                DataRegion::ReadOnly => self.read_only_base,
-                DataRegion::ReadWrite => self.read_write_base,
+            let (base, overflow) = match placement.region {
+                DataRegion::ReadOnly => (self.read_only_base, Overflow::ReadOnlyAddress),
+                DataRegion::ReadWrite => (self.read_write_base, Overflow::WritableAddress),
             };
-            let addr = offset_from(base, placement.offset)?;
+            let addr = offset_from(base, placement.offset, overflow)?;
             if !placement.section.data.is_empty() {
                 self.write_at(batch, addr, placement.section.data)?;
             }
@@ -87,15 +87,16 @@ impl<'a> Image<'a> {
     /// virtual size (the sections lie back to back), into `code`, the code block's bytes.
     pub(super) fn copy_code(&self, code: &mut [u8], module: &ModuleTables<'_>) -> Result<(), LoadError> {
         for (section, offset) in module.code_sections() {
-            let at = usize::try_from(offset).map_err(|_| LoadError::too_large())?;
-            let len = usize::try_from(section.virtual_size).map_err(|_| LoadError::too_large())?;
+            let too_large = |_| LoadError::too_large(Overflow::CodeSection);
+            let at = usize::try_from(offset).map_err(too_large)?;
+            let len = usize::try_from(section.virtual_size).map_err(too_large)?;
             // Validation keeps every code section inside the code, which the block holds, and
             // its bytes within its virtual size.
             let place = at
                 .checked_add(len)
                 .and_then(|end| code.get_mut(at..end))
                 .filter(|place| place.len() >= section.data.len())
-                .ok_or_else(LoadError::internal)?;
+                .ok_or_else(|| LoadError::internal(Invariant::CodeSectionOutsideCode))?;
             let (bytes, tail) = place.split_at_mut(section.data.len());
             bytes.copy_from_slice(section.data);
             if self.zero_tails {
@@ -105,18 +106,23 @@ impl<'a> Image<'a> {
         Ok(())
     }
 
-    /// The block holding `addr..addr+len`.
-    pub(super) fn block_holding(&self, addr: usize, len: usize) -> Result<&Block<'a>, LoadError> {
+    /// The block holding `addr..addr+len`; if none does, `outside` is the broken invariant.
+    pub(super) fn block_holding(
+        &self,
+        addr: usize,
+        len: usize,
+        outside: Invariant,
+    ) -> Result<&Block<'a>, LoadError> {
         [&self.code, &self.read_only, &self.read_write]
             .into_iter()
             .filter_map(Option::as_ref)
             .find(|b| b.contains(addr, len))
-            .ok_or_else(LoadError::internal)
+            .ok_or_else(|| LoadError::internal(outside))
     }
 
     /// Copies `bytes` to `addr`, which lies in one of the image's blocks.
     fn write_at(&self, batch: &mut CodeBatch<'a>, addr: usize, bytes: &[u8]) -> Result<(), LoadError> {
-        let block = self.block_holding(addr, bytes.len())?;
+        let block = self.block_holding(addr, bytes.len(), Invariant::DataOutsideImage)?;
         batch.write(block, addr - block.addr(), bytes)?;
         Ok(())
     }
@@ -130,9 +136,12 @@ impl<'a> Image<'a> {
     }
 }
 
-/// `base + offset`, an address inside the image.
-pub(super) fn offset_from(base: usize, offset: u64) -> Result<usize, LoadError> {
-    usize::try_from(offset).ok().and_then(|o| base.checked_add(o)).ok_or_else(LoadError::too_large)
+/// `base + offset`, an address inside the image; `overflow` says where, if it does not fit.
+pub(super) fn offset_from(base: usize, offset: u64, overflow: Overflow) -> Result<usize, LoadError> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|o| base.checked_add(o))
+        .ok_or_else(|| LoadError::too_large(overflow))
 }
 
 /// Bytes of zeros between code sections' bytes and their virtual sizes.
@@ -199,8 +208,14 @@ mod tests {
         let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
         let image = Image::allocate(&mut batch, &layout, &module).unwrap();
         assert!(image.read_only.is_none(), "read-only data shares the code's block");
-        assert!(image.block_holding(image.read_only_base, 2).is_ok());
-        assert_eq!(image.block_holding(usize::MAX - 4, 2).unwrap_err(), LoadError::Internal);
-        assert_eq!(offset_from(usize::MAX, 1), Err(LoadError::TooLarge));
+        assert!(image.block_holding(image.read_only_base, 2, Invariant::GotOutsideImage).is_ok());
+        assert_eq!(
+            image.block_holding(usize::MAX - 4, 2, Invariant::GotOutsideImage).unwrap_err(),
+            LoadError::Internal(Invariant::GotOutsideImage)
+        );
+        assert_eq!(
+            offset_from(usize::MAX, 1, Overflow::CodeAddress),
+            Err(LoadError::TooLarge(Overflow::CodeAddress))
+        );
     }
 }

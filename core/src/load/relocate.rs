@@ -13,7 +13,7 @@ use super::error::lossy;
 use super::link::Region;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
-use super::LoadError;
+use super::{Invariant, LoadError};
 use crate::kinds::Branch;
 use crate::module::{Relocation, RelocationSink};
 use crate::RelocKind;
@@ -236,10 +236,13 @@ impl Relocator<'_> {
         }
         // Validation checked both: the symbol is in the table, the bytes in the code (so the
         // offset fits a usize; were it not so, `code.get_mut` would refuse the range all the same).
-        let target = targets.get_mut(r.symbol as usize).ok_or_else(LoadError::internal)?;
+        let target = targets
+            .get_mut(r.symbol as usize)
+            .ok_or_else(|| LoadError::internal(Invariant::SymbolOutsideTargets))?;
         let start = usize::try_from(r.offset).unwrap_or(usize::MAX);
-        let site =
-            code.get_mut(start..start.wrapping_add(r.kind.site_len())).ok_or_else(LoadError::internal)?;
+        let site = code
+            .get_mut(start..start.wrapping_add(r.kind.site_len()))
+            .ok_or_else(|| LoadError::internal(Invariant::SiteOutsideCode))?;
         let place = self.code_base.wrapping_add(start) as u64;
         let Some(address) = target.address() else {
             return Err(self.no_address(r.index, r.symbol));
@@ -251,11 +254,11 @@ impl Relocator<'_> {
             RelocKind::Plt32 if target.whose == Whose::Own => reloc::pc32(site, symbol, addend, place),
             RelocKind::Abs64 => reloc::abs64(site, symbol, addend),
             RelocKind::GotPc32 => {
-                let got = slots.got(target).ok_or_else(LoadError::internal)?;
+                let got = slots.got(target).ok_or_else(|| LoadError::internal(Invariant::GotFull))?;
                 reloc::pc32(site, got as u64, addend, place)
             }
             kind => {
-                self.apply_other(kind, site, target, slots, addend, place).ok_or_else(LoadError::internal)?
+                self.apply_other(kind, site, target, slots, addend, place).map_err(LoadError::internal)?
             }
         };
         match applied {
@@ -276,11 +279,15 @@ impl Relocator<'_> {
         if r.kind == RelocKind::None {
             return Ok(());
         }
-        let target = targets.get(r.symbol as usize).ok_or_else(LoadError::internal)?;
+        let target = targets
+            .get(r.symbol as usize)
+            .ok_or_else(|| LoadError::internal(Invariant::SymbolOutsideTargets))?;
         let Some(address) = target.address() else {
             return Err(self.no_address(r.index, r.symbol));
         };
-        let (site, place) = data.site(r.offset, r.kind.site_len()).ok_or_else(LoadError::internal)?;
+        let (site, place) = data
+            .site(r.offset, r.kind.site_len())
+            .ok_or_else(|| LoadError::internal(Invariant::SiteOutsideData))?;
         let (symbol, addend, place) = (address as u64, r.addend, place as u64);
         // What compilers emit in data (pointers, jump-table entries) inline, abs32 out of line.
         let applied = match r.kind {
@@ -293,7 +300,7 @@ impl Relocator<'_> {
 
     /// The kinds the loop does not inline: everything [`reloc::apply`] computes, with branches
     /// to imports through a stub when the import is out of the branch's reach (or stubs are
-    /// forced). `None` if a slot was needed and none was left.
+    /// forced). The broken invariant if a slot was needed and none was left.
     #[inline(never)]
     fn apply_other(
         &self,
@@ -303,14 +310,20 @@ impl Relocator<'_> {
         slots: &mut Slots<'_>,
         addend: i64,
         place: u64,
-    ) -> Option<Result<(), reloc::RelocError>> {
-        let got = if kind.uses_got() { Some(slots.got(target)? as u64) } else { None };
+    ) -> Result<Result<(), reloc::RelocError>, Invariant> {
+        let got = match kind.uses_got() {
+            true => Some(slots.got(target).ok_or(Invariant::GotFull)? as u64),
+            false => None,
+        };
         let symbol = target.address as u64;
         let through_stub = target.whose == Whose::Import
             && kind.branch().is_some()
             && (self.force_stubs || !reloc::branch_reaches(kind, symbol, addend, place));
-        let symbol = if through_stub { slots.stub(kind, target)? as u64 } else { symbol };
-        Some(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
+        let symbol = match through_stub {
+            true => slots.stub(kind, target).ok_or(Invariant::StubAreaFull)? as u64,
+            false => symbol,
+        };
+        Ok(reloc::apply(kind, site, RelocInput { symbol, addend, place, got }))
     }
 
     /// The name of symbol `symbol`, for an error.
@@ -338,9 +351,11 @@ impl Relocator<'_> {
 pub(super) fn fill_got(got: &mut [u8], got_at: usize, targets: &[Target]) -> Result<(), LoadError> {
     for target in targets {
         let Some(slot) = target.got else { continue };
-        let at = slot.get().checked_sub(got_at).ok_or_else(LoadError::internal)?;
-        let bytes =
-            at.checked_add(GOT_SLOT).and_then(|end| got.get_mut(at..end)).ok_or_else(LoadError::internal)?;
+        let bytes = slot
+            .get()
+            .checked_sub(got_at)
+            .and_then(|at| got.get_mut(at..at.checked_add(GOT_SLOT)?))
+            .ok_or_else(|| LoadError::internal(Invariant::GotSlotOutsideGot))?;
         bytes.copy_from_slice(&(target.address as u64).to_le_bytes());
     }
     Ok(())
@@ -452,13 +467,63 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_without_room_or_a_relocation_outside_it_is_an_internal_error_naming_its_invariant() {
+        let names = SymbolTable::default();
+        let relocator = Relocator { code_base: 0x1000, names: &names, force_stubs: true };
+        let mut code = [0u8; 64];
+        let mut targets = [own(0x1000), Target::import(0x7000_0000), Target::NOTHING];
+        let internal = |invariant| Err(LoadError::Internal(invariant));
+        // No GOT slot left for a GOT-relative relocation; no stub left for a forced branch.
+        let file = module_file(&[(8, 1, RelocKind::GotPc32, 0)]);
+        let mut slots = Slots::new(&mut [], 0, 0x2000, 0);
+        assert_eq!(
+            relocate(&relocator, &file, &mut code, &mut targets, &mut slots),
+            internal(Invariant::GotFull)
+        );
+        let file = module_file(&[(8, 1, RelocKind::Plt32, -4)]);
+        let result = relocate(&relocator, &file, &mut code, &mut targets, &mut slots);
+        assert_eq!(result, internal(Invariant::StubAreaFull));
+        // A relocation validation would have refused: its symbol, or its site, outside the plan.
+        let relocation = |offset, symbol| Relocation {
+            index: 0,
+            image: crate::module::RelocatedImage::Code,
+            offset,
+            symbol,
+            kind: RelocKind::Abs64,
+            wire: 0,
+            addend: 0,
+        };
+        let apply = |r, code: &mut [u8], targets: &mut [Target]| {
+            relocator.apply(r, code, targets, &mut Slots::new(&mut [], 0, 0, 0))
+        };
+        assert_eq!(
+            apply(relocation(0, 3), &mut code, &mut targets),
+            internal(Invariant::SymbolOutsideTargets)
+        );
+        assert_eq!(apply(relocation(60, 0), &mut code, &mut targets), internal(Invariant::SiteOutsideCode));
+        let mut data = DataImage {
+            read_only: &mut [0; 8],
+            read_only_at: 0x3000,
+            writable: &mut [0; 8],
+            writable_at: 0x4000,
+            writable_start: 16,
+        };
+        let result = relocator.apply_to_data(relocation(4, 0), &mut data, &targets);
+        assert_eq!(result, internal(Invariant::SiteOutsideData));
+        let result = relocator.apply_to_data(relocation(16, 7), &mut data, &targets);
+        assert_eq!(result, internal(Invariant::SymbolOutsideTargets));
+        assert_eq!(relocator.apply_to_data(relocation(16, 0), &mut data, &targets), Ok(()));
+    }
+
+    #[test]
     fn a_full_got_or_a_slot_outside_the_got_is_refused() {
         let mut slots = Slots::new(&mut [], 0, 0x2000, 0);
         let mut t = own(1);
         assert_eq!(slots.got(&mut t), None);
         t.got = NonZeroUsize::new(0x1000);
-        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), Err(LoadError::Internal));
+        let outside = Err(LoadError::Internal(Invariant::GotSlotOutsideGot));
+        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), outside, "below the GOT");
         t.got = NonZeroUsize::new(0x2008);
-        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), Err(LoadError::Internal));
+        assert_eq!(fill_got(&mut [0; 8], 0x2000, &[t]), outside, "past its end");
     }
 }

@@ -103,7 +103,7 @@ pub(crate) fn code_of(error: &JitError) -> i32 {
     match error {
         JitError::NotFound => SMF_JIT_NOT_FOUND,
         JitError::Circular { .. } => SMF_JIT_CIRCULAR,
-        JitError::Compile { .. } | JitError::Install(_) => SMF_JIT_COMPILE_ERROR,
+        JitError::Compile(_) | JitError::Install(_) => SMF_JIT_COMPILE_ERROR,
         JitError::UpdateFailed { .. } => SMF_JIT_UPDATE_FAILED,
         JitError::DepthExceeded { .. } => SMF_JIT_DEPTH_EXCEEDED,
         JitError::Module(_) => SMF_JIT_MODULE_ERROR,

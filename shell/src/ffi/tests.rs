@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
 
-use smf_core::jit::JitError;
+use smf_core::jit::{CompileFailure, JitError};
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
 
@@ -21,6 +21,7 @@ use super::jit::{
     smf_jit_free, smf_jit_instantiate, smf_jit_instantiate_batch, smf_jit_new, smf_jit_resolve, SmfJit,
     SmfJitConfig, SMF_JIT_INVALID_ARGUMENT, SMF_JIT_MODULE_ERROR, SMF_JIT_NOT_FOUND,
 };
+use super::jit_callback::CallbackError;
 use super::smf_module::*;
 use super::{ArgError, FfiError};
 use crate::loader::{CallError, ModuleError};
@@ -203,14 +204,22 @@ fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
         let FfiError::Jit { about: About::Batch { failed: 2, of: 2, first: 0, .. }, error } = last() else {
             panic!("{}", super::last_error())
         };
-        assert_eq!(error, JitError::Compile { message: "the compiler returned 1 without a message".into() });
+        // The callback's own failure, typed: it returned 1 and gave no message.
+        let JitError::Compile(CompileFailure::Compiler(compiler)) = &error else { panic!("{error:?}") };
+        let failed = CallbackError::Failed { status: 1, message: None };
+        assert_eq!(compiler.downcast_ref::<CallbackError>(), Some(&failed));
+        assert_eq!(error.to_string(), "compile failed: the compiler returned 1 without a message");
         smf_jit_free(j);
 
         let own = smf_jit_new(cache, config, Some(failing_compiler), null_mut());
         COMPILING.set(own);
         let code = smf_jit_instantiate(own, path.as_ptr(), c"identity$i64".as_ptr(), &mut address);
         assert_eq!(code, super::jit::SMF_JIT_COMPILE_ERROR);
-        assert!(matches!(last(), FfiError::Jit { error: JitError::Compile { .. }, .. }));
+        let FfiError::Jit { error: JitError::Compile(CompileFailure::Compiler(compiler)), .. } = last()
+        else {
+            panic!("{}", super::last_error())
+        };
+        assert!(matches!(compiler.downcast_ref(), Some(CallbackError::Failed { status: 1, .. })));
         assert!(matches!(FREED_INSIDE.take(), Some(FfiError::FreeInCallback)));
         COMPILING.set(null_mut());
         smf_jit_free(own);

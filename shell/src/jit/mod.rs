@@ -25,7 +25,10 @@ use crate::sync::lock;
 use smf_core::exec::Function;
 use smf_core::file::ReadError;
 use smf_core::jit::metadata::{ModuleMetadata, Possible};
-use smf_core::jit::{Begun, Caller, Instantiator, JitConfig, JitError, JitStats, ModuleUnavailable, Staging};
+use smf_core::jit::{
+    Begun, Caller, CompileFailure, CompilerError, Instantiator, JitConfig, JitError, JitStats,
+    ModuleUnavailable, Staging,
+};
 use smf_core::note_sdn::mangle::{mangled_len, write_mangled};
 
 use crate::cache::ModuleCache;
@@ -53,8 +56,10 @@ pub struct Request<'a> {
     pub path: &'a Path,
 }
 
-/// Why the compiler made no code: its own error, of any type (a `String` converts). Its
-/// message becomes [`JitError::Compile`]'s, recorded for every thread that waited for the name.
+/// Why the compiler made no code: its own error, of any type (a `String` converts). It becomes
+/// [`JitError::Compile`]'s [`CompileFailure::Compiler`], kept typed (a [`CompilerError`]: its
+/// `downcast_ref` gives back the compiler's own type) and recorded for every thread that waited
+/// for the name.
 pub type CompileError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The runtime's compiler: machine code for a request. It may call [`Jit::instantiate`] (or
@@ -208,7 +213,7 @@ impl Jit {
         };
         let address = match self.compile(path, name, &plan) {
             Ok(code) => claim.install(&code)?,
-            Err(error) => return Err(claim.fail(compile_error(&error))),
+            Err(error) => return Err(claim.fail(compile_error(error))),
         };
         self.installed(path, name, &plan.module)?;
         Ok(address)
@@ -271,7 +276,7 @@ impl Jit {
         };
         match self.compile(path, name, &plan) {
             Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module)),
-            Err(error) => Err(claim.fail(compile_error(&error))),
+            Err(error) => Err(claim.fail(compile_error(error))),
         }
     }
 
@@ -311,8 +316,7 @@ impl Jit {
         self.instantiate(path, name)?;
         // SAFETY: forwarded to our caller's contract.
         let function = unsafe { self.instantiator.function::<F>(name) };
-        function
-            .ok_or_else(|| JitError::Compile { message: "the type is not a function pointer type".into() })
+        function.ok_or(JitError::Compile(CompileFailure::NotAFunctionPointer))
     }
 
     /// The instantiator underneath (its code, counters and lock-free lookups).
@@ -469,9 +473,9 @@ impl Jit {
     }
 }
 
-/// The instantiator's error for a failed compile: the compiler's message.
-fn compile_error(error: &CompileError) -> JitError {
-    JitError::Compile { message: error.to_string().into_boxed_str() }
+/// The instantiator's error for a failed compile: the compiler's own error, kept typed.
+fn compile_error(error: CompileError) -> JitError {
+    JitError::Compile(CompileFailure::Compiler(CompilerError::from(error)))
 }
 
 /// The instantiator's error for a module that did not load: out of memory as such, anything

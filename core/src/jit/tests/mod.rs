@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use super::metadata::ModuleMetadata;
-use super::{Caller, Instantiated, Instantiator, JitConfig, JitError};
+use super::{Caller, CompileFailure, CompilerError, Instantiated, Instantiator, JitConfig, JitError};
 use crate::exec::{ExecAllocator, ExecConfig, Kernel, SimulatedKernel};
 
 /// An allocator with small regions over `kernel`.
@@ -44,6 +44,23 @@ fn return_const(value: u16) -> Vec<u8> {
 }
 
 const ALONE: Caller<'static> = Caller { thread: 1, stack: &[] };
+
+/// A compile that failed because a request for one of its dependencies did: the compiler's
+/// own error is that request's.
+fn dependency_failed(error: JitError) -> JitError {
+    JitError::Compile(CompileFailure::Compiler(CompilerError::new(error)))
+}
+
+/// The error a chain of compiles, each failing with its dependency's error, started from.
+fn innermost(mut error: &JitError) -> &JitError {
+    while let JitError::Compile(CompileFailure::Compiler(inner)) = error {
+        match inner.downcast_ref::<JitError>() {
+            Some(dependency) => error = dependency,
+            None => break,
+        }
+    }
+    error
+}
 
 /// Instantiates `name` offering everything, compiling to `return_const(value)`.
 fn simple(jit: &Instantiator, name: &str, caller: Caller<'_>, value: u16) -> Result<Instantiated, JitError> {
@@ -130,14 +147,18 @@ fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit()
                     stack.push(name.into());
                     let inner = request(jit, next, stack);
                     stack.pop();
-                    inner.map_err(|e| JitError::Compile { message: e.to_string().into() })?;
+                    inner.map_err(dependency_failed)?;
                 }
                 Ok(return_const(1))
             },
         )
     }
     let err = request(&jit, "a", &mut Vec::new()).unwrap_err();
-    let JitError::Compile { message } = err else { panic!("{err:?}") };
+    // a's compile failed with b's error, b's with c's, c's with the circular request's: each
+    // compiler's own error comes back typed.
+    let cycle = vec!["a".into(), "b".into(), "c".into(), "a".into()];
+    assert_eq!(innermost(&err), &JitError::Circular { cycle }, "{err:?}");
+    let message = err.to_string();
     assert!(message.contains("circular instantiation: a -> b -> c -> a"), "{message}");
     assert_eq!(jit.lookup("a"), None);
     assert_eq!(jit.stats().compile_failures, 3);
@@ -154,28 +175,41 @@ fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit()
                 stack.push(name.as_str().into());
                 let inner = chain(jit, level + 1, stack);
                 stack.pop();
-                inner.map_err(|e| JitError::Compile { message: e.to_string().into() })?;
+                inner.map_err(dependency_failed)?;
                 Ok(return_const(2))
             },
         )
     }
     let err = chain(&jit, 0, &mut Vec::new()).unwrap_err();
+    assert_eq!(innermost(&err), &JitError::DepthExceeded { limit: 4 }, "{err:?}");
     assert!(err.to_string().contains("maximum instantiation depth 4 exceeded"), "{err}");
 }
+
+/// A compiler's own error type.
+#[derive(Debug, PartialEq, Eq)]
+struct TypeError(&'static str);
+
+impl core::fmt::Display for TypeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} does not type-check", self.0)
+    }
+}
+
+impl core::error::Error for TypeError {}
 
 #[test]
 fn failures_are_not_kept_and_the_limit_counts_what_is_installed() {
     let exec = simulated!();
     let jit = Instantiator::new(&exec, JitConfig { max_instantiations: 2, ..JitConfig::default() });
-    let fail = jit.instantiate(
-        "f",
-        ALONE,
-        || Ok(Some(())),
-        |()| -> Result<Vec<u8>, _> { Err(JitError::Compile { message: "type error".into() }) },
-    );
-    assert_eq!(fail, Err(JitError::Compile { message: "type error".into() }));
+    let type_error = JitError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("f"))));
+    let fail =
+        jit.instantiate("f", ALONE, || Ok(Some(())), |()| -> Result<Vec<u8>, _> { Err(type_error.clone()) });
+    assert_eq!(fail, Err(type_error), "the compiler's own error, shared");
+    let Err(JitError::Compile(CompileFailure::Compiler(error))) = &fail else { panic!("{fail:?}") };
+    assert_eq!(error.downcast_ref::<TypeError>(), Some(&TypeError("f")));
+    assert_eq!(fail.unwrap_err().to_string(), "compile failed: f does not type-check");
     let empty = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(Vec::new()));
-    assert!(matches!(empty, Err(JitError::Compile { message }) if message.contains("no code")));
+    assert_eq!(empty, Err(JitError::Compile(CompileFailure::NoCode)));
     assert!(simple(&jit, "f", ALONE, 3).unwrap().compiled, "a failure is retried by the next request");
     simple(&jit, "g", ALONE, 4).unwrap();
     assert_eq!(simple(&jit, "h", ALONE, 5), Err(JitError::LimitReached { limit: 2 }));
@@ -229,7 +263,13 @@ fn code_over_the_limit_is_refused() {
     let exec = simulated!();
     let jit = Instantiator::new(&exec, JitConfig::default());
     let huge = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(vec![0xC3; super::MAX_CODE + 1]));
-    assert!(matches!(huge, Err(JitError::Compile { message }) if message.contains("at most")));
+    let bytes = super::MAX_CODE + 1;
+    assert_eq!(huge, Err(JitError::Compile(CompileFailure::TooMuchCode { bytes })));
+    let message = huge.unwrap_err().to_string();
+    assert!(
+        message.ends_with(&alloc::format!("{bytes} bytes of code (at most {})", super::MAX_CODE)),
+        "{message}"
+    );
     assert_eq!(jit.stats().code_bytes, 0);
 }
 
@@ -292,8 +332,7 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
                         barrier.wait();
                         let stack: Vec<Box<str>> = vec![mine.into()];
                         let inner = Caller { thread, stack: &stack };
-                        simple(jit, theirs, inner, 1)
-                            .map_err(|e| JitError::Compile { message: e.to_string().into() })?;
+                        simple(jit, theirs, inner, 1).map_err(dependency_failed)?;
                         Ok(return_const(2))
                     },
                 )
@@ -305,8 +344,8 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
     });
     // Whichever asked second saw the cycle; its failure reached the other (who waited for it).
     for result in &results {
-        let Err(JitError::Compile { message }) = result else { panic!("{results:?}") };
-        assert!(message.contains("circular instantiation"), "{message}");
+        let Err(error) = result else { panic!("{results:?}") };
+        assert!(matches!(innermost(error), JitError::Circular { .. }), "{results:?}");
     }
     let messages: String = results.iter().map(|r| r.as_ref().unwrap_err().to_string()).collect();
     assert!(messages.contains("x -> y -> x") || messages.contains("y -> x -> y"), "{messages}");
@@ -372,4 +411,23 @@ fn a_module_failure_keeps_the_loaders_type_and_clones_share_it() {
     assert_eq!(error.to_string(), alloc::format!("module unavailable: {format}"));
     let source = core::error::Error::source(&error).map(ToString::to_string);
     assert_eq!(source, Some(format.to_string()));
+}
+
+#[test]
+fn a_compilers_error_keeps_its_type_boxed_or_not_and_clones_share_it() {
+    let boxed: Box<dyn core::error::Error + Send + Sync> = Box::new(TypeError("g"));
+    let error = JitError::Compile(CompileFailure::Compiler(CompilerError::from(boxed)));
+    let JitError::Compile(CompileFailure::Compiler(compiler)) = &error else { panic!() };
+    assert_eq!(compiler.downcast_ref::<TypeError>(), Some(&TypeError("g")), "the boxed type, not the box");
+    assert_eq!(error.clone(), error, "a clone is the same failure");
+    let again = JitError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("g"))));
+    assert_ne!(again, error, "another failure is not");
+    assert_eq!(error.to_string(), "compile failed: g does not type-check");
+    let source = core::error::Error::source(&error).map(ToString::to_string);
+    assert_eq!(source, Some("g does not type-check".into()));
+    assert_eq!(
+        JitError::Compile(CompileFailure::Panicked).to_string(),
+        "compile failed: the compiler panicked"
+    );
+    assert!(core::error::Error::source(&JitError::Compile(CompileFailure::NoCode)).is_none());
 }
