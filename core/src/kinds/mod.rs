@@ -474,7 +474,7 @@ mod tests {
 
     #[test]
     fn flags_keep_their_wire_bits() {
-        assert_eq!(SectionFlags::all().bits(), 0x707);
+        assert_eq!(SectionFlags::all().bits(), 0xf07);
         assert_eq!(ModuleFlags::all().bits(), 0x7f);
         assert_eq!(SymbolFlags::all().bits(), 0x30);
         assert_eq!(SymbolFlags::from_bits_retain(0x91).bits(), 0x91);
