@@ -87,8 +87,9 @@ pub fn fuzz_load(data: &[u8]) -> usize {
         } else {
             crate::load::ReadOnlyData::WithCode
         },
-        // A fuzzed module's code is never run.
+        // A fuzzed module's code is never run, nor its tables registered (checked all the same).
         run_constructors: false,
+        unwind: None,
     };
     LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
 }

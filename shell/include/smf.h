@@ -151,7 +151,9 @@ int32_t     smf_module_template(const SmfModule *m, const char *name, const uint
 /* ---- Seeing into loaded code ----------------------------------------------------------------
  * Every module loaded through this library is described to GDB through its JIT interface
  * (__jit_debug_descriptor, __jit_debug_register_code, defined by this library): backtraces and
- * `info symbol` name module functions. SMF_GDB_JIT=0 (read at the first load) turns it off for
+ * `info symbol` name module functions. A module's unwind tables (what `smf pack` keeps of
+ * .eh_frame) are registered with the process's unwinder (libgcc's __register_frame: hence
+ * -lgcc_s) while it is loaded, so C++ exceptions and backtraces pass through module frames. SMF_GDB_JIT=0 (read at the first load) turns it off for
  * the process, SMF_LOAD_NO_DEBUG_INFO for one load. SMF_PERF_MAP=1 appends each module's
  * functions to /tmp/perf-PID.map for `perf report`. */
 

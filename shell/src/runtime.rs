@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use smf_core::exec::{ExecAllocator, ExecConfig};
-use smf_core::load::{LoadOptions, ReadOnlyData};
+use smf_core::load::{LoadOptions, ReadOnlyData, UnwindRegistrar};
 
 /// The environment variable that opts into read-write-execute pages (debugging only).
 pub const ALLOW_RWX_ENV: &str = "SMF_ALLOW_RWX";
@@ -27,13 +27,23 @@ fn env_is_1(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
-/// The options every load through the shell (paths, bytes, the C ABI) uses.
+/// The options every load through the shell (paths, bytes, the C ABI) uses: modules' unwind
+/// tables go to the process's unwinder (libgcc's, which Rust's std and every C++ program on
+/// Linux link), so that exceptions, backtraces and debuggers walk through module frames.
 pub fn load_options() -> &'static LoadOptions {
     LOAD_OPTIONS.get_or_init(|| {
         let read_only_data =
             if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
-        LoadOptions { read_only_data, ..LoadOptions::default() }
+        let unwind = Some(UnwindRegistrar { register: __register_frame, deregister: __deregister_frame });
+        LoadOptions { read_only_data, unwind, ..LoadOptions::default() }
     })
+}
+
+extern "C" {
+    /// libgcc's: registers a whole `.eh_frame` table (records up to the zero terminator).
+    fn __register_frame(begin: *const u8);
+    /// libgcc's: takes a table registered with `__register_frame` back.
+    fn __deregister_frame(begin: *const u8);
 }
 
 /// The process's executable allocator.

@@ -20,6 +20,9 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
         out.push((format!("data_pointers_{d}"), samples::data_pointers(d)));
         out.push((format!("call_arrays_{d}"), samples::call_arrays(d)));
     }
+    for d in [Dialect::S128, Dialect::R96] {
+        out.push((format!("unwind_table_{d}"), samples::unwind_table(d)));
+    }
     out.push(("stubbed_S128".into(), stubbed(Dialect::S128)));
     out.push(("stubbed_R96".into(), stubbed(Dialect::R96)));
     out

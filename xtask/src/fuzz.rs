@@ -20,6 +20,9 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         out.push((format!("rich-{d}"), samples::rich(d)));
         out.push((format!("data-pointers-{d}"), samples::data_pointers(d)));
         out.push((format!("call-arrays-{d}"), samples::call_arrays(d)));
+        if d != Dialect::R72 {
+            out.push((format!("unwind-table-{d}"), samples::unwind_table(d)));
+        }
     }
     for d in [Dialect::S128, Dialect::R96] {
         let mut b = ModuleBuilder::new(d);

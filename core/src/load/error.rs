@@ -66,6 +66,16 @@ pub enum LoadError {
         /// The address the entry holds.
         address: u64,
     },
+    /// An FDE of an unwind table, once relocated, cannot be read as the unwinder reads it or
+    /// describes code that is not the module's: refused before the table is registered.
+    UnwindTable {
+        /// The table section's index.
+        section: u32,
+        /// The record's offset in the table.
+        record: u64,
+        /// What is wrong with it.
+        fault: super::UnwindFault,
+    },
     /// The module needs more memory than a process can address: what did not fit.
     TooLarge(Overflow),
     /// The loader found the module (or its own plan) in a state its validation rules out: a
@@ -123,6 +133,9 @@ impl fmt::Display for LoadError {
             }
             LoadError::Relocation { relocation, kind, name, error } => {
                 write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
+            }
+            LoadError::UnwindTable { section, record, fault } => {
+                write!(f, "section {section}: the unwind table's record at {record:#x} {fault}")
             }
             LoadError::TooLarge(overflow) => write!(f, "module is too large to load: {overflow}"),
             LoadError::Internal(invariant) => write!(
@@ -229,6 +242,10 @@ pub enum Invariant {
     CallArrayNotReadOnly,
     /// Constructors: a constructor or destructor array lies outside the placed read-only data.
     CallArrayOutsideReadOnly,
+    /// Unwind: an unwind table is not in the read-only data.
+    UnwindTableNotReadOnly,
+    /// Unwind: an unwind table lies outside the placed read-only data.
+    UnwindTableOutsideReadOnly,
 }
 
 impl Invariant {
@@ -251,6 +268,7 @@ impl Invariant {
             Invariant::GotOutsideImage | Invariant::GotSlotOutsideGot => "GOT",
             Invariant::TemplateSymbolOutsideTable | Invariant::TemplateEntryOutsideSection => "templates",
             Invariant::CallArrayNotReadOnly | Invariant::CallArrayOutsideReadOnly => "constructors",
+            Invariant::UnwindTableNotReadOnly | Invariant::UnwindTableOutsideReadOnly => "unwind",
         }
     }
 }
@@ -281,6 +299,8 @@ impl fmt::Display for Invariant {
             Invariant::CallArrayOutsideReadOnly => {
                 "a constructor or destructor array lies outside the read-only data"
             }
+            Invariant::UnwindTableNotReadOnly => "an unwind table is not read-only data",
+            Invariant::UnwindTableOutsideReadOnly => "an unwind table lies outside the read-only data",
         })
     }
 }

@@ -29,6 +29,7 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
+mod unwind;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -42,6 +43,7 @@ use crate::{Dialect, Module, ParseOptions};
 pub use error::{Invariant, LoadError, Overflow};
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
+pub use unwind::{UnwindFault, UnwindRegistrar, UnwindTable};
 
 use calls::Calls;
 use kept_templates::Templates;
@@ -78,6 +80,11 @@ pub struct LoadOptions {
     /// released (default). Off, neither runs (their entries are still checked): for tools that
     /// load a module to look at it, and for fuzzing.
     pub run_constructors: bool,
+    /// Hands the module's unwind tables (`docs/format.md`, "Unwind tables") to the process's
+    /// unwinder once the module is sealed, before its constructors run, and takes them back at
+    /// release after its destructors ran (the shell gives libgcc's `__register_frame`). `None`
+    /// (the default): the tables are checked, kept, and registered with nothing.
+    pub unwind: Option<UnwindRegistrar>,
 }
 
 impl Default for LoadOptions {
@@ -88,6 +95,7 @@ impl Default for LoadOptions {
             force_stubs: false,
             read_only_data: ReadOnlyData::default(),
             run_constructors: true,
+            unwind: None,
         }
     }
 }
@@ -125,6 +133,10 @@ pub struct LoadedModule<'a> {
     /// Its destructors, in array order (run in reverse when it is released; none if its
     /// constructors did not run).
     destructors: Vec<usize>,
+    /// Its unwind tables, checked.
+    unwind_tables: Vec<UnwindTable>,
+    /// What its unwind tables were registered with (deregistered at release).
+    registrar: Option<UnwindRegistrar>,
     deps: Vec<Keepalive>,
 }
 
@@ -165,7 +177,7 @@ impl<'a> LoadedModule<'a> {
             writable: image.read_write_base,
         };
         let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
-        let (module, got_used, calls) =
+        let Relocated { module, got_used, calls, unwind_tables } =
             place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
         if got_used > 0 {
             let got_at =
@@ -189,6 +201,7 @@ impl<'a> LoadedModule<'a> {
         batch.seal()?;
         let Calls { constructors, destructors } = calls;
         let destructors = if options.run_constructors { destructors } else { Vec::new() };
+        let registrar = options.unwind.filter(|_| !unwind_tables.is_empty());
         let loaded = LoadedModule {
             allocator,
             blocks,
@@ -203,12 +216,27 @@ impl<'a> LoadedModule<'a> {
             note_sdn,
             templates,
             destructors,
+            unwind_tables,
+            registrar,
             deps,
         };
+        loaded.register_unwind_tables();
         if options.run_constructors {
             loaded.construct(&constructors);
         }
         Ok(loaded)
+    }
+
+    /// The unwind stage's registration: the module's unwind tables to its registrar, the module
+    /// being sealed, before any of its code runs.
+    #[allow(unsafe_code)]
+    fn register_unwind_tables(&self) {
+        if let Some(registrar) = &self.registrar {
+            // SAFETY: the tables were checked (records up to the terminator, every FDE in the
+            // module's code) and lie in its sealed image, which stays mapped until `Drop`
+            // deregisters them.
+            unsafe { unwind::register(registrar, &self.unwind_tables) };
+        }
     }
 
     /// The constructors stage: runs `constructors` (this module's), the module being sealed.
@@ -317,6 +345,26 @@ impl<'a> LoadedModule<'a> {
         self.templates.entry(&self.symbols, name)
     }
 
+    /// Its unwind tables (checked: every FDE describes its code), in its sealed read-only data.
+    pub fn unwind_tables(&self) -> &[UnwindTable] {
+        &self.unwind_tables
+    }
+
+    /// The bytes of unwind table `index` (as relocated, sealed read-only), for a debugger's
+    /// description of the module.
+    #[allow(unsafe_code)]
+    pub fn unwind_table_bytes(&self, index: usize) -> Option<&[u8]> {
+        let table = self.unwind_tables.get(index)?;
+        // Every table lies in the image (checked at load); looked for among the blocks all the
+        // same, since the slice below is made from the address alone.
+        if !self.blocks.iter().any(|block| block.contains(table.addr, table.len)) {
+            return None;
+        }
+        // SAFETY: the range lies in one of this module's blocks, sealed (never written again)
+        // and mapped for as long as `self` lives, which the returned borrow cannot outlive.
+        Some(unsafe { core::slice::from_raw_parts(table.addr as *const u8, table.len) })
+    }
+
     /// Modules this one links to (kept alive while it lives).
     pub fn dependencies(&self) -> &[Keepalive] {
         &self.deps
@@ -332,6 +380,15 @@ fn check_arch(header: &Header, options: &LoadOptions) -> Result<(), LoadError> {
     }
 }
 
+/// What the relocate stage leaves: the module, wholly validated; how many GOT slots were handed
+/// out; its constructors and destructors and its unwind tables (read from the relocated data).
+struct Relocated<'m> {
+    module: Module<'m>,
+    got_used: usize,
+    calls: Calls,
+    unwind_tables: Vec<UnwindTable>,
+}
+
 /// The place stage for code and the relocate stage: the code copied into its still-writable
 /// block, and each relocation applied as it is decoded (to the code, or to the data placed
 /// already), stubs and GOT slots handed out as relocations need them. Returns the module, now
@@ -345,7 +402,7 @@ fn place_and_relocate_code<'m>(
     symbols: &SymbolTable,
     targets: &mut [relocate::Target],
     options: &LoadOptions,
-) -> Result<(Module<'m>, usize, Calls), LoadError> {
+) -> Result<Relocated<'m>, LoadError> {
     let got_at =
         place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
     let stubs_at = place::offset_from(image.code_base, layout.stub_start as u64, Overflow::CodeAddress)?;
@@ -385,9 +442,13 @@ fn place_and_relocate_code<'m>(
     let code = image.code_base..image.code_base.saturating_add(layout.code_size);
     let calls = match module.call_array_count() {
         0 => Calls::default(),
-        _ => Calls::collect(&module, sink.data.read_only, code)?,
+        _ => Calls::collect(&module, sink.data.read_only, code.clone())?,
     };
-    Ok((module, sink.slots.got_used(), calls))
+    let unwind_tables = match module.unwind_table_count() {
+        0 => Vec::new(),
+        _ => unwind::check(&module, sink.data.read_only, image.read_only_base, code)?,
+    };
+    Ok(Relocated { module, got_used: sink.slots.got_used(), calls, unwind_tables })
 }
 
 /// A copy of the module's note.sdn text, kept for its readers.
@@ -403,6 +464,10 @@ impl Drop for LoadedModule<'_> {
         // SAFETY: the destructors were checked to lie in the module's code, still sealed and
         // mapped (the blocks are freed below); destructor arrays hold destructors.
         unsafe { calls::destruct(&self.destructors) };
+        if let Some(registrar) = &self.registrar {
+            // SAFETY: registered at load; the image is still mapped (freed below).
+            unsafe { unwind::deregister(registrar, &self.unwind_tables) };
+        }
         // The module is being dropped: nobody can call into it any more (its owners hold it
         // by reference count), so its pages may be discarded, all in one go.
         let _ = self.allocator.free_all(core::mem::take(&mut self.blocks));

@@ -120,6 +120,45 @@ pub fn call_arrays(dialect: Dialect) -> Vec<u8> {
     b.build().unwrap_or_default()
 }
 
+/// Where the FDE's initial location lies in [`eh_frame`]'s table.
+pub const EH_FRAME_LOCATION: u64 = 32;
+
+/// An unwind table (`docs/format.md`, "Unwind tables") as gcc writes one for one function of
+/// `function_len` bytes: a CIE (augmentation `zR`, FDE pointers pc-relative 4-byte), an FDE
+/// whose initial location (at [`EH_FRAME_LOCATION`]) a pc32 data relocation sets, the
+/// terminator.
+pub fn eh_frame(function_len: u32) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&20u32.to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    t.extend_from_slice(&[1, b'z', b'R', 0, 1, 0x78, 16, 1, 0x1b, 0x0c, 7, 8, 0x90, 1, 0, 0]);
+    t.extend_from_slice(&20u32.to_le_bytes());
+    t.extend_from_slice(&28u32.to_le_bytes()); // back to the CIE at 0
+    t.extend_from_slice(&[0; 4]); // the initial location: relocated
+    t.extend_from_slice(&function_len.to_le_bytes());
+    t.extend_from_slice(&[0; 8]);
+    t.extend_from_slice(&[0; 4]);
+    t
+}
+
+/// A module with a function `f` (16 bytes of `ret`) and an unwind table describing it
+/// ([`eh_frame`]). S128 and R96 (R72 has no data sections: empty).
+pub fn unwind_table(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    b.add_code(b".text", &[0xC3; 16]);
+    let f = b.add_symbol(SymbolSpec::function(b"f", 0, 16));
+    let flags = crate::SectionFlags::READ | crate::SectionFlags::UNWIND;
+    let table = b.add_section(super::SectionSpec::new(
+        crate::SectionType::RoData,
+        b".eh_frame",
+        flags,
+        eh_frame(16),
+        8,
+    ));
+    b.add_data_relocation(table, EH_FRAME_LOCATION, f, RelocKind::Pc32, 0);
+    b.build().unwrap_or_default()
+}
+
 /// The note.sdn text of the spec's example: every table, quoted and bare fields.
 pub const NOTE_SDN_EXAMPLE: &str = r#"# comment lines start with '#'
 instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|

@@ -47,7 +47,11 @@ pub(crate) fn register(module: &LoadedModule<'_>, path: Option<&Path>, wanted: b
     if !wanted {
         return Registration::default();
     }
-    let gdb = if gdb_enabled() { elf::describe(module, None).and_then(gdb::register) } else { None };
+    let unwind = module
+        .unwind_table_bytes(0)
+        .zip(module.unwind_tables().first())
+        .map(|(bytes, table)| elf::UnwindTables { addr: table.addr, bytes });
+    let gdb = if gdb_enabled() { elf::describe(module, unwind).and_then(gdb::register) } else { None };
     if perf_map::enabled() {
         let label = path.and_then(Path::file_name).map_or_else(|| "module".into(), |n| n.to_string_lossy());
         perf_map::append(module, &Functions::of(module), &label);
