@@ -85,11 +85,10 @@ pub enum FdeProblem {
 }
 
 /// Every FDE of `table` (relocated, placed at address `addr`): the offset of its record and
-/// the range of code it describes, `start..start + len`.
-pub fn fde_ranges(
-    table: &[u8],
-    addr: u64,
-) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
+/// the range of code it describes, `start..start + len`. A CIE is read once for a run of FDEs
+/// that name it (compilers write one CIE and then every FDE that uses it).
+pub fn fde_ranges(table: &[u8], addr: u64) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
+    let mut last_cie: Option<(usize, u8)> = None;
     records(table).filter_map(move |record| {
         let record = match record {
             Ok(record) => record,
@@ -97,24 +96,47 @@ pub fn fde_ranges(
         };
         let id = crate::bytes::u32_at(record.body, 0)?;
         // A CIE (id 0) describes no code.
-        (id != 0).then(|| (record.at, fde_range(table, addr, &record, id)))
+        (id != 0).then(|| (record.at, fde_range(table, addr, &record, id, &mut last_cie)))
     })
 }
 
-/// What FDE `fde` (whose CIE pointer is `pointer`) covers.
-fn fde_range(table: &[u8], addr: u64, fde: &Record<'_>, pointer: u32) -> Result<(u64, u64), FdeProblem> {
+/// What FDE `fde` (whose CIE pointer is `pointer`) covers; `last_cie` is the CIE read last
+/// (its offset and FDE encoding), reused when `fde` names it too.
+fn fde_range(
+    table: &[u8],
+    addr: u64,
+    fde: &Record<'_>,
+    pointer: u32,
+    last_cie: &mut Option<(usize, u8)>,
+) -> Result<(u64, u64), FdeProblem> {
     // The CIE pointer is the distance back from the pointer field to the CIE's record: found
     // as the unwinder finds it (no walk from the table's start, which would make a table of
     // many FDEs cost their square), a whole record of the table with id 0.
     let cie_at = fde.body_at.checked_sub(pointer as usize).ok_or(FdeProblem::NoCie)?;
-    let cie = records(table.get(cie_at..).ok_or(FdeProblem::NoCie)?).next();
-    let Some(Ok(cie)) = cie else { return Err(FdeProblem::NoCie) };
-    if cie.body.first_chunk::<4>() != Some(&[0; 4]) {
-        return Err(FdeProblem::NoCie);
+    let encoding = match *last_cie {
+        Some((at, encoding)) if at == cie_at => encoding,
+        _ => {
+            let cie = records(table.get(cie_at..).ok_or(FdeProblem::NoCie)?).next();
+            let Some(Ok(cie)) = cie else { return Err(FdeProblem::NoCie) };
+            if cie.body.first_chunk::<4>() != Some(&[0; 4]) {
+                return Err(FdeProblem::NoCie);
+            }
+            let encoding = fde_encoding(cie.body)?;
+            *last_cie = Some((cie_at, encoding));
+            encoding
+        }
+    };
+    let field_addr = addr.wrapping_add((fde.body_at + 4) as u64);
+    // What compilers write (pc-relative 4-byte pointers), read directly.
+    if encoding == 0x1b {
+        let start = crate::bytes::u32_at(fde.body, 4).ok_or(FdeProblem::Truncated)? as i32;
+        let len = crate::bytes::u32_at(fde.body, 8).ok_or(FdeProblem::Truncated)? as i32;
+        let start = field_addr.wrapping_add(i64::from(start) as u64);
+        let len = i64::from(len) as u64;
+        start.checked_add(len).ok_or(FdeProblem::Overflow)?;
+        return Ok((start, len));
     }
-    let encoding = fde_encoding(cie.body)?;
     let mut reader = Reader { bytes: fde.body, at: 4 };
-    let field_addr = addr.wrapping_add((fde.body_at + reader.at) as u64);
     let start = reader.pointer(encoding)?;
     let start = match encoding & 0x70 {
         0x00 => start,
