@@ -87,7 +87,10 @@ pub enum FdeProblem {
 /// Every FDE of `table` (relocated, placed at address `addr`): the offset of its record and
 /// the range of code it describes, `start..start + len`. A CIE is read once for a run of FDEs
 /// that name it (compilers write one CIE and then every FDE that uses it).
-pub fn fde_ranges(table: &[u8], addr: u64) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
+pub fn fde_ranges(
+    table: &[u8],
+    addr: u64,
+) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
     let mut last_cie: Option<(usize, u8)> = None;
     records(table).filter_map(move |record| {
         let record = match record {

@@ -93,10 +93,6 @@ fn section_name(name: &str) -> u32 {
 pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_>>) -> Option<Vec<u8>> {
     let (code, code_len) = module.code();
     let symbols = module.symbols();
-    // The string table is the module's own (every name followed by a NUL), copied whole after
-    // the NUL ELF wants at offset 0 (name 0 is no name).
-    let strings = symbols.names();
-    let strings_len = strings.len() + 1;
     // The symbols with an address in the module (not imports, types or templates).
     let described = |index: usize| {
         let symbol = symbols.get(index)?;
@@ -107,6 +103,94 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
         count += 1;
         locals += usize::from(symbol.binding == Binding::Local);
     }
+    let image = Image { code, code_len, arch: module.arch(), unwind };
+    // The string table is the module's own (every name followed by a NUL).
+    write(&image, symbols.names(), count, locals, |out| {
+        // Locals first (ELF's rule: the symbol table's `info` is the first non-local's index).
+        for locals in [true, false] {
+            for index in 0..symbols.len() {
+                let Some(symbol) = described(index) else { continue };
+                if (symbol.binding == Binding::Local) != locals {
+                    continue;
+                }
+                let name = symbols.name_offset(index).unwrap_or(0);
+                let size = symbols.size(index).unwrap_or(0);
+                let kind = match symbol.kind {
+                    SymbolKind::Function => Kind::Function,
+                    _ => Kind::Object,
+                };
+                out.extend_from_slice(&image.symbol(name, symbol.binding, kind, symbol.addr, size));
+            }
+        }
+    })
+}
+
+/// The ELF object describing one function installed at `addr` (`size` bytes) for machine
+/// `arch`: an instantiated generic, named `name`.
+pub(crate) fn describe_function(name: &[u8], addr: usize, size: usize, arch: u8) -> Option<Vec<u8>> {
+    let image = Image { code: addr, code_len: size, arch, unwind: None };
+    let mut strings = Vec::new();
+    strings.try_reserve_exact(name.len() + 1).ok()?;
+    strings.extend_from_slice(name);
+    strings.push(0);
+    write(&image, &strings, 1, 0, |out| {
+        out.extend_from_slice(&image.symbol(0, Binding::Global, Kind::Function, addr, size as u64));
+    })
+}
+
+/// What a symbol is, in the object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Function,
+    Object,
+}
+
+/// The code an object describes, and its unwind tables.
+struct Image<'a> {
+    code: usize,
+    code_len: usize,
+    arch: u8,
+    unwind: Option<UnwindTables<'a>>,
+}
+
+impl Image<'_> {
+    /// A symbol of the object: its name at `name` in the string table the object's caller gave
+    /// (the object puts a NUL before it, ELF's empty name), functions in the code as `.text`
+    /// offsets, everything else absolute.
+    fn symbol(
+        &self,
+        name: u32,
+        binding: Binding,
+        kind: Kind,
+        addr: usize,
+        size: u64,
+    ) -> [u8; consts::SYMBOL] {
+        let bind = match binding {
+            Binding::Local => consts::STB_LOCAL,
+            Binding::Global => consts::STB_GLOBAL,
+            Binding::Weak => consts::STB_WEAK,
+        };
+        let in_code = addr >= self.code && addr - self.code < self.code_len;
+        let (kind, section, value) = match kind {
+            Kind::Function if in_code => (consts::STT_FUNC, TEXT, addr - self.code),
+            _ => (consts::STT_OBJECT, consts::SHN_ABS, addr),
+        };
+        symbol_entry(name.saturating_add(1), bind << 4 | kind, section, value as u64, size)
+    }
+}
+
+/// The object: `image`'s sections, the string table `strings` (names, each followed by a NUL),
+/// and `count` symbols (the first `locals` of them local) that `symbols` appends.
+fn write(
+    image: &Image<'_>,
+    strings: &[u8],
+    count: usize,
+    locals: usize,
+    symbols: impl FnOnce(&mut Vec<u8>),
+) -> Option<Vec<u8>> {
+    let (code, code_len, unwind) = (image.code, image.code_len, image.unwind);
+    // ELF's string tables start with the empty name.
+    let strings_len = strings.len() + 1;
     // Layout: header, .eh_frame's bytes, the symbols, the two string tables, section headers.
     let unwind_bytes = unwind.map_or(&[][..], |u| u.bytes);
     let eh_frame_at = usize::from(consts::HEADER);
@@ -172,7 +256,7 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
     let mut out = Vec::new();
     out.try_reserve_exact(headers_at + sections.len() * usize::from(consts::SECTION_HEADER)).ok()?;
     out.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    let machine = if module.arch() == ARCH_AARCH64 { consts::EM_AARCH64 } else { consts::EM_X86_64 };
+    let machine = if image.arch == ARCH_AARCH64 { consts::EM_AARCH64 } else { consts::EM_X86_64 };
     put16(&mut out, consts::ET_REL);
     put16(&mut out, machine);
     put32(&mut out, 1); // version
@@ -188,30 +272,9 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
     put16(&mut out, section_count - 1); // .shstrtab, last
     out.extend_from_slice(unwind_bytes);
     out.resize(symtab_at, 0);
-    // The symbols, locals first (ELF's rule: the symbol table's `info` is the first
-    // non-local's index), after the null symbol.
+    // The null symbol, then the symbols.
     out.extend_from_slice(&[0; consts::SYMBOL]);
-    for locals in [true, false] {
-        for index in 0..symbols.len() {
-            let Some(symbol) = described(index) else { continue };
-            if (symbol.binding == Binding::Local) != locals {
-                continue;
-            }
-            let bind = match symbol.binding {
-                Binding::Local => consts::STB_LOCAL,
-                Binding::Global => consts::STB_GLOBAL,
-                Binding::Weak => consts::STB_WEAK,
-            };
-            let in_code = symbol.addr >= code && symbol.addr - code < code_len;
-            let (kind, section, value) = match symbol.kind {
-                SymbolKind::Function if in_code => (consts::STT_FUNC, TEXT, symbol.addr - code),
-                _ => (consts::STT_OBJECT, consts::SHN_ABS, symbol.addr),
-            };
-            let name = symbols.name_offset(index).map_or(0, |at| at.saturating_add(1));
-            let size = symbols.size(index).unwrap_or(0);
-            out.extend_from_slice(&symbol_entry(name, bind << 4 | kind, section, value as u64, size));
-        }
-    }
+    symbols(&mut out);
     out.push(0);
     out.extend_from_slice(strings);
     out.extend_from_slice(SECTION_NAMES);

@@ -59,6 +59,35 @@ pub(crate) fn register(module: &LoadedModule<'_>, path: Option<&Path>, wanted: b
     Registration { _gdb: gdb }
 }
 
+/// Registers one instantiated function (`name`, `len` bytes at `address`, for machine `arch`,
+/// instantiated from the module at `path`) as the process asks: GDB's JIT interface, the perf
+/// map. The registration lives as long as the code: its holder drops it before freeing it.
+pub(crate) fn register_function(
+    name: &[u8],
+    address: usize,
+    len: usize,
+    arch: u8,
+    path: &Path,
+) -> Registration {
+    let gdb = if gdb_enabled() {
+        elf::describe_function(name, address, len, arch).and_then(gdb::register)
+    } else {
+        None
+    };
+    if perf_map::enabled() {
+        let label = path.file_name().map_or_else(|| "instantiated".into(), |n| n.to_string_lossy());
+        perf_map::append_one(name, address, len, &label);
+    }
+    Registration { _gdb: gdb }
+}
+
+impl Registration {
+    /// Whether nothing was registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self._gdb.is_none()
+    }
+}
+
 /// The in-memory objects GDB would read now, most recent first (for tests and tools that
 /// check what a debugger sees).
 pub fn gdb_objects() -> Vec<Vec<u8>> {

@@ -32,13 +32,22 @@ pub(crate) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1"))
 }
 
+/// The map file, opened at the first write (`None` if it cannot be).
+fn map() -> Option<&'static File> {
+    MAP.get_or_init(|| File::options().create(true).append(true).open(path()).ok()).as_ref()
+}
+
+/// Appends one function (`name`, `len` bytes at `address`), named `NAME [LABEL]`, to the map.
+pub(crate) fn append_one(name: &[u8], address: usize, len: usize, label: &str) {
+    let Some(mut file) = map() else { return };
+    let name = String::from_utf8_lossy(name).replace(['\n', '\r'], " ");
+    let line = format!("{address:x} {:x} {name} [{label}]\n", len.max(1));
+    let _ = file.write_all(line.as_bytes());
+}
+
 /// Appends `module`'s functions (`functions`), each named `NAME [LABEL]`, to the map.
 pub(crate) fn append(module: &LoadedModule<'_>, functions: &Functions, label: &str) {
-    let Some(mut file) =
-        MAP.get_or_init(|| File::options().create(true).append(true).open(path()).ok()).as_ref()
-    else {
-        return;
-    };
+    let Some(mut file) = map() else { return };
     let symbols = module.symbols();
     let mut lines = String::with_capacity(functions.iter().len() * 32);
     for function in functions.iter() {

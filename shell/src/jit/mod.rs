@@ -107,7 +107,8 @@ struct Offer {
 /// A name of a batch before the batch is installed: there already, or staged from a module.
 enum Answer {
     Ready(usize),
-    Staged(Arc<SharedModule>),
+    /// Staged from this module, this many bytes of code.
+    Staged(Arc<SharedModule>, usize),
 }
 
 /// What a claimed name is compiled from.
@@ -118,6 +119,9 @@ struct Plan {
 
 /// Load-time instantiation over a [`ModuleCache`] (see the module documentation).
 pub struct Jit {
+    /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
+    /// before the code is freed with the instantiator).
+    described: Mutex<Vec<crate::debug::Registration>>,
     cache: Arc<ModuleCache>,
     instantiator: Instantiator<'static>,
     compiler: Box<dyn Compiler>,
@@ -176,6 +180,7 @@ impl Jit {
     /// Instantiation over `cache`'s modules with `config`, compiling with `compiler`.
     pub fn new(cache: Arc<ModuleCache>, config: JitConfig, compiler: impl Compiler + 'static) -> Self {
         Self {
+            described: Mutex::new(Vec::new()),
             cache,
             instantiator: Instantiator::new(crate::runtime::exec(), config),
             compiler: Box::new(compiler),
@@ -211,11 +216,11 @@ impl Jit {
             Begun::Ready(address) => return Ok(address),
             Begun::Claimed(claim, plan) => (claim, plan),
         };
-        let address = match self.compile(path, name, &plan) {
-            Ok(code) => claim.install(&code)?,
+        let (address, len) = match self.compile(path, name, &plan) {
+            Ok(code) => (claim.install(&code)?, code.len()),
             Err(error) => return Err(claim.fail(compile_error(error))),
         };
-        self.installed(path, name, &plan.module)?;
+        self.installed(path, name, &plan.module, address, len)?;
         Ok(address)
     }
 
@@ -255,8 +260,8 @@ impl Jit {
         let _ = staging.finish();
         let outcome = |(name, answer): (&&str, Result<Answer, JitError>)| match answer? {
             Answer::Ready(address) => Ok(address),
-            Answer::Staged(module) => match self.instantiator.outcome(name) {
-                Some(Ok(address)) => self.installed(path, name, &module).map(|()| address),
+            Answer::Staged(module, len) => match self.instantiator.outcome(name) {
+                Some(Ok(address)) => self.installed(path, name, &module, address, len).map(|()| address),
                 Some(Err(error)) => Err(error),
                 // Neither published nor its failure recorded: only memory stops both.
                 None => Err(JitError::OutOfMemory { bytes: 0 }),
@@ -275,7 +280,7 @@ impl Jit {
             Begun::Claimed(claim, plan) => (claim, plan),
         };
         match self.compile(path, name, &plan) {
-            Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module)),
+            Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module, code.len())),
             Err(error) => Err(claim.fail(compile_error(error))),
         }
     }
@@ -295,10 +300,27 @@ impl Jit {
         self.compiler.compile(self, &request)
     }
 
-    /// After `name`'s code from `module` (at `path`) is installed: keeps the module while the
-    /// code lives and records the instantiation in its metadata.
-    fn installed(&self, path: &Path, name: &str, module: &Arc<SharedModule>) -> Result<(), JitError> {
+    /// After `name`'s code from `module` (at `path`) is installed at `address` (`len` bytes):
+    /// keeps the module while the code lives, describes the function to debuggers and
+    /// profilers as the process asks, and records the instantiation in its metadata.
+    fn installed(
+        &self,
+        path: &Path,
+        name: &str,
+        module: &Arc<SharedModule>,
+        address: usize,
+        len: usize,
+    ) -> Result<(), JitError> {
         self.keep(module);
+        let arch = module.loaded().arch();
+        let registration = crate::debug::register_function(name.as_bytes(), address, len, arch, path);
+        if !registration.is_empty() {
+            let mut described = crate::sync::lock(&self.described);
+            // Debug information is best-effort: without memory for it, the function runs undescribed.
+            if described.try_reserve(1).is_ok() {
+                described.push(registration);
+            }
+        }
         if self.config().update_metadata {
             self.record(path, name)?;
         }
