@@ -1,7 +1,9 @@
 /*
  * smf.h - C interface of smf-loader, the SMF module loader of the Simple runtime.
  *
- * Link with libsmf.a (plus -lpthread -ldl -lm -lrt -lgcc_s) or libsmf.so.
+ * Link with libsmf.so (pkg-config --libs smf), or statically with libsmf.a and the system
+ * libraries it needs, -lutil -lrt -lpthread -lm -ldl (pkg-config --libs smf-static; also for
+ * fully static programs, cc -static).
  *
  * Conventions (every function):
  *  - Addresses and sizes are int64_t as in the Simple SFFI specs; strings are NUL-terminated.

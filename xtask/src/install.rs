@@ -56,6 +56,14 @@ fn build() -> Result<String, String> {
         .ok_or_else(|| "rustc printed no native-static-libs".into())
 }
 
+/// The system libraries a program linking libsmf.a names, from rustc's list: without the C
+/// library and libgcc_s, which the compiler driver links itself (libgcc_s for a dynamic
+/// program, libgcc_eh for `cc -static`, where `-lgcc_s` would fail).
+fn system_libs(native: &str) -> String {
+    let libs: Vec<&str> = native.split_whitespace().filter(|l| !matches!(*l, "-lc" | "-lgcc_s")).collect();
+    libs.join(" ")
+}
+
 fn copy_stripped(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::copy(from, to).map_err(|e| format!("{}: {e}", to.display()))?;
     checked(Command::new("strip").arg("--strip-debug").arg(to))?;
@@ -94,14 +102,25 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     }
     std::fs::copy(workspace_root().join("shell/include/smf.h"), include.join("smf.h"))
         .map_err(|e| format!("smf.h: {e}"))?;
-    let pc = format!(
-        "prefix={prefix}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n\
-         Name: smf\nDescription: Loader for SMF (Simple Module Format) modules\nVersion: {version}\n\
-         Cflags: -I${{includedir}}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n",
+    let static_libs = system_libs(&static_libs);
+    let head = format!(
+        "prefix={prefix}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n",
         prefix = prefix.display()
     );
+    let pc = format!(
+        "{head}Name: smf\nDescription: Loader for SMF (Simple Module Format) modules\nVersion: {version}\n\
+         Cflags: -I${{includedir}}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n"
+    );
     std::fs::write(pkgconfig.join("smf.pc"), pc).map_err(|e| format!("smf.pc: {e}"))?;
+    // `-lsmf` picks the shared library wherever both are installed, so static linking names
+    // the archive: `pkg-config --libs smf-static` links libsmf.a into a program (dynamic, or
+    // fully static with `cc -static`).
+    let static_pc = format!(
+        "{head}Name: smf-static\nDescription: Loader for SMF (Simple Module Format) modules, linked \
+         statically\nVersion: {version}\nCflags: -I${{includedir}}\nLibs: ${{libdir}}/libsmf.a {static_libs}\n"
+    );
+    std::fs::write(pkgconfig.join("smf-static.pc"), static_pc).map_err(|e| format!("smf-static.pc: {e}"))?;
     println!("installed smf {version} into {}", prefix.display());
-    println!("  static link flags (Libs.private): {static_libs}");
+    println!("  static link flags (smf-static.pc; smf.pc's Libs.private): {static_libs}");
     Ok(())
 }
