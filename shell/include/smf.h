@@ -188,7 +188,8 @@ int32_t     smf_addr_info(const void *addr, SmfAddrInfo *info);
  * price of that stat. smf_cache_evict followed by smf_cache_get is the forced form. A file
  * that vanished or no longer loads makes get fail and leaves the cache. Loaded modules never
  * read their file again, so a file truncated while cached cannot crash the process. A file
- * changed less than SMF_SETTLE_MS ago (default 50) is loaded once it has settled. */
+ * changed less than SMF_SETTLE_MS ago (default 50) that a process still has open for writing
+ * is loaded once it has settled; one written and closed is loaded at once. */
 typedef struct SmfCache SmfCache;
 typedef struct {
     uint64_t hits, misses, evictions, load_failures;

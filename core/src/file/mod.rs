@@ -13,17 +13,21 @@
 //!   ends (no layout's magic where that layout keeps its header: [`ReadError::NotAModule`])
 //!   before the rest is read.
 //! - **Never torn**: a file whose status changed less than [`ReadLimits::settle`] ago (50 ms
-//!   unless `SMF_SETTLE_MS` says otherwise) may be in the middle of being rewritten: it is read
-//!   only once it has been left alone that long (waiting at most [`SETTLE_ROUNDS`] times as
-//!   long, then refused: [`ReadError::StillChanging`]). Then its identity, size and times are
-//!   compared before and after the read; a file rewritten meanwhile is read again (up to
-//!   [`READ_ATTEMPTS`] times) or refused ([`ReadError::Torn`]). The wait is needed because a
+//!   unless `SMF_SETTLE_MS` says otherwise) may be in the middle of being rewritten, if some
+//!   process still has it open for writing (the kernel says whether one does: a read lease is
+//!   granted only when none does, `sys::OpenFile::open_for_writing`). Then it is read only once
+//!   it has been left alone that long (waiting at most [`SETTLE_ROUNDS`] times as long, then
+//!   refused: [`ReadError::StillChanging`]). A file nobody has open for writing is read at once,
+//!   however fresh: whoever wrote it closed it (`smf pack x.o -o x.smf && smf run x.smf` reads
+//!   at once), or renamed it into place. Where the kernel will not say (another user's file, a
+//!   file system without leases), a fresh file settles as before. Then its identity, size and
+//!   times are compared before and after the read; a file rewritten meanwhile is read again (up
+//!   to [`READ_ATTEMPTS`] times) or refused ([`ReadError::Torn`]). The wait is needed because a
 //!   write updates the times before it copies its bytes, and a writer may be paused by the
 //!   scheduler in the middle of rewriting a file: neither shows in the times taken around the
-//!   read. A writer that pauses for longer than the settle time in the middle of a rewrite can
-//!   still be read torn; write a new file and rename it over the old one instead (what
-//!   compilers do), which is never torn. The price: a file changed within the settle time loads
-//!   that much later.
+//!   read, but the writer's open file does. A writer that pauses for longer than the settle
+//!   time in the middle of a rewrite can still be read torn; write a new file and rename it over
+//!   the old one instead (what compilers do, and `smf pack`), which is never torn.
 //!
 //! The wall clock the settle rule needs is the caller's ([`Clock`]): this crate reads no clock
 //! itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which

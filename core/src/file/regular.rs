@@ -23,7 +23,12 @@ pub(super) fn read(
     let mut waited = Duration::ZERO;
     let mut attempts = 0;
     while attempts < READ_ATTEMPTS {
-        if let Some(wait) = unsettled_for(&before, limits.settle, clock) {
+        // A file changed within the settle time may be in the middle of a rewrite, unless
+        // nobody has it open for writing (then whoever wrote it is done: a program that wrote
+        // and closed it, a file renamed into place).
+        let unsettled =
+            unsettled_for(&before, limits.settle, clock).filter(|_| file.open_for_writing() != Some(false));
+        if let Some(wait) = unsettled {
             if waited >= longest_wait {
                 return Err(ReadError::StillChanging { waited });
             }

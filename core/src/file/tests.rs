@@ -140,22 +140,35 @@ fn far_future() -> Option<Duration> {
 
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
-fn a_file_is_read_only_once_it_has_been_left_alone_for_the_settle_time() {
+fn a_fresh_file_is_read_at_once_unless_a_writer_still_has_it_open_then_once_left_alone() {
     let dir = scratch("settle");
     let path = dir.join("m.smf");
     std::fs::write(&path, samples::return_42(Dialect::R72)).unwrap();
     let status = crate::sys::status_at(&c_path(&path)).unwrap();
     let changed =
         Duration::new(u64::try_from(status.ctime.0).unwrap(), u32::try_from(status.ctime.1).unwrap());
-    // A clock stopped right at the file's last change: it never settles, and is refused after
-    // waiting SETTLE_ROUNDS settle times.
+    // A clock stopped right at the file's last change: it never settles. While a writer holds
+    // the file open (a rewrite in progress, maybe paused), it is refused after waiting
+    // SETTLE_ROUNDS settle times.
     FROZEN_AT.store(u64::try_from(changed.as_nanos()).unwrap(), Ordering::Relaxed);
     let settle = Duration::from_millis(1);
     let limits = ReadLimits { settle, ..QUICK };
+    let writer = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    assert_eq!(
+        crate::sys::OpenFile::open_nonblocking(&c_path(&path)).unwrap().open_for_writing(),
+        Some(true)
+    );
     match read(&path, limits, frozen).0 {
         Err(ReadError::StillChanging { waited }) => assert!(waited >= settle * SETTLE_ROUNDS, "{waited:?}"),
         other => panic!("{other:?}"),
     }
+    // Once nobody has it open for writing, whoever wrote it is done: read at once, unsettled.
+    drop(writer);
+    assert_eq!(
+        crate::sys::OpenFile::open_nonblocking(&c_path(&path)).unwrap().open_for_writing(),
+        Some(false)
+    );
+    assert!(read(&path, ReadLimits { settle: Duration::from_secs(3600), ..QUICK }, frozen).0.is_ok());
     // Long settled by a clock far in the future: read at once under an hour's settle time.
     let hour = ReadLimits { settle: Duration::from_secs(3600), ..QUICK };
     assert!(read(&path, hour, far_future).0.is_ok());

@@ -3,7 +3,7 @@
 //! contents, a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it
 //! describes), ended by a zero length.
 //!
-//! Two readers of one format: [`check_records`], the structure every module's table must have
+//! Two readers of one format: `check_records`, the structure every module's table must have
 //! (records tiling the section, the terminator last), checked when a module is parsed; and
 //! [`fde_ranges`], what each FDE of a relocated table covers, which the loader checks against
 //! the module's code before the table is handed to the process's unwinder (an FDE claiming

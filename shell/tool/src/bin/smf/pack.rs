@@ -2,6 +2,8 @@
 //! the objects, packs them with the library's [`smf_tool::pack`](mod@smf_tool::pack), prints its
 //! notes as asked and writes the module.
 
+use std::path::Path;
+
 use smf_tool::pack::{pack, PackFailure};
 
 use crate::args::PackArgs;
@@ -95,7 +97,19 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             eprintln!("smf pack: {label}{}", note.text);
         }
     }
-    std::fs::write(&output, smf).map_err(|error| PackCommandError::Write { output, error })
+    write_into_place(Path::new(&output), &smf).map_err(|error| PackCommandError::Write { output, error })
+}
+
+/// Writes `bytes` to a new file beside `output` and renames it over `output`: a reader never
+/// sees it half written (what compilers do).
+fn write_into_place(output: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = output.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, output));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 #[cfg(test)]
