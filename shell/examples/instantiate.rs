@@ -56,9 +56,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The runtime's lookup: an export of a cached module, else an instantiation (mangled as
     // Simple mangles generics: identity + [i64] -> identity$i64).
     let identity = jit.resolve_generic("identity", &["i64"])?;
+    // The same function as a typed handle that borrows the Jit (no address cast by hand).
     // SAFETY: as above, `fn(i64) -> i64`.
-    let identity_fn: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(identity) };
-    println!("identity$i64(42) = {}", identity_fn(42));
+    let identity_fn = unsafe { jit.function::<extern "C" fn(i64) -> i64>(&path, "identity$i64") }?;
+    assert_eq!(identity_fn.get() as usize, identity);
+    println!("identity$i64(42) = {}", identity_fn.get()(42));
 
     // What the module does not offer, and what the compiler refuses.
     println!("List$Bool: {}", jit.instantiate(&path, "List$Bool").unwrap_err());

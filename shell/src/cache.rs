@@ -171,6 +171,22 @@ impl Counting {
 }
 
 /// A module cache (see the module documentation).
+///
+/// ```
+/// use std::path::Path;
+/// use std::sync::Arc;
+///
+/// use smf::cache::ModuleCache;
+///
+/// // At most 64 MiB of images and 100 modules; past either, the least recently used leaves.
+/// let cache = ModuleCache::new(64 << 20, 100);
+/// let path = Path::new("../examples/recursion.smf");
+/// let first = cache.get(path)?; // loaded
+/// let again = cache.get(path)?; // a hit: the same module, no syscall
+/// assert!(Arc::ptr_eq(&first, &again));
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok::<(), smf::loader::ModuleError>(())
+/// ```
 pub struct ModuleCache {
     state: Mutex<State>,
     linking: RwLock<CacheLinking>,

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use smf_core::file::read_module;
 pub use smf_core::file::{
     ReadError, ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
-    MAX_MODULE_BYTES_ENV, READ_ATTEMPTS, SETTLE_ENV, SETTLE_ROUNDS, STREAM_IDLE_ENV,
+    MAX_MODULE_BYTES_ENV, SETTLE_ENV, STREAM_IDLE_ENV,
 };
 
 /// Buffers up to this size are kept per thread for the next read.

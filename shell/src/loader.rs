@@ -21,6 +21,19 @@ use crate::imports::{Imports, LinkOptions};
 use crate::runtime::{exec, load_options};
 
 /// A loaded module.
+///
+/// ```
+/// use smf::imports::LinkOptions;
+/// use smf::loader::load_path_with;
+///
+/// let module = load_path_with("../examples/recursion.smf".as_ref(), &LinkOptions::default())?;
+/// // A typed handle that borrows the module: it cannot outlive the code it calls.
+/// // SAFETY: C's `long fib(long)`.
+/// let fib = unsafe { module.function::<extern "C" fn(i64) -> i64>(b"fib") }.expect("fib");
+/// # #[cfg(target_arch = "x86_64")]
+/// assert_eq!(fib.get()(20), 6765);
+/// # Ok::<(), smf::loader::ModuleError>(())
+/// ```
 #[derive(Debug)]
 pub struct SharedModule {
     /// What it registered with debuggers: held for its `Drop`, which unregisters it before the
@@ -58,6 +71,19 @@ impl SharedModule {
     #[inline]
     pub fn symbol(&self, name: &[u8]) -> Option<usize> {
         self.loaded.symbol(name)
+    }
+
+    /// The exported function `name` as the function pointer type `F`, as a handle that
+    /// borrows the module (what `libloading::Symbol` is to a library): the code cannot be
+    /// released while the handle can call it. `None` if no exported function has that name (or
+    /// `F` is not a function pointer type).
+    ///
+    /// # Safety
+    /// `F` is an `extern "C" fn` type whose signature is the function's.
+    #[allow(unsafe_code)]
+    pub unsafe fn function<F: Copy>(&self, name: &[u8]) -> Option<smf_core::exec::Function<'_, F>> {
+        // SAFETY: forwarded to our caller's contract.
+        unsafe { self.loaded.function::<F>(name) }
     }
 
     /// The function of this module that `addr` lies in (exported or not), and how far into it

@@ -16,13 +16,13 @@
 //!   unless `SMF_SETTLE_MS` says otherwise) may be in the middle of being rewritten, if some
 //!   process still has it open for writing (the kernel says whether one does: a read lease is
 //!   granted only when none does, `sys::OpenFile::open_for_writing`). Then it is read only once
-//!   it has been left alone that long (waiting at most [`SETTLE_ROUNDS`] times as long, then
+//!   it has been left alone that long (waiting at most 40 times as long, then
 //!   refused: [`ReadError::StillChanging`]). A file nobody has open for writing is read at once,
 //!   however fresh: whoever wrote it closed it (`smf pack x.o -o x.smf && smf run x.smf` reads
 //!   at once), or renamed it into place. Where the kernel will not say (another user's file, a
 //!   file system without leases), a fresh file settles as before. Then its identity, size and
 //!   times are compared before and after the read; a file rewritten meanwhile is read again (up
-//!   to [`READ_ATTEMPTS`] times) or refused ([`ReadError::Torn`]). The wait is needed because a
+//!   to 8 times) or refused ([`ReadError::Torn`]). The wait is needed because a
 //!   write updates the times before it copies its bytes, and a writer may be paused by the
 //!   scheduler in the middle of rewriting a file: neither shows in the times taken around the
 //!   read, but the writer's open file does. A writer that pauses for longer than the settle
@@ -75,10 +75,10 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_millis(50);
 pub const CHECK_ENDS_FROM: u64 = 1 << 20;
 
 /// How many times a file that changes while it is read is read again before it is refused.
-pub const READ_ATTEMPTS: usize = 8;
+pub(crate) const READ_ATTEMPTS: usize = 8;
 
 /// A file that keeps changing is waited on for at most this many settle times.
-pub const SETTLE_ROUNDS: u32 = 40;
+pub(crate) const SETTLE_ROUNDS: u32 = 40;
 
 /// The limits a module file is read under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub enum ReadError {
         /// How long it was waited for.
         waited: Duration,
     },
-    /// A file that changed while it was read, [`READ_ATTEMPTS`] times.
+    /// A file that changed while it was read, 8 times in a row.
     Torn,
     /// The buffer could not grow to the file's size.
     OutOfMemory {

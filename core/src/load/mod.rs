@@ -64,6 +64,21 @@ pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
 };
 
 /// How to load.
+///
+/// ```
+/// use smf_core::exec::ExecAllocator;
+/// use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
+/// use smf_core::write::samples;
+/// use smf_core::Dialect;
+///
+/// let exec = ExecAllocator::default();
+/// // Read-only data in pages of its own (not executable), no constructors run.
+/// let options =
+///     LoadOptions { read_only_data: ReadOnlyData::NotExecutable, run_constructors: false, ..LoadOptions::default() };
+/// let module = LoadedModule::load(&exec, &samples::return_42(Dialect::S128), &(), &options)?;
+/// assert!(module.symbol(b"main").is_some());
+/// # Ok::<(), smf_core::load::LoadError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// How to parse.

@@ -118,6 +118,28 @@ struct Plan {
 }
 
 /// Load-time instantiation over a [`ModuleCache`] (see the module documentation).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use smf::cache::ModuleCache;
+/// use smf::jit::{Jit, Request};
+/// use smf_core::jit::JitConfig;
+///
+/// // The runtime's compiler: machine code for the template a request names (here, x86-64's
+/// // `mov rax, rdi; ret` for identity, whatever the type).
+/// let compile = |_: &Jit, request: &Request<'_>| match request.template {
+///     "identity" => Ok(vec![0x48, 0x89, 0xF8, 0xC3]),
+///     other => Err(format!("no template {other}")),
+/// };
+/// let jit = Jit::new(Arc::new(ModuleCache::new(0, 0)), JitConfig::default(), compile);
+/// let path = std::path::Path::new("../examples/generics.smf");
+/// // SAFETY: the compiler above emits `fn(i64) -> i64` for identity.
+/// let identity = unsafe { jit.function::<extern "C" fn(i64) -> i64>(path, "identity$i64") }?;
+/// # #[cfg(target_arch = "x86_64")]
+/// assert_eq!(identity.get()(7), 7);
+/// # Ok::<(), smf_core::jit::JitError>(())
+/// ```
 pub struct Jit {
     /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
     /// before the code is freed with the instantiator).
