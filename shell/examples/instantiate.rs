@@ -3,7 +3,7 @@
 //! runtime, whose compiler turns a template into machine code when one is first asked for.
 //!
 //! ```text
-//! cargo run -p smf --example instantiate -- examples/generics.smf
+//! cargo run -p smf-loader --example instantiate -- examples/generics.smf
 //! ```
 //!
 //! The "compiler" here is a toy that knows two templates and emits x86-64 (or aarch64) code

@@ -543,14 +543,14 @@ pub fn build_smf_package() -> std::path::PathBuf {
     let profile = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "smf", "-p", "smf-tool"]).current_dir(workspace());
+    cmd.args(["build", "--quiet", "-p", "smf-loader", "-p", "smf-tool"]).current_dir(workspace());
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
     if let Some(target) = profile.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    assert!(cmd.status().expect("run cargo build").success(), "cargo build -p smf -p smf-tool failed");
+    assert!(cmd.status().expect("run cargo build").success(), "cargo build -p smf-loader -p smf-tool failed");
     // Programs linked against libsmf.so record its SONAME, libsmf.so.0: give it that name too,
     // as an installation does (`cargo xtask install`).
     // (Test binaries run side by side: one of them makes the link, the others find it.)

@@ -31,7 +31,7 @@ fn build() -> Result<String, String> {
         "--release",
         "--locked",
         "-p",
-        "smf",
+        "smf-loader",
         "-p",
         "smf-tool",
     ]))?;
@@ -41,7 +41,7 @@ fn build() -> Result<String, String> {
         "--release",
         "--locked",
         "-p",
-        "smf",
+        "smf-loader",
         "--lib",
         "--crate-type",
         "staticlib",

@@ -124,7 +124,7 @@ struct Plan {
 ///
 /// use smf::cache::ModuleCache;
 /// use smf::jit::{Jit, Request};
-/// use smf_core::jit::JitConfig;
+/// use smf::core::jit::JitConfig;
 ///
 /// // The runtime's compiler: machine code for the template a request names (here, x86-64's
 /// // `mov rax, rdi; ret` for identity, whatever the type).
@@ -138,7 +138,7 @@ struct Plan {
 /// let identity = unsafe { jit.function::<extern "C" fn(i64) -> i64>(path, "identity$i64") }?;
 /// # #[cfg(target_arch = "x86_64")]
 /// assert_eq!(identity.get()(7), 7);
-/// # Ok::<(), smf_core::jit::JitError>(())
+/// # Ok::<(), smf::core::jit::JitError>(())
 /// ```
 pub struct Jit {
     /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
