@@ -94,7 +94,7 @@ static void resolver_callback(void) {
     const char *error = smf_last_error();
     CHECK(strstr(error, "unresolved import `ext_c`") != NULL);
     CHECK(strstr(error, "host symbols") != NULL);
-    CHECK(strstr(error, "loaded modules") != NULL);
+    CHECK(strstr(error, "loaded module") != NULL);
     CHECK(strstr(error, "resolver callback") != NULL);
     CHECK(strstr(error, "dlsym") == NULL); /* not asked for */
 

@@ -169,7 +169,7 @@ fn inspect_text_reports_every_part() {
         "\"external_fn\"",
         "Relocations (5):",
         "abs32",
-        "possible (1 rows)",
+        "possible (1 row)",
         "mangled_name=\"List$Float\"",
         "struct   List<T>",
         "Template meta (version 1):",
@@ -248,7 +248,7 @@ fn inspect_shows_only_the_tables_asked_for_with_names_whole() {
     let o = smf(&["inspect", "--json", "--symbols", &long]);
     let json: Value = serde_json::from_str(&o.out).unwrap();
     let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["symbols"]);
+    assert_eq!(keys, ["file", "symbols"]);
     assert_eq!(json["symbols"][0]["name"], long_symbol);
     // Not options of other commands.
     assert_eq!(smf(&["verify", "--symbols", &rich]).status, 2);
@@ -296,12 +296,11 @@ fn usage_errors_exit_2() {
         &["frobnicate"][..],
         &["inspect"][..],
         &["inspect", "--bogus", "x"][..],
-        &["inspect", "a", "b"][..],
         &["symbols", "--defined", "--undefined", "x"][..],
         &["pack", "a.o"][..],
         &["pack", "a.o", "-o", "b.smf", "--quiet", "--verbose"][..],
         &["prefetch", "--threads", "0", "x"][..],
-        &["run", "x", "--ret", "i32"][..],
+        &["run", "x", "--ret", "i128"][..],
     ] {
         let o = smf(args);
         assert_eq!(o.status, 2, "{args:?}");
@@ -380,6 +379,23 @@ fn example(name: &str) -> String {
     smf_tests::workspace().join("examples").join(name).to_string_lossy().into_owned()
 }
 
+/// `tests/c/NAME.c` compiled (gcc -O2 -fPIC) and packed into a module in `dir`; its path.
+fn packed_c(dir: &std::path::Path, name: &str) -> String {
+    let object = dir.join(format!("{name}.o"));
+    let source = smf_tests::workspace().join(format!("tests/c/{name}.c"));
+    let compiled = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status();
+    assert!(compiled.expect("gcc").success());
+    let module = dir.join(format!("{name}.smf")).to_string_lossy().into_owned();
+    let packed = smf(&["pack", &object.to_string_lossy(), "-o", &module]);
+    assert_eq!(packed.status, 0, "{}", packed.err);
+    module
+}
+
 /// `run --native LIBRARY` links the module against a native shared library too: a packed C++
 /// module needs libstdc++ (type info, guards of local statics), which `run` alone does not
 /// offer; a library that cannot be opened is an error naming it.
@@ -442,7 +458,6 @@ fn run_failures_exit_1_with_one_line() {
         (&["run", &example("globals.smf"), "counter"], "`counter` is not a function"),
         (&["run", &arm], "wrong architecture: the module is for aarch64"),
         (&["run", &example("rich.s128.smf")], "unresolved import `external_fn`"),
-        (&["run", &example("recursion.smf"), "fib", "ten"], "argument `ten` is not an integer"),
         (&["run", &example("mathlib.smf")], "no entry point"),
         (&["run", "/nonexistent.smf"], "/nonexistent.smf"),
     ];
@@ -452,9 +467,28 @@ fn run_failures_exit_1_with_one_line() {
         assert_eq!(o.err.lines().count(), 1, "{args:?}: {}", o.err);
         assert!(o.err.contains(needle), "{args:?}: {}", o.err);
     }
-    assert_eq!(smf(&["run"]).status, 2);
-    assert_eq!(smf(&["run", "--lib"]).status, 2);
-    assert_eq!(smf(&["run", &example("recursion.smf"), "six", "1", "2", "3", "4", "5", "6", "7"]).status, 2);
+    // Bad values are usage errors, each with its reason.
+    let recursion = example("recursion.smf");
+    for (args, needle) in [
+        (&["run"][..], "required"),
+        (&["run", "--lib"][..], "a value is required"),
+        (&["run", &recursion, "fib", "ten"][..], "argument `ten`: not a number"),
+        (&["run", &recursion, "fib", "99999999999999999999"][..], "out of the 64-bit range"),
+        (&["run", &recursion, "fib", "f16:1"][..], "the types are f64, f32, i64 and u64"),
+        (
+            &["run", &recursion, "six", "1", "2", "3", "4", "5", "6", "7"][..],
+            "7 integer arguments: at most 6",
+        ),
+        (
+            &["run", &recursion, "f", "1.0", "2.0", "3.0", "4.0", "5.0", "6.0", "7.0", "8.0", "9.0"][..],
+            "9 floating-point",
+        ),
+        (&["run", &recursion, "--ret", "i128"][..], "invalid value 'i128'"),
+    ] {
+        let o = smf(args);
+        assert_eq!(o.status, 2, "{args:?}");
+        assert!(o.err.contains(needle), "{args:?}: {}", o.err);
+    }
 }
 
 #[test]
@@ -549,7 +583,8 @@ fn prefetch_loads_a_set_of_modules_and_names_the_failures() {
     let missing = example("missing.smf");
     let bad = smf(&["prefetch", &example("recursion.smf"), &missing]);
     assert_eq!(bad.status, 1);
-    assert!(bad.out.starts_with("1 modules loaded, 1 failed"), "{}", bad.out);
+    assert!(bad.out.starts_with("1 module loaded, 1 failed"), "{}", bad.out);
+    assert!(bad.out.ends_with(" threads\n") || bad.out.ends_with(" on 1 thread\n"), "{}", bad.out);
     assert!(bad.err.starts_with(&format!("smf: {missing}: ")), "{}", bad.err);
     assert_eq!(smf(&["prefetch"]).status, 2);
     assert_eq!(smf(&["prefetch", "--threads", "0", &missing]).status, 2);
@@ -561,8 +596,12 @@ fn prefetch_loads_a_set_of_modules_and_names_the_failures() {
 fn symbols_lists_like_nm_with_whole_names_and_filters() {
     let all = smf(&["symbols", &example("app.smf")]);
     assert_eq!(all.status, 0, "{}", all.err);
-    assert!(all.out.contains("0000000000000000       39 function  global lcm\n"), "{}", all.out);
-    assert!(all.out.contains(&format!("{}        0 import    global gcd\n", " ".repeat(16))), "{}", all.out);
+    assert!(all.out.contains("0000000000000000       39 function  global .text    lcm\n"), "{}", all.out);
+    assert!(
+        all.out.contains(&format!("{}        0 import    global *UND*    gcd\n", " ".repeat(16))),
+        "{}",
+        all.out
+    );
     let defined = smf(&["symbols", "--defined", &example("app.smf")]);
     assert!(!defined.out.contains(" import ") && defined.out.contains(" lcm\n"), "{}", defined.out);
     let undefined = smf(&["symbols", "--undefined", &example("app.smf")]);
@@ -577,9 +616,8 @@ fn symbols_lists_like_nm_with_whole_names_and_filters() {
     b.add_symbol(SymbolSpec::function(b"hidden", 0, 6).with_binding(Binding::Local));
     let path = write(&dir, "long.smf", &b.build().unwrap());
     let exported = smf(&["symbols", "--exported", &path]);
-    assert_eq!(exported.out, format!("0000000000000000        6 function  global {long}\n"));
+    assert_eq!(exported.out, format!("0000000000000000        6 function  global .text    {long}\n"));
     assert_eq!(smf(&["symbols"]).status, 2);
-    assert_eq!(smf(&["symbols", &example("app.smf"), &example("app.smf")]).status, 2);
     assert_eq!(smf(&["symbols", &dir.join("missing.smf").to_string_lossy()]).status, 1);
 }
 
@@ -612,6 +650,7 @@ fn verify_load_says_whether_a_valid_module_loads_here() {
     assert_eq!(foreign.status, 1);
     assert!(foreign.err.contains("does not load here") && foreign.err.contains("riscv64"), "{}", foreign.err);
     assert_eq!(smf(&["verify", "--lib", &app, &app]).status, 2, "--lib without --load");
+    assert_eq!(smf(&["verify", "--no-libc", &app]).status, 2, "--no-libc without --load");
 }
 
 /// `verify --load` runs no code of the module: its constructors (here one that exits the
@@ -649,4 +688,264 @@ fn verify_load_runs_no_constructor_and_run_does() {
         [Value::Null, "constructors".into(), Value::Null, Value::Null],
         "code, array, two relocation sections"
     );
+}
+
+/// `run` passes integer and floating-point arguments in C's order and prints the result as
+/// `--ret` types it (a narrower integer as that type, a pointer in hex, nothing for void); what
+/// the module printed through the C library comes first, even into a pipe.
+#[test]
+#[cfg(target_arch = "x86_64")] // packs x86-64 objects
+fn run_passes_floats_and_prints_each_result_type() {
+    let dir = scratch("typed");
+    let module = packed_c(&dir, "typed_calls");
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&[], &["minus_one"], "4294967295\n"), // i64 by default: an int's register as it is
+        (&["--ret", "i32"], &["minus_one"], "-1\n"),
+        (&["--ret", "u8"], &["byte_200"], "200\n"),
+        (&["--ret", "i8"], &["byte_200"], "-56\n"),
+        (&["--ret", "i16"], &["minus_two"], "-2\n"),
+        (&["--ret", "u16"], &["minus_two"], "65534\n"),
+        (&["--ret", "f64"], &["scale", "3", "1.5"], "4.5\n"),
+        (&["--ret", "f64"], &["scale", "-3", "f64:2"], "-6\n"),
+        (&["--ret", "f32"], &["halve", "f32:3"], "1.5\n"),
+        (&["--ret", "f64"], &["mix", "1", "0.5", "2", "f32:0.25"], "3.75\n"),
+        (&["--ret", "void"], &["count_call"], "counted 1\n"),
+        (&[], &["say_then_return"], "printed by the module\n7\n"),
+    ];
+    for (options, call, expected) in cases {
+        let args: Vec<&str> =
+            ["run"].iter().chain(*options).chain([&module.as_str()]).chain(*call).copied().collect();
+        let o = smf(&args);
+        assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, *expected, ""), "{args:?}");
+    }
+    let pointer = smf(&["run", "--ret", "ptr", &module, "greeting"]);
+    assert!(pointer.status == 0 && pointer.out.starts_with("0x"), "{}{}", pointer.out, pointer.err);
+    // Data is not called, whatever --ret says.
+    let globals = smf(&["run", "--ret", "f64", &example("globals.smf"), "counter"]);
+    assert_eq!(globals.status, 1);
+    assert!(globals.err.contains("`counter` is not a function"), "{}", globals.err);
+}
+
+/// `symbols` sorts by name by default (by value, size or table order on request, reversed with
+/// -r), shows each symbol's section, escapes control characters as `inspect` does, and takes
+/// several files as nm does (a header per file, or the file on every line with -A).
+#[test]
+fn symbols_sorts_shows_sections_and_takes_several_files() {
+    let dir = scratch("symbols-order");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xC3; 32]);
+    let data = b.add_data(b".data", &[0; 16]);
+    b.add_symbol(SymbolSpec::function(b"zeta", 0, 8));
+    b.add_symbol(SymbolSpec::function(b"alpha", 16, 2));
+    b.add_symbol(SymbolSpec::data(b"beta", data, 4, 4));
+    b.add_symbol(SymbolSpec::import(b"gamma"));
+    b.add_symbol(SymbolSpec::function(b"ctl\x1b[31m\n", 8, 1));
+    let path = write(&dir, "order.smf", &b.build().unwrap());
+    let names = |args: &[&str]| -> Vec<String> {
+        let o = smf(args);
+        assert_eq!(o.status, 0, "{args:?}: {}", o.err);
+        o.out.lines().map(|l| l.rsplit(' ').next().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(&["symbols", &path]), ["alpha", "beta", "ctl\\u{1b}[31m\\n", "gamma", "zeta"]);
+    assert_eq!(names(&["symbols", "-n", &path]), ["zeta", "ctl\\u{1b}[31m\\n", "alpha", "beta", "gamma"]);
+    assert_eq!(names(&["symbols", "--size-sort", &path])[..2], ["gamma", "ctl\\u{1b}[31m\\n"]);
+    assert_eq!(names(&["symbols", "-p", &path]), ["zeta", "alpha", "beta", "gamma", "ctl\\u{1b}[31m\\n"]);
+    assert_eq!(names(&["symbols", "-r", &path]), ["zeta", "gamma", "ctl\\u{1b}[31m\\n", "beta", "alpha"]);
+    let listing = smf(&["symbols", &path]).out;
+    assert!(listing.contains("0000000000000004        4 data      global .data    beta\n"), "{listing}");
+    assert!(listing.contains("0000000000000010        2 function  global .text    alpha\n"), "{listing}");
+    assert!(!listing.contains('\x1b'), "no raw escape reaches the terminal: {listing:?}");
+
+    let app = example("app.smf");
+    let several = smf(&["symbols", "--defined", &path, &app]);
+    assert_eq!(several.status, 0, "{}", several.err);
+    assert!(several.out.starts_with(&format!("\n{path}:\n")), "{}", several.out);
+    assert!(several.out.contains(&format!("\n{app}:\n")), "{}", several.out);
+    let prefixed = smf(&["symbols", "-A", &path, &app]);
+    assert!(prefixed
+        .out
+        .lines()
+        .all(|l| l.starts_with(&format!("{path}: ")) || l.starts_with(&format!("{app}: "))));
+    assert_eq!(prefixed.out.lines().count(), 5 + smf(&["symbols", &app]).out.lines().count());
+    // A bad file among good ones: reported, the others listed, exit 1.
+    let missing = dir.join("missing.smf").to_string_lossy().into_owned();
+    let mixed = smf(&["symbols", &path, &missing]);
+    assert_eq!(mixed.status, 1);
+    assert!(mixed.out.contains(" alpha\n") && mixed.err.contains(&missing), "{}{}", mixed.out, mixed.err);
+}
+
+/// `symbols --json` and `verify --json` print one object per file, with the keys `inspect
+/// --json` uses for the same things.
+#[test]
+fn symbols_and_verify_speak_json_with_the_keys_of_inspect() {
+    let app = example("app.smf");
+    let inspected = json_of(&app);
+    let o = smf(&["symbols", "--json", "-p", &app]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    let symbols: Value = serde_json::from_str(&o.out).unwrap();
+    assert_eq!(symbols["file"], app.as_str());
+    assert_eq!(symbols["symbols"], inspected["symbols"], "the same objects, in table order");
+    assert_eq!(inspected["symbols"][0]["section_name"], ".text");
+
+    let dir = scratch("verify-json");
+    let bad = write(&dir, "bad.smf", b"not a module at all, just text");
+    let o = smf(&["verify", "--json", "--load", &app, &bad, &example("recursion.smf")]);
+    assert_eq!(o.status, 1);
+    let lines: Vec<Value> = o.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!((&lines[0]["valid"], &lines[0]["loads"]), (&Value::Bool(true), &Value::Bool(false)));
+    assert!(lines[0]["load_error"]["message"].as_str().unwrap().contains("unresolved imports"));
+    for key in ["dialect", "version", "platform", "arch", "flags", "entry_point", "code_size"] {
+        assert_eq!(lines[0][key], inspected[key], "{key}");
+    }
+    assert_eq!((&lines[1]["valid"], &lines[1]["error"]["offset"]), (&Value::Bool(false), &Value::from(0)));
+    assert_eq!((&lines[2]["valid"], &lines[2]["loads"]), (&Value::Bool(true), &Value::Bool(true)));
+    assert!(o.err.is_empty(), "JSON carries the problems: {}", o.err);
+}
+
+/// `ldd` lists every import and what resolves it: a --lib module, the C library's file, or
+/// "not found" (exit 1; a weak import that nothing provides is null, not an error).
+#[test]
+fn ldd_names_what_resolves_each_import() {
+    let (app, mathlib) = (example("app.smf"), example("mathlib.smf"));
+    let alone = smf(&["ldd", &app]);
+    assert_eq!(alone.status, 1);
+    assert_eq!(
+        alone.out,
+        "\tgcd => not found\n\tscale => not found\n\tscaled => not found\n\tpower => not found\n"
+    );
+    let linked = smf(&["ldd", "--lib", &mathlib, &app]);
+    assert_eq!(linked.status, 0, "{}", linked.err);
+    assert!(linked.out.contains(&format!("\tgcd => {mathlib}\n")), "{}", linked.out);
+
+    let dir = scratch("ldd");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::import(b"strlen"));
+    b.add_symbol(SymbolSpec::import(b"smf_ldd_test_maybe").with_binding(Binding::Weak));
+    let path = write(&dir, "libc.smf", &b.build().unwrap());
+    let o = smf(&["ldd", &path]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    let strlen = o.out.lines().find(|l| l.starts_with("\tstrlen => ")).unwrap();
+    assert!(strlen.contains("libc"), "the C library's file: {strlen}");
+    assert!(o.out.contains("\tsmf_ldd_test_maybe => not found (weak: null)\n"), "{}", o.out);
+    let without = smf(&["ldd", "--no-libc", &path, &app]);
+    assert_eq!(without.status, 1);
+    assert!(without.out.starts_with(&format!("{path}:\n\tstrlen => not found\n")), "{}", without.out);
+    assert!(without.out.contains(&format!("{app}:\n\tgcd => not found\n")), "{}", without.out);
+}
+
+/// `dump -x` shows a section's bytes (by name or index) as readelf -x does; `--disassemble`
+/// decodes x86-64 code with function names and the relocations each instruction carries.
+#[test]
+fn dump_shows_a_sections_bytes_and_its_instructions() {
+    let recursion = example("recursion.smf");
+    let by_name = smf(&["dump", "-x", ".text", &recursion]);
+    assert_eq!(by_name.status, 0, "{}", by_name.err);
+    assert!(by_name.out.starts_with("\nHex dump of section '.text':\n  0x00000000 "), "{}", by_name.out);
+    let bytes = std::fs::read(&recursion).unwrap();
+    let first: String = bytes[..4].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        by_name.out.contains(&format!("0x00000000 {first} ")),
+        "the section starts the file: {}",
+        by_name.out
+    );
+    assert_eq!(smf(&["dump", "-x", "0", &recursion]).out, by_name.out);
+    let missing = smf(&["dump", "-x", ".nope", &recursion]);
+    assert_eq!(missing.status, 1);
+    assert!(missing.err.contains("no section `.nope`"), "{}", missing.err);
+    assert_eq!(smf(&["dump", &recursion]).status, 2, "dump what?");
+
+    let code = smf(&["dump", "--disassemble", &example("app.smf")]);
+    assert_eq!(code.status, 0, "{}", code.err);
+    assert!(code.out.contains("\n0000000000000000 <lcm>:\n"), "{}", code.out);
+    assert!(code.out.lines().any(|l| l.contains("call ") && l.ends_with("; plt32 gcd-0x4")), "{}", code.out);
+    let dir = scratch("dump");
+    let mut arm = samples::return_42(Dialect::R96);
+    arm[7] = 1;
+    let arm = write(&dir, "arm.smf", &arm);
+    let refused = smf(&["dump", "-d", &arm]);
+    assert_eq!(refused.status, 1);
+    assert!(refused.err.contains("cannot disassemble aarch64 code (x86-64 only)"), "{}", refused.err);
+}
+
+/// `inspect` takes several files, prints an application's fields only for an application (its
+/// window only for a graphical one), and counts in the singular for one.
+#[test]
+fn inspect_takes_several_files_and_prints_app_fields_where_they_apply() {
+    let (recursion, mathlib) = (example("recursion.smf"), example("mathlib.smf"));
+    let both = smf(&["inspect", &recursion, &mathlib]);
+    assert_eq!(both.status, 0, "{}", both.err);
+    assert!(both.out.starts_with(&format!("SMF module {recursion}\n")), "{}", both.out);
+    assert!(both.out.contains(&format!("\n\nSMF module {mathlib}\n")), "{}", both.out);
+    let executable = smf(&["inspect", &recursion]).out;
+    assert!(executable.contains("  App type:       cli\n"), "{executable}");
+    assert!(!executable.contains("window"), "{executable}");
+    let library = smf(&["inspect", &mathlib]).out;
+    assert!(!library.contains("App type") && !library.contains("window"), "{library}");
+
+    let dir = scratch("gui");
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.entry_point(0);
+    b.header(|h| {
+        h.app_type = 2;
+        h.window_width = 800;
+        h.window_height = 600;
+    });
+    let gui = write(&dir, "gui.smf", &b.build().unwrap());
+    let o = smf(&["inspect", &gui]);
+    assert!(o.out.contains("  App type:       gui, window 800x600\n"), "{}", o.out);
+    let tables = smf(&["inspect", "--sections", &recursion, &mathlib]);
+    assert!(tables.out.starts_with(&format!("\nFile: {recursion}\nSections (")), "{}", tables.out);
+    let json = smf(&["inspect", "--json", &recursion, &mathlib]);
+    let files: Vec<Value> = json.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((&files[0]["file"], &files[1]["file"]), (&Value::from(recursion), &Value::from(mathlib)));
+}
+
+/// `pack` reads an object from standard input and writes the module to standard output;
+/// `prefetch -` reads the files' names from standard input and links like `run` (`--lib`).
+#[test]
+#[cfg(target_arch = "x86_64")] // packs x86-64 objects
+fn pack_and_prefetch_read_standard_input() {
+    let dir = scratch("stdin");
+    let module = packed_c(&dir, "typed_calls");
+    let object = std::fs::read(dir.join("typed_calls.o")).unwrap();
+    let piped = {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let bin = smf_tests::build_smf_package().join("smf");
+        let mut child = Command::new(bin)
+            .args(["pack", "-", "-o", "-", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&object).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    assert_eq!(piped.stdout, std::fs::read(&module).unwrap(), "the same module as from the file");
+
+    let garbage = write(&dir, "garbage.bin", b"garbage");
+    let o = smf(&["pack", &garbage, "-o", &dir.join("g.smf").to_string_lossy()]);
+    assert_eq!(o.status, 1);
+    assert_eq!(o.err.matches(garbage.as_str()).count(), 1, "the path once: {}", o.err);
+
+    let names = format!("{}\n{}\n", example("app.smf"), example("recursion.smf"));
+    let o = smf_with_stdin(
+        &["prefetch", "--threads", "1", "--lib", &example("mathlib.smf"), "-"],
+        Some(names.as_bytes()),
+    );
+    assert_eq!(o.status, 0, "{}", o.err);
+    assert!(
+        o.out.starts_with("2 modules loaded, 0 failed, in ") && o.out.ends_with(" on 1 thread\n"),
+        "{}",
+        o.out
+    );
+    let o = smf_with_stdin(&["prefetch", "--no-libc", "-"], Some(module.as_bytes()));
+    assert_eq!(o.status, 1, "printf is the C library's: {}", o.out);
+    assert!(o.err.contains("printf"), "{}", o.err);
 }

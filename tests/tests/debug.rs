@@ -128,7 +128,7 @@ fn gdb_names_the_module_functions_in_a_crash_backtrace() {
     // guesses between them) by the module's unwind table in it.
     let named = |i: usize, name: &str| frames.get(i).is_some_and(|f| f.contains(&format!(" in {name} ")));
     assert!(named(0, "deref") && named(1, "middle") && named(2, "outer"), "{text}");
-    assert!(named(3, "smf::loader::SharedModule::call_returning<i64>"), "then the program's own:\n{text}");
+    assert!(named(3, "smf::loader::SharedModule::call<i64>"), "then the program's own:\n{text}");
 }
 
 #[test]

@@ -338,7 +338,8 @@ fn loads_with_link_options_look_in_the_documented_order() {
     let error = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("unresolved import `lo_exported` (looked in: host symbols ("), "{message}");
-    assert!(message.contains("loaded modules, the C library and libm)"), "{message}");
+    assert!(message.contains(" loaded module"), "{message}");
+    assert!(message.contains(", the C library and libm)"), "{message}");
     let shared = load_bytes_with(&provider, &LinkOptions::default(), None).unwrap();
     let m = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap();
     assert_eq!(addr_of(&m, "lo_exported"), shared.symbol(b"lo_exported").unwrap());
@@ -371,4 +372,38 @@ fn loads_with_link_options_look_in_the_documented_order() {
     assert_ne!(addr_of(&m, outside), 0);
     let m = load_bytes_with(&importer_of("strlen"), &process, None).unwrap();
     assert_eq!(strlen_of(&m), 12, "the process's symbols hold the C library's");
+}
+
+/// `SharedModule::call` passes integer and floating-point arguments each in registers of
+/// their own kind, in order, as C expects, and returns a `double` or a `float`; more than six
+/// integer or eight floating-point arguments are refused before any call.
+#[test]
+fn a_call_passes_each_kind_of_argument_in_its_own_registers() {
+    use smf::loader::{load_bytes_with, CallArg, CallError};
+    let mut code = Vec::new();
+    // double add3(long a, double b, long c): b + a + c.
+    code.extend_from_slice(&[0xF2, 0x48, 0x0F, 0x2A, 0xCF]); // cvtsi2sd xmm1, rdi
+    code.extend_from_slice(&[0xF2, 0x0F, 0x58, 0xC1]); // addsd xmm0, xmm1
+    code.extend_from_slice(&[0xF2, 0x48, 0x0F, 0x2A, 0xCE]); // cvtsi2sd xmm1, rsi
+    code.extend_from_slice(&[0xF2, 0x0F, 0x58, 0xC1, 0xC3]); // addsd xmm0, xmm1; ret
+    let twice = code.len() as u64;
+    // float twice(float x): x + x.
+    code.extend_from_slice(&[0xF3, 0x0F, 0x58, 0xC0, 0xC3]);
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &code);
+    b.add_symbol(SymbolSpec::function(b"add3", 0, twice));
+    b.add_symbol(SymbolSpec::function(b"twice", twice, 5));
+    let options = smf::imports::LinkOptions { local: true, ..Default::default() };
+    let module = load_bytes_with(&b.build().unwrap(), &options, None).unwrap();
+    let (int, f64_, f32_) = (CallArg::Int, CallArg::F64, CallArg::F32);
+    // SAFETY: add3 is `double(long, double, long)`, twice `float(float)`.
+    unsafe {
+        assert_eq!(module.call::<f64>(Some(b"add3"), &[int(1), f64_(0.5), int(2)]), Ok(3.5));
+        assert_eq!(module.call::<f32>(Some(b"twice"), &[f32_(1.25)]), Ok(2.5));
+        assert_eq!(module.call::<f64>(Some(b"add3"), &[int(0); 7]), Err(CallError::TooManyArguments(7)));
+        assert_eq!(
+            module.call::<f64>(Some(b"add3"), &[f64_(0.0); 9]),
+            Err(CallError::TooManyFloatArguments(9))
+        );
+    }
 }

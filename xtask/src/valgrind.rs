@@ -42,7 +42,8 @@ pub(crate) fn ensure_valgrind() -> Result<(), String> {
     }
 }
 
-/// The tool invocations checked: each example run, inspected (text and JSON) and verified.
+/// The tool invocations checked: each example run, inspected (text and JSON), verified, its
+/// symbols and imports listed and its code disassembled.
 fn invocations(examples: &Path) -> Result<Vec<Vec<String>>, String> {
     let mut modules: Vec<String> = std::fs::read_dir(examples)
         .map_err(|e| format!("{}: {e}", examples.display()))?
@@ -63,6 +64,9 @@ fn invocations(examples: &Path) -> Result<Vec<Vec<String>>, String> {
         out.push(vec!["inspect".into(), module.clone()]);
         out.push(vec!["inspect".into(), "--json".into(), module.clone()]);
         out.push(vec!["verify".into(), module.clone()]);
+        out.push(vec!["symbols".into(), module.clone()]);
+        out.push(vec!["ldd".into(), module.clone()]);
+        out.push(vec!["dump".into(), "--disassemble".into(), module.clone()]);
     }
     Ok(out)
 }

@@ -12,11 +12,40 @@ use smf_core::Dialect;
 #[derive(Debug, Parser)]
 #[command(name = "smf", version, arg_required_else_help = true, subcommand_required = true)]
 #[command(
-    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error. FILE may be `-` for standard input."
+    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error (a bad value included). FILE may be `-` for standard input."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The command line, checked beyond what clap's declarations check (how many arguments of
+    /// each kind `run` can pass); a usage error (exit 2) otherwise.
+    pub(crate) fn parse_checked() -> Self {
+        use clap::{CommandFactory as _, Parser as _};
+        let cli = Cli::parse();
+        let refused = match &cli.command {
+            Command::Run(run) => {
+                run.check_argument_counts().err().map(|m| ("run", clap::error::ErrorKind::TooManyValues, m))
+            }
+            Command::Verify(verify) if !verify.load && verify.link.is_given() => Some((
+                "verify",
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--lib, --native and --no-libc link what --load loads: give --load".to_owned(),
+            )),
+            _ => None,
+        };
+        if let Some((name, kind, message)) = refused {
+            let mut root = Cli::command();
+            root.build();
+            // The error shows the command's own usage line.
+            let mut usage =
+                root.find_subcommand(name).cloned().unwrap_or(root).bin_name(format!("smf {name}"));
+            usage.error(kind, message).exit();
+        }
+        cli
+    }
 }
 
 /// The commands.
@@ -25,8 +54,10 @@ pub(crate) enum Command {
     /// Show what is inside a module: header, sections, symbols, relocations, note.sdn tables and
     /// templates.
     Inspect(InspectArgs),
-    /// List the symbols, like nm: value, size, kind, binding and whole name (imports have no
-    /// value and the kind `import`).
+    /// List the symbols, like nm: value, size, kind, binding, section and whole name, sorted by
+    /// name (imports have no value, the kind `import` and the section `*UND*`). A code
+    /// symbol's value is its offset in the code image (the code sections in table order), a
+    /// data symbol's its offset in its section.
     Symbols(SymbolsArgs),
     /// Exit 0 if every FILE is a valid module; otherwise print one line per bad file on stderr
     /// (the problem and its byte offset) and exit 1.
@@ -34,11 +65,18 @@ pub(crate) enum Command {
     /// Turn x86-64 ELF relocatables (gcc -c -O2 -fPIC, clang) into one SMF module.
     Pack(PackArgs),
     /// Load the libraries and FILE and call SYMBOL (default: the entry point) with up to 6
-    /// integer arguments (decimal or 0x hex); print the result.
+    /// integer and 8 floating-point arguments; print the result as --ret says.
     Run(RunArgs),
-    /// Load every FILE into a module cache on worker threads; report how many loaded, how many
-    /// failed (one line each) and the time taken.
+    /// Load every FILE into a module cache on worker threads, linked as `run` links; report
+    /// how many loaded, how many failed (one line each) and the time taken.
     Prefetch(PrefetchArgs),
+    /// Every import of each FILE and what resolves it, linked as `run` links (the --lib
+    /// modules, the --native libraries, the C library and libm), or "not found", like
+    /// `ldd -r`; exit 1 if any import is not found.
+    Ldd(LddArgs),
+    /// Show a section's bytes: as hex and text (-x, like readelf -x), or as instructions
+    /// (--disassemble, x86-64 code), functions named.
+    Dump(DumpArgs),
 }
 
 /// `--dialect`: which layout to read the file as, instead of detecting it.
@@ -81,9 +119,10 @@ pub(crate) struct InspectArgs {
     pub(crate) relocations: bool,
     #[command(flatten)]
     pub(crate) dialect: DialectArg,
-    /// The module file (`-`: standard input).
-    #[arg(value_name = "FILE")]
-    pub(crate) file: String,
+    /// The module files (`-`: standard input); with several, each report names its file (JSON:
+    /// one object per line, each with a `file` key).
+    #[arg(value_name = "FILE", required = true)]
+    pub(crate) files: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -100,26 +139,57 @@ pub(crate) struct SymbolFilterArgs {
     pub(crate) exported: bool,
 }
 
+/// How `smf symbols` orders the symbols (by name unless told otherwise).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct SymbolOrderArgs {
+    /// By value (code symbols first, then data symbols by section; imports last).
+    #[arg(short = 'n', long = "numeric-sort")]
+    pub(crate) numeric: bool,
+    /// By size, smallest first.
+    #[arg(long = "size-sort")]
+    pub(crate) size: bool,
+    /// In symbol table order.
+    #[arg(short = 'p', long = "no-sort")]
+    pub(crate) table: bool,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SymbolsArgs {
     #[command(flatten)]
     pub(crate) filter: SymbolFilterArgs,
     #[command(flatten)]
+    pub(crate) order: SymbolOrderArgs,
+    /// Reverse the order.
+    #[arg(short = 'r', long = "reverse-sort", conflicts_with = "table")]
+    pub(crate) reverse: bool,
+    /// Start every line with its file's name (instead of a header per file).
+    #[arg(short = 'A', long = "print-file-name")]
+    pub(crate) print_file_name: bool,
+    /// One JSON object per file (per line), its symbols with the keys of `inspect --json`.
+    #[arg(long, conflicts_with = "print_file_name")]
+    pub(crate) json: bool,
+    #[command(flatten)]
     pub(crate) dialect: DialectArg,
-    /// The module file (`-`: standard input).
-    #[arg(value_name = "FILE")]
-    pub(crate) file: String,
+    /// The module files (`-`: standard input); with several, each listing starts with
+    /// `FILE:`.
+    #[arg(value_name = "FILE", required = true)]
+    pub(crate) files: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// Also load each module here, linked as `run` links it (architecture, relocations,
-    /// imports).
+    /// imports), without running its constructors.
     #[arg(long)]
     pub(crate) load: bool,
-    /// A library the modules may import from (with --load; repeatable).
-    #[arg(long = "lib", value_name = "FILE", requires = "load")]
-    pub(crate) libs: Vec<String>,
+    #[command(flatten)]
+    pub(crate) link: LinkArgs,
+    /// One JSON object per file (per line): `file`, `valid`, `error` (null, or `message` and
+    /// `offset`), with --load `loads` and `load_error`, and for a valid module the header keys
+    /// of `inspect --json`.
+    #[arg(long)]
+    pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) dialect: DialectArg,
     /// The module files (`-`: standard input).
@@ -129,10 +199,10 @@ pub(crate) struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PackArgs {
-    /// The ELF objects, combined as `ld -r` would.
+    /// The ELF objects, combined as `ld -r` would (`-`: one read from standard input).
     #[arg(value_name = "INPUT.o", required = true)]
     pub(crate) inputs: Vec<PathBuf>,
-    /// The module to write.
+    /// The module to write (`-`: standard output).
     #[arg(short = 'o', value_name = "OUTPUT.smf", required = true)]
     pub(crate) output: PathBuf,
     /// The dialect to write.
@@ -146,29 +216,36 @@ pub(crate) struct PackArgs {
     pub(crate) verbose: bool,
 }
 
-/// What `smf run` prints the called function's result as.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub(crate) enum Returns {
-    /// A 64-bit integer (`long`), in decimal.
-    #[default]
-    I64,
-    /// A `double`, as Rust prints it (shortest form that reads back the same).
-    F64,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// A library to load first, whose exports the module may import (repeatable).
+/// How `run`, `verify --load`, `prefetch` and `ldd` link modules: the --lib modules in order,
+/// then the --native libraries, then the C library and libm (unless --no-libc).
+#[derive(Debug, Default, Args)]
+pub(crate) struct LinkArgs {
+    /// A module to load first, whose exports the modules may import (repeatable).
     #[arg(long = "lib", value_name = "FILE")]
     pub(crate) libs: Vec<String>,
     /// A native shared library (as `dlopen` finds it: `libstdc++.so.6`, a path) the modules
     /// link against, after the --lib modules and before the C library (repeatable).
     #[arg(long = "native", value_name = "LIBRARY")]
     pub(crate) natives: Vec<String>,
-    /// Do not link against the C library and libm (the libraries only).
+    /// Do not link against the C library and libm.
     #[arg(long)]
     pub(crate) no_libc: bool,
-    /// What the function returns.
+}
+
+impl LinkArgs {
+    /// Whether any of the options was given.
+    fn is_given(&self) -> bool {
+        !self.libs.is_empty() || !self.natives.is_empty() || self.no_libc
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) link: LinkArgs,
+    /// What the function returns: an integer type (a narrower one is the low bits of the
+    /// result register, printed as that type), a float type, `ptr` (printed in hex) or `void`
+    /// (nothing printed).
     #[arg(long, value_enum, default_value_t = Returns::I64)]
     pub(crate) ret: Returns,
     /// The module file (`-`: standard input).
@@ -177,24 +254,195 @@ pub(crate) struct RunArgs {
     /// The exported function to call (default: the entry point).
     #[arg(value_name = "SYMBOL")]
     pub(crate) symbol: Option<String>,
-    /// Up to 6 integer arguments (decimal or 0x hex; negative numbers are values).
-    #[arg(value_name = "ARG", allow_negative_numbers = true, num_args = 0..=6)]
-    pub(crate) args: Vec<String>,
+    /// The arguments, in order: integers (decimal, or 0x hex; negative numbers are values),
+    /// floating-point numbers (`1.5`, `-2e3`, `inf`: a double), or typed (`f32:1.5`,
+    /// `f64:2`, `i64:-1`, `u64:0xff`). At most 6 integer and 8 floating-point ones.
+    #[arg(value_name = "ARG", allow_negative_numbers = true, num_args = 0.., value_parser = call_arg)]
+    pub(crate) args: Vec<CallArg>,
 }
+
+impl RunArgs {
+    /// Whether the arguments fit the registers `run` passes them in.
+    fn check_argument_counts(&self) -> Result<(), String> {
+        use smf::loader::{MAX_FLOAT_ARGS, MAX_INTEGER_ARGS};
+        let integers = self.args.iter().filter(|a| matches!(a, CallArg::Int(_))).count();
+        let floats = self.args.len() - integers;
+        if integers > MAX_INTEGER_ARGS {
+            return Err(format!("{integers} integer arguments: at most {MAX_INTEGER_ARGS} are supported"));
+        }
+        if floats > MAX_FLOAT_ARGS {
+            return Err(format!("{floats} floating-point arguments: at most {MAX_FLOAT_ARGS} are supported"));
+        }
+        Ok(())
+    }
+}
+
+/// What `smf run` prints the called function's result as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Returns {
+    /// `signed char`.
+    I8,
+    /// `short`.
+    I16,
+    /// `int`.
+    I32,
+    /// `long`, `long long`.
+    #[default]
+    I64,
+    /// `unsigned char`, `bool`.
+    U8,
+    /// `unsigned short`.
+    U16,
+    /// `unsigned int`.
+    U32,
+    /// `unsigned long`, `size_t`.
+    U64,
+    /// `float`.
+    F32,
+    /// `double`, as Rust prints it (shortest form that reads back the same).
+    F64,
+    /// A pointer, in hex.
+    Ptr,
+    /// Nothing.
+    Void,
+}
+
+/// One argument of `smf run`, parsed.
+pub(crate) use smf::loader::CallArg;
+
+/// `ARG` of `smf run`: an integer, a floating-point number, or `TYPE:VALUE`.
+fn call_arg(text: &str) -> Result<CallArg, BadArgument> {
+    let bad = |why: &'static str| BadArgument { text: text.to_owned(), why };
+    if let Some((kind, value)) = text.split_once(':') {
+        return match kind {
+            "f64" => value.parse().map(CallArg::F64).map_err(|_| bad(NOT_A_NUMBER)),
+            "f32" => value.parse().map(CallArg::F32).map_err(|_| bad(NOT_A_NUMBER)),
+            "i64" | "u64" => integer(value).map(CallArg::Int).map_err(bad),
+            _ => Err(bad("the types are f64, f32, i64 and u64")),
+        };
+    }
+    match integer(text) {
+        Ok(value) => Ok(CallArg::Int(value)),
+        // Not an integer at all (one too large stays an error): a number with a fraction, an
+        // exponent, inf or nan is a double.
+        Err(why @ NOT_A_NUMBER) => match text.parse::<f64>() {
+            Ok(value) if !text.contains("0x") => Ok(CallArg::F64(value)),
+            _ => Err(bad(why)),
+        },
+        Err(why) => Err(bad(why)),
+    }
+}
+
+/// An integer: decimal (optionally negative) or `0x` hexadecimal, within 64 bits (signed or
+/// unsigned: `u64::MAX` is taken as its two's-complement `-1`).
+pub(crate) fn integer(text: &str) -> Result<i64, &'static str> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse::<u64>(),
+    };
+    let magnitude = magnitude.map_err(|e| match e.kind() {
+        std::num::IntErrorKind::PosOverflow => OUT_OF_RANGE,
+        _ => NOT_A_NUMBER,
+    })?;
+    let value = if negative { 0i128 - i128::from(magnitude) } else { i128::from(magnitude) };
+    i64::try_from(value).or_else(|_| u64::try_from(value).map(|v| v as i64)).map_err(|_| OUT_OF_RANGE)
+}
+
+/// Why an argument is refused: it is no number.
+const NOT_A_NUMBER: &str = "not a number";
+/// Why an argument is refused: an integer that does not fit.
+const OUT_OF_RANGE: &str = "out of the 64-bit range";
+
+/// An `ARG` of `smf run` that is not a value (a usage error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadArgument {
+    /// As given.
+    pub(crate) text: String,
+    /// Why not.
+    pub(crate) why: &'static str,
+}
+
+impl std::fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "argument `{}`: {}", self.text, self.why)
+    }
+}
+
+impl std::error::Error for BadArgument {}
 
 #[derive(Debug, Args)]
 pub(crate) struct PrefetchArgs {
     /// Worker threads (default: the machine's cores).
     #[arg(long, value_name = "N")]
     pub(crate) threads: Option<NonZeroUsize>,
-    /// The module files.
+    #[command(flatten)]
+    pub(crate) link: LinkArgs,
+    /// The module files (`-`: read their names from standard input, one per line).
     #[arg(value_name = "FILE", required = true)]
     pub(crate) files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LddArgs {
+    #[command(flatten)]
+    pub(crate) link: LinkArgs,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArg,
+    /// The module files (`-`: standard input); with several, each list starts with `FILE:`.
+    #[arg(value_name = "FILE", required = true)]
+    pub(crate) files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+pub(crate) struct DumpWhat {
+    /// Dump this section (name or index) as hex and text (repeatable).
+    #[arg(short = 'x', long = "hex-dump", value_name = "SECTION")]
+    pub(crate) hex: Vec<String>,
+    /// Disassemble the code sections (x86-64), each function named at its start.
+    #[arg(short = 'd', long)]
+    pub(crate) disassemble: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DumpArgs {
+    #[command(flatten)]
+    pub(crate) what: DumpWhat,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArg,
+    /// The module file (`-`: standard input).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_arguments_are_integers_floats_or_typed() {
+        assert_eq!(call_arg("-7"), Ok(CallArg::Int(-7)));
+        assert_eq!(call_arg("0xff"), Ok(CallArg::Int(255)));
+        assert_eq!(call_arg("0xffffffffffffffff"), Ok(CallArg::Int(-1)));
+        assert_eq!(call_arg("1.5"), Ok(CallArg::F64(1.5)));
+        assert_eq!(call_arg("-2e3"), Ok(CallArg::F64(-2000.0)));
+        assert_eq!(call_arg("f32:1.5"), Ok(CallArg::F32(1.5)));
+        assert_eq!(call_arg("f64:2"), Ok(CallArg::F64(2.0)));
+        assert_eq!(call_arg("i64:-1"), Ok(CallArg::Int(-1)));
+        assert_eq!(call_arg("u64:0x10"), Ok(CallArg::Int(16)));
+        let refused =
+            |text: &str, why: &'static str| call_arg(text) == Err(BadArgument { text: text.into(), why });
+        assert!(refused("ten", "not a number"));
+        assert!(refused("0x1g", "not a number"));
+        assert!(refused("-0x8000000000000001", "out of the 64-bit range"));
+        assert!(refused("99999999999999999999", "out of the 64-bit range"));
+        assert!(refused("f16:1", "the types are f64, f32, i64 and u64"));
+        assert!(refused("f64:x", "not a number"));
+    }
 
     #[test]
     fn an_unknown_dialect_is_a_typed_refusal() {

@@ -28,7 +28,7 @@ pub(crate) enum CommandError {
         /// Why (boxed: a load error is large, and most commands fail otherwise or not at all).
         error: Box<ModuleError>,
     },
-    /// A module (or library) did not load (`run`; the error names the file).
+    /// A module (or library) did not load (`run`, `--lib`; the error names the file).
     Load(Box<ModuleError>),
     /// A `--native` library that could not be opened.
     Native {
@@ -37,10 +37,20 @@ pub(crate) enum CommandError {
         /// Why (dlopen's words).
         reason: String,
     },
-    /// An argument that is not an integer.
-    NotAnInteger(String),
-    /// An integer argument outside the 64-bit range.
-    OutOfRange(String),
+    /// `dump -x` of a section the module does not have.
+    NoSuchSection {
+        /// The module, as given.
+        file: String,
+        /// The section, as given (name or index).
+        section: String,
+    },
+    /// `dump --disassemble` of code it cannot decode (another architecture).
+    Disassemble {
+        /// The module, as given.
+        file: String,
+        /// Why.
+        why: String,
+    },
     /// The call could not be made.
     Call {
         /// The module, as given.
@@ -60,8 +70,8 @@ impl fmt::Display for CommandError {
             }
             CommandError::Load(error) => error.fmt(f),
             CommandError::Native { name, reason } => write!(f, "--native {name}: cannot open: {reason}"),
-            CommandError::NotAnInteger(text) => write!(f, "argument `{text}` is not an integer"),
-            CommandError::OutOfRange(text) => write!(f, "argument `{text}` is out of range"),
+            CommandError::NoSuchSection { file, section } => write!(f, "{file}: no section `{section}`"),
+            CommandError::Disassemble { file, why } => write!(f, "{file}: {why}"),
             CommandError::Call { file, error: CallError::NoEntryPoint } => {
                 write!(f, "{file}: no entry point (name a SYMBOL)")
             }

@@ -1,9 +1,17 @@
-//! What `smf inspect` shows: a readable report (like `readelf`) and the same as JSON.
+//! `smf inspect`: what is inside a module, as a readable report (like `readelf`) and the same
+//! as JSON, for one file or several.
 //!
 //! Both renderings walk the same validated [`Module`]; the pieces that need interpretation
-//! (which templates exist, note.sdn rows keyed by column) are computed once here and shared.
+//! (which templates exist, note.sdn rows keyed by column) are computed once here and shared, and
+//! `symbols --json` and `verify --json` use the same keys through [`symbols_json`] and
+//! [`header_json`].
 
 use std::fmt::Write as _;
+
+use crate::args::InspectArgs;
+use crate::cli::{count, for_each_module};
+use crate::names::{escaped, quoted};
+use crate::symbols::SymbolSections;
 
 use smf_core::kinds::{arch_name, platform_name};
 use smf_core::module::SymbolTarget;
@@ -39,8 +47,32 @@ fn rwx(flags: SectionFlags) -> String {
         .collect()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Runs `smf inspect`; the exit status.
+pub(crate) fn command(args: &InspectArgs) -> i32 {
+    let parts = Parts { sections: args.sections, symbols: args.symbols, relocations: args.relocations };
+    // A whole report starts by naming its file; a report of some tables, after a header.
+    let heading: Option<fn(&str) -> String> = match (args.json, parts.chosen()) {
+        (false, true) => Some(|file| format!("\nFile: {file}\n")),
+        _ => None,
+    };
+    let mut first = true;
+    for_each_module(&args.files, args.dialect.dialect, heading, |file, module| {
+        let text = if args.json {
+            let mut report = report_json_parts(module, parts);
+            if let Json::Object(map) = &mut report {
+                map.shift_insert(0, "file".to_owned(), Json::String(file.to_owned()));
+            }
+            report.to_string() + "\n"
+        } else if parts.chosen() {
+            report_text_parts(module, parts)
+        } else {
+            // Reports of several files, a blank line apart.
+            let gap = if first { "" } else { "\n" };
+            format!("{gap}{}", report_text(module, file))
+        };
+        first = false;
+        Ok(text)
+    })
 }
 
 /// The templates of a module: through template symbols where there are any, otherwise the
@@ -106,11 +138,8 @@ type TextTable = fn(&mut String, &Module<'_>);
 /// One table of the JSON report.
 type JsonTable = fn(&Module<'_>) -> Json;
 
-/// The readable report, or only the tables `parts` chooses.
-pub(crate) fn report_text_parts(module: &Module<'_>, label: &str, parts: Parts) -> String {
-    if !parts.chosen() {
-        return report_text(module, label);
-    }
+/// Only the tables `parts` chooses, as text.
+pub(crate) fn report_text_parts(module: &Module<'_>, parts: Parts) -> String {
     let mut out = String::new();
     let tables: [(bool, TextTable); 3] = [
         (parts.sections, sections_text),
@@ -183,7 +212,30 @@ fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
         module.read_only_size(),
         module.read_write_size()
     );
-    let _ = writeln!(out, "  App type:       {}, window {}x{}", h.app_type, h.window_width, h.window_height);
+    // An application's fields (R96 and S128 headers have them): how it runs, its window if it
+    // has one.
+    if h.is_executable() && module.dialect() != smf_core::Dialect::R72 {
+        let _ = write!(out, "  App type:       {}", app_type_name(h.app_type));
+        if h.app_type == APP_GUI {
+            let _ = write!(out, ", window {}x{}", h.window_width, h.window_height);
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// The app type of a graphical application, the one with a window.
+const APP_GUI: u8 = 2;
+
+/// An app type's name (the format's unknown values run as command-line programs).
+fn app_type_name(app_type: u8) -> String {
+    match app_type {
+        0 => "cli".to_owned(),
+        1 => "tui".to_owned(),
+        APP_GUI => "gui".to_owned(),
+        3 => "service".to_owned(),
+        4 => "repl".to_owned(),
+        other => format!("{other} (unknown: runs as cli)"),
+    }
 }
 
 /// The section table.
@@ -199,7 +251,7 @@ fn sections_text(out: &mut String, module: &Module<'_>) {
             out,
             "  [{:>2}] {:<16} {:<15} {} {:>#10x} {:>#10x} {:>#10x} {}",
             s.index,
-            text(s.name),
+            escaped(s.name),
             section_type_text(&s),
             rwx(s.flags),
             s.offset,
@@ -225,7 +277,7 @@ fn symbols_text(out: &mut String, module: &Module<'_>) {
         };
         let _ = writeln!(
             out,
-            "  {:>5} {:>#18x} {:>8} {:<9} {:<6} {:#04x} {:>2} {:?}{place}",
+            "  {:>5} {:>#18x} {:>8} {:<9} {:<6} {:#04x} {:>2} {}{place}",
             s.index,
             s.value,
             s.size,
@@ -233,7 +285,7 @@ fn symbols_text(out: &mut String, module: &Module<'_>) {
             s.binding.name(),
             s.flags.bits(),
             s.template_param_count,
-            text(s.name),
+            quoted(s.name),
         );
     }
 }
@@ -249,10 +301,10 @@ fn relocations_text(out: &mut String, module: &Module<'_>) {
         let _ = writeln!(out, "  {:<5} {:>10} {:<26} {:>20} Symbol", "Image", "Offset", "Kind", "Addend");
     }
     for r in module.relocations() {
-        let name = module.symbol(r.symbol).map(|s| text(s.name)).unwrap_or_default();
+        let name = module.symbol(r.symbol).map(|s| quoted(s.name)).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<5} {:>#10x} {:<26} {:>20} {} {:?}",
+            "  {:<5} {:>#10x} {:<26} {:>20} {} {}",
             r.image.name(),
             r.offset,
             r.kind.name(),
@@ -272,7 +324,7 @@ fn note_text(out: &mut String, module: &Module<'_>) {
         Some(note) => {
             let _ = writeln!(out, "\nnote.sdn:");
             for (name, rows) in note_rows(&note) {
-                let _ = writeln!(out, "  {name} ({} rows)", rows.len());
+                let _ = writeln!(out, "  {name} ({})", count(rows.len(), "row"));
                 for row in rows {
                     let fields: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                     let _ = writeln!(out, "    {}", fields.join(" "));
@@ -287,12 +339,12 @@ fn templates_text(out: &mut String, module: &Module<'_>) {
     let templates = templates(module);
     let _ = writeln!(out, "\nTemplates ({}):", templates.len());
     for t in &templates {
-        let params: Vec<String> = t.params().map(text).collect();
+        let params: Vec<String> = t.params().map(escaped).collect();
         let _ = writeln!(
             out,
             "  {:<8} {}<{}> ({} params, {} body bytes, at {:#x})",
             t.kind.name(),
-            text(t.name),
+            escaped(t.name),
             params.join(", "),
             t.param_count,
             t.body.len(),
@@ -306,7 +358,7 @@ fn templates_text(out: &mut String, module: &Module<'_>) {
                 out,
                 "  {:<9} {} ({} specializations)",
                 e.category.name(),
-                text(e.name),
+                escaped(e.name),
                 e.specializations
             );
         }
@@ -315,8 +367,22 @@ fn templates_text(out: &mut String, module: &Module<'_>) {
 
 /// The JSON report (keys as documented in the README).
 pub(crate) fn report_json(module: &Module<'_>) -> Json {
+    let mut report = header_json(module);
+    report.extend([
+        ("sections".to_owned(), sections_json(module)),
+        ("symbols".to_owned(), symbols_json(module)),
+        ("relocations".to_owned(), relocations_json(module)),
+        ("note_sdn".to_owned(), note_json(module)),
+        ("templates".to_owned(), templates_json(module)),
+        ("template_meta".to_owned(), template_meta_json(module)),
+    ]);
+    Json::Object(report)
+}
+
+/// The header's keys of the JSON report.
+pub(crate) fn header_json(module: &Module<'_>) -> serde_json::Map<String, Json> {
     let h = module.header();
-    object([
+    let Json::Object(header) = object([
         ("dialect", Json::String(module.dialect().name().to_owned())),
         (
             "header_placement",
@@ -337,13 +403,10 @@ pub(crate) fn report_json(module: &Module<'_>) -> Json {
         ("code_size", Json::from(module.code_size())),
         ("rodata_size", Json::from(module.read_only_size())),
         ("data_size", Json::from(module.read_write_size())),
-        ("sections", sections_json(module)),
-        ("symbols", symbols_json(module)),
-        ("relocations", relocations_json(module)),
-        ("note_sdn", note_json(module)),
-        ("templates", templates_json(module)),
-        ("template_meta", template_meta_json(module)),
-    ])
+    ]) else {
+        unreachable!("object() makes an object")
+    };
+    header
 }
 
 /// The section table.
@@ -375,29 +438,31 @@ fn sections_json(module: &Module<'_>) -> Json {
 
 /// The symbol table.
 fn symbols_json(module: &Module<'_>) -> Json {
-    Json::Array(
-        module
-            .symbols()
-            .map(|s| {
-                let section = match s.target {
-                    SymbolTarget::Data { section, .. } => Json::from(u64::from(section)),
-                    _ => Json::Null,
-                };
-                object([
-                    ("index", Json::from(u64::from(s.index))),
-                    ("name", bytes(s.name)),
-                    ("kind", Json::String(s.kind.name().to_owned())),
-                    ("binding", Json::String(s.binding.name().to_owned())),
-                    ("value", Json::from(s.value)),
-                    ("size", Json::from(s.size)),
-                    ("flags", Json::from(u64::from(s.flags.bits()))),
-                    ("template_param_count", Json::from(u64::from(s.template_param_count))),
-                    ("section", section),
-                    ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
-                ])
-            })
-            .collect(),
-    )
+    let sections = SymbolSections::of(module);
+    Json::Array(module.symbols().map(|s| symbol_json(&s, &sections)).collect())
+}
+
+/// One symbol, with the keys of the symbol table in the JSON report: `section` is the index of
+/// a data symbol's section (its value is an offset in it), `section_name` the name of the
+/// section any defined symbol lies in.
+pub(crate) fn symbol_json(s: &smf_core::Symbol<'_>, sections: &SymbolSections<'_>) -> Json {
+    let section = match s.target {
+        SymbolTarget::Data { section, .. } => Json::from(u64::from(section)),
+        _ => Json::Null,
+    };
+    object([
+        ("index", Json::from(u64::from(s.index))),
+        ("name", bytes(s.name)),
+        ("kind", Json::String(s.kind.name().to_owned())),
+        ("binding", Json::String(s.binding.name().to_owned())),
+        ("value", Json::from(s.value)),
+        ("size", Json::from(s.size)),
+        ("flags", Json::from(u64::from(s.flags.bits()))),
+        ("template_param_count", Json::from(u64::from(s.template_param_count))),
+        ("section", section),
+        ("section_name", sections.of_symbol(s).map_or(Json::Null, |section| bytes(section.name))),
+        ("hash_matches", Json::Bool(s.stored_hash == s.hash())),
+    ])
 }
 
 /// Every relocation, with its symbol's name.
@@ -475,49 +540,12 @@ fn template_meta_json(module: &Module<'_>) -> Json {
     })
 }
 
-/// Which symbols `smf symbols` lists.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum SymbolFilter {
-    /// All of them.
-    #[default]
-    All,
-    /// Those the module defines (not imports).
-    Defined,
-    /// Its imports.
-    Undefined,
-    /// Those other modules can see (defined, not local).
-    Exported,
-}
-
-/// The nm-like listing of `smf symbols`: one line per symbol in table order, with its value (16
-/// hex digits; blank for an import), size, kind, binding and whole name (bytes that are not
-/// UTF-8 shown as U+FFFD); imports are marked `import`.
-pub(crate) fn symbol_listing(module: &Module<'_>, filter: SymbolFilter) -> String {
-    let mut out = String::new();
-    for s in module.symbols() {
-        let import = s.kind == smf_core::SymbolKind::Import;
-        let wanted = match filter {
-            SymbolFilter::All => true,
-            SymbolFilter::Defined => !import,
-            SymbolFilter::Undefined => import,
-            SymbolFilter::Exported => s.is_exported(),
-        };
-        if !wanted {
-            continue;
-        }
-        let value = if import { " ".repeat(16) } else { format!("{:016x}", s.value) };
-        let kind = if s.is_template() { "template" } else { s.kind.name() };
-        let _ = writeln!(out, "{value} {:>8} {kind:<9} {:<6} {}", s.size, s.binding.name(), text(s.name));
-    }
-    out
-}
-
 /// A JSON object from `(key, value)` pairs, in their order.
-fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
+pub(crate) fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
     Json::Object(pairs.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
 }
 
 /// A JSON string from bytes that may not be UTF-8 (invalid sequences become U+FFFD).
-fn bytes(bytes: &[u8]) -> Json {
+pub(crate) fn bytes(bytes: &[u8]) -> Json {
     Json::String(String::from_utf8_lossy(bytes).into_owned())
 }

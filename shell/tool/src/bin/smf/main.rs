@@ -1,5 +1,7 @@
-//! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), its commands
-//! (`cli.rs`) and their errors (`error.rs`), their reports (`inspect.rs`), `pack` (`pack.rs`, over the package's library
+//! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), what the commands
+//! share (`cli.rs`: dispatch, files, exit statuses; `names.rs`; `link.rs`, how modules link;
+//! `error.rs`), one module per command (`inspect`, `symbols`, `verify`, `run`, `prefetch`,
+//! `ldd`, `dump` with `disasm`, and `pack` over the package's library
 //! [`smf_tool::pack`](mod@smf_tool::pack)) and the crash reporter of `smf run` (process-wide
 //! signal handlers). The `smf` library links none of their crates.
 
@@ -9,14 +11,21 @@
 mod args;
 mod cli;
 mod crash;
+mod disasm;
+mod dump;
 mod error;
 mod inspect;
+mod ldd;
+mod link;
+mod names;
 mod pack;
-
-use clap::Parser;
+mod prefetch;
+mod run;
+mod symbols;
+mod verify;
 
 fn main() {
-    let command = args::Cli::parse().command;
+    let command = args::Cli::parse_checked().command;
     if matches!(command, args::Command::Run(_)) {
         crash::install();
     }

@@ -1,6 +1,7 @@
 //! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]`: reads
-//! the objects, packs them with the library's [`smf_tool::pack`](mod@smf_tool::pack), prints its
-//! notes as asked and writes the module.
+//! the objects (`-`: one from standard input), packs them with the library's
+//! [`smf_tool::pack`](mod@smf_tool::pack), prints its notes as asked and writes the module
+//! (renamed into place; `-o -`: to standard output).
 
 use std::path::Path;
 
@@ -87,7 +88,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let mut objects = Vec::with_capacity(inputs.len());
     for input in &inputs {
         let bytes =
-            std::fs::read(input).map_err(|error| PackCommandError::Read { input: input.clone(), error })?;
+            read_object(input).map_err(|error| PackCommandError::Read { input: input.clone(), error })?;
         objects.push((input.clone(), bytes));
     }
     let (smf, notes) = pack(&objects, dialect).map_err(PackCommandError::Pack)?;
@@ -97,7 +98,26 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             eprintln!("smf pack: {label}{}", note.text);
         }
     }
-    write_into_place(Path::new(&output), &smf).map_err(|error| PackCommandError::Write { output, error })
+    let written = if output == "-" { write_stdout(&smf) } else { write_into_place(Path::new(&output), &smf) };
+    written.map_err(|error| PackCommandError::Write { output, error })
+}
+
+/// The object file `input` (`-`: standard input, to its end).
+fn read_object(input: &str) -> std::io::Result<Vec<u8>> {
+    if input != "-" {
+        return std::fs::read(input);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes the module to standard output.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()
 }
 
 /// Writes `bytes` to a new file beside `output` and renames it over `output`: a reader never

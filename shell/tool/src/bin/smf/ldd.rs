@@ -1,0 +1,78 @@
+//! `smf ldd`: every import of a module and what resolves it, linked as `run` links (the
+//! `--lib` modules, the `--native` libraries, the C library and libm), as `ldd -r` shows a
+//! program's libraries and undefined symbols. One line per import, in table order:
+//! `NAME => WHERE`, where is the `--lib` module or `--native` library as given, the file of
+//! the C library or libm the symbol is in, or `not found` (a weak import that nothing
+//! provides loads as null, and says so). Exit 1 if a strong import is not found.
+
+use std::fmt::Write as _;
+
+use smf_core::{Binding, Module, SymbolKind};
+
+use crate::args::LddArgs;
+use crate::cli::{for_each_module, report, EXIT_BAD};
+use crate::link::{Linked, Linking, Provider};
+use crate::names::escaped;
+
+/// Runs `smf ldd`; the exit status.
+pub(crate) fn command(args: &LddArgs) -> i32 {
+    // The libraries are loaded as `verify --load` loads: none of their code runs.
+    let linked = match Linked::open(&args.link, Linking::WithoutConstructors) {
+        Ok(linked) => linked,
+        Err(error) => {
+            report(&error);
+            return EXIT_BAD;
+        }
+    };
+    let mut missing = false;
+    let status =
+        for_each_module(&args.files, args.dialect.dialect, Some(|file| format!("{file}:\n")), |_, module| {
+            let (text, all_found) = imports(module, &linked);
+            missing |= !all_found;
+            Ok(text)
+        });
+    if missing {
+        EXIT_BAD
+    } else {
+        status
+    }
+}
+
+/// The lines of `module`'s imports, and whether every strong one resolves.
+fn imports(module: &Module<'_>, linked: &Linked) -> (String, bool) {
+    let mut out = String::new();
+    let mut all_found = true;
+    for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
+        let place = match linked.provider(symbol.name) {
+            Some((Provider::Module(file), _)) => file.to_owned(),
+            Some((Provider::Native(name), addr)) => format!("{name} ({})", file_of(addr).unwrap_or_default()),
+            Some((Provider::CLibrary, addr)) => file_of(addr).unwrap_or_else(|| "the C library".to_owned()),
+            None if symbol.binding == Binding::Weak => "not found (weak: null)".to_owned(),
+            None => {
+                all_found = false;
+                "not found".to_owned()
+            }
+        };
+        let _ = writeln!(out, "\t{} => {place}", escaped(symbol.name));
+    }
+    (out, all_found)
+}
+
+/// The file of the shared object holding `addr`, as `dladdr` names it.
+fn file_of(addr: usize) -> Option<String> {
+    // SAFETY: dladdr reads the loader's tables for any address and fills `info`; a zeroed
+    // Dl_info is a valid initial value.
+    #[allow(unsafe_code)]
+    let info = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(addr as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        info
+    };
+    // SAFETY: dladdr's file name is a NUL-terminated string owned by the loader, valid while
+    // the object stays loaded (the libraries are never closed).
+    #[allow(unsafe_code)]
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    Some(name.to_string_lossy().into_owned())
+}

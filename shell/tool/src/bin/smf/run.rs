@@ -1,0 +1,165 @@
+//! `smf run`: load the libraries and a module (linked as [`crate::link`] says), call a function
+//! with integer and floating-point arguments, print its result as `--ret` types it. The C
+//! library's streams are flushed before the result is printed, so what module code printed
+//! comes first even through a pipe.
+
+use smf::loader::{CallError, SharedModule};
+
+use crate::args::{CallArg, Returns, RunArgs};
+use crate::cli::{out, report, EXIT_BAD, EXIT_OK};
+use crate::error::CommandError;
+use crate::link::{Linked, Linking};
+
+/// What `smf run` is calling (`"smf: FILE: `SYMBOL`"`), for a crash report made from a signal
+/// handler (which may read it, being set before the call and never changed after).
+static CRASH_CONTEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What `smf run` is calling, if it is calling into a module.
+pub(crate) fn crash_context() -> Option<&'static str> {
+    CRASH_CONTEXT.get().map(String::as_str)
+}
+
+/// Runs `smf run`; the exit status.
+pub(crate) fn command(args: &RunArgs) -> i32 {
+    let result = run_module(args);
+    // Whatever the module printed through the C library reaches stdout before the result.
+    // SAFETY: fflush(NULL) flushes every C output stream; no stream is being used concurrently
+    // (the call has returned).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+    }
+    match result {
+        Ok(Some(value)) => {
+            out(&format!("{value}\n"));
+            EXIT_OK
+        }
+        Ok(None) => EXIT_OK,
+        Err(error) => {
+            report(&error);
+            EXIT_BAD
+        }
+    }
+}
+
+/// Loads the libraries and the module of `args`, calls the function, and returns its result
+/// as text (`None` for `--ret void`).
+fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
+    let linked = Linked::open(&args.link, Linking::WithConstructors)?;
+    let module = linked.load_file(&args.file)?;
+    let mut modules: Vec<&SharedModule> = linked.modules().iter().map(|m| &**m).collect();
+    modules.push(&module);
+    crate::crash::name_code(&modules);
+    let symbol = args.symbol.as_deref();
+    let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
+    let _ = CRASH_CONTEXT.set(format!("smf: {}: {called}", args.file));
+    // SAFETY: the tool's contract is that the function takes the arguments given, of the kinds
+    // given, and returns what --ret says.
+    #[allow(unsafe_code)]
+    let value = unsafe { call(&module, symbol.map(str::as_bytes), &args.args, args.ret) };
+    value.map_err(|error| CommandError::Call { file: args.file.clone(), error })
+}
+
+/// Calls `name` (the entry point for `None`) with `args`, its result as `ret` says.
+///
+/// # Safety
+/// The function's parameters are the kinds of `args` and its result is a `ret`.
+#[allow(unsafe_code)]
+unsafe fn call(
+    module: &SharedModule,
+    name: Option<&[u8]>,
+    args: &[CallArg],
+    ret: Returns,
+) -> Result<Option<String>, CallError> {
+    // SAFETY: each call is forwarded to our caller's contract. (A narrower integer is read as
+    // the whole register and cut to its width: C leaves the bits above it unspecified.)
+    let text = unsafe {
+        match ret {
+            Returns::F64 => module.call::<f64>(name, args)?.to_string(),
+            Returns::F32 => module.call::<f32>(name, args)?.to_string(),
+            Returns::Void => {
+                module.call::<()>(name, args)?;
+                return Ok(None);
+            }
+            integer => integer_text(module.call::<i64>(name, args)?, integer),
+        }
+    };
+    Ok(Some(text))
+}
+
+/// The result register `bits` as the integer type `ret` names.
+fn integer_text(bits: i64, ret: Returns) -> String {
+    // Each `as` keeps the low bits of the register, as C's conversion to that type would.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    match ret {
+        Returns::I8 => (bits as i8).to_string(),
+        Returns::I16 => (bits as i16).to_string(),
+        Returns::I32 => (bits as i32).to_string(),
+        Returns::U8 => (bits as u8).to_string(),
+        Returns::U16 => (bits as u16).to_string(),
+        Returns::U32 => (bits as u32).to_string(),
+        Returns::U64 => (bits as u64).to_string(),
+        Returns::Ptr => format!("{:#x}", bits as u64),
+        Returns::I64 | Returns::F32 | Returns::F64 | Returns::Void => bits.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+
+    use super::*;
+    use crate::args::LinkArgs;
+
+    /// A file named for `test` holding `bytes`; its path.
+    fn file(test: &str, bytes: &[u8]) -> String {
+        let path = std::env::temp_dir().join(format!("smf-run-{}-{test}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    }
+
+    fn run(file: &str, symbol: Option<&str>) -> Result<Option<String>, CommandError> {
+        let args = RunArgs {
+            link: LinkArgs { no_libc: true, ..LinkArgs::default() },
+            ret: Returns::I64,
+            file: file.to_owned(),
+            symbol: symbol.map(str::to_owned),
+            args: Vec::new(),
+        };
+        run_module(&args)
+    }
+
+    #[test]
+    fn a_result_is_printed_as_its_type() {
+        assert_eq!(integer_text(0xffff_ffff, Returns::I32), "-1");
+        assert_eq!(integer_text(0xffff_ffff, Returns::U32), "4294967295");
+        assert_eq!(integer_text(0x1_0000_00ff, Returns::I8), "-1");
+        assert_eq!(integer_text(0x1_0000_00ff, Returns::U8), "255");
+        assert_eq!(integer_text(-2, Returns::I16), "-2");
+        assert_eq!(integer_text(-1, Returns::U64), "18446744073709551615");
+        assert_eq!(integer_text(4096, Returns::Ptr), "0x1000");
+        assert_eq!(integer_text(-5, Returns::I64), "-5");
+    }
+
+    #[test]
+    fn each_failure_of_a_run_is_typed_and_names_its_file() {
+        let garbage = file("garbage.smf", b"not a module");
+        let e = run(&garbage, None).unwrap_err();
+        assert!(
+            matches!(&e, CommandError::Load(error) if matches!(**error, smf::loader::ModuleError::Load(Some(_), _))),
+            "{e}"
+        );
+        if cfg!(target_arch = "x86_64") {
+            let mut b = ModuleBuilder::new(smf_core::Dialect::R96);
+            b.add_code(b".text", &samples::RETURN_42);
+            b.add_symbol(SymbolSpec::function(b"answer", 0, 6));
+            let no_entry = file("no-entry.smf", &b.build().unwrap());
+            let e = run(&no_entry, None).unwrap_err();
+            assert!(matches!(&e, CommandError::Call { error: CallError::NoEntryPoint, .. }), "{e}");
+            assert!(e.to_string().ends_with("no entry point (name a SYMBOL)"), "{e}");
+            assert_eq!(run(&no_entry, Some("answer")).unwrap().as_deref(), Some("42"));
+            let _ = std::fs::remove_file(no_entry);
+        }
+        let _ = std::fs::remove_file(garbage);
+    }
+}
