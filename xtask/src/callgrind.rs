@@ -70,8 +70,13 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     let dir = workspace_root().join("target").join("bench-load");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (module, _) = crate::bench::load::build(&dir)?;
+    let plain = plain_module(&dir)?;
     let tables = tables_module(&dir)?;
-    for (what, module) in [("", &module), (" of read-only tables (data relocations)", &tables)] {
+    for (what, module) in [
+        ("", &module),
+        (" without unwind tables (so without data relocations)", &plain),
+        (" of read-only tables (data relocations)", &tables),
+    ] {
         let base = count(module, 0, &dir.join("callgrind.base"))?;
         let total = count(module, loads, &dir.join("callgrind.loads"))?;
         let per_load = total.saturating_sub(base) as f64 / loads as f64;
@@ -81,6 +86,25 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The benchmark's C compiled without unwind tables: the same functions, no `.eh_frame`, so a
+/// module with no data relocations at all (what a load cost before the extension).
+fn plain_module(dir: &Path) -> Result<std::path::PathBuf, String> {
+    let object = dir.join("bench-plain.o");
+    let status = Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-exceptions"])
+        .arg(dir.join("bench.c"))
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !status.success() {
+        return Err("gcc failed on bench.c".into());
+    }
+    let module = dir.join("bench-plain.smf");
+    crate::bench::load::pack(&[object], &module)?;
+    Ok(module)
 }
 
 /// `tests/c/tables.c` and `tests/c/jump_tables.c`, compiled and packed into one module in `dir`.
