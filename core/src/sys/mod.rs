@@ -18,6 +18,7 @@ use core::time::Duration;
 
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
+mod raw;
 pub mod rt_kit;
 
 /// A failed syscall: which operation and the kernel's error number.
@@ -351,50 +352,13 @@ impl OpenFile {
     }
 }
 
-/// `fcntl(fd, command, argument)` for the commands rustix has no call for (leases): the raw
-/// system call, where this crate runs (x86-64, aarch64); elsewhere refused with `ENOSYS`.
+/// `fcntl(fd, command, argument)` for the commands rustix has no call for (leases).
 #[allow(unsafe_code)]
 fn fcntl_raw(fd: &rustix::fd::OwnedFd, command: usize, argument: usize) -> Result<usize, rustix::io::Errno> {
     use rustix::fd::AsRawFd;
     let fd = fd.as_raw_fd() as usize;
-    let ret: isize;
-    // SAFETY: fcntl (x86-64: 72, aarch64: 25) with an integer argument reads and writes no user
-    // memory; the registers it clobbers are declared.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") 72isize => ret,
-            in("rdi") fd,
-            in("rsi") command,
-            in("rdx") argument,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!(
-            "svc 0",
-            in("x8") 25usize,
-            inlateout("x0") fd => ret,
-            in("x1") command,
-            in("x2") argument,
-            options(nostack),
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = (fd, command, argument);
-        ret = -38; // ENOSYS
-    }
-    // The kernel returns -errno in -4095..=-1, else the result.
-    match usize::try_from(ret) {
-        Ok(n) => Ok(n),
-        Err(_) => Err(rustix::io::Errno::from_raw_os_error(i32::try_from(-ret).unwrap_or(i32::MAX))),
-    }
+    // SAFETY: fcntl with an integer argument reads and writes no user memory.
+    unsafe { raw::syscall3(raw::number::FCNTL, fd, command, argument) }
 }
 
 impl SysError {
