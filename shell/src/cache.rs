@@ -444,13 +444,30 @@ impl ModuleCache {
             done(finished.fetch_add(1, Ordering::Relaxed) + 1);
         };
         let workers = threads.clamp(1, paths.len().max(1));
+        // Every worker is started before any loads: std's thread start maps a signal stack and
+        // aborts the process if it cannot (in a Rust host), so each start is made only when
+        // there is room for it, and while no worker of ours allocates beside it.
+        let go = AtomicBool::new(false);
+        let wait_then_work = || {
+            while !go.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+            work();
+        };
         std::thread::scope(|scope| {
+            let mut started = Vec::new();
             for _ in 1..workers {
                 // Where a thread cannot be had (memory, the process's thread limit), the ones
                 // running share its files: down to the calling thread alone.
-                if std::thread::Builder::new().spawn_scoped(scope, work).is_err() {
-                    break;
+                let builder = std::thread::Builder::new().stack_size(WORKER_STACK);
+                match room_for_a_thread().then(|| builder.spawn_scoped(scope, wait_then_work)) {
+                    Some(Ok(worker)) => started.push(worker),
+                    _ => break,
                 }
+            }
+            go.store(true, Ordering::Release);
+            for worker in &started {
+                worker.thread().unpark();
             }
             work();
         });
@@ -516,5 +533,29 @@ impl ModuleCache {
             load_ns_p99: times.quantile(0.99),
             load_ns_max: times.max(),
         }
+    }
+}
+
+/// A prefetch worker's stack (std's default for spawned threads, made explicit so that
+/// [`room_for_a_thread`] knows what a start maps).
+const WORKER_STACK: usize = 2 << 20;
+
+/// What a thread start maps besides its stack, at most: std's signal stack and its guard page
+/// (`SIGSTKSZ` or the kernel's minimum, well under this) and the thread's own bookkeeping.
+const THREAD_EXTRA: usize = 256 << 10;
+
+/// Whether the address space has room for a worker's start now: its stack and what std maps in
+/// the new thread before any code of ours runs (a failure there aborts the process).
+fn room_for_a_thread() -> bool {
+    use smf_core::sys::{reserve, unmap, Protection};
+    let len = WORKER_STACK + THREAD_EXTRA;
+    match reserve(len, Protection::None) {
+        Ok(probe) => {
+            // SAFETY: reserved just above, for this probe alone; never used.
+            #[allow(unsafe_code)]
+            let _ = unsafe { unmap(probe, len) };
+            true
+        }
+        Err(_) => false,
     }
 }
