@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use smf_core::Dialect;
 
-/// Inspect, verify, pack, run and prefetch SMF modules (the Simple language's module format).
+/// Inspect, verify, pack, run, link-check, dump and prefetch SMF modules (the Simple language's
+/// module format).
 #[derive(Debug, Parser)]
 #[command(name = "smf", version, arg_required_else_help = true, subcommand_required = true)]
 #[command(
@@ -54,28 +55,40 @@ pub(crate) enum Command {
     /// Show what is inside a module: header, sections, symbols, relocations, note.sdn tables and
     /// templates.
     Inspect(InspectArgs),
-    /// List the symbols, like nm: value, size, kind, binding, section and whole name, sorted by
-    /// name (imports have no value, the kind `import` and the section `*UND*`). A code
-    /// symbol's value is its offset in the code image (the code sections in table order), a
-    /// data symbol's its offset in its section.
+    /// List the symbols, like nm.
+    ///
+    /// Value, size, kind, binding, section and whole name, sorted by name (imports have no
+    /// value, the kind `import` and the section `*UND*`). A code symbol's value is its offset
+    /// in the code image (the code sections in table order), a data symbol's its offset in its
+    /// section.
     Symbols(SymbolsArgs),
+    /// Check that every FILE is a valid module (and, with --load, loads here).
+    ///
     /// Exit 0 if every FILE is a valid module; otherwise print one line per bad file on stderr
     /// (the problem and its byte offset) and exit 1.
     Verify(VerifyArgs),
     /// Turn x86-64 ELF relocatables (gcc -c -O2 -fPIC, clang) into one SMF module.
     Pack(PackArgs),
-    /// Load the libraries and FILE and call SYMBOL (default: the entry point) with up to 6
-    /// integer and 8 floating-point arguments; print the result as --ret says.
+    /// Load FILE and call a function in it; print the result.
+    ///
+    /// Loads the libraries and FILE and calls SYMBOL (default: the entry point) with up to 6
+    /// integer and 8 floating-point arguments; prints the result as --ret says.
     Run(RunArgs),
-    /// Load every FILE into a module cache on worker threads, linked as `run` links; report
+    /// Load many modules into a cache on worker threads.
+    ///
+    /// Loads every FILE into a module cache on worker threads, linked as `run` links; reports
     /// how many loaded, how many failed (one line each) and the time taken.
     Prefetch(PrefetchArgs),
+    /// List each import and what resolves it, like ldd -r.
+    ///
     /// Every import of each FILE and what resolves it, linked as `run` links (the --lib
-    /// modules, the --native libraries, the C library and libm), or "not found", like
-    /// `ldd -r`; exit 1 if any import is not found.
+    /// modules, the --native libraries, the C library and libm), or "not found"; exit 1 if any
+    /// import is not found.
     Ldd(LddArgs),
-    /// Show a section's bytes: as hex and text (-x, like readelf -x), or as instructions
-    /// (--disassemble, x86-64 code), functions named.
+    /// Show a section's bytes (-x) or the code's instructions (--disassemble).
+    ///
+    /// As hex and text (-x, like readelf -x), or as instructions (--disassemble, x86-64 code),
+    /// functions named.
     Dump(DumpArgs),
 }
 
