@@ -24,7 +24,7 @@ impl Cli {
     /// The command line, checked beyond what clap's declarations check (how many arguments of
     /// each kind `run` can pass); a usage error (exit 2) otherwise.
     pub(crate) fn parse_checked() -> Self {
-        use clap::{CommandFactory as _, Parser as _};
+        use clap::CommandFactory as _;
         let cli = Cli::parse();
         let refused = match &cli.command {
             Command::Run(run) => {
@@ -339,7 +339,7 @@ fn call_arg(text: &str) -> Result<CallArg, BadArgument> {
         // Not an integer at all (one too large stays an error): a number with a fraction, an
         // exponent, inf or nan is a double.
         Err(why @ NOT_A_NUMBER) => match text.parse::<f64>() {
-            Ok(value) if !text.contains("0x") => Ok(CallArg::F64(value)),
+            Ok(value) => Ok(CallArg::F64(value)),
             _ => Err(bad(why)),
         },
         Err(why) => Err(bad(why)),

@@ -7,19 +7,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter as _, Instruction, IntelFormatter};
-use smf_core::kinds::arch_name;
+use smf_core::kinds::{arch_name, ARCH_X86_64};
 use smf_core::module::{RelocatedImage, SymbolTarget};
 use smf_core::{Module, Symbol, SymbolKind};
 
 use crate::names::escaped;
 
-/// The architecture number of x86-64 in a module header.
-const X86_64: u8 = 0;
-
 /// The code sections of `module` as instructions, or why they cannot be shown.
 pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
     let arch = module.header().arch;
-    if arch != X86_64 {
+    if arch != ARCH_X86_64 {
         return Err(format!("cannot disassemble {} code (x86-64 only)", arch_name(arch)));
     }
     // A function name for each place one starts in the code image (where several start
@@ -35,7 +32,7 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
             }
         }
     }
-    let mut relocations: BTreeMap<u64, String> = BTreeMap::new();
+    let mut relocations: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for r in module.relocations().filter(|r| r.image == RelocatedImage::Code) {
         let symbol = module.symbol(r.symbol).map(|s| escaped(s.name)).unwrap_or_default();
         let addend = match r.addend {
@@ -43,7 +40,7 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
             a if a > 0 => format!("+{a:#x}"),
             a => format!("-{:#x}", a.unsigned_abs()),
         };
-        relocations.insert(r.offset, format!("{} {symbol}{addend}", r.kind.name()));
+        relocations.entry(r.offset).or_default().push(format!("{} {symbol}{addend}", r.kind.name()));
     }
     let mut out = String::new();
     let mut formatter = IntelFormatter::new();
@@ -74,13 +71,10 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
                 formatter.format(&instruction, &mut text);
             }
             let _ = write!(out, "{ip:8x}:  {:<30} {text}", hex.join(" "));
-            let patched: Vec<&String> = relocations.range(ip..ip + len as u64).map(|(_, r)| r).collect();
+            let patched: Vec<&str> =
+                relocations.range(ip..ip + len as u64).flat_map(|(_, r)| r).map(String::as_str).collect();
             if !patched.is_empty() {
-                let _ = write!(
-                    out,
-                    "    ; {}",
-                    patched.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-                );
+                let _ = write!(out, "    ; {}", patched.join(", "));
             }
             out.push('\n');
         }

@@ -35,7 +35,7 @@ fn section_type_text(section: &smf_core::Section<'_>) -> String {
     match CallArray::of_flags(section.flags) {
         Ok(Some(CallArray::Constructors)) => format!("{name}:ctors"),
         Ok(Some(CallArray::Destructors)) => format!("{name}:dtors"),
-        _ if section.flags.contains(smf_core::SectionFlags::UNWIND) => format!("{name}:unwind"),
+        _ if section.flags.contains(SectionFlags::UNWIND) => format!("{name}:unwind"),
         _ => name,
     }
 }
@@ -425,7 +425,7 @@ fn sections_json(module: &Module<'_>) -> Json {
                         "call_array",
                         CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
                     ),
-                    ("unwind_table", Json::Bool(s.flags.contains(smf_core::SectionFlags::UNWIND))),
+                    ("unwind_table", Json::Bool(s.flags.contains(SectionFlags::UNWIND))),
                     ("offset", Json::from(s.offset)),
                     ("size", Json::from(s.size)),
                     ("virtual_size", Json::from(s.virtual_size)),

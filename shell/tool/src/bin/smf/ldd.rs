@@ -45,7 +45,9 @@ fn imports(module: &Module<'_>, linked: &Linked) -> (String, bool) {
     for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
         let place = match linked.provider(symbol.name) {
             Some((Provider::Module(file), _)) => file.to_owned(),
-            Some((Provider::Native(name), addr)) => format!("{name} ({})", file_of(addr).unwrap_or_default()),
+            Some((Provider::Native(name), addr)) => {
+                file_of(addr).map_or_else(|| name.to_owned(), |file| format!("{name} ({file})"))
+            }
             Some((Provider::CLibrary, addr)) => file_of(addr).unwrap_or_else(|| "the C library".to_owned()),
             None if symbol.binding == Binding::Weak => "not found (weak: null)".to_owned(),
             None => {

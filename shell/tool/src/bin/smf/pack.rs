@@ -81,30 +81,35 @@ pub(crate) fn run(args: &PackArgs) -> i32 {
 
 /// Reads the objects, packs them, prints the notes `say` asks for, writes the module.
 fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
-    let (dialect, output) = (args.dialect, args.output.display().to_string());
-    let inputs: Vec<String> = args.inputs.iter().map(|p| p.display().to_string()).collect();
-    // Notes name the object when there is one; with several, each says which.
-    let label = if inputs.len() == 1 { format!("{}: ", inputs[0]) } else { String::new() };
-    let mut objects = Vec::with_capacity(inputs.len());
-    for input in &inputs {
+    // Files are opened by their paths as given; their names (lossy for bytes that are not
+    // UTF-8) are for messages only.
+    let name = |path: &Path| path.display().to_string();
+    let label = match args.inputs.as_slice() {
+        // Notes name the object when there is one; with several, each says which.
+        [one] => format!("{}: ", name(one)),
+        _ => String::new(),
+    };
+    let mut objects = Vec::with_capacity(args.inputs.len());
+    for input in &args.inputs {
         let bytes =
-            read_object(input).map_err(|error| PackCommandError::Read { input: input.clone(), error })?;
-        objects.push((input.clone(), bytes));
+            read_object(input).map_err(|error| PackCommandError::Read { input: name(input), error })?;
+        objects.push((name(input), bytes));
     }
-    let (smf, notes) = pack(&objects, dialect).map_err(PackCommandError::Pack)?;
+    let (smf, notes) = pack(&objects, args.dialect).map_err(PackCommandError::Pack)?;
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };
         if say >= level {
             eprintln!("smf pack: {label}{}", note.text);
         }
     }
-    let written = if output == "-" { write_stdout(&smf) } else { write_into_place(Path::new(&output), &smf) };
-    written.map_err(|error| PackCommandError::Write { output, error })
+    let output = &args.output;
+    let written = if output.as_os_str() == "-" { write_stdout(&smf) } else { write_into_place(output, &smf) };
+    written.map_err(|error| PackCommandError::Write { output: name(output), error })
 }
 
 /// The object file `input` (`-`: standard input, to its end).
-fn read_object(input: &str) -> std::io::Result<Vec<u8>> {
-    if input != "-" {
+fn read_object(input: &Path) -> std::io::Result<Vec<u8>> {
+    if input.as_os_str() != "-" {
         return std::fs::read(input);
     }
     let mut bytes = Vec::new();

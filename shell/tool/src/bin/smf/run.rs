@@ -45,14 +45,16 @@ pub(crate) fn command(args: &RunArgs) -> i32 {
 /// Loads the libraries and the module of `args`, calls the function, and returns its result
 /// as text (`None` for `--ret void`).
 fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
+    let symbol = args.symbol.as_deref();
+    // Set before loading: constructors run as the modules load (a crash in one is reported
+    // with this context, without a function name: the names are known once all have loaded).
+    let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
+    let _ = CRASH_CONTEXT.set(format!("smf: {}: {called}", args.file));
     let linked = Linked::open(&args.link, Linking::WithConstructors)?;
     let module = linked.load_file(&args.file)?;
     let mut modules: Vec<&SharedModule> = linked.modules().iter().map(|m| &**m).collect();
     modules.push(&module);
     crate::crash::name_code(&modules);
-    let symbol = args.symbol.as_deref();
-    let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
-    let _ = CRASH_CONTEXT.set(format!("smf: {}: {called}", args.file));
     // SAFETY: the tool's contract is that the function takes the arguments given, of the kinds
     // given, and returns what --ret says.
     #[allow(unsafe_code)]

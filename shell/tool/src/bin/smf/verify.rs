@@ -13,7 +13,7 @@ use crate::link::{Linked, Linking};
 
 /// Runs `smf verify`; the exit status.
 pub(crate) fn command(args: &VerifyArgs) -> i32 {
-    // The libraries are loaded only for --load (clap lets --lib appear without it: harmless).
+    // The libraries are loaded only for --load (the link options need it).
     let linked = match args.load {
         true => match Linked::open(&args.link, Linking::WithoutConstructors) {
             Ok(linked) => Some(linked),
@@ -26,7 +26,7 @@ pub(crate) fn command(args: &VerifyArgs) -> i32 {
     };
     let mut status = EXIT_OK;
     for file in &args.files {
-        let verdict = verify_file(file, args, linked.as_ref());
+        let verdict = verify_file(file, args.dialect.dialect, linked.as_ref());
         if !verdict.is_good() {
             status = EXIT_BAD;
         }
@@ -88,13 +88,17 @@ fn error_json(error: &CommandError) -> Json {
     Json::Object(object)
 }
 
-/// Verifies `file` as `args` say (loading it as `linked` links with `--load`).
-pub(crate) fn verify_file(file: &str, args: &VerifyArgs, linked: Option<&Linked>) -> Verdict {
+/// Verifies `file` (read as `dialect`, if given), loading it as `linked` links with `--load`.
+pub(crate) fn verify_file(
+    file: &str,
+    dialect: Option<smf_core::Dialect>,
+    linked: Option<&Linked>,
+) -> Verdict {
     let bytes = match read_module_file(file) {
         Ok(bytes) => bytes,
         Err(error) => return Verdict { header: None, format: Some(error), load: None },
     };
-    let module: Module<'_> = match parse(file, &bytes, args.dialect.dialect) {
+    let module: Module<'_> = match parse(file, &bytes, dialect) {
         Ok(module) => module,
         Err(error) => return Verdict { header: None, format: Some(error), load: None },
     };
