@@ -141,7 +141,9 @@ fn fde_range(
     }
     let mut reader = Reader { bytes: fde.body, at: 4 };
     let start = reader.pointer(encoding)?;
-    let start = match encoding & 0x70 {
+    // The high nibble whole: an application (0x70) and the indirect bit (0x80, where the
+    // unwinder would follow the pointer to anywhere) are refused alike.
+    let start = match encoding & 0xf0 {
         0x00 => start,
         0x10 => field_addr.wrapping_add(start),
         _ => return Err(FdeProblem::Encoding(encoding)),
@@ -297,6 +299,9 @@ mod tests {
         let mut textrel = t.clone();
         textrel[16] = 0x2b; // the CIE's R: textrel|sdata4
         assert_eq!(fde_ranges(&textrel, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Encoding(0x2b))));
+        let mut indirect = t.clone();
+        indirect[16] = 0x9b; // indirect|pcrel|sdata4: the unwinder would read the start through it
+        assert_eq!(fde_ranges(&indirect, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Encoding(0x9b))));
         let mut unknown = t;
         unknown[10] = b'X'; // "zX": an augmentation letter this reader does not know
         assert_eq!(fde_ranges(&unknown, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));

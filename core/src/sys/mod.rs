@@ -312,14 +312,13 @@ impl OpenFile {
         const F_RDLCK: usize = 0;
         const F_UNLCK: usize = 2;
         const SIGURG: usize = 23;
-        const EAGAIN: i32 = 11;
         fcntl_raw(&self.0, F_SETSIG, SIGURG).ok()?;
         match fcntl_raw(&self.0, F_SETLEASE, F_RDLCK) {
             Ok(_) => {
                 let _ = fcntl_raw(&self.0, F_SETLEASE, F_UNLCK);
                 Some(false)
             }
-            Err(errno) if errno.raw_os_error() == EAGAIN => Some(true),
+            Err(rustix::io::Errno::AGAIN) => Some(true),
             Err(_) => None,
         }
     }

@@ -62,7 +62,7 @@ impl Functions {
         }
         let end = self.functions.partition_point(|f| f.start <= addr);
         let before = &self.functions[..end];
-        let sized = before.iter().rev().take(16).find(|f| f.size > 0 && addr - f.start < f.size);
+        let sized = before.iter().rev().find(|f| f.size > 0 && addr - f.start < f.size);
         let function = sized.or_else(|| before.iter().rev().find(|f| f.size == 0))?;
         Some((function, addr - function.start))
     }
