@@ -127,10 +127,7 @@ fn sip13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
         v[0] ^= m;
     }
     // The last block: the tail's bytes, and the length's low byte on top.
-    let mut last = (bytes.len() as u64) << 56;
-    for (i, &byte) in blocks.remainder().iter().enumerate() {
-        last |= u64::from(byte) << (8 * i);
-    }
+    let last = (bytes.len() as u64) << 56 | tail_le(blocks.remainder());
     v[3] ^= last;
     sip_round(&mut v);
     v[0] ^= last;
@@ -139,6 +136,25 @@ fn sip13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
         sip_round(&mut v);
     }
     v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// The up to 7 bytes of `tail` as a little-endian number, read in at most three pieces (4, 2
+/// and 1 bytes) rather than byte by byte: most names end in a short tail.
+#[inline(always)]
+fn tail_le(tail: &[u8]) -> u64 {
+    let (mut value, mut shift, mut rest) = (0u64, 0, tail);
+    if let Some((four, after)) = rest.split_first_chunk::<4>() {
+        value = u64::from(u32::from_le_bytes(*four));
+        (shift, rest) = (32, after);
+    }
+    if let Some((two, after)) = rest.split_first_chunk::<2>() {
+        value |= u64::from(u16::from_le_bytes(*two)) << shift;
+        (shift, rest) = (shift + 16, after);
+    }
+    if let Some(&byte) = rest.first() {
+        value |= u64::from(byte) << shift;
+    }
+    value
 }
 
 /// One SipRound.
