@@ -1,5 +1,5 @@
-//! Fuzz target: load (parse, place, relocate, seal) and unload any bytes
-//! (`smf_core::fuzzing::fuzz_load`). Crashes are replayed by tests/tests/fuzz_replay.rs.
+//! Fuzz target: up to three modules from one input, loaded and linked to each other and the
+//! host, then all released (`smf_core::fuzzing::fuzz_load`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -134,6 +134,18 @@ fn the_writable_region_starts_at_the_read_only_size_rounded_to_the_data_alignmen
 }
 
 #[test]
+fn the_writer_sorts_data_relocations_and_refuses_two_on_the_same_bytes() {
+    let mut b = two_regions(Dialect::R96);
+    b.add_data_relocation(2, 8, 0, RelocKind::Abs64, 0);
+    b.add_data_relocation(2, 0, 0, RelocKind::Abs64, 0);
+    let file = b.build().unwrap();
+    let offsets: Vec<u64> = Module::parse(&file).unwrap().relocations().map(|r| r.offset).collect();
+    assert_eq!(offsets, [16, 24], "written in order, whatever order they were added in");
+    b.add_data_relocation(2, 4, 0, RelocKind::Abs64, 0);
+    assert_eq!(b.build(), Err(smf_core::write::BuildError::DataRelocationsOverlap { offset: 20 }));
+}
+
+#[test]
 fn every_rule_of_the_extension_has_its_error() {
     let with = |f: &dyn Fn(&mut ModuleBuilder)| {
         let mut b = two_regions(Dialect::R96);

@@ -1,30 +1,70 @@
-//! Replays the committed fuzz corpus and every input that ever crashed the fuzzer through the
-//! same entry point the fuzz target uses, on stable, as an ordinary test.
+//! Replays every fuzz target's committed corpus (`fuzz/corpus/TARGET/`) and every input that
+//! ever crashed a target (`fuzz/regressions/TARGET/`) through the same entry point the target
+//! wraps, on stable, as ordinary tests: a property a target checks that breaks fails here.
 
-// Casts here are of test and tool values known to be small.
-#![allow(clippy::cast_possible_truncation)]
+use std::path::{Path, PathBuf};
 
-use std::path::Path;
+/// The fuzz directory.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fuzz")
+}
 
-fn replay(dir: &Path) -> usize {
-    let mut replayed = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_file() && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            let bytes = std::fs::read(&path).unwrap();
-            let _ = smf_core::fuzzing::fuzz_one(&bytes);
-            let _ = smf_core::fuzzing::fuzz_load(&bytes);
-            replayed += 1;
-        }
+/// Runs `entry` on every file of `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/`; the
+/// number of corpus files.
+fn replay(target: &str, entry: fn(&[u8]) -> usize) -> usize {
+    let files = |dir: PathBuf| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .collect();
+        files.sort();
+        files
+    };
+    let corpus = files(fuzz_dir().join("corpus").join(target));
+    for path in corpus.iter().chain(&files(fuzz_dir().join("regressions").join(target))) {
+        let bytes = std::fs::read(path).unwrap();
+        eprintln!("{}", path.display());
+        entry(&bytes);
     }
-    replayed
+    corpus.len()
 }
 
 #[test]
-fn corpus_and_regressions_replay_without_panicking() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fuzz");
-    let seeds = replay(&root.join("corpus").join("parse"));
-    replay(&root.join("regressions"));
+fn the_parse_corpus_replays() {
+    let seeds = replay("parse", smf_core::fuzzing::fuzz_one);
     assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+}
+
+#[test]
+fn the_load_corpus_replays_and_links() {
+    let seeds = replay("load", smf_core::fuzzing::fuzz_load);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    // The linked seeds load every module: the consumers' imports resolve to the provider and
+    // the host (the third's `nowhere` through the fallback).
+    let three = std::fs::read(fuzz_dir().join("corpus/load/linked-three")).unwrap();
+    assert_eq!(smf_core::fuzzing::fuzz_load(&three), 1 + 3 + 5, "symbols of the three modules");
+}
+
+#[test]
+fn the_note_sdn_corpus_replays() {
+    let seeds = replay("note_sdn", smf_core::fuzzing::fuzz_note_sdn);
+    assert!(seeds >= 3, "the seed corpus is missing ({seeds} files)");
+}
+
+#[test]
+fn the_templates_corpus_replays() {
+    let seeds = replay("templates", smf_core::fuzzing::fuzz_templates);
+    assert!(seeds >= 4, "the seed corpus is missing ({seeds} files)");
+}
+
+#[test]
+fn the_pack_corpus_replays_and_every_seed_packs() {
+    let seeds = replay("pack", smf_tool::fuzzing::fuzz_pack);
+    assert!(seeds >= 4, "the seed corpus is missing ({seeds} files)");
+    for entry in std::fs::read_dir(fuzz_dir().join("corpus/pack")).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        assert!(smf_tool::fuzzing::fuzz_pack(&bytes) > 0, "{} does not pack", entry.path().display());
+    }
 }

@@ -806,7 +806,7 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     assert!(matches!(refusal(&data, Dialect::R72), PackError::R72Data { .. }));
 
     // An object whose symbol lies past its section (as a corrupted or hand-written one can):
-    // pack checks what it would write, as `smf verify` does, and refuses it with the reason.
+    // refused with the reason, before anything is written.
     let beyond = compile(
         &write(
             "beyond.s",
@@ -817,8 +817,8 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     );
     let (code, err) = pack_obj(&beyond, "s128");
     assert_eq!(code, Some(1));
-    assert!(err.contains("would not be valid") && err.contains("outside the code"), "{err}");
-    assert!(matches!(refusal(&beyond, Dialect::S128), PackError::Invalid(_)));
+    assert!(err.contains("symbol beyond is defined at 0x64, past the end of its section"), "{err}");
+    assert!(matches!(refusal(&beyond, Dialect::S128), PackError::SymbolOutsideSection { value: 100, .. }));
     assert!(!beyond.with_extension("smf").exists(), "nothing written");
 
     let not_elf = write("not.o", "definitely not ELF");
@@ -983,4 +983,56 @@ fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
         5,
         "--verbose: all of them\n{verbose}"
     );
+}
+
+/// An object whose unwind record describes code outside the module (found by the `pack` fuzz
+/// target: the module pack wrote parsed but no loader would load it) packs without its unwind
+/// tables, with a note saying why, into a module that loads.
+#[test]
+fn unwind_tables_that_would_not_load_are_dropped_with_a_note() {
+    let path = workspace().join("fuzz/regressions/pack/unwind-record-outside-code");
+    let object = std::fs::read(&path).unwrap();
+    let keeping = smf_tool::pack::pack(&[("bad.o".into(), object.clone())], Dialect::S128);
+    let (bytes, notes) = keeping.unwrap_or_else(|f| panic!("{}", f.report(true).join("\n")));
+    assert!(says(&notes, "unwind tables dropped"), "{notes:?}");
+    assert!(says(&notes, "outside the module's code"), "the note says why: {notes:?}");
+    let module = smf_core::Module::parse(&bytes).unwrap();
+    let unwind = module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::UNWIND)).count();
+    assert_eq!(unwind, 0, "no unwind table is kept");
+    assert_eq!(smf_tool::pack::trial_load(&bytes), Ok(()));
+}
+
+/// A symbol whose size runs past the end of its section (found by the `pack` fuzz target: pack
+/// wrote a module that did not validate) has its size cut at the section's end, with a note.
+#[test]
+fn a_symbol_size_past_its_section_is_cut_there_with_a_note() {
+    let path = workspace().join("fuzz/regressions/pack/symbol-size-past-its-section");
+    let object = std::fs::read(&path).unwrap();
+    let packed = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128);
+    let (bytes, notes) = packed.unwrap_or_else(|f| panic!("{}", f.report(true).join("\n")));
+    assert!(
+        says(&notes, "symbol op_mul: size 12947848928690184 runs past the end of its section, cut to"),
+        "{notes:?}"
+    );
+    let module = smf_core::Module::parse(&bytes).unwrap();
+    let op_mul = module.symbols().find(|s| s.name == b"op_mul").unwrap();
+    assert!(op_mul.value + op_mul.size <= module.code_size(), "{op_mul:?}");
+}
+
+/// A loaded section whose alignment is no power of two (found by the `pack` fuzz target: pack
+/// wrote a module that did not validate) is a problem naming the alignment.
+#[test]
+fn a_section_alignment_that_is_no_power_of_two_is_refused() {
+    let path = workspace().join("fuzz/regressions/pack/section-alignment-not-a-power-of-two");
+    let object = std::fs::read(&path).unwrap();
+    let failure = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128).err().unwrap();
+    let bad = failure
+        .problems
+        .iter()
+        .any(|p| matches!(p.error, PackError::BadAlignment { align, .. } if !align.is_power_of_two()));
+    assert!(bad, "{}", failure.report(true).join("\n"));
+    assert!(!failure
+        .problems
+        .iter()
+        .any(|p| matches!(p.error, PackError::Invalid(_) | PackError::DoesNotLoad(_))));
 }

@@ -1,19 +1,27 @@
-//! `cargo xtask fuzz-seeds` writes the seed corpus; `cargo xtask fuzz --seconds N` runs the
-//! parser and loader fuzz targets for N seconds in all (installing cargo-fuzz first if it is missing), on nightly
-//! with sanitizers when a nightly toolchain exists, else on stable without (`-s none`).
+//! `cargo xtask fuzz-seeds` writes each target's seed corpus (`fuzz/corpus/TARGET/`);
+//! `cargo xtask fuzz [--seconds N] [TARGET]` runs every target (or one) for N seconds each
+//! (default 60), installing cargo-fuzz first if it is missing: on nightly with sanitizers when
+//! a nightly toolchain exists, else on stable without (`-s none`).
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
+use smf_core::fuzzing::MODULE_SEPARATOR;
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, HeaderPlacement, RelocKind};
+use smf_core::{Dialect, HeaderPlacement, Module, RelocKind, SectionType};
 
 use crate::workspace_root;
 
-/// Seeds: the reference modules, the rich modules, modules with data relocations and with
-/// constructors and destructors, stubbed
-/// modules, a short-form template one.
-fn seeds() -> Vec<(String, Vec<u8>)> {
+/// The fuzz targets, each with the largest input it is given: module files and objects get
+/// room for large tables (a megabyte holds tens of thousands of symbols); texts and template
+/// sections less.
+pub(crate) const TARGETS: [(&str, usize); 5] =
+    [("parse", 1 << 20), ("load", 1 << 20), ("note_sdn", 1 << 17), ("templates", 1 << 17), ("pack", 1 << 20)];
+
+/// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations
+/// and with constructors and destructors, stubbed modules, a short-form template one.
+fn module_seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for d in Dialect::ALL {
         out.push((format!("return42-{d}"), samples::return_42(d)));
@@ -41,10 +49,108 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
     out
 }
 
-pub(crate) fn seeds_command() -> Result<(), String> {
-    let dir = workspace_root().join("fuzz").join("corpus").join("parse");
+/// Seeds of `load`: every module seed alone, and modules linked to each other and the host
+/// (a provider, a consumer of it and of the host, a third using both), as one input each.
+fn load_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = module_seeds();
+    let provider = {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(b"shared_fn", 0, 6));
+        b.build().unwrap_or_default()
+    };
+    let consumer = |name: &[u8], imports: &[&[u8]]| {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        // One `call rel32` per import, then `ret`.
+        let mut code = Vec::new();
+        for _ in imports {
+            code.extend_from_slice(&[0xE8, 0, 0, 0, 0]);
+        }
+        code.push(0xC3);
+        b.add_code(b".text", &code);
+        b.add_symbol(SymbolSpec::function(name, 0, code.len() as u64));
+        for (i, import) in imports.iter().enumerate() {
+            let symbol = b.add_symbol(SymbolSpec::import(import));
+            b.add_relocation(5 * i as u64 + 1, symbol, RelocKind::Plt32, -4);
+        }
+        b.build().unwrap_or_default()
+    };
+    let joined = |modules: &[Vec<u8>]| modules.join(MODULE_SEPARATOR);
+    let second = consumer(b"second", &[b"shared_fn", b"host_function"]);
+    let third = consumer(b"third", &[b"second", b"shared_fn", b"host_data", b"nowhere"]);
+    out.push(("linked-two".into(), joined(&[provider.clone(), second.clone()])));
+    out.push(("linked-three".into(), joined(&[provider, second, third])));
+    out
+}
+
+/// Seeds of `note_sdn`: the spec's example, the generics example, and a note with escapes,
+/// comments, a terminator and a table the spec does not name.
+fn note_seeds() -> Vec<(String, Vec<u8>)> {
+    let tricky = "# note\n\ninstantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|\n\
+        \x20   7, \"Map\", \"Str, \\\"Int\\\"\", \"Map$Str$Int\", \"a\\\\b.spl\", \"x:1:1\", \"m.o\", \"compiled\"\n\
+        custom |a, b|\n    \"tab\\there\", bare\n\
+        possible |id, template, type_args, mangled_name, required_by, can_defer|\n\
+        \x20   0, \"Map\", \"Int, Int\", \"Map$Int$Int\", \"main\", false\n# END_NOTE\ntrailing |x|\n";
+    vec![
+        ("spec-example".into(), samples::NOTE_SDN_EXAMPLE.as_bytes().to_vec()),
+        ("generics".into(), samples::GENERICS_NOTE.as_bytes().to_vec()),
+        ("escapes-and-terminator".into(), tricky.as_bytes().to_vec()),
+    ]
+}
+
+/// Seeds of `templates`: the template-code and template-meta sections of the sample modules.
+fn template_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let modules = Dialect::ALL.iter().map(|d| (format!("rich-{d}"), samples::rich(*d)));
+    for (name, bytes) in modules.chain([("generics".to_string(), samples::generics())]) {
+        let Ok(module) = Module::parse(&bytes) else { continue };
+        for section in module.sections() {
+            let kind = match section.section_type {
+                SectionType::TemplateCode => "code",
+                SectionType::TemplateMeta => "meta",
+                _ => continue,
+            };
+            // note.sdn is typed template-meta too, and carries no bytes here.
+            if !section.data.is_empty() {
+                out.push((format!("{name}-{kind}"), section.data.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// Seeds of `pack`: gcc objects of the C and C++ test programs (data relocations, jump tables,
+/// constructors, C++ with its unwind tables), as `smf pack` is given them.
+fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = workspace_root().join("target").join("fuzz-seeds");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for source in ["tables.c", "jump_tables.c", "ctor_lib.c", "cleanup.cpp"] {
+        let object = dir.join(format!("{source}.o"));
+        let compiler = if source.ends_with(".cpp") { "g++" } else { "gcc" };
+        let status = Command::new(compiler)
+            .args(["-c", "-O2", "-fPIC"])
+            .arg(workspace_root().join("tests/c").join(source))
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .map_err(|e| format!("{compiler}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{compiler} failed on tests/c/{source}"));
+        }
+        out.push((
+            format!("{}-object", source.replace('.', "-")),
+            fs::read(&object).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes `seeds` into `fuzz/corpus/TARGET/`.
+fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+    let dir = workspace_root().join("fuzz").join("corpus").join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for (name, bytes) in seeds() {
+    for (name, bytes) in seeds {
         let path = dir.join(name);
         fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -52,17 +158,35 @@ pub(crate) fn seeds_command() -> Result<(), String> {
     Ok(())
 }
 
+pub(crate) fn seeds_command() -> Result<(), String> {
+    write_seeds("parse", module_seeds())?;
+    write_seeds("load", load_seeds())?;
+    write_seeds("note_sdn", note_seeds())?;
+    write_seeds("templates", template_seeds())?;
+    write_seeds("pack", pack_seeds()?)
+}
+
 fn has(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let seconds = args
-        .windows(2)
-        .find(|w| w[0] == "--seconds")
-        .map(|w| w[1].parse::<u64>().map_err(|e| format!("--seconds: {e}")))
-        .transpose()?
-        .unwrap_or(60);
+    let mut seconds = 60;
+    let mut only = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let n = args.next().ok_or("--seconds needs a number")?;
+                seconds = n.parse::<u64>().map_err(|e| format!("--seconds: {e}"))?;
+            }
+            name if TARGETS.iter().any(|(t, _)| *t == name) => only = Some(name.to_string()),
+            other => {
+                let names: Vec<&str> = TARGETS.iter().map(|(t, _)| *t).collect();
+                return Err(format!("unknown fuzz target {other} (targets: {})", names.join(", ")));
+            }
+        }
+    }
     if !has("cargo", &["fuzz", "--version"]) {
         println!("installing cargo-fuzz");
         let status = Command::new("cargo")
@@ -75,16 +199,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let nightly = has("cargo", &["+nightly", "--version"]);
     let fuzz_dir = workspace_root().join("fuzz");
-    // The fuzzer writes new inputs into its corpus directory: fuzz a scratch copy so the
-    // committed seeds stay as they are.
-    let scratch = fuzz_dir.join("target").join("corpus-run");
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    for entry in fs::read_dir(fuzz_dir.join("corpus").join("parse")).map_err(|e| e.to_string())?.flatten() {
-        let _ = fs::copy(entry.path(), scratch.join(entry.file_name()));
-    }
-    // Both targets share the seeds and split the time.
-    for target in ["parse", "load"] {
+    for (target, max_len) in TARGETS {
+        if only.as_deref().is_some_and(|name| name != target) {
+            continue;
+        }
+        let scratch = scratch_corpus(&fuzz_dir, target)?;
         let mut cmd = Command::new("cargo");
         if nightly {
             cmd.arg("+nightly");
@@ -94,13 +213,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             cmd.args(["-s", "none"]);
         }
         cmd.arg(target).arg(&scratch);
-        cmd.args(["--", &format!("-max_total_time={}", (seconds / 2).max(1)), "-rss_limit_mb=2048"]);
+        cmd.args(["--", &format!("-max_total_time={}", seconds.max(1)), &format!("-max_len={max_len}")]);
+        cmd.arg("-rss_limit_mb=2048");
+        println!("fuzzing {target} for {seconds} s");
         let status = cmd.current_dir(&fuzz_dir).status().map_err(|e| e.to_string())?;
         if !status.success() {
             return Err(format!(
-                "the fuzzer found a crash: see fuzz/artifacts/{target}, copy the input to fuzz/regressions/"
+                "the fuzzer found a crash: see fuzz/artifacts/{target}, copy the input to fuzz/regressions/{target}/"
             ));
         }
     }
     Ok(())
+}
+
+/// A scratch copy of `target`'s committed seeds (the fuzzer adds inputs to its corpus
+/// directory; the committed seeds stay as they are).
+fn scratch_corpus(fuzz_dir: &Path, target: &str) -> Result<std::path::PathBuf, String> {
+    let scratch = fuzz_dir.join("target").join("corpus-run").join(target);
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let seeds = fuzz_dir.join("corpus").join(target);
+    for entry in fs::read_dir(&seeds).map_err(|e| format!("{}: {e}", seeds.display()))?.flatten() {
+        fs::copy(entry.path(), scratch.join(entry.file_name())).map_err(|e| e.to_string())?;
+    }
+    Ok(scratch)
 }

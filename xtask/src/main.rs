@@ -30,8 +30,9 @@ tasks:
                        run the benchmarks (parse, exec, load, resolve, parallel, cache,
                        jit, lua, nolibc; all by default;
                        --quick: fewer iterations)
-  fuzz-seeds           write the fuzz seed corpus to fuzz/corpus/parse
-  fuzz [--seconds N]   run the parser fuzz target for N seconds (default 60)
+  fuzz-seeds           write each fuzz target's seed corpus to fuzz/corpus/TARGET
+  fuzz [--seconds N] [TARGET]
+                       run every fuzz target (or one) for N seconds each (default 60)
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
   install --prefix DIR  install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc

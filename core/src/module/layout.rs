@@ -28,12 +28,6 @@ impl DataLayout {
         self.read_only.checked_next_multiple_of(self.alignment.max(1))
     }
 
-    /// Whether a stored alignment is usable: 0 (none) or a power of two up to [`MAX_ALIGNMENT`].
-    pub(crate) fn alignment_ok(alignment: u64) -> bool {
-        let align = alignment.max(1);
-        align.is_power_of_two() && align <= MAX_ALIGNMENT
-    }
-
     /// Places `section`, returning its region and offset; `None` on a bad alignment or overflow.
     pub(super) fn place(&mut self, section: &Section<'_>) -> Option<(DataRegion, u64)> {
         self.place_raw(section.section_type, section.alignment, section.virtual_size)
@@ -47,7 +41,7 @@ impl DataLayout {
         alignment: u64,
         virtual_size: u64,
     ) -> Option<(DataRegion, u64)> {
-        if !Self::alignment_ok(alignment) {
+        if !alignment_ok(alignment) {
             return None;
         }
         let align = alignment.max(1);

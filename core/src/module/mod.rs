@@ -52,6 +52,13 @@ pub const TEMPLATE_META_SECTION: &[u8] = b"template_meta";
 /// Largest alignment honoured for data sections.
 pub const MAX_ALIGNMENT: u64 = 1 << 16;
 
+/// Whether a stored section alignment is usable: 0 (none) or a power of two up to
+/// [`MAX_ALIGNMENT`].
+pub const fn alignment_ok(alignment: u64) -> bool {
+    let align = if alignment == 0 { 1 } else { alignment };
+    align.is_power_of_two() && align <= MAX_ALIGNMENT
+}
+
 /// How to parse: an explicit dialect, and how much memory a module may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParseOptions {

@@ -148,7 +148,7 @@ impl<'a> Module<'a> {
                     code_size = code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
                 }
                 t if t.is_data() => {
-                    if !DataLayout::alignment_ok(section.alignment) {
+                    if !alignment_ok(section.alignment) {
                         return Err(Error::new(
                             ErrorKind::BadAlignment { index, alignment: section.alignment },
                             entry_offset,
@@ -442,7 +442,7 @@ pub(super) fn check_note_entry(section: &Section<'_>) -> core::result::Result<()
     if section.virtual_size != 0 {
         return wrong("virtual_size", section.virtual_size);
     }
-    if !DataLayout::alignment_ok(section.alignment) {
+    if !alignment_ok(section.alignment) {
         return wrong("alignment", section.alignment);
     }
     Ok(())

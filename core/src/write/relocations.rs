@@ -93,6 +93,17 @@ impl ModuleBuilder {
             entries.push(RelocSpec { offset, ..spec.relocation.clone() });
         }
         entries.sort_by_key(|r| r.offset);
+        // Readers take data relocations sorted and apart (each patches bytes no other does);
+        // raw ones (tests writing what readers must refuse) are written as they are.
+        let raw = self.data_relocations.iter().any(|r| matches!(r.at, DataSite::InImage(_)));
+        let width = |r: &RelocSpec| {
+            r.wire.ok().and_then(|w| RelocKind::from_wire(self.dialect, w)).map_or(0, RelocKind::width)
+        };
+        let overlapping =
+            entries.windows(2).find(|pair| pair[0].offset.saturating_add(width(&pair[0])) > pair[1].offset);
+        if let Some(pair) = overlapping.filter(|_| !raw) {
+            return Err(BuildError::DataRelocationsOverlap { offset: pair[1].offset });
+        }
         Ok(entries)
     }
 }

@@ -42,6 +42,11 @@ pub enum BuildError {
         /// The offset in it.
         offset: u64,
     },
+    /// Two data relocations patch the same bytes.
+    DataRelocationsOverlap {
+        /// Where the second starts, in the data image.
+        offset: u64,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -58,6 +63,12 @@ impl fmt::Display for BuildError {
             BuildError::TooLarge => f.write_str("a count or offset does not fit its field"),
             BuildError::DataRelocationOutsideSection { section, offset } => {
                 write!(f, "data relocation at {offset:#x} in section {section}: not inside a data section")
+            }
+            BuildError::DataRelocationsOverlap { offset } => {
+                write!(
+                    f,
+                    "data relocation at {offset:#x} of the data image patches bytes another one patches"
+                )
             }
         }
     }

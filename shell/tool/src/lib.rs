@@ -19,4 +19,6 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 pub mod pack;

@@ -131,6 +131,8 @@ pub(crate) enum Refused {
     Symbol,
     /// Against an absolute value.
     AbsoluteTarget,
+    /// Patching bytes past the end of its section.
+    OutsideSection,
     /// Anything else (an unloaded section, an unreadable symbol).
     Other(PackError),
     /// Against a symbol already reported as a problem (a common symbol): nothing more to say.
@@ -144,6 +146,7 @@ impl Refused {
     pub(crate) fn at(self, at: Site) -> Option<PackError> {
         Some(match self {
             Refused::NotElf => PackError::NotElfRelocation(at),
+            Refused::OutsideSection => PackError::RelocationOutsideSection(at),
             Refused::Type { r_type: r @ (elf::R_X86_64_32 | elf::R_X86_64_32S), target } => {
                 PackError::Absolute32 { at, target, r_type: r.0 }
             }

@@ -120,10 +120,31 @@ pub enum PackError {
     UnsupportedSymbol(Site),
     /// A relocation against an absolute value.
     AbsoluteTarget(Site),
+    /// A relocation patching bytes past the end of its section.
+    RelocationOutsideSection(Site),
+    /// A loaded section whose alignment is no power of two or more than a module can ask for.
+    BadAlignment {
+        /// The section.
+        section: String,
+        /// Its alignment.
+        align: u64,
+    },
+    /// A symbol whose value lies past the end of the section that defines it.
+    SymbolOutsideSection {
+        /// The symbol.
+        symbol: String,
+        /// Its value.
+        value: u64,
+        /// Its section's size.
+        section_size: u64,
+    },
     /// The builder refused the module.
     Build(smf_core::write::BuildError),
     /// The module the objects make would not validate (as `smf verify` checks it).
     Invalid(smf_core::Error),
+    /// The module the objects make validates but would not load (a packer bug: pack writes
+    /// only modules that load).
+    DoesNotLoad(smf_core::load::LoadError),
 }
 
 impl fmt::Display for PackError {
@@ -216,8 +237,26 @@ impl fmt::Display for PackError {
                  undefined (an absolute or special symbol)"
             ),
             PackError::AbsoluteTarget(at) => write!(f, "{at}: a relocation against an absolute value"),
+            PackError::RelocationOutsideSection(at) => {
+                write!(
+                    f,
+                    "{at}: a relocation patching bytes past the end of its section (the object is malformed)"
+                )
+            }
+            PackError::BadAlignment { section, align } => write!(
+                f,
+                "section {section}: alignment {align} is not a power of two up to {} (the object is \
+                 malformed, or asks for more alignment than a module can give)",
+                smf_core::module::MAX_ALIGNMENT
+            ),
+            PackError::SymbolOutsideSection { symbol, value, section_size } => write!(
+                f,
+                "symbol {symbol} is defined at {value:#x}, past the end of its section ({section_size:#x} \
+                 bytes): the object is malformed"
+            ),
             PackError::Build(error) => error.fmt(f),
             PackError::Invalid(error) => write!(f, "the module it makes would not be valid: {error}"),
+            PackError::DoesNotLoad(error) => write!(f, "the module it makes would not load: {error}"),
         }
     }
 }
@@ -227,6 +266,7 @@ impl std::error::Error for PackError {
         match self {
             PackError::NotElf(error) | PackError::Elf(error) => Some(error),
             PackError::Invalid(error) => Some(error),
+            PackError::DoesNotLoad(error) => Some(error),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
 //! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
-//! tables, `error.rs` one
+//! tables, `trial.rs` the check that what it writes loads, `error.rs` one
 //! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
 //! [`PackFailure`]; `covering.rs` the function or variable a problem is in).
 //!
@@ -31,6 +31,8 @@
 //!   kinds in data, other relocation types) is a problem naming it, its object and the function
 //!   or variable it is in; packing goes on to find every problem, and fails with all of them.
 //! - The entry point is `main` when an object defines it.
+//! - The module written is loaded once to check it (`trial.rs`, no code run): unwind tables
+//!   that would stop it from loading are dropped with a [`Note`] and the objects packed again.
 //! - Several objects combine as `ld -r` would: one code image, references to names another
 //!   object defines linked to the definition, a strong definition over weak ones, two strong
 //!   ones an error.
@@ -43,11 +45,13 @@ mod error;
 mod packer;
 mod problems;
 mod relax;
+mod trial;
 mod unwind;
 
 pub use error::{PackError, Site};
 pub use packer::pack;
 pub use problems::{PackFailure, Problem, LISTED_PER_KIND};
+pub use trial::trial_load;
 
 /// Something pack did that its user may want to know.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use object::{
 };
 use smf_core::kinds::SectionFlags;
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Binding, Dialect, RelocKind, SectionType};
+use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionType};
 
 use super::call_arrays::{self, call_array_of, ArraySlot};
 use super::carried::{data_spec, is_read_only, Carried, Patched};
@@ -21,24 +21,61 @@ use super::covering::Covering;
 use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind, Refused};
 use super::unwind::{self, is_unwind_table};
 use super::{Note, PackError, PackFailure, Problem, Site};
+use smf_core::load::LoadError;
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
 /// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
 /// not. `inputs` are (name for messages, bytes). A problem does not stop the packing: every
 /// object is read to the end and the failure lists every problem found, each with its object.
+///
+/// The module written loads ([`super::trial_load`]); unwind tables that would stop it from
+/// validating or loading (a record running past the table, or describing code outside the
+/// module) are dropped with a note, as `ld` warns about a bad `.eh_frame` and links on.
 pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    match pack_objects(inputs, dialect, true) {
+        Err(failure) if matches!(failure.problems.as_slice(), [Problem { error, .. }] if is_unwind_problem(error)) =>
+        {
+            let (bytes, mut notes) = pack_objects(inputs, dialect, false)?;
+            let why = &failure.problems[0].error;
+            let text = format!("unwind tables dropped (debuggers and exceptions will not see through this module's frames): {why}");
+            notes.insert(0, Note { routine: false, text });
+            Ok((bytes, notes))
+        }
+        packed => packed,
+    }
+}
+
+/// Whether `error` is about the unwind tables the objects brought (the module would not
+/// validate or load because of them).
+fn is_unwind_problem(error: &PackError) -> bool {
+    match error {
+        PackError::DoesNotLoad(error) => matches!(error, LoadError::UnwindTable { .. }),
+        PackError::Invalid(error) => matches!(error.kind, ErrorKind::BadUnwindTable { .. }),
+        _ => false,
+    }
+}
+
+/// [`pack`], keeping the objects' unwind tables if `unwind`.
+fn pack_objects(
+    inputs: &[(String, Vec<u8>)],
+    dialect: Dialect,
+    unwind: bool,
+) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
     let mut problems = Vec::new();
     let (mut files, mut names) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
     for (name, bytes) in inputs {
         match read_object(bytes) {
             Ok(file) => {
+                for error in bad_alignments(&file) {
+                    problems.push(Problem { object: name.clone(), error });
+                }
                 files.push(file);
                 names.push(name.as_str());
             }
             Err(error) => problems.push(Problem { object: name.clone(), error }),
         }
     }
-    let mut packer = Packer::new(&files, &names, dialect, problems);
+    let mut packer = Packer::new(&files, &names, dialect, problems, unwind && dialect.has_symbol_extension());
     for f in 0..files.len() {
         packer.place_code(f);
     }
@@ -50,7 +87,7 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
         packer.problems.push(Problem { object: names[f].to_owned(), error })
     });
     packer.call_arrays = merged.slots;
-    if dialect.has_symbol_extension() {
+    if packer.keep_unwind {
         packer.unwind = unwind::merge(&files, &mut packer.builder, &mut |f, error| {
             packer.problems.push(Problem { object: names[f].to_owned(), error })
         });
@@ -84,6 +121,25 @@ fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
     Ok(file)
 }
 
+/// Each loaded section of `file` whose alignment is no power of two, or more than a module
+/// can ask for ([`smf_core::module::MAX_ALIGNMENT`]). The phases after use [`align`].
+fn bad_alignments(file: &object::File<'_>) -> Vec<PackError> {
+    let loaded = |s: &object::Section<'_, '_>| matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & elf::SHF_ALLOC.0 != 0);
+    file.sections()
+        .filter(|s| loaded(s) && !smf_core::module::alignment_ok(s.align()))
+        .map(|s| PackError::BadAlignment { section: s.name().unwrap_or("?").to_owned(), align: s.align() })
+        .collect()
+}
+
+/// `section`'s alignment, at least 1; 1 for one [`bad_alignments`] reports (packing fails then,
+/// but the phases still run to find every problem, without overflowing).
+fn align(section: &object::Section<'_, '_>) -> u64 {
+    match section.align() {
+        align if smf_core::module::alignment_ok(align) => align.max(1),
+        _ => 1,
+    }
+}
+
 /// The objects being packed, phase by phase: the code image, the data sections, which object
 /// defines each global name, the symbols, the relocations, the entry point. ELF indices are
 /// per object: maps are keyed by (object, index).
@@ -99,6 +155,8 @@ struct Packer<'d, 'f> {
     call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
     /// Where each object's unwind tables went in the module's one table.
     unwind: unwind::Parts,
+    /// Whether unwind tables are kept (else dropped with the sections pack does not load).
+    keep_unwind: bool,
     /// The module's `__dso_handle` (its finalizer), when its code refers to it.
     dso_handle: Option<u32>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
@@ -133,6 +191,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         names: &'f [&'f str],
         dialect: Dialect,
         problems: Vec<Problem>,
+        keep_unwind: bool,
     ) -> Self {
         Self {
             files,
@@ -142,6 +201,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             placed: HashMap::new(),
             call_arrays: HashMap::new(),
             unwind: unwind::Parts::new(),
+            keep_unwind,
             dso_handle: None,
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
@@ -224,7 +284,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         });
         let code: Vec<_> = text.chain(relocated_rodata).collect();
         let mut offset = match code.first() {
-            Some(first) => self.code_end().div_ceil(first.align().max(1)) * first.align().max(1),
+            Some(first) => self.code_end().div_ceil(align(first)) * align(first),
             None => return,
         };
         self.pad_code_to(offset);
@@ -236,7 +296,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                     continue;
                 }
             };
-            let next_align = code.get(i + 1).map_or(1, |n| n.align().max(1));
+            let next_align = code.get(i + 1).map_or(1, align);
             let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
             let data = section.kind() != SectionKind::Text;
             let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
@@ -250,13 +310,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             } else {
                 SectionFlags::READ | SectionFlags::EXEC
             };
-            let mut spec = SectionSpec::new(
-                SectionType::Code,
-                name.as_bytes(),
-                flags,
-                bytes.to_vec(),
-                section.align().max(1),
-            );
+            let mut spec =
+                SectionSpec::new(SectionType::Code, name.as_bytes(), flags, bytes.to_vec(), align(section));
             spec.virtual_size = padded;
             let index = self.builder.add_section(spec);
             self.placed
@@ -310,7 +365,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         let file = &self.files[f];
         for section in file.sections() {
             let name = section.name().unwrap_or("");
-            if is_unwind_table(name) && self.dialect.has_symbol_extension() {
+            if is_unwind_table(name) && self.keep_unwind {
                 continue; // merged into the module's unwind table (`unwind::merge`)
             }
             if let Some(what) = is_dropped(name) {
@@ -344,7 +399,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         section: &object::Section<'d, 'f>,
         name: &str,
     ) -> Result<Option<u32>, PackError> {
-        let align = section.align().max(1);
+        let align = align(section);
         let bytes = || section.data();
         Ok(match section.kind() {
             _ if self.placed.contains_key(&(f, section.index())) => None, // in the code image
@@ -434,14 +489,17 @@ impl<'d, 'f> Packer<'d, 'f> {
                     continue;
                 }
             };
-            let binding = if symbol.is_weak() {
+            // A symbol without a name can be linked to by no other object or module: local.
+            let binding = if name.is_empty() {
+                Binding::Local
+            } else if symbol.is_weak() {
                 Binding::Weak
             } else if symbol.is_global() {
                 Binding::Global
             } else {
                 Binding::Local
             };
-            let linked = binding != Binding::Local && !name.is_empty();
+            let linked = binding != Binding::Local;
             if let Some(definition) =
                 self.definitions.get(name).filter(|d| linked && d.at != (f, symbol.index()))
             {
@@ -469,10 +527,15 @@ impl<'d, 'f> Packer<'d, 'f> {
                     self.problem(f, PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() });
                     continue;
                 }
-                SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => self
-                    .placed
-                    .get(&(f, index))
-                    .map(|p| p.symbol(name, symbol.address(), symbol.size()).with_binding(binding)),
+                SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
+                    if !self.placed.contains_key(&(f, index)) {
+                        continue;
+                    }
+                    let extent = (symbol.address(), symbol.size());
+                    let Some(size) = self.size_within_section(f, index, name, extent) else { continue };
+                    let placed = self.placed.get(&(f, index));
+                    placed.map(|p| p.symbol(name, symbol.address(), size).with_binding(binding))
+                }
                 _ => None,
             };
             if let Some(mut spec) = spec {
@@ -491,6 +554,30 @@ impl<'d, 'f> Packer<'d, 'f> {
                 self.symbols.insert((f, symbol.index()), index);
             }
         }
+    }
+
+    /// The size of symbol `name` at `value`, defined in section `index` of object `f`, cut at the
+    /// section's end with a note if it runs past it (a size is what debuggers and profilers
+    /// read; `ld` takes any); `None`, with a problem, if the symbol starts past the end.
+    fn size_within_section(
+        &mut self,
+        f: usize,
+        index: SectionIndex,
+        name: &[u8],
+        (value, size): (u64, u64),
+    ) -> Option<u64> {
+        let section_size = self.files[f].section_by_index(index).map_or(0, |s| s.size());
+        let name = String::from_utf8_lossy(name).into_owned();
+        if value > section_size {
+            self.problem(f, PackError::SymbolOutsideSection { symbol: name, value, section_size });
+            return None;
+        }
+        let room = section_size - value;
+        if size > room {
+            let text = format!("symbol {name}: size {size} runs past the end of its section, cut to {room}");
+            self.notes.push(Note { routine: false, text });
+        }
+        Some(size.min(room))
     }
 
     /// Links each reference to another object's definition to that definition's SMF symbol.
@@ -536,7 +623,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 },
             };
             for (offset, relocation) in section.relocations() {
-                if let Err(refused) = self.add_relocation(f, placed, offset, &relocation) {
+                if let Err(refused) = self.add_relocation(f, placed, (offset, section.size()), &relocation) {
                     if let Some(error) = refused.at(self.site(f, section.index(), offset)) {
                         self.problem(f, error);
                     }
@@ -545,12 +632,13 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
     }
 
-    /// Relocation `relocation` at `offset` of an ELF section of object `f` placed as `placed`.
+    /// Relocation `relocation` at `offset` of an ELF section (of `section_size` bytes) of object
+    /// `f` placed as `placed`.
     fn add_relocation(
         &mut self,
         f: usize,
         placed: Patched,
-        offset: u64,
+        (offset, section_size): (u64, u64),
         relocation: &object::Relocation,
     ) -> Result<(), Refused> {
         let RelocationFlags::Elf { r_type } = relocation.flags() else {
@@ -560,6 +648,9 @@ impl<'d, 'f> Packer<'d, 'f> {
             Some(kind) => kind,
             None => return Err(Refused::Type { r_type, target: self.target_name(f, relocation.target()) }),
         };
+        if offset.checked_add(kind.width()).is_none_or(|end| end > section_size) {
+            return Err(Refused::OutsideSection);
+        }
         let symbol = self.relocation_symbol(f, relocation.target())?;
         let (base, code_section) = match placed {
             Patched::Code { base, section } => (base, section),
@@ -690,6 +781,9 @@ impl<'d, 'f> Packer<'d, 'f> {
             self.builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         if let Err(e) = smf_core::Module::parse(&smf) {
             return Err(Problem { object: all, error: PackError::Invalid(e) }.into());
+        }
+        if let Err(e) = super::trial_load(&smf) {
+            return Err(Problem { object: all, error: PackError::DoesNotLoad(e) }.into());
         }
         Ok((smf, self.notes))
     }

@@ -1,5 +1,4 @@
-//! One entry point that exercises the whole format layer, for fuzz targets and for replaying
-//! their corpus and crashes as ordinary tests on stable.
+//! The `parse` target: every way of parsing a module, and every walk a valid one allows.
 //!
 //! Nothing here skips an integrity check: the format layer never rejects a file for a wrong
 //! stored name hash (it recomputes hashes), so the fuzzer reaches every validation step as is.
@@ -60,36 +59,4 @@ fn walk(module: &Module<'_>) -> usize {
         visited += meta.entries().count();
     }
     visited
-}
-
-/// Loads `data` into a process-wide allocator (any architecture, every import resolved to a
-/// fixed address so that relocation is reached) and drops it again: the loader's fuzz entry
-/// point. Returns the number of symbols loaded.
-#[cfg(all(feature = "exec", target_os = "linux"))]
-pub fn fuzz_load(data: &[u8]) -> usize {
-    use crate::exec::ExecAllocator;
-    use crate::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-
-    struct Everything;
-    impl Resolver for Everything {
-        fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-            (!name.is_empty()).then_some(Resolved { addr: 0x10_0000 + name.len() * 16, keepalive: None })
-        }
-    }
-    static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
-    let exec = EXEC.call_once(ExecAllocator::default);
-    let options = LoadOptions {
-        parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 },
-        require_arch: None,
-        force_stubs: data.first().is_some_and(|b| b & 1 == 1),
-        read_only_data: if data.first().is_some_and(|b| b & 2 == 2) {
-            crate::load::ReadOnlyData::NotExecutable
-        } else {
-            crate::load::ReadOnlyData::WithCode
-        },
-        // A fuzzed module's code is never run, nor its tables registered (checked all the same).
-        run_constructors: false,
-        unwind: None,
-    };
-    LoadedModule::load(exec, data, &Everything, &options).map_or(0, |m| m.symbols().len())
 }

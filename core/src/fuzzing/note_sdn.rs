@@ -1,0 +1,113 @@
+//! The `note_sdn` target: the SDN reader on any text, and its writer held to it: a field the
+//! writer quotes reads back as the value, a note rewritten with nothing recorded is the same
+//! text, and a note rewritten with instantiations recorded reads back with exactly those rows
+//! moved from "possible" to "instantiations" and every other table as it was.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::note_sdn::{rewrite, row_names, write_quoted, NoteSdn, Recorded};
+
+/// Fields whose quoting is checked (the rest only walked): each check reads a note of its own.
+const QUOTED_CHECKED: usize = 32;
+/// "possible" rows recorded in one rewrite.
+const RECORDED: usize = 3;
+
+/// Reads `data` (its valid UTF-8 prefix) as note.sdn text and checks the writer against the
+/// reader. Returns how many items were visited.
+pub fn fuzz_note_sdn(data: &[u8]) -> usize {
+    let text = match core::str::from_utf8(data) {
+        Ok(text) => text,
+        Err(e) => core::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let note = NoteSdn::new(text);
+    let mut visited = 0;
+    let mut values = Vec::new();
+    for table in note.tables() {
+        visited += table.columns().count() + table.width();
+        for row in table.rows() {
+            for field in row.fields() {
+                visited += usize::from(field.as_bool().is_some()) + usize::from(field.as_u64().is_some());
+                if values.len() < QUOTED_CHECKED {
+                    values.push(field.to_text());
+                }
+            }
+        }
+    }
+    for value in &values {
+        quoted_reads_back(value);
+    }
+    let mut unchanged = String::new();
+    let written = rewrite(text, &[], &mut unchanged);
+    assert!(written.is_ok() && unchanged == text, "a rewrite recording nothing changed the text");
+    visited + values.len() + recorded_read_back(&note, values.first().map_or("", String::as_str))
+}
+
+/// `value`, quoted by the writer as the only field of a row, reads back as `value`.
+fn quoted_reads_back(value: &str) {
+    let mut text = String::from("t |a, b|\n0, ");
+    let _ = write_quoted(&mut text, value);
+    let note = NoteSdn::new(&text);
+    let row = note.table("t").and_then(|t| t.rows().next());
+    let field = row.and_then(|r| r.field(1));
+    assert!(
+        field.is_some_and(|f| f.is_quoted() && f.eq_str(value)),
+        "{value:?} quoted as {text:?} reads back otherwise"
+    );
+}
+
+/// Records the first [`RECORDED`] "possible" rows of `note` (with `file`, a value of the input,
+/// as their file: quoting is exercised) and checks what the rewritten note reads. Returns the
+/// number of rows recorded.
+fn recorded_read_back(note: &NoteSdn<'_>, file: &str) -> usize {
+    let names: Vec<String> = note
+        .tables()
+        .filter(|t| t.name == "possible")
+        .flat_map(|t| t.rows())
+        .filter_map(|row| row.field(3).map(|f| f.to_text()))
+        .take(RECORDED)
+        .collect();
+    if names.is_empty() {
+        return 0;
+    }
+    let recorded: Vec<Recorded<'_>> = names
+        .iter()
+        .map(|name| Recorded {
+            mangled_name: name,
+            from_file: file,
+            to_obj: "fuzz.o",
+            status: "jit_compiled",
+        })
+        .collect();
+    let mut out = String::new();
+    assert!(rewrite(note.text(), &recorded, &mut out).is_ok(), "writing to a String cannot fail");
+    let after = NoteSdn::new(&out);
+    for name in &names {
+        let still_possible = after
+            .tables()
+            .filter(|t| t.name == "possible")
+            .flat_map(|t| t.rows())
+            .any(|r| row_names(&r, name));
+        assert!(!still_possible, "{name:?} was recorded but is still possible in {out:?}");
+        let instantiated =
+            after.tables().filter(|t| t.name == "instantiations").flat_map(|t| t.rows()).any(|r| {
+                let field = |i| r.field(i);
+                field(3).is_some_and(|f| f.eq_str(name))
+                    && field(4).is_some_and(|f| f.eq_str(file))
+                    && field(6).is_some_and(|f| f.eq_str("fuzz.o"))
+                    && field(7).is_some_and(|f| f.eq_str("jit_compiled"))
+            });
+        assert!(instantiated, "{name:?} was recorded but no instantiation row says so in {out:?}");
+    }
+    // Every other table reads as it did.
+    let others = |n: &NoteSdn<'_>| -> Vec<(String, String)> {
+        n.tables()
+            .filter(|t| t.name != "possible" && t.name != "instantiations")
+            .flat_map(|t| {
+                t.rows().map(move |r| (String::from(t.name), r.fields().map(|f| f.to_text()).collect()))
+            })
+            .collect()
+    };
+    assert_eq!(others(note), others(&after), "tables other than possible and instantiations changed");
+    names.len()
+}
