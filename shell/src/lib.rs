@@ -39,6 +39,8 @@ pub mod cache;
 pub mod debug;
 pub mod ffi;
 pub mod file;
+#[cfg(feature = "testing")]
+pub mod fuzzing;
 pub mod imports;
 pub mod jit;
 pub mod loader;

@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// Held by the replays of targets that count what the process-wide allocator holds (each
+/// fuzz target runs alone in its process; these tests share one).
+static PROCESS_ALLOCATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The fuzz directory.
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fuzz")
@@ -67,4 +71,22 @@ fn the_pack_corpus_replays_and_every_seed_packs() {
         let bytes = std::fs::read(entry.path()).unwrap();
         assert!(smf_tool::fuzzing::fuzz_pack(&bytes) > 0, "{} does not pack", entry.path().display());
     }
+}
+
+#[test]
+fn the_cache_ops_corpus_replays_and_runs_operations() {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seeds = replay("cache_ops", smf::fuzzing::fuzz_cache_ops);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    let pattern = std::fs::read(fuzz_dir().join("corpus/cache_ops/pattern-0")).unwrap();
+    assert!(smf::fuzzing::fuzz_cache_ops(&pattern) >= 8, "the seeds decode to operations");
+}
+
+#[test]
+fn the_ffi_ranges_corpus_replays_and_makes_calls() {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seeds = replay("ffi_ranges", smf::fuzzing::fuzz_ffi_ranges);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    let pattern = std::fs::read(fuzz_dir().join("corpus/ffi_ranges/pattern-0")).unwrap();
+    assert!(smf::fuzzing::fuzz_ffi_ranges(&pattern) >= 8, "the seeds decode to calls");
 }

@@ -16,8 +16,15 @@ use crate::workspace_root;
 /// The fuzz targets, each with the largest input it is given: module files and objects get
 /// room for large tables (a megabyte holds tens of thousands of symbols); texts and template
 /// sections less.
-pub(crate) const TARGETS: [(&str, usize); 5] =
-    [("parse", 1 << 20), ("load", 1 << 20), ("note_sdn", 1 << 17), ("templates", 1 << 17), ("pack", 1 << 20)];
+pub(crate) const TARGETS: [(&str, usize); 7] = [
+    ("parse", 1 << 20),
+    ("load", 1 << 20),
+    ("note_sdn", 1 << 17),
+    ("templates", 1 << 17),
+    ("pack", 1 << 20),
+    ("cache_ops", 1 << 12),
+    ("ffi_ranges", 1 << 12),
+];
 
 /// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations
 /// and with constructors and destructors, stubbed modules, a short-form template one.
@@ -146,6 +153,17 @@ fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(out)
 }
 
+/// Seeds of `cache_ops` and `ffi_ranges`: operation sequences as `arbitrary` decodes them from bytes, from
+/// patterns that reach every operation (the fuzzer takes it from there).
+fn operation_seeds() -> Vec<(String, Vec<u8>)> {
+    (0..6u32)
+        .map(|k| {
+            let bytes = (0..256u32).map(|i| ((i * (37 + 2 * k) + k * 11) % 256) as u8).collect();
+            (format!("pattern-{k}"), bytes)
+        })
+        .collect()
+}
+
 /// Writes `seeds` into `fuzz/corpus/TARGET/`.
 fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Result<(), String> {
     let dir = workspace_root().join("fuzz").join("corpus").join(target);
@@ -163,7 +181,9 @@ pub(crate) fn seeds_command() -> Result<(), String> {
     write_seeds("load", load_seeds())?;
     write_seeds("note_sdn", note_seeds())?;
     write_seeds("templates", template_seeds())?;
-    write_seeds("pack", pack_seeds()?)
+    write_seeds("pack", pack_seeds()?)?;
+    write_seeds("cache_ops", operation_seeds())?;
+    write_seeds("ffi_ranges", operation_seeds())
 }
 
 fn has(program: &str, args: &[&str]) -> bool {

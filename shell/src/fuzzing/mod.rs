@@ -1,0 +1,17 @@
+//! The shell's fuzz targets' entry points (feature `testing`, not API): each target in `fuzz/`
+//! wraps one, and `cargo test` replays the target's corpus through it
+//! (`tests/tests/fuzz_replay.rs`). A function panics only where a property it checks is broken.
+//!
+//! | target | function | checks after every step |
+//! |---|---|---|
+//! | `cache_ops` | [`fuzz_cache_ops`] | budgets hold, held modules still run, statistics add up |
+//! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
+
+mod cache_ops;
+#[cfg(feature = "rt")]
+mod ffi_ranges;
+mod module_files;
+
+pub use cache_ops::fuzz_cache_ops;
+#[cfg(feature = "rt")]
+pub use ffi_ranges::fuzz_ffi_ranges;
