@@ -90,3 +90,15 @@ fn the_ffi_ranges_corpus_replays_and_makes_calls() {
     let pattern = std::fs::read(fuzz_dir().join("corpus/ffi_ranges/pattern-0")).unwrap();
     assert!(smf::fuzzing::fuzz_ffi_ranges(&pattern) >= 8, "the seeds decode to calls");
 }
+
+#[test]
+fn the_jit_ops_corpus_replays_and_makes_requests() {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seeds = replay("jit_ops", smf::fuzzing::fuzz_jit_ops);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    let requests: usize = (0..6)
+        .map(|k| std::fs::read(fuzz_dir().join(format!("corpus/jit_ops/pattern-{k}"))).unwrap())
+        .map(|pattern| smf::fuzzing::fuzz_jit_ops(&pattern))
+        .sum();
+    assert!(requests >= 8, "the seeds decode to requests ({requests})");
+}

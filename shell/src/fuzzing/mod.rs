@@ -5,13 +5,16 @@
 //! | target | function | checks after every step |
 //! |---|---|---|
 //! | `cache_ops` | [`fuzz_cache_ops`] | budgets hold, held modules still run, statistics add up |
+//! | `jit_ops` | [`fuzz_jit_ops`] | names keep their addresses, made code still runs, counters, nothing left |
 //! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
 
 mod cache_ops;
 #[cfg(feature = "rt")]
 mod ffi_ranges;
+mod jit_ops;
 mod module_files;
 
 pub use cache_ops::fuzz_cache_ops;
 #[cfg(feature = "rt")]
 pub use ffi_ranges::fuzz_ffi_ranges;
+pub use jit_ops::fuzz_jit_ops;

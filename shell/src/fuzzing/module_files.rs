@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use smf_core::write::{ModuleBuilder, SymbolSpec};
+use smf_core::template::TemplateKind;
+use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
 use smf_core::Dialect;
 
 /// Slots (module files).
@@ -31,15 +32,66 @@ pub(super) fn function_name(slot: u8) -> Vec<u8> {
     format!("fuzz_value_{slot}").into_bytes()
 }
 
-/// The directory of this process's module files (emptied once per process).
+/// The directory of this process's module files (emptied once per process; those of
+/// processes that have ended are removed then).
 pub(super) fn directory() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("smf-fuzz-cache-{}", std::process::id()));
+        const PREFIX: &str = "smf-fuzz-cache-";
+        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(PREFIX));
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::create_dir_all(&dir);
         dir
     })
+}
+
+/// The names the module at [`generics`] offers in its note ("possible" rows), and one it does
+/// not.
+pub(super) const OFFERED: [&str; 4] = ["square$i64", "identity$i64", "square$f64", "missing$i64"];
+
+/// The path of a module offering instantiations (its note lists the first three of
+/// [`OFFERED`], from templates `square` and `identity`), written once per process.
+pub(super) fn generics() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let mut b = builder();
+        b.add_code(b".text", &return_constant(7));
+        b.add_symbol(SymbolSpec::function(b"seven", 0, 8));
+        b.note_sdn(
+            "instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|\n\
+             possible |id, template, type_args, mangled_name, required_by, can_defer|\n\
+             \x20   0, \"square\", \"i64\", \"square$i64\", \"main\", true\n\
+             \x20   1, \"identity\", \"i64\", \"identity$i64\", \"main\", true\n\
+             \x20   2, \"square\", \"f64\", \"square$f64\", \"main\", true",
+        );
+        for name in [&b"square"[..], b"identity"] {
+            b.add_template_symbol(TemplateSpec {
+                kind: TemplateKind::Function,
+                name: name.to_vec(),
+                params: vec![b"T".to_vec()],
+                body: b"fn body".to_vec(),
+            });
+        }
+        let path = directory().join("generics.smf");
+        if let Err(error) = std::fs::write(&path, b.build().unwrap_or_default()) {
+            panic!("cannot write the fuzz target's module file: {error}");
+        }
+        path
+    })
+}
+
+/// A builder for this machine's modules.
+fn builder() -> ModuleBuilder {
+    let mut b = ModuleBuilder::new(if cfg!(target_arch = "aarch64") { Dialect::R96 } else { Dialect::S128 });
+    b.header(|h| h.arch = smf_core::load::HOST_ARCH);
+    b
 }
 
 /// The path of `slot`.
@@ -71,15 +123,14 @@ pub(super) fn write(slot: u8, version: Version, replaced: &mut Vec<std::fs::File
 fn module(slot: u8, version: u8) -> Vec<u8> {
     let mut code = return_constant(value(slot, version));
     code.resize(code.len() + usize::from(version % 4) * 4096, 0);
-    let mut b = ModuleBuilder::new(if cfg!(target_arch = "aarch64") { Dialect::R96 } else { Dialect::S128 });
-    b.header(|h| h.arch = smf_core::load::HOST_ARCH);
+    let mut b = builder();
     b.add_code(b".text", &code);
     b.add_symbol(SymbolSpec::function(&function_name(slot), 0, 8));
     b.build().unwrap_or_default()
 }
 
 /// `return value;` (value below 65,536) in this machine's code.
-fn return_constant(value: i64) -> Vec<u8> {
+pub(super) fn return_constant(value: i64) -> Vec<u8> {
     let value = u32::try_from(value).unwrap_or(0) & 0xffff;
     if cfg!(target_arch = "aarch64") {
         // movz x0, #value; ret
