@@ -102,3 +102,12 @@ fn the_jit_ops_corpus_replays_and_makes_requests() {
         .sum();
     assert!(requests >= 8, "the seeds decode to requests ({requests})");
 }
+
+#[test]
+fn the_c_api_corpus_replays_and_makes_calls() {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seeds = replay("c_api", smf::fuzzing::fuzz_c_api);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    let pattern = std::fs::read(fuzz_dir().join("corpus/c_api/pattern-0")).unwrap();
+    assert!(smf::fuzzing::fuzz_c_api(&pattern) >= 8, "the seeds decode to calls");
+}

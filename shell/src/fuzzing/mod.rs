@@ -6,14 +6,17 @@
 //! |---|---|---|
 //! | `cache_ops` | [`fuzz_cache_ops`] | budgets hold, held modules still run, statistics add up |
 //! | `jit_ops` | [`fuzz_jit_ops`] | names keep their addresses, made code still runs, counters, nothing left |
+//! | `c_api` | [`fuzz_c_api`] | no crash; a handle that is not live fails with a message; nothing left |
 //! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
 
+mod c_api;
 mod cache_ops;
 #[cfg(feature = "rt")]
 mod ffi_ranges;
 mod jit_ops;
 mod module_files;
 
+pub use c_api::fuzz_c_api;
 pub use cache_ops::fuzz_cache_ops;
 #[cfg(feature = "rt")]
 pub use ffi_ranges::fuzz_ffi_ranges;
