@@ -73,41 +73,36 @@ fn the_pack_corpus_replays_and_every_seed_packs() {
     }
 }
 
+/// Replays `target`, a target decoding a sequence of calls that counts what the process-wide
+/// allocator holds (so alone among these tests), and checks that its seeds decode to calls:
+/// `entry` returns how many it made.
+fn replay_calls(target: &str, entry: fn(&[u8]) -> usize) {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seeds = replay(target, entry);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    let calls: usize = (0..6)
+        .map(|k| std::fs::read(fuzz_dir().join(format!("corpus/{target}/pattern-{k}"))).unwrap())
+        .map(|pattern| entry(&pattern))
+        .sum();
+    assert!(calls >= 8, "the seeds of {target} decode to {calls} calls in all");
+}
+
 #[test]
 fn the_cache_ops_corpus_replays_and_runs_operations() {
-    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let seeds = replay("cache_ops", smf::fuzzing::fuzz_cache_ops);
-    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
-    let pattern = std::fs::read(fuzz_dir().join("corpus/cache_ops/pattern-0")).unwrap();
-    assert!(smf::fuzzing::fuzz_cache_ops(&pattern) >= 8, "the seeds decode to operations");
+    replay_calls("cache_ops", smf::fuzzing::fuzz_cache_ops);
 }
 
 #[test]
 fn the_ffi_ranges_corpus_replays_and_makes_calls() {
-    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let seeds = replay("ffi_ranges", smf::fuzzing::fuzz_ffi_ranges);
-    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
-    let pattern = std::fs::read(fuzz_dir().join("corpus/ffi_ranges/pattern-0")).unwrap();
-    assert!(smf::fuzzing::fuzz_ffi_ranges(&pattern) >= 8, "the seeds decode to calls");
+    replay_calls("ffi_ranges", smf::fuzzing::fuzz_ffi_ranges);
 }
 
 #[test]
 fn the_jit_ops_corpus_replays_and_makes_requests() {
-    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let seeds = replay("jit_ops", smf::fuzzing::fuzz_jit_ops);
-    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
-    let requests: usize = (0..6)
-        .map(|k| std::fs::read(fuzz_dir().join(format!("corpus/jit_ops/pattern-{k}"))).unwrap())
-        .map(|pattern| smf::fuzzing::fuzz_jit_ops(&pattern))
-        .sum();
-    assert!(requests >= 8, "the seeds decode to requests ({requests})");
+    replay_calls("jit_ops", smf::fuzzing::fuzz_jit_ops);
 }
 
 #[test]
 fn the_c_api_corpus_replays_and_makes_calls() {
-    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let seeds = replay("c_api", smf::fuzzing::fuzz_c_api);
-    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
-    let pattern = std::fs::read(fuzz_dir().join("corpus/c_api/pattern-0")).unwrap();
-    assert!(smf::fuzzing::fuzz_c_api(&pattern) >= 8, "the seeds decode to calls");
+    replay_calls("c_api", smf::fuzzing::fuzz_c_api);
 }
