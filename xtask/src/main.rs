@@ -15,6 +15,7 @@ mod callgrind;
 mod cross;
 mod examples;
 mod fuzz;
+mod fuzz_coverage;
 mod install;
 mod nolibc;
 mod valgrind;
@@ -33,6 +34,8 @@ tasks:
   fuzz-seeds           write each fuzz target's seed corpus to fuzz/corpus/TARGET
   fuzz [--seconds N] [TARGET]
                        run every fuzz target (or one) for N seconds each (default 60)
+  fuzz-coverage [TARGET]
+                       region coverage per file of what the targets' corpora reach
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
   install --prefix DIR  install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz-seeds") => fuzz::seeds_command(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("fuzz-coverage") => fuzz_coverage::run(&args[1..]),
         Some("cross-test") => cross::run_command(),
         Some("valgrind") => valgrind::run_command(),
         Some("callgrind") => callgrind::run_command(&args[1..]),

@@ -74,9 +74,12 @@ pub fn fuzz_load(data: &[u8]) -> usize {
     let mut symbols = 0;
     for bytes in split(data) {
         let linker = Linker { loaded: &loaded, fallback: flags & 4 == 0 };
-        if let Ok(module) = LoadedModule::load(exec, bytes, &linker, &options) {
-            symbols += module.symbols().len();
-            loaded.push(Arc::new(module));
+        match LoadedModule::load(exec, bytes, &linker, &options) {
+            Ok(module) => {
+                symbols += module.symbols().len();
+                loaded.push(Arc::new(module));
+            }
+            Err(error) => symbols += super::formatted(&error).min(1),
         }
     }
     drop(loaded);

@@ -14,6 +14,25 @@ mod note_sdn;
 mod parse;
 mod templates;
 
+use core::fmt;
+
+/// The bytes `value` formats to, shown and debugged, counted without keeping them: the fuzz
+/// entry points format every error they meet, so that error messages are fuzzed too (they are
+/// what a user reads about hostile input).
+pub fn formatted(value: &(impl fmt::Display + fmt::Debug)) -> usize {
+    /// Counts what is written.
+    struct Count(usize);
+    impl fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = fmt::write(&mut count, format_args!("{value} {value:?}"));
+    count.0
+}
+
 #[cfg(all(feature = "exec", target_os = "linux"))]
 mod load;
 

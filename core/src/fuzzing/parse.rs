@@ -13,12 +13,14 @@ pub fn fuzz_one(data: &[u8]) -> usize {
     let auto = Module::parse(data);
     for dialect in Dialect::ALL {
         let options = ParseOptions { dialect: Some(dialect), max_image_bytes: 1 << 24 };
-        if let Ok(module) = Module::parse_with(data, &options) {
-            visited += walk(&module);
+        match Module::parse_with(data, &options) {
+            Ok(module) => visited += walk(&module),
+            Err(error) => visited += super::formatted(&error),
         }
     }
-    if let Ok(module) = auto {
-        visited += walk(&module);
+    match auto {
+        Ok(module) => visited += walk(&module),
+        Err(error) => visited += super::formatted(&error),
     }
     visited
 }

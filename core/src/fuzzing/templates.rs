@@ -12,9 +12,20 @@ const OFFSETS_TRIED: usize = 256;
 /// visited.
 pub fn fuzz_templates(data: &[u8]) -> usize {
     let mut visited = 0;
-    if let Ok(code) = TemplateCode::parse(data) {
+    let code = TemplateCode::parse(data);
+    if let Err(error) = &code {
+        visited += super::formatted(error);
+    }
+    if let Ok(code) = code {
         let len = data.len() as u64;
-        for entry in code.short_entries().flatten() {
+        for entry in code.short_entries() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    visited += super::formatted(&error);
+                    continue;
+                }
+            };
             let end = entry.offset.saturating_add(entry.bytes.len() as u64);
             assert!(end <= len, "a short entry ends at {end}, past the section's {len} bytes");
             visited += 1 + entry.params().count() + usize::from(entry.is_full_form());
@@ -39,7 +50,11 @@ pub fn fuzz_templates(data: &[u8]) -> usize {
             }
         }
     }
-    if let Ok(meta) = TemplateMeta::parse(data) {
+    let meta = TemplateMeta::parse(data);
+    if let Err(error) = &meta {
+        visited += super::formatted(error);
+    }
+    if let Ok(meta) = meta {
         let announced: u64 = meta.counts().iter().map(|&c| u64::from(c)).sum();
         let entries = meta.entries().count();
         assert_eq!(

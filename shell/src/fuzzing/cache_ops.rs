@@ -91,7 +91,9 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
                             held.push(Held { module, slot, value });
                         }
                     }
-                    (Err(_), Version::Garbage) => {}
+                    (Err(error), Version::Garbage) => {
+                        let _ = smf_core::fuzzing::formatted(&error);
+                    }
                     (got, version) => {
                         panic!("slot {slot} holds {version:?}, and a get gave {:?}", got.map(|_| ()))
                     }

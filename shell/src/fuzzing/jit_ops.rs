@@ -126,10 +126,16 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
 }
 
 /// Records the address a request for `name` answered; a name answered before keeps its address.
+/// A failure's message is formatted (error messages are fuzzed too).
 fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Result<usize, JitError>) {
-    if let Ok(address) = got {
-        let first = *addresses.entry(name).or_insert(address);
-        assert_eq!(first, address, "{name} moved from {first:#x} to {address:#x}");
+    match got {
+        Ok(address) => {
+            let first = *addresses.entry(name).or_insert(address);
+            assert_eq!(first, address, "{name} moved from {first:#x} to {address:#x}");
+        }
+        Err(error) => {
+            let _ = smf_core::fuzzing::formatted(&error);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub fn fuzz_pack(data: &[u8]) -> usize {
     let bytes = match crate::pack::pack(&[("fuzz.o".into(), data.to_vec())], Dialect::S128) {
         Ok((bytes, _notes)) => bytes,
         Err(failure) => {
+            // Every problem's message, as `smf pack` prints them (error messages are fuzzed too).
+            let _ = failure.report(true);
             for problem in &failure.problems {
                 if is_packers_own(&problem.error) {
                     panic!("pack made a module it could not write: {}", problem.error);
