@@ -1036,3 +1036,17 @@ fn a_section_alignment_that_is_no_power_of_two_is_refused() {
         .iter()
         .any(|p| matches!(p.error, PackError::Invalid(_) | PackError::DoesNotLoad(_))));
 }
+
+/// A loaded section named `note.sdn` (found by the `pack` fuzz target: pack made a module whose
+/// note.sdn was a data section, which no reader takes) is refused, naming the reserved name.
+#[test]
+fn a_section_named_as_smf_names_its_metadata_is_refused() {
+    let path = workspace().join("fuzz/regressions/pack/section-named-note-sdn");
+    let object = std::fs::read(&path).unwrap();
+    let failure = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128).err().unwrap();
+    let reserved = failure
+        .problems
+        .iter()
+        .any(|p| matches!(&p.error, PackError::ReservedSectionName { section } if section == "note.sdn"));
+    assert!(reserved, "{}", failure.report(true).join("\n"));
+}

@@ -129,6 +129,11 @@ pub enum PackError {
         /// Its alignment.
         align: u64,
     },
+    /// A loaded section named as SMF names its instantiation metadata (`note.sdn`).
+    ReservedSectionName {
+        /// The section.
+        section: String,
+    },
     /// A symbol whose value lies past the end of the section that defines it.
     SymbolOutsideSection {
         /// The symbol.
@@ -248,6 +253,11 @@ impl fmt::Display for PackError {
                 "section {section}: alignment {align} is not a power of two up to {} (the object is \
                  malformed, or asks for more alignment than a module can give)",
                 smf_core::module::MAX_ALIGNMENT
+            ),
+            PackError::ReservedSectionName { section } => write!(
+                f,
+                "section {section}: SMF reserves this name for instantiation metadata (rename the \
+                 section, for example with __attribute__((section(...))) or objcopy --rename-section)"
             ),
             PackError::SymbolOutsideSection { symbol, value, section_size } => write!(
                 f,

@@ -66,7 +66,7 @@ fn pack_objects(
     for (name, bytes) in inputs {
         match read_object(bytes) {
             Ok(file) => {
-                for error in bad_alignments(&file) {
+                for error in section_problems(&file) {
                     problems.push(Problem { object: name.clone(), error });
                 }
                 files.push(file);
@@ -121,17 +121,26 @@ fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
     Ok(file)
 }
 
-/// Each loaded section of `file` whose alignment is no power of two, or more than a module
-/// can ask for ([`smf_core::module::MAX_ALIGNMENT`]). The phases after use [`align`].
-fn bad_alignments(file: &object::File<'_>) -> Vec<PackError> {
+/// What is wrong with `file`'s loaded sections before any is placed: an alignment that is no
+/// power of two or more than a module can ask for ([`smf_core::module::MAX_ALIGNMENT`]; the
+/// phases after use [`align`]), or a name SMF reserves (`note.sdn`, which readers take for
+/// instantiation metadata).
+fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
     let loaded = |s: &object::Section<'_, '_>| matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & elf::SHF_ALLOC.0 != 0);
-    file.sections()
-        .filter(|s| loaded(s) && !smf_core::module::alignment_ok(s.align()))
-        .map(|s| PackError::BadAlignment { section: s.name().unwrap_or("?").to_owned(), align: s.align() })
-        .collect()
+    let mut problems = Vec::new();
+    for section in file.sections().filter(loaded) {
+        let name = || section.name().unwrap_or("?").to_owned();
+        if !smf_core::module::alignment_ok(section.align()) {
+            problems.push(PackError::BadAlignment { section: name(), align: section.align() });
+        }
+        if section.name_bytes().is_ok_and(|n| n == smf_core::module::NOTE_SDN_SECTION) {
+            problems.push(PackError::ReservedSectionName { section: name() });
+        }
+    }
+    problems
 }
 
-/// `section`'s alignment, at least 1; 1 for one [`bad_alignments`] reports (packing fails then,
+/// `section`'s alignment, at least 1; 1 for one [`section_problems`] reports (packing fails then,
 /// but the phases still run to find every problem, without overflowing).
 fn align(section: &object::Section<'_, '_>) -> u64 {
     match section.align() {
