@@ -985,14 +985,18 @@ fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
     );
 }
 
+/// Packs the `pack` fuzz target's regression input `name` (an object, in S128).
+fn pack_regression(name: &str) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let object = std::fs::read(workspace().join("fuzz/regressions/pack").join(name)).unwrap();
+    smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128)
+}
+
 /// An object whose unwind record describes code outside the module (found by the `pack` fuzz
 /// target: the module pack wrote parsed but no loader would load it) packs without its unwind
 /// tables, with a note saying why, into a module that loads.
 #[test]
 fn unwind_tables_that_would_not_load_are_dropped_with_a_note() {
-    let path = workspace().join("fuzz/regressions/pack/unwind-record-outside-code");
-    let object = std::fs::read(&path).unwrap();
-    let keeping = smf_tool::pack::pack(&[("bad.o".into(), object.clone())], Dialect::S128);
+    let keeping = pack_regression("unwind-record-outside-code");
     let (bytes, notes) = keeping.unwrap_or_else(|f| panic!("{}", f.report(true).join("\n")));
     assert!(says(&notes, "unwind tables dropped"), "{notes:?}");
     assert!(says(&notes, "outside the module's code"), "the note says why: {notes:?}");
@@ -1006,9 +1010,7 @@ fn unwind_tables_that_would_not_load_are_dropped_with_a_note() {
 /// wrote a module that did not validate) has its size cut at the section's end, with a note.
 #[test]
 fn a_symbol_size_past_its_section_is_cut_there_with_a_note() {
-    let path = workspace().join("fuzz/regressions/pack/symbol-size-past-its-section");
-    let object = std::fs::read(&path).unwrap();
-    let packed = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128);
+    let packed = pack_regression("symbol-size-past-its-section");
     let (bytes, notes) = packed.unwrap_or_else(|f| panic!("{}", f.report(true).join("\n")));
     assert!(
         says(&notes, "symbol op_mul: size 12947848928690184 runs past the end of its section, cut to"),
@@ -1023,9 +1025,7 @@ fn a_symbol_size_past_its_section_is_cut_there_with_a_note() {
 /// wrote a module that did not validate) is a problem naming the alignment.
 #[test]
 fn a_section_alignment_that_is_no_power_of_two_is_refused() {
-    let path = workspace().join("fuzz/regressions/pack/section-alignment-not-a-power-of-two");
-    let object = std::fs::read(&path).unwrap();
-    let failure = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128).err().unwrap();
+    let failure = pack_regression("section-alignment-not-a-power-of-two").err().unwrap();
     let bad = failure
         .problems
         .iter()
@@ -1041,9 +1041,7 @@ fn a_section_alignment_that_is_no_power_of_two_is_refused() {
 /// note.sdn was a data section, which no reader takes) is refused, naming the reserved name.
 #[test]
 fn a_section_named_as_smf_names_its_metadata_is_refused() {
-    let path = workspace().join("fuzz/regressions/pack/section-named-note-sdn");
-    let object = std::fs::read(&path).unwrap();
-    let failure = smf_tool::pack::pack(&[("bad.o".into(), object)], Dialect::S128).err().unwrap();
+    let failure = pack_regression("section-named-note-sdn").err().unwrap();
     let reserved = failure
         .problems
         .iter()

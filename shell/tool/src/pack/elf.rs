@@ -1,9 +1,10 @@
 //! What `smf pack` knows of ELF relocatable objects: which sections it drops (and which of
 //! those every object has), which hold read-only data, the SMF kind of each x86-64 relocation
-//! type it takes, why it refuses the others ([`Refused`]), and the names of the types for its
-//! errors.
+//! type it takes, why it refuses the others ([`Refused`]), the names of the types for its
+//! errors, and what makes an object's sections unfit before any is placed
+//! ([`section_problems`]: alignments, reserved names).
 
-use object::{elf, SectionKind};
+use object::{elf, Object, ObjectSection, SectionKind};
 use smf_core::RelocKind;
 
 use super::{PackError, Site};
@@ -172,6 +173,34 @@ impl From<PackError> for Refused {
 impl From<object::Error> for Refused {
     fn from(error: object::Error) -> Self {
         Refused::Other(PackError::Elf(error))
+    }
+}
+
+/// What is wrong with `file`'s loaded sections before any is placed: an alignment that is no
+/// power of two or more than a module can ask for ([`smf_core::module::MAX_ALIGNMENT`]; the
+/// phases after use [`align`]), or a name SMF reserves (`note.sdn`, which readers take for
+/// instantiation metadata).
+pub(crate) fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
+    let loaded = |s: &object::Section<'_, '_>| matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & elf::SHF_ALLOC.0 != 0);
+    let mut problems = Vec::new();
+    for section in file.sections().filter(loaded) {
+        let name = || section.name().unwrap_or("?").to_owned();
+        if !smf_core::module::alignment_ok(section.align()) {
+            problems.push(PackError::BadAlignment { section: name(), align: section.align() });
+        }
+        if section.name_bytes().is_ok_and(|n| n == smf_core::module::NOTE_SDN_SECTION) {
+            problems.push(PackError::ReservedSectionName { section: name() });
+        }
+    }
+    problems
+}
+
+/// `section`'s alignment, at least 1; 1 for one [`section_problems`] reports (packing fails then,
+/// but the phases still run to find every problem, without overflowing).
+pub(crate) fn align(section: &object::Section<'_, '_>) -> u64 {
+    match section.align() {
+        align if smf_core::module::alignment_ok(align) => align.max(1),
+        _ => 1,
     }
 }
 

@@ -18,7 +18,9 @@ use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionType};
 use super::call_arrays::{self, call_array_of, ArraySlot};
 use super::carried::{data_spec, is_read_only, Carried, Patched};
 use super::covering::Covering;
-use super::elf::{is_dropped, is_read_only_data, is_routine, relocation_kind, Refused};
+use super::elf::{
+    align, is_dropped, is_read_only_data, is_routine, relocation_kind, section_problems, Refused,
+};
 use super::unwind::{self, is_unwind_table};
 use super::{Note, PackError, PackFailure, Problem, Site};
 use smf_core::load::LoadError;
@@ -119,34 +121,6 @@ fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
         return Err(PackError::NotX86Relocatable);
     }
     Ok(file)
-}
-
-/// What is wrong with `file`'s loaded sections before any is placed: an alignment that is no
-/// power of two or more than a module can ask for ([`smf_core::module::MAX_ALIGNMENT`]; the
-/// phases after use [`align`]), or a name SMF reserves (`note.sdn`, which readers take for
-/// instantiation metadata).
-fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
-    let loaded = |s: &object::Section<'_, '_>| matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & elf::SHF_ALLOC.0 != 0);
-    let mut problems = Vec::new();
-    for section in file.sections().filter(loaded) {
-        let name = || section.name().unwrap_or("?").to_owned();
-        if !smf_core::module::alignment_ok(section.align()) {
-            problems.push(PackError::BadAlignment { section: name(), align: section.align() });
-        }
-        if section.name_bytes().is_ok_and(|n| n == smf_core::module::NOTE_SDN_SECTION) {
-            problems.push(PackError::ReservedSectionName { section: name() });
-        }
-    }
-    problems
-}
-
-/// `section`'s alignment, at least 1; 1 for one [`section_problems`] reports (packing fails then,
-/// but the phases still run to find every problem, without overflowing).
-fn align(section: &object::Section<'_, '_>) -> u64 {
-    match section.align() {
-        align if smf_core::module::alignment_ok(align) => align.max(1),
-        _ => 1,
-    }
 }
 
 /// The objects being packed, phase by phase: the code image, the data sections, which object
