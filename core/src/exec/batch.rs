@@ -184,8 +184,10 @@ impl<'a> CodeBatch<'a> {
     }
 
     /// Seals the batch: its blocks become executable (or read-only, or stay read-write, by
-    /// their kind). If a protection change fails, the batch ends unsealed all the same: the
-    /// error is returned, its blocks stay valid until dropped, and nothing is leaked.
+    /// their kind). If a protection change fails, the batch ends all the same: the error is
+    /// returned, the pages sealed before the failure stay sealed (their blocks are sealed, as
+    /// [`ExecAllocator::lookup`] says), the others stay open to no one, every block stays valid
+    /// until dropped, and nothing is leaked.
     pub fn seal(mut self) -> Result<(), ExecError> {
         self.done = true;
         // The protection changes are made outside the lock: the batch's pages are left alone

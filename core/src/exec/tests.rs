@@ -197,6 +197,64 @@ fn blocks_larger_than_a_region_get_their_own_and_empty_regions_go_back() {
     assert_eq!((exec.stats().regions, K.usage().mappings), (1, 1), "one spare region is kept");
 }
 
+/// Found by the `exec_ops` fuzz target: a release booked its deferred page changes by region
+/// index, and the same release unmapped an emptied region in front of it, so the booking went
+/// to the wrong region (or past the last). One free here empties the first region at once (its
+/// page needs no protection change) and defers the second's (sealed code becomes free).
+#[test]
+fn a_release_that_unmaps_an_earlier_region_books_its_changes_where_they_were_made() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let one_page = ExecConfig { region_size: PAGE, spare_regions: 0, allow_rwx: false };
+    let exec = ExecAllocator::with_kernel(one_page, &K);
+    let open = {
+        let mut batch = exec.batch();
+        batch.alloc(PAGE, 16).unwrap()
+    };
+    let (sealed, third) = {
+        let mut batch = exec.batch();
+        let sealed = batch.install(&[0xC3; 32], 16).unwrap();
+        let third = batch.install(&[0x90; PAGE], 16).unwrap();
+        batch.seal().unwrap();
+        (sealed, third)
+    };
+    assert_eq!(exec.stats().regions, 3);
+    let (sealed_addr, third_addr) = (sealed.addr(), third.addr());
+    exec.free_all([open, sealed]).unwrap();
+    assert_eq!(exec.stats().regions, 1, "both emptied regions went back");
+    assert!(exec.lookup(sealed_addr, 1).is_none());
+    let info = exec.lookup(third_addr, PAGE).expect("the block no one freed is still there");
+    assert!(info.is_executable());
+    assert_eq!(K.protection_at(third_addr), Some(Protection::ReadExec));
+    assert_eq!(bytes(third_addr, PAGE), vec![0x90; PAGE]);
+    drop(third);
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+}
+
+/// Found by the `exec_ops` fuzz target: a batch that freed its own blocks opened the same pages
+/// again for a module image, so its runs overlapped, and the seal planned (and booked) those
+/// pages twice: the trap page stopped counting as used twice, and a later release underflowed.
+#[test]
+fn a_batch_that_reopens_pages_it_freed_seals_each_page_once() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    // The first block leaves its region no room to grow into: the image needs a new run.
+    let exec = ExecAllocator::with_kernel(ExecConfig { region_size: 8 * PAGE, ..config() }, &K);
+    let mut batch = exec.batch();
+    let first = batch.alloc(6 * PAGE + 16, 16).unwrap();
+    let reused = first.addr();
+    drop(first);
+    let image = batch.alloc_image(&[(5 * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    assert!(image.addr() < reused + 6 * PAGE, "the image reuses pages the batch freed");
+    let changes = exec.stats().protection_changes;
+    batch.seal().unwrap();
+    let stats = exec.stats();
+    assert_eq!((stats.pages_sealed, stats.trap_pages, stats.pages_open), (5, 1, 0));
+    assert_eq!(stats.protection_changes - changes, 1, "the trap page and the code, sealed together once");
+    drop(image);
+    assert_eq!(shape(exec.stats())[..4], [0; 4]);
+    exec.trim().unwrap();
+    assert_eq!(shape(exec.stats())[..5], [0; 5], "the trap page went back too");
+}
+
 #[test]
 fn bad_requests_are_refused_without_touching_the_kernel() {
     static K: SimulatedKernel = SimulatedKernel::new();

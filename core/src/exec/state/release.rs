@@ -10,7 +10,10 @@ use super::*;
 /// (the pages are marked so that no one else touches them meanwhile), and whether it was made.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deferred {
-    r: usize,
+    /// The first page's index in its region. The region itself is found again by `addr` when
+    /// the change is booked: regions before it may have been unmapped meanwhile (by this
+    /// operation or another thread's), shifting every index after theirs, while the region of
+    /// pages being changed stays (they count as used).
     first: usize,
     count: usize,
     addr: usize,
@@ -171,7 +174,7 @@ impl State {
     ) -> Result<(), ExecError> {
         let (addr, len) = (self.regions[r].base + first * self.page, count * self.page);
         self.deferred.try_reserve(1).map_err(|_| ExecError::TooLarge { size: len })?;
-        self.deferred.push(Deferred { r, first, count, addr, len, op, done: false });
+        self.deferred.push(Deferred { first, count, addr, len, op, done: false });
         Ok(())
     }
 
@@ -187,18 +190,23 @@ impl State {
     /// Gives the vector back for reuse.
     fn commit(&mut self, mut deferred: Vec<Deferred>) {
         for d in &deferred {
+            // The pages of a pending change keep their region reserved (they count as used).
+            let Some(r) = self.region_of(d.addr) else {
+                debug_assert!(false, "a region with a pending change was unmapped");
+                continue;
+            };
             match d.op {
                 DeferredOp::Seal { protection, .. } if d.done => {
                     self.protection_changes += u64::from(protection.is_some());
-                    self.regions[d.r].seal(d.first, d.count);
+                    self.regions[r].seal(d.first, d.count);
                 }
                 DeferredOp::Seal { .. } => {}
                 DeferredOp::Release { recycle } if d.done => {
                     self.protection_changes += 1;
-                    self.regions[d.r].release(d.first, d.count, recycle);
+                    self.regions[r].release(d.first, d.count, recycle);
                 }
                 DeferredOp::Release { recycle } => {
-                    for page in &mut self.regions[d.r].pages[d.first..d.first + d.count] {
+                    for page in &mut self.regions[r].pages[d.first..d.first + d.count] {
                         page.state = PageState::Sealed;
                         page.trap = false;
                     }
@@ -220,7 +228,8 @@ impl State {
     pub(crate) fn begin_seal(&mut self, batch: BatchId) -> Result<(), ExecError> {
         let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.sealing = true;
-        let runs = core::mem::take(&mut b.runs);
+        let mut runs = core::mem::take(&mut b.runs);
+        disjoint(&mut runs);
         self.defer = true;
         let planned = self.seal_runs(batch.0, &runs);
         self.defer = false;
@@ -485,4 +494,25 @@ impl State {
         });
         self.dirty_pages -= dirty_dropped;
     }
+}
+
+/// Sorts `runs` (start, length) and merges the ones that overlap, so that sealing plans each
+/// page once: a batch can open pages it released itself earlier (after its blocks there were
+/// freed), and planned changes do not mark pages, so an overlapping run would plan the same
+/// seal twice and book it twice. Runs that only touch stay apart (they may lie in different
+/// regions).
+fn disjoint(runs: &mut Vec<(usize, usize)>) {
+    crate::sort::heapsort(runs);
+    let mut kept = 0;
+    for i in 0..runs.len() {
+        let (start, len) = runs[i];
+        if kept > 0 && start < runs[kept - 1].0 + runs[kept - 1].1 {
+            let last = &mut runs[kept - 1];
+            last.1 = last.1.max(start + len - last.0);
+        } else {
+            runs[kept] = (start, len);
+            kept += 1;
+        }
+    }
+    runs.truncate(kept);
 }
