@@ -63,7 +63,8 @@ pub fn rewrite_with<'t, 'r>(
         let Some((mut next_id, rows)) = pending.take() else { return Ok(()) };
         for (row, entry) in rows {
             write_instantiation(out, next_id, &row, &entry)?;
-            next_id += 1;
+            // A note whose ids already reach u64::MAX (only a made-up one) gets that id again.
+            next_id = next_id.saturating_add(1);
         }
         Ok(())
     };
@@ -264,6 +265,21 @@ mod tests {
         let note = NoteSdn::new(&out);
         let row = note.table("instantiations").unwrap().rows().nth(1).unwrap();
         assert_eq!(row.field(0).unwrap().as_u64(), Some(8));
+    }
+
+    /// Found by the `note_sdn` fuzz target: an id of u64::MAX overflowed the next id.
+    #[test]
+    fn ids_past_the_largest_number_stay_at_it() {
+        let text = "instantiations |id, template, type_args, mangled_name, from_file, from_loc, to_obj, status|\n    \
+                    18446744073709551615, \"a\", \"b\", \"a$b\", \"f\", \"f:1:1\", \"o\", \"compiled\"\n\
+                    possible |id, template, type_args, mangled_name, required_by, can_defer|\n    \
+                    0, \"x\", \"y\", \"x$y\", \"m\", true\n    1, \"z\", \"y\", \"z$y\", \"m\", true\n";
+        let out = rewritten(text, &["x$y", "z$y"]);
+        assert_eq!(mangled_names(&out, "instantiations"), ["a$b", "x$y", "z$y"]);
+        let note = NoteSdn::new(&out);
+        let ids: alloc::vec::Vec<Option<u64>> =
+            note.table("instantiations").unwrap().rows().map(|row| row.field(0).unwrap().as_u64()).collect();
+        assert_eq!(ids, [Some(u64::MAX); 3]);
     }
 
     #[test]
