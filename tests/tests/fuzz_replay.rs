@@ -106,3 +106,8 @@ fn the_jit_ops_corpus_replays_and_makes_requests() {
 fn the_c_api_corpus_replays_and_makes_calls() {
     replay_calls("c_api", smf::fuzzing::fuzz_c_api);
 }
+
+#[test]
+fn the_exec_ops_corpus_replays_and_runs_operations() {
+    replay_calls("exec_ops", smf_core::fuzzing::fuzz_exec_ops);
+}

@@ -9,6 +9,7 @@
 //! | `load` | [`fuzz_load`] | up to three modules linked to each other and the host; all released after |
 //! | `note_sdn` | [`fuzz_note_sdn`] | quoted fields and rewritten notes read back as written |
 //! | `templates` | [`fuzz_templates`] | template-code and template-meta readers end, entries lie inside |
+//! | `exec_ops` | [`fuzz_exec_ops`] | the W^X allocator over a simulated, failing kernel: bytes kept, bookkeeping true to the pages, nothing left |
 
 mod note_sdn;
 mod parse;
@@ -34,8 +35,12 @@ pub fn formatted(value: &(impl fmt::Display + fmt::Debug)) -> usize {
 }
 
 #[cfg(all(feature = "exec", target_os = "linux"))]
+mod exec_ops;
+#[cfg(all(feature = "exec", target_os = "linux"))]
 mod load;
 
+#[cfg(all(feature = "exec", target_os = "linux"))]
+pub use exec_ops::fuzz_exec_ops;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub use load::{fuzz_load, MODULE_SEPARATOR};
 pub use note_sdn::fuzz_note_sdn;
