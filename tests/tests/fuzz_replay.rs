@@ -49,6 +49,12 @@ fn the_load_corpus_replays_and_links() {
     // the host (the third's `nowhere` through the fallback).
     let three = std::fs::read(fuzz_dir().join("corpus/load/linked-three")).unwrap();
     assert_eq!(smf_core::fuzzing::fuzz_load(&three), 1 + 3 + 5, "symbols of the three modules");
+    // The aarch64 seeds load on any host (nothing runs): every aarch64 relocation kind is
+    // applied, with and without forced branch stubs (a module that fails counts 1).
+    for (seed, symbols) in [("aarch64-linked", 2 + 7), ("aarch64-unforced", 2 + 2)] {
+        let bytes = std::fs::read(fuzz_dir().join("corpus/load").join(seed)).unwrap();
+        assert_eq!(smf_core::fuzzing::fuzz_load(&bytes), symbols, "symbols of {seed}");
+    }
 }
 
 #[test]

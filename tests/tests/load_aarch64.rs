@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_core::write::samples::{aarch64_application as application, aarch64_library as library};
 use smf_core::write::{ModuleBuilder, SymbolSpec};
 use smf_core::{Dialect, RelocKind};
 
@@ -23,66 +24,7 @@ fn aarch64(b: &mut ModuleBuilder) {
     b.header(|h| h.arch = 1);
 }
 
-/// `five` returns 5; `value` is data holding 7.
-fn library() -> Vec<u8> {
-    let mut b = ModuleBuilder::new(Dialect::R96);
-    aarch64(&mut b);
-    b.add_code(b".text", &words(&[0xD280_00A0, 0xD65F_03C0])); // movz x0, #5; ret
-    b.add_symbol(SymbolSpec::function(b"five", 0, 8));
-    let data = b.add_data(b".data", &7u64.to_le_bytes());
-    b.add_symbol(SymbolSpec::data(b"value", data, 0, 8));
-    b.build().unwrap()
-}
-
 const RET: u32 = 0xD65F_03C0;
-
-fn application() -> Vec<u8> {
-    let mut b = ModuleBuilder::new(Dialect::R96);
-    aarch64(&mut b);
-    let code = [
-        // 0: call_five: stp x29, x30, [sp, #-16]!; mov x29, sp; bl five; ldp x29, x30, [sp], #16; ret
-        0xA9BF_7BFD,
-        0x9100_03FD,
-        0x9400_0000,
-        0xA8C1_7BFD,
-        RET,
-        RET,
-        RET,
-        RET,
-        // 32: load_local: adrp x0, local; ldr x0, [x0, #:lo12:local]; ret
-        0x9000_0000,
-        0xF940_0000,
-        RET,
-        RET,
-        // 48: got_value: adrp x0, :got:value; ldr x0, [x0, #:got_lo12:value]; ldr x0, [x0]; ret
-        0x9000_0000,
-        0xF940_0000,
-        0xF940_0000,
-        RET,
-        // 64: addr_local: adrp x0, local; add x0, x0, #:lo12:local; ret
-        0x9000_0000,
-        0x9100_0000,
-        RET,
-        RET,
-    ];
-    b.add_code(b".text", &words(&code));
-    let data = b.add_data(b".data", &11u64.to_le_bytes());
-    let local = b.add_symbol(SymbolSpec::data(b"local", data, 0, 8));
-    b.add_symbol(SymbolSpec::function(b"call_five", 0, 20));
-    b.add_symbol(SymbolSpec::function(b"load_local", 32, 12));
-    b.add_symbol(SymbolSpec::function(b"got_value", 48, 16));
-    b.add_symbol(SymbolSpec::function(b"addr_local", 64, 12));
-    let five = b.add_symbol(SymbolSpec::import(b"five"));
-    let value = b.add_symbol(SymbolSpec::import(b"value"));
-    b.add_relocation(8, five, RelocKind::Aarch64Branch26, 0);
-    b.add_relocation(32, local, RelocKind::Aarch64Page21, 0);
-    b.add_relocation(36, local, RelocKind::Aarch64PageOffset12, 0);
-    b.add_relocation(48, value, RelocKind::Aarch64GotPage21, 0);
-    b.add_relocation(52, value, RelocKind::Aarch64GotPageOffset12, 0);
-    b.add_relocation(64, local, RelocKind::Aarch64Page21, 0);
-    b.add_relocation(68, local, RelocKind::Aarch64PageOffset12, 0);
-    b.build().unwrap()
-}
 
 struct One(Arc<LoadedModule<'static>>);
 

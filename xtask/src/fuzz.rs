@@ -56,6 +56,8 @@ fn module_seeds() -> Vec<(String, Vec<u8>)> {
         }
     }
     out.push(("large-R96".into(), samples::large(Dialect::R96, 40, 120)));
+    out.push(("aarch64-library".into(), samples::aarch64_library()));
+    out.push(("aarch64-application".into(), samples::aarch64_application()));
     out
 }
 
@@ -90,6 +92,19 @@ fn load_seeds() -> Vec<(String, Vec<u8>)> {
     let third = consumer(b"third", &[b"second", b"shared_fn", b"host_data", b"nowhere"]);
     out.push(("linked-two".into(), joined(&[provider.clone(), second.clone()])));
     out.push(("linked-three".into(), joined(&[provider, second, third])));
+    // aarch64: every relocation kind linked to a library. The first byte of an input chooses
+    // the options (`fuzz_load`): a module's magic forces branch stubs; a leading stub of a
+    // zero byte (the header then at the end) does not.
+    let (library, application) = (samples::aarch64_library(), samples::aarch64_application());
+    out.push(("aarch64-linked".into(), joined(&[library.clone(), application.clone()])));
+    let mut unforced = ModuleBuilder::new(Dialect::R96);
+    unforced.header(|h| h.arch = 1).stub(b"\0 no forced stubs\n").placement(HeaderPlacement::Trailer);
+    unforced.add_code(b".text", &[0x00, 0x00, 0x00, 0x94, 0xC0, 0x03, 0x5F, 0xD6]); // bl five; ret
+    unforced.add_symbol(SymbolSpec::function(b"start", 0, 8));
+    let five = unforced.add_symbol(SymbolSpec::import(b"five"));
+    unforced.add_relocation(0, five, RelocKind::Aarch64Branch26, 0);
+    out.push(("aarch64-unforced".into(), joined(&[unforced.build().unwrap_or_default(), library])));
+    out.push(("aarch64-application-alone".into(), application));
     out
 }
 

@@ -40,7 +40,52 @@ pub fn fuzz_note_sdn(data: &[u8]) -> usize {
     let mut unchanged = String::new();
     let written = rewrite(text, &[], &mut unchanged);
     assert!(written.is_ok() && unchanged == text, "a rewrite recording nothing changed the text");
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    {
+        visited += metadata_agrees(text);
+    }
     visited + values.len() + recorded_read_back(&note, values.first().map_or("", String::as_str))
+}
+
+/// The instantiator's metadata of a module with `text` as its note agrees with the reader:
+/// every name it offers answers as offered, recorded names answer as recorded (in order), and
+/// its note as written lists each recorded name as a `jit_compiled` instantiation from the
+/// module's file and no longer as possible. Returns the number of names offered.
+#[cfg(all(feature = "exec", target_os = "linux"))]
+fn metadata_agrees(text: &str) -> usize {
+    use crate::jit::metadata::{ModuleMetadata, JIT_COMPILED, JIT_OBJECT};
+    let Ok(mut metadata) = ModuleMetadata::new(Some(text), "fuzz.smf") else { return 0 };
+    let offered: Vec<String> = metadata.offered().map(String::from).collect();
+    for name in &offered {
+        assert!(metadata.offers(name), "{name:?} is offered but does not answer as offered");
+        assert!(matches!(metadata.possible(name), Ok(Some(_))), "{name:?} offered without an entry");
+    }
+    let recorded: Vec<&String> = offered.iter().take(RECORDED).collect();
+    for name in &recorded {
+        assert!(metadata.record(name).is_ok() && metadata.is_recorded(name), "{name:?} was not recorded");
+    }
+    assert!(metadata.recorded().eq(recorded.iter().map(|n| n.as_str())), "recorded names out of order");
+    assert!(!metadata.offers("\0 not offered") || offered.iter().any(|n| n == "\0 not offered"));
+    let Ok(out) = metadata.to_text() else { return offered.len() };
+    let after = NoteSdn::new(&out);
+    for name in &recorded {
+        let still_possible = after
+            .tables()
+            .filter(|t| t.name == "possible")
+            .flat_map(|t| t.rows())
+            .any(|r| row_names(&r, name));
+        assert!(!still_possible, "{name:?} was recorded but is still possible in {out:?}");
+        let instantiated =
+            after.tables().filter(|t| t.name == "instantiations").flat_map(|t| t.rows()).any(|r| {
+                let field = |i| r.field(i);
+                field(3).is_some_and(|f| f.eq_str(name))
+                    && field(4).is_some_and(|f| f.eq_str("fuzz.smf"))
+                    && field(6).is_some_and(|f| f.eq_str(JIT_OBJECT))
+                    && field(7).is_some_and(|f| f.eq_str(JIT_COMPILED))
+            });
+        assert!(instantiated, "{name:?} was recorded but no instantiation row says so in {out:?}");
+    }
+    offered.len()
 }
 
 /// `value`, quoted by the writer as the only field of a row, reads back as `value`.
