@@ -4,7 +4,8 @@
 //! `bench` (the benchmarks, each a ratio against a real alternative measured in the same run),
 //! `fuzz-seeds` and `fuzz` (the fuzz corpus and smoke runs), `cross-test` (aarch64 under
 //! qemu-aarch64), `valgrind` (the `smf` tool on every example under memcheck), `callgrind` (instructions per
-//! load, for judging the loader's speed by a number that does not drift).
+//! load, for judging the loader's speed by a number that does not drift), `mutants` (mutation
+//! testing of the loader and the allocator).
 
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
@@ -17,6 +18,7 @@ mod examples;
 mod fuzz;
 mod fuzz_coverage;
 mod install;
+mod mutants;
 mod nolibc;
 mod valgrind;
 
@@ -42,6 +44,9 @@ tasks:
   nolibc               build the static loader without libc (nolibc/); prints its path last
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
+  mutants [--in-diff BASE] [--shard K/N] [--file GLOB]...
+                       cargo-mutants over core/src/load and core/src/exec (--in-diff: only
+                       lines changed since BASE); report in target/mutants/mutants.out
 ";
 
 /// The workspace root (the parent of this crate's directory).
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Some("callgrind") => callgrind::run_command(&args[1..]),
         Some("install") => install::run_command(&args[1..]),
         Some("nolibc") => nolibc::run_command(),
+        Some("mutants") => mutants::run(&args[1..]),
         Some("callgrind-child") => callgrind::child(&args[1..]),
         _ => {
             eprint!("{USAGE}");

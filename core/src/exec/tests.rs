@@ -153,11 +153,19 @@ fn a_patch_replaces_the_touched_pages_with_a_sealed_copy() {
     let a = batch.install(&samples::RETURN_42, 16).unwrap();
     let b = batch.install(&[0x31, 0xC0, 0xC3], 16).unwrap();
     batch.seal().unwrap();
+    let changes = exec.stats().protection_changes;
     exec.patch(&a, 1, &[7]).unwrap();
     assert_eq!(bytes(a.addr(), 6), [0xB8, 7, 0, 0, 0, 0xC3]);
     assert_eq!(bytes(b.addr(), 3), [0x31, 0xC0, 0xC3], "the neighbour is untouched");
     assert_eq!(K.protection_at(a.addr()), Some(Protection::ReadExec));
     assert_eq!(exec.stats().patches, 1);
+    // Map the copy, seal it, move it over: three changes.
+    assert_eq!(exec.stats().protection_changes - changes, 3);
+    // A block further into the page is patched where it lies, not at the page's start.
+    exec.patch(&b, 2, &[0x90]).unwrap();
+    assert_eq!(bytes(b.addr(), 3), [0x31, 0xC0, 0x90]);
+    assert_eq!(bytes(a.addr(), 6), [0xB8, 7, 0, 0, 0, 0xC3], "the neighbour is untouched");
+    assert_eq!((exec.stats().patches, exec.stats().protection_changes - changes), (2, 6));
     assert!(matches!(exec.patch(&a, 15, &[0, 0]), Err(ExecError::NotOwned { .. })));
     let mut open = exec.batch();
     let c = open.alloc(16, 16).unwrap();

@@ -1,0 +1,157 @@
+//! `cargo xtask mutants [--in-diff BASE] [--max N] [--shard K/N] [--file GLOB]...`: cargo-mutants over
+//! the loader (`core/src/load/`) and the allocator (`core/src/exec/`), installing cargo-mutants
+//! if it is missing. Each mutant is judged by the core's unit tests and the integration tests
+//! of those two areas (the slow hostile-input and out-of-memory binaries are left out: their
+//! properties are the fuzz targets' and the `oom` test's, run in full by `cargo test`).
+//! `--in-diff BASE` mutates only the lines changed since git revision BASE (what CI runs);
+//! `--shard K/N` runs the K-th of N slices (a full run takes hours on two cores); `--max N` runs
+//! at most about N mutants, a slice of the selection when it holds more (CI's time bound: each
+//! mutant costs a build and the tests, about half a minute). Results go to
+//! `target/mutants/mutants.out/` (`caught.txt`, `missed.txt`, `timeout.txt`, `unviable.txt`).
+
+use std::fs;
+use std::process::Command;
+
+use crate::workspace_root;
+
+/// What is mutated: the loader and the allocator, without the allocator's test doubles.
+const MUTATED: [&str; 2] = ["core/src/load/**", "core/src/exec/**"];
+const NOT_MUTATED: [&str; 2] = ["core/src/exec/fake.rs", "core/src/exec/tests.rs"];
+
+/// The integration test binaries that judge a mutant (besides the core's unit tests).
+const TESTS: [&str; 9] = [
+    "load",
+    "link",
+    "exec",
+    "exec_faults",
+    "wx",
+    "data_relocations",
+    "constructors",
+    "unwind",
+    "fuzz_replay",
+];
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    // cargo-mutants' own options; what judges a mutant comes after `--` (see `TESTS`).
+    let mut options: Vec<String> = ["--package", "smf-core"].map(String::from).to_vec();
+    let mut files_given = false;
+    let mut max = None;
+    let mut shard_given = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().cloned().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--in-diff" => {
+                let Some(diff) = diff_since(&value("--in-diff")?)? else { return Ok(()) };
+                options.extend(["--in-diff".into(), diff]);
+            }
+            "--shard" => {
+                options.extend(["--shard".into(), value("--shard")?]);
+                shard_given = true;
+            }
+            "--file" => {
+                options.extend(["--file".into(), value("--file")?]);
+                files_given = true;
+            }
+            "--max" => {
+                let n = value("--max")?;
+                max = Some(n.parse::<usize>().map_err(|e| format!("--max {n}: {e}"))?.max(1));
+            }
+            other => return Err(format!("unknown option {other} (see the usage)")),
+        }
+    }
+    if !files_given {
+        for glob in MUTATED {
+            options.extend(["--file".into(), glob.into()]);
+        }
+    }
+    for glob in NOT_MUTATED {
+        options.extend(["--exclude".into(), glob.into()]);
+    }
+    install_if_missing()?;
+    if let (Some(max), false) = (max, shard_given) {
+        let count = listed(&options)?;
+        let slices = count.div_ceil(max).max(1);
+        if slices > 1 {
+            println!("{count} mutants: running the first of {slices} slices (--max {max})");
+            options.extend(["--shard".into(), format!("0/{slices}")]);
+        }
+    }
+    options.extend(["--test-package", "smf-core,smf-tests"].map(String::from));
+    // cargo-mutants tests its unmutated baseline in the mutated package alone, where the
+    // integration test binaries named below do not exist: the baseline is skipped (`cargo
+    // test` in CI is that baseline) and the timeouts are set instead.
+    options.extend(["--baseline", "skip", "--timeout", "300", "--build-timeout", "600"].map(String::from));
+    options.extend(["--output", "target/mutants"].map(String::from));
+    let mut mutants = Command::new("cargo");
+    mutants.arg("mutants").args(&options).args(["--", "--lib"]);
+    for test in TESTS {
+        mutants.args(["--test", test]);
+    }
+    println!("running {mutants:?}");
+    let status = mutants.current_dir(workspace_root()).status().map_err(|e| e.to_string())?;
+    // cargo-mutants exits 2 when mutants were missed, 3 on timeouts: the report says which.
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(2 | 3) => {
+            Err("mutants survived: see target/mutants/mutants.out/missed.txt and timeout.txt".into())
+        }
+        _ => Err(format!("cargo mutants failed ({status})")),
+    }
+}
+
+/// The loader's and the allocator's changes since git revision `base`, written to a file for
+/// `--in-diff`; `None` (said) when there are none.
+fn diff_since(base: &str) -> Result<Option<String>, String> {
+    let diff = Command::new("git")
+        .args(["diff", base, "--"])
+        .args(MUTATED.map(|glob| glob.trim_end_matches("/**")))
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("git diff: {e}"))?;
+    if !diff.status.success() {
+        return Err(format!("git diff {base} failed: {}", String::from_utf8_lossy(&diff.stderr)));
+    }
+    if diff.stdout.is_empty() {
+        println!("no change to the loader or the allocator since {base}: nothing to mutate");
+        return Ok(None);
+    }
+    let target = workspace_root().join("target");
+    fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    let path = target.join("mutants.diff");
+    fs::write(&path, &diff.stdout).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(path.to_string_lossy().into_owned()))
+}
+
+/// How many mutants `options` select.
+fn listed(options: &[String]) -> Result<usize, String> {
+    let list = Command::new("cargo")
+        .arg("mutants")
+        .args(options)
+        .arg("--list")
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !list.status.success() {
+        return Err(format!("cargo mutants --list failed: {}", String::from_utf8_lossy(&list.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&list.stdout).lines().count())
+}
+
+fn install_if_missing() -> Result<(), String> {
+    let present =
+        Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    println!("installing cargo-mutants");
+    let status = Command::new("cargo")
+        .args(["install", "cargo-mutants", "--locked"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("cargo install cargo-mutants failed".into())
+    }
+}
