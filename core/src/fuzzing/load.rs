@@ -53,16 +53,25 @@ impl Resolver for Linker<'_> {
 
 /// Loads the modules of `data` (split at [`MODULE_SEPARATOR`]) in order, each linked against
 /// the host and the ones before, then releases them all and checks that the allocator holds no
-/// block more than before. The first byte chooses options: bit 0 forces branch stubs, bit 1
-/// keeps read-only data out of executable pages, bit 2 resolves no name that neither the host
-/// nor a module exports. Returns the number of symbols loaded.
+/// block more than before; all of it twice, with options chosen by the first byte and then with
+/// each of them the other way (a module's first byte is its magic, which the fuzzer can hardly
+/// change): bit 0 forces branch stubs, bit 1 keeps read-only data out of executable pages, bit
+/// 2 resolves no name that neither the host nor a module exports, bit 3 refuses modules for
+/// another architecture. Returns the number of symbols loaded the first time.
 pub fn fuzz_load(data: &[u8]) -> usize {
+    let flags = data.first().copied().unwrap_or(0);
+    let symbols = load_all(data, flags);
+    load_all(data, !flags);
+    symbols
+}
+
+/// [`fuzz_load`] with the options of `flags`.
+fn load_all(data: &[u8], flags: u8) -> usize {
     static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
     let exec: &'static ExecAllocator = EXEC.call_once(ExecAllocator::default);
-    let flags = data.first().copied().unwrap_or(0);
     let options = LoadOptions {
         parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 },
-        require_arch: None,
+        require_arch: (flags & 8 != 0).then_some(crate::load::HOST_ARCH),
         force_stubs: flags & 1 != 0,
         read_only_data: if flags & 2 != 0 { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode },
         // A fuzzed module's code is never run, nor its tables registered (checked all the same).

@@ -3,7 +3,8 @@
 //! Nothing here skips an integrity check: the format layer never rejects a file for a wrong
 //! stored name hash (it recomputes hashes), so the fuzzer reaches every validation step as is.
 
-use crate::{Dialect, Module, ParseOptions};
+use crate::kinds::{arch_name, platform_name, Binding};
+use crate::{Dialect, Module, ParseOptions, SectionType};
 
 /// Parses `data` in every way a caller can, and walks everything a valid module exposes.
 ///
@@ -26,7 +27,8 @@ pub fn fuzz_one(data: &[u8]) -> usize {
 }
 
 fn walk(module: &Module<'_>) -> usize {
-    let mut visited = module.sections().count();
+    let mut visited = described(module);
+    visited += module.sections().count();
     visited += module.code_sections().count() + module.data_sections().count();
     visited += module.symbols().count();
     // Per-symbol lookups scan the table: a few of them cover the code, all would be O(n^2).
@@ -59,6 +61,27 @@ fn walk(module: &Module<'_>) -> usize {
     }
     if let Some(meta) = module.template_meta() {
         visited += meta.entries().count();
+    }
+    visited
+}
+
+/// What `smf inspect` names of a valid module (its header, its sections' and symbols' kinds),
+/// with the wire values of each kind read back as the kind.
+fn described(module: &Module<'_>) -> usize {
+    let header = module.header();
+    let mut visited = arch_name(header.arch).len() + platform_name(header.platform).len();
+    visited += header.flags.names().map(str::len).sum::<usize>();
+    for section in module.sections() {
+        let kind = section.section_type;
+        assert_eq!(SectionType::from_wire(kind.to_wire()), kind, "a section type reads back otherwise");
+        visited += kind.name().len() + usize::from(kind.is_data());
+    }
+    for symbol in module.symbols().take(64) {
+        assert_eq!(Binding::from_wire(symbol.binding.to_wire()), Some(symbol.binding));
+        visited += symbol.kind.name().len() + symbol.binding.name().len();
+    }
+    for relocation in module.relocations().take(64) {
+        visited += relocation.kind.name().len();
     }
     visited
 }
