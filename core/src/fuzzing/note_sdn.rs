@@ -67,23 +67,11 @@ fn metadata_agrees(text: &str) -> usize {
     assert!(metadata.recorded().eq(recorded.iter().map(|n| n.as_str())), "recorded names out of order");
     assert!(!metadata.offers("\0 not offered") || offered.iter().any(|n| n == "\0 not offered"));
     let Ok(out) = metadata.to_text() else { return offered.len() };
-    let after = NoteSdn::new(&out);
     for name in &recorded {
-        let still_possible = after
-            .tables()
-            .filter(|t| t.name == "possible")
-            .flat_map(|t| t.rows())
-            .any(|r| row_names(&r, name));
-        assert!(!still_possible, "{name:?} was recorded but is still possible in {out:?}");
-        let instantiated =
-            after.tables().filter(|t| t.name == "instantiations").flat_map(|t| t.rows()).any(|r| {
-                let field = |i| r.field(i);
-                field(3).is_some_and(|f| f.eq_str(name))
-                    && field(4).is_some_and(|f| f.eq_str("fuzz.smf"))
-                    && field(6).is_some_and(|f| f.eq_str(JIT_OBJECT))
-                    && field(7).is_some_and(|f| f.eq_str(JIT_COMPILED))
-            });
-        assert!(instantiated, "{name:?} was recorded but no instantiation row says so in {out:?}");
+        moved(
+            &out,
+            &Recorded { mangled_name: name, from_file: "fuzz.smf", to_obj: JIT_OBJECT, status: JIT_COMPILED },
+        );
     }
     offered.len()
 }
@@ -126,24 +114,10 @@ fn recorded_read_back(note: &NoteSdn<'_>, file: &str) -> usize {
         .collect();
     let mut out = String::new();
     assert!(rewrite(note.text(), &recorded, &mut out).is_ok(), "writing to a String cannot fail");
-    let after = NoteSdn::new(&out);
-    for name in &names {
-        let still_possible = after
-            .tables()
-            .filter(|t| t.name == "possible")
-            .flat_map(|t| t.rows())
-            .any(|r| row_names(&r, name));
-        assert!(!still_possible, "{name:?} was recorded but is still possible in {out:?}");
-        let instantiated =
-            after.tables().filter(|t| t.name == "instantiations").flat_map(|t| t.rows()).any(|r| {
-                let field = |i| r.field(i);
-                field(3).is_some_and(|f| f.eq_str(name))
-                    && field(4).is_some_and(|f| f.eq_str(file))
-                    && field(6).is_some_and(|f| f.eq_str("fuzz.o"))
-                    && field(7).is_some_and(|f| f.eq_str("jit_compiled"))
-            });
-        assert!(instantiated, "{name:?} was recorded but no instantiation row says so in {out:?}");
+    for entry in &recorded {
+        moved(&out, entry);
     }
+    let after = NoteSdn::new(&out);
     // Every other table reads as it did.
     let others = |n: &NoteSdn<'_>| -> Vec<(String, String)> {
         n.tables()
@@ -155,4 +129,22 @@ fn recorded_read_back(note: &NoteSdn<'_>, file: &str) -> usize {
     };
     assert_eq!(others(note), others(&after), "tables other than possible and instantiations changed");
     names.len()
+}
+
+/// `entry` was recorded in the note `out`: no "possible" row lists its name any more, and an
+/// "instantiations" row says what was recorded.
+fn moved(out: &str, entry: &Recorded<'_>) {
+    let after = NoteSdn::new(out);
+    let name = entry.mangled_name;
+    let rows = |table: &'static str| after.tables().filter(move |t| t.name == table).flat_map(|t| t.rows());
+    let still_possible = rows("possible").any(|r| row_names(&r, name));
+    assert!(!still_possible, "{name:?} was recorded but is still possible in {out:?}");
+    let instantiated = rows("instantiations").any(|r| {
+        let field = |i| r.field(i);
+        field(3).is_some_and(|f| f.eq_str(name))
+            && field(4).is_some_and(|f| f.eq_str(entry.from_file))
+            && field(6).is_some_and(|f| f.eq_str(entry.to_obj))
+            && field(7).is_some_and(|f| f.eq_str(entry.status))
+    });
+    assert!(instantiated, "{name:?} was recorded but no instantiation row says so in {out:?}");
 }
