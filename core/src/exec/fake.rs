@@ -263,6 +263,9 @@ pub struct FaultInjector {
     errno: i32,
     /// Calls failed so far.
     failed: AtomicUsize,
+    /// The number of the call before which [`FaultInjector::interleave_at`]'s hook runs.
+    hook_at: AtomicUsize,
+    hook: spin::Mutex<Option<fn()>>,
 }
 
 impl FaultInjector {
@@ -274,7 +277,18 @@ impl FaultInjector {
             fail_at: AtomicUsize::new(usize::MAX),
             errno: ENOMEM,
             failed: AtomicUsize::new(0),
+            hook_at: AtomicUsize::new(usize::MAX),
+            hook: spin::Mutex::new(None),
         }
+    }
+
+    /// Runs `hook` once, just before the `n`th fallible call from now is made: what another
+    /// thread may do while the caller is in the kernel. Only for calls the allocator makes
+    /// outside its lock (the protection changes of a seal or a release): a hook that uses the
+    /// allocator during a call made under its lock waits for itself.
+    pub fn interleave_at(&self, n: usize, hook: fn()) {
+        *self.hook.lock() = Some(hook);
+        self.hook_at.store(self.calls().saturating_add(n), Ordering::SeqCst);
     }
 
     /// Fallible calls made so far (every call but `page_size` and `sync_other_threads`).
@@ -299,6 +313,12 @@ impl FaultInjector {
 
     fn check(&self, op: &'static str) -> SysResult<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n == self.hook_at.load(Ordering::SeqCst) {
+            let hook = self.hook.lock().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         if n == self.fail_at.load(Ordering::SeqCst) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             return Err(SysError { op, errno: self.errno });

@@ -381,7 +381,7 @@ impl ExecAllocator {
             return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
         }
         let addr = block.at(offset, bytes.len())?;
-        self.state.lock().patch(addr, bytes)
+        self.state.lock().patch(block.addr, addr, bytes)
     }
 
     /// The live block containing `addr..addr+len`, if any.

@@ -172,6 +172,21 @@ fn a_patch_replaces_the_touched_pages_with_a_sealed_copy() {
     assert_eq!(exec.patch(&c, 0, &[1]), Err(ExecError::NotSealed { addr: c.addr() }));
 }
 
+/// Found in review: an empty patch at a block's end was judged by whatever lay at that
+/// address (here: nothing, the block ends its region) instead of by the block.
+#[test]
+fn an_empty_patch_at_a_blocks_end_is_the_blocks() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(ExecConfig { region_size: PAGE, ..config() }, &K);
+    let mut batch = exec.batch();
+    let whole = batch.alloc(PAGE, PAGE).unwrap();
+    assert_eq!(exec.patch(&whole, PAGE, &[]), Err(ExecError::NotSealed { addr: whole.addr() + PAGE }));
+    batch.seal().unwrap();
+    assert_eq!(exec.stats().regions, 1, "the block fills its region");
+    assert_eq!(exec.patch(&whole, PAGE, &[]), Ok(()));
+    assert!(matches!(exec.patch(&whole, PAGE, &[1]), Err(ExecError::NotOwned { .. })));
+}
+
 #[test]
 fn an_ended_batch_leaves_its_blocks_to_their_owners() {
     static K: SimulatedKernel = SimulatedKernel::new();
@@ -261,6 +276,61 @@ fn a_batch_that_reopens_pages_it_freed_seals_each_page_once() {
     assert_eq!(shape(exec.stats())[..4], [0; 4]);
     exec.trim().unwrap();
     assert_eq!(shape(exec.stats())[..5], [0; 5], "the trap page went back too");
+}
+
+/// Found in review: a block freed while its batch's seal changes protections (outside the lock)
+/// had its emptied page released at once, though the seal was about to make it executable and
+/// book it sealed; the page was then released twice, the region's used count ran out with a
+/// block still in it, and the region was unmapped under that block.
+#[test]
+fn a_block_freed_while_its_batch_is_sealed_keeps_its_page_until_the_seal_is_booked() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    static F: FaultInjector = FaultInjector::new(&K);
+    static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
+    static FREED_MEANWHILE: spin::Mutex<Option<Block<'static>>> = spin::Mutex::new(None);
+    let exec = EXEC.call_once(|| ExecAllocator::with_kernel(ExecConfig { spare_regions: 0, ..config() }, &F));
+    let mut batch = exec.batch();
+    let freed = batch.install(&[0xC3; 16], 16).unwrap();
+    let kept = batch.alloc(PAGE, PAGE).unwrap();
+    batch.write(&kept, 0, &[0x90; 16]).unwrap();
+    assert_eq!(kept.addr(), freed.addr() + PAGE, "one block per page");
+    *FREED_MEANWHILE.lock() = Some(freed);
+    // The seal's first call is its protection change, made outside the lock.
+    F.interleave_at(0, || drop(FREED_MEANWHILE.lock().take()));
+    batch.seal().unwrap();
+    assert!(FREED_MEANWHILE.lock().is_none(), "the block was freed during the seal");
+    let stats = exec.stats();
+    assert_eq!((stats.regions, stats.blocks_live, stats.pages_sealed), (1, 1, 1), "{stats:?}");
+    assert!(exec.lookup(kept.addr(), PAGE).is_some_and(|info| info.is_executable()));
+    assert_eq!(K.protection_at(kept.addr()), Some(Protection::ReadExec));
+    assert_eq!(bytes(kept.addr(), 16), vec![0x90; 16]);
+    drop(kept);
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+}
+
+/// Found in review: runs a batch opened in a region that emptied and was unmapped stay in its
+/// list; a region reserved since at the same addresses (the simulation's heap, like the
+/// kernel, reuses them) made such a stale run overlap a live one, and the merged run lay in no
+/// region, so the seal skipped the live pages and reported success. (Where the addresses are
+/// not reused, the stale run overlaps nothing and the test passes either way.)
+#[test]
+fn a_run_left_from_an_unmapped_region_does_not_hide_live_pages_from_the_seal() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(
+        ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+        &K,
+    );
+    let mut batch = exec.batch();
+    let big = batch.alloc(12 * PAGE, 16).unwrap();
+    drop(big);
+    assert_eq!(exec.stats().regions, 0, "the emptied region went back");
+    let image = batch.alloc_image(&[(PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.seal().unwrap();
+    assert!(
+        exec.lookup(image.addr(), PAGE).is_some_and(|info| info.is_executable()),
+        "the image was not sealed"
+    );
+    assert_eq!(K.protection_at(image.addr()), Some(Protection::ReadExec));
 }
 
 #[test]

@@ -93,6 +93,8 @@ struct Run<'a> {
     sim: &'static SimulatedKernel,
     faults: &'static FaultInjector,
     rwx: bool,
+    /// Empty regions the allocator may keep.
+    spare_regions: usize,
     batches: Vec<CodeBatch<'a>>,
     held: Vec<Held<'a>>,
     /// Operations that ran.
@@ -122,7 +124,17 @@ pub fn fuzz_exec_ops(data: &[u8]) -> usize {
     };
     let exec = ExecAllocator::with_kernel(config, faults);
     let ops = {
-        let mut run = Run { exec: &exec, sim, faults, rwx, batches: Vec::new(), held: Vec::new(), ops: 0 };
+        let spare_regions = config.spare_regions;
+        let mut run = Run {
+            exec: &exec,
+            sim,
+            faults,
+            rwx,
+            spare_regions,
+            batches: Vec::new(),
+            held: Vec::new(),
+            ops: 0,
+        };
         while !input.is_empty() && run.ops < MAX_OPS {
             run.step(&mut input);
             run.ops += 1;
@@ -426,6 +438,9 @@ impl<'a> Run<'a> {
     fn check(&self) {
         let stats = self.exec.stats();
         assert_eq!(stats.blocks_live, self.held.len(), "live blocks are not the blocks held");
+        let held_bytes: usize = self.held.iter().map(|h| h.block.size()).sum();
+        assert_eq!(stats.bytes_live, held_bytes, "live bytes are not the held blocks' sizes");
+        assert_eq!(stats.regions, self.sim.usage().mappings, "regions are not the kernel's mappings");
         let page = self.exec.page_size();
         for held in &self.held {
             let (addr, size) = (held.block.addr(), held.block.size());
@@ -436,7 +451,9 @@ impl<'a> Run<'a> {
             let info = self.exec.lookup(addr, size).expect("a held block is live");
             assert_eq!((info.addr, info.size, info.kind), (addr, size, held.kind));
             match held.stage {
-                Stage::Open => assert!(!info.sealed, "a block of an open batch is sealed"),
+                Stage::Open => {
+                    assert_eq!(info.batch.map(|b| b.raw()), Some(held.batch), "an open block's batch")
+                }
                 Stage::Sealed => assert!(info.sealed, "a block of a sealed batch is not sealed"),
                 Stage::Ended => {}
             }
@@ -470,11 +487,10 @@ impl<'a> Run<'a> {
         self.held.clear();
         self.exec.trim().expect("trim without failures");
         let stats = self.exec.stats();
-        assert_eq!(
-            (stats.blocks_live, stats.bytes_live, stats.pages_open),
-            (0, 0, 0),
-            "blocks left: {stats:?}"
-        );
+        let left =
+            (stats.blocks_live, stats.bytes_live, stats.pages_open, stats.pages_sealed, stats.trap_pages);
+        assert_eq!(left, (0, 0, 0, 0, 0), "pages left once every block was freed and trimmed: {stats:?}");
+        assert!(stats.regions <= self.spare_regions, "more regions kept than spare: {stats:?}");
         self.ops
     }
 }

@@ -19,8 +19,11 @@ impl State {
     /// Replaces bytes of a sealed block: a writable copy of the touched pages is made, patched,
     /// sealed and moved over the originals, so no page is ever writable and executable and the
     /// other code on those pages keeps running.
-    pub(crate) fn patch(&mut self, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
-        let info = self.lookup(addr, bytes.len()).ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
+    pub(crate) fn patch(&mut self, block: usize, addr: usize, bytes: &[u8]) -> Result<(), ExecError> {
+        // The block is found by its start: an empty patch at its end lies in it, yet an address
+        // there may start the next block.
+        let info = self.lookup(block, 1).filter(|info| info.addr == block);
+        let info = info.ok_or(ExecError::NotOwned { addr, len: bytes.len() })?;
         if !info.sealed {
             return Err(ExecError::NotSealed { addr });
         }

@@ -229,6 +229,10 @@ impl State {
         let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.sealing = true;
         let mut runs = core::mem::take(&mut b.runs);
+        // A run whose pages were all released went with its region if that emptied; a region
+        // reserved since may lie at the same addresses. Only runs inside a live region hold
+        // pages of the batch (merged with a stale one, a live run would lie in no region).
+        runs.retain(|&(start, len)| self.pages_of(start, start + len).is_some());
         disjoint(&mut runs);
         self.defer = true;
         let planned = self.seal_runs(batch.0, &runs);
@@ -365,12 +369,10 @@ impl State {
             // Open pages need their batch's cursor; a released module has only sealed pages.
             let has_open =
                 self.regions[r].pages[first..last].iter().any(|p| matches!(p.state, PageState::Open(_)));
-            // (A batch being sealed keeps all its pages: its seal releases the empty ones.)
+            // A batch being sealed keeps all its pages (a cursor before them all): their
+            // protection is being changed outside the lock, and its seal releases the empty ones.
             let cursors: Vec<(u64, usize)> = if has_open {
-                self.batches
-                    .iter()
-                    .map(|(id, b)| (id, if b.sealing { usize::MAX } else { b.cursor }))
-                    .collect()
+                self.batches.iter().map(|(id, b)| (id, if b.sealing { 0 } else { b.cursor })).collect()
             } else {
                 Vec::new()
             };
