@@ -77,6 +77,10 @@ fn several_open_blocks_are_handed_out_at_once_only_when_disjoint_and_of_the_batc
     assert_eq!((first.len(), none.len(), second.len()), (64, 0, 32));
     assert_eq!((bytes(a.addr(), 64), bytes(b.addr(), 32)), (vec![1; 64], vec![2; 32]));
     assert!(batch.blocks_mut([Some(&a), Some(&a)]).is_err(), "one block twice would alias");
+    // Adjacent blocks do not overlap, in either order.
+    assert_eq!(b.addr(), a.addr() + 64);
+    let [second, first] = batch.blocks_mut([Some(&b), Some(&a)]).unwrap();
+    assert_eq!((second.len(), first.len()), (32, 64));
     let mut other = exec.batch();
     let c = other.alloc(16, 16).unwrap();
     assert!(batch.blocks_mut([Some(&a), Some(&c)]).is_err(), "another batch's block");

@@ -410,6 +410,8 @@ mod tests {
             (8, 1, RelocKind::GotPc32, 0),
             (12, 1, RelocKind::GotPc32, 0),
             (16, 1, RelocKind::Plt32, -4),
+            (20, 2, RelocKind::Plt32, -4),
+            (24, 1, RelocKind::Plt32, -4),
         ]);
         let names = SymbolTable::default();
         let relocator = Relocator { code_base, names: &names, force_stubs: true };
@@ -417,7 +419,7 @@ mod tests {
         let mut stubs = [0u8; 2 * STUB_SIZE];
         let (stubs_at, got_at) = (code_base + 64, 0x20_0000);
         let mut slots = Slots::new(&mut stubs, stubs_at, got_at, 2);
-        let mut targets = [own(code_base), Target::import(0x7000_0000), Target::NOTHING];
+        let mut targets = [own(code_base), Target::import(0x7000_0000), Target::import(0x7100_0000)];
         relocate(&relocator, &file, &mut code, &mut targets, &mut slots).unwrap();
 
         assert_eq!(u64::from_le_bytes(code[..8].try_into().unwrap()), code_base as u64 + 4);
@@ -431,6 +433,12 @@ mod tests {
         assert_eq!(i64::from(pc32(16)), stubs_at as i64 - 4 - (code_base + 16) as i64);
         assert_eq!(&stubs[..2], &[0xFF, 0x25]);
         assert_eq!(u64::from_le_bytes(stubs[6..14].try_into().unwrap()), 0x7000_0000);
+        // A second import gets the next stub; the first one's second branch reuses its own.
+        assert_eq!(targets[2].stub, NonZeroUsize::new(stubs_at + STUB_SIZE));
+        assert_eq!(i64::from(pc32(20)), (stubs_at + STUB_SIZE) as i64 - 4 - (code_base + 20) as i64);
+        assert_eq!(i64::from(pc32(24)), stubs_at as i64 - 4 - (code_base + 24) as i64);
+        let second = &stubs[STUB_SIZE..];
+        assert_eq!(u64::from_le_bytes(second[6..14].try_into().unwrap()), 0x7100_0000);
 
         let mut got = [0u8; 16];
         fill_got(&mut got, got_at, &targets).unwrap();
