@@ -312,13 +312,15 @@ impl<'a> Run<'a> {
         assert_eq!(blocks.len(), segments.len());
         let id = self.batches[b].id().raw();
         let pattern = input.bytes(64);
-        for (block, (size, kind)) in blocks.into_iter().zip(segments) {
+        // The first `overwritten` bytes are the first segment's (when it has any); the caller
+        // writes them in full. Every other byte of the image must read zero, recycled or not.
+        for (i, (block, (size, kind))) in blocks.into_iter().zip(segments).enumerate() {
             let Some(block) = block else {
                 assert_eq!(size, 0, "a segment of {size} bytes got no block");
                 continue;
             };
             let mut shadow = vec![0; block.size()];
-            if overwritten > 0 {
+            if overwritten > 0 && i == 0 {
                 for (i, byte) in shadow.iter_mut().enumerate() {
                     *byte = pattern[i % pattern.len()];
                 }
