@@ -677,3 +677,34 @@ fn data_alignments_above_a_page_are_honoured() {
         live.push(module);
     }
 }
+
+/// A module whose image holds only read-only data, only writable data, or nothing at all (a
+/// note alone) loads: its data symbols point at their bytes, and an empty image takes no block.
+/// (Found by mutation testing: no test loaded a module without code.)
+#[test]
+fn modules_without_code_load_with_only_the_blocks_they_need() {
+    let exec = ExecAllocator::default();
+    let blocks = |exec: &ExecAllocator| exec.stats().blocks_live;
+    for (what, writable) in [("read-only data", false), ("writable data", true)] {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        let section = if writable {
+            b.add_data(b".data", b"bytes!\0\0")
+        } else {
+            b.add_rodata(b".rodata", b"bytes!\0\0")
+        };
+        b.add_symbol(SymbolSpec::data(b"value", section, 0, 8));
+        let module = load(&exec, &b.build().unwrap(), &()).unwrap();
+        let value = module.symbol(b"value").expect(what);
+        // SAFETY: `value` is the address of 8 loaded bytes, mapped while `module` lives.
+        let bytes = unsafe { std::slice::from_raw_parts(value as *const u8, 8) };
+        assert_eq!(bytes, b"bytes!\0\0", "{what}");
+        assert_eq!(blocks(&exec), 1, "{what}: one block, for the data");
+        drop(module);
+        assert_eq!(blocks(&exec), 0, "{what}");
+    }
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.note_sdn(samples::GENERICS_NOTE);
+    let module = load(&exec, &b.build().unwrap(), &()).unwrap();
+    assert_eq!(module.symbols().len(), 0);
+    assert_eq!(blocks(&exec), 0, "an empty image takes no block");
+}
