@@ -228,16 +228,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    if !has("cargo", &["fuzz", "--version"]) {
-        println!("installing cargo-fuzz");
-        let status = Command::new("cargo")
-            .args(["install", "cargo-fuzz", "--locked"])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("cargo install cargo-fuzz failed".into());
-        }
-    }
+    crate::install_cargo_tool("fuzz", "cargo-fuzz")?;
     let nightly = has("cargo", &["+nightly", "--version"]);
     let fuzz_dir = workspace_root().join("fuzz");
     for (target, max_len) in TARGETS {

@@ -23,7 +23,7 @@ mod nolibc;
 mod valgrind;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -53,6 +53,24 @@ tasks:
 fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// Installs `krate` (the `cargo SUBCOMMAND` it provides) with `cargo install --locked`, unless
+/// `cargo SUBCOMMAND --version` already answers: CI starts from a fresh machine.
+fn install_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {
+    let present =
+        Command::new("cargo").args([subcommand, "--version"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    println!("installing {krate}");
+    let status =
+        Command::new("cargo").args(["install", krate, "--locked"]).status().map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo install {krate} failed"))
+    }
 }
 
 fn main() -> ExitCode {

@@ -68,7 +68,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for glob in NOT_MUTATED {
         options.extend(["--exclude".into(), glob.into()]);
     }
-    install_if_missing()?;
+    crate::install_cargo_tool("mutants", "cargo-mutants")?;
     if let (Some(max), false) = (max, shard_given) {
         let count = listed(&options)?;
         let slices = count.div_ceil(max).max(1);
@@ -136,22 +136,4 @@ fn listed(options: &[String]) -> Result<usize, String> {
         return Err(format!("cargo mutants --list failed: {}", String::from_utf8_lossy(&list.stderr)));
     }
     Ok(String::from_utf8_lossy(&list.stdout).lines().count())
-}
-
-fn install_if_missing() -> Result<(), String> {
-    let present =
-        Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|o| o.status.success());
-    if present {
-        return Ok(());
-    }
-    println!("installing cargo-mutants");
-    let status = Command::new("cargo")
-        .args(["install", "cargo-mutants", "--locked"])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("cargo install cargo-mutants failed".into())
-    }
 }
