@@ -337,6 +337,20 @@ fn a_run_left_from_an_unmapped_region_does_not_hide_live_pages_from_the_seal() {
     assert_eq!(K.protection_at(image.addr()), Some(Protection::ReadExec));
 }
 
+/// A sealed block's function handle formats without its address (found by mutation testing:
+/// nothing looked at it).
+#[test]
+fn a_function_handle_formats_without_its_address() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let block = batch.install(&samples::RETURN_42, 16).unwrap();
+    batch.seal().unwrap();
+    // SAFETY: only formatted, never called.
+    let function = unsafe { block.function::<extern "C" fn() -> u32>(0) }.expect("sealed code");
+    assert_eq!(alloc::format!("{function:?}"), "Function { .. }");
+}
+
 #[test]
 fn bad_requests_are_refused_without_touching_the_kernel() {
     static K: SimulatedKernel = SimulatedKernel::new();
