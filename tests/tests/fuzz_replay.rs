@@ -114,6 +114,24 @@ fn the_c_api_corpus_replays_and_makes_calls() {
 }
 
 #[test]
+fn the_read_file_corpus_replays_and_reads() {
+    let seeds = replay("read_file", smf::fuzzing::fuzz_read_file);
+    // One seed per kind of file, contents or none (for a large file: the magic at its start
+    // or not), writer or none, clock (as the xtask writes them); the files with contents, read
+    // alone, read their bytes.
+    assert!(seeds >= 48, "the seed corpus is missing ({seeds} files)");
+    for kind in ["small-bytes", "large-magic", "fifo-bytes"] {
+        let read = std::fs::read_dir(fuzz_dir().join("corpus/read_file"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{kind}-alone-")))
+            .map(|e| smf::fuzzing::fuzz_read_file(&std::fs::read(e.path()).unwrap()))
+            .max();
+        assert!(read.is_some_and(|n| n > 0), "no {kind} seed reads a byte");
+    }
+}
+
+#[test]
 fn the_exec_ops_corpus_replays_and_runs_operations() {
     replay_calls("exec_ops", smf_core::fuzzing::fuzz_exec_ops);
 }

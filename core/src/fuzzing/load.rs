@@ -1,14 +1,22 @@
 //! The `load` target: up to three modules from one input, loaded in turn into one allocator and
-//! linked for real: an import resolves to a host symbol, else to an export of a module loaded
-//! before (which the importer then keeps alive), else (unless the input asks otherwise) to a
-//! fixed address far from the image, so that relocation and stubs are reached all the same.
-//! Afterwards every block is released: the allocator is back where it was.
+//! linked for real: an import resolves to a host symbol (a [`TableResolver`]), else to an
+//! export of a module loaded before (found through an [`ExportIndex`], held to a plain search
+//! of every module; the importer then keeps the exporter alive), else (unless the input asks
+//! otherwise) to a fixed address far from the image, so that relocation and stubs are reached
+//! all the same. Unwind tables go to a registrar that records them: each must lie in its
+//! module's read-only data and be taken back exactly once. Afterwards every block is released:
+//! the allocator is back where it was.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use core::fmt;
+
 use crate::exec::ExecAllocator;
-use crate::load::{Keepalive, LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver};
+use crate::load::{
+    Chain, ExportIndex, Keepalive, LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver,
+    TableResolver, UnwindRegistrar,
+};
 use crate::ParseOptions;
 
 /// What separates the modules of one input (an input without it is one module).
@@ -24,30 +32,73 @@ extern "C" fn host_function() -> u64 {
     HOST_DATA
 }
 
-/// The host's symbols, then the modules loaded so far, then (with `fallback`) any name.
-struct Linker<'l> {
+/// The host's symbols: a function and a datum.
+fn host_symbols() -> [(&'static [u8], usize); 2] {
+    [
+        (b"host_function", host_function as extern "C" fn() -> u64 as usize),
+        (b"host_data", core::ptr::addr_of!(HOST_DATA) as usize),
+    ]
+}
+
+/// The exports of the modules loaded so far, through their index; then (with `fallback`) any
+/// name.
+struct Modules<'l> {
     loaded: &'l [Arc<LoadedModule<'static>>],
+    index: &'l ExportIndex<usize>,
     fallback: bool,
 }
 
-impl Resolver for Linker<'_> {
+impl Resolver for Modules<'_> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let host = match name {
-            b"host_function" => Some(host_function as extern "C" fn() -> u64 as usize),
-            b"host_data" => Some(core::ptr::addr_of!(HOST_DATA) as usize),
-            _ => None,
-        };
-        if let Some(addr) = host {
-            return Some(Resolved { addr, keepalive: None });
-        }
-        for module in self.loaded {
-            if let Some(addr) = module.symbol(name) {
-                let owner: Keepalive = module.clone();
-                return Some(Resolved { addr, keepalive: Some(owner) });
-            }
+        // The index's candidates, confirmed by the module: the first loaded module that
+        // exports the name, as a search of every module in load order finds it.
+        let indexed = self
+            .index
+            .candidates(name)
+            .filter_map(|at| Some((at, self.loaded[at].symbol(name)?)))
+            .min_by_key(|&(at, _)| at);
+        let searched = self.loaded.iter().enumerate().find_map(|(at, m)| Some((at, m.symbol(name)?)));
+        assert_eq!(indexed, searched, "the export index disagrees with the modules on {name:?}");
+        if let Some((at, addr)) = indexed {
+            let owner: Keepalive = self.loaded[at].clone();
+            return Some(Resolved { addr, keepalive: Some(owner) });
         }
         (self.fallback && !name.is_empty())
             .then_some(Resolved { addr: 0x10_0000 + name.len() * 16, keepalive: None })
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "{} loaded modules", self.loaded.len())
+    }
+}
+
+/// The unwind tables registered and not yet taken back (the target runs on one thread at a
+/// time; a lock all the same).
+static REGISTERED: spin::Mutex<Vec<usize>> = spin::Mutex::new(Vec::new());
+
+/// Records a registered table; one registered twice without being taken back is a bug (a
+/// panic here aborts: it crosses `extern "C"`, which is a finding all the same).
+extern "C" fn register_table(table: *const u8) {
+    let mut registered = REGISTERED.lock();
+    assert!(!registered.contains(&(table as usize)), "unwind table {table:p} registered twice");
+    registered.push(table as usize);
+}
+
+/// Takes a table back; one never registered (or taken back already) is a bug.
+extern "C" fn deregister_table(table: *const u8) {
+    let mut registered = REGISTERED.lock();
+    let at = registered.iter().position(|&t| t == table as usize);
+    let at = at.unwrap_or_else(|| panic!("unwind table {table:p} taken back but not registered"));
+    registered.swap_remove(at);
+}
+
+/// Checks that `module`'s unwind tables are registered, each inside its read-only data.
+fn check_unwind_tables(module: &LoadedModule<'_>) {
+    let registered = REGISTERED.lock();
+    for (i, table) in module.unwind_tables().iter().enumerate() {
+        assert!(registered.contains(&table.addr), "unwind table {i} of a loaded module not registered");
+        let bytes = module.unwind_table_bytes(i).expect("a listed unwind table has bytes");
+        assert_eq!((bytes.as_ptr() as usize, bytes.len()), (table.addr, table.len));
     }
 }
 
@@ -74,24 +125,31 @@ fn load_all(data: &[u8], flags: u8) -> usize {
         require_arch: (flags & 8 != 0).then_some(crate::load::HOST_ARCH),
         force_stubs: flags & 1 != 0,
         read_only_data: if flags & 2 != 0 { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode },
-        // A fuzzed module's code is never run, nor its tables registered (checked all the same).
+        // A fuzzed module's code is never run; its tables go to the recording registrar.
         run_constructors: false,
-        unwind: None,
+        unwind: Some(UnwindRegistrar { register: register_table, deregister: deregister_table }),
     };
     let before = exec.stats();
     let mut loaded: Vec<Arc<LoadedModule<'static>>> = Vec::new();
+    let mut index = ExportIndex::new();
     let mut symbols = 0;
+    let host = host_symbols();
     for bytes in split(data) {
-        let linker = Linker { loaded: &loaded, fallback: flags & 4 == 0 };
-        match LoadedModule::load(exec, bytes, &linker, &options) {
+        let modules = Modules { loaded: &loaded, index: &index, fallback: flags & 4 == 0 };
+        match LoadedModule::load(exec, bytes, &Chain(TableResolver(&host), modules), &options) {
             Ok(module) => {
                 symbols += module.symbols().len();
+                check_unwind_tables(&module);
+                index.insert(loaded.len(), &module).expect("a small index has memory");
                 loaded.push(Arc::new(module));
             }
             Err(error) => symbols += super::formatted(&error).min(1),
         }
     }
+    let exports = loaded.iter().map(|m| m.symbols().iter().filter(|s| s.exported).count()).sum::<usize>();
+    assert_eq!(index.len(), exports, "the export index holds every export once");
     drop(loaded);
+    assert!(REGISTERED.lock().is_empty(), "unwind tables left registered once every module was released");
     let after = exec.stats();
     assert_eq!(
         (after.blocks_live, after.bytes_live, after.pages_open),

@@ -15,6 +15,7 @@ mod note_sdn;
 mod parse;
 mod templates;
 
+use core::error::Error;
 use core::fmt;
 
 /// The bytes `value` formats to, shown and debugged, counted without keeping them: the fuzz
@@ -32,6 +33,18 @@ pub fn formatted(value: &(impl fmt::Display + fmt::Debug)) -> usize {
     let mut count = Count(0);
     let _ = fmt::write(&mut count, format_args!("{value} {value:?}"));
     count.0
+}
+
+/// [`formatted`] for an error and every error behind it ([`Error::source`]), as an error
+/// report prints them.
+pub fn formatted_chain(error: &(dyn Error + 'static)) -> usize {
+    let mut bytes = formatted(&error);
+    let mut source = error.source();
+    while let Some(error) = source {
+        bytes += formatted(&error);
+        source = error.source();
+    }
+    bytes
 }
 
 #[cfg(all(feature = "exec", target_os = "linux"))]

@@ -1,11 +1,14 @@
 //! The `note_sdn` target: the SDN reader on any text, and its writer held to it: a field the
 //! writer quotes reads back as the value, a note rewritten with nothing recorded is the same
 //! text, and a note rewritten with instantiations recorded reads back with exactly those rows
-//! moved from "possible" to "instantiations" and every other table as it was.
+//! moved from "possible" to "instantiations" and every other table as it was. The mangling
+//! rule is held to itself: a "possible" row agrees with itself exactly when its name is its
+//! template written mangled with its type arguments, at the length computed beforehand.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::note_sdn::mangle::{column_arguments, mangled_len, row_agrees, write_mangled};
 use crate::note_sdn::{rewrite, row_names, write_quoted, NoteSdn, Recorded};
 
 /// Fields whose quoting is checked (the rest only walked): each check reads a note of its own.
@@ -37,6 +40,7 @@ pub fn fuzz_note_sdn(data: &[u8]) -> usize {
     for value in &values {
         quoted_reads_back(value);
     }
+    visited += rows_mangle_as_written(&note);
     let mut unchanged = String::new();
     let written = rewrite(text, &[], &mut unchanged);
     assert!(written.is_ok() && unchanged == text, "a rewrite recording nothing changed the text");
@@ -74,6 +78,28 @@ fn metadata_agrees(text: &str) -> usize {
         );
     }
     offered.len()
+}
+
+/// Each "possible" row (the first [`QUOTED_CHECKED`]): [`row_agrees`] says whether its name
+/// (column 3) is its template (column 1) mangled with its type arguments (column 2) as the
+/// writer writes it, whose length [`mangled_len`] tells beforehand. Returns the rows checked.
+fn rows_mangle_as_written(note: &NoteSdn<'_>) -> usize {
+    let rows = note.tables().filter(|t| t.name == "possible").flat_map(|t| t.rows());
+    let mut checked = 0;
+    for row in rows.take(QUOTED_CHECKED) {
+        let field = |i| row.field(i).map(|f| f.to_text()).unwrap_or_default();
+        let (template, type_args, name) = (field(1), field(2), field(3));
+        let mut mangled = String::new();
+        assert!(write_mangled(&mut mangled, &template, column_arguments(&type_args)).is_ok());
+        assert_eq!(mangled_len(&template, column_arguments(&type_args)), Some(mangled.len()));
+        assert_eq!(
+            row_agrees(&name, &template, &type_args),
+            name == mangled,
+            "{name:?} against {template:?} with {type_args:?} (mangled {mangled:?})"
+        );
+        checked += 1;
+    }
+    checked
 }
 
 /// `value`, quoted by the writer as the only field of a row, reads back as `value`.

@@ -14,9 +14,9 @@ use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_WRITE};
 use super::{c_path, guard, non_negative, ArgError, FfiError};
 
 /// MAP_SHARED as the spec numbers it.
-const MAP_SHARED: i32 = 1;
+pub(crate) const MAP_SHARED: i32 = 1;
 /// MAP_PRIVATE.
-const MAP_PRIVATE: i32 = 2;
+pub(crate) const MAP_PRIVATE: i32 = 2;
 
 /// The spec's `(address, size)` pair.
 #[repr(C)]

@@ -36,12 +36,41 @@ enum Size {
     Raw(i64),
 }
 
+/// A number for an argument with few meaningful values: one of them (by index), or any.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Number {
+    /// The meaningful value of this index (modulo their count).
+    Chosen(u8),
+    /// Any.
+    Raw(i64),
+}
+
+impl Number {
+    /// This number, its meaningful values being `chosen`.
+    fn among(self, chosen: &[i64]) -> i64 {
+        match self {
+            Number::Chosen(i) => chosen[usize::from(i) % chosen.len()],
+            Number::Raw(value) => value,
+        }
+    }
+
+    /// This number as a C `int`, its meaningful values being `chosen` (a raw one cut to 32
+    /// bits, as a C caller's would be).
+    #[allow(clippy::cast_possible_truncation)]
+    fn among_ints(self, chosen: &[i32]) -> i32 {
+        match self {
+            Number::Chosen(i) => chosen[usize::from(i) % chosen.len()],
+            Number::Raw(value) => value as i32,
+        }
+    }
+}
+
 /// One call.
 #[derive(Arbitrary, Debug)]
 enum Call {
     AllocExec { size: u32 },
     AllocRw { size: u32 },
-    MapFile { prot: i32, flags: i32, offset: i64, length: i64 },
+    MapFile { prot: Number, flags: Number, offset: Number, length: Number },
     Free { at: Address, size: Size },
     Write { at: Address, offset: i64, len: u16 },
     MakeExecutable { at: Address, size: Size },
@@ -113,6 +142,12 @@ pub fn fuzz_ffi_ranges(data: &[u8]) -> usize {
                 record(&mut made, rt_alloc_rw_memory(i64::from(size % (1 << 20))), size, false)
             }
             Call::MapFile { prot, flags, offset, length } => {
+                // Mostly arguments a caller would pass (every protection, both sharings, the
+                // file's pages, lengths up to past its end), sometimes anything.
+                let prot = prot.among_ints(&[1, 3, 0, 2, 4, 5, 7]);
+                let flags = flags.among_ints(&[MAP_PRIVATE, MAP_SHARED]);
+                let offset = offset.among(&[0, 4096, 8192, 12288, 16384, 100]);
+                let length = length.among(&[0, 1, 100, 4096, 5000, 3 * 4096 + 100, 1 << 20]);
                 // SAFETY: a NUL-terminated path.
                 #[allow(unsafe_code)]
                 let mapping = unsafe { rt_mmap_file(mapped_file().as_ptr(), prot, flags, offset, length) };

@@ -1,12 +1,17 @@
 //! The `jit_ops` target: load-time instantiation driven by requests decoded from the input,
 //! through a compiler callback whose behaviour for each name the input also chooses: code that
 //! returns a number, a failure, a request for another name (itself included: a cycle) before
-//! answering, or bytes of any kind (never run). After every step: a name instantiated keeps its
-//! address, code the callback made returning a number still returns it, counters never go
-//! back; no request hangs, crashes or leaves a name half made. At the end, with the `Jit` and
-//! its cache dropped, the process's allocator holds no block more than before.
+//! answering, or bytes of any kind (never run). Requests name the module offering the names,
+//! a file that does not exist or one that is no module; some come from several threads at
+//! once (waiting for each other's compiles, in cycles across threads). After every step: a
+//! name instantiated keeps its address (whichever thread asked), code the callback made
+//! returning a number still returns it, counters never go back; no request hangs, crashes or
+//! leaves a name half made; a failure's message and every error behind it format. At the end,
+//! with the `Jit` and its cache dropped, the process's allocator holds no block more than
+//! before.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -18,6 +23,8 @@ use crate::jit::{Jit, Request};
 
 /// Most requests one input makes.
 const MAX_REQUESTS: usize = 32;
+/// Most threads one step asks from at once.
+const MAX_THREADS: usize = 4;
 
 /// What the compiler does when asked for a name.
 #[derive(Arbitrary, Clone, Debug)]
@@ -41,10 +48,33 @@ struct Setup {
     update_metadata: bool,
 }
 
+/// The module file a request names.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+enum File {
+    /// The module offering [`OFFERED`].
+    Generics,
+    /// No file.
+    Missing,
+    /// A file that is no module.
+    Garbage,
+}
+
+impl File {
+    fn path(self) -> &'static Path {
+        match self {
+            File::Generics => module_files::generics(),
+            File::Missing => module_files::missing(),
+            File::Garbage => module_files::garbage(),
+        }
+    }
+}
+
 /// One request.
 #[derive(Arbitrary, Debug)]
 enum Step {
     Instantiate { name: u8 },
+    InstantiateFrom { file: File, name: u8 },
+    Concurrently { names: Vec<u8> },
     InstantiateMany { names: Vec<u8> },
     Instantiated { name: u8 },
     Resolve { name: u8 },
@@ -96,6 +126,24 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                 let got = jit.instantiate(path, name(i));
                 answered(&mut addresses, name(i), got);
             }
+            Step::InstantiateFrom { file, name: i } => {
+                let got = jit.instantiate(file.path(), name(i));
+                answered(&mut addresses, name(i), got);
+            }
+            Step::Concurrently { names } => {
+                let names: Vec<&str> = names.iter().take(MAX_THREADS).map(|&i| name(i)).collect();
+                let answers: Vec<Result<usize, JitError>> = std::thread::scope(|scope| {
+                    let asked: Vec<_> =
+                        names.iter().map(|&n| scope.spawn(|| jit.instantiate(path, n))).collect();
+                    asked
+                        .into_iter()
+                        .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                        .collect()
+                });
+                for (name, got) in names.into_iter().zip(answers) {
+                    answered(&mut addresses, name, got);
+                }
+            }
             Step::InstantiateMany { names } => {
                 let names: Vec<&str> = names.iter().take(8).map(|&i| name(i)).collect();
                 if let Ok(outcomes) = jit.instantiate_many(path, &names) {
@@ -134,7 +182,7 @@ fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Res
             assert_eq!(first, address, "{name} moved from {first:#x} to {address:#x}");
         }
         Err(error) => {
-            let _ = smf_core::fuzzing::formatted(&error);
+            let _ = smf_core::fuzzing::formatted_chain(&error);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | `jit_ops` | [`fuzz_jit_ops`] | names keep their addresses, made code still runs, counters, nothing left |
 //! | `c_api` | [`fuzz_c_api`] | no crash; a handle that is not live fails with a message; nothing left |
 //! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
+//! | `read_file` | [`fuzz_read_file`] | bytes read are the file's; each refusal the one the file calls for |
 
 mod c_api;
 mod cache_ops;
@@ -15,9 +16,11 @@ mod cache_ops;
 mod ffi_ranges;
 mod jit_ops;
 mod module_files;
+mod read_file;
 
 pub use c_api::fuzz_c_api;
 pub use cache_ops::fuzz_cache_ops;
 #[cfg(feature = "rt")]
 pub use ffi_ranges::fuzz_ffi_ranges;
 pub use jit_ops::fuzz_jit_ops;
+pub use read_file::{fuzz_read_file, read_file_seeds};

@@ -87,6 +87,24 @@ pub(super) fn generics() -> &'static Path {
     })
 }
 
+/// A path where no file is.
+pub(super) fn missing() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| directory().join("missing.smf"))
+}
+
+/// The path of a file that is no module, written once per process.
+pub(super) fn garbage() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = directory().join("garbage.smf");
+        if let Err(error) = std::fs::write(&path, b"no module at all") {
+            panic!("cannot write the fuzz target's file: {error}");
+        }
+        path
+    })
+}
+
 /// A builder for this machine's modules.
 fn builder() -> ModuleBuilder {
     let mut b = ModuleBuilder::new(if cfg!(target_arch = "aarch64") { Dialect::R96 } else { Dialect::S128 });
