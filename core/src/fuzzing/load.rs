@@ -5,16 +5,17 @@
 //! otherwise) to a fixed address far from the image, so that relocation and stubs are reached
 //! all the same. Unwind tables go to a registrar that records them: each must lie in its
 //! module's read-only data and be taken back exactly once. Afterwards every block is released:
-//! the allocator is back where it was.
+//! the allocator is back where it was. A last pass runs over a simulated kernel that fails one
+//! call: nothing a failed load mapped stays behind.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use core::fmt;
 
-use crate::exec::ExecAllocator;
+use crate::exec::{ExecAllocator, ExecConfig, FaultInjector, SimulatedKernel};
 use crate::load::{
-    Chain, ExportIndex, Keepalive, LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver,
+    Chain, ExportIndex, Keepalive, LoadError, LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver,
     TableResolver, UnwindRegistrar,
 };
 use crate::ParseOptions;
@@ -108,18 +109,44 @@ fn check_unwind_tables(module: &LoadedModule<'_>) {
 /// each of them the other way (a module's first byte is its magic, which the fuzzer can hardly
 /// change): bit 0 forces branch stubs, bit 1 keeps read-only data out of executable pages, bit
 /// 2 resolves no name that neither the host nor a module exports, bit 3 refuses modules for
-/// another architecture. Returns the number of symbols loaded the first time.
+/// another architecture. Then once more over a simulated kernel, one of whose calls fails (the
+/// input's length says which): a memory error only where that call failed, and nothing stays
+/// mapped but the allocator's spare region. Returns the
+/// number of symbols loaded the first time.
 pub fn fuzz_load(data: &[u8]) -> usize {
+    static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
+    let exec: &'static ExecAllocator = EXEC.call_once(ExecAllocator::default);
     let flags = data.first().copied().unwrap_or(0);
-    let symbols = load_all(data, flags);
-    load_all(data, !flags);
+    let symbols = load_all(data, flags, exec, None);
+    load_all(data, !flags, exec, None);
+    load_faulted(data, flags, data.len() % FAULTED_CALLS);
     symbols
 }
 
-/// [`fuzz_load`] with the options of `flags`.
-fn load_all(data: &[u8], flags: u8) -> usize {
+/// The kernel call that fails in the faulted pass is one of the first this many of the input.
+const FAULTED_CALLS: usize = 16;
+
+/// [`fuzz_load`]'s pass over the simulated kernel, its `fail_at`th call failing.
+fn load_faulted(data: &[u8], flags: u8, fail_at: usize) {
+    static KERNEL: SimulatedKernel = SimulatedKernel::new();
+    static FAULTS: FaultInjector = FaultInjector::new(&KERNEL);
     static EXEC: spin::Once<ExecAllocator> = spin::Once::new();
-    let exec: &'static ExecAllocator = EXEC.call_once(ExecAllocator::default);
+    let exec: &'static ExecAllocator =
+        EXEC.call_once(|| ExecAllocator::with_kernel(ExecConfig::default(), &FAULTS));
+    FAULTS.fail_call(fail_at);
+    load_all(data, flags, exec, Some(&FAULTS));
+    FAULTS.disarm();
+    // A failed release is reported to no one: its pages stay as they were until a trim.
+    let _ = exec.trim();
+    let (stats, usage) = (exec.stats(), KERNEL.usage());
+    assert_eq!((stats.blocks_live, stats.bytes_live), (0, 0), "blocks left by a load whose kernel failed");
+    assert_eq!(usage.mappings, stats.regions, "mappings the allocator no longer knows of");
+    assert_eq!(usage.executable_pages, 0, "executable pages left once every module was released");
+}
+
+/// [`fuzz_load`]'s loads with the options of `flags` into `exec`, whose kernel (if `faults`)
+/// may fail a call: a load fails with a memory error only when one failed during it.
+fn load_all(data: &[u8], flags: u8, exec: &'static ExecAllocator, faults: Option<&FaultInjector>) -> usize {
     let options = LoadOptions {
         parse: ParseOptions { dialect: None, max_image_bytes: 1 << 24 },
         require_arch: (flags & 8 != 0).then_some(crate::load::HOST_ARCH),
@@ -136,14 +163,23 @@ fn load_all(data: &[u8], flags: u8) -> usize {
     let host = host_symbols();
     for bytes in split(data) {
         let modules = Modules { loaded: &loaded, index: &index, fallback: flags & 4 == 0 };
-        match LoadedModule::load(exec, bytes, &Chain(TableResolver(&host), modules), &options) {
+        let failed_before = faults.map(FaultInjector::failures);
+        let outcome = LoadedModule::load(exec, bytes, &Chain(TableResolver(&host), modules), &options);
+        let kernel_failed = faults.map(FaultInjector::failures) != failed_before;
+        match outcome {
             Ok(module) => {
                 symbols += module.symbols().len();
                 check_unwind_tables(&module);
                 index.insert(loaded.len(), &module).expect("a small index has memory");
                 loaded.push(Arc::new(module));
             }
-            Err(error) => symbols += super::formatted(&error).min(1),
+            Err(error) => {
+                // (A failed call the allocator gets around, such as no memfd for the arena, may
+                // be followed by an error of the module's own.)
+                let memory = matches!(error, LoadError::Memory(_));
+                assert!(!memory || kernel_failed, "a memory error no kernel call gave: {error}");
+                symbols += super::formatted(&error).min(1);
+            }
         }
     }
     let exports = loaded.iter().map(|m| m.symbols().iter().filter(|s| s.exported).count()).sum::<usize>();

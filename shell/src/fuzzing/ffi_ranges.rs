@@ -1,10 +1,10 @@
 //! The `ffi_ranges` target: the `rt_*` memory functions called in sequences decoded from the
 //! input, with addresses inside, around and far from real allocations and file mappings, inside
-//! this program's own heap and stack, and anywhere at all; offsets and lengths anything. No
-//! call may crash; a call on a range that is not the library's (this program's own buffers)
-//! gets its failure sentinel; after every call no mapping of the process is writable and
-//! executable at once; at the end, once everything made is freed, the library holds no
-//! allocation more than before. No code is ever called.
+//! this program's own heap and stack, and anywhere at all; offsets and lengths mostly ones a
+//! caller would pass, sometimes anything. No call may crash; a call on a range that is not the
+//! library's (this program's own buffers) gets its failure sentinel; after every call no
+//! mapping of the process is writable and executable at once; at the end, once everything made
+//! is freed, the library holds no allocation more than before. No code is ever called.
 
 use std::ffi::CString;
 
@@ -19,8 +19,9 @@ const MAX_CALLS: usize = 48;
 /// An address.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Address {
-    /// Near something the library made (by index among those made), shifted.
-    Made { index: u8, delta: i32 },
+    /// Near something the library made (by index among those made), shifted (within a few
+    /// pages: what it made is mostly that small).
+    Made { index: u8, delta: i16 },
     /// Inside this program's own heap buffer, shifted within it.
     Heap { delta: u16 },
     /// Anywhere.
@@ -31,7 +32,7 @@ enum Address {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Size {
     /// The size of something made, shifted.
-    Made { index: u8, delta: i32 },
+    Made { index: u8, delta: i16 },
     /// Any.
     Raw(i64),
 }
@@ -65,6 +66,20 @@ impl Number {
     }
 }
 
+/// The offsets into a range a caller would mostly pass.
+const OFFSETS: &[i64] = &[0, 1, 8, 100, 4095, 4096, 8192, -1];
+
+/// The lengths a caller would mostly pass.
+const LENGTHS: &[i64] = &[0, 1, 16, 100, 4096, 5000, -1];
+
+/// A length to pass and a buffer of that many bytes: a length over 64 KiB is cut to that (a
+/// negative one is passed as it is, with no buffer).
+fn buffer(length: i64) -> (i64, Vec<u8>) {
+    let bytes = usize::try_from(length).map_or(0, |n| n.min(1 << 16));
+    let length = if length < 0 { length } else { bytes as i64 };
+    (length, vec![0u8; bytes])
+}
+
 /// One call.
 #[derive(Arbitrary, Debug)]
 enum Call {
@@ -72,7 +87,7 @@ enum Call {
     AllocRw { size: u32 },
     MapFile { prot: Number, flags: Number, offset: Number, length: Number },
     Free { at: Address, size: Size },
-    Write { at: Address, offset: i64, len: u16 },
+    Write { at: Address, offset: Number, len: u16 },
     MakeExecutable { at: Address, size: Size },
     FlushIcache { at: Address, size: Size },
     FunctionPointer { at: Address },
@@ -80,8 +95,8 @@ enum Call {
     GetProtection { at: Address },
     SetProtection { at: Address, size: Size, prot: i32 },
     Munmap { at: Address, size: Size },
-    ReadBytes { at: Address, offset: i64, length: u16 },
-    ReadString { at: Address, offset: i64, max_length: i64, cap: u16 },
+    ReadBytes { at: Address, offset: Number, length: Number },
+    ReadString { at: Address, offset: Number, max_length: Number, cap: Number },
     Msync { at: Address, size: Size, is_async: bool },
     Mlock { at: Address, size: Size },
     Munlock { at: Address, size: Size },
@@ -162,6 +177,7 @@ pub fn fuzz_ffi_ranges(data: &[u8]) -> usize {
                 forget_if(&mut made, freed, start);
             }
             Call::Write { at, offset, len } => {
+                let offset = offset.among(OFFSETS);
                 let code = vec![0xCCu8; usize::from(len)];
                 // SAFETY: `code` is readable for `len` bytes.
                 #[allow(unsafe_code)]
@@ -199,20 +215,20 @@ pub fn fuzz_ffi_ranges(data: &[u8]) -> usize {
                 forget_if(&mut made, unmapped, start);
             }
             Call::ReadBytes { at, offset, length } => {
-                let mut dst = vec![0u8; usize::from(length)];
-                // SAFETY: `dst` is writable for `length` bytes.
+                let offset = offset.among(OFFSETS);
+                let (length, mut dst) = buffer(length.among(LENGTHS));
+                // SAFETY: `dst` is writable for `length` bytes (none if it is negative).
                 #[allow(unsafe_code)]
-                let read =
-                    unsafe { rt_mmap_read_bytes(address(at), offset, i64::from(length), dst.as_mut_ptr()) };
+                let read = unsafe { rt_mmap_read_bytes(address(at), offset, length, dst.as_mut_ptr()) };
                 assert!(!(read > 0 && ours(at)), "read this program's heap as a mapping");
             }
             Call::ReadString { at, offset, max_length, cap } => {
-                let mut dst = vec![0u8; usize::from(cap)];
-                // SAFETY: `dst` is writable for `cap` bytes.
+                let (offset, max_length) = (offset.among(OFFSETS), max_length.among(LENGTHS));
+                let (cap, mut dst) = buffer(cap.among(LENGTHS));
+                // SAFETY: `dst` is writable for `cap` bytes (none if it is negative).
                 #[allow(unsafe_code)]
-                let read = unsafe {
-                    rt_mmap_read_string(address(at), offset, max_length, dst.as_mut_ptr(), i64::from(cap))
-                };
+                let read =
+                    unsafe { rt_mmap_read_string(address(at), offset, max_length, dst.as_mut_ptr(), cap) };
                 assert!(!(read >= 0 && ours(at)), "read this program's heap as a mapping");
             }
             Call::Msync { at, size: s, is_async } => {

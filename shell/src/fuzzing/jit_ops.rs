@@ -20,6 +20,7 @@ use smf_core::jit::{JitConfig, JitError, JitStats};
 use super::module_files::{self, OFFERED};
 use crate::cache::ModuleCache;
 use crate::jit::{Jit, Request};
+use crate::loader::ModuleError;
 
 /// Most requests one input makes.
 const MAX_REQUESTS: usize = 32;
@@ -99,7 +100,10 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                 Behaviour::Fails => return Err("the compiler says no".into()),
                 Behaviour::Asks { name, then } => {
                     let other = OFFERED[usize::from(*name) % OFFERED.len()];
-                    let _ = jit.instantiate(request.path, other);
+                    // Itself, or a name in the chain asking: a cycle, refused and reported.
+                    if let Err(error) = jit.instantiate(request.path, other) {
+                        let _ = smf_core::fuzzing::formatted_chain(&error);
+                    }
                     i64::from(*then)
                 }
                 Behaviour::Bytes(bytes) => return Ok(bytes.clone()),
@@ -182,6 +186,13 @@ fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Res
             assert_eq!(first, address, "{name} moved from {first:#x} to {address:#x}");
         }
         Err(error) => {
+            if let JitError::Module(unavailable) = &error {
+                // The loader's own error, typed all the way.
+                assert!(
+                    unavailable.downcast_ref::<ModuleError>().is_some(),
+                    "{error:?} is not a ModuleError"
+                );
+            }
             let _ = smf_core::fuzzing::formatted_chain(&error);
         }
     }
