@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use smf_core::cache::{Budget, LruCache};
 
 use super::median;
+use super::report::{self, Goal};
 use crate::alloc_count::{allocations, held_bytes};
 use crate::workspace_root;
 
@@ -170,6 +171,7 @@ fn lru_hits(rounds: usize) {
         their_hit_allocs as f64 / per as f64
     );
     println!("  ratio: lru / smf {:.2}x (target >= 1)", times[1] / times[0]);
+    report::ratio("cache_hit_vs_lru_crate", times[1] / times[0], Goal::AtLeast(1.0));
     println!(
         "  allocations per eviction (insert of a new key, oldest out): smf {}, lru {}",
         our_evict_allocs as f64 / 1000.0,
@@ -230,6 +232,7 @@ fn module_cache_hit(rounds: usize) -> Result<(), String> {
         opens / notice,
         opens / every
     );
+    report::ratio("cache_hit_vs_dlopen_again", opens / notice, Goal::AtLeast(3.0));
     // SAFETY: the handle from the first dlopen.
     unsafe { dlclose(held) };
     Ok(())
@@ -283,6 +286,7 @@ fn bookkeeping_bytes() {
         grown / ENTRIES as u64,
         key_bytes / ENTRIES
     );
+    report::footprint("bytes_per_cached_module", grown / ENTRIES as u64, Goal::AtMost(256.0));
     black_box(cache.len());
 }
 
@@ -376,6 +380,7 @@ fn cold_prefetch(rounds: usize) -> Result<(), String> {
         one_by_one / prefetched,
         dlopened / prefetched
     );
+    report::ratio("prefetch_speedup", one_by_one / prefetched, Goal::AtLeast(1.5));
     Ok(())
 }
 

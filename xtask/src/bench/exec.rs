@@ -118,6 +118,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         ratio(theirs, ours_single),
         ours_maps as f64 / code_kib
     );
+    super::report::ratio("exec_alloc_vs_mmap_each", ratio(theirs, ours), super::report::Goal::AtLeast(200.0));
     let (seal, patch) = seal_and_patch_costs()?;
     println!(
         "  one seal (1 block, 1 page): {:.2} us; one patch of a sealed block: {:.2} us",

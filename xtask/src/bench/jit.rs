@@ -185,6 +185,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
          target >= 1); short-lived view / one request: {:.2}x",
         ratio(views, single)
     );
+    super::report::ratio("jit_install_vs_mmap_each", batch_mid, super::report::Goal::AtLeast(20.0));
     println!();
     cached(rounds)?;
     println!();

@@ -29,6 +29,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
 use smf_core::sys::{self, Protection};
 
+use super::report::{self, Goal};
 use super::{median, median_ratio, ratio_percentiles, us};
 use crate::workspace_root;
 
@@ -318,5 +319,9 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     println!(
         "  bound: dlopen / floor {dlopen_floor_ratio:.1}x, the most dlopen / smf any load making the floor's syscalls could reach here"
     );
+    report::ratio("load_vs_dlopen", dlopen_ratio, Goal::Reported);
+    // Ours / the floor: smaller is better.
+    report::ratio("load_vs_syscall_floor", floor_ratio, Goal::AtMost(1.3));
+    report::ratio("lookup_vs_dlsym", lookup_ratio, Goal::AtLeast(8.0));
     Ok(())
 }

@@ -1,22 +1,28 @@
 //! `cargo xtask bench`: benchmarks, each reported as a ratio against a real alternative run
-//! in the same process, interleaved round by round so machine noise hits both sides alike.
+//! in the same process, interleaved round by round so machine noise hits both sides alike, or
+//! as a footprint; every result also as one `ratio NAME VALUE` / `footprint NAME VALUE` line
+//! with its target, summed up at the end (`report.rs`).
 
 mod cache;
 mod code;
 mod exec;
+mod footprint;
 mod jit;
 pub(crate) mod load;
 mod lua;
 mod nolibc;
 mod parallel;
 mod parse;
+mod report;
 mod resolve;
+mod startup;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 9] = ["parse", "exec", "load", "resolve", "parallel", "cache", "jit", "lua", "nolibc"];
+const NAMES: [&str; 11] =
+    ["parse", "exec", "load", "startup", "resolve", "parallel", "cache", "jit", "lua", "nolibc", "footprint"];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -38,6 +44,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("load") {
         load::run(if quick { 20 } else { 300 })?;
+        println!();
+    }
+    if wanted("startup") {
+        startup::run(if quick { 5 } else { 30 })?;
         println!();
     }
     if wanted("resolve") {
@@ -62,8 +72,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("nolibc") && cfg!(all(target_arch = "x86_64", target_os = "linux")) {
         nolibc::run()?;
+        println!();
     }
-    Ok(())
+    if wanted("footprint") {
+        footprint::run()?;
+        println!();
+    }
+    report::summary()
 }
 
 /// Median per-call times of `fns`, measured interleaved for `rounds` rounds.

@@ -34,6 +34,7 @@ pub(super) fn run() -> Result<(), String> {
         ),
         None => println!("  (no static C library here to compare with)"),
     }
+    super::report::footprint("nolibc_binary_bytes", size, super::report::Goal::AtMost(TARGET as f64));
     Ok(())
 }
 

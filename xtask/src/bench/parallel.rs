@@ -148,17 +148,18 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         median(floor_one.clone())
     );
     println!("  floor, two threads                            {:8.0} cycles/s", median(floor_two.clone()));
+    let scaling = median(ratios);
     println!(
-        "  ratio (median of each round's): two / one threads {:.2}x (target >= 1.6x; 10th-90th percentile {:.2}-{:.2}x)",
-        median(ratios),
+        "  ratio (median of each round's): two / one threads {scaling:.2}x (target: the floor's own; 10th-90th percentile {:.2}-{:.2}x)",
         spread.0,
         spread.1
     );
     let floor_scaling: Vec<f64> = floor_two.iter().zip(&floor_one).map(|(t, o)| t / o).collect();
+    let floor_scaling = median(floor_scaling);
     println!(
-        "  bound: the floor itself, two / one threads {:.2}x; floor with two threads / smf with one {:.2}x, the most two / one threads any W^X loader making the floor's syscalls could reach here",
-        median(floor_scaling),
+        "  bound: the floor itself, two / one threads {floor_scaling:.2}x; floor with two threads / smf with one {:.2}x, the most two / one threads any W^X loader making the floor's syscalls could reach here",
         median(bounds)
     );
+    super::report::ratio_with_floor("parallel_load_scaling", scaling, floor_scaling);
     Ok(())
 }

@@ -16,6 +16,7 @@ use smf_core::{Dialect, Module};
 const SYMBOLS: u32 = 10_000;
 const RELOCATIONS: u32 = 50_000;
 
+use super::report::{self, Goal};
 use super::{interleaved, ms, ratio};
 
 /// The ELF relocatable with the same shape as `samples::large`: one `.text` of 16 bytes per
@@ -96,6 +97,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         return Err(format!("ELF has {elf_relocations} relocations"));
     }
     println!("parse: {SYMBOLS} symbols, {RELOCATIONS} relocations ({rounds} interleaved rounds, medians)");
+    let mut walk_ratios = Vec::new();
     for dialect in [Dialect::R96, Dialect::S128] {
         let smf = samples::large(dialect, SYMBOLS, RELOCATIONS);
         let module = Module::parse(&smf).map_err(|e| e.to_string())?;
@@ -117,6 +119,10 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             ratio(theirs, ours),
             ratio(theirs, ours_walk)
         );
+        walk_ratios.push(ratio(theirs, ours_walk));
     }
+    // The slower dialect's: validate and walk every symbol and relocation, against `object`.
+    let worst = walk_ratios.into_iter().fold(f64::INFINITY, f64::min);
+    report::ratio("parse_vs_object", worst, Goal::AtLeast(1.5));
     Ok(())
 }

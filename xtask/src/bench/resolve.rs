@@ -119,6 +119,7 @@ pub(super) fn run(libraries: usize, rounds: usize) -> Result<(), String> {
     println!("  smf Registry::resolve                    {:>9.1} ns", per(0));
     println!("  dlsym(RTLD_DEFAULT) over RTLD_GLOBAL .so {:>9.1} ns", per(1));
     println!("  ratio: dlsym / smf {:.1}x", ratio(times[1], times[0]));
+    super::report::ratio("resolve_vs_dlsym", ratio(times[1], times[0]), super::report::Goal::Reported);
     drop(modules);
     Ok(())
 }

@@ -1,0 +1,73 @@
+//! Benchmark "footprint": what the library costs the process beyond time. The kernel's
+//! mappings (VMAs) a thousand small loaded modules add (each VMA is kernel memory and a step of
+//! every page-fault lookup; `dlopen` adds four or five per library), and the size of the
+//! release C library (`libsmf.so`) once stripped.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use smf::loader::{load_bytes, SharedModule};
+use smf_core::write::samples;
+use smf_core::Dialect;
+
+use super::report::{self, Goal};
+use crate::workspace_root;
+
+/// Modules loaded for the mapping count.
+const MODULES: usize = 1000;
+
+/// The process's mappings now (lines of `/proc/self/maps`).
+fn mappings() -> Result<usize, String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
+    Ok(maps.lines().count())
+}
+
+/// The mappings [`MODULES`] small modules (code, read-only data, data) add while loaded.
+fn vmas_per_thousand_modules() -> Result<usize, String> {
+    let dialect = if cfg!(target_arch = "aarch64") { Dialect::R96 } else { Dialect::S128 };
+    let bytes = samples::data_pointers(dialect);
+    let before = mappings()?;
+    let modules: Vec<Arc<SharedModule>> = (0..MODULES)
+        .map(|_| load_bytes(&bytes, &(), None).map_err(|e| e.to_string()))
+        .collect::<Result<_, String>>()?;
+    let after = mappings()?;
+    drop(modules);
+    Ok(after.saturating_sub(before) * 1000 / MODULES)
+}
+
+/// The stripped size of the release `libsmf.so`, built here.
+fn libsmf_stripped_bytes() -> Result<u64, String> {
+    let root = workspace_root();
+    let built = Command::new("cargo")
+        .args(["build", "--release", "--locked", "-p", "smf-loader", "--lib"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !built.success() {
+        return Err("building the release libsmf.so failed".into());
+    }
+    let library = root.join("target/release/libsmf.so");
+    let stripped = root.join("target/bench/libsmf.stripped.so");
+    std::fs::create_dir_all(root.join("target/bench")).map_err(|e| e.to_string())?;
+    let strip = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&library)
+        .status()
+        .map_err(|e| format!("strip: {e}"))?;
+    if !strip.success() {
+        return Err(format!("strip {} failed", library.display()));
+    }
+    std::fs::metadata(&stripped).map(|m| m.len()).map_err(|e| format!("{}: {e}", stripped.display()))
+}
+
+pub(super) fn run() -> Result<(), String> {
+    let vmas = vmas_per_thousand_modules()?;
+    let library = libsmf_stripped_bytes()?;
+    println!("footprint: {MODULES} small modules (code, read-only data, data) loaded at once; the C library");
+    println!("  mappings added per 1000 modules        {vmas:>8}");
+    println!("  libsmf.so, release, stripped           {:>8.1} KiB", library as f64 / 1024.0);
+    report::footprint("vmas_per_1000_modules", vmas as u64, Goal::AtMost(50.0));
+    report::footprint("libsmf_so_stripped_bytes", library, Goal::Reported);
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Benchmark "startup": an application's start, which loads many small modules at once.
+//! `MODULES` small C libraries (a handful of functions, a counter in writable data, a name in
+//! read-only data), each packed into a module and built as a shared library by gcc, loaded:
+//!
+//! - in this process, with `ModuleCache::prefetch` (every core), against `dlopen` of the
+//!   libraries (`RTLD_NOW | RTLD_LOCAL`, one after another: the dynamic linker loads one
+//!   library at a time) and against the floor's sum, what `MODULES` loads that each make the
+//!   syscalls one load cannot avoid (open, fstat, read, close, one protection change) cost;
+//! - as whole processes: a C program linked with `libsmf.a` that prefetches the modules and
+//!   exits, against a C program that `dlopen`s the libraries and exits (fork, exec, run, wait,
+//!   alternated).
+//!
+//! Files are warm in the page cache (the cache benchmark measures cold files).
+
+// dlopen/dlclose and the floor's mprotect are C and system calls.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use smf_core::sys::{self, Protection};
+
+use super::report::{self, Goal};
+use super::{median, median_ratio, ms};
+use crate::workspace_root;
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
+}
+const RTLD_NOW: c_int = 2;
+
+/// Modules an application loads at start.
+const MODULES: usize = 200;
+/// Functions per module.
+const FUNCTIONS: usize = 8;
+
+/// The C source of module `i`: functions calling a static helper, a counter, a name.
+fn source(i: usize) -> String {
+    let mut c = format!(
+        "static const char name[] = \"startup module {i}\";\n\
+         long m{i}_counter = {i};\n\
+         static long helper(long x) {{ return x * 3 + m{i}_counter; }}\n\
+         const char *m{i}_name(void) {{ return name; }}\n"
+    );
+    for j in 0..FUNCTIONS {
+        c.push_str(&format!("long m{i}_f{j}(long x) {{ m{i}_counter++; return helper(x) + {j}; }}\n"));
+    }
+    c
+}
+
+/// Builds (once; again when its source changed) module `i` as `m{i}.smf` and `libm{i}.so`.
+fn build_one(dir: &Path, smf_tool: &Path, i: usize) -> Result<(PathBuf, PathBuf), String> {
+    let (src, obj) = (dir.join(format!("m{i}.c")), dir.join(format!("m{i}.o")));
+    let (smf, so) = (dir.join(format!("m{i}.smf")), dir.join(format!("libm{i}.so")));
+    let text = source(i);
+    if std::fs::read_to_string(&src).is_ok_and(|old| old == text) && smf.exists() && so.exists() {
+        return Ok((smf, so));
+    }
+    std::fs::write(&src, text).map_err(|e| e.to_string())?;
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    run(Command::new("gcc").args(["-shared", "-O2", "-fPIC"]).arg(&src).arg("-o").arg(&so))?;
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&src).arg("-o").arg(&obj))?;
+    run(Command::new(smf_tool).arg("pack").arg(&obj).arg("-o").arg(&smf))?;
+    Ok((smf, so))
+}
+
+/// The release build of `target`'s package `package` (built here).
+fn release_build(package: &str, what: &[&str]) -> Result<(), String> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--locked", "-p", package])
+        .args(what)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    status.success().then_some(()).ok_or_else(|| format!("building {package} failed"))
+}
+
+/// A module's file and its library's, or why they could not be built.
+type Built = Result<(PathBuf, PathBuf), String>;
+
+/// Builds every module and library, a few at a time.
+fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+    release_build("smf-tool", &[])?;
+    let smf_tool = workspace_root().join("target/release/smf");
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    let built: Vec<Built> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = (0..workers)
+            .map(|w| {
+                let smf_tool = &smf_tool;
+                scope.spawn(move || {
+                    (w..MODULES)
+                        .step_by(workers)
+                        .map(|i| (i, build_one(dir, smf_tool, i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Built)> =
+            jobs.into_iter().flat_map(|j| j.join().unwrap_or_default()).collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    });
+    let pairs: Vec<(PathBuf, PathBuf)> = built.into_iter().collect::<Result<_, _>>()?;
+    if pairs.len() != MODULES {
+        return Err(format!("built {} of {MODULES} modules", pairs.len()));
+    }
+    Ok(pairs.into_iter().unzip())
+}
+
+/// One module's floor: open, fstat, one read, close of its file, one protection change of its
+/// page (written first, so that the change applies to a present page, as for a load).
+fn floor_one(path: &Path, page: *mut u8, buffer: &mut Vec<u8>) -> Result<usize, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+    buffer.resize(len, 0);
+    let n = file.read(buffer).map_err(|e| e.to_string())?;
+    drop(file);
+    // SAFETY: `page` is a read-write page of ours, mapped for this benchmark.
+    unsafe { page.write_volatile(page.read_volatile().wrapping_add(1)) };
+    // SAFETY: as above; nothing references it while it is read-only, and the caller makes it
+    // writable again outside the timed part.
+    unsafe { sys::protect(page, sys::page_size(), Protection::Read) }.map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// The C programs of the whole-process comparison, built in `dir` (the smf one against the
+/// release `libsmf.a`).
+fn build_programs(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    release_build("smf-loader", &["--lib"])?;
+    let root = workspace_root();
+    let (smf_c, dl_c) = (dir.join("start_smf.c"), dir.join("start_dlopen.c"));
+    std::fs::write(
+        &smf_c,
+        "#include <smf.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) {\n\
+         \x20   SmfCache *cache = smf_cache_new(0, 0);\n\
+         \x20   size_t n = (size_t)(argc - 1);\n\
+         \x20   uint32_t threads = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);\n\
+         \x20   return smf_cache_prefetch(cache, (const char *const *)(argv + 1), n, threads) == n ? 0 : 1;\n\
+         }\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &dl_c,
+        "#include <dlfcn.h>\n\
+         int main(int argc, char **argv) {\n\
+         \x20   for (int i = 1; i < argc; i++)\n\
+         \x20       if (!dlopen(argv[i], RTLD_NOW | RTLD_LOCAL)) return 1;\n\
+         \x20   return 0;\n\
+         }\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let (smf_bin, dl_bin) = (dir.join("start_smf"), dir.join("start_dlopen"));
+    let gcc = |args: Vec<std::ffi::OsString>| -> Result<(), String> {
+        let out = Command::new("gcc").args(args).output().map_err(|e| e.to_string())?;
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("gcc: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    gcc(vec![
+        "-O2".into(),
+        format!("-I{}", root.join("shell/include").display()).into(),
+        smf_c.into(),
+        root.join("target/release/libsmf.a").into(),
+        "-lpthread".into(),
+        "-ldl".into(),
+        "-lm".into(),
+        "-lgcc_s".into(),
+        "-o".into(),
+        smf_bin.clone().into(),
+    ])?;
+    gcc(vec!["-O2".into(), dl_c.into(), "-ldl".into(), "-o".into(), dl_bin.clone().into()])?;
+    Ok((smf_bin, dl_bin))
+}
+
+/// Runs `program` on `args` as a whole process; its time (fork to wait).
+fn process(program: &Path, args: &[PathBuf]) -> Result<Duration, String> {
+    let start = Instant::now();
+    let status = Command::new(program).args(args).status().map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    status.success().then_some(elapsed).ok_or_else(|| format!("{} failed ({status})", program.display()))
+}
+
+pub(super) fn run(rounds: usize) -> Result<(), String> {
+    let dir = workspace_root().join("target").join("bench-startup");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (modules, libraries) = build_all(&dir)?;
+    let libraries_c: Vec<CString> = libraries
+        .iter()
+        .map(|p| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let page = sys::page_size();
+    let pages = sys::map_anonymous(MODULES * page, Protection::ReadWrite).map_err(|e| e.to_string())?;
+    let mut buffer = Vec::new();
+    let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let cache = smf::cache::ModuleCache::new(0, 0);
+        let start = Instant::now();
+        let cached = cache.prefetch(&modules, threads);
+        let t_ours = start.elapsed();
+        if cached != MODULES {
+            return Err(format!("prefetch cached {cached} of {MODULES}"));
+        }
+        drop(cache);
+
+        let start = Instant::now();
+        // SAFETY: NUL-terminated paths of libraries built above, whose code is plain C.
+        let handles: Vec<*mut c_void> =
+            libraries_c.iter().map(|p| unsafe { dlopen(p.as_ptr(), RTLD_NOW) }).collect();
+        let t_theirs = start.elapsed();
+        if handles.iter().any(|h| h.is_null()) {
+            return Err("dlopen failed".into());
+        }
+        for h in handles {
+            // SAFETY: a handle dlopen just returned; nothing of the library is in use.
+            unsafe { dlclose(h) };
+        }
+
+        let start = Instant::now();
+        for (i, path) in modules.iter().enumerate() {
+            // SAFETY: page `i` of the benchmark's own mapping.
+            floor_one(path, unsafe { pages.add(i * page) }, &mut buffer)?;
+        }
+        let t_floor = start.elapsed();
+        // SAFETY: the benchmark's own pages; nothing references them.
+        unsafe { sys::protect(pages, MODULES * page, Protection::ReadWrite) }.map_err(|e| e.to_string())?;
+        if round > 0 {
+            // Round 0 warms the page cache and the libraries' first-open costs.
+            ours.push(t_ours);
+            theirs.push(t_theirs);
+            floors.push(t_floor);
+        }
+    }
+    // SAFETY: the benchmark's own mapping, no longer used.
+    let _ = unsafe { sys::unmap(pages, MODULES * page) };
+    let (vs_dlopen, vs_floor) = (median_ratio(&theirs, &ours), median_ratio(&floors, &ours));
+
+    let (smf_bin, dl_bin) = build_programs(&dir)?;
+    let (mut our_runs, mut their_runs) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let (o, t) = (process(&smf_bin, &modules)?, process(&dl_bin, &libraries)?);
+        if round > 0 {
+            our_runs.push(o);
+            their_runs.push(t);
+        }
+    }
+    let vs_process = median_ratio(&their_runs, &our_runs);
+    println!("startup: {MODULES} small modules ({FUNCTIONS} functions, data, rodata) at once, files warm, {rounds} rounds, medians");
+    let rows = [
+        (format!("ModuleCache::prefetch on {threads} threads"), ours),
+        (format!("dlopen(RTLD_NOW) of the {MODULES} libraries"), theirs),
+        (format!("the floor {MODULES} times (open+fstat+read+close+mprotect)"), floors),
+        ("a process prefetching them (libsmf.a)".to_owned(), our_runs),
+        ("a process dlopening them".to_owned(), their_runs),
+    ];
+    for (what, times) in rows {
+        println!("  {what:<58} {:>8.2} ms", ms(median(times)));
+    }
+    report::ratio("startup_vs_dlopen", vs_dlopen, Goal::AtLeast(10.0));
+    report::ratio("startup_vs_floor_sum", vs_floor, Goal::AtLeast(1.0));
+    report::ratio("startup_cold_process", vs_process, Goal::AtLeast(3.0));
+    Ok(())
+}
