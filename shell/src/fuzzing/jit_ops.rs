@@ -18,6 +18,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use smf_core::jit::{JitConfig, JitError, JitStats};
 
 use super::module_files::{self, OFFERED};
+use super::workers;
 use crate::cache::ModuleCache;
 use crate::jit::{Jit, Request};
 use crate::loader::ModuleError;
@@ -25,7 +26,7 @@ use crate::loader::ModuleError;
 /// Most requests one input makes.
 const MAX_REQUESTS: usize = 32;
 /// Most threads one step asks from at once.
-const MAX_THREADS: usize = 4;
+const MAX_THREADS: usize = workers::WORKERS;
 
 /// What the compiler does when asked for a name.
 #[derive(Arbitrary, Clone, Debug)]
@@ -118,7 +119,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
         update_metadata: setup.update_metadata,
         max_instantiations: usize::from(setup.max_instantiations),
     };
-    let jit = Jit::new(Arc::new(ModuleCache::new(0, 0)), config, compiler);
+    let jit = Arc::new(Jit::new(Arc::new(ModuleCache::new(0, 0)), config, compiler));
     let mut addresses: HashMap<&str, usize> = HashMap::new();
     let mut steps = 0;
     while steps < MAX_REQUESTS {
@@ -135,15 +136,17 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                 answered(&mut addresses, name(i), got);
             }
             Step::Concurrently { names } => {
-                let names: Vec<&str> = names.iter().take(MAX_THREADS).map(|&i| name(i)).collect();
-                let answers: Vec<Result<usize, JitError>> = std::thread::scope(|scope| {
-                    let asked: Vec<_> =
-                        names.iter().map(|&n| scope.spawn(|| jit.instantiate(path, n))).collect();
-                    asked
-                        .into_iter()
-                        .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                        .collect()
-                });
+                let names: Vec<&'static str> = names.iter().take(MAX_THREADS).map(|&i| name(i)).collect();
+                let asked: Vec<_> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(worker, &n)| {
+                        let jit = Arc::clone(&jit);
+                        workers::spawn(worker, move || jit.instantiate(path, n))
+                    })
+                    .collect();
+                let answers: Vec<Result<usize, JitError>> =
+                    asked.into_iter().map(workers::Handle::join).collect();
                 for (name, got) in names.into_iter().zip(answers) {
                     answered(&mut addresses, name, got);
                 }

@@ -17,6 +17,7 @@ mod ffi_ranges;
 mod jit_ops;
 mod module_files;
 mod read_file;
+mod workers;
 
 pub use c_api::fuzz_c_api;
 pub use cache_ops::fuzz_cache_ops;

@@ -13,13 +13,14 @@ use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
 use smf_core::detect::{check_ends, END_BYTES};
 use smf_core::file::{read_module, ReadError, ReadLimits, CHECK_ENDS_FROM};
 
-use super::module_files;
+use super::{module_files, workers};
 
 /// What the path names.
 #[derive(Arbitrary, Debug)]
@@ -234,7 +235,7 @@ fn regular(
     }
 }
 
-/// A FIFO at `path` whose writer (a thread, as a writing process would be) opens it once the
+/// A FIFO at `path` whose writer (a kept thread, as a writing process would be) opens it once the
 /// reader has, sends `bytes` and closes it, or keeps it open sending nothing more: read whole
 /// within the limit, refused as too large past it, idle while the writer stalls (or, rarely, when
 /// the writer was not scheduled within the idle limit: not told apart).
@@ -253,12 +254,13 @@ fn fifo(
     }
     // Well within a pipe's buffer: the write never waits for the reader.
     let bytes = &bytes[..bytes.len().min(PIPE_BYTES)];
-    let done = AtomicBool::new(false);
-    let got = std::thread::scope(|scope| {
-        scope.spawn(|| {
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (path, bytes, done) = (path.to_path_buf(), bytes.to_vec(), Arc::clone(&done));
+        workers::spawn(0, move || {
             // A non-blocking open for writing fails until a reader has the FIFO open.
             let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-            let open = || std::fs::OpenOptions::new().write(true).custom_flags(nonblocking).open(path);
+            let open = || std::fs::OpenOptions::new().write(true).custom_flags(nonblocking).open(&path);
             let writer = loop {
                 match open() {
                     Ok(writer) => break writer,
@@ -266,18 +268,17 @@ fn fifo(
                     Err(_) => return,
                 }
             };
-            let _ = (&writer).write_all(bytes);
+            let _ = (&writer).write_all(&bytes);
             if !closes {
                 while !done.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            drop(writer);
-        });
-        let got = read_module(c_path, limits, clock, buffer);
-        done.store(true, Ordering::Release);
-        got
-    });
+        })
+    };
+    let got = read_module(c_path, limits, clock, buffer);
+    done.store(true, Ordering::Release);
+    writer.join();
     let len = bytes.len() as u64;
     match got {
         Ok(version) => {
