@@ -8,7 +8,8 @@
 //!   syscalls one load cannot avoid (open, fstat, read, close, one protection change) cost;
 //! - as whole processes: a C program linked with `libsmf.a` that prefetches the modules and
 //!   exits, against a C program that `dlopen`s the libraries and exits (fork, exec, run, wait,
-//!   alternated).
+//!   alternated), and the system calls each makes per module (`strace -f -c`, above the same
+//!   program run with no module).
 //!
 //! Files are warm in the page cache (the cache benchmark measures cold files).
 
@@ -184,6 +185,30 @@ fn build_programs(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     Ok((smf_bin, dl_bin))
 }
 
+/// The system calls `program` makes on `args` (its threads' too), counted by `strace -f -c`;
+/// `None` where strace is missing or fails.
+fn syscalls(program: &Path, args: &[PathBuf]) -> Option<u64> {
+    let out = Command::new("strace")
+        .args(["-f", "-c", "-o", "/dev/stdout"])
+        .arg(program)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // The summary's last line: "100.00 SECONDS USECS CALLS [ERRORS] total".
+    let text = String::from_utf8_lossy(&out.stdout);
+    let total = text.lines().rev().find(|l| l.trim_end().ends_with("total"))?;
+    total.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The system calls per module of loading `args` with `program`, above its run with none.
+fn syscalls_per_module(program: &Path, args: &[PathBuf]) -> Option<u64> {
+    let (all, none) = (syscalls(program, args)?, syscalls(program, &[])?);
+    Some(all.saturating_sub(none).div_ceil(args.len().max(1) as u64))
+}
+
 /// Runs `program` on `args` as a whole process; its time (fork to wait).
 fn process(program: &Path, args: &[PathBuf]) -> Result<Duration, String> {
     let start = Instant::now();
@@ -271,5 +296,12 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     report::ratio("startup_vs_dlopen", vs_dlopen, Goal::AtLeast(10.0));
     report::ratio("startup_vs_floor_sum", vs_floor, Goal::AtLeast(1.0));
     report::ratio("startup_cold_process", vs_process, Goal::AtLeast(3.0));
+    match (syscalls_per_module(&smf_bin, &modules), syscalls_per_module(&dl_bin, &libraries)) {
+        (Some(ours), Some(theirs)) => {
+            report::footprint("startup_syscalls_per_module", ours, Goal::Reported);
+            report::footprint("dlopen_syscalls_per_module", theirs, Goal::Reported);
+        }
+        _ => println!("  (no strace here: system calls not counted)"),
+    }
     Ok(())
 }
