@@ -81,7 +81,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // cargo-mutants tests its unmutated baseline in the mutated package alone, where the
     // integration test binaries named below do not exist: the baseline is skipped (`cargo
     // test` in CI is that baseline) and the timeouts are set instead.
-    options.extend(["--baseline", "skip", "--timeout", "300", "--build-timeout", "600"].map(String::from));
+    options.extend(["--baseline", "skip", "--timeout", "120", "--build-timeout", "600"].map(String::from));
     options.extend(["--output", "target/mutants"].map(String::from));
     let mut mutants = Command::new("cargo");
     mutants.arg("mutants").args(&options).args(["--", "--lib"]);

@@ -4,6 +4,7 @@
 //! with its target, summed up at the end (`report.rs`).
 
 mod cache;
+mod chart;
 mod code;
 mod exec;
 mod footprint;
@@ -21,8 +22,20 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 11] =
-    ["parse", "exec", "load", "startup", "resolve", "parallel", "cache", "jit", "lua", "nolibc", "footprint"];
+const NAMES: [&str; 12] = [
+    "parse",
+    "exec",
+    "load",
+    "startup",
+    "resolve",
+    "parallel",
+    "cache",
+    "jit",
+    "lua",
+    "nolibc",
+    "footprint",
+    "chart",
+];
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -76,6 +89,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     if wanted("footprint") {
         footprint::run()?;
+        println!();
+    }
+    if wanted("chart") {
+        chart::run(if quick { 5 } else { 30 }, quick)?;
         println!();
     }
     report::summary()

@@ -35,29 +35,37 @@ extern "C" {
 const RTLD_NOW: c_int = 2;
 
 /// Modules an application loads at start.
-const MODULES: usize = 200;
+pub(super) const MODULES: usize = 200;
 /// Functions per module.
 const FUNCTIONS: usize = 8;
 
-/// The C source of module `i`: functions calling a static helper, a counter, a name.
-fn source(i: usize) -> String {
+/// The C source of module `i` with `functions` functions calling a static helper, a counter,
+/// a name.
+fn source(i: usize, functions: usize) -> String {
     let mut c = format!(
         "static const char name[] = \"startup module {i}\";\n\
          long m{i}_counter = {i};\n\
          static long helper(long x) {{ return x * 3 + m{i}_counter; }}\n\
          const char *m{i}_name(void) {{ return name; }}\n"
     );
-    for j in 0..FUNCTIONS {
+    for j in 0..functions {
         c.push_str(&format!("long m{i}_f{j}(long x) {{ m{i}_counter++; return helper(x) + {j}; }}\n"));
     }
     c
 }
 
-/// Builds (once; again when its source changed) module `i` as `m{i}.smf` and `libm{i}.so`.
-fn build_one(dir: &Path, smf_tool: &Path, i: usize) -> Result<(PathBuf, PathBuf), String> {
-    let (src, obj) = (dir.join(format!("m{i}.c")), dir.join(format!("m{i}.o")));
-    let (smf, so) = (dir.join(format!("m{i}.smf")), dir.join(format!("libm{i}.so")));
-    let text = source(i);
+/// Builds (once; again when its source changed) module `i` of `functions` functions as
+/// `{stem}.smf` and `lib{stem}.so`.
+pub(super) fn build_one(
+    dir: &Path,
+    smf_tool: &Path,
+    stem: &str,
+    i: usize,
+    functions: usize,
+) -> Result<(PathBuf, PathBuf), String> {
+    let (src, obj) = (dir.join(format!("{stem}.c")), dir.join(format!("{stem}.o")));
+    let (smf, so) = (dir.join(format!("{stem}.smf")), dir.join(format!("lib{stem}.so")));
+    let text = source(i, functions);
     if std::fs::read_to_string(&src).is_ok_and(|old| old == text) && smf.exists() && so.exists() {
         return Ok((smf, so));
     }
@@ -75,8 +83,8 @@ fn build_one(dir: &Path, smf_tool: &Path, i: usize) -> Result<(PathBuf, PathBuf)
     Ok((smf, so))
 }
 
-/// The release build of `target`'s package `package` (built here).
-fn release_build(package: &str, what: &[&str]) -> Result<(), String> {
+/// The release build of package `package` (built here).
+pub(super) fn release_build(package: &str, what: &[&str]) -> Result<(), String> {
     let status = Command::new("cargo")
         .args(["build", "--release", "--locked", "-p", package])
         .args(what)
@@ -90,7 +98,7 @@ fn release_build(package: &str, what: &[&str]) -> Result<(), String> {
 type Built = Result<(PathBuf, PathBuf), String>;
 
 /// Builds every module and library, a few at a time.
-fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+pub(super) fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
     release_build("smf-tool", &[])?;
     let smf_tool = workspace_root().join("target/release/smf");
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
@@ -101,7 +109,7 @@ fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
                 scope.spawn(move || {
                     (w..MODULES)
                         .step_by(workers)
-                        .map(|i| (i, build_one(dir, smf_tool, i)))
+                        .map(|i| (i, build_one(dir, smf_tool, &format!("m{i}"), i, FUNCTIONS)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -120,7 +128,7 @@ fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
 
 /// One module's floor: open, fstat, one read, close of its file, one protection change of its
 /// page (written first, so that the change applies to a present page, as for a load).
-fn floor_one(path: &Path, page: *mut u8, buffer: &mut Vec<u8>) -> Result<usize, String> {
+pub(super) fn floor_one(path: &Path, page: *mut u8, buffer: &mut Vec<u8>) -> Result<usize, String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
     buffer.resize(len, 0);
