@@ -237,8 +237,9 @@ fn regular(
 
 /// A FIFO at `path` whose writer (a kept thread, as a writing process would be) opens it once the
 /// reader has, sends `bytes` and closes it, or keeps it open sending nothing more: read whole
-/// within the limit, refused as too large past it, idle while the writer stalls (or, rarely, when
-/// the writer was not scheduled within the idle limit: not told apart).
+/// within the limit, refused as too large past it, idle while the writer stalls (or when the
+/// writer was not scheduled within the idle limit, as happens on a loaded machine: the two
+/// cannot be told apart, so idle is always an answer; the bytes read never are wrong).
 fn fifo(
     path: &Path,
     c_path: &CString,
@@ -288,9 +289,9 @@ fn fifo(
         Err(ReadError::StreamTooLarge { limit }) => {
             assert!(len > limit && limit == limits.max_bytes, "{len} bytes refused as over {limit}");
         }
-        Err(ReadError::Idle { idle }) => {
-            assert!(len <= limits.max_bytes && idle == IDLE, "idle after {len} bytes");
-        }
+        // A writer that stalls, or one not scheduled within the idle limit (whatever it was to
+        // send: its bytes had not come), which cannot be told apart.
+        Err(ReadError::Idle { idle }) => assert_eq!(idle, IDLE, "idle for another limit"),
         Err(other) => panic!("a FIFO sending {len} bytes refused: {other}"),
     }
 }
