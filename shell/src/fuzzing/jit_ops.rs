@@ -26,7 +26,7 @@ use crate::loader::ModuleError;
 /// Most requests one input makes.
 const MAX_REQUESTS: usize = 32;
 /// Most threads one step asks from at once.
-const MAX_THREADS: usize = workers::WORKERS;
+const MAX_THREADS: usize = workers::WORKERS - 1;
 
 /// What the compiler does when asked for a name.
 #[derive(Arbitrary, Clone, Debug)]

@@ -4,7 +4,7 @@
 //! ends, zeros between), FIFOs whose writer sends the input's bytes and closes or stalls, directories,
 //! paths where nothing is, symbolic links to any of these; under limits the input chooses,
 //! with a writer still holding the file open or not, and a wall clock that is right, far
-//! ahead, behind the file or unreadable. What must hold: bytes read are exactly the file's;
+//! ahead, behind the file, stopped at its change or unreadable. What must hold: bytes read are exactly the file's;
 //! each refusal is the one the file calls for (a directory, a size over the limit, ends no
 //! module has, a stream past the limit or idle, a file never left alone), and formats.
 
@@ -12,7 +12,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,8 +46,12 @@ enum Clock {
     Right,
     /// A day ahead: every file long left alone.
     Ahead,
-    /// The Unix epoch: every file changed "after now", never left alone.
+    /// The Unix epoch: a file changed "after now" has no age, which the rule takes as left
+    /// alone.
     Behind,
+    /// Stopped at the file's own status change: a file changed "just now", for ever, which a
+    /// writer still holding it keeps from settling.
+    Frozen,
     /// Unreadable: the settle rule is skipped.
     Unreadable,
 }
@@ -69,13 +73,19 @@ struct Setup {
 
 /// The size limits an input chooses among.
 const LIMITS: [u64; 5] = [0, 16, 4096, CHECK_ENDS_FROM + 100, 1 << 30];
-/// How long a stream may send nothing.
+/// How long a stream may send nothing while its writer stalls (what the reader then waits).
 const IDLE: Duration = Duration::from_millis(20);
+/// How long a stream may send nothing when its writer closes it: long enough for any writer
+/// thread to be scheduled, so that a closing writer's stream is never read as idle.
+const IDLE_CLOSING: Duration = Duration::from_secs(5);
 /// The most bytes written to a FIFO (a pipe holds 64 KiB).
 const PIPE_BYTES: usize = 16 << 10;
 
 /// The clock of the current input (a [`Clock`] as a number: `read_module` takes a plain fn).
 static CLOCK: AtomicU8 = AtomicU8::new(0);
+/// The status-change time of the current input's file, in nanoseconds since the epoch (what
+/// [`Clock::Frozen`] reads).
+static FROZEN_AT: AtomicU64 = AtomicU64::new(0);
 
 fn clock() -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok();
@@ -83,8 +93,19 @@ fn clock() -> Option<Duration> {
         0 => now,
         1 => now.map(|now| now + Duration::from_secs(86_400)),
         2 => Some(Duration::from_secs(1)),
+        3 => Some(Duration::from_nanos(FROZEN_AT.load(Ordering::Relaxed))),
         _ => None,
     }
+}
+
+/// Stops [`Clock::Frozen`] at the status change of the file at `path`.
+fn freeze_at(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let changed = std::fs::metadata(path).map_or(0, |m| {
+        u64::try_from(m.ctime()).unwrap_or(0).saturating_mul(1_000_000_000)
+            + u64::try_from(m.ctime_nsec()).unwrap_or(0)
+    });
+    FROZEN_AT.store(changed, Ordering::Relaxed);
 }
 
 /// Makes the file `data` describes, reads it and checks the outcome; returns the bytes read.
@@ -111,6 +132,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
     match &setup.kind {
         Kind::Small(bytes) => {
             let Some(writer) = made(&target, bytes) else { return 0 };
+            freeze_at(&target);
             let writer = setup.writer_open.then_some(writer);
             let got = read_module(&c_path, &limits, clock, &mut buffer);
             drop(writer);
@@ -121,6 +143,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
             let head = if *magic { [&smf_core::wire::MAGIC[..], head].concat() } else { head.clone() };
             let Some(contents) = large(&head, tail, len) else { return 0 };
             let Some(writer) = made(&target, &contents) else { return 0 };
+            freeze_at(&target);
             let writer = setup.writer_open.then_some(writer);
             let got = read_module(&c_path, &limits, clock, &mut buffer);
             drop(writer);
@@ -133,7 +156,10 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
                 regular(got, &buffer, &contents, &setup, &limits);
             }
         }
-        Kind::Fifo { bytes, closes } => fifo(&target, &c_path, bytes, *closes, &limits, &mut buffer),
+        Kind::Fifo { bytes, closes } => {
+            let limits = ReadLimits { stream_idle: if *closes { IDLE_CLOSING } else { IDLE }, ..limits };
+            fifo(&target, &c_path, bytes, *closes, &limits, &mut buffer);
+        }
         Kind::Directory => {
             if std::fs::create_dir(&target).is_err() {
                 return 0;
@@ -215,6 +241,13 @@ fn regular(
     limits: &ReadLimits,
 ) {
     let len = contents.len() as u64;
+    // A clock stopped at the file's change never lets it settle: a file a writer still holds
+    // is refused (the kernel says so: a read lease is refused); one nobody holds is read at
+    // once, unless the kernel will not say (a file system without leases) and it is refused too.
+    let never_settles = setup.clock == Clock::Frozen && !limits.settle.is_zero();
+    if never_settles && setup.writer_open {
+        assert!(matches!(got, Err(ReadError::StillChanging { .. })), "a file held open read as {got:?}");
+    }
     match got {
         Ok(version) => {
             assert!(len <= limits.max_bytes, "read {len} bytes over the limit of {}", limits.max_bytes);
@@ -226,9 +259,8 @@ fn regular(
             assert!(len > limits.max_bytes, "refused {len} bytes as over the limit of {limit}");
         }
         Err(ReadError::StillChanging { waited }) => {
-            // Only a file a writer still holds, under a clock that never lets it settle.
-            let never_settles = setup.clock == Clock::Behind && !limits.settle.is_zero();
-            assert!(setup.writer_open && never_settles, "still changing after {waited:?}: {setup:?}");
+            assert!(never_settles, "still changing after {waited:?}: {setup:?}");
+            assert!(waited >= limits.settle * 40, "refused after {waited:?}, before the longest wait");
             let _ = smf_core::fuzzing::formatted(&ReadError::StillChanging { waited });
         }
         Err(other) => panic!("a regular file of {len} bytes refused: {other} ({setup:?})"),
@@ -236,10 +268,10 @@ fn regular(
 }
 
 /// A FIFO at `path` whose writer (a kept thread, as a writing process would be) opens it once the
-/// reader has, sends `bytes` and closes it, or keeps it open sending nothing more: read whole
-/// within the limit, refused as too large past it, idle while the writer stalls (or when the
-/// writer was not scheduled within the idle limit, as happens on a loaded machine: the two
-/// cannot be told apart, so idle is always an answer; the bytes read never are wrong).
+/// reader has, sends `bytes` (as many as the pipe takes) and closes it, or keeps it open sending
+/// nothing more: read whole within the limit and once closed (the idle limit is then long
+/// enough for any writer to be scheduled), refused as too large past it, idle while the writer
+/// stalls (or when it was not scheduled within the short idle limit of a stall: not told apart).
 fn fifo(
     path: &Path,
     c_path: &CString,
@@ -249,16 +281,16 @@ fn fifo(
     buffer: &mut Vec<u8>,
 ) {
     use std::os::unix::fs::OpenOptionsExt;
-    use std::sync::atomic::AtomicBool;
     if rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, 0o600.into(), 0).is_err() {
         return;
     }
-    // Well within a pipe's buffer: the write never waits for the reader.
+    ignore_sigpipe();
+    // Well within a pipe's buffer: the write does not wait for the reader.
     let bytes = &bytes[..bytes.len().min(PIPE_BYTES)];
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
         let (path, bytes, done) = (path.to_path_buf(), bytes.to_vec(), Arc::clone(&done));
-        workers::spawn(0, move || {
+        workers::spawn(FIFO_WORKER, move || -> usize {
             // A non-blocking open for writing fails until a reader has the FIFO open.
             let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
             let open = || std::fs::OpenOptions::new().write(true).custom_flags(nonblocking).open(&path);
@@ -266,21 +298,30 @@ fn fifo(
                 match open() {
                     Ok(writer) => break writer,
                     Err(_) if !done.load(Ordering::Acquire) => std::thread::sleep(Duration::from_micros(20)),
-                    Err(_) => return,
+                    Err(_) => return 0,
                 }
             };
-            let _ = (&writer).write_all(&bytes);
+            let mut sent = 0;
+            while sent < bytes.len() {
+                match (&writer).write(&bytes[sent..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sent += n,
+                }
+            }
             if !closes {
                 while !done.load(Ordering::Acquire) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
+            sent
         })
     };
-    let got = read_module(c_path, limits, clock, buffer);
-    done.store(true, Ordering::Release);
-    writer.join();
-    let len = bytes.len() as u64;
+    let got = {
+        let _stop = SetOnDrop(Arc::clone(&done));
+        read_module(c_path, limits, clock, buffer)
+    };
+    let sent = writer.join();
+    let (bytes, len) = (&bytes[..sent], sent as u64);
     match got {
         Ok(version) => {
             assert!(closes && len <= limits.max_bytes, "read a stream of {len} bytes: {limits:?}");
@@ -289,9 +330,39 @@ fn fifo(
         Err(ReadError::StreamTooLarge { limit }) => {
             assert!(len > limit && limit == limits.max_bytes, "{len} bytes refused as over {limit}");
         }
-        // A writer that stalls, or one not scheduled within the idle limit (whatever it was to
-        // send: its bytes had not come), which cannot be told apart.
-        Err(ReadError::Idle { idle }) => assert_eq!(idle, IDLE, "idle for another limit"),
+        Err(ReadError::Idle { idle }) => {
+            assert!(!closes && idle == IDLE, "a stream its writer closed read as idle for {idle:?}");
+        }
         Err(other) => panic!("a FIFO sending {len} bytes refused: {other}"),
     }
+}
+
+/// The kept thread the FIFO writer runs on (one the other targets leave alone).
+const FIFO_WORKER: usize = workers::WORKERS - 1;
+
+/// Sets its flag when dropped: the FIFO writer stops waiting even if the read panicked.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Ignores SIGPIPE in this process, as std's start-up does for a Rust `main` (a fuzz target
+/// has none: libFuzzer's `main` runs it): a late FIFO writer whose reader already gave up gets
+/// an error from its write, not a signal that ends the process.
+#[allow(unsafe_code)]
+fn ignore_sigpipe() {
+    static IGNORED: std::sync::Once = std::sync::Once::new();
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_IGN: usize = 1;
+    // SAFETY: the C library's `signal` (linked with std), setting SIGPIPE's disposition to
+    // "ignore": no handler code runs, nothing else of the process's state changes.
+    IGNORED.call_once(|| unsafe {
+        signal(SIGPIPE, SIG_IGN);
+    });
 }

@@ -11,8 +11,9 @@ use std::thread::Result as Outcome;
 /// Work for a thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How many threads are kept.
-pub(super) const WORKERS: usize = 4;
+/// How many threads are kept (`jit_ops` asks from all but the last at once; `read_file`'s
+/// FIFO writer runs on the last).
+pub(super) const WORKERS: usize = 5;
 
 /// The kept threads' queues (each thread takes its jobs in order).
 fn queues() -> &'static [Mutex<Sender<Job>>] {
