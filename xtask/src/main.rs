@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         Some("nolibc") => nolibc::run_command(),
         Some("mutants") => mutants::run(&args[1..]),
         Some("callgrind-child") => callgrind::child(&args[1..]),
+        Some("footprint-child") => bench::footprint::child(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);

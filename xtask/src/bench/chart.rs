@@ -2,9 +2,10 @@
 //! this loader, `dlopen` and the floor (open, fstat, read, close and one protection change per
 //! module), drawn with `plotters`: a full run draws `docs/benchmarks.svg` (the picture
 //! `BENCHMARKS.md` opens with), a `--quick` one `target/bench/benchmarks.svg`. Sizes: one module of 8 to 1,024 small C functions, loaded alone (`load_path`) against
-//! `dlopen(RTLD_NOW)` of the same C as a library. Counts: 1 to 200 of the start-up benchmark's
-//! modules loaded at once (`ModuleCache::prefetch` on every core) against `dlopen` of as many
-//! libraries, one after another. Files are warm; each point is the median of interleaved rounds.
+//! `dlopen(RTLD_NOW)` of the same C as a library, beside one floor. Counts: 1 to 200 of the
+//! start-up benchmark's modules loaded at once (`ModuleCache::prefetch` on every core) against
+//! `dlopen` of as many libraries, one after another, beside the floor on as many threads as the
+//! prefetch. Files are warm; each point is the median of interleaved rounds.
 
 // dlopen/dlclose are C functions.
 #![allow(unsafe_code)]
@@ -17,7 +18,7 @@ use plotters::prelude::*;
 use smf_core::sys::{self, Protection};
 
 use super::median;
-use super::startup::{build_all, build_one, floor_one, release_build, MODULES};
+use super::startup::{build_all, build_one, floor_on_threads, floor_one, release_build, MODULES};
 use crate::workspace_root;
 
 extern "C" {
@@ -109,7 +110,6 @@ fn by_count(dir: &Path, rounds: usize, pages: *mut u8) -> Result<Vec<Point>, Str
     let libraries: Vec<CString> = libraries.iter().map(|p| c_path(p)).collect::<Result<_, _>>()?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut points = Vec::new();
-    let mut buffer = Vec::new();
     for count in COUNTS {
         let mut times: [Vec<Duration>; 3] = Default::default();
         for round in 0..=rounds {
@@ -121,8 +121,8 @@ fn by_count(dir: &Path, rounds: usize, pages: *mut u8) -> Result<Vec<Point>, Str
             if cached != count {
                 return Err(format!("prefetch cached {cached} of {count}"));
             }
-            let (theirs, floor) =
-                (dlopen_all(&libraries[..count])?, floor_all(&modules[..count], pages, &mut buffer)?);
+            let theirs = dlopen_all(&libraries[..count])?;
+            let floor = floor_on_threads(&modules[..count], pages as usize, threads)?;
             if round > 0 {
                 times[0].push(ours);
                 times[1].push(theirs);

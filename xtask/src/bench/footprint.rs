@@ -61,8 +61,26 @@ fn libsmf_stripped_bytes() -> Result<u64, String> {
     std::fs::metadata(&stripped).map(|m| m.len()).map_err(|e| format!("{}: {e}", stripped.display()))
 }
 
+/// The hidden child mode `footprint-child`: prints the mappings per 1000 modules, counted in a
+/// process that has loaded nothing before.
+pub(crate) fn child() -> Result<(), String> {
+    println!("{}", vmas_per_thousand_modules()?);
+    Ok(())
+}
+
+/// The mappings per 1000 modules, counted by a fresh process (this one has loaded and freed
+/// modules of other benchmarks, and runs other threads).
+fn vmas_in_a_fresh_process() -> Result<usize, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe).arg("footprint-child").output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("footprint-child: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("footprint-child's count: {e}"))
+}
+
 pub(super) fn run() -> Result<(), String> {
-    let vmas = vmas_per_thousand_modules()?;
+    let vmas = vmas_in_a_fresh_process()?;
     let library = libsmf_stripped_bytes()?;
     println!("footprint: {MODULES} small modules (code, read-only data, data) loaded at once; the C library");
     println!("  mappings added per 1000 modules        {vmas:>8}");

@@ -7,7 +7,7 @@ mod cache;
 mod chart;
 mod code;
 mod exec;
-mod footprint;
+pub(crate) mod footprint;
 mod jit;
 pub(crate) mod load;
 mod lua;
@@ -47,6 +47,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if cfg!(debug_assertions) {
         eprintln!("warning: benchmarks built without optimizations; the cargo alias builds with --release");
     }
+    report::start()?;
+    // The summary and the results file are written whatever happened, for what did run.
+    let ran = run_wanted(quick, &wanted);
+    let summary = report::summary();
+    ran.and(summary)
+}
+
+/// Runs the benchmarks `wanted` accepts, in [`NAMES`] order.
+fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> {
     if wanted("parse") {
         parse::run(if quick { 30 } else { 300 })?;
         println!();
@@ -95,7 +104,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         chart::run(if quick { 5 } else { 30 }, quick)?;
         println!();
     }
-    report::summary()
+    Ok(())
 }
 
 /// Median per-call times of `fns`, measured interleaved for `rounds` rounds.

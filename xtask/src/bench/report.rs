@@ -96,6 +96,22 @@ pub(crate) fn footprint(name: &'static str, value: u64, goal: Goal) {
     record(Result { kind: "footprint", name, value: value as f64, floor: None, goal });
 }
 
+/// The results file.
+fn results_path() -> std::path::PathBuf {
+    workspace_root().join("target").join("bench").join("results.tsv")
+}
+
+/// Starts a run: the previous run's results file is removed (a run that fails early must not
+/// leave another run's results to be read as its own).
+pub(crate) fn start() -> std::result::Result<(), String> {
+    match std::fs::remove_file(results_path()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", results_path().display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Prints every result of the run against its target and writes them to
 /// `target/bench/results.tsv`.
 pub(crate) fn summary() -> std::result::Result<(), String> {
@@ -115,9 +131,10 @@ pub(crate) fn summary() -> std::result::Result<(), String> {
         println!("  {:<9} {:<28} {:>12} {:>10}  {met}", r.kind, r.name, number(r.value), r.goal.to_string());
         tsv.push_str(&format!("{}\t{}\t{}\t{floor}\t{}\t{met}\n", r.kind, r.name, number(r.value), r.goal));
     }
-    let dir = workspace_root().join("target").join("bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join("results.tsv");
+    let path = results_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     std::fs::write(&path, tsv).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("written to {}", path.display());
     Ok(())

@@ -5,7 +5,8 @@
 //! - in this process, with `ModuleCache::prefetch` (every core), against `dlopen` of the
 //!   libraries (`RTLD_NOW | RTLD_LOCAL`, one after another: the dynamic linker loads one
 //!   library at a time) and against the floor's sum, what `MODULES` loads that each make the
-//!   syscalls one load cannot avoid (open, fstat, read, close, one protection change) cost;
+//!   syscalls one load cannot avoid (open, fstat, read, close, one protection change) cost on
+//!   as many threads as the prefetch uses;
 //! - as whole processes: a C program linked with `libsmf.a` that prefetches the modules and
 //!   exits, against a C program that `dlopen`s the libraries and exits (fork, exec, run, wait,
 //!   alternated), and the system calls each makes per module (`strace -f -c`, above the same
@@ -66,7 +67,10 @@ pub(super) fn build_one(
     let (src, obj) = (dir.join(format!("{stem}.c")), dir.join(format!("{stem}.o")));
     let (smf, so) = (dir.join(format!("{stem}.smf")), dir.join(format!("lib{stem}.so")));
     let text = source(i, functions);
-    if std::fs::read_to_string(&src).is_ok_and(|old| old == text) && smf.exists() && so.exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let packed_since_tool =
+        modified(&smf).zip(modified(smf_tool)).is_some_and(|(module, tool)| module >= tool);
+    if std::fs::read_to_string(&src).is_ok_and(|old| old == text) && packed_since_tool && so.exists() {
         return Ok((smf, so));
     }
     std::fs::write(&src, text).map_err(|e| e.to_string())?;
@@ -142,6 +146,38 @@ pub(super) fn floor_one(path: &Path, page: *mut u8, buffer: &mut Vec<u8>) -> Res
     Ok(n)
 }
 
+/// The floor of every module, shared among `threads` threads as the prefetch shares the loads
+/// (each module's page is page `i` of the mapping at `pages`, made writable again untimed): the
+/// floor a loader of one module at a time reaches on as many cores.
+pub(super) fn floor_on_threads(
+    modules: &[PathBuf],
+    pages: usize,
+    threads: usize,
+) -> Result<Duration, String> {
+    let page = sys::page_size();
+    let threads = threads.clamp(1, modules.len().max(1));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let shares: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> Result<(), String> {
+                    let mut buffer = Vec::new();
+                    for i in (t..modules.len()).step_by(threads) {
+                        floor_one(&modules[i], (pages + i * page) as *mut u8, &mut buffer)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        shares.into_iter().try_for_each(|s| s.join().map_err(|_| "a floor thread panicked".to_owned())?)
+    })?;
+    let elapsed = start.elapsed();
+    // SAFETY: the caller's pages; nothing references them.
+    unsafe { sys::protect(pages as *mut u8, modules.len() * page, Protection::ReadWrite) }
+        .map_err(|e| e.to_string())?;
+    Ok(elapsed)
+}
+
 /// The C programs of the whole-process comparison, built in `dir` (the smf one against the
 /// release `libsmf.a`).
 fn build_programs(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
@@ -214,7 +250,8 @@ fn syscalls(program: &Path, args: &[PathBuf]) -> Option<u64> {
 /// The system calls per module of loading `args` with `program`, above its run with none.
 fn syscalls_per_module(program: &Path, args: &[PathBuf]) -> Option<u64> {
     let (all, none) = (syscalls(program, args)?, syscalls(program, &[])?);
-    Some(all.saturating_sub(none).div_ceil(args.len().max(1) as u64))
+    let n = args.len().max(1) as u64;
+    Some((all.saturating_sub(none) + n / 2) / n)
 }
 
 /// Runs `program` on `args` as a whole process; its time (fork to wait).
@@ -236,8 +273,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let page = sys::page_size();
     let pages = sys::map_anonymous(MODULES * page, Protection::ReadWrite).map_err(|e| e.to_string())?;
-    let mut buffer = Vec::new();
-    let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut floors, mut single_floors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..=rounds {
         let cache = smf::cache::ModuleCache::new(0, 0);
         let start = Instant::now();
@@ -261,12 +298,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             unsafe { dlclose(h) };
         }
 
-        let start = Instant::now();
-        for (i, path) in modules.iter().enumerate() {
-            // SAFETY: page `i` of the benchmark's own mapping.
-            floor_one(path, unsafe { pages.add(i * page) }, &mut buffer)?;
-        }
-        let t_floor = start.elapsed();
+        let t_floor = floor_on_threads(&modules, pages as usize, threads)?;
+        let t_single_floor = floor_on_threads(&modules, pages as usize, 1)?;
         // SAFETY: the benchmark's own pages; nothing references them.
         unsafe { sys::protect(pages, MODULES * page, Protection::ReadWrite) }.map_err(|e| e.to_string())?;
         if round > 0 {
@@ -274,6 +307,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             ours.push(t_ours);
             theirs.push(t_theirs);
             floors.push(t_floor);
+            single_floors.push(t_single_floor);
         }
     }
     // SAFETY: the benchmark's own mapping, no longer used.
@@ -294,7 +328,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let rows = [
         (format!("ModuleCache::prefetch on {threads} threads"), ours),
         (format!("dlopen(RTLD_NOW) of the {MODULES} libraries"), theirs),
-        (format!("the floor {MODULES} times (open+fstat+read+close+mprotect)"), floors),
+        (format!("the floor {MODULES} times on {threads} threads (open+fstat+read+close+mprotect)"), floors),
+        (format!("the floor {MODULES} times on one thread"), single_floors),
         ("a process prefetching them (libsmf.a)".to_owned(), our_runs),
         ("a process dlopening them".to_owned(), their_runs),
     ];
