@@ -209,8 +209,9 @@ bool        smf_cache_contains(const SmfCache *c, const char *path);
 /* Forgets path's module (handles stay valid); false if it was not cached. */
 bool        smf_cache_evict(SmfCache *c, const char *path);
 void        smf_cache_clear(SmfCache *c);
-/* Loads the n paths on up to `threads` threads, the calling one included (0 counts as 1; where
- * a thread cannot be started, fewer do the work, down to the calling thread alone). Each path
+/* Loads the n paths on up to `threads` threads, the calling one included (0 counts as 1; the
+ * others start only once the calling thread has loaded alone for 100 us, for the paths left;
+ * where a thread cannot be started, fewer do the work, down to the calling thread alone). Each path
  * loads or fails on its own: a NULL or empty path, a missing file, a malformed module fails
  * alone. A file whose load failed on an unresolved import is tried again while another round
  * loads one of them (a module importing from another file of the set loads whatever the

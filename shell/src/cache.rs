@@ -420,7 +420,9 @@ impl ModuleCache {
     }
 
     /// Loads `paths` into the cache on up to `threads` threads, the calling one included (at
-    /// least it: a thread that cannot be started leaves its share to the others), calling
+    /// least it: a thread that cannot be started leaves its share to the others; the others
+    /// are started only once the calling thread has loaded alone for 100 us, for the files left
+    /// then), calling
     /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
     /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
     /// on an unresolved import are tried again, one by one, as long as a round loads one of
@@ -435,18 +437,31 @@ impl ModuleCache {
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let failures = Mutex::new(Vec::new());
-        let work = || loop {
+        // Loads the next file; false once there is none.
+        let step = || {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = paths.get(i) else { break };
+            let Some(path) = paths.get(i) else { return false };
             if let Err(error) = self.get_counted(path.as_ref(), Counting::MISS) {
                 crate::sync::lock(&failures).push((i, error));
             }
             done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+            true
         };
-        let workers = threads.clamp(1, paths.len().max(1));
-        // Every worker is started before any loads: std's thread start maps a signal stack and
+        let work = || while step() {};
+        // The calling thread works alone first: starting a thread costs about what loading a
+        // few small modules does, so threads are started only for work that outlasts that, and
+        // only for the files left then (at most one each).
+        let alone_since = Instant::now();
+        while alone_since.elapsed() < ALONE_FOR && step() {}
+        let left = paths.len().saturating_sub(next.load(Ordering::Relaxed));
+        if left == 0 {
+            return self.retried(paths, failures);
+        }
+        let workers = threads.clamp(1, left);
+        // Every worker is started before it loads: std's thread start maps a signal stack and
         // aborts the process if it cannot (in a Rust host), so each start is made only when
-        // there is room for it, and while no worker of ours allocates beside it.
+        // there is room for it, and while no worker of ours allocates beside it (the calling
+        // thread, which loaded alone until now, waits for the starts).
         let go = AtomicBool::new(false);
         let wait_then_work = || {
             while !go.load(Ordering::Acquire) {
@@ -471,6 +486,16 @@ impl ModuleCache {
             }
             work();
         });
+        self.retried(paths, failures)
+    }
+
+    /// A prefetch's `failures` in path order, after the files that failed on an unresolved
+    /// import were tried again, one by one, as long as a round loads one of them.
+    fn retried<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        failures: Mutex<Vec<(usize, ModuleError)>>,
+    ) -> Vec<(usize, ModuleError)> {
         let mut failures = crate::sync::into_inner(failures);
         failures.sort_unstable_by_key(|&(i, _)| i);
         let unresolved = |e: &ModuleError| matches!(e, ModuleError::Load(_, LoadError::Unresolved { .. }));
@@ -539,6 +564,12 @@ impl ModuleCache {
 /// A prefetch worker's stack (std's default for spawned threads, made explicit so that
 /// [`room_for_a_thread`] knows what a start maps).
 const WORKER_STACK: usize = 2 << 20;
+
+/// How long a prefetch's calling thread loads alone before it starts threads for the files
+/// left: about what starting two threads costs here (their stacks mapped, the kernel's clone,
+/// the first schedule), so that a prefetch of a few small modules starts none (`cargo xtask
+/// bench chart`, count panel: 5 small modules took longer per module on two threads than one).
+const ALONE_FOR: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// What a thread start maps besides its stack, at most: std's signal stack and its guard page
 /// (`SIGSTKSZ` or the kernel's minimum, well under this) and the thread's own bookkeeping.

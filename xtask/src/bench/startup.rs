@@ -156,20 +156,19 @@ pub(super) fn floor_on_threads(
 ) -> Result<Duration, String> {
     let page = sys::page_size();
     let threads = threads.clamp(1, modules.len().max(1));
+    let share = move |t: usize| -> Result<(), String> {
+        let mut buffer = Vec::new();
+        for i in (t..modules.len()).step_by(threads) {
+            floor_one(&modules[i], (pages + i * page) as *mut u8, &mut buffer)?;
+        }
+        Ok(())
+    };
     let start = Instant::now();
+    // The calling thread takes the first share, as the prefetch's does.
     std::thread::scope(|scope| {
-        let shares: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || -> Result<(), String> {
-                    let mut buffer = Vec::new();
-                    for i in (t..modules.len()).step_by(threads) {
-                        floor_one(&modules[i], (pages + i * page) as *mut u8, &mut buffer)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        shares.into_iter().try_for_each(|s| s.join().map_err(|_| "a floor thread panicked".to_owned())?)
+        let others: Vec<_> = (1..threads).map(|t| scope.spawn(move || share(t))).collect();
+        share(0)?;
+        others.into_iter().try_for_each(|s| s.join().map_err(|_| "a floor thread panicked".to_owned())?)
     })?;
     let elapsed = start.elapsed();
     // SAFETY: the caller's pages; nothing references them.
