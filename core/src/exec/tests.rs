@@ -131,6 +131,21 @@ fn an_image_seals_each_segment_to_its_kind_behind_a_trap_page() {
 }
 
 #[test]
+fn a_region_whose_code_and_trap_page_are_gone_is_unmapped() {
+    // A sealed trap page stops counting as a used page of its region, so a region left with
+    // nothing but its trap page is empty once the trap is trimmed, and goes back to the kernel.
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(ExecConfig { spare_regions: 0, ..config() }, &K);
+    let mut batch = exec.batch();
+    let image = batch.alloc_image(&[(PAGE, MemoryKind::Code)]).unwrap();
+    batch.seal().unwrap();
+    assert_eq!((exec.stats().trap_pages, K.usage().mappings), (1, 1));
+    drop(image);
+    exec.trim().unwrap();
+    assert_eq!((exec.stats().regions, K.usage().mappings), (0, 0), "the empty region is unmapped");
+}
+
+#[test]
 fn recycled_pages_are_zeroed_except_what_the_caller_overwrites() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
