@@ -396,3 +396,51 @@ fn the_builder_refuses_what_the_format_cannot_hold() {
     b.stub(b"#!");
     assert_eq!(b.build().unwrap_err(), BuildError::StubNeedsTrailer);
 }
+
+#[test]
+fn the_builder_refuses_content_that_would_read_as_another_layout() {
+    use smf_core::write::BuildError;
+    use smf_core::HeaderPlacement;
+    // An S128 module (header at the end) whose first bytes are a whole, valid R72 module: the
+    // format's tie rule prefers the header at offset 0, so every reader would read the R72 one
+    // (found by the `write` fuzz target).
+    let r72 = ModuleBuilder::new(Dialect::R72).build().unwrap();
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &r72);
+    let refused = b.build().unwrap_err();
+    assert_eq!(
+        refused,
+        BuildError::ReadAsAnotherLayout { dialect: Dialect::R72, placement: HeaderPlacement::Start }
+    );
+    assert!(refused.to_string().contains("valid R72 header at the start"), "{refused}");
+    // The same bytes one byte in are no header: written, and read as written.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[&[0x90][..], &r72].concat());
+    assert_eq!(Module::parse(&b.build().unwrap()).unwrap().dialect(), Dialect::S128);
+}
+
+#[test]
+fn the_builder_refuses_a_note_a_reader_would_cut_short() {
+    use smf_core::write::BuildError;
+    // A line of the note that is the terminator ends the note for every reader (found by the
+    // `write` fuzz target: the note read back empty).
+    for (text, at) in [("# END_NOTE", 0), ("a |x|\n# END_NOTE\n0", 6), ("t\n# END_NOTE\r\nmore", 2)] {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.note_sdn(text);
+        assert_eq!(b.build().unwrap_err(), BuildError::NoteHasTerminator { at }, "{text:?}");
+    }
+    // Not a line of its own: written and read back whole.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.note_sdn("t |a|\n  # END_NOTE\n0, \"# END_NOTE\"");
+    let file = b.build().unwrap();
+    let module = Module::parse(&file).unwrap();
+    assert_eq!(module.note_sdn().unwrap().text(), "t |a|\n  # END_NOTE\n0, \"# END_NOTE\"");
+    // Longer than readers look for the terminator.
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.note_sdn(&"x".repeat(1 << 20));
+    assert_eq!(b.build().unwrap_err(), BuildError::NoteTooLong { len: 1 << 20 });
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.note_sdn(&"x".repeat((1 << 20) - 1));
+    let file = b.build().unwrap();
+    assert_eq!(Module::parse(&file).unwrap().note_sdn().unwrap().text().len(), (1 << 20) - 1);
+}

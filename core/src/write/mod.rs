@@ -368,6 +368,7 @@ impl ModuleBuilder {
             ));
         }
         if let Some(text) = &self.note_sdn {
+            readable_note(text)?;
             let mut data = text.clone();
             if !data.is_empty() {
                 data.push(b'\n');
@@ -556,6 +557,15 @@ impl ModuleBuilder {
                 file.extend_from_slice(&header_bytes);
             }
         }
+        // A reader that detects the layout must find this one. The content (a stub, section
+        // bytes) can hold another layout's header where that layout keeps it; if it validates
+        // and the format's tie rule prefers it, the file reads as that other module.
+        if let Ok(read) = crate::Module::parse(&file) {
+            let (dialect, placement) = (read.dialect(), read.placement());
+            if (dialect, placement) != (self.dialect, self.placement) {
+                return Err(BuildError::ReadAsAnotherLayout { dialect, placement });
+            }
+        }
         Ok(file)
     }
 }
@@ -573,4 +583,19 @@ fn sat_u8(n: usize) -> u8 {
 fn push_text(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(&sat_u32(text.len()).to_le_bytes());
     out.extend_from_slice(text);
+}
+
+/// Refuses a note text a reader would not read back whole: one with a terminator line of its
+/// own (the reader's own search, [`crate::note_sdn::terminated_text`], finds it), or one whose
+/// terminator, written after it, would lie past where readers look.
+fn readable_note(text: &[u8]) -> Result<(), BuildError> {
+    if let Some(before) = crate::note_sdn::terminated_text(text) {
+        let at = if before.is_empty() && text.starts_with(TERMINATOR) { 0 } else { before.len() + 1 };
+        return Err(BuildError::NoteHasTerminator { at });
+    }
+    // The terminator line starts right after the text and its newline.
+    if text.len() >= crate::note_sdn::SCAN_LIMIT {
+        return Err(BuildError::NoteTooLong { len: text.len() });
+    }
+    Ok(())
 }

@@ -47,6 +47,26 @@ pub enum BuildError {
         /// Where the second starts, in the data image.
         offset: u64,
     },
+    /// The note's text has a line a reader would take for its end (`# END_NOTE`), so the note
+    /// would read back cut short.
+    NoteHasTerminator {
+        /// Where that line starts in the text.
+        at: usize,
+    },
+    /// The content written (a stub, section bytes) holds another layout's header where that
+    /// layout keeps it, valid and preferred by the format's tie rule: the file would read as
+    /// that other module.
+    ReadAsAnotherLayout {
+        /// The dialect it would read as.
+        dialect: Dialect,
+        /// Where that header is.
+        placement: crate::HeaderPlacement,
+    },
+    /// The note's text is longer than a reader looks for its end (1 MiB).
+    NoteTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -70,6 +90,23 @@ impl fmt::Display for BuildError {
                     "data relocation at {offset:#x} of the data image patches bytes another one patches"
                 )
             }
+            BuildError::NoteHasTerminator { at } => write!(
+                f,
+                "note.sdn: the line at byte {at} is `# END_NOTE`, where a reader would end the note"
+            ),
+            BuildError::ReadAsAnotherLayout { dialect, placement } => write!(
+                f,
+                "the content holds a valid {dialect} header {}, which readers would take for this module's",
+                match placement {
+                    crate::HeaderPlacement::Start => "at the start",
+                    crate::HeaderPlacement::Trailer => "at the end",
+                }
+            ),
+            BuildError::NoteTooLong { len } => write!(
+                f,
+                "note.sdn: {len} bytes, past the {} a reader looks for its end in",
+                crate::note_sdn::SCAN_LIMIT
+            ),
         }
     }
 }
