@@ -132,6 +132,18 @@ fn the_read_file_corpus_replays_and_reads() {
 }
 
 #[test]
+fn the_write_corpus_replays_and_reads_back() {
+    let seeds = replay("write", smf_core::fuzzing::fuzz_write);
+    assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
+    // The patterns write modules that read back with their symbols.
+    let read: usize = (0..6)
+        .map(|k| std::fs::read(fuzz_dir().join(format!("corpus/write/pattern-{k}"))).unwrap())
+        .map(|pattern| smf_core::fuzzing::fuzz_write(&pattern))
+        .sum();
+    assert!(read > 6, "the seeds of write read back {read} symbols in all");
+}
+
+#[test]
 fn the_exec_ops_corpus_replays_and_runs_operations() {
     replay_calls("exec_ops", smf_core::fuzzing::fuzz_exec_ops);
 }

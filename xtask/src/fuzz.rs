@@ -16,7 +16,7 @@ use crate::workspace_root;
 /// The fuzz targets, each with the largest input it is given: module files and objects get
 /// room for large tables (a megabyte holds tens of thousands of symbols); texts and template
 /// sections less.
-pub(crate) const TARGETS: [(&str, usize); 11] = [
+pub(crate) const TARGETS: [(&str, usize); 12] = [
     ("parse", 1 << 20),
     ("load", 1 << 20),
     ("note_sdn", 1 << 17),
@@ -28,6 +28,7 @@ pub(crate) const TARGETS: [(&str, usize); 11] = [
     ("c_api", 1 << 12),
     ("exec_ops", 1 << 12),
     ("read_file", 1 << 12),
+    ("write", 1 << 13),
 ];
 
 /// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations
@@ -172,7 +173,7 @@ fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(out)
 }
 
-/// Seeds of `cache_ops`, `ffi_ranges`, `jit_ops`, `c_api` and `exec_ops`: operation sequences as
+/// Seeds of `cache_ops`, `ffi_ranges`, `jit_ops`, `c_api`, `exec_ops` and `write`: operation sequences as
 /// `arbitrary` decodes them from bytes, from
 /// patterns that reach every operation (the fuzzer takes it from there).
 fn operation_seeds() -> Vec<(String, Vec<u8>)> {
@@ -207,7 +208,8 @@ pub(crate) fn seeds_command() -> Result<(), String> {
     write_seeds("jit_ops", operation_seeds())?;
     write_seeds("c_api", operation_seeds())?;
     write_seeds("exec_ops", operation_seeds())?;
-    write_seeds("read_file", smf::fuzzing::read_file_seeds())
+    write_seeds("read_file", smf::fuzzing::read_file_seeds())?;
+    write_seeds("write", operation_seeds())
 }
 
 fn has(program: &str, args: &[&str]) -> bool {

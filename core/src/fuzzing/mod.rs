@@ -9,11 +9,14 @@
 //! | `load` | [`fuzz_load`] | up to three modules linked to each other and the host; all released after |
 //! | `note_sdn` | [`fuzz_note_sdn`] | quoted fields and rewritten notes read back as written |
 //! | `templates` | [`fuzz_templates`] | template-code and template-meta readers end, entries lie inside |
+//! | `write` | `fuzz_write` | what the writer writes reads back as written, or is refused with a typed error |
 //! | `exec_ops` | [`fuzz_exec_ops`] | the W^X allocator over a simulated, failing kernel: bytes kept, bookkeeping true to the pages, nothing left |
 
 mod note_sdn;
 mod parse;
 mod templates;
+#[cfg(feature = "alloc")]
+mod write;
 
 use core::error::Error;
 use core::fmt;
@@ -59,3 +62,5 @@ pub use load::{fuzz_load, MODULE_SEPARATOR};
 pub use note_sdn::fuzz_note_sdn;
 pub use parse::fuzz_one;
 pub use templates::fuzz_templates;
+#[cfg(feature = "alloc")]
+pub use write::fuzz_write;
