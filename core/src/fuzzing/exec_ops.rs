@@ -19,6 +19,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::input::Input;
 use crate::exec::{
     Block, CodeBatch, ExecAllocator, ExecConfig, ExecError, FaultInjector, MemoryKind, SimulatedKernel,
 };
@@ -39,32 +40,6 @@ static SIM_RWX: SimulatedKernel = SimulatedKernel::with_page_size(4 << 10, true)
 static FAULTS_4K: FaultInjector = FaultInjector::new(&SIM_4K);
 static FAULTS_16K: FaultInjector = FaultInjector::new(&SIM_16K);
 static FAULTS_RWX: FaultInjector = FaultInjector::new(&SIM_RWX);
-
-/// The input, read a byte at a time (zeros once it runs out).
-struct Input<'d> {
-    data: &'d [u8],
-}
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let (&first, rest) = self.data.split_first().unwrap_or((&0, &[]));
-        self.data = rest;
-        first
-    }
-
-    fn u16(&mut self) -> usize {
-        usize::from(self.byte()) | usize::from(self.byte()) << 8
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let seed = self.byte();
-        (0..=u8::MAX).cycle().take(len).map(|i| seed.wrapping_add(i).wrapping_mul(31)).collect()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-}
 
 /// Where a held block stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +82,7 @@ struct Run<'a> {
 pub fn fuzz_exec_ops(data: &[u8]) -> usize {
     static ALONE: spin::Mutex<()> = spin::Mutex::new(());
     let _alone = ALONE.lock();
-    let mut input = Input { data };
+    let mut input = Input::new(data);
     let setup = input.byte();
     let (sim, faults, rwx) = match setup % 3 {
         0 => (&SIM_4K, &FAULTS_4K, false),

@@ -12,6 +12,8 @@
 //! | `write` | `fuzz_write` | what the writer writes reads back as written, or is refused with a typed error |
 //! | `exec_ops` | [`fuzz_exec_ops`] | the W^X allocator over a simulated, failing kernel: bytes kept, bookkeeping true to the pages, nothing left |
 
+#[cfg(feature = "alloc")]
+mod input;
 mod note_sdn;
 mod parse;
 mod templates;

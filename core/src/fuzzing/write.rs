@@ -11,6 +11,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::input::Input;
+
 use crate::template::{MetaCategory, TemplateKind};
 use crate::write::{ModuleBuilder, SectionSpec, SymbolSpec, TemplateSpec};
 use crate::{
@@ -21,45 +23,15 @@ use crate::{
 /// Most operations one input makes.
 const MAX_OPS: usize = 64;
 
-/// The input, read a byte at a time (zeros once it runs out).
-struct Input<'d> {
-    data: &'d [u8],
-}
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let (&first, rest) = self.data.split_first().unwrap_or((&0, &[]));
-        self.data = rest;
-        first
+/// A name: a few letters, sometimes the input's bytes as they are (NULs and all).
+fn a_name(input: &mut Input<'_>) -> Vec<u8> {
+    let pick = input.byte();
+    if pick & 0xC0 == 0xC0 {
+        return input.raw();
     }
-
-    /// A small number (0..=255) scaled by `unit`.
-    fn small(&mut self, unit: u64) -> u64 {
-        u64::from(self.byte()) * unit
-    }
-
-    /// Up to 32 of the input's bytes as they are.
-    fn raw(&mut self) -> Vec<u8> {
-        let len = usize::from(self.byte() % 33).min(self.data.len());
-        let (taken, rest) = self.data.split_at(len);
-        self.data = rest;
-        taken.to_vec()
-    }
-
-    /// A name: a few letters, sometimes the input's bytes as they are (NULs and all).
-    fn name(&mut self) -> Vec<u8> {
-        let pick = self.byte();
-        if pick & 0xC0 == 0xC0 {
-            return self.raw();
-        }
-        let mut name = alloc::vec![b's', b'a' + pick % 26];
-        name.extend_from_slice(alloc::format!("{}", pick / 26).as_bytes());
-        name
-    }
-
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
+    let mut name = alloc::vec![b's', b'a' + pick % 26];
+    name.extend_from_slice(alloc::format!("{}", pick / 26).as_bytes());
+    name
 }
 
 /// A symbol kind by byte.
@@ -68,25 +40,17 @@ fn kind(b: u8) -> SymbolKind {
         [usize::from(b) % 5]
 }
 
-/// A relocation kind by byte (some not in every dialect: the writer refuses those).
+/// A relocation kind by byte, among every kind but none and the aarch64 GOT pair (some not in
+/// every dialect: the writer refuses those).
 fn reloc_kind(b: u8) -> RelocKind {
-    let kinds = [
-        RelocKind::Abs64,
-        RelocKind::Pc32,
-        RelocKind::Plt32,
-        RelocKind::GotPc32,
-        RelocKind::Abs32,
-        RelocKind::Aarch64Branch26,
-        RelocKind::Aarch64Page21,
-        RelocKind::Aarch64PageOffset12,
-    ];
+    let kinds = &RelocKind::ALL[1..9];
     kinds[usize::from(b) % kinds.len()]
 }
 
 /// Builds the module `data` describes and checks the writer against the reader; returns the
 /// number of symbols read back (or bytes formatted for a refusal).
 pub fn fuzz_write(data: &[u8]) -> usize {
-    let mut input = Input { data };
+    let mut input = Input::new(data);
     let dialect = Dialect::ALL[usize::from(input.byte()) % Dialect::ALL.len()];
     let mut b = ModuleBuilder::new(dialect);
     // What the reader must find: every symbol added, in order; the note.
@@ -120,7 +84,7 @@ pub fn fuzz_write(data: &[u8]) -> usize {
             }
             4 => {
                 let (name, k, value, size) =
-                    (input.name(), kind(input.byte()), input.small(4), input.small(1));
+                    (a_name(&mut input), kind(input.byte()), input.small(4), input.small(1));
                 let spec = match k {
                     SymbolKind::Import => SymbolSpec::import(&name),
                     SymbolKind::Data => {
@@ -167,8 +131,8 @@ pub fn fuzz_write(data: &[u8]) -> usize {
                 let kinds =
                     [TemplateKind::Function, TemplateKind::Struct, TemplateKind::Trait, TemplateKind::Enum];
                 let kind = kinds[usize::from(input.byte()) % kinds.len()];
-                let name = input.name();
-                let params = (0..input.byte() % 4).map(|_| input.name()).collect();
+                let name = a_name(&mut input);
+                let params = (0..input.byte() % 4).map(|_| a_name(&mut input)).collect();
                 let spec = TemplateSpec { kind, name: name.clone(), params, body: input.raw() };
                 let read_as = match kind {
                     TemplateKind::Function => SymbolKind::Function,
@@ -186,7 +150,7 @@ pub fn fuzz_write(data: &[u8]) -> usize {
                     MetaCategory::Traits,
                 ];
                 let category = categories[usize::from(input.byte()) % categories.len()];
-                let name = input.name();
+                let name = a_name(&mut input);
                 b.add_template_meta(category, &name, u32::from(input.byte()));
             }
             12 => {
