@@ -292,6 +292,19 @@ mod tests {
     }
 
     #[test]
+    fn the_bitmap_check_sees_a_page_whose_state_the_bitmaps_disagree_with() {
+        // The debug builds' check that the free and trap bitmaps follow the pages' states: it
+        // holds through the region's own changes and fails once a state changes behind them.
+        let mut r = region(8, 4096);
+        assert!(r.bitmaps_agree());
+        r.open(2, 3, 1);
+        r.seal(2, 3);
+        assert!(r.bitmaps_agree());
+        r.pages[3].state = PageState::Free;
+        assert!(!r.bitmaps_agree(), "a freed page the free bitmap does not have");
+    }
+
+    #[test]
     fn block_bitmaps_give_sizes_and_containing_starts() {
         let mut r = region(4, 4096);
         let base = r.base;

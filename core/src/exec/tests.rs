@@ -131,19 +131,6 @@ fn an_image_seals_each_segment_to_its_kind_behind_a_trap_page() {
 }
 
 #[test]
-fn the_bitmap_check_sees_a_page_whose_state_the_bitmaps_disagree_with() {
-    // The debug builds' check that the free and trap bitmaps follow the pages' states: it holds
-    // through the region's own changes and fails once a page's state changes behind them.
-    let mut region = super::region::Region::new(0x10_0000, 8 * PAGE, PAGE);
-    assert!(region.bitmaps_agree());
-    region.open(2, 3, 1);
-    region.seal(2, 3);
-    assert!(region.bitmaps_agree());
-    region.pages[3].state = super::region::PageState::Free;
-    assert!(!region.bitmaps_agree(), "a freed page the free bitmap does not have");
-}
-
-#[test]
 fn a_region_whose_code_and_trap_page_are_gone_is_unmapped() {
     // A sealed trap page stops counting as a used page of its region, so a region left with
     // nothing but its trap page is empty once the trap is trimmed, and goes back to the kernel.

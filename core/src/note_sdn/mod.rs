@@ -36,6 +36,13 @@ pub const KNOWN_TABLES: [(&str, usize); 6] = [
 ///
 /// The terminator must start a line (or the region) and end the line (or the region).
 pub fn terminated_text(region: &[u8]) -> Option<&[u8]> {
+    // Without the newline that precedes the terminator line.
+    terminator_line(region).map(|at| &region[..at.saturating_sub(1)])
+}
+
+/// Where the first `# END_NOTE` line starts in `region`, if one starts within [`SCAN_LIMIT`]
+/// bytes (what ends a note for every reader, and what a writer must not put inside one).
+pub fn terminator_line(region: &[u8]) -> Option<usize> {
     let window = &region[..region.len().min(SCAN_LIMIT + TERMINATOR.len() + 1)];
     let mut line_start = 0usize;
     loop {
@@ -43,9 +50,7 @@ pub fn terminated_text(region: &[u8]) -> Option<&[u8]> {
         if rest.starts_with(TERMINATOR) {
             let after = rest.get(TERMINATOR.len()).copied();
             if matches!(after, None | Some(b'\n') | Some(b'\r')) && line_start <= SCAN_LIMIT {
-                // Drop the newline that precedes the terminator line.
-                let end = line_start.saturating_sub(1);
-                return Some(&region[..end]);
+                return Some(line_start);
             }
         }
         let newline = rest.iter().position(|&b| b == b'\n')?;

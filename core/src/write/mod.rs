@@ -586,11 +586,10 @@ fn push_text(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Refuses a note text a reader would not read back whole: one with a terminator line of its
-/// own (the reader's own search, [`crate::note_sdn::terminated_text`], finds it), or one whose
+/// own (the reader's own search, [`crate::note_sdn::terminator_line`], finds it), or one whose
 /// terminator, written after it, would lie past where readers look.
 fn readable_note(text: &[u8]) -> Result<(), BuildError> {
-    if let Some(before) = crate::note_sdn::terminated_text(text) {
-        let at = if before.is_empty() && text.starts_with(TERMINATOR) { 0 } else { before.len() + 1 };
+    if let Some(at) = crate::note_sdn::terminator_line(text) {
         return Err(BuildError::NoteHasTerminator { at });
     }
     // The terminator line starts right after the text and its newline.
