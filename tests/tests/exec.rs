@@ -274,8 +274,12 @@ fn module_images_start_each_segment_at_the_asked_alignment() {
             assert_eq!(block.addr() % align, 0, "round {round}: {block:?}");
             assert_eq!(block.size() % align, 0, "segments are rounded to the alignment: {block:?}");
         }
-        let code = blocks[0].as_ref().unwrap();
-        assert_eq!(blocks[1].as_ref().unwrap().addr(), code.addr() + align, "segments stay back to back");
+        let (code, read_only, data) =
+            (blocks[0].as_ref().unwrap(), blocks[1].as_ref().unwrap(), blocks[2].as_ref().unwrap());
+        assert_eq!(data.addr(), read_only.addr() + align, "data segments stay back to back");
+        assert!(read_only.addr() >= code.addr() + code.size(), "data lies above the code");
+        let region = exec.regions().into_iter().find(|r| r.contains(&code.addr())).unwrap();
+        assert!(region.contains(&(data.addr() + data.size() - 1)), "in the code's region");
         batch.seal().unwrap();
         kept.push(blocks);
     }
@@ -374,6 +378,38 @@ fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
 }
 
 #[test]
+fn images_loaded_one_after_another_share_two_mappings() {
+    // Code follows earlier sealed code from the bottom of a region and data fills it from the
+    // top, so that 100 images leave one mapping of code (behind one trap page) and one of
+    // free pages and data, rather than two per image.
+    let exec = ExecAllocator::default();
+    let page = exec.page_size();
+    let images: Vec<(Block<'_>, Block<'_>)> = (0..100).map(|i| code_image(&exec, i)).collect();
+    assert_eq!((exec.stats().trap_pages, exec.stats().regions), (1, 1));
+    for pair in images.windows(2) {
+        assert_eq!(pair[1].0.addr(), pair[0].0.addr() + 2 * page, "code after code");
+        assert_eq!(pair[1].1.addr(), pair[0].1.addr() - page, "data below data");
+    }
+    assert!(images[99].0.addr() < images[99].1.addr());
+    // The kernel may merge with neighbouring mappings, never split more.
+    assert!(mappings_within(&exec.regions()) <= 2, "{}", mappings_within(&exec.regions()));
+    assert!(exec.stats().mappings <= 2, "the estimate agrees: {}", exec.stats().mappings);
+    for (i, (code, _)) in images.iter().enumerate() {
+        assert_eq!(call(code), i as i64);
+    }
+    assert_no_rwx("one after another");
+    // Every other image freed: the rest still run, and the code after a freed one needs no
+    // trap page of its own.
+    let (kept, freed): (Vec<_>, Vec<_>) = images.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    exec.free_all(freed.into_iter().flat_map(|(_, (code, data))| [code, data])).unwrap();
+    for (i, (code, _)) in &kept {
+        assert_eq!(call(code), *i as i64);
+    }
+    assert_eq!(exec.stats().trap_pages, 1);
+    assert_no_rwx("every other freed");
+}
+
+#[test]
 fn an_abandoned_image_takes_its_new_trap_page_with_it() {
     use smf_core::exec::MemoryKind;
     let exec = ExecAllocator::default();
@@ -405,13 +441,13 @@ fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
     use smf_core::exec::MemoryKind;
     let page = ExecAllocator::default().page_size();
     let exec = ExecAllocator::new(ExecConfig { region_size: 8 * page, ..ExecConfig::default() });
-    // Two 3-page code images, each behind its trap page, fill the 8-page region.
-    let mut images = Vec::new();
-    for _ in 0..2 {
-        let mut batch = exec.batch();
-        images.push(batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap());
-        batch.seal().unwrap();
-    }
+    // Two 3-page code images written at once (neither follows sealed code), each behind its
+    // trap page, fill the 8-page region.
+    let (mut first, mut second) = (exec.batch(), exec.batch());
+    let images = [&mut first, &mut second]
+        .map(|batch| batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap());
+    first.seal().unwrap();
+    second.seal().unwrap();
     let base = exec.regions()[0].start;
     assert_eq!(images.iter().map(Block::addr).collect::<Vec<_>>(), [base + page, base + 5 * page]);
     exec.free_all(images).unwrap();

@@ -105,11 +105,13 @@ impl<'a> CodeBatch<'a> {
         Ok(())
     }
 
-    /// Allocates a module image: one contiguous run of page-aligned segments (code, read-only
-    /// data, writable data), each its own block (`None` for empty segments). Sealing the batch
-    /// makes code pages read-execute, read-only pages read-only, and leaves writable pages
-    /// read-write (never executable). Keeping a module in one run keeps all its internal
-    /// references within reach of 32-bit PC-relative relocations.
+    /// Allocates a module image: page-aligned segments (code, read-only data, writable data),
+    /// each its own block (`None` for empty segments), in one region: the code segments back to
+    /// back, the data segments back to back above them. Sealing the batch makes code pages
+    /// read-execute, read-only pages read-only, and leaves writable pages read-write (never
+    /// executable). Keeping a module in one region keeps all its internal references within
+    /// reach of 32-bit PC-relative relocations; keeping code with code and data with data keeps
+    /// many modules in few kernel mappings.
     pub fn alloc_image(
         &mut self,
         segments: &[(usize, MemoryKind)],

@@ -58,6 +58,9 @@ pub(super) struct Region {
     free: Vec<u64>,
     /// One bit per page: set on sealed trap pages.
     traps: Vec<u64>,
+    /// One bit per page: set on sealed code pages, trap pages included (new code right after
+    /// one seals by moving the boundary of its mapping).
+    code: Vec<u64>,
     /// One bit per granule: set where a live block starts.
     pub(super) starts: Vec<u64>,
     /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
@@ -77,6 +80,7 @@ impl Region {
             used: 0,
             free,
             traps: alloc::vec![0; count.div_ceil(64)],
+            code: alloc::vec![0; count.div_ceil(64)],
             starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
             ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
         }
@@ -155,6 +159,31 @@ impl Region {
                 self.used -= 1;
                 set_bits(&mut self.traps, i..i + 1, true);
             }
+            if self.pages[i].kind == MemoryKind::Code {
+                set_bits(&mut self.code, i..i + 1, true);
+            }
+        }
+    }
+
+    /// Marks the sealed pages `first..first + count` as being released (their protection
+    /// change is under way outside the lock).
+    pub(super) fn begin_release(&mut self, first: usize, count: usize) {
+        for page in &mut self.pages[first..first + count] {
+            page.state = PageState::Releasing;
+        }
+        set_bits(&mut self.code, first..first + count, false);
+    }
+
+    /// Marks the pages `first..first + count`, whose release failed, sealed again: they hold
+    /// nothing (not even a trap page's guard) and wait for `trim` to retry.
+    pub(super) fn release_failed(&mut self, first: usize, count: usize) {
+        for i in first..first + count {
+            let page = &mut self.pages[i];
+            page.state = PageState::Sealed;
+            page.trap = false;
+            if page.kind == MemoryKind::Code {
+                set_bits(&mut self.code, i..i + 1, true);
+            }
         }
     }
 
@@ -168,13 +197,16 @@ impl Region {
         self.used -= count - traps;
         set_bits(&mut self.free, first..first + count, true);
         set_bits(&mut self.traps, first..first + count, false);
+        set_bits(&mut self.code, first..first + count, false);
     }
 
     /// Whether the page bitmaps agree with the pages' states (checked in debug builds).
     pub(super) fn bitmaps_agree(&self) -> bool {
         self.pages.iter().enumerate().all(|(i, p)| {
             let bit = |bits: &[u64]| bits[i / 64] >> (i % 64) & 1 == 1;
-            bit(&self.free) == (p.state == PageState::Free) && bit(&self.traps) == p.is_sealed_trap()
+            bit(&self.free) == (p.state == PageState::Free)
+                && bit(&self.traps) == p.is_sealed_trap()
+                && bit(&self.code) == (p.state == PageState::Sealed && p.kind == MemoryKind::Code)
         })
     }
 
@@ -197,13 +229,13 @@ impl Region {
         idle
     }
 
-    /// The first page of `count` free pages right after a sealed trap page, starting at a
-    /// multiple of `align`.
+    /// The first page of `count` free pages right after a sealed code page (a trap page or
+    /// code), starting at a multiple of `align`.
     pub(super) fn anchored_run(&self, count: usize, align: usize, page: usize) -> Option<usize> {
-        for (w, &traps) in self.traps.iter().enumerate() {
-            // Trap pages whose next page is free.
+        for (w, &code) in self.code.iter().enumerate() {
+            // Sealed code pages whose next page is free.
             let next_free = (self.free[w] >> 1) | self.free.get(w + 1).map_or(0, |next| next << 63);
-            let mut candidates = traps & next_free;
+            let mut candidates = code & next_free;
             while candidates != 0 {
                 let first = w * 64 + candidates.trailing_zeros() as usize + 1;
                 candidates &= candidates - 1;
@@ -232,6 +264,36 @@ impl Region {
                 return Some(first);
             }
             from = end;
+        }
+        None
+    }
+}
+
+impl Region {
+    /// The first page of the highest `count` free pages from page `min` on, starting at a
+    /// multiple of `align`: data goes at the top of a region, code at its bottom, so that each
+    /// kind's pages stay together in a few kernel mappings.
+    pub(super) fn last_fit(&self, count: usize, align: usize, min: usize, page: usize) -> Option<usize> {
+        let mut below = self.pages.len();
+        // Each stretch of free pages is `start..stop`, from the top down.
+        while let Some(last) = prev_one(&self.free, below) {
+            let stop = last + 1;
+            let start = stop - ones_before(&self.free, stop);
+            let lowest = start.max(min);
+            if let Some(top) = stop.checked_sub(count).filter(|&top| top >= lowest) {
+                let aligned = (self.base + top * page) & !(align - 1);
+                if aligned >= self.base + lowest * page {
+                    let first = (aligned - self.base) / page;
+                    debug_assert!(self.pages[first..first + count]
+                        .iter()
+                        .all(|p| p.state == PageState::Free));
+                    return Some(first);
+                }
+            }
+            if start <= min {
+                return None;
+            }
+            below = start;
         }
         None
     }
@@ -281,6 +343,37 @@ fn next_one(bits: &[u64], from: usize) -> Option<usize> {
         w += 1;
         word = *bits.get(w)?;
     }
+}
+
+/// The last set bit of `bits` before bit `end`.
+fn prev_one(bits: &[u64], end: usize) -> Option<usize> {
+    let mut w = end / 64;
+    let mut word = if end % 64 == 0 { 0 } else { bits.get(w)? & (u64::MAX >> (64 - end % 64)) };
+    loop {
+        if word != 0 {
+            return Some(w * 64 + 63 - word.leading_zeros() as usize);
+        }
+        w = w.checked_sub(1)?;
+        word = *bits.get(w)?;
+    }
+}
+
+/// How many consecutive set bits of `bits` end right before bit `end`.
+fn ones_before(bits: &[u64], end: usize) -> usize {
+    let mut count = 0;
+    let mut i = end;
+    while i > 0 {
+        // Bits `0..used` of word `w` lie below `i`; shifted up, they lead the word.
+        let (w, used) = ((i - 1) / 64, (i - 1) % 64 + 1);
+        let Some(&word) = bits.get(w) else { break };
+        let ones = ((word << (64 - used)).leading_ones() as usize).min(used);
+        count += ones;
+        if ones < used {
+            break;
+        }
+        i -= ones;
+    }
+    count
 }
 
 #[cfg(test)]
@@ -359,6 +452,61 @@ mod tests {
     }
 
     #[test]
+    fn data_runs_are_found_from_the_top_aligned_and_above_a_floor() {
+        let page = 4096;
+        // 130 pages: the free bitmap spans three words.
+        let mut r = region(130, page);
+        assert_eq!(r.last_fit(2, page, 0, page), Some(128));
+        assert_eq!(r.last_fit(130, page, 0, page), Some(0));
+        assert_eq!(r.last_fit(131, page, 0, page), None);
+        for i in [5, 64, 127] {
+            r.open(i, 1, 1);
+        }
+        // Free stretches: 0..5, 6..64, 65..127, 128..130.
+        assert_eq!(r.last_fit(2, page, 0, page), Some(128));
+        assert_eq!(r.last_fit(3, page, 0, page), Some(124), "128..130 is too short");
+        assert_eq!(r.last_fit(62, page, 0, page), Some(65));
+        assert_eq!(r.last_fit(63, page, 0, page), None, "no stretch is that long");
+        assert_eq!(r.last_fit(58, page, 0, page), Some(69));
+        // base is 0x10_0000: multiples of 8 pages are the pages divisible by 8.
+        assert_eq!(r.last_fit(3, 8 * page, 0, page), Some(120));
+        assert_eq!(r.last_fit(60, 8 * page, 0, page), None, "65..127 holds no aligned 60 pages");
+        assert_eq!(r.last_fit(4, page, 126, page), None, "nothing above page 126 is long enough");
+        assert_eq!(r.last_fit(4, page, 60, page), Some(123));
+        assert_eq!(r.last_fit(62, page, 66, page), None, "the floor cuts 65..127 short");
+        assert_eq!(r.last_fit(5, page, 0, page), Some(122));
+        assert_eq!(r.last_fit(2, page, 3, page), Some(128));
+        r.open(6, 58, 1);
+        r.open(65, 62, 1);
+        r.open(128, 2, 1);
+        assert_eq!(r.last_fit(2, page, 0, page), Some(3), "only 0..5 is left");
+        assert_eq!(r.last_fit(2, page, 4, page), None);
+    }
+
+    #[test]
+    fn the_code_bitmap_follows_sealed_code_and_anchors_runs_after_it() {
+        let page = 4096;
+        let mut r = region(8, page);
+        r.open(0, 2, 1);
+        r.pages[1].kind = MemoryKind::ReadWrite;
+        r.seal(0, 2);
+        assert!(r.bitmaps_agree());
+        assert_eq!(r.anchored_run(2, page, page), None, "page 1 is data, page 2 follows no code");
+        r.open(2, 1, 2);
+        r.seal(2, 1);
+        assert_eq!(r.anchored_run(2, page, page), Some(3), "right after sealed code");
+        r.begin_release(2, 1);
+        assert!(r.bitmaps_agree());
+        assert_eq!(r.anchored_run(2, page, page), None, "code being released anchors nothing");
+        r.release_failed(2, 1);
+        assert!(r.bitmaps_agree());
+        assert_eq!(r.anchored_run(2, page, page), Some(3));
+        r.release(2, 1, false);
+        assert!(r.bitmaps_agree());
+        assert_eq!(r.anchored_run(2, page, page), None);
+    }
+
+    #[test]
     fn bit_runs_cross_words_and_stop_at_the_end() {
         let mut bits = [0u64; 3];
         set_bits(&mut bits, 60..130, true);
@@ -375,7 +523,15 @@ mod tests {
         set_bits(&mut bits, 62..129, false);
         assert_eq!((bits[0], bits[1], bits[2]), (0b11 << 60, 0, 0b10));
         assert_eq!(next_one(&bits, 62), Some(129));
+        assert_eq!(
+            (prev_one(&bits, 129), prev_one(&bits, 130), prev_one(&bits, 62)),
+            (Some(61), Some(129), Some(61))
+        );
+        assert_eq!((prev_one(&bits, 60), prev_one(&bits, 192)), (None, Some(129)));
+        assert_eq!((ones_before(&bits, 62), ones_before(&bits, 61), ones_before(&bits, 130)), (2, 1, 1));
+        assert_eq!(ones_before(&bits, 0), 0);
         set_bits(&mut bits, 0..192, true);
         assert_eq!(ones_from(&bits, 0, usize::MAX), 192);
+        assert_eq!((ones_before(&bits, 192), ones_before(&bits, 128), ones_before(&bits, 1)), (192, 128, 1));
     }
 }

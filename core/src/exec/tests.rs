@@ -131,6 +131,59 @@ fn an_image_seals_each_segment_to_its_kind_behind_a_trap_page() {
 }
 
 #[test]
+fn an_image_goes_whole_to_a_region_with_room_for_its_data_above_its_code() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(ExecConfig { region_size: 8 * PAGE, ..config() }, &K);
+    let addr = |b: &Option<Block<'_>>| b.as_ref().unwrap().addr();
+    // A trap page, three pages of code and three of data at the top fill the region.
+    let mut batch = exec.batch();
+    let mut first =
+        batch.alloc_image(&[(3 * PAGE, MemoryKind::Code), (3 * PAGE, MemoryKind::ReadWrite)]).unwrap();
+    batch.seal().unwrap();
+    let base = exec.regions()[0].start;
+    assert_eq!([addr(&first[0]), addr(&first[1])], [base + PAGE, base + 5 * PAGE]);
+    // With its data freed, four pages follow its code: room for four pages of code and
+    // nothing above them.
+    exec.free_all(first.remove(1)).unwrap();
+    let mut batch = exec.batch();
+    let second = batch.alloc_image(&[(4 * PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadWrite)]).unwrap();
+    batch.seal().unwrap();
+    let regions = exec.regions();
+    assert_eq!(regions.len(), 2);
+    assert!(second.iter().all(|b| regions[1].contains(&addr(b))), "code and data in the new region");
+    assert!(addr(&second[0]) < addr(&second[1]));
+    // Code alone fits right after the first image's code, with no trap page of its own.
+    let mut batch = exec.batch();
+    let third = batch.alloc_image(&[(4 * PAGE, MemoryKind::Code)]).unwrap();
+    batch.seal().unwrap();
+    assert_eq!(addr(&third[0]), base + 4 * PAGE);
+    assert_eq!(exec.stats().trap_pages, 2, "one per region");
+    assert_eq!(K.protection_at(base + 7 * PAGE), Some(Protection::ReadExec));
+}
+
+#[test]
+fn a_data_page_freed_while_its_batch_is_open_is_released_at_once() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let mut image =
+        batch.alloc_image(&[(PAGE, MemoryKind::Code), (2 * PAGE, MemoryKind::ReadWrite)]).unwrap();
+    let code_block = batch.alloc(64, 16).unwrap();
+    let open = exec.stats().pages_open;
+    // The data pages lie outside the batch's current run of code: no later block goes there.
+    exec.free_all(image.remove(1)).unwrap();
+    assert_eq!(exec.stats().pages_open, open - 2);
+    // A block freed in the current run keeps its page open for the batch's next blocks.
+    exec.free_all([code_block]).unwrap();
+    assert_eq!(exec.stats().pages_open, open - 2);
+    let next = batch.alloc(64, 16).unwrap();
+    batch.seal().unwrap();
+    // The run of code grew after the data's run was opened: it is the code run that grew.
+    let sealed = exec.lookup(next.addr(), 64).is_some_and(|b| b.sealed);
+    assert!(sealed, "the block in the grown run is sealed with its batch");
+}
+
+#[test]
 fn a_region_whose_code_and_trap_page_are_gone_is_unmapped() {
     // A sealed trap page stops counting as a used page of its region, so a region left with
     // nothing but its trap page is empty once the trap is trimmed, and goes back to the kernel.

@@ -14,8 +14,23 @@ pub(super) struct Batch {
     pub(super) cursor: usize,
     /// End of the current run (0 before the first allocation).
     pub(super) end: usize,
-    /// Every run of pages this batch opened: (start, length in bytes).
+    /// Every run of pages this batch opened: (start, length in bytes), for blocks and for
+    /// module data.
     pub(super) runs: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// The run its cursor is in (the one ending at `end`; the runs opened for module data since
+    /// may follow it in `runs`).
+    pub(super) fn current_run(&self) -> Option<&(usize, usize)> {
+        self.runs.iter().rev().find(|&&(start, len)| start + len == self.end)
+    }
+
+    /// [`Batch::current_run`], to grow.
+    pub(super) fn current_run_mut(&mut self) -> Option<&mut (usize, usize)> {
+        let end = self.end;
+        self.runs.iter_mut().rev().find(|&&mut (start, len)| start + len == end)
+    }
 }
 
 /// Open batches in id order.

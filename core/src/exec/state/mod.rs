@@ -12,13 +12,22 @@
 //! then), or discarded once [`RECYCLED_PAGES`] are kept; a region with no used page is
 //! unmapped (one spare empty region is kept to avoid thrashing).
 //!
-//! **Trap pages** (the one place their reason is written). A module image's code run gets a
-//! trap page right before it (filled with faulting instructions, `int3` or `udf`, sealed with
-//! the code, and kept sealed when the code is freed), and later images go right after an
-//! existing trap page first. The kernel then seals and frees them by moving the boundary
-//! between the trap page's read-execute mapping and the free pages' read-write one, instead of
-//! splitting a mapping and merging it back, which halves the cost of both protection changes. Trap pages that guard no code are
-//! released when a run would otherwise need a new region, and by [`super::ExecAllocator::trim`].
+//! **Where pages go.** Code grows from the bottom of a region, each module image's code
+//! right after sealed code where there is room; a module image's data (read-only and writable
+//! segments) goes at the top of the same region, above its code, so that every reference
+//! inside the image stays within the region (32-bit PC-relative reach) while each kind's pages
+//! stay together: the kernel keeps a region in a few mappings (sealed code, then free and
+//! writable pages, which share a protection) however many modules it holds, where placing each
+//! image's segments back to back cost two or three mappings per module.
+//!
+//! **Trap pages** (the one place their reason is written). A module image's code run that
+//! does not follow sealed code gets a trap page right before it (filled with faulting
+//! instructions, `int3` or `udf`, sealed with the code, and kept sealed when the code is
+//! freed). The kernel then seals code, and frees it, by moving the boundary between the
+//! read-execute mapping before it and the free pages' read-write one, instead of splitting a
+//! mapping and merging it back, which halves the cost of both protection changes. Trap pages
+//! that guard no code are released when a run would otherwise need a new region, and by
+//! [`super::ExecAllocator::trim`].
 //!
 //! Invariants:
 //! - every live block lies in pages that are open for its batch or sealed, inside one region;

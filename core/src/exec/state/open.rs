@@ -90,7 +90,22 @@ impl Trap {
     }
 }
 
+/// Room a module image's data needs in the same region as its code, above it (so that the
+/// code reaches it with 32-bit PC-relative references).
+#[derive(Clone, Copy)]
+struct DataRoom {
+    /// Pages.
+    count: usize,
+    /// Where they may start: a multiple of this (a power of two, at least a page).
+    align: usize,
+}
+
 impl State {
+    /// Whether region `r` has room for `data` (if any is wanted) from page `above` on.
+    fn data_fits(&self, r: usize, above: usize, data: Option<DataRoom>) -> bool {
+        data.is_none_or(|d| self.regions[r].last_fit(d.count, d.align, above, self.page).is_some())
+    }
+
     /// Opens `count` pages starting at page `first` of region `r` for `batch`. Recycled pages
     /// are zeroed, except the bytes in `overwritten` (addresses the caller writes in full before
     /// sealing). The pages of `overwritten` are faulted in with one call rather than one fault
@@ -145,11 +160,18 @@ impl State {
     /// power of two, at least a page). A `trapped` run (the code of a module image) comes with a
     /// trap page right before it: preferably one sealed already, else a free page that becomes
     /// one. Idle trap pages are reclaimed before a new region is reserved.
-    fn find_free_run(&mut self, count: usize, align: usize, trapped: bool) -> Result<FreeRun, ExecError> {
+    fn find_free_run(
+        &mut self,
+        count: usize,
+        align: usize,
+        trapped: bool,
+        data: Option<DataRoom>,
+    ) -> Result<FreeRun, ExecError> {
         let page = self.page;
         if trapped {
-            let anchored = self.regions.iter().enumerate().find_map(|(r, region)| {
-                region.anchored_run(count, align, page).map(|first| FreeRun {
+            let anchored = (0..self.regions.len()).find_map(|r| {
+                let first = self.regions[r].anchored_run(count, align, page)?;
+                self.data_fits(r, first + count, data).then_some(FreeRun {
                     region: r,
                     first,
                     trap: Trap::Anchored,
@@ -160,29 +182,34 @@ impl State {
             }
         }
         let lead = usize::from(trapped);
-        let first_fit = |regions: &[Region]| {
-            regions.iter().enumerate().find_map(|(r, region)| {
-                region.first_fit(count, align, lead, page).map(|first| FreeRun {
+        let first_fit = |state: &State| {
+            (0..state.regions.len()).find_map(|r| {
+                let first = state.regions[r].first_fit(count, align, lead, page)?;
+                state.data_fits(r, first + count, data).then_some(FreeRun {
                     region: r,
                     first,
                     trap: Trap::new(trapped),
                 })
             })
         };
-        if let Some(run) = first_fit(&self.regions) {
+        if let Some(run) = first_fit(self) {
             return Ok(run);
         }
         if self.reclaim_idle_traps()? {
-            if let Some(run) = first_fit(&self.regions) {
+            if let Some(run) = first_fit(self) {
                 return Ok(run);
             }
         }
-        // Room for the lead page and the run at the first multiple of `align` after it, in a
-        // fresh reservation.
+        // Room for the lead page and the run at the first multiple of `align` after it, then
+        // for the data at a multiple of its alignment, in a fresh reservation.
+        let data_room = data.map_or(Some(0), |d| {
+            d.count.checked_mul(self.page).and_then(|bytes| bytes.checked_add(d.align - self.page))
+        });
         let wanted = count
             .checked_add(lead)
             .and_then(|pages| pages.checked_mul(self.page))
             .and_then(|w| w.checked_add(align - self.page))
+            .and_then(|w| w.checked_add(data_room?))
             .ok_or(ExecError::TooLarge { size: usize::MAX })?;
         let len = align_up(wanted.max(self.config.region_size), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
@@ -209,6 +236,8 @@ impl State {
     /// in `batch`'s open pages, opening more pages when needed; returns its address. The
     /// caller writes the block's first `overwritten` bytes in full (they need not be zeroed).
     /// A `trapped` block (a module image's code) that needs a new run gets a trap page before it.
+    /// With `data`, the block is a module image's code and its region must have room for the
+    /// image's data above the pages the batch has open there.
     fn place(
         &mut self,
         batch: u64,
@@ -216,6 +245,7 @@ impl State {
         align: usize,
         overwritten: usize,
         trapped: bool,
+        data: Option<DataRoom>,
     ) -> Result<usize, ExecError> {
         let (cursor, end) = {
             let b = self.batches.get(batch).ok_or(ExecError::UnknownBatch)?;
@@ -224,7 +254,11 @@ impl State {
         if end != 0 {
             let start = align_up(cursor, align).ok_or(ExecError::TooLarge { size })?;
             let stop = start.checked_add(size).ok_or(ExecError::TooLarge { size })?;
-            if stop <= end {
+            let room_above = |state: &State| {
+                data.is_none()
+                    || state.pages_of(end - 1, end).is_some_and(|(r, _, last)| state.data_fits(r, last, data))
+            };
+            if stop <= end && room_above(self) {
                 return Ok(start);
             }
             // Extend the current run if the pages after it are free in the same region,
@@ -234,15 +268,15 @@ impl State {
             if let Some((r, first, needed)) = self.pages_of(end, stop) {
                 let region = &self.regions[r];
                 let run_pages =
-                    self.batches.get(batch).and_then(|b| b.runs.last()).map_or(0, |run| run.1 / self.page);
+                    self.batches.get(batch).and_then(|b| b.current_run()).map_or(0, |run| run.1 / self.page);
                 let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
                 let last = first + region.free_run_from(first, (needed - first).max(ahead));
-                if last >= needed && self.region_of(end - 1) == Some(r) {
+                if last >= needed && self.region_of(end - 1) == Some(r) && self.data_fits(r, last, data) {
                     let overwritten = start..start.saturating_add(overwritten.min(size));
                     self.open_pages(r, first, last - first, batch, &overwritten)?;
                     let new_end = self.regions[r].base + last * self.page;
                     let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-                    if let Some(run) = b.runs.last_mut() {
+                    if let Some(run) = b.current_run_mut() {
                         run.1 += new_end - end;
                     }
                     b.end = new_end;
@@ -251,7 +285,8 @@ impl State {
             }
         }
         let count = size.div_ceil(self.page);
-        let FreeRun { region: r, first, trap } = self.find_free_run(count, align.max(self.page), trapped)?;
+        let FreeRun { region: r, first, trap } =
+            self.find_free_run(count, align.max(self.page), trapped, data)?;
         let start = self.regions[r].base + first * self.page;
         // A new trap page is opened with the run (its fill is written in full below).
         let lead = usize::from(trap == Trap::New);
@@ -297,7 +332,7 @@ impl State {
         }
         let size = align_up(size, GRANULE).ok_or(ExecError::TooLarge { size })?;
         let align = align.max(GRANULE);
-        let start = self.place(batch.0, size, align, overwritten, false)?;
+        let start = self.place(batch.0, size, align, overwritten, false, None)?;
         let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start + size;
         if let Some((r, first, last)) = self.pages_of(start, start + size) {
@@ -333,16 +368,19 @@ impl State {
             total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
         }
         if total > 0 {
-            self.place(batch.0, total, align, total, false)?;
+            self.place(batch.0, total, align, total, false, None)?;
         }
         Ok(())
     }
 
-    /// Allocates one contiguous run of segments in `batch` (a module image: code, read-only
-    /// data, writable data), each a block of its own whose pages seal to its kind, starting at a
-    /// multiple of `align` (at least a page), handed to `out` in order (`None` for an empty
-    /// segment). The caller writes the image's first `overwritten` bytes in full before
-    /// sealing, so they are not zeroed first in recycled pages.
+    /// Allocates a module image's segments in `batch` (code, read-only data, writable data),
+    /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`
+    /// (at least a page), handed to `out` in order (`None` for an empty segment). The code
+    /// segments lie back to back from the bottom of a region (after earlier code, so that
+    /// sealed code stays in few mappings), the data segments back to back above them, at the
+    /// top of the same region: every reference inside the image stays within a region. The
+    /// caller writes the image's first `overwritten` bytes (its code) in full before sealing,
+    /// so they are not zeroed first in recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
@@ -355,42 +393,110 @@ impl State {
             return Err(ExecError::BadAlignment { align });
         }
         let unit = align.max(self.page);
-        let mut total: usize = 0;
-        for &(len, _) in segments {
+        let (mut code, mut data): (usize, usize) = (0, 0);
+        for &(len, kind) in segments {
             let rounded = align_up(len, unit).ok_or(ExecError::TooLarge { size: len })?;
-            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+            let total = if kind == MemoryKind::Code { &mut code } else { &mut data };
+            *total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
         }
-        if total == 0 {
+        if code == 0 && data == 0 {
             return Err(ExecError::ZeroSize);
         }
-        // Code first: its run gets a trap page before it (none needed where pages stay RWX).
-        let trapped = !self.config.allow_rwx
-            && segments.iter().find(|&&(len, _)| len > 0).is_some_and(|&(_, kind)| kind == MemoryKind::Code);
-        let start = self.place(batch.0, total, unit, overwritten, trapped)?;
-        let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
-        b.cursor = start + total;
-        let mut at = start;
-
+        // The code run gets a trap page before it unless it follows sealed code (none needed
+        // where pages stay RWX).
+        let (mut code_at, mut data_at) = (0, 0);
+        if code > 0 {
+            let room = (data > 0).then_some(DataRoom { count: data / self.page, align: unit });
+            let overwritten = overwritten.min(code);
+            code_at = self.place(batch.0, code, unit, overwritten, !self.config.allow_rwx, room)?;
+            let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
+            b.cursor = code_at + code;
+        }
+        if data > 0 {
+            // Above the batch's open code pages in the code's region (`place` made sure of room).
+            let above = if code > 0 {
+                let end = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.end;
+                let (r, _, last) = self.pages_of(end - 1, end).ok_or(ExecError::TooLarge { size: data })?;
+                Some((r, last))
+            } else {
+                None
+            };
+            data_at = self.place_data(batch.0, data, unit, above)?;
+        }
         for &(len, kind) in segments {
             if len == 0 {
                 out(None);
                 continue;
             }
             let size = align_up(len, unit).unwrap_or(len);
-            if let Some((r, first, last)) = self.pages_of(at, at + size) {
+            let at = if kind == MemoryKind::Code { &mut code_at } else { &mut data_at };
+            if let Some((r, first, last)) = self.pages_of(*at, *at + size) {
                 let region = &mut self.regions[r];
                 for p in &mut region.pages[first..last] {
                     p.live += 1;
                     p.kind = kind;
                 }
-                region.mark(at, size, true);
+                region.mark(*at, size, true);
             }
             self.blocks_live += 1;
             self.bytes_live += size;
-            out(Some((at, size)));
-            at += size;
+            out(Some((*at, size)));
+            *at += size;
         }
         Ok(())
+    }
+
+    /// Opens `size` bytes (whole pages) of data at the top of a region for `batch`, starting at
+    /// a multiple of `align` (at least a page); returns the address. With `above`, in region
+    /// `above.0` from page `above.1` on (room its caller made sure of).
+    fn place_data(
+        &mut self,
+        batch: u64,
+        size: usize,
+        align: usize,
+        above: Option<(usize, usize)>,
+    ) -> Result<usize, ExecError> {
+        let page = self.page;
+        let (r, first) = match above {
+            Some((r, min)) => {
+                let first = self.regions[r].last_fit(size / page, align, min, page);
+                (r, first.ok_or(ExecError::TooLarge { size })?)
+            }
+            None => self.find_data_run(size, align)?,
+        };
+        let start = self.regions[r].base + first * page;
+        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
+        b.runs.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
+        self.open_pages(r, first, size / page, batch, &(start..start))?;
+        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
+        b.runs.push((start, size));
+        Ok(start)
+    }
+
+    /// Finds (or reserves) `size` bytes of free pages at the top of a region, starting at a
+    /// multiple of `align`: (region, first page). Idle trap pages are reclaimed before a new
+    /// region is reserved.
+    fn find_data_run(&mut self, size: usize, align: usize) -> Result<(usize, usize), ExecError> {
+        let (page, count) = (self.page, size / self.page);
+        let last_fit = |state: &State| {
+            (0..state.regions.len())
+                .find_map(|r| state.regions[r].last_fit(count, align, 0, page).map(|first| (r, first)))
+        };
+        let mut found = last_fit(self);
+        if found.is_none() && self.reclaim_idle_traps()? {
+            found = last_fit(self);
+        }
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        let wanted = size.checked_add(align - page).ok_or(ExecError::TooLarge { size })?;
+        let len = align_up(wanted.max(self.config.region_size), page)
+            .ok_or(ExecError::TooLarge { size: wanted })?;
+        let base = self.kernel.reserve(len)? as usize;
+        self.regions.push(Region::new(base, len, page));
+        let r = self.regions.len() - 1;
+        let first = self.regions[r].last_fit(count, align, 0, page).ok_or(ExecError::TooLarge { size })?;
+        Ok((r, first))
     }
 
     /// Allocates a block in `batch` for `len` bytes of code that the caller copies in at once

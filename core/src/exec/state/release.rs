@@ -136,9 +136,7 @@ impl State {
                 let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
                 if self.defer && (needs_protect || !recycle) {
                     self.defer_change(r, first, count, DeferredOp::Release { recycle })?;
-                    for page in &mut self.regions[r].pages[first..first + count] {
-                        page.state = PageState::Releasing;
-                    }
+                    self.regions[r].begin_release(first, count);
                     if recycle {
                         self.dirty_pages += count; // held for them; given back if the change fails
                     }
@@ -206,10 +204,7 @@ impl State {
                     self.regions[r].release(d.first, d.count, recycle);
                 }
                 DeferredOp::Release { recycle } => {
-                    for page in &mut self.regions[r].pages[d.first..d.first + d.count] {
-                        page.state = PageState::Sealed;
-                        page.trap = false;
-                    }
+                    self.regions[r].release_failed(d.first, d.count);
                     if recycle {
                         self.dirty_pages -= d.count;
                     }
@@ -366,22 +361,25 @@ impl State {
                 j += 1;
             }
             let base = self.regions[r].base;
-            // Open pages need their batch's cursor; a released module has only sealed pages.
+            // Open pages need their batch's current run; a released module has only sealed pages.
             let has_open =
                 self.regions[r].pages[first..last].iter().any(|p| matches!(p.state, PageState::Open(_)));
-            // A batch being sealed keeps all its pages (a cursor before them all): their
-            // protection is being changed outside the lock, and its seal releases the empty ones.
-            let cursors: Vec<(u64, usize)> = if has_open {
-                self.batches.iter().map(|(id, b)| (id, if b.sealing { 0 } else { b.cursor })).collect()
+            // The bytes of each batch's current run that may still receive blocks. A batch being
+            // sealed keeps all its pages: their protection is being changed outside the lock,
+            // and its seal releases the empty ones.
+            let unused: Vec<(u64, usize, usize)> = if has_open {
+                let ahead = |b: &batches::Batch| if b.sealing { (0, usize::MAX) } else { (b.cursor, b.end) };
+                self.batches.iter().map(|(id, b)| (id, ahead(b).0, ahead(b).1)).collect()
             } else {
                 Vec::new()
             };
             let released = self.apply(r, first, last, |p, i| match p.state {
                 PageState::Sealed if p.live == 0 && !p.trap => PageAction::Release,
-                // An open page below its batch's cursor will never receive another block.
+                // An open page outside its batch's unused room will never receive another block.
                 PageState::Open(id) if p.live == 0 => {
-                    let cursor = cursors.iter().find(|(b, _)| *b == id).map(|&(_, c)| c);
-                    if cursor.is_none_or(|c| c >= base + (i + 1) * page) {
+                    let (start, end) = (base + i * page, base + (i + 1) * page);
+                    let room = unused.iter().find(|(b, _, _)| *b == id);
+                    if room.is_none_or(|&(_, cursor, stop)| end <= cursor || start >= stop) {
                         PageAction::Release
                     } else {
                         PageAction::Keep
