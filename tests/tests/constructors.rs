@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 
 use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
+use smf_core::load::{LoadBatch, LoadError, LoadOptions, LoadedModule, TableResolver};
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{
     CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType,
@@ -50,6 +50,30 @@ fn constructors_run_in_order_at_load_and_destructors_in_reverse_at_release() {
         drop(module);
         assert_eq!(recorded(), [-2, -1], "{dialect}: the destructors, in reverse order, at release");
     }
+}
+
+#[test]
+fn a_batch_runs_no_constructor_before_its_seal_then_each_module_s_in_the_order_added() {
+    let exec = ExecAllocator::default();
+    let table = [(&b"record"[..], record as extern "C" fn(i64) as usize)];
+    let resolver = TableResolver(&table);
+    recorded();
+    let mut batch = LoadBatch::new(&exec);
+    batch.add(&samples::call_arrays(Dialect::S128), &resolver, &LoadOptions::default()).unwrap();
+    // A module that fails (a truncated file) frees what it took; the others stay.
+    let broken = samples::call_arrays(Dialect::R96);
+    assert!(batch.add(&broken[..broken.len() / 2], &resolver, &LoadOptions::default()).is_err());
+    let off = LoadOptions { run_constructors: false, ..LoadOptions::default() };
+    batch.add(&samples::call_arrays(Dialect::R72), &resolver, &off).unwrap();
+    batch.add(&samples::call_arrays(Dialect::R96), &resolver, &LoadOptions::default()).unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(recorded(), [], "nothing runs while the batch is open");
+    let modules = batch.seal().unwrap();
+    assert_eq!(recorded(), [1, 2, 1, 2], "each module's constructors, in the order added");
+    drop(modules);
+    assert_eq!(recorded(), [-2, -1, -2, -1], "destructors of the modules whose constructors ran");
+    let stats = exec.stats();
+    assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0), "nothing left behind");
 }
 
 #[test]

@@ -441,24 +441,27 @@ fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
     use smf_core::exec::MemoryKind;
     let page = ExecAllocator::default().page_size();
     let exec = ExecAllocator::new(ExecConfig { region_size: 8 * page, ..ExecConfig::default() });
-    // Two 3-page code images written at once (neither follows sealed code), each behind its
-    // trap page, fill the 8-page region.
-    let (mut first, mut second) = (exec.batch(), exec.batch());
-    let images = [&mut first, &mut second]
-        .map(|batch| batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap());
-    first.seal().unwrap();
-    second.seal().unwrap();
+    // A 3-page code image behind its trap page at the region's start, freed: the trap page
+    // stays, guarding nothing.
+    let mut batch = exec.batch();
+    let code = batch.alloc_image(&[(3 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.seal().unwrap();
     let base = exec.regions()[0].start;
-    assert_eq!(images.iter().map(Block::addr).collect::<Vec<_>>(), [base + page, base + 5 * page]);
-    exec.free_all(images).unwrap();
-    assert_eq!(exec.stats().trap_pages, 2);
-    // Seven pages of code need a trap page and seven free pages: only the trap pages, now
-    // guarding nothing, stand in the way.
+    assert_eq!(code.addr(), base + page);
+    drop(code);
+    assert_eq!(exec.stats().trap_pages, 1);
+    // Seven pages of code go right after it (it guards them again).
     let mut batch = exec.batch();
     let big = batch.alloc_image(&[(7 * page, MemoryKind::Code)]).unwrap().remove(0).unwrap();
     batch.seal().unwrap();
-    assert_eq!((big.addr(), exec.stats().regions), (base + page, 1));
-    assert_eq!(exec.stats().trap_pages, 1);
+    assert_eq!((big.addr(), exec.stats().regions, exec.stats().trap_pages), (base + page, 1, 1));
+    drop(big);
+    // Eight pages of data need the whole region: only the idle trap page stands in the way.
+    let mut batch = exec.batch();
+    let data = batch.alloc_image(&[(8 * page, MemoryKind::ReadWrite)]).unwrap().remove(0).unwrap();
+    batch.seal().unwrap();
+    assert_eq!((data.addr(), exec.stats().regions), (base, 1));
+    assert_eq!(exec.stats().trap_pages, 0);
     assert_no_rwx("reclaimed");
 }
 

@@ -46,6 +46,11 @@ impl<'a> CodeBatch<'a> {
         result
     }
 
+    /// The allocator the batch's blocks come from.
+    pub const fn allocator(&self) -> &'a ExecAllocator {
+        self.allocator
+    }
+
     /// Allocates a zeroed, writable block.
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<Block<'a>, ExecError> {
         let placed = self.with_state(|state, id| state.alloc(id, size, align))?;

@@ -33,11 +33,21 @@ pub(super) struct Page {
     /// it, and kept sealed, holding no block, after that code is freed (why: the policy in
     /// `state/mod.rs`).
     pub(super) trap: bool,
+    /// Bytes of the page may be committed since it was opened: a block was placed on it, it
+    /// was zeroed when opened (it was dirty), or it is a trap page. An open page that is not
+    /// touched holds nothing committed and goes back to free clean, with no syscall.
+    pub(super) touched: bool,
 }
 
 impl Page {
-    pub(super) const FREE: Page =
-        Page { state: PageState::Free, live: 0, kind: MemoryKind::Code, dirty: false, trap: false };
+    pub(super) const FREE: Page = Page {
+        state: PageState::Free,
+        live: 0,
+        kind: MemoryKind::Code,
+        dirty: false,
+        trap: false,
+        touched: false,
+    };
 
     /// A trap page that has been sealed (it holds no block and is never released with one).
     pub(super) fn is_sealed_trap(&self) -> bool {

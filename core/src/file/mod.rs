@@ -33,7 +33,8 @@
 //! itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which
 //! is wrong under valgrind in a process with a C library; see `sys::probe_page_size`).
 //!
-//! A regular file costs open, fstat, one read, fstat and close, into a buffer the caller keeps
+//! A regular file costs open, fstat, one read, fstat and close (and a second open if its path
+//! ends in a symbolic link, which the first, not following links, tells), into a buffer the caller keeps
 //! for the next read. One read of the whole file is the access pattern the kernel's read-ahead
 //! serves best, so no advice is given (a `POSIX_FADV_WILLNEED` pass before a prefetch was
 //! measured and gained nothing: `cargo xtask bench cache`).
@@ -151,6 +152,9 @@ pub struct Version {
     pub len: usize,
     /// The identity of the version read.
     pub identity: FileIdentity,
+    /// The path's last component is a symbolic link, followed to the file read (what a
+    /// watcher of the path's directory would not see change).
+    pub followed_link: bool,
 }
 
 /// Why a module file was not read.
@@ -244,14 +248,20 @@ pub fn read_module(
     clock: Clock,
     buffer: &mut Vec<u8>,
 ) -> Result<Version, ReadError> {
-    let file = OpenFile::open_nonblocking(path).map_err(ReadError::Sys)?;
+    // Opened without following a link first: a link is rare, and the one open tells.
+    let (file, followed_link) = match OpenFile::open_nonblocking_unless_link(path) {
+        Ok(Some(file)) => (file, false),
+        Ok(None) => (OpenFile::open_nonblocking(path).map_err(ReadError::Sys)?, true),
+        Err(e) => return Err(ReadError::Sys(e)),
+    };
     let status = file.status().map_err(ReadError::Sys)?;
-    match status.kind {
+    let version = match status.kind {
         FileKind::Regular => regular::read(&file, status, limits, clock, buffer),
         FileKind::Directory => Err(ReadError::Directory),
         FileKind::Stream => {
             let len = stream::read(&file, limits, buffer)?;
-            Ok(Version { len, identity: FileIdentity::of(&status) })
+            Ok(Version { len, identity: FileIdentity::of(&status), followed_link: false })
         }
-    }
+    };
+    version.map(|v| Version { followed_link, ..v })
 }

@@ -49,7 +49,7 @@ pub(super) fn read(
         let filled = read_at_most(file, wanted, buffer)?;
         let after = file.status().map_err(ReadError::Sys)?;
         if filled == wanted && FileIdentity::of(&before) == FileIdentity::of(&after) {
-            return Ok(Version { len: filled, identity: FileIdentity::of(&after) });
+            return Ok(Version { len: filled, identity: FileIdentity::of(&after), followed_link: false });
         }
         before = after;
     }

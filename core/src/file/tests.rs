@@ -72,6 +72,42 @@ fn a_regular_file_is_read_whole_with_the_identity_of_the_version_read() {
 
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_path_ending_in_a_symbolic_link_is_read_through_it_and_says_so() {
+    let dir = scratch("link");
+    let target = dir.join("target.smf");
+    let module = samples::return_42(Dialect::R96);
+    std::fs::write(&target, &module).unwrap();
+    let link = dir.join("link.smf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (direct, _) = read(&target, QUICK, system_clock);
+    let (through, buffer) = read(&link, QUICK, system_clock);
+    let (direct, through) = (direct.unwrap(), through.unwrap());
+    assert_eq!(&buffer[..through.len], &module[..]);
+    assert_eq!((direct.followed_link, through.followed_link), (false, true));
+    assert_eq!(through.identity, direct.identity, "the target's identity");
+    // A link to a link, and one inside a linked directory (only the last component counts).
+    let chain = dir.join("chain.smf");
+    std::os::unix::fs::symlink(&link, &chain).unwrap();
+    assert!(read(&chain, QUICK, system_clock).0.unwrap().followed_link);
+    let linked_dir = dir.join("linked-dir");
+    std::os::unix::fs::symlink(&dir, &linked_dir).unwrap();
+    assert!(!read(&linked_dir.join("target.smf"), QUICK, system_clock).0.unwrap().followed_link);
+    // A dangling link is the open's error; a loop of links too.
+    std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("dangling.smf")).unwrap();
+    let (enoent, eloop) = (2, 40);
+    assert_eq!(
+        read(&dir.join("dangling.smf"), QUICK, system_clock).0,
+        Err(ReadError::Sys(SysError { op: "open", errno: enoent }))
+    );
+    std::os::unix::fs::symlink(dir.join("loop.smf"), dir.join("loop.smf")).unwrap();
+    assert_eq!(
+        read(&dir.join("loop.smf"), QUICK, system_clock).0,
+        Err(ReadError::Sys(SysError { op: "open", errno: eloop }))
+    );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
 fn what_cannot_be_opened_or_is_a_directory_is_refused_by_name() {
     let dir = scratch("refused");
     assert_eq!(read(&dir, QUICK, system_clock).0, Err(ReadError::Directory));

@@ -1,11 +1,12 @@
 //! Loading and linking: a validated module becomes code in sealed executable memory and data in
 //! ordinary memory, relocated, with its imports resolved and its symbols indexed.
 //!
-//! The image of a module is one contiguous run from the [`ExecAllocator`]: code (followed by
-//! branch stubs), read-only data (rodata, then the module's GOT slots), writable data (data,
-//! then bss). Keeping it in one run keeps every internal reference within reach of 32-bit
-//! PC-relative relocations. Code is copied into its still-writable block and relocated in
-//! place, and then the batch is sealed: code read-execute, rodata and GOT read-only (and, by
+//! The image of a module comes from the [`ExecAllocator`] in one region: code (followed by
+//! branch stubs), and above it read-only data (rodata, then the module's GOT slots) and
+//! writable data (data, then bss). Keeping it in one region keeps every internal reference
+//! within reach of 32-bit PC-relative relocations. Code is copied into its still-writable
+//! block and relocated in place, and then the batch is sealed (several modules' batch at once
+//! with [`LoadBatch`]): code read-execute, rodata and GOT read-only (and, by
 //! default, executable with the code, so that sealing is one protection change: see
 //! [`ReadOnlyData`]), data read-write. A failure at any step drops the unsealed batch, which
 //! frees everything the load had mapped. Last, the module's constructors run (every entry was
@@ -16,6 +17,7 @@
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
+mod batch;
 mod calls;
 mod error;
 mod exports;
@@ -40,6 +42,7 @@ use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module, ParseOptions};
 
+pub use batch::LoadBatch;
 pub use error::{Invariant, LoadError, Overflow};
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
@@ -179,67 +182,10 @@ impl<'a> LoadedModule<'a> {
         resolver: &dyn Resolver,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
-        let tables = ModuleTables::check(file, &options.parse)?;
-        check_arch(tables.header(), options)?;
-        let linked = link::link(tables, &mut Resolutions::new(resolver))?;
-        let layout = Layout::plan(&linked.module, options.read_only_data)?;
         let mut batch = allocator.batch();
-        let image = Image::allocate(&mut batch, &layout, linked.module.tables())?;
-        image.place_data(&mut batch, linked.module.tables())?;
-        let bases = RegionBases {
-            code: image.code_base,
-            read_only: image.read_only_base,
-            writable: image.read_write_base,
-        };
-        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
-        let Relocated { module, got_used, calls, unwind_tables } =
-            place_and_relocate_code(&mut batch, &image, &layout, module, &symbols, &mut targets, options)?;
-        if got_used > 0 {
-            let got_at =
-                place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
-            let len = got_used
-                .checked_mul(relocate::GOT_SLOT)
-                .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
-            let block = image.block_holding(got_at, len, Invariant::GotOutsideImage)?;
-            let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
-            relocate::fill_got(got, got_at, &targets)?;
-        }
-        let templates = Templates::copy(&module, &symbols, &templates)?;
-        let header = *module.header();
-        let entry = match header.is_executable() {
-            true => Some(place::offset_from(image.code_base, header.entry_point, Overflow::CodeAddress)?),
-            false => None,
-        };
-        let note_sdn = keep_note(&module)?;
-        let (code, code_size) = (image.code_base, layout.code_size);
-        let blocks = image.into_blocks()?;
+        let staged = Staged::new(&mut batch, file, resolver, options)?;
         batch.seal()?;
-        let Calls { constructors, destructors } = calls;
-        let destructors = if options.run_constructors { destructors } else { Vec::new() };
-        let registrar = options.unwind.filter(|_| !unwind_tables.is_empty());
-        let loaded = LoadedModule {
-            allocator,
-            blocks,
-            dialect: module.dialect(),
-            arch: header.arch,
-            platform: header.platform,
-            flags: header.flags,
-            code,
-            code_size,
-            entry,
-            symbols,
-            note_sdn,
-            templates,
-            destructors,
-            unwind_tables,
-            registrar,
-            deps,
-        };
-        loaded.register_unwind_tables();
-        if options.run_constructors {
-            loaded.construct(&constructors);
-        }
-        Ok(loaded)
+        Ok(staged.finish())
     }
 
     /// The unwind stage's registration: the module's unwind tables to its registrar, the module
@@ -383,6 +329,97 @@ impl<'a> LoadedModule<'a> {
     /// Modules this one links to (kept alive while it lives).
     pub fn dependencies(&self) -> &[Keepalive] {
         &self.deps
+    }
+}
+
+/// A module whose load has come as far as the seal: validated, placed, linked and relocated in
+/// its batch's open pages, nothing of it run. Dropped before it is finished, it frees its image
+/// and runs nothing.
+struct Staged<'a> {
+    /// The module, with no destructors and no registrar until it is finished.
+    module: LoadedModule<'a>,
+    constructors: Vec<usize>,
+    /// Its destructors, kept once its constructors ran.
+    destructors: Vec<usize>,
+    registrar: Option<UnwindRegistrar>,
+}
+
+impl<'a> Staged<'a> {
+    /// The stages of a load before the seal, in order, into `batch`. On failure, everything the
+    /// module had taken from the batch is freed (other modules staged in it stay).
+    fn new(
+        batch: &mut CodeBatch<'a>,
+        file: &[u8],
+        resolver: &dyn Resolver,
+        options: &LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let tables = ModuleTables::check(file, &options.parse)?;
+        check_arch(tables.header(), options)?;
+        let linked = link::link(tables, &mut Resolutions::new(resolver))?;
+        let layout = Layout::plan(&linked.module, options.read_only_data)?;
+        let image = Image::allocate(batch, &layout, linked.module.tables())?;
+        image.place_data(batch, linked.module.tables())?;
+        let bases = RegionBases {
+            code: image.code_base,
+            read_only: image.read_only_base,
+            writable: image.read_write_base,
+        };
+        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
+        let Relocated { module, got_used, calls, unwind_tables } =
+            place_and_relocate_code(batch, &image, &layout, module, &symbols, &mut targets, options)?;
+        if got_used > 0 {
+            let got_at =
+                place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
+            let len = got_used
+                .checked_mul(relocate::GOT_SLOT)
+                .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
+            let block = image.block_holding(got_at, len, Invariant::GotOutsideImage)?;
+            let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
+            relocate::fill_got(got, got_at, &targets)?;
+        }
+        let templates = Templates::copy(&module, &symbols, &templates)?;
+        let header = *module.header();
+        let entry = match header.is_executable() {
+            true => Some(place::offset_from(image.code_base, header.entry_point, Overflow::CodeAddress)?),
+            false => None,
+        };
+        let note_sdn = keep_note(&module)?;
+        let (code, code_size) = (image.code_base, layout.code_size);
+        let blocks = image.into_blocks()?;
+        let Calls { constructors, destructors } = calls;
+        let destructors = if options.run_constructors { destructors } else { Vec::new() };
+        let constructors = if options.run_constructors { constructors } else { Vec::new() };
+        let registrar = options.unwind.filter(|_| !unwind_tables.is_empty());
+        let module = LoadedModule {
+            allocator: batch.allocator(),
+            blocks,
+            dialect: module.dialect(),
+            arch: header.arch,
+            platform: header.platform,
+            flags: header.flags,
+            code,
+            code_size,
+            entry,
+            symbols,
+            note_sdn,
+            templates,
+            destructors: Vec::new(),
+            unwind_tables,
+            registrar: None,
+            deps,
+        };
+        Ok(Staged { module, constructors, destructors, registrar })
+    }
+
+    /// The stages after the seal: the unwind tables registered, then the constructors run.
+    /// Only once the module's batch is sealed.
+    fn finish(self) -> LoadedModule<'a> {
+        let Staged { mut module, constructors, destructors, registrar } = self;
+        module.destructors = destructors;
+        module.registrar = registrar;
+        module.register_unwind_tables();
+        module.construct(&constructors);
+        module
     }
 }
 

@@ -298,6 +298,18 @@ impl OpenFile {
         retry_interrupted(|| rustix::fs::open(path, flags, Mode::empty())).map(Self).map_err(err("open"))
     }
 
+    /// [`OpenFile::open_nonblocking`] that does not follow a symbolic link in the last
+    /// component of `path` (`O_NOFOLLOW`): `None` if it is one.
+    pub fn open_nonblocking_unless_link(path: &core::ffi::CStr) -> SysResult<Option<Self>> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW;
+        match retry_interrupted(|| rustix::fs::open(path, flags, Mode::empty())) {
+            Ok(fd) => Ok(Some(Self(fd))),
+            Err(rustix::io::Errno::LOOP) => Ok(None),
+            Err(e) => Err(err("open")(e)),
+        }
+    }
+
     /// Whether the file is open for writing anywhere now (`Some(true)`), or nowhere
     /// (`Some(false)`); `None` where the kernel will not say (a lease refused for another
     /// reason: another user's file, a file system without leases, a sandbox). Asked by taking a

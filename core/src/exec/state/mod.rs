@@ -71,6 +71,9 @@ pub(crate) type PlacedBlock = (usize, usize);
 /// Most pages a batch opens beyond what a block needs, when it grows a run.
 const MAX_OPEN_AHEAD: usize = 64;
 
+/// Most clean pages a batch opens beyond what a block needs, when it starts a run.
+const NEW_RUN_AHEAD: usize = 32;
+
 /// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
 /// a larger one is refused rather than reserving that much more address space to reach it.
 const MAX_IMAGE_ALIGNMENT: usize = 1 << 20;

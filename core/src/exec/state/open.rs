@@ -144,6 +144,7 @@ impl State {
                     }
                 }
                 p.dirty = false;
+                p.touched = true;
                 self.dirty_pages -= 1;
             }
         }
@@ -288,23 +289,46 @@ impl State {
         let FreeRun { region: r, first, trap } =
             self.find_free_run(count, align.max(self.page), trapped, data)?;
         let start = self.regions[r].base + first * self.page;
+        let ahead = self.clean_pages_ahead(r, first + count, data);
         // A new trap page is opened with the run (its fill is written in full below).
         let lead = usize::from(trap == Trap::New);
         let opened = start - lead * self.page;
         let overwritten_range = opened..start.saturating_add(overwritten.min(size));
-        self.open_pages(r, first - lead, count + lead, batch, &overwritten_range)?;
+        self.open_pages(r, first - lead, count + lead + ahead, batch, &overwritten_range)?;
         if trap == Trap::New {
             // Filled by the caller, after the lock (see `Prep`).
             self.prep.trap = Some(opened);
             let page = &mut self.regions[r].pages[first - 1];
             page.trap = true;
+            page.touched = true;
             page.kind = MemoryKind::Code;
         }
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.cursor = start;
-        b.end = start + count * self.page;
-        b.runs.push((opened, (lead + count) * self.page));
+        b.end = start + (count + ahead) * self.page;
+        b.runs.push((opened, (lead + count + ahead) * self.page));
         Ok(start)
+    }
+
+    /// How many free pages from page `from` of region `r` on are clean (nothing committed), up
+    /// to [`NEW_RUN_AHEAD`]: a new run opens them too, leaving room (with `data` still fitting
+    /// above) for its batch's next blocks, so that the code of a batch of modules stays in one
+    /// run, sealed with one protection change, even while other threads open runs beside it.
+    /// What is left unused goes back at the seal, clean, with no syscall.
+    fn clean_pages_ahead(&self, r: usize, from: usize, data: Option<DataRoom>) -> usize {
+        let pages = &self.regions[r].pages;
+        let clean = pages
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take(NEW_RUN_AHEAD)
+            .take_while(|p| p.state == PageState::Free && !p.dirty)
+            .count();
+        if self.data_fits(r, from + clean, data) {
+            clean
+        } else {
+            0
+        }
     }
 
     pub(crate) fn alloc(
@@ -339,6 +363,7 @@ impl State {
             let region = &mut self.regions[r];
             for page in &mut region.pages[first..last] {
                 page.live += 1;
+                page.touched = true;
             }
             region.mark(start, size, true);
         }
@@ -434,6 +459,7 @@ impl State {
                 let region = &mut self.regions[r];
                 for p in &mut region.pages[first..last] {
                     p.live += 1;
+                    p.touched = true;
                     p.kind = kind;
                 }
                 region.mark(*at, size, true);

@@ -73,6 +73,9 @@ impl Deferred {
 pub(super) enum PageAction {
     Seal(MemoryKind),
     Release,
+    /// Open pages that were never touched (nothing committed, already free's protection):
+    /// free again, clean, with no syscall. [`State::apply`] picks it for `Release`.
+    Forget,
     Keep,
 }
 
@@ -86,11 +89,24 @@ impl State {
         last: usize,
         action: impl Fn(&Page, usize) -> PageAction,
     ) -> Result<(), ExecError> {
+        let action = |state: &State, i: usize| {
+            let page = &state.regions[r].pages[i];
+            match action(page, i) {
+                PageAction::Release
+                    if !page.touched
+                        && matches!(page.state, PageState::Open(_))
+                        && state.protection_of(page) == FREE_PROTECTION =>
+                {
+                    PageAction::Forget
+                }
+                other => other,
+            }
+        };
         let mut i = first;
         while i < last {
-            let kind = action(&self.regions[r].pages[i], i);
+            let kind = action(self, i);
             let mut j = i + 1;
-            while j < last && action(&self.regions[r].pages[j], j) == kind {
+            while j < last && action(self, j) == kind {
                 j += 1;
             }
             self.act(r, i, j - i, kind)?;
@@ -157,6 +173,7 @@ impl State {
                 }
                 self.regions[r].release(first, count, recycle);
             }
+            PageAction::Forget => self.regions[r].release(first, count, false),
             PageAction::Keep => {}
         }
         Ok(())
