@@ -35,7 +35,7 @@ use smf_core::cache::stats::Counters;
 use smf_core::cache::{Budget, KeyedHasher, LruCache};
 use smf_core::load::{LoadError, Resolver};
 
-use crate::file::FileIdentity;
+use crate::file::{FileIdentity, ReadVersion};
 use crate::imports::LinkOptions;
 use crate::loader::{self, ModuleError, SharedModule};
 use crate::watch::Notice;
@@ -100,6 +100,19 @@ impl Default for CacheLinking {
             c_library: link.c_library,
             local: link.local,
             debug_info: link.debug_info,
+        }
+    }
+}
+
+impl CacheLinking {
+    /// As the loader's options.
+    fn options(&self) -> LinkOptions<'_> {
+        LinkOptions {
+            resolver: self.resolver.as_deref().map(|r| r as &dyn Resolver),
+            process_symbols: self.process_symbols,
+            c_library: self.c_library,
+            local: self.local,
+            debug_info: self.debug_info,
         }
     }
 }
@@ -254,60 +267,119 @@ impl ModuleCache {
 
     /// [`ModuleCache::get`], counting in the statistics what `counting` says.
     fn get_counted(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
+        match self.current(path) {
+            Some(module) => Ok(module),
+            None => self.load(path, counting),
+        }
+    }
+
+    /// The cached module at `path` if its file is the version cached (a hit, counted).
+    fn current(&self, path: &Path) -> Option<Arc<SharedModule>> {
         let every_get = self.check_every_get.load(Ordering::Relaxed);
         // The cached version's identity, when only a stat can tell whether it is current.
-        let to_check = {
+        let identity = {
             let mut state = self.lock();
-            let Some(cached) = state.lru.get(path.as_os_str()) else {
-                drop(state);
-                return self.load(path, counting);
-            };
+            let cached = state.lru.get(path.as_os_str())?;
             match cached.freshness(every_get) {
                 Freshness::Current => {
                     let module = Arc::clone(&cached.module);
                     state.stats.hits += 1;
-                    return Ok(module);
+                    return Some(module);
                 }
-                Freshness::Unknown(identity) => Some(identity),
-                Freshness::Stale => None,
+                Freshness::Unknown(identity) => identity,
+                Freshness::Stale => return None,
             }
         };
         // Outside the lock: the stat, then the hit if the file is the version cached.
-        if let Some(identity) = to_check {
-            if FileIdentity::at(path).is_ok_and(|now| now == identity) {
-                let mut state = self.lock();
-                if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == identity) {
-                    let module = Arc::clone(&cached.module);
-                    state.stats.hits += 1;
-                    return Ok(module);
-                }
+        if FileIdentity::at(path).is_ok_and(|now| now == identity) {
+            let mut state = self.lock();
+            if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == identity) {
+                let module = Arc::clone(&cached.module);
+                state.stats.hits += 1;
+                return Some(module);
             }
         }
-        self.load(path, counting)
+        None
+    }
+
+    /// [`ModuleCache::get_counted`] of several paths: the ones not current in the cache are
+    /// loaded together ([`loader::load_versions_with`]: one seal for all) and cached.
+    fn get_many<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        counting: Counting,
+    ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
+        let hits: Vec<Option<Arc<SharedModule>>> = paths.iter().map(|p| self.current(p.as_ref())).collect();
+        let missed: Vec<&Path> =
+            paths.iter().zip(&hits).filter(|(_, hit)| hit.is_none()).map(|(p, _)| p.as_ref()).collect();
+        let mut loaded = match missed.as_slice() {
+            [] => Vec::new(),
+            [path] => vec![self.load(path, counting)],
+            _ => self.load_together(&missed, counting),
+        }
+        .into_iter();
+        hits.into_iter()
+            .zip(paths)
+            .map(|(hit, path)| match hit {
+                Some(module) => Ok(module),
+                // One result per missed path, in order (loaded alone if one lacked, which it
+                // cannot).
+                None => loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting)),
+            })
+            .collect()
     }
 
     /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).
     fn load(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
         let linking = crate::sync::read(&self.linking).clone();
-        let options = LinkOptions {
-            resolver: linking.resolver.as_deref().map(|r| r as &dyn Resolver),
-            process_symbols: linking.process_symbols,
-            c_library: linking.c_library,
-            local: linking.local,
-            debug_info: linking.debug_info,
-        };
         let started = Instant::now();
         // The notice first: a change landing during the read still marks this version stale.
         let notice = crate::watch::watch(path);
-        let loaded = loader::load_version_with(path, &options);
+        let loaded = loader::load_version_with(path, &linking.options());
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.cache_loaded(path, notice, loaded, elapsed, counting)
+    }
+
+    /// Misses loaded together ([`loader::load_versions_with`]), then cached; each load's time
+    /// in the statistics is its share of the whole.
+    fn load_together(
+        &self,
+        paths: &[&Path],
+        counting: Counting,
+    ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
+        let linking = crate::sync::read(&self.linking).clone();
+        let started = Instant::now();
+        let notices: Vec<Option<Notice>> = paths.iter().map(|path| crate::watch::watch(path)).collect();
+        let loaded = loader::load_versions_with(paths, &linking.options());
+        let share = started.elapsed().as_nanos() / paths.len().max(1) as u128;
+        let elapsed = u64::try_from(share).unwrap_or(u64::MAX);
+        loaded
+            .into_iter()
+            .zip(notices)
+            .zip(paths)
+            .map(|((loaded, notice), path)| self.cache_loaded(path, notice, loaded, elapsed, counting))
+            .collect()
+    }
+
+    /// Caches what a load of `path` gave (or forgets the stale entry if it failed), with the
+    /// notice taken before its file was read.
+    fn cache_loaded(
+        &self,
+        path: &Path,
+        notice: Option<Notice>,
+        loaded: Result<(Arc<SharedModule>, ReadVersion), ModuleError>,
+        elapsed: u64,
+        counting: Counting,
+    ) -> Result<Arc<SharedModule>, ModuleError> {
         let mut state = self.lock();
         state.stats.misses += u64::from(counting.miss);
         match loaded {
-            Ok((module, identity)) => {
+            Ok((module, version)) => {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
-                let cached = Cached { module: Arc::clone(&module), identity, notice };
+                // A path ending in a link changes where its directory's watch cannot see.
+                let notice = notice.filter(|_| !version.followed_link);
+                let cached = Cached { module: Arc::clone(&module), identity: version.identity, notice };
                 let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
                 self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
@@ -422,7 +494,8 @@ impl ModuleCache {
     /// Loads `paths` into the cache on up to `threads` threads, the calling one included (at
     /// least it: a thread that cannot be started leaves its share to the others; the others
     /// are started only once the calling thread has loaded alone for 100 us, for the files left
-    /// then), calling
+    /// then), in chunks of up to 16 files that load together (sealed at once:
+    /// [`loader::load_versions_with`]), calling
     /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
     /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
     /// on an unresolved import are tried again, one by one, as long as a round loads one of
@@ -437,27 +510,33 @@ impl ModuleCache {
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
         let failures = Mutex::new(Vec::new());
-        // Loads the next file; false once there is none.
+        let chunk =
+            paths.len().div_ceil(threads.max(1).saturating_mul(CHUNKS_PER_THREAD)).clamp(1, MAX_CHUNK);
+        // Loads the next chunk of files together; false once there is none.
         let step = || {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(path) = paths.get(i) else { return false };
-            if let Err(error) = self.get_counted(path.as_ref(), Counting::MISS) {
-                crate::sync::lock(&failures).push((i, error));
+            let first = next.fetch_add(chunk, Ordering::Relaxed);
+            let Some(files) = paths.get(first..paths.len().min(first.saturating_add(chunk))) else {
+                return false;
+            };
+            for (i, result) in (first..).zip(self.get_many(files, Counting::MISS)) {
+                if let Err(error) = result {
+                    crate::sync::lock(&failures).push((i, error));
+                }
+                done(finished.fetch_add(1, Ordering::Relaxed) + 1);
             }
-            done(finished.fetch_add(1, Ordering::Relaxed) + 1);
-            true
+            !files.is_empty()
         };
         let work = || while step() {};
         // The calling thread works alone first: starting a thread costs about what loading a
         // few small modules does, so threads are started only for work that outlasts that, and
-        // only for the files left then (at most one each).
+        // only for the chunks left then (at most one each).
         let alone_since = Instant::now();
         while alone_since.elapsed() < ALONE_FOR && step() {}
         let left = paths.len().saturating_sub(next.load(Ordering::Relaxed));
         if left == 0 {
             return self.retried(paths, failures);
         }
-        let workers = threads.clamp(1, left);
+        let workers = threads.clamp(1, left.div_ceil(chunk));
         // Every worker is started before it loads: std's thread start maps a signal stack and
         // aborts the process if it cannot (in a Rust host), so each start is made only when
         // there is room for it, and while no worker of ours allocates beside it (the calling
@@ -564,6 +643,14 @@ impl ModuleCache {
 /// A prefetch worker's stack (std's default for spawned threads, made explicit so that
 /// [`room_for_a_thread`] knows what a start maps).
 const WORKER_STACK: usize = 2 << 20;
+
+/// Most files a prefetch loads together (one seal for all: see
+/// [`loader::load_versions_with`]). Larger chunks save little more (the seal is one of eight
+/// syscalls a module costs) and share the work less evenly among threads.
+const MAX_CHUNK: usize = 16;
+
+/// Chunks a prefetch hands each thread at least, for an even share of the work.
+const CHUNKS_PER_THREAD: usize = 4;
 
 /// How long a prefetch's calling thread loads alone before it starts threads for the files
 /// left: about what starting two threads costs here (their stacks mapped, the kernel's clone,

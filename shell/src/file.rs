@@ -60,19 +60,32 @@ pub fn with_module_bytes_limited<R>(
     with_module_version(path, limits, |bytes, _| f(bytes))
 }
 
-/// [`with_module_bytes`] under `limits`, also handing `f` the identity of the version read
-/// (taken around the read, so the bytes are that version's).
+/// The version of a module file that was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadVersion {
+    /// Its identity, taken around the read (so the bytes are that version's).
+    pub identity: FileIdentity,
+    /// The path ends in a symbolic link, followed to the file read.
+    pub followed_link: bool,
+}
+
+/// [`with_module_bytes`] under `limits`, also handing `f` the version read.
 pub fn with_module_version<R>(
     path: &Path,
     limits: ReadLimits,
-    f: impl FnOnce(&[u8], FileIdentity) -> R,
+    f: impl FnOnce(&[u8], ReadVersion) -> R,
 ) -> std::io::Result<R> {
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own.
     let mut buffer = FILE_BUFFER.take();
     let version = with_c_path(path, |path| read_module(path, &limits, wall_clock, &mut buffer))
         .and_then(|version| version.map_err(io_error));
-    let result = version.map(|v| f(&buffer[..v.len], FileIdentity(v.identity)));
+    let result = version.map(|v| {
+        f(
+            &buffer[..v.len],
+            ReadVersion { identity: FileIdentity(v.identity), followed_link: v.followed_link },
+        )
+    });
     if buffer.capacity() <= KEPT_BUFFER {
         let kept = FILE_BUFFER.take();
         FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });

@@ -230,6 +230,58 @@ fn prefetch_counts_each_path_once_however_often_it_retried_it() {
     assert!(cache.contains(&paths[0]) && cache.contains(&paths[2]));
 }
 
+/// A prefetch loads files in chunks sealed together; a module whose import another module of
+/// its chunk provides still loads (on the retry, once that module is in).
+#[test]
+fn prefetch_in_chunks_links_modules_to_their_chunk_mates() {
+    use smf_tests::linking::importer;
+    let dir = scratch("prefetch-chunks");
+    let paths: Vec<PathBuf> = (0..48)
+        .map(|i| {
+            let path = dir.join(format!("m{i}.smf"));
+            let bytes = match i % 2 {
+                0 => returning(&format!("chunk_mate_{i}"), i as u8, 100),
+                _ => importer(&[&format!("chunk_mate_{}", i - 1)]),
+            };
+            std::fs::write(&path, bytes).unwrap();
+            path
+        })
+        .collect();
+    let cache = ModuleCache::new(0, 0);
+    let failures = cache.prefetch_reporting(&paths, 1, &|_| {});
+    assert!(failures.is_empty(), "{failures:?}");
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.load_failures, stats.modules), (48, 0, 48), "{stats:?}");
+    for (i, path) in paths.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let module = cache.get(path).unwrap();
+        assert_eq!(call(&module, &format!("call_chunk_mate_{}", i - 1)), (i - 1) as i64);
+    }
+}
+
+/// A path that is a symbolic link changes where its directory's watch cannot see (its target
+/// may be anywhere): the cache compares the file's identity at every get instead.
+#[test]
+fn a_path_that_is_a_symbolic_link_is_checked_at_every_get() {
+    let dir = scratch("link");
+    std::fs::create_dir_all(dir.join("targets")).unwrap();
+    let target = dir.join("targets/hot.smf");
+    std::fs::write(&target, returning("version", 1, 0)).unwrap();
+    let link = dir.join("hot.smf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    let old = cache.get(&link).unwrap();
+    assert_eq!(call(&old, "version"), 1);
+    assert!(Arc::ptr_eq(&old, &cache.get(&link).unwrap()), "unchanged: a hit");
+    replace(&target, &returning("version", 2, 0));
+    assert_eq!(call(&cache.get(&link).unwrap(), "version"), 2, "the next get sees the new target");
+    let other = dir.join("targets/other.smf");
+    std::fs::write(&other, returning("version", 3, 0)).unwrap();
+    let moved = dir.join("moved.smf");
+    std::os::unix::fs::symlink(&other, &moved).unwrap();
+    std::fs::rename(&moved, &link).unwrap();
+    assert_eq!(call(&cache.get(&link).unwrap(), "version"), 3, "and a link pointed elsewhere");
+}
+
 #[test]
 fn eight_threads_get_evict_resolve_and_call_over_a_small_budget() {
     let dir = scratch("stress");

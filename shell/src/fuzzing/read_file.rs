@@ -253,6 +253,7 @@ fn regular(
             assert!(len <= limits.max_bytes, "read {len} bytes over the limit of {}", limits.max_bytes);
             assert_eq!(version.len, contents.len(), "read a length other than the file's");
             assert!(buffer[..version.len] == *contents, "read bytes other than the file's");
+            assert_eq!(version.followed_link, setup.linked, "whether the path was a link");
         }
         Err(ReadError::TooLarge { len: refused, limit }) => {
             assert_eq!((refused, limit), (len, limits.max_bytes), "refused from a size not the file's");

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use crate::sync::lock;
 
 use smf_core::file::ReadError;
-use smf_core::load::{ExportIndex, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_core::load::{ExportIndex, LoadBatch, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
 use crate::debug::{self, Functions, Registration};
-use crate::file::FileIdentity;
+use crate::file::ReadVersion;
 use crate::imports::{Imports, LinkOptions};
 use crate::runtime::{exec, load_options};
 
@@ -203,23 +203,27 @@ fn load_registered(
     debug_info: bool,
 ) -> Result<Arc<SharedModule>, ModuleError> {
     match LoadedModule::load(exec(), bytes, resolver, options) {
-        Ok(loaded) => {
-            let (code, len) = loaded.code();
-            let debug = debug::register(&loaded, path.as_deref(), debug_info);
-            let module = Arc::new(SharedModule {
-                _debug: debug,
-                loaded,
-                path,
-                functions: OnceLock::new(),
-                path_c: OnceLock::new(),
-            });
-            if len > 0 {
-                lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
-            }
-            Ok(module)
-        }
+        Ok(loaded) => Ok(share(loaded, path, debug_info)),
         Err(e) => Err(ModuleError::Load(path, e)),
     }
+}
+
+/// A loaded module made shared: registered with debuggers if `debug_info` (as the process
+/// asks), its code found by address from then on.
+fn share(loaded: LoadedModule<'static>, path: Option<PathBuf>, debug_info: bool) -> Arc<SharedModule> {
+    let (code, len) = loaded.code();
+    let debug = debug::register(&loaded, path.as_deref(), debug_info);
+    let module = Arc::new(SharedModule {
+        _debug: debug,
+        loaded,
+        path,
+        functions: OnceLock::new(),
+        path_c: OnceLock::new(),
+    });
+    if len > 0 {
+        lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
+    }
+    module
 }
 
 /// Reads and loads the module at `path` (read as [`crate::file`] says: never blocking on
@@ -266,17 +270,70 @@ pub fn load_path_with(path: &Path, options: &LinkOptions<'_>) -> Result<Arc<Shar
     load_version_with(path, options).map(|(module, _)| module)
 }
 
-/// [`load_path_with`], also returning the identity of the file version loaded (for the cache,
-/// which compares it with the file's at every get).
+/// [`load_path_with`], also returning the file version loaded (for the cache, which compares
+/// its identity with the file's at every get).
 pub fn load_version_with(
     path: &Path,
     options: &LinkOptions<'_>,
-) -> Result<(Arc<SharedModule>, FileIdentity), ModuleError> {
+) -> Result<(Arc<SharedModule>, ReadVersion), ModuleError> {
     let limits = crate::file::limits_from_env();
-    crate::file::with_module_version(path, limits, |bytes, identity| {
-        load_bytes_with(bytes, options, Some(path.to_path_buf())).map(|module| (module, identity))
+    crate::file::with_module_version(path, limits, |bytes, version| {
+        load_bytes_with(bytes, options, Some(path.to_path_buf())).map(|module| (module, version))
     })
     .map_err(|e| ModuleError::reading(path, e))?
+}
+
+/// [`load_version_with`] of several files at once: each is read and staged in one
+/// [`LoadBatch`] (validated, placed, linked and relocated), then all are sealed together, with
+/// one protection change for their code where loading them one by one makes one each. Results
+/// come in the order of `paths`; each file loads or fails on its own. Imports resolve as
+/// [`load_bytes_with`]'s do, against modules loaded before the batch (the batch's modules join
+/// the registry once sealed). If the seal itself fails, each staged file is loaded again on
+/// its own.
+pub fn load_versions_with(
+    paths: &[&Path],
+    options: &LinkOptions<'_>,
+) -> Vec<Result<(Arc<SharedModule>, ReadVersion), ModuleError>> {
+    /// Where a file stands once the batch is staged.
+    enum Outcome {
+        Failed(ModuleError),
+        Staged(ReadVersion),
+    }
+    let limits = crate::file::limits_from_env();
+    let imports = Imports { modules: registry(), options: *options };
+    let mut batch = LoadBatch::new(exec());
+    let outcomes: Vec<Outcome> = paths
+        .iter()
+        .map(|&path| {
+            let read = crate::file::with_module_version(path, limits, |bytes, version| {
+                batch.add(bytes, &imports, load_options()).map(|()| version)
+            });
+            match read {
+                Ok(Ok(version)) => Outcome::Staged(version),
+                Ok(Err(e)) => Outcome::Failed(ModuleError::Load(Some(path.to_path_buf()), e)),
+                Err(e) => Outcome::Failed(ModuleError::reading(path, e)),
+            }
+        })
+        .collect();
+    // The staged modules in the order staged; none if the seal failed.
+    let mut sealed = batch.seal().ok().map(Vec::into_iter);
+    outcomes
+        .into_iter()
+        .zip(paths)
+        .map(|(outcome, &path)| match outcome {
+            Outcome::Failed(e) => Err(e),
+            Outcome::Staged(version) => match sealed.as_mut().and_then(Iterator::next) {
+                Some(loaded) => {
+                    let module = share(loaded, Some(path.to_path_buf()), options.debug_info);
+                    if !options.local {
+                        registry().add(&module);
+                    }
+                    Ok((module, version))
+                }
+                None => load_version_with(path, options),
+            },
+        })
+        .collect()
 }
 
 /// A set of modules whose exports resolve imports; each resolved import keeps its module alive
