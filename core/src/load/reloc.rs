@@ -368,6 +368,48 @@ mod tests {
     }
 
     #[test]
+    fn aarch64_fields_are_replaced_whatever_they_held_and_addends_count() {
+        // The immediate fields hold ones before the relocation (what a REL-style assembler
+        // or a reused instruction might leave): each is replaced, the other bits kept.
+        let adrp_x3 = 0x9000_0003 | 0x3 << 29 | 0x7_FFFF << 5;
+        assert_eq!(run(RelocKind::Aarch64Page21, adrp_x3, 0x1234, 0, 0x0fff, None), Ok(0xB000_0003));
+        let add_x3 = 0x9100_0063 | 0xFFF << 10;
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, add_x3, 0x4567_8678, 0, 0, None), Ok(0x9119_E063));
+        let bl = 0x9400_0000 | 0x03FF_FFFF;
+        assert_eq!(run(RelocKind::Aarch64Branch26, bl, 0x2000, 0, 0x1000, None), Ok(0x9400_0400));
+        // The addend counts: S + A - P, Page(S + A), (S + A) & 0xfff.
+        assert_eq!(run(RelocKind::Aarch64Branch26, 0x9400_0000, 0x2000, 8, 0x1000, None), Ok(0x9400_0402));
+        assert_eq!(run(RelocKind::Aarch64Page21, 0x9000_0000, 0x0ff8, 0x10, 0, None), Ok(0xB000_0000));
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, 0x9100_0000, 0x9000, 0x10, 0, None), Ok(0x9100_4000));
+    }
+
+    #[test]
+    fn lo12_loads_and_stores_scale_by_their_access_size() {
+        // (instruction, its access size in bytes): the offset is stored divided by it.
+        let cases: [(u32, u32); 9] = [
+            (0x3940_0001, 1),  // ldrb w1
+            (0x3980_0001, 1),  // ldrsb x1 (opc bit 23 set, not a vector)
+            (0x7940_0001, 2),  // ldrh w1
+            (0xB940_0001, 4),  // ldr w1
+            (0xF940_0001, 8),  // ldr x1
+            (0x3D40_0001, 1),  // ldr b1 (a vector register, one byte)
+            (0x7D40_0001, 2),  // ldr h1
+            (0xFD40_0001, 8),  // ldr d1
+            (0x3DC0_0001, 16), // ldr q1
+        ];
+        for (insn, size) in cases {
+            let offset: u32 = 0x40;
+            let encoded =
+                run(RelocKind::Aarch64PageOffset12, insn, 0x9000 + u64::from(offset), 0, 0, None).unwrap();
+            assert_eq!((encoded >> 10) & 0xFFF, offset / size, "{insn:#x}");
+            let misaligned = run(RelocKind::Aarch64PageOffset12, insn, 0x9041, 0, 0, None);
+            assert_eq!(misaligned.is_err(), size > 1, "{insn:#x}: an offset of 0x41");
+        }
+        // str q1 is a 16-byte access too.
+        assert_eq!(run(RelocKind::Aarch64PageOffset12, 0x3D80_0001, 0x9020, 0, 0, None), Ok(0x3D80_0801));
+    }
+
+    #[test]
     fn aarch64_got_kinds_use_the_slot() {
         assert_eq!(
             run(RelocKind::Aarch64GotPage21, 0x9000_0010, 0xdead_0000, 0, 0x0, Some(0x1010)),
@@ -386,6 +428,12 @@ mod tests {
         assert!(!branch_reaches(RelocKind::Plt32, 0x1_0000_2000, -4, 0x1000));
         assert!(branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (127 << 20), 0, 0x1000));
         assert!(!branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (128 << 20), 0, 0x1000));
+        // Backwards, and the addend counts.
+        assert!(branch_reaches(RelocKind::Aarch64Branch26, 0x1000, 0, 0x1000 + (128 << 20)));
+        assert!(!branch_reaches(RelocKind::Aarch64Branch26, 0x1000, -4, 0x1000 + (128 << 20)));
+        assert!(!branch_reaches(RelocKind::Aarch64Branch26, 0x1000 + (127 << 20), 1 << 20, 0x1000));
+        assert!(branch_reaches(RelocKind::Plt32, 0x1000 + 0x7fff_fff0, -0x10, 0x1000));
+        assert!(!branch_reaches(RelocKind::Plt32, 0x1000 + 0x7fff_fff0, 0x10, 0x1000));
     }
 
     #[test]

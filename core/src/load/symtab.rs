@@ -151,7 +151,8 @@ impl SymbolTable {
     /// Whether two symbols have the same name.
     #[inline(never)]
     fn same_name(&self, a: &LoadedSymbol, b: &LoadedSymbol) -> bool {
-        a.name_len == b.name_len && self.name_of(a).is_some_and(|name| self.name_of(b) == Some(name))
+        // Slices compare their lengths first.
+        self.name_of(a).is_some_and(|name| self.name_of(b) == Some(name))
     }
 
     fn name_of(&self, s: &LoadedSymbol) -> Option<&[u8]> {
@@ -326,6 +327,13 @@ mod tests {
         assert_eq!(t.lookup(b"mai"), None, "a prefix is not the name");
         assert_eq!(t.name(1), Some(&b"helper"[..]));
         assert_eq!(t.name_with_nul(1), Some(&b"helper\0"[..]));
+        // Each name lies in the string table where its offset says, followed by a NUL.
+        for (i, &(name, _)) in names.iter().enumerate() {
+            let at = t.name_offset(i).unwrap() as usize;
+            assert_eq!(&t.names()[at..=at + name.len()], [name, b"\0"].concat(), "symbol {i}");
+        }
+        assert_eq!(t.name_offset(names.len()), None);
+        assert!(!t.is_empty() && table(&[]).is_empty());
         assert_eq!(t.len(), 103);
     }
 
@@ -367,39 +375,38 @@ mod tests {
     }
 
     #[test]
-    fn a_name_whose_hash_matches_is_still_compared() {
-        // Each symbol is stored with the hash of another name, as a collision would have it:
-        // looking up that other name finds the hash but must refuse the name.
-        let key = KeyedHasher::per_process();
-        let pairs: [(&[u8], &[u8]); 4] = [
-            (b"abc", b"abd"),
-            (b"abcdefgh", b"abcdefgi"),
-            (b"a_much_longer_name_1", b"a_much_longer_name_2"),
-            (b"x", b"xy"),
-        ];
-        let mut strings = vec![0u8];
-        let mut symbols = Vec::new();
-        for (stored, other) in pairs {
-            symbols.push(LoadedSymbol {
-                name_start: u32::try_from(strings.len()).unwrap(),
-                name_len: u32::try_from(other.len()).unwrap(),
-                hash: key.hash32(other),
-                exported: true,
-                ..LoadedSymbol::UNSET
-            });
-            // The stored bytes have the other name's length, so only the bytes differ.
-            strings.extend_from_slice(&stored[..other.len().min(stored.len())]);
-            strings.resize(strings.len() + other.len().saturating_sub(stored.len()), b'?');
-            strings.push(0);
-        }
-        let mut builder = SymbolTableBuilder::new(strings, symbols.len(), key).unwrap();
-        for symbol in symbols {
-            builder.push(symbol, 0).unwrap();
-        }
-        let t = builder.finish();
-        for (_, other) in pairs {
-            assert_eq!(t.lookup(other), None, "{:?}", core::str::from_utf8(other));
-        }
+    fn two_exported_names_with_the_same_hash_are_both_found() {
+        // Under these keys the two names' 32-bit hashes collide (found by searching
+        // `g0000000`, `g0000001`, ...; of one length, so only their bytes tell them apart):
+        // the second is another name in the same probe chain, not a duplicate.
+        let key = KeyedHasher::with_keys(1, 2);
+        let (first, second): (&[u8], &[u8]) = (b"g0059250", b"g0093384");
+        assert_eq!(key.hash32(first), key.hash32(second), "the names collide");
+        let table_of = |names: &[&[u8]]| {
+            let mut strings = vec![0u8];
+            let mut symbols = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                symbols.push(LoadedSymbol {
+                    name_start: u32::try_from(strings.len()).unwrap(),
+                    name_len: u32::try_from(name.len()).unwrap(),
+                    addr: 0x1000 + i,
+                    exported: true,
+                    ..LoadedSymbol::UNSET
+                });
+                strings.extend_from_slice(name);
+                strings.push(0);
+            }
+            let mut builder = SymbolTableBuilder::new(strings, names.len(), key).unwrap();
+            for symbol in symbols {
+                builder.push(symbol, 0).unwrap();
+            }
+            builder.finish()
+        };
+        let t = table_of(&[first, second, first]);
+        assert_eq!(t.lookup(first).map(|s| s.addr), Some(0x1000), "the first of two duplicates");
+        assert_eq!(t.lookup(second).map(|s| s.addr), Some(0x1001));
+        // A lookup that finds the hash still compares the name.
+        assert_eq!(table_of(&[first]).lookup(second), None);
     }
 
     #[test]
