@@ -128,8 +128,8 @@ impl<'a> CodeBatch<'a> {
     /// - every segment starts at a multiple of `align` (a power of two up to 1 MiB; segments
     ///   are rounded up to it when it is larger than a page), for data sections that ask for
     ///   more than a page of alignment;
-    /// - the caller writes every byte of the image's first `overwritten` bytes itself before
-    ///   sealing (a loader copying in a module's code): those bytes are handed out without
+    /// - the caller writes every byte of the first segment's first `overwritten` bytes itself
+    ///   before sealing (a loader copying in a module's code): those bytes are handed out without
     ///   being zeroed first, so in a recycled page they may still hold bytes of an earlier
     ///   block of this allocator until the caller overwrites them, and their pages are faulted
     ///   in with one call. The rest of the image is zero and committed only when written.

@@ -218,6 +218,26 @@ fn recycled_pages_are_zeroed_except_what_the_caller_overwrites() {
 }
 
 #[test]
+fn what_the_caller_overwrites_is_the_first_segment_wherever_it_lies() {
+    // Found by the `exec_ops` fuzz target: with data first and code after it, the bytes left
+    // unzeroed for the caller were taken at the start of the code, which the caller never wrote.
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let old = batch.alloc_image(&[(2 * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.write(&old, 0, &vec![0xAA; 2 * PAGE]).unwrap();
+    batch.seal().unwrap();
+    let old_addr = old.addr();
+    drop(old);
+    let mut batch = exec.batch();
+    let segments = [(PAGE, MemoryKind::ReadWrite), (2 * PAGE, MemoryKind::Code)];
+    let image = batch.alloc_module_image(&segments, PAGE, 1).unwrap();
+    let code = image[1].as_ref().unwrap();
+    assert_eq!(code.addr(), old_addr, "the code reuses the recycled pages");
+    assert!(batch.block_mut(code).unwrap().iter().all(|&b| b == 0), "code the caller does not write is zero");
+}
+
+#[test]
 fn a_patch_replaces_the_touched_pages_with_a_sealed_copy() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);

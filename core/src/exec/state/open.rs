@@ -404,8 +404,8 @@ impl State {
     /// segments lie back to back from the bottom of a region (after earlier code, so that
     /// sealed code stays in few mappings), the data segments back to back above them, at the
     /// top of the same region: every reference inside the image stays within a region. The
-    /// caller writes the image's first `overwritten` bytes (its code) in full before sealing,
-    /// so they are not zeroed first in recycled pages.
+    /// caller writes the first `overwritten` bytes of the first segment (a module's code) in
+    /// full before sealing, so they are not zeroed first in recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
@@ -427,13 +427,19 @@ impl State {
         if code == 0 && data == 0 {
             return Err(ExecError::ZeroSize);
         }
+        // What the caller overwrites lies in the first segment, at the start of its run (bytes
+        // past it are zeroed like the rest).
+        let (first_len, first_kind) =
+            segments.iter().copied().find(|&(len, _)| len > 0).unwrap_or((0, MemoryKind::Code));
+        let overwritten = overwritten.min(first_len);
+        let (code_overwritten, data_overwritten) =
+            if first_kind == MemoryKind::Code { (overwritten, 0) } else { (0, overwritten) };
         // The code run gets a trap page before it unless it follows sealed code (none needed
         // where pages stay RWX).
         let (mut code_at, mut data_at) = (0, 0);
         if code > 0 {
             let room = (data > 0).then_some(DataRoom { count: data / self.page, align: unit });
-            let overwritten = overwritten.min(code);
-            code_at = self.place(batch.0, code, unit, overwritten, !self.config.allow_rwx, room)?;
+            code_at = self.place(batch.0, code, unit, code_overwritten, !self.config.allow_rwx, room)?;
             let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
             b.cursor = code_at + code;
         }
@@ -446,7 +452,7 @@ impl State {
             } else {
                 None
             };
-            data_at = self.place_data(batch.0, data, unit, above)?;
+            data_at = self.place_data(batch.0, data, unit, data_overwritten, above)?;
         }
         for &(len, kind) in segments {
             if len == 0 {
@@ -473,13 +479,15 @@ impl State {
     }
 
     /// Opens `size` bytes (whole pages) of data at the top of a region for `batch`, starting at
-    /// a multiple of `align` (at least a page); returns the address. With `above`, in region
-    /// `above.0` from page `above.1` on (room its caller made sure of).
+    /// a multiple of `align` (at least a page), the first `overwritten` bytes left for the
+    /// caller to write; returns the address. With `above`, in region `above.0` from page
+    /// `above.1` on (room its caller made sure of).
     fn place_data(
         &mut self,
         batch: u64,
         size: usize,
         align: usize,
+        overwritten: usize,
         above: Option<(usize, usize)>,
     ) -> Result<usize, ExecError> {
         let page = self.page;
@@ -493,7 +501,7 @@ impl State {
         let start = self.regions[r].base + first * page;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.runs.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
-        self.open_pages(r, first, size / page, batch, &(start..start))?;
+        self.open_pages(r, first, size / page, batch, &(start..start + overwritten.min(size)))?;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.runs.push((start, size));
         Ok(start)
