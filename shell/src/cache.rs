@@ -310,21 +310,32 @@ impl ModuleCache {
         counting: Counting,
     ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
         let hits: Vec<Option<Arc<SharedModule>>> = paths.iter().map(|p| self.current(p.as_ref())).collect();
-        let missed: Vec<&Path> =
-            paths.iter().zip(&hits).filter(|(_, hit)| hit.is_none()).map(|(p, _)| p.as_ref()).collect();
+        // A path given twice loads once (its second get is then a hit).
+        let mut missed: Vec<&Path> = Vec::with_capacity(paths.len());
+        for (path, hit) in paths.iter().zip(&hits) {
+            if hit.is_none() && !missed.contains(&path.as_ref()) {
+                missed.push(path.as_ref());
+            }
+        }
         let mut loaded = match missed.as_slice() {
             [] => Vec::new(),
             [path] => vec![self.load(path, counting)],
             _ => self.load_together(&missed, counting),
         }
         .into_iter();
+        let mut seen: Vec<&Path> = Vec::with_capacity(missed.len());
         hits.into_iter()
             .zip(paths)
             .map(|(hit, path)| match hit {
                 Some(module) => Ok(module),
-                // One result per missed path, in order (loaded alone if one lacked, which it
-                // cannot).
-                None => loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting)),
+                // A path given again: what its first occurrence loaded, as a get.
+                None if seen.contains(&path.as_ref()) => self.get_counted(path.as_ref(), counting),
+                None => {
+                    seen.push(path.as_ref());
+                    // One result per missed path, in order (loaded alone if one lacked, which
+                    // it cannot).
+                    loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting))
+                }
             })
             .collect()
     }
@@ -500,6 +511,10 @@ impl ModuleCache {
     /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
     /// on an unresolved import are tried again, one by one, as long as a round loads one of
     /// them: a module whose imports another file of the set provides loads whatever the order.
+    /// (Files of one chunk, like files loaded on different threads, do not see each other's
+    /// exports while they load: a weak import, or a name the host also exports, binds as if the
+    /// other file were not loaded yet. Where such a binding's order matters, get the files
+    /// one by one in dependency order.)
     /// The statistics count each file once: a miss, and a load failure if it never loaded.
     pub fn prefetch_indexed<P: AsRef<Path> + Sync>(
         &self,

@@ -256,6 +256,12 @@ fn prefetch_in_chunks_links_modules_to_their_chunk_mates() {
         let module = cache.get(path).unwrap();
         assert_eq!(call(&module, &format!("call_chunk_mate_{}", i - 1)), (i - 1) as i64);
     }
+    // A path given twice in one chunk loads once; its second get is a hit.
+    let twice: Vec<&PathBuf> = paths[..8].iter().step_by(2).flat_map(|p| [p, p]).collect();
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(cache.prefetch(&twice.into_iter().cloned().collect::<Vec<_>>(), 1), 8);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits, stats.modules), (4, 4, 4), "{stats:?}");
 }
 
 /// A path that is a symbolic link changes where its directory's watch cannot see (its target

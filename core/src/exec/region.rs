@@ -175,10 +175,15 @@ impl Region {
         }
     }
 
-    /// Marks the sealed pages `first..first + count` as being released (their protection
-    /// change is under way outside the lock).
-    pub(super) fn begin_release(&mut self, first: usize, count: usize) {
+    /// Marks the pages `first..first + count` (sealed, or open and empty) as being released
+    /// (their protection change is under way outside the lock). An open page takes
+    /// `open_kind`, the kind whose sealed protection is the open one: should the change fail,
+    /// the page is booked sealed with the protection it really has.
+    pub(super) fn begin_release(&mut self, first: usize, count: usize, open_kind: MemoryKind) {
         for page in &mut self.pages[first..first + count] {
+            if matches!(page.state, PageState::Open(_)) {
+                page.kind = open_kind;
+            }
             page.state = PageState::Releasing;
         }
         set_bits(&mut self.code, first..first + count, false);
@@ -505,7 +510,7 @@ mod tests {
         r.open(2, 1, 2);
         r.seal(2, 1);
         assert_eq!(r.anchored_run(2, page, page), Some(3), "right after sealed code");
-        r.begin_release(2, 1);
+        r.begin_release(2, 1, MemoryKind::ReadWrite);
         assert!(r.bitmaps_agree());
         assert_eq!(r.anchored_run(2, page, page), None, "code being released anchors nothing");
         r.release_failed(2, 1);

@@ -733,3 +733,155 @@ fn a_failed_seal_ends_the_batch_and_leaks_nothing() {
     assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0));
     assert_eq!(K.usage().executable_pages, 1, "only the trap page stays executable");
 }
+
+/// A kernel whose reservations land where the test says (pages into one simulated mapping),
+/// so that a region can be reserved over the addresses of one unmapped before. Unmapping
+/// leaves the pages to the arena, read-write and zero.
+#[derive(Debug)]
+struct PlacedKernel {
+    inner: &'static SimulatedKernel,
+    arena: spin::Mutex<usize>,
+    /// Where the next reservations start, in pages into the arena.
+    next: spin::Mutex<Vec<usize>>,
+}
+
+const ARENA_PAGES: usize = 64;
+
+impl super::Kernel for PlacedKernel {
+    fn page_size(&self) -> usize {
+        PAGE
+    }
+    fn reserve(&self, len: usize) -> crate::sys::SysResult<*mut u8> {
+        let mut arena = self.arena.lock();
+        if *arena == 0 {
+            *arena = self.inner.reserve(ARENA_PAGES * PAGE)? as usize;
+        }
+        let at = *arena + self.next.lock().remove(0) * PAGE;
+        // SAFETY: pages of the arena no region of the allocator holds any more (the test
+        // places reservations only there).
+        unsafe { self.inner.discard(at as *mut u8, len, Protection::ReadWrite)? };
+        Ok(at as *mut u8)
+    }
+    fn map_anonymous(&self, len: usize, prot: Protection) -> crate::sys::SysResult<*mut u8> {
+        self.inner.map_anonymous(len, prot)
+    }
+    unsafe fn protect(&self, addr: *mut u8, len: usize, prot: Protection) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.protect(addr, len, prot) }
+    }
+    unsafe fn discard(&self, addr: *mut u8, len: usize, prot: Protection) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.discard(addr, len, prot) }
+    }
+    unsafe fn unmap(&self, addr: *mut u8, len: usize) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract (nothing uses the range): back to the arena.
+        unsafe { self.inner.discard(addr, len, Protection::ReadWrite) }
+    }
+    unsafe fn move_over(&self, from: *mut u8, to: *mut u8, len: usize) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.move_over(from, to, len) }
+    }
+    unsafe fn populate(&self, addr: *mut u8, len: usize) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.populate(addr, len) }
+    }
+    fn sync_other_threads(&self) {}
+    fn shared_memory(&self) -> crate::sys::SysResult<crate::sys::SharedMemory> {
+        self.inner.shared_memory()
+    }
+    fn resize_shared(&self, memory: &crate::sys::SharedMemory, len: usize) -> crate::sys::SysResult<()> {
+        self.inner.resize_shared(memory, len)
+    }
+    fn map_shared(
+        &self,
+        memory: &crate::sys::SharedMemory,
+        len: usize,
+        prot: Protection,
+    ) -> crate::sys::SysResult<*mut u8> {
+        self.inner.map_shared(memory, len, prot)
+    }
+    fn write_shared(
+        &self,
+        memory: &crate::sys::SharedMemory,
+        offset: usize,
+        bytes: &[u8],
+    ) -> crate::sys::SysResult<()> {
+        self.inner.write_shared(memory, offset, bytes)
+    }
+}
+
+#[test]
+fn a_run_whose_region_was_unmapped_is_not_grown_into_a_region_reserved_over_it() {
+    // Found by review: the batch grew its old run into the new region and its seal, which
+    // skipped the run (its start lay in no region), left the new block open yet said Ok.
+    static S: SimulatedKernel = SimulatedKernel::new();
+    static K: PlacedKernel =
+        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    K.next.lock().extend([0, 4, 16]);
+    let exec = ExecAllocator::with_kernel(
+        ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+        &K,
+    );
+    let mut a = exec.batch();
+    let x = a.alloc(PAGE, 16).unwrap();
+    let base = x.addr();
+    let y = a.alloc(7 * PAGE, 16).unwrap();
+    assert_eq!(y.addr(), base + PAGE, "the run is full");
+    drop((x, y));
+    assert!(exec.regions().is_empty(), "the region went back to the kernel");
+    let mut b = exec.batch();
+    let z = b.alloc(16, 16).unwrap();
+    b.seal().unwrap();
+    assert_eq!(z.addr(), base + 4 * PAGE, "a new region over the old run's addresses");
+    let w = a.alloc(PAGE, 16).unwrap();
+    a.seal().unwrap();
+    assert!(exec.lookup(w.addr(), 1).unwrap().sealed, "a seal that says Ok sealed every block");
+    assert_eq!(S.protection_at(w.addr()), Some(Protection::ReadExec));
+}
+
+#[test]
+fn blocks_installed_together_leave_no_old_bytes_for_the_next_block() {
+    // Found by review: the room made for blocks at a large alignment was marked as written
+    // past the last block, so the next block of the batch got recycled bytes.
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut a = exec.batch();
+    let old = a.alloc(PAGE, 16).unwrap();
+    a.write(&old, 0, &[0xAB; PAGE]).unwrap();
+    a.seal().unwrap();
+    let old_addr = old.addr();
+    drop(old);
+    let mut b = exec.batch();
+    let codes: [&[u8]; 2] = [&[0xC3; 16], &[0xC3; 20]];
+    let blocks = b.install_many(codes.into_iter(), 64).unwrap();
+    assert_eq!(blocks[0].addr(), old_addr, "in the recycled page");
+    let next = b.alloc(64, 16).unwrap();
+    assert!(bytes(next.addr(), 64).iter().all(|&byte| byte == 0), "a new block is zero");
+}
+
+#[test]
+fn an_open_page_whose_release_failed_is_booked_with_the_protection_it_has() {
+    // Found by review: booked sealed with its kind's protection, an open data page of the RWX
+    // mode (really read-write-execute) was later freed as if read-write: a free page stayed
+    // executable.
+    static K: SimulatedKernel = SimulatedKernel::with_page_size(PAGE, true);
+    static F: FaultInjector = FaultInjector::new(&K);
+    let config = ExecConfig { allow_rwx: true, ..config() };
+    let exec = ExecAllocator::with_kernel(config, &F);
+    let mut batch = exec.batch();
+    let mut image = batch.alloc_image(&[(PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadWrite)]).unwrap();
+    let data = image.remove(1).unwrap();
+    let data_addr = data.addr();
+    assert_eq!(K.protection_at(data_addr), Some(Protection::ReadWriteExec), "open pages in RWX mode");
+    F.fail_call(0); // the release of the freed data page
+    drop(data);
+    assert_eq!(K.protection_at(data_addr), Some(Protection::ReadWriteExec));
+    F.disarm();
+    drop(image);
+    // The seal releases the pages its batch left empty, the stranded one among them.
+    batch.seal().unwrap();
+    assert_eq!(K.protection_at(data_addr), Some(Protection::ReadWrite), "free again, not executable");
+    assert_eq!(K.usage().executable_pages, 0);
+    exec.trim().unwrap();
+    assert_eq!(shape(exec.stats())[..5], [0; 5]);
+}

@@ -72,6 +72,17 @@ impl Batches {
     pub(super) fn iter(&self) -> impl Iterator<Item = (u64, &Batch)> {
         self.0.iter().map(|(id, b)| (*id, b))
     }
+
+    /// Forgets every batch's runs inside `range` (a region being unmapped: they hold no page
+    /// any more); a batch whose current run was there starts a new one at its next block.
+    pub(super) fn forget_range(&mut self, range: core::ops::Range<usize>) {
+        for (_, batch) in &mut self.0 {
+            batch.runs.retain(|&(start, _)| !range.contains(&start));
+            if batch.end > range.start && batch.end <= range.end {
+                (batch.cursor, batch.end) = (0, 0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,11 @@ const MAX_OPEN_AHEAD: usize = 64;
 /// Most clean pages a batch opens beyond what a block needs, when it starts a run.
 const NEW_RUN_AHEAD: usize = 32;
 
+/// The largest region reserved for more than one image's need (a larger `region_size` is cut
+/// to it): an image's data goes at the top of its code's region, so its code must reach the
+/// whole region with 32-bit PC-relative references.
+const MAX_REGION: usize = 1 << 30;
+
 /// The largest alignment a module image may ask for (a module's data asks for at most 64 KiB);
 /// a larger one is refused rather than reserving that much more address space to reach it.
 const MAX_IMAGE_ALIGNMENT: usize = 1 << 20;
@@ -157,6 +162,16 @@ impl State {
             Protection::ReadWriteExec
         } else {
             Protection::ReadWrite
+        }
+    }
+
+    /// The kind whose sealed protection is the open one (what an open page is booked as when
+    /// a change to release it fails).
+    const fn open_kind(&self) -> MemoryKind {
+        if self.config.allow_rwx {
+            MemoryKind::Code
+        } else {
+            MemoryKind::ReadWrite
         }
     }
 

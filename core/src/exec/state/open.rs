@@ -152,6 +152,12 @@ impl State {
             let from = overwritten.start.max(addr) & !(page - 1);
             let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
             self.prep.populate = Some(from..to);
+            // Committed by the populate, whether or not a block is placed there after all.
+            let region = &mut self.regions[r];
+            let pages = (from - region.base) / page..(to - region.base) / page;
+            for p in &mut region.pages[pages] {
+                p.touched = true;
+            }
         }
         self.regions[r].open(first, count, batch);
         Ok(())
@@ -212,7 +218,7 @@ impl State {
             .and_then(|w| w.checked_add(align - self.page))
             .and_then(|w| w.checked_add(data_room?))
             .ok_or(ExecError::TooLarge { size: usize::MAX })?;
-        let len = align_up(wanted.max(self.config.region_size), self.page)
+        let len = align_up(wanted.max(self.config.region_size.min(MAX_REGION)), self.page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = self.kernel.reserve(len)? as usize;
         let first = (align_up(base + lead * self.page, align).unwrap_or(base) - base) / self.page;
@@ -268,9 +274,13 @@ impl State {
             // batch is sealed are released.
             if let Some((r, first, needed)) = self.pages_of(end, stop) {
                 let region = &self.regions[r];
-                let run_pages =
-                    self.batches.get(batch).and_then(|b| b.current_run()).map_or(0, |run| run.1 / self.page);
-                let ahead = run_pages.clamp(1, MAX_OPEN_AHEAD);
+                // As far as the run holds blocks already (not its pages opened ahead).
+                let used_pages = self
+                    .batches
+                    .get(batch)
+                    .and_then(|b| b.current_run().map(|run| b.cursor.saturating_sub(run.0)))
+                    .map_or(0, |used| used / self.page);
+                let ahead = used_pages.clamp(1, MAX_OPEN_AHEAD);
                 let last = first + region.free_run_from(first, (needed - first).max(ahead));
                 if last >= needed && self.region_of(end - 1) == Some(r) && self.data_fits(r, last, data) {
                     let overwritten = start..start.saturating_add(overwritten.min(size));
@@ -316,6 +326,10 @@ impl State {
     /// run, sealed with one protection change, even while other threads open runs beside it.
     /// What is left unused goes back at the seal, clean, with no syscall.
     fn clean_pages_ahead(&self, r: usize, from: usize, data: Option<DataRoom>) -> usize {
+        if self.open_protection() != FREE_PROTECTION {
+            // Opening them would cost a protection change, and so would giving them back.
+            return 0;
+        }
         let pages = &self.regions[r].pages;
         let clean = pages
             .get(from..)
@@ -384,16 +398,20 @@ impl State {
             return Err(ExecError::BadAlignment { align });
         }
         let align = align.max(GRANULE);
-        let mut total: usize = 0;
+        // Where the blocks end, placed one after the other at `align` as the caller's
+        // allocations place them: the caller writes them (the padding between them belongs to
+        // no block), and nothing after the last one goes unzeroed.
+        let mut extent: usize = 0;
         for len in lens {
             if len == 0 {
                 return Err(ExecError::ZeroSize);
             }
-            let rounded = align_up(len.max(1), align).ok_or(ExecError::TooLarge { size: len })?;
-            total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
+            let at = align_up(extent, align).ok_or(ExecError::TooLarge { size: len })?;
+            let size = align_up(len, GRANULE).ok_or(ExecError::TooLarge { size: len })?;
+            extent = at.checked_add(size).ok_or(ExecError::TooLarge { size: len })?;
         }
-        if total > 0 {
-            self.place(batch.0, total, align, total, false, None)?;
+        if extent > 0 {
+            self.place(batch.0, extent, align, extent, false, None)?;
         }
         Ok(())
     }
@@ -524,7 +542,7 @@ impl State {
             return Ok(found);
         }
         let wanted = size.checked_add(align - page).ok_or(ExecError::TooLarge { size })?;
-        let len = align_up(wanted.max(self.config.region_size), page)
+        let len = align_up(wanted.max(self.config.region_size.min(MAX_REGION)), page)
             .ok_or(ExecError::TooLarge { size: wanted })?;
         let base = self.kernel.reserve(len)? as usize;
         self.regions.push(Region::new(base, len, page));

@@ -152,7 +152,8 @@ impl State {
                 let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
                 if self.defer && (needs_protect || !recycle) {
                     self.defer_change(r, first, count, DeferredOp::Release { recycle })?;
-                    self.regions[r].begin_release(first, count);
+                    let open_kind = self.open_kind();
+                    self.regions[r].begin_release(first, count, open_kind);
                     if recycle {
                         self.dirty_pages += count; // held for them; given back if the change fails
                     }
@@ -493,6 +494,7 @@ impl State {
         let mut spare = 0;
         let page = self.page;
         let mut dirty_dropped = 0;
+        let batches = &mut self.batches;
         self.regions.retain(|region| {
             if region.used > 0 {
                 return true;
@@ -506,6 +508,9 @@ impl State {
                 unsafe { self.kernel.unmap(region.base as *mut u8, region.pages.len() * page) }.is_err();
             if !kept {
                 dirty_dropped += region.pages.iter().filter(|p| p.dirty).count();
+                // A batch's run there is gone with it (a region reserved later may take its
+                // addresses: growing the run into that one would leave pages out of its seal).
+                batches.forget_range(region.base..region.end(page));
             }
             kept
         });
