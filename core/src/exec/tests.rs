@@ -198,16 +198,21 @@ fn a_region_whose_code_and_trap_page_are_gone_is_unmapped() {
     assert_eq!((exec.stats().regions, K.usage().mappings), (0, 0), "the empty region is unmapped");
 }
 
+/// Leaves `pages` pages of code full of old bytes (0xAA), sealed then freed, for the
+/// allocator to recycle; their address.
+fn recycled_code(exec: &ExecAllocator, pages: usize) -> usize {
+    let mut batch = exec.batch();
+    let old = batch.alloc_image(&[(pages * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
+    batch.write(&old, 0, &vec![0xAA; pages * PAGE]).unwrap();
+    batch.seal().unwrap();
+    old.addr()
+}
+
 #[test]
 fn recycled_pages_are_zeroed_except_what_the_caller_overwrites() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
-    let mut batch = exec.batch();
-    let old = batch.alloc_image(&[(2 * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
-    batch.write(&old, 0, &vec![0xAA; 2 * PAGE]).unwrap();
-    batch.seal().unwrap();
-    let old_addr = old.addr();
-    drop(old);
+    let old_addr = recycled_code(&exec, 2);
     let mut batch = exec.batch();
     let again = batch.alloc_module_image(&[(2 * PAGE, MemoryKind::Code)], PAGE + 100, 1).unwrap();
     let again = again[0].as_ref().unwrap();
@@ -223,12 +228,7 @@ fn what_the_caller_overwrites_is_the_first_segment_wherever_it_lies() {
     // unzeroed for the caller were taken at the start of the code, which the caller never wrote.
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
-    let mut batch = exec.batch();
-    let old = batch.alloc_image(&[(2 * PAGE, MemoryKind::Code)]).unwrap().remove(0).unwrap();
-    batch.write(&old, 0, &vec![0xAA; 2 * PAGE]).unwrap();
-    batch.seal().unwrap();
-    let old_addr = old.addr();
-    drop(old);
+    let old_addr = recycled_code(&exec, 2);
     let mut batch = exec.batch();
     let segments = [(PAGE, MemoryKind::ReadWrite), (2 * PAGE, MemoryKind::Code)];
     let image = batch.alloc_module_image(&segments, PAGE, 1).unwrap();
@@ -845,12 +845,7 @@ fn blocks_installed_together_leave_no_old_bytes_for_the_next_block() {
     // past the last block, so the next block of the batch got recycled bytes.
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
-    let mut a = exec.batch();
-    let old = a.alloc(PAGE, 16).unwrap();
-    a.write(&old, 0, &[0xAB; PAGE]).unwrap();
-    a.seal().unwrap();
-    let old_addr = old.addr();
-    drop(old);
+    let old_addr = recycled_code(&exec, 1);
     let mut b = exec.batch();
     let codes: [&[u8]; 2] = [&[0xC3; 16], &[0xC3; 20]];
     let blocks = b.install_many(codes.into_iter(), 64).unwrap();
