@@ -880,3 +880,34 @@ fn an_open_page_whose_release_failed_is_booked_with_the_protection_it_has() {
     exec.trim().unwrap();
     assert_eq!(shape(exec.stats())[..5], [0; 5]);
 }
+
+#[test]
+fn unmapping_a_region_forgets_only_the_runs_inside_it() {
+    // Batch A's run fills the first region up to the second's start; batch B's region, right
+    // after it, empties and goes. A keeps its run (its next block follows its last) and seals
+    // every block in it.
+    static S: SimulatedKernel = SimulatedKernel::new();
+    static K: PlacedKernel =
+        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    K.next.lock().extend([0, 8]);
+    let exec = ExecAllocator::with_kernel(
+        ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+        &K,
+    );
+    let mut a = exec.batch();
+    let x = a.alloc(16, 16).unwrap();
+    assert_eq!(exec.stats().pages_open, 8, "the run holds the whole region");
+    let mut b = exec.batch();
+    let y = b.alloc(16, 16).unwrap();
+    assert_eq!(y.addr(), x.addr() + 8 * PAGE, "the next region, right after the first");
+    drop(y);
+    b.seal().unwrap();
+    assert_eq!(exec.stats().regions, 1, "the second region went");
+    let z = a.alloc(16, 16).unwrap();
+    assert_eq!(z.addr(), x.addr() + 16, "the run goes on");
+    a.seal().unwrap();
+    for block in [&x, &z] {
+        assert!(exec.lookup(block.addr(), 16).unwrap().sealed);
+        assert_eq!(S.protection_at(block.addr()), Some(Protection::ReadExec));
+    }
+}

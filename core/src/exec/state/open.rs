@@ -129,8 +129,11 @@ impl State {
         let mut uncommitted_overwritten = 0;
         for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
             let at = addr + i * page;
-            if !p.dirty && overwritten.start < at + page && at < overwritten.end {
-                uncommitted_overwritten += 1;
+            if overwritten.start < at + page && at < overwritten.end {
+                uncommitted_overwritten += usize::from(!p.dirty);
+                // The caller writes it, or the populate below commits it, whether or not a
+                // block is placed there after all: it is never given back as clean.
+                p.touched = true;
             }
             if p.dirty {
                 // Cleared so new blocks start zeroed, except the bytes the caller overwrites:
@@ -152,12 +155,6 @@ impl State {
             let from = overwritten.start.max(addr) & !(page - 1);
             let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
             self.prep.populate = Some(from..to);
-            // Committed by the populate, whether or not a block is placed there after all.
-            let region = &mut self.regions[r];
-            let pages = (from - region.base) / page..(to - region.base) / page;
-            for p in &mut region.pages[pages] {
-                p.touched = true;
-            }
         }
         self.regions[r].open(first, count, batch);
         Ok(())
