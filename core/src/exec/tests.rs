@@ -911,3 +911,28 @@ fn unmapping_a_region_forgets_only_the_runs_inside_it() {
         assert_eq!(S.protection_at(block.addr()), Some(Protection::ReadExec));
     }
 }
+
+#[test]
+fn only_the_pages_the_caller_writes_are_touched_and_committed_ahead() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    // Exactly one page of code: the pages opened ahead after it are never touched.
+    let mut batch = exec.batch();
+    let one = batch.install(&vec![0xC3; PAGE], 16).unwrap();
+    assert!(exec.stats().pages_open > 1, "pages opened ahead");
+    batch.seal().unwrap();
+    let before = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(
+        exec.stats().protection_changes,
+        before,
+        "the pages ahead went back clean: nothing to discard"
+    );
+    // Three pages the caller writes, on fresh pages: faulted in with one call, not one fault each.
+    let calls = K.calls();
+    let mut batch = exec.batch();
+    let three = batch.install(&vec![0xC3; 3 * PAGE], 16).unwrap();
+    assert_eq!(K.calls() - calls, 1, "one populate for the three pages");
+    batch.seal().unwrap();
+    drop((one, three));
+}
