@@ -747,6 +747,17 @@ struct PlacedKernel {
 
 const ARENA_PAGES: usize = 64;
 
+impl PlacedKernel {
+    /// Gives the arena back to the simulation (once the allocator over it is gone).
+    fn release_arena(&self) {
+        let arena = core::mem::take(&mut *self.arena.lock());
+        if arena != 0 {
+            // SAFETY: the allocator that used the arena is dropped: nothing references it.
+            unsafe { super::Kernel::unmap(self.inner, arena as *mut u8, ARENA_PAGES * PAGE) }.unwrap();
+        }
+    }
+}
+
 impl super::Kernel for PlacedKernel {
     fn page_size(&self) -> usize {
         PAGE
@@ -818,25 +829,28 @@ fn a_run_whose_region_was_unmapped_is_not_grown_into_a_region_reserved_over_it()
     static K: PlacedKernel =
         PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
     K.next.lock().extend([0, 4, 16]);
-    let exec = ExecAllocator::with_kernel(
-        ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
-        &K,
-    );
-    let mut a = exec.batch();
-    let x = a.alloc(PAGE, 16).unwrap();
-    let base = x.addr();
-    let y = a.alloc(7 * PAGE, 16).unwrap();
-    assert_eq!(y.addr(), base + PAGE, "the run is full");
-    drop((x, y));
-    assert!(exec.regions().is_empty(), "the region went back to the kernel");
-    let mut b = exec.batch();
-    let z = b.alloc(16, 16).unwrap();
-    b.seal().unwrap();
-    assert_eq!(z.addr(), base + 4 * PAGE, "a new region over the old run's addresses");
-    let w = a.alloc(PAGE, 16).unwrap();
-    a.seal().unwrap();
-    assert!(exec.lookup(w.addr(), 1).unwrap().sealed, "a seal that says Ok sealed every block");
-    assert_eq!(S.protection_at(w.addr()), Some(Protection::ReadExec));
+    {
+        let exec = ExecAllocator::with_kernel(
+            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+            &K,
+        );
+        let mut a = exec.batch();
+        let x = a.alloc(PAGE, 16).unwrap();
+        let base = x.addr();
+        let y = a.alloc(7 * PAGE, 16).unwrap();
+        assert_eq!(y.addr(), base + PAGE, "the run is full");
+        drop((x, y));
+        assert!(exec.regions().is_empty(), "the region went back to the kernel");
+        let mut b = exec.batch();
+        let z = b.alloc(16, 16).unwrap();
+        b.seal().unwrap();
+        assert_eq!(z.addr(), base + 4 * PAGE, "a new region over the old run's addresses");
+        let w = a.alloc(PAGE, 16).unwrap();
+        a.seal().unwrap();
+        assert!(exec.lookup(w.addr(), 1).unwrap().sealed, "a seal that says Ok sealed every block");
+        assert_eq!(S.protection_at(w.addr()), Some(Protection::ReadExec));
+    }
+    K.release_arena();
 }
 
 #[test]
@@ -890,26 +904,29 @@ fn unmapping_a_region_forgets_only_the_runs_inside_it() {
     static K: PlacedKernel =
         PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
     K.next.lock().extend([0, 8]);
-    let exec = ExecAllocator::with_kernel(
-        ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
-        &K,
-    );
-    let mut a = exec.batch();
-    let x = a.alloc(16, 16).unwrap();
-    assert_eq!(exec.stats().pages_open, 8, "the run holds the whole region");
-    let mut b = exec.batch();
-    let y = b.alloc(16, 16).unwrap();
-    assert_eq!(y.addr(), x.addr() + 8 * PAGE, "the next region, right after the first");
-    drop(y);
-    b.seal().unwrap();
-    assert_eq!(exec.stats().regions, 1, "the second region went");
-    let z = a.alloc(16, 16).unwrap();
-    assert_eq!(z.addr(), x.addr() + 16, "the run goes on");
-    a.seal().unwrap();
-    for block in [&x, &z] {
-        assert!(exec.lookup(block.addr(), 16).unwrap().sealed);
-        assert_eq!(S.protection_at(block.addr()), Some(Protection::ReadExec));
+    {
+        let exec = ExecAllocator::with_kernel(
+            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+            &K,
+        );
+        let mut a = exec.batch();
+        let x = a.alloc(16, 16).unwrap();
+        assert_eq!(exec.stats().pages_open, 8, "the run holds the whole region");
+        let mut b = exec.batch();
+        let y = b.alloc(16, 16).unwrap();
+        assert_eq!(y.addr(), x.addr() + 8 * PAGE, "the next region, right after the first");
+        drop(y);
+        b.seal().unwrap();
+        assert_eq!(exec.stats().regions, 1, "the second region went");
+        let z = a.alloc(16, 16).unwrap();
+        assert_eq!(z.addr(), x.addr() + 16, "the run goes on");
+        a.seal().unwrap();
+        for block in [&x, &z] {
+            assert!(exec.lookup(block.addr(), 16).unwrap().sealed);
+            assert_eq!(S.protection_at(block.addr()), Some(Protection::ReadExec));
+        }
     }
+    K.release_arena();
 }
 
 #[test]
