@@ -52,6 +52,8 @@ mod function;
 mod icache;
 pub mod kernel;
 pub(crate) mod lock;
+#[cfg(test)]
+mod placed_tests;
 mod region;
 mod state;
 #[cfg(test)]
