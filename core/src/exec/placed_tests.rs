@@ -145,7 +145,7 @@ fn unmapping_a_region_forgets_only_the_runs_inside_it() {
             ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
             &K,
         );
-        let mut a = exec.batch();
+        let mut a = exec.batch_of_many();
         let x = a.alloc(16, 16).unwrap();
         assert_eq!(exec.stats().pages_open, 8, "the run holds the whole region");
         let mut b = exec.batch();

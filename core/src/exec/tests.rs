@@ -674,7 +674,12 @@ fn a_batch_load_seals_its_modules_code_with_one_protection_change() {
 fn pages_opened_ahead_and_never_used_go_back_clean() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
-    let mut batch = exec.batch();
+    let mut single = exec.batch();
+    let alone = single.alloc(64, 16).unwrap();
+    assert_eq!(exec.stats().pages_open, 1, "a batch for one block opens no page ahead");
+    single.seal().unwrap();
+    drop(alone);
+    let mut batch = exec.batch_of_many();
     let block = batch.alloc(64, 16).unwrap();
     assert!(exec.stats().pages_open > 1, "a new run opens clean pages ahead for the batch");
     batch.seal().unwrap();
@@ -710,7 +715,7 @@ fn a_failed_seal_ends_the_batch_and_leaks_nothing() {
     assert_eq!(K.usage().executable_pages, 0);
 
     // Pages the batch opened ahead and never used go at once when its seal fails.
-    let mut batch = exec.batch();
+    let mut batch = exec.batch_of_many();
     let a = batch.alloc(2 * PAGE, PAGE).unwrap();
     let b = batch.alloc(16, 16).unwrap(); // in the pages opened ahead with the first
     assert_eq!(b.addr(), a.addr() + 2 * PAGE);
@@ -781,7 +786,7 @@ fn only_the_pages_the_caller_writes_are_touched_and_committed_ahead() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
     // Exactly one page of code: the pages opened ahead after it are never touched.
-    let mut batch = exec.batch();
+    let mut batch = exec.batch_of_many();
     let one = batch.install(&vec![0xC3; PAGE], 16).unwrap();
     assert!(exec.stats().pages_open > 1, "pages opened ahead");
     batch.seal().unwrap();

@@ -130,7 +130,11 @@ impl<'a> Run<'a> {
         let result = match op % 14 {
             0 => {
                 if self.batches.len() < MAX_BATCHES {
-                    self.batches.push(self.exec.batch());
+                    let batch = match input.byte() % 2 {
+                        0 => self.exec.batch(),
+                        _ => self.exec.batch_of_many(),
+                    };
+                    self.batches.push(batch);
                 }
                 Ok(())
             }

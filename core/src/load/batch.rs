@@ -43,7 +43,7 @@ impl core::fmt::Debug for LoadBatch<'_> {
 impl<'a> LoadBatch<'a> {
     /// An empty batch of `allocator`.
     pub fn new(allocator: &'a ExecAllocator) -> Self {
-        Self { batch: allocator.batch(), staged: Vec::new() }
+        Self { batch: allocator.batch_of_many(), staged: Vec::new() }
     }
 
     /// Stages `file` as [`LoadedModule::load`] would load it, up to the seal: nothing of it runs

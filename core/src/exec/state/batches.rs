@@ -10,6 +10,8 @@ pub(super) struct Batch {
     /// Whether its seal's protection changes are being made (outside the lock): its pages
     /// are left alone until the seal is finished.
     pub(super) sealing: bool,
+    /// Whether each new run it opens takes clean pages ahead ([`super::State::place`]).
+    pub(super) opens_ahead: bool,
     /// Next free byte of the current run.
     pub(super) cursor: usize,
     /// End of the current run (0 before the first allocation).
@@ -39,9 +41,9 @@ pub(super) struct Batches(Vec<(u64, Batch)>);
 
 impl Batches {
     /// Adds a new batch; `id` is larger than every id added before.
-    pub(super) fn begin(&mut self, id: u64) {
+    pub(super) fn begin(&mut self, id: u64, opens_ahead: bool) {
         debug_assert!(self.0.last().is_none_or(|&(last, _)| last < id));
-        self.0.push((id, Batch { sealing: false, cursor: 0, end: 0, runs: Vec::new() }));
+        self.0.push((id, Batch { sealing: false, opens_ahead, cursor: 0, end: 0, runs: Vec::new() }));
     }
 
     fn position(&self, id: u64) -> Option<usize> {
@@ -93,7 +95,7 @@ mod tests {
     fn batches_are_found_by_id_after_others_end() {
         let mut batches = Batches::default();
         for id in [1, 2, 5, 9] {
-            batches.begin(id);
+            batches.begin(id, false);
         }
         batches.get_mut(5).unwrap().cursor = 50;
         assert!(batches.remove(2).is_some());
@@ -101,7 +103,7 @@ mod tests {
         assert!(!batches.contains(2) && batches.contains(1) && batches.contains(9));
         assert_eq!(batches.get(5).map(|b| b.cursor), Some(50));
         assert!(batches.get(3).is_none());
-        batches.begin(10);
+        batches.begin(10, true);
         assert_eq!(batches.iter().map(|(id, _)| id).collect::<alloc::vec::Vec<_>>(), [1, 5, 9, 10]);
     }
 }

@@ -209,10 +209,11 @@ impl State {
         Some((r, first, last))
     }
 
-    pub(crate) fn begin_batch(&mut self) -> BatchId {
+    /// Opens a batch; one that `opens_ahead` takes clean pages ahead with each new run.
+    pub(crate) fn begin_batch(&mut self, opens_ahead: bool) -> BatchId {
         let id = self.next_batch;
         self.next_batch += 1;
-        self.batches.begin(id);
+        self.batches.begin(id, opens_ahead);
         BatchId(id)
     }
 

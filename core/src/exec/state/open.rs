@@ -251,9 +251,9 @@ impl State {
         trapped: bool,
         data: Option<DataRoom>,
     ) -> Result<usize, ExecError> {
-        let (cursor, end) = {
+        let (cursor, end, opens_ahead) = {
             let b = self.batches.get(batch).ok_or(ExecError::UnknownBatch)?;
-            (b.cursor, b.end)
+            (b.cursor, b.end, b.opens_ahead)
         };
         if end != 0 {
             let start = align_up(cursor, align).ok_or(ExecError::TooLarge { size })?;
@@ -296,7 +296,7 @@ impl State {
         let FreeRun { region: r, first, trap } =
             self.find_free_run(count, align.max(self.page), trapped, data)?;
         let start = self.regions[r].base + first * self.page;
-        let ahead = self.clean_pages_ahead(r, first + count, data);
+        let ahead = if opens_ahead { self.clean_pages_ahead(r, first + count, data) } else { 0 };
         // A new trap page is opened with the run (its fill is written in full below).
         let lead = usize::from(trap == Trap::New);
         let opened = start - lead * self.page;
@@ -318,7 +318,7 @@ impl State {
     }
 
     /// How many free pages from page `from` of region `r` on are clean (nothing committed), up
-    /// to [`NEW_RUN_AHEAD`]: a new run opens them too, leaving room (with `data` still fitting
+    /// to [`NEW_RUN_AHEAD`]: a new run of a batch of many opens them too, leaving room (with `data` still fitting
     /// above) for its batch's next blocks, so that the code of a batch of modules stays in one
     /// run, sealed with one protection change, even while other threads open runs beside it.
     /// What is left unused goes back at the seal, clean, with no syscall.
