@@ -58,6 +58,8 @@ mod region;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod touched_tests;
 
 pub use arena::{ArenaStats, CodeArena};
 pub use batch::CodeBatch;

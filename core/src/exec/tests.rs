@@ -18,10 +18,10 @@ use crate::sys::Protection;
 use crate::write::{samples, ModuleBuilder, SymbolSpec};
 use crate::{Dialect, RelocKind};
 
-const PAGE: usize = 4096;
+pub(super) const PAGE: usize = 4096;
 
 /// Small regions keep the simulation (and Miri) fast.
-fn config() -> ExecConfig {
+pub(super) fn config() -> ExecConfig {
     ExecConfig { region_size: 16 * PAGE, ..ExecConfig::default() }
 }
 
@@ -671,32 +671,6 @@ fn a_batch_load_seals_its_modules_code_with_one_protection_change() {
 }
 
 #[test]
-fn pages_opened_ahead_and_never_used_go_back_clean() {
-    static K: SimulatedKernel = SimulatedKernel::new();
-    let exec = ExecAllocator::with_kernel(config(), &K);
-    let mut single = exec.batch();
-    let alone = single.alloc(64, 16).unwrap();
-    assert_eq!(exec.stats().pages_open, 1, "a batch for one block opens no page ahead");
-    single.seal().unwrap();
-    drop(alone);
-    let mut batch = exec.batch_of_many();
-    let block = batch.alloc(64, 16).unwrap();
-    assert!(exec.stats().pages_open > 1, "a new run opens clean pages ahead for the batch");
-    batch.seal().unwrap();
-    assert_eq!((exec.stats().pages_open, exec.stats().pages_sealed), (0, 1));
-    // Never committed, they went back with no syscall and are not kept as dirty pages: `trim`
-    // has nothing to discard.
-    let before = exec.stats().protection_changes;
-    exec.trim().unwrap();
-    assert_eq!(exec.stats().protection_changes, before);
-    // Freed after use, a page is dirty: `trim` discards it.
-    drop(block);
-    let freed = exec.stats().protection_changes;
-    exec.trim().unwrap();
-    assert_eq!(exec.stats().protection_changes, freed + 1);
-}
-
-#[test]
 fn a_failed_seal_ends_the_batch_and_leaks_nothing() {
     static K: SimulatedKernel = SimulatedKernel::new();
     static F: FaultInjector = FaultInjector::new(&K);
@@ -779,29 +753,4 @@ fn an_open_page_whose_release_failed_is_booked_with_the_protection_it_has() {
     assert_eq!(K.usage().executable_pages, 0);
     exec.trim().unwrap();
     assert_eq!(shape(exec.stats())[..5], [0; 5]);
-}
-
-#[test]
-fn only_the_pages_the_caller_writes_are_touched_and_committed_ahead() {
-    static K: SimulatedKernel = SimulatedKernel::new();
-    let exec = ExecAllocator::with_kernel(config(), &K);
-    // Exactly one page of code: the pages opened ahead after it are never touched.
-    let mut batch = exec.batch_of_many();
-    let one = batch.install(&vec![0xC3; PAGE], 16).unwrap();
-    assert!(exec.stats().pages_open > 1, "pages opened ahead");
-    batch.seal().unwrap();
-    let before = exec.stats().protection_changes;
-    exec.trim().unwrap();
-    assert_eq!(
-        exec.stats().protection_changes,
-        before,
-        "the pages ahead went back clean: nothing to discard"
-    );
-    // Three pages the caller writes, on fresh pages: faulted in with one call, not one fault each.
-    let calls = K.calls();
-    let mut batch = exec.batch();
-    let three = batch.install(&vec![0xC3; 3 * PAGE], 16).unwrap();
-    assert_eq!(K.calls() - calls, 1, "one populate for the three pages");
-    batch.seal().unwrap();
-    drop((one, three));
 }

@@ -1,0 +1,84 @@
+//! Pages a batch opens but may not use: the clean pages a batch of many opens ahead of its
+//! blocks, and the pages between blocks that an alignment skips. Those never written go back
+//! clean at the seal, with no syscall, and are not kept as dirty; only the pages a caller
+//! writes are committed, with one call for several.
+
+use alloc::vec;
+
+use super::fake::SimulatedKernel;
+use super::tests::{config, PAGE};
+use super::{ExecAllocator, MemoryKind};
+
+#[test]
+fn pages_opened_ahead_and_never_used_go_back_clean() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut single = exec.batch();
+    let alone = single.alloc(64, 16).unwrap();
+    assert_eq!(exec.stats().pages_open, 1, "a batch for one block opens no page ahead");
+    single.seal().unwrap();
+    drop(alone);
+    let mut batch = exec.batch_of_many();
+    let block = batch.alloc(64, 16).unwrap();
+    assert!(exec.stats().pages_open > 1, "a new run opens clean pages ahead for the batch");
+    batch.seal().unwrap();
+    assert_eq!((exec.stats().pages_open, exec.stats().pages_sealed), (0, 1));
+    // Never committed, they went back with no syscall and are not kept as dirty pages: `trim`
+    // has nothing to discard.
+    let before = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(exec.stats().protection_changes, before);
+    // Freed after use, a page is dirty: `trim` discards it.
+    drop(block);
+    let freed = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(exec.stats().protection_changes, freed + 1);
+}
+
+#[test]
+fn only_the_pages_the_caller_writes_are_touched_and_committed_ahead() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    // Exactly one page of code: the pages opened ahead after it are never touched.
+    let mut batch = exec.batch_of_many();
+    let one = batch.install(&vec![0xC3; PAGE], 16).unwrap();
+    assert!(exec.stats().pages_open > 1, "pages opened ahead");
+    batch.seal().unwrap();
+    let before = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(
+        exec.stats().protection_changes,
+        before,
+        "the pages ahead went back clean: nothing to discard"
+    );
+    // Three pages the caller writes, on fresh pages: faulted in with one call, not one fault each.
+    let calls = K.calls();
+    let mut batch = exec.batch();
+    let three = batch.install(&vec![0xC3; 3 * PAGE], 16).unwrap();
+    assert_eq!(K.calls() - calls, 1, "one populate for the three pages");
+    batch.seal().unwrap();
+    drop((one, three));
+}
+
+#[test]
+fn pages_an_alignment_skips_are_neither_touched_nor_committed() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let first = batch.alloc(16, 16).unwrap();
+    // The image's code starts at the next multiple of 8 pages: the run grows over the pages
+    // before it, which nothing writes, and the page the code is copied into.
+    let align = 8 * PAGE;
+    let calls = K.calls();
+    let image = batch.alloc_module_image(&[(PAGE, MemoryKind::Code)], PAGE, align).unwrap();
+    let code = image[0].as_ref().unwrap().addr();
+    assert_eq!(code % align, 0);
+    assert!(code >= first.addr() + 3 * PAGE, "pages skipped between the blocks");
+    assert_eq!(K.calls(), calls, "one page written: nothing to fault in ahead");
+    batch.seal().unwrap();
+    // The skipped pages went back clean: `trim` has nothing to discard.
+    let before = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(exec.stats().protection_changes, before, "a skipped page was booked as written");
+    drop((first, image));
+}
