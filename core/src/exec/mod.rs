@@ -48,6 +48,8 @@ mod arena;
 mod batch;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
+#[cfg(test)]
+mod free_tests;
 mod function;
 mod icache;
 pub mod kernel;
@@ -355,12 +357,15 @@ impl ExecAllocator {
     }
 
     /// Frees `blocks` together: pages they leave empty are released with one call per
-    /// contiguous run (a module's adjacent segments go back together).
+    /// contiguous run (a module's adjacent segments go back together). Short of memory for the
+    /// list of their addresses, the blocks it has no room for are freed one by one.
     pub fn free_all<'a>(&'a self, blocks: impl IntoIterator<Item = Block<'a>>) -> Result<(), ExecError> {
+        let blocks = blocks.into_iter();
         let mut addrs = alloc::vec::Vec::new();
+        let _ = addrs.try_reserve_exact(blocks.size_hint().0);
         for block in blocks {
-            if !core::ptr::eq(block.allocator, self) {
-                drop(block); // freed by its own allocator
+            if !core::ptr::eq(block.allocator, self) || addrs.try_reserve(1).is_err() {
+                drop(block); // freed alone (by its own allocator)
                 continue;
             }
             addrs.push(block.addr);

@@ -89,9 +89,22 @@ impl State {
         last: usize,
         action: impl Fn(&Page, usize) -> PageAction,
     ) -> Result<(), ExecError> {
+        self.apply_seeing(r, first, last, |_, page, i| action(page, i))
+    }
+
+    /// [`State::apply`] with an `action` that also sees the state (the open batches): each
+    /// page's action is decided just before its run is acted on, so it sees the pages before it
+    /// changed already, and the others as they were.
+    fn apply_seeing(
+        &mut self,
+        r: usize,
+        first: usize,
+        last: usize,
+        action: impl Fn(&State, &Page, usize) -> PageAction,
+    ) -> Result<(), ExecError> {
         let action = |state: &State, i: usize| {
             let page = &state.regions[r].pages[i];
-            match action(page, i) {
+            match action(state, page, i) {
                 PageAction::Release
                     if !page.touched
                         && matches!(page.state, PageState::Open(_))
@@ -358,46 +371,54 @@ impl State {
     }
 
     /// Frees the blocks starting at `addrs`, then releases the pages they leave empty with one
-    /// discard per run (a module's adjacent segments go back together).
+    /// discard per run (a module's adjacent segments go back together). Nothing is allocated:
+    /// the page ranges to check are merged as they come (blocks freed in address order make one
+    /// range) into a list of fixed size, released whenever it fills.
     pub(crate) fn free_many(&mut self, addrs: &[usize]) -> Result<(), ExecError> {
-        let mut touched: Vec<(usize, usize, usize)> = Vec::with_capacity(addrs.len());
+        let mut touched = Touched::default();
         let mut failed = None;
         for &addr in addrs {
-            match self.unmark(addr) {
-                Some(pages) => touched.push(pages),
-                None => failed = Some(ExecError::NotOwned { addr, len: 0 }),
+            let Some(pages) = self.unmark(addr) else {
+                failed = Some(ExecError::NotOwned { addr, len: 0 });
+                continue;
+            };
+            if !touched.add(pages) {
+                self.release_touched(&mut touched, &mut failed);
+                touched.add(pages);
             }
         }
-        crate::sort::heapsort(&mut touched);
+        self.release_touched(&mut touched, &mut failed);
+        self.release_empty_regions();
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Releases the pages of `touched`'s ranges that hold no block any more, and empties it. A
+    /// failed release is kept in `failed` (unless it holds an error already); its pages stay
+    /// out of use until `trim` retries them.
+    fn release_touched(&mut self, touched: &mut Touched, failed: &mut Option<ExecError>) {
+        let ranges = touched.take_sorted();
         let (page, mut i) = (self.page, 0);
-        while i < touched.len() {
+        while i < ranges.len() {
             // Merge overlapping or adjacent page ranges of one region.
-            let (r, first, mut last) = touched[i];
+            let (r, first, mut last) = ranges[i];
             let mut j = i + 1;
-            while j < touched.len() && touched[j].0 == r && touched[j].1 <= last {
-                last = last.max(touched[j].2);
+            while j < ranges.len() && ranges[j].0 == r && ranges[j].1 <= last {
+                last = last.max(ranges[j].2);
                 j += 1;
             }
             let base = self.regions[r].base;
-            // Open pages need their batch's current run; a released module has only sealed pages.
-            let has_open =
-                self.regions[r].pages[first..last].iter().any(|p| matches!(p.state, PageState::Open(_)));
-            // The bytes of each batch's current run that may still receive blocks. A batch being
-            // sealed keeps all its pages: their protection is being changed outside the lock,
-            // and its seal releases the empty ones.
-            let unused: Vec<(u64, usize, usize)> = if has_open {
-                let ahead = |b: &batches::Batch| if b.sealing { (0, usize::MAX) } else { (b.cursor, b.end) };
-                self.batches.iter().map(|(id, b)| (id, ahead(b).0, ahead(b).1)).collect()
-            } else {
-                Vec::new()
-            };
-            let released = self.apply(r, first, last, |p, i| match p.state {
+            let released = self.apply_seeing(r, first, last, |state, p, i| match p.state {
                 PageState::Sealed if p.live == 0 && !p.trap => PageAction::Release,
-                // An open page outside its batch's unused room will never receive another block.
+                // An open page outside its batch's room for more blocks will never receive
+                // another block. A batch being sealed keeps all its pages: their protection is
+                // being changed outside the lock, and its seal releases the empty ones.
                 PageState::Open(id) if p.live == 0 => {
                     let (start, end) = (base + i * page, base + (i + 1) * page);
-                    let room = unused.iter().find(|(b, _, _)| *b == id);
-                    if room.is_none_or(|&(_, cursor, stop)| end <= cursor || start >= stop) {
+                    let room = state.batches.get(id).map(|b| match b.sealing {
+                        true => (0, usize::MAX),
+                        false => (b.cursor, b.end),
+                    });
+                    if room.is_none_or(|(cursor, stop)| end <= cursor || start >= stop) {
                         PageAction::Release
                     } else {
                         PageAction::Keep
@@ -405,14 +426,11 @@ impl State {
                 }
                 _ => PageAction::Keep,
             });
-            // Pages that could not be released stay out of use until `trim` retries them.
             if let Err(e) = released {
                 failed.get_or_insert(e);
             }
             i = j;
         }
-        self.release_empty_regions();
-        failed.map_or(Ok(()), Err)
     }
 
     /// Forgets the block starting at `addr` (bitmaps, counters, page counts) and returns the
@@ -481,9 +499,19 @@ impl State {
             if !self.regions[r].pages.iter().any(stranded) {
                 continue;
             }
-            let ended: Vec<bool> = self.regions[r].pages.iter().map(stranded).collect();
-            let last = ended.len();
-            self.apply(r, 0, last, |_, i| if ended[i] { PageAction::Release } else { PageAction::Keep })?;
+            let last = self.regions[r].pages.len();
+            self.apply_seeing(r, 0, last, |state, p, _| {
+                let ended = match p.state {
+                    PageState::Sealed => p.live == 0 && !p.trap,
+                    PageState::Open(id) => p.live == 0 && !state.batches.contains(id),
+                    PageState::Free | PageState::Releasing => false,
+                };
+                if ended {
+                    PageAction::Release
+                } else {
+                    PageAction::Keep
+                }
+            })?;
         }
         self.release_empty_regions();
         Ok(())
@@ -515,6 +543,46 @@ impl State {
             kept
         });
         self.dirty_pages -= dirty_dropped;
+    }
+}
+
+/// Page ranges `(region, first page, last page + 1)` whose pages may have emptied, merged as
+/// they are added: a fixed list, so that freeing allocates nothing.
+#[derive(Default)]
+struct Touched {
+    ranges: [(usize, usize, usize); TOUCHED_RANGES],
+    len: usize,
+}
+
+/// Ranges a [`Touched`] holds before its pages are released.
+const TOUCHED_RANGES: usize = 32;
+
+impl Touched {
+    /// Adds `range`, merged into the last one if they overlap or meet in one region; false if
+    /// the list is full.
+    fn add(&mut self, range: (usize, usize, usize)) -> bool {
+        let (r, first, last) = range;
+        if let Some(prev) = self.ranges[..self.len].last_mut() {
+            if prev.0 == r && first <= prev.2 && prev.1 <= last {
+                *prev = (r, prev.1.min(first), prev.2.max(last));
+                return true;
+            }
+        }
+        if self.len == TOUCHED_RANGES {
+            return false;
+        }
+        self.ranges[self.len] = range;
+        self.len += 1;
+        true
+    }
+
+    /// The ranges in order, the list emptied (they stay readable until the next `add`).
+    fn take_sorted(&mut self) -> &[(usize, usize, usize)] {
+        let ranges = &mut self.ranges[..core::mem::take(&mut self.len)];
+        if !ranges.is_sorted() {
+            crate::sort::heapsort(ranges);
+        }
+        ranges
     }
 }
 
