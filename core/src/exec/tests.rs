@@ -26,7 +26,7 @@ pub(super) fn config() -> ExecConfig {
 }
 
 /// The bytes at `addr..addr+len` (memory of a live block of ours).
-fn bytes(addr: usize, len: usize) -> Vec<u8> {
+pub(super) fn bytes(addr: usize, len: usize) -> Vec<u8> {
     // SAFETY: callers pass ranges inside live blocks, which the simulation keeps allocated.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len) }.to_vec()
 }
@@ -739,6 +739,7 @@ fn an_open_page_whose_release_failed_is_booked_with_the_protection_it_has() {
     let exec = ExecAllocator::with_kernel(config, &F);
     let mut batch = exec.batch();
     let mut image = batch.alloc_image(&[(PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadWrite)]).unwrap();
+    assert_eq!(exec.stats().protection_changes, 2, "RWX mode opens the code's and the data's pages");
     let data = image.remove(1).unwrap();
     let data_addr = data.addr();
     assert_eq!(K.protection_at(data_addr), Some(Protection::ReadWriteExec), "open pages in RWX mode");

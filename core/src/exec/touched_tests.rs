@@ -1,12 +1,14 @@
 //! Pages a batch opens but may not use: the clean pages a batch of many opens ahead of its
 //! blocks, and the pages between blocks that an alignment skips. Those never written go back
 //! clean at the seal, with no syscall, and are not kept as dirty; only the pages a caller
-//! writes are committed, with one call for several.
+//! writes are committed, with one call for several. Recycled pages are zeroed, and nothing
+//! between them.
 
 use alloc::vec;
+use alloc::vec::Vec;
 
 use super::fake::SimulatedKernel;
-use super::tests::{config, PAGE};
+use super::tests::{bytes, config, PAGE};
 use super::{ExecAllocator, MemoryKind};
 
 #[test]
@@ -81,4 +83,29 @@ fn pages_an_alignment_skips_are_neither_touched_nor_committed() {
     exec.trim().unwrap();
     assert_eq!(exec.stats().protection_changes, before, "a skipped page was booked as written");
     drop((first, image));
+}
+
+#[test]
+fn zeroing_a_recycled_image_leaves_the_block_between_its_code_and_data_alone() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let shape = [(PAGE, MemoryKind::Code), (PAGE, MemoryKind::ReadWrite)];
+    let mut first = exec.batch();
+    let old = first.alloc_image(&shape).unwrap();
+    first.seal().unwrap();
+    // A block after the image's code, below its data at the region's top.
+    let mut second = exec.batch();
+    let between = second.alloc(64, 16).unwrap();
+    second.write(&between, 0, &[0xAB; 64]).unwrap();
+    second.seal().unwrap();
+    let old: Vec<usize> = old.into_iter().flatten().map(|b| b.addr()).collect();
+    assert!(old[0] < between.addr() && between.addr() < old[1]);
+    // The image's pages, freed, are recycled for the next image of the same shape: both are
+    // zeroed, and nothing between them.
+    let mut third = exec.batch();
+    let again = third.alloc_image(&shape).unwrap();
+    let again: Vec<usize> = again.iter().flatten().map(|b| b.addr()).collect();
+    assert_eq!(again, old, "the recycled pages");
+    assert_eq!(bytes(between.addr(), 64), [0xAB; 64], "a live block was zeroed");
+    third.seal().unwrap();
 }

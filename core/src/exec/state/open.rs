@@ -32,10 +32,10 @@ impl Prep {
                 return true;
             }
         }
-        if self.zeros == PREP_RANGES {
+        let Some(slot) = self.zero.get_mut(self.zeros) else {
             return false;
-        }
-        self.zero[self.zeros] = range;
+        };
+        *slot = range;
         self.zeros += 1;
         true
     }
