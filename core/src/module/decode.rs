@@ -122,24 +122,77 @@ impl<'a> Module<'a> {
     }
 }
 
-impl<'a> Module<'a> {
-    /// Every relocation entry, in table order across the relocation sections: its index, its
-    /// bytes and its file offset (sections that do not decode are skipped: validation refuses
-    /// them before any entry is read).
+/// A module's relocations ([`Module::relocations`]): the entries of each relocation section in
+/// table order, without the data relocations marker. A plain loop over the sections rather
+/// than a chain of iterator adapters, so that a walk compiles to the same code wherever it is
+/// instantiated (the chain's closures were left out of line in some builds, 1.4x slower).
+#[derive(Clone, Debug)]
+pub struct Relocations<'m, 'a> {
+    module: &'m Module<'a>,
+    kinds: &'static [Option<RelocKind>; 256],
+    /// The next section to look at.
+    next_section: u32,
+    /// The current section's entries not yet handed out.
+    entries: &'a [u8],
+    /// The image the current section patches.
+    image: RelocatedImage,
+    /// The next entry's position across all relocation sections.
+    index: u64,
+}
+
+impl<'m, 'a> Relocations<'m, 'a> {
+    pub(super) fn new(module: &'m Module<'a>) -> Self {
+        let kinds = RelocKind::wire_table(module.dialect);
+        Self { module, kinds, next_section: 0, entries: &[], image: RelocatedImage::Code, index: 0 }
+    }
+
+    /// Moves to the next relocation section; false after the last.
+    fn next_section(&mut self) -> bool {
+        while self.next_section < self.module.header.section_count {
+            let section = self.module.section(self.next_section);
+            self.next_section += 1;
+            if let Some(section) = section.filter(|s| s.section_type == SectionType::Relocations) {
+                self.entries = section.data;
+                self.image = relocated_image(&section);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Iterator for Relocations<'_, '_> {
+    type Item = Relocation;
+
     #[inline]
-    pub(super) fn relocation_entries(
-        &self,
-    ) -> impl Iterator<Item = (u64, &'a [u8; RELOCATION_ENTRY_SIZE], u64, RelocatedImage)> + '_ {
-        let sections = self.sections().filter(|s| s.section_type == SectionType::Relocations);
-        let entries = sections.flat_map(|section| {
-            let at = section.file_offset;
-            let image = relocated_image(&section);
-            section.data.chunks_exact(RELOCATION_ENTRY_SIZE).zip(0u64..).filter_map(move |(entry, i)| {
-                let entry = entry.first_chunk::<RELOCATION_ENTRY_SIZE>()?;
-                Some((entry, at + i * RELOCATION_ENTRY_SIZE as u64, image))
-            })
-        });
-        (0u64..).zip(entries).map(|(index, (entry, at, image))| (index, entry, at, image))
+    fn next(&mut self) -> Option<Relocation> {
+        loop {
+            let Some((entry, rest)) = self.entries.split_first_chunk::<RELOCATION_ENTRY_SIZE>() else {
+                // (A partial entry at a section's end is refused by validation.)
+                if self.next_section() {
+                    continue;
+                }
+                return None;
+            };
+            self.entries = rest;
+            let index = self.index;
+            self.index += 1;
+            if index == 0 && self.module.data_relocations_marker {
+                continue;
+            }
+            let fields = RelocationFields::of(entry);
+            // Validated at parse time: every kind is known.
+            let Some(kind) = self.kinds[usize::from(fields.kind)] else { continue };
+            return Some(Relocation {
+                index,
+                image: self.image,
+                offset: fields.offset,
+                symbol: fields.symbol_index,
+                kind,
+                wire: fields.kind,
+                addend: fields.addend,
+            });
+        }
     }
 }
 

@@ -26,6 +26,7 @@ pub mod unwind;
 mod validate;
 
 pub use crate::wire::Header;
+pub use decode::Relocations;
 pub use records::{DataPlacement, DataRegion, RelocatedImage, Relocation, Section, Symbol, SymbolTarget};
 pub use staged::{DecodeError, ModuleSymbols, ModuleTables};
 pub use symbols::SymbolRepr;
@@ -261,22 +262,8 @@ impl<'a> Module<'a> {
     /// All relocations in table order (each validated when the module was parsed: its kind
     /// known to the dialect, and, unless it is `None`, its symbol in the table and the bytes it
     /// patches inside its image), without the data relocations marker (whose index is skipped).
-    pub fn relocations(&self) -> impl Iterator<Item = Relocation> + '_ {
-        let kinds = RelocKind::wire_table(self.dialect);
-        let marker = self.data_relocations_marker;
-        self.relocation_entries().filter_map(move |(index, entry, _, image)| {
-            let fields = RelocationFields::of(entry);
-            if marker && index == 0 {
-                return None;
-            }
-            // Validated at parse time: every kind is known.
-            if let Some(kind) = kinds[usize::from(fields.kind)] {
-                let (offset, symbol, wire, addend) =
-                    (fields.offset, fields.symbol_index, fields.kind, fields.addend);
-                return Some(Relocation { index, image, offset, symbol, kind, wire, addend });
-            }
-            None
-        })
+    pub fn relocations(&self) -> Relocations<'_, 'a> {
+        Relocations::new(self)
     }
 
     /// Whether the module has data relocations (and so starts its relocations with the marker
