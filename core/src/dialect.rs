@@ -31,6 +31,15 @@ impl Dialect {
         }
     }
 
+    /// Whether the header has a compression byte (`docs/format.md`, "Compression"): every
+    /// dialect but R72.
+    pub const fn has_compression_byte(self) -> bool {
+        match self {
+            Dialect::S128 | Dialect::R96 => true,
+            Dialect::R72 => false,
+        }
+    }
+
     /// Whether imports are known by their value rather than their type: S128 has no "none"
     /// symbol type, so a non-local symbol with value 0 and size 0 (not a template) is an import
     /// ([`crate::SymbolKind::of_entry`]).

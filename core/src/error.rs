@@ -51,6 +51,65 @@ pub enum CallArrayProblem {
     NoMarker,
 }
 
+/// Which rule a compressed section breaks ([`ErrorKind::BadCompressedSection`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CompressionProblem {
+    /// Flagged compressed, in a module whose header names no compression method (R72 has no
+    /// compression byte: its sections are never compressed).
+    NoMethod,
+    /// Not a code, data or rodata section, or a constructor, destructor or unwind table
+    /// (which the loader reads itself): never compressed.
+    NotCompressible,
+    /// Shorter than the frame's 8-byte length.
+    FrameTooShort,
+    /// The frame states more bytes than the section's virtual size.
+    LongerThanVirtualSize {
+        /// The stated decompressed length.
+        stated: u64,
+    },
+    /// The frame states more bytes than its data could make with the method.
+    BeyondMethod {
+        /// The stated decompressed length.
+        stated: u64,
+    },
+    /// The data is not valid for the method.
+    Corrupt,
+    /// The data makes fewer bytes than stated.
+    ShorterThanStated {
+        /// Bytes it made.
+        produced: u64,
+    },
+    /// The data makes more bytes than stated.
+    LongerThanStated,
+}
+
+impl CompressionProblem {
+    fn describe(self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompressionProblem::NoMethod => {
+                f.write_str("is flagged compressed but the header names no method")
+            }
+            CompressionProblem::NotCompressible => f.write_str(
+                "may not be compressed (only code, data and rodata that the loader does not read itself)",
+            ),
+            CompressionProblem::FrameTooShort => f.write_str("is shorter than its frame's 8-byte length"),
+            CompressionProblem::LongerThanVirtualSize { stated } => {
+                write!(f, "states {stated} decompressed bytes, more than its virtual size")
+            }
+            CompressionProblem::BeyondMethod { stated } => {
+                write!(f, "states {stated} decompressed bytes, more than its data can make")
+            }
+            CompressionProblem::Corrupt => f.write_str("holds corrupt compressed data"),
+            CompressionProblem::ShorterThanStated { produced } => {
+                write!(f, "decompresses to {produced} bytes, fewer than its frame states")
+            }
+            CompressionProblem::LongerThanStated => {
+                f.write_str("decompresses to more bytes than its frame states")
+            }
+        }
+    }
+}
+
 /// Which rule an unwind table section breaks ([`ErrorKind::BadUnwindTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnwindProblem {
@@ -108,7 +167,7 @@ pub enum ErrorKind {
     },
     /// No `SMF\0` magic at any place a header can be.
     BadMagic,
-    /// The header names a compression method; no writer compresses and this loader refuses it.
+    /// The header names a compression method this loader does not know (it knows lz4).
     UnsupportedCompression {
         /// The `compression` byte.
         method: u8,
@@ -134,6 +193,13 @@ pub enum ErrorKind {
     SectionOutOfBounds {
         /// Section index.
         index: u32,
+    },
+    /// A compressed section breaks the rule ([`crate::compress`]).
+    BadCompressedSection {
+        /// Section index.
+        index: u32,
+        /// Which rule.
+        problem: CompressionProblem,
     },
     /// A loadable section says it occupies fewer bytes in memory than in the file.
     VirtualSizeTooSmall {
@@ -331,6 +397,10 @@ impl fmt::Display for ErrorKind {
                 write!(f, "symbol table of {count} entries does not fit in the file")
             }
             SectionOutOfBounds { index } => write!(f, "section {index}: payload does not fit in the file"),
+            BadCompressedSection { index, problem } => {
+                write!(f, "section {index} ")?;
+                problem.describe(f)
+            }
             VirtualSizeTooSmall { index } => {
                 write!(f, "section {index}: virtual_size is smaller than size")
             }

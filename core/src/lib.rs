@@ -61,6 +61,7 @@ extern crate alloc;
 mod bytes;
 #[cfg(feature = "alloc")]
 pub mod cache;
+pub mod compress;
 pub mod detect;
 mod dialect;
 mod error;
@@ -90,7 +91,7 @@ pub mod wire;
 pub mod write;
 
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{CallArrayProblem, Error, ErrorKind, Result, UnwindProblem};
+pub use error::{CallArrayProblem, CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
 pub use fnv::fnv1a;
 pub use kinds::{
     Binding, CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind,

@@ -949,3 +949,53 @@ fn pack_and_prefetch_read_standard_input() {
     assert_eq!(o.status, 1, "printf is the C library's: {}", o.out);
     assert!(o.err.contains("printf"), "{}", o.err);
 }
+
+#[test]
+fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
+    let dir = scratch("compress");
+    let object = dir.join("tables.o");
+    let compiled = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(smf_tests::workspace().join("tests/c/tables.c"))
+        .arg("-o")
+        .arg(&object)
+        .status();
+    assert!(compiled.expect("gcc").success());
+    let module = dir.join("tables.smf").to_string_lossy().into_owned();
+    let packed = smf(&["pack", &object.to_string_lossy(), "--compress", "lz4", "-o", &module]);
+    assert_eq!(packed.status, 0, "{}", packed.err);
+    let inspected = smf(&["inspect", &module]);
+    assert!(inspected.out.contains("  Compression:    lz4 (level 0): "), "{}", inspected.out);
+    assert!(inspected.out.contains("code:packed"), "{}", inspected.out);
+    assert_eq!(json_of(&module)["compression"], "lz4");
+    assert_eq!(
+        (smf(&["verify", &module]).status, smf(&["run", &module, "operate", "2", "6", "7"]).out),
+        (0, "42\n".into())
+    );
+
+    // A frame whose length is one short of what its data makes: verify finds it.
+    let bytes = std::fs::read(&module).unwrap();
+    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let code = parsed.sections().find(|s| s.flags.contains(SectionFlags::COMPRESSED)).unwrap();
+    let (index, at) = (code.index, usize::try_from(code.file_offset).unwrap());
+    let mut lying = bytes.clone();
+    let stated = u64::from_le_bytes(lying[at..at + 8].try_into().unwrap());
+    lying[at..at + 8].copy_from_slice(&(stated - 1).to_le_bytes());
+    let lying = write(&dir, "lying.smf", &lying);
+    let o = smf(&["verify", &lying]);
+    assert_eq!(o.status, 1);
+    assert_eq!(
+        o.err.trim_end(),
+        format!(
+            "{lying}: section {index} decompresses to more bytes than its frame states (at byte offset {at})"
+        )
+    );
+
+    let r72 =
+        smf(&["pack", &object.to_string_lossy(), "--compress", "lz4", "--dialect", "r72", "-o", &module]);
+    assert_eq!(r72.status, 1);
+    assert!(r72.err.contains("R72 has no compression byte"), "{}", r72.err);
+    let zstd = smf(&["pack", &object.to_string_lossy(), "--compress", "zstd", "-o", &module]);
+    assert_eq!(zstd.status, 2);
+    assert!(zstd.err.contains("zstd is not supported yet"), "{}", zstd.err);
+}

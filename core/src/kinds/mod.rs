@@ -37,6 +37,9 @@ bitflags::bitflags! {
         /// format, registered with the process's unwinder while the module is loaded (our
         /// extension: `docs/format.md`, "Unwind tables").
         const UNWIND = 0x800;
+        /// A code, data or rodata section whose payload is a compressed frame (our extension:
+        /// `docs/format.md`, "Compression"; the header's `compression` byte names the method).
+        const COMPRESSED = 0x1000;
     }
 }
 
@@ -474,7 +477,7 @@ mod tests {
 
     #[test]
     fn flags_keep_their_wire_bits() {
-        assert_eq!(SectionFlags::all().bits(), 0xf07);
+        assert_eq!(SectionFlags::all().bits(), 0x1f07);
         assert_eq!(ModuleFlags::all().bits(), 0x7f);
         assert_eq!(SymbolFlags::all().bits(), 0x30);
         assert_eq!(SymbolFlags::from_bits_retain(0x91).bits(), 0x91);

@@ -76,8 +76,17 @@ impl<'a> Image<'a> {
                 DataRegion::ReadWrite => (self.read_write_base, Overflow::WritableAddress),
             };
             let addr = offset_from(base, placement.offset, overflow)?;
-            if !placement.section.data.is_empty() {
-                self.write_at(batch, addr, placement.section.data)?;
+            let payload = module.payload(&placement.section);
+            if !payload.is_empty() {
+                let len = usize::try_from(placement.section.virtual_size)
+                    .map_err(|_| LoadError::too_large(Overflow::DataOffset))?;
+                let block = self.block_holding(addr, len, Invariant::DataOutsideImage)?;
+                let place = batch.block_mut(block)?.get_mut(addr - block.addr()..);
+                // The block holds the section's virtual size, which holds its payload.
+                let place = place.ok_or_else(|| LoadError::internal(Invariant::DataOutsideImage))?;
+                payload
+                    .write_into(place)
+                    .map_err(|problem| decompression_failed(&placement.section, problem))?;
             }
         }
         Ok(())
@@ -92,14 +101,15 @@ impl<'a> Image<'a> {
             let len = usize::try_from(section.virtual_size).map_err(too_large)?;
             // Validation keeps every code section inside the code, which the block holds, and
             // its bytes within its virtual size.
+            let payload = module.payload(&section);
+            let written = usize::try_from(payload.len()).map_err(too_large)?;
             let place = at
                 .checked_add(len)
                 .and_then(|end| code.get_mut(at..end))
-                .filter(|place| place.len() >= section.data.len())
+                .filter(|place| place.len() >= written)
                 .ok_or_else(|| LoadError::internal(Invariant::CodeSectionOutsideCode))?;
-            let (bytes, tail) = place.split_at_mut(section.data.len());
-            bytes.copy_from_slice(section.data);
-            if self.zero_tails {
+            payload.write_into(place).map_err(|problem| decompression_failed(&section, problem))?;
+            if let (true, Some(tail)) = (self.zero_tails, place.get_mut(written..)) {
                 tail.fill(0);
             }
         }
@@ -118,13 +128,6 @@ impl<'a> Image<'a> {
             .filter_map(Option::as_ref)
             .find(|b| b.contains(addr, len))
             .ok_or_else(|| LoadError::internal(outside))
-    }
-
-    /// Copies `bytes` to `addr`, which lies in one of the image's blocks.
-    fn write_at(&self, batch: &mut CodeBatch<'a>, addr: usize, bytes: &[u8]) -> Result<(), LoadError> {
-        let block = self.block_holding(addr, bytes.len(), Invariant::DataOutsideImage)?;
-        batch.write(block, addr - block.addr(), bytes)?;
-        Ok(())
     }
 
     /// The image's blocks, to be kept by the loaded module.
@@ -146,8 +149,16 @@ pub(super) fn offset_from(base: usize, offset: u64, overflow: Overflow) -> Resul
 
 /// Bytes of zeros between code sections' bytes and their virtual sizes.
 fn code_tails(module: &ModuleTables<'_>) -> u64 {
-    let written: u64 = module.code_sections().map(|(section, _)| section.data.len() as u64).sum();
+    let written: u64 = module.code_sections().map(|(section, _)| module.payload(&section).len()).sum();
     module.code_size().saturating_sub(written)
+}
+
+/// The error of a compressed section whose frame did not decompress to what it states: the
+/// section and where its frame lies in the file.
+#[cold]
+fn decompression_failed(section: &crate::Section<'_>, problem: crate::CompressionProblem) -> LoadError {
+    let kind = crate::ErrorKind::BadCompressedSection { index: section.index, problem };
+    LoadError::Format(crate::Error::new(kind, section.file_offset))
 }
 
 #[cfg(test)]

@@ -35,8 +35,9 @@ pub use validate::RelocationSink;
 pub(crate) use layout::DataLayout;
 
 use crate::bytes::range_within;
+use crate::compress::{Frame, Method, Payload};
 use crate::detect::{self, Candidate};
-use crate::error::{CallArrayProblem, Error, ErrorKind, Result, UnwindProblem};
+use crate::error::{CallArrayProblem, CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
 use crate::kinds::{
     Binding, CallArray, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };
@@ -214,6 +215,28 @@ impl<'a> Module<'a> {
             return None;
         }
         self.decode_section(index).ok()
+    }
+
+    /// How the module's compressed sections are compressed (the header's `compression`
+    /// byte); `None` if none is.
+    pub fn compression(&self) -> Option<Method> {
+        // Validated with the header: only known methods get this far.
+        Method::from_wire(self.header.compression).ok().flatten()
+    }
+
+    /// The bytes `section` (one of this module's) puts in memory before its zeroed tail: its
+    /// payload as stored, or the compressed frame it holds (validated: a compressed section's
+    /// frame states at most its virtual size).
+    pub fn payload(&self, section: &Section<'a>) -> Payload<'a> {
+        match self.compression() {
+            Some(method) if section.flags.contains(SectionFlags::COMPRESSED) => {
+                match Frame::of(method, section.data, section.virtual_size) {
+                    Ok(frame) => Payload::Compressed(frame),
+                    Err(_) => Payload::Raw(&[]),
+                }
+            }
+            _ => Payload::Raw(section.data),
+        }
     }
 
     /// All sections in table order.

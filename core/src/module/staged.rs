@@ -150,6 +150,11 @@ impl<'a> ModuleTables<'a> {
         self.module.code_sections()
     }
 
+    /// What `section` puts in memory ([`Module::payload`]).
+    pub fn payload(&self, section: &Section<'a>) -> crate::compress::Payload<'a> {
+        self.module.payload(section)
+    }
+
     /// Data sections with their place in the data image ([`Module::data_sections`]).
     pub fn data_sections(&self) -> impl Iterator<Item = DataPlacement<'a>> + '_ {
         self.module.data_sections()

@@ -25,7 +25,7 @@ impl<'a> Module<'a> {
             return Err(Error::new(ErrorKind::BadMagic, header_offset));
         }
         let header = Header::read(&view);
-        if header.compression != 0 {
+        if Method::from_wire(header.compression).is_err() {
             return Err(Error::new(
                 ErrorKind::UnsupportedCompression { method: header.compression },
                 header_offset + view.compression_at().unwrap_or(0),
@@ -123,7 +123,13 @@ impl<'a> Module<'a> {
                 Error::new(ErrorKind::ImageTooLarge { bytes, limit: options.max_image_bytes }, entry_offset)
             };
             let loadable = section.section_type == SectionType::Code || section.section_type.is_data();
-            if loadable && section.virtual_size < section.size {
+            if section.flags.contains(SectionFlags::COMPRESSED) {
+                // The stored size is the frame's; the frame's stated length is held to the
+                // virtual size instead.
+                check_compressed(&section, self.compression()).map_err(|problem| {
+                    Error::new(ErrorKind::BadCompressedSection { index, problem }, entry_offset)
+                })?;
+            } else if loadable && section.virtual_size < section.size {
                 return Err(Error::new(ErrorKind::VirtualSizeTooSmall { index }, entry_offset));
             }
             match check_call_array(&section) {
@@ -414,6 +420,22 @@ fn check_call_array(section: &Section<'_>) -> core::result::Result<Option<CallAr
         return Err(CallArrayProblem::Alignment);
     }
     Ok(Some(array))
+}
+
+/// A section flagged compressed: one the loader only copies (code, data or rodata that is
+/// not a call array or an unwind table), in a module whose header names a method, holding a
+/// frame that states at most its virtual size ([`Frame::of`]).
+fn check_compressed(
+    section: &Section<'_>,
+    method: Option<Method>,
+) -> core::result::Result<(), CompressionProblem> {
+    let method = method.ok_or(CompressionProblem::NoMethod)?;
+    let read_by_the_loader = SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS | SectionFlags::UNWIND;
+    let copied = matches!(section.section_type, SectionType::Code | SectionType::Data | SectionType::RoData);
+    if !copied || section.flags.intersects(read_by_the_loader) {
+        return Err(CompressionProblem::NotCompressible);
+    }
+    Frame::of(method, section.data, section.virtual_size).map(|_| ())
 }
 
 /// The rules of an unwind table section: rodata, its virtual size its size, records tiling it

@@ -27,6 +27,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::compress::Method;
 use crate::kinds::{
     CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };
@@ -58,6 +59,8 @@ pub struct ModuleBuilder {
     templates: Vec<TemplateSpec>,
     short_form_templates: bool,
     template_meta: Option<MetaEntries>,
+    /// How code, data and rodata sections are compressed (`None`: they are not).
+    compression: Option<Method>,
 }
 
 /// Template-meta entries per category: (name, specialization count).
@@ -101,7 +104,17 @@ impl ModuleBuilder {
             templates: Vec::new(),
             short_form_templates: false,
             template_meta: None,
+            compression: None,
         }
+    }
+
+    /// Compresses the code, data and rodata sections with `method` (not the constructor,
+    /// destructor and unwind tables, which the loader reads itself; each section only where
+    /// its frame is smaller than its bytes) and names the method in the header
+    /// (`docs/format.md`, "Compression"). R72 has no compression byte: building it fails.
+    pub fn compress(&mut self, method: Method) -> &mut Self {
+        self.compression = Some(method);
+        self
     }
 
     /// The dialect being written.
@@ -346,7 +359,8 @@ impl ModuleBuilder {
     /// Every section in table order, generated ones included; `true` marks note.sdn, whose
     /// payload is written but whose size is recorded as 0.
     fn final_sections(&self) -> Result<Vec<(SectionSpec, bool)>, BuildError> {
-        let mut all: Vec<(SectionSpec, bool)> = self.sections.iter().cloned().map(|s| (s, false)).collect();
+        let mut all: Vec<(SectionSpec, bool)> =
+            self.sections.iter().map(|s| (self.compressed(s), false)).collect();
         if !self.templates.is_empty() {
             let data = self.template_code();
             all.push((
@@ -384,6 +398,29 @@ impl ModuleBuilder {
             all.push((section, false));
         }
         Ok(all)
+    }
+
+    /// `spec` as written: compressed into a frame when the builder compresses, the section may
+    /// be, and the frame is smaller (its virtual size kept at least its bytes' length).
+    fn compressed(&self, spec: &SectionSpec) -> SectionSpec {
+        let read_by_the_loader =
+            SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS | SectionFlags::UNWIND;
+        let copied = matches!(spec.section_type, SectionType::Code | SectionType::Data | SectionType::RoData);
+        let mut spec = spec.clone();
+        let Some(method) = self.compression else { return spec };
+        if !copied
+            || spec.flags.intersects(read_by_the_loader | SectionFlags::COMPRESSED)
+            || spec.data.is_empty()
+        {
+            return spec;
+        }
+        let frame = crate::compress::frame(method, &spec.data);
+        if frame.len() < spec.data.len() {
+            spec.virtual_size = spec.virtual_size.max(spec.data.len() as u64);
+            spec.data = frame;
+            spec.flags |= SectionFlags::COMPRESSED;
+        }
+        spec
     }
 
     /// The string table and each symbol's name offset.
@@ -466,6 +503,9 @@ impl ModuleBuilder {
         if !self.stub.is_empty() && self.placement == HeaderPlacement::Start {
             return Err(BuildError::StubNeedsTrailer);
         }
+        if self.compression.is_some() && !dialect.has_compression_byte() {
+            return Err(BuildError::NoCompressionByte { dialect });
+        }
         let sections = self.final_sections()?;
         let (strings, name_offsets) = self.strings()?;
         let symbols = self.symbol_table(&name_offsets);
@@ -522,6 +562,9 @@ impl ModuleBuilder {
         }
 
         let mut h = self.header;
+        if let Some(method) = self.compression {
+            h.compression = method.wire();
+        }
         h.section_count = u32::try_from(sections.len()).map_err(|_| BuildError::TooLarge)?;
         h.section_table_offset = section_table_at as u64;
         h.symbol_table_offset = symbol_table_at as u64;

@@ -67,6 +67,12 @@ pub enum BuildError {
         /// Its length in bytes.
         len: usize,
     },
+    /// Compression asked of a dialect whose header has no compression byte (R72): a reader
+    /// could not tell the sections are compressed.
+    NoCompressionByte {
+        /// The dialect.
+        dialect: Dialect,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -102,6 +108,9 @@ impl fmt::Display for BuildError {
                     crate::HeaderPlacement::Trailer => "at the end",
                 }
             ),
+            BuildError::NoCompressionByte { dialect } => {
+                write!(f, "{dialect} has no compression byte: its sections cannot be compressed")
+            }
             BuildError::NoteTooLong { len } => write!(
                 f,
                 "note.sdn: {len} bytes, past the {} a reader looks for its end in",

@@ -49,7 +49,7 @@ mod trial;
 mod unwind;
 
 pub use error::{PackError, Site};
-pub use packer::pack;
+pub use packer::{pack, pack_with};
 pub use problems::{PackFailure, Problem, LISTED_PER_KIND};
 pub use trial::trial_load;
 

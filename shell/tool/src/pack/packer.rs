@@ -23,6 +23,7 @@ use super::elf::{
 };
 use super::unwind::{self, is_unwind_table};
 use super::{Note, PackError, PackFailure, Problem, Site};
+use smf_core::compress::Method;
 use smf_core::load::LoadError;
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
@@ -34,10 +35,26 @@ use smf_core::load::LoadError;
 /// validating or loading (a record running past the table, or describing code outside the
 /// module) are dropped with a note, as `ld` warns about a bad `.eh_frame` and links on.
 pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
-    match pack_objects(inputs, dialect, true) {
+    pack_with(inputs, dialect, None)
+}
+
+/// [`pack`], the module's code, data and rodata compressed with `compression` if given
+/// (`docs/format.md`, "Compression"; R72 has no compression byte and is refused).
+pub fn pack_with(
+    inputs: &[(String, Vec<u8>)],
+    dialect: Dialect,
+    compression: Option<Method>,
+) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    if compression.is_some() && !dialect.has_compression_byte() {
+        // Refused before anything is read: no other problem of the objects matters.
+        let object = inputs.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+        let error = PackError::Build(smf_core::write::BuildError::NoCompressionByte { dialect });
+        return Err(Problem { object, error }.into());
+    }
+    match pack_objects(inputs, dialect, compression, true) {
         Err(failure) if matches!(failure.problems.as_slice(), [Problem { error, .. }] if is_unwind_problem(error)) =>
         {
-            let (bytes, mut notes) = pack_objects(inputs, dialect, false)?;
+            let (bytes, mut notes) = pack_objects(inputs, dialect, compression, false)?;
             let why = &failure.problems[0].error;
             let text = format!("unwind tables dropped (debuggers and exceptions will not see through this module's frames): {why}");
             notes.insert(0, Note { routine: false, text });
@@ -61,6 +78,7 @@ fn is_unwind_problem(error: &PackError) -> bool {
 fn pack_objects(
     inputs: &[(String, Vec<u8>)],
     dialect: Dialect,
+    compression: Option<Method>,
     unwind: bool,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
     let mut problems = Vec::new();
@@ -78,6 +96,9 @@ fn pack_objects(
         }
     }
     let mut packer = Packer::new(&files, &names, dialect, problems, unwind && dialect.has_symbol_extension());
+    if let Some(method) = compression {
+        packer.builder.compress(method);
+    }
     for f in 0..files.len() {
         packer.place_code(f);
     }

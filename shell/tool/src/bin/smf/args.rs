@@ -6,6 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use smf_core::compress::Method;
 use smf_core::Dialect;
 
 /// Inspect, verify, pack, run, link-check, dump and prefetch SMF modules (the Simple language's
@@ -103,6 +104,26 @@ pub(crate) struct DialectArg {
 fn dialect(text: &str) -> Result<Dialect, UnknownDialect> {
     Dialect::from_name(text).ok_or_else(|| UnknownDialect(text.to_owned()))
 }
+
+/// The `--compress` method.
+fn compression(text: &str) -> Result<Method, UnknownMethod> {
+    match text {
+        "lz4" => Ok(Method::Lz4),
+        _ => Err(UnknownMethod(text.to_owned())),
+    }
+}
+
+/// A `--compress` value that names no method this tool writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UnknownMethod(pub(crate) String);
+
+impl std::fmt::Display for UnknownMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown compression `{}` (lz4; zstd is not supported yet)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownMethod {}
 
 /// A `--dialect` value that names no dialect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +242,9 @@ pub(crate) struct PackArgs {
     /// The dialect to write.
     #[arg(long, value_name = "s128|r96|r72", value_parser = dialect, default_value = "s128")]
     pub(crate) dialect: Dialect,
+    /// Compress the code, data and rodata (S128 and R96; R72 has no compression byte).
+    #[arg(long, value_name = "lz4", value_parser = compression)]
+    pub(crate) compress: Option<Method>,
     /// No notes.
     #[arg(long, conflicts_with = "verbose")]
     pub(crate) quiet: bool,

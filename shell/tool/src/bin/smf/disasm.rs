@@ -53,7 +53,14 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
             "\nDisassembly of section '{}' (at {start:#x} in the code image):",
             escaped(section.name)
         );
-        let mut decoder = Decoder::with_ip(64, section.data, start, DecoderOptions::NONE);
+        let code = match code_bytes(module, &section) {
+            Ok(code) => code,
+            Err(problem) => {
+                let _ = writeln!(out, "  (compressed, and its frame does not decompress: {problem:?})");
+                continue;
+            }
+        };
+        let mut decoder = Decoder::with_ip(64, &code, start, DecoderOptions::NONE);
         let mut instruction = Instruction::default();
         while decoder.can_decode() {
             decoder.decode_out(&mut instruction);
@@ -62,7 +69,7 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
                 let _ = writeln!(out, "\n{ip:016x} <{}>:", escaped(symbol.name));
             }
             let offset = usize::try_from(ip - start).unwrap_or(usize::MAX);
-            let bytes = section.data.get(offset..offset.saturating_add(len)).unwrap_or_default();
+            let bytes = code.get(offset..offset.saturating_add(len)).unwrap_or_default();
             let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
             let mut text = String::new();
             if instruction.is_invalid() {
@@ -80,6 +87,22 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// A code section's bytes before its zeroed tail: as stored, or its compressed frame
+/// decompressed.
+fn code_bytes<'a>(
+    module: &smf_core::Module<'a>,
+    section: &smf_core::Section<'a>,
+) -> Result<std::borrow::Cow<'a, [u8]>, smf_core::CompressionProblem> {
+    match module.payload(section) {
+        smf_core::compress::Payload::Raw(bytes) => Ok(bytes.into()),
+        payload => {
+            let mut code = vec![0; usize::try_from(payload.len()).unwrap_or(usize::MAX)];
+            payload.write_into(&mut code)?;
+            Ok(code.into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,11 +28,12 @@ fn section_type_name(t: SectionType) -> String {
     }
 }
 
-/// A section's type as the text report shows it: constructor and destructor arrays and unwind
-/// tables marked.
+/// A section's type as the text report shows it: constructor and destructor arrays, unwind
+/// tables and compressed sections marked.
 fn section_type_text(section: &smf_core::Section<'_>) -> String {
     let name = section_type_name(section.section_type);
     match CallArray::of_flags(section.flags) {
+        _ if section.flags.contains(SectionFlags::COMPRESSED) => format!("{name}:packed"),
         Ok(Some(CallArray::Constructors)) => format!("{name}:ctors"),
         Ok(Some(CallArray::Destructors)) => format!("{name}:dtors"),
         _ if section.flags.contains(SectionFlags::UNWIND) => format!("{name}:unwind"),
@@ -212,6 +213,16 @@ fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
         module.read_only_size(),
         module.read_write_size()
     );
+    if let Some(method) = module.compression() {
+        let (stored, decompressed) = compressed_sizes(module);
+        let ratio = if stored == 0 { 0.0 } else { decompressed as f64 / stored as f64 };
+        let _ = writeln!(
+            out,
+            "  Compression:    {} (level {}): {decompressed} bytes stored as {stored} ({ratio:.2}x)",
+            method.name(),
+            h.compression_level
+        );
+    }
     // An application's fields (R96 and S128 headers have them): how it runs, its window if it
     // has one.
     if h.is_executable() && module.dialect() != smf_core::Dialect::R72 {
@@ -221,6 +232,14 @@ fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
         }
         let _ = writeln!(out);
     }
+}
+
+/// Bytes the compressed sections hold in the file, and bytes they decompress to.
+fn compressed_sizes(module: &Module<'_>) -> (u64, u64) {
+    module
+        .sections()
+        .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
+        .fold((0, 0), |(stored, made), s| (stored + s.size, made + module.payload(&s).len()))
 }
 
 /// The app type of a graphical application, the one with a window.
@@ -403,6 +422,9 @@ pub(crate) fn header_json(module: &Module<'_>) -> serde_json::Map<String, Json> 
         ("code_size", Json::from(module.code_size())),
         ("rodata_size", Json::from(module.read_only_size())),
         ("data_size", Json::from(module.read_write_size())),
+        ("compression", module.compression().map_or(Json::Null, |m| m.name().into())),
+        ("compressed_stored_bytes", Json::from(compressed_sizes(module).0)),
+        ("compressed_decompressed_bytes", Json::from(compressed_sizes(module).1)),
     ]) else {
         unreachable!("object() makes an object")
     };
@@ -426,6 +448,8 @@ fn sections_json(module: &Module<'_>) -> Json {
                         CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
                     ),
                     ("unwind_table", Json::Bool(s.flags.contains(SectionFlags::UNWIND))),
+                    ("compressed", Json::Bool(s.flags.contains(SectionFlags::COMPRESSED))),
+                    ("payload_size", Json::from(module.payload(&s).len())),
                     ("offset", Json::from(s.offset)),
                     ("size", Json::from(s.size)),
                     ("virtual_size", Json::from(s.virtual_size)),

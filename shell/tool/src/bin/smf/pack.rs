@@ -1,11 +1,11 @@
-//! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--quiet | --verbose]`: reads
-//! the objects (`-`: one from standard input), packs them with the library's
-//! [`smf_tool::pack`](mod@smf_tool::pack), prints its notes as asked and writes the module
-//! (renamed into place; `-o -`: to standard output).
+//! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--compress lz4] [--quiet |
+//! --verbose]`: reads the objects (`-`: one from standard input), packs them with the library's
+//! [`smf_tool::pack`](mod@smf_tool::pack) (compressing code, data and rodata if asked), prints
+//! its notes as asked and writes the module (renamed into place; `-o -`: to standard output).
 
 use std::path::Path;
 
-use smf_tool::pack::{pack, PackFailure};
+use smf_tool::pack::{pack_with, PackFailure};
 
 use crate::args::PackArgs;
 
@@ -95,7 +95,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             read_object(input).map_err(|error| PackCommandError::Read { input: name(input), error })?;
         objects.push((name(input), bytes));
     }
-    let (smf, notes) = pack(&objects, args.dialect).map_err(PackCommandError::Pack)?;
+    let (smf, notes) = pack_with(&objects, args.dialect, args.compress).map_err(PackCommandError::Pack)?;
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };
         if say >= level {
@@ -151,6 +151,7 @@ mod tests {
             inputs: inputs.iter().map(PathBuf::from).collect(),
             output: PathBuf::from(output),
             dialect: Dialect::S128,
+            compress: None,
             quiet: true,
             verbose: false,
         }

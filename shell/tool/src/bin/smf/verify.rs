@@ -102,6 +102,10 @@ pub(crate) fn verify_file(
         Ok(module) => module,
         Err(error) => return Verdict { header: None, format: Some(error), load: None },
     };
+    if let Err(error) = decompresses(&module) {
+        let format = CommandError::Format { file: file.to_owned(), error };
+        return Verdict { header: None, format: Some(format), load: None };
+    }
     let load = linked.map(|linked| {
         linked
             .load_bytes(&bytes, None)
@@ -109,4 +113,22 @@ pub(crate) fn verify_file(
             .map(|error| CommandError::DoesNotLoad { file: file.to_owned(), error: Box::new(error) })
     });
     Verdict { header: Some(header_json(&module)), format: None, load }
+}
+
+/// Checks what validation leaves to a load: every compressed section's frame decompresses to
+/// exactly the length it states (validation reads only the length). One scratch buffer, as
+/// long as the largest stated length (at most the section's virtual size, within the image
+/// limit).
+fn decompresses(module: &Module<'_>) -> Result<(), smf_core::Error> {
+    let mut scratch = Vec::new();
+    for section in module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED)) {
+        let payload = module.payload(&section);
+        scratch.clear();
+        scratch.resize(usize::try_from(payload.len()).unwrap_or(usize::MAX), 0);
+        payload.write_into(&mut scratch).map_err(|problem| {
+            let kind = smf_core::ErrorKind::BadCompressedSection { index: section.index, problem };
+            smf_core::Error::new(kind, section.file_offset)
+        })?;
+    }
+    Ok(())
 }

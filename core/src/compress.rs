@@ -1,0 +1,243 @@
+//! Compressed section payloads (`docs/format.md`, "Compression"): the rule's one home. A
+//! section flagged [`SectionFlags::COMPRESSED`] in a module whose header names a method holds a
+//! frame: its decompressed length (u64, little-endian), then the method's data (lz4: one raw
+//! LZ4 block). [`Frame::of`] checks a frame in O(1) (what validation does for every such
+//! section); [`Frame::decompress_into`] writes its bytes straight into their place in an
+//! image, never more than the stated length, and says so if they come out any other length.
+//!
+//! [`SectionFlags::COMPRESSED`]: crate::SectionFlags::COMPRESSED
+
+use crate::error::CompressionProblem;
+
+/// Bytes of a frame's length prefix.
+pub const FRAME_HEADER: usize = 8;
+
+/// How a module's compressed sections are compressed (the header's `compression` byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// LZ4 block format (byte 2).
+    Lz4,
+}
+
+impl Method {
+    /// The method the header byte names: `Ok(None)` for 0 (none); `Err` with the byte for a
+    /// method this loader does not know (zstd, byte 1, is not supported yet).
+    pub const fn from_wire(byte: u8) -> Result<Option<Self>, u8> {
+        match byte {
+            0 => Ok(None),
+            2 => Ok(Some(Method::Lz4)),
+            other => Err(other),
+        }
+    }
+
+    /// The header byte.
+    pub const fn wire(self) -> u8 {
+        match self {
+            Method::Lz4 => 2,
+        }
+    }
+
+    /// Its name, as `smf inspect` prints it and `smf pack --compress` takes it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Method::Lz4 => "lz4",
+        }
+    }
+
+    /// The most bytes `stored` bytes of this method's data can decompress to: LZ4 writes a
+    /// match of any length with one byte per 255, so no block expands more than 255-fold (plus
+    /// the literals' and the last sequence's slack). A frame claiming more is refused before
+    /// anything is allocated or decompressed.
+    pub const fn most_from(self, stored: u64) -> u64 {
+        match self {
+            Method::Lz4 => stored.saturating_mul(255).saturating_add(64),
+        }
+    }
+}
+
+/// A checked frame: its stated decompressed length and the method's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The method.
+    pub method: Method,
+    /// Bytes it decompresses to (at most the section's virtual size).
+    pub decompressed_len: u64,
+    /// The method's data, after the length.
+    pub data: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// The frame `stored` (a compressed section's payload) holds, for a section of
+    /// `virtual_size` bytes in memory: its length prefix present, and the length it states at
+    /// most the virtual size and at most what the method can make of the data.
+    pub fn of(method: Method, stored: &'a [u8], virtual_size: u64) -> Result<Self, CompressionProblem> {
+        let (prefix, data) =
+            stored.split_first_chunk::<FRAME_HEADER>().ok_or(CompressionProblem::FrameTooShort)?;
+        let decompressed_len = u64::from_le_bytes(*prefix);
+        if decompressed_len > virtual_size {
+            return Err(CompressionProblem::LongerThanVirtualSize { stated: decompressed_len });
+        }
+        if decompressed_len > method.most_from(data.len() as u64) {
+            return Err(CompressionProblem::BeyondMethod { stated: decompressed_len });
+        }
+        Ok(Frame { method, decompressed_len, data })
+    }
+
+    /// Decompresses the frame into the start of `place` (the section's place in memory, its
+    /// virtual size); an error if the data is corrupt or makes any other number of bytes than
+    /// stated. Nothing is written past the stated length.
+    pub fn decompress_into(&self, place: &mut [u8]) -> Result<(), CompressionProblem> {
+        let stated = self.decompressed_len;
+        let out = usize::try_from(stated)
+            .ok()
+            .and_then(|len| place.get_mut(..len))
+            .ok_or(CompressionProblem::LongerThanVirtualSize { stated })?;
+        match self.method {
+            Method::Lz4 => match lz4_flex::block::decompress_into(self.data, out) {
+                Ok(produced) if produced as u64 == stated => Ok(()),
+                Ok(produced) => Err(CompressionProblem::ShorterThanStated { produced: produced as u64 }),
+                // The output is full before the data ends: the data makes more than stated.
+                Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) => {
+                    Err(CompressionProblem::LongerThanStated)
+                }
+                Err(_) => Err(CompressionProblem::Corrupt),
+            },
+        }
+    }
+}
+
+/// What a section puts in memory before its zeroed tail ([`crate::Module::payload`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// Its bytes as stored.
+    Raw(&'a [u8]),
+    /// A compressed frame.
+    Compressed(Frame<'a>),
+}
+
+impl Payload<'_> {
+    /// Bytes it puts in memory.
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Raw(bytes) => bytes.len() as u64,
+            Payload::Compressed(frame) => frame.decompressed_len,
+        }
+    }
+
+    /// Whether it puts nothing in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes its bytes to the start of `place` (the section's place in memory, at least
+    /// [`Payload::len`] bytes), decompressing a frame straight into it; an error if a frame's
+    /// data is corrupt or makes another length than stated, or if `place` is too small.
+    pub fn write_into(&self, place: &mut [u8]) -> Result<(), CompressionProblem> {
+        match self {
+            Payload::Raw(bytes) => {
+                let out = place
+                    .get_mut(..bytes.len())
+                    .ok_or(CompressionProblem::LongerThanVirtualSize { stated: bytes.len() as u64 })?;
+                out.copy_from_slice(bytes);
+                Ok(())
+            }
+            Payload::Compressed(frame) => frame.decompress_into(place),
+        }
+    }
+}
+
+/// `bytes` compressed with `method` as a frame (the writer's side of [`Frame`]).
+#[cfg(feature = "alloc")]
+pub fn frame(method: Method, bytes: &[u8]) -> alloc::vec::Vec<u8> {
+    match method {
+        Method::Lz4 => {
+            let mut out =
+                alloc::vec![0; FRAME_HEADER + lz4_flex::block::get_maximum_output_size(bytes.len())];
+            out[..FRAME_HEADER].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            // The output has room for the most any input makes.
+            let written = lz4_flex::block::compress_into(bytes, &mut out[FRAME_HEADER..]).unwrap_or(0);
+            out.truncate(FRAME_HEADER + written);
+            out
+        }
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+
+    fn sample() -> alloc::vec::Vec<u8> {
+        (0..4000u32).flat_map(|i| [(i % 7) as u8, (i % 13) as u8, 0x90]).collect()
+    }
+
+    #[test]
+    fn a_frame_decompresses_to_exactly_what_was_compressed() {
+        let bytes = sample();
+        let stored = frame(Method::Lz4, &bytes);
+        assert!(stored.len() < bytes.len() / 4, "{} bytes", stored.len());
+        let frame = Frame::of(Method::Lz4, &stored, bytes.len() as u64 + 100).unwrap();
+        assert_eq!(frame.decompressed_len, bytes.len() as u64);
+        let mut place = alloc::vec![0xEE; bytes.len() + 100];
+        frame.decompress_into(&mut place).unwrap();
+        assert_eq!(place[..bytes.len()], bytes);
+        assert_eq!(place[bytes.len()..], [0xEE; 100], "nothing written past the stated length");
+    }
+
+    #[test]
+    fn frames_that_state_the_wrong_length_or_are_cut_are_refused() {
+        let bytes = sample();
+        let stored = frame(Method::Lz4, &bytes);
+        let n = bytes.len() as u64;
+        assert_eq!(Frame::of(Method::Lz4, &stored[..7], n), Err(CompressionProblem::FrameTooShort));
+        assert_eq!(
+            Frame::of(Method::Lz4, &stored, n - 1),
+            Err(CompressionProblem::LongerThanVirtualSize { stated: n })
+        );
+        // A bomb: a few bytes stating far more than LZ4 can make of them.
+        let mut bomb = (u64::MAX / 2).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&[0x1F, 0, 0, 0]);
+        assert!(matches!(
+            Frame::of(Method::Lz4, &bomb, u64::MAX),
+            Err(CompressionProblem::BeyondMethod { .. })
+        ));
+        // Stating one byte more or less than the data makes.
+        for (stated, problem) in [
+            (n - 1, CompressionProblem::LongerThanStated),
+            (n + 1, CompressionProblem::ShorterThanStated { produced: n }),
+        ] {
+            let mut wrong = stored.clone();
+            wrong[..8].copy_from_slice(&stated.to_le_bytes());
+            let frame = Frame::of(Method::Lz4, &wrong, n + 1).unwrap();
+            let mut place = alloc::vec![0; bytes.len() + 1];
+            assert_eq!(frame.decompress_into(&mut place), Err(problem), "stated {stated} of {n}");
+        }
+        // The data cut short: refused as beyond what it can make, or corrupt or short when
+        // decompressed, never a panic.
+        for cut in [stored.len() - 1, stored.len() / 2, FRAME_HEADER + 1] {
+            let mut place = alloc::vec![0; bytes.len()];
+            let result =
+                Frame::of(Method::Lz4, &stored[..cut], n).and_then(|f| f.decompress_into(&mut place));
+            assert!(result.is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            Frame::of(Method::Lz4, &stored[..FRAME_HEADER + 1], n),
+            Err(CompressionProblem::BeyondMethod { .. })
+        ));
+        let frame = Frame::of(Method::Lz4, &stored, n).unwrap();
+        assert_eq!(
+            frame.decompress_into(&mut [0; 3]),
+            Err(CompressionProblem::LongerThanVirtualSize { stated: n }),
+            "a place too small"
+        );
+    }
+
+    #[test]
+    fn only_known_methods_are_named() {
+        assert_eq!(Method::from_wire(0), Ok(None));
+        assert_eq!(Method::from_wire(2), Ok(Some(Method::Lz4)));
+        assert_eq!(Method::from_wire(1), Err(1), "zstd: not supported yet");
+        assert_eq!(Method::from_wire(9), Err(9));
+        assert_eq!(Method::Lz4.wire(), 2);
+        assert_eq!(Method::Lz4.name(), "lz4");
+    }
+}
