@@ -24,8 +24,11 @@ pub(crate) struct Prep {
 const PREP_RANGES: usize = 4;
 
 impl Prep {
-    /// Adds `range` to zero; false if there is no room left.
+    /// Adds `range` to zero (nothing to do for an empty one); false if there is no room left.
     fn add_zero(&mut self, range: core::ops::Range<usize>) -> bool {
+        if range.is_empty() {
+            return true;
+        }
         if let Some(last) = self.zero[..self.zeros].last_mut() {
             if last.end == range.start {
                 last.end = range.end;
@@ -128,8 +131,9 @@ impl State {
         let page = self.page;
         let mut uncommitted_overwritten = 0;
         for (i, p) in self.regions[r].pages[first..first + count].iter_mut().enumerate() {
-            let at = addr + i * page;
-            if overwritten.start < at + page && at < overwritten.end {
+            // The page's bytes.
+            let this = addr + i * page..addr + (i + 1) * page;
+            if overwritten.start < this.end && this.start < overwritten.end {
                 uncommitted_overwritten += usize::from(!p.dirty);
                 // The caller writes it, or the populate below commits it, whether or not a
                 // block is placed there after all: it is never given back as clean.
@@ -138,9 +142,10 @@ impl State {
             if p.dirty {
                 // Cleared so new blocks start zeroed, except the bytes the caller overwrites:
                 // by the caller, after the lock (or here if the list is full).
-                let kept = overwritten.start.clamp(at, at + page)..overwritten.end.clamp(at, at + page);
-                for (start, end) in [(at, kept.start), (kept.end.max(kept.start), at + page)] {
-                    if start < end && !self.prep.add_zero(start..end) {
+                let kept = overwritten.start.clamp(this.start, this.end)
+                    ..overwritten.end.clamp(this.start, this.end);
+                for (start, end) in [(this.start, kept.start), (kept.end.max(kept.start), this.end)] {
+                    if !self.prep.add_zero(start..end) {
                         // SAFETY: part of a free page of ours, read-write (free pages always
                         // are), that nothing references.
                         unsafe { core::ptr::write_bytes(start as *mut u8, 0, end - start) };
