@@ -246,3 +246,17 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
     let refused = smf_tool::pack::pack_with(&object, Dialect::R72, Some(Method::Lz4)).unwrap_err();
     assert!(refused.to_string().contains("R72 has no compression byte"), "{refused}");
 }
+
+#[test]
+fn the_compressed_sample_runs_with_its_data_relocated() {
+    let exec = ExecAllocator::default();
+    for dialect in [Dialect::S128, Dialect::R96] {
+        let file = smf_core::write::samples::compressed(dialect);
+        let module = load(&exec, &file).unwrap();
+        assert_eq!((call0(&module, b"main"), call0(&module, b"seven")), (42, 7), "{dialect}");
+        let (greeting, text) = (module.symbol(b"greeting").unwrap(), module.symbol(b"text").unwrap());
+        assert_eq!(bytes_at(greeting, 8), (text as u64).to_le_bytes(), "{dialect}");
+        assert_eq!(bytes_at(text, 6), b"hello\0", "{dialect}");
+    }
+    assert!(smf_core::write::samples::compressed(Dialect::R72).is_empty());
+}

@@ -16,8 +16,9 @@ use crate::workspace_root;
 /// The fuzz targets, each with the largest input it is given: module files and objects get
 /// room for large tables (a megabyte holds tens of thousands of symbols); texts and template
 /// sections less.
-pub(crate) const TARGETS: [(&str, usize); 12] = [
+pub(crate) const TARGETS: [(&str, usize); 13] = [
     ("parse", 1 << 20),
+    ("compressed", 1 << 17),
     ("load", 1 << 20),
     ("note_sdn", 1 << 17),
     ("templates", 1 << 17),
@@ -31,8 +32,9 @@ pub(crate) const TARGETS: [(&str, usize); 12] = [
     ("write", 1 << 13),
 ];
 
-/// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations
-/// and with constructors and destructors, stubbed modules, a short-form template one.
+/// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations,
+/// with constructors and destructors, with compressed sections, stubbed modules, a short-form
+/// template one.
 fn module_seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for d in Dialect::ALL {
@@ -42,6 +44,7 @@ fn module_seeds() -> Vec<(String, Vec<u8>)> {
         out.push((format!("call-arrays-{d}"), samples::call_arrays(d)));
         if d != Dialect::R72 {
             out.push((format!("unwind-table-{d}"), samples::unwind_table(d)));
+            out.push((format!("compressed-{d}"), samples::compressed(d)));
         }
     }
     for d in [Dialect::S128, Dialect::R96] {
@@ -185,6 +188,35 @@ fn operation_seeds() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Seeds of `compressed`: every compressed section of the compressed samples (a virtual-size
+/// byte first, as large as the section asks), and a frame of each kind of bytes.
+fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for d in [Dialect::S128, Dialect::R96] {
+        let file = samples::compressed(d);
+        let Ok(module) = smf_core::Module::parse(&file) else { continue };
+        for section in module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED)) {
+            // The smallest power of two holding the section (the target's first byte).
+            let size = section.virtual_size.max(1).next_power_of_two().trailing_zeros() as u8;
+            let mut seed = vec![size];
+            seed.extend_from_slice(section.data);
+            out.push((
+                format!("{}-{d}", String::from_utf8_lossy(section.name).trim_start_matches('.')),
+                seed,
+            ));
+        }
+    }
+    let method = smf_core::compress::Method::Lz4;
+    for (name, bytes) in
+        [("zeros", vec![0u8; 4096]), ("text", b"abcabcabd".repeat(50)), ("empty", Vec::new())]
+    {
+        let mut seed = vec![13];
+        seed.extend_from_slice(&smf_core::compress::frame(method, &bytes));
+        out.push((format!("frame-{name}"), seed));
+    }
+    out
+}
+
 /// Writes `seeds` into `fuzz/corpus/TARGET/`.
 fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Result<(), String> {
     let dir = workspace_root().join("fuzz").join("corpus").join(target);
@@ -199,6 +231,7 @@ fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Result<(), String
 
 pub(crate) fn seeds_command() -> Result<(), String> {
     write_seeds("parse", module_seeds())?;
+    write_seeds("compressed", compressed_seeds())?;
     write_seeds("load", load_seeds())?;
     write_seeds("note_sdn", note_seeds())?;
     write_seeds("templates", template_seeds())?;

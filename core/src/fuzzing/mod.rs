@@ -6,12 +6,15 @@
 //! | target | function | checks |
 //! |---|---|---|
 //! | `parse` | [`fuzz_one`] | no panic, every walk of a valid module ends |
+//! | `compressed` | `fuzz_compressed` | a compressed section's frame: never more than its place, nothing written past the stated length, the writer's frames read back |
 //! | `load` | [`fuzz_load`] | up to three modules linked to each other and the host; all released after |
 //! | `note_sdn` | [`fuzz_note_sdn`] | quoted fields and rewritten notes read back as written |
 //! | `templates` | [`fuzz_templates`] | template-code and template-meta readers end, entries lie inside |
 //! | `write` | `fuzz_write` | what the writer writes reads back as written, or is refused with a typed error |
 //! | `exec_ops` | [`fuzz_exec_ops`] | the W^X allocator over a simulated, failing kernel: bytes kept, bookkeeping true to the pages, nothing left |
 
+#[cfg(feature = "alloc")]
+mod compressed;
 #[cfg(feature = "alloc")]
 mod input;
 mod note_sdn;
@@ -57,6 +60,8 @@ mod exec_ops;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 mod load;
 
+#[cfg(feature = "alloc")]
+pub use compressed::fuzz_compressed;
 #[cfg(all(feature = "exec", target_os = "linux"))]
 pub use exec_ops::fuzz_exec_ops;
 #[cfg(all(feature = "exec", target_os = "linux"))]

@@ -84,6 +84,43 @@ pub fn data_pointers(dialect: Dialect) -> Vec<u8> {
     b.build().unwrap_or_default()
 }
 
+/// [`data_pointers`] with its code padded to two pages (`main` at 0, `seven` at 4096 returning
+/// 7, int3 between), its rodata and data grown with repeated text, compressed with LZ4
+/// (`docs/format.md`, "Compression"): every compressible kind of section compressed, with
+/// data relocations into decompressed data. S128 and R96 only (R72 has no compression byte:
+/// an empty vector).
+pub fn compressed(dialect: Dialect) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
+    let mut code = alloc::vec![0xCC; 4096 + RETURN_42.len()];
+    code[..RETURN_42.len()].copy_from_slice(&RETURN_42);
+    code[4096..].copy_from_slice(&[0xB8, 7, 0, 0, 0, 0xC3]);
+    b.add_code(b".text", &code);
+    let text: Vec<u8> = b"hello\0compressed world, ".iter().copied().cycle().take(2048).collect();
+    let ro = b.add_section(super::SectionSpec::new(
+        crate::SectionType::RoData,
+        b".rodata",
+        SectionFlags::READ,
+        text,
+        8,
+    ));
+    let rw = b.add_section(super::SectionSpec::new(
+        crate::SectionType::Data,
+        b".data",
+        SectionFlags::READ | SectionFlags::WRITE,
+        alloc::vec![0; 1024],
+        8,
+    ));
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, RETURN_42.len() as u64));
+    b.add_symbol(SymbolSpec::function(b"seven", 4096, 6));
+    let text = b.add_symbol(SymbolSpec::data(b"text", ro, 0, 6));
+    b.add_symbol(SymbolSpec::data(b"greeting", rw, 0, 16));
+    b.entry_point(0);
+    b.add_data_relocation(ro, 8, main, RelocKind::Abs64, 0);
+    b.add_data_relocation(rw, 0, text, RelocKind::Abs64, 0);
+    b.compress(crate::compress::Method::Lz4);
+    b.build().unwrap_or_default()
+}
+
 /// x86-64 code calling `record(value)`: `mov rdi, value; jmp record` (the jump's displacement,
 /// at offset 8, relocated plt32), 16 bytes with padding.
 fn record_call(value: i8) -> [u8; 16] {
