@@ -116,3 +116,28 @@ fn zeroing_a_recycled_image_leaves_the_block_between_its_code_and_data_alone() {
     assert_eq!(bytes(between.addr(), 64), [0xAB; 64], "a live block was zeroed");
     third.seal().unwrap();
 }
+
+#[test]
+fn recycled_pages_are_zeroed_however_many_ranges_they_make() {
+    // Nine pages, every other one recycled (dirty) and the others discarded (clean): opened
+    // together they make five separate ranges to zero, more than the list zeroed after the
+    // lock holds (the rest are zeroed at once).
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let mut pages: Vec<Option<Block<'_>>> = (0..9).map(|_| Some(batch.alloc(PAGE, PAGE).unwrap())).collect();
+    for page in pages.iter().flatten() {
+        batch.write(page, 0, &[0xAA; PAGE]).unwrap();
+    }
+    batch.seal().unwrap();
+    let start = pages[0].as_ref().unwrap().addr();
+    assert!(pages.iter().flatten().enumerate().all(|(i, p)| p.addr() == start + i * PAGE));
+    exec.free_all((1..9).step_by(2).filter_map(|i| pages[i].take())).unwrap();
+    exec.trim().unwrap(); // the odd pages discarded: clean
+    exec.free_all(pages.into_iter().flatten()).unwrap(); // the even ones recycled: dirty
+    let mut batch = exec.batch();
+    let block = batch.alloc(9 * PAGE, PAGE).unwrap();
+    assert_eq!(block.addr(), start, "the nine pages again");
+    assert!(bytes(start, 9 * PAGE).iter().all(|&b| b == 0), "a recycled page kept its bytes");
+    batch.seal().unwrap();
+}
