@@ -85,11 +85,17 @@ pub(crate) fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
 
 /// `smf pack OBJECTS -o OUT`, with the release build of the tool.
 pub(crate) fn pack(objects: &[PathBuf], out: &Path) -> Result<(), String> {
+    pack_with(objects, out, &[])
+}
+
+/// [`pack`] with more options for `smf pack` (`--compress lz4`, `--dialect r96`).
+pub(crate) fn pack_with(objects: &[PathBuf], out: &Path, options: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let pack = Command::new(cargo)
         .current_dir(workspace_root())
         .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
         .args(objects)
+        .args(options)
         .arg("-o")
         .arg(out)
         .output()

@@ -16,6 +16,11 @@ use crate::workspace_root;
 /// Builds Lua and the driver, packs them (release `smf`), links the native program: (module,
 /// native program).
 fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    build_with_objects(dir).map(|(module, native, _)| (module, native))
+}
+
+/// [`build`], with the objects packed into the module.
+pub(super) fn build_with_objects(dir: &Path) -> Result<(PathBuf, PathBuf, Vec<PathBuf>), String> {
     let target = "x86_64-unknown-linux-gnu";
     let lua = lua_src::Build::new()
         .out_dir(dir.join("build"))
@@ -60,7 +65,7 @@ fn build(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
         .arg(&library)
         .args(["-lm", "-o"])
         .arg(&native))?;
-    Ok((module, native))
+    Ok((module, native, objects))
 }
 
 /// One run of `command`: its checksum line, the work's time as it measured it, and the whole

@@ -6,6 +6,7 @@
 mod cache;
 mod chart;
 mod code;
+mod compression;
 mod exec;
 pub(crate) mod footprint;
 mod jit;
@@ -22,7 +23,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 13] = [
     "parse",
     "exec",
     "load",
@@ -32,6 +33,7 @@ const NAMES: [&str; 12] = [
     "cache",
     "jit",
     "lua",
+    "compression",
     "nolibc",
     "footprint",
     "chart",
@@ -90,6 +92,10 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
     }
     if wanted("lua") {
         lua::run(if quick { 2 } else { 15 })?;
+        println!();
+    }
+    if wanted("compression") {
+        compression::run(if quick { 5 } else { 30 })?;
         println!();
     }
     if wanted("nolibc") && cfg!(all(target_arch = "x86_64", target_os = "linux")) {
