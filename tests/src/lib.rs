@@ -536,6 +536,21 @@ pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
+/// `tests/c/NAME` compiled as `smf pack` expects (`gcc -c -O2 -fPIC`) into `dir`: the object's
+/// path.
+pub fn compile_c(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let object = dir.join(name).with_extension("o");
+    let status = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(workspace().join("tests/c").join(name))
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "gcc failed on {name}");
+    object
+}
+
 /// Builds the `smf` library (`libsmf.a`, `libsmf.so`) and the `smf` binary (package
 /// `smf-tool`) into the test profile's target directory, fresh even when only this package's
 /// tests were asked for.

@@ -381,15 +381,7 @@ fn example(name: &str) -> String {
 
 /// `tests/c/NAME.c` compiled (gcc -O2 -fPIC) and packed into a module in `dir`; its path.
 fn packed_c(dir: &std::path::Path, name: &str) -> String {
-    let object = dir.join(format!("{name}.o"));
-    let source = smf_tests::workspace().join(format!("tests/c/{name}.c"));
-    let compiled = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .status();
-    assert!(compiled.expect("gcc").success());
+    let object = smf_tests::compile_c(dir, &format!("{name}.c"));
     let module = dir.join(format!("{name}.smf")).to_string_lossy().into_owned();
     let packed = smf(&["pack", &object.to_string_lossy(), "-o", &module]);
     assert_eq!(packed.status, 0, "{}", packed.err);
@@ -953,14 +945,7 @@ fn pack_and_prefetch_read_standard_input() {
 #[test]
 fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
     let dir = scratch("compress");
-    let object = dir.join("tables.o");
-    let compiled = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(smf_tests::workspace().join("tests/c/tables.c"))
-        .arg("-o")
-        .arg(&object)
-        .status();
-    assert!(compiled.expect("gcc").success());
+    let object = smf_tests::compile_c(&dir, "tables.c");
     let module = dir.join("tables.smf").to_string_lossy().into_owned();
     let packed = smf(&["pack", &object.to_string_lossy(), "--compress", "lz4", "-o", &module]);
     assert_eq!(packed.status, 0, "{}", packed.err);

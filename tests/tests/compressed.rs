@@ -196,20 +196,11 @@ fn compression_the_module_does_not_declare_or_may_not_use_is_refused() {
     }
 }
 
-/// `tests/c/NAME` compiled with gcc (`-O2 -fPIC`) in a scratch directory: (name, bytes).
+/// `tests/c/NAME` compiled in a scratch directory: (name, bytes).
 fn compiled(name: &str) -> (String, Vec<u8>) {
     let dir = std::env::temp_dir().join(format!("smf-compressed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let object = dir.join(name).with_extension("o");
-    let source = smf_tests::workspace().join("tests/c").join(name);
-    let status = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .status()
-        .expect("gcc");
-    assert!(status.success());
+    let object = smf_tests::compile_c(&dir, name);
     (object.display().to_string(), std::fs::read(&object).unwrap())
 }
 

@@ -2,7 +2,8 @@
 //! aarch64 relocation kind of R96 (branch26 to an import, ADRP page21 + LDR/ADD page-offset12
 //! to local data, GOT page21 + GOT page-offset12 to an import's data) is applied by the loader
 //! and the patched code runs; branches also run through their veneers; data relocations point
-//! into the code; constructors and destructors run in their order. On other hosts this file compiles to nothing (the encodings are unit-tested
+//! into the code; constructors and destructors run in their order; compressed code runs once
+//! decompressed into its place (the instruction cache synchronized). On other hosts this file compiles to nothing (the encodings are unit-tested
 //! in `smf_core::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
@@ -14,7 +15,7 @@ use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_core::write::samples::{aarch64_application as application, aarch64_library as library};
 use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, RelocKind};
+use smf_core::{Dialect, Module, RelocKind, SectionFlags};
 
 fn words(code: &[u32]) -> Vec<u8> {
     code.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -127,4 +128,25 @@ fn constructors_and_destructors_run_in_their_order() {
     assert_eq!(RECORDED.with(|r| r.take()), [1, 2]);
     drop(module);
     assert_eq!(RECORDED.with(|r| r.take()), [-2, -1]);
+}
+
+#[test]
+fn compressed_code_runs_once_decompressed() {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    aarch64(&mut b);
+    let mut code = vec![0xD420_0000; 1024]; // brk #0
+    code[0] = 0xD280_0540; // movz x0, #42
+    code[1] = RET;
+    code[1022] = 0xD280_00E0; // movz x0, #7
+    code[1023] = RET;
+    b.add_code(b".text", &words(&code));
+    b.add_symbol(SymbolSpec::function(b"answer", 0, 8));
+    b.add_symbol(SymbolSpec::function(b"seven", 4088, 8));
+    b.compress(smf_core::compress::Method::Lz4);
+    let file = b.build().unwrap();
+    let parsed = Module::parse(&file).unwrap();
+    assert!(parsed.sections().any(|s| s.flags.contains(SectionFlags::COMPRESSED)), "the code is compressed");
+    let exec = ExecAllocator::default();
+    let module = LoadedModule::load(&exec, &file, &(), &LoadOptions::default()).unwrap();
+    assert_eq!((call0(&module, b"answer"), call0(&module, b"seven")), (42, 7));
 }
