@@ -1,7 +1,8 @@
 //! Compressed section payloads (`docs/format.md`, "Compression"): the rule's one home. A
 //! section flagged [`SectionFlags::COMPRESSED`] in a module whose header names a method holds a
 //! frame: its decompressed length (u64, little-endian), then the method's data (lz4: one raw
-//! LZ4 block). [`Frame::of`] checks a frame in O(1) (what validation does for every such
+//! LZ4 block; zstd: Zstandard frames, decoded with the `zstd` feature only, through the
+//! decoder's window buffer of at most the stated length or 1 MiB). [`Frame::of`] checks a frame in O(1) (what validation does for every such
 //! section); [`Frame::decompress_into`] writes its bytes straight into their place in an
 //! image, never more than the stated length, and says so if they come out any other length.
 //!
@@ -15,16 +16,21 @@ pub const FRAME_HEADER: usize = 8;
 /// How a module's compressed sections are compressed (the header's `compression` byte).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// Zstandard frames (byte 1; with the `zstd` feature).
+    #[cfg(feature = "zstd")]
+    Zstd,
     /// LZ4 block format (byte 2).
     Lz4,
 }
 
 impl Method {
     /// The method the header byte names: `Ok(None)` for 0 (none); `Err` with the byte for a
-    /// method this loader does not know (zstd, byte 1, is not supported yet).
+    /// method this loader does not know (zstd, byte 1, needs the `zstd` feature).
     pub const fn from_wire(byte: u8) -> Result<Option<Self>, u8> {
         match byte {
             0 => Ok(None),
+            #[cfg(feature = "zstd")]
+            1 => Ok(Some(Method::Zstd)),
             2 => Ok(Some(Method::Lz4)),
             other => Err(other),
         }
@@ -33,6 +39,8 @@ impl Method {
     /// The header byte.
     pub const fn wire(self) -> u8 {
         match self {
+            #[cfg(feature = "zstd")]
+            Method::Zstd => 1,
             Method::Lz4 => 2,
         }
     }
@@ -40,16 +48,21 @@ impl Method {
     /// Its name, as `smf inspect` prints it and `smf pack --compress` takes it.
     pub const fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "zstd")]
+            Method::Zstd => "zstd",
             Method::Lz4 => "lz4",
         }
     }
 
     /// The most bytes `stored` bytes of this method's data can decompress to: LZ4 writes a
     /// match of any length with one byte per 255, so no block expands more than 255-fold (plus
-    /// the literals' and the last sequence's slack). A frame claiming more is refused before
+    /// the literals' and the last sequence's slack); Zstandard's densest block is a run of one
+    /// byte, 4 bytes for up to 128 KiB (32,768-fold). A frame claiming more is refused before
     /// anything is allocated or decompressed.
     pub const fn most_from(self, stored: u64) -> u64 {
         match self {
+            #[cfg(feature = "zstd")]
+            Method::Zstd => stored.saturating_mul(32_768).saturating_add(128 << 10),
             Method::Lz4 => stored.saturating_mul(255).saturating_add(64),
         }
     }
@@ -102,7 +115,27 @@ impl<'a> Frame<'a> {
                 }
                 Err(_) => Err(CompressionProblem::Corrupt),
             },
+            #[cfg(feature = "zstd")]
+            Method::Zstd => zstd_into(self.data, out),
         }
+    }
+}
+
+/// Zstandard `data` decoded into `out` (its stated length): the decoder's window bounded by
+/// that length or 1 MiB, whichever is larger (encoders declare windows larger than small
+/// contents), so a frame header claiming a larger window is refused before any buffer grows to
+/// it. The decoder works through its own buffer (the window and the block being decoded), then
+/// copies into `out`.
+#[cfg(feature = "zstd")]
+fn zstd_into(data: &[u8], out: &mut [u8]) -> Result<(), CompressionProblem> {
+    use ruzstd::decoding::errors::FrameDecoderError;
+    let mut decoder = ruzstd::decoding::FrameDecoder::new();
+    decoder.set_max_window_size((out.len() as u64).max(1 << 20));
+    match decoder.decode_all(data, out) {
+        Ok(produced) if produced == out.len() => Ok(()),
+        Ok(produced) => Err(CompressionProblem::ShorterThanStated { produced: produced as u64 }),
+        Err(FrameDecoderError::TargetTooSmall) => Err(CompressionProblem::LongerThanStated),
+        Err(_) => Err(CompressionProblem::Corrupt),
     }
 }
 
@@ -150,6 +183,14 @@ impl Payload<'_> {
 #[cfg(feature = "alloc")]
 pub fn frame(method: Method, bytes: &[u8]) -> alloc::vec::Vec<u8> {
     match method {
+        #[cfg(feature = "zstd")]
+        Method::Zstd => {
+            let mut out = alloc::vec::Vec::with_capacity(FRAME_HEADER + bytes.len() / 2);
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            let level = ruzstd::encoding::CompressionLevel::Fastest;
+            out.extend_from_slice(&ruzstd::encoding::compress_to_vec(bytes, level));
+            out
+        }
         Method::Lz4 => {
             let mut out =
                 alloc::vec![0; FRAME_HEADER + lz4_flex::block::get_maximum_output_size(bytes.len())];
@@ -162,7 +203,7 @@ pub fn frame(method: Method, bytes: &[u8]) -> alloc::vec::Vec<u8> {
     }
 }
 
-#[cfg(all(test, feature = "alloc"))]
+#[cfg(all(test, feature = "zstd"))]
 mod tests {
     use super::*;
 
@@ -173,14 +214,50 @@ mod tests {
     #[test]
     fn a_frame_decompresses_to_exactly_what_was_compressed() {
         let bytes = sample();
-        let stored = frame(Method::Lz4, &bytes);
-        assert!(stored.len() < bytes.len() / 4, "{} bytes", stored.len());
-        let frame = Frame::of(Method::Lz4, &stored, bytes.len() as u64 + 100).unwrap();
-        assert_eq!(frame.decompressed_len, bytes.len() as u64);
-        let mut place = alloc::vec![0xEE; bytes.len() + 100];
-        frame.decompress_into(&mut place).unwrap();
-        assert_eq!(place[..bytes.len()], bytes);
-        assert_eq!(place[bytes.len()..], [0xEE; 100], "nothing written past the stated length");
+        for method in [Method::Lz4, Method::Zstd] {
+            let stored = frame(method, &bytes);
+            assert!(stored.len() < bytes.len() / 4, "{method:?}: {} bytes", stored.len());
+            let frame = Frame::of(method, &stored, bytes.len() as u64 + 100).unwrap();
+            assert_eq!(frame.decompressed_len, bytes.len() as u64);
+            let mut place = alloc::vec![0xEE; bytes.len() + 100];
+            frame.decompress_into(&mut place).unwrap();
+            assert_eq!(place[..bytes.len()], bytes, "{method:?}");
+            assert_eq!(
+                place[bytes.len()..],
+                [0xEE; 100],
+                "{method:?}: nothing written past the stated length"
+            );
+        }
+    }
+
+    #[test]
+    fn zstd_frames_that_lie_are_refused() {
+        let bytes = sample();
+        let stored = frame(Method::Zstd, &bytes);
+        let n = bytes.len() as u64;
+        for (stated, problem) in [
+            (n - 1, CompressionProblem::LongerThanStated),
+            (n + 1, CompressionProblem::ShorterThanStated { produced: n }),
+        ] {
+            let mut wrong = stored.clone();
+            wrong[..8].copy_from_slice(&stated.to_le_bytes());
+            let frame = Frame::of(Method::Zstd, &wrong, n + 1).unwrap();
+            let mut place = alloc::vec![0; bytes.len() + 1];
+            assert_eq!(frame.decompress_into(&mut place), Err(problem), "stated {stated} of {n}");
+        }
+        for cut in [stored.len() - 1, stored.len() / 2, FRAME_HEADER + 3] {
+            let mut place = alloc::vec![0; bytes.len()];
+            let result =
+                Frame::of(Method::Zstd, &stored[..cut], n).and_then(|f| f.decompress_into(&mut place));
+            assert!(result.is_err(), "cut at {cut}");
+        }
+        // A frame header claiming a window far larger than the stated length: refused, not
+        // allocated (magic, a descriptor with a window byte of 2^41, then nothing).
+        let mut huge = 64u64.to_le_bytes().to_vec();
+        huge.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xF8]);
+        huge.extend_from_slice(&[0; 16]);
+        let frame = Frame::of(Method::Zstd, &huge, 64).unwrap();
+        assert_eq!(frame.decompress_into(&mut [0; 64]), Err(CompressionProblem::Corrupt));
     }
 
     #[test]
@@ -235,9 +312,9 @@ mod tests {
     fn only_known_methods_are_named() {
         assert_eq!(Method::from_wire(0), Ok(None));
         assert_eq!(Method::from_wire(2), Ok(Some(Method::Lz4)));
-        assert_eq!(Method::from_wire(1), Err(1), "zstd: not supported yet");
+        assert_eq!(Method::from_wire(1), Ok(Some(Method::Zstd)));
         assert_eq!(Method::from_wire(9), Err(9));
-        assert_eq!(Method::Lz4.wire(), 2);
-        assert_eq!(Method::Lz4.name(), "lz4");
+        assert_eq!((Method::Lz4.wire(), Method::Zstd.wire()), (2, 1));
+        assert_eq!((Method::Lz4.name(), Method::Zstd.name()), ("lz4", "zstd"));
     }
 }

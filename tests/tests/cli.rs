@@ -981,6 +981,10 @@ fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
     assert_eq!(r72.status, 1);
     assert!(r72.err.contains("R72 has no compression byte"), "{}", r72.err);
     let zstd = smf(&["pack", &object.to_string_lossy(), "--compress", "zstd", "-o", &module]);
-    assert_eq!(zstd.status, 2);
-    assert!(zstd.err.contains("zstd is not supported yet"), "{}", zstd.err);
+    assert_eq!(zstd.status, 0, "{}", zstd.err);
+    assert!(smf(&["inspect", &module]).out.contains("  Compression:    zstd (level 0): "));
+    assert_eq!(smf(&["run", &module, "operate", "2", "6", "7"]).out, "42\n");
+    let unknown = smf(&["pack", &object.to_string_lossy(), "--compress", "brotli", "-o", &module]);
+    assert_eq!(unknown.status, 2);
+    assert!(unknown.err.contains("unknown compression `brotli` (lz4 or zstd)"), "{}", unknown.err);
 }

@@ -1,5 +1,5 @@
 //! Compressed modules (`docs/format.md`, "Compression"): a module whose code, data and rodata
-//! are LZ4 frames loads and runs exactly as its uncompressed twin, in each dialect with a
+//! are LZ4 or Zstandard frames loads and runs exactly as its uncompressed twin, in each dialect with a
 //! compression byte; frames that lie about their length, are cut or corrupt, sections that may
 //! not be compressed and methods this loader does not know are refused with the section named.
 
@@ -58,11 +58,13 @@ fn load<'a>(exec: &'a ExecAllocator, file: &[u8]) -> Result<LoadedModule<'a>, Lo
 #[test]
 fn a_compressed_module_loads_and_runs_as_its_uncompressed_twin() {
     let exec = ExecAllocator::default();
-    for dialect in [Dialect::S128, Dialect::R96] {
-        let (plain, packed) = (module(dialect, None), module(dialect, Some(Method::Lz4)));
+    for (dialect, method) in
+        [Dialect::S128, Dialect::R96].into_iter().flat_map(|d| [(d, Method::Lz4), (d, Method::Zstd)])
+    {
+        let (plain, packed) = (module(dialect, None), module(dialect, Some(method)));
         assert!(packed.len() * 4 < plain.len(), "{dialect}: {} against {} bytes", packed.len(), plain.len());
         let parsed = Module::parse(&packed).unwrap();
-        assert_eq!(parsed.compression(), Some(Method::Lz4));
+        assert_eq!(parsed.compression(), Some(method));
         let compressed: Vec<_> = parsed
             .sections()
             .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
@@ -186,8 +188,8 @@ fn compression_the_module_does_not_declare_or_may_not_use_is_refused() {
         );
     }
 
-    // zstd (byte 1) is not supported yet, nor any unknown method.
-    for method in [1, 3, 0xFF] {
+    // A method no loader knows.
+    for method in [3, 0xFF] {
         let mut file = module(Dialect::R96, None);
         file[12] = method;
         let error = Module::parse(&file).unwrap_err();
@@ -219,7 +221,9 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
     for dialect in [Dialect::S128, Dialect::R96] {
         let (plain, _) = smf_tool::pack::pack_with(&object, dialect, None).unwrap();
         let (packed, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Lz4)).unwrap();
+        let (zstd, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Zstd)).unwrap();
         assert_eq!(Module::parse(&packed).unwrap().compression(), Some(Method::Lz4));
+        assert_eq!(Module::parse(&zstd).unwrap().compression(), Some(Method::Zstd));
         let results = |file: &[u8]| -> Vec<i64> {
             let module = load(&exec, file).unwrap();
             calls
@@ -232,6 +236,7 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
                 .collect()
         };
         assert_eq!(results(&packed), results(&plain), "{dialect}");
+        assert_eq!(results(&zstd), results(&plain), "{dialect} zstd");
         assert_eq!(results(&plain)[2], 42, "{dialect}: operate(2, 6, 7) multiplies");
     }
     let refused = smf_tool::pack::pack_with(&object, Dialect::R72, Some(Method::Lz4)).unwrap_err();

@@ -66,8 +66,8 @@ fn the_note_sdn_corpus_replays() {
 #[test]
 fn the_compressed_corpus_replays_and_its_section_seeds_decompress() {
     let seeds = replay("compressed", smf_core::fuzzing::fuzz_compressed);
-    assert!(seeds >= 9, "the seed corpus is missing ({seeds} files)");
-    for seed in ["text-S128", "rodata-R96", "frame-zeros"] {
+    assert!(seeds >= 12, "the seed corpus is missing ({seeds} files)");
+    for seed in ["text-S128", "rodata-R96", "frame-zeros", "frame-zstd-text"] {
         let bytes = std::fs::read(fuzz_dir().join("corpus/compressed").join(seed)).unwrap();
         assert!(smf_core::fuzzing::fuzz_compressed(&bytes) > 0, "{seed} decompresses");
     }

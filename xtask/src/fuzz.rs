@@ -189,7 +189,7 @@ fn operation_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Seeds of `compressed`: every compressed section of the compressed samples (a virtual-size
-/// byte first, as large as the section asks), and a frame of each kind of bytes.
+/// byte first, as large as the section asks), and a frame of each kind of bytes in each method.
 fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for d in [Dialect::S128, Dialect::R96] {
@@ -206,13 +206,16 @@ fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
             ));
         }
     }
-    let method = smf_core::compress::Method::Lz4;
-    for (name, bytes) in
-        [("zeros", vec![0u8; 4096]), ("text", b"abcabcabd".repeat(50)), ("empty", Vec::new())]
-    {
-        let mut seed = vec![13];
-        seed.extend_from_slice(&smf_core::compress::frame(method, &bytes));
-        out.push((format!("frame-{name}"), seed));
+    let methods =
+        [(smf_core::compress::Method::Lz4, "", 0), (smf_core::compress::Method::Zstd, "zstd-", 0x80)];
+    for (method, prefix, bit) in methods {
+        for (name, bytes) in
+            [("zeros", vec![0u8; 4096]), ("text", b"abcabcabd".repeat(50)), ("empty", Vec::new())]
+        {
+            let mut seed = vec![13 | bit];
+            seed.extend_from_slice(&smf_core::compress::frame(method, &bytes));
+            out.push((format!("frame-{prefix}{name}"), seed));
+        }
     }
     out
 }

@@ -7,16 +7,17 @@ use crate::compress::{frame, Frame, Method, FRAME_HEADER};
 /// repeat the same paths, slower).
 const LARGEST_SIZE_SHIFT: u8 = 20;
 
-/// The first byte of `data` picks the section's virtual size (a power of two up to
-/// 2^[`LARGEST_SIZE_SHIFT`]); the rest is a compressed section's payload. The frame is checked as validation
+/// The first byte of `data` picks the method (its top bit: zstd, else lz4) and the section's
+/// virtual size (a power of two up to 2^[`LARGEST_SIZE_SHIFT`]); the rest is a compressed
+/// section's payload. The frame is checked as validation
 /// checks it, then decompressed into a place of that size, filled beforehand: a frame accepted
 /// never states more than the place holds; decompression writes nothing past the stated
 /// length, and succeeds only with exactly that many bytes. Then the payload itself is
 /// compressed by the writer and must read back whole. Returns the bytes decompressed.
 pub fn fuzz_compressed(data: &[u8]) -> usize {
     let Some((&size, payload)) = data.split_first() else { return 0 };
-    let virtual_size = 1usize << (size % (LARGEST_SIZE_SHIFT + 1));
-    let method = Method::Lz4;
+    let virtual_size = 1usize << ((size & 0x7F) % (LARGEST_SIZE_SHIFT + 1));
+    let method = method_of(size);
     let mut made = 0;
     match Frame::of(method, payload, virtual_size as u64) {
         Err(problem) => made += super::formatted(&problem_text(problem)),
@@ -39,6 +40,16 @@ pub fn fuzz_compressed(data: &[u8]) -> usize {
     read.decompress_into(&mut back).expect("the writer's frame decompresses");
     assert_eq!(back, payload, "the writer's frame does not read back");
     made
+}
+
+/// The method a first byte picks: zstd with its top bit (where the build has it), else lz4.
+fn method_of(byte: u8) -> Method {
+    #[cfg(feature = "zstd")]
+    if byte & 0x80 != 0 {
+        return Method::Zstd;
+    }
+    let _ = byte;
+    Method::Lz4
 }
 
 /// A problem as a user reads it: in the error naming its section.

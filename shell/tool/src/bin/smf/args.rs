@@ -109,6 +109,7 @@ fn dialect(text: &str) -> Result<Dialect, UnknownDialect> {
 fn compression(text: &str) -> Result<Method, UnknownMethod> {
     match text {
         "lz4" => Ok(Method::Lz4),
+        "zstd" => Ok(Method::Zstd),
         _ => Err(UnknownMethod(text.to_owned())),
     }
 }
@@ -119,7 +120,7 @@ pub(crate) struct UnknownMethod(pub(crate) String);
 
 impl std::fmt::Display for UnknownMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown compression `{}` (lz4; zstd is not supported yet)", self.0)
+        write!(f, "unknown compression `{}` (lz4 or zstd)", self.0)
     }
 }
 
@@ -243,7 +244,7 @@ pub(crate) struct PackArgs {
     #[arg(long, value_name = "s128|r96|r72", value_parser = dialect, default_value = "s128")]
     pub(crate) dialect: Dialect,
     /// Compress the code, data and rodata (S128 and R96; R72 has no compression byte).
-    #[arg(long, value_name = "lz4", value_parser = compression)]
+    #[arg(long, value_name = "lz4|zstd", value_parser = compression)]
     pub(crate) compress: Option<Method>,
     /// No notes.
     #[arg(long, conflicts_with = "verbose")]
