@@ -5,10 +5,10 @@
 //! decoder's window buffer of at most the stated length or 1 MiB). [`Frame::of`] checks a frame in O(1) (what validation does for every such
 //! section); [`Frame::decompress_into`] writes its bytes straight into their place in an
 //! image, never more than the stated length, and says so if they come out any other length.
-//!
-//! [`SectionFlags::COMPRESSED`]: crate::SectionFlags::COMPRESSED
+//! [`may_compress`] says which sections may be compressed at all.
 
 use crate::error::CompressionProblem;
+use crate::{SectionFlags, SectionType};
 
 /// Bytes of a frame's length prefix.
 pub const FRAME_HEADER: usize = 8;
@@ -139,6 +139,15 @@ fn zstd_into(data: &[u8], out: &mut [u8]) -> Result<(), CompressionProblem> {
     }
 }
 
+/// Whether a section of this type and these flags may be compressed: code, data and rodata,
+/// whose payloads the loader copies into the image, but never the constructor, destructor and
+/// unwind tables, which it reads from the file itself (`docs/format.md`, "Compression").
+pub fn may_compress(section_type: SectionType, flags: SectionFlags) -> bool {
+    let read_by_the_loader = SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS | SectionFlags::UNWIND;
+    matches!(section_type, SectionType::Code | SectionType::Data | SectionType::RoData)
+        && !flags.intersects(read_by_the_loader)
+}
+
 /// What a section puts in memory before its zeroed tail ([`crate::Module::payload`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Payload<'a> {
@@ -231,28 +240,67 @@ mod tests {
     }
 
     #[test]
-    fn zstd_frames_that_lie_are_refused() {
+    fn frames_that_state_the_wrong_length_or_are_cut_are_refused() {
         let bytes = sample();
-        let stored = frame(Method::Zstd, &bytes);
         let n = bytes.len() as u64;
-        for (stated, problem) in [
-            (n - 1, CompressionProblem::LongerThanStated),
-            (n + 1, CompressionProblem::ShorterThanStated { produced: n }),
-        ] {
-            let mut wrong = stored.clone();
-            wrong[..8].copy_from_slice(&stated.to_le_bytes());
-            let frame = Frame::of(Method::Zstd, &wrong, n + 1).unwrap();
-            let mut place = alloc::vec![0; bytes.len() + 1];
-            assert_eq!(frame.decompress_into(&mut place), Err(problem), "stated {stated} of {n}");
+        for method in [Method::Lz4, Method::Zstd] {
+            let stored = frame(method, &bytes);
+            assert_eq!(Frame::of(method, &stored[..7], n), Err(CompressionProblem::FrameTooShort));
+            assert_eq!(
+                Frame::of(method, &stored, n - 1),
+                Err(CompressionProblem::LongerThanVirtualSize { stated: n }),
+                "{method:?}"
+            );
+            // Stating one byte more or less than the data makes.
+            for (stated, problem) in [
+                (n - 1, CompressionProblem::LongerThanStated),
+                (n + 1, CompressionProblem::ShorterThanStated { produced: n }),
+            ] {
+                let mut wrong = stored.clone();
+                wrong[..8].copy_from_slice(&stated.to_le_bytes());
+                let frame = Frame::of(method, &wrong, n + 1).unwrap();
+                let mut place = alloc::vec![0; bytes.len() + 1];
+                assert_eq!(
+                    frame.decompress_into(&mut place),
+                    Err(problem),
+                    "{method:?}: stated {stated} of {n}"
+                );
+            }
+            // The data cut short: refused as beyond what it can make, or corrupt or short
+            // when decompressed, never a panic.
+            for cut in [stored.len() - 1, stored.len() / 2, FRAME_HEADER + 3, FRAME_HEADER + 1] {
+                let mut place = alloc::vec![0; bytes.len()];
+                let result = Frame::of(method, &stored[..cut], n).and_then(|f| f.decompress_into(&mut place));
+                assert!(result.is_err(), "{method:?}: cut at {cut}");
+            }
+            let frame = Frame::of(method, &stored, n).unwrap();
+            assert_eq!(
+                frame.decompress_into(&mut [0; 3]),
+                Err(CompressionProblem::LongerThanVirtualSize { stated: n }),
+                "{method:?}: a place too small"
+            );
         }
-        for cut in [stored.len() - 1, stored.len() / 2, FRAME_HEADER + 3] {
-            let mut place = alloc::vec![0; bytes.len()];
-            let result =
-                Frame::of(Method::Zstd, &stored[..cut], n).and_then(|f| f.decompress_into(&mut place));
-            assert!(result.is_err(), "cut at {cut}");
-        }
-        // A frame header claiming a window far larger than the stated length: refused, not
-        // allocated (magic, a descriptor with a window byte of 2^41, then nothing).
+    }
+
+    #[test]
+    fn an_lz4_bomb_is_refused_before_anything_is_decompressed() {
+        // A few bytes stating far more than LZ4 can make of them.
+        let mut bomb = (u64::MAX / 2).to_le_bytes().to_vec();
+        bomb.extend_from_slice(&[0x1F, 0, 0, 0]);
+        assert!(matches!(
+            Frame::of(Method::Lz4, &bomb, u64::MAX),
+            Err(CompressionProblem::BeyondMethod { .. })
+        ));
+        let stored = frame(Method::Lz4, &sample());
+        assert!(matches!(
+            Frame::of(Method::Lz4, &stored[..FRAME_HEADER + 1], sample().len() as u64),
+            Err(CompressionProblem::BeyondMethod { .. })
+        ));
+    }
+
+    #[test]
+    fn a_zstd_window_larger_than_the_stated_length_is_refused_not_allocated() {
+        // Magic, a descriptor with a window byte of 2^41, then nothing.
         let mut huge = 64u64.to_le_bytes().to_vec();
         huge.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xF8]);
         huge.extend_from_slice(&[0; 16]);
@@ -261,51 +309,25 @@ mod tests {
     }
 
     #[test]
-    fn frames_that_state_the_wrong_length_or_are_cut_are_refused() {
-        let bytes = sample();
-        let stored = frame(Method::Lz4, &bytes);
-        let n = bytes.len() as u64;
-        assert_eq!(Frame::of(Method::Lz4, &stored[..7], n), Err(CompressionProblem::FrameTooShort));
-        assert_eq!(
-            Frame::of(Method::Lz4, &stored, n - 1),
-            Err(CompressionProblem::LongerThanVirtualSize { stated: n })
-        );
-        // A bomb: a few bytes stating far more than LZ4 can make of them.
-        let mut bomb = (u64::MAX / 2).to_le_bytes().to_vec();
-        bomb.extend_from_slice(&[0x1F, 0, 0, 0]);
-        assert!(matches!(
-            Frame::of(Method::Lz4, &bomb, u64::MAX),
-            Err(CompressionProblem::BeyondMethod { .. })
-        ));
-        // Stating one byte more or less than the data makes.
-        for (stated, problem) in [
-            (n - 1, CompressionProblem::LongerThanStated),
-            (n + 1, CompressionProblem::ShorterThanStated { produced: n }),
+    fn only_copied_payloads_the_loader_does_not_read_itself_may_be_compressed() {
+        let plain = SectionFlags::READ;
+        for section_type in [SectionType::Code, SectionType::Data, SectionType::RoData] {
+            assert!(may_compress(section_type, plain), "{section_type:?}");
+            for read_by_the_loader in
+                [SectionFlags::CONSTRUCTORS, SectionFlags::DESTRUCTORS, SectionFlags::UNWIND]
+            {
+                assert!(!may_compress(section_type, plain | read_by_the_loader), "{section_type:?}");
+            }
+        }
+        for never in [
+            SectionType::Bss,
+            SectionType::SymbolTable,
+            SectionType::StringTable,
+            SectionType::Relocations,
+            SectionType::TemplateCode,
         ] {
-            let mut wrong = stored.clone();
-            wrong[..8].copy_from_slice(&stated.to_le_bytes());
-            let frame = Frame::of(Method::Lz4, &wrong, n + 1).unwrap();
-            let mut place = alloc::vec![0; bytes.len() + 1];
-            assert_eq!(frame.decompress_into(&mut place), Err(problem), "stated {stated} of {n}");
+            assert!(!may_compress(never, plain), "{never:?}");
         }
-        // The data cut short: refused as beyond what it can make, or corrupt or short when
-        // decompressed, never a panic.
-        for cut in [stored.len() - 1, stored.len() / 2, FRAME_HEADER + 1] {
-            let mut place = alloc::vec![0; bytes.len()];
-            let result =
-                Frame::of(Method::Lz4, &stored[..cut], n).and_then(|f| f.decompress_into(&mut place));
-            assert!(result.is_err(), "cut at {cut}");
-        }
-        assert!(matches!(
-            Frame::of(Method::Lz4, &stored[..FRAME_HEADER + 1], n),
-            Err(CompressionProblem::BeyondMethod { .. })
-        ));
-        let frame = Frame::of(Method::Lz4, &stored, n).unwrap();
-        assert_eq!(
-            frame.decompress_into(&mut [0; 3]),
-            Err(CompressionProblem::LongerThanVirtualSize { stated: n }),
-            "a place too small"
-        );
     }
 
     #[test]

@@ -975,6 +975,10 @@ fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
             "{lying}: section {index} decompresses to more bytes than its frame states (at byte offset {at})"
         )
     );
+    let disassembled = smf(&["dump", "--disassemble", &lying]).out;
+    let problem =
+        format!("section {index} decompresses to more bytes than its frame states (at byte offset {at})");
+    assert!(disassembled.contains(&format!("  (not disassembled: {problem})")), "{disassembled}");
 
     let r72 =
         smf(&["pack", &object.to_string_lossy(), "--compress", "lz4", "--dialect", "r72", "-o", &module]);

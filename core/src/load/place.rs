@@ -86,7 +86,7 @@ impl<'a> Image<'a> {
                 let place = place.ok_or_else(|| LoadError::internal(Invariant::DataOutsideImage))?;
                 payload
                     .write_into(place)
-                    .map_err(|problem| decompression_failed(&placement.section, problem))?;
+                    .map_err(|problem| LoadError::Format(placement.section.decompression_error(problem)))?;
             }
         }
         Ok(())
@@ -108,7 +108,9 @@ impl<'a> Image<'a> {
                 .and_then(|end| code.get_mut(at..end))
                 .filter(|place| place.len() >= written)
                 .ok_or_else(|| LoadError::internal(Invariant::CodeSectionOutsideCode))?;
-            payload.write_into(place).map_err(|problem| decompression_failed(&section, problem))?;
+            payload
+                .write_into(place)
+                .map_err(|problem| LoadError::Format(section.decompression_error(problem)))?;
             if let (true, Some(tail)) = (self.zero_tails, place.get_mut(written..)) {
                 tail.fill(0);
             }
@@ -151,14 +153,6 @@ pub(super) fn offset_from(base: usize, offset: u64, overflow: Overflow) -> Resul
 fn code_tails(module: &ModuleTables<'_>) -> u64 {
     let written: u64 = module.code_sections().map(|(section, _)| module.payload(&section).len()).sum();
     module.code_size().saturating_sub(written)
-}
-
-/// The error of a compressed section whose frame did not decompress to what it states: the
-/// section and where its frame lies in the file.
-#[cold]
-fn decompression_failed(section: &crate::Section<'_>, problem: crate::CompressionProblem) -> LoadError {
-    let kind = crate::ErrorKind::BadCompressedSection { index: section.index, problem };
-    LoadError::Format(crate::Error::new(kind, section.file_offset))
 }
 
 #[cfg(test)]

@@ -32,6 +32,16 @@ impl Section<'_> {
     pub(super) fn is_note_sdn(name: &[u8]) -> bool {
         name == NOTE_SDN_SECTION
     }
+
+    /// The error of this compressed section's frame not decompressing as it states: names
+    /// the section and where its frame lies in the file.
+    #[cold]
+    pub fn decompression_error(&self, problem: crate::CompressionProblem) -> crate::Error {
+        crate::Error::new(
+            crate::ErrorKind::BadCompressedSection { index: self.index, problem },
+            self.file_offset,
+        )
+    }
 }
 
 /// Which part of the data image a data section goes to.

@@ -430,9 +430,7 @@ fn check_compressed(
     method: Option<Method>,
 ) -> core::result::Result<(), CompressionProblem> {
     let method = method.ok_or(CompressionProblem::NoMethod)?;
-    let read_by_the_loader = SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS | SectionFlags::UNWIND;
-    let copied = matches!(section.section_type, SectionType::Code | SectionType::Data | SectionType::RoData);
-    if !copied || section.flags.intersects(read_by_the_loader) {
+    if !crate::compress::may_compress(section.section_type, section.flags) {
         return Err(CompressionProblem::NotCompressible);
     }
     Frame::of(method, section.data, section.virtual_size).map(|_| ())

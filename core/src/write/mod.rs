@@ -403,13 +403,10 @@ impl ModuleBuilder {
     /// `spec` as written: compressed into a frame when the builder compresses, the section may
     /// be, and the frame is smaller (its virtual size kept at least its bytes' length).
     fn compressed(&self, spec: &SectionSpec) -> SectionSpec {
-        let read_by_the_loader =
-            SectionFlags::CONSTRUCTORS | SectionFlags::DESTRUCTORS | SectionFlags::UNWIND;
-        let copied = matches!(spec.section_type, SectionType::Code | SectionType::Data | SectionType::RoData);
         let mut spec = spec.clone();
         let Some(method) = self.compression else { return spec };
-        if !copied
-            || spec.flags.intersects(read_by_the_loader | SectionFlags::COMPRESSED)
+        if !crate::compress::may_compress(spec.section_type, spec.flags)
+            || spec.flags.contains(SectionFlags::COMPRESSED)
             || spec.data.is_empty()
         {
             return spec;

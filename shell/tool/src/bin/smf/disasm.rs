@@ -53,10 +53,10 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
             "\nDisassembly of section '{}' (at {start:#x} in the code image):",
             escaped(section.name)
         );
-        let code = match code_bytes(module, &section) {
+        let code = match crate::payload::bytes_in_memory(module, &section) {
             Ok(code) => code,
-            Err(problem) => {
-                let _ = writeln!(out, "  (compressed, and its frame does not decompress: {problem:?})");
+            Err(error) => {
+                let _ = writeln!(out, "  (not disassembled: {error})");
                 continue;
             }
         };
@@ -87,22 +87,6 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
         }
     }
     Ok(out)
-}
-
-/// A code section's bytes before its zeroed tail: as stored, or its compressed frame
-/// decompressed.
-fn code_bytes<'a>(
-    module: &smf_core::Module<'a>,
-    section: &smf_core::Section<'a>,
-) -> Result<std::borrow::Cow<'a, [u8]>, smf_core::CompressionProblem> {
-    match module.payload(section) {
-        smf_core::compress::Payload::Raw(bytes) => Ok(bytes.into()),
-        payload => {
-            let mut code = vec![0; usize::try_from(payload.len()).unwrap_or(usize::MAX)];
-            payload.write_into(&mut code)?;
-            Ok(code.into())
-        }
-    }
 }
 
 #[cfg(test)]

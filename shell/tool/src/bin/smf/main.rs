@@ -19,6 +19,7 @@ mod ldd;
 mod link;
 mod names;
 mod pack;
+mod payload;
 mod prefetch;
 mod run;
 mod symbols;

@@ -116,19 +116,11 @@ pub(crate) fn verify_file(
 }
 
 /// Checks what validation leaves to a load: every compressed section's frame decompresses to
-/// exactly the length it states (validation reads only the length). One scratch buffer, as
-/// long as the largest stated length (at most the section's virtual size, within the image
-/// limit).
+/// exactly the length it states (validation reads only the length).
 fn decompresses(module: &Module<'_>) -> Result<(), smf_core::Error> {
-    let mut scratch = Vec::new();
-    for section in module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED)) {
-        let payload = module.payload(&section);
-        scratch.clear();
-        scratch.resize(usize::try_from(payload.len()).unwrap_or(usize::MAX), 0);
-        payload.write_into(&mut scratch).map_err(|problem| {
-            let kind = smf_core::ErrorKind::BadCompressedSection { index: section.index, problem };
-            smf_core::Error::new(kind, section.file_offset)
-        })?;
+    let compressed = module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED));
+    for section in compressed {
+        crate::payload::bytes_in_memory(module, &section)?;
     }
     Ok(())
 }
