@@ -1,5 +1,5 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
-//! `clang` emit) become one SMF module ([`pack`]; `packer.rs` phase by phase, `elf.rs` what it
+//! `clang` emit) become one SMF module ([`pack`]; `packer/` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
 //! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
 //! tables, `trial.rs` the check that what it writes loads, `error.rs` one

@@ -1,0 +1,297 @@
+//! The packer: ELF relocatable objects into one SMF module, phase by phase (see [`super`] for
+//! what becomes what). Several objects combine as `ld -r` would combine them: their code
+//! concatenated into one image, their data sections side by side, a reference to a name
+//! another object defines linked to that definition (a strong definition over weak ones; two
+//! strong ones are an error), imports shared by name.
+
+mod code;
+mod data;
+mod relocations;
+mod symbols;
+
+use std::collections::HashMap;
+
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SymbolIndex};
+use smf_core::compress::Method;
+use smf_core::load::LoadError;
+use smf_core::write::ModuleBuilder;
+use smf_core::{Dialect, ErrorKind};
+
+use super::call_arrays::{self, ArraySlot};
+use super::carried::Carried;
+use super::covering::Covering;
+use super::elf::section_problems;
+use super::unwind;
+use super::{Note, PackError, PackFailure, Problem, Site};
+
+/// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
+/// of `dialect`; returns it with the notes on what was dropped or moved, each marked routine or
+/// not. `inputs` are (name for messages, bytes). A problem does not stop the packing: every
+/// object is read to the end and the failure lists every problem found, each with its object.
+///
+/// The module written loads ([`super::trial_load`]); unwind tables that would stop it from
+/// validating or loading (a record running past the table, or describing code outside the
+/// module) are dropped with a note, as `ld` warns about a bad `.eh_frame` and links on.
+pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    pack_with(inputs, dialect, None)
+}
+
+/// [`pack`], the module's code, data and rodata compressed with `compression` if given
+/// (`docs/format.md`, "Compression"; R72 has no compression byte and is refused).
+pub fn pack_with(
+    inputs: &[(String, Vec<u8>)],
+    dialect: Dialect,
+    compression: Option<Method>,
+) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    if compression.is_some() && !dialect.has_compression_byte() {
+        // Refused before anything is read: no other problem of the objects matters.
+        let object = inputs.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+        let error = PackError::Build(smf_core::write::BuildError::NoCompressionByte { dialect });
+        return Err(Problem { object, error }.into());
+    }
+    match pack_objects(inputs, dialect, compression, true) {
+        Err(failure) if matches!(failure.problems.as_slice(), [Problem { error, .. }] if is_unwind_problem(error)) =>
+        {
+            let (bytes, mut notes) = pack_objects(inputs, dialect, compression, false)?;
+            let why = &failure.problems[0].error;
+            let text = format!("unwind tables dropped (debuggers and exceptions will not see through this module's frames): {why}");
+            notes.insert(0, Note { routine: false, text });
+            Ok((bytes, notes))
+        }
+        packed => packed,
+    }
+}
+
+/// Whether `error` is about the unwind tables the objects brought (the module would not
+/// validate or load because of them).
+fn is_unwind_problem(error: &PackError) -> bool {
+    match error {
+        PackError::DoesNotLoad(error) => matches!(error, LoadError::UnwindTable { .. }),
+        PackError::Invalid(error) => matches!(error.kind, ErrorKind::BadUnwindTable { .. }),
+        _ => false,
+    }
+}
+
+/// [`pack`], keeping the objects' unwind tables if `unwind`.
+fn pack_objects(
+    inputs: &[(String, Vec<u8>)],
+    dialect: Dialect,
+    compression: Option<Method>,
+    unwind: bool,
+) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let mut problems = Vec::new();
+    let (mut files, mut names) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
+    for (name, bytes) in inputs {
+        match read_object(bytes) {
+            Ok(file) => {
+                for error in section_problems(&file) {
+                    problems.push(Problem { object: name.clone(), error });
+                }
+                files.push(file);
+                names.push(name.as_str());
+            }
+            Err(error) => problems.push(Problem { object: name.clone(), error }),
+        }
+    }
+    let mut packer = Packer::new(&files, &names, dialect, problems, unwind && dialect.has_symbol_extension());
+    if let Some(method) = compression {
+        packer.builder.compress(method);
+    }
+    for f in 0..files.len() {
+        packer.place_code(f);
+    }
+    for f in 0..files.len() {
+        packer.place_data(f);
+    }
+    let finalizer = call_arrays::needs_finalizer(&files);
+    let merged = call_arrays::merge(&files, &mut packer.builder, finalizer, &mut |f, error| {
+        packer.problems.push(Problem { object: names[f].to_owned(), error })
+    });
+    packer.call_arrays = merged.slots;
+    if packer.keep_unwind {
+        packer.unwind = unwind::merge(&files, &mut packer.builder, &mut |f, error| {
+            packer.problems.push(Problem { object: names[f].to_owned(), error })
+        });
+    }
+    if let Some(array) = merged.finalizer_entry {
+        packer.add_finalizer(array);
+    }
+    packer.find_definitions();
+    for f in 0..files.len() {
+        packer.add_symbols(f);
+    }
+    packer.link_references();
+    for f in 0..files.len() {
+        packer.add_relocations(f);
+    }
+    packer.set_entry_point();
+    packer.finish().map_err(|mut failure| {
+        // Object by object, in the order given (each object's in the order found).
+        let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
+        failure.problems.sort_by_key(|problem| position(&problem.object));
+        failure
+    })
+}
+
+/// `bytes` as an x86-64 ELF relocatable object.
+fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
+    let file = object::File::parse(bytes).map_err(PackError::NotElf)?;
+    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
+        return Err(PackError::NotX86Relocatable);
+    }
+    Ok(file)
+}
+
+/// The objects being packed, phase by phase: the code image, the data sections, which object
+/// defines each global name, the symbols, the relocations, the entry point. ELF indices are
+/// per object: maps are keyed by (object, index).
+struct Packer<'d, 'f> {
+    files: &'f [object::File<'d>],
+    /// The objects' names, for messages (the notes name them when there are several).
+    names: &'f [&'f str],
+    dialect: Dialect,
+    builder: ModuleBuilder,
+    /// How each carried ELF section was placed.
+    placed: HashMap<(usize, SectionIndex), Carried>,
+    /// Where each constructor or destructor array section's entries went.
+    call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
+    /// Where each object's unwind tables went in the module's one table.
+    unwind: unwind::Parts,
+    /// Whether unwind tables are kept (else dropped with the sections pack does not load).
+    keep_unwind: bool,
+    /// The module's `__dso_handle` (its finalizer), when its code refers to it.
+    dso_handle: Option<u32>,
+    /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
+    symbols: HashMap<(usize, SymbolIndex), u32>,
+    /// The local SMF symbol standing for a section that relocations name.
+    section_symbols: HashMap<(usize, SectionIndex), u32>,
+    /// The definition each global name links to: a strong one over weak ones, the first weak
+    /// one otherwise.
+    definitions: HashMap<Vec<u8>, Definition>,
+    /// References to another object's definition, linked once every symbol is added.
+    references: Vec<((usize, SymbolIndex), (usize, SymbolIndex))>,
+    /// Imports by name (one SMF import however many objects need it).
+    imports: HashMap<Vec<u8>, u32>,
+    /// What was dropped or moved, for stderr, each marked routine or not.
+    notes: Vec<Note>,
+    /// What stops the objects from packing, in the order found.
+    problems: Vec<Problem>,
+    /// Each object's functions and variables by address, built when a problem first needs it.
+    covering: HashMap<usize, Covering>,
+}
+
+/// Where a global name is defined.
+#[derive(Clone, Copy, Debug)]
+struct Definition {
+    at: (usize, SymbolIndex),
+    weak: bool,
+}
+
+impl<'d, 'f> Packer<'d, 'f> {
+    fn new(
+        files: &'f [object::File<'d>],
+        names: &'f [&'f str],
+        dialect: Dialect,
+        problems: Vec<Problem>,
+        keep_unwind: bool,
+    ) -> Self {
+        Self {
+            files,
+            names,
+            dialect,
+            builder: ModuleBuilder::new(dialect),
+            placed: HashMap::new(),
+            call_arrays: HashMap::new(),
+            unwind: unwind::Parts::new(),
+            keep_unwind,
+            dso_handle: None,
+            symbols: HashMap::new(),
+            section_symbols: HashMap::new(),
+            definitions: HashMap::new(),
+            references: Vec::new(),
+            imports: HashMap::new(),
+            notes: Vec::new(),
+            problems,
+            covering: HashMap::new(),
+        }
+    }
+
+    /// A problem in object `f`; packing goes on to find the others.
+    fn problem(&mut self, f: usize, error: PackError) {
+        self.problems.push(Problem { object: self.names[f].to_owned(), error });
+    }
+
+    /// Where offset `offset` of object `f`'s section `section` is, for a problem there: the
+    /// section's name and the function or variable covering the offset.
+    fn site(&mut self, f: usize, section: SectionIndex, offset: u64) -> Site {
+        let file = &self.files[f];
+        let name = file.section_by_index(section).ok().and_then(|s| s.name().ok().map(str::to_owned));
+        let covering = self.covering.entry(f).or_insert_with(|| Covering::of(file));
+        Site {
+            section: name.unwrap_or_default(),
+            offset,
+            symbol: covering.at(section, offset).map(str::to_owned),
+        }
+    }
+
+    /// What a relocation of object `f` refers to, by name (a symbol's, or a section's).
+    fn target_name(&self, f: usize, target: RelocationTarget) -> String {
+        let file = &self.files[f];
+        let name = match target {
+            RelocationTarget::Symbol(index) => {
+                file.symbol_by_index(index).ok().and_then(|s| match s.name().ok().filter(|n| !n.is_empty()) {
+                    Some(name) => Some(name.to_owned()),
+                    None => s
+                        .section_index()
+                        .and_then(|i| file.section_by_index(i).ok()?.name().ok().map(str::to_owned)),
+                })
+            }
+            RelocationTarget::Section(index) => {
+                file.section_by_index(index).ok().and_then(|s| s.name().ok().map(str::to_owned))
+            }
+            _ => None,
+        };
+        name.unwrap_or_else(|| "an unnamed symbol".to_owned())
+    }
+
+    /// A note about object `f` (named when there are several).
+    fn note(&mut self, f: usize, routine: bool, text: String) {
+        let text = if self.files.len() > 1 { format!("{}: {text}", self.names[f]) } else { text };
+        self.notes.push(Note { routine, text });
+    }
+
+    /// The entry point: `main`, when an object defines it in the code.
+    fn set_entry_point(&mut self) {
+        let Some(definition) = self.definitions.get(&b"main"[..]) else { return };
+        let (f, index) = definition.at;
+        let Ok(main) = self.files[f].symbol_by_index(index) else { return };
+        if let Some(Carried::Code { offset, .. }) =
+            main.section_index().and_then(|i| self.placed.get(&(f, i)))
+        {
+            self.builder.entry_point(offset + main.address());
+        }
+    }
+
+    /// The module and the notes, once the module is checked as `smf verify` checks it: an
+    /// object whose symbols, relocations or entry point fall outside what it defines (or whose
+    /// image is over the limit) is refused with the reason instead of written. Every problem
+    /// found on the way fails it first.
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+        if !self.problems.is_empty() {
+            return Err(PackFailure { problems: self.problems });
+        }
+        let all = self.names.join(", ");
+        let smf =
+            self.builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
+        if let Err(e) = smf_core::Module::parse(&smf) {
+            return Err(Problem { object: all, error: PackError::Invalid(e) }.into());
+        }
+        if let Err(e) = super::trial_load(&smf) {
+            return Err(Problem { object: all, error: PackError::DoesNotLoad(e) }.into());
+        }
+        Ok((smf, self.notes))
+    }
+}
+
+/// The key the finalizer's code is placed under (no ELF section has this index).
+const FINALIZER_KEY: (usize, SectionIndex) = (usize::MAX, SectionIndex(usize::MAX));

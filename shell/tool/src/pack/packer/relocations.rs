@@ -1,0 +1,170 @@
+//! The relocations: of the code image, of the data sections (data relocations) and of the
+//! call arrays; each one that cannot be carried is a problem naming where it is.
+
+use object::elf;
+use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SymbolSection};
+use smf_core::RelocKind;
+
+use super::Packer;
+use crate::pack::call_arrays::ArraySlot;
+use crate::pack::carried::{Carried, Patched};
+use crate::pack::elf::{relocation_kind, Refused};
+use crate::pack::PackError;
+
+impl<'d, 'f> Packer<'d, 'f> {
+    /// Object `f`'s relocations: of the code image, and of the data sections (data
+    /// relocations, `docs/format.md`); each one that cannot be carried is a problem.
+    pub(super) fn add_relocations(&mut self, f: usize) {
+        let file = &self.files[f];
+        for section in file.sections() {
+            if let Some(&slot) = self.call_arrays.get(&(f, section.index())) {
+                self.add_call_array_entries(f, &section, slot);
+                continue;
+            }
+            let placed = match self.placed.get(&(f, section.index())) {
+                Some(&Carried::Code { offset, section, .. }) => Patched::Code { base: offset, section },
+                Some(&Carried::Data { section }) => Patched::Data { section, base: 0 },
+                None => match self.unwind.get(&(f, section.index())) {
+                    Some(&(section, base)) => Patched::Data { section, base },
+                    None => continue, // relocations of dropped sections go with them
+                },
+            };
+            for (offset, relocation) in section.relocations() {
+                if let Err(refused) = self.add_relocation(f, placed, (offset, section.size()), &relocation) {
+                    if let Some(error) = refused.at(self.site(f, section.index(), offset)) {
+                        self.problem(f, error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relocation `relocation` at `offset` of an ELF section (of `section_size` bytes) of object
+    /// `f` placed as `placed`.
+    pub(super) fn add_relocation(
+        &mut self,
+        f: usize,
+        placed: Patched,
+        (offset, section_size): (u64, u64),
+        relocation: &object::Relocation,
+    ) -> Result<(), Refused> {
+        let RelocationFlags::Elf { r_type } = relocation.flags() else {
+            return Err(Refused::NotElf);
+        };
+        let kind = match relocation_kind(r_type) {
+            Some(kind) => kind,
+            None => return Err(Refused::Type { r_type, target: self.target_name(f, relocation.target()) }),
+        };
+        if offset.checked_add(kind.width()).is_none_or(|end| end > section_size) {
+            return Err(Refused::OutsideSection);
+        }
+        let symbol = self.relocation_symbol(f, relocation.target())?;
+        let (base, code_section) = match placed {
+            Patched::Code { base, section } => (base, section),
+            Patched::Data { section, base } => {
+                if !kind.applies_to_data() {
+                    return Err(Refused::DataKind(kind));
+                }
+                self.builder.add_data_relocation(section, base + offset, symbol, kind, relocation.addend());
+                return Ok(());
+            }
+        };
+        // A GOT load of a symbol this object defines becomes a direct reference.
+        let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+        let kind = match usize::try_from(offset) {
+            Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
+                .builder
+                .section_data_mut(code_section)
+                .and_then(|code| crate::pack::relax::relax_got_load(code, at, relocation.addend()))
+                .unwrap_or(kind),
+            _ => kind,
+        };
+        // Relocations against local symbols of other sections keep their ELF meaning:
+        // the local symbol's own value already holds its offset.
+        self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
+        Ok(())
+    }
+
+    /// The entries of object `f`'s call array `section`, each an `R_X86_64_64` relocation,
+    /// as data relocations of the module's array where `slot` says they go; every entry that
+    /// is not one is a problem.
+    pub(super) fn add_call_array_entries(
+        &mut self,
+        f: usize,
+        section: &object::Section<'d, 'f>,
+        slot: ArraySlot,
+    ) {
+        let entries = section.data().map_or(0, |data| data.len().div_ceil(8));
+        let mut relocated = vec![false; entries];
+        for (offset, relocation) in section.relocations() {
+            let r_type = match relocation.flags() {
+                RelocationFlags::Elf { r_type } => r_type,
+                _ => {
+                    let at = self.site(f, section.index(), offset);
+                    self.problem(f, PackError::NotElfRelocation(at));
+                    continue;
+                }
+            };
+            let Some(place) = slot.place(offset).filter(|_| r_type == elf::R_X86_64_64) else {
+                let at = self.site(f, section.index(), offset);
+                self.problem(f, PackError::CallArrayEntry { at, r_type: Some(r_type.0) });
+                continue;
+            };
+            match self.relocation_symbol(f, relocation.target()) {
+                Ok(symbol) => {
+                    self.builder.add_data_relocation(
+                        slot.section,
+                        place,
+                        symbol,
+                        RelocKind::Abs64,
+                        relocation.addend(),
+                    );
+                }
+                Err(refused) => {
+                    if let Some(error) = refused.at(self.site(f, section.index(), offset)) {
+                        self.problem(f, error);
+                    }
+                }
+            }
+            if let Some(entry) = relocated.get_mut((offset / 8) as usize) {
+                *entry = true;
+            }
+        }
+        for entry in relocated.iter().enumerate().filter(|(_, done)| !**done).map(|(entry, _)| entry) {
+            let at = self.site(f, section.index(), entry as u64 * 8);
+            self.problem(f, PackError::CallArrayEntry { at, r_type: None });
+        }
+    }
+
+    /// The SMF symbol a relocation of object `f` refers to.
+    pub(super) fn relocation_symbol(&mut self, f: usize, target: RelocationTarget) -> Result<u32, Refused> {
+        match target {
+            RelocationTarget::Symbol(index) => match self.symbols.get(&(f, index)) {
+                Some(&s) => Ok(s),
+                None => match self.files[f].symbol_by_index(index)?.section() {
+                    SymbolSection::Section(section) => Ok(self.section_symbol(f, section)?),
+                    SymbolSection::Common => Err(Refused::Reported),
+                    _ => Err(Refused::Symbol),
+                },
+            },
+            RelocationTarget::Section(index) => Ok(self.section_symbol(f, index)?),
+            _ => Err(Refused::AbsoluteTarget),
+        }
+    }
+
+    /// Whether a relocation's target (in object `f`) is defined in a section this module
+    /// carries, by `f` or by another object it links to.
+    pub(super) fn defined_here(&self, f: usize, target: RelocationTarget) -> bool {
+        match target {
+            RelocationTarget::Symbol(index) => self.files[f].symbol_by_index(index).is_ok_and(|s| {
+                let in_f = s.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                let elsewhere = s.name_bytes().is_ok_and(|n| {
+                    !n.is_empty() && !s.is_local() && self.definitions.get(n).is_some_and(|d| d.at.0 != f)
+                });
+                in_f || elsewhere
+            }),
+            RelocationTarget::Section(index) => self.placed.contains_key(&(f, index)),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The symbols: which object defines each global name, one SMF symbol per carried ELF
+//! symbol, references linked to their definitions, section symbols added as relocations need them.
+
+use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolSection};
+use smf_core::write::SymbolSpec;
+use smf_core::Binding;
+
+use super::{Definition, Packer};
+use crate::pack::call_arrays;
+use crate::pack::{Note, PackError};
+
+impl<'d, 'f> Packer<'d, 'f> {
+    /// Which object defines each global or weak name: a strong definition wins over weak ones;
+    /// two strong ones are an error, as a static linker has it.
+    pub(super) fn find_definitions(&mut self) {
+        for (f, file) in self.files.iter().enumerate() {
+            for symbol in file.symbols() {
+                let placed = symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                if !placed
+                    || !(symbol.is_global() || symbol.is_weak())
+                    || symbol.kind() == object::SymbolKind::Section
+                {
+                    continue;
+                }
+                let name = match symbol.name_bytes() {
+                    Ok(name) => name.to_vec(),
+                    Err(error) => {
+                        self.problem(f, PackError::Elf(error));
+                        continue;
+                    }
+                };
+                let here = Definition { at: (f, symbol.index()), weak: symbol.is_weak() };
+                match self.definitions.get(&name) {
+                    None => {}
+                    Some(there) if there.weak && !here.weak => {}
+                    Some(there) if !there.weak && !here.weak => {
+                        let error = PackError::DefinedTwice {
+                            name: String::from_utf8_lossy(&name).into_owned(),
+                            first: self.names[there.at.0].to_owned(),
+                            second: self.names[f].to_owned(),
+                        };
+                        self.problem(f, error);
+                        continue;
+                    }
+                    Some(_) => continue,
+                }
+                self.definitions.insert(name, here);
+            }
+        }
+    }
+
+    /// One SMF symbol per ELF symbol of object `f` that is defined in a placed section or
+    /// undefined (section symbols are added when relocations need them:
+    /// [`Packer::section_symbol`]); a reference to a name another object defines (an undefined
+    /// symbol, or a weak definition a strong one overrides) links to that definition instead.
+    pub(super) fn add_symbols(&mut self, f: usize) {
+        let file = &self.files[f];
+        for symbol in file.symbols() {
+            let name = match symbol.name_bytes() {
+                Ok(name) => name,
+                Err(error) => {
+                    self.problem(f, PackError::Elf(error));
+                    continue;
+                }
+            };
+            // A symbol without a name can be linked to by no other object or module: local.
+            let binding = if name.is_empty() {
+                Binding::Local
+            } else if symbol.is_weak() {
+                Binding::Weak
+            } else if symbol.is_global() {
+                Binding::Global
+            } else {
+                Binding::Local
+            };
+            let linked = binding != Binding::Local;
+            if let Some(definition) =
+                self.definitions.get(name).filter(|d| linked && d.at != (f, symbol.index()))
+            {
+                self.references.push(((f, symbol.index()), definition.at));
+                continue;
+            }
+            if let Some(handle) =
+                self.dso_handle.filter(|_| symbol.is_undefined() && name == call_arrays::DSO_HANDLE)
+            {
+                self.symbols.insert((f, symbol.index()), handle);
+                continue;
+            }
+            let spec = match symbol.section() {
+                // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT
+                // slots, so a relocation that really needs it fails with a clear error.
+                SymbolSection::Undefined if !name.is_empty() && name != b"_GLOBAL_OFFSET_TABLE_" => {
+                    if let Some(&import) = self.imports.get(name) {
+                        self.symbols.insert((f, symbol.index()), import);
+                        continue;
+                    }
+                    let binding = if symbol.is_weak() { Binding::Weak } else { Binding::Global };
+                    Some(SymbolSpec::import(name).with_binding(binding))
+                }
+                SymbolSection::Common => {
+                    self.problem(f, PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() });
+                    continue;
+                }
+                SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
+                    if !self.placed.contains_key(&(f, index)) {
+                        continue;
+                    }
+                    let extent = (symbol.address(), symbol.size());
+                    let Some(size) = self.size_within_section(f, index, name, extent) else { continue };
+                    let placed = self.placed.get(&(f, index));
+                    placed.map(|p| p.symbol(name, symbol.address(), size).with_binding(binding))
+                }
+                _ => None,
+            };
+            if let Some(mut spec) = spec {
+                // A dialect that marks imports by value (S128) reads a non-local symbol of
+                // value 0 and size 0 as an import: a definition there (an assembler label
+                // without .size at the start of the code) gets size 1 so it stays one.
+                let defined = spec.kind != smf_core::SymbolKind::Import;
+                let looks_imported = spec.value == 0 && spec.size == 0 && spec.binding != Binding::Local;
+                if defined && looks_imported && self.dialect.marks_imports_by_value() {
+                    spec.size = 1;
+                }
+                let index = self.builder.add_symbol(spec);
+                if !defined {
+                    self.imports.insert(name.to_vec(), index);
+                }
+                self.symbols.insert((f, symbol.index()), index);
+            }
+        }
+    }
+
+    /// The size of symbol `name` at `value`, defined in section `index` of object `f`, cut at the
+    /// section's end with a note if it runs past it (a size is what debuggers and profilers
+    /// read; `ld` takes any); `None`, with a problem, if the symbol starts past the end.
+    pub(super) fn size_within_section(
+        &mut self,
+        f: usize,
+        index: SectionIndex,
+        name: &[u8],
+        (value, size): (u64, u64),
+    ) -> Option<u64> {
+        let section_size = self.files[f].section_by_index(index).map_or(0, |s| s.size());
+        let name = String::from_utf8_lossy(name).into_owned();
+        if value > section_size {
+            self.problem(f, PackError::SymbolOutsideSection { symbol: name, value, section_size });
+            return None;
+        }
+        let room = section_size - value;
+        if size > room {
+            let text = format!("symbol {name}: size {size} runs past the end of its section, cut to {room}");
+            self.notes.push(Note { routine: false, text });
+        }
+        Some(size.min(room))
+    }
+
+    /// Links each reference to another object's definition to that definition's SMF symbol.
+    pub(super) fn link_references(&mut self) {
+        for (reference, definition) in std::mem::take(&mut self.references) {
+            if let Some(&index) = self.symbols.get(&definition) {
+                self.symbols.insert(reference, index);
+            }
+        }
+    }
+
+    /// The local symbol standing for section `index` (its start), added the first time a
+    /// relocation names it.
+    pub(super) fn section_symbol(&mut self, f: usize, index: SectionIndex) -> Result<u32, PackError> {
+        if let Some(&s) = self.section_symbols.get(&(f, index)) {
+            return Ok(s);
+        }
+        let section = self.files[f].section_by_index(index)?;
+        let name = section.name().unwrap_or("").as_bytes().to_vec();
+        let Some(spec) = self.placed.get(&(f, index)).map(|p| p.symbol(&name, 0, 0)) else {
+            return Err(PackError::UnloadedSection { section: String::from_utf8_lossy(&name).into_owned() });
+        };
+        let s = self.builder.add_symbol(spec.with_binding(Binding::Local));
+        self.section_symbols.insert((f, index), s);
+        Ok(s)
+    }
+}
