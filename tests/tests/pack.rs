@@ -216,6 +216,57 @@ fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
 }
 
 #[test]
+fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
+    use smf_core::Module;
+    let dir = scratch("function-sections");
+    let code_sections = |bytes: &[u8]| -> Vec<(Vec<u8>, u64)> {
+        let module = Module::parse(bytes).unwrap();
+        module.code_sections().map(|(s, at)| (s.name.to_vec(), at)).collect()
+    };
+    // got.c's four functions, each in a section of its own; the GOT loads relaxed inside the
+    // merged section at each function's place in it.
+    let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC", "-ffunction-sections"]).unwrap();
+    assert_eq!(code_sections(&bytes), [(b".text".to_vec(), 0)]);
+    static IMPORTED: i64 = 35;
+    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
+    let resolver = smf_core::load::TableResolver(&table);
+    let loaded = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
+    let results: Vec<i64> =
+        [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
+            .iter()
+            .map(|(f, args)| call(&loaded, f, args))
+            .collect();
+    assert_eq!(results, [7, 3, 35, 7 + 4 + 35]);
+
+    // A function aligned past a page starts a section of its own (the padding before it is not
+    // stored), at its alignment in the code image; what follows it merges again.
+    let source = dir.join("aligned.c");
+    std::fs::write(
+        &source,
+        "long before(long x) { return x + 1; }\n\
+         __attribute__((aligned(8192))) long aligned(long x) { return x * 3; }\n\
+         long after(long x) { return aligned(x) + before(x); }\n",
+    )
+    .unwrap();
+    let object = compile(&dir, &source, &["-fPIC", "-ffunction-sections"]);
+    let (bytes, _) = smf_tool::pack::pack(&[object], Dialect::R96).unwrap();
+    let sections = code_sections(&bytes);
+    assert_eq!(sections.len(), 2, "{sections:?}");
+    assert_eq!(sections[1].1 % 8192, 0, "{sections:?}");
+    let first = Module::parse(&bytes).unwrap().code_sections().next().unwrap().0;
+    assert!(first.size < 64 && first.virtual_size == 8192, "the padding is stored: {first:?}");
+    let loaded = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&loaded, "after", &[5]), 15 + 6);
+
+    // Every compiled shape, one section per function, against native.
+    let expected = native(&dir, &["cases.c"], &[("sum_squares", &[100]), ("collatz", &[27])]);
+    let (bytes, _) = pack(&dir, "cases.c", Dialect::R96, &["-fPIC", "-ffunction-sections"]).unwrap();
+    assert_eq!(code_sections(&bytes).len(), 1);
+    let loaded = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!([call(&loaded, "sum_squares", &[100]), call(&loaded, "collatz", &[27])][..], expected);
+}
+
+#[test]
 fn compiled_code_shapes_match_native() {
     let calls: &[Call] = &[
         ("sum_squares", &[100]),
@@ -287,15 +338,15 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     let dir = scratch("tables-placement");
     let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
     assert!(!says(&notes, "into the code image"), "{notes:?}");
-    // `shapes` (a const array of pointers) is a data symbol of the rodata section
-    // `.data.rel.ro.local`, whose pointers are data relocations; the jump table in `.rodata`
-    // likewise.
+    // `shapes` (a const array of pointers, in `.data.rel.ro.local`) is a data symbol of the
+    // module's rodata section, where its pointers are data relocations; the jump table in
+    // `.rodata` likewise.
     let parsed = smf_core::Module::parse(&bytes).unwrap();
     let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
     assert_eq!(entry.kind, smf_core::SymbolKind::Data, "an object, not a function");
     let smf_core::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
     let section = parsed.section(section).unwrap();
-    assert!(b".data.rel.ro.local".starts_with(section.name), "{:?}", section.name); // names are cut to 16 bytes
+    assert_eq!(section.name, b".rodata");
     assert_eq!(section.section_type, SectionType::RoData);
     let data_relocations = parsed.relocations().filter(|r| r.image == RelocatedImage::Data).count();
     assert!(data_relocations >= 6, "{data_relocations} data relocations");

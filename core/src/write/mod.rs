@@ -153,6 +153,11 @@ impl ModuleBuilder {
         sat_u32(self.sections.len() - 1)
     }
 
+    /// Section `index` as added, to extend or patch it (`None` past the end).
+    pub fn section_mut(&mut self, index: u32) -> Option<&mut SectionSpec> {
+        self.sections.get_mut(index as usize)
+    }
+
     /// The bytes of section `index`, for patching after the section was added (`None` past the
     /// end).
     pub fn section_data_mut(&mut self, index: u32) -> Option<&mut [u8]> {

@@ -39,19 +39,21 @@ pub(super) fn data_spec(
 /// What an ELF section's relocations patch.
 #[derive(Clone, Copy)]
 pub(super) enum Patched {
-    /// The code image, where the section starts at `base`, in this SMF section.
-    Code { base: u64, section: u32 },
+    /// The code image, where the section starts at `base`, `within` bytes into this SMF
+    /// section.
+    Code { base: u64, section: u32, within: u64 },
     /// This SMF data section, from this offset in it (a part of a merged section).
     Data { section: u32, base: u64 },
 }
 
 /// How an ELF section is carried over.
 pub(super) enum Carried {
-    /// In the code image at this offset, taking `size` bytes (padding included), in this SMF
-    /// section: code, or read-only data that needs relocating (`data` set).
-    Code { offset: u64, size: u64, section: u32, data: bool },
-    /// A data section with this SMF section index.
-    Data { section: u32 },
+    /// In the code image at this offset, `within` bytes into this SMF section (which may hold
+    /// other sections of the run, as `ld` merges `.text.*`): code, or read-only data that
+    /// needs relocating (`data` set).
+    Code { offset: u64, section: u32, within: u64, data: bool },
+    /// In the SMF data section `section`, from `base` on (a part of a merged section).
+    Data { section: u32, base: u64 },
 }
 
 impl Carried {
@@ -66,7 +68,9 @@ impl Carried {
             Carried::Code { offset, data: true, .. } => {
                 SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
             }
-            Carried::Data { section } => SymbolSpec::data(name, section, value, size),
+            Carried::Data { section, base } => {
+                SymbolSpec::data(name, section, base.saturating_add(value), size)
+            }
         }
     }
 }

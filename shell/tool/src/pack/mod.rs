@@ -6,8 +6,10 @@
 //! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
 //! [`PackFailure`]; `covering.rs` the function or variable a problem is in).
 //!
-//! - `.text*` sections become code (each padded to the next one's alignment, since SMF code
-//!   sections are concatenated without padding); `.rodata*`, `.data*`, `.bss*` become data.
+//! - `.text*` sections become code, merged into one SMF section `.text` as `ld` merges them
+//!   (each part padded to the next one's alignment, since SMF code sections are concatenated
+//!   without padding); `.rodata*`, `.data*`, `.bss*` become data, merged into one `.rodata`,
+//!   `.data` and `.bss` (a section aligned past a page starts one of its own).
 //! - Read-only data that carries relocations (switch jump tables in `.rodata`, pointer tables in
 //!   `.data.rel.ro*`) becomes rodata with data relocations; in R72, which has no data sections,
 //!   it follows the code into the code image, sealed with it, its objects data symbols at code

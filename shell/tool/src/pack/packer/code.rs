@@ -1,34 +1,57 @@
 //! The code image: each object's code sections (and, in R72, its read-only data that needs
-//! relocating) placed one after another at their alignments, and the module's finalizer.
+//! relocating) placed one after another at their alignments, and the module's finalizer. A run
+//! of code sections becomes one SMF section `.text` (and a run of read-only data one
+//! `.rodata`), the padding between them stored as zeros, as `ld` merges `.text.*` into
+//! `.text`: a compiler's one section per function (`-ffunction-sections`, which most builds
+//! use) would otherwise cost a section entry each and compress apart.
 
 use object::{Object, ObjectSection, SectionKind};
 use smf_core::kinds::SectionFlags;
 use smf_core::write::{SectionSpec, SymbolSpec};
 use smf_core::{Binding, RelocKind, SectionType};
 
-use super::{Packer, FINALIZER_KEY};
+use super::{Packer, FINALIZER_KEY, MOST_MERGED_ALIGNMENT};
 use crate::pack::call_arrays;
 use crate::pack::carried::{is_read_only, Carried};
 use crate::pack::elf::{align, is_dropped};
 use crate::pack::PackError;
 
+/// The SMF code section the code image ends in: the next code section of the same kind extends
+/// it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CodeRun {
+    /// Its index.
+    section: u32,
+    /// Its offset in the code image.
+    start: u64,
+    /// Where it ends in the code image (its virtual size after `start`).
+    end: u64,
+    /// Read-only data packed into the code (else code).
+    data: bool,
+    /// Whether later sections may extend it (not the finalizer).
+    open: bool,
+}
+
+/// A code section to place: its bytes at `offset` in the code image, taking `padded` bytes
+/// there (up to the next section's alignment).
+struct Part<'b> {
+    bytes: &'b [u8],
+    alignment: u64,
+    offset: u64,
+    padded: u64,
+    data: bool,
+}
+
 impl<'d, 'f> Packer<'d, 'f> {
     /// The code offset where the next object's code goes (after everything placed so far).
     pub(super) fn code_end(&self) -> u64 {
-        self.placed
-            .values()
-            .filter_map(|c| match c {
-                Carried::Code { offset, size, .. } => Some(offset + size),
-                Carried::Data { .. } => None,
-            })
-            .max()
-            .unwrap_or(0)
+        self.code.map_or(0, |run| run.end)
     }
 
     /// Object `f`'s part of the code image, after the objects before it: code (and, in R72,
     /// which has no data sections, read-only data that needs relocating), concatenated, each
     /// section padded to the alignment of the next (the first to its own, after another
-    /// object's code).
+    /// object's code), runs of them merged ([`Packer::append_code`]).
     pub(super) fn place_code(&mut self, f: usize) {
         let file = &self.files[f];
         let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
@@ -54,8 +77,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             let next_align = code.get(i + 1).map_or(1, align);
             let padded = (offset + bytes.len() as u64).div_ceil(next_align) * next_align - offset;
             let data = section.kind() != SectionKind::Text;
-            let name = section.name().unwrap_or(if data { ".rodata" } else { ".text" });
             let flags = if data {
+                let name = section.name().unwrap_or(".rodata");
                 self.note(
                     f,
                     false,
@@ -65,12 +88,9 @@ impl<'d, 'f> Packer<'d, 'f> {
             } else {
                 SectionFlags::READ | SectionFlags::EXEC
             };
-            let mut spec =
-                SectionSpec::new(SectionType::Code, name.as_bytes(), flags, bytes.to_vec(), align(section));
-            spec.virtual_size = padded;
-            let index = self.builder.add_section(spec);
-            self.placed
-                .insert((f, section.index()), Carried::Code { offset, size: padded, section: index, data });
+            let part = Part { bytes, alignment: align(section), offset, padded, data };
+            let (index, within) = self.append_code(&part, flags);
+            self.placed.insert((f, section.index()), Carried::Code { offset, section: index, within, data });
             offset += padded;
         }
     }
@@ -94,7 +114,8 @@ impl<'d, 'f> Packer<'d, 'f> {
         let finalize = self.builder.add_symbol(SymbolSpec::import(b"__cxa_finalize"));
         self.builder.add_relocation(offset + call_arrays::FINALIZER_JUMP, finalize, RelocKind::Plt32, -4);
         self.builder.add_data_relocation(array, 0, handle, RelocKind::Abs64, 0);
-        self.placed.insert(FINALIZER_KEY, Carried::Code { offset, size, section, data: false });
+        self.placed.insert(FINALIZER_KEY, Carried::Code { offset, section, within: 0, data: false });
+        self.code = Some(CodeRun { section, start: offset, end: offset + size, data: false, open: false });
         self.dso_handle = Some(handle);
         self.note(0, true, "added a finalizer: __cxa_finalize(__dso_handle) at release".to_owned());
     }
@@ -102,15 +123,40 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// Pads the last code section so that the code image reaches `offset` (the next object's
     /// first section's alignment).
     pub(super) fn pad_code_to(&mut self, offset: u64) {
-        let last = self.placed.values_mut().filter_map(|c| match c {
-            Carried::Code { offset: at, size, section, .. } => Some((at, size, *section)),
-            Carried::Data { .. } => None,
-        });
-        if let Some((at, size, section)) = last.max_by_key(|(at, _, _)| **at) {
-            if *at + *size < offset {
-                *size = offset - *at;
-                self.builder.set_virtual_size(section, *size);
-            }
+        if let Some(run) = self.code.as_mut().filter(|run| run.end < offset) {
+            run.end = offset;
+            self.builder.set_virtual_size(run.section, offset - run.start);
         }
+    }
+
+    /// Places `part` (the code image reaches its offset): at the end of the last SMF code
+    /// section when that holds the same kind and `part`'s alignment is at most
+    /// [`MOST_MERGED_ALIGNMENT`], else as a new section `.text` (or `.rodata`) with `flags`.
+    /// Returns the SMF section and where `part` starts in it.
+    fn append_code(&mut self, part: &Part<'_>, flags: SectionFlags) -> (u32, u64) {
+        let extends = |run: &CodeRun| {
+            run.open
+                && run.data == part.data
+                && run.end == part.offset
+                && part.alignment <= MOST_MERGED_ALIGNMENT
+        };
+        if let Some(run) = self.code.as_mut().filter(|run| extends(run)) {
+            let within = part.offset - run.start;
+            if let Some(spec) = self.builder.section_mut(run.section) {
+                // Less than the alignment, after the bytes stored so far.
+                spec.data.resize(usize::try_from(within).unwrap_or(usize::MAX), 0);
+                spec.data.extend_from_slice(part.bytes);
+                spec.virtual_size = within + part.padded;
+            }
+            run.end = part.offset + part.padded;
+            return (run.section, within);
+        }
+        let name: &[u8] = if part.data { b".rodata" } else { b".text" };
+        let mut spec = SectionSpec::new(SectionType::Code, name, flags, part.bytes.to_vec(), part.alignment);
+        spec.virtual_size = part.padded;
+        let section = self.builder.add_section(spec);
+        let end = part.offset + part.padded;
+        self.code = Some(CodeRun { section, start: part.offset, end, data: part.data, open: true });
+        (section, 0)
     }
 }

@@ -1,16 +1,26 @@
-//! The data sections: each object's data, read-only data and bss carried as SMF data
-//! sections; everything else dropped with a note or refused.
+//! The data sections: each object's data, read-only data and bss carried into one SMF section
+//! of each kind (`.rodata`, `.data`, `.bss`), as `ld` merges `.rodata.*` and the like, each part
+//! at its alignment; everything else dropped with a note or refused.
 
 use object::{Object, ObjectSection, SectionKind};
 use smf_core::SectionType;
 
-use super::Packer;
+use super::{Packer, MOST_MERGED_ALIGNMENT};
 use crate::pack::call_arrays::call_array_of;
 use crate::pack::carried::{data_spec, is_read_only, Carried};
 use crate::pack::covering::Covering;
 use crate::pack::elf::{align, is_dropped, is_read_only_data, is_routine};
 use crate::pack::unwind::is_unwind_table;
 use crate::pack::PackError;
+
+/// The SMF section of a data kind that the next section of that kind extends.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DataRun {
+    /// Its index.
+    section: u32,
+    /// Its virtual size so far.
+    size: u64,
+}
 
 impl<'d, 'f> Packer<'d, 'f> {
     /// Object `f`'s data, read-only data, bss; everything else is dropped with a note or refused.
@@ -35,8 +45,8 @@ impl<'d, 'f> Packer<'d, 'f> {
                 Ok(Some(_)) if !self.dialect.has_symbol_extension() => {
                     self.problem(f, PackError::R72Data { section: name.to_owned() })
                 }
-                Ok(Some(index)) => {
-                    self.placed.insert((f, section.index()), Carried::Data { section: index });
+                Ok(Some((index, base))) => {
+                    self.placed.insert((f, section.index()), Carried::Data { section: index, base });
                 }
                 Err(error) => self.problem(f, error),
             }
@@ -46,13 +56,13 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
     }
 
-    /// The SMF data section `section` becomes, if any.
+    /// The SMF data section `section` goes to and where in it, if anywhere.
     pub(super) fn data_section(
         &mut self,
         f: usize,
         section: &object::Section<'d, 'f>,
         name: &str,
-    ) -> Result<Option<u32>, PackError> {
+    ) -> Result<Option<(u32, u64)>, PackError> {
         let align = align(section);
         let bytes = || section.data();
         Ok(match section.kind() {
@@ -64,14 +74,10 @@ impl<'d, 'f> Packer<'d, 'f> {
             {
                 None
             }
-            _ if is_read_only(section) => {
-                Some(self.builder.add_section(data_spec(SectionType::RoData, name, bytes()?, align, 0)))
-            }
-            SectionKind::Data => {
-                Some(self.builder.add_section(data_spec(SectionType::Data, name, bytes()?, align, 0)))
-            }
+            _ if is_read_only(section) => Some(self.append_data(SectionType::RoData, bytes()?, align, 0)),
+            SectionKind::Data => Some(self.append_data(SectionType::Data, bytes()?, align, 0)),
             SectionKind::UninitializedData => {
-                Some(self.builder.add_section(data_spec(SectionType::Bss, name, &[], align, section.size())))
+                Some(self.append_data(SectionType::Bss, &[], align, section.size()))
             }
             SectionKind::Tls | SectionKind::UninitializedTls => {
                 let covering = self.covering.entry(f).or_insert_with(|| Covering::of(&self.files[f]));
@@ -88,5 +94,41 @@ impl<'d, 'f> Packer<'d, 'f> {
                 None
             }
         })
+    }
+
+    /// Places `bytes` (or, for bss, `bss` zero bytes) of `kind` at `alignment`: at the end of
+    /// the last SMF section of that kind, as `ld` merges `.rodata.*` into `.rodata`, unless
+    /// aligned more than [`MOST_MERGED_ALIGNMENT`]; else as a new section `.rodata`, `.data`
+    /// or `.bss`. Returns the SMF section and where the bytes start in it.
+    fn append_data(&mut self, kind: SectionType, bytes: &[u8], alignment: u64, bss: u64) -> (u32, u64) {
+        let len = if kind == SectionType::Bss { bss } else { bytes.len() as u64 };
+        let slot = match kind {
+            SectionType::RoData => 0,
+            SectionType::Data => 1,
+            _ => 2,
+        };
+        if let Some(run) = self.data_runs[slot].as_mut().filter(|_| alignment <= MOST_MERGED_ALIGNMENT) {
+            let base = run.size.div_ceil(alignment) * alignment;
+            if let Some(spec) = self.builder.section_mut(run.section) {
+                if kind != SectionType::Bss {
+                    // Less than the alignment, after the bytes stored so far.
+                    spec.data.resize(usize::try_from(base).unwrap_or(usize::MAX), 0);
+                    spec.data.extend_from_slice(bytes);
+                }
+                spec.virtual_size = base.saturating_add(len);
+                // The section's start at the largest alignment keeps every part at its own.
+                spec.alignment = spec.alignment.max(alignment);
+            }
+            run.size = base.saturating_add(len);
+            return (run.section, base);
+        }
+        let name = match kind {
+            SectionType::RoData => ".rodata",
+            SectionType::Data => ".data",
+            _ => ".bss",
+        };
+        let section = self.builder.add_section(data_spec(kind, name, bytes, alignment, bss));
+        self.data_runs[slot] = Some(DataRun { section, size: len });
+        (section, 0)
     }
 }

@@ -153,6 +153,10 @@ struct Packer<'d, 'f> {
     builder: ModuleBuilder,
     /// How each carried ELF section was placed.
     placed: HashMap<(usize, SectionIndex), Carried>,
+    /// The SMF code section the code image ends in (`code.rs`).
+    code: Option<code::CodeRun>,
+    /// The SMF rodata, data and bss sections the next of their kind merge into (`data.rs`).
+    data_runs: [Option<data::DataRun>; 3],
     /// Where each constructor or destructor array section's entries went.
     call_arrays: HashMap<(usize, SectionIndex), ArraySlot>,
     /// Where each object's unwind tables went in the module's one table.
@@ -201,6 +205,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             dialect,
             builder: ModuleBuilder::new(dialect),
             placed: HashMap::new(),
+            code: None,
+            data_runs: [None; 3],
             call_arrays: HashMap::new(),
             unwind: unwind::Parts::new(),
             keep_unwind,
@@ -292,6 +298,11 @@ impl<'d, 'f> Packer<'d, 'f> {
         Ok((smf, self.notes))
     }
 }
+
+/// Sections aligned up to this merge into the section before them of their kind (the padding
+/// before one, stored as zeros, is less than its alignment); a section aligned more starts an
+/// SMF section of its own, so that no object can make the file grow by its alignments.
+const MOST_MERGED_ALIGNMENT: u64 = 4096;
 
 /// The key the finalizer's code is placed under (no ELF section has this index).
 const FINALIZER_KEY: (usize, SectionIndex) = (usize::MAX, SectionIndex(usize::MAX));

@@ -22,8 +22,10 @@ impl<'d, 'f> Packer<'d, 'f> {
                 continue;
             }
             let placed = match self.placed.get(&(f, section.index())) {
-                Some(&Carried::Code { offset, section, .. }) => Patched::Code { base: offset, section },
-                Some(&Carried::Data { section }) => Patched::Data { section, base: 0 },
+                Some(&Carried::Code { offset, section, within, .. }) => {
+                    Patched::Code { base: offset, section, within }
+                }
+                Some(&Carried::Data { section, base }) => Patched::Data { section, base },
                 None => match self.unwind.get(&(f, section.index())) {
                     Some(&(section, base)) => Patched::Data { section, base },
                     None => continue, // relocations of dropped sections go with them
@@ -59,8 +61,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             return Err(Refused::OutsideSection);
         }
         let symbol = self.relocation_symbol(f, relocation.target())?;
-        let (base, code_section) = match placed {
-            Patched::Code { base, section } => (base, section),
+        let (base, code_section, within) = match placed {
+            Patched::Code { base, section, within } => (base, section, within),
             Patched::Data { section, base } => {
                 if !kind.applies_to_data() {
                     return Err(Refused::DataKind(kind));
@@ -71,7 +73,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         };
         // A GOT load of a symbol this object defines becomes a direct reference.
         let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
-        let kind = match usize::try_from(offset) {
+        let kind = match usize::try_from(within + offset) {
             Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
                 .builder
                 .section_data_mut(code_section)
