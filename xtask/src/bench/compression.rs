@@ -1,16 +1,17 @@
 //! Benchmark "compression": compressed modules (`docs/format.md`, "Compression") against their
-//! uncompressed twins, packed from the same objects by `smf pack` with and without
-//! `--compress lz4`:
+//! uncompressed twins, packed from the same objects by `smf pack` plain, with `--compress lz4`
+//! and with `--compress zstd` (lines without a suffix are lz4's, `_zstd` lines Zstandard's):
 //!
 //! - file size, for the C examples (`examples/c/`) and for Lua 5.4 (the `lua` benchmark's
 //!   objects, a large real library): uncompressed / compressed bytes;
-//! - load time from the file (`smf::loader::load_path`, alternated round by round), with the
-//!   file in the page cache (decompression costs CPU) and with it dropped from the page cache
-//!   before every load (fewer pages read): uncompressed time / compressed time, above 1 when
-//!   the compressed module loads faster;
-//! - decompression speed: our frame decoded into a buffer against `lz4_flex`'s own block
-//!   decoder on the same bytes (their time / ours: 1 means the frame costs nothing beside the
-//!   crate), and the throughput in MB/s of decompressed bytes.
+//! - load time from the file (`smf::loader::load_path`, the three alternated round by round),
+//!   with the file in the page cache (decompression costs CPU) and with it dropped from the
+//!   page cache before every load (fewer pages read): uncompressed time / compressed time,
+//!   above 1 when the compressed module loads faster;
+//! - decompression speed: our frames decoded into a buffer against the crate's own decoder on
+//!   the same bytes, `lz4_flex`'s block decoder and `ruzstd`'s frame decoder (their time / ours:
+//!   1 means the frame costs nothing beside the crate), and the throughput in MB/s of
+//!   decompressed bytes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,15 +21,23 @@ use smf_core::compress::Payload;
 use smf_core::{Module, SectionFlags};
 
 use super::report::{self, Goal};
-use super::{interleaved, median_ratio, ms};
+use super::{interleaved_rounds, median_ratio, ms};
 use crate::workspace_root;
 
-/// `objects` packed twice into `dir/NAME.smf` and `dir/NAME.lz4.smf`: their paths.
-fn twins(objects: &[PathBuf], dir: &Path, name: &str, dialect: &str) -> Result<(PathBuf, PathBuf), String> {
-    let (plain, packed) = (dir.join(format!("{name}.smf")), dir.join(format!("{name}.lz4.smf")));
-    super::load::pack_with(objects, &plain, &["--dialect", dialect])?;
-    super::load::pack_with(objects, &packed, &["--dialect", dialect, "--compress", "lz4"])?;
-    Ok((plain, packed))
+/// The methods measured, as `smf pack --compress` names them.
+const METHODS: [&str; 2] = ["lz4", "zstd"];
+
+/// `objects` packed into `dir/NAME.smf`, plain, then with each of [`METHODS`] into
+/// `dir/NAME.METHOD.smf`: their paths, plain first.
+fn packed(objects: &[PathBuf], dir: &Path, name: &str) -> Result<[PathBuf; 3], String> {
+    let plain = dir.join(format!("{name}.smf"));
+    super::load::pack_with(objects, &plain, &["--dialect", "s128"])?;
+    let mut paths = [plain.clone(), plain.clone(), plain];
+    for (method, path) in METHODS.iter().zip(&mut paths[1..]) {
+        *path = dir.join(format!("{name}.{method}.smf"));
+        super::load::pack_with(objects, path, &["--dialect", "s128", "--compress", method])?;
+    }
+    Ok(paths)
 }
 
 /// The C examples compiled (gcc -O2 -fPIC) into `dir`: their objects.
@@ -68,61 +77,83 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     }
     let dir = workspace_root().join("target").join("bench-compression");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    println!("compression: modules packed with --compress lz4 against the same objects packed plain");
+    println!(
+        "compression: modules packed with --compress lz4 and zstd against the same objects packed plain"
+    );
+    let lua = sizes(&dir)?;
+    loads(&lua, rounds)?;
+    decompression(&lua, rounds)
+}
 
-    // File sizes: the examples, each packed alone (the sum), and Lua.
-    let (mut plain_sum, mut packed_sum) = (0, 0);
-    for object in example_objects(&dir)? {
+/// File sizes: the examples, each packed alone (the sum), and Lua; returns Lua's modules.
+fn sizes(dir: &Path) -> Result<[PathBuf; 3], String> {
+    let mut examples = [0; 3];
+    for object in example_objects(dir)? {
         let name = object.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let (plain, packed) = twins(&[object], &dir, &name, "s128")?;
-        plain_sum += size(&plain)?;
-        packed_sum += size(&packed)?;
+        for (sum, path) in examples.iter_mut().zip(packed(&[object], dir, &name)?) {
+            *sum += size(&path)?;
+        }
     }
     let (_, _, lua_objects) =
         super::lua::build_with_objects(&workspace_root().join("target").join("bench-lua"))?;
-    let (lua, lua_packed) = twins(&lua_objects, &dir, "lua", "s128")?;
-    let (lua_size, lua_packed_size) = (size(&lua)?, size(&lua_packed)?);
-    println!("  C examples (5 modules)   {plain_sum:>9} bytes -> {packed_sum:>9} bytes");
-    println!("  Lua 5.4 (one module)     {lua_size:>9} bytes -> {lua_packed_size:>9} bytes");
-    report::ratio("compressed_size_examples", plain_sum as f64 / packed_sum as f64, Goal::Reported);
-    report::ratio("compressed_size_lua", lua_size as f64 / lua_packed_size as f64, Goal::Reported);
+    let lua = packed(&lua_objects, dir, "lua")?;
+    let lua_sizes = [size(&lua[0])?, size(&lua[1])?, size(&lua[2])?];
+    let lines = [
+        ("C examples (5 modules)", examples, ["compressed_size_examples", "compressed_size_examples_zstd"]),
+        ("Lua 5.4 (one module)", lua_sizes, ["compressed_size_lua", "compressed_size_lua_zstd"]),
+    ];
+    for (what, bytes, names) in lines {
+        println!("  {what:<24} {:>9} bytes, lz4 {:>9}, zstd {:>9}", bytes[0], bytes[1], bytes[2]);
+        for (name, packed) in names.into_iter().zip(&bytes[1..]) {
+            report::ratio(name, bytes[0] as f64 / *packed as f64, Goal::Reported);
+        }
+    }
+    Ok(lua)
+}
 
-    // Load time of Lua from its file, warm and cold.
+/// Load time of Lua from its file, warm and cold, plain against each method.
+fn loads(lua: &[PathBuf; 3], rounds: usize) -> Result<(), String> {
     let load = |path: &Path| -> usize {
         // Lua imports the C library.
         let loaded = smf::loader::load_path_with(path, &smf::imports::LinkOptions::default())
             .expect("the module loads");
         loaded.symbol(b"lua_work").unwrap_or(0)
     };
-    let warm = interleaved(rounds, &mut [&mut || load(&lua), &mut || load(&lua_packed)]);
-    let warm_ratio = warm[0].as_secs_f64() / warm[1].as_secs_f64();
-    let mut cold = (Vec::new(), Vec::new());
+    let warm = interleaved_rounds(
+        rounds,
+        &mut [&mut || load(&lua[0]), &mut || load(&lua[1]), &mut || load(&lua[2])],
+    );
+    let mut cold = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds.min(20) {
-        for (path, times) in [(&lua, &mut cold.0), (&lua_packed, &mut cold.1)] {
+        for (path, times) in lua.iter().zip(&mut cold) {
             evict(path)?;
             let start = Instant::now();
             std::hint::black_box(load(path));
             times.push(start.elapsed());
         }
     }
-    let cold_ratio = median_ratio(&cold.0, &cold.1);
-    println!(
-        "  load Lua, file cached     {:>9.3} ms plain, {:>9.3} ms compressed ({warm_ratio:.2}x)",
-        ms(warm[0]),
-        ms(warm[1])
-    );
-    println!(
-        "  load Lua, file not cached {:>9.3} ms plain, {:>9.3} ms compressed ({cold_ratio:.2}x)",
-        ms(super::median(cold.0)),
-        ms(super::median(cold.1))
-    );
-    report::ratio("compressed_load_warm", warm_ratio, Goal::Reported);
-    report::ratio("compressed_load_cold", cold_ratio, Goal::Reported);
+    let cold = cold.to_vec();
+    let lines = [
+        ("file cached", &warm, ["compressed_load_warm", "compressed_load_warm_zstd"]),
+        ("file not cached", &cold, ["compressed_load_cold", "compressed_load_cold_zstd"]),
+    ];
+    for (what, times, names) in lines {
+        let medians: Vec<f64> = times.iter().map(|t| ms(super::median(t.clone()))).collect();
+        println!(
+            "  load Lua, {what:<16} {:>8.3} ms plain, {:>8.3} ms lz4, {:>8.3} ms zstd",
+            medians[0], medians[1], medians[2]
+        );
+        for (name, packed) in names.into_iter().zip(&times[1..]) {
+            report::ratio(name, median_ratio(&times[0], packed), Goal::Reported);
+        }
+    }
+    Ok(())
+}
 
-    // Decompression: every compressed section of Lua through our frame and through lz4_flex.
-    let bytes = std::fs::read(&lua_packed).map_err(|e| e.to_string())?;
-    let module = Module::parse(&bytes).map_err(|e| e.to_string())?;
-    let frames: Vec<_> = module
+/// Every compressed section's frame in the module `bytes`.
+fn frames(bytes: &[u8]) -> Result<Vec<smf_core::compress::Frame<'_>>, String> {
+    let module = Module::parse(bytes).map_err(|e| e.to_string())?;
+    let frames = module
         .sections()
         .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
         .filter_map(|s| match module.payload(&s) {
@@ -130,34 +161,54 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             Payload::Raw(_) => None,
         })
         .collect();
-    let total: usize = frames.iter().map(|f| f.decompressed_len as usize).sum();
-    let largest = frames.iter().map(|f| f.decompressed_len as usize).max().unwrap_or(0);
-    let mut out = vec![0u8; largest];
-    let mut ours = || {
-        for frame in &frames {
-            frame.decompress_into(&mut out).expect("decompresses");
-        }
-        total
+    Ok(frames)
+}
+
+/// A crate's own decoder writing a frame's data into its place.
+type Decoder = dyn Fn(&smf_core::compress::Frame<'_>, &mut [u8]);
+
+/// Decompression: every compressed section of Lua through our frames and through the crate
+/// alone, per method.
+fn decompression(lua: &[PathBuf; 3], rounds: usize) -> Result<(), String> {
+    let lz4 = std::fs::read(&lua[1]).map_err(|e| e.to_string())?;
+    let zstd = std::fs::read(&lua[2]).map_err(|e| e.to_string())?;
+    let alone_lz4 = |frame: &smf_core::compress::Frame<'_>, out: &mut [u8]| {
+        lz4_flex::block::decompress_into(frame.data, out).expect("decompresses");
     };
-    let mut scratch = vec![0u8; largest];
-    let mut theirs = || {
-        for frame in &frames {
-            let len = frame.decompressed_len as usize;
-            lz4_flex::block::decompress_into(frame.data, &mut scratch[..len]).expect("decompresses");
-        }
-        total
+    let alone_zstd = |frame: &smf_core::compress::Frame<'_>, out: &mut [u8]| {
+        ruzstd::decoding::FrameDecoder::new().decode_all(frame.data, out).expect("decompresses");
     };
-    let times = interleaved(rounds * 5, &mut [&mut ours, &mut theirs]);
-    let throughput = total as f64 / times[0].as_secs_f64() / 1e6;
-    println!(
-        "  decompress Lua's {total} bytes: ours {:.3} ms ({throughput:.0} MB/s), lz4_flex alone {:.3} ms",
-        ms(times[0]),
-        ms(times[1])
-    );
-    report::ratio(
-        "decompress_vs_lz4_flex",
-        times[1].as_secs_f64() / times[0].as_secs_f64(),
-        Goal::AtLeast(0.95),
-    );
+    let cases: [(&[u8], &Decoder, &str, &str); 2] = [
+        (&lz4, &alone_lz4, "lz4_flex", "decompress_vs_lz4_flex"),
+        (&zstd, &alone_zstd, "ruzstd", "decompress_vs_ruzstd"),
+    ];
+    for (bytes, alone, crate_name, line) in cases {
+        let frames = frames(bytes)?;
+        let total: usize = frames.iter().map(|f| f.decompressed_len as usize).sum();
+        let largest = frames.iter().map(|f| f.decompressed_len as usize).max().unwrap_or(0);
+        let mut out = vec![0u8; largest];
+        let mut ours = || {
+            for frame in &frames {
+                frame.decompress_into(&mut out).expect("decompresses");
+            }
+            total
+        };
+        let mut scratch = vec![0u8; largest];
+        let mut theirs = || {
+            for frame in &frames {
+                alone(frame, &mut scratch[..frame.decompressed_len as usize]);
+            }
+            total
+        };
+        let times = interleaved_rounds(rounds * 5, &mut [&mut ours, &mut theirs]);
+        let ours_median = super::median(times[0].clone());
+        let throughput = total as f64 / ours_median.as_secs_f64() / 1e6;
+        println!(
+            "  decompress Lua's {total} bytes: ours {:.3} ms ({throughput:.0} MB/s), {crate_name} alone {:.3} ms",
+            ms(ours_median),
+            ms(super::median(times[1].clone()))
+        );
+        report::ratio(line, median_ratio(&times[1], &times[0]), Goal::AtLeast(0.95));
+    }
     Ok(())
 }
