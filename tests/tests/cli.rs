@@ -380,6 +380,7 @@ fn example(name: &str) -> String {
 }
 
 /// `tests/c/NAME.c` compiled (gcc -O2 -fPIC) and packed into a module in `dir`; its path.
+#[cfg(target_arch = "x86_64")] // packs x86-64 objects
 fn packed_c(dir: &std::path::Path, name: &str) -> String {
     let object = smf_tests::compile_c(dir, &format!("{name}.c"));
     let module = dir.join(format!("{name}.smf")).to_string_lossy().into_owned();

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use smf_core::exec::{ExecAllocator, ExecConfig, ExecError};
-use smf_tests::{assert_no_rwx, mappings_within};
+use smf_tests::assert_no_rwx;
 
 // x86-64 only: the application module's code is x86-64.
 #[cfg(target_arch = "x86_64")]
@@ -16,6 +16,7 @@ fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
     use smf_core::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
     use smf_core::Dialect;
     use smf_tests::linking::application;
+    use smf_tests::mappings_within;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let exec = ExecAllocator::with_kernel(ExecConfig::default(), &INJECTOR);
     let file = application(Dialect::R96);
@@ -54,6 +55,7 @@ fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 extern "C" fn return_five() -> i64 {
     5
 }

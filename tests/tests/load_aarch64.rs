@@ -3,7 +3,8 @@
 //! to local data, GOT page21 + GOT page-offset12 to an import's data) is applied by the loader
 //! and the patched code runs; branches also run through their veneers; data relocations point
 //! into the code; constructors and destructors run in their order; compressed code runs once
-//! decompressed into its place (the instruction cache synchronized). On other hosts this file compiles to nothing (the encodings are unit-tested
+//! decompressed into its place (the instruction cache synchronized), and code, rodata and data
+//! compressed with each method run as their uncompressed twin. On other hosts this file compiles to nothing (the encodings are unit-tested
 //! in `smf_core::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
@@ -130,23 +131,65 @@ fn constructors_and_destructors_run_in_their_order() {
     assert_eq!(RECORDED.with(|r| r.take()), [-2, -1]);
 }
 
-#[test]
-fn compressed_code_runs_once_decompressed() {
+/// An aarch64 module whose code, rodata and data are compressed with `method` (or plain):
+/// `load_ro` reads the rodata (ADRP + LDR), `load_through_data` follows the data's pointer
+/// into the rodata (a data relocation, applied to the decompressed data); `seven` lies at the
+/// end of a page of `brk`.
+fn every_kind(method: Option<smf_core::compress::Method>) -> Vec<u8> {
     let mut b = ModuleBuilder::new(Dialect::R96);
     aarch64(&mut b);
     let mut code = vec![0xD420_0000; 1024]; // brk #0
-    code[0] = 0xD280_0540; // movz x0, #42
-    code[1] = RET;
-    code[1022] = 0xD280_00E0; // movz x0, #7
-    code[1023] = RET;
+                                            // 0: load_ro: adrp x0, ro; ldr x0, [x0, #:lo12:ro]; ret
+    code[..3].copy_from_slice(&[0x9000_0000, 0xF940_0000, RET]);
+    // 16: load_through_data: adrp x0, rw; ldr x0, [x0, #:lo12:rw]; ldr x0, [x0]; ret
+    code[4..8].copy_from_slice(&[0x9000_0000, 0xF940_0000, 0xF940_0000, RET]);
+    code[1022..].copy_from_slice(&[0xD280_00E0, RET]); // movz x0, #7; ret
     b.add_code(b".text", &words(&code));
-    b.add_symbol(SymbolSpec::function(b"answer", 0, 8));
+    let mut rodata: Vec<u8> = b"compressed rodata, ".iter().copied().cycle().take(2048).collect();
+    rodata[..16].copy_from_slice(&[42u64.to_le_bytes(), 99u64.to_le_bytes()].concat());
+    let ro = b.add_section(smf_core::write::SectionSpec::new(
+        smf_core::SectionType::RoData,
+        b".rodata",
+        SectionFlags::READ,
+        rodata,
+        8,
+    ));
+    let rw = b.add_data(b".data", &[0; 1024]);
+    let ro_symbol = b.add_symbol(SymbolSpec::data(b"ro", ro, 0, 16));
+    let rw_symbol = b.add_symbol(SymbolSpec::data(b"rw", rw, 0, 8));
+    b.add_symbol(SymbolSpec::function(b"load_ro", 0, 12));
+    b.add_symbol(SymbolSpec::function(b"load_through_data", 16, 16));
     b.add_symbol(SymbolSpec::function(b"seven", 4088, 8));
-    b.compress(smf_core::compress::Method::Lz4);
-    let file = b.build().unwrap();
-    let parsed = Module::parse(&file).unwrap();
-    assert!(parsed.sections().any(|s| s.flags.contains(SectionFlags::COMPRESSED)), "the code is compressed");
-    let exec = ExecAllocator::default();
-    let module = LoadedModule::load(&exec, &file, &(), &LoadOptions::default()).unwrap();
-    assert_eq!((call0(&module, b"answer"), call0(&module, b"seven")), (42, 7));
+    b.add_relocation(0, ro_symbol, RelocKind::Aarch64Page21, 0);
+    b.add_relocation(4, ro_symbol, RelocKind::Aarch64PageOffset12, 0);
+    b.add_relocation(16, rw_symbol, RelocKind::Aarch64Page21, 0);
+    b.add_relocation(20, rw_symbol, RelocKind::Aarch64PageOffset12, 0);
+    b.add_data_relocation(rw, 0, ro_symbol, RelocKind::Abs64, 8);
+    if let Some(method) = method {
+        b.compress(method);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn code_rodata_and_data_compressed_with_each_method_run_as_their_plain_twin() {
+    let run = |file: &[u8]| {
+        let exec = ExecAllocator::default();
+        let module = LoadedModule::load(&exec, file, &(), &LoadOptions::default()).unwrap();
+        [b"load_ro".as_slice(), b"load_through_data", b"seven"].map(|name| call0(&module, name))
+    };
+    let plain = run(&every_kind(None));
+    assert_eq!(plain, [42, 99, 7]);
+    for method in [smf_core::compress::Method::Lz4, smf_core::compress::Method::Zstd] {
+        let file = every_kind(Some(method));
+        let parsed = Module::parse(&file).unwrap();
+        let compressed: Vec<_> = parsed
+            .sections()
+            .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
+            .map(|s| s.section_type)
+            .collect();
+        let kinds = [smf_core::SectionType::Code, smf_core::SectionType::RoData, smf_core::SectionType::Data];
+        assert_eq!(compressed, kinds, "{method:?}");
+        assert_eq!(run(&file), plain, "{method:?}");
+    }
 }
