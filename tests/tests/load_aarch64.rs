@@ -4,7 +4,7 @@
 //! and the patched code runs; branches also run through their veneers; data relocations point
 //! into the code; constructors and destructors run in their order; compressed code runs once
 //! decompressed into its place (the instruction cache synchronized), and code, rodata and data
-//! compressed with each method run as their uncompressed twin. On other hosts this file compiles to nothing (the encodings are unit-tested
+//! compressed with each method, in R96 and S128, run as their uncompressed twin. On other hosts this file compiles to nothing (the encodings are unit-tested
 //! in `smf_core::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
@@ -131,12 +131,13 @@ fn constructors_and_destructors_run_in_their_order() {
     assert_eq!(RECORDED.with(|r| r.take()), [-2, -1]);
 }
 
-/// An aarch64 module whose code, rodata and data are compressed with `method` (or plain):
-/// `load_ro` reads the rodata (ADRP + LDR), `load_through_data` follows the data's pointer
-/// into the rodata (a data relocation, applied to the decompressed data); `seven` lies at the
-/// end of a page of `brk`.
-fn every_kind(method: Option<smf_core::compress::Method>) -> Vec<u8> {
-    let mut b = ModuleBuilder::new(Dialect::R96);
+/// An aarch64 module of `dialect` whose code, rodata and data are compressed with `method` (or
+/// plain): the data's first word points into the rodata (a data relocation, applied to the
+/// decompressed data); `seven` lies at the end of a page of `brk`. In R96, which has the
+/// aarch64 relocation kinds, `load_ro` reads the rodata (ADRP + LDR) and `load_through_data`
+/// follows the data's pointer.
+fn every_kind(dialect: Dialect, method: Option<smf_core::compress::Method>) -> Vec<u8> {
+    let mut b = ModuleBuilder::new(dialect);
     aarch64(&mut b);
     let mut code = vec![0xD420_0000; 1024]; // brk #0
                                             // 0: load_ro: adrp x0, ro; ldr x0, [x0, #:lo12:ro]; ret
@@ -157,39 +158,55 @@ fn every_kind(method: Option<smf_core::compress::Method>) -> Vec<u8> {
     let rw = b.add_data(b".data", &[0; 1024]);
     let ro_symbol = b.add_symbol(SymbolSpec::data(b"ro", ro, 0, 16));
     let rw_symbol = b.add_symbol(SymbolSpec::data(b"rw", rw, 0, 8));
-    b.add_symbol(SymbolSpec::function(b"load_ro", 0, 12));
-    b.add_symbol(SymbolSpec::function(b"load_through_data", 16, 16));
     b.add_symbol(SymbolSpec::function(b"seven", 4088, 8));
-    b.add_relocation(0, ro_symbol, RelocKind::Aarch64Page21, 0);
-    b.add_relocation(4, ro_symbol, RelocKind::Aarch64PageOffset12, 0);
-    b.add_relocation(16, rw_symbol, RelocKind::Aarch64Page21, 0);
-    b.add_relocation(20, rw_symbol, RelocKind::Aarch64PageOffset12, 0);
     b.add_data_relocation(rw, 0, ro_symbol, RelocKind::Abs64, 8);
+    if dialect == Dialect::R96 {
+        b.add_symbol(SymbolSpec::function(b"load_ro", 0, 12));
+        b.add_symbol(SymbolSpec::function(b"load_through_data", 16, 16));
+        b.add_relocation(0, ro_symbol, RelocKind::Aarch64Page21, 0);
+        b.add_relocation(4, ro_symbol, RelocKind::Aarch64PageOffset12, 0);
+        b.add_relocation(16, rw_symbol, RelocKind::Aarch64Page21, 0);
+        b.add_relocation(20, rw_symbol, RelocKind::Aarch64PageOffset12, 0);
+    }
     if let Some(method) = method {
         b.compress(method);
     }
     b.build().unwrap()
 }
 
+/// What `every_kind`'s module does once loaded: `seven` (and in R96 `load_ro`,
+/// `load_through_data`), the rodata's first two words, and whether the data points at the
+/// second.
+fn every_kind_runs(file: &[u8]) -> (Vec<i64>, [u64; 2], bool) {
+    let exec = ExecAllocator::default();
+    let module = LoadedModule::load(&exec, file, &(), &LoadOptions::default()).unwrap();
+    let names: &[&[u8]] = &[b"seven", b"load_ro", b"load_through_data"];
+    let calls = names.iter().filter(|name| module.symbol(name).is_some()).map(|name| call0(&module, name));
+    let (ro, rw) = (module.symbol(b"ro").unwrap(), module.symbol(b"rw").unwrap());
+    // SAFETY: both are the module's data symbols, 16 and 8 bytes, 8-aligned, alive with it.
+    let (words, pointer) =
+        unsafe { ([*(ro as *const u64), *((ro + 8) as *const u64)], *(rw as *const usize)) };
+    (calls.collect(), words, pointer == ro + 8)
+}
+
 #[test]
 fn code_rodata_and_data_compressed_with_each_method_run_as_their_plain_twin() {
-    let run = |file: &[u8]| {
-        let exec = ExecAllocator::default();
-        let module = LoadedModule::load(&exec, file, &(), &LoadOptions::default()).unwrap();
-        [b"load_ro".as_slice(), b"load_through_data", b"seven"].map(|name| call0(&module, name))
-    };
-    let plain = run(&every_kind(None));
-    assert_eq!(plain, [42, 99, 7]);
-    for method in [smf_core::compress::Method::Lz4, smf_core::compress::Method::Zstd] {
-        let file = every_kind(Some(method));
-        let parsed = Module::parse(&file).unwrap();
-        let compressed: Vec<_> = parsed
-            .sections()
-            .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
-            .map(|s| s.section_type)
-            .collect();
-        let kinds = [smf_core::SectionType::Code, smf_core::SectionType::RoData, smf_core::SectionType::Data];
-        assert_eq!(compressed, kinds, "{method:?}");
-        assert_eq!(run(&file), plain, "{method:?}");
+    for dialect in [Dialect::R96, Dialect::S128] {
+        let plain = every_kind_runs(&every_kind(dialect, None));
+        let calls: &[i64] = if dialect == Dialect::R96 { &[7, 42, 99] } else { &[7] };
+        assert_eq!(plain, (calls.to_vec(), [42, 99], true), "{dialect}");
+        for method in [smf_core::compress::Method::Lz4, smf_core::compress::Method::Zstd] {
+            let file = every_kind(dialect, Some(method));
+            let parsed = Module::parse(&file).unwrap();
+            let compressed: Vec<_> = parsed
+                .sections()
+                .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
+                .map(|s| s.section_type)
+                .collect();
+            let kinds =
+                [smf_core::SectionType::Code, smf_core::SectionType::RoData, smf_core::SectionType::Data];
+            assert_eq!(compressed, kinds, "{dialect} {method:?}");
+            assert_eq!(every_kind_runs(&file), plain, "{dialect} {method:?}");
+        }
     }
 }
