@@ -243,8 +243,15 @@ pub(crate) struct Imports<'r> {
 
 impl Resolver for Imports<'_> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let compiled = || {
+            #[cfg(feature = "cranelift")]
+            return crate::exec_manager::CompiledFunctions.resolve(name);
+            #[cfg(not(feature = "cranelift"))]
+            None
+        };
         HostSymbols
             .resolve(name)
+            .or_else(compiled)
             .or_else(|| self.modules.resolve(name))
             .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
             .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())

@@ -37,6 +37,8 @@
 
 pub mod cache;
 pub mod debug;
+#[cfg(feature = "cranelift")]
+pub mod exec_manager;
 pub mod ffi;
 pub mod file;
 #[cfg(feature = "testing")]

@@ -1,0 +1,132 @@
+//! Cranelift functions to machine code for the host: CLIF text parsed, every function's calling
+//! convention (and its callees' signatures) made the platform's C convention (the CLIF reader
+//! defaults to `fast`, which nothing outside Cranelift may call), then verified and compiled at
+//! the manager's opt level. Every refusal names its function; a panic inside Cranelift (which
+//! hostile functions can reach past its verifier) is a refusal too.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::{CodegenError, Context, FinalizedMachReloc};
+
+use super::ExecManagerError;
+
+/// How hard Cranelift optimizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No optimizations: fastest to compile.
+    #[default]
+    None,
+    /// For speed.
+    Speed,
+    /// For speed and size.
+    SpeedAndSize,
+}
+
+impl OptLevel {
+    fn setting(self) -> &'static str {
+        match self {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+            OptLevel::SpeedAndSize => "speed_and_size",
+        }
+    }
+}
+
+/// User external names (`u0:1`) and the names they stand for, for functions built by a
+/// translator rather than parsed from CLIF (where `%name` names a function).
+pub type NameTable = HashMap<UserExternalName, String>;
+
+/// The host's instruction set at `opt`, frame pointers kept (debuggers, profilers and crash
+/// reports walk compiled frames as they walk the loader's).
+pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags.set(name, value).map_err(|e| ExecManagerError::Host(format!("{name}={value}: {e}")))
+    };
+    set(&mut flags, "opt_level", opt.setting())?;
+    set(&mut flags, "preserve_frame_pointers", "true")?;
+    let builder = cranelift_native::builder().map_err(|e| ExecManagerError::Host(e.to_owned()))?;
+    builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
+}
+
+/// Every function of CLIF `text`.
+pub(super) fn parse(text: &str) -> Result<Vec<Function>, ExecManagerError> {
+    cranelift_reader::parse_functions(text)
+        .map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
+}
+
+/// The name `function` defines: its test-case name, or its user name in `names`.
+pub(super) fn name_of(function: &Function, names: &NameTable) -> Result<String, ExecManagerError> {
+    match &function.name {
+        UserFuncName::Testcase(name) => Ok(String::from_utf8_lossy(name.raw()).into_owned()),
+        UserFuncName::User(user) => {
+            names.get(user).cloned().ok_or_else(|| ExecManagerError::Unnamed(function.name.to_string()))
+        }
+    }
+}
+
+/// The name a call target stands for (`None`: not a name this loader can link).
+pub(super) fn target_name(function: &Function, name: &ExternalName, names: &NameTable) -> Option<String> {
+    match name {
+        ExternalName::TestCase(name) => Some(String::from_utf8_lossy(name.raw()).into_owned()),
+        ExternalName::User(reference) => names.get(&function.params.user_named_funcs()[*reference]).cloned(),
+        ExternalName::LibCall(call) => super::image::libcall_symbol(*call).map(str::to_owned),
+        ExternalName::KnownSymbol(_) => None,
+    }
+}
+
+/// One function compiled: its name, code, relocations and the function itself (its signature,
+/// its external names).
+pub(super) struct Compiled {
+    pub(super) name: String,
+    pub(super) code: Vec<u8>,
+    pub(super) alignment: u64,
+    pub(super) relocations: Vec<FinalizedMachReloc>,
+    pub(super) function: Function,
+}
+
+/// `function` (named `name`) compiled for `isa`, in the platform's calling convention.
+pub(super) fn compile(
+    isa: &OwnedTargetIsa,
+    mut function: Function,
+    name: String,
+) -> Result<Compiled, ExecManagerError> {
+    let convention = isa.default_call_conv();
+    function.signature.call_conv = convention;
+    for signature in function.dfg.signatures.values_mut() {
+        signature.call_conv = convention;
+    }
+    let mut context = Context::for_function(function);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        context
+            .compile(&**isa, &mut Default::default())
+            .map(|code| {
+                (code.code_buffer().to_vec(), u64::from(code.buffer.alignment), code.buffer.relocs().to_vec())
+            })
+            .map_err(|e| describe(&e.inner))
+    }));
+    let (code, alignment, relocations) = match outcome {
+        Ok(Ok(compiled)) => compiled,
+        Ok(Err(message)) => return Err(ExecManagerError::Compile { function: name, message }),
+        Err(_) => {
+            let message = "Cranelift panicked compiling it (an internal compiler error)".to_owned();
+            return Err(ExecManagerError::Compile { function: name, message });
+        }
+    };
+    Ok(Compiled { name, code, alignment, relocations, function: context.func })
+}
+
+/// What Cranelift said, in one paragraph: each verifier finding with its place.
+fn describe(error: &CodegenError) -> String {
+    match error {
+        CodegenError::Verifier(errors) => {
+            let findings: Vec<String> = errors.0.iter().map(|e| format!("verifier: {e}")).collect();
+            findings.join("; ")
+        }
+        other => other.to_string(),
+    }
+}

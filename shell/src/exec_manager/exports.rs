@@ -1,0 +1,64 @@
+//! The process-wide namespace compiled functions are exported into: every load (through the
+//! C ABI's lookup order, [`crate::imports`]) asks it after the host symbols, so a module loaded
+//! after a function was compiled can call it by name. Per name, the latest definition is found
+//! first; cleaning a manager up withdraws its definitions, and an earlier one (of another
+//! manager) is found again. Entries hold their module weakly (its manager holds it); a
+//! resolution hands out a strong reference, so whoever linked to a compiled function keeps its
+//! code alive after the manager is gone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use smf_core::load::{Resolved, Resolver};
+
+use crate::loader::SharedModule;
+use crate::sync::lock;
+
+/// One definition of a name.
+struct Definition {
+    /// The manager that compiled it.
+    owner: u64,
+    module: Weak<SharedModule>,
+    addr: usize,
+}
+
+/// Definitions by name, the latest last.
+static EXPORTS: Mutex<Option<HashMap<Vec<u8>, Vec<Definition>>>> = Mutex::new(None);
+
+/// Exports `name` at `addr` in `module`, compiled by manager `owner`: found before every
+/// earlier definition of the name.
+pub(super) fn export(owner: u64, name: &[u8], module: &Arc<SharedModule>, addr: usize) {
+    let (key, definition) = (name.to_vec(), Definition { owner, module: Arc::downgrade(module), addr });
+    let mut exports = lock(&EXPORTS);
+    exports.get_or_insert_with(HashMap::new).entry(key).or_default().push(definition);
+}
+
+/// Withdraws every definition manager `owner` exported.
+pub(super) fn withdraw(owner: u64) {
+    let mut exports = lock(&EXPORTS);
+    if let Some(map) = exports.as_mut() {
+        map.retain(|_, definitions| {
+            definitions.retain(|d| d.owner != owner);
+            !definitions.is_empty()
+        });
+    }
+}
+
+/// The namespace as a resolver (the latest live definition of a name).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompiledFunctions;
+
+impl Resolver for CompiledFunctions {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let exports = lock(&EXPORTS);
+        let definitions = exports.as_ref()?.get(name)?;
+        let (module, addr) = definitions.iter().rev().find_map(|d| Some((d.module.upgrade()?, d.addr)))?;
+        drop(exports);
+        let keepalive: Arc<dyn std::any::Any + Send + Sync> = module;
+        Some(Resolved { addr, keepalive: Some(keepalive) })
+    }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        out.write_str("compiled functions")
+    }
+}

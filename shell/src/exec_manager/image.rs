@@ -1,0 +1,118 @@
+//! A batch of compiled functions as one SMF module, for the loader to place, link and seal like
+//! any other: one code section (each function at its alignment), a global function symbol per
+//! function, an import per name called outside the batch, and each of Cranelift's relocations
+//! as the SMF relocation that computes the same value. R96, the dialect with both x86-64's and
+//! aarch64's kinds.
+
+use std::collections::HashMap;
+
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::ir::LibCall;
+use cranelift_codegen::FinalizedRelocTarget;
+use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Dialect, RelocKind, SectionFlags, SectionType};
+
+use super::compile::{target_name, Compiled, NameTable};
+use super::ExecManagerError;
+
+/// The C symbol a Cranelift library call links to (`None`: one with no C equivalent here).
+pub(super) fn libcall_symbol(call: LibCall) -> Option<&'static str> {
+    Some(match call {
+        LibCall::CeilF32 => "ceilf",
+        LibCall::CeilF64 => "ceil",
+        LibCall::FloorF32 => "floorf",
+        LibCall::FloorF64 => "floor",
+        LibCall::TruncF32 => "truncf",
+        LibCall::TruncF64 => "trunc",
+        LibCall::NearestF32 => "nearbyintf",
+        LibCall::NearestF64 => "nearbyint",
+        LibCall::FmaF32 => "fmaf",
+        LibCall::FmaF64 => "fma",
+        LibCall::Memcpy => "memcpy",
+        LibCall::Memset => "memset",
+        LibCall::Memmove => "memmove",
+        LibCall::Memcmp => "memcmp",
+        _ => return None,
+    })
+}
+
+/// The SMF relocation computing what Cranelift's `kind` asks for.
+fn smf_kind(kind: Reloc) -> Option<RelocKind> {
+    Some(match kind {
+        Reloc::Abs8 => RelocKind::Abs64,
+        Reloc::X86PCRel4 => RelocKind::Pc32,
+        Reloc::X86CallPCRel4 | Reloc::X86CallPLTRel4 => RelocKind::Plt32,
+        Reloc::X86GOTPCRel4 => RelocKind::GotPc32,
+        Reloc::Arm64Call => RelocKind::Aarch64Branch26,
+        Reloc::Aarch64AdrPrelPgHi21 => RelocKind::Aarch64Page21,
+        Reloc::Aarch64AddAbsLo12Nc => RelocKind::Aarch64PageOffset12,
+        Reloc::Aarch64AdrGotPage21 => RelocKind::Aarch64GotPage21,
+        Reloc::Aarch64Ld64GotLo12Nc => RelocKind::Aarch64GotPageOffset12,
+        _ => return None,
+    })
+}
+
+/// The module holding `batch`, its functions' names resolved through `names`.
+pub(super) fn module_of(batch: &[Compiled], names: &NameTable) -> Result<Vec<u8>, ExecManagerError> {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    if cfg!(target_arch = "aarch64") {
+        b.header(|h| h.arch = 1);
+    }
+    // The functions back to back, each at its alignment (the padding is part of the section:
+    // SMF code sections are concatenated without any).
+    let mut code = Vec::new();
+    let mut offsets = Vec::with_capacity(batch.len());
+    for function in batch {
+        let alignment = usize::try_from(function.alignment.max(16)).unwrap_or(16);
+        code.resize(code.len().div_ceil(alignment) * alignment, 0);
+        offsets.push(code.len() as u64);
+        code.extend_from_slice(&function.code);
+    }
+    let exec = SectionFlags::READ | SectionFlags::EXEC;
+    let align = batch.iter().map(|f| f.alignment.max(16)).max().unwrap_or(16);
+    b.add_section(SectionSpec::new(SectionType::Code, b".text", exec, code, align));
+    let mut symbols: HashMap<String, u32> = HashMap::new();
+    for (function, &offset) in batch.iter().zip(&offsets) {
+        let symbol =
+            b.add_symbol(SymbolSpec::function(function.name.as_bytes(), offset, function.code.len() as u64));
+        symbols.insert(function.name.clone(), symbol);
+    }
+    for (function, &offset) in batch.iter().zip(&offsets) {
+        for relocation in &function.relocations {
+            let cannot = |what: String| ExecManagerError::Link { function: function.name.clone(), what };
+            let kind = smf_kind(relocation.kind)
+                .ok_or_else(|| cannot(format!("a {:?} relocation (no SMF equivalent)", relocation.kind)))?;
+            let (symbol, addend) = match &relocation.target {
+                FinalizedRelocTarget::ExternalName(name) => {
+                    let Some(target) = target_name(&function.function, name, names) else {
+                        return Err(cannot(format!(
+                            "a call to {}",
+                            name.display(Some(&function.function.params))
+                        )));
+                    };
+                    let symbol = match symbols.get(&target) {
+                        Some(&symbol) => symbol,
+                        None => {
+                            let import = b.add_symbol(SymbolSpec::import(target.as_bytes()));
+                            symbols.insert(target, import);
+                            import
+                        }
+                    };
+                    (symbol, relocation.addend)
+                }
+                // An offset in the function itself.
+                FinalizedRelocTarget::Func(at) => {
+                    (symbols[&function.name], relocation.addend + i64::from(*at))
+                }
+            };
+            b.add_relocation(offset + u64::from(relocation.offset), symbol, kind, addend);
+        }
+    }
+    b.build()
+        .map_err(|e| ExecManagerError::Link { function: batch_names(batch), what: format!("the batch: {e}") })
+}
+
+/// The functions of `batch`, for a message about all of them.
+fn batch_names(batch: &[Compiled]) -> String {
+    batch.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+}

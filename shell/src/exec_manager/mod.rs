@@ -1,0 +1,218 @@
+//! The execution manager (feature `cranelift`): Cranelift functions, as the runtime's translator
+//! builds them or as CLIF text, compiled for the host and executed by name.
+//!
+//! A batch of functions compiled together becomes one in-memory SMF module (`image.rs`) loaded
+//! through [`crate::loader`] with the C ABI's lookup order: its code is placed and sealed by the
+//! loader's W^X allocator with one protection change, its calls are linked to each other, to
+//! functions compiled before (the process-wide namespace of `exports.rs`, which later loads
+//! consult too), to loaded modules, host symbols and the C library; debuggers and profilers
+//! see it as they see modules. Compiling a name again exports the new code for new callers;
+//! the old code stays where it is until the manager is dropped, so addresses handed out stay
+//! valid while it lives.
+
+mod compile;
+mod error;
+mod exports;
+mod image;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use cranelift_codegen::ir::{Function, Signature};
+use cranelift_codegen::isa::OwnedTargetIsa;
+
+pub use compile::{NameTable, OptLevel};
+pub use error::ExecManagerError;
+pub use exports::CompiledFunctions;
+
+use crate::imports::LinkOptions;
+use crate::loader::SharedModule;
+
+/// A front end: source text to CLIF text (the runtime registers its own; `compile_source` and
+/// `compile_file` go through it).
+pub type FrontEnd = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// A compiled function: where it is, its signature, the module holding it.
+struct Entry {
+    addr: usize,
+    signature: Signature,
+    module: Arc<SharedModule>,
+}
+
+/// Compiles Cranelift functions for the host into executable memory and runs them by name
+/// (see the module documentation).
+pub struct ExecManager {
+    isa: OwnedTargetIsa,
+    opt: OptLevel,
+    /// This manager's identity in the namespace of compiled functions.
+    id: u64,
+    /// The latest definition of each name this manager compiled.
+    functions: HashMap<String, Entry>,
+    /// Every batch it loaded, kept until it is dropped (replaced code included).
+    modules: Vec<Arc<SharedModule>>,
+    front_end: Option<FrontEnd>,
+}
+
+impl std::fmt::Debug for ExecManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecManager")
+            .field("isa", &self.isa.name())
+            .field("opt", &self.opt)
+            .field("functions", &self.functions.len())
+            .field("modules", &self.modules.len())
+            .field("front_end", &self.front_end.is_some())
+            .finish()
+    }
+}
+
+impl ExecManager {
+    /// A manager compiling for the host at `opt`.
+    pub fn new(opt: OptLevel) -> Result<Self, ExecManagerError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Ok(ExecManager {
+            isa: compile::host_isa(opt)?,
+            opt,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            functions: HashMap::new(),
+            modules: Vec::new(),
+            front_end: None,
+        })
+    }
+
+    /// The opt level it compiles at.
+    pub fn opt_level(&self) -> OptLevel {
+        self.opt
+    }
+
+    /// Compiles every function of CLIF `text` together (one batch: one seal); each is named
+    /// by its test-case name (`function %add(i64, i64) -> i64` defines `add`). Returns the
+    /// names defined.
+    pub fn compile_clif(&mut self, text: &str) -> Result<Vec<String>, ExecManagerError> {
+        let functions = compile::parse(text)?;
+        self.compile_functions(functions, &NameTable::new())
+    }
+
+    /// Compiles `functions` together (one batch: one seal). A function is named by its
+    /// test-case name or, for a user name (`u0:1`), by `names`; a call target likewise. Returns
+    /// the names defined. Nothing of a batch is defined if any of it fails.
+    pub fn compile_functions(
+        &mut self,
+        functions: Vec<Function>,
+        names: &NameTable,
+    ) -> Result<Vec<String>, ExecManagerError> {
+        let mut batch = Vec::with_capacity(functions.len());
+        for function in functions {
+            let name = compile::name_of(&function, names)?;
+            if batch.iter().any(|c: &compile::Compiled| c.name == name) {
+                return Err(ExecManagerError::DefinedTwice(name));
+            }
+            batch.push(compile::compile(&self.isa, function, name)?);
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bytes = image::module_of(&batch, names)?;
+        // Not in the registry (whose first definition of a name wins): exported below into
+        // the namespace of compiled functions, where the latest does.
+        let options = LinkOptions { local: true, ..LinkOptions::default() };
+        let module =
+            crate::loader::load_bytes_with(&bytes, &options, None).map_err(ExecManagerError::Load)?;
+        let mut defined = Vec::with_capacity(batch.len());
+        for compiled in batch {
+            let Some(addr) = module.symbol(compiled.name.as_bytes()) else { continue };
+            exports::export(self.id, compiled.name.as_bytes(), &module, addr);
+            let entry =
+                Entry { addr, signature: compiled.function.signature.clone(), module: module.clone() };
+            self.functions.insert(compiled.name.clone(), entry);
+            defined.push(compiled.name);
+        }
+        self.modules.push(module);
+        Ok(defined)
+    }
+
+    /// Registers the front end `compile_source` and `compile_file` go through.
+    pub fn set_front_end(&mut self, front_end: FrontEnd) {
+        self.front_end = Some(front_end);
+    }
+
+    /// Compiles `source` through the registered front end (to CLIF, then as
+    /// [`ExecManager::compile_clif`]).
+    pub fn compile_source(&mut self, source: &str) -> Result<Vec<String>, ExecManagerError> {
+        let front_end = self.front_end.as_ref().ok_or(ExecManagerError::NoFrontEnd)?;
+        let clif = front_end(source).map_err(ExecManagerError::FrontEnd)?;
+        self.compile_clif(&clif)
+    }
+
+    /// [`ExecManager::compile_source`] of the file at `path`.
+    pub fn compile_file(&mut self, path: &Path) -> Result<Vec<String>, ExecManagerError> {
+        if self.front_end.is_none() {
+            return Err(ExecManagerError::NoFrontEnd);
+        }
+        let source =
+            std::fs::read_to_string(path).map_err(|e| ExecManagerError::Io(path.to_path_buf(), e))?;
+        self.compile_source(&source)
+    }
+
+    /// Calls function `name` with `args` (integers, as many as its signature takes, at most
+    /// six) and returns its integer result (0 for a function returning nothing). A name this
+    /// manager did not compile, a wrong number of arguments, or a signature that is not
+    /// integers in and at most one integer out is an error, never a call.
+    pub fn execute(&self, name: &str, args: &[i64]) -> Result<i64, ExecManagerError> {
+        let entry =
+            self.functions.get(name).ok_or_else(|| ExecManagerError::UnknownFunction(name.to_owned()))?;
+        let signature = &entry.signature;
+        let integer = |t: cranelift_codegen::ir::Type| t.is_int() && t.bits() <= 64;
+        let fits =
+            signature.params.iter().all(|p| {
+                integer(p.value_type) && p.purpose == cranelift_codegen::ir::ArgumentPurpose::Normal
+            }) && signature.returns.len() <= 1
+                && signature.returns.iter().all(|r| integer(r.value_type));
+        if !fits {
+            return Err(ExecManagerError::Signature {
+                function: name.to_owned(),
+                signature: signature.to_string(),
+            });
+        }
+        if signature.params.len() != args.len() {
+            let (expected, given) = (signature.params.len(), args.len());
+            return Err(ExecManagerError::Arity { function: name.to_owned(), expected, given });
+        }
+        // SAFETY: the function's signature (checked above) takes exactly these integer
+        // arguments in the platform's C convention (every compiled function is given it) and
+        // returns at most one integer; its module lives while `self` is borrowed.
+        #[allow(unsafe_code)]
+        let result = unsafe { entry.module.call_integers(Some(name.as_bytes()), args) };
+        let result = result.map_err(ExecManagerError::Call)?;
+        // A narrower integer result is the low bits of the register, sign-extended.
+        Ok(match signature.returns.first().map(|r| r.value_type.bits()) {
+            None => 0,
+            Some(bits) if bits < 64 => (result << (64 - bits)) >> (64 - bits),
+            Some(_) => result,
+        })
+    }
+
+    /// Whether this manager compiled a function `name`.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// The names of the functions this manager compiled, sorted.
+    pub fn function_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Where function `name`'s latest code is (valid while the manager lives).
+    pub fn address(&self, name: &str) -> Option<usize> {
+        self.functions.get(name).map(|e| e.addr)
+    }
+}
+
+impl Drop for ExecManager {
+    fn drop(&mut self) {
+        exports::withdraw(self.id);
+    }
+}

@@ -1,0 +1,279 @@
+//! The execution manager (`smf::exec_manager`, feature `cranelift`): CLIF compiled for the host
+//! and executed by name; recursive and mutually recursive functions; calls into a loaded module
+//! and from a module loaded afterwards; redefinition (new callers get the new code, held
+//! addresses keep the old); errors that name what failed, never a call; W^X while several
+//! threads compile and execute.
+
+#![allow(unsafe_code)] // calling a compiled function through its address
+
+use smf::exec_manager::{ExecManager, ExecManagerError, OptLevel};
+use smf::imports::LinkOptions;
+
+const FACTORIAL_AND_PARITY: &str = "
+function %factorial(i64) -> i64 {
+    fn0 = %factorial(i64) -> i64
+block0(v0: i64):
+    v1 = iconst.i64 1
+    v2 = icmp sle v0, v1
+    brif v2, block1, block2
+block1:
+    return v1
+block2:
+    v3 = isub v0, v1
+    v4 = call fn0(v3)
+    v5 = imul v0, v4
+    return v5
+}
+
+function %is_even(i64) -> i64 {
+    fn0 = %is_odd(i64) -> i64
+block0(v0: i64):
+    brif v0, block2, block1
+block1:
+    v1 = iconst.i64 1
+    return v1
+block2:
+    v2 = iconst.i64 1
+    v3 = isub v0, v2
+    v4 = call fn0(v3)
+    return v4
+}
+
+function %is_odd(i64) -> i64 {
+    fn0 = %is_even(i64) -> i64
+block0(v0: i64):
+    brif v0, block2, block1
+block1:
+    v1 = iconst.i64 0
+    return v1
+block2:
+    v2 = iconst.i64 1
+    v3 = isub v0, v2
+    v4 = call fn0(v3)
+    return v4
+}
+";
+
+/// A function `NAME` of no arguments returning `value`.
+fn constant(name: &str, value: i64) -> String {
+    format!("function %{name}() -> i64 {{\nblock0:\n    v0 = iconst.i64 {value}\n    return v0\n}}\n")
+}
+
+#[test]
+fn recursive_and_mutually_recursive_functions_run_at_every_opt_level() {
+    for opt in [OptLevel::None, OptLevel::Speed, OptLevel::SpeedAndSize] {
+        let mut manager = ExecManager::new(opt).unwrap();
+        let defined = manager.compile_clif(FACTORIAL_AND_PARITY).unwrap();
+        assert_eq!(defined, ["factorial", "is_even", "is_odd"]);
+        assert_eq!(manager.execute("factorial", &[10]).unwrap(), 3_628_800, "{opt:?}");
+        assert_eq!(manager.execute("factorial", &[20]).unwrap(), 2_432_902_008_176_640_000);
+        assert_eq!(manager.execute("is_even", &[10]).unwrap(), 1);
+        assert_eq!(manager.execute("is_odd", &[7]).unwrap(), 1);
+        assert_eq!(manager.execute("is_even", &[7]).unwrap(), 0);
+        assert!(manager.has_function("is_odd") && !manager.has_function("is_three"));
+        assert_eq!(manager.function_names(), ["factorial", "is_even", "is_odd"]);
+    }
+}
+
+#[test]
+fn a_later_batch_calls_an_earlier_one_and_the_c_library() {
+    let mut manager = ExecManager::new(OptLevel::Speed).unwrap();
+    manager.compile_clif(&constant("ten", 10)).unwrap();
+    // `ten` from the batch before; `labs` from the C library.
+    manager
+        .compile_clif(
+            "function %ten_minus_abs(i64) -> i64 {
+                fn0 = %ten() -> i64
+                fn1 = %labs(i64) -> i64
+            block0(v0: i64):
+                v1 = call fn0()
+                v2 = call fn1(v0)
+                v3 = isub v1, v2
+                return v3
+            }",
+        )
+        .unwrap();
+    assert_eq!(manager.execute("ten_minus_abs", &[-4]).unwrap(), 6);
+}
+
+/// A module exporting `five` (returns 5), for this host.
+fn library_exporting_five() -> Vec<u8> {
+    #[cfg(target_arch = "x86_64")]
+    return smf_tests::linking::library(smf_core::Dialect::R96);
+    #[cfg(target_arch = "aarch64")]
+    return smf_core::write::samples::aarch64_library();
+}
+
+/// A module whose `calls_compiled` jumps to the import `NAME` (its arguments passed on).
+fn module_calling(name: &str) -> Vec<u8> {
+    use smf_core::write::{ModuleBuilder, SymbolSpec};
+    use smf_core::{Dialect, RelocKind};
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let import = b.add_symbol(SymbolSpec::import(name.as_bytes()));
+    if cfg!(target_arch = "aarch64") {
+        b.header(|h| h.arch = 1);
+        b.add_code(b".text", &0x1400_0000u32.to_le_bytes()); // b NAME
+        b.add_relocation(0, import, RelocKind::Aarch64Branch26, 0);
+    } else {
+        b.add_code(b".text", &[0xE9, 0, 0, 0, 0]); // jmp NAME
+        b.add_relocation(1, import, RelocKind::Plt32, -4);
+    }
+    b.add_symbol(SymbolSpec::function(b"calls_compiled", 0, 5));
+    b.build().unwrap()
+}
+
+#[test]
+fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
+    let library =
+        smf::loader::load_bytes_with(&library_exporting_five(), &LinkOptions::default(), None).unwrap();
+    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    manager
+        .compile_clif(
+            "function %five_times(i64) -> i64 {
+                fn0 = %five() -> i64
+            block0(v0: i64):
+                v1 = call fn0()
+                v2 = imul v0, v1
+                return v2
+            }",
+        )
+        .unwrap();
+    assert_eq!(manager.execute("five_times", &[9]).unwrap(), 45);
+
+    let later =
+        smf::loader::load_bytes_with(&module_calling("five_times"), &LinkOptions::default(), None).unwrap();
+    // SAFETY: `calls_compiled` jumps to `five_times(i64) -> i64`.
+    assert_eq!(unsafe { later.call_integers(Some(b"calls_compiled"), &[3]) }.unwrap(), 15);
+    // The module keeps the compiled code alive after the manager is gone.
+    drop(manager);
+    // SAFETY: as above.
+    assert_eq!(unsafe { later.call_integers(Some(b"calls_compiled"), &[4]) }.unwrap(), 20);
+    // ...but a module loaded now finds no `five_times` to link.
+    let error = smf::loader::load_bytes_with(&module_calling("five_times"), &LinkOptions::default(), None)
+        .expect_err("five_times was withdrawn with its manager");
+    assert!(error.to_string().contains("five_times"), "{error}");
+    drop(library);
+}
+
+#[test]
+fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
+    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    manager.compile_clif(&constant("version", 1)).unwrap();
+    let first = manager.address("version").unwrap();
+    let before =
+        smf::loader::load_bytes_with(&module_calling("version"), &LinkOptions::default(), None).unwrap();
+    manager.compile_clif(&constant("version", 2)).unwrap();
+    assert_eq!(manager.execute("version", &[]).unwrap(), 2);
+    assert_ne!(manager.address("version"), Some(first));
+    let after =
+        smf::loader::load_bytes_with(&module_calling("version"), &LinkOptions::default(), None).unwrap();
+    // SAFETY: `calls_compiled` jumps to `version() -> i64`.
+    let (old, new) = unsafe {
+        (
+            before.call_integers(Some(b"calls_compiled"), &[]).unwrap(),
+            after.call_integers(Some(b"calls_compiled"), &[]).unwrap(),
+        )
+    };
+    assert_eq!((old, new), (1, 2), "linked before: the old code; after: the new");
+    // The address handed out first still runs the old code.
+    // SAFETY: `first` is `version() -> i64`, kept while the manager lives.
+    let old_code: extern "C" fn() -> i64 = unsafe { std::mem::transmute(first) };
+    assert_eq!(old_code(), 1);
+}
+
+#[test]
+fn failures_name_what_failed_and_never_call() {
+    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    let parse =
+        manager.compile_clif("function %broken(i64) -> i64 {\nblock0(v0: i64):\n    v1 = bogus v0\n}\n");
+    assert!(matches!(parse, Err(ExecManagerError::Parse { line: 3, .. })), "{parse:?}");
+
+    // Returns an i32 where the signature says i64: the verifier refuses it, naming the function.
+    let verify = manager
+        .compile_clif("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");
+    match verify {
+        Err(ExecManagerError::Compile { function, message }) => {
+            assert_eq!(function, "mistyped");
+            assert!(message.contains("verifier"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let twice = manager.compile_clif(&(constant("same", 1) + &constant("same", 2)));
+    assert!(matches!(twice, Err(ExecManagerError::DefinedTwice(ref name)) if name == "same"), "{twice:?}");
+    // A call nothing resolves: the load fails, naming it; nothing of the batch is defined.
+    let unresolved = manager.compile_clif(
+        "function %calls_nothing() -> i64 {\n    fn0 = %nowhere_to_be_found() -> i64\nblock0:\n    v0 = call fn0()\n    return v0\n}\n",
+    );
+    match unresolved {
+        Err(e @ ExecManagerError::Load(_)) => assert!(e.to_string().contains("nowhere_to_be_found"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!manager.has_function("calls_nothing"));
+
+    manager.compile_clif(FACTORIAL_AND_PARITY).unwrap();
+    manager
+        .compile_clif("function %half(f64) -> f64 {\nblock0(v0: f64):\n    v1 = f64const 0x1.0p-1\n    v2 = fmul v0, v1\n    return v2\n}\n")
+        .unwrap();
+    assert!(matches!(manager.execute("missing", &[]), Err(ExecManagerError::UnknownFunction(_))));
+    assert!(matches!(
+        manager.execute("factorial", &[1, 2]),
+        Err(ExecManagerError::Arity { expected: 1, given: 2, .. })
+    ));
+    let signature = manager.execute("half", &[1]);
+    assert!(matches!(signature, Err(ExecManagerError::Signature { .. })), "{signature:?}");
+    assert_eq!(
+        manager.compile_source("1 + 2").unwrap_err().to_string(),
+        "no front end is registered to compile source (ExecManager::set_front_end)"
+    );
+    assert!(matches!(
+        manager.compile_file(std::path::Path::new("/nonexistent")),
+        Err(ExecManagerError::NoFrontEnd)
+    ));
+}
+
+#[test]
+fn a_front_end_turns_source_into_clif() {
+    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    // A front end of one rule: `NAME = NUMBER` defines a constant function.
+    manager.set_front_end(Box::new(|source: &str| {
+        let (name, value) = source.split_once('=').ok_or("expected NAME = NUMBER")?;
+        let value: i64 = value.trim().parse().map_err(|e| format!("{e}"))?;
+        Ok(constant(name.trim(), value))
+    }));
+    assert_eq!(manager.compile_source("answer = 42").unwrap(), ["answer"]);
+    assert_eq!(manager.execute("answer", &[]).unwrap(), 42);
+    let refused = manager.compile_source("no equals sign").unwrap_err();
+    assert_eq!(refused.to_string(), "the front end refused the source: expected NAME = NUMBER");
+    let dir = std::env::temp_dir().join(format!("smf-exec-manager-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("seven.src");
+    std::fs::write(&file, "seven = 7").unwrap();
+    manager.compile_file(&file).unwrap();
+    assert_eq!(manager.execute("seven", &[]).unwrap(), 7);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn no_page_is_writable_and_executable_while_threads_compile_and_execute() {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut manager = ExecManager::new(OptLevel::None).unwrap();
+                for round in 0..20i64 {
+                    let name = format!("t{t}_r{round}");
+                    manager.compile_clif(&constant(&name, round * 10 + t)).unwrap();
+                    assert_eq!(manager.execute(&name, &[]).unwrap(), round * 10 + t);
+                }
+            })
+        })
+        .collect();
+    let mut scans = 0;
+    while threads.iter().any(|t| !t.is_finished()) || scans == 0 {
+        smf_tests::assert_no_rwx("while compiling");
+        assert_eq!(smf_tests::writable_aliases(), Vec::<(String, String)>::new());
+        scans += 1;
+    }
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
