@@ -450,6 +450,42 @@ void    rt_exec_memory_dump_stats(void);
 
 #endif /* SMF_NO_RT */
 
+#ifdef SMF_EXEC_MANAGER
+/* ---- The execution manager (a library built with the cargo feature "cranelift") ------------- *
+ * Cranelift IR (CLIF text) compiled for the host into W^X memory, linked by name with other
+ * compiled functions, loaded modules, host symbols and the C library (and found by modules
+ * loaded afterwards), executed by name. `function %add(i64, i64) -> i64` defines `add`; `fn0 =
+ * %factorial sig0` calls whatever `factorial` resolves to. Strings returned are the manager's,
+ * freed by the library: each valid until the next call of the same kind on the same manager
+ * (or its cleanup). Every failure is also this thread's smf_last_error. */
+
+/* "cranelift" or "auto" (the same: the one backend built in); false for any other name, "llvm"
+ * included, with the reason in smf_last_error. */
+bool        rt_set_jit_backend(const char *name);
+/* "cranelift" (a static string). */
+const char *rt_get_jit_backend(void);
+/* A new manager (NULL or "" for the chosen backend; "cranelift:speed" or
+ * "cranelift:speed_and_size" for an opt level, "none" by default); 0 on failure. */
+int64_t     rt_exec_manager_create(const char *backend);
+/* Ends the manager: later loads no longer find its functions; code a module linked to stays
+ * until that module is released. */
+void        rt_exec_manager_cleanup(int64_t manager);
+/* Each returns "" on success, else the error. compile_source and compile_file go through the
+ * front end the runtime registered (smf::exec_manager::set_default_front_end); compile_mir
+ * takes CLIF text, its functions compiled together (one protection change). */
+const char *rt_exec_manager_compile_source(int64_t manager, const char *source);
+const char *rt_exec_manager_compile_mir(int64_t manager, const char *clif);
+const char *rt_exec_manager_compile_file(int64_t manager, const char *path);
+/* Calls `name` with n (at most 6) integer arguments, as its signature takes; its result, or 0
+ * with the error in rt_exec_manager_last_error (never a call on a wrong name or arity). */
+int64_t     rt_exec_manager_execute(int64_t manager, const char *name, const int64_t *args, size_t n);
+bool        rt_exec_manager_has_function(int64_t manager, const char *name);
+/* The function names, sorted, one per line; NULL for a manager that is not one. */
+const char *rt_exec_manager_list_functions(int64_t manager);
+/* What the last failed call on the manager said ("" if none). */
+const char *rt_exec_manager_last_error(int64_t manager);
+#endif /* SMF_EXEC_MANAGER */
+
 #ifdef __cplusplus
 }
 #endif

@@ -62,7 +62,7 @@ fn constant(name: &str, value: i64) -> String {
 #[test]
 fn recursive_and_mutually_recursive_functions_run_at_every_opt_level() {
     for opt in [OptLevel::None, OptLevel::Speed, OptLevel::SpeedAndSize] {
-        let mut manager = ExecManager::new(opt).unwrap();
+        let manager = ExecManager::new(opt).unwrap();
         let defined = manager.compile_clif(FACTORIAL_AND_PARITY).unwrap();
         assert_eq!(defined, ["factorial", "is_even", "is_odd"]);
         assert_eq!(manager.execute("factorial", &[10]).unwrap(), 3_628_800, "{opt:?}");
@@ -77,7 +77,7 @@ fn recursive_and_mutually_recursive_functions_run_at_every_opt_level() {
 
 #[test]
 fn a_later_batch_calls_an_earlier_one_and_the_c_library() {
-    let mut manager = ExecManager::new(OptLevel::Speed).unwrap();
+    let manager = ExecManager::new(OptLevel::Speed).unwrap();
     manager.compile_clif(&constant("ten", 10)).unwrap();
     // `ten` from the batch before; `labs` from the C library.
     manager
@@ -126,7 +126,7 @@ fn module_calling(name: &str) -> Vec<u8> {
 fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
     let library =
         smf::loader::load_bytes_with(&library_exporting_five(), &LinkOptions::default(), None).unwrap();
-    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    let manager = ExecManager::new(OptLevel::None).unwrap();
     manager
         .compile_clif(
             "function %five_times(i64) -> i64 {
@@ -157,7 +157,7 @@ fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
 
 #[test]
 fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
-    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    let manager = ExecManager::new(OptLevel::None).unwrap();
     manager.compile_clif(&constant("version", 1)).unwrap();
     let first = manager.address("version").unwrap();
     let before =
@@ -183,7 +183,7 @@ fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
 
 #[test]
 fn failures_name_what_failed_and_never_call() {
-    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    let manager = ExecManager::new(OptLevel::None).unwrap();
     let parse =
         manager.compile_clif("function %broken(i64) -> i64 {\nblock0(v0: i64):\n    v1 = bogus v0\n}\n");
     assert!(matches!(parse, Err(ExecManagerError::Parse { line: 3, .. })), "{parse:?}");
@@ -233,9 +233,9 @@ fn failures_name_what_failed_and_never_call() {
 
 #[test]
 fn a_front_end_turns_source_into_clif() {
-    let mut manager = ExecManager::new(OptLevel::None).unwrap();
+    let manager = ExecManager::new(OptLevel::None).unwrap();
     // A front end of one rule: `NAME = NUMBER` defines a constant function.
-    manager.set_front_end(Box::new(|source: &str| {
+    manager.set_front_end(std::sync::Arc::new(|source: &str| {
         let (name, value) = source.split_once('=').ok_or("expected NAME = NUMBER")?;
         let value: i64 = value.trim().parse().map_err(|e| format!("{e}"))?;
         Ok(constant(name.trim(), value))
@@ -258,7 +258,7 @@ fn no_page_is_writable_and_executable_while_threads_compile_and_execute() {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {
-                let mut manager = ExecManager::new(OptLevel::None).unwrap();
+                let manager = ExecManager::new(OptLevel::None).unwrap();
                 for round in 0..20i64 {
                     let name = format!("t{t}_r{round}");
                     manager.compile_clif(&constant(&name, round * 10 + t)).unwrap();
@@ -275,5 +275,56 @@ fn no_page_is_writable_and_executable_while_threads_compile_and_execute() {
     }
     for thread in threads {
         thread.join().unwrap();
+    }
+}
+
+#[test]
+fn the_c_abi_compiles_executes_lists_and_says_what_failed() {
+    use smf::ffi::exec_manager::*;
+    use std::ffi::CStr;
+    // SAFETY: called on strings the library returned, NUL-terminated and alive until the next
+    // call of their kind on the manager.
+    let text = |p: *const std::ffi::c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned();
+    // SAFETY: the strings passed are NUL-terminated literals; every `args` holds `n` integers.
+    unsafe {
+        assert!(rt_set_jit_backend(c"auto".as_ptr()));
+        assert!(!rt_set_jit_backend(c"llvm".as_ptr()));
+        assert_eq!(
+            text(smf::ffi::error::smf_last_error()),
+            "the llvm backend is not built into this library (cranelift is)"
+        );
+        assert_eq!(text(rt_get_jit_backend()), "cranelift");
+        assert_eq!(rt_exec_manager_create(c"cobol".as_ptr()), 0);
+
+        let m = rt_exec_manager_create(c"cranelift:speed".as_ptr());
+        assert_ne!(m, 0);
+        let clif = std::ffi::CString::new(FACTORIAL_AND_PARITY).unwrap();
+        assert_eq!(text(rt_exec_manager_compile_mir(m, clif.as_ptr())), "");
+        assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), [5i64].as_ptr(), 1), 120);
+        assert!(rt_exec_manager_has_function(m, c"is_odd".as_ptr()));
+        assert!(!rt_exec_manager_has_function(m, c"is_prime".as_ptr()));
+        assert_eq!(text(rt_exec_manager_list_functions(m)), "factorial\nis_even\nis_odd");
+        assert_eq!(text(rt_exec_manager_last_error(m)), "");
+
+        // Failures: the outcome string, the manager's last error and the thread's agree.
+        let outcome = text(rt_exec_manager_compile_mir(m, c"function %f() {".as_ptr()));
+        assert!(outcome.starts_with("CLIF line"), "{outcome}");
+        assert_eq!(text(rt_exec_manager_last_error(m)), outcome);
+        assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), [1i64, 2].as_ptr(), 2), 0);
+        assert_eq!(text(rt_exec_manager_last_error(m)), "function factorial takes 1 arguments, 2 given");
+        assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), std::ptr::null(), 1), 0);
+        assert_eq!(text(rt_exec_manager_last_error(m)), "args is NULL");
+        assert_eq!(rt_exec_manager_execute(m, c"nothing".as_ptr(), std::ptr::null(), 0), 0);
+        assert_eq!(text(rt_exec_manager_last_error(m)), "no function nothing was compiled");
+        let source = text(rt_exec_manager_compile_source(m, c"x = 1".as_ptr()));
+        assert!(source.starts_with("no front end is registered"), "{source}");
+
+        rt_exec_manager_cleanup(m);
+        // A stale handle: refused, never used.
+        assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), [5i64].as_ptr(), 1), 0);
+        assert!(text(rt_exec_manager_last_error(m)).contains("not a live ExecManager handle"));
+        assert!(rt_exec_manager_list_functions(m).is_null());
+        assert!(text(rt_exec_manager_compile_mir(m, clif.as_ptr())).contains("not a live ExecManager handle"));
+        rt_exec_manager_cleanup(0);
     }
 }

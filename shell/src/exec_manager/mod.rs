@@ -18,9 +18,9 @@ mod image;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use cranelift_codegen::ir::{Function, Signature};
+use cranelift_codegen::ir::{ArgumentPurpose, Function, Signature};
 use cranelift_codegen::isa::OwnedTargetIsa;
 
 pub use compile::{NameTable, OptLevel};
@@ -29,41 +29,61 @@ pub use exports::CompiledFunctions;
 
 use crate::imports::LinkOptions;
 use crate::loader::SharedModule;
+use crate::sync::lock;
 
 /// A front end: source text to CLIF text (the runtime registers its own; `compile_source` and
 /// `compile_file` go through it).
-pub type FrontEnd = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+pub type FrontEnd = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// The front end managers use when none was set on them ([`set_default_front_end`]).
+static DEFAULT_FRONT_END: Mutex<Option<FrontEnd>> = Mutex::new(None);
+
+/// Registers the front end every manager without one of its own compiles source through (the
+/// runtime registers its own once; managers created through the C ABI have no other).
+pub fn set_default_front_end(front_end: Option<FrontEnd>) {
+    *lock(&DEFAULT_FRONT_END) = front_end;
+}
 
 /// A compiled function: where it is, its signature, the module holding it.
+#[derive(Clone)]
 struct Entry {
     addr: usize,
     signature: Signature,
     module: Arc<SharedModule>,
 }
 
+/// What an [`ExecManager`] compiled: the latest definition of each name, and every batch it
+/// loaded, kept until it is dropped (replaced code included).
+#[derive(Default)]
+struct Tables {
+    functions: HashMap<String, Entry>,
+    modules: Vec<Arc<SharedModule>>,
+}
+
 /// Compiles Cranelift functions for the host into executable memory and runs them by name
-/// (see the module documentation).
+/// (see the module documentation). Shared between threads: compiling, loading and calling run
+/// outside its locks, which guard only its tables.
 pub struct ExecManager {
     isa: OwnedTargetIsa,
     opt: OptLevel,
     /// This manager's identity in the namespace of compiled functions.
     id: u64,
-    /// The latest definition of each name this manager compiled.
-    functions: HashMap<String, Entry>,
-    /// Every batch it loaded, kept until it is dropped (replaced code included).
-    modules: Vec<Arc<SharedModule>>,
-    front_end: Option<FrontEnd>,
+    tables: Mutex<Tables>,
+    front_end: Mutex<Option<FrontEnd>>,
 }
 
 impl std::fmt::Debug for ExecManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (functions, modules) = {
+            let tables = lock(&self.tables);
+            (tables.functions.len(), tables.modules.len())
+        };
         f.debug_struct("ExecManager")
             .field("isa", &self.isa.name())
             .field("opt", &self.opt)
-            .field("functions", &self.functions.len())
-            .field("modules", &self.modules.len())
-            .field("front_end", &self.front_end.is_some())
-            .finish()
+            .field("functions", &functions)
+            .field("modules", &modules)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,9 +95,8 @@ impl ExecManager {
             isa: compile::host_isa(opt)?,
             opt,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            functions: HashMap::new(),
-            modules: Vec::new(),
-            front_end: None,
+            tables: Mutex::new(Tables::default()),
+            front_end: Mutex::new(None),
         })
     }
 
@@ -89,7 +108,7 @@ impl ExecManager {
     /// Compiles every function of CLIF `text` together (one batch: one seal); each is named
     /// by its test-case name (`function %add(i64, i64) -> i64` defines `add`). Returns the
     /// names defined.
-    pub fn compile_clif(&mut self, text: &str) -> Result<Vec<String>, ExecManagerError> {
+    pub fn compile_clif(&self, text: &str) -> Result<Vec<String>, ExecManagerError> {
         let functions = compile::parse(text)?;
         self.compile_functions(functions, &NameTable::new())
     }
@@ -98,7 +117,7 @@ impl ExecManager {
     /// test-case name or, for a user name (`u0:1`), by `names`; a call target likewise. Returns
     /// the names defined. Nothing of a batch is defined if any of it fails.
     pub fn compile_functions(
-        &mut self,
+        &self,
         functions: Vec<Function>,
         names: &NameTable,
     ) -> Result<Vec<String>, ExecManagerError> {
@@ -119,35 +138,44 @@ impl ExecManager {
         let options = LinkOptions { local: true, ..LinkOptions::default() };
         let module =
             crate::loader::load_bytes_with(&bytes, &options, None).map_err(ExecManagerError::Load)?;
-        let mut defined = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
         for compiled in batch {
             let Some(addr) = module.symbol(compiled.name.as_bytes()) else { continue };
             exports::export(self.id, compiled.name.as_bytes(), &module, addr);
             let entry =
                 Entry { addr, signature: compiled.function.signature.clone(), module: module.clone() };
-            self.functions.insert(compiled.name.clone(), entry);
-            defined.push(compiled.name);
+            entries.push((compiled.name, entry));
         }
-        self.modules.push(module);
+        let defined = entries.iter().map(|(name, _)| name.clone()).collect();
+        let mut tables = lock(&self.tables);
+        tables.functions.extend(entries);
+        tables.modules.push(module);
         Ok(defined)
     }
 
-    /// Registers the front end `compile_source` and `compile_file` go through.
-    pub fn set_front_end(&mut self, front_end: FrontEnd) {
-        self.front_end = Some(front_end);
+    /// Registers the front end `compile_source` and `compile_file` go through (else the
+    /// process's default one, [`set_default_front_end`]).
+    pub fn set_front_end(&self, front_end: FrontEnd) {
+        *lock(&self.front_end) = Some(front_end);
     }
 
-    /// Compiles `source` through the registered front end (to CLIF, then as
+    /// The front end source goes through: this manager's, else the process's default.
+    fn front_end(&self) -> Option<FrontEnd> {
+        let own = lock(&self.front_end).clone();
+        own.or_else(|| lock(&DEFAULT_FRONT_END).clone())
+    }
+
+    /// Compiles `source` through the front end (to CLIF, then as
     /// [`ExecManager::compile_clif`]).
-    pub fn compile_source(&mut self, source: &str) -> Result<Vec<String>, ExecManagerError> {
-        let front_end = self.front_end.as_ref().ok_or(ExecManagerError::NoFrontEnd)?;
+    pub fn compile_source(&self, source: &str) -> Result<Vec<String>, ExecManagerError> {
+        let front_end = self.front_end().ok_or(ExecManagerError::NoFrontEnd)?;
         let clif = front_end(source).map_err(ExecManagerError::FrontEnd)?;
         self.compile_clif(&clif)
     }
 
     /// [`ExecManager::compile_source`] of the file at `path`.
-    pub fn compile_file(&mut self, path: &Path) -> Result<Vec<String>, ExecManagerError> {
-        if self.front_end.is_none() {
+    pub fn compile_file(&self, path: &Path) -> Result<Vec<String>, ExecManagerError> {
+        if self.front_end().is_none() {
             return Err(ExecManagerError::NoFrontEnd);
         }
         let source =
@@ -160,14 +188,13 @@ impl ExecManager {
     /// manager did not compile, a wrong number of arguments, or a signature that is not
     /// integers in and at most one integer out is an error, never a call.
     pub fn execute(&self, name: &str, args: &[i64]) -> Result<i64, ExecManagerError> {
-        let entry =
-            self.functions.get(name).ok_or_else(|| ExecManagerError::UnknownFunction(name.to_owned()))?;
+        let entry = lock(&self.tables).functions.get(name).cloned();
+        let entry = entry.ok_or_else(|| ExecManagerError::UnknownFunction(name.to_owned()))?;
         let signature = &entry.signature;
         let integer = |t: cranelift_codegen::ir::Type| t.is_int() && t.bits() <= 64;
         let fits =
-            signature.params.iter().all(|p| {
-                integer(p.value_type) && p.purpose == cranelift_codegen::ir::ArgumentPurpose::Normal
-            }) && signature.returns.len() <= 1
+            signature.params.iter().all(|p| integer(p.value_type) && p.purpose == ArgumentPurpose::Normal)
+                && signature.returns.len() <= 1
                 && signature.returns.iter().all(|r| integer(r.value_type));
         if !fits {
             return Err(ExecManagerError::Signature {
@@ -181,7 +208,7 @@ impl ExecManager {
         }
         // SAFETY: the function's signature (checked above) takes exactly these integer
         // arguments in the platform's C convention (every compiled function is given it) and
-        // returns at most one integer; its module lives while `self` is borrowed.
+        // returns at most one integer; its module lives while `entry` holds it.
         #[allow(unsafe_code)]
         let result = unsafe { entry.module.call_integers(Some(name.as_bytes()), args) };
         let result = result.map_err(ExecManagerError::Call)?;
@@ -195,19 +222,19 @@ impl ExecManager {
 
     /// Whether this manager compiled a function `name`.
     pub fn has_function(&self, name: &str) -> bool {
-        self.functions.contains_key(name)
+        lock(&self.tables).functions.contains_key(name)
     }
 
     /// The names of the functions this manager compiled, sorted.
-    pub fn function_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+    pub fn function_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.tables).functions.keys().cloned().collect();
         names.sort_unstable();
         names
     }
 
     /// Where function `name`'s latest code is (valid while the manager lives).
     pub fn address(&self, name: &str) -> Option<usize> {
-        self.functions.get(name).map(|e| e.addr)
+        lock(&self.tables).functions.get(name).map(|e| e.addr)
     }
 }
 

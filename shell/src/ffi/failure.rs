@@ -55,6 +55,12 @@ pub(crate) enum FfiError {
     /// An `rt_*` call refused.
     #[cfg(feature = "rt")]
     Rt(RtError),
+    /// The execution manager refused (`rt_exec_manager_*`, `rt_set_jit_backend`).
+    #[cfg(feature = "cranelift")]
+    ExecManager(crate::exec_manager::ExecManagerError),
+    /// `rt_set_jit_backend` or `rt_exec_manager_create` named a backend this build lacks.
+    #[cfg(feature = "cranelift")]
+    NoBackend(String),
 }
 
 /// A bad argument: which one, and what is wrong with it.
@@ -195,6 +201,19 @@ impl fmt::Display for FfiError {
             ),
             #[cfg(feature = "rt")]
             FfiError::Rt(e) => e.fmt(f),
+            #[cfg(feature = "cranelift")]
+            FfiError::ExecManager(e) => e.fmt(f),
+            #[cfg(feature = "cranelift")]
+            FfiError::NoBackend(name) if name == "llvm" => {
+                f.write_str("the llvm backend is not built into this library (cranelift is)")
+            }
+            #[cfg(feature = "cranelift")]
+            FfiError::NoBackend(name) => {
+                write!(
+                    f,
+                    "unknown execution backend `{name}` (cranelift, auto; opt levels as cranelift:speed)"
+                )
+            }
         }
     }
 }
@@ -224,6 +243,8 @@ macro_rules! carried_by {
 }
 
 carried_by!(ArgError => FfiError::Arg, HandleError => FfiError::Handle, ModuleError => FfiError::Module, LookupError => FfiError::Lookup);
+#[cfg(feature = "cranelift")]
+carried_by!(crate::exec_manager::ExecManagerError => FfiError::ExecManager);
 #[cfg(feature = "rt")]
 carried_by!(RtError => FfiError::Rt, smf_core::exec::ExecError => FfiError::Rt, smf_core::sys::SysError => FfiError::Rt);
 

@@ -44,7 +44,7 @@ struct Entry<T> {
 type Table<T> = HashMap<usize, Entry<T>, BuildHasherDefault<HandleHasher>>;
 
 /// Every handle type, by the name C knows it by; a type's tag is its index plus 1.
-const KINDS: [&str; 3] = ["SmfModule", "SmfCache", "SmfJit"];
+const KINDS: [&str; 4] = ["SmfModule", "SmfCache", "SmfJit", "ExecManager"];
 
 /// Per type, the counter value its next handle takes (from 1).
 static ISSUED: [AtomicUsize; KINDS.len()] = [const { AtomicUsize::new(1) }; KINDS.len()];

@@ -16,6 +16,8 @@ pub mod addr;
 pub mod cache;
 mod cstr;
 pub mod error;
+#[cfg(feature = "cranelift")]
+pub mod exec_manager;
 mod failure;
 mod handles;
 pub mod imports;

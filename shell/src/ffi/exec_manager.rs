@@ -1,0 +1,271 @@
+//! `rt_set_jit_backend`, `rt_get_jit_backend` and `rt_exec_manager_*` (`ffi.md`, "The execution
+//! manager"; feature `cranelift`), over [`crate::exec_manager::ExecManager`].
+//!
+//! A manager is an `int64_t` handle (`handles.rs`, type `ExecManager`; 0 is none). The strings
+//! a manager hands to C (a compile's outcome, the function list, the last error) are its own,
+//! freed by the library: each stays valid until the next call of the same kind on the same
+//! manager, or its cleanup. Every failure is also this thread's `smf_last_error`.
+
+use std::ffi::{c_char, CStr, CString};
+use std::sync::Mutex;
+
+use super::handles::Handles;
+use super::{c_name, c_path, c_str, guard, ArgError, FfiError};
+use crate::exec_manager::{ExecManager, OptLevel};
+use crate::sync::lock;
+
+/// A manager as C holds it, with the strings it last handed out.
+struct CManager {
+    manager: ExecManager,
+    strings: Mutex<Strings>,
+}
+
+/// The strings a manager handed to C, by kind: each replaced by the next of its kind.
+#[derive(Default)]
+struct Strings {
+    compiled: CString,
+    list: CString,
+    error: CString,
+}
+
+static MANAGERS: Handles<CManager> = Handles::new("ExecManager");
+
+/// The opt level a backend name asks for: `cranelift` and `auto` (opt level none), or
+/// `cranelift:none`, `cranelift:speed`, `cranelift:speed_and_size`.
+fn backend(name: &str) -> Result<OptLevel, FfiError> {
+    let (backend, opt) = name.split_once(':').unwrap_or((name, "none"));
+    if !matches!(backend, "cranelift" | "auto") {
+        return Err(FfiError::NoBackend(backend.to_owned()));
+    }
+    match opt {
+        "none" => Ok(OptLevel::None),
+        "speed" => Ok(OptLevel::Speed),
+        "speed_and_size" => Ok(OptLevel::SpeedAndSize),
+        _ => Err(FfiError::NoBackend(name.to_owned())),
+    }
+}
+
+/// A C string of `text` (a NUL inside, which no name or message should hold, cut there).
+fn c_string(text: String) -> CString {
+    CString::new(text).unwrap_or_else(|e| {
+        let end = e.nul_position();
+        let mut bytes = e.into_vec();
+        bytes.truncate(end);
+        CString::new(bytes).unwrap_or_default()
+    })
+}
+
+/// The handle value `manager` (a negative one is no handle).
+fn handle(manager: i64) -> *const CManager {
+    usize::try_from(manager).unwrap_or(usize::MAX) as *const CManager
+}
+
+/// The manager behind `manager`.
+fn manager_of(manager: i64) -> Result<std::sync::Arc<CManager>, FfiError> {
+    Ok(MANAGERS.get(handle(manager))?)
+}
+
+/// Records `error` as `manager`'s last error (when it is a live one) and hands it on.
+fn failed(manager: &CManager, error: FfiError) -> FfiError {
+    lock(&manager.strings).error = c_string(error.to_string());
+    error
+}
+
+/// Selects the backend managers are created with: "cranelift" or "auto" (the same here); any
+/// other name is false, with the reason in `smf_last_error` ("llvm" is not built in).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_set_jit_backend(name: *const c_char) -> bool {
+    guard(false, || {
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_str(name, "backend") }?;
+        // Cranelift is the one backend built in: choosing it (or "auto") changes nothing.
+        backend(name)?;
+        Ok(true)
+    })
+}
+
+/// The backend managers are created with: "cranelift" (a static string).
+#[no_mangle]
+pub extern "C" fn rt_get_jit_backend() -> *const c_char {
+    c"cranelift".as_ptr()
+}
+
+/// A new manager for `backend` (NULL or "" for the one `rt_set_jit_backend` chose; "cranelift",
+/// "auto", or "cranelift:speed" for an opt level); 0 on failure, the reason in
+/// `smf_last_error`.
+///
+/// # Safety
+/// `backend` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_create(backend: *const c_char) -> i64 {
+    guard(0, || {
+        let name = if backend.is_null() {
+            ""
+        } else {
+            // SAFETY: forwarded to our caller's contract.
+            unsafe { c_str(backend, "backend") }?
+        };
+        let opt = if name.is_empty() { OptLevel::None } else { self::backend(name)? };
+        let manager = ExecManager::new(opt)?;
+        let handle = MANAGERS.insert(CManager { manager, strings: Mutex::new(Strings::default()) });
+        Ok(handle as i64)
+    })
+}
+
+/// Ends `manager` (0: nothing): its functions are no longer found by later loads; code they
+/// linked to stays until they are released. The manager's strings end with it.
+#[no_mangle]
+pub extern "C" fn rt_exec_manager_cleanup(manager: i64) {
+    guard((), || {
+        if manager != 0 {
+            MANAGERS.release(handle(manager))?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs a compile on `manager`: "" on success, else the error (the manager's string).
+fn compile(manager: i64, work: impl FnOnce(&ExecManager) -> Result<Vec<String>, FfiError>) -> *const c_char {
+    let mut outcome: *const c_char = c"".as_ptr();
+    let failure = guard(Some(()), || {
+        let m = manager_of(manager)?;
+        match work(&m.manager) {
+            Ok(_) => Ok(None),
+            Err(error) => {
+                let error = failed(&m, error);
+                let mut strings = lock(&m.strings);
+                strings.compiled = c_string(error.to_string());
+                outcome = strings.compiled.as_ptr();
+                Err(error)
+            }
+        }
+    });
+    if failure.is_some() && outcome == c"".as_ptr() {
+        // Not a live manager (or a panic): the thread's message.
+        return super::error::smf_last_error();
+    }
+    outcome
+}
+
+/// Compiles `source` through the registered front end (`smf::exec_manager::set_default_front_end`):
+/// "" on success, else the error.
+///
+/// # Safety
+/// `source` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_compile_source(
+    manager: i64,
+    source: *const c_char,
+) -> *const c_char {
+    compile(manager, |m| {
+        // SAFETY: forwarded to our caller's contract.
+        let source = unsafe { c_str(source, "source") }?;
+        Ok(m.compile_source(source)?)
+    })
+}
+
+/// Compiles the functions of the CLIF text `clif` together: "" on success, else the error.
+///
+/// # Safety
+/// `clif` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_compile_mir(manager: i64, clif: *const c_char) -> *const c_char {
+    compile(manager, |m| {
+        // SAFETY: forwarded to our caller's contract.
+        let clif = unsafe { c_str(clif, "CLIF text") }?;
+        Ok(m.compile_clif(clif)?)
+    })
+}
+
+/// Compiles the source file at `path` through the front end: "" on success, else the error.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_compile_file(manager: i64, path: *const c_char) -> *const c_char {
+    compile(manager, |m| {
+        // SAFETY: forwarded to our caller's contract.
+        let path = unsafe { c_path(path) }?;
+        Ok(m.compile_file(path)?)
+    })
+}
+
+/// Calls function `name` with the `n` integers at `args` (at most six, as its signature
+/// takes); its result, or 0 with the error in `rt_exec_manager_last_error` (an unknown name, a
+/// wrong number of arguments, a signature that is not integers: never a call).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `args` points to `n` integers (or `n` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_execute(
+    manager: i64,
+    name: *const c_char,
+    args: *const i64,
+    n: usize,
+) -> i64 {
+    guard(0, || {
+        let m = manager_of(manager)?;
+        let run = || -> Result<i64, FfiError> {
+            // SAFETY: forwarded to our caller's contract.
+            let name = unsafe { c_str(name, "name") }?;
+            if n > crate::loader::MAX_INTEGER_ARGS {
+                return Err(crate::loader::CallError::TooManyArguments(n).into());
+            }
+            let args: &[i64] = match n {
+                0 => &[],
+                _ if args.is_null() => return Err(ArgError::Null("args").into()),
+                // SAFETY: `args` points to `n` integers (our caller's contract), `n` at most six.
+                _ => unsafe { std::slice::from_raw_parts(args, n) },
+            };
+            Ok(m.manager.execute(name, args)?)
+        };
+        run().map_err(|error| failed(&m, error))
+    })
+}
+
+/// Whether `manager` compiled a function `name` (false for a manager or name that is not one).
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn rt_exec_manager_has_function(manager: i64, name: *const c_char) -> bool {
+    guard(false, || {
+        let m = manager_of(manager)?;
+        // SAFETY: forwarded to our caller's contract.
+        let name = unsafe { c_name(name) }?;
+        Ok(std::str::from_utf8(name).is_ok_and(|name| m.manager.has_function(name)))
+    })
+}
+
+/// The names of `manager`'s functions, sorted, one per line ("" for none; NULL for a manager
+/// that is not one).
+#[no_mangle]
+pub extern "C" fn rt_exec_manager_list_functions(manager: i64) -> *const c_char {
+    guard(std::ptr::null(), || {
+        let m = manager_of(manager)?;
+        let list = c_string(m.manager.function_names().join("\n"));
+        let mut strings = lock(&m.strings);
+        strings.list = list;
+        Ok(strings.list.as_ptr())
+    })
+}
+
+/// What the last failed call on `manager` said ("" if none failed); for a manager that is not
+/// one, this thread's last error.
+#[no_mangle]
+pub extern "C" fn rt_exec_manager_last_error(manager: i64) -> *const c_char {
+    match manager_of(manager) {
+        Ok(m) => {
+            let strings = lock(&m.strings);
+            let text: &CStr = &strings.error;
+            text.as_ptr()
+        }
+        Err(error) => {
+            super::error::set_error(&error.to_string());
+            super::error::smf_last_error()
+        }
+    }
+}
