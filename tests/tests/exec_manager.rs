@@ -9,6 +9,10 @@
 use smf::exec_manager::{ExecManager, ExecManagerError, OptLevel};
 use smf::imports::LinkOptions;
 
+/// The example front end (`shell/examples/expr_lang`): a tiny expression language to CLIF.
+#[path = "../../shell/examples/expr_lang/front_end.rs"]
+mod front_end;
+
 const FACTORIAL_AND_PARITY: &str = "
 function %factorial(i64) -> i64 {
     fn0 = %factorial(i64) -> i64
@@ -251,6 +255,25 @@ fn a_front_end_turns_source_into_clif() {
     manager.compile_file(&file).unwrap();
     assert_eq!(manager.execute("seven", &[]).unwrap(), 7);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_example_front_end_compiles_recursion_and_calls_into_the_c_library() {
+    let manager = ExecManager::new(OptLevel::Speed).unwrap();
+    manager.set_front_end(std::sync::Arc::new(front_end::to_clif));
+    let source = "def expr_fact(n) = if n < 2 then 1 else n * expr_fact(n - 1)
+                  def expr_even(n) = if n == 0 then 1 else expr_odd(n - 1)
+                  def expr_odd(n) = if n == 0 then 0 else expr_even(n - 1)
+                  def expr_mix(a, b) = (a + b) * labs(a - b) / 2";
+    assert_eq!(manager.compile_source(source).unwrap(), ["expr_fact", "expr_even", "expr_odd", "expr_mix"]);
+    assert_eq!(manager.execute("expr_fact", &[12]).unwrap(), 479_001_600);
+    assert_eq!(
+        (manager.execute("expr_even", &[9]).unwrap(), manager.execute("expr_odd", &[9]).unwrap()),
+        (0, 1)
+    );
+    assert_eq!(manager.execute("expr_mix", &[3, 10]).unwrap(), 45);
+    let refused = manager.compile_source("def broken(x) = x +").unwrap_err();
+    assert_eq!(refused.to_string(), "the front end refused the source: line 1: unexpected ``");
 }
 
 #[test]
