@@ -16,7 +16,7 @@ use crate::workspace_root;
 /// The fuzz targets, each with the largest input it is given: module files and objects get
 /// room for large tables (a megabyte holds tens of thousands of symbols); texts and template
 /// sections less.
-pub(crate) const TARGETS: [(&str, usize); 13] = [
+pub(crate) const TARGETS: [(&str, usize); 14] = [
     ("parse", 1 << 20),
     ("compressed", 1 << 17),
     ("load", 1 << 20),
@@ -30,6 +30,7 @@ pub(crate) const TARGETS: [(&str, usize); 13] = [
     ("exec_ops", 1 << 12),
     ("read_file", 1 << 12),
     ("write", 1 << 13),
+    ("clif", 1 << 14),
 ];
 
 /// Seeds of `parse`: the reference modules, the rich modules, modules with data relocations,
@@ -221,6 +222,26 @@ fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Writes `seeds` into `fuzz/corpus/TARGET/`.
+/// Seeds of `clif`: an opt-level byte, then CLIF text: recursion, mutual recursion, a call to
+/// the C library, branches and loads, floats, and a function the verifier refuses.
+fn clif_seeds() -> Vec<(String, Vec<u8>)> {
+    let texts = [
+        ("factorial", "function %factorial(i64) -> i64 {\n    fn0 = %factorial(i64) -> i64\nblock0(v0: i64):\n    v1 = iconst.i64 1\n    v2 = icmp sle v0, v1\n    brif v2, block1, block2\nblock1:\n    return v1\nblock2:\n    v3 = isub v0, v1\n    v4 = call fn0(v3)\n    v5 = imul v0, v4\n    return v5\n}\n"),
+        ("parity", "function %even(i64) -> i64 {\n    fn0 = %odd(i64) -> i64\nblock0(v0: i64):\n    brif v0, block2, block1\nblock1:\n    v1 = iconst.i64 1\n    return v1\nblock2:\n    v2 = iconst.i64 1\n    v3 = isub v0, v2\n    v4 = call fn0(v3)\n    return v4\n}\nfunction %odd(i64) -> i64 {\n    fn0 = %even(i64) -> i64\nblock0(v0: i64):\n    brif v0, block2, block1\nblock1:\n    v1 = iconst.i64 0\n    return v1\nblock2:\n    v2 = iconst.i64 1\n    v3 = isub v0, v2\n    v4 = call fn0(v3)\n    return v4\n}\n"),
+        ("libc", "function %abs_of(i64) -> i64 {\n    fn0 = %labs(i64) -> i64\nblock0(v0: i64):\n    v1 = call fn0(v0)\n    return v1\n}\n"),
+        ("memory", "function %sum3(i64) -> i64 {\nblock0(v0: i64):\n    v1 = load.i64 v0\n    v2 = load.i64 v0+8\n    v3 = load.i64 v0+16\n    v4 = iadd v1, v2\n    v5 = iadd v4, v3\n    return v5\n}\n"),
+        ("float", "function %half(f64) -> f64 {\nblock0(v0: f64):\n    v1 = f64const 0x1.0p-1\n    v2 = fmul v0, v1\n    v3 = floor v2\n    return v3\n}\n"),
+        ("mistyped", "function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n"),
+    ];
+    let mut seeds = Vec::new();
+    for (name, text) in texts {
+        for opt in 0..3u8 {
+            seeds.push((format!("{name}-opt{opt}"), [&[opt][..], text.as_bytes()].concat()));
+        }
+    }
+    seeds
+}
+
 fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) -> Result<(), String> {
     let dir = workspace_root().join("fuzz").join("corpus").join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -237,6 +258,7 @@ pub(crate) fn seeds_command() -> Result<(), String> {
     write_seeds("compressed", compressed_seeds())?;
     write_seeds("load", load_seeds())?;
     write_seeds("note_sdn", note_seeds())?;
+    write_seeds("clif", clif_seeds())?;
     write_seeds("templates", template_seeds())?;
     write_seeds("pack", pack_seeds()?)?;
     write_seeds("cache_ops", operation_seeds())?;

@@ -9,9 +9,12 @@
 //! | `c_api` | [`fuzz_c_api`] | no crash; a handle that is not live fails with a message; nothing left |
 //! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
 //! | `read_file` | [`fuzz_read_file`] | bytes read are the file's; each refusal the one the file calls for |
+//! | `clif` | `fuzz_clif` (feature `cranelift`) | compiled and loaded, or refused with a message and nothing defined |
 
 mod c_api;
 mod cache_ops;
+#[cfg(feature = "cranelift")]
+mod clif;
 #[cfg(feature = "rt")]
 mod ffi_ranges;
 mod jit_ops;
@@ -21,6 +24,8 @@ mod workers;
 
 pub use c_api::fuzz_c_api;
 pub use cache_ops::fuzz_cache_ops;
+#[cfg(feature = "cranelift")]
+pub use clif::fuzz_clif;
 #[cfg(feature = "rt")]
 pub use ffi_ranges::fuzz_ffi_ranges;
 pub use jit_ops::fuzz_jit_ops;
