@@ -78,6 +78,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("examples") => examples::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        // Not for people: the exec-manager benchmark's child, run under strace.
+        Some("exec-manager-child") => bench::exec_manager_child(&args[1..]),
         Some("fuzz-seeds") => fuzz::seeds_command(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("fuzz-coverage") => fuzz_coverage::run(&args[1..]),

@@ -48,7 +48,7 @@ pub fn set_default_front_end(front_end: Option<FrontEnd>) {
 #[derive(Clone)]
 struct Entry {
     addr: usize,
-    signature: Signature,
+    signature: Arc<Signature>,
     module: Arc<SharedModule>,
 }
 
@@ -142,8 +142,11 @@ impl ExecManager {
         for compiled in batch {
             let Some(addr) = module.symbol(compiled.name.as_bytes()) else { continue };
             exports::export(self.id, compiled.name.as_bytes(), &module, addr);
-            let entry =
-                Entry { addr, signature: compiled.function.signature.clone(), module: module.clone() };
+            let entry = Entry {
+                addr,
+                signature: Arc::new(compiled.function.signature.clone()),
+                module: module.clone(),
+            };
             entries.push((compiled.name, entry));
         }
         let defined = entries.iter().map(|(name, _)| name.clone()).collect();

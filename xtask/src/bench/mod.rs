@@ -8,6 +8,7 @@ mod chart;
 mod code;
 mod compression;
 mod exec;
+mod exec_manager;
 pub(crate) mod footprint;
 mod jit;
 pub(crate) mod load;
@@ -23,7 +24,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 13] = [
+const NAMES: [&str; 14] = [
     "parse",
     "exec",
     "load",
@@ -34,10 +35,16 @@ const NAMES: [&str; 13] = [
     "jit",
     "lua",
     "compression",
+    "exec-manager",
     "nolibc",
     "footprint",
     "chart",
 ];
+
+/// The exec-manager benchmark's child process (`cargo xtask exec-manager-child ours|jit|none`).
+pub(crate) fn exec_manager_child(args: &[String]) -> Result<(), String> {
+    exec_manager::child(args.first().map_or("none", String::as_str))
+}
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -96,6 +103,10 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
     }
     if wanted("compression") {
         compression::run(if quick { 5 } else { 30 })?;
+        println!();
+    }
+    if wanted("exec-manager") {
+        exec_manager::run(if quick { 5 } else { 30 })?;
         println!();
     }
     if wanted("nolibc") && cfg!(all(target_arch = "x86_64", target_os = "linux")) {

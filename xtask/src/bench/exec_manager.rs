@@ -1,0 +1,274 @@
+//! Benchmark "exec-manager": the execution manager (`smf::exec_manager`) against
+//! `cranelift-jit`'s own `JITModule` compiling the same Cranelift functions, side by side:
+//!
+//! - creation of a manager (the host ISA included) against a `JITModule`'s;
+//! - compile and place one small function (opt none), one large one (opt speed), and a batch
+//!   of 100 small ones (one `compile_functions` against 100 `define_function` and one
+//!   `finalize_definitions`): their time / ours, at least 1 wanted (ours must not be slower);
+//! - `execute` by name against a direct call of the same code (reported: what the name and
+//!   signature checks cost);
+//! - 1,000 small functions in batches of 100: `mmap` and `mprotect` calls, ours and
+//!   `JITModule`'s (a child process each under `strace -f -c`, a child doing nothing
+//!   subtracted; no more than `JITModule`'s wanted), and our resident memory (under 10 MB).
+
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module};
+use smf::exec_manager::{ExecManager, NameTable, OptLevel};
+
+use super::report::{self, Goal};
+use super::{interleaved_rounds, median, median_ratio, us};
+
+/// A small function: `(a + b) * (a - b)`.
+fn small(name: &str) -> Function {
+    let text = format!(
+        "function %{name}(i64, i64) -> i64 {{\nblock0(v0: i64, v1: i64):\n    v2 = iadd v0, v1\n    v3 = isub v0, v1\n    v4 = imul v2, v3\n    return v4\n}}\n"
+    );
+    parse(&text)
+}
+
+/// A large function: a loop whose body is `ops` dependent arithmetic operations.
+fn large(name: &str, ops: usize) -> Function {
+    let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n    v1 = iconst.i64 0\n    jump block1(v1, v0)\nblock1(v2: i64, v3: i64):\n");
+    let mut last = 3;
+    for i in 0..ops {
+        let op = ["iadd", "imul", "bxor", "isub"][i % 4];
+        text.push_str(&format!("    v{} = {op} v{last}, v2\n", 10 + i));
+        last = 10 + i;
+    }
+    text.push_str(&format!(
+        "    v4 = iconst.i64 1\n    v5 = iadd v2, v4\n    v7 = iconst.i64 100\n    v6 = icmp slt v5, v7\n    brif v6, block1(v5, v{last}), block2\nblock2:\n    return v{last}\n}}\n"
+    ));
+    parse(&text)
+}
+
+fn parse(text: &str) -> Function {
+    cranelift_reader::parse_functions(text).expect("the bench's CLIF parses").remove(0)
+}
+
+/// A `JITModule` for the host at `opt` (as the manager's: frame pointers kept).
+fn jit_module(opt: &str) -> JITModule {
+    let mut flags = settings::builder();
+    flags.set("opt_level", opt).expect("opt_level");
+    flags.set("preserve_frame_pointers", "true").expect("preserve_frame_pointers");
+    let isa =
+        cranelift_native::builder().expect("host ISA").finish(settings::Flags::new(flags)).expect("ISA");
+    JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names()))
+}
+
+/// `functions` defined in `module` and finalized together.
+fn jit_compile(module: &mut JITModule, functions: Vec<(String, Function)>) -> usize {
+    let mut ids = Vec::with_capacity(functions.len());
+    for (name, mut function) in functions {
+        function.signature.call_conv = module.isa().default_call_conv();
+        let id = module.declare_function(&name, Linkage::Export, &function.signature).expect("declare");
+        let mut context = module.make_context();
+        context.func = function;
+        module.define_function(id, &mut context).expect("define");
+        ids.push(id);
+    }
+    module.finalize_definitions().expect("finalize");
+    ids.iter().map(|&id| module.get_finalized_function(id) as usize).sum()
+}
+
+/// 1,000 small functions compiled by `manager` in batches of 100.
+fn thousand_ours(manager: &ExecManager) -> Result<(), String> {
+    for batch in 0..10 {
+        let functions = (0..100).map(|i| small(&format!("footprint_{batch}_{i}"))).collect();
+        manager.compile_functions(functions, &NameTable::new()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The child: 1,000 small functions in batches of 100 through `ours` (a manager) or `jit` (a
+/// `JITModule`), or only both set up (`none`, the baseline).
+pub(super) fn child(which: &str) -> Result<(), String> {
+    let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
+    let mut module = jit_module("none");
+    match which {
+        "ours" => thousand_ours(&manager)?,
+        "jit" => {
+            for batch in 0..10 {
+                let functions = (0..100)
+                    .map(|i| {
+                        let name = format!("jit_footprint_{batch}_{i}");
+                        (name.clone(), small(&name))
+                    })
+                    .collect();
+                jit_compile(&mut module, functions);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `[mmap, mprotect]` calls of the child doing `which`, counted by `strace -f -c`; `None` where
+/// strace is missing or fails.
+fn strace_counts(which: &str) -> Option<[u64; 2]> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=mmap,mprotect", "-o", "/dev/stdout"])
+        .arg(exe)
+        .args(["exec-manager-child", which])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
+    let calls = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.split_whitespace().last() == Some(name));
+        line.and_then(|l| l.split_whitespace().nth(3)?.parse().ok()).unwrap_or(0)
+    };
+    Some([calls("mmap"), calls("mprotect")])
+}
+
+/// Resident bytes of this process.
+fn resident() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    pages * 4096
+}
+
+pub(super) fn run(rounds: usize) -> Result<(), String> {
+    println!("exec-manager: smf::exec_manager against cranelift-jit's JITModule on the same functions");
+    let none = NameTable::new();
+
+    let times = interleaved_rounds(
+        rounds,
+        &mut [
+            &mut || ExecManager::new(OptLevel::None).map(|m| m.function_names().len()).unwrap_or(0),
+            &mut || std::hint::black_box(jit_module("none")).declarations().get_functions().count(),
+        ],
+    );
+    println!(
+        "  create                 ours {:>9.1} us, JITModule {:>9.1} us",
+        us(median(times[0].clone())),
+        us(median(times[1].clone()))
+    );
+    report::ratio("exec_manager_create_vs_jit_module", median_ratio(&times[1], &times[0]), Goal::Reported);
+
+    let cases: [(&str, &str, OptLevel, &str, usize); 3] = [
+        (
+            "one small function, opt none",
+            "exec_manager_compile_small_vs_jit_module",
+            OptLevel::None,
+            "none",
+            1,
+        ),
+        (
+            "one large function, opt speed",
+            "exec_manager_compile_large_vs_jit_module",
+            OptLevel::Speed,
+            "speed",
+            1,
+        ),
+        ("100 small functions, opt none", "exec_manager_batch_vs_jit_module", OptLevel::None, "none", 100),
+    ];
+    for (what, line, opt, jit_opt, count) in cases {
+        let manager = ExecManager::new(opt).map_err(|e| e.to_string())?;
+        let mut module = jit_module(jit_opt);
+        let (mut ours_n, mut theirs_n) = (0usize, 0usize);
+        let function = |kind: &str, n: usize| {
+            let name = format!("{kind}_{line}_{n}");
+            let f = if opt == OptLevel::Speed { large(&name, 400) } else { small(&name) };
+            (name, f)
+        };
+        let times = interleaved_rounds(
+            rounds,
+            &mut [
+                &mut || {
+                    let batch: Vec<Function> = (0..count)
+                        .map(|_| {
+                            ours_n += 1;
+                            function("ours", ours_n).1
+                        })
+                        .collect();
+                    manager.compile_functions(batch, &none).expect("compiles").len()
+                },
+                &mut || {
+                    let batch: Vec<(String, Function)> = (0..count)
+                        .map(|_| {
+                            theirs_n += 1;
+                            function("theirs", theirs_n)
+                        })
+                        .collect();
+                    jit_compile(&mut module, batch)
+                },
+            ],
+        );
+        println!(
+            "  {what:<30} ours {:>9.1} us, JITModule {:>9.1} us",
+            us(median(times[0].clone())),
+            us(median(times[1].clone()))
+        );
+        report::ratio(line, median_ratio(&times[1], &times[0]), Goal::AtLeast(1.0));
+    }
+
+    // Execute by name against a direct call.
+    let manager = ExecManager::new(OptLevel::Speed).map_err(|e| e.to_string())?;
+    manager.compile_functions(vec![small("bench_direct")], &none).map_err(|e| e.to_string())?;
+    let addr = manager.address("bench_direct").ok_or("no address")?;
+    // SAFETY: `bench_direct` is `(i64, i64) -> i64` in the platform's C convention.
+    #[allow(unsafe_code)]
+    let direct: extern "C" fn(i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
+    const CALLS: usize = 10_000;
+    let times = interleaved_rounds(
+        rounds,
+        &mut [
+            &mut || {
+                (0..CALLS as i64).map(|i| manager.execute("bench_direct", &[i, 3]).unwrap_or(0)).sum::<i64>()
+                    as usize
+            },
+            &mut || (0..CALLS as i64).map(|i| direct(std::hint::black_box(i), 3)).sum::<i64>() as usize,
+        ],
+    );
+    let per_call = |t: &[std::time::Duration]| us(median(t.to_vec())) * 1000.0 / CALLS as f64;
+    println!(
+        "  execute                ours {:>9.1} ns, direct call {:>9.1} ns",
+        per_call(&times[0]),
+        per_call(&times[1])
+    );
+    report::ratio("execute_vs_direct_call", median_ratio(&times[1], &times[0]), Goal::Reported);
+
+    // 1,000 functions in batches of 100: kernel calls (a child process under strace, the
+    // same child doing nothing subtracted) and resident memory.
+    let calls = |which: &str| strace_counts(which);
+    match (calls("none"), calls("ours"), calls("jit")) {
+        (Some(base), Some(ours), Some(theirs)) => {
+            let net =
+                |counts: [u64; 2]| [counts[0].saturating_sub(base[0]), counts[1].saturating_sub(base[1])];
+            let (ours, theirs) = (net(ours), net(theirs));
+            println!(
+                "  1,000 functions        ours {} mmap, {} mprotect; JITModule {} mmap, {} mprotect",
+                ours[0], ours[1], theirs[0], theirs[1]
+            );
+            report::footprint("exec_manager_mmaps_1000_functions", ours[0], Goal::AtMost(theirs[0] as f64));
+            report::footprint("jit_module_mmaps_1000_functions", theirs[0], Goal::Reported);
+            report::footprint(
+                "exec_manager_mprotects_1000_functions",
+                ours[1],
+                Goal::AtMost(theirs[1] as f64),
+            );
+            report::footprint("jit_module_mprotects_1000_functions", theirs[1], Goal::Reported);
+        }
+        _ => println!("  (no strace here: kernel calls not counted)"),
+    }
+    let rss = resident();
+    let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
+    thousand_ours(&manager)?;
+    let ours_rss = resident().saturating_sub(rss);
+    println!("  1,000 functions        ours {} KB resident", ours_rss / 1024);
+    report::footprint(
+        "exec_manager_resident_bytes_1000_functions",
+        ours_rss,
+        Goal::AtMost(10.0 * 1024.0 * 1024.0),
+    );
+    drop(manager);
+    Ok(())
+}
