@@ -114,15 +114,17 @@ fn module_calling(name: &str) -> Vec<u8> {
     use smf_core::{Dialect, RelocKind};
     let mut b = ModuleBuilder::new(Dialect::R96);
     let import = b.add_symbol(SymbolSpec::import(name.as_bytes()));
-    if cfg!(target_arch = "aarch64") {
+    let size = if cfg!(target_arch = "aarch64") {
         b.header(|h| h.arch = 1);
         b.add_code(b".text", &0x1400_0000u32.to_le_bytes()); // b NAME
         b.add_relocation(0, import, RelocKind::Aarch64Branch26, 0);
+        4
     } else {
         b.add_code(b".text", &[0xE9, 0, 0, 0, 0]); // jmp NAME
         b.add_relocation(1, import, RelocKind::Plt32, -4);
-    }
-    b.add_symbol(SymbolSpec::function(b"calls_compiled", 0, 5));
+        5
+    };
+    b.add_symbol(SymbolSpec::function(b"calls_compiled", 0, size));
     b.build().unwrap()
 }
 

@@ -1,5 +1,5 @@
-//! `cargo xtask cross-test`: the core's unit tests, the allocator, format, aarch64 loading and
-//! load-time instantiation tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
+//! `cargo xtask cross-test`: the core's unit tests, the allocator, format, aarch64 loading,
+//! load-time instantiation and execution manager (Cranelift for aarch64) tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
 //! machine code (the tests' `return_const` is `movz x0, #imm; ret` there; `load_aarch64` runs
 //! code patched by every aarch64 relocation kind). Installs the target and, when run as
 //! root, the Debian packages `qemu-user` and `gcc-aarch64-linux-gnu` if they are missing.
@@ -57,6 +57,8 @@ pub(crate) fn run_command() -> Result<(), String> {
             "load_aarch64",
             "--test",
             "jit",
+            "--test",
+            "exec_manager",
             "--test",
             "wx",
         ])
