@@ -4,6 +4,8 @@
 //! `pkg-config --cflags --libs smf` (or `--static`) builds a C program against it. Everything
 //! installed is stripped of debug info (the build profile keeps it for profiling). The static
 //! link flags come from the build (`rustc --print native-static-libs`), not from memory.
+//! `--features cranelift` builds the library with the execution manager, and the `.pc` files'
+//! `Cflags` then define `SMF_EXEC_MANAGER`, which declares its functions in `smf.h`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,32 +25,27 @@ fn checked(command: &mut Command) -> Result<std::process::Output, String> {
     }
 }
 
-/// Builds the release library and tool; returns the static library's native link flags.
-fn build() -> Result<String, String> {
+/// Builds the release library (with `features` of `smf-loader`) and tool; returns the static
+/// library's native link flags.
+fn build(features: &[String]) -> Result<String, String> {
     let root = workspace_root();
-    checked(cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "smf-loader",
-        "-p",
-        "smf-tool",
-    ]))?;
+    let features: Vec<String> = features.iter().map(|f| format!("smf-loader/{f}")).collect();
+    let features = ["--features".to_owned(), features.join(",")];
+    let features = if features[1].is_empty() { &features[..0] } else { &features[..] };
+    checked(
+        cargo()
+            .current_dir(&root)
+            .args(["build", "--release", "--locked", "-p", "smf-loader", "-p", "smf-tool"])
+            .args(features),
+    )?;
     // The static library's system libraries, as rustc reports them for this toolchain.
-    let out = checked(cargo().current_dir(&root).args([
-        "rustc",
-        "--release",
-        "--locked",
-        "-p",
-        "smf-loader",
-        "--lib",
-        "--crate-type",
-        "staticlib",
-        "--",
-        "--print",
-        "native-static-libs",
-    ]))?;
+    let out = checked(
+        cargo()
+            .current_dir(&root)
+            .args(["rustc", "--release", "--locked", "-p", "smf-loader"])
+            .args(features)
+            .args(["--lib", "--crate-type", "staticlib", "--", "--print", "native-static-libs"]),
+    )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     stderr
         .lines()
@@ -71,11 +68,20 @@ fn copy_stripped(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
-    let prefix = match args {
-        [flag, prefix] if flag == "--prefix" => PathBuf::from(prefix),
-        _ => return Err("usage: cargo xtask install --prefix DIR".into()),
+    let usage = || "usage: cargo xtask install --prefix DIR [--features cranelift]".to_owned();
+    let (prefix, features) = match args {
+        [flag, prefix] if flag == "--prefix" => (PathBuf::from(prefix), Vec::new()),
+        [flag, prefix, features, list] if flag == "--prefix" && features == "--features" => {
+            let list: Vec<String> = list.split(',').map(str::to_owned).collect();
+            if list.iter().any(|f| f != "cranelift") {
+                return Err(usage());
+            }
+            (PathBuf::from(prefix), list)
+        }
+        _ => return Err(usage()),
     };
-    let static_libs = build()?;
+    let static_libs = build(&features)?;
+    let cflags = if features.is_empty() { "" } else { " -DSMF_EXEC_MANAGER" };
     let release = workspace_root().join("target").join("release");
     let version = env!("CARGO_PKG_VERSION");
     let major = version.split('.').next().unwrap_or("0");
@@ -109,7 +115,7 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     );
     let pc = format!(
         "{head}Name: smf\nDescription: Loader for SMF (Simple Module Format) modules\nVersion: {version}\n\
-         Cflags: -I${{includedir}}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n"
+         Cflags: -I${{includedir}}{cflags}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n"
     );
     std::fs::write(pkgconfig.join("smf.pc"), pc).map_err(|e| format!("smf.pc: {e}"))?;
     // `-lsmf` picks the shared library wherever both are installed, so static linking names
@@ -117,7 +123,7 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     // fully static with `cc -static`).
     let static_pc = format!(
         "{head}Name: smf-static\nDescription: Loader for SMF (Simple Module Format) modules, linked \
-         statically\nVersion: {version}\nCflags: -I${{includedir}}\nLibs: ${{libdir}}/libsmf.a {static_libs}\n"
+         statically\nVersion: {version}\nCflags: -I${{includedir}}{cflags}\nLibs: ${{libdir}}/libsmf.a {static_libs}\n"
     );
     std::fs::write(pkgconfig.join("smf-static.pc"), static_pc).map_err(|e| format!("smf-static.pc: {e}"))?;
     println!("installed smf {version} into {}", prefix.display());

@@ -40,7 +40,9 @@ tasks:
                        region coverage per file of what the targets' corpora reach
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
   valgrind             run, inspect and verify every example under valgrind's memcheck
-  install --prefix DIR  install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
+  install --prefix DIR [--features cranelift]
+                       install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
+                       (with the execution manager: SMF_EXEC_MANAGER in the .pc's Cflags)
   nolibc               build the static loader without libc (nolibc/); prints its path last
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
