@@ -100,6 +100,46 @@ fn a_later_batch_calls_an_earlier_one_and_the_c_library() {
     assert_eq!(manager.execute("ten_minus_abs", &[-4]).unwrap(), 6);
 }
 
+#[test]
+fn user_names_come_from_the_name_table_and_host_symbols_link() {
+    use smf::exec_manager::codegen::ir::UserExternalName;
+    extern "C" fn host_offset() -> i64 {
+        1000
+    }
+    smf::imports::define_host(b"exec_manager_host_offset", host_offset as extern "C" fn() -> i64 as usize)
+        .unwrap();
+    let manager = ExecManager::new(OptLevel::None).unwrap();
+    // As a translator builds them: functions and callees named by user names (namespace,
+    // index), which the table turns into names.
+    let functions = ExecManager::parse_clif(
+        "function u0:1(i64) -> i64 {
+            fn0 = u0:2() -> i64
+        block0(v0: i64):
+            v1 = call fn0()
+            v2 = iadd v0, v1
+            return v2
+        }",
+    )
+    .unwrap();
+    let names = [
+        (UserExternalName::new(0, 1), "plus_offset"),
+        (UserExternalName::new(0, 2), "exec_manager_host_offset"),
+    ]
+    .into_iter()
+    .map(|(user, name)| (user, name.to_owned()))
+    .collect();
+    assert_eq!(manager.compile_functions(functions, &names).unwrap(), ["plus_offset"]);
+    assert_eq!(manager.execute("plus_offset", &[24]).unwrap(), 1024);
+    // A user name the table does not have: refused, naming it.
+    let functions = ExecManager::parse_clif(
+        "function u0:7() -> i64 {\nblock0:\n    v0 = iconst.i64 0\n    return v0\n}\n",
+    )
+    .unwrap();
+    let unnamed = manager.compile_functions(functions, &names).unwrap_err();
+    assert!(matches!(unnamed, ExecManagerError::Unnamed(ref name) if name == "u0:7"), "{unnamed:?}");
+    assert!(smf::imports::undefine_host(b"exec_manager_host_offset"));
+}
+
 /// A module exporting `five` (returns 5), for this host.
 fn library_exporting_five() -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]

@@ -24,6 +24,9 @@ use cranelift_codegen::ir::{ArgumentPurpose, Function, Signature};
 use cranelift_codegen::isa::OwnedTargetIsa;
 
 pub use compile::{NameTable, OptLevel};
+/// The Cranelift this manager compiles with (the runtime's translator builds its functions
+/// with it: one version for both).
+pub use cranelift_codegen as codegen;
 pub use error::ExecManagerError;
 pub use exports::CompiledFunctions;
 
@@ -154,6 +157,12 @@ impl ExecManager {
         tables.functions.extend(entries);
         tables.modules.push(module);
         Ok(defined)
+    }
+
+    /// The functions of CLIF `text`, as [`ExecManager::compile_functions`] takes them (user
+    /// names such as `u0:1` kept, for a [`NameTable`] to name).
+    pub fn parse_clif(text: &str) -> Result<Vec<Function>, ExecManagerError> {
+        compile::parse(text)
     }
 
     /// Registers the front end `compile_source` and `compile_file` go through (else the
