@@ -183,6 +183,19 @@ fn global_data_matches_native() {
     check_source("globals.c", &WITH_DATA, calls);
 }
 
+/// `read_own()`, `read_table(2)`, `read_imported()` and `sum()` of got.c packed into `bytes`,
+/// its import `imported` holding 35.
+fn got_results(bytes: &[u8]) -> Vec<i64> {
+    static IMPORTED: i64 = 35;
+    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
+    let resolver = smf_core::load::TableResolver(&table);
+    let loaded = LoadedModule::load(allocator(), bytes, &resolver, &LoadOptions::default()).unwrap();
+    [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
+        .iter()
+        .map(|(f, args)| call(&loaded, f, args))
+        .collect()
+}
+
 #[test]
 fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
     use smf_core::{Module, RelocKind};
@@ -203,16 +216,7 @@ fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
 
     // The relaxed code still reads the right values (lea instead of a load from the GOT), and the
     // import goes through its slot.
-    static IMPORTED: i64 = 35;
-    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
-    let resolver = smf_core::load::TableResolver(&table);
-    let loaded = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
-    let results: Vec<i64> =
-        [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
-            .iter()
-            .map(|(f, args)| call(&loaded, f, args))
-            .collect();
-    assert_eq!(results, [7, 3, 35, 7 + 4 + 35]);
+    assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
 }
 
 #[test]
@@ -227,16 +231,7 @@ fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
     // merged section at each function's place in it.
     let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC", "-ffunction-sections"]).unwrap();
     assert_eq!(code_sections(&bytes), [(b".text".to_vec(), 0)]);
-    static IMPORTED: i64 = 35;
-    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
-    let resolver = smf_core::load::TableResolver(&table);
-    let loaded = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
-    let results: Vec<i64> =
-        [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
-            .iter()
-            .map(|(f, args)| call(&loaded, f, args))
-            .collect();
-    assert_eq!(results, [7, 3, 35, 7 + 4 + 35]);
+    assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
 
     // A function aligned past a page starts a section of its own (the padding before it is not
     // stored), at its alignment in the code image; what follows it merges again.
