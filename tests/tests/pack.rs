@@ -261,6 +261,52 @@ fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
     assert_eq!([call(&loaded, "sum_squares", &[100]), call(&loaded, "collatz", &[27])][..], expected);
 }
 
+/// `bytes` (an ELF64 object) with section `name`'s size set to `size`.
+fn with_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, entsize, count, strndx) =
+        (u64_at(&bytes, 0x28), u16_at(&bytes, 0x3a), u16_at(&bytes, 0x3c), u16_at(&bytes, 0x3e));
+    let strings = u64_at(&bytes, shoff + strndx * entsize + 0x18);
+    for i in 0..count {
+        let header = shoff + i * entsize;
+        let start = strings + u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) as usize;
+        let end = start + bytes[start..].iter().position(|&b| b == 0).unwrap();
+        if &bytes[start..end] == name.as_bytes() {
+            bytes[header + 0x20..header + 0x28].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+#[test]
+fn merging_sections_never_reaches_across_into_another_or_past_any_size() {
+    let dir = scratch("merge-edges");
+    // A GOT load at the very start of `.text.b`: the two bytes before it are `.text.a`'s, which
+    // look like a `mov` opcode; relaxing must not rewrite them.
+    let source = dir.join("edge.s");
+    std::fs::write(
+        &source,
+        "    .section .text.a,\"ax\",@progbits\n    .globl fa\nfa: .byte 0x90, 0x8B, 0x05\n\
+         .section .text.b,\"ax\",@progbits\n    .globl fb\nfb: .reloc ., R_X86_64_REX_GOTPCRELX, fa-4\n    .long 0\n    ret\n",
+    )
+    .unwrap();
+    let (bytes, _) = smf_tool::pack::pack(&[compile(&dir, &source, &[])], Dialect::S128).unwrap();
+    let module = smf_core::Module::parse(&bytes).unwrap();
+    let (text, _) = module.code_sections().next().unwrap();
+    assert_eq!(text.data[..3], [0x90, 0x8B, 0x05], "fa's bytes");
+    assert!(module.relocations().all(|r| r.kind == RelocKind::GotPc32), "not relaxed at a part's start");
+
+    // A bss section claiming nearly 2^64 bytes before another: refused as too large, never an
+    // overflow (in a debug build, a panic).
+    let source = dir.join("bss.c");
+    std::fs::write(&source, "char a[16]; long b[4]; int f(void) { return a[0] + b[0]; }\n").unwrap();
+    let (name, object) = compile(&dir, &source, &["-fdata-sections", "-fno-common"]);
+    let object = with_section_size(object, ".bss.b", 0xFFFF_FFFF_FFFF_FFF9);
+    let refused = smf_tool::pack::pack(&[(name, object)], Dialect::S128).unwrap_err().to_string();
+    assert!(refused.contains("too large") || refused.contains("limit"), "{refused}");
+}
+
 #[test]
 fn compiled_code_shapes_match_native() {
     let calls: &[Call] = &[

@@ -107,20 +107,26 @@ impl<'d, 'f> Packer<'d, 'f> {
             SectionType::Data => 1,
             _ => 2,
         };
-        if let Some(run) = self.data_runs[slot].as_mut().filter(|_| alignment <= MOST_MERGED_ALIGNMENT) {
-            let base = run.size.div_ceil(alignment) * alignment;
-            if let Some(spec) = self.builder.section_mut(run.section) {
+        // Where this part would start and end in the section before it of its kind (`None`:
+        // aligned too much to merge, or past any image: a section of its own, which the
+        // image limit then refuses).
+        let merged = self.data_runs[slot].filter(|_| alignment <= MOST_MERGED_ALIGNMENT).and_then(|run| {
+            let base = run.size.checked_next_multiple_of(alignment)?;
+            Some((run.section, base, base.checked_add(len)?))
+        });
+        if let Some((section, base, end)) = merged {
+            if let Some(spec) = self.builder.section_mut(section) {
                 if kind != SectionType::Bss {
                     // Less than the alignment, after the bytes stored so far.
                     spec.data.resize(usize::try_from(base).unwrap_or(usize::MAX), 0);
                     spec.data.extend_from_slice(bytes);
                 }
-                spec.virtual_size = base.saturating_add(len);
+                spec.virtual_size = end;
                 // The section's start at the largest alignment keeps every part at its own.
                 spec.alignment = spec.alignment.max(alignment);
             }
-            run.size = base.saturating_add(len);
-            return (run.section, base);
+            self.data_runs[slot] = Some(DataRun { section, size: end });
+            return (section, base);
         }
         let name = match kind {
             SectionType::RoData => ".rodata",

@@ -73,10 +73,14 @@ impl<'d, 'f> Packer<'d, 'f> {
         };
         // A GOT load of a symbol this object defines becomes a direct reference.
         let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
-        let kind = match usize::try_from(within + offset) {
-            Ok(at) if relaxable && self.defined_here(f, relocation.target()) => self
+        // Only this ELF section's bytes, where it lies in the merged SMF section: an
+        // instruction is never read across into the section before it.
+        let part = usize::try_from(within).ok().zip(usize::try_from(section_size).ok());
+        let kind = match (usize::try_from(offset), part) {
+            (Ok(at), Some((start, len))) if relaxable && self.defined_here(f, relocation.target()) => self
                 .builder
                 .section_data_mut(code_section)
+                .and_then(|code| code.get_mut(start..start.checked_add(len)?))
                 .and_then(|code| crate::pack::relax::relax_got_load(code, at, relocation.addend()))
                 .unwrap_or(kind),
             _ => kind,
