@@ -459,8 +459,9 @@ void    rt_exec_memory_dump_stats(void);
  * freed by the library: each valid until the next call of the same kind on the same manager
  * (or its cleanup). Every failure is also this thread's smf_last_error. */
 
-/* "cranelift" or "auto" (the same: the one backend built in); false for any other name, "llvm"
- * included, with the reason in smf_last_error. */
+/* "cranelift" or "auto" (the same: the one backend built in), optionally with an opt level
+ * ("cranelift:speed", "cranelift:speed_and_size"), for managers created with NULL or ""; false
+ * for any other name, "llvm" included, with the reason in smf_last_error. */
 bool        rt_set_jit_backend(const char *name);
 /* "cranelift" (a static string). */
 const char *rt_get_jit_backend(void);

@@ -138,6 +138,19 @@ fn user_names_come_from_the_name_table_and_host_symbols_link() {
     let unnamed = manager.compile_functions(functions, &names).unwrap_err();
     assert!(matches!(unnamed, ExecManagerError::Unnamed(ref name) if name == "u0:7"), "{unnamed:?}");
     assert!(smf::imports::undefine_host(b"exec_manager_host_offset"));
+
+    // A translator's function calling a user name it never declared: refused, never a panic.
+    let mut functions = ExecManager::parse_clif(
+        "function u0:3() -> i64 {\n    fn0 = u0:2() -> i64\nblock0:\n    v0 = call fn0()\n    return v0\n}\n",
+    )
+    .unwrap();
+    let callee = functions[0].dfg.ext_funcs.keys().next().unwrap();
+    let undeclared = smf::exec_manager::codegen::ir::UserExternalNameRef::from_u32(9);
+    functions[0].dfg.ext_funcs[callee].name = smf::exec_manager::codegen::ir::ExternalName::User(undeclared);
+    let names: smf::exec_manager::NameTable =
+        [(UserExternalName::new(0, 3), "calls_undeclared".to_owned())].into();
+    let refused = manager.compile_functions(functions, &names).unwrap_err();
+    assert!(refused.to_string().contains("not declared by the function"), "{refused}");
 }
 
 /// A module exporting `five` (returns 5), for this host.
@@ -358,6 +371,12 @@ fn the_c_abi_compiles_executes_lists_and_says_what_failed() {
             text(smf::ffi::error::smf_last_error()),
             "the llvm backend is not built into this library (cranelift is)"
         );
+        assert!(!rt_set_jit_backend(c"cranelift:fastest".as_ptr()));
+        assert!(rt_set_jit_backend(c"cranelift:speed".as_ptr()));
+        let chosen = rt_exec_manager_create(std::ptr::null());
+        assert_ne!(chosen, 0);
+        rt_exec_manager_cleanup(chosen);
+        assert!(rt_set_jit_backend(c"cranelift".as_ptr()));
         assert_eq!(text(rt_get_jit_backend()), "cranelift");
         assert_eq!(rt_exec_manager_create(c"cobol".as_ptr()), 0);
 
@@ -380,7 +399,11 @@ fn the_c_abi_compiles_executes_lists_and_says_what_failed() {
         assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), std::ptr::null(), 1), 0);
         assert_eq!(text(rt_exec_manager_last_error(m)), "args is NULL");
         assert_eq!(rt_exec_manager_execute(m, c"nothing".as_ptr(), std::ptr::null(), 0), 0);
-        assert_eq!(text(rt_exec_manager_last_error(m)), "no function nothing was compiled");
+        let error = rt_exec_manager_last_error(m);
+        // The string stays until the next last_error call, whatever fails meanwhile.
+        assert_eq!(rt_exec_manager_execute(m, c"nothing_either".as_ptr(), std::ptr::null(), 0), 0);
+        assert_eq!(text(error), "no function nothing was compiled");
+        assert_eq!(text(rt_exec_manager_last_error(m)), "no function nothing_either was compiled");
         let source = text(rt_exec_manager_compile_source(m, c"x = 1".as_ptr()));
         assert!(source.starts_with("no front end is registered"), "{source}");
 

@@ -16,6 +16,7 @@ use super::ExecManagerError;
 
 /// How hard Cranelift optimizes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
 pub enum OptLevel {
     /// No optimizations: fastest to compile.
     #[default]
@@ -53,10 +54,16 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
     builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
 }
 
-/// Every function of CLIF `text`.
+/// Every function of CLIF `text` (a panic inside the reader a refusal too).
 pub(super) fn parse(text: &str) -> Result<Vec<Function>, ExecManagerError> {
-    cranelift_reader::parse_functions(text)
-        .map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
+    match catch_unwind(|| cranelift_reader::parse_functions(text)) {
+        Ok(parsed) => {
+            parsed.map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
+        }
+        Err(_) => {
+            Err(ExecManagerError::Parse { line: 0, message: "the CLIF reader panicked on it".to_owned() })
+        }
+    }
 }
 
 /// The name `function` defines: its test-case name, or its user name in `names`.
@@ -73,7 +80,9 @@ pub(super) fn name_of(function: &Function, names: &NameTable) -> Result<String, 
 pub(super) fn target_name(function: &Function, name: &ExternalName, names: &NameTable) -> Option<String> {
     match name {
         ExternalName::TestCase(name) => Some(String::from_utf8_lossy(name.raw()).into_owned()),
-        ExternalName::User(reference) => names.get(&function.params.user_named_funcs()[*reference]).cloned(),
+        ExternalName::User(reference) => {
+            names.get(function.params.user_named_funcs().get(*reference)?).cloned()
+        }
         ExternalName::LibCall(call) => super::image::libcall_symbol(*call).map(str::to_owned),
         ExternalName::KnownSymbol(_) => None,
     }

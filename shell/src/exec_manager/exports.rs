@@ -25,12 +25,28 @@ struct Definition {
 /// Definitions by name, the latest last.
 static EXPORTS: Mutex<Option<HashMap<Vec<u8>, Vec<Definition>>>> = Mutex::new(None);
 
-/// Exports `name` at `addr` in `module`, compiled by manager `owner`: found before every
-/// earlier definition of the name.
-pub(super) fn export(owner: u64, name: &[u8], module: &Arc<SharedModule>, addr: usize) {
-    let (key, definition) = (name.to_vec(), Definition { owner, module: Arc::downgrade(module), addr });
+/// Definitions ready to export ([`definitions`]), made before any lock is taken.
+pub(super) struct Prepared(Vec<(Vec<u8>, Definition)>);
+
+/// Each `(name, addr)` of `module`, compiled by manager `owner`, ready to [`export`].
+pub(super) fn definitions(owner: u64, names: &[(&[u8], usize)], module: &Arc<SharedModule>) -> Prepared {
+    Prepared(
+        names
+            .iter()
+            .map(|&(name, addr)| (name.to_vec(), Definition { owner, module: Arc::downgrade(module), addr }))
+            .collect(),
+    )
+}
+
+/// Exports `prepared`: each found before every earlier definition of its name. (The manager
+/// calls it holding its own table's lock, so that its table and the namespace agree on which
+/// batch defined a name last; the lock order is the manager's, then this one.)
+pub(super) fn export(prepared: Prepared) {
     let mut exports = lock(&EXPORTS);
-    exports.get_or_insert_with(HashMap::new).entry(key).or_default().push(definition);
+    let map = exports.get_or_insert_with(HashMap::new);
+    for (key, definition) in prepared.0 {
+        map.entry(key).or_default().push(definition);
+    }
 }
 
 /// Withdraws every definition manager `owner` exported.

@@ -85,10 +85,7 @@ pub(super) fn module_of(batch: &[Compiled], names: &NameTable) -> Result<Vec<u8>
             let (symbol, addend) = match &relocation.target {
                 FinalizedRelocTarget::ExternalName(name) => {
                     let Some(target) = target_name(&function.function, name, names) else {
-                        return Err(cannot(format!(
-                            "a call to {}",
-                            name.display(Some(&function.function.params))
-                        )));
+                        return Err(cannot(format!("a call to {}", described(&function.function, name))));
                     };
                     let symbol = match symbols.get(&target) {
                         Some(&symbol) => symbol,
@@ -110,6 +107,23 @@ pub(super) fn module_of(batch: &[Compiled], names: &NameTable) -> Result<Vec<u8>
     }
     b.build()
         .map_err(|e| ExecManagerError::Link { function: batch_names(batch), what: format!("the batch: {e}") })
+}
+
+/// A call target as CLIF writes it (`u0:2`, `%name`), a user reference the function does not
+/// declare included (which Cranelift's own display would index past its table for).
+fn described(
+    function: &cranelift_codegen::ir::Function,
+    name: &cranelift_codegen::ir::ExternalName,
+) -> String {
+    match name {
+        cranelift_codegen::ir::ExternalName::User(reference) => {
+            match function.params.user_named_funcs().get(*reference) {
+                Some(user) => format!("u{}:{}", user.namespace, user.index),
+                None => format!("{reference} (not declared by the function)"),
+            }
+        }
+        other => other.display(None).to_string(),
+    }
 }
 
 /// The functions of `batch`, for a message about all of them.

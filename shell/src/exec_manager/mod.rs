@@ -144,16 +144,17 @@ impl ExecManager {
         let mut entries = Vec::with_capacity(batch.len());
         for compiled in batch {
             let Some(addr) = module.symbol(compiled.name.as_bytes()) else { continue };
-            exports::export(self.id, compiled.name.as_bytes(), &module, addr);
-            let entry = Entry {
-                addr,
-                signature: Arc::new(compiled.function.signature.clone()),
-                module: module.clone(),
-            };
-            entries.push((compiled.name, entry));
+            let signature = Arc::new(compiled.function.signature.clone());
+            entries.push((compiled.name, Entry { addr, signature, module: module.clone() }));
         }
-        let defined = entries.iter().map(|(name, _)| name.clone()).collect();
+        let defined: Vec<String> = entries.iter().map(|(name, _)| name.clone()).collect();
+        let exported: Vec<(&[u8], usize)> =
+            entries.iter().map(|(name, e)| (name.as_bytes(), e.addr)).collect();
+        let exported = exports::definitions(self.id, &exported, &module);
+        // Exported and recorded under one lock: two batches defining a name on two threads
+        // leave the table and the namespace with the same one last.
         let mut tables = lock(&self.tables);
+        exports::export(exported);
         tables.functions.extend(entries);
         tables.modules.push(module);
         Ok(defined)

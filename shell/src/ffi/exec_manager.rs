@@ -7,6 +7,7 @@
 //! manager, or its cleanup. Every failure is also this thread's `smf_last_error`.
 
 use std::ffi::{c_char, CStr, CString};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use super::handles::Handles;
@@ -20,15 +21,21 @@ struct CManager {
     strings: Mutex<Strings>,
 }
 
-/// The strings a manager handed to C, by kind: each replaced by the next of its kind.
+/// The strings a manager handed to C, by kind: each replaced by the next call of its kind;
+/// and the message of its last failure, copied into `error` when C asks for it.
 #[derive(Default)]
 struct Strings {
     compiled: CString,
     list: CString,
     error: CString,
+    last_failure: String,
 }
 
 static MANAGERS: Handles<CManager> = Handles::new("ExecManager");
+
+/// The opt level `rt_set_jit_backend` chose, for managers created with no backend named (0
+/// none, 1 speed, 2 speed and size).
+static CHOSEN_OPT: AtomicU8 = AtomicU8::new(0);
 
 /// The opt level a backend name asks for: `cranelift` and `auto` (opt level none), or
 /// `cranelift:none`, `cranelift:speed`, `cranelift:speed_and_size`.
@@ -55,6 +62,15 @@ fn c_string(text: String) -> CString {
     })
 }
 
+/// The opt level `rt_set_jit_backend` chose.
+fn chosen_opt() -> OptLevel {
+    match CHOSEN_OPT.load(Ordering::Relaxed) {
+        1 => OptLevel::Speed,
+        2 => OptLevel::SpeedAndSize,
+        _ => OptLevel::None,
+    }
+}
+
 /// The handle value `manager` (a negative one is no handle).
 fn handle(manager: i64) -> *const CManager {
     usize::try_from(manager).unwrap_or(usize::MAX) as *const CManager
@@ -65,14 +81,16 @@ fn manager_of(manager: i64) -> Result<std::sync::Arc<CManager>, FfiError> {
     Ok(MANAGERS.get(handle(manager))?)
 }
 
-/// Records `error` as `manager`'s last error (when it is a live one) and hands it on.
+/// Records `error` as `manager`'s last failure and hands it on.
 fn failed(manager: &CManager, error: FfiError) -> FfiError {
-    lock(&manager.strings).error = c_string(error.to_string());
+    let message = error.to_string();
+    lock(&manager.strings).last_failure = message;
     error
 }
 
-/// Selects the backend managers are created with: "cranelift" or "auto" (the same here); any
-/// other name is false, with the reason in `smf_last_error` ("llvm" is not built in).
+/// Selects the backend managers created with no backend named use: "cranelift" or "auto" (the
+/// same here), with an opt level as "cranelift:speed"; any other name is false, with the
+/// reason in `smf_last_error` ("llvm" is not built in).
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string.
@@ -81,8 +99,9 @@ pub unsafe extern "C" fn rt_set_jit_backend(name: *const c_char) -> bool {
     guard(false, || {
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_str(name, "backend") }?;
-        // Cranelift is the one backend built in: choosing it (or "auto") changes nothing.
-        backend(name)?;
+        // Cranelift is the one backend built in ("auto" is it); an opt level may come with it.
+        let opt = backend(name)?;
+        CHOSEN_OPT.store(opt as u8, Ordering::Relaxed);
         Ok(true)
     })
 }
@@ -108,7 +127,7 @@ pub unsafe extern "C" fn rt_exec_manager_create(backend: *const c_char) -> i64 {
             // SAFETY: forwarded to our caller's contract.
             unsafe { c_str(backend, "backend") }?
         };
-        let opt = if name.is_empty() { OptLevel::None } else { self::backend(name)? };
+        let opt = if name.is_empty() { chosen_opt() } else { self::backend(name)? };
         let manager = ExecManager::new(opt)?;
         let handle = MANAGERS.insert(CManager { manager, strings: Mutex::new(Strings::default()) });
         Ok(handle as i64)
@@ -259,7 +278,9 @@ pub extern "C" fn rt_exec_manager_list_functions(manager: i64) -> *const c_char 
 pub extern "C" fn rt_exec_manager_last_error(manager: i64) -> *const c_char {
     match manager_of(manager) {
         Ok(m) => {
-            let strings = lock(&m.strings);
+            let message = c_string(lock(&m.strings).last_failure.clone());
+            let mut strings = lock(&m.strings);
+            strings.error = message;
             let text: &CStr = &strings.error;
             text.as_ptr()
         }
