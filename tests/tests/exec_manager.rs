@@ -246,6 +246,15 @@ fn failures_name_what_failed_and_never_call() {
     let parse =
         manager.compile_clif("function %broken(i64) -> i64 {\nblock0(v0: i64):\n    v1 = bogus v0\n}\n");
     assert!(matches!(parse, Err(ExecManagerError::Parse { line: 3, .. })), "{parse:?}");
+    // A value number the reader would size its tables by: refused before it allocates.
+    let huge =
+        manager.compile_clif("function %f(i64) -> i64 {\nblock0(v0: i64):\n    return v1111111111\n}\n");
+    match huge {
+        Err(ExecManagerError::Parse { line: 3, message }) => {
+            assert!(message.contains("v1111111111"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Returns an i32 where the signature says i64: the verifier refuses it, naming the function.
     let verify = manager

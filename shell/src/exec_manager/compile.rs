@@ -54,8 +54,52 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
     builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
 }
 
+/// The largest entity number (`v7`, `block3`, `fn0`, `ss2`...) CLIF text of `len` bytes may
+/// use. The reader sizes its tables by the largest number it meets, so one number alone
+/// (`v1111111111`) would make it allocate gigabytes for a few bytes of text.
+fn most_entities(len: usize) -> u64 {
+    (len as u64).saturating_mul(4).max(1024)
+}
+
+/// Refuses CLIF text naming an entity past [`most_entities`], with the line.
+fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
+    let limit = most_entities(text.len());
+    for (n, line) in text.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let starts_word =
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b"_%.".contains(&bytes[i - 1]));
+            if !(bytes[i].is_ascii_alphabetic() && starts_word) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let digits = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let ends_word = i == bytes.len() || !(bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_');
+            let number =
+                line.get(digits..i).and_then(|d| d.parse::<u64>().ok().or((i > digits).then_some(u64::MAX)));
+            if let Some(number) = number.filter(|&number| ends_word && number > limit) {
+                let entity = line.get(start..i).unwrap_or_default();
+                let message = format!(
+                    "`{entity}`: entity number {number} is past {limit}, the most text this long may use"
+                );
+                return Err(ExecManagerError::Parse { line: n + 1, message });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every function of CLIF `text` (a panic inside the reader a refusal too).
 pub(super) fn parse(text: &str) -> Result<Vec<Function>, ExecManagerError> {
+    check_entity_numbers(text)?;
     match catch_unwind(|| cranelift_reader::parse_functions(text)) {
         Ok(parsed) => {
             parsed.map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
