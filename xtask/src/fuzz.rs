@@ -218,7 +218,56 @@ fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
             out.push((format!("frame-{prefix}{name}"), seed));
         }
     }
+    // libzstd's frames (our writer's, ruzstd's fastest, use few of the format's features):
+    // Huffman trees, FSE-described tables, treeless literals and repeated tables in a second
+    // block, a checksum.
+    for (name, len, level, checksum) in [
+        ("words-l3", 6_000, 3, false),
+        ("words-l19-sum", 6_000, 19, true),
+        ("words-two-blocks", 140_000, 19, false),
+    ] {
+        let bytes = words(len);
+        let mut encoder = zstd::bulk::Compressor::new(level).expect("a zstd compressor");
+        encoder.include_checksum(checksum).expect("checksum option");
+        let data = encoder.compress(&bytes).expect("libzstd compresses");
+        let shift = bytes.len().next_power_of_two().trailing_zeros() as u8;
+        let mut seed = vec![shift | 0x80];
+        seed.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        seed.extend_from_slice(&data);
+        out.push((format!("libzstd-{name}"), seed));
+    }
     out
+}
+
+/// `len` bytes of words from a small vocabulary, picked by a fixed generator: text that
+/// compresses with every table kind.
+fn words(len: usize) -> Vec<u8> {
+    const VOCABULARY: [&str; 16] = [
+        "module ",
+        "section ",
+        "symbol ",
+        "load ",
+        "relocation ",
+        "the ",
+        "of ",
+        "into ",
+        "page ",
+        "0x7f3a ",
+        "W^X ",
+        "cache\n",
+        "prefetch ",
+        "template ",
+        "{ ",
+        "} ",
+    ];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut text = Vec::with_capacity(len + 16);
+    while text.len() < len {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        text.extend_from_slice(VOCABULARY[(state >> 60) as usize].as_bytes());
+    }
+    text.truncate(len);
+    text
 }
 
 /// Writes `seeds` into `fuzz/corpus/TARGET/`.

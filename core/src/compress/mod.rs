@@ -1,11 +1,14 @@
 //! Compressed section payloads (`docs/format.md`, "Compression"): the rule's one home. A
 //! section flagged [`SectionFlags::COMPRESSED`] in a module whose header names a method holds a
 //! frame: its decompressed length (u64, little-endian), then the method's data (lz4: one raw
-//! LZ4 block; zstd: Zstandard frames, decoded with the `zstd` feature only, through the
-//! decoder's window buffer of at most the stated length or 1 MiB). [`Frame::of`] checks a frame in O(1) (what validation does for every such
+//! LZ4 block; zstd: Zstandard frames, with the `zstd` feature, decoded by our own decoder,
+//! `zstd/`). [`Frame::of`] checks a frame in O(1) (what validation does for every such
 //! section); [`Frame::decompress_into`] writes its bytes straight into their place in an
 //! image, never more than the stated length, and says so if they come out any other length.
 //! [`may_compress`] says which sections may be compressed at all.
+
+#[cfg(feature = "zstd")]
+mod zstd;
 
 use crate::error::CompressionProblem;
 use crate::{SectionFlags, SectionType};
@@ -121,22 +124,28 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Zstandard `data` decoded into `out` (its stated length): the decoder's window bounded by
-/// that length or 1 MiB, whichever is larger (encoders declare windows larger than small
-/// contents), so a frame header claiming a larger window is refused before any buffer grows to
-/// it. The decoder works through its own buffer (the window and the block being decoded), then
-/// copies into `out`.
+/// Zstandard `data` decoded into `out` (its stated length) by our own decoder
+/// ([`zstd`](self::zstd)): straight into the image, nothing allocated, the whole output its
+/// window.
 #[cfg(feature = "zstd")]
 fn zstd_into(data: &[u8], out: &mut [u8]) -> Result<(), CompressionProblem> {
-    use ruzstd::decoding::errors::FrameDecoderError;
-    let mut decoder = ruzstd::decoding::FrameDecoder::new();
-    decoder.set_max_window_size((out.len() as u64).max(1 << 20));
-    match decoder.decode_all(data, out) {
+    match zstd::decode(data, out) {
         Ok(produced) if produced == out.len() => Ok(()),
         Ok(produced) => Err(CompressionProblem::ShorterThanStated { produced: produced as u64 }),
-        Err(FrameDecoderError::TargetTooSmall) => Err(CompressionProblem::LongerThanStated),
-        Err(_) => Err(CompressionProblem::Corrupt),
+        Err(zstd::Fault::Overflow) => Err(CompressionProblem::LongerThanStated),
+        Err(zstd::Fault::Corrupt(_)) => Err(CompressionProblem::Corrupt),
     }
+}
+
+/// Test support, not production API: why our Zstandard decoder refuses `data` decoded into
+/// `out` (the rule a frame breaks, which [`CompressionProblem::Corrupt`] does not say), or the
+/// bytes it makes; an output too small is "longer than the output".
+#[cfg(all(feature = "zstd", feature = "testing"))]
+pub fn zstd_refusal(data: &[u8], out: &mut [u8]) -> Result<usize, &'static str> {
+    zstd::decode(data, out).map_err(|fault| match fault {
+        zstd::Fault::Corrupt(why) => why,
+        zstd::Fault::Overflow => "longer than the output",
+    })
 }
 
 /// Whether a section of this type and these flags may be compressed: code, data and rodata,
@@ -299,13 +308,16 @@ mod tests {
     }
 
     #[test]
-    fn a_zstd_window_larger_than_the_stated_length_is_refused_not_allocated() {
-        // Magic, a descriptor with a window byte of 2^41, then nothing.
-        let mut huge = 64u64.to_le_bytes().to_vec();
-        huge.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xF8]);
-        huge.extend_from_slice(&[0; 16]);
-        let frame = Frame::of(Method::Zstd, &huge, 64).unwrap();
-        assert_eq!(frame.decompress_into(&mut [0; 64]), Err(CompressionProblem::Corrupt));
+    fn a_zstd_window_of_any_size_costs_nothing() {
+        // Magic, a descriptor (no single segment), a window byte of 2^41 + 7/8 of it, then one
+        // last raw block of 5 bytes: the whole output is the window, so nothing is reserved.
+        let mut huge = 5u64.to_le_bytes().to_vec();
+        huge.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xFF]);
+        huge.extend_from_slice(&[(5 << 3) | 1, 0, 0, b'h', b'e', b'l', b'l', b'o']);
+        let frame = Frame::of(Method::Zstd, &huge, 5).unwrap();
+        let mut place = [0; 5];
+        frame.decompress_into(&mut place).unwrap();
+        assert_eq!(&place, b"hello");
     }
 
     #[test]
