@@ -985,11 +985,20 @@ fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
         smf(&["pack", &object.to_string_lossy(), "--compress", "lz4", "--dialect", "r72", "-o", &module]);
     assert_eq!(r72.status, 1);
     assert!(r72.err.contains("R72 has no compression byte"), "{}", r72.err);
-    let zstd = smf(&["pack", &object.to_string_lossy(), "--compress", "zstd", "-o", &module]);
-    assert_eq!(zstd.status, 0, "{}", zstd.err);
-    assert!(smf(&["inspect", &module]).out.contains("  Compression:    zstd (level 0): "));
-    assert_eq!(smf(&["run", &module, "operate", "2", "6", "7"]).out, "42\n");
-    let unknown = smf(&["pack", &object.to_string_lossy(), "--compress", "brotli", "-o", &module]);
-    assert_eq!(unknown.status, 2);
-    assert!(unknown.err.contains("unknown compression `brotli` (lz4 or zstd)"), "{}", unknown.err);
+    // Zstandard through libzstd: its default level 3, or the level asked for.
+    for (asked, level) in [("zstd", 3), ("zstd:19", 19)] {
+        let zstd = smf(&["pack", &object.to_string_lossy(), "--compress", asked, "-o", &module]);
+        assert_eq!(zstd.status, 0, "{}", zstd.err);
+        let inspected = smf(&["inspect", &module]).out;
+        assert!(inspected.contains(&format!("  Compression:    zstd (level {level}): ")), "{inspected}");
+        assert_eq!(smf(&["verify", &module]).status, 0);
+        assert_eq!(smf(&["run", &module, "operate", "2", "6", "7"]).out, "42\n");
+    }
+    for unknown in ["brotli", "zstd:23", "lz4:9"] {
+        let refused = smf(&["pack", &object.to_string_lossy(), "--compress", unknown, "-o", &module]);
+        assert_eq!(refused.status, 2, "{unknown}");
+        let expected =
+            format!("unknown compression `{unknown}` (lz4, zstd or zstd:LEVEL, 1 to 22; zstd is zstd:3)");
+        assert!(refused.err.contains(&expected), "{}", refused.err);
+    }
 }

@@ -12,6 +12,7 @@ use smf_core::load::{LoadError, LoadOptions, LoadedModule};
 use smf_core::write::{BuildError, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{CompressionProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
 use smf_tests::loading::call0;
+use smf_tool::pack::Compression;
 
 /// Two functions a page apart (`mov eax, 42; ret` at 0 and `mov eax, 7; ret` at 4096, int3
 /// between), a page of rodata text, writable data with a pattern and a pointer to the text
@@ -220,10 +221,21 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
     ];
     for dialect in [Dialect::S128, Dialect::R96] {
         let (plain, _) = smf_tool::pack::pack_with(&object, dialect, None).unwrap();
-        let (packed, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Lz4)).unwrap();
-        let (zstd, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Zstd)).unwrap();
+        let (packed, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Lz4.into())).unwrap();
+        let (zstd, _) = smf_tool::pack::pack_with(&object, dialect, Some(Method::Zstd.into())).unwrap();
+        // libzstd at its highest level, as `smf pack --compress zstd:22` packs.
+        let level_22 = Compression::from_name("zstd:22");
+        let (libzstd, _) = smf_tool::pack::pack_with(&object, dialect, level_22).unwrap();
         assert_eq!(Module::parse(&packed).unwrap().compression(), Some(Method::Lz4));
         assert_eq!(Module::parse(&zstd).unwrap().compression(), Some(Method::Zstd));
+        let header = *Module::parse(&libzstd).unwrap().header();
+        assert_eq!((header.compression, header.compression_level), (1, 22), "{dialect}");
+        assert!(
+            libzstd.len() < zstd.len(),
+            "{dialect}: level 22 {} bytes, ruzstd's fastest {}",
+            libzstd.len(),
+            zstd.len()
+        );
         let results = |file: &[u8]| -> Vec<i64> {
             let module = load(&exec, file).unwrap();
             calls
@@ -237,9 +249,10 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
         };
         assert_eq!(results(&packed), results(&plain), "{dialect}");
         assert_eq!(results(&zstd), results(&plain), "{dialect} zstd");
+        assert_eq!(results(&libzstd), results(&plain), "{dialect} zstd:22");
         assert_eq!(results(&plain)[2], 42, "{dialect}: operate(2, 6, 7) multiplies");
     }
-    let refused = smf_tool::pack::pack_with(&object, Dialect::R72, Some(Method::Lz4)).unwrap_err();
+    let refused = smf_tool::pack::pack_with(&object, Dialect::R72, Some(Method::Lz4.into())).unwrap_err();
     assert!(refused.to_string().contains("R72 has no compression byte"), "{refused}");
 }
 

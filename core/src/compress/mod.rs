@@ -197,7 +197,23 @@ impl Payload<'_> {
     }
 }
 
-/// `bytes` compressed with `method` as a frame (the writer's side of [`Frame`]).
+/// An encoder a writer may bring ([`crate::write::ModuleBuilder::compress_with`]): the
+/// method's data for `bytes` at `level` (without the frame's length, which the writer adds).
+#[cfg(feature = "alloc")]
+pub type Encoder = fn(bytes: &[u8], level: u8) -> alloc::vec::Vec<u8>;
+
+/// `bytes` as a frame whose data `encoder` makes at `level`.
+#[cfg(feature = "alloc")]
+pub fn frame_with(bytes: &[u8], level: u8, encoder: Encoder) -> alloc::vec::Vec<u8> {
+    let data = encoder(bytes, level);
+    let mut out = alloc::vec::Vec::with_capacity(FRAME_HEADER + data.len());
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+/// `bytes` compressed with `method` as a frame (the writer's side of [`Frame`]): LZ4's one
+/// level, or ruzstd's fastest.
 #[cfg(feature = "alloc")]
 pub fn frame(method: Method, bytes: &[u8]) -> alloc::vec::Vec<u8> {
     match method {

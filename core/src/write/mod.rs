@@ -60,7 +60,16 @@ pub struct ModuleBuilder {
     short_form_templates: bool,
     template_meta: Option<MetaEntries>,
     /// How code, data and rodata sections are compressed (`None`: they are not).
-    compression: Option<Method>,
+    compression: Option<Compression>,
+}
+
+/// How a builder compresses: the method, the level written in the header, and the encoder
+/// (`None`: the core's own, [`crate::compress::frame`]).
+#[derive(Clone, Copy, Debug)]
+struct Compression {
+    method: Method,
+    level: u8,
+    encoder: Option<crate::compress::Encoder>,
 }
 
 /// Template-meta entries per category: (name, specialization count).
@@ -113,7 +122,20 @@ impl ModuleBuilder {
     /// its frame is smaller than its bytes) and names the method in the header
     /// (`docs/format.md`, "Compression"). R72 has no compression byte: building it fails.
     pub fn compress(&mut self, method: Method) -> &mut Self {
-        self.compression = Some(method);
+        self.compression = Some(Compression { method, level: 0, encoder: None });
+        self
+    }
+
+    /// [`ModuleBuilder::compress`] with an encoder of the caller's at `level` (written in the
+    /// header's `compression_level`): for example libzstd at any of its levels, where the core
+    /// has only ruzstd's fastest. The encoder must write `method`'s data.
+    pub fn compress_with(
+        &mut self,
+        method: Method,
+        level: u8,
+        encoder: crate::compress::Encoder,
+    ) -> &mut Self {
+        self.compression = Some(Compression { method, level, encoder: Some(encoder) });
         self
     }
 
@@ -409,14 +431,17 @@ impl ModuleBuilder {
     /// be, and the frame is smaller (its virtual size kept at least its bytes' length).
     fn compressed(&self, spec: &SectionSpec) -> SectionSpec {
         let mut spec = spec.clone();
-        let Some(method) = self.compression else { return spec };
+        let Some(compression) = self.compression else { return spec };
         if !crate::compress::may_compress(spec.section_type, spec.flags)
             || spec.flags.contains(SectionFlags::COMPRESSED)
             || spec.data.is_empty()
         {
             return spec;
         }
-        let frame = crate::compress::frame(method, &spec.data);
+        let frame = match compression.encoder {
+            Some(encoder) => crate::compress::frame_with(&spec.data, compression.level, encoder),
+            None => crate::compress::frame(compression.method, &spec.data),
+        };
         if frame.len() < spec.data.len() {
             spec.virtual_size = spec.virtual_size.max(spec.data.len() as u64);
             spec.data = frame;
@@ -564,8 +589,9 @@ impl ModuleBuilder {
         }
 
         let mut h = self.header;
-        if let Some(method) = self.compression {
-            h.compression = method.wire();
+        if let Some(compression) = self.compression {
+            h.compression = compression.method.wire();
+            h.compression_level = compression.level;
         }
         h.section_count = u32::try_from(sections.len()).map_err(|_| BuildError::TooLarge)?;
         h.section_table_offset = section_table_at as u64;

@@ -1,6 +1,7 @@
 //! The packer behind `smf pack`: x86-64 ELF relocatable objects (as `gcc -c -O2 -fPIC` or
 //! `clang` emit) become one SMF module ([`pack`]; `packer/` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
+//! `compression.rs` `--compress` and its levels (libzstd),
 //! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
 //! tables, `trial.rs` the check that what it writes loads, `error.rs` one
 //! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
@@ -41,6 +42,7 @@
 
 mod call_arrays;
 mod carried;
+mod compression;
 mod covering;
 mod elf;
 mod error;
@@ -50,6 +52,7 @@ mod relax;
 mod trial;
 mod unwind;
 
+pub use compression::{Compression, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS};
 pub use error::{PackError, Site};
 pub use packer::{pack, pack_with};
 pub use problems::{PackFailure, Problem, LISTED_PER_KIND};

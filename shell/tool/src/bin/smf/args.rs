@@ -6,8 +6,8 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use smf_core::compress::Method;
 use smf_core::Dialect;
+use smf_tool::pack::Compression;
 
 /// Inspect, verify, pack, run, link-check, dump and prefetch SMF modules (the Simple language's
 /// module format).
@@ -105,22 +105,26 @@ fn dialect(text: &str) -> Result<Dialect, UnknownDialect> {
     Dialect::from_name(text).ok_or_else(|| UnknownDialect(text.to_owned()))
 }
 
-/// The `--compress` method.
-fn compression(text: &str) -> Result<Method, UnknownMethod> {
-    match text {
-        "lz4" => Ok(Method::Lz4),
-        "zstd" => Ok(Method::Zstd),
-        _ => Err(UnknownMethod(text.to_owned())),
-    }
+/// The `--compress` method and level.
+fn compression(text: &str) -> Result<Compression, UnknownMethod> {
+    Compression::from_name(text).ok_or_else(|| UnknownMethod(text.to_owned()))
 }
 
-/// A `--compress` value that names no method this tool writes.
+/// A `--compress` value that names no method this tool writes, or a level it does not have.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct UnknownMethod(pub(crate) String);
 
 impl std::fmt::Display for UnknownMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown compression `{}` (lz4 or zstd)", self.0)
+        let levels = smf_tool::pack::ZSTD_LEVELS;
+        write!(
+            f,
+            "unknown compression `{}` (lz4, zstd or zstd:LEVEL, {} to {}; zstd is zstd:{})",
+            self.0,
+            levels.start(),
+            levels.end(),
+            smf_tool::pack::ZSTD_DEFAULT_LEVEL
+        )
     }
 }
 
@@ -243,9 +247,10 @@ pub(crate) struct PackArgs {
     /// The dialect to write.
     #[arg(long, value_name = "s128|r96|r72", value_parser = dialect, default_value = "s128")]
     pub(crate) dialect: Dialect,
-    /// Compress the code, data and rodata (S128 and R96; R72 has no compression byte).
-    #[arg(long, value_name = "lz4|zstd", value_parser = compression)]
-    pub(crate) compress: Option<Method>,
+    /// Compress the code, data and rodata (S128 and R96; R72 has no compression byte): LZ4, or
+    /// Zstandard through libzstd at LEVEL 1 to 22 (default 3).
+    #[arg(long, value_name = "lz4|zstd[:LEVEL]", value_parser = compression)]
+    pub(crate) compress: Option<Compression>,
     /// No notes.
     #[arg(long, conflicts_with = "verbose")]
     pub(crate) quiet: bool,

@@ -1,4 +1,4 @@
-//! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--compress lz4|zstd] [--quiet |
+//! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--compress lz4|zstd[:LEVEL]] [--quiet |
 //! --verbose]`: reads the objects (`-`: one from standard input), packs them with the library's
 //! [`smf_tool::pack`](mod@smf_tool::pack) (compressing code, data and rodata if asked), prints
 //! its notes as asked and writes the module (renamed into place; `-o -`: to standard output).

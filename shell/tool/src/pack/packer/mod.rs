@@ -11,8 +11,8 @@ mod symbols;
 
 use std::collections::HashMap;
 
+use super::Compression;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SymbolIndex};
-use smf_core::compress::Method;
 use smf_core::load::LoadError;
 use smf_core::write::ModuleBuilder;
 use smf_core::{Dialect, ErrorKind};
@@ -37,11 +37,12 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
 }
 
 /// [`pack`], the module's code, data and rodata compressed with `compression` if given
-/// (`docs/format.md`, "Compression"; R72 has no compression byte and is refused).
+/// (`docs/format.md`, "Compression"; R72 has no compression byte and is refused; a
+/// [`Method`](smf_core::compress::Method) converts into one at its writer's level).
 pub fn pack_with(
     inputs: &[(String, Vec<u8>)],
     dialect: Dialect,
-    compression: Option<Method>,
+    compression: Option<Compression>,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
     if compression.is_some() && !dialect.has_compression_byte() {
         // Refused before anything is read: no other problem of the objects matters.
@@ -76,7 +77,7 @@ fn is_unwind_problem(error: &PackError) -> bool {
 fn pack_objects(
     inputs: &[(String, Vec<u8>)],
     dialect: Dialect,
-    compression: Option<Method>,
+    compression: Option<Compression>,
     unwind: bool,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
     let mut problems = Vec::new();
@@ -94,8 +95,8 @@ fn pack_objects(
         }
     }
     let mut packer = Packer::new(&files, &names, dialect, problems, unwind && dialect.has_symbol_extension());
-    if let Some(method) = compression {
-        packer.builder.compress(method);
+    if let Some(compression) = compression {
+        compression.apply(&mut packer.builder);
     }
     for f in 0..files.len() {
         packer.place_code(f);
