@@ -106,6 +106,26 @@ impl<'a> Backward<'a> {
         }
     }
 
+    /// Loads what it can and returns the bits held: at least 57, unless the stream is nearly
+    /// read (a caller then reads through [`Backward::peek`]).
+    #[inline]
+    pub(super) fn fill(&mut self) -> u32 {
+        self.refill();
+        self.held
+    }
+
+    /// The next `n` bits when at least `n` are held (after [`Backward::fill`]).
+    #[inline]
+    pub(super) fn peek_held(&self, n: u32) -> u64 {
+        (self.container >> (self.held - n)) & mask(n)
+    }
+
+    /// Consumes `n` bits when at least `n` are held.
+    #[inline]
+    pub(super) fn skip_held(&mut self, n: u32) {
+        self.held -= n;
+    }
+
     /// The next `n` bits (at most 56), zeros past the start, without consuming them.
     #[inline]
     pub(super) fn peek(&mut self, n: u32) -> u64 {

@@ -189,6 +189,62 @@ impl Huffman {
     /// Decodes one stream, exactly filling `place`.
     fn decode(&self, stream: &[u8], place: &mut [u8]) -> Result<(), Fault> {
         let mut bits = Backward::new(stream)?;
+        let done = self.decode_held(core::slice::from_mut(&mut bits), &mut [&mut place[..]]);
+        self.finish(&mut bits, &mut place[done..])
+    }
+
+    /// Decodes four streams after their jump table, each filling its quarter of `place`.
+    fn decode_four(&self, data: &[u8], place: &mut [u8]) -> Result<(), Fault> {
+        let bad = Fault::Corrupt("a four-stream jump table past its literals");
+        let (jumps, streams) = data.split_first_chunk::<6>().ok_or(bad)?;
+        let quarter = place.len().div_ceil(4);
+        if 3 * quarter > place.len() {
+            return Err(bad);
+        }
+        let size = |k: usize| usize::from(u16::from_le_bytes([jumps[2 * k], jumps[2 * k + 1]]));
+        let (first, rest) = streams.split_at_checked(size(0)).ok_or(bad)?;
+        let (second, rest) = rest.split_at_checked(size(1)).ok_or(bad)?;
+        let (third, fourth) = rest.split_at_checked(size(2)).ok_or(bad)?;
+        let mut bits =
+            [Backward::new(first)?, Backward::new(second)?, Backward::new(third)?, Backward::new(fourth)?];
+        let (one, rest) = place.split_at_mut(quarter);
+        let (two, rest) = rest.split_at_mut(quarter);
+        let (three, four) = rest.split_at_mut(quarter);
+        let mut parts = [one, two, three, four];
+        // The four in step while all have bits held (independent work for the processor),
+        // then each to its end.
+        let done = self.decode_held(&mut bits, &mut parts);
+        for (stream, part) in bits.iter_mut().zip(parts) {
+            self.finish(stream, &mut part[done..])?;
+        }
+        Ok(())
+    }
+
+    /// Decodes from each stream into its part in step, a run of symbols at a time while every
+    /// stream holds the bits of a whole run and every part has room for one: the symbols each
+    /// part received.
+    #[inline]
+    fn decode_held(&self, streams: &mut [Backward<'_>], parts: &mut [&mut [u8]]) -> usize {
+        let max_bits = self.max_bits;
+        let run = (57 / max_bits) as usize;
+        let shortest = parts.iter().map(|part| part.len()).min().unwrap_or(0);
+        let mut done = 0;
+        while done + run <= shortest && streams.iter_mut().all(|bits| bits.fill() >= 57) {
+            for (bits, part) in streams.iter_mut().zip(parts.iter_mut()) {
+                for byte in &mut part[done..done + run] {
+                    let code = self.codes[bits.peek_held(max_bits) as usize];
+                    *byte = code.symbol;
+                    bits.skip_held(u32::from(code.bits));
+                }
+            }
+            done += run;
+        }
+        done
+    }
+
+    /// Decodes the rest of a stream into `place` one symbol at a time, reading zeros past its
+    /// start, and checks it ends exactly there.
+    fn finish(&self, bits: &mut Backward<'_>, place: &mut [u8]) -> Result<(), Fault> {
         for byte in place.iter_mut() {
             let code = self.codes[bits.peek(self.max_bits) as usize];
             *byte = code.symbol;
@@ -196,31 +252,6 @@ impl Huffman {
         }
         if !bits.is_exactly_consumed() {
             return Err(Fault::Corrupt("a Huffman stream not read exactly to its start"));
-        }
-        Ok(())
-    }
-
-    /// Decodes four streams after their jump table, each filling its quarter of `place`.
-    fn decode_four(&self, data: &[u8], place: &mut [u8]) -> Result<(), Fault> {
-        let bad = Fault::Corrupt("a four-stream jump table past its literals");
-        let (jumps, mut streams) = data.split_first_chunk::<6>().ok_or(bad)?;
-        let quarter = place.len().div_ceil(4);
-        if 3 * quarter > place.len() {
-            return Err(bad);
-        }
-        let mut place = place;
-        for k in 0..4 {
-            let (stream, rest) = if k < 3 {
-                let size = usize::from(u16::from_le_bytes([jumps[2 * k], jumps[2 * k + 1]]));
-                streams.split_at_checked(size).ok_or(bad)?
-            } else {
-                (streams, &[][..])
-            };
-            let len = if k < 3 { quarter } else { place.len() };
-            let (part, rest_place) = core::mem::take(&mut place).split_at_mut(len);
-            self.decode(stream, part)?;
-            streams = rest;
-            place = rest_place;
         }
         Ok(())
     }
