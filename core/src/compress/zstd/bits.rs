@@ -55,6 +55,10 @@ impl<'a> Forward<'a> {
     }
 }
 
+/// Bits a refill leaves held at least (unless the stream runs out): a Huffman run or a
+/// sequence's state updates read within them without checking.
+pub(super) const FILLED: u32 = 56;
+
 /// Bits read backward: from below the marker (the highest set bit of the last byte) down to
 /// the first byte's lowest bit.
 pub(super) struct Backward<'a> {
@@ -84,30 +88,31 @@ impl<'a> Backward<'a> {
         Ok(bits)
     }
 
-    /// Loads whole bytes until at least 57 bits are held or the data is all loaded.
+    /// Loads whole bytes until at least [`FILLED`] bits are held or the data is all loaded;
+    /// never more than 63 (a shift by the bits held stays below 64).
     #[inline]
     fn refill(&mut self) {
-        if self.held > 56 {
+        if self.held >= FILLED {
             return;
         }
         if let Some(word) = self.data[..self.unread].last_chunk::<8>() {
             let word = u64::from_le_bytes(*word);
-            let bytes = (64 - self.held) / 8;
-            self.container =
-                if bytes == 8 { word } else { (self.container << (8 * bytes)) | (word >> (64 - 8 * bytes)) };
+            // 1 to 7 bytes: what fits below 64 bits.
+            let bytes = (63 - self.held) / 8;
+            self.container = (self.container << (8 * bytes)) | (word >> (64 - 8 * bytes));
             self.held += 8 * bytes;
             self.unread -= bytes as usize;
             return;
         }
-        while self.held <= 56 && self.unread > 0 {
+        while self.held < FILLED && self.unread > 0 {
             self.unread -= 1;
             self.container = (self.container << 8) | u64::from(self.data[self.unread]);
             self.held += 8;
         }
     }
 
-    /// Loads what it can and returns the bits held: at least 57, unless the stream is nearly
-    /// read (a caller then reads through [`Backward::peek`]).
+    /// Loads what it can and returns the bits held: at least [`FILLED`], unless the stream is
+    /// nearly read (a caller then reads through [`Backward::peek`]).
     #[inline]
     pub(super) fn fill(&mut self) -> u32 {
         self.refill();
@@ -152,6 +157,16 @@ impl<'a> Backward<'a> {
     /// The next `n` bits (at most 56).
     #[inline]
     pub(super) fn read(&mut self, n: u32) -> u64 {
+        if self.held >= n {
+            self.held -= n;
+            return (self.container >> self.held) & mask(n);
+        }
+        self.read_refilled(n)
+    }
+
+    /// [`Backward::read`] when fewer than `n` bits are held.
+    #[inline(never)]
+    fn read_refilled(&mut self, n: u32) -> u64 {
         let value = self.peek(n);
         self.skip(n);
         value
@@ -216,6 +231,20 @@ mod tests {
         assert!(!bits.overshot());
         bits.read(next as u32);
         assert!(bits.is_exactly_consumed());
+    }
+
+    #[test]
+    fn a_last_byte_holding_only_its_marker_then_reads_of_no_bits_stay_in_range() {
+        // The marker alone in the last byte: the first refill loads whole bytes only, so at
+        // most 63 bits are held and a read of 0 bits shifts by less than 64.
+        let mut data = [0xAB; 17];
+        data[16] = 0x01;
+        let mut bits = Backward::new(&data).unwrap();
+        assert_eq!(bits.read(0), 0);
+        assert!((FILLED..64).contains(&bits.fill()), "{}", bits.fill());
+        assert_eq!(bits.peek_held(0), 0);
+        assert_eq!(bits.read(8), 0xAB);
+        assert_eq!(bits.read(16), 0xABAB);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! of the output buffer, where no byte of this block can be written before they are read (the
 //! sequences check it as they copy), so a block needs no buffer of its own.
 
-use super::bits::Backward;
+use super::bits::{Backward, FILLED};
 use super::fse::{State, Table};
 use super::sequences::Output;
 use super::{Fault, MOST_BLOCK};
@@ -226,10 +226,10 @@ impl Huffman {
     #[inline]
     fn decode_held(&self, streams: &mut [Backward<'_>], parts: &mut [&mut [u8]]) -> usize {
         let max_bits = self.max_bits;
-        let run = (57 / max_bits) as usize;
+        let run = (FILLED / max_bits) as usize;
         let shortest = parts.iter().map(|part| part.len()).min().unwrap_or(0);
         let mut done = 0;
-        while done + run <= shortest && streams.iter_mut().all(|bits| bits.fill() >= 57) {
+        while done + run <= shortest && streams.iter_mut().all(|bits| bits.fill() >= FILLED) {
             for (bits, part) in streams.iter_mut().zip(parts.iter_mut()) {
                 for byte in &mut part[done..done + run] {
                     let code = self.codes[bits.peek_held(max_bits) as usize];
