@@ -15,7 +15,7 @@ mod error;
 mod exports;
 mod image;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,9 +125,11 @@ impl ExecManager {
         names: &NameTable,
     ) -> Result<Vec<String>, ExecManagerError> {
         let mut batch = Vec::with_capacity(functions.len());
+        // Names seen, so that a batch of n functions is checked in O(n), not O(n^2).
+        let mut seen = HashSet::with_capacity(functions.len());
         for function in functions {
             let name = compile::name_of(&function, names)?;
-            if batch.iter().any(|c: &compile::Compiled| c.name == name) {
+            if !seen.insert(name.clone()) {
                 return Err(ExecManagerError::DefinedTwice(name));
             }
             batch.push(compile::compile(&self.isa, function, name)?);
