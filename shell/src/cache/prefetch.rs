@@ -1,0 +1,203 @@
+//! Prefetch: many files loaded into a cache at once, in chunks loaded together (one seal
+//! each), on the calling thread first and on worker threads when the work is long enough;
+//! failed files retried once alone; the prefetch a module's header announces.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use smf_core::load::LoadError;
+
+use super::{Counting, ModuleCache};
+use crate::loader::ModuleError;
+
+impl ModuleCache {
+    /// Loads `paths` into the cache on up to `threads` threads (see
+    /// [`ModuleCache::prefetch_indexed`]); returns how many of them are cached afterwards.
+    pub fn prefetch(&self, paths: &[PathBuf], threads: usize) -> usize {
+        let _ = self.prefetch_indexed(paths, threads, &|_| {});
+        paths.iter().filter(|p| self.contains(p)).count()
+    }
+
+    /// [`ModuleCache::prefetch_indexed`], returning the files that did not load with why.
+    pub fn prefetch_reporting(
+        &self,
+        paths: &[PathBuf],
+        threads: usize,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> Vec<(PathBuf, ModuleError)> {
+        let failures = self.prefetch_indexed(paths, threads, done);
+        failures.into_iter().map(|(i, error)| (paths[i].clone(), error)).collect()
+    }
+
+    /// Loads `paths` into the cache on up to `threads` threads, the calling one included (at
+    /// least it: a thread that cannot be started leaves its share to the others; the others
+    /// are started only once the calling thread has loaded alone for 100 us, for the files left
+    /// then), in chunks of up to 16 files that load together (sealed at once:
+    /// [`crate::loader::load_versions_with`]), calling
+    /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
+    /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
+    /// on an unresolved import are tried again, one by one, as long as a round loads one of
+    /// them: a module whose imports another file of the set provides loads whatever the order.
+    /// (Files of one chunk, like files loaded on different threads, do not see each other's
+    /// exports while they load: a weak import, or a name the host also exports, binds as if the
+    /// other file were not loaded yet. Where such a binding's order matters, get the files
+    /// one by one in dependency order.)
+    /// The statistics count each file once: a miss, and a load failure if it never loaded.
+    pub fn prefetch_indexed<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+        threads: usize,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> Vec<(usize, ModuleError)> {
+        let next = AtomicUsize::new(0);
+        let finished = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        let chunk =
+            paths.len().div_ceil(threads.max(1).saturating_mul(CHUNKS_PER_THREAD)).clamp(1, MAX_CHUNK);
+        // Loads the next chunk of files together; false once there is none.
+        let step = || {
+            let first = next.fetch_add(chunk, Ordering::Relaxed);
+            let Some(files) = paths.get(first..paths.len().min(first.saturating_add(chunk))) else {
+                return false;
+            };
+            for (i, result) in (first..).zip(self.get_many(files, Counting::MISS)) {
+                if let Err(error) = result {
+                    crate::sync::lock(&failures).push((i, error));
+                }
+                done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+            }
+            !files.is_empty()
+        };
+        let work = || while step() {};
+        // The calling thread works alone first: starting a thread costs about what loading a
+        // few small modules does, so threads are started only for work that outlasts that, and
+        // only for the chunks left then (at most one each).
+        let alone_since = Instant::now();
+        while alone_since.elapsed() < ALONE_FOR && step() {}
+        let left = paths.len().saturating_sub(next.load(Ordering::Relaxed));
+        if left == 0 {
+            return self.retried(paths, failures);
+        }
+        let workers = threads.clamp(1, left.div_ceil(chunk));
+        // Every worker is started before it loads: std's thread start maps a signal stack and
+        // aborts the process if it cannot (in a Rust host), so each start is made only when
+        // there is room for it, and while no worker of ours allocates beside it (the calling
+        // thread, which loaded alone until now, waits for the starts).
+        let go = AtomicBool::new(false);
+        let wait_then_work = || {
+            while !go.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+            work();
+        };
+        std::thread::scope(|scope| {
+            let mut started = Vec::new();
+            for _ in 1..workers {
+                // Where a thread cannot be had (memory, the process's thread limit), the ones
+                // running share its files: down to the calling thread alone.
+                let builder = std::thread::Builder::new().stack_size(WORKER_STACK);
+                match room_for_a_thread().then(|| builder.spawn_scoped(scope, wait_then_work)) {
+                    Some(Ok(worker)) => started.push(worker),
+                    _ => break,
+                }
+            }
+            go.store(true, Ordering::Release);
+            for worker in &started {
+                worker.thread().unpark();
+            }
+            work();
+        });
+        self.retried(paths, failures)
+    }
+
+    /// A prefetch's `failures` in path order, after the files that failed on an unresolved
+    /// import were tried again, one by one, as long as a round loads one of them.
+    fn retried<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        failures: Mutex<Vec<(usize, ModuleError)>>,
+    ) -> Vec<(usize, ModuleError)> {
+        let mut failures = crate::sync::into_inner(failures);
+        failures.sort_unstable_by_key(|&(i, _)| i);
+        let unresolved = |e: &ModuleError| matches!(e, ModuleError::Load(_, LoadError::Unresolved { .. }));
+        loop {
+            let before = failures.len();
+            failures.retain_mut(|(i, error)| {
+                if !unresolved(error) {
+                    return true;
+                }
+                match self.get_counted(paths[*i].as_ref(), Counting::NONE) {
+                    Ok(_) => false,
+                    Err(again) => {
+                        *error = again;
+                        true
+                    }
+                }
+            });
+            if failures.len() == before {
+                break;
+            }
+        }
+        self.lock().stats.load_failures += failures.len() as u64;
+        failures
+    }
+
+    /// Honours the prefetch hint of the executable module at `module`: when its header sets
+    /// `prefetch_hint`, prefetches (on one thread per core) the first `prefetch_file_count` of
+    /// `candidates`, the module files the runtime would look in, in its own order (the format
+    /// names no files, only how many to prefetch at start-up); loads nothing otherwise. Returns
+    /// how many of those files are cached afterwards. Reads and validates the module (its
+    /// header alone cannot be trusted before the rest is checked).
+    pub fn prefetch_announced(&self, module: &Path, candidates: &[PathBuf]) -> Result<usize, ModuleError> {
+        let bytes = crate::file::read(module).map_err(|e| ModuleError::reading(module, e))?;
+        let parsed = smf_core::Module::parse(&bytes)
+            .map_err(|e| ModuleError::Load(Some(module.to_path_buf()), LoadError::Format(e)))?;
+        let header = parsed.header();
+        if header.prefetch_hint == 0 {
+            return Ok(0);
+        }
+        let announced = &candidates[..candidates.len().min(usize::from(header.prefetch_file_count))];
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(self.prefetch(announced, threads))
+    }
+}
+
+/// A prefetch worker's stack (std's default for spawned threads, made explicit so that
+/// [`room_for_a_thread`] knows what a start maps).
+const WORKER_STACK: usize = 2 << 20;
+
+/// Most files a prefetch loads together (one seal for all: see
+/// [`crate::loader::load_versions_with`]). Larger chunks save little more (the seal is one of eight
+/// syscalls a module costs) and share the work less evenly among threads.
+const MAX_CHUNK: usize = 16;
+
+/// Chunks a prefetch hands each thread at least, for an even share of the work.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// How long a prefetch's calling thread loads alone before it starts threads for the files
+/// left: about what starting two threads costs here (their stacks mapped, the kernel's clone,
+/// the first schedule), so that a prefetch of a few small modules starts none (`cargo xtask
+/// bench chart`, count panel: 5 small modules took longer per module on two threads than one).
+const ALONE_FOR: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// What a thread start maps besides its stack, at most: std's signal stack and its guard page
+/// (`SIGSTKSZ` or the kernel's minimum, well under this) and the thread's own bookkeeping.
+const THREAD_EXTRA: usize = 256 << 10;
+
+/// Whether the address space has room for a worker's start now: its stack and what std maps in
+/// the new thread before any code of ours runs (a failure there aborts the process).
+fn room_for_a_thread() -> bool {
+    use smf_core::sys::{reserve, unmap, Protection};
+    let len = WORKER_STACK + THREAD_EXTRA;
+    match reserve(len, Protection::None) {
+        Ok(probe) => {
+            // SAFETY: reserved just above, for this probe alone; never used.
+            #[allow(unsafe_code)]
+            let _ = unsafe { unmap(probe, len) };
+            true
+        }
+        Err(_) => false,
+    }
+}
