@@ -1,0 +1,39 @@
+//! `smf ldd`: what resolves each import of a module (a `--lib` module, the C library, or
+//! nothing).
+
+use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_core::{Binding, Dialect};
+
+use crate::{example, scratch, smf, write};
+
+/// `ldd` lists every import and what resolves it: a --lib module, the C library's file, or
+/// "not found" (exit 1; a weak import that nothing provides is null, not an error).
+#[test]
+fn ldd_names_what_resolves_each_import() {
+    let (app, mathlib) = (example("app.smf"), example("mathlib.smf"));
+    let alone = smf(&["ldd", &app]);
+    assert_eq!(alone.status, 1);
+    assert_eq!(
+        alone.out,
+        "\tgcd => not found\n\tscale => not found\n\tscaled => not found\n\tpower => not found\n"
+    );
+    let linked = smf(&["ldd", "--lib", &mathlib, &app]);
+    assert_eq!(linked.status, 0, "{}", linked.err);
+    assert!(linked.out.contains(&format!("\tgcd => {mathlib}\n")), "{}", linked.out);
+
+    let dir = scratch("ldd");
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::import(b"strlen"));
+    b.add_symbol(SymbolSpec::import(b"smf_ldd_test_maybe").with_binding(Binding::Weak));
+    let path = write(&dir, "libc.smf", &b.build().unwrap());
+    let o = smf(&["ldd", &path]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    let strlen = o.out.lines().find(|l| l.starts_with("\tstrlen => ")).unwrap();
+    assert!(strlen.contains("libc"), "the C library's file: {strlen}");
+    assert!(o.out.contains("\tsmf_ldd_test_maybe => not found (weak: null)\n"), "{}", o.out);
+    let without = smf(&["ldd", "--no-libc", &path, &app]);
+    assert_eq!(without.status, 1);
+    assert!(without.out.starts_with(&format!("{path}:\n\tstrlen => not found\n")), "{}", without.out);
+    assert!(without.out.contains(&format!("{app}:\n\tgcd => not found\n")), "{}", without.out);
+}

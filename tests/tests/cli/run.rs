@@ -1,0 +1,171 @@
+//! `smf run`: calling the entry point or a named symbol with typed arguments and results,
+//! linking `--lib` modules and `--native` libraries, reading a module from a pipe, and failing
+//! with one line (exit 1) or a usage error (exit 2).
+
+use smf_core::write::samples;
+use smf_core::Dialect;
+
+#[cfg(target_arch = "x86_64")]
+use crate::packed_c;
+use crate::{example, scratch, smf, write};
+
+/// `run --native LIBRARY` links the module against a native shared library too: a packed C++
+/// module needs libstdc++ (type info, guards of local statics), which `run` alone does not
+/// offer; a library that cannot be opened is an error naming it.
+#[test]
+fn run_links_native_libraries_given_with_native() {
+    let dir = scratch("native");
+    let object = dir.join("shapes.o");
+    let source = smf_tests::workspace().join("tests/c/shapes.cpp");
+    let status = std::process::Command::new("g++")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let module = dir.join("shapes.smf").to_string_lossy().into_owned();
+    let packed = smf(&["pack", &object.to_string_lossy(), "-o", &module]);
+    assert_eq!(packed.status, 0, "{}", packed.err);
+    let alone = smf(&["run", &module, "shape_area", "1", "6", "4"]);
+    assert_eq!(alone.status, 1);
+    assert!(alone.err.contains("__cxa_guard_acquire"), "{}", alone.err);
+    let linked = smf(&["run", "--native", "libstdc++.so.6", &module, "shape_area", "1", "6", "4"]);
+    assert_eq!((linked.status, linked.out.as_str()), (0, "123\n"), "{}", linked.err);
+    let missing = smf(&["run", "--native", "libnot-there.so.3", &module, "next_count"]);
+    assert_eq!(missing.status, 1);
+    assert!(missing.err.contains("--native libnot-there.so.3: cannot open"), "{}", missing.err);
+}
+
+#[test]
+fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", &example("recursion.smf")], "6765\n"),
+        (&["run", &example("recursion.smf"), "fib", "10"], "55\n"),
+        (&["run", &example("recursion.smf"), "ackermann", "2", "0x3"], "9\n"),
+        (&["run", &example("strings.smf"), "text_length"], "51\n"),
+        (&["run", &example("globals.smf"), "bump", "-101"], "-1\n"),
+        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf")], "1075\n"),
+        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf"), "set_scale", "10"], "70\n"),
+        (&["run", &example("return42.r72.smf")], "42\n"),
+    ];
+    for (args, expected) in cases {
+        let o = smf(args);
+        assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, *expected, ""), "{args:?}");
+    }
+}
+
+#[test]
+fn run_failures_exit_1_with_one_line() {
+    let dir = scratch("run-failures");
+    let mut arm = samples::return_42(Dialect::R96);
+    arm[7] = 1;
+    let arm = write(&dir, "arm.smf", &arm);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", &example("app.smf")],
+            "4 unresolved imports: `gcd`, `scale`, `scaled`, `power` (looked in: ",
+        ),
+        (&["run", &example("recursion.smf"), "nope"], "no exported symbol `nope`"),
+        (&["run", &example("globals.smf"), "counter"], "`counter` is not a function"),
+        (&["run", &arm], "wrong architecture: the module is for aarch64"),
+        (&["run", &example("rich.s128.smf")], "unresolved import `external_fn`"),
+        (&["run", &example("mathlib.smf")], "no entry point"),
+        (&["run", "/nonexistent.smf"], "/nonexistent.smf"),
+    ];
+    for (args, needle) in cases {
+        let o = smf(args);
+        assert_eq!(o.status, 1, "{args:?}");
+        assert_eq!(o.err.lines().count(), 1, "{args:?}: {}", o.err);
+        assert!(o.err.contains(needle), "{args:?}: {}", o.err);
+    }
+    // Bad values are usage errors, each with its reason.
+    let recursion = example("recursion.smf");
+    for (args, needle) in [
+        (&["run"][..], "required"),
+        (&["run", "--lib"][..], "a value is required"),
+        (&["run", &recursion, "fib", "ten"][..], "argument `ten`: not a number"),
+        (&["run", &recursion, "fib", "99999999999999999999"][..], "out of the 64-bit range"),
+        (&["run", &recursion, "fib", "f16:1"][..], "the types are f64, f32, i64 and u64"),
+        (
+            &["run", &recursion, "six", "1", "2", "3", "4", "5", "6", "7"][..],
+            "7 integer arguments: at most 6",
+        ),
+        (
+            &["run", &recursion, "f", "1.0", "2.0", "3.0", "4.0", "5.0", "6.0", "7.0", "8.0", "9.0"][..],
+            "9 floating-point",
+        ),
+        (&["run", &recursion, "--ret", "i128"][..], "invalid value 'i128'"),
+    ] {
+        let o = smf(args);
+        assert_eq!(o.status, 2, "{args:?}");
+        assert!(o.err.contains(needle), "{args:?}: {}", o.err);
+    }
+}
+
+#[test]
+fn run_reads_a_module_from_a_pipe_and_refuses_an_endless_stream() {
+    // A FIFO has no size for fstat to report: the module is read to the end of the stream.
+    let dir = scratch("pipe");
+    let fifo = dir.join("module.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let bytes = std::fs::read(example("recursion.smf")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        // Written in pieces, as a producer on the other end of a pipe would.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for piece in bytes.chunks(1000) {
+                pipe.write_all(piece).unwrap();
+            }
+        })
+    };
+    let o = smf(&["run", &fifo.to_string_lossy(), "fib", "10"]);
+    writer.join().unwrap();
+    assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, "55\n", ""));
+
+    // A stream without end stops at the limit with a one-line reason.
+    let o = smf(&["run", "/dev/zero"]);
+    assert_eq!(o.status, 1);
+    assert_eq!(o.err.lines().count(), 1, "{}", o.err);
+    assert!(o.err.contains("stream of more than 268435456 bytes"), "{}", o.err);
+}
+
+/// `run` passes integer and floating-point arguments in C's order and prints the result as
+/// `--ret` types it (a narrower integer as that type, a pointer in hex, nothing for void); what
+/// the module printed through the C library comes first, even into a pipe.
+#[test]
+#[cfg(target_arch = "x86_64")] // packs x86-64 objects
+fn run_passes_floats_and_prints_each_result_type() {
+    let dir = scratch("typed");
+    let module = packed_c(&dir, "typed_calls");
+    let cases: &[(&[&str], &[&str], &str)] = &[
+        (&[], &["minus_one"], "4294967295\n"), // i64 by default: an int's register as it is
+        (&["--ret", "i32"], &["minus_one"], "-1\n"),
+        (&["--ret", "u8"], &["byte_200"], "200\n"),
+        (&["--ret", "i8"], &["byte_200"], "-56\n"),
+        (&["--ret", "i16"], &["minus_two"], "-2\n"),
+        (&["--ret", "u16"], &["minus_two"], "65534\n"),
+        (&["--ret", "f64"], &["scale", "3", "1.5"], "4.5\n"),
+        (&["--ret", "f64"], &["scale", "-3", "f64:2"], "-6\n"),
+        (&["--ret", "f32"], &["halve", "f32:3"], "1.5\n"),
+        (&["--ret", "f64"], &["mix", "1", "0.5", "2", "f32:0.25"], "3.75\n"),
+        (&["--ret", "void"], &["count_call"], "counted 1\n"),
+        (&[], &["say_then_return"], "printed by the module\n7\n"),
+    ];
+    for (options, call, expected) in cases {
+        let args: Vec<&str> =
+            ["run"].iter().chain(*options).chain([&module.as_str()]).chain(*call).copied().collect();
+        let o = smf(&args);
+        assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, *expected, ""), "{args:?}");
+    }
+    let pointer = smf(&["run", "--ret", "ptr", &module, "greeting"]);
+    assert!(pointer.status == 0 && pointer.out.starts_with("0x"), "{}{}", pointer.out, pointer.err);
+    // Data is not called, whatever --ret says.
+    let globals = smf(&["run", "--ret", "f64", &example("globals.smf"), "counter"]);
+    assert_eq!(globals.status, 1);
+    assert!(globals.err.contains("`counter` is not a function"), "{}", globals.err);
+}

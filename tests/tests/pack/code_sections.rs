@@ -1,0 +1,132 @@
+//! How the packer lays out code: GOT loads of the module's own symbols relaxed (imports keep
+//! their slot), one section per function merged into one `.text` as ld merges them, and merging
+//! that never reaches into another section's bytes nor past any size.
+
+use smf_core::load::{LoadOptions, LoadedModule};
+use smf_core::{Dialect, RelocKind};
+
+use crate::{allocator, call, compile, native, pack, scratch};
+
+/// `read_own()`, `read_table(2)`, `read_imported()` and `sum()` of got.c packed into `bytes`,
+/// its import `imported` holding 35.
+fn got_results(bytes: &[u8]) -> Vec<i64> {
+    static IMPORTED: i64 = 35;
+    let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
+    let resolver = smf_core::load::TableResolver(&table);
+    let loaded = LoadedModule::load(allocator(), bytes, &resolver, &LoadOptions::default()).unwrap();
+    [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
+        .iter()
+        .map(|(f, args)| call(&loaded, f, args))
+        .collect()
+}
+
+#[test]
+fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
+    use smf_core::{Module, RelocKind};
+    let dir = scratch("got");
+    let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC"]).unwrap();
+    let module = Module::parse(&bytes).unwrap();
+    let kinds_against = |name: &[u8]| -> Vec<RelocKind> {
+        module
+            .relocations()
+            .filter(|r| module.symbol(r.symbol).is_some_and(|s| s.name == name))
+            .map(|r| r.kind)
+            .collect()
+    };
+    let own = [kinds_against(b"own"), kinds_against(b"own_table")].concat();
+    assert!(!own.is_empty() && own.iter().all(|&k| k == RelocKind::Pc32), "own globals: {own:?}");
+    let imported = kinds_against(b"imported");
+    assert!(!imported.is_empty() && imported.iter().all(|&k| k == RelocKind::GotPc32), "{imported:?}");
+
+    // The relaxed code still reads the right values (lea instead of a load from the GOT), and the
+    // import goes through its slot.
+    assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
+}
+
+#[test]
+fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
+    use smf_core::Module;
+    let dir = scratch("function-sections");
+    let code_sections = |bytes: &[u8]| -> Vec<(Vec<u8>, u64)> {
+        let module = Module::parse(bytes).unwrap();
+        module.code_sections().map(|(s, at)| (s.name.to_vec(), at)).collect()
+    };
+    // got.c's four functions, each in a section of its own; the GOT loads relaxed inside the
+    // merged section at each function's place in it.
+    let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC", "-ffunction-sections"]).unwrap();
+    assert_eq!(code_sections(&bytes), [(b".text".to_vec(), 0)]);
+    assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
+
+    // A function aligned past a page starts a section of its own (the padding before it is not
+    // stored), at its alignment in the code image; what follows it merges again.
+    let source = dir.join("aligned.c");
+    std::fs::write(
+        &source,
+        "long before(long x) { return x + 1; }\n\
+         __attribute__((aligned(8192))) long aligned(long x) { return x * 3; }\n\
+         long after(long x) { return aligned(x) + before(x); }\n",
+    )
+    .unwrap();
+    let object = compile(&dir, &source, &["-fPIC", "-ffunction-sections"]);
+    let (bytes, _) = smf_tool::pack::pack(&[object], Dialect::R96).unwrap();
+    let sections = code_sections(&bytes);
+    assert_eq!(sections.len(), 2, "{sections:?}");
+    assert_eq!(sections[1].1 % 8192, 0, "{sections:?}");
+    let first = Module::parse(&bytes).unwrap().code_sections().next().unwrap().0;
+    assert!(first.size < 64 && first.virtual_size == 8192, "the padding is stored: {first:?}");
+    let loaded = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&loaded, "after", &[5]), 15 + 6);
+
+    // Every compiled shape, one section per function, against native.
+    let expected = native(&dir, &["cases.c"], &[("sum_squares", &[100]), ("collatz", &[27])]);
+    let (bytes, _) = pack(&dir, "cases.c", Dialect::R96, &["-fPIC", "-ffunction-sections"]).unwrap();
+    assert_eq!(code_sections(&bytes).len(), 1);
+    let loaded = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!([call(&loaded, "sum_squares", &[100]), call(&loaded, "collatz", &[27])][..], expected);
+}
+
+/// `bytes` (an ELF64 object) with section `name`'s size set to `size`.
+fn with_section_size(mut bytes: Vec<u8>, name: &str, size: u64) -> Vec<u8> {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes(b[at..at + 2].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, entsize, count, strndx) =
+        (u64_at(&bytes, 0x28), u16_at(&bytes, 0x3a), u16_at(&bytes, 0x3c), u16_at(&bytes, 0x3e));
+    let strings = u64_at(&bytes, shoff + strndx * entsize + 0x18);
+    for i in 0..count {
+        let header = shoff + i * entsize;
+        let start = strings + u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) as usize;
+        let end = start + bytes[start..].iter().position(|&b| b == 0).unwrap();
+        if &bytes[start..end] == name.as_bytes() {
+            bytes[header + 0x20..header + 0x28].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+#[test]
+fn merging_sections_never_reaches_across_into_another_or_past_any_size() {
+    let dir = scratch("merge-edges");
+    // A GOT load at the very start of `.text.b`: the two bytes before it are `.text.a`'s, which
+    // look like a `mov` opcode; relaxing must not rewrite them.
+    let source = dir.join("edge.s");
+    std::fs::write(
+        &source,
+        "    .section .text.a,\"ax\",@progbits\n    .globl fa\nfa: .byte 0x90, 0x8B, 0x05\n\
+         .section .text.b,\"ax\",@progbits\n    .globl fb\nfb: .reloc ., R_X86_64_REX_GOTPCRELX, fa-4\n    .long 0\n    ret\n",
+    )
+    .unwrap();
+    let (bytes, _) = smf_tool::pack::pack(&[compile(&dir, &source, &[])], Dialect::S128).unwrap();
+    let module = smf_core::Module::parse(&bytes).unwrap();
+    let (text, _) = module.code_sections().next().unwrap();
+    assert_eq!(text.data[..3], [0x90, 0x8B, 0x05], "fa's bytes");
+    assert!(module.relocations().all(|r| r.kind == RelocKind::GotPc32), "not relaxed at a part's start");
+
+    // A bss section claiming nearly 2^64 bytes before another: refused as too large, never an
+    // overflow (in a debug build, a panic).
+    let source = dir.join("bss.c");
+    std::fs::write(&source, "char a[16]; long b[4]; int f(void) { return a[0] + b[0]; }\n").unwrap();
+    let (name, object) = compile(&dir, &source, &["-fdata-sections", "-fno-common"]);
+    let object = with_section_size(object, ".bss.b", 0xFFFF_FFFF_FFFF_FFF9);
+    let refused = smf_tool::pack::pack(&[(name, object)], Dialect::S128).unwrap_err().to_string();
+    assert!(refused.contains("too large") || refused.contains("limit"), "{refused}");
+}

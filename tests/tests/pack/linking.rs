@@ -1,0 +1,114 @@
+//! Linking packed code: calls across two packed modules, and several objects packed into one
+//! module (imports resolved between them, weak against strong definitions, one defined twice).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use smf_core::load::{LoadOptions, LoadedModule};
+use smf_core::Dialect;
+use smf_tool::pack::{PackError, PackFailure};
+
+use crate::{allocator, call, compile, native, pack, scratch, source, Call, Loaded, ALL, WITH_DATA};
+
+#[test]
+fn calls_across_two_packed_modules_match_native() {
+    let dir = scratch("two-modules");
+    let calls: &[Call] = &[("lcm", &[21, 6]), ("set_scale", &[10]), ("main", &[]), ("gcd", &[84, 36])];
+    let expected = native(&dir, &["mathlib.c", "app.c"], calls);
+    for lib_dialect in WITH_DATA {
+        for app_dialect in ALL {
+            let (lib, _) = pack(&dir, "mathlib.c", lib_dialect, &["-fPIC"]).unwrap();
+            let (app, _) = pack(&dir, "app.c", app_dialect, &["-fPIC"]).unwrap();
+            let lib = Arc::new(LoadedModule::load(allocator(), &lib, &(), &LoadOptions::default()).unwrap());
+            let resolver = Loaded(vec![lib.clone()]);
+            let app = LoadedModule::load(allocator(), &app, &resolver, &LoadOptions::default()).unwrap();
+            let got: Vec<i64> = calls
+                .iter()
+                .map(|(f, args)| {
+                    if app.symbol(f.as_bytes()).is_some() {
+                        call(&app, f, args)
+                    } else {
+                        call(&lib, f, args)
+                    }
+                })
+                .collect();
+            assert_eq!(got, expected, "mathlib as {lib_dialect}, app as {app_dialect}");
+        }
+    }
+}
+
+/// `gcc -c -O2 -fPIC` of each source, then one call of the packer on all the objects; the
+/// module's bytes, or the packer's error.
+fn pack_together(dir: &Path, sources: &[&Path], dialect: Dialect) -> Result<Vec<u8>, PackFailure> {
+    let objects: Vec<_> = sources.iter().map(|source| compile(dir, source, &["-fPIC"])).collect();
+    smf_tool::pack::pack(&objects, dialect).map(|(bytes, _)| bytes)
+}
+
+#[test]
+fn several_objects_pack_into_one_module_that_matches_native() {
+    let dir = scratch("together");
+    let calls: &[Call] = &[("lcm", &[21, 6]), ("set_scale", &[10]), ("main", &[]), ("gcd", &[84, 36])];
+    let expected = native(&dir, &["mathlib.c", "app.c"], calls);
+    for dialect in WITH_DATA {
+        let bytes = pack_together(&dir, &[&source("app.c"), &source("mathlib.c")], dialect).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        // app's reference to gcd links to mathlib's definition: no import is left.
+        assert!(parsed.symbols().all(|s| s.kind != smf_core::SymbolKind::Import), "{dialect}");
+        assert!(parsed.header().is_executable(), "main is the entry point");
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected, "{dialect}");
+    }
+
+    // A strong definition beats a weak one (in either order); an import both need is one import.
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let weak = write(
+        "weak.c",
+        "#include <string.h>\n__attribute__((weak)) long hook(void) { return 1; }\n\
+         long first(const char *s) { return hook() + (long)strlen(s); }\n",
+    );
+    let strong = write("strong.c", "#include <string.h>\nlong hook(void) { return 40; }\nlong second(const char *s) { return hook() + (long)strlen(s); }\n");
+    for order in [[&weak, &strong], [&strong, &weak]] {
+        let order: Vec<&Path> = order.iter().map(|p| p.as_path()).collect();
+        let bytes = pack_together(&dir, &order, Dialect::R96).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let imports: Vec<_> = parsed
+            .symbols()
+            .filter(|s| s.kind == smf_core::SymbolKind::Import)
+            .map(|s| s.name.to_vec())
+            .collect();
+        assert_eq!(imports, [b"strlen".to_vec()]);
+        let strlen: extern "C" fn(*const std::ffi::c_char) -> usize = libc_strlen;
+        let libc = [(&b"strlen"[..], strlen as usize)];
+        let module = LoadedModule::load(
+            allocator(),
+            &bytes,
+            &smf_core::load::TableResolver(&libc),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let (ab, abc) = (c"ab".as_ptr() as i64, c"abc".as_ptr() as i64);
+        assert_eq!((call(&module, "first", &[ab]), call(&module, "second", &[abc])), (42, 43));
+    }
+
+    // Two strong definitions: refused, naming both objects.
+    let again = write("again.c", "long hook(void) { return 7; }\n");
+    let failure = pack_together(&dir, &[&strong, &again], Dialect::R96).unwrap_err();
+    let problem = &failure.problems[0];
+    assert!(
+        matches!(&problem.error, PackError::DefinedTwice { name, first, second }
+            if name == "hook" && first.ends_with("strong.o") && second.ends_with("again.o")),
+        "{failure}"
+    );
+    assert!(problem.object.ends_with("again.o"), "{failure}");
+    assert!(problem.error.to_string().starts_with("hook is defined in both"), "{failure}");
+}
+
+extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
+    // SAFETY: the packed code passes NUL-terminated string constants.
+    unsafe { std::ffi::CStr::from_ptr(s) }.to_bytes().len()
+}

@@ -1,0 +1,154 @@
+//! One C source at a time, packed into each dialect that can hold it, loaded and called: the
+//! results equal gcc's native build (recursion, strings, globals, compiled code shapes, pointers
+//! in writable data, jump tables, read-only pointer tables and where they are placed).
+
+use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
+use smf_core::module::RelocatedImage;
+use smf_core::{Dialect, SectionType};
+
+use crate::{allocator, check_source, pack, says, scratch, Call, ALL, WITH_DATA};
+
+#[test]
+fn recursion_matches_native() {
+    let calls: &[Call] = &[
+        ("fib", &[20]),
+        ("factorial", &[15]),
+        ("ackermann", &[2, 3]),
+        ("ackermann", &[3, 3]),
+        ("main", &[]),
+    ];
+    check_source("recursion.c", &ALL, calls);
+}
+
+#[test]
+fn string_constants_match_native() {
+    let calls: &[Call] = &[
+        ("text_length", &[]),
+        ("count_char", &[101]),
+        ("count_char", &[97]),
+        ("checksum", &[]),
+        ("main", &[]),
+    ];
+    check_source("strings.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn global_data_matches_native() {
+    let calls: &[Call] = &[
+        ("bump", &[5]),
+        ("bump", &[-2]),
+        ("fill_and_sum", &[10]),
+        ("call_count", &[]),
+        ("main", &[]),
+        ("call_count", &[]),
+    ];
+    check_source("globals.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn compiled_code_shapes_match_native() {
+    let calls: &[Call] = &[
+        ("sum_squares", &[100]),
+        ("next_id", &[]),
+        ("next_id", &[]),
+        ("mulhi", &[0x7fff_ffff_ffff_ffff, 0x1234_5678]),
+        ("apply", &[1, 30, 12]),
+        ("apply", &[0, 30, 12]),
+        ("collatz", &[27]),
+        ("six", &[60, 5, 4, 3, 2, 1]),
+    ];
+    check_source("cases.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn pointers_in_writable_data_are_relocated_and_match_native() {
+    // The calls run in order against one loaded module, as natively: the table and the
+    // pointer changed by one call are what the next one reads.
+    let calls: &[Call] = &[
+        ("first", &[]),
+        ("operate", &[0, 30, 12]),
+        ("operate", &[1, 30, 12]),
+        ("set_operation", &[0, 1]),
+        ("operate", &[0, 30, 12]),
+        ("name_sum", &[0]),
+        ("name_sum", &[3]),
+        ("list_sum", &[]),
+        ("greeting_moves", &[1]),
+        ("first", &[]),
+    ];
+    check_source("data_pointers.c", &WITH_DATA, calls);
+}
+
+#[test]
+fn jump_tables_match_native_in_every_dialect() {
+    let calls: &[Call] = &[
+        ("dispatch", &[0, 40, 2]),
+        ("dispatch", &[2, 40, 2]),
+        ("dispatch", &[3, 40, 0]),
+        ("dispatch", &[5, 3, 4]),
+        ("dispatch", &[9, 12, 3]),
+        ("dispatch", &[10, 1, 1]),
+        ("dispatch", &[-1, 1, 1]),
+        ("run_program", &[1, 100]),
+        ("run_program", &[-77, 1000]),
+    ];
+    check_source("jump_tables.c", &ALL, calls);
+}
+
+#[test]
+fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
+    let calls: &[Call] = &[
+        ("word_score", &[3]),
+        ("word_score", &[7]),
+        ("word_initial", &[12]),
+        ("operate", &[0, 9, 4]),
+        ("operate", &[1, 9, 4]),
+        ("operate", &[2, 9, 4]),
+        ("operate", &[3, 9, 4]),
+        ("shape_score", &[0, 5]),
+        ("shape_score", &[1, 5]),
+        ("classify", &[97]),
+        ("classify", &[99]),
+        ("classify", &[101]),
+        ("classify", &[122]),
+    ];
+    check_source("tables.c", &WITH_DATA, calls);
+
+    let dir = scratch("tables-placement");
+    let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
+    assert!(!says(&notes, "into the code image"), "{notes:?}");
+    // `shapes` (a const array of pointers, in `.data.rel.ro.local`) is a data symbol of the
+    // module's rodata section, where its pointers are data relocations; the jump table in
+    // `.rodata` likewise.
+    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
+    assert_eq!(entry.kind, smf_core::SymbolKind::Data, "an object, not a function");
+    let smf_core::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
+    let section = parsed.section(section).unwrap();
+    assert_eq!(section.name, b".rodata");
+    assert_eq!(section.section_type, SectionType::RoData);
+    let data_relocations = parsed.relocations().filter(|r| r.image == RelocatedImage::Data).count();
+    assert!(data_relocations >= 6, "{data_relocations} data relocations");
+    for (options, expected) in [
+        (LoadOptions::default(), "r-x"),
+        (LoadOptions { read_only_data: ReadOnlyData::NotExecutable, ..LoadOptions::default() }, "r--"),
+    ] {
+        let module = LoadedModule::load(allocator(), &bytes, &(), &options).unwrap();
+        let shapes = module.symbol(b"shapes").unwrap();
+        let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
+        assert!(perms.starts_with(expected), "shapes lies in a {perms} mapping");
+        // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader relocated.
+        let (name, area) = unsafe {
+            let entry = shapes as *const usize;
+            (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
+        };
+        assert_eq!(name.to_bytes(), b"triangle");
+        // SAFETY: the second pointer is the module's `triangle_area(long)`.
+        let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
+        assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
+    }
+
+    // R72 has no data sections: read-only data with relocations joins the code image there.
+    let (_, notes) = pack(&dir, "jump_tables.c", Dialect::R72, &["-fPIC"]).unwrap();
+    assert!(says(&notes, "packed .rodata into the code image"), "{notes:?}");
+}

@@ -1,0 +1,286 @@
+//! What SMF cannot represent (data in R72, TLS, absolute addresses, common symbols, and more):
+//! a clear error from `smf pack` and a typed `PackError` from the library, every problem of
+//! every object reported at once, with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use smf_core::{Dialect, RelocKind};
+use smf_tool::pack::PackError;
+
+use crate::{compile, run, scratch, smf_binary};
+
+#[test]
+fn what_smf_cannot_represent_is_a_clear_error() {
+    let dir = scratch("errors");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let compile = |src: &Path, extra: &[&str]| {
+        let obj = src.with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2"]).args(extra).arg(src).arg("-o").arg(&obj));
+        obj
+    };
+    let pack_obj = |obj: &Path, dialect: &str| {
+        let out = Command::new(smf_binary())
+            .arg("pack")
+            .arg(obj)
+            .arg("-o")
+            .arg(obj.with_extension("smf"))
+            .args(["--dialect", dialect])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The library's refusal, typed, for the same object: its first problem.
+    let refusal = |obj: &Path, dialect: Dialect| {
+        let object = (obj.display().to_string(), std::fs::read(obj).unwrap());
+        let failure = smf_tool::pack::pack(&[object], dialect).unwrap_err();
+        assert!(failure.problems.iter().all(|p| p.object == obj.display().to_string()), "{failure}");
+        failure.problems.into_iter().next().unwrap().error
+    };
+
+    // A pointer in writable data packs (a data relocation) where symbols can address data;
+    // R72's cannot.
+    let pointer = compile(
+        &write("pointer.c", "const char *message = \"hi\";\nlong f(void) { return message[0]; }\n"),
+        &["-fPIC"],
+    );
+    let (code, err) = pack_obj(&pointer, "r72");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("R72 symbols cannot address data sections"), "{err}");
+    assert!(matches!(refusal(&pointer, Dialect::R72), PackError::R72Data { .. }));
+    for dialect in ["r96", "s128"] {
+        let (code, err) = pack_obj(&pointer, dialect);
+        assert_eq!(code, Some(0), "{err}");
+        let out = Command::new(smf_binary())
+            .arg("run")
+            .arg(pointer.with_extension("smf"))
+            .arg("f")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "104\n",
+            "{dialect}: 'h' read through the relocated pointer"
+        );
+    }
+
+    // A relocation in data of a kind that patches instructions: named, with its kind.
+    let plt = compile(&write("plt.s", ".data\n.globl table\ntable:\n.long ext@PLT\n"), &[]);
+    let (code, err) = pack_obj(&plt, "r96");
+    assert_eq!(code, Some(1));
+    assert!(err.contains(".data+0x0: a plt32 relocation in data"), "{err}");
+    assert!(
+        matches!(refusal(&plt, Dialect::R96), PackError::DataRelocationKind { at, kind: RelocKind::Plt32 } if at.section == ".data"),
+    );
+
+    let tls = compile(&write("tls.c", "__thread long t;\nlong g(void) { return ++t; }\n"), &["-fPIC"]);
+    let (code, err) = pack_obj(&tls, "s128");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("thread-local storage"), "{err}");
+    assert!(matches!(refusal(&tls, Dialect::S128), PackError::ThreadLocal { .. }));
+
+    // Without -fPIC: absolute 32-bit addresses, which no module loaded above 4 GiB can hold.
+    // Refused in every dialect, with the fix, rather than packed into a module that verifies
+    // and never loads.
+    let absolute = compile(&write("abs.c", "long v = 3;\nlong *where(void) { return &v; }\n"), &["-fno-pic"]);
+    for dialect in ["r96", "s128"] {
+        let (code, err) = pack_obj(&absolute, dialect);
+        assert_eq!(code, Some(1), "{dialect}");
+        assert!(err.contains("R_X86_64_32") && err.contains("compile it with -fPIC"), "{err}");
+    }
+    let typed = refusal(&absolute, Dialect::S128);
+    assert!(
+        matches!(&typed, PackError::Absolute32 { r_type: 10 | 11, target, .. } if target == "v"),
+        "{typed}"
+    );
+
+    let data =
+        compile(&write("data.c", "long counter = 1;\nlong get(void) { return counter; }\n"), &["-fPIC"]);
+    let (code, err) = pack_obj(&data, "r72");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("R72"), "{err}");
+    assert!(matches!(refusal(&data, Dialect::R72), PackError::R72Data { .. }));
+
+    // An object whose symbol lies past its section (as a corrupted or hand-written one can):
+    // refused with the reason, before anything is written.
+    let beyond = compile(
+        &write(
+            "beyond.s",
+            ".text\n.globl f\n.type f,@function\nf: ret\n.size f,1\n\
+             .globl beyond\n.type beyond,@function\n.set beyond, f+100\n.size beyond, 4\n",
+        ),
+        &[],
+    );
+    let (code, err) = pack_obj(&beyond, "s128");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("symbol beyond is defined at 0x64, past the end of its section"), "{err}");
+    assert!(matches!(refusal(&beyond, Dialect::S128), PackError::SymbolOutsideSection { value: 100, .. }));
+    assert!(!beyond.with_extension("smf").exists(), "nothing written");
+
+    let not_elf = write("not.o", "definitely not ELF");
+    let (code, err) = pack_obj(&not_elf, "s128");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not an ELF object"), "{err}");
+    assert!(matches!(refusal(&not_elf, Dialect::S128), PackError::NotElf(_)));
+    // More refusals, typed: a common symbol, pre-initialization functions, constructor entries
+    // that are not whole addresses, a TLS access to another object's
+    // variable, an executable.
+    let common = compile(
+        &write("common.c", "int shared;\nint get(void) { return shared; }\n"),
+        &["-fPIC", "-fcommon"],
+    );
+    assert!(matches!(refusal(&common, Dialect::S128), PackError::Common { symbol } if symbol == "shared"));
+    let preinit = compile(
+        &write("preinit.c", "static void f(void) {}\n__attribute__((section(\".preinit_array\"), used)) static void (*p)(void) = f;\n"),
+        &["-fPIC"],
+    );
+    let typed = refusal(&preinit, Dialect::S128);
+    assert!(matches!(&typed, PackError::PreinitArray { section } if section == ".preinit_array"), "{typed}");
+    let absolute = compile(&write("absolute.s", ".section .init_array,\"aw\"\n.quad 0x1234\n"), &[]);
+    let typed = refusal(&absolute, Dialect::S128);
+    assert!(matches!(&typed, PackError::CallArrayEntry { r_type: None, .. }), "{typed}");
+    assert!(
+        typed.to_string().contains(".init_array+0x0: a constructor or destructor entry without a relocation"),
+        "{typed}"
+    );
+    let narrow =
+        compile(&write("narrow.s", ".text\nf: ret\n.section .init_array,\"aw\"\n.long f\n.long 0\n"), &[]);
+    let typed = refusal(&narrow, Dialect::S128);
+    assert!(matches!(&typed, PackError::CallArrayEntry { r_type: Some(10), .. }), "{typed}");
+    let tls_use =
+        compile(&write("tls_use.c", "extern __thread long t;\nlong h(void) { return t; }\n"), &["-fPIC"]);
+    let typed = refusal(&tls_use, Dialect::S128);
+    assert!(
+        matches!(&typed, PackError::ThreadLocalAccess { variable, at, .. } if variable == "t" && at.symbol.as_deref() == Some("h")),
+        "{typed}"
+    );
+    let exe = dir.join("exe");
+    run(Command::new("gcc").arg(write("main.c", "int main(void) { return 0; }\n")).arg("-o").arg(&exe));
+    assert!(matches!(refusal(&exe, Dialect::S128), PackError::NotX86Relocatable));
+    let (code, _) = pack_obj(&not_elf, "elf64");
+    assert_eq!(code, Some(2), "an unknown dialect is a usage error");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
+    let dir = scratch("problems");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let object = |name: &str, text: &str, flags: &[&str]| {
+        let (path, _) = compile(&dir, &write(name, text), flags);
+        PathBuf::from(path)
+    };
+    let bad = write("bad.o", "not an object");
+    // Five absolute addresses of `v` (no -fPIC), one per function.
+    let absolute = object(
+        "absolute.c",
+        "long v[8];\nlong *p0(void) { return &v[0]; }\nlong *p1(void) { return &v[1]; }\n\
+         long *p2(void) { return &v[2]; }\nlong *p3(void) { return &v[3]; }\nlong *p4(void) { return &v[4]; }\n",
+        &["-fno-pic"],
+    );
+    // A thread-local variable (its section, and the access in `bump`) and a common symbol.
+    let local = object(
+        "local.c",
+        "__thread long counter;\nint shared;\nlong bump(void) { return ++counter + shared; }\n",
+        &["-fPIC", "-fcommon"],
+    );
+    let twice = object("twice.c", "long *p0(void) { return 0; }\n", &["-fPIC"]);
+    let paths = [&bad, &absolute, &local, &twice];
+    let inputs: Vec<_> = paths.iter().map(|p| (p.display().to_string(), std::fs::read(p).unwrap())).collect();
+    let failure = smf_tool::pack::pack(&inputs, Dialect::S128).unwrap_err();
+    let name = |p: &Path| p.display().to_string();
+    let of = |p: &Path| {
+        let object = name(p);
+        failure.problems.iter().filter(move |problem| problem.object == object)
+    };
+
+    assert!(
+        matches!(of(&bad).map(|p| &p.error).collect::<Vec<_>>()[..], [PackError::NotElf(_)]),
+        "{failure}"
+    );
+    let sites: Vec<_> = of(&absolute)
+        .map(|p| match &p.error {
+            PackError::Absolute32 { at, target, .. } if target == "v" => {
+                at.symbol.clone().unwrap_or_default()
+            }
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(sites, ["p0", "p1", "p2", "p3", "p4"], "each address, in the function that takes it");
+    let local_errors: Vec<_> = of(&local).map(|p| &p.error).collect();
+    assert!(
+        local_errors
+            .iter()
+            .any(|e| matches!(e, PackError::ThreadLocal { variables, .. } if variables == &["counter"])),
+        "{failure}"
+    );
+    assert!(
+        local_errors.iter().any(|e| matches!(e, PackError::Common { symbol } if symbol == "shared")),
+        "{failure}"
+    );
+    assert!(
+        local_errors.iter().any(|e| matches!(e, PackError::ThreadLocalAccess { at, variable, .. }
+            if variable == "counter" && at.symbol.as_deref() == Some("bump"))),
+        "{failure}"
+    );
+    assert!(
+        matches!(&of(&twice).map(|p| &p.error).collect::<Vec<_>>()[..], [PackError::DefinedTwice { name, .. }] if name == "p0"),
+        "{failure}"
+    );
+    let order: Vec<_> = failure.problems.iter().map(|p| p.object.clone()).collect();
+    let mut sorted = order.clone();
+    sorted.sort_by_key(|o| paths.iter().position(|p| name(p) == *o));
+    assert_eq!(order, sorted, "object by object, in the order given");
+
+    // The tool prints them all (repeats of one kind past three counted), then exits 1 having
+    // written nothing.
+    let out = dir.join("out.smf");
+    let pack_all = |extra: &[&str]| {
+        let output = Command::new(smf_binary())
+            .arg("pack")
+            .args(paths)
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = pack_all(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    let total = failure.problems.len();
+    assert!(stderr.ends_with(&format!("smf pack: {total} problems; no module written\n")), "{stderr}");
+    for needle in [
+        format!("smf pack: {}: not an ELF object", name(&bad)),
+        format!("smf pack: {}: .text+0x", name(&absolute)),
+        format!("smf pack: {}: 2 more absolute 32-bit addresses like the one above", name(&absolute)),
+        format!("smf pack: {}: section .tbss (counter): thread-local storage", name(&local)),
+        format!(
+            "smf pack: {}: symbol shared: common symbols cannot be represented (compile with -fno-common)",
+            name(&local)
+        ),
+        "(in bump): R_X86_64_TLSGD reaches thread-local variable counter".to_owned(),
+        format!("smf pack: {}: p0 is defined in both", name(&twice)),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} in\n{stderr}");
+    }
+    assert_eq!(stderr.matches("puts the address of v in 32 bits").count(), 3, "{stderr}");
+    assert!(
+        !stderr.contains("neither defined"),
+        "the use of a refused common symbol is not one more problem\n{stderr}"
+    );
+    let (_, verbose) = pack_all(&["--verbose"]);
+    assert_eq!(
+        verbose.matches("puts the address of v in 32 bits").count(),
+        5,
+        "--verbose: all of them\n{verbose}"
+    );
+}

@@ -1,0 +1,143 @@
+//! Packed C through the `smf` binary: `smf run` linking the C library as a native build does,
+//! `smf pack`'s notes by verbosity, and a crash in a module function reported in one line.
+
+use std::process::Command;
+
+use smf_core::Dialect;
+
+use crate::{native, pack, run, scratch, smf_binary, source, Call};
+
+/// A packed C file calling the C library (`strlen`, `sqrt`, `hypot`; with
+/// `-fstack-protector-all`, `__stack_chk_fail` too) runs under `smf run` as the native build
+/// does: what no `--lib` provides links against the C library. With `--no-libc` it does not
+/// load, and the error says what it could not find and where it looked.
+#[test]
+fn smf_run_links_the_c_library_as_a_native_build_does() {
+    let dir = scratch("libc");
+    let calls: &[Call] = &[
+        ("count_chars", &[17]),
+        ("copy_and_sum", &[20]),
+        ("root", &[1_000_000]),
+        ("root", &[-4]),
+        ("hypotenuse", &[3, 4]),
+    ];
+    let expected = native(&dir, &["libc_calls.c"], calls);
+    for (flags, import) in
+        [(&["-fPIC"][..], "strlen"), (&["-fPIC", "-fstack-protector-all"], "__stack_chk_fail")]
+    {
+        let (bytes, _) = pack(&dir, "libc_calls.c", Dialect::R96, flags).unwrap();
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let imports: Vec<&[u8]> =
+            parsed.symbols().filter(|s| s.kind == smf_core::SymbolKind::Import).map(|s| s.name).collect();
+        for name in [import, "sqrt", "hypot"] {
+            assert!(imports.contains(&name.as_bytes()), "{flags:?}: no import {name}");
+        }
+        let module = dir.join("libc_calls.smf");
+        std::fs::write(&module, &bytes).unwrap();
+        let smf_run = |extra: &[&str], f: &str, args: &[i64]| {
+            let args: Vec<String> = args.iter().map(i64::to_string).collect();
+            Command::new(smf_binary())
+                .arg("run")
+                .args(extra)
+                .arg(&module)
+                .arg(f)
+                .args(&args)
+                .output()
+                .unwrap()
+        };
+        let got: Vec<i64> = calls
+            .iter()
+            .map(|(f, args)| {
+                let out = smf_run(&[], f, args);
+                assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+                String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(got, expected, "{flags:?}");
+        // A double result, printed as one with --ret f64 (shortest form that reads back).
+        let out = smf_run(&["--ret", "f64"], "square_root", &[2]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", 2f64.sqrt()), "{flags:?}");
+        let out = smf_run(&["--no-libc"], "count_chars", &[1]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("unresolved import") && stderr.contains("(looked in: 0 libraries)"),
+            "{stderr}"
+        );
+    }
+}
+
+/// By default pack reports what a reader may want to know (debug info dropped, in one line),
+/// not what every object has; `--verbose` reports that too, `--quiet` nothing.
+#[test]
+fn pack_notes_say_what_matters() {
+    let dir = scratch("notes");
+    let object = dir.join("recursion.o");
+    run(Command::new("gcc")
+        .args(["-c", "-O2", "-g", "-fPIC"])
+        .arg(source("recursion.c"))
+        .arg("-o")
+        .arg(&object));
+    let notes = |flag: Option<&str>| {
+        let out = Command::new(smf_binary())
+            .arg("pack")
+            .args(flag)
+            .arg(&object)
+            .arg("-o")
+            .arg(dir.join("recursion.smf"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let default = notes(None);
+    assert_eq!(default.lines().count(), 1, "{default}");
+    assert!(default.contains("dropped the debug info ("), "{default}");
+    let verbose = notes(Some("--verbose"));
+    assert!(verbose.contains("dropped section .comment (compiler identification)"), "{verbose}");
+    assert!(!verbose.contains(".eh_frame"), "unwind tables are kept: {verbose}");
+    assert!(verbose.contains("debug info"), "{verbose}");
+    assert_eq!(notes(Some("--quiet")), "");
+}
+
+/// A module function that crashes makes `smf run` print one line (the module, the symbol, the
+/// signal and what it means, the faulting address, the function and offset of the faulting
+/// instruction) and exit 1, not die of a bare signal: an invalid access, an illegal
+/// instruction, a division by zero, a stack overflow.
+#[test]
+fn a_crash_in_a_module_function_is_reported_in_one_line() {
+    let dir = scratch("crash");
+    let source = dir.join("crash.s");
+    std::fs::write(
+        &source,
+        ".text\n\
+         .globl null_read\n.type null_read,@function\nnull_read: mov (0), %rax\n ret\n\
+         .globl bad_op\n.type bad_op,@function\nbad_op: ud2\n\
+         .globl divide\n.type divide,@function\ndivide: xor %ecx,%ecx\n mov %rdi,%rax\n cqo\n idiv %rcx\n ret\n\
+         .globl deep\n.type deep,@function\ndeep: sub $4096,%rsp\n movq $0,(%rsp)\n call deep\n add $4096,%rsp\n ret\n",
+    )
+    .unwrap();
+    let object = dir.join("crash.o");
+    run(Command::new("gcc").arg("-c").arg(&source).arg("-o").arg(&object));
+    let module = dir.join("crash.smf");
+    run(Command::new(smf_binary()).arg("pack").arg(&object).arg("-o").arg(&module));
+    for (function, signal, address) in [
+        ("null_read", "SIGSEGV (invalid memory access)", Some("at address 0x0 in null_read+0x0 (crash.smf)")),
+        ("bad_op", "SIGILL (illegal instruction)", None),
+        ("divide", "SIGFPE (arithmetic error)", None),
+        ("deep", "SIGSEGV (invalid memory access)", None),
+    ] {
+        let out = Command::new(smf_binary()).arg("run").arg(&module).arg(function).arg("1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{function}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let expected = format!("smf: {}: `{function}` crashed: {signal} at address 0x", module.display());
+        assert!(stderr.starts_with(&expected), "{stderr}");
+        // Where: the function the faulting instruction is in, and how far into it.
+        let place = format!(" in {function}+0x");
+        assert!(stderr.contains(&place) && stderr.ends_with(" (crash.smf)\n"), "{stderr}");
+        if let Some(address) = address {
+            assert!(stderr.contains(address), "{stderr}");
+        }
+    }
+}
