@@ -269,3 +269,45 @@ fn the_compressed_sample_runs_with_its_data_relocated() {
     }
     assert!(smf_core::write::samples::compressed(Dialect::R72).is_empty());
 }
+
+#[test]
+fn a_writers_own_encoder_writes_its_level_and_its_frames_read_back() {
+    fn lz4(bytes: &[u8], _level: u8) -> Vec<u8> {
+        smf_core::compress::frame(Method::Lz4, bytes)[smf_core::compress::FRAME_HEADER..].to_vec()
+    }
+    fn expanding(bytes: &[u8], _level: u8) -> Vec<u8> {
+        vec![0; bytes.len() * 2]
+    }
+    let code = [0x90u8; 4096];
+    let build = |configure: &dyn Fn(&mut ModuleBuilder)| {
+        let mut builder = ModuleBuilder::new(Dialect::S128);
+        builder.add_code(b".text", &code);
+        configure(&mut builder);
+        builder.build().unwrap()
+    };
+    let file = build(&|b| {
+        b.compress_with(Method::Lz4, 7, lz4);
+    });
+    let module = Module::parse(&file).unwrap();
+    assert_eq!((module.header().compression, module.header().compression_level), (2, 7));
+    let text = module.sections().next().unwrap();
+    let smf_core::compress::Payload::Compressed(frame) = module.payload(&text) else {
+        panic!("the code is not compressed");
+    };
+    let mut place = vec![0; code.len()];
+    frame.decompress_into(&mut place).unwrap();
+    assert_eq!(place, code);
+    // An encoder making more than it was given: the section stays as it is.
+    let file = build(&|b| {
+        b.compress_with(Method::Lz4, 7, expanding);
+    });
+    let module = Module::parse(&file).unwrap();
+    let text = module.sections().next().unwrap();
+    assert!(!text.flags.contains(SectionFlags::COMPRESSED));
+    assert_eq!(module.payload(&text), smf_core::compress::Payload::Raw(&code[..]));
+    // The core's own encoder keeps the level the header was given.
+    let file = build(&|b| {
+        b.header(|h| h.compression_level = 9).compress(Method::Lz4);
+    });
+    assert_eq!(Module::parse(&file).unwrap().header().compression_level, 9);
+}

@@ -1,7 +1,9 @@
 //! Our Zstandard decoder (`smf_core::compress`, `core/src/compress/zstd/`) against the
 //! reference library, libzstd: its frames at every level, with and without checksums and
-//! content sizes, several frames and skippable ones, matches far back; and the same frames
-//! damaged byte by byte, where we accept exactly what libzstd accepts, with the same bytes.
+//! content sizes, several frames and skippable ones, matches far back; the same frames damaged
+//! byte by byte, where we accept exactly what libzstd accepts, with the same bytes, but for one
+//! RFC 8878 rule libzstd's fast Huffman path leaves unchecked; and frames at the format's edges
+//! (blocks against their window, counts for symbols never decoded).
 
 use smf_core::compress::{Frame, Method};
 use smf_core::CompressionProblem;
@@ -210,4 +212,30 @@ fn damaged_frames_are_accepted_exactly_when_the_reference_accepts_them() {
     assert!(both_refuse + one_accepts + both_accept > 8_000, "{compared:?}");
     // Damage the decoders accept (literals without a checksum) and refuse both come up.
     assert!(both_accept > 100 && both_refuse > 1_000, "{compared:?}");
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+#[test]
+fn frames_at_the_edges_of_the_format_answer_as_libzstd_does() {
+    // A Huffman tree whose weights' FSE description counts symbol 13, never decoded: libzstd
+    // reads such a description (any symbol up to 255) and decodes `02 00 01`.
+    let counts_past_the_weights = hex("28b52ffd00006500003200020610f0fb1b00043100");
+    assert_eq!(reference(&counts_past_the_weights, 3), Ok(vec![2, 0, 1]));
+    assert_eq!(ours(&counts_past_the_weights, 3), Ok(vec![2, 0, 1]));
+    // A single-segment frame of 3 bytes (its window) with a compressed block of 12: larger
+    // than the window, refused by both.
+    let block_past_its_window = hex("28b52ffd20036500003200020610f0fb1900043100");
+    assert_eq!(reference(&block_past_its_window, 3), Err(()));
+    assert_eq!(ours(&block_past_its_window, 3), Err(CompressionProblem::Corrupt));
+    // A window past 2^31 (descriptor 0, window log 32), then a raw last block of 1 byte.
+    let window_past_2_gib = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 22 << 3, 0x09, 0, 0, b'x'];
+    assert_eq!(reference(&window_past_2_gib, 1), Err(()));
+    assert_eq!(ours(&window_past_2_gib, 1), Err(CompressionProblem::Corrupt));
+    let mut window_of_2_gib = window_past_2_gib;
+    window_of_2_gib[5] = 21 << 3;
+    assert_eq!(reference(&window_of_2_gib, 1), Ok(vec![b'x']));
+    assert_eq!(ours(&window_of_2_gib, 1), Ok(vec![b'x']));
 }

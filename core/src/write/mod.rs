@@ -60,13 +60,13 @@ pub struct ModuleBuilder {
     compression: Option<Compression>,
 }
 
-/// How a builder compresses: the method, the level written in the header, and the encoder
-/// (`None`: the core's own, [`crate::compress::frame`]).
+/// How a builder compresses: the method, and an encoder of the caller's with the level it
+/// writes in the header (`None`: the core's own, [`crate::compress::frame`], and the header's
+/// level as set).
 #[derive(Clone, Copy, Debug)]
 struct Compression {
     method: Method,
-    level: u8,
-    encoder: Option<crate::compress::Encoder>,
+    encoder: Option<(crate::compress::Encoder, u8)>,
 }
 
 /// Template-meta entries per category: (name, specialization count).
@@ -117,9 +117,10 @@ impl ModuleBuilder {
     /// Compresses the code, data and rodata sections with `method` (not the constructor,
     /// destructor and unwind tables, which the loader reads itself; each section only where
     /// its frame is smaller than its bytes) and names the method in the header
-    /// (`docs/format.md`, "Compression"). R72 has no compression byte: building it fails.
+    /// (`docs/format.md`, "Compression"), its `compression_level` left as set (0 unless
+    /// [`ModuleBuilder::header`] sets it). R72 has no compression byte: building it fails.
     pub fn compress(&mut self, method: Method) -> &mut Self {
-        self.compression = Some(Compression { method, level: 0, encoder: None });
+        self.compression = Some(Compression { method, encoder: None });
         self
     }
 
@@ -132,7 +133,7 @@ impl ModuleBuilder {
         level: u8,
         encoder: crate::compress::Encoder,
     ) -> &mut Self {
-        self.compression = Some(Compression { method, level, encoder: Some(encoder) });
+        self.compression = Some(Compression { method, encoder: Some((encoder, level)) });
         self
     }
 
@@ -346,7 +347,7 @@ impl ModuleBuilder {
             return spec;
         }
         let frame = match compression.encoder {
-            Some(encoder) => crate::compress::frame_with(&spec.data, compression.level, encoder),
+            Some((encoder, level)) => crate::compress::frame_with(&spec.data, level, encoder),
             None => crate::compress::frame(compression.method, &spec.data),
         };
         if frame.len() < spec.data.len() {
@@ -498,7 +499,9 @@ impl ModuleBuilder {
         let mut h = self.header;
         if let Some(compression) = self.compression {
             h.compression = compression.method.wire();
-            h.compression_level = compression.level;
+            if let Some((_, level)) = compression.encoder {
+                h.compression_level = level;
+            }
         }
         h.section_count = u32::try_from(sections.len()).map_err(|_| BuildError::TooLarge)?;
         h.section_table_offset = section_table_at as u64;

@@ -9,8 +9,10 @@ use super::Fault;
 /// The largest accuracy log any use allows (literal and match lengths).
 pub(super) const MOST_LOG: u8 = 9;
 
-/// Symbols a description may give counts to: match lengths have the most, 53.
-const MOST_SYMBOLS: usize = 64;
+/// Symbols a description may give counts to: every byte value (the Huffman weights'
+/// description may count symbols it never decodes, as libzstd reads it; the sequence tables
+/// stop at 53).
+const MOST_SYMBOLS: usize = 256;
 
 /// One state of a decoding table: the symbol it emits, and the next state's base and the bits
 /// read to add to it.

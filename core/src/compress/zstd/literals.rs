@@ -106,6 +106,10 @@ pub(super) fn read<'a>(
     } else {
         return Err(Fault::Corrupt("literals repeating a Huffman tree no block has described"));
     };
+    if streams == 4 && len < 6 {
+        // As libzstd: four streams of fewer than 6 literals are not split that way.
+        return Err(Fault::Corrupt("four Huffman streams for fewer than 6 literals"));
+    }
     let (start, place) = place(output, len)?;
     if streams == 1 {
         huffman.decode(streams_data, place)?;
@@ -171,6 +175,11 @@ impl Huffman {
             return Err(bad);
         }
         weights[count] = (left.ilog2() + 1) as u8;
+        // A prefix code has an even number of longest codes, at least two (as libzstd checks).
+        let longest = weights[..=count].iter().filter(|&&w| w == 1).count();
+        if longest < 2 || longest % 2 == 1 {
+            return Err(bad);
+        }
         // Codes in order of weight, then of symbol; a weight-w symbol has 2^(w-1) entries.
         let mut position = 0;
         for weight in 1..=max_bits as u8 {
@@ -260,7 +269,9 @@ impl Huffman {
 /// FSE-coded weights (two interleaved states over one stream): their count.
 fn fse_weights(stored: &[u8], weights: &mut [u8; 256]) -> Result<usize, Fault> {
     let mut table = Table::EMPTY;
-    let used = table.read(stored, MOST_BITS as usize + 1, 6)?;
+    // Symbols up to 255 may be counted, as libzstd reads it; a weight past the longest code
+    // is refused once decoded (`Huffman::build`).
+    let used = table.read(stored, 255, 6)?;
     let mut bits = Backward::new(&stored[used..])?;
     let mut states = [State::start(&table, &mut bits), State::start(&table, &mut bits)];
     let mut count = 0;

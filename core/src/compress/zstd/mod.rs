@@ -72,7 +72,13 @@ pub(crate) fn decode(data: &[u8], out: &mut [u8]) -> Result<usize, Fault> {
 struct Header {
     content_size: Option<u64>,
     checksum: bool,
+    /// The most bytes a block holds or makes: the window size, at most 128 KiB.
+    block_limit: usize,
 }
+
+/// The largest window a frame may declare: 2^31 bytes, libzstd's limit (our decoder needs no
+/// window buffer, so this is conformance, not cost).
+const MOST_WINDOW_LOG: u32 = 31;
 
 impl Decoder {
     /// Decodes one frame (after its magic) into `out` from `start`; returns where its output
@@ -92,8 +98,8 @@ impl Decoder {
                 rest.split_first_chunk::<3>().ok_or(Fault::Corrupt("a block header cut short"))?;
             let block = u32::from_le_bytes([block[0], block[1], block[2], 0]);
             let (last, kind, size) = (block & 1 == 1, (block >> 1) & 3, (block >> 3) as usize);
-            if size > MOST_BLOCK {
-                return Err(Fault::Corrupt("a block larger than 128 KiB"));
+            if size > header.block_limit {
+                return Err(Fault::Corrupt("a block larger than its frame's window or 128 KiB"));
             }
             rest = match kind {
                 0 => {
@@ -113,7 +119,7 @@ impl Decoder {
                 }
                 2 => {
                     let bytes = after.get(..size).ok_or(Fault::Corrupt("a compressed block cut short"))?;
-                    self.block(bytes, &mut output)?;
+                    self.block(bytes, &mut output, header.block_limit)?;
                     &after[size..]
                 }
                 _ => return Err(Fault::Corrupt("a reserved block type")),
@@ -138,12 +144,12 @@ impl Decoder {
     }
 
     /// Decodes one compressed block.
-    fn block(&mut self, data: &[u8], output: &mut Output<'_>) -> Result<(), Fault> {
+    fn block(&mut self, data: &[u8], output: &mut Output<'_>, limit: usize) -> Result<(), Fault> {
         let block_start = output.at;
         let (literals, rest) = literals::read(data, &mut self.huffman, output)?;
         sequences::execute(rest, literals, &mut self.sequences, output)?;
-        if output.at - block_start > MOST_BLOCK {
-            return Err(Fault::Corrupt("a block making more than 128 KiB"));
+        if output.at - block_start > limit {
+            return Err(Fault::Corrupt("a block making more than its frame's window or 128 KiB"));
         }
         Ok(())
     }
@@ -157,9 +163,18 @@ fn frame_header(data: &[u8]) -> Result<(Header, &[u8]), Fault> {
         return Err(Fault::Corrupt("a frame header's reserved bit set"));
     }
     let single_segment = descriptor & 0x20 != 0;
+    let mut window = None;
     if !single_segment {
-        // The window descriptor: the whole output is the window here, so it bounds nothing.
-        rest = rest.get(1..).ok_or(short)?;
+        // The window descriptor: the whole output is the window here, so it bounds only how
+        // large a block may be.
+        let (&byte, after) = rest.split_first().ok_or(short)?;
+        let log = 10 + u32::from(byte >> 3);
+        if log > MOST_WINDOW_LOG {
+            return Err(Fault::Corrupt("a window larger than 2 GiB"));
+        }
+        let base = 1u64 << log;
+        window = Some(base + base / 8 * u64::from(byte & 7));
+        rest = after;
     }
     let dictionary_bytes = [0, 1, 2, 4][usize::from(descriptor & 3)];
     let (dictionary, after) = rest.split_at_checked(dictionary_bytes).ok_or(short)?;
@@ -181,7 +196,10 @@ fn frame_header(data: &[u8]) -> Result<(Header, &[u8]), Fault> {
         2 => Some(value + 256),
         _ => Some(value),
     };
-    Ok((Header { content_size, checksum: descriptor & 0x04 != 0 }, after))
+    // A single-segment frame's window is its content.
+    let window = window.or(content_size).unwrap_or(0);
+    let block_limit = usize::try_from(window).unwrap_or(usize::MAX).min(MOST_BLOCK);
+    Ok((Header { content_size, checksum: descriptor & 0x04 != 0, block_limit }, after))
 }
 
 #[cfg(test)]
@@ -256,13 +274,19 @@ mod tests {
     }
 
     #[test]
-    fn a_block_past_128_kib_is_refused_before_it_is_read() {
+    fn a_block_past_its_window_or_128_kib_is_refused_before_it_is_read() {
+        let refused = Err(Fault::Corrupt("a block larger than its frame's window or 128 KiB"));
+        // Single segment: the window is the content, 7 bytes stated, a block of 8.
+        let rle = [&header(true, 1, 8)[..], b"a"].concat();
+        assert_eq!(decode(&frame(7, &[&rle], None), &mut [0; 8]), refused);
+        // A window of 2^31 + 7/8 of it (descriptor 0, window byte 0xAF): 128 KiB at most.
         let huge = header(true, 1, (MOST_BLOCK + 1) as u32);
-        let bytes = [&huge[..], b"a"].concat();
+        let mut bytes = alloc::vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xAF];
+        bytes.extend_from_slice(&[&huge[..], b"a"].concat());
         let mut out = alloc::vec![0; MOST_BLOCK + 1];
-        assert_eq!(
-            decode(&frame(0, &[&bytes], None), &mut out),
-            Err(Fault::Corrupt("a block larger than 128 KiB"))
-        );
+        assert_eq!(decode(&bytes, &mut out), refused);
+        // A window byte past 2^31 (log 32).
+        bytes[5] = 22 << 3;
+        assert_eq!(decode(&bytes, &mut out), Err(Fault::Corrupt("a window larger than 2 GiB")));
     }
 }

@@ -25,9 +25,7 @@ impl Compression {
     /// out of range, a level for LZ4).
     pub fn from_name(text: &str) -> Option<Self> {
         let (name, level) = match text.split_once(':') {
-            Some((name, level)) => {
-                (name, Some(level.parse::<u8>().ok().filter(|l| ZSTD_LEVELS.contains(l))?))
-            }
+            Some((name, level)) => (name, Some(parse_level(level)?)),
             None => (text, None),
         };
         match (name, level) {
@@ -46,6 +44,12 @@ impl Compression {
             (method, _) => builder.compress(method),
         };
     }
+}
+
+/// A level as decimal digits, no sign and no leading zero, within [`ZSTD_LEVELS`].
+fn parse_level(text: &str) -> Option<u8> {
+    let digits = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    text.parse::<u8>().ok().filter(|level| digits && ZSTD_LEVELS.contains(level))
 }
 
 impl From<Method> for Compression {
@@ -74,7 +78,10 @@ mod tests {
         assert_eq!(Compression::from_name("zstd"), zstd(3));
         assert_eq!(Compression::from_name("zstd:1"), zstd(1));
         assert_eq!(Compression::from_name("zstd:22"), zstd(22));
-        for refused in ["zstd:0", "zstd:23", "zstd:", "zstd:x", "lz4:1", "gzip", "zstd:-1", ""] {
+        for refused in [
+            "zstd:0", "zstd:23", "zstd:", "zstd:x", "lz4:1", "gzip", "zstd:-1", "", "zstd:+3", "zstd:03",
+            "zstd: 3",
+        ] {
             assert_eq!(Compression::from_name(refused), None, "{refused}");
         }
     }
