@@ -218,13 +218,9 @@ pub fn frame_with(bytes: &[u8], level: u8, encoder: Encoder) -> alloc::vec::Vec<
 pub fn frame(method: Method, bytes: &[u8]) -> alloc::vec::Vec<u8> {
     match method {
         #[cfg(feature = "zstd")]
-        Method::Zstd => {
-            let mut out = alloc::vec::Vec::with_capacity(FRAME_HEADER + bytes.len() / 2);
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            let level = ruzstd::encoding::CompressionLevel::Fastest;
-            out.extend_from_slice(&ruzstd::encoding::compress_to_vec(bytes, level));
-            out
-        }
+        Method::Zstd => frame_with(bytes, 0, |bytes, _| {
+            ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+        }),
         Method::Lz4 => {
             let mut out =
                 alloc::vec![0; FRAME_HEADER + lz4_flex::block::get_maximum_output_size(bytes.len())];

@@ -71,10 +71,20 @@ const MATCH_LENGTH_CODES: [(u32, u8); 21] = [
     (65539, 16),
 ];
 
-/// The largest literal-length, offset and match-length symbols and accuracy logs.
-const MOST_LITERAL_LENGTH: (usize, u8) = (35, 9);
-const MOST_OFFSET: (usize, u8) = (31, 8);
-const MOST_MATCH_LENGTH: (usize, u8) = (52, 9);
+/// What a sequence table is: its predefined distribution and accuracy, and the largest symbol
+/// and accuracy a block may describe.
+struct Kind {
+    default: &'static [i16],
+    default_log: u8,
+    most_symbol: usize,
+    most_log: u8,
+}
+
+const LITERAL_LENGTHS: Kind =
+    Kind { default: &LITERAL_LENGTHS_DEFAULT, default_log: 6, most_symbol: 35, most_log: 9 };
+const OFFSETS: Kind = Kind { default: &OFFSETS_DEFAULT, default_log: 5, most_symbol: 31, most_log: 8 };
+const MATCH_LENGTHS: Kind =
+    Kind { default: &MATCH_LENGTHS_DEFAULT, default_log: 6, most_symbol: 52, most_log: 9 };
 
 /// What a frame's blocks hand on to the next: the three sequence tables and the repeat
 /// offsets.
@@ -131,28 +141,10 @@ pub(super) fn execute(
     if modes & 3 != 0 {
         return Err(Fault::Corrupt("reserved bits set in a sequences section's modes"));
     }
-    let tables = [
-        (modes >> 6, &LITERAL_LENGTHS_DEFAULT[..], 6, MOST_LITERAL_LENGTH),
-        ((modes >> 4) & 3, &OFFSETS_DEFAULT[..], 5, MOST_OFFSET),
-        ((modes >> 2) & 3, &MATCH_LENGTHS_DEFAULT[..], 6, MOST_MATCH_LENGTH),
-    ];
-    for (index, (mode, default, default_log, (most_symbol, most_log))) in tables.into_iter().enumerate() {
-        let table = match index {
-            0 => &mut state.literal_lengths,
-            1 => &mut state.offsets,
-            _ => &mut state.match_lengths,
-        };
-        rest = set_table(
-            table,
-            &mut state.built[index],
-            mode,
-            rest,
-            default,
-            default_log,
-            most_symbol,
-            most_log,
-        )?;
-    }
+    let built = &mut state.built;
+    rest = set_table(&mut state.literal_lengths, &mut built[0], modes >> 6, rest, &LITERAL_LENGTHS)?;
+    rest = set_table(&mut state.offsets, &mut built[1], (modes >> 4) & 3, rest, &OFFSETS)?;
+    rest = set_table(&mut state.match_lengths, &mut built[2], (modes >> 2) & 3, rest, &MATCH_LENGTHS)?;
     let mut bits = Backward::new(rest)?;
     let mut literal_length = State::start(&state.literal_lengths, &mut bits);
     let mut offset = State::start(&state.offsets, &mut bits);
@@ -192,33 +184,29 @@ fn sequence_count(data: &[u8]) -> Result<(usize, &[u8]), Fault> {
 
 /// Sets a table by its mode (0 predefined, 1 one symbol, 2 described, 3 the previous block's)
 /// and returns the bytes after what it read.
-#[allow(clippy::too_many_arguments)]
 fn set_table<'a>(
     table: &mut Table,
     built: &mut bool,
     mode: u8,
     data: &'a [u8],
-    default: &[i16],
-    default_log: u8,
-    most_symbol: usize,
-    most_log: u8,
+    kind: &Kind,
 ) -> Result<&'a [u8], Fault> {
     let rest = match mode {
         0 => {
-            table.build(default, default_log)?;
+            table.build(kind.default, kind.default_log)?;
             data
         }
         1 => {
             let (&symbol, rest) =
                 data.split_first().ok_or(Fault::Corrupt("a sequences section cut short"))?;
-            if usize::from(symbol) > most_symbol {
+            if usize::from(symbol) > kind.most_symbol {
                 return Err(Fault::Corrupt("an RLE sequence symbol out of range"));
             }
             table.rle(symbol);
             rest
         }
         2 => {
-            let used = table.read(data, most_symbol, most_log)?;
+            let used = table.read(data, kind.most_symbol, kind.most_log)?;
             &data[used..]
         }
         _ => {
@@ -232,21 +220,24 @@ fn set_table<'a>(
     Ok(rest)
 }
 
+/// A literal length: codes below 16 are the length itself.
 fn literal_length_of(code: u8, bits: &mut Backward<'_>) -> usize {
-    match code.checked_sub(16) {
-        None => usize::from(code),
-        Some(index) => {
-            let (base, extra) = LITERAL_LENGTH_CODES[usize::from(index)];
-            base as usize + bits.read(u32::from(extra)) as usize
-        }
-    }
+    length_of(code, 16, 0, &LITERAL_LENGTH_CODES, bits)
 }
 
+/// A match length: codes below 32 are the length less 3.
 fn match_length_of(code: u8, bits: &mut Backward<'_>) -> usize {
-    match code.checked_sub(32) {
-        None => usize::from(code) + 3,
+    length_of(code, 32, 3, &MATCH_LENGTH_CODES, bits)
+}
+
+/// The length `code` names: below `direct`, the code plus `plus`; from `direct` on, a base from
+/// `codes` plus its extra bits read from the stream.
+#[inline]
+fn length_of(code: u8, direct: u8, plus: usize, codes: &[(u32, u8)], bits: &mut Backward<'_>) -> usize {
+    match code.checked_sub(direct) {
+        None => usize::from(code) + plus,
         Some(index) => {
-            let (base, extra) = MATCH_LENGTH_CODES[usize::from(index)];
+            let (base, extra) = codes[usize::from(index)];
             base as usize + bits.read(u32::from(extra)) as usize
         }
     }
