@@ -75,11 +75,16 @@ pub(super) struct Backward<'a> {
 impl<'a> Backward<'a> {
     /// A stream over all of `data`, which must end in a byte holding the marker.
     pub(super) fn new(data: &'a [u8]) -> Result<Self, Fault> {
+        Self::named(data, "a bitstream's last byte has no marker bit")
+    }
+
+    /// [`Backward::new`], a last byte without the marker refused as `unmarked` says.
+    pub(super) fn named(data: &'a [u8], unmarked: &'static str) -> Result<Self, Fault> {
         let Some((&last, rest)) = data.split_last() else {
             return Err(Fault::Corrupt("an empty bitstream"));
         };
         if last == 0 {
-            return Err(Fault::Corrupt("a bitstream's last byte has no marker bit"));
+            return Err(Fault::Corrupt(unmarked));
         }
         let held = 7 - last.leading_zeros();
         let mut bits =

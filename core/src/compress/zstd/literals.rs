@@ -197,7 +197,7 @@ impl Huffman {
 
     /// Decodes one stream, exactly filling `place`.
     fn decode(&self, stream: &[u8], place: &mut [u8]) -> Result<(), Fault> {
-        let mut bits = Backward::new(stream)?;
+        let mut bits = huffman_stream(stream)?;
         let done = self.decode_held(core::slice::from_mut(&mut bits), &mut [&mut place[..]]);
         self.finish(&mut bits, &mut place[done..])
     }
@@ -214,8 +214,12 @@ impl Huffman {
         let (first, rest) = streams.split_at_checked(size(0)).ok_or(bad)?;
         let (second, rest) = rest.split_at_checked(size(1)).ok_or(bad)?;
         let (third, fourth) = rest.split_at_checked(size(2)).ok_or(bad)?;
-        let mut bits =
-            [Backward::new(first)?, Backward::new(second)?, Backward::new(third)?, Backward::new(fourth)?];
+        let mut bits = [
+            huffman_stream(first)?,
+            huffman_stream(second)?,
+            huffman_stream(third)?,
+            huffman_stream(fourth)?,
+        ];
         let (one, rest) = place.split_at_mut(quarter);
         let (two, rest) = rest.split_at_mut(quarter);
         let (three, four) = rest.split_at_mut(quarter);
@@ -295,4 +299,10 @@ fn fse_weights(stored: &[u8], weights: &mut [u8; 256]) -> Result<usize, Fault> {
         }
     }
     Ok(count)
+}
+
+/// The bits of a Huffman stream (its last byte without the marker named as a Huffman
+/// stream's: libzstd's fast decoder lets that one through, where the RFC refuses it).
+fn huffman_stream(data: &[u8]) -> Result<Backward<'_>, Fault> {
+    Backward::named(data, "a Huffman stream's last byte has no marker bit")
 }
