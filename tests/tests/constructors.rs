@@ -77,6 +77,35 @@ fn a_batch_runs_no_constructor_before_its_seal_then_each_module_s_in_the_order_a
 }
 
 #[test]
+fn modules_released_together_run_every_destructor_first_and_free_their_pages_in_one_go() {
+    use smf_core::exec::{ExecConfig, FaultInjector, LINUX};
+    static KERNEL: FaultInjector = FaultInjector::new(&LINUX);
+    let exec = ExecAllocator::with_kernel(ExecConfig::default(), &KERNEL);
+    let file = samples::call_arrays(Dialect::S128);
+    let load_three = || -> Vec<LoadedModule<'_>> {
+        let modules = (0..3).map(|_| load(&exec, &file, &LoadOptions::default()).unwrap()).collect();
+        assert_eq!(recorded(), [1, 2, 1, 2, 1, 2]);
+        modules
+    };
+    let released = |release: &dyn Fn(Vec<LoadedModule<'_>>)| {
+        let modules = load_three();
+        let before = KERNEL.calls();
+        release(modules);
+        let calls = KERNEL.calls() - before;
+        assert_eq!(recorded(), [-2, -1, -2, -1, -2, -1], "every module's destructors, in reverse");
+        let stats = exec.stats();
+        assert_eq!((stats.blocks_live, stats.pages_open, stats.pages_sealed), (0, 0, 0), "all freed");
+        calls
+    };
+    recorded();
+    let one_by_one = released(&|modules| drop(modules));
+    let together = released(&|modules| LoadedModule::release_together(modules).unwrap());
+    assert!(one_by_one >= 3, "each module's code pages go back with a call of their own: {one_by_one}");
+    assert_eq!(together, 1, "adjacent pages go back with one protection change (one by one: {one_by_one})");
+    assert_eq!(LoadedModule::release_together(Vec::new()), Ok(()), "nothing to release");
+}
+
+#[test]
 fn with_constructors_off_neither_constructors_nor_destructors_run() {
     let exec = ExecAllocator::default();
     recorded();

@@ -39,8 +39,11 @@ pub use call::{CallArg, CallError, MAX_FLOAT_ARGS, MAX_INTEGER_ARGS};
 /// ```
 #[derive(Debug)]
 pub struct SharedModule {
+    /// Its entry among the live modules' code (`code_containing`), removed when it is dropped,
+    /// before its memory is freed (fields drop in order).
+    _indexed: CodeIndexed,
     /// What it registered with debuggers: held for its `Drop`, which unregisters it before the
-    /// module's memory is freed (fields drop in order).
+    /// module's memory is freed.
     _debug: Registration,
     loaded: LoadedModule<'static>,
     path: Option<PathBuf>,
@@ -104,13 +107,35 @@ impl SharedModule {
     }
 }
 
-impl Drop for SharedModule {
+/// Where a module's code starts, as a key of `CODE`: the entry goes when this does.
+#[derive(Debug)]
+struct CodeIndexed(usize);
+
+impl Drop for CodeIndexed {
     fn drop(&mut self) {
-        let (code, len) = self.loaded.code();
-        if len > 0 {
-            lock(&CODE).remove(&code);
-        }
+        lock(&CODE).remove(&self.0);
     }
+}
+
+impl SharedModule {
+    /// What it loaded, withdrawn first from the index of code and from debuggers (as its
+    /// drop would, before the memory is freed).
+    fn into_loaded(self) -> LoadedModule<'static> {
+        let SharedModule { _indexed, _debug, loaded, .. } = self;
+        drop(_indexed);
+        drop(_debug);
+        loaded
+    }
+}
+
+/// Releases `modules` together: the memory of those no one else holds is freed in one go
+/// ([`LoadedModule::release_together`]: one protection change per contiguous run of pages,
+/// not one per module); those someone else holds go when the last holder lets go, as usual.
+pub fn release_together(modules: impl IntoIterator<Item = Arc<SharedModule>>) {
+    let unheld = modules.into_iter().filter_map(|module| Arc::try_unwrap(module).ok());
+    // A failure here is a protection change the kernel refused on pages freed: they stay
+    // sealed and empty for `trim` to retry, as when a module's drop fails; no one is left to tell.
+    let _ = LoadedModule::release_together(unheld.map(SharedModule::into_loaded));
 }
 
 /// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
@@ -214,6 +239,7 @@ fn share(loaded: LoadedModule<'static>, path: Option<PathBuf>, debug_info: bool)
     let (code, len) = loaded.code();
     let debug = debug::register(&loaded, path.as_deref(), debug_info);
     let module = Arc::new(SharedModule {
+        _indexed: CodeIndexed(code),
         _debug: debug,
         loaded,
         path,
