@@ -241,6 +241,27 @@ fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
 }
 
 #[test]
+fn batches_compile_through_one_context_and_a_dropped_manager_frees_them_all() {
+    let manager = ExecManager::new(OptLevel::Speed).unwrap();
+    // A batch of several functions goes through one reused Cranelift context: each comes out as
+    // compiled alone would.
+    manager.compile_clif(FACTORIAL_AND_PARITY).unwrap();
+    manager.compile_clif(&(constant("one", 1) + &constant("two", 2))).unwrap();
+    assert_eq!(manager.execute("factorial", &[10]).unwrap(), 3_628_800);
+    assert_eq!((manager.execute("is_even", &[7]).unwrap(), manager.execute("is_odd", &[7]).unwrap()), (0, 1));
+    assert_eq!((manager.execute("one", &[]).unwrap(), manager.execute("two", &[]).unwrap()), (1, 2));
+    let addresses: Vec<usize> =
+        ["factorial", "is_odd", "one", "two"].map(|n| manager.address(n).unwrap()).into();
+    for &addr in &addresses {
+        assert!(smf::loader::code_containing(addr).is_some(), "compiled code is live module code");
+    }
+    drop(manager);
+    for addr in addresses {
+        assert!(smf::loader::code_containing(addr).is_none(), "freed with the manager");
+    }
+}
+
+#[test]
 fn failures_name_what_failed_and_never_call() {
     let manager = ExecManager::new(OptLevel::None).unwrap();
     let parse =

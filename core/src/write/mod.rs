@@ -25,6 +25,7 @@ pub use specs::{BuildError, SectionSpec, SymbolSpec, TemplateSpec};
 use specs::{DataRelocSpec, DataSite, RelocSpec};
 use templates::readable_note;
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -367,14 +368,13 @@ impl ModuleBuilder {
             if symbol.name.contains(&0) {
                 return Err(BuildError::NameHasNul { symbol: sat_u32(i) });
             }
-            let offset = match seen.get(symbol.name.as_slice()) {
-                Some(&offset) => offset,
-                None => {
+            let offset = match seen.entry(symbol.name.as_slice()) {
+                Entry::Occupied(known) => *known.get(),
+                Entry::Vacant(new) => {
                     let offset = u32::try_from(table.len()).map_err(|_| BuildError::TooLarge)?;
                     table.extend_from_slice(&symbol.name);
                     table.push(0);
-                    seen.insert(&symbol.name, offset);
-                    offset
+                    *new.insert(offset)
                 }
             };
             offsets.push(offset);

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::ir::{ExternalName, Function, Signature, UserExternalName, UserFuncName};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::{CodegenError, Context, FinalizedMachReloc};
+use cranelift_codegen::{CodegenError, Context, FinalizedRelocTarget};
 
 use super::ExecManagerError;
 
@@ -121,7 +122,7 @@ pub(super) fn name_of(function: &Function, names: &NameTable) -> Result<String, 
 }
 
 /// The name a call target stands for (`None`: not a name this loader can link).
-pub(super) fn target_name(function: &Function, name: &ExternalName, names: &NameTable) -> Option<String> {
+fn target_name(function: &Function, name: &ExternalName, names: &NameTable) -> Option<String> {
     match name {
         ExternalName::TestCase(name) => Some(String::from_utf8_lossy(name.raw()).into_owned()),
         ExternalName::User(reference) => {
@@ -132,28 +133,50 @@ pub(super) fn target_name(function: &Function, name: &ExternalName, names: &Name
     }
 }
 
-/// One function compiled: its name, code, relocations and the function itself (its signature,
-/// its external names).
-pub(super) struct Compiled {
-    pub(super) name: String,
-    pub(super) code: Vec<u8>,
-    pub(super) alignment: u64,
-    pub(super) relocations: Vec<FinalizedMachReloc>,
-    pub(super) function: Function,
+/// What a relocation of a compiled function points at.
+pub(super) enum Target {
+    /// A name: another function of the batch, one compiled before, a loaded module's, the
+    /// host's.
+    Name(String),
+    /// An offset in the function itself.
+    Own(u32),
+    /// Something this loader cannot link, as CLIF writes it.
+    Unlinkable(String),
 }
 
-/// `function` (named `name`) compiled for `isa`, in the platform's calling convention.
+/// A relocation of a compiled function: what Cranelift asks for, at which offset.
+pub(super) struct Relocation {
+    pub(super) offset: u32,
+    pub(super) kind: Reloc,
+    pub(super) addend: i64,
+    pub(super) target: Target,
+}
+
+/// One function compiled: its code, relocations and signature.
+pub(super) struct Compiled {
+    pub(super) code: Vec<u8>,
+    pub(super) alignment: u64,
+    pub(super) relocations: Vec<Relocation>,
+    pub(super) signature: Signature,
+}
+
+/// `function` (named `name`, its calls named through `names`) compiled for `isa`, in the
+/// platform's calling convention, in `context` (cleared first: one context serves a batch,
+/// its allocations reused from one function to the next).
 pub(super) fn compile(
     isa: &OwnedTargetIsa,
+    context: &mut Context,
     mut function: Function,
-    name: String,
+    name: &str,
+    names: &NameTable,
 ) -> Result<Compiled, ExecManagerError> {
     let convention = isa.default_call_conv();
     function.signature.call_conv = convention;
     for signature in function.dfg.signatures.values_mut() {
         signature.call_conv = convention;
     }
-    let mut context = Context::for_function(function);
+    context.clear();
+    context.func = function;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         context
             .compile(&**isa, &mut Default::default())
@@ -164,13 +187,43 @@ pub(super) fn compile(
     }));
     let (code, alignment, relocations) = match outcome {
         Ok(Ok(compiled)) => compiled,
-        Ok(Err(message)) => return Err(ExecManagerError::Compile { function: name, message }),
+        Ok(Err(message)) => return Err(ExecManagerError::Compile { function: name.to_owned(), message }),
         Err(_) => {
             let message = "Cranelift panicked compiling it (an internal compiler error)".to_owned();
-            return Err(ExecManagerError::Compile { function: name, message });
+            return Err(ExecManagerError::Compile { function: name.to_owned(), message });
         }
     };
-    Ok(Compiled { name, code, alignment, relocations, function: context.func })
+    let function = &context.func;
+    let relocations = relocations
+        .into_iter()
+        .map(|relocation| Relocation {
+            offset: relocation.offset,
+            kind: relocation.kind,
+            addend: relocation.addend,
+            target: match &relocation.target {
+                FinalizedRelocTarget::ExternalName(target) => match target_name(function, target, names) {
+                    Some(name) => Target::Name(name),
+                    None => Target::Unlinkable(described(function, target)),
+                },
+                FinalizedRelocTarget::Func(at) => Target::Own(*at),
+            },
+        })
+        .collect();
+    // The function stays in the context (cleared for the next); its signature comes along.
+    let signature = std::mem::replace(&mut context.func.signature, Signature::new(convention));
+    Ok(Compiled { code, alignment, relocations, signature })
+}
+
+/// A call target as CLIF writes it (`u0:2`, `%name`), a user reference the function does not
+/// declare included (which Cranelift's own display would index past its table for).
+fn described(function: &Function, name: &ExternalName) -> String {
+    match name {
+        ExternalName::User(reference) => match function.params.user_named_funcs().get(*reference) {
+            Some(user) => format!("u{}:{}", user.namespace, user.index),
+            None => format!("{reference} (not declared by the function)"),
+        },
+        other => other.display(None).to_string(),
+    }
 }
 
 /// What Cranelift said, in one paragraph: each verifier finding with its place.

@@ -8,11 +8,10 @@ use std::collections::HashMap;
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::LibCall;
-use cranelift_codegen::FinalizedRelocTarget;
 use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Dialect, RelocKind, SectionFlags, SectionType};
 
-use super::compile::{target_name, Compiled, NameTable};
+use super::compile::{Compiled, Target};
 use super::ExecManagerError;
 
 /// The C symbol a Cranelift library call links to (`None`: one with no C equivalent here).
@@ -52,8 +51,13 @@ fn smf_kind(kind: Reloc) -> Option<RelocKind> {
     })
 }
 
-/// The module holding `batch`, its functions' names resolved through `names`.
-pub(super) fn module_of(batch: &[Compiled], names: &NameTable) -> Result<Vec<u8>, ExecManagerError> {
+/// The module holding `batch`, whose functions are named `names` (in order); `index` gives
+/// each name's place in both.
+pub(super) fn module_of(
+    names: &[String],
+    batch: &[Compiled],
+    index: &HashMap<&str, usize>,
+) -> Result<Vec<u8>, ExecManagerError> {
     let mut b = ModuleBuilder::new(Dialect::R96);
     if cfg!(target_arch = "aarch64") {
         b.header(|h| h.arch = 1);
@@ -71,62 +75,36 @@ pub(super) fn module_of(batch: &[Compiled], names: &NameTable) -> Result<Vec<u8>
     let exec = SectionFlags::READ | SectionFlags::EXEC;
     let align = batch.iter().map(|f| f.alignment.max(16)).max().unwrap_or(16);
     b.add_section(SectionSpec::new(SectionType::Code, b".text", exec, code, align));
-    let mut symbols: HashMap<String, u32> = HashMap::new();
-    for (function, &offset) in batch.iter().zip(&offsets) {
-        let symbol =
-            b.add_symbol(SymbolSpec::function(function.name.as_bytes(), offset, function.code.len() as u64));
-        symbols.insert(function.name.clone(), symbol);
-    }
-    for (function, &offset) in batch.iter().zip(&offsets) {
+    let defined: Vec<u32> = names
+        .iter()
+        .zip(batch.iter().zip(&offsets))
+        .map(|(name, (function, &offset))| {
+            b.add_symbol(SymbolSpec::function(name.as_bytes(), offset, function.code.len() as u64))
+        })
+        .collect();
+    // Names called outside the batch, each imported once.
+    let mut imports: HashMap<&str, u32> = HashMap::new();
+    for ((function, &offset), (name, &symbol)) in batch.iter().zip(&offsets).zip(names.iter().zip(&defined)) {
         for relocation in &function.relocations {
-            let cannot = |what: String| ExecManagerError::Link { function: function.name.clone(), what };
+            let cannot = |what: String| ExecManagerError::Link { function: name.clone(), what };
             let kind = smf_kind(relocation.kind)
                 .ok_or_else(|| cannot(format!("a {:?} relocation (no SMF equivalent)", relocation.kind)))?;
-            let (symbol, addend) = match &relocation.target {
-                FinalizedRelocTarget::ExternalName(name) => {
-                    let Some(target) = target_name(&function.function, name, names) else {
-                        return Err(cannot(format!("a call to {}", described(&function.function, name))));
-                    };
-                    let symbol = match symbols.get(&target) {
-                        Some(&symbol) => symbol,
-                        None => {
-                            let import = b.add_symbol(SymbolSpec::import(target.as_bytes()));
-                            symbols.insert(target, import);
-                            import
-                        }
+            let (target, addend) = match &relocation.target {
+                Target::Name(target) => {
+                    let symbol = match index.get(target.as_str()) {
+                        Some(&i) => defined[i],
+                        None => *imports
+                            .entry(target.as_str())
+                            .or_insert_with(|| b.add_symbol(SymbolSpec::import(target.as_bytes()))),
                     };
                     (symbol, relocation.addend)
                 }
-                // An offset in the function itself.
-                FinalizedRelocTarget::Func(at) => {
-                    (symbols[&function.name], relocation.addend + i64::from(*at))
-                }
+                Target::Own(at) => (symbol, relocation.addend + i64::from(*at)),
+                Target::Unlinkable(what) => return Err(cannot(format!("a call to {what}"))),
             };
-            b.add_relocation(offset + u64::from(relocation.offset), symbol, kind, addend);
+            b.add_relocation(offset + u64::from(relocation.offset), target, kind, addend);
         }
     }
     b.build()
-        .map_err(|e| ExecManagerError::Link { function: batch_names(batch), what: format!("the batch: {e}") })
-}
-
-/// A call target as CLIF writes it (`u0:2`, `%name`), a user reference the function does not
-/// declare included (which Cranelift's own display would index past its table for).
-fn described(
-    function: &cranelift_codegen::ir::Function,
-    name: &cranelift_codegen::ir::ExternalName,
-) -> String {
-    match name {
-        cranelift_codegen::ir::ExternalName::User(reference) => {
-            match function.params.user_named_funcs().get(*reference) {
-                Some(user) => format!("u{}:{}", user.namespace, user.index),
-                None => format!("{reference} (not declared by the function)"),
-            }
-        }
-        other => other.display(None).to_string(),
-    }
-}
-
-/// The functions of `batch`, for a message about all of them.
-fn batch_names(batch: &[Compiled]) -> String {
-    batch.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+        .map_err(|e| ExecManagerError::Link { function: names.join(", "), what: format!("the batch: {e}") })
 }

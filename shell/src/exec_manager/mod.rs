@@ -15,7 +15,7 @@ mod error;
 mod exports;
 mod image;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -124,32 +124,43 @@ impl ExecManager {
         functions: Vec<Function>,
         names: &NameTable,
     ) -> Result<Vec<String>, ExecManagerError> {
-        let mut batch = Vec::with_capacity(functions.len());
-        // Names seen, so that a batch of n functions is checked in O(n), not O(n^2).
-        let mut seen = HashSet::with_capacity(functions.len());
-        for function in functions {
-            let name = compile::name_of(&function, names)?;
-            if !seen.insert(name.clone()) {
-                return Err(ExecManagerError::DefinedTwice(name));
-            }
-            batch.push(compile::compile(&self.isa, function, name)?);
+        let mut defined = Vec::with_capacity(functions.len());
+        for function in &functions {
+            defined.push(compile::name_of(function, names)?);
         }
-        if batch.is_empty() {
+        // Each name's place in the batch (a name given twice refused before anything is
+        // compiled): what the batch's calls to each other are linked by.
+        let mut index = HashMap::with_capacity(defined.len());
+        for (i, name) in defined.iter().enumerate() {
+            if index.insert(name.as_str(), i).is_some() {
+                return Err(ExecManagerError::DefinedTwice(name.clone()));
+            }
+        }
+        if defined.is_empty() {
             return Ok(Vec::new());
         }
-        let bytes = image::module_of(&batch, names)?;
+        // One context for the batch: what Cranelift allocates for a function is reused for the next.
+        let mut context = cranelift_codegen::Context::new();
+        let mut batch = Vec::with_capacity(functions.len());
+        for (function, name) in functions.into_iter().zip(&defined) {
+            batch.push(compile::compile(&self.isa, &mut context, function, name, names)?);
+        }
+        let bytes = image::module_of(&defined, &batch, &index)?;
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
         let options = LinkOptions { local: true, ..LinkOptions::default() };
         let module =
             crate::loader::load_bytes_with(&bytes, &options, None).map_err(ExecManagerError::Load)?;
         let mut entries = Vec::with_capacity(batch.len());
-        for compiled in batch {
-            let Some(addr) = module.symbol(compiled.name.as_bytes()) else { continue };
-            let signature = Arc::new(compiled.function.signature.clone());
-            entries.push((compiled.name, Entry { addr, signature, module: module.clone() }));
+        for (compiled, name) in batch.into_iter().zip(&defined) {
+            // Every function of the batch is a symbol of its module (`image::module_of`).
+            let Some(addr) = module.symbol(name.as_bytes()) else {
+                let what = "its symbol, which the loaded batch lacks".to_owned();
+                return Err(ExecManagerError::Link { function: name.clone(), what });
+            };
+            let signature = Arc::new(compiled.signature);
+            entries.push((name.clone(), Entry { addr, signature, module: module.clone() }));
         }
-        let defined: Vec<String> = entries.iter().map(|(name, _)| name.clone()).collect();
         let exported: Vec<(&[u8], usize)> =
             entries.iter().map(|(name, e)| (name.as_bytes(), e.addr)).collect();
         let exported = exports::definitions(self.id, &exported, &module);
@@ -256,5 +267,10 @@ impl ExecManager {
 impl Drop for ExecManager {
     fn drop(&mut self) {
         exports::withdraw(self.id);
+        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
+        drop(tables.functions);
+        // Every batch at once, the latest first (a batch holds the earlier ones it calls): one
+        // protection change for all their pages rather than one per batch.
+        crate::loader::release_together(tables.modules.into_iter().rev());
     }
 }

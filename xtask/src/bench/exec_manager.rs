@@ -9,7 +9,8 @@
 //!   signature checks cost);
 //! - 1,000 small functions in batches of 100: `mmap` and `mprotect` calls, ours and
 //!   `JITModule`'s (a child process each under `strace -f -c`, a child doing nothing
-//!   subtracted; no more than `JITModule`'s wanted), and the memory our manager holds then
+//!   subtracted; no more than `JITModule`'s wanted), then the calls freeing them all (the
+//!   manager dropped against `JITModule::free_memory`), and the memory our manager holds
 //!   (heap and executable memory: under 10 MB, the guide's target).
 
 use cranelift_codegen::ir::Function;
@@ -61,12 +62,14 @@ fn jit_module(opt: &str) -> JITModule {
 /// `functions` defined in `module` and finalized together.
 fn jit_compile(module: &mut JITModule, functions: Vec<(String, Function)>) -> usize {
     let mut ids = Vec::with_capacity(functions.len());
+    // One context for the batch, cleared between functions (as cranelift-jit's users are told).
+    let mut context = module.make_context();
     for (name, mut function) in functions {
         function.signature.call_conv = module.isa().default_call_conv();
         let id = module.declare_function(&name, Linkage::Export, &function.signature).expect("declare");
-        let mut context = module.make_context();
         context.func = function;
         module.define_function(id, &mut context).expect("define");
+        module.clear_context(&mut context);
         ids.push(id);
     }
     module.finalize_definitions().expect("finalize");
@@ -83,10 +86,19 @@ fn thousand_ours(manager: &ExecManager) -> Result<(), String> {
 }
 
 /// The child: 1,000 small functions in batches of 100 through `ours` (a manager) or `jit` (a
-/// `JITModule`), or only both set up (`none`, the baseline).
+/// `JITModule`), then, with `-cleanup`, everything freed (the manager dropped, the
+/// `JITModule`'s memory freed); or only both set up (`none`, the baseline, which counts the
+/// library's one-time set-up of the process).
 pub(super) fn child(which: &str) -> Result<(), String> {
     let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
     let mut module = jit_module("none");
+    // Set up as the process's first use of the library does: its executable allocator made,
+    // which probes the page size once (an `mmap`, an `mprotect` and an `munmap` per process).
+    std::hint::black_box(smf::runtime::exec().page_size());
+    let (which, cleanup) = match which.strip_suffix("-cleanup") {
+        Some(which) => (which, true),
+        None => (which, false),
+    };
     match which {
         "ours" => thousand_ours(&manager)?,
         "jit" => {
@@ -102,15 +114,27 @@ pub(super) fn child(which: &str) -> Result<(), String> {
         }
         _ => {}
     }
+    if cleanup {
+        drop(manager);
+        // SAFETY: nothing compiled by `module` runs or is referred to any more.
+        #[allow(unsafe_code)]
+        unsafe {
+            module.free_memory()
+        };
+    } else {
+        // Left to the process's exit: what compiling cost, counted apart from cleaning up.
+        std::mem::forget(manager);
+        std::mem::forget(module);
+    }
     Ok(())
 }
 
-/// `[mmap, mprotect]` calls of the child doing `which`, counted by `strace -f -c`; `None` where
-/// strace is missing or fails.
-fn strace_counts(which: &str) -> Option<[u64; 2]> {
+/// `[mmap, mprotect, munmap]` calls of the child doing `which`, counted by `strace -f -c`;
+/// `None` where strace is missing or fails.
+fn strace_counts(which: &str) -> Option<[u64; 3]> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new("strace")
-        .args(["-f", "-c", "-e", "trace=mmap,mprotect", "-o", "/dev/stdout"])
+        .args(["-f", "-c", "-e", "trace=mmap,mprotect,munmap", "-o", "/dev/stdout"])
         .arg(exe)
         .args(["exec-manager-child", which])
         .output()
@@ -124,7 +148,7 @@ fn strace_counts(which: &str) -> Option<[u64; 2]> {
         let line = text.lines().find(|l| l.split_whitespace().last() == Some(name));
         line.and_then(|l| l.split_whitespace().nth(3)?.parse().ok()).unwrap_or(0)
     };
-    Some([calls("mmap"), calls("mprotect")])
+    Some([calls("mmap"), calls("mprotect"), calls("munmap")])
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
@@ -229,16 +253,23 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     report::ratio("execute_vs_direct_call", median_ratio(&times[1], &times[0]), Goal::Reported);
 
     // 1,000 functions in batches of 100: kernel calls (a child process under strace, the
-    // same child doing nothing subtracted) and resident memory.
-    let calls = |which: &str| strace_counts(which);
-    match (calls("none"), calls("ours"), calls("jit")) {
-        (Some(base), Some(ours), Some(theirs)) => {
-            let net =
-                |counts: [u64; 2]| [counts[0].saturating_sub(base[0]), counts[1].saturating_sub(base[1])];
-            let (ours, theirs) = (net(ours), net(theirs));
+    // same child doing nothing subtracted), compiling, then cleaning up.
+    let counts: Vec<Option<[u64; 3]>> =
+        ["none", "ours", "jit", "ours-cleanup", "jit-cleanup"].iter().map(|w| strace_counts(w)).collect();
+    match counts[..] {
+        [Some(base), Some(ours), Some(theirs), Some(ours_all), Some(theirs_all)] => {
+            let minus = |a: [u64; 3], b: [u64; 3]| [0, 1, 2].map(|i| a[i].saturating_sub(b[i]));
+            let (ours, theirs) = (minus(ours, base), minus(theirs, base));
+            // Cleaning up: every call the cleanup made (mappings and protection changes alike).
+            let cleanup =
+                |all: [u64; 3], compiled: [u64; 3]| minus(minus(all, base), compiled).iter().sum::<u64>();
+            let (ours_cleanup, theirs_cleanup) = (cleanup(ours_all, ours), cleanup(theirs_all, theirs));
             println!(
                 "  1,000 functions        ours {} mmap, {} mprotect; JITModule {} mmap, {} mprotect",
                 ours[0], ours[1], theirs[0], theirs[1]
+            );
+            println!(
+                "  cleaning them up       ours {ours_cleanup} calls; JITModule {theirs_cleanup} calls (free_memory)"
             );
             report::footprint("exec_manager_mmaps_1000_functions", ours[0], Goal::AtMost(theirs[0] as f64));
             report::footprint("jit_module_mmaps_1000_functions", theirs[0], Goal::Reported);
@@ -248,6 +279,12 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
                 Goal::AtMost(theirs[1] as f64),
             );
             report::footprint("jit_module_mprotects_1000_functions", theirs[1], Goal::Reported);
+            report::footprint(
+                "exec_manager_cleanup_calls_1000_functions",
+                ours_cleanup,
+                Goal::AtMost(theirs_cleanup as f64),
+            );
+            report::footprint("jit_module_cleanup_calls_1000_functions", theirs_cleanup, Goal::Reported);
         }
         _ => println!("  (no strace here: kernel calls not counted)"),
     }
