@@ -16,12 +16,14 @@ use crate::workspace_root;
 
 /// What is mutated: the loader and the allocator, without the allocator's test doubles.
 const MUTATED: [&str; 2] = ["core/src/load/**", "core/src/exec/**"];
-const NOT_MUTATED: [&str; 5] = [
+const NOT_MUTATED: [&str; 7] = [
     "core/src/exec/fake.rs",
     "core/src/exec/free_tests.rs",
     "core/src/exec/tests.rs",
     "core/src/exec/placed_tests.rs",
     "core/src/exec/touched_tests.rs",
+    "core/src/exec/fault_tests.rs",
+    "core/src/exec/region_tests.rs",
 ];
 
 /// The integration test binaries that judge a mutant (besides the core's unit tests).

@@ -49,6 +49,8 @@ mod batch;
 #[cfg(any(test, feature = "testing"))]
 mod fake;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod free_tests;
 mod function;
 mod icache;
@@ -57,6 +59,8 @@ pub(crate) mod lock;
 #[cfg(test)]
 mod placed_tests;
 mod region;
+#[cfg(test)]
+mod region_tests;
 mod state;
 #[cfg(test)]
 mod tests;
