@@ -125,14 +125,9 @@ impl CacheLinking {
 }
 
 impl std::fmt::Debug for CacheLinking {
+    /// As the loader's options it stands for.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheLinking")
-            .field("resolver", &self.resolver.is_some())
-            .field("process_symbols", &self.process_symbols)
-            .field("c_library", &self.c_library)
-            .field("local", &self.local)
-            .field("debug_info", &self.debug_info)
-            .finish()
+        f.debug_tuple("CacheLinking").field(&self.options()).finish()
     }
 }
 

@@ -107,13 +107,16 @@ impl SharedModule {
     }
 }
 
-/// Where a module's code starts, as a key of `CODE`: the entry goes when this does.
+/// Where a module's code starts, as a key of `CODE` (`None`: a module without code, not
+/// indexed): the entry goes when this does.
 #[derive(Debug)]
-struct CodeIndexed(usize);
+struct CodeIndexed(Option<usize>);
 
 impl Drop for CodeIndexed {
     fn drop(&mut self) {
-        lock(&CODE).remove(&self.0);
+        if let Some(code) = self.0 {
+            lock(&CODE).remove(&code);
+        }
     }
 }
 
@@ -239,7 +242,7 @@ fn share(loaded: LoadedModule<'static>, path: Option<PathBuf>, debug_info: bool)
     let (code, len) = loaded.code();
     let debug = debug::register(&loaded, path.as_deref(), debug_info);
     let module = Arc::new(SharedModule {
-        _indexed: CodeIndexed(code),
+        _indexed: CodeIndexed((len > 0).then_some(code)),
         _debug: debug,
         loaded,
         path,
