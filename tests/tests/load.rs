@@ -34,6 +34,29 @@ fn the_reference_modules_of_every_dialect_return_42() {
 }
 
 #[test]
+fn a_loaded_module_tells_its_header_s_bytes_and_its_size_and_describes_itself() {
+    let exec = ExecAllocator::default();
+    for dialect in [Dialect::S128, Dialect::R96, Dialect::R72] {
+        let mut b = smf_tests::samples_builder(dialect);
+        b.header(|h| {
+            h.arch = smf_core::load::HOST_ARCH;
+            h.platform = 7;
+        });
+        let module = LoadedModule::load(&exec, &b.build().unwrap(), &(), &LoadOptions::default()).unwrap();
+        assert_eq!((module.arch(), module.platform()), (smf_core::load::HOST_ARCH, 7), "{dialect}");
+        // The only module of its allocator: what it occupies is all the allocator has handed out.
+        assert_eq!(module.image_bytes(), exec.stats().bytes_live, "{dialect}");
+        assert!(module.image_bytes() >= exec.page_size(), "{dialect}: its code takes a page at least");
+        let described = format!("{module:?}");
+        assert!(
+            described.starts_with(&format!("LoadedModule {{ dialect: {dialect:?}, code: 0x"))
+                && described.contains(", symbols: 1, deps: 0"),
+            "{described}"
+        );
+    }
+}
+
+#[test]
 fn every_relocation_kind_runs_across_modules_and_dialects() {
     let exec = leak_allocator();
     for lib_dialect in Dialect::ALL {
