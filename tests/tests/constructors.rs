@@ -59,7 +59,9 @@ fn a_batch_runs_no_constructor_before_its_seal_then_each_module_s_in_the_order_a
     let resolver = TableResolver(&table);
     recorded();
     let mut batch = LoadBatch::new(&exec);
+    assert!(batch.is_empty());
     batch.add(&samples::call_arrays(Dialect::S128), &resolver, &LoadOptions::default()).unwrap();
+    assert!(!batch.is_empty());
     // A module that fails (a truncated file) frees what it took; the others stay.
     let broken = samples::call_arrays(Dialect::R96);
     assert!(batch.add(&broken[..broken.len() / 2], &resolver, &LoadOptions::default()).is_err());

@@ -250,15 +250,18 @@ fn batches_compile_through_one_context_and_a_dropped_manager_frees_them_all() {
     assert_eq!(manager.execute("factorial", &[10]).unwrap(), 3_628_800);
     assert_eq!((manager.execute("is_even", &[7]).unwrap(), manager.execute("is_odd", &[7]).unwrap()), (0, 1));
     assert_eq!((manager.execute("one", &[]).unwrap(), manager.execute("two", &[]).unwrap()), (1, 2));
-    let addresses: Vec<usize> =
-        ["factorial", "is_odd", "one", "two"].map(|n| manager.address(n).unwrap()).into();
-    for &addr in &addresses {
-        assert!(smf::loader::code_containing(addr).is_some(), "compiled code is live module code");
-    }
+    // The batches' modules: the first only the manager holds, the second someone else too.
+    let module_of = |name| smf::loader::code_containing(manager.address(name).unwrap()).unwrap();
+    let (first, second) = (std::sync::Arc::downgrade(&module_of("factorial")), module_of("one"));
+    assert!(first.upgrade().is_some_and(|m| m.symbol(b"is_odd").is_some()));
     drop(manager);
-    for addr in addresses {
-        assert!(smf::loader::code_containing(addr).is_none(), "freed with the manager");
-    }
+    assert!(first.upgrade().is_none(), "freed with the manager");
+    // Held elsewhere: still there, and its code still runs, until its holder lets go.
+    // SAFETY: `one` is `() -> i64`.
+    assert_eq!(unsafe { second.call_integers(Some(b"one"), &[]) }.unwrap(), 1);
+    let second_weak = std::sync::Arc::downgrade(&second);
+    drop(second);
+    assert!(second_weak.upgrade().is_none(), "freed by its last holder");
 }
 
 #[test]
@@ -289,6 +292,11 @@ fn failures_name_what_failed_and_never_call() {
     }
     let twice = manager.compile_clif(&(constant("same", 1) + &constant("same", 2)));
     assert!(matches!(twice, Err(ExecManagerError::DefinedTwice(ref name)) if name == "same"), "{twice:?}");
+    // Names are checked before anything compiles: a repeat wins over an earlier function
+    // the verifier would refuse.
+    let mistyped = "function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n";
+    let both = manager.compile_clif(&(mistyped.to_owned() + &constant("again", 1) + &constant("again", 2)));
+    assert!(matches!(both, Err(ExecManagerError::DefinedTwice(ref name)) if name == "again"), "{both:?}");
     // A call nothing resolves: the load fails, naming it; nothing of the batch is defined.
     let unresolved = manager.compile_clif(
         "function %calls_nothing() -> i64 {\n    fn0 = %nowhere_to_be_found() -> i64\nblock0:\n    v0 = call fn0()\n    return v0\n}\n",

@@ -515,7 +515,8 @@ impl<'a> LoadedModule<'a> {
     /// and its unwind tables are withdrawn before any of their memory is freed), except that
     /// their memory is freed in one go: the pages they leave empty go back with one protection
     /// change per contiguous run, where dropping them one by one takes one per module (a JIT's
-    /// batches, an application's modules at exit).
+    /// batches, an application's modules at exit). Modules of another allocator than the
+    /// first module's are freed one by one as they come, as dropping them would.
     pub fn release_together(modules: impl IntoIterator<Item = LoadedModule<'a>>) -> Result<(), ExecError> {
         let mut modules = modules.into_iter().peekable();
         let Some(allocator) = modules.peek().map(|module| module.allocator) else { return Ok(()) };

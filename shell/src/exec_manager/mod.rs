@@ -118,7 +118,8 @@ impl ExecManager {
 
     /// Compiles `functions` together (one batch: one seal). A function is named by its
     /// test-case name or, for a user name (`u0:1`), by `names`; a call target likewise. Returns
-    /// the names defined. Nothing of a batch is defined if any of it fails.
+    /// the names defined. Nothing of a batch is defined if any of it fails; a name given twice
+    /// is refused before anything is compiled.
     pub fn compile_functions(
         &self,
         functions: Vec<Function>,

@@ -8,10 +8,13 @@
 //! - `execute` by name against a direct call of the same code (reported: what the name and
 //!   signature checks cost);
 //! - 1,000 small functions in batches of 100: `mmap` and `mprotect` calls, ours and
-//!   `JITModule`'s (a child process each under `strace -f -c`, a child doing nothing
-//!   subtracted; no more than `JITModule`'s wanted), then the calls freeing them all (the
-//!   manager dropped against `JITModule::free_memory`), and the memory our manager holds
-//!   (heap and executable memory: under 10 MB, the guide's target).
+//!   `JITModule`'s (a child process each under `strace -f -c`, a child that only sets both up
+//!   subtracted, our library's one page-size probe per process included in that set-up; no
+//!   more than `JITModule`'s wanted), the `madvise` calls (ours: faulting a batch's pages in
+//!   with one call), then the calls freeing them all (the manager dropped against
+//!   `JITModule::free_memory`; ours keeps its pages reserved for the next batch, theirs unmaps
+//!   them), and the memory our manager holds (heap and executable memory: under 10 MB, the
+//!   guide's target).
 
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::settings::{self, Configurable};
@@ -129,12 +132,12 @@ pub(super) fn child(which: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[mmap, mprotect, munmap]` calls of the child doing `which`, counted by `strace -f -c`;
-/// `None` where strace is missing or fails.
-fn strace_counts(which: &str) -> Option<[u64; 3]> {
+/// `[mmap, mprotect, munmap, madvise]` calls of the child doing `which`, counted by
+/// `strace -f -c`; `None` where strace is missing or fails.
+fn strace_counts(which: &str) -> Option<[u64; 4]> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new("strace")
-        .args(["-f", "-c", "-e", "trace=mmap,mprotect,munmap", "-o", "/dev/stdout"])
+        .args(["-f", "-c", "-e", "trace=mmap,mprotect,munmap,madvise", "-o", "/dev/stdout"])
         .arg(exe)
         .args(["exec-manager-child", which])
         .output()
@@ -148,7 +151,7 @@ fn strace_counts(which: &str) -> Option<[u64; 3]> {
         let line = text.lines().find(|l| l.split_whitespace().last() == Some(name));
         line.and_then(|l| l.split_whitespace().nth(3)?.parse().ok()).unwrap_or(0)
     };
-    Some([calls("mmap"), calls("mprotect"), calls("munmap")])
+    Some([calls("mmap"), calls("mprotect"), calls("munmap"), calls("madvise")])
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
@@ -254,22 +257,22 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
 
     // 1,000 functions in batches of 100: kernel calls (a child process under strace, the
     // same child doing nothing subtracted), compiling, then cleaning up.
-    let counts: Vec<Option<[u64; 3]>> =
+    let counts: Vec<Option<[u64; 4]>> =
         ["none", "ours", "jit", "ours-cleanup", "jit-cleanup"].iter().map(|w| strace_counts(w)).collect();
     match counts[..] {
         [Some(base), Some(ours), Some(theirs), Some(ours_all), Some(theirs_all)] => {
-            let minus = |a: [u64; 3], b: [u64; 3]| [0, 1, 2].map(|i| a[i].saturating_sub(b[i]));
+            let minus = |a: [u64; 4], b: [u64; 4]| [0, 1, 2, 3].map(|i| a[i].saturating_sub(b[i]));
             let (ours, theirs) = (minus(ours, base), minus(theirs, base));
             // Cleaning up: every call the cleanup made (mappings and protection changes alike).
             let cleanup =
-                |all: [u64; 3], compiled: [u64; 3]| minus(minus(all, base), compiled).iter().sum::<u64>();
+                |all: [u64; 4], compiled: [u64; 4]| minus(minus(all, base), compiled).iter().sum::<u64>();
             let (ours_cleanup, theirs_cleanup) = (cleanup(ours_all, ours), cleanup(theirs_all, theirs));
             println!(
-                "  1,000 functions        ours {} mmap, {} mprotect; JITModule {} mmap, {} mprotect",
-                ours[0], ours[1], theirs[0], theirs[1]
+                "  1,000 functions        ours {} mmap, {} mprotect, {} madvise; JITModule {} mmap, {} mprotect, {} madvise (set-up, our page-size probe in it, subtracted)",
+                ours[0], ours[1], ours[3], theirs[0], theirs[1], theirs[3]
             );
             println!(
-                "  cleaning them up       ours {ours_cleanup} calls; JITModule {theirs_cleanup} calls (free_memory)"
+                "  cleaning them up       ours {ours_cleanup} calls (its pages kept reserved); JITModule {theirs_cleanup} calls (free_memory unmaps)"
             );
             report::footprint("exec_manager_mmaps_1000_functions", ours[0], Goal::AtMost(theirs[0] as f64));
             report::footprint("jit_module_mmaps_1000_functions", theirs[0], Goal::Reported);
@@ -279,6 +282,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
                 Goal::AtMost(theirs[1] as f64),
             );
             report::footprint("jit_module_mprotects_1000_functions", theirs[1], Goal::Reported);
+            report::footprint("exec_manager_madvises_1000_functions", ours[3], Goal::Reported);
             report::footprint(
                 "exec_manager_cleanup_calls_1000_functions",
                 ours_cleanup,
