@@ -69,6 +69,7 @@ fn a_batch_runs_no_constructor_before_its_seal_then_each_module_s_in_the_order_a
     batch.add(&samples::call_arrays(Dialect::R72), &resolver, &off).unwrap();
     batch.add(&samples::call_arrays(Dialect::R96), &resolver, &LoadOptions::default()).unwrap();
     assert_eq!(batch.len(), 3);
+    assert!(format!("{batch:?}").starts_with("LoadBatch { staged: 3"), "{batch:?}");
     assert_eq!(recorded(), [], "nothing runs while the batch is open");
     let modules = batch.seal().unwrap();
     assert_eq!(recorded(), [1, 2, 1, 2], "each module's constructors, in the order added");

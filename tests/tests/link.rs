@@ -251,9 +251,11 @@ fn the_export_index_finds_the_modules_exporting_a_name() {
     b.add_symbol(SymbolSpec::function(b"short", 0, 6).with_binding(Binding::Local));
     let local = load(&exec, &b.build().unwrap(), &()).unwrap();
     let mut index = ExportIndex::new();
+    assert!(index.is_empty());
     for (key, module) in [(1, &first), (2, &second), (3, &local)] {
         index.insert(key, module).unwrap();
     }
+    assert!(!index.is_empty());
     let keys = |index: &ExportIndex<i32>, name: &[u8]| {
         let mut keys: Vec<i32> = index.candidates(name).collect();
         keys.sort_unstable();
@@ -265,6 +267,8 @@ fn the_export_index_finds_the_modules_exporting_a_name() {
     index.retain(|&key| key != 2);
     assert!(keys(&index, b"short").is_empty());
     assert_eq!(keys(&index, long), [1]);
+    index.retain(|_| false);
+    assert!(index.is_empty());
 }
 
 /// The format's rules for names: a global or weak symbol needs one (the load fails with

@@ -57,7 +57,7 @@ impl<'a> LoadBatch<'a> {
     ) -> Result<(), LoadError> {
         if self.staged.try_reserve(1).is_err() {
             return Err(LoadError::OutOfMemory {
-                bytes: fallible::bytes_of::<Staged<'_>>(self.staged.len() + 1),
+                bytes: fallible::grown_bytes::<Staged<'_>>(self.staged.len()),
             });
         }
         let staged = Staged::new(&mut self.batch, file, resolver, options)?;

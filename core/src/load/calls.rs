@@ -70,7 +70,7 @@ impl Calls {
                     return Err(LoadError::CallOutsideCode { array, section, entry: entry as u64, address });
                 };
                 fallible::push(list, address)
-                    .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<usize>(list.len() + 1) })?;
+                    .ok_or(LoadError::OutOfMemory { bytes: fallible::grown_bytes::<usize>(list.len()) })?;
             }
         }
         Ok(calls)

@@ -38,3 +38,23 @@ pub(crate) fn push<T>(items: &mut Vec<T>, item: T) -> Option<()> {
 pub(crate) const fn bytes_of<T>(len: usize) -> usize {
     len.saturating_mul(core::mem::size_of::<T>())
 }
+
+/// Bytes of a list of `len` items of `T` grown by one (what an error reports when it could not
+/// grow).
+pub(crate) const fn grown_bytes<T>(len: usize) -> usize {
+    bytes_of::<T>(len.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_report_the_bytes_the_items_take() {
+        assert_eq!(bytes_of::<u64>(3), 24);
+        assert_eq!(bytes_of::<[u8; 3]>(5), 15);
+        assert_eq!(grown_bytes::<u64>(0), 8);
+        assert_eq!(grown_bytes::<u32>(2), 12);
+        assert_eq!(grown_bytes::<u64>(usize::MAX), usize::MAX, "saturated, not wrapped");
+    }
+}

@@ -143,9 +143,7 @@ fn records(section: &TemplateCode<'_>) -> Result<Vec<Record>, LoadError> {
             break;
         };
         end = entry.offset.saturating_add(entry.bytes.len() as u64);
-        records
-            .try_reserve(1)
-            .map_err(|_| oom(fallible::bytes_of::<Record>(records.len().saturating_add(1))))?;
+        records.try_reserve(1).map_err(|_| oom(fallible::grown_bytes::<Record>(records.len())))?;
         records.push(record(entry)?);
     }
     if end != section.len() {

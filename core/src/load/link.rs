@@ -170,7 +170,7 @@ pub(super) fn link<'m>(
         };
         if repr.is_template() {
             fallible::push(&mut templates, (index, repr.template_offset))
-                .ok_or_else(oom(fallible::bytes_of::<(u32, u64)>(templates.len().saturating_add(1))))?;
+                .ok_or_else(oom(fallible::grown_bytes::<(u32, u64)>(templates.len())))?;
         }
         let address = match target.whose {
             Whose::Import => target.address,

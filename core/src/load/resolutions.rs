@@ -76,3 +76,24 @@ impl<'r> Resolutions<'r> {
         Ok(Asked { resolved, first_time: true })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn answers_are_remembered_and_counted() {
+        let table = [(&b"five"[..], 5usize)];
+        let resolver = super::super::TableResolver(&table);
+        let mut resolutions = Resolutions::new(&resolver);
+        assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 0"));
+        let first = resolutions.resolve(b"five").unwrap();
+        let again = resolutions.resolve(b"five").unwrap();
+        assert!(first.first_time && !again.first_time);
+        assert_eq!(first.resolved.map(|r| r.addr), Some(5));
+        assert_eq!(again.resolved.map(|r| r.addr), Some(5));
+        assert!(resolutions.resolve(b"none").unwrap().resolved.is_none());
+        assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 2"), "{resolutions:?}");
+    }
+}

@@ -110,7 +110,7 @@ pub(super) fn check(
             return Err(LoadError::UnwindTable { section, record: record as u64, fault });
         }
         fallible::push(&mut tables, UnwindTable { addr, len: table.len() })
-            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<UnwindTable>(tables.len() + 1) })?;
+            .ok_or(LoadError::OutOfMemory { bytes: fallible::grown_bytes::<UnwindTable>(tables.len()) })?;
     }
     Ok(tables)
 }
