@@ -37,13 +37,21 @@ fn the_reference_modules_of_every_dialect_return_42() {
 fn a_loaded_module_tells_its_header_s_bytes_and_its_size_and_describes_itself() {
     let exec = ExecAllocator::default();
     for dialect in [Dialect::S128, Dialect::R96, Dialect::R72] {
+        // Of either architecture (loaded, never run: no architecture required).
+        let options = LoadOptions { require_arch: None, run_constructors: false, ..LoadOptions::default() };
+        for arch in [0, 1] {
+            let mut b = smf_tests::samples_builder(dialect);
+            b.header(|h| h.arch = arch);
+            let module = LoadedModule::load(&exec, &b.build().unwrap(), &(), &options).unwrap();
+            assert_eq!(module.arch(), arch, "{dialect}");
+        }
         let mut b = smf_tests::samples_builder(dialect);
         b.header(|h| {
             h.arch = smf_core::load::HOST_ARCH;
             h.platform = 7;
         });
-        let module = LoadedModule::load(&exec, &b.build().unwrap(), &(), &LoadOptions::default()).unwrap();
-        assert_eq!((module.arch(), module.platform()), (smf_core::load::HOST_ARCH, 7), "{dialect}");
+        let module = LoadedModule::load(&exec, &b.build().unwrap(), &(), &options).unwrap();
+        assert_eq!(module.platform(), 7, "{dialect}");
         // The only module of its allocator: what it occupies is all the allocator has handed out.
         assert_eq!(module.image_bytes(), exec.stats().bytes_live, "{dialect}");
         assert!(module.image_bytes() >= exec.page_size(), "{dialect}: its code takes a page at least");
@@ -344,6 +352,65 @@ fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
         assert_eq!(loaded.template(b"unnamed"), None, "{dialect}: no symbol points at it");
         assert_eq!(loaded.template(b"fourth"), None, "{dialect}");
     }
+}
+
+#[test]
+fn template_entries_without_symbols_are_looked_up_by_their_names() {
+    // No template symbols: the section is exactly `count` short-form entries (kind, name, no
+    // parameters), each found by its name whatever its place among the others' hashes.
+    let names: Vec<String> = (0..40).map(|i| format!("generic_{i}")).collect();
+    let mut section = b"GTPL".to_vec();
+    section.extend_from_slice(&1u16.to_le_bytes());
+    section.extend_from_slice(&(names.len() as u32).to_le_bytes());
+    let mut entries = Vec::new();
+    for name in &names {
+        let start = section.len();
+        section.push(0); // a function
+        section.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        section.extend_from_slice(name.as_bytes());
+        section.push(0); // no parameters
+        entries.push(section[start..].to_vec());
+    }
+    let exec = ExecAllocator::default();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_section(SectionSpec::new(
+        SectionType::TemplateCode,
+        b"template_code",
+        SectionFlags::READ,
+        section,
+        1,
+    ));
+    let loaded = load(&exec, &b.build().unwrap(), &()).unwrap();
+    for (name, entry) in names.iter().zip(&entries) {
+        assert_eq!(loaded.template(name.as_bytes()), Some(&entry[..]), "{name}");
+    }
+    assert_eq!(loaded.template(b"generic_40"), None);
+
+    // One entry in full form (a parameter, a body): the section's one record, found by name.
+    let mut single = b"GTPL".to_vec();
+    single.extend_from_slice(&1u16.to_le_bytes());
+    single.extend_from_slice(&1u32.to_le_bytes());
+    let start = single.len();
+    single.extend_from_slice(&[0, 6, 0, 0, 0]);
+    single.extend_from_slice(b"single");
+    single.extend_from_slice(&[1, 1, 0, 0, 0, b'T']);
+    single.extend_from_slice(b"a body");
+    let entry = single[start..].to_vec();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_section(SectionSpec::new(
+        SectionType::TemplateCode,
+        b"template_code",
+        SectionFlags::READ,
+        single,
+        1,
+    ));
+    let loaded = load(&exec, &b.build().unwrap(), &()).unwrap();
+    assert_eq!(loaded.template(b"single"), Some(&entry[..]));
+    assert_eq!(loaded.template(b"T"), None);
 }
 
 #[test]

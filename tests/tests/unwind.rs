@@ -117,6 +117,15 @@ fn every_fde_must_describe_the_module_code_and_the_table_is_registered_until_rel
         "{error:?}"
     );
     assert!(error.to_string().contains("outside the module's code"), "{error}");
+    // Starting before the code and ending inside it, or starting inside and running past its
+    // end: refused too (both ends must lie in the code).
+    for past in [-8, 8] {
+        let error = LoadedModule::load(&exec, &module_with(table(), past), &(), &options).unwrap_err();
+        assert!(
+            matches!(error, LoadError::UnwindTable { fault: UnwindFault::OutsideCode { len: 16, .. }, .. }),
+            "{past}: {error:?}"
+        );
+    }
     assert!(CALLS.lock().unwrap().is_empty(), "nothing registered");
 }
 

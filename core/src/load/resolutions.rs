@@ -92,6 +92,7 @@ mod tests {
         let again = resolutions.resolve(b"five").unwrap();
         assert!(first.first_time && !again.first_time);
         assert_eq!(first.resolved.map(|r| r.addr), Some(5));
+        assert_eq!(format!("{:?}", again.resolved), "Some(Resolved { addr: 5, keepalive: false })");
         assert_eq!(again.resolved.map(|r| r.addr), Some(5));
         assert!(resolutions.resolve(b"none").unwrap().resolved.is_none());
         assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 2"), "{resolutions:?}");

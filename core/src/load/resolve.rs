@@ -95,3 +95,28 @@ impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
         self.1.describe(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    /// `resolver`'s answer for `name`, through a generic parameter (a `&R` is one too).
+    fn address<R: Resolver>(resolver: R, name: &[u8]) -> Option<usize> {
+        resolver.resolve(name).map(|r| r.addr)
+    }
+
+    #[test]
+    // The borrows are the point: they go through `impl Resolver for &R`.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    fn resolvers_answer_and_describe_themselves_through_references_and_chains() {
+        let table = [(&b"five"[..], 5usize)];
+        let table = TableResolver(&table);
+        assert_eq!(address(&table, b"five"), Some(5));
+        assert_eq!(address(&table, b"six"), None);
+        assert_eq!(address(Chain((), &table), b"five"), Some(5));
+        let mut said = String::new();
+        Chain(&table, ()).describe(&mut said).unwrap();
+        assert_eq!(said, "a table of 1 symbols, nowhere (no resolver)");
+    }
+}

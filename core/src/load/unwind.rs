@@ -137,3 +137,21 @@ pub(super) unsafe fn deregister(registrar: &UnwindRegistrar, tables: &[UnwindTab
         unsafe { (registrar.deregister)(table.addr as *const u8) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn one(_: *const u8) {}
+    unsafe extern "C" fn other(_: *const u8) {}
+
+    #[test]
+    fn registrars_are_the_same_when_both_their_functions_are() {
+        let registrar = |register, deregister| UnwindRegistrar { register, deregister };
+        let f: unsafe extern "C" fn(*const u8) = one;
+        let g: unsafe extern "C" fn(*const u8) = other;
+        assert_eq!(registrar(f, g), registrar(f, g));
+        assert_ne!(registrar(f, g), registrar(g, g), "another register function");
+        assert_ne!(registrar(f, g), registrar(f, f), "another deregister function");
+    }
+}
