@@ -358,57 +358,44 @@ fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
 fn template_entries_without_symbols_are_looked_up_by_their_names() {
     // No template symbols: the section is exactly `count` short-form entries (kind, name, no
     // parameters), each found by its name whatever its place among the others' hashes.
+    // A module of `main` and the template-code section of `count` entries `entries` (their
+    // bytes back to back).
+    let module = |count: u32, entries: &[u8]| {
+        let mut section = b"GTPL".to_vec();
+        section.extend_from_slice(&1u16.to_le_bytes());
+        section.extend_from_slice(&count.to_le_bytes());
+        section.extend_from_slice(entries);
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        let flags = SectionFlags::READ;
+        b.add_section(SectionSpec::new(SectionType::TemplateCode, b"template_code", flags, section, 1));
+        b.build().unwrap()
+    };
     let names: Vec<String> = (0..40).map(|i| format!("generic_{i}")).collect();
-    let mut section = b"GTPL".to_vec();
-    section.extend_from_slice(&1u16.to_le_bytes());
-    section.extend_from_slice(&(names.len() as u32).to_le_bytes());
-    let mut entries = Vec::new();
-    for name in &names {
-        let start = section.len();
-        section.push(0); // a function
-        section.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        section.extend_from_slice(name.as_bytes());
-        section.push(0); // no parameters
-        entries.push(section[start..].to_vec());
-    }
+    let entries: Vec<Vec<u8>> = names
+        .iter()
+        .map(|name| {
+            let mut entry = vec![0]; // a function
+            entry.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            entry.extend_from_slice(name.as_bytes());
+            entry.push(0); // no parameters
+            entry
+        })
+        .collect();
     let exec = ExecAllocator::default();
-    let mut b = ModuleBuilder::new(Dialect::R96);
-    b.add_code(b".text", &samples::RETURN_42);
-    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
-    b.add_section(SectionSpec::new(
-        SectionType::TemplateCode,
-        b"template_code",
-        SectionFlags::READ,
-        section,
-        1,
-    ));
-    let loaded = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let loaded = load(&exec, &module(names.len() as u32, &entries.concat()), &()).unwrap();
     for (name, entry) in names.iter().zip(&entries) {
         assert_eq!(loaded.template(name.as_bytes()), Some(&entry[..]), "{name}");
     }
     assert_eq!(loaded.template(b"generic_40"), None);
 
     // One entry in full form (a parameter, a body): the section's one record, found by name.
-    let mut single = b"GTPL".to_vec();
-    single.extend_from_slice(&1u16.to_le_bytes());
-    single.extend_from_slice(&1u32.to_le_bytes());
-    let start = single.len();
-    single.extend_from_slice(&[0, 6, 0, 0, 0]);
-    single.extend_from_slice(b"single");
-    single.extend_from_slice(&[1, 1, 0, 0, 0, b'T']);
-    single.extend_from_slice(b"a body");
-    let entry = single[start..].to_vec();
-    let mut b = ModuleBuilder::new(Dialect::R96);
-    b.add_code(b".text", &samples::RETURN_42);
-    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
-    b.add_section(SectionSpec::new(
-        SectionType::TemplateCode,
-        b"template_code",
-        SectionFlags::READ,
-        single,
-        1,
-    ));
-    let loaded = load(&exec, &b.build().unwrap(), &()).unwrap();
+    let mut entry = vec![0, 6, 0, 0, 0];
+    entry.extend_from_slice(b"single");
+    entry.extend_from_slice(&[1, 1, 0, 0, 0, b'T']);
+    entry.extend_from_slice(b"a body");
+    let loaded = load(&exec, &module(1, &entry), &()).unwrap();
     assert_eq!(loaded.template(b"single"), Some(&entry[..]));
     assert_eq!(loaded.template(b"T"), None);
 }
