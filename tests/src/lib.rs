@@ -202,13 +202,28 @@ fn parse_mapping(line: &str) -> Option<(std::ops::Range<usize>, String)> {
     Some((range, fields.next()?.to_owned()))
 }
 
-/// Kernel mappings of this process that overlap any of `ranges`.
+/// Kernel mappings of this process that overlap any of `ranges`. A count taken while other
+/// threads of the test binary changed their own mappings was once seen one off (the kernel
+/// produces `/proc/self/maps` in pieces, and qemu-user its own view of it), so the count is
+/// taken again until two reads in a row agree; within ranges only the caller changes, they
+/// always do.
 pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
-    maps()
-        .iter()
-        .filter_map(|line| parse_mapping(line))
-        .filter(|(m, _)| ranges.iter().any(|r| m.start < r.end && r.start < m.end))
-        .count()
+    let count = || {
+        maps()
+            .iter()
+            .filter_map(|line| parse_mapping(line))
+            .filter(|(m, _)| ranges.iter().any(|r| m.start < r.end && r.start < m.end))
+            .count()
+    };
+    let mut last = count();
+    for _ in 0..100 {
+        let now = count();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 /// Whether the page holding `addr` is resident (`/proc/self/pagemap`, bit 63). x86-64 only in

@@ -496,3 +496,31 @@ fn the_pages_an_image_is_written_through_are_faulted_in_ahead_and_its_bss_is_not
     }
     assert!((bss..bss + 16 * page).step_by(page).all(|at| !resident(at, page)), "bss stays lazy");
 }
+
+#[test]
+fn a_code_arena_knows_its_code_and_gives_pieces_larger_than_a_region_one_of_their_own() {
+    use smf_core::exec::{CodeArena, Kernel, GRANULE, LINUX};
+    let page = LINUX.page_size();
+    let arena = CodeArena::new(&LINUX, page);
+    let first = arena.install(&return_const(1)).unwrap();
+    assert!(arena.contains(first, GRANULE) && arena.contains(first, page), "its region, a page");
+    assert!(!arena.contains(first, page + 1), "past its region");
+    assert!(!arena.contains(first - 1, 1) && !arena.contains(first - 1, 2), "before its region");
+    assert_eq!(
+        format!("{arena:?}"),
+        format!("CodeArena {{ region_size: {page}, installed: {}, .. }}", return_const(1).len())
+    );
+    // A piece larger than a region gets one of its own; the region being filled stays.
+    arena.install(&vec![0; page + 1]).unwrap();
+    assert_eq!(arena.stats().regions, 2);
+    assert_eq!(
+        arena.install(&return_const(2)).unwrap(),
+        first + return_const(1).len().next_multiple_of(GRANULE),
+        "the first region still fills"
+    );
+    // A piece of exactly a region fills a new one, which the next install finds full.
+    arena.install(&vec![0; page]).unwrap();
+    assert_eq!(arena.stats().regions, 3);
+    arena.install(&return_const(3)).unwrap();
+    assert_eq!(arena.stats().regions, 4);
+}

@@ -41,6 +41,8 @@ pub struct SimulatedKernel {
     /// Mappings by start address.
     mappings: spin::Mutex<BTreeMap<usize, Mapping>>,
     calls: AtomicUsize,
+    /// Times other threads were told to re-fetch instructions (not among `calls`).
+    syncs: AtomicUsize,
 }
 
 /// What a [`SimulatedKernel`] has mapped now.
@@ -63,7 +65,13 @@ impl SimulatedKernel {
     /// A simulation with `page`-byte pages (a power of two); `allow_rwx` lets it make pages
     /// writable and executable (for the allocator's debugging mode).
     pub const fn with_page_size(page: usize, allow_rwx: bool) -> Self {
-        Self { page, allow_rwx, mappings: spin::Mutex::new(BTreeMap::new()), calls: AtomicUsize::new(0) }
+        Self {
+            page,
+            allow_rwx,
+            mappings: spin::Mutex::new(BTreeMap::new()),
+            calls: AtomicUsize::new(0),
+            syncs: AtomicUsize::new(0),
+        }
     }
 
     /// What is mapped now.
@@ -90,6 +98,11 @@ impl SimulatedKernel {
     /// Calls made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Times [`Kernel::sync_other_threads`] was called (after new code became executable).
+    pub fn syncs(&self) -> usize {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     fn layout(&self, len: usize) -> SysResult<Layout> {
@@ -231,7 +244,9 @@ impl Kernel for SimulatedKernel {
         }
     }
 
-    fn sync_other_threads(&self) {}
+    fn sync_other_threads(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
 
     fn shared_memory(&self) -> SysResult<SharedMemory> {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -42,6 +42,7 @@ fn fail_each_call<T>(
         drop(result);
         exec.trim().unwrap();
         assert_eq!(shape(exec.stats()), base_shape, "call {k} of {calls}: allocator pages");
+        assert_eq!(exec.stats().pages_recycled, 0, "call {k} of {calls}: trimmed, none kept for reuse");
         assert_eq!(kernel.usage(), base_usage, "call {k} of {calls}: kernel mappings");
         drop(op(exec).unwrap_or_else(|e| panic!("after call {k} failed, the allocator broke: {e}")));
         exec.trim().unwrap();

@@ -79,23 +79,24 @@ impl<T> Lock<T> {
     }
 }
 
-#[cfg(not(miri))]
+/// Sleeps while the lock is contended (under Miri, which cannot sleep in the kernel: spins).
 fn wait(state: &AtomicU32) {
+    #[cfg(not(miri))]
     crate::sys::futex_wait(state, CONTENDED);
+    #[cfg(miri)]
+    {
+        let _ = state;
+        core::hint::spin_loop();
+    }
 }
 
-#[cfg(not(miri))]
+/// Wakes one sleeper (under Miri no one sleeps).
 fn wake(state: &AtomicU32) {
+    #[cfg(not(miri))]
     crate::sys::futex_wake(state, 1);
+    #[cfg(miri)]
+    let _ = state;
 }
-
-#[cfg(miri)]
-fn wait(_: &AtomicU32) {
-    core::hint::spin_loop();
-}
-
-#[cfg(miri)]
-fn wake(_: &AtomicU32) {}
 
 /// Access to the locked value; unlocks when dropped.
 pub(crate) struct Guard<'a, T> {
@@ -143,5 +144,65 @@ mod tests {
         });
         assert_eq!(*lock.lock(), if cfg!(miri) { 200 } else { 80_000 });
         assert_eq!(lock.state.load(Ordering::Relaxed), UNLOCKED);
+    }
+
+    #[test]
+    fn one_thread_holds_it_at_a_time_while_the_others_spin_or_sleep() {
+        extern crate std;
+        use core::sync::atomic::AtomicBool;
+        let lock = Lock::new(0u64);
+        let inside = AtomicBool::new(false);
+        let rounds = if cfg!(miri) { 20 } else { 2_000 };
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for round in 0..rounds {
+                        let mut guard = lock.lock();
+                        assert!(!inside.swap(true, Ordering::SeqCst), "two threads hold the lock");
+                        *guard += 1;
+                        // Now and then held longer than the others spin, so they sleep in
+                        // the kernel and the unlock has sleepers to wake.
+                        if round % 50 == 0 && !cfg!(miri) {
+                            std::thread::sleep(core::time::Duration::from_micros(300));
+                        }
+                        inside.store(false, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(*lock.lock(), 4 * rounds);
+    }
+
+    /// CPU time the calling thread has used, in clock ticks (user and system).
+    #[cfg(not(miri))]
+    fn thread_cpu_ticks() -> u64 {
+        extern crate std;
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: std::vec::Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        // After the command: state is field 3 of stat(5), utime 14 and stime 15.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_thread_waiting_long_sleeps_instead_of_spinning() {
+        extern crate std;
+        let lock = Lock::new(());
+        let guard = lock.lock();
+        assert_eq!(std::format!("{lock:?}"), "Lock { state: 1, .. }");
+        let used = std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                let before = thread_cpu_ticks();
+                drop(lock.lock());
+                thread_cpu_ticks() - before
+            });
+            std::thread::sleep(core::time::Duration::from_millis(500));
+            drop(guard);
+            waiter.join().unwrap()
+        });
+        // Spinning for the half second would use some 50 ticks (a tick is 10 ms) on an idle
+        // core. (Under qemu-user, whose own /proc may report no CPU time, this proves less.)
+        assert!(used < 10, "the waiter used {used} ticks of CPU while it waited");
+        assert_eq!(std::format!("{lock:?}"), "Lock { state: 0, .. }");
     }
 }

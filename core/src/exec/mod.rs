@@ -61,6 +61,8 @@ mod placed_tests;
 mod region;
 #[cfg(test)]
 mod region_tests;
+#[cfg(test)]
+mod release_tests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -224,6 +226,9 @@ pub struct AllocatorStats {
     /// Trap pages: sealed pages that fault when run, kept in front of where a module image's
     /// code starts (the allocator's policy, in `exec/state`, says why).
     pub trap_pages: usize,
+    /// Free pages kept committed for reuse (zeroed when handed out again; at most 512, beyond
+    /// which freed pages are discarded; [`ExecAllocator::trim`] discards them all).
+    pub pages_recycled: usize,
     /// Reserved regions.
     pub regions: usize,
     /// Kernel mappings the regions occupy: runs of adjacent pages with the same protection (an

@@ -268,6 +268,7 @@ fn the_rwx_switch_patches_in_place() {
     let block = batch.install(&samples::RETURN_42, 16).unwrap();
     assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWriteExec));
     batch.seal().unwrap();
+    assert_eq!(K.protection_at(block.addr()), Some(Protection::ReadWriteExec), "sealed, still writable");
     exec.patch(&block, 1, &[5]).unwrap();
     assert_eq!((bytes(block.addr() + 1, 1)[0], exec.stats().patches), (5, 0));
 }
@@ -377,4 +378,73 @@ fn blocks_installed_together_leave_no_old_bytes_for_the_next_block() {
     assert_eq!(blocks[0].addr(), old_addr, "in the recycled page");
     let next = b.alloc(64, 16).unwrap();
     assert!(bytes(next.addr(), 64).iter().all(|&byte| byte == 0), "a new block is zero");
+}
+
+#[test]
+fn batches_are_numbered_apart_and_blocks_errors_and_the_allocator_describe_themselves() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let (mut first, second) = (exec.batch(), exec.batch());
+    let (a, b) = (first.id().raw(), second.id().raw());
+    assert_ne!(a, b, "two open batches have distinct ids");
+    assert_eq!(first.id().raw(), a, "an id stays its batch's");
+    let block = first.alloc(40, 16).unwrap();
+    assert_eq!(
+        alloc::format!("{block:?}"),
+        alloc::format!("Block {{ addr: {:#x}, size: 48 }}", block.addr()),
+    );
+    assert_eq!(alloc::format!("{exec:?}"), "ExecAllocator { .. }");
+    let found = exec.lookup(block.addr() + 8, 40).map(|info| (info.addr, info.size));
+    assert_eq!(found, Some((block.addr(), 48)), "a range inside the block");
+    assert_eq!(exec.lookup(block.addr() + 8, 41), None, "a range past the block's end");
+    let errors = [
+        (ExecError::ZeroSize, "zero-byte code block requested"),
+        (ExecError::BadAlignment { align: 3 }, "alignment 3 is not a power of two up to the page size"),
+        (ExecError::TooLarge { size: 9 }, "code block of 9 bytes is too large"),
+        (ExecError::UnknownBatch, "no such open batch"),
+        (
+            ExecError::NotOwned { addr: 0x10, len: 2 },
+            "0x10+2 is not inside a live code block of this allocator",
+        ),
+        (ExecError::Sealed { addr: 0x20 }, "0x20 is in a sealed block (patch it instead)"),
+        (
+            ExecError::NotSealed { addr: 0x30 },
+            "0x30 is in a block not sealed yet (write it through its batch)",
+        ),
+    ];
+    for (error, text) in errors {
+        assert_eq!(alloc::format!("{error}"), text);
+    }
+    // The instruction cache is synchronized only inside the block.
+    first.seal().unwrap();
+    assert_eq!(exec.sync_icache(&block, 8, 40), Ok(()));
+    assert_eq!(
+        exec.sync_icache(&block, 8, 41),
+        Err(ExecError::NotOwned { addr: block.addr() + 8, len: 41 }),
+        "past the block's end"
+    );
+}
+
+#[test]
+fn a_growing_run_opens_as_many_pages_ahead_as_it_holds_already() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let mut opened = Vec::new();
+    let blocks: Vec<_> = (0..6)
+        .map(|_| {
+            let block = batch.alloc(PAGE, 16).unwrap();
+            opened.push(exec.stats().pages_open);
+            block
+        })
+        .collect();
+    assert_eq!(opened, [1, 2, 4, 4, 8, 8], "the run doubles: fewer protection changes for a large batch");
+    assert!(blocks.windows(2).all(|pair| pair[1].addr() == pair[0].addr() + PAGE), "one run");
+    let (last, ahead) = (blocks[5].addr(), blocks[5].addr() + PAGE);
+    assert_eq!(
+        (K.protection_at(ahead), exec.protection_at(ahead)),
+        (Some(Protection::ReadWrite), None),
+        "open, no block"
+    );
+    assert_eq!(exec.protection_at(last), Some(Protection::ReadWrite));
 }

@@ -357,13 +357,14 @@ pub extern "C" fn rt_exec_memory_dump_stats() {
         eprintln!(
             "smf exec memory: {count} rt allocations, {total} bytes; {} file mappings, {mapped} bytes\n\
              allocator: {} blocks live ({} bytes), {} pages open, {} sealed, {} trap pages, \
-             {} regions, {} mappings, {} protection changes, {} patches",
+             {} recycled, {} regions, {} mappings, {} protection changes, {} patches",
             file_count,
             s.blocks_live,
             s.bytes_live,
             s.pages_open,
             s.pages_sealed,
             s.trap_pages,
+            s.pages_recycled,
             s.regions,
             s.mappings,
             s.protection_changes,

@@ -40,20 +40,22 @@
 //!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
 //!   this allocator's own until then.
 //!
-//! The state and its small helpers are here; `batches.rs` keeps the open batches, `open.rs` opens pages and places blocks,
-//! `release.rs` seals and releases pages (and ends batches), `patch.rs` patches sealed blocks,
-//! `report.rs` answers what the allocator reports.
+//! The state and its small helpers are here; `batches.rs` keeps the open batches, `open.rs`
+//! opens pages and places blocks, `act.rs` changes the protection of runs of pages (at once, or
+//! deferred to outside the lock), `release.rs` seals and releases pages (and ends batches),
+//! `patch.rs` patches sealed blocks, `report.rs` answers what the allocator reports.
 
 #![allow(unsafe_code)]
 
+mod act;
 mod batches;
 mod open;
 mod patch;
 mod release;
 mod report;
 
+pub(crate) use act::Deferred;
 pub(crate) use open::Prep;
-pub(crate) use release::Deferred;
 
 use batches::Batches;
 
@@ -86,7 +88,7 @@ const MAX_IMAGE_ALIGNMENT: usize = 1 << 20;
 /// Freed pages kept committed (made read-write, zeroed on reuse) rather than discarded, so
 /// that load/release cycles cost neither page faults nor a mapping change; past this many,
 /// freed pages are discarded.
-const RECYCLED_PAGES: usize = 512;
+pub(super) const RECYCLED_PAGES: usize = 512;
 
 /// The protection of free pages: writable (zero, never executable), so that opening them
 /// needs no protection change.
@@ -243,5 +245,38 @@ impl Drop for State {
             // use any more (its users hold `&ExecAllocator`, which cannot outlive it).
             let _ = unsafe { self.kernel.unmap(region.base as *mut u8, region.pages.len() * self.page) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::exec::{ExecAllocator, ExecConfig, SimulatedKernel};
+
+    #[test]
+    fn the_pages_of_a_range_are_found_only_for_a_non_empty_range_inside_one_region() {
+        static K: SimulatedKernel = SimulatedKernel::new();
+        const PAGE: usize = 4096;
+        let exec =
+            ExecAllocator::with_kernel(ExecConfig { region_size: 16 * PAGE, ..ExecConfig::default() }, &K);
+        let mut batch = exec.batch();
+        let _block = batch.alloc(64, 16).unwrap();
+        let state = exec.state.lock();
+        let (base, end) = (state.regions[0].base, state.regions[0].end(PAGE));
+        assert_eq!(state.pages_of(base, base + 1), Some((0, 0, 1)));
+        assert_eq!(state.pages_of(base + PAGE + 1, end), Some((0, 1, 16)));
+        assert_eq!(state.pages_of(base + PAGE, base + PAGE), None, "an empty range");
+        assert_eq!(state.pages_of(base + 2 * PAGE, base + PAGE), None, "a backward range");
+        assert_eq!(state.pages_of(base, end + 1), None, "past the region's end");
+        assert_eq!(state.pages_of(end, end + 1), None, "outside every region");
+    }
+
+    #[test]
+    fn runs_that_overlap_are_merged_and_runs_that_only_touch_stay_apart() {
+        let mut runs = alloc::vec![(0x5000, 0x1000), (0x1000, 0x2000), (0x2000, 0x2000), (0x4000, 0x1000)];
+        super::release::disjoint(&mut runs);
+        assert_eq!(runs, [(0x1000, 0x3000), (0x4000, 0x1000), (0x5000, 0x1000)]);
+        let mut apart = alloc::vec![(0x2000, 0x3000), (0x1000, 0x1000), (0x6000, 0x1000)];
+        super::release::disjoint(&mut apart);
+        assert_eq!(apart, [(0x1000, 0x1000), (0x2000, 0x3000), (0x6000, 0x1000)], "touching, then a gap");
     }
 }

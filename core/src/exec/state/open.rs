@@ -3,7 +3,7 @@
 
 #![allow(unsafe_code)]
 
-use super::release::PageAction;
+use super::act::PageAction;
 use super::*;
 
 /// Work on pages just opened for a batch that the caller does after the allocator's lock is

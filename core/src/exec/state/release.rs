@@ -1,253 +1,12 @@
-//! Sealing and releasing pages: the protection changes planned under the lock and made
-//! outside it ([`Deferred`]), then booked; freeing blocks; ending batches; giving memory
-//! back (`trim`).
+//! Sealing and releasing pages through [`super::act`]'s runs: ending batches (sealed or
+//! abandoned), freeing blocks, and giving memory back (`trim`).
 
 #![allow(unsafe_code)]
 
+use super::act::{Deferred, PageAction};
 use super::*;
 
-/// A protection change the lock holder left for its caller to make after releasing the lock
-/// (the pages are marked so that no one else touches them meanwhile), and whether it was made.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Deferred {
-    /// The first page's index in its region. The region itself is found again by `addr` when
-    /// the change is booked: regions before it may have been unmapped meanwhile (by this
-    /// operation or another thread's), shifting every index after theirs, while the region of
-    /// pages being changed stays (they count as used).
-    first: usize,
-    count: usize,
-    addr: usize,
-    len: usize,
-    op: DeferredOp,
-    /// Set by [`Deferred::run`] when the change was made.
-    done: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DeferredOp {
-    /// Open pages of a batch become sealed: `protection` (if it differs from the open one),
-    /// then the instruction cache is synchronized for code.
-    Seal { protection: Option<Protection>, code: bool },
-    /// Pages holding nothing become free: made read-write (recycled, kept committed) or
-    /// discarded.
-    Release { recycle: bool },
-}
-
-impl Deferred {
-    /// Makes the change.
-    ///
-    /// # Safety
-    /// `self` came from the lock holder's `take_deferred` on the allocator using `kernel`, and
-    /// has not been run or committed: its pages are reserved for this change.
-    pub(crate) unsafe fn run(&mut self, kernel: &dyn Kernel) -> Result<(), ExecError> {
-        let addr = self.addr as *mut u8;
-        match self.op {
-            DeferredOp::Seal { protection, code } => {
-                if let Some(protection) = protection {
-                    // SAFETY: open pages of a batch being sealed: its owner has finished
-                    // writing and nothing else references them.
-                    unsafe { kernel.protect(addr, self.len, protection) }?;
-                }
-                if code {
-                    // SAFETY: the range is mapped readable by us.
-                    unsafe { icache::sync(self.addr, self.len) };
-                }
-            }
-            DeferredOp::Release { recycle: true } => {
-                // SAFETY: no live block lies in these pages (no code runs there any more): they
-                // become plain read-write free pages, never executable.
-                unsafe { kernel.protect(addr, self.len, FREE_PROTECTION) }?;
-            }
-            DeferredOp::Release { recycle: false } => {
-                // SAFETY: no live block lies in these pages, so no code or reference uses them.
-                unsafe { kernel.discard(addr, self.len, FREE_PROTECTION) }?;
-            }
-        }
-        self.done = true;
-        Ok(())
-    }
-}
-
-/// What to do with a run of pages.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum PageAction {
-    Seal(MemoryKind),
-    Release,
-    /// Open pages that were never touched (nothing committed, already free's protection):
-    /// free again, clean, with no syscall. [`State::apply`] picks it for `Release`.
-    Forget,
-    Keep,
-}
-
 impl State {
-    /// Applies `action(page, index)` to pages `first..last` of region `r`, one syscall per run
-    /// of pages with the same action.
-    fn apply(
-        &mut self,
-        r: usize,
-        first: usize,
-        last: usize,
-        action: impl Fn(&Page, usize) -> PageAction,
-    ) -> Result<(), ExecError> {
-        self.apply_seeing(r, first, last, |_, page, i| action(page, i))
-    }
-
-    /// [`State::apply`] with an `action` that also sees the state (the open batches): each
-    /// page's action is decided just before its run is acted on, so it sees the pages before it
-    /// changed already, and the others as they were.
-    fn apply_seeing(
-        &mut self,
-        r: usize,
-        first: usize,
-        last: usize,
-        action: impl Fn(&State, &Page, usize) -> PageAction,
-    ) -> Result<(), ExecError> {
-        let action = |state: &State, i: usize| {
-            let page = &state.regions[r].pages[i];
-            match action(state, page, i) {
-                PageAction::Release
-                    if !page.touched
-                        && matches!(page.state, PageState::Open(_))
-                        && state.protection_of(page) == FREE_PROTECTION =>
-                {
-                    PageAction::Forget
-                }
-                other => other,
-            }
-        };
-        let mut i = first;
-        while i < last {
-            let kind = action(self, i);
-            let mut j = i + 1;
-            while j < last && action(self, j) == kind {
-                j += 1;
-            }
-            self.act(r, i, j - i, kind)?;
-            i = j;
-        }
-        Ok(())
-    }
-
-    /// Carries out one action on `count` pages from page `first` of region `r`.
-    pub(super) fn act(
-        &mut self,
-        r: usize,
-        first: usize,
-        count: usize,
-        action: PageAction,
-    ) -> Result<(), ExecError> {
-        let addr = (self.regions[r].base + first * self.page) as *mut u8;
-        let len = count * self.page;
-        match action {
-            PageAction::Seal(kind) if self.defer => {
-                let target = self.sealed_protection(kind);
-                let protection = (target != self.open_protection()).then_some(target);
-                let op = DeferredOp::Seal { protection, code: kind == MemoryKind::Code };
-                self.defer_change(r, first, count, op)?;
-            }
-            PageAction::Seal(kind) => {
-                let target = self.sealed_protection(kind);
-                if target != self.open_protection() {
-                    // SAFETY: open pages of a batch being sealed: its owner has finished
-                    // writing and nothing else references them.
-                    unsafe { self.kernel.protect(addr, len, target) }?;
-                    self.protection_changes += 1;
-                }
-                if kind == MemoryKind::Code {
-                    // SAFETY: the range is mapped readable by us.
-                    unsafe { icache::sync(addr as usize, len) };
-                }
-                self.regions[r].seal(first, count);
-            }
-            PageAction::Release => {
-                let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
-                let pages = &self.regions[r].pages[first..first + count];
-                let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
-                if self.defer && (needs_protect || !recycle) {
-                    self.defer_change(r, first, count, DeferredOp::Release { recycle })?;
-                    let open_kind = self.open_kind();
-                    self.regions[r].begin_release(first, count, open_kind);
-                    if recycle {
-                        self.dirty_pages += count; // held for them; given back if the change fails
-                    }
-                    return Ok(());
-                }
-                if recycle {
-                    if needs_protect {
-                        // SAFETY: no live block lies in these pages (no code runs there any more):
-                        // they become plain read-write free pages, never executable.
-                        unsafe { self.kernel.protect(addr, len, FREE_PROTECTION) }?;
-                        self.protection_changes += 1;
-                    }
-                    self.dirty_pages += count;
-                } else {
-                    // SAFETY: no live block lies in these pages, so no code or reference uses them.
-                    unsafe { self.kernel.discard(addr, len, FREE_PROTECTION) }?;
-                    self.protection_changes += 1;
-                }
-                self.regions[r].release(first, count, recycle);
-            }
-            PageAction::Forget => self.regions[r].release(first, count, false),
-            PageAction::Keep => {}
-        }
-        Ok(())
-    }
-
-    /// Records a protection change for the caller to make outside the lock.
-    fn defer_change(
-        &mut self,
-        r: usize,
-        first: usize,
-        count: usize,
-        op: DeferredOp,
-    ) -> Result<(), ExecError> {
-        let (addr, len) = (self.regions[r].base + first * self.page, count * self.page);
-        self.deferred.try_reserve(1).map_err(|_| ExecError::TooLarge { size: len })?;
-        self.deferred.push(Deferred { first, count, addr, len, op, done: false });
-        Ok(())
-    }
-
-    /// The protection changes the last operation left for the caller (run each with
-    /// [`Deferred::run`] outside the lock, then hand them to [`State::finish_seal`] or
-    /// [`State::finish_release`]).
-    pub(crate) fn take_deferred(&mut self) -> Vec<Deferred> {
-        core::mem::take(&mut self.deferred)
-    }
-
-    /// Books the outcome of deferred changes: made seals become sealed pages, made releases
-    /// free pages; a release that failed leaves its pages sealed and empty, for `trim` to retry.
-    /// Gives the vector back for reuse.
-    fn commit(&mut self, mut deferred: Vec<Deferred>) {
-        for d in &deferred {
-            // The pages of a pending change keep their region reserved (they count as used).
-            let Some(r) = self.region_of(d.addr) else {
-                debug_assert!(false, "a region with a pending change was unmapped");
-                continue;
-            };
-            match d.op {
-                DeferredOp::Seal { protection, .. } if d.done => {
-                    self.protection_changes += u64::from(protection.is_some());
-                    self.regions[r].seal(d.first, d.count);
-                }
-                DeferredOp::Seal { .. } => {}
-                DeferredOp::Release { recycle } if d.done => {
-                    self.protection_changes += 1;
-                    self.regions[r].release(d.first, d.count, recycle);
-                }
-                DeferredOp::Release { recycle } => {
-                    self.regions[r].release_failed(d.first, d.count);
-                    if recycle {
-                        self.dirty_pages -= d.count;
-                    }
-                }
-            }
-        }
-        deferred.clear();
-        if self.deferred.capacity() < deferred.capacity() {
-            self.deferred = deferred;
-        }
-    }
-
     /// Starts sealing `batch`: its protection changes are left for the caller
     /// ([`State::take_deferred`]) and the batch's pages are left alone until
     /// [`State::finish_seal`].
@@ -280,8 +39,7 @@ impl State {
         deferred: Vec<Deferred>,
         failure: Option<ExecError>,
     ) -> Result<(), ExecError> {
-        let sealed_code =
-            deferred.iter().any(|d| d.done && matches!(d.op, DeferredOp::Seal { code: true, .. }));
+        let sealed_code = deferred.iter().any(Deferred::made_code_executable);
         self.commit(deferred);
         let b = self.batches.remove(batch.0).ok_or(ExecError::UnknownBatch)?;
         if failure.is_some() {
@@ -334,9 +92,7 @@ impl State {
             let pages = &mut self.regions[r].pages;
             for i in first..last {
                 if pages[i].trap && pages[i].state == open {
-                    let next = pages.get(i + 1);
-                    pages[i].trap =
-                        next.is_some_and(|n| n.state == open && n.live > 0 && n.kind == MemoryKind::Code);
+                    pages[i].trap = guards_code(pages.get(i + 1), open);
                 }
             }
             let action = |p: &Page, _| match p.state {
@@ -353,16 +109,11 @@ impl State {
     }
 
     /// Releases the pages of an ended batch that hold no block (its open trap pages too:
-    /// they guard no sealed code). Failures leave pages for [`State::trim`] to retry.
+    /// they guard no sealed code, and a released page is no trap). Failures leave pages for
+    /// [`State::trim`] to retry.
     fn release_unused(&mut self, batch: u64, runs: &[(usize, usize)]) {
         for &(start, len) in runs {
             let Some((r, first, last)) = self.pages_of(start, start + len) else { continue };
-            let pages = &mut self.regions[r].pages;
-            for page in &mut pages[first..last] {
-                if page.state == PageState::Open(batch) && page.live == 0 {
-                    page.trap = false;
-                }
-            }
             let _ = self.apply(r, first, last, |p, _| match p.state {
                 PageState::Open(id) if id == batch && p.live == 0 => PageAction::Release,
                 _ => PageAction::Keep,
@@ -397,14 +148,13 @@ impl State {
     /// out of use until `trim` retries them.
     fn release_touched(&mut self, touched: &mut Touched, failed: &mut Option<ExecError>) {
         let ranges = touched.take_sorted();
-        let (page, mut i) = (self.page, 0);
-        while i < ranges.len() {
-            // Merge overlapping or adjacent page ranges of one region.
-            let (r, first, mut last) = ranges[i];
-            let mut j = i + 1;
-            while j < ranges.len() && ranges[j].0 == r && ranges[j].1 <= last {
-                last = last.max(ranges[j].2);
-                j += 1;
+        let (page, mut next) = (self.page, 0);
+        while next < ranges.len() {
+            // Merge overlapping or adjacent page ranges of one region (the first with itself).
+            let (r, first, mut last) = ranges[next];
+            while next < ranges.len() && ranges[next].0 == r && ranges[next].1 <= last {
+                last = last.max(ranges[next].2);
+                next += 1;
             }
             let base = self.regions[r].base;
             let released = self.apply_seeing(r, first, last, |state, p, i| match p.state {
@@ -429,7 +179,6 @@ impl State {
             if let Err(e) = released {
                 failed.get_or_insert(e);
             }
-            i = j;
         }
     }
 
@@ -490,27 +239,13 @@ impl State {
     /// batches that have ended.
     fn release_stranded(&mut self) -> Result<(), ExecError> {
         for r in 0..self.regions.len() {
-            let batches = &self.batches;
-            let stranded = |p: &Page| match p.state {
-                PageState::Sealed => p.live == 0 && !p.trap,
-                PageState::Open(id) => p.live == 0 && !batches.contains(id),
-                PageState::Free | PageState::Releasing => false,
-            };
-            if !self.regions[r].pages.iter().any(stranded) {
+            if !self.regions[r].pages.iter().any(|p| stranded(p, &self.batches)) {
                 continue;
             }
             let last = self.regions[r].pages.len();
-            self.apply_seeing(r, 0, last, |state, p, _| {
-                let ended = match p.state {
-                    PageState::Sealed => p.live == 0 && !p.trap,
-                    PageState::Open(id) => p.live == 0 && !state.batches.contains(id),
-                    PageState::Free | PageState::Releasing => false,
-                };
-                if ended {
-                    PageAction::Release
-                } else {
-                    PageAction::Keep
-                }
+            self.apply_seeing(r, 0, last, |state, p, _| match stranded(p, &state.batches) {
+                true => PageAction::Release,
+                false => PageAction::Keep,
             })?;
         }
         self.release_empty_regions();
@@ -586,12 +321,29 @@ impl Touched {
     }
 }
 
+/// Whether `page` holds nothing but was not released when it emptied: a sealed page that is
+/// not a trap page, or an open page of a batch that has ended.
+fn stranded(page: &Page, batches: &Batches) -> bool {
+    match page.state {
+        PageState::Sealed => page.live == 0 && !page.trap,
+        PageState::Open(id) => page.live == 0 && !batches.contains(id),
+        PageState::Free | PageState::Releasing => false,
+    }
+}
+
+/// Whether a trap page of a batch (whose pages are `open`) still guards code: the page after it
+/// is the batch's and holds code. (Code freed before the seal gave its pages back at once, so
+/// an open page of the batch there always holds a block.)
+fn guards_code(next: Option<&Page>, open: PageState) -> bool {
+    next.is_some_and(|n| n.state == open && n.live > 0 && n.kind == MemoryKind::Code)
+}
+
 /// Sorts `runs` (start, length) and merges the ones that overlap, so that sealing plans each
 /// page once: a batch can open pages it released itself earlier (after its blocks there were
 /// freed), and planned changes do not mark pages, so an overlapping run would plan the same
 /// seal twice and book it twice. Runs that only touch stay apart (they may lie in different
 /// regions).
-fn disjoint(runs: &mut Vec<(usize, usize)>) {
+pub(super) fn disjoint(runs: &mut Vec<(usize, usize)>) {
     crate::sort::heapsort(runs);
     let mut kept = 0;
     for i in 0..runs.len() {

@@ -24,6 +24,7 @@ impl State {
         let mut stats = AllocatorStats {
             blocks_live: self.blocks_live,
             bytes_live: self.bytes_live,
+            pages_recycled: self.dirty_pages,
             regions: self.regions.len(),
             protection_changes: self.protection_changes,
             patches: self.patches,
