@@ -226,8 +226,9 @@ pub struct AllocatorStats {
     /// Trap pages: sealed pages that fault when run, kept in front of where a module image's
     /// code starts (the allocator's policy, in `exec/state`, says why).
     pub trap_pages: usize,
-    /// Free pages kept committed for reuse (zeroed when handed out again; at most 512, beyond
-    /// which freed pages are discarded; [`ExecAllocator::trim`] discards them all).
+    /// Freed pages kept committed for reuse (zeroed when handed out again; at most 512, beyond
+    /// which freed pages are discarded), counting those whose release another thread is still
+    /// completing. [`ExecAllocator::trim`] discards the ones already free.
     pub pages_recycled: usize,
     /// Reserved regions.
     pub regions: usize,
