@@ -43,6 +43,8 @@ pub struct SimulatedKernel {
     calls: AtomicUsize,
     /// Times other threads were told to re-fetch instructions (not among `calls`).
     syncs: AtomicUsize,
+    /// The range the last `populate` asked for: address and length.
+    last_populate: spin::Mutex<Option<(usize, usize)>>,
 }
 
 /// What a [`SimulatedKernel`] has mapped now.
@@ -71,6 +73,7 @@ impl SimulatedKernel {
             mappings: spin::Mutex::new(BTreeMap::new()),
             calls: AtomicUsize::new(0),
             syncs: AtomicUsize::new(0),
+            last_populate: spin::Mutex::new(None),
         }
     }
 
@@ -103,6 +106,12 @@ impl SimulatedKernel {
     /// Times [`Kernel::sync_other_threads`] was called (after new code became executable).
     pub fn syncs(&self) -> usize {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The range (address, length) the last [`Kernel::populate`] call asked to fault in,
+    /// whether or not it was valid.
+    pub fn last_populate(&self) -> Option<(usize, usize)> {
+        *self.last_populate.lock()
     }
 
     fn layout(&self, len: usize) -> SysResult<Layout> {
@@ -235,6 +244,7 @@ impl Kernel for SimulatedKernel {
     }
 
     unsafe fn populate(&self, addr: *mut u8, len: usize) -> SysResult<()> {
+        *self.last_populate.lock() = Some((addr as usize, len));
         let writable =
             self.with_pages(addr, len, "madvise", |pages| pages.iter().all(|p| *p == Protection::ReadWrite))?;
         if writable {

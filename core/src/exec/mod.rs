@@ -57,6 +57,8 @@ mod icache;
 pub mod kernel;
 pub(crate) mod lock;
 #[cfg(test)]
+mod open_tests;
+#[cfg(test)]
 mod placed_tests;
 mod region;
 #[cfg(test)]

@@ -164,3 +164,36 @@ fn unmapping_a_region_forgets_only_the_runs_inside_it() {
     }
     K.release_arena();
 }
+
+#[test]
+fn a_run_ending_at_its_region_s_end_is_not_grown_into_the_region_right_after_it() {
+    // Batch A's run fills the first region; the second region, right after it, has its first
+    // page free. A's next block goes there in a run of its own, which its seal seals.
+    static S: SimulatedKernel = SimulatedKernel::new();
+    static K: PlacedKernel =
+        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    K.next.lock().extend([0, 8]);
+    {
+        let exec = ExecAllocator::with_kernel(
+            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
+            &K,
+        );
+        let mut a = exec.batch();
+        let x = a.alloc(8 * PAGE, 16).unwrap();
+        let mut b = exec.batch();
+        let (y, kept) = (b.alloc(PAGE, 16).unwrap(), b.alloc(PAGE, 16).unwrap());
+        assert_eq!(y.addr(), x.addr() + 8 * PAGE, "the next region, right after the first");
+        b.seal().unwrap();
+        drop(y);
+        let z = a.alloc(16, 16).unwrap();
+        assert_eq!(z.addr(), x.addr() + 8 * PAGE, "the free page of the second region");
+        a.seal().unwrap();
+        assert_eq!(exec.stats().pages_open, 0);
+        for block in [&x, &z] {
+            assert!(exec.lookup(block.addr(), 16).unwrap().sealed);
+            assert_eq!(S.protection_at(block.addr()), Some(Protection::ReadExec));
+        }
+        drop((x, z, kept));
+    }
+    K.release_arena();
+}

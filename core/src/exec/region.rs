@@ -336,10 +336,11 @@ fn ones_from(bits: &[u64], from: usize, limit: usize) -> usize {
     let mut i = from;
     while count < limit {
         let Some(&word) = bits.get(i / 64) else { break };
+        // The shift brings in zeros: the run stops at the word's end at the latest.
         let ones = (word >> (i % 64)).trailing_ones() as usize;
-        let ones = ones.min(64 - i % 64);
         count += ones;
-        if i % 64 + ones < 64 {
+        if i % 64 + ones != 64 {
+            // The run stopped inside the word.
             break;
         }
         i += ones;
@@ -378,10 +379,11 @@ fn ones_before(bits: &[u64], end: usize) -> usize {
     let mut count = 0;
     let mut i = end;
     while i > 0 {
-        // Bits `0..used` of word `w` lie below `i`; shifted up, they lead the word.
+        // Bits `0..used` of word `w` lie below `i`; shifted up, they lead the word (the shift
+        // brings in zeros below them: the run stops at `used` at the most).
         let (w, used) = ((i - 1) / 64, (i - 1) % 64 + 1);
         let Some(&word) = bits.get(w) else { break };
-        let ones = ((word << (64 - used)).leading_ones() as usize).min(used);
+        let ones = (word << (64 - used)).leading_ones() as usize;
         count += ones;
         if ones < used {
             break;
@@ -410,6 +412,55 @@ mod tests {
         assert!(r.bitmaps_agree());
         r.pages[3].state = PageState::Free;
         assert!(!r.bitmaps_agree(), "a freed page the free bitmap does not have");
+    }
+
+    #[test]
+    fn the_bitmap_check_sees_each_bitmap_disagree_on_its_own() {
+        // Sealed code pages 2..5: clearing page 3's code bit alone, then setting page 4's trap
+        // bit alone, must each fail the check.
+        let mut r = region(8, 4096);
+        r.open(2, 3, 1);
+        r.seal(2, 3);
+        set_bits(&mut r.code, 3..4, false);
+        assert!(!r.bitmaps_agree(), "a sealed code page missing from the code bitmap");
+        set_bits(&mut r.code, 3..4, true);
+        assert!(r.bitmaps_agree());
+        set_bits(&mut r.traps, 4..5, true);
+        assert!(!r.bitmaps_agree(), "a trap bit on a page that is no trap page");
+    }
+
+    #[test]
+    fn a_trap_page_ending_its_region_is_idle() {
+        let mut r = region(8, 4096);
+        r.pages[7].trap = true;
+        r.open(7, 1, 1);
+        r.seal(7, 1);
+        assert_eq!(r.idle_traps(), [7], "no code can follow it");
+    }
+
+    #[test]
+    fn runs_after_sealed_code_are_found_across_bitmap_words() {
+        let page = 4096;
+        // 130 pages: page 63 ends the bitmaps' first word, page 64 starts the second.
+        let mut r = region(130, page);
+        r.open(0, 64, 1);
+        r.seal(0, 64);
+        assert_eq!(r.anchored_run(2, page, page), Some(64), "code in one word, free pages in the next");
+        r.open(64, 6, 2);
+        r.seal(64, 6);
+        assert_eq!(r.anchored_run(2, page, page), Some(70), "code and free pages in the second word");
+    }
+
+    #[test]
+    fn runs_after_sealed_code_are_aligned_as_addresses_not_page_numbers() {
+        let page = 4096;
+        // A region starting at an odd page: page 3, right after the code, is at a multiple of
+        // four pages (not of eight).
+        let mut r = Region::new(0x10_1000, 16 * page, page);
+        r.open(2, 1, 1);
+        r.seal(2, 1);
+        assert_eq!(r.anchored_run(1, 4 * page, page), Some(3));
+        assert_eq!(r.anchored_run(1, 8 * page, page), None, "page 3 is at no multiple of eight pages");
     }
 
     #[test]

@@ -242,6 +242,24 @@ fn emptied_regions_are_unmapped_but_the_spare_ones() {
 }
 
 #[test]
+fn a_recycled_page_opened_again_is_no_longer_counted_as_kept() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let mut pages: Vec<_> = (0..4).map(|_| Some(batch.alloc(PAGE, PAGE).unwrap())).collect();
+    batch.seal().unwrap();
+    exec.free_all([1, 2].map(|i| pages[i].take().unwrap())).unwrap();
+    assert_eq!(exec.stats().pages_recycled, 2);
+    // The first free pages are the recycled ones: one of them is opened (and zeroed) again.
+    let mut batch = exec.batch();
+    let again = batch.alloc(PAGE, PAGE).unwrap();
+    assert_eq!(again.addr(), pages[0].as_ref().unwrap().addr() + PAGE, "the first page freed");
+    assert_eq!(exec.stats().pages_recycled, 1);
+    batch.seal().unwrap();
+    drop((again, pages));
+}
+
+#[test]
 fn trimming_discards_every_run_of_pages_kept_for_reuse() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);

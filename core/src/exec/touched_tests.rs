@@ -58,8 +58,16 @@ fn only_the_pages_the_caller_writes_are_touched_and_committed_ahead() {
     let mut batch = exec.batch();
     let three = batch.install(&vec![0xC3; 3 * PAGE], 16).unwrap();
     assert_eq!(K.calls() - calls, 1, "one populate for the three pages");
+    assert_eq!(K.last_populate(), Some((three.addr(), 3 * PAGE)), "exactly the three pages");
     batch.seal().unwrap();
-    drop((one, three));
+    // A run grown for three pages more: from the first page it opens to the block's last.
+    let mut batch = exec.batch();
+    let small = batch.install(&[0xC3; 64], 16).unwrap();
+    let grown = batch.install(&vec![0xC3; 3 * PAGE], 16).unwrap();
+    assert_eq!(grown.addr(), small.addr() + 64, "placed in the same run");
+    assert_eq!(K.last_populate(), Some((small.addr() + PAGE, 3 * PAGE)));
+    batch.seal().unwrap();
+    drop((one, three, small, grown));
 }
 
 #[test]
@@ -157,4 +165,20 @@ fn recycled_pages_are_zeroed_however_many_ranges_they_make() {
     assert_eq!(block.addr(), start, "the nine pages again");
     assert!(bytes(start, 9 * PAGE).iter().all(|&b| b == 0), "a recycled page kept its bytes");
     batch.seal().unwrap();
+}
+
+#[test]
+fn an_image_of_data_alone_opens_only_its_data_and_faults_in_what_is_overwritten() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch();
+    let image = batch
+        .alloc_module_image(&[(0, MemoryKind::Code), (2 * PAGE, MemoryKind::ReadWrite)], 2 * PAGE, 1)
+        .unwrap();
+    assert!(image[0].is_none(), "no code");
+    let data = image[1].as_ref().unwrap();
+    assert_eq!(exec.stats().pages_open, 2, "no code pages, no trap page");
+    assert_eq!(K.last_populate(), Some((data.addr(), 2 * PAGE)), "the data the caller overwrites");
+    batch.seal().unwrap();
+    drop(image);
 }

@@ -157,8 +157,11 @@ impl State {
             }
         }
         if uncommitted_overwritten >= 2 {
-            let from = overwritten.start.max(addr) & !(page - 1);
-            let to = align_up(overwritten.end.min(addr + count * page), page).unwrap_or(from);
+            // What the caller overwrites overlaps two of these pages or more, and ends in them;
+            // it starts before them (in a run grown), or in them at a page boundary.
+            let from = overwritten.start.max(addr);
+            let to = align_up(overwritten.end, page).unwrap_or(from);
+            debug_assert!(from % page == 0 && to <= addr + count * page);
             self.prep.populate = Some(from..to);
         }
         self.regions[r].open(first, count, batch);

@@ -152,6 +152,7 @@ impl State {
         while next < ranges.len() {
             // Merge overlapping or adjacent page ranges of one region (the first with itself).
             let (r, first, mut last) = ranges[next];
+            debug_assert!(first < last, "`pages_of` gives no empty range");
             while next < ranges.len() && ranges[next].0 == r && ranges[next].1 <= last {
                 last = last.max(ranges[next].2);
                 next += 1;
