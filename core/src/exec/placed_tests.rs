@@ -25,7 +25,16 @@ struct PlacedKernel {
 
 const ARENA_PAGES: usize = 64;
 
+/// Regions of 8 pages, none kept spare: an emptied region goes back to the kernel at once.
+const EIGHT_PAGE_REGIONS: ExecConfig =
+    ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false };
+
 impl PlacedKernel {
+    /// A kernel placing its reservations in an arena of `inner`'s, where the test says.
+    const fn over(inner: &'static SimulatedKernel) -> Self {
+        Self { inner, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) }
+    }
+
     /// Gives the arena back to the simulation (once the allocator over it is gone).
     fn release_arena(&self) {
         let arena = core::mem::take(&mut *self.arena.lock());
@@ -104,14 +113,10 @@ fn a_run_whose_region_was_unmapped_is_not_grown_into_a_region_reserved_over_it()
     // Found by review: the batch grew its old run into the new region and its seal, which
     // skipped the run (its start lay in no region), left the new block open yet said Ok.
     static S: SimulatedKernel = SimulatedKernel::new();
-    static K: PlacedKernel =
-        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    static K: PlacedKernel = PlacedKernel::over(&S);
     K.next.lock().extend([0, 4, 16]);
     {
-        let exec = ExecAllocator::with_kernel(
-            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
-            &K,
-        );
+        let exec = ExecAllocator::with_kernel(EIGHT_PAGE_REGIONS, &K);
         let mut a = exec.batch();
         let x = a.alloc(PAGE, 16).unwrap();
         let base = x.addr();
@@ -137,14 +142,10 @@ fn unmapping_a_region_forgets_only_the_runs_inside_it() {
     // after it, empties and goes. A keeps its run (its next block follows its last) and seals
     // every block in it.
     static S: SimulatedKernel = SimulatedKernel::new();
-    static K: PlacedKernel =
-        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    static K: PlacedKernel = PlacedKernel::over(&S);
     K.next.lock().extend([0, 8]);
     {
-        let exec = ExecAllocator::with_kernel(
-            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
-            &K,
-        );
+        let exec = ExecAllocator::with_kernel(EIGHT_PAGE_REGIONS, &K);
         let mut a = exec.batch_of_many();
         let x = a.alloc(16, 16).unwrap();
         assert_eq!(exec.stats().pages_open, 8, "the run holds the whole region");
@@ -170,14 +171,10 @@ fn a_run_ending_at_its_region_s_end_is_not_grown_into_the_region_right_after_it(
     // Batch A's run fills the first region; the second region, right after it, has its first
     // page free. A's next block goes there in a run of its own, which its seal seals.
     static S: SimulatedKernel = SimulatedKernel::new();
-    static K: PlacedKernel =
-        PlacedKernel { inner: &S, arena: spin::Mutex::new(0), next: spin::Mutex::new(Vec::new()) };
+    static K: PlacedKernel = PlacedKernel::over(&S);
     K.next.lock().extend([0, 8]);
     {
-        let exec = ExecAllocator::with_kernel(
-            ExecConfig { region_size: 8 * PAGE, spare_regions: 0, allow_rwx: false },
-            &K,
-        );
+        let exec = ExecAllocator::with_kernel(EIGHT_PAGE_REGIONS, &K);
         let mut a = exec.batch();
         let x = a.alloc(8 * PAGE, 16).unwrap();
         let mut b = exec.batch();
