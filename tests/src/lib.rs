@@ -119,9 +119,24 @@ pub fn return_const_patch(value: u16) -> (usize, Vec<u8>) {
     }
 }
 
-/// The lines of `/proc/self/maps`.
+/// The lines of `/proc/self/maps`, one per mapping. Linux 6.16 and later produce the file
+/// under per-mapping locks, so a mapping that grows while it is read (another thread's mapping
+/// merging into it) can appear twice, the second time larger (seen: `..03000-..224000 rw-p` then
+/// `..03000-..225000 rw-p`); a line overlapping the one before it replaces it, as the later view.
 pub fn maps() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/maps").unwrap_or_default().lines().map(str::to_owned).collect()
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let overlaps = |kept: &String| match (parse_mapping(kept), parse_mapping(line)) {
+            (Some((before, _)), Some((now, _))) => now.start < before.end,
+            _ => false,
+        };
+        match lines.last_mut() {
+            Some(last) if overlaps(last) => *last = line.to_owned(),
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    lines
 }
 
 /// Calls the sealed code at the start of `block` as `extern "C" fn() -> i64` (the tests'
@@ -204,9 +219,9 @@ fn parse_mapping(line: &str) -> Option<(std::ops::Range<usize>, String)> {
 
 /// Kernel mappings of this process that overlap any of `ranges`. A count taken while other
 /// threads of the test binary changed their own mappings was once seen one off (the kernel
-/// produces `/proc/self/maps` in pieces, and qemu-user its own view of it), so the count is
-/// taken again until two reads in a row agree; within ranges only the caller changes, they
-/// always do.
+/// produces `/proc/self/maps` in pieces, and qemu-user its own view of it; [`maps`] drops the
+/// repeated lines), so the count is taken again until two reads in a row agree; within ranges
+/// only the caller changes, they always do.
 pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
     let count = || {
         maps()
