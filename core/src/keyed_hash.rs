@@ -23,6 +23,9 @@ use siphasher::sip::SipHasher13;
 pub struct KeyedHasher {
     k0: u64,
     k1: u64,
+    /// SipHash's state before the first block under this key, derived once here rather than
+    /// per hash (a loop hashing names has no registers to spare for the key).
+    start: [u64; 4],
 }
 
 impl KeyedHasher {
@@ -34,7 +37,13 @@ impl KeyedHasher {
 
     /// Hashers under the 128-bit key `k0`, `k1`.
     pub const fn with_keys(k0: u64, k1: u64) -> Self {
-        Self { k0, k1 }
+        let start = [
+            k0 ^ 0x736f_6d65_7073_6575,
+            k1 ^ 0x646f_7261_6e64_6f6d,
+            k0 ^ 0x6c79_6765_6e65_7261,
+            k1 ^ 0x7465_6462_7974_6573,
+        ];
+        Self { k0, k1, start }
     }
 
     /// Hashers under this process's key, drawn at random on first use (`getrandom`).
@@ -49,7 +58,7 @@ impl KeyedHasher {
     /// (`sip13`), equal to the streaming [`KeyedState`]'s.
     #[inline(always)]
     pub fn hash_bytes(&self, bytes: &[u8]) -> u64 {
-        sip13(self.k0, self.k1, bytes)
+        sip13(&self.start, bytes, bytes.len())
     }
 
     /// 32 bits of [`KeyedHasher::hash_bytes`] (the loader's symbol index stores them per
@@ -58,6 +67,16 @@ impl KeyedHasher {
     #[inline(always)]
     pub(crate) fn hash32(&self, bytes: &[u8]) -> u32 {
         (self.hash_bytes(bytes) >> 32) as u32
+    }
+
+    /// [`KeyedHasher::hash32`] of the first `len` bytes of `from` (all of them if it is
+    /// shorter), for a name inside a larger buffer (a string table): where `from` holds 8
+    /// bytes from the name's last block on, that block is read in one load and masked to the
+    /// name, rather than in pieces.
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    #[inline(always)]
+    pub(crate) fn hash32_within(&self, from: &[u8], len: usize) -> u32 {
+        (sip13(&self.start, from, len.min(from.len())) >> 32) as u32
     }
 }
 
@@ -106,19 +125,16 @@ impl Hasher for KeyedState {
     }
 }
 
-/// SipHash-1-3 of `bytes` under the key `k0`, `k1`, in one pass (Aumasson and Bernstein's
-/// SipHash with one compression and three finalization rounds: what `siphasher`'s
-/// `SipHasher13` computes for one `write`, which the tests check). Written out so that a loop
-/// hashing names, every load's, has it inline: a call per name cost the loader more than the
-/// rounds themselves.
+/// SipHash-1-3 of `from[..len]` (`len <= from.len()`) from the keyed state `start`, in one
+/// pass (Aumasson and Bernstein's SipHash with one compression and three finalization rounds:
+/// what `siphasher`'s `SipHasher13` computes for one `write`, which the tests check). Written
+/// out so that a loop hashing names, every load's, has it inline: a call per name cost the
+/// loader more than the rounds themselves. The bytes of `from` after `len` never change the
+/// hash; where there are enough of them, the tail is one load.
 #[inline(always)]
-fn sip13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
+fn sip13(start: &[u64; 4], from: &[u8], len: usize) -> u64 {
+    let mut v = *start;
+    let bytes = from.get(..len).unwrap_or(from);
     let mut blocks = bytes.chunks_exact(8);
     for block in blocks.by_ref() {
         let m = u64::from_le_bytes(block.try_into().unwrap_or([0; 8]));
@@ -126,8 +142,15 @@ fn sip13(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
         sip_round(&mut v);
         v[0] ^= m;
     }
+    let tail = blocks.remainder();
+    let tail_at = bytes.len() - tail.len();
+    let tail = match from.get(tail_at..).and_then(<[u8]>::first_chunk::<8>) {
+        // The tail's bytes, then whatever follows them, masked off (`tail.len() < 8`).
+        Some(eight) => u64::from_le_bytes(*eight) & ((1u64 << (8 * tail.len())) - 1),
+        None => tail_le(tail),
+    };
     // The last block: the tail's bytes, and the length's low byte on top.
-    let last = (bytes.len() as u64) << 56 | tail_le(blocks.remainder());
+    let last = (bytes.len() as u64) << 56 | tail;
     v[3] ^= last;
     sip_round(&mut v);
     v[0] ^= last;
@@ -247,6 +270,30 @@ mod tests {
             }
         }
         name
+    }
+
+    #[test]
+    #[cfg(all(feature = "exec", target_os = "linux"))]
+    fn a_name_inside_a_buffer_hashes_as_the_name_alone() {
+        // Every length and start, with the buffer's end before, at and after the 8 bytes of
+        // the name's last block; what follows the name differs from run to run.
+        let hasher = KeyedHasher::with_keys(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+        // Under Miri, one filler and a shorter buffer (still three blocks and a tail).
+        let (fillers, len) = if cfg!(miri) { (&[0x5a_u8][..], 28u8) } else { (&[0u8, 0xff, 0x5a][..], 40) };
+        for &filler in fillers {
+            let buffer: alloc::vec::Vec<u8> =
+                (0..len).map(|b| if b % 3 == 0 { filler } else { b.wrapping_mul(29) }).collect();
+            for start in 0..buffer.len() {
+                for len in 0..=buffer.len() - start {
+                    let name = &buffer[start..start + len];
+                    let alone = hasher.hash32(name);
+                    assert_eq!(hasher.hash32_within(&buffer[start..], len), alone, "{start}+{len}");
+                    assert_eq!(hasher.hash32_within(name, len), alone);
+                }
+            }
+        }
+        // A length past the buffer hashes what there is.
+        assert_eq!(hasher.hash32_within(b"abc", 9), hasher.hash32(b"abc"));
     }
 
     #[test]

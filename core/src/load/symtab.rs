@@ -113,9 +113,9 @@ impl SymbolTableBuilder {
         if table.names.get(end) != Some(&0) {
             return None;
         }
-        let name = table.names.get(start..end)?;
         if symbol.exported {
-            symbol.hash = table.hasher.hash32(name);
+            // The name, at `start..end`, is followed by its NUL and the rest of the table.
+            symbol.hash = table.hasher.hash32_within(table.names.get(start..)?, end - start);
             let slot = u32::try_from(table.symbols.len() + 1).ok()?;
             let mask = table.buckets.len() - 1;
             let mut b = symbol.hash as usize & mask;
