@@ -58,11 +58,13 @@ fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
     assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
 
     // A function aligned past a page starts a section of its own (the padding before it is not
-    // stored), at its alignment in the code image; what follows it merges again.
+    // stored), at its alignment in the code image; what follows it merges again. One aligned
+    // more than the section it merges into raises that section's alignment to its own.
     let source = dir.join("aligned.c");
     std::fs::write(
         &source,
         "long before(long x) { return x + 1; }\n\
+         __attribute__((aligned(256))) long wide(long x) { return x - 2; }\n\
          __attribute__((aligned(8192))) long aligned(long x) { return x * 3; }\n\
          long after(long x) { return aligned(x) + before(x); }\n",
     )
@@ -72,10 +74,17 @@ fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
     let sections = code_sections(&bytes);
     assert_eq!(sections.len(), 2, "{sections:?}");
     assert_eq!(sections[1].1 % 8192, 0, "{sections:?}");
-    let first = Module::parse(&bytes).unwrap().code_sections().next().unwrap().0;
-    assert!(first.size < 64 && first.virtual_size == 8192, "the padding is stored: {first:?}");
+    let module = Module::parse(&bytes).unwrap();
+    let (first, second) = {
+        let mut code = module.code_sections().map(|(s, _)| s);
+        (code.next().unwrap(), code.next().unwrap())
+    };
+    assert!(first.size < 512 && first.virtual_size == 8192, "the padding is stored: {first:?}");
+    assert_eq!((first.alignment, second.alignment), (256, 8192), "the two sections' alignments");
     let loaded = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&loaded, "after", &[5]), 15 + 6);
+    assert_eq!(call(&loaded, "wide", &[5]), 3);
+    assert_eq!(loaded.symbol(b"wide").unwrap() % 256, 0, "at its alignment in memory");
 
     // Every compiled shape, one section per function, against native.
     let expected = native(&dir, &["cases.c"], &[("sum_squares", &[100]), ("collatz", &[27])]);

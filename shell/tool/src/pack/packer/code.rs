@@ -132,7 +132,9 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// Places `part` (the code image reaches its offset): at the end of the last SMF code
     /// section when that holds the same kind and `part`'s alignment is at most
     /// [`MOST_MERGED_ALIGNMENT`], else as a new section `.text` (or `.rodata`) with `flags`.
-    /// Returns the SMF section and where `part` starts in it.
+    /// Returns the SMF section and where `part` starts in it. A code section's alignment is
+    /// the largest of the parts it holds (each lies at a multiple of its own in the code image,
+    /// so an image placed at that alignment keeps every part aligned).
     fn append_code(&mut self, part: &Part<'_>, flags: SectionFlags) -> (u32, u64) {
         let extends = |run: &CodeRun| {
             run.open
@@ -147,6 +149,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 spec.data.resize(usize::try_from(within).unwrap_or(usize::MAX), 0);
                 spec.data.extend_from_slice(part.bytes);
                 spec.virtual_size = within + part.padded;
+                spec.alignment = spec.alignment.max(part.alignment);
             }
             run.end = part.offset + part.padded;
             return (run.section, within);
