@@ -46,8 +46,8 @@ impl KeyedHasher {
         Self { k0, k1, start }
     }
 
-    /// Hashers under this process's key, drawn at random on first use (`getrandom`).
-    #[cfg(target_os = "linux")]
+    /// Hashers under this process's key, drawn at random on first use (`getrandom`; on a
+    /// target without the kernel's pool, from the address-space layout).
     #[inline]
     pub fn per_process() -> Self {
         process_key::get()
@@ -196,7 +196,6 @@ fn sip_round(v: &mut [u64; 4]) {
 }
 
 /// The process's key, drawn once.
-#[cfg(target_os = "linux")]
 mod process_key {
     use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -223,8 +222,8 @@ mod process_key {
         let local = 0u8;
         let stack = &raw const local as u64;
         let image = &raw const K0 as u64;
-        let k0 = crate::sys::random_u64().unwrap_or(stack.rotate_left(32) ^ image);
-        let k1 = crate::sys::random_u64().unwrap_or(image.rotate_left(32) ^ stack ^ 0x736F_6D65_7073_6575);
+        let k0 = kernel_random().unwrap_or(stack.rotate_left(32) ^ image);
+        let k1 = kernel_random().unwrap_or(image.rotate_left(32) ^ stack ^ 0x736F_6D65_7073_6575);
         let store = |half: &AtomicU64, drawn: u64| {
             let drawn = drawn.max(1);
             match half.compare_exchange(0, drawn, Ordering::Relaxed, Ordering::Relaxed) {
@@ -233,6 +232,18 @@ mod process_key {
             }
         };
         KeyedHasher::with_keys(store(&K0, k0), store(&K1, k1))
+    }
+
+    /// Eight bytes from the kernel's random pool, where there is one.
+    #[cfg(target_os = "linux")]
+    fn kernel_random() -> Option<u64> {
+        crate::sys::random_u64()
+    }
+
+    /// No kernel here to ask (a target without an OS).
+    #[cfg(not(target_os = "linux"))]
+    fn kernel_random() -> Option<u64> {
+        None
     }
 }
 
@@ -336,7 +347,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn the_process_key_is_drawn_once_and_is_not_zero() {
         let first = KeyedHasher::per_process();
         assert_eq!(first, KeyedHasher::per_process());

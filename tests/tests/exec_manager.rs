@@ -265,6 +265,45 @@ fn batches_compile_through_one_context_and_a_dropped_manager_frees_them_all() {
 }
 
 #[test]
+fn compiling_times_no_pass_and_gives_the_thread_its_profiler_back() {
+    use smf::exec_manager::codegen::timing::{self, Pass, Profiler};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts the passes Cranelift starts on this thread.
+    struct Counting(Arc<AtomicUsize>);
+    impl Profiler for Counting {
+        fn start_pass(&self, _pass: Pass) -> Box<dyn std::any::Any> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Box::new(())
+        }
+    }
+    let manager = ExecManager::new(OptLevel::Speed).unwrap();
+    let names = smf::exec_manager::NameTable::new();
+    let (functions, broken) = (
+        ExecManager::parse_clif(FACTORIAL_AND_PARITY).unwrap(),
+        ExecManager::parse_clif("function %broken() -> i64 {\nblock0:\n    return\n}").unwrap(),
+    );
+    let passes = Arc::new(AtomicUsize::new(0));
+    let previous = timing::set_thread_profiler(Box::new(Counting(passes.clone())));
+    manager.compile_functions(functions, &names).unwrap();
+    assert_eq!(manager.execute("factorial", &[5]).unwrap(), 120);
+    assert_eq!(
+        passes.load(Ordering::Relaxed),
+        0,
+        "Cranelift's passes went untimed while the manager compiled"
+    );
+    // The thread's own profiler is back: the next pass Cranelift starts here is counted.
+    drop(timing::verifier());
+    assert_eq!(passes.load(Ordering::Relaxed), 1);
+    // A batch refused midway gives it back too.
+    assert!(manager.compile_functions(broken, &names).is_err());
+    drop(timing::verifier());
+    assert_eq!(passes.load(Ordering::Relaxed), 2);
+    timing::set_thread_profiler(previous);
+}
+
+#[test]
 fn failures_name_what_failed_and_never_call() {
     let manager = ExecManager::new(OptLevel::None).unwrap();
     let parse =

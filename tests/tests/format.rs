@@ -342,6 +342,25 @@ fn stored_hashes_are_not_trusted() {
 }
 
 #[test]
+fn the_string_table_holds_each_distinct_name_once() {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    for symbol in [
+        SymbolSpec::import(b"puts"),
+        SymbolSpec::function(b"main", 0, 6),
+        SymbolSpec::import(b"puts"),
+        SymbolSpec::import(b"put"),
+    ] {
+        b.add_symbol(symbol);
+    }
+    let file = b.build().unwrap();
+    let module = Module::parse(&file).unwrap();
+    assert_eq!(module.strings(), b"puts\0main\0put\0");
+    let names: Vec<Vec<u8>> = module.symbols().map(|s| s.name.to_vec()).collect();
+    assert_eq!(names, [&b"puts"[..], b"main", b"puts", b"put"]);
+}
+
+#[test]
 fn unknown_section_types_are_skipped() {
     use smf_core::write::SectionSpec;
     let mut b = ModuleBuilder::new(Dialect::R96);

@@ -25,12 +25,13 @@ pub use specs::{BuildError, SectionSpec, SymbolSpec, TemplateSpec};
 use specs::{DataRelocSpec, DataSite, RelocSpec};
 use templates::readable_note;
 
-use alloc::collections::btree_map::Entry;
-use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 use crate::compress::Method;
+use crate::keyed_hash::KeyedHasher;
 use crate::kinds::{CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, CALL_ARRAY_ENTRY};
 use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
@@ -359,22 +360,33 @@ impl ModuleBuilder {
         spec
     }
 
-    /// The string table and each symbol's name offset.
+    /// The string table and each symbol's name offset. Names are found again by the process's
+    /// keyed hash, so that no set of names (an ELF file's, a compiler's) can be made to collide.
     fn strings(&self) -> Result<(Vec<u8>, Vec<u32>), BuildError> {
         let mut table = Vec::new();
-        let mut seen: BTreeMap<&[u8], u32> = BTreeMap::new();
+        let hasher = KeyedHasher::per_process();
+        let name_of = |(_, symbol): &(u32, usize)| self.symbols[*symbol].name.as_slice();
+        // Each distinct name's offset, and the first symbol that has it.
+        let mut seen: HashTable<(u32, usize)> = HashTable::with_capacity(self.symbols.len());
         let mut offsets = Vec::with_capacity(self.symbols.len());
         for (i, symbol) in self.symbols.iter().enumerate() {
-            if symbol.name.contains(&0) {
+            let name = symbol.name.as_slice();
+            if name.contains(&0) {
                 return Err(BuildError::NameHasNul { symbol: sat_u32(i) });
             }
-            let offset = match seen.entry(symbol.name.as_slice()) {
-                Entry::Occupied(known) => *known.get(),
+            let hash = hasher.hash_bytes(name);
+            let offset = match seen.entry(
+                hash,
+                |known| name_of(known) == name,
+                |known| hasher.hash_bytes(name_of(known)),
+            ) {
+                Entry::Occupied(known) => known.get().0,
                 Entry::Vacant(new) => {
                     let offset = u32::try_from(table.len()).map_err(|_| BuildError::TooLarge)?;
-                    table.extend_from_slice(&symbol.name);
+                    table.extend_from_slice(name);
                     table.push(0);
-                    *new.insert(offset)
+                    new.insert((offset, i));
+                    offset
                 }
             };
             offsets.push(offset);

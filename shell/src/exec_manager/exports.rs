@@ -44,6 +44,7 @@ pub(super) fn definitions(owner: u64, names: &[(&[u8], usize)], module: &Arc<Sha
 pub(super) fn export(prepared: Prepared) {
     let mut exports = lock(&EXPORTS);
     let map = exports.get_or_insert_with(HashMap::new);
+    map.reserve(prepared.0.len());
     for (key, definition) in prepared.0 {
         map.entry(key).or_default().push(definition);
     }

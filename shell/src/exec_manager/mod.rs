@@ -142,10 +142,12 @@ impl ExecManager {
         }
         // One context for the batch: what Cranelift allocates for a function is reused for the next.
         let mut context = cranelift_codegen::Context::new();
+        let timing_off = compile::PassTimingOff::new();
         let mut batch = Vec::with_capacity(functions.len());
         for (function, name) in functions.into_iter().zip(&defined) {
             batch.push(compile::compile(&self.isa, &mut context, function, name, names)?);
         }
+        drop(timing_off);
         let bytes = image::module_of(&defined, &batch, &index)?;
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
