@@ -47,7 +47,7 @@ impl KeyedHasher {
     }
 
     /// Hashers under this process's key, drawn at random on first use (`getrandom`; on a
-    /// target without the kernel's pool, from the address-space layout).
+    /// target other than Linux, from the address-space layout).
     #[inline]
     pub fn per_process() -> Self {
         process_key::get()
@@ -240,7 +240,7 @@ mod process_key {
         crate::sys::random_u64()
     }
 
-    /// No kernel here to ask (a target without an OS).
+    /// A target other than Linux: no kernel pool this crate asks.
     #[cfg(not(target_os = "linux"))]
     fn kernel_random() -> Option<u64> {
         None

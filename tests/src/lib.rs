@@ -124,7 +124,12 @@ pub fn return_const_patch(value: u16) -> (usize, Vec<u8>) {
 /// merging into it) can appear twice, the second time larger (seen: `..03000-..224000 rw-p` then
 /// `..03000-..225000 rw-p`); a line overlapping the one before it replaces it, as the later view.
 pub fn maps() -> Vec<String> {
-    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    untorn(&std::fs::read_to_string("/proc/self/maps").unwrap_or_default())
+}
+
+/// The lines of a maps `text`, each line that overlaps the one before it kept instead of it
+/// ([`maps`]).
+fn untorn(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         let overlaps = |kept: &String| match (parse_mapping(kept), parse_mapping(line)) {
@@ -604,4 +609,19 @@ pub fn build_smf_package() -> std::path::PathBuf {
         _ => {}
     }
     profile
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_mapping_read_twice_by_a_torn_read_counts_once_as_its_later_view() {
+        let text = "7f00-7f10 r-xp 0 00:00 0\n\
+                    7f10-7f224 rw-p 0 00:00 0\n\
+                    7f10-7f225 rw-p 0 00:00 0\n\
+                    7f225-7f230 r--p 0 00:00 0\n";
+        assert_eq!(
+            super::untorn(text),
+            ["7f00-7f10 r-xp 0 00:00 0", "7f10-7f225 rw-p 0 00:00 0", "7f225-7f230 r--p 0 00:00 0"]
+        );
+    }
 }

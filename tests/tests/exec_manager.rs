@@ -241,7 +241,7 @@ fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
 }
 
 #[test]
-fn batches_compile_through_one_context_and_a_dropped_manager_frees_them_all() {
+fn batches_compile_through_one_kept_context_and_a_dropped_manager_frees_them_all() {
     let manager = ExecManager::new(OptLevel::Speed).unwrap();
     // A batch of several functions goes through one reused Cranelift context: each comes out as
     // compiled alone would.
@@ -250,6 +250,23 @@ fn batches_compile_through_one_context_and_a_dropped_manager_frees_them_all() {
     assert_eq!(manager.execute("factorial", &[10]).unwrap(), 3_628_800);
     assert_eq!((manager.execute("is_even", &[7]).unwrap(), manager.execute("is_odd", &[7]).unwrap()), (0, 1));
     assert_eq!((manager.execute("one", &[]).unwrap(), manager.execute("two", &[]).unwrap()), (1, 2));
+    // The context is kept from batch to batch, not kept after a batch refused midway.
+    let kept = |manager: &ExecManager| format!("{manager:?}").contains("kept_contexts: 1");
+    assert!(kept(&manager), "{manager:?}");
+    assert!(manager.compile_clif("function %broken() -> i64 {\nblock0:\n    return\n}").is_err());
+    assert!(!kept(&manager) && format!("{manager:?}").contains("kept_contexts: 0"), "{manager:?}");
+    manager.compile_clif(&constant("three", 3)).unwrap();
+    assert!(kept(&manager), "{manager:?}");
+    assert_eq!(manager.execute("three", &[]).unwrap(), 3);
+    // Nor after a function larger than a kept context is meant to grow for.
+    let mut big = String::from("function %big(i64) -> i64 {\nblock0(v0: i64):\n");
+    for i in 1..=5000 {
+        big += &format!("    v{i} = iadd v{}, v0\n", i - 1);
+    }
+    big += "    return v5000\n}\n";
+    manager.compile_clif(&big).unwrap();
+    assert_eq!(manager.execute("big", &[2]).unwrap(), 2 * 5001);
+    assert!(format!("{manager:?}").contains("kept_contexts: 0"), "{manager:?}");
     // The batches' modules: the first only the manager holds, the second someone else too.
     let module_of = |name| smf::loader::code_containing(manager.address(name).unwrap()).unwrap();
     let (first, second) = (std::sync::Arc::downgrade(&module_of("factorial")), module_of("one"));
@@ -296,7 +313,7 @@ fn compiling_times_no_pass_and_gives_the_thread_its_profiler_back() {
     // The thread's own profiler is back: the next pass Cranelift starts here is counted.
     drop(timing::verifier());
     assert_eq!(passes.load(Ordering::Relaxed), 1);
-    // A batch refused midway gives it back too.
+    // A batch refused gives it back too.
     assert!(manager.compile_functions(broken, &names).is_err());
     drop(timing::verifier());
     assert_eq!(passes.load(Ordering::Relaxed), 2);

@@ -73,7 +73,21 @@ pub struct ExecManager {
     id: u64,
     tables: Mutex<Tables>,
     front_end: Mutex<Option<FrontEnd>>,
+    /// Cranelift contexts kept between batches (at most [`KEPT_CONTEXTS`]): what a context
+    /// allocated for one batch (regalloc2's state above all) is reused by the next, instead of
+    /// made and dropped per batch (18k of the 190k instructions a batch of one small
+    /// function took, by callgrind).
+    contexts: Mutex<Vec<cranelift_codegen::Context>>,
 }
+
+/// Contexts a manager keeps for its next batches: as many as threads usually compile on it at
+/// once (more at once make their own, dropped after).
+const KEPT_CONTEXTS: usize = 4;
+
+/// The largest function (in Cranelift instructions) after which a context is kept: its buffers
+/// grow with the largest function compiled in it, and a manager should not hold one sized for
+/// a rare giant for the rest of its life.
+const KEPT_CONTEXT_MOST_INSTRUCTIONS: usize = 4096;
 
 impl std::fmt::Debug for ExecManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +100,7 @@ impl std::fmt::Debug for ExecManager {
             .field("opt", &self.opt)
             .field("functions", &functions)
             .field("modules", &modules)
+            .field("kept_contexts", &lock(&self.contexts).len())
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +115,7 @@ impl ExecManager {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tables: Mutex::new(Tables::default()),
             front_end: Mutex::new(None),
+            contexts: Mutex::new(Vec::new()),
         })
     }
 
@@ -140,14 +156,7 @@ impl ExecManager {
         if defined.is_empty() {
             return Ok(Vec::new());
         }
-        // One context for the batch: what Cranelift allocates for a function is reused for the next.
-        let mut context = cranelift_codegen::Context::new();
-        let timing_off = compile::PassTimingOff::new();
-        let mut batch = Vec::with_capacity(functions.len());
-        for (function, name) in functions.into_iter().zip(&defined) {
-            batch.push(compile::compile(&self.isa, &mut context, function, name, names)?);
-        }
-        drop(timing_off);
+        let batch = self.compile_batch(functions, &defined, names)?;
         let bytes = image::module_of(&defined, &batch, &index)?;
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
@@ -174,6 +183,38 @@ impl ExecManager {
         tables.functions.extend(entries);
         tables.modules.push(module);
         Ok(defined)
+    }
+
+    /// Machine code of each of `functions` (named `defined`), through one Cranelift context
+    /// kept from an earlier batch where there is one (what Cranelift allocates for a function
+    /// is reused for the next) and with Cranelift's pass timer off. The context is kept again
+    /// unless a function was refused (which may have left it midway) or was larger than
+    /// [`KEPT_CONTEXT_MOST_INSTRUCTIONS`] (its buffers would stay that large).
+    fn compile_batch(
+        &self,
+        functions: Vec<Function>,
+        defined: &[String],
+        names: &NameTable,
+    ) -> Result<Vec<compile::Compiled>, ExecManagerError> {
+        let largest = functions.iter().map(|f| f.dfg.num_insts()).max().unwrap_or(0);
+        let taken = lock(&self.contexts).pop();
+        let mut context = taken.unwrap_or_else(cranelift_codegen::Context::new);
+        let timing_off = compile::PassTimingOff::new();
+        let mut batch = Vec::with_capacity(functions.len());
+        for (function, name) in functions.into_iter().zip(defined) {
+            batch.push(compile::compile(&self.isa, &mut context, function, name, names)?);
+        }
+        drop(timing_off);
+        if largest <= KEPT_CONTEXT_MOST_INSTRUCTIONS {
+            context.clear();
+            let mut contexts = lock(&self.contexts);
+            if contexts.len() < KEPT_CONTEXTS {
+                contexts.push(context);
+                return Ok(batch);
+            }
+        }
+        // Not kept: dropped here, after the lock.
+        Ok(batch)
     }
 
     /// The functions of CLIF `text`, as [`ExecManager::compile_functions`] takes them (user

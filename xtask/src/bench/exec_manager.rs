@@ -18,6 +18,7 @@
 
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 use smf::exec_manager::{ExecManager, NameTable, OptLevel};
@@ -62,17 +63,17 @@ fn jit_module(opt: &str) -> JITModule {
     JITModule::new(JITBuilder::with_isa(isa, cranelift_module::default_libcall_names()))
 }
 
-/// `functions` defined in `module` and finalized together.
-fn jit_compile(module: &mut JITModule, functions: Vec<(String, Function)>) -> usize {
+/// `functions` defined in `module` and finalized together, through `context` (the caller's,
+/// kept between batches and cleared between functions, as cranelift-jit's users are told; the
+/// manager keeps its own likewise).
+fn jit_compile(module: &mut JITModule, context: &mut Context, functions: Vec<(String, Function)>) -> usize {
     let mut ids = Vec::with_capacity(functions.len());
-    // One context for the batch, cleared between functions (as cranelift-jit's users are told).
-    let mut context = module.make_context();
     for (name, mut function) in functions {
         function.signature.call_conv = module.isa().default_call_conv();
         let id = module.declare_function(&name, Linkage::Export, &function.signature).expect("declare");
         context.func = function;
-        module.define_function(id, &mut context).expect("define");
-        module.clear_context(&mut context);
+        module.define_function(id, context).expect("define");
+        module.clear_context(context);
         ids.push(id);
     }
     module.finalize_definitions().expect("finalize");
@@ -95,6 +96,7 @@ fn thousand_ours(manager: &ExecManager) -> Result<(), String> {
 pub(super) fn child(which: &str) -> Result<(), String> {
     let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
     let mut module = jit_module("none");
+    let mut context = module.make_context();
     // Set up as the process's first use of the library does: its executable allocator made,
     // which probes the page size once (an `mmap`, an `mprotect` and an `munmap` per process).
     std::hint::black_box(smf::runtime::exec().page_size());
@@ -112,7 +114,7 @@ pub(super) fn child(which: &str) -> Result<(), String> {
                         (name.clone(), small(&name))
                     })
                     .collect();
-                jit_compile(&mut module, functions);
+                jit_compile(&mut module, &mut context, functions);
             }
         }
         _ => {}
@@ -192,6 +194,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     for (what, line, opt, jit_opt, count) in cases {
         let manager = ExecManager::new(opt).map_err(|e| e.to_string())?;
         let mut module = jit_module(jit_opt);
+        let mut context = module.make_context();
         let (mut ours_n, mut theirs_n) = (0usize, 0usize);
         let function = |kind: &str, n: usize| {
             let name = format!("{kind}_{line}_{n}");
@@ -217,7 +220,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
                             function("theirs", theirs_n)
                         })
                         .collect();
-                    jit_compile(&mut module, batch)
+                    jit_compile(&mut module, &mut context, batch)
                 },
             ],
         );
