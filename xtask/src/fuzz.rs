@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz-seeds` writes each target's seed corpus (`fuzz/corpus/TARGET/`);
-//! `cargo xtask fuzz [--seconds N] [TARGET]` runs every target (or one) for N seconds each
-//! (default 60), installing cargo-fuzz first if it is missing: on nightly with sanitizers when
-//! a nightly toolchain exists, else on stable without (`-s none`).
+//! `cargo xtask fuzz [--seconds N] [--jobs J] [TARGET]` runs every target (or one) for N seconds
+//! each (default 60), J at a time (default: one per core), installing cargo-fuzz first if it is
+//! missing: on nightly with sanitizers when a nightly toolchain exists, else on stable without
+//! (`-s none`).
 
 use std::fs;
 use std::path::Path;
@@ -325,6 +326,7 @@ fn has(program: &str, args: &[&str]) -> bool {
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = 60;
+    let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut only = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -332,6 +334,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--seconds" => {
                 let n = args.next().ok_or("--seconds needs a number")?;
                 seconds = n.parse::<u64>().map_err(|e| format!("--seconds: {e}"))?;
+            }
+            "--jobs" => {
+                let n = args.next().ok_or("--jobs needs a number")?;
+                jobs = n.parse::<usize>().map_err(|e| format!("--jobs: {e}"))?.max(1);
             }
             name if TARGETS.iter().any(|(t, _)| *t == name) => only = Some(name.to_string()),
             other => {
@@ -343,30 +349,84 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::install_cargo_tool("fuzz", "cargo-fuzz")?;
     let nightly = has("cargo", &["+nightly", "--version"]);
     let fuzz_dir = workspace_root().join("fuzz");
-    for (target, max_len) in TARGETS {
-        if only.as_deref().is_some_and(|name| name != target) {
-            continue;
-        }
-        let scratch = scratch_corpus(&fuzz_dir, target)?;
-        let mut cmd = Command::new("cargo");
-        if nightly {
-            cmd.arg("+nightly");
-        }
-        cmd.args(["fuzz", "run"]);
-        if !nightly {
-            cmd.args(["-s", "none"]);
-        }
-        cmd.arg(target).arg(&scratch);
-        cmd.args(["--", &format!("-max_total_time={}", seconds.max(1)), &format!("-max_len={max_len}")]);
-        cmd.arg("-rss_limit_mb=2048");
-        println!("fuzzing {target} for {seconds} s");
-        let status = cmd.current_dir(&fuzz_dir).status().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err(format!(
-                "the fuzzer found a crash: see fuzz/artifacts/{target}, copy the input to fuzz/regressions/{target}/"
-            ));
-        }
+    let targets: Vec<(&str, usize)> =
+        TARGETS.into_iter().filter(|(t, _)| only.as_deref().is_none_or(|name| name == *t)).collect();
+    // Built once, all targets together, before any runs: the runs then only start binaries.
+    let mut build = fuzz_command(nightly, "build");
+    if let Some(name) = &only {
+        build.arg(name);
     }
+    let status = build.current_dir(&fuzz_dir).status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("cargo fuzz build failed".into());
+    }
+    // Each target is its own process on one core for `seconds`: `jobs` of them at a time take
+    // the same fuzzing per target in a fraction of the wall time.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(targets.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(target, max_len)) = targets.get(i) else { break };
+                if let Err(e) = fuzz_one(&fuzz_dir, nightly, target, max_len, seconds) {
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
+}
+
+/// `cargo [+nightly] fuzz SUBCOMMAND [-s none]`: with sanitizers on nightly, without on stable.
+fn fuzz_command(nightly: bool, subcommand: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    if nightly {
+        cmd.arg("+nightly");
+    }
+    cmd.args(["fuzz", subcommand]);
+    if !nightly {
+        cmd.args(["-s", "none"]);
+    }
+    cmd
+}
+
+/// Runs one target for `seconds` over a scratch copy of its seeds. Its output goes to
+/// `fuzz/target/logs/TARGET.log`, printed whole when the fuzzer fails (runs in parallel would
+/// interleave their lines), else summed up in one line.
+fn fuzz_one(
+    fuzz_dir: &Path,
+    nightly: bool,
+    target: &str,
+    max_len: usize,
+    seconds: u64,
+) -> Result<(), String> {
+    let scratch = scratch_corpus(fuzz_dir, target)?;
+    let logs = fuzz_dir.join("target").join("logs");
+    fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let log_path = logs.join(format!("{target}.log"));
+    let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = fuzz_command(nightly, "run");
+    cmd.arg(target).arg(&scratch);
+    cmd.args(["--", &format!("-max_total_time={}", seconds.max(1)), &format!("-max_len={max_len}")]);
+    cmd.arg("-rss_limit_mb=2048");
+    println!("fuzzing {target} for {seconds} s (log: {})", log_path.display());
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let status = cmd.current_dir(fuzz_dir).stdout(log).stderr(err).status().map_err(|e| e.to_string())?;
+    let text = fs::read_to_string(&log_path).unwrap_or_default();
+    if !status.success() {
+        eprintln!("---- {target} ----\n{text}");
+        return Err(format!(
+            "the fuzzer failed on {target}: see fuzz/artifacts/{target}, copy the input to fuzz/regressions/{target}/"
+        ));
+    }
+    let done = text.lines().rev().find(|l| l.contains("DONE")).unwrap_or("(no summary line)");
+    println!("{target}: no failure; {}", done.trim());
     Ok(())
 }
 
