@@ -95,6 +95,11 @@ impl<'a> ModuleTables<'a> {
         self.module.dialect
     }
 
+    /// Where the header was found.
+    pub const fn placement(&self) -> HeaderPlacement {
+        self.module.placement
+    }
+
     /// The decoded header.
     pub const fn header(&self) -> &Header {
         &self.module.header

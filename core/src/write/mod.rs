@@ -551,9 +551,13 @@ impl ModuleBuilder {
             }
         }
         // A reader that detects the layout must find this one. The content (a stub, section
-        // bytes) can hold another layout's header where that layout keeps it; if it validates
-        // and the format's tie rule prefers it, the file reads as that other module.
-        if let Ok(read) = crate::Module::parse(&file) {
+        // bytes) can hold another layout's header where that layout keeps it; if its tables
+        // validate and the format's tie rule prefers it, the file reads as that other module.
+        // Choosing the layout is enough to know that (`ModuleTables::check` decodes symbols
+        // and relocations only when two layouts' tables validate); whether this file's own
+        // symbols and relocations are valid is not the builder's to judge (tests write broken
+        // ones on purpose), and its loader validates them anyway.
+        if let Ok(read) = crate::module::ModuleTables::check(&file, &crate::ParseOptions::default()) {
             let (dialect, placement) = (read.dialect(), read.placement());
             if (dialect, placement) != (self.dialect, self.placement) {
                 return Err(BuildError::ReadAsAnotherLayout { dialect, placement });
