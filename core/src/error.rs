@@ -206,7 +206,7 @@ pub enum ErrorKind {
         /// Section index.
         index: u32,
     },
-    /// A data section's alignment is not zero or a power of two up to 64 KiB.
+    /// A code or data section's alignment is not zero or a power of two up to 64 KiB.
     BadAlignment {
         /// Section index.
         index: u32,

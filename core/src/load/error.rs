@@ -318,6 +318,8 @@ pub enum Overflow {
     WritableSize,
     /// The largest alignment a data section asks for.
     DataAlignment,
+    /// The largest alignment a code section asks for.
+    CodeAlignment,
     /// The size of the code segment holding the read-only data after the code and stubs.
     CodeSegment,
     /// The size of the GOT (its slots).
@@ -344,6 +346,7 @@ impl fmt::Display for Overflow {
             Overflow::ReadOnlySize => "the size of its read-only data and GOT does not fit in memory",
             Overflow::WritableSize => "the size of its writable data and bss does not fit in memory",
             Overflow::DataAlignment => "its data alignment does not fit in memory",
+            Overflow::CodeAlignment => "its code alignment does not fit in memory",
             Overflow::CodeSegment => {
                 "the size of its code segment with read-only data does not fit in memory"
             }

@@ -2,7 +2,8 @@
 //! allocated: `[code | stubs] [rodata | GOT] [data | bss]`, with room for as many stubs and GOT
 //! slots as the module can need (the relocation stage hands them out). With
 //! [`ReadOnlyData::WithCode`] the first two share the code segment; otherwise each part is a
-//! segment of its own. Every segment starts at a multiple of the largest data alignment.
+//! segment of its own. Every segment starts at a multiple of the largest alignment a section asks
+//! for.
 
 use super::relocate::{GOT_SLOT, STUB_SIZE};
 use super::{LoadError, Overflow, ReadOnlyData};
@@ -26,8 +27,8 @@ pub(super) struct Layout {
     pub(super) ro_len: usize,
     /// Writable data and bss.
     pub(super) rw_len: usize,
-    /// The largest alignment a data section asks for.
-    pub(super) data_align: usize,
+    /// What the image starts at a multiple of: the largest alignment a section asks for.
+    pub(super) image_align: usize,
     /// Offset of the read-only region in the code segment, when it shares the code's pages.
     ro_in_code: Option<usize>,
 }
@@ -60,6 +61,7 @@ impl Layout {
             _ => None,
         };
         let rw_len = size(module.read_write_size(), Overflow::WritableSize)?;
+        let image_align = data_align.max(size(module.code_alignment(), Overflow::CodeAlignment)?);
         Ok(Layout {
             code_size,
             stub_start,
@@ -68,7 +70,7 @@ impl Layout {
             got_slots: gots,
             ro_len,
             rw_len,
-            data_align,
+            image_align,
             ro_in_code,
         })
     }

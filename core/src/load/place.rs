@@ -52,7 +52,8 @@ impl<'a> Image<'a> {
         let (code, read_only, read_write) = if layout.is_empty() {
             (None, None, None)
         } else {
-            let mut blocks = batch.alloc_module_image(&layout.segments()?, overwritten, layout.data_align)?;
+            let mut blocks =
+                batch.alloc_module_image(&layout.segments()?, overwritten, layout.image_align)?;
             let mut take = |i: usize| blocks.get_mut(i).and_then(Option::take);
             (take(0), take(1), take(2))
         };

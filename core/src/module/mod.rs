@@ -100,6 +100,7 @@ pub struct Module<'a> {
     read_only_size: u64,
     read_write_size: u64,
     data_alignment: u64,
+    code_alignment: u64,
     relocation_count: u64,
     got_relocation_count: u64,
     /// Where the writable region starts in the data image (data relocation offsets).
@@ -171,6 +172,14 @@ impl<'a> Module<'a> {
     /// loader starts each region at a multiple of this.
     pub const fn data_alignment(&self) -> u64 {
         self.data_alignment
+    }
+
+    /// The largest alignment a code section asks for (at least 1, at most [`MAX_ALIGNMENT`]).
+    /// Code sections lie end to end in the code image, so a section's alignment holds in
+    /// memory when its writer starts it at a multiple of it there (`smf pack` does) and the
+    /// loader starts the code at a multiple of this.
+    pub const fn code_alignment(&self) -> u64 {
+        self.code_alignment
     }
 
     /// Where the writable region starts in the data image, the space data relocation offsets

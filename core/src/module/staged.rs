@@ -125,6 +125,11 @@ impl<'a> ModuleTables<'a> {
         self.module.data_alignment
     }
 
+    /// The largest alignment a code section asks for ([`Module::code_alignment`]).
+    pub const fn code_alignment(&self) -> u64 {
+        self.module.code_alignment
+    }
+
     /// Where the writable region starts in the data image ([`Module::writable_data_start`]).
     pub const fn writable_data_start(&self) -> u64 {
         self.module.writable_data_start

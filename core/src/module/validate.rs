@@ -86,6 +86,7 @@ impl<'a> Module<'a> {
             read_only_size: 0,
             read_write_size: 0,
             data_alignment: 1,
+            code_alignment: 1,
             relocation_count: 0,
             got_relocation_count: 0,
             writable_data_start: 0,
@@ -105,6 +106,7 @@ impl<'a> Module<'a> {
     /// Checks every payload, sums the code, lays out the data, finds the special sections.
     pub(super) fn validate_sections(&mut self, options: &ParseOptions) -> Result<()> {
         let mut code_size: u64 = 0;
+        let mut code_alignment: u64 = 1;
         let mut layout = DataLayout::default();
         let mut relocations: u64 = 0;
         let mut got_relocations: u64 = 0;
@@ -151,14 +153,17 @@ impl<'a> Module<'a> {
             }
             match section.section_type {
                 SectionType::Code => {
+                    if !alignment_ok(section.alignment) {
+                        let kind = ErrorKind::BadAlignment { index, alignment: section.alignment };
+                        return Err(Error::new(kind, entry_offset));
+                    }
+                    code_alignment = code_alignment.max(section.alignment);
                     code_size = code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
                 }
                 t if t.is_data() => {
                     if !alignment_ok(section.alignment) {
-                        return Err(Error::new(
-                            ErrorKind::BadAlignment { index, alignment: section.alignment },
-                            entry_offset,
-                        ));
+                        let kind = ErrorKind::BadAlignment { index, alignment: section.alignment };
+                        return Err(Error::new(kind, entry_offset));
                     }
                     layout.place(&section).ok_or(overflow(u64::MAX))?;
                 }
@@ -228,6 +233,7 @@ impl<'a> Module<'a> {
         self.read_only_size = layout.read_only;
         self.read_write_size = layout.read_write;
         self.data_alignment = layout.alignment;
+        self.code_alignment = code_alignment;
         self.relocation_count = relocations;
         self.got_relocation_count = got_relocations;
         self.data_relocations_marker = first_is_marker;

@@ -85,6 +85,8 @@ fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
     assert_eq!(call(&loaded, "after", &[5]), 15 + 6);
     assert_eq!(call(&loaded, "wide", &[5]), 3);
     assert_eq!(loaded.symbol(b"wide").unwrap() % 256, 0, "at its alignment in memory");
+    assert_eq!(loaded.symbol(b"aligned").unwrap() % 8192, 0, "past a page: the image at 8 KiB too");
+    assert_eq!(call(&loaded, "aligned", &[5]), 15);
 
     // Every compiled shape, one section per function, against native.
     let expected = native(&dir, &["cases.c"], &[("sum_squares", &[100]), ("collatz", &[27])]);
