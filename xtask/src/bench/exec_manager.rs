@@ -80,44 +80,80 @@ fn jit_compile(module: &mut JITModule, context: &mut Context, functions: Vec<(St
     ids.iter().map(|&id| module.get_finalized_function(id) as usize).sum()
 }
 
-/// 1,000 small functions compiled by `manager` in batches of 100.
-fn thousand_ours(manager: &ExecManager) -> Result<(), String> {
-    for batch in 0..10 {
-        let functions = (0..100).map(|i| small(&format!("footprint_{batch}_{i}"))).collect();
-        manager.compile_functions(functions, &NameTable::new()).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+/// What the child compiles: `batches` batches of `per_batch` functions at `opt`, small ones
+/// or large ones.
+#[derive(Clone, Copy)]
+struct Shape {
+    opt: OptLevel,
+    batches: usize,
+    per_batch: usize,
+    large: bool,
 }
 
-/// The child: 1,000 small functions in batches of 100 through `ours` (a manager) or `jit` (a
-/// `JITModule`), then, with `-cleanup`, everything freed (the manager dropped, the
-/// `JITModule`'s memory freed); or only both set up (`none`, the baseline, which counts the
-/// library's one-time set-up of the process).
+impl Shape {
+    /// The shape named after `ours-` or `jit-`: none, the footprint's 1,000 small functions in
+    /// batches of 100; `single`, 200 batches of one small function (opt none); `large`, 20
+    /// batches of one large function (opt speed). The last two are what callgrind compares per
+    /// batch: `valgrind --tool=callgrind target/release/xtask exec-manager-child ours-single`.
+    fn named(name: &str) -> Option<Shape> {
+        let (opt, batches, per_batch, large) = match name {
+            "" => (OptLevel::None, 10, 100, false),
+            "single" => (OptLevel::None, 200, 1, false),
+            "large" => (OptLevel::Speed, 20, 1, true),
+            _ => return None,
+        };
+        Some(Shape { opt, batches, per_batch, large })
+    }
+
+    /// Function `i` of batch `batch`, named with `prefix`.
+    fn function(&self, prefix: &str, batch: usize, i: usize) -> (String, Function) {
+        let name = format!("{prefix}footprint_{batch}_{i}");
+        let f = if self.large { large(&name, 400) } else { small(&name) };
+        (name, f)
+    }
+
+    /// Batch `batch` compiled by `manager`.
+    fn compile_ours(&self, manager: &ExecManager, batch: usize) -> Result<(), String> {
+        let functions = (0..self.per_batch).map(|i| self.function("", batch, i).1).collect();
+        manager.compile_functions(functions, &NameTable::new()).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// The footprint's 1,000 small functions compiled by `manager` in batches of 100.
+fn thousand_ours(manager: &ExecManager) -> Result<(), String> {
+    let shape = Shape::named("").ok_or("no footprint shape")?;
+    (0..shape.batches).try_for_each(|batch| shape.compile_ours(manager, batch))
+}
+
+/// The child: a [`Shape`]'s functions through `ours` (a manager) or `jit` (a `JITModule`),
+/// then, with `-cleanup`, everything freed (the manager dropped, the `JITModule`'s memory
+/// freed); or only both set up (`none`, the baseline, which counts the library's one-time
+/// set-up of the process). `which` is `SIDE[-SHAPE][-cleanup]`.
 pub(super) fn child(which: &str) -> Result<(), String> {
-    let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
-    let mut module = jit_module("none");
-    let mut context = module.make_context();
-    // Set up as the process's first use of the library does: its executable allocator made,
-    // which probes the page size once (an `mmap`, an `mprotect` and an `munmap` per process).
-    std::hint::black_box(smf::runtime::exec().page_size());
     let (which, cleanup) = match which.strip_suffix("-cleanup") {
         Some(which) => (which, true),
         None => (which, false),
     };
-    match which {
-        "ours" => thousand_ours(&manager)?,
-        "jit" => {
-            for batch in 0..10 {
-                let functions = (0..100)
-                    .map(|i| {
-                        let name = format!("jit_footprint_{batch}_{i}");
-                        (name.clone(), small(&name))
-                    })
-                    .collect();
+    let (side, shape_name) = which.split_once('-').unwrap_or((which, ""));
+    if !["ours", "jit", "none"].contains(&side) {
+        return Err(format!("no such side: {side} (ours, jit or none)"));
+    }
+    let shape = Shape::named(shape_name).ok_or_else(|| format!("no such shape: {shape_name} (single or large)"))?;
+    let manager = ExecManager::new(shape.opt).map_err(|e| e.to_string())?;
+    let mut module = jit_module(if shape.opt == OptLevel::Speed { "speed" } else { "none" });
+    let mut context = module.make_context();
+    // Set up as the process's first use of the library does: its executable allocator made,
+    // which probes the page size once (an `mmap`, an `mprotect` and an `munmap` per process).
+    std::hint::black_box(smf::runtime::exec().page_size());
+    for batch in 0..shape.batches {
+        match side {
+            "ours" => shape.compile_ours(&manager, batch)?,
+            "jit" => {
+                let functions = (0..shape.per_batch).map(|i| shape.function("jit_", batch, i)).collect();
                 jit_compile(&mut module, &mut context, functions);
             }
+            _ => break,
         }
-        _ => {}
     }
     if cleanup {
         drop(manager);

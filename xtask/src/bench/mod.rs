@@ -41,7 +41,8 @@ const NAMES: [&str; 14] = [
     "chart",
 ];
 
-/// The exec-manager benchmark's child process (`cargo xtask exec-manager-child ours|jit|none`).
+/// The exec-manager benchmark's child process (`cargo xtask exec-manager-child
+/// ours|jit[-single|-large][-cleanup]` or `none`).
 pub(crate) fn exec_manager_child(args: &[String]) -> Result<(), String> {
     exec_manager::child(args.first().map_or("none", String::as_str))
 }
