@@ -789,6 +789,38 @@ fn code_alignments_above_a_page_are_honoured() {
     }
 }
 
+/// Modules loaded together (`LoadBatch`, a batch of many) pack their code into shared pages:
+/// eight small modules take one code page between them, not eight. Each runs and sees its own
+/// data; modules released leave the others on the shared page running; nothing is ever
+/// writable and executable.
+#[test]
+fn modules_loaded_together_share_code_pages() {
+    use smf_core::load::LoadBatch;
+    let exec = ExecAllocator::default();
+    let file = module_with_every_kind_of_data();
+    let mut batch = LoadBatch::new(&exec);
+    for _ in 0..8 {
+        batch.add(&file, &(), &LoadOptions::default()).unwrap();
+    }
+    let mut modules = batch.seal().unwrap();
+    assert_no_rwx("sealed");
+    let page = exec.page_size();
+    let code_pages: std::collections::BTreeSet<usize> =
+        modules.iter().map(|m| m.symbol(b"main").unwrap() / page).collect();
+    assert_eq!(code_pages.len(), 1, "eight modules' code in one page");
+    let data: std::collections::BTreeSet<usize> = modules.iter().map(|m| m.symbol(b"d").unwrap()).collect();
+    assert_eq!(data.len(), 8, "each module's own data");
+    for m in &modules {
+        assert_eq!(call0(m, b"main"), 42);
+    }
+    let last = modules.pop().unwrap();
+    drop(modules);
+    assert_eq!(call0(&last, b"main"), 42, "the shared page stays while a module on it lives");
+    assert_no_rwx("released");
+    drop(last);
+    assert_eq!(exec.stats().blocks_live, 0);
+}
+
 /// A module whose image holds only read-only data, only writable data, or nothing at all (a
 /// note alone) loads: its data symbols point at their bytes, and an empty image takes no block.
 /// (Found by mutation testing: no test loaded a module without code.)

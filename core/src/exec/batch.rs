@@ -112,7 +112,9 @@ impl<'a> CodeBatch<'a> {
 
     /// Allocates a module image: page-aligned segments (code, read-only data, writable data),
     /// each its own block (`None` for empty segments), in one region: the code segments back to
-    /// back, the data segments back to back above them. Sealing the batch makes code pages
+    /// back, the data segments back to back above them. In a batch of many
+    /// ([`super::ExecAllocator::batch_of_many`]) the code segment is aligned to the granule (or
+    /// the image's alignment) instead, right after the batch's previous block. Sealing the batch makes code pages
     /// read-execute, read-only pages read-only, and leaves writable pages read-write (never
     /// executable). Keeping a module in one region keeps all its internal references within
     /// reach of 32-bit PC-relative relocations; keeping code with code and data with data keeps

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use super::fake::SimulatedKernel;
 use super::tests::{config, PAGE};
-use super::{ExecAllocator, ExecError, MemoryKind};
+use super::{Block, ExecAllocator, ExecError, MemoryKind};
 
 #[test]
 fn a_fresh_region_has_room_for_an_aligned_image_larger_than_the_usual_size() {
@@ -201,4 +201,52 @@ fn code_alone_goes_on_in_its_batch_s_run_with_no_room_left_for_data() {
     assert_eq!(second[0].as_ref().unwrap().addr(), first[0].as_ref().unwrap().addr() + PAGE);
     batch.seal().unwrap();
     drop((top, first, second));
+}
+
+#[test]
+fn a_batch_of_many_packs_its_images_code_at_their_alignment_and_data_in_whole_pages() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch_of_many();
+    fn image<'a>(
+        batch: &mut crate::exec::CodeBatch<'a>,
+        code: usize,
+        align: usize,
+    ) -> (Block<'a>, Block<'a>) {
+        let segments = [(code, MemoryKind::Code), (100, MemoryKind::ReadWrite)];
+        let blocks = batch.alloc_module_image(&segments, 0, align).unwrap();
+        let [Some(code), Some(data)] = <[_; 2]>::try_from(blocks).unwrap() else { panic!("two blocks") };
+        (code, data)
+    }
+    let first = image(&mut batch, 100, 16);
+    let second = image(&mut batch, 40, 64);
+    let third = image(&mut batch, 8, 16);
+    // Code: 100 bytes take 112 (the granule), the next starts at its alignment after them.
+    assert_eq!(first.0.addr() % PAGE, 0);
+    assert_eq!((first.0.size(), second.0.size(), third.0.size()), (112, 64, 16));
+    assert_eq!(second.0.addr(), first.0.addr() + 128, "at 64 after the first's 112 bytes");
+    assert_eq!(third.0.addr(), second.0.addr() + 64);
+    // Data: a page each.
+    for data in [&first.1, &second.1, &third.1] {
+        assert_eq!((data.addr() % PAGE, data.size()), (0, PAGE));
+    }
+    assert_eq!(exec.stats().blocks_live, 6);
+    batch.seal().unwrap();
+    // The shared page seals read-execute; freeing two of the three keeps it for the third.
+    let code_page = first.0.addr();
+    assert_eq!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec));
+    let pages_sealed = exec.stats().pages_sealed;
+    exec.free_all([first.0, first.1, second.0, second.1]).unwrap();
+    assert_eq!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "the third's code");
+    assert_eq!(exec.stats().pages_sealed, pages_sealed - 2, "two data pages went back, not the code's");
+    exec.free_all([third.0, third.1]).unwrap();
+    assert_ne!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "empty: released");
+    assert_eq!(exec.stats().blocks_live, 0);
+
+    // A batch that is not of many gives each image's code whole pages.
+    let mut batch = exec.batch();
+    let (a, b) = (image(&mut batch, 100, 16), image(&mut batch, 40, 16));
+    assert_eq!((a.0.size(), b.0.addr() - a.0.addr()), (PAGE, PAGE));
+    batch.seal().unwrap();
+    drop((a, b));
 }

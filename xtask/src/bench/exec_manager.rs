@@ -138,7 +138,8 @@ pub(super) fn child(which: &str) -> Result<(), String> {
     if !["ours", "jit", "none"].contains(&side) {
         return Err(format!("no such side: {side} (ours, jit or none)"));
     }
-    let shape = Shape::named(shape_name).ok_or_else(|| format!("no such shape: {shape_name} (single or large)"))?;
+    let shape =
+        Shape::named(shape_name).ok_or_else(|| format!("no such shape: {shape_name} (single or large)"))?;
     let manager = ExecManager::new(shape.opt).map_err(|e| e.to_string())?;
     let mut module = jit_module(if shape.opt == OptLevel::Speed { "speed" } else { "none" });
     let mut context = module.make_context();

@@ -18,7 +18,10 @@
 //! inside the image stays within the region (32-bit PC-relative reach) while each kind's pages
 //! stay together: the kernel keeps a region in a few mappings (sealed code, then free and
 //! writable pages, which share a protection) however many modules it holds, where placing each
-//! image's segments back to back cost two or three mappings per module.
+//! image's segments back to back cost two or three mappings per module. In a batch of many,
+//! images' code packs at each image's alignment after the batch's previous block, as blocks
+//! do, so that many small modules share code pages (their data still takes whole pages: each
+//! region's pages seal to one kind).
 //!
 //! **Trap pages** (the one place their reason is written). A module image's code run that
 //! does not follow sealed code gets a trap page right before it (filled with faulting

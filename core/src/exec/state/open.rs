@@ -423,7 +423,9 @@ impl State {
 
     /// Allocates a module image's segments in `batch` (code, read-only data, writable data),
     /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`
-    /// (at least a page), handed to `out` in order (`None` for an empty segment). The code
+    /// (at least a page; the code of a batch that opens ahead, a batch of many, at least the
+    /// granule: it packs after the batch's previous block), handed to `out` in order (`None`
+    /// for an empty segment). The code
     /// segments lie back to back from the bottom of a region (after earlier code, so that
     /// sealed code stays in few mappings), the data segments back to back above them, at the
     /// top of the same region: every reference inside the image stays within a region. The
@@ -440,10 +442,16 @@ impl State {
         if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
         }
+        // Data segments take whole pages (each region's pages seal to its kind). So does code,
+        // but in a batch of many, whose images' code packs at the image's alignment: their
+        // code shares pages, sealed together, as blocks of one batch do.
         let unit = align.max(self.page);
+        let packs = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.opens_ahead;
+        let code_unit = if packs { align.max(GRANULE) } else { unit };
+        let unit_of = |kind| if kind == MemoryKind::Code { code_unit } else { unit };
         let (mut code, mut data): (usize, usize) = (0, 0);
         for &(len, kind) in segments {
-            let rounded = align_up(len, unit).ok_or(ExecError::TooLarge { size: len })?;
+            let rounded = align_up(len, unit_of(kind)).ok_or(ExecError::TooLarge { size: len })?;
             let total = if kind == MemoryKind::Code { &mut code } else { &mut data };
             *total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
         }
@@ -462,7 +470,7 @@ impl State {
         let (mut code_at, mut data_at) = (0, 0);
         if code > 0 {
             let room = (data > 0).then_some(DataRoom { count: data / self.page, align: unit });
-            code_at = self.place(batch.0, code, unit, code_overwritten, !self.config.allow_rwx, room)?;
+            code_at = self.place(batch.0, code, code_unit, code_overwritten, !self.config.allow_rwx, room)?;
             let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
             b.cursor = code_at + code;
         }
@@ -482,7 +490,7 @@ impl State {
                 out(None);
                 continue;
             }
-            let size = align_up(len, unit).unwrap_or(len);
+            let size = align_up(len, unit_of(kind)).unwrap_or(len);
             let at = if kind == MemoryKind::Code { &mut code_at } else { &mut data_at };
             if let Some((r, first, last)) = self.pages_of(*at, *at + size) {
                 let region = &mut self.regions[r];
