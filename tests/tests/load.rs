@@ -821,6 +821,38 @@ fn modules_loaded_together_share_code_pages() {
     assert_eq!(exec.stats().blocks_live, 0);
 }
 
+/// A module that fails to load in a batch leaves nothing of its own behind: its code, copied
+/// but not relocated (a PC-relative reference to an import out of reach), is zeroed before its
+/// blocks go back, so that the page it shared with the batch's next module seals holding that
+/// module's code and zeros only.
+#[test]
+fn a_module_failing_in_a_batch_leaves_zeros_where_its_code_was() {
+    use smf_core::load::LoadBatch;
+    let exec = ExecAllocator::default();
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    let mut code = vec![0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3]; // mov rax, [rip + far]; ret
+    code.extend([0x90; 200]);
+    b.add_code(b".text", &code);
+    b.add_symbol(SymbolSpec::function(b"start", 0, code.len() as u64));
+    let far = b.add_symbol(SymbolSpec::import(b"far"));
+    b.add_relocation(3, far, RelocKind::Pc32, -4);
+    let failing = b.build().unwrap();
+    let resolver = TableResolver(&[(b"far", 0x1000)]);
+
+    let mut batch = LoadBatch::new(&exec);
+    let error = batch.add(&failing, &resolver, &LoadOptions::default()).unwrap_err();
+    assert!(matches!(error, LoadError::Relocation { .. }), "{error:?}");
+    batch.add(&samples::return_42(Dialect::R96), &(), &LoadOptions::default()).unwrap();
+    let modules = batch.seal().unwrap();
+    let main = modules[0].symbol(b"main").unwrap();
+    let page_start = main - main % exec.page_size();
+    assert!(main - page_start >= code.len(), "the failed module's code came first in the page");
+    // SAFETY: the bytes before `main` in its sealed, readable code page.
+    let before = unsafe { std::slice::from_raw_parts(page_start as *const u8, main - page_start) };
+    assert!(before.iter().all(|&b| b == 0), "{:02x?}", &before[..16]);
+    assert_eq!(call0(&modules[0], b"main"), 42);
+}
+
 /// A module whose image holds only read-only data, only writable data, or nothing at all (a
 /// note alone) loads: its data symbols point at their bytes, and an empty image takes no block.
 /// (Found by mutation testing: no test loaded a module without code.)

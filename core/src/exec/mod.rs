@@ -130,7 +130,7 @@ impl Block<'_> {
     }
 
     /// Its size in bytes (the request rounded up to [`GRANULE`], or to pages for an image's
-    /// segment; an image's code in a batch of many, to its alignment and at least [`GRANULE`]).
+    /// segment; an image's code in a batch of many, to its alignment and at least 64 bytes).
     pub const fn size(&self) -> usize {
         self.size
     }
@@ -364,9 +364,9 @@ impl ExecAllocator {
     /// protection change at the seal) even while other threads open runs beside it. Pages it
     /// never uses go back clean at the seal, with no syscall. A batch of one image does not
     /// need them, and its load skips their bookkeeping. The code of the module images it
-    /// allocates packs at each image's alignment instead of taking whole pages, so that the
-    /// code of many small modules shares pages (sealed together; a shared page goes back when
-    /// the last module on it is freed).
+    /// allocates packs at each image's alignment (at least 64 bytes) instead of taking whole
+    /// pages, so that the code of many small modules shares pages (sealed together; a shared
+    /// page goes back when the last module on it is freed).
     pub fn batch_of_many(&self) -> CodeBatch<'_> {
         let id = self.state.lock().begin_batch(true);
         CodeBatch::new(self, id)

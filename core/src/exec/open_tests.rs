@@ -221,16 +221,18 @@ fn a_batch_of_many_packs_its_images_code_at_their_alignment_and_data_in_whole_pa
     let first = image(&mut batch, 100, 16);
     let second = image(&mut batch, 40, 64);
     let third = image(&mut batch, 8, 16);
-    // Code: 100 bytes take 112 (the granule), the next starts at its alignment after them.
+    let fourth = image(&mut batch, 8, 512);
+    // Code: each at least a cache line, the next at its alignment after the one before.
     assert_eq!(first.0.addr() % PAGE, 0);
-    assert_eq!((first.0.size(), second.0.size(), third.0.size()), (112, 64, 16));
-    assert_eq!(second.0.addr(), first.0.addr() + 128, "at 64 after the first's 112 bytes");
+    assert_eq!((first.0.size(), second.0.size(), third.0.size()), (128, 64, 64));
+    assert_eq!(second.0.addr(), first.0.addr() + 128);
     assert_eq!(third.0.addr(), second.0.addr() + 64);
+    assert_eq!(fourth.0.addr(), first.0.addr() + 512, "the third ends at 256: the fourth at 512");
     // Data: a page each.
     for data in [&first.1, &second.1, &third.1] {
         assert_eq!((data.addr() % PAGE, data.size()), (0, PAGE));
     }
-    assert_eq!(exec.stats().blocks_live, 6);
+    assert_eq!(exec.stats().blocks_live, 8);
     batch.seal().unwrap();
     // The shared page seals read-execute; freeing two of the three keeps it for the third.
     let code_page = first.0.addr();
@@ -239,7 +241,7 @@ fn a_batch_of_many_packs_its_images_code_at_their_alignment_and_data_in_whole_pa
     exec.free_all([first.0, first.1, second.0, second.1]).unwrap();
     assert_eq!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "the third's code");
     assert_eq!(exec.stats().pages_sealed, pages_sealed - 2, "two data pages went back, not the code's");
-    exec.free_all([third.0, third.1]).unwrap();
+    exec.free_all([third.0, third.1, fourth.0, fourth.1]).unwrap();
     assert_ne!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "empty: released");
     assert_eq!(exec.stats().blocks_live, 0);
 

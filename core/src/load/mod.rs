@@ -358,32 +358,19 @@ impl<'a> Staged<'a> {
         let linked = link::link(tables, &mut Resolutions::new(resolver))?;
         let layout = Layout::plan(&linked.module, options.read_only_data)?;
         let image = Image::allocate(batch, &layout, linked.module.tables())?;
-        image.place_data(batch, linked.module.tables())?;
-        let bases = RegionBases {
-            code: image.code_base,
-            read_only: image.read_only_base,
-            writable: image.read_write_base,
+        // The code block was handed out unzeroed on the promise that every byte of the code
+        // would be written: a load failing on the way zeroes it, so that no byte it left (of
+        // a recycled page, or its own unrelocated code) is sealed executable beside the code
+        // of the batch's other modules, with which it may share a page.
+        let filled = match fill(batch, &image, &layout, linked, options) {
+            Ok(filled) => filled,
+            Err(error) => {
+                image.scrub_code(batch);
+                return Err(error);
+            }
         };
-        let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
-        let Relocated { module, got_used, calls, unwind_tables } =
-            place_and_relocate_code(batch, &image, &layout, module, &symbols, &mut targets, options)?;
-        if got_used > 0 {
-            let got_at =
-                place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
-            let len = got_used
-                .checked_mul(relocate::GOT_SLOT)
-                .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
-            let block = image.block_holding(got_at, len, Invariant::GotOutsideImage)?;
-            let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
-            relocate::fill_got(got, got_at, &targets)?;
-        }
-        let templates = Templates::copy(&module, &symbols, &templates)?;
+        let Filled { module, symbols, deps, templates, entry, note_sdn, calls, unwind_tables } = filled;
         let header = *module.header();
-        let entry = match header.is_executable() {
-            true => Some(place::offset_from(image.code_base, header.entry_point, Overflow::CodeAddress)?),
-            false => None,
-        };
-        let note_sdn = keep_note(&module)?;
         let (code, code_size) = (image.code_base, layout.code_size);
         let blocks = image.into_blocks()?;
         let Calls { constructors, destructors } = calls;
@@ -421,6 +408,57 @@ impl<'a> Staged<'a> {
         module.construct(&constructors);
         module
     }
+}
+
+/// What the stages between allocating a module's image and sealing it leave.
+struct Filled<'m> {
+    module: Module<'m>,
+    symbols: SymbolTable,
+    deps: Vec<Keepalive>,
+    templates: Templates,
+    entry: Option<usize>,
+    note_sdn: Option<Vec<u8>>,
+    calls: Calls,
+    unwind_tables: Vec<UnwindTable>,
+}
+
+/// The stages that fill a module's allocated `image` in `batch`, in order: the data placed,
+/// the symbols placed, the code copied and relocated, the GOT filled, the templates and the
+/// note kept.
+fn fill<'a, 'm>(
+    batch: &mut CodeBatch<'a>,
+    image: &Image<'a>,
+    layout: &Layout,
+    linked: link::Linked<'m>,
+    options: &LoadOptions,
+) -> Result<Filled<'m>, LoadError> {
+    image.place_data(batch, linked.module.tables())?;
+    let bases = RegionBases {
+        code: image.code_base,
+        read_only: image.read_only_base,
+        writable: image.read_write_base,
+    };
+    let Placed { module, symbols, mut targets, deps, templates } = linked.place(&bases)?;
+    let Relocated { module, got_used, calls, unwind_tables } =
+        place_and_relocate_code(batch, image, layout, module, &symbols, &mut targets, options)?;
+    if got_used > 0 {
+        let got_at =
+            place::offset_from(image.read_only_base, layout.got_start as u64, Overflow::ReadOnlyAddress)?;
+        let len = got_used
+            .checked_mul(relocate::GOT_SLOT)
+            .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
+        let block = image.block_holding(got_at, len, Invariant::GotOutsideImage)?;
+        let got = batch.block_mut(block)?.get_mut(got_at - block.addr()..).unwrap_or_default();
+        relocate::fill_got(got, got_at, &targets)?;
+    }
+    let templates = Templates::copy(&module, &symbols, &templates)?;
+    let header = *module.header();
+    let entry = match header.is_executable() {
+        true => Some(place::offset_from(image.code_base, header.entry_point, Overflow::CodeAddress)?),
+        false => None,
+    };
+    let note_sdn = keep_note(&module)?;
+    Ok(Filled { module, symbols, deps, templates, entry, note_sdn, calls, unwind_tables })
 }
 
 /// The architecture check: a module for another machine is refused before anything is mapped.

@@ -59,9 +59,26 @@ impl<'a> Image<'a> {
         };
         let base = |b: &Option<Block<'_>>| b.as_ref().map_or(0, Block::addr);
         let code_base = base(&code);
-        let read_only_base = layout.read_only_base(code_base, base(&read_only))?;
         let read_write_base = base(&read_write);
-        Ok(Image { code, read_only, read_write, code_base, read_only_base, read_write_base, zero_tails })
+        let mut image =
+            Image { code, read_only, read_write, code_base, read_only_base: 0, read_write_base, zero_tails };
+        match layout.read_only_base(code_base, base(&image.read_only)) {
+            Ok(at) => image.read_only_base = at,
+            Err(error) => {
+                image.scrub_code(batch);
+                return Err(error);
+            }
+        }
+        Ok(image)
+    }
+
+    /// Zeroes the code block (its batch still open) of an image whose load failed before its
+    /// code was written and relocated in full: the allocator handed its bytes out unzeroed on
+    /// the loader's promise to write them ([`CodeBatch::alloc_module_image`]'s `overwritten`).
+    pub(super) fn scrub_code(&self, batch: &mut CodeBatch<'a>) {
+        if let Some(bytes) = self.code.as_ref().and_then(|code| batch.block_mut(code).ok()) {
+            bytes.fill(0);
+        }
     }
 
     /// The place stage for data: copies every data section of `module` to its place in its

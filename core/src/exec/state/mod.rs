@@ -39,7 +39,7 @@
 //! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
 //! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
 //!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
-//!   module image that its caller overwrites in full
+//!   module image that its caller overwrites in full, or zeroes if it gives up
 //!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
 //!   this allocator's own until then.
 //!

@@ -23,6 +23,11 @@ pub(crate) struct Prep {
 /// Zeroing ranges a [`Prep`] holds (an image usually needs one or two).
 const PREP_RANGES: usize = 4;
 
+/// The least alignment of an image's code packed in a batch of many: a cache line, which is
+/// also more than any module's code got by chance before packing where its writer declared
+/// less than it needed (the S128 writer declares 16 for every code section).
+const PACKED_CODE_ALIGNMENT: usize = 64;
+
 impl Prep {
     /// Adds `range` to zero (nothing to do for an empty one); false if there is no room left.
     fn add_zero(&mut self, range: core::ops::Range<usize>) -> bool {
@@ -423,9 +428,9 @@ impl State {
 
     /// Allocates a module image's segments in `batch` (code, read-only data, writable data),
     /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`
-    /// (at least a page; the code of a batch that opens ahead, a batch of many, at least the
-    /// granule: it packs after the batch's previous block), handed to `out` in order (`None`
-    /// for an empty segment). The code
+    /// (at least a page; the code of a batch that opens ahead, a batch of many, at least
+    /// [`PACKED_CODE_ALIGNMENT`]: it packs after the batch's previous block), handed to `out` in
+    /// order (`None` for an empty segment). The code
     /// segments lie back to back from the bottom of a region (after earlier code, so that
     /// sealed code stays in few mappings), the data segments back to back above them, at the
     /// top of the same region: every reference inside the image stays within a region. The
@@ -443,11 +448,11 @@ impl State {
             return Err(ExecError::BadAlignment { align });
         }
         // Data segments take whole pages (each region's pages seal to its kind). So does code,
-        // but in a batch of many, whose images' code packs at the image's alignment: their
-        // code shares pages, sealed together, as blocks of one batch do.
+        // but in a batch of many, whose images' code packs at the image's alignment (at least
+        // a cache line): their code shares pages, sealed together, as blocks of one batch do.
         let unit = align.max(self.page);
         let packs = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.opens_ahead;
-        let code_unit = if packs { align.max(GRANULE) } else { unit };
+        let code_unit = if packs { align.max(PACKED_CODE_ALIGNMENT) } else { unit };
         let unit_of = |kind| if kind == MemoryKind::Code { code_unit } else { unit };
         let (mut code, mut data): (usize, usize) = (0, 0);
         for &(len, kind) in segments {

@@ -333,8 +333,9 @@ fn stranded(page: &Page, batches: &Batches) -> bool {
 }
 
 /// Whether a trap page of a batch (whose pages are `open`) still guards code: the page after it
-/// is the batch's and holds code. (Code freed before the seal gave its pages back at once, so
-/// an open page of the batch there always holds a block.)
+/// is the batch's and holds code. (Code freed before the seal gave its pages back at once, but
+/// for a page the batch's cursor is still in: one left holding no block goes back at the seal,
+/// with the trap page before it.)
 fn guards_code(next: Option<&Page>, open: PageState) -> bool {
     next.is_some_and(|n| n.state == open && n.live > 0 && n.kind == MemoryKind::Code)
 }
