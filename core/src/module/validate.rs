@@ -151,20 +151,16 @@ impl<'a> Module<'a> {
                 unwind_tables += 1;
                 first_unwind_table = first_unwind_table.or(Some(index));
             }
+            if loadable && !alignment_ok(section.alignment) {
+                let kind = ErrorKind::BadAlignment { index, alignment: section.alignment };
+                return Err(Error::new(kind, entry_offset));
+            }
             match section.section_type {
                 SectionType::Code => {
-                    if !alignment_ok(section.alignment) {
-                        let kind = ErrorKind::BadAlignment { index, alignment: section.alignment };
-                        return Err(Error::new(kind, entry_offset));
-                    }
                     code_alignment = code_alignment.max(section.alignment);
                     code_size = code_size.checked_add(section.virtual_size).ok_or(overflow(u64::MAX))?;
                 }
                 t if t.is_data() => {
-                    if !alignment_ok(section.alignment) {
-                        let kind = ErrorKind::BadAlignment { index, alignment: section.alignment };
-                        return Err(Error::new(kind, entry_offset));
-                    }
                     layout.place(&section).ok_or(overflow(u64::MAX))?;
                 }
                 SectionType::Relocations => {

@@ -430,11 +430,10 @@ impl State {
     /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`
     /// (at least a page; the code of a batch that opens ahead, a batch of many, at least
     /// [`PACKED_CODE_ALIGNMENT`]: it packs after the batch's previous block), handed to `out` in
-    /// order (`None` for an empty segment). The code
-    /// segments lie back to back from the bottom of a region (after earlier code, so that
-    /// sealed code stays in few mappings), the data segments back to back above them, at the
-    /// top of the same region: every reference inside the image stays within a region. The
-    /// caller writes the first `overwritten` bytes of the first segment (a module's code) in
+    /// order (`None` for an empty segment). The code segments lie back to back from the bottom
+    /// of a region (after earlier code, so that sealed code stays in few mappings), the data
+    /// segments back to back above them, at the top of the same region: every reference inside
+    /// the image stays within a region. The caller writes the first `overwritten` bytes of the first segment (a module's code) in
     /// full before sealing, so they are not zeroed first in recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
