@@ -311,9 +311,11 @@ mod tests {
             let module = Module::tables_as(&file, candidate, &options).unwrap();
             let entry = dialect.symbol_entry_size();
             let table = usize::try_from(module.symbol_table_at).unwrap();
-            // Every byte of every entry set to values that break and keep the rules.
+            // Every byte of every entry set to values that break and keep the rules (under Miri,
+            // which runs this a thousand times slower, the first entry's bytes).
+            let entries = if cfg!(miri) { 1 } else { module.header.symbol_count as usize };
             let mut refused = 0;
-            for at in table..table + entry * module.header.symbol_count as usize {
+            for at in table..table + entry * entries {
                 for value in [0u8, 1, 3, 0x10, 0xFF] {
                     let mut mutated = file.clone();
                     mutated[at] = value;
