@@ -95,15 +95,20 @@ fn every_relocation_kind_runs_across_modules_and_dialects() {
 
 /// A module with code, data, rodata and bss.
 fn module_with_every_kind_of_data() -> Vec<u8> {
+    module_with_every_kind_of_data_and_bss(100_000)
+}
+
+/// [`module_with_every_kind_of_data`] with `bss` bytes of bss (at least 8), `z` its last 8.
+fn module_with_every_kind_of_data_and_bss(bss: u64) -> Vec<u8> {
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     let data = b.add_data(b".data", &[1; 16]);
     let rodata = b.add_rodata(b".rodata", b"constant");
-    let bss = b.add_bss(b".bss", 100_000);
+    let bss_section = b.add_bss(b".bss", bss);
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));
     b.add_symbol(SymbolSpec::data(b"d", data, 0, 16));
     b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
-    b.add_symbol(SymbolSpec::data(b"z", bss, 99_992, 8));
+    b.add_symbol(SymbolSpec::data(b"z", bss_section, bss - 8, 8));
     b.build().unwrap()
 }
 
@@ -794,10 +799,10 @@ fn code_alignments_above_a_page_are_honoured() {
 /// data; modules released leave the others on the shared page running; nothing is ever
 /// writable and executable.
 #[test]
-fn modules_loaded_together_share_code_pages() {
+fn modules_loaded_together_share_code_pages_and_data_pages() {
     use smf_core::load::LoadBatch;
     let exec = ExecAllocator::default();
-    let file = module_with_every_kind_of_data();
+    let file = module_with_every_kind_of_data_and_bss(100);
     let mut batch = LoadBatch::new(&exec);
     for _ in 0..8 {
         batch.add(&file, &(), &LoadOptions::default()).unwrap();
@@ -810,6 +815,19 @@ fn modules_loaded_together_share_code_pages() {
     assert_eq!(code_pages.len(), 1, "eight modules' code in one page");
     let data: std::collections::BTreeSet<usize> = modules.iter().map(|m| m.symbol(b"d").unwrap()).collect();
     assert_eq!(data.len(), 8, "each module's own data");
+    let data_pages: std::collections::BTreeSet<usize> = modules
+        .iter()
+        .flat_map(|m| [m.symbol(b"d").unwrap() / page, m.symbol(b"z").unwrap() / page])
+        .collect();
+    assert_eq!(data_pages.len(), 1, "eight modules' data and bss in one page");
+    // Each module writes its own bss only (the bytes after it are the next module's).
+    let z = modules[0].symbol(b"z").unwrap() as *mut u64;
+    // SAFETY: `z` is the first module's 8 writable, aligned bytes of bss, alive with it.
+    unsafe { z.write(u64::MAX) };
+    assert!(modules[1..].iter().all(|m| {
+        // SAFETY: as above, for each other module's `z`.
+        unsafe { (m.symbol(b"z").unwrap() as *const u64).read() == 0 }
+    }));
     for m in &modules {
         assert_eq!(call0(m, b"main"), 42);
     }

@@ -204,7 +204,7 @@ fn code_alone_goes_on_in_its_batch_s_run_with_no_room_left_for_data() {
 }
 
 #[test]
-fn a_batch_of_many_packs_its_images_code_at_their_alignment_and_data_in_whole_pages() {
+fn a_batch_of_many_packs_its_images_code_and_writable_data_at_their_alignment() {
     static K: SimulatedKernel = SimulatedKernel::new();
     let exec = ExecAllocator::with_kernel(config(), &K);
     let mut batch = exec.batch_of_many();
@@ -228,27 +228,68 @@ fn a_batch_of_many_packs_its_images_code_at_their_alignment_and_data_in_whole_pa
     assert_eq!(second.0.addr(), first.0.addr() + 128);
     assert_eq!(third.0.addr(), second.0.addr() + 64);
     assert_eq!(fourth.0.addr(), first.0.addr() + 512, "the third ends at 256: the fourth at 512");
-    // Data: a page each.
-    for data in [&first.1, &second.1, &third.1] {
-        assert_eq!((data.addr() % PAGE, data.size()), (0, PAGE));
-    }
-    assert_eq!(exec.stats().blocks_live, 8);
+    // Writable data likewise, in a run of its own above the code.
+    assert_eq!(first.1.addr() % PAGE, 0);
+    assert!(first.1.addr() > fourth.0.addr());
+    assert_eq!((first.1.size(), second.1.size(), third.1.size(), fourth.1.size()), (128, 128, 128, 512));
+    assert_eq!(second.1.addr(), first.1.addr() + 128);
+    assert_eq!(third.1.addr(), second.1.addr() + 128);
+    assert_eq!(fourth.1.addr(), first.1.addr() + 512);
+    // Read-only data apart from the code keeps pages of its own.
+    let segments = [(100, MemoryKind::Code), (100, MemoryKind::ReadOnly), (100, MemoryKind::ReadWrite)];
+    let fifth = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let [Some(code), Some(read_only), Some(data)] = <[_; 3]>::try_from(fifth).unwrap() else { panic!("3") };
+    assert_eq!((code.addr(), data.addr()), (fourth.0.addr() + 512, fourth.1.addr() + 512));
+    assert_eq!((read_only.addr() % PAGE, read_only.size()), (0, PAGE));
+    assert_eq!(exec.stats().blocks_live, 11);
     batch.seal().unwrap();
-    // The shared page seals read-execute; freeing two of the three keeps it for the third.
-    let code_page = first.0.addr();
+    // The shared pages seal to their kind; freeing two images of four keeps them for the rest.
+    let (code_page, data_page) = (first.0.addr(), first.1.addr());
     assert_eq!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec));
+    assert_eq!(K.protection_at(data_page), Some(crate::sys::Protection::ReadWrite));
+    assert_eq!(K.protection_at(read_only.addr()), Some(crate::sys::Protection::Read));
     let pages_sealed = exec.stats().pages_sealed;
-    exec.free_all([first.0, first.1, second.0, second.1]).unwrap();
+    assert_eq!(pages_sealed, 3, "one page of code, one of writable data, one read-only");
+    exec.free_all([first.0, first.1, second.0, second.1, code, read_only, data]).unwrap();
     assert_eq!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "the third's code");
-    assert_eq!(exec.stats().pages_sealed, pages_sealed - 2, "two data pages went back, not the code's");
+    assert_eq!(
+        exec.stats().pages_sealed,
+        pages_sealed - 1,
+        "the read-only page went back, the shared ones stay"
+    );
     exec.free_all([third.0, third.1, fourth.0, fourth.1]).unwrap();
     assert_ne!(K.protection_at(code_page), Some(crate::sys::Protection::ReadExec), "empty: released");
-    assert_eq!(exec.stats().blocks_live, 0);
+    assert_eq!((exec.stats().blocks_live, exec.stats().pages_sealed), (0, 0));
 
-    // A batch that is not of many gives each image's code whole pages.
+    // A batch that is not of many gives each image's code and data whole pages.
     let mut batch = exec.batch();
     let (a, b) = (image(&mut batch, 100, 16), image(&mut batch, 40, 16));
     assert_eq!((a.0.size(), b.0.addr() - a.0.addr()), (PAGE, PAGE));
+    assert_eq!((a.1.size(), a.1.addr() - b.1.addr()), (PAGE, PAGE), "data from the top down");
     batch.seal().unwrap();
     drop((a, b));
+}
+
+#[test]
+fn an_image_freed_before_its_batch_of_many_is_sealed_leaves_the_runs_open_for_the_next() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(config(), &K);
+    let mut batch = exec.batch_of_many();
+    let segments = [(100, MemoryKind::Code), (100, MemoryKind::ReadWrite)];
+    let failed = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let (code_at, data_at) = (failed[0].as_ref().unwrap().addr(), failed[1].as_ref().unwrap().addr());
+    let open = exec.stats().pages_open;
+    // A load that fails gives its blocks back with its batch still open.
+    exec.free_all(failed.into_iter().flatten()).unwrap();
+    assert_eq!(exec.stats().pages_open, open, "its pages stay open: the batch's cursors are in them");
+    let next = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let (code, data) = (next[0].as_ref().unwrap(), next[1].as_ref().unwrap());
+    // The cursors only move forward: the freed bytes are not handed out again.
+    assert_eq!((code.addr(), data.addr()), (code_at + 128, data_at + 128));
+    batch.seal().unwrap();
+    assert_eq!(K.protection_at(code.addr()), Some(crate::sys::Protection::ReadExec));
+    assert_eq!(K.protection_at(data.addr()), Some(crate::sys::Protection::ReadWrite));
+    assert_eq!(exec.stats().pages_sealed, 2, "one page of code, one of data");
+    drop(next);
+    assert_eq!(exec.stats().pages_sealed, 0);
 }

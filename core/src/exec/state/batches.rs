@@ -16,6 +16,11 @@ pub(super) struct Batch {
     pub(super) cursor: usize,
     /// End of the current run (0 before the first allocation).
     pub(super) end: usize,
+    /// Next free byte of the current data run (a batch of many packs its images' writable
+    /// data there).
+    pub(super) data_cursor: usize,
+    /// End of the current data run (0 before the first).
+    pub(super) data_end: usize,
     /// Every run of pages this batch opened: (start, length in bytes), for blocks and for
     /// module data.
     pub(super) runs: Vec<(usize, usize)>,
@@ -26,6 +31,13 @@ impl Batch {
     /// may follow it in `runs`).
     pub(super) fn current_run(&self) -> Option<&(usize, usize)> {
         self.runs.iter().rev().find(|&&(start, len)| start + len == self.end)
+    }
+
+    /// Whether the page `start..end` lies in the batch's room for more blocks: after the
+    /// cursor of its current run or of its current data run.
+    pub(super) fn has_room_in(&self, start: usize, end: usize) -> bool {
+        let inside = |(cursor, stop): (usize, usize)| end > cursor && start < stop;
+        inside((self.cursor, self.end)) || inside((self.data_cursor, self.data_end))
     }
 
     /// [`Batch::current_run`], to grow.
@@ -43,7 +55,16 @@ impl Batches {
     /// Adds a new batch; `id` is larger than every id added before.
     pub(super) fn begin(&mut self, id: u64, opens_ahead: bool) {
         debug_assert!(self.0.last().is_none_or(|&(last, _)| last < id));
-        self.0.push((id, Batch { sealing: false, opens_ahead, cursor: 0, end: 0, runs: Vec::new() }));
+        let batch = Batch {
+            sealing: false,
+            opens_ahead,
+            cursor: 0,
+            end: 0,
+            data_cursor: 0,
+            data_end: 0,
+            runs: Vec::new(),
+        };
+        self.0.push((id, batch));
     }
 
     fn position(&self, id: u64) -> Option<usize> {
@@ -71,12 +92,16 @@ impl Batches {
     }
 
     /// Forgets every batch's runs inside `range` (a region being unmapped: they hold no page
-    /// any more); a batch whose current run was there starts a new one at its next block.
+    /// any more); a batch whose current run (or data run) was there starts a new one at its
+    /// next block.
     pub(super) fn forget_range(&mut self, range: core::ops::Range<usize>) {
         for (_, batch) in &mut self.0 {
             batch.runs.retain(|&(start, _)| !range.contains(&start));
             if batch.end > range.start && batch.end <= range.end {
                 (batch.cursor, batch.end) = (0, 0);
+            }
+            if batch.data_end > range.start && batch.data_end <= range.end {
+                (batch.data_cursor, batch.data_end) = (0, 0);
             }
         }
     }

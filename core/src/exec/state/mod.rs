@@ -20,8 +20,9 @@
 //! writable pages, which share a protection) however many modules it holds, where placing each
 //! image's segments back to back cost two or three mappings per module. In a batch of many,
 //! images' code packs at each image's alignment after the batch's previous block, as blocks
-//! do, so that many small modules share code pages (their data still takes whole pages: each
-//! region's pages seal to one kind).
+//! do, and their writable data packs likewise in a data run of the batch at the top of the
+//! region, so that many small modules share code pages and data pages (read-only data apart
+//! from the code keeps pages of its own: each page seals to one kind).
 //!
 //! **Trap pages** (the one place their reason is written). A module image's code run that
 //! does not follow sealed code gets a trap page right before it (filled with faulting
@@ -37,14 +38,14 @@
 //! - a trap page holds no block; it is sealed only while right before code of its own batch's
 //!   image (an abandoned batch releases it) and is released only while no code follows it;
 //! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
-//! - a batch's bump cursor only moves forward, so bytes handed out were never used before and
-//!   are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
+//! - a batch's bump cursors (its run's and its data run's) only move forward, so bytes handed
+//!   out were never used before and are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
 //!   module image that its caller overwrites in full, or zeroes if it gives up
 //!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
 //!   this allocator's own until then.
 //!
 //! The state and its small helpers are here; `batches.rs` keeps the open batches, `open.rs`
-//! opens pages and places blocks, `act.rs` changes the protection of runs of pages (at once, or
+//! opens pages and places blocks and images' code, `data.rs` places images' data, `act.rs` changes the protection of runs of pages (at once, or
 //! deferred to outside the lock), `release.rs` seals and releases pages (and ends batches),
 //! `patch.rs` patches sealed blocks, `report.rs` answers what the allocator reports.
 
@@ -52,6 +53,7 @@
 
 mod act;
 mod batches;
+mod data;
 mod open;
 mod patch;
 mod release;

@@ -23,10 +23,11 @@ pub(crate) struct Prep {
 /// Zeroing ranges a [`Prep`] holds (an image usually needs one or two).
 const PREP_RANGES: usize = 4;
 
-/// The least alignment of an image's code packed in a batch of many: a cache line, which is
-/// also more than any module's code got by chance before packing where its writer declared
-/// less than it needed (the S128 writer declares 16 for every code section).
-const PACKED_CODE_ALIGNMENT: usize = 64;
+/// The least alignment of an image's code or writable data packed in a batch of many: a
+/// cache line (no two modules' data share one), which is also more than any module's code got
+/// by chance before packing where its writer declared less than it needed (the S128 writer
+/// declares 16 for every code section).
+const PACKED_ALIGNMENT: usize = 64;
 
 impl Prep {
     /// Adds `range` to zero (nothing to do for an empty one); false if there is no room left.
@@ -101,7 +102,7 @@ impl Trap {
 /// Room a module image's data needs in the same region as its code, above it (so that the
 /// code reaches it with 32-bit PC-relative references).
 #[derive(Clone, Copy)]
-struct DataRoom {
+pub(super) struct DataRoom {
     /// Pages.
     count: usize,
     /// Where they may start: a multiple of this (a power of two, at least a page).
@@ -119,7 +120,7 @@ impl State {
     /// sealing). The pages of `overwritten` are faulted in with one call rather than one fault
     /// each; every other page (a module's bss, a large allocation) is committed only if and
     /// when it is written.
-    fn open_pages(
+    pub(super) fn open_pages(
         &mut self,
         r: usize,
         first: usize,
@@ -427,14 +428,17 @@ impl State {
     }
 
     /// Allocates a module image's segments in `batch` (code, read-only data, writable data),
-    /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`
-    /// (at least a page; the code of a batch that opens ahead, a batch of many, at least
-    /// [`PACKED_CODE_ALIGNMENT`]: it packs after the batch's previous block), handed to `out` in
-    /// order (`None` for an empty segment). The code segments lie back to back from the bottom
-    /// of a region (after earlier code, so that sealed code stays in few mappings), the data
-    /// segments back to back above them, at the top of the same region: every reference inside
-    /// the image stays within a region. The caller writes the first `overwritten` bytes of the first segment (a module's code) in
-    /// full before sealing, so they are not zeroed first in recycled pages.
+    /// each a block of its own whose pages seal to its kind, starting at a multiple of `align`,
+    /// handed to `out` in order (`None` for an empty segment). Data segments take whole pages
+    /// (each page seals to one kind), and so does code, except in a batch that opens ahead (a
+    /// batch of many): there an image's code packs after the batch's previous block, and its
+    /// writable data after the batch's previous image's data, at `align` but at least
+    /// [`PACKED_ALIGNMENT`], so that many small modules share code pages and data pages. The
+    /// code lies from the bottom of a region (after earlier code, so that sealed code stays in
+    /// few mappings), the data at the top of the same region: every reference inside the image
+    /// stays within a region. The caller writes the first `overwritten` bytes of the first
+    /// segment (a module's code) in full before sealing, so they are not zeroed first in
+    /// recycled pages.
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
@@ -446,48 +450,68 @@ impl State {
         if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
         }
-        // Data segments take whole pages (each region's pages seal to its kind). So does code,
-        // but in a batch of many, whose images' code packs at the image's alignment (at least
-        // a cache line): their code shares pages, sealed together, as blocks of one batch do.
-        let unit = align.max(self.page);
         let packs = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.opens_ahead;
-        let code_unit = if packs { align.max(PACKED_CODE_ALIGNMENT) } else { unit };
-        let unit_of = |kind| if kind == MemoryKind::Code { code_unit } else { unit };
-        let (mut code, mut data): (usize, usize) = (0, 0);
+        let (unit, packed_unit) = (align.max(self.page), align.max(PACKED_ALIGNMENT));
+        // Code and writable data pack in a batch of many; read-only data never does.
+        let packed_kind = |kind| packs && kind != MemoryKind::ReadOnly;
+        let unit_of = |kind| if packed_kind(kind) { packed_unit } else { unit };
+        // Which running total (and cursor) a segment counts in: code, whole-page data, packed
+        // data.
+        let slot_of = |kind| match kind {
+            MemoryKind::Code => 0,
+            _ if packed_kind(kind) => 2,
+            _ => 1,
+        };
+        let mut totals = [0usize; 3];
         for &(len, kind) in segments {
             let rounded = align_up(len, unit_of(kind)).ok_or(ExecError::TooLarge { size: len })?;
-            let total = if kind == MemoryKind::Code { &mut code } else { &mut data };
+            let total = &mut totals[slot_of(kind)];
             *total = total.checked_add(rounded).ok_or(ExecError::TooLarge { size: len })?;
         }
-        if code == 0 && data == 0 {
+        let [code, paged, packed] = totals;
+        if totals == [0; 3] {
             return Err(ExecError::ZeroSize);
         }
-        // What the caller overwrites lies in the first segment, at the start of its run (bytes
-        // past it are zeroed like the rest).
+        // What the caller overwrites lies in the first segment, at the start of its block
+        // (bytes past it are zeroed like the rest).
         let (first_len, first_kind) =
             segments.iter().copied().find(|&(len, _)| len > 0).unwrap_or((0, MemoryKind::Code));
-        let overwritten = overwritten.min(first_len);
-        let (code_overwritten, data_overwritten) =
-            if first_kind == MemoryKind::Code { (overwritten, 0) } else { (0, overwritten) };
-        // The code run gets a trap page before it unless it follows sealed code (none needed
-        // where pages stay RWX).
-        let (mut code_at, mut data_at) = (0, 0);
+        let mut overwritten_at = [0usize; 3];
+        overwritten_at[slot_of(first_kind)] = overwritten.min(first_len);
+        // Where each place's next block goes.
+        let mut at = [0usize; 3];
         if code > 0 {
-            let room = (data > 0).then_some(DataRoom { count: data / self.page, align: unit });
-            code_at = self.place(batch.0, code, code_unit, code_overwritten, !self.config.allow_rwx, room)?;
+            // Room above the code for the data as whole pages, however much of it packs.
+            let packed_pages = align_up(packed, unit).ok_or(ExecError::TooLarge { size: packed })?;
+            let data_pages = (paged + packed_pages) / self.page;
+            let room = (data_pages > 0).then_some(DataRoom { count: data_pages, align: unit });
+            // A trap page before the code run unless it follows sealed code (none needed where
+            // pages stay RWX).
+            at[0] = self.place(
+                batch.0,
+                code,
+                unit_of(MemoryKind::Code),
+                overwritten_at[0],
+                !self.config.allow_rwx,
+                room,
+            )?;
             let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
-            b.cursor = code_at + code;
+            b.cursor = at[0] + code;
         }
-        if data > 0 {
-            // Above the batch's open code pages in the code's region (`place` made sure of room).
-            let above = if code > 0 {
-                let end = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.end;
-                let (r, _, last) = self.pages_of(end - 1, end).ok_or(ExecError::TooLarge { size: data })?;
-                Some((r, last))
-            } else {
-                None
-            };
-            data_at = self.place_data(batch.0, data, unit, data_overwritten, above)?;
+        // The data goes above the batch's open code pages in the code's region (`place` made
+        // sure of room).
+        let above = if code > 0 && (paged > 0 || packed > 0) {
+            let end = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.end;
+            let (r, _, last) = self.pages_of(end - 1, end).ok_or(ExecError::TooLarge { size: code })?;
+            Some((r, last))
+        } else {
+            None
+        };
+        if paged > 0 {
+            at[1] = self.place_data(batch.0, paged, unit, overwritten_at[1], above)?;
+        }
+        if packed > 0 {
+            at[2] = self.place_packed_data(batch.0, packed, packed_unit, unit, overwritten_at[2], above)?;
         }
         for &(len, kind) in segments {
             if len == 0 {
@@ -495,7 +519,7 @@ impl State {
                 continue;
             }
             let size = align_up(len, unit_of(kind)).unwrap_or(len);
-            let at = if kind == MemoryKind::Code { &mut code_at } else { &mut data_at };
+            let at = &mut at[slot_of(kind)];
             if let Some((r, first, last)) = self.pages_of(*at, *at + size) {
                 let region = &mut self.regions[r];
                 for p in &mut region.pages[first..last] {
@@ -511,61 +535,6 @@ impl State {
             *at += size;
         }
         Ok(())
-    }
-
-    /// Opens `size` bytes (whole pages) of data at the top of a region for `batch`, starting at
-    /// a multiple of `align` (at least a page), the first `overwritten` bytes left for the
-    /// caller to write; returns the address. With `above`, in region `above.0` from page
-    /// `above.1` on (room its caller made sure of).
-    fn place_data(
-        &mut self,
-        batch: u64,
-        size: usize,
-        align: usize,
-        overwritten: usize,
-        above: Option<(usize, usize)>,
-    ) -> Result<usize, ExecError> {
-        let page = self.page;
-        let (r, first) = match above {
-            Some((r, min)) => {
-                let first = self.regions[r].last_fit(size / page, align, min, page);
-                (r, first.ok_or(ExecError::TooLarge { size })?)
-            }
-            None => self.find_data_run(size, align)?,
-        };
-        let start = self.regions[r].base + first * page;
-        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
-        self.open_pages(r, first, size / page, batch, &(start..start + overwritten.min(size)))?;
-        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.push((start, size));
-        Ok(start)
-    }
-
-    /// Finds (or reserves) `size` bytes of free pages at the top of a region, starting at a
-    /// multiple of `align`: (region, first page). Idle trap pages are reclaimed before a new
-    /// region is reserved.
-    fn find_data_run(&mut self, size: usize, align: usize) -> Result<(usize, usize), ExecError> {
-        let (page, count) = (self.page, size / self.page);
-        let last_fit = |state: &State| {
-            (0..state.regions.len())
-                .find_map(|r| state.regions[r].last_fit(count, align, 0, page).map(|first| (r, first)))
-        };
-        let mut found = last_fit(self);
-        if found.is_none() && self.reclaim_idle_traps()? {
-            found = last_fit(self);
-        }
-        if let Some(found) = found {
-            return Ok(found);
-        }
-        let wanted = size.checked_add(align - page).ok_or(ExecError::TooLarge { size })?;
-        let len = align_up(wanted.max(self.config.region_size.min(MAX_REGION)), page)
-            .ok_or(ExecError::TooLarge { size: wanted })?;
-        let base = self.kernel.reserve(len)? as usize;
-        self.regions.push(Region::new(base, len, page));
-        let r = self.regions.len() - 1;
-        let first = self.regions[r].last_fit(count, align, 0, page).ok_or(ExecError::TooLarge { size })?;
-        Ok((r, first))
     }
 
     /// Allocates a block in `batch` for `len` bytes of code that the caller copies in at once

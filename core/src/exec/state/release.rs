@@ -165,14 +165,11 @@ impl State {
                 // being changed outside the lock, and its seal releases the empty ones.
                 PageState::Open(id) if p.live == 0 => {
                     let (start, end) = (base + i * page, base + (i + 1) * page);
-                    let room = state.batches.get(id).map(|b| match b.sealing {
-                        true => (0, usize::MAX),
-                        false => (b.cursor, b.end),
-                    });
-                    if room.is_none_or(|(cursor, stop)| end <= cursor || start >= stop) {
-                        PageAction::Release
-                    } else {
+                    let kept = state.batches.get(id).is_some_and(|b| b.sealing || b.has_room_in(start, end));
+                    if kept {
                         PageAction::Keep
+                    } else {
+                        PageAction::Release
                     }
                 }
                 _ => PageAction::Keep,
