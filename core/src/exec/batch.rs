@@ -113,8 +113,10 @@ impl<'a> CodeBatch<'a> {
     /// Allocates a module image: page-aligned segments (code, read-only data, writable data),
     /// each its own block (`None` for empty segments), in one region: the code segments back to
     /// back, the data segments back to back above them. In a batch of many
-    /// ([`super::ExecAllocator::batch_of_many`]) the code segment is aligned to the image's
-    /// alignment (at least 64 bytes) instead, right after the batch's previous block. Sealing the batch makes code pages
+    /// ([`super::ExecAllocator::batch_of_many`]) an image's code segment is aligned to the
+    /// image's alignment (at least 64 bytes) instead, right after the batch's previous block,
+    /// and its writable segment likewise right after the batch's previous image's writable
+    /// segment (an image with no code keeps whole pages). Sealing the batch makes code pages
     /// read-execute, read-only pages read-only, and leaves writable pages read-write (never
     /// executable). Keeping a module in one region keeps all its internal references within
     /// reach of 32-bit PC-relative relocations; keeping code with code and data with data keeps
@@ -128,9 +130,9 @@ impl<'a> CodeBatch<'a> {
 
     /// [`CodeBatch::alloc_image`] for a module loader:
     /// - every segment starts at a multiple of `align` (a power of two up to 1 MiB; segments
-    ///   are rounded up to it when it is larger than a page, or, for the code of a batch of
-    ///   many, to it and at least 64 bytes), for sections that ask for more than a page of
-    ///   alignment;
+    ///   are rounded up to it when it is larger than a page, or, for the code and the writable
+    ///   data of a batch of many, to it and at least 64 bytes), for sections that ask for more
+    ///   than a page of alignment;
     /// - the caller writes every byte of the first segment's first `overwritten` bytes itself
     ///   before sealing (a loader copying in a module's code), or zeroes them if it gives up
     ///   (a load that fails): those bytes are handed out without being zeroed first, so in a

@@ -130,7 +130,8 @@ impl Block<'_> {
     }
 
     /// Its size in bytes (the request rounded up to [`GRANULE`], or to pages for an image's
-    /// segment; an image's code in a batch of many, to its alignment and at least 64 bytes).
+    /// segment; an image's code and writable data in a batch of many, to its alignment and at
+    /// least 64 bytes).
     pub const fn size(&self) -> usize {
         self.size
     }
@@ -363,10 +364,10 @@ impl ExecAllocator {
     /// pages more than its block needs, so that its later blocks join the same run (one
     /// protection change at the seal) even while other threads open runs beside it. Pages it
     /// never uses go back clean at the seal, with no syscall. A batch of one image does not
-    /// need them, and its load skips their bookkeeping. The code of the module images it
-    /// allocates packs at each image's alignment (at least 64 bytes) instead of taking whole
-    /// pages, so that the code of many small modules shares pages (sealed together; a shared
-    /// page goes back when the last module on it is freed).
+    /// need them, and its load skips their bookkeeping. The code and the writable data of the
+    /// module images it allocates pack at each image's alignment (at least 64 bytes) instead
+    /// of taking whole pages, so that many small modules share code pages and data pages
+    /// (sealed together; a shared page goes back when the last module on it is freed).
     pub fn batch_of_many(&self) -> CodeBatch<'_> {
         let id = self.state.lock().begin_batch(true);
         CodeBatch::new(self, id)

@@ -182,3 +182,29 @@ fn an_image_of_data_alone_opens_only_its_data_and_faults_in_what_is_overwritten(
     batch.seal().unwrap();
     drop(image);
 }
+
+#[test]
+fn a_data_run_opens_clean_pages_ahead_for_the_next_images_and_gives_the_unused_back_clean() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    // Regions with room for a data run's pages ahead (32) above the code's.
+    let exec = ExecAllocator::with_kernel(super::ExecConfig { region_size: 256 * PAGE, ..config() }, &K);
+    let mut batch = exec.batch_of_many();
+    let segments = [(100, MemoryKind::Code), (100, MemoryKind::ReadWrite)];
+    let first = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let open = exec.stats().pages_open;
+    assert!(open >= 2 + 2 * 32, "code and data runs, each with 32 pages ahead: {open}");
+    let second = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    assert_eq!(exec.stats().pages_open, open, "the second image packs into the open runs");
+    let data = |image: &Vec<Option<Block<'_>>>| image[1].as_ref().unwrap().addr();
+    assert_eq!(data(&second), data(&first) + 128);
+    let before_seal = exec.stats().protection_changes;
+    batch.seal().unwrap();
+    // One change seals the code (data pages stay read-write); the pages ahead go back free.
+    assert_eq!(exec.stats().protection_changes, before_seal + 1);
+    assert_eq!((exec.stats().pages_open, exec.stats().pages_sealed), (0, 2), "a page of code, one of data");
+    assert_eq!(exec.stats().pages_recycled, 0, "never written: not kept as dirty");
+    let before = exec.stats().protection_changes;
+    exec.trim().unwrap();
+    assert_eq!(exec.stats().protection_changes, before, "nothing to discard");
+    drop((first, second));
+}

@@ -93,7 +93,12 @@ pub(crate) fn ratio_with_floor(name: &'static str, value: f64, floor: f64) {
 
 /// Reports the footprint `name`.
 pub(crate) fn footprint(name: &'static str, value: u64, goal: Goal) {
-    record(Result { kind: "footprint", name, value: value as f64, floor: None, goal });
+    footprint_average(name, value as f64, goal);
+}
+
+/// A `footprint` line for an average count (a fraction: printed with decimals).
+pub(crate) fn footprint_average(name: &'static str, value: f64, goal: Goal) {
+    record(Result { kind: "footprint", name, value, floor: None, goal });
 }
 
 /// The results file.

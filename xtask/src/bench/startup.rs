@@ -247,10 +247,11 @@ fn syscalls(program: &Path, args: &[PathBuf]) -> Option<u64> {
 }
 
 /// The system calls per module of loading `args` with `program`, above its run with none.
-fn syscalls_per_module(program: &Path, args: &[PathBuf]) -> Option<u64> {
+fn syscalls_per_module(program: &Path, args: &[PathBuf]) -> Option<f64> {
     let (all, none) = (syscalls(program, args)?, syscalls(program, &[])?);
-    let n = args.len().max(1) as u64;
-    Some((all.saturating_sub(none) + n / 2) / n)
+    // To one decimal: a whole number hides differences of a few syscalls in all.
+    let per_module = all.saturating_sub(none) as f64 / args.len().max(1) as f64;
+    Some((per_module * 10.0).round() / 10.0)
 }
 
 /// Runs `program` on `args` as a whole process; its time (fork to wait).
@@ -340,8 +341,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     report::ratio("startup_cold_process", vs_process, Goal::AtLeast(3.0));
     match (syscalls_per_module(&smf_bin, &modules), syscalls_per_module(&dl_bin, &libraries)) {
         (Some(ours), Some(theirs)) => {
-            report::footprint("startup_syscalls_per_module", ours, Goal::Reported);
-            report::footprint("dlopen_syscalls_per_module", theirs, Goal::Reported);
+            report::footprint_average("startup_syscalls_per_module", ours, Goal::Reported);
+            report::footprint_average("dlopen_syscalls_per_module", theirs, Goal::Reported);
         }
         _ => println!("  (no strace here: system calls not counted)"),
     }

@@ -63,11 +63,11 @@ impl State {
 
     /// Places `size` bytes (a multiple of `align`) of a module image's writable data in
     /// `batch`'s data run at a multiple of `align`, the first `overwritten` bytes left for the
-    /// caller to write; returns the address. With `above`, in region `above.0` (its code's),
-    /// where a new run starts from page `above.1` on (room its caller made sure of, at a
-    /// multiple of `run_align`). A new run opens the clean free pages after the block too (up
-    /// to [`NEW_RUN_AHEAD`]) for the batch's next images' data; what is left unused goes back
-    /// at the seal, clean, with no syscall.
+    /// caller to write; returns the address. The run lies in region `above.0` (the code's),
+    /// a new one from page `above.1` on (room its caller made sure of, at a multiple of
+    /// `run_align`). A new run opens the clean free pages after the block too (up to
+    /// [`NEW_RUN_AHEAD`]) for the batch's next images' data; what is left unused goes back at
+    /// the seal, clean, with no syscall.
     pub(super) fn place_packed_data(
         &mut self,
         batch: u64,
@@ -75,15 +75,15 @@ impl State {
         align: usize,
         run_align: usize,
         overwritten: usize,
-        above: Option<(usize, usize)>,
+        above: (usize, usize),
     ) -> Result<usize, ExecError> {
         let too_large = ExecError::TooLarge { size };
+        let (r, min) = above;
         let b = self.batches.get(batch).ok_or(ExecError::UnknownBatch)?;
         if b.data_end != 0 {
             let start = align_up(b.data_cursor, align).ok_or(too_large)?;
             let stop = start.checked_add(size).ok_or(too_large)?;
-            let data_end = b.data_end;
-            if stop <= data_end && above.is_none_or(|(r, _)| self.region_of(start) == Some(r)) {
+            if stop <= b.data_end && self.region_of(start) == Some(r) {
                 let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
                 b.data_cursor = stop;
                 return Ok(start);
@@ -91,16 +91,7 @@ impl State {
         }
         let page = self.page;
         let count = align_up(size, page).ok_or(too_large)? / page;
-        let (r, first, ahead) = match above {
-            Some((r, min)) => {
-                let (first, ahead) = self.data_run_with_room(r, count, run_align, min).ok_or(too_large)?;
-                (r, first, ahead)
-            }
-            None => {
-                let (r, first) = self.find_data_run(count * page, run_align)?;
-                (r, first, 0)
-            }
-        };
+        let (first, ahead) = self.data_run_with_room(r, count, run_align, min).ok_or(too_large)?;
         let start = self.regions[r].base + first * page;
         let len = (count + ahead) * page;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;

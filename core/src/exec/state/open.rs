@@ -432,9 +432,9 @@ impl State {
     /// handed to `out` in order (`None` for an empty segment). Data segments take whole pages
     /// (each page seals to one kind), and so does code, except in a batch that opens ahead (a
     /// batch of many): there an image's code packs after the batch's previous block, and its
-    /// writable data after the batch's previous image's data, at `align` but at least
-    /// [`PACKED_ALIGNMENT`], so that many small modules share code pages and data pages. The
-    /// code lies from the bottom of a region (after earlier code, so that sealed code stays in
+    /// writable data (if it has code) after the batch's previous image's data, at `align` but
+    /// at least [`PACKED_ALIGNMENT`], so that many small modules share code pages and data
+    /// pages. The code lies from the bottom of a region (after earlier code, so that sealed code stays in
     /// few mappings), the data at the top of the same region: every reference inside the image
     /// stays within a region. The caller writes the first `overwritten` bytes of the first
     /// segment (a module's code) in full before sealing, so they are not zeroed first in
@@ -450,7 +450,10 @@ impl State {
         if !align.is_power_of_two() || align > MAX_IMAGE_ALIGNMENT {
             return Err(ExecError::BadAlignment { align });
         }
-        let packs = self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.opens_ahead;
+        // An image with no code keeps whole pages: its data then lies in one region with no
+        // code to place it above, found as a whole.
+        let has_code = segments.iter().any(|&(len, kind)| kind == MemoryKind::Code && len > 0);
+        let packs = has_code && self.batches.get(batch.0).ok_or(ExecError::UnknownBatch)?.opens_ahead;
         let (unit, packed_unit) = (align.max(self.page), align.max(PACKED_ALIGNMENT));
         // Code and writable data pack in a batch of many; read-only data never does.
         let packed_kind = |kind| packs && kind != MemoryKind::ReadOnly;
@@ -511,6 +514,8 @@ impl State {
             at[1] = self.place_data(batch.0, paged, unit, overwritten_at[1], above)?;
         }
         if packed > 0 {
+            // Only an image with code packs: `above` is its code's.
+            let above = above.ok_or(ExecError::TooLarge { size: packed })?;
             at[2] = self.place_packed_data(batch.0, packed, packed_unit, unit, overwritten_at[2], above)?;
         }
         for &(len, kind) in segments {
