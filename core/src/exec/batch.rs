@@ -135,10 +135,11 @@ impl<'a> CodeBatch<'a> {
     ///   than a page of alignment;
     /// - the caller writes every byte of the first segment's first `overwritten` bytes itself
     ///   before sealing (a loader copying in a module's code), or zeroes them if it gives up
-    ///   (a load that fails): those bytes are handed out without being zeroed first, so in a
-    ///   recycled page they may still hold bytes of an earlier block of this allocator until
-    ///   the caller overwrites them, and their pages are faulted in with one call. The rest of
-    ///   the image is zero and committed only when written.
+    ///   (a load that fails): those bytes are handed out without being zeroed first (unless
+    ///   they are writable data packed in a batch of many), so in a recycled page they may
+    ///   still hold bytes of an earlier block of this allocator until the caller overwrites
+    ///   them, and their pages are faulted in with one call. The rest of the image is zero and
+    ///   committed only when written.
     pub fn alloc_module_image(
         &mut self,
         segments: &[(usize, MemoryKind)],

@@ -241,6 +241,12 @@ fn a_batch_of_many_packs_its_images_code_and_writable_data_at_their_alignment() 
     let [Some(code), Some(read_only), Some(data)] = <[_; 3]>::try_from(fifth).unwrap() else { panic!("3") };
     assert_eq!((code.addr(), data.addr()), (fourth.0.addr() + 512, fourth.1.addr() + 512));
     assert_eq!((read_only.addr() % PAGE, read_only.size()), (0, PAGE));
+    // Writable data larger than the room left in the data run opens a run of its own.
+    let segments = [(100, MemoryKind::Code), (PAGE, MemoryKind::ReadWrite)];
+    let sixth = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let large = sixth[1].as_ref().unwrap();
+    assert_eq!((large.addr() % PAGE, large.size()), (0, PAGE), "not after the fifth's data");
+    drop(sixth);
     assert_eq!(exec.stats().blocks_live, 11);
     batch.seal().unwrap();
     // The shared pages seal to their kind; freeing two images of four keeps them for the rest.

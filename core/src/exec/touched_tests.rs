@@ -208,3 +208,30 @@ fn a_data_run_opens_clean_pages_ahead_for_the_next_images_and_gives_the_unused_b
     assert_eq!(exec.stats().protection_changes, before, "nothing to discard");
     drop((first, second));
 }
+
+#[test]
+fn a_data_run_opens_only_the_clean_pages_after_its_first_block() {
+    static K: SimulatedKernel = SimulatedKernel::new();
+    let exec = ExecAllocator::with_kernel(super::ExecConfig { region_size: 256 * PAGE, ..config() }, &K);
+    // A module's data page freed at the top of the region: free again, dirty (kept for reuse).
+    let segments = [(100, MemoryKind::Code), (100, MemoryKind::ReadWrite)];
+    let mut plain = exec.batch();
+    let old = plain.alloc_module_image(&segments, 0, 16).unwrap();
+    plain.seal().unwrap();
+    let top = old[1].as_ref().unwrap().addr();
+    drop(old);
+    assert!(exec.stats().pages_recycled > 0, "freed pages kept dirty");
+    let mut batch = exec.batch_of_many();
+    let first = batch.alloc_module_image(&segments, 0, 16).unwrap();
+    let data = first[1].as_ref().unwrap().addr();
+    assert_eq!(data, top - 32 * PAGE, "the highest free stretch with room for 32 more pages");
+    // The run holds its block's page and the 31 clean pages after it, not the dirty one: data
+    // that fits in 32 pages only with the dirty one opens a run of its own.
+    let fits_with_dirty = [(100, MemoryKind::Code), (32 * PAGE - 64, MemoryKind::ReadWrite)];
+    let second = batch.alloc_module_image(&fits_with_dirty, 0, 16).unwrap();
+    let large = second[1].as_ref().unwrap().addr();
+    assert_ne!(large, data + 128);
+    assert_eq!(large % PAGE, 0);
+    batch.seal().unwrap();
+    drop((first, second));
+}

@@ -92,16 +92,15 @@ impl Batches {
     }
 
     /// Forgets every batch's runs inside `range` (a region being unmapped: they hold no page
-    /// any more); a batch whose current run (or data run) was there starts a new one at its
-    /// next block.
+    /// any more); a batch whose current run was there starts a new one at its next block. (A
+    /// data run needs no reset: its pages after its cursor stay open, so its region empties
+    /// only once it is used up, and a used-up data run is never grown: the next image's data
+    /// opens a new one.)
     pub(super) fn forget_range(&mut self, range: core::ops::Range<usize>) {
         for (_, batch) in &mut self.0 {
             batch.runs.retain(|&(start, _)| !range.contains(&start));
             if batch.end > range.start && batch.end <= range.end {
                 (batch.cursor, batch.end) = (0, 0);
-            }
-            if batch.data_end > range.start && batch.data_end <= range.end {
-                (batch.data_cursor, batch.data_end) = (0, 0);
             }
         }
     }
@@ -109,7 +108,7 @@ impl Batches {
 
 #[cfg(test)]
 mod tests {
-    use super::Batches;
+    use super::{Batch, Batches};
 
     #[test]
     fn batches_are_found_by_id_after_others_end() {
@@ -126,5 +125,20 @@ mod tests {
         batches.begin(10, true);
         let ids: alloc::vec::Vec<u64> = batches.0.iter().map(|&(id, _)| id).collect();
         assert_eq!(ids, [1, 5, 9, 10]);
+    }
+
+    #[test]
+    fn a_batch_s_room_is_what_lies_after_each_cursor_up_to_its_run_s_end() {
+        let mut batches = Batches::default();
+        batches.begin(1, true);
+        let batch = batches.get_mut(1).unwrap();
+        (batch.cursor, batch.end, batch.data_cursor, batch.data_end) = (0x1800, 0x3000, 0x9000, 0xA000);
+        let page = |batch: &Batch, start: usize| batch.has_room_in(start, start + 0x1000);
+        assert!(page(batch, 0x1000) && page(batch, 0x2000), "the cursor's page and the next");
+        assert!(!page(batch, 0x0000) && !page(batch, 0x3000), "before the cursor, at the run's end");
+        assert!(!batch.has_room_in(0x800, 0x1800), "bytes ending at the cursor");
+        assert!(page(batch, 0x9000) && !page(batch, 0x8000) && !page(batch, 0xA000), "the data run's");
+        (batch.data_cursor, batch.data_end) = (0, 0);
+        assert!(!page(batch, 0x0000), "no data run yet: no room at the bottom");
     }
 }

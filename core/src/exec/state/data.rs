@@ -62,8 +62,7 @@ impl State {
     }
 
     /// Places `size` bytes (a multiple of `align`) of a module image's writable data in
-    /// `batch`'s data run at a multiple of `align`, the first `overwritten` bytes left for the
-    /// caller to write; returns the address. The run lies in region `above.0` (the code's),
+    /// `batch`'s data run at a multiple of `align`, zeroed where recycled; returns the address. The run lies in region `above.0` (the code's),
     /// a new one from page `above.1` on (room its caller made sure of, at a multiple of
     /// `run_align`). A new run opens the clean free pages after the block too (up to
     /// [`NEW_RUN_AHEAD`]) for the batch's next images' data; what is left unused goes back at
@@ -74,7 +73,6 @@ impl State {
         size: usize,
         align: usize,
         run_align: usize,
-        overwritten: usize,
         above: (usize, usize),
     ) -> Result<usize, ExecError> {
         let too_large = ExecError::TooLarge { size };
@@ -96,7 +94,7 @@ impl State {
         let len = (count + ahead) * page;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.runs.try_reserve(1).map_err(|_| too_large)?;
-        self.open_pages(r, first, count + ahead, batch, &(start..start + overwritten.min(size)))?;
+        self.open_pages(r, first, count + ahead, batch, &(start..start))?;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
         b.runs.push((start, len));
         (b.data_cursor, b.data_end) = (start + size, start + len);

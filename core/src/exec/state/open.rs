@@ -434,11 +434,11 @@ impl State {
     /// batch of many): there an image's code packs after the batch's previous block, and its
     /// writable data (if it has code) after the batch's previous image's data, at `align` but
     /// at least [`PACKED_ALIGNMENT`], so that many small modules share code pages and data
-    /// pages. The code lies from the bottom of a region (after earlier code, so that sealed code stays in
-    /// few mappings), the data at the top of the same region: every reference inside the image
-    /// stays within a region. The caller writes the first `overwritten` bytes of the first
-    /// segment (a module's code) in full before sealing, so they are not zeroed first in
-    /// recycled pages.
+    /// pages. The code lies from the bottom of a region (after earlier code, so that sealed
+    /// code stays in few mappings), the data at the top of the same region: every reference
+    /// inside the image stays within a region. The caller writes the first `overwritten` bytes
+    /// of the first segment (a module's code) in full before sealing, so they are not zeroed
+    /// first in recycled pages (except packed writable data, zeroed in full).
     pub(crate) fn alloc_image(
         &mut self,
         batch: BatchId,
@@ -476,7 +476,8 @@ impl State {
             return Err(ExecError::ZeroSize);
         }
         // What the caller overwrites lies in the first segment, at the start of its block
-        // (bytes past it are zeroed like the rest).
+        // (bytes past it are zeroed like the rest; packed writable data, which a loader's
+        // image never puts first, is zeroed in full).
         let (first_len, first_kind) =
             segments.iter().copied().find(|&(len, _)| len > 0).unwrap_or((0, MemoryKind::Code));
         let mut overwritten_at = [0usize; 3];
@@ -516,7 +517,7 @@ impl State {
         if packed > 0 {
             // Only an image with code packs: `above` is its code's.
             let above = above.ok_or(ExecError::TooLarge { size: packed })?;
-            at[2] = self.place_packed_data(batch.0, packed, packed_unit, unit, overwritten_at[2], above)?;
+            at[2] = self.place_packed_data(batch.0, packed, packed_unit, unit, above)?;
         }
         for &(len, kind) in segments {
             if len == 0 {
