@@ -26,13 +26,26 @@ impl State {
             }
             None => self.find_data_run(size, align)?,
         };
-        let start = self.regions[r].base + first * page;
+        Ok(self.open_data_run(batch, r, first, size / page, overwritten.min(size))?.start)
+    }
+
+    /// Opens `count` pages from page `first` of region `r` for `batch` as a run of data, the
+    /// first `overwritten` bytes left for the caller to write; returns its bytes.
+    fn open_data_run(
+        &mut self,
+        batch: u64,
+        r: usize,
+        first: usize,
+        count: usize,
+        overwritten: usize,
+    ) -> Result<core::ops::Range<usize>, ExecError> {
+        let (start, len) = (self.regions[r].base + first * self.page, count * self.page);
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.try_reserve(1).map_err(|_| ExecError::TooLarge { size })?;
-        self.open_pages(r, first, size / page, batch, &(start..start + overwritten.min(size)))?;
+        b.runs.try_reserve(1).map_err(|_| ExecError::TooLarge { size: len })?;
+        self.open_pages(r, first, count, batch, &(start..start + overwritten))?;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.push((start, size));
-        Ok(start)
+        b.runs.push((start, len));
+        Ok(start..start + len)
     }
 
     /// Finds (or reserves) `size` bytes of free pages at the top of a region, starting at a
@@ -62,11 +75,11 @@ impl State {
     }
 
     /// Places `size` bytes (a multiple of `align`) of a module image's writable data in
-    /// `batch`'s data run at a multiple of `align`, zeroed where recycled; returns the address. The run lies in region `above.0` (the code's),
-    /// a new one from page `above.1` on (room its caller made sure of, at a multiple of
-    /// `run_align`). A new run opens the clean free pages after the block too (up to
-    /// [`NEW_RUN_AHEAD`]) for the batch's next images' data; what is left unused goes back at
-    /// the seal, clean, with no syscall.
+    /// `batch`'s data run at a multiple of `align`, zeroed where recycled; returns the
+    /// address. The run lies in region `above.0` (the code's), a new one from page `above.1`
+    /// on (room its caller made sure of, at a multiple of `run_align`). A new run opens the
+    /// clean free pages after the block too (up to [`NEW_RUN_AHEAD`]) for the batch's next
+    /// images' data; what is left unused goes back at the seal, clean, with no syscall.
     pub(super) fn place_packed_data(
         &mut self,
         batch: u64,
@@ -90,15 +103,10 @@ impl State {
         let page = self.page;
         let count = align_up(size, page).ok_or(too_large)? / page;
         let (first, ahead) = self.data_run_with_room(r, count, run_align, min).ok_or(too_large)?;
-        let start = self.regions[r].base + first * page;
-        let len = (count + ahead) * page;
+        let run = self.open_data_run(batch, r, first, count + ahead, 0)?;
         let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.try_reserve(1).map_err(|_| too_large)?;
-        self.open_pages(r, first, count + ahead, batch, &(start..start))?;
-        let b = self.batches.get_mut(batch).ok_or(ExecError::UnknownBatch)?;
-        b.runs.push((start, len));
-        (b.data_cursor, b.data_end) = (start + size, start + len);
-        Ok(start)
+        (b.data_cursor, b.data_end) = (run.start + size, run.end);
+        Ok(run.start)
     }
 
     /// The highest `count` free pages of region `r` from page `min` on at a multiple of

@@ -39,15 +39,16 @@
 //!   image (an abandoned batch releases it) and is released only while no code follows it;
 //! - `live` of a page counts the live blocks overlapping it; free pages have `live == 0`;
 //! - a batch's bump cursors (its run's and its data run's) only move forward, so bytes handed
-//!   out were never used before and are still zero (fresh, discarded or zeroed pages) — except in the leading bytes of a
-//!   module image that its caller overwrites in full, or zeroes if it gives up
-//!   ([`super::CodeBatch::alloc_module_image`]), where recycled pages keep old bytes of
-//!   this allocator's own until then.
+//!   out were never used before and are still zero (fresh, discarded or zeroed pages) —
+//!   except in the leading bytes of a module image that its caller overwrites in full, or
+//!   zeroes if it gives up ([`super::CodeBatch::alloc_module_image`]), where recycled pages
+//!   keep old bytes of this allocator's own until then.
 //!
 //! The state and its small helpers are here; `batches.rs` keeps the open batches, `open.rs`
-//! opens pages and places blocks and images' code, `data.rs` places images' data, `act.rs` changes the protection of runs of pages (at once, or
-//! deferred to outside the lock), `release.rs` seals and releases pages (and ends batches),
-//! `patch.rs` patches sealed blocks, `report.rs` answers what the allocator reports.
+//! opens pages and places blocks and images' code, `data.rs` places images' data, `act.rs`
+//! changes the protection of runs of pages (at once, or deferred to outside the lock),
+//! `release.rs` seals and releases pages (and ends batches), `patch.rs` patches sealed
+//! blocks, `report.rs` answers what the allocator reports.
 
 #![allow(unsafe_code)]
 

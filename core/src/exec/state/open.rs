@@ -102,7 +102,7 @@ impl Trap {
 /// Room a module image's data needs in the same region as its code, above it (so that the
 /// code reaches it with 32-bit PC-relative references).
 #[derive(Clone, Copy)]
-pub(super) struct DataRoom {
+struct DataRoom {
     /// Pages.
     count: usize,
     /// Where they may start: a multiple of this (a power of two, at least a page).
@@ -487,7 +487,8 @@ impl State {
         if code > 0 {
             // Room above the code for the data as whole pages, however much of it packs.
             let packed_pages = align_up(packed, unit).ok_or(ExecError::TooLarge { size: packed })?;
-            let data_pages = (paged + packed_pages) / self.page;
+            let data_bytes = paged.checked_add(packed_pages).ok_or(ExecError::TooLarge { size: packed })?;
+            let data_pages = data_bytes / self.page;
             let room = (data_pages > 0).then_some(DataRoom { count: data_pages, align: unit });
             // A trap page before the code run unless it follows sealed code (none needed where
             // pages stay RWX).
