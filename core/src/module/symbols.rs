@@ -114,27 +114,42 @@ impl<'a> Module<'a> {
     /// rule, once more to say which ([`Module::check_symbol`] is the one place the rules live).
     #[inline(always)]
     pub(super) fn symbol_repr(&self, index: u32) -> Result<SymbolRepr> {
-        match self.check_symbol::<Quiet>(index) {
+        match self.symbol_view(index) {
+            Some(view) => self.entry_repr(index, view),
+            None => self.explain_symbol(index),
+        }
+    }
+
+    /// [`Module::symbol_repr`] of symbol `index` whose entry the caller found: `view`.
+    #[inline(always)]
+    pub(super) fn entry_repr(&self, index: u32, view: SymbolView<'a>) -> Result<SymbolRepr> {
+        match self.check_symbol::<Quiet>(index, view) {
             Ok(repr) => Ok(repr),
             Err(Quiet) => self.explain_symbol(index),
         }
     }
 
-    /// [`Module::check_symbol`] with the error, for the entry the quiet check refused.
+    /// [`Module::check_symbol`] with the error, for the entry the quiet check refused (or
+    /// could not find).
     #[cold]
     #[inline(never)]
-    fn explain_symbol(&self, index: u32) -> Result<SymbolRepr> {
-        self.check_symbol::<Error>(index)
+    pub(super) fn explain_symbol(&self, index: u32) -> Result<SymbolRepr> {
+        let at = self.symbol_entry_offset(index);
+        let view = self
+            .symbol_view(index)
+            .ok_or(Error::new(ErrorKind::SymbolTableOutOfBounds { count: index }, at))?;
+        self.check_symbol::<Error>(index, view)
     }
 
-    /// Decodes and validates symbol `index`, reporting a broken rule as `V` says: the one
-    /// place a symbol entry's rules live.
+    /// Decodes and validates symbol `index`, whose entry is `view`, reporting a broken rule
+    /// as `V` says: the one place a symbol entry's rules live.
     #[inline(always)]
-    fn check_symbol<V: Verdict>(&self, index: u32) -> core::result::Result<SymbolRepr, V> {
+    fn check_symbol<V: Verdict>(
+        &self,
+        index: u32,
+        view: SymbolView<'a>,
+    ) -> core::result::Result<SymbolRepr, V> {
         let at = || self.symbol_entry_offset(index);
-        let view = self.symbol_view(index).ok_or_else(|| {
-            V::broken(|| Error::new(ErrorKind::SymbolTableOutOfBounds { count: index }, at()))
-        })?;
         let name_offset = view.name_offset();
         let tail =
             self.strings.get(name_offset as usize..).filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -321,8 +336,9 @@ mod tests {
                     mutated[at] = value;
                     let Ok(module) = Module::tables_as(&mutated, candidate, &options) else { continue };
                     for index in 0..module.header.symbol_count {
-                        let quiet = module.check_symbol::<Quiet>(index);
-                        let explained = module.check_symbol::<Error>(index);
+                        let view = module.symbol_view(index).unwrap();
+                        let quiet = module.check_symbol::<Quiet>(index, view);
+                        let explained = module.check_symbol::<Error>(index, view);
                         assert_eq!(quiet.is_ok(), explained.is_ok(), "{dialect:?} byte {at} = {value}");
                         if let (Ok(a), Ok(b)) = (quiet, explained) {
                             assert_eq!(a, b);

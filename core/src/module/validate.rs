@@ -284,8 +284,16 @@ impl<'a> Module<'a> {
         mut each: impl FnMut(u32, SymbolRepr) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), Failure<E>> {
         let mut imports = 0;
-        for index in 0..self.header.symbol_count {
-            let symbol = self.symbol_repr(index)?;
+        let dialect = self.dialect;
+        // The entries in turn, without finding each by its index: the header check cut the
+        // table to exactly `symbol_count` of them.
+        let entries = self.symbol_table.chunks_exact(dialect.symbol_entry_size());
+        debug_assert_eq!(entries.len(), self.header.symbol_count as usize);
+        for (index, entry) in (0..self.header.symbol_count).zip(entries) {
+            let symbol = match SymbolView::new_checked(entry, dialect) {
+                Some(view) => self.entry_repr(index, view)?,
+                None => self.explain_symbol(index)?,
+            };
             imports += u32::from(symbol.is_import());
             each(index, symbol).map_err(Failure::Stopped)?;
         }
@@ -323,7 +331,7 @@ impl<'a> Module<'a> {
 
     /// `entries` (at file offset `at`) of a code relocation section, to `sink`; the first is
     /// relocation `first`, and the index after the last is returned.
-    #[inline(always)]
+    #[inline(never)]
     fn code_relocations<S: RelocationSink>(
         &self,
         entries: &'a [u8],
