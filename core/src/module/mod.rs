@@ -253,10 +253,23 @@ impl<'a> Module<'a> {
         (0..self.header.section_count).filter_map(|i| self.section(i))
     }
 
+    /// The sections whose type `wanted` accepts, in table order: only those decoded (of the
+    /// others, only the type is read).
+    fn sections_of(&self, wanted: fn(SectionType) -> bool) -> impl Iterator<Item = Section<'a>> + '_ {
+        (0..self.header.section_count)
+            .filter(move |&i| self.is_section_of(i, wanted))
+            .filter_map(|i| self.section(i))
+    }
+
+    /// Whether section `index`'s type is one `wanted` accepts (read from its entry alone).
+    pub(super) fn is_section_of(&self, index: u32, wanted: impl Fn(SectionType) -> bool) -> bool {
+        self.section_view(index).is_some_and(|view| wanted(SectionType::from_wire(view.section_type())))
+    }
+
     /// Code sections with their offset in the code image.
     pub fn code_sections(&self) -> impl Iterator<Item = (Section<'a>, u64)> + '_ {
         let mut at = 0u64;
-        self.sections().filter(|s| s.section_type == SectionType::Code).map(move |s| {
+        self.sections_of(|t| t == SectionType::Code).map(move |s| {
             let offset = at;
             at += s.virtual_size;
             (s, offset)
@@ -266,7 +279,7 @@ impl<'a> Module<'a> {
     /// Data, rodata and bss sections with their place in the data image.
     pub fn data_sections(&self) -> impl Iterator<Item = DataPlacement<'a>> + '_ {
         let mut layout = DataLayout::default();
-        self.sections().filter(|s| s.section_type.is_data()).filter_map(move |section| {
+        self.sections_of(SectionType::is_data).filter_map(move |section| {
             let (region, offset) = layout.place(&section)?;
             Some(DataPlacement { section, region, offset })
         })

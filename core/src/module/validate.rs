@@ -312,10 +312,10 @@ impl<'a> Module<'a> {
         // sections) is skipped.
         let mut skip = usize::from(self.data_relocations_marker);
         for section in 0..self.header.section_count {
-            let section = self.decode_section(section)?;
-            if section.section_type != SectionType::Relocations {
+            if !self.is_section_of(section, |t| t == SectionType::Relocations) {
                 continue;
             }
+            let section = self.decode_section(section)?;
             let skipped = core::mem::take(&mut skip);
             let entries = section.data.get(skipped * RELOCATION_ENTRY_SIZE..).unwrap_or_default();
             index += skipped as u64;
