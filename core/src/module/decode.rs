@@ -149,9 +149,12 @@ impl<'m, 'a> Relocations<'m, 'a> {
     /// Moves to the next relocation section; false after the last.
     fn next_section(&mut self) -> bool {
         while self.next_section < self.module.header.section_count {
-            let section = self.module.section(self.next_section);
+            let index = self.next_section;
             self.next_section += 1;
-            if let Some(section) = section.filter(|s| s.section_type == SectionType::Relocations) {
+            if !self.module.is_section_of(index, |t| t == SectionType::Relocations) {
+                continue;
+            }
+            if let Some(section) = self.module.section(index) {
                 self.entries = section.data;
                 self.image = relocated_image(&section);
                 return true;
