@@ -67,6 +67,9 @@ pub struct ReadVersion {
     pub identity: FileIdentity,
     /// The path ends in a symbolic link, followed to the file read.
     pub followed_link: bool,
+    /// The file changed less than the settle time before the read (or that cannot be told):
+    /// its identity may tie with a change made right after it ([`smf_core::file::Version::fresh`]).
+    pub fresh: bool,
 }
 
 /// [`with_module_bytes`] under `limits`, also handing `f` the version read.
@@ -83,7 +86,11 @@ pub fn with_module_version<R>(
     let result = version.map(|v| {
         f(
             &buffer[..v.len],
-            ReadVersion { identity: FileIdentity(v.identity), followed_link: v.followed_link },
+            ReadVersion {
+                identity: FileIdentity(v.identity),
+                followed_link: v.followed_link,
+                fresh: v.fresh,
+            },
         )
     });
     if buffer.capacity() <= KEPT_BUFFER {

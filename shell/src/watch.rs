@@ -1,13 +1,17 @@
 //! Change notices for cached files: inotify watches on the directories holding them, and one
 //! thread that reads the kernel's events and marks the cached versions of changed files stale.
 //!
-//! The module cache asks [`watch`] for a [`Notice`] before it reads a file; a `get` then only
-//! loads the flag (no syscall). An event for the file's name in its directory (a file renamed
-//! over it, created, written, its attributes changed, deleted, moved away) sets the flag; so
-//! does losing events (the kernel's queue overflowed) or the directory's watch ending (the
-//! directory was deleted or moved). A notice is one-shot: once set, the cache loads the file
-//! again and asks for a new one. Because the notice is taken before the read, a change that
-//! lands between them still marks the version read as stale.
+//! The module cache asks [`watch`] for a [`Notice`] before it reads a file, or before the
+//! `stat` that proves the file still the version it cached (it watches a path once the path is
+//! gotten repeatedly or its file is fresh, and loads take their notice before reading once the
+//! process watches: the watcher's set-up, and the kernel's teardown of its inotify instance at
+//! exit, cost a process milliseconds); a `get` then only loads the flag (no syscall). An event
+//! for the file's name in its directory (a file renamed over it, created, written, its
+//! attributes changed, deleted, moved away) sets the flag; so does losing events (the kernel's
+//! queue overflowed) or the directory's watch ending (the directory was deleted or moved). A
+//! notice is one-shot: once set, the cache loads the file again. Because the notice is taken
+//! before the read or the `stat`, a change that lands between them still marks the version
+//! stale.
 //!
 //! What it cannot see, so the cache drops the notice (or [`watch`] answers `None`) and compares
 //! the file's identity on every get instead: paths that are symbolic links (a change to the
@@ -119,6 +123,12 @@ pub(crate) fn watch(path: &Path) -> Option<Notice> {
         }
     }
     None
+}
+
+/// [`watch`], where the process's watcher runs already (none is started for it).
+pub(crate) fn watch_if_started(path: &Path) -> Option<Notice> {
+    WATCHER_CELL.get()?.as_ref()?;
+    watch(path)
 }
 
 impl Table {

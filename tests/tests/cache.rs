@@ -1,8 +1,9 @@
 //! The module cache from Rust: hits and misses, LRU order, both budgets, evicting a module
 //! someone holds, a file replaced by rename (hot reload) or truncated while cached, resolving
 //! across cached modules, the C library resolved by default (and not when turned off), prefetch
-//! on two threads then all hits, and eight threads getting,
-//! evicting, resolving and calling over a small budget with every result checked.
+//! on two threads then all hits, eight threads getting, evicting, resolving and calling over a
+//! small budget with every result checked, and a process that loads its modules and gets each
+//! once starting no change watcher.
 
 #![cfg(target_arch = "x86_64")]
 // Test values are small; calling cached code goes through the (unsafe) integer call.
@@ -111,7 +112,7 @@ fn a_file_replaced_by_rename_is_noticed_and_reloaded_and_the_old_version_keeps_r
     let cache = ModuleCache::new(0, 0);
     let old = cache.get(&path).unwrap();
     assert_eq!(call(&old, "version"), 1);
-    // Unchanged: hits, by notice (no stat).
+    // Unchanged: a hit (by the file's identity, or by notice where this process watches).
     assert!(Arc::ptr_eq(&old, &cache.get(&path).unwrap()));
     replace(&path, &returning("version", 2, 0));
     let new = get_until(&cache, &path, 2);
@@ -199,6 +200,59 @@ fn prefetch_on_two_threads_then_every_get_hits() {
     assert_eq!((cache.stats().modules, cache.stats().bytes), (0, 0));
     assert!(paths[..24].iter().all(|p| !cache.contains(p)));
     assert_eq!(call(&held, "f0"), 0, "a held module outlives the clear");
+}
+
+/// Whether this process runs the cache's change watcher (its thread is named `smf-watch`),
+/// waiting up to `within` for it (a new thread names itself once it runs).
+fn watcher_runs(within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let named = std::fs::read_dir("/proc/self/task").unwrap().any(|task| {
+            let comm = std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap_or_default();
+            comm.trim_end() == "smf-watch"
+        });
+        if named || std::time::Instant::now() > deadline {
+            return named;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// In a process of its own (the watcher is process-wide): loads of settled files, prefetched
+/// and each gotten once, start no watcher (whose inotify instance costs a process milliseconds
+/// to set up and, at exit, to tear down); a path gotten `WATCH_FROM_HIT` times does.
+#[test]
+fn a_process_that_loads_its_modules_and_gets_each_once_starts_no_watcher() {
+    let dir = scratch("no-watcher");
+    files(&dir, 8, 16);
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "no_watcher_child", "--nocapture", "--test-threads", "1"])
+        .env("SMF_NO_WATCHER_DIR", &dir)
+        .env("SMF_SETTLE_MS", "0") // no file is fresh: none is watched from its load
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("loaded and gotten once: watcher false"), "{stdout}");
+    assert!(stdout.contains("gotten repeatedly: watcher true"), "{stdout}");
+}
+
+/// The child of the test above (does nothing unless it is asked to).
+#[test]
+fn no_watcher_child() {
+    let Some(dir) = std::env::var_os("SMF_NO_WATCHER_DIR") else { return };
+    let paths: Vec<PathBuf> = (0..8).map(|i| Path::new(&dir).join(format!("m{i}.smf"))).collect();
+    let cache = ModuleCache::new(0, 0);
+    assert_eq!(cache.prefetch(&paths[..4], 2), 4);
+    for (i, path) in paths.iter().enumerate() {
+        assert_eq!(call(&cache.get(path).unwrap(), &format!("f{i}")), i as i64);
+    }
+    let within = std::time::Duration::from_millis(200);
+    println!("loaded and gotten once: watcher {}", watcher_runs(within));
+    for _ in 0..smf::cache::WATCH_FROM_HIT {
+        cache.get(&paths[0]).unwrap();
+    }
+    println!("gotten repeatedly: watcher {}", watcher_runs(within * 25));
 }
 
 /// A prefetch retries the files that failed on an unresolved import while a round loads one of

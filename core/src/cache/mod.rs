@@ -148,15 +148,31 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
     }
 
+    /// [`LruCache::entry`], to change in place.
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry<K, V> {
+        match &mut self.slots[slot as usize].entry {
+            Some(entry) => entry,
+            None => unreachable!("a linked slot is occupied"),
+        }
+    }
+
     /// The value of `key`, made the most recently used. Allocates nothing.
     pub fn get<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.get_mut(key).map(|value| &*value)
+    }
+
+    /// [`LruCache::get`], the value to change in place.
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
     {
         let slot = self.slot_of(key)?;
         self.unlink(slot);
         self.push_front(slot);
-        Some(&self.entry(slot).value)
+        Some(&mut self.entry_mut(slot).value)
     }
 
     /// The value of `key`, without changing its recency.

@@ -97,6 +97,11 @@ fn the_least_recently_used_entry_leaves_first() {
     assert_eq!(c.remove(&4), Some(40));
     assert_eq!(c.remove(&4), None);
     assert_eq!((c.len(), c.bytes()), (1, 1));
+    c.insert(5, 50, 1).unwrap();
+    *c.get_mut(&2).unwrap() += 1; // changed in place, and now the most recent
+    assert_eq!(keys(&c), [2, 5]);
+    assert_eq!(c.peek(&2), Some(&22));
+    assert_eq!(c.get_mut(&4), None);
 }
 
 #[test]

@@ -155,6 +155,13 @@ pub struct Version {
     /// The path's last component is a symbolic link, followed to the file read (what a
     /// watcher of the path's directory would not see change).
     pub followed_link: bool,
+    /// The file's status changed less than the settle time before the read, or when that
+    /// cannot be told (no clock, a time ahead of it, a stream). A later change to a version
+    /// that is not fresh gives the file another identity (its times move on past the version's
+    /// by at least the settle time, on file systems whose times step finer than that, as every
+    /// Linux-native one does); a fresh version's identity may tie with a change made within
+    /// the same step, which only a watcher of the file sees.
+    pub fresh: bool,
 }
 
 /// Why a module file was not read.
@@ -260,7 +267,7 @@ pub fn read_module(
         FileKind::Directory => Err(ReadError::Directory),
         FileKind::Stream => {
             let len = stream::read(&file, limits, buffer)?;
-            Ok(Version { len, identity: FileIdentity::of(&status), followed_link: false })
+            Ok(Version { len, identity: FileIdentity::of(&status), followed_link: false, fresh: true })
         }
     };
     version.map(|v| Version { followed_link, ..v })

@@ -49,7 +49,13 @@ pub(super) fn read(
         let filled = read_at_most(file, wanted, buffer)?;
         let after = file.status().map_err(ReadError::Sys)?;
         if filled == wanted && FileIdentity::of(&before) == FileIdentity::of(&after) {
-            return Ok(Version { len: filled, identity: FileIdentity::of(&after), followed_link: false });
+            let fresh = changed_within(&after, limits.settle, clock);
+            return Ok(Version {
+                len: filled,
+                identity: FileIdentity::of(&after),
+                followed_link: false,
+                fresh,
+            });
         }
         before = after;
     }
@@ -60,11 +66,23 @@ pub(super) fn read(
 /// status last changed; `None` if it has, if its time lies in the future (a clock elsewhere, as
 /// on a network file system, says nothing about writes here) or if there is no clock.
 fn unsettled_for(status: &FileStatus, settle: Duration, clock: Clock) -> Option<Duration> {
-    let (secs, nanos) = status.ctime;
-    let changed =
-        Duration::new(u64::try_from(secs).unwrap_or(0), u32::try_from(nanos).unwrap_or(0).min(999_999_999));
-    let age = clock()?.checked_sub(changed)?;
+    let age = clock()?.checked_sub(changed_at(status))?;
     settle.checked_sub(age).filter(|left| !left.is_zero())
+}
+
+/// Whether `status` last changed less than `settle` ago by `clock`; also when that cannot be
+/// told (no clock, a time ahead of it): a version is never taken for settled when it may not be.
+fn changed_within(status: &FileStatus, settle: Duration, clock: Clock) -> bool {
+    match clock() {
+        Some(now) => now.checked_sub(changed_at(status)).is_none_or(|age| age < settle),
+        None => true,
+    }
+}
+
+/// When `status` last changed (its status-change time; before the epoch reads as the epoch).
+fn changed_at(status: &FileStatus) -> Duration {
+    let (secs, nanos) = status.ctime;
+    Duration::new(u64::try_from(secs).unwrap_or(0), u32::try_from(nanos).unwrap_or(0).min(999_999_999))
 }
 
 /// Refuses a file of `len` bytes whose ends show it cannot be a module. A file that shrank

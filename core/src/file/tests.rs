@@ -213,6 +213,26 @@ fn a_fresh_file_is_read_at_once_unless_a_writer_still_has_it_open_then_once_left
     assert!(read(&path, forever, no_clock).0.is_ok());
 }
 
+/// A clock at the epoch: behind every file's times.
+fn at_epoch() -> Option<Duration> {
+    Some(Duration::ZERO)
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_version_read_within_the_settle_time_of_its_last_change_is_fresh_and_so_is_one_no_clock_can_date() {
+    let dir = scratch("fresh");
+    let path = dir.join("m.smf");
+    std::fs::write(&path, samples::return_42(Dialect::R72)).unwrap();
+    // Written and closed: read at once under any settle time, and dated by it.
+    let hour = ReadLimits { settle: Duration::from_secs(3600), ..QUICK };
+    assert!(read(&path, hour, system_clock).0.unwrap().fresh, "changed within the hour");
+    assert!(!read(&path, hour, far_future).0.unwrap().fresh, "an hour and more before the clock");
+    assert!(!read(&path, QUICK, system_clock).0.unwrap().fresh, "no settle time: never fresh");
+    assert!(read(&path, hour, no_clock).0.unwrap().fresh, "no clock: it cannot be told");
+    assert!(read(&path, QUICK, at_epoch).0.unwrap().fresh, "changed after the clock's now");
+}
+
 #[test]
 fn the_limits_come_from_the_variables_and_fall_back_to_the_defaults() {
     let vars = |name: &str| -> Option<&'static [u8]> {

@@ -5,15 +5,23 @@
 //! **Hot reload.** A cached module is reloaded when its file changes: replaced on disk (a new
 //! file renamed over the path, as compilers and build tools write it) or rewritten in place.
 //! Handles to the old version stay valid until released. How a change is noticed:
-//! - by default, through change notices (`watch.rs`: inotify watches on the files'
+//! - by the file's identity (one `stat`: device, inode, size, modification and status-change
+//!   times, [`FileIdentity`]) compared with the version cached, at each of a path's first
+//!   [`WATCH_FROM_HIT`] hits after a load: the next get after a change sees it.
+//! - from then on, through a change notice (`watch.rs`: inotify watches on the files'
 //!   directories, read by one thread that marks a cached version stale within microseconds of
-//!   the change). A hit then costs no syscall: a hash lookup, a flag load and a list move under
-//!   the lock. The notice is asynchronous: a get racing the rename may return the old version
-//!   once more.
+//!   the change), taken before the `stat` that proves the file still the version cached. A hit
+//!   then costs no syscall: a hash lookup, a flag load and a list move under the lock. The
+//!   notice is asynchronous: a get racing the rename may return the old version once more.
+//!   Watching waits for repeated hits because the watcher costs a process milliseconds (the
+//!   kernel's watch on a directory, and at exit the teardown of the inotify instance, which
+//!   waits for a grace period of the kernel's): a process that loads its modules, runs and
+//!   exits never starts it. Once the process watches, loads take their notice before reading,
+//!   and so does a load of a *fresh* file (changed within the settle time before its read:
+//!   it may change again soon, and a change right after it may leave the same identity).
 //! - with [`ModuleCache::set_check_every_get`], and for paths that cannot be watched (symbolic
-//!   links, inotify unavailable), every get compares the file's identity (one `stat`: device,
-//!   inode, size, modification and status-change times, [`FileIdentity`]) with the version
-//!   cached: the next get after a change always sees it, at the price of that `stat`.
+//!   links, inotify unavailable), every get compares the file's identity, at the price of that
+//!   `stat`.
 //!
 //! The forced form is [`ModuleCache::evict`] and a `get`. A file that vanished or no longer
 //! loads is an error and leaves the cache; a module is never read from its file after it is
@@ -47,32 +55,79 @@ use crate::watch::Notice;
 
 pub use stats::CacheStats;
 
+/// The hit from which a version is watched, when its load did not watch it: the ones before
+/// compare the file's identity (see the module documentation).
+pub const WATCH_FROM_HIT: u32 = 4;
+
 /// A cached module and the version of its file it was loaded from.
 struct Cached {
     module: Arc<SharedModule>,
     identity: FileIdentity,
-    /// Set when the file may have changed; `None` where it cannot be watched.
-    notice: Option<Notice>,
+    /// How a change to its file shows.
+    watching: Watching,
+}
+
+/// How a change to a cached version's file shows.
+enum Watching {
+    /// Through its notice (set when the file may have changed), taken before the file was
+    /// read or before the `stat` that proved the file still that version.
+    Notice(Notice),
+    /// Through its identity, compared at each get; `hits` so far (from [`WATCH_FROM_HIT`], a
+    /// hit takes a notice).
+    Identity { hits: u32 },
+    /// Through its identity, at every get: the path cannot be watched (it ends in a symbolic
+    /// link, or the watcher is unavailable).
+    Never,
 }
 
 /// What a get knows of a cached version before looking at its file.
 enum Freshness {
     /// A notice watches the file and has not fired: the version is current.
     Current,
-    /// Only the file's identity can tell (no notice, or the cache checks every get).
-    Unknown(FileIdentity),
+    /// Only the file's identity can tell (no notice, or the cache checks every get); `watch`:
+    /// take a notice before looking.
+    Unknown { identity: FileIdentity, watch: bool },
     /// Its notice fired: the file changed.
     Stale,
 }
 
 impl Cached {
-    fn freshness(&self, check_every_get: bool) -> Freshness {
-        match &self.notice {
-            Some(notice) if notice.is_set() => Freshness::Stale,
-            Some(_) if !check_every_get => Freshness::Current,
-            _ => Freshness::Unknown(self.identity),
+    /// What a get knows of this version, the get counted if it is to compare the identity.
+    fn freshness(&mut self, check_every_get: bool) -> Freshness {
+        let identity = self.identity;
+        match &mut self.watching {
+            Watching::Notice(notice) if notice.is_set() => Freshness::Stale,
+            Watching::Notice(_) if !check_every_get => Freshness::Current,
+            Watching::Identity { hits } if !check_every_get => {
+                *hits = hits.saturating_add(1);
+                Freshness::Unknown { identity, watch: *hits >= WATCH_FROM_HIT }
+            }
+            _ => Freshness::Unknown { identity, watch: false },
         }
     }
+}
+
+/// How a version just read from `path` is to be watched, `notice` the one taken before the read
+/// (where the process watched already). May take a notice and `stat`: outside the lock.
+fn watching_loaded(path: &Path, notice: Option<Notice>, version: &ReadVersion) -> Watching {
+    if version.followed_link {
+        // A change to its target shows in another directory.
+        return Watching::Never;
+    }
+    if let Some(notice) = notice {
+        return Watching::Notice(notice);
+    }
+    if !version.fresh {
+        return Watching::Identity { hits: 0 };
+    }
+    // Fresh: watched now, the notice first, then the `stat` that proves the file still the
+    // version read (a change between shows in the identity).
+    let notice = crate::watch::watch(path);
+    if !FileIdentity::at(path).is_ok_and(|now| now == version.identity) {
+        // Changed already: the next get's `stat` sees it.
+        return Watching::Identity { hits: 0 };
+    }
+    notice.map_or(Watching::Never, Watching::Notice)
 }
 
 struct State {
@@ -251,29 +306,33 @@ impl ModuleCache {
     fn current(&self, path: &Path) -> Option<Arc<SharedModule>> {
         let every_get = self.check_every_get.load(Ordering::Relaxed);
         // The cached version's identity, when only a stat can tell whether it is current.
-        let identity = {
+        let (identity, watch) = {
             let mut state = self.lock();
-            let cached = state.lru.get(path.as_os_str())?;
+            let cached = state.lru.get_mut(path.as_os_str())?;
             match cached.freshness(every_get) {
                 Freshness::Current => {
                     let module = Arc::clone(&cached.module);
                     state.stats.hits += 1;
                     return Some(module);
                 }
-                Freshness::Unknown(identity) => identity,
+                Freshness::Unknown { identity, watch } => (identity, watch),
                 Freshness::Stale => return None,
             }
         };
-        // Outside the lock: the stat, then the hit if the file is the version cached.
-        if FileIdentity::at(path).is_ok_and(|now| now == identity) {
-            let mut state = self.lock();
-            if let Some(cached) = state.lru.get(path.as_os_str()).filter(|c| c.identity == identity) {
-                let module = Arc::clone(&cached.module);
-                state.stats.hits += 1;
-                return Some(module);
-            }
+        // Outside the lock: the notice if the path is to be watched from now on, then the
+        // stat, then the hit if the file is the version cached (watched from then on).
+        let notice = watch.then(|| crate::watch::watch(path));
+        if !FileIdentity::at(path).is_ok_and(|now| now == identity) {
+            return None;
         }
-        None
+        let mut state = self.lock();
+        let cached = state.lru.get_mut(path.as_os_str()).filter(|c| c.identity == identity)?;
+        if let (Some(notice), Watching::Identity { .. }) = (notice, &cached.watching) {
+            cached.watching = notice.map_or(Watching::Never, Watching::Notice);
+        }
+        let module = Arc::clone(&cached.module);
+        state.stats.hits += 1;
+        Some(module)
     }
 
     /// [`ModuleCache::get_counted`] of several paths: the ones not current in the cache are
@@ -318,11 +377,13 @@ impl ModuleCache {
     fn load(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
         let linking = crate::sync::read(&self.linking).clone();
         let started = Instant::now();
-        // The notice first: a change landing during the read still marks this version stale.
-        let notice = crate::watch::watch(path);
-        let loaded = loader::load_version_with(path, &linking.options());
+        // Where the process watches already, the notice first: a change landing during the
+        // read still marks this version stale.
+        let notice = crate::watch::watch_if_started(path);
+        let loaded = loader::load_version_with(path, &linking.options())
+            .map(|(module, version)| (module, version.identity, watching_loaded(path, notice, &version)));
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.cache_loaded(path, notice, loaded, elapsed, counting)
+        self.cache_loaded(path, loaded, elapsed, counting)
     }
 
     /// Misses loaded together ([`loader::load_versions_with`]), then cached; each load's time
@@ -334,37 +395,43 @@ impl ModuleCache {
     ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
         let linking = crate::sync::read(&self.linking).clone();
         let started = Instant::now();
-        let notices: Vec<Option<Notice>> = paths.iter().map(|path| crate::watch::watch(path)).collect();
-        let loaded = loader::load_versions_with(paths, &linking.options());
+        let notices: Vec<Option<Notice>> =
+            paths.iter().map(|path| crate::watch::watch_if_started(path)).collect();
+        let loaded: Vec<_> = loader::load_versions_with(paths, &linking.options())
+            .into_iter()
+            .zip(notices)
+            .zip(paths)
+            .map(|((loaded, notice), path)| {
+                loaded.map(|(module, version)| {
+                    (module, version.identity, watching_loaded(path, notice, &version))
+                })
+            })
+            .collect();
         let share = started.elapsed().as_nanos() / paths.len().max(1) as u128;
         let elapsed = u64::try_from(share).unwrap_or(u64::MAX);
         loaded
             .into_iter()
-            .zip(notices)
             .zip(paths)
-            .map(|((loaded, notice), path)| self.cache_loaded(path, notice, loaded, elapsed, counting))
+            .map(|(loaded, path)| self.cache_loaded(path, loaded, elapsed, counting))
             .collect()
     }
 
-    /// Caches what a load of `path` gave (or forgets the stale entry if it failed), with the
-    /// notice taken before its file was read.
+    /// Caches what a load of `path` gave (or forgets the stale entry if it failed): the module,
+    /// the identity of the version read and how it is watched.
     fn cache_loaded(
         &self,
         path: &Path,
-        notice: Option<Notice>,
-        loaded: Result<(Arc<SharedModule>, ReadVersion), ModuleError>,
+        loaded: Result<(Arc<SharedModule>, FileIdentity, Watching), ModuleError>,
         elapsed: u64,
         counting: Counting,
     ) -> Result<Arc<SharedModule>, ModuleError> {
         let mut state = self.lock();
         state.stats.misses += u64::from(counting.miss);
         match loaded {
-            Ok((module, version)) => {
+            Ok((module, identity, watching)) => {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
-                // A path ending in a link changes where its directory's watch cannot see.
-                let notice = notice.filter(|_| !version.followed_link);
-                let cached = Cached { module: Arc::clone(&module), identity: version.identity, notice };
+                let cached = Cached { module: Arc::clone(&module), identity, watching };
                 let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
                 self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
@@ -458,3 +525,6 @@ impl ModuleCache {
         state.lru.iter().map(|(path, cached)| (PathBuf::from(&**path), Arc::clone(&cached.module))).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
