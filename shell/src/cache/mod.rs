@@ -38,6 +38,7 @@
 mod prefetch;
 mod stats;
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -343,10 +344,13 @@ impl ModuleCache {
         counting: Counting,
     ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
         let hits: Vec<Option<Arc<SharedModule>>> = paths.iter().map(|p| self.current(p.as_ref())).collect();
-        // A path given twice loads once (its second get is then a hit).
+        // A path given twice loads once (its second get is then a hit). Paths are told apart
+        // by their bytes, as the cache keys them, through a keyed hash (not by comparing each
+        // with every other: a quadratic cost in the number of paths).
         let mut missed: Vec<&Path> = Vec::with_capacity(paths.len());
+        let mut first_misses: HashSet<&OsStr> = HashSet::with_capacity(paths.len());
         for (path, hit) in paths.iter().zip(&hits) {
-            if hit.is_none() && !missed.contains(&path.as_ref()) {
+            if hit.is_none() && first_misses.insert(path.as_ref().as_os_str()) {
                 missed.push(path.as_ref());
             }
         }
@@ -356,15 +360,14 @@ impl ModuleCache {
             _ => self.load_together(&missed, counting),
         }
         .into_iter();
-        let mut seen: Vec<&Path> = Vec::with_capacity(missed.len());
+        let mut seen: HashSet<&OsStr> = HashSet::with_capacity(missed.len());
         hits.into_iter()
             .zip(paths)
             .map(|(hit, path)| match hit {
                 Some(module) => Ok(module),
                 // A path given again: what its first occurrence loaded, as a get.
-                None if seen.contains(&path.as_ref()) => self.get_counted(path.as_ref(), counting),
+                None if !seen.insert(path.as_ref().as_os_str()) => self.get_counted(path.as_ref(), counting),
                 None => {
-                    seen.push(path.as_ref());
                     // One result per missed path, in order (loaded alone if one lacked, which
                     // it cannot).
                     loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting))
