@@ -178,18 +178,20 @@ int32_t     smf_addr_info(const void *addr, SmfAddrInfo *info);
  *
  * Hot reload: a file replaced on disk (a new file renamed over the path, as compilers and build
  * tools write) or rewritten in place is loaded anew by a later get; handles to the old version
- * stay valid until released. A path's first gets after a load stat the file (device, inode,
- * size, modification and status-change times) and compare it with the version cached: the
- * next get sees a change. From its 4th hit (or from its load, for a file changed within the
- * settle time before it was read, or once the process watches any path) changes are noticed
- * through inotify watches on the cached files' directories: a thread marks the cached version
- * stale within microseconds of the change, and a hit costs no syscall (a hash lookup, a flag
- * and a list move under the cache's lock), but a get racing the rename may still return the
- * old version once. (A process that loads its modules and gets each a few times never starts
- * the watcher, whose inotify instance costs milliseconds to set up and, at exit, to tear down.)
- * With smf_cache_check_every_get(c, true), and for paths that are symbolic links or when
- * inotify is unavailable, every get stats the file: the next get always sees a change, at the
- * price of that stat. smf_cache_evict followed by smf_cache_get is the forced form. A file
+ * stay valid until released. A path's first three hits after a load stat the file (device,
+ * inode, size, modification and status-change times) and compare it with the version cached:
+ * the next get sees a change. From its 4th hit (which may take milliseconds: it starts
+ * watching), or from its load once the process watches any path, changes are noticed through
+ * inotify watches on the cached files' directories: a thread marks the cached version stale
+ * within microseconds of the change, and a hit costs no syscall (a hash lookup, a flag and a
+ * list move under the cache's lock), but a get racing the rename may still return the old
+ * version once. A file changed less than 2 s before it was read (its times may tie with a
+ * change made right after) is watched from its load and read again under the watch. A
+ * process that loads its modules and gets each a few times never starts the watcher, whose
+ * inotify instance costs milliseconds to set up and, at exit, to tear down. With
+ * smf_cache_check_every_get(c, true), and for paths that are symbolic links or when inotify is
+ * unavailable, every get stats the file: the next get sees a change, at the price of that
+ * stat. smf_cache_evict followed by smf_cache_get is the forced form. A file
  * that vanished or no longer loads makes get fail and leaves the cache. Loaded modules never
  * read their file again, so a file truncated while cached cannot crash the process. A file
  * changed less than SMF_SETTLE_MS ago (default 50) that a process still has open for writing

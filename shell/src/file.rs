@@ -67,8 +67,8 @@ pub struct ReadVersion {
     pub identity: FileIdentity,
     /// The path ends in a symbolic link, followed to the file read.
     pub followed_link: bool,
-    /// The file changed less than the settle time before the read (or that cannot be told):
-    /// its identity may tie with a change made right after it ([`smf_core::file::Version::fresh`]).
+    /// The file changed shortly before the read (or that cannot be told): its identity may tie
+    /// with a change made right after it ([`smf_core::file::Version::fresh`]).
     pub fresh: bool,
 }
 

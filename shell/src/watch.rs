@@ -88,7 +88,8 @@ impl Watcher {
 /// The process's watcher: made at the first [`watch`]; `None` if inotify is unavailable.
 static WATCHER_CELL: OnceLock<Option<Watcher>> = OnceLock::new();
 
-/// A notice for the file at `path`, to be taken before the file is read; `None` where changes
+/// A notice for the file at `path`, to be taken before the file is read (or before the `stat`
+/// that proves it still the version read); `None` where changes
 /// cannot be watched (see the module documentation). Whether the path is a symbolic link is
 /// for the caller to find out (the read says: [`crate::file::ReadVersion::followed_link`]) and
 /// the notice then to be dropped: asking here would cost every load a `stat`.

@@ -75,6 +75,12 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_millis(50);
 /// Regular files from this size on are checked at both ends before they are read whole.
 pub const CHECK_ENDS_FROM: u64 = 1 << 20;
 
+/// A version read less than this long (or less than the settle time, if longer) after its
+/// file last changed is [`Version::fresh`]: file times step by up to two seconds on some file
+/// systems (a second on ext4 with small inodes and on many network file systems, two on FAT),
+/// and by a clock tick (up to 10 ms) on every Linux kernel before 6.13.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+
 /// How many times a file that changes while it is read is read again before it is refused.
 pub(crate) const READ_ATTEMPTS: usize = 8;
 
@@ -155,12 +161,12 @@ pub struct Version {
     /// The path's last component is a symbolic link, followed to the file read (what a
     /// watcher of the path's directory would not see change).
     pub followed_link: bool,
-    /// The file's status changed less than the settle time before the read, or when that
-    /// cannot be told (no clock, a time ahead of it, a stream). A later change to a version
-    /// that is not fresh gives the file another identity (its times move on past the version's
-    /// by at least the settle time, on file systems whose times step finer than that, as every
-    /// Linux-native one does); a fresh version's identity may tie with a change made within
-    /// the same step, which only a watcher of the file sees.
+    /// The file's status changed less than [`FRESH_FOR`] (or the settle time, if longer)
+    /// before the read, or that cannot be told (no clock, a time ahead of it, a stream). A
+    /// later change to a version that is not fresh gives the file another identity (its times
+    /// move on past the version's, on file systems whose times step by at most [`FRESH_FOR`]);
+    /// a fresh version's identity may tie with a change made within the same step, which only a
+    /// watcher of the file sees, or a second read made once it watches.
     pub fresh: bool,
 }
 

@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Clock, FileIdentity, ReadError, ReadLimits, Version};
-use super::{CHECK_ENDS_FROM, READ_ATTEMPTS, SETTLE_ROUNDS};
+use super::{CHECK_ENDS_FROM, FRESH_FOR, READ_ATTEMPTS, SETTLE_ROUNDS};
 use crate::detect::{check_ends, END_BYTES};
 use crate::sys::{self, FileStatus, OpenFile};
 
@@ -49,7 +49,7 @@ pub(super) fn read(
         let filled = read_at_most(file, wanted, buffer)?;
         let after = file.status().map_err(ReadError::Sys)?;
         if filled == wanted && FileIdentity::of(&before) == FileIdentity::of(&after) {
-            let fresh = changed_within(&after, limits.settle, clock);
+            let fresh = changed_within(&after, limits.settle.max(FRESH_FOR), clock);
             return Ok(Version {
                 len: filled,
                 identity: FileIdentity::of(&after),

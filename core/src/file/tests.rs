@@ -213,6 +213,14 @@ fn a_fresh_file_is_read_at_once_unless_a_writer_still_has_it_open_then_once_left
     assert!(read(&path, forever, no_clock).0.is_ok());
 }
 
+/// The time [`read_at`] reports, in nanoseconds since the epoch (set by the one test using it).
+static READ_AT: AtomicU64 = AtomicU64::new(0);
+
+/// A clock stopped at `READ_AT`.
+fn read_at() -> Option<Duration> {
+    Some(Duration::from_nanos(READ_AT.load(Ordering::Relaxed)))
+}
+
 /// A clock at the epoch: behind every file's times.
 fn at_epoch() -> Option<Duration> {
     Some(Duration::ZERO)
@@ -220,15 +228,23 @@ fn at_epoch() -> Option<Duration> {
 
 #[test]
 #[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
-fn a_version_read_within_the_settle_time_of_its_last_change_is_fresh_and_so_is_one_no_clock_can_date() {
+fn a_version_read_soon_after_its_last_change_is_fresh_and_so_is_one_no_clock_can_date() {
     let dir = scratch("fresh");
     let path = dir.join("m.smf");
     std::fs::write(&path, samples::return_42(Dialect::R72)).unwrap();
-    // Written and closed: read at once under any settle time, and dated by it.
+    // Written and closed: read at once under any settle time, and dated by it or FRESH_FOR.
     let hour = ReadLimits { settle: Duration::from_secs(3600), ..QUICK };
     assert!(read(&path, hour, system_clock).0.unwrap().fresh, "changed within the hour");
+    assert!(read(&path, QUICK, system_clock).0.unwrap().fresh, "no settle time: FRESH_FOR still");
     assert!(!read(&path, hour, far_future).0.unwrap().fresh, "an hour and more before the clock");
-    assert!(!read(&path, QUICK, system_clock).0.unwrap().fresh, "no settle time: never fresh");
+    let changed = crate::sys::status_at(&c_path(&path)).unwrap().ctime;
+    let after = |by: Duration| {
+        let changed = Duration::new(u64::try_from(changed.0).unwrap(), u32::try_from(changed.1).unwrap());
+        READ_AT.store(u64::try_from((changed + by).as_nanos()).unwrap(), Ordering::Relaxed);
+        read(&path, QUICK, read_at).0.unwrap().fresh
+    };
+    assert!(after(FRESH_FOR - Duration::from_nanos(1)), "just within FRESH_FOR");
+    assert!(!after(FRESH_FOR), "FRESH_FOR after its change");
     assert!(read(&path, hour, no_clock).0.unwrap().fresh, "no clock: it cannot be told");
     assert!(read(&path, QUICK, at_epoch).0.unwrap().fresh, "changed after the clock's now");
 }

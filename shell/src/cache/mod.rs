@@ -7,18 +7,23 @@
 //! Handles to the old version stay valid until released. How a change is noticed:
 //! - by the file's identity (one `stat`: device, inode, size, modification and status-change
 //!   times, [`FileIdentity`]) compared with the version cached, at each of a path's first
-//!   [`WATCH_FROM_HIT`] hits after a load: the next get after a change sees it.
+//!   [`WATCH_FROM_HIT`] hits after a load: the next get after a change sees it. That holds
+//!   for a version that is not *fresh* (its file last changed at least
+//!   [`smf_core::file::FRESH_FOR`] before the read, and the settle time): any later change
+//!   moves the file's times past the version's.
 //! - from then on, through a change notice (`watch.rs`: inotify watches on the files'
 //!   directories, read by one thread that marks a cached version stale within microseconds of
-//!   the change), taken before the `stat` that proves the file still the version cached. A hit
-//!   then costs no syscall: a hash lookup, a flag load and a list move under the lock. The
-//!   notice is asynchronous: a get racing the rename may return the old version once more.
-//!   Watching waits for repeated hits because the watcher costs a process milliseconds (the
-//!   kernel's watch on a directory, and at exit the teardown of the inotify instance, which
-//!   waits for a grace period of the kernel's): a process that loads its modules, runs and
-//!   exits never starts it. Once the process watches, loads take their notice before reading,
-//!   and so does a load of a *fresh* file (changed within the settle time before its read:
-//!   it may change again soon, and a change right after it may leave the same identity).
+//!   the change), taken before the `stat` that proves the file still the version cached (that
+//!   hit may cost milliseconds: the process's first watch starts the watcher's thread, and the
+//!   kernel takes up to ~10 ms to add a watch on some directories). Later hits cost no
+//!   syscall: a hash lookup, a flag load and a list move under the lock. The notice is
+//!   asynchronous: a get racing the rename may return the old version once more. Watching
+//!   waits for repeated hits because the watcher costs a process milliseconds (the watches,
+//!   and at exit the teardown of the inotify instance, which waits for a grace period of the
+//!   kernel's): a process that loads its modules, runs and exits never starts it.
+//! - once the process watches, loads take their notice before reading. A fresh version read
+//!   before that (a change right after the read may have left the same identity) starts the
+//!   watch and is read again at once, under its notice.
 //! - with [`ModuleCache::set_check_every_get`], and for paths that cannot be watched (symbolic
 //!   links, inotify unavailable), every get compares the file's identity, at the price of that
 //!   `stat`.
@@ -108,27 +113,40 @@ impl Cached {
     }
 }
 
-/// How a version just read from `path` is to be watched, `notice` the one taken before the read
-/// (where the process watched already). May take a notice and `stat`: outside the lock.
-fn watching_loaded(path: &Path, notice: Option<Notice>, version: &ReadVersion) -> Watching {
-    if version.followed_link {
-        // A change to its target shows in another directory.
-        return Watching::Never;
+/// What a cache keeps of a load: the module, the identity of the version read, how it is
+/// watched.
+type Loaded = (Arc<SharedModule>, FileIdentity, Watching);
+
+/// What a cache keeps of `loaded`, a load of `path` made under `notice` (taken before the read
+/// where the process watched already). A fresh version read while nothing watched its file
+/// (a change right after the read may have left the same identity) is read again under a
+/// notice, once its watch started. Takes notices and reads: outside the lock.
+fn watched(
+    path: &Path,
+    notice: Option<Notice>,
+    loaded: Result<(Arc<SharedModule>, ReadVersion), ModuleError>,
+    options: &LinkOptions<'_>,
+) -> Result<Loaded, ModuleError> {
+    let (module, version) = loaded?;
+    if notice.is_none() && version.fresh && !version.followed_link {
+        if let Some(notice) = crate::watch::watch(path) {
+            let (module, version) = loader::load_version_with(path, options)?;
+            return Ok((module, version.identity, watching_loaded(Some(notice), &version)));
+        }
     }
-    if let Some(notice) = notice {
-        return Watching::Notice(notice);
+    Ok((module, version.identity, watching_loaded(notice, &version)))
+}
+
+/// How a version just read is to be watched, `notice` the one taken before the read.
+fn watching_loaded(notice: Option<Notice>, version: &ReadVersion) -> Watching {
+    match notice {
+        // A change to a link's target shows in another directory.
+        _ if version.followed_link => Watching::Never,
+        Some(notice) => Watching::Notice(notice),
+        None if !version.fresh => Watching::Identity { hits: 0 },
+        // Fresh, and its path could not be watched: only the identity can tell.
+        None => Watching::Never,
     }
-    if !version.fresh {
-        return Watching::Identity { hits: 0 };
-    }
-    // Fresh: watched now, the notice first, then the `stat` that proves the file still the
-    // version read (a change between shows in the identity).
-    let notice = crate::watch::watch(path);
-    if !FileIdentity::at(path).is_ok_and(|now| now == version.identity) {
-        // Changed already: the next get's `stat` sees it.
-        return Watching::Identity { hits: 0 };
-    }
-    notice.map_or(Watching::Never, Watching::Notice)
 }
 
 struct State {
@@ -225,7 +243,7 @@ impl Counting {
 /// let cache = ModuleCache::new(64 << 20, 100);
 /// let path = Path::new("../examples/recursion.smf");
 /// let first = cache.get(path)?; // loaded
-/// let again = cache.get(path)?; // a hit: the same module, no syscall
+/// let again = cache.get(path)?; // a hit: the same module (its file's identity compared)
 /// assert!(Arc::ptr_eq(&first, &again));
 /// assert_eq!(cache.stats().hits, 1);
 /// # Ok::<(), smf::loader::ModuleError>(())
@@ -275,7 +293,8 @@ impl ModuleCache {
     }
 
     /// Whether every get compares the file's identity (a `stat`) instead of trusting change
-    /// notices: the next get after a change then always sees it (see the module documentation).
+    /// notices: the next get after a change that gives the file another identity then always
+    /// sees it (see the module documentation).
     pub fn set_check_every_get(&self, on: bool) {
         self.check_every_get.store(on, Ordering::Relaxed);
     }
@@ -383,8 +402,8 @@ impl ModuleCache {
         // Where the process watches already, the notice first: a change landing during the
         // read still marks this version stale.
         let notice = crate::watch::watch_if_started(path);
-        let loaded = loader::load_version_with(path, &linking.options())
-            .map(|(module, version)| (module, version.identity, watching_loaded(path, notice, &version)));
+        let options = linking.options();
+        let loaded = watched(path, notice, loader::load_version_with(path, &options), &options);
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.cache_loaded(path, loaded, elapsed, counting)
     }
@@ -400,15 +419,12 @@ impl ModuleCache {
         let started = Instant::now();
         let notices: Vec<Option<Notice>> =
             paths.iter().map(|path| crate::watch::watch_if_started(path)).collect();
-        let loaded: Vec<_> = loader::load_versions_with(paths, &linking.options())
+        let options = linking.options();
+        let loaded: Vec<_> = loader::load_versions_with(paths, &options)
             .into_iter()
             .zip(notices)
             .zip(paths)
-            .map(|((loaded, notice), path)| {
-                loaded.map(|(module, version)| {
-                    (module, version.identity, watching_loaded(path, notice, &version))
-                })
-            })
+            .map(|((loaded, notice), path)| watched(path, notice, loaded, &options))
             .collect();
         let share = started.elapsed().as_nanos() / paths.len().max(1) as u128;
         let elapsed = u64::try_from(share).unwrap_or(u64::MAX);
@@ -419,12 +435,11 @@ impl ModuleCache {
             .collect()
     }
 
-    /// Caches what a load of `path` gave (or forgets the stale entry if it failed): the module,
-    /// the identity of the version read and how it is watched.
+    /// Caches what a load of `path` gave (or forgets the stale entry if it failed).
     fn cache_loaded(
         &self,
         path: &Path,
-        loaded: Result<(Arc<SharedModule>, FileIdentity, Watching), ModuleError>,
+        loaded: Result<Loaded, ModuleError>,
         elapsed: u64,
         counting: Counting,
     ) -> Result<Arc<SharedModule>, ModuleError> {

@@ -1,6 +1,7 @@
 //! How the cache watches a cached version: by its identity at the first hits, by a notice from
-//! [`WATCH_FROM_HIT`] on (taken before the `stat` that proves the version current), at once
-//! when the file was fresh, never for a path ending in a link, and not while every get checks.
+//! [`WATCH_FROM_HIT`] on (taken before the `stat` that proves the version current), a fresh
+//! version read again under a notice, never for a path ending in a link, and not while every
+//! get checks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,21 +98,34 @@ fn checking_every_get_never_counts_towards_a_watch() {
 }
 
 #[test]
-fn a_fresh_version_is_watched_from_its_load_a_link_never_and_one_changed_since_its_read_is_not() {
+fn a_fresh_version_read_unwatched_is_read_again_under_a_notice_and_a_link_is_never_watched() {
     let dir = scratch("fresh");
     let path = dir.join("m.smf");
     std::fs::write(&path, samples::return_42(Dialect::R96)).unwrap();
     let identity = FileIdentity::at(&path).unwrap();
     let fresh = ReadVersion { identity, followed_link: false, fresh: true };
-    assert!(matches!(watching_loaded(&path, None, &fresh), Watching::Notice(_)));
     let settled = ReadVersion { fresh: false, ..fresh };
-    assert!(matches!(watching_loaded(&path, None, &settled), Watching::Identity { hits: 0 }));
     let linked = ReadVersion { followed_link: true, ..fresh };
-    assert!(matches!(watching_loaded(&path, None, &linked), Watching::Never));
-    // A notice taken before the read is kept.
-    let before = crate::watch::watch(&path).unwrap();
-    assert!(matches!(watching_loaded(&path, Some(before), &settled), Watching::Notice(_)));
-    // Changed between the read and the notice: left to the next get's `stat`.
-    std::fs::write(&path, samples::return_42(Dialect::S128)).unwrap();
-    assert!(matches!(watching_loaded(&path, None, &fresh), Watching::Identity { hits: 0 }));
+    assert!(matches!(watching_loaded(None, &settled), Watching::Identity { hits: 0 }));
+    assert!(matches!(watching_loaded(None, &linked), Watching::Never));
+    assert!(matches!(watching_loaded(None, &fresh), Watching::Never), "fresh, and not watched");
+    let notice = || crate::watch::watch(&path).unwrap();
+    assert!(matches!(watching_loaded(Some(notice()), &fresh), Watching::Notice(_)));
+    assert!(matches!(watching_loaded(Some(notice()), &linked), Watching::Never));
+
+    // Read while nothing watched it, and fresh: read again, under a notice.
+    let options = crate::imports::LinkOptions::default();
+    let first = crate::loader::load_version_with(&path, &options).unwrap();
+    assert!(first.1.fresh, "just written");
+    let first_module = Arc::clone(&first.0);
+    let (module, kept, watching) = watched(&path, None, Ok(first), &options).unwrap();
+    assert!(!Arc::ptr_eq(&first_module, &module), "read again");
+    assert_eq!(kept, identity);
+    assert!(matches!(watching, Watching::Notice(_)));
+    // Under a notice taken before the read: kept as read.
+    let second = crate::loader::load_version_with(&path, &options).unwrap();
+    let second_module = Arc::clone(&second.0);
+    let (module, _, watching) = watched(&path, Some(notice()), Ok(second), &options).unwrap();
+    assert!(Arc::ptr_eq(&second_module, &module));
+    assert!(matches!(watching, Watching::Notice(_)));
 }

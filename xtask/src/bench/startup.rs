@@ -181,6 +181,23 @@ pub(super) fn floor_on_threads(
     Ok(elapsed)
 }
 
+/// Waits until each of `paths` last changed `smf_core::file::FRESH_FOR` ago, as an
+/// application's modules built before it starts have: a fresh module is read again under a
+/// change notice, which starts the cache's watcher (see `ModuleCache`'s documentation).
+fn wait_until_not_fresh(paths: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (secs, nanos) = (u64::try_from(meta.ctime()).unwrap_or(0), meta.ctime_nsec());
+        let changed = std::time::UNIX_EPOCH + Duration::new(secs, u32::try_from(nanos).unwrap_or(0));
+        let settled = changed + smf_core::file::FRESH_FOR + Duration::from_millis(100);
+        if let Ok(left) = settled.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(left);
+        }
+    }
+    Ok(())
+}
+
 /// The C programs of the whole-process comparison, built in `dir` (the smf one against the
 /// release `libsmf.a`).
 fn build_programs(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
@@ -271,6 +288,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let (modules, libraries) = build_all(&dir)?;
     let (smf_bin, dl_bin) = build_programs(&dir)?;
+    wait_until_not_fresh(&modules)?;
     let (mut our_runs, mut their_runs) = (Vec::new(), Vec::new());
     for round in 0..=rounds {
         let (o, t) = (process(&smf_bin, &modules)?, process(&dl_bin, &libraries)?);
