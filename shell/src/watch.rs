@@ -89,8 +89,8 @@ impl Watcher {
 static WATCHER_CELL: OnceLock<Option<Watcher>> = OnceLock::new();
 
 /// A notice for the file at `path`, to be taken before the file is read (or before the `stat`
-/// that proves it still the version read); `None` where changes
-/// cannot be watched (see the module documentation). Whether the path is a symbolic link is
+/// that proves it still the version read); `None` where changes cannot be watched (see the
+/// module documentation). Whether the path is a symbolic link is
 /// for the caller to find out (the read says: [`crate::file::ReadVersion::followed_link`]) and
 /// the notice then to be dropped: asking here would cost every load a `stat`.
 pub(crate) fn watch(path: &Path) -> Option<Notice> {

@@ -234,18 +234,13 @@ fn examples() -> Vec<PathBuf> {
     .collect()
 }
 
-/// Waits until each of `paths` last changed `smf_core::file::FRESH_FOR` ago: a fresh file is
-/// watched from its load (a change right after its read may leave the same identity).
+/// Waits until no file of `paths` reads as fresh (`smf_core::file::Version::fresh`): a fresh
+/// file is watched from its load (a change right after its read may leave the same identity).
 fn wait_until_not_fresh(paths: &[PathBuf]) {
-    use std::os::unix::fs::MetadataExt;
+    let limits = smf::file::limits_from_env();
     for path in paths {
-        let meta = std::fs::metadata(path).unwrap();
-        let changed = std::time::UNIX_EPOCH
-            + std::time::Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32)
-            + smf_core::file::FRESH_FOR
-            + std::time::Duration::from_millis(100);
-        if let Ok(left) = changed.duration_since(std::time::SystemTime::now()) {
-            std::thread::sleep(left);
+        while smf::file::with_module_version(path, limits, |_, version| version.fresh).unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }

@@ -70,11 +70,11 @@ fn unsettled_for(status: &FileStatus, settle: Duration, clock: Clock) -> Option<
     settle.checked_sub(age).filter(|left| !left.is_zero())
 }
 
-/// Whether `status` last changed less than `settle` ago by `clock`; also when that cannot be
+/// Whether `status` last changed less than `window` ago by `clock`; also when that cannot be
 /// told (no clock, a time ahead of it): a version is never taken for settled when it may not be.
-fn changed_within(status: &FileStatus, settle: Duration, clock: Clock) -> bool {
+fn changed_within(status: &FileStatus, window: Duration, clock: Clock) -> bool {
     match clock() {
-        Some(now) => now.checked_sub(changed_at(status)).is_none_or(|age| age < settle),
+        Some(now) => now.checked_sub(changed_at(status)).is_none_or(|age| age < window),
         None => true,
     }
 }

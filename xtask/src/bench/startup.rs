@@ -181,18 +181,15 @@ pub(super) fn floor_on_threads(
     Ok(elapsed)
 }
 
-/// Waits until each of `paths` last changed `smf_core::file::FRESH_FOR` ago, as an
-/// application's modules built before it starts have: a fresh module is read again under a
+/// Waits until no module of `paths` reads as fresh (`smf_core::file::Version::fresh`), as an
+/// application's modules built before it starts do: a fresh module is read again under a
 /// change notice, which starts the cache's watcher (see `ModuleCache`'s documentation).
 fn wait_until_not_fresh(paths: &[PathBuf]) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
+    let limits = smf::file::limits_from_env();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (secs, nanos) = (u64::try_from(meta.ctime()).unwrap_or(0), meta.ctime_nsec());
-        let changed = std::time::UNIX_EPOCH + Duration::new(secs, u32::try_from(nanos).unwrap_or(0));
-        let settled = changed + smf_core::file::FRESH_FOR + Duration::from_millis(100);
-        if let Ok(left) = settled.duration_since(std::time::SystemTime::now()) {
-            std::thread::sleep(left);
+        let fresh = || smf::file::with_module_version(path, limits, |_, version| version.fresh);
+        while fresh().map_err(|e| format!("{}: {e}", path.display()))? {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())
