@@ -62,17 +62,20 @@ struct SectionHeader {
 }
 
 impl SectionHeader {
-    fn write(&self, out: &mut Vec<u8>) {
-        put32(out, self.name);
-        put32(out, self.kind);
-        put64(out, self.flags);
-        put64(out, self.addr);
-        put64(out, self.offset as u64);
-        put64(out, self.size as u64);
-        put32(out, self.link);
-        put32(out, self.info);
-        put64(out, self.align);
-        put64(out, self.entry_size);
+    /// The header as ELF lays it out.
+    fn bytes(&self) -> [u8; consts::SECTION_HEADER as usize] {
+        let mut out = Place::<{ consts::SECTION_HEADER as usize }>::new();
+        out.u32(self.name);
+        out.u32(self.kind);
+        out.u64(self.flags);
+        out.u64(self.addr);
+        out.u64(self.offset as u64);
+        out.u64(self.size as u64);
+        out.u32(self.link);
+        out.u32(self.info);
+        out.u64(self.align);
+        out.u64(self.entry_size);
+        out.bytes
     }
 }
 
@@ -105,22 +108,24 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
     }
     let image = Image { code, code_len, arch: module.arch(), unwind };
     // The string table is the module's own (every name followed by a NUL).
-    write(&image, symbols.names(), count, locals, |out| {
-        // Locals first (ELF's rule: the symbol table's `info` is the first non-local's index).
-        for locals in [true, false] {
-            for index in 0..symbols.len() {
-                let Some(symbol) = described(index) else { continue };
-                if (symbol.binding == Binding::Local) != locals {
-                    continue;
-                }
-                let name = symbols.name_offset(index).unwrap_or(0);
-                let size = symbols.size(index).unwrap_or(0);
-                let kind = match symbol.kind {
-                    SymbolKind::Function => Kind::Function,
-                    _ => Kind::Object,
-                };
-                out.extend_from_slice(&image.symbol(name, symbol.binding, kind, symbol.addr, size));
+    write(&image, symbols.names(), count, locals, |table| {
+        // Locals first (ELF's rule: the symbol table's `info` is the first non-local's index),
+        // each in its slot, in the module's order.
+        let (mut local, mut global) = (0, locals);
+        for index in 0..symbols.len() {
+            let Some(symbol) = described(index) else { continue };
+            let slot = if symbol.binding == Binding::Local { &mut local } else { &mut global };
+            let name = symbols.name_offset(index).unwrap_or(0);
+            let size = symbols.size(index).unwrap_or(0);
+            let kind = match symbol.kind {
+                SymbolKind::Function => Kind::Function,
+                _ => Kind::Object,
+            };
+            let entry = image.symbol(name, symbol.binding, kind, symbol.addr, size);
+            if let Some(place) = table.get_mut(*slot * consts::SYMBOL..(*slot + 1) * consts::SYMBOL) {
+                place.copy_from_slice(&entry);
             }
+            *slot += 1;
         }
     })
 }
@@ -133,8 +138,11 @@ pub(crate) fn describe_function(name: &[u8], addr: usize, size: usize, arch: u8)
     strings.try_reserve_exact(name.len() + 1).ok()?;
     strings.extend_from_slice(name);
     strings.push(0);
-    write(&image, &strings, 1, 0, |out| {
-        out.extend_from_slice(&image.symbol(0, Binding::Global, Kind::Function, addr, size as u64));
+    write(&image, &strings, 1, 0, |table| {
+        let entry = image.symbol(0, Binding::Global, Kind::Function, addr, size as u64);
+        if let Some(place) = table.get_mut(..consts::SYMBOL) {
+            place.copy_from_slice(&entry);
+        }
     })
 }
 
@@ -180,13 +188,18 @@ impl Image<'_> {
 }
 
 /// The object: `image`'s sections, the string table `strings` (names, each followed by a NUL),
-/// and `count` symbols (the first `locals` of them local) that `symbols` appends.
+/// and `count` symbols (the first `locals` of them local) that `symbols` writes into the symbol
+/// table it is given (`count` entries, after ELF's null symbol, zeroed).
+///
+/// The object is laid out first and allocated once, zeroed, then each part is copied to its
+/// offset (a module's description is built at every load: a copy per part, not a growing
+/// vector's check per field).
 fn write(
     image: &Image<'_>,
     strings: &[u8],
     count: usize,
     locals: usize,
-    symbols: impl FnOnce(&mut Vec<u8>),
+    symbols: impl FnOnce(&mut [u8]),
 ) -> Option<Vec<u8>> {
     let (code, code_len, unwind) = (image.code, image.code_len, image.unwind);
     // ELF's string tables start with the empty name.
@@ -252,62 +265,92 @@ fn write(
     let used = add(string_table(".shstrtab", shstrtab_at, SECTION_NAMES.len()));
     let sections = &sections[..used];
     let section_count = u16::try_from(used).ok()?;
+    let len = headers_at + sections.len() * usize::from(consts::SECTION_HEADER);
 
     let mut out = Vec::new();
-    out.try_reserve_exact(headers_at + sections.len() * usize::from(consts::SECTION_HEADER)).ok()?;
-    out.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out.try_reserve_exact(len).ok()?;
+    out.resize(len, 0);
+    let mut header = Place::<{ consts::HEADER as usize }>::new();
+    header.put(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let machine = if image.arch == ARCH_AARCH64 { consts::EM_AARCH64 } else { consts::EM_X86_64 };
-    put16(&mut out, consts::ET_REL);
-    put16(&mut out, machine);
-    put32(&mut out, 1); // version
-    put64(&mut out, 0); // entry
-    put64(&mut out, 0); // program headers
-    put64(&mut out, headers_at as u64);
-    put32(&mut out, 0); // flags
-    put16(&mut out, consts::HEADER);
-    put16(&mut out, 0); // program header size
-    put16(&mut out, 0); // program headers
-    put16(&mut out, consts::SECTION_HEADER);
-    put16(&mut out, section_count);
-    put16(&mut out, section_count - 1); // .shstrtab, last
-    out.extend_from_slice(unwind_bytes);
-    out.resize(symtab_at, 0);
-    // The null symbol, then the symbols.
-    out.extend_from_slice(&[0; consts::SYMBOL]);
-    symbols(&mut out);
-    out.push(0);
-    out.extend_from_slice(strings);
-    out.extend_from_slice(SECTION_NAMES);
-    out.resize(headers_at, 0);
-    for section in sections {
-        section.write(&mut out);
+    header.u16(consts::ET_REL);
+    header.u16(machine);
+    header.u32(1); // version
+    header.u64(0); // entry
+    header.u64(0); // program headers
+    header.u64(headers_at as u64);
+    header.u32(0); // flags
+    header.u16(consts::HEADER);
+    header.u16(0); // program header size
+    header.u16(0); // program headers
+    header.u16(consts::SECTION_HEADER);
+    header.u16(section_count);
+    header.u16(section_count - 1); // .shstrtab, last
+    copy_at(&mut out, 0, &header.bytes);
+    copy_at(&mut out, eh_frame_at, unwind_bytes);
+    // The null symbol (zeroed), then the symbols.
+    if let Some(table) = out.get_mut(symtab_at + consts::SYMBOL..strtab_at) {
+        symbols(table);
+    }
+    // .strtab's first byte, the empty name, is already zero.
+    copy_at(&mut out, strtab_at + 1, strings);
+    copy_at(&mut out, shstrtab_at, SECTION_NAMES);
+    for (i, section) in sections.iter().enumerate() {
+        copy_at(&mut out, headers_at + i * usize::from(consts::SECTION_HEADER), &section.bytes());
     }
     Some(out)
 }
 
+/// Copies `bytes` into `out` at `at` (inside `out` by the layout `write` computed).
+fn copy_at(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(place) = out.get_mut(at..at + bytes.len()) {
+        place.copy_from_slice(bytes);
+    }
+}
+
 /// One symbol table entry.
 fn symbol_entry(name: u32, info: u8, section: u16, value: u64, size: u64) -> [u8; consts::SYMBOL] {
-    let mut entry = [0u8; consts::SYMBOL];
-    entry[..4].copy_from_slice(&name.to_le_bytes());
-    entry[4] = info;
-    entry[6..8].copy_from_slice(&section.to_le_bytes());
-    entry[8..16].copy_from_slice(&value.to_le_bytes());
-    entry[16..24].copy_from_slice(&size.to_le_bytes());
-    entry
+    let mut entry = Place::<{ consts::SYMBOL }>::new();
+    entry.u32(name);
+    entry.put(&[info, 0]);
+    entry.u16(section);
+    entry.u64(value);
+    entry.u64(size);
+    entry.bytes
+}
+
+/// A fixed-size record (a header, a symbol) filled field by field, little-endian.
+struct Place<const N: usize> {
+    bytes: [u8; N],
+    at: usize,
+}
+
+impl<const N: usize> Place<N> {
+    fn new() -> Self {
+        Place { bytes: [0; N], at: 0 }
+    }
+
+    /// Appends `field` (the record's layout is fixed: fields past its end are a bug, dropped).
+    fn put(&mut self, field: &[u8]) {
+        if let Some(place) = self.bytes.get_mut(self.at..self.at + field.len()) {
+            place.copy_from_slice(field);
+        }
+        self.at += field.len();
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.put(&v.to_le_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.put(&v.to_le_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.put(&v.to_le_bytes());
+    }
 }
 
 fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
-}
-
-fn put16(out: &mut Vec<u8>, v: u16) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
 }
