@@ -45,7 +45,8 @@ impl OptLevel {
 pub type NameTable = HashMap<UserExternalName, String>;
 
 /// The host's instruction set at `opt`, frame pointers kept (debuggers, profilers and crash
-/// reports walk compiled frames as they walk the loader's).
+/// reports walk compiled frames as they walk the loader's), Cranelift's own verifier runs off:
+/// [`compile`] verifies each function once, as it comes in.
 pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
@@ -53,6 +54,7 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
     };
     set(&mut flags, "opt_level", opt.setting())?;
     set(&mut flags, "preserve_frame_pointers", "true")?;
+    set(&mut flags, "enable_verifier", "false")?;
     let builder = cranelift_native::builder().map_err(|e| ExecManagerError::Host(e.to_owned()))?;
     builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
 }
@@ -195,6 +197,12 @@ impl Profiler for NoPassTiming {
 /// `function` (named `name`, its calls named through `names`) compiled for `isa`, in the
 /// platform's calling convention, in `context` (cleared first: one context serves a batch,
 /// its allocations reused from one function to the next).
+///
+/// The function is verified once, as it comes in (what it says is checked before any pass
+/// reads it: a refusal names each finding). Cranelift's own verifier setting, which would
+/// verify it again between its passes (four times at opt none, five at speed: the passes'
+/// own output, not the caller's), is off in [`host_isa`], as release builds of Wasmtime have
+/// it.
 pub(super) fn compile(
     isa: &OwnedTargetIsa,
     context: &mut Context,
@@ -210,6 +218,7 @@ pub(super) fn compile(
     context.clear();
     context.func = function;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        context.verify(&**isa).map_err(|errors| describe(&CodegenError::Verifier(errors)))?;
         context
             .compile(&**isa, &mut Default::default())
             .map(|code| {
@@ -266,5 +275,56 @@ fn describe(error: &CodegenError) -> String {
             findings.join("; ")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts the verifier's runs on this thread.
+    struct CountingVerifier(Arc<AtomicUsize>);
+
+    impl Profiler for CountingVerifier {
+        fn start_pass(&self, pass: Pass) -> Box<dyn Any> {
+            if pass == Pass::verifier {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+            Box::new(())
+        }
+    }
+
+    #[test]
+    fn a_function_is_verified_once_at_every_opt_level_and_refused_with_the_findings() {
+        let text = "function %loop_sum(i64) -> i64 {\nblock0(v0: i64):\n    v1 = iconst.i64 0\n    jump block1(v1, v0)\nblock1(v2: i64, v3: i64):\n    v4 = iadd v3, v2\n    v5 = iconst.i64 1\n    v6 = iadd v2, v5\n    v8 = iconst.i64 10\n    v7 = icmp slt v6, v8\n    brif v7, block1(v6, v4), block2\nblock2:\n    return v4\n}\n";
+        let runs = Arc::new(AtomicUsize::new(0));
+        let previous = timing::set_thread_profiler(Box::new(CountingVerifier(runs.clone())));
+        for opt in [OptLevel::None, OptLevel::Speed, OptLevel::SpeedAndSize] {
+            let isa = host_isa(opt).unwrap();
+            let function = parse(text).unwrap().remove(0);
+            runs.store(0, Ordering::Relaxed);
+            let compiled = compile(&isa, &mut Context::new(), function, "loop_sum", &NameTable::new());
+            assert!(compiled.is_ok_and(|c| !c.code.is_empty()), "{opt:?}");
+            // Cranelift's own setting would verify it again between passes (4-5 runs).
+            assert_eq!(runs.load(Ordering::Relaxed), 1, "{opt:?}");
+        }
+        // What the one run finds still refuses the function, with the finding.
+        let isa = host_isa(OptLevel::Speed).unwrap();
+        let mistyped =
+            parse("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");
+        let refused =
+            compile(&isa, &mut Context::new(), mistyped.unwrap().remove(0), "mistyped", &NameTable::new());
+        timing::set_thread_profiler(previous);
+        match refused {
+            Err(ExecManagerError::Compile { function, message }) => {
+                assert_eq!(function, "mistyped");
+                assert!(message.starts_with("verifier: "), "{message}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a mistyped return compiled"),
+        }
     }
 }
