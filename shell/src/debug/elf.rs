@@ -75,7 +75,7 @@ impl SectionHeader {
         out.u32(self.info);
         out.u64(self.align);
         out.u64(self.entry_size);
-        out.bytes
+        out.done()
     }
 }
 
@@ -286,7 +286,7 @@ fn write(
     header.u16(consts::SECTION_HEADER);
     header.u16(section_count);
     header.u16(section_count - 1); // .shstrtab, last
-    copy_at(&mut out, 0, &header.bytes);
+    copy_at(&mut out, 0, &header.done());
     copy_at(&mut out, eh_frame_at, unwind_bytes);
     // The null symbol (zeroed), then the symbols.
     if let Some(table) = out.get_mut(symtab_at + consts::SYMBOL..strtab_at) {
@@ -301,9 +301,12 @@ fn write(
     Some(out)
 }
 
-/// Copies `bytes` into `out` at `at` (inside `out` by the layout `write` computed).
+/// Copies `bytes` into `out` at `at` (inside `out` by the layout `write` computed: a part
+/// that does not fit is a bug of that layout, caught by debug builds, never a panic in a load).
 fn copy_at(out: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(place) = out.get_mut(at..at + bytes.len()) {
+    let place = out.get_mut(at..at + bytes.len());
+    debug_assert!(place.is_some(), "{} bytes at {at} past the object's {}", bytes.len(), out.len());
+    if let Some(place) = place {
         place.copy_from_slice(bytes);
     }
 }
@@ -316,7 +319,7 @@ fn symbol_entry(name: u32, info: u8, section: u16, value: u64, size: u64) -> [u8
     entry.u16(section);
     entry.u64(value);
     entry.u64(size);
-    entry.bytes
+    entry.done()
 }
 
 /// A fixed-size record (a header, a symbol) filled field by field, little-endian.
@@ -330,12 +333,21 @@ impl<const N: usize> Place<N> {
         Place { bytes: [0; N], at: 0 }
     }
 
-    /// Appends `field` (the record's layout is fixed: fields past its end are a bug, dropped).
+    /// Appends `field` (the record's layout is fixed: fields past its end are a bug, caught by
+    /// debug builds, dropped by others).
     fn put(&mut self, field: &[u8]) {
-        if let Some(place) = self.bytes.get_mut(self.at..self.at + field.len()) {
+        let place = self.bytes.get_mut(self.at..self.at + field.len());
+        debug_assert!(place.is_some(), "a field past the {N}-byte record");
+        if let Some(place) = place {
             place.copy_from_slice(field);
         }
         self.at += field.len();
+    }
+
+    /// The record, every field put (debug builds check that they fill it exactly).
+    fn done(self) -> [u8; N] {
+        debug_assert_eq!(self.at, N, "the fields fill the record");
+        self.bytes
     }
 
     fn u16(&mut self, v: u16) {

@@ -297,11 +297,22 @@ mod tests {
         }
     }
 
+    /// The thread's profiler back when dropped, the test failing or not.
+    struct Restore(Option<Box<dyn Profiler>>);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                timing::set_thread_profiler(previous);
+            }
+        }
+    }
+
     #[test]
     fn a_function_is_verified_once_at_every_opt_level_and_refused_with_the_findings() {
         let text = "function %loop_sum(i64) -> i64 {\nblock0(v0: i64):\n    v1 = iconst.i64 0\n    jump block1(v1, v0)\nblock1(v2: i64, v3: i64):\n    v4 = iadd v3, v2\n    v5 = iconst.i64 1\n    v6 = iadd v2, v5\n    v8 = iconst.i64 10\n    v7 = icmp slt v6, v8\n    brif v7, block1(v6, v4), block2\nblock2:\n    return v4\n}\n";
         let runs = Arc::new(AtomicUsize::new(0));
-        let previous = timing::set_thread_profiler(Box::new(CountingVerifier(runs.clone())));
+        let _restore = Restore(Some(timing::set_thread_profiler(Box::new(CountingVerifier(runs.clone())))));
         for opt in [OptLevel::None, OptLevel::Speed, OptLevel::SpeedAndSize] {
             let isa = host_isa(opt).unwrap();
             let function = parse(text).unwrap().remove(0);
@@ -317,7 +328,6 @@ mod tests {
             parse("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");
         let refused =
             compile(&isa, &mut Context::new(), mistyped.unwrap().remove(0), "mistyped", &NameTable::new());
-        timing::set_thread_profiler(previous);
         match refused {
             Err(ExecManagerError::Compile { function, message }) => {
                 assert_eq!(function, "mistyped");
