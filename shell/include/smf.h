@@ -461,9 +461,14 @@ void    rt_exec_memory_dump_stats(void);
  * Cranelift IR (CLIF text) compiled for the host into W^X memory, linked by name with other
  * compiled functions, loaded modules, host symbols and the C library (and found by modules
  * loaded afterwards), executed by name. `function %add(i64, i64) -> i64` defines `add`; `fn0 =
- * %factorial sig0` calls whatever `factorial` resolves to. Strings returned are the manager's,
- * freed by the library: each valid until the next call of the same kind on the same manager
- * (or its cleanup). Every failure is also this thread's smf_last_error. */
+ * %factorial sig0` calls whatever `factorial` resolves to. Compiled names are process-wide:
+ * found by every manager's later compiles and every later load, after the host symbols and
+ * before the C library (a compiled `labs` is the `labs` they link to), until their manager's
+ * cleanup; code compiled before a name is compiled again keeps calling the old definition.
+ * Strings returned are freed by the library and belong to the calling thread, as dlerror's:
+ * each stays valid until the same thread's next call of the same kind on the same manager, its
+ * cleanup of the manager, or its end (threads sharing a manager never free each other's
+ * strings or see each other's failures). Every failure is also this thread's smf_last_error. */
 
 /* "cranelift" or "auto" (the same: the one backend built in), optionally with an opt level
  * ("cranelift:speed", "cranelift:speed_and_size"), for managers created with NULL or ""; false
@@ -484,12 +489,19 @@ const char *rt_exec_manager_compile_source(int64_t manager, const char *source);
 const char *rt_exec_manager_compile_mir(int64_t manager, const char *clif);
 const char *rt_exec_manager_compile_file(int64_t manager, const char *path);
 /* Calls `name` with n (at most 6) integer arguments, as its signature takes; its result, or 0
- * with the error in rt_exec_manager_last_error (never a call on a wrong name or arity). */
+ * with the error in rt_exec_manager_last_error (never a call on a wrong name, arity or a
+ * signature that is not integers in and at most one integer out). A result narrower than 64
+ * bits comes back sign-extended, arguments are truncated to the parameters' widths. A 0 result
+ * is told from a failure by smf_take_error(): called once before (to forget older failures),
+ * it returns NULL after a call that did not fail. The function runs as native code: a trap it
+ * executes (`trap`) is the host's signal, as in any library. */
 int64_t     rt_exec_manager_execute(int64_t manager, const char *name, const int64_t *args, size_t n);
 bool        rt_exec_manager_has_function(int64_t manager, const char *name);
-/* The function names, sorted, one per line; NULL for a manager that is not one. */
+/* The function names, sorted, one per line, no newline after the last ("" for none); NULL for
+ * a manager that is not one. */
 const char *rt_exec_manager_list_functions(int64_t manager);
-/* What the last failed call on the manager said ("" if none). */
+/* What the last failed call on the manager from this thread said ("" if none); the same text
+ * until a later call finds a newer failure. */
 const char *rt_exec_manager_last_error(int64_t manager);
 #endif /* SMF_EXEC_MANAGER */
 

@@ -336,6 +336,21 @@ fn failures_name_what_failed_and_never_call() {
         other => panic!("{other:?}"),
     }
 
+    // Comments are not read for entity numbers, and sparse numbering within the floor compiles.
+    let sparse = "; see r2000000 in the notes\nfunction %sparse() -> i64 {\nblock0:\n    v2000 = iconst.i64 7 ; v9999999\n    return v2000\n}\n";
+    assert_eq!(manager.compile_clif(sparse).unwrap(), ["sparse"]);
+    assert_eq!(manager.execute("sparse", &[]).unwrap(), 7);
+    // What Cranelift refuses by panicking (here a function with no block) names the function
+    // and says Cranelift's reason.
+    match manager.compile_clif("function %no_blocks() {\n}\n") {
+        Err(ExecManagerError::Compile { function, message }) => {
+            assert_eq!(function, "no_blocks");
+            assert!(message.starts_with("Cranelift panicked compiling it: "), "{message}");
+            assert!(!message.ends_with("(no message)"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Returns an i32 where the signature says i64: the verifier refuses it, naming the function.
     let verify = manager
         .compile_clif("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");
@@ -376,7 +391,7 @@ fn failures_name_what_failed_and_never_call() {
     assert!(matches!(signature, Err(ExecManagerError::Signature { .. })), "{signature:?}");
     assert_eq!(
         manager.compile_source("1 + 2").unwrap_err().to_string(),
-        "no front end is registered to compile source (ExecManager::set_front_end)"
+        "no front end is registered to compile source (the runtime registers one: smf::exec_manager::set_default_front_end, or ExecManager::set_front_end for one manager)"
     );
     assert!(matches!(
         manager.compile_file(std::path::Path::new("/nonexistent")),
@@ -489,7 +504,7 @@ fn the_c_abi_compiles_executes_lists_and_says_what_failed() {
         assert!(outcome.starts_with("CLIF line"), "{outcome}");
         assert_eq!(text(rt_exec_manager_last_error(m)), outcome);
         assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), [1i64, 2].as_ptr(), 2), 0);
-        assert_eq!(text(rt_exec_manager_last_error(m)), "function factorial takes 1 arguments, 2 given");
+        assert_eq!(text(rt_exec_manager_last_error(m)), "function factorial takes 1 argument, 2 given");
         assert_eq!(rt_exec_manager_execute(m, c"factorial".as_ptr(), std::ptr::null(), 1), 0);
         assert_eq!(text(rt_exec_manager_last_error(m)), "args is NULL");
         assert_eq!(rt_exec_manager_execute(m, c"nothing".as_ptr(), std::ptr::null(), 0), 0);
@@ -509,6 +524,38 @@ fn the_c_abi_compiles_executes_lists_and_says_what_failed() {
         assert!(text(rt_exec_manager_compile_mir(m, clif.as_ptr())).contains("not a live ExecManager handle"));
         rt_exec_manager_cleanup(0);
     }
+}
+
+#[test]
+fn threads_sharing_a_manager_through_the_c_abi_keep_their_own_strings_and_failures() {
+    use smf::ffi::exec_manager::*;
+    use std::ffi::{CStr, CString};
+    // SAFETY: a NUL-terminated literal.
+    let m = unsafe { rt_exec_manager_create(c"cranelift".as_ptr()) };
+    assert_ne!(m, 0);
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            scope.spawn(move || {
+                let mistyped = format!("function %mistyped_{t}() -> i64 {{\nblock0:\n    v0 = iconst.i32 {t}\n    return v0\n}}\n");
+                let (mistyped, unknown) = (CString::new(mistyped).unwrap(), CString::new(format!("missing_{t}")).unwrap());
+                for _ in 0..200 {
+                    // SAFETY: NUL-terminated strings in; the strings out are read before this
+                    // thread's next call of their kind (the other thread's calls never free them).
+                    unsafe {
+                        let outcome = rt_exec_manager_compile_mir(m, mistyped.as_ptr());
+                        assert_eq!(rt_exec_manager_execute(m, unknown.as_ptr(), std::ptr::null(), 0), 0);
+                        let outcome = CStr::from_ptr(outcome).to_str().unwrap();
+                        assert!(outcome.starts_with(&format!("function mistyped_{t}: verifier")), "{outcome}");
+                        let (first, second) = (rt_exec_manager_last_error(m), rt_exec_manager_last_error(m));
+                        assert_eq!(first, second, "no failure between: the same text");
+                        let error = CStr::from_ptr(first).to_str().unwrap();
+                        assert_eq!(error, format!("no function missing_{t} was compiled"), "this thread's failure");
+                    }
+                }
+            });
+        }
+    });
+    rt_exec_manager_cleanup(m);
 }
 
 #[test]

@@ -16,6 +16,31 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// The directory cargo builds into here (`CARGO_TARGET_DIR`, `build.target-dir` or
+/// `target/`), as `cargo metadata` reports it: where the build just made lands.
+fn target_dir() -> Result<PathBuf, String> {
+    let out = checked(cargo().current_dir(workspace_root()).args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+    ]))?;
+    let json = String::from_utf8_lossy(&out.stdout);
+    let key = "\"target_directory\":\"";
+    let start = json.find(key).ok_or("cargo metadata printed no target_directory")? + key.len();
+    // A JSON string: ends at the first quote not escaped; `\\` and `\"` are the escapes a path
+    // may need.
+    let (mut dir, mut chars) = (String::new(), json[start..].chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Ok(PathBuf::from(dir)),
+            '\\' => dir.extend(chars.next()),
+            c => dir.push(c),
+        }
+    }
+    Err("cargo metadata's target_directory does not end".into())
+}
+
 fn checked(command: &mut Command) -> Result<std::process::Output, String> {
     let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if out.status.success() {
@@ -82,7 +107,7 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     };
     let static_libs = build(&features)?;
     let cflags = if features.is_empty() { "" } else { " -DSMF_EXEC_MANAGER" };
-    let release = workspace_root().join("target").join("release");
+    let release = target_dir()?.join("release");
     let version = env!("CARGO_PKG_VERSION");
     let major = version.split('.').next().unwrap_or("0");
     let (bin, lib, include, pkgconfig) = (

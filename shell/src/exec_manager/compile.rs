@@ -61,15 +61,19 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
 
 /// The largest entity number (`v7`, `block3`, `fn0`, `ss2`...) CLIF text of `len` bytes may
 /// use. The reader sizes its tables by the largest number it meets, so one number alone
-/// (`v1111111111`) would make it allocate gigabytes for a few bytes of text.
+/// (`v1111111111`) would make it allocate gigabytes for a few bytes of text; 65,536 entities
+/// (a few MB of tables at most) are allowed whatever the length, for the sparse numbering
+/// Cranelift's own printed functions have.
 fn most_entities(len: usize) -> u64 {
-    (len as u64).saturating_mul(4).max(1024)
+    (len as u64).saturating_mul(4).max(1 << 16)
 }
 
-/// Refuses CLIF text naming an entity past [`most_entities`], with the line.
+/// Refuses CLIF text naming an entity past [`most_entities`], with the line (comments, from
+/// `;` to the end of the line, are not read).
 fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
     let limit = most_entities(text.len());
     for (n, line) in text.lines().enumerate() {
+        let line = line.split_once(';').map_or(line, |(code, _comment)| code);
         let bytes = line.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
@@ -93,7 +97,8 @@ fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
             if let Some(number) = number.filter(|&number| ends_word && number > limit) {
                 let entity = line.get(start..i).unwrap_or_default();
                 let message = format!(
-                    "`{entity}`: entity number {number} is past {limit}, the most text this long may use"
+                    "`{entity}`: entity number {number} is larger than CLIF text of {} bytes may use ({limit}: the reader sizes its tables by the largest number)",
+                    text.len()
                 );
                 return Err(ExecManagerError::Parse { line: n + 1, message });
             }
@@ -109,9 +114,10 @@ pub(super) fn parse(text: &str) -> Result<Vec<Function>, ExecManagerError> {
         Ok(parsed) => {
             parsed.map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
         }
-        Err(_) => {
-            Err(ExecManagerError::Parse { line: 0, message: "the CLIF reader panicked on it".to_owned() })
-        }
+        Err(payload) => Err(ExecManagerError::Parse {
+            line: 0,
+            message: format!("the CLIF reader panicked on it: {}", panic_message(&*payload)),
+        }),
     }
 }
 
@@ -229,8 +235,10 @@ pub(super) fn compile(
     let (code, alignment, relocations) = match outcome {
         Ok(Ok(compiled)) => compiled,
         Ok(Err(message)) => return Err(ExecManagerError::Compile { function: name.to_owned(), message }),
-        Err(_) => {
-            let message = "Cranelift panicked compiling it (an internal compiler error)".to_owned();
+        Err(payload) => {
+            // What Cranelift does not support (an `i128` return, a function with no block)
+            // it often refuses by panicking: its message is the reason.
+            let message = format!("Cranelift panicked compiling it: {}", panic_message(&*payload));
             return Err(ExecManagerError::Compile { function: name.to_owned(), message });
         }
     };
@@ -253,6 +261,15 @@ pub(super) fn compile(
     // The function stays in the context (cleared for the next); its signature comes along.
     let signature = std::mem::replace(&mut context.func.signature, Signature::new(convention));
     Ok(Compiled { code, alignment, relocations, signature })
+}
+
+/// What a caught panic said (its message, if it was a string).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A call target as CLIF writes it (`u0:2`, `%name`), a user reference the function does not

@@ -87,13 +87,14 @@ impl fmt::Display for ExecManagerError {
             ExecManagerError::Link { function, what } => write!(f, "function {function}: cannot link {what}"),
             ExecManagerError::Load(e) => write!(f, "the compiled code did not load: {e}"),
             ExecManagerError::NoFrontEnd => {
-                f.write_str("no front end is registered to compile source (ExecManager::set_front_end)")
+                f.write_str("no front end is registered to compile source (the runtime registers one: smf::exec_manager::set_default_front_end, or ExecManager::set_front_end for one manager)")
             }
             ExecManagerError::FrontEnd(why) => write!(f, "the front end refused the source: {why}"),
             ExecManagerError::Io(path, e) => write!(f, "{}: {e}", path.display()),
             ExecManagerError::UnknownFunction(name) => write!(f, "no function {name} was compiled"),
             ExecManagerError::Arity { function, expected, given } => {
-                write!(f, "function {function} takes {expected} arguments, {given} given")
+                let plural = if *expected == 1 { "" } else { "s" };
+                write!(f, "function {function} takes {expected} argument{plural}, {given} given")
             }
             ExecManagerError::Signature { function, signature } => write!(
                 f,

@@ -2,33 +2,68 @@
 //! manager"; feature `cranelift`), over [`crate::exec_manager::ExecManager`].
 //!
 //! A manager is an `int64_t` handle (`handles.rs`, type `ExecManager`; 0 is none). The strings
-//! a manager hands to C (a compile's outcome, the function list, the last error) are its own,
-//! freed by the library: each stays valid until the next call of the same kind on the same
-//! manager, or its cleanup. Every failure is also this thread's `smf_last_error`.
+//! a manager hands to C (a compile's outcome, the function list, the last failure's message)
+//! are the calling thread's, freed by the library: each stays valid until the same thread's
+//! next call of the same kind on the same manager, the manager's cleanup by that thread, or the
+//! thread's end. Per thread, as `dlerror`'s: threads sharing a manager never free each other's
+//! strings or read each other's failures. Every failure is also this thread's `smf_last_error`.
 
-use std::ffi::{c_char, CStr, CString};
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
 
 use super::handles::Handles;
 use super::{c_name, c_path, c_str, guard, ArgError, FfiError};
 use crate::exec_manager::{ExecManager, OptLevel};
-use crate::sync::lock;
 
-/// A manager as C holds it, with the strings it last handed out.
+/// A manager as C holds it.
 struct CManager {
     manager: ExecManager,
-    strings: Mutex<Strings>,
 }
 
-/// The strings a manager handed to C, by kind: each replaced by the next call of its kind;
-/// and the message of its last failure, copied into `error` when C asks for it.
+/// The strings a manager handed to one thread, by kind: each replaced by the thread's next
+/// call of its kind on that manager.
 #[derive(Default)]
 struct Strings {
+    /// A compile's error.
     compiled: CString,
+    /// The function list.
     list: CString,
+    /// The last failure's message.
+    failure: CString,
+    /// The last failure's message as `rt_exec_manager_last_error` last handed it out: replaced
+    /// only by a later call of it that finds a newer failure.
     error: CString,
-    last_failure: String,
+}
+
+thread_local! {
+    /// The strings each manager handed to this thread, by handle (a few managers per thread).
+    static HANDED: RefCell<Vec<(i64, Strings)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on the strings `manager` handed to this thread (made empty at the first call). The
+/// thread's strings of managers that are no longer live go first: they end with their manager.
+/// `None` while the thread is ending (its strings are gone).
+fn with_strings<R>(manager: i64, f: impl FnOnce(&mut Strings) -> R) -> Option<R> {
+    HANDED
+        .try_with(|handed| {
+            let mut handed = handed.borrow_mut();
+            handed.retain(|&(h, _)| h == manager || manager_of(h).is_ok());
+            let at = match handed.iter().position(|&(h, _)| h == manager) {
+                Some(at) => at,
+                None => {
+                    handed.push((manager, Strings::default()));
+                    handed.len() - 1
+                }
+            };
+            f(&mut handed[at].1)
+        })
+        .ok()
+}
+
+/// Drops the strings `manager` handed to this thread.
+fn forget_strings(manager: i64) {
+    let _ = HANDED.try_with(|handed| handed.borrow_mut().retain(|&(h, _)| h != manager));
 }
 
 static MANAGERS: Handles<CManager> = Handles::new("ExecManager");
@@ -81,10 +116,10 @@ fn manager_of(manager: i64) -> Result<std::sync::Arc<CManager>, FfiError> {
     Ok(MANAGERS.get(handle(manager))?)
 }
 
-/// Records `error` as `manager`'s last failure and hands it on.
-fn failed(manager: &CManager, error: FfiError) -> FfiError {
-    let message = error.to_string();
-    lock(&manager.strings).last_failure = message;
+/// Records `error` as `manager`'s last failure on this thread and hands it on.
+fn failed(manager: i64, error: FfiError) -> FfiError {
+    let message = c_string(error.to_string());
+    with_strings(manager, |strings| strings.failure = message);
     error
 }
 
@@ -129,24 +164,27 @@ pub unsafe extern "C" fn rt_exec_manager_create(backend: *const c_char) -> i64 {
         };
         let opt = if name.is_empty() { chosen_opt() } else { self::backend(name)? };
         let manager = ExecManager::new(opt)?;
-        let handle = MANAGERS.insert(CManager { manager, strings: Mutex::new(Strings::default()) });
+        let handle = MANAGERS.insert(CManager { manager });
         Ok(handle as i64)
     })
 }
 
 /// Ends `manager` (0: nothing): its functions are no longer found by later loads; code they
-/// linked to stays until they are released. The manager's strings end with it.
+/// linked to stays until they are released. The strings it handed to this thread end with it
+/// (another thread's, at that thread's next call on any manager or its end).
 #[no_mangle]
 pub extern "C" fn rt_exec_manager_cleanup(manager: i64) {
     guard((), || {
         if manager != 0 {
             MANAGERS.release(handle(manager))?;
+            forget_strings(manager);
         }
         Ok(())
     })
 }
 
-/// Runs a compile on `manager`: "" on success, else the error (the manager's string).
+/// Runs a compile on `manager`: "" on success, else the error (this thread's string of the
+/// manager).
 fn compile(manager: i64, work: impl FnOnce(&ExecManager) -> Result<Vec<String>, FfiError>) -> *const c_char {
     let mut outcome: *const c_char = c"".as_ptr();
     let failure = guard(Some(()), || {
@@ -154,16 +192,20 @@ fn compile(manager: i64, work: impl FnOnce(&ExecManager) -> Result<Vec<String>, 
         match work(&m.manager) {
             Ok(_) => Ok(None),
             Err(error) => {
-                let error = failed(&m, error);
-                let mut strings = lock(&m.strings);
-                strings.compiled = c_string(error.to_string());
-                outcome = strings.compiled.as_ptr();
+                let error = failed(manager, error);
+                let message = c_string(error.to_string());
+                if let Some(text) = with_strings(manager, |strings| {
+                    strings.compiled = message;
+                    strings.compiled.as_ptr()
+                }) {
+                    outcome = text;
+                }
                 Err(error)
             }
         }
     });
     if failure.is_some() && outcome == c"".as_ptr() {
-        // Not a live manager (or a panic): the thread's message.
+        // Not a live manager (or a panic, or the thread ending): the thread's message.
         return super::error::smf_last_error();
     }
     outcome
@@ -241,7 +283,7 @@ pub unsafe extern "C" fn rt_exec_manager_execute(
             };
             Ok(m.manager.execute(name, args)?)
         };
-        run().map_err(|error| failed(&m, error))
+        run().map_err(|error| failed(manager, error))
     })
 }
 
@@ -259,31 +301,35 @@ pub unsafe extern "C" fn rt_exec_manager_has_function(manager: i64, name: *const
     })
 }
 
-/// The names of `manager`'s functions, sorted, one per line ("" for none; NULL for a manager
-/// that is not one).
+/// The names of `manager`'s functions, sorted, one per line with no newline after the last
+/// ("" for none; NULL for a manager that is not one), this thread's until its next list of the
+/// manager.
 #[no_mangle]
 pub extern "C" fn rt_exec_manager_list_functions(manager: i64) -> *const c_char {
     guard(std::ptr::null(), || {
         let m = manager_of(manager)?;
         let list = c_string(m.manager.function_names().join("\n"));
-        let mut strings = lock(&m.strings);
-        strings.list = list;
-        Ok(strings.list.as_ptr())
+        let text = with_strings(manager, |strings| {
+            strings.list = list;
+            strings.list.as_ptr()
+        });
+        Ok(text.unwrap_or(std::ptr::null()))
     })
 }
 
-/// What the last failed call on `manager` said ("" if none failed); for a manager that is not
-/// one, this thread's last error.
+/// What the last failed call on `manager` from this thread said ("" if none failed); for a
+/// manager that is not one, this thread's last error. The text stays valid until a later call
+/// of it on the manager finds a newer failure (calls with none between return the same text).
 #[no_mangle]
 pub extern "C" fn rt_exec_manager_last_error(manager: i64) -> *const c_char {
     match manager_of(manager) {
-        Ok(m) => {
-            let message = c_string(lock(&m.strings).last_failure.clone());
-            let mut strings = lock(&m.strings);
-            strings.error = message;
-            let text: &CStr = &strings.error;
-            text.as_ptr()
-        }
+        Ok(_) => with_strings(manager, |strings| {
+            if strings.error != strings.failure {
+                strings.error = strings.failure.clone();
+            }
+            strings.error.as_ptr()
+        })
+        .unwrap_or(c"".as_ptr()),
         Err(error) => {
             super::error::set_error(&error.to_string());
             super::error::smf_last_error()
