@@ -351,6 +351,33 @@ fn failures_name_what_failed_and_never_call() {
         other => panic!("{other:?}"),
     }
 
+    // A call declared with another signature than its callee's: refused, naming both, whether
+    // the callee is in the batch or compiled before; the batch defines nothing.
+    let two = "function %two(i64, i64) -> i64 {\nblock0(v0: i64, v1: i64):\n    v2 = iadd v0, v1\n    return v2\n}\n";
+    let calls_two = |declared: &str, args: &str| {
+        format!("function %calls_two() -> i64 {{\n    fn0 = %two({declared}) -> i64\nblock0:\n    v0 = iconst.i64 3\n    v1 = call fn0({args})\n    return v1\n}}\n")
+    };
+    for clif in [format!("{two}{}", calls_two("i64", "v0")), calls_two("", "")] {
+        if !clif.contains("function %two") {
+            manager.compile_clif(two).unwrap();
+        }
+        match manager.compile_clif(&clif) {
+            Err(ExecManagerError::Link { function, what }) => {
+                assert_eq!(function, "calls_two");
+                assert!(
+                    what.starts_with("a call to two as (i64) -> i64")
+                        || what.starts_with("a call to two as () -> i64"),
+                    "{what}"
+                );
+                assert!(what.contains("which is (i64, i64) -> i64"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!manager.has_function("calls_two"));
+    }
+    assert_eq!(manager.compile_clif(&calls_two("i64, i64", "v0, v0")).unwrap(), ["calls_two"]);
+    assert_eq!(manager.execute("calls_two", &[]).unwrap(), 6);
+
     // Returns an i32 where the signature says i64: the verifier refuses it, naming the function.
     let verify = manager
         .compile_clif("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");

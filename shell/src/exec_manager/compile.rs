@@ -168,6 +168,18 @@ pub(super) struct Compiled {
     pub(super) alignment: u64,
     pub(super) relocations: Vec<Relocation>,
     pub(super) signature: Signature,
+    /// Each name it calls (or takes the address of) with the signature it declares for it, in
+    /// the platform's convention: checked against the callee's where the manager knows it.
+    pub(super) calls: Vec<(String, Signature)>,
+}
+
+/// Whether a call declared as `declared` fits a function of signature `actual`: the same
+/// parameter and return types (conventions are made the platform's on both sides).
+pub(super) fn same_types(declared: &Signature, actual: &Signature) -> bool {
+    let types = |s: &Signature| -> (Vec<_>, Vec<_>) {
+        (s.params.iter().map(|p| p.value_type).collect(), s.returns.iter().map(|r| r.value_type).collect())
+    };
+    types(declared) == types(actual)
 }
 
 /// Cranelift's pass timer off on this thread while this lives, the thread's profiler back when
@@ -243,6 +255,16 @@ pub(super) fn compile(
         }
     };
     let function = &context.func;
+    // The names it calls, each with the signature it declares (made the platform's above).
+    let calls = function
+        .dfg
+        .ext_funcs
+        .values()
+        .filter_map(|ext| {
+            let name = target_name(function, &ext.name, names)?;
+            Some((name, function.dfg.signatures.get(ext.signature)?.clone()))
+        })
+        .collect();
     let relocations = relocations
         .into_iter()
         .map(|relocation| Relocation {
@@ -260,7 +282,7 @@ pub(super) fn compile(
         .collect();
     // The function stays in the context (cleared for the next); its signature comes along.
     let signature = std::mem::replace(&mut context.func.signature, Signature::new(convention));
-    Ok(Compiled { code, alignment, relocations, signature })
+    Ok(Compiled { code, alignment, relocations, signature, calls })
 }
 
 /// What a caught panic said (its message, if it was a string).

@@ -157,6 +157,7 @@ impl ExecManager {
             return Ok(Vec::new());
         }
         let batch = self.compile_batch(functions, &defined, names)?;
+        self.check_calls(&defined, &batch, &index)?;
         let bytes = image::module_of(&defined, &batch, &index)?;
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
@@ -215,6 +216,31 @@ impl ExecManager {
         }
         // Not kept: dropped here, after the lock.
         Ok(batch)
+    }
+
+    /// Refuses a call whose declared signature differs from its callee's, where the callee is
+    /// a function of the batch or one this manager compiled before (a loaded module's, the
+    /// host's and the C library's functions carry no signature to check against).
+    fn check_calls(
+        &self,
+        defined: &[String],
+        batch: &[compile::Compiled],
+        index: &HashMap<&str, usize>,
+    ) -> Result<(), ExecManagerError> {
+        let tables = lock(&self.tables);
+        for (caller, compiled) in defined.iter().zip(batch) {
+            for (callee, declared) in &compiled.calls {
+                let actual = match index.get(callee.as_str()) {
+                    Some(&i) => batch.get(i).map(|c| &c.signature),
+                    None => tables.functions.get(callee).map(|e| &*e.signature),
+                };
+                if let Some(actual) = actual.filter(|actual| !compile::same_types(declared, actual)) {
+                    let what = format!("a call to {callee} as {declared}, which is {actual}");
+                    return Err(ExecManagerError::Link { function: caller.clone(), what });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The functions of CLIF `text`, as [`ExecManager::compile_functions`] takes them (user
