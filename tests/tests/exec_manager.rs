@@ -325,7 +325,12 @@ fn failures_name_what_failed_and_never_call() {
     let manager = ExecManager::new(OptLevel::None).unwrap();
     let parse =
         manager.compile_clif("function %broken(i64) -> i64 {\nblock0(v0: i64):\n    v1 = bogus v0\n}\n");
-    assert!(matches!(parse, Err(ExecManagerError::Parse { line: 3, .. })), "{parse:?}");
+    match parse {
+        Err(ExecManagerError::Parse { line: 3, message }) => {
+            assert!(message.ends_with("(in function broken)"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
     // A value number the reader would size its tables by: refused before it allocates.
     let huge =
         manager.compile_clif("function %f(i64) -> i64 {\nblock0(v0: i64):\n    return v1111111111\n}\n");

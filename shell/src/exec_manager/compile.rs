@@ -111,14 +111,27 @@ fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
 pub(super) fn parse(text: &str) -> Result<Vec<Function>, ExecManagerError> {
     check_entity_numbers(text)?;
     match catch_unwind(|| cranelift_reader::parse_functions(text)) {
-        Ok(parsed) => {
-            parsed.map_err(|e| ExecManagerError::Parse { line: e.location.line_number, message: e.message })
-        }
+        Ok(parsed) => parsed.map_err(|e| {
+            let line = e.location.line_number;
+            let message = match function_at(text, line) {
+                Some(name) => format!("{} (in function {name})", e.message),
+                None => e.message,
+            };
+            ExecManagerError::Parse { line, message }
+        }),
         Err(payload) => Err(ExecManagerError::Parse {
             line: 0,
             message: format!("the CLIF reader panicked on it: {}", panic_message(&*payload)),
         }),
     }
+}
+
+/// The name of the function whose text line `line` (1-based) of `text` is in: the last
+/// `function %name` at or before it.
+fn function_at(text: &str, line: usize) -> Option<&str> {
+    let header = text.lines().take(line).filter_map(|l| l.trim_start().strip_prefix("function %")).last()?;
+    let end = header.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(header.len());
+    Some(&header[..end]).filter(|name| !name.is_empty())
 }
 
 /// The name `function` defines: its test-case name, or its user name in `names`.
