@@ -466,9 +466,10 @@ void    rt_exec_memory_dump_stats(void);
  * before the C library (a compiled `labs` is the `labs` they link to), until their manager's
  * cleanup; code compiled before a name is compiled again keeps calling the old definition.
  * Strings returned are freed by the library and belong to the calling thread, as dlerror's:
- * each stays valid until the same thread's next call of the same kind on the same manager, its
- * cleanup of the manager, or its end (threads sharing a manager never free each other's
- * strings or see each other's failures). Every failure is also this thread's smf_last_error. */
+ * each stays valid until the same thread's next call of the same kind on the same manager, or,
+ * once the manager is cleaned up (by any thread), the thread's next call on any manager, or the
+ * thread's end (threads sharing a manager never free each other's strings or see each other's
+ * failures). Every failure is also this thread's smf_last_error. */
 
 /* "cranelift" or "auto" (the same: the one backend built in), optionally with an opt level
  * ("cranelift:speed", "cranelift:speed_and_size"), for managers created with NULL or ""; false

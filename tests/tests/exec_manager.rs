@@ -345,6 +345,26 @@ fn failures_name_what_failed_and_never_call() {
     let sparse = "; see r2000000 in the notes\nfunction %sparse() -> i64 {\nblock0:\n    v2000 = iconst.i64 7 ; v9999999\n    return v2000\n}\n";
     assert_eq!(manager.compile_clif(sparse).unwrap(), ["sparse"]);
     assert_eq!(manager.execute("sparse", &[]).unwrap(), 7);
+    // A `;` inside a string starts no comment: what follows is still counted, and the
+    // functions' largest numbers add up (each function's tables are sized by its own).
+    let in_string = "feature \"a;\" function %f() -> i64 {\n    gv20000000 = symbol %foo\nblock0:\n    v0 = iconst.i64 1\n    return v0\n}\n";
+    match manager.compile_clif(in_string) {
+        Err(ExecManagerError::Parse { message, .. }) => assert!(message.contains("gv20000000"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let sparse_function = |i: usize| {
+        format!(
+            "function %sparse_{i}() -> i64 {{\nblock0:\n    v60000 = iconst.i64 {i}\n    return v60000\n}}\n"
+        )
+    };
+    let many: String = (0..3).map(sparse_function).collect();
+    match manager.compile_clif(&many) {
+        Err(ExecManagerError::Parse { line, message }) => {
+            assert_eq!(line, 8, "the second function's number passes the sum: {message}");
+            assert!(message.starts_with("`v60000`: entity numbers past"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     // What Cranelift refuses by panicking (here a function with no block) names the function
     // and says Cranelift's reason.
     match manager.compile_clif("function %no_blocks() {\n}\n") {
@@ -382,6 +402,11 @@ fn failures_name_what_failed_and_never_call() {
     }
     assert_eq!(manager.compile_clif(&calls_two("i64, i64", "v0, v0")).unwrap(), ["calls_two"]);
     assert_eq!(manager.execute("calls_two", &[]).unwrap(), 6);
+    // Only calls are checked, and a call may leave the callee's result unread: a declaration
+    // no call uses and an address taken under a placeholder signature compile.
+    let lenient = "function %lenient() -> i64 {\n    fn0 = %two(i64, i64)\n    fn1 = %two() -> i64\n    fn2 = %two(i64) -> i64\nblock0:\n    v0 = iconst.i64 4\n    call fn0(v0, v0)\n    v1 = func_addr.i64 fn1\n    return v0\n}\n";
+    assert_eq!(manager.compile_clif(lenient).unwrap(), ["lenient"]);
+    assert_eq!(manager.execute("lenient", &[]).unwrap(), 4);
 
     // Returns an i32 where the signature says i64: the verifier refuses it, naming the function.
     let verify = manager
@@ -429,6 +454,29 @@ fn failures_name_what_failed_and_never_call() {
         manager.compile_file(std::path::Path::new("/nonexistent")),
         Err(ExecManagerError::NoFrontEnd)
     ));
+}
+
+#[test]
+fn a_call_is_checked_against_the_definition_it_links_to_whichever_manager_made_it() {
+    let (a, b) = (ExecManager::new(OptLevel::None).unwrap(), ExecManager::new(OptLevel::None).unwrap());
+    let helper = |params: &str, body: &str| {
+        format!("function %cross_helper({params}) -> i64 {{\nblock0({body}):\n    return v0\n}}\n")
+    };
+    a.compile_clif(&helper("i64", "v0: i64")).unwrap();
+    // B's definition comes later: it is the one a load links `cross_helper` to now.
+    b.compile_clif(&helper("i64, i64", "v0: i64, v1: i64")).unwrap();
+    let caller = |declared: &str, args: &str| {
+        format!("function %cross_caller() -> i64 {{\n    fn0 = %cross_helper({declared}) -> i64\nblock0:\n    v0 = iconst.i64 5\n    v1 = call fn0({args})\n    return v1\n}}\n")
+    };
+    match a.compile_clif(&caller("i64", "v0")) {
+        Err(ExecManagerError::Link { function, what }) => {
+            assert_eq!(function, "cross_caller");
+            assert!(what.contains("which is (i64, i64) -> i64"), "{what}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.compile_clif(&caller("i64, i64", "v0, v0")).unwrap(), ["cross_caller"]);
+    assert_eq!(a.execute("cross_caller", &[]).unwrap(), 5);
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cranelift_codegen::binemit::Reloc;
-use cranelift_codegen::ir::{ExternalName, Function, Signature, UserExternalName, UserFuncName};
+use cranelift_codegen::ir::{
+    AbiParam, ExternalName, Function, InstructionData, Signature, UserExternalName, UserFuncName,
+};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::timing::{self, Pass, Profiler};
@@ -59,21 +61,40 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
     builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
 }
 
-/// The largest entity number (`v7`, `block3`, `fn0`, `ss2`...) CLIF text of `len` bytes may
-/// use. The reader sizes its tables by the largest number it meets, so one number alone
-/// (`v1111111111`) would make it allocate gigabytes for a few bytes of text; 65,536 entities
-/// (a few MB of tables at most) are allowed whatever the length, for the sparse numbering
-/// Cranelift's own printed functions have.
+/// How many entities (`v7`, `block3`, `fn0`, `ss2`...) CLIF text of `len` bytes may number:
+/// the sum over its functions of the largest number each uses. The reader sizes a function's
+/// tables by the largest number it meets, so one number alone (`v1111111111`) would make it
+/// allocate gigabytes for a few bytes of text; 65,536 (a few MB of tables) are allowed whatever
+/// the length, for the sparse numbering Cranelift's own printed functions have.
 fn most_entities(len: usize) -> u64 {
     (len as u64).saturating_mul(4).max(1 << 16)
 }
 
-/// Refuses CLIF text naming an entity past [`most_entities`], with the line (comments, from
-/// `;` to the end of the line, are not read).
+/// `line` without its comment: from the first `;` outside a `"string"` on.
+fn without_comment(line: &str) -> &str {
+    let mut in_string = false;
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            b'"' => in_string = !in_string,
+            b';' if !in_string => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Refuses CLIF text whose functions' largest entity numbers add up past [`most_entities`],
+/// naming the entity and its line (comments are not read; strings are).
 fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
     let limit = most_entities(text.len());
+    // The largest numbers of the functions before this one, added up, and this one's.
+    let (mut before, mut largest) = (0u64, 0u64);
     for (n, line) in text.lines().enumerate() {
-        let line = line.split_once(';').map_or(line, |(code, _comment)| code);
+        let line = without_comment(line);
+        if line.trim_start().starts_with("function") {
+            before = before.saturating_add(largest);
+            largest = 0;
+        }
         let bytes = line.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
@@ -94,10 +115,12 @@ fn check_entity_numbers(text: &str) -> Result<(), ExecManagerError> {
             let ends_word = i == bytes.len() || !(bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_');
             let number =
                 line.get(digits..i).and_then(|d| d.parse::<u64>().ok().or((i > digits).then_some(u64::MAX)));
-            if let Some(number) = number.filter(|&number| ends_word && number > limit) {
+            let Some(number) = number.filter(|_| ends_word) else { continue };
+            largest = largest.max(number);
+            if before.saturating_add(largest) > limit {
                 let entity = line.get(start..i).unwrap_or_default();
                 let message = format!(
-                    "`{entity}`: entity number {number} is larger than CLIF text of {} bytes may use ({limit}: the reader sizes its tables by the largest number)",
+                    "`{entity}`: entity numbers past what CLIF text of {} bytes may use ({limit} in all, counting each function's largest: the reader sizes its tables by them)",
                     text.len()
                 );
                 return Err(ExecManagerError::Parse { line: n + 1, message });
@@ -181,18 +204,38 @@ pub(super) struct Compiled {
     pub(super) alignment: u64,
     pub(super) relocations: Vec<Relocation>,
     pub(super) signature: Signature,
-    /// Each name it calls (or takes the address of) with the signature it declares for it, in
-    /// the platform's convention: checked against the callee's where the manager knows it.
+    /// Each name it calls with the signature its call declares, in the platform's convention:
+    /// checked against the callee's where the manager knows it.
     pub(super) calls: Vec<(String, Signature)>,
 }
 
 /// Whether a call declared as `declared` fits a function of signature `actual`: the same
-/// parameter and return types (conventions are made the platform's on both sides).
-pub(super) fn same_types(declared: &Signature, actual: &Signature) -> bool {
-    let types = |s: &Signature| -> (Vec<_>, Vec<_>) {
-        (s.params.iter().map(|p| p.value_type).collect(), s.returns.iter().map(|r| r.value_type).collect())
-    };
-    types(declared) == types(actual)
+/// parameters (types and purposes), and returns the callee's or a first part of them (a call
+/// may leave results unread); conventions are made the platform's on both sides.
+pub(super) fn call_fits(declared: &Signature, actual: &Signature) -> bool {
+    let same = |a: &AbiParam, b: &AbiParam| a.value_type == b.value_type && a.purpose == b.purpose;
+    declared.params.len() == actual.params.len()
+        && declared.params.iter().zip(&actual.params).all(|(a, b)| same(a, b))
+        && declared.returns.len() <= actual.returns.len()
+        && declared.returns.iter().zip(&actual.returns).all(|(a, b)| same(a, b))
+}
+
+/// The names `function` calls (direct calls and tail calls; not a function's address taken,
+/// nor a declaration no instruction uses), each with the signature its call declares.
+fn called_names(function: &Function, names: &NameTable) -> Vec<(String, Signature)> {
+    let mut called = Vec::new();
+    for block in function.layout.blocks() {
+        for inst in function.layout.block_insts(block) {
+            let InstructionData::Call { func_ref, .. } = function.dfg.insts[inst] else { continue };
+            let Some(ext) = function.dfg.ext_funcs.get(func_ref) else { continue };
+            let Some(name) = target_name(function, &ext.name, names) else { continue };
+            let Some(signature) = function.dfg.signatures.get(ext.signature) else { continue };
+            if !called.iter().any(|(n, s): &(String, Signature)| *n == name && s == signature) {
+                called.push((name, signature.clone()));
+            }
+        }
+    }
+    called
 }
 
 /// Cranelift's pass timer off on this thread while this lives, the thread's profiler back when
@@ -268,16 +311,7 @@ pub(super) fn compile(
         }
     };
     let function = &context.func;
-    // The names it calls, each with the signature it declares (made the platform's above).
-    let calls = function
-        .dfg
-        .ext_funcs
-        .values()
-        .filter_map(|ext| {
-            let name = target_name(function, &ext.name, names)?;
-            Some((name, function.dfg.signatures.get(ext.signature)?.clone()))
-        })
-        .collect();
+    let calls = called_names(function, names);
     let relocations = relocations
         .into_iter()
         .map(|relocation| Relocation {

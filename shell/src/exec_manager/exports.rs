@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use cranelift_codegen::ir::Signature;
 use smf_core::load::{Resolved, Resolver};
 
 use crate::loader::SharedModule;
@@ -20,6 +21,8 @@ struct Definition {
     owner: u64,
     module: Weak<SharedModule>,
     addr: usize,
+    /// Its signature (what calls compiled later are checked against).
+    signature: Arc<Signature>,
 }
 
 /// Definitions by name, the latest last.
@@ -28,14 +31,29 @@ static EXPORTS: Mutex<Option<HashMap<Vec<u8>, Vec<Definition>>>> = Mutex::new(No
 /// Definitions ready to export ([`definitions`]), made before any lock is taken.
 pub(super) struct Prepared(Vec<(Vec<u8>, Definition)>);
 
-/// Each `(name, addr)` of `module`, compiled by manager `owner`, ready to [`export`].
-pub(super) fn definitions(owner: u64, names: &[(&[u8], usize)], module: &Arc<SharedModule>) -> Prepared {
+/// Each `(name, addr, signature)` of `module`, compiled by manager `owner`, ready to
+/// [`export`].
+pub(super) fn definitions(
+    owner: u64,
+    names: &[(&[u8], usize, Arc<Signature>)],
+    module: &Arc<SharedModule>,
+) -> Prepared {
     Prepared(
         names
             .iter()
-            .map(|&(name, addr)| (name.to_vec(), Definition { owner, module: Arc::downgrade(module), addr }))
+            .map(|(name, addr, signature)| {
+                let module = Arc::downgrade(module);
+                (name.to_vec(), Definition { owner, module, addr: *addr, signature: signature.clone() })
+            })
             .collect(),
     )
+}
+
+/// The signature of the definition of `name` a load would link to now (the latest live one).
+pub(super) fn signature_of(name: &[u8]) -> Option<Arc<Signature>> {
+    let exports = lock(&EXPORTS);
+    let definitions = exports.as_ref()?.get(name)?;
+    definitions.iter().rev().find(|d| d.module.strong_count() > 0).map(|d| d.signature.clone())
 }
 
 /// Exports `prepared`: each found before every earlier definition of its name. (The manager

@@ -157,7 +157,7 @@ impl ExecManager {
             return Ok(Vec::new());
         }
         let batch = self.compile_batch(functions, &defined, names)?;
-        self.check_calls(&defined, &batch, &index)?;
+        Self::check_calls(&defined, &batch, &index)?;
         let bytes = image::module_of(&defined, &batch, &index)?;
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
@@ -174,8 +174,8 @@ impl ExecManager {
             let signature = Arc::new(compiled.signature);
             entries.push((name.clone(), Entry { addr, signature, module: module.clone() }));
         }
-        let exported: Vec<(&[u8], usize)> =
-            entries.iter().map(|(name, e)| (name.as_bytes(), e.addr)).collect();
+        let exported: Vec<(&[u8], usize, Arc<Signature>)> =
+            entries.iter().map(|(name, e)| (name.as_bytes(), e.addr, e.signature.clone())).collect();
         let exported = exports::definitions(self.id, &exported, &module);
         // Exported and recorded under one lock: two batches defining a name on two threads
         // leave the table and the namespace with the same one last.
@@ -218,23 +218,26 @@ impl ExecManager {
         Ok(batch)
     }
 
-    /// Refuses a call whose declared signature differs from its callee's, where the callee is
-    /// a function of the batch or one this manager compiled before (a loaded module's, the
-    /// host's and the C library's functions carry no signature to check against).
+    /// Refuses a call whose declared signature does not fit its callee's
+    /// ([`compile::call_fits`]), where the callee is known: a function of the batch, or the
+    /// compiled function a load links the name to now (the latest definition of any manager),
+    /// unless a host symbol of the name comes first. A loaded module's and the C library's
+    /// functions carry no signature to check against; a name compiled again between this check
+    /// and the load is linked as the load finds it.
     fn check_calls(
-        &self,
         defined: &[String],
         batch: &[compile::Compiled],
         index: &HashMap<&str, usize>,
     ) -> Result<(), ExecManagerError> {
-        let tables = lock(&self.tables);
+        use smf_core::load::Resolver as _;
         for (caller, compiled) in defined.iter().zip(batch) {
             for (callee, declared) in &compiled.calls {
                 let actual = match index.get(callee.as_str()) {
-                    Some(&i) => batch.get(i).map(|c| &c.signature),
-                    None => tables.functions.get(callee).map(|e| &*e.signature),
+                    Some(&i) => batch.get(i).map(|c| Arc::new(c.signature.clone())),
+                    None if crate::imports::HostSymbols.resolve(callee.as_bytes()).is_some() => None,
+                    None => exports::signature_of(callee.as_bytes()),
                 };
-                if let Some(actual) = actual.filter(|actual| !compile::same_types(declared, actual)) {
+                if let Some(actual) = actual.filter(|actual| !compile::call_fits(declared, actual)) {
                     let what = format!("a call to {callee} as {declared}, which is {actual}");
                     return Err(ExecManagerError::Link { function: caller.clone(), what });
                 }

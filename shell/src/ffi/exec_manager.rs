@@ -4,8 +4,8 @@
 //! A manager is an `int64_t` handle (`handles.rs`, type `ExecManager`; 0 is none). The strings
 //! a manager hands to C (a compile's outcome, the function list, the last failure's message)
 //! are the calling thread's, freed by the library: each stays valid until the same thread's
-//! next call of the same kind on the same manager, the manager's cleanup by that thread, or the
-//! thread's end. Per thread, as `dlerror`'s: threads sharing a manager never free each other's
+//! next call of the same kind on the same manager, or, once the manager is cleaned up (by any
+//! thread), the thread's next call on any manager, or the thread's end. Per thread, as `dlerror`'s: threads sharing a manager never free each other's
 //! strings or read each other's failures. Every failure is also this thread's `smf_last_error`.
 
 use std::cell::RefCell;
