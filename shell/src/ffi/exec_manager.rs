@@ -48,7 +48,9 @@ fn with_strings<R>(manager: i64, f: impl FnOnce(&mut Strings) -> R) -> Option<R>
     HANDED
         .try_with(|handed| {
             let mut handed = handed.borrow_mut();
-            handed.retain(|&(h, _)| h == manager || manager_of(h).is_ok());
+            // A liveness check only (no reference taken: a manager another thread is cleaning
+            // up is never dropped here, inside the borrow).
+            handed.retain(|&(h, _)| h == manager || MANAGERS.with(handle(h), |_| ()).is_ok());
             let at = match handed.iter().position(|&(h, _)| h == manager) {
                 Some(at) => at,
                 None => {
