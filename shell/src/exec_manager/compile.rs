@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::entity::EntitySet;
 use cranelift_codegen::ir::{
     AbiParam, ExternalName, Function, InstructionData, Signature, UserExternalName, UserFuncName,
 };
@@ -221,21 +222,27 @@ pub(super) fn call_fits(declared: &Signature, actual: &Signature) -> bool {
 }
 
 /// The names `function` calls (direct calls and tail calls; not a function's address taken,
-/// nor a declaration no instruction uses), each with the signature its call declares.
+/// nor a declaration no instruction uses), each with the signature its call declares: one
+/// entry per declaration, found in one pass over the instructions.
 fn called_names(function: &Function, names: &NameTable) -> Vec<(String, Signature)> {
-    let mut called = Vec::new();
+    let mut called = EntitySet::with_capacity(function.dfg.ext_funcs.len());
     for block in function.layout.blocks() {
         for inst in function.layout.block_insts(block) {
-            let InstructionData::Call { func_ref, .. } = function.dfg.insts[inst] else { continue };
-            let Some(ext) = function.dfg.ext_funcs.get(func_ref) else { continue };
-            let Some(name) = target_name(function, &ext.name, names) else { continue };
-            let Some(signature) = function.dfg.signatures.get(ext.signature) else { continue };
-            if !called.iter().any(|(n, s): &(String, Signature)| *n == name && s == signature) {
-                called.push((name, signature.clone()));
+            if let InstructionData::Call { func_ref, .. } = function.dfg.insts[inst] {
+                called.insert(func_ref);
             }
         }
     }
-    called
+    function
+        .dfg
+        .ext_funcs
+        .iter()
+        .filter(|&(func_ref, _)| called.contains(func_ref))
+        .filter_map(|(_, ext)| {
+            let name = target_name(function, &ext.name, names)?;
+            Some((name, function.dfg.signatures.get(ext.signature)?.clone()))
+        })
+        .collect()
 }
 
 /// Cranelift's pass timer off on this thread while this lives, the thread's profiler back when

@@ -232,10 +232,14 @@ impl ExecManager {
         use smf_core::load::Resolver as _;
         for (caller, compiled) in defined.iter().zip(batch) {
             for (callee, declared) in &compiled.calls {
+                let exported;
                 let actual = match index.get(callee.as_str()) {
-                    Some(&i) => batch.get(i).map(|c| Arc::new(c.signature.clone())),
+                    Some(&i) => batch.get(i).map(|c| &c.signature),
                     None if crate::imports::HostSymbols.resolve(callee.as_bytes()).is_some() => None,
-                    None => exports::signature_of(callee.as_bytes()),
+                    None => {
+                        exported = exports::signature_of(callee.as_bytes());
+                        exported.as_deref()
+                    }
                 };
                 if let Some(actual) = actual.filter(|actual| !compile::call_fits(declared, actual)) {
                     let what = format!("a call to {callee} as {declared}, which is {actual}");

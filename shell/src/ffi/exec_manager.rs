@@ -5,8 +5,9 @@
 //! a manager hands to C (a compile's outcome, the function list, the last failure's message)
 //! are the calling thread's, freed by the library: each stays valid until the same thread's
 //! next call of the same kind on the same manager, or, once the manager is cleaned up (by any
-//! thread), the thread's next call on any manager, or the thread's end. Per thread, as `dlerror`'s: threads sharing a manager never free each other's
-//! strings or read each other's failures. Every failure is also this thread's `smf_last_error`.
+//! thread), the thread's next call on any manager, or the thread's end. Per thread, as
+//! `dlerror`'s: threads sharing a manager never free each other's strings or read each other's
+//! failures. Every failure is also this thread's `smf_last_error`.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
@@ -194,9 +195,10 @@ fn compile(manager: i64, work: impl FnOnce(&ExecManager) -> Result<Vec<String>, 
         match work(&m.manager) {
             Ok(_) => Ok(None),
             Err(error) => {
-                let error = failed(manager, error);
+                // The outcome and the last failure, recorded together.
                 let message = c_string(error.to_string());
                 if let Some(text) = with_strings(manager, |strings| {
+                    strings.failure = message.clone();
                     strings.compiled = message;
                     strings.compiled.as_ptr()
                 }) {
