@@ -169,12 +169,16 @@ impl ModuleCache {
 const WORKER_STACK: usize = 2 << 20;
 
 /// Most files a prefetch loads together (one seal for all: see
-/// [`crate::loader::load_versions_with`]). Larger chunks save little more (the seal is one of eight
-/// syscalls a module costs) and share the work less evenly among threads.
-const MAX_CHUNK: usize = 16;
+/// [`crate::loader::load_versions_with`]). While threads run, a seal costs more than its
+/// syscall: taking write or execute rights away flushes the TLB of every core that runs one
+/// of the process's threads, an interrupt each (some 50 us on a virtual machine whose other
+/// core must be scheduled first). A fresh process prefetching the start-up benchmark's 200
+/// modules on two threads took 10 such interrupts in chunks of up to 16, 3 in chunks of up to
+/// 32 (one thread: 1), and ran 6% faster; larger chunks share the work less evenly.
+const MAX_CHUNK: usize = 32;
 
 /// Chunks a prefetch hands each thread at least, for an even share of the work.
-const CHUNKS_PER_THREAD: usize = 4;
+const CHUNKS_PER_THREAD: usize = 2;
 
 /// How long a prefetch's calling thread loads alone before it starts threads for the files
 /// left: about what starting two threads costs here (their stacks mapped, the kernel's clone,
