@@ -34,7 +34,7 @@ impl ModuleCache {
     /// Loads `paths` into the cache on up to `threads` threads, the calling one included (at
     /// least it: a thread that cannot be started leaves its share to the others; the others
     /// are started only once the calling thread has loaded alone for 100 us, for the files left
-    /// then), in chunks of up to 16 files that load together (sealed at once:
+    /// then), in chunks of up to 32 files that load together (sealed at once:
     /// [`crate::loader::load_versions_with`]), calling
     /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
     /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
