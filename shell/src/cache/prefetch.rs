@@ -173,12 +173,15 @@ const WORKER_STACK: usize = 2 << 20;
 /// syscall: taking write or execute rights away flushes the TLB of every core that runs one
 /// of the process's threads, an interrupt each (some 50 us on a virtual machine whose other
 /// core must be scheduled first). A fresh process prefetching the start-up benchmark's 200
-/// modules on two threads took 10 such interrupts in chunks of up to 16, 3 in chunks of up to
-/// 32 (one thread: 1), and ran 6% faster; larger chunks share the work less evenly.
+/// modules on two threads took 13 interrupts per run (background ones included) in chunks of
+/// up to 16, 8-9 in chunks of up to 32, and ran 2.5% faster (400 alternated runs). Chunks
+/// stay small where many threads share the files ([`CHUNKS_PER_THREAD`]): files that are not
+/// in the page cache take long to read, and an even share matters more there (8 threads on
+/// 200 such files: 1.4-1.9x faster than one by one with 2 chunks per thread, 2.0-2.3x with 4).
 const MAX_CHUNK: usize = 32;
 
 /// Chunks a prefetch hands each thread at least, for an even share of the work.
-const CHUNKS_PER_THREAD: usize = 2;
+const CHUNKS_PER_THREAD: usize = 4;
 
 /// How long a prefetch's calling thread loads alone before it starts threads for the files
 /// left: about what starting two threads costs here (their stacks mapped, the kernel's clone,
