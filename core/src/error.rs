@@ -120,6 +120,14 @@ pub enum UnwindProblem {
         /// The record's offset in the section.
         at: u64,
     },
+    /// A record in DWARF's 64-bit form (a length of `0xffffffff`, then 8 bytes of length):
+    /// `.eh_frame` readers such as libgcc's, to which the loader hands the table, take 32-bit
+    /// lengths only (libgcc misreads such a table, then aborts the process when the module's
+    /// table is withdrawn after an unwind has read it).
+    LongRecord {
+        /// The record's offset in the section.
+        at: u64,
+    },
     /// The records do not end with a zero length in the section's last four bytes (the
     /// terminator an unwinder stops at), or its virtual size differs from its size.
     NoTerminator,
@@ -132,6 +140,9 @@ impl UnwindProblem {
         match self {
             UnwindProblem::NotReadOnlyData => "must be a rodata section",
             UnwindProblem::RecordOutside { .. } => "has a record running past its end",
+            UnwindProblem::LongRecord { .. } => {
+                "has a record with a 64-bit length, which the process's unwinder does not read"
+            }
             UnwindProblem::NoTerminator => {
                 "must end with a zero-length record in its last four bytes (virtual size = size)"
             }
@@ -458,6 +469,9 @@ impl fmt::Display for ErrorKind {
                 "section {index}: an unwind table {} (record at {at:#x})",
                 UnwindProblem::RecordOutside { at }.describe()
             ),
+            BadUnwindTable { index, problem: problem @ UnwindProblem::LongRecord { at } } => {
+                write!(f, "section {index}: an unwind table {} (record at {at:#x})", problem.describe())
+            }
             BadUnwindTable { index, problem } => {
                 write!(f, "section {index}: an unwind table {}", problem.describe())
             }

@@ -40,6 +40,26 @@ fn module_with(table: Vec<u8>, past: i64) -> Vec<u8> {
 }
 
 #[test]
+fn a_record_in_the_64_bit_form_is_refused_as_the_processs_unwinder_does_not_read_it() {
+    // libgcc walks `.eh_frame` by 32-bit lengths: a table it misreads was accepted once, and
+    // withdrawing it after an unwind had read it aborted the process.
+    let short = table();
+    let field = |at: usize| u32::from_le_bytes(short[at..at + 4].try_into().unwrap());
+    let mut long = short[..24].to_vec();
+    long.extend_from_slice(&u32::MAX.to_le_bytes());
+    long.extend_from_slice(&u64::from(field(24)).to_le_bytes()); // the FDE's length, 64-bit
+    long.extend_from_slice(&(field(28) + 8).to_le_bytes()); // its CIE pointer, 8 bytes further
+    long.extend_from_slice(&short[32..]);
+    let error = Module::parse(&module_with(long, 0)).unwrap_err();
+    assert!(
+        matches!(error.kind, ErrorKind::BadUnwindTable { problem: UnwindProblem::LongRecord { at: 24 }, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("a record with a 64-bit length"), "{error}");
+    assert!(error.to_string().contains("(record at 0x18)"), "{error}");
+}
+
+#[test]
 fn a_table_breaking_the_format_is_refused_with_the_rule() {
     let bad = |table: Vec<u8>| Module::parse(&module_with(table, 0)).unwrap_err().kind;
     let mut unterminated = table();

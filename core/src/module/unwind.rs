@@ -1,6 +1,6 @@
 //! Unwind tables: call frame information in the `.eh_frame` format (the LSB's "Exception
-//! Frames"): records, each a 4-byte length (`0xffffffff`: an 8-byte length follows) and its
-//! contents, a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it
+//! Frames"): records, each a 4-byte length and its contents (the 64-bit form, a length of
+//! `0xffffffff` and 8 bytes of length, is refused: the process's unwinder does not read it), a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it
 //! describes), ended by a zero length.
 //!
 //! Two readers of one format: `check_records`, the structure every module's table must have
@@ -16,7 +16,7 @@ use crate::error::UnwindProblem;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Record<'a> {
     at: usize,
-    /// Where the contents start (after the 4 or 12 bytes of length).
+    /// Where the contents start (after the 4 bytes of length).
     body_at: usize,
     body: &'a [u8],
 }
@@ -40,13 +40,10 @@ fn records(table: &[u8]) -> impl Iterator<Item = Result<Record<'_>, UnwindProble
                 done = true;
                 return (at + 4 != table.len()).then_some(Err(UnwindProblem::NoTerminator));
             }
-            0xffff_ffff => match crate::bytes::u64_at(table, at + 4).and_then(|l| usize::try_from(l).ok()) {
-                Some(length) => (length, at + 12),
-                None => {
-                    done = true;
-                    return Some(Err(outside));
-                }
-            },
+            0xffff_ffff => {
+                done = true;
+                return Some(Err(UnwindProblem::LongRecord { at: at as u64 }));
+            }
             length => (length as usize, at + 4),
         };
         let end = body_at.checked_add(length).filter(|&end| end <= table.len());
@@ -279,10 +276,10 @@ mod tests {
         let mut long = good.clone();
         long[24..28].copy_from_slice(&500u32.to_le_bytes()); // the first FDE's length
         assert_eq!(check_records(&long), Err(UnwindProblem::RecordOutside { at: 24 }));
-        let mut huge = good;
-        huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes()); // a 64-bit length follows,
-        huge[28..36].copy_from_slice(&(1u64 << 40).to_le_bytes()); // past the end
-        assert_eq!(check_records(&huge), Err(UnwindProblem::RecordOutside { at: 24 }));
+        let mut long_form = good;
+        long_form[24..28].copy_from_slice(&u32::MAX.to_le_bytes()); // a 64-bit length follows,
+        long_form[28..36].copy_from_slice(&20u64.to_le_bytes()); // one that would fit
+        assert_eq!(check_records(&long_form), Err(UnwindProblem::LongRecord { at: 24 }));
         assert_eq!(check_records(&[]), Err(UnwindProblem::NoTerminator));
     }
 
