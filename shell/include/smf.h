@@ -485,7 +485,8 @@ int64_t     rt_exec_manager_create(const char *backend);
 void        rt_exec_manager_cleanup(int64_t manager);
 /* Each returns "" on success, else the error. compile_source and compile_file go through the
  * front end the runtime registered (smf::exec_manager::set_default_front_end); compile_mir
- * takes CLIF text, its functions compiled together (one protection change). */
+ * takes CLIF text, its functions compiled together (one protection change); compile_file reads
+ * a regular file (not a FIFO or a device) of at most SMF_MAX_MODULE_BYTES. */
 const char *rt_exec_manager_compile_source(int64_t manager, const char *source);
 const char *rt_exec_manager_compile_mir(int64_t manager, const char *clif);
 const char *rt_exec_manager_compile_file(int64_t manager, const char *path);

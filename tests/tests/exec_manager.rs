@@ -498,6 +498,16 @@ fn a_front_end_turns_source_into_clif() {
     std::fs::write(&file, "seven = 7").unwrap();
     manager.compile_file(&file).unwrap();
     assert_eq!(manager.execute("seven", &[]).unwrap(), 7);
+    // Only regular files: a FIFO with no writer would block the read, a device never end it.
+    let fifo = dir.join("fifo.src");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for special in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let started = std::time::Instant::now();
+        let refused = manager.compile_file(special).unwrap_err();
+        assert!(refused.to_string().ends_with(": not a regular file"), "{refused}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -276,13 +276,15 @@ impl ExecManager {
         self.compile_clif(&clif)
     }
 
-    /// [`ExecManager::compile_source`] of the file at `path`.
+    /// [`ExecManager::compile_source`] of the file at `path`: a regular file (never a FIFO or
+    /// a device, which could block or never end) of at most the module size limit
+    /// (`SMF_MAX_MODULE_BYTES`, [`crate::file::limits_from_env`]), in UTF-8.
     pub fn compile_file(&self, path: &Path) -> Result<Vec<String>, ExecManagerError> {
         if self.front_end().is_none() {
             return Err(ExecManagerError::NoFrontEnd);
         }
-        let source =
-            std::fs::read_to_string(path).map_err(|e| ExecManagerError::Io(path.to_path_buf(), e))?;
+        let limit = crate::file::limits_from_env().max_bytes;
+        let source = read_source(path, limit).map_err(|e| ExecManagerError::Io(path.to_path_buf(), e))?;
         self.compile_source(&source)
     }
 
@@ -349,5 +351,46 @@ impl Drop for ExecManager {
         // Every batch at once, the latest first (a batch holds the earlier ones it calls): one
         // protection change for all their pages rather than one per batch.
         crate::loader::release_together(tables.modules.into_iter().rev());
+    }
+}
+
+/// The text of the regular file at `path`, of at most `limit` bytes. Opened without blocking
+/// (a FIFO with no writer would wait for one) and refused unless it is a regular file; read
+/// through a bound, so a file that grows while read cannot pass the limit.
+fn read_source(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut source = String::new();
+    file.take(limit.saturating_add(1)).read_to_string(&mut source)?;
+    if source.len() as u64 > limit {
+        let message =
+            format!("larger than the limit of {limit} bytes ({})", crate::file::MAX_MODULE_BYTES_ENV);
+        return Err(Error::new(ErrorKind::FileTooLarge, message));
+    }
+    Ok(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_source;
+
+    #[test]
+    fn a_source_file_is_read_up_to_the_limit_and_refused_past_it() {
+        let dir = std::env::temp_dir().join(format!("smf-read-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ten.src");
+        std::fs::write(&file, "0123456789").unwrap();
+        assert_eq!(read_source(&file, 10).unwrap(), "0123456789");
+        let refused = read_source(&file, 9).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(refused.to_string(), "larger than the limit of 9 bytes (SMF_MAX_MODULE_BYTES)");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
