@@ -3,8 +3,10 @@
 //! override, several files at once.
 
 use serde_json::Value;
+use smf_core::template::TemplateKind;
+use smf_core::write::TemplateSpec;
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Binding, Dialect, ModuleFlags, SectionFlags, SectionType, SymbolFlags};
+use smf_core::{Binding, Dialect, ModuleFlags, SectionFlags, SectionType, SymbolFlags, SymbolKind};
 
 use crate::{example, json_of, scratch, smf, write};
 
@@ -243,4 +245,42 @@ fn inspect_takes_several_files_and_prints_app_fields_where_they_apply() {
     let json = smf(&["inspect", "--json", &recursion, &mathlib]);
     let files: Vec<Value> = json.out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!((&files[0]["file"], &files[1]["file"]), (&Value::from(recursion), &Value::from(mathlib)));
+}
+
+#[test]
+fn a_report_grows_with_its_file_not_with_rows_times_names_or_symbols_times_entries() {
+    let dir = scratch("amplify");
+    let column = "c".repeat(10_000);
+    let rows = 200;
+    let mut note = format!("big |{column}|\n");
+    for i in 0..rows {
+        note.push_str(&format!("{i}\n"));
+    }
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 16]);
+    b.note_sdn(&note);
+    // One template entry with a long name, named by 100 template symbols.
+    let name = vec![b'T'; 5_000];
+    let spec =
+        TemplateSpec { kind: TemplateKind::Function, name: name.clone(), params: vec![], body: vec![] };
+    let offset = b.add_template(spec);
+    for i in 0..100 {
+        let mut symbol = SymbolSpec::new(format!("alias{i}").as_bytes(), SymbolKind::Function, 0, 0);
+        symbol.flags = SymbolFlags::TEMPLATE;
+        symbol.template_offset = offset;
+        b.add_symbol(symbol);
+    }
+    let file = b.build().unwrap();
+    let path = write(&dir, "amplify.smf", &file);
+    let o = smf(&["inspect", &path]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    assert!(o.out.len() < 2 * file.len(), "{} bytes of report for {} of file", o.out.len(), file.len());
+    // The column's name whole once, shortened in each row.
+    assert_eq!(o.out.matches(&column).count(), 1);
+    assert!(o.out.contains(&format!("    {}...=\"199\"", "c".repeat(40))), "{}", &o.out[..2000]);
+    assert!(o.out.contains("Templates (1):"), "one entry, listed once");
+    // JSON keeps whole names (its documented keys) and lists the entry once too.
+    let v = json_of(&path);
+    assert_eq!(v["templates"].as_array().unwrap().len(), 1);
+    assert_eq!(v["note_sdn"]["big"][199][&column], "199");
 }

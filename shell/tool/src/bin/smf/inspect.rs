@@ -76,12 +76,18 @@ pub(crate) fn command(args: &InspectArgs) -> i32 {
     })
 }
 
-/// The templates of a module: through template symbols where there are any, otherwise the
+/// The templates of a module: through template symbols where there are any (each entry once),
+/// otherwise the
 /// template-code entries read in sequence when the section is exactly short-form entries
 /// (full-form entries cannot be delimited without symbols pointing at them).
 pub(crate) fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
-    let through_symbols: Vec<_> =
-        module.template_entries().unwrap_or_default().into_iter().map(|(_, t)| t).collect();
+    // Each entry once, however many symbols name it (a report grows with its file, not with
+    // symbols times entries).
+    let mut seen = std::collections::HashSet::new();
+    let through_symbols: Vec<_> = (module.template_entries().unwrap_or_default().into_iter())
+        .map(|(_, t)| t)
+        .filter(|t| seen.insert(t.offset))
+        .collect();
     if !through_symbols.is_empty() {
         return through_symbols;
     }
@@ -91,29 +97,61 @@ pub(crate) fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
     }
 }
 
-/// One note.sdn row: `(column, decoded value)` pairs.
-pub(crate) type NoteRow = Vec<(String, String)>;
+/// One note.sdn table, its occurrences merged: each occurrence's column names, and the rows
+/// with the occurrence they came from and their decoded values.
+pub(crate) struct NoteTable {
+    /// The table's name.
+    pub(crate) name: String,
+    /// Each occurrence's column names.
+    pub(crate) columns: Vec<Vec<String>>,
+    /// Each row: which occurrence's columns name its fields, and its fields' values.
+    pub(crate) rows: Vec<(usize, Vec<String>)>,
+}
 
-/// The note.sdn tables with their rows keyed by column (fields past the named columns are
-/// keyed `field<N>`); tables that appear twice are merged.
-pub(crate) fn note_rows(note: &NoteSdn<'_>) -> Vec<(String, Vec<NoteRow>)> {
-    let mut tables: Vec<(String, Vec<NoteRow>)> = Vec::new();
-    for table in note.tables() {
-        let columns: Vec<&str> = table.columns().collect();
-        let rows = table.rows().map(|row| {
-            row.fields()
-                .enumerate()
-                .map(|(i, f)| {
-                    (columns.get(i).map_or_else(|| format!("field{i}"), |c| (*c).to_owned()), f.to_text())
-                })
-                .collect()
-        });
-        match tables.iter_mut().find(|(name, _)| name == table.name) {
-            Some((_, existing)) => existing.extend(rows),
-            None => tables.push((table.name.to_owned(), rows.collect())),
+impl NoteTable {
+    /// The name of field `i` of a row of occurrence `occurrence`: its column, or `field<N>`
+    /// past the named columns.
+    pub(crate) fn key(&self, occurrence: usize, i: usize) -> std::borrow::Cow<'_, str> {
+        match self.columns.get(occurrence).and_then(|c| c.get(i)) {
+            Some(column) => column.into(),
+            None => format!("field{i}").into(),
         }
     }
+}
+
+/// The note.sdn tables, in the order they first appear; a table that appears twice is merged
+/// (found by name through a map: a file of many tables costs no search per table).
+pub(crate) fn note_rows(note: &NoteSdn<'_>) -> Vec<NoteTable> {
+    let mut tables: Vec<NoteTable> = Vec::new();
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for table in note.tables() {
+        let at = *by_name.entry(table.name.to_owned()).or_insert_with(|| {
+            tables.push(NoteTable { name: table.name.to_owned(), columns: Vec::new(), rows: Vec::new() });
+            tables.len() - 1
+        });
+        let merged = &mut tables[at];
+        let occurrence = merged.columns.len();
+        merged.columns.push(table.columns().map(str::to_owned).collect());
+        merged.rows.extend(table.rows().map(|row| (occurrence, row.fields().map(|f| f.to_text()).collect())));
+    }
     tables
+}
+
+/// Longest column name the text report repeats in each row; a longer one is shortened there
+/// (the table's line gives it whole), so that a report grows with its file, not with rows
+/// times names.
+const ROW_KEY_BYTES: usize = 40;
+
+/// `key` as the text report's rows show it: whole, or its first [`ROW_KEY_BYTES`] and `...`.
+fn row_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= ROW_KEY_BYTES {
+        return key.into();
+    }
+    let mut end = ROW_KEY_BYTES;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &key[..end]).into()
 }
 
 /// Which tables a report shows; none chosen means the whole report (header, tables, note,
@@ -342,10 +380,18 @@ fn note_text(out: &mut String, module: &Module<'_>) {
         }
         Some(note) => {
             let _ = writeln!(out, "\nnote.sdn:");
-            for (name, rows) in note_rows(&note) {
-                let _ = writeln!(out, "  {name} ({})", count(rows.len(), "row"));
-                for row in rows {
-                    let fields: Vec<String> = row.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            for table in note_rows(&note) {
+                let _ = writeln!(out, "  {} ({})", table.name, count(table.rows.len(), "row"));
+                let long: Vec<&String> =
+                    table.columns.iter().flatten().filter(|c| c.len() > ROW_KEY_BYTES).collect();
+                if !long.is_empty() {
+                    let names: Vec<String> = long.iter().map(|c| format!("{c:?}")).collect();
+                    let _ = writeln!(out, "    (columns shortened below: {})", names.join(", "));
+                }
+                for (occurrence, values) in &table.rows {
+                    let fields: Vec<String> = (values.iter().enumerate())
+                        .map(|(i, v)| format!("{}={v:?}", row_key(&table.key(*occurrence, i))))
+                        .collect();
                     let _ = writeln!(out, "    {}", fields.join(" "));
                 }
             }
@@ -516,12 +562,20 @@ fn note_json(module: &Module<'_>) -> Json {
         Json::Object(
             note_rows(&note)
                 .into_iter()
-                .map(|(name, rows)| {
-                    let rows = rows
-                        .into_iter()
-                        .map(|row| Json::Object(row.into_iter().map(|(k, v)| (k, Json::String(v))).collect()))
+                .map(|table| {
+                    let rows = (table.rows.iter())
+                        .map(|(occurrence, values)| {
+                            let fields = values.iter().enumerate();
+                            Json::Object(
+                                fields
+                                    .map(|(i, v)| {
+                                        (table.key(*occurrence, i).into_owned(), Json::String(v.clone()))
+                                    })
+                                    .collect(),
+                            )
+                        })
                         .collect();
-                    (name, Json::Array(rows))
+                    (table.name, Json::Array(rows))
                 })
                 .collect(),
         )
