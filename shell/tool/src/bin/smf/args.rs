@@ -297,9 +297,11 @@ pub(crate) struct RunArgs {
     /// The exported function to call (default: the entry point).
     #[arg(value_name = "SYMBOL")]
     pub(crate) symbol: Option<String>,
-    /// The arguments, in order: integers (decimal, or 0x hex; negative numbers are values),
-    /// floating-point numbers (`1.5`, `-2e3`, `inf`: a double), or typed (`f32:1.5`,
-    /// `f64:2`, `i64:-1`, `u64:0xff`). At most 6 integer and 8 floating-point ones.
+    /// The arguments, in order: integers (decimal, or 0x hex; negative decimal numbers are
+    /// values, a negative hex one is written typed, `i64:-0x10`, as `-0x10` reads as an
+    /// option), floating-point numbers (`1.5`, `-2e3`, `inf`: a double), or typed (`f32:1.5`,
+    /// `f64:2`, `i64:-1`, `u64:0xff`, each within its type's range). At most 6 integer and 8
+    /// floating-point ones.
     #[arg(value_name = "ARG", allow_negative_numbers = true, num_args = 0.., value_parser = call_arg)]
     pub(crate) args: Vec<CallArg>,
 }
@@ -358,9 +360,12 @@ fn call_arg(text: &str) -> Result<CallArg, BadArgument> {
     let bad = |why: &'static str| BadArgument { text: text.to_owned(), why };
     if let Some((kind, value)) = text.split_once(':') {
         return match kind {
-            "f64" => value.parse().map(CallArg::F64).map_err(|_| bad(NOT_A_NUMBER)),
-            "f32" => value.parse().map(CallArg::F32).map_err(|_| bad(NOT_A_NUMBER)),
-            "i64" | "u64" => integer(value).map(CallArg::Int).map_err(bad),
+            "f64" => finite(value).map(CallArg::F64).map_err(bad),
+            "f32" => finite(value).map(CallArg::F32).map_err(bad),
+            "i64" => typed_integer(value, i128::from(i64::MIN), i128::from(i64::MAX))
+                .map(CallArg::Int)
+                .map_err(bad),
+            "u64" => typed_integer(value, 0, i128::from(u64::MAX)).map(CallArg::Int).map_err(bad),
             _ => Err(bad("the types are f64, f32, i64 and u64")),
         };
     }
@@ -368,10 +373,7 @@ fn call_arg(text: &str) -> Result<CallArg, BadArgument> {
         Ok(value) => Ok(CallArg::Int(value)),
         // Not an integer at all (one too large stays an error): a number with a fraction, an
         // exponent, inf or nan is a double.
-        Err(why @ NOT_A_NUMBER) => match text.parse::<f64>() {
-            Ok(value) => Ok(CallArg::F64(value)),
-            _ => Err(bad(why)),
-        },
+        Err(NOT_A_NUMBER) => finite(text).map(CallArg::F64).map_err(bad),
         Err(why) => Err(bad(why)),
     }
 }
@@ -379,6 +381,33 @@ fn call_arg(text: &str) -> Result<CallArg, BadArgument> {
 /// An integer: decimal (optionally negative) or `0x` hexadecimal, within 64 bits (signed or
 /// unsigned: `u64::MAX` is taken as its two's-complement `-1`).
 pub(crate) fn integer(text: &str) -> Result<i64, &'static str> {
+    typed_integer(text, i128::from(i64::MIN), i128::from(u64::MAX))
+}
+
+/// [`integer`] within `min..=max` (an `i64:` argument within the signed range, a `u64:` one
+/// within the unsigned one), as its 64-bit two's-complement pattern.
+fn typed_integer(text: &str, min: i128, max: i128) -> Result<i64, &'static str> {
+    let value = wide_integer(text)?;
+    if !(min..=max).contains(&value) {
+        return Err(OUT_OF_RANGE);
+    }
+    i64::try_from(value).or_else(|_| u64::try_from(value).map(|v| v as i64)).map_err(|_| OUT_OF_RANGE)
+}
+
+/// A floating-point value of type `F` that the text gives, refused where a finite number
+/// overflows to infinity (`inf` and `nan`, written so, stay what they say).
+fn finite<F: std::str::FromStr + Into<f64> + Copy>(text: &str) -> Result<F, &'static str> {
+    let value: F = text.parse().map_err(|_| NOT_A_NUMBER)?;
+    let named = text.trim_start_matches(['-', '+']).to_ascii_lowercase();
+    let infinite = value.into().is_infinite() && !matches!(named.as_str(), "inf" | "infinity");
+    if infinite {
+        return Err(OUT_OF_FLOAT_RANGE);
+    }
+    Ok(value)
+}
+
+/// The integer `text` gives, decimal or `0x` hexadecimal, optionally negative, as an `i128`.
+fn wide_integer(text: &str) -> Result<i128, &'static str> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -391,14 +420,15 @@ pub(crate) fn integer(text: &str) -> Result<i64, &'static str> {
         std::num::IntErrorKind::PosOverflow => OUT_OF_RANGE,
         _ => NOT_A_NUMBER,
     })?;
-    let value = if negative { 0i128 - i128::from(magnitude) } else { i128::from(magnitude) };
-    i64::try_from(value).or_else(|_| u64::try_from(value).map(|v| v as i64)).map_err(|_| OUT_OF_RANGE)
+    Ok(if negative { 0i128 - i128::from(magnitude) } else { i128::from(magnitude) })
 }
 
 /// Why an argument is refused: it is no number.
 const NOT_A_NUMBER: &str = "not a number";
 /// Why an argument is refused: an integer that does not fit.
 const OUT_OF_RANGE: &str = "out of the 64-bit range";
+/// Why an argument is refused: a finite number too large for its floating-point type.
+const OUT_OF_FLOAT_RANGE: &str = "too large for its floating-point type (write inf for infinity)";
 
 /// An `ARG` of `smf run` that is not a value (a usage error).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -485,6 +515,18 @@ mod tests {
         assert!(refused("99999999999999999999", "out of the 64-bit range"));
         assert!(refused("f16:1", "the types are f64, f32, i64 and u64"));
         assert!(refused("f64:x", "not a number"));
+        // A typed argument keeps to its type's range.
+        assert_eq!(call_arg("u64:0xffffffffffffffff"), Ok(CallArg::Int(-1)));
+        assert!(refused("u64:-5", "out of the 64-bit range"));
+        assert_eq!(call_arg("i64:-9223372036854775808"), Ok(CallArg::Int(i64::MIN)));
+        assert!(refused("i64:9223372036854775808", "out of the 64-bit range"));
+        let too_large = "too large for its floating-point type (write inf for infinity)";
+        assert!(refused("1e400", too_large));
+        assert!(refused("f32:1e39", too_large));
+        assert!(refused("f64:-1e400", too_large));
+        assert_eq!(call_arg("f32:-inf"), Ok(CallArg::F32(f32::NEG_INFINITY)));
+        assert_eq!(call_arg("inf"), Ok(CallArg::F64(f64::INFINITY)));
+        assert!(matches!(call_arg("nan"), Ok(CallArg::F64(v)) if v.is_nan()));
     }
 
     #[test]
