@@ -25,6 +25,12 @@ fn prefetch_loads_a_set_of_modules_and_names_the_failures() {
     assert!(bad.out.starts_with("1 module loaded, 1 failed"), "{}", bad.out);
     assert!(bad.out.ends_with(" threads\n") || bad.out.ends_with(" on 1 thread\n"), "{}", bad.out);
     assert!(bad.err.starts_with(&format!("smf: {missing}: ")), "{}", bad.err);
+    // A file named twice is one file; no more threads than files.
+    let recursion = example("recursion.smf");
+    let twice = smf(&["prefetch", "--threads", "99999", &recursion, &recursion]);
+    assert_eq!(twice.status, 0, "{}", twice.err);
+    assert!(twice.out.starts_with("1 module loaded, 0 failed, in "), "{}", twice.out);
+    assert!(twice.out.ends_with(" ms on 1 thread\n"), "{}", twice.out);
     assert_eq!(smf(&["prefetch"]).status, 2);
     assert_eq!(smf(&["prefetch", "--threads", "0", &missing]).status, 2);
 }

@@ -28,6 +28,8 @@ fn prefetch(args: &PrefetchArgs) -> Result<i32, CommandError> {
     let threads =
         args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), usize::from);
     let paths = paths(&args.files)?;
+    // No more threads than files (the report says how many could work).
+    let threads = threads.clamp(1, paths.len().max(1));
     let linked = Linked::open(&args.link, Linking::WithConstructors)?;
     let cache = ModuleCache::new(0, 0);
     cache.set_linking(CacheLinking {
@@ -64,18 +66,24 @@ fn prefetch(args: &PrefetchArgs) -> Result<i32, CommandError> {
 }
 
 /// The files to load: `files`, with `-` replaced by the names read from standard input (one
-/// per line; empty lines skipped).
+/// per line; empty lines skipped), each name once (the counts are of files, not of mentions).
 fn paths(files: &[String]) -> Result<Vec<PathBuf>, CommandError> {
     let mut paths = Vec::with_capacity(files.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |name: String| {
+        if seen.insert(name.clone()) {
+            paths.push(PathBuf::from(name));
+        }
+    };
     for file in files {
         if file != "-" {
-            paths.push(PathBuf::from(file));
+            add(file.clone());
             continue;
         }
         for line in std::io::stdin().lock().lines() {
             let line = line.map_err(|error| CommandError::Read { path: "-".to_owned(), error })?;
             if !line.is_empty() {
-                paths.push(PathBuf::from(line));
+                add(line);
             }
         }
     }
