@@ -13,12 +13,31 @@ use smf_core::{Module, Symbol, SymbolKind};
 
 use crate::names::escaped;
 
-/// The code sections of `module` as instructions, or why they cannot be shown.
-pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
+/// Why `module`'s code cannot be disassembled, if it cannot.
+pub(crate) fn supported(module: &Module<'_>) -> Result<(), String> {
     let arch = module.header().arch;
     if arch != ARCH_X86_64 {
         return Err(format!("cannot disassemble {} code (x86-64 only)", arch_name(arch)));
     }
+    Ok(())
+}
+
+/// The code sections of `module` as instructions, or why they cannot be shown.
+#[cfg(test)]
+pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
+    let mut text = String::new();
+    disassemble_into(module, &mut |part| text.push_str(part))?;
+    Ok(text)
+}
+
+/// Bytes of text [`disassemble_into`] gathers before handing them on.
+const PART: usize = 64 << 10;
+
+/// The code sections of `module` as instructions, handed to `sink` a part at a time as they
+/// are decoded (a module's code may be hundreds of megabytes once decompressed: its text is
+/// never held whole), or why they cannot be shown (before any is handed on).
+pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) -> Result<(), String> {
+    supported(module)?;
     // A function name for each place one starts in the code image (where several start
     // together, the one a reader wants: exported over local, sized over a size-0 marker such as
     // a section symbol, then the first); relocations by where they patch.
@@ -84,9 +103,14 @@ pub(crate) fn disassemble(module: &Module<'_>) -> Result<String, String> {
                 let _ = write!(out, "    ; {}", patched.join(", "));
             }
             out.push('\n');
+            if out.len() >= PART {
+                sink(&out);
+                out.clear();
+            }
         }
     }
-    Ok(out)
+    sink(&out);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -118,5 +142,24 @@ mod tests {
         aarch64[7] = 1;
         let module = Module::parse(&aarch64).unwrap();
         assert_eq!(disassemble(&module).unwrap_err(), "cannot disassemble aarch64 code (x86-64 only)");
+    }
+
+    #[test]
+    fn the_text_is_handed_on_in_parts_never_held_whole() {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &[0x90; 64 << 10]); // 65,536 nops: some 3 MB of text
+        let bytes = b.build().unwrap();
+        let module = Module::parse(&bytes).unwrap();
+        let (mut parts, mut largest, mut total, mut lines) = (0, 0, 0, 0);
+        disassemble_into(&module, &mut |part| {
+            parts += 1;
+            largest = largest.max(part.len());
+            total += part.len();
+            lines += part.matches("nop").count();
+        })
+        .unwrap();
+        assert_eq!(lines, 64 << 10, "every instruction, once");
+        assert!(parts > 40, "{parts} parts for {total} bytes");
+        assert!(largest < PART + 200, "a part of {largest} bytes");
     }
 }

@@ -14,10 +14,7 @@ use crate::names::escaped;
 /// Runs `smf dump`; the exit status.
 pub(crate) fn command(args: &DumpArgs) -> i32 {
     match dump(args) {
-        Ok(text) => {
-            out(&text);
-            EXIT_OK
-        }
+        Ok(()) => EXIT_OK,
         Err(error) => {
             report(&error);
             EXIT_BAD
@@ -25,23 +22,29 @@ pub(crate) fn command(args: &DumpArgs) -> i32 {
     }
 }
 
-fn dump(args: &DumpArgs) -> Result<String, CommandError> {
+/// Writes what `args` asks for, once everything asked for is known to be there (nothing is
+/// written for a command that fails), the disassembly as it is decoded.
+fn dump(args: &DumpArgs) -> Result<(), CommandError> {
     let file = &args.file;
     let bytes = read_module_file(file)?;
     let module = parse(file, &bytes, args.dialect.dialect)?;
-    let mut text = String::new();
-    for wanted in &args.what.hex {
-        let section = find_section(&module, wanted)
-            .ok_or_else(|| CommandError::NoSuchSection { file: file.clone(), section: wanted.clone() })?;
-        text.push_str(&hex_dump(&section));
+    let sections = (args.what.hex.iter())
+        .map(|wanted| {
+            find_section(&module, wanted)
+                .ok_or_else(|| CommandError::NoSuchSection { file: file.clone(), section: wanted.clone() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cannot = |why| CommandError::Disassemble { file: file.clone(), why };
+    if args.what.disassemble {
+        crate::disasm::supported(&module).map_err(cannot)?;
+    }
+    for section in &sections {
+        out(&hex_dump(section));
     }
     if args.what.disassemble {
-        text.push_str(
-            &crate::disasm::disassemble(&module)
-                .map_err(|why| CommandError::Disassemble { file: file.clone(), why })?,
-        );
+        crate::disasm::disassemble_into(&module, &mut |text| out(text)).map_err(cannot)?;
     }
-    Ok(text)
+    Ok(())
 }
 
 /// The section `wanted` names: by its index, else by its name (the first of that name).
