@@ -2,8 +2,8 @@
 //! `--load`, which says whether a valid module loads here without running any of its code.
 
 use serde_json::Value;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_core::{Dialect, SectionFlags, SectionType};
 
 use crate::{example, scratch, smf, write};
 
@@ -125,5 +125,53 @@ fn verify_load_runs_no_constructor_and_run_does() {
         arrays,
         [Value::Null, "constructors".into(), Value::Null, Value::Null],
         "code, array, two relocation sections"
+    );
+}
+
+/// A zstd frame of `total` bytes of `0x90` as RLE blocks (a few bytes per 128 KiB), preceded
+/// by the stated length the format puts before a compressed section's frame.
+fn zstd_nops(total: u64) -> Vec<u8> {
+    let mut frame = total.to_le_bytes().to_vec();
+    // Magic, then a frame header descriptor with an 8-byte content size and a single segment.
+    frame.extend_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 0xe0]);
+    frame.extend_from_slice(&total.to_le_bytes());
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(128 << 10);
+        left -= n;
+        let header = u32::try_from(n).unwrap() << 3 | 1 << 1 | u32::from(left == 0);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0x90);
+    }
+    frame
+}
+
+/// A compressed section whose memory cannot be had is reported as not checked, never an abort.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn verify_reports_a_section_it_has_no_memory_to_decompress_instead_of_aborting() {
+    let total: u64 = 480 << 20;
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.header(|h| h.compression = 1);
+    let flags = SectionFlags::READ | SectionFlags::EXEC | SectionFlags::COMPRESSED;
+    let mut code = SectionSpec::new(SectionType::Code, b".text", flags, zstd_nops(total), 16);
+    code.virtual_size = total;
+    b.add_section(code);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 1));
+    let dir = scratch("verify-oom");
+    let path = write(&dir, "nops.smf", &b.build().unwrap());
+    let bin = smf_tests::build_smf_package().join("smf");
+    // 350 MB of address space: the tool runs, the section's 480 MiB cannot be had.
+    let run = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 350000 && exec \"$0\" verify \"$1\""])
+        .arg(&bin)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not checked: out of memory for a section of 503316480 bytes decompressed"),
+        "{stderr}"
     );
 }

@@ -51,6 +51,13 @@ pub(crate) enum CommandError {
         /// Why.
         why: String,
     },
+    /// A check `verify` could not make (its memory could not be had).
+    Unchecked {
+        /// The module, as given.
+        file: String,
+        /// Why.
+        why: String,
+    },
     /// The call could not be made.
     Call {
         /// The module, as given.
@@ -72,6 +79,7 @@ impl fmt::Display for CommandError {
             CommandError::Native { name, reason } => write!(f, "--native {name}: cannot open: {reason}"),
             CommandError::NoSuchSection { file, section } => write!(f, "{file}: no section `{section}`"),
             CommandError::Disassemble { file, why } => write!(f, "{file}: {why}"),
+            CommandError::Unchecked { file, why } => write!(f, "{file}: not checked: {why}"),
             CommandError::Call { file, error: CallError::NoEntryPoint } => {
                 write!(f, "{file}: no entry point (name a SYMBOL)")
             }

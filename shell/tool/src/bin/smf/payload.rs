@@ -6,18 +6,49 @@ use std::borrow::Cow;
 use smf_core::compress::Payload;
 use smf_core::{Module, Section};
 
-/// `section`'s bytes in memory; the error names the section and its frame's file offset when a
-/// frame does not decompress to exactly the length it states. A stated length is at most the
-/// section's virtual size, which validation holds within the image limit.
+/// Why a section's bytes could not be had in memory.
+#[derive(Debug)]
+pub(crate) enum PayloadError {
+    /// Its frame does not decompress to exactly the length it states (the error names the
+    /// section and the frame's file offset).
+    Format(smf_core::Error),
+    /// The memory for its stated length could not be had.
+    OutOfMemory {
+        /// The length.
+        bytes: u64,
+    },
+}
+
+impl std::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PayloadError::Format(error) => write!(f, "{error}"),
+            PayloadError::OutOfMemory { bytes } => {
+                write!(f, "out of memory for a section of {bytes} bytes decompressed")
+            }
+        }
+    }
+}
+
+/// `section`'s bytes in memory. A stated length is at most the section's virtual size, which
+/// validation holds within the image limit; memory for it is asked for, never assumed (a
+/// failure is an error, not an abort).
 pub(crate) fn bytes_in_memory<'a>(
     module: &Module<'a>,
     section: &Section<'a>,
-) -> Result<Cow<'a, [u8]>, smf_core::Error> {
+) -> Result<Cow<'a, [u8]>, PayloadError> {
     match module.payload(section) {
         Payload::Raw(bytes) => Ok(bytes.into()),
         payload => {
-            let mut bytes = vec![0; usize::try_from(payload.len()).unwrap_or(usize::MAX)];
-            payload.write_into(&mut bytes).map_err(|problem| section.decompression_error(problem))?;
+            let out_of_memory = PayloadError::OutOfMemory { bytes: payload.len() };
+            let len = usize::try_from(payload.len())
+                .map_err(|_| PayloadError::OutOfMemory { bytes: payload.len() })?;
+            let mut bytes = Vec::new();
+            bytes.try_reserve_exact(len).map_err(|_| out_of_memory)?;
+            bytes.resize(len, 0);
+            payload
+                .write_into(&mut bytes)
+                .map_err(|problem| PayloadError::Format(section.decompression_error(problem)))?;
             Ok(bytes.into())
         }
     }

@@ -10,6 +10,7 @@ use crate::cli::{out, parse, read_module_file, report, EXIT_BAD, EXIT_OK};
 use crate::error::CommandError;
 use crate::inspect::header_json;
 use crate::link::{Linked, Linking};
+use crate::payload::PayloadError;
 
 /// Runs `smf verify`; the exit status.
 pub(crate) fn command(args: &VerifyArgs) -> i32 {
@@ -103,7 +104,12 @@ pub(crate) fn verify_file(
         Err(error) => return Verdict { header: None, format: Some(error), load: None },
     };
     if let Err(error) = decompresses(&module) {
-        let format = CommandError::Format { file: file.to_owned(), error };
+        let format = match error {
+            PayloadError::Format(error) => CommandError::Format { file: file.to_owned(), error },
+            unchecked @ PayloadError::OutOfMemory { .. } => {
+                CommandError::Unchecked { file: file.to_owned(), why: unchecked.to_string() }
+            }
+        };
         return Verdict { header: None, format: Some(format), load: None };
     }
     let load = linked.map(|linked| {
@@ -117,7 +123,7 @@ pub(crate) fn verify_file(
 
 /// Checks what validation leaves to a load: every compressed section's frame decompresses to
 /// exactly the length it states (validation reads only the length).
-fn decompresses(module: &Module<'_>) -> Result<(), smf_core::Error> {
+fn decompresses(module: &Module<'_>) -> Result<(), PayloadError> {
     let compressed = module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED));
     for section in compressed {
         crate::payload::bytes_in_memory(module, &section)?;
