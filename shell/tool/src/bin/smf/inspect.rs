@@ -77,9 +77,8 @@ pub(crate) fn command(args: &InspectArgs) -> i32 {
 }
 
 /// The templates of a module: through template symbols where there are any (each entry once),
-/// otherwise the
-/// template-code entries read in sequence when the section is exactly short-form entries
-/// (full-form entries cannot be delimited without symbols pointing at them).
+/// otherwise the template-code entries read in sequence when the section is exactly short-form
+/// entries (full-form entries cannot be delimited without symbols pointing at them).
 pub(crate) fn templates<'a>(module: &Module<'a>) -> Vec<TemplateEntry<'a>> {
     // Each entry once, however many symbols name it (a report grows with its file, not with
     // symbols times entries).
