@@ -464,14 +464,10 @@ impl fmt::Display for ErrorKind {
                 f,
                 "section {index}: data relocations without the marker entry that makes older loaders refuse the module"
             ),
-            BadUnwindTable { index, problem: UnwindProblem::RecordOutside { at } } => write!(
-                f,
-                "section {index}: an unwind table {} (record at {at:#x})",
-                UnwindProblem::RecordOutside { at }.describe()
-            ),
-            BadUnwindTable { index, problem: problem @ UnwindProblem::LongRecord { at } } => {
-                write!(f, "section {index}: an unwind table {} (record at {at:#x})", problem.describe())
-            }
+            BadUnwindTable {
+                index,
+                problem: problem @ (UnwindProblem::RecordOutside { at } | UnwindProblem::LongRecord { at }),
+            } => write!(f, "section {index}: an unwind table {} (record at {at:#x})", problem.describe()),
             BadUnwindTable { index, problem } => {
                 write!(f, "section {index}: an unwind table {}", problem.describe())
             }

@@ -1,7 +1,8 @@
 //! Unwind tables: call frame information in the `.eh_frame` format (the LSB's "Exception
 //! Frames"): records, each a 4-byte length and its contents (the 64-bit form, a length of
-//! `0xffffffff` and 8 bytes of length, is refused: the process's unwinder does not read it), a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it
-//! describes), ended by a zero length.
+//! `0xffffffff` and 8 bytes of length, is refused: the process's unwinder does not read it),
+//! a CIE (id 0) or an FDE (a pointer back to its CIE, then the range of code it describes),
+//! ended by a zero length.
 //!
 //! Two readers of one format: `check_records`, the structure every module's table must have
 //! (records tiling the section, the terminator last), checked when a module is parsed; and

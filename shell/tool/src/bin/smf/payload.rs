@@ -40,12 +40,11 @@ pub(crate) fn bytes_in_memory<'a>(
     match module.payload(section) {
         Payload::Raw(bytes) => Ok(bytes.into()),
         payload => {
-            let out_of_memory = PayloadError::OutOfMemory { bytes: payload.len() };
-            let len = usize::try_from(payload.len())
-                .map_err(|_| PayloadError::OutOfMemory { bytes: payload.len() })?;
             let mut bytes = Vec::new();
-            bytes.try_reserve_exact(len).map_err(|_| out_of_memory)?;
-            bytes.resize(len, 0);
+            match usize::try_from(payload.len()) {
+                Ok(len) if bytes.try_reserve_exact(len).is_ok() => bytes.resize(len, 0),
+                _ => return Err(PayloadError::OutOfMemory { bytes: payload.len() }),
+            }
             payload
                 .write_into(&mut bytes)
                 .map_err(|problem| PayloadError::Format(section.decompression_error(problem)))?;
