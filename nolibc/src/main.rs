@@ -3,7 +3,7 @@
 //! does not load exits 1 with one line on stderr saying why.
 //!
 //! The file is read under the core's policy (`smf_core::file`), as the shell reads it: a FIFO
-//! or stream waits at most `SMF_STREAM_IDLE_MS`, a file or stream is at most
+//! or stream waits at most `SMF_STREAM_IDLE_MS` at a time and `SMF_STREAM_TOTAL_MS` in all, a file or stream is at most
 //! `SMF_MAX_MODULE_BYTES`, a large file is refused from its two ends unread, a file changed less
 //! than `SMF_SETTLE_MS` ago is left to settle; the variables are read from the environment the
 //! kernel left on the initial stack.
@@ -31,7 +31,7 @@ use core::fmt::Write as _;
 use core::time::Duration;
 
 use smf_core::exec::ExecAllocator;
-use smf_core::file::{read_module, ReadError, ReadLimits};
+use smf_core::file::{read_module, Clocks, ReadError, ReadLimits};
 use smf_core::load::{LoadOptions, LoadedModule, TableResolver};
 
 #[global_allocator]
@@ -122,17 +122,27 @@ fn run(path: &CStr, env: Env) -> i32 {
 fn read(path: &CStr, env: Env) -> Result<Vec<u8>, ReadError> {
     let limits = ReadLimits::from_vars(|name| env.get(name));
     let mut bytes = Vec::new();
-    let version = read_module(path, &limits, wall_clock, &mut bytes)?;
+    let version =
+        read_module(path, &limits, Clocks { wall: wall_clock, monotonic: monotonic_clock }, &mut bytes)?;
     bytes.truncate(version.len);
     Ok(bytes)
 }
 
-/// The wall clock (`clock_gettime(2)`, `CLOCK_REALTIME`), for the settle rule. Made here as a
-/// plain syscall: rustix's goes through the vDSO, whose lookup costs this binary 3.3 KiB (`cargo
-/// xtask bench nolibc`) for a call made once or twice per run.
+/// The wall clock (`CLOCK_REALTIME`), for the settle rule.
 fn wall_clock() -> Option<Duration> {
+    clock_time(0)
+}
+
+/// The clock that never steps back (`CLOCK_MONOTONIC`), for a stream's deadline.
+fn monotonic_clock() -> Option<Duration> {
+    clock_time(1)
+}
+
+/// Clock `id`'s time (`clock_gettime(2)`). Made here as a plain syscall: rustix's goes through
+/// the vDSO, whose lookup costs this binary 3.3 KiB (`cargo xtask bench nolibc`) for a call
+/// made a few times per run.
+fn clock_time(id: usize) -> Option<Duration> {
     const CLOCK_GETTIME: usize = 228;
-    const CLOCK_REALTIME: usize = 0;
     let mut timespec = [0i64; 2];
     let result: isize;
     // SAFETY: clock_gettime writes one `struct timespec` (two 64-bit integers on x86-64) where
@@ -141,7 +151,7 @@ fn wall_clock() -> Option<Duration> {
         core::arch::asm!(
             "syscall",
             inlateout("rax") CLOCK_GETTIME as isize => result,
-            in("rdi") CLOCK_REALTIME,
+            in("rdi") id,
             in("rsi") timespec.as_mut_ptr(),
             lateout("rcx") _,
             lateout("r11") _,

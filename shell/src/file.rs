@@ -1,10 +1,11 @@
 //! Reading module files from paths under the core's policy ([`smf_core::file`], shared with the
 //! loader without libc): never blocking forever (a FIFO or stream waits at most
-//! `SMF_STREAM_IDLE_MS`), bounded (`SMF_MAX_MODULE_BYTES`; a large file refused from its two
-//! ends before it is read), never torn (a file changed less than `SMF_SETTLE_MS` ago is left to
-//! settle, and compared before and after the read). The core's docs say why and at what cost.
+//! `SMF_STREAM_IDLE_MS` at a time, `SMF_STREAM_TOTAL_MS` in all), bounded
+//! (`SMF_MAX_MODULE_BYTES`; a large file refused from its two ends before it is read), never
+//! torn (a file changed less than `SMF_SETTLE_MS` ago is left to settle, and compared before and
+//! after the read). The core's docs say why and at what cost.
 //!
-//! What is the shell's here: the process's limits from its environment, the wall clock (from
+//! What is the shell's here: the process's limits from its environment, the clocks (from
 //! `std`), a buffer kept per thread for the next load (a loaded module copies everything it
 //! needs out of the file), paths as `Path`s, and the core's errors as `std::io::Error`s.
 
@@ -14,12 +15,12 @@ use std::io::{Error, ErrorKind};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use smf_core::file::read_module;
+use smf_core::file::{read_module, Clocks};
 pub use smf_core::file::{
     ReadError, ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
-    MAX_MODULE_BYTES_ENV, SETTLE_ENV, STREAM_IDLE_ENV,
+    DEFAULT_STREAM_TOTAL, MAX_MODULE_BYTES_ENV, SETTLE_ENV, STREAM_IDLE_ENV, STREAM_TOTAL_ENV,
 };
 
 /// Buffers up to this size are kept per thread for the next read.
@@ -29,13 +30,13 @@ thread_local! {
     static FILE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// The process's limits: `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS` and `SMF_SETTLE_MS`
-/// (read once), else the defaults.
+/// The process's limits: `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS`, `SMF_STREAM_TOTAL_MS`
+/// and `SMF_SETTLE_MS` (read once), else the defaults.
 pub fn limits_from_env() -> ReadLimits {
     static LIMITS: OnceLock<ReadLimits> = OnceLock::new();
     *LIMITS.get_or_init(|| {
         let vars: Vec<(&str, Option<std::ffi::OsString>)> =
-            [MAX_MODULE_BYTES_ENV, STREAM_IDLE_ENV, SETTLE_ENV]
+            [MAX_MODULE_BYTES_ENV, STREAM_IDLE_ENV, STREAM_TOTAL_ENV, SETTLE_ENV]
                 .into_iter()
                 .map(|name| (name, std::env::var_os(name)))
                 .collect();
@@ -81,7 +82,7 @@ pub fn with_module_version<R>(
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own.
     let mut buffer = FILE_BUFFER.take();
-    let version = with_c_path(path, |path| read_module(path, &limits, wall_clock, &mut buffer))
+    let version = with_c_path(path, |path| read_module(path, &limits, CLOCKS, &mut buffer))
         .and_then(|version| version.map_err(io_error));
     let result = version.map(|v| {
         f(
@@ -118,9 +119,19 @@ impl FileIdentity {
     }
 }
 
-/// The wall clock the settle rule compares a file's status-change time with.
+/// The clocks a read takes: the wall clock the settle rule compares a file's status-change time
+/// with, and a monotonic one for a stream's deadline.
+const CLOCKS: Clocks = Clocks { wall: wall_clock, monotonic: monotonic_clock };
+
+/// The wall clock: the time since the Unix epoch.
 fn wall_clock() -> Option<Duration> {
     SystemTime::now().duration_since(UNIX_EPOCH).ok()
+}
+
+/// The time since this clock was first read, which never steps back (`Instant`).
+fn monotonic_clock() -> Option<Duration> {
+    static START: OnceLock<Instant> = OnceLock::new();
+    Some(START.get_or_init(Instant::now).elapsed())
 }
 
 /// Runs `f` on `path` as a C string, without allocating for paths of ordinary length.
@@ -153,7 +164,7 @@ fn io_error(e: ReadError) -> Error {
         ReadError::Directory => ErrorKind::IsADirectory,
         ReadError::TooLarge { .. } | ReadError::StreamTooLarge { .. } => ErrorKind::FileTooLarge,
         ReadError::NotAModule(_) => ErrorKind::InvalidData,
-        ReadError::Idle { .. } => ErrorKind::TimedOut,
+        ReadError::Idle { .. } | ReadError::StreamTooSlow { .. } => ErrorKind::TimedOut,
         ReadError::StillChanging { .. } | ReadError::Torn => ErrorKind::ResourceBusy,
         ReadError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
         _ => ErrorKind::Other,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smf::file::{with_module_bytes_limited, ReadLimits};
+use smf::file::{with_module_bytes_limited, ReadLimits, DEFAULT_STREAM_TOTAL};
 use smf_core::file::ReadError;
 use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_core::Dialect;
@@ -26,8 +26,12 @@ fn read(path: &Path, limits: ReadLimits) -> std::io::Result<Vec<u8>> {
     with_module_bytes_limited(path, limits, <[u8]>::to_vec)
 }
 
-const QUICK: ReadLimits =
-    ReadLimits { max_bytes: 1 << 20, stream_idle: Duration::from_millis(200), settle: Duration::ZERO };
+const QUICK: ReadLimits = ReadLimits {
+    max_bytes: 1 << 20,
+    stream_idle: Duration::from_millis(200),
+    stream_total: DEFAULT_STREAM_TOTAL,
+    settle: Duration::ZERO,
+};
 
 #[test]
 fn a_fifo_nobody_writes_is_an_error_not_a_hang() {

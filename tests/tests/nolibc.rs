@@ -151,6 +151,26 @@ fn the_loader_without_libc_reads_files_as_the_shell_does() {
     writer.join().unwrap();
     assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
 
+    // A writer that trickles bytes, each well within the idle limit: cut off at the total.
+    let trickle = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            // Stops when the loader is gone (EPIPE: Rust ignores SIGPIPE), or after 5 s.
+            for _ in 0..500 {
+                if pipe.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    let slow = [("SMF_STREAM_IDLE_MS", "10000"), ("SMF_STREAM_TOTAL_MS", "200")];
+    let out = run_bounded(&loader, &fifo, &slow);
+    trickle.join().unwrap();
+    assert_refused(&out, &fifo, "the stream had not ended 200 ms after it was opened");
+
     // A directory: said so, not an I/O error number.
     assert_refused(&run_bounded(&loader, &scratch, &[]), &scratch, "is a directory");
 

@@ -4,7 +4,10 @@
 //! - **Never blocks forever**: files are opened non-blocking, so opening a FIFO does not wait
 //!   for a writer; a stream (FIFO, pipe, terminal, character device) is then waited on for at
 //!   most [`ReadLimits::stream_idle`] (10 s unless `SMF_STREAM_IDLE_MS` says otherwise) at a
-//!   time: a writer that never comes or stalls is an error ([`ReadError::Idle`]).
+//!   time: a writer that never comes or stalls is an error ([`ReadError::Idle`]), and the whole
+//!   stream for at most [`ReadLimits::stream_total`] (60 s unless `SMF_STREAM_TOTAL_MS` says
+//!   otherwise): a writer that trickles bytes, each within the idle limit, is one too
+//!   ([`ReadError::StreamTooSlow`]).
 //! - **Bounded**: a module file may be at most [`ReadLimits::max_bytes`] (256 MiB unless
 //!   `SMF_MAX_MODULE_BYTES` says otherwise); a larger regular file is refused from its size
 //!   ([`ReadError::TooLarge`]), a stream (pipe, `/dev/zero`) once it passes the limit
@@ -29,8 +32,8 @@
 //!   time in the middle of a rewrite can still be read torn; write a new file and rename it over
 //!   the old one instead (what compilers do, and `smf pack`), which is never torn.
 //!
-//! The wall clock the settle rule needs is the caller's ([`Clock`]): this crate reads no clock
-//! itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which
+//! The clocks the settle rule and a stream's deadline need are the caller's ([`Clocks`]): this
+//! crate reads no clock itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which
 //! is wrong under valgrind in a process with a C library; see `sys::probe_page_size`).
 //!
 //! A regular file costs open, fstat, one read, fstat and close (and a second open if its path
@@ -65,6 +68,12 @@ pub const STREAM_IDLE_ENV: &str = "SMF_STREAM_IDLE_MS";
 /// How long a stream may send nothing when `SMF_STREAM_IDLE_MS` is not set: 10 s.
 pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(10);
 
+/// The environment variable that sets how long a whole stream may take, in milliseconds.
+pub const STREAM_TOTAL_ENV: &str = "SMF_STREAM_TOTAL_MS";
+
+/// How long a whole stream may take when `SMF_STREAM_TOTAL_MS` is not set: 60 s.
+pub const DEFAULT_STREAM_TOTAL: Duration = Duration::from_secs(60);
+
 /// The environment variable that sets how long a file must have been left alone before it is
 /// read, in milliseconds (0: no wait).
 pub const SETTLE_ENV: &str = "SMF_SETTLE_MS";
@@ -94,18 +103,26 @@ pub struct ReadLimits {
     pub max_bytes: u64,
     /// The longest a stream may send nothing (and a FIFO wait for its writer).
     pub stream_idle: Duration,
+    /// The longest a stream may take from its open to its end (by [`Clocks::monotonic`]).
+    pub stream_total: Duration,
     /// How long a regular file must have been left alone before it is read.
     pub settle: Duration,
 }
 
 impl Default for ReadLimits {
     fn default() -> Self {
-        Self { max_bytes: DEFAULT_MAX_MODULE_BYTES, stream_idle: DEFAULT_STREAM_IDLE, settle: DEFAULT_SETTLE }
+        Self {
+            max_bytes: DEFAULT_MAX_MODULE_BYTES,
+            stream_idle: DEFAULT_STREAM_IDLE,
+            stream_total: DEFAULT_STREAM_TOTAL,
+            settle: DEFAULT_SETTLE,
+        }
     }
 }
 
 impl ReadLimits {
-    /// The limits `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS` and `SMF_SETTLE_MS` set, as
+    /// The limits `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS`, `SMF_STREAM_TOTAL_MS` and
+    /// `SMF_SETTLE_MS` set, as
     /// `var` finds them (a variable's value, or `None` when it is not set); a value that is not
     /// a decimal number (surrounding spaces allowed) leaves that limit at its default.
     pub fn from_vars<'a>(var: impl Fn(&str) -> Option<&'a [u8]>) -> Self {
@@ -117,6 +134,7 @@ impl ReadLimits {
         Self {
             max_bytes: number(MAX_MODULE_BYTES_ENV).unwrap_or(defaults.max_bytes),
             stream_idle: number(STREAM_IDLE_ENV).map_or(defaults.stream_idle, Duration::from_millis),
+            stream_total: number(STREAM_TOTAL_ENV).map_or(defaults.stream_total, Duration::from_millis),
             settle: number(SETTLE_ENV).map_or(defaults.settle, Duration::from_millis),
         }
     }
@@ -126,6 +144,17 @@ impl ReadLimits {
 /// settle rule is skipped; the comparison around the read still holds). A file's status-change
 /// time is compared against it.
 pub type Clock = fn() -> Option<Duration>;
+
+/// The clocks a read needs, both the caller's.
+#[derive(Clone, Copy, Debug)]
+pub struct Clocks {
+    /// The wall clock, for the settle rule (a file's times are wall-clock times).
+    pub wall: Clock,
+    /// A clock that never steps back (`CLOCK_MONOTONIC`: a time since any fixed start), for a
+    /// stream's overall deadline; where it cannot be read, a stream is bounded by its idle
+    /// limit and its size alone.
+    pub monotonic: Clock,
+}
 
 /// What tells one version of a file from another: device, inode, size, modification and
 /// status-change times (to the nanosecond). A file replaced by a rename has another inode; one
@@ -198,6 +227,12 @@ pub enum ReadError {
         /// The idle limit.
         idle: Duration,
     },
+    /// A stream that had not ended this long after it was opened
+    /// ([`ReadLimits::stream_total`]).
+    StreamTooSlow {
+        /// The limit.
+        total: Duration,
+    },
     /// A file still changing after this long a wait for it to settle.
     StillChanging {
         /// How long it was waited for.
@@ -231,6 +266,11 @@ impl fmt::Display for ReadError {
                 "the stream sent nothing for {} ms (set {STREAM_IDLE_ENV} to wait longer)",
                 millis(*idle)
             ),
+            ReadError::StreamTooSlow { total } => write!(
+                f,
+                "the stream had not ended {} ms after it was opened (set {STREAM_TOTAL_ENV} to wait longer)",
+                millis(*total)
+            ),
             ReadError::StillChanging { waited } => write!(
                 f,
                 "the file is still changing after {} ms; not reading it half-written",
@@ -254,11 +294,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Reads the whole module file at `path` into `buffer` (replacing what it held), as the module
-/// docs say, under `limits`, with `clock` for the settle rule; the version read.
+/// docs say, under `limits`, with `clocks` for the settle rule and a stream's deadline; the
+/// version read.
 pub fn read_module(
     path: &CStr,
     limits: &ReadLimits,
-    clock: Clock,
+    clocks: Clocks,
     buffer: &mut Vec<u8>,
 ) -> Result<Version, ReadError> {
     // Opened without following a link first: a link is rare, and the one open tells.
@@ -269,10 +310,10 @@ pub fn read_module(
     };
     let status = file.status().map_err(ReadError::Sys)?;
     let version = match status.kind {
-        FileKind::Regular => regular::read(&file, status, limits, clock, buffer),
+        FileKind::Regular => regular::read(&file, status, limits, clocks.wall, buffer),
         FileKind::Directory => Err(ReadError::Directory),
         FileKind::Stream => {
-            let len = stream::read(&file, limits, buffer)?;
+            let len = stream::read(&file, limits, clocks.monotonic, buffer)?;
             Ok(Version { len, identity: FileIdentity::of(&status), followed_link: false, fresh: true })
         }
     };

@@ -36,13 +36,24 @@ fn no_clock() -> Option<Duration> {
 }
 
 /// No settle wait, small limits.
-const QUICK: ReadLimits =
-    ReadLimits { max_bytes: 1 << 20, stream_idle: Duration::from_millis(50), settle: Duration::ZERO };
+const QUICK: ReadLimits = ReadLimits {
+    max_bytes: 1 << 20,
+    stream_idle: Duration::from_millis(50),
+    stream_total: Duration::from_secs(10),
+    settle: Duration::ZERO,
+};
 
+/// Reads `path` under `limits`, `clock` the wall clock (the monotonic one the system's).
 fn read(path: &Path, limits: ReadLimits, clock: Clock) -> (Result<Version, ReadError>, Vec<u8>) {
     let mut buffer = Vec::new();
-    let result = read_module(&c_path(path), &limits, clock, &mut buffer);
+    let result = read_module(&c_path(path), &limits, Clocks { wall: clock, monotonic }, &mut buffer);
     (result, buffer)
+}
+
+/// A monotonic clock: the time since its first reading.
+fn monotonic() -> Option<Duration> {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    Some(START.get_or_init(std::time::Instant::now).elapsed())
 }
 
 #[test]
@@ -65,7 +76,8 @@ fn a_regular_file_is_read_whole_with_the_identity_of_the_version_read() {
     std::fs::write(&path, &other).unwrap();
     assert_ne!(FileIdentity::at(&c_path(&path)), Ok(version.identity));
     let mut buffer = buffer;
-    let again = read_module(&c_path(&path), &QUICK, system_clock, &mut buffer).unwrap();
+    let again =
+        read_module(&c_path(&path), &QUICK, Clocks { wall: system_clock, monotonic }, &mut buffer).unwrap();
     assert_eq!(&buffer[..again.len], &other[..]);
     assert_ne!(again.identity, version.identity);
 }
@@ -159,6 +171,50 @@ fn a_fifo_nobody_writes_and_an_endless_stream_are_bounded() {
     let (result, buffer) = read(Path::new("/dev/zero"), QUICK, system_clock);
     assert_eq!(result, Err(ReadError::StreamTooLarge { limit: QUICK.max_bytes }));
     assert!(buffer.len() as u64 <= QUICK.max_bytes, "{}", buffer.len());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
+fn a_stream_that_trickles_bytes_each_within_the_idle_limit_is_cut_off_at_its_total() {
+    use std::io::Write;
+    let dir = scratch("trickle");
+    let fifo = dir.join("trickle.fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // A byte every 10 ms (well within the idle limit) for 3 s, then the end: without the
+    // total, the read ends with the writer, 3 s on, with every byte.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            for _ in 0..300 {
+                if file.write_all(b"x").is_err() {
+                    return; // the reader gave up (EPIPE: Rust ignores SIGPIPE)
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let limits = ReadLimits {
+        stream_idle: Duration::from_millis(500),
+        stream_total: Duration::from_millis(200),
+        ..QUICK
+    };
+    let (result, buffer) = read(&fifo, limits, system_clock);
+    assert_eq!(result, Err(ReadError::StreamTooSlow { total: limits.stream_total }));
+    assert!(!buffer.is_empty() && buffer.len() < 300, "{} bytes read before the cut", buffer.len());
+    writer.join().unwrap();
+
+    // Without a monotonic clock, the idle limit and the size still bound it: a stream that
+    // ends is read whole.
+    let mut buffer = Vec::new();
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::write(&fifo, b"abc").unwrap()
+    });
+    let clocks = Clocks { wall: system_clock, monotonic: no_clock };
+    let version = read_module(&c_path(&fifo), &limits, clocks, &mut buffer).unwrap();
+    assert_eq!(&buffer[..version.len], b"abc");
+    writer.join().unwrap();
 }
 
 /// The time [`frozen`] reports, in nanoseconds since the epoch (set by the one test using it).
@@ -255,6 +311,7 @@ fn the_limits_come_from_the_variables_and_fall_back_to_the_defaults() {
         match name {
             MAX_MODULE_BYTES_ENV => Some(b" 4096 "),
             STREAM_IDLE_ENV => Some(b"250"),
+            STREAM_TOTAL_ENV => Some(b"7"),
             SETTLE_ENV => Some(b"soon"),
             _ => None,
         }
@@ -262,7 +319,12 @@ fn the_limits_come_from_the_variables_and_fall_back_to_the_defaults() {
     let limits = ReadLimits::from_vars(vars);
     assert_eq!(
         limits,
-        ReadLimits { max_bytes: 4096, stream_idle: Duration::from_millis(250), settle: DEFAULT_SETTLE }
+        ReadLimits {
+            max_bytes: 4096,
+            stream_idle: Duration::from_millis(250),
+            stream_total: Duration::from_millis(7),
+            settle: DEFAULT_SETTLE
+        }
     );
     assert_eq!(ReadLimits::from_vars(|_| None), ReadLimits::default());
     assert_eq!(ReadLimits::from_vars(|_| Some(&[0xFF][..])), ReadLimits::default());
@@ -276,6 +338,10 @@ fn each_refusal_says_what_and_why() {
         (ReadError::TooLarge { len: 10, limit: 5 }, "10 bytes is over the module size limit of 5 bytes"),
         (ReadError::StreamTooLarge { limit: 5 }, "a stream of more than 5 bytes is not a module"),
         (ReadError::Idle { idle: Duration::from_millis(200) }, "the stream sent nothing for 200 ms"),
+        (
+            ReadError::StreamTooSlow { total: Duration::from_millis(300) },
+            "the stream had not ended 300 ms after it was opened (set SMF_STREAM_TOTAL_MS",
+        ),
         (ReadError::StillChanging { waited: Duration::from_millis(7) }, "still changing after 7 ms"),
         (ReadError::Torn, "changed while it was being read"),
         (

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
 use smf_core::detect::{check_ends, END_BYTES};
-use smf_core::file::{read_module, ReadError, ReadLimits, CHECK_ENDS_FROM};
+use smf_core::file::{read_module, Clocks, ReadError, ReadLimits, CHECK_ENDS_FROM};
 
 use super::{module_files, workers};
 
@@ -87,6 +87,10 @@ static CLOCK: AtomicU8 = AtomicU8::new(0);
 /// [`Clock::Frozen`] reads).
 static FROZEN_AT: AtomicU64 = AtomicU64::new(0);
 
+/// The input's clock, as both of a read's clocks (each of its kinds is one a monotonic clock can
+/// be: running, ahead, stopped, missing).
+const CLOCKS: Clocks = Clocks { wall: clock, monotonic: clock };
+
 fn clock() -> Option<Duration> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok();
     match CLOCK.load(Ordering::Relaxed) {
@@ -115,6 +119,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
         max_bytes: LIMITS[usize::from(setup.limit) % LIMITS.len()],
         stream_idle: IDLE,
         settle: if setup.settle { Duration::from_millis(1) } else { Duration::ZERO },
+        ..ReadLimits::default()
     };
     CLOCK.store(setup.clock as u8, Ordering::Relaxed);
     let dir = module_files::directory();
@@ -134,7 +139,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
             let Some(writer) = made(&target, bytes) else { return 0 };
             freeze_at(&target);
             let writer = setup.writer_open.then_some(writer);
-            let got = read_module(&c_path, &limits, clock, &mut buffer);
+            let got = read_module(&c_path, &limits, CLOCKS, &mut buffer);
             drop(writer);
             regular(got, &buffer, bytes, &setup, &limits);
         }
@@ -145,7 +150,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
             let Some(writer) = made(&target, &contents) else { return 0 };
             freeze_at(&target);
             let writer = setup.writer_open.then_some(writer);
-            let got = read_module(&c_path, &limits, clock, &mut buffer);
+            let got = read_module(&c_path, &limits, CLOCKS, &mut buffer);
             drop(writer);
             if let Err(ReadError::NotAModule(_)) = got {
                 let n = END_BYTES.min(contents.len());
@@ -164,11 +169,11 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
             if std::fs::create_dir(&target).is_err() {
                 return 0;
             }
-            let got = read_module(&c_path, &limits, clock, &mut buffer);
+            let got = read_module(&c_path, &limits, CLOCKS, &mut buffer);
             assert_eq!(got, Err(ReadError::Directory));
         }
         Kind::Missing => {
-            let got = read_module(&c_path, &limits, clock, &mut buffer);
+            let got = read_module(&c_path, &limits, CLOCKS, &mut buffer);
             assert!(matches!(got, Err(ReadError::Sys(_))), "nothing there, read as {got:?}");
             let _ = smf_core::fuzzing::formatted_chain(&got.unwrap_err());
         }
@@ -319,7 +324,7 @@ fn fifo(
     };
     let got = {
         let _stop = SetOnDrop(Arc::clone(&done));
-        read_module(c_path, limits, clock, buffer)
+        read_module(c_path, limits, CLOCKS, buffer)
     };
     let sent = writer.join();
     let (bytes, len) = (&bytes[..sent], sent as u64);
