@@ -196,7 +196,10 @@ fn module_cache_hit(rounds: usize) -> Result<(), String> {
     }
     let per = 2000;
     let mut handles: Vec<*mut c_void> = Vec::with_capacity(per);
-    let (mut notice, mut every, mut opens) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut notice, mut every, mut opens, mut sync) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // What any hit of a cache shared between threads that hands out counted references costs
+    // at least: a mutex taken and given back, a reference counted up and down.
+    let (lock, counted) = (std::sync::Mutex::new(0u64), std::sync::Arc::new(0u8));
     for _ in 0..rounds {
         let start = Instant::now();
         for _ in 0..per {
@@ -216,23 +219,34 @@ fn module_cache_hit(rounds: usize) -> Result<(), String> {
             handles.push(unsafe { dlopen(so_c.as_ptr(), 2) });
         }
         opens.push(start.elapsed());
+        let start = Instant::now();
+        for _ in 0..per {
+            *black_box(&lock).lock().map_err(|e| e.to_string())? += 1;
+            black_box(std::sync::Arc::clone(black_box(&counted)));
+        }
+        sync.push(start.elapsed());
         for h in handles.drain(..) {
             // SAFETY: handles just returned by dlopen; the library stays loaded through `held`.
             unsafe { dlclose(h) };
         }
     }
     let ns = |t: Vec<Duration>| median(t).as_nanos() as f64 / per as f64;
-    let (notice, every, opens) = (ns(notice), ns(every), ns(opens));
+    let (notice, every, opens, sync) = (ns(notice), ns(every), ns(opens), ns(sync));
     println!("cache: a ModuleCache::get hit versus dlopen of a library already loaded ({per} x {rounds})");
     println!("  ModuleCache::get, change notices      {notice:>7.1} ns");
     println!("  ModuleCache::get, checking every get  {every:>7.1} ns (a stat per get)");
     println!("  dlopen of a loaded .so                {opens:>7.1} ns");
+    println!(
+        "  a mutex taken and given back, an Arc cloned and dropped: {sync:.1} ns (bound: dlopen / it {:.2}x)",
+        opens / sync
+    );
     println!(
         "  ratio: dlopen / get {:.2}x (target >= 3); with a stat per get {:.2}x",
         opens / notice,
         opens / every
     );
     report::ratio("cache_hit_vs_dlopen_again", opens / notice, Goal::AtLeast(3.0));
+    report::ratio("cache_hit_sync_floor_vs_dlopen_again", opens / sync, Goal::Reported);
     // SAFETY: the handle from the first dlopen.
     unsafe { dlclose(held) };
     Ok(())
