@@ -84,8 +84,8 @@ pub(super) fn run(libraries: usize, rounds: usize) -> Result<(), String> {
     let dir = workspace_root().join("target").join("bench-resolve");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let shared = build_shared(&dir, libraries)?;
-    // Closed at the end: a library left loaded slows every later `dlopen` in this process (it
-    // searches the loaded ones by name), which the other benchmarks compare against.
+    // Closed at the end, though glibc keeps each library a `dlsym(RTLD_DEFAULT)` below finds a
+    // name in loaded as a dependency of the program: this benchmark runs last (`run_wanted`).
     let mut handles = Vec::with_capacity(shared.len());
     for path in &shared {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
