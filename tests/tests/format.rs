@@ -210,6 +210,9 @@ fn every_dialect_round_trips_through_the_writer() {
         for s in module.symbols() {
             assert_eq!(s.stored_hash, s.hash(), "{dialect}: stored hash of {:?}", s.name);
         }
+        // The walk (entries in turn) gives what finding each by its index gives, every one.
+        let by_index: Vec<_> = (0..module.symbol_count()).map(|i| module.symbol(i).unwrap()).collect();
+        assert_eq!(module.symbols().collect::<Vec<_>>(), by_index, "{dialect}");
 
         // Relocations: every kind of the dialect, in order, with the dialect's wire values.
         let kinds: Vec<_> = module.relocations().map(|r| (r.kind, r.offset)).collect();

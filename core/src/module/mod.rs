@@ -293,9 +293,15 @@ impl<'a> Module<'a> {
         self.decode_symbol(index).ok()
     }
 
-    /// All symbols in table order.
+    /// All symbols in table order (the entries in turn, each decoded and checked as
+    /// [`Module::symbol`] does, without finding it by its index).
     pub fn symbols(&self) -> impl Iterator<Item = Symbol<'a>> + '_ {
-        (0..self.header.symbol_count).filter_map(|i| self.symbol(i))
+        let dialect = self.dialect;
+        let entries = self.symbol_table.chunks_exact(dialect.symbol_entry_size());
+        (0..self.header.symbol_count).zip(entries).filter_map(move |(index, entry)| {
+            let repr = self.entry_repr(index, SymbolView::new_checked(entry, dialect)?).ok()?;
+            Some(Symbol::from_repr(index, self.symbol_name(&repr), &repr))
+        })
     }
 
     /// The first exported symbol named `name` (linear scan; the loader builds a hash index).
