@@ -82,13 +82,34 @@ impl SectionHeader {
 /// The names of the object's sections, in one string table.
 const SECTION_NAMES: &[u8] = b"\0.text\0.eh_frame\0.symtab\0.strtab\0.shstrtab\0";
 
-/// Where `name` starts in [`SECTION_NAMES`].
-fn section_name(name: &str) -> u32 {
-    let at = SECTION_NAMES
-        .windows(name.len() + 2)
-        .position(|w| w[0] == 0 && &w[1..=name.len()] == name.as_bytes() && w[name.len() + 1] == 0);
-    at.and_then(|at| u32::try_from(at + 1).ok()).unwrap_or(0)
+/// Where `name` starts in [`SECTION_NAMES`] (found when compiled: a description is written at
+/// every load).
+const fn section_name(name: &str) -> u32 {
+    let (names, name) = (SECTION_NAMES, name.as_bytes());
+    // A `u32` offset (the table is 43 bytes), the bytes indexed by its `usize`.
+    let mut offset: u32 = 0;
+    while offset as usize + name.len() + 2 <= names.len() {
+        let at = offset as usize;
+        let mut same = names[at] == 0 && names[at + name.len() + 1] == 0;
+        let mut i = 0;
+        while same && i < name.len() {
+            same = names[at + 1 + i] == name[i];
+            i += 1;
+        }
+        if same {
+            return offset + 1;
+        }
+        offset += 1;
+    }
+    panic!("a section name missing from SECTION_NAMES")
 }
+
+/// The section names' offsets in [`SECTION_NAMES`].
+const TEXT_NAME: u32 = section_name(".text");
+const EH_FRAME_NAME: u32 = section_name(".eh_frame");
+const SYMTAB_NAME: u32 = section_name(".symtab");
+const STRTAB_NAME: u32 = section_name(".strtab");
+const SHSTRTAB_NAME: u32 = section_name(".shstrtab");
 
 /// The ELF object describing `module`, with `unwind` as its `.eh_frame`; `None` if a table
 /// would not fit ELF's 32-bit fields (a module's names and symbols never come near) or the
@@ -220,7 +241,7 @@ fn write(
         used
     };
     add(SectionHeader {
-        name: section_name(".text"),
+        name: TEXT_NAME,
         kind: consts::SHT_NOBITS,
         flags: consts::SHF_ALLOC | consts::SHF_EXECINSTR,
         addr: code as u64,
@@ -230,7 +251,7 @@ fn write(
     });
     if let Some(unwind) = unwind {
         add(SectionHeader {
-            name: section_name(".eh_frame"),
+            name: EH_FRAME_NAME,
             kind: consts::SHT_PROGBITS,
             flags: consts::SHF_ALLOC,
             addr: unwind.addr as u64,
@@ -243,7 +264,7 @@ fn write(
     // .symtab's index is the next (2, or 3 after .eh_frame); .strtab follows it.
     let strtab_index = if unwind.is_some() { 4 } else { 3 };
     add(SectionHeader {
-        name: section_name(".symtab"),
+        name: SYMTAB_NAME,
         kind: consts::SHT_SYMTAB,
         offset: symtab_at,
         size: symtab_len,
@@ -254,15 +275,15 @@ fn write(
         ..SectionHeader::default()
     });
     let string_table = |name, offset, size| SectionHeader {
-        name: section_name(name),
+        name,
         kind: consts::SHT_STRTAB,
         offset,
         size,
         align: 1,
         ..SectionHeader::default()
     };
-    add(string_table(".strtab", strtab_at, strings_len));
-    let used = add(string_table(".shstrtab", shstrtab_at, SECTION_NAMES.len()));
+    add(string_table(STRTAB_NAME, strtab_at, strings_len));
+    let used = add(string_table(SHSTRTAB_NAME, shstrtab_at, SECTION_NAMES.len()));
     let sections = &sections[..used];
     let section_count = u16::try_from(used).ok()?;
     let len = headers_at + sections.len() * usize::from(consts::SECTION_HEADER);
