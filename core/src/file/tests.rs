@@ -22,6 +22,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A FIFO made at `dir/name`.
+fn fifo_at(dir: &Path, name: &str) -> PathBuf {
+    let fifo = dir.join(name);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    fifo
+}
+
 fn c_path(path: &Path) -> CString {
     CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
 }
@@ -164,8 +171,7 @@ fn a_large_file_is_refused_from_its_size_or_its_ends_without_being_read() {
 #[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread, poll)")]
 fn a_fifo_nobody_writes_and_an_endless_stream_are_bounded() {
     let dir = scratch("streams");
-    let fifo = dir.join("nobody.fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo_at(&dir, "nobody.fifo");
     assert_eq!(read(&fifo, QUICK, system_clock).0, Err(ReadError::Idle { idle: QUICK.stream_idle }));
 
     let (result, buffer) = read(Path::new("/dev/zero"), QUICK, system_clock);
@@ -178,8 +184,7 @@ fn a_fifo_nobody_writes_and_an_endless_stream_are_bounded() {
 fn a_stream_that_trickles_bytes_each_within_the_idle_limit_is_cut_off_at_its_total() {
     use std::io::Write;
     let dir = scratch("trickle");
-    let fifo = dir.join("trickle.fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo_at(&dir, "trickle.fifo");
     // A byte every 10 ms (well within the idle limit) for 3 s, then the end: without the
     // total, the read ends with the writer, 3 s on, with every byte.
     let writer = {
