@@ -481,3 +481,42 @@ pub fn build_smf_package() -> std::path::PathBuf {
     }
     profile
 }
+
+/// CLIF functions of chosen shapes for the execution manager's tests (`exec_manager`,
+/// `scaling`): the ones register allocation finds hardest.
+pub mod clif {
+    /// `%name(i64) -> i64` over `values` values all live at once: `v_i = v_(i-1) + v0` (so
+    /// `v_i = (i + 1) * v0`), then their sum from the last to the first, added to `v0`: `(values +
+    /// 1) * (values + 2) / 2` times the argument.
+    pub fn all_live(name: &str, values: usize) -> String {
+        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
+        for i in 1..=values {
+            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
+        }
+        let (mut sum, mut next) = (0, values + 1);
+        for i in (1..=values).rev() {
+            text.push_str(&format!("    v{next} = iadd v{sum}, v{i}\n"));
+            (sum, next) = (next, next + 1);
+        }
+        text.push_str(&format!("    return v{sum}\n}}\n"));
+        text
+    }
+
+    /// `%name(i64) -> i64` with `blocks` blocks in a chain, each adding one of `blocks` values
+    /// defined in the first block (all live across every block) to a running sum: as
+    /// [`all_live`]'s, `(blocks + 1) * (blocks + 2) / 2` times the argument.
+    pub fn live_across_blocks(name: &str, blocks: usize) -> String {
+        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
+        for i in 1..=blocks {
+            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
+        }
+        text.push_str("    jump block1\n");
+        let (mut sum, mut next) = (0, blocks + 1);
+        for b in 1..=blocks {
+            text.push_str(&format!("block{b}:\n    v{next} = iadd v{sum}, v{b}\n    jump block{}\n", b + 1));
+            (sum, next) = (next, next + 1);
+        }
+        text.push_str(&format!("block{}:\n    return v{sum}\n}}\n", blocks + 1));
+        text
+    }
+}

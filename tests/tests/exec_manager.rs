@@ -8,6 +8,7 @@
 
 use smf::exec_manager::{ExecManager, ExecManagerError, OptLevel};
 use smf::imports::LinkOptions;
+use smf_tests::clif::{all_live, live_across_blocks};
 
 /// The example front end (`shell/examples/expr_lang`): a tiny expression language to CLIF.
 #[path = "../../shell/examples/expr_lang/front_end.rs"]
@@ -669,4 +670,46 @@ fn the_clif_corpus_replays_and_compiles() {
         .map(|e| e.file_name())
         .collect::<Vec<_>>();
     assert_eq!(compiled, Vec::<std::ffi::OsString>::new(), "seeds that did not compile");
+}
+
+#[test]
+fn a_function_of_many_values_compiles_in_one_pass_and_runs_right() {
+    // 12,000 values (over the backtracking allocator's 4,096): the single-pass allocator
+    // compiles it, spilling most of them; the result is what the arithmetic says.
+    let values = 6000;
+    for opt in [OptLevel::None, OptLevel::Speed] {
+        let manager = ExecManager::new(opt).unwrap();
+        assert_eq!(manager.compile_clif(&all_live("wide", values)).unwrap(), ["wide"]);
+        let x = 3i64;
+        let expected = x * ((values as i64 + 1) * (values as i64 + 2) / 2);
+        assert_eq!(manager.execute("wide", &[x]).unwrap(), expected, "{opt:?}");
+        assert_eq!(manager.compile_clif(&live_across_blocks("chained", 1000)).unwrap(), ["chained"]);
+        assert_eq!(manager.execute("chained", &[2]).unwrap(), 2 * (1001 * 1002 / 2), "{opt:?}");
+    }
+}
+
+#[test]
+fn a_function_past_the_size_bound_is_refused_with_its_size_and_the_batch_with_it() {
+    let manager = ExecManager::new(OptLevel::None).unwrap();
+    // 5,802 blocks of 11,601 values: just past 2^26 blocks x values.
+    let blocks = 5800;
+    let text = format!("{}{}", live_across_blocks("huge", blocks), all_live("small", 3));
+    match manager.compile_clif(&text) {
+        Err(ExecManagerError::TooLarge { function, blocks: b, values }) => {
+            assert_eq!(function, "huge");
+            assert_eq!((b, values), (blocks as u64 + 2, 2 * blocks as u64 + 1));
+            assert!(b * values > ExecManager::MOST_BLOCKS_TIMES_VALUES);
+            let message = manager.compile_clif(&text).unwrap_err().to_string();
+            assert!(
+                message.contains("function huge is too large")
+                    && message.contains("5802 blocks x 11601 values"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!manager.has_function("small"), "the batch is refused whole");
+    // Ten blocks fewer (5,792 x 11,581) fit.
+    assert_eq!(manager.compile_clif(&live_across_blocks("fits", blocks - 10)).unwrap(), ["fits"]);
+    assert_eq!(manager.execute("fits", &[1]).unwrap(), 5791 * 5792 / 2);
 }

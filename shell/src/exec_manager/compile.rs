@@ -47,10 +47,29 @@ impl OptLevel {
 /// translator rather than parsed from CLIF (where `%name` names a function).
 pub type NameTable = HashMap<UserExternalName, String>;
 
-/// The host's instruction set at `opt`, frame pointers kept (debuggers, profilers and crash
-/// reports walk compiled frames as they walk the loader's), Cranelift's own verifier runs off:
-/// [`compile`] verifies each function once, as it comes in.
-pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError> {
+/// The register allocator a function is compiled with (Cranelift's `regalloc_algorithm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Allocator {
+    /// Backtracking with range splitting: better code, at a cost that grows with the square
+    /// of the values live at once.
+    Backtracking,
+    /// One pass: more spills and moves, at a cost linear in straight-line code.
+    SinglePass,
+}
+
+impl Allocator {
+    fn setting(self) -> &'static str {
+        match self {
+            Allocator::Backtracking => "backtracking",
+            Allocator::SinglePass => "single_pass",
+        }
+    }
+}
+
+/// The host's instruction set at `opt` with `allocator`, frame pointers kept (debuggers,
+/// profilers and crash reports walk compiled frames as they walk the loader's), Cranelift's
+/// own verifier off: [`compile`] verifies each function once, as it comes in.
+pub(super) fn host_isa(opt: OptLevel, allocator: Allocator) -> Result<OwnedTargetIsa, ExecManagerError> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
         flags.set(name, value).map_err(|e| ExecManagerError::Host(format!("{name}={value}: {e}")))
@@ -58,8 +77,61 @@ pub(super) fn host_isa(opt: OptLevel) -> Result<OwnedTargetIsa, ExecManagerError
     set(&mut flags, "opt_level", opt.setting())?;
     set(&mut flags, "preserve_frame_pointers", "true")?;
     set(&mut flags, "enable_verifier", "false")?;
+    set(&mut flags, "regalloc_algorithm", allocator.setting())?;
     let builder = cranelift_native::builder().map_err(|e| ExecManagerError::Host(e.to_owned()))?;
     builder.finish(settings::Flags::new(flags)).map_err(|e| ExecManagerError::Host(e.to_string()))
+}
+
+/// The most values (block parameters and results) a function compiled with the backtracking
+/// allocator has; larger ones get the single-pass one. Measured (the tests' `smf_tests::clif`
+/// has the shapes): 4,096 values all live at once take 0.10 s to allocate by backtracking,
+/// 32,000 take 9.3 s (0.09 s in one pass).
+pub(super) const BACKTRACKING_MOST_VALUES: u64 = 4096;
+
+/// The largest blocks × values a function may have: liveness costs their product under
+/// either allocator (4,730 blocks each using one of 14,190 values live across them all: 0.33
+/// s in one pass; four times the product, four times the time). Real functions stay far under:
+/// 8,192 blocks and 8,192 values fit.
+pub(super) const MOST_BLOCKS_TIMES_VALUES: u64 = 1 << 26;
+
+/// A function's size as allocating its registers costs it: the blocks of its layout and the
+/// values they define.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Size {
+    pub(super) blocks: u64,
+    pub(super) values: u64,
+}
+
+impl Size {
+    /// `function`'s (what its layout holds: numbers the text skipped are not counted).
+    pub(super) fn of(function: &Function) -> Size {
+        let (mut blocks, mut values) = (0u64, 0u64);
+        for block in function.layout.blocks() {
+            blocks += 1;
+            values += function.dfg.block_params(block).len() as u64;
+            for inst in function.layout.block_insts(block) {
+                values += function.dfg.inst_results(inst).len() as u64;
+            }
+        }
+        Size { blocks, values }
+    }
+
+    /// The allocator for a function of this size, or why it is refused (too large for either
+    /// to allocate in bounded time).
+    pub(super) fn allocator(self, function: &str) -> Result<Allocator, ExecManagerError> {
+        if self.blocks.saturating_mul(self.values) > MOST_BLOCKS_TIMES_VALUES {
+            return Err(ExecManagerError::TooLarge {
+                function: function.to_owned(),
+                blocks: self.blocks,
+                values: self.values,
+            });
+        }
+        Ok(if self.values <= BACKTRACKING_MOST_VALUES {
+            Allocator::Backtracking
+        } else {
+            Allocator::SinglePass
+        })
+    }
 }
 
 /// How many entities (`v7`, `block3`, `fn0`, `ss2`...) CLIF text of `len` bytes may number:
@@ -407,7 +479,7 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let _restore = Restore(Some(timing::set_thread_profiler(Box::new(CountingVerifier(runs.clone())))));
         for opt in [OptLevel::None, OptLevel::Speed, OptLevel::SpeedAndSize] {
-            let isa = host_isa(opt).unwrap();
+            let isa = host_isa(opt, Allocator::Backtracking).unwrap();
             let function = parse(text).unwrap().remove(0);
             runs.store(0, Ordering::Relaxed);
             let compiled = compile(&isa, &mut Context::new(), function, "loop_sum", &NameTable::new());
@@ -416,7 +488,7 @@ mod tests {
             assert_eq!(runs.load(Ordering::Relaxed), 1, "{opt:?}");
         }
         // What the one run finds still refuses the function, with the finding.
-        let isa = host_isa(OptLevel::Speed).unwrap();
+        let isa = host_isa(OptLevel::Speed, Allocator::Backtracking).unwrap();
         let mistyped =
             parse("function %mistyped() -> i64 {\nblock0:\n    v0 = iconst.i32 1\n    return v0\n}\n");
         let refused =

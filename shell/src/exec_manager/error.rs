@@ -31,6 +31,17 @@ pub enum ExecManagerError {
         /// What Cranelift said.
         message: String,
     },
+    /// The function is too large to compile in bounded time: its blocks times its values
+    /// exceed [`ExecManager::MOST_BLOCKS_TIMES_VALUES`](super::ExecManager::MOST_BLOCKS_TIMES_VALUES)
+    /// (what register allocation costs grows with that product).
+    TooLarge {
+        /// The function.
+        function: String,
+        /// Blocks in its layout.
+        blocks: u64,
+        /// Values its blocks define (parameters and results).
+        values: u64,
+    },
     /// The function calls something this loader cannot link: a relocation kind it has no SMF
     /// equivalent for, or a name it cannot give (a library call with no C symbol).
     Link {
@@ -84,6 +95,11 @@ impl fmt::Display for ExecManagerError {
                 write!(f, "function {name} is defined twice in one batch")
             }
             ExecManagerError::Compile { function, message } => write!(f, "function {function}: {message}"),
+            ExecManagerError::TooLarge { function, blocks, values } => write!(
+                f,
+                "function {function} is too large to compile: {blocks} blocks x {values} values, at most {} (split it)",
+                super::ExecManager::MOST_BLOCKS_TIMES_VALUES
+            ),
             ExecManagerError::Link { function, what } => write!(f, "function {function}: cannot link {what}"),
             ExecManagerError::Load(e) => write!(f, "the compiled code did not load: {e}"),
             ExecManagerError::NoFrontEnd => {

@@ -18,11 +18,12 @@ mod image;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cranelift_codegen::ir::{ArgumentPurpose, Function, Signature};
 use cranelift_codegen::isa::OwnedTargetIsa;
 
+use compile::Allocator;
 pub use compile::{NameTable, OptLevel};
 /// The Cranelift this manager compiles with (the runtime's translator builds its functions
 /// with it: one version for both).
@@ -67,7 +68,11 @@ struct Tables {
 /// (see the module documentation). Shared between threads: compiling, loading and calling run
 /// outside its locks, which guard only its tables.
 pub struct ExecManager {
+    /// The instruction set with the backtracking register allocator, for functions of up to
+    /// [`compile::BACKTRACKING_MOST_VALUES`] values.
     isa: OwnedTargetIsa,
+    /// With the single-pass allocator, for larger functions: made at the first.
+    single_pass_isa: OnceLock<OwnedTargetIsa>,
     opt: OptLevel,
     /// This manager's identity in the namespace of compiled functions.
     id: u64,
@@ -106,17 +111,41 @@ impl std::fmt::Debug for ExecManager {
 }
 
 impl ExecManager {
+    /// The largest blocks × values a function may have (a larger one is refused,
+    /// [`ExecManagerError::TooLarge`]): register allocation's cost grows with that product,
+    /// so a bound on it bounds the time one function takes to compile (a third of a second
+    /// here at the bound). Functions of more than 4,096 values are compiled with Cranelift's
+    /// single-pass register allocator (its backtracking one costs the square of the values
+    /// live at once).
+    pub const MOST_BLOCKS_TIMES_VALUES: u64 = compile::MOST_BLOCKS_TIMES_VALUES;
+
     /// A manager compiling for the host at `opt`.
     pub fn new(opt: OptLevel) -> Result<Self, ExecManagerError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(ExecManager {
-            isa: compile::host_isa(opt)?,
+            isa: compile::host_isa(opt, Allocator::Backtracking)?,
+            single_pass_isa: OnceLock::new(),
             opt,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tables: Mutex::new(Tables::default()),
             front_end: Mutex::new(None),
             contexts: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The instruction set that compiles with `allocator`.
+    fn isa_for(&self, allocator: Allocator) -> Result<&OwnedTargetIsa, ExecManagerError> {
+        match allocator {
+            Allocator::Backtracking => Ok(&self.isa),
+            Allocator::SinglePass => match self.single_pass_isa.get() {
+                Some(isa) => Ok(isa),
+                // Threads racing here each make one; the first stays.
+                None => {
+                    let isa = compile::host_isa(self.opt, Allocator::SinglePass)?;
+                    Ok(self.single_pass_isa.get_or_init(|| isa))
+                }
+            },
+        }
     }
 
     /// The opt level it compiles at.
@@ -203,7 +232,8 @@ impl ExecManager {
         let timing_off = compile::PassTimingOff::new();
         let mut batch = Vec::with_capacity(functions.len());
         for (function, name) in functions.into_iter().zip(defined) {
-            batch.push(compile::compile(&self.isa, &mut context, function, name, names)?);
+            let isa = self.isa_for(compile::Size::of(&function).allocator(name)?)?;
+            batch.push(compile::compile(isa, &mut context, function, name, names)?);
         }
         drop(timing_off);
         if largest <= KEPT_CONTEXT_MOST_INSTRUCTIONS {
