@@ -36,6 +36,9 @@
 //! crate reads no clock itself (rustix reads it through the vDSO, which it finds through the auxiliary vector, which
 //! is wrong under valgrind in a process with a C library; see `sys::probe_page_size`).
 //!
+//! A regular file whose size says 0 is read to its end (within the limit): the files of procfs,
+//! sysfs and some FUSE file systems have content their size does not show.
+//!
 //! A regular file costs open, fstat, one read, fstat and close (and a second open if its path
 //! ends in a symbolic link, which the first, not following links, tells), into a buffer the caller keeps
 //! for the next read. One read of the whole file is the access pattern the kernel's read-ahead

@@ -46,9 +46,14 @@ pub(super) fn read(
             check_file_ends(file, len)?;
         }
         let wanted = usize::try_from(len).map_err(|_| ReadError::TooLarge { len, limit })?;
-        let filled = read_at_most(file, wanted, buffer)?;
+        // A size of 0 may not be the file's (see `read_unsized`).
+        let filled = match wanted {
+            0 => read_unsized(file, limit, buffer)?,
+            _ => read_at_most(file, wanted, buffer)?,
+        };
         let after = file.status().map_err(ReadError::Sys)?;
-        if filled == wanted && FileIdentity::of(&before) == FileIdentity::of(&after) {
+        let whole = filled == wanted || wanted == 0;
+        if whole && FileIdentity::of(&before) == FileIdentity::of(&after) {
             let fresh = changed_within(&after, limits.settle.max(FRESH_FOR), clock);
             return Ok(Version {
                 len: filled,
@@ -110,6 +115,35 @@ fn read_exact_at(file: &OpenFile, buf: &mut [u8], offset: u64) -> Result<bool, R
         }
     }
     Ok(true)
+}
+
+/// Reads a regular file whose size says 0 into `buffer` to its end, within `limit` bytes; how
+/// many it read. The files of procfs and sysfs, and of some FUSE file systems, have content
+/// their size does not show; a file that is empty reads as such at the cost of one read.
+fn read_unsized(file: &OpenFile, limit: u64, buffer: &mut Vec<u8>) -> Result<usize, ReadError> {
+    // One byte past the limit tells a file over it.
+    let most = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    buffer.clear();
+    let mut filled = 0;
+    loop {
+        if filled == buffer.len() {
+            // Room doubles from a page (the whole of most such files) up to `most`.
+            let room = buffer.len().saturating_mul(2).max(4096).min(most);
+            buffer
+                .try_reserve_exact(room - filled)
+                .map_err(|_| ReadError::OutOfMemory { bytes: room as u64 })?;
+            buffer.resize(room, 0);
+        }
+        match file.read_at(&mut buffer[filled..], filled as u64).map_err(ReadError::Sys)? {
+            0 => break,
+            n => filled += n,
+        }
+        if filled as u64 > limit {
+            return Err(ReadError::TooLarge { len: filled as u64, limit });
+        }
+    }
+    buffer.truncate(filled);
+    Ok(filled)
 }
 
 /// Reads up to `len` bytes from offset 0 into `buffer`; how many it read (fewer if the file

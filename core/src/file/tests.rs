@@ -358,3 +358,40 @@ fn each_refusal_says_what_and_why() {
         assert!(error.to_string().contains(expected), "{error}");
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot make the file syscalls (open, pread)")]
+fn a_file_whose_size_says_zero_is_read_to_its_end_within_the_limit() {
+    // procfs: a size of 0, content the kernel makes at the read. A child's command line, of
+    // several pages (read in growing pieces), unchanged while it sleeps.
+    let long = "m".repeat(10_000);
+    // (`; :`: the shell stays, rather than becoming `sleep`.)
+    let mut child = std::process::Command::new("sh").args(["-c", "sleep 30; :", &long]).spawn().unwrap();
+    let cmdline = PathBuf::from(std::format!("/proc/{}/cmdline", child.id()));
+    let expected = [b"sh\0-c\0sleep 30; :\0".as_slice(), long.as_bytes(), b"\0"].concat();
+    // Until the child has started the shell, its command line is another.
+    for _ in 0..500 {
+        if std::fs::read(&cmdline).is_ok_and(|now| now == expected) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::metadata(&cmdline).unwrap().len(), 0);
+    let (result, bytes) = read(&cmdline, QUICK, system_clock);
+    let over = read(&cmdline, ReadLimits { max_bytes: 5000, ..QUICK }, system_clock).0;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(result.unwrap().len, expected.len());
+    assert!(bytes == expected, "{} bytes read", bytes.len());
+    // Past the limit: refused once the read passes it.
+    match over {
+        Err(ReadError::TooLarge { len, limit: 5000 }) => assert_eq!(len, 5001),
+        other => panic!("{other:?}"),
+    }
+    // A file that is empty reads as empty (one read more).
+    let dir = scratch("unsized");
+    let empty = dir.join("empty.smf");
+    std::fs::write(&empty, b"").unwrap();
+    let (result, bytes) = read(&empty, QUICK, system_clock);
+    assert_eq!((result.unwrap().len, bytes.len()), (0, 0));
+}
