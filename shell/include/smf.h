@@ -247,8 +247,9 @@ enum {
 size_t      smf_cache_prefetch_report(SmfCache *c, const char *const *paths, size_t n, uint32_t threads,
                                       int32_t *statuses);
 void        smf_cache_stats(const SmfCache *c, SmfCacheStats *out);
-/* An exported symbol of the most recently used cached module exporting it, or NULL; valid
- * while that module stays cached or held. */
+/* An exported symbol of the most recently used cached module exporting it, by the cache's
+ * recency list (a thread's repeated gets of one module, hits through its memo, do not move it
+ * there), or NULL; valid while that module stays cached or held. */
 const void *smf_cache_resolve(SmfCache *c, const char *symbol);
 /* How misses and prefetches link (copied; NULL = defaults; host symbols apply always). The
  * callback may be called from prefetch threads. */

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
-/// Set when the file it was taken for may have changed since.
-#[derive(Debug)]
+/// Set when the file it was taken for may have changed since (a clone shares the flag).
+#[derive(Clone, Debug)]
 pub(crate) struct Notice(Arc<AtomicBool>);
 
 impl Notice {

@@ -2,8 +2,9 @@
 //! someone holds, a file replaced by rename (hot reload) or truncated while cached, resolving
 //! across cached modules, the C library resolved by default (and not when turned off), prefetch
 //! on two threads then all hits, eight threads getting, evicting, resolving and calling over a
-//! small budget with every result checked, and a process that loads its modules and gets each
-//! once starting no change watcher.
+//! small budget with every result checked, threads hitting through their memos while files
+//! change and modules leave, and a process that loads its modules and gets each once starting
+//! no change watcher.
 
 #![cfg(target_arch = "x86_64")]
 // Test values are small; calling cached code goes through the (unsafe) integer call.
@@ -410,6 +411,63 @@ fn eight_threads_get_evict_resolve_and_call_over_a_small_budget() {
     assert!(stats.modules <= 4, "{stats:?}");
     assert_eq!(stats.load_failures, 0);
     assert!(stats.hits + stats.misses >= 8 * rounds / 2, "{stats:?}");
+}
+
+#[test]
+fn threads_hitting_their_memos_while_others_load_evict_and_replace_files_get_what_a_lock_would() {
+    // Four threads get two hot modules again and again (their memos hit them without the
+    // lock); one thread cycles through cold modules over a budget of four (evictions: every
+    // memo stale) and replaces a hot file with its next version now and then. Each get gives
+    // a version no older than the last that thread saw, every get is counted once, and the
+    // last version is what a get finds in the end.
+    let dir = scratch("memos");
+    let hot: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("hot{i}.smf"))).collect();
+    for path in &hot {
+        std::fs::write(path, returning("version", 1, 0)).unwrap();
+    }
+    let cold = files(&dir, 6, 0);
+    let cache = ModuleCache::new(0, 4);
+    let (rounds, churns, versions) = (3000usize, 120usize, 5i64);
+    let gets = std::sync::atomic::AtomicU64::new(0);
+    let churned = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for t in 0..4usize {
+            let (cache, hot, gets, churned) = (&cache, &hot, &gets, &churned);
+            scope.spawn(move || {
+                let mut seen = [1i64; 2];
+                // At least `rounds`, and for as long as the churn lasts.
+                let mut round = 0;
+                while round < rounds || !churned.load(std::sync::atomic::Ordering::Relaxed) {
+                    round += 1;
+                    let i = (round / 16 + t) % 2;
+                    let module = cache.get(&hot[i]).unwrap();
+                    let version = call(&module, "version");
+                    assert!(version >= seen[i], "thread {t}: version {version} after {}", seen[i]);
+                    seen[i] = version;
+                    gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        let (cache, cold, hot, gets, churned) = (&cache, &cold, &hot, &gets, &churned);
+        scope.spawn(move || {
+            for round in 0..churns {
+                let i = round % cold.len();
+                assert_eq!(call(&cache.get(&cold[i]).unwrap(), &format!("f{i}")), i as i64);
+                gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if round % (churns / versions as usize) == 0 {
+                    let version = 2 + (round / (churns / versions as usize)) as i64;
+                    replace(&hot[0], &returning("version", version.min(versions) as u8, 0));
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            churned.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
+    let stats = cache.stats();
+    assert_eq!(stats.hits + stats.misses, gets.into_inner(), "{stats:?}");
+    assert_eq!(stats.load_failures, 0);
+    assert!(stats.modules <= 4, "{stats:?}");
+    get_until(&cache, &hot[0], versions);
 }
 
 /// An executable module's header may announce how many files to prefetch at start-up: the

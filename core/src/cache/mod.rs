@@ -82,6 +82,8 @@ pub struct LruCache<K, V, S> {
     tail: u32,
     /// First free slot.
     free: u32,
+    /// The entry inserted last, while it is cached: eviction never takes it.
+    newest: u32,
     len: u64,
     bytes: u64,
     budget: Budget,
@@ -97,6 +99,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
             head: NIL,
             tail: NIL,
             free: NIL,
+            newest: NIL,
             len: 0,
             bytes: 0,
             budget,
@@ -170,8 +173,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         K: Borrow<Q>,
     {
         let slot = self.slot_of(key)?;
-        self.unlink(slot);
-        self.push_front(slot);
+        self.make_most_recent(slot);
         Some(&mut self.entry_mut(slot).value)
     }
 
@@ -228,6 +230,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         let slots = &self.slots;
         self.index.insert_unique(hash, slot, |&s| slots[s as usize].entry.as_ref().map_or(0, |e| e.hash));
         self.push_front(slot);
+        self.newest = slot;
         self.len += 1;
         self.bytes += bytes;
         slot
@@ -245,6 +248,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
     /// Unlinks slot `slot`, frees it, and returns its key and value.
     fn take(&mut self, slot: u32) -> (K, V) {
         self.unlink(slot);
+        if self.newest == slot {
+            self.newest = NIL;
+        }
         let hash = self.entry(slot).hash;
         if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
             found.remove();
@@ -273,6 +279,29 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         }
     }
 
+    /// [`LruCache::pop_over_budget`], with a second chance: a least recently used entry whose
+    /// value `used_since` says was used since it was last made the most recent (a use the
+    /// cache did not see, as through a caller's own memo of it) is made the most recent
+    /// instead, each entry at most once per call. The entry inserted last stays, wherever the
+    /// chances moved it. Allocates nothing.
+    pub fn pop_over_budget_unless(&mut self, mut used_since: impl FnMut(&V) -> bool) -> Option<(K, V)> {
+        // One for each entry but the newest.
+        let mut chances = self.len.saturating_sub(1);
+        while self.len > 1 && self.budget.exceeded(self.bytes, self.len) {
+            if self.tail == self.newest {
+                // Moved back by the chances given before it: to the front, no chance spent.
+                self.make_most_recent(self.newest);
+            }
+            let tail = self.tail;
+            if chances == 0 || !used_since(&self.entry(tail).value) {
+                return Some(self.take(tail));
+            }
+            chances -= 1;
+            self.make_most_recent(tail);
+        }
+        None
+    }
+
     /// The least recently used entry, removed.
     pub fn pop_lru(&mut self) -> Option<(K, V)> {
         (self.tail != NIL).then(|| self.take(self.tail))
@@ -299,8 +328,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         produce: impl FnOnce() -> Result<(V, u64), E>,
     ) -> Result<&V, GetError<E>> {
         if let Some(slot) = self.slot_of(&key) {
-            self.unlink(slot);
-            self.push_front(slot);
+            self.make_most_recent(slot);
             return Ok(&self.entry(slot).value);
         }
         let (value, bytes) = produce().map_err(GetError::Produce)?;
@@ -308,6 +336,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> LruCache<K, V, S> {
         while self.pop_over_budget().is_some() {}
         // The new entry is the most recent, which over-budget eviction never takes.
         Ok(&self.entry(self.head).value)
+    }
+
+    /// Moves `slot` to the front of the recency list (where it is already, as the entry a
+    /// thread gets again and again is: nothing to write).
+    fn make_most_recent(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_front(slot);
+        }
     }
 
     fn unlink(&mut self, slot: u32) {

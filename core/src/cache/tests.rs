@@ -105,6 +105,52 @@ fn the_least_recently_used_entry_leaves_first() {
 }
 
 #[test]
+fn an_entry_used_unseen_gets_a_second_chance_once_per_call() {
+    let mut c = cache(0, 3);
+    for k in [1, 2, 3, 4] {
+        c.insert(k, k * 10, 1).unwrap();
+    }
+    assert_eq!(keys(&c), [4, 3, 2, 1]);
+    // 1 and 2 were used unseen: both move to the front, 3 leaves.
+    let mut asked = Vec::new();
+    let popped = c.pop_over_budget_unless(|&v| {
+        asked.push(v);
+        v < 30
+    });
+    assert_eq!(popped, Some((3, 30)));
+    assert_eq!(asked, [10, 20, 30]);
+    assert_eq!(keys(&c), [2, 1, 4]);
+    assert_eq!(c.pop_over_budget_unless(|_| true), None, "within the budget");
+    // Every entry claims a use: each gets its one chance, then the least recent leaves.
+    c.insert(5, 50, 1).unwrap();
+    let mut chances = 0;
+    assert_eq!(
+        c.pop_over_budget_unless(|_| {
+            chances += 1;
+            true
+        }),
+        Some((4, 40))
+    );
+    assert_eq!(chances, 3, "one per entry but the newest");
+    assert_eq!(keys(&c), [5, 2, 1], "the order the chances left");
+    // The newest stays, however large.
+    let mut c = cache(10, 0);
+    c.insert(1, 0, 50).unwrap();
+    assert_eq!(c.pop_over_budget_unless(|_| false), None);
+    // The entry inserted last stays too, however far the chances move it back, over several
+    // calls: the others used unseen take their chance, then leave before it.
+    let mut c = cache(0, 2);
+    for k in [1, 2, 3] {
+        c.insert(k, k * 10, 1).unwrap();
+    }
+    assert_eq!(c.pop_over_budget_unless(|&v| v < 30), Some((1, 10)));
+    assert_eq!(keys(&c), [3, 2]);
+    c.set_budget(Budget { max_bytes: 0, max_entries: 1 });
+    assert_eq!(c.pop_over_budget_unless(|&v| v < 30), Some((2, 20)));
+    assert_eq!(keys(&c), [3]);
+}
+
+#[test]
 fn the_byte_budget_counts_weights_and_the_newest_entry_always_stays() {
     let mut c = cache(100, 0);
     c.insert(1, 0, 60).unwrap();

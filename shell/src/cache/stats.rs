@@ -1,5 +1,7 @@
 //! What a cache reports: its counters, contents and budgets at one moment ([`CacheStats`]).
 
+use std::sync::atomic::Ordering;
+
 use super::ModuleCache;
 
 /// A cache's counters and contents at one moment; laid out as the C ABI's `SmfCacheStats`.
@@ -37,7 +39,7 @@ impl ModuleCache {
         let times = &state.stats.load_times;
         let budget = state.lru.budget();
         CacheStats {
-            hits: state.stats.hits,
+            hits: state.stats.hits + self.memo_hits.load(Ordering::Relaxed),
             misses: state.stats.misses,
             evictions: state.stats.evictions,
             load_failures: state.stats.load_failures,

@@ -1,7 +1,8 @@
 //! How the cache watches a cached version: by its identity at the first hits, by a notice from
 //! [`WATCH_FROM_HIT`] on (taken before the `stat` that proves the version current), a fresh
 //! version read again under a notice, never for a path ending in a link, and not while every
-//! get checks.
+//! get checks; hits through a thread's memo: without the lock, never of a changed or evicted
+//! version, never keeping one alive, a second chance at eviction.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,4 +129,98 @@ fn a_fresh_version_read_unwatched_is_read_again_under_a_notice_and_a_link_is_nev
     let (module, _, watching) = watched(&path, Some(notice()), Ok(second), &options).unwrap();
     assert!(Arc::ptr_eq(&second_module, &module));
     assert!(matches!(watching, Watching::Notice(_)));
+}
+
+/// `path` written and loaded into `cache`, watched by a notice, and got by this thread until
+/// its memo holds it (two locked hits); the module.
+fn remembered(cache: &ModuleCache, path: &Path, dialect: Dialect) -> Arc<SharedModule> {
+    std::fs::write(path, samples::return_42(dialect)).unwrap();
+    let loaded = cache.get(path).unwrap();
+    cache.lock().lru.get_mut(path.as_os_str()).unwrap().watching =
+        Watching::Notice(crate::watch::watch(path).unwrap());
+    for _ in 0..2 {
+        assert!(Arc::ptr_eq(&loaded, &cache.get(path).unwrap()));
+    }
+    loaded
+}
+
+#[test]
+fn a_module_a_thread_gets_again_and_again_is_hit_without_the_lock_and_counted() {
+    let dir = scratch("memo");
+    let path = dir.join("m.smf");
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    // A thread makes the module its memo's; then, while this thread holds the cache's lock,
+    // it gets the module again (and counts the hit after the lock is released).
+    let (ready, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let (got, done) = std::sync::mpsc::channel();
+    let worker = {
+        let (cache, path) = (Arc::clone(&cache), path.clone());
+        std::thread::spawn(move || {
+            let loaded = remembered(&cache, &path, Dialect::R96);
+            ready.0.send(()).unwrap();
+            go.1.recv().unwrap();
+            got.send(Arc::ptr_eq(&loaded, &cache.get(&path).unwrap())).unwrap();
+        })
+    };
+    ready.1.recv().unwrap();
+    let held = cache.lock();
+    go.0.send(()).unwrap();
+    let same = done.recv_timeout(Duration::from_secs(10)).expect("a remembered hit took no lock");
+    drop(held);
+    worker.join().unwrap();
+    assert!(same);
+    // One miss, two locked hits, one through the memo.
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits), (1, 3));
+}
+
+#[test]
+fn a_remembered_module_changed_on_disk_or_evicted_is_not_hit_and_not_kept() {
+    let dir = scratch("memo-change");
+    let path = dir.join("m.smf");
+    let cache = ModuleCache::new(0, 0);
+    let loaded = remembered(&cache, &path, Dialect::R96);
+    assert!(Arc::ptr_eq(&loaded, &cache.get(&path).unwrap()), "through the memo");
+    // Replaced: once the notice fires, the memo's hit is refused and the new version loads.
+    let temporary = dir.join("m.tmp");
+    std::fs::write(&temporary, samples::return_42(Dialect::R72)).unwrap();
+    std::fs::rename(&temporary, &path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::ptr_eq(&loaded, &cache.get(&path).unwrap()) {
+        assert!(Instant::now() < deadline, "the new version never loaded");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Another remembered, then evicted: the memo neither hits it nor keeps it alive.
+    let other = dir.join("n.smf");
+    let current = remembered(&cache, &other, Dialect::S128);
+    assert!(Arc::ptr_eq(&current, &cache.get(&other).unwrap()));
+    let misses = cache.stats().misses;
+    let gone = Arc::downgrade(&current);
+    drop(current);
+    assert!(cache.evict(&other));
+    assert!(gone.upgrade().is_none(), "freed once the cache let it go");
+    let again = cache.get(&other).unwrap();
+    assert_eq!(cache.stats().misses, misses + 1, "loaded anew");
+    assert!(gone.upgrade().is_none());
+    drop(again);
+}
+
+#[test]
+fn a_module_hit_through_a_memo_gets_a_second_chance_at_eviction() {
+    let dir = scratch("memo-evict");
+    let (a, b, c) = (dir.join("a.smf"), dir.join("b.smf"), dir.join("c.smf"));
+    let cache = ModuleCache::new(0, 2);
+    std::fs::write(&b, samples::return_42(Dialect::R72)).unwrap();
+    std::fs::write(&c, samples::return_42(Dialect::S128)).unwrap();
+    cache.get(&b).unwrap();
+    let module = remembered(&cache, &a, Dialect::R96);
+    cache.get(&b).unwrap();
+    // b is the most recent in the list (a hit); a is hit through the memo (the list unchanged).
+    assert!(Arc::ptr_eq(&module, &cache.get(&a).unwrap()));
+    let recency: Vec<PathBuf> = cache.modules().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(recency, [b.clone(), a.clone()]);
+    // c pushes one out: b, not a.
+    cache.get(&c).unwrap();
+    assert!(cache.contains(&a) && cache.contains(&c) && !cache.contains(&b));
+    assert_eq!(cache.stats().evictions, 1);
 }

@@ -275,8 +275,9 @@ pub unsafe extern "C" fn smf_cache_stats(c: *const SmfCache, out: *mut SmfCacheS
     })
 }
 
-/// The exported symbol `symbol` in the most recently used cached module exporting it; NULL if
-/// none does. Valid while that module stays cached or held.
+/// The exported symbol `symbol` in the most recently used cached module exporting it, by the
+/// cache's recency list ([`ModuleCache::resolve`]); NULL if none does. Valid while that module
+/// stays cached or held.
 ///
 /// # Safety
 /// `symbol` is NULL or a NUL-terminated string.

@@ -464,10 +464,10 @@ impl Jit {
     }
 
     /// The runtime's symbol lookup with instantiation as the fallback: an export of a cached
-    /// module (most recently used first), else a name already instantiated, else an
-    /// instantiation from the first cached module (most recently used first) whose "possible"
-    /// table lists `name`, found through an index of every cached module's offers: a name no
-    /// module offers costs a hash lookup, not a pass over the notes.
+    /// module (most recently used first, by the cache's recency list), else a name already
+    /// instantiated, else an instantiation from the first cached module (the same order) whose
+    /// "possible" table lists `name`, found through an index of every cached module's offers: a
+    /// name no module offers costs a hash lookup, not a pass over the notes.
     pub fn resolve(&self, name: &str) -> Result<usize, JitError> {
         if let Some(address) = self.cache.resolve(name.as_bytes()) {
             return Ok(address);
