@@ -16,7 +16,8 @@
 //! the recency list.
 //!
 //! Only a module hit twice within a thread's last [`RECENT`] locked hits is remembered: a
-//! thread cycling through more modules than the memo holds never pays for remembering them.
+//! thread cycling through more modules than the memo holds never pays for remembering them
+//! (a locked hit's bookkeeping for the memo is a look at eight addresses).
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -29,14 +30,14 @@ use crate::watch::Notice;
 /// Modules a thread's memo holds (and locked hits it remembers to tell which to hold).
 const RECENT: usize = 8;
 
-/// The longest path a memo holds (in place: no allocation per path).
-const LONGEST_PATH: usize = 192;
-
 /// One remembered hit.
 struct Entry {
     cache: u64,
     generation: u64,
-    path: heapless::Vec<u8, LONGEST_PATH>,
+    /// [`Tag::of`] the path: compared first, so that a path the memo does not hold is told
+    /// apart from the ones it holds without comparing whole paths.
+    tag: Tag,
+    path: Box<[u8]>,
     module: Weak<SharedModule>,
     notice: Notice,
     used: Arc<AtomicBool>,
@@ -52,6 +53,24 @@ struct Memo {
     /// slot the next takes.
     recent: [usize; RECENT],
     next_recent: usize,
+}
+
+/// A path's length and last eight bytes: paths of one directory share their beginnings and
+/// differ at their ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    len: usize,
+    end: u64,
+}
+
+impl Tag {
+    fn of(path: &[u8]) -> Tag {
+        let end = match path.last_chunk::<8>() {
+            Some(last) => u64::from_le_bytes(*last),
+            None => path.iter().fold(0, |end, &byte| end << 8 | u64::from(byte)),
+        };
+        Tag { len: path.len(), end }
+    }
 }
 
 thread_local! {
@@ -75,7 +94,11 @@ pub(super) fn hit(cache: u64, generation: u64, path: &Path) -> Option<Arc<Shared
     let path = path.as_os_str().as_encoded_bytes();
     MEMO.try_with(|memo| {
         let memo = memo.borrow();
-        let entry = memo.entries.iter().find(|e| e.cache == cache && e.path.as_slice() == path)?;
+        if memo.entries.is_empty() {
+            return None;
+        }
+        let tag = Tag::of(path);
+        let entry = memo.entries.iter().find(|e| e.tag == tag && e.cache == cache && *e.path == *path)?;
         if entry.generation != generation || entry.notice.is_set() {
             return None;
         }
@@ -96,31 +119,46 @@ pub(super) struct Forgotten {
     _entry: Entry,
 }
 
-/// Remembers `hit` if this thread hit its module among its last locked hits (and its path is
-/// short enough to hold); the entry it replaced, if any. Called under the cache's lock, always
-/// after [`hit`] on the same thread (which set this thread's memo up, outside the lock).
-pub(super) fn remember(hit: LockedHit<'_>) -> Option<Forgotten> {
-    let path = hit.path.as_os_str().as_encoded_bytes();
+/// Whether this thread hit `module` among its last [`RECENT`] locked hits; if not, this hit is
+/// one of them from now on. Called under the cache's lock, always after [`hit`] on the same
+/// thread (which set this thread's memo up, outside the lock).
+pub(super) fn hit_before(module: &Arc<SharedModule>) -> bool {
+    let address = Arc::as_ptr(module) as usize;
     MEMO.try_with(|memo| {
         let mut memo = memo.borrow_mut();
-        let address = Arc::as_ptr(hit.module) as usize;
-        if !memo.recent.contains(&address) {
-            let at = memo.next_recent;
-            memo.recent[at] = address;
-            memo.next_recent = (at + 1) % RECENT;
-            return None;
+        if memo.recent.contains(&address) {
+            return true;
         }
-        let path = heapless::Vec::from_slice(path).ok()?;
+        let at = memo.next_recent;
+        memo.recent[at] = address;
+        memo.next_recent = (at + 1) % RECENT;
+        false
+    })
+    .unwrap_or(false)
+}
+
+/// Remembers `hit` (its module hit before: [`hit_before`]); the entry it replaced, if any.
+/// Called under the cache's lock: its path's copy is the one allocation (and the module's
+/// use flag, the first time).
+#[cold]
+pub(super) fn remember(hit: LockedHit<'_>) -> Option<Forgotten> {
+    let path: Box<[u8]> = hit.path.as_os_str().as_encoded_bytes().into();
+    MEMO.try_with(|memo| {
+        let mut memo = memo.borrow_mut();
         let entry = Entry {
             cache: hit.cache,
             generation: hit.generation,
+            tag: Tag::of(&path),
             path,
             module: Arc::downgrade(hit.module),
             notice: hit.notice.clone(),
             used: Arc::clone(hit.used.get_or_insert_with(Arc::default)),
         };
         // The path's old entry, else a free slot, else the oldest.
-        let same = memo.entries.iter().position(|e| e.cache == hit.cache && e.path == entry.path);
+        let same = memo
+            .entries
+            .iter()
+            .position(|e| e.tag == entry.tag && e.cache == hit.cache && e.path == entry.path);
         let old = match same {
             Some(at) => std::mem::replace(&mut memo.entries[at], entry),
             None => match memo.entries.push(entry) {

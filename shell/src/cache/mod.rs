@@ -33,17 +33,18 @@
 //! loaded (the loader copies what it keeps), so a file truncated while cached cannot fault the
 //! process.
 //!
-//! **Locking.** One lock guards the bookkeeping (the LRU and the counters): a hit is a hash
-//! lookup and a list move under it. Loads, `stat`s and the dropping of evicted modules (whose
-//! memory may be unmapped then) happen outside it. Two threads missing the same path both load
-//! it; the cache keeps the later one. A module a thread gets again and again (hit twice among
-//! its last eight hits under the lock, watched by a notice) is hit without the lock, through
-//! the thread's memo (`memo.rs`), while no module was cached, replaced, evicted or forgotten
-//! since and its notice has not fired: the same hit, counted, in 33-41 ns where the locked
-//! one takes 53-58 (`cargo xtask bench cache`). Such a hit does not move the module in the
-//! recency list; it flags it, and eviction gives a flagged module a second chance (the clock
-//! algorithm's approximation of the least recently used, where the list alone would evict a
-//! module some thread uses all the time).
+//! **Locking.** One lock guards the bookkeeping (the LRU and the counters): a hit is a hash lookup
+//! and a list move under it. Loads, `stat`s and the dropping of evicted modules (whose memory may
+//! be unmapped then) happen outside it. Two threads missing the same path both load it; the cache
+//! keeps the later one. A module a thread gets again and again (hit twice among its last eight hits
+//! under the lock, watched by a notice) is hit without the lock, through the thread's memo
+//! (`memo.rs`), while no module was cached, replaced, evicted or forgotten since and its notice has
+//! not fired: the same hit, counted, in 28-37 ns (`cargo xtask bench cache`) where the locked one
+//! took 51-64 (a probe alternating this and the commit before; the memo's bookkeeping adds 4-6 ns
+//! to a hit that takes the lock). Such a hit does not move the module in the recency list; it flags
+//! it, and eviction gives a flagged module a second chance (the clock algorithm's approximation of
+//! the least recently used, where the list alone would evict a module some thread uses all the
+//! time).
 //!
 //! Prefetch is in `prefetch.rs`, the statistics in `stats.rs`, the threads' memos in `memo.rs`.
 
@@ -363,14 +364,16 @@ impl ModuleCache {
                         used.store(false, Ordering::Relaxed);
                     }
                     let forgotten = match &cached.watching {
-                        Watching::Notice(notice) => memo::remember(memo::LockedHit {
-                            cache: self.id,
-                            generation,
-                            path,
-                            module: &cached.module,
-                            notice,
-                            used: &mut cached.used,
-                        }),
+                        Watching::Notice(notice) if memo::hit_before(&cached.module) => {
+                            memo::remember(memo::LockedHit {
+                                cache: self.id,
+                                generation,
+                                path,
+                                module: &cached.module,
+                                notice,
+                                used: &mut cached.used,
+                            })
+                        }
                         _ => None,
                     };
                     state.stats.hits += 1;
