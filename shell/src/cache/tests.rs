@@ -29,6 +29,19 @@ fn load_unwatched(cache: &ModuleCache, path: &Path) -> Arc<SharedModule> {
     loaded
 }
 
+/// Renames a new file (another dialect's module) over `path`, then gets it until `cache` gives
+/// a module other than `loaded` (the notice is asynchronous), for at most five seconds.
+fn replace_until_reloaded(cache: &ModuleCache, path: &Path, loaded: &Arc<SharedModule>) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, samples::return_42(Dialect::R72)).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::ptr_eq(loaded, &cache.get(path).unwrap()) {
+        assert!(Instant::now() < deadline, "the new version never loaded");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// How the version of `path` in `cache` is watched, as text (`None`: not cached).
 fn watching(cache: &ModuleCache, path: &Path) -> Option<String> {
     let state = cache.lock();
@@ -56,14 +69,7 @@ fn a_version_checked_by_its_identity_is_watched_from_its_watch_from_hit() {
     // The process watches now: the next load takes its notice before reading.
 
     // The notice sees a rename over the file (asynchronously).
-    let temporary = dir.join("m.tmp");
-    std::fs::write(&temporary, samples::return_42(Dialect::R72)).unwrap();
-    std::fs::rename(&temporary, &path).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Arc::ptr_eq(&loaded, &cache.get(&path).unwrap()) {
-        assert!(Instant::now() < deadline, "the new version never loaded");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    replace_until_reloaded(&cache, &path, &loaded);
     assert_eq!(watching(&cache, &path).unwrap(), "notice");
 }
 
@@ -182,14 +188,7 @@ fn a_remembered_module_changed_on_disk_or_evicted_is_not_hit_and_not_kept() {
     let loaded = remembered(&cache, &path, Dialect::R96);
     assert!(Arc::ptr_eq(&loaded, &cache.get(&path).unwrap()), "through the memo");
     // Replaced: once the notice fires, the memo's hit is refused and the new version loads.
-    let temporary = dir.join("m.tmp");
-    std::fs::write(&temporary, samples::return_42(Dialect::R72)).unwrap();
-    std::fs::rename(&temporary, &path).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Arc::ptr_eq(&loaded, &cache.get(&path).unwrap()) {
-        assert!(Instant::now() < deadline, "the new version never loaded");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    replace_until_reloaded(&cache, &path, &loaded);
     // Another remembered, then evicted: the memo neither hits it nor keeps it alive.
     let other = dir.join("n.smf");
     let current = remembered(&cache, &other, Dialect::S128);
