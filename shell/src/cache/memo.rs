@@ -1,19 +1,19 @@
 //! Each thread's memo of the modules it gets again and again: a hit on one of them takes no
 //! lock.
 //!
-//! A get that hits under the cache's lock a version watched by a change notice, of a module
-//! the same thread hit among its last [`RECENT`] locked hits, is remembered here: the cache
-//! (its identity), the cache's generation then, the path's bytes, the module (`Weak`: a memo
-//! never keeps a module alive, nor its memory mapped, once the cache lets it go; only the
-//! counts' small allocation stays until the memo lets go of it), its notice
-//! and its use flag (made, under the cache's lock, when a memo first remembers the module: one
-//! small allocation per cached module). A later get of that path by that thread, with the cache's generation
-//! unchanged (no module cached, replaced, evicted or forgotten since: the memo's entry is
-//! still the cache's, [`super::ModuleCache::generation`]), the notice not fired and the cache
-//! not checking every get, is that same hit: the module, counted, without the lock. Its use
-//! is flagged for the cache's eviction, which gives a flagged module a second chance
-//! ([`smf_core::cache::LruCache::pop_over_budget_unless`]) since the hit did not move it in
-//! the recency list.
+//! A get that hits under the cache's lock a version watched by a change notice, of a module the
+//! same thread hit among its last [`RECENT`] locked hits, is remembered here: the cache (its
+//! identity), the cache's generation then, the path's bytes, the module (`Weak`: a memo never keeps
+//! a module alive, nor its memory mapped, once the cache lets it go; only the counts' small
+//! allocation stays until the memo lets go of it), its notice and its use flag (made, under the
+//! cache's lock, when a memo first remembers the module: one small allocation per cached module). A
+//! later get of that path by that thread, with the cache's generation unchanged (no module cached,
+//! replaced, evicted or forgotten since: the memo's entry is still the cache's,
+//! [`super::ModuleCache::generation`]), the notice not fired and the cache not checking every get,
+//! is that same hit: the module, counted, without the lock. Its use is flagged for the cache's
+//! eviction, which gives a flagged module a second chance
+//! ([`smf_core::cache::LruCache::pop_over_budget_unless`]) since the hit did not move it in the
+//! recency list.
 //!
 //! Only a module hit twice within a thread's last [`RECENT`] locked hits is remembered: a
 //! thread cycling through more modules than the memo holds never pays for remembering them
