@@ -691,25 +691,37 @@ fn a_function_of_many_values_compiles_in_one_pass_and_runs_right() {
 #[test]
 fn a_function_past_the_size_bound_is_refused_with_its_size_and_the_batch_with_it() {
     let manager = ExecManager::new(OptLevel::None).unwrap();
-    // 5,802 blocks of 11,601 values: just past 2^26 blocks x values.
-    let blocks = 5800;
+    // 4,098 blocks and their 4,097 jumps (each edge counts as a block: lowering may give it
+    // one) of 8,193 values: 8,195 x 8,193, just past 2^26 blocks x values.
+    let blocks = 4096;
     let text = format!("{}{}", live_across_blocks("huge", blocks), all_live("small", 3));
     match manager.compile_clif(&text) {
         Err(ExecManagerError::TooLarge { function, blocks: b, values }) => {
             assert_eq!(function, "huge");
-            assert_eq!((b, values), (blocks as u64 + 2, 2 * blocks as u64 + 1));
+            assert_eq!((b, values), (2 * blocks as u64 + 3, 2 * blocks as u64 + 1));
             assert!(b * values > ExecManager::MOST_BLOCKS_TIMES_VALUES);
             let message = manager.compile_clif(&text).unwrap_err().to_string();
             assert!(
                 message.contains("function huge is too large")
-                    && message.contains("5802 blocks x 11601 values"),
+                    && message.contains("8195 blocks x 8193 values"),
                 "{message}"
             );
         }
         other => panic!("{other:?}"),
     }
     assert!(!manager.has_function("small"), "the batch is refused whole");
-    // Ten blocks fewer (5,792 x 11,581) fit.
-    assert_eq!(manager.compile_clif(&live_across_blocks("fits", blocks - 10)).unwrap(), ["fits"]);
-    assert_eq!(manager.execute("fits", &[1]).unwrap(), 5791 * 5792 / 2);
+    // One block fewer (8,193 x 8,191: 2^26 - 1) fits.
+    assert_eq!(manager.compile_clif(&live_across_blocks("fits", blocks - 1)).unwrap(), ["fits"]);
+    assert_eq!(manager.execute("fits", &[1]).unwrap(), 4096 * 4097 / 2);
+    // A `br_table`'s entries count as blocks: 70,000 of them with 2,001 values live across.
+    let table = smf_tests::clif::live_across_table("table", 1000, 70_000);
+    match manager.compile_clif(&table) {
+        Err(ExecManagerError::TooLarge { function, blocks, values }) => {
+            assert_eq!((function.as_str(), blocks, values), ("table", 3 + 70_001, 2 * 1000 + 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    let table = smf_tests::clif::live_across_table("small_table", 1000, 1000);
+    assert_eq!(manager.compile_clif(&table).unwrap(), ["small_table"]);
+    assert_eq!(manager.execute("small_table", &[1]).unwrap(), 1001 * 1002 / 2);
 }

@@ -31,13 +31,14 @@ pub enum ExecManagerError {
         /// What Cranelift said.
         message: String,
     },
-    /// The function is too large to compile in bounded time: its blocks times its values
+    /// The function is too large to compile in bounded time: its blocks (its branches' edges
+    /// counted as blocks) times its values
     /// exceed [`ExecManager::MOST_BLOCKS_TIMES_VALUES`](super::ExecManager::MOST_BLOCKS_TIMES_VALUES)
     /// (what register allocation costs grows with that product).
     TooLarge {
         /// The function.
         function: String,
-        /// Blocks in its layout.
+        /// Blocks in its layout and edges of its branches.
         blocks: u64,
         /// Values its blocks define (parameters and results).
         values: u64,
