@@ -489,15 +489,8 @@ pub mod clif {
     /// `v_i = (i + 1) * v0`), then their sum from the last to the first, added to `v0`: `(values +
     /// 1) * (values + 2) / 2` times the argument.
     pub fn all_live(name: &str, values: usize) -> String {
-        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
-        for i in 1..=values {
-            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
-        }
-        let (mut sum, mut next) = (0, values + 1);
-        for i in (1..=values).rev() {
-            text.push_str(&format!("    v{next} = iadd v{sum}, v{i}\n"));
-            (sum, next) = (next, next + 1);
-        }
+        let mut text = defining(name, values);
+        let sum = summing(&mut text, values);
         text.push_str(&format!("    return v{sum}\n}}\n"));
         text
     }
@@ -506,10 +499,7 @@ pub mod clif {
     /// defined in the first block (all live across every block) to a running sum: as
     /// [`all_live`]'s, `(blocks + 1) * (blocks + 2) / 2` times the argument.
     pub fn live_across_blocks(name: &str, blocks: usize) -> String {
-        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
-        for i in 1..=blocks {
-            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
-        }
+        let mut text = defining(name, blocks);
         text.push_str("    jump block1\n");
         let (mut sum, mut next) = (0, blocks + 1);
         for b in 1..=blocks {
@@ -519,26 +509,40 @@ pub mod clif {
         text.push_str(&format!("block{}:\n    return v{sum}\n}}\n", blocks + 1));
         text
     }
+
     /// `%name(i64) -> i64` with `values` values defined in its first block ([`all_live`]'s),
     /// live across a `br_table` of `entries` entries (all to one block, which sums them as
     /// [`all_live`] does; the default to a block returning the argument): `(values + 1) *
     /// (values + 2) / 2` times an argument of 1.
     pub fn live_across_table(name: &str, values: usize, entries: usize) -> String {
-        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
-        for i in 1..=values {
-            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
-        }
+        let mut text = defining(name, values);
         let index = 2 * values + 1;
         let targets = vec!["block1"; entries].join(", ");
         text.push_str(&format!(
             "    v{index} = ireduce.i32 v0\n    br_table v{index}, block2, [{targets}]\nblock1:\n"
         ));
+        let sum = summing(&mut text, values);
+        text.push_str(&format!("    return v{sum}\nblock2:\n    return v0\n}}\n"));
+        text
+    }
+
+    /// The function's opening and its first block's `values` values, `v_i = v_(i-1) + v0`.
+    fn defining(name: &str, values: usize) -> String {
+        let mut text = format!("function %{name}(i64) -> i64 {{\nblock0(v0: i64):\n");
+        for i in 1..=values {
+            text.push_str(&format!("    v{i} = iadd v{}, v0\n", i - 1));
+        }
+        text
+    }
+
+    /// The sum of `v0` and the `values` values, from the last to the first, onto `text`; the
+    /// number of the value holding it.
+    fn summing(text: &mut String, values: usize) -> usize {
         let (mut sum, mut next) = (0, values + 1);
         for i in (1..=values).rev() {
             text.push_str(&format!("    v{next} = iadd v{sum}, v{i}\n"));
             (sum, next) = (next, next + 1);
         }
-        text.push_str(&format!("    return v{sum}\nblock2:\n    return v0\n}}\n"));
-        text
+        sum
     }
 }
