@@ -1,10 +1,11 @@
 //! Batches: many names compiled on one thread, installed together with one write.
 //!
-//! A [`Staging`] is one thread's batch. Each claimed name's code is staged (copied out of the
-//! compiler's buffer) instead of installed; the names stay in flight, so other threads asking
-//! for them wait as they would for a compile. Flushing lays the staged pieces out in one image
-//! (each at a [`GRANULE`] boundary) and installs it with one call to the installer (one
-//! `pwrite` into the arena, or one sealed batch), then publishes every name at once.
+//! A [`Staging`] is one thread's batch. Each claimed name's code is staged instead of
+//! installed: copied (with no lock held) into the thread's staging buffer, at the next
+//! [`GRANULE`] boundary, so that the buffer is the image to install. The names stay in flight,
+//! so other threads asking for them wait as they would for a compile. Flushing installs the
+//! buffer with one call to the installer (one `pwrite` into the arena, or one sealed batch),
+//! then publishes every name at once.
 //!
 //! A batch is flushed when it finishes or is dropped, and earlier whenever waiting for it
 //! could stall a request: when a compile of the batch asks for a name the batch staged (it
@@ -12,10 +13,9 @@
 //! may be waiting for a name the batch staged).
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 use super::request::{acceptable, Outcome};
-use super::{Claim, InFlight, Instantiator, JitError, Staged};
+use super::{Claim, InFlight, Instantiator, JitError, Piece, Staged};
 use crate::exec::GRANULE;
 
 /// One thread's batch of instantiations (see the module doc).
@@ -47,46 +47,32 @@ impl<'a> Instantiator<'a> {
     /// Installs every piece `thread` staged, with one call to the installer, and publishes
     /// them (or fails them all with the installer's error, which is returned).
     pub(super) fn flush(&self, thread: u64) -> Result<(), JitError> {
-        let mine = |f: &InFlight| f.owner == thread && matches!(f.staged, Staged::Pending(_));
-        // Only `thread` stages its own pieces, and this is `thread`: the count holds while the
-        // lock is released to make room for them.
-        let count = self.table.lock().in_flight.iter().filter(|f| mine(f)).count();
-        if count == 0 {
+        let mut table = self.table.lock();
+        let Some(at) = table.staging.iter().position(|(t, _)| *t == thread) else {
             return Ok(());
-        }
-        let mut pieces: Vec<Vec<u8>> = Vec::new();
-        let room = pieces.try_reserve_exact(count);
-        {
-            let mut table = self.table.lock();
-            for flight in table.in_flight.iter_mut().filter(|f| mine(f)) {
-                let piece = if room.is_ok() { pieces.len() } else { usize::MAX };
-                if let Staged::Pending(code) =
-                    core::mem::replace(&mut flight.staged, Staged::Installing(piece))
-                {
-                    if room.is_ok() {
-                        pieces.push(code);
-                    }
-                }
-            }
-        }
-        let installed = match room {
-            Ok(()) => self.install_pieces(&pieces),
-            Err(_) => {
-                Err(JitError::OutOfMemory { bytes: count.saturating_mul(core::mem::size_of::<Vec<u8>>()) })
-            }
         };
+        let (_, image) = table.staging.swap_remove(at);
+        let mut pieces = 0usize;
+        for flight in table.in_flight.iter_mut().filter(|f| f.owner == thread) {
+            if let Staged::Pending(piece) = flight.staged {
+                flight.staged = Staged::Installing(piece);
+                pieces += 1;
+            }
+        }
+        drop(table);
+        if pieces == 0 {
+            return Ok(()); // what was staged failed before it was kept
+        }
+        let installed = self.installer.install(&image).map_err(JitError::Install);
+        drop(image);
         let mut table = self.table.lock();
         let super::Table { in_flight, failed, writer, waiting, .. } = &mut *table;
         let ours = |f: &mut InFlight| f.owner == thread && matches!(f.staged, Staged::Installing(_));
         for flight in in_flight.extract_if(ours) {
             let Staged::Installing(piece) = flight.staged else { continue };
-            let outcome = match (&installed, pieces.get(piece)) {
-                (Ok((base, starts)), Some(code)) => {
-                    self.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
-                    Outcome::Installed(base + starts[piece])
-                }
-                (Err(error), _) => Outcome::Failed(error.clone()),
-                (Ok(_), None) => Outcome::Failed(JitError::OutOfMemory { bytes: 0 }),
+            let outcome = match &installed {
+                Ok(base) => Outcome::Installed { address: base + piece.at, bytes: piece.len },
+                Err(error) => Outcome::Failed(error.clone()),
             };
             // A name that could not be published fails (recorded where memory allows).
             let _ = self.conclude(failed, writer, flight, outcome);
@@ -97,28 +83,36 @@ impl<'a> Instantiator<'a> {
         installed.map(|_| ())
     }
 
-    /// Lays `pieces` out one after another at [`GRANULE`] boundaries and installs them with one
-    /// call: the image's address and each piece's offset in it.
-    fn install_pieces(&self, pieces: &[Vec<u8>]) -> Result<(usize, Vec<usize>), JitError> {
-        let rounded = |code: &Vec<u8>| code.len().checked_next_multiple_of(GRANULE);
-        let total = pieces
-            .iter()
-            .try_fold(0usize, |sum, code| sum.checked_add(rounded(code)?))
-            .ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
-        let mut image: Vec<u8> = Vec::new();
-        let mut starts: Vec<usize> = Vec::new();
-        image.try_reserve_exact(total).map_err(|_| JitError::OutOfMemory { bytes: total })?;
-        starts.try_reserve_exact(pieces.len()).map_err(|_| JitError::OutOfMemory {
-            bytes: pieces.len().saturating_mul(core::mem::size_of::<usize>()),
-        })?;
-        for code in pieces {
-            starts.push(image.len());
-            image.extend_from_slice(code);
-            image.resize(image.len().next_multiple_of(GRANULE), 0);
+    /// `thread`'s staging buffer, taken out of the table to be written with the lock released
+    /// (given back with [`Instantiator::give_back`]); its entry is made if it has none, or
+    /// `None` where memory for it cannot be had.
+    fn take_buffer(table: &mut super::Table, thread: u64) -> Option<Vec<u8>> {
+        if let Some((_, buffer)) = table.staging.iter_mut().find(|(t, _)| *t == thread) {
+            return Some(core::mem::take(buffer));
         }
-        let base = self.installer.install(&image).map_err(JitError::Install)?;
-        Ok((base, starts))
+        table.staging.try_reserve(1).ok()?;
+        table.staging.push((thread, Vec::new()));
+        Some(Vec::new())
     }
+
+    /// Puts `thread`'s staging buffer back in its entry.
+    fn give_back(table: &mut super::Table, thread: u64, buffer: Vec<u8>) {
+        if let Some((_, kept)) = table.staging.iter_mut().find(|(t, _)| *t == thread) {
+            *kept = buffer;
+        }
+    }
+}
+
+/// Appends `code` to a staging buffer at the next [`GRANULE`] boundary: where it lies, or the
+/// bytes the grown buffer would need (the buffer then unchanged).
+fn append(buffer: &mut Vec<u8>, code: &[u8]) -> Result<Piece, JitError> {
+    let too_large = JitError::OutOfMemory { bytes: usize::MAX };
+    let at = buffer.len().checked_next_multiple_of(GRANULE).ok_or(too_large.clone())?;
+    let end = at.checked_add(code.len()).ok_or(too_large)?;
+    buffer.try_reserve(end - buffer.len()).map_err(|_| JitError::OutOfMemory { bytes: end })?;
+    buffer.resize(at, 0);
+    buffer.extend_from_slice(code);
+    Ok(Piece { at, len: code.len() })
 }
 
 impl Staging<'_, '_> {
@@ -128,18 +122,38 @@ impl Staging<'_, '_> {
     pub fn stage(&self, mut claim: Claim<'_, '_, '_>, code: &[u8]) -> Result<(), JitError> {
         let jit = self.instantiator;
         acceptable(code).map_err(|error| claim.fail_with(error))?;
-        let mut copy = Vec::new();
-        copy.try_reserve_exact(code.len())
-            .map_err(|_| claim.fail_with(JitError::OutOfMemory { bytes: code.len() }))?;
-        copy.extend_from_slice(code);
+        let (hash, serial, thread) = (claim.hash, claim.serial, self.thread);
+        let ours = |f: &InFlight| f.serial == serial && f.owner == thread;
         let mut table = jit.table.lock();
-        let Some(flight) =
-            table.in_flight.find_mut(claim.hash, |f| f.serial == claim.serial && f.owner == self.thread)
-        else {
+        if table.in_flight.find(hash, ours).is_none() {
             drop(table);
-            return claim.install(&copy).map(|_| ());
+            return claim.install(code).map(|_| ());
+        }
+        let buffer = Instantiator::take_buffer(&mut table, thread);
+        drop(table);
+        // Only this thread writes or flushes its buffer, and nothing until it is given back
+        // below runs anything of the caller's: the copy needs no lock.
+        let Some(mut buffer) = buffer else {
+            let bytes = core::mem::size_of::<(u64, Vec<u8>)>();
+            return Err(claim.fail_with(JitError::OutOfMemory { bytes }));
         };
-        flight.staged = Staged::Pending(copy);
+        let appended = append(&mut buffer, code);
+        let mut table = jit.table.lock();
+        Instantiator::give_back(&mut table, thread, buffer);
+        let piece = match appended {
+            Ok(piece) => piece,
+            Err(error) => {
+                drop(table);
+                return Err(claim.fail_with(error));
+            }
+        };
+        let Some(flight) = table.in_flight.find_mut(hash, |f| ours(f)) else {
+            // Unreachable: only the claim or this thread's flush ends the name, and neither
+            // ran. Installed alone (its copy in the buffer goes unused).
+            drop(table);
+            return claim.install(code).map(|_| ());
+        };
+        flight.staged = Staged::Pending(piece);
         claim.done = true;
         Ok(())
     }

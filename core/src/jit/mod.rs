@@ -122,10 +122,19 @@ struct InFlight {
 enum Staged {
     /// Not compiled yet (or installed at once, as a single request's is).
     No,
-    /// Compiled for its thread's batch; installed when the batch is flushed.
-    Pending(Vec<u8>),
-    /// Taken by its thread's flush, being installed as the flush's piece number so-and-so.
-    Installing(usize),
+    /// Compiled for its thread's batch, in its thread's staging buffer; installed when the
+    /// batch is flushed.
+    Pending(Piece),
+    /// Taken by its thread's flush, being installed.
+    Installing(Piece),
+}
+
+/// Where a staged name's code lies in its thread's staging buffer (and so in the image the
+/// flush installs): `len` bytes from `at`, a [`crate::exec::GRANULE`] boundary.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    at: usize,
+    len: usize,
 }
 
 /// Names whose last compile failed, with its attempt and error.
@@ -145,6 +154,10 @@ struct Table {
     writer: published::Writer,
     /// The next claim's [`InFlight::serial`].
     next_serial: u64,
+    /// Each thread's staged code, by thread: the pieces of its batch laid out as they will be
+    /// installed ([`Staging`]). A thread has an entry from its first staged name until its
+    /// batch is flushed.
+    staging: Vec<(u64, Vec<u8>)>,
 }
 
 /// Cache hits are counted in this many cache-line-sized stripes (by thread), so that threads
@@ -166,6 +179,8 @@ pub struct Instantiator<'a> {
     table: crate::exec::lock::Lock<Table>,
     /// Bumped (and waiters woken) whenever a compile ends.
     generation: AtomicU32,
+    /// Written only through [`published::Writer::count`], under the lock (as are
+    /// `compile_failures` and `code_bytes`).
     instantiations: AtomicU64,
     cache_hits: [Stripe; HIT_STRIPES],
     compile_failures: AtomicU64,
@@ -196,6 +211,7 @@ impl<'a> Instantiator<'a> {
                 waiting: Vec::new(),
                 writer,
                 next_serial: 0,
+                staging: Vec::new(),
             }),
             generation: AtomicU32::new(0),
             instantiations: AtomicU64::new(0),

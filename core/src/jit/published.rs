@@ -2,13 +2,14 @@
 //! that must cost no more than a `dlsym`) is a hash, a probe and a compare, with no atomic
 //! read-modify-write.
 //!
-//! An open-addressing table of pointers to immutable nodes (name, hash, address). Writers are
+//! An open-addressing table of slots, each a name's hash, address and bytes (a pointer to the
+//! name, owned by the table, and its length), filled once and never changed. Writers are
 //! serialized by the instantiator's lock, which is the only place a [`Writer`] lives: inserting
-//! needs `&mut Writer`. A node, once published, is never changed or freed until the
-//! instantiator is dropped; a full table is replaced by one twice its size holding the same
-//! nodes, and the old array is kept (readers may still be probing it) until then too. Readers
-//! load the current table and each slot with acquire ordering, pairing with the release stores
-//! that publish them.
+//! needs `&mut Writer`. A name, once published, is never freed until the instantiator is
+//! dropped; a full table is replaced by one twice its size holding copies of the same slots
+//! (pointing to the same names), and the old array is kept (readers may still be probing it)
+//! until then too. A slot is published by a release store of its name pointer after its other
+//! fields; readers load the current table and each name pointer with acquire ordering.
 
 #![allow(unsafe_code)]
 
@@ -16,25 +17,44 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::hash::{BuildHasher, Hasher};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::cache::KeyedHasher;
 
 /// Slots of the first table.
 const INITIAL_SLOTS: usize = 64;
 
-/// One published name.
-struct Node {
-    name: Box<str>,
-    address: usize,
-}
-
-/// A slot: the node's hash beside its pointer, so that a probe reads no node but the match.
-/// The hash is stored before the pointer is published (release), so a reader that sees the
-/// pointer (acquire) sees the hash.
+/// A slot: empty while its name pointer is null. The hash, address and length are stored
+/// before the pointer is published (release), so a reader that sees the pointer (acquire) sees
+/// them; none of them changes afterwards. The name's bytes are a `Box<str>` taken apart
+/// (`Box::into_raw`), freed by the writer when the instantiator is dropped.
 struct Slot {
     hash: AtomicU64,
-    node: AtomicPtr<Node>,
+    address: AtomicUsize,
+    name_len: AtomicUsize,
+    name: AtomicPtr<u8>,
+}
+
+impl Slot {
+    fn empty() -> Slot {
+        Slot {
+            hash: AtomicU64::new(0),
+            address: AtomicUsize::new(0),
+            name_len: AtomicUsize::new(0),
+            name: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// The name's bytes of a slot whose pointer `name` was loaded non-null (acquire).
+    ///
+    /// # Safety
+    /// `name` is this slot's published name pointer.
+    unsafe fn name_bytes(&self, name: *mut u8) -> &[u8] {
+        let len = self.name_len.load(Ordering::Relaxed);
+        // SAFETY: a published pointer and its length are a boxed `str`'s, live until the
+        // instantiator is dropped (the caller's `&self` on it rules that out) and never written.
+        unsafe { core::slice::from_raw_parts(name, len) }
+    }
 }
 
 /// One table: a power-of-two number of slots, null where empty.
@@ -63,28 +83,38 @@ fn try_box<T>(value: T) -> Result<Box<T>, T> {
 
 impl Slots {
     fn new(len: usize) -> Box<Self> {
-        let empty = |_| Slot { hash: AtomicU64::new(0), node: AtomicPtr::new(ptr::null_mut()) };
-        Box::new(Self { slots: (0..len).map(empty).collect() })
+        Box::new(Self { slots: (0..len).map(|_| Slot::empty()).collect() })
     }
 
     /// [`Slots::new`], or the bytes that could not be had.
     fn try_new(len: usize) -> Result<Box<Self>, usize> {
         let bytes = len.saturating_mul(core::mem::size_of::<Slot>());
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(len).map_err(|_| bytes)?;
-        slots.extend(
-            (0..len).map(|_| Slot { hash: AtomicU64::new(0), node: AtomicPtr::new(ptr::null_mut()) }),
-        );
-        // Exactly `len` reserved and filled: boxing reallocates nothing.
-        try_box(Self { slots: slots.into_boxed_slice() }).map_err(|_| bytes)
+        let layout = core::alloc::Layout::array::<Slot>(len).map_err(|_| bytes)?;
+        if layout.size() == 0 {
+            return try_box(Self { slots: Box::new([]) }).map_err(|_| bytes);
+        }
+        // Zeroed by the allocator (fresh pages need no writing): an empty slot is all zeros.
+        // SAFETY: the layout's size is not zero.
+        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) }.cast::<Slot>();
+        if raw.is_null() {
+            return Err(bytes);
+        }
+        // SAFETY: `raw` is a fresh allocation from the global allocator with the layout of
+        // `len` slots, the one `Box<[Slot]>` frees with; zero bytes are a valid slot (integers
+        // 0, a null pointer: empty).
+        let slots = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(raw, len)) };
+        try_box(Self { slots }).map_err(|_| bytes)
     }
 
-    /// Fills the first empty slot for `hash` (the caller keeps the table at most half full).
-    fn put(&self, hash: u64, node: *mut Node) -> bool {
-        match self.probe(hash).find(|s| s.node.load(Ordering::Relaxed).is_null()) {
+    /// Fills the first empty slot for `hash` with `address` and the name at `name` (`len`
+    /// bytes); the caller keeps the table at most half full.
+    fn put(&self, hash: u64, address: usize, name: *mut u8, len: usize) -> bool {
+        match self.probe(hash).find(|s| s.name.load(Ordering::Relaxed).is_null()) {
             Some(slot) => {
                 slot.hash.store(hash, Ordering::Relaxed);
-                slot.node.store(node, Ordering::Release);
+                slot.address.store(address, Ordering::Relaxed);
+                slot.name_len.store(len, Ordering::Relaxed);
+                slot.name.store(name, Ordering::Release);
                 true
             }
             None => false,
@@ -116,7 +146,7 @@ pub(super) struct Writer {
 }
 
 // SAFETY: the tables are heap allocations the writer owns; what they hold is atomics, and the
-// nodes behind them are immutable once published.
+// names behind them are immutable once published.
 unsafe impl Send for Writer {}
 
 impl Published {
@@ -145,17 +175,13 @@ impl Published {
         // when the instantiator is dropped (no reader can exist then).
         let table = unsafe { &*self.current.load(Ordering::Acquire) };
         for slot in table.probe(hash) {
-            let node = slot.node.load(Ordering::Acquire);
-            if node.is_null() {
+            let name_ptr = slot.name.load(Ordering::Acquire);
+            if name_ptr.is_null() {
                 return None;
             }
-            if slot.hash.load(Ordering::Relaxed) == hash {
-                // SAFETY: published nodes are immutable and live until the instantiator is
-                // dropped.
-                let node = unsafe { &*node };
-                if node.name.as_bytes() == name {
-                    return Some(node.address);
-                }
+            // SAFETY: the pointer was loaded from this slot, non-null.
+            if slot.hash.load(Ordering::Relaxed) == hash && unsafe { slot.name_bytes(name_ptr) } == name {
+                return Some(slot.address.load(Ordering::Relaxed));
             }
         }
         None
@@ -177,21 +203,21 @@ impl Published {
                 return Err((bytes, name));
             }
         }
-        let node = match try_box(Node { name, address }) {
-            Ok(node) => Box::into_raw(node),
-            Err(node) => return Err((core::mem::size_of::<Node>(), node.name)),
+        let Some(table) = writer.current() else {
+            return Err((0, name)); // unreachable: the writer always has a table
         };
-        if writer.current().is_some_and(|table| table.put(hash, node)) {
+        let len = name.len();
+        let raw = Box::into_raw(name).cast::<u8>();
+        if table.put(hash, address, raw, len) {
             writer.len += 1;
             return Ok(());
         }
-        // Unreachable (the table is at most half full); never leak the node.
-        // SAFETY: made above and never published.
-        drop(unsafe { Box::from_raw(node) });
-        Ok(())
+        // Unreachable (the table is at most half full): the name is given back, never leaked.
+        // SAFETY: `raw` and `len` are the box taken apart above, never published.
+        Err((0, unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(raw, len) as *mut str) }))
     }
 
-    /// Replaces the current table by one of `len` slots holding the same nodes (or, out of
+    /// Replaces the current table by one of `len` slots holding the same names (or, out of
     /// memory, keeps it: the bytes that could not be had).
     fn grow(&self, writer: &mut Writer, len: usize) -> Result<(), usize> {
         writer.tables.try_reserve(1).map_err(|_| {
@@ -200,9 +226,11 @@ impl Published {
         let bigger = Slots::try_new(len.max(INITIAL_SLOTS))?;
         if let Some(old) = writer.current() {
             for slot in old.slots.iter() {
-                let node = slot.node.load(Ordering::Relaxed);
-                if !node.is_null() {
-                    bigger.put(slot.hash.load(Ordering::Relaxed), node);
+                let name = slot.name.load(Ordering::Relaxed);
+                if !name.is_null() {
+                    let hash = slot.hash.load(Ordering::Relaxed);
+                    let address = slot.address.load(Ordering::Relaxed);
+                    bigger.put(hash, address, name, slot.name_len.load(Ordering::Relaxed));
                 }
             }
         }
@@ -215,6 +243,13 @@ impl Published {
 }
 
 impl Writer {
+    /// Adds `by` to `counter`, a counter written only through this (under the instantiator's
+    /// lock, which `&mut self` proves): a load and a store, not a read-modify-write; readers
+    /// need no lock (they see it as of some moment).
+    pub(super) fn count(&mut self, counter: &AtomicU64, by: u64) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+    }
+
     /// Names published.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -229,14 +264,15 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // The instantiator is being dropped: no reader is left. Every node is in the last
+        // The instantiator is being dropped: no reader is left. Every name is in the last
         // table (growing copies them all).
         if let Some(current) = self.current() {
             for slot in current.slots.iter() {
-                let node = slot.node.swap(ptr::null_mut(), Ordering::Relaxed);
-                if !node.is_null() {
-                    // SAFETY: made by `insert` with `Box::into_raw`, freed once, here.
-                    drop(unsafe { Box::from_raw(node) });
+                let name = slot.name.swap(ptr::null_mut(), Ordering::Relaxed);
+                if !name.is_null() {
+                    let len = slot.name_len.load(Ordering::Relaxed);
+                    // SAFETY: a boxed `str` taken apart by `insert`, freed once, here.
+                    drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(name, len) as *mut str) });
                 }
             }
         }

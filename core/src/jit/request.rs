@@ -134,7 +134,7 @@ impl<'a> Instantiator<'a> {
                 if compiling.owner == caller.thread {
                     return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
                 }
-                if table.in_flight.iter().any(|f| f.owner == caller.thread && f.staged.is_pending()) {
+                if table.staging.iter().any(|(thread, _)| *thread == caller.thread) {
                     drop(table);
                     let _ = self.flush(caller.thread);
                     table = self.table.lock();
@@ -216,13 +216,14 @@ impl<'a> Instantiator<'a> {
     ) -> Result<(), JitError> {
         let InFlight { name, hash, attempt, .. } = flight;
         let (name, error) = match outcome {
-            Outcome::Installed(address) => {
+            Outcome::Installed { address, bytes } => {
+                writer.count(&self.code_bytes, bytes as u64);
                 if !failed.is_empty() {
                     failed.remove(&*name);
                 }
                 match self.published.insert(writer, name, hash, address) {
                     Ok(()) => {
-                        self.instantiations.fetch_add(1, Ordering::Relaxed);
+                        writer.count(&self.instantiations, 1);
                         return Ok(());
                     }
                     Err((bytes, name)) => (name, JitError::OutOfMemory { bytes }),
@@ -231,7 +232,7 @@ impl<'a> Instantiator<'a> {
             Outcome::Failed(error) => (name, error),
             Outcome::Released => return Ok(()),
         };
-        self.compile_failures.fetch_add(1, Ordering::Relaxed);
+        writer.count(&self.compile_failures, 1);
         if failed.try_reserve(1).is_ok() {
             failed.insert(name, (attempt, error.clone()));
         }
@@ -250,15 +251,13 @@ impl<'a> Instantiator<'a> {
     }
 }
 
-impl Staged {
-    fn is_pending(&self) -> bool {
-        matches!(self, Staged::Pending(_))
-    }
-}
-
 /// How a claim ends.
 pub(super) enum Outcome {
-    Installed(usize),
+    /// Installed at `address`, `bytes` long.
+    Installed {
+        address: usize,
+        bytes: usize,
+    },
     Failed(JitError),
     /// Not offered after all: the name is free again, nothing recorded.
     Released,
@@ -289,8 +288,7 @@ impl<'n> Claim<'_, '_, 'n> {
             acceptable(code).and_then(|()| jit.installer.install(code).map_err(JitError::Install));
         match installed {
             Ok(address) => {
-                jit.code_bytes.fetch_add(code.len() as u64, Ordering::Relaxed);
-                self.finish(Outcome::Installed(address))?;
+                self.finish(Outcome::Installed { address, bytes: code.len() })?;
                 Ok(address)
             }
             Err(error) => Err(self.fail_with(error)),

@@ -216,3 +216,47 @@ fn staging_refuses_what_a_single_install_refuses() {
     assert_eq!(jit.outcome("e"), Some(Err(JitError::Compile(CompileFailure::NoCode))));
     assert_eq!(jit.stats().compile_failures, 1);
 }
+
+#[test]
+fn pieces_of_any_size_keep_their_bytes_each_at_a_granule_and_nothing_stays_staged() {
+    use crate::exec::GRANULE;
+    let exec = simulated!();
+    let jit = Instantiator::new(&exec, JitConfig::default());
+    let caller = Caller { thread: 1, stack: &[] };
+    let sizes = [1, GRANULE - 1, GRANULE, GRANULE + 1, 3 * GRANULE + 5, 2];
+    let code = |i: usize, len: usize| -> Vec<u8> {
+        (0..len).map(|j| u8::try_from((i * 31 + j) % 251).unwrap()).collect()
+    };
+    let staging = jit.staging(1);
+    let names: Vec<String> = (0..sizes.len()).map(|i| alloc::format!("p{i}")).collect();
+    for (i, (name, &len)) in names.iter().zip(&sizes).enumerate() {
+        let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin(name, caller, || Ok(Some(()))) else {
+            panic!("{name} not claimed")
+        };
+        if i == 2 {
+            // A piece refused in the middle leaves no hole in the others' layout.
+            let refused = jit.begin("empty", caller, || Ok(Some(())));
+            let Ok(super::super::Begun::Claimed(empty, ())) = refused else { panic!() };
+            assert!(staging.stage(empty, &[]).is_err());
+        }
+        staging.stage(claim, &code(i, len)).unwrap();
+    }
+    assert_eq!(jit.table.lock().staging.len(), 1, "the thread's buffer, until flushed");
+    staging.finish().unwrap();
+    assert!(jit.table.lock().staging.is_empty(), "the buffer went with the flush");
+    assert!(jit.table.lock().in_flight.is_empty());
+    let mut addresses = Vec::new();
+    for (i, (name, &len)) in names.iter().zip(&sizes).enumerate() {
+        let address = jit.lookup(name).unwrap();
+        assert_eq!(address % GRANULE, 0, "{name}");
+        // SAFETY: `len` bytes of code installed at `address`, live while `jit` is.
+        let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, len) };
+        assert_eq!(bytes, code(i, len), "{name}");
+        addresses.push((address, len));
+    }
+    addresses.sort_unstable();
+    for pair in addresses.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + pair[0].1.next_multiple_of(GRANULE), "laid out one after another");
+    }
+    assert_eq!(jit.stats().code_bytes, sizes.iter().sum::<usize>() as u64);
+}

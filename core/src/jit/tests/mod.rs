@@ -398,6 +398,7 @@ fn metadata_moves_recorded_entries_and_reads_back() {
 }
 
 mod batch;
+mod published;
 
 #[test]
 fn a_module_failure_keeps_the_loaders_type_and_clones_share_it() {
