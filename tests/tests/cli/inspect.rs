@@ -64,6 +64,10 @@ fn inspect_json_has_every_documented_key() {
         assert_eq!(note["instantiations"][0]["status"], "compiled");
         assert_eq!(note["dependencies"][0]["dep_kind"], "type_param");
         assert_eq!(note["circular_errors"], Value::Array(vec![]));
+        assert_eq!(
+            v["note_sdn_columns"]["dependencies"][0][2], "dep_kind",
+            "short names are keys as they are"
+        );
 
         let templates = v["templates"].as_array().unwrap();
         if dialect == Dialect::R72 {
@@ -98,6 +102,7 @@ fn inspect_json_is_valid_for_any_names() {
         ["\u{fffd}\u{fffd} bad utf8", "ctl\x01\x1f\x7f", "quote\"back\\slash", "\u{2028}sep", ""]
     );
     assert_eq!(v["note_sdn"], Value::Null);
+    assert_eq!(v["note_sdn_columns"], Value::Null);
 }
 
 #[test]
@@ -279,8 +284,16 @@ fn a_report_grows_with_its_file_not_with_rows_times_names_or_symbols_times_entri
     assert_eq!(o.out.matches(&column).count(), 1);
     assert!(o.out.contains(&format!("    {}...=\"199\"", "c".repeat(40))), "{}", &o.out[..2000]);
     assert!(o.out.contains("Templates (1):"), "one entry, listed once");
-    // JSON keeps whole names (its documented keys) and lists the entry once too.
+    // So does the JSON report (its keys in every symbol and row cost a constant each: 2.0x the
+    // file here; every row keyed by the whole name would be 2 MB): the long name shortened in
+    // each row (its index making it unique), whole once among the table's columns; the entry
+    // listed once.
+    let o = smf(&["inspect", "--json", &path]);
+    assert_eq!(o.status, 0, "{}", o.err);
+    assert!(o.out.len() < 3 * file.len(), "{} bytes of JSON for {} of file", o.out.len(), file.len());
+    assert_eq!(o.out.matches(&column).count(), 1);
     let v = json_of(&path);
     assert_eq!(v["templates"].as_array().unwrap().len(), 1);
-    assert_eq!(v["note_sdn"]["big"][199][&column], "199");
+    assert_eq!(v["note_sdn"]["big"][199][format!("{}...#0", "c".repeat(40))], "199");
+    assert_eq!(v["note_sdn_columns"]["big"], serde_json::json!([[column]]));
 }

@@ -74,9 +74,9 @@ pub(super) fn note_rows(note: &NoteSdn<'_>) -> Vec<NoteTable> {
     tables
 }
 
-/// Longest column name the text report repeats in each row; a longer one is shortened there
-/// (the table's line gives it whole), so that a report grows with its file, not with rows
-/// times names.
+/// Longest column name a report repeats in each row; a longer one is shortened there (the
+/// text report's table line, and the JSON report's `note_sdn_columns`, give it whole), so that
+/// a report grows with its file, not with rows times names.
 const ROW_KEY_BYTES: usize = 40;
 
 /// `key` as the text report's rows show it: whole, or its first [`ROW_KEY_BYTES`] and `...`.
@@ -149,7 +149,9 @@ pub(super) fn templates_text(out: &mut String, module: &Module<'_>) {
     }
 }
 
-/// The note.sdn tables (null without note.sdn).
+/// The note.sdn tables (null without note.sdn): each a list of rows keyed by column name, a
+/// name longer than [`ROW_KEY_BYTES`] shortened as [`json_row_key`] says (whole in
+/// [`note_columns_json`]), so that the report grows with its file, not with rows times names.
 pub(super) fn note_json(module: &Module<'_>) -> Json {
     module.note_sdn().map_or(Json::Null, |note| {
         Json::Object(
@@ -162,7 +164,7 @@ pub(super) fn note_json(module: &Module<'_>) -> Json {
                             Json::Object(
                                 fields
                                     .map(|(i, v)| {
-                                        (table.key(*occurrence, i).into_owned(), Json::String(v.clone()))
+                                        (json_row_key(&table.key(*occurrence, i), i), Json::String(v.clone()))
                                     })
                                     .collect(),
                             )
@@ -173,6 +175,34 @@ pub(super) fn note_json(module: &Module<'_>) -> Json {
                 .collect(),
         )
     })
+}
+
+/// The note.sdn tables' column names, whole (null without note.sdn): one key per table, each a
+/// list of its occurrences' column lists (a table that appears twice may name its columns
+/// twice, differently).
+pub(super) fn note_columns_json(module: &Module<'_>) -> Json {
+    module.note_sdn().map_or(Json::Null, |note| {
+        Json::Object(
+            note_rows(&note)
+                .into_iter()
+                .map(|table| {
+                    let columns =
+                        table.columns.into_iter().map(|names| names.into_iter().map(Json::String).collect());
+                    (table.name, Json::Array(columns.collect()))
+                })
+                .collect(),
+        )
+    })
+}
+
+/// The JSON key of field `i` named `key`: whole up to [`ROW_KEY_BYTES`], else its first
+/// [`ROW_KEY_BYTES`] (at a character boundary), `...` and `#i`, unique within the row (a whole
+/// key is never that long) and never repeating a long name in each row.
+fn json_row_key(key: &str, i: usize) -> String {
+    if key.len() <= ROW_KEY_BYTES {
+        return key.to_owned();
+    }
+    format!("{}#{i}", row_key(key))
 }
 
 /// The templates.

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 mod generics;
 
-use generics::{note_json, note_text, template_meta_json, templates_json, templates_text};
+use generics::{note_columns_json, note_json, note_text, template_meta_json, templates_json, templates_text};
 
 fn section_type_name(t: SectionType) -> String {
     match t {
@@ -304,6 +304,7 @@ pub(crate) fn report_json(module: &Module<'_>) -> Json {
         ("symbols".to_owned(), symbols_json(module)),
         ("relocations".to_owned(), relocations_json(module)),
         ("note_sdn".to_owned(), note_json(module)),
+        ("note_sdn_columns".to_owned(), note_columns_json(module)),
         ("templates".to_owned(), templates_json(module)),
         ("template_meta".to_owned(), template_meta_json(module)),
     ]);
