@@ -109,6 +109,18 @@ fn the_cache_ops_corpus_replays_and_runs_operations() {
 }
 
 #[test]
+fn cache_ops_reaches_the_threads_memo_when_gets_trust_notices() {
+    let _alone = PROCESS_ALLOCATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // No budget; gets trusting notices, or checking every time; then, the input spent (read as
+    // zeros), 64 gets of slot 0 (operation 0 is `Get`).
+    let trusting = smf::fuzzing::run_cache_ops(&[0, 0, 1]);
+    assert_eq!(trusting.operations, 64);
+    assert!(trusting.memo_hits > 0, "{trusting:?}");
+    let checking = smf::fuzzing::run_cache_ops(&[0, 0, 0]);
+    assert_eq!(checking, smf::fuzzing::CacheOpsRun { operations: 64, memo_hits: 0 });
+}
+
+#[test]
 fn the_ffi_ranges_corpus_replays_and_makes_calls() {
     replay_calls("ffi_ranges", smf::fuzzing::fuzz_ffi_ranges);
 }

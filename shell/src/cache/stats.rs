@@ -52,4 +52,10 @@ impl ModuleCache {
             load_ns_max: times.max(),
         }
     }
+
+    /// Hits made without the lock, through threads' memos (`memo.rs`); [`CacheStats::hits`]
+    /// counts them too.
+    pub fn memo_hits(&self) -> u64 {
+        self.memo_hits.load(Ordering::Relaxed)
+    }
 }

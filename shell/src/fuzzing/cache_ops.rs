@@ -5,6 +5,13 @@
 //! still holds runs and is the version it was loaded as, a get answers with the file's
 //! current version, and the statistics add up. At the end every module is released: the
 //! process's allocator holds no block more than before.
+//!
+//! The input chooses whether gets check the file's identity every time
+//! ([`ModuleCache::set_check_every_get`]) or trust change notices, as the cache does by
+//! default; then a module got again and again is hit through the thread's memo, and a
+//! replaced file's notice arrives asynchronously: a get may answer a version the file held
+//! since the cache last knew it (never one older than a get already answered), and after an
+//! eviction it answers the current one.
 
 use std::sync::Arc;
 
@@ -24,6 +31,9 @@ const MAX_HELD: usize = 8;
 struct Budget {
     pages: u8,
     modules: u8,
+    /// Whether gets trust change notices (and may hit through the thread's memo) instead of
+    /// checking the file's identity every time.
+    notices: bool,
 }
 
 /// One operation.
@@ -54,10 +64,24 @@ struct Held {
     value: i64,
 }
 
+/// What one input did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOpsRun {
+    /// Operations run.
+    pub operations: usize,
+    /// Gets answered through the thread's memo ([`ModuleCache::memo_hits`]).
+    pub memo_hits: u64,
+}
+
 /// Runs the operations `data` decodes to; returns how many ran.
 pub fn fuzz_cache_ops(data: &[u8]) -> usize {
+    run_cache_ops(data).operations
+}
+
+/// [`fuzz_cache_ops`], telling what the input did.
+pub fn run_cache_ops(data: &[u8]) -> CacheOpsRun {
     let mut input = Unstructured::new(data);
-    let Ok(budget) = Budget::arbitrary(&mut input) else { return 0 };
+    let Ok(budget) = Budget::arbitrary(&mut input) else { return CacheOpsRun::default() };
     let page = smf_core::sys::page_size() as u64;
     let (max_bytes, max_modules) = (u64::from(budget.pages % 16) * page, u64::from(budget.modules % 5));
     let before = crate::runtime::exec().stats();
@@ -67,7 +91,10 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
         module_files::write(slot, version, &mut replaced);
     }
     let cache = ModuleCache::new(max_bytes, max_modules);
-    cache.set_check_every_get(true);
+    cache.set_check_every_get(!budget.notices);
+    // Per slot, the versions a get may answer, oldest first: the current one alone when every
+    // get checks; with notices, also those written since the cache last knew the file.
+    let mut answerable: Vec<Vec<Version>> = files.iter().map(|&version| vec![version]).collect();
     let mut held: Vec<Held> = Vec::new();
     let mut ran = 0;
     let mut gets = 0;
@@ -79,23 +106,28 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
                 let slot = slot % SLOTS;
                 gets += 1;
                 let got = cache.get(&module_files::path(slot));
-                match (got, files[usize::from(slot)]) {
-                    (Ok(module), Version::Module(version)) => {
-                        let value = module_files::value(slot, version);
-                        assert_eq!(
-                            call(&module, slot),
-                            value,
-                            "a get answered another version of slot {slot}"
-                        );
+                let versions = &mut answerable[usize::from(slot)];
+                match got {
+                    Ok(module) => {
+                        let value = call(&module, slot);
+                        let answered = versions.iter().position(|version| {
+                            matches!(version, Version::Module(v) if module_files::value(slot, *v) == value)
+                        });
+                        let Some(at) = answered else {
+                            panic!("slot {slot} answered {value}, none of {versions:?}")
+                        };
+                        // Nothing older than this answer comes back.
+                        versions.drain(..at);
                         if hold && held.len() < MAX_HELD {
                             held.push(Held { module, slot, value });
                         }
                     }
-                    (Err(error), Version::Garbage) => {
+                    Err(error) => {
+                        // A get that reads the file reads it as it is now.
+                        assert_eq!(files[usize::from(slot)], Version::Garbage, "slot {slot}: {error}");
                         let _ = smf_core::fuzzing::formatted(&error);
-                    }
-                    (got, version) => {
-                        panic!("slot {slot} holds {version:?}, and a get gave {:?}", got.map(|_| ()))
+                        // A file that does not load leaves the cache.
+                        *versions = vec![Version::Garbage];
                     }
                 }
             }
@@ -103,21 +135,26 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
                 let slot = slot % SLOTS;
                 files[usize::from(slot)] = Version::Module(version % 8);
                 module_files::write(slot, files[usize::from(slot)], &mut replaced);
+                written(&mut answerable[usize::from(slot)], files[usize::from(slot)], budget.notices);
             }
             Operation::Corrupt { slot } => {
                 let slot = slot % SLOTS;
                 files[usize::from(slot)] = Version::Garbage;
                 module_files::write(slot, Version::Garbage, &mut replaced);
+                written(&mut answerable[usize::from(slot)], Version::Garbage, budget.notices);
             }
             Operation::Evict { slot } => {
-                let path = module_files::path(slot % SLOTS);
+                let slot = slot % SLOTS;
+                let path = module_files::path(slot);
                 let was = cache.contains(&path);
                 assert_eq!(cache.evict(&path), was, "evict says whether the module was cached");
                 assert!(!cache.contains(&path));
+                answerable[usize::from(slot)] = vec![files[usize::from(slot)]];
             }
             Operation::Clear => {
                 cache.clear();
                 assert_eq!(cache.stats().modules, 0);
+                answerable = files.iter().map(|&version| vec![version]).collect();
             }
             Operation::Resolve { slot } => {
                 let slot = slot % SLOTS;
@@ -142,11 +179,21 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
         check(&cache, &stats_before, &held, gets);
         ran += 1;
     }
+    let memo_hits = cache.memo_hits();
     drop(held);
     drop(cache);
     let after = crate::runtime::exec().stats();
     assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once every module was released");
-    ran
+    CacheOpsRun { operations: ran, memo_hits }
+}
+
+/// The versions a get of a slot may answer once `version` is written to its file: that one
+/// alone when every get checks the file, else also those before it until a get sees it.
+fn written(versions: &mut Vec<Version>, version: Version, notices: bool) {
+    if !notices {
+        versions.clear();
+    }
+    versions.push(version);
 }
 
 /// What must hold after every step.

@@ -23,7 +23,7 @@ mod read_file;
 mod workers;
 
 pub use c_api::fuzz_c_api;
-pub use cache_ops::fuzz_cache_ops;
+pub use cache_ops::{fuzz_cache_ops, run_cache_ops, CacheOpsRun};
 #[cfg(feature = "cranelift")]
 pub use clif::fuzz_clif;
 #[cfg(feature = "rt")]
