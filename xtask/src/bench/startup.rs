@@ -10,7 +10,7 @@
 //! - as whole processes: a C program linked with `libsmf.a` that prefetches the modules and
 //!   exits, against a C program that `dlopen`s the libraries and exits (fork, exec, run, wait,
 //!   alternated), and the system calls each makes per module (`strace -f -c`, above the same
-//!   program run with no module).
+//!   program run with no module), and for one module alone (its first load's set-up included).
 //!
 //! Files are warm in the page cache (the cache benchmark measures cold files). The whole
 //! processes run first, while this process watches nothing: a process's inotify watch on the
@@ -367,6 +367,15 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         (Some(ours), Some(theirs)) => {
             report::footprint_average("startup_syscalls_per_module", ours, Goal::Reported);
             report::footprint_average("dlopen_syscalls_per_module", theirs, Goal::Reported);
+        }
+        _ => println!("  (no strace here: system calls not counted)"),
+    }
+    // One load in a process of its own: its first load's set-up included (ours: the
+    // allocator's reservation and page-size probe; dlopen's: the loader's own).
+    match (syscalls_per_module(&smf_bin, &modules[..1]), syscalls_per_module(&dl_bin, &libraries[..1])) {
+        (Some(ours), Some(theirs)) => {
+            report::footprint_average("one_load_syscalls", ours, Goal::Reported);
+            report::footprint_average("dlopen_one_syscalls", theirs, Goal::Reported);
         }
         _ => println!("  (no strace here: system calls not counted)"),
     }
