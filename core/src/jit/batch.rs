@@ -11,11 +11,17 @@
 //! could stall a request: when a compile of the batch asks for a name the batch staged (it
 //! needs that address now), and before its thread waits for another thread's compile (which
 //! may be waiting for a name the batch staged).
+//!
+//! A caller that gives one thread number from two OS threads (which [`super::Caller`]
+//! forbids) gets no piece lost or published at another's code: a buffer being copied into is
+//! marked taken (a second stage then installs its code alone, a flush leaves it to the flush
+//! after the copy), and a flush publishes only the pieces it took (its token in
+//! [`Staged::Installing`]).
 
 use alloc::vec::Vec;
 
 use super::request::{acceptable, Outcome};
-use super::{Claim, InFlight, Instantiator, JitError, Piece, Staged};
+use super::{Claim, InFlight, Instantiator, JitError, Piece, Staged, StagingBuffer};
 use crate::exec::GRANULE;
 
 /// One thread's batch of instantiations (see the module doc).
@@ -48,14 +54,18 @@ impl<'a> Instantiator<'a> {
     /// them (or fails them all with the installer's error, which is returned).
     pub(super) fn flush(&self, thread: u64) -> Result<(), JitError> {
         let mut table = self.table.lock();
-        let Some(at) = table.staging.iter().position(|(t, _)| *t == thread) else {
+        // A buffer being copied into is installed by the flush after its stage (see
+        // `StagingBuffer::taken`).
+        let Some(at) = table.staging.iter().position(|b| b.thread == thread && !b.taken) else {
             return Ok(());
         };
-        let (_, image) = table.staging.swap_remove(at);
+        let image = table.staging.swap_remove(at).bytes;
+        let token = table.next_serial;
+        table.next_serial += 1;
         let mut pieces = 0usize;
         for flight in table.in_flight.iter_mut().filter(|f| f.owner == thread) {
             if let Staged::Pending(piece) = flight.staged {
-                flight.staged = Staged::Installing(piece);
+                flight.staged = Staged::Installing(piece, token);
                 pieces += 1;
             }
         }
@@ -67,9 +77,9 @@ impl<'a> Instantiator<'a> {
         drop(image);
         let mut table = self.table.lock();
         let super::Table { in_flight, failed, writer, waiting, .. } = &mut *table;
-        let ours = |f: &mut InFlight| f.owner == thread && matches!(f.staged, Staged::Installing(_));
+        let ours = |f: &mut InFlight| matches!(f.staged, Staged::Installing(_, t) if t == token);
         for flight in in_flight.extract_if(ours) {
-            let Staged::Installing(piece) = flight.staged else { continue };
+            let Staged::Installing(piece, _) = flight.staged else { continue };
             let outcome = match &installed {
                 Ok(base) => Outcome::Installed { address: base + piece.at, bytes: piece.len },
                 Err(error) => Outcome::Failed(error.clone()),
@@ -84,23 +94,43 @@ impl<'a> Instantiator<'a> {
     }
 
     /// `thread`'s staging buffer, taken out of the table to be written with the lock released
-    /// (given back with [`Instantiator::give_back`]); its entry is made if it has none, or
-    /// `None` where memory for it cannot be had.
-    fn take_buffer(table: &mut super::Table, thread: u64) -> Option<Vec<u8>> {
-        if let Some((_, buffer)) = table.staging.iter_mut().find(|(t, _)| *t == thread) {
-            return Some(core::mem::take(buffer));
+    /// (given back with [`Instantiator::give_back`]); its entry is made if it has none.
+    fn take_buffer(table: &mut super::Table, thread: u64) -> Take {
+        if let Some(entry) = table.staging.iter_mut().find(|b| b.thread == thread) {
+            if entry.taken {
+                return Take::Busy;
+            }
+            entry.taken = true;
+            return Take::Taken(core::mem::take(&mut entry.bytes));
         }
-        table.staging.try_reserve(1).ok()?;
-        table.staging.push((thread, Vec::new()));
-        Some(Vec::new())
+        if table.staging.try_reserve(1).is_err() {
+            return Take::NoRoom;
+        }
+        table.staging.push(StagingBuffer { thread, bytes: Vec::new(), taken: true });
+        Take::Taken(Vec::new())
     }
 
-    /// Puts `thread`'s staging buffer back in its entry.
-    fn give_back(table: &mut super::Table, thread: u64, buffer: Vec<u8>) {
-        if let Some((_, kept)) = table.staging.iter_mut().find(|(t, _)| *t == thread) {
-            *kept = buffer;
+    /// Puts `thread`'s staging buffer back in its entry; the buffer back if the entry is gone
+    /// (never, while taken: no flush removes it).
+    fn give_back(table: &mut super::Table, thread: u64, buffer: Vec<u8>) -> Result<(), Vec<u8>> {
+        match table.staging.iter_mut().find(|b| b.thread == thread && b.taken) {
+            Some(entry) => {
+                entry.bytes = buffer;
+                entry.taken = false;
+                Ok(())
+            }
+            None => Err(buffer),
         }
     }
+}
+
+/// What taking a thread's staging buffer gave.
+enum Take {
+    Taken(Vec<u8>),
+    /// Another stage is copying into it (one thread number given by two OS threads).
+    Busy,
+    /// No memory for the thread's entry.
+    NoRoom,
 }
 
 /// Appends `code` to a staging buffer at the next [`GRANULE`] boundary: where it lies, or the
@@ -123,23 +153,36 @@ impl Staging<'_, '_> {
         let jit = self.instantiator;
         acceptable(code).map_err(|error| claim.fail_with(error))?;
         let (hash, serial, thread) = (claim.hash, claim.serial, self.thread);
+        if !core::ptr::addr_eq(claim.instantiator, jit) {
+            // Another instantiator's claim: installed there, at once.
+            return claim.install(code).map(|_| ());
+        }
         let ours = |f: &InFlight| f.serial == serial && f.owner == thread;
         let mut table = jit.table.lock();
         if table.in_flight.find(hash, ours).is_none() {
             drop(table);
             return claim.install(code).map(|_| ());
         }
-        let buffer = Instantiator::take_buffer(&mut table, thread);
+        let taken = Instantiator::take_buffer(&mut table, thread);
         drop(table);
-        // Only this thread writes or flushes its buffer, and nothing until it is given back
-        // below runs anything of the caller's: the copy needs no lock.
-        let Some(mut buffer) = buffer else {
-            let bytes = core::mem::size_of::<(u64, Vec<u8>)>();
-            return Err(claim.fail_with(JitError::OutOfMemory { bytes }));
+        // The buffer is this stage's alone until it is given back below (its entry marked
+        // taken), and nothing between runs anything of the caller's: the copy needs no lock.
+        let mut buffer = match taken {
+            Take::Taken(buffer) => buffer,
+            Take::Busy => return claim.install(code).map(|_| ()),
+            Take::NoRoom => {
+                let bytes = core::mem::size_of::<StagingBuffer>();
+                return Err(claim.fail_with(JitError::OutOfMemory { bytes }));
+            }
         };
         let appended = append(&mut buffer, code);
         let mut table = jit.table.lock();
-        Instantiator::give_back(&mut table, thread, buffer);
+        if let Err(buffer) = Instantiator::give_back(&mut table, thread, buffer) {
+            // Unreachable (a taken entry stays): installed alone, the buffer freed unlocked.
+            drop(table);
+            drop(buffer);
+            return claim.install(code).map(|_| ());
+        }
         let piece = match appended {
             Ok(piece) => piece,
             Err(error) => {

@@ -125,8 +125,9 @@ enum Staged {
     /// Compiled for its thread's batch, in its thread's staging buffer; installed when the
     /// batch is flushed.
     Pending(Piece),
-    /// Taken by its thread's flush, being installed.
-    Installing(Piece),
+    /// Taken by its thread's flush, being installed: the piece, and which flush took it
+    /// (a [`Table::next_serial`] of its own, so that no other flush publishes it).
+    Installing(Piece, u64),
 }
 
 /// Where a staged name's code lies in its thread's staging buffer (and so in the image the
@@ -152,12 +153,24 @@ struct Table {
     waiting: Vec<(u64, Box<str>)>,
     /// The published names' writer.
     writer: published::Writer,
-    /// The next claim's [`InFlight::serial`].
+    /// The next claim's [`InFlight::serial`] (and a flush's token, [`Staged::Installing`]).
     next_serial: u64,
-    /// Each thread's staged code, by thread: the pieces of its batch laid out as they will be
-    /// installed ([`Staging`]). A thread has an entry from its first staged name until its
-    /// batch is flushed.
-    staging: Vec<(u64, Vec<u8>)>,
+    /// Each thread's staged code ([`Staging`]). A thread has an entry from its first staged
+    /// name until its batch is flushed.
+    staging: Vec<StagingBuffer>,
+}
+
+/// One thread's staged code: the pieces of its batch laid out as they will be installed.
+#[derive(Debug)]
+struct StagingBuffer {
+    thread: u64,
+    bytes: Vec<u8>,
+    /// Taken out by a stage copying into it with the lock released; until it is given back,
+    /// no other stage takes it and no flush installs it. (With honest thread numbers that
+    /// never happens: a thread stages and flushes one thing at a time. Two OS threads giving
+    /// one number, which [`Caller::thread`] forbids, then get a second stage's code installed
+    /// alone and a flush that waits for the next one, never a piece lost or misplaced.)
+    taken: bool,
 }
 
 /// Cache hits are counted in this many cache-line-sized stripes (by thread), so that threads

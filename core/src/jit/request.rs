@@ -134,7 +134,7 @@ impl<'a> Instantiator<'a> {
                 if compiling.owner == caller.thread {
                     return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
                 }
-                if table.staging.iter().any(|(thread, _)| *thread == caller.thread) {
+                if table.staging.iter().any(|b| b.thread == caller.thread) {
                     drop(table);
                     let _ = self.flush(caller.thread);
                     table = self.table.lock();
