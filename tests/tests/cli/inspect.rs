@@ -297,3 +297,40 @@ fn a_report_grows_with_its_file_not_with_rows_times_names_or_symbols_times_entri
     assert_eq!(v["note_sdn"]["big"][199][format!("{}...#0", "c".repeat(40))], "199");
     assert_eq!(v["note_sdn_columns"]["big"], serde_json::json!([[column]]));
 }
+
+#[test]
+fn relocation_listings_grow_with_the_file_not_with_relocations_times_names() {
+    let dir = scratch("amplify-relocations");
+    // 400 calls of one import whose name is 10,000 bytes.
+    let name = "n".repeat(10_000);
+    let calls = 400;
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xE8, 0, 0, 0, 0, 0x90, 0x90, 0x90].repeat(calls));
+    let import = b.add_symbol(SymbolSpec::import(name.as_bytes()));
+    b.add_symbol(SymbolSpec::function(b"caller", 0, (8 * calls) as u64));
+    for i in 0..calls {
+        b.add_relocation((8 * i + 1) as u64, import, smf_core::RelocKind::Plt32, -4);
+    }
+    let file = b.build().unwrap();
+    let path = write(&dir, "calls.smf", &file);
+    let start = "n".repeat(40);
+    // The text report names the import whole once (its symbol), shortened in each relocation
+    // (quoted, the dots after the quote); the disassembly, a line per instruction, shortens it
+    // in each instruction it patches. Each whole would be 4 MB.
+    let code_bytes = 8 * calls;
+    let listings = [
+        (&["inspect", path.as_str()][..], format!("\"{start}\"..."), 3 * file.len()),
+        (
+            &["dump", "--disassemble", path.as_str()][..],
+            format!(" {start}..."),
+            3 * file.len() + 64 * code_bytes,
+        ),
+    ];
+    for (args, shortened, most) in listings {
+        let o = smf(args);
+        assert_eq!(o.status, 0, "{args:?}: {}", o.err);
+        assert!(o.out.len() < most, "{args:?}: {} bytes for {} of file", o.out.len(), file.len());
+        assert!(o.out.matches(&shortened).count() >= calls, "{args:?}: {}", &o.out[..2000.min(o.out.len())]);
+    }
+    assert_eq!(smf(&["inspect", &path]).out.matches(&name).count(), 1, "whole once, in the symbols");
+}

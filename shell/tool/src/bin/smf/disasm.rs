@@ -11,7 +11,7 @@ use smf_core::kinds::{arch_name, ARCH_X86_64};
 use smf_core::module::{RelocatedImage, SymbolTarget};
 use smf_core::{Module, Symbol, SymbolKind};
 
-use crate::names::escaped;
+use crate::names::{escaped, escaped_short};
 
 /// Why `module`'s code cannot be disassembled, if it cannot.
 pub(crate) fn supported(module: &Module<'_>) -> Result<(), String> {
@@ -53,7 +53,8 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
     }
     let mut relocations: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for r in module.relocations().filter(|r| r.image == RelocatedImage::Code) {
-        let symbol = module.symbol(r.symbol).map(|s| escaped(s.name)).unwrap_or_default();
+        // Named once per relocation: a long name shortened (whole in the symbol table).
+        let symbol = module.symbol(r.symbol).map(|s| escaped_short(s.name)).unwrap_or_default();
         let addend = match r.addend {
             0 => String::new(),
             a if a > 0 => format!("+{a:#x}"),

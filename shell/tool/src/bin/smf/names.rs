@@ -30,9 +30,56 @@ pub(crate) fn quoted(bytes: &[u8]) -> String {
     format!("\"{}\"", escaped(bytes))
 }
 
+/// Longest name a listing repeats whole in each entry that refers to it (a relocation, an
+/// instruction it patches); a longer one is shortened there to its first bytes and `...`, so
+/// that a listing grows with its file, not with entries times names. The symbol table's
+/// listing gives every name whole, once.
+pub(crate) const REPEATED_NAME_BYTES: usize = 40;
+
+/// The first [`REPEATED_NAME_BYTES`] of `bytes` (fewer, not to split a UTF-8 character), or
+/// `None` if `bytes` is not longer.
+fn prefix(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() <= REPEATED_NAME_BYTES {
+        return None;
+    }
+    let mut end = REPEATED_NAME_BYTES;
+    // A UTF-8 character has at most three continuation bytes.
+    while end > REPEATED_NAME_BYTES - 3 && bytes[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    Some(&bytes[..end])
+}
+
+/// [`escaped`], shortened past [`REPEATED_NAME_BYTES`] with `...`.
+pub(crate) fn escaped_short(bytes: &[u8]) -> String {
+    match prefix(bytes) {
+        Some(start) => format!("{}...", escaped(start)),
+        None => escaped(bytes),
+    }
+}
+
+/// [`quoted`], shortened past [`REPEATED_NAME_BYTES`] with `...` after the closing quote
+/// (where a name of its own ending in dots cannot be mistaken for it).
+pub(crate) fn quoted_short(bytes: &[u8]) -> String {
+    match prefix(bytes) {
+        Some(start) => format!("{}...", quoted(start)),
+        None => quoted(bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_shortened_where_repeated_without_splitting_a_character() {
+        let long = "a".repeat(39) + "é" + "tail";
+        assert_eq!(escaped_short(long.as_bytes()), format!("{}...", "a".repeat(39)));
+        assert_eq!(quoted_short(long.as_bytes()), format!("\"{}\"...", "a".repeat(39)));
+        let just = "b".repeat(REPEATED_NAME_BYTES);
+        assert_eq!(quoted_short(just.as_bytes()), format!("\"{just}\""), "at the limit, whole");
+        assert_eq!(escaped_short(&[0xff; 50]), format!("{}...", "\\xff".repeat(40)));
+    }
 
     #[test]
     fn names_are_escaped_once_and_unambiguously() {

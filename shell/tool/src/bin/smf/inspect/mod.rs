@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use crate::args::InspectArgs;
 use crate::cli::for_each_module;
-use crate::names::{escaped, quoted};
+use crate::names::{escaped, quoted, quoted_short};
 use crate::symbols::SymbolSections;
 
 use smf_core::kinds::{arch_name, platform_name};
@@ -271,7 +271,8 @@ fn symbols_text(out: &mut String, module: &Module<'_>) {
     }
 }
 
-/// Every relocation, with its symbol's name.
+/// Every relocation, with its symbol's name (shortened past
+/// [`crate::names::REPEATED_NAME_BYTES`]: whole in the symbol table).
 fn relocations_text(out: &mut String, module: &Module<'_>) {
     let marker = match module.has_data_relocations_marker() {
         true => ", the first the marker of data relocations",
@@ -282,7 +283,7 @@ fn relocations_text(out: &mut String, module: &Module<'_>) {
         let _ = writeln!(out, "  {:<5} {:>10} {:<26} {:>20} Symbol", "Image", "Offset", "Kind", "Addend");
     }
     for r in module.relocations() {
-        let name = module.symbol(r.symbol).map(|s| quoted(s.name)).unwrap_or_default();
+        let name = module.symbol(r.symbol).map(|s| quoted_short(s.name)).unwrap_or_default();
         let _ = writeln!(
             out,
             "  {:<5} {:>#10x} {:<26} {:>20} {} {}",
