@@ -1,5 +1,5 @@
-//! Process-wide state shared by the C ABI and the loader: the executable allocator and the
-//! load options.
+//! Process-wide state shared by the C ABI and the loader: the executable allocator, the page
+//! size and the load options.
 //!
 //! Two environment variables, read once, at the first use of the library:
 //! - `SMF_ALLOW_RWX=1`: read-write-execute pages may exist. A debugging switch (for tools that
@@ -46,9 +46,36 @@ extern "C" {
     fn __deregister_frame(begin: *const u8);
 }
 
+/// The page size, from the C library's copy of the auxiliary vector (`getauxval(AT_PAGESZ)`,
+/// no syscall) the first time it is asked for; the core's probe (three syscalls) only if that
+/// has none.
+#[allow(unsafe_code)] // a C library call, and the core's trust in its answer
+pub fn page_size() -> usize {
+    static GIVEN: std::sync::Once = std::sync::Once::new();
+    GIVEN.call_once(|| {
+        // SAFETY: `getauxval` only reads the vector the kernel gave the process.
+        let size = unsafe { getauxval(AT_PAGESZ) };
+        if let Ok(size) = usize::try_from(size) {
+            // SAFETY: `AT_PAGESZ` is the kernel's page size; the core refuses a value that is
+            // not a page size (0 when the vector has none) and keeps one it knows already.
+            let _ = unsafe { smf_core::sys::use_page_size(size) };
+        }
+    });
+    smf_core::sys::page_size()
+}
+
+/// `AT_PAGESZ` (`<elf.h>`): the auxiliary vector's page size.
+const AT_PAGESZ: std::ffi::c_ulong = 6;
+
+extern "C" {
+    /// The C library's (glibc, musl): an auxiliary vector entry, 0 if the vector has none.
+    fn getauxval(kind: std::ffi::c_ulong) -> std::ffi::c_ulong;
+}
+
 /// The process's executable allocator.
 pub fn exec() -> &'static ExecAllocator {
     EXEC.get_or_init(|| {
+        page_size();
         let allow_rwx = env_is_1(ALLOW_RWX_ENV);
         ExecAllocator::new(ExecConfig { allow_rwx, ..ExecConfig::default() })
     })

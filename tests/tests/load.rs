@@ -901,3 +901,65 @@ fn modules_without_code_load_with_only_the_blocks_they_need() {
     assert_eq!(module.symbols().len(), 0);
     assert_eq!(blocks(&exec), 0, "an empty image takes no block");
 }
+
+/// Runs this binary's test `child` alone in a process of its own (the page size is
+/// process-wide) and returns what it printed.
+fn in_a_process_of_its_own(child: &str) -> String {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--nocapture", "--test-threads", "1"])
+        .env("SMF_PAGE_SIZE_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// A process with a C library loading through the shell takes the page size from the C
+/// library's auxiliary vector (no syscall); the core on its own, which has none, probes (three
+/// syscalls: a reservation, a protection change, its removal). Both find the kernel's.
+#[test]
+fn the_shell_is_told_the_page_size_and_the_core_alone_probes_it() {
+    let shell = in_a_process_of_its_own("page_size_through_the_shell");
+    assert!(shell.contains("probed false, kernel's true"), "{shell}");
+    let core = in_a_process_of_its_own("page_size_in_the_core_alone");
+    assert!(core.contains("probed true, kernel's true"), "{core}");
+}
+
+/// A child of the test above (does nothing unless it is asked to).
+#[test]
+fn page_size_through_the_shell() {
+    if std::env::var_os("SMF_PAGE_SIZE_CHILD").is_none() {
+        return;
+    }
+    let registry = smf::loader::Registry::new();
+    let module = smf::loader::load_bytes(&samples::return_42(Dialect::S128), &registry, None).unwrap();
+    assert_eq!(call0(module.loaded(), b"main"), 42);
+    let kernel = smf_core::sys::page_size() == auxiliary_page_size();
+    println!("probed {}, kernel's {kernel}", smf_core::sys::page_size_probed());
+}
+
+/// A child of the test above (does nothing unless it is asked to).
+#[test]
+fn page_size_in_the_core_alone() {
+    if std::env::var_os("SMF_PAGE_SIZE_CHILD").is_none() {
+        return;
+    }
+    let exec = ExecAllocator::default();
+    let module = load(&exec, &samples::return_42(Dialect::S128), &()).unwrap();
+    assert_eq!(call0(&module, b"main"), 42);
+    let kernel = exec.page_size() == auxiliary_page_size();
+    println!("probed {}, kernel's {kernel}", smf_core::sys::page_size_probed());
+}
+
+/// The kernel's page size as the auxiliary vector gives it.
+fn auxiliary_page_size() -> usize {
+    // SAFETY: reads the C library's copy of the auxiliary vector.
+    let size = unsafe { getauxval(6) };
+    usize::try_from(size).unwrap()
+}
+
+extern "C" {
+    /// The C library's: an auxiliary vector entry (6: `AT_PAGESZ`).
+    fn getauxval(kind: std::ffi::c_ulong) -> std::ffi::c_ulong;
+}

@@ -13,7 +13,7 @@
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use rustix::mm::{self, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
@@ -79,15 +79,42 @@ impl Protection {
 
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// The page size, probed once with syscalls (see [`probe_page_size`]) and then cached.
+/// The page size: given by [`use_page_size`], or else probed once with syscalls (see
+/// [`probe_page_size`]); then cached.
 pub fn page_size() -> usize {
     match PAGE_SIZE.load(Ordering::Relaxed) {
         0 => {
             let size = probe_page_size().unwrap_or_else(rustix::param::page_size);
+            PAGE_SIZE_PROBED.store(true, Ordering::Relaxed);
             PAGE_SIZE.store(size, Ordering::Relaxed);
             size
         }
         size => size,
+    }
+}
+
+/// Whether [`page_size`] probed for the page size (three syscalls) rather than being given it.
+pub fn page_size_probed() -> bool {
+    PAGE_SIZE_PROBED.load(Ordering::Relaxed)
+}
+
+static PAGE_SIZE_PROBED: AtomicBool = AtomicBool::new(false);
+
+/// Takes `size` as the page size from now on, instead of probing for it, if nothing has asked
+/// for the page size yet and `size` is one Linux can have (a power of two from 4 KiB to
+/// 256 KiB). Returns whether [`page_size`] now answers `size`. For a program with libc, whose
+/// `getauxval(AT_PAGESZ)` has it without a syscall (the probe makes three).
+///
+/// # Safety
+/// `size` is the kernel's page size (`AT_PAGESZ`): every protection change and every placement
+/// of code is rounded to it, so a wrong one could protect memory the caller does not own.
+pub unsafe fn use_page_size(size: usize) -> bool {
+    if !size.is_power_of_two() || !(4096..=LARGEST_PAGE).contains(&size) {
+        return false;
+    }
+    match PAGE_SIZE.compare_exchange(0, size, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => true,
+        Err(known) => known == size,
     }
 }
 
@@ -473,5 +500,22 @@ mod tests {
         let probed = probe_page_size().expect("a 512 KiB reservation");
         assert_eq!(probed, rustix::param::page_size());
         assert_eq!(page_size(), probed);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot make the mmap and mprotect syscalls")]
+    fn a_given_page_size_is_taken_only_if_linux_could_have_it_and_none_is_known() {
+        let kernel = rustix::param::page_size();
+        for impossible in [0, 1, 2048, 4095, 12288, 512 << 10] {
+            // SAFETY: none of these is a size Linux pages can have: refused before it is taken.
+            assert!(!unsafe { use_page_size(impossible) }, "{impossible}");
+        }
+        assert_eq!(page_size(), kernel);
+        // SAFETY: the kernel's own page size.
+        assert!(unsafe { use_page_size(kernel) });
+        let other = if kernel == 4096 { 16384 } else { 4096 };
+        // SAFETY: refused: the page size is known (asked for above).
+        assert!(!unsafe { use_page_size(other) });
+        assert_eq!(page_size(), kernel);
     }
 }

@@ -11,8 +11,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use smf_core::sys;
-
 use super::rt_error::{Inside, Owned, RtError};
 use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::{guard, non_negative, rt_budget, FfiError};
@@ -30,7 +28,7 @@ fn allocate(size: i64) -> Result<i64, FfiError> {
     if size > MAX_ALLOCATION {
         return Err(RtError::TooLarge(size).into());
     }
-    let page = sys::page_size();
+    let page = crate::runtime::page_size();
     let rounded = size.div_ceil(page) * page;
     // The budget first: nothing is mapped past it (the charge goes back if the mapping fails).
     let charge = rt_budget::charge(rounded)?;

@@ -9,9 +9,8 @@
 //!   signature checks cost);
 //! - 1,000 small functions in batches of 100: `mmap` and `mprotect` calls, ours and
 //!   `JITModule`'s (a child process each under `strace -f -c`, a child that only sets both up
-//!   subtracted, our library's one page-size probe per process included in that set-up; no
-//!   more than `JITModule`'s wanted), the `madvise` calls (ours: faulting a batch's pages in
-//!   with one call), then the calls freeing them all (the manager dropped against
+//!   subtracted; no more than `JITModule`'s wanted), the `madvise` calls (ours: faulting a
+//!   batch's pages in with one call), then the calls freeing them all (the manager dropped against
 //!   `JITModule::free_memory`; ours keeps its pages reserved for the next batch, theirs unmaps
 //!   them), and the memory our manager holds (heap and executable memory: under 10 MB, the
 //!   guide's target).
@@ -143,8 +142,8 @@ pub(super) fn child(which: &str) -> Result<(), String> {
     let manager = ExecManager::new(shape.opt).map_err(|e| e.to_string())?;
     let mut module = jit_module(if shape.opt == OptLevel::Speed { "speed" } else { "none" });
     let mut context = module.make_context();
-    // Set up as the process's first use of the library does: its executable allocator made,
-    // which probes the page size once (an `mmap`, an `mprotect` and an `munmap` per process).
+    // Set up as the process's first use of the library does: its executable allocator made
+    // (the page size from the C library's auxiliary vector, no syscall).
     std::hint::black_box(smf::runtime::exec().page_size());
     for batch in 0..shape.batches {
         match side {
@@ -308,7 +307,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
                 |all: [u64; 4], compiled: [u64; 4]| minus(minus(all, base), compiled).iter().sum::<u64>();
             let (ours_cleanup, theirs_cleanup) = (cleanup(ours_all, ours), cleanup(theirs_all, theirs));
             println!(
-                "  1,000 functions        ours {} mmap, {} mprotect, {} madvise; JITModule {} mmap, {} mprotect, {} madvise (set-up, our page-size probe in it, subtracted)",
+                "  1,000 functions        ours {} mmap, {} mprotect, {} madvise; JITModule {} mmap, {} mprotect, {} madvise (set-up subtracted)",
                 ours[0], ours[1], ours[3], theirs[0], theirs[1], theirs[3]
             );
             println!(

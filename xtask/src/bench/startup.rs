@@ -371,7 +371,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         _ => println!("  (no strace here: system calls not counted)"),
     }
     // One load in a process of its own: its first load's set-up included (ours: the
-    // allocator's reservation and page-size probe; dlopen's: the loader's own).
+    // allocator's reservation and its pages faulted in; dlopen's: the loader's own).
     match (syscalls_per_module(&smf_bin, &modules[..1]), syscalls_per_module(&dl_bin, &libraries[..1])) {
         (Some(ours), Some(theirs)) => {
             report::footprint_average("one_load_syscalls", ours, Goal::Reported);
