@@ -1,5 +1,6 @@
 //! Linking packed code: calls across two packed modules, and several objects packed into one
-//! module (imports resolved between them, weak against strong definitions, one defined twice).
+//! module (imports resolved between them, weak against strong definitions, one defined twice, C++
+//! definitions every object carries made one).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,6 +107,45 @@ fn several_objects_pack_into_one_module_that_matches_native() {
     );
     assert!(problem.object.ends_with("again.o"), "{failure}");
     assert!(problem.error.to_string().starts_with("hook is defined in both"), "{failure}");
+}
+
+/// C++ definitions every object that uses them carries (a template's static member, an inline
+/// function's static local: `STB_GNU_UNIQUE` in GCC's objects) are one definition in the
+/// module, as `ld` makes them: what one object's code changes, the other's sees.
+#[test]
+fn cpp_definitions_each_object_carries_are_one_in_the_module() {
+    let dir = scratch("unique");
+    std::fs::write(
+        dir.join("shared.h"),
+        "inline int shared_counter() { static int n; return ++n; }\n\
+         template <class T> struct Holder { static int count; };\n\
+         template <class T> int Holder<T>::count = 5;\n",
+    )
+    .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#include \"shared.h\"\n{text}")).unwrap();
+        path
+    };
+    let a =
+        write("a.cpp", "extern \"C\" long from_a() { Holder<int>::count += 10; return shared_counter(); }\n");
+    let b = write(
+        "b.cpp",
+        "extern \"C\" long from_b() { return shared_counter() * 100 + Holder<int>::count; }\n",
+    );
+    let object = compile(&dir, &a, &["-fPIC"]);
+    use object::{Object, ObjectSymbol};
+    let unique = object::File::parse(&*object.1).unwrap().symbols().any(|s| {
+        matches!(s.flags(), object::SymbolFlags::Elf { st_info, .. }
+            if st_info.st_bind() == object::elf::STB_GNU_UNIQUE)
+    });
+    assert!(unique, "this compiler makes unique globals (else the test shows nothing new)");
+    for dialect in WITH_DATA {
+        let bytes = pack_together(&dir, &[&a, &b], dialect).unwrap();
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        assert_eq!(call(&module, "from_a", &[]), 1, "{dialect}");
+        assert_eq!(call(&module, "from_b", &[]), 2 * 100 + 15, "{dialect}: one counter, one count");
+    }
 }
 
 extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {

@@ -11,7 +11,10 @@ use crate::pack::{Note, PackError};
 
 impl<'d, 'f> Packer<'d, 'f> {
     /// Which object defines each global or weak name: a strong definition wins over weak ones;
-    /// two strong ones are an error, as a static linker has it.
+    /// two strong ones are an error, as a static linker has it. A C++ definition every object
+    /// using it carries (a template's static member, an inline function's static local:
+    /// `STB_GNU_UNIQUE` where GCC has it, weak otherwise) merges as a weak one does: the first
+    /// is the one every object links to.
     pub(super) fn find_definitions(&mut self) {
         for (f, file) in self.files.iter().enumerate() {
             for symbol in file.symbols() {
@@ -29,7 +32,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                         continue;
                     }
                 };
-                let here = Definition { at: (f, symbol.index()), weak: symbol.is_weak() };
+                let here = Definition { at: (f, symbol.index()), weak: merges(&symbol) };
                 match self.definitions.get(&name) {
                     None => {}
                     Some(there) if there.weak && !here.weak => {}
@@ -178,4 +181,13 @@ impl<'d, 'f> Packer<'d, 'f> {
         self.section_symbols.insert((f, index), s);
         Ok(s)
     }
+}
+
+/// Whether a definition of `symbol` gives way to another of the same name: weak, or one of
+/// GCC's unique globals (`STB_GNU_UNIQUE`: one definition per process, which the static linker
+/// keeps once among the objects that all carry it).
+fn merges(symbol: &object::Symbol<'_, '_>) -> bool {
+    let unique = matches!(symbol.flags(), object::SymbolFlags::Elf { st_info, .. }
+        if st_info.st_bind() == object::elf::STB_GNU_UNIQUE);
+    symbol.is_weak() || unique
 }
