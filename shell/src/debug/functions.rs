@@ -52,6 +52,18 @@ impl Functions {
         self.functions.iter()
     }
 
+    /// Every function by address, but for a label without a size where a function with one
+    /// starts (a section's symbol at its first function: profilers name that code by the
+    /// function, as [`Functions::at`] does).
+    pub fn named(&self) -> impl Iterator<Item = &Function> {
+        self.functions.iter().filter(|f| {
+            let same_start = self.functions.partition_point(|g| g.start < f.start);
+            let sized_there =
+                self.functions[same_start..].iter().take_while(|g| g.start == f.start).any(|g| g.size > 0);
+            f.size > 0 || !sized_there
+        })
+    }
+
     /// The function `addr` lies in, and how far into it: the last one starting at or before
     /// it whose size reaches past it, else (a symbol without a size, as assembler labels have)
     /// the last one starting at or before it. `None` outside the module's code or before its
@@ -90,6 +102,14 @@ mod tests {
         assert_eq!(functions.at(0x1030).map(|(f, o)| (f.symbol, o)), Some((1, 0x20)));
         assert_eq!(functions.at(0x0fff), None, "before the code");
         assert_eq!(functions.at(0x1100), None, "past the code");
+        let named: Vec<usize> = functions.named().map(|f| f.symbol).collect();
+        assert_eq!(named, [0, 1, 2, 3], "no label shares a sized function's start");
+        let labelled = Functions {
+            functions: vec![f(0x1000, 0, 4), f(0x1000, 0x10, 0), f(0x1010, 0, 1), f(0x1010, 0, 5)],
+            code: 0x1000..0x1100,
+        };
+        let named: Vec<usize> = labelled.named().map(|f| f.symbol).collect();
+        assert_eq!(named, [0, 1, 5], "the label at a sized function's start left out, not others");
         let empty = Functions { functions: vec![], code: 0x1000..0x1100 };
         assert_eq!(empty.at(0x1004), None);
     }

@@ -45,12 +45,13 @@ pub(crate) fn append_one(name: &[u8], address: usize, len: usize, label: &str) {
     let _ = file.write_all(line.as_bytes());
 }
 
-/// Appends `module`'s functions (`functions`), each named `NAME [LABEL]`, to the map.
+/// Appends `module`'s functions (`functions`, but for labels at a sized function's start),
+/// each named `NAME [LABEL]`, to the map.
 pub(crate) fn append(module: &LoadedModule<'_>, functions: &Functions, label: &str) {
     let Some(mut file) = map() else { return };
     let symbols = module.symbols();
     let mut lines = String::with_capacity(functions.iter().len() * 32);
-    for function in functions.iter() {
+    for function in functions.named() {
         let Some(name) = symbols.name(function.symbol) else { continue };
         let name = String::from_utf8_lossy(name);
         // One line per function; a name cannot break the line.

@@ -140,4 +140,30 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
             assert!(stderr.contains(address), "{stderr}");
         }
     }
+
+    // A local function at the start of the code, called through its address: the assembler
+    // refers to it as `.text+0`, so the module has a section symbol there too (no size). The
+    // crash is named by the function, as gdb and `smf_addr_info` name it, not by the label.
+    let source = dir.join("local.s");
+    std::fs::write(
+        &source,
+        ".text\n\
+         .type helper,@function\nhelper: .cfi_startproc\n nop\n mov (0), %rax\n ret\n .cfi_endproc\n\
+         .size helper, .-helper\n\
+         .globl via_pointer\n.type via_pointer,@function\n\
+         via_pointer: .cfi_startproc\n lea helper(%rip), %rax\n call *%rax\n ret\n .cfi_endproc\n\
+         .size via_pointer, .-via_pointer\n",
+    )
+    .unwrap();
+    let object = dir.join("local.o");
+    run(Command::new("gcc").arg("-c").arg(&source).arg("-o").arg(&object));
+    let module = dir.join("local.smf");
+    run(Command::new(smf_binary()).arg("pack").arg(&object).arg("-o").arg(&module));
+    let inspect = Command::new(smf_binary()).arg("inspect").arg(&module).output().unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.contains("function  local  0x00  0 \".text\""), "the label beside it: {inspect}");
+    let out = Command::new(smf_binary()).arg("run").arg(&module).arg("via_pointer").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.ends_with(" in helper+0x1 (local.smf)\n"), "{stderr}");
 }

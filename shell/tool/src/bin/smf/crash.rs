@@ -55,52 +55,51 @@ pub(crate) fn install() {
     }
 }
 
-/// One function of the modules `smf run` loaded: where it starts, its size (0: unknown), its
-/// name and its module's file name.
-struct CodeName {
-    start: usize,
-    size: usize,
-    name: String,
-    module: std::sync::Arc<str>,
+/// One module `smf run` loaded: its functions by address, their names by symbol index, its
+/// file name.
+struct CodeNames {
+    functions: Functions,
+    /// `(symbol index, name)` of each function, sorted by index.
+    names: Vec<(usize, String)>,
+    module: String,
 }
 
-/// The functions of the modules `smf run` loaded, by address: set before the call, read by the
-/// handler (an atomic load, then a binary search: nothing that allocates or locks).
-static CODE_NAMES: OnceLock<Vec<CodeName>> = OnceLock::new();
+/// The modules `smf run` loaded: set before the call, read by the handler (an atomic load,
+/// then binary searches: nothing that allocates or locks).
+static CODE_NAMES: OnceLock<Vec<CodeNames>> = OnceLock::new();
 
 /// Records the functions of `modules`, so that a crash names the function it happened in.
 pub(crate) fn name_code(modules: &[&SharedModule]) {
-    let mut names = Vec::new();
-    for module in modules {
-        let label: std::sync::Arc<str> = module
-            .path()
-            .and_then(std::path::Path::file_name)
-            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into());
-        let symbols = module.loaded().symbols();
-        for function in Functions::of(module.loaded()).iter() {
-            let name = symbols.name(function.symbol).map(String::from_utf8_lossy).unwrap_or_default();
-            let module = std::sync::Arc::clone(&label);
-            names.push(CodeName {
-                start: function.start,
-                size: function.size,
-                name: name.into_owned(),
-                module,
-            });
-        }
-    }
-    names.sort_by_key(|n| n.start);
-    let _ = CODE_NAMES.set(names);
+    let code_names = modules
+        .iter()
+        .map(|module| {
+            let functions = Functions::of(module.loaded());
+            let symbols = module.loaded().symbols();
+            let mut names: Vec<(usize, String)> = functions
+                .iter()
+                .map(|f| {
+                    let name = symbols.name(f.symbol).map(String::from_utf8_lossy).unwrap_or_default();
+                    (f.symbol, name.into_owned())
+                })
+                .collect();
+            names.sort_unstable_by_key(|&(index, _)| index);
+            names.dedup_by_key(|&mut (index, _)| index);
+            let module = module.path().and_then(std::path::Path::file_name);
+            let module = module.map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
+            CodeNames { functions, names, module }
+        })
+        .collect();
+    let _ = CODE_NAMES.set(code_names);
 }
 
-/// The function `pc` is in and how far into it: the last one starting at or before it that
-/// reaches past it (a function without a size reaches to the next one).
-fn code_name(pc: usize) -> Option<(&'static CodeName, usize)> {
-    let names = CODE_NAMES.get()?;
-    let end = names.partition_point(|n| n.start <= pc);
-    let candidate = names.get(end.checked_sub(1)?)?;
-    let next = names.get(end).map_or(usize::MAX, |n| n.start);
-    let inside = if candidate.size > 0 { pc - candidate.start < candidate.size } else { pc < next };
-    inside.then(|| (candidate, pc - candidate.start))
+/// The function `pc` is in, how far into it, and its module's file name: as
+/// [`Functions::at`] finds it (the sized function around it before a label without a size).
+fn code_name(pc: usize) -> Option<(&'static str, usize, &'static str)> {
+    CODE_NAMES.get()?.iter().find_map(|code| {
+        let (function, offset) = code.functions.at(pc)?;
+        let at = code.names.binary_search_by_key(&function.symbol, |&(index, _)| index).ok()?;
+        Some((code.names[at].1.as_str(), offset, code.module.as_str()))
+    })
 }
 
 /// The program counter when the signal arrived, from the handler's context.
@@ -155,8 +154,8 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
     let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
     // SAFETY: the kernel's context for this SA_SIGINFO handler.
-    if let Some((function, offset)) = unsafe { program_counter(context) }.and_then(code_name) {
-        let _ = write!(line, " in {}+{offset:#x} ({})", function.name, function.module);
+    if let Some((function, offset, module)) = unsafe { program_counter(context) }.and_then(code_name) {
+        let _ = write!(line, " in {function}+{offset:#x} ({module})");
     }
     let _ = writeln!(line);
     // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours.
