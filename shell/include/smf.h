@@ -70,8 +70,13 @@ const char *smf_take_error(void);
  * handles first. */
 typedef struct SmfModule SmfModule;
 
-/* Parses, validates, installs code W^X, relocates; NULL on error (see smf_last_error).
- * smf_module_load_ex(path, NULL). */
+/* Parses, validates, installs code W^X, relocates, then runs the module's constructors (C's
+ * __attribute__((constructor)), C++ static objects); NULL on error (see smf_last_error),
+ * including an exception escaping a constructor (caught; the module is released, its
+ * destructors run). Its destructors run when its last handle is released; one an exception
+ * escapes is dropped there. Each call loads a copy of its own (its own code and globals, its
+ * constructors run again), unlike dlopen, which hands out the loaded library again: share
+ * handles, or use an SmfCache, to load a path once. smf_module_load_ex(path, NULL). */
 SmfModule  *smf_module_load(const char *path);
 /* The same from memory (the bytes are not kept). */
 SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
@@ -141,9 +146,13 @@ typedef struct {
     uint64_t    size;
 } SmfSymbolInfo;
 int32_t     smf_module_symbol_info(const SmfModule *m, size_t index, SmfSymbolInfo *out);
-/* Calls the exported function `name` with up to 6 integer arguments, storing its 64-bit result;
- * 0 ok, -1 error (unknown, not a function, nargs > 6). The module stays loaded until the call
- * returns, even if another thread releases the last handle meanwhile. */
+/* Calls the exported function `name` with up to 6 integer arguments, storing its 64-bit result
+ * (all 64 bits of the return register: a function returning a narrower C type leaves its high
+ * bits unspecified, so cast the result to that type); 0 ok, -1 error (unknown, not a function,
+ * nargs > 6, or an exception escaped the function: caught at the call and discarded, as
+ * catch (...) {} would, never unwound into the library). The module stays loaded until the call
+ * returns, even if another thread releases the last handle meanwhile. A function called through
+ * smf_module_function's pointer is the caller's own call: its exceptions reach the caller. */
 int32_t     smf_module_call(const SmfModule *m, const char *name, const int64_t *args, size_t nargs, int64_t *result);
 /* The note.sdn text (without its terminator line): 1 found, 0 absent, -1 error. */
 int32_t     smf_module_note_sdn(const SmfModule *m, const uint8_t **text, size_t *len);

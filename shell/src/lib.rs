@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+mod catch;
 pub mod debug;
 #[cfg(feature = "cranelift")]
 pub mod exec_manager;

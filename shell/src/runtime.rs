@@ -35,7 +35,7 @@ pub fn load_options() -> &'static LoadOptions {
         let read_only_data =
             if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
         let unwind = Some(UnwindRegistrar { register: __register_frame, deregister: __deregister_frame });
-        LoadOptions { read_only_data, unwind, ..LoadOptions::default() }
+        LoadOptions { read_only_data, unwind, catch: Some(crate::catch::CATCHER), ..LoadOptions::default() }
     })
 }
 

@@ -191,7 +191,17 @@ fn a_cpp_exception_thrown_in_a_module_is_caught_inside_it_and_by_the_host() {
              std::printf(\"inside %ld %ld\\n\", inside(0), inside(7));\n\
              try { pass(3); std::printf(\"not thrown\\n\"); }\n\
              catch (const std::runtime_error &e) { std::printf(\"caught: %s\\n\", e.what()); }\n\
-             smf_module_release(m);\n    return 0;\n}\n",
+             int64_t args[1] = {4}, result = 0;\n\
+             int rc = smf_module_call(m, \"pass_through\", args, 1, &result);\n\
+             std::printf(\"call %d: %s; uncaught %d\\n\", rc, smf_last_error(), std::uncaught_exceptions());\n\
+             smf_module_release(m);\n\
+             SmfModule *c = smf_module_load_ex(argv[2], &options);\n\
+             std::printf(\"constructor: %s; uncaught %d\\n\", c ? \"loaded\" : smf_last_error(), std::uncaught_exceptions());\n\
+             SmfModule *d = smf_module_load_ex(argv[3], &options);\n\
+             if (!d) { std::fprintf(stderr, \"%s\\n\", smf_last_error()); return 1; }\n\
+             smf_module_release(d);\n\
+             std::printf(\"destructor: released; uncaught %d\\n\", std::uncaught_exceptions());\n\
+             return 0;\n}\n",
     )
     .unwrap();
     let library = build_smf_package().join("libsmf.a");
@@ -206,11 +216,41 @@ fn a_cpp_exception_thrown_in_a_module_is_caught_inside_it_and_by_the_host() {
         .arg(&exe)
         .status();
     assert!(built.unwrap().success());
-    let out = Command::new(&exe).arg(&module).output().unwrap();
+    let constructor = packed(
+        &dir,
+        "throwing_constructor.cpp",
+        "#include <cstdio>\n#include <stdexcept>\n\
+         struct Built { Built() { std::printf(\"built\\n\"); } ~Built() { std::printf(\"unbuilt\\n\"); } };\n\
+         struct Boom { Boom() { throw std::runtime_error(\"in a constructor\"); } };\n\
+         static Built built;\nstatic Boom boom;\n\
+         extern \"C\" long never_reached(void) { return 1; }\n",
+        "g++",
+    );
+    let destructor = packed(
+        &dir,
+        "throwing_destructor.cpp",
+        "#include <stdexcept>\n\
+         __attribute__((destructor)) static void bye() { throw std::runtime_error(\"in a destructor\"); }\n\
+         extern \"C\" long alive(void) { return 1; }\n",
+        "g++",
+    );
+    let out = Command::new(&exe).arg(&module).arg(&constructor).arg(&destructor).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Caught inside the module ("boom 7" is 6 bytes), and thrown through two module frames to
-    // the host's catch.
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "inside 2 -6\ncaught: boom 3\n");
+    // the host's catch; called by name, stopped at the call (an error, the thread's count of
+    // uncaught exceptions back to 0, as after `catch (...) {}`); out of a constructor, the
+    // load fails and the module is released (the object built before it destroyed); out of a
+    // destructor, dropped, the release goes on.
+    let expected = format!(
+        "inside 2 -6\ncaught: boom 3\n\
+         call -1: an exception escaped `pass_through` (caught at the call and discarded); uncaught 0\n\
+         built\nunbuilt\n\
+         constructor: {}: an exception escaped constructor 0 of 1 (caught; the module was released); \
+         uncaught 0\n\
+         destructor: released; uncaught 0\n",
+        constructor.display()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
 /// The backtrace a host callback took from inside module code.
@@ -242,4 +282,35 @@ fn rust_backtraces_walk_from_a_host_callback_through_module_frames() {
     // The unwinder got from the callback, through `inner` and `outer` (which it knows only
     // from the module's registered table), to this test's own frame.
     assert!(trace.contains("rust_backtraces_walk_from_a_host_callback_through_module_frames"), "{trace}");
+}
+
+extern "C-unwind" fn panic_in_callback() -> i64 {
+    panic!("from the host callback")
+}
+
+/// A Rust panic in a host callback unwinds through the module's frames and past the boundary
+/// that stops other languages' exceptions ([`smf::loader::SharedModule::call`]'s), to the
+/// caller's `catch_unwind`; the module works on.
+#[test]
+fn a_rust_panic_in_a_host_callback_reaches_the_callers_catch_unwind() {
+    let dir = scratch("unwind", "panic");
+    let module = packed(
+        &dir,
+        "calls_back.c",
+        "__attribute__((noinline)) long inner(long (*f)(void)) { return f() + 1; }\n\
+         __attribute__((noinline)) long outer(long (*f)(void)) { return inner(f) * 2; }\n",
+        "gcc",
+    );
+    let bytes = std::fs::read(&module).unwrap();
+    let options = LinkOptions { local: true, ..LinkOptions::default() };
+    let module = load_bytes_with(&bytes, &options, Some(module)).unwrap();
+    let callback = panic_in_callback as extern "C-unwind" fn() -> i64 as usize as i64;
+    // SAFETY: `outer` takes a function returning a long and returns a long.
+    let call = std::panic::AssertUnwindSafe(|| unsafe { module.call_integers(Some(b"outer"), &[callback]) });
+    let unwound = std::panic::catch_unwind(call);
+    let payload = unwound.expect_err("the panic reached catch_unwind");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"from the host callback"));
+    let callback = take_backtrace as extern "C" fn() -> i64 as usize as i64;
+    // SAFETY: as above.
+    assert_eq!(unsafe { module.call_integers(Some(b"outer"), &[callback]) }, Ok(4));
 }

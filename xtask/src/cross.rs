@@ -1,5 +1,6 @@
 //! `cargo xtask cross-test`: the core's unit tests, the allocator, format, aarch64 loading,
-//! load-time instantiation and execution manager (Cranelift for aarch64) tests built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
+//! load-time instantiation and execution manager (Cranelift for aarch64) tests, and the shell's
+//! exception boundary's, built for `aarch64-unknown-linux-gnu` and run under `qemu-aarch64`, with aarch64
 //! machine code (the tests' `return_const` is `movz x0, #imm; ret` there; `load_aarch64` runs
 //! code patched by every aarch64 relocation kind). Installs the target and, when run as
 //! root, the Debian packages `qemu-user` and `gcc-aarch64-linux-gnu` if they are missing.
@@ -62,6 +63,14 @@ pub(crate) fn run_command() -> Result<(), String> {
             "--test",
             "wx",
         ])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");
+    run(&mut cmd)?;
+    // The shell's boundary for exceptions (its own assembly and unwind table for each
+    // architecture): a foreign exception stopped, a Rust panic let through.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .args(["test", "--target", TARGET, "-p", "smf-loader", "--lib", "catch::"])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");
     run(&mut cmd)

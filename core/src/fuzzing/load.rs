@@ -158,6 +158,7 @@ fn load_all(data: &[u8], flags: u8, exec: &'static ExecAllocator, faults: Option
         // A fuzzed module's code is never run; its tables go to the recording registrar.
         run_constructors: false,
         unwind: Some(UnwindRegistrar { register: register_table, deregister: deregister_table }),
+        catch: None,
     };
     let before = exec.stats();
     let mut loaded: Vec<Arc<LoadedModule<'static>>> = Vec::new();

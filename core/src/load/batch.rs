@@ -77,11 +77,21 @@ impl<'a> LoadBatch<'a> {
 
     /// Seals every staged module at once, then finishes each in the order added (unwind tables
     /// registered, constructors run) and hands them out in that order. If the seal fails, no
-    /// module is handed out and everything staged is freed.
+    /// module is handed out and everything staged is freed; if an exception escapes a module's
+    /// constructor (with [`super::LoadOptions::catch`]), the first such failure is returned and
+    /// every module is released ([`LoadBatch::seal_each`] keeps the others).
     pub fn seal(self) -> Result<Vec<LoadedModule<'a>>, LoadError> {
+        self.seal_each()?.into_iter().collect()
+    }
+
+    /// [`LoadBatch::seal`], each module's outcome on its own: a module whose constructor an
+    /// exception escaped fails alone (released), the others are handed out, in the order added.
+    /// `Err` only if the seal fails (nothing is handed out then).
+    pub fn seal_each(self) -> Result<Vec<Result<LoadedModule<'a>, LoadError>>, LoadError> {
         let LoadBatch { batch, staged } = self;
-        let mut modules = fallible::with_capacity(staged.len())
-            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<LoadedModule<'_>>(staged.len()) })?;
+        let mut modules = fallible::with_capacity(staged.len()).ok_or(LoadError::OutOfMemory {
+            bytes: fallible::bytes_of::<Result<LoadedModule<'_>, LoadError>>(staged.len()),
+        })?;
         batch.seal()?;
         modules.extend(staged.into_iter().map(Staged::finish));
         Ok(modules)

@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
-use core::ffi::{c_char, c_int};
+use core::ffi::{c_char, c_int, c_void};
 use core::ops::Range;
 
 use super::{fallible, Invariant, LoadError, Overflow};
@@ -17,10 +17,31 @@ use crate::kinds::CALL_ARRAY_ENTRY;
 use crate::module::DataRegion;
 use crate::{CallArray, Module};
 
-/// A constructor, as `ld.so` calls one: `(argc, argv, envp)`.
-type Constructor = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
+/// A constructor, as `ld.so` calls one: `(argc, argv, envp)`. C++ code may throw out of it.
+type Constructor = extern "C-unwind" fn(c_int, *const *const c_char, *const *const c_char);
 /// A destructor: no arguments.
-type Destructor = extern "C" fn();
+type Destructor = extern "C-unwind" fn();
+
+/// Calls `thunk(context)` and says whether it returned (0) or an exception escaped it (not 0),
+/// which the catcher stopped, caught and discarded: what an embedder with an unwinder gives
+/// ([`super::LoadOptions::catch`]; the std shell's is `smf::catch`), so that C++ code throwing
+/// out of a constructor or destructor fails the load, or is dropped at release, instead of
+/// unwinding into the loader. The core, which has no unwinder, calls directly without one.
+#[derive(Clone, Copy, Debug)]
+pub struct Catcher(pub CatchFn);
+
+/// A [`Catcher`]'s function: `(thunk, context)`, 0 if the thunk returned.
+pub type CatchFn =
+    unsafe extern "C-unwind" fn(thunk: unsafe extern "C-unwind" fn(*mut c_void), context: *mut c_void) -> u32;
+
+/// The same function (compared by address, which is all a catcher is).
+impl PartialEq for Catcher {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for Catcher {}
 
 /// The argument and environment vectors constructors get: empty (a module loaded into a running
 /// program has no command line of its own; `getenv` still reads the environment).
@@ -77,30 +98,74 @@ impl Calls {
     }
 }
 
-/// Runs `constructors`, in order.
+/// One call a thunk makes: the function at `address`, a constructor or a destructor.
+struct Call {
+    address: usize,
+    constructor: bool,
+}
+
+/// Makes the [`Call`] `context` points at.
 ///
 /// # Safety
-/// Every address is a function in sealed code that stays mapped during the call (the loaded
-/// module's, which the caller holds), whose signature is a constructor's.
-pub(super) unsafe fn construct(constructors: &[usize]) {
-    for &address in constructors {
-        // SAFETY: the caller's contract: a constructor in sealed, mapped code.
-        if let Some(constructor) = unsafe { Function::<Constructor>::at(address) } {
+/// `context` points at a live [`Call`] whose address is a function in sealed, mapped code of
+/// its kind's signature.
+unsafe extern "C-unwind" fn call_thunk(context: *mut c_void) {
+    // SAFETY: the caller's contract.
+    let call = unsafe { &*context.cast::<Call>() };
+    if call.constructor {
+        // SAFETY: as above: a constructor.
+        if let Some(constructor) = unsafe { Function::<Constructor>::at(call.address) } {
             constructor.get()(0, NO_STRINGS.as_ptr().cast(), NO_STRINGS.as_ptr().cast());
+        }
+    // SAFETY: as above: a destructor.
+    } else if let Some(destructor) = unsafe { Function::<Destructor>::at(call.address) } {
+        destructor.get()();
+    }
+}
+
+/// Makes `call`, through `catch` if there is one; whether it returned (false: an exception
+/// escaped it, caught by `catch`).
+///
+/// # Safety
+/// As [`call_thunk`]'s, for `call`.
+unsafe fn run(call: Call, catch: Option<Catcher>) -> bool {
+    let context = (&raw const call).cast_mut().cast::<c_void>();
+    match catch {
+        // SAFETY: the thunk and its context, as the catcher's contract has them.
+        Some(Catcher(catch)) => unsafe { catch(call_thunk, context) == 0 },
+        None => {
+            // SAFETY: the caller's contract.
+            unsafe { call_thunk(context) };
+            true
         }
     }
 }
 
-/// Runs `destructors`, in reverse order.
+/// Runs `constructors`, in order, through `catch` if there is one; `Err(i)` if an exception
+/// escaped constructor `i` (those after it are not run).
+///
+/// # Safety
+/// Every address is a function in sealed code that stays mapped during the call (the loaded
+/// module's, which the caller holds), whose signature is a constructor's.
+pub(super) unsafe fn construct(constructors: &[usize], catch: Option<Catcher>) -> Result<(), usize> {
+    for (i, &address) in constructors.iter().enumerate() {
+        // SAFETY: the caller's contract: a constructor in sealed, mapped code.
+        if !unsafe { run(Call { address, constructor: true }, catch) } {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `destructors`, in reverse order, through `catch` if there is one (an exception escaping
+/// one is dropped there, and the others still run).
 ///
 /// # Safety
 /// As [`construct`], for destructors.
-pub(super) unsafe fn destruct(destructors: &[usize]) {
+pub(super) unsafe fn destruct(destructors: &[usize], catch: Option<Catcher>) {
     for &address in destructors.iter().rev() {
         // SAFETY: the caller's contract: a destructor in sealed, mapped code.
-        if let Some(destructor) = unsafe { Function::<Destructor>::at(address) } {
-            destructor.get()();
-        }
+        unsafe { run(Call { address, constructor: false }, catch) };
     }
 }
 

@@ -66,6 +66,14 @@ pub enum LoadError {
         /// The address the entry holds.
         address: u64,
     },
+    /// An exception escaped one of the module's constructors (caught by the load's
+    /// [`super::Catcher`]): the constructors after it did not run, and the module was released.
+    ConstructorThrew {
+        /// The constructor's position in the order they run.
+        entry: u64,
+        /// How many constructors the module has.
+        of: u64,
+    },
     /// An FDE of an unwind table, once relocated, cannot be read as the unwinder reads it or
     /// describes code that is not the module's: refused before the table is registered.
     UnwindTable {
@@ -134,6 +142,10 @@ impl fmt::Display for LoadError {
             LoadError::Relocation { relocation, kind, name, error } => {
                 write!(f, "relocation {relocation} ({} against `{name}`): {error}", kind.name())
             }
+            LoadError::ConstructorThrew { entry, of } => write!(
+                f,
+                "an exception escaped constructor {entry} of {of} (caught; the module was released)"
+            ),
             LoadError::UnwindTable { section, record, fault } => {
                 write!(f, "section {section}: the unwind table's record at {record:#x} {fault}")
             }

@@ -43,6 +43,7 @@ use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module, ParseOptions};
 
 pub use batch::LoadBatch;
+pub use calls::{CatchFn, Catcher};
 pub use error::{Invariant, LoadError, Overflow};
 pub use exports::{ExportIndex, IndexFull};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
@@ -103,6 +104,12 @@ pub struct LoadOptions {
     /// release after its destructors ran (the shell gives libgcc's `__register_frame`). `None`
     /// (the default): the tables are checked, kept, and registered with nothing.
     pub unwind: Option<UnwindRegistrar>,
+    /// Runs the module's constructors and destructors, stopping an exception that escapes one
+    /// ([`Catcher`]): one escaping a constructor fails the load (its destructors then run, as
+    /// at a release, and its memory is freed), one escaping a destructor is dropped. `None`
+    /// (the default): they are called directly, and an exception escaping one unwinds into the
+    /// caller of the load or release.
+    pub catch: Option<Catcher>,
 }
 
 impl Default for LoadOptions {
@@ -114,6 +121,7 @@ impl Default for LoadOptions {
             read_only_data: ReadOnlyData::default(),
             run_constructors: true,
             unwind: None,
+            catch: None,
         }
     }
 }
@@ -155,6 +163,8 @@ pub struct LoadedModule<'a> {
     unwind_tables: Vec<UnwindTable>,
     /// What its unwind tables were registered with (deregistered at release).
     registrar: Option<UnwindRegistrar>,
+    /// What its constructors and destructors run through.
+    catch: Option<Catcher>,
     deps: Vec<Keepalive>,
 }
 
@@ -185,7 +195,7 @@ impl<'a> LoadedModule<'a> {
         let mut batch = allocator.batch();
         let staged = Staged::new(&mut batch, file, resolver, options)?;
         batch.seal()?;
-        Ok(staged.finish())
+        staged.finish()
     }
 
     /// The unwind stage's registration: the module's unwind tables to its registrar, the module
@@ -200,12 +210,16 @@ impl<'a> LoadedModule<'a> {
         }
     }
 
-    /// The constructors stage: runs `constructors` (this module's), the module being sealed.
+    /// The constructors stage: runs `constructors` (this module's), the module being sealed;
+    /// fails if an exception escaped one.
     #[allow(unsafe_code)]
-    fn construct(&self, constructors: &[usize]) {
+    fn construct(&self, constructors: &[usize]) -> Result<(), LoadError> {
         // SAFETY: each address was checked to lie in this module's code, sealed and mapped
         // while `self` lives; constructor arrays hold constructors.
-        unsafe { calls::construct(constructors) };
+        unsafe { calls::construct(constructors, self.catch) }.map_err(|entry| LoadError::ConstructorThrew {
+            entry: entry as u64,
+            of: constructors.len() as u64,
+        })
     }
 
     /// The dialect the module was written in.
@@ -393,20 +407,23 @@ impl<'a> Staged<'a> {
             destructors: Vec::new(),
             unwind_tables,
             registrar: None,
+            catch: options.catch,
             deps,
         };
         Ok(Staged { module, constructors, destructors, registrar })
     }
 
     /// The stages after the seal: the unwind tables registered, then the constructors run.
-    /// Only once the module's batch is sealed.
-    fn finish(self) -> LoadedModule<'a> {
+    /// Only once the module's batch is sealed. If an exception escapes a constructor, the
+    /// module is dropped: its destructors run (those of what its constructors registered
+    /// among them), its tables are withdrawn and its memory freed.
+    fn finish(self) -> Result<LoadedModule<'a>, LoadError> {
         let Staged { mut module, constructors, destructors, registrar } = self;
         module.destructors = destructors;
         module.registrar = registrar;
         module.register_unwind_tables();
-        module.construct(&constructors);
-        module
+        module.construct(&constructors)?;
+        Ok(module)
     }
 }
 
@@ -569,7 +586,7 @@ impl<'a> LoadedModule<'a> {
         let destructors = core::mem::take(&mut self.destructors);
         // SAFETY: the destructors were checked to lie in the module's code, still sealed and
         // mapped (its blocks are freed after this); destructor arrays hold destructors.
-        unsafe { calls::destruct(&destructors) };
+        unsafe { calls::destruct(&destructors, self.catch) };
         if let Some(registrar) = self.registrar.take() {
             // SAFETY: registered at load; the image is still mapped (freed after this).
             unsafe { unwind::deregister(&registrar, &self.unwind_tables) };

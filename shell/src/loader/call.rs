@@ -102,7 +102,11 @@ impl SharedModule {
             }
         };
         let (n, x) = (integers, floats);
-        Ok(function.get()(n[0], n[1], n[2], n[3], n[4], n[5], x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]))
+        let call = || {
+            function.get()(n[0], n[1], n[2], n[3], n[4], n[5], x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])
+        };
+        crate::catch::catching(call)
+            .ok_or_else(|| CallError::Exception(name.map_or_else(|| "the entry point".into(), lossy)))
     }
 }
 
@@ -127,7 +131,7 @@ pub const MAX_FLOAT_ARGS: usize = 8;
 /// A C function called with every argument register set: six integer, eight floating-point
 /// (a callee reads those its own parameters use, by kind and in order).
 type RegisterCall<R> =
-    extern "C" fn(i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, f64, f64, f64, f64) -> R;
+    extern "C-unwind" fn(i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, f64, f64, f64, f64) -> R;
 
 /// Why [`SharedModule::call_integers`] did not call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +146,10 @@ pub enum CallError {
     NoSuchSymbol(String),
     /// The symbol is not a function.
     NotAFunction(String),
+    /// An exception (C++'s, or another language's but Rust's) escaped the function, which is
+    /// named (or "the entry point"): caught at the call and discarded, as `catch (...) {}`
+    /// would.
+    Exception(String),
 }
 
 impl std::fmt::Display for CallError {
@@ -156,6 +164,9 @@ impl std::fmt::Display for CallError {
             CallError::NoEntryPoint => f.write_str("no entry point"),
             CallError::NoSuchSymbol(name) => write!(f, "no exported symbol `{name}`"),
             CallError::NotAFunction(name) => write!(f, "`{name}` is not a function"),
+            CallError::Exception(name) => {
+                write!(f, "an exception escaped `{name}` (caught at the call and discarded)")
+            }
         }
     }
 }

@@ -344,15 +344,17 @@ pub fn load_versions_with(
             }
         })
         .collect();
-    // The staged modules in the order staged; none if the seal failed.
-    let mut sealed = batch.seal().ok().map(Vec::into_iter);
+    // The staged modules in the order staged (each loaded, or failed in its constructors);
+    // none if the seal failed.
+    let mut sealed = batch.seal_each().ok().map(Vec::into_iter);
     outcomes
         .into_iter()
         .zip(paths)
         .map(|(outcome, &path)| match outcome {
             Outcome::Failed(e) => Err(e),
             Outcome::Staged(version) => match sealed.as_mut().and_then(Iterator::next) {
-                Some(loaded) => {
+                Some(Err(e)) => Err(ModuleError::Load(Some(path.to_path_buf()), e)),
+                Some(Ok(loaded)) => {
                     let module = share(loaded, Some(path.to_path_buf()), options.debug_info);
                     if !options.local {
                         registry().add(&module);
