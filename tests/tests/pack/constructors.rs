@@ -1,5 +1,6 @@
 //! Constructors and destructors across packed modules, C and C++ (static objects, local
-//! statics, vtables against libstdc++): run in the order and with the results of a native link.
+//! statics, vtables against libstdc++): run in the order and with the results of a native link;
+//! `atexit` handlers run at release.
 
 use std::path::Path;
 use std::process::Command;
@@ -155,5 +156,45 @@ fn cpp_destructors_of_static_objects_run_at_release_as_natively() {
         drop(module);
         got.extend(RECORDED.with(|r| r.take()));
         assert_eq!(got, expected, "{dialect}");
+    }
+}
+
+/// `atexit` in a module (glibc's shared C library has none: programs and libraries link it from
+/// `libc_nonshared.a`): pack gives the module its own, registering under the module's
+/// `__dso_handle`, so its exit handlers run when it is released, last registered first, as a
+/// shared library's run at `dlclose`.
+#[test]
+fn atexit_in_a_module_registers_handlers_that_run_at_its_release() {
+    let dir = scratch("atexit");
+    let source = dir.join("exits.c");
+    std::fs::write(
+        &source,
+        "#include <stdlib.h>\n\
+         static long *out;\n\
+         static void add_one(void) { *out += 1; }\n\
+         static void times_ten(void) { *out *= 10; }\n\
+         long register_exits(long *p) { out = p; return atexit(add_one) | atexit(times_ten); }\n",
+    )
+    .unwrap();
+    for dialect in WITH_DATA {
+        let object = dir.join("exits.o");
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+        let (bytes, notes) =
+            smf_tool::pack::pack(&[(object.display().to_string(), std::fs::read(&object).unwrap())], dialect)
+                .unwrap();
+        assert!(notes.iter().any(|n| n.text.contains("added atexit")), "{dialect}");
+        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let imports: Vec<&[u8]> =
+            parsed.symbols().filter(|s| s.kind == smf_core::SymbolKind::Import).map(|s| s.name).collect();
+        assert!(!imports.contains(&&b"atexit"[..]), "{dialect}: {imports:?}");
+        let module =
+            LoadedModule::load(allocator(), &bytes, &smf::imports::CLibrary, &LoadOptions::default())
+                .unwrap();
+        let mut value: i64 = 5;
+        assert_eq!(call(&module, "register_exits", &[std::ptr::addr_of_mut!(value) as i64]), 0);
+        assert_eq!(value, 5, "{dialect}: nothing runs before the release");
+        drop(module);
+        // Last registered first: (5 * 10) + 1.
+        assert_eq!(value, 51, "{dialect}");
     }
 }

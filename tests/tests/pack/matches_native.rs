@@ -6,7 +6,7 @@ use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
 use smf_core::module::RelocatedImage;
 use smf_core::{Dialect, SectionType};
 
-use crate::{allocator, check_source, pack, says, scratch, Call, ALL, WITH_DATA};
+use crate::{allocator, call, check_source, compile, pack, says, scratch, Call, ALL, WITH_DATA};
 
 #[test]
 fn recursion_matches_native() {
@@ -148,7 +148,21 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
         assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
     }
 
-    // R72 has no data sections: read-only data with relocations joins the code image there.
+    // R72 has no data sections: read-only data joins the code image there, with relocations
+    // (pointer tables) or without (constants, string literals), and reads as natively.
     let (_, notes) = pack(&dir, "jump_tables.c", Dialect::R72, &["-fPIC"]).unwrap();
     assert!(says(&notes, "packed .rodata into the code image"), "{notes:?}");
+    let source = dir.join("constants.c");
+    std::fs::write(
+        &source,
+        "static const long table[] = {10, 20, 30};\n\
+         const char *greeting(void) { return \"hello\"; }\n\
+         long constant(long i) { return table[i] + greeting()[1]; }\n",
+    )
+    .unwrap();
+    let object = compile(&dir, &source, &["-fPIC"]);
+    let (bytes, notes) = smf_tool::pack::pack(&[object], Dialect::R72).unwrap();
+    assert!(says(&notes, "packed .rodata.str1.1 into the code image"), "{notes:?}");
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&module, "constant", &[2]), 30 + i64::from(b'e'));
 }

@@ -104,6 +104,26 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     assert_eq!(code, Some(1));
     assert!(err.contains("R72"), "{err}");
     assert!(matches!(refusal(&data, Dialect::R72), PackError::R72Data { .. }));
+    // Each section refused once: the relocations into it are not problems of their own.
+    let statics = compile(
+        &write(
+            "statics.c",
+            "static long a = 1, b = 2;\nstatic long c, d;\n\
+             long sum(void) { return a + b + c + d; }\nlong bump(void) { return ++a + ++c; }\n",
+        ),
+        &["-fPIC"],
+    );
+    let object = (statics.display().to_string(), std::fs::read(&statics).unwrap());
+    let failure = smf_tool::pack::pack(&[object], Dialect::R72).unwrap_err();
+    let sections: Vec<&str> = failure
+        .problems
+        .iter()
+        .map(|p| match &p.error {
+            PackError::R72Data { section } => section.as_str(),
+            other => panic!("only the sections: {other}"),
+        })
+        .collect();
+    assert_eq!(sections, [".data", ".bss"], "{failure}");
 
     // An object whose symbol lies past its section (as a corrupted or hand-written one can):
     // refused with the reason, before anything is written.

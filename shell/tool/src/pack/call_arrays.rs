@@ -165,12 +165,47 @@ pub(super) const FINALIZER_JUMP: u64 = 8;
 /// The name of the handle C++ code registers its cleanups under.
 pub(super) const DSO_HANDLE: &[u8] = b"__dso_handle";
 
-/// Whether any of `files` refers to `__dso_handle` without defining it.
-pub(super) fn needs_finalizer(files: &[object::File<'_>]) -> bool {
+/// `atexit` for the module's code, after the finalizer at [`ATEXIT_AT`]: what glibc links into
+/// every program and library from `libc_nonshared.a` (its shared C library has no `atexit`),
+/// `__cxa_atexit(function, NULL, __dso_handle)`, so that a module's exit handlers run when it
+/// is released, as a shared library's run at `dlclose`, not at the process's exit after its
+/// code is gone.
+///
+/// `lea rdx, [rip - 23]` (the finalizer's address, the module's `__dso_handle`); `xor esi,
+/// esi`; `jmp __cxa_atexit` (displacement at [`ATEXIT_JUMP`]).
+pub(super) const ATEXIT: [u8; 14] = [0x48, 0x8D, 0x15, 0xE9, 0xFF, 0xFF, 0xFF, 0x31, 0xF6, 0xE9, 0, 0, 0, 0];
+
+/// Where [`ATEXIT`] starts after the finalizer.
+pub(super) const ATEXIT_AT: usize = 16;
+
+/// Where [`ATEXIT`]'s jump displacement is, from the finalizer's start.
+pub(super) const ATEXIT_JUMP: u64 = ATEXIT_AT as u64 + 10;
+
+/// The name [`ATEXIT`] is linked to.
+pub(super) const ATEXIT_NAME: &[u8] = b"atexit";
+
+/// Whether any of `files` refers to `name` without defining it.
+fn refers_to(files: &[object::File<'_>], name: &[u8]) -> bool {
     use object::ObjectSymbol;
     files
         .iter()
-        .any(|file| file.symbols().any(|s| s.is_undefined() && s.name_bytes().is_ok_and(|n| n == DSO_HANDLE)))
+        .any(|file| file.symbols().any(|s| s.is_undefined() && s.name_bytes().is_ok_and(|n| n == name)))
+}
+
+/// Whether any of `files` calls `atexit` and none defines it: the module gets [`ATEXIT`].
+pub(super) fn needs_atexit(files: &[object::File<'_>]) -> bool {
+    use object::{Object, ObjectSymbol};
+    let defined = files.iter().any(|file| {
+        file.symbols()
+            .any(|s| !s.is_undefined() && s.is_global() && s.name_bytes().is_ok_and(|n| n == ATEXIT_NAME))
+    });
+    !defined && refers_to(files, ATEXIT_NAME)
+}
+
+/// Whether any of `files` refers to `__dso_handle` without defining it, or calls `atexit`
+/// (which registers under it): the module gets a finalizer.
+pub(super) fn needs_finalizer(files: &[object::File<'_>]) -> bool {
+    refers_to(files, DSO_HANDLE) || needs_atexit(files)
 }
 
 #[cfg(test)]

@@ -49,8 +49,8 @@ pub(super) enum Patched {
 /// How an ELF section is carried over.
 pub(super) enum Carried {
     /// In the code image at this offset, `within` bytes into this SMF section (which may hold
-    /// other sections of the run, as `ld` merges `.text.*`): code, or read-only data that
-    /// needs relocating (`data` set).
+    /// other sections of the run, as `ld` merges `.text.*`): code, or (R72) read-only data
+    /// (`data` set).
     Code { offset: u64, section: u32, within: u64, data: bool },
     /// In the SMF data section `section`, from `base` on (a part of a merged section).
     Data { section: u32, base: u64 },

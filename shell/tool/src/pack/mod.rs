@@ -26,7 +26,8 @@
 //! - Constructors and destructors (`.init_array*`, `.fini_array*`, `.ctors*`, `.dtors*`) of
 //!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`);
 //!   code that refers to `__dso_handle` (C++ objects with destructors) gets crtbegin's
-//!   finalizer, `__cxa_finalize(__dso_handle)` at release.
+//!   finalizer, `__cxa_finalize(__dso_handle)` at release, and code that calls `atexit` gets
+//!   `libc_nonshared.a`'s, registering under it (`__cxa_atexit`): handlers run at release.
 //! - Every object's unwind tables (`.eh_frame`) merge into the module's one unwind table
 //!   (`unwind.rs`; R72, without data sections, drops them with a [`Note`]).
 //! - Notes, comments and debug info are dropped with a [`Note`]; anything

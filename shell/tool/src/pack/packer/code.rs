@@ -49,18 +49,18 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Object `f`'s part of the code image, after the objects before it: code (and, in R72,
-    /// which has no data sections, read-only data that needs relocating), concatenated, each
+    /// which has no data sections, its read-only data), concatenated, each
     /// section padded to the alignment of the next (the first to its own, after another
     /// object's code), runs of them merged ([`Packer::append_code`]).
     pub(super) fn place_code(&mut self, f: usize) {
         let file = &self.files[f];
         let text = file.sections().filter(|s| s.kind() == SectionKind::Text && s.size() > 0);
         let in_code = !self.dialect.has_symbol_extension();
-        let relocated_rodata = file.sections().filter(|s| {
+        let read_only_data = file.sections().filter(|s| {
             let dropped = s.name().is_ok_and(|n| is_dropped(n).is_some());
-            in_code && is_read_only(s) && !dropped && s.size() > 0 && s.relocations().next().is_some()
+            in_code && is_read_only(s) && !dropped && s.size() > 0
         });
-        let code: Vec<_> = text.chain(relocated_rodata).collect();
+        let code: Vec<_> = text.chain(read_only_data).collect();
         let mut offset = match code.first() {
             Some(first) => self.code_end().div_ceil(align(first)) * align(first),
             None => return,
@@ -79,11 +79,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             let data = section.kind() != SectionKind::Text;
             let flags = if data {
                 let name = section.name().unwrap_or(".rodata");
-                self.note(
-                    f,
-                    false,
-                    format!("packed {name} into the code image (read-only data with relocations)"),
-                );
+                self.note(f, false, format!("packed {name} into the code image (R72 has no data sections)"));
                 SectionFlags::READ
             } else {
                 SectionFlags::READ | SectionFlags::EXEC
@@ -96,11 +92,17 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// The module's finalizer ([`call_arrays::FINALIZER`]) after the code, `__dso_handle`
-    /// naming it, and the first entry of destructor array `array` pointing at it.
-    pub(super) fn add_finalizer(&mut self, array: u32) {
+    /// naming it, and the first entry of destructor array `array` pointing at it; with
+    /// `atexit`, the module's own [`call_arrays::ATEXIT`] after it.
+    pub(super) fn add_finalizer(&mut self, array: u32, atexit: bool) {
         let offset = self.code_end().div_ceil(16) * 16;
         self.pad_code_to(offset);
-        let code = call_arrays::FINALIZER.to_vec();
+        let mut code = call_arrays::FINALIZER.to_vec();
+        let finalizer_size = code.len() as u64;
+        if atexit {
+            code.resize(call_arrays::ATEXIT_AT, 0xCC);
+            code.extend_from_slice(&call_arrays::ATEXIT);
+        }
         let size = code.len() as u64;
         let section = self.builder.add_section(SectionSpec::new(
             SectionType::Code,
@@ -109,10 +111,23 @@ impl<'d, 'f> Packer<'d, 'f> {
             code,
             16,
         ));
-        let handle = SymbolSpec::function(call_arrays::DSO_HANDLE, offset, size).with_binding(Binding::Local);
+        let handle = SymbolSpec::function(call_arrays::DSO_HANDLE, offset, finalizer_size)
+            .with_binding(Binding::Local);
         let handle = self.builder.add_symbol(handle);
         let finalize = self.builder.add_symbol(SymbolSpec::import(b"__cxa_finalize"));
         self.builder.add_relocation(offset + call_arrays::FINALIZER_JUMP, finalize, RelocKind::Plt32, -4);
+        if atexit {
+            let at = offset + call_arrays::ATEXIT_AT as u64;
+            let own = SymbolSpec::function(call_arrays::ATEXIT_NAME, at, call_arrays::ATEXIT.len() as u64);
+            self.atexit = Some(self.builder.add_symbol(own.with_binding(Binding::Local)));
+            let register = self.builder.add_symbol(SymbolSpec::import(b"__cxa_atexit"));
+            self.builder.add_relocation(offset + call_arrays::ATEXIT_JUMP, register, RelocKind::Plt32, -4);
+            self.note(
+                0,
+                true,
+                "added atexit: __cxa_atexit(function, NULL, __dso_handle), run at release".to_owned(),
+            );
+        }
         self.builder.add_data_relocation(array, 0, handle, RelocKind::Abs64, 0);
         self.placed.insert(FINALIZER_KEY, Carried::Code { offset, section, within: 0, data: false });
         self.code = Some(CodeRun { section, start: offset, end: offset + size, data: false, open: false });

@@ -9,7 +9,7 @@ mod data;
 mod relocations;
 mod symbols;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Compression;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SymbolIndex};
@@ -115,7 +115,7 @@ fn pack_objects(
         });
     }
     if let Some(array) = merged.finalizer_entry {
-        packer.add_finalizer(array);
+        packer.add_finalizer(array, call_arrays::needs_atexit(&files));
     }
     packer.find_definitions();
     for f in 0..files.len() {
@@ -166,6 +166,11 @@ struct Packer<'d, 'f> {
     keep_unwind: bool,
     /// The module's `__dso_handle` (its finalizer), when its code refers to it.
     dso_handle: Option<u32>,
+    /// The sections refused as they are (each a problem already): relocations into them are
+    /// not problems of their own.
+    refused: HashSet<(usize, String)>,
+    /// The module's own `atexit` (after its finalizer), when its code calls `atexit`.
+    atexit: Option<u32>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
     symbols: HashMap<(usize, SymbolIndex), u32>,
     /// The local SMF symbol standing for a section that relocations name.
@@ -212,6 +217,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             unwind: unwind::Parts::new(),
             keep_unwind,
             dso_handle: None,
+            refused: HashSet::new(),
+            atexit: None,
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
             definitions: HashMap::new(),
@@ -224,7 +231,16 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// A problem in object `f`; packing goes on to find the others.
+    /// Records `error` for object `f`; a relocation into a section refused already is that
+    /// section's problem, not one more.
     fn problem(&mut self, f: usize, error: PackError) {
+        match &error {
+            PackError::R72Data { section } => {
+                self.refused.insert((f, section.clone()));
+            }
+            PackError::UnloadedSection { section } if self.refused.contains(&(f, section.clone())) => return,
+            _ => {}
+        }
         self.problems.push(Problem { object: self.names[f].to_owned(), error });
     }
 

@@ -89,6 +89,12 @@ impl<'d, 'f> Packer<'d, 'f> {
                 self.symbols.insert((f, symbol.index()), handle);
                 continue;
             }
+            if let Some(atexit) =
+                self.atexit.filter(|_| symbol.is_undefined() && name == call_arrays::ATEXIT_NAME)
+            {
+                self.symbols.insert((f, symbol.index()), atexit);
+                continue;
+            }
             let spec = match symbol.section() {
                 // The linker defines _GLOBAL_OFFSET_TABLE_; SMF modules have their own GOT
                 // slots, so a relocation that really needs it fails with a clear error.
