@@ -152,3 +152,40 @@ extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
     // SAFETY: the packed code passes NUL-terminated string constants.
     unsafe { std::ffi::CStr::from_ptr(s) }.to_bytes().len()
 }
+
+/// An archive among the inputs gives the module the members the objects need, wherever it is
+/// among them, and those members' own needs; a weak reference takes no member (as in `ld`),
+/// nor does a name an object defines already.
+#[test]
+fn archives_give_the_members_the_objects_need() {
+    let dir = scratch("archive");
+    let object = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        compile(&dir, &path, &["-fPIC"])
+    };
+    let app = object(
+        "app.c",
+        "long twice(long);\n__attribute__((weak)) long optional(long);\n\
+         long helper(long x) { return x + 1; }\n\
+         long f(long x) { return twice(x) + (optional ? optional(x) : 0); }\n",
+    );
+    let members = [
+        object("twice.c", "long helper(long);\nlong twice(long x) { return 2 * helper(x); }\n"),
+        object("helper.c", "long helper(long x) { return x - 1000; }\n"),
+        object("optional.c", "long optional(long x) { return 1000 * x; }\n"),
+    ];
+    let archive = dir.join("libparts.a");
+    let _ = std::fs::remove_file(&archive);
+    let paths: Vec<std::path::PathBuf> = members.iter().map(|(name, _)| name.into()).collect();
+    let made = std::process::Command::new("ar").arg("rcs").arg(&archive).args(&paths).status().unwrap();
+    assert!(made.success());
+    let archive = (archive.display().to_string(), std::fs::read(&archive).unwrap());
+    for inputs in [[app.clone(), archive.clone()], [archive.clone(), app.clone()]] {
+        let (bytes, notes) = smf_tool::pack::pack(&inputs, Dialect::R96).unwrap();
+        assert!(notes.iter().any(|n| n.text.starts_with("took 1 of the 3 members of")), "{notes:?}");
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        // twice(5) = 2 * helper(5) with the object's helper; no optional: 12.
+        assert_eq!(call(&module, "f", &[5]), 12);
+    }
+}

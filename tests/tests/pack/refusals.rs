@@ -125,6 +125,28 @@ fn what_smf_cannot_represent_is_a_clear_error() {
         .collect();
     assert_eq!(sections, [".data", ".bss"], "{failure}");
 
+    // GCC's link-time optimization objects (no machine code) and another architecture's: each
+    // refused with what to do, not with the symptoms they would give later.
+    let lto = compile(&write("lto.c", "long lto(void) { return 1; }\n"), &["-fPIC", "-flto"]);
+    assert!(matches!(refusal(&lto, Dialect::S128), PackError::LtoObject));
+    assert!(pack_obj(&lto, "s128").1.contains("compile it with -fno-lto"));
+    let arm = dir.join("arm.o");
+    let cross = Command::new("aarch64-linux-gnu-gcc")
+        .args(["-c", "-fPIC"])
+        .arg(write("arm.c", "long a(void) { return 1; }\n"))
+        .arg("-o")
+        .arg(&arm)
+        .status();
+    if cross.is_ok_and(|s| s.success()) {
+        assert!(matches!(refusal(&arm, Dialect::S128), PackError::OtherArchitecture(m) if m == "Aarch64"));
+    } else {
+        // Without the cross compiler (.ci/run installs it), the machine field edited by hand.
+        let mut bytes = std::fs::read(&lto).unwrap();
+        bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+        std::fs::write(&arm, bytes).unwrap();
+        assert!(matches!(refusal(&arm, Dialect::S128), PackError::OtherArchitecture(m) if m == "Aarch64"));
+    }
+
     // An object whose symbol lies past its section (as a corrupted or hand-written one can):
     // refused with the reason, before anything is written.
     let beyond = compile(

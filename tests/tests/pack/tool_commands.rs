@@ -167,3 +167,73 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.ends_with(" in helper+0x1 (local.smf)\n"), "{stderr}");
 }
+
+/// `smf pack` takes what a compiler driver hands `ld` for a shared library: an archive named
+/// by `-L` and `-l` (only the members the objects need, those needs followed), the C library
+/// and libm by `-l` (left to load time), `-Wl` lists whose options a module has no use for
+/// (ignored with a note), `-shared`, `-s`, `--output=`. What it cannot follow is refused by
+/// name: a library nowhere, a linker option it does not take.
+#[test]
+fn pack_takes_what_ld_takes_for_a_shared_library() {
+    let dir = scratch("ld-options");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let object = path.with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
+        object
+    };
+    let app = write(
+        "app.c",
+        "#include <math.h>\nlong sq(long);\nlong cube(long);\n\
+                              long f(long x) { return sq(x) + cube(x) + (long)sqrt((double)x * x); }\n",
+    );
+    let members = [
+        write("sq.c", "long sq(long x) { return x * x; }\n"),
+        write("cube.c", "long sq(long);\nlong cube(long x) { return sq(x) * x; }\n"),
+        write("unused.c", "long unused(long x) { return -x; }\n"),
+    ];
+    let libs = dir.join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    run(Command::new("ar").arg("rcs").arg(libs.join("libpowers.a")).args(&members));
+    let module = dir.join("app.smf");
+    let out = Command::new(smf_binary())
+        .arg("pack")
+        .arg(&app)
+        .arg("-L")
+        .arg(&libs)
+        .args(["-lpowers", "-lm", "-shared", "-s", "-Wl,--as-needed,-soname,libapp.so.1,-z,now"])
+        .arg(format!("--output={}", module.display()))
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{notes}");
+    assert!(notes.contains("took 2 of the 3 members of"), "{notes}");
+    assert!(notes.contains("-lm: ") && notes.contains("stay imports"), "{notes}");
+    assert!(notes.contains("ignored linker option -soname libapp.so.1"), "{notes}");
+    let out = Command::new(smf_binary()).arg("run").arg(&module).args(["f", "3"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "39\n",
+        "9 + 27 + 3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let symbols = Command::new(smf_binary()).arg("symbols").arg(&module).output().unwrap();
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    assert!(symbols.contains(" cube\n") && !symbols.contains(" unused\n"), "{symbols}");
+
+    let refused = |args: &[&str]| {
+        let out = Command::new(smf_binary())
+            .arg("pack")
+            .arg(&app)
+            .args(args)
+            .arg("-o")
+            .arg(dir.join("x.smf"))
+            .output();
+        let out = out.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused(&["-lnosuchlibrary"]).contains("cannot find -lnosuchlibrary (searched "));
+    assert!(refused(&["-Wl,-T,script.ld"]).contains("-Wl,-T: a linker option pack does not take"));
+}

@@ -36,6 +36,14 @@ pub enum PackError {
     NotElf(object::Error),
     /// An ELF object that is not an x86-64 relocatable.
     NotX86Relocatable,
+    /// An ELF relocatable object for another architecture (its machine, as `object` names it).
+    OtherArchitecture(String),
+    /// An object of GCC's link-time optimization without machine code (`-flto`).
+    LtoObject,
+    /// An archive that could not be read: what the reader said.
+    Archive(object::Error),
+    /// A thin archive (its members are files named by path, not in the archive).
+    ThinArchive,
     /// Part of an object (section data, a name, a symbol) could not be read.
     Elf(object::Error),
     /// A data section in R72, whose symbols cannot address one.
@@ -162,6 +170,22 @@ impl fmt::Display for PackError {
                 f,
                 "not an x86-64 relocatable object: only objects (.o, from `cc -c -fPIC`) can be \
                  packed, not programs, shared libraries or another architecture's objects"
+            ),
+            PackError::OtherArchitecture(machine) => write!(
+                f,
+                "an {machine} object: pack makes x86-64 modules, from x86-64 objects (compile \
+                 for x86-64)"
+            ),
+            PackError::LtoObject => write!(
+                f,
+                "a link-time optimization object without machine code (-flto): compile it with \
+                 -fno-lto, or with -ffat-lto-objects"
+            ),
+            PackError::Archive(error) => write!(f, "not a readable archive ({error})"),
+            PackError::ThinArchive => write!(
+                f,
+                "a thin archive (members named by path): make a normal one with `ar rcs`, or give \
+                 pack the member objects"
             ),
             PackError::Elf(error) => error.fmt(f),
             PackError::R72Data { section } => {

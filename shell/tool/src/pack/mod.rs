@@ -41,6 +41,7 @@
 //!   object defines linked to the definition, a strong definition over weak ones, two strong
 //!   ones an error.
 
+mod archive;
 mod call_arrays;
 mod carried;
 mod compression;

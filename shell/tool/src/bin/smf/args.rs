@@ -26,7 +26,7 @@ impl Cli {
     /// each kind `run` can pass); a usage error (exit 2) otherwise.
     pub(crate) fn parse_checked() -> Self {
         use clap::CommandFactory as _;
-        let cli = Cli::parse();
+        let cli = Cli::parse_from(ld_style(std::env::args_os()));
         let refused = match &cli.command {
             Command::Run(run) => {
                 run.check_argument_counts().err().map(|m| ("run", clap::error::ErrorKind::TooManyValues, m))
@@ -91,6 +91,24 @@ pub(crate) enum Command {
     /// As hex and text (-x, like readelf -x), or as instructions (--disassemble, x86-64 code),
     /// functions named.
     Dump(DumpArgs),
+}
+
+/// The command line, with `pack`'s single-dash long options as ld spells them (`-shared`,
+/// `-static`, `-Bstatic`, `-Bdynamic`, `-Bshareable`) given as clap reads them.
+fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    if args.get(1).is_none_or(|command| command != "pack") {
+        return args;
+    }
+    let spelled = |(i, arg): (usize, std::ffi::OsString)| match arg.to_str() {
+        _ if i < 2 => Some(arg),
+        Some("-shared" | "-Bshareable") => Some("--shared".into()),
+        Some("-static" | "-Bstatic") => Some("--static".into()),
+        // The default, as -l already takes it.
+        Some("-Bdynamic") => None,
+        _ => Some(arg),
+    };
+    args.into_iter().enumerate().filter_map(spelled).collect()
 }
 
 /// `--dialect`: which layout to read the file as, instead of detecting it.
@@ -238,12 +256,36 @@ pub(crate) struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PackArgs {
-    /// The ELF objects, combined as `ld -r` would (`-`: one read from standard input).
-    #[arg(value_name = "INPUT.o", required = true)]
+    /// The ELF objects, combined as `ld` would (`-`: one read from standard input), and
+    /// archives (`.a`), of which the members the objects need are packed.
+    #[arg(value_name = "INPUT.o|LIB.a", required = true)]
     pub(crate) inputs: Vec<PathBuf>,
     /// The module to write (`-`: standard output).
-    #[arg(short = 'o', value_name = "OUTPUT.smf", required = true)]
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT.smf", required = true)]
     pub(crate) output: PathBuf,
+    /// Link with library NAME as ld does (-lNAME; -l:FILE for a file name): the members of
+    /// libNAME.a the objects need are packed in; where libNAME.so is found first (unless
+    /// --static), its functions stay imports, resolved when the module is loaded.
+    #[arg(short = 'l', value_name = "NAME")]
+    pub(crate) libraries: Vec<String>,
+    /// A directory -l searches, before the system's (repeatable).
+    #[arg(short = 'L', value_name = "DIR")]
+    pub(crate) search: Vec<PathBuf>,
+    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -o, -s, -static and
+    /// -shared are taken; options that set what a module does not have (-soname, -rpath, -z,
+    /// --as-needed, ...) are ignored, with a note.
+    #[arg(short = 'W', value_name = "l,OPTION,...", allow_hyphen_values = true)]
+    pub(crate) linker: Vec<String>,
+    /// -l takes libNAME.a even where libNAME.so is found (-static and -Bstatic are taken too).
+    #[arg(long = "static")]
+    pub(crate) static_libraries: bool,
+    /// Accepted as ld accepts it (-shared too): a module is what pack makes either way.
+    #[arg(long)]
+    pub(crate) shared: bool,
+    /// Accepted as ld accepts it (--strip-all too): debug info is dropped either way, and a
+    /// module's symbols are its exports.
+    #[arg(short = 's', long = "strip-all")]
+    pub(crate) strip: bool,
     /// The dialect to write.
     #[arg(long, value_name = "s128|r96|r72", value_parser = dialect, default_value = "s128")]
     pub(crate) dialect: Dialect,

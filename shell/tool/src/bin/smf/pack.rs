@@ -1,9 +1,11 @@
-//! `smf pack INPUT.o... -o OUTPUT.smf [--dialect s128|r96|r72] [--compress lz4|zstd[:LEVEL]] [--quiet |
-//! --verbose]`: reads the objects (`-`: one from standard input), packs them with the library's
+//! `smf pack INPUT.o|LIB.a... -o OUTPUT.smf [-lNAME -LDIR -Wl,... -static -shared -s]
+//! [--dialect s128|r96|r72] [--compress lz4|zstd[:LEVEL]] [--quiet | --verbose]`: follows the
+//! library and linker options as `ld` does (`linker.rs`), reads the objects and archives
+//! (`-`: one object from standard input), packs them with the library's
 //! [`smf_tool::pack`](mod@smf_tool::pack) (compressing code, data and rodata if asked), prints
 //! its notes as asked and writes the module (renamed into place; `-o -`: to standard output).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use smf_tool::pack::{pack_with, PackFailure};
 
@@ -31,6 +33,9 @@ enum PackCommandError {
         /// Why.
         error: std::io::Error,
     },
+    /// The library or linker options could not be followed (a library not found, an option
+    /// pack does not take).
+    Link(String),
     /// The objects could not be packed: every problem, each naming its object.
     Pack(PackFailure),
     /// The module could not be written.
@@ -46,6 +51,7 @@ impl std::fmt::Display for PackCommandError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PackCommandError::Read { input, error } => write!(f, "{input}: {error}"),
+            PackCommandError::Link(message) => f.write_str(message),
             PackCommandError::Pack(failure) => failure.fmt(f),
             PackCommandError::Write { output, error } => write!(f, "{output}: {error}"),
         }
@@ -84,13 +90,20 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     // Files are opened by their paths as given; their names (lossy for bytes that are not
     // UTF-8) are for messages only.
     let name = |path: &Path| path.display().to_string();
-    let label = match args.inputs.as_slice() {
+    let linked = crate::linker::link(args).map_err(PackCommandError::Link)?;
+    let inputs: Vec<&Path> = args.inputs.iter().chain(&linked.archives).map(PathBuf::as_path).collect();
+    let label = match inputs.as_slice() {
         // Notes name the object when there is one; with several, each says which.
         [one] => format!("{}: ", name(one)),
         _ => String::new(),
     };
-    let mut objects = Vec::with_capacity(args.inputs.len());
-    for input in &args.inputs {
+    if say >= Say::Notable {
+        for note in &linked.notes {
+            eprintln!("smf pack: {note}");
+        }
+    }
+    let mut objects = Vec::with_capacity(inputs.len());
+    for input in inputs {
         let bytes =
             read_object(input).map_err(|error| PackCommandError::Read { input: name(input), error })?;
         objects.push((name(input), bytes));
@@ -154,6 +167,12 @@ mod tests {
             compress: None,
             quiet: true,
             verbose: false,
+            libraries: Vec::new(),
+            search: Vec::new(),
+            linker: Vec::new(),
+            static_libraries: false,
+            shared: false,
+            strip: false,
         }
     }
 

@@ -21,7 +21,7 @@ use super::call_arrays::{self, ArraySlot};
 use super::carried::Carried;
 use super::covering::Covering;
 use super::elf::section_problems;
-use super::unwind;
+use super::{archive, unwind};
 use super::{Note, PackError, PackFailure, Problem, Site};
 
 /// Packs ELF relocatable objects (one or more, as `ld -r` would combine them) into one module
@@ -50,17 +50,25 @@ pub fn pack_with(
         let error = PackError::Build(smf_core::write::BuildError::NoCompressionByte { dialect });
         return Err(Problem { object, error }.into());
     }
-    match pack_objects(inputs, dialect, compression, true) {
+    // Archives become the members the objects need (`ld`'s rule).
+    let selected = archive::select(inputs);
+    let (inputs, read) = (selected.inputs.as_slice(), selected.problems);
+    let packed = match pack_objects(inputs, dialect, compression, true, read) {
+        // The unwind tables' problem alone (so every archive was read): packed again without.
         Err(failure) if matches!(failure.problems.as_slice(), [Problem { error, .. }] if is_unwind_problem(error)) =>
         {
-            let (bytes, mut notes) = pack_objects(inputs, dialect, compression, false)?;
+            let (bytes, mut notes) = pack_objects(inputs, dialect, compression, false, Vec::new())?;
             let why = &failure.problems[0].error;
             let text = format!("unwind tables dropped (debuggers and exceptions will not see through this module's frames): {why}");
             notes.insert(0, Note { routine: false, text });
             Ok((bytes, notes))
         }
         packed => packed,
-    }
+    };
+    packed.map(|(bytes, mut notes)| {
+        notes.splice(0..0, selected.notes);
+        (bytes, notes)
+    })
 }
 
 /// Whether `error` is about the unwind tables the objects brought (the module would not
@@ -75,12 +83,12 @@ fn is_unwind_problem(error: &PackError) -> bool {
 
 /// [`pack`], keeping the objects' unwind tables if `unwind`.
 fn pack_objects(
-    inputs: &[(String, Vec<u8>)],
+    inputs: &[(String, &[u8])],
     dialect: Dialect,
     compression: Option<Compression>,
     unwind: bool,
+    mut problems: Vec<Problem>,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
-    let mut problems = Vec::new();
     let (mut files, mut names) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
     for (name, bytes) in inputs {
         match read_object(bytes) {
@@ -137,8 +145,15 @@ fn pack_objects(
 /// `bytes` as an x86-64 ELF relocatable object.
 fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
     let file = object::File::parse(bytes).map_err(PackError::NotElf)?;
-    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
+    if file.kind() != object::ObjectKind::Relocatable {
         return Err(PackError::NotX86Relocatable);
+    }
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err(PackError::OtherArchitecture(format!("{:?}", file.architecture())));
+    }
+    // GCC's slim LTO objects hold its intermediate language only, marked by this symbol.
+    if file.symbols().any(|s| s.name_bytes().is_ok_and(|n| n == b"__gnu_lto_slim")) {
+        return Err(PackError::LtoObject);
     }
     Ok(file)
 }

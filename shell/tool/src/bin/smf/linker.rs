@@ -1,0 +1,222 @@
+//! The options `smf pack` takes as `ld` takes them: `-lNAME` found in the `-L` directories,
+//! then `LIBRARY_PATH`'s and the system's (an archive's members the objects need packed in, a
+//! shared library left to load time), `-Wl,...` lists read option by option, and the options
+//! that set what a module does not have, ignored with a note.
+
+use std::path::{Path, PathBuf};
+
+use crate::args::PackArgs;
+
+/// The system's library directories, searched after `-L` and `LIBRARY_PATH` (x86-64 Linux,
+/// Debian's multiarch layout first, as its `ld` has them).
+const SYSTEM_DIRS: [&str; 8] = [
+    "/usr/local/lib/x86_64-linux-gnu",
+    "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Linker options with nothing to set in a module, taking a value (the next argument, or
+/// joined with `=` or, for one letter, directly).
+const IGNORED_WITH_VALUE: [&str; 6] = ["-soname", "-h", "-rpath", "-z", "--version-script", "--dynamic-list"];
+
+/// The same, taking no value: a name, or (ending in `*`) every option starting so.
+const IGNORED: [&str; 13] = [
+    "--as-needed",
+    "--no-as-needed",
+    "--gc-sections",
+    "--no-gc-sections",
+    "--eh-frame-hdr",
+    "--no-undefined",
+    "--export-dynamic",
+    "-E",
+    "-O*",
+    "--hash-style=*",
+    "--build-id*",
+    "-Bsymbolic*",
+    "--sort-common*",
+];
+
+/// What the ld-style options add: archives to pack (after the inputs) and notes to print.
+#[derive(Debug, Default)]
+pub(crate) struct Linked {
+    /// The archives `-l` found.
+    pub(crate) archives: Vec<PathBuf>,
+    /// What was taken or ignored, for the reader.
+    pub(crate) notes: Vec<String>,
+}
+
+/// Reads `args`' library and linker options.
+pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
+    let (mut search, mut libraries, mut static_libraries) =
+        (args.search.clone(), args.libraries.clone(), args.static_libraries);
+    let mut notes = Vec::new();
+    for list in &args.linker {
+        let Some(options) = list.strip_prefix("l,") else {
+            return Err(format!("-W{list}: only -Wl,OPTION,... (options for the linker) is taken"));
+        };
+        let mut options = options.split(',');
+        while let Some(option) = options.next() {
+            let mut value = |name: &str| {
+                options.next().map(str::to_owned).ok_or_else(|| format!("-Wl,{name}: a value must follow"))
+            };
+            match option {
+                "-L" => search.push(PathBuf::from(value("-L")?)),
+                "-l" => libraries.push(value("-l")?),
+                "-s" | "--strip-all" | "-S" | "--strip-debug" | "-shared" | "-Bshareable" | "-Bdynamic" => {}
+                "-static" | "-Bstatic" => static_libraries = true,
+                "-o" | "-e" | "--entry" => {
+                    return Err(format!(
+                        "-Wl,{option}: give pack -o; the entry point is main when an object defines it"
+                    ))
+                }
+                _ if option.starts_with("-L") => search.push(PathBuf::from(&option[2..])),
+                _ if option.starts_with("-l") => libraries.push(option[2..].to_owned()),
+                _ if IGNORED_WITH_VALUE.contains(&option) => {
+                    let value = value(option)?;
+                    notes.push(format!(
+                        "ignored linker option {option} {value} (a module has no such setting)"
+                    ));
+                }
+                _ if ignored(option) => {
+                    notes.push(format!("ignored linker option {option} (a module has no such setting)"));
+                }
+                _ => return Err(format!("-Wl,{option}: a linker option pack does not take")),
+            }
+        }
+    }
+    let mut linked = Linked { archives: Vec::new(), notes };
+    let dirs = search_dirs(&search);
+    for name in &libraries {
+        match find(name, &dirs, static_libraries) {
+            Some(Found::Archive(path)) => linked.archives.push(path),
+            Some(Found::Shared(path)) => linked.notes.push(shared_note(name, &path)),
+            None => {
+                let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
+            }
+        }
+    }
+    Ok(linked)
+}
+
+/// Whether `option` is one of [`IGNORED`], or one of [`IGNORED_WITH_VALUE`] with its value
+/// joined to it (`-soname=x`, `-znow`).
+fn ignored(option: &str) -> bool {
+    let matches = |pattern: &str| {
+        pattern.strip_suffix('*').map_or(option == pattern, |prefix| option.starts_with(prefix))
+    };
+    let joined = |name: &str| {
+        option
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('=') || (name.len() == 2 && !rest.is_empty()))
+    };
+    IGNORED.iter().any(|p| matches(p)) || IGNORED_WITH_VALUE.iter().any(|name| joined(name))
+}
+
+/// The directories -l searches, in order: `-L`'s, `LIBRARY_PATH`'s, the system's.
+fn search_dirs(search: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = search.to_vec();
+    if let Some(paths) = std::env::var_os("LIBRARY_PATH") {
+        dirs.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
+    }
+    dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
+    dirs
+}
+
+/// What -l found.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Archive(PathBuf),
+    Shared(PathBuf),
+}
+
+/// Library `name` (`:FILE` for a file name) in the first of `dirs` that has it: the shared
+/// library where both are in one directory, unless `static_only`.
+fn find(name: &str, dirs: &[PathBuf], static_only: bool) -> Option<Found> {
+    for dir in dirs {
+        if let Some(file) = name.strip_prefix(':') {
+            let path = dir.join(file);
+            if path.is_file() {
+                let archive = Path::new(file).extension().is_some_and(|e| e == "a");
+                return Some(if archive { Found::Archive(path) } else { Found::Shared(path) });
+            }
+            continue;
+        }
+        let shared = dir.join(format!("lib{name}.so"));
+        if !static_only && shared.is_file() {
+            return Some(Found::Shared(shared));
+        }
+        let archive = dir.join(format!("lib{name}.a"));
+        if archive.is_file() {
+            return Some(Found::Archive(archive));
+        }
+    }
+    None
+}
+
+/// What happens to a shared library's functions: imports, resolved at load.
+fn shared_note(name: &str, path: &Path) -> String {
+    let how = if matches!(name, "c" | "m") {
+        "smf run, the C ABI and the cache link the C library and libm by default".to_owned()
+    } else {
+        format!(
+            "give the process the library: link the host with -l{name}, or smf run --native {}",
+            path.display()
+        )
+    };
+    format!(
+        "-l{name}: {} is a shared library; its functions stay imports, resolved at load ({how})",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_with_nothing_to_set_in_a_module_are_recognized() {
+        for option in [
+            "--as-needed",
+            "-O1",
+            "--hash-style=gnu",
+            "--build-id=sha1",
+            "-soname=libx.so.1",
+            "-znow",
+            "-Bsymbolic-functions",
+        ] {
+            assert!(ignored(option), "{option}");
+        }
+        for option in ["--whole-archive", "-T", "-Map", "--defsym=x=1"] {
+            assert!(!ignored(option), "{option}");
+        }
+    }
+
+    #[test]
+    fn a_library_is_found_in_the_first_directory_that_has_it() {
+        let root = std::env::temp_dir().join(format!("smf-linker-{}", std::process::id()));
+        let (first, second) = (root.join("first"), root.join("second"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        std::fs::write(second.join("libboth.so"), b"").unwrap();
+        std::fs::write(second.join("libboth.a"), b"").unwrap();
+        std::fs::write(first.join("libstatic.a"), b"").unwrap();
+        std::fs::write(second.join("libstatic.so"), b"").unwrap();
+        let dirs = [first.clone(), second.clone()];
+        assert_eq!(find("both", &dirs, false), Some(Found::Shared(second.join("libboth.so"))));
+        assert_eq!(find("both", &dirs, true), Some(Found::Archive(second.join("libboth.a"))));
+        assert_eq!(
+            find("static", &dirs, false),
+            Some(Found::Archive(first.join("libstatic.a"))),
+            "the first directory"
+        );
+        assert_eq!(find(":libboth.a", &dirs, false), Some(Found::Archive(second.join("libboth.a"))));
+        assert_eq!(find("none", &dirs, false), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

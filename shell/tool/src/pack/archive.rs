@@ -1,0 +1,153 @@
+//! Archives among pack's inputs (`.a`, as `ar` makes them), taken as `ld` takes them: a member
+//! is packed only if it defines a name that the objects, or the members taken already, refer
+//! to and nothing defines yet, until no member is needed any more (as if every archive were in
+//! one `--start-group`); a member nothing needs is left out. Members are added after the
+//! objects, in archive order, each named `archive(member)`.
+
+use std::collections::{HashMap, HashSet};
+
+use object::read::archive::ArchiveFile;
+use object::{Object, ObjectSymbol};
+
+use super::{Note, PackError, Problem};
+
+/// Whether `bytes` are an archive (`ar`'s magic; a thin archive's too, which is refused).
+pub(super) fn is_archive(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"!<arch>\n") || bytes.starts_with(b"!<thin>\n")
+}
+
+/// The inputs to pack: the objects, then the archive members they need.
+pub(super) struct Selected<'i> {
+    /// (name for messages, bytes) of each input to pack.
+    pub(super) inputs: Vec<(String, &'i [u8])>,
+    /// Archives that could not be read.
+    pub(super) problems: Vec<Problem>,
+    /// How many members of each archive were taken.
+    pub(super) notes: Vec<Note>,
+}
+
+/// One member of an archive: what it defines and what it needs.
+struct Member<'i> {
+    name: String,
+    bytes: &'i [u8],
+    /// Which archive (for the notes).
+    archive: usize,
+    refers: Vec<&'i [u8]>,
+    taken: bool,
+}
+
+/// The names `file` defines (globally: strong or weak) and those it refers to without
+/// defining (strongly: a weak reference pulls no member in, as in `ld`).
+fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
+    let (mut defines, mut refers) = (Vec::new(), Vec::new());
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name_bytes() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        if symbol.is_undefined() {
+            if !symbol.is_weak() {
+                refers.push(name);
+            }
+        } else if symbol.is_global() && !symbol.is_common() {
+            defines.push(name);
+        }
+    }
+    (defines, refers)
+}
+
+/// `inputs` with each archive replaced by the members the rest needs.
+pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
+    let mut selected = Selected { inputs: Vec::new(), problems: Vec::new(), notes: Vec::new() };
+    let mut defined: HashSet<&[u8]> = HashSet::new();
+    let mut wanted: Vec<&[u8]> = Vec::new();
+    let mut members: Vec<Member<'_>> = Vec::new();
+    // The first member (in input and archive order) defining each name.
+    let mut providers: HashMap<&[u8], usize> = HashMap::new();
+    let mut archives: Vec<(&str, usize)> = Vec::new();
+    for (name, bytes) in inputs {
+        if !is_archive(bytes) {
+            // An object that does not parse is the packer's problem to report, in its place.
+            if let Ok(file) = object::File::parse(bytes.as_slice()) {
+                let (defines, refers) = names(&file);
+                defined.extend(defines);
+                wanted.extend(refers);
+            }
+            selected.inputs.push((name.clone(), bytes.as_slice()));
+            continue;
+        }
+        let archive = match ArchiveFile::parse(bytes.as_slice()) {
+            Ok(archive) if !archive.is_thin() => archive,
+            Ok(_) => {
+                let error = PackError::ThinArchive;
+                selected.problems.push(Problem { object: name.clone(), error });
+                continue;
+            }
+            Err(error) => {
+                selected.problems.push(Problem { object: name.clone(), error: PackError::Archive(error) });
+                continue;
+            }
+        };
+        let index = archives.len();
+        let mut count = 0;
+        for member in archive.members() {
+            let member = match member.and_then(|m| Ok((m.name().to_vec(), m.data(bytes.as_slice())?))) {
+                Ok(member) => member,
+                Err(error) => {
+                    selected
+                        .problems
+                        .push(Problem { object: name.clone(), error: PackError::Archive(error) });
+                    break;
+                }
+            };
+            count += 1;
+            let (member_name, data) = member;
+            let member_name = format!("{name}({})", String::from_utf8_lossy(&member_name));
+            // A member that is not an object (a symbol index of another format, text) defines
+            // nothing: no reference takes it.
+            let Ok(file) = object::File::parse(data) else { continue };
+            let (defines, refers) = names(&file);
+            for define in defines {
+                providers.entry(define).or_insert(members.len());
+            }
+            members.push(Member { name: member_name, bytes: data, archive: index, refers, taken: false });
+        }
+        archives.push((name.as_str(), count));
+    }
+    while let Some(name) = wanted.pop() {
+        if defined.contains(name) {
+            continue;
+        }
+        let Some(&m) = providers.get(name) else { continue };
+        let member = &mut members[m];
+        if member.taken {
+            continue;
+        }
+        member.taken = true;
+        wanted.extend(member.refers.iter().copied());
+        // What it defines is defined from now on: the member's own names, found again.
+        if let Ok(file) = object::File::parse(member.bytes) {
+            defined.extend(names(&file).0);
+        }
+    }
+    for (index, &(archive, count)) in archives.iter().enumerate() {
+        let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
+        let text = format!("took {} of the {count} members of {archive}", taken.len());
+        selected.notes.push(Note { routine: false, text });
+        selected.inputs.extend(taken.iter().map(|m| (m.name.clone(), m.bytes)));
+    }
+    selected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ar_magic_is_an_archive() {
+        assert!(is_archive(b"!<arch>\nrest"));
+        assert!(is_archive(b"!<thin>\n"));
+        assert!(!is_archive(b"\x7fELF"));
+        assert!(!is_archive(b"!<arch>"));
+    }
+}
