@@ -396,7 +396,9 @@ impl fmt::Display for ErrorKind {
         use ErrorKind::*;
         match *self {
             FileTooSmall { len } => write!(f, "file of {len} bytes is smaller than any SMF header"),
-            BadMagic => f.write_str("no SMF magic at offset 0 or in a trailer"),
+            BadMagic => f.write_str(
+                "no SMF magic at offset 0 or in a trailer (not a module, or one cut short: S128 keeps its header at its end)",
+            ),
             UnsupportedCompression { method } => write!(f, "compression method {method} is not supported"),
             StubOutOfBounds { stub_size, data_offset } => {
                 write!(f, "stub_size {stub_size} / smf_data_offset {data_offset} point past the SMF data")

@@ -93,8 +93,11 @@ SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
  * first; the first 16 are named, the rest counted) and every place looked. */
 
 /* Process-wide: 0 ok (also when the same name is defined again with the same address); -1 on a
- * NULL or empty name, a NULL address, or a name already defined with another address. */
+ * NULL or empty name, a NULL address, or a name already defined with another address. A
+ * function is given as SMF_FUNCTION_ADDRESS(f): ISO C has no conversion from a function
+ * pointer to void *, and -pedantic warns at a plain cast; through uintptr_t it is defined. */
 int32_t     smf_host_define(const char *name, const void *address);
+#define SMF_FUNCTION_ADDRESS(f) ((const void *)(uintptr_t)(f))
 /* 0 removed, -1 not defined; modules already linked keep the address they got. */
 int32_t     smf_host_undefine(const char *name);
 

@@ -49,12 +49,10 @@ static int64_t call(SmfModule *m, const char *name, int64_t arg) {
 }
 
 static void host_symbols(void) {
-    CHECK_FAILS(smf_host_define(NULL, (const void *)host_five), -1);
-    CHECK_FAILS(smf_host_define("", (const void *)host_five), -1);
+    CHECK_FAILS(smf_host_define(NULL, SMF_FUNCTION_ADDRESS(host_five)), -1);
+    CHECK_FAILS(smf_host_define("", SMF_FUNCTION_ADDRESS(host_five)), -1);
     CHECK_FAILS(smf_host_define("five", NULL), -1);
-    int64_t (*five)(void) = host_five;
-    const void *five_addr;
-    memcpy(&five_addr, &five, sizeof five_addr);
+    const void *five_addr = SMF_FUNCTION_ADDRESS(host_five);
     CHECK(smf_host_define("five", five_addr) == 0);
     CHECK(smf_host_define("five", five_addr) == 0); /* the same again: fine */
     CHECK_FAILS(smf_host_define("five", &host_counter), -1);

@@ -15,7 +15,7 @@ fn compile_and_run(profile: &Path, program: &str, shared: bool, arg: &Path) -> (
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(format!("{program}_{kind}"));
     let mut gcc = Command::new("gcc");
-    gcc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-pthread"])
+    gcc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-pthread"])
         .arg("-I")
         .arg(workspace().join("shell/include"))
         .arg(workspace().join(format!("tests/c/{program}.c")))

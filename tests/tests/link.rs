@@ -364,6 +364,13 @@ fn loads_with_link_options_look_in_the_documented_order() {
     assert!(message.contains("unresolved import `strlen`"), "{message}");
     assert!(!message.contains("C library"), "{message}");
     assert!(message.contains("provide it as a host symbol"), "{message}");
+    assert!(!message.contains("libstdc++"), "no C++ name, no C++ advice: {message}");
+    // The C++ runtime's names are not in the C library: where to get them, said.
+    let message = load_bytes_with(&importer_of("__cxa_begin_catch"), &no_c, None).unwrap_err().to_string();
+    assert!(
+        message.contains("C++: give the process libstdc++: `smf run --native libstdc++.so.6`"),
+        "{message}"
+    );
 
     // The process's other symbols only when asked for: libgcc_s's unwinder (which Rust's std
     // links) is not the C library's.

@@ -186,9 +186,25 @@ impl std::fmt::Display for ModuleError {
             ModuleError::NotAModule(path, e) => {
                 write!(f, "{}: not a module (from its ends, unread): {e}", path.display())
             }
-            ModuleError::Load(Some(path), e) => write!(f, "{}: {e}", path.display()),
-            ModuleError::Load(None, e) => write!(f, "{e}"),
+            ModuleError::Load(Some(path), e) => write!(f, "{}: {e}{}", path.display(), cxx_hint(e)),
+            ModuleError::Load(None, e) => write!(f, "{e}{}", cxx_hint(e)),
         }
+    }
+}
+
+/// What to do when a load's unresolved imports are the C++ runtime's (mangled names,
+/// `__cxa_*`, `__gxx_personality_v0`): libstdc++ is not among the libraries a load links by
+/// default. Empty otherwise.
+fn cxx_hint(error: &LoadError) -> &'static str {
+    let LoadError::Unresolved { names, .. } = error else { return "" };
+    let cxx = |name: &String| {
+        name.starts_with("_Z") || name.starts_with("__cxa_") || name == "__gxx_personality_v0"
+    };
+    if names.iter().any(cxx) {
+        " (C++: give the process libstdc++: `smf run --native libstdc++.so.6`; from C, link the host \
+         with -lstdc++ and load with SMF_LOAD_PROCESS_SYMBOLS)"
+    } else {
+        ""
     }
 }
 

@@ -80,6 +80,36 @@ fn run_failures_exit_1_with_one_line() {
         assert_eq!(o.err.lines().count(), 1, "{args:?}: {}", o.err);
         assert!(o.err.contains(needle), "{args:?}: {}", o.err);
     }
+    // A symbol that cannot be called is refused before the module loads: its constructors do
+    // not run for nothing. (x86-64: packs a C object.)
+    #[cfg(target_arch = "x86_64")]
+    {
+        let source = dir.join("greets.c");
+        std::fs::write(
+            &source,
+            "#include <stdio.h>\n__attribute__((constructor)) static void greet(void) { puts(\"constructed\"); }\n\
+             long value = 3;\nlong one(void) { return 1; }\n",
+        )
+        .unwrap();
+        let object = dir.join("greets.o");
+        let compiled = std::process::Command::new("gcc")
+            .args(["-c", "-O2", "-fPIC"])
+            .arg(&source)
+            .arg("-o")
+            .arg(&object)
+            .status();
+        assert!(compiled.unwrap().success());
+        let module = dir.join("greets.smf").to_string_lossy().into_owned();
+        assert_eq!(smf(&["pack", &object.to_string_lossy(), "-o", &module]).status, 0);
+        for (symbol, needle) in
+            [("nope", "no exported symbol `nope`"), ("value", "`value` is not a function")]
+        {
+            let o = smf(&["run", &module, symbol]);
+            assert_eq!((o.status, o.out.as_str()), (1, ""), "{symbol}: nothing constructed: {}", o.err);
+            assert!(o.err.contains(needle), "{symbol}: {}", o.err);
+        }
+        assert_eq!(smf(&["run", &module, "one"]).out, "constructed\n1\n");
+    }
     // Bad values are usage errors, each with its reason.
     let recursion = example("recursion.smf");
     for (args, needle) in [

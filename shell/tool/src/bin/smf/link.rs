@@ -103,11 +103,6 @@ impl Linked {
         load_bytes(bytes, origin, &self.provided, self.c_library, &self.options)
     }
 
-    /// Reads and loads the module file `path` (`-`: standard input) linked against all of it.
-    pub(crate) fn load_file(&self, path: &str) -> Result<Arc<SharedModule>, CommandError> {
-        load_file(path, &self.provided, self.c_library, &self.options)
-    }
-
     /// The `--lib` modules, loaded.
     pub(crate) fn modules(&self) -> &[Arc<SharedModule>] {
         &self.provided.libraries.0

@@ -51,7 +51,12 @@ fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
     let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
     let _ = CRASH_CONTEXT.set(format!("smf: {}: {called}", args.file));
     let linked = Linked::open(&args.link, Linking::WithConstructors)?;
-    let module = linked.load_file(&args.file)?;
+    let bytes = crate::cli::read_module_file(&args.file)?;
+    if let Some(error) = symbol.and_then(|name| not_callable(&bytes, name.as_bytes())) {
+        return Err(CommandError::Call { file: args.file.clone(), error });
+    }
+    let origin = (args.file != "-").then(|| std::path::PathBuf::from(&args.file));
+    let module = linked.load_bytes(&bytes, origin).map_err(|e| CommandError::Load(Box::new(e)))?;
     let mut modules: Vec<&SharedModule> = linked.modules().iter().map(|m| &**m).collect();
     modules.push(&module);
     crate::crash::name_code(&modules);
@@ -60,6 +65,27 @@ fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
     #[allow(unsafe_code)]
     let value = unsafe { call(&module, symbol.map(str::as_bytes), &args.args, args.ret) };
     value.map_err(|error| CommandError::Call { file: args.file.clone(), error })
+}
+
+/// Why `name` cannot be called in the module `bytes` hold, seen before it loads, so that its
+/// constructors do not run for a call that cannot be made: no symbol of that name at all, or
+/// only symbols that are defined, not local and not functions. `None` otherwise (the call is
+/// tried after the load, which decides, as when the bytes do not parse).
+fn not_callable(bytes: &[u8], name: &[u8]) -> Option<CallError> {
+    let module = smf_core::Module::parse(bytes).ok()?;
+    let named: Vec<smf_core::Symbol<'_>> = module.symbols().filter(|s| s.name == name).collect();
+    let lossy = || String::from_utf8_lossy(name).into_owned();
+    let data = |s: &smf_core::Symbol<'_>| {
+        s.binding != smf_core::Binding::Local
+            && !matches!(s.kind, smf_core::SymbolKind::Function | smf_core::SymbolKind::Import)
+    };
+    if named.is_empty() {
+        Some(CallError::NoSuchSymbol(lossy()))
+    } else if named.iter().all(data) {
+        Some(CallError::NotAFunction(lossy()))
+    } else {
+        None
+    }
 }
 
 /// Calls `name` (the entry point for `None`) with `args`, its result as `ret` says.
