@@ -10,15 +10,20 @@
 //! personality routine of ours ([`personality`]). In the unwinder's search phase it claims
 //! every exception but Rust's; in the cleanup phase it sends the unwinder to the trampoline's
 //! landing pad with the exception in the first return register, and the landing pad hands the
-//! exception to [`caught`] and returns 1. `caught` ends it as C++'s `catch (...) {}` does
-//! (`__cxa_begin_catch`, `__cxa_end_catch`, when the process has them: the thrown object is
-//! destroyed and the thread's count of uncaught exceptions restored), else with
+//! exception to [`caught`] and returns 1. `caught` ends a C++ exception as `catch (...) {}`
+//! does, through the `__cxa_begin_catch` and `__cxa_end_catch` of the runtime that threw it
+//! (found from the exception's cleanup function: in a loaded module, or through `dladdr`), so
+//! the thrown object is destroyed and the thread's count of uncaught exceptions comes back
+//! down; any other exception, or one whose runtime exports neither (a program linking
+//! libstdc++ statically without `-rdynamic`: its count then stays one higher), it deletes with
 //! `_Unwind_DeleteException`.
+//!
+//! A Rust panic passes as Rust's own: one from a module built with a Rust runtime of its own
+//! reaches this library's `catch_unwind` as a foreign exception, which aborts.
 
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::OnceLock;
 
 use smf_core::load::Catcher;
 
@@ -54,6 +59,9 @@ extern "C" {
     fn _Unwind_SetIP(context: *mut c_void, value: usize);
     fn _Unwind_DeleteException(exception: *mut c_void);
     fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
+    fn dladdr(address: *const c_void, info: *mut DlInfo) -> c_int;
+    fn dlopen(file: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlclose(handle: *mut c_void) -> c_int;
 }
 
 /// What the loader's constructors and destructors run through ([`smf_core::load::LoadOptions::
@@ -123,39 +131,89 @@ unsafe extern "C" fn personality(
     URC_CONTINUE_UNWIND
 }
 
-/// The C++ runtime's `__cxa_begin_catch` and `__cxa_end_catch`, if the process has them.
-fn cxa_catch() -> Option<(usize, usize)> {
-    static FOUND: OnceLock<Option<(usize, usize)>> = OnceLock::new();
-    *FOUND.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_DEFAULT (null) and NUL-terminated names.
-        let (begin, end) = unsafe {
-            (
-                dlsym(std::ptr::null_mut(), c"__cxa_begin_catch".as_ptr()),
-                dlsym(std::ptr::null_mut(), c"__cxa_end_catch".as_ptr()),
-            )
-        };
-        (!begin.is_null() && !end.is_null()).then_some((begin as usize, end as usize))
-    })
+/// The classes of C++ exceptions (libstdc++'s and libc++abi's, each also as a dependent
+/// exception of `std::rethrow_exception`): the runtime that threw one ends it.
+const CXX_CLASSES: [&[u8; 8]; 4] = [b"GNUCC++\0", b"GNUCC++\x01", b"CLNGC++\0", b"CLNGC++\x01"];
+
+/// `struct _Unwind_Exception`'s first two fields: its class and the cleanup its runtime set.
+#[repr(C)]
+struct ExceptionHeader {
+    class: u64,
+    cleanup: usize,
 }
 
-/// Ends an exception the trampoline caught, as `catch (...) {}` does. Called by the landing
-/// pad only.
+/// `Dl_info` (`<dlfcn.h>`).
+#[repr(C)]
+struct DlInfo {
+    file: *const c_char,
+    base: *mut c_void,
+    symbol: *const c_char,
+    address: *mut c_void,
+}
+
+/// `RTLD_LAZY | RTLD_NOLOAD`: a handle to an object already loaded, loading nothing.
+const RTLD_LAZY_NOLOAD: c_int = 0x0001 | 0x0004;
+
+/// `__cxa_begin_catch` and `__cxa_end_catch` of the C++ runtime that threw `exception`: the
+/// one its cleanup belongs to (a loaded module that packed its runtime in, or a shared object
+/// or program of the process: a program linking `libstdc++` statically, a library opened
+/// with `RTLD_LOCAL` as `smf run --native` opens it), whose count of uncaught exceptions
+/// `__cxa_throw` raised. `None` if that runtime does not export them.
+fn cxa_catch_of(exception: *mut c_void) -> Option<(usize, usize)> {
+    // SAFETY: every exception begins with this header (the Itanium ABI's layout).
+    let cleanup = unsafe { (*exception.cast::<ExceptionHeader>()).cleanup };
+    if let Some(module) = crate::loader::code_containing(cleanup) {
+        return module.symbol(b"__cxa_begin_catch").zip(module.symbol(b"__cxa_end_catch"));
+    }
+    let mut info = DlInfo {
+        file: std::ptr::null(),
+        base: std::ptr::null_mut(),
+        symbol: std::ptr::null(),
+        address: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr writes `info` for an address; the file name it gives stays valid while
+    // the object is loaded, which it is (its code is throwing).
+    if unsafe { dladdr(cleanup as *const c_void, &mut info) } == 0 || info.file.is_null() {
+        return None;
+    }
+    // SAFETY: the object is loaded (NOLOAD loads nothing); the handle is closed below.
+    let handle = unsafe { dlopen(info.file, RTLD_LAZY_NOLOAD) };
+    if handle.is_null() {
+        return None;
+    }
+    // SAFETY: a live handle and NUL-terminated names.
+    let found =
+        unsafe { (dlsym(handle, c"__cxa_begin_catch".as_ptr()), dlsym(handle, c"__cxa_end_catch".as_ptr())) };
+    // SAFETY: the handle dlopen gave, closed once (the object stays: it was loaded before).
+    unsafe { dlclose(handle) };
+    let (begin, end) = found;
+    (!begin.is_null() && !end.is_null()).then_some((begin as usize, end as usize))
+}
+
+/// Ends an exception the trampoline caught, as `catch (...) {}` does: a C++ exception through
+/// its own runtime's `__cxa_begin_catch` and `__cxa_end_catch` (the thrown object destroyed,
+/// the thread's count of uncaught exceptions back down), any other (or one whose runtime
+/// exports neither) with `_Unwind_DeleteException`, its class's own cleanup. Called by the
+/// landing pad only; an exception escaping the thrown object's destructor aborts here.
 ///
 /// # Safety
 /// `exception` is the `_Unwind_Exception` the personality routine handed the landing pad.
 unsafe extern "C" fn caught(exception: *mut c_void) {
-    if let Some((begin, end)) = cxa_catch() {
-        // SAFETY: the C++ runtime's functions, with their signatures: `void *(void *)` and
-        // `void (void)`; they take any exception class, as a `catch (...)` does.
-        unsafe {
-            let begin: extern "C" fn(*mut c_void) -> *mut c_void = std::mem::transmute(begin);
-            let end: extern "C" fn() = std::mem::transmute(end);
+    // SAFETY: the header every exception begins with.
+    let class = unsafe { (*exception.cast::<ExceptionHeader>()).class };
+    // The C++ runtimes spell their class's bytes from the most significant down.
+    let cxx = CXX_CLASSES.iter().any(|c| u64::from_be_bytes(**c) == class);
+    match cxx.then(|| cxa_catch_of(exception)).flatten() {
+        // SAFETY: the C++ runtime's functions, with their signatures (`void *(void *)`,
+        // `void (void)`), given an exception of theirs, as a `catch (...)` calls them.
+        Some((begin, end)) => unsafe {
+            let begin: extern "C-unwind" fn(*mut c_void) -> *mut c_void = std::mem::transmute(begin);
+            let end: extern "C-unwind" fn() = std::mem::transmute(end);
             begin(exception);
             end();
-        }
-    } else {
+        },
         // SAFETY: an exception no one else holds; its class's cleanup frees it.
-        unsafe { _Unwind_DeleteException(exception) };
+        None => unsafe { _Unwind_DeleteException(exception) },
     }
 }
 
@@ -169,6 +227,8 @@ std::arch::global_asm!(
     "smf_loader_catch_call:",
     ".cfi_startproc",
     ".cfi_personality 0x1b, {personality}",
+    // An indirect branch lands here (a no-op without Intel's indirect branch tracking).
+    "endbr64",
     "push %rbp",
     ".cfi_def_cfa_offset 16",
     ".cfi_offset %rbp, -16",
@@ -187,6 +247,7 @@ std::arch::global_asm!(
     ".globl smf_loader_catch_landing",
     ".hidden smf_loader_catch_landing",
     "smf_loader_catch_landing:",
+    "endbr64",
     "mov %rax, %rdi",
     "call {caught}",
     "mov $1, %eax",
@@ -211,6 +272,8 @@ std::arch::global_asm!(
     "smf_loader_catch_call:",
     ".cfi_startproc",
     ".cfi_personality 0x1b, {personality}",
+    // `bti c`: called indirectly (a no-op without branch target identification).
+    "hint #34",
     "stp x29, x30, [sp, #-16]!",
     ".cfi_def_cfa_offset 16",
     ".cfi_offset x29, -16",
@@ -233,6 +296,8 @@ std::arch::global_asm!(
     ".globl smf_loader_catch_landing",
     ".hidden smf_loader_catch_landing",
     "smf_loader_catch_landing:",
+    // `bti j`: the unwinder branches here.
+    "hint #36",
     "bl {caught}",
     "mov w0, #1",
     "ldp x29, x30, [sp], #16",

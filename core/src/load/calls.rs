@@ -26,7 +26,7 @@ type Destructor = extern "C-unwind" fn();
 /// which the catcher stopped, caught and discarded: what an embedder with an unwinder gives
 /// ([`super::LoadOptions::catch`]; the std shell's is `smf::catch`), so that C++ code throwing
 /// out of a constructor or destructor fails the load, or is dropped at release, instead of
-/// unwinding into the loader. The core, which has no unwinder, calls directly without one.
+/// aborting the process. The core, which has no unwinder, calls directly without one.
 #[derive(Clone, Copy, Debug)]
 pub struct Catcher(pub CatchFn);
 
@@ -135,10 +135,22 @@ unsafe fn run(call: Call, catch: Option<Catcher>) -> bool {
         Some(Catcher(catch)) => unsafe { catch(call_thunk, context) == 0 },
         None => {
             // SAFETY: the caller's contract.
-            unsafe { call_thunk(context) };
+            unsafe { call_without_catcher(context) };
             true
         }
     }
+}
+
+/// [`call_thunk`] where no catcher stops exceptions: an exception escaping the call aborts the
+/// process here (a function of the C ABI without unwinding cannot be unwound out of), before
+/// the loader's frames could be unwound past memory they free (the module's image, which the
+/// exception's type information and cleanup may live in).
+///
+/// # Safety
+/// As [`call_thunk`]'s.
+unsafe extern "C" fn call_without_catcher(context: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { call_thunk(context) }
 }
 
 /// Runs `constructors`, in order, through `catch` if there is one; `Err(i)` if an exception

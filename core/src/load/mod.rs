@@ -107,8 +107,8 @@ pub struct LoadOptions {
     /// Runs the module's constructors and destructors, stopping an exception that escapes one
     /// ([`Catcher`]): one escaping a constructor fails the load (its destructors then run, as
     /// at a release, and its memory is freed), one escaping a destructor is dropped. `None`
-    /// (the default): they are called directly, and an exception escaping one unwinds into the
-    /// caller of the load or release.
+    /// (the default): they are called directly, and an exception escaping one aborts the
+    /// process (it is never unwound through the loader, whose frames free the module's memory).
     pub catch: Option<Catcher>,
 }
 
