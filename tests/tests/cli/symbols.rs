@@ -114,3 +114,32 @@ fn symbols_and_verify_speak_json_with_the_keys_of_inspect() {
     assert_eq!((&lines[2]["valid"], &lines[2]["loads"]), (&Value::Bool(true), &Value::Bool(true)));
     assert!(o.err.is_empty(), "JSON carries the problems: {}", o.err);
 }
+
+/// `-C` shows C++ names demangled, as `nm -C` does, in `symbols` and `ldd`; other names, and
+/// names that only look mangled, stay as stored (escaped as every command escapes names).
+#[test]
+fn symbols_and_ldd_demangle_cpp_names_when_asked() {
+    let dir = scratch("demangle");
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b"code", &[0xC3]);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 1));
+    for name in [&b"_ZdlPvm"[..], b"_ZNSt8ios_base4InitC1Ev", b"plain_c", b"_Znotmangled"] {
+        b.add_symbol(SymbolSpec::import(name).with_binding(Binding::Weak));
+    }
+    let module = write(&dir, "cxx.smf", &b.build().unwrap());
+    let plain = smf(&["symbols", &module]);
+    assert!(plain.out.contains(" _ZdlPvm\n") && !plain.out.contains("operator delete"), "{}", plain.out);
+    for args in [&["symbols", "-C", &module][..], &["ldd", "--demangle", "--no-libc", &module]] {
+        let o = smf(args);
+        assert_eq!(o.status, 0, "{args:?}: {}", o.err);
+        for shown in [
+            "operator delete(void*, unsigned long)",
+            "std::ios_base::Init::Init()",
+            "plain_c",
+            "_Znotmangled",
+        ] {
+            assert!(o.out.contains(shown), "{args:?}: {shown} in {}", o.out);
+        }
+        assert!(!o.out.contains("_ZdlPvm"), "{args:?}: {}", o.out);
+    }
+}

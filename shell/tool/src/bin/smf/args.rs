@@ -223,6 +223,9 @@ pub(crate) struct SymbolsArgs {
     /// Start every line with its file's name (instead of a header per file).
     #[arg(short = 'A', long = "print-file-name")]
     pub(crate) print_file_name: bool,
+    /// Show C++ names demangled, as nm -C does (the JSON keeps them as stored).
+    #[arg(short = 'C', long)]
+    pub(crate) demangle: bool,
     /// One JSON object per file (per line), its symbols with the keys of `inspect --json`.
     #[arg(long, conflicts_with = "print_file_name")]
     pub(crate) json: bool,
@@ -505,6 +508,9 @@ pub(crate) struct PrefetchArgs {
 pub(crate) struct LddArgs {
     #[command(flatten)]
     pub(crate) link: LinkArgs,
+    /// Show C++ names demangled, as nm -C does.
+    #[arg(short = 'C', long)]
+    pub(crate) demangle: bool,
     #[command(flatten)]
     pub(crate) dialect: DialectArg,
     /// The module files (`-`: standard input); with several, each list starts with `FILE:`.

@@ -12,7 +12,7 @@ use smf_core::{Binding, Module, SymbolKind};
 use crate::args::LddArgs;
 use crate::cli::{for_each_module, report, EXIT_BAD};
 use crate::link::{Linked, Linking, Provider};
-use crate::names::escaped;
+use crate::names::shown;
 
 /// Runs `smf ldd`; the exit status.
 pub(crate) fn command(args: &LddArgs) -> i32 {
@@ -27,7 +27,7 @@ pub(crate) fn command(args: &LddArgs) -> i32 {
     let mut missing = false;
     let status =
         for_each_module(&args.files, args.dialect.dialect, Some(|file| format!("{file}:\n")), |_, module| {
-            let (text, all_found) = imports(module, &linked);
+            let (text, all_found) = imports(module, &linked, args.demangle);
             missing |= !all_found;
             Ok(text)
         });
@@ -38,8 +38,9 @@ pub(crate) fn command(args: &LddArgs) -> i32 {
     }
 }
 
-/// The lines of `module`'s imports, and whether every strong one resolves.
-fn imports(module: &Module<'_>, linked: &Linked) -> (String, bool) {
+/// The lines of `module`'s imports (C++ names demangled if `demangle`), and whether every
+/// strong one resolves.
+fn imports(module: &Module<'_>, linked: &Linked, demangle: bool) -> (String, bool) {
     let mut out = String::new();
     let mut all_found = true;
     for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
@@ -55,7 +56,7 @@ fn imports(module: &Module<'_>, linked: &Linked) -> (String, bool) {
                 "not found".to_owned()
             }
         };
-        let _ = writeln!(out, "\t{} => {place}", escaped(symbol.name));
+        let _ = writeln!(out, "\t{} => {place}", shown(symbol.name, demangle));
     }
     (out, all_found)
 }

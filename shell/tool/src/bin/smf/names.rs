@@ -67,6 +67,13 @@ pub(crate) fn quoted_short(bytes: &[u8]) -> String {
     }
 }
 
+/// `name` as a reader wants it: demangled when `demangle` and it is a C++ name of the Itanium
+/// ABI (`_Z...`, as `nm -C` shows it), else [`escaped`].
+pub(crate) fn shown(name: &[u8], demangle: bool) -> String {
+    let demangled = demangle.then(|| cpp_demangle::Symbol::new(name).ok()?.demangle().ok()).flatten();
+    demangled.unwrap_or_else(|| escaped(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

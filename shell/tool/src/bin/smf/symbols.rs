@@ -14,7 +14,7 @@ use smf_core::{Module, Section, Symbol, SymbolKind};
 use crate::args::SymbolsArgs;
 use crate::cli::for_each_module;
 use crate::inspect::{object, symbol_json};
-use crate::names::escaped;
+use crate::names::{escaped, shown};
 
 /// Which symbols `smf symbols` lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +68,8 @@ pub(crate) struct Listing {
     pub(crate) reverse: bool,
     /// Every line starts with this file name and `: ` (nm's `-A`).
     pub(crate) prefix_file: bool,
+    /// C++ names demangled (nm's `-C`).
+    pub(crate) demangle: bool,
 }
 
 /// Runs `smf symbols`; the exit status.
@@ -84,7 +86,13 @@ pub(crate) fn command(args: &SymbolsArgs) -> i32 {
         o if o.table => SymbolOrder::Table,
         _ => SymbolOrder::Name,
     };
-    let listing = Listing { filter, order, reverse: args.reverse, prefix_file: args.print_file_name };
+    let listing = Listing {
+        filter,
+        order,
+        reverse: args.reverse,
+        prefix_file: args.print_file_name,
+        demangle: args.demangle,
+    };
     // nm's header per file, unless each line names its file (or each JSON object does).
     let heading: Option<fn(&str) -> String> = match args.json || args.print_file_name {
         true => None,
@@ -186,7 +194,7 @@ pub(crate) fn symbol_listing(module: &Module<'_>, file: &str, listing: Listing) 
             "{prefix}{value} {:>8} {kind:<9} {:<6} {place:<8} {}",
             s.size,
             s.binding.name(),
-            escaped(s.name)
+            shown(s.name, listing.demangle)
         );
     }
     out
