@@ -261,9 +261,10 @@ extern "C" fn take_backtrace() -> i64 {
     1
 }
 
-#[test]
-fn rust_backtraces_walk_from_a_host_callback_through_module_frames() {
-    let dir = scratch("unwind", "backtrace");
+/// A module packed from C (in a scratch directory named `name`) whose `outer(f)` calls
+/// `inner(f)`, which calls the host's `f`: two module frames between the host and its callback.
+fn calls_back(name: &str) -> std::sync::Arc<smf::loader::SharedModule> {
+    let dir = scratch("unwind", name);
     let module = packed(
         &dir,
         "calls_back.c",
@@ -273,7 +274,12 @@ fn rust_backtraces_walk_from_a_host_callback_through_module_frames() {
     );
     let bytes = std::fs::read(&module).unwrap();
     let options = LinkOptions { local: true, ..LinkOptions::default() };
-    let module = load_bytes_with(&bytes, &options, Some(module)).unwrap();
+    load_bytes_with(&bytes, &options, Some(module)).unwrap()
+}
+
+#[test]
+fn rust_backtraces_walk_from_a_host_callback_through_module_frames() {
+    let module = calls_back("backtrace");
     type Outer = extern "C" fn(extern "C" fn() -> i64) -> i64;
     // SAFETY: `outer` takes a function returning a long and returns a long.
     let outer = unsafe { module.loaded().function::<Outer>(b"outer") }.unwrap();
@@ -293,17 +299,7 @@ extern "C-unwind" fn panic_in_callback() -> i64 {
 /// caller's `catch_unwind`; the module works on.
 #[test]
 fn a_rust_panic_in_a_host_callback_reaches_the_callers_catch_unwind() {
-    let dir = scratch("unwind", "panic");
-    let module = packed(
-        &dir,
-        "calls_back.c",
-        "__attribute__((noinline)) long inner(long (*f)(void)) { return f() + 1; }\n\
-         __attribute__((noinline)) long outer(long (*f)(void)) { return inner(f) * 2; }\n",
-        "gcc",
-    );
-    let bytes = std::fs::read(&module).unwrap();
-    let options = LinkOptions { local: true, ..LinkOptions::default() };
-    let module = load_bytes_with(&bytes, &options, Some(module)).unwrap();
+    let module = calls_back("panic");
     let callback = panic_in_callback as extern "C-unwind" fn() -> i64 as usize as i64;
     // SAFETY: `outer` takes a function returning a long and returns a long.
     let call = std::panic::AssertUnwindSafe(|| unsafe { module.call_integers(Some(b"outer"), &[callback]) });
