@@ -152,7 +152,8 @@ fn template_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Seeds of `pack`: gcc objects of the C and C++ test programs (data relocations, jump tables,
-/// constructors, C++ with its unwind tables), as `smf pack` is given them.
+/// constructors, C++ with its unwind tables), as `smf pack` is given them, and two of them as
+/// an archive.
 fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
     let dir = workspace_root().join("target").join("fuzz-seeds");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -175,6 +176,20 @@ fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
             fs::read(&object).map_err(|e| e.to_string())?,
         ));
     }
+    // The same objects as one archive (given alone, pack takes every member).
+    let archive = dir.join("seeds.a");
+    let _ = fs::remove_file(&archive);
+    let objects = ["tables.c", "ctor_lib.c"].map(|source| dir.join(format!("{source}.o")));
+    let status = Command::new("ar")
+        .arg("rcs")
+        .arg(&archive)
+        .args(&objects)
+        .status()
+        .map_err(|e| format!("ar: {e}"))?;
+    if !status.success() {
+        return Err("ar failed on the seed objects".into());
+    }
+    out.push(("archive".to_owned(), fs::read(&archive).map_err(|e| e.to_string())?));
     Ok(out)
 }
 

@@ -155,7 +155,7 @@ extern "C" fn libc_strlen(s: *const std::ffi::c_char) -> usize {
 
 /// An archive among the inputs gives the module the members the objects need, wherever it is
 /// among them, and those members' own needs; a weak reference takes no member (as in `ld`),
-/// nor does a name an object defines already.
+/// nor does a name an object defines already. Alone, it gives every member.
 #[test]
 fn archives_give_the_members_the_objects_need() {
     let dir = scratch("archive");
@@ -188,4 +188,10 @@ fn archives_give_the_members_the_objects_need() {
         // twice(5) = 2 * helper(5) with the object's helper; no optional: 12.
         assert_eq!(call(&module, "f", &[5]), 12);
     }
+    // The archive alone (a static library made into a module): every member, linked together.
+    let (bytes, notes) = smf_tool::pack::pack(&[archive], Dialect::R96).unwrap();
+    assert!(notes.iter().any(|n| n.text.starts_with("took all 3 object members of")), "{notes:?}");
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&module, "twice", &[5]), 2 * (5 - 1000), "the member's own helper");
+    assert_eq!(call(&module, "optional", &[2]), 2000);
 }

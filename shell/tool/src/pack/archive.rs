@@ -1,8 +1,9 @@
 //! Archives among pack's inputs (`.a`, as `ar` makes them), taken as `ld` takes them: a member
 //! is packed only if it defines a name that the objects, or the members taken already, refer
 //! to and nothing defines yet, until no member is needed any more (as if every archive were in
-//! one `--start-group`); a member nothing needs is left out. Members are added after the
-//! objects, in archive order, each named `archive(member)`.
+//! one `--start-group`); a member nothing needs is left out. Given archives alone (a static
+//! library made into a module), every member is taken, as `--whole-archive` takes them.
+//! Members are added after the objects, in archive order, each named `archive(member)`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -114,6 +115,12 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
         }
         archives.push((name.as_str(), count));
     }
+    // Archives alone (a static library made into a module): every member, as ld's
+    // --whole-archive takes them; nothing would need any.
+    let whole = selected.inputs.is_empty();
+    if whole {
+        members.iter_mut().for_each(|m| m.taken = true);
+    }
     while let Some(name) = wanted.pop() {
         if defined.contains(name) {
             continue;
@@ -132,7 +139,14 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
     }
     for (index, &(archive, count)) in archives.iter().enumerate() {
         let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
-        let text = format!("took {} of the {count} members of {archive}", taken.len());
+        let text = if whole {
+            format!(
+                "took all {} object members of {archive} (no objects given: the whole archive)",
+                taken.len()
+            )
+        } else {
+            format!("took {} of the {count} members of {archive}", taken.len())
+        };
         selected.notes.push(Note { routine: false, text });
         selected.inputs.extend(taken.iter().map(|m| (m.name.clone(), m.bytes)));
     }
