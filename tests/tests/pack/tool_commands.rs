@@ -221,6 +221,21 @@ fn pack_takes_what_ld_takes_for_a_shared_library() {
     let symbols = Command::new(smf_binary()).arg("symbols").arg(&module).output().unwrap();
     let symbols = String::from_utf8_lossy(&symbols.stdout);
     assert!(symbols.contains(" cube\n") && !symbols.contains(" unused\n"), "{symbols}");
+    // The archive named inside a -Wl list, in a group (every archive is one group to pack).
+    let grouped = format!("-Wl,--start-group,{},--end-group", libs.join("libpowers.a").display());
+    let out = Command::new(smf_binary())
+        .arg("pack")
+        .arg(&app)
+        .arg(&grouped)
+        .arg("-o")
+        .arg(&module)
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && notes.contains("took 2 of the 3 members of"), "{notes}");
+    assert!(notes.contains("ignored linker option --start-group (pack searches every archive as one group)"));
+    let out = Command::new(smf_binary()).arg("run").arg(&module).args(["f", "3"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "39\n");
 
     let refused = |args: &[&str]| {
         let out = Command::new(smf_binary())

@@ -274,9 +274,9 @@ pub(crate) struct PackArgs {
     /// A directory -l searches, before the system's (repeatable).
     #[arg(short = 'L', value_name = "DIR")]
     pub(crate) search: Vec<PathBuf>,
-    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -s, -static and
-    /// -shared are taken; options that set what a module does not have (-soname, -rpath, -z,
-    /// --as-needed, ...) are ignored, with a note.
+    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -s, -static,
+    /// -shared and input files are taken; archive groups and options that set what a module
+    /// does not have (-soname, -rpath, -z, --as-needed, ...) are ignored, with a note.
     #[arg(short = 'W', value_name = "l,OPTION,...", allow_hyphen_values = true)]
     pub(crate) linker: Vec<String>,
     /// -l takes libNAME.a even where libNAME.so is found (-static and -Bstatic are taken too).

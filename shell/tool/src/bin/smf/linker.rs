@@ -1,7 +1,8 @@
 //! The options `smf pack` takes as `ld` takes them: `-lNAME` found in the `-L` directories,
 //! then `LIBRARY_PATH`'s and the system's (an archive's members the objects need packed in, a
-//! shared library left to load time), `-Wl,...` lists read option by option, and the options
-//! that set what a module does not have, ignored with a note.
+//! shared library left to load time), `-Wl,...` lists read option by option (input files in
+//! them taken as inputs), and the options that set what a module does not have (or archive
+//! groups, which pack makes of every archive anyway), ignored with a note.
 
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,13 @@ const SYSTEM_DIRS: [&str; 8] = [
 /// joined with `=` or, for one letter, directly).
 const IGNORED_WITH_VALUE: [&str; 6] = ["-soname", "-h", "-rpath", "-z", "--version-script", "--dynamic-list"];
 
-/// The same, taking no value: a name, or (ending in `*`) every option starting so.
-const IGNORED: [&str; 13] = [
+/// The same, taking no value: a name, or (ending in `*`) every option starting so. Archive
+/// groups among them: pack searches every archive as one group already.
+const IGNORED: [&str; 17] = [
+    "--start-group",
+    "--end-group",
+    "-(",
+    "-)",
     "--as-needed",
     "--no-as-needed",
     "--gc-sections",
@@ -41,11 +47,14 @@ const IGNORED: [&str; 13] = [
     "--sort-common*",
 ];
 
+/// The options that open and close an archive group (among [`IGNORED`]).
+const GROUPS: [&str; 4] = ["--start-group", "--end-group", "-(", "-)"];
+
 /// What the ld-style options add: archives to pack (after the inputs) and notes to print.
 #[derive(Debug, Default)]
 pub(crate) struct Linked {
-    /// The archives `-l` found.
-    pub(crate) archives: Vec<PathBuf>,
+    /// The files `-Wl` lists name and the archives `-l` finds, in that order.
+    pub(crate) inputs: Vec<PathBuf>,
     /// What was taken or ignored, for the reader.
     pub(crate) notes: Vec<String>,
 }
@@ -54,7 +63,7 @@ pub(crate) struct Linked {
 pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     let (mut search, mut libraries, mut static_libraries) =
         (args.search.clone(), args.libraries.clone(), args.static_libraries);
-    let mut notes = Vec::new();
+    let (mut notes, mut inputs) = (Vec::new(), Vec::new());
     for list in &args.linker {
         let Some(options) = list.strip_prefix("l,") else {
             return Err(format!("-W{list}: only -Wl,OPTION,... (options for the linker) is taken"));
@@ -74,6 +83,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                         "-Wl,{option}: give pack -o; the entry point is main when an object defines it"
                     ))
                 }
+                // An input file among the options (an archive in a group, an object).
+                _ if !option.starts_with('-') && !option.is_empty() => inputs.push(PathBuf::from(option)),
                 _ if option.starts_with("-L") => search.push(PathBuf::from(&option[2..])),
                 _ if option.starts_with("-l") => libraries.push(option[2..].to_owned()),
                 _ if IGNORED_WITH_VALUE.contains(&option) => {
@@ -83,17 +94,22 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                     ));
                 }
                 _ if ignored(option) => {
-                    notes.push(format!("ignored linker option {option} (a module has no such setting)"));
+                    let why = if GROUPS.contains(&option) {
+                        "pack searches every archive as one group"
+                    } else {
+                        "a module has no such setting"
+                    };
+                    notes.push(format!("ignored linker option {option} ({why})"));
                 }
                 _ => return Err(format!("-Wl,{option}: a linker option pack does not take")),
             }
         }
     }
-    let mut linked = Linked { archives: Vec::new(), notes };
+    let mut linked = Linked { inputs, notes };
     let dirs = search_dirs(&search);
     for name in &libraries {
         match find(name, &dirs, static_libraries) {
-            Some(Found::Archive(path)) => linked.archives.push(path),
+            Some(Found::Archive(path)) => linked.inputs.push(path),
             Some(Found::Shared(path)) => linked.notes.push(shared_note(name, &path)),
             None => {
                 let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
@@ -189,6 +205,8 @@ mod tests {
             "-soname=libx.so.1",
             "-znow",
             "-Bsymbolic-functions",
+            "--start-group",
+            "--end-group",
         ] {
             assert!(ignored(option), "{option}");
         }

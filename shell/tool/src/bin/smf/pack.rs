@@ -91,7 +91,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     // UTF-8) are for messages only.
     let name = |path: &Path| path.display().to_string();
     let linked = crate::linker::link(args).map_err(PackCommandError::Link)?;
-    let inputs: Vec<&Path> = args.inputs.iter().chain(&linked.archives).map(PathBuf::as_path).collect();
+    let inputs: Vec<&Path> = args.inputs.iter().chain(&linked.inputs).map(PathBuf::as_path).collect();
     let label = match inputs.as_slice() {
         // Notes name the object when there is one; with several, each says which.
         [one] => format!("{}: ", name(one)),
