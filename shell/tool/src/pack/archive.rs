@@ -33,6 +33,7 @@ struct Member<'i> {
     bytes: &'i [u8],
     /// Which archive (for the notes).
     archive: usize,
+    defines: Vec<&'i [u8]>,
     refers: Vec<&'i [u8]>,
     taken: bool,
 }
@@ -108,10 +109,17 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
             // nothing: no reference takes it.
             let Ok(file) = object::File::parse(data) else { continue };
             let (defines, refers) = names(&file);
-            for define in defines {
+            for &define in &defines {
                 providers.entry(define).or_insert(members.len());
             }
-            members.push(Member { name: member_name, bytes: data, archive: index, refers, taken: false });
+            members.push(Member {
+                name: member_name,
+                bytes: data,
+                archive: index,
+                defines,
+                refers,
+                taken: false,
+            });
         }
         archives.push((name.as_str(), count));
     }
@@ -132,10 +140,7 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
         }
         member.taken = true;
         wanted.extend(member.refers.iter().copied());
-        // What it defines is defined from now on: the member's own names, found again.
-        if let Ok(file) = object::File::parse(member.bytes) {
-            defined.extend(names(&file).0);
-        }
+        defined.extend(member.defines.iter().copied());
     }
     for (index, &(archive, count)) in archives.iter().enumerate() {
         let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
