@@ -13,12 +13,14 @@
 //!
 //! The cache is a plain data structure: generic over the key (any `Hash + Eq`, hashed by a
 //! [`BuildHasher`] the caller picks) and the value, with no notion of files or loading; the std
-//! shell keys it by path and loads on a miss, outside its lock, and [`LruCache::get_or_insert_with`]
-//! serves single-threaded callers.
+//! shell keys it by path (a path's bytes as a [`ByteKey`], under [`KeyedHasher`]) and loads on a
+//! miss, outside its lock, and [`LruCache::get_or_insert_with`] serves single-threaded callers.
 
+mod key;
 pub mod stats;
 
 pub use crate::keyed_hash::{KeyedHasher, KeyedState};
+pub use key::ByteKey;
 
 use alloc::vec::Vec;
 use core::borrow::Borrow;

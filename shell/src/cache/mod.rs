@@ -54,13 +54,14 @@ mod stats;
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use smf_core::cache::stats::Counters;
-use smf_core::cache::{Budget, KeyedHasher, LruCache};
+use smf_core::cache::{Budget, ByteKey, KeyedHasher, LruCache};
 use smf_core::load::Resolver;
 
 use crate::file::{FileIdentity, ReadVersion};
@@ -162,9 +163,9 @@ fn watching_loaded(notice: Option<Notice>, version: &ReadVersion) -> Watching {
 }
 
 struct State {
-    /// Keyed by the path's bytes (a `Path` hashes and compares component by component, at
-    /// twice the cost of a hit).
-    lru: LruCache<Box<OsStr>, Cached, KeyedHasher>,
+    /// Keyed by the path's bytes ([`key`]: a `Path` hashes and compares component by component,
+    /// at twice the cost of a hit).
+    lru: LruCache<Box<ByteKey>, Cached, KeyedHasher>,
     stats: Counters,
 }
 
@@ -220,6 +221,12 @@ impl std::fmt::Debug for CacheLinking {
 /// The cache's key hasher (SipHash-1-3 under the process's random key: callers choose the paths).
 fn process_hasher() -> KeyedHasher {
     KeyedHasher::per_process()
+}
+
+/// `path`'s key in the cache: its bytes, as given (no components compared, no `.` or `//`
+/// folded: a path written two ways is cached twice).
+fn key(path: &Path) -> &ByteKey {
+    ByteKey::new(path.as_os_str().as_bytes())
 }
 
 /// Evicted modules are dropped, outside the lock, this many at a time.
@@ -355,7 +362,7 @@ impl ModuleCache {
             let mut state = self.lock();
             // Read under the lock, which every change of the cached modules holds.
             let generation = self.generation();
-            let cached = state.lru.get_mut(path.as_os_str())?;
+            let cached = state.lru.get_mut(key(path))?;
             match cached.freshness(every_get) {
                 Freshness::Current => {
                     let module = Arc::clone(&cached.module);
@@ -392,7 +399,7 @@ impl ModuleCache {
             return None;
         }
         let mut state = self.lock();
-        let cached = state.lru.get_mut(path.as_os_str()).filter(|c| c.identity == identity)?;
+        let cached = state.lru.get_mut(key(path)).filter(|c| c.identity == identity)?;
         if let (Some(notice), Watching::Identity { .. }) = (notice, &cached.watching) {
             cached.watching = notice.map_or(Watching::Never, Watching::Notice);
         }
@@ -496,7 +503,8 @@ impl ModuleCache {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
                 let cached = Cached { module: Arc::clone(&module), identity, watching, used: None };
-                let replaced = state.lru.insert(path.as_os_str().into(), cached, bytes);
+                let replaced = ByteKey::try_boxed(key(path).as_bytes())
+                    .and_then(|owned| state.lru.insert(owned, cached, bytes).ok());
                 self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
                 let replaced = replaced.unwrap_or_default();
@@ -505,7 +513,7 @@ impl ModuleCache {
             }
             Err(error) => {
                 state.stats.load_failures += u64::from(counting.failure);
-                let stale = state.lru.remove(path.as_os_str());
+                let stale = state.lru.remove(key(path));
                 if stale.is_some() {
                     self.changed();
                 }
@@ -557,13 +565,13 @@ impl ModuleCache {
 
     /// Whether `path` is cached (its file is not checked).
     pub fn contains(&self, path: &Path) -> bool {
-        self.lock().lru.contains(path.as_os_str())
+        self.lock().lru.contains(key(path))
     }
 
     /// Forgets `path`'s module (handles to it stay valid); false if it was not cached.
     pub fn evict(&self, path: &Path) -> bool {
         let mut state = self.lock();
-        let removed = state.lru.remove(path.as_os_str());
+        let removed = state.lru.remove(key(path));
         if removed.is_some() {
             self.changed();
         }
@@ -591,7 +599,13 @@ impl ModuleCache {
     /// snapshot: the modules stay valid while the returned handles are held).
     pub fn modules(&self) -> Vec<(PathBuf, Arc<SharedModule>)> {
         let state = self.lock();
-        state.lru.iter().map(|(path, cached)| (PathBuf::from(&**path), Arc::clone(&cached.module))).collect()
+        state
+            .lru
+            .iter()
+            .map(|(path, cached)| {
+                (PathBuf::from(OsStr::from_bytes(path.as_bytes())), Arc::clone(&cached.module))
+            })
+            .collect()
     }
 }
 

@@ -25,7 +25,7 @@ fn scratch(name: &str) -> PathBuf {
 /// watcher, and then loads take their notice before reading.)
 fn load_unwatched(cache: &ModuleCache, path: &Path) -> Arc<SharedModule> {
     let loaded = cache.get(path).unwrap();
-    cache.lock().lru.get_mut(path.as_os_str()).unwrap().watching = Watching::Identity { hits: 0 };
+    cache.lock().lru.get_mut(key(path)).unwrap().watching = Watching::Identity { hits: 0 };
     loaded
 }
 
@@ -45,7 +45,7 @@ fn replace_until_reloaded(cache: &ModuleCache, path: &Path, loaded: &Arc<SharedM
 /// How the version of `path` in `cache` is watched, as text (`None`: not cached).
 fn watching(cache: &ModuleCache, path: &Path) -> Option<String> {
     let state = cache.lock();
-    state.lru.peek(path.as_os_str()).map(|cached| match &cached.watching {
+    state.lru.peek(key(path)).map(|cached| match &cached.watching {
         Watching::Notice(_) => "notice".to_owned(),
         Watching::Identity { hits } => format!("identity after {hits} hits"),
         Watching::Never => "never".to_owned(),
@@ -142,7 +142,7 @@ fn a_fresh_version_read_unwatched_is_read_again_under_a_notice_and_a_link_is_nev
 fn remembered(cache: &ModuleCache, path: &Path, dialect: Dialect) -> Arc<SharedModule> {
     std::fs::write(path, samples::return_42(dialect)).unwrap();
     let loaded = cache.get(path).unwrap();
-    cache.lock().lru.get_mut(path.as_os_str()).unwrap().watching =
+    cache.lock().lru.get_mut(key(path)).unwrap().watching =
         Watching::Notice(crate::watch::watch(path).unwrap());
     for _ in 0..2 {
         assert!(Arc::ptr_eq(&loaded, &cache.get(path).unwrap()));
@@ -222,4 +222,25 @@ fn a_module_hit_through_a_memo_gets_a_second_chance_at_eviction() {
     cache.get(&c).unwrap();
     assert!(cache.contains(&a) && cache.contains(&c) && !cache.contains(&b));
     assert_eq!(cache.stats().evictions, 1);
+}
+
+#[test]
+fn a_path_is_cached_under_its_bytes_as_given() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = scratch("bytes");
+    // Not UTF-8: a path is bytes, and the key is those bytes.
+    let path = dir.join(OsStr::from_bytes(b"m\xff.smf"));
+    std::fs::write(&path, samples::return_42(Dialect::R96)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    let loaded = cache.get(&path).unwrap();
+    assert!(cache.contains(&path));
+    assert_eq!(cache.modules().into_iter().map(|(p, _)| p).collect::<Vec<_>>(), std::slice::from_ref(&path));
+    // The same file by another spelling of its path is another key.
+    let spelled = dir.join(".").join(OsStr::from_bytes(b"m\xff.smf"));
+    assert!(!cache.contains(&spelled));
+    assert!(!Arc::ptr_eq(&loaded, &cache.get(&spelled).unwrap()));
+    assert_eq!(cache.modules().len(), 2);
+    assert!(cache.evict(&path));
+    assert!(!cache.contains(&path));
+    assert!(cache.contains(&spelled));
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smf_core::cache::{Budget, LruCache};
+use smf_core::cache::{Budget, ByteKey, LruCache};
 
 use super::median;
 use super::report::{self, Goal};
@@ -64,6 +64,16 @@ fn key(i: usize) -> String {
     format!("/srv/app/modules/lib/module-{i:011}.smf")
 }
 
+/// `path` as the shell keeps it in its cache (`shell/src/cache`): its bytes as one key.
+fn path_key(path: &str) -> Box<ByteKey> {
+    ByteKey::from_boxed_bytes(path.as_bytes().into())
+}
+
+/// `path` as the shell looks it up.
+fn key_of(path: &std::path::Path) -> &ByteKey {
+    ByteKey::new(path.as_os_str().as_encoded_bytes())
+}
+
 /// A deterministic xorshift generator.
 struct Rng(u64);
 
@@ -95,20 +105,16 @@ fn lru_hits(rounds: usize) {
     const ENTRIES: usize = 1000;
     let keys: Vec<String> = (0..ENTRIES).map(key).collect();
     let value = Arc::new(7u64);
-    // As the shell keys it: path bytes, hashed by the core's keyed hasher.
+    // As the shell keys it: a path's bytes as one key, hashed by the core's keyed hasher.
     let hasher =
         smf_core::cache::KeyedHasher::new(std::hash::BuildHasher::hash_one(&RandomState::new(), 1u8));
-    let ours: Mutex<LruCache<Box<std::ffi::OsStr>, Arc<u64>, _>> =
+    let ours: Mutex<LruCache<Box<ByteKey>, Arc<u64>, _>> =
         Mutex::new(LruCache::new(hasher, Budget { max_bytes: 0, max_entries: ENTRIES as u64 }));
     let theirs = Mutex::new(lru::LruCache::new(
         std::num::NonZeroUsize::new(ENTRIES).unwrap_or(std::num::NonZeroUsize::MIN),
     ));
     for k in &keys {
-        let _ = ours.lock().unwrap().insert(
-            PathBuf::from(k).into_os_string().into_boxed_os_str(),
-            Arc::clone(&value),
-            1,
-        );
+        let _ = ours.lock().unwrap().insert(path_key(k), Arc::clone(&value), 1);
         theirs.lock().unwrap().put(k.clone(), Arc::clone(&value));
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -121,7 +127,7 @@ fn lru_hits(rounds: usize) {
         &mut [
             &mut |i| {
                 let path = &paths[order[i]];
-                black_box(ours.lock().unwrap().get(path.as_os_str()).map(Arc::clone));
+                black_box(ours.lock().unwrap().get(key_of(path)).map(Arc::clone));
             },
             &mut |i| {
                 let k = &keys[order[i]];
@@ -132,7 +138,7 @@ fn lru_hits(rounds: usize) {
     // Allocations per hit, and per eviction (a new key pushing the oldest out), each side.
     let before = allocations();
     for &i in &order {
-        black_box(ours.lock().unwrap().get(paths[i].as_os_str()).map(Arc::clone));
+        black_box(ours.lock().unwrap().get(key_of(&paths[i])).map(Arc::clone));
     }
     let our_hit_allocs = allocations() - before;
     let before = allocations();
@@ -141,9 +147,7 @@ fn lru_hits(rounds: usize) {
     }
     let their_hit_allocs = allocations() - before;
     // Evictions: keys made up front, so only the cache's own allocations are counted.
-    let fresh: Vec<Box<std::ffi::OsStr>> = (ENTRIES..ENTRIES + 1000)
-        .map(|i| PathBuf::from(key(i)).into_os_string().into_boxed_os_str())
-        .collect();
+    let fresh: Vec<Box<ByteKey>> = (ENTRIES..ENTRIES + 1000).map(|i| path_key(&key(i))).collect();
     let fresh_strings: Vec<String> = (ENTRIES..ENTRIES + 1000).map(key).collect();
     let before = allocations();
     for path in fresh {
@@ -305,14 +309,14 @@ fn zipf_hit_rate(accesses: usize) {
 fn bookkeeping_bytes() {
     const ENTRIES: usize = 10_000;
     let value = Arc::new(0u64);
-    let keys: Vec<PathBuf> = (0..ENTRIES).map(|i| PathBuf::from(key(i))).collect();
-    let key_bytes: usize = keys.iter().map(|k| k.as_os_str().len()).sum();
+    let keys: Vec<String> = (0..ENTRIES).map(key).collect();
+    let key_bytes: usize = keys.iter().map(String::len).sum();
     let before = held_bytes();
     let mut cache = LruCache::new(RandomState::new(), Budget::default());
     for k in keys {
         // As the shell's entry: the module's Arc and the file identity (six words), the key
         // boxed as the shell boxes it.
-        let _ = cache.insert(k.into_os_string().into_boxed_os_str(), (Arc::clone(&value), [0u64; 6]), 1);
+        let _ = cache.insert(path_key(&k), (Arc::clone(&value), [0u64; 6]), 1);
     }
     let grown = (held_bytes() - before).max(0) as u64;
     println!(
