@@ -56,6 +56,58 @@ fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
     }
 }
 
+/// The entry point is called as C's `main(argc, argv, envp)`: argv is FILE, then the strings
+/// after `--`, envp the environment; `--ret status` exits with main's result as a program's
+/// status. Strings after `--` with a SYMBOL are a usage error. (x86-64: packs a C object.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
+    let dir = scratch("argv");
+    let source = dir.join("echo.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         int main(int argc, char **argv, char **envp) {\n\
+           for (int i = 1; i < argc; i++) printf(\"%s%s\", argv[i], i + 1 < argc ? \" \" : \"\\n\");\n\
+           int found = 0;\n\
+           for (char **e = envp; *e; e++) found |= strcmp(*e, \"SMF_RUN_TEST=here\") == 0;\n\
+           if (argv[argc] != NULL || !found || strstr(argv[0], \"echo.smf\") == NULL) return 99;\n\
+           return argc > 1 ? atoi(argv[1]) : 7;\n\
+         }\n",
+    )
+    .unwrap();
+    let object = dir.join("echo.o");
+    let compiled = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .status();
+    assert!(compiled.unwrap().success());
+    let module = dir.join("echo.smf").to_string_lossy().into_owned();
+    assert_eq!(smf(&["pack", &object.to_string_lossy(), "-o", &module]).status, 0);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(smf_tests::build_smf_package().join("smf"))
+            .args(args)
+            .env("SMF_RUN_TEST", "here")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    // No strings: argc 1 (argv[0] the file), the result printed.
+    assert_eq!(run(&["run", "--ret", "i32", &module]), (Some(0), "7\n".into(), String::new()));
+    assert_eq!(
+        run(&["run", "--ret", "i32", &module, "--", "42", "and", "-x", "--ret"]),
+        (Some(0), "42 and -x --ret\n42\n".into(), String::new())
+    );
+    // The result as the exit status, its low 8 bits, nothing printed after the program's own.
+    assert_eq!(run(&["run", "--ret", "status", &module, "--", "3"]), (Some(3), "3\n".into(), String::new()));
+    assert_eq!(run(&["run", "--ret=status", &module, "--", "258"]), (Some(2), "258\n".into(), String::new()));
+    let (status, out, err) = run(&["run", &module, "main", "--", "1"]);
+    assert_eq!((status, out.as_str()), (Some(2), ""));
+    assert!(err.contains("arguments after `--` are the entry point's argv; `main` takes"), "{err}");
+}
+
 #[test]
 fn run_failures_exit_1_with_one_line() {
     let dir = scratch("run-failures");

@@ -28,9 +28,7 @@ impl Cli {
         use clap::CommandFactory as _;
         let cli = Cli::parse_from(ld_style(std::env::args_os()));
         let refused = match &cli.command {
-            Command::Run(run) => {
-                run.check_argument_counts().err().map(|m| ("run", clap::error::ErrorKind::TooManyValues, m))
-            }
+            Command::Run(run) => run.check_arguments().err().map(|(kind, m)| ("run", kind, m)),
             Command::Verify(verify) if !verify.load && verify.link.is_given() => Some((
                 "verify",
                 clap::error::ErrorKind::MissingRequiredArgument,
@@ -72,8 +70,10 @@ pub(crate) enum Command {
     Pack(PackArgs),
     /// Load FILE and call a function in it; print the result.
     ///
-    /// Loads the libraries and FILE and calls SYMBOL (default: the entry point) with up to 6
-    /// integer and 8 floating-point arguments; prints the result as --ret says.
+    /// Loads the libraries and FILE and calls SYMBOL with up to 6 integer and 8 floating-point
+    /// arguments, or the entry point as C's `main(argc, argv, envp)` (argv: FILE, then what
+    /// follows `--`); prints the result as --ret says (`--ret status`: exit with it, as the
+    /// program would).
     Run(RunArgs),
     /// Load many modules into a cache on worker threads.
     ///
@@ -332,8 +332,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) link: LinkArgs,
     /// What the function returns: an integer type (a narrower one is the low bits of the
-    /// result register, printed as that type), a float type, `ptr` (printed in hex) or `void`
-    /// (nothing printed).
+    /// result register, printed as that type), a float type, `ptr` (printed in hex), `void`
+    /// (nothing printed) or `status` (an `int` that is the exit status, as a C `main`'s).
     #[arg(long, value_enum, default_value_t = Returns::I64)]
     pub(crate) ret: Returns,
     /// The module file (`-`: standard input).
@@ -349,19 +349,33 @@ pub(crate) struct RunArgs {
     /// floating-point ones.
     #[arg(value_name = "ARG", allow_negative_numbers = true, num_args = 0.., value_parser = call_arg)]
     pub(crate) args: Vec<CallArg>,
+    /// After `--`: the entry point's arguments, as strings (`argv[1]` on; `argv[0]` is FILE).
+    #[arg(value_name = "PROGRAM_ARG", last = true)]
+    pub(crate) program_args: Vec<std::ffi::OsString>,
 }
 
 impl RunArgs {
-    /// Whether the arguments fit the registers `run` passes them in.
-    fn check_argument_counts(&self) -> Result<(), String> {
+    /// Whether the arguments fit the registers `run` passes them in, and strings after `--` go
+    /// to the entry point (a SYMBOL takes ARGs); the usage error otherwise.
+    fn check_arguments(&self) -> Result<(), (clap::error::ErrorKind, String)> {
+        use clap::error::ErrorKind;
         use smf::loader::{MAX_FLOAT_ARGS, MAX_INTEGER_ARGS};
         let integers = self.args.iter().filter(|a| matches!(a, CallArg::Int(_))).count();
         let floats = self.args.len() - integers;
         if integers > MAX_INTEGER_ARGS {
-            return Err(format!("{integers} integer arguments: at most {MAX_INTEGER_ARGS} are supported"));
+            let message = format!("{integers} integer arguments: at most {MAX_INTEGER_ARGS} are supported");
+            return Err((ErrorKind::TooManyValues, message));
         }
         if floats > MAX_FLOAT_ARGS {
-            return Err(format!("{floats} floating-point arguments: at most {MAX_FLOAT_ARGS} are supported"));
+            let message =
+                format!("{floats} floating-point arguments: at most {MAX_FLOAT_ARGS} are supported");
+            return Err((ErrorKind::TooManyValues, message));
+        }
+        if let (Some(symbol), false) = (&self.symbol, self.program_args.is_empty()) {
+            let message = format!(
+                "arguments after `--` are the entry point's argv; `{symbol}` takes its arguments as ARGs, before `--`"
+            );
+            return Err((ErrorKind::ArgumentConflict, message));
         }
         Ok(())
     }
@@ -395,6 +409,9 @@ pub(crate) enum Returns {
     Ptr,
     /// Nothing.
     Void,
+    /// An `int`, the program's exit status (a C `main`'s): nothing printed, `smf` exits with
+    /// its low 8 bits, as a shell sees a program's.
+    Status,
 }
 
 /// One argument of `smf run`, parsed.

@@ -3,6 +3,9 @@
 //! library's streams are flushed before the result is printed, so what module code printed
 //! comes first even through a pipe.
 
+use std::ffi::{c_char, CString, OsString};
+use std::os::unix::ffi::OsStrExt as _;
+
 use smf::loader::{CallError, SharedModule};
 
 use crate::args::{CallArg, Returns, RunArgs};
@@ -30,11 +33,12 @@ pub(crate) fn command(args: &RunArgs) -> i32 {
         libc::fflush(std::ptr::null_mut());
     }
     match result {
-        Ok(Some(value)) => {
+        Ok(Outcome::Printed(value)) => {
             out(&format!("{value}\n"));
             EXIT_OK
         }
-        Ok(None) => EXIT_OK,
+        Ok(Outcome::Nothing) => EXIT_OK,
+        Ok(Outcome::Status(status)) => i32::from(status),
         Err(error) => {
             report(&error);
             EXIT_BAD
@@ -42,9 +46,49 @@ pub(crate) fn command(args: &RunArgs) -> i32 {
     }
 }
 
-/// Loads the libraries and the module of `args`, calls the function, and returns its result
-/// as text (`None` for `--ret void`).
-fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
+/// What a call gave, as `smf run` shows it.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The result as text, printed.
+    Printed(String),
+    /// Nothing (`--ret void`).
+    Nothing,
+    /// The exit status (`--ret status`).
+    Status(u8),
+}
+
+/// The entry point's `argv`: FILE, then the strings after `--`, and the NULL-terminated array
+/// of pointers to them that C's `main` receives (valid while this lives).
+struct ProgramArgs {
+    /// The strings, NUL-terminated (a command line's strings hold no NUL; one that did would
+    /// be passed empty).
+    _strings: Vec<CString>,
+    /// Pointers into `_strings`, then NULL.
+    pointers: Vec<*const c_char>,
+}
+
+impl ProgramArgs {
+    fn new(file: &str, rest: &[OsString]) -> Self {
+        let strings: Vec<CString> = std::iter::once(file.as_bytes())
+            .chain(rest.iter().map(|arg| arg.as_bytes()))
+            .map(|bytes| CString::new(bytes).unwrap_or_default())
+            .collect();
+        let pointers = strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        Self { _strings: strings, pointers }
+    }
+
+    /// `argc`, `argv` and `envp` (this process's environment), as integer arguments.
+    fn as_call_args(&self) -> [CallArg; 3] {
+        let argc = self.pointers.len() - 1;
+        // SAFETY: `environ` is the C library's, set up before `main`; only its value is read.
+        #[allow(unsafe_code)]
+        let envp = unsafe { libc::environ };
+        [CallArg::Int(argc as i64), CallArg::Int(self.pointers.as_ptr() as i64), CallArg::Int(envp as i64)]
+    }
+}
+
+/// Loads the libraries and the module of `args`, calls the function, and returns what it gave.
+fn run_module(args: &RunArgs) -> Result<Outcome, CommandError> {
     let symbol = args.symbol.as_deref();
     // Set before loading: constructors run as the modules load (a crash in one is reported
     // with this context, without a function name: the names are known once all have loaded).
@@ -60,10 +104,16 @@ fn run_module(args: &RunArgs) -> Result<Option<String>, CommandError> {
     let mut modules: Vec<&SharedModule> = linked.modules().iter().map(|m| &**m).collect();
     modules.push(&module);
     crate::crash::name_code(&modules);
+    // The entry point is called as C's `main(argc, argv, envp)`: a `main` that takes no
+    // parameters (Simple's, `long main(void)`) ignores the registers they are passed in.
+    let program = symbol.is_none().then(|| ProgramArgs::new(&args.file, &args.program_args));
+    let call_args = program.as_ref().map_or_else(|| args.args.clone(), |p| p.as_call_args().to_vec());
     // SAFETY: the tool's contract is that the function takes the arguments given, of the kinds
-    // given, and returns what --ret says.
+    // given (the entry point: `main`'s, or none), and returns what --ret says; `program` holds
+    // the strings `argv` points to until after the call.
     #[allow(unsafe_code)]
-    let value = unsafe { call(&module, symbol.map(str::as_bytes), &args.args, args.ret) };
+    let value = unsafe { call(&module, symbol.map(str::as_bytes), &call_args, args.ret) };
+    drop(program);
     value.map_err(|error| CommandError::Call { file: args.file.clone(), error })
 }
 
@@ -98,7 +148,7 @@ unsafe fn call(
     name: Option<&[u8]>,
     args: &[CallArg],
     ret: Returns,
-) -> Result<Option<String>, CallError> {
+) -> Result<Outcome, CallError> {
     // SAFETY: each call is forwarded to our caller's contract. (A narrower integer is read as
     // the whole register and cut to its width: C leaves the bits above it unspecified.)
     let text = unsafe {
@@ -107,12 +157,18 @@ unsafe fn call(
             Returns::F32 => module.call::<f32>(name, args)?.to_string(),
             Returns::Void => {
                 module.call::<()>(name, args)?;
-                return Ok(None);
+                return Ok(Outcome::Nothing);
+            }
+            Returns::Status => {
+                // The low 8 bits, as the kernel keeps of a process's status.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let status = module.call::<i64>(name, args)? as u8;
+                return Ok(Outcome::Status(status));
             }
             integer => integer_text(module.call::<i64>(name, args)?, integer),
         }
     };
-    Ok(Some(text))
+    Ok(Outcome::Printed(text))
 }
 
 /// The result register `bits` as the integer type `ret` names.
@@ -128,7 +184,7 @@ fn integer_text(bits: i64, ret: Returns) -> String {
         Returns::U32 => (bits as u32).to_string(),
         Returns::U64 => (bits as u64).to_string(),
         Returns::Ptr => format!("{:#x}", bits as u64),
-        Returns::I64 | Returns::F32 | Returns::F64 | Returns::Void => bits.to_string(),
+        Returns::I64 | Returns::F32 | Returns::F64 | Returns::Void | Returns::Status => bits.to_string(),
     }
 }
 
@@ -146,13 +202,14 @@ mod tests {
         path.display().to_string()
     }
 
-    fn run(file: &str, symbol: Option<&str>) -> Result<Option<String>, CommandError> {
+    fn run(file: &str, symbol: Option<&str>) -> Result<Outcome, CommandError> {
         let args = RunArgs {
             link: LinkArgs { no_libc: true, ..LinkArgs::default() },
             ret: Returns::I64,
             file: file.to_owned(),
             symbol: symbol.map(str::to_owned),
             args: Vec::new(),
+            program_args: Vec::new(),
         };
         run_module(&args)
     }
@@ -185,7 +242,7 @@ mod tests {
             let e = run(&no_entry, None).unwrap_err();
             assert!(matches!(&e, CommandError::Call { error: CallError::NoEntryPoint, .. }), "{e}");
             assert!(e.to_string().ends_with("no entry point (name a SYMBOL)"), "{e}");
-            assert_eq!(run(&no_entry, Some("answer")).unwrap().as_deref(), Some("42"));
+            assert_eq!(run(&no_entry, Some("answer")).unwrap(), Outcome::Printed("42".to_owned()));
             let _ = std::fs::remove_file(no_entry);
         }
         let _ = std::fs::remove_file(garbage);
