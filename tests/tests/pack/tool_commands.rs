@@ -252,3 +252,80 @@ fn pack_takes_what_ld_takes_for_a_shared_library() {
     assert!(refused(&["-lnosuchlibrary"]).contains("cannot find -lnosuchlibrary (searched "));
     assert!(refused(&["-Wl,-T,script.ld"]).contains("-Wl,-T: a linker option pack does not take"));
 }
+
+/// `--whole-archive` to `--no-whole-archive` (in -Wl lists or alone, as ld reads them: in
+/// command-line order) packs every member of the archives between them, named by path or found
+/// by -l; archives after it only what the objects need. `-e` (`-Wl,-e`, `--entry=`) sets the
+/// entry point, which must be a function the objects define.
+#[test]
+fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
+    let dir = scratch("whole-archive");
+    let compile = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let object = path.with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
+        object
+    };
+    let app = compile("app.c", "long start(void) { return 5; }\nlong main(void) { return 1; }\n");
+    let archive = |name: &str, members: &[(&str, &str)]| {
+        let objects: Vec<_> = members.iter().map(|(file, text)| compile(file, text)).collect();
+        let path = dir.join(name);
+        run(Command::new("ar").arg("rcs").arg(&path).args(&objects));
+        path
+    };
+    let plugins = archive(
+        "libplugins.a",
+        &[("alpha.c", "long alpha(void) { return 2; }\n"), ("beta.c", "long beta(void) { return 3; }\n")],
+    );
+    let extra = archive("libextra.a", &[("gamma.c", "long gamma(void) { return 4; }\n")]);
+    let module = dir.join("app.smf");
+    let pack = |args: &[&str]| {
+        let out = Command::new(smf_binary()).arg("pack").args(args).arg("-o").arg(&module).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let exported = || {
+        let out = Command::new(smf_binary()).args(["symbols", "--defined"]).arg(&module).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        ["alpha", "beta", "gamma"]
+            .into_iter()
+            .filter(|name| text.contains(&format!(" {name}\n")))
+            .collect::<Vec<_>>()
+    };
+    let (app, plugins, extra) = (app.to_str().unwrap(), plugins.to_str().unwrap(), extra.to_str().unwrap());
+    // Without the option, nothing of either archive is needed.
+    let (status, notes) = pack(&[app, plugins, extra]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!(exported(), Vec::<&str>::new());
+    // The archive between the two options whole, the one after them as ld's rule says.
+    let (status, notes) = pack(&[app, "-Wl,--whole-archive", plugins, "-Wl,--no-whole-archive", extra]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert!(notes.contains("took all 2 object members of") && notes.contains("(--whole-archive)"), "{notes}");
+    assert!(notes.contains("took 0 of the 1 members of"), "{notes}");
+    assert_eq!(exported(), ["alpha", "beta"]);
+    let run_entry = || {
+        let out = Command::new(smf_binary()).arg("run").arg(&module).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run_entry(), "1\n", "main by default");
+    // In one list, found by -l, ld's own spelling alone; the entry point named.
+    let dir_arg = format!("-L{}", dir.display());
+    let (status, notes) =
+        pack(&[app, &dir_arg, "-Wl,--whole-archive,-lextra,--no-whole-archive", "-e", "start"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!(exported(), ["gamma"]);
+    assert_eq!(run_entry(), "5\n");
+    let (status, notes) = pack(&["--whole-archive", plugins, "--no-whole-archive", app, "-Wl,--entry=start"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!(exported(), ["alpha", "beta"]);
+    assert_eq!(run_entry(), "5\n");
+    // An archive given in a -Wl list alone (no positional input).
+    let (status, notes) =
+        pack(&[&format!("-Wl,--whole-archive,{extra}"), &format!("-Wl,{app}"), "-Wl,-e,start"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!((exported(), run_entry().as_str()), (vec!["gamma"], "5\n"));
+    // An entry point the objects do not define is refused by name.
+    let (status, notes) = pack(&[app, "-e", "nowhere"]);
+    assert_eq!(status, Some(1));
+    assert!(notes.contains("entry point `nowhere` (-e) is not a function these objects define"), "{notes}");
+}

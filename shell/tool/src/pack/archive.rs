@@ -1,16 +1,17 @@
 //! Archives among pack's inputs (`.a`, as `ar` makes them), taken as `ld` takes them: a member
 //! is packed only if it defines a name that the objects, or the members taken already, refer
 //! to and nothing defines yet, until no member is needed any more (as if every archive were in
-//! one `--start-group`); a member nothing needs is left out. Given archives alone (a static
-//! library made into a module), every member is taken, as `--whole-archive` takes them.
-//! Members are added after the objects, in archive order, each named `archive(member)`.
+//! one `--start-group`); a member nothing needs is left out. Every member is taken of an
+//! archive marked so (`--whole-archive`), and of every archive when archives alone are given
+//! (a static library made into a module). Members are added after the objects, in archive
+//! order, each named `archive(member)`.
 
 use std::collections::{HashMap, HashSet};
 
 use object::read::archive::ArchiveFile;
 use object::{Object, ObjectSymbol};
 
-use super::{Note, PackError, Problem};
+use super::{Input, Note, PackError, Problem};
 
 /// Whether `bytes` are an archive (`ar`'s magic; a thin archive's too, which is refused).
 pub(super) fn is_archive(bytes: &[u8]) -> bool {
@@ -58,27 +59,38 @@ fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
     (defines, refers)
 }
 
-/// `inputs` with each archive replaced by the members the rest needs.
-pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
+/// One archive among the inputs.
+struct Archive<'i> {
+    name: &'i str,
+    /// How many members it has.
+    members: usize,
+    /// Whether every member is taken.
+    whole: bool,
+}
+
+/// `inputs` with each archive replaced by the members the rest needs (all of them for an
+/// archive taken whole).
+pub(super) fn select<'i>(inputs: &[Input<'i>]) -> Selected<'i> {
     let mut selected = Selected { inputs: Vec::new(), problems: Vec::new(), notes: Vec::new() };
     let mut defined: HashSet<&[u8]> = HashSet::new();
     let mut wanted: Vec<&[u8]> = Vec::new();
     let mut members: Vec<Member<'_>> = Vec::new();
     // The first member (in input and archive order) defining each name.
     let mut providers: HashMap<&[u8], usize> = HashMap::new();
-    let mut archives: Vec<(&str, usize)> = Vec::new();
-    for (name, bytes) in inputs {
+    let mut archives: Vec<Archive<'i>> = Vec::new();
+    for &Input { name, bytes, whole_archive } in inputs {
         if !is_archive(bytes) {
             // An object that does not parse is the packer's problem to report, in its place.
-            if let Ok(file) = object::File::parse(bytes.as_slice()) {
+            if let Ok(file) = object::File::parse(bytes) {
                 let (defines, refers) = names(&file);
                 defined.extend(defines);
                 wanted.extend(refers);
             }
-            selected.inputs.push((name.clone(), bytes.as_slice()));
+            selected.inputs.push((name.to_owned(), bytes));
             continue;
         }
-        let archive = match ArchiveFile::parse(bytes.as_slice()) {
+        let (label, name) = (name, name.to_owned());
+        let archive = match ArchiveFile::parse(bytes) {
             Ok(archive) if !archive.is_thin() => archive,
             Ok(_) => {
                 let error = PackError::ThinArchive;
@@ -93,7 +105,7 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
         let index = archives.len();
         let mut count = 0;
         for member in archive.members() {
-            let member = match member.and_then(|m| Ok((m.name().to_vec(), m.data(bytes.as_slice())?))) {
+            let member = match member.and_then(|m| Ok((m.name().to_vec(), m.data(bytes)?))) {
                 Ok(member) => member,
                 Err(error) => {
                     selected
@@ -121,13 +133,18 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
                 taken: false,
             });
         }
-        archives.push((name.as_str(), count));
+        archives.push(Archive { name: label, members: count, whole: whole_archive });
     }
     // Archives alone (a static library made into a module): every member, as ld's
     // --whole-archive takes them; nothing would need any.
-    let whole = selected.inputs.is_empty();
-    if whole {
-        members.iter_mut().for_each(|m| m.taken = true);
+    let alone = selected.inputs.is_empty();
+    if alone {
+        archives.iter_mut().for_each(|archive| archive.whole = true);
+    }
+    for member in members.iter_mut().filter(|m| archives[m.archive].whole) {
+        member.taken = true;
+        wanted.extend(member.refers.iter().copied());
+        defined.extend(member.defines.iter().copied());
     }
     while let Some(name) = wanted.pop() {
         if defined.contains(name) {
@@ -142,15 +159,18 @@ pub(super) fn select(inputs: &[(String, Vec<u8>)]) -> Selected<'_> {
         wanted.extend(member.refers.iter().copied());
         defined.extend(member.defines.iter().copied());
     }
-    for (index, &(archive, count)) in archives.iter().enumerate() {
+    for (index, archive) in archives.iter().enumerate() {
         let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
-        let text = if whole {
-            format!(
-                "took all {} object members of {archive} (no objects given: the whole archive)",
-                taken.len()
-            )
-        } else {
-            format!("took {} of the {count} members of {archive}", taken.len())
+        let (name, count) = (archive.name, archive.members);
+        let text = match (alone, archive.whole) {
+            (true, _) => {
+                format!(
+                    "took all {} object members of {name} (no objects given: the whole archive)",
+                    taken.len()
+                )
+            }
+            (false, true) => format!("took all {} object members of {name} (--whole-archive)", taken.len()),
+            (false, false) => format!("took {} of the {count} members of {name}", taken.len()),
         };
         selected.notes.push(Note { routine: false, text });
         selected.inputs.extend(taken.iter().map(|m| (m.name.clone(), m.bytes)));

@@ -44,6 +44,8 @@ pub enum PackError {
     Archive(object::Error),
     /// A thin archive (its members are files named by path, not in the archive).
     ThinArchive,
+    /// The entry point asked for (`-e NAME`) is not a function the objects define.
+    NoEntryPoint(String),
     /// Part of an object (section data, a name, a symbol) could not be read.
     Elf(object::Error),
     /// A data section in R72, whose symbols cannot address one.
@@ -187,6 +189,9 @@ impl fmt::Display for PackError {
                 "a thin archive (members named by path): make a normal one with `ar rcs`, or give \
                  pack the member objects"
             ),
+            PackError::NoEntryPoint(name) => {
+                write!(f, "entry point `{name}` (-e) is not a function these objects define")
+            }
             PackError::Elf(error) => error.fmt(f),
             PackError::R72Data { section } => {
                 write!(f, "section {section}: R72 symbols cannot address data sections (use s128 or r96)")

@@ -34,7 +34,7 @@
 //!   that cannot be represented (thread-local storage, `.preinit_array`, instruction relocation
 //!   kinds in data, other relocation types) is a problem naming it, its object and the function
 //!   or variable it is in; packing goes on to find every problem, and fails with all of them.
-//! - The entry point is `main` when an object defines it.
+//! - The entry point is `main` when an object defines it, or the function [`PackOptions`] names.
 //! - The module written is loaded once to check it (`trial.rs`, no code run): unwind tables
 //!   that would stop it from loading are dropped with a [`Note`] and the objects packed again.
 //! - Several objects combine as `ld -r` would: one code image, references to names another
@@ -56,7 +56,7 @@ mod unwind;
 
 pub use compression::{Compression, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS};
 pub use error::{PackError, Site};
-pub use packer::{pack, pack_with};
+pub use packer::{pack, pack_inputs, pack_with, Input, PackOptions};
 pub use problems::{PackFailure, Problem, LISTED_PER_KIND};
 pub use trial::trial_load;
 

@@ -26,7 +26,12 @@ impl Cli {
     /// each kind `run` can pass); a usage error (exit 2) otherwise.
     pub(crate) fn parse_checked() -> Self {
         use clap::CommandFactory as _;
-        let cli = Cli::parse_from(ld_style(std::env::args_os()));
+        use clap::FromArgMatches as _;
+        let matches = Cli::command().get_matches_from(ld_style(std::env::args_os()));
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (Command::Pack(pack), Some(("pack", matches))) = (&mut cli.command, matches.subcommand()) {
+            pack.positions = Positions::of(matches);
+        }
         let refused = match &cli.command {
             Command::Run(run) => run.check_arguments().err().map(|(kind, m)| ("run", kind, m)),
             Command::Verify(verify) if !verify.load && verify.link.is_given() => Some((
@@ -94,7 +99,8 @@ pub(crate) enum Command {
 }
 
 /// The command line, with `pack`'s single-dash long options as ld spells them (`-shared`,
-/// `-static`, `-Bstatic`, `-Bdynamic`, `-Bshareable`) given as clap reads them.
+/// `-static`, `-Bstatic`, `-Bdynamic`, `-Bshareable`) given as clap reads them, and ld's
+/// `--whole-archive` and `--no-whole-archive` as the `-Wl` lists that carry them.
 fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let args: Vec<std::ffi::OsString> = args.collect();
     if args.get(1).is_none_or(|command| command != "pack") {
@@ -104,6 +110,8 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsS
         _ if i < 2 => Some(arg),
         Some("-shared" | "-Bshareable") => Some("--shared".into()),
         Some("-static" | "-Bstatic") => Some("--static".into()),
+        // Positional, as in ld: read among the -Wl lists, in order.
+        Some(toggle @ ("--whole-archive" | "--no-whole-archive")) => Some(format!("-Wl,{toggle}").into()),
         // The default, as -l already takes it.
         Some("-Bdynamic") => None,
         _ => Some(arg),
@@ -261,7 +269,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct PackArgs {
     /// The ELF objects, combined as `ld` would (`-`: one read from standard input), and
     /// archives (`.a`), of which the members the objects need are packed.
-    #[arg(value_name = "INPUT.o|LIB.a", required = true)]
+    #[arg(value_name = "INPUT.o|LIB.a", required_unless_present_any = ["linker", "libraries"])]
     pub(crate) inputs: Vec<PathBuf>,
     /// The module to write (`-`: standard output).
     #[arg(short = 'o', long = "output", value_name = "OUTPUT.smf", required = true)]
@@ -274,11 +282,16 @@ pub(crate) struct PackArgs {
     /// A directory -l searches, before the system's (repeatable).
     #[arg(short = 'L', value_name = "DIR")]
     pub(crate) search: Vec<PathBuf>,
-    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -s, -static,
-    /// -shared and input files are taken; archive groups and options that set what a module
+    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -e, -s, -static,
+    /// -shared, --whole-archive and --no-whole-archive (the archives between them packed
+    /// whole) and input files are taken; archive groups and options that set what a module
     /// does not have (-soname, -rpath, -z, --as-needed, ...) are ignored, with a note.
     #[arg(short = 'W', value_name = "l,OPTION,...", allow_hyphen_values = true)]
     pub(crate) linker: Vec<String>,
+    /// The module's entry point: this function, which the objects must define (default: main,
+    /// when they define it).
+    #[arg(short = 'e', long = "entry", value_name = "SYMBOL")]
+    pub(crate) entry: Option<String>,
     /// -l takes libNAME.a even where libNAME.so is found (-static and -Bstatic are taken too).
     #[arg(long = "static")]
     pub(crate) static_libraries: bool,
@@ -302,6 +315,27 @@ pub(crate) struct PackArgs {
     /// Also the notes every object gets (unwind tables, compiler identification dropped).
     #[arg(long)]
     pub(crate) verbose: bool,
+    /// Where on the command line the inputs, libraries and `-Wl` lists were, which `ld`'s
+    /// reading depends on (`--whole-archive` applies to what follows it).
+    #[arg(skip)]
+    pub(crate) positions: Positions,
+}
+
+/// Positions on the command line of pack's inputs, `-l` libraries and `-Wl` lists, each in the
+/// order of its field (empty where not parsed from a command line).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Positions {
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) libraries: Vec<usize>,
+    pub(crate) linker: Vec<usize>,
+}
+
+impl Positions {
+    /// Those clap recorded for `pack`'s arguments.
+    fn of(matches: &clap::ArgMatches) -> Self {
+        let at = |id: &str| matches.indices_of(id).map(Iterator::collect).unwrap_or_default();
+        Self { inputs: at("inputs"), libraries: at("libraries"), linker: at("linker") }
+    }
 }
 
 /// How `run`, `verify --load`, `prefetch` and `ldd` link modules: the --lib modules in order,

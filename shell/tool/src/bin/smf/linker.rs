@@ -1,8 +1,10 @@
-//! The options `smf pack` takes as `ld` takes them: `-lNAME` found in the `-L` directories,
-//! then `LIBRARY_PATH`'s and the system's (an archive's members the objects need packed in, a
-//! shared library left to load time), `-Wl,...` lists read option by option (input files in
-//! them taken as inputs), and the options that set what a module does not have (or archive
-//! groups, which pack makes of every archive anyway), ignored with a note.
+//! The inputs and options `smf pack` takes as `ld` takes them, read in command-line order:
+//! `-lNAME` found in the `-L` directories, then `LIBRARY_PATH`'s and the system's (an
+//! archive's members the objects need packed in, a shared library left to load time),
+//! `-Wl,...` lists read option by option (input files in them taken as inputs;
+//! `--whole-archive` to `--no-whole-archive` marking the archives between them to be packed
+//! whole; `-e` the entry point), and the options that set what a module does not have (or
+//! archive groups, which pack makes of every archive anyway), ignored with a note.
 
 use std::path::{Path, PathBuf};
 
@@ -50,21 +52,83 @@ const IGNORED: [&str; 17] = [
 /// The options that open and close an archive group (among [`IGNORED`]).
 const GROUPS: [&str; 4] = ["--start-group", "--end-group", "-(", "-)"];
 
-/// What the ld-style options add: archives to pack (after the inputs) and notes to print.
+/// One input to pack, in command-line order.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct LinkedInput {
+    pub(crate) path: PathBuf,
+    /// Given between `--whole-archive` and `--no-whole-archive`: an archive whose every member
+    /// is packed.
+    pub(crate) whole_archive: bool,
+}
+
+/// What pack's inputs and ld-style options come to: the inputs, the entry point, notes.
 #[derive(Debug, Default)]
 pub(crate) struct Linked {
-    /// The files `-Wl` lists name and the archives `-l` finds, in that order.
-    pub(crate) inputs: Vec<PathBuf>,
+    /// The files given, those `-Wl` lists name and the archives `-l` finds, in the order the
+    /// command line gives them (as `ld` reads them).
+    pub(crate) inputs: Vec<LinkedInput>,
+    /// The entry point `-e` names, if it does.
+    pub(crate) entry: Option<String>,
     /// What was taken or ignored, for the reader.
     pub(crate) notes: Vec<String>,
 }
 
-/// Reads `args`' library and linker options.
+/// An input, a library or a `-Wl` list of the command line.
+#[derive(Clone, Copy, Debug)]
+enum Item<'a> {
+    Input(&'a Path),
+    Library(&'a str),
+    Linker(&'a str),
+}
+
+/// What a library or file comes to once every `-L` is known.
+enum Pending {
+    File(PathBuf, bool),
+    Library(String, bool),
+}
+
+/// `args`' inputs, libraries and `-Wl` lists in command-line order (where the parser recorded
+/// it: [`PackArgs::positions`]; else inputs, then lists, then libraries).
+fn in_order(args: &PackArgs) -> Vec<Item<'_>> {
+    let positions = &args.positions;
+    let recorded = positions.inputs.len() == args.inputs.len()
+        && positions.libraries.len() == args.libraries.len()
+        && positions.linker.len() == args.linker.len();
+    let at = |recorded_at: &[usize], i: usize, group: usize| {
+        if recorded {
+            recorded_at[i]
+        } else {
+            group * (1 << 32) + i
+        }
+    };
+    let mut items: Vec<(usize, Item<'_>)> = Vec::new();
+    items.extend(args.inputs.iter().enumerate().map(|(i, p)| (at(&positions.inputs, i, 0), Item::Input(p))));
+    items.extend(args.linker.iter().enumerate().map(|(i, l)| (at(&positions.linker, i, 1), Item::Linker(l))));
+    items.extend(
+        args.libraries.iter().enumerate().map(|(i, l)| (at(&positions.libraries, i, 2), Item::Library(l))),
+    );
+    items.sort_by_key(|&(position, _)| position);
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+/// Reads `args`' inputs, library and linker options.
 pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
-    let (mut search, mut libraries, mut static_libraries) =
-        (args.search.clone(), args.libraries.clone(), args.static_libraries);
-    let (mut notes, mut inputs) = (Vec::new(), Vec::new());
-    for list in &args.linker {
+    let (mut search, mut static_libraries) = (args.search.clone(), args.static_libraries);
+    let mut linked = Linked { entry: args.entry.clone(), ..Linked::default() };
+    let mut pending = Vec::new();
+    let mut whole = false;
+    for item in in_order(args) {
+        let list = match item {
+            Item::Input(path) => {
+                pending.push(Pending::File(path.to_owned(), whole));
+                continue;
+            }
+            Item::Library(name) => {
+                pending.push(Pending::Library(name.to_owned(), whole));
+                continue;
+            }
+            Item::Linker(list) => list,
+        };
         let Some(options) = list.strip_prefix("l,") else {
             return Err(format!("-W{list}: only -Wl,OPTION,... (options for the linker) is taken"));
         };
@@ -75,21 +139,27 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             };
             match option {
                 "-L" => search.push(PathBuf::from(value("-L")?)),
-                "-l" => libraries.push(value("-l")?),
+                "-l" => pending.push(Pending::Library(value("-l")?, whole)),
                 "-s" | "--strip-all" | "-S" | "--strip-debug" | "-shared" | "-Bshareable" | "-Bdynamic" => {}
                 "-static" | "-Bstatic" => static_libraries = true,
-                "-o" | "-e" | "--entry" => {
-                    return Err(format!(
-                        "-Wl,{option}: give pack -o; the entry point is main when an object defines it"
-                    ))
+                "--whole-archive" => whole = true,
+                "--no-whole-archive" => whole = false,
+                "-e" | "--entry" => linked.entry = Some(value(option)?),
+                _ if option.starts_with("--entry=") => {
+                    linked.entry = Some(option["--entry=".len()..].to_owned())
                 }
+                "-o" => return Err("-Wl,-o: give pack -o".to_owned()),
                 // An input file among the options (an archive in a group, an object).
-                _ if !option.starts_with('-') && !option.is_empty() => inputs.push(PathBuf::from(option)),
+                _ if !option.starts_with('-') && !option.is_empty() => {
+                    pending.push(Pending::File(PathBuf::from(option), whole));
+                }
                 _ if option.starts_with("-L") => search.push(PathBuf::from(&option[2..])),
-                _ if option.starts_with("-l") => libraries.push(option[2..].to_owned()),
+                _ if option.starts_with("-l") => {
+                    pending.push(Pending::Library(option[2..].to_owned(), whole))
+                }
                 _ if IGNORED_WITH_VALUE.contains(&option) => {
                     let value = value(option)?;
-                    notes.push(format!(
+                    linked.notes.push(format!(
                         "ignored linker option {option} {value} (a module has no such setting)"
                     ));
                 }
@@ -99,23 +169,29 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                     } else {
                         "a module has no such setting"
                     };
-                    notes.push(format!("ignored linker option {option} ({why})"));
+                    linked.notes.push(format!("ignored linker option {option} ({why})"));
                 }
                 _ => return Err(format!("-Wl,{option}: a linker option pack does not take")),
             }
         }
     }
-    let mut linked = Linked { inputs, notes };
+    // Every -L applies to every -l, wherever it is (as in ld).
     let dirs = search_dirs(&search);
-    for name in &libraries {
-        match find(name, &dirs, static_libraries) {
-            Some(Found::Archive(path)) => linked.inputs.push(path),
-            Some(Found::Shared(path)) => linked.notes.push(shared_note(name, &path)),
-            None => {
-                let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
-            }
+    for item in pending {
+        match item {
+            Pending::File(path, whole_archive) => linked.inputs.push(LinkedInput { path, whole_archive }),
+            Pending::Library(name, whole_archive) => match find(&name, &dirs, static_libraries) {
+                Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
+                Some(Found::Shared(path)) => linked.notes.push(shared_note(&name, &path)),
+                None => {
+                    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                    return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
+                }
+            },
         }
+    }
+    if linked.inputs.is_empty() {
+        return Err("no input files (objects or archives; -l found only shared libraries)".to_owned());
     }
     Ok(linked)
 }
@@ -210,7 +286,7 @@ mod tests {
         ] {
             assert!(ignored(option), "{option}");
         }
-        for option in ["--whole-archive", "-T", "-Map", "--defsym=x=1"] {
+        for option in ["--whole-archive", "-e", "-T", "-Map", "--defsym=x=1"] {
             assert!(!ignored(option), "{option}");
         }
     }

@@ -5,9 +5,9 @@
 //! [`smf_tool::pack`](mod@smf_tool::pack) (compressing code, data and rodata if asked), prints
 //! its notes as asked and writes the module (renamed into place; `-o -`: to standard output).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use smf_tool::pack::{pack_with, PackFailure};
+use smf_tool::pack::{pack_inputs, Input, PackFailure, PackOptions};
 
 use crate::args::PackArgs;
 
@@ -91,7 +91,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     // UTF-8) are for messages only.
     let name = |path: &Path| path.display().to_string();
     let linked = crate::linker::link(args).map_err(PackCommandError::Link)?;
-    let inputs: Vec<&Path> = args.inputs.iter().chain(&linked.inputs).map(PathBuf::as_path).collect();
+    let inputs: Vec<&Path> = linked.inputs.iter().map(|input| input.path.as_path()).collect();
     let label = match inputs.as_slice() {
         // Notes name the object when there is one; with several, each says which.
         [one] => format!("{}: ", name(one)),
@@ -108,7 +108,20 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             read_object(input).map_err(|error| PackCommandError::Read { input: name(input), error })?;
         objects.push((name(input), bytes));
     }
-    let (smf, notes) = pack_with(&objects, args.dialect, args.compress).map_err(PackCommandError::Pack)?;
+    let inputs: Vec<Input<'_>> = objects
+        .iter()
+        .zip(&linked.inputs)
+        .map(|((name, bytes), linked)| Input {
+            whole_archive: linked.whole_archive,
+            ..Input::new(name, bytes)
+        })
+        .collect();
+    let options = PackOptions {
+        compression: args.compress,
+        entry: linked.entry.map(String::into_bytes),
+        ..PackOptions::new(args.dialect)
+    };
+    let (smf, notes) = pack_inputs(&inputs, &options).map_err(PackCommandError::Pack)?;
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };
         if say >= level {
@@ -173,6 +186,8 @@ mod tests {
             static_libraries: false,
             shared: false,
             strip: false,
+            entry: None,
+            positions: crate::args::Positions::default(),
         }
     }
 

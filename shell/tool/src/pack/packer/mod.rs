@@ -44,20 +44,65 @@ pub fn pack_with(
     dialect: Dialect,
     compression: Option<Compression>,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let inputs: Vec<Input<'_>> = inputs.iter().map(|(name, bytes)| Input::new(name, bytes)).collect();
+    pack_inputs(&inputs, &PackOptions { compression, ..PackOptions::new(dialect) })
+}
+
+/// One input to [`pack_inputs`]: an object or an archive.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'i> {
+    /// Its name, for messages.
+    pub name: &'i str,
+    /// Its bytes.
+    pub bytes: &'i [u8],
+    /// An archive to take every member of (`ld`'s `--whole-archive`), not only those the
+    /// objects need; nothing for an object.
+    pub whole_archive: bool,
+}
+
+impl<'i> Input<'i> {
+    /// `bytes`, named `name`, taken as `ld` takes an input by default.
+    pub const fn new(name: &'i str, bytes: &'i [u8]) -> Self {
+        Self { name, bytes, whole_archive: false }
+    }
+}
+
+/// How [`pack_inputs`] packs.
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    /// The module's dialect.
+    pub dialect: Dialect,
+    /// Compression of the code, data and rodata ([`pack_with`]).
+    pub compression: Option<Compression>,
+    /// The entry point's name (`ld -e`): a function the objects define, or the packing fails.
+    /// `None`: `main` when an object defines it, else none.
+    pub entry: Option<Vec<u8>>,
+}
+
+impl PackOptions {
+    /// A module of `dialect`, uncompressed, its entry point `main` if defined.
+    pub const fn new(dialect: Dialect) -> Self {
+        Self { dialect, compression: None, entry: None }
+    }
+}
+
+/// [`pack_with`] as `options` say, archives among `inputs` taken whole where they say so.
+pub fn pack_inputs(inputs: &[Input<'_>], options: &PackOptions) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let (dialect, compression) = (options.dialect, options.compression);
     if compression.is_some() && !dialect.has_compression_byte() {
         // Refused before anything is read: no other problem of the objects matters.
-        let object = inputs.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+        let object = inputs.iter().map(|input| input.name).collect::<Vec<_>>().join(", ");
         let error = PackError::Build(smf_core::write::BuildError::NoCompressionByte { dialect });
         return Err(Problem { object, error }.into());
     }
-    // Archives become the members the objects need (`ld`'s rule).
+    // Archives become the members the objects need (`ld`'s rule), or all of their members.
     let selected = archive::select(inputs);
     let (inputs, read) = (selected.inputs.as_slice(), selected.problems);
-    let packed = match pack_objects(inputs, dialect, compression, true, read) {
+    let packed = match pack_objects(inputs, options, true, read) {
         // The unwind tables' problem alone (so every archive was read): packed again without.
         Err(failure) if matches!(failure.problems.as_slice(), [Problem { error, .. }] if is_unwind_problem(error)) =>
         {
-            let (bytes, mut notes) = pack_objects(inputs, dialect, compression, false, Vec::new())?;
+            let (bytes, mut notes) = pack_objects(inputs, options, false, Vec::new())?;
             let why = &failure.problems[0].error;
             let text = format!("unwind tables dropped (debuggers and exceptions will not see through this module's frames): {why}");
             notes.insert(0, Note { routine: false, text });
@@ -84,11 +129,11 @@ fn is_unwind_problem(error: &PackError) -> bool {
 /// [`pack`], keeping the objects' unwind tables if `unwind`.
 fn pack_objects(
     inputs: &[(String, &[u8])],
-    dialect: Dialect,
-    compression: Option<Compression>,
+    options: &PackOptions,
     unwind: bool,
     mut problems: Vec<Problem>,
 ) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    let (dialect, compression) = (options.dialect, options.compression);
     let (mut files, mut names) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
     for (name, bytes) in inputs {
         match read_object(bytes) {
@@ -133,7 +178,7 @@ fn pack_objects(
     for f in 0..files.len() {
         packer.add_relocations(f);
     }
-    packer.set_entry_point();
+    packer.set_entry_point(options.entry.as_deref());
     packer.finish().map_err(|mut failure| {
         // Object by object, in the order given (each object's in the order found).
         let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
@@ -298,15 +343,28 @@ impl<'d, 'f> Packer<'d, 'f> {
         self.notes.push(Note { routine, text });
     }
 
-    /// The entry point: `main`, when an object defines it in the code.
-    fn set_entry_point(&mut self) {
-        let Some(definition) = self.definitions.get(&b"main"[..]) else { return };
-        let (f, index) = definition.at;
-        let Ok(main) = self.files[f].symbol_by_index(index) else { return };
-        if let Some(Carried::Code { offset, .. }) =
-            main.section_index().and_then(|i| self.placed.get(&(f, i)))
-        {
-            self.builder.entry_point(offset + main.address());
+    /// The entry point: `named` (a problem unless an object defines it in the code), or `main`
+    /// when an object defines it in the code.
+    fn set_entry_point(&mut self, named: Option<&[u8]>) {
+        let name = named.unwrap_or(b"main");
+        let offset = self.definitions.get(name).and_then(|definition| {
+            let (f, index) = definition.at;
+            let symbol = self.files[f].symbol_by_index(index).ok()?;
+            match symbol.section_index().and_then(|i| self.placed.get(&(f, i))) {
+                Some(Carried::Code { offset, .. }) => Some(offset + symbol.address()),
+                _ => None,
+            }
+        });
+        match (offset, named) {
+            (Some(offset), _) => {
+                self.builder.entry_point(offset);
+            }
+            (None, Some(name)) => {
+                let object = self.names.join(", ");
+                let error = PackError::NoEntryPoint(String::from_utf8_lossy(name).into_owned());
+                self.problems.push(Problem { object, error });
+            }
+            (None, None) => {}
         }
     }
 
