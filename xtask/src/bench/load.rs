@@ -294,6 +294,13 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let load_floor_ratio = median_ratio(&loads, &floors);
     let lookup_ratio = median_ratio(&their_lookups, &our_lookups);
     let hash_bound = median_ratio(&their_lookups, &hashes);
+    // The least a load that reads the file, indexes its exports by a keyed hash (what keeps
+    // names built to collide from making the index quadratic) and is then asked for each can
+    // take: the floor, and every exported name's keyed hash twice (once to index it, once for
+    // the lookup's own name); no copy, validation or probe counted.
+    let hashed_names = 2 * names.len() as u32;
+    let keyed_floor = median(floors.clone()) + median(hashes.clone()) * hashed_names;
+    let keyed_floor_ratio = keyed_floor.as_secs_f64() / median(floors.clone()).as_secs_f64();
     let (ours, theirs, floor) = (median(ours), median(theirs), median(floors));
     let (lookup, dlsym_time): (Duration, Duration) = (median(our_lookups), median(their_lookups));
     let size = std::fs::metadata(&smf_path).map(|m| m.len()).unwrap_or(0);
@@ -332,14 +339,19 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         floor_spread[0], floor_spread[1], floor_spread[2]
     );
     println!(
-        "  ratios (median of each round's): dlopen / smf {dlopen_ratio:.1}x (target >= 5x); smf / floor {floor_ratio:.2}x (target <= 2x); dlsym / smf lookup {lookup_ratio:.1}x (target >= 3x)"
+        "  ratios (median of each round's): dlopen / smf {dlopen_ratio:.1}x (reported); smf / floor {floor_ratio:.2}x (target <= 1.3x); dlsym / smf lookup {lookup_ratio:.1}x (target >= 8x)"
     );
     println!(
         "  bound: dlopen / floor {dlopen_floor_ratio:.1}x, the most dlopen / smf any load making the floor's syscalls could reach here"
     );
+    println!(
+        "  bound: (floor + {hashed_names} keyed hashes of the names) / floor {keyed_floor_ratio:.2}x, the least smf / floor any load with a flood-resistant index could reach here ({:.1} us)",
+        us(keyed_floor)
+    );
     report::ratio("load_vs_dlopen", dlopen_ratio, Goal::Reported);
     // Ours / the floor: smaller is better.
     report::ratio("load_vs_syscall_floor", floor_ratio, Goal::AtMost(1.3));
+    report::ratio("load_keyed_floor_vs_syscall_floor", keyed_floor_ratio, Goal::Reported);
     report::ratio("lookup_vs_dlsym", lookup_ratio, Goal::AtLeast(8.0));
     Ok(())
 }
