@@ -20,7 +20,9 @@ use core::fmt;
 use core::hash::{Hash, Hasher};
 
 /// A byte string as a cache key, hashed as one write of its bytes (see the module
-/// documentation). Compares as its bytes.
+/// documentation). Compares as its bytes. A whole key only: inside a key of several fields
+/// (a tuple of two), nothing would mark where it ends, and `("a", "bc")` would hash as
+/// `("ab", "c")` under every key.
 #[repr(transparent)]
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteKey([u8]);

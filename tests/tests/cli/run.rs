@@ -103,6 +103,34 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
     // The result as the exit status, its low 8 bits, nothing printed after the program's own.
     assert_eq!(run(&["run", "--ret", "status", &module, "--", "3"]), (Some(3), "3\n".into(), String::new()));
     assert_eq!(run(&["run", "--ret=status", &module, "--", "258"]), (Some(2), "258\n".into(), String::new()));
+    // main may change argv, as getopt does (it moves options before the other arguments).
+    let getopt = dir.join("getopt.c");
+    std::fs::write(
+        &getopt,
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) {\n\
+           int verbose = 0, c;\n\
+           while ((c = getopt(argc, argv, \"v\")) != -1) verbose += c == 'v';\n\
+           argv[0][0] = 'X';\n\
+           printf(\"%d %s %c\\n\", verbose, argv[optind], argv[0][0]);\n\
+           return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let getopt_object = dir.join("getopt.o");
+    let compiled = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&getopt)
+        .arg("-o")
+        .arg(&getopt_object)
+        .status();
+    assert!(compiled.unwrap().success());
+    let getopt_module = dir.join("getopt.smf").to_string_lossy().into_owned();
+    assert_eq!(smf(&["pack", &getopt_object.to_string_lossy(), "-o", &getopt_module]).status, 0);
+    assert_eq!(
+        run(&["run", "--ret", "status", &getopt_module, "--", "file", "-v", "-v"]),
+        (Some(0), "2 file X\n".into(), String::new())
+    );
     let (status, out, err) = run(&["run", &module, "main", "--", "1"]);
     assert_eq!((status, out.as_str()), (Some(2), ""));
     assert!(err.contains("arguments after `--` are the entry point's argv; `main` takes"), "{err}");

@@ -328,4 +328,63 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
     let (status, notes) = pack(&[app, "-e", "nowhere"]);
     assert_eq!(status, Some(1));
     assert!(notes.contains("entry point `nowhere` (-e) is not a function these objects define"), "{notes}");
+    // The entry point is a reference (as ld counts it): the member defining it is packed; the
+    // last -e given is the one kept.
+    let (status, notes) = pack(&[app, extra, "-e", "start", "-Wl,-e,gamma"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!((exported(), run_entry().as_str()), (vec!["gamma"], "4\n"));
+    let (status, notes) = pack(&[app, extra, "-Wl,-e,gamma", "-e", "start"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert_eq!((exported(), run_entry().as_str()), (Vec::<&str>::new(), "5\n"));
+    assert!(pack(&[app, "-Wl,--entry="]).1.contains("-Wl,--entry=: a value must follow"));
+    // A member of a whole archive pulls in what it needs from the archives after it.
+    let needs = archive(
+        "libneeds.a",
+        &[("delta.c", "long gamma(void);\nlong delta(void) { return gamma() + 1; }\n")],
+    );
+    let (status, notes) =
+        pack(&[app, "--whole-archive", needs.to_str().unwrap(), "--no-whole-archive", extra]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert!(notes.contains("took 1 of the 1 members of"), "{notes}");
+    assert_eq!(exported(), ["gamma"]);
+}
+
+/// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as
+/// both `.a` and `.so` is packed from its archive only under -Bstatic (or the driver's -static,
+/// for every -l).
+#[test]
+fn pack_reads_bstatic_and_bdynamic_in_order() {
+    let dir = scratch("bstatic");
+    let source = dir.join("twice.c");
+    std::fs::write(&source, "long twice(long x) { return 2 * x; }\n").unwrap();
+    let object = dir.join("twice.o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+    run(Command::new("ar").arg("rcs").arg(dir.join("libtwice.a")).arg(&object));
+    run(Command::new("gcc").arg("-shared").arg(&object).arg("-o").arg(dir.join("libtwice.so")));
+    let app_source = dir.join("app.c");
+    std::fs::write(&app_source, "long twice(long);\nlong four(long x) { return twice(twice(x)); }\n")
+        .unwrap();
+    let app = dir.join("app.o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&app_source).arg("-o").arg(&app));
+    let module = dir.join("app.smf");
+    let pack = |args: &[&str]| {
+        let out = Command::new(smf_binary())
+            .arg("pack")
+            .arg(&app)
+            .arg(format!("-L{}", dir.display()))
+            .args(args)
+            .arg("-o")
+            .arg(&module)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let symbols =
+            Command::new(smf_binary()).args(["symbols", "--defined"]).arg(&module).output().unwrap();
+        String::from_utf8_lossy(&symbols.stdout).contains(" twice\n")
+    };
+    assert!(!pack(&["-ltwice"]), "the shared library first: an import");
+    assert!(pack(&["-Wl,-Bstatic", "-ltwice"]), "after -Bstatic: the archive");
+    assert!(pack(&["-Bstatic", "-ltwice", "-Bdynamic"]), "ld's own spelling");
+    assert!(!pack(&["-Wl,-Bstatic,-Bdynamic", "-ltwice"]), "-Bdynamic after -Bstatic: shared again");
+    assert!(pack(&["-static", "-ltwice"]), "the driver's -static: every -l");
 }

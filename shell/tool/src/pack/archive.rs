@@ -69,11 +69,12 @@ struct Archive<'i> {
 }
 
 /// `inputs` with each archive replaced by the members the rest needs (all of them for an
-/// archive taken whole).
-pub(super) fn select<'i>(inputs: &[Input<'i>]) -> Selected<'i> {
+/// archive taken whole), the entry point's name among the needs when one is named (as `ld -e`
+/// counts it a reference).
+pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selected<'i> {
     let mut selected = Selected { inputs: Vec::new(), problems: Vec::new(), notes: Vec::new() };
     let mut defined: HashSet<&[u8]> = HashSet::new();
-    let mut wanted: Vec<&[u8]> = Vec::new();
+    let mut wanted: Vec<&[u8]> = entry.into_iter().collect();
     let mut members: Vec<Member<'_>> = Vec::new();
     // The first member (in input and archive order) defining each name.
     let mut providers: HashMap<&[u8], usize> = HashMap::new();

@@ -14,7 +14,7 @@ use smf_tool::pack::Compression;
 #[derive(Debug, Parser)]
 #[command(name = "smf", version, arg_required_else_help = true, subcommand_required = true)]
 #[command(
-    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error (a bad value included). FILE may be `-` for standard input."
+    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error (a bad value included); `run --ret status`: the program's. FILE may be `-` for standard input."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -99,24 +99,26 @@ pub(crate) enum Command {
 }
 
 /// The command line, with `pack`'s single-dash long options as ld spells them (`-shared`,
-/// `-static`, `-Bstatic`, `-Bdynamic`, `-Bshareable`) given as clap reads them, and ld's
-/// `--whole-archive` and `--no-whole-archive` as the `-Wl` lists that carry them.
+/// `-static`, `-Bshareable`) given as clap reads them, and ld's positional options
+/// (`-Bstatic`, `-Bdynamic`, `--whole-archive`, `--no-whole-archive`) as the `-Wl` lists that
+/// carry them, read in order among the others. Nothing after `--` is rewritten.
 fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let args: Vec<std::ffi::OsString> = args.collect();
     if args.get(1).is_none_or(|command| command != "pack") {
         return args;
     }
+    let end = args.iter().position(|arg| arg == "--").unwrap_or(args.len());
     let spelled = |(i, arg): (usize, std::ffi::OsString)| match arg.to_str() {
-        _ if i < 2 => Some(arg),
-        Some("-shared" | "-Bshareable") => Some("--shared".into()),
-        Some("-static" | "-Bstatic") => Some("--static".into()),
-        // Positional, as in ld: read among the -Wl lists, in order.
-        Some(toggle @ ("--whole-archive" | "--no-whole-archive")) => Some(format!("-Wl,{toggle}").into()),
-        // The default, as -l already takes it.
-        Some("-Bdynamic") => None,
-        _ => Some(arg),
+        _ if i < 2 || i >= end => arg,
+        Some("-shared" | "-Bshareable") => "--shared".into(),
+        // The compiler driver's -static: every -l takes archives.
+        Some("-static") => "--static".into(),
+        Some(positional @ ("-Bstatic" | "-Bdynamic" | "--whole-archive" | "--no-whole-archive")) => {
+            format!("-Wl,{positional}").into()
+        }
+        _ => arg,
     };
-    args.into_iter().enumerate().filter_map(spelled).collect()
+    args.into_iter().enumerate().map(spelled).collect()
 }
 
 /// `--dialect`: which layout to read the file as, instead of detecting it.
@@ -290,9 +292,10 @@ pub(crate) struct PackArgs {
     pub(crate) linker: Vec<String>,
     /// The module's entry point: this function, which the objects must define (default: main,
     /// when they define it).
-    #[arg(short = 'e', long = "entry", value_name = "SYMBOL")]
+    #[arg(short = 'e', long = "entry", value_name = "SYMBOL", overrides_with = "entry")]
     pub(crate) entry: Option<String>,
-    /// -l takes libNAME.a even where libNAME.so is found (-static and -Bstatic are taken too).
+    /// -l takes libNAME.a even where libNAME.so is found (as the compiler driver's -static
+    /// does; -Bstatic and -Bdynamic are taken too, each for the -l options after it).
     #[arg(long = "static")]
     pub(crate) static_libraries: bool,
     /// Accepted as ld accepts it (-shared too): a module is what pack makes either way.
@@ -321,20 +324,23 @@ pub(crate) struct PackArgs {
     pub(crate) positions: Positions,
 }
 
-/// Positions on the command line of pack's inputs, `-l` libraries and `-Wl` lists, each in the
-/// order of its field (empty where not parsed from a command line).
+/// Positions on the command line of pack's inputs, `-l` libraries, `-Wl` lists and `-e`, each
+/// in the order of its field (empty where not parsed from a command line).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Positions {
     pub(crate) inputs: Vec<usize>,
     pub(crate) libraries: Vec<usize>,
     pub(crate) linker: Vec<usize>,
+    /// The `-e` kept (the last one given).
+    pub(crate) entry: Option<usize>,
 }
 
 impl Positions {
     /// Those clap recorded for `pack`'s arguments.
     fn of(matches: &clap::ArgMatches) -> Self {
         let at = |id: &str| matches.indices_of(id).map(Iterator::collect).unwrap_or_default();
-        Self { inputs: at("inputs"), libraries: at("libraries"), linker: at("linker") }
+        let entry = matches.indices_of("entry").and_then(Iterator::last);
+        Self { inputs: at("inputs"), libraries: at("libraries"), linker: at("linker"), entry }
     }
 }
 

@@ -3,8 +3,10 @@
 //! archive's members the objects need packed in, a shared library left to load time),
 //! `-Wl,...` lists read option by option (input files in them taken as inputs;
 //! `--whole-archive` to `--no-whole-archive` marking the archives between them to be packed
-//! whole; `-e` the entry point), and the options that set what a module does not have (or
-//! archive groups, which pack makes of every archive anyway), ignored with a note.
+//! whole; `-Bstatic` to `-Bdynamic` the libraries for which only an archive will do; `-e` the
+//! entry point, the last one given), and the options that set what a module does not have (or
+//! archive groups, which pack makes of every archive anyway), ignored with a note. Every `-L`
+//! applies to every `-l`, as in ld.
 
 use std::path::{Path, PathBuf};
 
@@ -73,50 +75,54 @@ pub(crate) struct Linked {
     pub(crate) notes: Vec<String>,
 }
 
-/// An input, a library or a `-Wl` list of the command line.
+/// An input, a library, a `-Wl` list or `-e` of the command line.
 #[derive(Clone, Copy, Debug)]
 enum Item<'a> {
     Input(&'a Path),
     Library(&'a str),
     Linker(&'a str),
+    Entry(&'a str),
 }
 
 /// What a library or file comes to once every `-L` is known.
 enum Pending {
     File(PathBuf, bool),
-    Library(String, bool),
+    /// A library, whether it is taken whole, and whether only its archive will do.
+    Library(String, bool, bool),
 }
 
-/// `args`' inputs, libraries and `-Wl` lists in command-line order (where the parser recorded
-/// it: [`PackArgs::positions`]; else inputs, then lists, then libraries).
+/// `args`' inputs, libraries, `-Wl` lists and `-e` in command-line order (where the parser
+/// recorded it: [`PackArgs::positions`]; else inputs, then lists, then libraries, then `-e`).
 fn in_order(args: &PackArgs) -> Vec<Item<'_>> {
     let positions = &args.positions;
     let recorded = positions.inputs.len() == args.inputs.len()
         && positions.libraries.len() == args.libraries.len()
-        && positions.linker.len() == args.linker.len();
-    let at = |recorded_at: &[usize], i: usize, group: usize| {
-        if recorded {
-            recorded_at[i]
-        } else {
-            group * (1 << 32) + i
-        }
+        && positions.linker.len() == args.linker.len()
+        && positions.entry.is_some() == args.entry.is_some();
+    // Recorded: (position, 0); else (group, index in it).
+    let at = |recorded_at: Option<usize>, i: usize, group: usize| match recorded_at {
+        Some(position) if recorded => (position, 0),
+        _ => (group, i),
     };
-    let mut items: Vec<(usize, Item<'_>)> = Vec::new();
-    items.extend(args.inputs.iter().enumerate().map(|(i, p)| (at(&positions.inputs, i, 0), Item::Input(p))));
-    items.extend(args.linker.iter().enumerate().map(|(i, l)| (at(&positions.linker, i, 1), Item::Linker(l))));
-    items.extend(
-        args.libraries.iter().enumerate().map(|(i, l)| (at(&positions.libraries, i, 2), Item::Library(l))),
-    );
+    let mut items: Vec<((usize, usize), Item<'_>)> = Vec::new();
+    let inputs = args.inputs.iter().enumerate();
+    items.extend(inputs.map(|(i, p)| (at(positions.inputs.get(i).copied(), i, 0), Item::Input(p))));
+    let lists = args.linker.iter().enumerate();
+    items.extend(lists.map(|(i, l)| (at(positions.linker.get(i).copied(), i, 1), Item::Linker(l))));
+    let libraries = args.libraries.iter().enumerate();
+    items.extend(libraries.map(|(i, l)| (at(positions.libraries.get(i).copied(), i, 2), Item::Library(l))));
+    items.extend(args.entry.as_deref().map(|e| (at(positions.entry, 0, 3), Item::Entry(e))));
     items.sort_by_key(|&(position, _)| position);
     items.into_iter().map(|(_, item)| item).collect()
 }
 
 /// Reads `args`' inputs, library and linker options.
 pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
-    let (mut search, mut static_libraries) = (args.search.clone(), args.static_libraries);
-    let mut linked = Linked { entry: args.entry.clone(), ..Linked::default() };
+    let mut search = args.search.clone();
+    let mut linked = Linked::default();
     let mut pending = Vec::new();
-    let mut whole = false;
+    // ld's positional states: --whole-archive, -Bstatic.
+    let (mut whole, mut static_only) = (false, args.static_libraries);
     for item in in_order(args) {
         let list = match item {
             Item::Input(path) => {
@@ -124,7 +130,11 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 continue;
             }
             Item::Library(name) => {
-                pending.push(Pending::Library(name.to_owned(), whole));
+                pending.push(Pending::Library(name.to_owned(), whole, static_only));
+                continue;
+            }
+            Item::Entry(name) => {
+                linked.entry = Some(name.to_owned());
                 continue;
             }
             Item::Linker(list) => list,
@@ -139,14 +149,19 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             };
             match option {
                 "-L" => search.push(PathBuf::from(value("-L")?)),
-                "-l" => pending.push(Pending::Library(value("-l")?, whole)),
-                "-s" | "--strip-all" | "-S" | "--strip-debug" | "-shared" | "-Bshareable" | "-Bdynamic" => {}
-                "-static" | "-Bstatic" => static_libraries = true,
+                "-l" => pending.push(Pending::Library(value("-l")?, whole, static_only)),
+                "-s" | "--strip-all" | "-S" | "--strip-debug" | "-shared" | "-Bshareable" => {}
+                "-static" | "-Bstatic" | "-dn" | "-non_shared" => static_only = true,
+                "-Bdynamic" | "-dy" | "-call_shared" => static_only = false,
                 "--whole-archive" => whole = true,
                 "--no-whole-archive" => whole = false,
                 "-e" | "--entry" => linked.entry = Some(value(option)?),
                 _ if option.starts_with("--entry=") => {
-                    linked.entry = Some(option["--entry=".len()..].to_owned())
+                    let name = &option["--entry=".len()..];
+                    if name.is_empty() {
+                        return Err("-Wl,--entry=: a value must follow".to_owned());
+                    }
+                    linked.entry = Some(name.to_owned());
                 }
                 "-o" => return Err("-Wl,-o: give pack -o".to_owned()),
                 // An input file among the options (an archive in a group, an object).
@@ -155,7 +170,7 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 }
                 _ if option.starts_with("-L") => search.push(PathBuf::from(&option[2..])),
                 _ if option.starts_with("-l") => {
-                    pending.push(Pending::Library(option[2..].to_owned(), whole))
+                    pending.push(Pending::Library(option[2..].to_owned(), whole, static_only));
                 }
                 _ if IGNORED_WITH_VALUE.contains(&option) => {
                     let value = value(option)?;
@@ -180,7 +195,7 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     for item in pending {
         match item {
             Pending::File(path, whole_archive) => linked.inputs.push(LinkedInput { path, whole_archive }),
-            Pending::Library(name, whole_archive) => match find(&name, &dirs, static_libraries) {
+            Pending::Library(name, whole_archive, static_only) => match find(&name, &dirs, static_only) {
                 Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
                 Some(Found::Shared(path)) => linked.notes.push(shared_note(&name, &path)),
                 None => {
@@ -191,7 +206,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
         }
     }
     if linked.inputs.is_empty() {
-        return Err("no input files (objects or archives; -l found only shared libraries)".to_owned());
+        return Err("no input files: give objects or archives (a -l that finds a shared library adds none)"
+            .to_owned());
     }
     Ok(linked)
 }

@@ -3,7 +3,7 @@
 //! library's streams are flushed before the result is printed, so what module code printed
 //! comes first even through a pipe.
 
-use std::ffi::{c_char, CString, OsString};
+use std::ffi::{c_char, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 
 use smf::loader::{CallError, SharedModule};
@@ -58,32 +58,41 @@ enum Outcome {
 }
 
 /// The entry point's `argv`: FILE, then the strings after `--`, and the NULL-terminated array
-/// of pointers to them that C's `main` receives (valid while this lives).
+/// of pointers to them that C's `main` receives, both its to change (as C allows `main`, and
+/// `getopt` does: it reorders `argv`), valid while this lives.
 struct ProgramArgs {
-    /// The strings, NUL-terminated (a command line's strings hold no NUL; one that did would
-    /// be passed empty).
-    _strings: Vec<CString>,
+    /// The strings, each NUL-terminated (a command line's strings hold no NUL; one that did
+    /// would end there).
+    _strings: Vec<Box<[u8]>>,
     /// Pointers into `_strings`, then NULL.
-    pointers: Vec<*const c_char>,
+    pointers: Vec<*mut c_char>,
 }
 
 impl ProgramArgs {
     fn new(file: &str, rest: &[OsString]) -> Self {
-        let strings: Vec<CString> = std::iter::once(file.as_bytes())
+        let mut strings: Vec<Box<[u8]>> = std::iter::once(file.as_bytes())
             .chain(rest.iter().map(|arg| arg.as_bytes()))
-            .map(|bytes| CString::new(bytes).unwrap_or_default())
+            .map(|bytes| bytes.iter().copied().take_while(|&b| b != 0).chain([0]).collect())
             .collect();
-        let pointers = strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let pointers = strings
+            .iter_mut()
+            .map(|s| s.as_mut_ptr().cast::<c_char>())
+            .chain([std::ptr::null_mut()])
+            .collect();
         Self { _strings: strings, pointers }
     }
 
     /// `argc`, `argv` and `envp` (this process's environment), as integer arguments.
-    fn as_call_args(&self) -> [CallArg; 3] {
+    fn as_call_args(&mut self) -> [CallArg; 3] {
         let argc = self.pointers.len() - 1;
         // SAFETY: `environ` is the C library's, set up before `main`; only its value is read.
         #[allow(unsafe_code)]
         let envp = unsafe { libc::environ };
-        [CallArg::Int(argc as i64), CallArg::Int(self.pointers.as_ptr() as i64), CallArg::Int(envp as i64)]
+        [
+            CallArg::Int(argc as i64),
+            CallArg::Int(self.pointers.as_mut_ptr() as i64),
+            CallArg::Int(envp as i64),
+        ]
     }
 }
 
@@ -106,8 +115,8 @@ fn run_module(args: &RunArgs) -> Result<Outcome, CommandError> {
     crate::crash::name_code(&modules);
     // The entry point is called as C's `main(argc, argv, envp)`: a `main` that takes no
     // parameters (Simple's, `long main(void)`) ignores the registers they are passed in.
-    let program = symbol.is_none().then(|| ProgramArgs::new(&args.file, &args.program_args));
-    let call_args = program.as_ref().map_or_else(|| args.args.clone(), |p| p.as_call_args().to_vec());
+    let mut program = symbol.is_none().then(|| ProgramArgs::new(&args.file, &args.program_args));
+    let call_args = program.as_mut().map_or_else(|| args.args.clone(), |p| p.as_call_args().to_vec());
     // SAFETY: the tool's contract is that the function takes the arguments given, of the kinds
     // given (the entry point: `main`'s, or none), and returns what --ret says; `program` holds
     // the strings `argv` points to until after the call.

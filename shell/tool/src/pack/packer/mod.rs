@@ -96,7 +96,7 @@ pub fn pack_inputs(inputs: &[Input<'_>], options: &PackOptions) -> Result<(Vec<u
         return Err(Problem { object, error }.into());
     }
     // Archives become the members the objects need (`ld`'s rule), or all of their members.
-    let selected = archive::select(inputs);
+    let selected = archive::select(inputs, options.entry.as_deref());
     let (inputs, read) = (selected.inputs.as_slice(), selected.problems);
     let packed = match pack_objects(inputs, options, true, read) {
         // The unwind tables' problem alone (so every archive was read): packed again without.
