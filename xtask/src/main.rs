@@ -10,8 +10,13 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
+#[cfg(feature = "bench")]
 mod alloc_count;
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(not(feature = "bench"))]
+mod bench_build;
+#[cfg(feature = "bench")]
 mod callgrind;
 mod cross;
 mod examples;
@@ -76,24 +81,42 @@ fn install_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {
     }
 }
 
+/// The tasks the `bench` feature builds (with the children they run).
+const PERFORMANCE_TASKS: [&str; 5] =
+    ["bench", "callgrind", "exec-manager-child", "callgrind-child", "footprint-child"];
+
+/// Runs one of [`PERFORMANCE_TASKS`].
+#[cfg(feature = "bench")]
+fn performance(args: &[String]) -> Result<(), String> {
+    match args[0].as_str() {
+        "bench" => bench::run(&args[1..]),
+        "callgrind" => callgrind::run_command(&args[1..]),
+        // Not for people: the children the benchmarks run (under strace, callgrind, apart).
+        "exec-manager-child" => bench::exec_manager_child(&args[1..]),
+        "callgrind-child" => callgrind::child(&args[1..]),
+        _ => bench::footprint::child(),
+    }
+}
+
+/// Runs one of [`PERFORMANCE_TASKS`] in a build with the `bench` feature.
+#[cfg(not(feature = "bench"))]
+fn performance(args: &[String]) -> Result<(), String> {
+    bench_build::run(args)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("examples") => examples::run(&args[1..]),
-        Some("bench") => bench::run(&args[1..]),
-        // Not for people: the exec-manager benchmark's child, run under strace.
-        Some("exec-manager-child") => bench::exec_manager_child(&args[1..]),
+        Some(task) if PERFORMANCE_TASKS.contains(&task) => performance(&args),
         Some("fuzz-seeds") => fuzz::seeds_command(),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("fuzz-coverage") => fuzz_coverage::run(&args[1..]),
         Some("cross-test") => cross::run_command(),
         Some("valgrind") => valgrind::run_command(),
-        Some("callgrind") => callgrind::run_command(&args[1..]),
         Some("install") => install::run_command(&args[1..]),
         Some("nolibc") => nolibc::run_command(),
         Some("mutants") => mutants::run(&args[1..]),
-        Some("callgrind-child") => callgrind::child(&args[1..]),
-        Some("footprint-child") => bench::footprint::child(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
