@@ -81,6 +81,26 @@ fn example(name: &str) -> String {
     smf_tests::workspace().join("examples").join(name).to_string_lossy().into_owned()
 }
 
+/// C `source` written to `dir/NAME.c`, compiled (gcc -O2 -fPIC) and packed into `dir/NAME.smf`;
+/// its path.
+#[cfg(target_arch = "x86_64")] // packs x86-64 objects
+fn packed_source(dir: &std::path::Path, name: &str, source: &str) -> String {
+    let path = dir.join(format!("{name}.c"));
+    std::fs::write(&path, source).unwrap();
+    let object = path.with_extension("o");
+    let compiled = std::process::Command::new("gcc")
+        .args(["-c", "-O2", "-fPIC"])
+        .arg(&path)
+        .arg("-o")
+        .arg(&object)
+        .status();
+    assert!(compiled.unwrap().success(), "gcc failed on {name}.c");
+    let module = dir.join(format!("{name}.smf")).to_string_lossy().into_owned();
+    let packed = smf(&["pack", &object.to_string_lossy(), "-o", &module]);
+    assert_eq!(packed.status, 0, "{}", packed.err);
+    module
+}
+
 /// `tests/c/NAME.c` compiled (gcc -O2 -fPIC) and packed into a module in `dir`; its path.
 #[cfg(target_arch = "x86_64")] // packs x86-64 objects
 fn packed_c(dir: &std::path::Path, name: &str) -> String {

@@ -5,9 +5,9 @@
 use smf_core::write::samples;
 use smf_core::Dialect;
 
-#[cfg(target_arch = "x86_64")]
-use crate::packed_c;
 use crate::{example, scratch, smf, write};
+#[cfg(target_arch = "x86_64")]
+use crate::{packed_c, packed_source};
 
 /// `run --native LIBRARY` links the module against a native shared library too: a packed C++
 /// module needs libstdc++ (type info, guards of local statics), which `run` alone does not
@@ -63,9 +63,9 @@ fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
 #[test]
 fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
     let dir = scratch("argv");
-    let source = dir.join("echo.c");
-    std::fs::write(
-        &source,
+    let module = packed_source(
+        &dir,
+        "echo",
         "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
          int main(int argc, char **argv, char **envp) {\n\
            for (int i = 1; i < argc; i++) printf(\"%s%s\", argv[i], i + 1 < argc ? \" \" : \"\\n\");\n\
@@ -74,18 +74,7 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
            if (argv[argc] != NULL || !found || strstr(argv[0], \"echo.smf\") == NULL) return 99;\n\
            return argc > 1 ? atoi(argv[1]) : 7;\n\
          }\n",
-    )
-    .unwrap();
-    let object = dir.join("echo.o");
-    let compiled = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(&source)
-        .arg("-o")
-        .arg(&object)
-        .status();
-    assert!(compiled.unwrap().success());
-    let module = dir.join("echo.smf").to_string_lossy().into_owned();
-    assert_eq!(smf(&["pack", &object.to_string_lossy(), "-o", &module]).status, 0);
+    );
     let run = |args: &[&str]| {
         let out = std::process::Command::new(smf_tests::build_smf_package().join("smf"))
             .args(args)
@@ -104,9 +93,9 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
     assert_eq!(run(&["run", "--ret", "status", &module, "--", "3"]), (Some(3), "3\n".into(), String::new()));
     assert_eq!(run(&["run", "--ret=status", &module, "--", "258"]), (Some(2), "258\n".into(), String::new()));
     // main may change argv, as getopt does (it moves options before the other arguments).
-    let getopt = dir.join("getopt.c");
-    std::fs::write(
-        &getopt,
+    let getopt_module = packed_source(
+        &dir,
+        "getopt",
         "#include <stdio.h>\n#include <unistd.h>\n\
          int main(int argc, char **argv) {\n\
            int verbose = 0, c;\n\
@@ -115,18 +104,7 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
            printf(\"%d %s %c\\n\", verbose, argv[optind], argv[0][0]);\n\
            return 0;\n\
          }\n",
-    )
-    .unwrap();
-    let getopt_object = dir.join("getopt.o");
-    let compiled = std::process::Command::new("gcc")
-        .args(["-c", "-O2", "-fPIC"])
-        .arg(&getopt)
-        .arg("-o")
-        .arg(&getopt_object)
-        .status();
-    assert!(compiled.unwrap().success());
-    let getopt_module = dir.join("getopt.smf").to_string_lossy().into_owned();
-    assert_eq!(smf(&["pack", &getopt_object.to_string_lossy(), "-o", &getopt_module]).status, 0);
+    );
     assert_eq!(
         run(&["run", "--ret", "status", &getopt_module, "--", "file", "-v", "-v"]),
         (Some(0), "2 file X\n".into(), String::new())
@@ -164,23 +142,12 @@ fn run_failures_exit_1_with_one_line() {
     // not run for nothing. (x86-64: packs a C object.)
     #[cfg(target_arch = "x86_64")]
     {
-        let source = dir.join("greets.c");
-        std::fs::write(
-            &source,
+        let module = packed_source(
+            &dir,
+            "greets",
             "#include <stdio.h>\n__attribute__((constructor)) static void greet(void) { puts(\"constructed\"); }\n\
              long value = 3;\nlong one(void) { return 1; }\n",
-        )
-        .unwrap();
-        let object = dir.join("greets.o");
-        let compiled = std::process::Command::new("gcc")
-            .args(["-c", "-O2", "-fPIC"])
-            .arg(&source)
-            .arg("-o")
-            .arg(&object)
-            .status();
-        assert!(compiled.unwrap().success());
-        let module = dir.join("greets.smf").to_string_lossy().into_owned();
-        assert_eq!(smf(&["pack", &object.to_string_lossy(), "-o", &module]).status, 0);
+        );
         for (symbol, needle) in
             [("nope", "no exported symbol `nope`"), ("value", "`value` is not a function")]
         {
