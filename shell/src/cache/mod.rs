@@ -48,6 +48,7 @@
 //!
 //! Prefetch is in `prefetch.rs`, the statistics in `stats.rs`, the threads' memos in `memo.rs`.
 
+mod cached;
 mod memo;
 mod prefetch;
 mod stats;
@@ -64,103 +65,18 @@ use smf_core::cache::stats::Counters;
 use smf_core::cache::{Budget, ByteKey, KeyedHasher, LruCache};
 use smf_core::load::Resolver;
 
-use crate::file::{FileIdentity, ReadVersion};
+use crate::file::FileIdentity;
 use crate::imports::LinkOptions;
 use crate::loader::{self, ModuleError, SharedModule};
 use crate::watch::Notice;
+
+use cached::{watched, Cached, Freshness, Loaded, Watching};
 
 pub use stats::CacheStats;
 
 /// The hit from which a version is watched, when its load did not watch it: the ones before
 /// compare the file's identity (see the module documentation).
 pub const WATCH_FROM_HIT: u32 = 4;
-
-/// A cached module and the version of its file it was loaded from.
-struct Cached {
-    module: Arc<SharedModule>,
-    identity: FileIdentity,
-    /// How a change to its file shows.
-    watching: Watching,
-    /// Set by hits through a thread's memo (`memo.rs`), which do not move it in the recency
-    /// list: eviction gives it a second chance. Made when a memo first remembers it.
-    used: Option<Arc<AtomicBool>>,
-}
-
-/// How a change to a cached version's file shows.
-enum Watching {
-    /// Through its notice (set when the file may have changed), taken before the file was
-    /// read or before the `stat` that proved the file still that version.
-    Notice(Notice),
-    /// Through its identity, compared at each get; `hits` so far (from [`WATCH_FROM_HIT`], a
-    /// hit takes a notice).
-    Identity { hits: u32 },
-    /// Through its identity, at every get: the path cannot be watched (it ends in a symbolic
-    /// link, or the watcher is unavailable).
-    Never,
-}
-
-/// What a get knows of a cached version before looking at its file.
-enum Freshness {
-    /// A notice watches the file and has not fired: the version is current.
-    Current,
-    /// Only the file's identity can tell (no notice, or the cache checks every get); `watch`:
-    /// take a notice before looking.
-    Unknown { identity: FileIdentity, watch: bool },
-    /// Its notice fired: the file changed.
-    Stale,
-}
-
-impl Cached {
-    /// What a get knows of this version, the get counted if it is to compare the identity.
-    fn freshness(&mut self, check_every_get: bool) -> Freshness {
-        let identity = self.identity;
-        match &mut self.watching {
-            Watching::Notice(notice) if notice.is_set() => Freshness::Stale,
-            Watching::Notice(_) if !check_every_get => Freshness::Current,
-            Watching::Identity { hits } if !check_every_get => {
-                *hits = hits.saturating_add(1);
-                Freshness::Unknown { identity, watch: *hits >= WATCH_FROM_HIT }
-            }
-            _ => Freshness::Unknown { identity, watch: false },
-        }
-    }
-}
-
-/// What a cache keeps of a load: the module, the identity of the version read, how it is
-/// watched.
-type Loaded = (Arc<SharedModule>, FileIdentity, Watching);
-
-/// What a cache keeps of `loaded`, a load of `path` made under `notice` (taken before the read
-/// where the process watched already). A fresh version read while nothing watched its file
-/// (a change right after the read may have left the same identity) is read again under a
-/// notice, once its watch started. Takes notices and reads: outside the lock.
-fn watched(
-    path: &Path,
-    notice: Option<Notice>,
-    loaded: Result<(Arc<SharedModule>, ReadVersion), ModuleError>,
-    options: &LinkOptions<'_>,
-) -> Result<Loaded, ModuleError> {
-    let (module, version) = loaded?;
-    if notice.is_none() && version.fresh && !version.followed_link {
-        if let Some(notice) = crate::watch::watch(path) {
-            let (module, version) = loader::load_version_with(path, options)?;
-            return Ok((module, version.identity, watching_loaded(Some(notice), &version)));
-        }
-    }
-    Ok((module, version.identity, watching_loaded(notice, &version)))
-}
-
-/// How a version just read is to be watched, `notice` the one taken before the read.
-fn watching_loaded(notice: Option<Notice>, version: &ReadVersion) -> Watching {
-    match notice {
-        // A change to a link's target shows in another directory.
-        _ if version.followed_link => Watching::Never,
-        Some(notice) => Watching::Notice(notice),
-        None if !version.fresh => Watching::Identity { hits: 0 },
-        // Fresh, and its path could not be watched: only the identity can tell.
-        None => Watching::Never,
-    }
-}
 
 struct State {
     /// Keyed by the path's bytes ([`key`]: a `Path` hashes and compares component by component,
@@ -496,6 +412,8 @@ impl ModuleCache {
         elapsed: u64,
         counting: Counting,
     ) -> Result<Arc<SharedModule>, ModuleError> {
+        // The key to keep, copied before the lock (`None` if memory for it cannot be had).
+        let owned = loaded.is_ok().then(|| ByteKey::try_boxed(key(path).as_bytes())).flatten();
         let mut state = self.lock();
         state.stats.misses += u64::from(counting.miss);
         match loaded {
@@ -503,8 +421,7 @@ impl ModuleCache {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
                 let cached = Cached { module: Arc::clone(&module), identity, watching, used: None };
-                let replaced = ByteKey::try_boxed(key(path).as_bytes())
-                    .and_then(|owned| state.lru.insert(owned, cached, bytes).ok());
+                let replaced = owned.and_then(|owned| state.lru.insert(owned, cached, bytes).ok());
                 self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
                 let replaced = replaced.unwrap_or_default();

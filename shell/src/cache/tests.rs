@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use smf_core::write::samples;
 use smf_core::Dialect;
 
+use super::cached::watching_loaded;
 use super::*;
+use crate::file::ReadVersion;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("smf-cache-{}-{name}", std::process::id()));

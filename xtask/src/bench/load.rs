@@ -299,8 +299,9 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     // take: the floor, and every exported name's keyed hash twice (once to index it, once for
     // the lookup's own name); no copy, validation or probe counted.
     let hashed_names = 2 * names.len() as u32;
-    let keyed_floor = median(floors.clone()) + median(hashes.clone()) * hashed_names;
-    let keyed_floor_ratio = keyed_floor.as_secs_f64() / median(floors.clone()).as_secs_f64();
+    let floor_median = median(floors.clone());
+    let keyed_floor = floor_median + median(hashes.clone()) * hashed_names;
+    let keyed_floor_ratio = keyed_floor.as_secs_f64() / floor_median.as_secs_f64();
     let (ours, theirs, floor) = (median(ours), median(theirs), median(floors));
     let (lookup, dlsym_time): (Duration, Duration) = (median(our_lookups), median(their_lookups));
     let size = std::fs::metadata(&smf_path).map(|m| m.len()).unwrap_or(0);

@@ -39,6 +39,16 @@ struct Member<'i> {
     taken: bool,
 }
 
+impl<'i> Member<'i> {
+    /// Takes the member: what it refers to joins the names `wanted`, what it defines those
+    /// `defined`.
+    fn take(&mut self, wanted: &mut Vec<&'i [u8]>, defined: &mut HashSet<&'i [u8]>) {
+        self.taken = true;
+        wanted.extend(self.refers.iter().copied());
+        defined.extend(self.defines.iter().copied());
+    }
+}
+
 /// The names `file` defines (globally: strong or weak) and those it refers to without
 /// defining (strongly: a weak reference pulls no member in, as in `ld`).
 fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
@@ -90,16 +100,15 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
             selected.inputs.push((name.to_owned(), bytes));
             continue;
         }
-        let (label, name) = (name, name.to_owned());
         let archive = match ArchiveFile::parse(bytes) {
             Ok(archive) if !archive.is_thin() => archive,
             Ok(_) => {
                 let error = PackError::ThinArchive;
-                selected.problems.push(Problem { object: name.clone(), error });
+                selected.problems.push(Problem { object: name.to_owned(), error });
                 continue;
             }
             Err(error) => {
-                selected.problems.push(Problem { object: name.clone(), error: PackError::Archive(error) });
+                selected.problems.push(Problem { object: name.to_owned(), error: PackError::Archive(error) });
                 continue;
             }
         };
@@ -111,7 +120,7 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
                 Err(error) => {
                     selected
                         .problems
-                        .push(Problem { object: name.clone(), error: PackError::Archive(error) });
+                        .push(Problem { object: name.to_owned(), error: PackError::Archive(error) });
                     break;
                 }
             };
@@ -134,7 +143,7 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
                 taken: false,
             });
         }
-        archives.push(Archive { name: label, members: count, whole: whole_archive });
+        archives.push(Archive { name, members: count, whole: whole_archive });
     }
     // Archives alone (a static library made into a module): every member, as ld's
     // --whole-archive takes them; nothing would need any.
@@ -143,22 +152,16 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
         archives.iter_mut().for_each(|archive| archive.whole = true);
     }
     for member in members.iter_mut().filter(|m| archives[m.archive].whole) {
-        member.taken = true;
-        wanted.extend(member.refers.iter().copied());
-        defined.extend(member.defines.iter().copied());
+        member.take(&mut wanted, &mut defined);
     }
     while let Some(name) = wanted.pop() {
         if defined.contains(name) {
             continue;
         }
         let Some(&m) = providers.get(name) else { continue };
-        let member = &mut members[m];
-        if member.taken {
-            continue;
+        if !members[m].taken {
+            members[m].take(&mut wanted, &mut defined);
         }
-        member.taken = true;
-        wanted.extend(member.refers.iter().copied());
-        defined.extend(member.defines.iter().copied());
     }
     for (index, archive) in archives.iter().enumerate() {
         let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
