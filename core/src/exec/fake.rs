@@ -38,6 +38,8 @@ struct Mapping {
 pub struct SimulatedKernel {
     page: usize,
     allow_rwx: bool,
+    /// What every mapping's address is a multiple of (at least a page).
+    mapping_align: usize,
     /// Mappings by start address.
     mappings: spin::Mutex<BTreeMap<usize, Mapping>>,
     calls: AtomicUsize,
@@ -70,11 +72,23 @@ impl SimulatedKernel {
         Self {
             page,
             allow_rwx,
+            mapping_align: page,
             mappings: spin::Mutex::new(BTreeMap::new()),
             calls: AtomicUsize::new(0),
             syncs: AtomicUsize::new(0),
             last_populate: spin::Mutex::new(None),
         }
+    }
+
+    /// A simulation with 4 KiB pages, as [`SimulatedKernel::new`], whose every mapping's address
+    /// is a multiple of `align` (a power of two): a layout that depends on where memory lies,
+    /// fixed for a test.
+    pub const fn with_aligned_mappings(align: usize) -> Self {
+        let mut kernel = Self::new();
+        if align > kernel.page {
+            kernel.mapping_align = align;
+        }
+        kernel
     }
 
     /// What is mapped now.
@@ -115,7 +129,7 @@ impl SimulatedKernel {
     }
 
     fn layout(&self, len: usize) -> SysResult<Layout> {
-        Layout::from_size_align(len, self.page).map_err(|_| SysError { op: "mmap", errno: EINVAL })
+        Layout::from_size_align(len, self.mapping_align).map_err(|_| SysError { op: "mmap", errno: EINVAL })
     }
 
     fn map(&self, len: usize, prot: Protection, op: &'static str) -> SysResult<*mut u8> {
