@@ -136,7 +136,7 @@ pub enum UnwindProblem {
 }
 
 impl UnwindProblem {
-    const fn describe(self) -> &'static str {
+    pub(crate) const fn describe(self) -> &'static str {
         match self {
             UnwindProblem::NotReadOnlyData => "must be a rodata section",
             UnwindProblem::RecordOutside { .. } => "has a record running past its end",

@@ -15,6 +15,7 @@ use smf::imports::LinkOptions;
 use smf::loader::load_bytes_with;
 use smf_core::exec::ExecAllocator;
 use smf_core::load::{LoadError, LoadOptions, LoadedModule, UnwindFault, UnwindRegistrar};
+use smf_core::module::unwind::FdeProblem;
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType, UnwindProblem};
 use smf_tests::{build_smf_package, scratch, workspace};
@@ -146,6 +147,26 @@ fn every_fde_must_describe_the_module_code_and_the_table_is_registered_until_rel
             "{past}: {error:?}"
         );
     }
+    assert!(CALLS.lock().unwrap().is_empty(), "nothing registered");
+
+    // An FDE whose CIE pointer leads nowhere cannot be read as the unwinder would read it: the
+    // message says so in words.
+    let mut orphan = table();
+    orphan[28..32].copy_from_slice(&4096u32.to_le_bytes()); // back past the table's start
+    let error = LoadedModule::load(&exec, &module_with(orphan, 0), &(), &options).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            LoadError::UnwindTable { record: 24, fault: UnwindFault::Unreadable(FdeProblem::NoCie), .. }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with("the unwind table's record at 0x18 cannot be read: it names no CIE of the table"),
+        "{error}"
+    );
     assert!(CALLS.lock().unwrap().is_empty(), "nothing registered");
 }
 

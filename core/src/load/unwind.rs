@@ -63,7 +63,7 @@ pub enum UnwindFault {
 impl core::fmt::Display for UnwindFault {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            UnwindFault::Unreadable(problem) => write!(f, "cannot be read ({problem:?})"),
+            UnwindFault::Unreadable(problem) => write!(f, "cannot be read: it {problem}"),
             UnwindFault::OutsideCode { start, len } => {
                 write!(
                     f,

@@ -82,6 +82,26 @@ pub enum FdeProblem {
     Records(UnwindProblem),
 }
 
+/// What the FDE's record is refused for, after "the record at ...".
+impl core::fmt::Display for FdeProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FdeProblem::NoCie => f.write_str("names no CIE of the table"),
+            FdeProblem::Truncated => f.write_str("or the CIE it names ends in the middle of a field"),
+            FdeProblem::Augmentation => f.write_str(
+                "names a CIE whose version (not 1 or 3) or augmentation the unwinder's reader does not know",
+            ),
+            FdeProblem::Encoding(encoding) => write!(
+                f,
+                "has pointer encoding {encoding:#04x}, which is not decoded (only absolute and pc-relative \
+                 pointers are: not relative to text, data or a function, aligned or indirect)"
+            ),
+            FdeProblem::Overflow => f.write_str("describes a range whose end overflows"),
+            FdeProblem::Records(problem) => write!(f, "is in a table that {}", problem.describe()),
+        }
+    }
+}
+
 /// Every FDE of `table` (relocated, placed at address `addr`): the offset of its record and
 /// the range of code it describes, `start..start + len`. A CIE is read once for a run of FDEs
 /// that name it (compilers write one CIE and then every FDE that uses it).
