@@ -12,60 +12,13 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::relocate::{Target, Whose};
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
+use super::target::{Region, RegionBases, Target, Whose};
 use super::{fallible, Invariant, Keepalive, LoadError, Overflow};
 use crate::cache::KeyedHasher;
 use crate::module::{DataRegion, ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
 use crate::Binding;
-
-/// A region of the image, whose address is known once the image is placed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Region {
-    /// The code.
-    Code,
-    /// The read-only data region.
-    ReadOnly,
-    /// The writable data region.
-    Writable,
-}
-
-/// Where each region of a placed image starts.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct RegionBases {
-    /// The code's address.
-    pub(super) code: usize,
-    /// The read-only data region's address.
-    pub(super) read_only: usize,
-    /// The writable data region's address.
-    pub(super) writable: usize,
-}
-
-impl Region {
-    /// What did not fit when an address in this region overflows.
-    const fn address_overflow(self) -> Overflow {
-        match self {
-            Region::Code => Overflow::CodeAddress,
-            Region::ReadOnly => Overflow::ReadOnlyAddress,
-            Region::Writable => Overflow::WritableAddress,
-        }
-    }
-}
-
-impl RegionBases {
-    /// The address `offset` bytes into `region`; `None` if it overflows (which a validated
-    /// module, placed in memory it occupies, rules out).
-    #[inline(always)]
-    fn address(&self, region: Region, offset: usize) -> Option<usize> {
-        let base = match region {
-            Region::Code => self.code,
-            Region::ReadOnly => self.read_only,
-            Region::Writable => self.writable,
-        };
-        base.checked_add(offset)
-    }
-}
 
 /// Each data section's place in its region, by section index (`None` for other sections): the
 /// module's data layout, looked up once per data symbol.

@@ -32,6 +32,7 @@ mod relocate;
 mod resolutions;
 mod resolve;
 pub mod symtab;
+mod target;
 mod unwind;
 
 use alloc::vec::Vec;
@@ -54,11 +55,12 @@ pub use unwind::{UnwindFault, UnwindRegistrar, UnwindTable};
 use calls::Calls;
 use kept_templates::Templates;
 use layout::Layout;
-use link::{Placed, RegionBases};
+use link::Placed;
 use place::Image;
 use relocate::{DataImage, Relocating, Relocator, Slots};
 use resolutions::Resolutions;
 use symtab::SymbolTable;
+use target::RegionBases;
 
 /// A module loaded into executable memory: immutable, freed when dropped.
 pub struct LoadedModule<'a> {
@@ -425,7 +427,7 @@ fn place_and_relocate_code<'m>(
     layout: &Layout,
     module: ModuleSymbols<'m>,
     symbols: &SymbolTable,
-    targets: &mut [relocate::Target],
+    targets: &mut [target::Target],
     options: &LoadOptions,
 ) -> Result<Relocated<'m>, LoadError> {
     let got_at =

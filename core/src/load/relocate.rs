@@ -10,9 +10,9 @@
 use core::num::NonZeroUsize;
 
 use super::error::lossy;
-use super::link::Region;
 use super::reloc::{self, RelocInput};
 use super::symtab::SymbolTable;
+use super::target::{Target, Whose};
 use super::{Invariant, LoadError};
 use crate::kinds::Branch;
 use crate::module::{Relocation, RelocationSink};
@@ -23,58 +23,6 @@ pub(super) const STUB_SIZE: usize = 16;
 
 /// Bytes of one GOT slot.
 pub(super) const GOT_SLOT: usize = 8;
-
-/// Where relocations against one symbol point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Target {
-    /// The symbol's address (0 for an unresolved weak import and for symbols without one); an
-    /// own symbol's offset in its region while it is [`Whose::Unplaced`].
-    pub(super) address: usize,
-    /// Its GOT slot's address, once a relocation asked for one.
-    pub(super) got: Option<NonZeroUsize>,
-    /// Its branch stub's address, once one was written (imports only).
-    pub(super) stub: Option<NonZeroUsize>,
-    /// Whose symbol it is, which says how relocations may reach it.
-    pub(super) whose: Whose,
-}
-
-/// Whose symbol a [`Target`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Whose {
-    /// The module's own, before the image is placed: the address is an offset in this region.
-    Unplaced(Region),
-    /// The module's own, placed: branches reach it directly (the image is within reach).
-    Own,
-    /// An import: a branch to it goes through a stub when it is out of the branch's reach.
-    Import,
-    /// Nobody's: the symbol has no address (a type, a trait, a template).
-    Nothing,
-}
-
-impl Target {
-    /// One of the module's own symbols, `offset` bytes into `region`.
-    pub(super) const fn unplaced(region: Region, offset: usize) -> Self {
-        Target { address: offset, got: None, stub: None, whose: Whose::Unplaced(region) }
-    }
-
-    /// An import, resolved to `address`.
-    pub(super) const fn import(address: usize) -> Self {
-        Target { address, got: None, stub: None, whose: Whose::Import }
-    }
-
-    /// A symbol without an address.
-    pub(super) const NOTHING: Target = Target { address: 0, got: None, stub: None, whose: Whose::Nothing };
-
-    /// The address relocations against it use; `None` for a symbol without one, and for an own
-    /// symbol not yet placed (which the stages' order rules out).
-    #[inline(always)]
-    fn address(&self) -> Option<usize> {
-        match self.whose {
-            Whose::Own | Whose::Import => Some(self.address),
-            Whose::Unplaced(_) | Whose::Nothing => None,
-        }
-    }
-}
 
 /// The image's room for branch stubs and GOT slots, handed out in order as relocations ask.
 pub(super) struct Slots<'i> {
