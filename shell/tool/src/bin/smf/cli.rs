@@ -1,35 +1,20 @@
-//! What every `smf` command shares: dispatch over the typed options (`args.rs`), the exit
-//! statuses, writing results and problems, and reading and parsing module files (`-` is
-//! standard input). Each command lives in a module of its own; each writes its result to
-//! stdout and its problems to stderr, one line each, and returns its exit status: 0 ok, 1 a bad
-//! module or file (usage errors, 2, are clap's).
+//! What every `smf` command shares: the exit statuses, writing results and problems, and
+//! reading and parsing module files (`-` is standard input). Each command lives in a module of
+//! its own (`main.rs` dispatches to it); each writes its result to stdout and its problems to
+//! stderr, one line each, and returns its exit status: 0 ok, 1 a bad module or file (usage
+//! errors, 2, are clap's).
 
 use std::io::Write as _;
 use std::path::Path;
 
 use smf_core::{Dialect, Module, ParseOptions};
 
-use crate::args::Command;
 use crate::error::CommandError;
 
 /// Exit status for success.
 pub(crate) const EXIT_OK: i32 = 0;
 /// Exit status when a module or file is bad.
 pub(crate) const EXIT_BAD: i32 = 1;
-
-/// Runs `command`; the exit status.
-pub(crate) fn run(command: Command) -> i32 {
-    match command {
-        Command::Inspect(args) => crate::inspect::command(&args),
-        Command::Symbols(args) => crate::symbols::command(&args),
-        Command::Verify(args) => crate::verify::command(&args),
-        Command::Pack(args) => crate::pack::run(&args),
-        Command::Run(args) => crate::run::command(&args),
-        Command::Prefetch(args) => crate::prefetch::command(&args),
-        Command::Ldd(args) => crate::ldd::command(&args),
-        Command::Dump(args) => crate::dump::command(&args),
-    }
-}
 
 /// Writes `text` to standard output.
 pub(crate) fn out(text: &str) {

@@ -1,6 +1,6 @@
 //! One line, not a bare signal, when a module function that `smf run` called crashes: the
 //! signal, what it means, the faulting address, the module and symbol being called
-//! (`crate::run::crash_context`) and where the crash happened, as `function+offset (module)`
+//! ([`set_context`]) and where the crash happened, as `function+offset (module)`
 //! when it is in a module's code ([`name_code`]); then exit status 1, as for any other problem.
 //!
 //! Handlers for SIGSEGV, SIGBUS, SIGFPE and SIGILL run on an alternate stack (so a stack
@@ -62,6 +62,15 @@ struct CodeNames {
     /// `(symbol index, name)` of each function, sorted by index.
     names: Vec<(usize, String)>,
     module: String,
+}
+
+/// What `smf run` is calling (`"smf: FILE: `SYMBOL`"`): set before the call and never changed
+/// after, so the handler may read it.
+static CONTEXT: OnceLock<String> = OnceLock::new();
+
+/// Sets what `smf run` is calling, `what`, for the crash report (before the call; once).
+pub(crate) fn set_context(what: String) {
+    let _ = CONTEXT.set(what);
 }
 
 /// The modules `smf run` loaded: set before the call, read by the handler (an atomic load,
@@ -150,7 +159,7 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
     // address for the four signals handled here.
     let address = if info.is_null() { 0 } else { (unsafe { (*info).si_addr() }) as usize };
     let mut line = Line { bytes: [0; 1024], len: 0 };
-    let caller = crate::run::crash_context().unwrap_or("smf: a module function");
+    let caller = CONTEXT.get().map_or("smf: a module function", String::as_str);
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
     let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
     // SAFETY: the kernel's context for this SA_SIGINFO handler.

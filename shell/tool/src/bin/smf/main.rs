@@ -1,5 +1,5 @@
 //! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), what the commands
-//! share (`cli.rs`: dispatch, files, exit statuses; `names.rs`; `link.rs`, how modules link;
+//! share (`cli.rs`: files, exit statuses; `names.rs`; `link.rs`, how modules link;
 //! `error.rs`), one module per command (`inspect`, `symbols`, `verify`, `run`, `prefetch`,
 //! `ldd`, `dump` with `disasm`, and `pack` with `linker` (ld's options) over the package's library
 //! [`smf_tool::pack`](mod@smf_tool::pack)) and the crash reporter of `smf run` (process-wide
@@ -23,6 +23,7 @@ mod pack;
 mod payload;
 mod prefetch;
 mod run;
+mod symbol_sections;
 mod symbols;
 mod verify;
 
@@ -31,5 +32,20 @@ fn main() {
     if matches!(command, args::Command::Run(_)) {
         crash::install();
     }
-    std::process::exit(cli::run(command));
+    std::process::exit(dispatch(command));
+}
+
+/// Runs `command`; the exit status.
+fn dispatch(command: args::Command) -> i32 {
+    use args::Command;
+    match command {
+        Command::Inspect(args) => inspect::command(&args),
+        Command::Symbols(args) => symbols::command(&args),
+        Command::Verify(args) => verify::command(&args),
+        Command::Pack(args) => pack::run(&args),
+        Command::Run(args) => run::command(&args),
+        Command::Prefetch(args) => prefetch::command(&args),
+        Command::Ldd(args) => ldd::command(&args),
+        Command::Dump(args) => dump::command(&args),
+    }
 }

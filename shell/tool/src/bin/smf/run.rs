@@ -13,15 +13,6 @@ use crate::cli::{out, report, EXIT_BAD, EXIT_OK};
 use crate::error::CommandError;
 use crate::link::{Linked, Linking};
 
-/// What `smf run` is calling (`"smf: FILE: `SYMBOL`"`), for a crash report made from a signal
-/// handler (which may read it, being set before the call and never changed after).
-static CRASH_CONTEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// What `smf run` is calling, if it is calling into a module.
-pub(crate) fn crash_context() -> Option<&'static str> {
-    CRASH_CONTEXT.get().map(String::as_str)
-}
-
 /// Runs `smf run`; the exit status.
 pub(crate) fn command(args: &RunArgs) -> i32 {
     let result = run_module(args);
@@ -102,7 +93,7 @@ fn run_module(args: &RunArgs) -> Result<Outcome, CommandError> {
     // Set before loading: constructors run as the modules load (a crash in one is reported
     // with this context, without a function name: the names are known once all have loaded).
     let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
-    let _ = CRASH_CONTEXT.set(format!("smf: {}: {called}", args.file));
+    crate::crash::set_context(format!("smf: {}: {called}", args.file));
     let linked = Linked::open(&args.link, Linking::WithConstructors)?;
     let bytes = crate::cli::read_module_file(&args.file)?;
     if let Some(error) = symbol.and_then(|name| not_callable(&bytes, name.as_bytes())) {

@@ -15,6 +15,7 @@ use crate::args::SymbolsArgs;
 use crate::cli::for_each_module;
 use crate::inspect::{object, symbol_json};
 use crate::names::{escaped, shown};
+use crate::symbol_sections::SymbolSections;
 
 /// Which symbols `smf symbols` lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,37 +109,6 @@ pub(crate) fn command(args: &SymbolsArgs) -> i32 {
             symbol_listing(module, file, listing)
         })
     })
-}
-
-/// Where each symbol of a module lies: the code section a code-image offset falls in, a data
-/// symbol's own section. Built once per module (a binary search per symbol after that).
-pub(crate) struct SymbolSections<'m> {
-    module: &'m Module<'m>,
-    /// Code sections in code-image order, with where each starts in the image.
-    code: Vec<(u64, Section<'m>)>,
-}
-
-impl<'m> SymbolSections<'m> {
-    /// The sections of `module`.
-    pub(crate) fn of(module: &'m Module<'m>) -> Self {
-        let code = module.code_sections().map(|(section, start)| (start, section)).collect();
-        SymbolSections { module, code }
-    }
-
-    /// The section `symbol` lies in (`None`: an import, or a symbol with no place here).
-    pub(crate) fn of_symbol(&self, symbol: &Symbol<'_>) -> Option<Section<'m>> {
-        match symbol.target {
-            SymbolTarget::Code(offset) => {
-                // The last code section starting at or before the offset (one that ends exactly
-                // at it holds a symbol of size 0 placed at its end).
-                let after = self.code.partition_point(|(start, _)| *start <= offset);
-                let (_, section) = self.code.get(after.checked_sub(1)?)?;
-                Some(*section)
-            }
-            SymbolTarget::Data { section, .. } => self.module.section(section),
-            SymbolTarget::None => None,
-        }
-    }
 }
 
 /// The symbols `listing` selects, each with the section it lies in, in its order.

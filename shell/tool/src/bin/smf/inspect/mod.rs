@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use crate::args::InspectArgs;
 use crate::cli::for_each_module;
 use crate::names::{escaped, quoted, quoted_short};
-use crate::symbols::SymbolSections;
+use crate::symbol_sections::SymbolSections;
 
 use smf_core::kinds::{arch_name, platform_name};
 use smf_core::module::SymbolTarget;
