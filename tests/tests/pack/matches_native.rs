@@ -166,3 +166,31 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&module, "constant", &[2]), 30 + i64::from(b'e'));
 }
+
+/// GNU indirect functions (`__attribute__((ifunc))`): calls, the address in a table of
+/// pointers and a constructor's call all reach the function the resolver picked, the resolver
+/// run once, before the constructors, as a native program runs it; R72, whose symbols cannot
+/// address the slot, refuses it by name.
+#[test]
+fn indirect_functions_are_resolved_once_before_the_constructors() {
+    let calls: &[Call] =
+        &[("ifunc_call", &[7]), ("ifunc_table", &[5]), ("ifunc_early", &[]), ("ifunc_same_address", &[])];
+    check_source("ifunc.c", &WITH_DATA, calls);
+    let dir = scratch("ifunc");
+    let (bytes, _) = pack(&dir, "ifunc.c", Dialect::S128, &["-fPIC"]).unwrap();
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        [
+            call(&module, "ifunc_call", &[7]),
+            call(&module, "ifunc_early", &[]),
+            call(&module, "ifunc_resolved", &[])
+        ],
+        [21, 6, 1],
+        "the resolver's pick, once (a native program may run it once per place the address is stored)"
+    );
+    let failure = pack(&dir, "ifunc.c", Dialect::R72, &["-fPIC"]).unwrap_err();
+    let refused = failure.problems.iter().any(|p| {
+        matches!(&p.error, smf_tool::pack::PackError::IndirectFunctionInR72 { symbol } if symbol == "triple")
+    });
+    assert!(refused, "{failure}");
+}

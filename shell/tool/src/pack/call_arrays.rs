@@ -70,27 +70,43 @@ pub(super) fn call_array_of(name: &str) -> Result<Option<(CallArray, Option<u32>
     Ok(None)
 }
 
-/// The module's call arrays: where each input section's entries went, and the destructor
-/// array's section when its first entry is kept for the module's finalizer.
+/// The module's call arrays: where each input section's entries went, the constructor array's
+/// section when its first entry is kept for the resolver of indirect functions, and the
+/// destructor array's section when its first entry is kept for the module's finalizer.
 #[derive(Debug, Default)]
 pub(super) struct Merged {
     pub(super) slots: HashMap<(usize, SectionIndex), ArraySlot>,
+    /// The constructor array, whose first entry (offset 0, run first) is the resolver's.
+    pub(super) resolver_entry: Option<u32>,
     /// The destructor array, whose first entry (offset 0, run last) is the finalizer's.
     pub(super) finalizer_entry: Option<u32>,
 }
 
+/// The entries [`merge`] keeps first in the module's arrays, for code pack adds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Reserved {
+    /// A first constructor: the resolver of the module's indirect functions.
+    pub(super) resolver: bool,
+    /// A first destructor: the module's finalizer.
+    pub(super) finalizer: bool,
+}
+
 /// Merges the call array sections of `files` into the module `builder` writes (one section per
-/// array that has entries), with a first destructor entry kept for a finalizer if `finalizer`;
-/// a section that cannot be merged is given to `problem` with its object's index, once.
+/// array that has entries), with the first entries `reserved` says kept; a section that cannot
+/// be merged is given to `problem` with its object's index, once.
 pub(super) fn merge(
     files: &[object::File<'_>],
     builder: &mut ModuleBuilder,
-    finalizer: bool,
+    reserved: Reserved,
     problem: &mut dyn FnMut(usize, PackError),
 ) -> Merged {
     let mut merged = Merged::default();
     for array in [CallArray::Constructors, CallArray::Destructors] {
-        let reserved = u64::from(finalizer && array == CallArray::Destructors);
+        let kept = match array {
+            CallArray::Constructors => reserved.resolver,
+            CallArray::Destructors => reserved.finalizer,
+        };
+        let reserved = u64::from(kept);
         // (priority, object, section, entries, reversed), in object and section order.
         let mut inputs = Vec::new();
         for (f, file) in files.iter().enumerate() {
@@ -138,7 +154,10 @@ pub(super) fn merge(
         let zeros = vec![0; usize::try_from(total * ENTRY).unwrap_or_default()];
         let section = builder.add_section(SectionSpec::new(SectionType::RoData, name, flags, zeros, ENTRY));
         if reserved > 0 {
-            merged.finalizer_entry = Some(section);
+            match array {
+                CallArray::Constructors => merged.resolver_entry = Some(section),
+                CallArray::Destructors => merged.finalizer_entry = Some(section),
+            }
         }
         let mut base = reserved * ENTRY;
         for (_, f, index, entries, reversed) in inputs {

@@ -91,6 +91,12 @@ pub enum PackError {
         /// The other.
         second: String,
     },
+    /// A GNU indirect function in R72, whose symbols cannot address the data slot its stub
+    /// jumps through.
+    IndirectFunctionInR72 {
+        /// The function's name.
+        symbol: String,
+    },
     /// A common symbol (`-fcommon`).
     Common {
         /// Its name.
@@ -237,6 +243,10 @@ impl fmt::Display for PackError {
                 f,
                 "{name} is defined in both {first} and {second} (make one of them static, or \
                  drop one of the objects)"
+            ),
+            PackError::IndirectFunctionInR72 { symbol } => write!(
+                f,
+                "symbol {symbol}: a GNU indirect function (ifunc, target_clones) needs a data slot, which R72 symbols cannot address (use s128 or r96)"
             ),
             PackError::Common { symbol } => {
                 write!(f, "symbol {symbol}: common symbols cannot be represented (compile with -fno-common)")

@@ -28,6 +28,10 @@
 //!   code that refers to `__dso_handle` (C++ objects with destructors) gets crtbegin's
 //!   finalizer, `__cxa_finalize(__dso_handle)` at release, and code that calls `atexit` gets
 //!   `libc_nonshared.a`'s, registering under it (`__cxa_atexit`): handlers run at release.
+//! - GNU indirect functions (`STT_GNU_IFUNC`: `ifunc`, `target_clones`) become a stub that
+//!   jumps through a writable slot, and a constructor run before all others fills each slot with
+//!   what the resolver returns, as `ld`'s PLT entry and `R_X86_64_IRELATIVE` do
+//!   (`packer/ifunc.rs`; R72, whose symbols cannot address the slot, refuses them).
 //! - Every object's unwind tables (`.eh_frame`) merge into the module's one unwind table
 //!   (`unwind.rs`; R72, without data sections, drops them with a [`Note`]).
 //! - Notes, comments and debug info are dropped with a [`Note`]; anything

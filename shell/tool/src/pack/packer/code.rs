@@ -42,6 +42,13 @@ struct Part<'b> {
     data: bool,
 }
 
+impl CodeRun {
+    /// Code pack adds, `start..end` of the code image in SMF section `section`: nothing extends it.
+    pub(super) const fn closed(section: u32, start: u64, end: u64) -> Self {
+        CodeRun { section, start, end, data: false, open: false }
+    }
+}
+
 impl<'d, 'f> Packer<'d, 'f> {
     /// The code offset where the next object's code goes (after everything placed so far).
     pub(super) fn code_end(&self) -> u64 {

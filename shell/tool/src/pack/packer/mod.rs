@@ -6,6 +6,7 @@
 
 mod code;
 mod data;
+mod ifunc;
 mod relocations;
 mod symbols;
 
@@ -157,8 +158,12 @@ fn pack_objects(
     for f in 0..files.len() {
         packer.place_data(f);
     }
-    let finalizer = call_arrays::needs_finalizer(&files);
-    let merged = call_arrays::merge(&files, &mut packer.builder, finalizer, &mut |f, error| {
+    let indirect = packer.indirect_functions();
+    let reserved = call_arrays::Reserved {
+        resolver: !indirect.is_empty(),
+        finalizer: call_arrays::needs_finalizer(&files),
+    };
+    let merged = call_arrays::merge(&files, &mut packer.builder, reserved, &mut |f, error| {
         packer.problems.push(Problem { object: names[f].to_owned(), error })
     });
     packer.call_arrays = merged.slots;
@@ -166,6 +171,9 @@ fn pack_objects(
         packer.unwind = unwind::merge(&files, &mut packer.builder, &mut |f, error| {
             packer.problems.push(Problem { object: names[f].to_owned(), error })
         });
+    }
+    if let Some(array) = merged.resolver_entry {
+        packer.add_indirect_functions(&indirect, array);
     }
     if let Some(array) = merged.finalizer_entry {
         packer.add_finalizer(array, call_arrays::needs_atexit(&files));

@@ -5,7 +5,7 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolSection};
 use smf_core::write::SymbolSpec;
 use smf_core::Binding;
 
-use super::{Definition, Packer};
+use super::{ifunc, Definition, Packer};
 use crate::pack::call_arrays;
 use crate::pack::{Note, PackError};
 
@@ -66,6 +66,10 @@ impl<'d, 'f> Packer<'d, 'f> {
                     continue;
                 }
             };
+            // An indirect function is its stub already (`ifunc.rs`).
+            if ifunc::is_indirect(&symbol) && self.symbols.contains_key(&(f, symbol.index())) {
+                continue;
+            }
             // A symbol without a name can be linked to by no other object or module: local.
             let binding = if name.is_empty() {
                 Binding::Local
