@@ -3,13 +3,14 @@
 //! definitions every object carries made one).
 
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
 use smf_core::load::{LoadOptions, LoadedModule};
 use smf_core::Dialect;
 use smf_tool::pack::{PackError, PackFailure};
 
-use crate::{allocator, call, compile, native, pack, scratch, source, Call, Loaded, ALL, WITH_DATA};
+use crate::{allocator, call, compile, native, pack, run, scratch, source, Call, Loaded, ALL, WITH_DATA};
 
 #[test]
 fn calls_across_two_packed_modules_match_native() {
@@ -194,4 +195,64 @@ fn archives_give_the_members_the_objects_need() {
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&module, "twice", &[5]), 2 * (5 - 1000), "the member's own helper");
     assert_eq!(call(&module, "optional", &[2]), 2000);
+}
+
+/// Common symbols (`-fcommon`, an assembler's `.comm`) are allocated as `ld` allocates them:
+/// one variable per name in the bss, as large and as aligned as the largest of them; a
+/// definition overrides them, and they override a weak definition; an archive member whose
+/// common symbol the objects need is taken. The results are a native link's.
+#[test]
+fn common_symbols_are_allocated_as_ld_allocates_them() {
+    let dir = scratch("commons");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let common = |name: &str, text: &str| compile(&dir, &write(name, text), &["-fPIC", "-fcommon"]);
+    let counting = common(
+        "counting.c",
+        "int counter;\nextern char buffer[];\n\
+         long bump(void) { counter++; buffer[63] = 7; return counter; }\n",
+    );
+    let wide = common(
+        "wide.c",
+        "long counter[2];\nextern char buffer[];\n\
+         long wide(void) { counter[1] = 40; return counter[0] + counter[1] + buffer[63] + sizeof counter; }\n",
+    );
+    let weak = common(
+        "weak.c",
+        "__attribute__((weak)) long counter[2] = {100, 200};\nlong weak_first(void) { return 0; }\n",
+    );
+    // The buffer an archive member gives as a common symbol of the assembler's, aligned to 64.
+    let asm = write("buffer.s", ".comm buffer,64,64\n.globl buffer_here\nbuffer_here: ret\n");
+    let member = dir.join("buffer.o");
+    run(Command::new("gcc").arg("-c").arg(&asm).arg("-o").arg(&member));
+    let archive = dir.join("libbuffer.a");
+    let _ = std::fs::remove_file(&archive);
+    run(Command::new("ar").arg("rcs").arg(&archive).arg(&member));
+    let archive = (archive.display().to_string(), std::fs::read(&archive).unwrap());
+
+    // As a native link of the same objects runs them: bump twice, then wide: counter[0] is 2
+    // (the int sharing its first bytes), the weak definition's {100, 200} dropped.
+    let calls: [(&str, &[i64]); 3] = [("bump", &[]), ("bump", &[]), ("wide", &[])];
+    let expected = [1, 2, 2 + 40 + 7 + 16];
+    let (bytes, _) =
+        smf_tool::pack::pack(&[counting.clone(), wide.clone(), weak, archive.clone()], Dialect::S128)
+            .unwrap_or_else(|failure| panic!("{failure}"));
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+    assert_eq!(got, expected, "the common symbol over the weak definition");
+    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let counter = parsed.symbols().find(|s| s.name == b"counter").unwrap();
+    assert_eq!(counter.size, 16, "the largest size");
+    let buffer = module.symbol(b"buffer").unwrap();
+    assert_eq!(buffer % 64, 0, "the largest alignment");
+
+    // A definition overrides every common symbol of its name.
+    let defined = common("defined.c", "long counter[2] = {1000, 0};\n");
+    let (bytes, _) = smf_tool::pack::pack(&[counting, wide, defined, archive], Dialect::S128).unwrap();
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&module, "bump", &[]), 1001);
+    assert_eq!(call(&module, "wide", &[]), 1001 + 40 + 7 + 16);
 }

@@ -49,7 +49,7 @@ impl<'i> Member<'i> {
     }
 }
 
-/// The names `file` defines (globally: strong or weak) and those it refers to without
+/// The names `file` defines (globally: strong, weak or common) and those it refers to without
 /// defining (strongly: a weak reference pulls no member in, as in `ld`).
 fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
     let (mut defines, mut refers) = (Vec::new(), Vec::new());
@@ -62,7 +62,8 @@ fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
             if !symbol.is_weak() {
                 refers.push(name);
             }
-        } else if symbol.is_global() && !symbol.is_common() {
+        } else if symbol.is_global() {
+            // A common symbol too: `ld` takes a member for it as for a definition.
             defines.push(name);
         }
     }

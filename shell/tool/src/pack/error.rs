@@ -97,7 +97,8 @@ pub enum PackError {
         /// The function's name.
         symbol: String,
     },
-    /// A common symbol (`-fcommon`).
+    /// A common symbol (`-fcommon`, `.comm`) in R72, whose symbols cannot address the bss it
+    /// is allocated in.
     Common {
         /// Its name.
         symbol: String,
@@ -249,7 +250,7 @@ impl fmt::Display for PackError {
                 "symbol {symbol}: a GNU indirect function (ifunc, target_clones) needs a data slot, which R72 symbols cannot address (use s128 or r96)"
             ),
             PackError::Common { symbol } => {
-                write!(f, "symbol {symbol}: common symbols cannot be represented (compile with -fno-common)")
+                write!(f, "symbol {symbol}: a common symbol is data, which R72 symbols cannot address (use s128 or r96)")
             }
             PackError::UnloadedSection { section } => write!(
                 f,

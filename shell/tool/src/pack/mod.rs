@@ -16,7 +16,9 @@
 //!   it follows the code into the code image, sealed with it, its objects data symbols at code
 //!   offsets.
 //! - Global and weak functions and objects become symbols with their binding; local symbols and
-//!   section symbols that relocations use become local symbols; undefined symbols become imports.
+//!   section symbols that relocations use become local symbols; undefined symbols become imports;
+//!   common symbols (`-fcommon`, `.comm`) become bss variables, one per name, as large and as
+//!   aligned as the largest (a definition overrides them; they override a weak one).
 //! - Relocations in code: `R_X86_64_64` -> abs64, `PC32` -> pc32, `PLT32` -> plt32, `GOTPCREL`,
 //!   `GOTPCRELX`, `REX_GOTPCRELX` -> got_pc32 (the loader gives each such symbol a GOT slot),
 //!   `32`/`32S` -> abs32 (S128 only). A `GOTPCRELX`/`REX_GOTPCRELX` load of a symbol the object

@@ -130,7 +130,7 @@ mod tests {
             "{lines:#?}"
         );
         assert_eq!(lines[LISTED_PER_KIND], "a.o: 7 more absolute 32-bit addresses like the one above");
-        assert!(lines[LISTED_PER_KIND + 1].contains("common symbols"), "{lines:#?}");
+        assert!(lines[LISTED_PER_KIND + 1].contains("a common symbol"), "{lines:#?}");
         assert!(lines[LISTED_PER_KIND + 2].starts_with("b.o: .text+0x0"), "{lines:#?}");
         assert_eq!(failure.report(true).len(), 13, "all: every problem");
         assert_eq!(failure.to_string().lines().count(), lines.len());

@@ -1,8 +1,9 @@
 //! The data sections: each object's data, read-only data and bss carried into one SMF section
 //! of each kind (`.rodata`, `.data`, `.bss`), as `ld` merges `.rodata.*` and the like, each part
-//! at its alignment; everything else dropped with a note or refused.
+//! at its alignment, and the common symbols allocated in the bss; everything else dropped with a
+//! note or refused.
 
-use object::{Object, ObjectSection, SectionKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
 use smf_core::SectionType;
 
 use super::{Packer, MOST_MERGED_ALIGNMENT};
@@ -53,6 +54,43 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
         if debug_sections > 0 {
             self.note(f, false, format!("dropped the debug info ({debug_sections} .debug sections)"));
+        }
+    }
+
+    /// Each common symbol that holds its name ([`Packer::find_definitions`]) in the module's
+    /// bss, as `ld` allocates them: the largest size and alignment any object gives the name,
+    /// in the order the objects define them; in R72, whose symbols cannot address data, each
+    /// is a problem.
+    pub(super) fn allocate_commons(&mut self) {
+        let mut commons: Vec<_> =
+            self.definitions.iter().filter(|(_, d)| d.common).map(|(name, d)| (d.at, name.clone())).collect();
+        if commons.is_empty() {
+            return;
+        }
+        commons.sort_by_key(|&((f, index), _)| (f, index.0));
+        // Every common symbol's size and alignment (its value), the largest of each per name.
+        let mut extents: std::collections::HashMap<&[u8], (u64, u64)> = std::collections::HashMap::new();
+        for file in self.files {
+            for symbol in file.symbols().filter(|s| s.is_common()) {
+                let Ok(name) = symbol.name_bytes() else { continue };
+                let extent = extents.entry(name).or_insert((0, 1));
+                extent.0 = extent.0.max(symbol.size());
+                extent.1 = extent.1.max(common_alignment(file, symbol.index()));
+            }
+        }
+        for (at, name) in commons {
+            if !self.dialect.has_symbol_extension() {
+                self.problem(at.0, PackError::Common { symbol: String::from_utf8_lossy(&name).into_owned() });
+                continue;
+            }
+            let (size, alignment) = extents.get(name.as_slice()).copied().unwrap_or((0, 1));
+            // An alignment is a power of two: a common symbol's value that is not one is
+            // taken as the next.
+            let alignment = alignment.checked_next_power_of_two().unwrap_or(MOST_MERGED_ALIGNMENT);
+            let (section, base) = self.append_data(SectionType::Bss, &[], alignment, size.max(1));
+            let spec = smf_core::write::SymbolSpec::data(&name, section, base, size);
+            let index = self.builder.add_symbol(spec.with_binding(smf_core::Binding::Global));
+            self.symbols.insert(at, index);
         }
     }
 
@@ -136,5 +174,16 @@ impl<'d, 'f> Packer<'d, 'f> {
         let section = self.builder.add_section(data_spec(kind, name, bytes, alignment, bss));
         self.data_runs[slot] = Some(DataRun { section, size: len });
         (section, 0)
+    }
+}
+
+/// The alignment a common symbol asks for: its ELF value (which `object` reads as address 0).
+fn common_alignment(file: &object::File<'_>, index: object::SymbolIndex) -> u64 {
+    use object::read::elf::Sym as _;
+    match file {
+        object::File::Elf64(elf) => {
+            elf.elf_symbol_table().symbol(index).map_or(1, |symbol| symbol.st_value(elf.endian()))
+        }
+        _ => 1,
     }
 }

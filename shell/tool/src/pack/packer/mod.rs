@@ -179,6 +179,7 @@ fn pack_objects(
         packer.add_finalizer(array, call_arrays::needs_atexit(&files));
     }
     packer.find_definitions();
+    packer.allocate_commons();
     for f in 0..files.len() {
         packer.add_symbols(f);
     }
@@ -262,7 +263,24 @@ struct Packer<'d, 'f> {
 #[derive(Clone, Copy, Debug)]
 struct Definition {
     at: (usize, SymbolIndex),
+    /// A weak definition (or one of GCC's unique ones), which others override.
     weak: bool,
+    /// A common symbol (`-fcommon`, `.comm`): a strong definition overrides it, and it
+    /// overrides weak ones.
+    common: bool,
+}
+
+impl Definition {
+    /// How strongly it holds its name: 2 a definition, 1 a common symbol, 0 a weak definition.
+    const fn rank(&self) -> u8 {
+        if self.common {
+            1
+        } else if self.weak {
+            0
+        } else {
+            2
+        }
+    }
 }
 
 impl<'d, 'f> Packer<'d, 'f> {

@@ -163,7 +163,8 @@ impl<'d, 'f> Packer<'d, 'f> {
     pub(super) fn defined_here(&self, f: usize, target: RelocationTarget) -> bool {
         match target {
             RelocationTarget::Symbol(index) => self.files[f].symbol_by_index(index).is_ok_and(|s| {
-                let in_f = s.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                let in_f = s.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)))
+                    || (s.is_common() && self.symbols.contains_key(&(f, index)));
                 let elsewhere = s.name_bytes().is_ok_and(|n| {
                     !n.is_empty() && !s.is_local() && self.definitions.get(n).is_some_and(|d| d.at.0 != f)
                 });

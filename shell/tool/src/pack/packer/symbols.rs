@@ -10,15 +10,19 @@ use crate::pack::call_arrays;
 use crate::pack::{Note, PackError};
 
 impl<'d, 'f> Packer<'d, 'f> {
-    /// Which object defines each global or weak name: a strong definition wins over weak ones;
-    /// two strong ones are an error, as a static linker has it. A C++ definition every object
-    /// using it carries (a template's static member, an inline function's static local:
-    /// `STB_GNU_UNIQUE` where GCC has it, weak otherwise) merges as a weak one does: the first
-    /// is the one every object links to.
+    /// Which object defines each global or weak name: a strong definition wins over a common
+    /// symbol, and a common symbol over weak definitions (the ELF rule `ld` follows); two
+    /// strong ones are an error, as a static linker has it; of several common symbols of one
+    /// name the first stands for all (`allocate_commons` gives it the largest size). A C++
+    /// definition every object using it carries (a template's static member, an inline
+    /// function's static local: `STB_GNU_UNIQUE` where GCC has it, weak otherwise) merges as a
+    /// weak one does: the first is the one every object links to.
     pub(super) fn find_definitions(&mut self) {
         for (f, file) in self.files.iter().enumerate() {
             for symbol in file.symbols() {
-                let placed = symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
+                let common = symbol.is_common();
+                let placed =
+                    common || symbol.section_index().is_some_and(|i| self.placed.contains_key(&(f, i)));
                 if !placed
                     || !(symbol.is_global() || symbol.is_weak())
                     || symbol.kind() == object::SymbolKind::Section
@@ -32,11 +36,11 @@ impl<'d, 'f> Packer<'d, 'f> {
                         continue;
                     }
                 };
-                let here = Definition { at: (f, symbol.index()), weak: merges(&symbol) };
+                let here = Definition { at: (f, symbol.index()), weak: merges(&symbol) && !common, common };
                 match self.definitions.get(&name) {
                     None => {}
-                    Some(there) if there.weak && !here.weak => {}
-                    Some(there) if !there.weak && !here.weak => {
+                    Some(there) if here.rank() > there.rank() => {}
+                    Some(there) if here.rank() == 2 && there.rank() == 2 => {
                         let error = PackError::DefinedTwice {
                             name: String::from_utf8_lossy(&name).into_owned(),
                             first: self.names[there.at.0].to_owned(),
@@ -110,10 +114,8 @@ impl<'d, 'f> Packer<'d, 'f> {
                     let binding = if symbol.is_weak() { Binding::Weak } else { Binding::Global };
                     Some(SymbolSpec::import(name).with_binding(binding))
                 }
-                SymbolSection::Common => {
-                    self.problem(f, PackError::Common { symbol: String::from_utf8_lossy(name).into_owned() });
-                    continue;
-                }
+                // Allocated by `allocate_commons` (or refused there, in R72).
+                SymbolSection::Common => continue,
                 SymbolSection::Section(index) if symbol.kind() != object::SymbolKind::Section => {
                     if !self.placed.contains_key(&(f, index)) {
                         continue;
