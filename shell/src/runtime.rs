@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use smf_core::exec::{ExecAllocator, ExecConfig};
-use smf_core::load::{LoadOptions, ReadOnlyData, UnwindRegistrar};
+use smf_core::load::{ExitRegistrar, LoadOptions, ReadOnlyData, UnwindRegistrar};
 
 /// The environment variable that opts into read-write-execute pages (debugging only).
 pub const ALLOW_RWX_ENV: &str = "SMF_ALLOW_RWX";
@@ -29,17 +29,34 @@ fn env_is_1(name: &str) -> bool {
 
 /// The options every load through the shell (paths, bytes, the C ABI) uses: modules' unwind
 /// tables go to the process's unwinder (libgcc's, which Rust's std and every C++ program on
-/// Linux link), so that exceptions, backtraces and debuggers walk through module frames.
+/// Linux link), so that exceptions, backtraces and debuggers walk through module frames; their
+/// destructors go to the C library's exit handlers, so that a module still loaded at exit runs
+/// them then, as a shared library does.
 pub fn load_options() -> &'static LoadOptions {
     LOAD_OPTIONS.get_or_init(|| {
         let read_only_data =
             if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
         let unwind = Some(UnwindRegistrar { register: __register_frame, deregister: __deregister_frame });
-        LoadOptions { read_only_data, unwind, catch: Some(crate::catch::CATCHER), ..LoadOptions::default() }
+        let at_exit = Some(ExitRegistrar { register: __cxa_atexit, finalize: __cxa_finalize });
+        LoadOptions {
+            read_only_data,
+            unwind,
+            catch: Some(crate::catch::CATCHER),
+            at_exit,
+            ..LoadOptions::default()
+        }
     })
 }
 
 extern "C" {
+    /// The C library's: registers `function(argument)` to run at exit under `handle`.
+    fn __cxa_atexit(
+        function: unsafe extern "C" fn(*mut std::ffi::c_void),
+        argument: *mut std::ffi::c_void,
+        handle: *mut std::ffi::c_void,
+    ) -> std::ffi::c_int;
+    /// The C library's: runs what is registered under `handle`, and forgets it.
+    fn __cxa_finalize(handle: *mut std::ffi::c_void);
     /// libgcc's: registers a whole `.eh_frame` table (records up to the zero terminator).
     fn __register_frame(begin: *const u8);
     /// libgcc's: takes a table registered with `__register_frame` back.

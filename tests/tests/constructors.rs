@@ -1,7 +1,8 @@
 //! Constructors and destructors (`docs/format.md`, "Constructors and destructors"): a module's
 //! constructors run in order once it is sealed, before the load returns, its destructors in
 //! reverse order when it is released, in every dialect; neither runs when the load options say
-//! so; an entry that does not point into the module's code fails the load before any
+//! so; handed to the process's exit, the destructors run once, at exit or at release, whichever
+//! comes first; an entry that does not point into the module's code fails the load before any
 //! constructor runs; and every rule of the arrays is refused with its own error. (Modules packed
 //! from C, with constructors in two modules that import from each other: `pack.rs`.)
 
@@ -9,9 +10,10 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
 
 use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadBatch, LoadError, LoadOptions, LoadedModule, TableResolver};
+use smf_core::load::{ExitRegistrar, LoadBatch, LoadError, LoadOptions, LoadedModule, TableResolver};
 use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_core::{
     CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType,
@@ -118,6 +120,77 @@ fn with_constructors_off_neither_constructors_nor_destructors_run() {
     assert!(module.symbol(b"construct1").is_some());
     drop(module);
     assert_eq!(recorded(), [] as [i64; 0]);
+}
+
+thread_local! {
+    /// The exit handlers registered with [`register_at_exit`] on this thread: (function,
+    /// argument, handle), in the order registered.
+    static AT_EXIT: RefCell<Vec<(unsafe extern "C" fn(*mut c_void), usize, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A C library's `__cxa_atexit`, for the test: records the handler, and 0 in [`RECORDED`] (when
+/// it was registered).
+unsafe extern "C" fn register_at_exit(
+    function: unsafe extern "C" fn(*mut c_void),
+    argument: *mut c_void,
+    handle: *mut c_void,
+) -> c_int {
+    record(0);
+    AT_EXIT.with(|h| h.borrow_mut().push((function, argument as usize, handle as usize)));
+    0
+}
+
+/// A C library's `__cxa_finalize`: runs the handlers registered under `handle`, last first,
+/// and forgets them.
+unsafe extern "C" fn finalize(handle: *mut c_void) {
+    let mut taken: Vec<_> = AT_EXIT.with(|h| {
+        let mut handlers = h.borrow_mut();
+        let (taken, kept) = handlers.drain(..).partition(|&(_, _, registered)| registered == handle as usize);
+        *handlers = kept;
+        taken
+    });
+    while let Some((function, argument, _)) = taken.pop() {
+        // SAFETY: as the C library calls a handler.
+        unsafe { function(argument as *mut c_void) };
+    }
+}
+
+/// The process's exit, for the test: every handler, last registered first.
+fn exit_handlers() {
+    while let Some((function, argument, _)) = AT_EXIT.with(|h| h.borrow_mut().pop()) {
+        // SAFETY: as the C library calls a handler.
+        unsafe { function(argument as *mut c_void) };
+    }
+}
+
+#[test]
+fn destructors_handed_to_the_exit_run_once_at_exit_or_at_release() {
+    let exec = ExecAllocator::default();
+    let at_exit = Some(ExitRegistrar { register: register_at_exit, finalize });
+    let options = LoadOptions { at_exit, ..LoadOptions::default() };
+    recorded();
+    // Registered before the constructors run (so what they register runs first at exit).
+    let module = load(&exec, &samples::call_arrays(Dialect::S128), &options).unwrap();
+    assert_eq!(recorded(), [0, 1, 2]);
+    // The exit runs them while the module is loaded; its release then runs nothing more.
+    exit_handlers();
+    assert_eq!(recorded(), [-2, -1], "at exit");
+    drop(module);
+    assert_eq!(recorded(), [] as [i64; 0], "once");
+
+    // Released first: they run at release, and the handler is gone from the list.
+    let module = load(&exec, &samples::call_arrays(Dialect::S128), &options).unwrap();
+    assert_eq!(recorded(), [0, 1, 2]);
+    drop(module);
+    assert_eq!(recorded(), [-2, -1], "at release");
+    assert!(AT_EXIT.with(|h| h.borrow().is_empty()), "nothing left for the exit");
+    exit_handlers();
+    assert_eq!(recorded(), [] as [i64; 0]);
+
+    // A module without destructors registers nothing.
+    let plain = LoadedModule::load(&exec, &samples::return_42(Dialect::S128), &(), &options).unwrap();
+    assert!(AT_EXIT.with(|h| h.borrow().is_empty()));
+    drop(plain);
 }
 
 /// An array entry: relocated to a symbol (by name) plus an addend, or not relocated.

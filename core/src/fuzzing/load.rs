@@ -159,6 +159,8 @@ fn load_all(data: &[u8], flags: u8, exec: &'static ExecAllocator, faults: Option
         run_constructors: false,
         unwind: Some(UnwindRegistrar { register: register_table, deregister: deregister_table }),
         catch: None,
+        // No constructors run, so no destructors either.
+        at_exit: None,
     };
     let before = exec.stats();
     let mut loaded: Vec<Arc<LoadedModule<'static>>> = Vec::new();

@@ -17,6 +17,7 @@
 //! the module's own code (x86-64 `jmp [rip+0]; .quad S`, aarch64 `ldr x16, #8; br x16; .quad S`).
 //! Every relocation result is range-checked ([`reloc::apply`]).
 
+mod at_exit;
 mod batch;
 mod calls;
 mod error;
@@ -44,6 +45,7 @@ use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module};
 
+pub use at_exit::ExitRegistrar;
 pub use batch::LoadBatch;
 pub use calls::{CatchFn, Catcher};
 pub use error::{Invariant, LoadError, Overflow};
@@ -52,6 +54,7 @@ pub use options::{LoadOptions, ReadOnlyData, HOST_ARCH};
 pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
 pub use unwind::{UnwindFault, UnwindRegistrar, UnwindTable};
 
+use at_exit::ExitHook;
 use calls::Calls;
 use kept_templates::Templates;
 use layout::Layout;
@@ -77,8 +80,11 @@ pub struct LoadedModule<'a> {
     note_sdn: Option<Vec<u8>>,
     templates: Templates,
     /// Its destructors, in array order (run in reverse when it is released; none if its
-    /// constructors did not run).
+    /// constructors did not run, or if they went to `exit`).
     destructors: Vec<usize>,
+    /// Its destructors, handed to the process's exit: run at exit or at release, whichever
+    /// comes first ([`LoadOptions::at_exit`]).
+    exit: Option<ExitHook>,
     /// Its unwind tables, checked.
     unwind_tables: Vec<UnwindTable>,
     /// What its unwind tables were registered with (deregistered at release).
@@ -276,6 +282,8 @@ struct Staged<'a> {
     /// Its destructors, kept once its constructors ran.
     destructors: Vec<usize>,
     registrar: Option<UnwindRegistrar>,
+    /// What its destructors are handed to for the process's exit.
+    at_exit: Option<ExitRegistrar>,
 }
 
 impl<'a> Staged<'a> {
@@ -325,21 +333,30 @@ impl<'a> Staged<'a> {
             note_sdn,
             templates,
             destructors: Vec::new(),
+            exit: None,
             unwind_tables,
             registrar: None,
             catch: options.catch,
             deps,
         };
-        Ok(Staged { module, constructors, destructors, registrar })
+        Ok(Staged { module, constructors, destructors, registrar, at_exit: options.at_exit })
     }
 
-    /// The stages after the seal: the unwind tables registered, then the constructors run.
-    /// Only once the module's batch is sealed. If an exception escapes a constructor, the
-    /// module is dropped: its destructors run (those of what its constructors registered
-    /// among them), its tables are withdrawn and its memory freed.
+    /// The stages after the seal: the unwind tables registered, the destructors handed to the
+    /// process's exit (before the constructors, so that what they register with `atexit` runs
+    /// first at exit, as in a program), then the constructors run. Only once the module's batch
+    /// is sealed. If an exception escapes a constructor, the module is dropped: its destructors
+    /// run (those of what its constructors registered among them), its tables are withdrawn
+    /// and its memory freed.
     fn finish(self) -> Result<LoadedModule<'a>, LoadError> {
-        let Staged { mut module, constructors, destructors, registrar } = self;
-        module.destructors = destructors;
+        let Staged { mut module, constructors, destructors, registrar, at_exit } = self;
+        match at_exit.filter(|_| !destructors.is_empty()) {
+            Some(at_exit) => match ExitHook::register(at_exit, destructors, module.catch) {
+                Ok(hook) => module.exit = Some(hook),
+                Err(destructors) => module.destructors = destructors,
+            },
+            None => module.destructors = destructors,
+        }
         module.registrar = registrar;
         module.register_unwind_tables();
         module.construct(&constructors)?;
@@ -503,6 +520,10 @@ impl<'a> LoadedModule<'a> {
     /// `Drop` has nothing left to run), and hands over its blocks for freeing.
     #[allow(unsafe_code)]
     fn retire(&mut self) -> Vec<Block<'a>> {
+        if let Some(hook) = self.exit.take() {
+            // SAFETY: the module's code is sealed and mapped (its blocks are freed after this).
+            unsafe { hook.release() };
+        }
         let destructors = core::mem::take(&mut self.destructors);
         // SAFETY: the destructors were checked to lie in the module's code, still sealed and
         // mapped (its blocks are freed after this); destructor arrays hold destructors.

@@ -1,11 +1,11 @@
 //! [`LoadOptions`]: how a load parses, which architecture it accepts, how it protects read-only
-//! data ([`ReadOnlyData`]), and whether and how it runs constructors and registers unwind
-//! tables; [`HOST_ARCH`], the architecture a default load accepts.
+//! data ([`ReadOnlyData`]), and whether and how it runs constructors and destructors and registers
+//! unwind tables; [`HOST_ARCH`], the architecture a default load accepts.
 
 use crate::kinds::{ARCH_AARCH64, ARCH_X86_64};
 use crate::ParseOptions;
 
-use super::{Catcher, UnwindRegistrar};
+use super::{Catcher, ExitRegistrar, UnwindRegistrar};
 
 /// The SMF architecture byte of the machine this code runs on (0 x86-64, 1 aarch64).
 pub const HOST_ARCH: u8 = if cfg!(target_arch = "x86_64") {
@@ -59,6 +59,12 @@ pub struct LoadOptions {
     /// (the default): they are called directly, and an exception escaping one aborts the
     /// process (it is never unwound through the loader, whose frames free the module's memory).
     pub catch: Option<Catcher>,
+    /// Hands the module's destructors to the process's exit before its constructors run
+    /// ([`ExitRegistrar`]: the shell gives the C library's `__cxa_atexit` and
+    /// `__cxa_finalize`): they run at its release, or at exit if it is still loaded then, after
+    /// the exit handlers registered later, as a program's and its libraries' run. `None` (the
+    /// default): at release only.
+    pub at_exit: Option<ExitRegistrar>,
 }
 
 impl Default for LoadOptions {
@@ -71,6 +77,7 @@ impl Default for LoadOptions {
             run_constructors: true,
             unwind: None,
             catch: None,
+            at_exit: None,
         }
     }
 }

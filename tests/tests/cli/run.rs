@@ -246,3 +246,30 @@ fn run_passes_floats_and_prints_each_result_type() {
     assert_eq!(globals.status, 1);
     assert!(globals.err.contains("`counter` is not a function"), "{}", globals.err);
 }
+
+/// A program's exit, as natively: its `atexit` handlers, then its destructors (`.fini_array`),
+/// whether `main` returns or calls `exit`; `smf run` ends the process with the module still
+/// loaded, whose destructors the C library's exit runs. (x86-64: packs a C object.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn run_exits_as_a_program_does_handlers_then_destructors() {
+    let dir = scratch("exit-order");
+    let source = "#include <stdio.h>\n#include <stdlib.h>\n\
+                  static void handler(void) { puts(\"atexit\"); }\n\
+                  __attribute__((destructor)) static void destructor(void) { puts(\"destructor\"); }\n\
+                  int main(int argc, char **argv) { atexit(handler); if (argc > 1) exit(atoi(argv[1])); return 0; }\n";
+    let module = packed_source(&dir, "exits", source);
+    let native = dir.join("exits-native");
+    let built = std::process::Command::new("gcc").arg(dir.join("exits.c")).arg("-o").arg(&native).status();
+    assert!(built.unwrap().success());
+    for args in [&[][..], &["3"][..]] {
+        let expected = std::process::Command::new(&native).args(args).output().unwrap();
+        let got = std::process::Command::new(smf_tests::build_smf_package().join("smf"))
+            .args(["run", "--ret", "status", &module, "--"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&expected.stdout), "atexit\ndestructor\n", "{args:?}");
+        assert_eq!((got.status.code(), got.stdout), (expected.status.code(), expected.stdout), "{args:?}");
+    }
+}

@@ -13,9 +13,17 @@ use crate::cli::{out, report, EXIT_BAD, EXIT_OK};
 use crate::error::CommandError;
 use crate::link::{Linked, Linking};
 
-/// Runs `smf run`; the exit status.
+/// Runs `smf run`: ends the process ([`exit_with`]), the modules still loaded.
 pub(crate) fn command(args: &RunArgs) -> i32 {
-    let result = run_module(args);
+    let (result, _loaded) = run_module(args);
+    exit_with(result)
+}
+
+/// Shows what the call gave and ends the process with its status, as C's `exit` ends a
+/// program, the modules still loaded: their destructors run among the exit handlers, after
+/// those registered later (the program's own `atexit` handlers), as a program's and its
+/// libraries' do.
+fn exit_with(result: Result<Outcome, CommandError>) -> ! {
     // Whatever the module printed through the C library reaches stdout before the result.
     // SAFETY: fflush(NULL) flushes every C output stream; no stream is being used concurrently
     // (the call has returned).
@@ -23,7 +31,7 @@ pub(crate) fn command(args: &RunArgs) -> i32 {
     unsafe {
         libc::fflush(std::ptr::null_mut());
     }
-    match result {
+    let status = match result {
         Ok(Outcome::Printed(value)) => {
             out(&format!("{value}\n"));
             EXIT_OK
@@ -34,7 +42,9 @@ pub(crate) fn command(args: &RunArgs) -> i32 {
             report(&error);
             EXIT_BAD
         }
-    }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(status)
 }
 
 /// What a call gave, as `smf run` shows it.
@@ -87,8 +97,20 @@ impl ProgramArgs {
     }
 }
 
-/// Loads the libraries and the module of `args`, calls the function, and returns what it gave.
-fn run_module(args: &RunArgs) -> Result<Outcome, CommandError> {
+/// The libraries and the module a run loaded, kept until the process exits.
+type Loaded = (Linked, std::sync::Arc<SharedModule>);
+
+/// Loads the libraries and the module of `args`, calls the function, and returns what it gave,
+/// with what it loaded (nothing if it failed before the call).
+fn run_module(args: &RunArgs) -> (Result<Outcome, CommandError>, Option<Loaded>) {
+    match load_and_call(args) {
+        Ok((outcome, loaded)) => (outcome, Some(loaded)),
+        Err(error) => (Err(error), None),
+    }
+}
+
+/// [`run_module`]: the outer error is why the call was not made.
+fn load_and_call(args: &RunArgs) -> Result<(Result<Outcome, CommandError>, Loaded), CommandError> {
     let symbol = args.symbol.as_deref();
     // Set before loading: constructors run as the modules load (a crash in one is reported
     // with this context, without a function name: the names are known once all have loaded).
@@ -114,7 +136,7 @@ fn run_module(args: &RunArgs) -> Result<Outcome, CommandError> {
     #[allow(unsafe_code)]
     let value = unsafe { call(&module, symbol.map(str::as_bytes), &call_args, args.ret) };
     drop(program);
-    value.map_err(|error| CommandError::Call { file: args.file.clone(), error })
+    Ok((value.map_err(|error| CommandError::Call { file: args.file.clone(), error }), (linked, module)))
 }
 
 /// Why `name` cannot be called in the module `bytes` hold, seen before it loads, so that its
@@ -211,7 +233,7 @@ mod tests {
             args: Vec::new(),
             program_args: Vec::new(),
         };
-        run_module(&args)
+        run_module(&args).0
     }
 
     #[test]
