@@ -212,6 +212,12 @@ pub enum ErrorKind {
         /// Which rule.
         problem: CompressionProblem,
     },
+    /// The payloads of the sections up to this one are larger together than the file: some
+    /// share bytes (which would have every whole-section walk read them again).
+    PayloadsLargerThanFile {
+        /// Section index.
+        index: u32,
+    },
     /// A loadable section says it occupies fewer bytes in memory than in the file.
     VirtualSizeTooSmall {
         /// Section index.
@@ -245,6 +251,15 @@ pub enum ErrorKind {
     NameUnterminated {
         /// Symbol index.
         symbol: u32,
+    },
+    /// The names of the symbols up to this one, each counted once, are longer together than
+    /// the string table and `sharing` bytes a symbol (names sharing bytes so much that reading
+    /// each would cost the square of the file).
+    NamesShareTooMuch {
+        /// Symbol index.
+        symbol: u32,
+        /// The bytes a symbol's name may share with others' on average.
+        sharing: u64,
     },
     /// A symbol other modules see or supply (global or weak: an export or an import) has an
     /// empty name, which nothing could look up or provide.
@@ -414,6 +429,10 @@ impl fmt::Display for ErrorKind {
                 write!(f, "section {index} ")?;
                 problem.describe(f)
             }
+            PayloadsLargerThanFile { index } => write!(
+                f,
+                "section {index}: the sections' payloads up to it are larger together than the file (some share bytes)"
+            ),
             VirtualSizeTooSmall { index } => {
                 write!(f, "section {index}: virtual_size is smaller than size")
             }
@@ -428,6 +447,10 @@ impl fmt::Display for ErrorKind {
             }
             NameOutOfBounds { symbol } => write!(f, "symbol {symbol}: name offset outside the string table"),
             NameUnterminated { symbol } => write!(f, "symbol {symbol}: name is not NUL-terminated"),
+            NamesShareTooMuch { symbol, sharing } => write!(
+                f,
+                "symbol {symbol}: the names of the symbols up to it, each counted once, are longer than the string table by more than {sharing} bytes a symbol (names sharing bytes)"
+            ),
             UnnamedSymbol { symbol } => {
                 write!(f, "symbol {symbol}: a global or weak symbol has an empty name")
             }

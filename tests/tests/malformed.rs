@@ -383,6 +383,69 @@ fn relocation_corruptions_give_their_specific_error() {
     assert_eq!(parse_err(&f).kind, ErrorKind::RelocationSectionSize { index: 1 });
 }
 
+/// Sections whose payloads share bytes: a relocation section aliasing the code would have the
+/// relocation walk read the code's bytes as entries, and many such sections would each read
+/// them again (a cost the file's size no longer bounds). Payloads larger together than the file
+/// are refused at the first section that makes them so, before it is read.
+#[test]
+fn sections_aliasing_one_payload_are_refused_before_any_is_read() {
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xC3; 4032]);
+    let main = b.add_symbol(SymbolSpec::function(b"main", 0, 1));
+    b.add_relocation(1, main, smf_core::RelocKind::Pc32, 0);
+    let good = b.build().unwrap();
+    let module = Module::parse(&good).unwrap();
+    let code = module.sections().find(|s| s.name == b".text").unwrap().file_offset;
+    let d = Dialect::R96;
+    let st = 96 + d.section_entry_size(); // the second entry: .rela
+    let mut f = good.clone();
+    write_le(&mut f, st + 8, 8, code); // the relocations' payload: the code's 4032 bytes
+    write_le(&mut f, st + 16, 8, 4032);
+    assert!(f.len() < 2 * 4032, "the two payloads are larger than the file");
+    assert_eq!(parse_err(&f), Error::new(ErrorKind::PayloadsLargerThanFile { index: 1 }, st as u64));
+    assert!(parse_err(&f)
+        .to_string()
+        .contains("section 1: the sections' payloads up to it are larger together than the file"));
+}
+
+/// Symbols whose names all point into one long name: finding each name's end, hashing and
+/// printing the names would read the long name once per symbol (the square of the file). The
+/// names, counted once per symbol, may pass the string table by `sharing` bytes a symbol.
+#[test]
+fn names_aliasing_one_long_name_are_refused_once_they_pass_the_string_table() {
+    let long = vec![b'a'; 4000];
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xC3]);
+    b.add_symbol(SymbolSpec::function(&long, 0, 1));
+    for i in 0..64 {
+        b.add_symbol(
+            SymbolSpec::function(format!("s{i}").as_bytes(), 0, 1).with_binding(smf_core::Binding::Local),
+        );
+    }
+    let good = b.build().unwrap();
+    let module = Module::parse(&good).unwrap();
+    let first = module.symbol(0).unwrap().name_offset;
+    let table = module.header().symbol_table_offset as usize;
+    let entry = Dialect::R96.symbol_entry_size();
+    let aliased = |count: usize| {
+        let mut f = good.clone();
+        for i in 1..=count {
+            write_le(&mut f, table + i * entry, 4, u64::from(first));
+        }
+        f
+    };
+    // A few names sharing it fit the allowance.
+    assert!(Module::parse(&aliased(2)).is_ok());
+    // Then they do not, at the first symbol past it.
+    let strings = good.len() - table - 65 * entry;
+    let allowance = strings + 65 * 256;
+    let fits = allowance / 4001; // the symbols whose names fit, the long one first
+    let error = parse_err(&aliased(64));
+    let symbol = u32::try_from(fits).unwrap();
+    let at = (table + fits * entry) as u64;
+    assert_eq!(error, Error::new(ErrorKind::NamesShareTooMuch { symbol, sharing: 256 }, at), "{error}");
+}
+
 #[test]
 fn s128_wire_zero_and_aarch64_kinds_are_invalid() {
     let mut b = ModuleBuilder::new(Dialect::S128);

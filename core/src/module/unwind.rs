@@ -171,6 +171,9 @@ fn fde_range(
     Ok((start, len))
 }
 
+/// The longest augmentation string a CIE may have: the letters this reader knows, once each.
+const MAX_AUGMENTATION: usize = 6;
+
 /// The FDE pointer encoding a CIE (its contents, after the length) gives: its augmentation's
 /// `R`, or an absolute 8-byte address without one.
 fn fde_encoding(cie: &[u8]) -> Result<u8, FdeProblem> {
@@ -179,7 +182,10 @@ fn fde_encoding(cie: &[u8]) -> Result<u8, FdeProblem> {
     if version != 1 && version != 3 {
         return Err(FdeProblem::Augmentation);
     }
-    let augmentation = reader.string()?;
+    // Every letter this reader knows, once each, is six ("zPLRSB"): a longer string is
+    // refused unread, so that reading a CIE costs the same whatever its bytes (a table may
+    // alternate between CIEs, and each FDE then reads its CIE again).
+    let augmentation = reader.string(MAX_AUGMENTATION)?;
     reader.uleb()?; // code alignment
     reader.uleb()?; // data alignment (signed; only skipped)
     match version {
@@ -224,10 +230,16 @@ impl<'a> Reader<'a> {
         self.take::<1>().map(|[b]| b)
     }
 
-    /// A NUL-terminated string (without the NUL).
-    fn string(&mut self) -> Result<&'a [u8], FdeProblem> {
+    /// A NUL-terminated string (without the NUL) of at most `most` bytes, found by looking at
+    /// `most + 1` bytes at most; a longer one is an augmentation this reader does not know (the
+    /// only string a record holds).
+    fn string(&mut self, most: usize) -> Result<&'a [u8], FdeProblem> {
         let rest = self.bytes.get(self.at..).ok_or(FdeProblem::Truncated)?;
-        let len = rest.iter().position(|&b| b == 0).ok_or(FdeProblem::Truncated)?;
+        let len = match rest.iter().take(most + 1).position(|&b| b == 0) {
+            Some(len) => len,
+            None if rest.len() > most => return Err(FdeProblem::Augmentation),
+            None => return Err(FdeProblem::Truncated),
+        };
         self.at += len + 1;
         Ok(&rest[..len])
     }
@@ -302,6 +314,29 @@ mod tests {
         long_form[28..36].copy_from_slice(&20u64.to_le_bytes()); // one that would fit
         assert_eq!(check_records(&long_form), Err(UnwindProblem::LongRecord { at: 24 }));
         assert_eq!(check_records(&[]), Err(UnwindProblem::NoTerminator));
+    }
+
+    #[test]
+    fn an_augmentation_longer_than_every_known_letter_is_refused_unread() {
+        // A CIE with "z" and seven "S" (eight letters: two more than the reader knows, so that
+        // a table alternating between such CIEs cannot make each FDE read a long string), and
+        // one FDE naming it.
+        let mut t = alloc::vec::Vec::new();
+        let cie: &[u8] =
+            &[0, 0, 0, 0, 1, b'z', b'S', b'S', b'S', b'S', b'S', b'S', b'S', 0, 1, 0x78, 16, 0, 0, 0];
+        t.extend_from_slice(&(cie.len() as u32).to_le_bytes());
+        t.extend_from_slice(cie);
+        let at = t.len();
+        t.extend_from_slice(&12u32.to_le_bytes());
+        t.extend_from_slice(&u32::try_from(at + 4).unwrap().to_le_bytes());
+        t.extend_from_slice(&[0; 8]);
+        t.extend_from_slice(&[0; 4]);
+        assert_eq!(check_records(&t), Ok(()));
+        assert_eq!(fde_ranges(&t, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
+        // Six letters, each known: read (an absolute 8-byte pointer: no R).
+        let mut six = t.clone();
+        six[4 + 5..4 + 13].copy_from_slice(&[b'z', b'S', b'S', b'S', b'S', b'S', 0, 1]);
+        assert_ne!(fde_ranges(&six, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 use super::decode::relocated_image;
 use super::*;
 
+/// Bytes a symbol's name may share with others' on average ([`Module::validate_symbols`]).
+pub(super) const NAME_SHARING: u64 = 256;
+
 impl<'a> Module<'a> {
     /// Validates the header, the section table and every section as one specific layout, and
     /// locates the symbol and string tables.
@@ -118,9 +121,17 @@ impl<'a> Module<'a> {
         let mut unwind_tables: u32 = 0;
         let mut first_unwind_table: Option<u32> = None;
         let got_kinds = RelocKind::got_wire_table(self.dialect);
+        // The payloads stored so far, which together fit in the file unless two share bytes:
+        // sections aliasing one payload would have every whole-section walk (relocations,
+        // compressed frames) read it again, at a cost the file's size no longer bounds.
+        let mut stored: u64 = 0;
         for index in 0..self.header.section_count {
             let section = self.decode_section(index)?;
             let entry_offset = self.section_entry_offset(index);
+            stored = stored.saturating_add(section.data.len() as u64);
+            if stored > self.region_end.saturating_sub(self.base) {
+                return Err(Error::new(ErrorKind::PayloadsLargerThanFile { index }, entry_offset));
+            }
             let overflow = |bytes| {
                 Error::new(ErrorKind::ImageTooLarge { bytes, limit: options.max_image_bytes }, entry_offset)
             };
@@ -289,11 +300,23 @@ impl<'a> Module<'a> {
         // table to exactly `symbol_count` of them.
         let entries = self.symbol_table.chunks_exact(dialect.symbol_entry_size());
         debug_assert_eq!(entries.len(), self.header.symbol_count as usize);
+        // The names' bytes as the symbols locate them, each name counted once per symbol: the
+        // string table, and `NAME_SHARING` bytes a symbol more for names that share bytes (a
+        // writer storing a name once for several symbols). Every walk that reads the names
+        // (this one finds each name's NUL, a load hashes them, a listing prints them) then
+        // reads no more than that, where names aliasing one long string would make it read
+        // the square of the file.
+        let mut names_left = (self.strings.len() as u64)
+            .saturating_add(NAME_SHARING.saturating_mul(u64::from(self.header.symbol_count)));
         for (index, entry) in (0..self.header.symbol_count).zip(entries) {
             let symbol = match SymbolView::new_checked(entry, dialect) {
                 Some(view) => self.entry_repr(index, view)?,
                 None => self.explain_symbol(index)?,
             };
+            names_left = names_left.checked_sub(u64::from(symbol.name_len) + 1).ok_or_else(|| {
+                let kind = ErrorKind::NamesShareTooMuch { symbol: index, sharing: NAME_SHARING };
+                Failure::Format(Error::new(kind, self.symbol_entry_offset(index)))
+            })?;
             imports += u32::from(symbol.is_import());
             each(index, symbol).map_err(Failure::Stopped)?;
         }
