@@ -70,6 +70,58 @@ fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
     (defines, refers)
 }
 
+/// Bytes a member's long name may share with others' on average ([`names_within_bounds`]).
+const NAME_SHARING: u64 = 256;
+
+/// Whether the members' long names (GNU's `/N`: the name at offset N of the `//` member, up to
+/// its `\n` or NUL) fit the names table and [`NAME_SHARING`] bytes a member: members sharing
+/// one long name would have each member's name read (by `object`, then in every message about
+/// the member) the square of the archive's size. One walk over the members' headers, each
+/// name's end found by a binary search among the table's.
+fn names_within_bounds(bytes: &[u8]) -> Result<(), PackError> {
+    const HEADER: usize = 60;
+    let mut at = 8; // after "!<arch>\n"
+    let mut ends: Vec<usize> = Vec::new();
+    let mut table_len = 0;
+    let (mut named, mut read) = (0u64, 0u64);
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        // A header that does not parse is `object`'s to report: the walk stops there.
+        let Some(size) =
+            std::str::from_utf8(&header[48..58]).ok().and_then(|s| s.trim_end().parse::<usize>().ok())
+        else {
+            break;
+        };
+        let Some(data) = (at + HEADER).checked_add(size).and_then(|end| bytes.get(at + HEADER..end)) else {
+            break;
+        };
+        let name = &header[..16];
+        if name.starts_with(b"// ") {
+            ends = data.iter().enumerate().filter(|(_, &b)| b == b'\n' || b == 0).map(|(i, _)| i).collect();
+            table_len = data.len();
+        } else if let Some(offset) = long_name_offset(name) {
+            let first = ends.partition_point(|&end| end < offset);
+            if let Some(&end) = ends.get(first) {
+                named += 1;
+                read += (end - offset) as u64;
+                if read > (table_len as u64).saturating_add(NAME_SHARING.saturating_mul(named)) {
+                    return Err(PackError::ArchiveNamesShared { members: named });
+                }
+            }
+        }
+        at = at + HEADER + size + (size & 1);
+    }
+    Ok(())
+}
+
+/// The offset a GNU long name (`/` and decimal digits, space-padded) gives; `None` for another
+/// name.
+fn long_name_offset(name: &[u8]) -> Option<usize> {
+    let digits = name.strip_prefix(b"/")?;
+    let digits = std::str::from_utf8(digits).ok()?.trim_end();
+    digits.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+    digits.parse().ok()
+}
+
 /// One archive among the inputs.
 struct Archive<'i> {
     name: &'i str,
@@ -113,6 +165,10 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
                 continue;
             }
         };
+        if let Err(error) = names_within_bounds(bytes) {
+            selected.problems.push(Problem { object: name.to_owned(), error });
+            continue;
+        }
         let index = archives.len();
         let mut count = 0;
         for member in archive.members() {
@@ -186,6 +242,37 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive of `members` empty members named `names` each (GNU long names, offsets
+    /// into a names table holding `table`).
+    fn archive(table: &[u8], names: &[&str]) -> Vec<u8> {
+        let header =
+            |name: &str, size: usize| format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n", 0, 0, 0, 644);
+        let mut bytes = b"!<arch>\n".to_vec();
+        bytes.extend_from_slice(header("//", table.len()).as_bytes());
+        bytes.extend_from_slice(table);
+        if table.len() % 2 == 1 {
+            bytes.push(b'\n');
+        }
+        for name in names {
+            bytes.extend_from_slice(header(name, 0).as_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn members_sharing_one_long_name_past_the_bound_are_refused_before_they_are_read() {
+        let long = [vec![b'a'; 2000], b"/\n".to_vec()].concat();
+        let many = archive(&long, &["/0"; 40]);
+        assert!(ArchiveFile::parse(many.as_slice()).is_ok(), "an archive object reads");
+        // The names table and 256 bytes a member: 2002 + 256 n >= 2000 n up to n = 1.
+        assert!(matches!(names_within_bounds(&many), Err(PackError::ArchiveNamesShared { members: 2 })));
+        // Distinct names, and a short name shared by a few, are read.
+        let distinct = [b"first.o/\nsecond.o/\n".as_slice()].concat();
+        assert!(names_within_bounds(&archive(&distinct, &["/0", "/9", "/0"])).is_ok());
+        let refused = select(&[Input::new("lib.a", &many)], None).problems;
+        assert!(matches!(refused.as_slice(), [Problem { error: PackError::ArchiveNamesShared { .. }, .. }]));
+    }
 
     #[test]
     fn only_ar_magic_is_an_archive() {

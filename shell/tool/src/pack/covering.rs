@@ -47,9 +47,12 @@ impl Covering {
         label
     }
 
-    /// The names defined in `section`, in address order.
+    /// The names defined in `section`, in address order (found by binary search: a report
+    /// naming the variables of each of many sections reads each symbol once).
     pub(super) fn names_in(&self, section: SectionIndex) -> Vec<String> {
-        self.symbols.iter().filter(|s| s.0 == section).map(|s| s.3.clone()).collect()
+        let start = self.symbols.partition_point(|s| s.0 .0 < section.0);
+        let end = self.symbols.partition_point(|s| s.0 .0 <= section.0);
+        self.symbols[start..end].iter().map(|s| s.3.clone()).collect()
     }
 }
 

@@ -42,6 +42,12 @@ pub enum PackError {
     LtoObject,
     /// An archive that could not be read: what the reader said.
     Archive(object::Error),
+    /// An archive whose members share long names past the names table and 256 bytes a member
+    /// (reading each member's name would cost the square of the archive).
+    ArchiveNamesShared {
+        /// The members named so far when the names passed the bound.
+        members: u64,
+    },
     /// A thin archive (its members are files named by path, not in the archive).
     ThinArchive,
     /// The entry point asked for (`-e NAME`) is not a function the objects define.
@@ -191,6 +197,10 @@ impl fmt::Display for PackError {
                  -fno-lto, or with -ffat-lto-objects"
             ),
             PackError::Archive(error) => write!(f, "not a readable archive ({error})"),
+            PackError::ArchiveNamesShared { members } => write!(
+                f,
+                "not a readable archive (the long names of its first {members} members share one name past the names table and 256 bytes a member)"
+            ),
             PackError::ThinArchive => write!(
                 f,
                 "a thin archive (members named by path): make a normal one with `ar rcs`, or give \

@@ -96,6 +96,7 @@ impl PackError {
         Some(match self {
             PackError::Absolute32 { r_type, .. } => ("absolute 32-bit addresses", name(*r_type)),
             PackError::ThreadLocalAccess { r_type, .. } => ("thread-local accesses", name(*r_type)),
+            PackError::ThreadLocal { .. } => ("thread-local sections", ""),
             PackError::UnsupportedRelocation { r_type, .. } => ("relocations of this type", name(*r_type)),
             PackError::DataRelocationKind { kind, .. } => ("relocations in data of this kind", kind.name()),
             PackError::CallArrayEntry { r_type, .. } => ("call array entries", r_type.map_or("none", name)),
