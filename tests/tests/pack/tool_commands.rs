@@ -349,6 +349,55 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
     assert_eq!(exported(), ["gamma"]);
 }
 
+/// A link line as a makefile gives the compiler driver: `-u SYMBOL` (`-Wl,-u,`, `--undefined=`,
+/// `--require-defined=`) packs the archive member defining it, as ld counts it a reference; the
+/// driver's own link options (-pthread, -rdynamic, -no-pie, ...) and compile options (CFLAGS:
+/// -O2 -g -Wall -fPIC -D...) are taken and ignored with a note; `-lgcc` is found where the
+/// compiler keeps it, as its driver tells ld.
+#[test]
+fn pack_takes_a_compiler_driver_s_link_line() {
+    let dir = scratch("driver-line");
+    let compile = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let object = path.with_extension("o");
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
+        object
+    };
+    let app = compile("app.c", "long main(void) { return 1; }\n");
+    let member = compile("hook.c", "long hook(void) { return 7; }\n");
+    let library = dir.join("libhooks.a");
+    run(Command::new("ar").arg("rcs").arg(&library).arg(&member));
+    let module = dir.join("app.smf");
+    let pack = |args: &[&str]| {
+        let out = Command::new(smf_binary()).arg("pack").args(args).arg("-o").arg(&module).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let has_hook = || {
+        let out = Command::new(smf_binary()).args(["symbols", "--defined"]).arg(&module).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(" hook\n")
+    };
+    let (app, library) = (app.to_str().unwrap(), library.to_str().unwrap());
+    let (status, notes) = pack(&[app, library]);
+    assert_eq!((status, has_hook()), (Some(0), false), "{notes}");
+    for reference in
+        [&["-u", "hook"][..], &["--undefined", "hook"], &["-Wl,-u,hook"], &["-Wl,--require-defined=hook"]]
+    {
+        let (status, notes) = pack(&[&[app, library][..], reference].concat());
+        assert_eq!((status, has_hook()), (Some(0), true), "{reference:?}: {notes}");
+    }
+    let (status, notes) =
+        pack(&[app, "-O2", "-g", "-Wall", "-fPIC", "-DNDEBUG", "-pthread", "-rdynamic", "-no-pie", "-lgcc"]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert!(
+        notes.contains("ignored compile options -g -Wall -fPIC -DNDEBUG (pack links: nothing to compile)"),
+        "{notes}"
+    );
+    assert!(notes.contains("ignored -pthread (the C library's threads need no library)"), "{notes}");
+    assert!(notes.contains("ignored -rdynamic") && notes.contains("ignored -no-pie"), "{notes}");
+    assert!(notes.contains("members of") && notes.contains("libgcc.a"), "the compiler's libgcc.a: {notes}");
+}
+
 /// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as
 /// both `.a` and `.so` is packed from its archive only under -Bstatic (or the driver's -static,
 /// for every -l).

@@ -132,12 +132,12 @@ struct Archive<'i> {
 }
 
 /// `inputs` with each archive replaced by the members the rest needs (all of them for an
-/// archive taken whole), the entry point's name among the needs when one is named (as `ld -e`
-/// counts it a reference).
-pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selected<'i> {
+/// archive taken whole), the names `referred` among the needs (the entry point and `-u`'s, which
+/// `ld` counts as references).
+pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item = &'i [u8]>) -> Selected<'i> {
     let mut selected = Selected { inputs: Vec::new(), problems: Vec::new(), notes: Vec::new() };
     let mut defined: HashSet<&[u8]> = HashSet::new();
-    let mut wanted: Vec<&[u8]> = entry.into_iter().collect();
+    let mut wanted: Vec<&[u8]> = referred.into_iter().collect();
     let mut members: Vec<Member<'_>> = Vec::new();
     // The first member (in input and archive order) defining each name.
     let mut providers: HashMap<&[u8], usize> = HashMap::new();
@@ -233,7 +233,9 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], entry: Option<&'i [u8]>) -> Selec
             (false, true) => format!("took all {} object members of {name} (--whole-archive)", taken.len()),
             (false, false) => format!("took {} of the {count} members of {name}", taken.len()),
         };
-        selected.notes.push(Note { routine: false, text });
+        // An empty archive (glibc's libpthread.a, libdl.a: stubs since their functions moved
+        // into the C library) is noted only with --verbose.
+        selected.notes.push(Note { routine: count == 0, text });
         selected.inputs.extend(taken.iter().map(|m| (m.name.clone(), m.bytes)));
     }
     selected
@@ -270,7 +272,7 @@ mod tests {
         // Distinct names, and a short name shared by a few, are read.
         let distinct = [b"first.o/\nsecond.o/\n".as_slice()].concat();
         assert!(names_within_bounds(&archive(&distinct, &["/0", "/9", "/0"])).is_ok());
-        let refused = select(&[Input::new("lib.a", &many)], None).problems;
+        let refused = select(&[Input::new("lib.a", &many)], []).problems;
         assert!(matches!(refused.as_slice(), [Problem { error: PackError::ArchiveNamesShared { .. }, .. }]));
     }
 

@@ -204,9 +204,47 @@ pub(crate) fn align(section: &object::Section<'_, '_>) -> u64 {
     }
 }
 
+/// The first `GROUP` or `INPUT` statement of `bytes` when they are a linker script, as a
+/// `libNAME.a` or `libNAME.so` found by `-l` may be (glibc's `libm.a`: `GROUP ( libm-2.36.a
+/// libmvec.a )`), its whitespace collapsed (at most 200 characters); `None` for other bytes.
+pub(super) fn linker_script(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes.get(..bytes.len().min(4096))?).ok()?;
+    let start = ["GROUP", "INPUT"].iter().filter_map(|word| text.find(word)).min()?;
+    let statement = &text[start..];
+    // Up to the parenthesis that closes the statement's.
+    let mut depth = 0usize;
+    let mut end = statement.len();
+    for (i, c) in statement.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth <= 1 => {
+                end = i + 1;
+                break;
+            }
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    let collapsed = statement[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(collapsed.chars().take(200).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linker_script_is_told_by_its_first_statement() {
+        let libm = b"/* GNU ld script\n*/\nOUTPUT_FORMAT(elf64-x86-64)\nGROUP ( /usr/lib/libm-2.36.a\n  /usr/lib/libmvec.a )\n";
+        assert_eq!(linker_script(libm).as_deref(), Some("GROUP ( /usr/lib/libm-2.36.a /usr/lib/libmvec.a )"));
+        let libc = b"GROUP ( /lib/libc.so.6 /usr/lib/libc_nonshared.a  AS_NEEDED ( /lib/ld.so.2 ) )";
+        assert_eq!(
+            linker_script(libc).as_deref(),
+            Some("GROUP ( /lib/libc.so.6 /usr/lib/libc_nonshared.a AS_NEEDED ( /lib/ld.so.2 ) )")
+        );
+        assert_eq!(linker_script(b"\x7fELF\x02\x01"), None);
+        assert_eq!(linker_script(b"definitely not ELF"), None);
+    }
 
     #[test]
     fn relocation_types_are_named_as_the_psabi_numbers_them() {

@@ -42,6 +42,8 @@ pub enum PackError {
     LtoObject,
     /// An archive that could not be read: what the reader said.
     Archive(object::Error),
+    /// A linker script (its first `GROUP` or `INPUT` statement), not an object or an archive.
+    LinkerScript(String),
     /// An archive whose members share long names past the names table and 256 bytes a member
     /// (reading each member's name would cost the square of the archive).
     ArchiveNamesShared {
@@ -197,6 +199,10 @@ impl fmt::Display for PackError {
                  -fno-lto, or with -ffat-lto-objects"
             ),
             PackError::Archive(error) => write!(f, "not a readable archive ({error})"),
+            PackError::LinkerScript(statement) => write!(
+                f,
+                "a linker script ({statement}), which pack does not read: give it the archives or objects the script names"
+            ),
             PackError::ArchiveNamesShared { members } => write!(
                 f,
                 "not a readable archive (the long names of its first {members} members share one name past the names table and 256 bytes a member)"

@@ -120,6 +120,9 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsS
         Some(positional @ ("-Bstatic" | "-Bdynamic" | "--whole-archive" | "--no-whole-archive")) => {
             format!("-Wl,{positional}").into()
         }
+        // The compiler driver's options and compile options a link line carries (CFLAGS):
+        // read with the linker's, where they are taken or ignored with a note.
+        Some(option) if crate::linker::is_driver_option(option) => format!("-Wl,{option}").into(),
         _ => arg,
     };
     args.into_iter().enumerate().map(spelled).collect()
@@ -247,16 +250,22 @@ pub(crate) struct PackArgs {
     /// A directory -l searches, before the system's (repeatable).
     #[arg(short = 'L', value_name = "DIR")]
     pub(crate) search: Vec<PathBuf>,
-    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -e, -s, -static,
+    /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -e, -u, -s, -static,
     /// -shared, --whole-archive and --no-whole-archive (the archives between them packed
     /// whole) and input files are taken; archive groups and options that set what a module
-    /// does not have (-soname, -rpath, -z, --as-needed, ...) are ignored, with a note.
+    /// does not have (-soname, -rpath, -z, --as-needed, ...) are ignored, with a note, as are
+    /// the compiler driver's own (-pthread, -rdynamic, -no-pie) and compile options given
+    /// alone (-O2 -g -Wall -fPIC -D...).
     #[arg(short = 'W', value_name = "l,OPTION,...", allow_hyphen_values = true)]
     pub(crate) linker: Vec<String>,
     /// The module's entry point: this function, which the objects must define (default: main,
     /// when they define it).
     #[arg(short = 'e', long = "entry", value_name = "SYMBOL", overrides_with = "entry")]
     pub(crate) entry: Option<String>,
+    /// Count SYMBOL as referred to, as ld's -u does: the archive member defining it is packed
+    /// (repeatable).
+    #[arg(short = 'u', long = "undefined", value_name = "SYMBOL")]
+    pub(crate) undefined: Vec<String>,
     /// -l takes libNAME.a even where libNAME.so is found (as the compiler driver's -static
     /// does; -Bstatic and -Bdynamic are taken too, each for the -l options after it).
     #[arg(long = "static")]

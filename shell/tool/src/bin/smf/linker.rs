@@ -1,5 +1,6 @@
 //! The inputs and options `smf pack` takes as `ld` takes them, read in command-line order:
-//! `-lNAME` found in the `-L` directories, then `LIBRARY_PATH`'s and the system's (an
+//! `-lNAME` found in the `-L` directories, then `LIBRARY_PATH`'s and the system's, then the C
+//! compiler's own (libgcc's, libstdc++'s: its driver gives them to `ld`) (an
 //! archive's members the objects need packed in, a shared library left to load time),
 //! `-Wl,...` lists read option by option (input files in them taken as inputs;
 //! `--whole-archive` to `--no-whole-archive` marking the archives between them to be packed
@@ -51,6 +52,34 @@ const IGNORED: [&str; 17] = [
     "--sort-common*",
 ];
 
+/// The compiler driver's link options, each with why pack has nothing to do for it; `*` ends
+/// a prefix. (`-static` and `-shared` are taken: see [`crate::args`].)
+const DRIVER: [(&str, &str); 9] = [
+    ("-pthread", "the C library's threads need no library"),
+    ("-rdynamic", "a module's symbols are its exports"),
+    ("-pie", "a module is position-independent"),
+    ("-no-pie", "a module is position-independent"),
+    ("-static-libgcc", "libgcc's members are packed where -lgcc names its archive"),
+    ("-shared-libgcc", "a module has no such setting"),
+    ("-nostdlib", "pack adds no library of its own"),
+    ("-nostartfiles", "pack adds no start files"),
+    ("-nodefaultlibs", "pack adds no library of its own"),
+];
+
+/// Compile options a link line may carry (a makefile's CFLAGS), which have nothing to compile
+/// here: prefixes, and `-W` warnings (not `-Wl,`).
+const COMPILE_PREFIXES: [&str; 9] = ["-f", "-O", "-g", "-march=", "-mtune=", "-std=", "-D", "-I", "-m64"];
+
+/// Whether `option`, given to `smf pack` on its own, is a compiler driver's link option or a
+/// compile option ([`DRIVER`], [`COMPILE_PREFIXES`], `-static-libstdc++`, `-static-pie`,
+/// `-pipe`, warnings), which pack reads among the linker's.
+pub(crate) fn is_driver_option(option: &str) -> bool {
+    DRIVER.iter().any(|(name, _)| *name == option)
+        || matches!(option, "-static-libstdc++" | "-static-pie" | "-pipe")
+        || COMPILE_PREFIXES.iter().any(|prefix| option.starts_with(prefix) && option.len() > 1)
+        || (option.starts_with("-W") && !option.starts_with("-Wl,") && option.len() > 2)
+}
+
 /// The options that open and close an archive group (among [`IGNORED`]).
 const GROUPS: [&str; 4] = ["--start-group", "--end-group", "-(", "-)"];
 
@@ -71,6 +100,8 @@ pub(crate) struct Linked {
     pub(crate) inputs: Vec<LinkedInput>,
     /// The entry point `-e` names, if it does.
     pub(crate) entry: Option<String>,
+    /// The names `-u` (and `--require-defined`) count as referred to.
+    pub(crate) undefined: Vec<String>,
     /// What was taken or ignored, for the reader.
     pub(crate) notes: Vec<String>,
 }
@@ -119,10 +150,13 @@ fn in_order(args: &PackArgs) -> Vec<Item<'_>> {
 /// Reads `args`' inputs, library and linker options.
 pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     let mut search = args.search.clone();
-    let mut linked = Linked::default();
+    let mut linked = Linked { undefined: args.undefined.clone(), ..Linked::default() };
     let mut pending = Vec::new();
     // ld's positional states: --whole-archive, -Bstatic.
     let (mut whole, mut static_only) = (false, args.static_libraries);
+    // -static-libstdc++: -lstdc++ takes the archive.
+    let mut static_libstdcxx = false;
+    let mut compile_options: Vec<&str> = Vec::new();
     for item in in_order(args) {
         let list = match item {
             Item::Input(path) => {
@@ -148,6 +182,18 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 options.next().map(str::to_owned).ok_or_else(|| format!("-Wl,{name}: a value must follow"))
             };
             match option {
+                "-static-libstdc++" => static_libstdcxx = true,
+                "-static-pie" => static_only = true,
+                _ if DRIVER.iter().any(|(name, _)| *name == option) => {
+                    let why = DRIVER.iter().find(|(name, _)| *name == option).map_or("", |(_, why)| why);
+                    linked.notes.push(format!("ignored {option} ({why})"));
+                }
+                "-pipe" => compile_options.push(option),
+                _ if option.starts_with("-W")
+                    || COMPILE_PREFIXES.iter().any(|p| option.starts_with(p) && *p != "-O") =>
+                {
+                    compile_options.push(option);
+                }
                 "-L" => search.push(PathBuf::from(value("-L")?)),
                 "-l" => pending.push(Pending::Library(value("-l")?, whole, static_only)),
                 "-s" | "--strip-all" | "-S" | "--strip-debug" | "-shared" | "-Bshareable" => {}
@@ -156,6 +202,14 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 "--whole-archive" => whole = true,
                 "--no-whole-archive" => whole = false,
                 "-e" | "--entry" => linked.entry = Some(value(option)?),
+                "-u" | "--undefined" | "--require-defined" => linked.undefined.push(value(option)?),
+                _ if ["--undefined=", "--require-defined="].iter().any(|p| option.starts_with(p)) => {
+                    let (name, symbol) = option.split_once('=').unwrap_or_default();
+                    if symbol.is_empty() {
+                        return Err(format!("-Wl,{name}=: a value must follow"));
+                    }
+                    linked.undefined.push(symbol.to_owned());
+                }
                 _ if option.starts_with("--entry=") => {
                     let name = &option["--entry=".len()..];
                     if name.is_empty() {
@@ -190,19 +244,39 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             }
         }
     }
+    if !compile_options.is_empty() {
+        linked.notes.push(format!(
+            "ignored compile options {} (pack links: nothing to compile)",
+            compile_options.join(" ")
+        ));
+    }
     // Every -L applies to every -l, wherever it is (as in ld).
-    let dirs = search_dirs(&search);
+    let mut dirs = search_dirs(&search);
+    let mut asked_compiler = false;
     for item in pending {
         match item {
             Pending::File(path, whole_archive) => linked.inputs.push(LinkedInput { path, whole_archive }),
-            Pending::Library(name, whole_archive, static_only) => match find(&name, &dirs, static_only) {
-                Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
-                Some(Found::Shared(path)) => linked.notes.push(shared_note(&name, &path)),
-                None => {
-                    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-                    return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
+            Pending::Library(name, whole_archive, static_only) => {
+                match find(&name, &dirs, static_only || (static_libstdcxx && name == "stdc++")).or_else(
+                    || {
+                        // Where the compiler keeps its own libraries (libgcc, libstdc++, libgomp),
+                        // which its driver gives ld: asked once, for a library not found elsewhere.
+                        if !std::mem::replace(&mut asked_compiler, true) {
+                            let new: Vec<PathBuf> =
+                                compiler_dirs().into_iter().filter(|dir| !dirs.contains(dir)).collect();
+                            dirs.extend(new);
+                        }
+                        find(&name, &dirs, static_only || (static_libstdcxx && name == "stdc++"))
+                    },
+                ) {
+                    Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
+                    Some(Found::Shared(path)) => linked.notes.push(shared_note(&name, &path)),
+                    None => {
+                        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                        return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
+                    }
                 }
-            },
+            }
         }
     }
     if linked.inputs.is_empty() {
@@ -234,6 +308,21 @@ fn search_dirs(search: &[PathBuf]) -> Vec<PathBuf> {
     }
     dirs.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
     dirs
+}
+
+/// The C compiler's own library directories (`$CC`, else `cc`, asked with
+/// `-print-search-dirs`), which its driver passes to `ld`; none without a compiler.
+fn compiler_dirs() -> Vec<PathBuf> {
+    let compiler = std::env::var("CC").unwrap_or_default();
+    let mut words = compiler.split_whitespace();
+    let mut command = std::process::Command::new(words.next().unwrap_or("cc"));
+    command.args(words).arg("-print-search-dirs").stderr(std::process::Stdio::null());
+    let Ok(output) = command.output() else { return Vec::new() };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(dirs) = text.lines().find_map(|line| line.strip_prefix("libraries: =")) else {
+        return Vec::new();
+    };
+    std::env::split_paths(dirs).filter(|dir| dir.is_dir()).collect()
 }
 
 /// What -l found.

@@ -119,6 +119,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let options = PackOptions {
         compression: args.compress,
         entry: linked.entry.map(String::into_bytes),
+        undefined: linked.undefined.into_iter().map(String::into_bytes).collect(),
         ..PackOptions::new(args.dialect)
     };
     let (smf, notes) = pack_inputs(&inputs, &options).map_err(PackCommandError::Pack)?;
@@ -187,6 +188,7 @@ mod tests {
             shared: false,
             strip: false,
             entry: None,
+            undefined: Vec::new(),
             positions: crate::args::Positions::default(),
         }
     }

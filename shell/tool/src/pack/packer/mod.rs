@@ -78,12 +78,15 @@ pub struct PackOptions {
     /// The entry point's name (`ld -e`): a function the objects define, or the packing fails.
     /// `None`: `main` when an object defines it, else none.
     pub entry: Option<Vec<u8>>,
+    /// Names to count as referred to (`ld -u`): an archive member defining one is packed, as
+    /// if an object called it.
+    pub undefined: Vec<Vec<u8>>,
 }
 
 impl PackOptions {
     /// A module of `dialect`, uncompressed, its entry point `main` if defined.
     pub const fn new(dialect: Dialect) -> Self {
-        Self { dialect, compression: None, entry: None }
+        Self { dialect, compression: None, entry: None, undefined: Vec::new() }
     }
 }
 
@@ -97,7 +100,8 @@ pub fn pack_inputs(inputs: &[Input<'_>], options: &PackOptions) -> Result<(Vec<u
         return Err(Problem { object, error }.into());
     }
     // Archives become the members the objects need (`ld`'s rule), or all of their members.
-    let selected = archive::select(inputs, options.entry.as_deref());
+    let wanted = options.entry.iter().chain(&options.undefined).map(Vec::as_slice);
+    let selected = archive::select(inputs, wanted);
     let (inputs, read) = (selected.inputs.as_slice(), selected.problems);
     let packed = match pack_objects(inputs, options, true, read) {
         // The unwind tables' problem alone (so every archive was read): packed again without.
@@ -198,7 +202,10 @@ fn pack_objects(
 
 /// `bytes` as an x86-64 ELF relocatable object.
 fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
-    let file = object::File::parse(bytes).map_err(PackError::NotElf)?;
+    let file = object::File::parse(bytes).map_err(|error| match super::elf::linker_script(bytes) {
+        Some(statement) => PackError::LinkerScript(statement),
+        None => PackError::NotElf(error),
+    })?;
     if file.kind() != object::ObjectKind::Relocatable {
         return Err(PackError::NotX86Relocatable);
     }
