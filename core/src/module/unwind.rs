@@ -324,7 +324,7 @@ mod tests {
         let mut t = alloc::vec::Vec::new();
         let cie: &[u8] =
             &[0, 0, 0, 0, 1, b'z', b'S', b'S', b'S', b'S', b'S', b'S', b'S', 0, 1, 0x78, 16, 0, 0, 0];
-        t.extend_from_slice(&(cie.len() as u32).to_le_bytes());
+        t.extend_from_slice(&u32::try_from(cie.len()).unwrap().to_le_bytes());
         t.extend_from_slice(cie);
         let at = t.len();
         t.extend_from_slice(&12u32.to_le_bytes());

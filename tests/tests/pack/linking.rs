@@ -200,7 +200,8 @@ fn archives_give_the_members_the_objects_need() {
 /// Common symbols (`-fcommon`, an assembler's `.comm`) are allocated as `ld` allocates them:
 /// one variable per name in the bss, as large and as aligned as the largest of them; a
 /// definition overrides them, and they override a weak definition; an archive member whose
-/// common symbol the objects need is taken. The results are a native link's.
+/// common symbol the objects need is taken, and one defining a name the objects hold only as
+/// common. The results are a native link's.
 #[test]
 fn common_symbols_are_allocated_as_ld_allocates_them() {
     let dir = scratch("commons");
@@ -255,4 +256,17 @@ fn common_symbols_are_allocated_as_ld_allocates_them() {
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&module, "bump", &[]), 1001);
     assert_eq!(call(&module, "wide", &[]), 1001 + 40 + 7 + 16);
+
+    // A name the objects hold only as a common symbol takes the archive member that defines it
+    // (as ld takes it), whose definition then stands.
+    let holder = common("holder.c", "int shared_value;\nlong read_shared(void) { return shared_value; }\n");
+    let definer = common("definer.c", "int shared_value = 5;\n");
+    let library = dir.join("libdefiner.a");
+    let _ = std::fs::remove_file(&library);
+    run(Command::new("ar").arg("rcs").arg(&library).arg(&definer.0));
+    let library = (library.display().to_string(), std::fs::read(&library).unwrap());
+    let (bytes, notes) = smf_tool::pack::pack(&[holder, library], Dialect::S128).unwrap();
+    assert!(notes.iter().any(|n| n.text.starts_with("took 1 of the 1 members")), "{notes:?}");
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!(call(&module, "read_shared", &[]), 5);
 }

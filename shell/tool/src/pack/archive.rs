@@ -1,6 +1,7 @@
 //! Archives among pack's inputs (`.a`, as `ar` makes them), taken as `ld` takes them: a member
 //! is packed only if it defines a name that the objects, or the members taken already, refer
-//! to and nothing defines yet, until no member is needed any more (as if every archive were in
+//! to and nothing defines yet (or holds it as a common symbol; a name held only as a common
+//! symbol takes the member that defines it), until no member is needed any more (as if every archive were in
 //! one `--start-group`); a member nothing needs is left out. Every member is taken of an
 //! archive marked so (`--whole-archive`), and of every archive when archives alone are given
 //! (a static library made into a module). Members are added after the objects, in archive
@@ -34,25 +35,33 @@ struct Member<'i> {
     bytes: &'i [u8],
     /// Which archive (for the notes).
     archive: usize,
-    defines: Vec<&'i [u8]>,
-    refers: Vec<&'i [u8]>,
+    names: Names<'i>,
     taken: bool,
 }
 
 impl<'i> Member<'i> {
-    /// Takes the member: what it refers to joins the names `wanted`, what it defines those
-    /// `defined`.
-    fn take(&mut self, wanted: &mut Vec<&'i [u8]>, defined: &mut HashSet<&'i [u8]>) {
+    /// Takes the member: its names join the needs and the definitions ([`Needs::add`]).
+    fn take(&mut self, needs: &mut Needs<'i>) {
         self.taken = true;
-        wanted.extend(self.refers.iter().copied());
-        defined.extend(self.defines.iter().copied());
+        needs.add(&self.names);
     }
 }
 
-/// The names `file` defines (globally: strong, weak or common) and those it refers to without
-/// defining (strongly: a weak reference pulls no member in, as in `ld`).
-fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
-    let (mut defines, mut refers) = (Vec::new(), Vec::new());
+/// The global names an object defines, holds as common symbols, and refers to.
+#[derive(Default)]
+struct Names<'i> {
+    /// Defined, strongly or weakly.
+    defines: Vec<&'i [u8]>,
+    /// Common symbols (`-fcommon`, `.comm`).
+    commons: Vec<&'i [u8]>,
+    /// Referred to without a definition (strongly: a weak reference pulls no member in, as in
+    /// `ld`).
+    refers: Vec<&'i [u8]>,
+}
+
+/// The names of `file`.
+fn names<'i>(file: &object::File<'i>) -> Names<'i> {
+    let mut names = Names::default();
     for symbol in file.symbols() {
         let Ok(name) = symbol.name_bytes() else { continue };
         if name.is_empty() {
@@ -60,67 +69,46 @@ fn names<'i>(file: &object::File<'i>) -> (Vec<&'i [u8]>, Vec<&'i [u8]>) {
         }
         if symbol.is_undefined() {
             if !symbol.is_weak() {
-                refers.push(name);
+                names.refers.push(name);
             }
+        } else if symbol.is_common() {
+            names.commons.push(name);
         } else if symbol.is_global() {
-            // A common symbol too: `ld` takes a member for it as for a definition.
-            defines.push(name);
+            names.defines.push(name);
         }
     }
-    (defines, refers)
+    names
 }
 
-/// Bytes a member's long name may share with others' on average ([`names_within_bounds`]).
+/// What the inputs taken so far need of the archives, as `ld` reads it: a name referred to and
+/// not defined takes the first member that defines it or holds it as a common symbol; a name
+/// held only as a common symbol takes the first member that defines it (whose definition then
+/// overrides the common symbols).
+#[derive(Default)]
+struct Needs<'i> {
+    /// Names to look for: each with whether only a definition will do (a common symbol's).
+    wanted: Vec<(&'i [u8], bool)>,
+    /// Names defined (strongly or weakly) by what was taken.
+    defined: HashSet<&'i [u8]>,
+    /// Names held as common symbols by what was taken.
+    common: HashSet<&'i [u8]>,
+}
+
+impl<'i> Needs<'i> {
+    /// An input's names taken in.
+    fn add(&mut self, names: &Names<'i>) {
+        self.wanted.extend(names.refers.iter().map(|&name| (name, false)));
+        self.wanted.extend(names.commons.iter().map(|&name| (name, true)));
+        self.common.extend(names.commons.iter().copied());
+        self.defined.extend(names.defines.iter().copied());
+    }
+}
+
+/// Bytes a member's name may take past the archive's size, on average, before the archive is
+/// refused ([`PackError::ArchiveNamesShared`]): members sharing one long name (GNU's `/N`)
+/// would have each member's name read again (by `object` as it reads the member, then in every
+/// message about it), the square of the archive's size.
 const NAME_SHARING: u64 = 256;
-
-/// Whether the members' long names (GNU's `/N`: the name at offset N of the `//` member, up to
-/// its `\n` or NUL) fit the names table and [`NAME_SHARING`] bytes a member: members sharing
-/// one long name would have each member's name read (by `object`, then in every message about
-/// the member) the square of the archive's size. One walk over the members' headers, each
-/// name's end found by a binary search among the table's.
-fn names_within_bounds(bytes: &[u8]) -> Result<(), PackError> {
-    const HEADER: usize = 60;
-    let mut at = 8; // after "!<arch>\n"
-    let mut ends: Vec<usize> = Vec::new();
-    let mut table_len = 0;
-    let (mut named, mut read) = (0u64, 0u64);
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        // A header that does not parse is `object`'s to report: the walk stops there.
-        let Some(size) =
-            std::str::from_utf8(&header[48..58]).ok().and_then(|s| s.trim_end().parse::<usize>().ok())
-        else {
-            break;
-        };
-        let Some(data) = (at + HEADER).checked_add(size).and_then(|end| bytes.get(at + HEADER..end)) else {
-            break;
-        };
-        let name = &header[..16];
-        if name.starts_with(b"// ") {
-            ends = data.iter().enumerate().filter(|(_, &b)| b == b'\n' || b == 0).map(|(i, _)| i).collect();
-            table_len = data.len();
-        } else if let Some(offset) = long_name_offset(name) {
-            let first = ends.partition_point(|&end| end < offset);
-            if let Some(&end) = ends.get(first) {
-                named += 1;
-                read += (end - offset) as u64;
-                if read > (table_len as u64).saturating_add(NAME_SHARING.saturating_mul(named)) {
-                    return Err(PackError::ArchiveNamesShared { members: named });
-                }
-            }
-        }
-        at = at + HEADER + size + (size & 1);
-    }
-    Ok(())
-}
-
-/// The offset a GNU long name (`/` and decimal digits, space-padded) gives; `None` for another
-/// name.
-fn long_name_offset(name: &[u8]) -> Option<usize> {
-    let digits = name.strip_prefix(b"/")?;
-    let digits = std::str::from_utf8(digits).ok()?.trim_end();
-    digits.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
-    digits.parse().ok()
-}
 
 /// One archive among the inputs.
 struct Archive<'i> {
@@ -136,19 +124,19 @@ struct Archive<'i> {
 /// `ld` counts as references).
 pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item = &'i [u8]>) -> Selected<'i> {
     let mut selected = Selected { inputs: Vec::new(), problems: Vec::new(), notes: Vec::new() };
-    let mut defined: HashSet<&[u8]> = HashSet::new();
-    let mut wanted: Vec<&[u8]> = referred.into_iter().collect();
+    let mut needs =
+        Needs { wanted: referred.into_iter().map(|name| (name, false)).collect(), ..Needs::default() };
     let mut members: Vec<Member<'_>> = Vec::new();
-    // The first member (in input and archive order) defining each name.
+    // The first member (in input and archive order) defining each name or holding it as a
+    // common symbol; the first defining it.
     let mut providers: HashMap<&[u8], usize> = HashMap::new();
+    let mut definers: HashMap<&[u8], usize> = HashMap::new();
     let mut archives: Vec<Archive<'i>> = Vec::new();
     for &Input { name, bytes, whole_archive } in inputs {
         if !is_archive(bytes) {
             // An object that does not parse is the packer's problem to report, in its place.
             if let Ok(file) = object::File::parse(bytes) {
-                let (defines, refers) = names(&file);
-                defined.extend(defines);
-                wanted.extend(refers);
+                needs.add(&names(&file));
             }
             selected.inputs.push((name.to_owned(), bytes));
             continue;
@@ -165,14 +153,14 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
                 continue;
             }
         };
-        if let Err(error) = names_within_bounds(bytes) {
-            selected.problems.push(Problem { object: name.to_owned(), error });
-            continue;
-        }
         let index = archives.len();
         let mut count = 0;
+        // The members' names read so far, held to the archive's size and NAME_SHARING bytes a
+        // member: `object` reads each name as it reads the member, so the walk stops as soon as
+        // they pass it.
+        let mut names_read = 0u64;
         for member in archive.members() {
-            let member = match member.and_then(|m| Ok((m.name().to_vec(), m.data(bytes)?))) {
+            let member = match member.and_then(|m| Ok((m.name(), m.data(bytes)?))) {
                 Ok(member) => member,
                 Err(error) => {
                     selected
@@ -182,23 +170,27 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
                 }
             };
             count += 1;
+            names_read += member.0.len() as u64;
+            let allowed = (bytes.len() as u64).saturating_add(NAME_SHARING.saturating_mul(count as u64));
+            if names_read > allowed {
+                let error = PackError::ArchiveNamesShared { members: count as u64 };
+                selected.problems.push(Problem { object: name.to_owned(), error });
+                break;
+            }
             let (member_name, data) = member;
             let member_name = format!("{name}({})", String::from_utf8_lossy(&member_name));
             // A member that is not an object (a symbol index of another format, text) defines
             // nothing: no reference takes it.
             let Ok(file) = object::File::parse(data) else { continue };
-            let (defines, refers) = names(&file);
-            for &define in &defines {
+            let names = names(&file);
+            for &define in &names.defines {
                 providers.entry(define).or_insert(members.len());
+                definers.entry(define).or_insert(members.len());
             }
-            members.push(Member {
-                name: member_name,
-                bytes: data,
-                archive: index,
-                defines,
-                refers,
-                taken: false,
-            });
+            for &common in &names.commons {
+                providers.entry(common).or_insert(members.len());
+            }
+            members.push(Member { name: member_name, bytes: data, archive: index, names, taken: false });
         }
         archives.push(Archive { name, members: count, whole: whole_archive });
     }
@@ -209,15 +201,20 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
         archives.iter_mut().for_each(|archive| archive.whole = true);
     }
     for member in members.iter_mut().filter(|m| archives[m.archive].whole) {
-        member.take(&mut wanted, &mut defined);
+        member.take(&mut needs);
     }
-    while let Some(name) = wanted.pop() {
-        if defined.contains(name) {
+    while let Some((name, definition_only)) = needs.wanted.pop() {
+        if needs.defined.contains(name) {
             continue;
         }
-        let Some(&m) = providers.get(name) else { continue };
+        // A name held as a common symbol is satisfied by nothing less than a definition.
+        let found = match definition_only || needs.common.contains(name) {
+            true => definers.get(name),
+            false => providers.get(name),
+        };
+        let Some(&m) = found else { continue };
         if !members[m].taken {
-            members[m].take(&mut wanted, &mut defined);
+            members[m].take(&mut needs);
         }
     }
     for (index, archive) in archives.iter().enumerate() {
@@ -263,17 +260,27 @@ mod tests {
     }
 
     #[test]
-    fn members_sharing_one_long_name_past_the_bound_are_refused_before_they_are_read() {
+    fn members_sharing_one_long_name_are_refused_once_their_names_pass_the_archive() {
         let long = [vec![b'a'; 2000], b"/\n".to_vec()].concat();
-        let many = archive(&long, &["/0"; 40]);
-        assert!(ArchiveFile::parse(many.as_slice()).is_ok(), "an archive object reads");
-        // The names table and 256 bytes a member: 2002 + 256 n >= 2000 n up to n = 1.
-        assert!(matches!(names_within_bounds(&many), Err(PackError::ArchiveNamesShared { members: 2 })));
-        // Distinct names, and a short name shared by a few, are read.
-        let distinct = [b"first.o/\nsecond.o/\n".as_slice()].concat();
-        assert!(names_within_bounds(&archive(&distinct, &["/0", "/9", "/0"])).is_ok());
-        let refused = select(&[Input::new("lib.a", &many)], []).problems;
-        assert!(matches!(refused.as_slice(), [Problem { error: PackError::ArchiveNamesShared { .. }, .. }]));
+        let problems = |names: &[&str]| {
+            let bytes = archive(&long, names);
+            let selected = select(&[Input::new("lib.a", &bytes), Input::new("app.o", b"")], []);
+            selected.problems.into_iter().map(|p| p.error).collect::<Vec<_>>()
+        };
+        // 40 members make the archive 2002 + 68 + 40 * 60 bytes: 2000 bytes a member of names
+        // (and 256 more allowed) pass it at the third.
+        for spelled in ["/0", "/0 x", "/00"] {
+            let refused = problems(&[spelled; 40]);
+            assert!(
+                matches!(refused.as_slice(), [PackError::ArchiveNamesShared { members: 3 }]),
+                "{spelled}: {refused:?}"
+            );
+        }
+        // The long name once, and distinct names, are read.
+        assert!(problems(&["/0"]).is_empty());
+        let distinct = b"first.o/\nsecond.o/\n";
+        let bytes = archive(distinct, &["/0", "/9", "/0"]);
+        assert!(select(&[Input::new("lib.a", &bytes), Input::new("app.o", b"")], []).problems.is_empty());
     }
 
     #[test]

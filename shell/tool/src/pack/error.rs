@@ -44,8 +44,9 @@ pub enum PackError {
     Archive(object::Error),
     /// A linker script (its first `GROUP` or `INPUT` statement), not an object or an archive.
     LinkerScript(String),
-    /// An archive whose members share long names past the names table and 256 bytes a member
-    /// (reading each member's name would cost the square of the archive).
+    /// An archive whose members' names are longer together than the archive and 256 bytes a
+    /// member: members sharing one long name (reading each would cost the square of the
+    /// archive).
     ArchiveNamesShared {
         /// The members named so far when the names passed the bound.
         members: u64,
@@ -205,7 +206,7 @@ impl fmt::Display for PackError {
             ),
             PackError::ArchiveNamesShared { members } => write!(
                 f,
-                "not a readable archive (the long names of its first {members} members share one name past the names table and 256 bytes a member)"
+                "not a readable archive (the names of its first {members} members are longer together than the archive by more than 256 bytes a member: members sharing one long name)"
             ),
             PackError::ThinArchive => write!(
                 f,
