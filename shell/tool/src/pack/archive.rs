@@ -178,7 +178,7 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
                 break;
             }
             let (member_name, data) = member;
-            let member_name = format!("{name}({})", String::from_utf8_lossy(&member_name));
+            let member_name = format!("{name}({})", String::from_utf8_lossy(member_name));
             // A member that is not an object (a symbol index of another format, text) defines
             // nothing: no reference takes it.
             let Ok(file) = object::File::parse(data) else { continue };
