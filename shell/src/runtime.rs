@@ -31,13 +31,18 @@ fn env_is_1(name: &str) -> bool {
 /// tables go to the process's unwinder (libgcc's, which Rust's std and every C++ program on
 /// Linux link), so that exceptions, backtraces and debuggers walk through module frames; their
 /// destructors go to the C library's exit handlers, so that a module still loaded at exit runs
-/// them then, as a shared library does.
+/// them then, as a shared library does (with glibc; musl's `__cxa_finalize` cannot take one
+/// back, so there they run at release only).
+#[allow(unsafe_code)] // the exit registrar's contract, which glibc keeps
 pub fn load_options() -> &'static LoadOptions {
     LOAD_OPTIONS.get_or_init(|| {
         let read_only_data =
             if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
         let unwind = Some(UnwindRegistrar { register: __register_frame, deregister: __deregister_frame });
-        let at_exit = Some(ExitRegistrar { register: __cxa_atexit, finalize: __cxa_finalize });
+        // SAFETY: glibc's `__cxa_atexit` and `__cxa_finalize` are the contract's model. musl's
+        // `__cxa_finalize` does nothing: there destructors run at release only.
+        let at_exit =
+            cfg!(target_env = "gnu").then(|| unsafe { ExitRegistrar::new(__cxa_atexit, __cxa_finalize) });
         LoadOptions {
             read_only_data,
             unwind,

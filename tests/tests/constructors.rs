@@ -166,7 +166,8 @@ fn exit_handlers() {
 #[test]
 fn destructors_handed_to_the_exit_run_once_at_exit_or_at_release() {
     let exec = ExecAllocator::default();
-    let at_exit = Some(ExitRegistrar { register: register_at_exit, finalize });
+    // SAFETY: the test's C library keeps the contract.
+    let at_exit = Some(unsafe { ExitRegistrar::new(register_at_exit, finalize) });
     let options = LoadOptions { at_exit, ..LoadOptions::default() };
     recorded();
     // Registered before the constructors run (so what they register runs first at exit).
@@ -191,6 +192,46 @@ fn destructors_handed_to_the_exit_run_once_at_exit_or_at_release() {
     let plain = LoadedModule::load(&exec, &samples::return_42(Dialect::S128), &(), &options).unwrap();
     assert!(AT_EXIT.with(|h| h.borrow().is_empty()));
     drop(plain);
+}
+
+/// Set while a destructor run by [`slow_record`] sleeps.
+static SLEEPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `record`, whose first negative value (a destructor's) sleeps first: a destructor the exit
+/// runs on another thread, still running when the module is released.
+extern "C" fn slow_record(value: i64) {
+    if value < 0 && !SLEEPING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    record(value);
+}
+
+#[test]
+fn a_release_waits_for_destructors_the_exit_runs_on_another_thread() {
+    let exec = ExecAllocator::default();
+    // SAFETY: the test's C library keeps the contract.
+    let at_exit = Some(unsafe { ExitRegistrar::new(register_at_exit, finalize) });
+    let options = LoadOptions { at_exit, ..LoadOptions::default() };
+    let table = [(&b"record"[..], slow_record as extern "C" fn(i64) as usize)];
+    let module =
+        LoadedModule::load(&exec, &samples::call_arrays(Dialect::S128), &TableResolver(&table), &options)
+            .unwrap();
+    // The exit takes the handler off the list and runs it on its own thread (as glibc's does,
+    // without its lock), while this thread releases the module: finalize finds nothing, and
+    // the release waits for the destructors before the code is freed.
+    let (function, argument, _) = AT_EXIT.with(|h| h.borrow_mut().pop()).unwrap();
+    let exit = std::thread::spawn(move || {
+        // SAFETY: as the C library calls a handler.
+        unsafe { function(argument as *mut c_void) };
+        RECORDED.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    });
+    while !SLEEPING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    drop(module);
+    let ran = exit.join().unwrap();
+    assert_eq!(ran, [-2, -1], "the exit's run finished, with every destructor, before the release returned");
+    assert_eq!(recorded(), [0, 1, 2], "only the registration and the constructors ran here");
 }
 
 /// An array entry: relocated to a symbol (by name) plus an addend, or not relocated.

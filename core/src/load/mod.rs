@@ -79,8 +79,8 @@ pub struct LoadedModule<'a> {
     symbols: SymbolTable,
     note_sdn: Option<Vec<u8>>,
     templates: Templates,
-    /// Its destructors, in array order (run in reverse when it is released; none if its
-    /// constructors did not run, or if they went to `exit`).
+    /// Its destructors, in array order, run in reverse when it is released (none if its
+    /// constructors did not run, or if they went to the exit: `exit`).
     destructors: Vec<usize>,
     /// Its destructors, handed to the process's exit: run at exit or at release, whichever
     /// comes first ([`LoadOptions::at_exit`]).

@@ -63,7 +63,8 @@ pub struct LoadOptions {
     /// ([`ExitRegistrar`]: the shell gives the C library's `__cxa_atexit` and
     /// `__cxa_finalize`): they run at its release, or at exit if it is still loaded then, after
     /// the exit handlers registered later, as a program's and its libraries' run. `None` (the
-    /// default): at release only.
+    /// default): at release only. A module must then be released, not leaked, before its
+    /// allocator goes.
     pub at_exit: Option<ExitRegistrar>,
 }
 
