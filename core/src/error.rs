@@ -253,8 +253,8 @@ pub enum ErrorKind {
         symbol: u32,
     },
     /// The names of the symbols up to this one, each counted once, are longer together than
-    /// the string table and `sharing` bytes a symbol (names sharing bytes so much that reading
-    /// each would cost the square of the file).
+    /// the string table, 1 MiB and `sharing` bytes a symbol (names sharing bytes so much that
+    /// reading each would cost the square of the file).
     NamesShareTooMuch {
         /// Symbol index.
         symbol: u32,
@@ -449,7 +449,7 @@ impl fmt::Display for ErrorKind {
             NameUnterminated { symbol } => write!(f, "symbol {symbol}: name is not NUL-terminated"),
             NamesShareTooMuch { symbol, sharing } => write!(
                 f,
-                "symbol {symbol}: the names of the symbols up to it, each counted once, are longer than the string table by more than {sharing} bytes a symbol (names sharing bytes)"
+                "symbol {symbol}: the names of the symbols up to it, each counted once, are longer than the string table by more than 1 MiB and {sharing} bytes a symbol (names sharing bytes)"
             ),
             UnnamedSymbol { symbol } => {
                 write!(f, "symbol {symbol}: a global or weak symbol has an empty name")

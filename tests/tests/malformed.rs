@@ -410,10 +410,11 @@ fn sections_aliasing_one_payload_are_refused_before_any_is_read() {
 
 /// Symbols whose names all point into one long name: finding each name's end, hashing and
 /// printing the names would read the long name once per symbol (the square of the file). The
-/// names, counted once per symbol, may pass the string table by `sharing` bytes a symbol.
+/// names, counted once per symbol, may pass the string table by 1 MiB and `sharing` bytes a
+/// symbol: a name shared by a few symbols (two static functions of one long C++ name) passes.
 #[test]
 fn names_aliasing_one_long_name_are_refused_once_they_pass_the_string_table() {
-    let long = vec![b'a'; 4000];
+    let long = vec![b'a'; 64 * 1024];
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &[0xC3]);
     b.add_symbol(SymbolSpec::function(&long, 0, 1));
@@ -434,12 +435,12 @@ fn names_aliasing_one_long_name_are_refused_once_they_pass_the_string_table() {
         }
         f
     };
-    // A few names sharing it fit the allowance.
-    assert!(Module::parse(&aliased(2)).is_ok());
+    // A few symbols sharing it fit the allowance.
+    assert!(Module::parse(&aliased(4)).is_ok());
     // Then they do not, at the first symbol past it.
     let strings = good.len() - table - 65 * entry;
-    let allowance = strings + 65 * 256;
-    let fits = allowance / 4001; // the symbols whose names fit, the long one first
+    let allowance = strings + (1 << 20) + 65 * 256;
+    let fits = allowance / (long.len() + 1); // the symbols whose names fit, the long one first
     let error = parse_err(&aliased(64));
     let symbol = u32::try_from(fits).unwrap();
     let at = (table + fits * entry) as u64;

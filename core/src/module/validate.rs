@@ -5,8 +5,12 @@
 use super::decode::relocated_image;
 use super::*;
 
-/// Bytes a symbol's name may share with others' on average ([`Module::validate_symbols`]).
+/// Bytes a symbol's name may share with others' on average, past [`NAMES_SHARED_FREELY`]
+/// ([`Module::validate_symbols`]).
 pub(super) const NAME_SHARING: u64 = 256;
+
+/// Bytes of names shared between symbols that any module may have, however few its symbols.
+pub(super) const NAMES_SHARED_FREELY: u64 = 1 << 20;
 
 impl<'a> Module<'a> {
     /// Validates the header, the section table and every section as one specific layout, and
@@ -301,12 +305,14 @@ impl<'a> Module<'a> {
         let entries = self.symbol_table.chunks_exact(dialect.symbol_entry_size());
         debug_assert_eq!(entries.len(), self.header.symbol_count as usize);
         // The names' bytes as the symbols locate them, each name counted once per symbol: the
-        // string table, and `NAME_SHARING` bytes a symbol more for names that share bytes (a
-        // writer storing a name once for several symbols). Every walk that reads the names
+        // string table, and `NAMES_SHARED_FREELY` and `NAME_SHARING` bytes a symbol more for
+        // names that share bytes (a writer storing a name once for several symbols: two static
+        // functions of one long C++ name from two objects). Every walk that reads the names
         // (this one finds each name's NUL, a load hashes them, a listing prints them) then
         // reads no more than that, where names aliasing one long string would make it read
         // the square of the file.
         let mut names_left = (self.strings.len() as u64)
+            .saturating_add(NAMES_SHARED_FREELY)
             .saturating_add(NAME_SHARING.saturating_mul(u64::from(self.header.symbol_count)));
         for (index, entry) in (0..self.header.symbol_count).zip(entries) {
             let symbol = match SymbolView::new_checked(entry, dialect) {

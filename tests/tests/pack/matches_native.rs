@@ -188,6 +188,23 @@ fn indirect_functions_are_resolved_once_before_the_constructors() {
         [21, 6, 1],
         "the resolver's pick, once (a native program may run it once per place the address is stored)"
     );
+    // A weak indirect function (assembly's: GCC makes none) that another object's definition
+    // overrides: the definition, from the module's own calls and from outside alike.
+    let weak = dir.join("weak_ifunc.s");
+    std::fs::write(
+        &weak,
+        ".text\n.type impl, @function\nimpl: lea (%rdi,%rdi,2), %rax\n ret\n\
+         .type resolve, @function\nresolve: lea impl(%rip), %rax\n ret\n\
+         .weak tc\n.type tc, @gnu_indirect_function\n.set tc, resolve\n\
+         .globl via_weak\n.type via_weak, @function\nvia_weak: jmp tc@PLT\n",
+    )
+    .unwrap();
+    let strong = dir.join("strong_tc.c");
+    std::fs::write(&strong, "long tc(long x) { return x * 10; }\n").unwrap();
+    let objects = [compile(&dir, &weak, &[]), compile(&dir, &strong, &["-fPIC"])];
+    let (bytes, _) = smf_tool::pack::pack(&objects, Dialect::S128).unwrap();
+    let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+    assert_eq!([call(&module, "tc", &[2]), call(&module, "via_weak", &[2])], [20, 20]);
     let failure = pack(&dir, "ifunc.c", Dialect::R72, &["-fPIC"]).unwrap_err();
     let refused = failure.problems.iter().any(|p| {
         matches!(&p.error, smf_tool::pack::PackError::IndirectFunctionInR72 { symbol } if symbol == "triple")

@@ -31,8 +31,8 @@
 //!   finalizer, `__cxa_finalize(__dso_handle)` at release, and code that calls `atexit` gets
 //!   `libc_nonshared.a`'s, registering under it (`__cxa_atexit`): handlers run at release.
 //! - GNU indirect functions (`STT_GNU_IFUNC`: `ifunc`, `target_clones`) become a stub that
-//!   jumps through a writable slot, and a constructor run before all others fills each slot with
-//!   what the resolver returns, as `ld`'s PLT entry and `R_X86_64_IRELATIVE` do
+//!   jumps through a writable slot, and a constructor run before the module's others fills each
+//!   slot with what the resolver returns, as `ld`'s PLT entry and `R_X86_64_IRELATIVE` do
 //!   (`packer/ifunc.rs`; R72, whose symbols cannot address the slot, refuses them).
 //! - Every object's unwind tables (`.eh_frame`) merge into the module's one unwind table
 //!   (`unwind.rs`; R72, without data sections, drops them with a [`Note`]).

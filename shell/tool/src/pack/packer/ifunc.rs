@@ -10,8 +10,13 @@
 //!   the code: the symbol's name and every reference to it (calls, its address taken, tables of
 //!   pointers) become the stub's, as they become the PLT entry's in a program;
 //! - one constructor after the stubs, the first entry of the constructor array (so it runs
-//!   before every other constructor, as the relocations run before them), that calls each
-//!   resolver and stores what it returns in the function's slot.
+//!   before every other constructor of the module, as the relocations run before them), that
+//!   calls each resolver and stores what it returns in the function's slot.
+//!
+//! Unlike `IRELATIVE`, which `ld.so` applies before any library's constructor, the slots are
+//! filled when the module's constructors run: a load that runs none (tools, `verify --load`)
+//! leaves them empty (a call jumps to address 0), and in a batch of modules a constructor of
+//! one runs before the resolvers of the modules after it.
 
 use object::{ObjectSymbol, SectionIndex, SymbolIndex};
 use smf_core::kinds::SectionFlags;
@@ -53,7 +58,8 @@ pub(super) fn is_indirect(symbol: &object::Symbol<'_, '_>) -> bool {
 }
 
 impl<'d, 'f> Packer<'d, 'f> {
-    /// The indirect functions the objects define in code they carry, in object and symbol order.
+    /// The indirect functions the objects define in code they carry and that hold their names
+    /// ([`Packer::find_definitions`] first), in object and symbol order.
     pub(super) fn indirect_functions(&mut self) -> Vec<IndirectFunction> {
         let mut found = Vec::new();
         for (f, file) in self.files.iter().enumerate() {
@@ -70,6 +76,11 @@ impl<'d, 'f> Packer<'d, 'f> {
                     Binding::Local
                 };
                 let name = symbol.name_bytes().unwrap_or_default().to_vec();
+                // A weak one another object's definition overrides is not the module's.
+                let overridden = self.definitions.get(&name).is_some_and(|d| d.at != (f, symbol.index()));
+                if binding != Binding::Local && overridden {
+                    continue;
+                }
                 let (value, size) = (symbol.address(), symbol.size());
                 found.push(IndirectFunction { at: (f, symbol.index()), name, binding, section, value, size });
             }

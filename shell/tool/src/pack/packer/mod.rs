@@ -162,6 +162,9 @@ fn pack_objects(
     for f in 0..files.len() {
         packer.place_data(f);
     }
+    // Which object defines each name first: an indirect function another object's definition
+    // overrides is not one of the module's.
+    packer.find_definitions();
     let indirect = packer.indirect_functions();
     let reserved = call_arrays::Reserved {
         resolver: !indirect.is_empty(),
@@ -182,7 +185,6 @@ fn pack_objects(
     if let Some(array) = merged.finalizer_entry {
         packer.add_finalizer(array, call_arrays::needs_atexit(&files));
     }
-    packer.find_definitions();
     packer.allocate_commons();
     for f in 0..files.len() {
         packer.add_symbols(f);
