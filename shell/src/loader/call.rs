@@ -105,8 +105,7 @@ impl SharedModule {
         let call = || {
             function.get()(n[0], n[1], n[2], n[3], n[4], n[5], x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])
         };
-        crate::catch::catching(call)
-            .ok_or_else(|| CallError::Exception(name.map_or_else(|| "the entry point".into(), lossy)))
+        crate::catch::catching(call).ok_or_else(|| CallError::Exception(name.map(lossy)))
     }
 }
 
@@ -146,10 +145,9 @@ pub enum CallError {
     NoSuchSymbol(String),
     /// The symbol is not a function.
     NotAFunction(String),
-    /// An exception (C++'s, or another language's but Rust's) escaped the function, which is
-    /// named (or "the entry point"): caught at the call and discarded, as `catch (...) {}`
-    /// would.
-    Exception(String),
+    /// An exception (C++'s, or another language's but Rust's) escaped the function named
+    /// (`None`: the entry point): caught at the call and discarded, as `catch (...) {}` would.
+    Exception(Option<String>),
 }
 
 impl std::fmt::Display for CallError {
@@ -164,11 +162,27 @@ impl std::fmt::Display for CallError {
             CallError::NoEntryPoint => f.write_str("no entry point"),
             CallError::NoSuchSymbol(name) => write!(f, "no exported symbol `{name}`"),
             CallError::NotAFunction(name) => write!(f, "`{name}` is not a function"),
-            CallError::Exception(name) => {
+            CallError::Exception(Some(name)) => {
                 write!(f, "an exception escaped `{name}` (caught at the call and discarded)")
+            }
+            CallError::Exception(None) => {
+                f.write_str("an exception escaped the entry point (caught at the call and discarded)")
             }
         }
     }
 }
 
 impl std::error::Error for CallError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exception_names_the_function_it_escaped_and_the_entry_point_in_words() {
+        let named = CallError::Exception(Some("parse".to_owned())).to_string();
+        assert_eq!(named, "an exception escaped `parse` (caught at the call and discarded)");
+        let entry = CallError::Exception(None).to_string();
+        assert_eq!(entry, "an exception escaped the entry point (caught at the call and discarded)");
+    }
+}

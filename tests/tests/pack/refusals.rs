@@ -130,6 +130,13 @@ fn what_smf_cannot_represent_is_a_clear_error() {
     let lto = compile(&write("lto.c", "long lto(void) { return 1; }\n"), &["-fPIC", "-flto"]);
     assert!(matches!(refusal(&lto, Dialect::S128), PackError::LtoObject));
     assert!(pack_obj(&lto, "s128").1.contains("compile it with -fno-lto"));
+    // A fat one (-ffat-lto-objects) packs its machine code, its intermediate code dropped
+    // without a note by default (one per section was printed: dozens an object).
+    let fat =
+        compile(&write("fat.c", "long fat(void) { return 1; }\n"), &["-fPIC", "-flto", "-ffat-lto-objects"]);
+    let (code, notes) = pack_obj(&fat, "s128");
+    assert_eq!(code, Some(0), "{notes}");
+    assert!(!notes.contains(".gnu.lto_"), "{notes}");
     let arm = dir.join("arm.o");
     let cross = Command::new("aarch64-linux-gnu-gcc")
         .args(["-c", "-fPIC"])

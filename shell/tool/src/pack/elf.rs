@@ -17,13 +17,18 @@ pub(crate) fn is_dropped(name: &str) -> Option<&'static str> {
         n if n.starts_with(".comment") => Some("compiler identification"),
         n if n.starts_with(".debug") => Some("debug info"),
         n if n.starts_with(".llvm_addrsig") || n.starts_with(".llvm.") => Some("linker hints"),
+        // -ffat-lto-objects: the machine code beside it is what is packed.
+        n if n.starts_with(".gnu.lto_") || n.starts_with(".gnu.debuglto_") => {
+            Some("link-time optimization's intermediate code")
+        }
         ".group" => Some("section groups"),
         _ => None,
     }
 }
 
 /// Whether dropping section `name` is routine: every compiled object has one (unwind tables,
-/// notes, compiler identification, linker hints, section groups); debug info is not.
+/// notes, compiler identification, linker hints, section groups, a fat LTO object's
+/// intermediate code); debug info is not.
 pub(crate) fn is_routine(name: &str) -> bool {
     is_dropped(name).is_some() && !name.starts_with(".debug")
 }

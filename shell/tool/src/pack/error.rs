@@ -238,7 +238,9 @@ impl fmt::Display for PackError {
             PackError::ThreadLocalAccess { at, variable, r_type } => write!(
                 f,
                 "{at}: {} reaches thread-local variable {variable}, which SMF cannot represent \
-                 (keep thread-local variables in the host program and reach them through a function)",
+                 (a module has no thread-local storage: keep its thread-local variables in the host \
+                 program and reach them through a function; a shared library's, as the inline code of \
+                 libstdc++'s std::call_once and std::async uses, cannot be reached from a module)",
                 relocation_name(elf::RelocationType(*r_type))
             ),
             PackError::PreinitArray { section } => write!(
