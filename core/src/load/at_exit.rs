@@ -29,16 +29,18 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use super::calls::{self, Catcher};
 use super::fallible;
 
+/// `__cxa_atexit`: registers `function(argument)` to run at exit under `handle`; 0 if it did.
+pub type RegisterFn = unsafe extern "C" fn(
+    function: unsafe extern "C" fn(*mut c_void),
+    argument: *mut c_void,
+    handle: *mut c_void,
+) -> c_int;
+
 /// The C library's exit handlers, as a registrar: `__cxa_atexit` and `__cxa_finalize`
 /// ([`ExitRegistrar::new`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ExitRegistrar {
-    /// Registers `function(argument)` to run at exit under `handle`; 0 if it did.
-    register: unsafe extern "C" fn(
-        function: unsafe extern "C" fn(*mut c_void),
-        argument: *mut c_void,
-        handle: *mut c_void,
-    ) -> c_int,
+    register: RegisterFn,
     /// Runs every function still registered under `handle`, last first, and forgets them.
     finalize: unsafe extern "C" fn(handle: *mut c_void),
 }
@@ -53,11 +55,7 @@ impl ExitRegistrar {
     /// which the C library never calls it. (musl's `__cxa_finalize` does nothing: a module
     /// released would leave its handler to be called at exit with what it freed.)
     pub const unsafe fn new(
-        register: unsafe extern "C" fn(
-            function: unsafe extern "C" fn(*mut c_void),
-            argument: *mut c_void,
-            handle: *mut c_void,
-        ) -> c_int,
+        register: RegisterFn,
         finalize: unsafe extern "C" fn(handle: *mut c_void),
     ) -> Self {
         Self { register, finalize }

@@ -45,7 +45,7 @@ use crate::module::Header;
 use crate::module::{ModuleSymbols, ModuleTables};
 use crate::{Dialect, Module};
 
-pub use at_exit::ExitRegistrar;
+pub use at_exit::{ExitRegistrar, RegisterFn};
 pub use batch::LoadBatch;
 pub use calls::{CatchFn, Catcher};
 pub use error::{Invariant, LoadError, Overflow};

@@ -1,6 +1,7 @@
 //! Packed C through the `smf` binary: `smf run` linking the C library as a native build does,
 //! `smf pack`'s notes by verbosity, and a crash in a module function reported in one line.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smf_core::Dialect;
@@ -253,6 +254,15 @@ fn pack_takes_what_ld_takes_for_a_shared_library() {
     assert!(refused(&["-Wl,-T,script.ld"]).contains("-Wl,-T: a linker option pack does not take"));
 }
 
+/// `text` written to `dir/name` and compiled (`gcc -c -O2 -fPIC`): the object's path.
+fn compiled(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let object = path.with_extension("o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
+    object
+}
+
 /// `--whole-archive` to `--no-whole-archive` (in -Wl lists or alone, as ld reads them: in
 /// command-line order) packs every member of the archives between them, named by path or found
 /// by -l; archives after it only what the objects need. `-e` (`-Wl,-e`, `--entry=`) sets the
@@ -260,13 +270,7 @@ fn pack_takes_what_ld_takes_for_a_shared_library() {
 #[test]
 fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
     let dir = scratch("whole-archive");
-    let compile = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        let object = path.with_extension("o");
-        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
-        object
-    };
+    let compile = |name: &str, text: &str| compiled(&dir, name, text);
     let app = compile("app.c", "long start(void) { return 5; }\nlong main(void) { return 1; }\n");
     let archive = |name: &str, members: &[(&str, &str)]| {
         let objects: Vec<_> = members.iter().map(|(file, text)| compile(file, text)).collect();
@@ -357,13 +361,7 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
 #[test]
 fn pack_takes_a_compiler_driver_s_link_line() {
     let dir = scratch("driver-line");
-    let compile = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        let object = path.with_extension("o");
-        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&path).arg("-o").arg(&object));
-        object
-    };
+    let compile = |name: &str, text: &str| compiled(&dir, name, text);
     let app = compile("app.c", "long main(void) { return 1; }\n");
     let member = compile("hook.c", "long hook(void) { return 7; }\n");
     let library = dir.join("libhooks.a");
