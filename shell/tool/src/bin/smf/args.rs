@@ -122,7 +122,7 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsS
         }
         // The compiler driver's options and compile options a link line carries (CFLAGS):
         // read with the linker's, where they are taken or ignored with a note.
-        Some(option) if crate::linker::is_driver_option(option) => format!("-Wl,{option}").into(),
+        Some(option) if crate::driver::is_driver_option(option) => format!("-Wl,{option}").into(),
         _ => arg,
     };
     args.into_iter().enumerate().map(spelled).collect()

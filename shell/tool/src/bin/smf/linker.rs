@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::args::PackArgs;
+use crate::driver;
 
 /// The system's library directories, searched after `-L` and `LIBRARY_PATH` (x86-64 Linux,
 /// Debian's multiarch layout first, as its `ld` has them).
@@ -51,34 +52,6 @@ const IGNORED: [&str; 17] = [
     "-Bsymbolic*",
     "--sort-common*",
 ];
-
-/// The compiler driver's link options, each with why pack has nothing to do for it; `*` ends
-/// a prefix. (`-static` and `-shared` are taken: see [`crate::args`].)
-const DRIVER: [(&str, &str); 9] = [
-    ("-pthread", "the C library's threads need no library"),
-    ("-rdynamic", "a module's symbols are its exports"),
-    ("-pie", "a module is position-independent"),
-    ("-no-pie", "a module is position-independent"),
-    ("-static-libgcc", "libgcc's members are packed where -lgcc names its archive"),
-    ("-shared-libgcc", "a module has no such setting"),
-    ("-nostdlib", "pack adds no library of its own"),
-    ("-nostartfiles", "pack adds no start files"),
-    ("-nodefaultlibs", "pack adds no library of its own"),
-];
-
-/// Compile options a link line may carry (a makefile's CFLAGS), which have nothing to compile
-/// here: prefixes, and `-W` warnings (not `-Wl,`).
-const COMPILE_PREFIXES: [&str; 9] = ["-f", "-O", "-g", "-march=", "-mtune=", "-std=", "-D", "-I", "-m64"];
-
-/// Whether `option`, given to `smf pack` on its own, is a compiler driver's link option or a
-/// compile option ([`DRIVER`], [`COMPILE_PREFIXES`], `-static-libstdc++`, `-static-pie`,
-/// `-pipe`, warnings), which pack reads among the linker's.
-pub(crate) fn is_driver_option(option: &str) -> bool {
-    DRIVER.iter().any(|(name, _)| *name == option)
-        || matches!(option, "-static-libstdc++" | "-static-pie" | "-pipe")
-        || COMPILE_PREFIXES.iter().any(|prefix| option.starts_with(prefix) && option.len() > 1)
-        || (option.starts_with("-W") && !option.starts_with("-Wl,") && option.len() > 2)
-}
 
 /// The options that open and close an archive group (among [`IGNORED`]).
 const GROUPS: [&str; 4] = ["--start-group", "--end-group", "-(", "-)"];
@@ -184,14 +157,12 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             match option {
                 "-static-libstdc++" => static_libstdcxx = true,
                 "-static-pie" => static_only = true,
-                _ if DRIVER.iter().any(|(name, _)| *name == option) => {
-                    let why = DRIVER.iter().find(|(name, _)| *name == option).map_or("", |(_, why)| why);
+                _ if driver::nothing_to_do(option).is_some() => {
+                    let why = driver::nothing_to_do(option).unwrap_or_default();
                     linked.notes.push(format!("ignored {option} ({why})"));
                 }
-                "-pipe" => compile_options.push(option),
-                _ if option.starts_with("-W")
-                    || COMPILE_PREFIXES.iter().any(|p| option.starts_with(p) && *p != "-O") =>
-                {
+                // ld's -O (an optimization level) is among the ignored linker options below.
+                _ if driver::is_compile_option(option) && !option.starts_with("-O") => {
                     compile_options.push(option);
                 }
                 "-L" => search.push(PathBuf::from(value("-L")?)),

@@ -1,7 +1,8 @@
 //! The `smf` command-line tool (`smf --help`): its options (`args.rs`, clap), what the commands
 //! share (`cli.rs`: files, exit statuses; `names.rs`; `link.rs`, how modules link;
 //! `error.rs`), one module per command (`inspect`, `symbols`, `verify`, `run`, `prefetch`,
-//! `ldd`, `dump` with `disasm`, and `pack` with `linker` (ld's options) over the package's library
+//! `ldd`, `dump` with `disasm`, and `pack` with `linker` (ld's options) and `driver` (a compiler
+//! driver's) over the package's library
 //! [`smf_tool::pack`](mod@smf_tool::pack)) and the crash reporter of `smf run` (process-wide
 //! signal handlers). The `smf` library links none of their crates.
 
@@ -12,6 +13,7 @@ mod args;
 mod cli;
 mod crash;
 mod disasm;
+mod driver;
 mod dump;
 mod error;
 mod inspect;
