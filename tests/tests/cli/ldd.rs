@@ -32,6 +32,24 @@ fn ldd_names_what_resolves_each_import() {
     let strlen = o.out.lines().find(|l| l.starts_with("\tstrlen => ")).unwrap();
     assert!(strlen.contains("libc"), "the C library's file: {strlen}");
     assert!(o.out.contains("\tsmf_ldd_test_maybe => not found (weak: null)\n"), "{}", o.out);
+    // Through a --native library: its own symbol under its name, a symbol of the C library it
+    // links under the C library's file (found through it).
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::import(b"zlibVersion"));
+    b.add_symbol(SymbolSpec::import(b"strlen"));
+    let zlib_user = write(&dir, "zlib_user.smf", &b.build().unwrap());
+    let through = smf(&["ldd", "--no-libc", "--native", "libz.so.1", &zlib_user]);
+    assert_eq!(through.status, 0, "{}", through.err);
+    let line = |name: &str| {
+        through.out.lines().find(|l| l.starts_with(&format!("\t{name} => "))).unwrap().to_owned()
+    };
+    assert!(line("zlibVersion").starts_with("\tzlibVersion => libz.so.1 ("), "{}", through.out);
+    assert!(
+        line("strlen").contains("libc") && line("strlen").ends_with("(through libz.so.1, which links it)"),
+        "{}",
+        through.out
+    );
     let without = smf(&["ldd", "--no-libc", &path, &app]);
     assert_eq!(without.status, 1);
     assert!(without.out.starts_with(&format!("{path}:\n\tstrlen => not found\n")), "{}", without.out);

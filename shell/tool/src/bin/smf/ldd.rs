@@ -1,8 +1,9 @@
 //! `smf ldd`: every import of a module and what resolves it, linked as `run` links (the
 //! `--lib` modules, the `--native` libraries, the C library and libm), as `ldd -r` shows a
 //! program's libraries and undefined symbols. One line per import, in table order:
-//! `NAME => WHERE`, where is the `--lib` module or `--native` library as given, the file of
-//! the C library or libm the symbol is in, or `not found` (a weak import that nothing
+//! `NAME => WHERE`, where is the `--lib` module or `--native` library as given (or, for a
+//! symbol of a library it links, that library's file, found through it), the file of the C
+//! library or libm the symbol is in, or `not found` (a weak import that nothing
 //! provides loads as null, and says so). Exit 1 if a strong import is not found.
 
 use std::fmt::Write as _;
@@ -46,9 +47,13 @@ fn imports(module: &Module<'_>, linked: &Linked, demangle: bool) -> (String, boo
     for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
         let place = match linked.provider(symbol.name) {
             Some((Provider::Module(file), _)) => file.to_owned(),
-            Some((Provider::Native(name), addr)) => {
-                file_of(addr).map_or_else(|| name.to_owned(), |file| format!("{name} ({file})"))
-            }
+            Some((Provider::Native(name), addr)) => match file_of(addr) {
+                // The library's own symbol.
+                Some(file) if same_library(name, &file) => format!("{name} ({file})"),
+                // One of a library it links, which looking it up through it found.
+                Some(file) => format!("{file} (through {name}, which links it)"),
+                None => name.to_owned(),
+            },
             Some((Provider::CLibrary, addr)) => file_of(addr).unwrap_or_else(|| "the C library".to_owned()),
             None if symbol.binding == Binding::Weak => "not found (weak: null)".to_owned(),
             None => {
@@ -59,6 +64,13 @@ fn imports(module: &Module<'_>, linked: &Linked, demangle: bool) -> (String, boo
         let _ = writeln!(out, "\t{} => {place}", shown(symbol.name, demangle));
     }
     (out, all_found)
+}
+
+/// Whether the library given as `name` (a file name or a path) is the file `file`: the same
+/// file name once each path is left out.
+fn same_library(name: &str, file: &str) -> bool {
+    let base = |path: &str| std::path::Path::new(path).file_name().map(std::ffi::OsStr::to_owned);
+    base(name) == base(file)
 }
 
 /// The file of the shared object holding `addr`, as `dladdr` names it.
