@@ -42,13 +42,6 @@ struct Part<'b> {
     data: bool,
 }
 
-impl CodeRun {
-    /// Code pack adds, `start..end` of the code image in SMF section `section`: nothing extends it.
-    pub(super) const fn closed(section: u32, start: u64, end: u64) -> Self {
-        CodeRun { section, start, end, data: false, open: false }
-    }
-}
-
 impl<'d, 'f> Packer<'d, 'f> {
     /// The code offset where the next object's code goes (after everything placed so far).
     pub(super) fn code_end(&self) -> u64 {
@@ -102,22 +95,13 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// naming it, and the first entry of destructor array `array` pointing at it; with
     /// `atexit`, the module's own [`call_arrays::ATEXIT`] after it.
     pub(super) fn add_finalizer(&mut self, array: u32, atexit: bool) {
-        let offset = self.code_end().div_ceil(16) * 16;
-        self.pad_code_to(offset);
         let mut code = call_arrays::FINALIZER.to_vec();
         let finalizer_size = code.len() as u64;
         if atexit {
             code.resize(call_arrays::ATEXIT_AT, 0xCC);
             code.extend_from_slice(&call_arrays::ATEXIT);
         }
-        let size = code.len() as u64;
-        let section = self.builder.add_section(SectionSpec::new(
-            SectionType::Code,
-            b".smf.finalize",
-            SectionFlags::READ | SectionFlags::EXEC,
-            code,
-            16,
-        ));
+        let (section, offset) = self.append_own_code(b".smf.finalize", code);
         let handle = SymbolSpec::function(call_arrays::DSO_HANDLE, offset, finalizer_size)
             .with_binding(Binding::Local);
         let handle = self.builder.add_symbol(handle);
@@ -137,9 +121,22 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
         self.builder.add_data_relocation(array, 0, handle, RelocKind::Abs64, 0);
         self.placed.insert(FINALIZER_KEY, Carried::Code { offset, section, within: 0, data: false });
-        self.code = Some(CodeRun { section, start: offset, end: offset + size, data: false, open: false });
         self.dso_handle = Some(handle);
         self.note(0, true, "added a finalizer: __cxa_finalize(__dso_handle) at release".to_owned());
+    }
+
+    /// Code pack writes itself (the finalizer, the indirect functions' stubs), as an SMF code
+    /// section `name` of its own, at the next multiple of 16 of the code image, which no later
+    /// code extends; returns the section and where the code starts in the image.
+    pub(super) fn append_own_code(&mut self, name: &[u8], code: Vec<u8>) -> (u32, u64) {
+        let start = self.code_end().div_ceil(16) * 16;
+        self.pad_code_to(start);
+        let end = start + code.len() as u64;
+        let spec =
+            SectionSpec::new(SectionType::Code, name, SectionFlags::READ | SectionFlags::EXEC, code, 16);
+        let section = self.builder.add_section(spec);
+        self.code = Some(CodeRun { section, start, end, data: false, open: false });
+        (section, start)
     }
 
     /// Pads the last code section so that the code image reaches `offset` (the next object's

@@ -68,13 +68,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 if !self.placed.contains_key(&(f, section)) {
                     continue;
                 }
-                let binding = if symbol.is_weak() {
-                    Binding::Weak
-                } else if symbol.is_global() {
-                    Binding::Global
-                } else {
-                    Binding::Local
-                };
+                let binding = super::symbols::binding_of(&symbol);
                 let name = symbol.name_bytes().unwrap_or_default().to_vec();
                 // A weak one another object's definition overrides is not the module's.
                 let overridden = self.definitions.get(&name).is_some_and(|d| d.at != (f, symbol.index()));
@@ -105,28 +99,21 @@ impl<'d, 'f> Packer<'d, 'f> {
             vec![0; functions.len() * 8],
             8,
         ));
-        let start = self.code_end().div_ceil(16) * 16;
-        self.pad_code_to(start);
         let mut code = Vec::new();
         for _ in functions {
             code.extend_from_slice(&STUB);
         }
-        // The constructor at the next multiple of 16 after the stubs (`start` is one).
+        // The constructor at the next multiple of 16 after the stubs (the code starts at one).
         code.resize(code.len().div_ceil(16) * 16, 0xCC);
-        let resolver_at = start + code.len() as u64;
+        let constructor_within = code.len() as u64;
         code.extend_from_slice(&PROLOGUE);
         for _ in functions {
             code.extend_from_slice(&RESOLVE);
         }
         code.extend_from_slice(&EPILOGUE);
         let size = code.len() as u64;
-        let section = self.builder.add_section(SectionSpec::new(
-            SectionType::Code,
-            b".smf.ifunc",
-            SectionFlags::READ | SectionFlags::EXEC,
-            code,
-            16,
-        ));
+        let (_, start) = self.append_own_code(b".smf.ifunc", code);
+        let resolver_at = start + constructor_within;
         let mut call = resolver_at + PROLOGUE.len() as u64;
         for (i, function) in functions.iter().enumerate() {
             let i = i as u64;
@@ -158,7 +145,6 @@ impl<'d, 'f> Packer<'d, 'f> {
             SymbolSpec::function(b".smf.ifunc.resolve", resolver_at, start + size - resolver_at);
         let constructor = self.builder.add_symbol(constructor.with_binding(Binding::Local));
         self.builder.add_data_relocation(array, 0, constructor, RelocKind::Abs64, 0);
-        self.code = Some(super::code::CodeRun::closed(section, start, start + size));
         let names: Vec<_> = functions.iter().map(|f| String::from_utf8_lossy(&f.name).into_owned()).collect();
         let text = format!(
             "{} resolved at load, before the constructors (GNU indirect function{}: a stub jumping through a slot its resolver fills)",

@@ -75,15 +75,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 continue;
             }
             // A symbol without a name can be linked to by no other object or module: local.
-            let binding = if name.is_empty() {
-                Binding::Local
-            } else if symbol.is_weak() {
-                Binding::Weak
-            } else if symbol.is_global() {
-                Binding::Global
-            } else {
-                Binding::Local
-            };
+            let binding = if name.is_empty() { Binding::Local } else { binding_of(&symbol) };
             let linked = binding != Binding::Local;
             if let Some(definition) =
                 self.definitions.get(name).filter(|d| linked && d.at != (f, symbol.index()))
@@ -202,4 +194,15 @@ fn merges(symbol: &object::Symbol<'_, '_>) -> bool {
     let unique = matches!(symbol.flags(), object::SymbolFlags::Elf { st_info, .. }
         if st_info.st_bind() == object::elf::STB_GNU_UNIQUE);
     symbol.is_weak() || unique
+}
+
+/// The binding of ELF symbol `symbol`: weak, global, or local.
+pub(super) fn binding_of(symbol: &object::Symbol<'_, '_>) -> Binding {
+    if symbol.is_weak() {
+        Binding::Weak
+    } else if symbol.is_global() {
+        Binding::Global
+    } else {
+        Binding::Local
+    }
 }
