@@ -127,11 +127,11 @@ impl ReadLimits {
     /// The limits `SMF_MAX_MODULE_BYTES`, `SMF_STREAM_IDLE_MS`, `SMF_STREAM_TOTAL_MS` and
     /// `SMF_SETTLE_MS` set, as
     /// `var` finds them (a variable's value, or `None` when it is not set); a value that is not
-    /// a decimal number (surrounding spaces allowed) leaves that limit at its default.
+    /// a decimal number (surrounding ASCII white space allowed) leaves that limit at its default.
     pub fn from_vars<'a>(var: impl Fn(&str) -> Option<&'a [u8]>) -> Self {
         let number = |name| {
-            let text = core::str::from_utf8(var(name)?).ok()?;
-            text.trim().parse::<u64>().ok()
+            let text = core::str::from_utf8(var(name)?.trim_ascii()).ok()?;
+            text.parse::<u64>().ok()
         };
         let defaults = Self::default();
         Self {
