@@ -10,12 +10,19 @@ use crate::workspace_root;
 
 /// Builds the loader; its path.
 pub(crate) fn build() -> Result<PathBuf, String> {
+    build_into("target", &[])
+}
+
+/// Builds the loader as [`build`] does, with the profile settings `env` adds, into
+/// `nolibc/<target_dir>`; its path.
+pub(crate) fn build_into(target_dir: &str, env: &[(&str, &str)]) -> Result<PathBuf, String> {
     let dir = workspace_root().join("nolibc");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&dir)
         .args(["build", "--release", "--locked", "--quiet", "--target-dir"])
-        .arg(dir.join("target"))
+        .arg(dir.join(target_dir))
+        .envs(env.iter().copied())
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
@@ -25,7 +32,7 @@ pub(crate) fn build() -> Result<PathBuf, String> {
     if !status.success() {
         return Err("building nolibc/ failed".into());
     }
-    Ok(dir.join("target/release/smf-nolibc"))
+    Ok(dir.join(target_dir).join("release/smf-nolibc"))
 }
 
 pub(crate) fn run_command() -> Result<(), String> {

@@ -14,6 +14,7 @@ mod jit;
 pub(crate) mod load;
 mod lua;
 mod nolibc;
+mod nolibc_parts;
 mod parallel;
 mod parse;
 mod report;
