@@ -334,3 +334,34 @@ fn relocation_listings_grow_with_the_file_not_with_relocations_times_names() {
     }
     assert_eq!(smf(&["inspect", &path]).out.matches(&name).count(), 1, "whole once, in the symbols");
 }
+
+/// The JSON reports of a module of many symbols and relocations are written as they are made:
+/// `inspect --json` and `symbols --json` run in an address space that holds the module a few
+/// times over, where a whole JSON tree took some 2 KB a symbol (20-35x the file: 400 MB here).
+#[test]
+fn json_reports_of_a_large_module_fit_in_a_few_times_its_size() {
+    let dir = scratch("json-large");
+    let symbols = 150_000;
+    let mut b = ModuleBuilder::new(Dialect::R96);
+    b.add_code(b".text", &[0xC3; 8]);
+    for i in 0..symbols {
+        let import = b.add_symbol(SymbolSpec::import(format!("f{i}").as_bytes()));
+        if i % 2 == 0 {
+            b.add_relocation(0, import, smf_core::RelocKind::Abs64, 0);
+        }
+    }
+    let file = b.build().unwrap();
+    let path = write(&dir, "many.smf", &file);
+    // The process's own start (the binary, the C library, stacks) plus the module read, its
+    // symbols sorted and a buffer: well under 16 MiB beyond the file's 8 times.
+    let limit = 8 * file.len() as u64 + (64 << 20);
+    for args in [&["inspect", "--json", path.as_str()][..], &["symbols", "--json", path.as_str()]] {
+        let o = crate::smf_within_address_space(args, limit);
+        assert_eq!(o.status, 0, "{args:?} in {limit} bytes of address space: {}", o.err);
+        let report: Value = serde_json::from_str(&o.out).unwrap();
+        assert_eq!(report["symbols"].as_array().unwrap().len(), symbols, "{args:?}");
+    }
+    let report: Value = serde_json::from_str(&smf(&["inspect", "--json", &path]).out).unwrap();
+    assert_eq!(report["relocations"].as_array().unwrap().len(), symbols / 2);
+    assert_eq!(report["symbols"][symbols - 1]["name"], format!("f{}", symbols - 1));
+}

@@ -33,13 +33,34 @@ fn smf(args: &[&str]) -> Outcome {
     smf_with_stdin(args, None)
 }
 
+/// The `smf` binary, built once per test run.
+fn smf_binary() -> &'static PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| smf_tests::build_smf_package().join("smf"))
+}
+
+/// Runs the `smf` binary with `args` in an address space of at most `bytes` (util-linux's
+/// `prlimit --as`: an allocation past it fails, and the tool with it).
+fn smf_within_address_space(args: &[&str], bytes: u64) -> Outcome {
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--as={bytes}"))
+        .arg("--")
+        .arg(smf_binary())
+        .args(args)
+        .output()
+        .expect("run prlimit (util-linux)");
+    Outcome {
+        status: out.status.code().unwrap_or(-1),
+        out: String::from_utf8(out.stdout).unwrap(),
+        err: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
 /// Runs the `smf` binary with `args`, `stdin` on its standard input.
 fn smf_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Outcome {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let bin = BIN.get_or_init(|| smf_tests::build_smf_package().join("smf"));
-    let mut child = Command::new(bin)
+    let mut child = Command::new(smf_binary())
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -4,7 +4,7 @@
 //! stderr, one line each, and returns its exit status: 0 ok, 1 a bad module or file (usage
 //! errors, 2, are clap's).
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 use smf_core::{Dialect, Module, ParseOptions};
@@ -50,30 +50,31 @@ pub(crate) fn parse<'b>(
 
 /// Runs `each` on every file of a command that takes several, as nm and readelf do: with more
 /// than one, each file's output starts with a header (`heading` of its name); a file that cannot
-/// be read or parsed is reported and the others still run. The exit status: 1 if any failed.
+/// be read or parsed is reported and the others still run. `each` writes the file's output as
+/// it makes it (buffered; a reader that stops reading, as `head` does, stops it). The exit
+/// status: 1 if any failed.
 pub(crate) fn for_each_module(
     files: &[String],
     dialect: Option<Dialect>,
     heading: Option<fn(&str) -> String>,
-    mut each: impl FnMut(&str, &Module<'_>) -> Result<String, CommandError>,
+    mut each: impl FnMut(&str, &Module<'_>, &mut dyn Write) -> std::io::Result<()>,
 ) -> i32 {
     let mut status = EXIT_OK;
     for file in files {
-        let shown = read_module_file(file).and_then(|bytes| {
+        let parsed = read_module_file(file).and_then(|bytes| {
             let module = parse(file, &bytes, dialect)?;
-            each(file, &module)
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            if let Some(heading) = heading.filter(|_| files.len() > 1) {
+                let _ = out.write_all(heading(file).as_bytes());
+            }
+            // A write that fails (a closed pipe) ends this file's output, as before.
+            let _ = each(file, &module, &mut out).and_then(|()| out.flush());
+            Ok(())
         });
-        match shown {
-            Ok(text) => {
-                if let Some(heading) = heading.filter(|_| files.len() > 1) {
-                    out(&heading(file));
-                }
-                out(&text);
-            }
-            Err(error) => {
-                report(&error);
-                status = EXIT_BAD;
-            }
+        if let Err(error) = parsed {
+            report(&error);
+            status = EXIT_BAD;
         }
     }
     status

@@ -26,12 +26,16 @@ pub(crate) fn command(args: &LddArgs) -> i32 {
         }
     };
     let mut missing = false;
-    let status =
-        for_each_module(&args.files, args.dialect.dialect, Some(|file| format!("{file}:\n")), |_, module| {
+    let status = for_each_module(
+        &args.files,
+        args.dialect.dialect,
+        Some(|file| format!("{file}:\n")),
+        |_, module, out| {
             let (text, all_found) = imports(module, &linked, args.demangle);
             missing |= !all_found;
-            Ok(text)
-        });
+            out.write_all(text.as_bytes())
+        },
+    );
     if missing {
         EXIT_BAD
     } else {

@@ -17,6 +17,7 @@ mod driver;
 mod dump;
 mod error;
 mod inspect;
+mod json_out;
 mod ldd;
 mod link;
 mod linker;

@@ -5,7 +5,7 @@
 //! with the keys of `inspect --json`.
 
 use std::cmp::Ordering;
-use std::fmt::Write as _;
+use std::io::{self, Write};
 
 use serde_json::Value as Json;
 use smf_core::module::SymbolTarget;
@@ -13,7 +13,8 @@ use smf_core::{Module, Section, Symbol, SymbolKind};
 
 use crate::args::SymbolsArgs;
 use crate::cli::for_each_module;
-use crate::inspect::{object, symbol_json};
+use crate::inspect::symbol_json;
+use crate::json_out;
 use crate::names::{escaped, shown};
 use crate::symbol_sections::SymbolSections;
 
@@ -99,15 +100,17 @@ pub(crate) fn command(args: &SymbolsArgs) -> i32 {
         true => None,
         false => Some(|file| format!("\n{file}:\n")),
     };
-    for_each_module(&args.files, args.dialect.dialect, heading, |file, module| {
-        Ok(if args.json {
+    for_each_module(&args.files, args.dialect.dialect, heading, |file, module, out| {
+        if args.json {
             let sections = SymbolSections::of(module);
-            let symbols = selected(module, listing).iter().map(|(s, _)| symbol_json(s, &sections)).collect();
-            object([("file", Json::String(file.to_owned())), ("symbols", Json::Array(symbols))]).to_string()
-                + "\n"
+            json_out::object(out, |o| {
+                o.value("file", &Json::String(file.to_owned()))?;
+                o.array("symbols", selected(module, listing).iter().map(|(s, _)| symbol_json(s, &sections)))
+            })?;
+            out.write_all(b"\n")
         } else {
-            symbol_listing(module, file, listing)
-        })
+            write_listing(out, module, file, listing)
+        }
     })
 }
 
@@ -146,9 +149,13 @@ fn by_value(a: &Symbol<'_>, b: &Symbol<'_>) -> Ordering {
     key(a).cmp(&key(b))
 }
 
-/// The nm-like listing of `file`'s `module`.
-pub(crate) fn symbol_listing(module: &Module<'_>, file: &str, listing: Listing) -> String {
-    let mut out = String::new();
+/// Writes the nm-like listing of `file`'s `module` to `out`.
+pub(crate) fn write_listing(
+    out: &mut dyn Write,
+    module: &Module<'_>,
+    file: &str,
+    listing: Listing,
+) -> io::Result<()> {
     let prefix = if listing.prefix_file { format!("{file}: ") } else { String::new() };
     for (s, section) in selected(module, listing) {
         let import = s.kind == SymbolKind::Import;
@@ -159,13 +166,13 @@ pub(crate) fn symbol_listing(module: &Module<'_>, file: &str, listing: Listing) 
             None if import => "*UND*".to_owned(),
             None => "*ABS*".to_owned(),
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "{prefix}{value} {:>8} {kind:<9} {:<6} {place:<8} {}",
             s.size,
             s.binding.name(),
             shown(s.name, listing.demangle)
-        );
+        )?;
     }
-    out
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! names in its rows, so that a report grows with its file, not with rows times names.
 
 use std::fmt::Write as _;
+use std::io;
 
 use serde_json::Value as Json;
 use smf_core::note_sdn::NoteSdn;
@@ -12,6 +13,7 @@ use smf_core::Module;
 
 use super::{bytes, object};
 use crate::cli::count;
+use crate::json_out::ObjectOut;
 use crate::names::escaped;
 
 /// The templates of a module: through template symbols where there are any (each entry once),
@@ -152,28 +154,21 @@ pub(super) fn templates_text(out: &mut String, module: &Module<'_>) {
 /// The note.sdn tables (null without note.sdn): each a list of rows keyed by column name, a
 /// name longer than [`ROW_KEY_BYTES`] shortened as [`json_row_key`] says (whole in
 /// [`note_columns_json`]), so that the report grows with its file, not with rows times names.
-pub(super) fn note_json(module: &Module<'_>) -> Json {
-    module.note_sdn().map_or(Json::Null, |note| {
-        Json::Object(
-            note_rows(&note)
-                .into_iter()
-                .map(|table| {
-                    let rows = (table.rows.iter())
-                        .map(|(occurrence, values)| {
-                            let fields = values.iter().enumerate();
-                            Json::Object(
-                                fields
-                                    .map(|(i, v)| {
-                                        (json_row_key(&table.key(*occurrence, i), i), Json::String(v.clone()))
-                                    })
-                                    .collect(),
-                            )
-                        })
-                        .collect();
-                    (table.name, Json::Array(rows))
-                })
-                .collect(),
-        )
+pub(super) fn write_note_json(o: &mut ObjectOut<'_>, key: &str, module: &Module<'_>) -> io::Result<()> {
+    let Some(note) = module.note_sdn() else { return o.value(key, &Json::Null) };
+    o.object(key, |tables| {
+        for table in note_rows(&note) {
+            let rows = table.rows.iter().map(|(occurrence, values)| {
+                let fields = values.iter().enumerate();
+                Json::Object(
+                    fields
+                        .map(|(i, v)| (json_row_key(&table.key(*occurrence, i), i), Json::String(v.clone())))
+                        .collect(),
+                )
+            });
+            tables.array(&table.name, rows)?;
+        }
+        Ok(())
     })
 }
 
@@ -206,37 +201,28 @@ fn json_row_key(key: &str, i: usize) -> String {
 }
 
 /// The templates.
-pub(super) fn templates_json(module: &Module<'_>) -> Json {
-    Json::Array(
-        templates(module)
-            .iter()
-            .map(|t| {
-                object([
-                    ("kind", Json::String(t.kind.name().to_owned())),
-                    ("name", bytes(t.name)),
-                    ("generic_params", Json::Array(t.params().map(bytes).collect())),
-                    ("param_count", Json::from(u64::from(t.param_count))),
-                    ("offset", Json::from(t.offset)),
-                    ("body_size", Json::from(t.body.len() as u64)),
-                ])
-            })
-            .collect(),
-    )
+pub(super) fn templates_json<'m>(module: &Module<'m>) -> impl Iterator<Item = Json> + 'm {
+    templates(module).into_iter().map(|t| {
+        object([
+            ("kind", Json::String(t.kind.name().to_owned())),
+            ("name", bytes(t.name)),
+            ("generic_params", Json::Array(t.params().map(bytes).collect())),
+            ("param_count", Json::from(u64::from(t.param_count))),
+            ("offset", Json::from(t.offset)),
+            ("body_size", Json::from(t.body.len() as u64)),
+        ])
+    })
 }
 
-/// The template meta (null without it).
-pub(super) fn template_meta_json(module: &Module<'_>) -> Json {
-    module.template_meta().map_or(Json::Null, |meta| {
-        Json::Array(
-            meta.entries()
-                .map(|e| {
-                    object([
-                        ("category", Json::String(e.category.name().to_owned())),
-                        ("name", bytes(e.name)),
-                        ("specializations", Json::from(u64::from(e.specializations))),
-                    ])
-                })
-                .collect(),
-        )
+/// The template meta's entries (none without it).
+pub(super) fn template_meta_json<'m>(module: &Module<'m>) -> Option<impl Iterator<Item = Json> + 'm> {
+    module.template_meta().map(|meta| {
+        meta.entries().map(|e| {
+            object([
+                ("category", Json::String(e.category.name().to_owned())),
+                ("name", bytes(e.name)),
+                ("specializations", Json::from(u64::from(e.specializations))),
+            ])
+        })
     })
 }

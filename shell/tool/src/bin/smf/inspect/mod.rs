@@ -7,9 +7,11 @@
 //! [`symbols_json`] and [`header_json`].
 
 use std::fmt::Write as _;
+use std::io::{self, Write};
 
 use crate::args::InspectArgs;
 use crate::cli::for_each_module;
+use crate::json_out;
 use crate::names::{escaped, quoted, quoted_short};
 use crate::symbol_sections::SymbolSections;
 
@@ -21,7 +23,9 @@ use serde_json::Value as Json;
 
 mod generics;
 
-use generics::{note_columns_json, note_json, note_text, template_meta_json, templates_json, templates_text};
+use generics::{
+    note_columns_json, note_text, template_meta_json, templates_json, templates_text, write_note_json,
+};
 
 fn section_type_name(t: SectionType) -> String {
     match t {
@@ -59,22 +63,18 @@ pub(crate) fn command(args: &InspectArgs) -> i32 {
         _ => None,
     };
     let mut first = true;
-    for_each_module(&args.files, args.dialect.dialect, heading, |file, module| {
-        let text = if args.json {
-            let mut report = report_json_parts(module, parts);
-            if let Json::Object(map) = &mut report {
-                map.shift_insert(0, "file".to_owned(), Json::String(file.to_owned()));
-            }
-            report.to_string() + "\n"
+    for_each_module(&args.files, args.dialect.dialect, heading, |file, module, out| {
+        let written = if args.json {
+            write_report_json(out, file, module, parts).and_then(|()| out.write_all(b"\n"))
         } else if parts.chosen() {
-            report_text_parts(module, parts)
+            out.write_all(report_text_parts(module, parts).as_bytes())
         } else {
             // Reports of several files, a blank line apart.
             let gap = if first { "" } else { "\n" };
-            format!("{gap}{}", report_text(module, file))
+            out.write_all(format!("{gap}{}", report_text(module, file)).as_bytes())
         };
         first = false;
-        Ok(text)
+        written
     })
 }
 
@@ -98,9 +98,6 @@ impl Parts {
 
 /// Writes one table of the text report.
 type TextTable = fn(&mut String, &Module<'_>);
-/// One table of the JSON report.
-type JsonTable = fn(&Module<'_>) -> Json;
-
 /// Only the tables `parts` chooses, as text.
 pub(crate) fn report_text_parts(module: &Module<'_>, parts: Parts) -> String {
     let mut out = String::new();
@@ -114,25 +111,6 @@ pub(crate) fn report_text_parts(module: &Module<'_>, parts: Parts) -> String {
     }
     // Each table starts with a blank line (after the header); alone, it need not.
     out.trim_start_matches('\n').to_owned()
-}
-
-/// The JSON report, or an object of only the tables `parts` chooses (same keys).
-pub(crate) fn report_json_parts(module: &Module<'_>, parts: Parts) -> Json {
-    if !parts.chosen() {
-        return report_json(module);
-    }
-    let tables: [(bool, &str, JsonTable); 3] = [
-        (parts.sections, "sections", sections_json),
-        (parts.symbols, "symbols", symbols_json),
-        (parts.relocations, "relocations", relocations_json),
-    ];
-    Json::Object(
-        tables
-            .into_iter()
-            .filter(|(wanted, _, _)| *wanted)
-            .map(|(_, key, table)| (key.to_owned(), table(module)))
-            .collect(),
-    )
 }
 
 /// The readable report.
@@ -297,19 +275,38 @@ fn relocations_text(out: &mut String, module: &Module<'_>) {
     }
 }
 
-/// The JSON report (keys as documented in the README).
-pub(crate) fn report_json(module: &Module<'_>) -> Json {
-    let mut report = header_json(module);
-    report.extend([
-        ("sections".to_owned(), sections_json(module)),
-        ("symbols".to_owned(), symbols_json(module)),
-        ("relocations".to_owned(), relocations_json(module)),
-        ("note_sdn".to_owned(), note_json(module)),
-        ("note_sdn_columns".to_owned(), note_columns_json(module)),
-        ("templates".to_owned(), templates_json(module)),
-        ("template_meta".to_owned(), template_meta_json(module)),
-    ]);
-    Json::Object(report)
+/// Writes `file`'s JSON report to `out` (keys as documented in the README), or an object of
+/// only the tables `parts` chooses (same keys), after the file's name: each table's entries
+/// written as they are made ([`json_out`]).
+fn write_report_json(out: &mut dyn Write, file: &str, module: &Module<'_>, parts: Parts) -> io::Result<()> {
+    let all = !parts.chosen();
+    json_out::object(out, |o| {
+        o.value("file", &Json::String(file.to_owned()))?;
+        if all {
+            for (key, value) in header_json(module) {
+                o.value(&key, &value)?;
+            }
+        }
+        if all || parts.sections {
+            o.array("sections", sections_json(module))?;
+        }
+        if all || parts.symbols {
+            o.array("symbols", symbols_json(module))?;
+        }
+        if all || parts.relocations {
+            o.array("relocations", relocations_json(module))?;
+        }
+        if all {
+            write_note_json(o, "note_sdn", module)?;
+            o.value("note_sdn_columns", &note_columns_json(module))?;
+            o.array("templates", templates_json(module))?;
+            match template_meta_json(module) {
+                Some(entries) => o.array("template_meta", entries)?,
+                None => o.value("template_meta", &Json::Null)?,
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The header's keys of the JSON report.
@@ -345,39 +342,34 @@ pub(crate) fn header_json(module: &Module<'_>) -> serde_json::Map<String, Json> 
     header
 }
 
-/// The section table.
-fn sections_json(module: &Module<'_>) -> Json {
-    Json::Array(
-        module
-            .sections()
-            .map(|s| {
-                object([
-                    ("index", Json::from(u64::from(s.index))),
-                    ("name", bytes(s.name)),
-                    ("type", Json::from(u64::from(s.section_type.to_wire()))),
-                    ("type_name", Json::String(section_type_name(s.section_type))),
-                    ("flags", Json::from(u64::from(s.flags.bits()))),
-                    (
-                        "call_array",
-                        CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
-                    ),
-                    ("unwind_table", Json::Bool(s.flags.contains(SectionFlags::UNWIND))),
-                    ("compressed", Json::Bool(s.flags.contains(SectionFlags::COMPRESSED))),
-                    ("payload_size", Json::from(module.payload(&s).len())),
-                    ("offset", Json::from(s.offset)),
-                    ("size", Json::from(s.size)),
-                    ("virtual_size", Json::from(s.virtual_size)),
-                    ("alignment", Json::from(s.alignment)),
-                ])
-            })
-            .collect(),
-    )
+/// The section table's entries.
+fn sections_json<'m>(module: &'m Module<'m>) -> impl Iterator<Item = Json> + 'm {
+    module.sections().map(|s| {
+        object([
+            ("index", Json::from(u64::from(s.index))),
+            ("name", bytes(s.name)),
+            ("type", Json::from(u64::from(s.section_type.to_wire()))),
+            ("type_name", Json::String(section_type_name(s.section_type))),
+            ("flags", Json::from(u64::from(s.flags.bits()))),
+            (
+                "call_array",
+                CallArray::of_flags(s.flags).ok().flatten().map_or(Json::Null, |a| a.name().into()),
+            ),
+            ("unwind_table", Json::Bool(s.flags.contains(SectionFlags::UNWIND))),
+            ("compressed", Json::Bool(s.flags.contains(SectionFlags::COMPRESSED))),
+            ("payload_size", Json::from(module.payload(&s).len())),
+            ("offset", Json::from(s.offset)),
+            ("size", Json::from(s.size)),
+            ("virtual_size", Json::from(s.virtual_size)),
+            ("alignment", Json::from(s.alignment)),
+        ])
+    })
 }
 
-/// The symbol table.
-fn symbols_json(module: &Module<'_>) -> Json {
+/// The symbol table's entries.
+fn symbols_json<'m>(module: &'m Module<'m>) -> impl Iterator<Item = Json> + 'm {
     let sections = SymbolSections::of(module);
-    Json::Array(module.symbols().map(|s| symbol_json(&s, &sections)).collect())
+    module.symbols().map(move |s| symbol_json(&s, &sections))
 }
 
 /// One symbol, with the keys of the symbol table in the JSON report: `section` is the index of
@@ -404,24 +396,19 @@ pub(crate) fn symbol_json(s: &smf_core::Symbol<'_>, sections: &SymbolSections<'_
 }
 
 /// Every relocation, with its symbol's name.
-fn relocations_json(module: &Module<'_>) -> Json {
-    Json::Array(
-        module
-            .relocations()
-            .map(|r| {
-                object([
-                    ("index", Json::from(r.index)),
-                    ("image", Json::String(r.image.name().to_owned())),
-                    ("offset", Json::from(r.offset)),
-                    ("symbol", Json::from(u64::from(r.symbol))),
-                    ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| bytes(s.name))),
-                    ("kind", Json::String(r.kind.name().to_owned())),
-                    ("wire", Json::from(u64::from(r.wire))),
-                    ("addend", Json::from(r.addend)),
-                ])
-            })
-            .collect(),
-    )
+fn relocations_json<'m>(module: &'m Module<'m>) -> impl Iterator<Item = Json> + 'm {
+    module.relocations().map(|r| {
+        object([
+            ("index", Json::from(r.index)),
+            ("image", Json::String(r.image.name().to_owned())),
+            ("offset", Json::from(r.offset)),
+            ("symbol", Json::from(u64::from(r.symbol))),
+            ("symbol_name", module.symbol(r.symbol).map_or(Json::Null, |s| bytes(s.name))),
+            ("kind", Json::String(r.kind.name().to_owned())),
+            ("wire", Json::from(u64::from(r.wire))),
+            ("addend", Json::from(r.addend)),
+        ])
+    })
 }
 
 /// A JSON object from `(key, value)` pairs, in their order.
