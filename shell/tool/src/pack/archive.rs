@@ -135,8 +135,11 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
     for &Input { name, bytes, whole_archive } in inputs {
         if !is_archive(bytes) {
             // An object that does not parse is the packer's problem to report, in its place.
+            // So is one whose names cannot be read in linear time (`bounds.rs`).
             if let Ok(file) = object::File::parse(bytes) {
-                needs.add(&names(&file));
+                if super::bounds::check(&file, bytes.len() as u64).is_ok() {
+                    needs.add(&names(&file));
+                }
             }
             selected.inputs.push((name.to_owned(), bytes));
             continue;
@@ -182,6 +185,10 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
             // A member that is not an object (a symbol index of another format, text) defines
             // nothing: no reference takes it.
             let Ok(file) = object::File::parse(data) else { continue };
+            if let Err(error) = super::bounds::check(&file, data.len() as u64) {
+                selected.problems.push(Problem { object: member_name, error });
+                continue;
+            }
             let names = names(&file);
             for &define in &names.defines {
                 providers.entry(define).or_insert(members.len());

@@ -53,6 +53,22 @@ pub enum PackError {
     },
     /// A thin archive (its members are files named by path, not in the archive).
     ThinArchive,
+    /// An object whose sections' contents, each counted, add up to more than the object:
+    /// section headers overlapping one another, which no compiler writes (each would be copied
+    /// again; `bounds.rs`).
+    SectionsOverlap {
+        /// The contents' bytes, added up.
+        contents: u64,
+        /// The object's size.
+        size: u64,
+    },
+    /// An object whose names (of sections and symbols) are longer together than the object by
+    /// more than 1 MiB and 256 bytes a name: names pointing into one long name, which no
+    /// compiler writes (each would be read and copied again; `bounds.rs`).
+    NamesShared {
+        /// The names read when they passed the bound.
+        names: u64,
+    },
     /// The entry point asked for (`-e NAME`) is not a function the objects define.
     NoEntryPoint(String),
     /// Part of an object (section data, a name, a symbol) could not be read.
@@ -207,6 +223,14 @@ impl fmt::Display for PackError {
             PackError::ArchiveNamesShared { members } => write!(
                 f,
                 "not a readable archive (the names of its first {members} members are longer together than the archive by more than 256 bytes a member: members sharing one long name)"
+            ),
+            PackError::SectionsOverlap { contents, size } => write!(
+                f,
+                "sections overlap: their contents add up to {contents} bytes in an object of {size} (a compiler writes each section's once)"
+            ),
+            PackError::NamesShared { names } => write!(
+                f,
+                "names share bytes: the first {names} names of sections and symbols are longer together than the object by more than 1 MiB and 256 bytes a name (a compiler shares only a name's end)"
             ),
             PackError::ThinArchive => write!(
                 f,

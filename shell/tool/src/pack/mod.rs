@@ -2,7 +2,7 @@
 //! `clang` emit) become one SMF module ([`pack`]; `packer/` phase by phase, `elf.rs` what it
 //! knows of ELF sections and relocation types, `carried.rs` how each ELF section is carried,
 //! `compression.rs` `--compress` and its levels (libzstd),
-//! `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
+//! `bounds.rs` what an object must not be to be read in linear time, `relax.rs` GOT relaxation, `call_arrays.rs` constructors and destructors, `unwind.rs` unwind
 //! tables, `trial.rs` the check that what it writes loads, `error.rs` one
 //! reason objects cannot be packed: [`PackError`]; `problems.rs` all of them at once:
 //! [`PackFailure`]; `covering.rs` the function or variable a problem is in).
@@ -48,6 +48,7 @@
 //!   ones an error.
 
 mod archive;
+mod bounds;
 mod call_arrays;
 mod carried;
 mod compression;

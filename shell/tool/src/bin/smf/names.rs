@@ -68,10 +68,40 @@ pub(crate) fn quoted_short(bytes: &[u8]) -> String {
 }
 
 /// `name` as a reader wants it: demangled when `demangle` and it is a C++ name of the Itanium
-/// ABI (`_Z...`, as `nm -C` shows it), else [`escaped`].
+/// ABI (`_Z...`, as `nm -C` shows it), else [`escaped`]; also escaped when its demangled form
+/// would pass [`demangled_limit`] (names built so that substitutions nest, 100 bytes each
+/// demangling to half a megabyte, which the demangler stops writing at the limit).
 pub(crate) fn shown(name: &[u8], demangle: bool) -> String {
-    let demangled = demangle.then(|| cpp_demangle::Symbol::new(name).ok()?.demangle().ok()).flatten();
+    let demangled = demangle.then(|| demangled(name)).flatten();
     demangled.unwrap_or_else(|| escaped(name))
+}
+
+/// Bytes a demangled name may take: 4 KiB and 32 a byte of the mangled name (real C++
+/// names, templates of templates included, stay well within it).
+fn demangled_limit(name: &[u8]) -> usize {
+    4096 + 32 * name.len()
+}
+
+/// `name` demangled, unless it is not a C++ name or would pass [`demangled_limit`].
+fn demangled(name: &[u8]) -> Option<String> {
+    /// A string that refuses to grow past its limit.
+    struct Bounded {
+        text: String,
+        limit: usize,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if self.text.len() + s.len() > self.limit {
+                return Err(std::fmt::Error);
+            }
+            self.text.push_str(s);
+            Ok(())
+        }
+    }
+    let symbol = cpp_demangle::Symbol::new(name).ok()?;
+    let mut out = Bounded { text: String::new(), limit: demangled_limit(name) };
+    symbol.structured_demangle(&mut out, &cpp_demangle::DemangleOptions::default()).ok()?;
+    Some(out.text)
 }
 
 #[cfg(test)]
@@ -86,6 +116,23 @@ mod tests {
         let just = "b".repeat(REPEATED_NAME_BYTES);
         assert_eq!(quoted_short(just.as_bytes()), format!("\"{just}\""), "at the limit, whole");
         assert_eq!(escaped_short(&[0xff; 50]), format!("{}...", "\\xff".repeat(40)));
+    }
+
+    #[test]
+    fn cpp_names_demangle_unless_their_demangled_form_passes_the_limit() {
+        assert_eq!(shown(b"_ZN3foo3barEv", true), "foo::bar()");
+        assert_eq!(shown(b"_ZN3foo3barEv", false), "_ZN3foo3barEv");
+        assert_eq!(shown(b"not_cpp", true), "not_cpp");
+        // 15 nested substitutions: 118 bytes that demangle to some 557 KB, shown as they are.
+        let bomb = b"_Z3f151PIS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IiiES0_ES1_ES2_ES3_ES4_ES5_ES6_ES7_ES8_ES9_ESA_ESB_ESC_ESD_ESE_E";
+        assert_eq!(shown(bomb, true), String::from_utf8_lossy(bomb));
+        // Four levels fit: demangled whole.
+        let nested = b"_Z3f151PIS_IS_IS_IS_IiiES0_ES1_ES2_ES3_E";
+        let shown_nested = shown(nested, true);
+        assert!(
+            shown_nested.starts_with("f15(P<") && shown_nested.len() < demangled_limit(nested),
+            "{shown_nested}"
+        );
     }
 
     #[test]

@@ -214,6 +214,7 @@ fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
     if file.architecture() != object::Architecture::X86_64 {
         return Err(PackError::OtherArchitecture(format!("{:?}", file.architecture())));
     }
+    super::bounds::check(&file, bytes.len() as u64)?;
     // GCC's slim LTO objects hold its intermediate language only, marked by this symbol.
     if file.symbols().any(|s| s.name_bytes().is_ok_and(|n| n == b"__gnu_lto_slim")) {
         return Err(PackError::LtoObject);
