@@ -201,7 +201,7 @@ fn archives_give_the_members_the_objects_need() {
 /// one variable per name in the bss, as large and as aligned as the largest of them; a
 /// definition overrides them, and they override a weak definition; an archive member whose
 /// common symbol the objects need is taken, and one defining a name the objects hold only as
-/// common. The results are a native link's.
+/// common. The results are a native link's. An alignment no module can give is refused by name.
 #[test]
 fn common_symbols_are_allocated_as_ld_allocates_them() {
     let dir = scratch("commons");
@@ -269,4 +269,24 @@ fn common_symbols_are_allocated_as_ld_allocates_them() {
     assert!(notes.iter().any(|n| n.text.starts_with("took 1 of the 1 members")), "{notes:?}");
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&module, "read_shared", &[]), 5);
+
+    // A common symbol's alignment (its ELF value) that is no power of two, or more than a
+    // module gives, is refused by name, as a section's is (an assembler writes neither: the
+    // symbol's value patched).
+    let (name, mut object) = compile(&dir, &write("odd.s", ".comm odd,8,8\n"), &[]);
+    let at = {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let file = object::File::parse(&*object).unwrap();
+        let symbol = file.symbols().find(|s| s.name() == Ok("odd")).unwrap();
+        let symtab = file.section_by_name(".symtab").unwrap().file_range().unwrap().0;
+        (symtab + 24 * symbol.index().0 as u64 + 8) as usize
+    };
+    for align in [3u64, 1 << 63] {
+        object[at..at + 8].copy_from_slice(&align.to_le_bytes());
+        let failure = smf_tool::pack::pack(&[(name.clone(), object.clone())], Dialect::S128).unwrap_err();
+        let refused = failure.problems.iter().any(|p| {
+            matches!(&p.error, smf_tool::pack::PackError::CommonAlignment { symbol, align: a } if symbol == "odd" && *a == align)
+        });
+        assert!(refused, "{failure}");
+    }
 }

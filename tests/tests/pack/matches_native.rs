@@ -170,7 +170,7 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
 /// GNU indirect functions (`__attribute__((ifunc))`): calls, the address in a table of
 /// pointers and a constructor's call all reach the function the resolver picked, the resolver
 /// run once, before the constructors, as a native program runs it; R72, whose symbols cannot
-/// address the slot, refuses it by name.
+/// address the slot, refuses it by name, and so does every dialect one defined in data.
 #[test]
 fn indirect_functions_are_resolved_once_before_the_constructors() {
     let calls: &[Call] =
@@ -208,6 +208,27 @@ fn indirect_functions_are_resolved_once_before_the_constructors() {
     let failure = pack(&dir, "ifunc.c", Dialect::R72, &["-fPIC"]).unwrap_err();
     let refused = failure.problems.iter().any(|p| {
         matches!(&p.error, smf_tool::pack::PackError::IndirectFunctionInR72 { symbol } if symbol == "triple")
+    });
+    assert!(refused, "{failure}");
+    // One defined in data (assembly's: its "resolver" would be data the constructor calls).
+    let in_data = dir.join("data_ifunc.s");
+    std::fs::write(
+        &in_data,
+        ".data
+.globl odd
+.type odd, @gnu_indirect_function
+odd: .quad 0
+         .text
+.globl call_odd
+.type call_odd, @function
+call_odd: jmp odd@PLT
+",
+    )
+    .unwrap();
+    let failure = smf_tool::pack::pack(&[compile(&dir, &in_data, &[])], Dialect::S128).unwrap_err();
+    let refused = failure.problems.iter().any(|p| {
+        matches!(&p.error, smf_tool::pack::PackError::IndirectFunctionNotInCode { symbol, section }
+            if symbol == "odd" && section == ".data")
     });
     assert!(refused, "{failure}");
 }

@@ -6,7 +6,8 @@
 //! names shared only as suffixes (`.rela.text` and `.text`). So before anything is read:
 //!
 //! - the contents of the sections, each counted, add up to at most the object's size
-//!   ([`PackError::SectionsOverlap`]);
+//!   ([`PackError::SectionsOverlap`]; contents that pass the object's end are the phases'
+//!   problem, which cannot read them);
 //! - the names of the symbols and sections, each counted, add up to at most the object's size
 //!   and, for suffix sharing, [`NAMES_SHARED_FREELY`] and [`NAME_SHARING`] bytes a name more
 //!   ([`PackError::NamesShared`]), read only until they pass it.
@@ -23,8 +24,11 @@ pub(super) const NAME_SHARING: u64 = 256;
 
 /// Why `file` (of `size` bytes) is refused before it is read, if it is.
 pub(super) fn check(file: &object::File<'_>, size: u64) -> Result<(), PackError> {
-    let contents: u64 =
-        file.sections().filter_map(|s| s.file_range()).map(|(_, len)| len).fold(0, u64::saturating_add);
+    // Contents past the object's end cannot be read (the phases say so, each where it reads
+    // them): they are copied nowhere.
+    let within = |&(at, len): &(u64, u64)| at.checked_add(len).is_some_and(|end| end <= size);
+    let contents = file.sections().filter_map(|s| s.file_range()).filter(within).map(|(_, len)| len);
+    let contents = contents.fold(0, u64::saturating_add);
     if contents > size {
         return Err(PackError::SectionsOverlap { contents, size });
     }

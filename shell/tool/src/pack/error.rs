@@ -122,6 +122,14 @@ pub enum PackError {
         /// The function's name.
         symbol: String,
     },
+    /// A GNU indirect function defined outside code: its resolver, which the module's first
+    /// constructor calls, would be data.
+    IndirectFunctionNotInCode {
+        /// The function's name.
+        symbol: String,
+        /// The section it is defined in.
+        section: String,
+    },
     /// A common symbol (`-fcommon`, `.comm`) in R72, whose symbols cannot address the bss it
     /// is allocated in.
     Common {
@@ -168,6 +176,14 @@ pub enum PackError {
     BadAlignment {
         /// The section.
         section: String,
+        /// Its alignment.
+        align: u64,
+    },
+    /// A common symbol whose alignment (its ELF value) is not a power of two up to
+    /// [`smf_core::module::MAX_ALIGNMENT`].
+    CommonAlignment {
+        /// The symbol.
+        symbol: String,
         /// Its alignment.
         align: u64,
     },
@@ -292,6 +308,10 @@ impl fmt::Display for PackError {
                 f,
                 "symbol {symbol}: a GNU indirect function (ifunc, target_clones) needs a data slot, which R72 symbols cannot address (use s128 or r96)"
             ),
+            PackError::IndirectFunctionNotInCode { symbol, section } => write!(
+                f,
+                "symbol {symbol}: a GNU indirect function defined in {section}, which is not code: its resolver could not be called"
+            ),
             PackError::Common { symbol } => {
                 write!(f, "symbol {symbol}: a common symbol is data, which R72 symbols cannot address (use s128 or r96)")
             }
@@ -331,6 +351,12 @@ impl fmt::Display for PackError {
                     "{at}: a relocation patching bytes past the end of its section (the object is malformed)"
                 )
             }
+            PackError::CommonAlignment { symbol, align } => write!(
+                f,
+                "common symbol {symbol}: alignment {align} is not a power of two up to {} (the object is \
+                 malformed, or asks for more alignment than a module can give)",
+                smf_core::module::MAX_ALIGNMENT
+            ),
             PackError::BadAlignment { section, align } => write!(
                 f,
                 "section {section}: alignment {align} is not a power of two up to {} (the object is \

@@ -70,23 +70,32 @@ impl<'d, 'f> Packer<'d, 'f> {
         commons.sort_by_key(|&((f, index), _)| (f, index.0));
         // Every common symbol's size and alignment (its value), the largest of each per name.
         let mut extents: std::collections::HashMap<&[u8], (u64, u64)> = std::collections::HashMap::new();
-        for file in self.files {
+        let mut misaligned = Vec::new();
+        for (f, file) in self.files.iter().enumerate() {
             for symbol in file.symbols().filter(|s| s.is_common()) {
                 let Ok(name) = symbol.name_bytes() else { continue };
+                // An alignment of 0 is none (1), as `ld` takes it.
+                let alignment = common_alignment(file, symbol.index()).max(1);
+                if !smf_core::module::alignment_ok(alignment) {
+                    let symbol = String::from_utf8_lossy(name).into_owned();
+                    misaligned.push((f, PackError::CommonAlignment { symbol, align: alignment }));
+                    continue;
+                }
                 let extent = extents.entry(name).or_insert((0, 1));
                 extent.0 = extent.0.max(symbol.size());
-                extent.1 = extent.1.max(common_alignment(file, symbol.index()));
+                extent.1 = extent.1.max(alignment);
             }
+        }
+        for (f, error) in misaligned {
+            self.problem(f, error);
         }
         for (at, name) in commons {
             if !self.dialect.has_symbol_extension() {
                 self.problem(at.0, PackError::Common { symbol: String::from_utf8_lossy(&name).into_owned() });
                 continue;
             }
+            // Each a power of two up to the most a module gives (the others refused above).
             let (size, alignment) = extents.get(name.as_slice()).copied().unwrap_or((0, 1));
-            // An alignment is a power of two: a common symbol's value that is not one is
-            // taken as the next.
-            let alignment = alignment.checked_next_power_of_two().unwrap_or(MOST_MERGED_ALIGNMENT);
             let (section, base) = self.append_data(SectionType::Bss, &[], alignment, size.max(1));
             let spec = smf_core::write::SymbolSpec::data(&name, section, base, size);
             let index = self.builder.add_symbol(spec.with_binding(smf_core::Binding::Global));

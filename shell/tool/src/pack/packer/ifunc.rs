@@ -18,12 +18,13 @@
 //! leaves them empty (a call jumps to address 0), and in a batch of modules a constructor of
 //! one runs before the resolvers of the modules after it.
 
-use object::{ObjectSymbol, SectionIndex, SymbolIndex};
+use object::{ObjectSection, ObjectSymbol, SectionIndex, SymbolIndex};
 use smf_core::kinds::SectionFlags;
 use smf_core::write::{SectionSpec, SymbolSpec};
 use smf_core::{Binding, RelocKind, SectionType};
 
 use super::Packer;
+use crate::pack::carried::Carried;
 use crate::pack::PackError;
 
 /// A stub: `jmp [rip + disp32]` (the displacement at [`STUB_JUMP`]), padded to 8 bytes.
@@ -65,17 +66,31 @@ impl<'d, 'f> Packer<'d, 'f> {
         for (f, file) in self.files.iter().enumerate() {
             for symbol in object::Object::symbols(file).filter(is_indirect) {
                 let Some(section) = symbol.section_index() else { continue };
-                if !self.placed.contains_key(&(f, section)) {
-                    continue;
-                }
-                let binding = super::symbols::binding_of(&symbol);
+                let Some(carried) = self.placed.get(&(f, section)) else { continue };
                 let name = symbol.name_bytes().unwrap_or_default().to_vec();
+                let binding = super::symbols::binding_of(&symbol);
                 // A weak one another object's definition overrides is not the module's.
                 let overridden = self.definitions.get(&name).is_some_and(|d| d.at != (f, symbol.index()));
                 if binding != Binding::Local && overridden {
                     continue;
                 }
-                let (value, size) = (symbol.address(), symbol.size());
+                if !matches!(carried, Carried::Code { data: false, .. }) {
+                    let symbol = String::from_utf8_lossy(&name).into_owned();
+                    let section = object::Object::section_by_index(file, section)
+                        .and_then(|s| s.name().map(str::to_owned))
+                        .unwrap_or_else(|_| "?".to_owned());
+                    self.problem(f, PackError::IndirectFunctionNotInCode { symbol, section });
+                    continue;
+                }
+                // One that starts past its section is the symbols' problem to report.
+                let value = symbol.address();
+                let section_size = object::Object::section_by_index(file, section).map_or(0, |s| s.size());
+                if value > section_size {
+                    continue;
+                }
+                let Some(size) = self.size_within_section(f, section, &name, (value, symbol.size())) else {
+                    continue;
+                };
                 found.push(IndirectFunction { at: (f, symbol.index()), name, binding, section, value, size });
             }
         }
