@@ -357,7 +357,7 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
 /// `--require-defined=`) packs the archive member defining it, as ld counts it a reference; the
 /// driver's own link options (-pthread, -rdynamic, -no-pie, ...) and compile options (CFLAGS:
 /// -O2 -g -Wall -fPIC -D...) are taken and ignored with a note; `-lgcc` is found where the
-/// compiler keeps it, as its driver tells ld.
+/// compiler keeps it, as its driver tells ld; a response file (`@FILE`) is read in place.
 #[test]
 fn pack_takes_a_compiler_driver_s_link_line() {
     let dir = scratch("driver-line");
@@ -384,6 +384,11 @@ fn pack_takes_a_compiler_driver_s_link_line() {
         let (status, notes) = pack(&[&[app, library][..], reference].concat());
         assert_eq!((status, has_hook()), (Some(0), true), "{reference:?}: {notes}");
     }
+    // A response file (Ninja's and CMake's long link lines), quoted as a driver reads it.
+    let response = dir.join("link.rsp");
+    std::fs::write(&response, format!("'{app}'\n\"{library}\" -u hook\n")).unwrap();
+    let (status, notes) = pack(&[&format!("@{}", response.display())]);
+    assert_eq!((status, has_hook()), (Some(0), true), "@FILE: {notes}");
     let (status, notes) =
         pack(&[app, "-O2", "-g", "-Wall", "-fPIC", "-DNDEBUG", "-pthread", "-rdynamic", "-no-pie", "-lgcc"]);
     assert_eq!(status, Some(0), "{notes}");
@@ -398,7 +403,7 @@ fn pack_takes_a_compiler_driver_s_link_line() {
 
 /// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as
 /// both `.a` and `.so` is packed from its archive only under -Bstatic (or the driver's -static,
-/// for every -l).
+/// for every -l). A shared library named by its path is one as -l finds it.
 #[test]
 fn pack_reads_bstatic_and_bdynamic_in_order() {
     let dir = scratch("bstatic");
@@ -434,4 +439,6 @@ fn pack_reads_bstatic_and_bdynamic_in_order() {
     assert!(pack(&["-Bstatic", "-ltwice", "-Bdynamic"]), "ld's own spelling");
     assert!(!pack(&["-Wl,-Bstatic,-Bdynamic", "-ltwice"]), "-Bdynamic after -Bstatic: shared again");
     assert!(pack(&["-static", "-ltwice"]), "the driver's -static: every -l");
+    let shared = dir.join("libtwice.so");
+    assert!(!pack(&[shared.to_str().unwrap()]), "named by its path, as CMake names it: an import");
 }

@@ -105,12 +105,14 @@ pub(crate) enum Command {
 /// The command line, with `pack`'s single-dash long options as ld spells them (`-shared`,
 /// `-static`, `-Bshareable`) given as clap reads them, and ld's positional options
 /// (`-Bstatic`, `-Bdynamic`, `--whole-archive`, `--no-whole-archive`) as the `-Wl` lists that
-/// carry them, read in order among the others. Nothing after `--` is rewritten.
+/// carry them, read in order among the others; response files (`@FILE`) read in place first.
+/// Nothing after `--` is rewritten.
 fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let args: Vec<std::ffi::OsString> = args.collect();
     if args.get(1).is_none_or(|command| command != "pack") {
         return args;
     }
+    let args = crate::response_files::expanded(args);
     let end = args.iter().position(|arg| arg == "--").unwrap_or(args.len());
     let spelled = |(i, arg): (usize, std::ffi::OsString)| match arg.to_str() {
         _ if i < 2 || i >= end => arg,

@@ -226,6 +226,10 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     let mut asked_compiler = false;
     for item in pending {
         match item {
+            // A shared library named by path (as CMake's link lines name them), as -l takes one.
+            Pending::File(path, _) if is_shared_library(&path) => {
+                linked.notes.push(shared_note(None, &path));
+            }
             Pending::File(path, whole_archive) => linked.inputs.push(LinkedInput { path, whole_archive }),
             Pending::Library(name, whole_archive, static_only) => {
                 match find(&name, &dirs, static_only || (static_libstdcxx && name == "stdc++")).or_else(
@@ -241,7 +245,9 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                     },
                 ) {
                     Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
-                    Some(Found::Shared(path)) => linked.notes.push(shared_note(&name, &path)),
+                    Some(Found::Shared(path)) => {
+                        linked.notes.push(shared_note(Some(&name), &path));
+                    }
                     None => {
                         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
                         return Err(format!("cannot find -l{name} (searched {})", searched.join(", ")));
@@ -251,8 +257,7 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
         }
     }
     if linked.inputs.is_empty() {
-        return Err("no input files: give objects or archives (a -l that finds a shared library adds none)"
-            .to_owned());
+        return Err("no input files: give objects or archives (a shared library adds none)".to_owned());
     }
     Ok(linked)
 }
@@ -327,20 +332,36 @@ fn find(name: &str, dirs: &[PathBuf], static_only: bool) -> Option<Found> {
     None
 }
 
-/// What happens to a shared library's functions: imports, resolved at load.
-fn shared_note(name: &str, path: &Path) -> String {
-    let how = if matches!(name, "c" | "m") {
-        "smf run, the C ABI and the cache link the C library and libm by default".to_owned()
-    } else {
-        format!(
+/// What happens to a shared library's functions: imports, resolved at load. `name` is the NAME
+/// of the `-lNAME` that found it (`None`: named by its path).
+fn shared_note(name: Option<&str>, path: &Path) -> String {
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let default =
+        matches!(name, Some("c" | "m")) || file.starts_with("libc.so") || file.starts_with("libm.so");
+    let how = match name {
+        _ if default => "smf run, the C ABI and the cache link the C library and libm by default".to_owned(),
+        Some(name) => format!(
             "give the process the library: link the host with -l{name}, or smf run --native {}",
             path.display()
-        )
+        ),
+        None => format!(
+            "give the process the library: link the host with it, or smf run --native {}",
+            path.display()
+        ),
     };
+    let given = name.map(|name| format!("-l{name}: ")).unwrap_or_default();
     format!(
-        "-l{name}: {} is a shared library; its functions stay imports, resolved at load ({how})",
+        "{given}{} is a shared library; its functions stay imports, resolved at load ({how})",
         path.display()
     )
+}
+
+/// Whether the file at `path` is an ELF shared library (`ET_DYN`, little-endian: x86-64's).
+fn is_shared_library(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 18];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut header));
+    read.is_ok() && header.starts_with(b"\x7fELF") && header[5] == 1 && header[16..18] == [3, 0]
 }
 
 #[cfg(test)]

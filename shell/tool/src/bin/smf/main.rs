@@ -25,6 +25,7 @@ mod names;
 mod pack;
 mod payload;
 mod prefetch;
+mod response_files;
 mod run;
 mod symbol_sections;
 mod symbols;
