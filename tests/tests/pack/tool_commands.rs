@@ -104,7 +104,8 @@ fn pack_notes_say_what_matters() {
 /// A module function that crashes makes `smf run` print one line (the module, the symbol, the
 /// signal and what it means, the faulting address, the function and offset of the faulting
 /// instruction) and exit 1, not die of a bare signal: an invalid access, an illegal
-/// instruction, a division by zero, a stack overflow.
+/// instruction, a division by zero, a stack overflow (said so); a signal a process sent is
+/// told from a fault.
 #[test]
 fn a_crash_in_a_module_function_is_reported_in_one_line() {
     let dir = scratch("crash");
@@ -115,7 +116,8 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
          .globl null_read\n.type null_read,@function\nnull_read: mov (0), %rax\n ret\n\
          .globl bad_op\n.type bad_op,@function\nbad_op: ud2\n\
          .globl divide\n.type divide,@function\ndivide: xor %ecx,%ecx\n mov %rdi,%rax\n cqo\n idiv %rcx\n ret\n\
-         .globl deep\n.type deep,@function\ndeep: sub $4096,%rsp\n movq $0,(%rsp)\n call deep\n add $4096,%rsp\n ret\n",
+         .globl deep\n.type deep,@function\ndeep: sub $4096,%rsp\n movq $0,(%rsp)\n call deep\n add $4096,%rsp\n ret\n\
+         .globl sent\n.type sent,@function\nsent: mov $11,%edi\n jmp raise@PLT\n",
     )
     .unwrap();
     let object = dir.join("crash.o");
@@ -126,7 +128,11 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
         ("null_read", "SIGSEGV (invalid memory access)", Some("at address 0x0 in null_read+0x0 (crash.smf)")),
         ("bad_op", "SIGILL (illegal instruction)", None),
         ("divide", "SIGFPE (arithmetic error)", None),
-        ("deep", "SIGSEGV (invalid memory access)", None),
+        (
+            "deep",
+            "SIGSEGV (invalid memory access)",
+            Some(", at the stack pointer: a stack overflow in deep+0x"),
+        ),
     ] {
         let out = Command::new(smf_binary()).arg("run").arg(&module).arg(function).arg("1").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -141,6 +147,14 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
             assert!(stderr.contains(address), "{stderr}");
         }
     }
+
+    // A signal a process sent (raise, kill) is said so, with no faulting address.
+    let out = Command::new(smf_binary()).arg("run").arg(&module).arg("sent").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = format!("smf: {}: `sent` was sent SIGSEGV by process ", module.display());
+    assert!(stderr.starts_with(&expected) && stderr.ends_with(" (raise or kill), not a fault\n"), "{stderr}");
+    assert!(!stderr.contains("at address"), "{stderr}");
 
     // A local function at the start of the code, called through its address: the assembler
     // refers to it as `.text+0`, so the module has a section symbol there too (no size). The

@@ -111,27 +111,35 @@ fn code_name(pc: usize) -> Option<(&'static str, usize, &'static str)> {
     })
 }
 
-/// The program counter when the signal arrived, from the handler's context.
+/// The program counter and the stack pointer when the signal arrived, from the handler's
+/// context.
 ///
 /// # Safety
 /// `context` is the `ucontext_t` the kernel handed an `SA_SIGINFO` handler, or null.
-unsafe fn program_counter(context: *mut libc::c_void) -> Option<usize> {
+unsafe fn registers(context: *mut libc::c_void) -> Option<(usize, usize)> {
     let context = context.cast::<libc::ucontext_t>();
     if context.is_null() {
         return None;
     }
     // SAFETY: a valid ucontext_t per the contract; the saved registers are plain integers.
     #[cfg(target_arch = "x86_64")]
-    let pc = unsafe { (*context).uc_mcontext.gregs[libc::REG_RIP as usize] } as u64;
+    let (pc, sp) = unsafe {
+        let registers = &(*context).uc_mcontext.gregs;
+        (registers[libc::REG_RIP as usize] as u64, registers[libc::REG_RSP as usize] as u64)
+    };
     // SAFETY: as above.
     #[cfg(target_arch = "aarch64")]
-    let pc = unsafe { (*context).uc_mcontext.pc };
+    let (pc, sp) = unsafe { ((*context).uc_mcontext.pc, (*context).uc_mcontext.sp) };
     // Elsewhere the saved registers are not read: no function is named.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     return None;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    usize::try_from(pc).ok()
+    Some((usize::try_from(pc).ok()?, usize::try_from(sp).ok()?))
 }
+
+/// How near the stack pointer a fault is taken for a stack overflow: the pages a function's
+/// frame may reach below it before touching them (compilers probe every page of larger ones).
+const STACK_OVERFLOW_REACH: usize = 64 << 10;
 
 /// A fixed buffer that formats without allocating.
 struct Line {
@@ -155,15 +163,34 @@ impl std::io::Write for Line {
 extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     let (name, meaning) =
         SIGNALS.iter().find(|(s, _, _)| *s == signal).map_or(("signal", "crash"), |&(_, n, m)| (n, m));
-    // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo_t; si_addr is the faulting
-    // address for the four signals handled here.
-    let address = if info.is_null() { 0 } else { (unsafe { (*info).si_addr() }) as usize };
+    // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo_t: si_code says who sent
+    // it (above 0: the kernel, for a fault, whose address si_addr holds; else a process,
+    // raise or kill, whose id si_pid holds).
+    let (sent_by, address) = match unsafe { info.as_ref() } {
+        None => (None, 0),
+        // SAFETY: as above, a signal a process sent.
+        Some(info) if info.si_code <= 0 => (Some(unsafe { info.si_pid() }), 0),
+        // SAFETY: as above, a fault.
+        Some(info) => (None, unsafe { info.si_addr() } as usize),
+    };
+    // SAFETY: the kernel's context for this SA_SIGINFO handler.
+    let registers = unsafe { registers(context) };
     let mut line = Line { bytes: [0; 1024], len: 0 };
     let caller = CONTEXT.get().map_or("smf: a module function", String::as_str);
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
-    let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
-    // SAFETY: the kernel's context for this SA_SIGINFO handler.
-    if let Some((function, offset, module)) = unsafe { program_counter(context) }.and_then(code_name) {
+    match sent_by {
+        Some(pid) => {
+            let _ = write!(line, "{caller} was sent {name} by process {pid} (raise or kill), not a fault");
+        }
+        None => {
+            let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
+            let at_stack = registers.is_some_and(|(_, sp)| sp.abs_diff(address) < STACK_OVERFLOW_REACH);
+            if signal == libc::SIGSEGV && at_stack {
+                let _ = write!(line, ", at the stack pointer: a stack overflow");
+            }
+        }
+    }
+    if let Some((function, offset, module)) = registers.and_then(|(pc, _)| code_name(pc)) {
         let _ = write!(line, " in {function}+{offset:#x} ({module})");
     }
     let _ = writeln!(line);
