@@ -371,7 +371,8 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
 /// `--require-defined=`) packs the archive member defining it, as ld counts it a reference; the
 /// driver's own link options (-pthread, -rdynamic, -no-pie, ...) and compile options (CFLAGS:
 /// -O2 -g -Wall -fPIC -D...) are taken and ignored with a note; `-lgcc` is found where the
-/// compiler keeps it, as its driver tells ld; a response file (`@FILE`) is read in place.
+/// compiler keeps it, as its driver tells ld; a response file (`@FILE`) is read in place; the
+/// driver's options that link a runtime library (`--coverage`: `-lgcov`) link it.
 #[test]
 fn pack_takes_a_compiler_driver_s_link_line() {
     let dir = scratch("driver-line");
@@ -413,6 +414,27 @@ fn pack_takes_a_compiler_driver_s_link_line() {
     assert!(notes.contains("ignored -pthread (the C library's threads need no library)"), "{notes}");
     assert!(notes.contains("ignored -rdynamic") && notes.contains("ignored -no-pie"), "{notes}");
     assert!(notes.contains("members of") && notes.contains("libgcc.a"), "the compiler's libgcc.a: {notes}");
+    // The driver's options that link a runtime library link it; -Xlinker is -Wl's one option;
+    // target options (-m...) are compile options.
+    let (status, notes) = pack(&[
+        app,
+        "--coverage",
+        "-mcmodel=large",
+        "-v",
+        "-Xlinker",
+        "--gc-sections",
+        "-Wl,--enable-new-dtags",
+    ]);
+    assert_eq!(status, Some(0), "{notes}");
+    assert!(notes.contains("--coverage: links -lgcov, as the compiler driver does"), "{notes}");
+    assert!(notes.contains("members of") && notes.contains("libgcov.a"), "the compiler's libgcov.a: {notes}");
+    assert!(notes.contains("ignored compile options -mcmodel=large"), "{notes}");
+    assert!(notes.contains("ignored linker option --gc-sections"), "{notes}");
+    // --push-state and --pop-state save and restore --whole-archive (and -Bstatic).
+    let (status, notes) = pack(&[app, "-Wl,--push-state,--whole-archive", library, "-Wl,--pop-state"]);
+    assert_eq!((status, has_hook()), (Some(0), true), "whole between them: {notes}");
+    let (status, notes) = pack(&[app, "-Wl,--push-state,--whole-archive,--pop-state", library]);
+    assert_eq!((status, has_hook()), (Some(0), false), "restored after them: {notes}");
 }
 
 /// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as

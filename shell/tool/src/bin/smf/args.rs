@@ -113,6 +113,21 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsS
         return args;
     }
     let args = crate::response_files::expanded(args);
+    // The driver's `-Xlinker OPTION`: one option for the linker, as -Wl,OPTION gives it.
+    let mut args = args.into_iter();
+    let mut joined = Vec::new();
+    while let Some(arg) = args.next() {
+        match args.as_slice().first() {
+            Some(value) if arg == "-Xlinker" && joined.len() >= 2 => {
+                let mut option = std::ffi::OsString::from("-Wl,");
+                option.push(value);
+                joined.push(option);
+                args.next();
+            }
+            _ => joined.push(arg),
+        }
+    }
+    let args = joined;
     let end = args.iter().position(|arg| arg == "--").unwrap_or(args.len());
     let spelled = |(i, arg): (usize, std::ffi::OsString)| match arg.to_str() {
         _ if i < 2 || i >= end => arg,

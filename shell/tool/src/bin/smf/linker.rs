@@ -29,11 +29,14 @@ const SYSTEM_DIRS: [&str; 8] = [
 
 /// Linker options with nothing to set in a module, taking a value (the next argument, or
 /// joined with `=` or, for one letter, directly).
-const IGNORED_WITH_VALUE: [&str; 6] = ["-soname", "-h", "-rpath", "-z", "--version-script", "--dynamic-list"];
+const IGNORED_WITH_VALUE: [&str; 8] =
+    ["-soname", "-h", "-rpath", "-z", "--version-script", "--dynamic-list", "--exclude-libs", "-m"];
 
 /// The same, taking no value: a name, or (ending in `*`) every option starting so. Archive
 /// groups among them: pack searches every archive as one group already.
-const IGNORED: [&str; 17] = [
+const IGNORED: [&str; 19] = [
+    "--enable-new-dtags",
+    "--disable-new-dtags",
     "--start-group",
     "--end-group",
     "-(",
@@ -130,6 +133,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     // -static-libstdc++: -lstdc++ takes the archive.
     let mut static_libstdcxx = false;
     let mut compile_options: Vec<&str> = Vec::new();
+    // --push-state's saved states.
+    let mut pushed = Vec::new();
     for item in in_order(args) {
         let list = match item {
             Item::Input(path) => {
@@ -156,6 +161,17 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             };
             match option {
                 "-static-libstdc++" => static_libstdcxx = true,
+                _ if driver::runtime_library(option).is_some() => {
+                    let library = driver::runtime_library(option).unwrap_or_default();
+                    linked.notes.push(format!("{option}: links -l{library}, as the compiler driver does"));
+                    pending.push(Pending::Library(library.to_owned(), whole, static_only));
+                }
+                // ld's state saved and restored: --whole-archive and -Bstatic.
+                "--push-state" => pushed.push((whole, static_only)),
+                "--pop-state" => {
+                    (whole, static_only) =
+                        pushed.pop().ok_or("-Wl,--pop-state: no --push-state before it")?;
+                }
                 "-static-pie" => static_only = true,
                 _ if driver::nothing_to_do(option).is_some() => {
                     let why = driver::nothing_to_do(option).unwrap_or_default();
