@@ -308,7 +308,7 @@ fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
     for needle in [
         format!("smf pack: {}: not an ELF object", name(&bad)),
         format!("smf pack: {}: .text+0x", name(&absolute)),
-        format!("smf pack: {}: 2 more absolute 32-bit addresses like the one above", name(&absolute)),
+        format!("smf pack: {}: 2 more absolute 32-bit addresses like the ones above", name(&absolute)),
         format!("smf pack: {}: section .tbss (counter): thread-local storage", name(&local)),
         "(in bump): R_X86_64_TLSGD reaches thread-local variable counter".to_owned(),
         format!("smf pack: {}: p0 is defined in both", name(&twice)),

@@ -439,7 +439,8 @@ fn pack_takes_a_compiler_driver_s_link_line() {
 
 /// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as
 /// both `.a` and `.so` is packed from its archive only under -Bstatic (or the driver's -static,
-/// for every -l). A shared library named by its path is one as -l finds it.
+/// for every -l). A shared library named by its path is one as -l finds it; the C library's
+/// archive is refused as one.
 #[test]
 fn pack_reads_bstatic_and_bdynamic_in_order() {
     let dir = scratch("bstatic");
@@ -477,4 +478,13 @@ fn pack_reads_bstatic_and_bdynamic_in_order() {
     assert!(pack(&["-static", "-ltwice"]), "the driver's -static: every -l");
     let shared = dir.join("libtwice.so");
     assert!(!pack(&[shared.to_str().unwrap()]), "named by its path, as CMake names it: an import");
+    // The C library's archive is named as what cannot be packed, not object by object.
+    let out =
+        Command::new(smf_binary()).arg("pack").arg(&app).args(["-static", "-lc", "-o"]).arg(&module).output();
+    let stderr = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();
+    assert!(!out.unwrap().status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is the C library's archive, which cannot be packed") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
 }

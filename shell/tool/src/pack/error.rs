@@ -275,14 +275,24 @@ impl fmt::Display for PackError {
                      global, or keep it in the host program and reach it through a function)"
                 )
             }
-            PackError::ThreadLocalAccess { at, variable, r_type } => write!(
-                f,
-                "{at}: {} reaches thread-local variable {variable}, which SMF cannot represent \
-                 (a module has no thread-local storage: keep its thread-local variables in the host \
-                 program and reach them through a function; a shared library's, as the inline code of \
-                 libstdc++'s std::call_once and std::async uses, cannot be reached from a module)",
-                relocation_name(elf::RelocationType(*r_type))
-            ),
+            PackError::ThreadLocalAccess { at, variable, r_type } => {
+                write!(
+                    f,
+                    "{at}: {} reaches thread-local variable {variable}, which SMF cannot represent \
+                     (a module has no thread-local storage: keep its thread-local variables in the host \
+                     program and reach them through a function",
+                    relocation_name(elf::RelocationType(*r_type))
+                )?;
+                // The C++ library's own (mangled names: `_ZSt11__once_call`).
+                if variable.starts_with("_ZSt") || variable.starts_with("_ZN9__gnu_cxx") {
+                    write!(
+                        f,
+                        "; a shared library's, as the inline code of libstdc++'s std::call_once and \
+                         std::async uses, cannot be reached from a module"
+                    )?;
+                }
+                write!(f, ")")
+            }
             PackError::PreinitArray { section } => write!(
                 f,
                 "section {section}: pre-initialization functions run before a program's libraries \

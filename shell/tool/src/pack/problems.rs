@@ -3,6 +3,7 @@
 //! ([`PackFailure::report`]) keeps every kind of problem and, past a few, counts the repeats of
 //! one kind in one object (an object compiled without `-fPIC` has one per address it takes).
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::elf::relocation_name;
@@ -41,26 +42,38 @@ impl PackFailure {
     }
 
     /// The report's lines: each problem, except that past [`LISTED_PER_KIND`] problems of one
-    /// kind in one object (the same relocation type refused, say) the rest are one line that
-    /// counts them; with `all`, every problem.
+    /// kind in one object (the same relocation type refused, say; wherever they are among the
+    /// object's others) the rest are one line that counts them, after the last of them; with
+    /// `all`, every problem.
     pub fn report(&self, all: bool) -> Vec<String> {
         let mut lines = Vec::with_capacity(self.problems.len().min(64));
-        let mut i = 0;
-        while i < self.problems.len() {
-            let problem = &self.problems[i];
-            let kind = problem.error.kind();
-            let run = self.problems[i..]
-                .iter()
-                .take_while(|p| kind.is_some() && p.object == problem.object && p.error.kind() == kind)
-                .count()
-                .max(1);
-            let listed = if all { run } else { run.min(LISTED_PER_KIND) };
-            lines.extend(self.problems[i..i + listed].iter().map(Problem::to_string));
-            if listed < run {
-                let what = kind.map_or("problems", |(what, _)| what);
-                lines.push(format!("{}: {} more {what} like the one above", problem.object, run - listed));
+        // The problems come object by object (`pack` sorts them so).
+        for group in self.problems.chunk_by(|a, b| a.object == b.object) {
+            // Each kind's count and last place in the object's problems.
+            let mut kinds: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
+            for (i, problem) in group.iter().enumerate() {
+                if let Some(kind) = problem.error.kind() {
+                    let entry = kinds.entry(kind).or_insert((0, i));
+                    *entry = (entry.0 + 1, i);
+                }
             }
-            i += run;
+            let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+            for (i, problem) in group.iter().enumerate() {
+                let Some(kind) = problem.error.kind().filter(|_| !all) else {
+                    lines.push(problem.to_string());
+                    continue;
+                };
+                let seen = seen.entry(kind).or_insert(0);
+                *seen += 1;
+                if *seen <= LISTED_PER_KIND {
+                    lines.push(problem.to_string());
+                }
+                let (count, last) = kinds[&kind];
+                if i == last && count > LISTED_PER_KIND {
+                    let more = count - LISTED_PER_KIND;
+                    lines.push(format!("{}: {more} more {} like the ones above", problem.object, kind.0));
+                }
+            }
         }
         lines
     }
@@ -95,7 +108,8 @@ impl PackError {
         let name = |r_type: u32| relocation_name(object::elf::RelocationType(r_type));
         Some(match self {
             PackError::Absolute32 { r_type, .. } => ("absolute 32-bit addresses", name(*r_type)),
-            PackError::ThreadLocalAccess { r_type, .. } => ("thread-local accesses", name(*r_type)),
+            // Of every type: one object's are one kind (GOTTPOFF and TPOFF32 alike).
+            PackError::ThreadLocalAccess { .. } => ("thread-local accesses", ""),
             PackError::ThreadLocal { .. } => ("thread-local sections", ""),
             PackError::UnsupportedRelocation { r_type, .. } => ("relocations of this type", name(*r_type)),
             PackError::DataRelocationKind { kind, .. } => ("relocations in data of this kind", kind.name()),
@@ -130,10 +144,41 @@ mod tests {
             lines[0].starts_with("a.o: .text+0x0 (in f): R_X86_64_32 puts the address of v"),
             "{lines:#?}"
         );
-        assert_eq!(lines[LISTED_PER_KIND], "a.o: 7 more absolute 32-bit addresses like the one above");
+        assert_eq!(lines[LISTED_PER_KIND], "a.o: 7 more absolute 32-bit addresses like the ones above");
         assert!(lines[LISTED_PER_KIND + 1].contains("a common symbol"), "{lines:#?}");
         assert!(lines[LISTED_PER_KIND + 2].starts_with("b.o: .text+0x0"), "{lines:#?}");
         assert_eq!(failure.report(true).len(), 13, "all: every problem");
         assert_eq!(failure.to_string().lines().count(), lines.len());
+        // Kinds interleaved in one object are counted each, after its last.
+        let common = |symbol: &str| Problem {
+            object: "c.o".into(),
+            error: PackError::Common { symbol: symbol.into() },
+        };
+        let tls = |offset: u64, r_type: u32| {
+            let at = Site { section: ".text".into(), offset, symbol: None };
+            Problem {
+                object: "c.o".into(),
+                error: PackError::ThreadLocalAccess { at, variable: "v".into(), r_type },
+            }
+        };
+        let mut problems = Vec::new();
+        for i in 0..6 {
+            problems.push(absolute("c.o", i));
+            // GOTTPOFF (22) and TPOFF32 (23) alternating: one kind.
+            problems.push(tls(i, 22 + (i % 2) as u32));
+        }
+        problems.push(common("c"));
+        let lines = PackFailure { problems }.report(false);
+        assert_eq!(lines.len(), 3 + 3 + 2 + 1, "{lines:#?}");
+        assert_eq!(
+            lines[lines.len() - 3],
+            "c.o: 3 more absolute 32-bit addresses like the ones above",
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[lines.len() - 2],
+            "c.o: 3 more thread-local accesses like the ones above",
+            "{lines:#?}"
+        );
     }
 }

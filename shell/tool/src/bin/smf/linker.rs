@@ -260,6 +260,16 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                         find(&name, &dirs, static_only || (static_libstdcxx && name == "stdc++"))
                     },
                 ) {
+                    // The C library's archive (-static with -lc, as a driver's -static line
+                    // gives it): every object of it is thread-local storage or start-up code.
+                    Some(Found::Archive(path)) if name == "c" => {
+                        return Err(format!(
+                            "-lc: {} is the C library's archive, which cannot be packed (its thread-local \
+                             storage and start-up belong to the process): drop -lc, or -static; a module \
+                             uses the process's C library",
+                            path.display()
+                        ));
+                    }
                     Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
                     Some(Found::Shared(path)) => {
                         linked.notes.push(shared_note(Some(&name), &path));
