@@ -6,7 +6,7 @@ use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
 use smf_core::module::RelocatedImage;
 use smf_core::{Dialect, SectionType};
 
-use crate::{allocator, call, check_source, compile, pack, says, scratch, Call, ALL, WITH_DATA};
+use crate::{allocator, call, check_source, compile, native, pack, says, scratch, Call, ALL, WITH_DATA};
 
 #[test]
 fn recursion_matches_native() {
@@ -165,6 +165,30 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     assert!(says(&notes, "packed .rodata.str1.1 into the code image"), "{notes:?}");
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     assert_eq!(call(&module, "constant", &[2]), 30 + i64::from(b'e'));
+}
+
+/// glibc's `pthread_atfork` and `at_quick_exit` (in `libc_nonshared.a`, linked into every
+/// library, which the shared C library lacks) register under the module's own handle: its
+/// fork handlers run as a native program's, and go when the module is released (a second
+/// module of the same code counts its own once, where the first's left behind would run from
+/// freed code).
+#[test]
+fn fork_and_quick_exit_handlers_register_under_the_module() {
+    let calls: &[Call] = &[("fork_handlers", &[]), ("quick_exit_registered", &[])];
+    let dir = scratch("registering");
+    let expected = native(&dir, &["registering.c"], calls);
+    assert_eq!(expected, [111, 0], "native");
+    let (bytes, notes) = pack(&dir, "registering.c", Dialect::S128, &["-fPIC"]).unwrap();
+    let added = |text: &str| notes.iter().any(|note| note.routine && note.text.contains(text));
+    assert!(added("added pthread_atfork: __register_atfork"), "{notes:?}");
+    assert!(added("added at_quick_exit: __cxa_at_quick_exit"), "{notes:?}");
+    for _ in 0..2 {
+        let module =
+            LoadedModule::load(allocator(), &bytes, &smf::imports::CLibrary, &LoadOptions::default())
+                .unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected);
+    }
 }
 
 /// GNU indirect functions (`__attribute__((ifunc))`): calls, the address in a table of

@@ -184,24 +184,60 @@ pub(super) const FINALIZER_JUMP: u64 = 8;
 /// The name of the handle C++ code registers its cleanups under.
 pub(super) const DSO_HANDLE: &[u8] = b"__dso_handle";
 
-/// `atexit` for the module's code, after the finalizer at [`ATEXIT_AT`]: what glibc links into
-/// every program and library from `libc_nonshared.a` (its shared C library has no `atexit`),
-/// `__cxa_atexit(function, NULL, __dso_handle)`, so that a module's exit handlers run when it
-/// is released, as a shared library's run at `dlclose`, not at the process's exit after its
-/// code is gone.
-///
-/// `lea rdx, [rip - 23]` (the finalizer's address, the module's `__dso_handle`); `xor esi,
-/// esi`; `jmp __cxa_atexit` (displacement at [`ATEXIT_JUMP`]).
-pub(super) const ATEXIT: [u8; 14] = [0x48, 0x8D, 0x15, 0xE9, 0xFF, 0xFF, 0xFF, 0x31, 0xF6, 0xE9, 0, 0, 0, 0];
+/// A function glibc links into every program and library from `libc_nonshared.a` (its shared
+/// C library has none of them), which registers a handler under the caller's `__dso_handle`:
+/// the module gets its own, after the finalizer, so that its handlers go when it is released
+/// (`__cxa_finalize` runs its exit handlers and forgets its quick-exit and fork handlers), as a
+/// shared library's go at `dlclose`, and never run at the process's exit or fork after its code
+/// is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Registering {
+    /// Its name, which the module's references are linked to.
+    pub(super) name: &'static [u8],
+    /// The C library's function it calls with the same arguments and the handle.
+    pub(super) calls: &'static [u8],
+    /// The register the handle goes in (its ModRM byte for `lea REG, [rip + disp32]`), the
+    /// argument after the caller's.
+    pub(super) handle_modrm: u8,
+    /// Whether `esi`, an argument between the caller's and the handle, is cleared first.
+    pub(super) clears_esi: bool,
+}
 
-/// Where [`ATEXIT`] starts after the finalizer.
-pub(super) const ATEXIT_AT: usize = 16;
+/// `atexit(f)`: `__cxa_atexit(f, NULL, __dso_handle)`; `at_quick_exit(f)`:
+/// `__cxa_at_quick_exit(f, __dso_handle)`; `pthread_atfork(prepare, parent, child)`:
+/// `__register_atfork(prepare, parent, child, __dso_handle)`.
+pub(super) const REGISTERING: [Registering; 3] = [
+    Registering { name: b"atexit", calls: b"__cxa_atexit", handle_modrm: 0x15, clears_esi: true },
+    Registering {
+        name: b"at_quick_exit",
+        calls: b"__cxa_at_quick_exit",
+        handle_modrm: 0x35,
+        clears_esi: false,
+    },
+    Registering {
+        name: b"pthread_atfork",
+        calls: b"__register_atfork",
+        handle_modrm: 0x0D,
+        clears_esi: false,
+    },
+];
 
-/// Where [`ATEXIT`]'s jump displacement is, from the finalizer's start.
-pub(super) const ATEXIT_JUMP: u64 = ATEXIT_AT as u64 + 10;
-
-/// The name [`ATEXIT`] is linked to.
-pub(super) const ATEXIT_NAME: &[u8] = b"atexit";
+impl Registering {
+    /// Its code at `at` bytes after the finalizer (the module's `__dso_handle`): `lea REG,
+    /// [rip - (at + 7)]`, perhaps `xor esi, esi`, then `jmp` to [`Registering::calls`], whose
+    /// displacement is at the offset returned (the code's last four bytes).
+    pub(super) fn code(&self, at: usize) -> (Vec<u8>, usize) {
+        let back = -i32::try_from(at + 7).expect("own code is small");
+        let mut code = vec![0x48, 0x8D, self.handle_modrm];
+        code.extend_from_slice(&back.to_le_bytes());
+        if self.clears_esi {
+            code.extend_from_slice(&[0x31, 0xF6]);
+        }
+        code.extend_from_slice(&[0xE9, 0, 0, 0, 0]);
+        let jump = code.len() - 4;
+        (code, jump)
+    }
+}
 
 /// Whether any of `files` refers to `name` without defining it.
 fn refers_to(files: &[object::File<'_>], name: &[u8]) -> bool {
@@ -211,20 +247,22 @@ fn refers_to(files: &[object::File<'_>], name: &[u8]) -> bool {
         .any(|file| file.symbols().any(|s| s.is_undefined() && s.name_bytes().is_ok_and(|n| n == name)))
 }
 
-/// Whether any of `files` calls `atexit` and none defines it: the module gets [`ATEXIT`].
-pub(super) fn needs_atexit(files: &[object::File<'_>]) -> bool {
+/// The [`REGISTERING`] functions `files` call and none defines: the module gets its own.
+pub(super) fn registering_needed(files: &[object::File<'_>]) -> Vec<Registering> {
     use object::{Object, ObjectSymbol};
-    let defined = files.iter().any(|file| {
-        file.symbols()
-            .any(|s| !s.is_undefined() && s.is_global() && s.name_bytes().is_ok_and(|n| n == ATEXIT_NAME))
-    });
-    !defined && refers_to(files, ATEXIT_NAME)
+    let defined = |name: &[u8]| {
+        files.iter().any(|file| {
+            file.symbols()
+                .any(|s| !s.is_undefined() && s.is_global() && s.name_bytes().is_ok_and(|n| n == name))
+        })
+    };
+    REGISTERING.iter().filter(|r| !defined(r.name) && refers_to(files, r.name)).copied().collect()
 }
 
-/// Whether any of `files` refers to `__dso_handle` without defining it, or calls `atexit`
-/// (which registers under it): the module gets a finalizer.
+/// Whether any of `files` refers to `__dso_handle` without defining it, or calls one of the
+/// [`REGISTERING`] functions (which register under it): the module gets a finalizer.
 pub(super) fn needs_finalizer(files: &[object::File<'_>]) -> bool {
-    refers_to(files, DSO_HANDLE) || needs_atexit(files)
+    refers_to(files, DSO_HANDLE) || !registering_needed(files).is_empty()
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@
 //! - Constructors and destructors (`.init_array*`, `.fini_array*`, `.ctors*`, `.dtors*`) of
 //!   every object merge into the module's two call arrays in `ld`'s order (`call_arrays.rs`);
 //!   code that refers to `__dso_handle` (C++ objects with destructors) gets crtbegin's
-//!   finalizer, `__cxa_finalize(__dso_handle)` at release, and code that calls `atexit` gets
-//!   `libc_nonshared.a`'s, registering under it (`__cxa_atexit`): handlers run at release.
+//!   finalizer, `__cxa_finalize(__dso_handle)` at release, and code that calls `atexit`,
+//!   `at_quick_exit` or `pthread_atfork` gets `libc_nonshared.a`'s, registering under it
+//!   (`__cxa_atexit`, `__cxa_at_quick_exit`, `__register_atfork`): its handlers go at release.
 //! - GNU indirect functions (`STT_GNU_IFUNC`: `ifunc`, `target_clones`) become a stub that
 //!   jumps through a writable slot, and a constructor run before the module's others fills each
 //!   slot with what the resolver returns, as `ld`'s PLT entry and `R_X86_64_IRELATIVE` do

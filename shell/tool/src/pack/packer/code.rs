@@ -92,14 +92,19 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// The module's finalizer ([`call_arrays::FINALIZER`]) after the code, `__dso_handle`
-    /// naming it, and the first entry of destructor array `array` pointing at it; with
-    /// `atexit`, the module's own [`call_arrays::ATEXIT`] after it.
-    pub(super) fn add_finalizer(&mut self, array: u32, atexit: bool) {
+    /// naming it, and the first entry of destructor array `array` pointing at it; after it, the
+    /// module's own `registering` functions (`atexit`, ...: [`call_arrays::Registering`]), each
+    /// at a multiple of 16.
+    pub(super) fn add_finalizer(&mut self, array: u32, registering: &[call_arrays::Registering]) {
         let mut code = call_arrays::FINALIZER.to_vec();
         let finalizer_size = code.len() as u64;
-        if atexit {
-            code.resize(call_arrays::ATEXIT_AT, 0xCC);
-            code.extend_from_slice(&call_arrays::ATEXIT);
+        let mut shims = Vec::with_capacity(registering.len());
+        for function in registering {
+            code.resize(code.len().div_ceil(16) * 16, 0xCC);
+            let at = code.len();
+            let (shim, jump) = function.code(at);
+            code.extend_from_slice(&shim);
+            shims.push((function, at as u64, shim.len() as u64, (at + jump) as u64));
         }
         let (section, offset) = self.append_own_code(b".smf.finalize", code);
         let handle = SymbolSpec::function(call_arrays::DSO_HANDLE, offset, finalizer_size)
@@ -107,16 +112,18 @@ impl<'d, 'f> Packer<'d, 'f> {
         let handle = self.builder.add_symbol(handle);
         let finalize = self.builder.add_symbol(SymbolSpec::import(b"__cxa_finalize"));
         self.builder.add_relocation(offset + call_arrays::FINALIZER_JUMP, finalize, RelocKind::Plt32, -4);
-        if atexit {
-            let at = offset + call_arrays::ATEXIT_AT as u64;
-            let own = SymbolSpec::function(call_arrays::ATEXIT_NAME, at, call_arrays::ATEXIT.len() as u64);
-            self.atexit = Some(self.builder.add_symbol(own.with_binding(Binding::Local)));
-            let register = self.builder.add_symbol(SymbolSpec::import(b"__cxa_atexit"));
-            self.builder.add_relocation(offset + call_arrays::ATEXIT_JUMP, register, RelocKind::Plt32, -4);
+        for (function, at, size, jump) in shims {
+            let own = SymbolSpec::function(function.name, offset + at, size).with_binding(Binding::Local);
+            let own = self.builder.add_symbol(own);
+            self.registering.push((function.name, own));
+            let called = self.builder.add_symbol(SymbolSpec::import(function.calls));
+            self.builder.add_relocation(offset + jump, called, RelocKind::Plt32, -4);
+            let (name, calls) =
+                (String::from_utf8_lossy(function.name), String::from_utf8_lossy(function.calls));
             self.note(
                 0,
                 true,
-                "added atexit: __cxa_atexit(function, NULL, __dso_handle), run at release".to_owned(),
+                format!("added {name}: {calls}(..., __dso_handle), its handlers gone at release"),
             );
         }
         self.builder.add_data_relocation(array, 0, handle, RelocKind::Abs64, 0);

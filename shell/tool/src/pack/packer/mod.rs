@@ -183,7 +183,7 @@ fn pack_objects(
         packer.add_indirect_functions(&indirect, array);
     }
     if let Some(array) = merged.finalizer_entry {
-        packer.add_finalizer(array, call_arrays::needs_atexit(&files));
+        packer.add_finalizer(array, &call_arrays::registering_needed(&files));
     }
     packer.allocate_commons();
     for f in 0..files.len() {
@@ -248,8 +248,9 @@ struct Packer<'d, 'f> {
     /// The sections refused as they are (each a problem already): relocations into them are
     /// not problems of their own.
     refused: HashSet<(usize, String)>,
-    /// The module's own `atexit` (after its finalizer), when its code calls `atexit`.
-    atexit: Option<u32>,
+    /// The module's own `atexit`, `at_quick_exit`, `pthread_atfork` (after its finalizer), those
+    /// its code calls: each name and its symbol.
+    registering: Vec<(&'static [u8], u32)>,
     /// The SMF symbol of each ELF symbol carried over (or resolved to another object's).
     symbols: HashMap<(usize, SymbolIndex), u32>,
     /// The local SMF symbol standing for a section that relocations name.
@@ -314,7 +315,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             keep_unwind,
             dso_handle: None,
             refused: HashSet::new(),
-            atexit: None,
+            registering: Vec::new(),
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
             definitions: HashMap::new(),

@@ -89,10 +89,10 @@ impl<'d, 'f> Packer<'d, 'f> {
                 self.symbols.insert((f, symbol.index()), handle);
                 continue;
             }
-            if let Some(atexit) =
-                self.atexit.filter(|_| symbol.is_undefined() && name == call_arrays::ATEXIT_NAME)
+            if let Some(&(_, own)) =
+                self.registering.iter().find(|(own, _)| symbol.is_undefined() && name == *own)
             {
-                self.symbols.insert((f, symbol.index()), atexit);
+                self.symbols.insert((f, symbol.index()), own);
                 continue;
             }
             let spec = match symbol.section() {
