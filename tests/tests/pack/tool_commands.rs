@@ -440,7 +440,8 @@ fn pack_takes_a_compiler_driver_s_link_line() {
 /// -Bstatic and -Bdynamic apply to the -l options after them, as in ld: a library found as
 /// both `.a` and `.so` is packed from its archive only under -Bstatic (or the driver's -static,
 /// for every -l). A shared library named by its path is one as -l finds it; the C library's
-/// archive is refused as one.
+/// archive is refused as one; -z defs and --no-undefined check the imports against the shared
+/// libraries.
 #[test]
 fn pack_reads_bstatic_and_bdynamic_in_order() {
     let dir = scratch("bstatic");
@@ -478,6 +479,18 @@ fn pack_reads_bstatic_and_bdynamic_in_order() {
     assert!(pack(&["-static", "-ltwice"]), "the driver's -static: every -l");
     let shared = dir.join("libtwice.so");
     assert!(!pack(&[shared.to_str().unwrap()]), "named by its path, as CMake names it: an import");
+    // -z defs and --no-undefined: every import defined by a shared library of the link line
+    // (or the C library's), as ld checks it.
+    assert!(!pack(&["-ltwice", "-Wl,-z,defs", "-lc"]), "defined by libtwice.so: an import");
+    for check in ["-Wl,--no-undefined", "-Wl,-z,defs"] {
+        let out = Command::new(smf_binary()).arg("pack").arg(&app).args([check, "-o"]).arg(&module).output();
+        let stderr = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();
+        assert!(!out.unwrap().status.success(), "{check}: {stderr}");
+        assert!(
+            stderr.contains("undefined references (-z defs, --no-undefined): `twice`;"),
+            "{check}: {stderr}"
+        );
+    }
     // The C library's archive is named as what cannot be packed, not object by object.
     let out =
         Command::new(smf_binary()).arg("pack").arg(&app).args(["-static", "-lc", "-o"]).arg(&module).output();

@@ -34,7 +34,7 @@ const IGNORED_WITH_VALUE: [&str; 8] =
 
 /// The same, taking no value: a name, or (ending in `*`) every option starting so. Archive
 /// groups among them: pack searches every archive as one group already.
-const IGNORED: [&str; 19] = [
+const IGNORED: [&str; 18] = [
     "--enable-new-dtags",
     "--disable-new-dtags",
     "--start-group",
@@ -46,7 +46,6 @@ const IGNORED: [&str; 19] = [
     "--gc-sections",
     "--no-gc-sections",
     "--eh-frame-hdr",
-    "--no-undefined",
     "--export-dynamic",
     "-E",
     "-O*",
@@ -80,6 +79,11 @@ pub(crate) struct Linked {
     pub(crate) undefined: Vec<String>,
     /// What was taken or ignored, for the reader.
     pub(crate) notes: Vec<String>,
+    /// The shared libraries `-l` found or the command line named, whose functions stay imports.
+    pub(crate) shared: Vec<PathBuf>,
+    /// `-z defs` or `--no-undefined`: every import must be one of theirs or the C library's
+    /// (`defs.rs`).
+    pub(crate) no_undefined: bool,
 }
 
 /// An input, a library, a `-Wl` list or `-e` of the command line.
@@ -213,11 +217,20 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 _ if option.starts_with("-l") => {
                     pending.push(Pending::Library(option[2..].to_owned(), whole, static_only));
                 }
+                "--no-undefined" => linked.no_undefined = true,
+                "-zdefs" => linked.no_undefined = true,
+                "-zundefs" => linked.no_undefined = false,
                 _ if IGNORED_WITH_VALUE.contains(&option) => {
                     let value = value(option)?;
-                    linked.notes.push(format!(
-                        "ignored linker option {option} {value} (a module has no such setting)"
-                    ));
+                    // `-z defs` is ld's --no-undefined (`defs.rs`); other -z keywords set what a
+                    // module has not.
+                    match (option, value.as_str()) {
+                        ("-z", "defs") => linked.no_undefined = true,
+                        ("-z", "undefs") => linked.no_undefined = false,
+                        _ => linked.notes.push(format!(
+                            "ignored linker option {option} {value} (a module has no such setting)"
+                        )),
+                    }
                 }
                 _ if ignored(option) => {
                     let why = if GROUPS.contains(&option) {
@@ -245,6 +258,7 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             // A shared library named by path (as CMake's link lines name them), as -l takes one.
             Pending::File(path, _) if is_shared_library(&path) => {
                 linked.notes.push(shared_note(None, &path));
+                linked.shared.push(path);
             }
             Pending::File(path, whole_archive) => linked.inputs.push(LinkedInput { path, whole_archive }),
             Pending::Library(name, whole_archive, static_only) => {
@@ -273,6 +287,7 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                     Some(Found::Archive(path)) => linked.inputs.push(LinkedInput { path, whole_archive }),
                     Some(Found::Shared(path)) => {
                         linked.notes.push(shared_note(Some(&name), &path));
+                        linked.shared.push(path);
                     }
                     None => {
                         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
@@ -300,6 +315,12 @@ fn ignored(option: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('=') || (name.len() == 2 && !rest.is_empty()))
     };
     IGNORED.iter().any(|p| matches(p)) || IGNORED_WITH_VALUE.iter().any(|name| joined(name))
+}
+
+/// The file `name` in the first of the system's library directories that has it (the C
+/// library's own: `libc.so.6`, `libm.so.6`).
+pub(crate) fn system_file(name: &str) -> Option<PathBuf> {
+    SYSTEM_DIRS.iter().map(|dir| Path::new(dir).join(name)).find(|path| path.is_file())
 }
 
 /// The directories -l searches, in order: `-L`'s, `LIBRARY_PATH`'s, the system's.

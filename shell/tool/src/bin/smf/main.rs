@@ -12,6 +12,7 @@
 mod args;
 mod cli;
 mod crash;
+mod defs;
 mod disasm;
 mod driver;
 mod dump;

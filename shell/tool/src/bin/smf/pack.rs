@@ -38,6 +38,8 @@ enum PackCommandError {
     Link(String),
     /// The objects could not be packed: every problem, each naming its object.
     Pack(PackFailure),
+    /// `-z defs` or `--no-undefined`, and imports nothing on the link line defines.
+    Undefined(Vec<String>),
     /// The module could not be written.
     Write {
         /// Its path.
@@ -53,6 +55,16 @@ impl std::fmt::Display for PackCommandError {
             PackCommandError::Read { input, error } => write!(f, "{input}: {error}"),
             PackCommandError::Link(message) => f.write_str(message),
             PackCommandError::Pack(failure) => failure.fmt(f),
+            PackCommandError::Undefined(names) => {
+                let shown = names.iter().take(20).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+                let more = names.len().saturating_sub(20);
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                write!(
+                    f,
+                    "undefined references (-z defs, --no-undefined): {shown}{more}; no object, archive member or \
+                     shared library of the link line defines them (nor the C library); no module written"
+                )
+            }
             PackCommandError::Write { output, error } => write!(f, "{output}: {error}"),
         }
     }
@@ -118,11 +130,17 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
         .collect();
     let options = PackOptions {
         compression: args.compress,
-        entry: linked.entry.map(String::into_bytes),
-        undefined: linked.undefined.into_iter().map(String::into_bytes).collect(),
+        entry: linked.entry.clone().map(String::into_bytes),
+        undefined: linked.undefined.iter().map(|name| name.clone().into_bytes()).collect(),
         ..PackOptions::new(args.dialect)
     };
     let (smf, notes) = pack_inputs(&inputs, &options).map_err(PackCommandError::Pack)?;
+    if linked.no_undefined {
+        let missing = crate::defs::undefined(&smf, &linked.shared).map_err(PackCommandError::Link)?;
+        if !missing.is_empty() {
+            return Err(PackCommandError::Undefined(missing));
+        }
+    }
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };
         if say >= level {
