@@ -88,6 +88,7 @@ pub(crate) fn catching<F: FnOnce() -> R, R>(f: F) -> Option<R> {
         }
     }
     let mut slot = Slot { f: Some(f), result: None };
+    CAUGHT_TYPE.set(None);
     // SAFETY: the thunk gets the slot it is made for, which lives across the call.
     let escaped = unsafe { smf_loader_catch_call(thunk::<F, R>, (&raw mut slot).cast()) };
     if escaped == 0 {
@@ -95,6 +96,26 @@ pub(crate) fn catching<F: FnOnce() -> R, R>(f: F) -> Option<R> {
     } else {
         None
     }
+}
+
+/// Bytes of a caught exception's type name kept ([`caught_type`]); a longer one is cut.
+const TYPE_NAME_BYTES: usize = 256;
+
+thread_local! {
+    /// The C++ type of the exception this thread's last [`catching`] caught (its
+    /// `std::type_info::name()`, the mangled form, as its bytes and their count), if it was a
+    /// C++ exception whose runtime names it. Kept without allocating: set on the way out of
+    /// the unwinder.
+    static CAUGHT_TYPE: std::cell::Cell<Option<([u8; TYPE_NAME_BYTES], usize)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The C++ type of the exception the last [`catching`] on this thread caught, as its runtime
+/// names it (`std::type_info::name()`: the mangled form, `St13runtime_error`); `None` when it
+/// returned, or the exception was not C++'s or its runtime does not say.
+pub(crate) fn caught_type() -> Option<String> {
+    let (bytes, len) = CAUGHT_TYPE.take()?;
+    Some(String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
 /// The trampoline's personality routine (the Itanium C++ ABI's `__personality_routine`).
@@ -154,16 +175,29 @@ struct DlInfo {
 /// `RTLD_LAZY | RTLD_NOLOAD`: a handle to an object already loaded, loading nothing.
 const RTLD_LAZY_NOLOAD: c_int = 0x0001 | 0x0004;
 
-/// `__cxa_begin_catch` and `__cxa_end_catch` of the C++ runtime that threw `exception`: the
-/// one its cleanup belongs to (a loaded module that packed its runtime in, or a shared object
-/// or program of the process: a program linking `libstdc++` statically, a library opened
-/// with `RTLD_LOCAL` as `smf run --native` opens it), whose count of uncaught exceptions
-/// `__cxa_throw` raised. `None` if that runtime does not export them.
-fn cxa_catch_of(exception: *mut c_void) -> Option<(usize, usize)> {
+/// The functions of a C++ runtime a `catch` calls (addresses).
+#[derive(Clone, Copy, Debug)]
+struct CxaCatch {
+    /// `__cxa_begin_catch`.
+    begin: usize,
+    /// `__cxa_end_catch`.
+    end: usize,
+    /// `__cxa_current_exception_type`, if the runtime exports it.
+    current_type: Option<usize>,
+}
+
+/// `__cxa_begin_catch` and `__cxa_end_catch` (and `__cxa_current_exception_type`) of the C++
+/// runtime that threw `exception`: the one its cleanup belongs to (a loaded module that packed
+/// its runtime in, or a shared object or program of the process: a program linking
+/// `libstdc++` statically, a library opened with `RTLD_LOCAL` as `smf run --native` opens it),
+/// whose count of uncaught exceptions `__cxa_throw` raised. `None` if that runtime does not
+/// export the first two.
+fn cxa_catch_of(exception: *mut c_void) -> Option<CxaCatch> {
     // SAFETY: every exception begins with this header (the Itanium ABI's layout).
     let cleanup = unsafe { (*exception.cast::<ExceptionHeader>()).cleanup };
     if let Some(module) = crate::loader::code_containing(cleanup) {
-        return module.symbol(b"__cxa_begin_catch").zip(module.symbol(b"__cxa_end_catch"));
+        let (begin, end) = module.symbol(b"__cxa_begin_catch").zip(module.symbol(b"__cxa_end_catch"))?;
+        return Some(CxaCatch { begin, end, current_type: module.symbol(b"__cxa_current_exception_type") });
     }
     let mut info = DlInfo {
         file: std::ptr::null(),
@@ -182,12 +216,58 @@ fn cxa_catch_of(exception: *mut c_void) -> Option<(usize, usize)> {
         return None;
     }
     // SAFETY: a live handle and NUL-terminated names.
-    let found =
-        unsafe { (dlsym(handle, c"__cxa_begin_catch".as_ptr()), dlsym(handle, c"__cxa_end_catch".as_ptr())) };
+    let found = unsafe {
+        [c"__cxa_begin_catch", c"__cxa_end_catch", c"__cxa_current_exception_type"]
+            .map(|name| dlsym(handle, name.as_ptr()) as usize)
+    };
     // SAFETY: the handle dlopen gave, closed once (the object stays: it was loaded before).
     unsafe { dlclose(handle) };
-    let (begin, end) = found;
-    (!begin.is_null() && !end.is_null()).then_some((begin as usize, end as usize))
+    let [begin, end, current_type] = found;
+    (begin != 0 && end != 0).then_some(CxaCatch {
+        begin,
+        end,
+        current_type: (current_type != 0).then_some(current_type),
+    })
+}
+
+/// Keeps the name of the type of the exception being caught ([`CAUGHT_TYPE`]), from its
+/// runtime's `__cxa_current_exception_type` (between `__cxa_begin_catch` and
+/// `__cxa_end_catch`).
+///
+/// # Safety
+/// `current_type` is a C++ runtime's `__cxa_current_exception_type`, called inside a catch of
+/// that runtime.
+unsafe fn keep_type_name(current_type: usize) {
+    // SAFETY: the caller's contract: `std::type_info *(void)`.
+    let current_type: extern "C" fn() -> *const *const c_char = unsafe { std::mem::transmute(current_type) };
+    let info = current_type();
+    if info.is_null() {
+        return;
+    }
+    // SAFETY: a `std::type_info` (the Itanium ABI: its virtual table, then its name, a
+    // NUL-terminated string the runtime keeps for the process's life).
+    let mut name = unsafe { *info.add(1) }.cast::<u8>();
+    if name.is_null() {
+        return;
+    }
+    // `type_info::name()` skips a leading `*` (a type local to its object).
+    // SAFETY: the name's first byte.
+    if unsafe { *name } == b'*' {
+        // SAFETY: within the string, past a byte that is not its NUL.
+        name = unsafe { name.add(1) };
+    }
+    let mut bytes = [0u8; TYPE_NAME_BYTES];
+    let mut len = 0;
+    while len < TYPE_NAME_BYTES {
+        // SAFETY: up to and not past the string's NUL.
+        let byte = unsafe { *name.add(len) };
+        if byte == 0 {
+            break;
+        }
+        bytes[len] = byte;
+        len += 1;
+    }
+    CAUGHT_TYPE.set(Some((bytes, len)));
 }
 
 /// Ends an exception the trampoline caught, as `catch (...) {}` does: a C++ exception through
@@ -205,11 +285,15 @@ unsafe extern "C" fn caught(exception: *mut c_void) {
     let cxx = CXX_CLASSES.iter().any(|c| u64::from_be_bytes(**c) == class);
     match cxx.then(|| cxa_catch_of(exception)).flatten() {
         // SAFETY: the C++ runtime's functions, with their signatures (`void *(void *)`,
-        // `void (void)`), given an exception of theirs, as a `catch (...)` calls them.
-        Some((begin, end)) => unsafe {
-            let begin: extern "C-unwind" fn(*mut c_void) -> *mut c_void = std::mem::transmute(begin);
-            let end: extern "C-unwind" fn() = std::mem::transmute(end);
+        // `void (void)`), given an exception of theirs, as a `catch (...)` calls them; its
+        // `__cxa_current_exception_type` between them.
+        Some(cxa) => unsafe {
+            let begin: extern "C-unwind" fn(*mut c_void) -> *mut c_void = std::mem::transmute(cxa.begin);
+            let end: extern "C-unwind" fn() = std::mem::transmute(cxa.end);
             begin(exception);
+            if let Some(current_type) = cxa.current_type {
+                keep_type_name(current_type);
+            }
             end();
         },
         // SAFETY: an exception no one else holds; its class's cleanup frees it.

@@ -264,7 +264,8 @@ fn a_cpp_exception_thrown_in_a_module_is_caught_inside_it_and_by_the_host() {
     // destructor, dropped, the release goes on.
     let expected = format!(
         "inside 2 -6\ncaught: boom 3\n\
-         call -1: an exception escaped `pass_through` (caught at the call and discarded); uncaught 0\n\
+         call -1: an exception of C++ type `St13runtime_error` escaped `pass_through` (caught at the call and \
+         discarded); uncaught 0\n\
          built\nunbuilt\n\
          constructor: {}: an exception escaped constructor 0 of 1 (caught; the module was released); \
          uncaught 0\n\
@@ -272,6 +273,19 @@ fn a_cpp_exception_thrown_in_a_module_is_caught_inside_it_and_by_the_host() {
         constructor.display()
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    // smf run names the thrown type as C++ spells it.
+    let run = Command::new(build_smf_package().join("smf"))
+        .args(["run", "--native", "libstdc++.so.6"])
+        .arg(&module)
+        .args(["pass_through", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with("an exception of type std::runtime_error escaped `pass_through` (caught at the call and discarded)\n"),
+        "{stderr}"
+    );
 }
 
 /// The backtrace a host callback took from inside module code.

@@ -105,7 +105,10 @@ impl SharedModule {
         let call = || {
             function.get()(n[0], n[1], n[2], n[3], n[4], n[5], x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])
         };
-        crate::catch::catching(call).ok_or_else(|| CallError::Exception(name.map(lossy)))
+        crate::catch::catching(call).ok_or_else(|| CallError::Exception {
+            function: name.map(lossy),
+            type_name: crate::catch::caught_type(),
+        })
     }
 }
 
@@ -145,9 +148,15 @@ pub enum CallError {
     NoSuchSymbol(String),
     /// The symbol is not a function.
     NotAFunction(String),
-    /// An exception (C++'s, or another language's but Rust's) escaped the function named
-    /// (`None`: the entry point): caught at the call and discarded, as `catch (...) {}` would.
-    Exception(Option<String>),
+    /// An exception (C++'s, or another language's but Rust's) escaped a function: caught at
+    /// the call and discarded, as `catch (...) {}` would.
+    Exception {
+        /// The function called (`None`: the entry point).
+        function: Option<String>,
+        /// A C++ exception's type, as its runtime names it (`std::type_info::name()`, the
+        /// mangled form: `St13runtime_error`), if it does.
+        type_name: Option<String>,
+    },
 }
 
 impl std::fmt::Display for CallError {
@@ -162,11 +171,16 @@ impl std::fmt::Display for CallError {
             CallError::NoEntryPoint => f.write_str("no entry point"),
             CallError::NoSuchSymbol(name) => write!(f, "no exported symbol `{name}`"),
             CallError::NotAFunction(name) => write!(f, "`{name}` is not a function"),
-            CallError::Exception(Some(name)) => {
-                write!(f, "an exception escaped `{name}` (caught at the call and discarded)")
-            }
-            CallError::Exception(None) => {
-                f.write_str("an exception escaped the entry point (caught at the call and discarded)")
+            CallError::Exception { function, type_name } => {
+                f.write_str("an exception")?;
+                if let Some(type_name) = type_name {
+                    write!(f, " of C++ type `{type_name}`")?;
+                }
+                match function {
+                    Some(name) => write!(f, " escaped `{name}`")?,
+                    None => f.write_str(" escaped the entry point")?,
+                }
+                f.write_str(" (caught at the call and discarded)")
             }
         }
     }
@@ -180,9 +194,14 @@ mod tests {
 
     #[test]
     fn an_exception_names_the_function_it_escaped_and_the_entry_point_in_words() {
-        let named = CallError::Exception(Some("parse".to_owned())).to_string();
+        let named = CallError::Exception { function: Some("parse".to_owned()), type_name: None }.to_string();
         assert_eq!(named, "an exception escaped `parse` (caught at the call and discarded)");
-        let entry = CallError::Exception(None).to_string();
+        let entry = CallError::Exception { function: None, type_name: None }.to_string();
         assert_eq!(entry, "an exception escaped the entry point (caught at the call and discarded)");
+        let typed = CallError::Exception { function: None, type_name: Some("St13runtime_error".to_owned()) };
+        assert_eq!(
+            typed.to_string(),
+            "an exception of C++ type `St13runtime_error` escaped the entry point (caught at the call and discarded)"
+        );
     }
 }

@@ -83,6 +83,18 @@ impl fmt::Display for CommandError {
             CommandError::Call { file, error: CallError::NoEntryPoint } => {
                 write!(f, "{file}: no entry point (name a SYMBOL)")
             }
+            // The thrown type as C++ spells it (the runtime gives its mangled name).
+            CommandError::Call {
+                file,
+                error: CallError::Exception { function, type_name: Some(mangled) },
+            } => {
+                let shown = crate::names::type_name(mangled);
+                let escaped = match function {
+                    Some(name) => format!("`{name}`"),
+                    None => "the entry point".to_owned(),
+                };
+                write!(f, "{file}: an exception of type {shown} escaped {escaped} (caught at the call and discarded)")
+            }
             CommandError::Call { file, error } => write!(f, "{file}: {error}"),
         }
     }

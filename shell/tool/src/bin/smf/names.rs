@@ -76,6 +76,17 @@ pub(crate) fn shown(name: &[u8], demangle: bool) -> String {
     demangled.unwrap_or_else(|| escaped(name))
 }
 
+/// A C++ type as C++ spells it (`std::runtime_error`), from its mangled name as
+/// `std::type_info::name()` gives it (`St13runtime_error`): demangled as its type-info name's
+/// symbol (`_ZTS...`) is; else escaped as given.
+pub(crate) fn type_name(mangled: &str) -> String {
+    let symbol = format!("_ZTS{mangled}");
+    match demangled(symbol.as_bytes()).as_deref().and_then(|d| d.strip_prefix("typeinfo name for ")) {
+        Some(name) => name.to_owned(),
+        None => escaped(mangled.as_bytes()),
+    }
+}
+
 /// Bytes a demangled name may take: 4 KiB and 32 a byte of the mangled name (real C++
 /// names, templates of templates included, stay well within it).
 fn demangled_limit(name: &[u8]) -> usize {
@@ -123,6 +134,10 @@ mod tests {
         assert_eq!(shown(b"_ZN3foo3barEv", true), "foo::bar()");
         assert_eq!(shown(b"_ZN3foo3barEv", false), "_ZN3foo3barEv");
         assert_eq!(shown(b"not_cpp", true), "not_cpp");
+        assert_eq!(type_name("St13runtime_error"), "std::runtime_error");
+        assert_eq!(type_name("N3app5ErrorE"), "app::Error");
+        assert_eq!(type_name("i"), "int");
+        assert_eq!(type_name("not a type\n"), "not a type\\n");
         // 15 nested substitutions: 118 bytes that demangle to some 557 KB, shown as they are.
         let bomb = b"_Z3f151PIS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IS_IiiES0_ES1_ES2_ES3_ES4_ES5_ES6_ES7_ES8_ES9_ESA_ESB_ESC_ESD_ESE_E";
         assert_eq!(shown(bomb, true), String::from_utf8_lossy(bomb));
