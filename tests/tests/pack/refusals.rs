@@ -324,3 +324,27 @@ fn every_problem_is_reported_at_once_with_its_object_and_where_it_is() {
         "--verbose: all of them\n{verbose}"
     );
 }
+
+/// A constructor entry whose relocation patches bytes past the end of its array (a 12-byte
+/// `.init_array` relocated at 8: an assembler's `.reloc` makes one) is refused as the same in
+/// data is, once, not packed as a whole entry.
+#[test]
+fn a_call_array_entry_past_the_array_is_refused() {
+    let dir = crate::scratch("call-array-past-end");
+    let source = dir.join("odd.s");
+    std::fs::write(
+        &source,
+        ".text\n.globl f\n.type f,@function\nf: ret\n\
+         .section .init_array,\"aw\"\n.quad f\n.long 0\n.reloc 8, R_X86_64_64, f\n",
+    )
+    .unwrap();
+    let object = crate::compile(&dir, &source, &[]);
+    let failure = smf_tool::pack::pack(&[object], Dialect::S128).unwrap_err();
+    let past: Vec<_> = failure
+        .problems
+        .iter()
+        .filter(|p| matches!(&p.error, PackError::RelocationOutsideSection(at) if at.section == ".init_array" && at.offset == 8))
+        .collect();
+    assert_eq!(past.len(), 1, "{failure}");
+    assert_eq!(failure.problems.len(), 1, "the partial entry is not also refused as unrelocated: {failure}");
+}

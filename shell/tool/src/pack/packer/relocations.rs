@@ -100,9 +100,20 @@ impl<'d, 'f> Packer<'d, 'f> {
         section: &object::Section<'d, 'f>,
         slot: ArraySlot,
     ) {
-        let entries = section.data().map_or(0, |data| data.len().div_ceil(8));
+        let bytes = section.data().map_or(0, <[u8]>::len);
+        let (entries, size) = (bytes.div_ceil(8), bytes as u64);
         let mut relocated = vec![false; entries];
         for (offset, relocation) in section.relocations() {
+            // An entry is 8 bytes of the array: one patching bytes past its end is refused as
+            // one in data is (the partial entry counted once).
+            if offset.checked_add(8).is_none_or(|end| end > size) {
+                let at = self.site(f, section.index(), offset);
+                self.problem(f, PackError::RelocationOutsideSection(at));
+                if let Some(entry) = relocated.get_mut((offset / 8) as usize) {
+                    *entry = true;
+                }
+                continue;
+            }
             let r_type = match relocation.flags() {
                 RelocationFlags::Elf { r_type } => r_type,
                 _ => {
