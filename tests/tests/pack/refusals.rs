@@ -348,3 +348,87 @@ fn a_call_array_entry_past_the_array_is_refused() {
     assert_eq!(past.len(), 1, "{failure}");
     assert_eq!(failure.problems.len(), 1, "the partial entry is not also refused as unrelocated: {failure}");
 }
+
+/// An ELF section header: name, type, flags, offset, size, link, info, alignment, entry size.
+type SectionHeader = (u32, u32, u64, u64, u64, u32, u32, u64, u64);
+
+/// An x86-64 relocatable of one function named by `name_bytes` bytes of `A` in `.text`, and
+/// `relocations` relocations of type `r_type` at `.text+0` against it.
+fn relocated_against_a_long_name(relocations: usize, name_bytes: usize, r_type: u32) -> Vec<u8> {
+    let text = [0x90u8; 16];
+    let rela: Vec<u8> = (0..relocations)
+        .flat_map(|_| {
+            [0u64.to_le_bytes(), ((1u64 << 32) | u64::from(r_type)).to_le_bytes(), 0u64.to_le_bytes()]
+        })
+        .flatten()
+        .collect();
+    let strtab = [&b"\0"[..], &vec![b'A'; name_bytes], b"\0"].concat();
+    let mut symtab = vec![0u8; 24];
+    // Global function (STB_GLOBAL, STT_FUNC) named at 1, in section 1, value 0, size 16.
+    symtab.extend_from_slice(&1u32.to_le_bytes());
+    symtab.extend_from_slice(&[0x12, 0]);
+    symtab.extend_from_slice(&1u16.to_le_bytes());
+    symtab.extend_from_slice(&0u64.to_le_bytes());
+    symtab.extend_from_slice(&16u64.to_le_bytes());
+    let shstrtab = b"\0.text\0.rela.text\0.symtab\0.strtab\0.shstrtab\0";
+    let at = |name: &[u8]| shstrtab.windows(name.len()).position(|w| w == name).unwrap() as u32;
+    let mut body = vec![0u8; 64];
+    let mut add = |bytes: &[u8]| {
+        body.resize(body.len().div_ceil(8) * 8, 0);
+        let offset = body.len() as u64;
+        body.extend_from_slice(bytes);
+        offset
+    };
+    let offsets = [add(&text), add(&rela), add(&symtab), add(&strtab), add(shstrtab)];
+    body.resize(body.len().div_ceil(8) * 8, 0);
+    let headers_at = body.len() as u64;
+    let headers: [SectionHeader; 6] = [
+        (0, 0, 0, 0, 0, 0, 0, 0, 0),
+        (at(b".text\0"), 1, 6, offsets[0], text.len() as u64, 0, 0, 16, 0),
+        (at(b".rela.text"), 4, 0x40, offsets[1], rela.len() as u64, 3, 1, 8, 24),
+        (at(b".symtab"), 2, 0, offsets[2], symtab.len() as u64, 4, 1, 8, 24),
+        (at(b".strtab"), 3, 0, offsets[3], strtab.len() as u64, 0, 0, 1, 0),
+        (at(b".shstrtab"), 3, 0, offsets[4], shstrtab.len() as u64, 0, 0, 1, 0),
+    ];
+    for (name, kind, flags, offset, size, link, info, align, entry) in headers {
+        body.extend_from_slice(&name.to_le_bytes());
+        body.extend_from_slice(&kind.to_le_bytes());
+        for field in [flags, 0, offset, size] {
+            body.extend_from_slice(&field.to_le_bytes());
+        }
+        body.extend_from_slice(&link.to_le_bytes());
+        body.extend_from_slice(&info.to_le_bytes());
+        body.extend_from_slice(&align.to_le_bytes());
+        body.extend_from_slice(&entry.to_le_bytes());
+    }
+    body[..4].copy_from_slice(b"\x7fELF");
+    body[4..7].copy_from_slice(&[2, 1, 1]);
+    body[16..18].copy_from_slice(&1u16.to_le_bytes());
+    body[18..20].copy_from_slice(&62u16.to_le_bytes());
+    body[20..24].copy_from_slice(&1u32.to_le_bytes());
+    body[40..48].copy_from_slice(&headers_at.to_le_bytes());
+    body[52..54].copy_from_slice(&64u16.to_le_bytes());
+    body[58..60].copy_from_slice(&64u16.to_le_bytes());
+    body[60..62].copy_from_slice(&6u16.to_le_bytes());
+    body[62..64].copy_from_slice(&5u16.to_le_bytes());
+    body
+}
+
+/// Every relocation refused against one long name (an unknown type, 4,000 of them against a
+/// 200 KB name: a 300 KB object) is a problem that names it shortened: each problem a few
+/// hundred bytes, where each once copied the name whole (800 MB here; 3 GB and an abort at
+/// 20,000).
+#[test]
+fn problems_keep_names_short_however_many_there_are() {
+    let object = relocated_against_a_long_name(4000, 200_000, 240);
+    let failure = smf_tool::pack::pack(&[("long.o".into(), object.clone())], Dialect::S128).unwrap_err();
+    assert_eq!(failure.problems.len(), 4000, "{}", failure.problems[0]);
+    // Each problem a few hundred bytes (the names shortened), not the 200 KB name again.
+    let longest = failure.problems.iter().map(|p| p.to_string().len()).max().unwrap();
+    assert!(longest < 1024, "a problem of {longest} bytes");
+    let first = failure.problems[0].to_string();
+    assert!(
+        first.contains(&format!("{}...", "A".repeat(256))) && !first.contains(&"A".repeat(257)),
+        "{first}"
+    );
+}

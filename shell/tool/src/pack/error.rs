@@ -7,6 +7,23 @@ use object::elf;
 
 use super::elf::relocation_name;
 
+/// Bytes of a name a problem keeps: a longer one is cut (at a character's start) and marked
+/// `...`. A problem is made per relocation, so a name each one copied whole (200 KB, 20,000
+/// times) would make the report the square of the object.
+pub(crate) const PROBLEM_NAME_BYTES: usize = 256;
+
+/// `name` as a problem keeps it ([`PROBLEM_NAME_BYTES`]).
+pub(crate) fn problem_name(name: &str) -> String {
+    if name.len() <= PROBLEM_NAME_BYTES {
+        return name.to_owned();
+    }
+    let mut end = PROBLEM_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &name[..end])
+}
+
 /// Where a relocation is: its section and offset, and the function or variable there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {

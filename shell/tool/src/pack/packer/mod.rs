@@ -22,6 +22,7 @@ use super::call_arrays::{self, ArraySlot};
 use super::carried::Carried;
 use super::covering::Covering;
 use super::elf::section_problems;
+use super::error::problem_name;
 use super::{archive, unwind};
 use super::{Note, PackError, PackFailure, Problem, Site};
 
@@ -222,6 +223,13 @@ fn read_object(bytes: &[u8]) -> Result<object::File<'_>, PackError> {
     Ok(file)
 }
 
+/// What a name problems give belongs to: a section or a symbol (by index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Named {
+    Section(usize),
+    Symbol(usize),
+}
+
 /// The objects being packed, phase by phase: the code image, the data sections, which object
 /// defines each global name, the symbols, the relocations, the entry point. ELF indices are
 /// per object: maps are keyed by (object, index).
@@ -248,6 +256,9 @@ struct Packer<'d, 'f> {
     /// The sections refused as they are (each a problem already): relocations into them are
     /// not problems of their own.
     refused: HashSet<(usize, String)>,
+    /// Names problems gave, as they keep them ([`problem_name`]), by object and what they name:
+    /// each read once however many problems name it.
+    problem_names: HashMap<(usize, Named), Option<String>>,
     /// The module's own `atexit`, `at_quick_exit`, `pthread_atfork` (after its finalizer), those
     /// its code calls: each name and its symbol.
     registering: Vec<(&'static [u8], u32)>,
@@ -316,6 +327,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             dso_handle: None,
             refused: HashSet::new(),
             registering: Vec::new(),
+            problem_names: HashMap::new(),
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
             definitions: HashMap::new(),
@@ -342,20 +354,36 @@ impl<'d, 'f> Packer<'d, 'f> {
     }
 
     /// Where offset `offset` of object `f`'s section `section` is, for a problem there: the
-    /// section's name and the function or variable covering the offset.
+    /// section's name and the function or variable covering the offset (each as a problem
+    /// keeps a name: [`problem_name`]).
     fn site(&mut self, f: usize, section: SectionIndex, offset: u64) -> Site {
         let file = &self.files[f];
-        let name = file.section_by_index(section).ok().and_then(|s| s.name().ok().map(str::to_owned));
+        let name = self
+            .problem_names
+            .entry((f, Named::Section(section.0)))
+            .or_insert_with(|| {
+                file.section_by_index(section).ok().and_then(|s| s.name().ok().map(problem_name))
+            })
+            .clone();
         let covering = self.covering.entry(f).or_insert_with(|| Covering::of(file));
         Site {
             section: name.unwrap_or_default(),
             offset,
-            symbol: covering.at(section, offset).map(str::to_owned),
+            symbol: covering.at(section, offset).map(problem_name),
         }
     }
 
-    /// What a relocation of object `f` refers to, by name (a symbol's, or a section's).
-    fn target_name(&self, f: usize, target: RelocationTarget) -> String {
+    /// What a relocation of object `f` refers to, by name (a symbol's, or a section's; as a
+    /// problem keeps a name).
+    fn target_name(&mut self, f: usize, target: RelocationTarget) -> String {
+        let key = match target {
+            RelocationTarget::Symbol(index) => Named::Symbol(index.0),
+            RelocationTarget::Section(index) => Named::Section(index.0),
+            _ => return "an unnamed symbol".to_owned(),
+        };
+        if let Some(Some(name)) = self.problem_names.get(&(f, key)) {
+            return name.clone();
+        }
         let file = &self.files[f];
         let name = match target {
             RelocationTarget::Symbol(index) => {
@@ -371,6 +399,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             }
             _ => None,
         };
+        let name = name.map(|name| problem_name(&name));
+        self.problem_names.insert((f, key), name.clone());
         name.unwrap_or_else(|| "an unnamed symbol".to_owned())
     }
 
