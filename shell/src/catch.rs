@@ -245,7 +245,8 @@ unsafe fn keep_type_name(current_type: usize) {
         return;
     }
     // SAFETY: a `std::type_info` (the Itanium ABI: its virtual table, then its name, a
-    // NUL-terminated string the runtime keeps for the process's life).
+    // NUL-terminated string that lives as long as the code that threw, which is loaded: it is
+    // copied here before the catch ends).
     let mut name = unsafe { *info.add(1) }.cast::<u8>();
     if name.is_null() {
         return;
@@ -279,6 +280,9 @@ unsafe fn keep_type_name(current_type: usize) {
 /// # Safety
 /// `exception` is the `_Unwind_Exception` the personality routine handed the landing pad.
 unsafe extern "C" fn caught(exception: *mut c_void) {
+    // This exception's type or none: never one an earlier catch on this thread left (a
+    // constructor's, caught during a call).
+    CAUGHT_TYPE.set(None);
     // SAFETY: the header every exception begins with.
     let class = unsafe { (*exception.cast::<ExceptionHeader>()).class };
     // The C++ runtimes spell their class's bytes from the most significant down.

@@ -482,6 +482,8 @@ fn pack_reads_bstatic_and_bdynamic_in_order() {
     // -z defs and --no-undefined: every import defined by a shared library of the link line
     // (or the C library's), as ld checks it.
     assert!(!pack(&["-ltwice", "-Wl,-z,defs", "-lc"]), "defined by libtwice.so: an import");
+    std::fs::write(dir.join("libviascript.so"), "/* GNU ld script */\nINPUT ( libtwice.so )\n").unwrap();
+    assert!(!pack(&["-lviascript", "-Xlinker", "-z", "-Xlinker", "defs"]), "through a linker script's INPUT");
     for check in ["-Wl,--no-undefined", "-Wl,-z,defs"] {
         let out = Command::new(smf_binary()).arg("pack").arg(&app).args([check, "-o"]).arg(&module).output();
         let stderr = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();

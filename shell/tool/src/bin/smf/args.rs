@@ -31,7 +31,10 @@ impl Cli {
     pub(crate) fn parse_checked() -> Self {
         use clap::CommandFactory as _;
         use clap::FromArgMatches as _;
-        let matches = Cli::command().get_matches_from(ld_style(std::env::args_os()));
+        let args = ld_style(std::env::args_os()).unwrap_or_else(|message| {
+            Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+        });
+        let matches = Cli::command().get_matches_from(args);
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         if let (Command::Pack(pack), Some(("pack", matches))) = (&mut cli.command, matches.subcommand()) {
             pack.positions = Positions::of(matches);
@@ -105,32 +108,41 @@ pub(crate) enum Command {
 /// The command line, with `pack`'s single-dash long options as ld spells them (`-shared`,
 /// `-static`, `-Bshareable`) given as clap reads them, and ld's positional options
 /// (`-Bstatic`, `-Bdynamic`, `--whole-archive`, `--no-whole-archive`) as the `-Wl` lists that
-/// carry them, read in order among the others; response files (`@FILE`) read in place first.
-/// Nothing after `--` is rewritten.
-fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let args: Vec<std::ffi::OsString> = args.collect();
+/// carry them, read in order among the others; response files (`@FILE`) read in place first,
+/// and the driver's `-Xlinker OPTION`s, each after another one list (`-Xlinker -z -Xlinker
+/// defs` is `-Wl,-z,defs`: an option and its value). Nothing after `--` is rewritten.
+fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, String> {
+    let mut args: Vec<std::ffi::OsString> = args.collect();
     if args.get(1).is_none_or(|command| command != "pack") {
-        return args;
+        return Ok(args);
     }
-    let args = crate::response_files::expanded(args);
-    // The driver's `-Xlinker OPTION`: one option for the linker, as -Wl,OPTION gives it.
+    let after = args.iter().position(|arg| arg == "--").map_or_else(Vec::new, |end| args.split_off(end));
+    let args = crate::response_files::expanded(args)?;
+    let mut joined: Vec<std::ffi::OsString> = Vec::with_capacity(args.len());
     let mut args = args.into_iter();
-    let mut joined = Vec::new();
+    let mut in_list = false;
     while let Some(arg) = args.next() {
-        match args.as_slice().first() {
-            Some(value) if arg == "-Xlinker" && joined.len() >= 2 => {
-                let mut option = std::ffi::OsString::from("-Wl,");
-                option.push(value);
-                joined.push(option);
-                args.next();
+        let value = if arg == "-Xlinker" && joined.len() >= 2 { args.next() } else { None };
+        match (value, joined.last_mut()) {
+            // The -Xlinker just before made this list: one more option of it.
+            (Some(value), Some(list)) if in_list => {
+                list.push(",");
+                list.push(value);
             }
-            _ => joined.push(arg),
+            (Some(value), _) => {
+                let mut list = std::ffi::OsString::from("-Wl,");
+                list.push(value);
+                joined.push(list);
+                in_list = true;
+            }
+            (None, _) => {
+                joined.push(arg);
+                in_list = false;
+            }
         }
     }
-    let args = joined;
-    let end = args.iter().position(|arg| arg == "--").unwrap_or(args.len());
     let spelled = |(i, arg): (usize, std::ffi::OsString)| match arg.to_str() {
-        _ if i < 2 || i >= end => arg,
+        _ if i < 2 => arg,
         Some("-shared" | "-Bshareable") => "--shared".into(),
         // The compiler driver's -static: every -l takes archives.
         Some("-static") => "--static".into(),
@@ -142,7 +154,7 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsS
         Some(option) if crate::driver::is_driver_option(option) => format!("-Wl,{option}").into(),
         _ => arg,
     };
-    args.into_iter().enumerate().map(spelled).collect()
+    Ok(joined.into_iter().enumerate().map(spelled).chain(after).collect())
 }
 
 /// `--dialect`: which layout to read the file as, instead of detecting it.
@@ -492,4 +504,43 @@ pub(crate) struct DumpArgs {
     /// The module file (`-`: standard input).
     #[arg(value_name = "FILE")]
     pub(crate) file: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ld_style;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from);
+        ld_style(args).unwrap().into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn pack_reads_ld_and_driver_spellings_and_leaves_the_rest() {
+        let given = [
+            "smf", "pack", "a.o", "-Xlinker", "-z", "-Xlinker", "defs", "-static", "b.o", "-Xlinker", "-e",
+            "-Xlinker", "go", "-Bstatic", "--", "-Xlinker", "-static",
+        ];
+        assert_eq!(
+            rewritten(&given),
+            [
+                "smf",
+                "pack",
+                "a.o",
+                "-Wl,-z,defs",
+                "--static",
+                "b.o",
+                "-Wl,-e,go",
+                "-Wl,-Bstatic",
+                "--",
+                "-Xlinker",
+                "-static"
+            ]
+        );
+        // Other commands are left as they are.
+        assert_eq!(
+            rewritten(&["smf", "run", "m.smf", "-Xlinker", "-static"]),
+            ["smf", "run", "m.smf", "-Xlinker", "-static"]
+        );
+    }
 }
