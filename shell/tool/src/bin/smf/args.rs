@@ -150,8 +150,16 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<std::f
             format!("-Wl,{positional}").into()
         }
         // The compiler driver's options and compile options a link line carries (CFLAGS):
-        // read with the linker's, where they are taken or ignored with a note.
-        Some(option) if crate::driver::is_driver_option(option) => format!("-Wl,{option}").into(),
+        // read with the linker's, where they are taken or ignored with a note. Their commas
+        // are not -Wl's: a sanitizer list is one option per sanitizer, and the others
+        // (`-Wa,--noexecstack`) are noted with spaces.
+        Some(option) if crate::driver::is_driver_option(option) => match option.strip_prefix("-fsanitize=") {
+            Some(list) => {
+                let each: Vec<String> = list.split(',').map(|one| format!("-fsanitize={one}")).collect();
+                format!("-Wl,{}", each.join(",")).into()
+            }
+            None => format!("-Wl,{}", option.replace(',', " ")).into(),
+        },
         _ => arg,
     };
     Ok(joined.into_iter().enumerate().map(spelled).chain(after).collect())
@@ -536,6 +544,11 @@ mod tests {
                 "-Xlinker",
                 "-static"
             ]
+        );
+        // A driver option's commas are not -Wl's.
+        assert_eq!(
+            rewritten(&["smf", "pack", "-fsanitize=address,undefined", "-Wa,--noexecstack"]),
+            ["smf", "pack", "-Wl,-fsanitize=address,-fsanitize=undefined", "-Wl,-Wa --noexecstack"]
         );
         // Other commands are left as they are.
         assert_eq!(

@@ -137,6 +137,11 @@ unsafe fn registers(context: *mut libc::c_void) -> Option<(usize, usize)> {
     Some((usize::try_from(pc).ok()?, usize::try_from(sp).ok()?))
 }
 
+/// `si_code`s of a signal a process sent: `kill`, `sigqueue`, `tgkill` (`raise`).
+const SI_USER: libc::c_int = 0;
+const SI_QUEUE: libc::c_int = -1;
+const SI_TKILL: libc::c_int = -6;
+
 /// How near the stack pointer a fault is taken for a stack overflow: the pages a function's
 /// frame may reach below it before touching them (compilers probe every page of larger ones).
 const STACK_OVERFLOW_REACH: usize = 64 << 10;
@@ -164,12 +169,16 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
     let (name, meaning) =
         SIGNALS.iter().find(|(s, _, _)| *s == signal).map_or(("signal", "crash"), |&(_, n, m)| (n, m));
     // SAFETY: the kernel hands an SA_SIGINFO handler a valid siginfo_t: si_code says who sent
-    // it (above 0: the kernel, for a fault, whose address si_addr holds; else a process,
-    // raise or kill, whose id si_pid holds).
-    let (sent_by, address) = match unsafe { info.as_ref() } {
+    // it (above 0: the kernel, for a fault, whose address si_addr holds; SI_USER, SI_QUEUE and
+    // SI_TKILL: a process, with kill, sigqueue or raise, whose id si_pid holds; other values
+    // at or below 0, a timer or I/O, which is none of these).
+    let (sent, address) = match unsafe { info.as_ref() } {
         None => (None, 0),
-        // SAFETY: as above, a signal a process sent.
-        Some(info) if info.si_code <= 0 => (Some(unsafe { info.si_pid() }), 0),
+        Some(info) if matches!(info.si_code, SI_USER | SI_QUEUE | SI_TKILL) => {
+            // SAFETY: as above, a signal a process sent.
+            (Some(Some(unsafe { info.si_pid() })), 0)
+        }
+        Some(info) if info.si_code <= 0 => (Some(None), 0),
         // SAFETY: as above, a fault.
         Some(info) => (None, unsafe { info.si_addr() } as usize),
     };
@@ -178,9 +187,12 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
     let mut line = Line { bytes: [0; 1024], len: 0 };
     let caller = CONTEXT.get().map_or("smf: a module function", String::as_str);
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
-    match sent_by {
-        Some(pid) => {
+    match sent {
+        Some(Some(pid)) => {
             let _ = write!(line, "{caller} was sent {name} by process {pid} (raise or kill), not a fault");
+        }
+        Some(None) => {
+            let _ = write!(line, "{caller} was sent {name} (by a timer or I/O), not a fault");
         }
         None => {
             let _ = write!(line, "{caller} crashed: {name} ({meaning}) at address {address:#x}");
