@@ -26,7 +26,19 @@ long fork_handlers(void) {
     return prepared * 100 + in_parent * 10 + WEXITSTATUS(status);
 }
 
-static void on_quick_exit(void) {}
+static void on_quick_exit(void) { _exit(42); }
 
-/* 0 when registered. */
+/* Registers a quick-exit handler that ends the process with status 42: 0 when registered. */
 long quick_exit_registered(void) { return at_quick_exit(on_quick_exit); }
+
+/* Forks a child that calls quick_exit(0): its exit status, 42 when a handler registered before
+   (inherited from this process) ran, 0 when none did. */
+long quick_exit_status(void) {
+    pid_t pid = fork();
+    if (pid == 0)
+        quick_exit(0);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}

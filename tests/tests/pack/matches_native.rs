@@ -169,15 +169,16 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
 
 /// glibc's `pthread_atfork` and `at_quick_exit` (in `libc_nonshared.a`, linked into every
 /// library, which the shared C library lacks) register under the module's own handle: its
-/// fork handlers run as a native program's, and go when the module is released (a second
-/// module of the same code counts its own once, where the first's left behind would run from
-/// freed code).
+/// fork and quick-exit handlers run as a native program's, and go when the module is released
+/// (a second module of the same code counts its own fork handlers once and finds no quick-exit
+/// handler, where the first's left behind would run from freed code).
 #[test]
 fn fork_and_quick_exit_handlers_register_under_the_module() {
-    let calls: &[Call] = &[("fork_handlers", &[]), ("quick_exit_registered", &[])];
+    let calls: &[Call] =
+        &[("fork_handlers", &[]), ("quick_exit_registered", &[]), ("quick_exit_status", &[])];
     let dir = scratch("registering");
     let expected = native(&dir, &["registering.c"], calls);
-    assert_eq!(expected, [111, 0], "native");
+    assert_eq!(expected, [111, 0, 42], "native");
     let (bytes, notes) = pack(&dir, "registering.c", Dialect::S128, &["-fPIC"]).unwrap();
     let added = |text: &str| notes.iter().any(|note| note.routine && note.text.contains(text));
     assert!(added("added pthread_atfork: __register_atfork"), "{notes:?}");
@@ -186,6 +187,8 @@ fn fork_and_quick_exit_handlers_register_under_the_module() {
         let module =
             LoadedModule::load(allocator(), &bytes, &smf::imports::CLibrary, &LoadOptions::default())
                 .unwrap();
+        // The first module's quick-exit handler went with it: none runs before this one registers.
+        assert_eq!(call(&module, "quick_exit_status", &[]), 0, "a released module's handler ran");
         let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
         assert_eq!(got, expected);
     }
