@@ -65,12 +65,14 @@ fn part_of(frames: &[(String, String)]) -> Part {
         .iter()
         .find(|(_, file)| Path::new(file).starts_with(&core) || Path::new(file).starts_with(&nolibc));
     let Some((function, file)) = ours else {
-        let outermost = frames.last().map_or("", |(function, _)| function.as_str());
-        return match frames.first().map(|(_, file)| file.as_str()) {
-            _ if outermost.contains("core::fmt") || outermost.contains("as core::fmt::") => Part::Messages,
-            Some(file) if file.contains("hashbrown") => Part::HashTables,
-            Some(file) if file.contains("lz4_flex") => Part::Compression,
-
+        // Code of the libraries alone: by any of its frames (the Rust library's inlined into
+        // hashbrown's is hashbrown's).
+        let any_function = |part: &str| frames.iter().any(|(function, _)| function.contains(part));
+        let any_file = |part: &str| frames.iter().any(|(_, file)| file.contains(part));
+        return match () {
+            _ if any_function("core::fmt") || any_function("alloc::fmt") => Part::Messages,
+            _ if any_file("hashbrown") => Part::HashTables,
+            _ if any_file("lz4_flex") => Part::Compression,
             _ => Part::RustLibrary,
         };
     };
