@@ -273,7 +273,8 @@ pub(crate) struct VerifyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PackArgs {
     /// The ELF objects, combined as `ld` would (`-`: one read from standard input), and
-    /// archives (`.a`), of which the members the objects need are packed.
+    /// archives (`.a`), of which the members the objects need are packed; a shared library
+    /// (`.so`) leaves its functions imports; `@FILE` reads the arguments FILE holds.
     #[arg(value_name = "INPUT.o|LIB.a", required_unless_present_any = ["linker", "libraries"])]
     pub(crate) inputs: Vec<PathBuf>,
     /// The module to write (`-`: standard output).
