@@ -546,6 +546,7 @@ mod tests {
                 "-static"
             ]
         );
+        assert_eq!(rewritten(&["smf", "pack", "a.o", "-pg"]), ["smf", "pack", "a.o", "-Wl,-pg"]);
         // A driver option's commas are not -Wl's.
         assert_eq!(
             rewritten(&["smf", "pack", "-fsanitize=address,undefined", "-Wa,--noexecstack"]),

@@ -6,8 +6,9 @@
 
 /// The compiler driver's link options, each with why pack has nothing to do for it; `*` ends
 /// a prefix. (`-static` and `-shared` are taken: see `crate::args`.)
-const DRIVER: [(&str, &str); 10] = [
+const DRIVER: [(&str, &str); 11] = [
     ("-v", "pack says what it does with --verbose"),
+    ("-pg", "the code's mcount calls go to the C library's; a module writes no gmon.out"),
     ("-pthread", "the C library's threads need no library"),
     ("-rdynamic", "a module's symbols are its exports"),
     ("-pie", "a module is position-independent"),
