@@ -171,8 +171,17 @@ fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` to a new file beside `output` and renames it over `output`: a reader never
-/// sees it half written (what compilers do).
+/// sees it half written (what compilers do). An `output` that exists and is not a regular file
+/// (`/dev/null`, a FIFO, a terminal) is written into instead, as `ld` does: renaming over it
+/// would replace the device or pipe with a file (`-o /dev/null` made every later reader of
+/// `/dev/null` read modules and logs).
 fn write_into_place(output: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let special = std::fs::metadata(output).is_ok_and(|m| !m.file_type().is_file());
+    if special {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new().write(true).open(output)?;
+        return file.write_all(bytes).and_then(|()| file.flush());
+    }
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let partial = output.with_file_name(format!(".{name}.{}.partial", std::process::id()));
     let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, output));
@@ -209,6 +218,31 @@ mod tests {
             undefined: Vec::new(),
             positions: crate::args::Positions::default(),
         }
+    }
+
+    /// An output that is not a regular file (a FIFO here; `/dev/null` alike) is written into,
+    /// never renamed over: it stays what it was.
+    #[test]
+    fn an_output_that_is_no_regular_file_is_written_into_not_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = std::env::temp_dir().join(format!("smf-pack-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("out.smf");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_into_place(&fifo, b"module bytes").unwrap();
+        assert_eq!(reader.join().unwrap(), b"module bytes");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+        // A regular file is still replaced whole, through a rename.
+        let file = dir.join("plain.smf");
+        std::fs::write(&file, b"an older, longer module").unwrap();
+        write_into_place(&file, b"new").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
