@@ -88,7 +88,6 @@ pub(crate) fn catching<F: FnOnce() -> R, R>(f: F) -> Option<R> {
         }
     }
     let mut slot = Slot { f: Some(f), result: None };
-    CAUGHT_TYPE.set(None);
     // SAFETY: the thunk gets the slot it is made for, which lives across the call.
     let escaped = unsafe { smf_loader_catch_call(thunk::<F, R>, (&raw mut slot).cast()) };
     if escaped == 0 {
@@ -102,7 +101,7 @@ pub(crate) fn catching<F: FnOnce() -> R, R>(f: F) -> Option<R> {
 const TYPE_NAME_BYTES: usize = 256;
 
 thread_local! {
-    /// The C++ type of the exception this thread's last [`catching`] caught (its
+    /// The C++ type of the exception this thread's last catch ended (its
     /// `std::type_info::name()`, the mangled form, as its bytes and their count), if it was a
     /// C++ exception whose runtime names it. Kept without allocating: set on the way out of
     /// the unwinder.
@@ -110,9 +109,10 @@ thread_local! {
         const { std::cell::Cell::new(None) };
 }
 
-/// The C++ type of the exception the last [`catching`] on this thread caught, as its runtime
-/// names it (`std::type_info::name()`: the mangled form, `St13runtime_error`); `None` when it
-/// returned, or the exception was not C++'s or its runtime does not say.
+/// The C++ type of the exception the last catch on this thread ended, as its runtime names it
+/// (`std::type_info::name()`: the mangled form, `St13runtime_error`); `None` if it was not
+/// C++'s or its runtime does not say. Asked right after a [`catching`] that returned `None`
+/// (every catch sets it first, so none older is reported).
 pub(crate) fn caught_type() -> Option<String> {
     let (bytes, len) = CAUGHT_TYPE.take()?;
     Some(String::from_utf8_lossy(&bytes[..len]).into_owned())

@@ -61,12 +61,8 @@ pub(crate) fn runtime_library(option: &str) -> Option<&'static str> {
 /// Whether `option` is a compile option ([`COMPILE_PREFIXES`], `-pipe`, `-W` warnings).
 pub(crate) fn is_compile_option(option: &str) -> bool {
     // ld's `-m EMULATION` (its value the next argument) is the linker's.
-    option != "-m" && is_compile_option_spelled(option)
-}
-
-/// [`is_compile_option`] by spelling alone.
-fn is_compile_option_spelled(option: &str) -> bool {
-    option == "-pipe"
-        || COMPILE_PREFIXES.iter().any(|prefix| option.starts_with(prefix) && option.len() > 1)
-        || (option.starts_with("-W") && !option.starts_with("-Wl,") && option.len() > 2)
+    option != "-m"
+        && (option == "-pipe"
+            || COMPILE_PREFIXES.iter().any(|prefix| option.starts_with(prefix) && option.len() > 1)
+            || (option.starts_with("-W") && !option.starts_with("-Wl,") && option.len() > 2))
 }

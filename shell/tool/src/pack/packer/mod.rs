@@ -381,8 +381,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             RelocationTarget::Section(index) => Named::Section(index.0),
             _ => return "an unnamed symbol".to_owned(),
         };
-        if let Some(Some(name)) = self.problem_names.get(&(f, key)) {
-            return name.clone();
+        if let Some(name) = self.problem_names.get(&(f, key)) {
+            return name.clone().unwrap_or_else(|| "an unnamed symbol".to_owned());
         }
         let file = &self.files[f];
         let name = match target {
