@@ -27,11 +27,8 @@ use templates::readable_note;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
 
 use crate::compress::Method;
-use crate::keyed_hash::KeyedHasher;
 use crate::kinds::{CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, CALL_ARRAY_ENTRY};
 use crate::module::{Header, NOTE_SDN_SECTION, TEMPLATE_META_SECTION};
 use crate::note_sdn::TERMINATOR;
@@ -360,34 +357,37 @@ impl ModuleBuilder {
         spec
     }
 
-    /// The string table and each symbol's name offset. Names are found again by the process's
-    /// keyed hash, so that no set of names (an ELF file's, a compiler's) can be made to collide.
+    /// The string table and each symbol's name offset. Names are matched by sorting them
+    /// (O(n log n) comparisons whatever the names, an ELF file's or a compiler's), so no set of
+    /// names can be made to cost more; each name is written where its first symbol comes.
     fn strings(&self) -> Result<(Vec<u8>, Vec<u32>), BuildError> {
-        let mut table = Vec::new();
-        let hasher = KeyedHasher::per_process();
-        let name_of = |(_, symbol): &(u32, usize)| self.symbols[*symbol].name.as_slice();
-        // Each distinct name's offset, and the first symbol that has it.
-        let mut seen: HashTable<(u32, usize)> = HashTable::with_capacity(self.symbols.len());
-        let mut offsets = Vec::with_capacity(self.symbols.len());
-        for (i, symbol) in self.symbols.iter().enumerate() {
-            let name = symbol.name.as_slice();
-            if name.contains(&0) {
-                return Err(BuildError::NameHasNul { symbol: sat_u32(i) });
+        if let Some(i) = self.symbols.iter().position(|symbol| symbol.name.contains(&0)) {
+            return Err(BuildError::NameHasNul { symbol: sat_u32(i) });
+        }
+        // Each symbol's first symbol of the same name: sorted by (name, index), a run of equal
+        // names starts with its first.
+        let mut by_name: Vec<(&[u8], usize)> =
+            self.symbols.iter().enumerate().map(|(i, symbol)| (symbol.name.as_slice(), i)).collect();
+        crate::sort::heapsort(&mut by_name);
+        let mut first = vec![0usize; self.symbols.len()];
+        let mut run_start = 0;
+        for (k, &(name, i)) in by_name.iter().enumerate() {
+            if k == 0 || by_name[k - 1].0 != name {
+                run_start = i;
             }
-            let hash = hasher.hash_bytes(name);
-            let offset = match seen.entry(
-                hash,
-                |known| name_of(known) == name,
-                |known| hasher.hash_bytes(name_of(known)),
-            ) {
-                Entry::Occupied(known) => known.get().0,
-                Entry::Vacant(new) => {
-                    let offset = u32::try_from(table.len()).map_err(|_| BuildError::TooLarge)?;
-                    table.extend_from_slice(name);
-                    table.push(0);
-                    new.insert((offset, i));
-                    offset
-                }
+            first[i] = run_start;
+        }
+        let mut table = Vec::new();
+        let mut offsets: Vec<u32> = Vec::with_capacity(self.symbols.len());
+        for (i, symbol) in self.symbols.iter().enumerate() {
+            let offset = if first[i] == i {
+                let offset = u32::try_from(table.len()).map_err(|_| BuildError::TooLarge)?;
+                table.extend_from_slice(&symbol.name);
+                table.push(0);
+                offset
+            } else {
+                // The first symbol of this name comes earlier: its offset is already known.
+                offsets[first[i]]
             };
             offsets.push(offset);
         }
