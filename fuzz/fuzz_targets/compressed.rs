@@ -1,7 +1,7 @@
 //! Fuzz target: a compressed section's frame on any bytes, and the writer's frames read back
-//! (`smf_core::fuzzing::fuzz_compressed`).
+//! (`smf_format::fuzzing::fuzz_compressed`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = smf_core::fuzzing::fuzz_compressed(data);
+    let _ = smf_format::fuzzing::fuzz_compressed(data);
 });

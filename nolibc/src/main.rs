@@ -2,7 +2,7 @@
 //! entry point; the process exits with the result (its low byte) as its status. A module that
 //! does not load exits 1 with one line on stderr saying why.
 //!
-//! The file is read under the core's policy (`smf_core::file`), as the shell reads it: a FIFO
+//! The file is read under the core's policy (`smf_runtime::file`), as the shell reads it: a FIFO
 //! or stream waits at most `SMF_STREAM_IDLE_MS` at a time and `SMF_STREAM_TOTAL_MS` in all, a file or stream is at most
 //! `SMF_MAX_MODULE_BYTES`, a large file is refused from its two ends unread, a file changed less
 //! than `SMF_SETTLE_MS` ago is left to settle; the variables are read from the environment the
@@ -30,9 +30,9 @@ use core::ffi::{c_char, CStr};
 use core::fmt::Write as _;
 use core::time::Duration;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::file::{read_module, Clocks, ReadError, ReadLimits};
-use smf_core::load::{LoadOptions, LoadedModule, TableResolver};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::file::{read_module, Clocks, ReadError, ReadLimits};
+use smf_runtime::load::{LoadOptions, LoadedModule, TableResolver};
 
 #[global_allocator]
 static HEAP: heap::Heap = heap::Heap::new();

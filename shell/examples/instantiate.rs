@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use smf::cache::ModuleCache;
 use smf::jit::{Jit, Request};
-use smf_core::jit::JitConfig;
+use smf_runtime::jit::JitConfig;
 
 /// Machine code for `template` at `i64`, or why not.
 fn compile(_jit: &Jit, request: &Request<'_>) -> Result<Vec<u8>, String> {

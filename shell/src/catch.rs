@@ -25,7 +25,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use smf_core::load::Catcher;
+use smf_runtime::load::Catcher;
 
 /// The unwinder's actions and results (the Itanium C++ ABI's level 1, `unwind.h`).
 const UA_SEARCH_PHASE: c_int = 1;
@@ -64,7 +64,7 @@ extern "C" {
     fn dlclose(handle: *mut c_void) -> c_int;
 }
 
-/// What the loader's constructors and destructors run through ([`smf_core::load::LoadOptions::
+/// What the loader's constructors and destructors run through ([`smf_runtime::load::LoadOptions::
 /// catch`]).
 pub(crate) const CATCHER: Catcher = Catcher(smf_loader_catch_call);
 

@@ -1,4 +1,4 @@
-//! Reading module files from paths under the core's policy ([`smf_core::file`], shared with the
+//! Reading module files from paths under the core's policy ([`smf_runtime::file`], shared with the
 //! loader without libc): never blocking forever (a FIFO or stream waits at most
 //! `SMF_STREAM_IDLE_MS` at a time, `SMF_STREAM_TOTAL_MS` in all), bounded
 //! (`SMF_MAX_MODULE_BYTES`; a large file refused from its two ends before it is read), never
@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use smf_core::file::{read_module, Clocks};
-pub use smf_core::file::{
+use smf_runtime::file::{read_module, Clocks};
+pub use smf_runtime::file::{
     ReadError, ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
     DEFAULT_STREAM_TOTAL, MAX_MODULE_BYTES_ENV, SETTLE_ENV, STREAM_IDLE_ENV, STREAM_TOTAL_ENV,
 };
@@ -69,7 +69,7 @@ pub struct ReadVersion {
     /// The path ends in a symbolic link, followed to the file read.
     pub followed_link: bool,
     /// The file changed shortly before the read (or that cannot be told): its identity may tie
-    /// with a change made right after it ([`smf_core::file::Version::fresh`]).
+    /// with a change made right after it ([`smf_runtime::file::Version::fresh`]).
     pub fresh: bool,
 }
 
@@ -110,12 +110,12 @@ pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
 /// status-change times (to the nanosecond). A file replaced by a rename has another inode; one
 /// rewritten in place, another size or other times. The module cache compares it on every get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileIdentity(smf_core::file::FileIdentity);
+pub struct FileIdentity(smf_runtime::file::FileIdentity);
 
 impl FileIdentity {
     /// The identity of the file at `path` now (one `stat`, following symbolic links).
     pub fn at(path: &Path) -> std::io::Result<Self> {
-        with_c_path(path, smf_core::file::FileIdentity::at)?.map(Self).map_err(io_error)
+        with_c_path(path, smf_runtime::file::FileIdentity::at)?.map(Self).map_err(io_error)
     }
 }
 

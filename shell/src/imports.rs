@@ -14,7 +14,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::fmt;
 use std::sync::RwLock;
 
-use smf_core::load::{Resolved, Resolver};
+use smf_runtime::load::{Resolved, Resolver};
 
 /// The host program's symbols, by name (process-wide).
 static HOST: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);

@@ -1,6 +1,7 @@
 //! `smf`: the std side of smf-loader.
 //!
-//! The format, validation and memory mechanisms live in `smf-core` (`no_std`); this crate adds
+//! What a module is lives in `smf-format`, the memory and loading mechanisms in `smf-runtime`
+//! (both `no_std`, re-exported as [`format`] and [`runtime`]); this crate adds
 //! what needs an operating system and a user: reading files by path, module caches, load-time
 //! instantiation, the process-wide executable allocator, and the C ABI (`ffi`). The `smf`
 //! command-line tool and its ELF packer are a package of their own (`smf-tool`, in
@@ -48,8 +49,9 @@ pub mod imports;
 pub mod jit;
 pub mod loader;
 pub mod native;
-pub mod runtime;
+pub mod process;
 mod sync;
 mod watch;
 
-pub use smf_core as core;
+pub use smf_format as format;
+pub use smf_runtime as runtime;

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::fmt;
 use std::sync::Arc;
 
-use smf_core::load::{Keepalive, Resolved, Resolver};
+use smf_runtime::load::{Keepalive, Resolved, Resolver};
 
 // dlopen, dlsym, dlclose and dlerror are in the C library std links.
 extern "C" {

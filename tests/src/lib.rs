@@ -8,8 +8,8 @@ use std::cell::Cell;
 
 use std::time::Duration;
 
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 mod maps;
 pub use maps::{
@@ -41,18 +41,18 @@ pub fn stubbed(dialect: Dialect) -> Vec<u8> {
     let mut b = samples_builder(dialect);
     b.stub(SHEBANG);
     if dialect == Dialect::R96 {
-        b.placement(smf_core::HeaderPlacement::Trailer);
+        b.placement(smf_format::HeaderPlacement::Trailer);
     }
     b.build().expect("stubbed module builds")
 }
 
 /// A small builder with code, a symbol and a relocation.
-pub fn samples_builder(dialect: Dialect) -> smf_core::write::ModuleBuilder {
-    use smf_core::write::{ModuleBuilder, SymbolSpec};
+pub fn samples_builder(dialect: Dialect) -> smf_format::write::ModuleBuilder {
+    use smf_format::write::{ModuleBuilder, SymbolSpec};
     let mut b = ModuleBuilder::new(dialect);
     b.add_code(b".text", &samples::RETURN_42);
     let main = b.add_symbol(SymbolSpec::function(b"main", 0, 6));
-    b.add_relocation(1, main, smf_core::RelocKind::Pc32, 0);
+    b.add_relocation(1, main, smf_format::RelocKind::Pc32, 0);
     b.note_sdn("possible |id, template, type_args, mangled_name, required_by, can_defer|\n 0, \"A\", \"B\", \"A$B\", \"m\", true");
     b.entry_point(0);
     b
@@ -127,7 +127,7 @@ pub fn return_const_patch(value: u16) -> (usize, Vec<u8>) {
 /// Calls the sealed code at the start of `block` as `extern "C" fn() -> i64` (the tests'
 /// blocks hold [`return_const`] code); panics if the block is not sealed code.
 #[allow(unsafe_code)]
-pub fn call(block: &smf_core::exec::Block<'_>) -> i64 {
+pub fn call(block: &smf_runtime::exec::Block<'_>) -> i64 {
     // SAFETY: the tests' code blocks hold functions returning a constant in rax/x0.
     let f = unsafe { block.function::<extern "C" fn() -> i64>(0) }.expect("sealed code");
     f.get()()
@@ -137,8 +137,8 @@ pub fn call(block: &smf_core::exec::Block<'_>) -> i64 {
 pub mod loading {
     use std::sync::Arc;
 
-    use smf_core::exec::ExecAllocator;
-    use smf_core::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+    use smf_runtime::exec::ExecAllocator;
+    use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
     /// Calls the exported function `name` of `module` as `extern "C" fn() -> i64`.
     #[allow(unsafe_code)]
@@ -176,9 +176,9 @@ pub mod loading {
 
 /// Modules that link to each other, with real x86-64 code, for the loading tests (Rust and C).
 pub mod linking {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::{samples, ModuleBuilder, SymbolSpec, TemplateSpec};
-    use smf_core::{Dialect, RelocKind};
+    use smf_format::template::TemplateKind;
+    use smf_format::write::{samples, ModuleBuilder, SymbolSpec, TemplateSpec};
+    use smf_format::{Dialect, RelocKind};
 
     /// A library exporting `five` (returns 5) and `counter` (data, 7).
     pub fn library(dialect: Dialect) -> Vec<u8> {
@@ -189,7 +189,7 @@ pub mod linking {
             // R72 cannot address data sections: keep `counter` inside the code.
             b.add_code(b".text.data", &7u64.to_le_bytes());
             b.add_symbol(SymbolSpec {
-                kind: smf_core::SymbolKind::Data,
+                kind: smf_format::SymbolKind::Data,
                 ..SymbolSpec::function(b"counter", 6, 8)
             });
         } else {
@@ -283,7 +283,7 @@ pub mod linking {
         b.add_code(b".text", &code);
         let local = if local_data_in_code {
             b.add_symbol(SymbolSpec {
-                kind: smf_core::SymbolKind::Data,
+                kind: smf_format::SymbolKind::Data,
                 ..SymbolSpec::function(b"local_data", 80, 8)
             })
         } else {
@@ -331,9 +331,9 @@ pub mod linking {
 
 /// A module offering generic instantiations, for the load-time instantiation tests.
 pub mod generics {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
-    use smf_core::Dialect;
+    use smf_format::template::TemplateKind;
+    use smf_format::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+    use smf_format::Dialect;
 
     /// Its note.sdn: one instantiation made at compile time, and what may be made at load time.
     /// `chain$*` depend on each other in a cycle (a -> b -> c -> a); `deep$N` needs
@@ -394,8 +394,8 @@ dependencies |from_inst, to_inst, dep_kind|
 /// resolver must find (through the instantiator, as a runtime does); it offers `extra$x`
 /// (template "extra") itself.
 pub mod importer {
-    use smf_core::write::{ModuleBuilder, SymbolSpec};
-    use smf_core::{Dialect, RelocKind};
+    use smf_format::write::{ModuleBuilder, SymbolSpec};
+    use smf_format::{Dialect, RelocKind};
 
     /// Its note.sdn.
     pub const NOTE: &str = r#"possible |id, template, type_args, mangled_name, required_by, can_defer|

@@ -76,8 +76,8 @@ fn the_rt_functions_pass_from_c_against_the_static_and_the_shared_library() {
 #[test]
 #[cfg(target_arch = "x86_64")] // the linking fixtures hold x86-64 code
 fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() {
-    use smf_core::write::samples;
-    use smf_core::Dialect;
+    use smf_format::write::samples;
+    use smf_format::Dialect;
     use smf_tests::linking::{application, library, with_metadata};
     let profile = build_smf_package();
     for shared in [false, true] {
@@ -97,7 +97,7 @@ fn the_module_functions_pass_from_c_against_the_static_and_the_shared_library() 
 #[test]
 #[cfg(target_arch = "x86_64")] // the linking fixtures hold x86-64 code
 fn imports_resolve_in_the_documented_order_from_c_against_the_static_and_the_shared_library() {
-    use smf_core::Dialect;
+    use smf_format::Dialect;
     use smf_tests::linking::{application, importer, library};
     let profile = build_smf_package();
     for shared in [false, true] {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use smf::cache::ModuleCache;
 use smf::loader::SharedModule;
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
 use smf_tests::linking::returning;
 
 /// A fresh directory for one test's files.
@@ -253,7 +253,7 @@ fn examples() -> Vec<PathBuf> {
     .collect()
 }
 
-/// Waits until no file of `paths` reads as fresh (`smf_core::file::Version::fresh`): a fresh
+/// Waits until no file of `paths` reads as fresh (`smf_runtime::file::Version::fresh`): a fresh
 /// file is watched from its load (a change right after its read may leave the same identity).
 fn wait_until_not_fresh(paths: &[PathBuf]) {
     let limits = smf::file::limits_from_env();

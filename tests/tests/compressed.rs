@@ -6,11 +6,11 @@
 #![cfg(target_arch = "x86_64")]
 #![allow(unsafe_code)]
 
-use smf_core::compress::Method;
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule};
-use smf_core::write::{BuildError, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{CompressionProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
+use smf_format::compress::Method;
+use smf_format::write::{BuildError, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{CompressionProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadError, LoadOptions, LoadedModule};
 use smf_tests::loading::call0;
 use smf_tool::pack::Compression;
 
@@ -175,7 +175,7 @@ fn compression_the_module_does_not_declare_or_may_not_use_is_refused() {
     ] {
         let mut b = ModuleBuilder::new(Dialect::R96);
         b.add_code(b".text", &[0xC3; 16]);
-        let frame = smf_core::compress::frame(Method::Lz4, &[0; 8]);
+        let frame = smf_format::compress::frame(Method::Lz4, &[0; 8]);
         let mut spec = SectionSpec::new(section_type, b".x", flags | SectionFlags::COMPRESSED, frame, 8);
         spec.virtual_size = 8;
         b.add_section(spec);
@@ -260,20 +260,20 @@ fn real_c_packed_compressed_runs_as_packed_plain() {
 fn the_compressed_sample_runs_with_its_data_relocated() {
     let exec = ExecAllocator::default();
     for dialect in [Dialect::S128, Dialect::R96] {
-        let file = smf_core::write::samples::compressed(dialect);
+        let file = smf_format::write::samples::compressed(dialect);
         let module = load(&exec, &file).unwrap();
         assert_eq!((call0(&module, b"main"), call0(&module, b"seven")), (42, 7), "{dialect}");
         let (greeting, text) = (module.symbol(b"greeting").unwrap(), module.symbol(b"text").unwrap());
         assert_eq!(bytes_at(greeting, 8), (text as u64).to_le_bytes(), "{dialect}");
         assert_eq!(bytes_at(text, 6), b"hello\0", "{dialect}");
     }
-    assert!(smf_core::write::samples::compressed(Dialect::R72).is_empty());
+    assert!(smf_format::write::samples::compressed(Dialect::R72).is_empty());
 }
 
 #[test]
 fn a_writers_own_encoder_writes_its_level_and_its_frames_read_back() {
     fn lz4(bytes: &[u8], _level: u8) -> Vec<u8> {
-        smf_core::compress::frame(Method::Lz4, bytes)[smf_core::compress::FRAME_HEADER..].to_vec()
+        smf_format::compress::frame(Method::Lz4, bytes)[smf_format::compress::FRAME_HEADER..].to_vec()
     }
     fn expanding(bytes: &[u8], _level: u8) -> Vec<u8> {
         vec![0; bytes.len() * 2]
@@ -291,7 +291,7 @@ fn a_writers_own_encoder_writes_its_level_and_its_frames_read_back() {
     let module = Module::parse(&file).unwrap();
     assert_eq!((module.header().compression, module.header().compression_level), (2, 7));
     let text = module.sections().next().unwrap();
-    let smf_core::compress::Payload::Compressed(frame) = module.payload(&text) else {
+    let smf_format::compress::Payload::Compressed(frame) = module.payload(&text) else {
         panic!("the code is not compressed");
     };
     let mut place = vec![0; code.len()];
@@ -304,7 +304,7 @@ fn a_writers_own_encoder_writes_its_level_and_its_frames_read_back() {
     let module = Module::parse(&file).unwrap();
     let text = module.sections().next().unwrap();
     assert!(!text.flags.contains(SectionFlags::COMPRESSED));
-    assert_eq!(module.payload(&text), smf_core::compress::Payload::Raw(&code[..]));
+    assert_eq!(module.payload(&text), smf_format::compress::Payload::Raw(&code[..]));
     // The core's own encoder keeps the level the header was given.
     let file = build(&|b| {
         b.header(|h| h.compression_level = 9).compress(Method::Lz4);

@@ -12,12 +12,12 @@
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{ExitRegistrar, LoadBatch, LoadError, LoadOptions, LoadedModule, TableResolver};
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{
     CallArray, CallArrayProblem, Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType,
 };
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{ExitRegistrar, LoadBatch, LoadError, LoadOptions, LoadedModule, TableResolver};
 
 thread_local! {
     /// What the modules' constructors and destructors recorded on this thread, in order.
@@ -83,7 +83,7 @@ fn a_batch_runs_no_constructor_before_its_seal_then_each_module_s_in_the_order_a
 
 #[test]
 fn modules_released_together_run_every_destructor_first_and_free_their_pages_in_one_go() {
-    use smf_core::exec::{ExecConfig, FaultInjector, LINUX};
+    use smf_runtime::exec::{ExecConfig, FaultInjector, LINUX};
     static KERNEL: FaultInjector = FaultInjector::new(&LINUX);
     let exec = ExecAllocator::with_kernel(ExecConfig::default(), &KERNEL);
     let file = samples::call_arrays(Dialect::S128);

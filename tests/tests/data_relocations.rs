@@ -7,12 +7,12 @@
 #![cfg(target_arch = "x86_64")]
 #![allow(unsafe_code)]
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::reloc::RelocError;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData, TableResolver};
-use smf_core::module::RelocatedImage;
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
+use smf_format::module::RelocatedImage;
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::reloc::RelocError;
+use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, ReadOnlyData, TableResolver};
 use smf_tests::loading::call0;
 use smf_tests::{assert_no_rwx, mapping_at};
 
@@ -142,7 +142,7 @@ fn the_writer_sorts_data_relocations_and_refuses_two_on_the_same_bytes() {
     let offsets: Vec<u64> = Module::parse(&file).unwrap().relocations().map(|r| r.offset).collect();
     assert_eq!(offsets, [16, 24], "written in order, whatever order they were added in");
     b.add_data_relocation(2, 4, 0, RelocKind::Abs64, 0);
-    assert_eq!(b.build(), Err(smf_core::write::BuildError::DataRelocationsOverlap { offset: 20 }));
+    assert_eq!(b.build(), Err(smf_format::write::BuildError::DataRelocationsOverlap { offset: 20 }));
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn the_builder_keeps_a_data_relocation_inside_its_section() {
     b.add_data_relocation(1, 8, 0, RelocKind::Abs64, 0); // 8 bytes at 8 of a 12-byte section
     assert_eq!(
         b.build().unwrap_err(),
-        smf_core::write::BuildError::DataRelocationOutsideSection { section: 1, offset: 8 }
+        smf_format::write::BuildError::DataRelocationOutsideSection { section: 1, offset: 8 }
     );
     let mut b = two_regions(Dialect::R96);
     b.add_data_relocation(0, 0, 0, RelocKind::Abs64, 0); // the code section

@@ -28,7 +28,7 @@ fn functions(module: &SharedModule) -> BTreeMap<String, (usize, u64)> {
     (0..symbols.len())
         .filter_map(|i| {
             let symbol = symbols.get(i)?;
-            (symbol.kind == smf_core::SymbolKind::Function && symbol.addr != 0).then(|| {
+            (symbol.kind == smf_format::SymbolKind::Function && symbol.addr != 0).then(|| {
                 let name = String::from_utf8_lossy(symbols.name(i).unwrap()).into_owned();
                 (name, (symbol.addr, symbols.size(i).unwrap()))
             })
@@ -209,7 +209,7 @@ fn an_instantiated_function_is_described_to_gdb_while_its_jit_lives() {
     let path = dir.join("generics.smf");
     std::fs::copy(workspace().join("examples/generics.smf"), &path).unwrap();
     let cache = std::sync::Arc::new(ModuleCache::new(0, 0));
-    let jit = Jit::new(cache, smf_core::jit::JitConfig::default(), compile);
+    let jit = Jit::new(cache, smf_runtime::jit::JitConfig::default(), compile);
     let square = jit.instantiate(&path, "square$i64").unwrap();
     let bytes = gdb_object(square).expect("the function's object is in GDB's list");
     let file = object::File::parse(bytes.as_slice()).unwrap();

@@ -7,8 +7,8 @@
 // Reading and running installed machine code needs raw pointers.
 #![allow(unsafe_code)]
 
-use smf_core::exec::{Block, ExecAllocator, ExecConfig, ExecError};
-use smf_core::sys::Protection;
+use smf_runtime::exec::{Block, ExecAllocator, ExecConfig, ExecError};
+use smf_runtime::sys::Protection;
 use smf_tests::{assert_no_rwx, call, mappings_within, return_const, return_const_patch};
 
 #[test]
@@ -234,7 +234,7 @@ fn four_threads_allocate_seal_call_and_free_concurrently() {
 
 #[test]
 fn the_mapping_estimate_follows_protections() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     // A sealed read-write data segment next to free (read-write) pages is one kernel mapping.
     let mut batch = exec.batch();
@@ -255,7 +255,7 @@ fn the_mapping_estimate_follows_protections() {
 
 #[test]
 fn module_images_start_each_segment_at_the_asked_alignment() {
-    use smf_core::exec::{ExecError, MemoryKind};
+    use smf_runtime::exec::{ExecError, MemoryKind};
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     let align = 16 * page;
@@ -298,7 +298,7 @@ fn module_images_start_each_segment_at_the_asked_alignment() {
 
 #[test]
 fn recycled_pages_are_zeroed_except_the_bytes_the_caller_overwrites() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     // Two pages full of old bytes, freed: they stay committed and are recycled.
@@ -324,7 +324,7 @@ const TRAP_BYTE: u8 = if cfg!(target_arch = "x86_64") { 0xCC } else { 0 };
 /// Allocates and seals a module-like image: two pages of code returning `value`, one page of
 /// data. Returns the blocks (code, data).
 fn code_image(exec: &ExecAllocator, value: u16) -> (Block<'_>, Block<'_>) {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let page = exec.page_size();
     let mut batch = exec.batch();
     let mut blocks = batch
@@ -339,7 +339,7 @@ fn code_image(exec: &ExecAllocator, value: u16) -> (Block<'_>, Block<'_>) {
 
 #[test]
 fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     // A data image first, so the code does not start the region.
@@ -411,7 +411,7 @@ fn images_loaded_one_after_another_share_two_mappings() {
 
 #[test]
 fn an_abandoned_image_takes_its_new_trap_page_with_it() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
     let mut batch = exec.batch();
@@ -438,7 +438,7 @@ fn an_abandoned_image_takes_its_new_trap_page_with_it() {
 
 #[test]
 fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     let page = ExecAllocator::default().page_size();
     let exec = ExecAllocator::new(ExecConfig { region_size: 8 * page, ..ExecConfig::default() });
     // A 3-page code image behind its trap page at the region's start, freed: the trap page
@@ -483,7 +483,7 @@ fn trim_gives_back_trap_pages_and_recycled_pages() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_pages_an_image_is_written_through_are_faulted_in_ahead_and_its_bss_is_not() {
-    use smf_core::exec::MemoryKind;
+    use smf_runtime::exec::MemoryKind;
     use smf_tests::resident;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
@@ -499,7 +499,7 @@ fn the_pages_an_image_is_written_through_are_faulted_in_ahead_and_its_bss_is_not
 
 #[test]
 fn a_code_arena_knows_its_code_and_gives_pieces_larger_than_a_region_one_of_their_own() {
-    use smf_core::exec::{CodeArena, Kernel, GRANULE, LINUX};
+    use smf_runtime::exec::{CodeArena, Kernel, GRANULE, LINUX};
     let page = LINUX.page_size();
     let arena = CodeArena::new(&LINUX, page);
     let first = arena.install(&return_const(1)).unwrap();

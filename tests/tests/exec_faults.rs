@@ -5,16 +5,16 @@
 // Calling the loaded code: the typed function lookup is unsafe (the signature is ours to vouch for).
 #![allow(unsafe_code)]
 
-use smf_core::exec::{ExecAllocator, ExecConfig, ExecError};
+use smf_runtime::exec::{ExecAllocator, ExecConfig, ExecError};
 use smf_tests::assert_no_rwx;
 
 // x86-64 only: the application module's code is x86-64.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
-    use smf_core::exec::{FaultInjector, LINUX};
-    use smf_core::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
-    use smf_core::Dialect;
+    use smf_format::Dialect;
+    use smf_runtime::exec::{FaultInjector, LINUX};
+    use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, TableResolver};
     use smf_tests::linking::application;
     use smf_tests::mappings_within;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
@@ -76,7 +76,7 @@ fn call(address: usize) -> i64 {
 
 #[test]
 fn a_code_arena_survives_each_of_its_syscalls_failing_and_unmaps_what_it_mapped() {
-    use smf_core::exec::{CodeArena, FaultInjector, Kernel, LINUX};
+    use smf_runtime::exec::{CodeArena, FaultInjector, Kernel, LINUX};
     use smf_tests::return_const;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let page = INJECTOR.page_size();
@@ -144,8 +144,8 @@ fn arena_files() -> usize {
 
 #[test]
 fn instantiations_fall_back_to_sealed_batches_where_shared_memory_is_refused() {
-    use smf_core::exec::{FaultInjector, LINUX};
-    use smf_core::jit::{Caller, Instantiator, JitConfig};
+    use smf_runtime::exec::{FaultInjector, LINUX};
+    use smf_runtime::jit::{Caller, Instantiator, JitConfig};
     use smf_tests::return_const;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let exec = ExecAllocator::with_kernel(ExecConfig::default(), &INJECTOR);

@@ -157,15 +157,15 @@ fn user_names_come_from_the_name_table_and_host_symbols_link() {
 /// A module exporting `five` (returns 5), for this host.
 fn library_exporting_five() -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
-    return smf_tests::linking::library(smf_core::Dialect::R96);
+    return smf_tests::linking::library(smf_format::Dialect::R96);
     #[cfg(target_arch = "aarch64")]
-    return smf_core::write::samples::aarch64_library();
+    return smf_format::write::samples::aarch64_library();
 }
 
 /// A module whose `calls_compiled` jumps to the import `NAME` (its arguments passed on).
 fn module_calling(name: &str) -> Vec<u8> {
-    use smf_core::write::{ModuleBuilder, SymbolSpec};
-    use smf_core::{Dialect, RelocKind};
+    use smf_format::write::{ModuleBuilder, SymbolSpec};
+    use smf_format::{Dialect, RelocKind};
     let mut b = ModuleBuilder::new(Dialect::R96);
     let import = b.add_symbol(SymbolSpec::import(name.as_bytes()));
     let size = if cfg!(target_arch = "aarch64") {

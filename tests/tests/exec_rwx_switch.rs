@@ -4,8 +4,8 @@
 
 #![allow(unsafe_code)]
 
-use smf_core::exec::{ExecAllocator, ExecConfig};
-use smf_core::sys::Protection;
+use smf_runtime::exec::{ExecAllocator, ExecConfig};
+use smf_runtime::sys::Protection;
 use smf_tests::{return_const, return_const_patch};
 
 #[test]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use smf::file::{with_module_bytes_limited, ReadLimits, DEFAULT_STREAM_TOTAL};
-use smf_core::file::ReadError;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
+use smf_runtime::file::ReadError;
 
 /// A fresh directory for this test's files.
 fn scratch(name: &str) -> PathBuf {
@@ -176,7 +176,7 @@ fn a_refusal_keeps_its_type_inside_the_io_error() {
     let dir = scratch("typed");
     // Large enough that its two ends are checked before it is read (sparse: nothing written).
     let path = dir.join("not-a-module.smf");
-    std::fs::File::create(&path).unwrap().set_len(smf_core::file::CHECK_ENDS_FROM * 2).unwrap();
+    std::fs::File::create(&path).unwrap().set_len(smf_runtime::file::CHECK_ENDS_FROM * 2).unwrap();
     let e = read(&path, ReadLimits { max_bytes: 64 << 20, ..QUICK }).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     let typed = e.get_ref().and_then(|inner| inner.downcast_ref::<ReadError>());
@@ -192,13 +192,13 @@ fn a_refusal_keeps_its_type_inside_the_io_error() {
 fn a_file_refused_from_its_ends_is_a_format_refusal_not_an_io_error() {
     let dir = scratch("ends");
     let path = dir.join("not-a-module.smf");
-    std::fs::File::create(&path).unwrap().set_len(smf_core::file::CHECK_ENDS_FROM * 2).unwrap();
-    let resolver = smf_core::load::TableResolver(&[]);
+    std::fs::File::create(&path).unwrap().set_len(smf_runtime::file::CHECK_ENDS_FROM * 2).unwrap();
+    let resolver = smf_runtime::load::TableResolver(&[]);
     // The loader, the cache and the instantiator all see it so (the default size limit is
     // far above the file's 2 MiB).
     let e = smf::loader::load_path(&path, &resolver).unwrap_err();
     assert!(
-        matches!(&e, smf::loader::ModuleError::NotAModule(p, format) if p == &path && format.kind == smf_core::ErrorKind::BadMagic),
+        matches!(&e, smf::loader::ModuleError::NotAModule(p, format) if p == &path && format.kind == smf_format::ErrorKind::BadMagic),
         "{e:?}"
     );
     assert!(e.to_string().contains("not a module (from its ends, unread)"), "{e}");

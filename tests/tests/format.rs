@@ -4,10 +4,10 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
-use smf_core::module::{DataRegion, SymbolTarget};
-use smf_core::template::{MetaCategory, TemplateKind};
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{
+use smf_format::module::{DataRegion, SymbolTarget};
+use smf_format::template::{MetaCategory, TemplateKind};
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{
     Binding, Dialect, ErrorKind, HeaderPlacement, Module, ModuleFlags, ParseOptions, RelocKind, SectionFlags,
     SectionType, SymbolKind,
 };
@@ -267,7 +267,7 @@ fn every_dialect_round_trips_through_the_writer() {
 
 #[test]
 fn short_form_templates_are_read_in_sequence() {
-    use smf_core::write::TemplateSpec;
+    use smf_format::write::TemplateSpec;
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     b.short_form_templates(true);
@@ -365,7 +365,7 @@ fn the_string_table_holds_each_distinct_name_once() {
 
 #[test]
 fn unknown_section_types_are_skipped() {
-    use smf_core::write::SectionSpec;
+    use smf_format::write::SectionSpec;
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     b.add_section(SectionSpec::new(
@@ -385,8 +385,8 @@ fn unknown_section_types_are_skipped() {
 
 #[test]
 fn flag_bits_no_flag_names_are_written_and_read_back() {
-    use smf_core::write::SectionSpec;
-    use smf_core::SymbolFlags;
+    use smf_format::write::SectionSpec;
+    use smf_format::SymbolFlags;
     for dialect in Dialect::ALL {
         let mut b = ModuleBuilder::new(dialect);
         b.header(|h| h.flags = ModuleFlags::PIC | ModuleFlags::from_bits_retain(0x4000_0000));
@@ -404,7 +404,7 @@ fn flag_bits_no_flag_names_are_written_and_read_back() {
 
 #[test]
 fn the_builder_refuses_what_the_format_cannot_hold() {
-    use smf_core::write::BuildError;
+    use smf_format::write::BuildError;
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_relocation(0, 0, RelocKind::Abs32, 0);
     assert_eq!(
@@ -421,8 +421,8 @@ fn the_builder_refuses_what_the_format_cannot_hold() {
 
 #[test]
 fn the_builder_refuses_content_that_would_read_as_another_layout() {
-    use smf_core::write::BuildError;
-    use smf_core::HeaderPlacement;
+    use smf_format::write::BuildError;
+    use smf_format::HeaderPlacement;
     // An S128 module (header at the end) whose first bytes are a whole, valid R72 module: the
     // format's tie rule prefers the header at offset 0, so every reader would read the R72 one
     // (found by the `write` fuzz target).
@@ -443,7 +443,7 @@ fn the_builder_refuses_content_that_would_read_as_another_layout() {
 
 #[test]
 fn the_builder_refuses_a_note_a_reader_would_cut_short() {
-    use smf_core::write::BuildError;
+    use smf_format::write::BuildError;
     // A line of the note that is the terminator ends the note for every reader (found by the
     // `write` fuzz target: the note read back empty).
     for (text, at) in [("# END_NOTE", 0), ("a |x|\n# END_NOTE\n0", 6), ("t\n# END_NOTE\r\nmore", 2)] {
@@ -462,7 +462,7 @@ fn the_builder_refuses_a_note_a_reader_would_cut_short() {
 #[test]
 #[cfg_attr(miri, ignore = "two notes of 1 MiB, interpreted byte by byte: minutes under Miri (run natively)")]
 fn the_builder_refuses_a_note_longer_than_readers_look() {
-    use smf_core::write::BuildError;
+    use smf_format::write::BuildError;
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.note_sdn(&"x".repeat(1 << 20));
     assert_eq!(b.build().unwrap_err(), BuildError::NoteTooLong { len: 1 << 20 });

@@ -37,45 +37,45 @@ fn replay(target: &str, entry: fn(&[u8]) -> usize) -> usize {
 
 #[test]
 fn the_parse_corpus_replays() {
-    let seeds = replay("parse", smf_core::fuzzing::fuzz_one);
+    let seeds = replay("parse", smf_format::fuzzing::fuzz_one);
     assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
 }
 
 #[test]
 fn the_load_corpus_replays_and_links() {
-    let seeds = replay("load", smf_core::fuzzing::fuzz_load);
+    let seeds = replay("load", smf_runtime::fuzzing::fuzz_load);
     assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
     // The linked seeds load every module: the consumers' imports resolve to the provider and
     // the host (the third's `nowhere` through the fallback).
     let three = std::fs::read(fuzz_dir().join("corpus/load/linked-three")).unwrap();
-    assert_eq!(smf_core::fuzzing::fuzz_load(&three), 1 + 3 + 5, "symbols of the three modules");
+    assert_eq!(smf_runtime::fuzzing::fuzz_load(&three), 1 + 3 + 5, "symbols of the three modules");
     // The aarch64 seeds load on any host (nothing runs): every aarch64 relocation kind is
     // applied, with and without forced branch stubs (a module that fails counts 1).
     for (seed, symbols) in [("aarch64-linked", 2 + 7), ("aarch64-unforced", 2 + 2)] {
         let bytes = std::fs::read(fuzz_dir().join("corpus/load").join(seed)).unwrap();
-        assert_eq!(smf_core::fuzzing::fuzz_load(&bytes), symbols, "symbols of {seed}");
+        assert_eq!(smf_runtime::fuzzing::fuzz_load(&bytes), symbols, "symbols of {seed}");
     }
 }
 
 #[test]
 fn the_note_sdn_corpus_replays() {
-    let seeds = replay("note_sdn", smf_core::fuzzing::fuzz_note_sdn);
+    let seeds = replay("note_sdn", smf_runtime::fuzzing::fuzz_note_sdn);
     assert!(seeds >= 3, "the seed corpus is missing ({seeds} files)");
 }
 
 #[test]
 fn the_compressed_corpus_replays_and_its_section_seeds_decompress() {
-    let seeds = replay("compressed", smf_core::fuzzing::fuzz_compressed);
+    let seeds = replay("compressed", smf_format::fuzzing::fuzz_compressed);
     assert!(seeds >= 12, "the seed corpus is missing ({seeds} files)");
     for seed in ["text-S128", "rodata-R96", "frame-zeros", "frame-zstd-text"] {
         let bytes = std::fs::read(fuzz_dir().join("corpus/compressed").join(seed)).unwrap();
-        assert!(smf_core::fuzzing::fuzz_compressed(&bytes) > 0, "{seed} decompresses");
+        assert!(smf_format::fuzzing::fuzz_compressed(&bytes) > 0, "{seed} decompresses");
     }
 }
 
 #[test]
 fn the_templates_corpus_replays() {
-    let seeds = replay("templates", smf_core::fuzzing::fuzz_templates);
+    let seeds = replay("templates", smf_format::fuzzing::fuzz_templates);
     assert!(seeds >= 4, "the seed corpus is missing ({seeds} files)");
 }
 
@@ -155,17 +155,17 @@ fn the_read_file_corpus_replays_and_reads() {
 
 #[test]
 fn the_write_corpus_replays_and_reads_back() {
-    let seeds = replay("write", smf_core::fuzzing::fuzz_write);
+    let seeds = replay("write", smf_format::fuzzing::fuzz_write);
     assert!(seeds >= 6, "the seed corpus is missing ({seeds} files)");
     // The patterns write modules that read back with their symbols.
     let read: usize = (0..6)
         .map(|k| std::fs::read(fuzz_dir().join(format!("corpus/write/pattern-{k}"))).unwrap())
-        .map(|pattern| smf_core::fuzzing::fuzz_write(&pattern))
+        .map(|pattern| smf_format::fuzzing::fuzz_write(&pattern))
         .sum();
     assert!(read > 6, "the seeds of write read back {read} symbols in all");
 }
 
 #[test]
 fn the_exec_ops_corpus_replays_and_runs_operations() {
-    replay_calls("exec_ops", smf_core::fuzzing::fuzz_exec_ops);
+    replay_calls("exec_ops", smf_runtime::fuzzing::fuzz_exec_ops);
 }

@@ -15,9 +15,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use smf::cache::ModuleCache;
 use smf::jit::{CompileError, Compiler, Jit, Request};
 use smf::loader::ModuleError;
-use smf_core::jit::{CompileFailure, JitConfig, JitError};
-use smf_core::load::LoadError;
-use smf_core::note_sdn::NoteSdn;
+use smf_format::note_sdn::NoteSdn;
+use smf_runtime::jit::{CompileFailure, JitConfig, JitError};
+use smf_runtime::load::LoadError;
 use smf_tests::{assert_no_rwx, generics, return_const};
 
 /// `f(x) = x` (x86-64 `mov rax, rdi; ret`; aarch64 `ret`).
@@ -410,13 +410,13 @@ struct ThroughJit {
     asked: AtomicUsize,
 }
 
-impl smf_core::load::Resolver for ThroughJit {
-    fn resolve(&self, name: &[u8]) -> Option<smf_core::load::Resolved> {
+impl smf_runtime::load::Resolver for ThroughJit {
+    fn resolve(&self, name: &[u8]) -> Option<smf_runtime::load::Resolved> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         let jit = self.jit.get()?.upgrade()?;
         assert!(jit.note_sdn(&self.noted).unwrap().is_some(), "the note reads from inside a resolver");
         let addr = jit.resolve(std::str::from_utf8(name).ok()?).ok()?;
-        Some(smf_core::load::Resolved { addr, keepalive: None })
+        Some(smf_runtime::load::Resolved { addr, keepalive: None })
     }
 }
 
@@ -434,7 +434,7 @@ fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, 
         asked: AtomicUsize::new(0),
     });
     cache.set_linking(smf::cache::CacheLinking {
-        resolver: Some(Arc::clone(&resolver) as Arc<dyn smf_core::load::Resolver + Send + Sync>),
+        resolver: Some(Arc::clone(&resolver) as Arc<dyn smf_runtime::load::Resolver + Send + Sync>),
         ..smf::cache::CacheLinking::default()
     });
     let log = Arc::new(Log::default());
@@ -573,9 +573,9 @@ fn resolve_follows_the_cache_as_modules_come_go_and_change() {
 
 #[test]
 fn a_template_no_symbol_names_is_found_by_its_record_name() {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
-    use smf_core::Dialect;
+    use smf_format::template::TemplateKind;
+    use smf_format::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+    use smf_format::Dialect;
     let record = |name: &[u8]| TemplateSpec {
         kind: TemplateKind::Function,
         name: name.to_vec(),
@@ -615,7 +615,7 @@ fn a_template_no_symbol_names_is_found_by_its_record_name() {
 #[test]
 fn the_shells_mangling_and_the_note_and_template_readers_agree() {
     use smf::jit::{mangle, try_mangle};
-    use smf_core::note_sdn::mangle::{column_arguments, row_agrees};
+    use smf_format::note_sdn::mangle::{column_arguments, row_agrees};
     // Every "possible" row of the fixture (written as Simple writes them), read by the core's
     // reader: its name is its template mangled with its type arguments.
     let note = NoteSdn::new(generics::NOTE);

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, Resolver, TableResolver};
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect, RelocKind};
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{Binding, Dialect, RelocKind};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadError, Resolver, TableResolver};
 use smf_tests::loading::{call0, load};
 
 /// The symbol pass decodes data symbols on its fast path; one that names a section that is not
@@ -18,7 +18,7 @@ use smf_tests::loading::{call0, load};
 /// error, and an in-bounds one gets its section's address.
 #[test]
 fn data_symbols_are_checked_against_their_section() {
-    use smf_core::ErrorKind;
+    use smf_format::ErrorKind;
     let exec = ExecAllocator::default();
     let module = |section: u32, offset: u64, size: u64| {
         let mut b = ModuleBuilder::new(Dialect::R96);
@@ -40,7 +40,7 @@ fn data_symbols_are_checked_against_their_section() {
 
     // Symbol 1's entry: the value field is at 16, the defining-section index at 41.
     let good = module(1, 8, 8);
-    let parsed = smf_core::Module::parse(&good).unwrap();
+    let parsed = smf_format::Module::parse(&good).unwrap();
     let entry =
         parsed.data_start() + parsed.header().symbol_table_offset + Dialect::R96.symbol_entry_size() as u64;
     for (section, offset, size, expected, field) in [
@@ -51,8 +51,8 @@ fn data_symbols_are_checked_against_their_section() {
         (40, 0, 4, ErrorKind::BadSymbolSection { symbol: 1, section: 41 }, 41),
     ] {
         let file = module(section, offset, size);
-        let expected_error = smf_core::Module::parse(&file).unwrap_err();
-        assert_eq!(expected_error, smf_core::Error::new(expected, entry + field));
+        let expected_error = smf_format::Module::parse(&file).unwrap_err();
+        assert_eq!(expected_error, smf_format::Error::new(expected, entry + field));
         assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(expected_error), "{expected:?}");
     }
 }
@@ -63,7 +63,7 @@ fn data_symbols_are_checked_against_their_section() {
 #[test]
 fn got_room_is_taken_per_symbol_only_where_it_costs_no_page() {
     static COUNTER: u64 = 77;
-    let page = smf_core::sys::page_size();
+    let page = smf_runtime::sys::page_size();
     // `mov rax, [rip+GOT(counter)]; mov rax, [rax]; ret`, padded to `code_len` bytes, plus
     // `extra` symbols naming it.
     let module = |code_len: usize, extra: usize| {
@@ -95,9 +95,9 @@ fn got_room_is_taken_per_symbol_only_where_it_costs_no_page() {
 /// keeps its own address, kind and visibility, and every import its own resolution.
 #[test]
 fn symbols_of_every_kind_interleaved_link_to_their_own_addresses() {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::TemplateSpec;
-    use smf_core::SymbolKind;
+    use smf_format::template::TemplateKind;
+    use smf_format::write::TemplateSpec;
+    use smf_format::SymbolKind;
     let exec = ExecAllocator::default();
     let table: &[(&[u8], usize)] = &[(b"ext_a", 0x1111_2222), (b"ext_b", 0x3333_4444)];
     for dialect in Dialect::ALL {
@@ -241,7 +241,7 @@ fn a_registry_forgets_released_modules_under_load_release_churn() {
 /// local symbol of that name), short names and long ones alike, and forgets a module removed.
 #[test]
 fn the_export_index_finds_the_modules_exporting_a_name() {
-    use smf_core::load::ExportIndex;
+    use smf_runtime::load::ExportIndex;
     let exec = ExecAllocator::default();
     let long = b"a_rather_long_name_past_one_word";
     let first = load(&exec, &constant_module(long, 1), &()).unwrap();
@@ -287,15 +287,15 @@ fn unnamed_globals_are_refused_and_the_first_of_duplicate_exports_wins() {
     };
     for binding in [Binding::Global, Binding::Weak] {
         let file = module(&[(b"f", 0, Binding::Global), (b"", 6, binding)]);
-        let error = smf_core::Module::parse(&file).unwrap_err();
-        assert_eq!(error.kind, smf_core::ErrorKind::UnnamedSymbol { symbol: 1 });
+        let error = smf_format::Module::parse(&file).unwrap_err();
+        assert_eq!(error.kind, smf_format::ErrorKind::UnnamedSymbol { symbol: 1 });
         assert_eq!(load(&exec, &file, &()).unwrap_err(), LoadError::Format(error));
     }
     let loaded = load(&exec, &module(&[(b"", 6, Binding::Local), (b"f", 0, Binding::Global)]), &()).unwrap();
     assert_eq!(call0(&loaded, b"f"), 1);
 
     let file = module(&[(b"f", 6, Binding::Global), (b"f", 0, Binding::Global)]);
-    let parsed = smf_core::Module::parse(&file).unwrap();
+    let parsed = smf_format::Module::parse(&file).unwrap();
     assert_eq!(parsed.find_export(b"f").map(|s| s.index), Some(0));
     let loaded = load(&exec, &file, &()).unwrap();
     assert_eq!(call0(&loaded, b"f"), 2, "the first export of `f` (at 6) wins");

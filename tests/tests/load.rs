@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::reloc::RelocError;
-use smf_core::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Binding, Dialect, ErrorKind, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind};
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{
+    Binding, Dialect, ErrorKind, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind,
+};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::reloc::RelocError;
+use smf_runtime::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
 use smf_tests::linking::{application, library};
 use smf_tests::{assert_no_rwx, mappings_within};
 
@@ -47,7 +49,7 @@ fn a_loaded_module_tells_its_header_s_bytes_and_its_size_and_describes_itself() 
         }
         let mut b = smf_tests::samples_builder(dialect);
         b.header(|h| {
-            h.arch = smf_core::load::HOST_ARCH;
+            h.arch = smf_runtime::load::HOST_ARCH;
             h.platform = 7;
         });
         let module = LoadedModule::load(&exec, &b.build().unwrap(), &(), &options).unwrap();
@@ -114,8 +116,8 @@ fn module_with_every_kind_of_data_and_bss(bss: u64) -> Vec<u8> {
 
 #[test]
 fn data_is_writable_rodata_read_only_and_code_executable() {
-    use smf_core::load::ReadOnlyData;
-    use smf_core::sys::Protection;
+    use smf_runtime::load::ReadOnlyData;
+    use smf_runtime::sys::Protection;
     let file = module_with_every_kind_of_data();
     let mut bytes_live = Vec::new();
     for (read_only_data, rodata_protection, seal_changes) in [
@@ -153,7 +155,7 @@ fn data_is_writable_rodata_read_only_and_code_executable() {
         }
         bytes_live.push(exec.stats().bytes_live);
     }
-    let page = smf_core::sys::page_size();
+    let page = smf_runtime::sys::page_size();
     assert_eq!(bytes_live[1] - bytes_live[0], page, "rodata with the code takes no page of its own");
 }
 
@@ -312,8 +314,8 @@ fn relocation_failures_name_the_relocation_its_symbol_and_the_value() {
 
 #[test]
 fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::TemplateSpec;
+    use smf_format::template::TemplateKind;
+    use smf_format::write::TemplateSpec;
     let spec = |name: &[u8], params: &[&[u8]], body: &[u8]| TemplateSpec {
         kind: TemplateKind::Function,
         name: name.to_vec(),
@@ -340,7 +342,7 @@ fn a_loaded_module_hands_out_the_template_entries_its_file_holds() {
             });
         }
         let file = b.build().unwrap();
-        let module = smf_core::Module::parse(&file).unwrap();
+        let module = smf_format::Module::parse(&file).unwrap();
         let entries = module.template_entries().unwrap();
         assert_eq!(entries.len(), 3, "{dialect}");
         let loaded = load(&exec, &file, &()).unwrap();
@@ -454,8 +456,8 @@ fn branches_to_imports_run_through_stubs() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_huge_virtual_size_commits_only_the_bytes_the_module_has() {
-    use smf_core::write::SectionSpec;
-    use smf_core::SectionType;
+    use smf_format::write::SectionSpec;
+    use smf_format::SectionType;
     // 227 bytes of file whose code is 500 MiB in memory: the zero tail is left to zero pages,
     // neither written nor faulted in (it used to commit ~517 MB per load).
     let exec = ExecAllocator::default();
@@ -626,7 +628,7 @@ fn recycled_code_pages_never_show_an_earlier_modules_bytes() {
     let exec = ExecAllocator::default();
     // A module whose three pages of code are all `int3`, loaded and released: its pages go back
     // to the allocator holding those bytes.
-    let page = smf_core::sys::page_size();
+    let page = smf_runtime::sys::page_size();
     let mut b = ModuleBuilder::new(Dialect::R96);
     let mut code = vec![0xCCu8; 3 * page];
     code[..6].copy_from_slice(&[0xB8, 1, 0, 0, 0, 0xC3]);
@@ -709,8 +711,8 @@ fn the_module_c_api_is_thread_safe() {
 /// rodata, bss) while earlier ones stay live.
 #[test]
 fn data_alignments_above_a_page_are_honoured() {
-    use smf_core::write::SectionSpec;
-    use smf_core::SectionType;
+    use smf_format::write::SectionSpec;
+    use smf_format::SectionType;
     let exec = ExecAllocator::default();
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
@@ -766,7 +768,7 @@ fn data_alignments_above_a_page_are_honoured() {
 /// alignment is no power of two up to 64 KiB is refused with the section named.
 #[test]
 fn code_alignments_above_a_page_are_honoured() {
-    use smf_core::{Error, Module};
+    use smf_format::{Error, Module};
     let exec = ExecAllocator::default();
     let module = |second_alignment: u64| {
         let mut b = ModuleBuilder::new(Dialect::R96);
@@ -800,7 +802,7 @@ fn code_alignments_above_a_page_are_honoured() {
 /// writable and executable.
 #[test]
 fn modules_loaded_together_share_code_pages_and_data_pages() {
-    use smf_core::load::LoadBatch;
+    use smf_runtime::load::LoadBatch;
     let exec = ExecAllocator::default();
     let file = module_with_every_kind_of_data_and_bss(100);
     let mut batch = LoadBatch::new(&exec);
@@ -845,7 +847,7 @@ fn modules_loaded_together_share_code_pages_and_data_pages() {
 /// module's code and zeros only.
 #[test]
 fn a_module_failing_in_a_batch_leaves_zeros_where_its_code_was() {
-    use smf_core::load::LoadBatch;
+    use smf_runtime::load::LoadBatch;
     let exec = ExecAllocator::default();
     let mut b = ModuleBuilder::new(Dialect::R96);
     let mut code = vec![0x48, 0x8B, 0x05, 0, 0, 0, 0, 0xC3]; // mov rax, [rip + far]; ret
@@ -935,8 +937,8 @@ fn page_size_through_the_shell() {
     let registry = smf::loader::Registry::new();
     let module = smf::loader::load_bytes(&samples::return_42(Dialect::S128), &registry, None).unwrap();
     assert_eq!(call0(module.loaded(), b"main"), 42);
-    let kernel = smf_core::sys::page_size() == auxiliary_page_size();
-    println!("probed {}, kernel's {kernel}", smf_core::sys::page_size_probed());
+    let kernel = smf_runtime::sys::page_size() == auxiliary_page_size();
+    println!("probed {}, kernel's {kernel}", smf_runtime::sys::page_size_probed());
 }
 
 /// A child of the test above (does nothing unless it is asked to).
@@ -949,7 +951,7 @@ fn page_size_in_the_core_alone() {
     let module = load(&exec, &samples::return_42(Dialect::S128), &()).unwrap();
     assert_eq!(call0(&module, b"main"), 42);
     let kernel = exec.page_size() == auxiliary_page_size();
-    println!("probed {}, kernel's {kernel}", smf_core::sys::page_size_probed());
+    println!("probed {}, kernel's {kernel}", smf_runtime::sys::page_size_probed());
 }
 
 /// The kernel's page size as the auxiliary vector gives it.

@@ -5,18 +5,18 @@
 //! into the code; constructors and destructors run in their order; compressed code runs once
 //! decompressed into its place (the instruction cache synchronized), and code, rodata and data
 //! compressed with each method, in R96 and S128, run as their uncompressed twin. On other hosts this file compiles to nothing (the encodings are unit-tested
-//! in `smf_core::load::reloc`).
+//! in `smf_runtime::load::reloc`).
 
 #![cfg(target_arch = "aarch64")]
 #![allow(unsafe_code)]
 
 use std::sync::Arc;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::write::samples::{aarch64_application as application, aarch64_library as library};
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, Module, RelocKind, SectionFlags};
+use smf_format::write::samples::{aarch64_application as application, aarch64_library as library};
+use smf_format::write::{ModuleBuilder, SymbolSpec};
+use smf_format::{Dialect, Module, RelocKind, SectionFlags};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 
 fn words(code: &[u32]) -> Vec<u8> {
     code.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -119,12 +119,12 @@ fn constructors_and_destructors_run_in_their_order() {
     for i in 0..4u64 {
         b.add_relocation(i * 8 + 4, record_import, RelocKind::Aarch64Branch26, 0);
     }
-    b.add_call_array(smf_core::CallArray::Constructors, &[(functions[0], 0), (functions[1], 0)]);
-    b.add_call_array(smf_core::CallArray::Destructors, &[(functions[2], 0), (functions[3], 0)]);
+    b.add_call_array(smf_format::CallArray::Constructors, &[(functions[0], 0), (functions[1], 0)]);
+    b.add_call_array(smf_format::CallArray::Destructors, &[(functions[2], 0), (functions[3], 0)]);
     let file = b.build().unwrap();
     let exec = ExecAllocator::default();
     let table = [(&b"record"[..], record as extern "C" fn(i64) as usize)];
-    let resolver = smf_core::load::TableResolver(&table);
+    let resolver = smf_runtime::load::TableResolver(&table);
     let module = LoadedModule::load(&exec, &file, &resolver, &LoadOptions::default()).unwrap();
     assert_eq!(RECORDED.with(|r| r.take()), [1, 2]);
     drop(module);
@@ -136,7 +136,7 @@ fn constructors_and_destructors_run_in_their_order() {
 /// decompressed data); `seven` lies at the end of a page of `brk`. In R96, which has the
 /// aarch64 relocation kinds, `load_ro` reads the rodata (ADRP + LDR) and `load_through_data`
 /// follows the data's pointer.
-fn every_kind(dialect: Dialect, method: Option<smf_core::compress::Method>) -> Vec<u8> {
+fn every_kind(dialect: Dialect, method: Option<smf_format::compress::Method>) -> Vec<u8> {
     let mut b = ModuleBuilder::new(dialect);
     aarch64(&mut b);
     let mut code = vec![0xD420_0000; 1024]; // brk #0
@@ -148,8 +148,8 @@ fn every_kind(dialect: Dialect, method: Option<smf_core::compress::Method>) -> V
     b.add_code(b".text", &words(&code));
     let mut rodata: Vec<u8> = b"compressed rodata, ".iter().copied().cycle().take(2048).collect();
     rodata[..16].copy_from_slice(&[42u64.to_le_bytes(), 99u64.to_le_bytes()].concat());
-    let ro = b.add_section(smf_core::write::SectionSpec::new(
-        smf_core::SectionType::RoData,
+    let ro = b.add_section(smf_format::write::SectionSpec::new(
+        smf_format::SectionType::RoData,
         b".rodata",
         SectionFlags::READ,
         rodata,
@@ -195,7 +195,7 @@ fn code_rodata_and_data_compressed_with_each_method_run_as_their_plain_twin() {
         let plain = every_kind_runs(&every_kind(dialect, None));
         let calls: &[i64] = if dialect == Dialect::R96 { &[7, 42, 99] } else { &[7] };
         assert_eq!(plain, (calls.to_vec(), [42, 99], true), "{dialect}");
-        for method in [smf_core::compress::Method::Lz4, smf_core::compress::Method::Zstd] {
+        for method in [smf_format::compress::Method::Lz4, smf_format::compress::Method::Zstd] {
             let file = every_kind(dialect, Some(method));
             let parsed = Module::parse(&file).unwrap();
             let compressed: Vec<_> = parsed
@@ -203,8 +203,11 @@ fn code_rodata_and_data_compressed_with_each_method_run_as_their_plain_twin() {
                 .filter(|s| s.flags.contains(SectionFlags::COMPRESSED))
                 .map(|s| s.section_type)
                 .collect();
-            let kinds =
-                [smf_core::SectionType::Code, smf_core::SectionType::RoData, smf_core::SectionType::Data];
+            let kinds = [
+                smf_format::SectionType::Code,
+                smf_format::SectionType::RoData,
+                smf_format::SectionType::Data,
+            ];
             assert_eq!(compressed, kinds, "{dialect} {method:?}");
             assert_eq!(every_kind_runs(&file), plain, "{dialect} {method:?}");
         }

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::fuzzing::fuzz_one;
-use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, Error, ErrorKind, Module, SymbolFlags};
+use smf_format::fuzzing::fuzz_one;
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{Dialect, Error, ErrorKind, Module, SymbolFlags};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_tests::{fixtures, CountingAllocator};
 
 #[global_allocator]
@@ -47,7 +47,7 @@ fn survive(label: &str, bytes: &[u8]) {
     for dialect in Dialect::ALL {
         let _ = Module::parse_with(
             bytes,
-            &smf_core::ParseOptions { dialect: Some(dialect), ..Default::default() },
+            &smf_format::ParseOptions { dialect: Some(dialect), ..Default::default() },
         );
     }
     assert_eq!(smf_tests::allocations(), before, "{label}: parsing allocated");
@@ -95,7 +95,7 @@ fn agrees_with_validation(label: &str, bytes: &[u8], loaded: &LoadedModule<'_>, 
         assert_eq!(ours.template, symbol.is_template(), "{label}: template flag of symbol {index}");
         if symbol.kind.is_addressable()
             && !symbol.is_template()
-            && symbol.kind != smf_core::SymbolKind::Import
+            && symbol.kind != smf_format::SymbolKind::Import
         {
             assert_ne!(ours.addr, 0, "{label}: symbol {index} has no address");
         }
@@ -127,7 +127,7 @@ fn structural_ranges(file: &[u8]) -> Vec<std::ops::Range<usize>> {
     let sy = base + h.symbol_table_offset as usize;
     ranges.push(sy..sy + h.symbol_count as usize * d.symbol_entry_size());
     for s in module.sections() {
-        use smf_core::SectionType::*;
+        use smf_format::SectionType::*;
         if matches!(s.section_type, Relocations | TemplateCode | TemplateMeta) {
             let at = s.file_offset as usize;
             ranges.push(at..at + s.data.len());
@@ -227,7 +227,7 @@ fn counts_and_offsets_near_integer_limits_are_survived() {
             }
         }
         // Relocation entries: offset, symbol index, addend.
-        for s in module.sections().filter(|s| s.section_type == smf_core::SectionType::Relocations) {
+        for s in module.sections().filter(|s| s.section_type == smf_format::SectionType::Relocations) {
             for n in 0..s.data.len() / 24 {
                 let e = s.file_offset as usize + n * 24;
                 fields.extend([(e, 8), (e + 8, 4), (e + 16, 8)]);
@@ -275,7 +275,7 @@ fn r96_with_reloc() -> Vec<u8> {
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &samples::RETURN_42);
     let main = b.add_symbol(SymbolSpec::function(b"main", 0, 6));
-    b.add_relocation(1, main, smf_core::RelocKind::Pc32, 0);
+    b.add_relocation(1, main, smf_format::RelocKind::Pc32, 0);
     b.build().unwrap()
 }
 
@@ -392,7 +392,7 @@ fn sections_aliasing_one_payload_are_refused_before_any_is_read() {
     let mut b = ModuleBuilder::new(Dialect::R96);
     b.add_code(b".text", &[0xC3; 4032]);
     let main = b.add_symbol(SymbolSpec::function(b"main", 0, 1));
-    b.add_relocation(1, main, smf_core::RelocKind::Pc32, 0);
+    b.add_relocation(1, main, smf_format::RelocKind::Pc32, 0);
     let good = b.build().unwrap();
     let module = Module::parse(&good).unwrap();
     let code = module.sections().find(|s| s.name == b".text").unwrap().file_offset;
@@ -420,7 +420,7 @@ fn names_aliasing_one_long_name_are_refused_once_they_pass_the_string_table() {
     b.add_symbol(SymbolSpec::function(&long, 0, 1));
     for i in 0..64 {
         b.add_symbol(
-            SymbolSpec::function(format!("s{i}").as_bytes(), 0, 1).with_binding(smf_core::Binding::Local),
+            SymbolSpec::function(format!("s{i}").as_bytes(), 0, 1).with_binding(smf_format::Binding::Local),
         );
     }
     let good = b.build().unwrap();
@@ -532,8 +532,8 @@ fn errors_display_what_and_where() {
 
 #[test]
 fn many_template_symbols_take_no_quadratic_time() {
-    use smf_core::template::TemplateKind;
-    use smf_core::write::TemplateSpec;
+    use smf_format::template::TemplateKind;
+    use smf_format::write::TemplateSpec;
     // 20,000 template symbols (a 1.2 MB file): locating each entry's end by scanning every
     // symbol took ~2 s here; validation checks prefixes and extents are found by sorting.
     let mut b = ModuleBuilder::new(Dialect::R96);

@@ -1,5 +1,5 @@
 //! The loader without libc (`cargo xtask nolibc`): a static executable with no interpreter and
-//! no shared libraries that loads modules of every dialect with `smf-core` alone, exits with
+//! no shared libraries that loads modules of every dialect with `smf-runtime` alone, exits with
 //! the entry point's result, and refuses a bad module with one line naming what and where.
 //! It reads files under the core's rules, as the shell does: a FIFO nobody writes, a directory,
 //! a huge sparse file and an endless stream are each refused with their reason, never a hang.

@@ -4,9 +4,9 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
-use smf_core::note_sdn::{write_quoted, NoteSdn, Table};
-use smf_core::write::{samples, ModuleBuilder};
-use smf_core::{Dialect, Module};
+use smf_format::note_sdn::{write_quoted, NoteSdn, Table};
+use smf_format::write::{samples, ModuleBuilder};
+use smf_format::{Dialect, Module};
 
 fn values(table: &Table<'_>) -> Vec<Vec<String>> {
     table.rows().map(|r| r.fields().map(|f| f.to_text()).collect()).collect()

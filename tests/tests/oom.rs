@@ -16,10 +16,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule};
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadError, LoadOptions, LoadedModule};
 
 /// Refuses allocations of at least `REFUSE_FROM` bytes on the thread that armed it.
 struct Refusing;

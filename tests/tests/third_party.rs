@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use smf_core::module::RelocatedImage;
-use smf_core::{Dialect, Module};
+use smf_format::module::RelocatedImage;
+use smf_format::{Dialect, Module};
 use smf_tests::{build_smf_package, profile_dir, workspace};
 
 /// Lua built once for the binary's tests: the module and the native program, each able to run

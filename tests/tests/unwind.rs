@@ -13,11 +13,11 @@ use std::process::Command;
 
 use smf::imports::LinkOptions;
 use smf::loader::load_bytes_with;
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, UnwindFault, UnwindRegistrar};
-use smf_core::module::unwind::FdeProblem;
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType, UnwindProblem};
+use smf_format::module::unwind::FdeProblem;
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType, UnwindProblem};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, UnwindFault, UnwindRegistrar};
 use smf_tests::{build_smf_package, scratch, workspace};
 
 /// The sample's table (one CIE, one FDE for a 16-byte function, the terminator).

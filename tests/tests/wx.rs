@@ -17,9 +17,9 @@ use std::sync::Arc;
 use smf::cache::ModuleCache;
 use smf::ffi::{rt_exec, rt_mmap, smf_module};
 use smf::jit::{Jit, Request};
-use smf_core::exec::{ExecAllocator, FaultInjector, LINUX};
-use smf_core::jit::{Caller, Instantiator, JitConfig};
-use smf_core::sys::{Protection, SharedMemory};
+use smf_runtime::exec::{ExecAllocator, FaultInjector, LINUX};
+use smf_runtime::jit::{Caller, Instantiator, JitConfig};
+use smf_runtime::sys::{Protection, SharedMemory};
 use smf_tests::{assert_no_rwx, generics, return_const, writable_aliases};
 
 /// The tests scan the whole process: the control's alias must not be seen by the other.
@@ -60,8 +60,8 @@ fn the_scan_finds_a_writable_mapping_that_aliases_an_executable_one() {
     assert!(aliases[0].0.contains("smf-wx-control") && aliases[0].1.contains("r-xs"));
     // SAFETY: both mapped above, nothing else uses them.
     unsafe {
-        smf_core::sys::unmap(write, 4096).unwrap();
-        smf_core::sys::unmap(exec, 4096).unwrap();
+        smf_runtime::sys::unmap(write, 4096).unwrap();
+        smf_runtime::sys::unmap(exec, 4096).unwrap();
     }
     assert!(writable_aliases().is_empty());
 }
@@ -103,7 +103,7 @@ fn no_install_path_leaves_a_writable_alias_of_code() {
     assert!(batch.iter().all(|r| r.as_ref().is_ok_and(|&a| call0(a) == 3)), "{batch:?}");
     assert_no_rwx("a batch of instantiations");
     static REFUSING: FaultInjector = FaultInjector::new(&LINUX);
-    let exec = ExecAllocator::with_kernel(smf_core::exec::ExecConfig::default(), &REFUSING);
+    let exec = ExecAllocator::with_kernel(smf_runtime::exec::ExecConfig::default(), &REFUSING);
     let fallback = Instantiator::new(&exec, JitConfig::default());
     REFUSING.fail_call(0); // memfd_create, the first call of the first install
     let caller = Caller { thread: 1, stack: &[] };

@@ -1,4 +1,4 @@
-//! Our Zstandard decoder (`smf_core::compress`, `core/src/compress/zstd/`) against the
+//! Our Zstandard decoder (`smf_format::compress`, `core/format/src/compress/zstd/`) against the
 //! reference library, libzstd: its frames at every level, with and without checksums and
 //! content sizes, several frames and skippable ones, matches far back; the same frames damaged
 //! byte by byte, where we accept exactly what libzstd accepts, with the same bytes, but for two
@@ -6,8 +6,8 @@
 //! start, its last byte holding the marker); and frames at the format's edges
 //! (blocks against their window, counts for symbols never decoded).
 
-use smf_core::compress::{Frame, Method};
-use smf_core::CompressionProblem;
+use smf_format::compress::{Frame, Method};
+use smf_format::CompressionProblem;
 
 /// `data` decoded by our decoder into a place of `len` bytes, as a loader does it.
 fn ours(data: &[u8], len: usize) -> Result<Vec<u8>, CompressionProblem> {
@@ -36,7 +36,9 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
 fn text(len: usize) -> Vec<u8> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut bytes = Vec::new();
-    for file in ["docs/format.md", "ARCHITECTURE.md", "core/src/compress/mod.rs", "core/src/lib.rs"] {
+    for file in
+        ["docs/format.md", "ARCHITECTURE.md", "core/format/src/compress/mod.rs", "core/format/src/lib.rs"]
+    {
         bytes.extend(std::fs::read(format!("{root}/{file}")).expect("a repository file"));
     }
     bytes.iter().copied().cycle().take(len).collect()
@@ -187,7 +189,7 @@ fn a_huffman_stream_whose_last_byte_lost_its_marker_is_refused_though_libzstd_ta
         let mut damaged = frame.clone();
         damaged[at] = 0;
         let mut out = vec![0; data.len()];
-        if smf_core::compress::zstd_refusal(&damaged, &mut out)
+        if smf_format::compress::zstd_refusal(&damaged, &mut out)
             == Err("a Huffman stream's last byte has no marker bit")
         {
             found += 1;
@@ -224,7 +226,7 @@ fn damaged_frames_are_accepted_exactly_when_the_reference_accepts_them() {
                     // there). Without a checksum it accepts such a frame, with literals nobody
                     // wrote.
                     let mut out = vec![0; data.len()];
-                    let why = smf_core::compress::zstd_refusal(&damaged, &mut out);
+                    let why = smf_format::compress::zstd_refusal(&damaged, &mut out);
                     let lenient = [
                         Err("a Huffman stream not read exactly to its start"),
                         Err("a Huffman stream's last byte has no marker bit"),

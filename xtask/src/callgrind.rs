@@ -13,8 +13,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadOptions, LoadedModule};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadOptions, LoadedModule};
 
 use crate::workspace_root;
 

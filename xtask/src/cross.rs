@@ -45,7 +45,7 @@ pub(crate) fn run_command() -> Result<(), String> {
     ensure_tools()?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root())
-        .args(["test", "--target", TARGET, "-p", "smf-core", "-p", "smf-tests"])
+        .args(["test", "--target", TARGET, "-p", "smf-format", "-p", "smf-runtime", "-p", "smf-tests"])
         .args([
             "--lib",
             "--test",

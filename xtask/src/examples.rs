@@ -9,8 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use crate::workspace_root;
 

@@ -8,9 +8,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use smf_core::fuzzing::MODULE_SEPARATOR;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Dialect, HeaderPlacement, Module, RelocKind, SectionType};
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{Dialect, HeaderPlacement, Module, RelocKind, SectionType};
+use smf_runtime::fuzzing::MODULE_SEPARATOR;
 
 use crate::workspace_root;
 
@@ -211,8 +211,8 @@ fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for d in [Dialect::S128, Dialect::R96] {
         let file = samples::compressed(d);
-        let Ok(module) = smf_core::Module::parse(&file) else { continue };
-        for section in module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED)) {
+        let Ok(module) = smf_format::Module::parse(&file) else { continue };
+        for section in module.sections().filter(|s| s.flags.contains(smf_format::SectionFlags::COMPRESSED)) {
             // The smallest power of two holding the section (the target's first byte).
             let size = section.virtual_size.max(1).next_power_of_two().trailing_zeros() as u8;
             let mut seed = vec![size];
@@ -224,13 +224,13 @@ fn compressed_seeds() -> Vec<(String, Vec<u8>)> {
         }
     }
     let methods =
-        [(smf_core::compress::Method::Lz4, "", 0), (smf_core::compress::Method::Zstd, "zstd-", 0x80)];
+        [(smf_format::compress::Method::Lz4, "", 0), (smf_format::compress::Method::Zstd, "zstd-", 0x80)];
     for (method, prefix, bit) in methods {
         for (name, bytes) in
             [("zeros", vec![0u8; 4096]), ("text", b"abcabcabd".repeat(50)), ("empty", Vec::new())]
         {
             let mut seed = vec![13 | bit];
-            seed.extend_from_slice(&smf_core::compress::frame(method, &bytes));
+            seed.extend_from_slice(&smf_format::compress::frame(method, &bytes));
             out.push((format!("frame-{prefix}{name}"), seed));
         }
     }

@@ -53,7 +53,7 @@ tasks:
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
   mutants [--in-diff BASE] [--shard K/N] [--file GLOB]...
-                       cargo-mutants over core/src/load and core/src/exec (--in-diff: only
+                       cargo-mutants over core/runtime/src/{load,exec} (--in-diff: only
                        lines changed since BASE); report in target/mutants/mutants.out
 ";
 

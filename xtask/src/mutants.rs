@@ -1,5 +1,5 @@
 //! `cargo xtask mutants [--in-diff BASE] [--max N] [--shard K/N] [--file GLOB]...`: cargo-mutants over
-//! the loader (`core/src/load/`) and the allocator (`core/src/exec/`), installing cargo-mutants
+//! the loader (`core/runtime/src/load/`) and the allocator (`core/runtime/src/exec/`), installing cargo-mutants
 //! if it is missing. Each mutant is judged by the core's unit tests and the integration tests
 //! of those two areas (the slow hostile-input and out-of-memory binaries are left out: their
 //! properties are the fuzz targets' and the `oom` test's, run in full by `cargo test`).
@@ -15,18 +15,18 @@ use std::process::Command;
 use crate::workspace_root;
 
 /// What is mutated: the loader and the allocator, without the allocator's test doubles.
-const MUTATED: [&str; 2] = ["core/src/load/**", "core/src/exec/**"];
+const MUTATED: [&str; 2] = ["core/runtime/src/load/**", "core/runtime/src/exec/**"];
 const NOT_MUTATED: [&str; 10] = [
-    "core/src/exec/fake.rs",
-    "core/src/exec/free_tests.rs",
-    "core/src/exec/tests.rs",
-    "core/src/exec/placed_tests.rs",
-    "core/src/exec/touched_tests.rs",
-    "core/src/exec/fault_tests.rs",
-    "core/src/exec/region_tests.rs",
-    "core/src/exec/open_tests.rs",
-    "core/src/exec/region_unit_tests.rs",
-    "core/src/exec/release_tests.rs",
+    "core/runtime/src/exec/fake.rs",
+    "core/runtime/src/exec/free_tests.rs",
+    "core/runtime/src/exec/tests.rs",
+    "core/runtime/src/exec/placed_tests.rs",
+    "core/runtime/src/exec/touched_tests.rs",
+    "core/runtime/src/exec/fault_tests.rs",
+    "core/runtime/src/exec/region_tests.rs",
+    "core/runtime/src/exec/open_tests.rs",
+    "core/runtime/src/exec/region_unit_tests.rs",
+    "core/runtime/src/exec/release_tests.rs",
 ];
 
 /// The integration test binaries that judge a mutant (besides the core's unit tests).
@@ -44,7 +44,7 @@ const TESTS: [&str; 9] = [
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // cargo-mutants' own options; what judges a mutant comes after `--` (see `TESTS`).
-    let mut options: Vec<String> = ["--package", "smf-core"].map(String::from).to_vec();
+    let mut options: Vec<String> = ["--package", "smf-runtime"].map(String::from).to_vec();
     let mut files_given = false;
     let mut max = None;
     let mut shard_given = false;
@@ -88,7 +88,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             options.extend(["--shard".into(), format!("0/{slices}")]);
         }
     }
-    options.extend(["--test-package", "smf-core,smf-tests"].map(String::from));
+    options.extend(["--test-package", "smf-runtime,smf-tests"].map(String::from));
     // cargo-mutants tests its unmutated baseline in the mutated package alone, where the
     // integration test binaries named below do not exist: the baseline is skipped (`cargo
     // test` in CI is that baseline) and the timeouts are set instead. The judges' tests run in

@@ -1,5 +1,5 @@
 //! `cargo xtask nolibc`: builds `nolibc/` (`smf-nolibc`, a static x86-64 loader with no libc
-//! and no dynamic loader, over `smf-core`) in release mode and prints the binary's path as its
+//! and no dynamic loader, over `smf-runtime`) in release mode and prints the binary's path as its
 //! last line. Its own workspace and link flags (`nolibc/.cargo/config.toml`, `nolibc/build.rs`);
 //! flags from the environment are removed, since they would replace those.
 

@@ -1,5 +1,5 @@
 //! The runtime's module cache: modules by path, bounded by resident bytes and module count,
-//! least recently used out first ([`smf_core::cache::LruCache`]), loaded on a miss, prefetched
+//! least recently used out first ([`smf_runtime::cache::LruCache`]), loaded on a miss, prefetched
 //! on worker threads, reloaded when their file is replaced.
 //!
 //! **Hot reload.** A cached module is reloaded when its file changes: replaced on disk (a new
@@ -9,7 +9,7 @@
 //!   times, [`FileIdentity`]) compared with the version cached, at each of a path's first
 //!   [`WATCH_FROM_HIT`] hits after a load: the next get after a change sees it. That holds
 //!   for a version that is not *fresh* (its file last changed at least
-//!   [`smf_core::file::FRESH_FOR`] before the read, and the settle time): any later change
+//!   [`smf_runtime::file::FRESH_FOR`] before the read, and the settle time): any later change
 //!   moves the file's times past the version's.
 //! - from then on, through a change notice (`watch.rs`: inotify watches on the files'
 //!   directories, read by one thread that marks a cached version stale within microseconds of
@@ -61,9 +61,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use smf_core::cache::stats::Counters;
-use smf_core::cache::{Budget, ByteKey, KeyedHasher, LruCache};
-use smf_core::load::Resolver;
+use smf_runtime::cache::stats::Counters;
+use smf_runtime::cache::{Budget, ByteKey, KeyedHasher, LruCache};
+use smf_runtime::load::Resolver;
 
 use crate::file::FileIdentity;
 use crate::imports::LinkOptions;

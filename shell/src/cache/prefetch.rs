@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use smf_core::load::LoadError;
+use smf_runtime::load::LoadError;
 
 use super::{Counting, ModuleCache};
 use crate::loader::ModuleError;
@@ -152,7 +152,7 @@ impl ModuleCache {
     /// header alone cannot be trusted before the rest is checked).
     pub fn prefetch_announced(&self, module: &Path, candidates: &[PathBuf]) -> Result<usize, ModuleError> {
         let bytes = crate::file::read(module).map_err(|e| ModuleError::reading(module, e))?;
-        let parsed = smf_core::Module::parse(&bytes)
+        let parsed = smf_format::Module::parse(&bytes)
             .map_err(|e| ModuleError::Load(Some(module.to_path_buf()), LoadError::Format(e)))?;
         let header = parsed.header();
         if header.prefetch_hint == 0 {
@@ -196,7 +196,7 @@ const THREAD_EXTRA: usize = 256 << 10;
 /// Whether the address space has room for a worker's start now: its stack and what std maps in
 /// the new thread before any code of ours runs (a failure there aborts the process).
 fn room_for_a_thread() -> bool {
-    use smf_core::sys::{reserve, unmap, Protection};
+    use smf_runtime::sys::{reserve, unmap, Protection};
     let len = WORKER_STACK + THREAD_EXTRA;
     match reserve(len, Protection::None) {
         Ok(probe) => {

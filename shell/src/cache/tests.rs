@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use super::cached::watching_loaded;
 use super::*;

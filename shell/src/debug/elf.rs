@@ -8,9 +8,9 @@
 //! crate for this; `tests/tests/debug.rs` reads the result back with `object` and has gdb load
 //! it.
 
-use smf_core::kinds::ARCH_AARCH64;
-use smf_core::load::LoadedModule;
-use smf_core::{Binding, SymbolKind};
+use smf_format::kinds::ARCH_AARCH64;
+use smf_format::{Binding, SymbolKind};
+use smf_runtime::load::LoadedModule;
 
 /// ELF constants used here.
 mod consts {

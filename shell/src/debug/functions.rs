@@ -1,8 +1,8 @@
 //! A loaded module's functions by address: which function, and how far into it, an address
 //! is ([`Functions::at`]), for crash reports, `smf_addr_info` (as `dladdr`) and the perf map.
 
-use smf_core::load::LoadedModule;
-use smf_core::SymbolKind;
+use smf_format::SymbolKind;
+use smf_runtime::load::LoadedModule;
 
 /// One function: where it starts, how many bytes it takes (0 when its symbol gives no size)
 /// and its symbol's index in the module's table.

@@ -21,7 +21,7 @@ pub mod perf_map;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use smf_core::load::LoadedModule;
+use smf_runtime::load::LoadedModule;
 
 pub use functions::{Function, Functions};
 

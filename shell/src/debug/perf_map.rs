@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use smf_core::load::LoadedModule;
+use smf_runtime::load::LoadedModule;
 
 use super::functions::Functions;
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use cranelift_codegen::ir::Signature;
-use smf_core::load::{Resolved, Resolver};
+use smf_runtime::load::{Resolved, Resolver};
 
 use crate::loader::SharedModule;
 use crate::sync::lock;

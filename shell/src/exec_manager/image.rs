@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::LibCall;
-use smf_core::write::{ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Dialect, RelocKind, SectionFlags, SectionType};
+use smf_format::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{Dialect, RelocKind, SectionFlags, SectionType};
 
 use super::compile::{Compiled, Target};
 use super::ExecManagerError;

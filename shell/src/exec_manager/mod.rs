@@ -259,7 +259,7 @@ impl ExecManager {
         batch: &[compile::Compiled],
         index: &HashMap<&str, usize>,
     ) -> Result<(), ExecManagerError> {
-        use smf_core::load::Resolver as _;
+        use smf_runtime::load::Resolver as _;
         for (caller, compiled) in defined.iter().zip(batch) {
             for (callee, declared) in &compiled.calls {
                 let exported;

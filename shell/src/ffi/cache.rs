@@ -16,7 +16,7 @@ use super::smf_module::{register, SmfModule};
 use super::{c_name, c_path, guard, set_error, ArgError, FfiError};
 use crate::cache::{CacheLinking, ModuleCache};
 use crate::loader::ModuleError;
-use smf_core::load::LoadError;
+use smf_runtime::load::LoadError;
 
 /// The opaque type behind `SmfCache *`.
 #[repr(C)]

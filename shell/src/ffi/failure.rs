@@ -9,7 +9,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use smf_core::jit::JitError;
+use smf_runtime::jit::JitError;
 
 use super::error::{set_error, set_error_fmt};
 use super::handles::HandleError;
@@ -246,7 +246,7 @@ carried_by!(ArgError => FfiError::Arg, HandleError => FfiError::Handle, ModuleEr
 #[cfg(feature = "cranelift")]
 carried_by!(crate::exec_manager::ExecManagerError => FfiError::ExecManager);
 #[cfg(feature = "rt")]
-carried_by!(RtError => FfiError::Rt, smf_core::exec::ExecError => FfiError::Rt, smf_core::sys::SysError => FfiError::Rt);
+carried_by!(RtError => FfiError::Rt, smf_runtime::exec::ExecError => FfiError::Rt, smf_runtime::sys::SysError => FfiError::Rt);
 
 impl From<CallError> for FfiError {
     fn from(e: CallError) -> Self {

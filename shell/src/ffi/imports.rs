@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_void};
 use std::fmt;
 
-use smf_core::load::{Resolved, Resolver};
+use smf_runtime::load::{Resolved, Resolver};
 
 use super::smf_module::{register, SmfModule};
 use super::{c_name, guard, ArgError, FfiError};

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
-use smf_core::jit::{JitConfig, JitError, JitStats};
+use smf_runtime::jit::{JitConfig, JitError, JitStats};
 
 use super::cache::{cache_of, SmfCache};
 use super::failure::About;

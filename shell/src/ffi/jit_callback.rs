@@ -1,6 +1,6 @@
 //! The C compiler callback of `smf_jit_new` as a [`Compiler`]: the name and type arguments
 //! passed as C strings, the code the callback returns checked (present, at most
-//! [`smf_core::jit::MAX_CODE`] bytes) and borrowed until the install copies it, and the message
+//! [`smf_runtime::jit::MAX_CODE`] bytes) and borrowed until the install copies it, and the message
 //! it gives with `smf_jit_fail` kept per thread for the innermost compile.
 
 use std::borrow::Cow;
@@ -79,7 +79,7 @@ impl CCompiler {
         if code.is_null() || code_len == 0 {
             return Err(CallbackError::NoCode);
         }
-        if code_len > smf_core::jit::MAX_CODE {
+        if code_len > smf_runtime::jit::MAX_CODE {
             return Err(CallbackError::TooMuchCode(code_len));
         }
         // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the
@@ -104,7 +104,7 @@ pub(super) enum CallbackError {
     },
     /// It returned success but no code.
     NoCode,
-    /// It returned more code than [`smf_core::jit::MAX_CODE`] bytes.
+    /// It returned more code than [`smf_runtime::jit::MAX_CODE`] bytes.
     TooMuchCode(usize),
 }
 
@@ -119,7 +119,7 @@ impl std::fmt::Display for CallbackError {
             }
             CallbackError::NoCode => f.write_str("the compiler returned success but no code"),
             CallbackError::TooMuchCode(n) => {
-                write!(f, "the compiler returned {n} bytes of code (at most {})", smf_core::jit::MAX_CODE)
+                write!(f, "the compiler returned {n} bytes of code (at most {})", smf_runtime::jit::MAX_CODE)
             }
         }
     }
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn the_callbacks_refusals_are_typed() {
         let code = [0xC3u8; 4];
-        let huge = vec![0u8; smf_core::jit::MAX_CODE + 1];
+        let huge = vec![0u8; smf_runtime::jit::MAX_CODE + 1];
         let script = std::cell::Cell::new((code.as_ptr(), code.len()));
         let compiler = CCompiler { compile: scripted, user: std::ptr::from_ref(&script).cast_mut().cast() };
         assert_eq!(call(&compiler, "id$i64"), Ok(code.to_vec()));

@@ -30,6 +30,8 @@ mod rt_error;
 #[cfg(feature = "rt")]
 pub mod rt_exec;
 #[cfg(feature = "rt")]
+mod rt_kit;
+#[cfg(feature = "rt")]
 pub mod rt_mmap;
 #[cfg(feature = "rt")]
 mod rt_owned;

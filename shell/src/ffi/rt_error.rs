@@ -3,8 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use smf_core::exec::ExecError;
-use smf_core::sys::SysError;
+use smf_runtime::exec::ExecError;
+use smf_runtime::sys::SysError;
 
 /// What an address or range argument was expected to be inside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `rt_*` executable memory (the SFFI `exec_memory.spl` spec), under W^X.
 //!
 //! Each allocation is a page-rounded block in a batch of its own in the process's
-//! [`ExecAllocator`](smf_core::exec::ExecAllocator): read-write until sealed, then
+//! [`ExecAllocator`](smf_runtime::exec::ExecAllocator): read-write until sealed, then
 //! read-execute. Both call sequences of the spec work: explicit (`rt_alloc_rw_memory`,
 //! `rt_write_exec_memory`, `rt_make_executable`) and implicit (`rt_alloc_exec_memory`,
 //! `rt_write_exec_memory`, `rt_flush_icache`, `rt_get_function_pointer`, which seals). Writing to
@@ -15,7 +15,7 @@ use super::rt_error::{Inside, Owned, RtError};
 use super::rt_owned::{self, Owner, Phase, RtAlloc, PROT_EXEC, PROT_READ, PROT_WRITE};
 use super::{guard, non_negative, rt_budget, FfiError};
 use crate::loader::SharedModule;
-use crate::runtime::exec;
+use crate::process::exec;
 
 /// Largest single rt allocation: 1 GiB (reserved, committed only as it is written).
 const MAX_ALLOCATION: usize = 1 << 30;
@@ -28,7 +28,7 @@ fn allocate(size: i64) -> Result<i64, FfiError> {
     if size > MAX_ALLOCATION {
         return Err(RtError::TooLarge(size).into());
     }
-    let page = crate::runtime::page_size();
+    let page = crate::process::page_size();
     let rounded = size.div_ceil(page) * page;
     // The budget first: nothing is mapped past it (the charge goes back if the mapping fails).
     let charge = rt_budget::charge(rounded)?;

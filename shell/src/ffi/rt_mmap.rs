@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
-use smf_core::sys::rt_kit::{self, Advice};
+use super::rt_kit::{self, Advice};
 
 use super::rt_error::{Owned, RtError};
 use super::rt_owned::{self, FileMap, Owner, PROT_EXEC, PROT_WRITE};
@@ -29,7 +29,7 @@ pub struct RtMapping {
 
 /// The page-aligned span `start..start+len` rounded out to whole pages.
 fn page_span(start: usize, len: usize) -> (usize, usize) {
-    let page = crate::runtime::page_size();
+    let page = crate::process::page_size();
     let first = start & !(page - 1);
     let end = (start + len.max(1)).div_ceil(page) * page;
     (first, end - first)
@@ -57,7 +57,7 @@ unsafe fn map_file(
     };
     let offset = non_negative(offset, "offset")?;
     let length = non_negative(length, "length")?;
-    let page = crate::runtime::page_size();
+    let page = crate::process::page_size();
     if offset % page != 0 {
         return Err(RtError::UnalignedOffset { offset, page }.into());
     }
@@ -215,7 +215,7 @@ pub unsafe extern "C" fn rt_file_size_for_mmap(path: *const c_char) -> i64 {
 /// The page size in bytes.
 #[no_mangle]
 pub extern "C" fn rt_get_page_size() -> i64 {
-    guard(-1, || Ok(crate::runtime::page_size() as i64))
+    guard(-1, || Ok(crate::process::page_size() as i64))
 }
 
 /// Checks `address..+size` and hands its owner (kept alive meanwhile) and page span to `f`.

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::rt_error::{Inside, RtError};
+use super::rt_kit::CheckedCopier;
 use super::FfiError;
 use crate::sync::lock;
-use smf_core::exec::{Block, CodeBatch};
-use smf_core::sys::rt_kit::CheckedCopier;
-use smf_core::sys::{self, Protection};
+use smf_runtime::exec::{Block, CodeBatch};
+use smf_runtime::sys::{self, Protection};
 
 /// PROT_READ as the SFFI spec numbers it.
 pub(crate) const PROT_READ: i32 = 1;

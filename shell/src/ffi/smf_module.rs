@@ -218,7 +218,7 @@ pub unsafe extern "C" fn smf_module_symbol_info(
     index: usize,
     out: *mut SmfSymbolInfo,
 ) -> i32 {
-    use smf_core::{Binding, SymbolKind};
+    use smf_format::{Binding, SymbolKind};
     guard(-1, || {
         if out.is_null() {
             return Err(ArgError::Null("out").into());

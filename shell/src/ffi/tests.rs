@@ -9,9 +9,9 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
 
-use smf_core::jit::{CompileFailure, JitError};
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
+use smf_runtime::jit::{CompileFailure, JitError};
 
 use super::cache::{smf_cache_free, smf_cache_new, smf_cache_resolve};
 use super::failure::{take_last, About, LookupError};
@@ -170,7 +170,7 @@ thread_local! {
 #[test]
 fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
     let config = SmfJitConfig { max_depth: 0, enabled: true, update_metadata: false };
-    let generics = temp_file("generics.smf", &smf_core::write::samples::generics());
+    let generics = temp_file("generics.smf", &smf_format::write::samples::generics());
     let path = c_path(&generics);
     // SAFETY: handles from the library, NUL-terminated strings, writable out-parameters.
     unsafe {
@@ -239,7 +239,7 @@ fn rt_refusals_are_typed_with_the_address_size_or_path_at_fault() {
     use super::rt_mmap::*;
     use super::rt_owned::{PROT_EXEC, PROT_READ, PROT_WRITE};
 
-    let page = smf_core::sys::page_size() as i64;
+    let page = smf_runtime::sys::page_size() as i64;
     let rt = |e: FfiError| match e {
         FfiError::Rt(e) => e,
         other => panic!("not an rt refusal: {other}"),

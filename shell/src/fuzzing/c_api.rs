@@ -177,7 +177,7 @@ fn has_message() -> bool {
 /// Runs the calls `data` decodes to; returns how many ran.
 pub fn fuzz_c_api(data: &[u8]) -> usize {
     let mut input = Unstructured::new(data);
-    let before = crate::runtime::exec().stats();
+    let before = crate::process::exec().stats();
     let mut replaced = Vec::new();
     for slot in 0..SLOTS {
         module_files::write(slot, module_files::Version::Module(0), &mut replaced);
@@ -206,7 +206,7 @@ pub fn fuzz_c_api(data: &[u8]) -> usize {
         }
     }
     drop(replaced);
-    let after = crate::runtime::exec().stats();
+    let after = crate::process::exec().stats();
     assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once every handle was given back");
     calls
 }

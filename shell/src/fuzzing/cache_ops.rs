@@ -82,9 +82,9 @@ pub fn fuzz_cache_ops(data: &[u8]) -> usize {
 pub fn run_cache_ops(data: &[u8]) -> CacheOpsRun {
     let mut input = Unstructured::new(data);
     let Ok(budget) = Budget::arbitrary(&mut input) else { return CacheOpsRun::default() };
-    let page = smf_core::sys::page_size() as u64;
+    let page = smf_runtime::sys::page_size() as u64;
     let (max_bytes, max_modules) = (u64::from(budget.pages % 16) * page, u64::from(budget.modules % 5));
-    let before = crate::runtime::exec().stats();
+    let before = crate::process::exec().stats();
     let mut files = [Version::Module(0); SLOTS as usize];
     let mut replaced = Vec::new();
     for (slot, version) in (0..SLOTS).zip(files) {
@@ -125,7 +125,7 @@ pub fn run_cache_ops(data: &[u8]) -> CacheOpsRun {
                     Err(error) => {
                         // A get that reads the file reads it as it is now.
                         assert_eq!(files[usize::from(slot)], Version::Garbage, "slot {slot}: {error}");
-                        let _ = smf_core::fuzzing::formatted(&error);
+                        let _ = smf_format::fuzzing::formatted(&error);
                         // A file that does not load leaves the cache.
                         *versions = vec![Version::Garbage];
                     }
@@ -182,7 +182,7 @@ pub fn run_cache_ops(data: &[u8]) -> CacheOpsRun {
     let memo_hits = cache.memo_hits();
     drop(held);
     drop(cache);
-    let after = crate::runtime::exec().stats();
+    let after = crate::process::exec().stats();
     assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once every module was released");
     CacheOpsRun { operations: ran, memo_hits }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arbitrary::{Arbitrary, Unstructured};
-use smf_core::jit::{JitConfig, JitError, JitStats};
+use smf_runtime::jit::{JitConfig, JitError, JitStats};
 
 use super::module_files::{self, OFFERED};
 use super::workers;
@@ -88,7 +88,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
     let mut input = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut input) else { return 0 };
     let path = module_files::generics();
-    let before = crate::runtime::exec().stats();
+    let before = crate::process::exec().stats();
     let behaviours = Arc::new(setup.behaviours);
     // What each name's code must return, for names whose code returns a number.
     let expected: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
@@ -103,7 +103,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                     let other = OFFERED[usize::from(*name) % OFFERED.len()];
                     // Itself, or a name in the chain asking: a cycle, refused and reported.
                     if let Err(error) = jit.instantiate(request.path, other) {
-                        let _ = smf_core::fuzzing::formatted_chain(&error);
+                        let _ = smf_format::fuzzing::formatted_chain(&error);
                     }
                     i64::from(*then)
                 }
@@ -175,7 +175,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
         steps += 1;
     }
     drop(jit);
-    let after = crate::runtime::exec().stats();
+    let after = crate::process::exec().stats();
     assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once the Jit was dropped");
     steps
 }
@@ -196,7 +196,7 @@ fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Res
                     "{error:?} is not a ModuleError"
                 );
             }
-            let _ = smf_core::fuzzing::formatted_chain(&error);
+            let _ = smf_format::fuzzing::formatted_chain(&error);
         }
     }
 }

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use smf_core::template::TemplateKind;
-use smf_core::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
-use smf_core::Dialect;
+use smf_format::template::TemplateKind;
+use smf_format::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
+use smf_format::Dialect;
 
 /// Slots (module files).
 pub(super) const SLOTS: u8 = 4;
@@ -108,7 +108,7 @@ pub(super) fn garbage() -> &'static Path {
 /// A builder for this machine's modules.
 fn builder() -> ModuleBuilder {
     let mut b = ModuleBuilder::new(if cfg!(target_arch = "aarch64") { Dialect::R96 } else { Dialect::S128 });
-    b.header(|h| h.arch = smf_core::load::HOST_ARCH);
+    b.header(|h| h.arch = smf_runtime::load::HOST_ARCH);
     b
 }
 

@@ -1,4 +1,4 @@
-//! The `read_file` target: the core's file reading (`smf_core::file::read_module`, what every
+//! The `read_file` target: the core's file reading (`smf_runtime::file::read_module`, what every
 //! module path goes through, with or without libc) on files the input makes: regular files
 //! small and past the size where their ends are checked first (the input's bytes at both
 //! ends, zeros between), FIFOs whose writer sends the input's bytes and closes or stalls, directories,
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arbitrary::{Arbitrary, Unstructured};
-use smf_core::detect::{check_ends, END_BYTES};
-use smf_core::file::{read_module, Clocks, ReadError, ReadLimits, CHECK_ENDS_FROM};
+use smf_format::detect::{check_ends, END_BYTES};
+use smf_runtime::file::{read_module, Clocks, ReadError, ReadLimits, CHECK_ENDS_FROM};
 
 use super::{module_files, workers};
 
@@ -145,7 +145,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
         }
         Kind::Large { magic, head, tail, extra } => {
             let len = CHECK_ENDS_FROM + u64::from(*extra);
-            let head = if *magic { [&smf_core::wire::MAGIC[..], head].concat() } else { head.clone() };
+            let head = if *magic { [&smf_format::wire::MAGIC[..], head].concat() } else { head.clone() };
             let Some(contents) = large(&head, tail, len) else { return 0 };
             let Some(writer) = made(&target, &contents) else { return 0 };
             freeze_at(&target);
@@ -175,7 +175,7 @@ pub fn fuzz_read_file(data: &[u8]) -> usize {
         Kind::Missing => {
             let got = read_module(&c_path, &limits, CLOCKS, &mut buffer);
             assert!(matches!(got, Err(ReadError::Sys(_))), "nothing there, read as {got:?}");
-            let _ = smf_core::fuzzing::formatted_chain(&got.unwrap_err());
+            let _ = smf_format::fuzzing::formatted_chain(&got.unwrap_err());
         }
     }
     buffer.len()
@@ -239,7 +239,7 @@ fn large(head: &[u8], tail: &[u8], len: u64) -> Option<Vec<u8>> {
 
 /// A regular file's outcome: its bytes exactly, or the refusal its size or its writer calls for.
 fn regular(
-    got: Result<smf_core::file::Version, ReadError>,
+    got: Result<smf_runtime::file::Version, ReadError>,
     buffer: &[u8],
     contents: &[u8],
     setup: &Setup,
@@ -267,7 +267,7 @@ fn regular(
         Err(ReadError::StillChanging { waited }) => {
             assert!(never_settles, "still changing after {waited:?}: {setup:?}");
             assert!(waited >= limits.settle * 40, "refused after {waited:?}, before the longest wait");
-            let _ = smf_core::fuzzing::formatted(&ReadError::StillChanging { waited });
+            let _ = smf_format::fuzzing::formatted(&ReadError::StillChanging { waited });
         }
         Err(other) => panic!("a regular file of {len} bytes refused: {other} ({setup:?})"),
     }

@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::sync::lock;
 
-use smf_core::exec::Function;
-use smf_core::file::ReadError;
-use smf_core::jit::metadata::{ModuleMetadata, Possible};
-use smf_core::jit::{
+use smf_format::note_sdn::mangle::{mangled_len, write_mangled};
+use smf_runtime::exec::Function;
+use smf_runtime::file::ReadError;
+use smf_runtime::jit::metadata::{ModuleMetadata, Possible};
+use smf_runtime::jit::{
     Begun, Caller, CompileFailure, CompilerError, Instantiator, JitConfig, JitError, JitStats,
     ModuleUnavailable, Staging,
 };
-use smf_core::note_sdn::mangle::{mangled_len, write_mangled};
 
 use crate::cache::ModuleCache;
 use crate::loader::{ModuleError, SharedModule};
@@ -48,7 +48,7 @@ pub struct Request<'a> {
     /// The type arguments as the row writes them (`Float`).
     pub type_args: &'a str,
     /// The template-code entry of the module's template symbol named `template`, else its
-    /// template-code record of that name (see [`smf_core::load::LoadedModule::template`]).
+    /// template-code record of that name (see [`smf_runtime::load::LoadedModule::template`]).
     pub template_bytes: Option<&'a [u8]>,
     /// The module offering it.
     pub module: &'a Arc<SharedModule>,
@@ -80,7 +80,7 @@ where
 }
 
 /// `base` and its type arguments mangled as Simple mangles them: `base$T1_T2` (`base` alone
-/// without arguments; the rule's home is [`smf_core::note_sdn::mangle`]).
+/// without arguments; the rule's home is [`smf_format::note_sdn::mangle`]).
 pub fn mangle(base: &str, type_args: &[&str]) -> String {
     let mut name = String::new();
     let _ = write_mangled(&mut name, base, type_args.iter().copied());
@@ -124,7 +124,7 @@ struct Plan {
 ///
 /// use smf::cache::ModuleCache;
 /// use smf::jit::{Jit, Request};
-/// use smf::core::jit::JitConfig;
+/// use smf::runtime::jit::JitConfig;
 ///
 /// // The runtime's compiler: machine code for the template a request names (here, x86-64's
 /// // `mov rax, rdi; ret` for identity, whatever the type).
@@ -138,7 +138,7 @@ struct Plan {
 /// let identity = unsafe { jit.function::<extern "C" fn(i64) -> i64>(path, "identity$i64") }?;
 /// # #[cfg(target_arch = "x86_64")]
 /// assert_eq!(identity.get()(7), 7);
-/// # Ok::<(), smf::core::jit::JitError>(())
+/// # Ok::<(), smf::runtime::jit::JitError>(())
 /// ```
 pub struct Jit {
     /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
@@ -204,7 +204,7 @@ impl Jit {
         Self {
             described: Mutex::new(Vec::new()),
             cache,
-            instantiator: Instantiator::new(crate::runtime::exec(), config),
+            instantiator: Instantiator::new(crate::process::exec(), config),
             compiler: Box::new(compiler),
             offers: Mutex::new(HashMap::new()),
             index: Mutex::new(OfferIndex::new()),
@@ -229,7 +229,7 @@ impl Jit {
     }
 
     /// The code of `name` as the module at `path` offers it, compiled on first request (see
-    /// the module documentation of [`smf_core::jit`] for the order of checks). A name already
+    /// the module documentation of [`smf_runtime::jit`] for the order of checks). A name already
     /// instantiated is returned whatever `path` says.
     pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, JitError> {
         let begun =
@@ -526,7 +526,7 @@ fn compile_error(error: CompileError) -> JitError {
 /// else as the loader's own error ([`JitError::Module`], which gives it back with
 /// `downcast_ref::<ModuleError>()`).
 fn module_error(error: ModuleError) -> JitError {
-    use smf_core::load::LoadError;
+    use smf_runtime::load::LoadError;
     let read = |e: &std::io::Error| crate::file::read_error(e).copied();
     match error {
         ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => JitError::OutOfMemory { bytes },

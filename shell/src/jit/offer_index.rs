@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use hashbrown::HashTable;
-use smf_core::cache::KeyedHasher;
-use smf_core::jit::JitError;
+use smf_runtime::cache::KeyedHasher;
+use smf_runtime::jit::JitError;
 
 use crate::loader::SharedModule;
 

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::sync::lock;
 
-use smf_core::file::ReadError;
-use smf_core::load::{ExportIndex, LoadBatch, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_runtime::file::ReadError;
+use smf_runtime::load::{ExportIndex, LoadBatch, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
 use crate::debug::{self, Functions, Registration};
 use crate::file::ReadVersion;
 use crate::imports::{Imports, LinkOptions};
-use crate::runtime::{exec, load_options};
+use crate::process::{exec, load_options};
 
 mod call;
 pub use call::{CallArg, CallError, MAX_FLOAT_ARGS, MAX_INTEGER_ARGS};
@@ -87,7 +87,7 @@ impl SharedModule {
     /// # Safety
     /// `F` is an `extern "C" fn` type whose signature is the function's.
     #[allow(unsafe_code)]
-    pub unsafe fn function<F: Copy>(&self, name: &[u8]) -> Option<smf_core::exec::Function<'_, F>> {
+    pub unsafe fn function<F: Copy>(&self, name: &[u8]) -> Option<smf_runtime::exec::Function<'_, F>> {
         // SAFETY: forwarded to our caller's contract.
         unsafe { self.loaded.function::<F>(name) }
     }
@@ -162,7 +162,7 @@ pub enum ModuleError {
     Io(PathBuf, std::io::Error),
     /// A large file whose two ends show it is not a module (no layout's magic where that layout
     /// keeps its header): refused before the rest was read.
-    NotAModule(PathBuf, smf_core::Error),
+    NotAModule(PathBuf, smf_format::Error),
     /// The bytes did not load.
     Load(Option<PathBuf>, LoadError),
 }

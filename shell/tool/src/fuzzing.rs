@@ -4,9 +4,9 @@
 //! tool chain refuses (pack checks the load itself; this holds it to that). `fuzz/fuzz_targets/pack.rs` wraps it, and
 //! `cargo test` replays its corpus through it.
 
-use smf_core::{Dialect, ErrorKind, Module};
+use smf_format::{Dialect, ErrorKind, Module};
 
-use smf_core::load::LoadError;
+use smf_runtime::load::LoadError;
 
 use crate::pack::PackError;
 

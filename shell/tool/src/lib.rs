@@ -6,7 +6,7 @@
 //! command line, the reports and the crash reporter of `smf run`.
 //!
 //! ```no_run
-//! use smf_core::{Dialect, Module};
+//! use smf_format::{Dialect, Module};
 //!
 //! let object = std::fs::read("fib.o")?; // from `gcc -c -O2 -fPIC fib.c`
 //! let (bytes, notes) = smf_tool::pack::pack(&[("fib.o".into(), object)], Dialect::S128)?;

@@ -1,7 +1,7 @@
 //! `smf dump`: a section's bytes (`-x`) and its x86-64 instructions (`--disassemble`).
 
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use crate::{example, scratch, smf, write};
 

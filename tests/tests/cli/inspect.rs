@@ -3,10 +3,10 @@
 //! override, several files at once.
 
 use serde_json::Value;
-use smf_core::template::TemplateKind;
-use smf_core::write::TemplateSpec;
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Binding, Dialect, ModuleFlags, SectionFlags, SectionType, SymbolFlags, SymbolKind};
+use smf_format::template::TemplateKind;
+use smf_format::write::TemplateSpec;
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{Binding, Dialect, ModuleFlags, SectionFlags, SectionType, SymbolFlags, SymbolKind};
 
 use crate::{example, json_of, scratch, smf, write};
 
@@ -309,7 +309,7 @@ fn relocation_listings_grow_with_the_file_not_with_relocations_times_names() {
     let import = b.add_symbol(SymbolSpec::import(name.as_bytes()));
     b.add_symbol(SymbolSpec::function(b"caller", 0, (8 * calls) as u64));
     for i in 0..calls {
-        b.add_relocation((8 * i + 1) as u64, import, smf_core::RelocKind::Plt32, -4);
+        b.add_relocation((8 * i + 1) as u64, import, smf_format::RelocKind::Plt32, -4);
     }
     let file = b.build().unwrap();
     let path = write(&dir, "calls.smf", &file);
@@ -347,7 +347,7 @@ fn json_reports_of_a_large_module_fit_in_a_few_times_its_size() {
     for i in 0..symbols {
         let import = b.add_symbol(SymbolSpec::import(format!("f{i}").as_bytes()));
         if i % 2 == 0 {
-            b.add_relocation(0, import, smf_core::RelocKind::Abs64, 0);
+            b.add_relocation(0, import, smf_format::RelocKind::Abs64, 0);
         }
     }
     let file = b.build().unwrap();

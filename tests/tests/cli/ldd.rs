@@ -1,8 +1,8 @@
 //! `smf ldd`: what resolves each import of a module (a `--lib` module, the C library, or
 //! nothing).
 
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect};
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{Binding, Dialect};
 
 use crate::{example, scratch, smf, write};
 

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
 
 mod dump;
 mod inspect;
@@ -137,15 +137,15 @@ fn packed_c(dir: &std::path::Path, name: &str) -> String {
 /// Run alone (no variable set), it checks the default.
 #[test]
 fn rodata_protection_follows_this_process_environment() {
-    use smf_core::sys::Protection;
-    let noexec = std::env::var_os(smf::runtime::RODATA_NOEXEC_ENV).is_some_and(|v| v == "1");
+    use smf_runtime::sys::Protection;
+    let noexec = std::env::var_os(smf::process::RODATA_NOEXEC_ENV).is_some_and(|v| v == "1");
     let mut b = ModuleBuilder::new(Dialect::S128);
     b.add_code(b".text", &samples::RETURN_42);
     let rodata = b.add_rodata(b".rodata", b"constant");
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));
     b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
     let module = smf::loader::load_bytes(&b.build().unwrap(), &(), None).unwrap();
-    let exec = smf::runtime::exec();
+    let exec = smf::process::exec();
     let expected = if noexec { Protection::Read } else { Protection::ReadExec };
     assert_eq!(
         exec.protection_at(module.symbol(b"r").unwrap()),
@@ -164,8 +164,8 @@ fn the_rodata_switch_is_read_from_the_environment() {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap());
         child.args(["--exact", "rodata_protection_follows_this_process_environment", "--test-threads=1"]);
         match value {
-            Some(v) => child.env(smf::runtime::RODATA_NOEXEC_ENV, v),
-            None => child.env_remove(smf::runtime::RODATA_NOEXEC_ENV),
+            Some(v) => child.env(smf::process::RODATA_NOEXEC_ENV, v),
+            None => child.env_remove(smf::process::RODATA_NOEXEC_ENV),
         };
         let out = child.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

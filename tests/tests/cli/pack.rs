@@ -1,7 +1,7 @@
 //! `smf pack`: compression (lz4, zstd at a level) that `inspect` shows and `verify` checks, and
 //! reading an object from standard input, as `prefetch -` reads its list of files.
 
-use smf_core::SectionFlags;
+use smf_format::SectionFlags;
 
 #[cfg(target_arch = "x86_64")]
 use crate::{example, packed_c, smf_with_stdin};
@@ -71,7 +71,7 @@ fn pack_compresses_inspect_shows_it_and_verify_decompresses_it() {
 
     // A frame whose length is one short of what its data makes: verify finds it.
     let bytes = std::fs::read(&module).unwrap();
-    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let parsed = smf_format::Module::parse(&bytes).unwrap();
     let code = parsed.sections().find(|s| s.flags.contains(SectionFlags::COMPRESSED)).unwrap();
     let (index, at) = (code.index, usize::try_from(code.file_offset).unwrap());
     let mut lying = bytes.clone();

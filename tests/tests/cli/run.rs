@@ -2,8 +2,8 @@
 //! linking `--lib` modules and `--native` libraries, reading a module from a pipe, and failing
 //! with one line (exit 1) or a usage error (exit 2).
 
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use crate::{example, scratch, smf, write};
 #[cfg(target_arch = "x86_64")]

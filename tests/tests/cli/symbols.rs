@@ -2,8 +2,8 @@
 //! files), and its `--json` with `verify --json`, both keyed as `inspect --json` is.
 
 use serde_json::Value;
-use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-use smf_core::{Binding, Dialect};
+use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+use smf_format::{Binding, Dialect};
 
 use crate::{example, json_of, scratch, smf, write};
 

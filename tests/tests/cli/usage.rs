@@ -2,8 +2,8 @@
 //! after the file, and `-` for standard input.
 
 use serde_json::Value;
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use crate::{example, scratch, smf, smf_with_stdin, write};
 

@@ -2,8 +2,8 @@
 //! `--load`, which says whether a valid module loads here without running any of its code.
 
 use serde_json::Value;
-use smf_core::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
-use smf_core::{Dialect, SectionFlags, SectionType};
+use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
+use smf_format::{Dialect, SectionFlags, SectionType};
 
 use crate::{example, scratch, smf, write};
 
@@ -107,8 +107,8 @@ fn verify_load_runs_no_constructor_and_run_does() {
     let exits = b.add_symbol(SymbolSpec::function(b"exits", 0, 10));
     b.add_symbol(SymbolSpec::function(b"main", 16, 6));
     b.entry_point(16);
-    b.add_relocation(6, exit, smf_core::RelocKind::Plt32, -4);
-    b.add_call_array(smf_core::CallArray::Constructors, &[(exits, 0)]);
+    b.add_relocation(6, exit, smf_format::RelocKind::Plt32, -4);
+    b.add_call_array(smf_format::CallArray::Constructors, &[(exits, 0)]);
     let path = write(&dir, "exits.smf", &b.build().unwrap());
     let verified = smf(&["verify", "--load", &path]);
     assert_eq!(verified.status, 0, "{}", verified.err);

@@ -2,8 +2,8 @@
 //! their slot), one section per function merged into one `.text` as ld merges them, and merging
 //! that never reaches into another section's bytes nor past any size.
 
-use smf_core::load::{LoadOptions, LoadedModule};
-use smf_core::{Dialect, RelocKind};
+use smf_format::{Dialect, RelocKind};
+use smf_runtime::load::{LoadOptions, LoadedModule};
 
 use crate::{allocator, call, compile, native, pack, scratch};
 
@@ -12,7 +12,7 @@ use crate::{allocator, call, compile, native, pack, scratch};
 fn got_results(bytes: &[u8]) -> Vec<i64> {
     static IMPORTED: i64 = 35;
     let table: [(&[u8], usize); 1] = [(b"imported", &raw const IMPORTED as usize)];
-    let resolver = smf_core::load::TableResolver(&table);
+    let resolver = smf_runtime::load::TableResolver(&table);
     let loaded = LoadedModule::load(allocator(), bytes, &resolver, &LoadOptions::default()).unwrap();
     [("read_own", &[][..]), ("read_table", &[2]), ("read_imported", &[]), ("sum", &[])]
         .iter()
@@ -22,7 +22,7 @@ fn got_results(bytes: &[u8]) -> Vec<i64> {
 
 #[test]
 fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
-    use smf_core::{Module, RelocKind};
+    use smf_format::{Module, RelocKind};
     let dir = scratch("got");
     let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC"]).unwrap();
     let module = Module::parse(&bytes).unwrap();
@@ -45,7 +45,7 @@ fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
 
 #[test]
 fn one_section_per_function_merges_into_one_text_section_as_ld_merges_them() {
-    use smf_core::Module;
+    use smf_format::Module;
     let dir = scratch("function-sections");
     let code_sections = |bytes: &[u8]| -> Vec<(Vec<u8>, u64)> {
         let module = Module::parse(bytes).unwrap();
@@ -127,7 +127,7 @@ fn merging_sections_never_reaches_across_into_another_or_past_any_size() {
     )
     .unwrap();
     let (bytes, _) = smf_tool::pack::pack(&[compile(&dir, &source, &[])], Dialect::S128).unwrap();
-    let module = smf_core::Module::parse(&bytes).unwrap();
+    let module = smf_format::Module::parse(&bytes).unwrap();
     let (text, _) = module.code_sections().next().unwrap();
     assert_eq!(text.data[..3], [0x90, 0x8B, 0x05], "fa's bytes");
     assert!(module.relocations().all(|r| r.kind == RelocKind::GotPc32), "not relaxed at a part's start");

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_runtime::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 
 use crate::{allocator, call, native, pack, run, says, scratch, source, Call, Loaded, WITH_DATA};
 
@@ -114,7 +114,7 @@ fn cpp_classes_static_constructors_and_local_statics_match_native() {
     ];
     let expected = native(&dir, &["shapes.cpp"], calls);
     let libstdcxx = smf::native::SharedLibrary::open("libstdc++.so.6").unwrap();
-    let resolver = smf_core::load::Chain(libstdcxx, smf::imports::CLibrary);
+    let resolver = smf_runtime::load::Chain(libstdcxx, smf::imports::CLibrary);
     for dialect in WITH_DATA {
         let (bytes, _) = pack(&dir, "shapes.cpp", dialect, &["-fPIC"]).unwrap();
         let module = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
@@ -142,12 +142,14 @@ fn cpp_destructors_of_static_objects_run_at_release_as_natively() {
     let libstdcxx = smf::native::SharedLibrary::open("libstdc++.so.6").unwrap();
     for dialect in WITH_DATA {
         let (bytes, _) = pack(&dir, "cleanup.cpp", dialect, &["-fPIC"]).unwrap();
-        let parsed = smf_core::Module::parse(&bytes).unwrap();
-        assert!(parsed.symbols().any(|s| s.name == b"__dso_handle" && s.binding == smf_core::Binding::Local));
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
+        assert!(parsed
+            .symbols()
+            .any(|s| s.name == b"__dso_handle" && s.binding == smf_format::Binding::Local));
         RECORDED.with(|r| r.borrow_mut().clear());
-        let resolver = smf_core::load::Chain(
+        let resolver = smf_runtime::load::Chain(
             WithRecord(Loaded(vec![])),
-            smf_core::load::Chain(libstdcxx.clone(), smf::imports::CLibrary),
+            smf_runtime::load::Chain(libstdcxx.clone(), smf::imports::CLibrary),
         );
         let module = LoadedModule::load(allocator(), &bytes, &resolver, &LoadOptions::default()).unwrap();
         let value = call(&module, "touch_late", &[]);
@@ -183,9 +185,9 @@ fn atexit_in_a_module_registers_handlers_that_run_at_its_release() {
             smf_tool::pack::pack(&[(object.display().to_string(), std::fs::read(&object).unwrap())], dialect)
                 .unwrap();
         assert!(notes.iter().any(|n| n.text.contains("added atexit")), "{dialect}");
-        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
         let imports: Vec<&[u8]> =
-            parsed.symbols().filter(|s| s.kind == smf_core::SymbolKind::Import).map(|s| s.name).collect();
+            parsed.symbols().filter(|s| s.kind == smf_format::SymbolKind::Import).map(|s| s.name).collect();
         assert!(!imports.contains(&&b"atexit"[..]), "{dialect}: {imports:?}");
         let module =
             LoadedModule::load(allocator(), &bytes, &smf::imports::CLibrary, &LoadOptions::default())

@@ -1,7 +1,7 @@
 //! Objects the `pack` fuzz target found (in `fuzz/regressions/pack`): each packs into a module
 //! that loads, with a note, or is refused with a problem naming the cause.
 
-use smf_core::Dialect;
+use smf_format::Dialect;
 use smf_tool::pack::{Note, PackError, PackFailure};
 
 use crate::{says, workspace};
@@ -21,8 +21,8 @@ fn unwind_tables_that_would_not_load_are_dropped_with_a_note() {
     let (bytes, notes) = keeping.unwrap_or_else(|f| panic!("{}", f.report(true).join("\n")));
     assert!(says(&notes, "unwind tables dropped"), "{notes:?}");
     assert!(says(&notes, "outside the module's code"), "the note says why: {notes:?}");
-    let module = smf_core::Module::parse(&bytes).unwrap();
-    let unwind = module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::UNWIND)).count();
+    let module = smf_format::Module::parse(&bytes).unwrap();
+    let unwind = module.sections().filter(|s| s.flags.contains(smf_format::SectionFlags::UNWIND)).count();
     assert_eq!(unwind, 0, "no unwind table is kept");
     assert_eq!(smf_tool::pack::trial_load(&bytes), Ok(()));
 }
@@ -37,7 +37,7 @@ fn a_symbol_size_past_its_section_is_cut_there_with_a_note() {
         says(&notes, "symbol op_mul: size 12947848928690184 runs past the end of its section, cut to"),
         "{notes:?}"
     );
-    let module = smf_core::Module::parse(&bytes).unwrap();
+    let module = smf_format::Module::parse(&bytes).unwrap();
     let op_mul = module.symbols().find(|s| s.name == b"op_mul").unwrap();
     assert!(op_mul.value + op_mul.size <= module.code_size(), "{op_mul:?}");
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use smf_core::load::{LoadOptions, LoadedModule};
-use smf_core::Dialect;
+use smf_format::Dialect;
+use smf_runtime::load::{LoadOptions, LoadedModule};
 use smf_tool::pack::{PackError, PackFailure};
 
 use crate::{allocator, call, compile, native, pack, run, scratch, source, Call, Loaded, ALL, WITH_DATA};
@@ -53,9 +53,9 @@ fn several_objects_pack_into_one_module_that_matches_native() {
     let expected = native(&dir, &["mathlib.c", "app.c"], calls);
     for dialect in WITH_DATA {
         let bytes = pack_together(&dir, &[&source("app.c"), &source("mathlib.c")], dialect).unwrap();
-        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
         // app's reference to gcd links to mathlib's definition: no import is left.
-        assert!(parsed.symbols().all(|s| s.kind != smf_core::SymbolKind::Import), "{dialect}");
+        assert!(parsed.symbols().all(|s| s.kind != smf_format::SymbolKind::Import), "{dialect}");
         assert!(parsed.header().is_executable(), "main is the entry point");
         let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
         let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
@@ -77,10 +77,10 @@ fn several_objects_pack_into_one_module_that_matches_native() {
     for order in [[&weak, &strong], [&strong, &weak]] {
         let order: Vec<&Path> = order.iter().map(|p| p.as_path()).collect();
         let bytes = pack_together(&dir, &order, Dialect::R96).unwrap();
-        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
         let imports: Vec<_> = parsed
             .symbols()
-            .filter(|s| s.kind == smf_core::SymbolKind::Import)
+            .filter(|s| s.kind == smf_format::SymbolKind::Import)
             .map(|s| s.name.to_vec())
             .collect();
         assert_eq!(imports, [b"strlen".to_vec()]);
@@ -89,7 +89,7 @@ fn several_objects_pack_into_one_module_that_matches_native() {
         let module = LoadedModule::load(
             allocator(),
             &bytes,
-            &smf_core::load::TableResolver(&libc),
+            &smf_runtime::load::TableResolver(&libc),
             &LoadOptions::default(),
         )
         .unwrap();
@@ -244,7 +244,7 @@ fn common_symbols_are_allocated_as_ld_allocates_them() {
     let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
     let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
     assert_eq!(got, expected, "the common symbol over the weak definition");
-    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let parsed = smf_format::Module::parse(&bytes).unwrap();
     let counter = parsed.symbols().find(|s| s.name == b"counter").unwrap();
     assert_eq!(counter.size, 16, "the largest size");
     let buffer = module.symbol(b"buffer").unwrap();

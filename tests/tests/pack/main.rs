@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadOptions, LoadedModule, Resolved, Resolver};
-use smf_core::Dialect;
+use smf_format::Dialect;
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadOptions, LoadedModule, Resolved, Resolver};
 use smf_tests::{build_smf_package, workspace};
 use smf_tool::pack::{Note, PackFailure};
 

@@ -2,9 +2,9 @@
 //! results equal gcc's native build (recursion, strings, globals, compiled code shapes, pointers
 //! in writable data, jump tables, read-only pointer tables and where they are placed).
 
-use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
-use smf_core::module::RelocatedImage;
-use smf_core::{Dialect, SectionType};
+use smf_format::module::RelocatedImage;
+use smf_format::{Dialect, SectionType};
+use smf_runtime::load::{LoadOptions, LoadedModule, ReadOnlyData};
 
 use crate::{allocator, call, check_source, compile, native, pack, says, scratch, Call, ALL, WITH_DATA};
 
@@ -120,10 +120,10 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     // `shapes` (a const array of pointers, in `.data.rel.ro.local`) is a data symbol of the
     // module's rodata section, where its pointers are data relocations; the jump table in
     // `.rodata` likewise.
-    let parsed = smf_core::Module::parse(&bytes).unwrap();
+    let parsed = smf_format::Module::parse(&bytes).unwrap();
     let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
-    assert_eq!(entry.kind, smf_core::SymbolKind::Data, "an object, not a function");
-    let smf_core::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
+    assert_eq!(entry.kind, smf_format::SymbolKind::Data, "an object, not a function");
+    let smf_format::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
     let section = parsed.section(section).unwrap();
     assert_eq!(section.name, b".rodata");
     assert_eq!(section.section_type, SectionType::RoData);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smf_core::{Dialect, RelocKind};
+use smf_format::{Dialect, RelocKind};
 use smf_tool::pack::PackError;
 
 use crate::{compile, run, scratch, smf_binary};

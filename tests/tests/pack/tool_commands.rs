@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smf_core::Dialect;
+use smf_format::Dialect;
 
 use crate::{native, pack, run, scratch, smf_binary, source, Call};
 
@@ -27,9 +27,9 @@ fn smf_run_links_the_c_library_as_a_native_build_does() {
         [(&["-fPIC"][..], "strlen"), (&["-fPIC", "-fstack-protector-all"], "__stack_chk_fail")]
     {
         let (bytes, _) = pack(&dir, "libc_calls.c", Dialect::R96, flags).unwrap();
-        let parsed = smf_core::Module::parse(&bytes).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
         let imports: Vec<&[u8]> =
-            parsed.symbols().filter(|s| s.kind == smf_core::SymbolKind::Import).map(|s| s.name).collect();
+            parsed.symbols().filter(|s| s.kind == smf_format::SymbolKind::Import).map(|s| s.name).collect();
         for name in [import, "sqrt", "hypot"] {
             assert!(imports.contains(&name.as_bytes()), "{flags:?}: no import {name}");
         }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use plotters::prelude::*;
-use smf_core::sys::{self, Protection};
+use smf_runtime::sys::{self, Protection};
 
 use super::median;
 use super::startup::{build_all, build_one, floor_on_threads, floor_one, release_build, MODULES};

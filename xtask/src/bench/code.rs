@@ -6,7 +6,7 @@
 // protects memory itself.
 #![allow(unsafe_code)]
 
-use smf_core::sys::{self, Protection};
+use smf_runtime::sys::{self, Protection};
 
 /// An `N`-byte function returning `value` (x86-64 `mov eax, imm32; ret`, or aarch64
 /// `movz x0, #imm16; ret`), padded with traps.

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use smf_core::compress::Payload;
-use smf_core::{Module, SectionFlags};
+use smf_format::compress::Payload;
+use smf_format::{Module, SectionFlags};
 
 use super::report::{self, Goal};
 use super::{interleaved_rounds, median_ratio, ms};
@@ -152,7 +152,7 @@ fn loads(lua: &[PathBuf; 3], rounds: usize) -> Result<(), String> {
 }
 
 /// Every compressed section's frame in the module `bytes`.
-fn frames(bytes: &[u8]) -> Result<Vec<smf_core::compress::Frame<'_>>, String> {
+fn frames(bytes: &[u8]) -> Result<Vec<smf_format::compress::Frame<'_>>, String> {
     let module = Module::parse(bytes).map_err(|e| e.to_string())?;
     let frames = module
         .sections()
@@ -166,21 +166,21 @@ fn frames(bytes: &[u8]) -> Result<Vec<smf_core::compress::Frame<'_>>, String> {
 }
 
 /// A crate's own decoder writing a frame's data into its place.
-type Decoder<'a> = dyn Fn(&smf_core::compress::Frame<'_>, &mut [u8]) + 'a;
+type Decoder<'a> = dyn Fn(&smf_format::compress::Frame<'_>, &mut [u8]) + 'a;
 
 /// Decompression: every compressed section of Lua through our frames and through the crate
 /// alone, per method.
 fn decompression(lua: &[PathBuf; 3], rounds: usize) -> Result<(), String> {
     let lz4 = std::fs::read(&lua[1]).map_err(|e| e.to_string())?;
     let zstd = std::fs::read(&lua[2]).map_err(|e| e.to_string())?;
-    let alone_lz4 = |frame: &smf_core::compress::Frame<'_>, out: &mut [u8]| {
+    let alone_lz4 = |frame: &smf_format::compress::Frame<'_>, out: &mut [u8]| {
         lz4_flex::block::decompress_into(frame.data, out).expect("decompresses");
     };
-    let ruzstd = |frame: &smf_core::compress::Frame<'_>, out: &mut [u8]| {
+    let ruzstd = |frame: &smf_format::compress::Frame<'_>, out: &mut [u8]| {
         ruzstd::decoding::FrameDecoder::new().decode_all(frame.data, out).expect("decompresses");
     };
     let libzstd = std::cell::RefCell::new(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
-    let libzstd = |frame: &smf_core::compress::Frame<'_>, out: &mut [u8]| {
+    let libzstd = |frame: &smf_format::compress::Frame<'_>, out: &mut [u8]| {
         libzstd.borrow_mut().decompress_to_buffer(frame.data, out).expect("decompresses");
     };
     let cases: [(&[u8], &Decoder<'_>, &str, &str, Goal); 3] = [

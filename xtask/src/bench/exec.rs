@@ -16,8 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use smf_core::exec::{Block, ExecAllocator};
-use smf_core::sys::{self, Protection};
+use smf_runtime::exec::{Block, ExecAllocator};
+use smf_runtime::sys::{self, Protection};
 
 use super::code::{self, map_write_protect, returning, unmap_pages};
 use super::{median, ms, ratio, us};
@@ -141,14 +141,17 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let (floor, ours_warm) = (median(floors), median(ours_warm));
     let code_kib = (FUNCTIONS * SIZE) as f64 / 65_536.0;
     println!("exec: install {FUNCTIONS} functions of {SIZE} bytes and make them callable ({rounds} rounds, medians)");
-    println!("  smf-core batch, install_many          {:>9.3} ms  {ours_maps:>6} mappings added", ms(ours));
-    println!("  smf-core batch, install one by one    {:>9.3} ms", ms(ours_single));
+    println!(
+        "  smf-runtime batch, install_many          {:>9.3} ms  {ours_maps:>6} mappings added",
+        ms(ours)
+    );
+    println!("  smf-runtime batch, install one by one    {:>9.3} ms", ms(ours_single));
     println!(
         "  mmap+write+mprotect per function      {:>9.3} ms  {theirs_maps:>6} mappings added",
         ms(theirs)
     );
     println!(
-        "  ratio baseline / smf-core: {:.1}x install_many (target >= 200x), {:.1}x one by one; \
+        "  ratio baseline / smf-runtime: {:.1}x install_many (target >= 200x), {:.1}x one by one; \
          {:.2} mappings per 64 KiB of code (target < 1)",
         ratio(theirs, ours),
         ratio(theirs, ours_single),
@@ -160,7 +163,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         ratio(theirs, floor)
     );
     println!(
-        "  smf-core batch into an allocator in use    {:>9.3} ms (baseline / it {:.1}x)",
+        "  smf-runtime batch into an allocator in use    {:>9.3} ms (baseline / it {:.1}x)",
         ms(ours_warm),
         ratio(theirs, ours_warm)
     );

@@ -144,7 +144,7 @@ pub(super) fn child(which: &str) -> Result<(), String> {
     let mut context = module.make_context();
     // Set up as the process's first use of the library does: its executable allocator made
     // (the page size from the C library's auxiliary vector, no syscall).
-    std::hint::black_box(smf::runtime::exec().page_size());
+    std::hint::black_box(smf::process::exec().page_size());
     for batch in 0..shape.batches {
         match side {
             "ours" => shape.compile_ours(&manager, batch)?,
@@ -333,7 +333,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     }
     // Memory the manager holds: its heap (this thread's allocations) and the executable
     // allocator's bytes (code and each batch's tables).
-    let held = || (crate::alloc_count::held_bytes(), smf::runtime::exec().stats().bytes_live);
+    let held = || (crate::alloc_count::held_bytes(), smf::process::exec().stats().bytes_live);
     let before = held();
     let manager = ExecManager::new(OptLevel::None).map_err(|e| e.to_string())?;
     thousand_ours(&manager)?;

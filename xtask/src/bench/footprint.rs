@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use smf::loader::{load_bytes, SharedModule};
-use smf_core::write::samples;
-use smf_core::Dialect;
+use smf_format::write::samples;
+use smf_format::Dialect;
 
 use super::report::{self, Goal};
 use crate::workspace_root;

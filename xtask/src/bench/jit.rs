@@ -1,7 +1,7 @@
 //! Benchmark "jit": load-time instantiation.
 //!
 //! Installing: `FUNCTIONS` instantiated functions of 48 bytes through
-//! `smf_core::jit::Instantiator` (its table, then the code arena: a memfd mapped read-execute
+//! `smf_runtime::jit::Instantiator` (its table, then the code arena: a memfd mapped read-execute
 //! once, code written with `pwrite`, so no writable mapping ever aliases code), one request
 //! each and in batches of `BATCH` (one `pwrite` per batch), versus the Simple runtime's original
 //! approach for one function: an anonymous mapping, a write and a protection change of its own
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 
 use smf::cache::ModuleCache;
 use smf::jit::{Jit, Request};
-use smf_core::exec::ExecAllocator;
-use smf_core::jit::{Begun, Caller, Instantiator, JitConfig};
-use smf_core::sys;
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::jit::{Begun, Caller, Instantiator, JitConfig};
+use smf_runtime::sys;
 
 use super::code::{check, map_write_protect, returning, unmap_pages};
 use super::{interleaved_rounds, median, ratio, us};

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadOptions, LoadedModule, ReadOnlyData};
-use smf_core::sys::{self, Protection};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadOptions, LoadedModule, ReadOnlyData};
+use smf_runtime::sys::{self, Protection};
 
 use super::report::{self, Goal};
 use super::{median, median_ratio, ratio_percentiles, us};
@@ -142,7 +142,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let options = LoadOptions::default();
     let separate_rodata =
         LoadOptions { read_only_data: ReadOnlyData::NotExecutable, ..LoadOptions::default() };
-    let code_size = smf_core::Module::parse(&std::fs::read(&smf_path).map_err(|e| e.to_string())?)
+    let code_size = smf_format::Module::parse(&std::fs::read(&smf_path).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?
         .code_size();
     let pages_len =
@@ -155,7 +155,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     let mut loads = Vec::new();
     let (mut our_lookups, mut their_lookups, mut memory) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut hashes, hasher) = (Vec::new(), smf_core::cache::KeyedHasher::per_process());
+    let (mut hashes, hasher) = (Vec::new(), smf_runtime::cache::KeyedHasher::per_process());
     let mut memory_separate = Vec::new();
     let (mut described, mut undescribed) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {

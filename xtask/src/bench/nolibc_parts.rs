@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A part of the loader and whether the loader could load real modules without it.
@@ -58,12 +58,16 @@ impl Part {
 
 /// The part an instruction belongs to, from its inlined frames, innermost first: each a
 /// function's name and its source file.
-fn part_of(frames: &[(String, String)]) -> Part {
+fn part_of<'a>(frames: &'a [(String, String)]) -> Part {
     let root = crate::workspace_root();
-    let (core, nolibc) = (root.join("core/src/"), root.join("nolibc/"));
-    let ours = frames
-        .iter()
-        .find(|(_, file)| Path::new(file).starts_with(&core) || Path::new(file).starts_with(&nolibc));
+    let crates = [root.join("core/format/src/"), root.join("core/runtime/src/")];
+    let nolibc = root.join("nolibc/");
+    fn within<'f>(crates: &[PathBuf], file: &'f str) -> Option<&'f Path> {
+        crates.iter().find_map(|src| Path::new(file).strip_prefix(src).ok())
+    }
+    let in_crates = |file: &'a str| within(&crates, file);
+    let ours =
+        frames.iter().find(|(_, file)| in_crates(file).is_some() || Path::new(file).starts_with(&nolibc));
     let Some((function, file)) = ours else {
         // Code of the libraries alone: by any of its frames (the Rust library's inlined into
         // hashbrown's is hashbrown's).
@@ -79,7 +83,7 @@ fn part_of(frames: &[(String, String)]) -> Part {
     if function.contains("fmt::Display") || function.contains("fmt::Debug") || function.ends_with("::lossy") {
         return Part::Messages;
     }
-    let Ok(path) = Path::new(file).strip_prefix(&core) else { return Part::TheBinary };
+    let Some(path) = in_crates(file) else { return Part::TheBinary };
     match path.to_str().unwrap_or("") {
         p if p.starts_with("exec/") => Part::Allocator,
         p if p.starts_with("file/") || p.starts_with("sys/") => Part::FileReading,
@@ -221,24 +225,30 @@ mod tests {
         let library = "/rustc/0123/library/core/src/slice/mod.rs";
         let cases = [
             (
-                vec![("core::slice::swap", library), ("State::place", "@/core/src/exec/state/open.rs")],
+                vec![
+                    ("core::slice::swap", library),
+                    ("State::place", "@/core/runtime/src/exec/state/open.rs"),
+                ],
                 Part::Allocator,
             ),
-            (vec![("Module::validate_sections", "@/core/src/module/validate.rs")], Part::Validation),
+            (vec![("Module::validate_sections", "@/core/format/src/module/validate.rs")], Part::Validation),
             (
-                vec![("link", "@/core/src/load/link.rs"), ("Staged::new", "@/core/src/load/mod.rs")],
+                vec![
+                    ("link", "@/core/runtime/src/load/link.rs"),
+                    ("Staged::new", "@/core/runtime/src/load/mod.rs"),
+                ],
                 Part::Loading,
             ),
-            (vec![("Calls::collect", "@/core/src/load/calls.rs")], Part::Constructors),
-            (vec![("apply_aarch64", "@/core/src/load/reloc.rs")], Part::OtherArchitecture),
-            (vec![("pc32", "@/core/src/load/reloc.rs")], Part::Loading),
-            (vec![("<ErrorKind as core::fmt::Display>::fmt", "@/core/src/error.rs")], Part::Messages),
+            (vec![("Calls::collect", "@/core/runtime/src/load/calls.rs")], Part::Constructors),
+            (vec![("apply_aarch64", "@/core/runtime/src/load/reloc.rs")], Part::OtherArchitecture),
+            (vec![("pc32", "@/core/runtime/src/load/reloc.rs")], Part::Loading),
+            (vec![("<ErrorKind as core::fmt::Display>::fmt", "@/core/format/src/error.rs")], Part::Messages),
             (vec![("core::fmt::write", "/rustc/0123/library/core/src/fmt/mod.rs")], Part::Messages),
             (
                 vec![("RawTable::reserve_rehash", "/cargo/registry/src/x/hashbrown-0.17.1/src/raw.rs")],
                 Part::HashTables,
             ),
-            (vec![("sip_round", "@/core/src/keyed_hash.rs")], Part::HashTables),
+            (vec![("sip_round", "@/core/runtime/src/keyed_hash.rs")], Part::HashTables),
             (vec![("start", "@/nolibc/src/main.rs")], Part::TheBinary),
             (vec![("RawVec::grow_one", "/rustc/0123/library/alloc/src/raw_vec.rs")], Part::RustLibrary),
         ];

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use smf::loader::load_path;
-use smf_core::sys::{self, Protection};
+use smf_runtime::sys::{self, Protection};
 
 use crate::workspace_root;
 
@@ -108,7 +108,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let (path, _) = super::load::build(&dir)?;
     let span = Duration::from_millis(200);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let code = smf_core::Module::parse(&std::fs::read(&path).map_err(|e| e.to_string())?)
+    let code = smf_format::Module::parse(&std::fs::read(&path).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?
         .code_size();
     let code_pages = usize::try_from(code).unwrap_or(0).div_ceil(sys::page_size()).max(1);

@@ -10,8 +10,8 @@ use object::{
     elf, Architecture, BinaryFormat, Endianness, Object as _, ObjectSection as _, ObjectSymbol as _,
     RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
-use smf_core::write::samples;
-use smf_core::{Dialect, Module};
+use smf_format::write::samples;
+use smf_format::{Dialect, Module};
 
 const SYMBOLS: u32 = 10_000;
 const RELOCATIONS: u32 = 50_000;
@@ -71,12 +71,12 @@ fn object_walk(data: &[u8]) -> usize {
     n
 }
 
-/// smf-core: parse and validate everything (names, symbols, relocations, layout).
+/// smf-format: parse and validate everything (names, symbols, relocations, layout).
 fn smf_parse(data: &[u8]) -> usize {
     Module::parse(data).map_or(0, |m| m.symbol_count() as usize)
 }
 
-/// smf-core: parse, then also walk every symbol and relocation as `object_walk` does.
+/// smf-format: parse, then also walk every symbol and relocation as `object_walk` does.
 fn smf_parse_walk(data: &[u8]) -> usize {
     let Ok(module) = Module::parse(data) else { return 0 };
     let mut n = 0usize;
@@ -111,11 +111,11 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             }],
         );
         let (ours, ours_walk, theirs) = (times[0], times[1], times[2]);
-        println!("  {dialect:<4} smf-core parse+validate      {:>9.3} ms  ({} bytes)", ms(ours), smf.len());
-        println!("  {dialect:<4} smf-core parse+validate+walk {:>9.3} ms", ms(ours_walk));
+        println!("  {dialect:<4} smf-format parse+validate      {:>9.3} ms  ({} bytes)", ms(ours), smf.len());
+        println!("  {dialect:<4} smf-format parse+validate+walk {:>9.3} ms", ms(ours_walk));
         println!("  ELF  object parse+walk           {:>9.3} ms  ({} bytes)", ms(theirs), elf.len());
         println!(
-            "  ratio object / smf-core: {:.2}x (validate), {:.2}x (validate+walk, target >= 1.5x)",
+            "  ratio object / smf-format: {:.2}x (validate), {:.2}x (validate+walk, target >= 1.5x)",
             ratio(theirs, ours),
             ratio(theirs, ours_walk)
         );

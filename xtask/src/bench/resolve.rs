@@ -14,9 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use smf::loader::{load_bytes, Registry, SharedModule};
-use smf_core::load::Resolver;
-use smf_core::write::{ModuleBuilder, SymbolSpec};
-use smf_core::Dialect;
+use smf_format::write::{ModuleBuilder, SymbolSpec};
+use smf_format::Dialect;
+use smf_runtime::load::Resolver;
 
 use super::{interleaved, ratio, us};
 use crate::workspace_root;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use smf_core::sys::{self, Protection};
+use smf_runtime::sys::{self, Protection};
 
 use super::report::{self, Goal};
 use super::{median, median_ratio, ms};
@@ -181,7 +181,7 @@ pub(super) fn floor_on_threads(
     Ok(elapsed)
 }
 
-/// Waits until no module of `paths` reads as fresh (`smf_core::file::Version::fresh`), as an
+/// Waits until no module of `paths` reads as fresh (`smf_runtime::file::Version::fresh`), as an
 /// application's modules built before it starts do: a fresh module is read again under a
 /// change notice, which starts the cache's watcher (see `ModuleCache`'s documentation).
 fn wait_until_not_fresh(paths: &[PathBuf]) -> Result<(), String> {

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 
 use object::{Object, ObjectSection, SectionIndex};
-use smf_core::kinds::SectionFlags;
-use smf_core::write::{ModuleBuilder, SectionSpec};
-use smf_core::{CallArray, SectionType};
+use smf_format::kinds::SectionFlags;
+use smf_format::write::{ModuleBuilder, SectionSpec};
+use smf_format::{CallArray, SectionType};
 
 use super::PackError;
 

@@ -3,8 +3,8 @@
 //! becomes ([`data_spec`]).
 
 use object::ObjectSection;
-use smf_core::write::SymbolSpec;
-use smf_core::{SectionFlags, SectionType};
+use smf_format::write::SymbolSpec;
+use smf_format::{SectionFlags, SectionType};
 
 use super::elf::{is_read_only_data, is_relro_name};
 
@@ -18,18 +18,18 @@ pub(super) fn is_read_only(section: &object::Section<'_, '_>) -> bool {
 /// The SMF section an ELF data section of `kind` becomes: its bytes (or, for bss, `bss` zero
 /// bytes), read-only or writable as its kind says, its alignment capped at 64 KiB.
 pub(super) fn data_spec(
-    kind: smf_core::SectionType,
+    kind: smf_format::SectionType,
     name: &str,
     data: &[u8],
     align: u64,
     bss: u64,
-) -> smf_core::write::SectionSpec {
+) -> smf_format::write::SectionSpec {
     let flags = match kind {
         SectionType::RoData => SectionFlags::READ,
         _ => SectionFlags::READ | SectionFlags::WRITE,
     };
     let mut spec =
-        smf_core::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
+        smf_format::write::SectionSpec::new(kind, name.as_bytes(), flags, data.to_vec(), align.min(1 << 16));
     if bss > 0 {
         spec.virtual_size = bss;
     }
@@ -66,7 +66,7 @@ impl Carried {
                 SymbolSpec::function(name, offset.saturating_add(value), size)
             }
             Carried::Code { offset, data: true, .. } => {
-                SymbolSpec::new(name, smf_core::SymbolKind::Data, offset.saturating_add(value), size)
+                SymbolSpec::new(name, smf_format::SymbolKind::Data, offset.saturating_add(value), size)
             }
             Carried::Data { section, base } => {
                 SymbolSpec::data(name, section, base.saturating_add(value), size)

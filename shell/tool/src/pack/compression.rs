@@ -2,8 +2,8 @@
 //! level libzstd encodes at, 1 to 22 (the core's own writer has only ruzstd's fastest; libzstd
 //! is the reference encoder, and its default level 3 already packs tighter).
 
-use smf_core::compress::Method;
-use smf_core::write::ModuleBuilder;
+use smf_format::compress::Method;
+use smf_format::write::ModuleBuilder;
 
 /// A method and its level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! ([`section_problems`]: alignments, reserved names).
 
 use object::{elf, Object, ObjectSection, SectionKind};
-use smf_core::RelocKind;
+use smf_format::RelocKind;
 
 use super::{PackError, Site};
 
@@ -182,7 +182,7 @@ impl From<object::Error> for Refused {
 }
 
 /// What is wrong with `file`'s loaded sections before any is placed: an alignment that is no
-/// power of two or more than a module can ask for ([`smf_core::module::MAX_ALIGNMENT`]; the
+/// power of two or more than a module can ask for ([`smf_format::module::MAX_ALIGNMENT`]; the
 /// phases after use [`align`]), or a name SMF reserves (`note.sdn`, which readers take for
 /// instantiation metadata).
 pub(crate) fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
@@ -190,10 +190,10 @@ pub(crate) fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
     let mut problems = Vec::new();
     for section in file.sections().filter(loaded) {
         let name = || section.name().unwrap_or("?").to_owned();
-        if !smf_core::module::alignment_ok(section.align()) {
+        if !smf_format::module::alignment_ok(section.align()) {
             problems.push(PackError::BadAlignment { section: name(), align: section.align() });
         }
-        if section.name_bytes().is_ok_and(|n| n == smf_core::module::NOTE_SDN_SECTION) {
+        if section.name_bytes().is_ok_and(|n| n == smf_format::module::NOTE_SDN_SECTION) {
             problems.push(PackError::ReservedSectionName { section: name() });
         }
     }
@@ -204,7 +204,7 @@ pub(crate) fn section_problems(file: &object::File<'_>) -> Vec<PackError> {
 /// but the phases still run to find every problem, without overflowing).
 pub(crate) fn align(section: &object::Section<'_, '_>) -> u64 {
     match section.align() {
-        align if smf_core::module::alignment_ok(align) => align.max(1),
+        align if smf_format::module::alignment_ok(align) => align.max(1),
         _ => 1,
     }
 }

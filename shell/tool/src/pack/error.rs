@@ -163,7 +163,7 @@ pub enum PackError {
         /// Where.
         at: Site,
         /// Its kind.
-        kind: smf_core::RelocKind,
+        kind: smf_format::RelocKind,
     },
     /// A relocation that is not an ELF one.
     NotElfRelocation(Site),
@@ -197,7 +197,7 @@ pub enum PackError {
         align: u64,
     },
     /// A common symbol whose alignment (its ELF value) is not a power of two up to
-    /// [`smf_core::module::MAX_ALIGNMENT`].
+    /// [`smf_format::module::MAX_ALIGNMENT`].
     CommonAlignment {
         /// The symbol.
         symbol: String,
@@ -219,12 +219,12 @@ pub enum PackError {
         section_size: u64,
     },
     /// The builder refused the module.
-    Build(smf_core::write::BuildError),
+    Build(smf_format::write::BuildError),
     /// The module the objects make would not validate (as `smf verify` checks it).
-    Invalid(smf_core::Error),
+    Invalid(smf_format::Error),
     /// The module the objects make validates but would not load (a packer bug: pack writes
     /// only modules that load).
-    DoesNotLoad(smf_core::load::LoadError),
+    DoesNotLoad(smf_runtime::load::LoadError),
 }
 
 impl fmt::Display for PackError {
@@ -382,13 +382,13 @@ impl fmt::Display for PackError {
                 f,
                 "common symbol {symbol}: alignment {align} is not a power of two up to {} (the object is \
                  malformed, or asks for more alignment than a module can give)",
-                smf_core::module::MAX_ALIGNMENT
+                smf_format::module::MAX_ALIGNMENT
             ),
             PackError::BadAlignment { section, align } => write!(
                 f,
                 "section {section}: alignment {align} is not a power of two up to {} (the object is \
                  malformed, or asks for more alignment than a module can give)",
-                smf_core::module::MAX_ALIGNMENT
+                smf_format::module::MAX_ALIGNMENT
             ),
             PackError::ReservedSectionName { section } => write!(
                 f,

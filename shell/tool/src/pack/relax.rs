@@ -20,7 +20,7 @@
 //! Each rewrite keeps the displacement where it was, so the relocation keeps its offset and
 //! addend and only changes kind (to `pc32`).
 
-use smf_core::RelocKind;
+use smf_format::RelocKind;
 
 /// ModRM byte of a RIP-relative memory operand has mod 00 and r/m 101.
 const fn is_rip_relative(modrm: u8) -> bool {

@@ -4,8 +4,8 @@
 //! A module that parses but that no loader would load (an object's unwind record describing
 //! code outside the module, say) is caught here instead of at its first load.
 
-use smf_core::exec::ExecAllocator;
-use smf_core::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_runtime::exec::ExecAllocator;
+use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
 /// Resolves every import to one address: a block of the trial loads' allocator.
 struct AnyImport(usize);

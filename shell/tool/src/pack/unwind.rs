@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use object::{Object, ObjectSection, SectionIndex};
-use smf_core::write::{ModuleBuilder, SectionSpec};
-use smf_core::{SectionFlags, SectionType};
+use smf_format::write::{ModuleBuilder, SectionSpec};
+use smf_format::{SectionFlags, SectionType};
 
 use super::PackError;
 

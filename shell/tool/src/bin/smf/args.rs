@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use smf_core::Dialect;
+use smf_format::Dialect;
 use smf_tool::pack::Compression;
 
 mod values;

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use smf_core::{Dialect, Module, ParseOptions};
+use smf_format::{Dialect, Module, ParseOptions};
 
 use crate::error::CommandError;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use object::read::elf::{ElfFile64, Sym as _};
 use object::Endianness;
-use smf_core::{Binding, Module, SymbolKind};
+use smf_format::{Binding, Module, SymbolKind};
 
 /// The libraries a compiler driver links every program and library against.
 const ALWAYS_LINKED: [&str; 4] = ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2"];

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter as _, Instruction, IntelFormatter};
-use smf_core::kinds::{arch_name, ARCH_X86_64};
-use smf_core::module::{RelocatedImage, SymbolTarget};
-use smf_core::{Module, Symbol, SymbolKind};
+use smf_format::kinds::{arch_name, ARCH_X86_64};
+use smf_format::module::{RelocatedImage, SymbolTarget};
+use smf_format::{Module, Symbol, SymbolKind};
 
 use crate::names::{escaped, escaped_short};
 
@@ -116,8 +116,8 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
 
 #[cfg(test)]
 mod tests {
-    use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
-    use smf_core::Dialect;
+    use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+    use smf_format::Dialect;
 
     use super::*;
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use smf_core::{Module, Section};
+use smf_format::{Module, Section};
 
 use crate::args::DumpArgs;
 use crate::cli::{out, parse, read_module_file, report, EXIT_BAD, EXIT_OK};
@@ -91,8 +91,8 @@ pub(crate) fn hex_dump(section: &Section<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use smf_core::write::ModuleBuilder;
-    use smf_core::Dialect;
+    use smf_format::write::ModuleBuilder;
+    use smf_format::Dialect;
 
     use super::*;
 

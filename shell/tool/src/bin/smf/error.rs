@@ -19,7 +19,7 @@ pub(crate) enum CommandError {
         /// As given.
         file: String,
         /// What is wrong, and where.
-        error: smf_core::Error,
+        error: smf_format::Error,
     },
     /// A valid module that does not load here (`verify --load`).
     DoesNotLoad {

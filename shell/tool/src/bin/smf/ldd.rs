@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use smf_core::{Binding, Module, SymbolKind};
+use smf_format::{Binding, Module, SymbolKind};
 
 use crate::args::LddArgs;
 use crate::cli::{for_each_module, report, EXIT_BAD};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use smf::imports::CLibrary;
 use smf::loader::{self, Libraries, ModuleError, SharedModule};
 use smf::native::{SharedLibraries, SharedLibrary};
-use smf_core::load::{LoadOptions, Resolved, Resolver};
+use smf_runtime::load::{LoadOptions, Resolved, Resolver};
 
 use crate::args::LinkArgs;
 use crate::cli::read_module_file;
@@ -74,9 +74,9 @@ impl Linked {
     /// Opens the `--native` libraries and loads the `--lib` modules of `args`, in order.
     pub(crate) fn open(args: &LinkArgs, linking: Linking) -> Result<Self, CommandError> {
         let options = match linking {
-            Linking::WithConstructors => *smf::runtime::load_options(),
+            Linking::WithConstructors => *smf::process::load_options(),
             Linking::WithoutConstructors => {
-                LoadOptions { run_constructors: false, ..*smf::runtime::load_options() }
+                LoadOptions { run_constructors: false, ..*smf::process::load_options() }
             }
         };
         let mut provided = Provided::default();
@@ -146,7 +146,7 @@ fn load_bytes(
     c_library: bool,
     options: &LoadOptions,
 ) -> Result<Arc<SharedModule>, ModuleError> {
-    let with_libc = smf_core::load::Chain(provided, CLibrary);
+    let with_libc = smf_runtime::load::Chain(provided, CLibrary);
     let resolver: &dyn Resolver = if c_library { &with_libc } else { provided };
     loader::load_bytes_with_options(bytes, resolver, origin, options)
 }

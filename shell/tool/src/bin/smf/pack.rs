@@ -195,7 +195,7 @@ fn write_into_place(output: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use std::path::PathBuf;
 
-    use smf_core::Dialect;
+    use smf_format::Dialect;
     use smf_tool::pack::PackError;
 
     use super::*;

@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 
-use smf_core::compress::Payload;
-use smf_core::{Module, Section};
+use smf_format::compress::Payload;
+use smf_format::{Module, Section};
 
 /// Why a section's bytes could not be had in memory.
 #[derive(Debug)]
 pub(crate) enum PayloadError {
     /// Its frame does not decompress to exactly the length it states (the error names the
     /// section and the frame's file offset).
-    Format(smf_core::Error),
+    Format(smf_format::Error),
     /// The memory for its stated length could not be had.
     OutOfMemory {
         /// The length.

@@ -144,12 +144,12 @@ fn load_and_call(args: &RunArgs) -> Result<(Result<Outcome, CommandError>, Loade
 /// only symbols that are defined, not local and not functions. `None` otherwise (the call is
 /// tried after the load, which decides, as when the bytes do not parse).
 fn not_callable(bytes: &[u8], name: &[u8]) -> Option<CallError> {
-    let module = smf_core::Module::parse(bytes).ok()?;
-    let named: Vec<smf_core::Symbol<'_>> = module.symbols().filter(|s| s.name == name).collect();
+    let module = smf_format::Module::parse(bytes).ok()?;
+    let named: Vec<smf_format::Symbol<'_>> = module.symbols().filter(|s| s.name == name).collect();
     let lossy = || String::from_utf8_lossy(name).into_owned();
-    let data = |s: &smf_core::Symbol<'_>| {
-        s.binding != smf_core::Binding::Local
-            && !matches!(s.kind, smf_core::SymbolKind::Function | smf_core::SymbolKind::Import)
+    let data = |s: &smf_format::Symbol<'_>| {
+        s.binding != smf_format::Binding::Local
+            && !matches!(s.kind, smf_format::SymbolKind::Function | smf_format::SymbolKind::Import)
     };
     if named.is_empty() {
         Some(CallError::NoSuchSymbol(lossy()))
@@ -212,7 +212,7 @@ fn integer_text(bits: i64, ret: Returns) -> String {
 
 #[cfg(test)]
 mod tests {
-    use smf_core::write::{samples, ModuleBuilder, SymbolSpec};
+    use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
 
     use super::*;
     use crate::args::LinkArgs;
@@ -257,7 +257,7 @@ mod tests {
             "{e}"
         );
         if cfg!(target_arch = "x86_64") {
-            let mut b = ModuleBuilder::new(smf_core::Dialect::R96);
+            let mut b = ModuleBuilder::new(smf_format::Dialect::R96);
             b.add_code(b".text", &samples::RETURN_42);
             b.add_symbol(SymbolSpec::function(b"answer", 0, 6));
             let no_entry = file("no-entry.smf", &b.build().unwrap());

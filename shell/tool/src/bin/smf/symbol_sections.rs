@@ -1,8 +1,8 @@
 //! Where each symbol of a module lies ([`SymbolSections`]): the section `smf symbols` lists
 //! beside a symbol and `inspect --json` gives as its `section_name`.
 
-use smf_core::module::SymbolTarget;
-use smf_core::{Module, Section, Symbol};
+use smf_format::module::SymbolTarget;
+use smf_format::{Module, Section, Symbol};
 
 /// Where each symbol of a module lies: the code section a code-image offset falls in, a data
 /// symbol's own section. Built once per module (a binary search per symbol after that).

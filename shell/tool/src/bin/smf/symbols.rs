@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 use std::io::{self, Write};
 
 use serde_json::Value as Json;
-use smf_core::module::SymbolTarget;
-use smf_core::{Module, Section, Symbol, SymbolKind};
+use smf_format::module::SymbolTarget;
+use smf_format::{Module, Section, Symbol, SymbolKind};
 
 use crate::args::SymbolsArgs;
 use crate::cli::for_each_module;

@@ -3,7 +3,7 @@
 //! stderr, or with `--json` one object per file on stdout.
 
 use serde_json::Value as Json;
-use smf_core::Module;
+use smf_format::Module;
 
 use crate::args::VerifyArgs;
 use crate::cli::{out, parse, read_module_file, report, EXIT_BAD, EXIT_OK};
@@ -92,7 +92,7 @@ fn error_json(error: &CommandError) -> Json {
 /// Verifies `file` (read as `dialect`, if given), loading it as `linked` links with `--load`.
 pub(crate) fn verify_file(
     file: &str,
-    dialect: Option<smf_core::Dialect>,
+    dialect: Option<smf_format::Dialect>,
     linked: Option<&Linked>,
 ) -> Verdict {
     let bytes = match read_module_file(file) {
@@ -124,7 +124,7 @@ pub(crate) fn verify_file(
 /// Checks what validation leaves to a load: every compressed section's frame decompresses to
 /// exactly the length it states (validation reads only the length).
 fn decompresses(module: &Module<'_>) -> Result<(), PayloadError> {
-    let compressed = module.sections().filter(|s| s.flags.contains(smf_core::SectionFlags::COMPRESSED));
+    let compressed = module.sections().filter(|s| s.flags.contains(smf_format::SectionFlags::COMPRESSED));
     for section in compressed {
         crate::payload::bytes_in_memory(module, &section)?;
     }

@@ -6,9 +6,9 @@
 //! use) would otherwise cost a section entry each and compress apart.
 
 use object::{Object, ObjectSection, SectionKind};
-use smf_core::kinds::SectionFlags;
-use smf_core::write::{SectionSpec, SymbolSpec};
-use smf_core::{Binding, RelocKind, SectionType};
+use smf_format::kinds::SectionFlags;
+use smf_format::write::{SectionSpec, SymbolSpec};
+use smf_format::{Binding, RelocKind, SectionType};
 
 use super::{Packer, FINALIZER_KEY, MOST_MERGED_ALIGNMENT};
 use crate::pack::call_arrays;

@@ -4,7 +4,7 @@
 //! note or refused.
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
-use smf_core::SectionType;
+use smf_format::SectionType;
 
 use super::{Packer, MOST_MERGED_ALIGNMENT};
 use crate::pack::call_arrays::call_array_of;
@@ -76,7 +76,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 let Ok(name) = symbol.name_bytes() else { continue };
                 // An alignment of 0 is none (1), as `ld` takes it.
                 let alignment = common_alignment(file, symbol.index()).max(1);
-                if !smf_core::module::alignment_ok(alignment) {
+                if !smf_format::module::alignment_ok(alignment) {
                     let symbol = String::from_utf8_lossy(name).into_owned();
                     misaligned.push((f, PackError::CommonAlignment { symbol, align: alignment }));
                     continue;
@@ -97,8 +97,8 @@ impl<'d, 'f> Packer<'d, 'f> {
             // Each a power of two up to the most a module gives (the others refused above).
             let (size, alignment) = extents.get(name.as_slice()).copied().unwrap_or((0, 1));
             let (section, base) = self.append_data(SectionType::Bss, &[], alignment, size.max(1));
-            let spec = smf_core::write::SymbolSpec::data(&name, section, base, size);
-            let index = self.builder.add_symbol(spec.with_binding(smf_core::Binding::Global));
+            let spec = smf_format::write::SymbolSpec::data(&name, section, base, size);
+            let index = self.builder.add_symbol(spec.with_binding(smf_format::Binding::Global));
             self.symbols.insert(at, index);
         }
     }

@@ -19,9 +19,9 @@
 //! one runs before the resolvers of the modules after it.
 
 use object::{ObjectSection, ObjectSymbol, SectionIndex, SymbolIndex};
-use smf_core::kinds::SectionFlags;
-use smf_core::write::{SectionSpec, SymbolSpec};
-use smf_core::{Binding, RelocKind, SectionType};
+use smf_format::kinds::SectionFlags;
+use smf_format::write::{SectionSpec, SymbolSpec};
+use smf_format::{Binding, RelocKind, SectionType};
 
 use super::Packer;
 use crate::pack::carried::Carried;

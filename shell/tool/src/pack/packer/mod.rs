@@ -14,9 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::Compression;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SymbolIndex};
-use smf_core::load::LoadError;
-use smf_core::write::ModuleBuilder;
-use smf_core::{Dialect, ErrorKind};
+use smf_format::write::ModuleBuilder;
+use smf_format::{Dialect, ErrorKind};
+use smf_runtime::load::LoadError;
 
 use super::call_arrays::{self, ArraySlot};
 use super::carried::Carried;
@@ -40,7 +40,7 @@ pub fn pack(inputs: &[(String, Vec<u8>)], dialect: Dialect) -> Result<(Vec<u8>, 
 
 /// [`pack`], the module's code, data and rodata compressed with `compression` if given
 /// (`docs/format.md`, "Compression"; R72 has no compression byte and is refused; a
-/// [`Method`](smf_core::compress::Method) converts into one at its writer's level).
+/// [`Method`](smf_format::compress::Method) converts into one at its writer's level).
 pub fn pack_with(
     inputs: &[(String, Vec<u8>)],
     dialect: Dialect,
@@ -97,7 +97,7 @@ pub fn pack_inputs(inputs: &[Input<'_>], options: &PackOptions) -> Result<(Vec<u
     if compression.is_some() && !dialect.has_compression_byte() {
         // Refused before anything is read: no other problem of the objects matters.
         let object = inputs.iter().map(|input| input.name).collect::<Vec<_>>().join(", ");
-        let error = PackError::Build(smf_core::write::BuildError::NoCompressionByte { dialect });
+        let error = PackError::Build(smf_format::write::BuildError::NoCompressionByte { dialect });
         return Err(Problem { object, error }.into());
     }
     // Archives become the members the objects need (`ld`'s rule), or all of their members.
@@ -446,7 +446,7 @@ impl<'d, 'f> Packer<'d, 'f> {
         let all = self.names.join(", ");
         let smf =
             self.builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
-        if let Err(e) = smf_core::Module::parse(&smf) {
+        if let Err(e) = smf_format::Module::parse(&smf) {
             return Err(Problem { object: all, error: PackError::Invalid(e) }.into());
         }
         if let Err(e) = super::trial_load(&smf) {

@@ -3,7 +3,7 @@
 
 use object::elf;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SymbolSection};
-use smf_core::RelocKind;
+use smf_format::RelocKind;
 
 use super::Packer;
 use crate::pack::call_arrays::ArraySlot;

@@ -2,8 +2,8 @@
 //! symbol, references linked to their definitions, section symbols added as relocations need them.
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolSection};
-use smf_core::write::SymbolSpec;
-use smf_core::Binding;
+use smf_format::write::SymbolSpec;
+use smf_format::Binding;
 
 use super::{ifunc, Definition, Packer};
 use crate::pack::call_arrays;
@@ -123,7 +123,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 // A dialect that marks imports by value (S128) reads a non-local symbol of
                 // value 0 and size 0 as an import: a definition there (an assembler label
                 // without .size at the start of the code) gets size 1 so it stays one.
-                let defined = spec.kind != smf_core::SymbolKind::Import;
+                let defined = spec.kind != smf_format::SymbolKind::Import;
                 let looks_imported = spec.value == 0 && spec.size == 0 && spec.binding != Binding::Local;
                 if defined && looks_imported && self.dialect.marks_imports_by_value() {
                     spec.size = 1;

@@ -1,7 +1,7 @@
 //! The values the command line's options and arguments take, parsed for clap (a bad one is
 //! a usage error with its reason): `--dialect`, `--compress`, and `smf run`'s typed arguments.
 
-use smf_core::Dialect;
+use smf_format::Dialect;
 use smf_tool::pack::Compression;
 
 use super::CallArg;

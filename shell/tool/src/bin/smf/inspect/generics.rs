@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::io;
 
 use serde_json::Value as Json;
-use smf_core::note_sdn::NoteSdn;
-use smf_core::template::TemplateEntry;
-use smf_core::Module;
+use smf_format::note_sdn::NoteSdn;
+use smf_format::template::TemplateEntry;
+use smf_format::Module;
 
 use super::{bytes, object};
 use crate::cli::count;

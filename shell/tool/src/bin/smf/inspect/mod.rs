@@ -15,9 +15,9 @@ use crate::json_out;
 use crate::names::{escaped, quoted, quoted_short};
 use crate::symbol_sections::SymbolSections;
 
-use smf_core::kinds::{arch_name, platform_name};
-use smf_core::module::SymbolTarget;
-use smf_core::{CallArray, HeaderPlacement, Module, SectionFlags, SectionType};
+use smf_format::kinds::{arch_name, platform_name};
+use smf_format::module::SymbolTarget;
+use smf_format::{CallArray, HeaderPlacement, Module, SectionFlags, SectionType};
 
 use serde_json::Value as Json;
 
@@ -36,7 +36,7 @@ fn section_type_name(t: SectionType) -> String {
 
 /// A section's type as the text report shows it: constructor and destructor arrays, unwind
 /// tables and compressed sections marked.
-fn section_type_text(section: &smf_core::Section<'_>) -> String {
+fn section_type_text(section: &smf_format::Section<'_>) -> String {
     let name = section_type_name(section.section_type);
     match CallArray::of_flags(section.flags) {
         _ if section.flags.contains(SectionFlags::COMPRESSED) => format!("{name}:packed"),
@@ -165,7 +165,7 @@ fn header_text(out: &mut String, module: &Module<'_>, label: &str) {
     }
     // An application's fields (R96 and S128 headers have them): how it runs, its window if it
     // has one.
-    if h.is_executable() && module.dialect() != smf_core::Dialect::R72 {
+    if h.is_executable() && module.dialect() != smf_format::Dialect::R72 {
         let _ = write!(out, "  App type:       {}", app_type_name(h.app_type));
         if h.app_type == APP_GUI {
             let _ = write!(out, ", window {}x{}", h.window_width, h.window_height);
@@ -375,7 +375,7 @@ fn symbols_json<'m>(module: &'m Module<'m>) -> impl Iterator<Item = Json> + 'm {
 /// One symbol, with the keys of the symbol table in the JSON report: `section` is the index of
 /// a data symbol's section (its value is an offset in it), `section_name` the name of the
 /// section any defined symbol lies in.
-pub(crate) fn symbol_json(s: &smf_core::Symbol<'_>, sections: &SymbolSections<'_>) -> Json {
+pub(crate) fn symbol_json(s: &smf_format::Symbol<'_>, sections: &SymbolSections<'_>) -> Json {
     let section = match s.target {
         SymbolTarget::Data { section, .. } => Json::from(u64::from(section)),
         _ => Json::Null,

@@ -1,0 +1,244 @@
+//! The allocate and place stages of a load: the image's blocks taken from the batch as the
+//! [`Layout`] plans them ([`Image::allocate`]), each data section copied to its place
+//! ([`Image::place_data`]), and the code copied into its still-writable block
+//! ([`Image::copy_code`]), where the relocation stage patches it.
+
+use alloc::vec::Vec;
+
+use super::layout::Layout;
+use super::{fallible, Invariant, LoadError, Overflow};
+use crate::exec::{Block, CodeBatch};
+use smf_format::module::{DataRegion, ModuleTables};
+
+/// Code-section tails (the zeros between a section's bytes and its virtual size) up to this
+/// many bytes in all are written by the loader (all of them when the code is no larger, which
+/// spares counting them); larger ones are left to zero pages.
+const WRITTEN_TAILS: u64 = 64 << 10;
+
+/// A module's image while it is being built: its blocks (open in the load's batch) and where
+/// each region starts.
+#[derive(Debug)]
+pub(super) struct Image<'a> {
+    /// The code segment: code, stubs and, with [`super::ReadOnlyData::WithCode`], the
+    /// read-only region.
+    pub(super) code: Option<Block<'a>>,
+    /// The read-only segment, when the read-only region has one of its own.
+    pub(super) read_only: Option<Block<'a>>,
+    /// The writable segment (data and bss).
+    pub(super) read_write: Option<Block<'a>>,
+    /// Address of the code (0 without code).
+    pub(super) code_base: usize,
+    /// Address of the read-only region.
+    pub(super) read_only_base: usize,
+    /// Address of the writable region.
+    pub(super) read_write_base: usize,
+    /// Whether the zeros after each code section's bytes are written by [`Image::copy_code`]
+    /// (otherwise the allocator hands the code's pages out zeroed).
+    zero_tails: bool,
+}
+
+impl<'a> Image<'a> {
+    /// The allocate stage: the blocks `layout` plans for `module`, from `batch`.
+    pub(super) fn allocate(
+        batch: &mut CodeBatch<'a>,
+        layout: &Layout,
+        module: &ModuleTables<'_>,
+    ) -> Result<Self, LoadError> {
+        // The code copy writes every byte of the code (sections and their zeroed tails), so
+        // its pages need not be zeroed first, unless the tails are large: they are then left
+        // to the allocator's zero pages, so a huge virtual size commits no memory.
+        let zero_tails = module.code_size() <= WRITTEN_TAILS || code_tails(module) <= WRITTEN_TAILS;
+        let overwritten = if zero_tails { layout.code_size } else { 0 };
+        let (code, read_only, read_write) = if layout.is_empty() {
+            (None, None, None)
+        } else {
+            let mut blocks =
+                batch.alloc_module_image(&layout.segments()?, overwritten, layout.image_align)?;
+            let mut take = |i: usize| blocks.get_mut(i).and_then(Option::take);
+            (take(0), take(1), take(2))
+        };
+        let base = |b: &Option<Block<'_>>| b.as_ref().map_or(0, Block::addr);
+        let code_base = base(&code);
+        let read_write_base = base(&read_write);
+        let mut image =
+            Image { code, read_only, read_write, code_base, read_only_base: 0, read_write_base, zero_tails };
+        match layout.read_only_base(code_base, base(&image.read_only)) {
+            Ok(at) => image.read_only_base = at,
+            Err(error) => {
+                image.scrub_code(batch);
+                return Err(error);
+            }
+        }
+        Ok(image)
+    }
+
+    /// Zeroes the code block (its batch still open) of an image whose load failed before its
+    /// code was written and relocated in full: the allocator handed its bytes out unzeroed on
+    /// the loader's promise to write them ([`CodeBatch::alloc_module_image`]'s `overwritten`).
+    pub(super) fn scrub_code(&self, batch: &mut CodeBatch<'a>) {
+        if let Some(bytes) = self.code.as_ref().and_then(|code| batch.block_mut(code).ok()) {
+            bytes.fill(0);
+        }
+    }
+
+    /// The place stage for data: copies every data section of `module` to its place in its
+    /// region (the module's data layout).
+    pub(super) fn place_data(
+        &self,
+        batch: &mut CodeBatch<'a>,
+        module: &ModuleTables<'_>,
+    ) -> Result<(), LoadError> {
+        for placement in module.data_sections() {
+            let (base, overflow) = match placement.region {
+                DataRegion::ReadOnly => (self.read_only_base, Overflow::ReadOnlyAddress),
+                DataRegion::ReadWrite => (self.read_write_base, Overflow::WritableAddress),
+            };
+            let addr = offset_from(base, placement.offset, overflow)?;
+            let payload = module.payload(&placement.section);
+            if !payload.is_empty() {
+                let len = usize::try_from(placement.section.virtual_size)
+                    .map_err(|_| LoadError::too_large(Overflow::DataOffset))?;
+                let block = self.block_holding(addr, len, Invariant::DataOutsideImage)?;
+                let place = batch.block_mut(block)?.get_mut(addr - block.addr()..);
+                // The block holds the section's virtual size, which holds its payload.
+                let place = place.ok_or_else(|| LoadError::internal(Invariant::DataOutsideImage))?;
+                payload
+                    .write_into(place)
+                    .map_err(|problem| LoadError::Format(placement.section.decompression_error(problem)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The place stage for code: writes every code section's bytes, then zeros up to its
+    /// virtual size (the sections lie back to back), into `code`, the code block's bytes.
+    pub(super) fn copy_code(&self, code: &mut [u8], module: &ModuleTables<'_>) -> Result<(), LoadError> {
+        for (section, offset) in module.code_sections() {
+            let too_large = |_| LoadError::too_large(Overflow::CodeSection);
+            let at = usize::try_from(offset).map_err(too_large)?;
+            let len = usize::try_from(section.virtual_size).map_err(too_large)?;
+            // Validation keeps every code section inside the code, which the block holds, and
+            // its bytes within its virtual size.
+            let payload = module.payload(&section);
+            let written = usize::try_from(payload.len()).map_err(too_large)?;
+            let place = at
+                .checked_add(len)
+                .and_then(|end| code.get_mut(at..end))
+                .filter(|place| place.len() >= written)
+                .ok_or_else(|| LoadError::internal(Invariant::CodeSectionOutsideCode))?;
+            payload
+                .write_into(place)
+                .map_err(|problem| LoadError::Format(section.decompression_error(problem)))?;
+            if let (true, Some(tail)) = (self.zero_tails, place.get_mut(written..)) {
+                tail.fill(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The block holding `addr..addr+len`; if none does, `outside` is the broken invariant.
+    pub(super) fn block_holding(
+        &self,
+        addr: usize,
+        len: usize,
+        outside: Invariant,
+    ) -> Result<&Block<'a>, LoadError> {
+        [&self.code, &self.read_only, &self.read_write]
+            .into_iter()
+            .filter_map(Option::as_ref)
+            .find(|b| b.contains(addr, len))
+            .ok_or_else(|| LoadError::internal(outside))
+    }
+
+    /// The image's blocks, to be kept by the loaded module.
+    pub(super) fn into_blocks(self) -> Result<Vec<Block<'a>>, LoadError> {
+        let mut blocks = fallible::with_capacity(3)
+            .ok_or(LoadError::OutOfMemory { bytes: fallible::bytes_of::<Block<'_>>(3) })?;
+        blocks.extend([self.code, self.read_only, self.read_write].into_iter().flatten());
+        Ok(blocks)
+    }
+}
+
+/// `base + offset`, an address inside the image; `overflow` says where, if it does not fit.
+pub(super) fn offset_from(base: usize, offset: u64, overflow: Overflow) -> Result<usize, LoadError> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|o| base.checked_add(o))
+        .ok_or_else(|| LoadError::too_large(overflow))
+}
+
+/// Bytes of zeros between code sections' bytes and their virtual sizes.
+fn code_tails(module: &ModuleTables<'_>) -> u64 {
+    let written: u64 = module.code_sections().map(|(section, _)| module.payload(&section).len()).sum();
+    module.code_size().saturating_sub(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{ExecAllocator, ExecConfig, SimulatedKernel};
+    use crate::load::ReadOnlyData;
+    use smf_format::write::{ModuleBuilder, SectionSpec, SymbolSpec};
+    use smf_format::{Dialect, SectionFlags, SectionType};
+
+    fn module_file() -> Vec<u8> {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        let (read, write, exec) = (SectionFlags::READ, SectionFlags::WRITE, SectionFlags::EXEC);
+        let mut code = SectionSpec::new(SectionType::Code, b".text", read | exec, alloc::vec![0xC3; 3], 16);
+        code.virtual_size = 8;
+        b.add_section(code);
+        b.add_code(b".text2", &[0x90; 4]);
+        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata", read, b"ro".to_vec(), 8));
+        b.add_section(SectionSpec::new(SectionType::Data, b".data", read | write, b"rw!".to_vec(), 16));
+        b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn data_sections_are_copied_to_their_regions_and_code_back_to_back_with_zeroed_tails() {
+        let file = module_file();
+        let module = ModuleTables::check(&file, &smf_format::ParseOptions::default()).unwrap();
+        let symbols = module.decode_symbols(|_, _| Ok::<(), ()>(())).unwrap();
+        static K: SimulatedKernel = SimulatedKernel::new();
+        let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
+        let mut batch = exec.batch();
+        let layout = Layout::plan(&symbols, ReadOnlyData::NotExecutable).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        assert!(image.code.is_some() && image.read_only.is_some() && image.read_write.is_some());
+
+        image.place_data(&mut batch, &module).unwrap();
+        let ro = batch.block_mut(image.read_only.as_ref().unwrap()).unwrap();
+        assert_eq!(&ro[..2], b"ro");
+        let rw = batch.block_mut(image.read_write.as_ref().unwrap()).unwrap();
+        assert_eq!(&rw[..3], b"rw!");
+
+        // A recycled page may hold old bytes: the copy overwrites every byte of the code.
+        let code_block = image.code.as_ref().unwrap();
+        let code = batch.block_mut(code_block).unwrap();
+        code.fill(0xEE);
+        image.copy_code(code, &module).unwrap();
+        assert_eq!(&code[..12], &[0xC3, 0xC3, 0xC3, 0, 0, 0, 0, 0, 0x90, 0x90, 0x90, 0x90]);
+    }
+
+    #[test]
+    fn an_address_outside_every_block_is_refused() {
+        let file = module_file();
+        let module = ModuleTables::check(&file, &smf_format::ParseOptions::default()).unwrap();
+        let symbols = module.decode_symbols(|_, _| Ok::<(), ()>(())).unwrap();
+        static K: SimulatedKernel = SimulatedKernel::new();
+        let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
+        let mut batch = exec.batch();
+        let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        assert!(image.read_only.is_none(), "read-only data shares the code's block");
+        assert!(image.block_holding(image.read_only_base, 2, Invariant::GotOutsideImage).is_ok());
+        assert_eq!(
+            image.block_holding(usize::MAX - 4, 2, Invariant::GotOutsideImage).unwrap_err(),
+            LoadError::Internal(Invariant::GotOutsideImage)
+        );
+        assert_eq!(
+            offset_from(usize::MAX, 1, Overflow::CodeAddress),
+            Err(LoadError::TooLarge(Overflow::CodeAddress))
+        );
+    }
+}
