@@ -195,7 +195,7 @@ struct CxaCatch {
 fn cxa_catch_of(exception: *mut c_void) -> Option<CxaCatch> {
     // SAFETY: every exception begins with this header (the Itanium ABI's layout).
     let cleanup = unsafe { (*exception.cast::<ExceptionHeader>()).cleanup };
-    if let Some(module) = crate::loader::code_containing(cleanup) {
+    if let Some(module) = crate::code_index::containing(cleanup) {
         let (begin, end) = module.symbol(b"__cxa_begin_catch").zip(module.symbol(b"__cxa_end_catch"))?;
         return Some(CxaCatch { begin, end, current_type: module.symbol(b"__cxa_current_exception_type") });
     }

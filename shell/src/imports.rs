@@ -1,5 +1,7 @@
 //! What a module links against in the std shell, in the order the C ABI specifies: the host
-//! program's own symbols ([`define_host`]), exports of modules loaded earlier (the process's
+//! program's own symbols ([`define_host`]), the sources of symbols a part of the library
+//! registers (`add_symbol_source`: the execution manager's compiled functions), exports of
+//! modules loaded earlier (the process's
 //! [`Registry`](crate::loader::Registry)), the load's own resolver, when asked for, the
 //! process's global symbols as `dlsym(RTLD_DEFAULT)` sees them ([`ProcessSymbols`]: everything
 //! the program linked), and unless turned off, the C library and libm ([`CLibrary`]: what every
@@ -12,7 +14,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use smf_runtime::load::{Resolved, Resolver};
 
@@ -94,6 +96,27 @@ impl Resolver for HostSymbols {
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         write!(out, "host symbols ({})", host_count())
     }
+}
+
+/// How many sources of symbols [`add_symbol_source`] takes.
+const MOST_SOURCES: usize = 4;
+
+/// The registered sources, in the order they were added; read without a lock.
+static SOURCES: [OnceLock<&'static (dyn Resolver + Send + Sync)>; MOST_SOURCES] =
+    [const { OnceLock::new() }; MOST_SOURCES];
+
+/// Adds `source` to every later load's lookup order, right after the host symbols (the
+/// execution manager adds its compiled functions when its first manager is made, so that the
+/// lookup order names no part of the library). False if [`MOST_SOURCES`] are registered
+/// already (the library adds one). A source added twice is asked twice: add each once.
+#[cfg_attr(not(feature = "cranelift"), allow(dead_code))] // the one source is the manager's
+pub(crate) fn add_symbol_source(source: &'static (dyn Resolver + Send + Sync)) -> bool {
+    SOURCES.iter().any(|slot| slot.set(source).is_ok())
+}
+
+/// The registered sources, in order.
+fn symbol_sources() -> impl Iterator<Item = &'static (dyn Resolver + Send + Sync)> {
+    SOURCES.iter().map_while(|slot| slot.get().copied())
 }
 
 // The dynamic linker's lookup. Rust's std links the C library on Linux; `dlsym` and `dlopen`
@@ -233,8 +256,8 @@ impl fmt::Debug for LinkOptions<'_> {
     }
 }
 
-/// The whole lookup order of one load: host symbols, then `modules` (exports of modules
-/// loaded before), then the options' resolver, then the process's symbols if asked for, then
+/// The whole lookup order of one load: host symbols, then the registered sources
+/// ([`add_symbol_source`]), then `modules` (exports of modules loaded before), then the options' resolver, then the process's symbols if asked for, then
 /// the C library and libm unless turned off.
 pub(crate) struct Imports<'r> {
     pub(crate) modules: &'r dyn Resolver,
@@ -243,15 +266,9 @@ pub(crate) struct Imports<'r> {
 
 impl Resolver for Imports<'_> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let compiled = || {
-            #[cfg(feature = "cranelift")]
-            return crate::exec_manager::CompiledFunctions.resolve(name);
-            #[cfg(not(feature = "cranelift"))]
-            None
-        };
         HostSymbols
             .resolve(name)
-            .or_else(compiled)
+            .or_else(|| symbol_sources().find_map(|source| source.resolve(name)))
             .or_else(|| self.modules.resolve(name))
             .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
             .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())
@@ -260,6 +277,10 @@ impl Resolver for Imports<'_> {
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         HostSymbols.describe(out)?;
+        for source in symbol_sources() {
+            out.write_str(", ")?;
+            source.describe(out)?;
+        }
         out.write_str(", ")?;
         self.modules.describe(out)?;
         if let Some(resolver) = self.options.resolver {

@@ -1,7 +1,7 @@
 //! `smf`: the std side of smf-loader.
 //!
 //! What a module is lives in `smf-format`, the memory and loading mechanisms in `smf-runtime`
-//! (both `no_std`, re-exported as [`format`] and [`runtime`]); this crate adds
+//! (both `no_std`, re-exported as [`format`](mod@format) and [`runtime`]); this crate adds
 //! what needs an operating system and a user: reading files by path, module caches, load-time
 //! instantiation, the process-wide executable allocator, and the C ABI (`ffi`). The `smf`
 //! command-line tool and its ELF packer are a package of their own (`smf-tool`, in
@@ -32,12 +32,13 @@
 //! ```
 //!
 //! Modules by path with hot reload: [`cache::ModuleCache`]; generic instantiation at load
-//! time: [`jit::Jit`] (`shell/examples/instantiate.rs` walks through it).
+//! time: [`instantiate::Generics`] (`shell/examples/instantiate.rs` walks through it).
 
 #![warn(missing_docs)]
 
 pub mod cache;
 mod catch;
+mod code_index;
 pub mod debug;
 #[cfg(feature = "cranelift")]
 pub mod exec_manager;
@@ -46,7 +47,7 @@ pub mod file;
 #[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod imports;
-pub mod jit;
+pub mod instantiate;
 pub mod loader;
 pub mod native;
 pub mod process;

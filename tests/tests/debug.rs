@@ -201,22 +201,22 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
 #[test]
 fn an_instantiated_function_is_described_to_gdb_while_its_jit_lives() {
     use smf::cache::ModuleCache;
-    use smf::jit::{Jit, Request};
+    use smf::instantiate::{Generics, Request};
     // square(x) = x * x: imul rdi, rdi; mov rax, rdi; ret
     let compile =
-        |_: &Jit, _: &Request<'_>| Ok::<_, String>(vec![0x48, 0x0F, 0xAF, 0xFF, 0x48, 0x89, 0xF8, 0xC3]);
-    let dir = scratch("debug", "jit");
+        |_: &Generics, _: &Request<'_>| Ok::<_, String>(vec![0x48, 0x0F, 0xAF, 0xFF, 0x48, 0x89, 0xF8, 0xC3]);
+    let dir = scratch("debug", "generics");
     let path = dir.join("generics.smf");
     std::fs::copy(workspace().join("examples/generics.smf"), &path).unwrap();
     let cache = std::sync::Arc::new(ModuleCache::new(0, 0));
-    let jit = Jit::new(cache, smf_runtime::jit::JitConfig::default(), compile);
-    let square = jit.instantiate(&path, "square$i64").unwrap();
+    let generics = Generics::new(cache, smf_runtime::instantiate::InstantiatorConfig::default(), compile);
+    let square = generics.instantiate(&path, "square$i64").unwrap();
     let bytes = gdb_object(square).expect("the function's object is in GDB's list");
     let file = object::File::parse(bytes.as_slice()).unwrap();
     let text = file.section_by_name(".text").unwrap();
     assert_eq!((text.address(), text.size()), (square as u64, 8));
     let symbol = file.symbols().find(|s| s.kind() == object::SymbolKind::Text).unwrap();
     assert_eq!((symbol.name(), symbol.address(), symbol.size()), (Ok("square$i64"), 0, 8));
-    drop(jit);
-    assert!(gdb_object(square).is_none(), "taken out of GDB's list with the Jit");
+    drop(generics);
+    assert!(gdb_object(square).is_none(), "taken out of GDB's list with the Generics");
 }

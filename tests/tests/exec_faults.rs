@@ -145,23 +145,23 @@ fn arena_files() -> usize {
 #[test]
 fn instantiations_fall_back_to_sealed_batches_where_shared_memory_is_refused() {
     use smf_runtime::exec::{FaultInjector, LINUX};
-    use smf_runtime::jit::{Caller, Instantiator, JitConfig};
+    use smf_runtime::instantiate::{Caller, Instantiator, InstantiatorConfig};
     use smf_tests::return_const;
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let exec = ExecAllocator::with_kernel(ExecConfig::default(), &INJECTOR);
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     INJECTOR.fail_call(0); // memfd_create
-    let first = jit.instantiate("a", caller, || Ok(Some(())), |()| Ok(return_const(6))).unwrap();
+    let first = instantiator.instantiate("a", caller, || Ok(Some(())), |()| Ok(return_const(6))).unwrap();
     INJECTOR.disarm();
-    assert!(!jit.uses_arena());
-    let second = jit.instantiate("b", caller, || Ok(Some(())), |()| Ok(return_const(7))).unwrap();
+    assert!(!instantiator.uses_arena());
+    let second = instantiator.instantiate("b", caller, || Ok(Some(())), |()| Ok(return_const(7))).unwrap();
     assert_eq!((call(first.address), call(second.address)), (6, 7));
     assert!(
         exec.lookup(first.address, 1).is_some_and(|b| b.is_executable()),
         "a sealed block of the allocator"
     );
     assert_no_rwx("instantiations in sealed batches");
-    drop(jit);
+    drop(instantiator);
     assert_eq!(exec.stats().blocks_live, 0, "the instantiator freed its blocks");
 }

@@ -127,7 +127,7 @@ fn the_ffi_ranges_corpus_replays_and_makes_calls() {
 
 #[test]
 fn the_jit_ops_corpus_replays_and_makes_requests() {
-    replay_calls("jit_ops", smf::fuzzing::fuzz_jit_ops);
+    replay_calls("instantiate_ops", smf::fuzzing::fuzz_instantiate_ops);
 }
 
 #[test]

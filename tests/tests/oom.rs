@@ -163,7 +163,7 @@ use std::path::{Path, PathBuf};
 
 use smf::ffi::cache::{self as cache_ffi, SmfCache};
 use smf::ffi::imports::{self as imports_ffi, SmfLoadOptions, SMF_LOAD_LOCAL};
-use smf::ffi::jit as jit_ffi;
+use smf::ffi::instantiate as instantiate_ffi;
 use smf::ffi::rt_exec;
 use smf::ffi::rt_mmap::{self, RtMapping};
 use smf::ffi::smf_module::{self as module_ffi, SmfModule};
@@ -406,11 +406,16 @@ fn address_space_limit_child() {
         }
         "smf_jit_instantiate" => {
             let path = c_path(&dir, "offers.smf");
-            sweep(Jit::new, |j| {
+            sweep(Generics::new, |j| {
                 let mut address = std::ptr::null();
                 // SAFETY: a live instantiator, NUL-terminated strings, a writable out pointer.
                 unsafe {
-                    jit_ffi::smf_jit_instantiate(j.jit, path.as_ptr(), c"g14999".as_ptr(), &mut address) == 0
+                    instantiate_ffi::smf_jit_instantiate(
+                        j.jit,
+                        path.as_ptr(),
+                        c"g14999".as_ptr(),
+                        &mut address,
+                    ) == 0
                 }
             });
         }
@@ -419,10 +424,10 @@ fn address_space_limit_child() {
             let names: Vec<CString> = (0..5_000).map(|i| CString::new(format!("g{i}")).unwrap()).collect();
             let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
             let prepare = || {
-                let j = Jit::new();
+                let j = Generics::new();
                 // SAFETY: as above; 5,000 names.
                 let code = unsafe {
-                    jit_ffi::smf_jit_instantiate_batch(
+                    instantiate_ffi::smf_jit_instantiate_batch(
                         j.jit,
                         path.as_ptr(),
                         pointers.as_ptr(),
@@ -437,17 +442,17 @@ fn address_space_limit_child() {
             sweep(prepare, |j| {
                 let (mut text, mut len) = (std::ptr::null(), 0);
                 // SAFETY: as above.
-                unsafe { jit_ffi::smf_jit_note_sdn(j.jit, path.as_ptr(), &mut text, &mut len) == 1 }
+                unsafe { instantiate_ffi::smf_jit_note_sdn(j.jit, path.as_ptr(), &mut text, &mut len) == 1 }
             });
         }
         "smf_jit_instantiate_batch" => {
             let path = c_path(&dir, "offers.smf");
             let names: Vec<CString> = (0..2_000).map(|i| CString::new(format!("g{i}")).unwrap()).collect();
             let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-            sweep(Jit::new, |j| {
+            sweep(Generics::new, |j| {
                 // SAFETY: a live instantiator, NUL-terminated strings, 2,000 names.
                 let code = unsafe {
-                    jit_ffi::smf_jit_instantiate_batch(
+                    instantiate_ffi::smf_jit_instantiate_batch(
                         j.jit,
                         path.as_ptr(),
                         pointers.as_ptr(),
@@ -463,20 +468,26 @@ fn address_space_limit_child() {
             // 64 type arguments of 16 KiB: a mangled name of 1 MiB, which nothing offers.
             let arg = CString::new(vec![b'T'; 16 << 10]).unwrap();
             let args: Vec<*const c_char> = (0..64).map(|_| arg.as_ptr()).collect();
-            sweep(Jit::new, |j| {
+            sweep(Generics::new, |j| {
                 let mut address = std::ptr::null();
                 // SAFETY: a live instantiator, NUL-terminated strings, 64 type arguments.
                 let code = unsafe {
-                    jit_ffi::smf_jit_resolve_generic(j.jit, c"Big".as_ptr(), args.as_ptr(), 64, &mut address)
+                    instantiate_ffi::smf_jit_resolve_generic(
+                        j.jit,
+                        c"Big".as_ptr(),
+                        args.as_ptr(),
+                        64,
+                        &mut address,
+                    )
                 };
                 // Done when it could look: nothing offers the name.
-                code == jit_ffi::SMF_JIT_NOT_FOUND
+                code == instantiate_ffi::SMF_JIT_NOT_FOUND
             });
         }
         "smf_jit_resolve" => {
             let path = c_path(&dir, "offers.smf");
             let prepare = || {
-                let j = Jit::new();
+                let j = Generics::new();
                 let mut module = Module::default();
                 // SAFETY: a live cache, a NUL-terminated path.
                 assert!(module.keep(unsafe { cache_ffi::smf_cache_get(j.cache.0, path.as_ptr()) }));
@@ -486,7 +497,7 @@ fn address_space_limit_child() {
             sweep(prepare, |j| {
                 let mut address = std::ptr::null();
                 // SAFETY: as above.
-                unsafe { jit_ffi::smf_jit_resolve(j.jit, c"g14999".as_ptr(), &mut address) == 0 }
+                unsafe { instantiate_ffi::smf_jit_resolve(j.jit, c"g14999".as_ptr(), &mut address) == 0 }
             });
         }
         other => panic!("no case {other}"),
@@ -495,29 +506,31 @@ fn address_space_limit_child() {
 
 /// An instantiator over a cache of its own, compiling every name to `return_const(3)`; both
 /// freed when dropped (with no limit set).
-struct Jit {
-    jit: *mut jit_ffi::SmfJit,
+struct Generics {
+    jit: *mut instantiate_ffi::SmfJit,
     cache: Cache,
 }
 
-impl Jit {
+impl Generics {
     fn new() -> Self {
         let cache = Cache::new();
-        let config = jit_ffi::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
+        let config = instantiate_ffi::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
         // SAFETY: `return_three` has the callback's type.
-        let jit = unsafe { jit_ffi::smf_jit_new(cache.0, config, Some(return_three), std::ptr::null_mut()) };
+        let jit = unsafe {
+            instantiate_ffi::smf_jit_new(cache.0, config, Some(return_three), std::ptr::null_mut())
+        };
         assert!(!jit.is_null());
         Self { jit, cache }
     }
 }
 
-impl Drop for Jit {
+impl Drop for Generics {
     fn drop(&mut self) {
-        jit_ffi::smf_jit_free(self.jit);
+        instantiate_ffi::smf_jit_free(self.jit);
     }
 }
 
-/// The compiler callback of [`Jit`]: `return_const(3)` for every name.
+/// The compiler callback of [`Generics`]: `return_const(3)` for every name.
 unsafe extern "C" fn return_three(
     _user: *mut std::ffi::c_void,
     _name: *const c_char,

@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use smf::cache::ModuleCache;
 use smf::ffi::{rt_exec, rt_mmap, smf_module};
-use smf::jit::{Jit, Request};
+use smf::instantiate::{Generics, Request};
 use smf_runtime::exec::{ExecAllocator, FaultInjector, LINUX};
-use smf_runtime::jit::{Caller, Instantiator, JitConfig};
+use smf_runtime::instantiate::{Caller, Instantiator, InstantiatorConfig};
 use smf_runtime::sys::{Protection, SharedMemory};
 use smf_tests::{assert_no_rwx, generics, return_const, writable_aliases};
 
@@ -93,18 +93,18 @@ fn no_install_path_leaves_a_writable_alias_of_code() {
     assert_no_rwx("smf_module_load");
 
     // Instantiations: one request, a batch, and the fallback where memfd is refused.
-    let compiler = |_: &Jit, request: &Request<'_>| -> Result<Vec<u8>, String> {
+    let compiler = |_: &Generics, request: &Request<'_>| -> Result<Vec<u8>, String> {
         Ok(return_const(if request.name == "Pair$Int_text" { 2 } else { 3 }))
     };
-    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compiler);
-    assert_eq!(call0(jit.instantiate(&path, "Pair$Int_text").unwrap()), 2);
+    let generics = Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), compiler);
+    assert_eq!(call0(generics.instantiate(&path, "Pair$Int_text").unwrap()), 2);
     assert_no_rwx("an instantiation");
-    let batch = jit.instantiate_many(&path, &["chain$a", "chain$b", "deep$1"]).unwrap();
+    let batch = generics.instantiate_many(&path, &["chain$a", "chain$b", "deep$1"]).unwrap();
     assert!(batch.iter().all(|r| r.as_ref().is_ok_and(|&a| call0(a) == 3)), "{batch:?}");
     assert_no_rwx("a batch of instantiations");
     static REFUSING: FaultInjector = FaultInjector::new(&LINUX);
     let exec = ExecAllocator::with_kernel(smf_runtime::exec::ExecConfig::default(), &REFUSING);
-    let fallback = Instantiator::new(&exec, JitConfig::default());
+    let fallback = Instantiator::new(&exec, InstantiatorConfig::default());
     REFUSING.fail_call(0); // memfd_create, the first call of the first install
     let caller = Caller { thread: 1, stack: &[] };
     let made = fallback.instantiate("f", caller, || Ok(Some(())), |()| Ok(return_const(4))).unwrap();

@@ -57,7 +57,7 @@ pub(crate) fn run_command() -> Result<(), String> {
             "--test",
             "load_aarch64",
             "--test",
-            "jit",
+            "instantiate",
             "--test",
             "exec_manager",
             "--test",

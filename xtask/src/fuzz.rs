@@ -26,7 +26,7 @@ pub(crate) const TARGETS: [(&str, usize); 14] = [
     ("pack", 1 << 20),
     ("cache_ops", 1 << 12),
     ("ffi_ranges", 1 << 12),
-    ("jit_ops", 1 << 12),
+    ("instantiate_ops", 1 << 12),
     ("c_api", 1 << 12),
     ("exec_ops", 1 << 12),
     ("read_file", 1 << 12),
@@ -193,7 +193,7 @@ fn pack_seeds() -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(out)
 }
 
-/// Seeds of `cache_ops`, `ffi_ranges`, `jit_ops`, `c_api`, `exec_ops` and `write`: operation sequences as
+/// Seeds of `cache_ops`, `ffi_ranges`, `instantiate_ops`, `c_api`, `exec_ops` and `write`: operation sequences as
 /// `arbitrary` decodes them from bytes, from
 /// patterns that reach every operation (the fuzzer takes it from there).
 fn operation_seeds() -> Vec<(String, Vec<u8>)> {
@@ -328,7 +328,7 @@ pub(crate) fn seeds_command() -> Result<(), String> {
     write_seeds("pack", pack_seeds()?)?;
     write_seeds("cache_ops", operation_seeds())?;
     write_seeds("ffi_ranges", operation_seeds())?;
-    write_seeds("jit_ops", operation_seeds())?;
+    write_seeds("instantiate_ops", operation_seeds())?;
     write_seeds("c_api", operation_seeds())?;
     write_seeds("exec_ops", operation_seeds())?;
     write_seeds("read_file", smf::fuzzing::read_file_seeds())?;

@@ -36,7 +36,7 @@ tasks:
   examples [--check]   write the example modules to examples/ (--check: fail if stale)
   bench [NAME]... [--quick]
                        run the benchmarks (parse, exec, load, resolve, parallel, cache,
-                       jit, lua, nolibc; all by default;
+                       instantiate, lua, nolibc; all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write each fuzz target's seed corpus to fuzz/corpus/TARGET
   fuzz [--seconds N] [--jobs J] [TARGET]

@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use crate::kinds::CallArrayProblem;
+
 /// What went wrong, and where in the file (`offset`, in bytes from the start of the file).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Error {
@@ -32,23 +34,6 @@ impl Error {
             _ => 3,
         }
     }
-}
-
-/// Which rule of constructor and destructor arrays a section breaks (`docs/format.md`,
-/// "Constructors and destructors").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallArrayProblem {
-    /// Flagged both constructors and destructors.
-    BothKinds,
-    /// Not a rodata section (the array is read-only once relocated).
-    NotReadOnlyData,
-    /// Its size is not a whole number of 8-byte entries, or its virtual size differs from it.
-    Size,
-    /// Its alignment is under 8.
-    Alignment,
-    /// The module lacks the extension marker, without which older loaders would load the module
-    /// and never run its constructors.
-    NoMarker,
 }
 
 /// Which rule a compressed section breaks ([`ErrorKind::BadCompressedSection`]).
@@ -148,20 +133,6 @@ impl UnwindProblem {
             }
             UnwindProblem::NoMarker => {
                 "needs the data relocations marker (its pointers are data relocations)"
-            }
-        }
-    }
-}
-
-impl CallArrayProblem {
-    const fn describe(self) -> &'static str {
-        match self {
-            CallArrayProblem::BothKinds => "cannot be both",
-            CallArrayProblem::NotReadOnlyData => "must be a rodata section",
-            CallArrayProblem::Size => "must be a whole number of 8-byte entries (virtual size = size)",
-            CallArrayProblem::Alignment => "must be aligned to 8 bytes at least",
-            CallArrayProblem::NoMarker => {
-                "needs the extension marker entry that makes older loaders refuse the module"
             }
         }
     }

@@ -63,9 +63,10 @@ pub mod write;
 
 pub use bytes::align_up;
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{CallArrayProblem, CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
+pub use error::{CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
 pub use fnv::fnv1a;
 pub use kinds::{
-    Binding, CallArray, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind,
+    Binding, CallArray, CallArrayProblem, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags,
+    SymbolKind,
 };
 pub use module::{Module, ParseOptions, Relocation, Section, Symbol, SymbolTarget};

@@ -8,7 +8,7 @@
 //! (the keyed hash of every table whose keys a file controls), [`cache`] (the intrusive LRU
 //! cache's core), [`file`](mod@file) (module files read under one policy: never blocking, bounded, never
 //! torn), [`exec`] (the W^X executable page allocator over a [`exec::Kernel`]), [`load`] (place,
-//! link, relocate, seal, over `exec`), [`jit`] (instantiation of generic templates over `load`).
+//! link, relocate, seal, over `exec`), [`instantiate`] (generic templates instantiated at load time, over `load`).
 //!
 //! # Example
 //!
@@ -51,7 +51,7 @@ pub mod exec;
 pub mod file;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
-pub mod jit;
+pub mod instantiate;
 pub mod keyed_hash;
 pub mod load;
 pub mod sys;

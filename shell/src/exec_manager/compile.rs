@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::entity::EntitySet;
 use cranelift_codegen::ir::{
-    AbiParam, ExternalName, Function, InstructionData, Signature, UserExternalName, UserFuncName,
+    AbiParam, ExternalName, Function, InstructionData, LibCall, Signature, UserExternalName, UserFuncName,
 };
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -253,9 +253,30 @@ fn target_name(function: &Function, name: &ExternalName, names: &NameTable) -> O
         ExternalName::User(reference) => {
             names.get(function.params.user_named_funcs().get(*reference)?).cloned()
         }
-        ExternalName::LibCall(call) => super::image::libcall_symbol(*call).map(str::to_owned),
+        ExternalName::LibCall(call) => libcall_symbol(*call).map(str::to_owned),
         ExternalName::KnownSymbol(_) => None,
     }
+}
+
+/// The C symbol a Cranelift library call links to (`None`: one with no C equivalent here).
+fn libcall_symbol(call: LibCall) -> Option<&'static str> {
+    Some(match call {
+        LibCall::CeilF32 => "ceilf",
+        LibCall::CeilF64 => "ceil",
+        LibCall::FloorF32 => "floorf",
+        LibCall::FloorF64 => "floor",
+        LibCall::TruncF32 => "truncf",
+        LibCall::TruncF64 => "trunc",
+        LibCall::NearestF32 => "nearbyintf",
+        LibCall::NearestF64 => "nearbyint",
+        LibCall::FmaF32 => "fmaf",
+        LibCall::FmaF64 => "fma",
+        LibCall::Memcpy => "memcpy",
+        LibCall::Memset => "memset",
+        LibCall::Memmove => "memmove",
+        LibCall::Memcmp => "memcmp",
+        _ => return None,
+    })
 }
 
 /// What a relocation of a compiled function points at.

@@ -1,5 +1,6 @@
-//! The process-wide namespace compiled functions are exported into: every load (through the
-//! C ABI's lookup order, [`crate::imports`]) asks it after the host symbols, so a module loaded
+//! The process-wide namespace compiled functions are exported into: added to every load's
+//! lookup order (`crate::imports::add_symbol_source`) when the first manager is made, it is
+//! asked right after the host symbols, so a module loaded
 //! after a function was compiled can call it by name. Per name, the latest definition is found
 //! first; cleaning a manager up withdraws its definitions, and an earlier one (of another
 //! manager) is found again. Entries hold their module weakly (its manager holds it); a
@@ -77,6 +78,15 @@ pub(super) fn withdraw(owner: u64) {
             !definitions.is_empty()
         });
     }
+}
+
+/// Adds the namespace to every later load's lookup order, once per process.
+pub(super) fn join_lookup_order() {
+    static JOINED: std::sync::Once = std::sync::Once::new();
+    JOINED.call_once(|| {
+        // The one source the library adds: its slot is free.
+        let _ = crate::imports::add_symbol_source(&CompiledFunctions);
+    });
 }
 
 /// The namespace as a resolver (the latest live definition of a name).

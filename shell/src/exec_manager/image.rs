@@ -7,33 +7,11 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::binemit::Reloc;
-use cranelift_codegen::ir::LibCall;
 use smf_format::write::{ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_format::{Dialect, RelocKind, SectionFlags, SectionType};
 
 use super::compile::{Compiled, Target};
 use super::ExecManagerError;
-
-/// The C symbol a Cranelift library call links to (`None`: one with no C equivalent here).
-pub(super) fn libcall_symbol(call: LibCall) -> Option<&'static str> {
-    Some(match call {
-        LibCall::CeilF32 => "ceilf",
-        LibCall::CeilF64 => "ceil",
-        LibCall::FloorF32 => "floorf",
-        LibCall::FloorF64 => "floor",
-        LibCall::TruncF32 => "truncf",
-        LibCall::TruncF64 => "trunc",
-        LibCall::NearestF32 => "nearbyintf",
-        LibCall::NearestF64 => "nearbyint",
-        LibCall::FmaF32 => "fmaf",
-        LibCall::FmaF64 => "fma",
-        LibCall::Memcpy => "memcpy",
-        LibCall::Memset => "memset",
-        LibCall::Memmove => "memmove",
-        LibCall::Memcmp => "memcmp",
-        _ => return None,
-    })
-}
 
 /// The SMF relocation computing what Cranelift's `kind` asks for.
 fn smf_kind(kind: Reloc) -> Option<RelocKind> {

@@ -122,6 +122,7 @@ impl ExecManager {
     /// A manager compiling for the host at `opt`.
     pub fn new(opt: OptLevel) -> Result<Self, ExecManagerError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        exports::join_lookup_order();
         Ok(ExecManager {
             isa: compile::host_isa(opt, Allocator::Backtracking)?,
             single_pass_isa: OnceLock::new(),

@@ -9,11 +9,11 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use smf_runtime::jit::JitError;
+use smf_runtime::instantiate::InstantiateError;
 
 use super::error::{set_error, set_error_fmt};
 use super::handles::HandleError;
-use super::jit::{code_of, SMF_JIT_INVALID_ARGUMENT, SMF_JIT_OK};
+use super::instantiate_codes::{code_of, SMF_JIT_INVALID_ARGUMENT, SMF_JIT_OK};
 #[cfg(feature = "rt")]
 use super::rt_error::RtError;
 use crate::imports::HostError;
@@ -44,11 +44,11 @@ pub(crate) enum FfiError {
     /// Memory to track this many paths could not be had.
     NoRoomForPaths(usize),
     /// The instantiator's answer, about a name (or a batch) when it concerns one.
-    Jit {
+    Generics {
         /// What was asked.
         about: About,
         /// The answer.
-        error: JitError,
+        error: InstantiateError,
     },
     /// `smf_jit_free` called from inside the instantiator's own compile callback.
     FreeInCallback,
@@ -193,8 +193,8 @@ impl fmt::Display for FfiError {
             FfiError::HostDefine { name, error } => write!(f, "host symbol `{}`: {error}", Lossy(name)),
             FfiError::HostUndefined(name) => write!(f, "host symbol `{}` is not defined", Lossy(name)),
             FfiError::NoRoomForPaths(n) => write!(f, "out of memory: no room to track {n} paths"),
-            FfiError::Jit { about: About::Nothing, error } => error.fmt(f),
-            FfiError::Jit { about, error } => write!(f, "{about}: {error}"),
+            FfiError::Generics { about: About::Nothing, error } => error.fmt(f),
+            FfiError::Generics { about, error } => write!(f, "{about}: {error}"),
             FfiError::FreeInCallback => f.write_str(
                 "smf_jit_free: called from inside the instantiator's own compile callback (refused: free \
                  it after the request returns)",
@@ -225,7 +225,7 @@ impl FfiError {
     /// argument, a handle that is not live) `SMF_JIT_INVALID_ARGUMENT`.
     pub(crate) fn jit_code(&self) -> i32 {
         match self {
-            FfiError::Jit { error, .. } => code_of(error),
+            FfiError::Generics { error, .. } => code_of(error),
             _ => SMF_JIT_INVALID_ARGUMENT,
         }
     }
@@ -257,9 +257,9 @@ impl From<CallError> for FfiError {
     }
 }
 
-impl From<JitError> for FfiError {
-    fn from(error: JitError) -> Self {
-        FfiError::Jit { about: About::Nothing, error }
+impl From<InstantiateError> for FfiError {
+    fn from(error: InstantiateError) -> Self {
+        FfiError::Generics { about: About::Nothing, error }
     }
 }
 
@@ -337,8 +337,8 @@ mod tests {
     fn a_failure_is_recorded_with_its_message_and_a_panic_stops_at_the_boundary() {
         let sentinel = guard(-1, || Err(ArgError::Negative("size", -3).into()));
         assert_eq!((sentinel, last_error().as_str()), (-1, "size -3 is negative"));
-        let (found, code) = coded(|| Err(JitError::NotFound.into()));
-        assert_eq!((found, code), (0, super::super::jit::SMF_JIT_NOT_FOUND));
+        let (found, code) = coded(|| Err(InstantiateError::NotFound.into()));
+        assert_eq!((found, code), (0, super::super::instantiate::SMF_JIT_NOT_FOUND));
         let (found, code) = coded(|| Err(ArgError::Null("name").into()));
         assert_eq!((found, code, last_error().as_str()), (0, SMF_JIT_INVALID_ARGUMENT, "name is NULL"));
         assert_eq!(guard(7, || -> Result<i32, FfiError> { panic!("boom") }), 7);
@@ -365,7 +365,7 @@ mod tests {
             (LookupError::NotCached((*b"g").into()).into(), "no cached module exports `g`"),
             (FfiError::NoRoomForPaths(4), "out of memory: no room to track 4 paths"),
             (
-                FfiError::Jit {
+                FfiError::Generics {
                     about: About::Batch {
                         failed: 1,
                         of: 3,
@@ -373,7 +373,7 @@ mod tests {
                         name: "id$i64".into(),
                         path: "m.smf".into(),
                     },
-                    error: JitError::NotFound,
+                    error: InstantiateError::NotFound,
                 },
                 "1 of 3 names failed; the first, 2: id$i64 (from m.smf): no module offers this instantiation",
             ),
@@ -385,10 +385,15 @@ mod tests {
         assert!(matches!(&call, FfiError::Lookup(LookupError::NoExport(name)) if &**name == b"h"));
         let call: FfiError = CallError::TooManyArguments(7).into();
         assert!(matches!(call, FfiError::Call(CallError::TooManyArguments(7))));
-        let about =
-            FfiError::Jit { about: About::NameFrom("x".into(), "p.smf".into()), error: JitError::NotFound };
+        let about = FfiError::Generics {
+            about: About::NameFrom("x".into(), "p.smf".into()),
+            error: InstantiateError::NotFound,
+        };
         assert_eq!(about.to_string(), "x (from p.smf): no module offers this instantiation");
-        assert!(matches!(about, FfiError::Jit { about: About::NameFrom(..), error: JitError::NotFound }));
+        assert!(matches!(
+            about,
+            FfiError::Generics { about: About::NameFrom(..), error: InstantiateError::NotFound }
+        ));
         let host = FfiError::HostDefine { name: (*b"h").into(), error: HostError::NullAddress };
         assert!(matches!(host, FfiError::HostDefine { error: HostError::NullAddress, .. }));
         assert_eq!(FfiError::HostUndefined((*b"h").into()).to_string(), "host symbol `h` is not defined");

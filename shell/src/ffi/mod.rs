@@ -21,8 +21,9 @@ pub mod exec_manager;
 mod failure;
 mod handles;
 pub mod imports;
-pub mod jit;
-mod jit_callback;
+pub mod instantiate;
+mod instantiate_callback;
+mod instantiate_codes;
 #[cfg(feature = "rt")]
 mod rt_budget;
 #[cfg(feature = "rt")]

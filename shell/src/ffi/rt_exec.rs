@@ -190,8 +190,8 @@ fn callable(function: i64) -> Result<(usize, Callee), FfiError> {
     if let Some(module) = crate::loader::code_containing(addr) {
         return Ok((addr, Callee::Shared(module)));
     }
-    match super::jit::jit_containing(addr) {
-        Some(jit) => Ok((addr, Callee::Jit(jit))),
+    match super::instantiate::generics_containing(addr) {
+        Some(generics) => Ok((addr, Callee::Generics(generics))),
         None => Err(RtError::NotInside { start: addr, len: None, what: Inside::ExecutableCode }.into()),
     }
 }
@@ -201,7 +201,7 @@ fn callable(function: i64) -> Result<(usize, Callee), FfiError> {
 enum Callee {
     Alloc(Arc<RtAlloc>),
     Shared(Arc<SharedModule>),
-    Jit(Arc<crate::jit::Jit>),
+    Generics(Arc<crate::instantiate::Generics>),
 }
 
 /// Calls the code at `function` as `F` through `call`, holding its allocation or module until
@@ -218,7 +218,7 @@ unsafe fn call_as<F: Copy>(function: i64, call: impl FnOnce(F) -> i64) -> Result
         // SAFETY: as above.
         Callee::Shared(module) => unsafe { module.loaded().function_at::<F>(addr) },
         // SAFETY: as above.
-        Callee::Jit(jit) => unsafe { jit.instantiator().function_at::<F>(addr) },
+        Callee::Generics(generics) => unsafe { generics.instantiator().function_at::<F>(addr) },
     };
     Ok(call(f.ok_or(RtError::NotCallable(addr))?.get()))
 }
@@ -275,7 +275,7 @@ pub extern "C" fn rt_get_protection(address: i64) -> i32 {
         if let Some(protection) = exec().protection_at(addr) {
             return Ok(rt_owned::protection_bits(protection));
         }
-        match super::jit::jit_containing(addr) {
+        match super::instantiate::generics_containing(addr) {
             Some(_) => Ok(PROT_READ | PROT_EXEC),
             None => {
                 Err(RtError::NotInside { start: addr, len: None, what: Inside::MappingOrAllocation }.into())

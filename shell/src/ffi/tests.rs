@@ -11,17 +11,17 @@ use std::ptr::{null, null_mut};
 
 use smf_format::write::{ModuleBuilder, SymbolSpec};
 use smf_format::Dialect;
-use smf_runtime::jit::{CompileFailure, JitError};
+use smf_runtime::instantiate::{CompileFailure, InstantiateError};
 
 use super::cache::{smf_cache_free, smf_cache_new, smf_cache_resolve};
 use super::failure::{take_last, About, LookupError};
 use super::handles::{HandleError, HandleProblem};
 use super::imports::{smf_host_define, smf_host_undefine, smf_module_load_bytes_ex, SmfLoadOptions};
-use super::jit::{
+use super::instantiate::{
     smf_jit_free, smf_jit_instantiate, smf_jit_instantiate_batch, smf_jit_new, smf_jit_resolve, SmfJit,
     SmfJitConfig, SMF_JIT_INVALID_ARGUMENT, SMF_JIT_MODULE_ERROR, SMF_JIT_NOT_FOUND,
 };
-use super::jit_callback::CallbackError;
+use super::instantiate_callback::CallbackError;
 use super::smf_module::*;
 use super::{ArgError, FfiError};
 use crate::loader::{CallError, ModuleError};
@@ -181,12 +181,13 @@ fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
         let mut address = null();
         assert_eq!(smf_jit_resolve(j, c"nothing$here".as_ptr(), &mut address), SMF_JIT_NOT_FOUND);
         assert!(
-            matches!(last(), FfiError::Jit { about: About::Name(name), error: JitError::NotFound } if name == "nothing$here")
+            matches!(last(), FfiError::Generics { about: About::Name(name), error: InstantiateError::NotFound } if name == "nothing$here")
         );
         let missing = c"/nonexistent/smf-ffi-missing.smf";
         let code = smf_jit_instantiate(j, missing.as_ptr(), c"square$i64".as_ptr(), &mut address);
         assert_eq!(code, SMF_JIT_MODULE_ERROR);
-        let FfiError::Jit { about: About::NameFrom(name, _), error: JitError::Module(module) } = last()
+        let FfiError::Generics { about: About::NameFrom(name, _), error: InstantiateError::Module(module) } =
+            last()
         else {
             panic!("{}", super::last_error())
         };
@@ -200,12 +201,15 @@ fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
         assert!(matches!(last(), FfiError::Arg(ArgError::NullItem("name", 1))));
         let names = [c"identity$i64".as_ptr(), c"square$i64".as_ptr()];
         let code = smf_jit_instantiate_batch(j, path.as_ptr(), names.as_ptr(), 2, null_mut(), null_mut());
-        assert_eq!(code, super::jit::SMF_JIT_COMPILE_ERROR);
-        let FfiError::Jit { about: About::Batch { failed: 2, of: 2, first: 0, .. }, error } = last() else {
+        assert_eq!(code, super::instantiate::SMF_JIT_COMPILE_ERROR);
+        let FfiError::Generics { about: About::Batch { failed: 2, of: 2, first: 0, .. }, error } = last()
+        else {
             panic!("{}", super::last_error())
         };
         // The callback's own failure, typed: it returned 1 and gave no message.
-        let JitError::Compile(CompileFailure::Compiler(compiler)) = &error else { panic!("{error:?}") };
+        let InstantiateError::Compile(CompileFailure::Compiler(compiler)) = &error else {
+            panic!("{error:?}")
+        };
         let failed = CallbackError::Failed { status: 1, message: None };
         assert_eq!(compiler.downcast_ref::<CallbackError>(), Some(&failed));
         assert_eq!(error.to_string(), "compile failed: the compiler returned 1 without a message");
@@ -214,8 +218,10 @@ fn instantiator_exports_give_codes_and_typed_failures_about_their_names() {
         let own = smf_jit_new(cache, config, Some(failing_compiler), null_mut());
         COMPILING.set(own);
         let code = smf_jit_instantiate(own, path.as_ptr(), c"identity$i64".as_ptr(), &mut address);
-        assert_eq!(code, super::jit::SMF_JIT_COMPILE_ERROR);
-        let FfiError::Jit { error: JitError::Compile(CompileFailure::Compiler(compiler)), .. } = last()
+        assert_eq!(code, super::instantiate::SMF_JIT_COMPILE_ERROR);
+        let FfiError::Generics {
+            error: InstantiateError::Compile(CompileFailure::Compiler(compiler)), ..
+        } = last()
         else {
             panic!("{}", super::last_error())
         };

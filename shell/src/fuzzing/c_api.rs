@@ -12,7 +12,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use super::module_files::{self, OFFERED, SLOTS};
 use crate::ffi::cache::*;
 use crate::ffi::error::{smf_clear_error, smf_last_error};
-use crate::ffi::jit::*;
+use crate::ffi::instantiate::*;
 use crate::ffi::smf_module::*;
 
 /// Most calls one input makes.
@@ -23,7 +23,7 @@ const MAX_CALLS: usize = 48;
 enum Kind {
     Module,
     Cache,
-    Jit,
+    Generics,
 }
 
 /// A handle to give a call.
@@ -61,7 +61,7 @@ enum Call {
     JitNew { cache: Handle, compiles: bool },
     JitFree { h: Handle },
     JitInstantiate { h: Handle, name: u8 },
-    JitStats { h: Handle },
+    InstantiatorStats { h: Handle },
 }
 
 /// What the sequence holds: live handles with the references it has, and those given back.
@@ -201,7 +201,7 @@ pub fn fuzz_c_api(data: &[u8]) -> usize {
             match kind {
                 Kind::Module => smf_module_release(value as *mut SmfModule),
                 Kind::Cache => smf_cache_free(value as *mut SmfCache),
-                Kind::Jit => smf_jit_free(value as *mut SmfJit),
+                Kind::Generics => smf_jit_free(value as *mut SmfJit),
             }
         }
     }
@@ -322,11 +322,11 @@ fn one_call(call: Call, held: &mut Held, generics: &CString) -> (Option<bool>, b
             // SAFETY: the callback has the contract's signature; no user data.
             let j =
                 unsafe { smf_jit_new(value as *mut SmfCache, config, Some(compile), std::ptr::null_mut()) };
-            held.add(Kind::Jit, j as usize);
+            held.add(Kind::Generics, j as usize);
             (Some(j.is_null()), valid)
         }
         Call::JitFree { h } => {
-            let (value, valid) = held.value(h, Kind::Jit);
+            let (value, valid) = held.value(h, Kind::Generics);
             smf_jit_free(value as *mut SmfJit);
             if valid {
                 held.give_back(value);
@@ -334,7 +334,7 @@ fn one_call(call: Call, held: &mut Held, generics: &CString) -> (Option<bool>, b
             (None, valid)
         }
         Call::JitInstantiate { h, name: n } => {
-            let (value, valid) = held.value(h, Kind::Jit);
+            let (value, valid) = held.value(h, Kind::Generics);
             let mangled = CString::new(OFFERED[usize::from(n) % OFFERED.len()]).unwrap_or_default();
             let mut address = std::ptr::null();
             // SAFETY: NUL-terminated strings, a writable out-parameter.
@@ -343,8 +343,8 @@ fn one_call(call: Call, held: &mut Held, generics: &CString) -> (Option<bool>, b
             };
             (if valid { None } else { Some(code != SMF_JIT_OK) }, valid)
         }
-        Call::JitStats { h } => {
-            let (value, valid) = held.value(h, Kind::Jit);
+        Call::InstantiatorStats { h } => {
+            let (value, valid) = held.value(h, Kind::Generics);
             let mut stats = SmfJitStats::default();
             // SAFETY: `stats` is writable.
             unsafe { smf_jit_stats(value as *const SmfJit, &mut stats) };

@@ -5,7 +5,7 @@
 //! | target | function | checks after every step |
 //! |---|---|---|
 //! | `cache_ops` | [`fuzz_cache_ops`] | budgets hold, held modules still run, statistics add up |
-//! | `jit_ops` | [`fuzz_jit_ops`] | names keep their addresses, made code still runs, counters, nothing left |
+//! | `instantiate_ops` | [`fuzz_instantiate_ops`] | names keep their addresses, made code still runs, counters, nothing left |
 //! | `c_api` | [`fuzz_c_api`] | no crash; a handle that is not live fails with a message; nothing left |
 //! | `ffi_ranges` | [`fuzz_ffi_ranges`] | no crash, sentinels on ranges not the library's, W^X, nothing left |
 //! | `read_file` | [`fuzz_read_file`] | bytes read are the file's; each refusal the one the file calls for |
@@ -17,7 +17,7 @@ mod cache_ops;
 mod clif;
 #[cfg(feature = "rt")]
 mod ffi_ranges;
-mod jit_ops;
+mod instantiate_ops;
 mod module_files;
 mod read_file;
 mod workers;
@@ -28,5 +28,5 @@ pub use cache_ops::{fuzz_cache_ops, run_cache_ops, CacheOpsRun};
 pub use clif::fuzz_clif;
 #[cfg(feature = "rt")]
 pub use ffi_ranges::fuzz_ffi_ranges;
-pub use jit_ops::fuzz_jit_ops;
+pub use instantiate_ops::fuzz_instantiate_ops;
 pub use read_file::{fuzz_read_file, read_file_seeds};

@@ -11,7 +11,7 @@ use std::thread::Result as Outcome;
 /// Work for a thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How many threads are kept (`jit_ops` asks from all but the last at once; `read_file`'s
+/// How many threads are kept (`instantiate_ops` asks from all but the last at once; `read_file`'s
 /// FIFO writer runs on the last).
 pub(super) const WORKERS: usize = 5;
 

@@ -15,6 +15,7 @@ use crate::sync::lock;
 use smf_runtime::file::ReadError;
 use smf_runtime::load::{ExportIndex, LoadBatch, LoadError, LoadOptions, LoadedModule, Resolved, Resolver};
 
+use crate::code_index::{self, IndexedCode};
 use crate::debug::{self, Functions, Registration};
 use crate::file::ReadVersion;
 use crate::imports::{Imports, LinkOptions};
@@ -41,7 +42,7 @@ pub use call::{CallArg, CallError, MAX_FLOAT_ARGS, MAX_INTEGER_ARGS};
 pub struct SharedModule {
     /// Its entry among the live modules' code (`code_containing`), removed when it is dropped,
     /// before its memory is freed (fields drop in order).
-    _indexed: CodeIndexed,
+    _indexed: code_index::Entry,
     /// What it registered with debuggers: held for its `Drop`, which unregisters it before the
     /// module's memory is freed.
     _debug: Registration,
@@ -107,16 +108,13 @@ impl SharedModule {
     }
 }
 
-/// Where a module's code starts, as a key of `CODE` (`None`: a module without code, not
-/// indexed): the entry goes when this does.
-#[derive(Debug)]
-struct CodeIndexed(Option<usize>);
+impl IndexedCode for SharedModule {
+    fn symbol(&self, name: &[u8]) -> Option<usize> {
+        SharedModule::symbol(self, name)
+    }
 
-impl Drop for CodeIndexed {
-    fn drop(&mut self) {
-        if let Some(code) = self.0 {
-            lock(&CODE).remove(&code);
-        }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }
 
@@ -141,18 +139,9 @@ pub fn release_together(modules: impl IntoIterator<Item = Arc<SharedModule>>) {
     let _ = LoadedModule::release_together(unheld.map(SharedModule::into_loaded));
 }
 
-/// Live modules by where their code starts: where it ends and the module (for `rt_*` calls
-/// into module code, which must keep the module alive while they run).
-static CODE: Mutex<BTreeMap<usize, (usize, Weak<SharedModule>)>> = Mutex::new(BTreeMap::new());
-
 /// The live module whose code (not its stubs, data or read-only data) holds `addr`.
 pub fn code_containing(addr: usize) -> Option<Arc<SharedModule>> {
-    let code = lock(&CODE);
-    let (_, (end, module)) = code.range(..=addr).next_back()?;
-    if addr >= *end {
-        return None;
-    }
-    module.upgrade()
+    code_index::containing(addr)?.into_any().downcast().ok()
 }
 
 /// Why loading from a path failed.
@@ -258,16 +247,15 @@ fn share(loaded: LoadedModule<'static>, path: Option<PathBuf>, debug_info: bool)
     let (code, len) = loaded.code();
     let debug = debug::register(&loaded, path.as_deref(), debug_info);
     let module = Arc::new(SharedModule {
-        _indexed: CodeIndexed((len > 0).then_some(code)),
+        _indexed: code_index::Entry::new((len > 0).then_some(code)),
         _debug: debug,
         loaded,
         path,
         functions: OnceLock::new(),
         path_c: OnceLock::new(),
     });
-    if len > 0 {
-        lock(&CODE).insert(code, (code + len, Arc::downgrade(&module)));
-    }
+    let weak: Weak<dyn IndexedCode> = Arc::downgrade(&module) as Weak<SharedModule>;
+    module._indexed.index(code + len, weak);
     module
 }
 

@@ -10,7 +10,7 @@ mod compression;
 mod exec;
 mod exec_manager;
 pub(crate) mod footprint;
-mod jit;
+mod instantiate;
 pub(crate) mod load;
 mod lua;
 mod nolibc;
@@ -32,7 +32,7 @@ const NAMES: [&str; 14] = [
     "startup",
     "parallel",
     "cache",
-    "jit",
+    "instantiate",
     "lua",
     "compression",
     "exec-manager",
@@ -91,8 +91,8 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
         cache::run(if quick { 10 } else { 100 })?;
         println!();
     }
-    if wanted("jit") {
-        jit::run(if quick { 5 } else { 50 })?;
+    if wanted("instantiate") {
+        instantiate::run(if quick { 5 } else { 50 })?;
         println!();
     }
     if wanted("lua") {

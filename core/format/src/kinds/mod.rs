@@ -43,6 +43,37 @@ bitflags::bitflags! {
     }
 }
 
+/// Which rule of constructor and destructor arrays a section breaks (`docs/format.md`,
+/// "Constructors and destructors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallArrayProblem {
+    /// Flagged both constructors and destructors.
+    BothKinds,
+    /// Not a rodata section (the array is read-only once relocated).
+    NotReadOnlyData,
+    /// Its size is not a whole number of 8-byte entries, or its virtual size differs from it.
+    Size,
+    /// Its alignment is under 8.
+    Alignment,
+    /// The module lacks the extension marker, without which older loaders would load the module
+    /// and never run its constructors.
+    NoMarker,
+}
+
+impl CallArrayProblem {
+    pub(crate) const fn describe(self) -> &'static str {
+        match self {
+            CallArrayProblem::BothKinds => "cannot be both",
+            CallArrayProblem::NotReadOnlyData => "must be a rodata section",
+            CallArrayProblem::Size => "must be a whole number of 8-byte entries (virtual size = size)",
+            CallArrayProblem::Alignment => "must be aligned to 8 bytes at least",
+            CallArrayProblem::NoMarker => {
+                "needs the extension marker entry that makes older loaders refuse the module"
+            }
+        }
+    }
+}
+
 /// What a call array section holds: the functions a module runs when it is loaded, or when it
 /// is released (ELF's `.init_array` and `.fini_array`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,12 +86,12 @@ pub enum CallArray {
 
 impl CallArray {
     /// The call array a section with `flags` is, if any; an error if it claims to be both.
-    pub const fn of_flags(flags: SectionFlags) -> Result<Option<CallArray>, crate::CallArrayProblem> {
+    pub const fn of_flags(flags: SectionFlags) -> Result<Option<CallArray>, CallArrayProblem> {
         match (flags.contains(SectionFlags::CONSTRUCTORS), flags.contains(SectionFlags::DESTRUCTORS)) {
             (false, false) => Ok(None),
             (true, false) => Ok(Some(CallArray::Constructors)),
             (false, true) => Ok(Some(CallArray::Destructors)),
-            (true, true) => Err(crate::CallArrayProblem::BothKinds),
+            (true, true) => Err(CallArrayProblem::BothKinds),
         }
     }
 

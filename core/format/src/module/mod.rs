@@ -37,7 +37,8 @@ pub(crate) use layout::DataLayout;
 use crate::bytes::range_within;
 use crate::compress::{Frame, Method, Payload};
 use crate::detect::{self, Candidate};
-use crate::error::{CallArrayProblem, CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
+use crate::error::{CompressionProblem, Error, ErrorKind, Result, UnwindProblem};
+use crate::kinds::CallArrayProblem;
 use crate::kinds::{
     Binding, CallArray, RelocKind, SectionFlags, SectionType, SymbolFlags, SymbolKind, CALL_ARRAY_ENTRY,
 };

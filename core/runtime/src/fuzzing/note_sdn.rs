@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use smf_format::fuzzing::assert_recorded;
 use smf_format::note_sdn::Recorded;
 
-use crate::jit::metadata::{ModuleMetadata, JIT_COMPILED, JIT_OBJECT};
+use crate::instantiate::metadata::{ModuleMetadata, JIT_COMPILED, JIT_OBJECT};
 
 /// "possible" rows recorded in one module's metadata.
 const RECORDED: usize = 3;

@@ -1,13 +1,31 @@
-//! What `smf pack` knows of ELF relocatable objects: which sections it drops (and which of
+//! What `smf pack` knows of ELF relocatable objects: a symbol's binding and whether it is an
+//! indirect function, which sections it drops (and which of
 //! those every object has), which hold read-only data, the SMF kind of each x86-64 relocation
 //! type it takes, why it refuses the others ([`Refused`]), the names of the types for its
 //! errors, and what makes an object's sections unfit before any is placed
 //! ([`section_problems`]: alignments, reserved names).
 
-use object::{elf, Object, ObjectSection, SectionKind};
-use smf_format::RelocKind;
+use object::{elf, Object, ObjectSection, ObjectSymbol, SectionKind};
+use smf_format::{Binding, RelocKind};
 
 use super::{PackError, Site};
+
+/// The binding of ELF symbol `symbol`: weak, global, or local.
+pub(crate) fn binding_of(symbol: &object::Symbol<'_, '_>) -> Binding {
+    if symbol.is_weak() {
+        Binding::Weak
+    } else if symbol.is_global() {
+        Binding::Global
+    } else {
+        Binding::Local
+    }
+}
+
+/// Whether `symbol` is an indirect function (`STT_GNU_IFUNC`).
+pub(crate) fn is_indirect(symbol: &object::Symbol<'_, '_>) -> bool {
+    matches!(symbol.flags(), object::SymbolFlags::Elf { st_info, .. }
+        if st_info.st_type() == object::elf::STT_GNU_IFUNC)
+}
 
 /// Why a section named `name` is dropped, if it is: nothing of it is needed to run the code.
 pub(crate) fn is_dropped(name: &str) -> Option<&'static str> {

@@ -6,7 +6,7 @@
 
 use super::bits::{Backward, FILLED};
 use super::fse::{State, Table};
-use super::sequences::Output;
+use super::output::Output;
 use super::{Fault, MOST_BLOCK};
 
 /// The longest Huffman code (`Max_Number_of_Bits`).

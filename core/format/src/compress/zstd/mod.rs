@@ -13,11 +13,13 @@
 mod bits;
 mod fse;
 mod literals;
+mod output;
 mod sequences;
 mod xxh64;
 
 use literals::Huffman;
-use sequences::{FrameState, Output};
+use output::Output;
+use sequences::FrameState;
 
 /// The most bytes one block makes or holds (`Block_Maximum_Size`).
 const MOST_BLOCK: usize = 128 << 10;

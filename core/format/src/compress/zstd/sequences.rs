@@ -7,6 +7,7 @@
 use super::bits::Backward;
 use super::fse::{State, Table};
 use super::literals::Literals;
+use super::output::Output;
 use super::Fault;
 
 /// The predefined literal-length distribution (accuracy 6).
@@ -111,13 +112,6 @@ impl FrameState {
         self.built = [false; 3];
         self.repeats = [1, 4, 8];
     }
-}
-
-/// Where a block's output goes: `out[frame_start..]` is this frame's, `at` the next byte.
-pub(super) struct Output<'o> {
-    pub(super) out: &'o mut [u8],
-    pub(super) frame_start: usize,
-    pub(super) at: usize,
 }
 
 /// Decodes and executes the sequences section `data` (the rest of a compressed block) with

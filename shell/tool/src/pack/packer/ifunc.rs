@@ -25,6 +25,7 @@ use smf_format::{Binding, RelocKind, SectionType};
 
 use super::Packer;
 use crate::pack::carried::Carried;
+use crate::pack::elf::{binding_of, is_indirect};
 use crate::pack::PackError;
 
 /// A stub: `jmp [rip + disp32]` (the displacement at [`STUB_JUMP`]), padded to 8 bytes.
@@ -52,12 +53,6 @@ pub(super) struct IndirectFunction {
     size: u64,
 }
 
-/// Whether `symbol` is an indirect function (`STT_GNU_IFUNC`).
-pub(super) fn is_indirect(symbol: &object::Symbol<'_, '_>) -> bool {
-    matches!(symbol.flags(), object::SymbolFlags::Elf { st_info, .. }
-        if st_info.st_type() == object::elf::STT_GNU_IFUNC)
-}
-
 impl<'d, 'f> Packer<'d, 'f> {
     /// The indirect functions the objects define in code they carry and that hold their names
     /// ([`Packer::find_definitions`] first), in object and symbol order.
@@ -68,7 +63,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 let Some(section) = symbol.section_index() else { continue };
                 let Some(carried) = self.placed.get(&(f, section)) else { continue };
                 let name = symbol.name_bytes().unwrap_or_default().to_vec();
-                let binding = super::symbols::binding_of(&symbol);
+                let binding = binding_of(&symbol);
                 // A weak one another object's definition overrides is not the module's.
                 let overridden = self.definitions.get(&name).is_some_and(|d| d.at != (f, symbol.index()));
                 if binding != Binding::Local && overridden {

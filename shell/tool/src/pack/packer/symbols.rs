@@ -5,8 +5,9 @@ use object::{Object, ObjectSection, ObjectSymbol, SectionIndex, SymbolSection};
 use smf_format::write::SymbolSpec;
 use smf_format::Binding;
 
-use super::{ifunc, Definition, Packer};
+use super::{Definition, Packer};
 use crate::pack::call_arrays;
+use crate::pack::elf::{binding_of, is_indirect};
 use crate::pack::{Note, PackError};
 
 impl<'d, 'f> Packer<'d, 'f> {
@@ -71,7 +72,7 @@ impl<'d, 'f> Packer<'d, 'f> {
                 }
             };
             // An indirect function is its stub already (`ifunc.rs`).
-            if ifunc::is_indirect(&symbol) && self.symbols.contains_key(&(f, symbol.index())) {
+            if is_indirect(&symbol) && self.symbols.contains_key(&(f, symbol.index())) {
                 continue;
             }
             // A symbol without a name can be linked to by no other object or module: local.
@@ -194,15 +195,4 @@ fn merges(symbol: &object::Symbol<'_, '_>) -> bool {
     let unique = matches!(symbol.flags(), object::SymbolFlags::Elf { st_info, .. }
         if st_info.st_bind() == object::elf::STB_GNU_UNIQUE);
     symbol.is_weak() || unique
-}
-
-/// The binding of ELF symbol `symbol`: weak, global, or local.
-pub(super) fn binding_of(symbol: &object::Symbol<'_, '_>) -> Binding {
-    if symbol.is_weak() {
-        Binding::Weak
-    } else if symbol.is_global() {
-        Binding::Global
-    } else {
-        Binding::Local
-    }
 }

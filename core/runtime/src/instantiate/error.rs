@@ -1,4 +1,4 @@
-//! [`JitError`]: why an instantiation did not happen; [`ModuleUnavailable`]: why the module
+//! [`InstantiateError`]: why an instantiation did not happen; [`ModuleUnavailable`]: why the module
 //! that should offer a name could not be had, as the caller's module loader reported it;
 //! [`CompileFailure`]: why a compile gave no code to install, the compiler's own error
 //! ([`CompilerError`]) or the instantiator's refusal of what it returned.
@@ -7,7 +7,7 @@
 //! `std::io::Error`s) nor the compiler's (any type the runtime's compiler chooses), so it keeps
 //! each as a shared `dyn Error`: typed all the way, not flattened to text, and given back with
 //! [`ModuleUnavailable::downcast_ref`] and [`CompilerError::downcast_ref`]. Shared (an `Arc`)
-//! because a `JitError` is cloned: a failed compile's outcome goes to every thread that waited
+//! because a `InstantiateError` is cloned: a failed compile's outcome goes to every thread that waited
 //! for it, a module's failure to every name of a batch after it.
 
 use alloc::boxed::Box;
@@ -21,7 +21,7 @@ use crate::exec::ExecError;
 
 /// Why an instantiation did not happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JitError {
+pub enum InstantiateError {
     /// Instantiation is disabled, or no module offers the name.
     NotFound,
     /// The request came `limit` instantiations deep.
@@ -61,12 +61,14 @@ pub enum JitError {
     },
 }
 
-impl fmt::Display for JitError {
+impl fmt::Display for InstantiateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JitError::NotFound => f.write_str("no module offers this instantiation"),
-            JitError::DepthExceeded { limit } => write!(f, "maximum instantiation depth {limit} exceeded"),
-            JitError::Circular { cycle } => {
+            InstantiateError::NotFound => f.write_str("no module offers this instantiation"),
+            InstantiateError::DepthExceeded { limit } => {
+                write!(f, "maximum instantiation depth {limit} exceeded")
+            }
+            InstantiateError::Circular { cycle } => {
                 f.write_str("circular instantiation: ")?;
                 for (i, name) in cycle.iter().enumerate() {
                     if i > 0 {
@@ -76,31 +78,33 @@ impl fmt::Display for JitError {
                 }
                 Ok(())
             }
-            JitError::Compile(failure) => write!(f, "compile failed: {failure}"),
-            JitError::LimitReached { limit } => write!(f, "instantiation limit {limit} reached"),
-            JitError::Install(e) => write!(f, "installing the code failed: {e}"),
-            JitError::Module(e) => write!(f, "module unavailable: {e}"),
-            JitError::UpdateFailed { message } => {
+            InstantiateError::Compile(failure) => write!(f, "compile failed: {failure}"),
+            InstantiateError::LimitReached { limit } => write!(f, "instantiation limit {limit} reached"),
+            InstantiateError::Install(e) => write!(f, "installing the code failed: {e}"),
+            InstantiateError::Module(e) => write!(f, "module unavailable: {e}"),
+            InstantiateError::UpdateFailed { message } => {
                 write!(f, "updating the module's metadata failed: {message}")
             }
-            JitError::OutOfMemory { bytes: 0 } => f.write_str("out of memory"),
-            JitError::OutOfMemory { bytes } => write!(f, "out of memory ({bytes} bytes could not be had)"),
+            InstantiateError::OutOfMemory { bytes: 0 } => f.write_str("out of memory"),
+            InstantiateError::OutOfMemory { bytes } => {
+                write!(f, "out of memory ({bytes} bytes could not be had)")
+            }
         }
     }
 }
 
-impl Error for JitError {
+impl Error for InstantiateError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            JitError::Module(e) => Some(e.get_ref()),
-            JitError::Compile(CompileFailure::Compiler(e)) => Some(e.get_ref()),
-            JitError::Install(e) => Some(e),
+            InstantiateError::Module(e) => Some(e.get_ref()),
+            InstantiateError::Compile(CompileFailure::Compiler(e)) => Some(e.get_ref()),
+            InstantiateError::Install(e) => Some(e),
             _ => None,
         }
     }
 }
 
-/// Why a compile gave no code to install ([`JitError::Compile`]).
+/// Why a compile gave no code to install ([`InstantiateError::Compile`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CompileFailure {
@@ -116,7 +120,7 @@ pub enum CompileFailure {
     /// The compiler panicked: the name was given up unfinished (what threads waiting for it
     /// get).
     Panicked,
-    /// The code is installed, but the type it was asked for as (the shell's `Jit::function`'s
+    /// The code is installed, but the type it was asked for as (the shell's `Generics::function`'s
     /// `F`) is not a function pointer type (it is not the size of an address).
     NotAFunctionPointer,
 }

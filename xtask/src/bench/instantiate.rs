@@ -1,7 +1,7 @@
-//! Benchmark "jit": load-time instantiation.
+//! Benchmark "generics": load-time instantiation.
 //!
 //! Installing: `FUNCTIONS` instantiated functions of 48 bytes through
-//! `smf_runtime::jit::Instantiator` (its table, then the code arena: a memfd mapped read-execute
+//! `smf_runtime::instantiate::Instantiator` (its table, then the code arena: a memfd mapped read-execute
 //! once, code written with `pwrite`, so no writable mapping ever aliases code), one request
 //! each and in batches of `BATCH` (one `pwrite` per batch), versus the Simple runtime's original
 //! approach for one function: an anonymous mapping, a write and a protection change of its own
@@ -10,7 +10,7 @@
 //! view of the memfd per function (mapped, written, unmapped before the request returns).
 //! Cleanup is timed for none of them.
 //!
-//! Repeated requests: asking again for a name already instantiated, through `smf::jit::Jit`
+//! Repeated requests: asking again for a name already instantiated, through `smf::instantiate::Generics`
 //! (what the runtime calls) and through the C ABI's `smf_jit_instantiate`, versus `dlsym` of a
 //! symbol of an opened library (its handle: one library's hash table) and `dlsym(RTLD_DEFAULT)`.
 
@@ -23,11 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smf::cache::ModuleCache;
-use smf::jit::{Jit, Request};
+use smf::instantiate::{Generics, Request};
 use smf_format::write::{ModuleBuilder, SymbolSpec};
 use smf_format::Dialect;
 use smf_runtime::exec::ExecAllocator;
-use smf_runtime::jit::{Begun, Caller, Instantiator, JitConfig};
+use smf_runtime::instantiate::{Begun, Caller, Instantiator, InstantiatorConfig};
 use smf_runtime::sys;
 
 use super::code::{check, map_write_protect, returning, unmap_pages};
@@ -55,20 +55,20 @@ fn value(i: usize) -> u16 {
 
 /// `FUNCTIONS` requests through an instantiator (fresh for the round): how long they took.
 fn install_ours(exec: &ExecAllocator, names: &[String], codes: &[[u8; SIZE]]) -> Result<Duration, String> {
-    let jit = Instantiator::new(exec, JitConfig::default());
+    let generics = Instantiator::new(exec, InstantiatorConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     let start = Instant::now();
     let mut addresses = Vec::with_capacity(names.len());
     for (name, code) in names.iter().zip(codes) {
         let made =
-            jit.instantiate(name, caller, || Ok(Some(())), |()| Ok(code)).map_err(|e| e.to_string())?;
+            generics.instantiate(name, caller, || Ok(Some(())), |()| Ok(code)).map_err(|e| e.to_string())?;
         addresses.push(made.address);
     }
     let elapsed = start.elapsed();
     for i in (0..names.len()).step_by(97) {
         check(addresses[i], value(i))?;
     }
-    if !jit.uses_arena() {
+    if !generics.uses_arena() {
         return Err("the instantiator fell back to batches: no memfd here?".into());
     }
     Ok(elapsed)
@@ -80,13 +80,13 @@ fn install_ours_batched(
     names: &[String],
     codes: &[[u8; SIZE]],
 ) -> Result<Duration, String> {
-    let jit = Instantiator::new(exec, JitConfig::default());
+    let generics = Instantiator::new(exec, InstantiatorConfig::default());
     let caller = Caller { thread: 1, stack: &[] };
     let start = Instant::now();
     for (names, codes) in names.chunks(BATCH).zip(codes.chunks(BATCH)) {
-        let staging = jit.staging(1);
+        let staging = generics.staging(1);
         for (name, code) in names.iter().zip(codes) {
-            match jit.begin(name, caller, || Ok(Some(()))).map_err(|e| e.to_string())? {
+            match generics.begin(name, caller, || Ok(Some(()))).map_err(|e| e.to_string())? {
                 Begun::Claimed(claim, ()) => staging.stage(claim, code).map_err(|e| e.to_string())?,
                 Begun::Ready(_) => return Err(format!("{name} was there before its batch")),
             }
@@ -95,10 +95,10 @@ fn install_ours_batched(
     }
     let elapsed = start.elapsed();
     for i in (0..names.len()).step_by(97) {
-        let address = jit.lookup(&names[i]).ok_or_else(|| format!("{} is not installed", names[i]))?;
+        let address = generics.lookup(&names[i]).ok_or_else(|| format!("{} is not installed", names[i]))?;
         check(address, value(i))?;
     }
-    if !jit.uses_arena() {
+    if !generics.uses_arena() {
         return Err("the instantiator fell back to batches: no memfd here?".into());
     }
     Ok(elapsed)
@@ -169,7 +169,9 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let [batch_low, batch_mid, batch_high] = super::ratio_percentiles(&times[4], &times[1]);
     let [sealed_low, sealed_mid, sealed_high] = super::ratio_percentiles(&times[2], &times[0]);
     let [single, batched, sealed, views, baseline] = times.map(median);
-    println!("jit: install {FUNCTIONS} instantiated functions of {SIZE} bytes ({rounds} rounds, medians)");
+    println!(
+        "generics: install {FUNCTIONS} instantiated functions of {SIZE} bytes ({rounds} rounds, medians)"
+    );
     println!("  one request each: table + pwrite into the arena {:>8.1} ns per function", per(single));
     println!("  batches of {BATCH}: table + one pwrite per batch  {:>8.1} ns per function", per(batched));
     println!("  one sealed batch per function (the fallback)  {:>8.1} ns per function", per(sealed));
@@ -185,7 +187,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
          target >= 1); short-lived view / one request: {:.2}x",
         ratio(views, single)
     );
-    super::report::ratio("jit_install_vs_mmap_each", batch_mid, super::report::Goal::AtLeast(20.0));
+    super::report::ratio("instantiate_install_vs_mmap_each", batch_mid, super::report::Goal::AtLeast(20.0));
     println!();
     cached(rounds)?;
     println!();
@@ -207,23 +209,23 @@ fn module_offering(tag: &str, rows: usize) -> Result<std::path::PathBuf, String>
         let _ = writeln!(note, "    {i}, \"g\", \"{i}\", \"g{i}\", \"m\", true");
     }
     b.note_sdn(&note);
-    let path = std::env::temp_dir().join(format!("smf-bench-jit-{tag}-{}.smf", std::process::id()));
+    let path = std::env::temp_dir().join(format!("smf-bench-instantiate-{tag}-{}.smf", std::process::id()));
     std::fs::write(&path, b.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(path)
 }
 
-/// Instantiates `count` names of the module at `path` (`g0`, ...) through a fresh `Jit`
-/// (metadata updated): the time the requests took, the `Jit` kept for the caller.
-fn instantiate_from(path: &std::path::Path, count: usize) -> Result<(Duration, Jit), String> {
+/// Instantiates `count` names of the module at `path` (`g0`, ...) through a fresh `Generics`
+/// (metadata updated): the time the requests took, the `Generics` kept for the caller.
+fn instantiate_from(path: &std::path::Path, count: usize) -> Result<(Duration, Generics), String> {
     let cache = Arc::new(ModuleCache::new(0, 0));
-    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
-    let jit = Jit::new(cache, JitConfig::default(), compiler);
+    let compiler = |_: &Generics, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
+    let generics = Generics::new(cache, InstantiatorConfig::default(), compiler);
     let names: Vec<String> = (0..count).map(|i| format!("g{i}")).collect();
     let start = Instant::now();
     for name in &names {
-        jit.instantiate(path, name).map_err(|e| format!("{name}: {e}"))?;
+        generics.instantiate(path, name).map_err(|e| format!("{name}: {e}"))?;
     }
-    Ok((start.elapsed(), jit))
+    Ok((start.elapsed(), generics))
 }
 
 /// The instantiator's metadata: requests, note.sdn and unknown names against the note's size.
@@ -235,20 +237,20 @@ fn metadata(rounds: usize) -> Result<(), String> {
     let quarter = module_offering("quarter", 5_000)?;
     let (mut big_times, mut small_times, mut note_big, mut note_quarter) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
-        let (elapsed, jit) = instantiate_from(&big, REQUESTS)?;
+        let (elapsed, generics) = instantiate_from(&big, REQUESTS)?;
         big_times.push(elapsed);
         // note.sdn of the big note with half its rows moved, against a quarter of it.
         let start = Instant::now();
-        let text = jit.note_sdn(&big).map_err(|e| e.to_string())?.ok_or("no note")?;
+        let text = generics.note_sdn(&big).map_err(|e| e.to_string())?.ok_or("no note")?;
         note_big.push(start.elapsed());
         if text.matches("jit_compiled").count() != REQUESTS {
             return Err("the note does not list every instantiation".into());
         }
-        let (_, jit) = instantiate_from(&quarter, REQUESTS / 4)?;
+        let (_, generics) = instantiate_from(&quarter, REQUESTS / 4)?;
         let start = Instant::now();
-        std::hint::black_box(jit.note_sdn(&quarter).map_err(|e| e.to_string())?);
+        std::hint::black_box(generics.note_sdn(&quarter).map_err(|e| e.to_string())?);
         note_quarter.push(start.elapsed());
-        // The same number of requests, 10 at a time from a 10-row note, a fresh Jit each time.
+        // The same number of requests, 10 at a time from a 10-row note, a fresh Generics each time.
         let mut total = Duration::ZERO;
         for _ in 0..REQUESTS / 10 {
             total += instantiate_from(&small, 10)?.0;
@@ -259,13 +261,13 @@ fn metadata(rounds: usize) -> Result<(), String> {
     let per_request = |d: Duration| d.as_secs_f64() * 1e9 / REQUESTS as f64;
     let (big_time, small_time) = (median(big_times), median(small_times));
     let (note_big, note_quarter) = (median(note_big), median(note_quarter));
-    println!("jit: metadata against the note's size ({rounds} rounds, medians)");
+    println!("generics: metadata against the note's size ({rounds} rounds, medians)");
     println!(
         "  {REQUESTS} requests from a 20,000-row note          {:>9.1} ns per request",
         per_request(big_time)
     );
     println!(
-        "  {REQUESTS} requests from 10-row notes (10 per Jit) {:>9.1} ns per request",
+        "  {REQUESTS} requests from 10-row notes (10 per Generics) {:>9.1} ns per request",
         per_request(small_time)
     );
     println!("  ratio 20,000-row / 10-row: {mid:.2}x (p10 {low:.2}x, p90 {high:.2}x; target <= 2x)");
@@ -290,15 +292,15 @@ fn unknown_names(rounds: usize, big: &std::path::Path) -> Result<(), String> {
     let cache = Arc::new(ModuleCache::new(0, 0));
     let mut paths = Vec::new();
     for i in 0..8 {
-        let path = big.with_file_name(format!("smf-bench-jit-unknown{i}-{}.smf", std::process::id()));
+        let path = big.with_file_name(format!("smf-bench-instantiate-unknown{i}-{}.smf", std::process::id()));
         std::fs::copy(big, &path).map_err(|e| e.to_string())?;
         cache.get(&path).map_err(|e| e.to_string())?;
         paths.push(path);
     }
-    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
-    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compiler);
+    let compiler = |_: &Generics, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(3).to_vec()) };
+    let generics = Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), compiler);
     let mut ours =
-        || (0..REQUESTS).filter(|_| jit.resolve(std::hint::black_box("nobody$offers")).is_err()).count();
+        || (0..REQUESTS).filter(|_| generics.resolve(std::hint::black_box("nobody$offers")).is_err()).count();
     let missing = |_: &usize| {
         // SAFETY: the global scope and a NUL-terminated name.
         unsafe { dlsym(RTLD_DEFAULT, std::hint::black_box(c"nobody_exports_this".as_ptr())) }.is_null()
@@ -330,7 +332,7 @@ fn offering_module() -> Result<std::path::PathBuf, String> {
         "possible |id, template, type_args, mangled_name, required_by, can_defer|\n    \
          0, \"cached\", \"i64\", \"cached$i64\", \"main\", true",
     );
-    let path = std::env::temp_dir().join(format!("smf-bench-jit-{}.smf", std::process::id()));
+    let path = std::env::temp_dir().join(format!("smf-bench-instantiate-{}.smf", std::process::id()));
     std::fs::write(&path, b.build().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     Ok(path)
 }
@@ -340,21 +342,22 @@ fn cached(rounds: usize) -> Result<(), String> {
     const REQUESTS: usize = 10_000;
     let path = offering_module()?;
     let cache = Arc::new(ModuleCache::new(0, 0));
-    let compiler = |_: &Jit, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(7).to_vec()) };
-    let jit = Jit::new(cache, JitConfig::default(), compiler);
-    let address = jit.instantiate(&path, "cached$i64").map_err(|e| e.to_string())?;
+    let compiler = |_: &Generics, _: &Request<'_>| -> Result<Vec<u8>, String> { Ok(function(7).to_vec()) };
+    let generics = Generics::new(cache, InstantiatorConfig::default(), compiler);
+    let address = generics.instantiate(&path, "cached$i64").map_err(|e| e.to_string())?;
     check(address, 7)?;
 
     let c_cache = smf::ffi::cache::smf_cache_new(0, 0);
     let c_path = CString::new(path.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?;
     let c_name = CString::new("cached$i64").map_err(|e| e.to_string())?;
-    let config = smf::ffi::jit::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
+    let config = smf::ffi::instantiate::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
     // SAFETY: `c_compile` has the callback's type; the cache handle is live.
-    let c_jit = unsafe { smf::ffi::jit::smf_jit_new(c_cache, config, Some(c_compile), std::ptr::null_mut()) };
+    let c_jit =
+        unsafe { smf::ffi::instantiate::smf_jit_new(c_cache, config, Some(c_compile), std::ptr::null_mut()) };
     let mut c_address: *const c_void = std::ptr::null();
     // SAFETY: live handle, NUL-terminated strings, a writable out pointer.
     let code = unsafe {
-        smf::ffi::jit::smf_jit_instantiate(c_jit, c_path.as_ptr(), c_name.as_ptr(), &mut c_address)
+        smf::ffi::instantiate::smf_jit_instantiate(c_jit, c_path.as_ptr(), c_name.as_ptr(), &mut c_address)
     };
     if code != 0 {
         return Err(format!("smf_jit_instantiate: {code} ({})", smf::ffi::last_error()));
@@ -367,7 +370,9 @@ fn cached(rounds: usize) -> Result<(), String> {
     }
     let symbol = c"cos";
     let mut rust_side = || {
-        (0..REQUESTS).filter(|_| jit.instantiate(&path, std::hint::black_box("cached$i64")).is_ok()).count()
+        (0..REQUESTS)
+            .filter(|_| generics.instantiate(&path, std::hint::black_box("cached$i64")).is_ok())
+            .count()
     };
     let mut c_side = || {
         (0..REQUESTS)
@@ -375,7 +380,7 @@ fn cached(rounds: usize) -> Result<(), String> {
                 let mut out: *const c_void = std::ptr::null();
                 // SAFETY: as above.
                 unsafe {
-                    smf::ffi::jit::smf_jit_instantiate(
+                    smf::ffi::instantiate::smf_jit_instantiate(
                         c_jit,
                         c_path.as_ptr(),
                         std::hint::black_box(c_name.as_ptr()),
@@ -396,12 +401,14 @@ fn cached(rounds: usize) -> Result<(), String> {
     let [rust_low, rust_mid, rust_high] = super::ratio_percentiles(&rounds_times[2], &rounds_times[0]);
     let [c_low, c_mid, c_high] = super::ratio_percentiles(&rounds_times[2], &rounds_times[1]);
     let times: Vec<Duration> = rounds_times.into_iter().map(median).collect();
-    smf::ffi::jit::smf_jit_free(c_jit);
+    smf::ffi::instantiate::smf_jit_free(c_jit);
     smf::ffi::cache::smf_cache_free(c_cache);
     let _ = std::fs::remove_file(&path);
     let per = |i: usize| us(times[i]) * 1e3 / REQUESTS as f64;
-    println!("jit: a repeated request for an instantiated name ({rounds} rounds of {REQUESTS}, medians)");
-    println!("  smf::jit::Jit::instantiate                  {:>9.1} ns", per(0));
+    println!(
+        "generics: a repeated request for an instantiated name ({rounds} rounds of {REQUESTS}, medians)"
+    );
+    println!("  smf::instantiate::Generics::instantiate                  {:>9.1} ns", per(0));
     println!("  smf_jit_instantiate (C ABI)                 {:>9.1} ns", per(1));
     println!("  dlsym(libm handle, \"cos\")                   {:>9.1} ns", per(2));
     println!("  dlsym(RTLD_DEFAULT, \"cos\")                  {:>9.1} ns", per(3));

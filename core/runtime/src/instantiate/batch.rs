@@ -21,7 +21,7 @@
 use alloc::vec::Vec;
 
 use super::request::{acceptable, Outcome};
-use super::{Claim, InFlight, Instantiator, JitError, Piece, Staged, StagingBuffer};
+use super::{Claim, InFlight, InstantiateError, Instantiator, Piece, Staged, StagingBuffer};
 use crate::exec::GRANULE;
 
 /// One thread's batch of instantiations (see the module doc).
@@ -41,7 +41,7 @@ impl<'a> Instantiator<'a> {
 
     /// How the request for `name` ended, once nothing of it is in flight: its address, or the
     /// failure of its last compile; `None` if neither is known.
-    pub fn outcome(&self, name: &str) -> Option<Result<usize, JitError>> {
+    pub fn outcome(&self, name: &str) -> Option<Result<usize, InstantiateError>> {
         if let Some(address) = self.lookup(name) {
             return Some(Ok(address));
         }
@@ -52,7 +52,7 @@ impl<'a> Instantiator<'a> {
 
     /// Installs every piece `thread` staged, with one call to the installer, and publishes
     /// them (or fails them all with the installer's error, which is returned).
-    pub(super) fn flush(&self, thread: u64) -> Result<(), JitError> {
+    pub(super) fn flush(&self, thread: u64) -> Result<(), InstantiateError> {
         let mut table = self.table.lock();
         // A buffer being copied into is installed by the flush after its stage (see
         // `StagingBuffer::taken`).
@@ -73,7 +73,7 @@ impl<'a> Instantiator<'a> {
         if pieces == 0 {
             return Ok(()); // what was staged failed before it was kept
         }
-        let installed = self.installer.install(&image).map_err(JitError::Install);
+        let installed = self.installer.install(&image).map_err(InstantiateError::Install);
         drop(image);
         let mut table = self.table.lock();
         let super::Table { in_flight, failed, writer, waiting, .. } = &mut *table;
@@ -135,11 +135,11 @@ enum Take {
 
 /// Appends `code` to a staging buffer at the next [`GRANULE`] boundary: where it lies, or the
 /// bytes the grown buffer would need (the buffer then unchanged).
-fn append(buffer: &mut Vec<u8>, code: &[u8]) -> Result<Piece, JitError> {
-    let too_large = JitError::OutOfMemory { bytes: usize::MAX };
+fn append(buffer: &mut Vec<u8>, code: &[u8]) -> Result<Piece, InstantiateError> {
+    let too_large = InstantiateError::OutOfMemory { bytes: usize::MAX };
     let at = buffer.len().checked_next_multiple_of(GRANULE).ok_or(too_large.clone())?;
     let end = at.checked_add(code.len()).ok_or(too_large)?;
-    buffer.try_reserve(end - buffer.len()).map_err(|_| JitError::OutOfMemory { bytes: end })?;
+    buffer.try_reserve(end - buffer.len()).map_err(|_| InstantiateError::OutOfMemory { bytes: end })?;
     buffer.resize(at, 0);
     buffer.extend_from_slice(code);
     Ok(Piece { at, len: code.len() })
@@ -149,16 +149,16 @@ impl Staging<'_, '_> {
     /// Stages `code` as `claim`'s: copied now, installed with the rest of the batch. A claim
     /// made on another thread than the batch's is installed at once instead. The name's
     /// address is known once the batch is flushed ([`Instantiator::outcome`]).
-    pub fn stage(&self, mut claim: Claim<'_, '_, '_>, code: &[u8]) -> Result<(), JitError> {
-        let jit = self.instantiator;
+    pub fn stage(&self, mut claim: Claim<'_, '_, '_>, code: &[u8]) -> Result<(), InstantiateError> {
+        let instantiator = self.instantiator;
         acceptable(code).map_err(|error| claim.fail_with(error))?;
         let (hash, serial, thread) = (claim.hash, claim.serial, self.thread);
-        if !core::ptr::addr_eq(claim.instantiator, jit) {
+        if !core::ptr::addr_eq(claim.instantiator, instantiator) {
             // Another instantiator's claim: installed there, at once.
             return claim.install(code).map(|_| ());
         }
         let ours = |f: &InFlight| f.serial == serial && f.owner == thread;
-        let mut table = jit.table.lock();
+        let mut table = instantiator.table.lock();
         if table.in_flight.find(hash, ours).is_none() {
             drop(table);
             return claim.install(code).map(|_| ());
@@ -172,11 +172,11 @@ impl Staging<'_, '_> {
             Take::Busy => return claim.install(code).map(|_| ()),
             Take::NoRoom => {
                 let bytes = core::mem::size_of::<StagingBuffer>();
-                return Err(claim.fail_with(JitError::OutOfMemory { bytes }));
+                return Err(claim.fail_with(InstantiateError::OutOfMemory { bytes }));
             }
         };
         let appended = append(&mut buffer, code);
-        let mut table = jit.table.lock();
+        let mut table = instantiator.table.lock();
         if let Err(buffer) = Instantiator::give_back(&mut table, thread, buffer) {
             // Unreachable (a taken entry stays): installed alone, the buffer freed unlocked.
             drop(table);
@@ -203,7 +203,7 @@ impl Staging<'_, '_> {
 
     /// Installs what the batch staged; the installer's error, if it failed (every staged name
     /// then fails with it).
-    pub fn finish(mut self) -> Result<(), JitError> {
+    pub fn finish(mut self) -> Result<(), InstantiateError> {
         self.done = true;
         self.instantiator.flush(self.thread)
     }

@@ -1,4 +1,4 @@
-//! Load-time instantiation from Rust (`smf::jit::Jit` over a `ModuleCache`), with a compiler
+//! Load-time instantiation from Rust (`smf::instantiate::Generics` over a `ModuleCache`), with a compiler
 //! that emits real machine code for this machine (x86-64, or aarch64 under
 //! `cargo xtask cross-test`): the checks in order, dependencies asked for re-entrantly, the
 //! cycle and depth messages, the metadata read back with our own note.sdn reader, resolve and
@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use smf::cache::ModuleCache;
-use smf::jit::{CompileError, Compiler, Jit, Request};
+use smf::instantiate::{CompileError, Compiler, Generics, Request};
 use smf::loader::ModuleError;
 use smf_format::note_sdn::NoteSdn;
-use smf_runtime::jit::{CompileFailure, JitConfig, JitError};
+use smf_runtime::instantiate::{CompileFailure, InstantiateError, InstantiatorConfig};
 use smf_runtime::load::LoadError;
 use smf_tests::{assert_no_rwx, generics, return_const};
 
@@ -65,8 +65,8 @@ struct Log {
 struct TestCompiler(Arc<Log>);
 
 impl TestCompiler {
-    fn dependency(&self, jit: &Jit, path: &Path, name: &str) -> Result<usize, DependencyFailed> {
-        jit.instantiate(path, name).map_err(|error| {
+    fn dependency(&self, generics: &Generics, path: &Path, name: &str) -> Result<usize, DependencyFailed> {
+        generics.instantiate(path, name).map_err(|error| {
             self.0.inner_errors.lock().unwrap().push(format!("{error:?}|{error}"));
             DependencyFailed { name: name.into(), error }
         })
@@ -77,7 +77,7 @@ impl TestCompiler {
 #[derive(Debug)]
 struct DependencyFailed {
     name: String,
-    error: JitError,
+    error: InstantiateError,
 }
 
 impl std::fmt::Display for DependencyFailed {
@@ -93,13 +93,17 @@ impl std::error::Error for DependencyFailed {
 }
 
 /// The compiler's own error in `error`, as the test compiler's type.
-fn dependency_failed(error: &JitError) -> Option<&DependencyFailed> {
-    let JitError::Compile(CompileFailure::Compiler(compiler)) = error else { return None };
+fn dependency_failed(error: &InstantiateError) -> Option<&DependencyFailed> {
+    let InstantiateError::Compile(CompileFailure::Compiler(compiler)) = error else { return None };
     compiler.downcast_ref()
 }
 
 impl Compiler for TestCompiler {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
+    fn compile<'c>(
+        &'c self,
+        generics: &Generics,
+        request: &Request<'_>,
+    ) -> Result<Cow<'c, [u8]>, CompileError> {
         self.0.compiles.fetch_add(1, Ordering::SeqCst);
         if self.0.panic_next.swap(false, Ordering::SeqCst) {
             panic!("the test compiler panics");
@@ -117,7 +121,7 @@ impl Compiler for TestCompiler {
                 }
                 identity_code()
             }
-            "List" => tail_call(self.dependency(jit, request.path, "identity$i64")?),
+            "List" => tail_call(self.dependency(generics, request.path, "identity$i64")?),
             "Pair" => tail_call(request.module.symbol(b"answer").ok_or("no answer export")?),
             "chain" => {
                 let next = match request.type_args {
@@ -125,12 +129,12 @@ impl Compiler for TestCompiler {
                     "b" => "chain$c",
                     _ => "chain$a",
                 };
-                self.dependency(jit, request.path, next)?;
+                self.dependency(generics, request.path, next)?;
                 return_const(1)
             }
             "deep" => {
                 let n: u16 = request.type_args.parse().map_err(|e| format!("{e}"))?;
-                self.dependency(jit, request.path, &format!("deep${}", n + 1))?;
+                self.dependency(generics, request.path, &format!("deep${}", n + 1))?;
                 return_const(n)
             }
             "extra" => return_const(77),
@@ -143,27 +147,27 @@ impl Compiler for TestCompiler {
 struct Setup {
     path: PathBuf,
     cache: Arc<ModuleCache>,
-    jit: Jit,
+    generics: Generics,
     log: Arc<Log>,
 }
 
-fn setup(tag: &str, config: JitConfig) -> Setup {
-    let path = smf_tests::scratch("jit", tag).join("generics.smf");
+fn setup(tag: &str, config: InstantiatorConfig) -> Setup {
+    let path = smf_tests::scratch("generics", tag).join("generics.smf");
     std::fs::write(&path, generics::module()).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
     let log = Arc::new(Log::default());
-    let jit = Jit::new(Arc::clone(&cache), config, TestCompiler(Arc::clone(&log)));
-    Setup { path, cache, jit, log }
+    let generics = Generics::new(Arc::clone(&cache), config, TestCompiler(Arc::clone(&log)));
+    Setup { path, cache, generics, log }
 }
 
 #[test]
 fn an_instantiation_runs_and_a_second_request_gets_the_same_code_without_compiling() {
-    let s = setup("once", JitConfig::default());
-    let first = s.jit.instantiate(&s.path, "identity$i64").unwrap();
+    let s = setup("once", InstantiatorConfig::default());
+    let first = s.generics.instantiate(&s.path, "identity$i64").unwrap();
     assert_eq!(call1(first, 5), 5);
-    assert_eq!(s.jit.instantiate(&s.path, "identity$i64").unwrap(), first);
+    assert_eq!(s.generics.instantiate(&s.path, "identity$i64").unwrap(), first);
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
-    let stats = s.jit.stats();
+    let stats = s.generics.stats();
     assert_eq!((stats.instantiations, stats.cache_hits), (1, 1));
     assert_eq!(stats.code_bytes, identity_code().len() as u64);
     assert_no_rwx("after an instantiation");
@@ -171,18 +175,18 @@ fn an_instantiation_runs_and_a_second_request_gets_the_same_code_without_compili
 
 #[test]
 fn a_compiler_gets_its_dependencies_re_entrantly() {
-    let s = setup("deps", JitConfig::default());
-    let list = s.jit.instantiate(&s.path, "List$Float").unwrap();
+    let s = setup("deps", InstantiatorConfig::default());
+    let list = s.generics.instantiate(&s.path, "List$Float").unwrap();
     // List$Float jumps to identity$i64, instantiated from inside List$Float's compile.
     assert_eq!(call1(list, 9), 9);
-    assert!(s.jit.instantiate(&s.path, "identity$i64").is_ok());
+    assert!(s.generics.instantiate(&s.path, "identity$i64").is_ok());
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 2);
 }
 
 #[test]
 fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
-    let s = setup("cycle", JitConfig::default());
-    let err = s.jit.instantiate(&s.path, "chain$a").unwrap_err();
+    let s = setup("cycle", InstantiatorConfig::default());
+    let err = s.generics.instantiate(&s.path, "chain$a").unwrap_err();
     // Each compile failed with the compiler's own error, given back typed: chain$a's because
     // chain$b failed, chain$b's because chain$c did, chain$c's because chain$a was circular.
     let mut failed = Vec::new();
@@ -193,7 +197,7 @@ fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
     }
     assert_eq!(failed, ["chain$b", "chain$c", "chain$a"], "{err:?}");
     let cycle: Vec<Box<str>> = ["chain$a", "chain$b", "chain$c", "chain$a"].map(Into::into).to_vec();
-    assert_eq!(error, &JitError::Circular { cycle }, "{err:?}");
+    assert_eq!(error, &InstantiateError::Circular { cycle }, "{err:?}");
     let inner = s.log.inner_errors.lock().unwrap().clone();
     // The innermost request (chain$a again, from chain$c's compile) was the circular one.
     assert!(inner[0].starts_with("Circular"), "{inner:?}");
@@ -201,42 +205,42 @@ fn a_cycle_of_dependencies_is_circular_and_names_the_cycle() {
         inner[0].contains("circular instantiation: chain$a -> chain$b -> chain$c -> chain$a"),
         "{inner:?}"
     );
-    assert!(s.jit.instantiate(&s.path, "chain$b").is_err(), "nothing of the cycle was kept");
+    assert!(s.generics.instantiate(&s.path, "chain$b").is_err(), "nothing of the cycle was kept");
 }
 
 #[test]
 fn the_depth_limit_is_enforced_and_named() {
-    let s = setup("depth", JitConfig { max_depth: 3, ..JitConfig::default() });
-    assert!(s.jit.instantiate(&s.path, "deep$1").is_err());
+    let s = setup("depth", InstantiatorConfig { max_depth: 3, ..InstantiatorConfig::default() });
+    assert!(s.generics.instantiate(&s.path, "deep$1").is_err());
     let inner = s.log.inner_errors.lock().unwrap();
     assert!(inner[0].starts_with("DepthExceeded { limit: 3 }"), "{inner:?}");
     assert!(inner[0].contains("maximum instantiation depth 3 exceeded"), "{inner:?}");
     drop(inner);
     // Requested from deeper in, deep$3 stops at deep$5 (the limit counts from the request).
-    let s = setup("depth-ok", JitConfig { max_depth: 10, ..JitConfig::default() });
-    let err = s.jit.instantiate(&s.path, "deep$3").unwrap_err();
+    let s = setup("depth-ok", InstantiatorConfig { max_depth: 10, ..InstantiatorConfig::default() });
+    let err = s.generics.instantiate(&s.path, "deep$3").unwrap_err();
     assert!(err.to_string().contains("dependency deep$6: no module offers"), "{err}");
     let deep4 = dependency_failed(&err).unwrap();
     let deep5 = dependency_failed(&deep4.error).unwrap();
     let deep6 = dependency_failed(&deep5.error).unwrap();
-    assert_eq!((deep6.name.as_str(), &deep6.error), ("deep$6", &JitError::NotFound), "{err:?}");
+    assert_eq!((deep6.name.as_str(), &deep6.error), ("deep$6", &InstantiateError::NotFound), "{err:?}");
 }
 
 #[test]
 fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
-    let s = setup("absent", JitConfig::default());
-    assert_eq!(s.jit.instantiate(&s.path, "List$Bool"), Err(JitError::NotFound));
-    let off = Jit::new(
+    let s = setup("absent", InstantiatorConfig::default());
+    assert_eq!(s.generics.instantiate(&s.path, "List$Bool"), Err(InstantiateError::NotFound));
+    let off = Generics::new(
         Arc::clone(&s.cache),
-        JitConfig { enabled: false, ..JitConfig::default() },
+        InstantiatorConfig { enabled: false, ..InstantiatorConfig::default() },
         TestCompiler(Arc::default()),
     );
-    assert_eq!(off.instantiate(&s.path, "identity$i64"), Err(JitError::NotFound));
+    assert_eq!(off.instantiate(&s.path, "identity$i64"), Err(InstantiateError::NotFound));
 
     let missing = s.path.with_file_name("missing.smf");
-    let err = s.jit.instantiate(&missing, "identity$i64").unwrap_err();
+    let err = s.generics.instantiate(&missing, "identity$i64").unwrap_err();
     // The loader's own error, typed: the file was not found, and it names the file.
-    let JitError::Module(module) = &err else { panic!("{err:?}") };
+    let InstantiateError::Module(module) = &err else { panic!("{err:?}") };
     assert!(
         matches!(module.downcast_ref(), Some(ModuleError::Io(path, e))
             if path == &missing && e.kind() == std::io::ErrorKind::NotFound),
@@ -245,24 +249,24 @@ fn what_is_not_offered_is_not_found_and_a_bad_module_is_a_module_error() {
     assert!(err.to_string().contains("missing.smf"), "{err}");
     let garbage = s.path.with_file_name("garbage.smf");
     std::fs::write(&garbage, b"not a module at all").unwrap();
-    let err = s.jit.instantiate(&garbage, "identity$i64").unwrap_err();
-    let JitError::Module(module) = &err else { panic!("{err:?}") };
+    let err = s.generics.instantiate(&garbage, "identity$i64").unwrap_err();
+    let InstantiateError::Module(module) = &err else { panic!("{err:?}") };
     assert!(
         matches!(module.downcast_ref(), Some(ModuleError::Load(Some(path), LoadError::Format(_))) if path == &garbage),
         "{err:?}"
     );
     // The compiler's own failure.
-    let err = s.jit.instantiate(&s.path, "fails$x").unwrap_err();
-    assert!(matches!(err, JitError::Compile(CompileFailure::Compiler(_))), "{err:?}");
+    let err = s.generics.instantiate(&s.path, "fails$x").unwrap_err();
+    assert!(matches!(err, InstantiateError::Compile(CompileFailure::Compiler(_))), "{err:?}");
     assert_eq!(err.to_string(), "compile failed: no code generator for fails");
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn the_metadata_records_instantiations_and_reads_back() {
-    let s = setup("note", JitConfig::default());
-    s.jit.instantiate(&s.path, "List$Float").unwrap();
-    let text = s.jit.note_sdn(&s.path).unwrap().unwrap();
+    let s = setup("note", InstantiatorConfig::default());
+    s.generics.instantiate(&s.path, "List$Float").unwrap();
+    let text = s.generics.note_sdn(&s.path).unwrap().unwrap();
     let note = NoteSdn::new(&text);
     let column = |table: &str, at: usize| -> Vec<String> {
         note.table(table).unwrap().rows().map(|r| r.field(at).unwrap().to_text()).collect()
@@ -276,34 +280,34 @@ fn the_metadata_records_instantiations_and_reads_back() {
     assert!(possible.iter().any(|n| n == "Pair$Int_text"));
     assert!(note.table("dependencies").is_some() && text.ends_with("# END_NOTE\n"));
     // Without updates, the note stays as the module has it.
-    let quiet = Jit::new(
+    let quiet = Generics::new(
         Arc::clone(&s.cache),
-        JitConfig { update_metadata: false, ..JitConfig::default() },
+        InstantiatorConfig { update_metadata: false, ..InstantiatorConfig::default() },
         TestCompiler(Arc::default()),
     );
     quiet.instantiate(&s.path, "identity$i64").unwrap();
     let text = quiet.note_sdn(&s.path).unwrap().unwrap();
     assert_eq!(NoteSdn::new(&text).table("instantiations").unwrap().rows().count(), 1);
     // No file: None.
-    assert_eq!(s.jit.note_sdn(&s.path.with_file_name("none.smf")), Ok(None));
+    assert_eq!(s.generics.note_sdn(&s.path.with_file_name("none.smf")), Ok(None));
 }
 
 #[test]
 fn resolve_prefers_exports_then_instantiates_and_resolve_generic_mangles() {
-    let s = setup("resolve", JitConfig::default());
+    let s = setup("resolve", InstantiatorConfig::default());
     let module = s.cache.get(&s.path).unwrap();
-    assert_eq!(s.jit.resolve("answer"), Ok(module.symbol(b"answer").unwrap()));
-    let pair = s.jit.resolve_generic("Pair", &["Int", "text"]).unwrap();
+    assert_eq!(s.generics.resolve("answer"), Ok(module.symbol(b"answer").unwrap()));
+    let pair = s.generics.resolve_generic("Pair", &["Int", "text"]).unwrap();
     assert_eq!(call1(pair, 0), 42, "Pair$Int_text jumps to the module's answer");
-    assert_eq!(s.jit.resolve("Pair$Int_text"), Ok(pair));
-    assert_eq!(s.jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert_eq!(s.generics.resolve("Pair$Int_text"), Ok(pair));
+    assert_eq!(s.generics.resolve("nothing$here"), Err(InstantiateError::NotFound));
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn threads_racing_for_one_name_share_one_compile() {
     const THREADS: usize = 8;
-    let s = setup("race", JitConfig::default());
+    let s = setup("race", InstantiatorConfig::default());
     s.log.delay_ms.store(50, Ordering::SeqCst);
     let barrier = Barrier::new(THREADS);
     let addresses: Vec<usize> = std::thread::scope(|scope| {
@@ -311,7 +315,7 @@ fn threads_racing_for_one_name_share_one_compile() {
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    s.jit.instantiate(&s.path, "identity$i64").unwrap()
+                    s.generics.instantiate(&s.path, "identity$i64").unwrap()
                 })
             })
             .collect();
@@ -319,26 +323,27 @@ fn threads_racing_for_one_name_share_one_compile() {
     });
     assert!(addresses.iter().all(|&a| a == addresses[0]));
     assert_eq!(s.log.compiles.load(Ordering::SeqCst), 1);
-    assert!(s.jit.stats().waits >= 1);
+    assert!(s.generics.stats().waits >= 1);
 }
 
 #[test]
 fn a_panicking_compiler_fails_its_request_and_leaves_nothing_stuck() {
-    let s = setup("panic", JitConfig::default());
+    let s = setup("panic", InstantiatorConfig::default());
     s.log.panic_next.store(true, Ordering::SeqCst);
-    let caught =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.jit.instantiate(&s.path, "identity$i64")));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.generics.instantiate(&s.path, "identity$i64")
+    }));
     assert!(caught.is_err());
     // The name is free again, and this thread's chain is empty (no false cycle).
-    assert_eq!(call1(s.jit.instantiate(&s.path, "identity$i64").unwrap(), 3), 3);
-    assert_eq!(s.jit.stats().compile_failures, 1);
+    assert_eq!(call1(s.generics.instantiate(&s.path, "identity$i64").unwrap(), 3), 3);
+    assert_eq!(s.generics.stats().compile_failures, 1);
 }
 
 #[test]
 fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new_note() {
-    let s = setup("reload", JitConfig::default());
-    let pair = s.jit.instantiate(&s.path, "Pair$Int_text").unwrap();
-    s.jit.instantiate(&s.path, "identity$i64").unwrap();
+    let s = setup("reload", InstantiatorConfig::default());
+    let pair = s.generics.instantiate(&s.path, "Pair$Int_text").unwrap();
+    s.generics.instantiate(&s.path, "identity$i64").unwrap();
     s.cache.clear();
     // Pair$Int_text jumps into the module's code: the instantiator kept the module.
     assert_eq!(call1(pair, 0), 42);
@@ -351,9 +356,9 @@ fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new
     std::fs::write(&next, generics::module_with_note(note)).unwrap();
     std::fs::rename(&next, &s.path).unwrap();
     s.cache.set_check_every_get(true);
-    assert_eq!(call1(s.jit.instantiate(&s.path, "extra$x").unwrap(), 0), 77);
-    assert_eq!(s.jit.instantiate(&s.path, "List$Float"), Err(JitError::NotFound));
-    let text = s.jit.note_sdn(&s.path).unwrap().unwrap();
+    assert_eq!(call1(s.generics.instantiate(&s.path, "extra$x").unwrap(), 0), 77);
+    assert_eq!(s.generics.instantiate(&s.path, "List$Float"), Err(InstantiateError::NotFound));
+    let text = s.generics.note_sdn(&s.path).unwrap().unwrap();
     let note = NoteSdn::new(&text);
     let made: Vec<String> =
         note.table("instantiations").unwrap().rows().map(|r| r.field(3).unwrap().to_text()).collect();
@@ -388,24 +393,24 @@ fn the_example_program_instantiates_from_the_example_module() {
 
 #[test]
 fn a_module_only_looked_at_leaves_with_the_cache_and_one_instantiated_from_stays() {
-    let s = setup("retention", JitConfig::default());
+    let s = setup("retention", InstantiatorConfig::default());
     let looked_at = Arc::downgrade(&s.cache.get(&s.path).unwrap());
-    assert!(s.jit.note_sdn(&s.path).unwrap().is_some());
-    assert_eq!(s.jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert!(s.generics.note_sdn(&s.path).unwrap().is_some());
+    assert_eq!(s.generics.resolve("nothing$here"), Err(InstantiateError::NotFound));
     assert!(s.cache.evict(&s.path));
     assert!(looked_at.upgrade().is_none(), "reading its note does not keep a module alive");
 
     let instantiated_from = Arc::downgrade(&s.cache.get(&s.path).unwrap());
-    let pair = s.jit.instantiate(&s.path, "Pair$Int_text").unwrap();
+    let pair = s.generics.instantiate(&s.path, "Pair$Int_text").unwrap();
     assert!(s.cache.evict(&s.path));
-    assert!(instantiated_from.upgrade().is_some(), "code may call into it: the Jit keeps it");
+    assert!(instantiated_from.upgrade().is_some(), "code may call into it: the Generics keeps it");
     assert_eq!(call1(pair, 0), 42);
 }
 
 /// A load option's resolver that looks names up through the instantiator (a runtime resolving
 /// imports with the JIT as fallback), reading a note on the way.
 struct ThroughJit {
-    jit: std::sync::OnceLock<std::sync::Weak<Jit>>,
+    generics: std::sync::OnceLock<std::sync::Weak<Generics>>,
     noted: PathBuf,
     asked: AtomicUsize,
 }
@@ -413,23 +418,25 @@ struct ThroughJit {
 impl smf_runtime::load::Resolver for ThroughJit {
     fn resolve(&self, name: &[u8]) -> Option<smf_runtime::load::Resolved> {
         self.asked.fetch_add(1, Ordering::SeqCst);
-        let jit = self.jit.get()?.upgrade()?;
-        assert!(jit.note_sdn(&self.noted).unwrap().is_some(), "the note reads from inside a resolver");
-        let addr = jit.resolve(std::str::from_utf8(name).ok()?).ok()?;
+        let generics = self.generics.get()?.upgrade()?;
+        assert!(generics.note_sdn(&self.noted).unwrap().is_some(), "the note reads from inside a resolver");
+        let addr = generics.resolve(std::str::from_utf8(name).ok()?).ok()?;
         Some(smf_runtime::load::Resolved { addr, keepalive: None })
     }
 }
 
 /// Two modules in one directory: generics.smf (cached first) and importer.smf, whose import
 /// only the instantiator can provide; a cache whose resolver goes through the instantiator.
-fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, Arc<ThroughJit>, Arc<Log>) {
-    let dir = smf_tests::scratch("jit", tag);
+fn reentrant_setup(
+    tag: &str,
+) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Generics>, Arc<ThroughJit>, Arc<Log>) {
+    let dir = smf_tests::scratch("generics", tag);
     let (generics_path, importer_path) = (dir.join("generics.smf"), dir.join("importer.smf"));
     std::fs::write(&generics_path, generics::module()).unwrap();
     std::fs::write(&importer_path, smf_tests::importer::module()).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
     let resolver = Arc::new(ThroughJit {
-        jit: std::sync::OnceLock::new(),
+        generics: std::sync::OnceLock::new(),
         noted: generics_path.clone(),
         asked: AtomicUsize::new(0),
     });
@@ -438,21 +445,25 @@ fn reentrant_setup(tag: &str) -> (PathBuf, PathBuf, Arc<ModuleCache>, Arc<Jit>, 
         ..smf::cache::CacheLinking::default()
     });
     let log = Arc::new(Log::default());
-    let jit = Arc::new(Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log))));
-    resolver.jit.set(Arc::downgrade(&jit)).unwrap();
+    let generics = Arc::new(Generics::new(
+        Arc::clone(&cache),
+        InstantiatorConfig::default(),
+        TestCompiler(Arc::clone(&log)),
+    ));
+    resolver.generics.set(Arc::downgrade(&generics)).unwrap();
     cache.get(&generics_path).unwrap();
-    (generics_path, importer_path, cache, jit, resolver, log)
+    (generics_path, importer_path, cache, generics, resolver, log)
 }
 
 #[test]
 fn a_resolver_may_re_enter_the_instantiator_from_a_load_inside_an_instantiation() {
-    let (_, importer_path, cache, jit, resolver, log) = reentrant_setup("reentrant-resolver");
+    let (_, importer_path, cache, generics, resolver, log) = reentrant_setup("reentrant-resolver");
     // The request's plan misses the cache: loading importer.smf asks the resolver for
     // identity$i64, which instantiates it from generics.smf, on this thread, mid-request.
-    let extra = jit.instantiate(&importer_path, "extra$x").unwrap();
+    let extra = generics.instantiate(&importer_path, "extra$x").unwrap();
     assert_eq!(call1(extra, 0), 77);
     assert!(resolver.asked.load(Ordering::SeqCst) >= 1);
-    let identity = jit.instantiator().lookup("identity$i64").expect("instantiated by the resolver");
+    let identity = generics.instantiator().lookup("identity$i64").expect("instantiated by the resolver");
     assert_eq!(call1(identity, 9), 9);
     let importer = cache.get(&importer_path).unwrap();
     let slot = importer.symbol(b"slot").unwrap();
@@ -471,18 +482,22 @@ struct CallsEverything {
 }
 
 impl Compiler for CallsEverything {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
+    fn compile<'c>(
+        &'c self,
+        generics: &Generics,
+        request: &Request<'_>,
+    ) -> Result<Cow<'c, [u8]>, CompileError> {
         if request.name == "identity$i64" {
             return Ok(Cow::Owned(identity_code()));
         }
         let mut seen = Vec::new();
-        let e = |e: JitError| e.to_string();
-        seen.push(format!("note {}", jit.note_sdn(&self.generics).map_err(e)?.is_some()));
-        seen.push(format!("resolve {}", jit.resolve("answer").is_ok()));
-        seen.push(format!("instantiated {:?}", jit.instantiated(request.name.as_bytes()).map_err(e)?));
-        let batch = jit.instantiate_many(&self.generics, &["identity$i64"]).map_err(e)?;
+        let e = |e: InstantiateError| e.to_string();
+        seen.push(format!("note {}", generics.note_sdn(&self.generics).map_err(e)?.is_some()));
+        seen.push(format!("resolve {}", generics.resolve("answer").is_ok()));
+        seen.push(format!("instantiated {:?}", generics.instantiated(request.name.as_bytes()).map_err(e)?));
+        let batch = generics.instantiate_many(&self.generics, &["identity$i64"]).map_err(e)?;
         seen.push(format!("batch {}", batch[0].is_ok()));
-        seen.push(format!("stats {}", jit.stats().instantiations));
+        seen.push(format!("stats {}", generics.stats().instantiations));
         seen.push(format!("get {}", self.cache.get(&self.generics).is_ok()));
         seen.push(format!("prefetch {}", self.cache.prefetch(std::slice::from_ref(&self.generics), 2)));
         seen.push(format!("cache resolve {}", self.cache.resolve(b"answer").is_some()));
@@ -501,12 +516,17 @@ fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
     });
     struct Shared(Arc<CallsEverything>);
     impl Compiler for Shared {
-        fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
-            self.0.compile(jit, request)
+        fn compile<'c>(
+            &'c self,
+            generics: &Generics,
+            request: &Request<'_>,
+        ) -> Result<Cow<'c, [u8]>, CompileError> {
+            self.0.compile(generics, request)
         }
     }
-    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), Shared(Arc::clone(&compiler)));
-    let pair = jit.instantiate(&generics_path, "Pair$Int_text").unwrap();
+    let generics =
+        Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), Shared(Arc::clone(&compiler)));
+    let pair = generics.instantiate(&generics_path, "Pair$Int_text").unwrap();
     assert_eq!(call1(pair, 0), 5);
     assert_eq!(
         *compiler.seen.lock().unwrap(),
@@ -521,13 +541,13 @@ fn a_compiler_may_call_every_library_function_from_inside_its_compile() {
             "cache resolve true"
         ]
     );
-    assert_eq!(jit.stats().instantiations, 2);
+    assert_eq!(generics.stats().instantiations, 2);
     assert_no_rwx("re-entrant requests");
 }
 
 #[test]
 fn resolve_follows_the_cache_as_modules_come_go_and_change() {
-    let dir = smf_tests::scratch("jit", "resolve-index");
+    let dir = smf_tests::scratch("generics", "resolve-index");
     let offering = |names: &[&str]| {
         let mut note =
             String::from("possible |id, template, type_args, mangled_name, required_by, can_defer|\n");
@@ -541,33 +561,34 @@ fn resolve_follows_the_cache_as_modules_come_go_and_change() {
     std::fs::write(&b, offering(&["two", "both"])).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
     let log = Arc::new(Log::default());
-    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log)));
+    let generics =
+        Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), TestCompiler(Arc::clone(&log)));
     // Nothing cached: nothing offered.
-    assert_eq!(jit.resolve("one"), Err(JitError::NotFound));
+    assert_eq!(generics.resolve("one"), Err(InstantiateError::NotFound));
     // A module cached after that miss is seen.
     cache.get(&a).unwrap();
-    assert_eq!(call1(jit.resolve("one").unwrap(), 0), 77);
-    assert_eq!(jit.resolve("two"), Err(JitError::NotFound));
+    assert_eq!(call1(generics.resolve("one").unwrap(), 0), 77);
+    assert_eq!(generics.resolve("two"), Err(InstantiateError::NotFound));
     cache.get(&b).unwrap();
     // Both offer "both": the most recently used (b) answers, and its note records it.
-    jit.resolve("both").unwrap();
+    generics.resolve("both").unwrap();
     let recorded_in = |path: &Path| {
-        let text = jit.note_sdn(path).unwrap().unwrap();
+        let text = generics.note_sdn(path).unwrap().unwrap();
         let note = NoteSdn::new(&text);
         note.table("instantiations").is_some_and(|t| t.rows().any(|r| r.field(3).unwrap().eq_str("both")))
     };
     assert!(recorded_in(&b) && !recorded_in(&a));
     // An evicted module offers nothing any more.
     assert!(cache.evict(&b));
-    assert_eq!(jit.resolve("two"), Err(JitError::NotFound));
+    assert_eq!(generics.resolve("two"), Err(InstantiateError::NotFound));
     // A replaced file offers what its new note offers.
     let next = dir.join("next.smf");
     std::fs::write(&next, offering(&["three"])).unwrap();
     std::fs::rename(&next, &a).unwrap();
     cache.set_check_every_get(true);
     cache.get(&a).unwrap();
-    assert_eq!(call1(jit.resolve("three").unwrap(), 0), 77);
-    assert_eq!(jit.resolve("nothing$here"), Err(JitError::NotFound));
+    assert_eq!(call1(generics.resolve("three").unwrap(), 0), 77);
+    assert_eq!(generics.resolve("nothing$here"), Err(InstantiateError::NotFound));
     assert_eq!(log.compiles.load(Ordering::SeqCst), 3);
 }
 
@@ -599,13 +620,14 @@ fn a_template_no_symbol_names_is_found_by_its_record_name() {
         for name in names {
             b.add_template(record(name));
         }
-        let path = smf_tests::scratch("jit", &format!("records-{tag}")).join("m.smf");
+        let path = smf_tests::scratch("generics", &format!("records-{tag}")).join("m.smf");
         std::fs::write(&path, b.build().unwrap()).unwrap();
         let cache = Arc::new(ModuleCache::new(0, 0));
         let log = Arc::new(Log::default());
-        let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), TestCompiler(Arc::clone(&log)));
+        let generics =
+            Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), TestCompiler(Arc::clone(&log)));
         // The test compiler refuses identity without its template bytes.
-        let identity = jit.instantiate(&path, "identity$i64").unwrap_or_else(|e| panic!("{tag}: {e}"));
+        let identity = generics.instantiate(&path, "identity$i64").unwrap_or_else(|e| panic!("{tag}: {e}"));
         assert_eq!(call1(identity, 11), 11, "{tag}");
         let module = cache.get(&path).unwrap();
         assert!(module.loaded().template(b"List").is_none(), "{tag}: no record of that name");
@@ -614,7 +636,7 @@ fn a_template_no_symbol_names_is_found_by_its_record_name() {
 
 #[test]
 fn the_shells_mangling_and_the_note_and_template_readers_agree() {
-    use smf::jit::{mangle, try_mangle};
+    use smf::instantiate::{mangle, try_mangle};
     use smf_format::note_sdn::mangle::{column_arguments, row_agrees};
     // Every "possible" row of the fixture (written as Simple writes them), read by the core's
     // reader: its name is its template mangled with its type arguments.
@@ -634,24 +656,24 @@ fn the_shells_mangling_and_the_note_and_template_readers_agree() {
     // Through an instantiator: each request's name is its template mangled with its type
     // arguments, the template reader finds the template by the name's base, and
     // `resolve_generic` reaches the code the name does.
-    let path = smf_tests::scratch("jit", "mangling").join("generics.smf");
+    let path = smf_tests::scratch("generics", "mangling").join("generics.smf");
     std::fs::write(&path, generics::module()).unwrap();
     let cache = Arc::new(ModuleCache::new(0, 0));
     /// A request's name, its template mangled with its type arguments, its template entry.
     type Seen = (String, String, Option<Vec<u8>>);
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = Arc::clone(&seen);
-    let compile = move |_: &Jit, r: &Request<'_>| -> Result<Vec<u8>, String> {
+    let compile = move |_: &Generics, r: &Request<'_>| -> Result<Vec<u8>, String> {
         let args: Vec<&str> = column_arguments(r.type_args).collect();
         let template = r.template_bytes.map(<[u8]>::to_vec);
         log.lock().unwrap().push((r.name.to_owned(), mangle(r.template, &args), template));
         Ok(return_const(7))
     };
-    let jit = Jit::new(Arc::clone(&cache), JitConfig::default(), compile);
-    let pair = jit.instantiate(&path, "Pair$Int_text").unwrap();
-    assert_eq!(jit.resolve_generic("Pair", &["Int", "text"]), Ok(pair));
-    let identity = jit.resolve_generic("identity", &["i64"]).unwrap();
-    assert_eq!(jit.instantiate(&path, "identity$i64"), Ok(identity));
+    let generics = Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), compile);
+    let pair = generics.instantiate(&path, "Pair$Int_text").unwrap();
+    assert_eq!(generics.resolve_generic("Pair", &["Int", "text"]), Ok(pair));
+    let identity = generics.resolve_generic("identity", &["i64"]).unwrap();
+    assert_eq!(generics.instantiate(&path, "identity$i64"), Ok(identity));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     for (name, mangled, template) in seen.iter() {

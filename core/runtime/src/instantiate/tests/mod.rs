@@ -14,7 +14,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use super::metadata::ModuleMetadata;
-use super::{Caller, CompileFailure, CompilerError, Instantiated, Instantiator, JitConfig, JitError};
+use super::{
+    Caller, CompileFailure, CompilerError, InstantiateError, Instantiated, Instantiator, InstantiatorConfig,
+};
 use crate::exec::{ExecAllocator, ExecConfig, Kernel, SimulatedKernel};
 
 /// An allocator with small regions over `kernel`.
@@ -47,14 +49,14 @@ const ALONE: Caller<'static> = Caller { thread: 1, stack: &[] };
 
 /// A compile that failed because a request for one of its dependencies did: the compiler's
 /// own error is that request's.
-fn dependency_failed(error: JitError) -> JitError {
-    JitError::Compile(CompileFailure::Compiler(CompilerError::new(error)))
+fn dependency_failed(error: InstantiateError) -> InstantiateError {
+    InstantiateError::Compile(CompileFailure::Compiler(CompilerError::new(error)))
 }
 
 /// The error a chain of compiles, each failing with its dependency's error, started from.
-fn innermost(mut error: &JitError) -> &JitError {
-    while let JitError::Compile(CompileFailure::Compiler(inner)) = error {
-        match inner.downcast_ref::<JitError>() {
+fn innermost(mut error: &InstantiateError) -> &InstantiateError {
+    while let InstantiateError::Compile(CompileFailure::Compiler(inner)) = error {
+        match inner.downcast_ref::<InstantiateError>() {
             Some(dependency) => error = dependency,
             None => break,
         }
@@ -63,17 +65,22 @@ fn innermost(mut error: &JitError) -> &JitError {
 }
 
 /// Instantiates `name` offering everything, compiling to `return_const(value)`.
-fn simple(jit: &Instantiator, name: &str, caller: Caller<'_>, value: u16) -> Result<Instantiated, JitError> {
-    jit.instantiate(name, caller, || Ok(Some(())), |()| Ok(return_const(value)))
+fn simple(
+    instantiator: &Instantiator,
+    name: &str,
+    caller: Caller<'_>,
+    value: u16,
+) -> Result<Instantiated, InstantiateError> {
+    instantiator.instantiate(name, caller, || Ok(Some(())), |()| Ok(return_const(value)))
 }
 
 #[test]
 fn a_second_request_gets_the_same_address_without_compiling() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let compiles = AtomicUsize::new(0);
     let request = || {
-        jit.instantiate(
+        instantiator.instantiate(
             "id$i64",
             ALONE,
             || Ok(Some(())),
@@ -88,51 +95,69 @@ fn a_second_request_gets_the_same_address_without_compiling() {
     assert!(first.compiled && !second.compiled);
     assert_eq!(first.address, second.address);
     assert_eq!(compiles.load(Ordering::Relaxed), 1);
-    assert_eq!(jit.lookup("id$i64"), Some(first.address));
-    let stats = jit.stats();
+    assert_eq!(instantiator.lookup("id$i64"), Some(first.address));
+    let stats = instantiator.stats();
     assert_eq!(
         (stats.instantiations, stats.cache_hits, stats.code_bytes),
         (1, 1, return_const(7).len() as u64)
     );
-    assert!(!jit.uses_arena(), "the simulation has no shared memory: batches");
+    assert!(!instantiator.uses_arena(), "the simulation has no shared memory: batches");
 }
 
 #[test]
 fn checks_come_in_the_documented_order() {
     // Disabled: not found, even for what is offered.
     let exec = simulated!();
-    let off = Instantiator::new(&exec, JitConfig { enabled: false, ..JitConfig::default() });
-    assert_eq!(simple(&off, "a", ALONE, 1), Err(JitError::NotFound));
+    let off =
+        Instantiator::new(&exec, InstantiatorConfig { enabled: false, ..InstantiatorConfig::default() });
+    assert_eq!(simple(&off, "a", ALONE, 1), Err(InstantiateError::NotFound));
     // Depth at the limit: depth exceeded, before anything else (even a cached name).
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig { max_depth: 2, ..JitConfig::default() });
-    simple(&jit, "cached", ALONE, 1).unwrap();
+    let instantiator =
+        Instantiator::new(&exec, InstantiatorConfig { max_depth: 2, ..InstantiatorConfig::default() });
+    simple(&instantiator, "cached", ALONE, 1).unwrap();
     let deep: Vec<Box<str>> = vec!["x".into(), "y".into()];
     let at_limit = Caller { thread: 1, stack: &deep };
-    assert_eq!(simple(&jit, "cached", at_limit, 1), Err(JitError::DepthExceeded { limit: 2 }));
-    assert!(JitError::DepthExceeded { limit: 2 }.to_string().contains('2'));
+    assert_eq!(
+        simple(&instantiator, "cached", at_limit, 1),
+        Err(InstantiateError::DepthExceeded { limit: 2 })
+    );
+    assert!(InstantiateError::DepthExceeded { limit: 2 }.to_string().contains('2'));
     // Already instantiated beats in progress.
     let shallow: Vec<Box<str>> = vec!["x".into()];
     let one_deep = Caller { thread: 1, stack: &shallow };
-    assert!(simple(&jit, "cached", one_deep, 1).is_ok());
+    assert!(simple(&instantiator, "cached", one_deep, 1).is_ok());
     // In progress on this thread: circular, before the plan is asked.
-    let err =
-        jit.instantiate("x", one_deep, || -> Result<Option<()>, _> { panic!("not asked") }, |()| Ok([0xC3]));
-    assert_eq!(err, Err(JitError::Circular { cycle: vec!["x".into(), "x".into()] }));
+    let err = instantiator.instantiate(
+        "x",
+        one_deep,
+        || -> Result<Option<()>, _> { panic!("not asked") },
+        |()| Ok([0xC3]),
+    );
+    assert_eq!(err, Err(InstantiateError::Circular { cycle: vec!["x".into(), "x".into()] }));
     // Not offered: not found, and the compiler is not called.
-    let err =
-        jit.instantiate("z", ALONE, || Ok(None::<()>), |()| -> Result<[u8; 1], _> { panic!("not called") });
-    assert_eq!(err, Err(JitError::NotFound));
+    let err = instantiator.instantiate(
+        "z",
+        ALONE,
+        || Ok(None::<()>),
+        |()| -> Result<[u8; 1], _> { panic!("not called") },
+    );
+    assert_eq!(err, Err(InstantiateError::NotFound));
 }
 
 #[test]
 fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig { max_depth: 4, ..JitConfig::default() });
+    let instantiator =
+        Instantiator::new(&exec, InstantiatorConfig { max_depth: 4, ..InstantiatorConfig::default() });
     // a needs b, b needs c, c needs a: the request for a inside c's compile is circular.
-    fn request(jit: &Instantiator, name: &str, stack: &mut Vec<Box<str>>) -> Result<Instantiated, JitError> {
+    fn request(
+        instantiator: &Instantiator,
+        name: &str,
+        stack: &mut Vec<Box<str>>,
+    ) -> Result<Instantiated, InstantiateError> {
         let caller = Caller { thread: 9, stack: &stack.clone() };
-        jit.instantiate(
+        instantiator.instantiate(
             name,
             caller,
             || Ok(Some(())),
@@ -145,7 +170,7 @@ fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit()
                 };
                 if let Some(next) = next {
                     stack.push(name.into());
-                    let inner = request(jit, next, stack);
+                    let inner = request(instantiator, next, stack);
                     stack.pop();
                     inner.map_err(dependency_failed)?;
                 }
@@ -153,35 +178,39 @@ fn a_compiler_asking_for_its_own_dependencies_finds_cycles_and_the_depth_limit()
             },
         )
     }
-    let err = request(&jit, "a", &mut Vec::new()).unwrap_err();
+    let err = request(&instantiator, "a", &mut Vec::new()).unwrap_err();
     // a's compile failed with b's error, b's with c's, c's with the circular request's: each
     // compiler's own error comes back typed.
     let cycle = vec!["a".into(), "b".into(), "c".into(), "a".into()];
-    assert_eq!(innermost(&err), &JitError::Circular { cycle }, "{err:?}");
+    assert_eq!(innermost(&err), &InstantiateError::Circular { cycle }, "{err:?}");
     let message = err.to_string();
     assert!(message.contains("circular instantiation: a -> b -> c -> a"), "{message}");
-    assert_eq!(jit.lookup("a"), None);
-    assert_eq!(jit.stats().compile_failures, 3);
+    assert_eq!(instantiator.lookup("a"), None);
+    assert_eq!(instantiator.stats().compile_failures, 3);
 
     // A chain deeper than the limit: the fifth level is refused, naming the limit.
-    fn chain(jit: &Instantiator, level: u32, stack: &mut Vec<Box<str>>) -> Result<Instantiated, JitError> {
+    fn chain(
+        instantiator: &Instantiator,
+        level: u32,
+        stack: &mut Vec<Box<str>>,
+    ) -> Result<Instantiated, InstantiateError> {
         let name = alloc::format!("level{level}");
         let caller = Caller { thread: 9, stack: &stack.clone() };
-        jit.instantiate(
+        instantiator.instantiate(
             &name,
             caller,
             || Ok(Some(())),
             |()| {
                 stack.push(name.as_str().into());
-                let inner = chain(jit, level + 1, stack);
+                let inner = chain(instantiator, level + 1, stack);
                 stack.pop();
                 inner.map_err(dependency_failed)?;
                 Ok(return_const(2))
             },
         )
     }
-    let err = chain(&jit, 0, &mut Vec::new()).unwrap_err();
-    assert_eq!(innermost(&err), &JitError::DepthExceeded { limit: 4 }, "{err:?}");
+    let err = chain(&instantiator, 0, &mut Vec::new()).unwrap_err();
+    assert_eq!(innermost(&err), &InstantiateError::DepthExceeded { limit: 4 }, "{err:?}");
     assert!(err.to_string().contains("maximum instantiation depth 4 exceeded"), "{err}");
 }
 
@@ -200,53 +229,64 @@ impl core::error::Error for TypeError {}
 #[test]
 fn failures_are_not_kept_and_the_limit_counts_what_is_installed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig { max_instantiations: 2, ..JitConfig::default() });
-    let type_error = JitError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("f"))));
-    let fail =
-        jit.instantiate("f", ALONE, || Ok(Some(())), |()| -> Result<Vec<u8>, _> { Err(type_error.clone()) });
+    let instantiator = Instantiator::new(
+        &exec,
+        InstantiatorConfig { max_instantiations: 2, ..InstantiatorConfig::default() },
+    );
+    let type_error = InstantiateError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("f"))));
+    let fail = instantiator.instantiate(
+        "f",
+        ALONE,
+        || Ok(Some(())),
+        |()| -> Result<Vec<u8>, _> { Err(type_error.clone()) },
+    );
     assert_eq!(fail, Err(type_error), "the compiler's own error, shared");
-    let Err(JitError::Compile(CompileFailure::Compiler(error))) = &fail else { panic!("{fail:?}") };
+    let Err(InstantiateError::Compile(CompileFailure::Compiler(error))) = &fail else { panic!("{fail:?}") };
     assert_eq!(error.downcast_ref::<TypeError>(), Some(&TypeError("f")));
     assert_eq!(fail.unwrap_err().to_string(), "compile failed: f does not type-check");
-    let empty = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(Vec::new()));
-    assert_eq!(empty, Err(JitError::Compile(CompileFailure::NoCode)));
-    assert!(simple(&jit, "f", ALONE, 3).unwrap().compiled, "a failure is retried by the next request");
-    simple(&jit, "g", ALONE, 4).unwrap();
-    assert_eq!(simple(&jit, "h", ALONE, 5), Err(JitError::LimitReached { limit: 2 }));
-    assert_eq!(jit.stats().compile_failures, 2);
+    let empty = instantiator.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(Vec::new()));
+    assert_eq!(empty, Err(InstantiateError::Compile(CompileFailure::NoCode)));
+    assert!(
+        simple(&instantiator, "f", ALONE, 3).unwrap().compiled,
+        "a failure is retried by the next request"
+    );
+    simple(&instantiator, "g", ALONE, 4).unwrap();
+    assert_eq!(simple(&instantiator, "h", ALONE, 5), Err(InstantiateError::LimitReached { limit: 2 }));
+    assert_eq!(instantiator.stats().compile_failures, 2);
 }
 
 #[test]
 fn threads_asking_for_one_name_share_one_compile() {
     const THREADS: usize = 4;
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let compiles = AtomicUsize::new(0);
     let barrier = Barrier::new(THREADS);
     let addresses: Vec<usize> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS as u64)
             .map(|thread| {
-                let (jit, compiles, barrier) = (&jit, &compiles, &barrier);
+                let (instantiator, compiles, barrier) = (&instantiator, &compiles, &barrier);
                 s.spawn(move || {
                     barrier.wait();
                     let caller = Caller { thread, stack: &[] };
-                    jit.instantiate(
-                        "shared",
-                        caller,
-                        || Ok(Some(())),
-                        |()| {
-                            compiles.fetch_add(1, Ordering::SeqCst);
-                            // Long enough for the others to arrive and wait.
-                            std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) {
-                                1
-                            } else {
-                                50
-                            }));
-                            Ok(return_const(11))
-                        },
-                    )
-                    .unwrap()
-                    .address
+                    instantiator
+                        .instantiate(
+                            "shared",
+                            caller,
+                            || Ok(Some(())),
+                            |()| {
+                                compiles.fetch_add(1, Ordering::SeqCst);
+                                // Long enough for the others to arrive and wait.
+                                std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) {
+                                    1
+                                } else {
+                                    50
+                                }));
+                                Ok(return_const(11))
+                            },
+                        )
+                        .unwrap()
+                        .address
                 })
             })
             .collect();
@@ -254,23 +294,24 @@ fn threads_asking_for_one_name_share_one_compile() {
     });
     assert_eq!(compiles.load(Ordering::SeqCst), 1);
     assert!(addresses.iter().all(|&a| a == addresses[0]));
-    assert_eq!(jit.stats().instantiations, 1);
+    assert_eq!(instantiator.stats().instantiations, 1);
 }
 
 #[test]
 #[cfg_attr(miri, ignore = "builds 64 MiB of code, too slow interpreted; runs natively in cargo test")]
 fn code_over_the_limit_is_refused() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    let huge = jit.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(vec![0xC3; super::MAX_CODE + 1]));
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    let huge =
+        instantiator.instantiate("f", ALONE, || Ok(Some(())), |()| Ok(vec![0xC3; super::MAX_CODE + 1]));
     let bytes = super::MAX_CODE + 1;
-    assert_eq!(huge, Err(JitError::Compile(CompileFailure::TooMuchCode { bytes })));
+    assert_eq!(huge, Err(InstantiateError::Compile(CompileFailure::TooMuchCode { bytes })));
     let message = huge.unwrap_err().to_string();
     assert!(
         message.ends_with(&alloc::format!("{bytes} bytes of code (at most {})", super::MAX_CODE)),
         "{message}"
     );
-    assert_eq!(jit.stats().code_bytes, 0);
+    assert_eq!(instantiator.stats().code_bytes, 0);
 }
 
 #[test]
@@ -278,31 +319,32 @@ fn threads_compile_different_names_side_by_side() {
     // Each compile waits (up to a deadline) until both are inside their compiles at once:
     // if compiles were serialized, neither would see the other.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let inside = AtomicUsize::new(0);
     let overlapped: Vec<bool> = std::thread::scope(|s| {
         let handles: Vec<_> = [(1u64, "p"), (2, "q")]
             .into_iter()
             .map(|(thread, name)| {
-                let (jit, inside) = (&jit, &inside);
+                let (instantiator, inside) = (&instantiator, &inside);
                 s.spawn(move || {
                     let mut saw_both = false;
                     let caller = Caller { thread, stack: &[] };
-                    jit.instantiate(
-                        name,
-                        caller,
-                        || Ok(Some(())),
-                        |()| {
-                            inside.fetch_add(1, Ordering::SeqCst);
-                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                            while !saw_both && std::time::Instant::now() < deadline {
-                                saw_both = inside.load(Ordering::SeqCst) == 2;
-                                std::thread::yield_now();
-                            }
-                            Ok(return_const(3))
-                        },
-                    )
-                    .unwrap();
+                    instantiator
+                        .instantiate(
+                            name,
+                            caller,
+                            || Ok(Some(())),
+                            |()| {
+                                inside.fetch_add(1, Ordering::SeqCst);
+                                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                                while !saw_both && std::time::Instant::now() < deadline {
+                                    saw_both = inside.load(Ordering::SeqCst) == 2;
+                                    std::thread::yield_now();
+                                }
+                                Ok(return_const(3))
+                            },
+                        )
+                        .unwrap();
                     saw_both
                 })
             })
@@ -310,21 +352,21 @@ fn threads_compile_different_names_side_by_side() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(overlapped, [true, true]);
-    assert_eq!(jit.stats().instantiations, 2);
+    assert_eq!(instantiator.stats().instantiations, 2);
 }
 
 #[test]
 fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
     // Thread 1 compiles x and needs y; thread 2 compiles y and needs x.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let both_compiling = Barrier::new(2);
-    let results: Vec<Result<Instantiated, JitError>> = std::thread::scope(|s| {
+    let results: Vec<Result<Instantiated, InstantiateError>> = std::thread::scope(|s| {
         let spawn = |thread: u64, mine: &'static str, theirs: &'static str| {
-            let (jit, barrier) = (&jit, &both_compiling);
+            let (instantiator, barrier) = (&instantiator, &both_compiling);
             s.spawn(move || {
                 let caller = Caller { thread, stack: &[] };
-                jit.instantiate(
+                instantiator.instantiate(
                     mine,
                     caller,
                     || Ok(Some(())),
@@ -332,7 +374,7 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
                         barrier.wait();
                         let stack: Vec<Box<str>> = vec![mine.into()];
                         let inner = Caller { thread, stack: &stack };
-                        simple(jit, theirs, inner, 1).map_err(dependency_failed)?;
+                        simple(instantiator, theirs, inner, 1).map_err(dependency_failed)?;
                         Ok(return_const(2))
                     },
                 )
@@ -345,7 +387,7 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
     // Whichever asked second saw the cycle; its failure reached the other (who waited for it).
     for result in &results {
         let Err(error) = result else { panic!("{results:?}") };
-        assert!(matches!(innermost(error), JitError::Circular { .. }), "{results:?}");
+        assert!(matches!(innermost(error), InstantiateError::Circular { .. }), "{results:?}");
     }
     let messages: String = results.iter().map(|r| r.as_ref().unwrap_err().to_string()).collect();
     assert!(messages.contains("x -> y -> x") || messages.contains("y -> x -> y"), "{messages}");
@@ -358,13 +400,13 @@ fn a_wait_that_would_close_a_cycle_across_threads_is_circular() {
 )]
 fn over_the_real_kernel_code_goes_to_the_arena_and_runs() {
     let exec = allocator(&crate::exec::LINUX);
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let mut addresses = Vec::new();
     for value in 0..500u16 {
         let name = alloc::format!("f{value}");
-        addresses.push(simple(&jit, &name, ALONE, value).unwrap().address);
+        addresses.push(simple(&instantiator, &name, ALONE, value).unwrap().address);
     }
-    assert!(jit.uses_arena());
+    assert!(instantiator.uses_arena());
     for (value, &address) in addresses.iter().enumerate() {
         // SAFETY: the instantiator installed `return_const(value)` there and lives.
         let f: extern "C" fn() -> u64 = unsafe { core::mem::transmute(address) };
@@ -404,11 +446,11 @@ mod published;
 fn a_module_failure_keeps_the_loaders_type_and_clones_share_it() {
     use super::ModuleUnavailable;
     let format = smf_format::Error::new(smf_format::ErrorKind::BadMagic, 0);
-    let error = JitError::Module(ModuleUnavailable::new(format));
-    let JitError::Module(module) = &error else { panic!() };
+    let error = InstantiateError::Module(ModuleUnavailable::new(format));
+    let InstantiateError::Module(module) = &error else { panic!() };
     assert_eq!(module.downcast_ref::<smf_format::Error>(), Some(&format));
     assert_eq!(error.clone(), error, "a clone is the same failure");
-    assert_ne!(JitError::Module(ModuleUnavailable::new(format)), error, "another failure is not");
+    assert_ne!(InstantiateError::Module(ModuleUnavailable::new(format)), error, "another failure is not");
     assert_eq!(error.to_string(), alloc::format!("module unavailable: {format}"));
     let source = core::error::Error::source(&error).map(ToString::to_string);
     assert_eq!(source, Some(format.to_string()));
@@ -417,18 +459,18 @@ fn a_module_failure_keeps_the_loaders_type_and_clones_share_it() {
 #[test]
 fn a_compilers_error_keeps_its_type_boxed_or_not_and_clones_share_it() {
     let boxed: Box<dyn core::error::Error + Send + Sync> = Box::new(TypeError("g"));
-    let error = JitError::Compile(CompileFailure::Compiler(CompilerError::from(boxed)));
-    let JitError::Compile(CompileFailure::Compiler(compiler)) = &error else { panic!() };
+    let error = InstantiateError::Compile(CompileFailure::Compiler(CompilerError::from(boxed)));
+    let InstantiateError::Compile(CompileFailure::Compiler(compiler)) = &error else { panic!() };
     assert_eq!(compiler.downcast_ref::<TypeError>(), Some(&TypeError("g")), "the boxed type, not the box");
     assert_eq!(error.clone(), error, "a clone is the same failure");
-    let again = JitError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("g"))));
+    let again = InstantiateError::Compile(CompileFailure::Compiler(CompilerError::new(TypeError("g"))));
     assert_ne!(again, error, "another failure is not");
     assert_eq!(error.to_string(), "compile failed: g does not type-check");
     let source = core::error::Error::source(&error).map(ToString::to_string);
     assert_eq!(source, Some("g does not type-check".into()));
     assert_eq!(
-        JitError::Compile(CompileFailure::Panicked).to_string(),
+        InstantiateError::Compile(CompileFailure::Panicked).to_string(),
         "compile failed: the compiler panicked"
     );
-    assert!(core::error::Error::source(&JitError::Compile(CompileFailure::NoCode)).is_none());
+    assert!(core::error::Error::source(&InstantiateError::Compile(CompileFailure::NoCode)).is_none());
 }

@@ -1,16 +1,16 @@
-//! Load-time instantiation over a module cache: [`Jit`] finds what a module's note.sdn
+//! Load-time instantiation over a module cache: [`Generics`] finds what a module's note.sdn
 //! "possible" table offers, hands the template to the runtime's [`Compiler`], and keeps the
 //! code (the core's [`Instantiator`] installs it, W^X, and keeps one copy per name).
 //!
 //! Names are global, as in the runtime's symbol table: a name instantiated once is the same
 //! code whichever module a later request names. This thread's chain of instantiations (the
-//! compiler asking for its dependencies re-entrantly) is kept per thread and per `Jit`, which
+//! compiler asking for its dependencies re-entrantly) is kept per thread and per `Generics`, which
 //! is where cycles and the depth limit are found.
 //!
-//! Lifetimes: instantiated code lives until its `Jit` is dropped. A `Jit` keeps every module
+//! Lifetimes: instantiated code lives until its `Generics` is dropped. A `Generics` keeps every module
 //! it instantiated from (the compiler's code may call into it), so evicting such a module from
 //! the cache, or reloading its file, never pulls code from under instantiated functions; both
-//! are freed with the `Jit`. A module whose file changed offers what its new note.sdn offers;
+//! are freed with the `Generics`. A module whose file changed offers what its new note.sdn offers;
 //! names already instantiated keep their code.
 
 use std::borrow::Cow;
@@ -25,10 +25,10 @@ use crate::sync::lock;
 use smf_format::note_sdn::mangle::{mangled_len, write_mangled};
 use smf_runtime::exec::Function;
 use smf_runtime::file::ReadError;
-use smf_runtime::jit::metadata::{ModuleMetadata, Possible};
-use smf_runtime::jit::{
-    Begun, Caller, CompileFailure, CompilerError, Instantiator, JitConfig, JitError, JitStats,
-    ModuleUnavailable, Staging,
+use smf_runtime::instantiate::metadata::{ModuleMetadata, Possible};
+use smf_runtime::instantiate::{
+    Begun, Caller, CompileFailure, CompilerError, InstantiateError, Instantiator, InstantiatorConfig,
+    InstantiatorStats, ModuleUnavailable, Staging,
 };
 
 use crate::cache::ModuleCache;
@@ -57,25 +57,33 @@ pub struct Request<'a> {
 }
 
 /// Why the compiler made no code: its own error, of any type (a `String` converts). It becomes
-/// [`JitError::Compile`]'s [`CompileFailure::Compiler`], kept typed (a [`CompilerError`]: its
+/// [`InstantiateError::Compile`]'s [`CompileFailure::Compiler`], kept typed (a [`CompilerError`]: its
 /// `downcast_ref` gives back the compiler's own type) and recorded for every thread that waited
 /// for the name.
 pub type CompileError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The runtime's compiler: machine code for a request. It may call [`Jit::instantiate`] (or
+/// The runtime's compiler: machine code for a request. It may call [`Generics::instantiate`] (or
 /// resolve) for the dependencies it needs, on the same thread.
 pub trait Compiler: Send + Sync {
     /// The code for `request`, or why not.
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError>;
+    fn compile<'c>(
+        &'c self,
+        generics: &Generics,
+        request: &Request<'_>,
+    ) -> Result<Cow<'c, [u8]>, CompileError>;
 }
 
 impl<F, E> Compiler for F
 where
-    F: Fn(&Jit, &Request<'_>) -> Result<Vec<u8>, E> + Send + Sync,
+    F: Fn(&Generics, &Request<'_>) -> Result<Vec<u8>, E> + Send + Sync,
     E: Into<CompileError>,
 {
-    fn compile<'c>(&'c self, jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
-        self(jit, request).map(Cow::Owned).map_err(Into::into)
+    fn compile<'c>(
+        &'c self,
+        generics: &Generics,
+        request: &Request<'_>,
+    ) -> Result<Cow<'c, [u8]>, CompileError> {
+        self(generics, request).map(Cow::Owned).map_err(Into::into)
     }
 }
 
@@ -88,11 +96,11 @@ pub fn mangle(base: &str, type_args: &[&str]) -> String {
 }
 
 /// [`mangle`], out of memory an error instead of an abort.
-pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, JitError> {
+pub fn try_mangle(base: &str, type_args: &[&str]) -> Result<String, InstantiateError> {
     let args = || type_args.iter().copied();
-    let len = mangled_len(base, args()).ok_or(JitError::OutOfMemory { bytes: usize::MAX })?;
+    let len = mangled_len(base, args()).ok_or(InstantiateError::OutOfMemory { bytes: usize::MAX })?;
     let mut name = String::new();
-    name.try_reserve_exact(len).map_err(|_| JitError::OutOfMemory { bytes: len })?;
+    name.try_reserve_exact(len).map_err(|_| InstantiateError::OutOfMemory { bytes: len })?;
     let _ = write_mangled(&mut name, base, args());
     Ok(name)
 }
@@ -123,24 +131,24 @@ struct Plan {
 /// use std::sync::Arc;
 ///
 /// use smf::cache::ModuleCache;
-/// use smf::jit::{Jit, Request};
-/// use smf::runtime::jit::JitConfig;
+/// use smf::instantiate::{Generics, Request};
+/// use smf::runtime::instantiate::InstantiatorConfig;
 ///
 /// // The runtime's compiler: machine code for the template a request names (here, x86-64's
 /// // `mov rax, rdi; ret` for identity, whatever the type).
-/// let compile = |_: &Jit, request: &Request<'_>| match request.template {
+/// let compile = |_: &Generics, request: &Request<'_>| match request.template {
 ///     "identity" => Ok(vec![0x48, 0x89, 0xF8, 0xC3]),
 ///     other => Err(format!("no template {other}")),
 /// };
-/// let jit = Jit::new(Arc::new(ModuleCache::new(0, 0)), JitConfig::default(), compile);
+/// let generics = Generics::new(Arc::new(ModuleCache::new(0, 0)), InstantiatorConfig::default(), compile);
 /// let path = std::path::Path::new("../examples/generics.smf");
 /// // SAFETY: the compiler above emits `fn(i64) -> i64` for identity.
-/// let identity = unsafe { jit.function::<extern "C" fn(i64) -> i64>(path, "identity$i64") }?;
+/// let identity = unsafe { generics.function::<extern "C" fn(i64) -> i64>(path, "identity$i64") }?;
 /// # #[cfg(target_arch = "x86_64")]
 /// assert_eq!(identity.get()(7), 7);
-/// # Ok::<(), smf::runtime::jit::JitError>(())
+/// # Ok::<(), smf::runtime::instantiate::InstantiateError>(())
 /// ```
-pub struct Jit {
+pub struct Generics {
     /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
     /// before the code is freed with the instantiator).
     described: Mutex<Vec<crate::debug::Registration>>,
@@ -152,32 +160,32 @@ pub struct Jit {
     index: Mutex<OfferIndex>,
     /// Modules instantiated from, kept while the code lives.
     kept: Mutex<Vec<Arc<SharedModule>>>,
-    /// Tells this `Jit`'s per-thread stacks from other `Jit`s'.
+    /// Tells this `Generics`'s per-thread stacks from other `Generics`s'.
     id: u64,
 }
 
-impl std::fmt::Debug for Jit {
+impl std::fmt::Debug for Generics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jit").field("instantiator", &self.instantiator).finish_non_exhaustive()
+        f.debug_struct("Generics").field("instantiator", &self.instantiator).finish_non_exhaustive()
     }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// Names this thread is instantiating, per `Jit` id, outermost first. Its address is the
+    /// Names this thread is instantiating, per `Generics` id, outermost first. Its address is the
     /// thread's token for the instantiator: unique among live threads (a token is only ever
     /// compared with those of threads compiling or waiting now).
     static STACKS: RefCell<Vec<(u64, Vec<Box<str>>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Pushes a name on this thread's stack for a `Jit` while alive; pops it when dropped (also
+/// Pushes a name on this thread's stack for a `Generics` while alive; pops it when dropped (also
 /// when the compiler panics).
 struct Pushed(u64);
 
 impl Pushed {
     fn new(id: u64, name: &str) -> Self {
-        STACKS.with_borrow_mut(|stacks| match stacks.iter_mut().find(|(jit, _)| *jit == id) {
+        STACKS.with_borrow_mut(|stacks| match stacks.iter_mut().find(|(generics, _)| *generics == id) {
             Some((_, stack)) => stack.push(name.into()),
             None => stacks.push((id, vec![name.into()])),
         });
@@ -188,7 +196,7 @@ impl Pushed {
 impl Drop for Pushed {
     fn drop(&mut self) {
         STACKS.with_borrow_mut(|stacks| {
-            if let Some(at) = stacks.iter().position(|(jit, _)| *jit == self.0) {
+            if let Some(at) = stacks.iter().position(|(generics, _)| *generics == self.0) {
                 stacks[at].1.pop();
                 if stacks[at].1.is_empty() {
                     stacks.swap_remove(at);
@@ -198,9 +206,13 @@ impl Drop for Pushed {
     }
 }
 
-impl Jit {
+impl Generics {
     /// Instantiation over `cache`'s modules with `config`, compiling with `compiler`.
-    pub fn new(cache: Arc<ModuleCache>, config: JitConfig, compiler: impl Compiler + 'static) -> Self {
+    pub fn new(
+        cache: Arc<ModuleCache>,
+        config: InstantiatorConfig,
+        compiler: impl Compiler + 'static,
+    ) -> Self {
         Self {
             described: Mutex::new(Vec::new()),
             cache,
@@ -214,24 +226,24 @@ impl Jit {
     }
 
     /// Its settings.
-    pub fn config(&self) -> JitConfig {
+    pub fn config(&self) -> InstantiatorConfig {
         self.instantiator.config()
     }
 
     /// Its counters.
-    pub fn stats(&self) -> JitStats {
+    pub fn stats(&self) -> InstantiatorStats {
         self.instantiator.stats()
     }
 
-    /// Limits the number of instantiations kept (more fail with [`JitError::LimitReached`]).
+    /// Limits the number of instantiations kept (more fail with [`InstantiateError::LimitReached`]).
     pub fn set_max_instantiations(&self, limit: usize) {
         self.instantiator.set_max_instantiations(limit);
     }
 
     /// The code of `name` as the module at `path` offers it, compiled on first request (see
-    /// the module documentation of [`smf_runtime::jit`] for the order of checks). A name already
+    /// the module documentation of [`smf_runtime::instantiate`] for the order of checks). A name already
     /// instantiated is returned whatever `path` says.
-    pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, JitError> {
+    pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, InstantiateError> {
         let begun =
             self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {
@@ -246,7 +258,7 @@ impl Jit {
         Ok(address)
     }
 
-    /// [`Jit::instantiate`] of each of `names` from the module at `path`, the code of all those
+    /// [`Generics::instantiate`] of each of `names` from the module at `path`, the code of all those
     /// compiled here installed together (one write into executable memory, or one sealed
     /// batch, instead of one per name): each name's outcome, in order. A name already
     /// instantiated is answered at once; one being compiled by another thread is waited for
@@ -257,36 +269,37 @@ impl Jit {
         &self,
         path: &Path,
         names: &[&str],
-    ) -> Result<Vec<Result<usize, JitError>>, JitError> {
+    ) -> Result<Vec<Result<usize, InstantiateError>>, InstantiateError> {
         let (mut answers, mut outcomes) = (Vec::new(), Vec::new());
-        let bytes = names.len().saturating_mul(2 * std::mem::size_of::<Result<Answer, JitError>>());
-        answers.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
-        outcomes.try_reserve_exact(names.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
+        let bytes = names.len().saturating_mul(2 * std::mem::size_of::<Result<Answer, InstantiateError>>());
+        answers.try_reserve_exact(names.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
+        outcomes.try_reserve_exact(names.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
         let thread = self.with_caller(|caller| Ok(caller.thread))?;
         let staging = self.instantiator.staging(thread);
         // Once the module fails to load (or memory runs out), the names after it are not
         // tried again: those instantiated already answer, the others get that error.
-        let mut module_failure: Option<JitError> = None;
+        let mut module_failure: Option<InstantiateError> = None;
         for &name in names {
-            let answer: Result<Answer, JitError> = match &module_failure {
+            let answer: Result<Answer, InstantiateError> = match &module_failure {
                 Some(error) => self
                     .with_caller(|caller| self.instantiator.cached(name.as_bytes(), caller))
                     .and_then(|found| found.map(Answer::Ready).ok_or_else(|| error.clone())),
                 None => self.stage(path, name, &staging),
             };
-            if let Err(error @ (JitError::Module(_) | JitError::OutOfMemory { .. })) = &answer {
+            if let Err(error @ (InstantiateError::Module(_) | InstantiateError::OutOfMemory { .. })) = &answer
+            {
                 module_failure.get_or_insert_with(|| error.clone());
             }
             answers.push(answer);
         }
         let _ = staging.finish();
-        let outcome = |(name, answer): (&&str, Result<Answer, JitError>)| match answer? {
+        let outcome = |(name, answer): (&&str, Result<Answer, InstantiateError>)| match answer? {
             Answer::Ready(address) => Ok(address),
             Answer::Staged(module, len) => match self.instantiator.outcome(name) {
                 Some(Ok(address)) => self.installed(path, name, &module, address, len).map(|()| address),
                 Some(Err(error)) => Err(error),
                 // Neither published nor its failure recorded: only memory stops both.
-                None => Err(JitError::OutOfMemory { bytes: 0 }),
+                None => Err(InstantiateError::OutOfMemory { bytes: 0 }),
             },
         };
         outcomes.extend(names.iter().zip(answers).map(outcome));
@@ -294,7 +307,12 @@ impl Jit {
     }
 
     /// One name of a batch: its address if it is there, or its code compiled and staged.
-    fn stage(&self, path: &Path, name: &str, staging: &Staging<'_, 'static>) -> Result<Answer, JitError> {
+    fn stage(
+        &self,
+        path: &Path,
+        name: &str,
+        staging: &Staging<'_, 'static>,
+    ) -> Result<Answer, InstantiateError> {
         let begun =
             self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {
@@ -332,7 +350,7 @@ impl Jit {
         module: &Arc<SharedModule>,
         address: usize,
         len: usize,
-    ) -> Result<(), JitError> {
+    ) -> Result<(), InstantiateError> {
         self.keep(module);
         let arch = module.loaded().arch();
         let registration = crate::debug::register_function(name.as_bytes(), address, len, arch, path);
@@ -349,18 +367,22 @@ impl Jit {
         Ok(())
     }
 
-    /// [`Jit::instantiate`], as the function pointer type `F`, borrowing the `Jit` so that the
+    /// [`Generics::instantiate`], as the function pointer type `F`, borrowing the `Generics` so that the
     /// code lives while the handle does.
     ///
     /// # Safety
     /// `F` is an `extern "C" fn` type whose signature is the instantiated function's (what the
     /// compiler emitted for `name`).
     #[allow(unsafe_code)]
-    pub unsafe fn function<F: Copy>(&self, path: &Path, name: &str) -> Result<Function<'_, F>, JitError> {
+    pub unsafe fn function<F: Copy>(
+        &self,
+        path: &Path,
+        name: &str,
+    ) -> Result<Function<'_, F>, InstantiateError> {
         self.instantiate(path, name)?;
         // SAFETY: forwarded to our caller's contract.
         let function = unsafe { self.instantiator.function::<F>(name) };
-        function.ok_or(JitError::Compile(CompileFailure::NotAFunctionPointer))
+        function.ok_or(InstantiateError::Compile(CompileFailure::NotAFunctionPointer))
     }
 
     /// The instantiator underneath (its code, counters and lock-free lookups).
@@ -368,23 +390,26 @@ impl Jit {
         &self.instantiator
     }
 
-    /// The first checks of [`Jit::instantiate`] without a lock or the module: disabled, the
+    /// The first checks of [`Generics::instantiate`] without a lock or the module: disabled, the
     /// depth limit, then the address if `name` is instantiated (`Ok(None)` if not yet).
-    pub fn instantiated(&self, name: &[u8]) -> Result<Option<usize>, JitError> {
+    pub fn instantiated(&self, name: &[u8]) -> Result<Option<usize>, InstantiateError> {
         self.with_caller(|caller| self.instantiator.cached(name, caller))
     }
 
     /// Runs `f` with this thread as the instantiator's caller (its token and its stack of
-    /// names being instantiated by this `Jit`). The stack is copied, not borrowed, while `f`
+    /// names being instantiated by this `Generics`). The stack is copied, not borrowed, while `f`
     /// runs: `f` may load a module whose resolver re-enters the library on this thread.
-    fn with_caller<T>(&self, f: impl FnOnce(Caller<'_>) -> Result<T, JitError>) -> Result<T, JitError> {
+    fn with_caller<T>(
+        &self,
+        f: impl FnOnce(Caller<'_>) -> Result<T, InstantiateError>,
+    ) -> Result<T, InstantiateError> {
         let (thread, stack) = STACKS.with(|cell| {
             let thread = std::ptr::from_ref(cell) as u64;
             let stacks = cell.borrow();
             let mut copy: Vec<Box<str>> = Vec::new();
-            if let Some((_, stack)) = stacks.iter().find(|(jit, _)| *jit == self.id) {
+            if let Some((_, stack)) = stacks.iter().find(|(generics, _)| *generics == self.id) {
                 let bytes = stack.len().saturating_mul(std::mem::size_of::<Box<str>>());
-                copy.try_reserve_exact(stack.len()).map_err(|_| JitError::OutOfMemory { bytes })?;
+                copy.try_reserve_exact(stack.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
                 copy.extend(stack.iter().cloned());
             }
             Ok((thread, copy))
@@ -392,13 +417,13 @@ impl Jit {
         f(Caller { thread, stack: &stack })
     }
 
-    /// Whether this thread is inside a compile of this `Jit` (its callback running).
+    /// Whether this thread is inside a compile of this `Generics` (its callback running).
     pub fn compiling_here(&self) -> bool {
-        STACKS.with_borrow(|stacks| stacks.iter().any(|(jit, _)| *jit == self.id))
+        STACKS.with_borrow(|stacks| stacks.iter().any(|(generics, _)| *generics == self.id))
     }
 
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).
-    fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, JitError> {
+    fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, InstantiateError> {
         let module = self.cache.get(path).map_err(module_error)?;
         let mut offers = lock(&self.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
@@ -412,7 +437,7 @@ impl Jit {
         offers: &'o mut HashMap<PathBuf, Offer>,
         path: &Path,
         module: &Arc<SharedModule>,
-    ) -> Result<&'o mut Offer, JitError> {
+    ) -> Result<&'o mut Offer, InstantiateError> {
         // The weak reference keeps the old version's allocation, so its address is not reused.
         let current = offers.get(path).map(|offer| std::ptr::eq(offer.module.as_ptr(), Arc::as_ptr(module)));
         match current {
@@ -429,11 +454,11 @@ impl Jit {
                 let fresh = Offer::read(module, path)?;
                 offers
                     .try_reserve(1)
-                    .map_err(|_| JitError::OutOfMemory { bytes: std::mem::size_of::<Offer>() })?;
+                    .map_err(|_| InstantiateError::OutOfMemory { bytes: std::mem::size_of::<Offer>() })?;
                 offers.insert(path.to_path_buf(), fresh);
             }
         }
-        offers.get_mut(path).ok_or(JitError::NotFound)
+        offers.get_mut(path).ok_or(InstantiateError::NotFound)
     }
 
     fn keep(&self, module: &Arc<SharedModule>) {
@@ -443,7 +468,7 @@ impl Jit {
         }
     }
 
-    fn record(&self, path: &Path, name: &str) -> Result<(), JitError> {
+    fn record(&self, path: &Path, name: &str) -> Result<(), InstantiateError> {
         let mut offers = lock(&self.offers);
         let Some(offer) = offers.get_mut(path) else { return Ok(()) };
         offer.metadata.record(name)
@@ -452,7 +477,7 @@ impl Jit {
     /// The note.sdn text of the module at `path` as it stands (instantiated entries moved from
     /// "possible" to "instantiations", status `jit_compiled`), with its terminator line;
     /// `None` if there is no file at `path`. A module without a note gives an empty one.
-    pub fn note_sdn(&self, path: &Path) -> Result<Option<String>, JitError> {
+    pub fn note_sdn(&self, path: &Path) -> Result<Option<String>, InstantiateError> {
         let module = match self.cache.get(path) {
             Ok(module) => module,
             Err(ModuleError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -468,7 +493,7 @@ impl Jit {
     /// instantiated, else an instantiation from the first cached module (the same order) whose
     /// "possible" table lists `name`, found through an index of every cached module's offers: a
     /// name no module offers costs a hash lookup, not a pass over the notes.
-    pub fn resolve(&self, name: &str) -> Result<usize, JitError> {
+    pub fn resolve(&self, name: &str) -> Result<usize, InstantiateError> {
         if let Some(address) = self.cache.resolve(name.as_bytes()) {
             return Ok(address);
         }
@@ -477,12 +502,12 @@ impl Jit {
         }
         match self.offering(name)? {
             Some(path) => self.instantiate(&path, name),
-            None => Err(JitError::NotFound),
+            None => Err(InstantiateError::NotFound),
         }
     }
 
     /// The path of the cached module (most recently used first) whose offer lists `name`.
-    fn offering(&self, name: &str) -> Result<Option<PathBuf>, JitError> {
+    fn offering(&self, name: &str) -> Result<Option<PathBuf>, InstantiateError> {
         let mut index = lock(&self.index);
         let generation = self.cache.generation();
         if !index.is_current(generation) {
@@ -511,38 +536,38 @@ impl Jit {
         Ok(cached.into_iter().map(|(path, _)| path).find(|path| offered(path)))
     }
 
-    /// [`Jit::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
-    pub fn resolve_generic(&self, base: &str, type_args: &[&str]) -> Result<usize, JitError> {
+    /// [`Generics::resolve`] of `base` with `type_args`, mangled as Simple does ([`mangle`]).
+    pub fn resolve_generic(&self, base: &str, type_args: &[&str]) -> Result<usize, InstantiateError> {
         self.resolve(&try_mangle(base, type_args)?)
     }
 }
 
 /// The instantiator's error for a failed compile: the compiler's own error, kept typed.
-fn compile_error(error: CompileError) -> JitError {
-    JitError::Compile(CompileFailure::Compiler(CompilerError::from(error)))
+fn compile_error(error: CompileError) -> InstantiateError {
+    InstantiateError::Compile(CompileFailure::Compiler(CompilerError::from(error)))
 }
 
 /// The instantiator's error for a module that did not load: out of memory as such, anything
-/// else as the loader's own error ([`JitError::Module`], which gives it back with
+/// else as the loader's own error ([`InstantiateError::Module`], which gives it back with
 /// `downcast_ref::<ModuleError>()`).
-fn module_error(error: ModuleError) -> JitError {
+fn module_error(error: ModuleError) -> InstantiateError {
     use smf_runtime::load::LoadError;
     let read = |e: &std::io::Error| crate::file::read_error(e).copied();
     match error {
-        ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => JitError::OutOfMemory { bytes },
+        ModuleError::Load(_, LoadError::OutOfMemory { bytes }) => InstantiateError::OutOfMemory { bytes },
         ModuleError::Io(_, ref e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
             let bytes = match read(e) {
                 Some(ReadError::OutOfMemory { bytes }) => usize::try_from(bytes).unwrap_or(usize::MAX),
                 _ => 0,
             };
-            JitError::OutOfMemory { bytes }
+            InstantiateError::OutOfMemory { bytes }
         }
-        error => JitError::Module(ModuleUnavailable::new(error)),
+        error => InstantiateError::Module(ModuleUnavailable::new(error)),
     }
 }
 
 impl Offer {
-    fn read(module: &Arc<SharedModule>, path: &Path) -> Result<Self, JitError> {
+    fn read(module: &Arc<SharedModule>, path: &Path) -> Result<Self, InstantiateError> {
         let note = module.loaded().note_sdn().and_then(|bytes| std::str::from_utf8(bytes).ok());
         let metadata = ModuleMetadata::new(note, &path.to_string_lossy())?;
         Ok(Self { module: Arc::downgrade(module), metadata })

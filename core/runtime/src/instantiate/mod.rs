@@ -8,10 +8,10 @@
 //! moved to "instantiations" with status `jit_compiled`).
 //!
 //! [`Instantiator::instantiate`] checks, in the order the Simple runtime's tests expect:
-//! disabled → [`JitError::NotFound`]; the caller's depth at the limit →
-//! [`JitError::DepthExceeded`]; already instantiated → the same address, no second compile; in
-//! progress on this thread → [`JitError::Circular`] with the cycle; not offered (the caller's
-//! `plan` finds no "possible" entry) → [`JitError::NotFound`]; otherwise compile (through the
+//! disabled → [`InstantiateError::NotFound`]; the caller's depth at the limit →
+//! [`InstantiateError::DepthExceeded`]; already instantiated → the same address, no second compile; in
+//! progress on this thread → [`InstantiateError::Circular`] with the cycle; not offered (the caller's
+//! `plan` finds no "possible" entry) → [`InstantiateError::NotFound`]; otherwise compile (through the
 //! caller's `compile`, with no lock held), install, keep.
 //!
 //! Threads: the compiler may ask for its dependencies re-entrantly on the same thread; the
@@ -20,7 +20,7 @@
 //! one that finds its name being compiled on another thread waits for that compile (futex) and
 //! gets its outcome, so two threads asking for the same name get one compile and one address.
 //! A wait that would close a cycle across threads (A compiles X and waits for Y, B compiles Y
-//! and asks for X) is [`JitError::Circular`] instead of a deadlock.
+//! and asks for X) is [`InstantiateError::Circular`] instead of a deadlock.
 //!
 //! Code lives as long as its instantiator: nothing is freed before it is dropped.
 
@@ -32,7 +32,7 @@ mod published;
 mod request;
 
 pub use batch::Staging;
-pub use error::{CompileFailure, CompilerError, JitError, ModuleUnavailable};
+pub use error::{CompileFailure, CompilerError, InstantiateError, ModuleUnavailable};
 pub use request::{Begun, Claim, MAX_CODE};
 
 use alloc::boxed::Box;
@@ -48,19 +48,19 @@ use install::Installer;
 
 /// Settings of an instantiator (the C ABI's `SmfJitConfig`, and a limit of its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct JitConfig {
+pub struct InstantiatorConfig {
     /// Instantiation depth limit: a request made while this many are in progress on its
-    /// thread fails with [`JitError::DepthExceeded`].
+    /// thread fails with [`InstantiateError::DepthExceeded`].
     pub max_depth: u32,
-    /// When false, every request is [`JitError::NotFound`].
+    /// When false, every request is [`InstantiateError::NotFound`].
     pub enabled: bool,
     /// Whether instantiations are recorded in their module's metadata.
     pub update_metadata: bool,
-    /// Most instantiations kept; more fail with [`JitError::LimitReached`].
+    /// Most instantiations kept; more fail with [`InstantiateError::LimitReached`].
     pub max_instantiations: usize,
 }
 
-impl Default for JitConfig {
+impl Default for InstantiatorConfig {
     /// Depth 50, enabled, recording, no limit on the number (the C ABI's defaults).
     fn default() -> Self {
         Self { max_depth: 50, enabled: true, update_metadata: true, max_instantiations: usize::MAX }
@@ -88,7 +88,7 @@ pub struct Instantiated {
 
 /// Counters of an instantiator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JitStats {
+pub struct InstantiatorStats {
     /// Instantiations compiled and installed.
     pub instantiations: u64,
     /// Requests answered with code already there.
@@ -139,7 +139,7 @@ struct Piece {
 }
 
 /// Names whose last compile failed, with its attempt and error.
-type Failed = HashMap<Box<str>, (u32, JitError), KeyedHasher>;
+type Failed = HashMap<Box<str>, (u32, InstantiateError), KeyedHasher>;
 
 /// Bookkeeping under the lock. Installed names are in [`published`].
 struct Table {
@@ -183,7 +183,7 @@ struct Stripe(AtomicU64);
 
 /// Instantiated code by mangled name (see the module doc).
 pub struct Instantiator<'a> {
-    config: JitConfig,
+    config: InstantiatorConfig,
     /// The live instantiation limit (`config.max_instantiations` at first).
     max_instantiations: core::sync::atomic::AtomicUsize,
     installer: Installer<'a>,
@@ -210,7 +210,7 @@ impl fmt::Debug for Instantiator<'_> {
 impl<'a> Instantiator<'a> {
     /// An instantiator with `config`, installing code through `allocator` (its kernel's
     /// shared memory, or its batches).
-    pub fn new(allocator: &'a ExecAllocator, config: JitConfig) -> Self {
+    pub fn new(allocator: &'a ExecAllocator, config: InstantiatorConfig) -> Self {
         let hasher = KeyedHasher::per_process();
         let (published, writer) = published::Published::new(hasher);
         Self {
@@ -236,12 +236,12 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Its settings (with the instantiation limit as it stands).
-    pub fn config(&self) -> JitConfig {
-        JitConfig { max_instantiations: self.max_instantiations(), ..self.config }
+    pub fn config(&self) -> InstantiatorConfig {
+        InstantiatorConfig { max_instantiations: self.max_instantiations(), ..self.config }
     }
 
     /// Limits the number of instantiations kept (installed or in flight) from now on; more
-    /// fail with [`JitError::LimitReached`]. Code already installed stays.
+    /// fail with [`InstantiateError::LimitReached`]. Code already installed stays.
     pub fn set_max_instantiations(&self, limit: usize) {
         self.max_instantiations.store(limit, Ordering::Relaxed);
     }
@@ -289,8 +289,8 @@ impl<'a> Instantiator<'a> {
     }
 
     /// Its counters.
-    pub fn stats(&self) -> JitStats {
-        JitStats {
+    pub fn stats(&self) -> InstantiatorStats {
+        InstantiatorStats {
             instantiations: self.instantiations.load(Ordering::Relaxed),
             cache_hits: self.cache_hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum(),
             compile_failures: self.compile_failures.load(Ordering::Relaxed),

@@ -1,4 +1,4 @@
-//! The `jit_ops` target: load-time instantiation driven by requests decoded from the input,
+//! The `instantiate_ops` target: load-time instantiation driven by requests decoded from the input,
 //! through a compiler callback whose behaviour for each name the input also chooses: code that
 //! returns a number, a failure, a request for another name (itself included: a cycle) before
 //! answering, or bytes of any kind (never run). Requests name the module offering the names,
@@ -7,7 +7,7 @@
 //! name instantiated keeps its address (whichever thread asked), code the callback made
 //! returning a number still returns it, counters never go back; no request hangs, crashes or
 //! leaves a name half made; a failure's message and every error behind it format. At the end,
-//! with the `Jit` and its cache dropped, the process's allocator holds no block more than
+//! with the `Generics` and its cache dropped, the process's allocator holds no block more than
 //! before.
 
 use std::collections::HashMap;
@@ -15,12 +15,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arbitrary::{Arbitrary, Unstructured};
-use smf_runtime::jit::{JitConfig, JitError, JitStats};
+use smf_runtime::instantiate::{InstantiateError, InstantiatorConfig, InstantiatorStats};
 
 use super::module_files::{self, OFFERED};
 use super::workers;
 use crate::cache::ModuleCache;
-use crate::jit::{Jit, Request};
+use crate::instantiate::{Generics, Request};
 use crate::loader::ModuleError;
 
 /// Most requests one input makes.
@@ -84,7 +84,7 @@ enum Step {
 }
 
 /// Runs the requests `data` decodes to; returns how many ran.
-pub fn fuzz_jit_ops(data: &[u8]) -> usize {
+pub fn fuzz_instantiate_ops(data: &[u8]) -> usize {
     let mut input = Unstructured::new(data);
     let Ok(setup) = Setup::arbitrary(&mut input) else { return 0 };
     let path = module_files::generics();
@@ -94,7 +94,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
     let expected: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let compiler = {
         let (behaviours, expected) = (Arc::clone(&behaviours), Arc::clone(&expected));
-        move |jit: &Jit, request: &Request<'_>| -> Result<Vec<u8>, String> {
+        move |generics: &Generics, request: &Request<'_>| -> Result<Vec<u8>, String> {
             let index = OFFERED.iter().position(|n| *n == request.name).ok_or("not a name of this target")?;
             let value = match &behaviours[index] {
                 Behaviour::Returns(value) => i64::from(*value),
@@ -102,7 +102,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                 Behaviour::Asks { name, then } => {
                     let other = OFFERED[usize::from(*name) % OFFERED.len()];
                     // Itself, or a name in the chain asking: a cycle, refused and reported.
-                    if let Err(error) = jit.instantiate(request.path, other) {
+                    if let Err(error) = generics.instantiate(request.path, other) {
                         let _ = smf_format::fuzzing::formatted_chain(&error);
                     }
                     i64::from(*then)
@@ -113,26 +113,26 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
             Ok(module_files::return_constant(value))
         }
     };
-    let config = JitConfig {
+    let config = InstantiatorConfig {
         max_depth: u32::from(setup.max_depth % 8),
         enabled: true,
         update_metadata: setup.update_metadata,
         max_instantiations: usize::from(setup.max_instantiations),
     };
-    let jit = Arc::new(Jit::new(Arc::new(ModuleCache::new(0, 0)), config, compiler));
+    let generics = Arc::new(Generics::new(Arc::new(ModuleCache::new(0, 0)), config, compiler));
     let mut addresses: HashMap<&str, usize> = HashMap::new();
     let mut steps = 0;
     while steps < MAX_REQUESTS {
         let Ok(step) = Step::arbitrary(&mut input) else { break };
-        let stats = jit.stats();
+        let stats = generics.stats();
         let name = |i: u8| OFFERED[usize::from(i) % OFFERED.len()];
         match step {
             Step::Instantiate { name: i } => {
-                let got = jit.instantiate(path, name(i));
+                let got = generics.instantiate(path, name(i));
                 answered(&mut addresses, name(i), got);
             }
             Step::InstantiateFrom { file, name: i } => {
-                let got = jit.instantiate(file.path(), name(i));
+                let got = generics.instantiate(file.path(), name(i));
                 answered(&mut addresses, name(i), got);
             }
             Step::Concurrently { names } => {
@@ -141,11 +141,11 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                     .iter()
                     .enumerate()
                     .map(|(worker, &n)| {
-                        let jit = Arc::clone(&jit);
-                        workers::spawn(worker, move || jit.instantiate(path, n))
+                        let generics = Arc::clone(&generics);
+                        workers::spawn(worker, move || generics.instantiate(path, n))
                     })
                     .collect();
-                let answers: Vec<Result<usize, JitError>> =
+                let answers: Vec<Result<usize, InstantiateError>> =
                     asked.into_iter().map(workers::Handle::join).collect();
                 for (name, got) in names.into_iter().zip(answers) {
                     answered(&mut addresses, name, got);
@@ -153,7 +153,7 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
             }
             Step::InstantiateMany { names } => {
                 let names: Vec<&str> = names.iter().take(8).map(|&i| name(i)).collect();
-                if let Ok(outcomes) = jit.instantiate_many(path, &names) {
+                if let Ok(outcomes) = generics.instantiate_many(path, &names) {
                     assert_eq!(outcomes.len(), names.len(), "one outcome per name");
                     for (name, got) in names.iter().zip(outcomes) {
                         answered(&mut addresses, name, got);
@@ -161,35 +161,39 @@ pub fn fuzz_jit_ops(data: &[u8]) -> usize {
                 }
             }
             Step::Instantiated { name: i } => {
-                if let Ok(Some(address)) = jit.instantiated(name(i).as_bytes()) {
+                if let Ok(Some(address)) = generics.instantiated(name(i).as_bytes()) {
                     answered(&mut addresses, name(i), Ok(address));
                 }
             }
             Step::Resolve { name: i } => {
-                let got = jit.resolve(name(i));
+                let got = generics.resolve(name(i));
                 answered(&mut addresses, name(i), got);
             }
-            Step::Limit { max } => jit.set_max_instantiations(usize::from(max)),
+            Step::Limit { max } => generics.set_max_instantiations(usize::from(max)),
         }
-        check(&jit, &stats, &addresses, &lock(&expected));
+        check(&generics, &stats, &addresses, &lock(&expected));
         steps += 1;
     }
-    drop(jit);
+    drop(generics);
     let after = crate::process::exec().stats();
-    assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once the Jit was dropped");
+    assert_eq!(after.blocks_live, before.blocks_live, "blocks left behind once the Generics was dropped");
     steps
 }
 
 /// Records the address a request for `name` answered; a name answered before keeps its address.
 /// A failure's message is formatted (error messages are fuzzed too).
-fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Result<usize, JitError>) {
+fn answered<'n>(
+    addresses: &mut HashMap<&'n str, usize>,
+    name: &'n str,
+    got: Result<usize, InstantiateError>,
+) {
     match got {
         Ok(address) => {
             let first = *addresses.entry(name).or_insert(address);
             assert_eq!(first, address, "{name} moved from {first:#x} to {address:#x}");
         }
         Err(error) => {
-            if let JitError::Module(unavailable) = &error {
+            if let InstantiateError::Module(unavailable) = &error {
                 // The loader's own error, typed all the way.
                 assert!(
                     unavailable.downcast_ref::<ModuleError>().is_some(),
@@ -202,8 +206,13 @@ fn answered<'n>(addresses: &mut HashMap<&'n str, usize>, name: &'n str, got: Res
 }
 
 /// What must hold after every step.
-fn check(jit: &Jit, before: &JitStats, addresses: &HashMap<&str, usize>, expected: &HashMap<String, i64>) {
-    let stats = &jit.stats();
+fn check(
+    generics: &Generics,
+    before: &InstantiatorStats,
+    addresses: &HashMap<&str, usize>,
+    expected: &HashMap<String, i64>,
+) {
+    let stats = &generics.stats();
     for (now, then) in [
         (stats.instantiations, before.instantiations),
         (stats.cache_hits, before.cache_hits),
@@ -215,9 +224,9 @@ fn check(jit: &Jit, before: &JitStats, addresses: &HashMap<&str, usize>, expecte
     for (name, &address) in addresses {
         if let Some(&value) = expected.get(*name) {
             // SAFETY: the compiler made this name's code from `return_constant`: a function of
-            // no argument returning an integer, installed at `address` and kept by the Jit.
+            // no argument returning an integer, installed at `address` and kept by the Generics.
             #[allow(unsafe_code)]
-            let function = unsafe { jit.instantiator().function_at::<extern "C" fn() -> i64>(address) };
+            let function = unsafe { generics.instantiator().function_at::<extern "C" fn() -> i64>(address) };
             let got = function.map(|f| f.get()());
             assert_eq!(got, Some(value), "{name}'s code no longer returns what it was made to");
         }

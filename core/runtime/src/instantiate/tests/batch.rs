@@ -6,11 +6,16 @@ use crate::exec::{FaultInjector, LINUX};
 
 /// Stages `names` in one batch on `thread`, each compiled to `return_const(value + i)`, and
 /// finishes it; every name's outcome.
-fn batch(jit: &Instantiator, thread: u64, names: &[&str], value: u16) -> Vec<Result<usize, JitError>> {
-    let staging = jit.staging(thread);
+fn batch(
+    instantiator: &Instantiator,
+    thread: u64,
+    names: &[&str],
+    value: u16,
+) -> Vec<Result<usize, InstantiateError>> {
+    let staging = instantiator.staging(thread);
     let caller = Caller { thread, stack: &[] };
     for (i, name) in names.iter().enumerate() {
-        match jit.begin(name, caller, || Ok(Some(()))) {
+        match instantiator.begin(name, caller, || Ok(Some(()))) {
             Ok(super::super::Begun::Claimed(claim, ())) => {
                 let _ = staging.stage(claim, &return_const(value + u16::try_from(i).unwrap()));
             }
@@ -18,16 +23,16 @@ fn batch(jit: &Instantiator, thread: u64, names: &[&str], value: u16) -> Vec<Res
         }
     }
     let _ = staging.finish();
-    names.iter().map(|name| jit.outcome(name).unwrap_or(Err(JitError::NotFound))).collect()
+    names.iter().map(|name| instantiator.outcome(name).unwrap_or(Err(InstantiateError::NotFound))).collect()
 }
 
 /// The claim of `name` for `thread` (a name nobody has claimed or installed).
 fn claimed<'i, 'a, 'n>(
-    jit: &'i Instantiator<'a>,
+    instantiator: &'i Instantiator<'a>,
     name: &'n str,
     thread: u64,
 ) -> super::super::Claim<'i, 'a, 'n> {
-    match jit.begin(name, Caller { thread, stack: &[] }, || Ok(Some(()))) {
+    match instantiator.begin(name, Caller { thread, stack: &[] }, || Ok(Some(()))) {
         Ok(super::super::Begun::Claimed(claim, ())) => claim,
         _ => panic!("{name} not claimed"),
     }
@@ -53,26 +58,26 @@ fn run(address: usize) -> u64 {
 #[test]
 fn a_batch_installs_its_names_together_and_each_runs() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let names: Vec<String> = (0..40).map(|i| alloc::format!("f{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let results = batch(&jit, 1, &names, 100);
+    let results = batch(&instantiator, 1, &names, 100);
     // The simulation has no shared memory: one sealed batch, one block, for all forty.
     assert_eq!(exec.stats().blocks_live, 1);
-    let stats = jit.stats();
+    let stats = instantiator.stats();
     assert_eq!(stats.instantiations, 40);
     assert_eq!(stats.code_bytes, 40 * return_const(0).len() as u64);
     let mut addresses: Vec<usize> = results.iter().map(|r| *r.as_ref().unwrap()).collect();
     for (name, &address) in names.iter().zip(&addresses) {
-        assert_eq!(jit.lookup(name), Some(address));
+        assert_eq!(instantiator.lookup(name), Some(address));
         assert_eq!(address % crate::exec::GRANULE, 0);
     }
     addresses.sort_unstable();
     addresses.dedup();
     assert_eq!(addresses.len(), 40, "every name its own code");
     // A name already installed is not staged again.
-    assert_eq!(batch(&jit, 1, &["f3"], 7)[0], results[3]);
-    assert_eq!(jit.stats().instantiations, 40);
+    assert_eq!(batch(&instantiator, 1, &["f3"], 7)[0], results[3]);
+    assert_eq!(instantiator.stats().instantiations, 40);
 }
 
 #[test]
@@ -80,67 +85,73 @@ fn a_batch_installs_its_names_together_and_each_runs() {
 fn over_the_real_kernel_a_batch_is_one_write_and_its_code_runs() {
     static INJECTOR: FaultInjector = FaultInjector::new(&LINUX);
     let exec = allocator(&INJECTOR);
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    simple(&jit, "first", ALONE, 1).unwrap(); // maps the arena's region
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    simple(&instantiator, "first", ALONE, 1).unwrap(); // maps the arena's region
     let names: Vec<String> = (0..100).map(|i| alloc::format!("g{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let before = INJECTOR.calls();
-    let results = batch(&jit, 1, &names, 200);
+    let results = batch(&instantiator, 1, &names, 200);
     assert_eq!(INJECTOR.calls() - before, 1, "one pwrite for the hundred");
-    assert!(jit.uses_arena());
+    assert!(instantiator.uses_arena());
     for (i, result) in results.iter().enumerate() {
         assert_eq!(run(*result.as_ref().unwrap()), 200 + u64::try_from(i).unwrap());
     }
     // A failed write fails every name of its batch, with the kernel's error, and they compile
     // again on the next request.
     INJECTOR.fail_call(0);
-    let failed = batch(&jit, 1, &["h0", "h1"], 300);
+    let failed = batch(&instantiator, 1, &["h0", "h1"], 300);
     INJECTOR.disarm();
     for result in &failed {
-        assert!(matches!(result, Err(JitError::Install(crate::exec::ExecError::Sys(e))) if e.op == "pwrite"));
+        assert!(
+            matches!(result, Err(InstantiateError::Install(crate::exec::ExecError::Sys(e))) if e.op == "pwrite")
+        );
     }
-    assert_eq!(run(simple(&jit, "h1", ALONE, 301).unwrap().address), 301);
+    assert_eq!(run(simple(&instantiator, "h1", ALONE, 301).unwrap().address), 301);
 }
 
 #[test]
 fn a_compile_asking_for_a_name_its_batch_staged_gets_it_installed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    let staging = jit.staging(5);
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    let staging = instantiator.staging(5);
     let caller = Caller { thread: 5, stack: &[] };
-    let Ok(super::super::Begun::Claimed(a, ())) = jit.begin("a", caller, || Ok(Some(()))) else { panic!() };
+    let Ok(super::super::Begun::Claimed(a, ())) = instantiator.begin("a", caller, || Ok(Some(()))) else {
+        panic!()
+    };
     staging.stage(a, &return_const(1)).unwrap();
-    assert_eq!(jit.lookup("a"), None, "staged, not installed");
+    assert_eq!(instantiator.lookup("a"), None, "staged, not installed");
     // b's compile needs a's address: the batch is flushed, b gets it.
     let stack: Vec<Box<str>> = vec!["b".into()];
     let mut seen = None;
-    let b = jit.instantiate(
+    let b = instantiator.instantiate(
         "b",
         caller,
         || Ok(Some(())),
         |()| {
             let inner = Caller { thread: 5, stack: &stack };
-            seen = Some(simple(&jit, "a", inner, 99)?.address);
+            seen = Some(simple(&instantiator, "a", inner, 99)?.address);
             Ok(return_const(2))
         },
     );
     assert!(b.is_ok());
-    assert_eq!(seen, jit.lookup("a"), "a was installed for b's compile, not compiled again");
+    assert_eq!(seen, instantiator.lookup("a"), "a was installed for b's compile, not compiled again");
     assert_eq!(installed(seen.unwrap()), 1);
     staging.finish().unwrap();
-    assert_eq!(jit.stats().instantiations, 2);
+    assert_eq!(instantiator.stats().instantiations, 2);
 }
 
 #[test]
 fn a_staged_name_another_thread_waits_for_arrives_when_the_batch_is_flushed() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let staged = Barrier::new(2);
     let got: Vec<usize> = std::thread::scope(|s| {
         let batcher = s.spawn(|| {
-            let staging = jit.staging(1);
+            let staging = instantiator.staging(1);
             let caller = Caller { thread: 1, stack: &[] };
-            let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin("x", caller, || Ok(Some(()))) else {
+            let Ok(super::super::Begun::Claimed(claim, ())) =
+                instantiator.begin("x", caller, || Ok(Some(())))
+            else {
                 panic!()
             };
             staging.stage(claim, &return_const(4)).unwrap();
@@ -148,17 +159,17 @@ fn a_staged_name_another_thread_waits_for_arrives_when_the_batch_is_flushed() {
             // Long enough for the other thread to be waiting.
             std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) { 1 } else { 50 }));
             drop(staging); // dropping flushes
-            jit.lookup("x").unwrap()
+            instantiator.lookup("x").unwrap()
         });
         let waiter = s.spawn(|| {
             staged.wait();
-            simple(&jit, "x", Caller { thread: 2, stack: &[] }, 99).unwrap().address
+            simple(&instantiator, "x", Caller { thread: 2, stack: &[] }, 99).unwrap().address
         });
         vec![batcher.join().unwrap(), waiter.join().unwrap()]
     });
     assert_eq!(got[0], got[1]);
     assert_eq!(installed(got[0]), 4, "the staged code, not a second compile");
-    assert_eq!(jit.stats().instantiations, 1);
+    assert_eq!(instantiator.stats().instantiations, 1);
 }
 
 #[test]
@@ -167,24 +178,25 @@ fn a_batch_is_flushed_before_its_thread_waits_for_another_so_neither_waits_forev
     // Thread 1 would wait for z while thread 2 waits for x, staged by thread 1: flushing
     // before waiting lets both finish.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let z_compiling = Barrier::new(2);
     let results: Vec<bool> = std::thread::scope(|s| {
         let one = s.spawn(|| {
-            let staging = jit.staging(1);
+            let staging = instantiator.staging(1);
             let caller = Caller { thread: 1, stack: &[] };
-            let Ok(super::super::Begun::Claimed(x, ())) = jit.begin("x", caller, || Ok(Some(()))) else {
+            let Ok(super::super::Begun::Claimed(x, ())) = instantiator.begin("x", caller, || Ok(Some(())))
+            else {
                 panic!()
             };
             staging.stage(x, &return_const(1)).unwrap();
             z_compiling.wait();
             let stack: Vec<Box<str>> = vec!["y".into()];
-            let y = jit.instantiate(
+            let y = instantiator.instantiate(
                 "y",
                 caller,
                 || Ok(Some(())),
                 |()| {
-                    simple(&jit, "z", Caller { thread: 1, stack: &stack }, 99)?;
+                    simple(&instantiator, "z", Caller { thread: 1, stack: &stack }, 99)?;
                     Ok(return_const(2))
                 },
             );
@@ -193,70 +205,71 @@ fn a_batch_is_flushed_before_its_thread_waits_for_another_so_neither_waits_forev
         });
         let two = s.spawn(|| {
             let caller = Caller { thread: 2, stack: &[] };
-            jit.instantiate(
-                "z",
-                caller,
-                || Ok(Some(())),
-                |()| {
-                    z_compiling.wait();
-                    std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
-                    let stack: Vec<Box<str>> = vec!["z".into()];
-                    simple(&jit, "x", Caller { thread: 2, stack: &stack }, 99)?;
-                    Ok(return_const(3))
-                },
-            )
-            .is_ok()
+            instantiator
+                .instantiate(
+                    "z",
+                    caller,
+                    || Ok(Some(())),
+                    |()| {
+                        z_compiling.wait();
+                        std::thread::sleep(std::time::Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
+                        let stack: Vec<Box<str>> = vec!["z".into()];
+                        simple(&instantiator, "x", Caller { thread: 2, stack: &stack }, 99)?;
+                        Ok(return_const(3))
+                    },
+                )
+                .is_ok()
         });
         vec![one.join().unwrap(), two.join().unwrap()]
     });
     assert_eq!(results, [true, true]);
-    assert_eq!(jit.stats().instantiations, 3);
-    assert_eq!(installed(jit.lookup("x").unwrap()), 1);
+    assert_eq!(instantiator.stats().instantiations, 3);
+    assert_eq!(installed(instantiator.lookup("x").unwrap()), 1);
 }
 
 #[test]
 fn staging_refuses_what_a_single_install_refuses() {
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    let staging = jit.staging(1);
-    let Ok(super::super::Begun::Claimed(claim, ())) = jit.begin("e", ALONE, || Ok(Some(()))) else {
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    let staging = instantiator.staging(1);
+    let Ok(super::super::Begun::Claimed(claim, ())) = instantiator.begin("e", ALONE, || Ok(Some(()))) else {
         panic!()
     };
     let err = staging.stage(claim, &[]).unwrap_err();
-    assert_eq!(err, JitError::Compile(CompileFailure::NoCode));
+    assert_eq!(err, InstantiateError::Compile(CompileFailure::NoCode));
     staging.finish().unwrap();
-    assert_eq!(jit.outcome("e"), Some(Err(JitError::Compile(CompileFailure::NoCode))));
-    assert_eq!(jit.stats().compile_failures, 1);
+    assert_eq!(instantiator.outcome("e"), Some(Err(InstantiateError::Compile(CompileFailure::NoCode))));
+    assert_eq!(instantiator.stats().compile_failures, 1);
 }
 
 #[test]
 fn pieces_of_any_size_keep_their_bytes_each_at_a_granule_and_nothing_stays_staged() {
     use crate::exec::GRANULE;
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
     let sizes = [1, GRANULE - 1, GRANULE, GRANULE + 1, 3 * GRANULE + 5, 2];
     let code = |i: usize, len: usize| -> Vec<u8> {
         (0..len).map(|j| u8::try_from((i * 31 + j) % 251).unwrap()).collect()
     };
-    let staging = jit.staging(1);
+    let staging = instantiator.staging(1);
     let names: Vec<String> = (0..sizes.len()).map(|i| alloc::format!("p{i}")).collect();
     for (i, (name, &len)) in names.iter().zip(&sizes).enumerate() {
-        let claim = claimed(&jit, name, 1);
+        let claim = claimed(&instantiator, name, 1);
         if i == 2 {
             // A piece refused in the middle takes no place in the layout.
-            assert!(staging.stage(claimed(&jit, "empty", 1), &[]).is_err());
+            assert!(staging.stage(claimed(&instantiator, "empty", 1), &[]).is_err());
         }
         staging.stage(claim, &code(i, len)).unwrap();
     }
-    assert_eq!(jit.table.lock().staging.len(), 1, "the thread's buffer, until flushed");
+    assert_eq!(instantiator.table.lock().staging.len(), 1, "the thread's buffer, until flushed");
     staging.finish().unwrap();
-    assert!(jit.table.lock().staging.is_empty(), "the buffer went with the flush");
-    assert!(jit.table.lock().in_flight.is_empty());
+    assert!(instantiator.table.lock().staging.is_empty(), "the buffer went with the flush");
+    assert!(instantiator.table.lock().in_flight.is_empty());
     let mut addresses = Vec::new();
     for (i, (name, &len)) in names.iter().zip(&sizes).enumerate() {
-        let address = jit.lookup(name).unwrap();
+        let address = instantiator.lookup(name).unwrap();
         assert_eq!(address % GRANULE, 0, "{name}");
-        // SAFETY: `len` bytes of code installed at `address`, live while `jit` is.
+        // SAFETY: `len` bytes of code installed at `address`, live while `instantiator` is.
         let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, len) };
         assert_eq!(bytes, code(i, len), "{name}");
         addresses.push((address, len));
@@ -265,7 +278,7 @@ fn pieces_of_any_size_keep_their_bytes_each_at_a_granule_and_nothing_stays_stage
     for pair in addresses.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + pair[0].1.next_multiple_of(GRANULE), "laid out one after another");
     }
-    assert_eq!(jit.stats().code_bytes, sizes.iter().sum::<usize>() as u64);
+    assert_eq!(instantiator.stats().code_bytes, sizes.iter().sum::<usize>() as u64);
 }
 
 #[test]
@@ -274,21 +287,21 @@ fn a_thread_number_given_by_two_os_threads_never_loses_or_misplaces_a_piece() {
     // worst, never code at another name's address. Simulated: the buffer is marked taken, as
     // it is while another OS thread giving the same number copies into it.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    let staging = jit.staging(7);
-    staging.stage(claimed(&jit, "x", 7), &return_const(1)).unwrap();
-    jit.table.lock().staging[0].taken = true;
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    let staging = instantiator.staging(7);
+    staging.stage(claimed(&instantiator, "x", 7), &return_const(1)).unwrap();
+    instantiator.table.lock().staging[0].taken = true;
     // A stage meanwhile installs its code alone, at once.
-    staging.stage(claimed(&jit, "z", 7), &return_const(2)).unwrap();
-    assert_eq!(installed(jit.lookup("z").unwrap()), 2);
+    staging.stage(claimed(&instantiator, "z", 7), &return_const(2)).unwrap();
+    assert_eq!(installed(instantiator.lookup("z").unwrap()), 2);
     // A flush meanwhile leaves the buffer to the flush after the copy.
-    jit.flush(7).unwrap();
-    assert_eq!(jit.lookup("x"), None, "still staged");
-    jit.table.lock().staging[0].taken = false;
+    instantiator.flush(7).unwrap();
+    assert_eq!(instantiator.lookup("x"), None, "still staged");
+    instantiator.table.lock().staging[0].taken = false;
     staging.finish().unwrap();
-    assert_eq!(installed(jit.lookup("x").unwrap()), 1);
-    assert!(jit.table.lock().staging.is_empty());
-    assert!(jit.table.lock().in_flight.is_empty());
+    assert_eq!(installed(instantiator.lookup("x").unwrap()), 1);
+    assert!(instantiator.table.lock().staging.is_empty());
+    assert!(instantiator.table.lock().in_flight.is_empty());
 }
 
 #[test]
@@ -296,33 +309,35 @@ fn a_flush_publishes_only_the_pieces_it_took() {
     // Two flushes of one thread number overlapping (two OS threads giving it): each publishes
     // its own image's pieces. Simulated: `x` marked as taken by another flush.
     let exec = simulated!();
-    let jit = Instantiator::new(&exec, JitConfig::default());
-    let staging = jit.staging(7);
-    staging.stage(claimed(&jit, "x", 7), &return_const(1)).unwrap();
-    for flight in jit.table.lock().in_flight.iter_mut() {
+    let instantiator = Instantiator::new(&exec, InstantiatorConfig::default());
+    let staging = instantiator.staging(7);
+    staging.stage(claimed(&instantiator, "x", 7), &return_const(1)).unwrap();
+    for flight in instantiator.table.lock().in_flight.iter_mut() {
         if let super::super::Staged::Pending(piece) = flight.staged {
             flight.staged = super::super::Staged::Installing(piece, u64::MAX);
         }
     }
-    staging.stage(claimed(&jit, "z", 7), &return_const(2)).unwrap();
+    staging.stage(claimed(&instantiator, "z", 7), &return_const(2)).unwrap();
     staging.finish().unwrap();
-    assert_eq!(installed(jit.lookup("z").unwrap()), 2);
-    assert_eq!(jit.lookup("x"), None, "another flush's piece, not published by this one");
-    assert_eq!(jit.table.lock().in_flight.len(), 1);
+    assert_eq!(installed(instantiator.lookup("z").unwrap()), 2);
+    assert_eq!(instantiator.lookup("x"), None, "another flush's piece, not published by this one");
+    assert_eq!(instantiator.table.lock().in_flight.len(), 1);
 }
 
 #[test]
 fn a_claim_of_another_instantiator_is_installed_there() {
     let exec = simulated!();
-    let (jit, other) =
-        (Instantiator::new(&exec, JitConfig::default()), Instantiator::new(&exec, JitConfig::default()));
+    let (instantiator, other) = (
+        Instantiator::new(&exec, InstantiatorConfig::default()),
+        Instantiator::new(&exec, InstantiatorConfig::default()),
+    );
     // Both first claims have serial 0 and thread 1: told apart by their instantiator.
-    let mine = claimed(&jit, "mine", 1);
-    let staging = jit.staging(1);
+    let mine = claimed(&instantiator, "mine", 1);
+    let staging = instantiator.staging(1);
     staging.stage(claimed(&other, "theirs", 1), &return_const(5)).unwrap();
     assert_eq!(installed(other.lookup("theirs").unwrap()), 5, "installed at once, in its own");
-    assert_eq!(jit.lookup("theirs"), None);
+    assert_eq!(instantiator.lookup("theirs"), None);
     staging.stage(mine, &return_const(6)).unwrap();
     staging.finish().unwrap();
-    assert_eq!(installed(jit.lookup("mine").unwrap()), 6);
+    assert_eq!(installed(instantiator.lookup("mine").unwrap()), 6);
 }

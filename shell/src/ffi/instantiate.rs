@@ -1,5 +1,5 @@
 //! `smf_jit_*`: load-time instantiation from C (`ffi.md`, "Load-time instantiation"), over
-//! [`crate::jit::Jit`].
+//! [`crate::instantiate::Generics`].
 //!
 //! A `SmfJit *` is an opaque handle (`handles.rs`). The compiler callback runs with no lock of
 //! the library held and may call `smf_jit_instantiate` (or resolve) again on its thread; its
@@ -10,14 +10,17 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
-use smf_runtime::jit::{JitConfig, JitError, JitStats};
+use smf_runtime::instantiate::{InstantiateError, InstantiatorConfig, InstantiatorStats};
 
 use super::cache::{cache_of, SmfCache};
 use super::failure::About;
 use super::handles::Handles;
-use super::jit_callback::{record_failure, CCompiler};
+pub use super::instantiate_callback::SmfCompileFn;
+use super::instantiate_callback::{record_failure, CCompiler};
+use super::instantiate_codes::code_of;
+pub use super::instantiate_codes::*;
 use super::{c_name, c_path, c_str, coded, guard, set_error, ArgError, FfiError};
-use crate::jit::Jit;
+use crate::instantiate::Generics;
 
 /// The opaque type behind `SmfJit *`.
 #[repr(C)]
@@ -54,8 +57,8 @@ pub struct SmfJitStats {
     pub waits: u64,
 }
 
-impl From<JitStats> for SmfJitStats {
-    fn from(s: JitStats) -> Self {
+impl From<InstantiatorStats> for SmfJitStats {
+    fn from(s: InstantiatorStats) -> Self {
         Self {
             instantiations: s.instantiations,
             cache_hits: s.cache_hits,
@@ -66,58 +69,12 @@ impl From<JitStats> for SmfJitStats {
     }
 }
 
-/// `SmfCompileFn`.
-pub type SmfCompileFn = unsafe extern "C" fn(
-    user: *mut c_void,
-    mangled_name: *const c_char,
-    type_args: *const c_char,
-    template_bytes: *const u8,
-    template_len: usize,
-    code: *mut *const u8,
-    code_len: *mut usize,
-) -> i32;
-
-/// Success.
-pub const SMF_JIT_OK: i32 = 0;
-/// Disabled, or no module offers the name.
-pub const SMF_JIT_NOT_FOUND: i32 = 1;
-/// The name is already being instantiated by its own chain of dependencies.
-pub const SMF_JIT_CIRCULAR: i32 = 2;
-/// The compiler failed, or its code could not be installed.
-pub const SMF_JIT_COMPILE_ERROR: i32 = 3;
-/// The code is installed but the module's metadata could not be updated.
-pub const SMF_JIT_UPDATE_FAILED: i32 = 4;
-/// The depth limit was reached.
-pub const SMF_JIT_DEPTH_EXCEEDED: i32 = 5;
-/// Extension: the module file is missing, unreadable or malformed.
-pub const SMF_JIT_MODULE_ERROR: i32 = 6;
-/// Extension: the instantiation limit (`smf_jit_set_max_instantiations`) is reached.
-pub const SMF_JIT_LIMIT_REACHED: i32 = 7;
-/// Extension: memory could not be had (the message says how much).
-pub const SMF_JIT_OUT_OF_MEMORY: i32 = 8;
-/// Extension: a bad argument (NULL, not a live handle, a name that is not UTF-8).
-pub const SMF_JIT_INVALID_ARGUMENT: i32 = -1;
-
-/// The code of an error.
-pub(crate) fn code_of(error: &JitError) -> i32 {
-    match error {
-        JitError::NotFound => SMF_JIT_NOT_FOUND,
-        JitError::Circular { .. } => SMF_JIT_CIRCULAR,
-        JitError::Compile(_) | JitError::Install(_) => SMF_JIT_COMPILE_ERROR,
-        JitError::UpdateFailed { .. } => SMF_JIT_UPDATE_FAILED,
-        JitError::DepthExceeded { .. } => SMF_JIT_DEPTH_EXCEEDED,
-        JitError::Module(_) => SMF_JIT_MODULE_ERROR,
-        JitError::LimitReached { .. } => SMF_JIT_LIMIT_REACHED,
-        JitError::OutOfMemory { .. } => SMF_JIT_OUT_OF_MEMORY,
-    }
-}
-
-static JITS: Handles<Jit> = Handles::new("SmfJit");
+static GENERICS: Handles<Generics> = Handles::new("SmfJit");
 
 /// The live instantiator (C handle) whose installed code contains `addr`, for `rt_call_*`.
 #[cfg_attr(not(feature = "rt"), allow(dead_code))]
-pub(crate) fn jit_containing(addr: usize) -> Option<std::sync::Arc<Jit>> {
-    JITS.find_live(|jit| jit.instantiator().contains_code(addr))
+pub(crate) fn generics_containing(addr: usize) -> Option<std::sync::Arc<Generics>> {
+    GENERICS.find_live(|generics| generics.instantiator().contains_code(addr))
 }
 
 thread_local! {
@@ -155,14 +112,14 @@ pub unsafe extern "C" fn smf_jit_new(
     guard(std::ptr::null_mut(), || {
         let cache = cache_of(cache)?;
         let compile = compile.ok_or(ArgError::Null("the compiler callback"))?;
-        let defaults = JitConfig::default();
-        let config = JitConfig {
+        let defaults = InstantiatorConfig::default();
+        let config = InstantiatorConfig {
             max_depth: if config.max_depth == 0 { defaults.max_depth } else { config.max_depth },
             enabled: config.enabled,
             update_metadata: config.update_metadata,
             ..defaults
         };
-        Ok(JITS.insert(Jit::new(cache, config, CCompiler { compile, user })) as *mut SmfJit)
+        Ok(GENERICS.insert(Generics::new(cache, config, CCompiler { compile, user })) as *mut SmfJit)
     })
 }
 
@@ -175,10 +132,10 @@ pub extern "C" fn smf_jit_free(j: *mut SmfJit) {
             return Ok(());
         }
         // The request running below would return code this free unmaps.
-        if JITS.with(j, Jit::compiling_here)? {
+        if GENERICS.with(j, Generics::compiling_here)? {
             return Err(FfiError::FreeInCallback);
         }
-        Ok(JITS.release(j)?)
+        Ok(GENERICS.release(j)?)
     })
 }
 
@@ -204,14 +161,16 @@ pub unsafe extern "C" fn smf_jit_instantiate(
             // table's read lock, without taking a reference to the instantiator, and without
             // reading the path (names are global: the path is only needed to instantiate).
             let bytes = c_name(mangled_name).map_err(|_| ArgError::Null("mangled name"))?;
-            if let Ok(Some(found)) = JITS.with(j, |jit| jit.instantiated(bytes))? {
+            if let Ok(Some(found)) = GENERICS.with(j, |generics| generics.instantiated(bytes))? {
                 return Ok(found);
             }
             let path = c_path(module_path)?;
             let name = c_str(mangled_name, "mangled name")?;
-            let about =
-                |error| FfiError::Jit { about: About::NameFrom(name.to_owned(), path.to_path_buf()), error };
-            JITS.get(j)?.instantiate(path, name).map_err(about)
+            let about = |error| FfiError::Generics {
+                about: About::NameFrom(name.to_owned(), path.to_path_buf()),
+                error,
+            };
+            GENERICS.get(j)?.instantiate(path, name).map_err(about)
         })
     }
 }
@@ -251,7 +210,7 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
     statuses.fill(SMF_JIT_INVALID_ARGUMENT);
     let mut reported = false;
     let batch = || {
-        let jit = JITS.get(j)?;
+        let generics = GENERICS.get(j)?;
         // SAFETY: NULL or NUL-terminated per the caller's contract.
         let path = unsafe { c_path(module_path) }?;
         if n == 0 {
@@ -263,13 +222,15 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
         // SAFETY: `n` readable pointers per the caller's contract.
         let raw = unsafe { std::slice::from_raw_parts(names, n) };
         let mut texts: Vec<&str> = Vec::new();
-        texts.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
+        texts
+            .try_reserve_exact(n)
+            .map_err(|_| InstantiateError::OutOfMemory { bytes: n.saturating_mul(16) })?;
         for (i, &name) in raw.iter().enumerate() {
             // SAFETY: NULL or NUL-terminated per the caller's contract.
             let text = unsafe { c_name(name) }.map_err(|_| ArgError::NullItem("name", i))?;
             texts.push(std::str::from_utf8(text).map_err(|_| ArgError::NotUtf8Item("name", i))?);
         }
-        let outcomes = jit.instantiate_many(path, &texts)?;
+        let outcomes = generics.instantiate_many(path, &texts)?;
         reported = true;
         let (mut failed, mut first) = (0, None);
         for (i, outcome) in outcomes.iter().enumerate() {
@@ -293,7 +254,7 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
             Some((first, error)) => {
                 let name = texts[first].to_owned();
                 let about = About::Batch { failed, of: n, first, name, path: path.to_path_buf() };
-                Err(FfiError::Jit { about, error })
+                Err(FfiError::Generics { about, error })
             }
         }
     };
@@ -313,7 +274,7 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
 #[no_mangle]
 pub unsafe extern "C" fn smf_jit_fail(j: *mut SmfJit, message: *const c_char) {
     guard((), || {
-        JITS.get(j)?;
+        GENERICS.get(j)?;
         let text = if message.is_null() {
             "(no message)".into()
         } else {
@@ -340,10 +301,10 @@ pub unsafe extern "C" fn smf_jit_note_sdn(
     len: *mut usize,
 ) -> i32 {
     let found = guard(None, || {
-        let jit = JITS.get(j)?;
+        let generics = GENERICS.get(j)?;
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { c_path(module_path) }?;
-        Ok(Some(jit.note_sdn(path)?))
+        Ok(Some(generics.note_sdn(path)?))
     });
     let (status, bytes) = match found {
         Some(Some(note)) => (1, note.into_bytes()),
@@ -388,9 +349,11 @@ pub unsafe extern "C" fn smf_jit_resolve(
     // SAFETY: forwarded to our caller's contract.
     unsafe {
         answer(address, || {
-            let jit = JITS.get(j)?;
+            let generics = GENERICS.get(j)?;
             let name = c_str(name, "name")?;
-            jit.resolve(name).map_err(|error| FfiError::Jit { about: About::Name(name.to_owned()), error })
+            generics
+                .resolve(name)
+                .map_err(|error| FfiError::Generics { about: About::Name(name.to_owned()), error })
         })
     }
 }
@@ -412,18 +375,19 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
     // SAFETY: forwarded to our caller's contract.
     unsafe {
         answer(address, || {
-            let jit = JITS.get(j)?;
+            let generics = GENERICS.get(j)?;
             let base = c_str(base, "base name")?;
             if type_args.is_null() && n > 0 {
                 return Err(ArgError::Null("type_args").into());
             }
             let mut args = Vec::new();
-            args.try_reserve_exact(n).map_err(|_| JitError::OutOfMemory { bytes: n.saturating_mul(16) })?;
+            args.try_reserve_exact(n)
+                .map_err(|_| InstantiateError::OutOfMemory { bytes: n.saturating_mul(16) })?;
             for i in 0..n {
                 args.push(c_str(*type_args.add(i), "a type argument")?);
             }
-            let name = crate::jit::try_mangle(base, &args)?;
-            jit.resolve(&name).map_err(|error| FfiError::Jit { about: About::Name(name), error })
+            let name = crate::instantiate::try_mangle(base, &args)?;
+            generics.resolve(&name).map_err(|error| FfiError::Generics { about: About::Name(name), error })
         })
     }
 }
@@ -435,7 +399,7 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
 #[no_mangle]
 pub unsafe extern "C" fn smf_jit_stats(j: *const SmfJit, out: *mut SmfJitStats) {
     guard((), || {
-        let stats = JITS.get(j)?.stats();
+        let stats = GENERICS.get(j)?.stats();
         if !out.is_null() {
             // SAFETY: writable per the caller's contract.
             unsafe { out.write(stats.into()) };
@@ -448,7 +412,7 @@ pub unsafe extern "C" fn smf_jit_stats(j: *const SmfJit, out: *mut SmfJitStats) 
 #[no_mangle]
 pub extern "C" fn smf_jit_set_max_instantiations(j: *mut SmfJit, limit: u64) {
     guard((), || {
-        JITS.get(j)?.set_max_instantiations(usize::try_from(limit).unwrap_or(usize::MAX));
+        GENERICS.get(j)?.set_max_instantiations(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(())
     })
 }

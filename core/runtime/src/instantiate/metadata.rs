@@ -16,7 +16,7 @@ use core::ops::Range;
 
 use hashbrown::HashTable;
 
-use super::JitError;
+use super::InstantiateError;
 use crate::cache::KeyedHasher;
 use smf_format::note_sdn::{self, Field, NoteSdn, Recorded, Row, TERMINATOR};
 
@@ -69,12 +69,12 @@ pub struct ModuleMetadata {
 }
 
 /// Memory for `bytes` could not be had.
-fn out_of_memory(bytes: usize) -> JitError {
-    JitError::OutOfMemory { bytes }
+fn out_of_memory(bytes: usize) -> InstantiateError {
+    InstantiateError::OutOfMemory { bytes }
 }
 
 /// A copy of `s` in a fresh `String`.
-fn try_copy(s: &str) -> Result<String, JitError> {
+fn try_copy(s: &str) -> Result<String, InstantiateError> {
     let mut copy = String::new();
     copy.try_reserve_exact(s.len()).map_err(|_| out_of_memory(s.len()))?;
     copy.push_str(s);
@@ -82,7 +82,7 @@ fn try_copy(s: &str) -> Result<String, JitError> {
 }
 
 /// One more item's room in `v`.
-fn room<T>(v: &mut Vec<T>) -> Result<(), JitError> {
+fn room<T>(v: &mut Vec<T>) -> Result<(), InstantiateError> {
     let bytes = v.len().saturating_add(1).saturating_mul(core::mem::size_of::<T>());
     v.try_reserve(1).map_err(|_| out_of_memory(bytes))
 }
@@ -90,7 +90,7 @@ fn room<T>(v: &mut Vec<T>) -> Result<(), JitError> {
 impl ModuleMetadata {
     /// The metadata of a module whose note.sdn text is `note` (`None` without one), loaded
     /// from `from_file`: the note copied and its "possible" tables indexed.
-    pub fn new(note: Option<&str>, from_file: &str) -> Result<Self, JitError> {
+    pub fn new(note: Option<&str>, from_file: &str) -> Result<Self, InstantiateError> {
         let mut metadata = Self {
             text: try_copy(note.unwrap_or_default())?,
             from_file: try_copy(from_file)?,
@@ -105,14 +105,14 @@ impl ModuleMetadata {
     }
 
     /// Indexes the first row of each mangled name of the "possible" tables.
-    fn index(&mut self) -> Result<(), JitError> {
+    fn index(&mut self) -> Result<(), InstantiateError> {
         let text = core::mem::take(&mut self.text);
         let indexed = self.index_rows(&text);
         self.text = text;
         indexed
     }
 
-    fn index_rows(&mut self, text: &str) -> Result<(), JitError> {
+    fn index_rows(&mut self, text: &str) -> Result<(), InstantiateError> {
         let note = NoteSdn::new(text);
         for table in note.tables().filter(|t| t.name == "possible") {
             for row in table.rows() {
@@ -141,7 +141,7 @@ impl ModuleMetadata {
     }
 
     /// Appends `field`'s decoded value to `decoded` (nothing for a missing field): its range.
-    fn decode(&mut self, field: Option<Field<'_>>) -> Result<Range<usize>, JitError> {
+    fn decode(&mut self, field: Option<Field<'_>>) -> Result<Range<usize>, InstantiateError> {
         let start = self.decoded.len();
         if let Some(field) = field {
             let len = field.content().len();
@@ -183,8 +183,8 @@ impl ModuleMetadata {
 
     /// The "possible" entry listing `mangled_name` (the first, if several do); instantiated
     /// entries still answer, so that the module's offer does not change as it is used. An
-    /// error ([`JitError::OutOfMemory`]) only if memory for the answer cannot be had.
-    pub fn possible(&self, mangled_name: &str) -> Result<Option<Possible>, JitError> {
+    /// error ([`InstantiateError::OutOfMemory`]) only if memory for the answer cannot be had.
+    pub fn possible(&self, mangled_name: &str) -> Result<Option<Possible>, InstantiateError> {
         let Some(i) = self.entry_named(mangled_name) else { return Ok(None) };
         let entry = &self.entries[i];
         Ok(Some(Possible {
@@ -206,7 +206,7 @@ impl ModuleMetadata {
     /// Records that `mangled_name` was instantiated (once; later calls change nothing; a name
     /// the note does not offer is not recorded). An error only if memory for the record
     /// cannot be had.
-    pub fn record(&mut self, mangled_name: &str) -> Result<(), JitError> {
+    pub fn record(&mut self, mangled_name: &str) -> Result<(), InstantiateError> {
         let Some(i) = self.entry_named(mangled_name) else { return Ok(()) };
         if self.entries[i].recorded == 0 {
             room(&mut self.order)?;
@@ -263,8 +263,8 @@ impl ModuleMetadata {
     }
 
     /// [`ModuleMetadata::write`] into a new `String` (with room for one more byte, a C
-    /// caller's NUL); [`JitError::OutOfMemory`] if memory for it cannot be had.
-    pub fn to_text(&self) -> Result<String, JitError> {
+    /// caller's NUL); [`InstantiateError::OutOfMemory`] if memory for it cannot be had.
+    pub fn to_text(&self) -> Result<String, InstantiateError> {
         // The note, plus a row per recorded entry: its fields and the module's name twice.
         let per_row = 64usize.saturating_add(self.from_file.len().saturating_mul(2));
         let estimate = self

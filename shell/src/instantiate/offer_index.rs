@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use hashbrown::HashTable;
 use smf_runtime::cache::KeyedHasher;
-use smf_runtime::jit::JitError;
+use smf_runtime::instantiate::InstantiateError;
 
 use crate::loader::SharedModule;
 
@@ -33,8 +33,8 @@ pub(super) struct OfferIndex {
     hasher: KeyedHasher,
 }
 
-fn out_of_memory(bytes: usize) -> JitError {
-    JitError::OutOfMemory { bytes }
+fn out_of_memory(bytes: usize) -> InstantiateError {
+    InstantiateError::OutOfMemory { bytes }
 }
 
 impl OfferIndex {
@@ -61,8 +61,8 @@ impl OfferIndex {
         &mut self,
         generation: u64,
         cached: &[(PathBuf, Arc<SharedModule>)],
-        mut names_of: impl FnMut(&Path, &Arc<SharedModule>, &mut dyn FnMut(&str)) -> Result<(), JitError>,
-    ) -> Result<(), JitError> {
+        mut names_of: impl FnMut(&Path, &Arc<SharedModule>, &mut dyn FnMut(&str)) -> Result<(), InstantiateError>,
+    ) -> Result<(), InstantiateError> {
         self.generation = None;
         let mut current: HashMap<&Path, *const SharedModule> = HashMap::new();
         current.try_reserve(cached.len()).map_err(|_| out_of_memory(cached.len().saturating_mul(32)))?;
@@ -85,7 +85,7 @@ impl OfferIndex {
     }
 
     /// Takes the module in `slot` out of the index.
-    fn remove(&mut self, slot: usize) -> Result<(), JitError> {
+    fn remove(&mut self, slot: usize) -> Result<(), InstantiateError> {
         self.free
             .try_reserve(1)
             .map_err(|_| out_of_memory(self.free.len().saturating_add(1).saturating_mul(8)))?;
@@ -104,8 +104,8 @@ impl OfferIndex {
         &mut self,
         path: &Path,
         module: &Arc<SharedModule>,
-        names_of: &mut impl FnMut(&Path, &Arc<SharedModule>, &mut dyn FnMut(&str)) -> Result<(), JitError>,
-    ) -> Result<(), JitError> {
+        names_of: &mut impl FnMut(&Path, &Arc<SharedModule>, &mut dyn FnMut(&str)) -> Result<(), InstantiateError>,
+    ) -> Result<(), InstantiateError> {
         let mut hashes: Vec<u64> = Vec::new();
         let mut failed = false;
         names_of(path, module, &mut |name| {

@@ -7,7 +7,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::published::Writer;
-use super::{Caller, CompileFailure, Failed, InFlight, Instantiated, Instantiator, JitError, Staged, Table};
+use super::{
+    Caller, CompileFailure, Failed, InFlight, InstantiateError, Instantiated, Instantiator, Staged, Table,
+};
 
 /// The most code one instantiation may install (64 MiB): more is a compiler's bug.
 pub const MAX_CODE: usize = 64 << 20;
@@ -38,9 +40,9 @@ impl<'a> Instantiator<'a> {
         &self,
         name: &str,
         caller: Caller<'_>,
-        plan: impl FnOnce() -> Result<Option<P>, JitError>,
-        compile: impl FnOnce(P) -> Result<C, JitError>,
-    ) -> Result<Instantiated, JitError> {
+        plan: impl FnOnce() -> Result<Option<P>, InstantiateError>,
+        compile: impl FnOnce(P) -> Result<C, InstantiateError>,
+    ) -> Result<Instantiated, InstantiateError> {
         match self.begin(name, caller, plan)? {
             Begun::Ready(address) => Ok(Instantiated { address, compiled: false }),
             Begun::Claimed(claim, planned) => match compile(planned) {
@@ -59,14 +61,14 @@ impl<'a> Instantiator<'a> {
         &'i self,
         name: &'n str,
         caller: Caller<'_>,
-        plan: impl FnOnce() -> Result<Option<P>, JitError>,
-    ) -> Result<Begun<'i, 'a, 'n, P>, JitError> {
+        plan: impl FnOnce() -> Result<Option<P>, InstantiateError>,
+    ) -> Result<Begun<'i, 'a, 'n, P>, InstantiateError> {
         let hash = self.published.hash(name.as_bytes());
         if let Some(address) = self.cached_hashed(name.as_bytes(), hash, caller)? {
             return Ok(Begun::Ready(address));
         }
         if caller.stack.iter().any(|n| **n == *name) {
-            return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
+            return Err(InstantiateError::Circular { cycle: own_cycle(caller.stack, name) });
         }
         let serial = match self.claim(name, hash, caller)? {
             Found::Ready(address) => {
@@ -80,27 +82,32 @@ impl<'a> Instantiator<'a> {
         // is not (or the plan fails), the claim is given back and waiters look again.
         match plan() {
             Ok(Some(planned)) => Ok(Begun::Claimed(claim, planned)),
-            Ok(None) => Err(claim.release(JitError::NotFound)),
+            Ok(None) => Err(claim.release(InstantiateError::NotFound)),
             Err(error) => Err(claim.release(error)),
         }
     }
 
-    /// The first checks of a request, without a lock: disabled ([`JitError::NotFound`]), the
-    /// depth limit ([`JitError::DepthExceeded`]), then the address if `name` is installed
+    /// The first checks of a request, without a lock: disabled ([`InstantiateError::NotFound`]), the
+    /// depth limit ([`InstantiateError::DepthExceeded`]), then the address if `name` is installed
     /// (counted as a cache hit). `Ok(None)`: the request must go on ([`Instantiator::begin`]).
     /// `name` is bytes: a name that is not UTF-8 is never installed, so callers holding bytes
     /// need not validate them to ask.
-    pub fn cached(&self, name: &[u8], caller: Caller<'_>) -> Result<Option<usize>, JitError> {
+    pub fn cached(&self, name: &[u8], caller: Caller<'_>) -> Result<Option<usize>, InstantiateError> {
         self.cached_hashed(name, self.published.hash(name), caller)
     }
 
     /// [`Instantiator::cached`] of a name whose hash is computed already.
-    fn cached_hashed(&self, name: &[u8], hash: u64, caller: Caller<'_>) -> Result<Option<usize>, JitError> {
+    fn cached_hashed(
+        &self,
+        name: &[u8],
+        hash: u64,
+        caller: Caller<'_>,
+    ) -> Result<Option<usize>, InstantiateError> {
         if !self.config.enabled {
-            return Err(JitError::NotFound);
+            return Err(InstantiateError::NotFound);
         }
         if caller.stack.len() >= self.config.max_depth as usize {
-            return Err(JitError::DepthExceeded { limit: self.config.max_depth });
+            return Err(InstantiateError::DepthExceeded { limit: self.config.max_depth });
         }
         let found = self.published.get_hashed(name, hash);
         if found.is_some() {
@@ -113,7 +120,7 @@ impl<'a> Instantiator<'a> {
     /// it (and getting that compile's failure, if it fails). A name the caller's own batch
     /// compiled and has not installed yet is installed now, with the rest of the batch; so is
     /// the batch before the caller waits for another thread (which may be waiting for it).
-    fn claim(&self, name: &str, hash: u64, caller: Caller<'_>) -> Result<Found, JitError> {
+    fn claim(&self, name: &str, hash: u64, caller: Caller<'_>) -> Result<Found, InstantiateError> {
         let mut table = self.table.lock();
         let mut waited_for = None;
         loop {
@@ -132,7 +139,7 @@ impl<'a> Instantiator<'a> {
                     continue;
                 }
                 if compiling.owner == caller.thread {
-                    return Err(JitError::Circular { cycle: own_cycle(caller.stack, name) });
+                    return Err(InstantiateError::Circular { cycle: own_cycle(caller.stack, name) });
                 }
                 if table.staging.iter().any(|b| b.thread == caller.thread) {
                     drop(table);
@@ -142,7 +149,7 @@ impl<'a> Instantiator<'a> {
                 }
                 let hash_of = |n: &str| self.published.hash(n.as_bytes());
                 if let Some(cycle) = cross_thread_cycle(&table, name, caller, hash_of) {
-                    return Err(JitError::Circular { cycle });
+                    return Err(InstantiateError::Circular { cycle });
                 }
                 if waited_for.is_none() {
                     self.waits.fetch_add(1, Ordering::Relaxed);
@@ -167,10 +174,13 @@ impl<'a> Instantiator<'a> {
             };
             let limit = self.max_instantiations();
             if table.writer.len().saturating_add(table.in_flight.len()) >= limit {
-                return Err(JitError::LimitReached { limit });
+                return Err(InstantiateError::LimitReached { limit });
             }
             let room = core::mem::size_of::<InFlight>();
-            table.in_flight.try_reserve(1, |f| f.hash).map_err(|_| JitError::OutOfMemory { bytes: room })?;
+            table
+                .in_flight
+                .try_reserve(1, |f| f.hash)
+                .map_err(|_| InstantiateError::OutOfMemory { bytes: room })?;
             let serial = table.next_serial;
             table.next_serial += 1;
             let flight = InFlight {
@@ -195,7 +205,7 @@ impl<'a> Instantiator<'a> {
         serial: u64,
         hash: u64,
         outcome: Outcome,
-    ) -> Result<(), JitError> {
+    ) -> Result<(), InstantiateError> {
         let Table { in_flight, failed, writer, .. } = table;
         if let Ok(entry) = in_flight.find_entry(hash, |f| f.serial == serial) {
             let (flight, _) = entry.remove();
@@ -213,7 +223,7 @@ impl<'a> Instantiator<'a> {
         writer: &mut Writer,
         flight: InFlight,
         outcome: Outcome,
-    ) -> Result<(), JitError> {
+    ) -> Result<(), InstantiateError> {
         let InFlight { name, hash, attempt, .. } = flight;
         let (name, error) = match outcome {
             Outcome::Installed { address, bytes } => {
@@ -226,7 +236,7 @@ impl<'a> Instantiator<'a> {
                         writer.count(&self.instantiations, 1);
                         return Ok(());
                     }
-                    Err((bytes, name)) => (name, JitError::OutOfMemory { bytes }),
+                    Err((bytes, name)) => (name, InstantiateError::OutOfMemory { bytes }),
                 }
             }
             Outcome::Failed(error) => (name, error),
@@ -237,7 +247,7 @@ impl<'a> Instantiator<'a> {
             failed.insert(name, (attempt, error.clone()));
         }
         match error {
-            JitError::OutOfMemory { .. } => Err(error),
+            InstantiateError::OutOfMemory { .. } => Err(error),
             _ => Ok(()),
         }
     }
@@ -258,7 +268,7 @@ pub(super) enum Outcome {
         address: usize,
         bytes: usize,
     },
-    Failed(JitError),
+    Failed(InstantiateError),
     /// Not offered after all: the name is free again, nothing recorded.
     Released,
 }
@@ -282,10 +292,10 @@ impl<'n> Claim<'_, '_, 'n> {
     }
 
     /// Installs `code` as the name's (sealed executable memory); its address.
-    pub fn install(mut self, code: &[u8]) -> Result<usize, JitError> {
-        let jit = self.instantiator;
-        let installed =
-            acceptable(code).and_then(|()| jit.installer.install(code).map_err(JitError::Install));
+    pub fn install(mut self, code: &[u8]) -> Result<usize, InstantiateError> {
+        let instantiator = self.instantiator;
+        let installed = acceptable(code)
+            .and_then(|()| instantiator.installer.install(code).map_err(InstantiateError::Install));
         match installed {
             Ok(address) => {
                 self.finish(Outcome::Installed { address, bytes: code.len() })?;
@@ -296,41 +306,41 @@ impl<'n> Claim<'_, '_, 'n> {
     }
 
     /// Gives the name up with `error` (what waiters get too); returns it.
-    pub fn fail(mut self, error: JitError) -> JitError {
+    pub fn fail(mut self, error: InstantiateError) -> InstantiateError {
         self.fail_with(error)
     }
 
-    pub(super) fn fail_with(&mut self, error: JitError) -> JitError {
+    pub(super) fn fail_with(&mut self, error: InstantiateError) -> InstantiateError {
         // A failure needs nothing published: it cannot fail again.
         let _ = self.finish(Outcome::Failed(error.clone()));
         error
     }
 
     /// Gives the name back untouched (it was not offered); returns `error`.
-    fn release(mut self, error: JitError) -> JitError {
+    fn release(mut self, error: InstantiateError) -> InstantiateError {
         let _ = self.finish(Outcome::Released);
         error
     }
 
-    fn finish(&mut self, outcome: Outcome) -> Result<(), JitError> {
+    fn finish(&mut self, outcome: Outcome) -> Result<(), InstantiateError> {
         self.done = true;
-        let jit = self.instantiator;
-        let mut table = jit.table.lock();
-        let settled = jit.settle(&mut table, self.serial, self.hash, outcome);
+        let instantiator = self.instantiator;
+        let mut table = instantiator.table.lock();
+        let settled = instantiator.settle(&mut table, self.serial, self.hash, outcome);
         let waiters = !table.waiting.is_empty();
         drop(table);
-        jit.announce(waiters);
+        instantiator.announce(waiters);
         settled
     }
 }
 
 /// Whether `code` is something to install: not empty, at most [`MAX_CODE`] bytes.
-pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
+pub(super) fn acceptable(code: &[u8]) -> Result<(), InstantiateError> {
     if code.is_empty() {
-        return Err(JitError::Compile(CompileFailure::NoCode));
+        return Err(InstantiateError::Compile(CompileFailure::NoCode));
     }
     if code.len() > MAX_CODE {
-        return Err(JitError::Compile(CompileFailure::TooMuchCode { bytes: code.len() }));
+        return Err(InstantiateError::Compile(CompileFailure::TooMuchCode { bytes: code.len() }));
     }
     Ok(())
 }
@@ -338,7 +348,7 @@ pub(super) fn acceptable(code: &[u8]) -> Result<(), JitError> {
 impl Drop for Claim<'_, '_, '_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.finish(Outcome::Failed(JitError::Compile(CompileFailure::Panicked)));
+            let _ = self.finish(Outcome::Failed(InstantiateError::Compile(CompileFailure::Panicked)));
         }
     }
 }

@@ -1,19 +1,29 @@
 //! The C compiler callback of `smf_jit_new` as a [`Compiler`]: the name and type arguments
 //! passed as C strings, the code the callback returns checked (present, at most
-//! [`smf_runtime::jit::MAX_CODE`] bytes) and borrowed until the install copies it, and the message
+//! [`smf_runtime::instantiate::MAX_CODE`] bytes) and borrowed until the install copies it, and the message
 //! it gives with `smf_jit_fail` kept per thread for the innermost compile.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::ffi::{c_void, CString};
+use std::ffi::{c_char, c_void, CString};
 
-use super::jit::SmfCompileFn;
-use crate::jit::{CompileError, Compiler, Jit, Request};
+use crate::instantiate::{CompileError, Compiler, Generics, Request};
 
 thread_local! {
     /// The message the running compile gave with `smf_jit_fail`.
     static FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
+
+/// `SmfCompileFn`.
+pub type SmfCompileFn = unsafe extern "C" fn(
+    user: *mut c_void,
+    mangled_name: *const c_char,
+    type_args: *const c_char,
+    template_bytes: *const u8,
+    template_len: usize,
+    code: *mut *const u8,
+    code_len: *mut usize,
+) -> i32;
 
 /// Keeps `message` as the running compile's failure (`smf_jit_fail`).
 pub(super) fn record_failure(message: String) {
@@ -33,11 +43,11 @@ unsafe impl Send for CCompiler {}
 unsafe impl Sync for CCompiler {}
 
 impl Compiler for CCompiler {
-    fn compile<'c>(&'c self, _jit: &Jit, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
+    fn compile<'c>(&'c self, _jit: &Generics, request: &Request<'_>) -> Result<Cow<'c, [u8]>, CompileError> {
         let template = request.template_bytes.unwrap_or_default();
         // SAFETY: the header: on success the code is valid until the callback returns to the
         // library, which copies it before returning to C (the borrow ends in
-        // `Jit::instantiate`, at the install).
+        // `Generics::instantiate`, at the install).
         let code = unsafe { self.call(request.name, request.type_args, template) }?;
         Ok(Cow::Borrowed(code))
     }
@@ -79,7 +89,7 @@ impl CCompiler {
         if code.is_null() || code_len == 0 {
             return Err(CallbackError::NoCode);
         }
-        if code_len > smf_runtime::jit::MAX_CODE {
+        if code_len > smf_runtime::instantiate::MAX_CODE {
             return Err(CallbackError::TooMuchCode(code_len));
         }
         // SAFETY: the header: on success `code` holds `code_len` bytes, valid until the
@@ -104,7 +114,7 @@ pub(super) enum CallbackError {
     },
     /// It returned success but no code.
     NoCode,
-    /// It returned more code than [`smf_runtime::jit::MAX_CODE`] bytes.
+    /// It returned more code than [`smf_runtime::instantiate::MAX_CODE`] bytes.
     TooMuchCode(usize),
 }
 
@@ -119,7 +129,11 @@ impl std::fmt::Display for CallbackError {
             }
             CallbackError::NoCode => f.write_str("the compiler returned success but no code"),
             CallbackError::TooMuchCode(n) => {
-                write!(f, "the compiler returned {n} bytes of code (at most {})", smf_runtime::jit::MAX_CODE)
+                write!(
+                    f,
+                    "the compiler returned {n} bytes of code (at most {})",
+                    smf_runtime::instantiate::MAX_CODE
+                )
             }
         }
     }
@@ -165,7 +179,7 @@ mod tests {
     #[test]
     fn the_callbacks_refusals_are_typed() {
         let code = [0xC3u8; 4];
-        let huge = vec![0u8; smf_runtime::jit::MAX_CODE + 1];
+        let huge = vec![0u8; smf_runtime::instantiate::MAX_CODE + 1];
         let script = std::cell::Cell::new((code.as_ptr(), code.len()));
         let compiler = CCompiler { compile: scripted, user: std::ptr::from_ref(&script).cast_mut().cast() };
         assert_eq!(call(&compiler, "id$i64"), Ok(code.to_vec()));
