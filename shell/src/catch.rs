@@ -25,6 +25,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
+use smf_runtime::exec::function_pointer;
 use smf_runtime::load::Catcher;
 
 /// The unwinder's actions and results (the Itanium C++ ABI's level 1, `unwind.h`).
@@ -239,7 +240,11 @@ fn cxa_catch_of(exception: *mut c_void) -> Option<CxaCatch> {
 /// that runtime.
 unsafe fn keep_type_name(current_type: usize) {
     // SAFETY: the caller's contract: `std::type_info *(void)`.
-    let current_type: extern "C" fn() -> *const *const c_char = unsafe { std::mem::transmute(current_type) };
+    let Some(current_type) =
+        (unsafe { function_pointer::<extern "C" fn() -> *const *const c_char>(current_type) })
+    else {
+        return;
+    };
     let info = current_type();
     if info.is_null() {
         return;
@@ -287,15 +292,19 @@ unsafe extern "C" fn caught(exception: *mut c_void) {
     let class = unsafe { (*exception.cast::<ExceptionHeader>()).class };
     // The C++ runtimes spell their class's bytes from the most significant down.
     let cxx = CXX_CLASSES.iter().any(|c| u64::from_be_bytes(**c) == class);
-    match cxx.then(|| cxa_catch_of(exception)).flatten() {
-        // SAFETY: the C++ runtime's functions, with their signatures (`void *(void *)`,
-        // `void (void)`), given an exception of theirs, as a `catch (...)` calls them; its
+    let cxa = cxx.then(|| cxa_catch_of(exception)).flatten();
+    // SAFETY: the C++ runtime's functions, with their signatures (`void *(void *)`,
+    // `void (void)`), found by their names.
+    let calls = cxa.and_then(|cxa| unsafe {
+        let begin = function_pointer::<extern "C-unwind" fn(*mut c_void) -> *mut c_void>(cxa.begin)?;
+        Some((begin, function_pointer::<extern "C-unwind" fn()>(cxa.end)?, cxa.current_type))
+    });
+    match calls {
+        // SAFETY: given an exception of their runtime, as a `catch (...)` calls them; its
         // `__cxa_current_exception_type` between them.
-        Some(cxa) => unsafe {
-            let begin: extern "C-unwind" fn(*mut c_void) -> *mut c_void = std::mem::transmute(cxa.begin);
-            let end: extern "C-unwind" fn() = std::mem::transmute(cxa.end);
+        Some((begin, end, current_type)) => unsafe {
             begin(exception);
-            if let Some(current_type) = cxa.current_type {
+            if let Some(current_type) = current_type {
                 keep_type_name(current_type);
             }
             end();

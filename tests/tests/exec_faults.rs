@@ -70,7 +70,8 @@ fn arena_mappings() -> (usize, usize) {
 
 fn call(address: usize) -> i64 {
     // SAFETY: every piece these tests install is `return_const`: no arguments, an integer back.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+    let f = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn() -> i64>(address) }
+        .expect("an address");
     f()
 }
 

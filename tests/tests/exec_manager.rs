@@ -237,7 +237,7 @@ fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
     assert_eq!((old, new), (1, 2), "linked before: the old code; after: the new");
     // The address handed out first still runs the old code.
     // SAFETY: `first` is `version() -> i64`, kept while the manager lives.
-    let old_code: extern "C" fn() -> i64 = unsafe { std::mem::transmute(first) };
+    let old_code = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn() -> i64>(first) }.unwrap();
     assert_eq!(old_code(), 1);
 }
 

@@ -46,7 +46,8 @@ fn tail_call(target: usize) -> Vec<u8> {
 
 fn call1(address: usize, x: i64) -> i64 {
     // SAFETY: every function the compiler below emits takes one integer and returns one.
-    let f: extern "C" fn(i64) -> i64 = unsafe { std::mem::transmute(address) };
+    let f = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn(i64) -> i64>(address) }
+        .expect("an address");
     f(x)
 }
 

@@ -27,7 +27,8 @@ static SCANS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn call0(address: usize) -> i64 {
     // SAFETY: every function installed here is `return_const` or the fixture's `answer`.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+    let f = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn() -> i64>(address) }
+        .expect("an address");
     f()
 }
 

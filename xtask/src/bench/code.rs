@@ -28,7 +28,8 @@ pub(crate) fn returning<const N: usize>(value: u16) -> [u8; N] {
 /// Calls the function at `addr` and checks it returns `expected`.
 pub(crate) fn check(addr: usize, expected: u16) -> Result<(), String> {
     // SAFETY: callers pass the address of sealed code of a `returning(expected)`.
-    let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(addr) };
+    let f = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn() -> i64>(addr) }
+        .ok_or_else(|| format!("function {expected} has no address"))?;
     match f() {
         got if got == i64::from(expected) => Ok(()),
         got => Err(format!("function {expected} returned {got}")),

@@ -274,7 +274,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let addr = manager.address("bench_direct").ok_or("no address")?;
     // SAFETY: `bench_direct` is `(i64, i64) -> i64` in the platform's C convention.
     #[allow(unsafe_code)]
-    let direct: extern "C" fn(i64, i64) -> i64 = unsafe { std::mem::transmute(addr) };
+    let direct = unsafe { smf_runtime::exec::function_pointer::<extern "C" fn(i64, i64) -> i64>(addr) }
+        .ok_or("bench_direct has no address")?;
     const CALLS: usize = 10_000;
     let times = interleaved_rounds(
         rounds,

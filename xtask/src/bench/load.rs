@@ -255,8 +255,13 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         }
         let t_their_lookup = start.elapsed() / (100 * names.len() as u32);
         // SAFETY: f1 of the native library has the same signature.
-        let native_f1: extern "C" fn(i64) -> i64 =
-            unsafe { std::mem::transmute(dlsym(handle, c_names[1].as_ptr())) };
+        let native_f1 = unsafe {
+            smf_runtime::exec::function_pointer::<extern "C" fn(i64) -> i64>(dlsym(
+                handle,
+                c_names[1].as_ptr(),
+            ) as usize)
+        }
+        .ok_or("dlsym found no f1")?;
         if native_f1(1) != check {
             return Err(format!("f1(1): smf {check}, native {}", native_f1(1)));
         }

@@ -1,6 +1,7 @@
-//! Typed, lifetime-bound handles to code: the one place an address of code becomes a function
-//! pointer. [`Function`] borrows what owns the code (a sealed [`super::Block`], a loaded module),
-//! so the code cannot be freed while the handle exists.
+//! Typed handles to code: the one place an address of code becomes a function pointer
+//! ([`function_pointer`], which every caller of code by address goes through). [`Function`]
+//! borrows what owns the code (a sealed [`super::Block`], a loaded module), so the code cannot
+//! be freed while the handle exists.
 
 #![allow(unsafe_code)]
 
@@ -36,12 +37,8 @@ impl<'o, F: Copy> Function<'o, F> {
     /// `addr` is the entry of a function in sealed code that lives at least as long as `'o`,
     /// and `F` is a function pointer type whose signature and ABI are that function's.
     pub(crate) unsafe fn at(addr: usize) -> Option<Self> {
-        if core::mem::size_of::<F>() != core::mem::size_of::<usize>() || addr == 0 {
-            return None;
-        }
-        // SAFETY: `F` is a function pointer type (the caller's contract) of the size of an
-        // address, and `addr` is a function of that type (likewise).
-        let pointer = unsafe { core::mem::transmute_copy::<usize, F>(&addr) };
+        // SAFETY: forwarded to our caller's contract; the owner's lifetime bounds the handle.
+        let pointer = unsafe { function_pointer::<F>(addr) }?;
         Some(Self { pointer, owner: PhantomData })
     }
 
@@ -50,4 +47,20 @@ impl<'o, F: Copy> Function<'o, F> {
     pub const fn get(&self) -> F {
         self.pointer
     }
+}
+
+/// The function at `addr` as the function pointer type `F` (an `extern "C" fn(...) -> ...`):
+/// `None` if `F` is not the size of an address (not a function pointer type) or `addr` is 0.
+/// Where an owner is at hand, prefer the borrowing [`Function`].
+///
+/// # Safety
+/// `addr` is the entry of a function whose signature and ABI are `F`'s, in code that stays
+/// mapped and executable for as long as the pointer is called.
+pub unsafe fn function_pointer<F: Copy>(addr: usize) -> Option<F> {
+    if core::mem::size_of::<F>() != core::mem::size_of::<usize>() || addr == 0 {
+        return None;
+    }
+    // SAFETY: `F` is a function pointer type (the caller's contract) of the size of an address,
+    // and `addr` is a function of that type (likewise).
+    Some(unsafe { core::mem::transmute_copy::<usize, F>(&addr) })
 }

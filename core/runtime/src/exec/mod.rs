@@ -75,7 +75,7 @@ pub use arena::{ArenaStats, CodeArena};
 pub use batch::CodeBatch;
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM, ENOSYS};
-pub use function::Function;
+pub use function::{function_pointer, Function};
 pub use kernel::{Kernel, Linux, LINUX};
 
 use core::fmt;

@@ -51,7 +51,7 @@ fn installed(address: usize) -> u16 {
 /// Calls the code at `address` (real kernels only).
 fn run(address: usize) -> u64 {
     // SAFETY: every piece these tests install is `return_const`: no arguments, an integer back.
-    let f: extern "C" fn() -> u64 = unsafe { core::mem::transmute(address) };
+    let f = unsafe { crate::exec::function_pointer::<extern "C" fn() -> u64>(address) }.expect("an address");
     f()
 }
 

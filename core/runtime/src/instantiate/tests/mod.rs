@@ -409,7 +409,8 @@ fn over_the_real_kernel_code_goes_to_the_arena_and_runs() {
     assert!(instantiator.uses_arena());
     for (value, &address) in addresses.iter().enumerate() {
         // SAFETY: the instantiator installed `return_const(value)` there and lives.
-        let f: extern "C" fn() -> u64 = unsafe { core::mem::transmute(address) };
+        let f =
+            unsafe { crate::exec::function_pointer::<extern "C" fn() -> u64>(address) }.expect("an address");
         assert_eq!(f(), value as u64);
     }
 }
