@@ -46,21 +46,6 @@ pub fn limits_from_env() -> ReadLimits {
     })
 }
 
-/// Runs `f` on the whole module file at `path`, read as the module docs say, under the
-/// process's limits ([`limits_from_env`]).
-pub fn with_module_bytes<R>(path: &Path, f: impl FnOnce(&[u8]) -> R) -> std::io::Result<R> {
-    with_module_bytes_limited(path, limits_from_env(), f)
-}
-
-/// [`with_module_bytes`] under `limits`.
-pub fn with_module_bytes_limited<R>(
-    path: &Path,
-    limits: ReadLimits,
-    f: impl FnOnce(&[u8]) -> R,
-) -> std::io::Result<R> {
-    with_module_version(path, limits, |bytes, _| f(bytes))
-}
-
 /// The version of a module file that was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadVersion {
@@ -73,7 +58,9 @@ pub struct ReadVersion {
     pub fresh: bool,
 }
 
-/// [`with_module_bytes`] under `limits`, also handing `f` the version read.
+/// Runs `f` on the whole module file at `path`, read as the module docs say under `limits`
+/// (the process's: [`limits_from_env`]), with the version read: the one reader of module files
+/// (the loader's [`crate::loader::Source::Path`] reads through it).
 pub fn with_module_version<R>(
     path: &Path,
     limits: ReadLimits,
@@ -101,9 +88,10 @@ pub fn with_module_version<R>(
     result
 }
 
-/// The whole module file at `path`, read as [`with_module_bytes`] does.
+/// A copy of the whole module file at `path`, read as [`with_module_version`] reads it under
+/// the process's limits.
 pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    with_module_bytes(path, <[u8]>::to_vec)
+    with_module_version(path, limits_from_env(), |bytes, _| bytes.to_vec())
 }
 
 /// What tells one version of a file from another: device, inode, size, modification and

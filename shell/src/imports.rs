@@ -214,7 +214,7 @@ impl Resolver for CLibrary {
 }
 
 /// How a load links, besides the host symbols and the modules loaded before it (which every
-/// load through [`crate::loader::load_path_with`] consults). The default: no resolver of its
+/// load linked as the process links, [`crate::loader::Linking::Process`], consults). The default: no resolver of its
 /// own, the C library and libm as the last resort, exports offered to later loads.
 #[derive(Clone, Copy)]
 pub struct LinkOptions<'r> {

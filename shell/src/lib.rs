@@ -16,11 +16,11 @@
 //! use std::path::Path;
 //!
 //! use smf::imports::LinkOptions;
-//! use smf::loader::load_path_with;
+//! use smf::loader::{load, LoadRequest};
 //!
 //! let path = Path::new("../examples/recursion.smf"); // C's fib, packed by `smf pack`
 //! let options = LinkOptions { process_symbols: true, ..LinkOptions::default() };
-//! let module = load_path_with(path, &options)?;
+//! let module = load(&LoadRequest::path(path).linked(options))?;
 //! assert!(module.symbol(b"fib").is_some());
 //! # #[cfg(target_arch = "x86_64")]
 //! # {

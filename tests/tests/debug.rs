@@ -10,7 +10,7 @@ use std::process::Command;
 
 use object::{Object, ObjectSection, ObjectSymbol};
 use smf::imports::LinkOptions;
-use smf::loader::{load_path_with, SharedModule};
+use smf::loader::{load, LoadRequest, SharedModule};
 use smf_tests::{build_smf_package, scratch, workspace};
 
 /// Links without joining the process's registry (the tests of this binary run side by side).
@@ -46,7 +46,7 @@ fn gdb_object(code: usize) -> Option<Vec<u8>> {
 
 #[test]
 fn every_module_is_described_to_gdb_until_it_is_released() {
-    let module = load_path_with(&recursion(), &local(true)).unwrap();
+    let module = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
     let (code, code_len) = module.loaded().code();
     let bytes = gdb_object(code).expect("the module's object is in GDB's list");
     let file = object::File::parse(bytes.as_slice()).unwrap();
@@ -68,13 +68,13 @@ fn every_module_is_described_to_gdb_until_it_is_released() {
     drop(module);
     assert!(gdb_object(code).is_none(), "taken out of GDB's list at release");
 
-    let quiet = load_path_with(&recursion(), &local(false)).unwrap();
+    let quiet = load(&LoadRequest::path(&recursion()).linked(local(false))).unwrap();
     assert!(gdb_object(quiet.loaded().code().0).is_none(), "debug_info: false registers nothing");
 }
 
 #[test]
 fn an_address_names_its_function_and_offset_as_dladdr_does() {
-    let module = load_path_with(&recursion(), &local(true)).unwrap();
+    let module = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
     let fib = module.symbol(b"fib").unwrap();
     assert_eq!(module.function_at(fib), Some((&b"fib"[..], 0)));
     assert_eq!(module.function_at(fib + 3), Some((&b"fib"[..], 3)));
@@ -144,7 +144,7 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
     // The map is the process's: a child process (this test again) loads with SMF_PERF_MAP=1
     // and prints what it loaded; this one reads the child's map.
     if std::env::var_os("SMF_PERF_MAP_CHILD").is_some() {
-        let module = load_path_with(&recursion(), &local(true)).unwrap();
+        let module = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
         let functions = functions(&module);
         for (name, &(addr, size)) in &functions {
             // A label without a size where a sized function starts (the section's symbol at

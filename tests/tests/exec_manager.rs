@@ -7,7 +7,6 @@
 #![allow(unsafe_code)] // calling a compiled function through its address
 
 use smf::exec_manager::{ExecManager, ExecManagerError, OptLevel};
-use smf::imports::LinkOptions;
 use smf_tests::clif::{all_live, live_across_blocks};
 
 /// The example front end (`shell/examples/expr_lang`): a tiny expression language to CLIF.
@@ -184,8 +183,7 @@ fn module_calling(name: &str) -> Vec<u8> {
 
 #[test]
 fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
-    let library =
-        smf::loader::load_bytes_with(&library_exporting_five(), &LinkOptions::default(), None).unwrap();
+    let library = smf::loader::load(&smf::loader::LoadRequest::bytes(&library_exporting_five())).unwrap();
     let manager = ExecManager::new(OptLevel::None).unwrap();
     manager
         .compile_clif(
@@ -200,8 +198,7 @@ fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
         .unwrap();
     assert_eq!(manager.execute("five_times", &[9]).unwrap(), 45);
 
-    let later =
-        smf::loader::load_bytes_with(&module_calling("five_times"), &LinkOptions::default(), None).unwrap();
+    let later = smf::loader::load(&smf::loader::LoadRequest::bytes(&module_calling("five_times"))).unwrap();
     // SAFETY: `calls_compiled` jumps to `five_times(i64) -> i64`.
     assert_eq!(unsafe { later.call_integers(Some(b"calls_compiled"), &[3]) }.unwrap(), 15);
     // The module keeps the compiled code alive after the manager is gone.
@@ -209,7 +206,7 @@ fn compiled_code_calls_loaded_modules_and_modules_loaded_afterwards_call_it() {
     // SAFETY: as above.
     assert_eq!(unsafe { later.call_integers(Some(b"calls_compiled"), &[4]) }.unwrap(), 20);
     // ...but a module loaded now finds no `five_times` to link.
-    let error = smf::loader::load_bytes_with(&module_calling("five_times"), &LinkOptions::default(), None)
+    let error = smf::loader::load(&smf::loader::LoadRequest::bytes(&module_calling("five_times")))
         .expect_err("five_times was withdrawn with its manager");
     assert!(error.to_string().contains("five_times"), "{error}");
     drop(library);
@@ -220,13 +217,11 @@ fn compiling_a_name_again_gives_new_callers_the_new_code_and_keeps_the_old() {
     let manager = ExecManager::new(OptLevel::None).unwrap();
     manager.compile_clif(&constant("version", 1)).unwrap();
     let first = manager.address("version").unwrap();
-    let before =
-        smf::loader::load_bytes_with(&module_calling("version"), &LinkOptions::default(), None).unwrap();
+    let before = smf::loader::load(&smf::loader::LoadRequest::bytes(&module_calling("version"))).unwrap();
     manager.compile_clif(&constant("version", 2)).unwrap();
     assert_eq!(manager.execute("version", &[]).unwrap(), 2);
     assert_ne!(manager.address("version"), Some(first));
-    let after =
-        smf::loader::load_bytes_with(&module_calling("version"), &LinkOptions::default(), None).unwrap();
+    let after = smf::loader::load(&smf::loader::LoadRequest::bytes(&module_calling("version"))).unwrap();
     // SAFETY: `calls_compiled` jumps to `version() -> i64`.
     let (old, new) = unsafe {
         (

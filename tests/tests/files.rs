@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use smf::file::{with_module_bytes_limited, ReadLimits, DEFAULT_STREAM_TOTAL};
+use smf::file::{with_module_version, ReadLimits, DEFAULT_STREAM_TOTAL};
 use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_format::Dialect;
 use smf_runtime::file::ReadError;
@@ -23,7 +23,7 @@ fn mkfifo(path: &Path) {
 }
 
 fn read(path: &Path, limits: ReadLimits) -> std::io::Result<Vec<u8>> {
-    with_module_bytes_limited(path, limits, <[u8]>::to_vec)
+    with_module_version(path, limits, |bytes, _| bytes.to_vec())
 }
 
 const QUICK: ReadLimits = ReadLimits {
@@ -45,8 +45,8 @@ fn a_fifo_nobody_writes_is_an_error_not_a_hang() {
     // The loader reports it with the path, as any other I/O error.
     let fifo_path = fifo.clone();
     let loaded = std::thread::spawn(move || {
-        smf::file::with_module_bytes_limited(&fifo_path, QUICK, |bytes| {
-            smf::loader::load_bytes(bytes, &(), None).map(|_| ())
+        smf::file::with_module_version(&fifo_path, QUICK, |bytes, _| {
+            smf::loader::load(&smf::loader::LoadRequest::bytes(bytes).resolver_only(&())).map(|_| ())
         })
     });
     assert!(loaded.join().unwrap().is_err());
@@ -148,7 +148,7 @@ fn a_file_rewritten_in_place_while_it_is_read_never_loads_torn() {
         for _ in 0..100 {
             // Loads spread over the writer's cycles (a rewrite takes about a sixth of one).
             std::thread::sleep(Duration::from_millis(3));
-            let result = with_module_bytes_limited(&path, limits, |bytes| {
+            let result = with_module_version(&path, limits, |bytes, _| {
                 // What was read is one version, whole; never a mix.
                 assert!(versions.iter().any(|v| v == bytes), "a torn read was handed out");
             });
@@ -196,7 +196,7 @@ fn a_file_refused_from_its_ends_is_a_format_refusal_not_an_io_error() {
     let resolver = smf_runtime::load::TableResolver(&[]);
     // The loader, the cache and the instantiator all see it so (the default size limit is
     // far above the file's 2 MiB).
-    let e = smf::loader::load_path(&path, &resolver).unwrap_err();
+    let e = smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&resolver)).unwrap_err();
     assert!(
         matches!(&e, smf::loader::ModuleError::NotAModule(p, format) if p == &path && format.kind == smf_format::ErrorKind::BadMagic),
         "{e:?}"

@@ -181,12 +181,12 @@ fn constant_module(name: &[u8], value: u8) -> Vec<u8> {
 
 #[test]
 fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_exports_it() {
-    use smf::loader::{load_bytes, Registry, SharedModule};
+    use smf::loader::{load, LoadRequest, Registry, SharedModule};
     // A few modules are asked in turn; many go through the registry's index.
     for count in [3, 300] {
         let registry = Registry::new();
         let load_added = |name: &[u8], value: u8| {
-            let module = load_bytes(&constant_module(name, value), &(), None).unwrap();
+            let module = load(&LoadRequest::bytes(&constant_module(name, value)).resolver_only(&())).unwrap();
             registry.add(&module);
             module
         };
@@ -221,12 +221,12 @@ fn a_registry_of_few_or_many_modules_resolves_each_name_from_the_first_that_expo
 
 #[test]
 fn a_registry_forgets_released_modules_under_load_release_churn() {
-    use smf::loader::{load_bytes, Registry};
+    use smf::loader::{load, LoadRequest, Registry};
     let registry = Registry::new();
-    let kept = load_bytes(&constant_module(b"kept", 3), &(), None).unwrap();
+    let kept = load(&LoadRequest::bytes(&constant_module(b"kept", 3)).resolver_only(&())).unwrap();
     registry.add(&kept);
     for _ in 0..1000 {
-        let module = load_bytes(&constant_module(b"churn", 4), &(), None).unwrap();
+        let module = load(&LoadRequest::bytes(&constant_module(b"churn", 4)).resolver_only(&())).unwrap();
         registry.add(&module);
         let resolved = registry.resolve(b"churn").unwrap();
         assert_eq!(resolved.addr, module.symbol(b"churn").unwrap(), "the live one, not a released one");
@@ -308,7 +308,7 @@ fn unnamed_globals_are_refused_and_the_first_of_duplicate_exports_wins() {
 #[test]
 fn loads_with_link_options_look_in_the_documented_order() {
     use smf::imports::{define_host, undefine_host, HostError, LinkOptions};
-    use smf::loader::load_bytes_with;
+    use smf::loader::{load, LoadRequest};
     use smf_tests::linking::importer;
     // Names no other test of this binary uses: the host table and registry are process-wide.
     let importer_of = |name: &str| importer(&[name]);
@@ -325,9 +325,9 @@ fn loads_with_link_options_look_in_the_documented_order() {
     let table = [(&b"lo_both"[..], table_addr), (&b"lo_table"[..], table_addr)];
     let resolver = TableResolver(&table);
     let options = LinkOptions { resolver: Some(&resolver), ..LinkOptions::default() };
-    let m = load_bytes_with(&importer_of("lo_both"), &options, None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("lo_both")).linked(options)).unwrap();
     assert_eq!(addr_of(&m, "lo_both"), host_addr, "host symbols come before the resolver");
-    let m = load_bytes_with(&importer_of("lo_table"), &options, None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("lo_table")).linked(options)).unwrap();
     assert_eq!(addr_of(&m, "lo_table"), table_addr);
     assert!(undefine_host(b"lo_both"));
     assert!(!undefine_host(b"lo_both"));
@@ -338,14 +338,14 @@ fn loads_with_link_options_look_in_the_documented_order() {
     b.add_symbol(SymbolSpec::function(b"lo_exported", 0, 6));
     let provider = b.build().unwrap();
     let local = LinkOptions { local: true, ..LinkOptions::default() };
-    let kept = load_bytes_with(&provider, &local, None).unwrap();
-    let error = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap_err();
+    let kept = load(&LoadRequest::bytes(&provider).linked(local)).unwrap();
+    let error = load(&LoadRequest::bytes(&importer_of("lo_exported"))).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("unresolved import `lo_exported` (looked in: host symbols ("), "{message}");
     assert!(message.contains(" loaded module"), "{message}");
     assert!(message.contains(", the C library and libm)"), "{message}");
-    let shared = load_bytes_with(&provider, &LinkOptions::default(), None).unwrap();
-    let m = load_bytes_with(&importer_of("lo_exported"), &LinkOptions::default(), None).unwrap();
+    let shared = load(&LoadRequest::bytes(&provider)).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("lo_exported"))).unwrap();
     assert_eq!(addr_of(&m, "lo_exported"), shared.symbol(b"lo_exported").unwrap());
     assert_ne!(addr_of(&m, "lo_exported"), kept.symbol(b"lo_exported").unwrap());
 
@@ -355,18 +355,19 @@ fn loads_with_link_options_look_in_the_documented_order() {
         // SAFETY: `call_strlen` jumps to strlen with the caller's first argument, a C string.
         unsafe { m.call_integers(Some(b"call_strlen"), &[text.as_ptr() as i64]) }.unwrap()
     };
-    let m = load_bytes_with(&importer_of("strlen"), &LinkOptions::default(), None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("strlen"))).unwrap();
     assert_eq!(strlen_of(&m), 12);
-    let m = load_bytes_with(&importer_of("sqrt"), &LinkOptions::default(), None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("sqrt"))).unwrap();
     assert_ne!(addr_of(&m, "sqrt"), 0, "libm's sqrt");
     let no_c = LinkOptions { c_library: false, ..LinkOptions::default() };
-    let message = load_bytes_with(&importer_of("strlen"), &no_c, None).unwrap_err().to_string();
+    let message = load(&LoadRequest::bytes(&importer_of("strlen")).linked(no_c)).unwrap_err().to_string();
     assert!(message.contains("unresolved import `strlen`"), "{message}");
     assert!(!message.contains("C library"), "{message}");
     assert!(message.contains("provide it as a host symbol"), "{message}");
     assert!(!message.contains("libstdc++"), "no C++ name, no C++ advice: {message}");
     // The C++ runtime's names are not in the C library: where to get them, said.
-    let message = load_bytes_with(&importer_of("__cxa_begin_catch"), &no_c, None).unwrap_err().to_string();
+    let message =
+        load(&LoadRequest::bytes(&importer_of("__cxa_begin_catch")).linked(no_c)).unwrap_err().to_string();
     assert!(
         message.contains("C++: give the process libstdc++: `smf run --native libstdc++.so.6`"),
         "{message}"
@@ -375,13 +376,12 @@ fn loads_with_link_options_look_in_the_documented_order() {
     // The process's other symbols only when asked for: libgcc_s's unwinder (which Rust's std
     // links) is not the C library's.
     let outside = "_Unwind_RaiseException";
-    let message =
-        load_bytes_with(&importer_of(outside), &LinkOptions::default(), None).unwrap_err().to_string();
+    let message = load(&LoadRequest::bytes(&importer_of(outside))).unwrap_err().to_string();
     assert!(message.contains("the C library and libm"), "{message}");
     let process = LinkOptions { process_symbols: true, c_library: false, ..LinkOptions::default() };
-    let m = load_bytes_with(&importer_of(outside), &process, None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of(outside)).linked(process)).unwrap();
     assert_ne!(addr_of(&m, outside), 0);
-    let m = load_bytes_with(&importer_of("strlen"), &process, None).unwrap();
+    let m = load(&LoadRequest::bytes(&importer_of("strlen")).linked(process)).unwrap();
     assert_eq!(strlen_of(&m), 12, "the process's symbols hold the C library's");
 }
 
@@ -390,7 +390,7 @@ fn loads_with_link_options_look_in_the_documented_order() {
 /// integer or eight floating-point arguments are refused before any call.
 #[test]
 fn a_call_passes_each_kind_of_argument_in_its_own_registers() {
-    use smf::loader::{load_bytes_with, CallArg, CallError};
+    use smf::loader::{load, CallArg, CallError, LoadRequest};
     let mut code = Vec::new();
     // double add3(long a, double b, long c): b + a + c.
     code.extend_from_slice(&[0xF2, 0x48, 0x0F, 0x2A, 0xCF]); // cvtsi2sd xmm1, rdi
@@ -405,7 +405,7 @@ fn a_call_passes_each_kind_of_argument_in_its_own_registers() {
     b.add_symbol(SymbolSpec::function(b"add3", 0, twice));
     b.add_symbol(SymbolSpec::function(b"twice", twice, 5));
     let options = smf::imports::LinkOptions { local: true, ..Default::default() };
-    let module = load_bytes_with(&b.build().unwrap(), &options, None).unwrap();
+    let module = load(&LoadRequest::bytes(&b.build().unwrap()).linked(options)).unwrap();
     let (int, f64_, f32_) = (CallArg::Int, CallArg::F64, CallArg::F32);
     // SAFETY: add3 is `double(long, double, long)`, twice `float(float)`.
     unsafe {

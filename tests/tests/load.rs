@@ -564,7 +564,7 @@ fn two_thousand_load_release_cycles_end_where_they_started() {
 
 #[test]
 fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
-    use smf::loader::{load_path, Registry};
+    use smf::loader::{load, LoadRequest, Registry};
     let dir = std::env::temp_dir().join(format!("smf-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("module.smf");
@@ -576,9 +576,9 @@ fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
     };
     std::fs::write(&path, version(1)).unwrap();
     let registry = Registry::new();
-    let old = load_path(&path, &registry).unwrap();
+    let old = load(&LoadRequest::path(&path).resolver_only(&registry)).unwrap();
     std::fs::write(&path, version(2)).unwrap();
-    let new = load_path(&path, &registry).unwrap();
+    let new = load(&LoadRequest::path(&path).resolver_only(&registry)).unwrap();
     assert!(!Arc::ptr_eq(&old, &new));
     assert_ne!(old.symbol(b"version"), new.symbol(b"version"), "a new image");
     assert_eq!(call0(new.loaded(), b"version"), 2);
@@ -591,7 +591,7 @@ fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
 
 #[test]
 fn files_loaded_one_after_another_never_see_each_others_bytes() {
-    use smf::loader::{load_path, ModuleError, Registry};
+    use smf::loader::{load, LoadRequest, ModuleError, Registry};
     // load_path reads into a buffer it keeps per thread: a short file read after a long one must
     // be judged on its own bytes only.
     let dir = std::env::temp_dir().join(format!("smf-buffer-{}", std::process::id()));
@@ -612,11 +612,11 @@ fn files_loaded_one_after_another_never_see_each_others_bytes() {
     // The long module cut to the short one's length: its own bytes are not a module.
     std::fs::write(&cut_path, &long[..short.len()]).unwrap();
     let registry = Registry::new();
-    let first = load_path(&long_path, &registry).unwrap();
-    let second = load_path(&short_path, &registry).unwrap();
+    let first = load(&LoadRequest::path(&long_path).resolver_only(&registry)).unwrap();
+    let second = load(&LoadRequest::path(&short_path).resolver_only(&registry)).unwrap();
     assert_eq!((call0(first.loaded(), b"value"), call0(second.loaded(), b"value")), (1, 2));
-    drop(load_path(&long_path, &registry).unwrap());
-    match load_path(&cut_path, &registry) {
+    drop(load(&LoadRequest::path(&long_path).resolver_only(&registry)).unwrap());
+    match load(&LoadRequest::path(&cut_path).resolver_only(&registry)) {
         Err(ModuleError::Load(_, _)) => {}
         other => panic!("a cut module must fail to load, got {other:?}"),
     }
@@ -935,7 +935,10 @@ fn page_size_through_the_shell() {
         return;
     }
     let registry = smf::loader::Registry::new();
-    let module = smf::loader::load_bytes(&samples::return_42(Dialect::S128), &registry, None).unwrap();
+    let module = smf::loader::load(
+        &smf::loader::LoadRequest::bytes(&samples::return_42(Dialect::S128)).resolver_only(&registry),
+    )
+    .unwrap();
     assert_eq!(call0(module.loaded(), b"main"), 42);
     let kernel = smf_runtime::sys::page_size() == auxiliary_page_size();
     println!("probed {}, kernel's {kernel}", smf_runtime::sys::page_size_probed());

@@ -142,7 +142,9 @@ fn reading_a_module_file_at_the_memory_limit_is_an_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("large.smf");
     std::fs::write(&path, samples::large(Dialect::R96, 10_000, 0)).unwrap();
-    let (result, refused) = refusing(64 << 10, usize::MAX, || smf::loader::load_path(&path, &()).map(|_| ()));
+    let (result, refused) = refusing(64 << 10, usize::MAX, || {
+        smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&())).map(|_| ())
+    });
     let message = result.unwrap_err().to_string();
     assert!(refused > 0);
     assert!(message.contains("large.smf") && message.contains("memory"), "{message}");
@@ -275,7 +277,12 @@ fn address_space_limit_child() {
     };
     let dir = PathBuf::from(dir);
     // Warm up: the process's allocator has its region before any limit is set.
-    drop(smf::loader::load_bytes(&samples::return_42(Dialect::R96), &(), None).unwrap());
+    drop(
+        smf::loader::load(
+            &smf::loader::LoadRequest::bytes(&samples::return_42(Dialect::R96)).resolver_only(&()),
+        )
+        .unwrap(),
+    );
     let large = c_path(&dir, "large.smf");
     match case.to_str().unwrap() {
         "smf_module_load" => sweep(Module::default, |m| {

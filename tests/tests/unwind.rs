@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use smf::imports::LinkOptions;
-use smf::loader::load_bytes_with;
+use smf::loader::{load, LoadRequest};
 use smf_format::module::unwind::FdeProblem;
 use smf_format::write::{samples, ModuleBuilder, SectionSpec, SymbolSpec};
 use smf_format::{Dialect, ErrorKind, Module, RelocKind, SectionFlags, SectionType, UnwindProblem};
@@ -309,7 +309,7 @@ fn calls_back(name: &str) -> std::sync::Arc<smf::loader::SharedModule> {
     );
     let bytes = std::fs::read(&module).unwrap();
     let options = LinkOptions { local: true, ..LinkOptions::default() };
-    load_bytes_with(&bytes, &options, Some(module)).unwrap()
+    load(&LoadRequest::bytes(&bytes).named(&module).linked(options)).unwrap()
 }
 
 #[test]

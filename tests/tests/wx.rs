@@ -77,10 +77,11 @@ fn no_install_path_leaves_a_writable_alias_of_code() {
     std::fs::write(&second, generics::module()).unwrap();
 
     // Modules: from bytes, from a path, through the cache, a prefetch, the C ABI.
-    let from_bytes = smf::loader::load_bytes(&generics::module(), &(), None).unwrap();
+    let from_bytes =
+        smf::loader::load(&smf::loader::LoadRequest::bytes(&generics::module()).resolver_only(&())).unwrap();
     assert_eq!(call0(from_bytes.symbol(b"answer").unwrap()), 42);
     assert_no_rwx("a module loaded from bytes");
-    let from_path = smf::loader::load_path(&path, &()).unwrap();
+    let from_path = smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&())).unwrap();
     assert_eq!(call0(from_path.symbol(b"answer").unwrap()), 42);
     assert_no_rwx("a module loaded from a path");
     let cache = Arc::new(ModuleCache::new(0, 0));

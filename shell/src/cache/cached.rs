@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::WATCH_FROM_HIT;
 use crate::file::{FileIdentity, ReadVersion};
 use crate::imports::LinkOptions;
-use crate::loader::{self, ModuleError, SharedModule};
+use crate::loader::{self, LoadRequest, ModuleError, SharedModule};
 use crate::watch::Notice;
 
 /// A cached module and the version of its file it was loaded from.
@@ -81,7 +81,7 @@ pub(super) fn watched(
     let (module, version) = loaded?;
     if notice.is_none() && version.fresh && !version.followed_link {
         if let Some(notice) = crate::watch::watch(path) {
-            let (module, version) = loader::load_version_with(path, options)?;
+            let (module, version) = loader::load_file(path, &LoadRequest::path(path).linked(*options))?;
             return Ok((module, version.identity, watching_loaded(Some(notice), &version)));
         }
     }

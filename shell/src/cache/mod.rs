@@ -67,7 +67,7 @@ use smf_runtime::load::Resolver;
 
 use crate::file::FileIdentity;
 use crate::imports::LinkOptions;
-use crate::loader::{self, ModuleError, SharedModule};
+use crate::loader::{self, LoadRequest, ModuleError, SharedModule};
 use crate::watch::Notice;
 
 use cached::{watched, Cached, Freshness, Loaded, Watching};
@@ -325,7 +325,7 @@ impl ModuleCache {
     }
 
     /// [`ModuleCache::get_counted`] of several paths: the ones not current in the cache are
-    /// loaded together ([`loader::load_versions_with`]: one seal for all) and cached.
+    /// loaded together (`loader::load_together`: one seal for all) and cached.
     fn get_many<P: AsRef<Path>>(
         &self,
         paths: &[P],
@@ -372,12 +372,17 @@ impl ModuleCache {
         // read still marks this version stale.
         let notice = crate::watch::watch_if_started(path);
         let options = linking.options();
-        let loaded = watched(path, notice, loader::load_version_with(path, &options), &options);
+        let loaded = watched(
+            path,
+            notice,
+            loader::load_file(path, &LoadRequest::path(path).linked(options)),
+            &options,
+        );
         let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.cache_loaded(path, loaded, elapsed, counting)
     }
 
-    /// Misses loaded together ([`loader::load_versions_with`]), then cached; each load's time
+    /// Misses loaded together (`loader::load_together`), then cached; each load's time
     /// in the statistics is its share of the whole.
     fn load_together(
         &self,
@@ -389,7 +394,7 @@ impl ModuleCache {
         let notices: Vec<Option<Notice>> =
             paths.iter().map(|path| crate::watch::watch_if_started(path)).collect();
         let options = linking.options();
-        let loaded: Vec<_> = loader::load_versions_with(paths, &options)
+        let loaded: Vec<_> = loader::load_together(paths, &options)
             .into_iter()
             .zip(notices)
             .zip(paths)

@@ -35,7 +35,7 @@ impl ModuleCache {
     /// least it: a thread that cannot be started leaves its share to the others; the others
     /// are started only once the calling thread has loaded alone for 100 us, for the files left
     /// then), in chunks of up to 32 files that load together (sealed at once:
-    /// [`crate::loader::load_versions_with`]), calling
+    /// `loader::load_together`), calling
     /// `done(n)` as the `n`th file is through; returns the indices of the files that did not
     /// load, with why, in order. Each file loads or fails on its own. Files whose load failed
     /// on an unresolved import are tried again, one by one, as long as a round loads one of
@@ -169,7 +169,7 @@ impl ModuleCache {
 const WORKER_STACK: usize = 2 << 20;
 
 /// Most files a prefetch loads together (one seal for all: see
-/// [`crate::loader::load_versions_with`]). While threads run, a seal costs more than its
+/// `loader::load_together`). While threads run, a seal costs more than its
 /// syscall: taking write or execute rights away flushes the TLB of every core that runs one
 /// of the process's threads, an interrupt each (some 50 us on a virtual machine whose other
 /// core must be scheduled first). A fresh process prefetching the start-up benchmark's 200

@@ -124,7 +124,8 @@ fn a_fresh_version_read_unwatched_is_read_again_under_a_notice_and_a_link_is_nev
 
     // Read while nothing watched it, and fresh: read again, under a notice.
     let options = crate::imports::LinkOptions::default();
-    let first = crate::loader::load_version_with(&path, &options).unwrap();
+    let first =
+        crate::loader::load_file(&path, &crate::loader::LoadRequest::path(&path).linked(options)).unwrap();
     assert!(first.1.fresh, "just written");
     let first_module = Arc::clone(&first.0);
     let (module, kept, watching) = watched(&path, None, Ok(first), &options).unwrap();
@@ -132,7 +133,8 @@ fn a_fresh_version_read_unwatched_is_read_again_under_a_notice_and_a_link_is_nev
     assert_eq!(kept, identity);
     assert!(matches!(watching, Watching::Notice(_)));
     // Under a notice taken before the read: kept as read.
-    let second = crate::loader::load_version_with(&path, &options).unwrap();
+    let second =
+        crate::loader::load_file(&path, &crate::loader::LoadRequest::path(&path).linked(options)).unwrap();
     let second_module = Arc::clone(&second.0);
     let (module, _, watching) = watched(&path, Some(notice()), Ok(second), &options).unwrap();
     assert!(Arc::ptr_eq(&second_module, &module));

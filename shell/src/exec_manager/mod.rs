@@ -32,7 +32,7 @@ pub use error::ExecManagerError;
 pub use exports::CompiledFunctions;
 
 use crate::imports::LinkOptions;
-use crate::loader::SharedModule;
+use crate::loader::{LoadRequest, SharedModule};
 use crate::sync::lock;
 
 /// A front end: source text to CLIF text (the runtime registers its own; `compile_source` and
@@ -192,8 +192,8 @@ impl ExecManager {
         // Not in the registry (whose first definition of a name wins): exported below into
         // the namespace of compiled functions, where the latest does.
         let options = LinkOptions { local: true, ..LinkOptions::default() };
-        let module =
-            crate::loader::load_bytes_with(&bytes, &options, None).map_err(ExecManagerError::Load)?;
+        let request = LoadRequest::bytes(&bytes).linked(options);
+        let module = crate::loader::load(&request).map_err(ExecManagerError::Load)?;
         let mut entries = Vec::with_capacity(batch.len());
         for (compiled, name) in batch.into_iter().zip(&defined) {
             // Every function of the batch is a symbol of its module (`image::module_of`).

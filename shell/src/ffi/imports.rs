@@ -12,7 +12,7 @@ use smf_runtime::load::{Resolved, Resolver};
 use super::smf_module::{register, SmfModule};
 use super::{c_name, guard, ArgError, FfiError};
 use crate::imports::{define_host, undefine_host, LinkOptions};
-use crate::loader;
+use crate::loader::{self, LoadRequest};
 
 /// A resolver callback: the address of `name`, or NULL for "not mine".
 pub type SmfResolveFn = Option<unsafe extern "C" fn(user: *mut c_void, name: *const c_char) -> *const c_void>;
@@ -194,7 +194,9 @@ pub unsafe extern "C" fn smf_module_load_ex(
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
         // SAFETY: forwarded to our caller's contract.
-        let module = unsafe { with_link_options(options, |link| Ok(loader::load_path_with(path, link)?)) }?;
+        let module = unsafe {
+            with_link_options(options, |link| Ok(loader::load(&LoadRequest::path(path).linked(*link))?))
+        }?;
         Ok(register(module))
     })
 }
@@ -217,8 +219,9 @@ pub unsafe extern "C" fn smf_module_load_bytes_ex(
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
         // SAFETY: forwarded to our caller's contract.
-        let module =
-            unsafe { with_link_options(options, |link| Ok(loader::load_bytes_with(data, link, None)?)) }?;
+        let module = unsafe {
+            with_link_options(options, |link| Ok(loader::load(&LoadRequest::bytes(data).linked(*link))?))
+        }?;
         Ok(register(module))
     })
 }

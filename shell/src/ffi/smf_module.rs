@@ -13,8 +13,7 @@ use std::sync::Arc;
 use super::failure::LookupError;
 use super::handles::Handles;
 use super::{c_name, guard, ArgError, FfiError};
-use crate::imports::LinkOptions;
-use crate::loader::{self, SharedModule};
+use crate::loader::{self, LoadRequest, SharedModule};
 
 /// The opaque type behind `SmfModule *`.
 #[repr(C)]
@@ -56,7 +55,7 @@ pub unsafe extern "C" fn smf_module_load(path: *const c_char) -> *mut SmfModule 
     guard(std::ptr::null_mut(), || {
         // SAFETY: forwarded to our caller's contract.
         let path = unsafe { super::c_path(path) }?;
-        let module = loader::load_path_with(path, &LinkOptions::default())?;
+        let module = loader::load(&LoadRequest::path(path))?;
         Ok(register(module))
     })
 }
@@ -73,7 +72,7 @@ pub unsafe extern "C" fn smf_module_load_bytes(bytes: *const u8, len: usize) -> 
         }
         // SAFETY: the caller passes `len` readable bytes; they are only read during the load.
         let data = unsafe { std::slice::from_raw_parts(bytes, len) };
-        let module = loader::load_bytes_with(data, &LinkOptions::default(), None)?;
+        let module = loader::load(&LoadRequest::bytes(data))?;
         Ok(register(module))
     })
 }

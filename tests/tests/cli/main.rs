@@ -144,7 +144,8 @@ fn rodata_protection_follows_this_process_environment() {
     let rodata = b.add_rodata(b".rodata", b"constant");
     b.add_symbol(SymbolSpec::function(b"main", 0, 6));
     b.add_symbol(SymbolSpec::data(b"r", rodata, 0, 8));
-    let module = smf::loader::load_bytes(&b.build().unwrap(), &(), None).unwrap();
+    let module =
+        smf::loader::load(&smf::loader::LoadRequest::bytes(&b.build().unwrap()).resolver_only(&())).unwrap();
     let exec = smf::process::exec();
     let expected = if noexec { Protection::Read } else { Protection::ReadExec };
     assert_eq!(

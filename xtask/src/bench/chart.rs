@@ -1,7 +1,7 @@
 //! Benchmark "chart": load time per module against module size and against module count, for
 //! this loader, `dlopen` and the floor (open, fstat, read, close and one protection change per
 //! module), drawn with `plotters`: a full run draws `docs/benchmarks.svg` (the picture
-//! `BENCHMARKS.md` opens with), a `--quick` one `target/bench/benchmarks.svg`. Sizes: one module of 8 to 1,024 small C functions, loaded alone (`load_path`) against
+//! `BENCHMARKS.md` opens with), a `--quick` one `target/bench/benchmarks.svg`. Sizes: one module of 8 to 1,024 small C functions, loaded alone (`load`) against
 //! `dlopen(RTLD_NOW)` of the same C as a library, beside one floor. Counts: 1 to 200 of the
 //! start-up benchmark's modules loaded at once (`ModuleCache::prefetch` on every core) against
 //! `dlopen` of as many libraries, one after another, beside the floor on as many threads as the
@@ -88,7 +88,8 @@ fn by_size(dir: &Path, rounds: usize, pages: *mut u8) -> Result<Vec<Point>, Stri
         let mut times: [Vec<Duration>; 3] = Default::default();
         for round in 0..=rounds {
             let start = Instant::now();
-            let module = smf::loader::load_path(&smf, &()).map_err(|e| e.to_string())?;
+            let module = smf::loader::load(&smf::loader::LoadRequest::path(&smf).resolver_only(&()))
+                .map_err(|e| e.to_string())?;
             let ours = start.elapsed();
             drop(module);
             let (theirs, floor) =

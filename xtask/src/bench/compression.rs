@@ -4,7 +4,7 @@
 //!
 //! - file size, for the C examples (`examples/c/`) and for Lua 5.4 (the `lua` benchmark's
 //!   objects, a large real library): uncompressed / compressed bytes;
-//! - load time from the file (`smf::loader::load_path`, the three alternated round by round),
+//! - load time from the file (`smf::loader::load`, the three alternated round by round),
 //!   with the file in the page cache (decompression costs CPU) and with it dropped from the
 //!   page cache before every load (fewer pages read): uncompressed time / compressed time,
 //!   above 1 when the compressed module loads faster;
@@ -116,8 +116,7 @@ fn sizes(dir: &Path) -> Result<[PathBuf; 3], String> {
 fn loads(lua: &[PathBuf; 3], rounds: usize) -> Result<(), String> {
     let load = |path: &Path| -> usize {
         // Lua imports the C library.
-        let loaded = smf::loader::load_path_with(path, &smf::imports::LinkOptions::default())
-            .expect("the module loads");
+        let loaded = smf::loader::load(&smf::loader::LoadRequest::path(path)).expect("the module loads");
         loaded.symbol(b"lua_work").unwrap_or(0)
     };
     let warm = interleaved_rounds(

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use smf::loader::{load_bytes, SharedModule};
+use smf::loader::{load, LoadRequest, SharedModule};
 use smf_format::write::samples;
 use smf_format::Dialect;
 
@@ -28,7 +28,7 @@ fn vmas_per_thousand_modules() -> Result<usize, String> {
     let bytes = samples::data_pointers(dialect);
     let before = mappings()?;
     let modules: Vec<Arc<SharedModule>> = (0..MODULES)
-        .map(|_| load_bytes(&bytes, &(), None).map_err(|e| e.to_string()))
+        .map(|_| load(&LoadRequest::bytes(&bytes).resolver_only(&())).map_err(|e| e.to_string()))
         .collect::<Result<_, String>>()?;
     let after = mappings()?;
     drop(modules);

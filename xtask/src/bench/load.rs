@@ -1,7 +1,7 @@
 //! Benchmark "load": modules packed from C next to the same C built by gcc as a shared
 //! library, in one run, files in the page cache both ways.
 //!
-//! - cold load and lookup of every exported symbol: `smf::loader::load_path` (read, parse,
+//! - cold load and lookup of every exported symbol: `smf::loader::load` (read, parse,
 //!   validate, place, relocate, seal, index) versus `dlopen(RTLD_NOW | RTLD_LOCAL)` + `dlsym`.
 //!   Release (`drop` / `dlclose`) is not timed on either side. Target: at least 5x faster.
 //! - the same load versus the floor: the syscalls a load cannot avoid (open, fstat, read,
@@ -161,8 +161,10 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     for round in 0..rounds + 1 {
         // smf: read + load + look up every symbol.
         let start = Instant::now();
-        let module =
-            smf::loader::load_path(&smf_path, &smf::loader::Registry::new()).map_err(|e| e.to_string())?;
+        let module = smf::loader::load(
+            &smf::loader::LoadRequest::path(&smf_path).resolver_only(&smf::loader::Registry::new()),
+        )
+        .map_err(|e| e.to_string())?;
         let t_load = start.elapsed();
         let mut found = 0usize;
         for name in &names {
@@ -213,7 +215,8 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
             let options =
                 smf::imports::LinkOptions { local: true, c_library: false, debug_info, ..Default::default() };
             let start = Instant::now();
-            let loaded = smf::loader::load_path_with(&smf_path, &options).map_err(|e| e.to_string())?;
+            let loaded = smf::loader::load(&smf::loader::LoadRequest::path(&smf_path).linked(options))
+                .map_err(|e| e.to_string())?;
             let elapsed = start.elapsed();
             drop(loaded);
             Ok(elapsed)

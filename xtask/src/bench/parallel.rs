@@ -1,7 +1,7 @@
 //! Benchmark "parallel": loads per second with one thread against two, on this 2-core machine.
 //!
 //! Each thread loads the benchmark module (200 functions, data, rodata: the "load" benchmark's)
-//! from its file through `smf::loader::load_path` (read, parse, place, relocate, seal), looks
+//! from its file through `smf::loader::load` (read, parse, place, relocate, seal), looks
 //! up a symbol, and releases it, over and over, for a fixed time; all threads share the
 //! process's executable allocator, as the runtime's prefetch threads and the C API do. Rounds
 //! alternate one thread and two threads so that noise hits both. Target: two threads load at
@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use smf::loader::load_path;
+use smf::loader::{load, LoadRequest};
 use smf_runtime::sys::{self, Protection};
 
 use crate::workspace_root;
@@ -34,7 +34,7 @@ fn loads_per_second(path: &std::path::Path, threads: usize, span: Duration) -> R
         for _ in 0..threads {
             scope.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    match load_path(path, &()) {
+                    match load(&LoadRequest::path(path).resolver_only(&())) {
                         Ok(module) => {
                             std::hint::black_box(module.symbol(b"f7"));
                             done.fetch_add(1, Ordering::Relaxed);
@@ -138,7 +138,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
         (at(1), at(9))
     };
     println!(
-        "parallel: load_path of the load benchmark's module ({rounds} alternating rounds of {} ms, {cores} cores)",
+        "parallel: load of the load benchmark's module ({rounds} alternating rounds of {} ms, {cores} cores)",
         span.as_millis()
     );
     println!("  one thread                                    {:8.0} loads/s", median(one));

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use smf::loader::{load_bytes, Registry, SharedModule};
+use smf::loader::{load, LoadRequest, Registry, SharedModule};
 use smf_format::write::{ModuleBuilder, SymbolSpec};
 use smf_format::Dialect;
 use smf_runtime::load::Resolver;
@@ -99,7 +99,8 @@ pub(super) fn run(libraries: usize, rounds: usize) -> Result<(), String> {
     let registry = Registry::new();
     let modules: Vec<Arc<SharedModule>> = (0..libraries)
         .map(|i| {
-            let module = load_bytes(&module(i), &(), None).map_err(|e| e.to_string())?;
+            let module =
+                load(&LoadRequest::bytes(&module(i)).resolver_only(&())).map_err(|e| e.to_string())?;
             registry.add(&module);
             Ok(module)
         })

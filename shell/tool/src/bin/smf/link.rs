@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smf::imports::CLibrary;
-use smf::loader::{self, Libraries, ModuleError, SharedModule};
+use smf::loader::{self, Libraries, LoadRequest, ModuleError, SharedModule};
 use smf::native::{SharedLibraries, SharedLibrary};
 use smf_runtime::load::{LoadOptions, Resolved, Resolver};
 
@@ -148,7 +148,11 @@ fn load_bytes(
 ) -> Result<Arc<SharedModule>, ModuleError> {
     let with_libc = smf_runtime::load::Chain(provided, CLibrary);
     let resolver: &dyn Resolver = if c_library { &with_libc } else { provided };
-    loader::load_bytes_with_options(bytes, resolver, origin, options)
+    let request = LoadRequest::bytes(bytes).resolver_only(resolver).with_options(options);
+    match origin.as_deref() {
+        Some(origin) => loader::load(&request.named(origin)),
+        None => loader::load(&request),
+    }
 }
 
 /// Reads the module file `path` (`-`: standard input) and loads it as [`load_bytes`] does.

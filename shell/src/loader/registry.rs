@@ -1,0 +1,194 @@
+//! Modules whose exports resolve the imports of later loads: the process's [`registry`] (what
+//! loads linked as the process links join), any [`Registry`] of one's own, and [`Libraries`]
+//! held strongly (the `smf run --lib` modules).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use smf_runtime::load::{ExportIndex, Resolved, Resolver};
+
+use super::SharedModule;
+use crate::sync::lock;
+
+/// The process's registry: modules loaded with [`Linking::Process`](super::Linking::Process) (the C ABI's
+/// `smf_module_load*` among them) that are not local, in load order.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: Registry = Registry::new();
+    &REGISTRY
+}
+
+/// A set of modules whose exports resolve imports; each resolved import keeps its module alive
+/// from the importer. Modules are held weakly and resolve in the order they were added (the
+/// first one exporting a name wins).
+///
+/// With a few modules, an import is looked up in each in turn. With more, imports are found
+/// through an index of every added module's exports ([`ExportIndex`]), brought up to date at the
+/// first resolution after modules were added: a load's imports cost about the same with
+/// thousands of modules registered as with a few, and a module is indexed only once something
+/// is resolved after it was added. Released modules are forgotten in sweeps that run as the
+/// registry doubles, so load/release churn keeps it small.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Debug)]
+struct RegistryInner {
+    /// Modules by the order they were added (released ones until the next sweep).
+    modules: BTreeMap<u64, Weak<SharedModule>>,
+    /// The order number of the next module added.
+    next: u64,
+    /// Modules added since the index was last brought up to date.
+    pending: Vec<u64>,
+    /// Every exported symbol of the indexed modules, by module order number.
+    index: ExportIndex<u64>,
+    /// Modules kept after the last sweep; the next runs when there are twice as many.
+    swept: usize,
+}
+
+/// Fewest entries at which the registry sweeps released modules out.
+const SWEEP_FLOOR: usize = 16;
+
+/// Up to this many modules, imports are looked up module by module (cheaper than indexing
+/// every export of every module, when there are few modules to ask).
+const UNINDEXED_MODULES: usize = 16;
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub const fn new() -> Self {
+        Self {
+            inner: Mutex::new(RegistryInner {
+                modules: BTreeMap::new(),
+                next: 0,
+                pending: Vec::new(),
+                index: ExportIndex::new(),
+                swept: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
+        lock(&self.inner)
+    }
+
+    /// Adds a module (held weakly: the registry never keeps a module alive).
+    pub fn add(&self, module: &Arc<SharedModule>) {
+        let mut inner = self.lock();
+        let order = inner.next;
+        inner.next += 1;
+        inner.modules.insert(order, Arc::downgrade(module));
+        inner.pending.push(order);
+        if inner.modules.len() >= 2 * inner.swept.max(SWEEP_FLOOR) {
+            inner.sweep();
+        }
+    }
+
+    /// Live modules, in the order they were added.
+    pub fn modules(&self) -> Vec<Arc<SharedModule>> {
+        self.lock().modules.values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// How many modules the registry still tracks: the live ones, plus released ones not yet
+    /// swept out (at most as many again as there were after the last sweep).
+    pub fn tracked(&self) -> usize {
+        self.lock().modules.len()
+    }
+}
+
+impl RegistryInner {
+    /// Forgets released modules and their index entries.
+    fn sweep(&mut self) {
+        self.modules.retain(|_, m| m.strong_count() > 0);
+        let modules = &self.modules;
+        self.pending.retain(|order| modules.contains_key(order));
+        self.index.retain(|order| modules.contains_key(order));
+        self.swept = self.modules.len();
+    }
+
+    /// Indexes the exports of the modules added since the last call; false if the memory
+    /// for the index cannot be had (the modules not indexed stay pending).
+    fn index_pending(&mut self) -> bool {
+        while let Some(&order) = self.pending.last() {
+            if let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) {
+                if self.index.insert(order, module.loaded()).is_err() {
+                    return false;
+                }
+            }
+            self.pending.pop();
+        }
+        true
+    }
+
+    /// The first-added live module exporting `name` (asking each in turn), and the symbol's
+    /// address.
+    fn scan(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
+        self.modules.values().filter_map(Weak::upgrade).find_map(|module| {
+            let addr = module.symbol(name)?;
+            Some((module, addr))
+        })
+    }
+
+    /// The first-added live module exporting `name`, and the symbol's address.
+    fn find(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
+        let mut found: Option<(u64, Arc<SharedModule>, usize)> = None;
+        for order in self.index.candidates(name) {
+            if found.as_ref().is_some_and(|(first, ..)| *first < order) {
+                continue;
+            }
+            let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) else { continue };
+            if let Some(addr) = module.symbol(name) {
+                found = Some((order, module, addr));
+            }
+        }
+        found.map(|(_, module, addr)| (module, addr))
+    }
+}
+
+impl Resolver for Registry {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        let mut inner = self.lock();
+        // Module by module while there are few, or while memory for the index cannot be had.
+        let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES || !inner.index_pending() {
+            inner.scan(name)?
+        } else {
+            inner.find(name)?
+        };
+        drop(inner);
+        let keepalive: Arc<dyn Any + Send + Sync> = module;
+        Some(Resolved { addr, keepalive: Some(keepalive) })
+    }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        let live = self.lock().modules.values().filter(|m| m.strong_count() > 0).count();
+        let s = if live == 1 { "" } else { "s" };
+        write!(out, "{live} loaded module{s}")
+    }
+}
+
+/// Modules held strongly, resolving in order (the `smf run --lib` libraries).
+#[derive(Debug, Default)]
+pub struct Libraries(pub Vec<Arc<SharedModule>>);
+
+impl Resolver for Libraries {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.0.iter().find_map(|m| {
+            let addr = m.symbol(name)?;
+            let keepalive: Arc<dyn Any + Send + Sync> = m.clone();
+            Some(Resolved { addr, keepalive: Some(keepalive) })
+        })
+    }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        match self.0.len() {
+            1 => out.write_str("1 library"),
+            n => write!(out, "{n} libraries"),
+        }
+    }
+}
