@@ -14,9 +14,9 @@ use std::time::Duration;
 use smf_format::template::TemplateKind;
 use smf_format::write::{ModuleBuilder, SymbolSpec, TemplateSpec};
 use smf_format::{Dialect, Module, RelocKind};
-use smf_runtime::cache::{Budget, KeyedHasher, LruCache};
 use smf_runtime::exec::ExecAllocator;
 use smf_runtime::load::{ExportIndex, LoadOptions, LoadedModule, Resolved, Resolver};
+use smf_runtime::lru::{Budget, KeyedHasher, LruCache};
 
 /// The bound on cost(4N) / cost(N): twice what a linear path needs (4x), half what a quadratic
 /// one shows (16x).

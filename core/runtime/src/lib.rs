@@ -1,14 +1,16 @@
 //! `smf-runtime`: SMF (Simple Module Format) modules in executable memory, in `no_std` and
 //! without libc, on Linux: the kernel seam, a W^X executable page allocator, the loader, load-time
-//! instantiation of generic templates, the module cache's core and file reading.
+//! instantiation of generic templates, the module cache's core (an intrusive LRU) and file
+//! reading.
 //!
 //! What a module is (reading, validation, writing) is `smf-format`'s; this crate takes a
 //! validated [`smf_format::Module`] into memory. Layers, bottom up (each uses only those before
-//! it): [`sys`] (the few syscalls, through rustix's `linux_raw` backend: no libc), [`keyed_hash`]
-//! (the keyed hash of every table whose keys a file controls), [`cache`] (the intrusive LRU
-//! cache's core), [`file`](mod@file) (module files read under one policy: never blocking, bounded, never
-//! torn), [`exec`] (the W^X executable page allocator over a [`exec::Kernel`]), [`load`] (place,
-//! link, relocate, seal, over `exec`), [`instantiate`] (generic templates instantiated at load time, over `load`).
+//! it): [`sys`] (the few syscalls, through rustix's `linux_raw` backend: no libc),
+//! [`keyed_hash`] (the keyed hash of every table whose keys a file controls), [`lru`] (the
+//! module cache's core: an intrusive LRU), [`file`](mod@file) (module files read under one
+//! policy: never blocking, bounded, never torn), [`exec`] (the W^X executable page allocator
+//! over a [`exec::Kernel`]), [`load`] (place, link, relocate, seal, over `exec`),
+//! [`instantiate`] (generic templates instantiated at load time, over `load`).
 //!
 //! # Example
 //!
@@ -46,7 +48,6 @@ compile_error!("smf-runtime runs on Linux: it makes its own system calls (rustix
 
 extern crate alloc;
 
-pub mod cache;
 pub mod exec;
 pub mod file;
 #[cfg(any(test, feature = "testing"))]
@@ -54,4 +55,5 @@ pub mod fuzzing;
 pub mod instantiate;
 pub mod keyed_hash;
 pub mod load;
+pub mod lru;
 pub mod sys;

@@ -12,7 +12,7 @@
 //! [`super::ModuleCache::generation`]), the notice not fired and the cache not checking every get,
 //! is that same hit: the module, counted, without the lock. Its use is flagged for the cache's
 //! eviction, which gives a flagged module a second chance
-//! ([`smf_runtime::cache::LruCache::pop_over_budget_unless`]) since the hit did not move it in the
+//! ([`smf_runtime::lru::LruCache::pop_over_budget_unless`]) since the hit did not move it in the
 //! recency list.
 //!
 //! Only a module hit twice within a thread's last [`RECENT`] locked hits is remembered: a

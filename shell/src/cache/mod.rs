@@ -1,5 +1,5 @@
 //! The runtime's module cache: modules by path, bounded by resident bytes and module count,
-//! least recently used out first ([`smf_runtime::cache::LruCache`]), loaded on a miss, prefetched
+//! least recently used out first ([`smf_runtime::lru::LruCache`]), loaded on a miss, prefetched
 //! on worker threads, reloaded when their file is replaced.
 //!
 //! **Hot reload.** A cached module is reloaded when its file changes: replaced on disk (a new
@@ -61,9 +61,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use smf_runtime::cache::stats::Counters;
-use smf_runtime::cache::{Budget, ByteKey, KeyedHasher, LruCache};
 use smf_runtime::load::Resolver;
+use smf_runtime::lru::stats::Counters;
+use smf_runtime::lru::{Budget, ByteKey, KeyedHasher, LruCache};
 
 use crate::file::FileIdentity;
 use crate::imports::LinkOptions;

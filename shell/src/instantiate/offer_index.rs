@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use hashbrown::HashTable;
-use smf_runtime::cache::KeyedHasher;
 use smf_runtime::instantiate::InstantiateError;
+use smf_runtime::lru::KeyedHasher;
 
 use crate::loader::SharedModule;
 

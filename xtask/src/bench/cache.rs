@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smf_runtime::cache::{Budget, ByteKey, LruCache};
+use smf_runtime::lru::{Budget, ByteKey, LruCache};
 
 use super::median;
 use super::report::{self, Goal};
@@ -107,7 +107,7 @@ fn lru_hits(rounds: usize) {
     let value = Arc::new(7u64);
     // As the shell keys it: a path's bytes as one key, hashed by the core's keyed hasher.
     let hasher =
-        smf_runtime::cache::KeyedHasher::new(std::hash::BuildHasher::hash_one(&RandomState::new(), 1u8));
+        smf_runtime::lru::KeyedHasher::new(std::hash::BuildHasher::hash_one(&RandomState::new(), 1u8));
     let ours: Mutex<LruCache<Box<ByteKey>, Arc<u64>, _>> =
         Mutex::new(LruCache::new(hasher, Budget { max_bytes: 0, max_entries: ENTRIES as u64 }));
     let theirs = Mutex::new(lru::LruCache::new(
@@ -216,7 +216,7 @@ fn module_cache_hit(rounds: usize) -> Result<(), String> {
     // references, keyed by a hash a caller cannot make collide, costs at least: a mutex taken
     // and given back, the path's keyed hash, a reference counted up and down.
     let (lock, counted) = (std::sync::Mutex::new(0u64), std::sync::Arc::new(0u8));
-    let (hasher, key) = (smf_runtime::cache::KeyedHasher::per_process(), smf.as_os_str().as_encoded_bytes());
+    let (hasher, key) = (smf_runtime::lru::KeyedHasher::per_process(), smf.as_os_str().as_encoded_bytes());
     for _ in 0..rounds {
         let start = Instant::now();
         for _ in 0..per {

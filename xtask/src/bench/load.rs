@@ -155,7 +155,7 @@ pub(super) fn run(rounds: usize) -> Result<(), String> {
     let (mut ours, mut theirs, mut floors) = (Vec::new(), Vec::new(), Vec::new());
     let mut loads = Vec::new();
     let (mut our_lookups, mut their_lookups, mut memory) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut hashes, hasher) = (Vec::new(), smf_runtime::cache::KeyedHasher::per_process());
+    let (mut hashes, hasher) = (Vec::new(), smf_runtime::lru::KeyedHasher::per_process());
     let mut memory_separate = Vec::new();
     let (mut described, mut undescribed) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {

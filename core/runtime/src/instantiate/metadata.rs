@@ -17,7 +17,7 @@ use core::ops::Range;
 use hashbrown::HashTable;
 
 use super::InstantiateError;
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 use smf_format::note_sdn::{self, Field, NoteSdn, Recorded, Row, TERMINATOR};
 
 /// Column of `template`, `type_args` and `mangled_name` in a "possible" row.

@@ -42,8 +42,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::{HashMap, HashTable};
 
-use crate::cache::KeyedHasher;
 use crate::exec::ExecAllocator;
+use crate::lru::KeyedHasher;
 use install::Installer;
 
 /// Settings of an instantiator (the C ABI's `SmfJitConfig`, and a limit of its own).

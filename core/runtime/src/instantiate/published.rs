@@ -19,7 +19,7 @@ use core::hash::{BuildHasher, Hasher};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 
 /// Slots of the first table.
 const INITIAL_SLOTS: usize = 64;

@@ -10,7 +10,7 @@
 use hashbrown::HashTable;
 
 use super::LoadedModule;
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 
 /// The exports of many modules by name, each module under a key of the caller's.
 #[derive(Debug)]

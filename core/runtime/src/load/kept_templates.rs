@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use super::symtab::SymbolTable;
 use super::{fallible, Invariant, LoadError};
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 use smf_format::template::{TemplateCode, TemplateEntry, TEMPLATE_CODE_HEADER};
 use smf_format::Module;
 

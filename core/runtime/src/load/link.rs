@@ -16,7 +16,7 @@ use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::target::{Region, RegionBases, Target, Whose};
 use super::{fallible, Invariant, Keepalive, LoadError, Overflow};
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 use smf_format::module::{DataRegion, ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
 use smf_format::Binding;
 

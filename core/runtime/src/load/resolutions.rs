@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use hashbrown::HashTable;
 
 use super::{Resolved, Resolver};
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 
 /// One answer: where its name lies in `names`, and what the resolver said.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 use smf_format::{Binding, SymbolKind};
 
 /// One symbol of a loaded module.

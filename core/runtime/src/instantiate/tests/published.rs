@@ -7,7 +7,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::super::published::Published;
-use crate::cache::KeyedHasher;
+use crate::lru::KeyedHasher;
 
 /// Name number `i`, and the address it is published at.
 fn entry(i: usize) -> (Box<str>, usize) {

@@ -79,7 +79,7 @@ mod tests {
     use core::hash::BuildHasher;
 
     use super::*;
-    use crate::cache::KeyedHasher;
+    use crate::lru::KeyedHasher;
 
     #[test]
     fn a_key_is_its_bytes_and_hashes_as_one_write_of_them() {
