@@ -23,6 +23,7 @@ mod examples;
 mod fuzz;
 mod fuzz_coverage;
 mod install;
+mod maps;
 mod mutants;
 mod nolibc;
 mod valgrind;
@@ -50,6 +51,7 @@ tasks:
                        install bin/smf, lib/libsmf.{a,so}, include/smf.h, lib/pkgconfig/smf.pc
                        (with the execution manager: SMF_EXEC_MANAGER in the .pc's Cflags)
   nolibc               build the static loader without libc (nolibc/); prints its path last
+  maps                 the maps (ARCHITECTURE.md, README.md, ...) name only what exists; no import circle
   callgrind [--loads N]
                        instructions per in-memory load (callgrind; repeatable, unlike times)
   mutants [--in-diff BASE] [--shard K/N] [--file GLOB]...
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Some("install") => install::run_command(&args[1..]),
         Some("nolibc") => nolibc::run_command(),
         Some("mutants") => mutants::run(&args[1..]),
+        Some("maps") => maps::run_command(),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
