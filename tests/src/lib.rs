@@ -457,14 +457,24 @@ pub fn compile_c(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     object
 }
 
-/// Builds the `smf` library (`libsmf.a`, `libsmf.so`) and the `smf` binary (package
-/// `smf-tool`) into the test profile's target directory, fresh even when only this package's
-/// tests were asked for.
+/// Builds the `smf` library (`libsmf.a`, `libsmf.so`, with the execution manager: feature
+/// `cranelift`) and the `smf` binary (package `smf-tool`) into the test profile's target
+/// directory, fresh even when only this package's tests were asked for.
 pub fn build_smf_package() -> std::path::PathBuf {
     let profile = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "smf-loader", "-p", "smf-tool"]).current_dir(workspace());
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "smf-loader",
+        "-p",
+        "smf-tool",
+        "--features",
+        "smf-loader/cranelift",
+    ])
+    .current_dir(workspace());
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

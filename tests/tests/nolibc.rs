@@ -13,23 +13,31 @@ use std::time::{Duration, Instant};
 
 use smf_tests::workspace;
 
-/// Builds the loader through the task users run, once per test binary; its path.
+/// Builds the loader once per test binary; its path.
 fn build() -> PathBuf {
     static LOADER: OnceLock<PathBuf> = OnceLock::new();
     LOADER.get_or_init(build_once).clone()
 }
 
-/// Builds the loader through the task users run; its path (the task's last line).
+/// Builds the loader as `cargo xtask nolibc` builds it (`xtask/src/nolibc.rs`: its own
+/// workspace, release, its own link flags, with the environment's flags removed since they
+/// would replace those); its path. Not through the task itself: running it would first build
+/// xtask's binary with every benchmark's dependencies (half a minute of a fresh test run).
 fn build_once() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = workspace().join("nolibc");
     let out = Command::new(cargo)
-        .current_dir(workspace())
-        .args(["run", "-q", "-p", "xtask", "--", "nolibc"])
+        .current_dir(&dir)
+        .args(["build", "--release", "--locked", "--quiet", "--target-dir"])
+        .arg(dir.join("target"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
         .output()
-        .expect("run cargo xtask nolibc");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(stdout.lines().last().expect("the binary's path"))
+        .expect("run cargo build in nolibc/");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir.join("target/release/smf-nolibc")
 }
 
 fn run(loader: &Path, args: &[&Path]) -> Output {

@@ -106,7 +106,7 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
         _ => return Err(usage()),
     };
     let static_libs = build(&features)?;
-    let cflags = if features.is_empty() { "" } else { " -DSMF_EXEC_MANAGER" };
+    let cflags = cflags_for(&features);
     let release = target_dir()?.join("release");
     let version = env!("CARGO_PKG_VERSION");
     let major = version.split('.').next().unwrap_or("0");
@@ -134,6 +134,29 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
     std::fs::copy(workspace_root().join("shell/include/smf.h"), include.join("smf.h"))
         .map_err(|e| format!("smf.h: {e}"))?;
     let static_libs = system_libs(&static_libs);
+    let (pc, static_pc) = pc_files(&prefix, version, cflags, &static_libs);
+    std::fs::write(pkgconfig.join("smf.pc"), pc).map_err(|e| format!("smf.pc: {e}"))?;
+    std::fs::write(pkgconfig.join("smf-static.pc"), static_pc).map_err(|e| format!("smf-static.pc: {e}"))?;
+    println!("installed smf {version} into {}", prefix.display());
+    println!("  static link flags (smf-static.pc; smf.pc's Libs.private): {static_libs}");
+    Ok(())
+}
+
+/// What the `.pc` files' `Cflags` add to the include path for a library built with `features`:
+/// the execution manager's declarations in `smf.h` are behind `SMF_EXEC_MANAGER`.
+fn cflags_for(features: &[String]) -> &'static str {
+    if features.iter().any(|f| f == "cranelift") {
+        " -DSMF_EXEC_MANAGER"
+    } else {
+        ""
+    }
+}
+
+/// `smf.pc` (the shared library; `Libs.private` for a static link) and `smf-static.pc` (the
+/// archive and what it needs). `-lsmf` picks the shared library wherever both are installed,
+/// so static linking names the archive: `pkg-config --libs smf-static` links libsmf.a into a
+/// program (dynamic, or fully static with `cc -static`).
+fn pc_files(prefix: &Path, version: &str, cflags: &str, static_libs: &str) -> (String, String) {
     let head = format!(
         "prefix={prefix}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n",
         prefix = prefix.display()
@@ -142,16 +165,30 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
         "{head}Name: smf\nDescription: Loader for SMF (Simple Module Format) modules\nVersion: {version}\n\
          Cflags: -I${{includedir}}{cflags}\nLibs: -L${{libdir}} -lsmf\nLibs.private: {static_libs}\n"
     );
-    std::fs::write(pkgconfig.join("smf.pc"), pc).map_err(|e| format!("smf.pc: {e}"))?;
-    // `-lsmf` picks the shared library wherever both are installed, so static linking names
-    // the archive: `pkg-config --libs smf-static` links libsmf.a into a program (dynamic, or
-    // fully static with `cc -static`).
     let static_pc = format!(
         "{head}Name: smf-static\nDescription: Loader for SMF (Simple Module Format) modules, linked \
          statically\nVersion: {version}\nCflags: -I${{includedir}}{cflags}\nLibs: ${{libdir}}/libsmf.a {static_libs}\n"
     );
-    std::fs::write(pkgconfig.join("smf-static.pc"), static_pc).map_err(|e| format!("smf-static.pc: {e}"))?;
-    println!("installed smf {version} into {}", prefix.display());
-    println!("  static link flags (smf-static.pc; smf.pc's Libs.private): {static_libs}");
-    Ok(())
+    (pc, static_pc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pc_files_define_the_execution_manager_only_for_a_library_built_with_it() {
+        let prefix = Path::new("/opt/smf");
+        for (features, defined) in [(vec![], false), (vec!["cranelift".to_string()], true)] {
+            let (pc, static_pc) = pc_files(prefix, "0.1.0", cflags_for(&features), "-lpthread -lm");
+            for file in [&pc, &static_pc] {
+                let cflags = file.lines().find(|l| l.starts_with("Cflags:")).unwrap();
+                assert_eq!(cflags.contains("-DSMF_EXEC_MANAGER"), defined, "{file}");
+                assert!(cflags.contains("-I${includedir}"));
+                assert!(file.starts_with("prefix=/opt/smf\n"));
+            }
+            assert!(pc.contains("Libs: -L${libdir} -lsmf\nLibs.private: -lpthread -lm\n"), "{pc}");
+            assert!(static_pc.contains("Libs: ${libdir}/libsmf.a -lpthread -lm\n"), "{static_pc}");
+        }
+    }
 }

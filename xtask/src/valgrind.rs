@@ -71,6 +71,31 @@ fn invocations(examples: &Path) -> Result<Vec<Vec<String>>, String> {
     Ok(out)
 }
 
+/// `smf ARGS` under memcheck against the same natively: an error unless memcheck is silent
+/// and both give the same status and output.
+fn check(smf: &Path, args: &[String]) -> Result<(), String> {
+    let native = run(Command::new(smf).args(args))?;
+    let checked = run(Command::new("valgrind")
+        .args(["-q", "--error-exitcode=99", "--leak-check=no"])
+        .arg(smf)
+        .args(args))?;
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    let line = format!("smf {}", args.join(" "));
+    if checked.status.code() == Some(MEMCHECK_FAILED) || stderr.contains("==") {
+        Err(format!("{line}: memcheck reported\n{stderr}"))
+    } else if checked.status.code() != native.status.code() || checked.stdout != native.stdout {
+        Err(format!(
+            "{line}: under valgrind {} with {:?}, natively {} with {:?}\n{stderr}",
+            checked.status,
+            String::from_utf8_lossy(&checked.stdout),
+            native.status,
+            String::from_utf8_lossy(&native.stdout)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn run(cmd: &mut Command) -> Result<Output, String> {
     cmd.output().map_err(|e| format!("{cmd:?}: {e}"))
 }
@@ -86,27 +111,21 @@ pub(crate) fn run_command() -> Result<(), String> {
     }
     let smf = root.join("target/release/smf");
     let checks = invocations(&root.join("examples"))?;
-    let mut failures = Vec::new();
-    for args in &checks {
-        let native = run(Command::new(&smf).args(args))?;
-        let checked = run(Command::new("valgrind")
-            .args(["-q", "--error-exitcode=99", "--leak-check=no"])
-            .arg(&smf)
-            .args(args))?;
-        let stderr = String::from_utf8_lossy(&checked.stderr);
-        let line = format!("smf {}", args.join(" "));
-        if checked.status.code() == Some(MEMCHECK_FAILED) || stderr.contains("==") {
-            failures.push(format!("{line}: memcheck reported\n{stderr}"));
-        } else if checked.status.code() != native.status.code() || checked.stdout != native.stdout {
-            failures.push(format!(
-                "{line}: under valgrind {} with {:?}, natively {} with {:?}\n{stderr}",
-                checked.status,
-                String::from_utf8_lossy(&checked.stdout),
-                native.status,
-                String::from_utf8_lossy(&native.stdout)
-            ));
+    // Each invocation is one single-threaded valgrind process: one per core at a time.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(checks.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(args) = checks.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    let failure = check(&smf, args).err();
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).extend(failure);
+                }
+            });
         }
-    }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     if !failures.is_empty() {
         return Err(failures.join("\n"));
     }
