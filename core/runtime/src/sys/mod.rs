@@ -61,6 +61,12 @@ pub enum Protection {
 }
 
 impl Protection {
+    /// The `PROT_*` bits of `mmap(2)` and `mprotect(2)` (for calls the crate does not make
+    /// itself, such as the shell's file mappings).
+    pub fn prot_bits(self) -> u32 {
+        self.prot_flags().bits()
+    }
+
     fn prot_flags(self) -> ProtFlags {
         match self {
             Protection::None => ProtFlags::empty(),

@@ -21,18 +21,6 @@ fn err(op: &'static str) -> impl Fn(rustix::io::Errno) -> SysError {
     move |e| SysError { op, errno: e.raw_os_error() }
 }
 
-/// `prot` as mmap's flags.
-fn prot_flags(prot: Protection) -> mm::ProtFlags {
-    use mm::ProtFlags;
-    match prot {
-        Protection::None => ProtFlags::empty(),
-        Protection::Read => ProtFlags::READ,
-        Protection::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
-        Protection::ReadExec => ProtFlags::READ | ProtFlags::EXEC,
-        Protection::ReadWriteExec => ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
-    }
-}
-
 /// Maps `len` bytes of the open file `fd` from `offset` (`mmap(2)`), shared or private.
 ///
 /// # Safety
@@ -48,7 +36,9 @@ pub(crate) unsafe fn map_file(
     // SAFETY: the caller keeps `fd` open for the call.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     // SAFETY: a fresh mapping at an address the kernel chooses aliases nothing of ours.
-    let p = unsafe { mm::mmap(ptr::null_mut(), len, prot_flags(prot), flags, fd, offset) };
+    let p = unsafe {
+        mm::mmap(ptr::null_mut(), len, mm::ProtFlags::from_bits_truncate(prot.prot_bits()), flags, fd, offset)
+    };
     p.map(|p| p.cast()).map_err(err("mmap"))
 }
 
