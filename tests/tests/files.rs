@@ -206,3 +206,47 @@ fn a_file_refused_from_its_ends_is_a_format_refusal_not_an_io_error() {
     assert!(matches!(cache.get(&path), Err(smf::loader::ModuleError::NotAModule(..))));
     assert!(matches!(cache.prefetch_announced(&path, &[]), Err(smf::loader::ModuleError::NotAModule(..))));
 }
+
+/// A handler that does nothing: its only effect is to interrupt the system call it lands in.
+extern "C" fn interrupt(_signal: i32) {}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_periodic_signal_does_not_stretch_a_streams_limits() {
+    // glibc's and musl's; std links the C library.
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, signum: i32) -> i32;
+    }
+    const SIGUSR1: i32 = 10;
+    let dir = scratch("signals");
+    let fifo = dir.join("stalled.fifo");
+    mkfifo(&fifo);
+    // SAFETY: a handler that touches nothing; `poll` is never restarted after a handler, with
+    // or without SA_RESTART, so each signal ends the reader's wait early.
+    unsafe { signal(SIGUSR1, interrupt) };
+    let limits = ReadLimits { stream_total: Duration::from_secs(1), ..QUICK };
+    let (sent, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        // SAFETY: the calling thread's own handle.
+        sent.send(unsafe { pthread_self() }).unwrap();
+        let started = std::time::Instant::now();
+        (read(&fifo, limits), started.elapsed())
+    });
+    let thread = received.recv().unwrap();
+    // 100 Hz, as a sampling profiler's timer, until the read ends (restarted with its whole
+    // timeout after each signal, it never would).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !reader.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the read never ended under the signals");
+        // SAFETY: a live thread of this process (joined only below), a handled signal.
+        unsafe { pthread_kill(thread, SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (result, elapsed) = reader.join().unwrap();
+    let error = result.unwrap_err();
+    assert!(error.to_string().contains("sent nothing for 200 ms"), "{error}");
+    // The idle limit (200 ms) from the open, not from the last signal; at most the total.
+    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+}

@@ -386,13 +386,32 @@ impl OpenFile {
     }
 
     /// Waits at most `timeout` until it has something to read or its writer has gone
-    /// (`poll(2)`, `POLLIN`; a signal restarts the wait); whether that happened in time.
-    pub fn wait_readable(&self, timeout: Duration) -> SysResult<bool> {
+    /// (`poll(2)`, `POLLIN`). A signal ends the wait early ([`Readiness::Interrupted`]): the
+    /// caller, who keeps the clock, waits again for what is left of its deadline (`poll` is
+    /// never restarted after a handler, and restarting it with the whole timeout would let a
+    /// periodic signal hold the wait open forever).
+    pub fn wait_readable(&self, timeout: Duration) -> SysResult<Readiness> {
         use rustix::event::{poll, PollFd, PollFlags};
         let timeout = timespec(timeout);
         let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
-        retry_interrupted(|| poll(&mut fds, Some(&timeout))).map(|ready| ready > 0).map_err(err("poll"))
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => Ok(Readiness::TimedOut),
+            Ok(_) => Ok(Readiness::Ready),
+            Err(rustix::io::Errno::INTR) => Ok(Readiness::Interrupted),
+            Err(e) => Err(err("poll")(e)),
+        }
     }
+}
+
+/// How a wait for something to read ended ([`OpenFile::wait_readable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// There is something to read, or the writer has gone.
+    Ready,
+    /// The time given passed first.
+    TimedOut,
+    /// A signal's handler ran first; the time given may not have passed.
+    Interrupted,
 }
 
 /// `fcntl(fd, command, argument)` for the commands rustix has no call for (leases).
@@ -479,6 +498,12 @@ pub fn futex_wait(word: &AtomicU32, expected: u32) {
 pub fn futex_wake(word: &AtomicU32, count: u32) {
     use rustix::thread::futex;
     let _ = futex::wake(word, futex::Flags::PRIVATE, count);
+}
+
+/// This process's ID (`getpid(2)`): what tells a forked child from its parent, whose memory
+/// (shared mappings included) it starts with.
+pub fn process_id() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
 }
 
 /// Eight bytes from the kernel's random pool (`getrandom(2)`, non-blocking: during early boot,
