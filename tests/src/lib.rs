@@ -13,7 +13,8 @@ use smf_format::Dialect;
 
 mod maps;
 pub use maps::{
-    assert_no_rwx, file_mappings, mapping_at, mappings_within, maps, resident, writable_aliases, FileMapping,
+    alone, assert_no_rwx, file_mappings, mapping_at, mappings_within, maps, resident, writable_aliases,
+    FileMapping,
 };
 
 /// Every fixture the sweeps run over: name and bytes.

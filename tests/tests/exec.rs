@@ -234,6 +234,10 @@ fn four_threads_allocate_seal_call_and_free_concurrently() {
 
 #[test]
 fn the_mapping_estimate_follows_protections() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("the_mapping_estimate_follows_protections") {
+        return;
+    }
     use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     // A sealed read-write data segment next to free (read-write) pages is one kernel mapping.
@@ -339,6 +343,10 @@ fn code_image(exec: &ExecAllocator, value: u16) -> (Block<'_>, Block<'_>) {
 
 #[test]
 fn freed_code_leaves_a_trap_page_that_the_next_image_seals_beside() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("freed_code_leaves_a_trap_page_that_the_next_image_seals_beside") {
+        return;
+    }
     use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
@@ -411,6 +419,10 @@ fn images_loaded_one_after_another_share_two_mappings() {
 
 #[test]
 fn an_abandoned_image_takes_its_new_trap_page_with_it() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("an_abandoned_image_takes_its_new_trap_page_with_it") {
+        return;
+    }
     use smf_runtime::exec::MemoryKind;
     let exec = ExecAllocator::default();
     let page = exec.page_size();
@@ -467,6 +479,10 @@ fn idle_trap_pages_are_reclaimed_before_a_new_region_is_reserved() {
 
 #[test]
 fn trim_gives_back_trap_pages_and_recycled_pages() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("trim_gives_back_trap_pages_and_recycled_pages") {
+        return;
+    }
     let exec = ExecAllocator::default();
     let (code, data) = code_image(&exec, 3);
     exec.free_all([code, data]).unwrap();
@@ -523,4 +539,51 @@ fn a_code_arena_knows_its_code_and_gives_pieces_larger_than_a_region_one_of_thei
     assert_eq!(arena.stats().regions, 3);
     arena.install(&return_const(3)).unwrap();
     assert_eq!(arena.stats().regions, 4);
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_forked_child_never_writes_into_code_its_parent_runs() {
+    // It forks: alone, so that the child has no other test's threads to inherit.
+    if !smf_tests::alone("a_forked_child_never_writes_into_code_its_parent_runs") {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use smf_runtime::exec::{function_pointer, CodeArena, LINUX};
+    extern "C" {
+        fn fork() -> i32;
+        fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+        fn _exit(status: i32) -> !;
+    }
+    let run = |address: usize| {
+        // SAFETY: every piece installed here is `return_const`: no arguments, an integer back.
+        unsafe { function_pointer::<extern "C" fn() -> i64>(address) }.unwrap()()
+    };
+    let arena = CodeArena::new(&LINUX, 1 << 16);
+    let first = arena.install(&return_const(1)).unwrap();
+    let (mut to_child, mut in_child) = UnixStream::pair().unwrap();
+    // SAFETY: the child (this test runs alone) installs into the arena it inherited, calls
+    // what it installed and leaves through _exit, running nothing of the parent's.
+    let child = unsafe { fork() };
+    if child == 0 {
+        let mut go = [0u8];
+        in_child.read_exact(&mut go).unwrap();
+        let own = arena.install(&return_const(2)).unwrap();
+        let code = if run(own) == 2 && run(first) == 1 { 0 } else { 1 };
+        // SAFETY: ends the child at once.
+        unsafe { _exit(code) };
+    }
+    // The parent installs after the fork, where a child sharing its cursor would write next.
+    let second = arena.install(&return_const(3)).unwrap();
+    to_child.write_all(b"g").unwrap();
+    let mut status = -1;
+    // SAFETY: our child, and a status to write.
+    assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+    assert_eq!(status, 0, "the child's code ran as installed");
+    assert_eq!((run(first), run(second)), (1, 3), "the parent's code is its own after the child installed");
+    let third = arena.install(&return_const(4)).unwrap();
+    assert_eq!((run(second), run(third)), (3, 4));
+    assert_no_rwx("after a child installed");
 }

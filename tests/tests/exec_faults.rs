@@ -12,6 +12,10 @@ use smf_tests::assert_no_rwx;
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("a_load_over_the_real_kernel_survives_each_of_its_syscalls_failing") {
+        return;
+    }
     use smf_format::Dialect;
     use smf_runtime::exec::{FaultInjector, LINUX};
     use smf_runtime::load::{LoadError, LoadOptions, LoadedModule, TableResolver};

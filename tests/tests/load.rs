@@ -541,6 +541,10 @@ fn the_resolver_is_asked_each_name_once_per_load() {
 
 #[test]
 fn two_thousand_load_release_cycles_end_where_they_started() {
+    // It counts the process's mappings: alone, so no other test maps beside it.
+    if !smf_tests::alone("two_thousand_load_release_cycles_end_where_they_started") {
+        return;
+    }
     let exec = ExecAllocator::default();
     let lib = leak_allocator();
     let five = Arc::new(load(lib, &library(Dialect::S128), &()).unwrap());

@@ -17,6 +17,12 @@
 //! is being filled: it is closed once the region is full and the last write into it has
 //! returned. Code is only ever appended to bytes nobody has been given.
 //!
+//! A forked child starts with its parent's mappings, shared ones included: the same files, the
+//! same cursors. Were it to append where its parent does, each would overwrite the other's new
+//! code under live callers. So a region is filled by the process that mapped it alone: a
+//! child's first install retires the region it inherited (never writing into it again) and maps
+//! one of its own.
+//!
 //! A kernel without `memfd_create` (or a sandbox forbidding it, or the test simulation) makes
 //! [`CodeArena::install`] fail with an error whose operation is `memfd_create`; callers fall
 //! back to sealed batches. Everything the arena maps is unmapped when it is dropped: installed
@@ -47,9 +53,12 @@ impl CodeRegion {
     }
 }
 
-/// The region being filled: its view, its file and the bytes used.
+/// The region being filled: its view, its file and the bytes used, by the process that mapped
+/// it.
 struct Filling {
     region: CodeRegion,
+    /// The process filling it (a forked child has its parent's, and leaves it alone).
+    process: u32,
     /// Shared with the installs writing into it now; the last one to let go closes it.
     file: Arc<SharedMemory>,
     cursor: usize,
@@ -138,9 +147,12 @@ impl CodeArena {
     /// Reserves `size` bytes in the region being filled (or a new one) for `code_len` bytes of
     /// code: the file to write them to, where, and where they run.
     fn reserve(&self, size: usize, code_len: usize) -> Result<Reserved, ExecError> {
-        let retired;
+        let process = self.kernel.process_id();
+        let (inherited, retired);
         let reserved = {
             let mut regions = self.regions.lock();
+            // A region a parent process was filling when this one forked is its parent's to fill.
+            inherited = regions.filling.take_if(|filling| filling.process != process);
             if let Some(filling) = regions.filling.as_mut().filter(|f| f.region.len - f.cursor >= size) {
                 let offset = filling.cursor;
                 filling.cursor += size;
@@ -162,11 +174,12 @@ impl CodeArena {
             }
             let file = Arc::new(file);
             let reserved = Reserved { file: Arc::clone(&file), offset: 0, exec: region.exec };
-            retired = regions.filling.replace(Filling { region, file, cursor: size });
+            retired = regions.filling.replace(Filling { region, process, file, cursor: size });
             reserved
         };
-        // The full region's file is closed here, outside the lock (or by its last write).
-        drop(retired);
+        // The full region's file (or the parent's) is closed here, outside the lock (or by its
+        // last write).
+        drop((retired, inherited));
         Ok(reserved)
     }
 

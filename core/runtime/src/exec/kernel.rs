@@ -77,6 +77,12 @@ pub trait Kernel: fmt::Debug + Send + Sync {
 
     /// Writes `bytes` into `memory` at `offset` (`pwrite`): its mappings see them.
     fn write_shared(&self, memory: &SharedMemory, offset: usize, bytes: &[u8]) -> SysResult<()>;
+
+    /// The calling process's ID (`getpid`): a forked child's differs from the parent whose
+    /// shared mappings it inherited.
+    fn process_id(&self) -> u32 {
+        sys::process_id()
+    }
 }
 
 /// The real kernel: direct syscalls through [`crate::sys`].

@@ -142,8 +142,15 @@ pub(super) unsafe fn deregister(registrar: &UnwindRegistrar, tables: &[UnwindTab
 mod tests {
     use super::*;
 
-    unsafe extern "C" fn one(_: *const u8) {}
-    unsafe extern "C" fn other(_: *const u8) {}
+    // Bodies that differ and that the optimizer must keep (a value handed to `black_box`), so
+    // that no build folds the two functions into one address (LLVM merges identical functions
+    // in release builds, empty ones and ones whose only store is dead alike).
+    unsafe extern "C" fn one(_: *const u8) {
+        core::hint::black_box(1u32);
+    }
+    unsafe extern "C" fn other(_: *const u8) {
+        core::hint::black_box(2u32);
+    }
 
     #[test]
     fn registrars_are_the_same_when_both_their_functions_are() {
