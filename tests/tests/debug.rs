@@ -11,6 +11,8 @@ use std::process::Command;
 use object::{Object, ObjectSection, ObjectSymbol};
 use smf::imports::LinkOptions;
 use smf::loader::{load, LoadRequest, SharedModule};
+use smf_format::write::samples;
+use smf_format::Dialect;
 use smf_tests::{build_smf_package, scratch, workspace};
 
 /// Links without joining the process's registry (the tests of this binary run side by side).
@@ -166,7 +168,7 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let map_path = std::env::temp_dir().join(format!("perf-{}.map", child.id()));
+    let map_path = smf::debug::perf_map::path_for(child.id());
     let child = child.wait_with_output().unwrap();
     assert!(child.status.success());
     let stdout = String::from_utf8_lossy(&child.stdout);
@@ -219,4 +221,83 @@ fn an_instantiated_function_is_described_to_gdb_while_its_jit_lives() {
     assert_eq!((symbol.name(), symbol.address(), symbol.size()), (Ok("square$i64"), 0, 8));
     drop(generics);
     assert!(gdb_object(square).is_none(), "taken out of GDB's list with the Generics");
+}
+
+/// Runs this test binary's test `name` alone in a child process with the perf map on, `role`
+/// set in `SMF_PERF_MAP_ROLE`; its standard output.
+fn with_perf_map(name: &str, role: &str) -> String {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("SMF_PERF_MAP_ROLE", role)
+        .env("SMF_PERF_MAP", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout).into_owned();
+    assert!(child.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&child.stderr));
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn the_perf_map_never_follows_a_link_planted_at_its_path() {
+    let name = "the_perf_map_never_follows_a_link_planted_at_its_path";
+    if std::env::var_os("SMF_PERF_MAP_ROLE").is_some_and(|r| r == "planted") {
+        // This process's map path, planted before its first load: a link to a file of ours.
+        let victim = scratch("debug", "perf-victim").join("victim");
+        std::fs::write(&victim, "untouched\n").unwrap();
+        let map = smf::debug::perf_map::path();
+        let _ = std::fs::remove_file(&map);
+        std::os::unix::fs::symlink(&victim, &map).unwrap();
+        let module = load(&LoadRequest::path(&recursion()).linked(local(true)));
+        let link = std::fs::symlink_metadata(&map).map(|m| m.file_type().is_symlink());
+        let _ = std::fs::remove_file(&map);
+        assert!(module.is_ok(), "the load goes on without a map");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "untouched\n",
+            "nothing appended through the link"
+        );
+        assert!(link.unwrap(), "the link is left as it was");
+        return;
+    }
+    with_perf_map(name, "planted");
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn a_forked_child_writes_a_perf_map_of_its_own() {
+    let name = "a_forked_child_writes_a_perf_map_of_its_own";
+    if std::env::var_os("SMF_PERF_MAP_ROLE").is_some_and(|r| r == "parent") {
+        extern "C" {
+            fn fork() -> i32;
+            fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+            fn _exit(status: i32) -> !;
+        }
+        let parent_map = smf::debug::perf_map::path();
+        let first = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
+        let before = std::fs::read_to_string(&parent_map).unwrap();
+        assert!(before.contains("[recursion.smf]"), "{before}");
+        // SAFETY: the child (this test runs alone, on one thread) loads a module and leaves
+        // through _exit, running nothing of the parent's.
+        let child = unsafe { fork() };
+        if child == 0 {
+            let loaded =
+                load(&LoadRequest::bytes(&samples::return_42(Dialect::R96)).named("child.smf".as_ref()));
+            let own = std::fs::read_to_string(smf::debug::perf_map::path()).unwrap_or_default();
+            let code = if loaded.is_ok() && own.contains("[child.smf]") { 0 } else { 1 };
+            // SAFETY: ends the child at once.
+            unsafe { _exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: our child, and a status to write.
+        assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+        let child_map = smf::debug::perf_map::path_for(child as u32);
+        let after = std::fs::read_to_string(&parent_map).unwrap();
+        let _ = (std::fs::remove_file(&parent_map), std::fs::remove_file(&child_map));
+        assert_eq!(status, 0, "the child's load named in the child's map");
+        assert_eq!(after, before, "nothing of the child's in the parent's map");
+        drop(first);
+        return;
+    }
+    with_perf_map(name, "parent");
 }

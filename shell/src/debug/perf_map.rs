@@ -1,14 +1,25 @@
 //! The perf map: with `SMF_PERF_MAP=1`, each loaded module's functions are appended to
-//! `/tmp/perf-PID.map`, one `START SIZE NAME` line each (hexadecimal start and size), which
-//! `perf report` reads to name samples in code no file on disk describes. A module's lines go
-//! out in one `write(2)` to the file opened once in append mode, so loads on several threads
-//! never interleave their lines; no lock is held for it.
+//! `/tmp/perf-PID.map` (where `perf report` looks, whatever `TMPDIR` says), one `START SIZE
+//! NAME` line each (hexadecimal start and size), which perf reads to name samples in code no
+//! file on disk describes. A module's lines go out in one `write(2)` to the file opened once in
+//! append mode, so loads on several threads never interleave their lines; no lock is held.
+//!
+//! The path is predictable, so the file is opened as a planted one cannot be abused: never
+//! through a symbolic link (`O_NOFOLLOW`), never a FIFO or device (`O_NONBLOCK`, then a regular
+//! file or nothing), only a file of this user's with one name (a hard link to another file is
+//! refused): otherwise the process runs without a map. A forked child opens a map of its own
+//! (its PID's) at its first load rather than writing into its parent's.
 //!
 //! The map only grows: a module released and another loaded at its address leave both lines
 //! (as every JIT's perf map does).
 
+#![allow(unsafe_code)] // the published map, a raw pointer never freed
+
 use std::fs::File;
 use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use smf_runtime::load::LoadedModule;
@@ -18,12 +29,25 @@ use super::functions::Functions;
 /// The environment variable that turns the perf map on.
 pub const PERF_MAP_ENV: &str = "SMF_PERF_MAP";
 
-/// The map file, opened at the first module loaded with the map on (`None` if it cannot be).
-static MAP: OnceLock<Option<File>> = OnceLock::new();
+/// A process's map: the process it was opened for, and the file (`None` if it could not be
+/// opened safely).
+struct Map {
+    pid: u32,
+    file: Option<File>,
+}
+
+/// The map of the process that opened it last, never freed (a process opens one, and a forked
+/// child one more): a child finds its parent's here, with another PID, and opens its own.
+static MAP: AtomicPtr<Map> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The map's path for the process `pid`.
+pub fn path_for(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/perf-{pid}.map"))
+}
 
 /// The map's path for this process.
-pub fn path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("perf-{}.map", std::process::id()))
+pub fn path() -> PathBuf {
+    path_for(std::process::id())
 }
 
 /// Whether `SMF_PERF_MAP=1` is set (read once).
@@ -32,9 +56,44 @@ pub(crate) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1"))
 }
 
-/// The map file, opened at the first write (`None` if it cannot be).
+/// Opens the map at `path` for appending, as the module doc says (`None`: refused or failed).
+fn open_safely(path: &std::path::Path) -> Option<File> {
+    // O_NOFOLLOW (`ELOOP` on a link), O_NONBLOCK (a FIFO without a reader fails instead of
+    // blocking), O_CLOEXEC (std's default).
+    const O_NOFOLLOW: i32 = 0o400_000;
+    const O_NONBLOCK: i32 = 0o4_000;
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    let euid = rustix::process::geteuid().as_raw();
+    (metadata.file_type().is_file() && metadata.nlink() == 1 && metadata.uid() == euid).then_some(file)
+}
+
+/// This process's map file, opened at the first write (`None` if it cannot be).
 fn map() -> Option<&'static File> {
-    MAP.get_or_init(|| File::options().create(true).append(true).open(path()).ok()).as_ref()
+    let pid = std::process::id();
+    let current = MAP.load(Ordering::Acquire);
+    // SAFETY: a published map is never freed; its fields never change.
+    if let Some(map) = unsafe { current.as_ref() }.filter(|map| map.pid == pid) {
+        return map.file.as_ref();
+    }
+    let fresh = Box::into_raw(Box::new(Map { pid, file: open_safely(&path_for(pid)) }));
+    match MAP.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: just published, never freed.
+        Ok(_) => unsafe { (*fresh).file.as_ref() },
+        Err(other) => {
+            // Another thread opened this process's map first: ours goes (nobody saw it).
+            // SAFETY: `fresh` was never published.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: published, never freed.
+            unsafe { other.as_ref() }.filter(|map| map.pid == pid)?.file.as_ref()
+        }
+    }
 }
 
 /// Appends one function (`name`, `len` bytes at `address`), named `NAME [LABEL]`, to the map.
