@@ -432,3 +432,57 @@ fn problems_keep_names_short_however_many_there_are() {
         "{first}"
     );
 }
+
+/// `object` with the name of its symbol `name` taken away (its `st_name` made 0, the string
+/// table's empty name), as a broken or hostile object has it.
+fn unnamed(object: &[u8], name: &str) -> Vec<u8> {
+    let u16_at = |at: usize| u16::from_le_bytes(object[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(object[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(object[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+    let header = |i: usize| shoff + i * shentsize;
+    let symtab = (0..shnum).map(header).find(|&h| u32_at(h + 4) == 2).expect("a symbol table");
+    let strtab = header(u32_at(symtab + 0x28));
+    let (symbols, size, strings) = (u64_at(symtab + 0x18), u64_at(symtab + 0x20), u64_at(strtab + 0x18));
+    let mut out = object.to_vec();
+    for entry in (symbols..symbols + size).step_by(24) {
+        let at = strings + u32_at(entry);
+        if object[at..].starts_with(name.as_bytes()) && object[at + name.len()] == 0 {
+            out[entry..entry + 4].fill(0);
+            return out;
+        }
+    }
+    panic!("no symbol {name}");
+}
+
+#[test]
+fn a_global_symbol_without_a_name_is_refused_by_its_index() {
+    let dir = scratch("unnamed-global");
+    let source = dir.join("globals.c");
+    std::fs::write(
+        &source,
+        "int shared_count;\n\
+         long answer(void) { return 42; }\n\
+         static long pick_plain(void) { return 1; }\n\
+         long choose(void) __attribute__((ifunc(\"resolve_choose\")));\n\
+         static void *resolve_choose(void) { return (void *)pick_plain; }\n",
+    )
+    .unwrap();
+    let object = dir.join("globals.o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC", "-fcommon"]).arg(&source).arg("-o").arg(&object));
+    let bytes = std::fs::read(&object).unwrap();
+    // A defined function, a common symbol and an indirect function, each without its name.
+    for name in ["answer", "shared_count", "choose"] {
+        let failure = smf_tool::pack::pack(&[("globals.o".into(), unnamed(&bytes, name))], Dialect::S128)
+            .expect_err(name);
+        let refused = failure.problems.iter().find(|p| matches!(p.error, PackError::UnnamedGlobal { .. }));
+        let refused = refused.unwrap_or_else(|| panic!("{name}: {failure}"));
+        assert!(refused.error.to_string().contains("is global without a name"), "{}", refused.error);
+        assert!(
+            failure.problems.iter().all(|p| !matches!(p.error, PackError::Invalid(_))),
+            "{name}: {failure}"
+        );
+    }
+    // The object as it was packs.
+    assert!(smf_tool::pack::pack(&[("globals.o".into(), bytes)], Dialect::S128).is_ok());
+}

@@ -124,6 +124,12 @@ pub enum PackError {
         /// The entry's relocation type, if it has one.
         r_type: Option<u32>,
     },
+    /// A global or weak symbol without a name: nothing could link to it, and a module cannot
+    /// export it.
+    UnnamedGlobal {
+        /// Its index in the object's symbol table.
+        index: usize,
+    },
     /// Two strong definitions of one name.
     DefinedTwice {
         /// The name.
@@ -325,6 +331,11 @@ impl fmt::Display for PackError {
                 "{at}: a {} relocation in a constructor or destructor array, whose entries must be \
                  whole R_X86_64_64 addresses",
                 relocation_name(elf::RelocationType(*r_type))
+            ),
+            PackError::UnnamedGlobal { index } => write!(
+                f,
+                "symbol #{index} is global without a name (a broken object: no compiler or \
+                 assembler writes one)"
             ),
             PackError::DefinedTwice { name, first, second } => write!(
                 f,

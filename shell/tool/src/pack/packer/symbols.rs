@@ -31,6 +31,10 @@ impl<'d, 'f> Packer<'d, 'f> {
                     continue;
                 }
                 let name = match symbol.name_bytes() {
+                    Ok([]) => {
+                        self.problem(f, PackError::UnnamedGlobal { index: symbol.index().0 });
+                        continue;
+                    }
                     Ok(name) => name.to_vec(),
                     Err(error) => {
                         self.problem(f, PackError::Elf(error));
