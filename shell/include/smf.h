@@ -23,6 +23,12 @@
  *  - A loaded module's read-only data is sealed read-execute with its code (one protection
  *    change per load); SMF_RODATA_NOEXEC=1, set before the first call, keeps it read-only and
  *    not executable in pages of its own instead.
+ *  - fork(): the child keeps every module, cache and instantiator its parent had. It never
+ *    writes into code its parent runs (instantiated code goes to memory of its own), its caches
+ *    compare a file's identity again until its own change watcher runs (the parent's thread
+ *    stayed in the parent), and its perf map is its own (/tmp/perf-CHILDPID.map). Not yet:
+ *    a fork while another thread is inside the library may leave the child a lock that thread
+ *    held (fork from a thread that alone uses the library, or exec after fork).
  *
  * Example (examples/host/hello_smf.c is a complete program along these lines, built and run
  * in CI; build yours with cc prog.c $(pkg-config --cflags --libs smf)):

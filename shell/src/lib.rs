@@ -44,6 +44,7 @@ pub mod debug;
 pub mod exec_manager;
 pub mod ffi;
 pub mod file;
+mod fork;
 #[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod imports;

@@ -28,19 +28,30 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
-/// Set when the file it was taken for may have changed since (a clone shares the flag).
+/// Set when the file it was taken for may have changed since (a clone shares the flag); taken
+/// in one process ([`crate::fork::generation`]), whose watcher thread sets it.
 #[derive(Clone, Debug)]
-pub(crate) struct Notice(Arc<AtomicBool>);
+pub(crate) struct Notice {
+    flag: Arc<AtomicBool>,
+    generation: u64,
+}
 
 impl Notice {
-    /// Whether the file may have changed since the notice was taken.
+    /// Whether the file may have changed since the notice was taken (an orphaned notice cannot
+    /// tell, so it says so).
     pub(crate) fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.flag.load(Ordering::Acquire) || self.is_orphaned()
+    }
+
+    /// Whether the notice was taken in a parent process: its watcher thread is not this
+    /// process's, and nothing here will set it.
+    pub(crate) fn is_orphaned(&self) -> bool {
+        self.generation != crate::fork::generation()
     }
 }
 
@@ -85,8 +96,16 @@ impl Watcher {
     }
 }
 
-/// The process's watcher: made at the first [`watch`]; `None` if inotify is unavailable.
-static WATCHER_CELL: OnceLock<Option<Watcher>> = OnceLock::new();
+/// The process's watcher, made at the first [`watch`] of each process (a forked child makes
+/// its own: the thread reading its parent's events stayed in the parent); published once per
+/// process and never freed. `None` inside if inotify is unavailable.
+static WATCHER: AtomicPtr<Published> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A process's watcher, by the fork generation it was made in.
+struct Published {
+    generation: u64,
+    watcher: Option<Watcher>,
+}
 
 /// A notice for the file at `path`, to be taken before the file is read (or before the `stat`
 /// that proves it still the version read); `None` where changes cannot be watched (see the
@@ -126,9 +145,12 @@ pub(crate) fn watch(path: &Path) -> Option<Notice> {
     None
 }
 
-/// [`watch`], where the process's watcher runs already (none is started for it).
+/// [`watch`], where the process's watcher runs already, or its parent's ran when it forked
+/// (none is started for it otherwise).
+#[allow(unsafe_code)] // the published watcher, a raw pointer never freed
 pub(crate) fn watch_if_started(path: &Path) -> Option<Notice> {
-    WATCHER_CELL.get()?.as_ref()?;
+    // SAFETY: a published watcher is never freed.
+    unsafe { WATCHER.load(Ordering::Acquire).as_ref() }?.watcher.as_ref()?;
     watch(path)
 }
 
@@ -144,31 +166,44 @@ impl Table {
         let notices = self.names.entry(wd).or_default().entry(name.to_os_string()).or_default();
         notices.retain(|weak| weak.strong_count() > 0);
         notices.push(Arc::downgrade(&flag));
-        Some(Notice(flag))
+        Some(Notice { flag, generation: crate::fork::generation() })
     }
 }
 
-/// The watcher, making it (and its thread) at the first call.
+/// This process's watcher, making it (and its thread) at its first call in each process.
+#[allow(unsafe_code)] // the published watcher, a raw pointer never freed
 fn started() -> Option<&'static Watcher> {
-    WATCHER_CELL
-        .get_or_init(|| {
-            let fd = inotify::init(CreateFlags::CLOEXEC).ok()?;
-            std::thread::Builder::new()
-                .name("smf-watch".into())
-                .spawn(|| {
-                    // The cell holds the watcher by the time this thread runs past the wait.
-                    loop {
-                        if let Some(Some(watcher)) = WATCHER_CELL.get() {
-                            read_events(watcher);
-                            return;
-                        }
-                        std::thread::yield_now();
-                    }
-                })
-                .ok()?;
-            Some(Watcher { fd, table: Mutex::new(Table::default()) })
-        })
-        .as_ref()
+    crate::fork::count_forks();
+    let generation = crate::fork::generation();
+    let current = WATCHER.load(Ordering::Acquire);
+    // SAFETY: a published watcher is never freed, and never changed but through its lock.
+    if let Some(published) = unsafe { current.as_ref() }.filter(|p| p.generation == generation) {
+        return published.watcher.as_ref();
+    }
+    let watcher = inotify::init(CreateFlags::CLOEXEC)
+        .ok()
+        .map(|fd| Watcher { fd, table: Mutex::new(Table::default()) });
+    let fresh = Box::into_raw(Box::new(Published { generation, watcher }));
+    let published: &'static Published =
+        match WATCHER.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just published, never freed.
+            Ok(_) => unsafe { &*fresh },
+            Err(other) => {
+                // Another thread of this process published first: ours goes (nobody saw it).
+                // SAFETY: `fresh` was never published.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: published, never freed.
+                return unsafe { other.as_ref() }.filter(|p| p.generation == generation)?.watcher.as_ref();
+            }
+        };
+    let watcher = published.watcher.as_ref()?;
+    let spawned = std::thread::Builder::new().name("smf-watch".into()).spawn(move || read_events(watcher));
+    if spawned.is_err() {
+        // No thread to set notices: none is handed out.
+        watcher.table().alive = false;
+        return None;
+    }
+    Some(watcher)
 }
 
 /// Sets every notice in `notices`.

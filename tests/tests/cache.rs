@@ -520,3 +520,48 @@ fn the_prefetch_hint_of_an_executable_module_is_honoured() {
     assert_eq!(cache.prefetch_announced(&app, &candidates).unwrap(), 6, "at most the candidates");
     assert!(cache.prefetch_announced(&dir.join("missing.smf"), &candidates).is_err());
 }
+
+#[test]
+fn a_forked_child_sees_a_file_replaced_after_the_fork() {
+    // It forks: alone, so that the child has no other test's threads to inherit.
+    if !smf_tests::alone("a_forked_child_sees_a_file_replaced_after_the_fork") {
+        return;
+    }
+    extern "C" {
+        fn fork() -> i32;
+        fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+        fn _exit(status: i32) -> !;
+    }
+    let dir = scratch("fork");
+    let path = dir.join("hot.smf");
+    std::fs::write(&path, returning("version", 1, 0)).unwrap();
+    wait_until_not_fresh(std::slice::from_ref(&path));
+    let cache = ModuleCache::new(0, 0);
+    // Gets until the path is watched by a notice, which only the watcher thread sets.
+    for _ in 0..8 {
+        assert_eq!(call(&cache.get(&path).unwrap(), "version"), 1);
+    }
+    assert!(watcher_runs(std::time::Duration::from_secs(5)), "the parent watches");
+    // SAFETY: the child (this test runs alone) replaces the file, gets it until it sees the new
+    // version or five seconds passed, and leaves through _exit, running nothing of the parent's.
+    let child = unsafe { fork() };
+    if child == 0 {
+        replace(&path, &returning("version", 2, 0));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = 0;
+        while seen != 2 && std::time::Instant::now() < deadline {
+            seen = cache.get(&path).map_or(0, |module| call(&module, "version"));
+        }
+        // SAFETY: ends the child at once.
+        unsafe { _exit(if seen == 2 { 0 } else { 1 }) };
+    }
+    let mut status = -1;
+    // SAFETY: our child, and a status to write.
+    assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+    assert_eq!(
+        status, 0,
+        "the child got the version replaced after the fork (its parent's watcher is not its own)"
+    );
+    // The parent's own watcher saw the replacement too.
+    get_until(&cache, &path, 2);
+}

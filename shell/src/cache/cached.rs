@@ -53,6 +53,9 @@ impl Cached {
     pub(super) fn freshness(&mut self, check_every_get: bool) -> Freshness {
         let identity = self.identity;
         match &mut self.watching {
+            // Taken in a parent process, whose watcher cannot set it here: the file's identity
+            // tells, and a notice of this process's own watches it from then on.
+            Watching::Notice(notice) if notice.is_orphaned() => Freshness::Unknown { identity, watch: true },
             Watching::Notice(notice) if notice.is_set() => Freshness::Stale,
             Watching::Notice(_) if !check_every_get => Freshness::Current,
             Watching::Identity { hits } if !check_every_get => {

@@ -316,7 +316,12 @@ impl ModuleCache {
         }
         let mut state = self.lock();
         let cached = state.lru.get_mut(key(path)).filter(|c| c.identity == identity)?;
-        if let (Some(notice), Watching::Identity { .. }) = (notice, &cached.watching) {
+        let unwatched = match &cached.watching {
+            Watching::Identity { .. } => true,
+            Watching::Notice(inherited) => inherited.is_orphaned(),
+            Watching::Never => false,
+        };
+        if let (Some(notice), true) = (notice, unwatched) {
             cached.watching = notice.map_or(Watching::Never, Watching::Notice);
         }
         let module = Arc::clone(&cached.module);
