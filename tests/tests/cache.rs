@@ -182,6 +182,64 @@ fn resolve_finds_an_export_across_cached_modules() {
 }
 
 #[test]
+fn resolve_takes_the_most_recently_used_module_that_is_still_cached() {
+    let dir = scratch("resolve-recency");
+    let (a, b) = (dir.join("a.smf"), dir.join("b.smf"));
+    std::fs::write(&a, returning("version", 1, 0)).unwrap();
+    std::fs::write(&b, returning("version", 2, 0)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    let (first, second) = (cache.get(&a).unwrap(), cache.get(&b).unwrap());
+    let at = |module: &SharedModule| module.symbol(b"version");
+    assert_eq!(cache.resolve(b"version"), at(&second), "the later get");
+    cache.set_check_every_get(true); // every get takes the lock and moves the module
+    cache.get(&a).unwrap();
+    assert_eq!(cache.resolve(b"version"), at(&first), "a moved to the front");
+    // Evicted but still held: no longer the cache's to offer.
+    assert!(cache.evict(&a));
+    assert_eq!(cache.resolve(b"version"), at(&second));
+    // Replaced by a new version: the new one's.
+    replace(&b, &returning("version", 3, 0));
+    let third = get_until(&cache, &b, 3);
+    assert_eq!(cache.resolve(b"version"), at(&third));
+    assert_eq!(call(&first, "version") + call(&second, "version"), 3, "the old versions still run");
+    cache.clear();
+    assert_eq!(cache.resolve(b"version"), None);
+}
+
+#[test]
+fn resolving_a_name_costs_the_same_with_few_or_many_cached_modules() {
+    let dir = scratch("resolve-scale");
+    let paths = files(&dir, 1024, 0);
+    let cache_of = |paths: &[PathBuf]| {
+        let cache = ModuleCache::new(0, 0);
+        for path in paths {
+            cache.get(path).unwrap();
+        }
+        assert_eq!(cache.resolve(b"f0"), cache.get(&paths[0]).unwrap().symbol(b"f0"), "indexed");
+        cache
+    };
+    let (few, many) = (cache_of(&paths[..16]), cache_of(&paths));
+    let names: Vec<Vec<u8>> = (0..5000).map(|i| format!("unknown_{i}").into_bytes()).collect();
+    let time = |cache: &ModuleCache| {
+        let start = smf_tests::thread_cpu_time();
+        for name in &names {
+            assert_eq!(cache.resolve(name), None);
+        }
+        assert!(cache.resolve(b"f7").is_some());
+        smf_tests::thread_cpu_time() - start
+    };
+    let mut fastest = [std::time::Duration::MAX; 2];
+    for _ in 0..3 {
+        for (cache, best) in [&few, &many].into_iter().zip(&mut fastest) {
+            *best = (*best).min(time(cache));
+        }
+    }
+    let [few_time, many_time] = fastest;
+    // A pass over the cached modules would cost 64 times as much for 64 times the modules.
+    assert!(many_time < few_time * 3, "16 modules: {few_time:?}, 1024: {many_time:?}");
+}
+
+#[test]
 fn the_c_library_resolves_by_default_and_not_when_turned_off() {
     let dir = scratch("c_library");
     let path = dir.join("calls_strlen.smf");

@@ -3,6 +3,7 @@
 //! compared at gets); what a get knows of it before looking at the file ([`Freshness`]); and
 //! how a load just made is to be watched ([`watched`]).
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use crate::watch::Notice;
 
 /// A cached module and the version of its file it was loaded from.
 pub(super) struct Cached {
+    /// This version's number in the cache (never reused: the export index's key).
+    pub(super) number: u64,
+    /// When it was last made the most recent in the recency list (the cache's clock).
+    pub(super) used_at: Cell<u64>,
     pub(super) module: Arc<SharedModule>,
     pub(super) identity: FileIdentity,
     /// How a change to its file shows.

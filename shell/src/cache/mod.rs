@@ -49,6 +49,7 @@
 //! Prefetch is in `prefetch.rs`, the statistics in `stats.rs`, the threads' memos in `memo.rs`.
 
 mod cached;
+mod exports;
 mod memo;
 mod prefetch;
 mod stats;
@@ -83,6 +84,40 @@ struct State {
     /// at twice the cost of a hit).
     lru: LruCache<Box<ByteKey>, Cached, KeyedHasher>,
     stats: Counters,
+    /// The recency clock: counts the moves to the front of the recency list.
+    clock: u64,
+    /// The number of the next version cached.
+    next_number: u64,
+    /// Versions cached since the export index last took them in (`exports.rs`).
+    added: Vec<exports::Added>,
+    /// `added` was given up (it grew past twice the cache): the index is rebuilt from the
+    /// cache at the next resolve.
+    rebuild_exports: bool,
+}
+
+impl State {
+    /// The recency clock, moved on: a version made the most recent now records it.
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Hands `cached` to the export index's next update (or gives the updates up for a
+    /// rebuild, past twice the cache's size or where memory cannot be had).
+    fn added(&mut self, cached: &Cached) {
+        if self.rebuild_exports {
+            return;
+        }
+        let bound =
+            usize::try_from(self.lru.len()).unwrap_or(usize::MAX).saturating_mul(2).saturating_add(64);
+        let room = self.added.len() < bound && self.added.try_reserve(1).is_ok();
+        if room {
+            self.added.push((cached.number, Arc::downgrade(&cached.module)));
+        } else {
+            self.added = Vec::new();
+            self.rebuild_exports = true;
+        }
+    }
 }
 
 /// How the cache's misses and prefetches link (host symbols and earlier loads apply always),
@@ -195,6 +230,9 @@ pub struct ModuleCache {
     /// Counts changes to which modules are cached (a module cached, replaced, evicted,
     /// forgotten): one unchanged value means the same modules.
     generation: AtomicU64,
+    /// The cached modules' exports, for [`ModuleCache::resolve`] (its own lock, taken after
+    /// the state's is released, never with it).
+    exports: Mutex<exports::CachedExports>,
 }
 
 impl std::fmt::Debug for ModuleCache {
@@ -215,7 +253,12 @@ impl ModuleCache {
             state: Mutex::new(State {
                 lru: LruCache::new(process_hasher(), budget),
                 stats: Counters::default(),
+                clock: 0,
+                next_number: 0,
+                added: Vec::new(),
+                rebuild_exports: false,
             }),
+            exports: Mutex::new(exports::CachedExports::default()),
             linking: RwLock::new(CacheLinking::default()),
             check_every_get: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -278,7 +321,9 @@ impl ModuleCache {
             let mut state = self.lock();
             // Read under the lock, which every change of the cached modules holds.
             let generation = self.generation();
+            let now = state.tick();
             let cached = state.lru.get_mut(key(path))?;
+            cached.used_at.set(now);
             match cached.freshness(every_get) {
                 Freshness::Current => {
                     let module = Arc::clone(&cached.module);
@@ -315,7 +360,9 @@ impl ModuleCache {
             return None;
         }
         let mut state = self.lock();
+        let now = state.tick();
         let cached = state.lru.get_mut(key(path)).filter(|c| c.identity == identity)?;
+        cached.used_at.set(now);
         let unwatched = match &cached.watching {
             Watching::Identity { .. } => true,
             Watching::Notice(inherited) => inherited.is_orphaned(),
@@ -430,7 +477,17 @@ impl ModuleCache {
             Ok((module, identity, watching)) => {
                 state.stats.load_times.record(elapsed);
                 let bytes = module.loaded().image_bytes() as u64;
-                let cached = Cached { module: Arc::clone(&module), identity, watching, used: None };
+                let (number, now) = (state.next_number, state.tick());
+                state.next_number += 1;
+                let cached = Cached {
+                    number,
+                    used_at: std::cell::Cell::new(now),
+                    module: Arc::clone(&module),
+                    identity,
+                    watching,
+                    used: None,
+                };
+                state.added(&cached);
                 let replaced = owned.and_then(|owned| state.lru.insert(owned, cached, bytes).ok());
                 self.changed();
                 // Not cached when memory for the entry cannot be had: the module still loads.
@@ -455,9 +512,15 @@ impl ModuleCache {
     /// them and `replaced` only after releasing the lock.
     fn evict_over_budget<'c>(&'c self, state: MutexGuard<'c, State>, replaced: Option<Cached>) {
         self.drain(state, |state| {
-            // A module hit through a memo since it was last moved to the front stays once more.
+            // A module hit through a memo since it was last moved to the front stays once more
+            // (moved to the front: the most recent now).
+            let now = state.clock + 1;
             let used_since = |cached: &Cached| {
-                cached.used.as_ref().is_some_and(|used| used.swap(false, Ordering::Relaxed))
+                let used = cached.used.as_ref().is_some_and(|used| used.swap(false, Ordering::Relaxed));
+                if used {
+                    cached.used_at.set(now);
+                }
+                used
             };
             let (_, evicted) = state.lru.pop_over_budget_unless(used_since)?;
             self.changed();
@@ -518,8 +581,49 @@ impl ModuleCache {
     /// The address of the exported symbol `name` in the most recently used cached module that
     /// exports it (by the recency list: hits through a thread's memo do not move a module in
     /// it). It stays valid while that module is cached or held.
+    ///
+    /// One lookup in an index of the cached modules' exports (`exports.rs`), whatever their
+    /// number; the cache's lock is held to take the modules cached since the last resolve and,
+    /// after the lookup, to choose among the few that export the name, never for a pass over
+    /// the cache (but one rebuild after twice its size went by without a resolve).
     pub fn resolve(&self, name: &[u8]) -> Option<usize> {
-        self.lock().lru.iter().find_map(|(_, cached)| cached.module.symbol(name))
+        let (added, rebuild) = {
+            let mut state = self.lock();
+            let rebuild = std::mem::take(&mut state.rebuild_exports).then(|| {
+                state
+                    .lru
+                    .iter()
+                    .map(|(_, cached)| (cached.number, Arc::downgrade(&cached.module)))
+                    .collect::<Vec<_>>()
+            });
+            (std::mem::take(&mut state.added), rebuild)
+        };
+        let exporting = {
+            let mut exports = crate::sync::lock(&self.exports);
+            if let Some(all) = rebuild {
+                exports.clear();
+                exports.take_in(all);
+            }
+            exports.take_in(added);
+            exports.exporting(name)
+        };
+        if exporting.is_empty() {
+            return None;
+        }
+        // The most recently used of those still cached in that version.
+        let state = self.lock();
+        let cached_at = |number: u64, module: &SharedModule| {
+            let path = module.path()?;
+            let cached = state.lru.peek(key(path)).filter(|cached| cached.number == number)?;
+            Some(cached.used_at.get())
+        };
+        let chosen =
+            exporting.iter().filter_map(|(number, module, addr)| Some((cached_at(*number, module)?, *addr)));
+        let addr = chosen.max_by_key(|&(used_at, _)| used_at).map(|(_, addr)| addr);
+        drop(state);
+        // The modules found are let go outside the lock (an evicted one may be freed here).
+        drop(exporting);
+        addr
     }
 
     /// The cached modules with their paths, most recently used first by the recency list (a
