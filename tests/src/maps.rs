@@ -127,24 +127,29 @@ pub fn mappings_within(ranges: &[std::ops::Range<usize>]) -> usize {
 /// with the test), false in the parent once the child passed (return).
 pub fn alone(test: &str) -> bool {
     const ALONE: &str = "SMF_TEST_ALONE";
-    /// `execve(2)`'s "exec format error".
-    const ENOEXEC: i32 = 8;
     if std::env::var_os(ALONE).is_some_and(|t| t == test) {
         return true;
     }
     let exe = std::env::current_exe().expect("the test binary");
-    let out = match std::process::Command::new(exe)
+    // Started as cargo starts test binaries: through the target's runner where one is set (an
+    // emulator, as qemu-user runs the aarch64 tests), else directly.
+    let runner: Vec<String> = std::env::vars()
+        .find(|(name, _)| name.starts_with("CARGO_TARGET_") && name.ends_with("_RUNNER"))
+        .map(|(_, runner)| runner.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut command = match runner.split_first() {
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
+    let out = command
         .args([test, "--exact", "--test-threads=1"])
         .env(ALONE, test)
         .output()
-    {
-        Ok(out) => out,
-        // A binary this machine cannot start itself (an emulator's, as qemu-user runs the
-        // aarch64 tests without the kernel knowing its format): the test runs here, among the
-        // others.
-        Err(e) if e.raw_os_error() == Some(ENOEXEC) => return true,
-        Err(e) => panic!("run the test binary: {e}"),
-    };
+        .expect("run the test binary");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
