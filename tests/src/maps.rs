@@ -130,22 +130,14 @@ pub fn alone(test: &str) -> bool {
     if std::env::var_os(ALONE).is_some_and(|t| t == test) {
         return true;
     }
+    // Under a runner (qemu-user for the aarch64 tests: `cargo xtask cross-test` runs one test
+    // at a time there, since an emulated process that forks beside other threads can deadlock
+    // in the emulator), the test is alone already: it runs here.
+    if std::env::vars().any(|(name, _)| name.starts_with("CARGO_TARGET_") && name.ends_with("_RUNNER")) {
+        return true;
+    }
     let exe = std::env::current_exe().expect("the test binary");
-    // Started as cargo starts test binaries: through the target's runner where one is set (an
-    // emulator, as qemu-user runs the aarch64 tests), else directly.
-    let runner: Vec<String> = std::env::vars()
-        .find(|(name, _)| name.starts_with("CARGO_TARGET_") && name.ends_with("_RUNNER"))
-        .map(|(_, runner)| runner.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
-    let mut command = match runner.split_first() {
-        Some((program, args)) => {
-            let mut command = std::process::Command::new(program);
-            command.args(args).arg(exe);
-            command
-        }
-        None => std::process::Command::new(exe),
-    };
-    let out = command
+    let out = std::process::Command::new(exe)
         .args([test, "--exact", "--test-threads=1"])
         .env(ALONE, test)
         .output()

@@ -62,6 +62,11 @@ pub(crate) fn run_command() -> Result<(), String> {
             "exec_manager",
             "--test",
             "wx",
+            // One test at a time: a process qemu-user emulates that forks (a test's own fork,
+            // or spawning a child) while other threads run can deadlock in the emulator, its
+            // child stuck on a lock another thread held. Run so, each test is alone.
+            "--",
+            "--test-threads=1",
         ])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu");
