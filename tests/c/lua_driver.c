@@ -91,3 +91,13 @@ long lua_work(void) {
     if (status != 0) return -1;
     return (end.tv_sec - start.tv_sec) * 1000000000L + (end.tv_nsec - start.tv_nsec);
 }
+
+/* A call into Lua that needs no state, for the load benchmark (`cargo xtask bench real`): the
+ * length of a type's name, read through Lua's table of pointers to the names (data that holds
+ * addresses, relocated at load). */
+long lua_type_name_length(long x) {
+    const char *name = lua_typename(NULL, (int)(x % 9) - 1);
+    long n = 0;
+    while (name[n]) n++;
+    return x + n;
+}

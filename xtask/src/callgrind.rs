@@ -18,20 +18,19 @@ use smf_runtime::load::{LoadOptions, LoadedModule};
 
 use crate::workspace_root;
 
-/// Loads before the counted ones, so that one-time costs (the allocator's first region, the
-/// name hash key) fall outside the difference.
-const WARM_UP: usize = 10;
-
 /// The hidden child mode: `callgrind-child MODULE N`.
 pub(crate) fn child(args: &[String]) -> Result<(), String> {
+    if let [side, path, function, loads] = args {
+        return crate::bench::load_real::child(side, path, function, loads);
+    }
     let [module, loads] = args else {
-        return Err("usage: callgrind-child MODULE N".into());
+        return Err("usage: callgrind-child MODULE N | callgrind-child smf|dlopen PATH FUNCTION N".into());
     };
     let loads: usize = loads.parse().map_err(|_| format!("bad count {loads}"))?;
     let bytes = std::fs::read(module).map_err(|e| format!("{module}: {e}"))?;
     let exec = ExecAllocator::default();
     let options = LoadOptions::default();
-    for _ in 0..WARM_UP + loads {
+    for _ in 0..crate::instructions::WARM_UP + loads {
         let loaded = LoadedModule::load(&exec, &bytes, &(), &options).map_err(|e| e.to_string())?;
         std::hint::black_box(loaded.symbol(b"f7"));
     }
@@ -40,24 +39,7 @@ pub(crate) fn child(args: &[String]) -> Result<(), String> {
 
 /// Total instructions of one run of the child under callgrind.
 fn count(module: &Path, loads: usize, out: &Path) -> Result<u64, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let status = Command::new("valgrind")
-        .args(["--tool=callgrind", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(exe)
-        .arg("callgrind-child")
-        .arg(module)
-        .arg(loads.to_string())
-        .status()
-        .map_err(|e| format!("valgrind: {e}"))?;
-    if !status.success() {
-        return Err(format!("callgrind run failed ({status})"));
-    }
-    let text = std::fs::read_to_string(out).map_err(|e| e.to_string())?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:")))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| format!("{}: no instruction total", out.display()))
+    crate::instructions::of_child(&[module.display().to_string(), loads.to_string()], out)
 }
 
 pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
@@ -83,6 +65,16 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
         println!(
             "callgrind: {:.1}k instructions per in-memory load{what} + lookup + release ({loads} loads)",
             per_load / 1000.0
+        );
+    }
+    for library in crate::bench::load_real::build()? {
+        let [smf, dlopen] = crate::bench::load_real::instructions(&library, 20)?;
+        println!(
+            "callgrind: {:.0}k instructions per use of {} (load, lookup, call, release; 20 uses), dlopen {:.0}k ({:.2}x)",
+            smf / 1e3,
+            library.name,
+            dlopen / 1e3,
+            dlopen / smf
         );
     }
     Ok(())

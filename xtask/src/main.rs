@@ -23,6 +23,8 @@ mod examples;
 mod fuzz;
 mod fuzz_coverage;
 mod install;
+#[cfg(feature = "bench")]
+mod instructions;
 mod maps;
 mod mutants;
 mod nolibc;

@@ -12,7 +12,8 @@ mod exec_manager;
 pub(crate) mod footprint;
 mod instantiate;
 pub(crate) mod load;
-mod lua;
+pub(crate) mod load_real;
+pub(crate) mod lua;
 mod nolibc;
 mod nolibc_parts;
 mod parallel;
@@ -25,10 +26,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// The benchmarks, in the order they run.
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 15] = [
     "parse",
     "exec",
     "load",
+    "real",
     "startup",
     "parallel",
     "cache",
@@ -77,6 +79,10 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
     }
     if wanted("load") {
         load::run(if quick { 20 } else { 300 })?;
+        println!();
+    }
+    if wanted("real") {
+        load_real::run(if quick { 10 } else { 41 }, !quick && crate::valgrind::ensure_valgrind().is_ok())?;
         println!();
     }
     if wanted("startup") {
