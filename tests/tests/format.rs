@@ -4,7 +4,7 @@
 // Casts here are of test and tool values known to be small.
 #![allow(clippy::cast_possible_truncation)]
 
-use smf_format::module::{DataRegion, SymbolTarget};
+use smf_format::module::{DataRegion, RelocatedImage, SymbolTarget};
 use smf_format::template::{MetaCategory, TemplateKind};
 use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
 use smf_format::{
@@ -470,4 +470,28 @@ fn the_builder_refuses_a_note_longer_than_readers_look() {
     b.note_sdn(&"x".repeat((1 << 20) - 1));
     let file = b.build().unwrap();
     assert_eq!(Module::parse(&file).unwrap().note_sdn().unwrap().text().len(), (1 << 20) - 1);
+}
+
+#[test]
+fn dropping_unreferenced_symbols_keeps_the_named_ones_and_renumbers_references() {
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0x90; 32]);
+    let data = b.add_data(b".data", &[0; 16]);
+    let label = b.add_symbol(SymbolSpec::function(b".L1", 0, 0).with_binding(Binding::Local));
+    let unused = b.add_symbol(SymbolSpec::data(b"local", data, 0, 8).with_binding(Binding::Local));
+    let target = b.add_symbol(SymbolSpec::data(b"target", data, 8, 8).with_binding(Binding::Local));
+    let global = b.add_symbol(SymbolSpec::function(b"f", 0, 16));
+    b.add_relocation(2, target, RelocKind::Pc32, -4);
+    b.add_data_relocation(data, 0, global, RelocKind::Abs64, 0);
+    assert_eq!((label, unused, target, global), (0, 1, 2, 3));
+    let dropped = b.drop_unreferenced_symbols(|s| s.binding != Binding::Local);
+    assert_eq!(dropped, 2, "the label and the local nothing refers to");
+    let bytes = b.build().unwrap();
+    let module = Module::parse(&bytes).unwrap();
+    let names: Vec<&[u8]> = module.symbols().map(|s| s.name).collect();
+    assert_eq!(names, [&b"target"[..], b"f"], "the symbols left keep their order");
+    let mut references: Vec<(bool, u32)> =
+        module.relocations().map(|r| (r.image == RelocatedImage::Code, r.symbol)).collect();
+    references.sort_unstable();
+    assert_eq!(references, [(false, 1), (true, 0)], "each reference follows its symbol to its new index");
 }

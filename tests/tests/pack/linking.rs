@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use smf_format::module::RelocatedImage;
 use smf_format::Dialect;
 use smf_runtime::load::{LoadOptions, LoadedModule};
 use smf_tool::pack::{PackError, PackFailure};
@@ -288,5 +289,48 @@ fn common_symbols_are_allocated_as_ld_allocates_them() {
             matches!(&p.error, smf_tool::pack::PackError::CommonAlignment { symbol, align: a } if symbol == "odd" && *a == align)
         });
         assert!(refused, "{failure}");
+    }
+}
+
+#[test]
+fn calls_between_a_modules_own_functions_are_linked_when_it_is_packed() {
+    let dir = scratch("own-calls");
+    let calls: &[Call] = &[("combine", &[3]), ("combine_again", &[5]), ("square", &[9])];
+    let expected = native(&dir, &["own_calls.c"], calls);
+    for dialect in WITH_DATA {
+        let (bytes, _) = pack(&dir, "own_calls.c", dialect, &["-fPIC"]).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
+        let symbols: Vec<_> = parsed.symbols().collect();
+        let relocations: Vec<_> = parsed.relocations().collect();
+        // Every call lands at a fixed distance in the code: no relocation is left for one.
+        let in_code = |index: u32| {
+            symbols
+                .iter()
+                .any(|s| s.index == index && matches!(s.target, smf_format::module::SymbolTarget::Code(_)))
+        };
+        let linked_kinds = [smf_format::RelocKind::Pc32, smf_format::RelocKind::Plt32];
+        assert!(
+            !relocations.iter().any(|r| {
+                r.image == RelocatedImage::Code && linked_kinds.contains(&r.kind) && in_code(r.symbol)
+            }),
+            "{dialect}: a call between the module's own functions is still a relocation: {relocations:?}"
+        );
+        // What needs the load address stays: the references to the data.
+        assert!(relocations.iter().any(|r| r.image == RelocatedImage::Code), "{dialect}");
+        // Nothing names a section or an assembler label unless a relocation needs it; the
+        // static function keeps its name (for debuggers and profilers).
+        let named = |name: &[u8]| symbols.iter().any(|s| s.name == name);
+        assert!(named(b"twice") && named(b"combine"), "{dialect}");
+        for symbol in &symbols {
+            let needed = relocations.iter().any(|r| r.symbol == symbol.index);
+            assert!(
+                needed || !symbol.name.starts_with(b"."),
+                "{dialect}: {:?} is kept with nothing referring to it",
+                String::from_utf8_lossy(symbol.name)
+            );
+        }
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        let got: Vec<i64> = calls.iter().map(|(f, args)| call(&module, f, args)).collect();
+        assert_eq!(got, expected, "own_calls.c packed as {dialect}");
     }
 }

@@ -244,6 +244,50 @@ impl ModuleBuilder {
         sat_u32(self.symbols.len() - 1)
     }
 
+    /// The code offset symbol `index` addresses, if it addresses the code as readers locate
+    /// symbols (a function, or an addressable symbol naming no data section): a reference from
+    /// the code to it is the same distance at every load address.
+    pub fn code_offset(&self, index: u32) -> Option<u64> {
+        let spec = self.symbols.get(index as usize)?;
+        let in_code = spec.kind.is_addressable()
+            && (spec.kind == crate::SymbolKind::Function || spec.section.is_none());
+        in_code.then_some(spec.value)
+    }
+
+    /// Drops every symbol `keep` refuses that no relocation (of the code or of the data, call
+    /// arrays included) refers to, renumbering the references to the symbols left, which keep
+    /// their order; returns how many were dropped. A symbol a relocation names stays whatever
+    /// `keep` says.
+    pub fn drop_unreferenced_symbols(&mut self, keep: impl Fn(&SymbolSpec) -> bool) -> usize {
+        let mut kept: Vec<bool> = self.symbols.iter().map(keep).collect();
+        let referenced = self.relocations.iter().chain(self.data_relocations.iter().map(|d| &d.relocation));
+        for relocation in referenced {
+            if let Some(slot) = kept.get_mut(relocation.symbol as usize) {
+                *slot = true;
+            }
+        }
+        let mut renumbered = Vec::with_capacity(kept.len());
+        let mut next = 0u32;
+        for &keep in &kept {
+            renumbered.push(next);
+            next += u32::from(keep);
+        }
+        let mut index = 0;
+        self.symbols.retain(|_| {
+            index += 1;
+            kept[index - 1]
+        });
+        let references =
+            self.relocations.iter_mut().chain(self.data_relocations.iter_mut().map(|d| &mut d.relocation));
+        for relocation in references {
+            // A symbol index past the table (a test's malformed module) is written as it is.
+            if let Some(&new) = renumbered.get(relocation.symbol as usize) {
+                relocation.symbol = new;
+            }
+        }
+        kept.len() - self.symbols.len()
+    }
+
     /// Adds a relocation (the kind must exist in the dialect, checked by `build`).
     pub fn add_relocation(&mut self, offset: u64, symbol: u32, kind: RelocKind, addend: i64) -> &mut Self {
         let wire = kind.to_wire(self.dialect).ok_or(kind);

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use super::Compression;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SymbolIndex};
 use smf_format::write::ModuleBuilder;
-use smf_format::{Dialect, ErrorKind};
+use smf_format::{Binding, Dialect, ErrorKind, SymbolKind};
 use smf_runtime::load::LoadError;
 
 use super::call_arrays::{self, ArraySlot};
@@ -444,8 +444,17 @@ impl<'d, 'f> Packer<'d, 'f> {
             return Err(PackFailure { problems: self.problems });
         }
         let all = self.names.join(", ");
-        let smf =
-            self.builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
+        let mut builder = self.builder;
+        // What `ld` leaves out of a library's dynamic symbols, and nothing at load needs:
+        // local data, section symbols and assembler labels (`.L*`) no relocation names. Local
+        // functions stay (debuggers, profilers and backtraces name code by them).
+        builder.drop_unreferenced_symbols(|symbol| {
+            symbol.binding != Binding::Local
+                || (symbol.kind == SymbolKind::Function
+                    && !symbol.name.is_empty()
+                    && !symbol.name.starts_with(b"."))
+        });
+        let smf = builder.build().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         if let Err(e) = smf_format::Module::parse(&smf) {
             return Err(Problem { object: all, error: PackError::Invalid(e) }.into());
         }

@@ -85,10 +85,54 @@ impl<'d, 'f> Packer<'d, 'f> {
                 .unwrap_or(kind),
             _ => kind,
         };
+        // Linked here, as `ld` links it: a PC-relative reference from the code to the code
+        // is the same at every load address (the module's own symbols are never interposed).
+        if let (Some(start), Ok(at)) = (part.map(|(start, _)| start), usize::try_from(offset)) {
+            if self.link_within_code(
+                code_section,
+                start + at,
+                base + offset,
+                symbol,
+                kind,
+                relocation.addend(),
+            ) {
+                return Ok(());
+            }
+        }
         // Relocations against local symbols of other sections keep their ELF meaning:
         // the local symbol's own value already holds its offset.
         self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
         Ok(())
+    }
+
+    /// Writes `S + A - P` into the code at `at` of SMF section `code_section` (code offset
+    /// `place`) when `kind` is PC-relative and `symbol` lies in the code: the relocation is
+    /// then done for good and the module does not carry it. `false` if it stays a relocation
+    /// (another kind, a target outside the code, a distance out of the field's reach).
+    fn link_within_code(
+        &mut self,
+        code_section: u32,
+        at: usize,
+        place: u64,
+        symbol: u32,
+        kind: RelocKind,
+        addend: i64,
+    ) -> bool {
+        if !matches!(kind, RelocKind::Pc32 | RelocKind::Plt32) {
+            return false;
+        }
+        let Some(target) = self.builder.code_offset(symbol) else { return false };
+        let distance = i128::from(target) + i128::from(addend) - i128::from(place);
+        let Ok(field) = i32::try_from(distance) else { return false };
+        let site =
+            self.builder.section_data_mut(code_section).and_then(|code| code.get_mut(at..at.checked_add(4)?));
+        match site {
+            Some(site) => {
+                site.copy_from_slice(&field.to_le_bytes());
+                true
+            }
+            None => false,
+        }
     }
 
     /// The entries of object `f`'s call array `section`, each an `R_X86_64_64` relocation,
