@@ -15,3 +15,8 @@ long combine(long x) {
 }
 
 long combine_again(long x) { return combine(x) + combine(x + 1); }
+
+/* A string literal: gcc keeps it in a mergeable section under a label of its own (`.LC0`). */
+__attribute__((noinline)) static const char *farewell(void) { return "goodbye, module"; }
+
+long farewell_char(long x) { return farewell()[x & 7]; }

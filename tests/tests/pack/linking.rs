@@ -293,9 +293,10 @@ fn common_symbols_are_allocated_as_ld_allocates_them() {
 }
 
 #[test]
-fn calls_between_a_modules_own_functions_are_linked_when_it_is_packed() {
+fn calls_between_a_modules_own_functions_are_linked_when_it_is_packed_and_data_named_by_section() {
     let dir = scratch("own-calls");
-    let calls: &[Call] = &[("combine", &[3]), ("combine_again", &[5]), ("square", &[9])];
+    let calls: &[Call] =
+        &[("combine", &[3]), ("combine_again", &[5]), ("square", &[9]), ("farewell_char", &[4])];
     let expected = native(&dir, &["own_calls.c"], calls);
     for dialect in WITH_DATA {
         let (bytes, _) = pack(&dir, "own_calls.c", dialect, &["-fPIC"]).unwrap();
@@ -321,6 +322,9 @@ fn calls_between_a_modules_own_functions_are_linked_when_it_is_packed() {
         // static function keeps its name (for debuggers and profilers).
         let named = |name: &[u8]| symbols.iter().any(|s| s.name == name);
         assert!(named(b"twice") && named(b"combine"), "{dialect}");
+        // References to static variables name their section's start, as `as` writes them:
+        // one symbol per section, not one per variable or string.
+        assert!(!named(b"greeting") && !named(b"counter") && !named(b".LC0"), "{dialect}: {symbols:?}");
         for symbol in &symbols {
             let needed = relocations.iter().any(|r| r.symbol == symbol.index);
             assert!(

@@ -244,6 +244,11 @@ impl ModuleBuilder {
         sat_u32(self.symbols.len() - 1)
     }
 
+    /// Symbol `index`, as added.
+    pub fn symbol(&self, index: u32) -> Option<&SymbolSpec> {
+        self.symbols.get(index as usize)
+    }
+
     /// The code offset symbol `index` addresses, if it addresses the code as readers locate
     /// symbols (a function, or an addressable symbol naming no data section): a reference from
     /// the code to it is the same distance at every load address.

@@ -266,6 +266,9 @@ struct Packer<'d, 'f> {
     symbols: HashMap<(usize, SymbolIndex), u32>,
     /// The local SMF symbol standing for a section that relocations name.
     section_symbols: HashMap<(usize, SectionIndex), u32>,
+    /// The local SMF symbol standing for the start of an SMF data section, by its index: what
+    /// relocations against the section's local variables and labels name instead.
+    data_section_symbols: HashMap<u32, u32>,
     /// The definition each global name links to: a strong one over weak ones, the first weak
     /// one otherwise.
     definitions: HashMap<Vec<u8>, Definition>,
@@ -330,6 +333,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             problem_names: HashMap::new(),
             symbols: HashMap::new(),
             section_symbols: HashMap::new(),
+            data_section_symbols: HashMap::new(),
             definitions: HashMap::new(),
             references: Vec::new(),
             imports: HashMap::new(),

@@ -3,7 +3,8 @@
 
 use object::elf;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SymbolSection};
-use smf_format::RelocKind;
+use smf_format::write::SymbolSpec;
+use smf_format::{Binding, RelocKind, SymbolKind};
 
 use super::Packer;
 use crate::pack::call_arrays::ArraySlot;
@@ -67,7 +68,8 @@ impl<'d, 'f> Packer<'d, 'f> {
                 if !kind.applies_to_data() {
                     return Err(Refused::DataKind(kind));
                 }
-                self.builder.add_data_relocation(section, base + offset, symbol, kind, relocation.addend());
+                let (symbol, addend) = self.section_relative(symbol, kind, relocation.addend());
+                self.builder.add_data_relocation(section, base + offset, symbol, kind, addend);
                 return Ok(());
             }
         };
@@ -101,8 +103,38 @@ impl<'d, 'f> Packer<'d, 'f> {
         }
         // Relocations against local symbols of other sections keep their ELF meaning:
         // the local symbol's own value already holds its offset.
-        self.builder.add_relocation(base + offset, symbol, kind, relocation.addend());
+        let (symbol, addend) = self.section_relative(symbol, kind, relocation.addend());
+        self.builder.add_relocation(base + offset, symbol, kind, addend);
         Ok(())
+    }
+
+    /// A reference `symbol + addend` of `kind` to a local variable or label of a data section
+    /// (a string constant's `.LC0`), as one to the start of its section with the symbol's
+    /// offset added, as `as` writes references to local symbols: the module then carries one
+    /// symbol per section where it carried one per string, and each costs every load. Other
+    /// symbols, and GOT kinds (a slot holds the symbol's own address), stay as they are.
+    fn section_relative(&mut self, symbol: u32, kind: RelocKind, addend: i64) -> (u32, i64) {
+        if kind.uses_got() {
+            return (symbol, addend);
+        }
+        let Some(spec) = self.builder.symbol(symbol) else { return (symbol, addend) };
+        let local_data = spec.binding == Binding::Local && spec.kind != SymbolKind::Function;
+        let (Some(section), true) = (spec.section, local_data) else { return (symbol, addend) };
+        let Some(addend) = i64::try_from(spec.value).ok().and_then(|value| addend.checked_add(value)) else {
+            return (symbol, addend);
+        };
+        let start = match self.data_section_symbols.get(&section) {
+            Some(&start) => start,
+            None => {
+                let name = self.builder.section_mut(section).map(|s| s.name.clone()).unwrap_or_default();
+                let start = self
+                    .builder
+                    .add_symbol(SymbolSpec::data(&name, section, 0, 0).with_binding(Binding::Local));
+                self.data_section_symbols.insert(section, start);
+                start
+            }
+        };
+        (start, addend)
     }
 
     /// Writes `S + A - P` into the code at `at` of SMF section `code_section` (code offset
