@@ -197,14 +197,37 @@ fn libm() -> *mut c_void {
     library(&LIBM, &[c"libm.so.6"], 0)
 }
 
+/// What [`CLibrary`] found in the C library and libm, by name. Their handles are never closed,
+/// so a name they define keeps its address for the rest of the process: each name a process's
+/// modules import is asked of `dlsym` once, not once per import of every load. Only names they
+/// define are kept (a few thousand at most, whatever modules ask for); none when the C library
+/// is not a shared library (the process's scope, which `dlclose` can change, is asked then).
+static C_LIBRARY_FOUND: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
+
+#[cfg(test)]
+thread_local! {
+    /// How many names [`CLibrary`] asked `dlsym` for on this thread (tests check that a name
+    /// is asked once; other tests' threads do not count).
+    static C_LIBRARY_ASKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Resolver for CLibrary {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        if let Some(&addr) = crate::sync::read(&C_LIBRARY_FOUND).as_ref().and_then(|found| found.get(name)) {
+            return Some(Resolved { addr, keepalive: None });
+        }
+        #[cfg(test)]
+        C_LIBRARY_ASKED.set(C_LIBRARY_ASKED.get() + 1);
         let libc = libc();
-        let libc = if libc.is_null() { RTLD_DEFAULT } else { libc };
+        let stays = !libc.is_null();
+        let libc = if stays { libc } else { RTLD_DEFAULT };
         let addr = symbol_in(libc, name).or_else(|| {
             let libm = libm();
             (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
         })?;
+        if stays {
+            crate::sync::write(&C_LIBRARY_FOUND).get_or_insert_with(HashMap::new).insert(name.into(), addr);
+        }
         Some(Resolved { addr, keepalive: None })
     }
 
@@ -296,5 +319,28 @@ impl Resolver for Imports<'_> {
             CLibrary.describe(out)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_c_library_is_asked_once_per_name_it_defines_and_every_time_for_others() {
+        // A name no other test asks for, so that the count is this test's.
+        let name = b"strtoull";
+        let first = CLibrary.resolve(name).map(|r| r.addr);
+        let asked = C_LIBRARY_ASKED.get();
+        let again = CLibrary.resolve(name).map(|r| r.addr);
+        assert!(first.is_some(), "the C library defines strtoull");
+        assert_eq!(again, first, "the same address the second time");
+        assert_eq!(C_LIBRARY_ASKED.get(), asked, "answered without dlsym");
+        assert_eq!(again, symbol_in(libc(), name), "what dlsym gives");
+        // A name it does not define is asked again (nothing kept for it).
+        assert!(CLibrary.resolve(b"smf_no_such_function").is_none());
+        let asked = C_LIBRARY_ASKED.get();
+        assert!(CLibrary.resolve(b"smf_no_such_function").is_none());
+        assert_eq!(C_LIBRARY_ASKED.get(), asked + 1);
     }
 }
