@@ -505,7 +505,9 @@ void        rt_exec_manager_cleanup(int64_t manager);
 /* Each returns "" on success, else the error. compile_source and compile_file go through the
  * front end the runtime registered (smf::exec_manager::set_default_front_end); compile_mir
  * takes CLIF text, its functions compiled together (one protection change); compile_file reads
- * a regular file (not a FIFO or a device) of at most SMF_MAX_MODULE_BYTES. */
+ * a regular file (not a FIFO or a device) of at most SMF_MAX_MODULE_BYTES. Where the process
+ * has not the address space compiling the input takes (about 8 MiB and 16 bytes a byte of CLIF,
+ * checked before the compiler runs), the error says "out of memory" and nothing is compiled. */
 const char *rt_exec_manager_compile_source(int64_t manager, const char *source);
 const char *rt_exec_manager_compile_mir(int64_t manager, const char *clif);
 const char *rt_exec_manager_compile_file(int64_t manager, const char *path);

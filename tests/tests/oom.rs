@@ -7,7 +7,8 @@
 //! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
 //! and call each C entry point that allocates (module loads, with a resolver too, cache gets and prefetches, the
 //! `rt_*` file and executable-memory functions, the instantiator's requests, note and resolve
-//! over a module whose note offers 15,000 names): an error naming memory, or success, never a
+//! over a module whose note offers 15,000 names, the execution manager compiling 400 functions of
+//! CLIF): an error naming memory, or success, never a
 //! signal.
 
 // A global allocator is an unsafe trait implementation.
@@ -164,6 +165,7 @@ use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 
 use smf::ffi::cache::{self as cache_ffi, SmfCache};
+use smf::ffi::exec_manager as exec_manager_ffi;
 use smf::ffi::imports::{self as imports_ffi, SmfLoadOptions, SMF_LOAD_LOCAL};
 use smf::ffi::instantiate as instantiate_ffi;
 use smf::ffi::rt_exec;
@@ -507,8 +509,69 @@ fn address_space_limit_child() {
                 unsafe { instantiate_ffi::smf_jit_resolve(j.jit, c"g14999".as_ptr(), &mut address) == 0 }
             });
         }
+        "rt_exec_manager_compile_mir" => {
+            let clif = CString::new(std::fs::read(dir.join("functions.clif")).unwrap()).unwrap();
+            sweep(Manager::new, |m| {
+                // SAFETY: a live manager and a NUL-terminated text.
+                let outcome = unsafe { exec_manager_ffi::rt_exec_manager_compile_mir(m.0, clif.as_ptr()) };
+                // SAFETY: the manager's outcome, a NUL-terminated string while it lives.
+                let outcome = unsafe { std::ffi::CStr::from_ptr(outcome) }.to_string_lossy().into_owned();
+                if !outcome.is_empty() {
+                    smf::ffi::set_error(&outcome);
+                }
+                outcome.is_empty()
+            });
+        }
         other => panic!("no case {other}"),
     }
+}
+
+/// An execution manager (Cranelift), cleaned up when dropped (with no limit set).
+struct Manager(i64);
+
+impl Manager {
+    fn new() -> Self {
+        // SAFETY: a NUL-terminated backend name.
+        let manager = unsafe { exec_manager_ffi::rt_exec_manager_create(c"cranelift".as_ptr()) };
+        assert!(manager > 0, "{}", smf::ffi::last_error());
+        Self(manager)
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        exec_manager_ffi::rt_exec_manager_cleanup(self.0);
+    }
+}
+
+/// 400 functions of CLIF (about 200 KB), each a chain of arithmetic and a call to the one
+/// before: what the execution manager compiles in one batch.
+fn write_functions(dir: &Path) {
+    use std::fmt::Write;
+    let mut clif = String::new();
+    for i in 0..400 {
+        let _ = writeln!(clif, "function %f{i}(i64) -> i64 {{");
+        if i > 0 {
+            let _ = writeln!(clif, "    fn0 = %f{}(i64) -> i64", i - 1);
+        }
+        let _ = writeln!(clif, "block0(v0: i64):");
+        for v in (1..39).step_by(2) {
+            let _ = writeln!(clif, "    v{v} = iconst.i64 {v}");
+            let _ = writeln!(clif, "    v{} = iadd v{}, v{v}", v + 1, v - 1);
+        }
+        let _ = writeln!(clif, "    v40 = imul v38, v0");
+        if i > 0 {
+            let _ = writeln!(clif, "    v41 = call fn0(v40)\n    return v41\n}}\n");
+        } else {
+            let _ = writeln!(clif, "    return v40\n}}\n");
+        }
+    }
+    std::fs::write(dir.join("functions.clif"), clif).unwrap();
+}
+
+#[test]
+fn at_an_address_space_limit_rt_exec_manager_compile_mir_fails_cleanly() {
+    sweep_in_child("rt_exec_manager_compile_mir", true, write_functions);
 }
 
 /// An instantiator over a cache of its own, compiling every name to `return_const(3)`; both

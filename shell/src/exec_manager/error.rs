@@ -51,6 +51,13 @@ pub enum ExecManagerError {
         /// What cannot be linked.
         what: String,
     },
+    /// The process has not the room compiling this input would take: Cranelift ends the
+    /// process when an allocation fails, so the room is checked first
+    /// (`exec_manager/room.rs`); nothing was compiled.
+    OutOfMemory {
+        /// Bytes of address space the input would take, by its size.
+        bytes: usize,
+    },
     /// The compiled batch did not load (an import nothing resolves, an allocation refused).
     Load(ModuleError),
     /// No front end is registered for `compile_source` and `compile_file`.
@@ -102,6 +109,9 @@ impl fmt::Display for ExecManagerError {
                 super::ExecManager::MOST_BLOCKS_TIMES_VALUES
             ),
             ExecManagerError::Link { function, what } => write!(f, "function {function}: cannot link {what}"),
+            ExecManagerError::OutOfMemory { bytes } => {
+                write!(f, "out of memory: compiling this input takes about {bytes} bytes of address space, which the process has not")
+            }
             ExecManagerError::Load(e) => write!(f, "the compiled code did not load: {e}"),
             ExecManagerError::NoFrontEnd => {
                 f.write_str("no front end is registered to compile source (the runtime registers one: smf::exec_manager::set_default_front_end, or ExecManager::set_front_end for one manager)")

@@ -14,6 +14,7 @@ mod compile;
 mod error;
 mod exports;
 mod image;
+mod room;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,6 +159,7 @@ impl ExecManager {
     /// by its test-case name (`function %add(i64, i64) -> i64` defines `add`). Returns the
     /// names defined.
     pub fn compile_clif(&self, text: &str) -> Result<Vec<String>, ExecManagerError> {
+        room::for_text(text.len())?;
         let functions = compile::parse(text)?;
         self.compile_functions(functions, &NameTable::new())
     }
@@ -171,6 +173,7 @@ impl ExecManager {
         functions: Vec<Function>,
         names: &NameTable,
     ) -> Result<Vec<String>, ExecManagerError> {
+        room::for_instructions(functions.iter().map(|f| f.dfg.num_insts()).sum())?;
         let mut defined = Vec::with_capacity(functions.len());
         for function in &functions {
             defined.push(compile::name_of(function, names)?);
