@@ -67,8 +67,9 @@ pub fn with_module_version<R>(
     f: impl FnOnce(&[u8], ReadVersion) -> R,
 ) -> std::io::Result<R> {
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
-    // slot empty and gets a buffer of its own.
-    let mut buffer = FILE_BUFFER.take();
+    // slot empty and gets a buffer of its own. A thread the library started keeps none.
+    let keep = crate::worker::keeps_state();
+    let mut buffer = if keep { FILE_BUFFER.take() } else { Vec::new() };
     let version = with_c_path(path, |path| read_module(path, &limits, CLOCKS, &mut buffer))
         .and_then(|version| version.map_err(io_error));
     let result = version.map(|v| {
@@ -81,7 +82,7 @@ pub fn with_module_version<R>(
             },
         )
     });
-    if buffer.capacity() <= KEPT_BUFFER {
+    if keep && buffer.capacity() <= KEPT_BUFFER {
         let kept = FILE_BUFFER.take();
         FILE_BUFFER.set(if kept.capacity() < buffer.capacity() { buffer } else { kept });
     }
@@ -158,4 +159,34 @@ fn io_error(e: ReadError) -> Error {
         _ => ErrorKind::Other,
     };
     Error::new(kind, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capacity of the buffer this thread keeps.
+    fn kept() -> usize {
+        let buffer = FILE_BUFFER.take();
+        let capacity = buffer.capacity();
+        FILE_BUFFER.set(buffer);
+        capacity
+    }
+
+    #[test]
+    fn a_thread_the_library_started_keeps_no_buffer_and_others_do() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/recursion.smf");
+        let len = usize::try_from(std::fs::metadata(&path).unwrap().len()).unwrap();
+        read(&path).unwrap();
+        assert!(kept() >= len, "a thread keeps its buffer for the next read");
+        let path_there = path.clone();
+        std::thread::spawn(move || {
+            crate::worker::mark();
+            assert_eq!(read(&path_there).unwrap().len(), len);
+            // (Looking touches the thread-local, after the read: the read did not.)
+            assert_eq!(kept(), 0, "a worker keeps none");
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -54,6 +54,7 @@ pub mod native;
 pub mod process;
 mod sync;
 mod watch;
+mod worker;
 
 pub use smf_format as format;
 pub use smf_runtime as runtime;

@@ -138,6 +138,35 @@ fn a_load_at_the_memory_limit_fails_cleanly_whichever_allocation_is_refused() {
 }
 
 #[test]
+fn a_prefetch_whose_bookkeeping_is_refused_reports_out_of_memory() {
+    let dir = smf_tests::scratch("oom", "prefetch");
+    let paths: Vec<std::path::PathBuf> = (0..32)
+        .map(|i| {
+            let path = dir.join(format!("m{i}.smf"));
+            std::fs::write(&path, samples::return_42(Dialect::R96)).unwrap();
+            path
+        })
+        .collect();
+    let cache = smf::cache::ModuleCache::new(0, 0);
+    // One thread: every chunk of 8 files on this one, where the refusal is armed. Of the
+    // allocations of 64 bytes or more, the first is the room for the failures, the second the
+    // first chunk's list of its 8 paths' hits (8 bytes each): refused.
+    let (failures, refused) = refusing(64, 1, || cache.prefetch_indexed(&paths, 1, &|_| {}));
+    assert_eq!(refused, 1);
+    let failed: Vec<usize> = failures.iter().map(|(i, _)| *i).collect();
+    assert_eq!(failed, (0..8).collect::<Vec<_>>(), "the first chunk's files are reported");
+    for (i, error) in &failures {
+        assert!(error.to_string().contains("memory"), "file {i}: {error}");
+    }
+    let cached = |range: std::ops::Range<usize>| paths[range].iter().filter(|p| cache.contains(p)).count();
+    assert_eq!((cached(0..8), cached(8..32)), (0, 24), "the other chunks loaded");
+    // With room again, the same prefetch caches every file.
+    assert!(cache.prefetch_indexed(&paths, 1, &|_| {}).is_empty());
+    assert_eq!(paths.iter().filter(|p| cache.contains(p)).count(), 32);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn reading_a_module_file_at_the_memory_limit_is_an_error() {
     let dir = std::env::temp_dir().join(format!("smf-oom-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

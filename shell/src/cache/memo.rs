@@ -91,6 +91,10 @@ pub(super) struct LockedHit<'a> {
 /// The module this thread remembers at `path` of cache `cache`, if the cache is still at
 /// `generation` as when it was remembered and its notice has not fired; its use flagged.
 pub(super) fn hit(cache: u64, generation: u64, path: &Path) -> Option<Arc<SharedModule>> {
+    // A thread the library started keeps no memo (`crate::worker`).
+    if !crate::worker::keeps_state() {
+        return None;
+    }
     let path = path.as_os_str().as_encoded_bytes();
     MEMO.try_with(|memo| {
         let memo = memo.borrow();
@@ -123,6 +127,9 @@ pub(super) struct Forgotten {
 /// one of them from now on. Called under the cache's lock, always after [`hit`] on the same
 /// thread (which set this thread's memo up, outside the lock).
 pub(super) fn hit_before(module: &Arc<SharedModule>) -> bool {
+    if !crate::worker::keeps_state() {
+        return false;
+    }
     let address = Arc::as_ptr(module) as usize;
     MEMO.try_with(|memo| {
         let mut memo = memo.borrow_mut();
@@ -142,6 +149,9 @@ pub(super) fn hit_before(module: &Arc<SharedModule>) -> bool {
 /// use flag, the first time).
 #[cold]
 pub(super) fn remember(hit: LockedHit<'_>) -> Option<Forgotten> {
+    if !crate::worker::keeps_state() {
+        return None;
+    }
     let path: Box<[u8]> = hit.path.as_os_str().as_encoded_bytes().into();
     MEMO.try_with(|memo| {
         let mut memo = memo.borrow_mut();

@@ -241,6 +241,10 @@ impl std::fmt::Debug for ModuleCache {
     }
 }
 
+/// A bookkeeping allocation refused (a prefetch's [`ModuleCache::get_many`]).
+#[derive(Clone, Copy, Debug)]
+struct OutOfMemory;
+
 impl ModuleCache {
     /// An empty cache evicting past `max_bytes` of module images or `max_modules` modules
     /// (0: unlimited).
@@ -376,19 +380,32 @@ impl ModuleCache {
         Some(module)
     }
 
-    /// [`ModuleCache::get_counted`] of several paths: the ones not current in the cache are
+    /// [`ModuleCache::get_counted`] of several paths (`Err` if its bookkeeping could not be
+    /// allocated: nothing was loaded then): the ones not current in the cache are
     /// loaded together (`loader::load_together`: one seal for all) and cached.
     fn get_many<P: AsRef<Path>>(
         &self,
         paths: &[P],
         counting: Counting,
-    ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
-        let hits: Vec<Option<Arc<SharedModule>>> = paths.iter().map(|p| self.current(p.as_ref())).collect();
+    ) -> Result<Vec<Result<Arc<SharedModule>, ModuleError>>, OutOfMemory> {
+        // Its bookkeeping is allocated fallibly (a prefetch's worker threads call it; an
+        // allocation refused there would end the process): the results, the paths missed and
+        // the sets that tell a path given twice.
+        let n = paths.len();
+        let mut hits: Vec<Option<Arc<SharedModule>>> = Vec::new();
+        let mut missed: Vec<&Path> = Vec::new();
+        let mut first_misses: HashSet<&OsStr> = HashSet::new();
+        let mut seen: HashSet<&OsStr> = HashSet::new();
+        let mut results = Vec::new();
+        hits.try_reserve_exact(n).map_err(|_| OutOfMemory)?;
+        missed.try_reserve_exact(n).map_err(|_| OutOfMemory)?;
+        first_misses.try_reserve(n).map_err(|_| OutOfMemory)?;
+        seen.try_reserve(n).map_err(|_| OutOfMemory)?;
+        results.try_reserve_exact(n).map_err(|_| OutOfMemory)?;
+        hits.extend(paths.iter().map(|p| self.current(p.as_ref())));
         // A path given twice loads once (its second get is then a hit). Paths are told apart
         // by their bytes, as the cache keys them, through a keyed hash (not by comparing each
         // with every other: a quadratic cost in the number of paths).
-        let mut missed: Vec<&Path> = Vec::with_capacity(paths.len());
-        let mut first_misses: HashSet<&OsStr> = HashSet::with_capacity(paths.len());
         for (path, hit) in paths.iter().zip(&hits) {
             if hit.is_none() && first_misses.insert(path.as_ref().as_os_str()) {
                 missed.push(path.as_ref());
@@ -400,20 +417,17 @@ impl ModuleCache {
             _ => self.load_together(&missed, counting),
         }
         .into_iter();
-        let mut seen: HashSet<&OsStr> = HashSet::with_capacity(missed.len());
-        hits.into_iter()
-            .zip(paths)
-            .map(|(hit, path)| match hit {
-                Some(module) => Ok(module),
-                // A path given again: what its first occurrence loaded, as a get.
-                None if !seen.insert(path.as_ref().as_os_str()) => self.get_counted(path.as_ref(), counting),
-                None => {
-                    // One result per missed path, in order (loaded alone if one lacked, which
-                    // it cannot).
-                    loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting))
-                }
-            })
-            .collect()
+        results.extend(hits.into_iter().zip(paths).map(|(hit, path)| match hit {
+            Some(module) => Ok(module),
+            // A path given again: what its first occurrence loaded, as a get.
+            None if !seen.insert(path.as_ref().as_os_str()) => self.get_counted(path.as_ref(), counting),
+            None => {
+                // One result per missed path, in order (loaded alone if one lacked, which
+                // it cannot).
+                loaded.next().unwrap_or_else(|| self.load(path.as_ref(), counting))
+            }
+        }));
+        Ok(results)
     }
 
     /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).

@@ -53,7 +53,11 @@ impl ModuleCache {
     ) -> Vec<(usize, ModuleError)> {
         let next = AtomicUsize::new(0);
         let finished = AtomicUsize::new(0);
-        let failures = Mutex::new(Vec::new());
+        // Room for every file's failure, taken up front (by the calling thread): a worker then
+        // records one without allocating. Without it, failures are recorded while room lasts.
+        let mut room = Vec::new();
+        let _ = room.try_reserve_exact(paths.len());
+        let failures = Mutex::new(room);
         let chunk =
             paths.len().div_ceil(threads.max(1).saturating_mul(CHUNKS_PER_THREAD)).clamp(1, MAX_CHUNK);
         // Loads the next chunk of files together; false once there is none.
@@ -62,11 +66,29 @@ impl ModuleCache {
             let Some(files) = paths.get(first..paths.len().min(first.saturating_add(chunk))) else {
                 return false;
             };
-            for (i, result) in (first..).zip(self.get_many(files, Counting::MISS)) {
-                if let Err(error) = result {
-                    crate::sync::lock(&failures).push((i, error));
+            // Failures are recorded where room for them can be had (a worker allocates
+            // nothing it cannot do without).
+            let fail = |i: usize, error: ModuleError| {
+                let mut failures = crate::sync::lock(&failures);
+                if failures.try_reserve(1).is_ok() {
+                    failures.push((i, error));
                 }
-                done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+            };
+            match self.get_many(files, Counting::MISS) {
+                Ok(results) => {
+                    for (i, result) in (first..).zip(results) {
+                        if let Err(error) = result {
+                            fail(i, error);
+                        }
+                        done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                }
+                Err(super::OutOfMemory) => {
+                    for i in first..first + files.len() {
+                        fail(i, ModuleError::Load(None, LoadError::OutOfMemory { bytes: files.len() }));
+                        done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                }
             }
             !files.is_empty()
         };
@@ -87,6 +109,7 @@ impl ModuleCache {
         // thread, which loaded alone until now, waits for the starts).
         let go = AtomicBool::new(false);
         let wait_then_work = || {
+            crate::worker::mark();
             while !go.load(Ordering::Acquire) {
                 std::thread::park();
             }

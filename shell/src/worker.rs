@@ -1,0 +1,38 @@
+//! Threads the library starts for itself (a prefetch's workers) keep nothing per thread that
+//! needs a destructor: registering one is an allocation the C library makes on first use, and
+//! glibc ends the process when it fails (memory pressure on a fresh thread). Such a thread is
+//! marked here, with a flag that needs no destructor itself, and the thread-locals that keep
+//! something (the file reader's buffer, the module cache's memo) do without on it.
+
+use std::cell::Cell;
+
+thread_local! {
+    /// This thread is one the library started (no destructor: nothing to register).
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one the library started, for the rest of its life.
+pub(crate) fn mark() {
+    WORKER.set(true);
+}
+
+/// Whether the calling thread keeps per-thread state with a destructor (it is not one the
+/// library started).
+pub(crate) fn keeps_state() -> bool {
+    !WORKER.get()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_marked_thread_keeps_no_state_and_others_do() {
+        assert!(super::keeps_state());
+        std::thread::spawn(|| {
+            super::mark();
+            assert!(!super::keeps_state());
+        })
+        .join()
+        .unwrap();
+        assert!(super::keeps_state(), "the mark is the thread's alone");
+    }
+}
