@@ -26,9 +26,13 @@
  *  - fork(): the child keeps every module, cache and instantiator its parent had. It never
  *    writes into code its parent runs (instantiated code goes to memory of its own), its caches
  *    compare a file's identity again until its own change watcher runs (the parent's thread
- *    stayed in the parent), and its perf map is its own (/tmp/perf-CHILDPID.map). Not yet:
- *    a fork while another thread is inside the library may leave the child a lock that thread
- *    held (fork from a thread that alone uses the library, or exec after fork).
+ *    stayed in the parent), and its perf map is its own (/tmp/perf-CHILDPID.map). A fork
+ *    waits for the library's process-wide locks (the registry, the handle tables, the index of
+ *    code, the debugger's list, the executable memory allocator, the host and C library names;
+ *    held briefly, never across a call out) and the child finds them free, as glibc's dlopen
+ *    lock: a child may load, call and release modules whatever other threads were doing. An
+ *    object's own lock is not taken: a child must not use a cache, instantiator or execution
+ *    manager another thread was using at the fork (exec after fork, or make new ones).
  *
  * Example (examples/host/hello_smf.c is a complete program along these lines, built and run
  * in CI; build yours with cc prog.c $(pkg-config --cflags --libs smf)):

@@ -24,6 +24,12 @@ type Span = (usize, Weak<dyn IndexedCode>);
 /// Live modules by where their code starts.
 static CODE: Mutex<BTreeMap<usize, Span>> = Mutex::new(BTreeMap::new());
 
+/// [`CODE`], locked (and taken around every fork from its first use).
+fn code() -> std::sync::MutexGuard<'static, BTreeMap<usize, Span>> {
+    crate::fork::hold_at_fork(crate::fork::Lock::Code, &CODE);
+    lock(&CODE)
+}
+
 /// A module's place in the index, by where its code starts (`None`: a module without code,
 /// never indexed); dropping it takes the module out.
 #[derive(Debug)]
@@ -39,7 +45,7 @@ impl Entry {
     /// Indexes `module`, whose code runs from this entry's start to `end`.
     pub(crate) fn index(&self, end: usize, module: Weak<dyn IndexedCode>) {
         if let Some(start) = self.0 {
-            lock(&CODE).insert(start, (end, module));
+            code().insert(start, (end, module));
         }
     }
 }
@@ -47,14 +53,14 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         if let Some(start) = self.0 {
-            lock(&CODE).remove(&start);
+            code().remove(&start);
         }
     }
 }
 
 /// The live module whose code (not its stubs, data or read-only data) holds `addr`.
 pub(crate) fn containing(addr: usize) -> Option<Arc<dyn IndexedCode>> {
-    let code = lock(&CODE);
+    let code = code();
     let (_, (end, module)) = code.range(..=addr).next_back()?;
     if addr >= *end {
         return None;

@@ -21,6 +21,21 @@ use smf_runtime::load::{Resolved, Resolver};
 /// The host program's symbols, by name (process-wide).
 static HOST: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
 
+/// A process-wide table of names.
+type Names = Option<HashMap<Box<[u8]>, usize>>;
+
+/// [`HOST`] for reading (and taken around every fork from its first use).
+fn host_table() -> std::sync::RwLockReadGuard<'static, Names> {
+    crate::fork::hold_at_fork(crate::fork::Lock::Host, &HOST);
+    crate::sync::read(&HOST)
+}
+
+/// [`HOST`] for changing.
+fn host_table_mut() -> std::sync::RwLockWriteGuard<'static, Names> {
+    crate::fork::hold_at_fork(crate::fork::Lock::Host, &HOST);
+    crate::sync::write(&HOST)
+}
+
 /// Why [`define_host`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostError {
@@ -58,7 +73,7 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
     if address == 0 {
         return Err(HostError::NullAddress);
     }
-    let mut host = crate::sync::write(&HOST);
+    let mut host = host_table_mut();
     let table = host.get_or_insert_with(HashMap::new);
     match table.get(name) {
         Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
@@ -73,13 +88,13 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
 /// Removes host symbol `name`; false if it was not defined. Modules linked already keep the
 /// address they got.
 pub fn undefine_host(name: &[u8]) -> bool {
-    let mut host = crate::sync::write(&HOST);
+    let mut host = host_table_mut();
     host.as_mut().is_some_and(|table| table.remove(name).is_some())
 }
 
 /// How many host symbols are defined.
 fn host_count() -> usize {
-    crate::sync::read(&HOST).as_ref().map_or(0, HashMap::len)
+    host_table().as_ref().map_or(0, HashMap::len)
 }
 
 /// Resolves the host symbols ([`define_host`]).
@@ -88,7 +103,7 @@ pub struct HostSymbols;
 
 impl Resolver for HostSymbols {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let host = crate::sync::read(&HOST);
+        let host = host_table();
         let addr = *host.as_ref()?.get(name)?;
         Some(Resolved { addr, keepalive: None })
     }
@@ -202,7 +217,19 @@ fn libm() -> *mut c_void {
 /// modules import is asked of `dlsym` once, not once per import of every load. Only names they
 /// define are kept (a few thousand at most, whatever modules ask for); none when the C library
 /// is not a shared library (the process's scope, which `dlclose` can change, is asked then).
-static C_LIBRARY_FOUND: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
+static C_LIBRARY_FOUND: RwLock<Names> = RwLock::new(None);
+
+/// [`C_LIBRARY_FOUND`] for reading (and taken around every fork from its first use).
+fn c_library_found() -> std::sync::RwLockReadGuard<'static, Names> {
+    crate::fork::hold_at_fork(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND);
+    crate::sync::read(&C_LIBRARY_FOUND)
+}
+
+/// [`C_LIBRARY_FOUND`] for adding to.
+fn c_library_found_mut() -> std::sync::RwLockWriteGuard<'static, Names> {
+    crate::fork::hold_at_fork(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND);
+    crate::sync::write(&C_LIBRARY_FOUND)
+}
 
 #[cfg(test)]
 thread_local! {
@@ -213,7 +240,7 @@ thread_local! {
 
 impl Resolver for CLibrary {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        if let Some(&addr) = crate::sync::read(&C_LIBRARY_FOUND).as_ref().and_then(|found| found.get(name)) {
+        if let Some(&addr) = c_library_found().as_ref().and_then(|found| found.get(name)) {
             return Some(Resolved { addr, keepalive: None });
         }
         #[cfg(test)]
@@ -226,7 +253,7 @@ impl Resolver for CLibrary {
             (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
         })?;
         if stays {
-            crate::sync::write(&C_LIBRARY_FOUND).get_or_insert_with(HashMap::new).insert(name.into(), addr);
+            c_library_found_mut().get_or_insert_with(HashMap::new).insert(name.into(), addr);
         }
         Some(Resolved { addr, keepalive: None })
     }

@@ -96,9 +96,21 @@ extern "C" {
 
 /// The process's executable allocator.
 pub fn exec() -> &'static ExecAllocator {
-    EXEC.get_or_init(|| {
+    let exec = EXEC.get_or_init(|| {
         page_size();
         let allow_rwx = env_is_1(ALLOW_RWX_ENV);
         ExecAllocator::new(ExecConfig { allow_rwx, ..ExecConfig::default() })
-    })
+    });
+    crate::fork::hold_at_fork(crate::fork::Lock::Allocator, &ProcessAllocator);
+    exec
+}
+
+/// The process's allocator as a lock taken around every fork ([`crate::fork`]).
+struct ProcessAllocator;
+
+impl crate::fork::Hold for ProcessAllocator {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        // Registered once the allocator exists.
+        Box::new(EXEC.get().map(ExecAllocator::hold))
+    }
 }

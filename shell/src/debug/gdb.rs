@@ -67,6 +67,12 @@ pub extern "C" fn __jit_debug_register_code() {
 /// Guards [`__jit_debug_descriptor`] and the entries it links.
 static LIST: Mutex<()> = Mutex::new(());
 
+/// [`LIST`], locked (and taken around every fork from its first use).
+fn list() -> std::sync::MutexGuard<'static, ()> {
+    crate::fork::hold_at_fork(crate::fork::Lock::Debuggers, &LIST);
+    lock(&LIST)
+}
+
 /// One module's object, linked into GDB's list until dropped.
 pub(crate) struct Registered {
     /// The entry, alone in its allocation (its address is in the list; a cell: GDB's list
@@ -99,7 +105,7 @@ pub(crate) fn register(object: Vec<u8>) -> Option<Registered> {
         symfile_size: object.len() as u64,
     }));
     let raw = entry[0].get();
-    let _list = lock(&LIST);
+    let _list = list();
     // SAFETY: under LIST, the only place the descriptor and the linked entries are touched;
     // `raw` points at the boxed entry, which stays where it is until `Registered` is dropped
     // (which unlinks it first); the descriptor is reached by raw pointer, never by reference.
@@ -123,7 +129,7 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let Some(entry) = self.entry.first() else { return };
         let raw = entry.get();
-        let _list = lock(&LIST);
+        let _list = list();
         // SAFETY: under LIST; `raw` is linked (by `register`) and its neighbours are live
         // entries of other `Registered`s, which unlink themselves under this lock too.
         unsafe {
@@ -148,7 +154,7 @@ impl Drop for Registered {
 
 /// The objects registered now, first the most recent (for tests: what GDB would read).
 pub(crate) fn registered_objects() -> Vec<Vec<u8>> {
-    let _list = lock(&LIST);
+    let _list = list();
     let mut objects = Vec::new();
     // SAFETY: under LIST; every linked entry points at its live object.
     unsafe {

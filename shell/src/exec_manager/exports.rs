@@ -29,6 +29,12 @@ struct Definition {
 /// Definitions by name, the latest last.
 static EXPORTS: Mutex<Option<HashMap<Vec<u8>, Vec<Definition>>>> = Mutex::new(None);
 
+/// [`EXPORTS`], locked (and taken around every fork from its first use).
+fn exports() -> std::sync::MutexGuard<'static, Option<HashMap<Vec<u8>, Vec<Definition>>>> {
+    crate::fork::hold_at_fork(crate::fork::Lock::Compiled, &EXPORTS);
+    lock(&EXPORTS)
+}
+
 /// Definitions ready to export ([`definitions`]), made before any lock is taken.
 pub(super) struct Prepared(Vec<(Vec<u8>, Definition)>);
 
@@ -52,7 +58,7 @@ pub(super) fn definitions(
 
 /// The signature of the definition of `name` a load would link to now (the latest live one).
 pub(super) fn signature_of(name: &[u8]) -> Option<Arc<Signature>> {
-    let exports = lock(&EXPORTS);
+    let exports = exports();
     let definitions = exports.as_ref()?.get(name)?;
     definitions.iter().rev().find(|d| d.module.strong_count() > 0).map(|d| d.signature.clone())
 }
@@ -61,7 +67,7 @@ pub(super) fn signature_of(name: &[u8]) -> Option<Arc<Signature>> {
 /// calls it holding its own table's lock, so that its table and the namespace agree on which
 /// batch defined a name last; the lock order is the manager's, then this one.)
 pub(super) fn export(prepared: Prepared) {
-    let mut exports = lock(&EXPORTS);
+    let mut exports = exports();
     let map = exports.get_or_insert_with(HashMap::new);
     map.reserve(prepared.0.len());
     for (key, definition) in prepared.0 {
@@ -71,7 +77,7 @@ pub(super) fn export(prepared: Prepared) {
 
 /// Withdraws every definition manager `owner` exported.
 pub(super) fn withdraw(owner: u64) {
-    let mut exports = lock(&EXPORTS);
+    let mut exports = exports();
     if let Some(map) = exports.as_mut() {
         map.retain(|_, definitions| {
             definitions.retain(|d| d.owner != owner);
@@ -95,7 +101,7 @@ pub struct CompiledFunctions;
 
 impl Resolver for CompiledFunctions {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let exports = lock(&EXPORTS);
+        let exports = exports();
         let definitions = exports.as_ref()?.get(name)?;
         let (module, addr) = definitions.iter().rev().find_map(|d| Some((d.module.upgrade()?, d.addr)))?;
         drop(exports);

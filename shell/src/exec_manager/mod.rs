@@ -43,10 +43,16 @@ pub type FrontEnd = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 /// The front end managers use when none was set on them ([`set_default_front_end`]).
 static DEFAULT_FRONT_END: Mutex<Option<FrontEnd>> = Mutex::new(None);
 
+/// [`DEFAULT_FRONT_END`], locked (and taken around every fork from its first use).
+fn front_end_slot() -> std::sync::MutexGuard<'static, Option<FrontEnd>> {
+    crate::fork::hold_at_fork(crate::fork::Lock::FrontEnd, &DEFAULT_FRONT_END);
+    lock(&DEFAULT_FRONT_END)
+}
+
 /// Registers the front end every manager without one of its own compiles source through (the
 /// runtime registers its own once; managers created through the C ABI have no other).
 pub fn set_default_front_end(front_end: Option<FrontEnd>) {
-    *lock(&DEFAULT_FRONT_END) = front_end;
+    *front_end_slot() = front_end;
 }
 
 /// A compiled function: where it is, its signature, the module holding it.
@@ -299,7 +305,7 @@ impl ExecManager {
     /// The front end source goes through: this manager's, else the process's default.
     fn front_end(&self) -> Option<FrontEnd> {
         let own = lock(&self.front_end).clone();
-        own.or_else(|| lock(&DEFAULT_FRONT_END).clone())
+        own.or_else(|| front_end_slot().clone())
     }
 
     /// Compiles `source` through the front end (to CLIF, then as

@@ -29,7 +29,7 @@ pub struct SmfCache {
 pub type SmfCacheStats = crate::cache::CacheStats;
 
 /// Live caches by handle.
-static CACHES: Handles<ModuleCache> = Handles::new("SmfCache");
+static CACHES: Handles<ModuleCache> = Handles::new("SmfCache", crate::fork::Lock::Caches);
 
 /// The cache behind `c`, if it is a live handle (the Rust API's, for the other exports).
 pub(super) fn cache_of(c: *const SmfCache) -> Result<Arc<ModuleCache>, FfiError> {

@@ -69,7 +69,7 @@ fn forget_strings(manager: i64) {
     let _ = HANDED.try_with(|handed| handed.borrow_mut().retain(|&(h, _)| h != manager));
 }
 
-static MANAGERS: Handles<CManager> = Handles::new("ExecManager");
+static MANAGERS: Handles<CManager> = Handles::new("ExecManager", crate::fork::Lock::Managers);
 
 /// The opt level `rt_set_jit_backend` chose, for managers created with no backend named (0
 /// none, 1 speed, 2 speed and size).

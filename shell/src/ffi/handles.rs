@@ -13,6 +13,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::fork::{Hold, Lock};
+
 /// Hashes handles: distinct counter values times 256 plus a type tag, which one multiply
 /// spreads (every call looks a handle up, so SipHash would be a real share of a cached
 /// `smf_jit_instantiate`).
@@ -163,22 +165,33 @@ impl std::fmt::Display for HandleError {
 pub(crate) struct Handles<T> {
     /// Their type.
     kind: Kind,
+    /// Where the table's lock comes in the locks held around `fork` ([`crate::fork`]).
+    rank: Lock,
     live: RwLock<Option<Table<T>>>,
 }
 
 impl<T> Handles<T> {
-    /// The handles of type `kind` (a name of [`KINDS`]).
-    pub(crate) const fn new(kind: &'static str) -> Self {
-        Self { kind: Kind::named(kind), live: RwLock::new(None) }
+    /// The handles of type `kind` (a name of [`KINDS`]), whose lock is taken around `fork` as
+    /// `rank`.
+    pub(crate) const fn new(kind: &'static str, rank: Lock) -> Self {
+        Self { kind: Kind::named(kind), rank, live: RwLock::new(None) }
     }
 
     /// A new handle owning `value` (one reference).
-    pub(crate) fn insert(&self, value: T) -> usize {
+    pub(crate) fn insert(&'static self, value: T) -> usize
+    where
+        T: Send + Sync + 'static,
+    {
         self.insert_shared(Arc::new(value))
     }
 
     /// A new handle keeping `value` (one reference).
-    pub(crate) fn insert_shared(&self, value: Arc<T>) -> usize {
+    pub(crate) fn insert_shared(&'static self, value: Arc<T>) -> usize
+    where
+        T: Send + Sync + 'static,
+    {
+        // The table is locked around every fork once it holds something.
+        crate::fork::hold_at_fork(self.rank, self);
         let handle = self.kind.issue();
         let mut live = crate::sync::write(&self.live);
         live.get_or_insert_with(Table::default).insert(handle, Entry { value, refs: 1 });
@@ -237,14 +250,20 @@ impl<T> Handles<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> Hold for Handles<T> {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        Box::new(crate::sync::write(&self.live))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_refused_handle_says_what_it_is_instead() {
-        static MODULES: Handles<u8> = Handles::new("SmfModule");
-        static CACHES: Handles<u8> = Handles::new("SmfCache");
+        static MODULES: Handles<u8> = Handles::new("SmfModule", Lock::Modules);
+        static CACHES: Handles<u8> = Handles::new("SmfCache", Lock::Caches);
         let module = MODULES.insert(1) as *const u8;
         let cache = CACHES.insert(2) as *const u8;
         let refused = |handle: *const u8| MODULES.get(handle).map(|_| ()).unwrap_err();

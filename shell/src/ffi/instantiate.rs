@@ -69,7 +69,7 @@ impl From<InstantiatorStats> for SmfJitStats {
     }
 }
 
-static GENERICS: Handles<Generics> = Handles::new("SmfJit");
+static GENERICS: Handles<Generics> = Handles::new("SmfJit", crate::fork::Lock::Instantiators);
 
 /// The live instantiator (C handle) whose installed code contains `addr`, for `rt_call_*`.
 #[cfg_attr(not(feature = "rt"), allow(dead_code))]

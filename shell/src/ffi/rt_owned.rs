@@ -131,11 +131,13 @@ static FILES: Mutex<BTreeMap<usize, Arc<FileMap>>> = Mutex::new(BTreeMap::new())
 
 /// The allocation registry (by start address).
 pub(crate) fn allocs() -> MutexGuard<'static, BTreeMap<usize, Arc<RtAlloc>>> {
+    crate::fork::hold_at_fork(crate::fork::Lock::RtAllocations, &ALLOCS);
     lock(&ALLOCS)
 }
 
 /// The file-mapping registry (by start address).
 pub(crate) fn files() -> MutexGuard<'static, BTreeMap<usize, Arc<FileMap>>> {
+    crate::fork::hold_at_fork(crate::fork::Lock::RtFiles, &FILES);
     lock(&FILES)
 }
 

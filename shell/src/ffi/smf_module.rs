@@ -23,7 +23,7 @@ pub struct SmfModule {
 }
 
 /// Live module handles, each with the C references it has.
-static MODULES: Handles<SharedModule> = Handles::new("SmfModule");
+static MODULES: Handles<SharedModule> = Handles::new("SmfModule", crate::fork::Lock::Modules);
 
 /// A new handle (one C reference) to `module`.
 pub(super) fn register(module: Arc<SharedModule>) -> *mut SmfModule {

@@ -15,6 +15,7 @@ use crate::sync::lock;
 /// `smf_module_load*` among them) that are not local, in load order.
 pub fn registry() -> &'static Registry {
     static REGISTRY: Registry = Registry::new();
+    crate::fork::hold_at_fork(crate::fork::Lock::Registry, &REGISTRY.inner);
     &REGISTRY
 }
 

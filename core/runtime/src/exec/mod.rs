@@ -313,6 +313,17 @@ impl fmt::Display for ExecError {
 
 impl core::error::Error for ExecError {}
 
+/// An [`ExecAllocator`]'s lock, held ([`ExecAllocator::hold`]) until this is dropped.
+pub struct Held<'a> {
+    _guard: lock::Guard<'a, state::State>,
+}
+
+impl fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Held")
+    }
+}
+
 /// The allocator. Share it by reference (it is `Sync`); every [`Block`] borrows it, so it
 /// outlives them, and dropping it unmaps everything it reserved.
 pub struct ExecAllocator {
@@ -351,6 +362,14 @@ impl ExecAllocator {
     /// The page size.
     pub fn page_size(&self) -> usize {
         self.state.lock().page_size()
+    }
+
+    /// Holds the allocator's lock until the returned value is dropped: every other use of the
+    /// allocator waits meanwhile. For a `fork` handler (`pthread_atfork`'s prepare): a process
+    /// that forks while another thread holds the lock gives its child a lock no thread of the
+    /// child will let go, and bookkeeping halfway through a change.
+    pub fn hold(&self) -> Held<'_> {
+        Held { _guard: self.state.lock() }
     }
 
     /// Starts a batch of blocks to be sealed together.
