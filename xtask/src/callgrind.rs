@@ -67,7 +67,7 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
             per_load / 1000.0
         );
     }
-    for library in crate::bench::load_real::build()? {
+    for library in crate::bench::load_real::build(false)? {
         let [smf, dlopen] = crate::bench::load_real::instructions(&library, 20)?;
         println!(
             "callgrind: {:.0}k instructions per use of {} (load, lookup, call, release; 20 uses), dlopen {:.0}k ({:.2}x)",

@@ -9,7 +9,8 @@
 //! fast as `dlopen` (ratio >= 1), the generated one at least 1.5x.
 //!
 //! Beside the times, callgrind's instructions for one such use on each side
-//! (`callgrind-child`), which do not drift with the machine's load.
+//! (`callgrind-child`), which do not drift with the machine's load. `--quick` (CI's smoke run)
+//! counts no instructions and generates a library of 500 functions.
 
 // dlopen/dlsym are C functions; calling what they find needs unsafe.
 #![allow(unsafe_code)]
@@ -34,6 +35,8 @@ const RTLD_LOCAL: c_int = 0;
 
 /// Functions of the generated library: enough for more than 1 MB of code at -O2.
 const GENERATED_FUNCTIONS: usize = 5_000;
+/// The same for `--quick` (a smoke run: gcc takes half a minute over the full library).
+const QUICK_GENERATED_FUNCTIONS: usize = 500;
 
 /// One library of the benchmark: its module, its shared-library twin, the function a round
 /// looks up and calls (`long f(long)`), and the least speed-up it must reach.
@@ -47,12 +50,11 @@ pub(crate) struct Library {
     results: [&'static str; 2],
 }
 
-/// The C of the generated library: [`GENERATED_FUNCTIONS`] functions, each with four calls to
+/// The C of the generated library: `n` functions ([`GENERATED_FUNCTIONS`]), each with four calls to
 /// others (calls between a library's own exported functions, as real C makes them), reads of
 /// a global table, a string constant, and a table of pointers to every function (absolute
 /// addresses in data, which need the load address).
-pub(crate) fn generated_source() -> String {
-    let n = GENERATED_FUNCTIONS;
+pub(crate) fn generated_source(n: usize) -> String {
     let mut c = String::from("long g_data[256];\nlong g_count;\n");
     for i in 0..n {
         c.push_str(&format!("long f{i}(long x);\n"));
@@ -78,10 +80,10 @@ pub(crate) fn generated_source() -> String {
     c
 }
 
-/// Builds the generated library in `dir`: its module and its shared library.
-fn build_generated(dir: &Path) -> Result<Library, String> {
+/// Builds the generated library of `n` functions in `dir`: its module and its shared library.
+fn build_generated(dir: &Path, n: usize) -> Result<Library, String> {
     let source = dir.join("generated.c");
-    std::fs::write(&source, generated_source()).map_err(|e| e.to_string())?;
+    std::fs::write(&source, generated_source(n)).map_err(|e| e.to_string())?;
     let object = dir.join("generated.o");
     gcc(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object))?;
     let shared = dir.join("libgenerated.so");
@@ -118,11 +120,15 @@ fn gcc(command: &mut Command) -> Result<(), String> {
     status.success().then_some(()).ok_or_else(|| format!("{command:?} failed"))
 }
 
-/// Builds every library of the benchmark under `target/bench-real`.
-pub(crate) fn build() -> Result<Vec<Library>, String> {
+/// Builds every library of the benchmark under `target/bench-real` (Lua where the `lua`
+/// benchmark builds it), the generated one smaller if `quick`.
+pub(crate) fn build(quick: bool) -> Result<Vec<Library>, String> {
     let dir = workspace_root().join("target").join("bench-real");
-    std::fs::create_dir_all(dir.join("lua")).map_err(|e| e.to_string())?;
-    Ok(vec![build_lua(&dir.join("lua"))?, build_generated(&dir)?])
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let functions = if quick { QUICK_GENERATED_FUNCTIONS } else { GENERATED_FUNCTIONS };
+    let lua = workspace_root().join("target").join("bench-lua");
+    std::fs::create_dir_all(&lua).map_err(|e| e.to_string())?;
+    Ok(vec![build_lua(&lua)?, build_generated(&dir, functions)?])
 }
 
 /// One use through smf: load with the process's linking, look `function` up, call it with
@@ -188,8 +194,9 @@ pub(crate) fn instructions(library: &Library, loads: usize) -> Result<[f64; 2], 
     Ok(counts)
 }
 
-pub(super) fn run(rounds: usize, callgrind: bool) -> Result<(), String> {
-    let libraries = build()?;
+pub(super) fn run(rounds: usize, quick: bool) -> Result<(), String> {
+    let libraries = build(quick)?;
+    let callgrind = !quick && crate::valgrind::ensure_valgrind().is_ok();
     println!("real: real libraries, load + lookup + call + release, against dlopen + dlsym + call + dlclose");
     for library in &libraries {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
