@@ -24,16 +24,32 @@ static HOST: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
 /// A process-wide table of names.
 type Names = Option<HashMap<Box<[u8]>, usize>>;
 
-/// [`HOST`] for reading (and taken around every fork from its first use).
+/// A table of names for reading, `lock` taken around every fork (as `rank`) from its first use.
+fn read_names(
+    rank: crate::fork::Lock,
+    lock: &'static RwLock<Names>,
+) -> std::sync::RwLockReadGuard<'static, Names> {
+    crate::fork::hold_at_fork(rank, lock);
+    crate::sync::read(lock)
+}
+
+/// [`read_names`] for changing.
+fn write_names(
+    rank: crate::fork::Lock,
+    lock: &'static RwLock<Names>,
+) -> std::sync::RwLockWriteGuard<'static, Names> {
+    crate::fork::hold_at_fork(rank, lock);
+    crate::sync::write(lock)
+}
+
+/// [`HOST`] for reading.
 fn host_table() -> std::sync::RwLockReadGuard<'static, Names> {
-    crate::fork::hold_at_fork(crate::fork::Lock::Host, &HOST);
-    crate::sync::read(&HOST)
+    read_names(crate::fork::Lock::Host, &HOST)
 }
 
 /// [`HOST`] for changing.
 fn host_table_mut() -> std::sync::RwLockWriteGuard<'static, Names> {
-    crate::fork::hold_at_fork(crate::fork::Lock::Host, &HOST);
-    crate::sync::write(&HOST)
+    write_names(crate::fork::Lock::Host, &HOST)
 }
 
 /// Why [`define_host`] refused.
@@ -219,16 +235,14 @@ fn libm() -> *mut c_void {
 /// is not a shared library (the process's scope, which `dlclose` can change, is asked then).
 static C_LIBRARY_FOUND: RwLock<Names> = RwLock::new(None);
 
-/// [`C_LIBRARY_FOUND`] for reading (and taken around every fork from its first use).
+/// [`C_LIBRARY_FOUND`] for reading.
 fn c_library_found() -> std::sync::RwLockReadGuard<'static, Names> {
-    crate::fork::hold_at_fork(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND);
-    crate::sync::read(&C_LIBRARY_FOUND)
+    read_names(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND)
 }
 
 /// [`C_LIBRARY_FOUND`] for adding to.
 fn c_library_found_mut() -> std::sync::RwLockWriteGuard<'static, Names> {
-    crate::fork::hold_at_fork(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND);
-    crate::sync::write(&C_LIBRARY_FOUND)
+    write_names(crate::fork::Lock::CLibrary, &C_LIBRARY_FOUND)
 }
 
 #[cfg(test)]

@@ -34,12 +34,12 @@ use super::{median, median_ratio, ratio_percentiles, us};
 use crate::workspace_root;
 
 extern "C" {
-    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-    fn dlclose(handle: *mut c_void) -> c_int;
+    pub(super) fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    pub(super) fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    pub(super) fn dlclose(handle: *mut c_void) -> c_int;
 }
-const RTLD_NOW: c_int = 2;
-const RTLD_LOCAL: c_int = 0;
+pub(super) const RTLD_NOW: c_int = 2;
+pub(super) const RTLD_LOCAL: c_int = 0;
 
 const FUNCTIONS: usize = 200;
 

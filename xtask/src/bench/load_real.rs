@@ -15,23 +15,16 @@
 // dlopen/dlsym are C functions; calling what they find needs unsafe.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::CString;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::load::{dlclose, dlopen, dlsym, RTLD_LOCAL, RTLD_NOW};
 use super::report::{self, Goal};
 use super::{median, ratio_percentiles, us};
 use crate::workspace_root;
-
-extern "C" {
-    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-    fn dlclose(handle: *mut c_void) -> c_int;
-}
-const RTLD_NOW: c_int = 2;
-const RTLD_LOCAL: c_int = 0;
 
 /// Functions of the generated library: enough for more than 1 MB of code at -O2.
 const GENERATED_FUNCTIONS: usize = 5_000;

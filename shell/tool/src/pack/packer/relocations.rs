@@ -89,15 +89,9 @@ impl<'d, 'f> Packer<'d, 'f> {
         };
         // Linked here, as `ld` links it: a PC-relative reference from the code to the code
         // is the same at every load address (the module's own symbols are never interposed).
-        if let (Some(start), Ok(at)) = (part.map(|(start, _)| start), usize::try_from(offset)) {
-            if self.link_within_code(
-                code_section,
-                start + at,
-                base + offset,
-                symbol,
-                kind,
-                relocation.addend(),
-            ) {
+        let site = part.zip(usize::try_from(offset).ok()).and_then(|((start, _), at)| start.checked_add(at));
+        if let (Some(site), Some(place)) = (site, base.checked_add(offset)) {
+            if self.link_within_code(code_section, site, place, symbol, kind, relocation.addend()) {
                 return Ok(());
             }
         }
