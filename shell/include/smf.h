@@ -27,12 +27,16 @@
  *    writes into code its parent runs (instantiated code goes to memory of its own), its caches
  *    compare a file's identity again until its own change watcher runs (the parent's thread
  *    stayed in the parent), and its perf map is its own (/tmp/perf-CHILDPID.map). A fork
- *    waits for the library's process-wide locks (the registry, the handle tables, the index of
- *    code, the debugger's list, the executable memory allocator, the host and C library names;
- *    held briefly, never across a call out) and the child finds them free, as glibc's dlopen
- *    lock: a child may load, call and release modules whatever other threads were doing. An
- *    object's own lock is not taken: a child must not use a cache, instantiator or execution
- *    manager another thread was using at the fork (exec after fork, or make new ones).
+ *    waits for the library's locks (the registry, the handle tables, the index of code, the
+ *    debugger's list, the executable memory allocator, the host and C library names, the
+ *    library's calls into libgcc's unwind table registry, and the locks of every live cache,
+ *    instantiator and execution manager; each held briefly, never across a call out) and the
+ *    child finds them free, as glibc's dlopen lock: a child may load, call and release modules,
+ *    get modules from a cache and instantiate through an instantiator, whatever other threads
+ *    were doing. Not covered: a thread inside an rt_* call on the same allocation or mapping
+ *    at the fork (the child must not use that one), and a thread throwing a C++ exception at
+ *    the fork while libgcc takes its own lock to find a frame (libgcc does not release it in
+ *    the child; GCC 13's libgcc finds frames without it).
  *
  * Example (examples/host/hello_smf.c is a complete program along these lines, built and run
  * in CI; build yours with cc prog.c $(pkg-config --cflags --libs smf)):

@@ -13,14 +13,23 @@
 //!   the parent and child handlers let go of them. The order is one no code path reverses:
 //!   each lock is taken alone or before those after it.
 //!
-//! Locks of objects the caller makes (a `ModuleCache`, an instantiator, an execution manager,
-//! an `ExecAllocator` of its own) are not taken: a child must not use an object another thread
-//! was using at the fork (`smf.h` says so).
+//! - **The locks of the objects a caller makes**: caches, instantiators, execution managers.
+//!   Each registers itself when made ([`hold_object_at_fork`], weakly: the list never keeps one
+//!   alive); the prepare handler keeps each live one alive across the fork and takes its locks,
+//!   by [`Object`] kind, between the handle tables and the other process-wide locks. So a child
+//!   may go on using a cache or an instantiator its parent's threads were using when it forked.
+//!   An `ExecAllocator` a caller makes itself is not the library's to hold (it has
+//!   `ExecAllocator::hold`), nor are the `rt_*` allocations' own locks (`smf.h` says so).
+//!
+//! The whole order, which no code path reverses (each lock is taken alone or before those
+//! after it): the C ABI's handle tables (a lookup may ask an object a question under its
+//! table's lock), then objects (an instantiator asks its cache; objects release modules and
+//! export compiled functions under their locks), then the other process-wide locks.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, Once, OnceLock, RwLock, Weak};
 
 /// How many forks lie between the process that started the library's watching and this one.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -37,14 +46,14 @@ extern "C" {
 /// The library's process-wide locks, in the order the prepare handler takes them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Lock {
-    /// The registry of loaded modules' exports (`loader/registry.rs`).
-    Registry,
     /// The C ABI's handle tables: modules, caches, instantiators, execution managers.
     Modules,
     Caches,
     Instantiators,
     #[cfg_attr(not(feature = "cranelift"), allow(dead_code))]
     Managers,
+    /// The registry of loaded modules' exports (`loader/registry.rs`).
+    Registry,
     /// The host symbols and what the C library gave (`imports.rs`).
     Host,
     CLibrary,
@@ -62,12 +71,28 @@ pub(crate) enum Lock {
     Code,
     /// The debugger's list of described modules (`debug/gdb.rs`).
     Debuggers,
+    /// The library's calls into libgcc's unwind table registry (`process.rs`).
+    UnwindTables,
     /// The process's executable memory allocator (`process.rs`).
     Allocator,
 }
 
 /// How many [`Lock`]s there are.
 const LOCKS: usize = Lock::Allocator as usize + 1;
+
+/// The locks the objects' turn comes after (the handle tables).
+const OBJECTS_AFTER: usize = Lock::Managers as usize + 1;
+
+/// The kinds of objects whose locks are taken around `fork`, in the order they are taken (an
+/// execution manager calls neither of the others under its locks; an instantiator asks its
+/// cache for modules under its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Object {
+    #[cfg_attr(not(feature = "cranelift"), allow(dead_code))]
+    Manager,
+    Instantiator,
+    Cache,
+}
 
 /// A lock the prepare handler can take: held while the returned guard lives.
 pub(crate) trait Hold: Sync {
@@ -90,10 +115,32 @@ impl<T: Send + Sync + 'static> Hold for RwLock<T> {
 /// The registered locks, by [`Lock`].
 static HOLDERS: [OnceLock<&'static dyn Hold>; LOCKS] = [const { OnceLock::new() }; LOCKS];
 
+/// A live object's locks, held weakly.
+type Registered = (Object, Weak<dyn Hold + Send>);
+
+/// The objects made so far (dead ones swept out as the list grows).
+static OBJECTS: Mutex<Objects> = Mutex::new(Objects { all: Vec::new(), swept: 0 });
+
+struct Objects {
+    all: Vec<Registered>,
+    /// How many were live at the last sweep.
+    swept: usize,
+}
+
+/// What the prepare handler took, until the parent or child handler lets go of it.
+#[derive(Default)]
+struct Taken {
+    /// The guards, let go first (declared first: dropped first). Those of objects borrow from
+    /// `owners`.
+    guards: Vec<Box<dyn Any>>,
+    /// The objects whose locks are held, kept alive until their guards are gone (the last
+    /// reference may end here, with no lock of the library held).
+    owners: Vec<Arc<dyn Hold + Send>>,
+}
+
 thread_local! {
-    /// The locks the prepare handler took, on the thread that forks, until the parent or child
-    /// handler lets go of them.
-    static HELD: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    /// What the prepare handler took, on the thread that forks.
+    static HELD: RefCell<Taken> = const { RefCell::new(Taken { guards: Vec::new(), owners: Vec::new() }) };
 }
 
 /// Has the prepare handler take `lock` (the lock `rank` names) around every fork from now on.
@@ -107,17 +154,51 @@ pub(crate) fn hold_at_fork(rank: Lock, lock: &'static dyn Hold) {
     }
 }
 
-/// Before `fork`: every registered lock, taken in order.
+/// Has the prepare handler take `object`'s locks (its [`Hold`]) around every fork while it
+/// lives, in `kind`'s turn. Called when an object is made, with no lock of the library held.
+/// Without memory to list it, the object is not held at forks (a child then must not use it
+/// if another thread was using it at the fork).
+pub(crate) fn hold_object_at_fork<T: Hold + Send + 'static>(kind: Object, object: &Arc<T>) {
+    register_handlers();
+    let weak: Weak<dyn Hold + Send> = Arc::downgrade(object) as Weak<dyn Hold + Send>;
+    let mut objects = crate::sync::lock(&OBJECTS);
+    if objects.all.len() >= 2 * objects.swept.max(16) {
+        objects.all.retain(|(_, object)| object.strong_count() > 0);
+        objects.swept = objects.all.len();
+    }
+    if objects.all.try_reserve(1).is_ok() {
+        objects.all.push((kind, weak));
+    }
+}
+
+/// Before `fork`: the handle tables, the live objects' locks (kind by kind, in the order they
+/// were made) and every other registered lock, taken in order.
 extern "C" fn prepare() {
-    let held: Vec<Box<dyn Any>> =
-        HOLDERS.iter().filter_map(|slot| slot.get()).map(|lock| lock.hold()).collect();
-    HELD.with(|slot| *slot.borrow_mut() = held);
+    let mut taken = Taken::default();
+    let (tables, others) = HOLDERS.split_at(OBJECTS_AFTER);
+    taken.guards.extend(tables.iter().filter_map(|slot| slot.get()).map(|lock| lock.hold()));
+    let objects = crate::sync::lock(&OBJECTS);
+    let mut live: Vec<(Object, Arc<dyn Hold + Send>)> =
+        objects.all.iter().filter_map(|(kind, object)| Some((*kind, object.upgrade()?))).collect();
+    live.sort_by_key(|(kind, _)| *kind);
+    for (_, object) in live {
+        #[allow(unsafe_code)]
+        // SAFETY: the object lives at a fixed address while `taken.owners` holds it, and the
+        // guards borrowing it are dropped before the owners (`Taken`'s field order), so the
+        // reference never outlives it.
+        let borrowed: &'static (dyn Hold + Send) = unsafe { &*Arc::as_ptr(&object) };
+        taken.guards.push(borrowed.hold());
+        taken.owners.push(object);
+    }
+    taken.guards.push(Box::new(objects));
+    taken.guards.extend(others.iter().filter_map(|slot| slot.get()).map(|lock| lock.hold()));
+    HELD.with(|slot| *slot.borrow_mut() = taken);
 }
 
 /// After `fork`, in the parent: the locks let go.
 extern "C" fn in_parent() {
-    let held = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    drop(held);
+    let taken = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    drop(taken);
 }
 
 /// After `fork`, in the child (the C library calls it before `fork` returns there): one
@@ -125,8 +206,8 @@ extern "C" fn in_parent() {
 /// other thread held them).
 extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    let held = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
-    drop(held);
+    let taken = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    drop(taken);
 }
 
 /// Registers the handlers (once per process; children inherit them).

@@ -9,7 +9,7 @@
 //!   pages of its own, at one more protection change per load
 //!   ([`ReadOnlyData::NotExecutable`]); by default it is sealed with the code.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use smf_runtime::exec::{ExecAllocator, ExecConfig};
 use smf_runtime::load::{ExitRegistrar, LoadOptions, ReadOnlyData, UnwindRegistrar};
@@ -38,7 +38,7 @@ pub fn load_options() -> &'static LoadOptions {
     LOAD_OPTIONS.get_or_init(|| {
         let read_only_data =
             if env_is_1(RODATA_NOEXEC_ENV) { ReadOnlyData::NotExecutable } else { ReadOnlyData::WithCode };
-        let unwind = Some(UnwindRegistrar { register: __register_frame, deregister: __deregister_frame });
+        let unwind = Some(UnwindRegistrar { register: register_frame, deregister: deregister_frame });
         // SAFETY: glibc's `__cxa_atexit` and `__cxa_finalize` are the contract's model. musl's
         // `__cxa_finalize` does nothing: there destructors run at release only.
         let at_exit =
@@ -92,6 +92,39 @@ const AT_PAGESZ: std::ffi::c_ulong = 6;
 extern "C" {
     /// The C library's (glibc, musl): an auxiliary vector entry, 0 if the vector has none.
     fn getauxval(kind: std::ffi::c_ulong) -> std::ffi::c_ulong;
+}
+
+/// Serializes the library's calls into libgcc's table registry, and is taken around every
+/// fork ([`crate::fork`]): libgcc's own lock is not, so a child forked while another thread
+/// registered or took back a module's tables would wait for it forever at its first load.
+static UNWIND_TABLES: Mutex<()> = Mutex::new(());
+
+/// [`UNWIND_TABLES`] held.
+fn unwind_tables() -> std::sync::MutexGuard<'static, ()> {
+    crate::fork::hold_at_fork(crate::fork::Lock::UnwindTables, &UNWIND_TABLES);
+    crate::sync::lock(&UNWIND_TABLES)
+}
+
+/// libgcc's `__register_frame` of `table`, under [`UNWIND_TABLES`].
+///
+/// # Safety
+/// `__register_frame`'s: a whole unwind table that stays mapped until taken back.
+#[allow(unsafe_code)]
+unsafe extern "C" fn register_frame(table: *const u8) {
+    let _held = unwind_tables();
+    // SAFETY: the caller's contract.
+    unsafe { __register_frame(table) }
+}
+
+/// libgcc's `__deregister_frame` of `table`, under [`UNWIND_TABLES`].
+///
+/// # Safety
+/// `__deregister_frame`'s: a table registered with [`register_frame`], still mapped.
+#[allow(unsafe_code)]
+unsafe extern "C" fn deregister_frame(table: *const u8) {
+    let _held = unwind_tables();
+    // SAFETY: the caller's contract.
+    unsafe { __deregister_frame(table) }
 }
 
 /// The process's executable allocator.

@@ -1,16 +1,23 @@
 //! `fork` while other threads use the library: the child, which has only the forking thread,
-//! must find every process-wide lock free and what it guards whole (`shell/src/fork.rs` takes
-//! them around the fork). Threads load and release modules through the Rust door and the C
-//! ABI (the registry, the handle table, the index of code, the debugger's list, the executable
-//! memory allocator, the C library's names) while the main thread forks again and again; each
-//! child loads, calls and releases a module the same ways, and must be done within seconds.
+//! must find every lock free and what it guards whole (`shell/src/fork.rs` takes them around
+//! the fork). Threads load and release modules through the Rust door and the C ABI (the
+//! registry, the handle table, the index of code, the debugger's list, the executable memory
+//! allocator, the C library's names) and use one cache and one instantiator over it (their own
+//! locks) while the main thread forks again and again; each child loads, calls and releases a
+//! module the same ways, gets a file it replaced through the shared cache, and instantiates a
+//! name through the shared instantiator, and must be done within seconds.
 
 #![allow(unsafe_code)] // fork, waitpid, kill and the C ABI
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smf::cache::ModuleCache;
+use smf::instantiate::{Generics, Request};
+use smf_runtime::instantiate::InstantiatorConfig;
 
 extern "C" {
     fn fork() -> i32;
@@ -48,6 +55,77 @@ fn use_module(path: &Path, c_path: &CString) -> bool {
     true
 }
 
+/// What the threads and the children share: a cache, an instantiator over it, the file the
+/// children replace and the module the instantiator reads its templates from.
+struct Shared {
+    cache: Arc<ModuleCache>,
+    generics: Generics,
+    hot: PathBuf,
+    generic: PathBuf,
+}
+
+/// x86-64: `mov rax, rdi; ret`.
+const IDENTITY: [u8; 4] = [0x48, 0x89, 0xF8, 0xC3];
+/// x86-64: `mov rax, rdi; imul rax, rdi; ret`.
+const SQUARE: [u8; 8] = [0x48, 0x89, 0xF8, 0x48, 0x0F, 0xAF, 0xC7, 0xC3];
+
+impl Shared {
+    fn new(dir: &Path) -> Self {
+        let hot = dir.join("hot.smf");
+        std::fs::write(&hot, smf_tests::linking::returning("version", 1, 0)).unwrap();
+        let cache = Arc::new(ModuleCache::new(0, 0));
+        // The compiler knows two templates at i64; anything else (square$f64) it refuses.
+        let compile = |_: &Generics, request: &Request<'_>| match request.name {
+            "identity$i64" => Ok(IDENTITY.to_vec()),
+            "square$i64" => Ok(SQUARE.to_vec()),
+            other => Err(format!("{other} is not compiled here")),
+        };
+        let generics = Generics::new(Arc::clone(&cache), InstantiatorConfig::default(), compile);
+        Self { cache, generics, hot, generic: smf_tests::workspace().join("examples/generics.smf") }
+    }
+
+    /// `name` instantiated (or found) and called with 7.
+    fn instantiated(&self, name: &str) -> Option<i64> {
+        // SAFETY: the compiler above emits `fn(i64) -> i64` for every name it compiles.
+        let function = unsafe { self.generics.function::<extern "C" fn(i64) -> i64>(&self.generic, name) };
+        function.ok().map(|f| f.get()(7))
+    }
+
+    /// What the threads do beside the forks, taking each of the cache's and the instantiator's
+    /// locks: a get of the file, a found instantiation, a compile refused (claimed and failed
+    /// again each time), a name nobody offers. False if anything went wrong.
+    fn busy(&self) -> bool {
+        self.cache.get(&self.hot).is_ok()
+            && self.instantiated("identity$i64") == Some(7)
+            && self.instantiated("square$f64").is_none()
+            && self.generics.resolve("offered_by_nobody").is_err()
+    }
+
+    /// What a child does: replaces the file with `version` and gets it through the shared
+    /// cache until that version comes (or five seconds passed), and instantiates a name the
+    /// parent never asked for. False if anything went wrong.
+    fn in_child(&self, version: u8) -> bool {
+        let temporary = self.hot.with_extension("tmp");
+        if std::fs::write(&temporary, smf_tests::linking::returning("version", version, 0)).is_err()
+            || std::fs::rename(&temporary, &self.hot).is_err()
+        {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let version_now = || {
+            let module = self.cache.get(&self.hot).ok()?;
+            // SAFETY: `version` is `fn() -> i64`.
+            unsafe { module.call_integers(Some(b"version"), &[]) }.ok()
+        };
+        while version_now() != Some(i64::from(version)) {
+            if Instant::now() > deadline {
+                return false;
+            }
+        }
+        self.instantiated("square$i64") == Some(49)
+    }
+}
+
 /// Whether process `child` ends within `deadline` (waited for on its pidfd, which becomes
 /// readable when it ends).
 fn exits_within(child: i32, deadline: Duration) -> bool {
@@ -65,21 +143,27 @@ fn exits_within(child: i32, deadline: Duration) -> bool {
     target_arch = "aarch64",
     ignore = "qemu-user, which runs the aarch64 tests, itself deadlocks when a process forks beside threads"
 )]
-fn a_thousand_forks_beside_threads_using_the_library_give_children_that_work() {
+fn a_thousand_forks_beside_threads_loading_instantiating_and_caching_give_children_that_work() {
+    let name = "a_thousand_forks_beside_threads_loading_instantiating_and_caching_give_children_that_work";
     // It forks: alone, so that the child has no other test's threads to inherit.
-    if !smf_tests::alone("a_thousand_forks_beside_threads_using_the_library_give_children_that_work") {
+    if !smf_tests::alone(name) {
         return;
     }
     let path = module();
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let shared = Shared::new(&smf_tests::scratch("fork", "stress"));
     assert!(use_module(&path, &c_path), "the module works before any fork");
+    assert!(shared.busy(), "the cache and the instantiator work before any fork");
     let stop = AtomicBool::new(false);
     let uses = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for _ in 0..3 {
-            scope.spawn(|| {
+        for thread in 0..3 {
+            let (path, c_path, shared, stop, uses) = (&path, &c_path, &shared, &stop, &uses);
+            scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    assert!(use_module(&path, &c_path), "a use beside the forks failed");
+                    // Two threads load and release modules, one uses the cache and instantiator.
+                    let used = if thread < 2 { use_module(path, c_path) } else { shared.busy() };
+                    assert!(used, "a use beside the forks failed (thread {thread})");
                     uses.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -91,7 +175,8 @@ fn a_thousand_forks_beside_threads_using_the_library_give_children_that_work() {
             // anything of the parent's (no destructor, no test harness).
             let child = unsafe { fork() };
             if child == 0 {
-                let ok = use_module(&path, &c_path);
+                let version = u8::try_from(2 + i % 200).expect("at most 201");
+                let ok = use_module(&path, &c_path) && shared.in_child(version);
                 // SAFETY: ends the child at once.
                 unsafe { _exit(if ok { 0 } else { 1 }) };
             }
@@ -113,4 +198,8 @@ fn a_thousand_forks_beside_threads_using_the_library_give_children_that_work() {
         assert!(failed.is_empty(), "children failed (index, status): {failed:?}");
     });
     assert!(uses.load(Ordering::Relaxed) > 0, "the threads used the library meanwhile");
+    // The children's instantiations never reached the parent's code: square$i64 was never
+    // asked for here, and identity$i64 still answers.
+    assert_eq!(shared.generics.instantiated(b"square$i64").unwrap(), None);
+    assert_eq!(shared.instantiated("identity$i64"), Some(7));
 }

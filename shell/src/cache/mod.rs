@@ -223,16 +223,30 @@ pub struct ModuleCache {
     id: u64,
     /// Hits through threads' memos, which take no lock (`memo.rs`).
     memo_hits: AtomicU64,
-    state: Mutex<State>,
-    linking: RwLock<CacheLinking>,
+    /// What its locks guard (apart, so that a fork can keep it alive while holding them).
+    locked: Arc<Locked>,
     /// Compare the file's identity on every get, notices or not.
     check_every_get: AtomicBool,
     /// Counts changes to which modules are cached (a module cached, replaced, evicted,
     /// forgotten): one unchanged value means the same modules.
     generation: AtomicU64,
+}
+
+/// A cache's state under its locks, none taken while another of them is held.
+struct Locked {
+    state: Mutex<State>,
+    linking: RwLock<CacheLinking>,
     /// The cached modules' exports, for [`ModuleCache::resolve`] (its own lock, taken after
     /// the state's is released, never with it).
     exports: Mutex<exports::CachedExports>,
+}
+
+impl crate::fork::Hold for Locked {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        let state = crate::sync::lock(&self.state);
+        let exports = crate::sync::lock(&self.exports);
+        Box::new((state, exports, crate::sync::write(&self.linking)))
+    }
 }
 
 impl std::fmt::Debug for ModuleCache {
@@ -251,9 +265,7 @@ impl ModuleCache {
     pub fn new(max_bytes: u64, max_modules: u64) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let budget = Budget { max_bytes, max_entries: max_modules };
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            memo_hits: AtomicU64::new(0),
+        let locked = Arc::new(Locked {
             state: Mutex::new(State {
                 lru: LruCache::new(process_hasher(), budget),
                 stats: Counters::default(),
@@ -264,6 +276,12 @@ impl ModuleCache {
             }),
             exports: Mutex::new(exports::CachedExports::default()),
             linking: RwLock::new(CacheLinking::default()),
+        });
+        crate::fork::hold_object_at_fork(crate::fork::Object::Cache, &locked);
+        Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            memo_hits: AtomicU64::new(0),
+            locked,
             check_every_get: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
@@ -289,12 +307,12 @@ impl ModuleCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::sync::lock(&self.state)
+        crate::sync::lock(&self.locked.state)
     }
 
     /// Sets how misses and prefetches link from now on.
     pub fn set_linking(&self, linking: CacheLinking) {
-        *crate::sync::write(&self.linking) = linking;
+        *crate::sync::write(&self.locked.linking) = linking;
     }
 
     /// The module at `path`: the cached one if its file is the version cached, else loaded
@@ -432,7 +450,7 @@ impl ModuleCache {
 
     /// A miss: loads `path` outside the lock, then caches it (or forgets the stale entry).
     fn load(&self, path: &Path, counting: Counting) -> Result<Arc<SharedModule>, ModuleError> {
-        let linking = crate::sync::read(&self.linking).clone();
+        let linking = crate::sync::read(&self.locked.linking).clone();
         let started = Instant::now();
         // Where the process watches already, the notice first: a change landing during the
         // read still marks this version stale.
@@ -455,7 +473,7 @@ impl ModuleCache {
         paths: &[&Path],
         counting: Counting,
     ) -> Vec<Result<Arc<SharedModule>, ModuleError>> {
-        let linking = crate::sync::read(&self.linking).clone();
+        let linking = crate::sync::read(&self.locked.linking).clone();
         let started = Instant::now();
         let notices: Vec<Option<Notice>> =
             paths.iter().map(|path| crate::watch::watch_if_started(path)).collect();
@@ -613,7 +631,7 @@ impl ModuleCache {
             (std::mem::take(&mut state.added), rebuild)
         };
         let exporting = {
-            let mut exports = crate::sync::lock(&self.exports);
+            let mut exports = crate::sync::lock(&self.locked.exports);
             if let Some(all) = rebuild {
                 exports.clear();
                 exports.take_in(all);

@@ -83,6 +83,12 @@ pub struct ExecManager {
     opt: OptLevel,
     /// This manager's identity in the namespace of compiled functions.
     id: u64,
+    /// What its locks guard (apart, so that a fork can keep it alive while holding them).
+    locked: Arc<Locked>,
+}
+
+/// A manager's state under its locks, each taken alone.
+struct Locked {
     tables: Mutex<Tables>,
     front_end: Mutex<Option<FrontEnd>>,
     /// Cranelift contexts kept between batches (at most [`KEPT_CONTEXTS`]): what a context
@@ -90,6 +96,12 @@ pub struct ExecManager {
     /// made and dropped per batch (18k of the 190k instructions a batch of one small
     /// function took, by callgrind).
     contexts: Mutex<Vec<cranelift_codegen::Context>>,
+}
+
+impl crate::fork::Hold for Locked {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        Box::new((lock(&self.tables), lock(&self.front_end), lock(&self.contexts)))
+    }
 }
 
 /// Contexts a manager keeps for its next batches: as many as threads usually compile on it at
@@ -104,7 +116,7 @@ const KEPT_CONTEXT_MOST_INSTRUCTIONS: usize = 4096;
 impl std::fmt::Debug for ExecManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (functions, modules) = {
-            let tables = lock(&self.tables);
+            let tables = lock(&self.locked.tables);
             (tables.functions.len(), tables.modules.len())
         };
         f.debug_struct("ExecManager")
@@ -112,7 +124,7 @@ impl std::fmt::Debug for ExecManager {
             .field("opt", &self.opt)
             .field("functions", &functions)
             .field("modules", &modules)
-            .field("kept_contexts", &lock(&self.contexts).len())
+            .field("kept_contexts", &lock(&self.locked.contexts).len())
             .finish_non_exhaustive()
     }
 }
@@ -130,14 +142,19 @@ impl ExecManager {
     pub fn new(opt: OptLevel) -> Result<Self, ExecManagerError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         exports::join_lookup_order();
-        Ok(ExecManager {
-            isa: compile::host_isa(opt, Allocator::Backtracking)?,
-            single_pass_isa: OnceLock::new(),
-            opt,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        let isa = compile::host_isa(opt, Allocator::Backtracking)?;
+        let locked = Arc::new(Locked {
             tables: Mutex::new(Tables::default()),
             front_end: Mutex::new(None),
             contexts: Mutex::new(Vec::new()),
+        });
+        crate::fork::hold_object_at_fork(crate::fork::Object::Manager, &locked);
+        Ok(ExecManager {
+            isa,
+            single_pass_isa: OnceLock::new(),
+            opt,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            locked,
         })
     }
 
@@ -218,7 +235,7 @@ impl ExecManager {
         let exported = exports::definitions(self.id, &exported, &module);
         // Exported and recorded under one lock: two batches defining a name on two threads
         // leave the table and the namespace with the same one last.
-        let mut tables = lock(&self.tables);
+        let mut tables = lock(&self.locked.tables);
         exports::export(exported);
         tables.functions.extend(entries);
         tables.modules.push(module);
@@ -237,7 +254,7 @@ impl ExecManager {
         names: &NameTable,
     ) -> Result<Vec<compile::Compiled>, ExecManagerError> {
         let largest = functions.iter().map(|f| f.dfg.num_insts()).max().unwrap_or(0);
-        let taken = lock(&self.contexts).pop();
+        let taken = lock(&self.locked.contexts).pop();
         let mut context = taken.unwrap_or_else(cranelift_codegen::Context::new);
         let timing_off = compile::PassTimingOff::new();
         let mut batch = Vec::with_capacity(functions.len());
@@ -248,7 +265,7 @@ impl ExecManager {
         drop(timing_off);
         if largest <= KEPT_CONTEXT_MOST_INSTRUCTIONS {
             context.clear();
-            let mut contexts = lock(&self.contexts);
+            let mut contexts = lock(&self.locked.contexts);
             if contexts.len() < KEPT_CONTEXTS {
                 contexts.push(context);
                 return Ok(batch);
@@ -299,12 +316,12 @@ impl ExecManager {
     /// Registers the front end `compile_source` and `compile_file` go through (else the
     /// process's default one, [`set_default_front_end`]).
     pub fn set_front_end(&self, front_end: FrontEnd) {
-        *lock(&self.front_end) = Some(front_end);
+        *lock(&self.locked.front_end) = Some(front_end);
     }
 
     /// The front end source goes through: this manager's, else the process's default.
     fn front_end(&self) -> Option<FrontEnd> {
-        let own = lock(&self.front_end).clone();
+        let own = lock(&self.locked.front_end).clone();
         own.or_else(|| front_end_slot().clone())
     }
 
@@ -333,7 +350,7 @@ impl ExecManager {
     /// manager did not compile, a wrong number of arguments, or a signature that is not
     /// integers in and at most one integer out is an error, never a call.
     pub fn execute(&self, name: &str, args: &[i64]) -> Result<i64, ExecManagerError> {
-        let entry = lock(&self.tables).functions.get(name).cloned();
+        let entry = lock(&self.locked.tables).functions.get(name).cloned();
         let entry = entry.ok_or_else(|| ExecManagerError::UnknownFunction(name.to_owned()))?;
         let signature = &entry.signature;
         let integer = |t: cranelift_codegen::ir::Type| t.is_int() && t.bits() <= 64;
@@ -367,26 +384,27 @@ impl ExecManager {
 
     /// Whether this manager compiled a function `name`.
     pub fn has_function(&self, name: &str) -> bool {
-        lock(&self.tables).functions.contains_key(name)
+        lock(&self.locked.tables).functions.contains_key(name)
     }
 
     /// The names of the functions this manager compiled, sorted.
     pub fn function_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = lock(&self.tables).functions.keys().cloned().collect();
+        let mut names: Vec<String> = lock(&self.locked.tables).functions.keys().cloned().collect();
         names.sort_unstable();
         names
     }
 
     /// Where function `name`'s latest code is (valid while the manager lives).
     pub fn address(&self, name: &str) -> Option<usize> {
-        lock(&self.tables).functions.get(name).map(|e| e.addr)
+        lock(&self.locked.tables).functions.get(name).map(|e| e.addr)
     }
 }
 
 impl Drop for ExecManager {
     fn drop(&mut self) {
         exports::withdraw(self.id);
-        let tables = std::mem::take(self.tables.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
+        // Locked, not taken apart: a fork may be holding the state alive for a moment.
+        let tables = std::mem::take(&mut *lock(&self.locked.tables));
         drop(tables.functions);
         // Every batch at once, the latest first (a batch holds the earlier ones it calls): one
         // protection change for all their pages rather than one per batch.

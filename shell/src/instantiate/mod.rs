@@ -149,24 +149,41 @@ struct Plan {
 /// # Ok::<(), smf::runtime::instantiate::InstantiateError>(())
 /// ```
 pub struct Generics {
-    /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
-    /// before the code is freed with the instantiator).
-    described: Mutex<Vec<crate::debug::Registration>>,
+    /// What its locks guard (apart, so that a fork can keep it alive while holding them).
+    locked: Arc<Locked>,
     cache: Arc<ModuleCache>,
-    instantiator: Instantiator<'static>,
     compiler: Box<dyn Compiler>,
-    offers: Mutex<HashMap<PathBuf, Offer>>,
-    /// Which cached module offers a name (taken before `offers`, never after).
-    index: Mutex<OfferIndex>,
-    /// Modules instantiated from, kept while the code lives.
-    kept: Mutex<Vec<Arc<SharedModule>>>,
     /// Tells this `Generics`'s per-thread stacks from other `Generics`s'.
     id: u64,
 }
 
+/// A `Generics`'s state under its locks: `index` is taken before `offers`, never after; the
+/// others (the instantiator's included) alone.
+struct Locked {
+    /// The instantiated functions as debuggers see them (first: dropped, so unregistered,
+    /// before the code is freed with the instantiator).
+    described: Mutex<Vec<crate::debug::Registration>>,
+    instantiator: Instantiator<'static>,
+    offers: Mutex<HashMap<PathBuf, Offer>>,
+    /// Which cached module offers a name.
+    index: Mutex<OfferIndex>,
+    /// Modules instantiated from, kept while the code lives.
+    kept: Mutex<Vec<Arc<SharedModule>>>,
+}
+
+impl crate::fork::Hold for Locked {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        let index = lock(&self.index);
+        let offers = lock(&self.offers);
+        let kept = lock(&self.kept);
+        let described = lock(&self.described);
+        Box::new((index, offers, kept, described, self.instantiator.hold()))
+    }
+}
+
 impl std::fmt::Debug for Generics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generics").field("instantiator", &self.instantiator).finish_non_exhaustive()
+        f.debug_struct("Generics").field("instantiator", &self.locked.instantiator).finish_non_exhaustive()
     }
 }
 
@@ -213,39 +230,38 @@ impl Generics {
         config: InstantiatorConfig,
         compiler: impl Compiler + 'static,
     ) -> Self {
-        Self {
+        let locked = Arc::new(Locked {
             described: Mutex::new(Vec::new()),
-            cache,
             instantiator: Instantiator::new(crate::process::exec(), config),
-            compiler: Box::new(compiler),
             offers: Mutex::new(HashMap::new()),
             index: Mutex::new(OfferIndex::new()),
             kept: Mutex::new(Vec::new()),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        }
+        });
+        crate::fork::hold_object_at_fork(crate::fork::Object::Instantiator, &locked);
+        Self { locked, cache, compiler: Box::new(compiler), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
     }
 
     /// Its settings.
     pub fn config(&self) -> InstantiatorConfig {
-        self.instantiator.config()
+        self.locked.instantiator.config()
     }
 
     /// Its counters.
     pub fn stats(&self) -> InstantiatorStats {
-        self.instantiator.stats()
+        self.locked.instantiator.stats()
     }
 
     /// Limits the number of instantiations kept (more fail with [`InstantiateError::LimitReached`]).
     pub fn set_max_instantiations(&self, limit: usize) {
-        self.instantiator.set_max_instantiations(limit);
+        self.locked.instantiator.set_max_instantiations(limit);
     }
 
     /// The code of `name` as the module at `path` offers it, compiled on first request (see
     /// the module documentation of [`smf_runtime::instantiate`] for the order of checks). A name already
     /// instantiated is returned whatever `path` says.
     pub fn instantiate(&self, path: &Path, name: &str) -> Result<usize, InstantiateError> {
-        let begun =
-            self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
+        let begun = self
+            .with_caller(|caller| self.locked.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {
             Begun::Ready(address) => return Ok(address),
             Begun::Claimed(claim, plan) => (claim, plan),
@@ -275,14 +291,14 @@ impl Generics {
         answers.try_reserve_exact(names.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
         outcomes.try_reserve_exact(names.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
         let thread = self.with_caller(|caller| Ok(caller.thread))?;
-        let staging = self.instantiator.staging(thread);
+        let staging = self.locked.instantiator.staging(thread);
         // Once the module fails to load (or memory runs out), the names after it are not
         // tried again: those instantiated already answer, the others get that error.
         let mut module_failure: Option<InstantiateError> = None;
         for &name in names {
             let answer: Result<Answer, InstantiateError> = match &module_failure {
                 Some(error) => self
-                    .with_caller(|caller| self.instantiator.cached(name.as_bytes(), caller))
+                    .with_caller(|caller| self.locked.instantiator.cached(name.as_bytes(), caller))
                     .and_then(|found| found.map(Answer::Ready).ok_or_else(|| error.clone())),
                 None => self.stage(path, name, &staging),
             };
@@ -295,7 +311,7 @@ impl Generics {
         let _ = staging.finish();
         let outcome = |(name, answer): (&&str, Result<Answer, InstantiateError>)| match answer? {
             Answer::Ready(address) => Ok(address),
-            Answer::Staged(module, len) => match self.instantiator.outcome(name) {
+            Answer::Staged(module, len) => match self.locked.instantiator.outcome(name) {
                 Some(Ok(address)) => self.installed(path, name, &module, address, len).map(|()| address),
                 Some(Err(error)) => Err(error),
                 // Neither published nor its failure recorded: only memory stops both.
@@ -313,8 +329,8 @@ impl Generics {
         name: &str,
         staging: &Staging<'_, 'static>,
     ) -> Result<Answer, InstantiateError> {
-        let begun =
-            self.with_caller(|caller| self.instantiator.begin(name, caller, || self.plan(path, name)))?;
+        let begun = self
+            .with_caller(|caller| self.locked.instantiator.begin(name, caller, || self.plan(path, name)))?;
         let (claim, plan) = match begun {
             Begun::Ready(address) => return Ok(Answer::Ready(address)),
             Begun::Claimed(claim, plan) => (claim, plan),
@@ -355,7 +371,7 @@ impl Generics {
         let arch = module.loaded().arch();
         let registration = crate::debug::register_function(name.as_bytes(), address, len, arch, path);
         if !registration.is_empty() {
-            let mut described = crate::sync::lock(&self.described);
+            let mut described = crate::sync::lock(&self.locked.described);
             // Debug information is best-effort: without memory for it, the function runs undescribed.
             if described.try_reserve(1).is_ok() {
                 described.push(registration);
@@ -381,19 +397,19 @@ impl Generics {
     ) -> Result<Function<'_, F>, InstantiateError> {
         self.instantiate(path, name)?;
         // SAFETY: forwarded to our caller's contract.
-        let function = unsafe { self.instantiator.function::<F>(name) };
+        let function = unsafe { self.locked.instantiator.function::<F>(name) };
         function.ok_or(InstantiateError::Compile(CompileFailure::NotAFunctionPointer))
     }
 
     /// The instantiator underneath (its code, counters and lock-free lookups).
     pub fn instantiator(&self) -> &Instantiator<'static> {
-        &self.instantiator
+        &self.locked.instantiator
     }
 
     /// The first checks of [`Generics::instantiate`] without a lock or the module: disabled, the
     /// depth limit, then the address if `name` is instantiated (`Ok(None)` if not yet).
     pub fn instantiated(&self, name: &[u8]) -> Result<Option<usize>, InstantiateError> {
-        self.with_caller(|caller| self.instantiator.cached(name, caller))
+        self.with_caller(|caller| self.locked.instantiator.cached(name, caller))
     }
 
     /// Runs `f` with this thread as the instantiator's caller (its token and its stack of
@@ -425,7 +441,7 @@ impl Generics {
     /// Whether `path`'s module offers `name`, and from which version (read through the cache).
     fn plan(&self, path: &Path, name: &str) -> Result<Option<Plan>, InstantiateError> {
         let module = self.cache.get(path).map_err(module_error)?;
-        let mut offers = lock(&self.offers);
+        let mut offers = lock(&self.locked.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
         Ok(offer.metadata.possible(name)?.map(|possible| Plan { module, possible }))
     }
@@ -462,14 +478,14 @@ impl Generics {
     }
 
     fn keep(&self, module: &Arc<SharedModule>) {
-        let mut kept = lock(&self.kept);
+        let mut kept = lock(&self.locked.kept);
         if !kept.iter().any(|k| Arc::ptr_eq(k, module)) {
             kept.push(Arc::clone(module));
         }
     }
 
     fn record(&self, path: &Path, name: &str) -> Result<(), InstantiateError> {
-        let mut offers = lock(&self.offers);
+        let mut offers = lock(&self.locked.offers);
         let Some(offer) = offers.get_mut(path) else { return Ok(()) };
         offer.metadata.record(name)
     }
@@ -483,7 +499,7 @@ impl Generics {
             Err(ModuleError::Io(_, e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(module_error(e)),
         };
-        let mut offers = lock(&self.offers);
+        let mut offers = lock(&self.locked.offers);
         let offer = self.current_offer(&mut offers, path, &module)?;
         Ok(Some(offer.metadata.to_text()?))
     }
@@ -497,7 +513,7 @@ impl Generics {
         if let Some(address) = self.cache.resolve(name.as_bytes()) {
             return Ok(address);
         }
-        if let Some(address) = self.instantiator.lookup(name) {
+        if let Some(address) = self.locked.instantiator.lookup(name) {
             return Ok(address);
         }
         match self.offering(name)? {
@@ -508,18 +524,18 @@ impl Generics {
 
     /// The path of the cached module (most recently used first) whose offer lists `name`.
     fn offering(&self, name: &str) -> Result<Option<PathBuf>, InstantiateError> {
-        let mut index = lock(&self.index);
+        let mut index = lock(&self.locked.index);
         let generation = self.cache.generation();
         if !index.is_current(generation) {
             let cached = self.cache.modules();
-            let mut offers = lock(&self.offers);
+            let mut offers = lock(&self.locked.offers);
             index.sync(generation, &cached, |path, module, each| {
                 self.current_offer(&mut offers, path, module)?.metadata.offered().for_each(each);
                 Ok(())
             })?;
         }
         {
-            let offers = lock(&self.offers);
+            let offers = lock(&self.locked.offers);
             let offered = |path: &Path| offers.get(path).is_some_and(|offer| offer.metadata.offers(name));
             let mut found = index.candidates(name).filter(|path| offered(path));
             match (found.next(), found.next()) {
@@ -531,7 +547,7 @@ impl Generics {
         drop(index);
         // Several modules offer it: the most recently used one answers.
         let cached = self.cache.modules();
-        let offers = lock(&self.offers);
+        let offers = lock(&self.locked.offers);
         let offered = |path: &Path| offers.get(path).is_some_and(|offer| offer.metadata.offers(name));
         Ok(cached.into_iter().map(|(path, _)| path).find(|path| offered(path)))
     }

@@ -35,7 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::kernel::Kernel;
-use super::lock::Lock;
+use super::lock::{Guard, Lock};
 use super::{icache, ExecError, GRANULE};
 use crate::sys::{Protection, SharedMemory};
 
@@ -108,6 +108,17 @@ pub struct ArenaStats {
     pub installed_bytes: usize,
 }
 
+/// A [`CodeArena`]'s lock, held ([`CodeArena::hold`]) until this is dropped.
+pub struct ArenaHeld<'a> {
+    _guard: Guard<'a, Regions>,
+}
+
+impl fmt::Debug for ArenaHeld<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ArenaHeld")
+    }
+}
+
 impl CodeArena {
     /// An arena mapping `region_size` bytes at a time (rounded up to pages; larger pieces get
     /// a region of their own), through `kernel`. Maps nothing until the first install.
@@ -142,6 +153,12 @@ impl CodeArena {
         self.kernel.sync_other_threads();
         // Dropping `reserved.file` here closes the file if its region was retired meanwhile.
         Ok(reserved.exec)
+    }
+
+    /// Takes the arena's lock until the returned value is dropped: for a caller that must
+    /// keep its bookkeeping still (around `fork`, as [`crate::exec::ExecAllocator::hold`]).
+    pub fn hold(&self) -> ArenaHeld<'_> {
+        ArenaHeld { _guard: self.regions.lock() }
     }
 
     /// Reserves `size` bytes in the region being filled (or a new one) for `code_len` bytes of

@@ -71,7 +71,7 @@ mod tests;
 #[cfg(test)]
 mod touched_tests;
 
-pub use arena::{ArenaStats, CodeArena};
+pub use arena::{ArenaHeld, ArenaStats, CodeArena};
 pub use batch::CodeBatch;
 #[cfg(any(test, feature = "testing"))]
 pub use fake::{FaultInjector, SimulatedKernel, SimulatedUsage, ENOMEM, ENOSYS};

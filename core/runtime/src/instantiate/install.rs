@@ -57,6 +57,11 @@ impl<'a> Installer<'a> {
         Ok(address)
     }
 
+    /// The arena's and the fallback's locks, held until dropped (see [`super::Instantiator::hold`]).
+    pub(super) fn hold(&self) -> (crate::exec::ArenaHeld<'_>, spin::MutexGuard<'_, Vec<Block<'a>>>) {
+        (self.arena.hold(), self.blocks.lock())
+    }
+
     /// Whether `addr` lies inside code installed here.
     pub(super) fn contains(&self, addr: usize) -> bool {
         self.arena.contains(addr, 1) || self.blocks.lock().iter().any(|b| b.contains(addr, 1))

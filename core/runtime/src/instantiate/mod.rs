@@ -181,6 +181,19 @@ const HIT_STRIPES: usize = 8; // `count_hit` takes the top 3 bits
 #[derive(Default)]
 struct Stripe(AtomicU64);
 
+/// An [`Instantiator`]'s locks, held ([`Instantiator::hold`]) until this is dropped.
+pub struct Held<'i, 'a> {
+    _table: crate::exec::lock::Guard<'i, Table>,
+    _arena: crate::exec::ArenaHeld<'i>,
+    _blocks: spin::MutexGuard<'i, Vec<crate::exec::Block<'a>>>,
+}
+
+impl fmt::Debug for Held<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Held")
+    }
+}
+
 /// Instantiated code by mangled name (see the module doc).
 pub struct Instantiator<'a> {
     config: InstantiatorConfig,
@@ -233,6 +246,16 @@ impl<'a> Instantiator<'a> {
             code_bytes: AtomicU64::new(0),
             waits: AtomicU64::new(0),
         }
+    }
+
+    /// Takes every lock of the instantiator (its table, then where code is installed) until
+    /// the returned value is dropped: for a caller that must keep its bookkeeping still, such
+    /// as a process that forks while other threads instantiate. None of its calls takes one of
+    /// them while holding another in a different order, or calls out while holding one.
+    pub fn hold(&self) -> Held<'_, 'a> {
+        let table = self.table.lock();
+        let (arena, blocks) = self.installer.hold();
+        Held { _table: table, _arena: arena, _blocks: blocks }
     }
 
     /// Its settings (with the instantiation limit as it stands).
