@@ -134,7 +134,10 @@ pub(crate) fn watch(path: &Path) -> Option<Notice> {
             // Outside the lock: the kernel gives a directory the same descriptor every time.
             None => {
                 let wd = inotify::add_watch(watcher.fd.as_fd(), &dir, changes()).ok()?;
-                watcher.table().dirs.insert(dir.clone(), wd);
+                let mut table = watcher.table();
+                // Without memory for the entry the path goes unwatched (its identity compared).
+                table.dirs.try_reserve(1).ok()?;
+                table.dirs.insert(dir.clone(), wd);
                 wd
             }
         };
@@ -163,8 +166,13 @@ impl Table {
             return None;
         }
         let flag = Arc::new(AtomicBool::new(false));
-        let notices = self.names.entry(wd).or_default().entry(name.to_os_string()).or_default();
+        // The tables grow with the paths watched: without memory, the path goes unwatched.
+        self.names.try_reserve(1).ok()?;
+        let names = self.names.entry(wd).or_default();
+        names.try_reserve(1).ok()?;
+        let notices = names.entry(name.to_os_string()).or_default();
         notices.retain(|weak| weak.strong_count() > 0);
+        notices.try_reserve(1).ok()?;
         notices.push(Arc::downgrade(&flag));
         Some(Notice { flag, generation: crate::fork::generation() })
     }

@@ -3,6 +3,14 @@
 //! glibc ends the process when it fails (memory pressure on a fresh thread). Such a thread is
 //! marked here, with a flag that needs no destructor itself, and the thread-locals that keep
 //! something (the file reader's buffer, the module cache's memo) do without on it.
+//!
+//! What such a thread allocates, it allocates fallibly wherever the size grows with the input
+//! or the process's history: the file's bytes, a load's tables, a chunk's bookkeeping, the
+//! cache's entry and its list of modules added, the registry's list of modules to index, the
+//! change watcher's tables (a path goes unwatched, a module unindexed until memory returns,
+//! rather than the process ending). Left infallible are pieces of a fixed size, allocated once
+//! per file: the module's shared record and its path, a node of the index of code, an error's
+//! message.
 
 use std::cell::Cell;
 

@@ -42,6 +42,10 @@ struct RegistryInner {
     next: u64,
     /// Modules added since the index was last brought up to date.
     pending: Vec<u64>,
+    /// Set when a module could not be listed in `pending` (no memory): the index is then
+    /// made again from every module when memory allows, and imports are asked of each module
+    /// meanwhile.
+    unlisted: bool,
     /// Every exported symbol of the indexed modules, by module order number.
     index: ExportIndex<u64>,
     /// Modules kept after the last sweep; the next runs when there are twice as many.
@@ -69,6 +73,7 @@ impl Registry {
                 modules: BTreeMap::new(),
                 next: 0,
                 pending: Vec::new(),
+                unlisted: false,
                 index: ExportIndex::new(),
                 swept: 0,
             }),
@@ -85,7 +90,11 @@ impl Registry {
         let order = inner.next;
         inner.next += 1;
         inner.modules.insert(order, Arc::downgrade(module));
-        inner.pending.push(order);
+        if inner.pending.try_reserve(1).is_ok() {
+            inner.pending.push(order);
+        } else {
+            inner.unlisted = true;
+        }
         if inner.modules.len() >= 2 * inner.swept.max(SWEEP_FLOOR) {
             inner.sweep();
         }
@@ -116,6 +125,16 @@ impl RegistryInner {
     /// Indexes the exports of the modules added since the last call; false if the memory
     /// for the index cannot be had (the modules not indexed stay pending).
     fn index_pending(&mut self) -> bool {
+        if self.unlisted {
+            let mut all = Vec::new();
+            if all.try_reserve_exact(self.modules.len()).is_err() {
+                return false;
+            }
+            all.extend(self.modules.keys().copied());
+            self.index.retain(|_| false);
+            self.pending = all;
+            self.unlisted = false;
+        }
         while let Some(&order) = self.pending.last() {
             if let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) {
                 if self.index.insert(order, module.loaded()).is_err() {
@@ -191,5 +210,42 @@ impl Resolver for Libraries {
             1 => out.write_str("1 library"),
             n => write!(out, "{n} libraries"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smf_format::write::{samples, ModuleBuilder, SymbolSpec};
+    use smf_format::Dialect;
+
+    use super::*;
+    use crate::loader::{load, LoadRequest};
+
+    /// A module exporting `name` (returning 42).
+    fn exporting(name: &str) -> Arc<SharedModule> {
+        let mut b = ModuleBuilder::new(Dialect::R96);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(name.as_bytes(), 0, 6));
+        load(&LoadRequest::bytes(&b.build().unwrap()).resolver_only(&())).unwrap()
+    }
+
+    #[test]
+    fn modules_left_out_of_the_pending_list_are_indexed_with_the_rest_when_memory_returns() {
+        let registry = Registry::new();
+        let modules: Vec<Arc<SharedModule>> = (0..40).map(|i| exporting(&format!("f{i}"))).collect();
+        for (i, module) in modules.iter().enumerate() {
+            registry.add(module);
+            if i == 20 {
+                // As if listing module 20 had found no memory.
+                let mut inner = registry.lock();
+                inner.pending.pop();
+                inner.unlisted = true;
+            }
+        }
+        for (i, module) in modules.iter().enumerate() {
+            let found = registry.resolve(format!("f{i}").as_bytes()).map(|r| r.addr);
+            assert_eq!(found, module.symbol(format!("f{i}").as_bytes()), "f{i}");
+        }
+        assert!(!registry.lock().unlisted, "the index was made again");
     }
 }
