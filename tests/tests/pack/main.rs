@@ -24,6 +24,7 @@ use smf_tool::pack::{Note, PackFailure};
 
 mod code_sections;
 mod constructors;
+mod driver_libraries;
 mod fuzz_regressions;
 mod linking;
 mod matches_native;

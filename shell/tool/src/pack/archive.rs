@@ -4,7 +4,8 @@
 //! symbol takes the member that defines it), until no member is needed any more (as if every archive were in
 //! one `--start-group`); a member nothing needs is left out. Every member is taken of an
 //! archive marked so (`--whole-archive`), and of every archive when archives alone are given
-//! (a static library made into a module). Members are added after the objects, in archive
+//! (a static library made into a module), but the compiler driver's (libgcc's), which gives
+//! only what the others need. Members are added after the objects, in archive
 //! order, each named `archive(member)`.
 
 use std::collections::{HashMap, HashSet};
@@ -117,6 +118,8 @@ struct Archive<'i> {
     members: usize,
     /// Whether every member is taken.
     whole: bool,
+    /// The compiler driver's (never taken whole).
+    driver: bool,
 }
 
 /// `inputs` with each archive replaced by the members the rest needs (all of them for an
@@ -132,7 +135,7 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
     let mut providers: HashMap<&[u8], usize> = HashMap::new();
     let mut definers: HashMap<&[u8], usize> = HashMap::new();
     let mut archives: Vec<Archive<'i>> = Vec::new();
-    for &Input { name, bytes, whole_archive } in inputs {
+    for &Input { name, bytes, whole_archive, driver_library } in inputs {
         if !is_archive(bytes) {
             // An object that does not parse is the packer's problem to report, in its place.
             // So is one whose names cannot be read in linear time (`bounds.rs`).
@@ -199,13 +202,13 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
             }
             members.push(Member { name: member_name, bytes: data, archive: index, names, taken: false });
         }
-        archives.push(Archive { name, members: count, whole: whole_archive });
+        archives.push(Archive { name, members: count, whole: whole_archive, driver: driver_library });
     }
     // Archives alone (a static library made into a module): every member, as ld's
     // --whole-archive takes them; nothing would need any.
     let alone = selected.inputs.is_empty();
     if alone {
-        archives.iter_mut().for_each(|archive| archive.whole = true);
+        archives.iter_mut().filter(|archive| !archive.driver).for_each(|archive| archive.whole = true);
     }
     for member in members.iter_mut().filter(|m| archives[m.archive].whole) {
         member.take(&mut needs);
@@ -227,6 +230,15 @@ pub(super) fn select<'i>(inputs: &[Input<'i>], referred: impl IntoIterator<Item 
     for (index, archive) in archives.iter().enumerate() {
         let taken: Vec<&Member<'_>> = members.iter().filter(|m| m.archive == index && m.taken).collect();
         let (name, count) = (archive.name, archive.members);
+        if archive.driver {
+            let text = format!(
+                "took {} of the {count} members of {name} (as the compiler driver links it)",
+                taken.len()
+            );
+            selected.notes.push(Note { routine: taken.is_empty(), text });
+            selected.inputs.extend(taken.iter().map(|m| (m.name.clone(), m.bytes)));
+            continue;
+        }
         let text = match (alone, archive.whole) {
             (true, _) => {
                 format!(

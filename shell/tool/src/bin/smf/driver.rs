@@ -6,18 +6,16 @@
 
 /// The compiler driver's link options, each with why pack has nothing to do for it; `*` ends
 /// a prefix. (`-static` and `-shared` are taken: see `crate::args`.)
-const DRIVER: [(&str, &str); 11] = [
+const DRIVER: [(&str, &str); 9] = [
     ("-v", "pack says what it does with --verbose"),
     ("-pg", "the code's mcount calls go to the C library's; a module writes no gmon.out"),
     ("-pthread", "the C library's threads need no library"),
     ("-rdynamic", "a module's symbols are its exports"),
     ("-pie", "a module is position-independent"),
     ("-no-pie", "a module is position-independent"),
-    ("-static-libgcc", "libgcc's members are packed where -lgcc names its archive"),
+    ("-static-libgcc", "libgcc's archive is linked always, as for a shared library"),
     ("-shared-libgcc", "a module has no such setting"),
-    ("-nostdlib", "pack adds no library of its own"),
     ("-nostartfiles", "pack adds no start files"),
-    ("-nodefaultlibs", "pack adds no library of its own"),
 ];
 
 /// The driver's options that make it link a runtime library of the compiler's, as `-lNAME`:
@@ -39,11 +37,11 @@ const COMPILE_PREFIXES: [&str; 8] = ["-f", "-O", "-g", "-m", "-std=", "-D", "-I"
 
 /// Whether `option`, given to `smf pack` on its own, is a compiler driver's link option or a
 /// compile option ([`DRIVER`], [`COMPILE_PREFIXES`], `-static-libstdc++`, `-static-pie`,
-/// `-pipe`, warnings), which pack reads among the linker's.
+/// `-nostdlib`, `-nodefaultlibs`, `-pipe`, warnings), which pack reads among the linker's.
 pub(crate) fn is_driver_option(option: &str) -> bool {
     nothing_to_do(option).is_some()
         || runtime_library(option).is_some()
-        || matches!(option, "-static-libstdc++" | "-static-pie")
+        || matches!(option, "-static-libstdc++" | "-static-pie" | "-nostdlib" | "-nodefaultlibs")
         || is_compile_option(option)
 }
 

@@ -84,6 +84,16 @@ pub(crate) struct Linked {
     /// `-z defs` or `--no-undefined`: every import must be one of theirs or the C library's
     /// (`defs.rs`).
     pub(crate) no_undefined: bool,
+    /// How many of the last `inputs` pack added itself, as the compiler driver does (libgcc's
+    /// archive, unless `-nostdlib` or `-nodefaultlibs`).
+    pub(crate) implicit: usize,
+}
+
+impl Linked {
+    /// The inputs the command line gave (those pack added left out).
+    pub(crate) fn given(&self) -> &[LinkedInput] {
+        &self.inputs[..self.inputs.len().saturating_sub(self.implicit)]
+    }
 }
 
 /// An input, a library, a `-Wl` list or `-e` of the command line.
@@ -139,6 +149,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     let mut compile_options: Vec<&str> = Vec::new();
     // --push-state's saved states.
     let mut pushed = Vec::new();
+    // The compiler driver's libraries (libgcc's archive), unless -nostdlib or -nodefaultlibs.
+    let mut default_libraries = true;
     for item in in_order(args) {
         let list = match item {
             Item::Input(path) => {
@@ -165,6 +177,10 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
             };
             match option {
                 "-static-libstdc++" => static_libstdcxx = true,
+                "-nostdlib" | "-nodefaultlibs" => {
+                    default_libraries = false;
+                    linked.notes.push(format!("{option}: libgcc's archive is not linked"));
+                }
                 _ if driver::runtime_library(option).is_some() => {
                     let library = driver::runtime_library(option).unwrap_or_default();
                     linked.notes.push(format!("{option}: links -l{library}, as the compiler driver does"));
@@ -300,7 +316,39 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
     if linked.inputs.is_empty() {
         return Err("no input files: give objects or archives (a shared library adds none)".to_owned());
     }
+    if default_libraries {
+        // As gcc's driver links a shared library: libgcc's archive after every input, whose
+        // members the objects need (`__udivti3`, `__popcountdi2`, ...) are packed in.
+        match libgcc_archive() {
+            Some(path) => {
+                linked.inputs.push(LinkedInput { path, whole_archive: false });
+                linked.implicit = 1;
+            }
+            None => linked.notes.push(
+                "libgcc's archive was not found (no C compiler answered -print-libgcc-file-name): \
+                 its helpers stay imports"
+                    .to_owned(),
+            ),
+        }
+    }
     Ok(linked)
+}
+
+/// libgcc's archive as the C compiler (`$CC`, else `cc`) names it with
+/// `-print-libgcc-file-name`; `None` without a compiler or the archive.
+fn libgcc_archive() -> Option<PathBuf> {
+    let output = compiler_command().arg("-print-libgcc-file-name").output().ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    (output.status.success() && path.is_absolute() && path.is_file()).then_some(path)
+}
+
+/// The C compiler (`$CC`, its words split, else `cc`), its errors silenced.
+fn compiler_command() -> std::process::Command {
+    let compiler = std::env::var("CC").unwrap_or_default();
+    let mut words = compiler.split_whitespace();
+    let mut command = std::process::Command::new(words.next().unwrap_or("cc"));
+    command.args(words).stderr(std::process::Stdio::null());
+    command
 }
 
 /// Whether `option` is one of [`IGNORED`], or one of [`IGNORED_WITH_VALUE`] with its value
@@ -336,11 +384,7 @@ fn search_dirs(search: &[PathBuf]) -> Vec<PathBuf> {
 /// The C compiler's own library directories (`$CC`, else `cc`, asked with
 /// `-print-search-dirs`), which its driver passes to `ld`; none without a compiler.
 fn compiler_dirs() -> Vec<PathBuf> {
-    let compiler = std::env::var("CC").unwrap_or_default();
-    let mut words = compiler.split_whitespace();
-    let mut command = std::process::Command::new(words.next().unwrap_or("cc"));
-    command.args(words).arg("-print-search-dirs").stderr(std::process::Stdio::null());
-    let Ok(output) = command.output() else { return Vec::new() };
+    let Ok(output) = compiler_command().arg("-print-search-dirs").output() else { return Vec::new() };
     let text = String::from_utf8_lossy(&output.stdout);
     let Some(dirs) = text.lines().find_map(|line| line.strip_prefix("libraries: =")) else {
         return Vec::new();

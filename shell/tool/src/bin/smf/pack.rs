@@ -55,18 +55,23 @@ impl std::fmt::Display for PackCommandError {
             PackCommandError::Read { input, error } => write!(f, "{input}: {error}"),
             PackCommandError::Link(message) => f.write_str(message),
             PackCommandError::Pack(failure) => failure.fmt(f),
-            PackCommandError::Undefined(names) => {
-                let shown = names.iter().take(20).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-                let more = names.len().saturating_sub(20);
-                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-                write!(
-                    f,
-                    "undefined references (-z defs, --no-undefined): {shown}{more}; no object, archive member or \
-                     shared library of the link line defines them (nor the C library); no module written"
-                )
-            }
+            PackCommandError::Undefined(names) => write!(
+                f,
+                "undefined references (-z defs, --no-undefined): {}; no object, archive member or shared \
+                 library of the link line defines them (nor the C library); no module written",
+                listed(names, 20)
+            ),
             PackCommandError::Write { output, error } => write!(f, "{output}: {error}"),
         }
+    }
+}
+
+/// The first `most` of `names`, quoted, and how many more there are.
+fn listed(names: &[String], most: usize) -> String {
+    let shown = names.iter().take(most).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    match names.len().saturating_sub(most) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -104,7 +109,8 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let name = |path: &Path| path.display().to_string();
     let linked = crate::linker::link(args).map_err(PackCommandError::Link)?;
     let inputs: Vec<&Path> = linked.inputs.iter().map(|input| input.path.as_path()).collect();
-    let label = match inputs.as_slice() {
+    let given: Vec<&Path> = linked.given().iter().map(|input| input.path.as_path()).collect();
+    let label = match given.as_slice() {
         // Notes name the object when there is one; with several, each says which.
         [one] => format!("{}: ", name(one)),
         _ => String::new(),
@@ -123,8 +129,10 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
     let inputs: Vec<Input<'_>> = objects
         .iter()
         .zip(&linked.inputs)
-        .map(|((name, bytes), linked)| Input {
+        .enumerate()
+        .map(|(i, ((name, bytes), linked))| Input {
             whole_archive: linked.whole_archive,
+            driver_library: i >= given.len(),
             ..Input::new(name, bytes)
         })
         .collect();
@@ -135,11 +143,19 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
         ..PackOptions::new(args.dialect)
     };
     let (smf, notes) = pack_inputs(&inputs, &options).map_err(PackCommandError::Pack)?;
-    if linked.no_undefined {
-        let missing = crate::defs::undefined(&smf, &linked.shared).map_err(PackCommandError::Link)?;
-        if !missing.is_empty() {
-            return Err(PackCommandError::Undefined(missing));
-        }
+    // Imports nothing of the link line (nor the C library) defines: an error with -z defs, a
+    // warning otherwise (the program loading the module must provide them).
+    let missing = crate::defs::undefined(&smf, &linked.shared).map_err(PackCommandError::Link)?;
+    if linked.no_undefined && !missing.is_empty() {
+        return Err(PackCommandError::Undefined(missing));
+    }
+    if !missing.is_empty() && say >= Say::Notable {
+        eprintln!(
+            "smf pack: warning: {label}no library of the link line (nor the C library) defines {}: the \
+             program loading the module must (smf_host_define, or a library it links); -z defs makes \
+             this an error",
+            listed(&missing, 10)
+        );
     }
     for note in notes {
         let level = if note.routine { Say::Everything } else { Say::Notable };

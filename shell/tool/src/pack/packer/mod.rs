@@ -60,12 +60,15 @@ pub struct Input<'i> {
     /// An archive to take every member of (`ld`'s `--whole-archive`), not only those the
     /// objects need; nothing for an object.
     pub whole_archive: bool,
+    /// An archive the compiler driver links (libgcc's): only the members the other inputs
+    /// need are taken, even when no object is given, and it is noted only when it gives some.
+    pub driver_library: bool,
 }
 
 impl<'i> Input<'i> {
     /// `bytes`, named `name`, taken as `ld` takes an input by default.
     pub const fn new(name: &'i str, bytes: &'i [u8]) -> Self {
-        Self { name, bytes, whole_archive: false }
+        Self { name, bytes, whole_archive: false, driver_library: false }
     }
 }
 
