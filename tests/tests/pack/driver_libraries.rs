@@ -57,5 +57,67 @@ fn libgcc_helpers_are_packed_in_as_the_compiler_driver_links_them() {
     let bytes = std::fs::read(&bare).unwrap();
     let parsed = smf_format::Module::parse(&bytes).unwrap();
     assert!(parsed.symbols().any(|s| s.kind == smf_format::SymbolKind::Import && s.name == b"__udivti3"));
+    // Which `smf run` refuses in its own terms: what to give it.
+    let out = call(&bare, &["quotient_high", "3", "7"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unresolved imports: `__udivti3`") && stderr.contains("--native LIBRARY.so"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A C++ name `smf run` cannot resolve is shown as C++ spells it, with what to give for it.
+#[test]
+fn an_unresolved_cxx_name_is_shown_demangled() {
+    let dir = scratch("demangled");
+    let source = dir.join("caller.c");
+    // C may call a function by its mangled name: `scale(int)`.
+    std::fs::write(&source, "long _Z5scalei(int);\nlong call_scale(void) { return _Z5scalei(3); }\n")
+        .unwrap();
+    let object = dir.join("caller.o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+    let module = dir.join("caller.smf");
+    let packed = Command::new(smf_binary()).arg("pack").arg(&object).arg("-o").arg(&module).output().unwrap();
+    assert!(packed.status.success(), "{}", String::from_utf8_lossy(&packed.stderr));
+    let out = Command::new(smf_binary()).arg("run").arg(&module).arg("call_scale").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unresolved import `scale(int)`") && stderr.contains("libstdc++"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Imports are checked against what the loader will look in: the libraries the link line
+/// names and those they need (`DT_NEEDED`, as `dlsym` of a library opened by name searches
+/// them), the C library and libm; not libgcc_s, which the loader never opens by itself. What
+/// none defines is a warning naming it, an error under `-z defs`.
+#[test]
+fn imports_are_checked_against_what_the_loader_will_look_in() {
+    let dir = scratch("defs-needed");
+    let source = dir.join("unwinder.c");
+    // _Unwind_GetIP is libgcc_s's; libstdc++.so.6 needs libgcc_s.
+    std::fs::write(
+        &source,
+        "unsigned long _Unwind_GetIP(void *);\nunsigned long ip(void *c) { return _Unwind_GetIP(c); }\n",
+    )
+    .unwrap();
+    let object = dir.join("unwinder.o");
+    run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+    let module = dir.join("unwinder.smf");
+    let pack = |args: &[&str]| {
+        let out =
+            Command::new(smf_binary()).arg("pack").arg(&object).args(args).arg("-o").arg(&module).output();
+        let out = out.unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (packed, stderr) = pack(&["-lstdc++", "-Wl,-z,defs"]);
+    assert!(packed, "libstdc++ needs libgcc_s, which defines it: {stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let (packed, stderr) = pack(&[]);
+    assert!(packed, "{stderr}");
+    assert!(stderr.contains("warning:") && stderr.contains("`_Unwind_GetIP`"), "{stderr}");
+    let (packed, stderr) = pack(&["-Wl,-z,defs"]);
+    assert!(!packed, "nothing the loader looks in defines it");
+    assert!(stderr.contains("undefined references (-z defs, --no-undefined): `_Unwind_GetIP`;"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,20 +1,24 @@
 //! `-z defs` and `--no-undefined`, as `ld` checks a shared library it links with them: every
 //! import of the module packed (but weak ones) must be defined by a shared library the link
 //! line names (`-lNAME` that found one, or its path; a linker script found so, as
-//! `libncurses.so`'s `INPUT(libncurses.so.6 -ltinfo)`, for the libraries it names) or by those
-//! the compiler driver always links (the C library, libm, libgcc_s, the dynamic loader), with
-//! a version a link may take (not a hidden one: `_sys_errlist`'s old ones); a misspelt or
-//! missing function is then a pack error, not a load error later.
+//! `libncurses.so`'s `INPUT(libncurses.so.6 -ltinfo)`, for the libraries it names), by the
+//! libraries those need (`DT_NEEDED`: `dlsym` of a library opened by name searches them too),
+//! or by what the loader always looks in (the C library and libm, and the dynamic loader the C
+//! library needs), with a version a link may take (not a hidden one: `_sys_errlist`'s old
+//! ones); a misspelt or missing function is then a pack error, not a load error later.
+//! Without `-z defs`, what is left is a warning (`pack.rs`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use object::read::elf::{ElfFile64, Sym as _};
+use object::read::elf::{Dyn as _, ElfFile64, SectionHeader as _, Sym as _};
 use object::Endianness;
 use smf_format::{Binding, Module, SymbolKind};
 
-/// The libraries a compiler driver links every program and library against.
-const ALWAYS_LINKED: [&str; 4] = ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2"];
+/// The libraries the loader always resolves imports in (`smf run`, the C ABI's loads): the C
+/// library (with the dynamic loader it needs) and libm. libgcc_s is not among them: its
+/// helpers are packed from libgcc's archive, its unwinder comes with the libraries that need it.
+const ALWAYS_LINKED: [&str; 2] = ["libc.so.6", "libm.so.6"];
 
 /// Libraries read at most, linker scripts' included (a script naming scripts in a circle).
 const MOST_LIBRARIES: usize = 64;
@@ -42,7 +46,8 @@ pub(crate) fn undefined(module: &[u8], shared: &[PathBuf]) -> Result<Vec<String>
         }
         let bytes = std::fs::read(&library).map_err(|e| format!("{}: {e}", library.display()))?;
         if bytes.starts_with(b"\x7fELF") {
-            provided(&bytes, &mut wanted).map_err(|e| format!("{}: {e}", library.display()))?;
+            let needed = provided(&bytes, &mut wanted).map_err(|e| format!("{}: {e}", library.display()))?;
+            queue.extend(needed.iter().filter_map(|name| crate::linker::system_file(name)));
         } else {
             queue.extend(script_inputs(&bytes, &library));
         }
@@ -56,10 +61,22 @@ pub(crate) fn undefined(module: &[u8], shared: &[PathBuf]) -> Result<Vec<String>
 }
 
 /// Takes out of `wanted` the names shared library `bytes` defines with a version a link may
-/// take (its dynamic symbols, a hidden version's left out).
-fn provided(bytes: &[u8], wanted: &mut HashSet<&[u8]>) -> Result<(), object::Error> {
+/// take (its dynamic symbols, a hidden version's left out); returns the libraries it needs
+/// (`DT_NEEDED`).
+fn provided(bytes: &[u8], wanted: &mut HashSet<&[u8]>) -> Result<Vec<String>, object::Error> {
     let file = ElfFile64::<Endianness>::parse(bytes)?;
     let endian = file.endian();
+    let sections = file.elf_section_table();
+    let mut needed = Vec::new();
+    for section in sections.iter() {
+        let Some((entries, strings_at)) = section.dynamic(endian, bytes)? else { continue };
+        let strings = sections.strings(endian, bytes, strings_at)?;
+        for entry in entries.iter().filter(|d| d.d_tag(endian) == object::elf::DT_NEEDED) {
+            if let Ok(name) = entry.string(endian, strings) {
+                needed.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
     let symbols = file.elf_dynamic_symbol_table();
     let versions = file.elf_section_table().versions(endian, bytes)?;
     for (index, symbol) in symbols.iter().enumerate() {
@@ -76,7 +93,7 @@ fn provided(bytes: &[u8], wanted: &mut HashSet<&[u8]>) -> Result<(), object::Err
             wanted.remove(name);
         }
     }
-    Ok(())
+    Ok(needed)
 }
 
 /// The shared libraries linker script `bytes` (at `path`) names in its `INPUT` and `GROUP`

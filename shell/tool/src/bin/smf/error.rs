@@ -3,6 +3,7 @@
 use std::fmt;
 
 use smf::loader::{CallError, ModuleError};
+use smf::runtime::load::LoadError;
 
 /// Why a command failed on a file, naming it.
 #[derive(Debug)]
@@ -75,7 +76,12 @@ impl fmt::Display for CommandError {
             CommandError::DoesNotLoad { file, error } => {
                 write!(f, "{file}: valid, but does not load here: {error}")
             }
-            CommandError::Load(error) => error.fmt(f),
+            CommandError::Load(error) => match &**error {
+                ModuleError::Load(path, LoadError::Unresolved { names, count, searched }) => {
+                    unresolved(f, path.as_deref(), names, *count, searched)
+                }
+                other => other.fmt(f),
+            },
             CommandError::Native { name, reason } => write!(f, "--native {name}: cannot open: {reason}"),
             CommandError::NoSuchSection { file, section } => write!(f, "{file}: no section `{section}`"),
             CommandError::Disassemble { file, why } => write!(f, "{file}: {why}"),
@@ -101,3 +107,44 @@ impl fmt::Display for CommandError {
 }
 
 impl std::error::Error for CommandError {}
+
+/// A load's unresolved imports in the tool's terms: the names (C++ ones demangled), where the
+/// load looked, and how to give it what defines them.
+fn unresolved(
+    f: &mut fmt::Formatter<'_>,
+    path: Option<&std::path::Path>,
+    names: &[String],
+    count: usize,
+    searched: &str,
+) -> fmt::Result {
+    if let Some(path) = path {
+        write!(f, "{}: ", path.display())?;
+    }
+    match names {
+        [name] if count == 1 => {
+            write!(f, "unresolved import `{}`", crate::names::shown(name.as_bytes(), true))?
+        }
+        _ => {
+            write!(f, "{count} unresolved imports: ")?;
+            for (i, name) in names.iter().enumerate() {
+                let separator = if i == 0 { "" } else { ", " };
+                write!(f, "{separator}`{}`", crate::names::shown(name.as_bytes(), true))?;
+            }
+            if let Some(unlisted) = count.checked_sub(names.len()).filter(|&n| n > 0) {
+                write!(f, " and {unlisted} more")?;
+            }
+        }
+    }
+    let cxx =
+        names.iter().any(|n| n.starts_with("_Z") || n.starts_with("__cxa_") || n == "__gxx_personality_v0");
+    write!(f, " (looked in: {searched}); ")?;
+    if cxx {
+        write!(f, "C++: give it the C++ library with --native libstdc++.so.6; ")?;
+    }
+    let them = if count == 1 { "it" } else { "them" };
+    write!(
+        f,
+        "give the shared library that defines {them} with --native LIBRARY.so, a module exporting {them} \
+         with --lib MODULE.smf, or pack what defines {them} into the module (smf pack ... -lNAME)"
+    )
+}
