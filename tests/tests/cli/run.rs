@@ -41,18 +41,29 @@ fn run_links_native_libraries_given_with_native() {
 #[test]
 fn run_calls_the_entry_point_or_a_symbol_and_prints_the_result() {
     let cases: &[(&[&str], &str)] = &[
-        (&["run", &example("recursion.smf")], "6765\n"),
+        (&["run", "--ret", "i64", &example("recursion.smf")], "6765\n"),
         (&["run", &example("recursion.smf"), "fib", "10"], "55\n"),
         (&["run", &example("recursion.smf"), "ackermann", "2", "0x3"], "9\n"),
         (&["run", &example("strings.smf"), "text_length"], "51\n"),
         (&["run", &example("globals.smf"), "bump", "-101"], "-1\n"),
-        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf")], "1075\n"),
+        (&["run", "--ret", "i64", "--lib", &example("mathlib.smf"), &example("app.smf")], "1075\n"),
         (&["run", "--lib", &example("mathlib.smf"), &example("app.smf"), "set_scale", "10"], "70\n"),
-        (&["run", &example("return42.r72.smf")], "42\n"),
+        (&["run", "--ret", "i64", &example("return42.r72.smf")], "42\n"),
     ];
     for (args, expected) in cases {
         let o = smf(args);
         assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (0, *expected, ""), "{args:?}");
+    }
+    // The entry point runs as the program: its result is the exit status (the low 8 bits, as
+    // the kernel keeps them), nothing printed after its output.
+    let programs: &[(&[&str], i32)] = &[
+        (&["run", &example("recursion.smf")], 6765 & 0xFF),
+        (&["run", "--lib", &example("mathlib.smf"), &example("app.smf")], 1075 & 0xFF),
+        (&["run", &example("return42.r72.smf")], 42),
+    ];
+    for (args, status) in programs {
+        let o = smf(args);
+        assert_eq!((o.status, o.out.as_str(), o.err.as_str()), (*status, "", ""), "{args:?}");
     }
 }
 

@@ -58,7 +58,7 @@ fn the_tool_has_a_version_help_per_command_and_the_usual_option_forms() {
     assert_eq!(piped.status, 0, "{}", piped.err);
     assert!(piped.out.contains(" main\n"), "{}", piped.out);
     let run = smf_with_stdin(&["run", "-"], Some(&bytes));
-    assert_eq!((run.status, run.out.as_str()), (0, "42\n"), "{}", run.err);
+    assert_eq!((run.status, run.out.as_str()), (42, ""), "{}", run.err);
     let bad = smf_with_stdin(&["verify", "-"], Some(b"not a module"));
     assert_eq!(bad.status, 1);
     assert!(bad.err.starts_with("-: "), "{}", bad.err);

@@ -1,6 +1,7 @@
 //! Packed C through the `smf` binary: `smf run` linking the C library as a native build does,
 //! `smf pack`'s notes by verbosity, and a crash in a module function reported in one line.
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -103,7 +104,7 @@ fn pack_notes_say_what_matters() {
 
 /// A module function that crashes makes `smf run` print one line (the module, the symbol, the
 /// signal and what it means, the faulting address, the function and offset of the faulting
-/// instruction) and exit 1, not die of a bare signal: an invalid access, an illegal
+/// instruction), then die of the signal as the program would: an invalid access, an illegal
 /// instruction, a division by zero, a stack overflow (said so); a signal a process sent is
 /// told from a fault.
 #[test]
@@ -117,7 +118,8 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
          .globl bad_op\n.type bad_op,@function\nbad_op: ud2\n\
          .globl divide\n.type divide,@function\ndivide: xor %ecx,%ecx\n mov %rdi,%rax\n cqo\n idiv %rcx\n ret\n\
          .globl deep\n.type deep,@function\ndeep: sub $4096,%rsp\n movq $0,(%rsp)\n call deep\n add $4096,%rsp\n ret\n\
-         .globl sent\n.type sent,@function\nsent: mov $11,%edi\n jmp raise@PLT\n",
+         .globl sent\n.type sent,@function\nsent: mov $11,%edi\n jmp raise@PLT\n\
+         .globl aborts\n.type aborts,@function\naborts: jmp abort@PLT\n",
     )
     .unwrap();
     let object = dir.join("crash.o");
@@ -136,7 +138,8 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     ] {
         let out = Command::new(smf_binary()).arg("run").arg(&module).arg(function).arg("1").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{function}: {stderr}");
+        // After the report, the process dies of the signal, as the program would have.
+        assert_eq!(out.status.signal(), Some(number(signal)), "{function}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         let expected = format!("smf: {}: `{function}` crashed: {signal} at address 0x", module.display());
         assert!(stderr.starts_with(&expected), "{stderr}");
@@ -151,10 +154,15 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     // A signal a process sent (raise, kill) is said so, with no faulting address.
     let out = Command::new(smf_binary()).arg("run").arg(&module).arg("sent").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.signal(), Some(11), "{stderr}");
     let expected = format!("smf: {}: `sent` was sent SIGSEGV by process ", module.display());
     assert!(stderr.starts_with(&expected) && stderr.ends_with(" (raise or kill), not a fault\n"), "{stderr}");
     assert!(!stderr.contains("at address"), "{stderr}");
+    // abort() is reported as what it is, and ends the process with SIGABRT.
+    let out = Command::new(smf_binary()).arg("run").arg(&module).arg("aborts").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(6), "{stderr}");
+    assert!(stderr.contains("`aborts` aborted (SIGABRT: abort() or a failed assertion)"), "{stderr}");
 
     // A local function at the start of the code, called through its address: the assembler
     // refers to it as `.text+0`, so the module has a section symbol there too (no size). The
@@ -179,7 +187,7 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     assert!(inspect.contains("function  local  0x00  0 \".text\""), "the label beside it: {inspect}");
     let out = Command::new(smf_binary()).arg("run").arg(&module).arg("via_pointer").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.signal(), Some(11), "{stderr}");
     assert!(stderr.ends_with(" in helper+0x1 (local.smf)\n"), "{stderr}");
 }
 
@@ -268,6 +276,16 @@ fn pack_takes_what_ld_takes_for_a_shared_library() {
     assert!(refused(&["-Wl,-T,script.ld"]).contains("-Wl,-T: a linker option pack does not take"));
 }
 
+/// The number of the signal a report names first (`SIGSEGV (...)`).
+fn number(signal: &str) -> i32 {
+    match signal.split_whitespace().next() {
+        Some("SIGSEGV") => 11,
+        Some("SIGILL") => 4,
+        Some("SIGFPE") => 8,
+        other => panic!("no number for {other:?}"),
+    }
+}
+
 /// `text` written to `dir/name` and compiled (`gcc -c -O2 -fPIC`): the object's path.
 fn compiled(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -321,27 +339,25 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
     assert!(notes.contains("took all 2 object members of") && notes.contains("(--whole-archive)"), "{notes}");
     assert!(notes.contains("took 0 of the 1 members of"), "{notes}");
     assert_eq!(exported(), ["alpha", "beta"]);
-    let run_entry = || {
-        let out = Command::new(smf_binary()).arg("run").arg(&module).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(run_entry(), "1\n", "main by default");
+    // The entry point's result is the program's exit status.
+    let run_entry = || Command::new(smf_binary()).arg("run").arg(&module).output().unwrap().status.code();
+    assert_eq!(run_entry(), Some(1), "main by default");
     // In one list, found by -l, ld's own spelling alone; the entry point named.
     let dir_arg = format!("-L{}", dir.display());
     let (status, notes) =
         pack(&[app, &dir_arg, "-Wl,--whole-archive,-lextra,--no-whole-archive", "-e", "start"]);
     assert_eq!(status, Some(0), "{notes}");
     assert_eq!(exported(), ["gamma"]);
-    assert_eq!(run_entry(), "5\n");
+    assert_eq!(run_entry(), Some(5));
     let (status, notes) = pack(&["--whole-archive", plugins, "--no-whole-archive", app, "-Wl,--entry=start"]);
     assert_eq!(status, Some(0), "{notes}");
     assert_eq!(exported(), ["alpha", "beta"]);
-    assert_eq!(run_entry(), "5\n");
+    assert_eq!(run_entry(), Some(5));
     // An archive given in a -Wl list alone (no positional input).
     let (status, notes) =
         pack(&[&format!("-Wl,--whole-archive,{extra}"), &format!("-Wl,{app}"), "-Wl,-e,start"]);
     assert_eq!(status, Some(0), "{notes}");
-    assert_eq!((exported(), run_entry().as_str()), (vec!["gamma"], "5\n"));
+    assert_eq!((exported(), run_entry()), (vec!["gamma"], Some(5)));
     // An entry point the objects do not define is refused by name.
     let (status, notes) = pack(&[app, "-e", "nowhere"]);
     assert_eq!(status, Some(1));
@@ -350,10 +366,10 @@ fn pack_takes_whole_archives_and_an_entry_point_as_ld_does() {
     // last -e given is the one kept.
     let (status, notes) = pack(&[app, extra, "-e", "start", "-Wl,-e,gamma"]);
     assert_eq!(status, Some(0), "{notes}");
-    assert_eq!((exported(), run_entry().as_str()), (vec!["gamma"], "4\n"));
+    assert_eq!((exported(), run_entry()), (vec!["gamma"], Some(4)));
     let (status, notes) = pack(&[app, extra, "-Wl,-e,gamma", "-e", "start"]);
     assert_eq!(status, Some(0), "{notes}");
-    assert_eq!((exported(), run_entry().as_str()), (Vec::<&str>::new(), "5\n"));
+    assert_eq!((exported(), run_entry()), (Vec::<&str>::new(), Some(5)));
     assert!(pack(&[app, "-Wl,--entry="]).1.contains("-Wl,--entry=: a value must follow"));
     // A member of a whole archive pulls in what it needs from the archives after it.
     let needs = archive(

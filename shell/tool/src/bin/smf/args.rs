@@ -18,7 +18,7 @@ use values::{call_arg, compression, dialect};
 #[derive(Debug, Parser)]
 #[command(name = "smf", version, arg_required_else_help = true, subcommand_required = true)]
 #[command(
-    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error (a bad value included); `run --ret status`: the program's. FILE may be `-` for standard input."
+    after_help = "Exit status: 0 ok, 1 bad module or file, 2 usage error (a bad value included); `run` of the entry point (or `--ret status`): the program's; a crash: the signal's. FILE may be `-` for standard input."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -84,8 +84,9 @@ pub(crate) enum Command {
     ///
     /// Loads the libraries and FILE and calls SYMBOL with up to 6 integer and 8 floating-point
     /// arguments, or the entry point as C's `main(argc, argv, envp)` (argv: FILE, then what
-    /// follows `--`); prints the result as --ret says (`--ret status`: exit with it, as the
-    /// program would).
+    /// follows `--`), as the program runs: its return value is the exit status, nothing is
+    /// printed after its output, a crash ends with the signal (after a report on stderr). A
+    /// SYMBOL's result is printed as --ret says.
     Run(RunArgs),
     /// Load many modules into a cache on worker threads.
     ///
@@ -384,8 +385,10 @@ pub(crate) struct RunArgs {
     /// What the function returns: an integer type (a narrower one is the low bits of the
     /// result register, printed as that type), a float type, `ptr` (printed in hex), `void`
     /// (nothing printed) or `status` (an `int` that is the exit status, as a C `main`'s).
-    #[arg(long, value_enum, default_value_t = Returns::I64)]
-    pub(crate) ret: Returns,
+    /// Default: `status` for the entry point (the program's exit status, nothing printed),
+    /// `i64` for a SYMBOL.
+    #[arg(long, value_enum)]
+    pub(crate) ret: Option<Returns>,
     /// The module file (`-`: standard input).
     #[arg(value_name = "FILE")]
     pub(crate) file: String,

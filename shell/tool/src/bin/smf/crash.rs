@@ -1,11 +1,13 @@
 //! One line, not a bare signal, when a module function that `smf run` called crashes: the
 //! signal, what it means, the faulting address, the module and symbol being called
 //! ([`set_context`]) and where the crash happened, as `function+offset (module)`
-//! when it is in a module's code ([`name_code`]); then exit status 1, as for any other problem.
+//! when it is in a module's code ([`name_code`]); then the process ends with the signal, as
+//! the program would have (a shell sees status 128 + the signal's number: 139 for SIGSEGV).
 //!
-//! Handlers for SIGSEGV, SIGBUS, SIGFPE and SIGILL run on an alternate stack (so a stack
-//! overflow is reported too) and do only async-signal-safe work: format into a buffer on the
-//! stack, `write(2)`, `_exit`.
+//! Handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT (`abort()`) run on an alternate
+//! stack (so a stack overflow is reported too), once (`SA_RESETHAND`: the default action is
+//! back), and do only async-signal-safe work: format into a buffer on the stack, `write(2)`,
+//! `raise(3)` of the signal again, which ends the process as soon as the handler returns.
 
 use std::io::Write as _;
 use std::sync::OnceLock;
@@ -17,11 +19,12 @@ use smf::loader::SharedModule;
 const ALT_STACK: usize = 64 << 10;
 
 /// The signals reported, with what they mean.
-const SIGNALS: [(libc::c_int, &str, &str); 4] = [
+const SIGNALS: [(libc::c_int, &str, &str); 5] = [
     (libc::SIGSEGV, "SIGSEGV", "invalid memory access"),
     (libc::SIGBUS, "SIGBUS", "bus error"),
     (libc::SIGFPE, "SIGFPE", "arithmetic error"),
     (libc::SIGILL, "SIGILL", "illegal instruction"),
+    (libc::SIGABRT, "SIGABRT", "the program aborted"),
 ];
 
 /// Installs the handlers (once, before calling into a module). Failing to is not fatal: a crash
@@ -187,7 +190,12 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
     let mut line = Line { bytes: [0; 1024], len: 0 };
     let caller = CONTEXT.get().map_or("smf: a module function", String::as_str);
     // `write!` into a fixed buffer with integer and string arguments does not allocate.
+    // SAFETY: getpid(2) is async-signal-safe and takes no arguments.
+    let own = unsafe { libc::getpid() };
     match sent {
+        Some(Some(pid)) if signal == libc::SIGABRT && pid == own => {
+            let _ = write!(line, "{caller} aborted (SIGABRT: abort() or a failed assertion)");
+        }
         Some(Some(pid)) => {
             let _ = write!(line, "{caller} was sent {name} by process {pid} (raise or kill), not a fault");
         }
@@ -206,9 +214,11 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
         let _ = write!(line, " in {function}+{offset:#x} ({module})");
     }
     let _ = writeln!(line);
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is ours.
+    // SAFETY: write(2) and raise(3) are async-signal-safe; the buffer is ours. The handler was
+    // reset to the default action when the signal came (`SA_RESETHAND`), and the signal is
+    // blocked while it runs: raised again, it ends the process once the handler returns.
     unsafe {
         libc::write(2, line.bytes.as_ptr().cast(), line.len);
-        libc::_exit(1);
+        libc::raise(signal);
     }
 }

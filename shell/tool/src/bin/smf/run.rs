@@ -1,5 +1,6 @@
 //! `smf run`: load the libraries and a module (linked as [`crate::link`] says), call a function
-//! with integer and floating-point arguments, print its result as `--ret` types it. The C
+//! with integer and floating-point arguments, print its result as `--ret` types it; the entry
+//! point runs as the program: its return value is the exit status, nothing printed. The C
 //! library's streams are flushed before the result is printed, so what module code printed
 //! comes first even through a pipe.
 
@@ -130,11 +131,13 @@ fn load_and_call(args: &RunArgs) -> Result<(Result<Outcome, CommandError>, Loade
     // parameters (Simple's, `long main(void)`) ignores the registers they are passed in.
     let mut program = symbol.is_none().then(|| ProgramArgs::new(&args.file, &args.program_args));
     let call_args = program.as_mut().map_or_else(|| args.args.clone(), |p| p.as_call_args().to_vec());
+    // The entry point's result is the program's exit status, as a C `main`'s.
+    let ret = args.ret.unwrap_or(if symbol.is_none() { Returns::Status } else { Returns::I64 });
     // SAFETY: the tool's contract is that the function takes the arguments given, of the kinds
     // given (the entry point: `main`'s, or none), and returns what --ret says; `program` holds
     // the strings `argv` points to until after the call.
     #[allow(unsafe_code)]
-    let value = unsafe { call(&module, symbol.map(str::as_bytes), &call_args, args.ret) };
+    let value = unsafe { call(&module, symbol.map(str::as_bytes), &call_args, ret) };
     drop(program);
     Ok((value.map_err(|error| CommandError::Call { file: args.file.clone(), error }), (linked, module)))
 }
@@ -227,7 +230,7 @@ mod tests {
     fn run(file: &str, symbol: Option<&str>) -> Result<Outcome, CommandError> {
         let args = RunArgs {
             link: LinkArgs { no_libc: true, ..LinkArgs::default() },
-            ret: Returns::I64,
+            ret: Some(Returns::I64),
             file: file.to_owned(),
             symbol: symbol.map(str::to_owned),
             args: Vec::new(),
