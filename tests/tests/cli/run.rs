@@ -284,3 +284,31 @@ fn run_exits_as_a_program_does_handlers_then_destructors() {
         assert_eq!((got.status.code(), got.stdout), (expected.status.code(), expected.stdout), "{args:?}");
     }
 }
+
+/// A crash in a module names, below its line, the module functions that called the one that
+/// crashed (innermost first, at their return addresses), as a debugger's backtrace would, and
+/// the process then dies of the signal.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_crash_report_names_the_module_frames_that_called_it() {
+    let dir = scratch("call-chain");
+    let module = packed_source(
+        &dir,
+        "chain",
+        "__attribute__((noinline)) long leaf(long *p) { return *p + 1; }\n\
+         __attribute__((noinline)) long middle(long *p) { return leaf(p) * 2; }\n\
+         long outer(long x) { return middle((long *)x) + 3; }\n",
+    );
+    let crashed = smf(&["run", &module, "outer", "0"]);
+    // Killed by the signal: no exit code.
+    assert_eq!(crashed.status, -1, "{}", crashed.err);
+    let lines: Vec<&str> = crashed.err.lines().collect();
+    assert!(
+        lines[0].contains("`outer` crashed: SIGSEGV") && lines[0].ends_with(" in leaf+0x0 (chain.smf)"),
+        "{}",
+        crashed.err
+    );
+    let callers: Vec<&str> = lines[1..].iter().map(|l| l.split('+').next().unwrap_or("")).collect();
+    assert_eq!(callers, ["  called from middle", "  called from outer"], "{}", crashed.err);
+    assert!(lines[1..].iter().all(|l| l.ends_with(" (chain.smf)")), "{}", crashed.err);
+}

@@ -188,7 +188,12 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     let out = Command::new(smf_binary()).arg("run").arg(&module).arg("via_pointer").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(11), "{stderr}");
-    assert!(stderr.ends_with(" in helper+0x1 (local.smf)\n"), "{stderr}");
+    // Its caller (which has an unwind table) follows on a line of its own.
+    assert!(
+        stderr.contains(" in helper+0x1 (local.smf)\n")
+            && stderr.ends_with("\n  called from via_pointer+0x9 (local.smf)\n"),
+        "{stderr}"
+    );
 }
 
 /// `smf pack` takes what a compiler driver hands `ld` for a shared library: an archive named

@@ -3,6 +3,7 @@
 //! ([`set_context`]) and where the crash happened, as `function+offset (module)`
 //! when it is in a module's code ([`name_code`]); then the process ends with the signal, as
 //! the program would have (a shell sees status 128 + the signal's number: 139 for SIGSEGV).
+//! Below the line, the module frames that called it, one a line (`call_chain.rs`).
 //!
 //! Handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT (`abort()`) run on an alternate
 //! stack (so a stack overflow is reported too), once (`SA_RESETHAND`: the default action is
@@ -214,11 +215,45 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
         let _ = write!(line, " in {function}+{offset:#x} ({module})");
     }
     let _ = writeln!(line);
-    // SAFETY: write(2) and raise(3) are async-signal-safe; the buffer is ours. The handler was
-    // reset to the default action when the signal came (`SA_RESETHAND`), and the signal is
-    // blocked while it runs: raised again, it ends the process once the handler returns.
-    unsafe {
-        libc::write(2, line.bytes.as_ptr().cast(), line.len);
-        libc::raise(signal);
+    // SAFETY: write(2) is async-signal-safe; the buffer is ours.
+    unsafe { libc::write(2, line.bytes.as_ptr().cast(), line.len) };
+    if let Some((pc, _)) = registers.filter(|&(pc, _)| code_name(pc).is_some()) {
+        write_callers(pc);
+    }
+    // SAFETY: raise(3) is async-signal-safe. The handler was reset to the default action when
+    // the signal came (`SA_RESETHAND`), and the signal is blocked while it runs: raised again,
+    // it ends the process once the handler returns.
+    unsafe { libc::raise(signal) };
+}
+
+/// Module frames shown at most in a call chain.
+const MOST_CALLERS: usize = 16;
+
+/// One line per module frame that called the code that crashed at `pc` (`called from
+/// function+offset (module)`, the offset of the return address), the host's frames left out;
+/// past [`MOST_CALLERS`], how many more.
+fn write_callers(pc: usize) {
+    let mut frames = [0usize; 256];
+    let count = crate::call_chain::callers(pc, &mut frames);
+    // A return address is one past its call: the call's byte names the function.
+    let in_modules = frames[..count].iter().filter_map(|&ip| code_name(ip.checked_sub(1)?));
+    let mut shown = 0;
+    let mut more = 0;
+    for (function, offset, module) in in_modules {
+        if shown == MOST_CALLERS {
+            more += 1;
+            continue;
+        }
+        let mut line = Line { bytes: [0; 1024], len: 0 };
+        let _ = writeln!(line, "  called from {function}+{:#x} ({module})", offset + 1);
+        shown += 1;
+        // SAFETY: write(2) is async-signal-safe; the buffer is ours.
+        unsafe { libc::write(2, line.bytes.as_ptr().cast(), line.len) };
+    }
+    if more > 0 {
+        let mut line = Line { bytes: [0; 1024], len: 0 };
+        let _ = writeln!(line, "  ... and {more} more module frames");
+        // SAFETY: as above.
+        unsafe { libc::write(2, line.bytes.as_ptr().cast(), line.len) };
     }
 }

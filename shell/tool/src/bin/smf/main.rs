@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 mod args;
+mod call_chain;
 mod cli;
 mod crash;
 mod defs;
