@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod demangle;
 #[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod pack;

@@ -109,6 +109,12 @@ fn several_objects_pack_into_one_module_that_matches_native() {
     );
     assert!(problem.object.ends_with("again.o"), "{failure}");
     assert!(problem.error.to_string().starts_with("hook is defined in both"), "{failure}");
+    // A C++ name is said as C++ spells it (C may define one by its mangled name).
+    let first = write("scale1.c", "long _Z5scalei(int x) { return x; }\n");
+    let second = write("scale2.c", "long _Z5scalei(int x) { return x + 1; }\n");
+    let failure = pack_together(&dir, &[&first, &second], Dialect::R96).unwrap_err();
+    let message = failure.problems[0].error.to_string();
+    assert!(message.starts_with("scale(int) is defined in both"), "{message}");
 }
 
 /// C++ definitions every object that uses them carries (a template's static member, an inline

@@ -39,7 +39,9 @@ impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}+{:#x}", self.section, self.offset)?;
         match &self.symbol {
-            Some(symbol) => write!(f, " (in {symbol})"),
+            Some(symbol) => {
+                write!(f, " (in {symbol_shown})", symbol_shown = crate::demangle::readable(symbol))
+            }
             None => Ok(()),
         }
     }
@@ -277,7 +279,7 @@ impl fmt::Display for PackError {
                  pack the member objects"
             ),
             PackError::NoEntryPoint(name) => {
-                write!(f, "entry point `{name}` (-e) is not a function these objects define")
+                write!(f, "entry point `{name_shown}` (-e) is not a function these objects define", name_shown = crate::demangle::readable(name))
             }
             PackError::Elf(error) => error.fmt(f),
             PackError::R72Data { section } => {
@@ -339,19 +341,16 @@ impl fmt::Display for PackError {
             ),
             PackError::DefinedTwice { name, first, second } => write!(
                 f,
-                "{name} is defined in both {first} and {second} (make one of them static, or \
-                 drop one of the objects)"
-            ),
+                "{name_shown} is defined in both {first} and {second} (make one of them static, or \
+                 drop one of the objects)", name_shown = crate::demangle::readable(name)),
             PackError::IndirectFunctionInR72 { symbol } => write!(
                 f,
-                "symbol {symbol}: a GNU indirect function (ifunc, target_clones) needs a data slot, which R72 symbols cannot address (use s128 or r96)"
-            ),
+                "symbol {symbol_shown}: a GNU indirect function (ifunc, target_clones) needs a data slot, which R72 symbols cannot address (use s128 or r96)", symbol_shown = crate::demangle::readable(symbol)),
             PackError::IndirectFunctionNotInCode { symbol, section } => write!(
                 f,
-                "symbol {symbol}: a GNU indirect function defined in {section}, which is not code: its resolver could not be called"
-            ),
+                "symbol {symbol_shown}: a GNU indirect function defined in {section}, which is not code: its resolver could not be called", symbol_shown = crate::demangle::readable(symbol)),
             PackError::Common { symbol } => {
-                write!(f, "symbol {symbol}: a common symbol is data, which R72 symbols cannot address (use s128 or r96)")
+                write!(f, "symbol {symbol_shown}: a common symbol is data, which R72 symbols cannot address (use s128 or r96)", symbol_shown = crate::demangle::readable(symbol))
             }
             PackError::UnloadedSection { section } => write!(
                 f,
@@ -367,10 +366,9 @@ impl fmt::Display for PackError {
             PackError::NotElfRelocation(at) => write!(f, "{at}: not an ELF relocation"),
             PackError::Absolute32 { at, target, r_type } => write!(
                 f,
-                "{at}: {} puts the address of {target} in 32 bits, which a module loaded above 4 GiB \
+                "{at}: {} puts the address of {target_shown} in 32 bits, which a module loaded above 4 GiB \
                  cannot hold (the object was compiled without -fPIC: compile it with -fPIC)",
-                relocation_name(elf::RelocationType(*r_type))
-            ),
+                relocation_name(elf::RelocationType(*r_type)), target_shown = crate::demangle::readable(target)),
             PackError::UnsupportedRelocation { at, r_type } => write!(
                 f,
                 "{at}: relocation type {r_type} ({}) cannot be represented in SMF (pack takes what \
@@ -391,10 +389,9 @@ impl fmt::Display for PackError {
             }
             PackError::CommonAlignment { symbol, align } => write!(
                 f,
-                "common symbol {symbol}: alignment {align} is not a power of two up to {} (the object is \
+                "common symbol {symbol_shown}: alignment {align} is not a power of two up to {} (the object is \
                  malformed, or asks for more alignment than a module can give)",
-                smf_format::module::MAX_ALIGNMENT
-            ),
+                smf_format::module::MAX_ALIGNMENT, symbol_shown = crate::demangle::readable(symbol)),
             PackError::BadAlignment { section, align } => write!(
                 f,
                 "section {section}: alignment {align} is not a power of two up to {} (the object is \
@@ -408,9 +405,8 @@ impl fmt::Display for PackError {
             ),
             PackError::SymbolOutsideSection { symbol, value, section_size } => write!(
                 f,
-                "symbol {symbol} is defined at {value:#x}, past the end of its section ({section_size:#x} \
-                 bytes): the object is malformed"
-            ),
+                "symbol {symbol_shown} is defined at {value:#x}, past the end of its section ({section_size:#x} \
+                 bytes): the object is malformed", symbol_shown = crate::demangle::readable(symbol)),
             PackError::Build(error) => error.fmt(f),
             PackError::Invalid(error) => write!(f, "the module it makes would not be valid: {error}"),
             PackError::DoesNotLoad(error) => write!(f, "the module it makes would not load: {error}"),

@@ -73,9 +73,13 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::Read { path, error } => write!(f, "{path}: cannot read: {error}"),
             CommandError::Format { file, error } => write!(f, "{file}: {error}"),
-            CommandError::DoesNotLoad { file, error } => {
-                write!(f, "{file}: valid, but does not load here: {error}")
-            }
+            CommandError::DoesNotLoad { file, error } => match &**error {
+                ModuleError::Load(_, LoadError::Unresolved { names, count, searched }) => {
+                    write!(f, "{file}: valid, but does not load here: ")?;
+                    unresolved(f, None, names, *count, searched)
+                }
+                other => write!(f, "{file}: valid, but does not load here: {other}"),
+            },
             CommandError::Load(error) => match &**error {
                 ModuleError::Load(path, LoadError::Unresolved { names, count, searched }) => {
                     unresolved(f, path.as_deref(), names, *count, searched)

@@ -69,7 +69,7 @@ pub(crate) fn quoted_short(bytes: &[u8]) -> String {
 
 /// `name` as a reader wants it: demangled when `demangle` and it is a C++ name of the Itanium
 /// ABI (`_Z...`, as `nm -C` shows it), else [`escaped`]; also escaped when its demangled form
-/// would pass [`demangled_limit`] (names built so that substitutions nest, 100 bytes each
+/// would pass [`smf_tool::demangle::limit`] (names built so that substitutions nest, 100 bytes each
 /// demangling to half a megabyte, which the demangler stops writing at the limit).
 pub(crate) fn shown(name: &[u8], demangle: bool) -> String {
     let demangled = demangle.then(|| demangled(name)).flatten();
@@ -87,32 +87,10 @@ pub(crate) fn type_name(mangled: &str) -> String {
     }
 }
 
-/// Bytes a demangled name may take: 4 KiB and 32 a byte of the mangled name (real C++
-/// names, templates of templates included, stay well within it).
-fn demangled_limit(name: &[u8]) -> usize {
-    4096 + 32 * name.len()
-}
-
-/// `name` demangled, unless it is not a C++ name or would pass [`demangled_limit`].
+/// `name` demangled, unless it is not a C++ name or would pass the library's bound
+/// ([`smf_tool::demangle::limit`]).
 fn demangled(name: &[u8]) -> Option<String> {
-    /// A string that refuses to grow past its limit.
-    struct Bounded {
-        text: String,
-        limit: usize,
-    }
-    impl std::fmt::Write for Bounded {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            if self.text.len() + s.len() > self.limit {
-                return Err(std::fmt::Error);
-            }
-            self.text.push_str(s);
-            Ok(())
-        }
-    }
-    let symbol = cpp_demangle::Symbol::new(name).ok()?;
-    let mut out = Bounded { text: String::new(), limit: demangled_limit(name) };
-    symbol.structured_demangle(&mut out, &cpp_demangle::DemangleOptions::default()).ok()?;
-    Some(out.text)
+    smf_tool::demangle::demangled(name)
 }
 
 #[cfg(test)]
@@ -145,7 +123,7 @@ mod tests {
         let nested = b"_Z3f151PIS_IS_IS_IS_IiiES0_ES1_ES2_ES3_E";
         let shown_nested = shown(nested, true);
         assert!(
-            shown_nested.starts_with("f15(P<") && shown_nested.len() < demangled_limit(nested),
+            shown_nested.starts_with("f15(P<") && shown_nested.len() < smf_tool::demangle::limit(nested),
             "{shown_nested}"
         );
     }

@@ -66,9 +66,10 @@ impl std::fmt::Display for PackCommandError {
     }
 }
 
-/// The first `most` of `names`, quoted, and how many more there are.
+/// The first `most` of `names`, quoted (C++ ones demangled), and how many more there are.
 fn listed(names: &[String], most: usize) -> String {
-    let shown = names.iter().take(most).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let shown = names.iter().take(most).map(|n| format!("`{}`", crate::names::shown(n.as_bytes(), true)));
+    let shown = shown.collect::<Vec<_>>().join(", ");
     match names.len().saturating_sub(most) {
         0 => shown,
         more => format!("{shown} and {more} more"),
