@@ -98,7 +98,10 @@ SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
 /* ---- Imports: what a module links against ------------------------------------------------
  * An import is looked up, in this order: host symbols (smf_host_define); exports of modules
  * loaded earlier (first loaded wins; SMF_LOAD_LOCAL modules excluded); options->resolve; the
- * process's global symbols (dlsym(RTLD_DEFAULT): what the program linked) when
+ * shared libraries the module names as needed (smf pack records those its link line named:
+ * libstdc++.so.6 for -lstdc++), opened with dlopen by file name as ld.so opens DT_NEEDED,
+ * unless SMF_LOAD_NO_NEEDED is set (one that cannot be opened is named if an import stays
+ * unresolved); the process's global symbols (dlsym(RTLD_DEFAULT): what the program linked) when
  * SMF_LOAD_PROCESS_SYMBOLS is set; last, the C library and libm (memcpy, strlen, sqrt: what
  * gcc's code calls, as dlopen resolves them) unless SMF_LOAD_NO_C_LIBRARY is set. The same
  * holds for loads without options and for the cache. The callback is called at most once per
@@ -119,7 +122,8 @@ typedef const void *(*SmfResolveFn)(void *user, const char *name);   /* NULL = n
 enum { SMF_LOAD_PROCESS_SYMBOLS = 1,   /* the process's global symbols, after the resolver */
        SMF_LOAD_LOCAL = 2,             /* the module's exports are not offered to later loads */
        SMF_LOAD_NO_C_LIBRARY = 4,      /* extension: not the C library and libm either */
-       SMF_LOAD_NO_DEBUG_INFO = 8 };   /* extension: not described to debuggers (below) */
+       SMF_LOAD_NO_DEBUG_INFO = 8,     /* extension: not described to debuggers (below) */
+       SMF_LOAD_NO_NEEDED = 16 };      /* extension: not the libraries the module needs */
 typedef struct {
     SmfResolveFn resolve;   /* may be NULL */
     void        *user;      /* passed to resolve */

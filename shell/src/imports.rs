@@ -294,6 +294,9 @@ pub struct LinkOptions<'r> {
     /// ([`crate::debug`]: GDB's JIT interface unless `SMF_GDB_JIT=0`, the perf map with
     /// `SMF_PERF_MAP=1`). On by default.
     pub debug_info: bool,
+    /// The shared libraries the module names as needed are opened and resolved in, after the
+    /// resolver ([`crate::needed`]). On by default.
+    pub open_needed: bool,
 }
 
 impl Default for LinkOptions<'_> {
@@ -304,6 +307,7 @@ impl Default for LinkOptions<'_> {
             c_library: true,
             local: false,
             debug_info: true,
+            open_needed: true,
         }
     }
 }
@@ -316,16 +320,26 @@ impl fmt::Debug for LinkOptions<'_> {
             .field("c_library", &self.c_library)
             .field("local", &self.local)
             .field("debug_info", &self.debug_info)
+            .field("open_needed", &self.open_needed)
             .finish()
     }
 }
 
 /// The whole lookup order of one load: host symbols, then the registered sources
-/// ([`add_symbol_source`]), then `modules` (exports of modules loaded before), then the options' resolver, then the process's symbols if asked for, then
+/// ([`add_symbol_source`]), then `modules` (exports of modules loaded before), then the options' resolver, then
+/// the libraries the module needs (unless turned off), then the process's symbols if asked for, then
 /// the C library and libm unless turned off.
 pub(crate) struct Imports<'r> {
     pub(crate) modules: &'r dyn Resolver,
     pub(crate) options: LinkOptions<'r>,
+    pub(crate) needed: crate::needed::NeededLibraries,
+}
+
+impl<'r> Imports<'r> {
+    /// The lookup order of a load linked against `modules` as `options` say.
+    pub(crate) fn new(modules: &'r dyn Resolver, options: LinkOptions<'r>) -> Self {
+        Self { modules, options, needed: crate::needed::NeededLibraries::new() }
+    }
 }
 
 impl Resolver for Imports<'_> {
@@ -335,6 +349,7 @@ impl Resolver for Imports<'_> {
             .or_else(|| symbol_sources().find_map(|source| source.resolve(name)))
             .or_else(|| self.modules.resolve(name))
             .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
+            .or_else(|| self.needed.resolve(name))
             .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())
             .or_else(|| self.options.c_library.then(|| CLibrary.resolve(name)).flatten())
     }
@@ -351,6 +366,10 @@ impl Resolver for Imports<'_> {
             out.write_str(", ")?;
             resolver.describe(out)?;
         }
+        if !self.needed.is_empty() {
+            out.write_str(", ")?;
+            self.needed.describe(out)?;
+        }
         if self.options.process_symbols {
             out.write_str(", ")?;
             ProcessSymbols.describe(out)?;
@@ -360,6 +379,15 @@ impl Resolver for Imports<'_> {
             CLibrary.describe(out)?;
         }
         Ok(())
+    }
+
+    fn needs(&self, libraries: &[&[u8]]) {
+        if let Some(resolver) = self.options.resolver {
+            resolver.needs(libraries);
+        }
+        if self.options.open_needed {
+            self.needed.needs(libraries);
+        }
     }
 }
 

@@ -51,6 +51,7 @@ pub mod imports;
 pub mod instantiate;
 pub mod loader;
 pub mod native;
+pub mod needed;
 pub mod process;
 mod sync;
 mod watch;

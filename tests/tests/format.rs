@@ -495,3 +495,43 @@ fn dropping_unreferenced_symbols_keeps_the_named_ones_and_renumbers_references()
     references.sort_unstable();
     assert_eq!(references, [(false, 1), (true, 0)], "each reference follows its symbol to its new index");
 }
+
+/// The libraries a module needs (`note.needed`) read back in order, in every dialect; a name
+/// that is not a library's file name (a path, `..`, a control byte), an empty line or too many
+/// names are refused by the section, naming the rule.
+#[test]
+fn needed_libraries_read_back_and_bad_names_are_refused() {
+    use smf_format::write::SectionSpec;
+    use smf_format::NeededProblem;
+    let with = |names: &[&[u8]], dialect: Dialect| {
+        let mut b = ModuleBuilder::new(dialect);
+        b.add_code(b".text", &samples::RETURN_42);
+        b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+        let section = b.add_section(SectionSpec::needed_libraries(names));
+        (b.build().unwrap(), section)
+    };
+    for dialect in Dialect::ALL {
+        let (bytes, _) = with(&[b"libstdc++.so.6", b"libz.so.1"], dialect);
+        let module = Module::parse(&bytes).unwrap();
+        let names: Vec<&[u8]> = module.needed_libraries().collect();
+        assert_eq!(names, [&b"libstdc++.so.6"[..], b"libz.so.1"], "{dialect}");
+        let plain = samples::return_42(dialect);
+        assert_eq!(Module::parse(&plain).unwrap().needed_libraries().count(), 0, "{dialect}");
+    }
+    let refused = |names: &[&[u8]]| {
+        let (bytes, section) = with(names, Dialect::R96);
+        match Module::parse(&bytes).map(|_| ()).unwrap_err().kind {
+            ErrorKind::BadNeeded { index, problem } => {
+                assert_eq!(index, section);
+                problem
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(refused(&[b"/tmp/evil.so"]), NeededProblem::NameCharacters { line: 0 });
+    assert_eq!(refused(&[b"libok.so", b"../up.so"]), NeededProblem::NameCharacters { line: 1 });
+    assert_eq!(refused(&[b"lib\x1b.so"]), NeededProblem::NameCharacters { line: 0 });
+    assert_eq!(refused(&[b"libok.so", b""]), NeededProblem::NameLength { line: 1 });
+    let many: Vec<&[u8]> = vec![b"liba.so"; 65];
+    assert_eq!(refused(&many), NeededProblem::TooMany);
+}

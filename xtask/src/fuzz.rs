@@ -63,6 +63,13 @@ fn module_seeds() -> Vec<(String, Vec<u8>)> {
         }
     }
     out.push(("large-R96".into(), samples::large(Dialect::R96, 40, 120)));
+    let mut needing = ModuleBuilder::new(Dialect::R96);
+    needing.add_code(b".text", &samples::RETURN_42);
+    needing.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    needing.add_section(smf_format::write::SectionSpec::needed_libraries(&[b"libm.so.6", b"libz.so.1"]));
+    if let Ok(bytes) = needing.build() {
+        out.push(("needed-R96".into(), bytes));
+    }
     out.push(("aarch64-library".into(), samples::aarch64_library()));
     out.push(("aarch64-application".into(), samples::aarch64_application()));
     out

@@ -138,6 +138,24 @@ impl UnwindProblem {
     }
 }
 
+/// Which rule a needed-libraries section breaks ([`ErrorKind::BadNeeded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NeededProblem {
+    /// A name (on this line, from 0) that is empty or longer than 255 bytes.
+    NameLength {
+        /// Its line.
+        line: u32,
+    },
+    /// A name (on this line) with a byte other than a letter, a digit or `._+-`, or starting
+    /// with `.`: not a file name of the library search path.
+    NameCharacters {
+        /// Its line.
+        line: u32,
+    },
+    /// More than 64 names.
+    TooMany,
+}
+
 /// Every way a module can be malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -307,6 +325,14 @@ pub enum ErrorKind {
         /// The data relocation section's index.
         index: u32,
     },
+    /// The needed-libraries section (`note.needed`) breaking a rule of the extension
+    /// (`docs/format.md`, "Needed libraries").
+    BadNeeded {
+        /// The section's index.
+        index: u32,
+        /// Which rule.
+        problem: NeededProblem,
+    },
     /// An unwind table section (flagged `SectionFlags::UNWIND`) breaking a rule of the
     /// extension (`docs/format.md`, "Unwind tables").
     BadUnwindTable {
@@ -460,6 +486,17 @@ impl fmt::Display for ErrorKind {
                 f,
                 "section {index}: data relocations without the marker entry that makes older loaders refuse the module"
             ),
+            BadNeeded { index, problem: NeededProblem::NameLength { line } } => write!(
+                f,
+                "section {index}: the needed libraries' name on line {line} is empty or longer than 255 bytes"
+            ),
+            BadNeeded { index, problem: NeededProblem::NameCharacters { line } } => write!(
+                f,
+                "section {index}: the needed libraries' name on line {line} is not a library's file name (letters, digits and ._+-, not starting with .)"
+            ),
+            BadNeeded { index, problem: NeededProblem::TooMany } => {
+                write!(f, "section {index}: names more than 64 needed libraries")
+            }
             BadUnwindTable {
                 index,
                 problem: problem @ (UnwindProblem::RecordOutside { at } | UnwindProblem::LongRecord { at }),

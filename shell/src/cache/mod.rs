@@ -134,6 +134,8 @@ pub struct CacheLinking {
     pub local: bool,
     /// Cached modules are described to debuggers and profilers ([`LinkOptions::debug_info`]).
     pub debug_info: bool,
+    /// The libraries cached modules need are opened ([`LinkOptions::open_needed`]).
+    pub open_needed: bool,
 }
 
 impl Default for CacheLinking {
@@ -145,6 +147,7 @@ impl Default for CacheLinking {
             c_library: link.c_library,
             local: link.local,
             debug_info: link.debug_info,
+            open_needed: link.open_needed,
         }
     }
 }
@@ -158,6 +161,7 @@ impl CacheLinking {
             c_library: self.c_library,
             local: self.local,
             debug_info: self.debug_info,
+            open_needed: self.open_needed,
         }
     }
 }

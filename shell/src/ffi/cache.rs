@@ -321,6 +321,7 @@ pub unsafe extern "C" fn smf_cache_set_load_options(c: *mut SmfCache, options: *
                 c_library: flags.c_library,
                 local: flags.local,
                 debug_info: flags.debug_info,
+                open_needed: flags.open_needed,
             }
         };
         cache.set_linking(linking);

@@ -26,6 +26,9 @@ pub const SMF_LOAD_NO_C_LIBRARY: u32 = 4;
 /// `SMF_LOAD_NO_DEBUG_INFO` (extension): the module is not described to debuggers and
 /// profilers (GDB's JIT interface, the perf map).
 pub const SMF_LOAD_NO_DEBUG_INFO: u32 = 8;
+/// `SMF_LOAD_NO_NEEDED` (extension): the shared libraries the module names as needed are not
+/// opened (`crate::needed`).
+pub const SMF_LOAD_NO_NEEDED: u32 = 16;
 
 /// What a load's `SMF_LOAD_*` flags ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +41,18 @@ pub(crate) struct LoadFlags {
     pub(crate) local: bool,
     /// Not `SMF_LOAD_NO_DEBUG_INFO`.
     pub(crate) debug_info: bool,
+    /// Not `SMF_LOAD_NO_NEEDED`.
+    pub(crate) open_needed: bool,
 }
 
 impl LoadFlags {
     /// The flags `flags` holds, if it holds only `SMF_LOAD_*` bits.
     pub(crate) fn of(flags: u32) -> Result<Self, ArgError> {
-        let known =
-            SMF_LOAD_PROCESS_SYMBOLS | SMF_LOAD_LOCAL | SMF_LOAD_NO_C_LIBRARY | SMF_LOAD_NO_DEBUG_INFO;
+        let known = SMF_LOAD_PROCESS_SYMBOLS
+            | SMF_LOAD_LOCAL
+            | SMF_LOAD_NO_C_LIBRARY
+            | SMF_LOAD_NO_DEBUG_INFO
+            | SMF_LOAD_NO_NEEDED;
         if flags & !known != 0 {
             return Err(ArgError::UnknownFlags(flags));
         }
@@ -53,6 +61,7 @@ impl LoadFlags {
             c_library: flags & SMF_LOAD_NO_C_LIBRARY == 0,
             local: flags & SMF_LOAD_LOCAL != 0,
             debug_info: flags & SMF_LOAD_NO_DEBUG_INFO == 0,
+            open_needed: flags & SMF_LOAD_NO_NEEDED == 0,
         })
     }
 }
@@ -141,6 +150,7 @@ unsafe fn with_link_options<T>(
         c_library: flags.c_library,
         local: flags.local,
         debug_info: flags.debug_info,
+        open_needed: flags.open_needed,
     };
     load(&link)
 }

@@ -80,9 +80,9 @@ fn module_exports_fail_with_typed_arguments_handles_and_lookups() {
         );
         assert!(smf_module_load_bytes(b"not a module".as_ptr(), 12).is_null());
         assert!(matches!(last(), FfiError::Module(ModuleError::Load(None, _))));
-        let options = SmfLoadOptions { resolve: None, user: null_mut(), flags: 16 };
+        let options = SmfLoadOptions { resolve: None, user: null_mut(), flags: 32 };
         assert!(smf_module_load_bytes_ex(bytes.as_ptr(), bytes.len(), &options).is_null());
-        assert!(matches!(last(), FfiError::Arg(ArgError::UnknownFlags(16))));
+        assert!(matches!(last(), FfiError::Arg(ArgError::UnknownFlags(32))));
 
         let m = smf_module_load_bytes(bytes.as_ptr(), bytes.len());
         assert!(!m.is_null(), "{}", super::last_error());

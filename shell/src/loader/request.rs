@@ -170,7 +170,7 @@ fn load_bytes(
 ) -> Result<Arc<SharedModule>, ModuleError> {
     let loaded = match request.linking {
         Linking::Process(options) => {
-            let imports = Imports { modules: registry(), options };
+            let imports = Imports::new(registry(), options);
             LoadedModule::load(exec(), bytes, &imports, request.load_options())
         }
         Linking::Only(resolver) => LoadedModule::load(exec(), bytes, resolver, request.load_options()),
@@ -198,7 +198,7 @@ pub(crate) fn load_together(
         Staged(ReadVersion),
     }
     let limits = crate::file::limits_from_env();
-    let imports = Imports { modules: registry(), options: *options };
+    let imports = Imports::new(registry(), *options);
     let mut batch = LoadBatch::new(exec());
     let outcomes: Vec<Outcome> = paths
         .iter()

@@ -1,7 +1,9 @@
-//! What the compiler driver links that the objects do not name: libgcc's archive, whose
-//! helpers gcc's code calls for what the processor lacks (128-bit division: `__udivti3`; a
-//! population count without `popcnt`: `__popcountdi2`). `smf pack` packs in the members a
-//! module needs, as `gcc -shared` links them; `-nostdlib` leaves them imports.
+//! The libraries a module links beyond its objects. What the compiler driver links that the
+//! objects do not name: libgcc's archive, whose helpers gcc's code calls for what the
+//! processor lacks (128-bit division: `__udivti3`; a population count without `popcnt`:
+//! `__popcountdi2`); `smf pack` packs in the members a module needs, as `gcc -shared` links
+//! them, and `-nostdlib` leaves them imports. And the shared libraries the link line names,
+//! which the module records as needed and loads open, as `ld.so` opens `DT_NEEDED`.
 
 use std::process::Command;
 
@@ -119,5 +121,62 @@ fn imports_are_checked_against_what_the_loader_will_look_in() {
     let (packed, stderr) = pack(&["-Wl,-z,defs"]);
     assert!(!packed, "nothing the loader looks in defines it");
     assert!(stderr.contains("undefined references (-z defs, --no-undefined): `_Unwind_GetIP`;"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A C++ module packed with `-lstdc++` records libstdc++ as needed: `smf run` runs it with no
+/// `--native` (it said to give one before), `smf ldd` shows the library opened, and
+/// `--no-needed` leaves its C++ imports unresolved; the library's loader opens it too
+/// (`LoadRequest` linked as the process links), unless the options turn it off.
+#[test]
+fn a_module_packed_with_a_shared_library_opens_it_when_it_loads() {
+    let dir = scratch("needed");
+    let source = dir.join("words.cpp");
+    std::fs::write(
+        &source,
+        "#include <string>\n#include <vector>\n\
+         extern \"C\" long joined_length(long n) {\n\
+           std::vector<std::string> parts;\n\
+           for (long i = 0; i < n; i++) parts.push_back(std::to_string(i));\n\
+           std::string all;\n for (auto &p : parts) all += p;\n return (long)all.size();\n}\n",
+    )
+    .unwrap();
+    let object = dir.join("words.o");
+    run(Command::new("g++").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+    let module = dir.join("words.smf");
+    let packed = Command::new(smf_binary())
+        .arg("pack")
+        .arg(&object)
+        .arg("-lstdc++")
+        .arg("-o")
+        .arg(&module)
+        .output()
+        .unwrap();
+    assert!(packed.status.success(), "{}", String::from_utf8_lossy(&packed.stderr));
+    let bytes = std::fs::read(&module).unwrap();
+    let needed: Vec<Vec<u8>> =
+        smf_format::Module::parse(&bytes).unwrap().needed_libraries().map(<[u8]>::to_vec).collect();
+    assert_eq!(needed, [b"libstdc++.so.6".to_vec()], "the soname, not the link-time file");
+    let smf = |args: &[&str]| Command::new(smf_binary()).args(args).output().unwrap();
+    let module_arg = module.to_str().unwrap();
+    // "0123456789" and "1011": 14 characters.
+    let out = smf(&["run", module_arg, "joined_length", "12"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "14\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = smf(&["run", "--no-needed", module_arg, "joined_length", "12"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unresolved imports"));
+    let out = smf(&["ldd", module_arg]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("needs libstdc++.so.6: opened"), "{listing}");
+    assert!(listing.contains("operator new") || listing.contains("_Znwm => libstdc++.so.6"), "{listing}");
+    // The library's own loader, as the C ABI and the cache load.
+    let request = smf::loader::LoadRequest::bytes(&bytes);
+    let loaded = smf::loader::load(&request).unwrap();
+    // SAFETY: `joined_length` is `long (long)`.
+    let function = unsafe { loaded.function::<extern "C" fn(i64) -> i64>(b"joined_length") }.unwrap();
+    assert_eq!(function.get()(12), 14);
+    let off = smf::imports::LinkOptions { open_needed: false, ..Default::default() };
+    let error = smf::loader::load(&smf::loader::LoadRequest::bytes(&bytes).linked(off)).unwrap_err();
+    assert!(error.to_string().contains("unresolved imports"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,6 +18,7 @@
 
 mod decode;
 mod layout;
+pub mod needed;
 mod records;
 mod staged;
 mod symbols;
@@ -114,6 +115,8 @@ pub struct Module<'a> {
     unwind_tables: u32,
     import_count: u32,
     note: Option<&'a str>,
+    /// The needed-libraries section's bytes (checked), if any.
+    needed: Option<&'a [u8]>,
     template_code: Option<TemplateCode<'a>>,
     template_meta: Option<TemplateMeta<'a>>,
 }
@@ -350,6 +353,12 @@ impl<'a> Module<'a> {
     /// The note.sdn text (without its terminator), if the module has one.
     pub const fn note_sdn_text(&self) -> Option<&'a str> {
         self.note
+    }
+
+    /// The shared libraries the module needs (`note.needed`, [`needed`]), in order: names
+    /// for `dlopen` (checked: file names of the search path).
+    pub fn needed_libraries(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.needed.into_iter().flat_map(needed::names)
     }
 
     /// The note.sdn tables, if the module has one.

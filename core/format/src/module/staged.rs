@@ -175,6 +175,11 @@ impl<'a> ModuleTables<'a> {
         self.module.call_arrays()
     }
 
+    /// The shared libraries the module names as needed ([`Module::needed_libraries`]).
+    pub fn needed_libraries(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.module.needed_libraries()
+    }
+
     /// Number of constructor and destructor array sections.
     pub const fn call_array_count(&self) -> u32 {
         self.module.call_arrays

@@ -102,6 +102,7 @@ impl<'a> Module<'a> {
             unwind_tables: 0,
             import_count: 0,
             note: None,
+            needed: None,
             template_code: None,
             template_meta: None,
         };
@@ -225,6 +226,12 @@ impl<'a> Module<'a> {
                     );
                 }
                 _ => {}
+            }
+            if section.section_type == SectionType::StringTable && section.name == needed::NEEDED_SECTION {
+                needed::check(section.data).map_err(|problem| {
+                    Error::new(ErrorKind::BadNeeded { index, problem }, section.file_offset)
+                })?;
+                self.needed = self.needed.or(Some(section.data));
             }
             if Section::is_note_sdn(section.name) {
                 check_note_entry(&section).map_err(|kind| Error::new(kind, entry_offset))?;

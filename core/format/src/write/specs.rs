@@ -151,6 +151,19 @@ impl SectionSpec {
         let virtual_size = data.len() as u64;
         Self { section_type, name: name.to_vec(), flags, data, virtual_size, alignment }
     }
+
+    /// The note naming the shared libraries a module needs (`docs/format.md`, "Needed
+    /// libraries"), one a line, in order. The reader refuses names that are not file names
+    /// of the search path, or too many.
+    pub fn needed_libraries<N: AsRef<[u8]>>(names: &[N]) -> Self {
+        let mut data = Vec::new();
+        for name in names {
+            data.extend_from_slice(name.as_ref());
+            data.push(b'\n');
+        }
+        let name = crate::module::needed::NEEDED_SECTION;
+        Self::new(SectionType::StringTable, name, SectionFlags::empty(), data, 1)
+    }
 }
 
 /// A symbol to write.

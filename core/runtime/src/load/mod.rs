@@ -297,6 +297,14 @@ impl<'a> Staged<'a> {
     ) -> Result<Self, LoadError> {
         let tables = ModuleTables::check(file, &options.parse)?;
         check_arch(tables.header(), options)?;
+        if tables.needed_libraries().next().is_some() {
+            // At most MAX_NEEDED names (validated): a fixed array, no allocation.
+            let mut needed: [&[u8]; smf_format::module::needed::MAX_NEEDED] =
+                [&[]; smf_format::module::needed::MAX_NEEDED];
+            let count =
+                needed.iter_mut().zip(tables.needed_libraries()).map(|(slot, name)| *slot = name).count();
+            resolver.needs(&needed[..count]);
+        }
         let linked = link::link(tables, &mut Resolutions::new(resolver))?;
         let layout = Layout::plan(&linked.module, options.read_only_data)?;
         let image = Image::allocate(batch, &layout, linked.module.tables())?;

@@ -43,6 +43,12 @@ pub trait Resolver {
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         out.write_str("a resolver")
     }
+
+    /// The shared libraries the module being loaded names as needed (its `note.needed`, in
+    /// order: `docs/format.md`, "Needed libraries"), told before its first import is resolved,
+    /// and only when it names some. A resolver that opens libraries (the shell's) opens them
+    /// here and resolves in them; the default ignores them.
+    fn needs(&self, _libraries: &[&[u8]]) {}
 }
 
 /// Resolves nothing.
@@ -63,6 +69,10 @@ impl<R: Resolver + ?Sized> Resolver for &R {
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         (**self).describe(out)
+    }
+
+    fn needs(&self, libraries: &[&[u8]]) {
+        (**self).needs(libraries);
     }
 }
 
@@ -93,6 +103,11 @@ impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
         self.0.describe(out)?;
         out.write_str(", ")?;
         self.1.describe(out)
+    }
+
+    fn needs(&self, libraries: &[&[u8]]) {
+        self.0.needs(libraries);
+        self.1.needs(libraries);
     }
 }
 

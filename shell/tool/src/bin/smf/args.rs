@@ -369,12 +369,16 @@ pub(crate) struct LinkArgs {
     /// Do not link against the C library and libm.
     #[arg(long)]
     pub(crate) no_libc: bool,
+    /// Do not open the shared libraries a module names as needed (`smf pack` records those its
+    /// link line named: libstdc++.so.6 for -lstdc++).
+    #[arg(long)]
+    pub(crate) no_needed: bool,
 }
 
 impl LinkArgs {
     /// Whether any of the options was given.
     fn is_given(&self) -> bool {
-        !self.libs.is_empty() || !self.natives.is_empty() || self.no_libc
+        !self.libs.is_empty() || !self.natives.is_empty() || self.no_libc || self.no_needed
     }
 }
 

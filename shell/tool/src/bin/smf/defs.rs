@@ -60,6 +60,55 @@ pub(crate) fn undefined(module: &[u8], shared: &[PathBuf]) -> Result<Vec<String>
         .collect())
 }
 
+/// The names a module packed against `shared` records as needed (`docs/format.md`, "Needed
+/// libraries"): each library's `DT_SONAME` (else its file name), a linker script's libraries in
+/// its stead, each once, in order; what the loader always opens (the C library, libm, the
+/// dynamic loader) left out, and a name a module cannot record (not a plain file name) noted.
+pub(crate) fn needed_names(shared: &[PathBuf], notes: &mut Vec<String>) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut queue: Vec<PathBuf> = shared.iter().rev().cloned().collect();
+    let mut read = HashSet::new();
+    while let Some(library) = queue.pop() {
+        if read.len() >= MOST_LIBRARIES || !read.insert(library.clone()) {
+            continue;
+        }
+        let bytes = std::fs::read(&library).map_err(|e| format!("{}: {e}", library.display()))?;
+        if !bytes.starts_with(b"\x7fELF") {
+            queue.extend(script_inputs(&bytes, &library).into_iter().rev());
+            continue;
+        }
+        let file_name = library.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = soname(&bytes).unwrap_or(file_name);
+        let always = ["libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2"];
+        if always.contains(&name.as_str()) || names.contains(&name) {
+            continue;
+        }
+        if smf_format::module::needed::is_file_name(name.as_bytes()) {
+            names.push(name);
+        } else {
+            notes.push(format!(
+                "{}: its name {name:?} cannot be recorded as needed: give it at load",
+                library.display()
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Shared library `bytes`' `DT_SONAME`, if it has one.
+fn soname(bytes: &[u8]) -> Option<String> {
+    let file = ElfFile64::<Endianness>::parse(bytes).ok()?;
+    let endian = file.endian();
+    let sections = file.elf_section_table();
+    for section in sections.iter() {
+        let Ok(Some((entries, strings_at))) = section.dynamic(endian, bytes) else { continue };
+        let strings = sections.strings(endian, bytes, strings_at).ok()?;
+        let entry = entries.iter().find(|d| d.d_tag(endian) == object::elf::DT_SONAME)?;
+        return entry.string(endian, strings).ok().map(|name| String::from_utf8_lossy(name).into_owned());
+    }
+    None
+}
+
 /// Takes out of `wanted` the names shared library `bytes` defines with a version a link may
 /// take (its dynamic symbols, a hidden version's left out); returns the libraries it needs
 /// (`DT_NEEDED`).

@@ -48,9 +48,26 @@ pub(crate) fn command(args: &LddArgs) -> i32 {
 fn imports(module: &Module<'_>, linked: &Linked, demangle: bool) -> (String, bool) {
     let mut out = String::new();
     let mut all_found = true;
+    // The libraries it names as needed first, opened as a load opens them.
+    let needed = linked.needed_by(module);
+    for name in module.needed_libraries() {
+        let name = String::from_utf8_lossy(name);
+        let opened = needed.as_ref().map(|n| n.opened().iter().any(|o| *o == name));
+        let state = match opened {
+            Some(true) => "opened",
+            Some(false) => "cannot be opened",
+            None => "not opened (--no-needed)",
+        };
+        let _ = writeln!(out, "\tneeds {name}: {state}");
+    }
     for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
-        let place = match linked.provider(symbol.name) {
+        let place = match linked.provider(symbol.name, needed.as_ref()) {
             Some((Provider::Module(file), _)) => file.to_owned(),
+            Some((Provider::Needed(name), addr)) => match file_of(addr) {
+                Some(file) if same_library(&name, &file) => format!("{name} ({file}, needed)"),
+                Some(file) => format!("{file} (through {name}, needed, which links it)"),
+                None => format!("{name} (needed)"),
+            },
             Some((Provider::Native(name), addr)) => match file_of(addr) {
                 // The library's own symbol.
                 Some(file) if same_library(name, &file) => format!("{name} ({file})"),

@@ -1,8 +1,9 @@
 //! How `run`, `verify --load`, `prefetch` and `ldd` link modules, one rule for all four
 //! (`--lib`, `--native`, `--no-libc`): an import resolves against the `--lib` modules in order
-//! (each loaded against those before it), then the `--native` shared libraries, then the C
-//! library and libm, as a native program's imports would. [`Linked::provider`] says which of
-//! them resolves a name (what `ldd` prints).
+//! (each loaded against those before it), then the `--native` shared libraries, then the
+//! libraries the module names as needed (unless `--no-needed`), then the C library and libm,
+//! as a native program's imports would. [`Linked::provider`] says which of them resolves a
+//! name (what `ldd` prints).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use smf::imports::CLibrary;
 use smf::loader::{self, Libraries, LoadRequest, ModuleError, SharedModule};
 use smf::native::{SharedLibraries, SharedLibrary};
+use smf::needed::NeededLibraries;
 use smf_runtime::load::{LoadOptions, Resolved, Resolver};
 
 use crate::args::LinkArgs;
@@ -52,12 +54,14 @@ impl Resolver for Provided {
 }
 
 /// What resolves an import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Provider<'l> {
     /// A `--lib` module, named as given.
     Module(&'l str),
     /// A `--native` library, named as given.
     Native(&'l str),
+    /// A library the module names as needed.
+    Needed(String),
     /// The C library or libm (the file is the one `dladdr` names for the address).
     CLibrary,
 }
@@ -67,6 +71,8 @@ pub(crate) struct Linked {
     provided: Arc<Provided>,
     /// The C library and libm come last (unless `--no-libc`).
     c_library: bool,
+    /// The libraries a module needs are opened (unless `--no-needed`).
+    open_needed: bool,
     options: LoadOptions,
 }
 
@@ -85,13 +91,13 @@ impl Linked {
                 .map_err(|reason| CommandError::Native { name: name.clone(), reason })?;
             provided.natives.0.push(library);
         }
-        let c_library = !args.no_libc;
+        let (c_library, open_needed) = (!args.no_libc, !args.no_needed);
         for lib in &args.libs {
-            let module = load_file(lib, &provided, c_library, &options)?;
+            let module = load_file(lib, &provided, (c_library, open_needed), &options)?;
             provided.libraries.0.push(module);
             provided.lib_names.push(lib.clone());
         }
-        Ok(Linked { provided: Arc::new(provided), c_library, options })
+        Ok(Linked { provided: Arc::new(provided), c_library, open_needed, options })
     }
 
     /// Loads `bytes` (from `origin`, if a file) linked against all of it.
@@ -100,7 +106,22 @@ impl Linked {
         bytes: &[u8],
         origin: Option<PathBuf>,
     ) -> Result<Arc<SharedModule>, ModuleError> {
-        load_bytes(bytes, origin, &self.provided, self.c_library, &self.options)
+        load_bytes(bytes, origin, &self.provided, (self.c_library, self.open_needed), &self.options)
+    }
+
+    /// Whether the libraries a module names as needed are opened.
+    pub(crate) fn open_needed(&self) -> bool {
+        self.open_needed
+    }
+
+    /// The libraries `module` names as needed, opened (`None` with `--no-needed`).
+    pub(crate) fn needed_by(&self, module: &smf_format::Module<'_>) -> Option<NeededLibraries> {
+        let names: Vec<&[u8]> = module.needed_libraries().collect();
+        self.open_needed.then(|| {
+            let needed = NeededLibraries::new();
+            needed.needs(&names);
+            needed
+        })
     }
 
     /// The `--lib` modules, loaded.
@@ -118,8 +139,13 @@ impl Linked {
         self.c_library
     }
 
-    /// What resolves `name`, and to which address (`None`: nothing does).
-    pub(crate) fn provider(&self, name: &[u8]) -> Option<(Provider<'_>, usize)> {
+    /// What resolves `name`, and to which address (`None`: nothing does), the libraries the
+    /// module needs being `needed`.
+    pub(crate) fn provider(
+        &self,
+        name: &[u8],
+        needed: Option<&NeededLibraries>,
+    ) -> Option<(Provider<'_>, usize)> {
         let provided = &self.provided;
         let module =
             provided.libraries.0.iter().zip(&provided.lib_names).find_map(|(module, lib)| {
@@ -132,22 +158,59 @@ impl Linked {
                 })
             })
             .or_else(|| {
+                let (library, addr) = needed?.find(name)?;
+                Some((Provider::Needed(library), addr))
+            })
+            .or_else(|| {
                 let found = self.c_library.then(|| CLibrary.resolve(name)).flatten()?;
                 Some((Provider::CLibrary, found.addr))
             })
     }
 }
 
-/// Loads `bytes` linked against `provided`, then the C library if `c_library`.
+/// `provided`, then the libraries the module being loaded needs (when they are opened), which
+/// its description names only if there are some.
+struct Needing<'a> {
+    provided: &'a Provided,
+    needed: Option<&'a NeededLibraries>,
+}
+
+impl Resolver for Needing<'_> {
+    fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.provided.resolve(name).or_else(|| self.needed?.resolve(name))
+    }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        self.provided.describe(out)?;
+        match self.needed {
+            Some(needed) if !needed.is_empty() => {
+                out.write_str(", ")?;
+                needed.describe(out)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn needs(&self, libraries: &[&[u8]]) {
+        if let Some(needed) = self.needed {
+            needed.needs(libraries);
+        }
+    }
+}
+
+/// Loads `bytes` linked against `provided`, then the libraries it needs if `open_needed`, then
+/// the C library if `c_library`.
 fn load_bytes(
     bytes: &[u8],
     origin: Option<PathBuf>,
     provided: &Provided,
-    c_library: bool,
+    (c_library, open_needed): (bool, bool),
     options: &LoadOptions,
 ) -> Result<Arc<SharedModule>, ModuleError> {
-    let with_libc = smf_runtime::load::Chain(provided, CLibrary);
-    let resolver: &dyn Resolver = if c_library { &with_libc } else { provided };
+    let needed = NeededLibraries::new();
+    let first = Needing { provided, needed: open_needed.then_some(&needed) };
+    let with_libc = smf_runtime::load::Chain(&first, CLibrary);
+    let resolver: &dyn Resolver = if c_library { &with_libc } else { &first };
     let request = LoadRequest::bytes(bytes).resolver_only(resolver).with_options(options);
     match origin.as_deref() {
         Some(origin) => loader::load(&request.named(origin)),
@@ -159,10 +222,10 @@ fn load_bytes(
 fn load_file(
     path: &str,
     provided: &Provided,
-    c_library: bool,
+    linking: (bool, bool),
     options: &LoadOptions,
 ) -> Result<Arc<SharedModule>, CommandError> {
     let bytes = read_module_file(path)?;
     let origin = (path != "-").then(|| Path::new(path).to_path_buf());
-    load_bytes(&bytes, origin, provided, c_library, options).map_err(|e| CommandError::Load(Box::new(e)))
+    load_bytes(&bytes, origin, provided, linking, options).map_err(|e| CommandError::Load(Box::new(e)))
 }

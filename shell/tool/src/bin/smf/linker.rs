@@ -431,14 +431,9 @@ fn shared_note(name: Option<&str>, path: &Path) -> String {
         matches!(name, Some("c" | "m")) || file.starts_with("libc.so") || file.starts_with("libm.so");
     let how = match name {
         _ if default => "smf run, the C ABI and the cache link the C library and libm by default".to_owned(),
-        Some(name) => format!(
-            "give the process the library: link the host with -l{name}, or smf run --native {}",
-            path.display()
-        ),
-        None => format!(
-            "give the process the library: link the host with it, or smf run --native {}",
-            path.display()
-        ),
+        _ => "the module records it as needed: a load opens it by its name, as ld.so opens a \
+              library's DT_NEEDED (SMF_LOAD_NO_NEEDED, smf run --no-needed: not)"
+            .to_owned(),
     };
     let given = name.map(|name| format!("-l{name}: ")).unwrap_or_default();
     format!(

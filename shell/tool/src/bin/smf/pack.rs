@@ -137,7 +137,16 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
             ..Input::new(name, bytes)
         })
         .collect();
+    let mut needed_notes = Vec::new();
+    let needed =
+        crate::defs::needed_names(&linked.shared, &mut needed_notes).map_err(PackCommandError::Link)?;
+    if say >= Say::Notable {
+        for note in &needed_notes {
+            eprintln!("smf pack: {note}");
+        }
+    }
     let options = PackOptions {
+        needed: needed.into_iter().map(String::into_bytes).collect(),
         compression: args.compress,
         entry: linked.entry.clone().map(String::into_bytes),
         undefined: linked.undefined.iter().map(|name| name.clone().into_bytes()).collect(),

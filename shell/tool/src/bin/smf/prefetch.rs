@@ -35,6 +35,7 @@ fn prefetch(args: &PrefetchArgs) -> Result<i32, CommandError> {
     cache.set_linking(CacheLinking {
         resolver: Some(linked.provided()),
         c_library: linked.c_library(),
+        open_needed: linked.open_needed(),
         ..CacheLinking::default()
     });
     // A progress line on a terminal, when there are enough files for it to matter.

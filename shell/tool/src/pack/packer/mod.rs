@@ -85,12 +85,15 @@ pub struct PackOptions {
     /// Names to count as referred to (`ld -u`): an archive member defining one is packed, as
     /// if an object called it.
     pub undefined: Vec<Vec<u8>>,
+    /// The shared libraries the module needs, by file name (`DT_NEEDED`'s: `libstdc++.so.6`),
+    /// recorded for loaders to open (`docs/format.md`, "Needed libraries").
+    pub needed: Vec<Vec<u8>>,
 }
 
 impl PackOptions {
     /// A module of `dialect`, uncompressed, its entry point `main` if defined.
     pub const fn new(dialect: Dialect) -> Self {
-        Self { dialect, compression: None, entry: None, undefined: Vec::new() }
+        Self { dialect, compression: None, entry: None, undefined: Vec::new(), needed: Vec::new() }
     }
 }
 
@@ -198,6 +201,9 @@ fn pack_objects(
         packer.add_relocations(f);
     }
     packer.set_entry_point(options.entry.as_deref());
+    if !options.needed.is_empty() {
+        packer.builder.add_section(smf_format::write::SectionSpec::needed_libraries(&options.needed));
+    }
     packer.finish().map_err(|mut failure| {
         // Object by object, in the order given (each object's in the order found).
         let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
