@@ -1,194 +1,17 @@
-//! Out of memory is an error, never an abort: a global allocator that refuses, while armed on
-//! the calling thread, allocations from a given size up (all of them, or only the n-th) stands
-//! in for a process at its address-space limit. Loads of a module with 10,000 symbols (the
-//! load path's tables run to hundreds of KiB) must fail with `OutOfMemory` or succeed, whichever
-//! allocation is refused. A binary of its own: the allocator is process-wide.
+//! Out of memory is an error, never an abort. `refusing.rs`: a global allocator that refuses
+//! allocations stands in for a process at its address-space limit (a binary of its own: the
+//! allocator is process-wide).
 //!
-//! Then a real limit: child processes set RLIMIT_AS at their size plus a margin swept upward,
-//! and call each C entry point that allocates (module loads, with a resolver too, cache gets and prefetches, the
-//! `rt_*` file and executable-memory functions, the instantiator's requests, note and resolve
-//! over a module whose note offers 15,000 names, the execution manager compiling 400 functions of
-//! CLIF): an error naming memory, or success, never a
-//! signal.
+//! Then a real limit (`harness.rs`): child processes set RLIMIT_AS at their size plus a margin
+//! swept upward, and call each C entry point that allocates (module loads, with a resolver too,
+//! cache gets and prefetches, the `rt_*` file and executable-memory functions, the
+//! instantiator's requests, note and resolve over a module whose note offers 15,000 names, the
+//! execution manager compiling 400 functions of CLIF): an error naming memory, or success,
+//! never a signal. `exports.rs` sweeps every other function of `smf.h` the same way, and checks
+//! that each function the header declares has its case.
 
-// A global allocator is an unsafe trait implementation.
+// A global allocator is an unsafe trait implementation; the C ABI is called in unsafe blocks.
 #![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-use smf_format::write::samples;
-use smf_format::Dialect;
-use smf_runtime::exec::ExecAllocator;
-use smf_runtime::load::{LoadError, LoadOptions, LoadedModule};
-
-/// Refuses allocations of at least `REFUSE_FROM` bytes on the thread that armed it.
-struct Refusing;
-
-thread_local! {
-    /// Allocations of this many bytes or more are candidates for refusal.
-    static REFUSE_FROM: Cell<usize> = const { Cell::new(usize::MAX) };
-    /// Which candidate to refuse (counted from 0), or `usize::MAX` for all of them.
-    static REFUSE_ONLY: Cell<usize> = const { Cell::new(usize::MAX) };
-    /// Candidates seen, and refused.
-    static SEEN: Cell<usize> = const { Cell::new(0) };
-    static REFUSED: Cell<usize> = const { Cell::new(0) };
-}
-
-fn refused(size: usize) -> bool {
-    if size < REFUSE_FROM.try_with(Cell::get).unwrap_or(usize::MAX) {
-        return false;
-    }
-    let seen = SEEN.try_with(|s| s.replace(s.get() + 1)).unwrap_or(0);
-    let only = REFUSE_ONLY.try_with(Cell::get).unwrap_or(usize::MAX);
-    let refuse = only == usize::MAX || only == seen;
-    if refuse {
-        let _ = REFUSED.try_with(|r| r.set(r.get() + 1));
-    }
-    refuse
-}
-
-// SAFETY: forwards to the system allocator, or returns null (a refusal the caller must handle).
-unsafe impl GlobalAlloc for Refusing {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if refused(layout.size()) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's layout contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() && refused(new_size) {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Refusing = Refusing;
-
-/// Runs `f` with allocations of `from` bytes and more refused on this thread (only the
-/// `only`-th of them, or all with `usize::MAX`); returns what it returned and how many
-/// allocations were refused.
-fn refusing<T>(from: usize, only: usize, f: impl FnOnce() -> T) -> (T, usize) {
-    REFUSED.with(|r| r.set(0));
-    SEEN.with(|r| r.set(0));
-    REFUSE_ONLY.with(|r| r.set(only));
-    REFUSE_FROM.with(|r| r.set(from));
-    let result = f();
-    REFUSE_FROM.with(|r| r.set(usize::MAX));
-    (result, REFUSED.with(Cell::get))
-}
-
-#[test]
-fn a_load_at_the_memory_limit_fails_cleanly_whichever_allocation_is_refused() {
-    let exec = ExecAllocator::default();
-    let file = samples::large(Dialect::R96, 10_000, 2_000);
-    let options = LoadOptions { require_arch: None, ..LoadOptions::default() };
-    // Warm up: the allocator's region and bookkeeping exist before the limit is set.
-    drop(LoadedModule::load(&exec, &samples::return_42(Dialect::R96), &(), &options).unwrap());
-    let load = || LoadedModule::load(&exec, &file, &(), &options).map(|m| m.symbols().len());
-    // Every allocation of 4 KiB or more, refused one at a time: each is an error or recovered.
-    let mut n = 0;
-    loop {
-        let (result, refused) = refusing(4 << 10, n, load);
-        match result {
-            Ok(symbols) if refused == 0 => {
-                assert_eq!(symbols, 10_000);
-                break;
-            }
-            // Refused in the quick pass, the detailed rerun's allocation succeeds.
-            Ok(symbols) => assert_eq!((symbols, refused), (10_000, 1), "allocation {n}"),
-            Err(LoadError::OutOfMemory { bytes }) => assert!(refused == 1 && bytes > 0, "allocation {n}"),
-            other => panic!("allocation {n} refused: {other:?}"),
-        }
-        assert_eq!(exec.stats().blocks_live, 0, "allocation {n}: nothing is left behind");
-        n += 1;
-    }
-    assert!(n >= 4, "the names, symbols, index and targets are each refused: {n}");
-    // All allocations from a size up refused at once.
-    let mut failures = 0;
-    for from in [1 << 20, 256 << 10, 128 << 10, 64 << 10, 16 << 10, 4 << 10] {
-        let (result, refused) = refusing(from, usize::MAX, load);
-        match result {
-            Ok(symbols) => {
-                assert_eq!(refused, 0, "from {from}: a refusal was swallowed");
-                assert_eq!(symbols, 10_000);
-            }
-            Err(LoadError::OutOfMemory { bytes }) => {
-                assert!(refused > 0 && bytes > 0, "from {from}");
-                failures += 1;
-            }
-            Err(e) => panic!("from {from}: {e}"),
-        }
-        // Nothing is left behind, and the next load works.
-        assert_eq!(exec.stats().blocks_live, 0, "from {from}");
-    }
-    assert!(failures >= 4, "the tables of 10,000 symbols exceed 16 KiB");
-    let loaded = LoadedModule::load(&exec, &file, &(), &options).unwrap();
-    assert_eq!(loaded.symbols().len(), 10_000);
-}
-
-#[test]
-fn a_prefetch_whose_bookkeeping_is_refused_reports_out_of_memory() {
-    let dir = smf_tests::scratch("oom", "prefetch");
-    let paths: Vec<std::path::PathBuf> = (0..32)
-        .map(|i| {
-            let path = dir.join(format!("m{i}.smf"));
-            std::fs::write(&path, samples::return_42(Dialect::R96)).unwrap();
-            path
-        })
-        .collect();
-    let cache = smf::cache::ModuleCache::new(0, 0);
-    // One thread: every chunk of 8 files on this one, where the refusal is armed. Of the
-    // allocations of 64 bytes or more, the first is the room for the failures, the second the
-    // first chunk's list of its 8 paths' hits (8 bytes each): refused.
-    let (failures, refused) = refusing(64, 1, || cache.prefetch_indexed(&paths, 1, &|_| {}));
-    assert_eq!(refused, 1);
-    let failed: Vec<usize> = failures.iter().map(|(i, _)| *i).collect();
-    assert_eq!(failed, (0..8).collect::<Vec<_>>(), "the first chunk's files are reported");
-    for (i, error) in &failures {
-        assert!(error.to_string().contains("memory"), "file {i}: {error}");
-    }
-    let cached = |range: std::ops::Range<usize>| paths[range].iter().filter(|p| cache.contains(p)).count();
-    assert_eq!((cached(0..8), cached(8..32)), (0, 24), "the other chunks loaded");
-    // With room again, the same prefetch caches every file.
-    assert!(cache.prefetch_indexed(&paths, 1, &|_| {}).is_empty());
-    assert_eq!(paths.iter().filter(|p| cache.contains(p)).count(), 32);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn reading_a_module_file_at_the_memory_limit_is_an_error() {
-    let dir = std::env::temp_dir().join(format!("smf-oom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("large.smf");
-    std::fs::write(&path, samples::large(Dialect::R96, 10_000, 0)).unwrap();
-    let (result, refused) = refusing(64 << 10, usize::MAX, || {
-        smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&())).map(|_| ())
-    });
-    let message = result.unwrap_err().to_string();
-    assert!(refused > 0);
-    assert!(message.contains("large.smf") && message.contains("memory"), "{message}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-// ---- A real address-space limit, swept, for every C entry point that allocates -------------
-//
-// A child process (this binary, running `address_space_limit_child` for one case) sets
-// RLIMIT_AS at its own size plus a margin, makes one call through the C ABI, lifts the limit
-// and prints the outcome; the margin grows from 0 by a sixteenth (at least 64 KiB) until the
-// call succeeds. Each call must succeed or fail with an error naming memory: the child dying
-// (SIGABRT from an infallible allocation, a panic that cannot allocate its message) fails the
-// parent's test, which runs one child per case so that one abort hides no other.
 
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
@@ -200,49 +23,36 @@ use smf::ffi::instantiate as instantiate_ffi;
 use smf::ffi::rt_exec;
 use smf::ffi::rt_mmap::{self, RtMapping};
 use smf::ffi::smf_module::{self as module_ffi, SmfModule};
+use smf_format::write::samples;
+use smf_format::Dialect;
 
-/// The largest margin tried (every case succeeds well below it).
-const MAX_MARGIN: u64 = 2 << 30;
+mod exports;
+mod harness;
+mod refusing;
 
-/// The size of this process's address space (VmSize).
-fn vm_size() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
+use harness::{c_path, sweep, sweep_in_child, swept_in_child};
 
-/// Runs `run` on a fresh `prepare()` under RLIMIT_AS at the process's size plus a margin, from
-/// 0 upward, until it succeeds; prints each outcome (`margin M: ok` or `margin M: error E`,
-/// with the thread's `smf_last_error`). Only `run` is under the limit: `prepare`, the state's
-/// drop and the printing are not.
-fn sweep<S>(mut prepare: impl FnMut() -> S, mut run: impl FnMut(&S) -> bool) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let hard = getrlimit(Resource::As).maximum;
-    let mut margin = 0u64;
-    loop {
-        let state = prepare();
-        smf::ffi::clear_error();
-        setrlimit(Resource::As, Rlimit { current: Some(vm_size() + margin), maximum: hard }).unwrap();
-        let ok = run(&state);
-        setrlimit(Resource::As, Rlimit { current: hard, maximum: hard }).unwrap();
-        drop(state);
-        if ok {
-            println!("margin {margin}: ok");
-            return;
-        }
-        println!("margin {margin}: error {}", smf::ffi::last_error());
-        if margin > MAX_MARGIN {
-            println!("gave up");
-            return;
-        }
-        margin += (margin / 16).max(64 << 10);
-    }
-}
-
-/// A path in the case's directory, for C.
-fn c_path(dir: &Path, name: &str) -> CString {
-    CString::new(dir.join(name).into_os_string().into_encoded_bytes()).unwrap()
-}
+/// The exports `address_space_limit_child` sweeps itself, each with a test of its own below
+/// (`exports.rs` has the others).
+const SWEPT_HERE: [&str; 17] = [
+    "smf_module_load",
+    "smf_module_load_bytes",
+    "smf_module_load_ex",
+    "smf_cache_get",
+    "smf_cache_prefetch",
+    "rt_mmap_file",
+    "rt_mmap_read_string",
+    "rt_mmap_read_bytes",
+    "rt_file_size_for_mmap",
+    "rt_alloc_exec_memory",
+    "rt_write_exec_memory",
+    "smf_jit_instantiate",
+    "smf_jit_note_sdn",
+    "smf_jit_instantiate_batch",
+    "smf_jit_resolve_generic",
+    "smf_jit_resolve",
+    "rt_exec_manager_compile_mir",
+];
 
 /// A cache handle, freed when dropped (with no limit set).
 struct Cache(*mut SmfCache);
@@ -270,6 +80,11 @@ impl Module {
     fn keep(&self, module: *mut SmfModule) -> bool {
         self.0.set(module as usize);
         !module.is_null()
+    }
+
+    /// The handle kept (NULL if none).
+    fn get(&self) -> *mut SmfModule {
+        self.0.get() as *mut SmfModule
     }
 }
 
@@ -551,7 +366,7 @@ fn address_space_limit_child() {
                 outcome.is_empty()
             });
         }
-        other => panic!("no case {other}"),
+        other => exports::child(other, &dir),
     }
 }
 
@@ -682,36 +497,6 @@ fn at_an_address_space_limit_smf_jit_resolve_generic_fails_cleanly() {
 #[test]
 fn at_an_address_space_limit_smf_jit_resolve_fails_cleanly() {
     sweep_in_child("smf_jit_resolve", true, write_offers);
-}
-
-/// Writes the case's files, runs the child over them, and checks every outcome: an error
-/// naming memory or, at the last margin, success; never a signal. With `fails_at_0`, the call
-/// must fail at the tightest limit (it allocates in proportion to its input).
-fn sweep_in_child(case: &str, fails_at_0: bool, files: impl FnOnce(&Path)) {
-    let dir = smf_tests::scratch("rlimit", case);
-    files(&dir);
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "address_space_limit_child", "--nocapture", "--test-threads", "1"])
-        .env("SMF_RLIMIT_CASE", case)
-        .env("SMF_RLIMIT_DIR", &dir)
-        .env("SMF_SETTLE_MS", "0")
-        // One malloc arena: a thread's own arena reserves its 64 MiB up front, which the
-        // address-space limit then no longer sees grow.
-        .env("MALLOC_ARENA_MAX", "1")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{case}: the child died: {:?}\n{stdout}\n{stderr}", output.status);
-    // (The first outcome follows the test's name on its line.)
-    let outcomes: Vec<&str> = stdout.lines().filter_map(|l| l.find("margin ").map(|at| &l[at..])).collect();
-    let (last, errors) = outcomes.split_last().unwrap_or_else(|| panic!("{case}: no outcome\n{stdout}"));
-    assert!(last.ends_with(": ok"), "{case}: never succeeded\n{stdout}");
-    for error in errors {
-        assert!(error.contains(": error ") && error.contains("memory"), "{case}: {error}\n{stdout}");
-    }
-    assert!(!fails_at_0 || !errors.is_empty(), "{case}: succeeded at the tightest limit\n{stdout}");
 }
 
 /// A module of 20,000 symbols (about 2 MB of file, as much again of tables).
