@@ -64,6 +64,8 @@ pub enum HostError {
         /// The address it has.
         address: usize,
     },
+    /// No memory for the table's entry.
+    OutOfMemory,
 }
 
 impl fmt::Display for HostError {
@@ -74,6 +76,7 @@ impl fmt::Display for HostError {
             HostError::AlreadyDefined { address } => {
                 write!(f, "already defined with another address ({address:#x})")
             }
+            HostError::OutOfMemory => f.write_str("out of memory for the host symbol's entry"),
         }
     }
 }
@@ -95,7 +98,12 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
         Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
         Some(_) => Ok(()),
         None => {
-            table.insert(name.into(), address);
+            // The name is the caller's, of any length: copied fallibly.
+            let mut owned = Vec::new();
+            owned.try_reserve_exact(name.len()).map_err(|_| HostError::OutOfMemory)?;
+            owned.extend_from_slice(name);
+            table.try_reserve(1).map_err(|_| HostError::OutOfMemory)?;
+            table.insert(owned.into_boxed_slice(), address);
             Ok(())
         }
     }

@@ -49,6 +49,7 @@ mod fork;
 pub mod fuzzing;
 pub mod imports;
 pub mod instantiate;
+mod kept;
 pub mod loader;
 pub mod native;
 pub mod needed;

@@ -351,7 +351,7 @@ impl ExecManager {
     /// integers in and at most one integer out is an error, never a call.
     pub fn execute(&self, name: &str, args: &[i64]) -> Result<i64, ExecManagerError> {
         let entry = lock(&self.locked.tables).functions.get(name).cloned();
-        let entry = entry.ok_or_else(|| ExecManagerError::UnknownFunction(name.to_owned()))?;
+        let entry = entry.ok_or_else(|| ExecManagerError::UnknownFunction(crate::kept::kept_str(name)))?;
         let signature = &entry.signature;
         let integer = |t: cranelift_codegen::ir::Type| t.is_int() && t.bits() <= 64;
         let fits =
@@ -360,13 +360,13 @@ impl ExecManager {
                 && signature.returns.iter().all(|r| integer(r.value_type));
         if !fits {
             return Err(ExecManagerError::Signature {
-                function: name.to_owned(),
+                function: crate::kept::kept_str(name),
                 signature: signature.to_string(),
             });
         }
         if signature.params.len() != args.len() {
             let (expected, given) = (signature.params.len(), args.len());
-            return Err(ExecManagerError::Arity { function: name.to_owned(), expected, given });
+            return Err(ExecManagerError::Arity { function: crate::kept::kept_str(name), expected, given });
         }
         // SAFETY: the function's signature (checked above) takes exactly these integer
         // arguments in the platform's C convention (every compiled function is given it) and

@@ -292,7 +292,7 @@ pub unsafe extern "C" fn smf_cache_resolve(
         let name = unsafe { c_name(symbol) }?;
         match cache.resolve(name) {
             Some(addr) => Ok(addr as *const std::ffi::c_void),
-            None => Err(LookupError::NotCached(name.into()).into()),
+            None => Err(LookupError::NotCached(crate::kept::kept(name)).into()),
         }
     })
 }

@@ -80,13 +80,13 @@ static CHOSEN_OPT: AtomicU8 = AtomicU8::new(0);
 fn backend(name: &str) -> Result<OptLevel, FfiError> {
     let (backend, opt) = name.split_once(':').unwrap_or((name, "none"));
     if !matches!(backend, "cranelift" | "auto") {
-        return Err(FfiError::NoBackend(backend.to_owned()));
+        return Err(FfiError::NoBackend(crate::kept::kept_str(backend)));
     }
     match opt {
         "none" => Ok(OptLevel::None),
         "speed" => Ok(OptLevel::Speed),
         "speed_and_size" => Ok(OptLevel::SpeedAndSize),
-        _ => Err(FfiError::NoBackend(name.to_owned())),
+        _ => Err(FfiError::NoBackend(crate::kept::kept_str(name))),
     }
 }
 

@@ -167,7 +167,7 @@ pub unsafe extern "C" fn smf_host_define(name: *const c_char, address: *const c_
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         define_host(name, address as usize)
-            .map_err(|error| FfiError::HostDefine { name: name.into(), error })?;
+            .map_err(|error| FfiError::HostDefine { name: crate::kept::kept(name), error })?;
         Ok(0)
     })
 }
@@ -185,7 +185,7 @@ pub unsafe extern "C" fn smf_host_undefine(name: *const c_char) -> i32 {
         if undefine_host(name) {
             Ok(0)
         } else {
-            Err(FfiError::HostUndefined(name.into()))
+            Err(FfiError::HostUndefined(crate::kept::kept(name)))
         }
     })
 }

@@ -279,7 +279,9 @@ pub unsafe extern "C" fn smf_jit_fail(j: *mut SmfJit, message: *const c_char) {
             "(no message)".into()
         } else {
             // SAFETY: non-null and NUL-terminated per our caller's contract.
-            unsafe { CStr::from_ptr(message) }.to_string_lossy()
+            let bytes = unsafe { CStr::from_ptr(message) }.to_bytes();
+            // What the thread's message can hold (1 KiB), never a copy of a longer text.
+            String::from_utf8_lossy(&bytes[..bytes.len().min(super::error::MESSAGE_CAPACITY)])
         };
         record_failure(text.into_owned());
         Ok(())

@@ -107,7 +107,7 @@ pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_c
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         with_module(m, |module| {
-            let address = module.symbol(name).ok_or_else(|| LookupError::NoExport(name.into()))?;
+            let address = module.symbol(name).ok_or_else(|| LookupError::NoExport(crate::kept::kept(name)))?;
             Ok(address as *const c_void)
         })
     })
@@ -130,7 +130,7 @@ pub unsafe extern "C" fn smf_module_function(m: *const SmfModule, name: *const c
         with_module(m, |module| {
             let loaded = module.loaded();
             if loaded.symbol(name).is_none() {
-                return Err(LookupError::NoExport(name.into()).into());
+                return Err(LookupError::NoExport(crate::kept::kept(name)).into());
             }
             // SAFETY: C callers cast the pointer to the function's real type before calling it
             // (the header's contract); here it is only handed out, valid while the caller

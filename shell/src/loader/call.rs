@@ -94,7 +94,7 @@ impl SharedModule {
             }
             Some(name) => {
                 if self.loaded.symbols().lookup(name).is_none() {
-                    return Err(CallError::NoSuchSymbol(lossy(name)));
+                    return Err(CallError::NoSuchSymbol(crate::kept::kept_lossy(name)));
                 }
                 // SAFETY: as above.
                 let function = unsafe { self.loaded.function::<RegisterCall<R>>(name) };

@@ -14,7 +14,7 @@ use std::path::Path;
 const MAX_MARGIN: u64 = 2 << 30;
 
 /// The size of this process's address space (VmSize).
-fn vm_size() -> u64 {
+pub(super) fn vm_size() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024

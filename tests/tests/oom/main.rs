@@ -27,6 +27,7 @@ use smf_format::write::samples;
 use smf_format::Dialect;
 
 mod exports;
+mod huge_names;
 mod harness;
 mod refusing;
 
