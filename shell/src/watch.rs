@@ -205,8 +205,9 @@ fn started() -> Option<&'static Watcher> {
             }
         };
     let watcher = published.watcher.as_ref()?;
-    let spawned = std::thread::Builder::new().name("smf-watch".into()).spawn(move || read_events(watcher));
-    if spawned.is_err() {
+    // A thread of the C library's (`worker.rs`): std's would end the process if its signal
+    // stack could not be mapped, at whatever moment the thread got to it.
+    if !crate::worker::spawn_detached(c"smf-watch", move || read_events(watcher)) {
         // No thread to set notices: none is handed out.
         watcher.table().alive = false;
         return None;

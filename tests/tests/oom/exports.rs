@@ -52,35 +52,10 @@ fn cases() -> impl Iterator<Item = &'static Case> {
 /// The child's side of case `name` (it panics on a name no case has).
 pub(super) fn child(name: &str, dir: &Path) {
     let case = cases().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name}"));
-    start_the_watcher(dir);
+    // The cases' files are fresh: the change watcher may start its thread during a call, under
+    // the limit (a thread of the C library's, which fails to start rather than ending the
+    // process: `worker.rs`).
     (case.run)(dir);
-}
-
-/// Starts the library's change watcher, with no limit set, and waits for its thread to wait for
-/// events. A module file written less than 2 s before a cache reads it is watched from its
-/// load, as the cases' own files are: a watcher thread their preparation started would
-/// otherwise finish starting while the limit is set, where std cannot map the thread's signal
-/// stack and aborts the process (whichever call started the thread).
-fn start_the_watcher(dir: &Path) {
-    let path = dir.join("watched.smf");
-    std::fs::write(&path, rich_module()).unwrap();
-    drop(smf::cache::ModuleCache::new(0, 0).get(&path).unwrap());
-    let started = std::time::Instant::now();
-    while !watcher_waits() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the watcher's thread never waited");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
-/// Whether the watcher's thread sleeps (in its read: it started).
-fn watcher_waits() -> bool {
-    std::fs::read_dir("/proc/self/task").unwrap().flatten().any(|task| {
-        let read = |file| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
-        let stat = read("stat");
-        // "TID (NAME) STATE ...": the name may hold spaces and parentheses.
-        let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
-        read("comm").trim_end() == "smf-watch" && state == Some("S")
-    })
 }
 
 #[test]
