@@ -12,11 +12,13 @@
 //! per file: the module's shared record and its path, a node of the index of code, an error's
 //! message.
 //!
-//! A thread that outlives the call starting it (the change watcher's) is started with
-//! `pthread_create` itself ([`spawn_detached`]): std's start of a thread, in a Rust program,
-//! maps the thread's signal stack in the new thread and ends the process when it cannot, at a
-//! moment no caller chose (a load under memory pressure); `pthread_create` fails with an error
-//! the caller handles, and the thread then needs nothing more.
+//! The library's threads are the C library's (`pthread_create`): the change watcher's, which
+//! outlives the call starting it ([`spawn_detached`]), and a prefetch's workers, which share
+//! the caller's work and are joined before it returns ([`run_alongside`]). std's start of a
+//! thread, in a Rust program, maps the thread's signal stack in the new thread and ends the
+//! process when it cannot, at a moment no caller chose (a load under memory pressure);
+//! `pthread_create` fails with an error the caller handles, and the thread then needs nothing
+//! more.
 
 use std::cell::Cell;
 use std::ffi::{c_void, CStr};
@@ -87,6 +89,98 @@ pub(crate) fn spawn_detached(name: &CStr, work: impl FnOnce() + Send + 'static) 
     true
 }
 
+/// `pthread_attr_t`'s room (glibc: 56 bytes on 64-bit targets, 64 on aarch64; musl: 56).
+#[repr(C, align(8))]
+struct Attributes([u8; 64]);
+
+#[allow(unsafe_code)]
+extern "C" {
+    fn pthread_attr_init(attributes: *mut Attributes) -> i32;
+    fn pthread_attr_setstacksize(attributes: *mut Attributes, size: usize) -> i32;
+    fn pthread_attr_destroy(attributes: *mut Attributes) -> i32;
+    fn pthread_join(thread: std::ffi::c_ulong, result: *mut *mut c_void) -> i32;
+}
+
+/// What a shared thread returns when its work panicked.
+const PANICKED: *mut c_void = std::ptr::dangling_mut::<c_void>();
+
+/// A shared thread's start: marks it one the library started, then runs the work it borrows.
+#[allow(unsafe_code)] // the work handed over as a raw pointer
+extern "C" fn start_shared<F: Fn() + Sync>(argument: *mut c_void) -> *mut c_void {
+    mark();
+    // SAFETY: `argument` is the `&F` `run_alongside` passed, which joins this thread before the
+    // borrow ends.
+    let work = unsafe { &*argument.cast_const().cast::<F>() };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(()) => std::ptr::null_mut(),
+        Err(_) => PANICKED,
+    }
+}
+
+/// Threads started by [`run_alongside`], joined when dropped (also while the calling thread's
+/// share unwinds: none outlives the work it borrows).
+struct Shared(Vec<std::ffi::c_ulong>);
+
+impl Shared {
+    /// Joins every thread; whether one's work panicked.
+    #[allow(unsafe_code)] // pthread_join
+    fn join(&mut self) -> bool {
+        let mut panicked = false;
+        for thread in self.0.drain(..) {
+            let mut result = std::ptr::null_mut();
+            // SAFETY: a thread started by `run_alongside` and not joined yet (drained).
+            unsafe { pthread_join(thread, &mut result) };
+            panicked |= result == PANICKED;
+        }
+        panicked
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+/// Runs `work` on up to `extra` threads of the C library's (`stack` bytes of stack each) and on
+/// the calling thread, returning once every one is done: how many threads started (fewer where
+/// the C library could not start more: memory, the process's thread limit; the others do
+/// their share, down to the calling thread alone). A panic in a thread's work is raised again
+/// here once all are joined. See the module documentation for why not std's threads.
+#[allow(unsafe_code)] // pthread_create of a work borrowed until the threads are joined
+pub(crate) fn run_alongside<F: Fn() + Sync>(extra: usize, stack: usize, work: &F) -> usize {
+    let mut threads = Shared(Vec::new());
+    if extra > 0 && threads.0.try_reserve_exact(extra).is_ok() {
+        let mut attributes = Attributes([0; 64]);
+        // SAFETY: attributes initialized before use and destroyed once; the argument is `work`,
+        // which outlives every thread started (joined by `threads` before this returns or
+        // unwinds).
+        unsafe {
+            let sized = pthread_attr_init(&mut attributes) == 0;
+            if sized {
+                pthread_attr_setstacksize(&mut attributes, stack);
+            }
+            let attributes_pointer: *const c_void =
+                if sized { std::ptr::from_ref(&attributes).cast() } else { std::ptr::null() };
+            for _ in 0..extra {
+                let mut thread: std::ffi::c_ulong = 0;
+                let argument = std::ptr::from_ref(work).cast_mut().cast::<c_void>();
+                if pthread_create(&mut thread, attributes_pointer, start_shared::<F>, argument) != 0 {
+                    break;
+                }
+                threads.0.push(thread);
+            }
+            if sized {
+                pthread_attr_destroy(&mut attributes);
+            }
+        }
+    }
+    let started = threads.0.len();
+    work();
+    assert!(!threads.join(), "a library thread's work panicked");
+    started
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -99,5 +193,33 @@ mod tests {
         .join()
         .unwrap();
         assert!(super::keeps_state(), "the mark is the thread's alone");
+    }
+
+    #[test]
+    fn shared_work_runs_on_every_thread_started_and_all_are_joined_before_the_return() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let runs = AtomicUsize::new(0);
+        let marked = Mutex::new(Vec::new());
+        let work = || {
+            runs.fetch_add(1, Ordering::Relaxed);
+            marked.lock().unwrap().push(super::keeps_state());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let started = super::run_alongside(3, 256 << 10, &work);
+        assert_eq!(started, 3);
+        // Every run is done (joined): the calling thread's and each thread's.
+        assert_eq!(runs.load(Ordering::Relaxed), 4);
+        let mut marked = marked.into_inner().unwrap();
+        marked.sort_unstable();
+        assert_eq!(marked, [false, false, false, true], "only the library's threads are marked");
+        assert_eq!(super::run_alongside(0, 256 << 10, &|| ()), 0);
+    }
+
+    #[test]
+    fn a_detached_thread_runs_its_work_marked() {
+        let (send, receive) = std::sync::mpsc::channel();
+        assert!(super::spawn_detached(c"smf-test", move || send.send(super::keeps_state()).unwrap()));
+        assert_eq!(receive.recv_timeout(std::time::Duration::from_secs(10)), Ok(false));
     }
 }

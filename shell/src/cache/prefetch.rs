@@ -3,7 +3,7 @@
 //! failed files retried once alone; the prefetch a module's header announces.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -103,35 +103,10 @@ impl ModuleCache {
             return self.retried(paths, failures);
         }
         let workers = threads.clamp(1, left.div_ceil(chunk));
-        // Every worker is started before it loads: std's thread start maps a signal stack and
-        // aborts the process if it cannot (in a Rust host), so each start is made only when
-        // there is room for it, and while no worker of ours allocates beside it (the calling
-        // thread, which loaded alone until now, waits for the starts).
-        let go = AtomicBool::new(false);
-        let wait_then_work = || {
-            crate::worker::mark();
-            while !go.load(Ordering::Acquire) {
-                std::thread::park();
-            }
-            work();
-        };
-        std::thread::scope(|scope| {
-            let mut started = Vec::new();
-            for _ in 1..workers {
-                // Where a thread cannot be had (memory, the process's thread limit), the ones
-                // running share its files: down to the calling thread alone.
-                let builder = std::thread::Builder::new().stack_size(WORKER_STACK);
-                match room_for_a_thread().then(|| builder.spawn_scoped(scope, wait_then_work)) {
-                    Some(Ok(worker)) => started.push(worker),
-                    _ => break,
-                }
-            }
-            go.store(true, Ordering::Release);
-            for worker in &started {
-                worker.thread().unpark();
-            }
-            work();
-        });
+        // Threads of the C library's (`worker.rs`): where one cannot be had (memory, the
+        // process's thread limit), the ones running share its files, down to the calling
+        // thread alone; none can end the process by starting.
+        crate::worker::run_alongside(workers - 1, WORKER_STACK, &work);
         self.retried(paths, failures)
     }
 
@@ -187,8 +162,7 @@ impl ModuleCache {
     }
 }
 
-/// A prefetch worker's stack (std's default for spawned threads, made explicit so that
-/// [`room_for_a_thread`] knows what a start maps).
+/// A prefetch worker's stack (std's default for spawned threads).
 const WORKER_STACK: usize = 2 << 20;
 
 /// Most files a prefetch loads together (one seal for all: see
@@ -212,22 +186,3 @@ const CHUNKS_PER_THREAD: usize = 4;
 /// bench chart`, count panel: 5 small modules took longer per module on two threads than one).
 const ALONE_FOR: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// What a thread start maps besides its stack, at most: std's signal stack and its guard page
-/// (`SIGSTKSZ` or the kernel's minimum, well under this) and the thread's own bookkeeping.
-const THREAD_EXTRA: usize = 256 << 10;
-
-/// Whether the address space has room for a worker's start now: its stack and what std maps in
-/// the new thread before any code of ours runs (a failure there aborts the process).
-fn room_for_a_thread() -> bool {
-    use smf_runtime::sys::{reserve, unmap, Protection};
-    let len = WORKER_STACK + THREAD_EXTRA;
-    match reserve(len, Protection::None) {
-        Ok(probe) => {
-            // SAFETY: reserved just above, for this probe alone; never used.
-            #[allow(unsafe_code)]
-            let _ = unsafe { unmap(probe, len) };
-            true
-        }
-        Err(_) => false,
-    }
-}
