@@ -198,12 +198,14 @@ pub(crate) fn load_together(
         Staged(ReadVersion),
     }
     let limits = crate::file::limits_from_env();
-    let imports = Imports::new(registry(), *options);
     let mut batch = LoadBatch::new(exec());
     let outcomes: Vec<Outcome> = paths
         .iter()
         .map(|&path| {
             let read = crate::file::with_module_version(path, limits, |bytes, version| {
+                // Each module's own lookup order: the libraries one needs are not another's
+                // (what it links to stays open through its keepalives).
+                let imports = Imports::new(registry(), *options);
                 batch.add(bytes, &imports, load_options()).map(|()| version)
             });
             match read {
