@@ -185,4 +185,3 @@ const CHUNKS_PER_THREAD: usize = 4;
 /// the first schedule), so that a prefetch of a few small modules starts none (`cargo xtask
 /// bench chart`, count panel: 5 small modules took longer per module on two threads than one).
 const ALONE_FOR: std::time::Duration = std::time::Duration::from_micros(100);
-

@@ -107,7 +107,8 @@ pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_c
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         with_module(m, |module| {
-            let address = module.symbol(name).ok_or_else(|| LookupError::NoExport(crate::kept::kept(name)))?;
+            let address =
+                module.symbol(name).ok_or_else(|| LookupError::NoExport(crate::kept::kept(name)))?;
             Ok(address as *const c_void)
         })
     })

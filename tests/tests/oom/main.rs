@@ -27,8 +27,8 @@ use smf_format::write::samples;
 use smf_format::Dialect;
 
 mod exports;
-mod huge_names;
 mod harness;
+mod huge_names;
 mod refusing;
 
 use harness::{c_path, sweep, sweep_in_child, swept_in_child};
