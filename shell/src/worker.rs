@@ -61,7 +61,8 @@ extern "C" fn start_detached(argument: *mut c_void) -> *mut c_void {
     // SAFETY: `argument` is the `Box<Work>` `spawn_detached` leaked for this thread alone.
     let work = unsafe { Box::from_raw(argument.cast::<Work>()) };
     mark();
-    work();
+    // A panic ends this thread only (unwinding out of this function would end the process).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
     std::ptr::null_mut()
 }
 
@@ -71,15 +72,13 @@ extern "C" fn start_detached(argument: *mut c_void) -> *mut c_void {
 #[allow(unsafe_code)] // pthread_create and the work handed over as a raw pointer
 pub(crate) fn spawn_detached(name: &CStr, work: impl FnOnce() + Send + 'static) -> bool {
     let argument = Box::into_raw(Box::new(Box::new(work) as Work));
-    let mut thread: std::ffi::c_ulong = 0;
-    // SAFETY: default attributes; the start routine takes ownership of `argument`, which stays
-    // valid until it does (it is freed here only if no thread was started).
-    let started = unsafe { pthread_create(&mut thread, std::ptr::null(), start_detached, argument.cast()) };
-    if started != 0 {
+    // SAFETY: the start routine takes ownership of `argument`, which stays valid until it does
+    // (it is freed here only if no thread was started).
+    let Some(thread) = (unsafe { create(DETACHED_STACK, start_detached, argument.cast()) }) else {
         // SAFETY: no thread took it: still ours, from `Box::into_raw` above.
         drop(unsafe { Box::from_raw(argument) });
         return false;
-    }
+    };
     // SAFETY: a thread just started; its name is NUL-terminated and at most 15 bytes (else
     // the call fails, which only leaves the thread unnamed); detached once, by its creator.
     unsafe {
@@ -99,6 +98,40 @@ extern "C" {
     fn pthread_attr_setstacksize(attributes: *mut Attributes, size: usize) -> i32;
     fn pthread_attr_destroy(attributes: *mut Attributes) -> i32;
     fn pthread_join(thread: std::ffi::c_ulong, result: *mut *mut c_void) -> i32;
+}
+
+/// A detached thread's stack: std's default for spawned threads (the C library's default is
+/// the stack limit, 8 MiB usually).
+const DETACHED_STACK: usize = 2 << 20;
+
+/// Starts a thread of `stack` bytes of stack (the C library's default size where it refuses
+/// that one) running `start(argument)`; `None` if it could not be started.
+///
+/// # Safety
+/// `argument` is what `start` expects, valid for as long as the thread uses it.
+#[allow(unsafe_code)] // pthread_attr_* and pthread_create
+unsafe fn create(
+    stack: usize,
+    start: extern "C" fn(*mut c_void) -> *mut c_void,
+    argument: *mut c_void,
+) -> Option<std::ffi::c_ulong> {
+    let mut attributes = Attributes([0; 64]);
+    let mut thread: std::ffi::c_ulong = 0;
+    // SAFETY: the attributes are initialized before use and destroyed once; the argument is
+    // forwarded to our caller's contract.
+    unsafe {
+        let sized = pthread_attr_init(&mut attributes) == 0;
+        if sized {
+            pthread_attr_setstacksize(&mut attributes, stack);
+        }
+        let attributes_pointer: *const c_void =
+            if sized { std::ptr::from_ref(&attributes).cast() } else { std::ptr::null() };
+        let started = pthread_create(&mut thread, attributes_pointer, start, argument) == 0;
+        if sized {
+            pthread_attr_destroy(&mut attributes);
+        }
+        started.then_some(thread)
+    }
 }
 
 /// What a shared thread returns when its work panicked.
@@ -147,32 +180,16 @@ impl Drop for Shared {
 /// the C library could not start more: memory, the process's thread limit; the others do
 /// their share, down to the calling thread alone). A panic in a thread's work is raised again
 /// here once all are joined. See the module documentation for why not std's threads.
-#[allow(unsafe_code)] // pthread_create of a work borrowed until the threads are joined
+#[allow(unsafe_code)] // threads borrowing the work until they are joined
 pub(crate) fn run_alongside<F: Fn() + Sync>(extra: usize, stack: usize, work: &F) -> usize {
     let mut threads = Shared(Vec::new());
     if extra > 0 && threads.0.try_reserve_exact(extra).is_ok() {
-        let mut attributes = Attributes([0; 64]);
-        // SAFETY: attributes initialized before use and destroyed once; the argument is `work`,
-        // which outlives every thread started (joined by `threads` before this returns or
-        // unwinds).
-        unsafe {
-            let sized = pthread_attr_init(&mut attributes) == 0;
-            if sized {
-                pthread_attr_setstacksize(&mut attributes, stack);
-            }
-            let attributes_pointer: *const c_void =
-                if sized { std::ptr::from_ref(&attributes).cast() } else { std::ptr::null() };
-            for _ in 0..extra {
-                let mut thread: std::ffi::c_ulong = 0;
-                let argument = std::ptr::from_ref(work).cast_mut().cast::<c_void>();
-                if pthread_create(&mut thread, attributes_pointer, start_shared::<F>, argument) != 0 {
-                    break;
-                }
-                threads.0.push(thread);
-            }
-            if sized {
-                pthread_attr_destroy(&mut attributes);
-            }
+        let argument = std::ptr::from_ref(work).cast_mut().cast::<c_void>();
+        for _ in 0..extra {
+            // SAFETY: the argument is `work`, which outlives every thread started (joined by
+            // `threads` before this returns or unwinds).
+            let Some(thread) = (unsafe { create(stack, start_shared::<F>, argument) }) else { break };
+            threads.0.push(thread);
         }
     }
     let started = threads.0.len();
