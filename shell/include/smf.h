@@ -33,8 +33,8 @@
  *    instantiator and execution manager; each held briefly, never across a call out) and the
  *    child finds them free, as glibc's dlopen lock: a child may load, call and release modules,
  *    get modules from a cache and instantiate through an instantiator, whatever other threads
- *    were doing. Not covered: a name another thread was compiling at the fork (the child
- *    must not ask for that one: it would wait for a compile no thread of its own finishes), a
+ *    were doing; a name another thread was compiling at the fork is compiled again by the
+ *    child that asks for it. Not covered: a
  *    thread inside an rt_* call on the same allocation or mapping at the fork (the child must
  *    not use that one), and a thread throwing a C++ exception at
  *    the fork while libgcc takes its own lock to find a frame (libgcc does not release it in

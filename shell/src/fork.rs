@@ -16,8 +16,13 @@
 //! - **The locks of the objects a caller makes**: caches, instantiators, execution managers.
 //!   Each registers itself when made ([`hold_object_at_fork`], weakly: the list never keeps one
 //!   alive); the prepare handler keeps each live one alive across the fork and takes its locks,
-//!   by [`Object`] kind, between the handle tables and the other process-wide locks. So a child
-//!   may go on using a cache or an instantiator its parent's threads were using when it forked.
+//!   by [`Object`] kind, between the handle tables and the other process-wide locks. In the
+//!   child, each is told before its locks are let go that the other threads are gone
+//!   ([`Hold::in_child`]: an instantiator gives up the names they were compiling, which the
+//!   child would otherwise wait for). So a child may go on using a cache or an instantiator
+//!   its parent's threads were using when it forked. An object dropped during a fork is
+//!   emptied under its locks by its `Drop` (which waits for the fork), so the handlers' last
+//!   reference, if theirs is last, releases no module inside them.
 //!   An `ExecAllocator` a caller makes itself is not the library's to hold (it has
 //!   `ExecAllocator::hold`), nor are the `rt_*` allocations' own locks (`smf.h` says so).
 //!
@@ -98,6 +103,11 @@ pub(crate) enum Object {
 pub(crate) trait Hold: Sync {
     /// Takes the lock; it is let go when the returned value is dropped.
     fn hold(&'static self) -> Box<dyn Any>;
+
+    /// In the child, before `held` (what [`Hold::hold`] returned) is let go: forgets what
+    /// threads other than this one (the only one the child has) were in the middle of, where
+    /// someone could otherwise wait for them forever.
+    fn in_child(&self, _held: &mut dyn Any) {}
 }
 
 impl<T: Send + 'static> Hold for Mutex<T> {
@@ -130,17 +140,20 @@ struct Objects {
 /// What the prepare handler took, until the parent or child handler lets go of it.
 #[derive(Default)]
 struct Taken {
-    /// The guards, let go first (declared first: dropped first). Those of objects borrow from
-    /// `owners`.
+    /// The guards of process-wide locks, let go first (declared first: dropped first).
     guards: Vec<Box<dyn Any>>,
-    /// The objects whose locks are held, kept alive until their guards are gone (the last
-    /// reference may end here, with no lock of the library held).
+    /// The objects' guards, one per owner (they borrow from `owners`).
+    objects: Vec<Box<dyn Any>>,
+    /// The objects whose locks are held, kept alive until their guards are gone. The last
+    /// reference may end here, with no lock of the library held: the objects' own `Drop`s
+    /// take out under their locks what must not be released inside a fork's handlers.
     owners: Vec<Arc<dyn Hold + Send>>,
 }
 
 thread_local! {
     /// What the prepare handler took, on the thread that forks.
-    static HELD: RefCell<Taken> = const { RefCell::new(Taken { guards: Vec::new(), owners: Vec::new() }) };
+    static HELD: RefCell<Taken> =
+        const { RefCell::new(Taken { guards: Vec::new(), objects: Vec::new(), owners: Vec::new() }) };
 }
 
 /// Has the prepare handler take `lock` (the lock `rank` names) around every fork from now on.
@@ -187,7 +200,7 @@ extern "C" fn prepare() {
         // guards borrowing it are dropped before the owners (`Taken`'s field order), so the
         // reference never outlives it.
         let borrowed: &'static (dyn Hold + Send) = unsafe { &*Arc::as_ptr(&object) };
-        taken.guards.push(borrowed.hold());
+        taken.objects.push(borrowed.hold());
         taken.owners.push(object);
     }
     taken.guards.push(Box::new(objects));
@@ -202,11 +215,14 @@ extern "C" fn in_parent() {
 }
 
 /// After `fork`, in the child (the C library calls it before `fork` returns there): one
-/// generation more, and the locks the forking thread took let go (their state is whole: no
-/// other thread held them).
+/// generation more, each object told that the other threads are gone, and the locks the
+/// forking thread took let go (their state is whole: no other thread held them).
 extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    let taken = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    let mut taken = HELD.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
+    for (held, owner) in taken.objects.iter_mut().zip(&taken.owners) {
+        owner.in_child(held.as_mut());
+    }
     drop(taken);
 }
 

@@ -203,3 +203,181 @@ fn a_thousand_forks_beside_threads_loading_instantiating_and_caching_give_childr
     assert_eq!(shared.generics.instantiated(b"square$i64").unwrap(), None);
     assert_eq!(shared.instantiated("identity$i64"), Some(7));
 }
+
+/// The compile of `identity$i64` in the parent, which [`blocking_compile`] holds until told.
+mod held_compile {
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+    /// The process whose compile waits (the child's does not).
+    pub(crate) static PARENT: AtomicU32 = AtomicU32::new(0);
+    /// Set once the parent's compile has begun.
+    pub(crate) static ENTERED: AtomicBool = AtomicBool::new(false);
+    /// Set to let the parent's compile finish.
+    pub(crate) static RELEASED: AtomicBool = AtomicBool::new(false);
+}
+
+/// A compiler of `identity$i64` whose compile, in the parent, says it began and waits until
+/// released.
+fn blocking_compile(_: &Generics, request: &Request<'_>) -> Result<Vec<u8>, String> {
+    use held_compile::{ENTERED, PARENT, RELEASED};
+    if request.name != "identity$i64" {
+        return Err(format!("{} is not compiled here", request.name));
+    }
+    if std::process::id() == PARENT.load(Ordering::SeqCst) {
+        ENTERED.store(true, Ordering::SeqCst);
+        while !RELEASED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(IDENTITY.to_vec())
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "qemu-user, which runs the aarch64 tests, itself deadlocks when a process forks beside threads"
+)]
+fn a_child_compiles_again_a_name_another_thread_was_compiling_at_the_fork() {
+    let name = "a_child_compiles_again_a_name_another_thread_was_compiling_at_the_fork";
+    if !smf_tests::alone(name) {
+        return;
+    }
+    use held_compile::{ENTERED, PARENT, RELEASED};
+    PARENT.store(std::process::id(), Ordering::SeqCst);
+    let cache = Arc::new(ModuleCache::new(0, 0));
+    let generics = Generics::new(cache, InstantiatorConfig::default(), blocking_compile);
+    let generic = smf_tests::workspace().join("examples/generics.smf");
+    let identity_of_7 = || {
+        // SAFETY: the compiler emits `fn(i64) -> i64` for identity$i64.
+        let function = unsafe { generics.function::<extern "C" fn(i64) -> i64>(&generic, "identity$i64") };
+        function.ok().map(|f| f.get()(7))
+    };
+    std::thread::scope(|scope| {
+        let compiling = scope.spawn(identity_of_7);
+        while !ENTERED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: the child instantiates, then leaves through _exit.
+        let child = unsafe { fork() };
+        if child == 0 {
+            let ok = identity_of_7() == Some(7);
+            // SAFETY: ends the child at once.
+            unsafe { _exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(child > 0, "fork failed");
+        let ended = exits_within(child, CHILD_DEADLINE);
+        if !ended {
+            // SAFETY: our child, hung; reaped right below.
+            unsafe { kill(child, SIGKILL) };
+        }
+        let mut status = 0;
+        // SAFETY: our child, and a status to write.
+        assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+        RELEASED.store(true, Ordering::SeqCst);
+        assert!(ended, "the child waited for a compile of a thread it does not have");
+        assert_eq!(status, 0, "the child's own compile of the name failed");
+        assert_eq!(compiling.join().unwrap(), Some(7), "the parent's compile finished too");
+    });
+    assert_eq!(generics.stats().instantiations, 1, "the parent compiled the name once");
+}
+
+/// Who ran the modules' destructors while a fork was in the library's handlers.
+mod dropped_in_fork {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    /// Destructors run (values below 0 recorded).
+    pub(crate) static DESTRUCTORS: AtomicUsize = AtomicUsize::new(0);
+    /// Destructors run by the forking thread inside the fork's handlers.
+    pub(crate) static IN_HANDLERS: AtomicUsize = AtomicUsize::new(0);
+    /// Set by the handler that runs after the library's prepare: the cache may go now.
+    pub(crate) static DROP_NOW: AtomicBool = AtomicBool::new(false);
+    /// Set by the thread dropping the cache once its drop returned.
+    pub(crate) static DROPPED: AtomicBool = AtomicBool::new(false);
+    thread_local! {
+        /// Set on the forking thread from before the library's prepare handler to after its
+        /// parent handler.
+        pub static FORKING: Cell<bool> = const { Cell::new(false) };
+    }
+}
+
+/// The modules' `record`.
+extern "C" fn record_in_fork(value: i64) {
+    use dropped_in_fork::{DESTRUCTORS, FORKING, IN_HANDLERS};
+    if value < 0 {
+        DESTRUCTORS.fetch_add(1, Ordering::SeqCst);
+        if FORKING.with(|f| f.get()) {
+            IN_HANDLERS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Registered before the library's handlers, so run after its prepare and before its parent
+/// handler: lets the cache go, and waits a moment for its drop to return.
+extern "C" fn let_the_cache_go() {
+    use dropped_in_fork::{DROPPED, DROP_NOW};
+    DROP_NOW.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while !DROPPED.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Registered after the library's handlers, so around them: marks the forking thread.
+extern "C" fn forking_begins() {
+    dropped_in_fork::FORKING.with(|f| f.set(true));
+}
+extern "C" fn forking_ends() {
+    dropped_in_fork::FORKING.with(|f| f.set(false));
+}
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "qemu-user, which runs the aarch64 tests, itself deadlocks when a process forks beside threads"
+)]
+fn a_cache_dropped_during_a_fork_releases_its_modules_outside_the_fork_handlers() {
+    let name = "a_cache_dropped_during_a_fork_releases_its_modules_outside_the_fork_handlers";
+    if !smf_tests::alone(name) {
+        return;
+    }
+    use dropped_in_fork::{DESTRUCTORS, DROPPED, DROP_NOW, IN_HANDLERS};
+    extern "C" {
+        fn pthread_atfork(
+            prepare: Option<extern "C" fn()>,
+            parent: Option<extern "C" fn()>,
+            child: Option<extern "C" fn()>,
+        ) -> i32;
+    }
+    // SAFETY: the handlers touch only atomics and a thread-local of this test.
+    assert_eq!(unsafe { pthread_atfork(Some(let_the_cache_go), None, None) }, 0);
+    smf::imports::define_host(b"record", record_in_fork as extern "C" fn(i64) as usize).unwrap();
+    let path = smf_tests::scratch("fork", "dropped").join("destructors.smf");
+    std::fs::write(&path, smf_format::write::samples::call_arrays(smf_format::Dialect::S128)).unwrap();
+    let cache = ModuleCache::new(0, 0);
+    drop(cache.get(&path).expect("the module loads through the cache"));
+    // (A file this fresh is read twice, the first version let go: `cache/cached.rs`.)
+    let before = DESTRUCTORS.load(Ordering::SeqCst);
+    // SAFETY: as above; registered after the library's (the cache registered them).
+    assert_eq!(unsafe { pthread_atfork(Some(forking_begins), Some(forking_ends), None) }, 0);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while !DROP_NOW.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(cache);
+            DROPPED.store(true, Ordering::SeqCst);
+        });
+        // SAFETY: the child leaves through _exit at once.
+        let child = unsafe { fork() };
+        if child == 0 {
+            // SAFETY: ends the child at once.
+            unsafe { _exit(0) };
+        }
+        assert!(child > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: our child, and a status to write.
+        assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+    });
+    let ran = DESTRUCTORS.load(Ordering::SeqCst) - before;
+    assert_eq!(ran, 2, "the module's destructors ran once the cache went");
+    assert_eq!(IN_HANDLERS.load(Ordering::SeqCst), 0, "destructors ran inside the fork's handlers");
+}

@@ -253,6 +253,15 @@ impl crate::fork::Hold for Locked {
     }
 }
 
+impl Drop for ModuleCache {
+    /// Its modules released here, taken out under the lock: a fork on another thread may be
+    /// keeping the locked state alive a moment longer, and its last reference must not
+    /// release modules (run their destructors, close libraries) inside the fork's handlers.
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
 impl std::fmt::Debug for ModuleCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModuleCache").field("stats", &self.stats()).finish_non_exhaustive()

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::sync::lock;
 
@@ -171,13 +171,40 @@ struct Locked {
     kept: Mutex<Vec<Arc<SharedModule>>>,
 }
 
+/// A `Locked`'s locks, all held.
+type HeldLocks = (
+    MutexGuard<'static, OfferIndex>,
+    MutexGuard<'static, HashMap<PathBuf, Offer>>,
+    MutexGuard<'static, Vec<Arc<SharedModule>>>,
+    MutexGuard<'static, Vec<crate::debug::Registration>>,
+    smf_runtime::instantiate::Held<'static, 'static>,
+);
+
 impl crate::fork::Hold for Locked {
     fn hold(&'static self) -> Box<dyn std::any::Any> {
         let index = lock(&self.index);
         let offers = lock(&self.offers);
         let kept = lock(&self.kept);
         let described = lock(&self.described);
-        Box::new((index, offers, kept, described, self.instantiator.hold()))
+        let held: HeldLocks = (index, offers, kept, described, self.instantiator.hold());
+        Box::new(held)
+    }
+
+    /// Names the parent's other threads were compiling are free again in the child.
+    fn in_child(&self, held: &mut dyn std::any::Any) {
+        if let Some(held) = held.downcast_mut::<HeldLocks>() {
+            held.4.forget_other_threads(this_thread());
+        }
+    }
+}
+
+impl Drop for Generics {
+    /// The debuggers' descriptions and the modules kept taken out under their locks and let go
+    /// here: a fork on another thread may be keeping the locked state alive a moment longer, and
+    /// its last reference must not release modules inside the fork's handlers.
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut *lock(&self.locked.described)));
+        drop(std::mem::take(&mut *lock(&self.locked.kept)));
     }
 }
 
@@ -194,6 +221,11 @@ thread_local! {
     /// thread's token for the instantiator: unique among live threads (a token is only ever
     /// compared with those of threads compiling or waiting now).
     static STACKS: RefCell<Vec<(u64, Vec<Box<str>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's token for the instantiator (see `STACKS`).
+fn this_thread() -> u64 {
+    STACKS.with(|cell| std::ptr::from_ref(cell) as u64)
 }
 
 /// Pushes a name on this thread's stack for a `Generics` while alive; pops it when dropped (also
@@ -419,8 +451,8 @@ impl Generics {
         &self,
         f: impl FnOnce(Caller<'_>) -> Result<T, InstantiateError>,
     ) -> Result<T, InstantiateError> {
-        let (thread, stack) = STACKS.with(|cell| {
-            let thread = std::ptr::from_ref(cell) as u64;
+        let thread = this_thread();
+        let stack = STACKS.with(|cell| {
             let stacks = cell.borrow();
             let mut copy: Vec<Box<str>> = Vec::new();
             if let Some((_, stack)) = stacks.iter().find(|(generics, _)| *generics == self.id) {
@@ -428,7 +460,7 @@ impl Generics {
                 copy.try_reserve_exact(stack.len()).map_err(|_| InstantiateError::OutOfMemory { bytes })?;
                 copy.extend(stack.iter().cloned());
             }
-            Ok((thread, copy))
+            Ok(copy)
         })?;
         f(Caller { thread, stack: &stack })
     }

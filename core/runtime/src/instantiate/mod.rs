@@ -183,7 +183,7 @@ struct Stripe(AtomicU64);
 
 /// An [`Instantiator`]'s locks, held ([`Instantiator::hold`]) until this is dropped.
 pub struct Held<'i, 'a> {
-    _table: crate::exec::lock::Guard<'i, Table>,
+    table: crate::exec::lock::Guard<'i, Table>,
     _arena: crate::exec::ArenaHeld<'i>,
     _blocks: spin::MutexGuard<'i, Vec<crate::exec::Block<'a>>>,
 }
@@ -191,6 +191,20 @@ pub struct Held<'i, 'a> {
 impl fmt::Debug for Held<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Held")
+    }
+}
+
+impl Held<'_, '_> {
+    /// In a child forked while these locks were held, where only `survivor` (the forking
+    /// thread's [`Caller::thread`]) is left: the names other threads were compiling, staging
+    /// or installing, and their waits, are given up (nothing is published or recorded for
+    /// them: a request in the child compiles them anew). Without it, a child asking for such a
+    /// name would wait for a thread that is not there.
+    pub fn forget_other_threads(&mut self, survivor: u64) {
+        let table = &mut *self.table;
+        table.in_flight.retain(|flight| flight.owner == survivor);
+        table.waiting.retain(|(thread, _)| *thread == survivor);
+        table.staging.retain(|buffer| buffer.thread == survivor);
     }
 }
 
@@ -255,7 +269,7 @@ impl<'a> Instantiator<'a> {
     pub fn hold(&self) -> Held<'_, 'a> {
         let table = self.table.lock();
         let (arena, blocks) = self.installer.hold();
-        Held { _table: table, _arena: arena, _blocks: blocks }
+        Held { table, _arena: arena, _blocks: blocks }
     }
 
     /// Its settings (with the instantiation limit as it stands).
