@@ -19,7 +19,6 @@ pub(crate) fn kept(name: &[u8]) -> Box<[u8]> {
 }
 
 /// [`kept`] of text (cut at a character's start).
-#[cfg_attr(not(feature = "cranelift"), allow(dead_code))]
 pub(crate) fn kept_str(name: &str) -> String {
     if name.len() <= KEPT_BYTES {
         return name.to_owned();

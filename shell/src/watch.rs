@@ -224,7 +224,9 @@ fn set_all(notices: impl IntoIterator<Item = Weak<AtomicBool>>) {
     }
 }
 
-/// The watcher thread: reads events forever and sets the notices they concern.
+/// The watcher thread: reads events forever and sets the notices they concern. It allocates
+/// nothing: the notices are set where they are listed (atomic stores, under the table's lock),
+/// and an event's name is looked up as read.
 fn read_events(watcher: &Watcher) {
     let mut buffer = [MaybeUninit::<u8>::uninit(); 16 << 10];
     let mut reader = inotify::Reader::new(watcher.fd.as_fd(), &mut buffer);
@@ -236,29 +238,23 @@ fn read_events(watcher: &Watcher) {
             Err(_) => {
                 let mut table = watcher.table();
                 table.alive = false;
-                let all: Vec<_> = table.names.drain().flat_map(|(_, n)| n.into_values().flatten()).collect();
+                table.names.drain().flat_map(|(_, n)| n.into_values()).for_each(set_all);
                 table.dirs.clear();
-                drop(table);
-                set_all(all);
                 return;
             }
         };
         let (wd, events) = (event.wd(), event.events());
-        let name = event.file_name().map(|n| OsStr::from_bytes(n.to_bytes()).to_os_string());
+        let name = event.file_name().map(|n| OsStr::from_bytes(n.to_bytes()));
         let mut table = watcher.table();
-        let concerned: Vec<Weak<AtomicBool>> = if events.contains(ReadFlags::QUEUE_OVERFLOW) {
-            table.names.values_mut().flat_map(|n| n.drain().flat_map(|(_, v)| v)).collect()
+        if events.contains(ReadFlags::QUEUE_OVERFLOW) {
+            table.names.values_mut().flat_map(|n| n.drain().map(|(_, v)| v)).for_each(set_all);
         } else if events.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
             // The directory went away or moved: its names may hold anything now.
             table.dirs.retain(|_, w| *w != wd);
-            table.names.remove(&wd).into_iter().flat_map(|n| n.into_values().flatten()).collect()
+            table.names.remove(&wd).into_iter().flat_map(HashMap::into_values).for_each(set_all);
         } else if let Some(name) = name {
-            table.names.get_mut(&wd).and_then(|n| n.remove(&name)).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        drop(table);
-        set_all(concerned);
+            table.names.get_mut(&wd).and_then(|n| n.remove(name)).into_iter().for_each(set_all);
+        }
     }
 }
 

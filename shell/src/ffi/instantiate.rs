@@ -167,7 +167,7 @@ pub unsafe extern "C" fn smf_jit_instantiate(
             let path = c_path(module_path)?;
             let name = c_str(mangled_name, "mangled name")?;
             let about = |error| FfiError::Generics {
-                about: About::NameFrom(name.to_owned(), path.to_path_buf()),
+                about: About::NameFrom(crate::kept::kept_str(name), path.to_path_buf()),
                 error,
             };
             GENERICS.get(j)?.instantiate(path, name).map_err(about)
@@ -252,7 +252,7 @@ pub unsafe extern "C" fn smf_jit_instantiate_batch(
         match first {
             None => Ok(0),
             Some((first, error)) => {
-                let name = texts[first].to_owned();
+                let name = crate::kept::kept_str(texts[first]);
                 let about = About::Batch { failed, of: n, first, name, path: path.to_path_buf() };
                 Err(FfiError::Generics { about, error })
             }
@@ -353,9 +353,10 @@ pub unsafe extern "C" fn smf_jit_resolve(
         answer(address, || {
             let generics = GENERICS.get(j)?;
             let name = c_str(name, "name")?;
-            generics
-                .resolve(name)
-                .map_err(|error| FfiError::Generics { about: About::Name(name.to_owned()), error })
+            generics.resolve(name).map_err(|error| FfiError::Generics {
+                about: About::Name(crate::kept::kept_str(name)),
+                error,
+            })
         })
     }
 }
@@ -389,7 +390,10 @@ pub unsafe extern "C" fn smf_jit_resolve_generic(
                 args.push(c_str(*type_args.add(i), "a type argument")?);
             }
             let name = crate::instantiate::try_mangle(base, &args)?;
-            generics.resolve(&name).map_err(|error| FfiError::Generics { about: About::Name(name), error })
+            generics.resolve(&name).map_err(|error| FfiError::Generics {
+                about: About::Name(crate::kept::kept_str(&name)),
+                error,
+            })
         })
     }
 }

@@ -233,12 +233,28 @@ fn this_thread() -> u64 {
 struct Pushed(u64);
 
 impl Pushed {
-    fn new(id: u64, name: &str) -> Self {
-        STACKS.with_borrow_mut(|stacks| match stacks.iter_mut().find(|(generics, _)| *generics == id) {
-            Some((_, stack)) => stack.push(name.into()),
-            None => stacks.push((id, vec![name.into()])),
-        });
-        Self(id)
+    /// Fails only when there is no memory for a copy of the name (which may be long).
+    fn new(id: u64, name: &str) -> Result<Self, InstantiateError> {
+        let out_of_memory = |bytes| InstantiateError::OutOfMemory { bytes };
+        let mut copy = String::new();
+        copy.try_reserve_exact(name.len()).map_err(|_| out_of_memory(name.len()))?;
+        copy.push_str(name);
+        let copy = copy.into_boxed_str();
+        let room = std::mem::size_of::<(u64, Vec<Box<str>>)>();
+        STACKS.with_borrow_mut(|stacks| {
+            if let Some((_, stack)) = stacks.iter_mut().find(|(generics, _)| *generics == id) {
+                stack.try_reserve(1).map_err(|_| out_of_memory(room))?;
+                stack.push(copy);
+                return Ok(());
+            }
+            let mut stack = Vec::new();
+            stack.try_reserve_exact(1).map_err(|_| out_of_memory(room))?;
+            stacks.try_reserve(1).map_err(|_| out_of_memory(room))?;
+            stack.push(copy);
+            stacks.push((id, stack));
+            Ok(())
+        })?;
+        Ok(Self(id))
     }
 }
 
@@ -300,7 +316,7 @@ impl Generics {
         };
         let (address, len) = match self.compile(path, name, &plan) {
             Ok(code) => (claim.install(&code)?, code.len()),
-            Err(error) => return Err(claim.fail(compile_error(error))),
+            Err(error) => return Err(claim.fail(error)),
         };
         self.installed(path, name, &plan.module, address, len)?;
         Ok(address)
@@ -369,12 +385,12 @@ impl Generics {
         };
         match self.compile(path, name, &plan) {
             Ok(code) => staging.stage(claim, &code).map(|()| Answer::Staged(plan.module, code.len())),
-            Err(error) => Err(claim.fail(compile_error(error))),
+            Err(error) => Err(claim.fail(error)),
         }
     }
 
     /// The compiler's code for the claimed `name`, as `plan` says.
-    fn compile(&self, path: &Path, name: &str, plan: &Plan) -> Result<Cow<'_, [u8]>, CompileError> {
+    fn compile(&self, path: &Path, name: &str, plan: &Plan) -> Result<Cow<'_, [u8]>, InstantiateError> {
         let template_bytes = plan.module.loaded().template(plan.possible.template.as_bytes());
         let request = Request {
             name,
@@ -384,8 +400,8 @@ impl Generics {
             module: &plan.module,
             path,
         };
-        let _pushed = Pushed::new(self.id, name);
-        self.compiler.compile(self, &request)
+        let _pushed = Pushed::new(self.id, name)?;
+        self.compiler.compile(self, &request).map_err(compile_error)
     }
 
     /// After `name`'s code from `module` (at `path`) is installed at `address` (`len` bytes):

@@ -1,5 +1,5 @@
 //! Names of any length: the exports that take a name a caller made up (a symbol, a host
-//! symbol, a backend, a function) answer a 16 MiB one with an error or a result under an
+//! symbol, a backend, a function, an instantiation) answer a 16 MiB one with an error or a result under an
 //! address-space limit that leaves no room to copy it, never with an abort: an error keeps a few
 //! hundred bytes of a name, and a table copies one fallibly.
 
@@ -8,6 +8,7 @@ use std::ffi::CString;
 use smf::ffi::cache as cache_ffi;
 use smf::ffi::exec_manager as exec_manager_ffi;
 use smf::ffi::imports as imports_ffi;
+use smf::ffi::instantiate as jit_ffi;
 use smf::ffi::smf_module as module_ffi;
 use smf_format::write::samples;
 use smf_format::Dialect;
@@ -32,6 +33,14 @@ fn huge_names_child() {
     // SAFETY: a NUL-terminated backend name.
     let manager = unsafe { exec_manager_ffi::rt_exec_manager_create(c"cranelift".as_ptr()) };
     assert!(manager > 0);
+    let config = jit_ffi::SmfJitConfig { max_depth: 0, enabled: true, update_metadata: true };
+    // SAFETY: a live cache and a callback of the right type.
+    let jit = unsafe { jit_ffi::smf_jit_new(cache, config, Some(never_compiles), std::ptr::null_mut()) };
+    assert!(!jit.is_null());
+    let generics = smf_tests::workspace().join("examples/generics.smf");
+    let generics = CString::new(generics.into_os_string().into_encoded_bytes()).unwrap();
+    let names = [name.as_ptr()];
+    let i64_ = [c"i64".as_ptr()];
     // Each call once with a short unknown name first: what the error path needs per thread
     // exists before the limit.
     // SAFETY: (all calls below) live handles and NUL-terminated names.
@@ -60,12 +69,40 @@ fn huge_names_child() {
         record("rt_set_jit_backend", exec_manager_ffi::rt_set_jit_backend(name.as_ptr()).to_string());
         let executed = exec_manager_ffi::rt_exec_manager_execute(manager, name.as_ptr(), std::ptr::null(), 0);
         record("rt_exec_manager_execute", executed.to_string());
+        let mut address = std::ptr::null();
+        let code = jit_ffi::smf_jit_instantiate(jit, generics.as_ptr(), name.as_ptr(), &mut address);
+        record("smf_jit_instantiate", code.to_string());
+        let code = jit_ffi::smf_jit_instantiate_batch(
+            jit,
+            generics.as_ptr(),
+            names.as_ptr(),
+            1,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        record("smf_jit_instantiate_batch", code.to_string());
+        record("smf_jit_resolve", jit_ffi::smf_jit_resolve(jit, name.as_ptr(), &mut address).to_string());
+        let code = jit_ffi::smf_jit_resolve_generic(jit, name.as_ptr(), i64_.as_ptr(), 1, &mut address);
+        record("smf_jit_resolve_generic", code.to_string());
     }
     setrlimit(Resource::As, Rlimit { current: hard, maximum: hard }).unwrap();
     for (what, value, error) in &outcomes {
         println!("{what} -> {value} | {error}");
     }
     println!("every call returned");
+}
+
+/// The instantiator's compiler: never reached (no module offers the name).
+unsafe extern "C" fn never_compiles(
+    _user: *mut std::ffi::c_void,
+    _name: *const std::ffi::c_char,
+    _type_args: *const std::ffi::c_char,
+    _template: *const u8,
+    _template_len: usize,
+    _code: *mut *const u8,
+    _code_len: *mut usize,
+) -> i32 {
+    1
 }
 
 #[test]
@@ -92,9 +129,22 @@ fn exports_given_a_huge_name_answer_with_an_error_not_an_abort() {
         "{stdout}"
     );
     // The others are names nothing defines: their errors keep the name's start.
-    for what in ["smf_host_undefine", "smf_module_symbol", "smf_cache_resolve", "rt_exec_manager_execute"] {
+    let not_defined = [
+        "smf_host_undefine",
+        "smf_module_symbol",
+        "smf_cache_resolve",
+        "rt_exec_manager_execute",
+        "smf_jit_resolve",
+    ];
+    for what in not_defined {
         assert!(line(what).contains("xxxxxxxx"), "{what}: {stdout}");
     }
+    // An instantiator's claim on the name keeps a copy of it, as does its mangling: an error
+    // naming memory (with the name's start where the name was whole).
+    for what in ["smf_jit_instantiate", "smf_jit_instantiate_batch"] {
+        assert!(line(what).contains("xxxxxxxx") && line(what).contains("out of memory"), "{what}: {stdout}");
+    }
+    assert!(line("smf_jit_resolve_generic").contains("out of memory"), "{stdout}");
     assert!(line("smf_module_function").starts_with("smf_module_function -> false"), "{stdout}");
     assert!(line("rt_set_jit_backend").starts_with("rt_set_jit_backend -> false"), "{stdout}");
 }

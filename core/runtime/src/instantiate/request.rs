@@ -156,7 +156,10 @@ impl<'a> Instantiator<'a> {
                 }
                 waited_for = Some(compiling.attempt);
                 let seen = self.generation.load(Ordering::Acquire);
-                table.waiting.push((caller.thread, name.into()));
+                let waiter = (caller.thread, copied(name)?);
+                let room = core::mem::size_of_val(&waiter);
+                table.waiting.try_reserve(1).map_err(|_| InstantiateError::OutOfMemory { bytes: room })?;
+                table.waiting.push(waiter);
                 drop(table);
                 wait_for_change(&self.generation, seen);
                 table = self.table.lock();
@@ -184,7 +187,7 @@ impl<'a> Instantiator<'a> {
             let serial = table.next_serial;
             table.next_serial += 1;
             let flight = InFlight {
-                name: name.into(),
+                name: copied(name)?,
                 hash,
                 owner: caller.thread,
                 attempt,
@@ -351,6 +354,15 @@ impl Drop for Claim<'_, '_, '_> {
             let _ = self.finish(Outcome::Failed(InstantiateError::Compile(CompileFailure::Panicked)));
         }
     }
+}
+
+/// A copy of `name` to keep, or the error that there is no memory for one (a caller's name
+/// may be of any length).
+fn copied(name: &str) -> Result<Box<str>, InstantiateError> {
+    let mut copy = alloc::string::String::new();
+    copy.try_reserve_exact(name.len()).map_err(|_| InstantiateError::OutOfMemory { bytes: name.len() })?;
+    copy.push_str(name);
+    Ok(copy.into_boxed_str())
 }
 
 /// The cycle a request for `name` closes on its own thread: from `name` in the stack to the
