@@ -34,9 +34,8 @@
  *    child finds them free, as glibc's dlopen lock: a child may load, call and release modules,
  *    get modules from a cache and instantiate through an instantiator, whatever other threads
  *    were doing; a name another thread was compiling at the fork is compiled again by the
- *    child that asks for it. Not covered: a
- *    thread inside an rt_* call on the same allocation or mapping at the fork (the child must
- *    not use that one), and a thread throwing a C++ exception at
+ *    child that asks for it; the rt_* allocations and file mappings are held too, each with
+ *    its own lock. Not covered: a thread throwing a C++ exception at
  *    the fork while libgcc takes its own lock to find a frame (libgcc does not release it in
  *    the child; GCC 13's libgcc finds frames without it).
  *

@@ -24,7 +24,8 @@
 //!   emptied under its locks by its `Drop` (which waits for the fork), so the handlers' last
 //!   reference, if theirs is last, releases no module inside them.
 //!   An `ExecAllocator` a caller makes itself is not the library's to hold (it has
-//!   `ExecAllocator::hold`), nor are the `rt_*` allocations' own locks (`smf.h` says so).
+//!   `ExecAllocator::hold`). The `rt_*` registries hold each allocation's and mapping's own
+//!   lock with theirs (`ffi/rt_owned.rs`).
 //!
 //! The whole order, which no code path reverses (each lock is taken alone or before those
 //! after it): the C ABI's handle tables (a lookup may ask an object a question under its
@@ -67,7 +68,7 @@ pub(crate) enum Lock {
     Compiled,
     #[cfg_attr(not(feature = "cranelift"), allow(dead_code))]
     FrontEnd,
-    /// The `rt_*` allocations and mapped files.
+    /// The `rt_*` allocations and mapped files (each registry with its entries' locks).
     #[cfg_attr(not(feature = "rt"), allow(dead_code))]
     RtAllocations,
     #[cfg_attr(not(feature = "rt"), allow(dead_code))]

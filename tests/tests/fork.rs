@@ -381,3 +381,79 @@ fn a_cache_dropped_during_a_fork_releases_its_modules_outside_the_fork_handlers(
     assert_eq!(ran, 2, "the module's destructors ran once the cache went");
     assert_eq!(IN_HANDLERS.load(Ordering::SeqCst), 0, "destructors ran inside the fork's handlers");
 }
+
+#[test]
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "qemu-user, which runs the aarch64 tests, itself deadlocks when a process forks beside threads"
+)]
+fn children_forked_beside_rt_writes_and_reads_write_and_protect_the_same_memory() {
+    let name = "children_forked_beside_rt_writes_and_reads_write_and_protect_the_same_memory";
+    if !smf_tests::alone(name) {
+        return;
+    }
+    use smf::ffi::rt_exec::{rt_alloc_rw_memory, rt_set_protection, rt_write_exec_memory};
+    use smf::ffi::rt_mmap::{rt_mmap_file, rt_mmap_read_bytes};
+    const SIZE: usize = 1 << 20;
+    const PROT_READ: i32 = 1;
+    const MAP_PRIVATE: i32 = 2;
+    let file = smf_tests::scratch("fork", "rt").join("mapped");
+    std::fs::write(&file, vec![7u8; SIZE]).unwrap();
+    let c_file = CString::new(file.into_os_string().into_encoded_bytes()).unwrap();
+    let alloc = rt_alloc_rw_memory(SIZE as i64);
+    // SAFETY: a NUL-terminated path.
+    let map = unsafe { rt_mmap_file(c_file.as_ptr(), PROT_READ, MAP_PRIVATE, 0, 0) };
+    assert!(alloc != 0 && map.address != 0, "{}", smf::ffi::last_error());
+    let bytes = vec![0x90u8; SIZE];
+    // One write of the whole allocation (under its lock), one read of the whole mapping (under
+    // its protection's lock): false if either failed.
+    let write = || {
+        // SAFETY: `SIZE` readable bytes into an allocation of `SIZE`.
+        let written = unsafe { rt_write_exec_memory(alloc, bytes.as_ptr(), SIZE as i64, 0) };
+        written == SIZE as i64
+    };
+    let read = || {
+        let mut out = vec![0u8; SIZE];
+        // SAFETY: `SIZE` writable bytes out of a mapping of `SIZE`.
+        let copied = unsafe { rt_mmap_read_bytes(map.address, 0, SIZE as i64, out.as_mut_ptr()) };
+        copied == SIZE as i64
+    };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                assert!(write(), "{}", smf::ffi::last_error());
+            }
+        });
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                assert!(read(), "{}", smf::ffi::last_error());
+            }
+        });
+        let mut hung = Vec::new();
+        for i in 0..200 {
+            // SAFETY: the child writes, reads and protects, then leaves through _exit.
+            let child = unsafe { fork() };
+            if child == 0 {
+                let ok = write() && read() && rt_set_protection(map.address, map.size, PROT_READ);
+                // SAFETY: ends the child at once.
+                unsafe { _exit(if ok { 0 } else { 1 }) };
+            }
+            assert!(child > 0, "fork failed");
+            if !exits_within(child, CHILD_DEADLINE) {
+                // SAFETY: our child, hung; reaped right below.
+                unsafe { kill(child, SIGKILL) };
+                hung.push(i);
+            }
+            let mut status = 0;
+            // SAFETY: our child, and a status to write.
+            assert_eq!(unsafe { waitpid(child, &mut status, 0) }, child);
+            assert!(status == 0 || hung.contains(&i), "child {i} failed: status {status}");
+            if hung.len() == 3 {
+                break; // enough to tell
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(hung.is_empty(), "children hung on an allocation's or a mapping's lock: {hung:?}");
+    });
+}

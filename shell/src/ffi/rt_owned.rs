@@ -8,7 +8,8 @@
 //! until the calls already using it return (a call running code in an allocation keeps it
 //! alive until the code returns). The registries' locks guard bookkeeping only. Each object's
 //! own lock orders what must not overlap on that object: writes, reads and sealing of an
-//! allocation; reads and protection changes of a mapping.
+//! allocation; reads and protection changes of a mapping. Around a fork, a registry is held
+//! with every entry's own lock ([`Registry`]), so a child finds them all free.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -126,19 +127,74 @@ impl Drop for FileMap {
     }
 }
 
-static ALLOCS: Mutex<BTreeMap<usize, Arc<RtAlloc>>> = Mutex::new(BTreeMap::new());
-static FILES: Mutex<BTreeMap<usize, Arc<FileMap>>> = Mutex::new(BTreeMap::new());
+static ALLOCS: Registry<RtAlloc> = Registry(Mutex::new(BTreeMap::new()));
+static FILES: Registry<FileMap> = Registry(Mutex::new(BTreeMap::new()));
 
 /// The allocation registry (by start address).
 pub(crate) fn allocs() -> MutexGuard<'static, BTreeMap<usize, Arc<RtAlloc>>> {
     crate::fork::hold_at_fork(crate::fork::Lock::RtAllocations, &ALLOCS);
-    lock(&ALLOCS)
+    lock(&ALLOCS.0)
 }
 
 /// The file-mapping registry (by start address).
 pub(crate) fn files() -> MutexGuard<'static, BTreeMap<usize, Arc<FileMap>>> {
     crate::fork::hold_at_fork(crate::fork::Lock::RtFiles, &FILES);
-    lock(&FILES)
+    lock(&FILES.0)
+}
+
+/// A registry of allocations or mappings by start address. Around a fork it is held with the
+/// lock of every entry in it (`Entry::hold`), so that a child finds each free, whatever
+/// another thread was writing, reading or protecting (entries no longer registered are out
+/// of the child's reach). Nothing takes the registry's lock while holding an entry's.
+pub(crate) struct Registry<T>(Mutex<BTreeMap<usize, Arc<T>>>);
+
+/// An entry's own lock, for [`Registry`]'s hold around a fork.
+trait Entry: Send + Sync + 'static {
+    /// Takes the entry's lock (all of it) until the returned value is dropped.
+    fn hold(&'static self) -> Box<dyn std::any::Any>;
+}
+
+impl Entry for RtAlloc {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        Box::new(self.phase())
+    }
+}
+
+impl Entry for FileMap {
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        Box::new(crate::sync::write(&self.prot))
+    }
+}
+
+/// A registry and its entries, held.
+struct HeldRegistry<T: 'static> {
+    /// The entries' guards, let go first (declared first); they borrow from `entries`.
+    _guards: Vec<Box<dyn std::any::Any>>,
+    /// The entries held, kept alive until their guards are gone.
+    _entries: Vec<Arc<T>>,
+    _registry: MutexGuard<'static, BTreeMap<usize, Arc<T>>>,
+}
+
+impl<T: Entry> crate::fork::Hold for Registry<T> {
+    /// The registry, then each entry in address order. Without memory to list the entries,
+    /// the registry alone (a child then must not use an entry another thread was using).
+    fn hold(&'static self) -> Box<dyn std::any::Any> {
+        let registry = lock(&self.0);
+        let (mut guards, mut entries) = (Vec::new(), Vec::new());
+        if guards.try_reserve_exact(registry.len()).is_ok()
+            && entries.try_reserve_exact(registry.len()).is_ok()
+        {
+            for entry in registry.values() {
+                #[allow(unsafe_code)]
+                // SAFETY: the entry lives at a fixed address while `entries` holds it, and its
+                // guard is dropped before `entries` (`HeldRegistry`'s field order).
+                let borrowed: &'static T = unsafe { &*Arc::as_ptr(entry) };
+                guards.push(borrowed.hold());
+                entries.push(Arc::clone(entry));
+            }
+        }
+        Box::new(HeldRegistry { _guards: guards, _entries: entries, _registry: registry })
+    }
 }
 
 /// `address + offset .. + length` as a checked address range: nothing negative, zero address
