@@ -100,9 +100,11 @@ SmfModule  *smf_module_load_bytes(const uint8_t *bytes, size_t len);
  * An import is looked up, in this order: host symbols (smf_host_define); exports of modules
  * loaded earlier (first loaded wins; SMF_LOAD_LOCAL modules excluded); options->resolve; the
  * shared libraries the module names as needed (smf pack records those its link line named:
- * libstdc++.so.6 for -lstdc++), opened with dlopen by file name as ld.so opens DT_NEEDED,
- * unless SMF_LOAD_NO_NEEDED is set (one that cannot be opened is named if an import stays
- * unresolved); the process's global symbols (dlsym(RTLD_DEFAULT): what the program linked) when
+ * libstdc++.so.6 for -lstdc++), opened with dlopen by file name as ld.so opens DT_NEEDED
+ * once the module is validated and an import first gets this far (so their constructors run
+ * only then), unless SMF_LOAD_NO_NEEDED is set (one that cannot be opened is named if an
+ * import stays unresolved; with SMF_LOAD_NO_C_LIBRARY each gives only its own symbols, never
+ * the C library's it links); the process's global symbols (dlsym(RTLD_DEFAULT): what the program linked) when
  * SMF_LOAD_PROCESS_SYMBOLS is set; last, the C library and libm (memcpy, strlen, sqrt: what
  * gcc's code calls, as dlopen resolves them) unless SMF_LOAD_NO_C_LIBRARY is set. The same
  * holds for loads without options and for the cache. The callback is called at most once per

@@ -346,7 +346,13 @@ pub(crate) struct Imports<'r> {
 impl<'r> Imports<'r> {
     /// The lookup order of a load linked against `modules` as `options` say.
     pub(crate) fn new(modules: &'r dyn Resolver, options: LinkOptions<'r>) -> Self {
-        Self { modules, options, needed: crate::needed::NeededLibraries::new() }
+        // Without the C library, a needed library must not hand out the C library's symbols.
+        let needed = if options.c_library {
+            crate::needed::NeededLibraries::new()
+        } else {
+            crate::needed::NeededLibraries::own_symbols_only()
+        };
+        Self { modules, options, needed }
     }
 }
 

@@ -15,6 +15,42 @@ extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
     fn dlclose(handle: *mut c_void) -> i32;
     fn dlerror() -> *const c_char;
+    fn dladdr(addr: *const c_void, info: *mut DlInfo) -> i32;
+    fn dlinfo(handle: *mut c_void, request: i32, info: *mut c_void) -> i32;
+}
+
+/// `Dl_info` (glibc and musl).
+#[repr(C)]
+struct DlInfo {
+    dli_fname: *const c_char,
+    dli_fbase: *mut c_void,
+    dli_sname: *const c_char,
+    dli_saddr: *mut c_void,
+}
+
+/// The public start of `struct link_map` (glibc and musl).
+#[repr(C)]
+struct LinkMap {
+    l_addr: usize,
+    l_name: *const c_char,
+    l_ld: *const c_void,
+}
+
+/// `dlinfo`'s request for the handle's `struct link_map *`.
+const RTLD_DI_LINKMAP: i32 = 2;
+
+/// The base address of the shared object holding `addr`, as `dladdr` gives it.
+fn object_base(addr: *const c_void) -> Option<usize> {
+    let mut info = DlInfo {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: dladdr reads the dynamic linker's tables for any address and fills `info`.
+    let found = unsafe { dladdr(addr, &mut info) };
+    (found != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
 
 /// `RTLD_NOW | RTLD_LOCAL` (glibc and musl): bound at once, its symbols not added to the
@@ -26,6 +62,8 @@ const RTLD_NOW_LOCAL: i32 = 2;
 struct Handle {
     handle: usize,
     name: String,
+    /// Where the library itself is mapped (`dladdr`'s base), if the dynamic linker says.
+    base: Option<usize>,
 }
 
 impl Drop for Handle {
@@ -72,7 +110,29 @@ impl SharedLibrary {
             };
             return Err(reason);
         }
-        Ok(SharedLibrary { handle: Arc::new(Handle { handle: handle as usize, name: name.to_owned() }) })
+        let mut map: *const LinkMap = std::ptr::null();
+        #[allow(unsafe_code)]
+        // SAFETY: an open handle; RTLD_DI_LINKMAP writes one pointer, to the handle's link map,
+        // which lives while the handle is open (its `l_ld` is only passed to `dladdr`).
+        let base = unsafe {
+            let known = dlinfo(handle, RTLD_DI_LINKMAP, (&raw mut map).cast()) == 0 && !map.is_null();
+            if known {
+                object_base((*map).l_ld)
+            } else {
+                None
+            }
+        };
+        let name = name.to_owned();
+        Ok(SharedLibrary { handle: Arc::new(Handle { handle: handle as usize, name, base }) })
+    }
+
+    /// `name` if the library itself defines it, not one of the libraries it links (the C
+    /// library among them, which `dlsym` on its handle reaches too).
+    pub fn resolve_own(&self, name: &[u8]) -> Option<Resolved> {
+        let resolved = self.resolve(name)?;
+        let own =
+            self.handle.base.is_some() && object_base(resolved.addr as *const c_void) == self.handle.base;
+        own.then_some(resolved)
     }
 
     /// The name it was opened by.

@@ -125,7 +125,7 @@ fn imports_are_checked_against_what_the_loader_will_look_in() {
 }
 
 /// A C++ module packed with `-lstdc++` records libstdc++ as needed: `smf run` runs it with no
-/// `--native` (it said to give one before), `smf ldd` shows the library opened, and
+/// `--native` (it said to give one before), `smf ldd` shows where the library is, and
 /// `--no-needed` leaves its C++ imports unresolved; the library's loader opens it too
 /// (`LoadRequest` linked as the process links), unless the options turn it off.
 #[test]
@@ -167,7 +167,7 @@ fn a_module_packed_with_a_shared_library_opens_it_when_it_loads() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unresolved imports"));
     let out = smf(&["ldd", module_arg]);
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("needs libstdc++.so.6: opened"), "{listing}");
+    assert!(listing.contains("needs libstdc++.so.6 => /"), "{listing}");
     assert!(listing.contains("_Znwm => libstdc++.so.6 ("), "{listing}");
     // The library's own loader, as the C ABI and the cache load.
     let request = smf::loader::LoadRequest::bytes(&bytes);
@@ -178,5 +178,92 @@ fn a_module_packed_with_a_shared_library_opens_it_when_it_loads() {
     let off = smf::imports::LinkOptions { open_needed: false, ..Default::default() };
     let error = smf::loader::load(&smf::loader::LoadRequest::bytes(&bytes).linked(off)).unwrap_err();
     assert!(error.to_string().contains("unresolved imports"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A needed library's code runs only when a load gets as far as resolving in it: `smf ldd`
+/// reads the library's file and runs none of it (its constructor leaves a file behind), and a
+/// load whose imports something before it provides (a `--lib` module) never opens it; `smf run`
+/// of a module that uses it runs its constructor. With `--no-libc`, the library gives only its
+/// own symbols, not those of the C library it links, which `dlsym` on its handle reaches.
+#[test]
+fn a_needed_library_runs_no_code_until_a_load_resolves_in_it() {
+    let dir = scratch("needed-lazily");
+    let marker = dir.join("constructed");
+    let c = |name: &str, text: &str| {
+        let source = dir.join(format!("{name}.c"));
+        std::fs::write(&source, text).unwrap();
+        let object = dir.join(format!("{name}.o"));
+        run(Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object));
+        object
+    };
+    let library_object = c(
+        "marker",
+        &format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void made(void) {{\n\
+               FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f);\n}}\n\
+             long marker_answer(void) {{ return 42; }}\n",
+            marker.display()
+        ),
+    );
+    let library = dir.join("libmarker.so");
+    run(Command::new("gcc").arg("-shared").arg(&library_object).arg("-o").arg(&library));
+    let smf = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(smf_binary()).args(args).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let pack = |object: &std::path::Path, with_library: bool| {
+        let module = object.with_extension("smf");
+        let mut args: Vec<&std::ffi::OsStr> = vec!["pack".as_ref(), object.as_os_str()];
+        let search = format!("-L{}", dir.display());
+        if with_library {
+            args.extend::<[&std::ffi::OsStr; 2]>([search.as_ref(), "-lmarker".as_ref()]);
+        }
+        args.extend(["-o".as_ref(), module.as_os_str()]);
+        let (status, _, err) = smf(&args);
+        assert_eq!(status, Some(0), "{err}");
+        module
+    };
+    let uses = pack(
+        &c("uses", "long marker_answer(void);\nlong twice(void) { return 2 * marker_answer(); }\n"),
+        true,
+    );
+    let provider = pack(&c("provider", "long marker_answer(void) { return 7; }\n"), false);
+    let counts = pack(
+        &c(
+            "counts",
+            "#include <string.h>\nlong marker_answer(void);\n\
+             unsigned long length(const char *s) { return strlen(s) + marker_answer(); }\n",
+        ),
+        true,
+    );
+    let (uses, provider, counts) = (uses.as_os_str(), provider.as_os_str(), counts.as_os_str());
+    let (status, listing, _) = smf(&["ldd".as_ref(), uses]);
+    assert_eq!(status, Some(0), "{listing}");
+    assert!(listing.contains(&format!("needs libmarker.so => {}", library.display())), "{listing}");
+    assert!(
+        listing.contains(&format!("marker_answer => libmarker.so ({}, needed)", library.display())),
+        "{listing}"
+    );
+    assert!(!marker.exists(), "smf ldd ran the library's constructor");
+    let (status, out, err) = smf(&["run".as_ref(), "--lib".as_ref(), provider, uses, "twice".as_ref()]);
+    assert_eq!((status, out.as_str()), (Some(0), "14\n"), "{err}");
+    assert!(!marker.exists(), "a load that never resolved in the library opened it");
+    let (status, out, err) = smf(&["run".as_ref(), uses, "twice".as_ref()]);
+    assert_eq!((status, out.as_str()), (Some(0), "84\n"), "{err}");
+    assert!(marker.exists(), "the library was opened: its constructor ran");
+    // `strlen` is the C library's: through the library, or nowhere with the C library off.
+    let (status, listing, _) = smf(&["ldd".as_ref(), counts]);
+    assert_eq!(status, Some(0), "{listing}");
+    assert!(listing.contains("(through libmarker.so, needed, which links it)"), "{listing}");
+    let (status, listing, _) = smf(&["ldd".as_ref(), "--no-libc".as_ref(), counts]);
+    assert_eq!(status, Some(1), "{listing}");
+    assert!(listing.contains("marker_answer => libmarker.so"), "{listing}");
+    assert!(listing.contains("strlen => not found"), "{listing}");
+    let (status, _, err) =
+        smf(&["run".as_ref(), "--no-libc".as_ref(), counts, "length".as_ref(), "0".as_ref()]);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("strlen"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -113,6 +113,15 @@ fn soname(bytes: &[u8]) -> Option<String> {
 /// take (its dynamic symbols, a hidden version's left out); returns the libraries it needs
 /// (`DT_NEEDED`).
 fn provided(bytes: &[u8], wanted: &mut HashSet<&[u8]>) -> Result<Vec<String>, object::Error> {
+    exports(bytes, |name| {
+        wanted.remove(name);
+    })
+}
+
+/// Calls `each` with every name shared library `bytes` defines with a version a link may take
+/// (its dynamic symbols, a hidden version's left out); returns the libraries it needs
+/// (`DT_NEEDED`), in order.
+pub(crate) fn exports(bytes: &[u8], mut each: impl FnMut(&[u8])) -> Result<Vec<String>, object::Error> {
     let file = ElfFile64::<Endianness>::parse(bytes)?;
     let endian = file.endian();
     let sections = file.elf_section_table();
@@ -139,7 +148,7 @@ fn provided(bytes: &[u8], wanted: &mut HashSet<&[u8]>) -> Result<Vec<String>, ob
             continue;
         }
         if let Ok(name) = symbols.symbol_name(endian, symbol) {
-            wanted.remove(name);
+            each(name);
         }
     }
     Ok(needed)

@@ -4,7 +4,9 @@
 //! `NAME => WHERE`, where is the `--lib` module or `--native` library as given (or, for a
 //! symbol of a library it links, that library's file, found through it), the file of the C
 //! library or libm the symbol is in, or `not found` (a weak import that nothing
-//! provides loads as null, and says so). Exit 1 if a strong import is not found.
+//! provides loads as null, and says so). Exit 1 if a strong import is not found. The libraries
+//! the module names as needed are found and read as files (`needed_files.rs`), never opened:
+//! listing a module's imports runs no library's code.
 
 use std::fmt::Write as _;
 
@@ -48,26 +50,36 @@ pub(crate) fn command(args: &LddArgs) -> i32 {
 fn imports(module: &Module<'_>, linked: &Linked, demangle: bool) -> (String, bool) {
     let mut out = String::new();
     let mut all_found = true;
-    // The libraries it names as needed first, opened as a load opens them.
+    // The libraries it names as needed first, found as a load finds them, read, not opened.
     let needed = linked.needed_by(module);
-    for name in module.needed_libraries() {
-        let name = String::from_utf8_lossy(name);
-        let opened = needed.as_ref().map(|n| n.opened().iter().any(|o| *o == name));
-        let state = match opened {
-            Some(true) => "opened",
-            Some(false) => "cannot be opened",
-            None => "not opened (--no-needed)",
-        };
-        let _ = writeln!(out, "\tneeds {name}: {state}");
+    match &needed {
+        Some(needed) => {
+            for library in &needed.libraries {
+                let state = match &library.found {
+                    Ok(path) => format!("{}", path.display()),
+                    Err(reason) => reason.clone(),
+                };
+                let _ = writeln!(out, "\tneeds {} => {state}", library.name);
+            }
+        }
+        None => {
+            for name in module.needed_libraries() {
+                let name = String::from_utf8_lossy(name);
+                let _ = writeln!(out, "\tneeds {name} => not looked for (--no-needed)");
+            }
+        }
     }
     for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Import) {
         let place = match linked.provider(symbol.name, needed.as_ref()) {
             Some((Provider::Module(file), _)) => file.to_owned(),
-            Some((Provider::Needed(name), addr)) => match file_of(addr) {
-                Some(file) if same_library(&name, &file) => format!("{name} ({file}, needed)"),
-                Some(file) => format!("{file} (through {name}, needed, which links it)"),
-                None => format!("{name} (needed)"),
-            },
+            Some((Provider::Needed(found), _)) => {
+                let (name, file) = (found.named, found.file.display());
+                if same_library(name, &file.to_string()) {
+                    format!("{name} ({file}, needed)")
+                } else {
+                    format!("{file} (through {name}, needed, which links it)")
+                }
+            }
             Some((Provider::Native(name), addr)) => match file_of(addr) {
                 // The library's own symbol.
                 Some(file) if same_library(name, &file) => format!("{name} ({file})"),

@@ -12,6 +12,8 @@ use smf::imports::CLibrary;
 use smf::loader::{self, Libraries, LoadRequest, ModuleError, SharedModule};
 use smf::native::{SharedLibraries, SharedLibrary};
 use smf::needed::NeededLibraries;
+
+use crate::needed_files::NeededFiles;
 use smf_runtime::load::{LoadOptions, Resolved, Resolver};
 
 use crate::args::LinkArgs;
@@ -60,8 +62,8 @@ pub(crate) enum Provider<'l> {
     Module(&'l str),
     /// A `--native` library, named as given.
     Native(&'l str),
-    /// A library the module names as needed.
-    Needed(String),
+    /// A library the module names as needed, and the file defining the symbol.
+    Needed(crate::needed_files::FoundIn<'l>),
     /// The C library or libm (the file is the one `dladdr` names for the address).
     CLibrary,
 }
@@ -114,14 +116,10 @@ impl Linked {
         self.open_needed
     }
 
-    /// The libraries `module` names as needed, opened (`None` with `--no-needed`).
-    pub(crate) fn needed_by(&self, module: &smf_format::Module<'_>) -> Option<NeededLibraries> {
-        let names: Vec<&[u8]> = module.needed_libraries().collect();
-        self.open_needed.then(|| {
-            let needed = NeededLibraries::new();
-            needed.needs(&names);
-            needed
-        })
+    /// The libraries `module` names as needed, found and read, never opened (`None` with
+    /// `--no-needed`).
+    pub(crate) fn needed_by(&self, module: &smf_format::Module<'_>) -> Option<NeededFiles> {
+        self.open_needed.then(|| NeededFiles::read(module.needed_libraries()))
     }
 
     /// The `--lib` modules, loaded.
@@ -139,13 +137,13 @@ impl Linked {
         self.c_library
     }
 
-    /// What resolves `name`, and to which address (`None`: nothing does), the libraries the
-    /// module needs being `needed`.
-    pub(crate) fn provider(
-        &self,
+    /// What resolves `name`, and to which address (`None`: nothing does; 0 for a library the
+    /// module needs, which is read, not opened), the libraries the module needs being `needed`.
+    pub(crate) fn provider<'l>(
+        &'l self,
         name: &[u8],
-        needed: Option<&NeededLibraries>,
-    ) -> Option<(Provider<'_>, usize)> {
+        needed: Option<&'l NeededFiles>,
+    ) -> Option<(Provider<'l>, usize)> {
         let provided = &self.provided;
         let module =
             provided.libraries.0.iter().zip(&provided.lib_names).find_map(|(module, lib)| {
@@ -157,10 +155,7 @@ impl Linked {
                     library.resolve(name).map(|found| (Provider::Native(library.name()), found.addr))
                 })
             })
-            .or_else(|| {
-                let (library, addr) = needed?.find(name)?;
-                Some((Provider::Needed(library), addr))
-            })
+            .or_else(|| Some((Provider::Needed(needed?.find(name, !self.c_library)?), 0)))
             .or_else(|| {
                 let found = self.c_library.then(|| CLibrary.resolve(name)).flatten()?;
                 Some((Provider::CLibrary, found.addr))
@@ -207,7 +202,8 @@ fn load_bytes(
     (c_library, open_needed): (bool, bool),
     options: &LoadOptions,
 ) -> Result<Arc<SharedModule>, ModuleError> {
-    let needed = NeededLibraries::new();
+    // Without the C library, a needed library must not hand out the C library's symbols.
+    let needed = if c_library { NeededLibraries::new() } else { NeededLibraries::own_symbols_only() };
     let first = Needing { provided, needed: open_needed.then_some(&needed) };
     let with_libc = smf_runtime::load::Chain(&first, CLibrary);
     let resolver: &dyn Resolver = if c_library { &with_libc } else { &first };

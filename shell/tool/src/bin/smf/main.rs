@@ -24,6 +24,7 @@ mod ldd;
 mod link;
 mod linker;
 mod names;
+mod needed_files;
 mod pack;
 mod payload;
 mod prefetch;
