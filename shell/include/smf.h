@@ -186,7 +186,11 @@ int32_t     smf_module_template(const SmfModule *m, const char *name, const uint
 /* ---- Seeing into loaded code ----------------------------------------------------------------
  * Every module loaded through this library is described to GDB through its JIT interface
  * (__jit_debug_descriptor, __jit_debug_register_code, defined by this library): backtraces and
- * `info symbol` name module functions. A module's unwind tables (what `smf pack` keeps of
+ * `info symbol` name module functions. A module is described at its load when a debugger
+ * listens (its breakpoint is on __jit_debug_register_code, or the process was traced at its
+ * first load: gdb, rr); otherwise it waits, and every waiting module is described at the first
+ * load that finds a debugger listening (a debugger attached later sees the earlier modules once
+ * the next one loads); SMF_GDB_JIT=1 describes every module at its load. A module's unwind tables (what `smf pack` keeps of
  * .eh_frame) are registered with the process's unwinder (libgcc's __register_frame: hence
  * -lgcc_s) while it is loaded, so C++ exceptions and backtraces pass through module frames. SMF_GDB_JIT=0 (read at the first load) turns it off for
  * the process, SMF_LOAD_NO_DEBUG_INFO for one load. SMF_PERF_MAP=1 appends each module's

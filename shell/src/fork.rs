@@ -75,6 +75,8 @@ pub(crate) enum Lock {
     RtFiles,
     /// Live modules' code by address (`code_index.rs`).
     Code,
+    /// The modules waiting to be described to a debugger (`debug/waiting.rs`).
+    DebuggersWaiting,
     /// The debugger's list of described modules (`debug/gdb.rs`).
     Debuggers,
     /// The library's calls into libgcc's unwind table registry (`process.rs`).

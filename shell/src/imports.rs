@@ -299,7 +299,7 @@ pub struct LinkOptions<'r> {
     /// The module's exports are not offered to later loads (as `RTLD_LOCAL`).
     pub local: bool,
     /// The module is described to debuggers and profilers as the process asks
-    /// ([`crate::debug`]: GDB's JIT interface unless `SMF_GDB_JIT=0`, the perf map with
+    /// ([`crate::debug`]: GDB's JIT interface once a debugger listens, unless `SMF_GDB_JIT=0`; the perf map with
     /// `SMF_PERF_MAP=1`). On by default.
     pub debug_info: bool,
     /// The shared libraries the module names as needed are opened and resolved in, after the

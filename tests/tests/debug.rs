@@ -46,10 +46,20 @@ fn gdb_object(code: usize) -> Option<Vec<u8>> {
     })
 }
 
+/// No debugger listens here (none has its breakpoint on the interface, the test is not
+/// traced): a module waits to be described until `describe_waiting` (or a load that finds a
+/// debugger listening, which the gdb test below sees) describes it.
 #[test]
-fn every_module_is_described_to_gdb_until_it_is_released() {
+fn every_module_is_described_to_gdb_once_asked_until_it_is_released() {
     let module = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
     let (code, code_len) = module.loaded().code();
+    assert!(gdb_object(code).is_none(), "described at its load with no debugger listening");
+    // One released while it waits is never described.
+    let gone = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
+    let gone_code = gone.loaded().code().0;
+    drop(gone);
+    smf::debug::describe_waiting();
+    assert!(gdb_object(gone_code).is_none(), "a module released while waiting");
     let bytes = gdb_object(code).expect("the module's object is in GDB's list");
     let file = object::File::parse(bytes.as_slice()).unwrap();
     assert_eq!(file.architecture(), object::Architecture::X86_64);
@@ -71,6 +81,7 @@ fn every_module_is_described_to_gdb_until_it_is_released() {
     assert!(gdb_object(code).is_none(), "taken out of GDB's list at release");
 
     let quiet = load(&LoadRequest::path(&recursion()).linked(local(false))).unwrap();
+    smf::debug::describe_waiting();
     assert!(gdb_object(quiet.loaded().code().0).is_none(), "debug_info: false registers nothing");
 }
 

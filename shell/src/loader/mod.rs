@@ -119,6 +119,16 @@ impl IndexedCode for SharedModule {
     }
 }
 
+impl debug::Describable for SharedModule {
+    fn loaded(&self) -> &LoadedModule<'static> {
+        &self.loaded
+    }
+
+    fn registration(&self) -> &Registration {
+        &self._debug
+    }
+}
+
 impl SharedModule {
     /// A loaded module made shared: registered with debuggers if `debug_info` (as the process
     /// asks), its code found by address from then on.
@@ -139,6 +149,7 @@ impl SharedModule {
         });
         let weak: Weak<dyn IndexedCode> = Arc::downgrade(&module) as Weak<SharedModule>;
         module._indexed.index(code + len, weak);
+        debug::describe(&module);
         module
     }
 
