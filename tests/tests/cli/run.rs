@@ -312,3 +312,40 @@ fn a_crash_report_names_the_module_frames_that_called_it() {
     assert_eq!(callers, ["  called from middle", "  called from outer"], "{}", crashed.err);
     assert!(lines[1..].iter().all(|l| l.ends_with(" (chain.smf)")), "{}", crashed.err);
 }
+
+/// A crash in the C library that a module called (`strlen` of a null pointer), and an `abort()`
+/// a module called: the report says where, outside the modules, and names the module frames
+/// that led there; the process dies of the signal.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_crash_or_abort_in_a_library_a_module_called_names_the_module_frames_that_led_there() {
+    let dir = scratch("call-chain-outside");
+    let module = packed_source(
+        &dir,
+        "outside",
+        "#include <stdlib.h>\n#include <string.h>\n\
+         __attribute__((noinline)) long measure(const char *s) { return (long)strlen(s) + 1; }\n\
+         long through(long x) { return measure((const char *)x) * 2; }\n\
+         __attribute__((noinline)) void give_up(long why) { if (why) abort(); }\n\
+         long quits(long why) { give_up(why); return why + 1; }\n",
+    );
+    let crashed = smf(&["run", &module, "through", "0"]);
+    assert_eq!(crashed.status, -1, "killed by the signal: {}", crashed.err);
+    let lines: Vec<&str> = crashed.err.lines().collect();
+    assert!(
+        lines[0].contains("`through` crashed: SIGSEGV") && !lines[0].contains(".smf)"),
+        "{}",
+        crashed.err
+    );
+    assert!(lines[1].starts_with("  in ") && lines[1].contains("libc.so"), "{}", crashed.err);
+    let callers: Vec<&str> = lines[2..].iter().map(|l| l.split('+').next().unwrap_or("")).collect();
+    assert_eq!(callers, ["  called from measure", "  called from through"], "{}", crashed.err);
+    let aborted = smf(&["run", &module, "quits", "1"]);
+    assert_eq!(aborted.status, -1, "killed by the signal: {}", aborted.err);
+    let lines: Vec<&str> = aborted.err.lines().collect();
+    assert!(lines[0].contains("`quits` aborted (SIGABRT"), "{}", aborted.err);
+    assert!(lines[1].starts_with("  raised in ") && lines[1].contains("libc.so"), "{}", aborted.err);
+    // (gcc moves the path to `abort` into a part of its own: `give_up.cold`.)
+    let callers: Vec<&str> = lines[2..].iter().map(|l| l.split(['+', '.']).next().unwrap_or("")).collect();
+    assert_eq!(callers, ["  called from give_up", "  called from quits"], "{}", aborted.err);
+}

@@ -3,7 +3,9 @@
 //! ([`set_context`]) and where the crash happened, as `function+offset (module)`
 //! when it is in a module's code ([`name_code`]); then the process ends with the signal, as
 //! the program would have (a shell sees status 128 + the signal's number: 139 for SIGSEGV).
-//! Below the line, the module frames that called it, one a line (`call_chain.rs`).
+//! Below the line, for a crash outside the modules (in a library a module called, or in smf
+//! itself) or an `abort()`, where it happened; then the module frames that called it, one a
+//! line (`call_chain.rs`, under a deadline that ends the process with the same signal).
 //!
 //! Handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT (`abort()`) run on an alternate
 //! stack (so a stack overflow is reported too), once (`SA_RESETHAND`: the default action is
@@ -211,19 +213,47 @@ extern "C" fn report(signal: libc::c_int, info: *mut libc::siginfo_t, context: *
             }
         }
     }
-    if let Some((function, offset, module)) = registers.and_then(|(pc, _)| code_name(pc)) {
+    let in_module = registers.and_then(|(pc, _)| code_name(pc));
+    if let Some((function, offset, module)) = in_module {
         let _ = write!(line, " in {function}+{offset:#x} ({module})");
     }
     let _ = writeln!(line);
     // SAFETY: write(2) is async-signal-safe; the buffer is ours.
     unsafe { libc::write(2, line.bytes.as_ptr().cast(), line.len) };
-    if let Some((pc, _)) = registers.filter(|&(pc, _)| code_name(pc).is_some()) {
-        write_callers(pc);
+    // Where it happened and the module frames that led there, for a fault or the program's own
+    // abort (not a signal another process sent): work that may not finish, under a deadline.
+    let own_doing = sent.is_none() || (signal == libc::SIGABRT && sent == Some(Some(own)));
+    if let Some((pc, _)) = registers.filter(|_| own_doing) {
+        crate::call_chain::within_deadline(signal, crate::call_chain::DEADLINE_SECONDS, || {
+            if in_module.is_none() {
+                write_outside(pc, sent.is_none());
+            }
+            write_callers(pc);
+        });
     }
     // SAFETY: raise(3) is async-signal-safe. The handler was reset to the default action when
     // the signal came (`SA_RESETHAND`), and the signal is blocked while it runs: raised again,
     // it ends the process once the handler returns.
     unsafe { libc::raise(signal) };
+}
+
+/// The line naming where code outside the modules crashed (`fault`) or aborted: a library's
+/// function, or smf's own code (a bug of smf's, not the module's).
+fn write_outside(pc: usize, fault: bool) {
+    let mut line = Line { bytes: [0; 1024], len: 0 };
+    let what = if fault { "in" } else { "raised in" };
+    let _ = match crate::call_chain::outside_modules(pc).map(|o| (o.symbol, o.file)) {
+        Some((Some((symbol, offset)), Some(file))) => {
+            writeln!(line, "  {what} {symbol}+{offset:#x} ({file})")
+        }
+        Some((None, Some(file))) => writeln!(line, "  {what} {file}"),
+        Some((_, None)) => {
+            writeln!(line, "  {what} smf's own code, not a module's (a bug of smf's: please report it)")
+        }
+        None => writeln!(line, "  {what} code outside the modules and every library, at {pc:#x}"),
+    };
+    // SAFETY: write(2) is async-signal-safe; the buffer is ours.
+    unsafe { libc::write(2, line.bytes.as_ptr().cast(), line.len) };
 }
 
 /// Module frames shown at most in a call chain.
