@@ -1,7 +1,7 @@
 /* exec_manager.c - the execution manager from C: Cranelift IR compiled into W^X memory, then
  * called by name. Build it against a library installed with the execution manager
  * (`cargo xtask install --prefix P --features cranelift`) with
- *     cc exec_manager.c $(pkg-config --cflags --libs smf) -Wl,-rpath,P/lib -o exec_manager
+ *     cc exec_manager.c $(pkg-config --cflags --libs smf) -Wl,-rpath,$(pkg-config --variable=libdir smf) -o exec_manager
  * and run it as `./exec_manager 20` (prints 2432902008176640000, 20!). */
 #include <stdio.h>
 #include <stdlib.h>

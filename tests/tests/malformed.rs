@@ -347,6 +347,26 @@ fn targeted_corruptions_give_their_specific_error_and_offset() {
 }
 
 #[test]
+fn an_elf_file_is_told_apart_and_pointed_at_smf_pack() {
+    // An ELF header's start: magic, 64-bit, little-endian, version 1, then e_type at 16.
+    let elf = |object_type: u16, len: usize| {
+        let mut f = vec![0u8; len];
+        f[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1]);
+        if len >= 18 {
+            f[16..18].copy_from_slice(&object_type.to_le_bytes());
+        }
+        f
+    };
+    let error = parse_err(&elf(1, 4096));
+    assert_eq!(error, Error::new(ErrorKind::ElfFile { object_type: 1 }, 0));
+    assert!(error.to_string().starts_with("an ELF object, not an SMF module: `smf pack`"), "{error}");
+    assert_eq!(parse_err(&elf(3, 4096)).kind, ErrorKind::ElfFile { object_type: 3 });
+    assert!(parse_err(&elf(3, 4096)).to_string().starts_with("an ELF shared library"));
+    // Too short for any header, still an ELF file's start.
+    assert_eq!(parse_err(&elf(0, 8)).kind, ErrorKind::ElfFile { object_type: 0 });
+}
+
+#[test]
 fn relocation_corruptions_give_their_specific_error() {
     let good = r96_with_reloc();
     let module = Module::parse(&good).unwrap();

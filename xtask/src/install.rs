@@ -57,13 +57,16 @@ fn build(features: &[String]) -> Result<String, String> {
     let features: Vec<String> = features.iter().map(|f| format!("smf-loader/{f}")).collect();
     let features = ["--features".to_owned(), features.join(",")];
     let features = if features[1].is_empty() { &features[..0] } else { &features[..] };
-    checked(
-        cargo()
-            .current_dir(&root)
-            .args(["build", "--release", "--locked", "-p", "smf-loader", "-p", "smf-tool"])
-            .args(features),
-    )?;
+    eprintln!("xtask install: building the C library and the smf tool in release (minutes the first time)");
+    // Cargo's own progress shows: the build is most of the wait.
+    let mut build = cargo();
+    build.current_dir(&root).args(["build", "--release", "--locked", "-p", "smf-loader", "-p", "smf-tool"]);
+    let status = build.args(features).status().map_err(|e| format!("{build:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{build:?} failed ({status})"));
+    }
     // The static library's system libraries, as rustc reports them for this toolchain.
+    eprintln!("xtask install: asking rustc which system libraries the static library needs");
     let out = checked(
         cargo()
             .current_dir(&root)
@@ -115,6 +118,10 @@ pub(crate) fn run_command(args: &[String]) -> Result<(), String> {
         prefix.join("lib"),
         prefix.join("include"),
         prefix.join("lib").join("pkgconfig"),
+    );
+    eprintln!(
+        "xtask install: copying the tool, the libraries, smf.h and the pkg-config files into {}",
+        prefix.display()
     );
     for dir in [&bin, &lib, &include, &pkgconfig] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

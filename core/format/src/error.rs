@@ -28,7 +28,7 @@ impl Error {
     pub(crate) const fn stage(&self) -> u8 {
         use ErrorKind::*;
         match self.kind {
-            FileTooSmall { .. } | BadMagic => 0,
+            FileTooSmall { .. } | BadMagic | ElfFile { .. } => 0,
             UnsupportedCompression { .. } | StubOutOfBounds { .. } => 1,
             SectionTableOutOfBounds { .. } | SymbolTableOutOfBounds { .. } => 2,
             _ => 3,
@@ -167,6 +167,12 @@ pub enum ErrorKind {
     },
     /// No `SMF\0` magic at any place a header can be.
     BadMagic,
+    /// No module but an ELF file (`e_type`: 1 an object, 2 an executable, 3 a shared library):
+    /// what `smf pack` takes to make one.
+    ElfFile {
+        /// Its `e_type`.
+        object_type: u16,
+    },
     /// The header names a compression method this loader does not know (it knows lz4).
     UnsupportedCompression {
         /// The `compression` byte.
@@ -411,6 +417,19 @@ impl fmt::Display for ErrorKind {
             BadMagic => f.write_str(
                 "no SMF magic at offset 0 or in a trailer (not a module, or one cut short: S128 keeps its header at its end)",
             ),
+            ElfFile { object_type } => {
+                let what = match object_type {
+                    1 => "an ELF object",
+                    2 => "an ELF executable",
+                    3 => "an ELF shared library",
+                    _ => "an ELF file",
+                };
+                write!(
+                    f,
+                    "{what}, not an SMF module: `smf pack` makes a module of ELF objects \
+                     (smf pack a.o b.o -o out.smf)"
+                )
+            }
             UnsupportedCompression { method } => write!(f, "compression method {method} is not supported"),
             StubOutOfBounds { stub_size, data_offset } => {
                 write!(f, "stub_size {stub_size} / smf_data_offset {data_offset} point past the SMF data")

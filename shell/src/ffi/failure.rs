@@ -85,10 +85,10 @@ pub(crate) enum ArgError {
 /// A name or an index that is not there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LookupError {
-    /// The module exports no symbol of this name.
-    NoExport(Box<[u8]>),
-    /// The exported symbol of this name is not a function.
-    NotAFunction(Box<[u8]>),
+    /// The module exports no symbol of this name (the module's path, if loaded from a file).
+    NoExport(Box<[u8]>, Option<Box<str>>),
+    /// The exported symbol of this name is not a function (the module's path, as above).
+    NotAFunction(Box<[u8]>, Option<Box<str>>),
     /// The module has no entry point.
     NoEntryPoint,
     /// No symbol at this index of a table of `count`.
@@ -155,11 +155,33 @@ impl fmt::Display for ArgError {
     }
 }
 
+/// A module as a message names it: by its path, or as the one loaded from memory.
+struct Module<'a>(Option<&'a str>);
+
+impl fmt::Display for Module<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(path) => write!(f, "module {path}"),
+            None => f.write_str("the module (loaded from memory)"),
+        }
+    }
+}
+
+/// How an error names `module` (its path, at most [`crate::kept::KEPT_BYTES`] of it).
+pub(crate) fn module_path(module: &crate::loader::SharedModule) -> Option<Box<str>> {
+    use std::os::unix::ffi::OsStrExt;
+    module.path().map(|path| crate::kept::kept_lossy(path.as_os_str().as_bytes()).into_boxed_str())
+}
+
 impl fmt::Display for LookupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LookupError::NoExport(name) => write!(f, "no exported symbol `{}` in the module", Lossy(name)),
-            LookupError::NotAFunction(name) => write!(f, "`{}` is not a function", Lossy(name)),
+            LookupError::NoExport(name, module) => {
+                write!(f, "no exported symbol `{}` in {}", Lossy(name), Module(module.as_deref()))
+            }
+            LookupError::NotAFunction(name, module) => {
+                write!(f, "`{}` is not a function (in {})", Lossy(name), Module(module.as_deref()))
+            }
             LookupError::NoEntryPoint => f.write_str("the module has no entry point"),
             LookupError::NoSymbol { index, count } => write!(f, "no symbol {index} (the module has {count})"),
             LookupError::NotCached(name) => write!(f, "no cached module exports `{}`", Lossy(name)),
@@ -251,7 +273,7 @@ carried_by!(RtError => FfiError::Rt, smf_runtime::exec::ExecError => FfiError::R
 impl From<CallError> for FfiError {
     fn from(e: CallError) -> Self {
         match e {
-            CallError::NoSuchSymbol(name) => LookupError::NoExport(name.into_bytes().into()).into(),
+            CallError::NoSuchSymbol(name) => LookupError::NoExport(name.into_bytes().into(), None).into(),
             e => FfiError::Call(e),
         }
     }
@@ -356,10 +378,13 @@ mod tests {
             (ArgError::NotUtf8Item("name", 3).into(), "name 3 is not UTF-8"),
             (ArgError::UnknownFlags(8).into(), "unknown load flags 0x8"),
             (
-                LookupError::NoExport((*b"f\xff").into()).into(),
-                "no exported symbol `f\u{FFFD}` in the module",
+                LookupError::NoExport((*b"f\xff").into(), None).into(),
+                "no exported symbol `f\u{FFFD}` in the module (loaded from memory)",
             ),
-            (LookupError::NotAFunction((*b"data").into()).into(), "`data` is not a function"),
+            (
+                LookupError::NotAFunction((*b"data").into(), Some("lib/m.smf".into())).into(),
+                "`data` is not a function (in module lib/m.smf)",
+            ),
             (LookupError::NoEntryPoint.into(), "the module has no entry point"),
             (LookupError::NoSymbol { index: 9, count: 2 }.into(), "no symbol 9 (the module has 2)"),
             (LookupError::NotCached((*b"g").into()).into(), "no cached module exports `g`"),
@@ -382,7 +407,7 @@ mod tests {
             assert_eq!(error.to_string(), message);
         }
         let call: FfiError = CallError::NoSuchSymbol("h".into()).into();
-        assert!(matches!(&call, FfiError::Lookup(LookupError::NoExport(name)) if &**name == b"h"));
+        assert!(matches!(&call, FfiError::Lookup(LookupError::NoExport(name, _)) if &**name == b"h"));
         let call: FfiError = CallError::TooManyArguments(7).into();
         assert!(matches!(call, FfiError::Call(CallError::TooManyArguments(7))));
         let about = FfiError::Generics {

@@ -107,8 +107,9 @@ pub unsafe extern "C" fn smf_module_symbol(m: *const SmfModule, name: *const c_c
         // SAFETY: forwarded to our caller's contract.
         let name = unsafe { c_name(name) }?;
         with_module(m, |module| {
-            let address =
-                module.symbol(name).ok_or_else(|| LookupError::NoExport(crate::kept::kept(name)))?;
+            let address = module.symbol(name).ok_or_else(|| {
+                LookupError::NoExport(crate::kept::kept(name), super::failure::module_path(module))
+            })?;
             Ok(address as *const c_void)
         })
     })
@@ -131,13 +132,19 @@ pub unsafe extern "C" fn smf_module_function(m: *const SmfModule, name: *const c
         with_module(m, |module| {
             let loaded = module.loaded();
             if loaded.symbol(name).is_none() {
-                return Err(LookupError::NoExport(crate::kept::kept(name)).into());
+                return Err(LookupError::NoExport(
+                    crate::kept::kept(name),
+                    super::failure::module_path(module),
+                )
+                .into());
             }
             // SAFETY: C callers cast the pointer to the function's real type before calling it
             // (the header's contract); here it is only handed out, valid while the caller
             // holds the module.
             let function = unsafe { loaded.function::<unsafe extern "C" fn()>(name) };
-            let function = function.ok_or_else(|| LookupError::NotAFunction(name.into()))?;
+            let function = function.ok_or_else(|| {
+                LookupError::NotAFunction(crate::kept::kept(name), super::failure::module_path(module))
+            })?;
             Ok(Some(function.get()))
         })
     })

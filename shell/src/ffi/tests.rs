@@ -62,6 +62,24 @@ fn last() -> FfiError {
 }
 
 #[test]
+fn a_lookup_that_fails_names_the_module_by_its_path() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/recursion.smf\0");
+    // SAFETY: a NUL-terminated path and name; the handle is released once.
+    unsafe {
+        let m = smf_module_load(path.as_ptr().cast());
+        assert!(!m.is_null(), "{}", super::last_error());
+        assert!(smf_module_function(m, c"nothing_such".as_ptr()).is_none());
+        let message = last().to_string();
+        assert!(
+            message.starts_with("no exported symbol `nothing_such` in module ")
+                && message.ends_with("examples/recursion.smf"),
+            "{message}"
+        );
+        smf_module_release(m);
+    }
+}
+
+#[test]
 fn module_exports_fail_with_typed_arguments_handles_and_lookups() {
     let bytes = module_bytes();
     // SAFETY: every pointer is NULL, a NUL-terminated literal, or a live buffer of the length
@@ -87,9 +105,9 @@ fn module_exports_fail_with_typed_arguments_handles_and_lookups() {
         let m = smf_module_load_bytes(bytes.as_ptr(), bytes.len());
         assert!(!m.is_null(), "{}", super::last_error());
         assert!(smf_module_symbol(m, c"g".as_ptr()).is_null());
-        assert!(matches!(last(), FfiError::Lookup(LookupError::NoExport(name)) if &*name == b"g"));
+        assert!(matches!(last(), FfiError::Lookup(LookupError::NoExport(name, None)) if &*name == b"g"));
         assert!(smf_module_function(m, c"d".as_ptr()).is_none());
-        assert!(matches!(last(), FfiError::Lookup(LookupError::NotAFunction(name)) if &*name == b"d"));
+        assert!(matches!(last(), FfiError::Lookup(LookupError::NotAFunction(name, None)) if &*name == b"d"));
         assert!(smf_module_entry(m).is_null());
         assert!(matches!(last(), FfiError::Lookup(LookupError::NoEntryPoint)));
         assert!(smf_module_symbol_name(m, 9).is_null());
@@ -102,7 +120,7 @@ fn module_exports_fail_with_typed_arguments_handles_and_lookups() {
         assert_eq!(smf_module_call(m, c"f".as_ptr(), null(), 1, &mut result), -1);
         assert!(matches!(last(), FfiError::Arg(ArgError::Null("args"))));
         assert_eq!(smf_module_call(m, c"g".as_ptr(), null(), 0, &mut result), -1);
-        assert!(matches!(last(), FfiError::Lookup(LookupError::NoExport(_))));
+        assert!(matches!(last(), FfiError::Lookup(LookupError::NoExport(..))));
         assert_eq!(smf_module_call(m, c"d".as_ptr(), null(), 0, &mut result), -1);
         assert!(matches!(last(), FfiError::Call(CallError::NotAFunction(_))));
         assert_eq!(smf_module_note_sdn(m, null_mut(), null_mut()), -1);

@@ -43,6 +43,10 @@ fn the_tool_has_a_version_help_per_command_and_the_usual_option_forms() {
     assert_eq!(help.status, 0);
     assert!(help.out.contains("Usage: smf run") && help.out.contains("--no-libc"), "{}", help.out);
     assert!(!help.out.contains("prefetch"), "{}", help.out);
+    // pack's says what it links as gcc's driver does and where shared libraries come in.
+    let help = smf(&["pack", "--help"]);
+    assert!(help.out.contains("-lgcc") && help.out.contains("--native"), "{}", help.out);
+    assert!(help.out.contains("-z defs"), "{}", help.out);
 
     let dir = scratch("forms");
     let r96 = write(&dir, "r96.smf", &samples::return_42(Dialect::R96));

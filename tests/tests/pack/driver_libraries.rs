@@ -118,9 +118,15 @@ fn imports_are_checked_against_what_the_loader_will_look_in() {
     let (packed, stderr) = pack(&[]);
     assert!(packed, "{stderr}");
     assert!(stderr.contains("warning:") && stderr.contains("`_Unwind_GetIP`"), "{stderr}");
-    let (packed, stderr) = pack(&["-Wl,-z,defs"]);
-    assert!(!packed, "nothing the loader looks in defines it");
-    assert!(stderr.contains("undefined references (-z defs, --no-undefined): `_Unwind_GetIP`;"), "{stderr}");
+    // As ld takes it, and as the compiler driver does: `-z defs`, bare `--no-undefined`.
+    for given in [&["-Wl,-z,defs"][..], &["-z", "defs"], &["--no-undefined"]] {
+        let (packed, stderr) = pack(given);
+        assert!(!packed, "{given:?}: nothing the loader looks in defines it");
+        assert!(
+            stderr.contains("undefined references (-z defs, --no-undefined): `_Unwind_GetIP`;"),
+            "{given:?}: {stderr}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

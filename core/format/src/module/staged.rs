@@ -49,6 +49,11 @@ impl<'a> ModuleTables<'a> {
     /// the first that validates, preferring a header whose section table directly follows it);
     /// its symbols and relocations are then decoded again by the caller.
     pub fn check(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
+        Self::check_layouts(file, options).map_err(|error| elf_instead(file, error))
+    }
+
+    /// [`ModuleTables::check`]'s work.
+    fn check_layouts(file: &'a [u8], options: &ParseOptions) -> Result<Self> {
         // One per probe at most.
         let mut tried: [Option<Tried<'a>>; detect::PROBE_COUNT] = [None; detect::PROBE_COUNT];
         for (slot, candidate) in tried.iter_mut().zip(detect::candidates(file, options.dialect)?) {
@@ -250,6 +255,22 @@ impl Tried<'_> {
     /// Why its tables did not validate, with the rank of its header's placement.
     fn error(&self) -> Option<(bool, Error)> {
         self.tables.as_ref().err().map(|&error| (self.follows, error))
+    }
+}
+
+/// `error`, or for a file that is no module because it is an ELF file, that
+/// ([`ErrorKind::ElfFile`]: what to make a module of it with).
+fn elf_instead(file: &[u8], error: Error) -> Error {
+    match (error.kind, file) {
+        (ErrorKind::BadMagic | ErrorKind::FileTooSmall { .. }, [0x7f, b'E', b'L', b'F', ..]) => {
+            // e_type, little-endian at 16 (0 when the file is shorter).
+            let object_type = match file.get(16..18) {
+                Some(&[low, high]) => u16::from_le_bytes([low, high]),
+                _ => 0,
+            };
+            Error::new(ErrorKind::ElfFile { object_type }, 0)
+        }
+        _ => error,
     }
 }
 

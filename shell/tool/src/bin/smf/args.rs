@@ -79,6 +79,12 @@ pub(crate) enum Command {
     /// (the problem and its byte offset) and exit 1.
     Verify(VerifyArgs),
     /// Turn x86-64 ELF relocatables (gcc -c -O2 -fPIC, clang) into one SMF module.
+    ///
+    /// Links as `gcc -shared` links: the objects, the archive members they need, and libgcc's
+    /// helpers (`__udivti3`, `__popcountdi2`: what `-lgcc` gives; -nostdlib or -nodefaultlibs
+    /// leave them out). A shared library the link line names (`-lstdc++`) is recorded as
+    /// needed and opened when the module loads (`smf run --no-needed` does not; `smf run
+    /// --native LIB` gives a library the module does not name).
     Pack(PackArgs),
     /// Load FILE and call a function in it; print the result.
     ///
@@ -111,7 +117,9 @@ pub(crate) enum Command {
 /// (`-Bstatic`, `-Bdynamic`, `--whole-archive`, `--no-whole-archive`) as the `-Wl` lists that
 /// carry them, read in order among the others; response files (`@FILE`) read in place first,
 /// and the driver's `-Xlinker OPTION`s, each after another one list (`-Xlinker -z -Xlinker
-/// defs` is `-Wl,-z,defs`: an option and its value). Nothing after `--` is rewritten.
+/// defs` is `-Wl,-z,defs`: an option and its value); the driver's `-z KEYWORD` and ld's bare
+/// `--no-undefined` and `-zKEYWORD` as the `-Wl` lists that carry them. Nothing after `--` is
+/// rewritten.
 fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, String> {
     let mut args: Vec<std::ffi::OsString> = args.collect();
     if args.get(1).is_none_or(|command| command != "pack") {
@@ -123,6 +131,16 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<std::f
     let mut args = args.into_iter();
     let mut in_list = false;
     while let Some(arg) = args.next() {
+        // The driver's `-z KEYWORD`, which it hands the linker as is.
+        if arg == "-z" && joined.len() >= 2 {
+            if let Some(keyword) = args.next() {
+                let mut list = std::ffi::OsString::from("-Wl,-z,");
+                list.push(keyword);
+                joined.push(list);
+                in_list = false;
+                continue;
+            }
+        }
         let value = if arg == "-Xlinker" && joined.len() >= 2 { args.next() } else { None };
         match (value, joined.last_mut()) {
             // The -Xlinker just before made this list: one more option of it.
@@ -150,6 +168,9 @@ fn ld_style(args: impl Iterator<Item = std::ffi::OsString>) -> Result<Vec<std::f
         Some(positional @ ("-Bstatic" | "-Bdynamic" | "--whole-archive" | "--no-whole-archive")) => {
             format!("-Wl,{positional}").into()
         }
+        // ld's own spellings a link line may give bare: `--no-undefined`, `-zdefs`.
+        Some(option @ "--no-undefined") => format!("-Wl,{option}").into(),
+        Some(option) if option.len() > 2 && option.starts_with("-z") => format!("-Wl,{option}").into(),
         // The compiler driver's options and compile options a link line carries (CFLAGS):
         // read with the linker's, where they are taken or ignored with a note. Their commas
         // are not -Wl's: a sanitizer list is one option per sanitizer, and the others
@@ -291,8 +312,10 @@ pub(crate) struct PackArgs {
     pub(crate) search: Vec<PathBuf>,
     /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -e, -u, -s, -static,
     /// -shared, --whole-archive and --no-whole-archive (the archives between them packed
-    /// whole) and input files are taken; archive groups and options that set what a module
-    /// does not have (-soname, -rpath, -z, --as-needed, ...) are ignored, with a note, as are
+    /// whole), -z defs and --no-undefined (every import must be defined by the link line's
+    /// libraries or the C library; also given bare: `-z defs`) and input files are taken;
+    /// archive groups and options that set what a module does not have (-soname, -rpath, other
+    /// -z keywords, --as-needed, ...) are ignored, with a note, as are
     /// the compiler driver's own (-pthread, -rdynamic, -no-pie) and compile options given
     /// alone (-O2 -g -Wall -fPIC -D...).
     #[arg(short = 'W', value_name = "l,OPTION,...", allow_hyphen_values = true)]
@@ -554,6 +577,11 @@ mod tests {
             ]
         );
         assert_eq!(rewritten(&["smf", "pack", "a.o", "-pg"]), ["smf", "pack", "a.o", "-Wl,-pg"]);
+        // The driver's -z KEYWORD, ld's bare --no-undefined and -zKEYWORD.
+        assert_eq!(
+            rewritten(&["smf", "pack", "a.o", "-z", "defs", "--no-undefined", "-znow"]),
+            ["smf", "pack", "a.o", "-Wl,-z,defs", "-Wl,--no-undefined", "-Wl,-znow"]
+        );
         // A driver option's commas are not -Wl's.
         assert_eq!(
             rewritten(&["smf", "pack", "-fsanitize=address,undefined", "-Wa,--noexecstack"]),
