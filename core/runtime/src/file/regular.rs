@@ -124,42 +124,38 @@ fn read_unsized(file: &OpenFile, limit: u64, buffer: &mut Vec<u8>) -> Result<usi
     // One byte past the limit tells a file over it.
     let most = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     buffer.clear();
-    let mut filled = 0;
+    let mut room = 0;
     loop {
-        if filled == buffer.len() {
+        let filled = buffer.len();
+        if filled == room {
             // Room doubles from a page (the whole of most such files) up to `most`.
-            let room = buffer.len().saturating_mul(2).max(4096).min(most);
+            room = room.saturating_mul(2).max(4096).min(most);
             buffer
                 .try_reserve_exact(room - filled)
                 .map_err(|_| ReadError::OutOfMemory { bytes: room as u64 })?;
-            buffer.resize(room, 0);
         }
-        match file.read_at(&mut buffer[filled..], filled as u64).map_err(ReadError::Sys)? {
-            0 => break,
-            n => filled += n,
+        if file.read_at_appending(buffer, room - filled, filled as u64).map_err(ReadError::Sys)? == 0 {
+            break;
         }
-        if filled as u64 > limit {
-            return Err(ReadError::TooLarge { len: filled as u64, limit });
+        if buffer.len() as u64 > limit {
+            return Err(ReadError::TooLarge { len: buffer.len() as u64, limit });
         }
     }
-    buffer.truncate(filled);
-    Ok(filled)
+    Ok(buffer.len())
 }
 
 /// Reads up to `len` bytes from offset 0 into `buffer`; how many it read (fewer if the file
 /// shrank meanwhile).
 fn read_at_most(file: &OpenFile, len: usize, buffer: &mut Vec<u8>) -> Result<usize, ReadError> {
-    // A file too large for memory is an error, never an abort. Only bytes past the buffer's old
-    // length are zeroed; the read overwrites the rest.
-    let growth = len.saturating_sub(buffer.len());
-    buffer.try_reserve_exact(growth).map_err(|_| ReadError::OutOfMemory { bytes: len as u64 })?;
-    buffer.resize(len, 0);
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buffer[filled..len], filled as u64).map_err(ReadError::Sys)? {
-            0 => break,
-            n => filled += n,
+    // A file too large for memory is an error, never an abort. Nothing is zeroed: the kernel
+    // writes every byte the buffer ends up holding.
+    buffer.clear();
+    buffer.try_reserve_exact(len).map_err(|_| ReadError::OutOfMemory { bytes: len as u64 })?;
+    while buffer.len() < len {
+        let filled = buffer.len();
+        if file.read_at_appending(buffer, len - filled, filled as u64).map_err(ReadError::Sys)? == 0 {
+            break;
         }
     }
-    Ok(filled)
+    Ok(buffer.len())
 }

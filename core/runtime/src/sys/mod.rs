@@ -378,6 +378,28 @@ impl OpenFile {
         retry_interrupted(|| rustix::io::pread(&self.0, &mut *buf, offset)).map_err(err("pread"))
     }
 
+    /// Reads at most `most` bytes from `offset` into `buf`'s spare capacity (`pread(2)`, made
+    /// again when a signal interrupts it), and makes them part of it: how many it read, 0 at
+    /// the end. Nothing is zeroed first: the kernel writes the bytes counted.
+    #[allow(unsafe_code)]
+    pub fn read_at_appending(
+        &self,
+        buf: &mut alloc::vec::Vec<u8>,
+        most: usize,
+        offset: u64,
+    ) -> SysResult<usize> {
+        let spare = buf.spare_capacity_mut();
+        let room = most.min(spare.len());
+        let spare = &mut spare[..room];
+        let read =
+            retry_interrupted(|| rustix::io::pread(&self.0, &mut *spare, offset).map(|(read, _)| read.len()))
+                .map_err(err("pread"))?;
+        // SAFETY: pread wrote `read` bytes (at most `room`, within the capacity) at the start of
+        // the spare capacity, right after the vector's length.
+        unsafe { buf.set_len(buf.len() + read) };
+        Ok(read)
+    }
+
     /// Reads into `buf` from the current position (`read(2)`, made again when a signal
     /// interrupts it); how many bytes it read, 0 at the end. A stream with nothing to read yet
     /// fails with `EAGAIN` ([`SysError::would_block`]).
