@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 
 use smf_runtime::load::ExportIndex;
 
+use super::{key, ModuleCache};
 use crate::loader::SharedModule;
 
 /// A cached version: its number in the cache (never reused), and the module.
@@ -67,5 +68,55 @@ impl CachedExports {
             }
         }
         found
+    }
+}
+
+impl ModuleCache {
+    /// The address of the exported symbol `name` in the most recently used cached module that
+    /// exports it (by the recency list: hits through a thread's memo do not move a module in
+    /// it). It stays valid while that module is cached or held.
+    ///
+    /// One lookup in an index of the cached modules' exports (`exports.rs`), whatever their
+    /// number; the cache's lock is held to take the modules cached since the last resolve and,
+    /// after the lookup, to choose among the few that export the name, never for a pass over
+    /// the cache (but one rebuild after twice its size went by without a resolve).
+    pub fn resolve(&self, name: &[u8]) -> Option<usize> {
+        let (added, rebuild) = {
+            let mut state = self.lock();
+            let rebuild = std::mem::take(&mut state.rebuild_exports).then(|| {
+                state
+                    .lru
+                    .iter()
+                    .map(|(_, cached)| (cached.number, Arc::downgrade(&cached.module)))
+                    .collect::<Vec<_>>()
+            });
+            (std::mem::take(&mut state.added), rebuild)
+        };
+        let exporting = {
+            let mut exports = crate::sync::lock(&self.locked.exports);
+            if let Some(all) = rebuild {
+                exports.clear();
+                exports.take_in(all);
+            }
+            exports.take_in(added);
+            exports.exporting(name)
+        };
+        if exporting.is_empty() {
+            return None;
+        }
+        // The most recently used of those still cached in that version.
+        let state = self.lock();
+        let cached_at = |number: u64, module: &SharedModule| {
+            let path = module.path()?;
+            let cached = state.lru.peek(key(path)).filter(|cached| cached.number == number)?;
+            Some(cached.used_at.get())
+        };
+        let chosen =
+            exporting.iter().filter_map(|(number, module, addr)| Some((cached_at(*number, module)?, *addr)));
+        let addr = chosen.max_by_key(|&(used_at, _)| used_at).map(|(_, addr)| addr);
+        drop(state);
+        // The modules found are let go outside the lock (an evicted one may be freed here).
+        drop(exporting);
+        addr
     }
 }

@@ -50,6 +50,7 @@
 
 mod cached;
 mod exports;
+mod linking;
 mod memo;
 mod prefetch;
 mod stats;
@@ -62,17 +63,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use smf_runtime::load::Resolver;
 use smf_runtime::lru::stats::Counters;
 use smf_runtime::lru::{Budget, ByteKey, KeyedHasher, LruCache};
 
 use crate::file::FileIdentity;
-use crate::imports::LinkOptions;
 use crate::loader::{self, LoadRequest, ModuleError, SharedModule};
 use crate::watch::Notice;
 
 use cached::{watched, Cached, Freshness, Loaded, Watching};
 
+pub use linking::CacheLinking;
 pub use stats::CacheStats;
 
 /// The hit from which a version is watched, when its load did not watch it: the ones before
@@ -117,59 +117,6 @@ impl State {
             self.added = Vec::new();
             self.rebuild_exports = true;
         }
-    }
-}
-
-/// How the cache's misses and prefetches link (host symbols and earlier loads apply always),
-/// as [`LinkOptions`]; the default is [`LinkOptions::default`]'s.
-#[derive(Clone)]
-pub struct CacheLinking {
-    /// Asked after host symbols and earlier loads.
-    pub resolver: Option<Arc<dyn Resolver + Send + Sync>>,
-    /// After the resolver: the process's global symbols.
-    pub process_symbols: bool,
-    /// Last resort: the C library and libm. On by default.
-    pub c_library: bool,
-    /// Cached modules' exports are not offered to later loads.
-    pub local: bool,
-    /// Cached modules are described to debuggers and profilers ([`LinkOptions::debug_info`]).
-    pub debug_info: bool,
-    /// The libraries cached modules need are opened ([`LinkOptions::open_needed`]).
-    pub open_needed: bool,
-}
-
-impl Default for CacheLinking {
-    fn default() -> Self {
-        let link = LinkOptions::default();
-        CacheLinking {
-            resolver: None,
-            process_symbols: link.process_symbols,
-            c_library: link.c_library,
-            local: link.local,
-            debug_info: link.debug_info,
-            open_needed: link.open_needed,
-        }
-    }
-}
-
-impl CacheLinking {
-    /// As the loader's options.
-    fn options(&self) -> LinkOptions<'_> {
-        LinkOptions {
-            resolver: self.resolver.as_deref().map(|r| r as &dyn Resolver),
-            process_symbols: self.process_symbols,
-            c_library: self.c_library,
-            local: self.local,
-            debug_info: self.debug_info,
-            open_needed: self.open_needed,
-        }
-    }
-}
-
-impl std::fmt::Debug for CacheLinking {
-    /// As the loader's options it stands for.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("CacheLinking").field(&self.options()).finish()
     }
 }
 
@@ -621,54 +568,6 @@ impl ModuleCache {
             self.changed();
             Some(cached)
         });
-    }
-
-    /// The address of the exported symbol `name` in the most recently used cached module that
-    /// exports it (by the recency list: hits through a thread's memo do not move a module in
-    /// it). It stays valid while that module is cached or held.
-    ///
-    /// One lookup in an index of the cached modules' exports (`exports.rs`), whatever their
-    /// number; the cache's lock is held to take the modules cached since the last resolve and,
-    /// after the lookup, to choose among the few that export the name, never for a pass over
-    /// the cache (but one rebuild after twice its size went by without a resolve).
-    pub fn resolve(&self, name: &[u8]) -> Option<usize> {
-        let (added, rebuild) = {
-            let mut state = self.lock();
-            let rebuild = std::mem::take(&mut state.rebuild_exports).then(|| {
-                state
-                    .lru
-                    .iter()
-                    .map(|(_, cached)| (cached.number, Arc::downgrade(&cached.module)))
-                    .collect::<Vec<_>>()
-            });
-            (std::mem::take(&mut state.added), rebuild)
-        };
-        let exporting = {
-            let mut exports = crate::sync::lock(&self.locked.exports);
-            if let Some(all) = rebuild {
-                exports.clear();
-                exports.take_in(all);
-            }
-            exports.take_in(added);
-            exports.exporting(name)
-        };
-        if exporting.is_empty() {
-            return None;
-        }
-        // The most recently used of those still cached in that version.
-        let state = self.lock();
-        let cached_at = |number: u64, module: &SharedModule| {
-            let path = module.path()?;
-            let cached = state.lru.peek(key(path)).filter(|cached| cached.number == number)?;
-            Some(cached.used_at.get())
-        };
-        let chosen =
-            exporting.iter().filter_map(|(number, module, addr)| Some((cached_at(*number, module)?, *addr)));
-        let addr = chosen.max_by_key(|&(used_at, _)| used_at).map(|(_, addr)| addr);
-        drop(state);
-        // The modules found are let go outside the lock (an evicted one may be freed here).
-        drop(exporting);
-        addr
     }
 
     /// The cached modules with their paths, most recently used first by the recency list (a
