@@ -349,3 +349,32 @@ fn a_crash_or_abort_in_a_library_a_module_called_names_the_module_frames_that_le
     let callers: Vec<&str> = lines[2..].iter().map(|l| l.split(['+', '.']).next().unwrap_or("")).collect();
     assert_eq!(callers, ["  called from give_up", "  called from quits"], "{}", aborted.err);
 }
+
+/// Under `perf record` (a parent named `perf`: here a shell copied to that name), `smf run`
+/// writes the perf map perf names module functions by, and says where; `SMF_PERF_MAP=0` keeps
+/// it off.
+#[test]
+fn run_under_perf_writes_the_map_perf_names_module_functions_by() {
+    let dir = scratch("under-perf");
+    let perf = dir.join("perf");
+    std::fs::copy("/bin/sh", &perf).unwrap();
+    let module = example("recursion.smf");
+    let smf_path = crate::smf_binary().display().to_string();
+    // `; true`: the shell stays, as perf does, the parent of smf (no exec of a last command).
+    let under_perf = |environment: &str| {
+        let script = format!("{environment} {smf_path} run {module} fib 10; true");
+        let out = std::process::Command::new(&perf).args(["-c", &script]).output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (out, err) = under_perf("");
+    assert_eq!(out, "55\n", "{err}");
+    let map = err
+        .strip_prefix("smf: perf is recording: module functions are named in ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no note of the map: {err}"));
+    let lines = std::fs::read_to_string(map).unwrap();
+    assert!(lines.lines().any(|line| line.contains(" fib [recursion.smf]")), "{lines}");
+    let _ = std::fs::remove_file(map);
+    let (out, err) = under_perf("SMF_PERF_MAP=0");
+    assert_eq!((out.as_str(), err.as_str()), ("55\n", ""), "no map, no note");
+}

@@ -27,6 +27,7 @@ mod names;
 mod needed_files;
 mod pack;
 mod payload;
+mod perf;
 mod prefetch;
 mod response_files;
 mod run;
@@ -37,6 +38,7 @@ mod verify;
 fn main() {
     let command = args::Cli::parse_checked().command;
     if matches!(command, args::Command::Run(_)) {
+        perf::map_for_perf();
         crash::install();
     }
     std::process::exit(dispatch(command));
