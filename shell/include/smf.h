@@ -22,7 +22,8 @@
  *    unless the process sets SMF_ALLOW_RWX=1 before the first call (debugging only).
  *  - A loaded module's read-only data is sealed read-execute with its code (one protection
  *    change per load); SMF_RODATA_NOEXEC=1, set before the first call, keeps it read-only and
- *    not executable in pages of its own instead.
+ *    not executable in pages of its own instead, except in a module linked with its
+ *    read-only data (smf pack without -z separate-code), which keeps it after its code.
  *  - fork(): the child keeps every module, cache and instantiator its parent had. It never
  *    writes into code its parent runs (instantiated code goes to memory of its own), its caches
  *    compare a file's identity again until its own change watcher runs (the parent's thread

@@ -3,8 +3,9 @@
 //! in writable data, jump tables, read-only pointer tables and where they are placed).
 
 use smf_format::module::RelocatedImage;
-use smf_format::{Dialect, SectionType};
+use smf_format::{Dialect, ModuleFlags, SectionType};
 use smf_runtime::load::{LoadOptions, LoadedModule, ReadOnlyData};
+use smf_tool::pack::{pack_inputs, Input, PackOptions};
 
 use crate::{allocator, call, check_source, compile, native, pack, says, scratch, Call, ALL, WITH_DATA};
 
@@ -115,38 +116,59 @@ fn read_only_pointer_tables_become_relocated_rodata_and_match_native() {
     check_source("tables.c", &WITH_DATA, calls);
 
     let dir = scratch("tables-placement");
-    let (bytes, notes) = pack(&dir, "tables.c", Dialect::S128, &["-fPIC"]).unwrap();
-    assert!(!says(&notes, "into the code image"), "{notes:?}");
-    // `shapes` (a const array of pointers, in `.data.rel.ro.local`) is a data symbol of the
-    // module's rodata section, where its pointers are data relocations; the jump table in
-    // `.rodata` likewise.
-    let parsed = smf_format::Module::parse(&bytes).unwrap();
-    let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
-    assert_eq!(entry.kind, smf_format::SymbolKind::Data, "an object, not a function");
-    let smf_format::SymbolTarget::Data { section, .. } = entry.target else { panic!("{:?}", entry.target) };
-    let section = parsed.section(section).unwrap();
-    assert_eq!(section.name, b".rodata");
-    assert_eq!(section.section_type, SectionType::RoData);
-    let data_relocations = parsed.relocations().filter(|r| r.image == RelocatedImage::Data).count();
-    assert!(data_relocations >= 6, "{data_relocations} data relocations");
-    for (options, expected) in [
-        (LoadOptions::default(), "r-x"),
-        (LoadOptions { read_only_data: ReadOnlyData::NotExecutable, ..LoadOptions::default() }, "r--"),
-    ] {
-        let module = LoadedModule::load(allocator(), &bytes, &(), &options).unwrap();
-        let shapes = module.symbol(b"shapes").unwrap();
-        let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
-        assert!(perms.starts_with(expected), "shapes lies in a {perms} mapping");
-        // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader relocated.
-        let (name, area) = unsafe {
-            let entry = shapes as *const usize;
-            (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
+    let object = compile(&dir, &crate::source("tables.c"), &["-fPIC"]);
+    let (mut data_relocations, mut results) = (Vec::new(), Vec::new());
+    // Linked by default (`ld -z noseparate-code`): the jump table's and the code's references
+    // to the read-only data are resolved for good and it stays with the code, executable,
+    // whatever the loader is asked; with `-z separate-code` they stay relocations and the
+    // loader may map it on pages of its own.
+    for separate_code in [false, true] {
+        let options = PackOptions { separate_code, ..PackOptions::new(Dialect::S128) };
+        let (bytes, notes) = pack_inputs(&[Input::new(&object.0, &object.1)], &options).unwrap();
+        assert!(!says(&notes, "into the code image"), "{notes:?}");
+        // `shapes` (a const array of pointers, in `.data.rel.ro.local`) is a data symbol of the
+        // module's rodata section, where its pointers are data relocations; the jump table in
+        // `.rodata` likewise unless linked.
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
+        assert_eq!(parsed.header().flags.contains(ModuleFlags::LINKED_READ_ONLY), !separate_code);
+        let entry = parsed.symbols().find(|s| s.name == b"shapes").unwrap();
+        assert_eq!(entry.kind, smf_format::SymbolKind::Data, "an object, not a function");
+        let smf_format::SymbolTarget::Data { section, .. } = entry.target else {
+            panic!("{:?}", entry.target)
         };
-        assert_eq!(name.to_bytes(), b"triangle");
-        // SAFETY: the second pointer is the module's `triangle_area(long)`.
-        let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
-        assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
+        let section = parsed.section(section).unwrap();
+        assert_eq!(section.name, b".rodata");
+        assert_eq!(section.section_type, SectionType::RoData);
+        data_relocations.push(parsed.relocations().filter(|r| r.image == RelocatedImage::Data).count());
+        let apart = if separate_code { "r--" } else { "r-x" };
+        for (options, expected) in [
+            (LoadOptions::default(), "r-x"),
+            (LoadOptions { read_only_data: ReadOnlyData::NotExecutable, ..LoadOptions::default() }, apart),
+        ] {
+            let module = LoadedModule::load(allocator(), &bytes, &(), &options).unwrap();
+            let shapes = module.symbol(b"shapes").unwrap();
+            let (_, perms) = smf_tests::mapping_at(shapes).unwrap();
+            assert!(perms.starts_with(expected), "shapes lies in a {perms} mapping");
+            // SAFETY: `shapes` points at two {const char *, long (*)(long)} pairs the loader
+            // relocated.
+            let (name, area) = unsafe {
+                let entry = shapes as *const usize;
+                (std::ffi::CStr::from_ptr(*entry.add(2) as *const std::ffi::c_char), *entry.add(3))
+            };
+            assert_eq!(name.to_bytes(), b"triangle");
+            // SAFETY: the second pointer is the module's `triangle_area(long)`.
+            let area = unsafe { module.function_at::<extern "C" fn(i64) -> i64>(area) };
+            assert_eq!(area.expect("a pointer into the module's code").get()(6), 18);
+            // Jump tables and string tables reached from the code read as with relocations.
+            let got: Vec<i64> = calls.iter().map(|(name, args)| call(&module, name, args)).collect();
+            results.push(got);
+        }
     }
+    // The pointers stay relocations (4 of `shapes` and the others), the jump table's entries
+    // do not once linked.
+    let [linked, separate] = data_relocations[..] else { unreachable!() };
+    assert!(linked >= 6 && separate > linked, "{linked} linked, {separate} apart");
+    assert!(results.windows(2).all(|pair| pair[0] == pair[1]), "{results:?}");
 
     // R72 has no data sections: read-only data joins the code image there, with relocations
     // (pointer tables) or without (constants, string literals), and reads as natively.

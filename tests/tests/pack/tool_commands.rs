@@ -164,8 +164,8 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
     assert_eq!(out.status.signal(), Some(6), "{stderr}");
     assert!(stderr.contains("`aborts` aborted (SIGABRT: abort() or a failed assertion)"), "{stderr}");
 
-    // A local function at the start of the code, called through its address: the assembler
-    // refers to it as `.text+0`, so the module has a section symbol there too (no size). The
+    // A local function at the start of the code, its address in data: the assembler refers to
+    // it as `.text+0`, so the module has a section symbol there too (no size). The
     // crash is named by the function, as gdb and `smf_addr_info` name it, not by the label.
     let source = dir.join("local.s");
     std::fs::write(
@@ -175,7 +175,8 @@ fn a_crash_in_a_module_function_is_reported_in_one_line() {
          .size helper, .-helper\n\
          .globl via_pointer\n.type via_pointer,@function\n\
          via_pointer: .cfi_startproc\n lea helper(%rip), %rax\n call *%rax\n ret\n .cfi_endproc\n\
-         .size via_pointer, .-via_pointer\n",
+         .size via_pointer, .-via_pointer\n\
+         .section .data.rel.local,\"aw\"\n .quad helper\n",
     )
     .unwrap();
     let object = dir.join("local.o");

@@ -134,6 +134,9 @@ bitflags::bitflags! {
         const HAS_NOTE_SDN = 0x20;
         /// Aspect pack (Simple writers only).
         const ASPECT_PACK = 0x40;
+        /// Our extension: the writer resolved references between the code and the read-only
+        /// data for the linked layout ([`crate::module::linked`]), which a loader must keep.
+        const LINKED_READ_ONLY = 0x0100_0000;
     }
 }
 
@@ -149,6 +152,7 @@ impl ModuleFlags {
             ModuleFlags::HAS_STUB => Some("has-stub"),
             ModuleFlags::HAS_NOTE_SDN => Some("has-note-sdn"),
             ModuleFlags::ASPECT_PACK => Some("aspect-pack"),
+            ModuleFlags::LINKED_READ_ONLY => Some("linked-read-only"),
             _ => None,
         }
     }
@@ -496,8 +500,16 @@ mod tests {
 
     #[test]
     fn module_flags_have_the_report_names() {
-        let expected =
-            ["executable", "reloadable", "debug-info", "pic", "has-stub", "has-note-sdn", "aspect-pack"];
+        let expected = [
+            "executable",
+            "reloadable",
+            "debug-info",
+            "pic",
+            "has-stub",
+            "has-note-sdn",
+            "aspect-pack",
+            "linked-read-only",
+        ];
         assert!(ModuleFlags::all().names().eq(expected));
         let some = ModuleFlags::from_bits_retain(0x8000_0021);
         assert!(some.names().eq(["executable", "has-note-sdn"]));
@@ -509,7 +521,7 @@ mod tests {
     #[test]
     fn flags_keep_their_wire_bits() {
         assert_eq!(SectionFlags::all().bits(), 0x1f07);
-        assert_eq!(ModuleFlags::all().bits(), 0x7f);
+        assert_eq!(ModuleFlags::all().bits(), 0x0100_007f);
         assert_eq!(SymbolFlags::all().bits(), 0x30);
         assert_eq!(SymbolFlags::from_bits_retain(0x91).bits(), 0x91);
         assert_eq!(

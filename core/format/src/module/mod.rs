@@ -18,6 +18,7 @@
 
 mod decode;
 mod layout;
+pub mod linked;
 pub mod needed;
 mod records;
 mod staged;

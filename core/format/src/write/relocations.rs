@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::specs::{DataSite, RelocSpec};
 use super::{BuildError, ModuleBuilder, SectionSpec};
-use crate::kinds::{RelocKind, SectionFlags, SectionType};
+use crate::kinds::{ModuleFlags, RelocKind, SectionFlags, SectionType};
 use crate::module::{DataLayout, DataRegion};
 use crate::wire::relocation::{self, RELOCATION_ENTRY_SIZE};
 
@@ -15,7 +15,10 @@ impl ModuleBuilder {
     /// The relocation sections, data relocations first (so that the marker leads the first).
     pub(super) fn relocation_sections(&self) -> Result<Vec<SectionSpec>, BuildError> {
         let mut sections = Vec::new();
-        if !self.data_relocations.is_empty() {
+        // The marker also keeps loaders that do not know the linked layout away from a module
+        // linked for it (`docs/format.md`).
+        let linked = self.header.flags.contains(ModuleFlags::LINKED_READ_ONLY);
+        if !self.data_relocations.is_empty() || linked {
             let mut entries = self.data_relocation_entries()?;
             if self.data_relocations_marker {
                 use crate::wire::relocation::marker;

@@ -1,14 +1,16 @@
 //! Where the parts of a module's image go, worked out (overflow-checked) before anything is
 //! allocated: `[code | stubs] [rodata | GOT] [data | bss]`, with room for as many stubs and GOT
 //! slots as the module can need (the relocation stage hands them out). With
-//! [`ReadOnlyData::WithCode`] the first two share the code segment; otherwise each part is a
-//! segment of its own. Every segment starts at a multiple of the largest alignment a section asks
+//! [`ReadOnlyData::WithCode`] (always, for a module linked for the format's linked layout) the
+//! first two share the code segment, the read-only data where `smf_format::module::linked`
+//! says; otherwise each part is a segment of its own. Every segment starts at a multiple of the largest alignment a section asks
 //! for.
 
 use super::relocate::{GOT_SLOT, STUB_SIZE};
 use super::{LoadError, Overflow, ReadOnlyData};
 use crate::exec::MemoryKind;
-use smf_format::module::{ModuleSymbols, ModuleTables};
+use smf_format::module::{linked, ModuleSymbols, ModuleTables};
+use smf_format::ModuleFlags;
 
 /// The offsets and lengths of one module's image.
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +56,14 @@ impl Layout {
         let ro_len = if gots == 0 { ro_size } else { after(got_start, gots, GOT_SLOT, read_only)? };
         // Data sections lie at multiples of their alignment from their region's start.
         let data_align = size(module.data_alignment(), Overflow::DataAlignment)?;
+        // Where the format's linked layout puts it: a module linked for it has its distances
+        // from the code written into its bytes.
         let ro_in_code = match read_only_data {
-            ReadOnlyData::WithCode if ro_len > 0 => {
-                Some(align_up(code_and_stubs_len, data_align.max(GOT_SLOT), Overflow::CodeSegment)?)
-            }
+            ReadOnlyData::WithCode if ro_len > 0 => Some(
+                linked::read_only_offset(module.code_size(), stubs as u64, data_align as u64)
+                    .and_then(|offset| usize::try_from(offset).ok())
+                    .ok_or_else(|| LoadError::too_large(Overflow::CodeSegment))?,
+            ),
             _ => None,
         };
         let rw_len = size(module.read_write_size(), Overflow::WritableSize)?;
@@ -79,8 +85,15 @@ impl Layout {
     /// not yet) with room for the branch stubs and GOT slots it can need: a stub per import
     /// (only branches to imports go through stubs) and a GOT slot per relocation whose kind
     /// needs one, never more than one per symbol (a slot is per symbol).
+    /// A module linked for the format's linked layout keeps its read-only data with its code
+    /// whatever `read_only_data` asks: its code reaches the data at fixed distances.
     pub(super) fn plan(module: &ModuleSymbols<'_>, read_only_data: ReadOnlyData) -> Result<Self, LoadError> {
         let tables = module.tables();
+        let read_only_data = if tables.header().flags.contains(ModuleFlags::LINKED_READ_ONLY) {
+            ReadOnlyData::WithCode
+        } else {
+            read_only_data
+        };
         let stubs = module.import_count() as usize;
         let gots = tables.got_relocation_count().min(u64::from(tables.symbol_count()));
         let gots = usize::try_from(gots).map_err(|_| LoadError::too_large(Overflow::GotSize))?;

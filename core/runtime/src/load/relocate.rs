@@ -18,11 +18,17 @@ use smf_format::kinds::Branch;
 use smf_format::module::{Relocation, RelocationSink};
 use smf_format::RelocKind;
 
-/// Size of one branch stub.
+/// Size of one branch stub (the format's linked layout counts them).
 pub(super) const STUB_SIZE: usize = 16;
 
 /// Bytes of one GOT slot.
 pub(super) const GOT_SLOT: usize = 8;
+
+// The sizes the format's linked layout places a module's read-only data by.
+const _: () = assert!(
+    STUB_SIZE as u64 == smf_format::module::linked::STUB_SIZE
+        && GOT_SLOT as u64 == smf_format::module::linked::GOT_SLOT
+);
 
 /// The image's room for branch stubs and GOT slots, handed out in order as relocations ask.
 pub(super) struct Slots<'i> {

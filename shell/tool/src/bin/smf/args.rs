@@ -313,7 +313,10 @@ pub(crate) struct PackArgs {
     /// Linker options as compilers pass them (-Wl,-L,DIR,-lNAME): -L, -l, -e, -u, -s, -static,
     /// -shared, --whole-archive and --no-whole-archive (the archives between them packed
     /// whole), -z defs and --no-undefined (every import must be defined by the link line's
-    /// libraries or the C library; also given bare: `-z defs`) and input files are taken;
+    /// libraries or the C library; also given bare: `-z defs`), -z separate-code (the
+    /// read-only data kept apart from the code, its references left for the loader, so that
+    /// it may be mapped not executable; default -z noseparate-code: pack links them) and input
+    /// files are taken;
     /// archive groups and options that set what a module does not have (-soname, -rpath, other
     /// -z keywords, --as-needed, ...) are ignored, with a note, as are
     /// the compiler driver's own (-pthread, -rdynamic, -no-pie) and compile options given

@@ -84,6 +84,8 @@ pub(crate) struct Linked {
     /// `-z defs` or `--no-undefined`: every import must be one of theirs or the C library's
     /// (`defs.rs`).
     pub(crate) no_undefined: bool,
+    /// `-z separate-code`: the read-only data kept apart from the code (`PackOptions`).
+    pub(crate) separate_code: bool,
     /// How many of the last `inputs` pack added itself, as the compiler driver does (libgcc's
     /// archive, unless `-nostdlib` or `-nodefaultlibs`).
     pub(crate) implicit: usize,
@@ -236,6 +238,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                 "--no-undefined" => linked.no_undefined = true,
                 "-zdefs" => linked.no_undefined = true,
                 "-zundefs" => linked.no_undefined = false,
+                "-zseparate-code" => linked.separate_code = true,
+                "-znoseparate-code" => linked.separate_code = false,
                 _ if IGNORED_WITH_VALUE.contains(&option) => {
                     let value = value(option)?;
                     // `-z defs` is ld's --no-undefined (`defs.rs`); other -z keywords set what a
@@ -243,6 +247,8 @@ pub(crate) fn link(args: &PackArgs) -> Result<Linked, String> {
                     match (option, value.as_str()) {
                         ("-z", "defs") => linked.no_undefined = true,
                         ("-z", "undefs") => linked.no_undefined = false,
+                        ("-z", "separate-code") => linked.separate_code = true,
+                        ("-z", "noseparate-code") => linked.separate_code = false,
                         _ => linked.notes.push(format!(
                             "ignored linker option {option} {value} (a module has no such setting)"
                         )),

@@ -150,6 +150,7 @@ fn pack_files(args: &PackArgs, say: Say) -> Result<(), PackCommandError> {
         compression: args.compress,
         entry: linked.entry.clone().map(String::into_bytes),
         undefined: linked.undefined.iter().map(|name| name.clone().into_bytes()).collect(),
+        separate_code: linked.separate_code,
         ..PackOptions::new(args.dialect)
     };
     let (smf, notes) = pack_inputs(&inputs, &options).map_err(PackCommandError::Pack)?;

@@ -88,12 +88,25 @@ pub struct PackOptions {
     /// The shared libraries the module needs, by file name (`DT_NEEDED`'s: `libstdc++.so.6`),
     /// recorded for loaders to open (`docs/format.md`, "Needed libraries").
     pub needed: Vec<Vec<u8>>,
+    /// Read-only data kept apart from the code (`ld -z separate-code`): references between
+    /// them stay relocations, so that a loader may place the data on pages of its own, not
+    /// executable (`ReadOnlyData::NotExecutable`). Off by default: pack links them for good
+    /// and the module keeps its read-only data right after its code, executable with it
+    /// (`docs/format.md`, "Read-only data linked to the code").
+    pub separate_code: bool,
 }
 
 impl PackOptions {
     /// A module of `dialect`, uncompressed, its entry point `main` if defined.
     pub const fn new(dialect: Dialect) -> Self {
-        Self { dialect, compression: None, entry: None, undefined: Vec::new(), needed: Vec::new() }
+        Self {
+            dialect,
+            compression: None,
+            entry: None,
+            undefined: Vec::new(),
+            needed: Vec::new(),
+            separate_code: false,
+        }
     }
 }
 
@@ -204,7 +217,7 @@ fn pack_objects(
     if !options.needed.is_empty() {
         packer.builder.add_section(smf_format::write::SectionSpec::needed_libraries(&options.needed));
     }
-    packer.finish().map_err(|mut failure| {
+    packer.finish(!options.separate_code).map_err(|mut failure| {
         // Object by object, in the order given (each object's in the order found).
         let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
         failure.problems.sort_by_key(|problem| position(&problem.object));
@@ -452,12 +465,20 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
     /// image is over the limit) is refused with the reason instead of written. Every problem
     /// found on the way fails it first.
-    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    fn finish(self, link_read_only: bool) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
         if !self.problems.is_empty() {
             return Err(PackFailure { problems: self.problems });
         }
         let all = self.names.join(", ");
         let mut builder = self.builder;
+        // What `ld` links for good between the code and the read-only data (the module is
+        // then placed in the format's linked layout); the symbols only those references named
+        // go below.
+        if link_read_only {
+            builder
+                .link_read_only()
+                .map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
+        }
         // What `ld` leaves out of a library's dynamic symbols, and nothing at load needs:
         // local data, section symbols and assembler labels (`.L*`) no relocation names. Local
         // functions stay (debuggers, profilers and backtraces name code by them).
