@@ -35,6 +35,11 @@ pub(super) struct Image<'a> {
     /// Whether the zeros after each code section's bytes are written by [`Image::copy_code`]
     /// (otherwise the allocator hands the code's pages out zeroed).
     zero_tails: bool,
+    /// Where the read-only region starts in the code block when the loader writes all of it
+    /// (its sections' bytes by [`Image::place_data`], the stub room before it and the zeros
+    /// between and after its sections by [`Image::copy_code`]), so that the allocator need not
+    /// zero it first; `None` when the allocator does.
+    read_only_written: Option<usize>,
 }
 
 impl<'a> Image<'a> {
@@ -48,7 +53,18 @@ impl<'a> Image<'a> {
         // its pages need not be zeroed first, unless the tails are large: they are then left
         // to the allocator's zero pages, so a huge virtual size commits no memory.
         let zero_tails = module.code_size() <= WRITTEN_TAILS || code_tails(module) <= WRITTEN_TAILS;
-        let overwritten = if zero_tails { layout.code_size } else { 0 };
+        // The read-only region in the code's block likewise, unless its zeros are large.
+        let read_only_written = layout
+            .read_only_in_code()
+            .filter(|_| zero_tails && read_only_gaps(module).is_some_and(|gaps| gaps <= WRITTEN_TAILS));
+        let overwritten = match read_only_written {
+            _ if !zero_tails => 0,
+            Some(at) => usize::try_from(module.read_only_size())
+                .ok()
+                .and_then(|size| at.checked_add(size))
+                .ok_or_else(|| LoadError::too_large(Overflow::CodeSegment))?,
+            None => layout.code_size,
+        };
         let (code, read_only, read_write) = if layout.is_empty() {
             (None, None, None)
         } else {
@@ -60,8 +76,16 @@ impl<'a> Image<'a> {
         let base = |b: &Option<Block<'_>>| b.as_ref().map_or(0, Block::addr);
         let code_base = base(&code);
         let read_write_base = base(&read_write);
-        let mut image =
-            Image { code, read_only, read_write, code_base, read_only_base: 0, read_write_base, zero_tails };
+        let mut image = Image {
+            code,
+            read_only,
+            read_write,
+            code_base,
+            read_only_base: 0,
+            read_write_base,
+            zero_tails,
+            read_only_written,
+        };
         match layout.read_only_base(code_base, base(&image.read_only)) {
             Ok(at) => image.read_only_base = at,
             Err(error) => {
@@ -133,6 +157,9 @@ impl<'a> Image<'a> {
                 tail.fill(0);
             }
         }
+        if let Some(at) = self.read_only_written {
+            zero_around_read_only_data(code, module, at)?;
+        }
         Ok(())
     }
 
@@ -165,6 +192,40 @@ pub(super) fn offset_from(base: usize, offset: u64, overflow: Overflow) -> Resul
         .ok()
         .and_then(|o| base.checked_add(o))
         .ok_or_else(|| LoadError::too_large(overflow))
+}
+
+/// Writes the zeros of `code` (a code block holding the read-only region at `at`) that
+/// nothing else writes: from the end of the code to `at` (the stub room, whose unused stubs
+/// stay zero), and the read-only region's bytes outside its sections' payloads (alignment
+/// padding, tails up to virtual sizes); the payloads are [`Image::place_data`]'s.
+fn zero_around_read_only_data(
+    code: &mut [u8],
+    module: &ModuleTables<'_>,
+    at: usize,
+) -> Result<(), LoadError> {
+    let outside = || LoadError::internal(Invariant::DataOutsideImage);
+    let size = |n: u64| usize::try_from(n).map_err(|_| outside());
+    let mut zero = |from: usize, to: usize| code.get_mut(from..to).map(|gap| gap.fill(0)).ok_or_else(outside);
+    zero(size(module.code_size())?, at)?;
+    let end = at.checked_add(size(module.read_only_size())?).ok_or_else(outside)?;
+    let mut cursor = at;
+    // Read-only sections come in table order at increasing offsets (the data layout).
+    for placement in module.data_sections().filter(|p| p.region == DataRegion::ReadOnly) {
+        let start = at.checked_add(size(placement.offset)?).ok_or_else(outside)?;
+        zero(cursor, start)?;
+        cursor = start.checked_add(size(module.payload(&placement.section).len())?).ok_or_else(outside)?;
+    }
+    zero(cursor, end)
+}
+
+/// Bytes of the read-only region that are not its sections' payloads (padding, and tails up
+/// to virtual sizes); `None` if they cannot be counted.
+fn read_only_gaps(module: &ModuleTables<'_>) -> Option<u64> {
+    let payloads = module
+        .data_sections()
+        .filter(|p| p.region == DataRegion::ReadOnly)
+        .try_fold(0u64, |sum, p| sum.checked_add(module.payload(&p.section).len()))?;
+    module.read_only_size().checked_sub(payloads)
 }
 
 /// Bytes of zeros between code sections' bytes and their virtual sizes.
@@ -218,6 +279,40 @@ mod tests {
         code.fill(0xEE);
         image.copy_code(code, &module).unwrap();
         assert_eq!(&code[..12], &[0xC3, 0xC3, 0xC3, 0, 0, 0, 0, 0, 0x90, 0x90, 0x90, 0x90]);
+    }
+
+    #[test]
+    fn read_only_data_in_the_code_block_is_written_whole_padding_and_stub_room_zeroed() {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x90; 5]);
+        let read = SectionFlags::READ;
+        let mut first = SectionSpec::new(SectionType::RoData, b".rodata", read, b"abc".to_vec(), 4);
+        first.virtual_size = 6;
+        b.add_section(first);
+        b.add_section(SectionSpec::new(SectionType::RoData, b".rodata2", read, b"xy".to_vec(), 8));
+        b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+        b.add_symbol(SymbolSpec::import(b"g"));
+        let file = b.build().unwrap();
+        let module = ModuleTables::check(&file, &smf_format::ParseOptions::default()).unwrap();
+        let symbols = module.decode_symbols(|_, _| Ok::<(), ()>(())).unwrap();
+        static K: SimulatedKernel = SimulatedKernel::new();
+        let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
+        let mut batch = exec.batch();
+        let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        // Code 5 bytes, one stub at 16..32, the read-only region at 32: `abc` then 3 zeros to
+        // its virtual size, 2 of padding, `xy` at 8 (10 bytes in all).
+        let at = layout.read_only_in_code().unwrap();
+        assert_eq!((at, image.read_only_written), (32, Some(32)));
+        // A recycled page may hold old bytes: every byte up to the GOT is written.
+        let code_block = image.code.as_ref().unwrap();
+        batch.block_mut(code_block).unwrap().fill(0xEE);
+        image.place_data(&mut batch, &module).unwrap();
+        let code = batch.block_mut(code_block).unwrap();
+        image.copy_code(code, &module).unwrap();
+        assert_eq!(&code[..5], &[0x90; 5]);
+        assert!(code[5..32].iter().all(|&b| b == 0), "stub room: {:?}", &code[5..32]);
+        assert_eq!(&code[32..42], b"abc\0\0\0\0\0xy");
     }
 
     #[test]
