@@ -14,6 +14,7 @@ use smf::loader::{load, LoadRequest, SharedModule};
 use smf_format::write::samples;
 use smf_format::Dialect;
 use smf_tests::{build_smf_package, scratch, workspace};
+use smf_tool::pack::{pack_inputs, Input, PackOptions};
 
 /// Links without joining the process's registry (the tests of this binary run side by side).
 fn local(debug_info: bool) -> LinkOptions<'static> {
@@ -159,8 +160,8 @@ fn gdb_names_the_module_functions_in_a_crash_backtrace() {
 fn the_perf_map_lists_every_function_with_its_address_and_size() {
     // The map is the process's: a child process (this test again) loads with SMF_PERF_MAP=1
     // and prints what it loaded; this one reads the child's map.
-    if std::env::var_os("SMF_PERF_MAP_CHILD").is_some() {
-        let module = load(&LoadRequest::path(&recursion()).linked(local(true))).unwrap();
+    if let Some(path) = std::env::var_os("SMF_PERF_MAP_CHILD") {
+        let module = load(&LoadRequest::path(Path::new(&path)).linked(local(true))).unwrap();
         let functions = functions(&module);
         for (name, &(addr, size)) in &functions {
             // A label without a size where a sized function starts (the section's symbol at
@@ -175,9 +176,22 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
         }
         return;
     }
+    // recursion.c packed with its read-only data apart (`-z separate-code`): its unwind
+    // table's references to the code stay relocations against the section's label, which
+    // then lies at the first function.
+    let dir = scratch("debug", "perf-map");
+    let object = dir.join("recursion.o");
+    let source = workspace().join("examples/c/recursion.c");
+    let built = Command::new("gcc").args(["-c", "-O2", "-fPIC"]).arg(&source).arg("-o").arg(&object).status();
+    assert!(built.unwrap().success());
+    let bytes = std::fs::read(&object).unwrap();
+    let options = PackOptions { separate_code: true, ..PackOptions::new(Dialect::S128) };
+    let (packed, _) = pack_inputs(&[Input::new("recursion.o", &bytes)], &options).unwrap();
+    let module = dir.join("recursion.smf");
+    std::fs::write(&module, packed).unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "the_perf_map_lists_every_function_with_its_address_and_size", "--nocapture"])
-        .env("SMF_PERF_MAP_CHILD", "1")
+        .env("SMF_PERF_MAP_CHILD", &module)
         .env("SMF_PERF_MAP", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -137,6 +137,10 @@ bitflags::bitflags! {
         /// Our extension: the writer resolved references between the code and the read-only
         /// data for the linked layout ([`crate::module::linked`]), which a loader must keep.
         const LINKED_READ_ONLY = 0x0100_0000;
+        /// Our extension: the writer resolved the code's calls and GOT loads of imports to
+        /// stubs and GOT slots the linked layout pins, one of each per import
+        /// ([`crate::module::linked`]), which a loader must fill.
+        const LINKED_IMPORTS = 0x0200_0000;
     }
 }
 
@@ -153,6 +157,7 @@ impl ModuleFlags {
             ModuleFlags::HAS_NOTE_SDN => Some("has-note-sdn"),
             ModuleFlags::ASPECT_PACK => Some("aspect-pack"),
             ModuleFlags::LINKED_READ_ONLY => Some("linked-read-only"),
+            ModuleFlags::LINKED_IMPORTS => Some("linked-imports"),
             _ => None,
         }
     }
@@ -509,6 +514,7 @@ mod tests {
             "has-note-sdn",
             "aspect-pack",
             "linked-read-only",
+            "linked-imports",
         ];
         assert!(ModuleFlags::all().names().eq(expected));
         let some = ModuleFlags::from_bits_retain(0x8000_0021);
@@ -521,7 +527,7 @@ mod tests {
     #[test]
     fn flags_keep_their_wire_bits() {
         assert_eq!(SectionFlags::all().bits(), 0x1f07);
-        assert_eq!(ModuleFlags::all().bits(), 0x0100_007f);
+        assert_eq!(ModuleFlags::all().bits(), 0x0300_007f);
         assert_eq!(SymbolFlags::all().bits(), 0x30);
         assert_eq!(SymbolFlags::from_bits_retain(0x91).bits(), 0x91);
         assert_eq!(

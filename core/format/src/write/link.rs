@@ -1,15 +1,16 @@
-//! Linking at write time ([`ModuleBuilder::link_read_only`]): the PC-relative references
-//! between a module's code and its read-only data (a string constant's address loaded by the
-//! code, a switch's jump table in rodata pointing back into the code, an unwind table's
-//! pointers) resolved for good for the linked layout ([`crate::module::linked`]), as `ld`
-//! resolves them: the module no longer carries them, and a load no longer checks or applies
-//! them.
+//! Linking at write time ([`ModuleBuilder::link`]): for the linked layout
+//! ([`crate::module::linked`]), the PC-relative references between a module's code and its
+//! read-only data (a string constant's address loaded by the code, a switch's jump table in
+//! rodata pointing back into the code, an unwind table's pointers), and the code's calls and
+//! GOT loads of its imports (to the stub and the GOT slot the layout pins to each import),
+//! resolved for good, as `ld` resolves them: the module no longer carries them, and a load no
+//! longer checks or applies them.
 
 use alloc::vec::Vec;
 
 use super::specs::{DataSite, RelocSpec};
 use super::{BuildError, ModuleBuilder};
-use crate::kinds::{ModuleFlags, RelocKind, SectionType};
+use crate::kinds::{ModuleFlags, RelocKind, SectionType, SymbolKind};
 use crate::module::{linked, DataLayout, DataRegion};
 
 /// Where the parts of the image lie, from the start of the code, for the linked layout.
@@ -18,26 +19,47 @@ struct Image {
     code_starts: Vec<Option<u64>>,
     /// Each rodata section's address (from the code's start), by builder section number.
     read_only_at: Vec<Option<u64>>,
+    /// Each import's rank among the imports (its stub and GOT slot), by symbol index.
+    import_rank: Vec<Option<u64>>,
+    /// Bytes of code; where the stubs and the GOT start.
+    code_size: u64,
+    stubs: u64,
+    got: u64,
+}
+
+/// What one reference was linked to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Linked {
+    /// Not linked: it stays a relocation.
+    No,
+    /// The code from the code (the same at any layout).
+    Code,
+    /// The code or the read-only data, from the read-only data or to it.
+    ReadOnly,
+    /// An import's stub or GOT slot.
+    Import,
 }
 
 impl ModuleBuilder {
     /// Resolves every PC-relative reference (pc32, plt32) between the code and the read-only
     /// data, in either direction or within the read-only data, to a symbol the module defines,
-    /// writing `S + A - P` into the bytes and dropping the relocation; marks the module
-    /// [`ModuleFlags::LINKED_READ_ONLY`] if any was. Returns how many were.
+    /// and every call (plt32) and GOT load (got_pc32) of an import from the code to the stub
+    /// and GOT slot the linked layout pins to that import, writing `S + A - P` into the bytes
+    /// and dropping the relocation; marks the module [`ModuleFlags::LINKED_READ_ONLY`] and
+    /// [`ModuleFlags::LINKED_IMPORTS`] as it linked either. Returns how many it linked.
     ///
-    /// The module must be complete (every section, symbol and import added): where the
-    /// read-only data lies depends on the code's size and the number of imports. A module its
-    /// reader refuses, a reference out of a 32-bit field's reach, or bytes only zero-filled in
-    /// memory keep their relocations.
-    pub fn link_read_only(&mut self) -> Result<usize, BuildError> {
+    /// The module must be complete (every section, symbol and import added): where the parts
+    /// lie depends on the code's size and the number of imports. A module its reader refuses,
+    /// a reference out of a 32-bit field's reach, or bytes only zero-filled in memory keep
+    /// their relocations.
+    pub fn link(&mut self) -> Result<usize, BuildError> {
         let Some(image) = self.linked_image()? else { return Ok(0) };
-        let mut linked = 0;
+        let mut linked = [0usize; 4];
         let mut relocations = core::mem::take(&mut self.relocations);
         relocations.retain(|r| {
             let done = self.link_one(&image, Site::Code(r.offset), r);
-            linked += usize::from(done);
-            !done
+            linked[done as usize] += 1;
+            done == Linked::No
         });
         self.relocations = relocations;
         let mut data_relocations = core::mem::take(&mut self.data_relocations);
@@ -46,16 +68,19 @@ impl ModuleBuilder {
                 DataSite::InSection(section, offset) => {
                     self.link_one(&image, Site::ReadOnly(section, offset), &d.relocation)
                 }
-                DataSite::InImage(_) => false,
+                DataSite::InImage(_) => Linked::No,
             };
-            linked += usize::from(done);
-            !done
+            linked[done as usize] += 1;
+            done == Linked::No
         });
         self.data_relocations = data_relocations;
-        if linked > 0 {
+        if linked[Linked::ReadOnly as usize] > 0 {
             self.header.flags |= ModuleFlags::LINKED_READ_ONLY;
         }
-        Ok(linked)
+        if linked[Linked::Import as usize] > 0 {
+            self.header.flags |= ModuleFlags::LINKED_IMPORTS;
+        }
+        Ok(linked[1..].iter().sum())
     }
 
     /// The linked layout of the module as written now (its import count and data alignment as
@@ -66,18 +91,30 @@ impl ModuleBuilder {
         self.compression = compression;
         let written = written?;
         let Ok(module) = crate::Module::parse(&written) else { return Ok(None) };
-        if module.read_only_size() == 0 {
-            return Ok(None);
-        }
         let stubs = u64::from(module.import_count());
-        let Some(read_only) = linked::read_only_offset(module.code_size(), stubs, module.data_alignment())
+        let code_size = module.code_size();
+        let Some(read_only) = linked::read_only_offset(code_size, stubs, module.data_alignment()) else {
+            return Ok(None);
+        };
+        let (Some(stub_start), Some(got)) =
+            (linked::stub_offset(code_size), linked::got_offset(read_only, module.read_only_size()))
         else {
             return Ok(None);
         };
+        let mut import_rank = alloc::vec![None; self.symbols.len()];
+        for (rank, symbol) in module.symbols().filter(|s| s.kind == SymbolKind::Import).enumerate() {
+            if let Some(slot) = import_rank.get_mut(symbol.index as usize) {
+                *slot = Some(rank as u64);
+            }
+        }
         let (mut code, mut layout) = (0u64, DataLayout::default());
         let mut image = Image {
             code_starts: Vec::with_capacity(self.sections.len()),
             read_only_at: Vec::with_capacity(self.sections.len()),
+            import_rank,
+            code_size,
+            stubs: stub_start,
+            got,
         };
         for s in &self.sections {
             let size = s.virtual_size.max(s.data.len() as u64);
@@ -99,23 +136,38 @@ impl ModuleBuilder {
     }
 
     /// Links relocation `r` at `site` if it is PC-relative, its symbol lies in the code or the
-    /// read-only data, and its place in the code or the read-only data; `true` if it did.
-    fn link_one(&mut self, image: &Image, site: Site, r: &RelocSpec) -> bool {
+    /// read-only data, and its place in the code or the read-only data, or if it is a call or
+    /// GOT load of an import from the code; says to what it did.
+    fn link_one(&mut self, image: &Image, site: Site, r: &RelocSpec) -> Linked {
         let kind = r.wire.ok().and_then(|wire| RelocKind::from_wire(self.dialect, wire));
-        if !matches!(kind, Some(RelocKind::Pc32 | RelocKind::Plt32)) {
-            return false;
-        }
-        let Some(target) = self.linked_address(image, r.symbol) else { return false };
-        let Some((section, at, place)) = self.site_bytes(image, site) else { return false };
+        let rank = image.import_rank.get(r.symbol as usize).copied().flatten();
+        let (target, linked) = match (kind, rank, site) {
+            (Some(RelocKind::Plt32), Some(rank), Site::Code(_)) => (
+                rank.checked_mul(linked::STUB_SIZE).and_then(|at| at.checked_add(image.stubs)),
+                Linked::Import,
+            ),
+            (Some(RelocKind::GotPc32), Some(rank), Site::Code(_)) => {
+                (rank.checked_mul(linked::GOT_SLOT).and_then(|at| at.checked_add(image.got)), Linked::Import)
+            }
+            (Some(RelocKind::Pc32 | RelocKind::Plt32), None, _) => {
+                let target = self.linked_address(image, r.symbol);
+                let within_code =
+                    matches!(site, Site::Code(_)) && target.is_some_and(|t| t < image.code_size);
+                (target, if within_code { Linked::Code } else { Linked::ReadOnly })
+            }
+            _ => (None, Linked::No),
+        };
+        let Some(target) = target else { return Linked::No };
+        let Some((section, at, place)) = self.site_bytes(image, site) else { return Linked::No };
         let distance = i128::from(target) + i128::from(r.addend) - i128::from(place);
-        let Ok(field) = i32::try_from(distance) else { return false };
+        let Ok(field) = i32::try_from(distance) else { return Linked::No };
         let bytes = self.sections.get_mut(section).and_then(|s| s.data.get_mut(at..at.checked_add(4)?));
         match bytes {
             Some(bytes) => {
                 bytes.copy_from_slice(&field.to_le_bytes());
-                true
+                linked
             }
-            None => false,
+            None => Linked::No,
         }
     }
 
@@ -175,9 +227,10 @@ mod tests {
     use crate::Dialect;
 
     /// A module of 20 bytes of code and one import (so one stub), whose code loads the address
-    /// of a string at 4 in its rodata (pc32 at 3, addend -4) and calls the import (plt32 at
-    /// 10), and whose rodata holds a jump-table entry pointing back at the code's byte 8 (pc32
-    /// at 8 of the rodata), and an absolute pointer at 16.
+    /// of a string at 4 in its rodata (pc32 at 3, addend -4), calls the import (plt32 at 10)
+    /// and loads its address from the GOT (got_pc32 at 14), and whose rodata holds a
+    /// jump-table entry pointing back at the code's byte 8 (pc32 at 8 of the rodata), and an
+    /// absolute pointer at 16.
     fn module() -> ModuleBuilder {
         let mut b = ModuleBuilder::new(Dialect::S128);
         b.add_code(b".text", &[0x90; 20]);
@@ -187,42 +240,57 @@ mod tests {
         let import = b.add_symbol(SymbolSpec::import(b"puts"));
         b.add_relocation(3, string, RelocKind::Pc32, -4);
         b.add_relocation(10, import, RelocKind::Plt32, -4);
+        b.add_relocation(14, import, RelocKind::GotPc32, -4);
         b.add_data_relocation(rodata, 8, f, RelocKind::Pc32, 8);
         b.add_data_relocation(rodata, 16, f, RelocKind::Abs64, 0);
         b
     }
 
+    fn field(bytes: &[u8], at: usize) -> i64 {
+        i64::from(i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()))
+    }
+
     #[test]
-    fn references_between_code_and_read_only_data_are_written_into_the_bytes() {
+    fn references_between_code_read_only_data_and_imports_are_written_into_the_bytes() {
         let mut b = module();
-        assert_eq!(b.link_read_only(), Ok(2));
+        assert_eq!(b.link(), Ok(4));
         let bytes = b.build().unwrap();
         let m = crate::Module::parse(&bytes).unwrap();
-        assert!(m.header().flags.contains(ModuleFlags::LINKED_READ_ONLY));
-        // Code 20 bytes, the stub from 32 to 48: the read-only data at 48.
+        let flags = m.header().flags;
+        assert!(flags.contains(ModuleFlags::LINKED_READ_ONLY | ModuleFlags::LINKED_IMPORTS));
+        // Code 20 bytes, the stub from 32 to 48: the read-only data at 48, its GOT at 72.
         let rodata = linked::read_only_offset(20, 1, m.data_alignment()).unwrap();
-        assert_eq!(rodata, 48);
+        let got = linked::got_offset(rodata, m.read_only_size()).unwrap();
+        assert_eq!((rodata, got), (48, 72));
         let code = &b.sections[0].data;
-        let field = i32::from_le_bytes(code[3..7].try_into().unwrap());
-        assert_eq!(i64::from(field), 48 + 4 - 4 - 3, "string - 4 - place");
-        let read_only = &b.sections[1].data;
-        let entry = i32::from_le_bytes(read_only[8..12].try_into().unwrap());
-        assert_eq!(i64::from(entry), 8 - (48 + 8), "f + 8 - place");
-        // The import's call and the absolute pointer need the load address.
+        assert_eq!(field(code, 3), 48 + 4 - 4 - 3, "string - 4 - place");
+        assert_eq!(field(code, 10), 32 - 4 - 10, "the import's stub - 4 - place");
+        assert_eq!(field(code, 14), 72 - 4 - 14, "the import's GOT slot - 4 - place");
+        assert_eq!(field(&b.sections[1].data, 8), 8 - (48 + 8), "f + 8 - place");
+        // The absolute pointer needs the load address.
         let kept: Vec<_> = m.relocations().map(|r| (r.image, r.kind)).collect();
-        assert_eq!(
-            kept,
-            [(RelocatedImage::Data, RelocKind::Abs64), (RelocatedImage::Code, RelocKind::Plt32)]
-        );
+        assert_eq!(kept, [(RelocatedImage::Data, RelocKind::Abs64)]);
+    }
+
+    #[test]
+    fn references_within_the_code_alone_leave_the_module_unmarked() {
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x90; 20]);
+        let f = b.add_symbol(SymbolSpec::function(b"f", 12, 8));
+        b.add_relocation(3, f, RelocKind::Plt32, -4);
+        assert_eq!(b.link(), Ok(1));
+        assert_eq!(field(&b.sections[0].data, 3), 12 - 4 - 3);
+        let bytes = b.build().unwrap();
+        assert!(crate::Module::parse(&bytes).unwrap().header().flags.is_empty());
     }
 
     #[test]
     fn a_module_with_nothing_to_link_is_written_as_it_was() {
         let mut b = module();
-        b.relocations.remove(0);
+        b.relocations.clear();
         b.data_relocations.remove(0);
         let before = b.build().unwrap();
-        assert_eq!(b.link_read_only(), Ok(0));
+        assert_eq!(b.link(), Ok(0));
         assert_eq!(b.build().unwrap(), before);
     }
 }

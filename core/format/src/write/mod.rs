@@ -14,7 +14,7 @@
 //! the text that ends with `# END_NOTE`), then, with data relocations, `.rela.data` (5, flag
 //! [`SectionFlags::RELOCATES_DATA`]) starting with the marker older loaders refuse, sorted by offset,
 //! then `.rela` (5) holding every code relocation. A module linked for the linked layout
-//! ([`ModuleBuilder::link_read_only`]) has `.rela.data` with the marker even with no data
+//! ([`ModuleBuilder::link`]) has `.rela.data` with the marker even with no data
 //! relocation left, so that loaders which do not know the layout refuse it.
 //! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
 

@@ -85,18 +85,27 @@ impl Layout {
     /// not yet) with room for the branch stubs and GOT slots it can need: a stub per import
     /// (only branches to imports go through stubs) and a GOT slot per relocation whose kind
     /// needs one, never more than one per symbol (a slot is per symbol).
-    /// A module linked for the format's linked layout keeps its read-only data with its code
-    /// whatever `read_only_data` asks: its code reaches the data at fixed distances.
+    /// A module linked for the format's linked layout keeps its read-only data (and its GOT)
+    /// with its code whatever `read_only_data` asks: its code reaches them at fixed distances;
+    /// one linked to its imports has a GOT slot pinned to each, before those relocations ask
+    /// for.
     pub(super) fn plan(module: &ModuleSymbols<'_>, read_only_data: ReadOnlyData) -> Result<Self, LoadError> {
         let tables = module.tables();
-        let read_only_data = if tables.header().flags.contains(ModuleFlags::LINKED_READ_ONLY) {
+        let flags = tables.header().flags;
+        let read_only_data = if flags.intersects(ModuleFlags::LINKED_READ_ONLY | ModuleFlags::LINKED_IMPORTS)
+        {
             ReadOnlyData::WithCode
         } else {
             read_only_data
         };
         let stubs = module.import_count() as usize;
         let gots = tables.got_relocation_count().min(u64::from(tables.symbol_count()));
-        let gots = usize::try_from(gots).map_err(|_| LoadError::too_large(Overflow::GotSize))?;
+        // A module linked to its imports has the first slots pinned, one per import.
+        let pinned = if flags.contains(ModuleFlags::LINKED_IMPORTS) { module.import_count() } else { 0 };
+        let gots = usize::try_from(gots)
+            .ok()
+            .and_then(|gots| gots.checked_add(pinned as usize))
+            .ok_or_else(|| LoadError::too_large(Overflow::GotSize))?;
         Layout::new(tables, stubs, gots, read_only_data)
     }
 

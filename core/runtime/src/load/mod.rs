@@ -40,10 +40,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::exec::{Block, CodeBatch, ExecAllocator, ExecError, Function};
-use smf_format::kinds::ModuleFlags;
+use smf_format::kinds::{ModuleFlags, ARCH_AARCH64};
 use smf_format::module::Header;
 use smf_format::module::{ModuleSymbols, ModuleTables};
-use smf_format::{Dialect, Module};
+use smf_format::{Dialect, Module, RelocKind};
 
 pub use at_exit::{ExitRegistrar, RegisterFn};
 pub use batch::LoadBatch;
@@ -470,7 +470,13 @@ fn place_and_relocate_code<'m>(
     let (code, stub_area) = code_and_stubs.split_at_mut(layout.code_size);
     // Only the stubs' room: the area may start with padding up to the stubs' alignment.
     let stub_room = stub_area.get_mut(layout.stub_start - layout.code_size..).unwrap_or_default();
-    let slots = Slots::new(stub_room, stubs_at, got_at, layout.got_slots);
+    let mut slots = Slots::new(stub_room, stubs_at, got_at, layout.got_slots);
+    let header = module.tables().header();
+    if header.flags.contains(ModuleFlags::LINKED_IMPORTS) {
+        // Its code calls and loads them through the stubs and slots the layout pins.
+        let branch = if header.arch == ARCH_AARCH64 { RelocKind::Aarch64Branch26 } else { RelocKind::Plt32 };
+        slots.pin_imports(targets, branch).ok_or_else(|| LoadError::internal(Invariant::StubAreaFull))?;
+    }
     // The read-only region: after the stubs in the code's block, or a block of its own.
     let read_only = match layout.read_only_in_code() {
         Some(at) => after_stubs.get_mut(at - layout.code_and_stubs_len..).unwrap_or_default(),

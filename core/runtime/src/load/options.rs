@@ -96,8 +96,8 @@ pub enum ReadOnlyData {
     WithCode,
     /// Read only, not executable: one more protection change (and one more kernel mapping)
     /// per module that has read-only data. `cargo xtask bench load` measures the difference.
-    /// A module linked with its read-only data (`docs/format.md`, "Read-only data linked to
-    /// the code"; `smf pack` without `-z separate-code`) keeps it with its code whatever this
-    /// says: its code reaches it at fixed distances.
+    /// A linked module (`docs/format.md`, "Linked modules"; `smf pack` without
+    /// `-z separate-code`) keeps its read-only data with its code whatever this says: its
+    /// code reaches it at fixed distances.
     NotExecutable,
 }

@@ -55,6 +55,18 @@ impl<'i> Slots<'i> {
         self.got_used
     }
 
+    /// Pins the first stub and GOT slot to each import of `targets` (the module's symbols in
+    /// table order), in order, as the format's linked layout does for a module linked to its
+    /// imports, the stubs branching as `kind` does; `None` if the room is short (which the
+    /// plan's rules out).
+    pub(super) fn pin_imports(&mut self, targets: &mut [Target], kind: RelocKind) -> Option<()> {
+        for target in targets.iter_mut().filter(|t| t.whose == Whose::Import) {
+            self.stub(kind, target)?;
+            self.got(target)?;
+        }
+        Some(())
+    }
+
     /// `target`'s GOT slot, handed out now if it has none; `None` if the GOT is full (which
     /// the plan's room for a slot per GOT-relative relocation rules out).
     #[inline(always)]

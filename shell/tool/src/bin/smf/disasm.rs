@@ -1,7 +1,8 @@
 //! `smf dump --disassemble`: a module's code sections as x86-64 instructions (Intel syntax,
 //! through the iced-x86 decoder), at their offsets in the code image, each function named
 //! where it starts and each relocation named on the instruction it patches (its target is
-//! not known until the module is loaded, so a call shows `call 0x...` plus the symbol).
+//! not known until the module is loaded, so a call shows `call 0x...` plus the symbol), and
+//! each import a linked module reaches through its stub or GOT slot named (`puts@stub`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,6 +63,7 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
         };
         relocations.entry(r.offset).or_default().push(format!("{} {symbol}{addend}", r.kind.name()));
     }
+    let slots = import_slots(module);
     let mut out = String::new();
     let mut formatter = IntelFormatter::new();
     formatter.options_mut().set_hex_prefix("0x");
@@ -98,8 +100,17 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
                 formatter.format(&instruction, &mut text);
             }
             let _ = write!(out, "{ip:8x}:  {:<30} {text}", hex.join(" "));
-            let patched: Vec<&str> =
+            let mut patched: Vec<&str> =
                 relocations.range(ip..ip + len as u64).flat_map(|(_, r)| r).map(String::as_str).collect();
+            // A call or GOT load of an import a linked module reaches through its own slot.
+            let reached = if instruction.is_ip_rel_memory_operand() {
+                Some(instruction.ip_rel_memory_address())
+            } else {
+                Some(instruction.near_branch_target()).filter(|&target| target != 0)
+            };
+            if let Some(import) = reached.and_then(|at| slots.get(&at)) {
+                patched.push(import);
+            }
             if !patched.is_empty() {
                 let _ = write!(out, "    ; {}", patched.join(", "));
             }
@@ -112,6 +123,32 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
     }
     sink(&out);
     Ok(())
+}
+
+/// Where a module linked to its imports (`docs/format.md`, "Linked modules") has each import's
+/// stub and GOT slot in the code image's address space, named `NAME@stub` and `NAME@got` (as
+/// `objdump` names a library's `NAME@plt`); empty for other modules.
+fn import_slots(module: &Module<'_>) -> BTreeMap<u64, String> {
+    use smf_format::module::linked;
+    let mut slots = BTreeMap::new();
+    if !module.header().flags.contains(smf_format::ModuleFlags::LINKED_IMPORTS) {
+        return slots;
+    }
+    let imports = u64::from(module.import_count());
+    let code_size = module.code_size();
+    let read_only = linked::read_only_offset(code_size, imports, module.data_alignment());
+    let (Some(stubs), Some(got)) = (
+        linked::stub_offset(code_size),
+        read_only.and_then(|ro| linked::got_offset(ro, module.read_only_size())),
+    ) else {
+        return slots;
+    };
+    for (k, import) in (0u64..).zip(module.symbols().filter(|s| s.kind == SymbolKind::Import)) {
+        let name = escaped_short(import.name);
+        slots.insert(stubs + k * linked::STUB_SIZE, format!("{name}@stub"));
+        slots.insert(got + k * linked::GOT_SLOT, format!("{name}@got"));
+    }
+    slots
 }
 
 #[cfg(test)]

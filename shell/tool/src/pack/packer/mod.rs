@@ -92,7 +92,7 @@ pub struct PackOptions {
     /// them stay relocations, so that a loader may place the data on pages of its own, not
     /// executable (`ReadOnlyData::NotExecutable`). Off by default: pack links them for good
     /// and the module keeps its read-only data right after its code, executable with it
-    /// (`docs/format.md`, "Read-only data linked to the code").
+    /// (`docs/format.md`, "Linked modules").
     pub separate_code: bool,
 }
 
@@ -465,19 +465,17 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
     /// image is over the limit) is refused with the reason instead of written. Every problem
     /// found on the way fails it first.
-    fn finish(self, link_read_only: bool) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    fn finish(self, link: bool) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
         if !self.problems.is_empty() {
             return Err(PackFailure { problems: self.problems });
         }
         let all = self.names.join(", ");
         let mut builder = self.builder;
-        // What `ld` links for good between the code and the read-only data (the module is
-        // then placed in the format's linked layout); the symbols only those references named
-        // go below.
-        if link_read_only {
-            builder
-                .link_read_only()
-                .map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
+        // What `ld` links for good: references between the code and the read-only data, and
+        // the code's calls and GOT loads of imports, through the stubs and GOT slots the
+        // format's linked layout pins; the symbols only those references named go below.
+        if link {
+            builder.link().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         }
         // What `ld` leaves out of a library's dynamic symbols, and nothing at load needs:
         // local data, section symbols and assembler labels (`.L*`) no relocation names. Local
