@@ -256,6 +256,19 @@ pub mod linking {
     /// - `small`: `mov eax, imm32; ret` (abs32 in S128, against an import resolved from a table)
     /// - `add3`: `a + b + c`
     pub fn application(dialect: Dialect) -> Vec<u8> {
+        application_builder(dialect).build().unwrap()
+    }
+
+    /// [`application`] linked as `smf pack` links (`ModuleBuilder::link`): its calls and GOT
+    /// loads of imports go through the stubs and GOT slots the linked layout pins.
+    pub fn linked_application(dialect: Dialect) -> Vec<u8> {
+        let mut b = application_builder(dialect);
+        b.link().unwrap();
+        b.build().unwrap()
+    }
+
+    /// [`application`]'s builder, complete.
+    fn application_builder(dialect: Dialect) -> ModuleBuilder {
         let mut b = ModuleBuilder::new(dialect);
         let mut code = Vec::new();
         let at = |code: &Vec<u8>| code.len() as u64;
@@ -310,7 +323,7 @@ pub mod linking {
             b.add_relocation(0, 0, RelocKind::None, 0);
         }
         b.entry_point(f_call);
-        b.build().unwrap()
+        b
     }
 
     /// An R96 module returning 42 with the spec's note.sdn and a template symbol `List`.

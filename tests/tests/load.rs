@@ -16,8 +16,10 @@ use smf_format::{
 };
 use smf_runtime::exec::ExecAllocator;
 use smf_runtime::load::reloc::RelocError;
-use smf_runtime::load::{Chain, LoadError, LoadOptions, LoadedModule, Resolved, Resolver, TableResolver};
-use smf_tests::linking::{application, library};
+use smf_runtime::load::{
+    Chain, LoadError, LoadOptions, LoadedModule, ReadOnlyData, Resolved, Resolver, TableResolver,
+};
+use smf_tests::linking::{application, library, linked_application};
 use smf_tests::{assert_no_rwx, mappings_within};
 
 use smf_tests::loading::{call0, leak_allocator, load, Modules};
@@ -116,7 +118,6 @@ fn module_with_every_kind_of_data_and_bss(bss: u64) -> Vec<u8> {
 
 #[test]
 fn data_is_writable_rodata_read_only_and_code_executable() {
-    use smf_runtime::load::ReadOnlyData;
     use smf_runtime::sys::Protection;
     let file = module_with_every_kind_of_data();
     let mut bytes_live = Vec::new();
@@ -449,6 +450,32 @@ fn branches_to_imports_run_through_stubs() {
         let room = unsafe { std::slice::from_raw_parts((code + stub_room) as *const u8, 16) };
         assert_eq!(room, &[0u8; 16], "{dialect}: no stub written");
         assert_eq!(call0(&direct, b"call_five"), 5, "{dialect}: direct");
+    }
+}
+
+#[test]
+fn a_linked_module_reaches_its_imports_through_the_stubs_and_slots_the_layout_pins() {
+    let exec = ExecAllocator::default();
+    let lib = leak_allocator();
+    let five = Arc::new(load(lib, &library(Dialect::R96), &()).unwrap());
+    let bytes = linked_application(Dialect::R96);
+    let module = smf_format::Module::parse(&bytes).unwrap();
+    assert!(module.header().flags.contains(smf_format::ModuleFlags::LINKED_IMPORTS));
+    let kinds: Vec<RelocKind> = module.relocations().map(|r| r.kind).collect();
+    assert!(!kinds.iter().any(|k| matches!(k, RelocKind::Plt32 | RelocKind::GotPc32)), "{kinds:?}");
+    // Whatever is asked of the read-only data, the GOT lies where the code reaches it.
+    for read_only_data in [ReadOnlyData::WithCode, ReadOnlyData::NotExecutable] {
+        let options = LoadOptions { read_only_data, ..LoadOptions::default() };
+        let app = LoadedModule::load(&exec, &bytes, &Modules(vec![five.clone()]), &options).unwrap();
+        let call_five = app.symbol(b"call_five").unwrap();
+        // SAFETY: reading the 4-byte displacement of the call instruction in sealed code.
+        let rel = unsafe { std::ptr::read_unaligned((call_five + 5) as *const i32) };
+        let target = (call_five + 9) as isize + rel as isize;
+        let (code, code_size) = app.code();
+        assert_eq!(target as usize, code + code_size.next_multiple_of(16), "the first import's stub");
+        assert_eq!(call0(&app, b"call_five"), 5, "through the stub");
+        assert_eq!(call0(&app, b"got_counter"), 7, "through the GOT slot");
+        assert_eq!(call0(&app, b"local_counter"), 11);
     }
 }
 

@@ -85,7 +85,7 @@ fn load_seeds() -> Vec<(String, Vec<u8>)> {
         b.add_symbol(SymbolSpec::function(b"shared_fn", 0, 6));
         b.build().unwrap_or_default()
     };
-    let consumer = |name: &[u8], imports: &[&[u8]]| {
+    let consumer = |name: &[u8], imports: &[&[u8]], linked: bool| {
         let mut b = ModuleBuilder::new(Dialect::S128);
         // One `call rel32` per import, then `ret`.
         let mut code = Vec::new();
@@ -99,13 +99,19 @@ fn load_seeds() -> Vec<(String, Vec<u8>)> {
             let symbol = b.add_symbol(SymbolSpec::import(import));
             b.add_relocation(5 * i as u64 + 1, symbol, RelocKind::Plt32, -4);
         }
+        // Linked for the linked layout: calls through the stubs it pins (`docs/format.md`).
+        if linked {
+            let _ = b.link();
+        }
         b.build().unwrap_or_default()
     };
     let joined = |modules: &[Vec<u8>]| modules.join(MODULE_SEPARATOR);
-    let second = consumer(b"second", &[b"shared_fn", b"host_function"]);
-    let third = consumer(b"third", &[b"second", b"shared_fn", b"host_data", b"nowhere"]);
+    let second = consumer(b"second", &[b"shared_fn", b"host_function"], false);
+    let third = consumer(b"third", &[b"second", b"shared_fn", b"host_data", b"nowhere"], false);
+    let pinned = consumer(b"pinned", &[b"second", b"shared_fn", b"host_function"], true);
     out.push(("linked-two".into(), joined(&[provider.clone(), second.clone()])));
-    out.push(("linked-three".into(), joined(&[provider, second, third])));
+    out.push(("linked-three".into(), joined(&[provider.clone(), second.clone(), third])));
+    out.push(("linked-imports".into(), joined(&[provider, second, pinned])));
     // aarch64: every relocation kind linked to a library. The first byte of an input chooses
     // the options (`fuzz_load`): a module's magic forces branch stubs; a leading stub of a
     // zero byte (the header then at the end) does not.
