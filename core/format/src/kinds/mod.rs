@@ -145,6 +145,10 @@ bitflags::bitflags! {
 }
 
 impl ModuleFlags {
+    /// Either flag of a module linked for the linked layout
+    /// ([`crate::module::linked`]): a loader must place it as that layout says.
+    pub const LINKED: ModuleFlags = ModuleFlags::LINKED_READ_ONLY.union(ModuleFlags::LINKED_IMPORTS);
+
     /// The name of one flag in reports and JSON ("executable", "debug-info", ...); `None` for
     /// anything but a single named flag.
     pub const fn name(self) -> Option<&'static str> {

@@ -92,12 +92,8 @@ impl Layout {
     pub(super) fn plan(module: &ModuleSymbols<'_>, read_only_data: ReadOnlyData) -> Result<Self, LoadError> {
         let tables = module.tables();
         let flags = tables.header().flags;
-        let read_only_data = if flags.intersects(ModuleFlags::LINKED_READ_ONLY | ModuleFlags::LINKED_IMPORTS)
-        {
-            ReadOnlyData::WithCode
-        } else {
-            read_only_data
-        };
+        let read_only_data =
+            if flags.intersects(ModuleFlags::LINKED) { ReadOnlyData::WithCode } else { read_only_data };
         let stubs = module.import_count() as usize;
         let gots = tables.got_relocation_count().min(u64::from(tables.symbol_count()));
         // A module linked to its imports has the first slots pinned, one per import.

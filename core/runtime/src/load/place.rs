@@ -313,6 +313,21 @@ mod tests {
         assert_eq!(&code[..5], &[0x90; 5]);
         assert!(code[5..32].iter().all(|&b| b == 0), "stub room: {:?}", &code[5..32]);
         assert_eq!(&code[32..42], b"abc\0\0\0\0\0xy");
+
+        // Zeros past 64 KiB in all are left to the allocator's zero pages, as code tails are.
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x90; 5]);
+        let mut large = SectionSpec::new(SectionType::RoData, b".rodata", read, b"abc".to_vec(), 4);
+        large.virtual_size = WRITTEN_TAILS + 4;
+        b.add_section(large);
+        b.add_symbol(SymbolSpec::function(b"f", 0, 1));
+        let file = b.build().unwrap();
+        let module = ModuleTables::check(&file, &smf_format::ParseOptions::default()).unwrap();
+        let symbols = module.decode_symbols(|_, _| Ok::<(), ()>(())).unwrap();
+        let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        assert_eq!((layout.read_only_in_code(), image.read_only_written), (Some(8), None));
+        assert_eq!(read_only_gaps(&module), Some(WRITTEN_TAILS + 1));
     }
 
     #[test]
