@@ -1,5 +1,5 @@
-//! How the packer lays out code: GOT loads of the module's own symbols relaxed (imports keep
-//! their slot, linked to it), one section per function merged into one `.text` as ld merges them, and merging
+//! How the packer lays out code: GOT loads of the module's own symbols relaxed or kept in a GOT
+//! of the module's own (imports keep their slot, linked to it), one section per function merged into one `.text` as ld merges them, and merging
 //! that never reaches into another section's bytes nor past any size.
 
 use smf_format::{Dialect, RelocKind};
@@ -21,28 +21,45 @@ fn got_results(bytes: &[u8]) -> Vec<i64> {
 }
 
 #[test]
-fn got_loads_of_own_symbols_are_relaxed_and_imports_keep_their_slot() {
-    use smf_format::{Module, RelocKind};
+fn got_loads_of_own_symbols_are_relaxed_or_kept_in_an_own_got_and_imports_keep_their_slot() {
+    use smf_format::module::RelocatedImage;
+    use smf_format::Module;
+    use smf_tool::pack::{pack_inputs, Input, PackOptions};
     let dir = scratch("got");
-    let (bytes, _) = pack(&dir, "got.c", Dialect::S128, &["-fPIC"]).unwrap();
-    let module = Module::parse(&bytes).unwrap();
-    let kinds_against = |name: &[u8]| -> Vec<RelocKind> {
-        module
-            .relocations()
-            .filter(|r| module.symbol(r.symbol).is_some_and(|s| s.name == name))
-            .map(|r| r.kind)
-            .collect()
-    };
-    let own = [kinds_against(b"own"), kinds_against(b"own_table")].concat();
-    assert!(!own.is_empty() && own.iter().all(|&k| k == RelocKind::Pc32), "own globals: {own:?}");
-    // The import's GOT loads are linked to the slot the linked layout pins to it.
-    let imported = kinds_against(b"imported");
-    assert!(imported.is_empty(), "{imported:?}");
-    assert!(module.header().flags.contains(smf_format::ModuleFlags::LINKED_IMPORTS));
+    let object = compile(&dir, &crate::source("got.c"), &["-fPIC"]);
+    for separate_code in [false, true] {
+        let options = PackOptions { separate_code, ..PackOptions::new(Dialect::S128) };
+        let (bytes, _) = pack_inputs(&[Input::new(&object.0, &object.1)], &options).unwrap();
+        let module = Module::parse(&bytes).unwrap();
+        let against = |name: &[u8]| -> Vec<(RelocatedImage, RelocKind)> {
+            module
+                .relocations()
+                .filter(|r| module.symbol(r.symbol).is_some_and(|s| s.name == name))
+                .map(|r| (r.image, r.kind))
+                .collect()
+        };
+        let own = [against(b"own"), against(b"own_table")].concat();
+        if separate_code {
+            // Relaxed to direct references, as a static linker relaxes them.
+            assert!(
+                !own.is_empty()
+                    && own.iter().all(|&(i, k)| (i, k) == (RelocatedImage::Code, RelocKind::Pc32))
+            );
+        } else {
+            // Linked: one slot of the module's own GOT each, filled at load, read by the code.
+            assert_eq!(own, [(RelocatedImage::Data, RelocKind::Abs64); 2], "own globals");
+        }
+        // The import's GOT loads are linked to the slot the linked layout pins to it.
+        let imported = against(b"imported");
+        assert_eq!(imported.is_empty(), !separate_code, "{imported:?}");
+        let flags = module.header().flags;
+        assert_eq!(flags.contains(smf_format::ModuleFlags::LINKED_IMPORTS), !separate_code);
 
-    // The relaxed code still reads the right values (lea instead of a load from the GOT), and the
-    // import goes through its slot, which the loader fills.
-    assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
+        // Either way the code reads the right values (lea instead of a load from the GOT, or
+        // the load from the module's own slot), and the import goes through its slot, which
+        // the loader fills.
+        assert_eq!(got_results(&bytes), [7, 3, 35, 7 + 4 + 35]);
+    }
 }
 
 #[test]
@@ -132,7 +149,15 @@ fn merging_sections_never_reaches_across_into_another_or_past_any_size() {
     let module = smf_format::Module::parse(&bytes).unwrap();
     let (text, _) = module.code_sections().next().unwrap();
     assert_eq!(text.data[..3], [0x90, 0x8B, 0x05], "fa's bytes");
-    assert!(module.relocations().all(|r| r.kind == RelocKind::GotPc32), "not relaxed at a part's start");
+    // Not relaxed at a part's start: the load reads `fa`'s slot of the module's own GOT, whose
+    // data relocation is all the module keeps (a relaxed reference within the code would leave
+    // none).
+    let kept: Vec<_> = module.relocations().map(|r| (r.image, r.kind)).collect();
+    assert_eq!(
+        kept,
+        [(smf_format::module::RelocatedImage::Data, RelocKind::Abs64)],
+        "not relaxed at a part's start"
+    );
 
     // A bss section claiming nearly 2^64 bytes before another: refused as too large, never an
     // overflow (in a debug build, a panic).

@@ -3,7 +3,7 @@
 //! in writable data, jump tables, read-only pointer tables and where they are placed).
 
 use smf_format::module::RelocatedImage;
-use smf_format::{Dialect, ModuleFlags, SectionType};
+use smf_format::{Dialect, ModuleFlags, RelocKind, SectionType};
 use smf_runtime::load::{LoadOptions, LoadedModule, ReadOnlyData};
 use smf_tool::pack::{pack_inputs, Input, PackOptions};
 
@@ -44,6 +44,55 @@ fn global_data_matches_native() {
         ("call_count", &[]),
     ];
     check_source("globals.c", &WITH_DATA, calls);
+}
+
+/// `-fPIC` code reads and writes a global variable through the GOT: linked, the module keeps
+/// those loads, through a `.got` of its own with one slot per variable (one data relocation
+/// each, however many instructions reach it), as a `gcc -shared` library does; with `-z
+/// separate-code` each load is relaxed to a direct reference, a relocation of the code each.
+#[test]
+fn global_variables_are_reached_through_the_modules_own_got_when_linked() {
+    let calls: &[Call] = &[("bump", &[5]), ("fill_and_sum", &[10]), ("bump", &[-2]), ("call_count", &[])];
+    let dir = scratch("own-got");
+    let expected = native(&dir, &["globals.c"], calls);
+    let object = compile(&dir, &crate::source("globals.c"), &["-fPIC"]);
+    for separate_code in [false, true] {
+        let options = PackOptions { separate_code, ..PackOptions::new(Dialect::S128) };
+        let (bytes, _) = pack_inputs(&[Input::new(&object.0, &object.1)], &options).unwrap();
+        let parsed = smf_format::Module::parse(&bytes).unwrap();
+        let named = |r: &smf_format::module::Relocation| parsed.symbol(r.symbol).unwrap().name.to_vec();
+        let code: Vec<Vec<u8>> =
+            parsed.relocations().filter(|r| r.image == RelocatedImage::Code).map(|r| named(&r)).collect();
+        let got = parsed.sections().find(|s| s.name == b".got");
+        if separate_code {
+            assert!(got.is_none());
+            // `counter` and `table` reached directly, each instruction a relocation.
+            let sites = |name: &[u8]| code.iter().filter(|n| *n == name).count();
+            assert!(sites(b"counter") >= 1 && sites(b"table") >= 1, "{code:?}");
+        } else {
+            let got = got.expect("a .got section");
+            assert_eq!(got.section_type, SectionType::RoData);
+            assert_eq!(got.virtual_size, 16, "a slot for counter and one for table");
+            let mut slots: Vec<(Vec<u8>, RelocKind)> = parsed
+                .relocations()
+                .filter(|r| r.image == RelocatedImage::Data)
+                .map(|r| (named(&r), r.kind))
+                .collect();
+            slots.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                slots,
+                [(b"counter".to_vec(), RelocKind::Abs64), (b"table".to_vec(), RelocKind::Abs64)]
+            );
+            assert!(!code.iter().any(|n| n == b"counter" || n == b"table"), "{code:?}");
+        }
+        let module = LoadedModule::load(allocator(), &bytes, &(), &LoadOptions::default()).unwrap();
+        let results: Vec<i64> = calls.iter().map(|(name, args)| call(&module, name, args)).collect();
+        assert_eq!(results, expected, "separate code: {separate_code}");
+        // The variable the code wrote through its GOT slot is the module's exported one.
+        let counter = module.symbol(b"counter").unwrap() as *const i64;
+        // SAFETY: `counter` is the module's `long counter`, alive while `module` is.
+        assert_eq!(unsafe { counter.read() }, 100 + 5 - 2);
+    }
 }
 
 #[test]

@@ -5,6 +5,13 @@
 //! GOT loads of its imports (to the stub and the GOT slot the layout pins to each import),
 //! resolved for good, as `ld` resolves them: the module no longer carries them, and a load no
 //! longer checks or applies them.
+//!
+//! The code's GOT loads of the module's own symbols (a `-fPIC` object reads and writes its
+//! global variables through the GOT) go through a GOT of the module's own, as `ld -shared`
+//! builds one: a read-only section `.got` with one slot per symbol, each filled at load by an
+//! absolute data relocation, and the loads linked to their slot. A load then relocates one
+//! slot per variable instead of every instruction that reaches it (the writable data lies at
+//! no fixed distance from the code).
 
 use alloc::vec::Vec;
 
@@ -21,10 +28,26 @@ struct Image {
     read_only_at: Vec<Option<u64>>,
     /// Each import's rank among the imports (its stub and GOT slot), by symbol index.
     import_rank: Vec<Option<u64>>,
+    /// Each own symbol's slot in the module's own GOT (from the code's start), by symbol index.
+    own_got: Vec<Option<u64>>,
     /// Bytes of code; where the stubs and the GOT start.
     code_size: u64,
     stubs: u64,
     got: u64,
+}
+
+/// The name of the module's own GOT section.
+const OWN_GOT_SECTION: &[u8] = b".got";
+
+/// The module's own GOT, as [`ModuleBuilder::add_own_got`] added it.
+struct OwnGot {
+    /// Its section (builder number).
+    section: u32,
+    /// Each symbol's slot, by symbol index.
+    rank: Vec<Option<u64>>,
+    /// How many sections and data relocations the module had before it.
+    sections: usize,
+    data_relocations: usize,
 }
 
 /// What one reference was linked to.
@@ -53,7 +76,13 @@ impl ModuleBuilder {
     /// a reference out of a 32-bit field's reach, or bytes only zero-filled in memory keep
     /// their relocations.
     pub fn link(&mut self) -> Result<usize, BuildError> {
-        let Some(image) = self.linked_image()? else { return Ok(0) };
+        let own_got = self.add_own_got();
+        let Some(image) = self.linked_image(own_got.as_ref())? else {
+            if let Some(got) = own_got {
+                self.remove_own_got(&got);
+            }
+            return Ok(0);
+        };
         let mut linked = [0usize; 4];
         let mut relocations = core::mem::take(&mut self.relocations);
         relocations.retain(|r| {
@@ -83,9 +112,62 @@ impl ModuleBuilder {
         Ok(linked[1..].iter().sum())
     }
 
+    /// Adds the module's own GOT: a read-only section with a slot for each symbol of the
+    /// module's own that a GOT load of the code names (in the order first named), each filled
+    /// by an abs64 data relocation; `None` (nothing added) if no GOT load names one.
+    fn add_own_got(&mut self) -> Option<OwnGot> {
+        let mut rank = alloc::vec![None; self.symbols.len()];
+        let mut slots = 0u64;
+        for r in &self.relocations {
+            let got_load = r.wire.ok().and_then(|wire| RelocKind::from_wire(self.dialect, wire))
+                == Some(RelocKind::GotPc32);
+            if got_load && self.own_addressable(r.symbol) {
+                if let Some(slot @ None) = rank.get_mut(r.symbol as usize) {
+                    *slot = Some(slots);
+                    slots += 1;
+                }
+            }
+        }
+        let bytes = usize::try_from(slots.checked_mul(linked::GOT_SLOT)?).ok()?;
+        let filled: Vec<(u32, u64)> = rank
+            .iter()
+            .enumerate()
+            .filter_map(|(symbol, slot)| {
+                Some((u32::try_from(symbol).ok()?, (*slot)?.checked_mul(linked::GOT_SLOT)?))
+            })
+            .collect();
+        if filled.is_empty() {
+            return None;
+        }
+        let (sections, data_relocations) = (self.sections.len(), self.data_relocations.len());
+        let section = self.add_rodata(OWN_GOT_SECTION, &alloc::vec![0; bytes]);
+        for (symbol, at) in filled {
+            self.add_data_relocation(section, at, symbol, RelocKind::Abs64, 0);
+        }
+        Some(OwnGot { section, rank, sections, data_relocations })
+    }
+
+    /// Takes the module's own GOT out again (the module is not linked).
+    fn remove_own_got(&mut self, got: &OwnGot) {
+        self.sections.truncate(got.sections);
+        self.data_relocations.truncate(got.data_relocations);
+    }
+
+    /// Whether symbol `index` is one of the module's own that has an address: in its code or in
+    /// one of its data sections.
+    fn own_addressable(&self, index: u32) -> bool {
+        let Some(spec) = self.symbols.get(index as usize) else { return false };
+        let in_data = spec
+            .section
+            .and_then(|s| self.sections.get(s as usize))
+            .is_some_and(|s| s.section_type.is_data());
+        spec.kind.is_addressable() && (self.code_offset(index).is_some() || in_data)
+    }
+
     /// The linked layout of the module as written now (its import count and data alignment as
-    /// its reader finds them); `None` if the reader refuses it or it has no read-only data.
-    fn linked_image(&mut self) -> Result<Option<Image>, BuildError> {
+    /// its reader finds them), with the slots of `own_got`; `None` if the reader refuses it or
+    /// it has no read-only data.
+    fn linked_image(&mut self, own_got: Option<&OwnGot>) -> Result<Option<Image>, BuildError> {
         let compression = self.compression.take();
         let written = self.build();
         self.compression = compression;
@@ -112,6 +194,7 @@ impl ModuleBuilder {
             code_starts: Vec::with_capacity(self.sections.len()),
             read_only_at: Vec::with_capacity(self.sections.len()),
             import_rank,
+            own_got: Vec::new(),
             code_size,
             stubs: stub_start,
             got,
@@ -132,6 +215,14 @@ impl ModuleBuilder {
             image.code_starts.push(code_start);
             image.read_only_at.push(read_only_at);
         }
+        if let Some(got) = own_got {
+            let start = image.read_only_at.get(got.section as usize).copied().flatten();
+            image.own_got = got
+                .rank
+                .iter()
+                .map(|rank| start?.checked_add(rank.as_ref()?.checked_mul(linked::GOT_SLOT)?))
+                .collect();
+        }
         Ok(Some(image))
     }
 
@@ -148,6 +239,9 @@ impl ModuleBuilder {
             ),
             (Some(RelocKind::GotPc32), Some(rank), Site::Code(_)) => {
                 (rank.checked_mul(linked::GOT_SLOT).and_then(|at| at.checked_add(image.got)), Linked::Import)
+            }
+            (Some(RelocKind::GotPc32), None, Site::Code(_)) => {
+                (image.own_got.get(r.symbol as usize).copied().flatten(), Linked::ReadOnly)
             }
             (Some(RelocKind::Pc32 | RelocKind::Plt32), None, _) => {
                 let target = self.linked_address(image, r.symbol);
@@ -270,6 +364,44 @@ mod tests {
         // The absolute pointer needs the load address.
         let kept: Vec<_> = m.relocations().map(|r| (r.image, r.kind)).collect();
         assert_eq!(kept, [(RelocatedImage::Data, RelocKind::Abs64)]);
+    }
+
+    #[test]
+    fn got_loads_of_the_modules_own_symbols_go_through_a_got_of_its_own() {
+        // 24 bytes of code loading `v` (writable data) from the GOT twice and `f` once.
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x90; 24]);
+        let data = b.add_data(b".data", &[0; 8]);
+        let f = b.add_symbol(SymbolSpec::function(b"f", 0, 24));
+        let v = b.add_symbol(SymbolSpec::data(b"v", data, 0, 8));
+        b.add_relocation(3, v, RelocKind::GotPc32, -4);
+        b.add_relocation(10, f, RelocKind::GotPc32, -4);
+        b.add_relocation(17, v, RelocKind::GotPc32, -4);
+        assert_eq!(b.link(), Ok(3));
+        let bytes = b.build().unwrap();
+        let m = crate::Module::parse(&bytes).unwrap();
+        assert!(m.header().flags.contains(ModuleFlags::LINKED_READ_ONLY));
+        // The read-only region (the GOT alone) right after the code: v's slot at 24, f's at 32.
+        let got = m.sections().find(|s| s.name == b".got").unwrap();
+        assert_eq!((got.section_type, got.virtual_size), (SectionType::RoData, 16));
+        assert_eq!(linked::read_only_offset(24, 0, m.data_alignment()), Some(24));
+        let code = &b.sections[0].data;
+        assert_eq!(field(code, 3), 24 - 4 - 3, "v's slot - 4 - place");
+        assert_eq!(field(code, 10), 32 - 4 - 10, "f's slot - 4 - place");
+        assert_eq!(field(code, 17), 24 - 4 - 17, "one slot per symbol");
+        // Each slot is filled at load, the code never patched.
+        let kept: Vec<_> = m.relocations().map(|r| (r.image, r.offset, r.symbol, r.kind)).collect();
+        assert_eq!(
+            kept,
+            [(RelocatedImage::Data, 0, v, RelocKind::Abs64), (RelocatedImage::Data, 8, f, RelocKind::Abs64)]
+        );
+    }
+
+    #[test]
+    fn got_loads_of_imports_add_no_got_of_the_modules_own() {
+        let mut b = module();
+        b.link().unwrap();
+        assert!(!b.sections.iter().any(|s| s.name == OWN_GOT_SECTION));
     }
 
     #[test]

@@ -175,6 +175,11 @@ impl ModuleBuilder {
         sat_u32(self.sections.len() - 1)
     }
 
+    /// Section `index` as added (`None` past the end).
+    pub fn section(&self, index: u32) -> Option<&SectionSpec> {
+        self.sections.get(index as usize)
+    }
+
     /// Section `index` as added, to extend or patch it (`None` past the end).
     pub fn section_mut(&mut self, index: u32) -> Option<&mut SectionSpec> {
         self.sections.get_mut(index as usize)

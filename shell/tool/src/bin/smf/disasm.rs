@@ -2,7 +2,8 @@
 //! through the iced-x86 decoder), at their offsets in the code image, each function named
 //! where it starts and each relocation named on the instruction it patches (its target is
 //! not known until the module is loaded, so a call shows `call 0x...` plus the symbol), and
-//! each import a linked module reaches through its stub or GOT slot named (`puts@stub`).
+//! each import or variable a linked module reaches through its stub or GOT slot named
+//! (`puts@stub`, `counter@got`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -63,7 +64,7 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
         };
         relocations.entry(r.offset).or_default().push(format!("{} {symbol}{addend}", r.kind.name()));
     }
-    let slots = import_slots(module);
+    let slots = linked_slots(module);
     let mut out = String::new();
     let mut formatter = IntelFormatter::new();
     formatter.options_mut().set_hex_prefix("0x");
@@ -102,7 +103,7 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
             let _ = write!(out, "{ip:8x}:  {:<30} {text}", hex.join(" "));
             let mut patched: Vec<&str> =
                 relocations.range(ip..ip + len as u64).flat_map(|(_, r)| r).map(String::as_str).collect();
-            // A call or GOT load of an import a linked module reaches through its own slot.
+            // A call or GOT load a linked module makes through a stub or GOT slot.
             let reached = if instruction.is_ip_rel_memory_operand() {
                 Some(instruction.ip_rel_memory_address())
             } else {
@@ -125,28 +126,48 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
     Ok(())
 }
 
-/// Where a module linked to its imports (`docs/format.md`, "Linked modules") has each import's
-/// stub and GOT slot in the code image's address space, named `NAME@stub` and `NAME@got` (as
-/// `objdump` names a library's `NAME@plt`); empty for other modules.
-fn import_slots(module: &Module<'_>) -> BTreeMap<u64, String> {
-    use smf_format::module::linked;
+/// Where a linked module (`docs/format.md`, "Linked modules") has each import's stub and GOT
+/// slot in the code image's address space, named `NAME@stub` and `NAME@got` (as `objdump`
+/// names a library's `NAME@plt`), and each slot of its own GOT (the `.got` rodata section
+/// `smf pack` writes), named `NAME@got` after the symbol its data relocation names; empty for
+/// other modules.
+fn linked_slots(module: &Module<'_>) -> BTreeMap<u64, String> {
+    use smf_format::module::{linked, DataRegion};
+    use smf_format::ModuleFlags;
     let mut slots = BTreeMap::new();
-    if !module.header().flags.contains(smf_format::ModuleFlags::LINKED_IMPORTS) {
+    let flags = module.header().flags;
+    if !flags.intersects(ModuleFlags::LINKED) {
         return slots;
     }
     let imports = u64::from(module.import_count());
     let code_size = module.code_size();
-    let read_only = linked::read_only_offset(code_size, imports, module.data_alignment());
-    let (Some(stubs), Some(got)) = (
-        linked::stub_offset(code_size),
-        read_only.and_then(|ro| linked::got_offset(ro, module.read_only_size())),
-    ) else {
+    let Some(read_only) = linked::read_only_offset(code_size, imports, module.data_alignment()) else {
         return slots;
     };
-    for (k, import) in (0u64..).zip(module.symbols().filter(|s| s.kind == SymbolKind::Import)) {
-        let name = escaped_short(import.name);
-        slots.insert(stubs + k * linked::STUB_SIZE, format!("{name}@stub"));
-        slots.insert(got + k * linked::GOT_SLOT, format!("{name}@got"));
+    let (Some(stubs), Some(got)) =
+        (linked::stub_offset(code_size), linked::got_offset(read_only, module.read_only_size()))
+    else {
+        return slots;
+    };
+    if flags.contains(ModuleFlags::LINKED_IMPORTS) {
+        for (k, import) in (0u64..).zip(module.symbols().filter(|s| s.kind == SymbolKind::Import)) {
+            let name = escaped_short(import.name);
+            slots.insert(stubs + k * linked::STUB_SIZE, format!("{name}@stub"));
+            slots.insert(got + k * linked::GOT_SLOT, format!("{name}@got"));
+        }
+    }
+    let own_got =
+        module.data_sections().find(|p| p.region == DataRegion::ReadOnly && p.section.name == b".got");
+    if let Some(placement) = own_got {
+        let (start, end) =
+            (placement.offset, placement.offset.saturating_add(placement.section.virtual_size));
+        let in_got = |r: &smf_format::module::Relocation| {
+            r.image == RelocatedImage::Data && (start..end).contains(&r.offset)
+        };
+        for r in module.relocations().filter(in_got) {
+            let name = module.symbol(r.symbol).map(|s| escaped_short(s.name)).unwrap_or_default();
+            slots.insert(read_only.saturating_add(r.offset), format!("{name}@got"));
+        }
     }
     slots
 }
@@ -180,6 +201,23 @@ mod tests {
         aarch64[7] = 1;
         let module = Module::parse(&aarch64).unwrap();
         assert_eq!(disassemble(&module).unwrap_err(), "cannot disassemble aarch64 code (x86-64 only)");
+    }
+
+    #[test]
+    fn loads_through_the_modules_own_got_name_the_variable() {
+        // mov rax, [rip + v@GOTPCREL]; ret, linked: the load reads v's slot of the own GOT, at 8
+        // (the code rounded up to 8).
+        let mut b = ModuleBuilder::new(Dialect::S128);
+        b.add_code(b".text", &[0x48, 0x8b, 0x05, 0, 0, 0, 0, 0xc3]);
+        let data = b.add_data(b".data", &[0; 8]);
+        b.add_symbol(SymbolSpec::function(b"get", 0, 8));
+        let v = b.add_symbol(SymbolSpec::data(b"v", data, 0, 8));
+        b.add_relocation(3, v, smf_format::RelocKind::GotPc32, -4);
+        b.link().unwrap();
+        let bytes = b.build().unwrap();
+        let module = Module::parse(&bytes).unwrap();
+        let text = disassemble(&module).unwrap();
+        assert!(text.lines().any(|l| l.contains("mov rax,[8]") && l.ends_with("; v@got")), "{text}");
     }
 
     #[test]

@@ -173,6 +173,7 @@ fn pack_objects(
         }
     }
     let mut packer = Packer::new(&files, &names, dialect, problems, unwind && dialect.has_symbol_extension());
+    packer.links = !options.separate_code;
     if let Some(compression) = compression {
         compression.apply(&mut packer.builder);
     }
@@ -217,7 +218,7 @@ fn pack_objects(
     if !options.needed.is_empty() {
         packer.builder.add_section(smf_format::write::SectionSpec::needed_libraries(&options.needed));
     }
-    packer.finish(!options.separate_code).map_err(|mut failure| {
+    packer.finish().map_err(|mut failure| {
         // Object by object, in the order given (each object's in the order found).
         let position = |object: &str| inputs.iter().position(|(name, _)| name == object);
         failure.problems.sort_by_key(|problem| position(&problem.object));
@@ -273,6 +274,9 @@ struct Packer<'d, 'f> {
     unwind: unwind::Parts,
     /// Whether unwind tables are kept (else dropped with the sections pack does not load).
     keep_unwind: bool,
+    /// Whether the module is linked for the linked layout ([`PackOptions::separate_code`]
+    /// off): GOT loads of its writable data then stay GOT loads, through the module's own GOT.
+    links: bool,
     /// The module's `__dso_handle` (its finalizer), when its code refers to it.
     dso_handle: Option<u32>,
     /// The sections refused as they are (each a problem already): relocations into them are
@@ -349,6 +353,7 @@ impl<'d, 'f> Packer<'d, 'f> {
             call_arrays: HashMap::new(),
             unwind: unwind::Parts::new(),
             keep_unwind,
+            links: false,
             dso_handle: None,
             refused: HashSet::new(),
             registering: Vec::new(),
@@ -465,7 +470,7 @@ impl<'d, 'f> Packer<'d, 'f> {
     /// object whose symbols, relocations or entry point fall outside what it defines (or whose
     /// image is over the limit) is refused with the reason instead of written. Every problem
     /// found on the way fails it first.
-    fn finish(self, link: bool) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
+    fn finish(self) -> Result<(Vec<u8>, Vec<Note>), PackFailure> {
         if !self.problems.is_empty() {
             return Err(PackFailure { problems: self.problems });
         }
@@ -473,8 +478,9 @@ impl<'d, 'f> Packer<'d, 'f> {
         let mut builder = self.builder;
         // What `ld` links for good: references between the code and the read-only data, and
         // the code's calls and GOT loads of imports, through the stubs and GOT slots the
-        // format's linked layout pins; the symbols only those references named go below.
-        if link {
+        // format's linked layout pins, and its GOT loads of its own writable data, through a
+        // GOT of its own; the symbols only those references named go below.
+        if self.links {
             builder.link().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         }
         // What `ld` leaves out of a library's dynamic symbols, and nothing at load needs:

@@ -4,7 +4,7 @@
 use object::elf;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SymbolSection};
 use smf_format::write::SymbolSpec;
-use smf_format::{Binding, RelocKind, SymbolKind};
+use smf_format::{Binding, RelocKind, SectionType, SymbolKind};
 
 use super::Packer;
 use crate::pack::call_arrays::ArraySlot;
@@ -73,8 +73,12 @@ impl<'d, 'f> Packer<'d, 'f> {
                 return Ok(());
             }
         };
-        // A GOT load of a symbol this object defines becomes a direct reference.
-        let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX);
+        // A GOT load of a symbol this object defines becomes a direct reference, unless the
+        // module is linked and the symbol is writable data: the load then goes through the
+        // module's own GOT (`ModuleBuilder::link`), whose one slot a load relocates, where a
+        // direct reference would be one more relocation of the code.
+        let relaxable = matches!(r_type, elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX)
+            && !(self.links && self.in_writable_data(symbol));
         // Only this ELF section's bytes, where it lies in the merged SMF section: an
         // instruction is never read across into the section before it.
         let part = usize::try_from(within).ok().zip(usize::try_from(section_size).ok());
@@ -129,6 +133,14 @@ impl<'d, 'f> Packer<'d, 'f> {
             }
         };
         (start, addend)
+    }
+
+    /// Whether SMF symbol `symbol` lies in a writable data section (data or bss): at no fixed
+    /// distance from the code.
+    fn in_writable_data(&self, symbol: u32) -> bool {
+        let section = self.builder.symbol(symbol).and_then(|spec| spec.section);
+        let kind = section.and_then(|s| self.builder.section(s)).map(|s| s.section_type);
+        matches!(kind, Some(SectionType::Data | SectionType::Bss))
     }
 
     /// Writes `S + A - P` into the code at `at` of SMF section `code_section` (code offset
