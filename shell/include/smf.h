@@ -153,7 +153,8 @@ SmfFunction smf_module_function(const SmfModule *m, const char *name);
 /* The entry point; NULL unless the module is executable. */
 const void *smf_module_entry(const SmfModule *m);
 /* All symbols, in table order: their number, and each name (NULL past the end; valid while the
- * module lives). */
+ * module lives). The static functions a module names apart from its symbols (note.names, which
+ * `smf pack` writes: no load links them) are not among them; smf_addr_info names them. */
 size_t      smf_module_symbol_count(const SmfModule *m);
 const char *smf_module_symbol_name(const SmfModule *m, size_t index);
 /* One symbol, by index in table order: 0 ok, -1 past the end or error. `address` is where a

@@ -500,6 +500,68 @@ fn dropping_unreferenced_symbols_keeps_the_named_ones_and_renumbers_references()
 /// that is not a library's file name (a path, `..`, a control byte), an empty line or too many
 /// names are refused by the section, naming the rule.
 #[test]
+fn local_functions_move_to_the_function_names_and_broken_records_are_refused() {
+    use smf_format::FunctionNamesProblem;
+    // `main` calls the static `helper` (linked: no relocation names it), a table in the rodata
+    // points at the static `pointed` (a data relocation: rewritten against `main`, the
+    // distance added), and a GOT load reaches the static `loaded` (its slot holds its own
+    // address: it keeps its symbol).
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 48]);
+    let rodata = b.add_rodata(b".rodata", &[0; 16]);
+    b.add_symbol(SymbolSpec::function(b"main", 8, 8));
+    b.add_symbol(SymbolSpec::function(b"helper", 16, 4).with_binding(Binding::Local));
+    let pointed = b.add_symbol(SymbolSpec::function(b"pointed", 24, 8).with_binding(Binding::Local));
+    let label = b.add_symbol(SymbolSpec::function(b".Llabel", 20, 0).with_binding(Binding::Local));
+    let loaded = b.add_symbol(SymbolSpec::function(b"loaded", 32, 8).with_binding(Binding::Local));
+    b.add_data_relocation(rodata, 0, pointed, RelocKind::Abs64, 2);
+    b.add_data_relocation(rodata, 8, label, RelocKind::Abs64, 0);
+    b.add_relocation(11, loaded, RelocKind::GotPc32, -4);
+    assert_eq!(b.move_local_functions_to_names(), 2);
+    assert_eq!(b.move_local_functions_to_names(), 0, "once");
+    let bytes = b.build().unwrap();
+    let module = Module::parse(&bytes).unwrap();
+    let symbols: Vec<&[u8]> = module.symbols().map(|s| s.name).collect();
+    assert_eq!(symbols, [&b"main"[..], b".Llabel", b"loaded"]);
+    let named: Vec<(u64, u64, &[u8])> =
+        module.function_names().iter().map(|f| (f.offset, f.size, f.name())).collect();
+    assert_eq!(named, [(16, 4, &b"helper"[..]), (24, 8, b"pointed")]);
+    // `pointed + 2` is `main + 18`, the label (a function section's, say) `main + 12`; the GOT
+    // load still names `loaded`, renumbered.
+    let relocated: Vec<(&[u8], i64)> =
+        module.relocations().map(|r| (module.symbol(r.symbol).unwrap().name, r.addend)).collect();
+    assert_eq!(relocated, [(&b"main"[..], 18), (b"main", 12), (b"loaded", -4)]);
+
+    // With no symbol kept in the code, a label at its start is the anchor.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 16]);
+    let rodata = b.add_rodata(b".rodata", &[0; 8]);
+    let only = b.add_symbol(SymbolSpec::function(b"only", 8, 8).with_binding(Binding::Local));
+    b.add_data_relocation(rodata, 0, only, RelocKind::Abs64, 0);
+    assert_eq!(b.move_local_functions_to_names(), 1);
+    let bytes = b.build().unwrap();
+    let module = Module::parse(&bytes).unwrap();
+    let relocated: Vec<(&[u8], u64, i64)> = module
+        .relocations()
+        .map(|r| {
+            let symbol = module.symbol(r.symbol).unwrap();
+            (symbol.name, symbol.value, r.addend)
+        })
+        .collect();
+    assert_eq!(relocated, [(&b".text"[..], 0, 8)]);
+
+    // A record naming a function past the code: refused with the section and the record.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 8]);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 8));
+    let functions: [(u64, u64, &[u8]); 2] = [(0, 8, b"inside"), (4, 8, b"past")];
+    let at = b.add_section(smf_format::write::SectionSpec::function_names(functions.into_iter()).unwrap());
+    let refused = Module::parse(&b.build().unwrap()).map(|_| ()).unwrap_err().kind;
+    let expected = FunctionNamesProblem::OutsideCode { record: 1 };
+    assert_eq!(refused, ErrorKind::BadFunctionNames { index: at, problem: expected });
+}
+
+#[test]
 fn needed_libraries_read_back_and_bad_names_are_refused() {
     use smf_format::write::SectionSpec;
     use smf_format::NeededProblem;

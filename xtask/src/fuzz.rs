@@ -70,6 +70,20 @@ fn module_seeds() -> Vec<(String, Vec<u8>)> {
     if let Ok(bytes) = needing.build() {
         out.push(("needed-R96".into(), bytes));
     }
+    // A static function named apart from the symbols (`note.names`), and a GOT load of a
+    // variable through the module's own GOT.
+    let mut named = ModuleBuilder::new(Dialect::S128);
+    named.add_code(b".text", &[0x48, 0x8b, 0x05, 0, 0, 0, 0, 0xc3, 0x90, 0xc3]);
+    let data = named.add_data(b".data", &[7, 0, 0, 0, 0, 0, 0, 0]);
+    named.add_symbol(SymbolSpec::function(b"get", 0, 8));
+    named.add_symbol(SymbolSpec::function(b"helper", 8, 2).with_binding(smf_format::Binding::Local));
+    let variable = named.add_symbol(SymbolSpec::data(b"variable", data, 0, 8));
+    named.add_relocation(3, variable, RelocKind::GotPc32, -4);
+    let _ = named.link();
+    named.move_local_functions_to_names();
+    if let Ok(bytes) = named.build() {
+        out.push(("function-names-S128".into(), bytes));
+    }
     out.push(("aarch64-library".into(), samples::aarch64_library()));
     out.push(("aarch64-application".into(), samples::aarch64_application()));
     out

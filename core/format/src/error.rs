@@ -156,6 +156,28 @@ pub enum NeededProblem {
     TooMany,
 }
 
+/// Which rule a function-names section breaks ([`ErrorKind::BadFunctionNames`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FunctionNamesProblem {
+    /// Shorter than its count of records says.
+    Truncated,
+    /// A record (from 0) whose name does not lie in the section's names.
+    NameOutOfBounds {
+        /// The record.
+        record: u32,
+    },
+    /// A record whose name is not followed by a NUL.
+    NameUnterminated {
+        /// The record.
+        record: u32,
+    },
+    /// A record whose function does not lie in the code.
+    OutsideCode {
+        /// The record.
+        record: u32,
+    },
+}
+
 /// Every way a module can be malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -339,6 +361,14 @@ pub enum ErrorKind {
         /// Which rule.
         problem: NeededProblem,
     },
+    /// The function-names section (`note.names`) breaking a rule of the extension
+    /// (`docs/format.md`, "Function names").
+    BadFunctionNames {
+        /// The section's index.
+        index: u32,
+        /// Which rule.
+        problem: FunctionNamesProblem,
+    },
     /// An unwind table section (flagged `SectionFlags::UNWIND`) breaking a rule of the
     /// extension (`docs/format.md`, "Unwind tables").
     BadUnwindTable {
@@ -515,6 +545,19 @@ impl fmt::Display for ErrorKind {
             ),
             BadNeeded { index, problem: NeededProblem::TooMany } => {
                 write!(f, "section {index}: names more than 64 needed libraries")
+            }
+            BadFunctionNames { index, problem: FunctionNamesProblem::Truncated } => {
+                write!(f, "section {index}: the function names are shorter than their count of records says")
+            }
+            BadFunctionNames { index, problem: FunctionNamesProblem::NameOutOfBounds { record } } => write!(
+                f,
+                "section {index}: function name record {record}'s name lies outside the section's names"
+            ),
+            BadFunctionNames { index, problem: FunctionNamesProblem::NameUnterminated { record } } => {
+                write!(f, "section {index}: function name record {record}'s name is not followed by a NUL")
+            }
+            BadFunctionNames { index, problem: FunctionNamesProblem::OutsideCode { record } } => {
+                write!(f, "section {index}: function name record {record} names a function outside the code")
             }
             BadUnwindTable {
                 index,

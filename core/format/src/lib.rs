@@ -63,7 +63,9 @@ pub mod write;
 
 pub use bytes::align_up;
 pub use dialect::{Dialect, HeaderPlacement};
-pub use error::{CompressionProblem, Error, ErrorKind, NeededProblem, Result, UnwindProblem};
+pub use error::{
+    CompressionProblem, Error, ErrorKind, FunctionNamesProblem, NeededProblem, Result, UnwindProblem,
+};
 pub use fnv::fnv1a;
 pub use kinds::{
     Binding, CallArray, CallArrayProblem, ModuleFlags, RelocKind, SectionFlags, SectionType, SymbolFlags,

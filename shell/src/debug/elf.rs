@@ -8,6 +8,8 @@
 //! crate for this; `tests/tests/debug.rs` reads the result back with `object` and has gdb load
 //! it.
 
+use std::borrow::Cow;
+
 use smf_format::kinds::ARCH_AARCH64;
 use smf_format::{Binding, SymbolKind};
 use smf_runtime::load::LoadedModule;
@@ -127,12 +129,37 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
         count += 1;
         locals += usize::from(symbol.binding == Binding::Local);
     }
+    // The functions the file names apart (local, as `static` functions are): their names after
+    // the module's own in the string table.
+    let named = module.function_names();
+    let mut strings = Cow::Borrowed(symbols.names());
+    let mut named_at = Vec::new();
+    if !named.is_empty() {
+        let bytes: usize = named.iter().map(|f| f.name_with_nul.len()).sum();
+        let mut all = Vec::new();
+        all.try_reserve_exact(symbols.names().len().checked_add(bytes)?).ok()?;
+        named_at.try_reserve_exact(named.len()).ok()?;
+        all.extend_from_slice(symbols.names());
+        for function in named.iter() {
+            named_at.push((u32::try_from(all.len()).ok()?, function));
+            all.extend_from_slice(function.name_with_nul);
+        }
+        strings = Cow::Owned(all);
+        count += named_at.len();
+        locals += named_at.len();
+    }
     let image = Image { code, code_len, arch: module.arch(), unwind };
-    // The string table is the module's own (every name followed by a NUL).
-    write(&image, symbols.names(), count, locals, |table| {
+    // The string table is the module's own (every name followed by a NUL), and the names apart.
+    write(&image, &strings, count, locals, |table| {
         // Locals first (ELF's rule: the symbol table's `info` is the first non-local's index),
         // each in its slot, in the module's order.
         let (mut local, mut global) = (0, locals);
+        let mut put = |slot: &mut usize, entry: [u8; consts::SYMBOL]| {
+            if let Some(place) = table.get_mut(*slot * consts::SYMBOL..(*slot + 1) * consts::SYMBOL) {
+                place.copy_from_slice(&entry);
+            }
+            *slot += 1;
+        };
         for index in 0..symbols.len() {
             let Some(symbol) = described(index) else { continue };
             let slot = if symbol.binding == Binding::Local { &mut local } else { &mut global };
@@ -142,11 +169,12 @@ pub(crate) fn describe(module: &LoadedModule<'_>, unwind: Option<UnwindTables<'_
                 SymbolKind::Function => Kind::Function,
                 _ => Kind::Object,
             };
-            let entry = image.symbol(name, symbol.binding, kind, symbol.addr, size);
-            if let Some(place) = table.get_mut(*slot * consts::SYMBOL..(*slot + 1) * consts::SYMBOL) {
-                place.copy_from_slice(&entry);
-            }
-            *slot += 1;
+            put(slot, image.symbol(name, symbol.binding, kind, symbol.addr, size));
+        }
+        for (name, function) in named_at {
+            // Checked at load to lie in the code.
+            let addr = usize::try_from(function.offset).map_or(code, |offset| code.saturating_add(offset));
+            put(&mut local, image.symbol(name, Binding::Local, Kind::Function, addr, function.size));
         }
     })
 }

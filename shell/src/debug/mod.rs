@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use smf_runtime::load::LoadedModule;
 
-pub use functions::{Function, Functions};
+pub use functions::{Function, FunctionName, Functions};
 pub use waiting::describe_waiting;
 
 /// The environment variable that turns the GDB JIT interface off (`0`) or on at every load

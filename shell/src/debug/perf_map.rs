@@ -108,10 +108,9 @@ pub(crate) fn append_one(name: &[u8], address: usize, len: usize, label: &str) {
 /// each named `NAME [LABEL]`, to the map.
 pub(crate) fn append(module: &LoadedModule<'_>, functions: &Functions, label: &str) {
     let Some(mut file) = map() else { return };
-    let symbols = module.symbols();
     let mut lines = String::with_capacity(functions.iter().len() * 32);
     for function in functions.named() {
-        let Some(name) = symbols.name(function.symbol) else { continue };
+        let Some(name) = function.name(module) else { continue };
         let name = String::from_utf8_lossy(name);
         // One line per function; a name cannot break the line.
         let name = name.replace(['\n', '\r'], " ");

@@ -105,7 +105,7 @@ impl SharedModule {
     pub fn function_at_with_nul(&self, addr: usize) -> Option<(&[u8], usize)> {
         let functions = self.functions.get_or_init(|| Functions::of(&self.loaded));
         let (function, offset) = functions.at(addr)?;
-        Some((self.loaded.symbols().name_with_nul(function.symbol)?, offset))
+        Some((function.name_with_nul(&self.loaded)?, offset))
     }
 }
 

@@ -17,6 +17,7 @@
 //!   data, rodata or bss section address that section; otherwise they address the code too.
 
 mod decode;
+pub mod function_names;
 mod layout;
 pub mod linked;
 pub mod needed;
@@ -118,6 +119,8 @@ pub struct Module<'a> {
     note: Option<&'a str>,
     /// The needed-libraries section's bytes (checked), if any.
     needed: Option<&'a [u8]>,
+    /// The function-names section's bytes (`note.names`, [`function_names`]), checked.
+    function_names: Option<&'a [u8]>,
     template_code: Option<TemplateCode<'a>>,
     template_meta: Option<TemplateMeta<'a>>,
 }
@@ -360,6 +363,17 @@ impl<'a> Module<'a> {
     /// for `dlopen` (checked: file names of the search path).
     pub fn needed_libraries(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         self.needed.into_iter().flat_map(needed::names)
+    }
+
+    /// The functions named for debuggers and profilers only (`note.names`,
+    /// [`function_names`]), checked: each inside the code, its name followed by a NUL.
+    pub fn function_names(&self) -> function_names::FunctionNames<'a> {
+        self.function_names.and_then(function_names::FunctionNames::new).unwrap_or_default()
+    }
+
+    /// The function-names section's bytes as they lie (empty without one): what a load copies.
+    pub fn function_names_bytes(&self) -> &'a [u8] {
+        self.function_names.unwrap_or_default()
     }
 
     /// The note.sdn tables, if the module has one.

@@ -185,6 +185,12 @@ impl<'a> ModuleTables<'a> {
         self.module.needed_libraries()
     }
 
+    /// The function-names section's bytes as they lie, checked (empty without one;
+    /// [`Module::function_names_bytes`]).
+    pub fn function_names_bytes(&self) -> &'a [u8] {
+        self.module.function_names_bytes()
+    }
+
     /// Number of constructor and destructor array sections.
     pub const fn call_array_count(&self) -> u32 {
         self.module.call_arrays

@@ -103,6 +103,7 @@ impl<'a> Module<'a> {
             import_count: 0,
             note: None,
             needed: None,
+            function_names: None,
             template_code: None,
             template_meta: None,
         };
@@ -125,6 +126,8 @@ impl<'a> Module<'a> {
         let mut first_call_array: Option<u32> = None;
         let mut unwind_tables: u32 = 0;
         let mut first_unwind_table: Option<u32> = None;
+        // The function-names section (`note.names`): its index and file offset.
+        let mut function_names_at: Option<(u32, u64)> = None;
         let got_kinds = RelocKind::got_wire_table(self.dialect);
         // The payloads stored so far, which together fit in the file unless two share bytes:
         // sections aliasing one payload would have every whole-section walk (relocations,
@@ -233,6 +236,14 @@ impl<'a> Module<'a> {
                 })?;
                 self.needed = self.needed.or(Some(section.data));
             }
+            if section.section_type == SectionType::StringTable
+                && section.name == function_names::FUNCTION_NAMES_SECTION
+                && self.function_names.is_none()
+            {
+                // Checked once the code's size is known.
+                function_names_at = Some((index, section.file_offset));
+                self.function_names = Some(section.data);
+            }
             if Section::is_note_sdn(section.name) {
                 check_note_entry(&section).map_err(|kind| Error::new(kind, entry_offset))?;
                 if self.note.is_none() {
@@ -246,6 +257,10 @@ impl<'a> Module<'a> {
             if total > options.max_image_bytes {
                 return Err(overflow(total));
             }
+        }
+        if let (Some((index, at)), Some(data)) = (function_names_at, self.function_names) {
+            function_names::check(data, code_size)
+                .map_err(|problem| Error::new(ErrorKind::BadFunctionNames { index, problem }, at))?;
         }
         self.code_size = code_size;
         self.read_only_size = layout.read_only;

@@ -18,6 +18,7 @@
 //! relocation left, so that loaders which do not know the layout refuse it.
 //! The string table holds each distinct name once, NUL-terminated, with no leading NUL.
 
+mod function_names;
 mod link;
 mod relocations;
 pub mod samples;

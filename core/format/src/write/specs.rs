@@ -166,6 +166,19 @@ impl SectionSpec {
     }
 }
 
+impl SectionSpec {
+    /// The note naming functions for debuggers and profilers only (`docs/format.md`,
+    /// "Function names"): `functions` as (code offset, size, name), in that order; `None` if
+    /// they do not fit the section's 32-bit fields.
+    pub fn function_names<'n>(
+        functions: impl ExactSizeIterator<Item = (u64, u64, &'n [u8])> + Clone,
+    ) -> Option<Self> {
+        let data = crate::module::function_names::write(functions)?;
+        let name = crate::module::function_names::FUNCTION_NAMES_SECTION;
+        Some(Self::new(SectionType::StringTable, name, SectionFlags::empty(), data, 1))
+    }
+}
+
 /// A symbol to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolSpec {

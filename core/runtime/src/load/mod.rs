@@ -41,6 +41,7 @@ use core::fmt;
 
 use crate::exec::{Block, CodeBatch, ExecAllocator, ExecError, Function};
 use smf_format::kinds::{ModuleFlags, ARCH_AARCH64};
+pub use smf_format::module::function_names::{FunctionNames, NamedFunction};
 use smf_format::module::Header;
 use smf_format::module::{ModuleSymbols, ModuleTables};
 use smf_format::{Dialect, Module, RelocKind};
@@ -78,6 +79,8 @@ pub struct LoadedModule<'a> {
     entry: Option<usize>,
     symbols: SymbolTable,
     note_sdn: Option<Vec<u8>>,
+    /// Its function names (`note.names`) as the file holds them, checked: decoded when asked.
+    function_names: Vec<u8>,
     templates: Templates,
     /// Its destructors, in array order, run in reverse when it is released (none if its
     /// constructors did not run, or if they went to the exit: `exit`).
@@ -239,6 +242,13 @@ impl<'a> LoadedModule<'a> {
         self.note_sdn.as_deref()
     }
 
+    /// The functions its file names for debuggers and profilers only (`docs/format.md`,
+    /// "Function names"; none without them), each at a code offset ([`LoadedModule::code`]'s
+    /// address plus it): functions nothing links to, which are not among its symbols.
+    pub fn function_names(&self) -> FunctionNames<'_> {
+        FunctionNames::new(&self.function_names).unwrap_or_default()
+    }
+
     /// The template-code entry of the template symbol `name`, else the section's record named
     /// `name` where records can be told apart without symbols (short-form entries, or a single
     /// entry).
@@ -319,7 +329,17 @@ impl<'a> Staged<'a> {
                 return Err(error);
             }
         };
-        let Filled { module, symbols, deps, templates, entry, note_sdn, calls, unwind_tables } = filled;
+        let Filled {
+            module,
+            symbols,
+            deps,
+            templates,
+            entry,
+            note_sdn,
+            function_names,
+            calls,
+            unwind_tables,
+        } = filled;
         let header = *module.header();
         let (code, code_size) = (image.code_base, layout.code_size);
         let blocks = image.into_blocks()?;
@@ -339,6 +359,7 @@ impl<'a> Staged<'a> {
             entry,
             symbols,
             note_sdn,
+            function_names,
             templates,
             destructors: Vec::new(),
             exit: None,
@@ -380,6 +401,7 @@ struct Filled<'m> {
     templates: Templates,
     entry: Option<usize>,
     note_sdn: Option<Vec<u8>>,
+    function_names: Vec<u8>,
     calls: Calls,
     unwind_tables: Vec<UnwindTable>,
 }
@@ -420,7 +442,9 @@ fn fill<'a, 'm>(
         false => None,
     };
     let note_sdn = keep_note(&module)?;
-    Ok(Filled { module, symbols, deps, templates, entry, note_sdn, calls, unwind_tables })
+    let names = module.function_names_bytes();
+    let function_names = fallible::copied(names).ok_or(LoadError::OutOfMemory { bytes: names.len() })?;
+    Ok(Filled { module, symbols, deps, templates, entry, note_sdn, function_names, calls, unwind_tables })
 }
 
 /// The architecture check: a module for another machine is refused before anything is mapped.

@@ -15,7 +15,7 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use smf::debug::Functions;
+use smf::debug::{FunctionName, Functions};
 use smf::loader::SharedModule;
 
 /// The alternate signal stack's size (the handler formats one line; 64 KiB is plenty).
@@ -65,8 +65,8 @@ pub(crate) fn install() {
 /// file name.
 struct CodeNames {
     functions: Functions,
-    /// `(symbol index, name)` of each function, sorted by index.
-    names: Vec<(usize, String)>,
+    /// `(where its name is, name)` of each function, sorted by the first.
+    names: Vec<(FunctionName, String)>,
     module: String,
 }
 
@@ -89,12 +89,11 @@ pub(crate) fn name_code(modules: &[&SharedModule]) {
         .iter()
         .map(|module| {
             let functions = Functions::of(module.loaded());
-            let symbols = module.loaded().symbols();
-            let mut names: Vec<(usize, String)> = functions
+            let mut names: Vec<(FunctionName, String)> = functions
                 .iter()
                 .map(|f| {
-                    let name = symbols.name(f.symbol).map(String::from_utf8_lossy).unwrap_or_default();
-                    (f.symbol, name.into_owned())
+                    let name = f.name(module.loaded()).map(String::from_utf8_lossy).unwrap_or_default();
+                    (f.name, name.into_owned())
                 })
                 .collect();
             names.sort_unstable_by_key(|&(index, _)| index);
@@ -112,7 +111,7 @@ pub(crate) fn name_code(modules: &[&SharedModule]) {
 fn code_name(pc: usize) -> Option<(&'static str, usize, &'static str)> {
     CODE_NAMES.get()?.iter().find_map(|code| {
         let (function, offset) = code.functions.at(pc)?;
-        let at = code.names.binary_search_by_key(&function.symbol, |&(index, _)| index).ok()?;
+        let at = code.names.binary_search_by_key(&function.name, |&(index, _)| index).ok()?;
         Some((code.names[at].1.as_str(), offset, code.module.as_str()))
     })
 }

@@ -44,7 +44,9 @@ pub(crate) fn disassemble_into(module: &Module<'_>, sink: &mut dyn FnMut(&str)) 
     // together, the one a reader wants: exported over local, sized over a size-0 marker such as
     // a section symbol, then the first); relocations by where they patch.
     let mut names: BTreeMap<u64, (Symbol<'_>, (bool, bool))> = BTreeMap::new();
-    for symbol in module.symbols().filter(|s| s.kind == SymbolKind::Function) {
+    for symbol in
+        module.symbols().chain(crate::apart::functions(module)).filter(|s| s.kind == SymbolKind::Function)
+    {
         if let SymbolTarget::Code(offset) = symbol.target {
             let rank = (symbol.is_exported(), symbol.size > 0);
             let best = names.entry(offset).or_insert((symbol, rank));

@@ -9,6 +9,7 @@
 // The crash reporter's signal handlers are C callbacks over libc.
 #![allow(unsafe_code)]
 
+mod apart;
 mod args;
 mod call_chain;
 mod cli;

@@ -2,7 +2,8 @@
 //! symbol: value (16 hex digits; blank for an import), size, kind, binding, the section it lies
 //! in and its whole name (escaped as every command escapes names). Sorted by name unless asked
 //! otherwise; filtered to the defined, undefined or exported ones; `--json` gives the symbols
-//! with the keys of `inspect --json`.
+//! with the keys of `inspect --json`. The functions a module names apart from its symbols
+//! (`note.names`) are listed as local functions numbered after the table's symbols.
 
 use std::cmp::Ordering;
 use std::io::{self, Write};
@@ -117,8 +118,10 @@ pub(crate) fn command(args: &SymbolsArgs) -> i32 {
 /// The symbols `listing` selects, each with the section it lies in, in its order.
 fn selected<'m>(module: &'m Module<'m>, listing: Listing) -> Vec<(Symbol<'m>, Option<Section<'m>>)> {
     let sections = SymbolSections::of(module);
+    // The functions named apart are local: listed with the defined symbols.
     let mut symbols: Vec<_> = module
         .symbols()
+        .chain(crate::apart::functions(module))
         .filter(|s| listing.filter.wants(s))
         .map(|s| {
             let section = sections.of_symbol(&s);

@@ -483,6 +483,10 @@ impl<'d, 'f> Packer<'d, 'f> {
         if self.links {
             builder.link().map_err(|e| Problem { object: all.clone(), error: PackError::Build(e) })?;
         }
+        // Local functions nothing links to go to the module's function names (as `ld` keeps
+        // them in `.symtab`, apart from `.dynsym`): a load links none of them, debuggers and
+        // profilers still name them.
+        builder.move_local_functions_to_names();
         // What `ld` leaves out of a library's dynamic symbols, and nothing at load needs:
         // local data, section symbols and assembler labels (`.L*`) no relocation names. Local
         // functions stay (debuggers, profilers and backtraces name code by them).
