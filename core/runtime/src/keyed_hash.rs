@@ -1,12 +1,15 @@
-//! [`KeyedHasher`]: the one hash of everything a file or a caller controls (a loaded module's
+//! [`KeyedHasher`]: the one key of everything a file or a caller controls (a loaded module's
 //! symbol names, a load's import names, the export index, the module cache's paths, the
-//! instantiator's names): SipHash-1-3 (the `siphasher` crate) under a 128-bit key.
+//! instantiator's names): SipHash-1-3 (the `siphasher` crate) under a 128-bit key, and for
+//! names in the loader's 32-bit indexes ([`KeyedHasher::hash32`]) multilinear hashing under
+//! keys expanded from it (`name_hash.rs`).
 //!
 //! A hash table is only as fast as its hash is unpredictable: names that share a hash share a
 //! bucket chain, and indexing `n` of them costs `n²`. An unkeyed hash (FNV-1a, which files
 //! store) lets a file be prepared against it; so did a hand-written keyed one whose mixing let
-//! bit flips cancel under every key. SipHash is a keyed pseudo-random function: without the
-//! key, no set of inputs can be built to collide. [`KeyedHasher::per_process`] draws the key
+//! bit flips cancel under every key. SipHash is a keyed pseudo-random function, and the names'
+//! multilinear hash a strongly universal family: without the key, no set of inputs can be
+//! built to collide. [`KeyedHasher::per_process`] draws the key
 //! once per process from the kernel's random pool (where the kernel refuses, from the
 //! address-space layout: only as unpredictable as ASLR makes it), and every keyed table of the
 //! crate hashes under it, as do the shell's module cache and offer index (the shell's other
@@ -61,11 +64,12 @@ impl KeyedHasher {
         sip13(&self.start, bytes, bytes.len())
     }
 
-    /// 32 bits of [`KeyedHasher::hash_bytes`] (the loader's symbol index stores them per
-    /// symbol; their low bits pick buckets).
+    /// The 32-bit hash of a name (the loader's symbol index stores one per exported symbol;
+    /// its low bits pick buckets): multilinear hashing under keys expanded from this key, a
+    /// strongly universal family (`name_hash.rs`); SipHash-1-3's top 32 bits past 256 bytes.
     #[inline(always)]
-    pub(crate) fn hash32(&self, bytes: &[u8]) -> u32 {
-        (self.hash_bytes(bytes) >> 32) as u32
+    pub fn hash32(&self, bytes: &[u8]) -> u32 {
+        self.name_hash(bytes, bytes.len())
     }
 
     /// [`KeyedHasher::hash32`] of the first `len` bytes of `from` (all of them if it is
@@ -74,7 +78,13 @@ impl KeyedHasher {
     /// name, rather than in pieces.
     #[inline(always)]
     pub(crate) fn hash32_within(&self, from: &[u8], len: usize) -> u32 {
-        (sip13(&self.start, from, len.min(from.len())) >> 32) as u32
+        self.name_hash(from, len)
+    }
+
+    /// [`KeyedHasher::hash32_within`].
+    #[inline(always)]
+    fn name_hash(&self, from: &[u8], len: usize) -> u32 {
+        crate::name_hash::hash32((self.k0, self.k1), process_key::is, from, len)
     }
 }
 
@@ -211,6 +221,12 @@ mod process_key {
         }
     }
 
+    /// Whether `key` is the process's (drawn already).
+    #[inline(always)]
+    pub(super) fn is(key: (u64, u64)) -> bool {
+        (K0.load(Ordering::Relaxed), K1.load(Ordering::Relaxed)) == key
+    }
+
     /// Draws a key and stores each half unless one is stored already. Racing threads may each
     /// draw one; every thread returns the halves stored first, so every hash agrees.
     #[cold]
@@ -337,6 +353,20 @@ mod tests {
         assert_eq!(state.finish(), a.hash_bytes(path.as_bytes()));
         // Lengths count: the same words with a trailing zero are another input.
         assert_ne!(a.hash_bytes(b"ab"), a.hash_bytes(b"ab\0"));
+    }
+
+    #[test]
+    fn the_process_keys_name_keys_are_expanded_once_and_kept() {
+        let process = KeyedHasher::per_process();
+        let key = (process.k0, process.k1);
+        let first = process.hash32(b"main");
+        assert!(crate::name_hash::expanded_for(key));
+        let kept = crate::name_hash::EXPANDED.iter().map(|k| k.load(core::sync::atomic::Ordering::Relaxed));
+        assert!(kept.eq(crate::name_hash::expand(key)));
+        // The same hash from the kept keys as from keys expanded afresh (another key's value
+        // with the same halves: a hasher not known as the process's).
+        assert_eq!(process.hash32(b"main"), first);
+        assert_eq!(crate::name_hash::hash32(key, |_| false, b"main", 4), first);
     }
 
     #[test]

@@ -56,4 +56,5 @@ pub mod instantiate;
 pub mod keyed_hash;
 pub mod load;
 pub mod lru;
+mod name_hash;
 pub mod sys;

@@ -1,7 +1,8 @@
 //! A loaded module's symbols: owned names and addresses, with a hash index over the exported
 //! ones built at load time with the process's keyed hash of the validated names
-//! ([`KeyedHasher`], SipHash-1-3; the file's stored FNV-1a hashes are never trusted, and no file
-//! can be prepared to fill one bucket chain).
+//! ([`KeyedHasher::hash32`], a strongly universal family under the process's random key; the
+//! file's stored FNV-1a hashes are never trusted, and no file can be prepared to fill one bucket
+//! chain).
 
 use alloc::vec::Vec;
 
@@ -376,11 +377,11 @@ mod tests {
 
     #[test]
     fn two_exported_names_with_the_same_hash_are_both_found() {
-        // Under these keys the two names' 32-bit hashes collide (found by searching
-        // `g0000000`, `g0000001`, ...; of one length, so only their bytes tell them apart):
-        // the second is another name in the same probe chain, not a duplicate.
+        // Under these keys the two names' 32-bit hashes collide (found by searching `g` and 8
+        // hex digits; of one length, so only their bytes tell them apart): the second is
+        // another name in the same probe chain, not a duplicate.
         let key = KeyedHasher::with_keys(1, 2);
-        let (first, second): (&[u8], &[u8]) = (b"g0059250", b"g0093384");
+        let (first, second): (&[u8], &[u8]) = (b"g09e345d8", b"ga3970a01");
         assert_eq!(key.hash32(first), key.hash32(second), "the names collide");
         let table_of = |names: &[&[u8]]| {
             let mut strings = vec![0u8];
