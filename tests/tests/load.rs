@@ -479,6 +479,42 @@ fn a_linked_module_reaches_its_imports_through_the_stubs_and_slots_the_layout_pi
     }
 }
 
+#[test]
+fn a_loaded_module_keeps_its_function_names_apart_from_its_symbols() {
+    // `main` and the static `helper`, moved to the function names; `main` returns 42.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[&samples::RETURN_42[..], &[0xCC; 10]].concat());
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    b.add_symbol(SymbolSpec::function(b"helper", 8, 4).with_binding(Binding::Local));
+    assert_eq!(b.move_local_functions_to_names(), 1);
+    let bytes = b.build().unwrap();
+    let module = load(leak_allocator(), &bytes, &()).unwrap();
+    assert_eq!(module.symbols().len(), 1, "main alone is linked");
+    assert_eq!(module.symbol(b"helper"), None);
+    let named: Vec<_> = module.function_names().iter().map(|f| (f.offset, f.size, f.name_with_nul)).collect();
+    assert_eq!(named, [(8, 4, &b"helper\0"[..])]);
+    assert_eq!(call0(&module, b"main"), 42);
+    // A module without them has none.
+    let plain = load(leak_allocator(), &samples::return_42(Dialect::S128), &()).unwrap();
+    assert!(plain.function_names().is_empty());
+    // Broken records refuse the load, naming the section and the record.
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &samples::RETURN_42);
+    b.add_symbol(SymbolSpec::function(b"main", 0, 6));
+    let functions: [(u64, u64, &[u8]); 1] = [(4, 8, b"past")];
+    let at = b.add_section(SectionSpec::function_names(functions.into_iter()).unwrap());
+    match load(leak_allocator(), &b.build().unwrap(), &()) {
+        Err(LoadError::Format(e)) => assert_eq!(
+            e.kind,
+            ErrorKind::BadFunctionNames {
+                index: at,
+                problem: smf_format::FunctionNamesProblem::OutsideCode { record: 0 }
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 // x86-64 only: qemu-user shows its host's pagemap.
 #[cfg(target_arch = "x86_64")]
 #[test]

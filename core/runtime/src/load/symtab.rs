@@ -259,12 +259,22 @@ impl SymbolTable {
 /// name.
 #[inline(always)]
 fn short_word(name: &[u8]) -> Option<u64> {
-    if name.len() > 8 {
-        return None;
-    }
-    let mut word = [0u8; 8];
-    word[..name.len()].copy_from_slice(name);
-    Some(u64::from_le_bytes(word))
+    // In at most two loads, overlapping where the name is shorter than 8 bytes (the bytes both
+    // hold are the same, so or-ing them is harmless): a copy of a variable length would call
+    // `memcpy`.
+    let len = name.len();
+    Some(match name {
+        [] => 0,
+        [a] => u64::from(*a),
+        [a, b] => u64::from(u16::from_le_bytes([*a, *b])),
+        [a, b, c] => u64::from(u16::from_le_bytes([*a, *b])) | u64::from(*c) << 16,
+        _ if len > 8 => return None,
+        _ => {
+            let (first, last) = (name.first_chunk::<4>()?, name.last_chunk::<4>()?);
+            let last = u64::from(u32::from_le_bytes(*last));
+            u64::from(u32::from_le_bytes(*first)) | last << (8 * (len - 4))
+        }
+    })
 }
 
 /// A mask of the low `len` bytes of a word (`len` at most 8).
