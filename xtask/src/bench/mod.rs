@@ -20,6 +20,7 @@ mod parallel;
 mod parse;
 mod report;
 mod resolve;
+mod run_startup;
 mod startup;
 
 use std::hint::black_box;
@@ -83,6 +84,7 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
     }
     if wanted("real") {
         load_real::run(if quick { 10 } else { 41 }, quick)?;
+        run_startup::run(if quick { 10 } else { 41 })?;
         println!();
     }
     if wanted("startup") {
