@@ -4,6 +4,7 @@
 //! table entry involved, where there is one) and the byte offset in the file where the problem
 //! is. It never allocates, so it can be returned from `no_std` code and across the C ABI.
 
+pub use crate::module::function_names::FunctionNamesProblem;
 use core::fmt;
 
 use crate::kinds::CallArrayProblem;
@@ -154,28 +155,6 @@ pub enum NeededProblem {
     },
     /// More than 64 names.
     TooMany,
-}
-
-/// Which rule a function-names section breaks ([`ErrorKind::BadFunctionNames`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FunctionNamesProblem {
-    /// Shorter than its count of records says.
-    Truncated,
-    /// A record (from 0) whose name does not lie in the section's names.
-    NameOutOfBounds {
-        /// The record.
-        record: u32,
-    },
-    /// A record whose name is not followed by a NUL.
-    NameUnterminated {
-        /// The record.
-        record: u32,
-    },
-    /// A record whose function does not lie in the code.
-    OutsideCode {
-        /// The record.
-        record: u32,
-    },
 }
 
 /// Every way a module can be malformed.

@@ -72,12 +72,7 @@ fn evict(path: &Path) -> Result<(), String> {
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
-    if !cfg!(target_arch = "x86_64") {
-        println!("compression: skipped (smf pack reads x86-64 objects)");
-        return Ok(());
-    }
-    let dir = workspace_root().join("target").join("bench-compression");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let Some(dir) = super::packing_dir("compression")? else { return Ok(()) };
     println!(
         "compression: modules packed with --compress lz4 and zstd against the same objects packed plain"
     );

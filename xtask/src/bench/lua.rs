@@ -102,14 +102,9 @@ fn one_run(command: &mut Command) -> Result<(String, Duration, Duration), String
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
-    if !cfg!(target_arch = "x86_64") {
-        println!("lua: skipped (smf pack reads x86-64 objects)");
-        return Ok(());
-    }
-    let dir = workspace_root().join("target").join("bench-lua");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let Some(dir) = super::packing_dir("lua")? else { return Ok(()) };
     let (module, native) = build(&dir)?;
-    let smf = workspace_root().join("target").join("release").join("smf");
+    let smf = super::smf_tool();
     let (mut ours, mut theirs, mut our_process, mut their_process) = (vec![], vec![], vec![], vec![]);
     for round in 0..rounds + 1 {
         let (checksum, work, process) = one_run(Command::new(&smf).arg("run").arg(&module).arg("lua_work"))?;

@@ -159,6 +159,23 @@ pub(crate) fn interleaved_rounds(rounds: usize, fns: &mut [&mut dyn FnMut() -> u
     times
 }
 
+/// The working directory `target/bench-NAME` of a benchmark that packs x86-64 objects, made if
+/// needed; `None` (said) on another machine, where `smf pack` has nothing to read.
+pub(crate) fn packing_dir(name: &str) -> Result<Option<std::path::PathBuf>, String> {
+    if !cfg!(target_arch = "x86_64") {
+        println!("{name}: skipped (smf pack reads x86-64 objects)");
+        return Ok(None);
+    }
+    let dir = crate::workspace_root().join("target").join(format!("bench-{name}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(Some(dir))
+}
+
+/// The release build of the `smf` tool (which `load::pack` builds).
+pub(crate) fn smf_tool() -> std::path::PathBuf {
+    crate::workspace_root().join("target").join("release").join("smf")
+}
+
 pub(crate) fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times.get(times.len() / 2).copied().unwrap_or_default()

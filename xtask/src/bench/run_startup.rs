@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::report::{self, Goal};
 use super::{median, ms, ratio_percentiles};
-use crate::workspace_root;
 
 /// The program: `main` returns at once.
 const SOURCE: &str = "int main(void) { return 0; }\n";
@@ -42,15 +41,9 @@ fn build(dir: &Path) -> Result<(), String> {
 }
 
 pub(super) fn run(rounds: usize) -> Result<(), String> {
-    if !cfg!(target_arch = "x86_64") {
-        println!("run startup: skipped (smf pack reads x86-64 objects)");
-        return Ok(());
-    }
-    let dir = workspace_root().join("target").join("bench-run-startup");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let Some(dir) = super::packing_dir("run-startup")? else { return Ok(()) };
     build(&dir)?;
-    // `pack` built it.
-    let smf = workspace_root().join("target").join("release").join("smf");
+    let smf = super::smf_tool();
     let (module, native) = (dir.join("exits.smf"), dir.join("exits-native"));
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {

@@ -11,7 +11,27 @@
 //! the name's length u32), then the names, each followed by a NUL (so that a name can be
 //! handed to C as it lies).
 
-use crate::error::FunctionNamesProblem;
+/// Which rule a function-names section breaks ([`crate::ErrorKind::BadFunctionNames`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FunctionNamesProblem {
+    /// Shorter than its count of records says.
+    Truncated,
+    /// A record (from 0) whose name does not lie in the section's names.
+    NameOutOfBounds {
+        /// The record.
+        record: u32,
+    },
+    /// A record whose name is not followed by a NUL.
+    NameUnterminated {
+        /// The record.
+        record: u32,
+    },
+    /// A record whose function does not lie in the code.
+    OutsideCode {
+        /// The record.
+        record: u32,
+    },
+}
 
 /// The name of the section.
 pub const FUNCTION_NAMES_SECTION: &[u8] = b"note.names";
@@ -51,8 +71,8 @@ impl<'a> FunctionNames<'a> {
     /// The section's bytes taken apart into records and names (`None` if they are shorter
     /// than the count says); each record is checked as it is read ([`FunctionNames::get`]).
     pub fn new(data: &'a [u8]) -> Option<Self> {
-        let (count, rest) = data.split_first_chunk::<HEADER>()?;
-        let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
+        let (header, rest) = data.split_first_chunk::<HEADER>()?;
+        let count = u32::from_le_bytes(*header.first_chunk::<4>()?) as usize;
         let records = count.checked_mul(RECORD)?;
         let (records, names) = (rest.get(..records)?, rest.get(records..)?);
         Some(Self { records, names })

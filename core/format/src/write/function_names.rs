@@ -37,12 +37,7 @@ impl ModuleBuilder {
         let local_code: Vec<bool> = self.symbols.iter().map(local_code).collect();
         self.refer_to_an_anchor_instead(&local_code);
         // Symbols still referred to (the other kinds) keep their symbol.
-        let mut referenced = alloc::vec![false; self.symbols.len()];
-        for relocation in self.all_relocations() {
-            if let Some(slot) = referenced.get_mut(relocation.symbol as usize) {
-                *slot = true;
-            }
-        }
+        let referenced = self.referenced_symbols();
         let mut moved: Vec<(u64, u64, Vec<u8>)> = self
             .symbols
             .iter()
@@ -101,11 +96,6 @@ impl ModuleBuilder {
         self.relocations.iter_mut().for_each(rewrite);
         self.data_relocations.iter_mut().for_each(|d| rewrite(&mut d.relocation));
     }
-
-    /// Every relocation, of the code and of the data.
-    fn all_relocations(&self) -> impl Iterator<Item = &RelocSpec> {
-        self.relocations.iter().chain(self.data_relocations.iter().map(|d| &d.relocation))
-    }
 }
 
 /// Whether `s` is a local symbol of the code (a function or a label) that references may be
@@ -118,13 +108,8 @@ fn local_code(s: &SymbolSpec) -> bool {
         && !s.flags.contains(SymbolFlags::TEMPLATE)
 }
 
-/// Whether `s` is a local function that may move to the function names.
+/// Whether `s` is a local function that may move to the function names: a local symbol of the
+/// code with a name that is not an assembler label's.
 fn movable(s: &SymbolSpec) -> bool {
-    s.binding == Binding::Local
-        && s.kind == SymbolKind::Function
-        && s.section.is_none()
-        && s.template_param_count == 0
-        && !s.flags.contains(SymbolFlags::TEMPLATE)
-        && !s.name.is_empty()
-        && !s.name.starts_with(b".")
+    local_code(s) && !s.name.is_empty() && !s.name.starts_with(b".")
 }

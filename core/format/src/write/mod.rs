@@ -273,13 +273,12 @@ impl ModuleBuilder {
     /// their order; returns how many were dropped. A symbol a relocation names stays whatever
     /// `keep` says.
     pub fn drop_unreferenced_symbols(&mut self, keep: impl Fn(&SymbolSpec) -> bool) -> usize {
-        let mut kept: Vec<bool> = self.symbols.iter().map(keep).collect();
-        let referenced = self.relocations.iter().chain(self.data_relocations.iter().map(|d| &d.relocation));
-        for relocation in referenced {
-            if let Some(slot) = kept.get_mut(relocation.symbol as usize) {
-                *slot = true;
-            }
-        }
+        let kept: Vec<bool> = self
+            .symbols
+            .iter()
+            .zip(self.referenced_symbols())
+            .map(|(s, referenced)| referenced || keep(s))
+            .collect();
         let mut renumbered = Vec::with_capacity(kept.len());
         let mut next = 0u32;
         for &keep in &kept {
@@ -300,6 +299,22 @@ impl ModuleBuilder {
             }
         }
         kept.len() - self.symbols.len()
+    }
+
+    /// Every relocation, of the code and of the data.
+    fn all_relocations(&self) -> impl Iterator<Item = &RelocSpec> {
+        self.relocations.iter().chain(self.data_relocations.iter().map(|d| &d.relocation))
+    }
+
+    /// Per symbol, in table order, whether a relocation (of the code or of the data) names it.
+    fn referenced_symbols(&self) -> Vec<bool> {
+        let mut referenced = vec![false; self.symbols.len()];
+        for relocation in self.all_relocations() {
+            if let Some(slot) = referenced.get_mut(relocation.symbol as usize) {
+                *slot = true;
+            }
+        }
+        referenced
     }
 
     /// Adds a relocation (the kind must exist in the dialect, checked by `build`).
