@@ -98,7 +98,7 @@ fn performance(args: &[String]) -> Result<(), String> {
         // Not for people: the children the benchmarks run (under strace, callgrind, apart).
         "exec-manager-child" => bench::exec_manager_child(&args[1..]),
         "callgrind-child" => callgrind::child(&args[1..]),
-        _ => bench::footprint::child(),
+        _ => bench::footprint_child(&args[1..]),
     }
 }
 

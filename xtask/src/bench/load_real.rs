@@ -39,8 +39,9 @@ pub(crate) struct Library {
     pub(crate) shared: PathBuf,
     pub(crate) function: &'static str,
     goal: f64,
-    /// Its results' names: the times' ratio and the instructions' ratio.
-    results: [&'static str; 2],
+    /// Its results' names: the times' ratio, the instructions' ratio and the private memory's
+    /// (`private_memory.rs`).
+    pub(crate) results: [&'static str; 3],
 }
 
 /// The C of the generated library: `n` functions ([`GENERATED_FUNCTIONS`]), each with four calls to
@@ -89,7 +90,11 @@ fn build_generated(dir: &Path, n: usize) -> Result<Library, String> {
         shared,
         function: "call_through_table",
         goal: 1.5,
-        results: ["load_real_generated_vs_dlopen", "load_real_instructions_generated_vs_dlopen"],
+        results: [
+            "load_real_generated_vs_dlopen",
+            "load_real_instructions_generated_vs_dlopen",
+            "loaded_private_bytes_vs_dlopen_generated",
+        ],
     })
 }
 
@@ -104,7 +109,11 @@ fn build_lua(dir: &Path) -> Result<Library, String> {
         shared,
         function: "lua_type_name_length",
         goal: 1.0,
-        results: ["load_real_lua_vs_dlopen", "load_real_instructions_lua_vs_dlopen"],
+        results: [
+            "load_real_lua_vs_dlopen",
+            "load_real_instructions_lua_vs_dlopen",
+            "loaded_private_bytes_vs_dlopen_lua",
+        ],
     })
 }
 
@@ -137,21 +146,44 @@ pub(crate) fn use_module(module: &Path, function: &str, argument: i64) -> Result
 
 /// One use through `dlopen`: the same for the shared library.
 pub(crate) fn use_shared(shared: &Path, function: &str, argument: i64) -> Result<i64, String> {
-    let path = CString::new(shared.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    let name = CString::new(function).map_err(|e| e.to_string())?;
+    open_shared(shared)?.call(function, argument)
+}
+
+/// A shared library opened with `dlopen(RTLD_NOW | RTLD_LOCAL)`, closed when dropped.
+pub(crate) struct Shared<'p> {
+    handle: *mut std::ffi::c_void,
+    path: &'p Path,
+}
+
+/// Opens the shared library at `path`.
+pub(crate) fn open_shared(path: &Path) -> Result<Shared<'_>, String> {
+    let name = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: a NUL-terminated path of a library the benchmark built.
-    let handle = unsafe { dlopen(path.as_ptr(), RTLD_NOW | RTLD_LOCAL) };
+    let handle = unsafe { dlopen(name.as_ptr(), RTLD_NOW | RTLD_LOCAL) };
     if handle.is_null() {
-        return Err(format!("dlopen {} failed", shared.display()));
+        return Err(format!("dlopen {} failed", path.display()));
     }
-    // SAFETY: a live handle and a NUL-terminated name; the function takes and returns a long.
-    let result = unsafe {
-        let address = dlsym(handle, name.as_ptr()) as usize;
-        smf_runtime::exec::function_pointer::<extern "C" fn(i64) -> i64>(address).map(|f| f(argument))
-    };
-    // SAFETY: the handle is live and nothing found through it is used after this.
-    unsafe { dlclose(handle) };
-    result.ok_or_else(|| format!("{}: no function {function}", shared.display()))
+    Ok(Shared { handle, path })
+}
+
+impl Shared<'_> {
+    /// Looks `function` up and calls it with `argument`.
+    pub(crate) fn call(&self, function: &str, argument: i64) -> Result<i64, String> {
+        let name = CString::new(function).map_err(|e| e.to_string())?;
+        // SAFETY: a live handle and a NUL-terminated name; the function takes and returns a long.
+        let result = unsafe {
+            let address = dlsym(self.handle, name.as_ptr()) as usize;
+            smf_runtime::exec::function_pointer::<extern "C" fn(i64) -> i64>(address).map(|f| f(argument))
+        };
+        result.ok_or_else(|| format!("{}: no function {function}", self.path.display()))
+    }
+}
+
+impl Drop for Shared<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live and nothing found through it is used after this.
+        unsafe { dlclose(self.handle) };
+    }
 }
 
 /// The hidden child mode of the real libraries: `callgrind-child smf|dlopen PATH FUNCTION N`,
@@ -187,7 +219,9 @@ pub(crate) fn instructions(library: &Library, loads: usize) -> Result<[f64; 2], 
     Ok(counts)
 }
 
-pub(super) fn run(rounds: usize, quick: bool) -> Result<(), String> {
+/// Times every library (and counts its instructions unless `quick`); the libraries, for the
+/// private-memory rows that follow.
+pub(super) fn run(rounds: usize, quick: bool) -> Result<Vec<Library>, String> {
     let libraries = build(quick)?;
     let callgrind = !quick && crate::valgrind::ensure_valgrind().is_ok();
     println!("real: real libraries, load + lookup + call + release, against dlopen + dlsym + call + dlclose");
@@ -242,5 +276,5 @@ pub(super) fn run(rounds: usize, quick: bool) -> Result<(), String> {
         }
         report::ratio(library.results[0], mid, Goal::AtLeast(library.goal));
     }
-    Ok(())
+    Ok(libraries)
 }

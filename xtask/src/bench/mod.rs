@@ -18,6 +18,7 @@ mod nolibc;
 mod nolibc_parts;
 mod parallel;
 mod parse;
+mod private_memory;
 mod report;
 mod resolve;
 mod run_startup;
@@ -44,6 +45,16 @@ const NAMES: [&str; 15] = [
     "chart",
     "resolve",
 ];
+
+/// The footprint benchmarks' child process: `footprint-child` (the mappings 1,000 modules
+/// add) or `footprint-child private SIDE PATH FUNCTION` (what one load adds to a process's
+/// anonymous memory).
+pub(crate) fn footprint_child(args: &[String]) -> Result<(), String> {
+    match args {
+        [what, rest @ ..] if what == "private" => private_memory::child(rest),
+        _ => footprint::child(),
+    }
+}
 
 /// The exec-manager benchmark's child process (`cargo xtask exec-manager-child
 /// ours|jit[-single|-large][-cleanup]` or `none`).
@@ -83,7 +94,8 @@ fn run_wanted(quick: bool, wanted: &dyn Fn(&str) -> bool) -> Result<(), String> 
         println!();
     }
     if wanted("real") {
-        load_real::run(if quick { 10 } else { 41 }, quick)?;
+        let libraries = load_real::run(if quick { 10 } else { 41 }, quick)?;
+        private_memory::run(&libraries)?;
         run_startup::run(if quick { 10 } else { 41 })?;
         println!();
     }
