@@ -125,6 +125,39 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
     assert!(err.contains("arguments after `--` are the entry point's argv; `main` takes"), "{err}");
 }
 
+/// A packed program writing to a pipe whose reader has gone ends by SIGPIPE, as the native
+/// program does (`yes | head`), instead of seeing each write fail: Rust's start-up ignores
+/// the signal, and `smf run` gives it back its default action before the module runs.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn run_of_a_program_whose_reader_left_ends_by_sigpipe_as_native() {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = scratch("sigpipe");
+    // Exits 3 once a write fails: what it did when the signal was ignored.
+    let module = packed_source(
+        &dir,
+        "yes",
+        "#include <stdio.h>\n\
+         int main(void) {\n\
+           for (long i = 0; i < 100000000; i++) if (puts(\"y\") < 0) return 3;\n\
+           return 0;\n\
+         }\n",
+    );
+    let mut child = std::process::Command::new(smf_tests::build_smf_package().join("smf"))
+        .args(["run", &module])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"y\n");
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert_eq!((status.signal(), status.code()), (Some(13), None), "{status:?}");
+}
+
 #[test]
 fn run_failures_exit_1_with_one_line() {
     let dir = scratch("run-failures");

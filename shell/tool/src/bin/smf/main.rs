@@ -41,6 +41,7 @@ fn main() {
     if matches!(command, args::Command::Run(_)) {
         perf::map_for_perf();
         crash::install();
+        run::restore_sigpipe();
     }
     std::process::exit(dispatch(command));
 }

@@ -14,6 +14,19 @@ use crate::cli::{out, report, EXIT_BAD, EXIT_OK};
 use crate::error::CommandError;
 use crate::link::{Linked, Linking};
 
+/// Gives SIGPIPE back its default action, which Rust's start-up set to ignore, so that module
+/// code runs as it would in a program of its own: writing to a pipe whose reader has gone ends
+/// the process by the signal (`smf run yes.smf | head` stops as `yes | head` does, status 141
+/// in a shell), where ignored it made every write fail and the program run on.
+pub(crate) fn restore_sigpipe() {
+    // SAFETY: sets one signal's disposition to its default, before any module code runs; no
+    // handler of this program's is replaced (std only ignored it).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs `smf run`: ends the process ([`exit_with`]), the modules still loaded.
 pub(crate) fn command(args: &RunArgs) -> i32 {
     let (result, _loaded) = run_module(args);
