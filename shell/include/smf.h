@@ -217,7 +217,9 @@ int32_t     smf_addr_info(const void *addr, SmfAddrInfo *info);
  *
  * Hot reload: a file replaced on disk (a new file renamed over the path, as compilers and build
  * tools write) or rewritten in place is loaded anew by a later get; handles to the old version
- * stay valid until released. A path's first three hits after a load stat the file (device,
+ * stay valid until released. Replace module files by rename: code loaded from a file may be
+ * mapped from it (docs/format.md, "Code from the file"), so a file rewritten in place changes
+ * the code of the versions still held, as rewriting a shared library in place does. A path's first three hits after a load stat the file (device,
  * inode, size, modification and status-change times) and compare it with the version cached:
  * the next get sees a change. From its 4th hit (which may take milliseconds: it starts
  * watching), or from its load once the process watches any path, changes are noticed through

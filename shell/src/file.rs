@@ -17,11 +17,12 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use smf_runtime::file::{read_module, Clocks};
+use smf_runtime::file::{read_module_file, Clocks};
 pub use smf_runtime::file::{
     ReadError, ReadLimits, CHECK_ENDS_FROM, DEFAULT_MAX_MODULE_BYTES, DEFAULT_SETTLE, DEFAULT_STREAM_IDLE,
     DEFAULT_STREAM_TOTAL, MAX_MODULE_BYTES_ENV, SETTLE_ENV, STREAM_IDLE_ENV, STREAM_TOTAL_ENV,
 };
+use smf_runtime::sys::OpenFile;
 
 /// Buffers up to this size are kept per thread for the next read: enough for the small modules
 /// a prefetch reads by the hundred, which then read without a fresh allocation each. A larger
@@ -71,13 +72,25 @@ pub fn with_module_version<R>(
     limits: ReadLimits,
     f: impl FnOnce(&[u8], ReadVersion) -> R,
 ) -> std::io::Result<R> {
+    with_module_file(path, limits, |bytes, version, _| f(bytes, version))
+}
+
+/// [`with_module_version`], also handing `f` the file read, still open, when it is a regular
+/// file that was not changed moments ago or that nobody has open for writing (a file being
+/// rewritten in place is not handed out): a load maps code from it
+/// ([`crate::loader::LoadRequest::mapped_from`]).
+pub fn with_module_file<R>(
+    path: &Path,
+    limits: ReadLimits,
+    f: impl FnOnce(&[u8], ReadVersion, Option<&OpenFile>) -> R,
+) -> std::io::Result<R> {
     // Taken out while in use: a re-entrant call (a resolver loading another module) finds the
     // slot empty and gets a buffer of its own. A thread the library started keeps none.
     let keep = crate::worker::keeps_state();
     let mut buffer = if keep { FILE_BUFFER.take() } else { Vec::new() };
-    let version = with_c_path(path, |path| read_module(path, &limits, CLOCKS, &mut buffer))
-        .and_then(|version| version.map_err(io_error));
-    let result = version.map(|v| {
+    let read = with_c_path(path, |path| read_module_file(path, &limits, CLOCKS, &mut buffer))
+        .and_then(|read| read.map_err(io_error));
+    let result = read.map(|(v, file)| {
         f(
             &buffer[..v.len],
             ReadVersion {
@@ -85,6 +98,9 @@ pub fn with_module_version<R>(
                 followed_link: v.followed_link,
                 fresh: v.fresh,
             },
+            // A file changed moments ago that someone still has open for writing may be
+            // rewritten in place yet: its code is copied.
+            file.as_ref().filter(|file| !v.fresh || file.open_for_writing() == Some(false)),
         )
     });
     if keep && buffer.capacity() <= KEPT_BUFFER {

@@ -587,3 +587,38 @@ fn a_forked_child_never_writes_into_code_its_parent_runs() {
     assert_eq!((run(second), run(third)), (3, 4));
     assert_no_rwx("after a child installed");
 }
+
+/// Code mapped from a file ([`smf_runtime::exec::CodeBatch::map_file`]) runs from the file's
+/// pages: once sealed the process maps the file read-execute (never writable and executable),
+/// and once the block is freed nothing of the file stays mapped.
+#[test]
+fn code_mapped_from_a_file_runs_from_its_pages_and_is_unmapped_once_freed() {
+    let page = smf_runtime::sys::page_size();
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mapped-{}.bin", std::process::id()));
+    // Page 0 traps; page 1 returns 7.
+    let mut content = vec![0xCC; 2 * page];
+    content[page..page + return_const(7).len()].copy_from_slice(&return_const(7));
+    std::fs::write(&path, &content).unwrap();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let file = smf_runtime::sys::OpenFile::open_nonblocking(&c_path).unwrap();
+    let file_lines = || {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let name = path.to_string_lossy().into_owned();
+        maps.lines().filter(|l| l.ends_with(name.as_str())).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let exec = ExecAllocator::default();
+    let mut batch = exec.batch();
+    let block = batch.alloc(2 * page, page).unwrap();
+    batch.map_file(&block, 0, page, &file, page as u64).unwrap();
+    batch.write(&block, page, &return_const(9)).unwrap();
+    assert_eq!(file_lines().len(), 1, "{:?}", file_lines());
+    assert!(file_lines()[0].split_whitespace().nth(1) == Some("rw-p"), "open: {:?}", file_lines());
+    batch.seal().unwrap();
+    assert_no_rwx("mapped from a file and sealed");
+    assert!(file_lines()[0].split_whitespace().nth(1) == Some("r-xp"), "sealed: {:?}", file_lines());
+    assert_eq!(call(&block), 7, "the file's code runs");
+    drop(block);
+    assert_eq!(file_lines(), Vec::<String>::new(), "nothing of the file stays mapped");
+    std::fs::remove_file(&path).unwrap();
+}

@@ -1,5 +1,9 @@
 //! Reading module files from paths (`smf::file`): a FIFO nobody writes, endless streams, files
-//! too large to be modules, and files rewritten while they are read.
+//! too large to be modules, and files rewritten while they are read; code mapped from a module
+//! file.
+
+// Calling loaded code goes through the (unsafe) typed lookup.
+#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,4 +253,73 @@ fn a_periodic_signal_does_not_stretch_a_streams_limits() {
     assert!(error.to_string().contains("sent nothing for 200 ms"), "{error}");
     // The idle limit (200 ms) from the open, not from the last signal; at most the total.
     assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+}
+
+/// A module of `pages` pages of code, none of it relocated: `first` at its start returns 42,
+/// `last` at its last bytes returns 7 (in the partial page after the whole ones); `int3`
+/// between.
+#[cfg(target_arch = "x86_64")]
+fn big_linked_module(pages: usize) -> Vec<u8> {
+    let mut code = vec![0xCC; pages * 4096 + 64];
+    code[..6].copy_from_slice(&samples::RETURN_42);
+    let last = code.len() - 6;
+    code[last..].copy_from_slice(&[0xB8, 7, 0, 0, 0, 0xC3]);
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &code);
+    b.add_symbol(SymbolSpec::function(b"first", 0, 6));
+    b.add_symbol(SymbolSpec::function(b"last", last as u64, 6));
+    b.build().unwrap()
+}
+
+/// The lines of this process's mappings of `path`.
+fn mappings_of(path: &Path) -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let name = path.to_string_lossy().into_owned();
+    maps.lines().filter(|l| l.ends_with(name.as_str())).map(str::to_owned).collect()
+}
+
+/// Calls the module's `long name(void)`.
+#[cfg(target_arch = "x86_64")]
+fn call(module: &smf::loader::SharedModule, name: &[u8]) -> i64 {
+    // SAFETY: the test modules' functions take nothing and return a long.
+    let f = unsafe { module.function::<extern "C" fn() -> i64>(name) }.expect("a function");
+    f.get()()
+}
+
+/// A module loaded from a path has the whole pages of its code that nothing relocates mapped
+/// from the file (shared with the page cache, no private copy), read-execute, never writable;
+/// the rest is copied. Released, nothing of the file stays mapped. A module whose file is
+/// replaced by a rename keeps running the code it loaded, and the new file loads mapped too.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn code_nothing_relocates_is_mapped_from_the_module_file_until_released() {
+    let dir = scratch("mapped");
+    let path = dir.join("big.smf");
+    std::fs::write(&path, big_linked_module(6)).unwrap();
+    let module = smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&())).unwrap();
+    let lines = mappings_of(&path);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].split_whitespace().nth(1), Some("r-xp"), "{lines:?}");
+    assert_eq!(lines[0].split_whitespace().nth(2), Some("00000000"), "the code from the file's start");
+    smf_tests::assert_no_rwx("code mapped from a module file");
+    assert_eq!((call(&module, b"first"), call(&module, b"last")), (42, 7));
+    // Replaced by a rename (as compilers and `smf pack` write): the loaded module runs on.
+    let new = dir.join("big.smf.new");
+    std::fs::write(&new, big_linked_module(8)).unwrap();
+    std::fs::rename(&new, &path).unwrap();
+    assert_eq!((call(&module, b"first"), call(&module, b"last")), (42, 7));
+    let again = smf::loader::load(&smf::loader::LoadRequest::path(&path).resolver_only(&())).unwrap();
+    assert_eq!((call(&again, b"first"), call(&again, b"last")), (42, 7));
+    assert_eq!(mappings_of(&path).len(), 1, "the new file's code (the old one's is deleted)");
+    drop((module, again));
+    assert_eq!(mappings_of(&path), Vec::<String>::new(), "nothing of the file stays mapped");
+    // Loaded from its bytes, or with too little code to be worth a mapping: copied.
+    let bytes = std::fs::read(&path).unwrap();
+    let from_bytes = smf::loader::load(&smf::loader::LoadRequest::bytes(&bytes).resolver_only(&())).unwrap();
+    std::fs::write(dir.join("small.smf"), big_linked_module(2)).unwrap();
+    let small = smf::loader::load(&smf::loader::LoadRequest::path(&dir.join("small.smf")).resolver_only(&()))
+        .unwrap();
+    assert_eq!((call(&from_bytes, b"last"), call(&small, b"last")), (7, 7));
+    assert_eq!(mappings_of(&path).len() + mappings_of(&dir.join("small.smf")).len(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

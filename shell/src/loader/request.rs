@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use smf_runtime::load::{LoadBatch, LoadOptions, LoadedModule, Resolver};
+use smf_runtime::sys::OpenFile;
 
 use super::{registry, ModuleError, SharedModule};
 use crate::file::ReadVersion;
@@ -69,13 +70,21 @@ pub struct LoadRequest<'a> {
     /// unwind tables and destructors handed to the C runtime, exceptions thrown out of
     /// constructors caught).
     pub options: Option<&'a LoadOptions>,
+    /// The open module file the module's bytes were read from whole, which code is mapped
+    /// from ([`LoadRequest::mapped_from`]); a [`Source::Path`] load maps from the file it reads.
+    pub code_file: Option<&'a OpenFile>,
 }
 
 impl<'a> LoadRequest<'a> {
     /// The module file at `path`, linked as the C ABI links by default, with the process's
     /// options.
     pub fn path(path: &'a Path) -> Self {
-        Self { source: Source::Path(path), linking: Linking::Process(LinkOptions::default()), options: None }
+        Self {
+            source: Source::Path(path),
+            linking: Linking::Process(LinkOptions::default()),
+            options: None,
+            code_file: None,
+        }
     }
 
     /// The module in `bytes`, standing for no file, linked as the C ABI links by default, with
@@ -85,6 +94,7 @@ impl<'a> LoadRequest<'a> {
             source: Source::Bytes(bytes, None),
             linking: Linking::Process(LinkOptions::default()),
             options: None,
+            code_file: None,
         }
     }
 
@@ -94,6 +104,15 @@ impl<'a> LoadRequest<'a> {
         if let Source::Bytes(bytes, _) = self.source {
             self.source = Source::Bytes(bytes, Some(name));
         }
+        self
+    }
+
+    /// The module in memory is the whole content of `file`, read through it (still open, a
+    /// regular file left alone since: [`crate::file::with_module_file`] hands out both): the
+    /// code's whole pages that nothing patches are mapped from it rather than copied
+    /// ([`LoadedModule::load_mapped`], which says what a file changed in place then means).
+    pub fn mapped_from(mut self, file: &'a OpenFile) -> Self {
+        self.code_file = Some(file);
         self
     }
 
@@ -144,7 +163,7 @@ impl<'a> LoadRequest<'a> {
 /// every load of the library goes through.
 pub fn load(request: &LoadRequest<'_>) -> Result<Arc<SharedModule>, ModuleError> {
     match request.source {
-        Source::Bytes(bytes, name) => load_bytes(bytes, name, request),
+        Source::Bytes(bytes, name) => load_from(bytes, request.code_file, name, request),
         Source::Path(path) => load_file(path, request).map(|(module, _)| module),
     }
 }
@@ -156,24 +175,28 @@ pub(crate) fn load_file(
     request: &LoadRequest<'_>,
 ) -> Result<(Arc<SharedModule>, ReadVersion), ModuleError> {
     let limits = crate::file::limits_from_env();
-    crate::file::with_module_version(path, limits, |bytes, version| {
-        load_bytes(bytes, Some(path), request).map(|module| (module, version))
+    crate::file::with_module_file(path, limits, |bytes, version, file| {
+        load_from(bytes, file, Some(path), request).map(|module| (module, version))
     })
     .map_err(|e| ModuleError::reading(path, e))?
 }
 
-/// [`load`] of `bytes`, read from the file `name` if any (the request's source aside).
-fn load_bytes(
+/// [`load`] of `bytes`, read from the file `name` if any (the request's source aside), the
+/// whole content of `file` (open) if there is one: code is mapped from it where it can be
+/// ([`LoadedModule::load_mapped`]).
+fn load_from(
     bytes: &[u8],
+    file: Option<&OpenFile>,
     name: Option<&Path>,
     request: &LoadRequest<'_>,
 ) -> Result<Arc<SharedModule>, ModuleError> {
+    let load = |resolver: &dyn Resolver| match file {
+        Some(file) => LoadedModule::load_mapped(exec(), bytes, file, resolver, request.load_options()),
+        None => LoadedModule::load(exec(), bytes, resolver, request.load_options()),
+    };
     let loaded = match request.linking {
-        Linking::Process(options) => {
-            let imports = Imports::new(registry(), options);
-            LoadedModule::load(exec(), bytes, &imports, request.load_options())
-        }
-        Linking::Only(resolver) => LoadedModule::load(exec(), bytes, resolver, request.load_options()),
+        Linking::Process(options) => load(&Imports::new(registry(), options)),
+        Linking::Only(resolver) => load(resolver),
     };
     let loaded = loaded.map_err(|e| ModuleError::Load(name.map(Path::to_path_buf), e))?;
     let module = SharedModule::new(loaded, name.map(Path::to_path_buf), request.debug_info());

@@ -39,9 +39,9 @@ pub(crate) struct Library {
     pub(crate) shared: PathBuf,
     pub(crate) function: &'static str,
     goal: f64,
-    /// Its results' names: the times' ratio, the instructions' ratio and the private memory's
-    /// (`private_memory.rs`).
-    pub(crate) results: [&'static str; 3],
+    /// Its results' names: the times' ratio, the instructions' ratio, the private memory's
+    /// and a fresh process's first load's (`private_memory.rs`).
+    pub(crate) results: [&'static str; 4],
 }
 
 /// The C of the generated library: `n` functions ([`GENERATED_FUNCTIONS`]), each with four calls to
@@ -94,6 +94,7 @@ fn build_generated(dir: &Path, n: usize) -> Result<Library, String> {
             "load_real_generated_vs_dlopen",
             "load_real_instructions_generated_vs_dlopen",
             "loaded_private_bytes_vs_dlopen_generated",
+            "first_load_real_generated_vs_dlopen",
         ],
     })
 }
@@ -113,6 +114,7 @@ fn build_lua(dir: &Path) -> Result<Library, String> {
             "load_real_lua_vs_dlopen",
             "load_real_instructions_lua_vs_dlopen",
             "loaded_private_bytes_vs_dlopen_lua",
+            "first_load_real_lua_vs_dlopen",
         ],
     })
 }

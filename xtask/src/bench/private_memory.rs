@@ -7,6 +7,9 @@
 //!
 //! - `loaded_private_bytes_vs_dlopen_<library>`: ours over what the target allows, twice
 //!   `dlopen`'s plus the module's writable data (at most 1 meets it).
+//! - `first_load_real_<library>_vs_dlopen`: the time of that first load and call, `dlopen`'s
+//!   over ours (the median of the rounds' ratios): a process's first load, where pages come
+//!   fresh from the kernel (`load_real.rs` times loads after many others, pages recycled).
 //! - `first_load_fixed_bytes`: what the first load of a one-function module adds (every page
 //!   the process's first load faults in ahead of need, and the module's few own), at most
 //!   256 KiB.
@@ -16,12 +19,13 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::load_real::Library;
 use super::report::{self, Goal};
 
 /// Fresh processes measured per side.
-const RUNS: usize = 5;
+const RUNS: usize = 11;
 
 /// What the first load may add beyond the module's own: 256 KiB.
 const FIXED_LIMIT: u64 = 256 << 10;
@@ -55,7 +59,8 @@ pub(crate) fn child(args: &[String]) -> Result<(), String> {
     };
     let path = Path::new(path);
     let before = anonymous_bytes()?;
-    let after = match side.as_str() {
+    let start = Instant::now();
+    let (after, took) = match side.as_str() {
         "smf" => {
             let kept = smf::loader::load(&smf::loader::LoadRequest::path(path))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -63,41 +68,65 @@ pub(crate) fn child(args: &[String]) -> Result<(), String> {
             let f = unsafe { kept.loaded().function::<extern "C" fn(i64) -> i64>(function.as_bytes()) }
                 .ok_or_else(|| format!("{}: no function {function}", path.display()))?;
             std::hint::black_box(f.get()(5));
+            let took = start.elapsed();
             let after = anonymous_bytes()?;
             drop(kept);
-            after
+            (after, took)
         }
         "dlopen" => {
             let handle = super::load_real::open_shared(path)?;
-            let after = handle.call(function, 5).and_then(|_| anonymous_bytes());
+            let called = handle.call(function, 5);
+            let took = start.elapsed();
+            let after = called.and_then(|_| anonymous_bytes());
             drop(handle);
-            after?
+            (after?, took)
         }
         _ => return Err(format!("unknown side {side}")),
     };
-    println!("{}", after.saturating_sub(before));
+    println!("{} {}", after.saturating_sub(before), took.as_nanos());
     Ok(())
 }
 
-/// The median over [`RUNS`] fresh processes of what one side's load adds.
-fn measured(side: &str, path: &Path, function: &str) -> Result<u64, String> {
+/// What one fresh process's first load adds to its anonymous memory, and how long the load
+/// and the call took.
+fn measured_once(side: &str, path: &Path, function: &str) -> Result<(u64, Duration), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut bytes = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let out = Command::new(&exe)
-            .args(["footprint-child", "private", side])
-            .arg(path)
-            .arg(function)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("footprint-child private {side}: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        bytes.push(text.trim().parse::<u64>().map_err(|_| format!("footprint-child printed {text:?}"))?);
+    let out = Command::new(&exe)
+        .args(["footprint-child", "private", side])
+        .arg(path)
+        .arg(function)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("footprint-child private {side}: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    bytes.sort_unstable();
-    Ok(bytes[RUNS / 2])
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(bytes)), Some(Ok(nanos))) => Ok((bytes, Duration::from_nanos(nanos))),
+        _ => Err(format!("footprint-child printed {text:?}")),
+    }
+}
+
+/// [`RUNS`] fresh processes a side, the two sides alternated: each side's median bytes, and
+/// each round's first-load times (ours, `dlopen`'s).
+fn measured(library: &Library) -> Result<([u64; 2], [Vec<Duration>; 2]), String> {
+    let mut bytes = [Vec::new(), Vec::new()];
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..RUNS {
+        let sides = [("smf", &library.module, 0), ("dlopen", &library.shared, 1)];
+        for (side, path, i) in if round % 2 == 0 { sides } else { [sides[1], sides[0]] } {
+            let (b, t) = measured_once(side, path, library.function)?;
+            bytes[i].push(b);
+            times[i].push(t);
+        }
+    }
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let [ours, theirs] = bytes;
+    Ok(([median(ours), median(theirs)], times))
 }
 
 /// The module's writable data (data and bss), in bytes.
@@ -134,22 +163,29 @@ pub(super) fn run(libraries: &[Library]) -> Result<(), String> {
     let dir = crate::workspace_root().join("target").join("bench-real");
     println!("private memory: anonymous bytes one load adds to a fresh process (median of {RUNS})");
     for library in libraries {
-        let ours = measured("smf", &library.module, library.function)?;
-        let theirs = measured("dlopen", &library.shared, library.function)?;
+        let ([ours, theirs], [our_times, their_times]) = measured(library)?;
         let writable = writable_bytes(&library.module)?;
         let allowed = 2 * theirs + writable;
         let ratio = ours as f64 / allowed.max(1) as f64;
+        let [_, first_load, _] = super::ratio_percentiles(&their_times, &our_times);
         println!(
-            "  {:<10} smf {:>6} KiB, dlopen {:>6} KiB, writable data {:>5} KiB: {ratio:.2} of 2x dlopen + writable data",
+            "  {:<10} smf {:>6} KiB, dlopen {:>6} KiB, writable data {:>5} KiB: {ratio:.2} of 2x dlopen + writable data; first load {:.0} us against {:.0} us",
             library.name,
             ours >> 10,
             theirs >> 10,
             writable >> 10,
+            super::us(super::median(our_times.clone())),
+            super::us(super::median(their_times.clone())),
         );
         report::ratio(library.results[2], ratio, Goal::AtMost(1.0));
+        report::ratio(library.results[3], first_load, Goal::Reported);
     }
     let module = one_function_module(&dir)?;
-    let fixed = measured("smf", &module, "one_function")?;
+    let mut fixed: Vec<u64> = (0..RUNS)
+        .map(|_| measured_once("smf", &module, "one_function").map(|(bytes, _)| bytes))
+        .collect::<Result<_, _>>()?;
+    fixed.sort_unstable();
+    let fixed = fixed[RUNS / 2];
     println!("  a one-function module's first load adds {} KiB", fixed >> 10);
     report::footprint("first_load_fixed_bytes", fixed, Goal::AtMost(FIXED_LIMIT as f64));
     Ok(())

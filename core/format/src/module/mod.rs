@@ -107,6 +107,8 @@ pub struct Module<'a> {
     code_alignment: u64,
     relocation_count: u64,
     got_relocation_count: u64,
+    /// Entries of the code's relocation sections.
+    code_relocation_count: u64,
     /// Where the writable region starts in the data image (data relocation offsets).
     writable_data_start: u64,
     /// Whether the first relocation entry is the data relocations marker.
@@ -214,6 +216,13 @@ impl<'a> Module<'a> {
     /// Number of relocations that need a GOT slot for their symbol.
     pub const fn got_relocation_count(&self) -> u64 {
         self.got_relocation_count
+    }
+
+    /// Number of entries of the relocation sections that patch the code (a data relocations
+    /// marker there counted too): with none, the loaded code is the file's code sections'
+    /// bytes as they lie (a linked module's: `docs/format.md`, "Linked modules").
+    pub const fn code_relocation_count(&self) -> u64 {
+        self.code_relocation_count
     }
 
     /// Number of imports (symbols resolved from outside the module).

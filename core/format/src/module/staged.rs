@@ -150,6 +150,11 @@ impl<'a> ModuleTables<'a> {
         self.module.relocation_count
     }
 
+    /// Number of relocations that patch the code ([`Module::code_relocation_count`]).
+    pub const fn code_relocation_count(&self) -> u64 {
+        self.module.code_relocation_count
+    }
+
     /// Number of relocations whose kind needs a GOT slot ([`Module::got_relocation_count`]).
     pub const fn got_relocation_count(&self) -> u64 {
         self.module.got_relocation_count
@@ -361,6 +366,36 @@ mod tests {
         b.add_relocation(20, 1, RelocKind::GotPc32, -4);
         b.add_relocation(24, 2, RelocKind::Pc32, -1);
         b.build().unwrap()
+    }
+
+    #[test]
+    fn relocations_of_the_code_are_counted_apart_from_the_datas() {
+        let count = |file: &[u8]| {
+            ModuleTables::check(file, &ParseOptions::default()).unwrap().code_relocation_count()
+        };
+        for dialect in Dialect::ALL {
+            assert_eq!(count(&sample(dialect)), 3, "{dialect:?}");
+        }
+        let with_data = |code_relocations: bool| {
+            let mut b = ModuleBuilder::new(Dialect::S128);
+            b.add_code(b".text", &[0xC3; 32]);
+            let flags = crate::SectionFlags::READ | crate::SectionFlags::WRITE;
+            b.add_section(crate::write::SectionSpec::new(
+                crate::SectionType::Data,
+                b".data",
+                flags,
+                alloc::vec![0; 16],
+                8,
+            ));
+            b.add_symbol(SymbolSpec::function(b"first", 0, 1));
+            b.add_data_relocation(1, 0, 0, RelocKind::Abs64, 0);
+            if code_relocations {
+                b.add_relocation(4, 0, RelocKind::Abs64, 0);
+            }
+            b.build().unwrap()
+        };
+        assert_eq!(count(&with_data(false)), 0, "data relocations and their marker patch no code");
+        assert_eq!(count(&with_data(true)), 1);
     }
 
     #[test]

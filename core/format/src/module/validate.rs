@@ -96,6 +96,7 @@ impl<'a> Module<'a> {
             code_alignment: 1,
             relocation_count: 0,
             got_relocation_count: 0,
+            code_relocation_count: 0,
             writable_data_start: 0,
             data_relocations_marker: false,
             call_arrays: 0,
@@ -119,6 +120,7 @@ impl<'a> Module<'a> {
         let mut layout = DataLayout::default();
         let mut relocations: u64 = 0;
         let mut got_relocations: u64 = 0;
+        let mut code_relocations: u64 = 0;
         let mut first_is_marker = false;
         let mut seen_relocations = false;
         let mut data_relocations: Option<u32> = None;
@@ -198,11 +200,15 @@ impl<'a> Module<'a> {
                         }
                         first_is_marker = first.is_some_and(|f| f.is_data_relocations_marker());
                     }
-                    relocations += section.size / RELOCATION_ENTRY_SIZE as u64;
+                    let entries = section.size / RELOCATION_ENTRY_SIZE as u64;
+                    relocations += entries;
                     if relocated_image(&section) == RelocatedImage::Data {
                         data_relocations = data_relocations.or(Some(index));
                         continue; // no GOT kinds: refused in data when the entries are decoded
                     }
+                    // (A data relocations marker among them is counted: a loader needing none
+                    // of the code's bytes patched asks for none at all.)
+                    code_relocations += entries;
                     // The loader sizes the GOT before it decodes the relocations: the kinds
                     // that need a slot are counted here (a byte per entry; an unknown kind is
                     // refused when the entry is decoded).
@@ -269,6 +275,7 @@ impl<'a> Module<'a> {
         self.code_alignment = code_alignment;
         self.relocation_count = relocations;
         self.got_relocation_count = got_relocations;
+        self.code_relocation_count = code_relocations;
         self.data_relocations_marker = first_is_marker;
         self.call_arrays = call_arrays;
         self.unwind_tables = unwind_tables;

@@ -101,6 +101,55 @@ impl<'a> CodeBatch<'a> {
         }))
     }
 
+    /// Maps `len` bytes of `file` from `file_offset` over `block`'s bytes from `offset`, in
+    /// place of copying them in: bytes the processor alone reads (code nothing patches) then
+    /// share the page cache's pages, as a shared library's do, instead of taking private
+    /// memory. `offset`, `len` and `file_offset` are whole pages, inside a block of this batch;
+    /// the file's file system must allow executable mappings (not `noexec`). The mapping is
+    /// private (a write copies the page; the file never changes), read-write while the batch
+    /// is open and sealed with it to the block's kind, never writable and executable at once.
+    /// Released, the pages are discarded, so none stays backed by the file. What the pages show
+    /// follows the file: a file rewritten in place while loaded changes them, one truncated
+    /// makes them fault (`SIGBUS`), as with a shared library; a file replaced by a rename (how
+    /// compilers and `smf pack` write) leaves them as they were.
+    ///
+    /// If this fails ([`ExecError::NotMappable`], or the kernel's refusal), the pages hold what
+    /// they held: the caller writes them itself.
+    pub fn map_file(
+        &mut self,
+        block: &Block<'_>,
+        offset: usize,
+        len: usize,
+        file: &crate::sys::OpenFile,
+        file_offset: u64,
+    ) -> Result<(), ExecError> {
+        let addr = block.addr.wrapping_add(offset);
+        let refused = ExecError::NotMappable { addr, len };
+        if !core::ptr::eq(block.allocator, self.allocator) || block.batch != self.id {
+            return Err(ExecError::NotOwned { addr: block.addr, len: block.size });
+        }
+        if offset.checked_add(len).is_none_or(|end| end > block.size) {
+            return Err(ExecError::NotOwned { addr, len });
+        }
+        let page = self.allocator.page_size();
+        if file_offset % page as u64 != 0 || !file.allows_executable_mappings() {
+            return Err(refused);
+        }
+        let (kernel, protection) = {
+            let mut state = self.allocator.state.lock();
+            state.mark_mapped(self.id, addr, len)?;
+            (state.kernel(), state.open_protection())
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: whole pages of a live block of this open batch (checked under the lock), which
+        // this `CodeBatch`, borrowed mutably, alone writes or seals; the caller's `block`
+        // borrow is shared, so no slice of it from `block_mut` is alive.
+        unsafe {
+            kernel.map_file(addr as *mut u8, len, file, file_offset, protection)?;
+        }
+        Ok(())
+    }
+
     /// Copies `bytes` to `offset` in `block`, a still open block of this batch.
     pub fn write(&mut self, block: &Block<'_>, offset: usize, bytes: &[u8]) -> Result<(), ExecError> {
         let len = bytes.len();
@@ -146,12 +195,27 @@ impl<'a> CodeBatch<'a> {
         overwritten: usize,
         align: usize,
     ) -> Result<alloc::vec::Vec<Option<Block<'a>>>, ExecError> {
+        self.alloc_module_image_mapping(segments, overwritten, 0..0, align)
+    }
+
+    /// [`CodeBatch::alloc_module_image`] for a loader that maps `mapped` (a range of whole
+    /// pages of the first segment, inside its first `overwritten` bytes) from a file
+    /// ([`CodeBatch::map_file`]): those pages are not faulted in first.
+    pub fn alloc_module_image_mapping(
+        &mut self,
+        segments: &[(usize, MemoryKind)],
+        overwritten: usize,
+        mapped: core::ops::Range<usize>,
+        align: usize,
+    ) -> Result<alloc::vec::Vec<Option<Block<'a>>>, ExecError> {
         let mut blocks = alloc::vec::Vec::new();
         blocks.try_reserve_exact(segments.len()).map_err(|_| ExecError::TooLarge { size: segments.len() })?;
         let (allocator, batch) = (self.allocator, self.id);
         let block = |(addr, size)| Block { allocator, addr, size, batch };
         self.with_state(|state, id| {
-            state.alloc_image(id, segments, overwritten, align, |placed| blocks.push(placed.map(block)))
+            state.alloc_image(id, segments, (overwritten, mapped), align, |placed| {
+                blocks.push(placed.map(block))
+            })
         })?;
         Ok(blocks)
     }

@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kernel::Kernel;
-use crate::sys::{Protection, SharedMemory, SysError, SysResult};
+use crate::sys::{OpenFile, Protection, SharedMemory, SysError, SysResult};
 
 /// `EINVAL`: a range the simulation does not know.
 const EINVAL: i32 = 22;
@@ -257,6 +257,33 @@ impl Kernel for SimulatedKernel {
         self.remove(from, len, "mremap")
     }
 
+    /// The file's bytes copied in (zeros past its end), the pages given `prot`.
+    unsafe fn map_file(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        file: &OpenFile,
+        offset: u64,
+        prot: Protection,
+    ) -> SysResult<()> {
+        self.check_protection(prot, "mmap")?;
+        self.with_pages(addr, len, "mmap", |_| ())?;
+        let mut bytes = vec![0u8; len];
+        let mut read = 0;
+        while read < len {
+            let at = offset.checked_add(read as u64).ok_or(SysError { op: "mmap", errno: EINVAL })?;
+            match file.read_at(&mut bytes[read..], at)? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        self.with_pages(addr, len, "mmap", |pages| pages.fill(prot))?;
+        // SAFETY: the range lies inside one of our mappings (checked above), which the caller
+        // no longer uses.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr, len) };
+        Ok(())
+    }
+
     unsafe fn populate(&self, addr: *mut u8, len: usize) -> SysResult<()> {
         *self.last_populate.lock() = Some((addr as usize, len));
         let writable =
@@ -403,6 +430,19 @@ impl Kernel for FaultInjector {
         self.check("mremap")?;
         // SAFETY: forwarded to the caller's contract.
         unsafe { self.inner.move_over(from, to, len) }
+    }
+
+    unsafe fn map_file(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        file: &OpenFile,
+        offset: u64,
+        prot: Protection,
+    ) -> SysResult<()> {
+        self.check("mmap")?;
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { self.inner.map_file(addr, len, file, offset, prot) }
     }
 
     unsafe fn populate(&self, addr: *mut u8, len: usize) -> SysResult<()> {

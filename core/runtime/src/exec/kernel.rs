@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use crate::sys::{self, Protection, SharedMemory, SysResult};
+use crate::sys::{self, OpenFile, Protection, SharedMemory, SysResult};
 
 /// The memory syscalls the executable allocator makes.
 ///
@@ -47,6 +47,20 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     /// # Safety
     /// The range is the caller's and nothing uses it any more.
     unsafe fn unmap(&self, addr: *mut u8, len: usize) -> SysResult<()>;
+
+    /// Replaces `addr..addr+len` with `len` bytes of `file` from `offset`, private, with
+    /// protection `prot` (a fixed private file map: see [`sys::map_file_fixed`]).
+    ///
+    /// # Safety
+    /// The range is the caller's and nothing uses what it held.
+    unsafe fn map_file(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        file: &OpenFile,
+        offset: u64,
+        prot: Protection,
+    ) -> SysResult<()>;
 
     /// Moves the pages at `from` over `to`, atomically for other threads (`mremap` fixed).
     ///
@@ -123,6 +137,18 @@ impl Kernel for Linux {
     unsafe fn move_over(&self, from: *mut u8, to: *mut u8, len: usize) -> SysResult<()> {
         // SAFETY: forwarded to the caller's contract.
         unsafe { sys::move_over(from, to, len) }
+    }
+
+    unsafe fn map_file(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        file: &OpenFile,
+        offset: u64,
+        prot: Protection,
+    ) -> SysResult<()> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { sys::map_file_fixed(addr, len, file, offset, prot) }
     }
 
     unsafe fn populate(&self, addr: *mut u8, len: usize) -> SysResult<()> {

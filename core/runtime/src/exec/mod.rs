@@ -51,6 +51,8 @@ mod fake;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod file_tests;
+#[cfg(test)]
 mod free_tests;
 mod function;
 mod icache;
@@ -280,6 +282,15 @@ pub enum ExecError {
         /// The address written to.
         addr: usize,
     },
+    /// The range cannot be mapped from the file ([`CodeBatch::map_file`]): it is not whole
+    /// pages of an open block with the file's offset at a page boundary, or the file lies on a
+    /// file system that forbids executable mappings (mounted `noexec`).
+    NotMappable {
+        /// Start of the range.
+        addr: usize,
+        /// Its length.
+        len: usize,
+    },
     /// The kernel refused.
     Sys(SysError),
 }
@@ -306,6 +317,10 @@ impl fmt::Display for ExecError {
             ExecError::NotSealed { addr } => {
                 write!(f, "{addr:#x} is in a block not sealed yet (write it through its batch)")
             }
+            ExecError::NotMappable { addr, len } => write!(
+                f,
+                "{addr:#x}+{len} cannot be mapped from the file (not whole pages of an open block, or a noexec file system)"
+            ),
             ExecError::Sys(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -75,6 +75,17 @@ impl super::Kernel for PlacedKernel {
         // SAFETY: the caller's contract (nothing uses the range): back to the arena.
         unsafe { self.inner.discard(addr, len, Protection::ReadWrite) }
     }
+    unsafe fn map_file(
+        &self,
+        addr: *mut u8,
+        len: usize,
+        file: &crate::sys::OpenFile,
+        offset: u64,
+        prot: Protection,
+    ) -> crate::sys::SysResult<()> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.inner.map_file(addr, len, file, offset, prot) }
+    }
     unsafe fn move_over(&self, from: *mut u8, to: *mut u8, len: usize) -> crate::sys::SysResult<()> {
         // SAFETY: the caller's contract, passed on.
         unsafe { self.inner.move_over(from, to, len) }

@@ -37,6 +37,10 @@ pub(super) struct Page {
     /// was zeroed when opened (it was dirty), or it is a trap page. An open page that is not
     /// touched holds nothing committed and goes back to free clean, with no syscall.
     pub(super) touched: bool,
+    /// Mapped from a file ([`super::CodeBatch::map_file`]): when released, it is discarded
+    /// (replaced by zero pages), never recycled, so no page of this allocator stays backed by
+    /// a file beyond its block's life.
+    pub(super) file: bool,
 }
 
 impl Page {
@@ -47,6 +51,7 @@ impl Page {
         dirty: false,
         trap: false,
         touched: false,
+        file: false,
     };
 
     /// A trap page that has been sealed (it holds no block and is never released with one).

@@ -305,6 +305,18 @@ pub fn read_module(
     clocks: Clocks,
     buffer: &mut Vec<u8>,
 ) -> Result<Version, ReadError> {
+    read_module_file(path, limits, clocks, buffer).map(|(version, _)| version)
+}
+
+/// [`read_module`], also handing back the file read when it is a regular file, still open: a
+/// loader maps from it the bytes it hands to the processor unread
+/// ([`crate::load::LoadedModule::load_mapped`]).
+pub fn read_module_file(
+    path: &CStr,
+    limits: &ReadLimits,
+    clocks: Clocks,
+    buffer: &mut Vec<u8>,
+) -> Result<(Version, Option<OpenFile>), ReadError> {
     // Opened without following a link first: a link is rare, and the one open tells.
     let (file, followed_link) = match OpenFile::open_nonblocking_unless_link(path) {
         Ok(Some(file)) => (file, false),
@@ -312,13 +324,18 @@ pub fn read_module(
         Err(e) => return Err(ReadError::Sys(e)),
     };
     let status = file.status().map_err(ReadError::Sys)?;
-    let version = match status.kind {
-        FileKind::Regular => regular::read(&file, status, limits, clocks.wall, buffer),
+    match status.kind {
+        FileKind::Regular => {
+            let version = regular::read(&file, status, limits, clocks.wall, buffer)?;
+            Ok((Version { followed_link, ..version }, Some(file)))
+        }
         FileKind::Directory => Err(ReadError::Directory),
         FileKind::Stream => {
             let len = stream::read(&file, limits, clocks.monotonic, buffer)?;
-            Ok(Version { len, identity: FileIdentity::of(&status), followed_link: false, fresh: true })
+            Ok((
+                Version { len, identity: FileIdentity::of(&status), followed_link: false, fresh: true },
+                None,
+            ))
         }
-    };
-    version.map(|v| Version { followed_link, ..v })
+    }
 }

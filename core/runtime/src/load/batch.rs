@@ -60,7 +60,7 @@ impl<'a> LoadBatch<'a> {
                 bytes: fallible::grown_bytes::<Staged<'_>>(self.staged.len()),
             });
         }
-        let staged = Staged::new(&mut self.batch, file, resolver, options)?;
+        let staged = Staged::new(&mut self.batch, file, None, resolver, options)?;
         self.staged.push(staged);
         Ok(())
     }

@@ -26,6 +26,7 @@ mod fallible;
 mod kept_templates;
 mod layout;
 mod link;
+mod mapped;
 mod options;
 mod place;
 pub mod reloc;
@@ -40,6 +41,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::exec::{Block, CodeBatch, ExecAllocator, ExecError, Function};
+use crate::sys::OpenFile;
 use smf_format::kinds::{ModuleFlags, ARCH_AARCH64};
 pub use smf_format::module::function_names::{FunctionNames, NamedFunction};
 use smf_format::module::Header;
@@ -122,7 +124,29 @@ impl<'a> LoadedModule<'a> {
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
         let mut batch = allocator.batch();
-        let staged = Staged::new(&mut batch, file, resolver, options)?;
+        let staged = Staged::new(&mut batch, file, None, resolver, options)?;
+        batch.seal()?;
+        staged.finish()
+    }
+
+    /// [`LoadedModule::load`] of `bytes`, the whole content of the module file `file` as read
+    /// through it (still open): the code's whole pages that nothing patches are mapped from
+    /// `file` instead of copied (`mapped.rs`), so that they take no private memory and are
+    /// shared with every process mapping the same file. Only bytes the processor alone reads
+    /// stay backed by the file; everything the loader interprets is read from `bytes`. Those
+    /// pages follow the file as a shared library's do: a file rewritten in place while the
+    /// module is loaded changes its code, one truncated makes it fault (`SIGBUS`); a file
+    /// replaced by a rename (how compilers, `smf pack` and hot reload replace modules) leaves
+    /// it as it was.
+    pub fn load_mapped(
+        allocator: &'a ExecAllocator,
+        bytes: &[u8],
+        file: &OpenFile,
+        resolver: &dyn Resolver,
+        options: &LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let mut batch = allocator.batch();
+        let staged = Staged::new(&mut batch, bytes, Some(file), resolver, options)?;
         batch.seal()?;
         staged.finish()
     }
@@ -302,6 +326,7 @@ impl<'a> Staged<'a> {
     fn new(
         batch: &mut CodeBatch<'a>,
         file: &[u8],
+        code_file: Option<&OpenFile>,
         resolver: &dyn Resolver,
         options: &LoadOptions,
     ) -> Result<Self, LoadError> {
@@ -317,11 +342,21 @@ impl<'a> Staged<'a> {
         }
         let linked = link::link(tables, &mut Resolutions::new(resolver))?;
         let layout = Layout::plan(&linked.module, options.read_only_data)?;
-        let image = Image::allocate(batch, &layout, linked.module.tables())?;
+        // What of the code is mapped from its file rather than copied, if it comes with one.
+        let mapping = code_file.and_then(|file| {
+            let planned = mapped::mappable(linked.module.tables(), batch.allocator().page_size())?;
+            Some((file, planned))
+        });
+        let planned = mapping.as_ref().map_or(0..0, |(_, planned)| planned.code.clone());
+        let image = Image::allocate(batch, &layout, linked.module.tables(), planned)?;
         // The code block was handed out unzeroed on the promise that every byte of the code
         // would be written: a load failing on the way zeroes it, so that no byte it left (of
         // a recycled page, or its own unrelocated code) is sealed executable beside the code
         // of the batch's other modules, with which it may share a page.
+        let mut image = image;
+        if let Some((file, planned)) = &mapping {
+            image.map_code(batch, planned, file);
+        }
         let filled = match fill(batch, &image, &layout, linked, options) {
             Ok(filled) => filled,
             Err(error) => {

@@ -8,6 +8,11 @@ use alloc::vec::Vec;
 use super::layout::Layout;
 use super::{fallible, Invariant, LoadError, Overflow};
 use crate::exec::{Block, CodeBatch};
+use core::ops::Range;
+
+use super::mapped::Mappable;
+use crate::sys::OpenFile;
+use smf_format::compress::Payload;
 use smf_format::module::{DataRegion, ModuleTables};
 
 /// Code-section tails (the zeros between a section's bytes and its virtual size) up to this
@@ -40,6 +45,9 @@ pub(super) struct Image<'a> {
     /// between and after its sections by [`Image::copy_code`]), so that the allocator need not
     /// zero it first; `None` when the allocator does.
     read_only_written: Option<usize>,
+    /// The part of the code block mapped from the module's file ([`Image::map_code`]), which
+    /// [`Image::copy_code`] leaves as it is.
+    pub(super) mapped: Range<usize>,
 }
 
 impl<'a> Image<'a> {
@@ -48,6 +56,7 @@ impl<'a> Image<'a> {
         batch: &mut CodeBatch<'a>,
         layout: &Layout,
         module: &ModuleTables<'_>,
+        mapped: Range<usize>,
     ) -> Result<Self, LoadError> {
         // The code copy writes every byte of the code (sections and their zeroed tails), so
         // its pages need not be zeroed first, unless the tails are large: they are then left
@@ -68,8 +77,9 @@ impl<'a> Image<'a> {
         let (code, read_only, read_write) = if layout.is_empty() {
             (None, None, None)
         } else {
+            let segments = layout.segments()?;
             let mut blocks =
-                batch.alloc_module_image(&layout.segments()?, overwritten, layout.image_align)?;
+                batch.alloc_module_image_mapping(&segments, overwritten, mapped, layout.image_align)?;
             let mut take = |i: usize| blocks.get_mut(i).and_then(Option::take);
             (take(0), take(1), take(2))
         };
@@ -85,6 +95,7 @@ impl<'a> Image<'a> {
             read_write_base,
             zero_tails,
             read_only_written,
+            mapped: 0..0,
         };
         match layout.read_only_base(code_base, base(&image.read_only)) {
             Ok(at) => image.read_only_base = at,
@@ -136,7 +147,16 @@ impl<'a> Image<'a> {
 
     /// The place stage for code: writes every code section's bytes, then zeros up to its
     /// virtual size (the sections lie back to back), into `code`, the code block's bytes.
+    /// Maps what `planned` says of the code from `file`, the module's file (`mapped.rs`), into
+    /// the code block; what could not be is copied by [`Image::copy_code`].
+    pub(super) fn map_code(&mut self, batch: &mut CodeBatch<'a>, planned: &Mappable, file: &OpenFile) {
+        if let Some(code) = self.code.as_ref() {
+            self.mapped = super::mapped::map_code(batch, code, planned, file);
+        }
+    }
+
     pub(super) fn copy_code(&self, code: &mut [u8], module: &ModuleTables<'_>) -> Result<(), LoadError> {
+        let mapped = self.mapped.clone();
         for (section, offset) in module.code_sections() {
             let too_large = |_| LoadError::too_large(Overflow::CodeSection);
             let at = usize::try_from(offset).map_err(too_large)?;
@@ -150,9 +170,22 @@ impl<'a> Image<'a> {
                 .and_then(|end| code.get_mut(at..end))
                 .filter(|place| place.len() >= written)
                 .ok_or_else(|| LoadError::internal(Invariant::CodeSectionOutsideCode))?;
-            payload
-                .write_into(place)
-                .map_err(|problem| LoadError::Format(section.decompression_error(problem)))?;
+            match payload {
+                // The part mapped from the file (`mapped.rs`: whole pages of raw bytes) is there.
+                Payload::Raw(bytes) if mapped.start < at + written && at < mapped.end => {
+                    let skip = mapped.start.max(at) - at..mapped.end.min(at + written) - at;
+                    for part in [0..skip.start, skip.end..written] {
+                        let (to, from) = (place.get_mut(part.clone()), bytes.get(part));
+                        match (to, from) {
+                            (Some(to), Some(from)) if to.len() == from.len() => to.copy_from_slice(from),
+                            _ => return Err(LoadError::internal(Invariant::CodeSectionOutsideCode)),
+                        }
+                    }
+                }
+                _ => payload
+                    .write_into(place)
+                    .map_err(|problem| LoadError::Format(section.decompression_error(problem)))?,
+            }
             if let (true, Some(tail)) = (self.zero_tails, place.get_mut(written..)) {
                 tail.fill(0);
             }
@@ -264,7 +297,7 @@ mod tests {
         let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
         let mut batch = exec.batch();
         let layout = Layout::plan(&symbols, ReadOnlyData::NotExecutable).unwrap();
-        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module, 0..0).unwrap();
         assert!(image.code.is_some() && image.read_only.is_some() && image.read_write.is_some());
 
         image.place_data(&mut batch, &module).unwrap();
@@ -279,6 +312,12 @@ mod tests {
         code.fill(0xEE);
         image.copy_code(code, &module).unwrap();
         assert_eq!(&code[..12], &[0xC3, 0xC3, 0xC3, 0, 0, 0, 0, 0, 0x90, 0x90, 0x90, 0x90]);
+        // What is mapped from the file is left as it is; the rest is written around it.
+        code.fill(0xEE);
+        let image = Image { mapped: 1..2, ..image };
+        let code = batch.block_mut(image.code.as_ref().unwrap()).unwrap();
+        image.copy_code(code, &module).unwrap();
+        assert_eq!(&code[..12], &[0xC3, 0xEE, 0xC3, 0, 0, 0, 0, 0, 0x90, 0x90, 0x90, 0x90]);
     }
 
     #[test]
@@ -299,7 +338,7 @@ mod tests {
         let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
         let mut batch = exec.batch();
         let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
-        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module, 0..0).unwrap();
         // Code 5 bytes, one stub at 16..32, the read-only region at 32: `abc` then 3 zeros to
         // its virtual size, 2 of padding, `xy` at 8 (10 bytes in all).
         let at = layout.read_only_in_code().unwrap();
@@ -325,7 +364,7 @@ mod tests {
         let module = ModuleTables::check(&file, &smf_format::ParseOptions::default()).unwrap();
         let symbols = module.decode_symbols(|_, _| Ok::<(), ()>(())).unwrap();
         let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
-        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module, 0..0).unwrap();
         assert_eq!((layout.read_only_in_code(), image.read_only_written), (Some(8), None));
         assert_eq!(read_only_gaps(&module), Some(WRITTEN_TAILS + 1));
     }
@@ -339,7 +378,7 @@ mod tests {
         let exec = ExecAllocator::with_kernel(ExecConfig::default(), &K);
         let mut batch = exec.batch();
         let layout = Layout::plan(&symbols, ReadOnlyData::WithCode).unwrap();
-        let image = Image::allocate(&mut batch, &layout, &module).unwrap();
+        let image = Image::allocate(&mut batch, &layout, &module, 0..0).unwrap();
         assert!(image.read_only.is_none(), "read-only data shares the code's block");
         assert!(image.block_holding(image.read_only_base, 2, Invariant::GotOutsideImage).is_ok());
         assert_eq!(

@@ -191,6 +191,29 @@ pub unsafe fn discard(addr: *mut u8, len: usize, prot: Protection) -> SysResult<
     unsafe { mm::mmap_anonymous(addr.cast(), len, prot.prot_flags(), flags) }.map(|_| ()).map_err(err("mmap"))
 }
 
+/// Maps `len` bytes of `file` from `offset` over `addr..addr+len` with protection `prot`,
+/// private (`mmap(2)`, `MAP_PRIVATE | MAP_FIXED`): a write makes a copy of the page, the file
+/// is never changed. Bytes of the last page past the file's end read as zero; whole pages past
+/// it, or pages of a file truncated later, fault (`SIGBUS`) when touched.
+///
+/// # Safety
+/// The range is the caller's, page-aligned, and nothing (no reference, no running code) uses
+/// what it held.
+pub unsafe fn map_file_fixed(
+    addr: *mut u8,
+    len: usize,
+    file: &OpenFile,
+    offset: u64,
+    prot: Protection,
+) -> SysResult<()> {
+    // SAFETY: forwarded to the caller's contract; MAP_FIXED replaces only the caller's range.
+    unsafe {
+        mm::mmap(addr.cast(), len, prot.prot_flags(), MapFlags::PRIVATE | MapFlags::FIXED, &file.0, offset)
+    }
+    .map(|_| ())
+    .map_err(err("mmap"))
+}
+
 /// Unmaps `addr..addr+len` (`munmap(2)`).
 ///
 /// # Safety
@@ -370,6 +393,13 @@ impl OpenFile {
     /// Its status now (`fstat(2)`).
     pub fn status(&self) -> SysResult<FileStatus> {
         rustix::fs::fstat(&self.0).map(|st| FileStatus::of(&st)).map_err(err("fstat"))
+    }
+
+    /// Whether the file system holding the file lets its pages be mapped executable (`fstatvfs(2)`:
+    /// not mounted `noexec`); false if it cannot be told.
+    pub fn allows_executable_mappings(&self) -> bool {
+        rustix::fs::fstatvfs(&self.0)
+            .is_ok_and(|st| !st.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC))
     }
 
     /// Reads into `buf` from `offset` (`pread(2)`, made again when a signal interrupts it);

@@ -82,6 +82,10 @@ pub(super) enum PageAction {
     /// [`State::begin_seal`]), the change left for the caller to make outside the lock.
     Seal(MemoryKind),
     Release,
+    /// Pages holding nothing that were mapped from a file: discarded, never recycled.
+    /// [`State::apply`] picks it for `Release`, so that a module's file-backed code and its
+    /// other pages go back in separate runs (the others recycled).
+    DiscardFile,
     /// Open pages that were never touched (nothing committed, already free's protection):
     /// free again, clean, with no syscall. [`State::apply`] picks it for `Release`.
     Forget,
@@ -121,6 +125,7 @@ impl State {
                 {
                     PageAction::Forget
                 }
+                PageAction::Release if page.file => PageAction::DiscardFile,
                 other => other,
             }
         };
@@ -155,9 +160,13 @@ impl State {
                 let op = DeferredOp::Seal { protection, code: kind == MemoryKind::Code };
                 self.defer_change(r, first, count, op)?;
             }
-            PageAction::Release => {
-                let recycle = self.dirty_pages + count <= RECYCLED_PAGES;
+            PageAction::Release | PageAction::DiscardFile => {
                 let pages = &self.regions[r].pages[first..first + count];
+                // A page mapped from a file is discarded: kept, it would keep the file's pages
+                // (and the file) in the process, and fault if the file shrank.
+                let recycle = action == PageAction::Release
+                    && self.dirty_pages + count <= RECYCLED_PAGES
+                    && !pages.iter().any(|p| p.file);
                 let needs_protect = pages.iter().any(|p| self.protection_of(p) != FREE_PROTECTION);
                 if self.defer && (needs_protect || !recycle) {
                     self.defer_change(r, first, count, DeferredOp::Release { recycle })?;

@@ -165,7 +165,7 @@ impl State {
         core::mem::take(&mut self.prep)
     }
 
-    fn open_protection(&self) -> Protection {
+    pub(crate) fn open_protection(&self) -> Protection {
         if self.config.allow_rwx {
             Protection::ReadWriteExec
         } else {

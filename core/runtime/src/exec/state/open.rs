@@ -49,6 +49,23 @@ impl Prep {
         true
     }
 
+    /// Leaves `skipped` (whole pages the caller maps from a file) out of the pages to fault
+    /// in: what follows it is kept (what precedes it, a module's trap page, is written anyway),
+    /// or, if nothing does, what precedes it.
+    pub(super) fn skip_populating(&mut self, skipped: core::ops::Range<usize>) {
+        let Some(range) = self.populate.as_mut() else { return };
+        if skipped.start < range.end && range.start < skipped.end {
+            if skipped.end < range.end {
+                range.start = skipped.end;
+            } else {
+                range.end = skipped.start.max(range.start);
+            }
+        }
+        if range.start >= range.end {
+            self.populate = None;
+        }
+    }
+
     /// Does the work.
     ///
     /// # Safety
@@ -443,7 +460,7 @@ impl State {
         &mut self,
         batch: BatchId,
         segments: &[(usize, MemoryKind)],
-        overwritten: usize,
+        (overwritten, mapped): (usize, core::ops::Range<usize>),
         align: usize,
         mut out: impl FnMut(Option<PlacedBlock>),
     ) -> Result<(), ExecError> {
@@ -500,6 +517,8 @@ impl State {
                 !self.config.allow_rwx,
                 room,
             )?;
+            // What the caller maps from a file is not faulted in first.
+            self.prep.skip_populating(at[0] + mapped.start..at[0] + mapped.end);
             let b = self.batches.get_mut(batch.0).ok_or(ExecError::UnknownBatch)?;
             b.cursor = at[0] + code;
         }
@@ -553,5 +572,25 @@ impl State {
         align: usize,
     ) -> Result<PlacedBlock, ExecError> {
         self.alloc_overwritten(batch, len, align, len)
+    }
+
+    /// Books `addr..addr + len` as mapped from a file by the caller once the lock is released
+    /// ([`super::super::CodeBatch::map_file`]): whole pages, each open for `batch` and holding
+    /// a live block. Released, they are discarded, not recycled.
+    pub(crate) fn mark_mapped(&mut self, batch: BatchId, addr: usize, len: usize) -> Result<(), ExecError> {
+        let refused = ExecError::NotMappable { addr, len };
+        if len == 0 || addr % self.page != 0 || len % self.page != 0 {
+            return Err(refused);
+        }
+        let (r, first, last) = self.pages_of(addr, addr.checked_add(len).ok_or(refused)?).ok_or(refused)?;
+        let pages = &mut self.regions[r].pages[first..last];
+        if pages.iter().any(|p| p.state != PageState::Open(batch.0) || p.live == 0) {
+            return Err(refused);
+        }
+        for page in pages {
+            page.file = true;
+            page.touched = true;
+        }
+        Ok(())
     }
 }

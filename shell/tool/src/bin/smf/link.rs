@@ -15,6 +15,7 @@ use smf::needed::NeededLibraries;
 
 use crate::needed_files::NeededFiles;
 use smf_runtime::load::{LoadOptions, Resolved, Resolver};
+use smf_runtime::sys::OpenFile;
 
 use crate::args::LinkArgs;
 use crate::cli::read_module_file;
@@ -95,7 +96,7 @@ impl Linked {
         }
         let (c_library, open_needed) = (!args.no_libc, !args.no_needed);
         for lib in &args.libs {
-            let module = load_file(lib, &provided, (c_library, open_needed), &options)?;
+            let module = load_file(lib, &provided, (c_library, open_needed), &options, |_| Ok(()))?;
             provided.libraries.0.push(module);
             provided.lib_names.push(lib.clone());
         }
@@ -108,7 +109,17 @@ impl Linked {
         bytes: &[u8],
         origin: Option<PathBuf>,
     ) -> Result<Arc<SharedModule>, ModuleError> {
-        load_bytes(bytes, origin, &self.provided, (self.c_library, self.open_needed), &self.options)
+        load_bytes(bytes, None, origin, &self.provided, (self.c_library, self.open_needed), &self.options)
+    }
+
+    /// Reads the module file `path` (`-`: standard input), hands its bytes to `check` (which
+    /// may refuse it), then loads it linked against all of it, code mapped from the file.
+    pub(crate) fn load_file(
+        &self,
+        path: &str,
+        check: impl FnOnce(&[u8]) -> Result<(), CommandError>,
+    ) -> Result<Arc<SharedModule>, CommandError> {
+        load_file(path, &self.provided, (self.c_library, self.open_needed), &self.options, check)
     }
 
     /// Whether the libraries a module names as needed are opened.
@@ -197,6 +208,7 @@ impl Resolver for Needing<'_> {
 /// the C library if `c_library`.
 fn load_bytes(
     bytes: &[u8],
+    file: Option<&OpenFile>,
     origin: Option<PathBuf>,
     provided: &Provided,
     (c_library, open_needed): (bool, bool),
@@ -208,20 +220,37 @@ fn load_bytes(
     let with_libc = smf_runtime::load::Chain(&first, CLibrary);
     let resolver: &dyn Resolver = if c_library { &with_libc } else { &first };
     let request = LoadRequest::bytes(bytes).resolver_only(resolver).with_options(options);
+    let request = match file {
+        Some(file) => request.mapped_from(file),
+        None => request,
+    };
     match origin.as_deref() {
         Some(origin) => loader::load(&request.named(origin)),
         None => loader::load(&request),
     }
 }
 
-/// Reads the module file `path` (`-`: standard input) and loads it as [`load_bytes`] does.
+/// Reads the module file `path` (`-`: standard input), hands its bytes to `check`, and loads
+/// it as [`load_bytes`] does, its code mapped from the file where it can be.
 fn load_file(
     path: &str,
     provided: &Provided,
     linking: (bool, bool),
     options: &LoadOptions,
+    check: impl FnOnce(&[u8]) -> Result<(), CommandError>,
 ) -> Result<Arc<SharedModule>, CommandError> {
-    let bytes = read_module_file(path)?;
-    let origin = (path != "-").then(|| Path::new(path).to_path_buf());
-    load_bytes(&bytes, origin, provided, linking, options).map_err(|e| CommandError::Load(Box::new(e)))
+    let load = |bytes: &[u8], file: Option<&OpenFile>, origin| {
+        check(bytes)?;
+        load_bytes(bytes, file, origin, provided, linking, options)
+            .map_err(|e| CommandError::Load(Box::new(e)))
+    };
+    if path == "-" {
+        return load(&read_module_file(path)?, None, None);
+    }
+    // Read as `read_module_file` reads, the file kept open for the load to map code from.
+    let origin = Path::new(path).to_path_buf();
+    smf::file::with_module_file(Path::new(path), smf::file::limits_from_env(), |bytes, _, file| {
+        load(bytes, file, Some(origin))
+    })
+    .map_err(|error| CommandError::Read { path: path.to_owned(), error })?
 }

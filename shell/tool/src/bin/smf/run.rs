@@ -131,12 +131,12 @@ fn load_and_call(args: &RunArgs) -> Result<(Result<Outcome, CommandError>, Loade
     let called = symbol.map_or_else(|| "the entry point".to_owned(), |s| format!("`{s}`"));
     crate::crash::set_context(format!("smf: {}: {called}", args.file));
     let linked = Linked::open(&args.link, Linking::WithConstructors)?;
-    let bytes = crate::cli::read_module_file(&args.file)?;
-    if let Some(error) = symbol.and_then(|name| not_callable(&bytes, name.as_bytes())) {
-        return Err(CommandError::Call { file: args.file.clone(), error });
-    }
-    let origin = (args.file != "-").then(|| std::path::PathBuf::from(&args.file));
-    let module = linked.load_bytes(&bytes, origin).map_err(|e| CommandError::Load(Box::new(e)))?;
+    let module = linked.load_file(&args.file, |bytes| {
+        match symbol.and_then(|name| not_callable(bytes, name.as_bytes())) {
+            Some(error) => Err(CommandError::Call { file: args.file.clone(), error }),
+            None => Ok(()),
+        }
+    })?;
     let mut modules: Vec<&SharedModule> = linked.modules().iter().map(|m| &**m).collect();
     modules.push(&module);
     crate::crash::name_code(&modules);
