@@ -16,8 +16,9 @@ use crate::workspace_root;
 
 /// What is mutated: the loader and the allocator, without the allocator's test doubles.
 const MUTATED: [&str; 2] = ["core/runtime/src/load/**", "core/runtime/src/exec/**"];
-const NOT_MUTATED: [&str; 10] = [
+const NOT_MUTATED: [&str; 11] = [
     "core/runtime/src/exec/fake.rs",
+    "core/runtime/src/exec/file_tests.rs",
     "core/runtime/src/exec/free_tests.rs",
     "core/runtime/src/exec/tests.rs",
     "core/runtime/src/exec/placed_tests.rs",
@@ -30,8 +31,9 @@ const NOT_MUTATED: [&str; 10] = [
 ];
 
 /// The integration test binaries that judge a mutant (besides the core's unit tests).
-const TESTS: [&str; 9] = [
+const TESTS: [&str; 10] = [
     "load",
+    "files",
     "link",
     "exec",
     "exec_faults",
