@@ -6,10 +6,12 @@
 //!
 //! Two readers of one format: `check_records`, the structure every module's table must have
 //! (records tiling the section, the terminator last), checked when a module is parsed; and
-//! [`fde_ranges`], what each FDE of a relocated table covers, which the loader checks against
+//! [`first_fde_outside`], what each FDE of a relocated table covers, which the loader checks against
 //! the module's code before the table is handed to the process's unwinder (an FDE claiming
 //! someone else's code would have the unwinder run this module's personality routine for
 //! frames not its own).
+
+use core::ops::Range;
 
 use crate::error::UnwindProblem;
 
@@ -22,46 +24,32 @@ struct Record<'a> {
     body: &'a [u8],
 }
 
-/// The records of `table` up to its terminator, each with where it starts; an error where a
-/// length runs past the table or there is no terminator.
-fn records(table: &[u8]) -> impl Iterator<Item = Result<Record<'_>, UnwindProblem>> + '_ {
-    let mut at = 0usize;
-    let mut done = false;
-    core::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let outside = UnwindProblem::RecordOutside { at: at as u64 };
-        let Some(length) = crate::bytes::u32_at(table, at) else {
-            done = true;
-            return Some(Err(UnwindProblem::NoTerminator));
-        };
-        let (length, body_at) = match length {
-            0 => {
-                done = true;
-                return (at + 4 != table.len()).then_some(Err(UnwindProblem::NoTerminator));
-            }
-            0xffff_ffff => {
-                done = true;
-                return Some(Err(UnwindProblem::LongRecord { at: at as u64 }));
-            }
-            length => (length as usize, at + 4),
-        };
-        let end = body_at.checked_add(length).filter(|&end| end <= table.len());
-        let Some(body) = end.and_then(|end| table.get(body_at..end)) else {
-            done = true;
-            return Some(Err(outside));
-        };
-        let record = Record { at, body_at, body };
-        at = body_at + length;
-        Some(Ok(record))
-    })
+/// The record of `table` starting at `at`: `None` for the terminator when it ends the table,
+/// an error where a length runs past the table or the table ends without a terminator.
+fn record_at(table: &[u8], at: usize) -> Result<Option<Record<'_>>, UnwindProblem> {
+    let length = crate::bytes::u32_at(table, at).ok_or(UnwindProblem::NoTerminator)?;
+    let length = match length {
+        0 if at + 4 == table.len() => return Ok(None),
+        0 => return Err(UnwindProblem::NoTerminator),
+        0xffff_ffff => return Err(UnwindProblem::LongRecord { at: at as u64 }),
+        length => length as usize,
+    };
+    let body_at = at + 4;
+    let body = body_at
+        .checked_add(length)
+        .and_then(|end| table.get(body_at..end))
+        .ok_or(UnwindProblem::RecordOutside { at: at as u64 })?;
+    Ok(Some(Record { at, body_at, body }))
 }
 
 /// The structure a table must have: records tiling it, each within it, and the terminator in
 /// its last four bytes.
 pub(crate) fn check_records(table: &[u8]) -> Result<(), UnwindProblem> {
-    records(table).try_for_each(|record| record.map(|_| ()))
+    let mut at = 0;
+    while let Some(record) = record_at(table, at)? {
+        at = record.body_at + record.body.len();
+    }
+    Ok(())
 }
 
 /// Why an FDE cannot be read.
@@ -102,34 +90,43 @@ impl core::fmt::Display for FdeProblem {
     }
 }
 
-/// Every FDE of `table` (relocated, placed at address `addr`): the offset of its record and
-/// the range of code it describes, `start..start + len`. A CIE is read once for a run of FDEs
-/// that name it (compilers write one CIE and then every FDE that uses it).
-pub fn fde_ranges(
-    table: &[u8],
-    addr: u64,
-) -> impl Iterator<Item = (usize, Result<(u64, u64), FdeProblem>)> + '_ {
+/// What an FDE describes, `(start, len)`, or why it cannot be read.
+pub type FdeRange = Result<(u64, u64), FdeProblem>;
+
+/// The first FDE of `table` (relocated, placed at address `addr`) that does not describe code
+/// inside `code`: the offset of its record (the table's length where the records themselves
+/// are malformed) and the range `start..start + len` it describes, or why it cannot be read.
+/// `None` when every FDE lies in `code`. One pass, no allocation; a CIE is read once for a run
+/// of FDEs that name it (compilers write one CIE and then every FDE that uses it).
+pub fn first_fde_outside(table: &[u8], addr: u64, code: Range<u64>) -> Option<(usize, FdeRange)> {
     let mut last_cie: Option<(usize, u8)> = None;
-    records(table).filter_map(move |record| {
-        let record = match record {
-            Ok(record) => record,
+    let mut at = 0;
+    loop {
+        let record = match record_at(table, at) {
+            Ok(Some(record)) => record,
+            Ok(None) => return None,
             Err(problem) => return Some((table.len(), Err(FdeProblem::Records(problem)))),
         };
-        let id = crate::bytes::u32_at(record.body, 0)?;
-        // A CIE (id 0) describes no code.
-        (id != 0).then(|| (record.at, fde_range(table, addr, &record, id, &mut last_cie)))
-    })
+        at = record.body_at + record.body.len();
+        // A CIE (id 0) describes no code; nor does a record too short to hold an id.
+        let Some(id) = crate::bytes::u32_at(record.body, 0).filter(|&id| id != 0) else { continue };
+        match fde_range(table, addr, &record, id, &mut last_cie) {
+            Ok((start, len)) if code.contains(&start) && start + len <= code.end => {}
+            other => return Some((record.at, other)),
+        }
+    }
 }
 
 /// What FDE `fde` (whose CIE pointer is `pointer`) covers; `last_cie` is the CIE read last
 /// (its offset and FDE encoding), reused when `fde` names it too.
+#[inline]
 fn fde_range(
     table: &[u8],
     addr: u64,
     fde: &Record<'_>,
     pointer: u32,
     last_cie: &mut Option<(usize, u8)>,
-) -> Result<(u64, u64), FdeProblem> {
+) -> FdeRange {
     // The CIE pointer is the distance back from the pointer field to the CIE's record: found
     // as the unwinder finds it (no walk from the table's start, which would make a table of
     // many FDEs cost their square), a whole record of the table with id 0.
@@ -137,8 +134,8 @@ fn fde_range(
     let encoding = match *last_cie {
         Some((at, encoding)) if at == cie_at => encoding,
         _ => {
-            let cie = records(table.get(cie_at..).ok_or(FdeProblem::NoCie)?).next();
-            let Some(Ok(cie)) = cie else { return Err(FdeProblem::NoCie) };
+            let cie = record_at(table.get(cie_at..).ok_or(FdeProblem::NoCie)?, 0);
+            let Ok(Some(cie)) = cie else { return Err(FdeProblem::NoCie) };
             if cie.body.first_chunk::<4>() != Some(&[0; 4]) {
                 return Err(FdeProblem::NoCie);
             }
@@ -332,11 +329,11 @@ mod tests {
         t.extend_from_slice(&[0; 8]);
         t.extend_from_slice(&[0; 4]);
         assert_eq!(check_records(&t), Ok(()));
-        assert_eq!(fde_ranges(&t, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
+        assert_eq!(first_fde_outside(&t, 0, 0..0).map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
         // Six letters, each known: read (an absolute 8-byte pointer: no R).
         let mut six = t.clone();
         six[4 + 5..4 + 13].copy_from_slice(&[b'z', b'S', b'S', b'S', b'S', b'S', 0, 1]);
-        assert_ne!(fde_ranges(&six, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
+        assert_ne!(first_fde_outside(&six, 0, 0..0).map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
     }
 
     #[test]
@@ -344,19 +341,36 @@ mod tests {
         // The table at 0x1000: the first FDE's pc field at 0x1000 + 32 points back 0x20 bytes,
         // the second's at 0x1000 + 56 forward 0x100.
         let t = table(-0x20, 0x100);
-        let ranges: alloc::vec::Vec<_> = fde_ranges(&t, 0x1000).collect();
-        assert_eq!(ranges, [(24, Ok((0x1000, 0x10))), (48, Ok((0x1000 + 56 + 0x100, 0x20)))]);
+        let (first, second) = ((0x1000, 0x10), (0x1000 + 56 + 0x100, 0x20));
+        assert_eq!(first_fde_outside(&t, 0x1000, 0..0x1000), Some((24, Ok(first))));
+        assert_eq!(first_fde_outside(&t, 0x1000, 0x1000..0x100f), Some((24, Ok(first))), "one byte short");
+        assert_eq!(first_fde_outside(&t, 0x1000, 0x1000..0x1010), Some((48, Ok(second))));
+        assert_eq!(first_fde_outside(&t, 0x1000, 0x1000..second.0 + second.1), None, "both inside");
+        assert_eq!(first_fde_outside(&t, 0x1000, 0x1001..second.0 + second.1), Some((24, Ok(first))));
+        let mut cut = t.clone();
+        cut.truncate(cut.len() - 4); // no terminator: the records themselves are refused
+        let refused = Some((cut.len(), Err(FdeProblem::Records(UnwindProblem::NoTerminator))));
+        assert_eq!(first_fde_outside(&cut, 0x1000, 0..u64::MAX), refused);
         let mut orphan = t.clone();
         orphan[28..32].copy_from_slice(&100u32.to_le_bytes()); // a CIE pointer before the table
-        assert_eq!(fde_ranges(&orphan, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::NoCie)));
+        assert_eq!(first_fde_outside(&orphan, 0, 0..u64::MAX).map(|(_, r)| r), Some(Err(FdeProblem::NoCie)));
         let mut textrel = t.clone();
         textrel[16] = 0x2b; // the CIE's R: textrel|sdata4
-        assert_eq!(fde_ranges(&textrel, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Encoding(0x2b))));
+        assert_eq!(
+            first_fde_outside(&textrel, 0, 0..u64::MAX).map(|(_, r)| r),
+            Some(Err(FdeProblem::Encoding(0x2b)))
+        );
         let mut indirect = t.clone();
         indirect[16] = 0x9b; // indirect|pcrel|sdata4: the unwinder would read the start through it
-        assert_eq!(fde_ranges(&indirect, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Encoding(0x9b))));
+        assert_eq!(
+            first_fde_outside(&indirect, 0, 0..u64::MAX).map(|(_, r)| r),
+            Some(Err(FdeProblem::Encoding(0x9b)))
+        );
         let mut unknown = t;
         unknown[10] = b'X'; // "zX": an augmentation letter this reader does not know
-        assert_eq!(fde_ranges(&unknown, 0).next().map(|(_, r)| r), Some(Err(FdeProblem::Augmentation)));
+        assert_eq!(
+            first_fde_outside(&unknown, 0, 0..u64::MAX).map(|(_, r)| r),
+            Some(Err(FdeProblem::Augmentation))
+        );
     }
 }

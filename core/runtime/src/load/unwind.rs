@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::{fallible, Invariant, LoadError, Overflow};
-use smf_format::module::unwind::{fde_ranges, FdeProblem};
+use smf_format::module::unwind::{first_fde_outside, FdeProblem};
 use smf_format::module::DataRegion;
 use smf_format::Module;
 
@@ -100,10 +100,9 @@ pub(super) fn check(
             .ok_or_else(|| LoadError::internal(Invariant::UnwindTableOutsideReadOnly))?;
         let addr =
             read_only_at.checked_add(start).ok_or_else(|| LoadError::too_large(Overflow::ReadOnlyAddress))?;
-        for (record, range) in fde_ranges(table, addr as u64) {
+        if let Some((record, range)) = first_fde_outside(table, addr as u64, code.clone()) {
             let fault = match range {
                 Err(problem) => UnwindFault::Unreadable(problem),
-                Ok((start, len)) if code.contains(&start) && start + len <= code.end => continue,
                 Ok((start, len)) => UnwindFault::OutsideCode { start, len },
             };
             let section = placement.section.index;
