@@ -19,10 +19,44 @@ use std::sync::{OnceLock, RwLock};
 use smf_runtime::load::{Resolved, Resolver};
 
 /// The host program's symbols, by name (process-wide).
-static HOST: RwLock<Option<HashMap<Box<[u8]>, usize>>> = RwLock::new(None);
+static HOST: RwLock<Names> = RwLock::new(None);
 
-/// A process-wide table of names.
-type Names = Option<HashMap<Box<[u8]>, usize>>;
+/// A process-wide table of names, hashed as the loader hashes names ([`NameHasher`]).
+type Names = Option<HashMap<Box<[u8]>, usize, NameHashing>>;
+
+/// Builds [`NameHasher`]s under the process's key.
+#[derive(Clone, Copy, Default)]
+struct NameHashing;
+
+impl std::hash::BuildHasher for NameHashing {
+    type Hasher = NameHasher;
+
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(0)
+    }
+}
+
+/// The keyed 32-bit hash the loader's symbol index uses
+/// ([`KeyedHasher::hash32`](smf_runtime::keyed_hash::KeyedHasher::hash32): strongly universal
+/// under the process's key, so that no set of names a module imports makes the tables probe
+/// long), instead of std's SipHash: a load asks these tables once for each import. A name's
+/// `Hash` writes its length, then its bytes: the length is folded in, the bytes hashed once.
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let hash = smf_runtime::keyed_hash::KeyedHasher::per_process().hash32(bytes);
+        self.0 = (self.0 ^ u64::from(hash)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, len: usize) {
+        self.0 ^= len as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A table of names for reading, `lock` taken around every fork (as `rank`) from its first use.
 fn read_names(
@@ -93,7 +127,7 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
         return Err(HostError::NullAddress);
     }
     let mut host = host_table_mut();
-    let table = host.get_or_insert_with(HashMap::new);
+    let table = host.get_or_insert_with(HashMap::default);
     match table.get(name) {
         Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
         Some(_) => Ok(()),
@@ -275,7 +309,7 @@ impl Resolver for CLibrary {
             (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
         })?;
         if stays {
-            c_library_found_mut().get_or_insert_with(HashMap::new).insert(name.into(), addr);
+            c_library_found_mut().get_or_insert_with(HashMap::default).insert(name.into(), addr);
         }
         Some(Resolved { addr, keepalive: None })
     }
