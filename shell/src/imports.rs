@@ -460,4 +460,20 @@ mod tests {
         assert!(CLibrary.resolve(b"smf_no_such_function").is_none());
         assert_eq!(C_LIBRARY_ASKED.get(), asked + 1);
     }
+
+    #[test]
+    fn the_name_tables_hash_each_name_by_its_bytes_and_its_length() {
+        use std::hash::BuildHasher;
+        let hash = |name: &[u8]| NameHashing.hash_one(name);
+        assert_eq!(hash(b"memcpy"), hash(b"memcpy"), "a name hashes the same every time");
+        // Names that differ in one byte, or only in length, spread over distinct hashes.
+        let names: Vec<Vec<u8>> = (0..1000u32).map(|i| format!("f{i}").into_bytes()).collect();
+        let distinct: std::collections::HashSet<u64> = names.iter().map(|n| hash(n)).collect();
+        assert!(distinct.len() >= 999, "{} distinct hashes of 1000 names", distinct.len());
+        assert_ne!(hash(b"a"), hash(b"a\0"));
+        // The buckets' low bits and the tags' high bits vary too.
+        let low: std::collections::HashSet<u64> = names.iter().map(|n| hash(n) & 0xff).collect();
+        let high: std::collections::HashSet<u64> = names.iter().map(|n| hash(n) >> 57).collect();
+        assert!(low.len() > 200 && high.len() > 100, "{} low, {} high", low.len(), high.len());
+    }
 }
