@@ -6,10 +6,10 @@
 //!
 //! Two readers of one format: `check_records`, the structure every module's table must have
 //! (records tiling the section, the terminator last), checked when a module is parsed; and
-//! [`first_fde_outside`], what each FDE of a relocated table covers, which the loader checks against
-//! the module's code before the table is handed to the process's unwinder (an FDE claiming
-//! someone else's code would have the unwinder run this module's personality routine for
-//! frames not its own).
+//! [`first_fde_outside`], the first FDE of a relocated table that describes code outside the
+//! module's, which the loader looks for before the table is handed to the process's unwinder
+//! (an FDE claiming someone else's code would have the unwinder run this module's personality
+//! routine for frames not its own). Both walk the records with `record_at`.
 
 use core::ops::Range;
 
