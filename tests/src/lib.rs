@@ -472,30 +472,33 @@ pub fn compile_c(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Builds the `smf` library (`libsmf.a`, `libsmf.so`, with the execution manager: feature
-/// `cranelift`) and the `smf` binary (package `smf-tool`) into the test profile's target
-/// directory, fresh even when only this package's tests were asked for.
+/// `cranelift`), the `smf` binary (package `smf-tool`) and the examples into the test profile's
+/// target directory, fresh even when only this package's tests were asked for.
+///
+/// It builds what `cargo test --workspace` builds (the workspace's libraries, tests and
+/// examples, in the test profile, features unified with the tests' dependencies), plus the
+/// `smf` binary: after that command every unit is already built and only the binary is
+/// linked. (A `cargo build -p smf-loader -p smf-tool` resolves features without the tests'
+/// dependencies, in the dev profile: a second build of every dependency, Cranelift's among
+/// them, minutes on a CI machine.)
 pub fn build_smf_package() -> std::path::PathBuf {
     let profile = profile_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "smf-loader",
-        "-p",
-        "smf-tool",
-        "--features",
-        "smf-loader/cranelift",
-    ])
-    .current_dir(workspace());
+    cmd.args(["build", "--quiet", "--workspace", "--lib", "--tests", "--examples", "--bin", "smf"])
+        .current_dir(workspace());
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
+    } else {
+        cmd.args(["--profile", "test"]);
     }
     if let Some(target) = profile.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    assert!(cmd.status().expect("run cargo build").success(), "cargo build -p smf-loader -p smf-tool failed");
+    assert!(
+        cmd.status().expect("run cargo build").success(),
+        "cargo build of the workspace and the smf binary failed"
+    );
     // Programs linked against libsmf.so record its SONAME, libsmf.so.0: give it that name too,
     // as an installation does (`cargo xtask install`).
     // (Test binaries run side by side: one of them makes the link, the others find it.)

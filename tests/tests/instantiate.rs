@@ -370,12 +370,12 @@ fn code_outlives_the_module_leaving_the_cache_and_a_reloaded_file_offers_its_new
 #[test]
 #[cfg(target_arch = "x86_64")] // examples/generics.smf holds x86-64 code
 fn the_example_program_instantiates_from_the_example_module() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
+    let example = smf_tests::build_smf_package().join("examples/instantiate");
+    let out = std::process::Command::new(example)
         .current_dir(smf_tests::workspace())
-        .args(["run", "-q", "-p", "smf-loader", "--example", "instantiate", "--", "examples/generics.smf"])
+        .arg("examples/generics.smf")
         .output()
-        .expect("run cargo");
+        .expect("run the instantiate example");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("square$i64(7) = 49\nidentity$i64(42) = 42\n"), "{stdout}");

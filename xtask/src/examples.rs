@@ -38,10 +38,9 @@ fn packed(stem: &str, dialect: Dialect, scratch: &Path) -> Result<Vec<u8>, Strin
     if !gcc.success() {
         return Err(format!("gcc failed on {stem}.c"));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let pack = Command::new(cargo)
+    let pack = Command::new(crate::release_smf()?.join("smf"))
         .current_dir(&root)
-        .args(["run", "-q", "-p", "smf-tool", "--", "pack"])
+        .arg("pack")
         .arg(&object)
         .arg("-o")
         .arg(&module)

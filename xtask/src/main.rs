@@ -67,6 +67,31 @@ fn workspace_root() -> PathBuf {
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
 
+/// The release build of the C library and the `smf` tool as `cargo xtask install` makes it
+/// (`-p smf-loader -p smf-tool`, default features), built once per process: every task that
+/// runs a release `smf` or links a release `libsmf` asks for these same units, so that after
+/// one of them (or the install) the others build nothing. (`-p smf-tool` alone builds the
+/// library without its default features: a second library and tool.) Returns `target/release`.
+fn release_smf() -> Result<PathBuf, String> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = workspace_root();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "--quiet", "--release", "--locked", "-p", "smf-loader", "-p", "smf-tool"])
+                .status()
+                .map_err(|e| format!("cargo build: {e}"))?;
+            status
+                .success()
+                .then_some(())
+                .ok_or_else(|| "cargo build -p smf-loader -p smf-tool failed".into())
+        })
+        .clone()?;
+    Ok(root.join("target/release"))
+}
+
 /// Installs `krate` (the `cargo SUBCOMMAND` it provides) with `cargo install --locked`, unless
 /// `cargo SUBCOMMAND --version` already answers: CI starts from a fresh machine.
 fn install_cargo_tool(subcommand: &str, krate: &str) -> Result<(), String> {

@@ -18,7 +18,7 @@ use plotters::prelude::*;
 use smf_runtime::sys::{self, Protection};
 
 use super::median;
-use super::startup::{build_all, build_one, floor_on_threads, floor_one, release_build, MODULES};
+use super::startup::{build_all, build_one, floor_on_threads, floor_one, MODULES};
 use crate::workspace_root;
 
 extern "C" {
@@ -180,7 +180,7 @@ fn panel<DB: DrawingBackend>(
 }
 
 pub(super) fn run(rounds: usize, quick: bool) -> Result<(), String> {
-    release_build("smf-tool", &[])?;
+    crate::release_smf()?;
     let dir = workspace_root().join("target").join("bench-startup");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let page = sys::page_size();

@@ -38,7 +38,7 @@ fn vmas_per_thousand_modules() -> Result<usize, String> {
 /// The stripped size of the release `libsmf.so`, built here.
 fn libsmf_stripped_bytes() -> Result<u64, String> {
     let root = workspace_root();
-    super::startup::release_build("smf-loader", &["--lib"])?;
+    crate::release_smf()?;
     let library = root.join("target/release/libsmf.so");
     let stripped = root.join("target/bench/libsmf.stripped.so");
     std::fs::create_dir_all(root.join("target/bench")).map_err(|e| e.to_string())?;

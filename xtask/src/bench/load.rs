@@ -90,10 +90,9 @@ pub(crate) fn pack(objects: &[PathBuf], out: &Path) -> Result<(), String> {
 
 /// [`pack`] with more options for `smf pack` (`--compress lz4`, `--dialect r96`).
 pub(crate) fn pack_with(objects: &[PathBuf], out: &Path, options: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let pack = Command::new(cargo)
+    let pack = Command::new(crate::release_smf()?.join("smf"))
         .current_dir(workspace_root())
-        .args(["run", "-q", "--release", "-p", "smf-tool", "--", "pack"])
+        .arg("pack")
         .args(objects)
         .args(options)
         .arg("-o")

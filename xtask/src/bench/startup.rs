@@ -91,24 +91,12 @@ pub(super) fn build_one(
     Ok((smf, so))
 }
 
-/// The release build of package `package` (built here).
-pub(super) fn release_build(package: &str, what: &[&str]) -> Result<(), String> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--locked", "-p", package])
-        .args(what)
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    status.success().then_some(()).ok_or_else(|| format!("building {package} failed"))
-}
-
 /// A module's file and its library's, or why they could not be built.
 type Built = Result<(PathBuf, PathBuf), String>;
 
 /// Builds every module and library, a few at a time.
 pub(super) fn build_all(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
-    release_build("smf-tool", &[])?;
-    let smf_tool = workspace_root().join("target/release/smf");
+    let smf_tool = crate::release_smf()?.join("smf");
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
     let built: Vec<Built> = std::thread::scope(|scope| {
         let jobs: Vec<_> = (0..workers)
@@ -198,7 +186,7 @@ fn wait_until_not_fresh(paths: &[PathBuf]) -> Result<(), String> {
 /// The C programs of the whole-process comparison, built in `dir` (the smf one against the
 /// release `libsmf.a`).
 fn build_programs(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    release_build("smf-loader", &["--lib"])?;
+    crate::release_smf()?;
     let root = workspace_root();
     let (smf_c, dl_c) = (dir.join("start_smf.c"), dir.join("start_dlopen.c"));
     std::fs::write(
