@@ -28,7 +28,9 @@ pub fn registry() -> &'static Registry {
 /// first resolution after modules were added: a load's imports cost about the same with
 /// thousands of modules registered as with a few, and a module is indexed only once something
 /// is resolved after it was added. Released modules are forgotten in sweeps that run as the
-/// registry doubles, so load/release churn keeps it small.
+/// registry doubles, so load/release churn keeps it small; while it lists few modules, a
+/// resolution forgets them first (each import would otherwise step over every module released
+/// since the last sweep: up to [`SWEEP_FLOOR`] of them in a loop that loads and releases).
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
@@ -50,6 +52,9 @@ struct RegistryInner {
     index: ExportIndex<u64>,
     /// Modules kept after the last sweep; the next runs when there are twice as many.
     swept: usize,
+    /// Released modules forgotten since the last sweep while their exports stay in the index
+    /// ([`RegistryInner::forget_released`]); as many as the sweep kept make the next sweep run.
+    forgotten: usize,
 }
 
 /// Fewest entries at which the registry sweeps released modules out.
@@ -76,6 +81,7 @@ impl Registry {
                 unlisted: false,
                 index: ExportIndex::new(),
                 swept: 0,
+                forgotten: 0,
             }),
         }
     }
@@ -120,6 +126,26 @@ impl RegistryInner {
         self.pending.retain(|order| modules.contains_key(order));
         self.index.retain(|order| modules.contains_key(order));
         self.swept = self.modules.len();
+        self.forgotten = 0;
+    }
+
+    /// Forgets the modules released since the last sweep, if there are any, from the list and
+    /// the pending list, in a pass over a list short enough to be scanned whole; their exports
+    /// leave the index at the next sweep, which runs once as many have been forgotten as the
+    /// last one kept (so that the index never holds more than that of released modules).
+    fn forget_released(&mut self) {
+        if self.modules.values().all(|m| m.strong_count() > 0) {
+            return;
+        }
+        let listed = self.modules.len();
+        self.modules.retain(|_, m| m.strong_count() > 0);
+        self.forgotten += listed - self.modules.len();
+        if self.forgotten >= self.swept.max(SWEEP_FLOOR) {
+            self.sweep();
+            return;
+        }
+        let modules = &self.modules;
+        self.pending.retain(|order| modules.contains_key(order));
     }
 
     /// Indexes the exports of the modules added since the last call; false if the memory
@@ -174,6 +200,9 @@ impl RegistryInner {
 impl Resolver for Registry {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         let mut inner = self.lock();
+        if inner.modules.len() <= 2 * UNINDEXED_MODULES {
+            inner.forget_released();
+        }
         // Module by module while there are few, or while memory for the index cannot be had.
         let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES || !inner.index_pending() {
             inner.scan(name)?
@@ -247,5 +276,42 @@ mod tests {
             assert_eq!(found, module.symbol(format!("f{i}").as_bytes()), "f{i}");
         }
         assert!(!registry.lock().unlisted, "the index was made again");
+    }
+
+    #[test]
+    fn while_few_modules_are_listed_a_resolution_forgets_the_released_ones_first() {
+        let registry = Registry::new();
+        let kept = exporting("kept");
+        registry.add(&kept);
+        for i in 0..5 {
+            let released = exporting(&format!("gone{i}"));
+            registry.add(&released);
+        }
+        assert_eq!(registry.tracked(), 6, "released modules stay listed until something looks");
+        assert_eq!(registry.lock().pending.len(), 6);
+        assert!(registry.resolve(b"gone3").is_none(), "a released module resolves nothing");
+        assert_eq!(registry.tracked(), 1, "the resolution forgot the released ones");
+        assert_eq!(registry.lock().pending, [0], "and their places in the pending list");
+        assert_eq!(registry.resolve(b"kept").map(|r| r.addr), kept.symbol(b"kept"));
+    }
+
+    #[test]
+    fn modules_forgotten_between_sweeps_leave_the_index_at_the_next_one() {
+        // 17 modules stay: the index is in use. One more is added, found, released and
+        // forgotten, over and over: the index keeps its exports only until the next sweep.
+        let registry = Registry::new();
+        let kept: Vec<Arc<SharedModule>> = (0..17).map(|i| exporting(&format!("kept{i}"))).collect();
+        kept.iter().for_each(|m| registry.add(m));
+        for i in 0..200 {
+            let churn = exporting("churn");
+            registry.add(&churn);
+            assert_eq!(registry.resolve(b"churn").map(|r| r.addr), churn.symbol(b"churn"), "round {i}");
+            drop(churn);
+            assert!(registry.resolve(b"churn").is_none(), "round {i}");
+            let inner = registry.lock();
+            assert_eq!(inner.modules.len(), 17, "round {i}: the released one is forgotten");
+            assert!(inner.index.len() <= 17 + 17, "round {i}: {} exports indexed", inner.index.len());
+        }
+        assert_eq!(registry.resolve(b"kept16").map(|r| r.addr), kept[16].symbol(b"kept16"));
     }
 }
