@@ -437,12 +437,60 @@ pub mod importer {
     }
 }
 
-/// A fresh directory for one test's files (`<tmp>/smf-<area>-<pid>-<name>`).
+/// A fresh directory for one test's files (`<tmp>/smf-<area>-<pid>-<name>`), removed with
+/// everything in it when the test process exits (kept with `SMF_KEEP_SCRATCH` set, to look at
+/// what a failing test left).
 pub fn scratch(area: &str, name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("smf-{area}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    scratch_dirs::remove_at_exit(&dir);
     dir
+}
+
+/// The scratch directories a test process made, removed at its exit (the test harness ends
+/// with `exit`, which runs `atexit` handlers; a test's own `Drop` would remove a directory
+/// that a `scratch(..).join(..)` still names).
+mod scratch_dirs {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    /// The directories, and the process that made them.
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static MADE_BY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+    }
+
+    /// Lists `dir` for removal when the process exits.
+    pub(super) fn remove_at_exit(dir: &Path) {
+        static REGISTERED: Once = Once::new();
+        REGISTERED.call_once(|| {
+            MADE_BY.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+            #[allow(unsafe_code)]
+            // SAFETY: `remove_all` is an `extern "C" fn()` that does not unwind (it catches
+            // nothing that can panic: poisoning is taken care of, removal errors are ignored).
+            unsafe {
+                atexit(remove_all);
+            }
+        });
+        DIRS.lock().unwrap_or_else(|p| p.into_inner()).push(dir.to_path_buf());
+    }
+
+    /// Removes the listed directories, in the process that listed them only (a forked child
+    /// that exits runs the handlers it inherited: it must not take its parent's files away).
+    extern "C" fn remove_all() {
+        if std::process::id() != MADE_BY.load(std::sync::atomic::Ordering::Relaxed)
+            || std::env::var_os("SMF_KEEP_SCRATCH").is_some()
+        {
+            return;
+        }
+        let dirs = std::mem::take(&mut *DIRS.lock().unwrap_or_else(|p| p.into_inner()));
+        for dir in dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// The directory of the test binaries' profile (`target/debug`, ...).

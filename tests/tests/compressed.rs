@@ -201,8 +201,7 @@ fn compression_the_module_does_not_declare_or_may_not_use_is_refused() {
 
 /// `tests/c/NAME` compiled in a scratch directory: (name, bytes).
 fn compiled(name: &str) -> (String, Vec<u8>) {
-    let dir = std::env::temp_dir().join(format!("smf-compressed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = smf_tests::scratch("compressed", name);
     let object = smf_tests::compile_c(&dir, name);
     (object.display().to_string(), std::fs::read(&object).unwrap())
 }

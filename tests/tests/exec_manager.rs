@@ -488,8 +488,7 @@ fn a_front_end_turns_source_into_clif() {
     assert_eq!(manager.execute("answer", &[]).unwrap(), 42);
     let refused = manager.compile_source("no equals sign").unwrap_err();
     assert_eq!(refused.to_string(), "the front end refused the source: expected NAME = NUMBER");
-    let dir = std::env::temp_dir().join(format!("smf-exec-manager-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = smf_tests::scratch("exec-manager", "source");
     let file = dir.join("seven.src");
     std::fs::write(&file, "seven = 7").unwrap();
     manager.compile_file(&file).unwrap();

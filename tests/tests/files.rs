@@ -15,10 +15,7 @@ use smf_runtime::file::ReadError;
 
 /// A fresh directory for this test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("smf-files-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    smf_tests::scratch("files", name)
 }
 
 fn mkfifo(path: &Path) {

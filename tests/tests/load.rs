@@ -632,8 +632,7 @@ fn two_thousand_load_release_cycles_end_where_they_started() {
 #[test]
 fn reloading_a_changed_file_gives_a_new_module_and_the_old_one_stays_valid() {
     use smf::loader::{load, LoadRequest, Registry};
-    let dir = std::env::temp_dir().join(format!("smf-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = smf_tests::scratch("load", "reload");
     let path = dir.join("module.smf");
     let version = |value: u8| {
         let mut b = ModuleBuilder::new(Dialect::S128);
@@ -661,8 +660,7 @@ fn files_loaded_one_after_another_never_see_each_others_bytes() {
     use smf::loader::{load, LoadRequest, ModuleError, Registry};
     // load_path reads into a buffer it keeps per thread: a short file read after a long one must
     // be judged on its own bytes only.
-    let dir = std::env::temp_dir().join(format!("smf-buffer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = smf_tests::scratch("load", "buffer");
     let module = |value: u8, padding: usize| {
         let mut b = ModuleBuilder::new(Dialect::S128);
         let mut code = vec![0xB8, value, 0, 0, 0, 0xC3];

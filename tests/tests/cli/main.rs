@@ -80,10 +80,7 @@ fn smf_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Outcome {
 
 /// A fresh directory for this test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("smf-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    smf_tests::scratch("cli", name)
 }
 
 fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {

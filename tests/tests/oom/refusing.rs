@@ -158,8 +158,7 @@ fn a_prefetch_whose_bookkeeping_is_refused_reports_out_of_memory() {
 
 #[test]
 fn reading_a_module_file_at_the_memory_limit_is_an_error() {
-    let dir = std::env::temp_dir().join(format!("smf-oom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = smf_tests::scratch("oom", "large");
     let path = dir.join("large.smf");
     std::fs::write(&path, samples::large(Dialect::R96, 10_000, 0)).unwrap();
     let (result, refused) = refusing(64 << 10, usize::MAX, || {
