@@ -370,6 +370,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = 60;
     let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut only = None;
+    let mut dev = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -377,6 +378,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 let n = args.next().ok_or("--seconds needs a number")?;
                 seconds = n.parse::<u64>().map_err(|e| format!("--seconds: {e}"))?;
             }
+            "--dev" => dev = true,
             "--jobs" => {
                 let n = args.next().ok_or("--jobs needs a number")?;
                 jobs = n.parse::<usize>().map_err(|e| format!("--jobs: {e}"))?.max(1);
@@ -394,7 +396,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let targets: Vec<(&str, usize)> =
         TARGETS.into_iter().filter(|(t, _)| only.as_deref().is_none_or(|name| name == *t)).collect();
     // Built once, all targets together, before any runs: the runs then only start binaries.
-    let mut build = fuzz_command(nightly, "build");
+    let mut build = fuzz_command(nightly, "build", dev);
     if let Some(name) = &only {
         build.arg(name);
     }
@@ -411,7 +413,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&(target, max_len)) = targets.get(i) else { break };
-                if let Err(e) = fuzz_one(&fuzz_dir, nightly, target, max_len, seconds) {
+                if let Err(e) = fuzz_one(&fuzz_dir, nightly, dev, target, max_len, seconds) {
                     failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);
                 }
             });
@@ -425,8 +427,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `cargo [+nightly] fuzz SUBCOMMAND [-s none]`: with sanitizers on nightly, without on stable.
-fn fuzz_command(nightly: bool, subcommand: &str) -> Command {
+/// `cargo [+nightly] fuzz SUBCOMMAND [-s none] [--dev]`: with sanitizers on nightly, without
+/// on stable; unoptimized with `dev` (a build in a fraction of the time, runs several times
+/// slower: CI's smoke).
+fn fuzz_command(nightly: bool, subcommand: &str, dev: bool) -> Command {
     let mut cmd = Command::new("cargo");
     if nightly {
         cmd.arg("+nightly");
@@ -434,6 +438,9 @@ fn fuzz_command(nightly: bool, subcommand: &str) -> Command {
     cmd.args(["fuzz", subcommand]);
     if !nightly {
         cmd.args(["-s", "none"]);
+    }
+    if dev {
+        cmd.arg("--dev");
     }
     cmd
 }
@@ -444,6 +451,7 @@ fn fuzz_command(nightly: bool, subcommand: &str) -> Command {
 fn fuzz_one(
     fuzz_dir: &Path,
     nightly: bool,
+    dev: bool,
     target: &str,
     max_len: usize,
     seconds: u64,
@@ -453,7 +461,7 @@ fn fuzz_one(
     fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     let log_path = logs.join(format!("{target}.log"));
     let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let mut cmd = fuzz_command(nightly, "run");
+    let mut cmd = fuzz_command(nightly, "run", dev);
     cmd.arg(target).arg(&scratch);
     cmd.args(["--", &format!("-max_total_time={}", seconds.max(1)), &format!("-max_len={max_len}")]);
     cmd.arg("-rss_limit_mb=2048");

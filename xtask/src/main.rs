@@ -42,9 +42,9 @@ tasks:
                        instantiate, lua, nolibc; all by default;
                        --quick: fewer iterations)
   fuzz-seeds           write each fuzz target's seed corpus to fuzz/corpus/TARGET
-  fuzz [--seconds N] [--jobs J] [TARGET]
+  fuzz [--seconds N] [--jobs J] [--dev] [TARGET]
                        run every fuzz target (or one) for N seconds each (default 60),
-                       J at a time (default: one per core)
+                       J at a time (default: one per core); --dev: unoptimized (CI's smoke)
   fuzz-coverage [TARGET]
                        region coverage per file of what the targets' corpora reach
   cross-test           run the allocator and format tests for aarch64 under qemu-aarch64
