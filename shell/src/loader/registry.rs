@@ -30,7 +30,7 @@ pub fn registry() -> &'static Registry {
 /// is resolved after it was added. Released modules are forgotten in sweeps that run as the
 /// registry doubles, so load/release churn keeps it small; while it lists few modules, a
 /// resolution forgets them first (each import would otherwise step over every module released
-/// since the last sweep: up to [`SWEEP_FLOOR`] of them in a loop that loads and releases).
+/// since the last sweep: up to 16 of them in a loop that loads and releases).
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
