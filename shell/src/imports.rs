@@ -11,50 +11,78 @@
 //! Locks guard the host table only while it is read or changed: no resolver runs under a lock
 //! another load needs, so a load's resolver may itself load a module.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
 use std::sync::{OnceLock, RwLock};
 
-use smf_runtime::load::{Resolved, Resolver};
+use hashbrown::HashTable;
+use smf_runtime::load::{HashedName, Resolved, Resolver};
 
 /// The host program's symbols, by name (process-wide).
-static HOST: RwLock<Names> = RwLock::new(None);
+static HOST: RwLock<Names> = RwLock::new(Names::new());
 
-/// A process-wide table of names, hashed as the loader hashes names ([`NameHasher`]).
-type Names = Option<HashMap<Box<[u8]>, usize, NameHashing>>;
+/// A process-wide table of names and addresses, keyed by the hash a load computes once for
+/// each import ([`HashedName::hash32`]: the loader's keyed 32-bit hash, strongly universal under
+/// the process's key, so that no set of names a module imports makes the table probe long).
+/// A load asks these tables once for each import without hashing the name again.
+struct Names(HashTable<Named>);
 
-/// Builds [`NameHasher`]s under the process's key.
-#[derive(Clone, Copy, Default)]
-struct NameHashing;
-
-impl std::hash::BuildHasher for NameHashing {
-    type Hasher = NameHasher;
-
-    fn build_hasher(&self) -> NameHasher {
-        NameHasher(0)
-    }
+/// One entry of [`Names`].
+struct Named {
+    hash: u32,
+    name: Box<[u8]>,
+    addr: usize,
 }
 
-/// The keyed 32-bit hash the loader's symbol index uses
-/// ([`KeyedHasher::hash32`](smf_runtime::keyed_hash::KeyedHasher::hash32): strongly universal
-/// under the process's key, so that no set of names a module imports makes the tables probe
-/// long), instead of std's SipHash: a load asks these tables once for each import. A name's
-/// `Hash` writes its length, then its bytes: the length is folded in, the bytes hashed once.
-struct NameHasher(u64);
+/// The table's 64-bit hash of a name's 32-bit one (hashbrown takes its control bits from the
+/// top of it, so the name hash is spread over all 64).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
-impl std::hash::Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let hash = smf_runtime::keyed_hash::KeyedHasher::per_process().hash32(bytes);
-        self.0 = (self.0 ^ u64::from(hash)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+/// No memory for one more entry of [`Names`].
+struct NoRoom;
+
+impl Names {
+    const fn new() -> Self {
+        Self(HashTable::new())
     }
 
-    fn write_usize(&mut self, len: usize) {
-        self.0 ^= len as u64;
+    /// The address of `name`, if the table has it.
+    #[inline]
+    fn get(&self, name: HashedName<'_>) -> Option<usize> {
+        let (hash, bytes) = (name.hash32(), name.bytes());
+        self.0.find(spread(hash), |n| n.hash == hash && *n.name == *bytes).map(|n| n.addr)
     }
 
-    fn finish(&self) -> u64 {
-        self.0
+    /// Adds `name` (not in the table) at `addr`, copying the name fallibly (it is the caller's,
+    /// of any length).
+    fn insert(&mut self, name: HashedName<'_>, addr: usize) -> Result<(), NoRoom> {
+        let bytes = name.bytes();
+        let mut owned = Vec::new();
+        owned.try_reserve_exact(bytes.len()).map_err(|_| NoRoom)?;
+        owned.extend_from_slice(bytes);
+        self.0.try_reserve(1, |n| spread(n.hash)).map_err(|_| NoRoom)?;
+        let named = Named { hash: name.hash32(), name: owned.into_boxed_slice(), addr };
+        self.0.insert_unique(spread(named.hash), named, |n| spread(n.hash));
+        Ok(())
+    }
+
+    /// Removes `name`; false if the table does not have it.
+    fn remove(&mut self, name: HashedName<'_>) -> bool {
+        let (hash, bytes) = (name.hash32(), name.bytes());
+        match self.0.find_entry(spread(hash), |n| n.hash == hash && *n.name == *bytes) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// How many names it has.
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -126,33 +154,24 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
     if address == 0 {
         return Err(HostError::NullAddress);
     }
+    let name = HashedName::new(name);
     let mut host = host_table_mut();
-    let table = host.get_or_insert_with(HashMap::default);
-    match table.get(name) {
-        Some(&existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
+    match host.get(name) {
+        Some(existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
         Some(_) => Ok(()),
-        None => {
-            // The name is the caller's, of any length: copied fallibly.
-            let mut owned = Vec::new();
-            owned.try_reserve_exact(name.len()).map_err(|_| HostError::OutOfMemory)?;
-            owned.extend_from_slice(name);
-            table.try_reserve(1).map_err(|_| HostError::OutOfMemory)?;
-            table.insert(owned.into_boxed_slice(), address);
-            Ok(())
-        }
+        None => host.insert(name, address).map_err(|NoRoom| HostError::OutOfMemory),
     }
 }
 
 /// Removes host symbol `name`; false if it was not defined. Modules linked already keep the
 /// address they got.
 pub fn undefine_host(name: &[u8]) -> bool {
-    let mut host = host_table_mut();
-    host.as_mut().is_some_and(|table| table.remove(name).is_some())
+    host_table_mut().remove(HashedName::new(name))
 }
 
 /// How many host symbols are defined.
 fn host_count() -> usize {
-    host_table().as_ref().map_or(0, HashMap::len)
+    host_table().len()
 }
 
 /// Resolves the host symbols ([`define_host`]).
@@ -161,8 +180,11 @@ pub struct HostSymbols;
 
 impl Resolver for HostSymbols {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        let host = host_table();
-        let addr = *host.as_ref()?.get(name)?;
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        let addr = host_table().get(name)?;
         Some(Resolved { addr, keepalive: None })
     }
 
@@ -275,7 +297,7 @@ fn libm() -> *mut c_void {
 /// modules import is asked of `dlsym` once, not once per import of every load. Only names they
 /// define are kept (a few thousand at most, whatever modules ask for); none when the C library
 /// is not a shared library (the process's scope, which `dlclose` can change, is asked then).
-static C_LIBRARY_FOUND: RwLock<Names> = RwLock::new(None);
+static C_LIBRARY_FOUND: RwLock<Names> = RwLock::new(Names::new());
 
 /// [`C_LIBRARY_FOUND`] for reading.
 fn c_library_found() -> std::sync::RwLockReadGuard<'static, Names> {
@@ -296,9 +318,14 @@ thread_local! {
 
 impl Resolver for CLibrary {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        if let Some(&addr) = c_library_found().as_ref().and_then(|found| found.get(name)) {
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, hashed: HashedName<'_>) -> Option<Resolved> {
+        if let Some(addr) = c_library_found().get(hashed) {
             return Some(Resolved { addr, keepalive: None });
         }
+        let name = hashed.bytes();
         #[cfg(test)]
         C_LIBRARY_ASKED.set(C_LIBRARY_ASKED.get() + 1);
         let libc = libc();
@@ -309,7 +336,11 @@ impl Resolver for CLibrary {
             (!libm.is_null()).then(|| symbol_in(libm, name)).flatten()
         })?;
         if stays {
-            c_library_found_mut().get_or_insert_with(HashMap::default).insert(name.into(), addr);
+            let mut found = c_library_found_mut();
+            // Another thread may have added it meanwhile; without memory it is asked again.
+            if found.get(hashed).is_none() {
+                let _ = found.insert(hashed, addr);
+            }
         }
         Some(Resolved { addr, keepalive: None })
     }
@@ -392,14 +423,18 @@ impl<'r> Imports<'r> {
 
 impl Resolver for Imports<'_> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
         HostSymbols
-            .resolve(name)
-            .or_else(|| symbol_sources().find_map(|source| source.resolve(name)))
-            .or_else(|| self.modules.resolve(name))
-            .or_else(|| self.options.resolver.and_then(|r| r.resolve(name)))
-            .or_else(|| self.needed.resolve(name))
-            .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name)).flatten())
-            .or_else(|| self.options.c_library.then(|| CLibrary.resolve(name)).flatten())
+            .resolve_hashed(name)
+            .or_else(|| symbol_sources().find_map(|source| source.resolve_hashed(name)))
+            .or_else(|| self.modules.resolve_hashed(name))
+            .or_else(|| self.options.resolver.and_then(|r| r.resolve_hashed(name)))
+            .or_else(|| self.needed.resolve_hashed(name))
+            .or_else(|| self.options.process_symbols.then(|| ProcessSymbols.resolve(name.bytes())).flatten())
+            .or_else(|| self.options.c_library.then(|| CLibrary.resolve_hashed(name)).flatten())
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -462,18 +497,34 @@ mod tests {
     }
 
     #[test]
-    fn the_name_tables_hash_each_name_by_its_bytes_and_its_length() {
-        use std::hash::BuildHasher;
-        let hash = |name: &[u8]| NameHashing.hash_one(name);
-        assert_eq!(hash(b"memcpy"), hash(b"memcpy"), "a name hashes the same every time");
-        // Names that differ in one byte, or only in length, spread over distinct hashes.
+    fn the_name_tables_find_names_by_their_hash_and_bytes_and_spread_them() {
+        let mut table = Names::new();
         let names: Vec<Vec<u8>> = (0..1000u32).map(|i| format!("f{i}").into_bytes()).collect();
-        let distinct: std::collections::HashSet<u64> = names.iter().map(|n| hash(n)).collect();
-        assert!(distinct.len() >= 999, "{} distinct hashes of 1000 names", distinct.len());
-        assert_ne!(hash(b"a"), hash(b"a\0"));
-        // The buckets' low bits and the tags' high bits vary too.
-        let low: std::collections::HashSet<u64> = names.iter().map(|n| hash(n) & 0xff).collect();
-        let high: std::collections::HashSet<u64> = names.iter().map(|n| hash(n) >> 57).collect();
+        for (addr, name) in names.iter().enumerate() {
+            assert!(table.insert(HashedName::new(name), addr + 1).is_ok());
+        }
+        for (addr, name) in names.iter().enumerate() {
+            assert_eq!(table.get(HashedName::new(name)), Some(addr + 1), "{name:?}");
+        }
+        // A name differing only in length is another name.
+        assert_eq!(table.get(HashedName::new(b"f1\0")), None);
+        assert!(table.remove(HashedName::new(b"f1")) && !table.remove(HashedName::new(b"f1")));
+        assert_eq!((table.get(HashedName::new(b"f1")), table.len()), (None, 999));
+        // The buckets' low bits and the tags' high bits vary over the names.
+        let spread_of = |n: &Vec<u8>| spread(HashedName::new(n).hash32());
+        let low: std::collections::HashSet<u64> = names.iter().map(|n| spread_of(n) & 0xff).collect();
+        let high: std::collections::HashSet<u64> = names.iter().map(|n| spread_of(n) >> 57).collect();
         assert!(low.len() > 200 && high.len() > 100, "{} low, {} high", low.len(), high.len());
+    }
+
+    #[test]
+    fn host_symbols_answer_the_same_with_the_hash_at_hand_or_without() {
+        let name = b"smf_imports_test_hashed_host_symbol";
+        assert!(define_host(name, 0x1234).is_ok());
+        let plain = HostSymbols.resolve(name).map(|r| r.addr);
+        let hashed = HostSymbols.resolve_hashed(HashedName::new(name)).map(|r| r.addr);
+        assert_eq!((plain, hashed), (Some(0x1234), Some(0x1234)));
+        assert!(undefine_host(name));
+        assert!(HostSymbols.resolve_hashed(HashedName::new(name)).is_none());
     }
 }

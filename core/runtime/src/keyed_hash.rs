@@ -15,7 +15,9 @@
 //! crate hashes under it, as do the shell's module cache and offer index (the shell's other
 //! maps use std's `RandomState`, SipHash-1-3 under a random key too).
 //!
-//! Hash values never leave the process's tables: nothing prints them or hands them out.
+//! Hash values never leave the process: nothing prints them, writes them to a file or sends
+//! them anywhere (a load hands an import's `hash32` to its resolvers, in the process, as
+//! anyone holding the name could compute it).
 
 use core::hash::{BuildHasher, Hasher};
 
@@ -54,6 +56,12 @@ impl KeyedHasher {
     #[inline]
     pub fn per_process() -> Self {
         process_key::get()
+    }
+
+    /// Whether this is the process's key ([`KeyedHasher::per_process`], drawn already).
+    #[inline(always)]
+    pub(crate) fn is_per_process(&self) -> bool {
+        process_key::is((self.k0, self.k1))
     }
 
     /// The hash of `bytes` written at once (one [`Hasher::write`]; a slice's `Hash` would

@@ -81,6 +81,12 @@ impl SharedModule {
         self.loaded.symbol(name)
     }
 
+    /// [`SharedModule::symbol`] of a name whose hash is at hand (a resolver's).
+    #[inline]
+    pub fn symbol_hashed(&self, name: smf_runtime::load::HashedName<'_>) -> Option<usize> {
+        self.loaded.symbol_hashed(name)
+    }
+
     /// The exported function `name` as the function pointer type `F`, as a handle that
     /// borrows the module (what `libloading::Symbol` is to a library): the code cannot be
     /// released while the handle can call it. `None` if no exported function has that name (or

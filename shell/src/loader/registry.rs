@@ -6,7 +6,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use smf_runtime::load::{ExportIndex, Resolved, Resolver};
+use smf_runtime::load::{ExportIndex, HashedName, Resolved, Resolver};
 
 use super::SharedModule;
 use crate::sync::lock;
@@ -174,22 +174,22 @@ impl RegistryInner {
 
     /// The first-added live module exporting `name` (asking each in turn), and the symbol's
     /// address.
-    fn scan(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
+    fn scan(&self, name: HashedName<'_>) -> Option<(Arc<SharedModule>, usize)> {
         self.modules.values().filter_map(Weak::upgrade).find_map(|module| {
-            let addr = module.symbol(name)?;
+            let addr = module.symbol_hashed(name)?;
             Some((module, addr))
         })
     }
 
     /// The first-added live module exporting `name`, and the symbol's address.
-    fn find(&self, name: &[u8]) -> Option<(Arc<SharedModule>, usize)> {
+    fn find(&self, name: HashedName<'_>) -> Option<(Arc<SharedModule>, usize)> {
         let mut found: Option<(u64, Arc<SharedModule>, usize)> = None;
-        for order in self.index.candidates(name) {
+        for order in self.index.candidates_hashed(name) {
             if found.as_ref().is_some_and(|(first, ..)| *first < order) {
                 continue;
             }
             let Some(module) = self.modules.get(&order).and_then(Weak::upgrade) else { continue };
-            if let Some(addr) = module.symbol(name) {
+            if let Some(addr) = module.symbol_hashed(name) {
                 found = Some((order, module, addr));
             }
         }
@@ -199,6 +199,10 @@ impl RegistryInner {
 
 impl Resolver for Registry {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
         let mut inner = self.lock();
         if inner.modules.len() <= 2 * UNINDEXED_MODULES {
             inner.forget_released();
@@ -227,8 +231,12 @@ pub struct Libraries(pub Vec<Arc<SharedModule>>);
 
 impl Resolver for Libraries {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
         self.0.iter().find_map(|m| {
-            let addr = m.symbol(name)?;
+            let addr = m.symbol_hashed(name)?;
             let keepalive: Arc<dyn Any + Send + Sync> = m.clone();
             Some(Resolved { addr, keepalive: Some(keepalive) })
         })

@@ -2,15 +2,17 @@
 //! resolver over thousands of modules finds a name with one hash lookup instead of asking each
 //! module in turn.
 //!
-//! The index hashes names with the process's keyed hash ([`KeyedHasher::per_process`]), which
-//! every [`LoadedModule`] already computed for its exports at load time: indexing a module
-//! hashes nothing. The hash stays private to the core; callers see keys of their own choosing (an
-//! order number, a cache slot) and confirm a candidate with [`LoadedModule::symbol`].
+//! The index hashes names with the process's keyed hash
+//! ([`KeyedHasher::hash32`](crate::keyed_hash::KeyedHasher::hash32) under
+//! [`per_process`](crate::keyed_hash::KeyedHasher::per_process)), which every [`LoadedModule`]
+//! already computed for its exports at load time, and a load for each import ([`HashedName`]):
+//! indexing a module hashes nothing, nor does looking up an import. Callers see keys of their
+//! own choosing (an order number, a cache slot) and confirm a candidate with
+//! [`LoadedModule::symbol_hashed`].
 
 use hashbrown::HashTable;
 
-use super::LoadedModule;
-use crate::lru::KeyedHasher;
+use super::{HashedName, LoadedModule};
 
 /// The exports of many modules by name, each module under a key of the caller's.
 #[derive(Debug)]
@@ -25,7 +27,7 @@ pub struct IndexFull;
 
 /// The table's 64-bit hash of a 32-bit name hash (hashbrown takes its control bits from the top
 /// of it, so the name hash is spread over all 64).
-fn spread(hash: u32) -> u64 {
+pub(super) fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -78,7 +80,12 @@ impl<K: Copy> ExportIndex<K> {
     /// whose export only shares the name's hash (check with [`LoadedModule::symbol`]). In no
     /// particular order.
     pub fn candidates<'s>(&'s self, name: &[u8]) -> impl Iterator<Item = K> + 's {
-        let hash = KeyedHasher::per_process().hash32(name);
+        self.candidates_hashed(HashedName::new(name))
+    }
+
+    /// [`ExportIndex::candidates`] of a name whose hash is at hand.
+    pub fn candidates_hashed<'s>(&'s self, name: HashedName<'_>) -> impl Iterator<Item = K> + 's {
+        let hash = name.hash32();
         self.table.iter_hash(spread(hash)).filter(move |(h, _)| *h == hash).map(|&(_, key)| key)
     }
 }

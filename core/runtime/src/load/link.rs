@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use super::resolutions::{OutOfMemory, Resolutions};
 use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
 use super::target::{Region, RegionBases, Target, Whose};
-use super::{fallible, Invariant, Keepalive, LoadError, Overflow};
+use super::{fallible, HashedName, Invariant, Keepalive, LoadError, Overflow};
 use crate::lru::KeyedHasher;
 use smf_format::module::{DataRegion, ModuleSymbols, ModuleTables, SymbolRepr, SymbolTarget};
 use smf_format::Binding;
@@ -101,7 +101,8 @@ pub(super) fn link<'m>(
     let strings = tables.strings();
     // The symbol table lies in the file: `count` entries of it fit in memory.
     let names = fallible::copied(strings).ok_or_else(oom(strings.len()))?;
-    let mut table = SymbolTableBuilder::new(names, count, KeyedHasher::per_process())
+    let hasher = KeyedHasher::per_process();
+    let mut table = SymbolTableBuilder::new(names, count, hasher)
         .ok_or_else(oom(fallible::bytes_of::<LoadedSymbol>(count)))?;
     let mut targets: Vec<Target> =
         fallible::with_capacity(count).ok_or_else(oom(fallible::bytes_of::<Target>(count)))?;
@@ -114,9 +115,12 @@ pub(super) fn link<'m>(
     let module = tables.decode_symbols(|index, repr| {
         let target = if repr.is_import() {
             let name = strings.get(repr.name_range()).unwrap_or_default();
+            // The name, validated, lies in the string table: hashed there, once.
+            let from = strings.get(repr.name_range().start..).unwrap_or_default();
+            let name = HashedName::hashed(name, hasher.hash32_within(from, name.len()));
             match resolve(resolutions, name, repr.binding, &mut deps, &mut missing) {
                 Ok(address) => Target::import(address),
-                Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.len() }),
+                Err(OutOfMemory) => return Err(LoadError::OutOfMemory { bytes: name.bytes().len() }),
             }
         } else {
             places.locate(repr.target)?
@@ -187,7 +191,7 @@ fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
 #[inline(never)]
 fn resolve(
     resolutions: &mut Resolutions<'_>,
-    name: &[u8],
+    name: HashedName<'_>,
     binding: Binding,
     deps: &mut Vec<Keepalive>,
     missing: &mut Missing,
@@ -205,7 +209,7 @@ fn resolve(
         None if binding == Binding::Weak => 0,
         None => {
             if asked.first_time {
-                missing.add(name)?;
+                missing.add(name.bytes())?;
             }
             0
         }
@@ -263,7 +267,7 @@ mod tests {
         let file = b.build().unwrap();
         let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
         let resolver = TableResolver(&[(b"host", 0x7777)]);
-        let linked = link(tables, &mut Resolutions::new(&resolver)).unwrap();
+        let linked = link(tables, &mut Resolutions::new(&resolver, tables.symbol_count() as usize)).unwrap();
         assert_eq!(linked.module.import_count(), 2);
         assert_eq!(linked.symbols.get(1).map(|s| s.addr), Some(0x7777), "imports resolve while linking");
         let bases = RegionBases { code: 0x10_0000, read_only: 0x18_0000, writable: 0x20_0000 };
@@ -290,7 +294,7 @@ mod tests {
         b.add_symbol(SymbolSpec::import(b"nowhere"));
         let file = b.build().unwrap();
         let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
-        let error = link(tables, &mut Resolutions::new(&())).err().unwrap();
+        let error = link(tables, &mut Resolutions::new(&(), tables.symbol_count() as usize)).err().unwrap();
         assert!(
             matches!(&error, LoadError::Unresolved { names, count: 1, .. } if names == &["nowhere"]),
             "{error:?}"
@@ -311,7 +315,8 @@ mod tests {
         let file = b.build().unwrap();
         let tables = ModuleTables::check(&file, &ParseOptions::default()).unwrap();
         let resolver = TableResolver(&[(b"found", 0x7777)]);
-        let error = link(tables, &mut Resolutions::new(&resolver)).err().unwrap();
+        let error =
+            link(tables, &mut Resolutions::new(&resolver, tables.symbol_count() as usize)).err().unwrap();
         let LoadError::Unresolved { names: listed, count, .. } = &error else { panic!("{error:?}") };
         assert_eq!(*count, 20);
         assert_eq!(listed.as_slice(), &names[..Missing::LISTED]);

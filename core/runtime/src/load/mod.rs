@@ -54,7 +54,7 @@ pub use calls::{CatchFn, Catcher};
 pub use error::{Invariant, LoadError, Overflow};
 pub use exports::{ExportIndex, IndexFull};
 pub use options::{LoadOptions, ReadOnlyData, HOST_ARCH};
-pub use resolve::{Chain, Keepalive, Resolved, Resolver, TableResolver};
+pub use resolve::{Chain, HashedName, Keepalive, Resolved, Resolver, TableResolver};
 pub use unwind::{UnwindFault, UnwindRegistrar, UnwindTable};
 
 use at_exit::ExitHook;
@@ -216,6 +216,12 @@ impl<'a> LoadedModule<'a> {
         self.symbols.lookup(name).map(|s| s.addr)
     }
 
+    /// [`LoadedModule::symbol`] of a name whose hash is at hand (a resolver's).
+    #[inline]
+    pub fn symbol_hashed(&self, name: HashedName<'_>) -> Option<usize> {
+        self.symbols.lookup_hashed(name).map(|s| s.addr)
+    }
+
     /// The exported function `name` as the function pointer type `F`, borrowing the module so
     /// that it lives while the function can be called through the handle; `None` if no
     /// exported function has that name (or `F` is not a function pointer type).
@@ -340,7 +346,7 @@ impl<'a> Staged<'a> {
                 needed.iter_mut().zip(tables.needed_libraries()).map(|(slot, name)| *slot = name).count();
             resolver.needs(&needed[..count]);
         }
-        let linked = link::link(tables, &mut Resolutions::new(resolver))?;
+        let linked = link::link(tables, &mut Resolutions::new(resolver, tables.symbol_count() as usize))?;
         let layout = Layout::plan(&linked.module, options.read_only_data)?;
         // What of the code is mapped from its file rather than copied, if it comes with one.
         let mapping = code_file.and_then(|file| {

@@ -1,19 +1,20 @@
 //! The resolver contract: during one load, [`Resolver::resolve`] is called at most once per
 //! distinct name, however many of the module's symbols import it. The answers are kept here
 //! for the load's duration and handed out again; the table allocates nothing for a module
-//! without imports.
+//! without imports. Names come hashed ([`HashedName`]: keyed, strongly universal, so no file can
+//! make them collide): the table finds them by that hash, in an index sized once for every
+//! symbol the module has (no name is asked more often than a symbol imports it), and hands the
+//! hash to the resolver with the name.
 
 use alloc::vec::Vec;
 
-use hashbrown::HashTable;
-
-use super::{Resolved, Resolver};
-use crate::lru::KeyedHasher;
+use super::symtab::bucket_count;
+use super::{fallible, HashedName, Resolved, Resolver};
 
 /// One answer: where its name lies in `names`, and what the resolver said.
 #[derive(Debug)]
 struct Answer {
-    hash: u64,
+    hash: u32,
     name: core::ops::Range<usize>,
     resolved: Option<Resolved>,
 }
@@ -21,11 +22,14 @@ struct Answer {
 /// The answers a resolver gave during one load.
 pub(super) struct Resolutions<'r> {
     resolver: &'r dyn Resolver,
-    /// The names' hasher (keyed: the file chooses the names).
-    hasher: KeyedHasher,
     /// The names asked, back to back.
     names: Vec<u8>,
-    answers: HashTable<Answer>,
+    answers: Vec<Answer>,
+    /// Open addressing over `answers`: index + 1 per bucket, 0 for empty; made at the first
+    /// name, a power of two of at least twice `symbols`, so at most half full.
+    buckets: Vec<u32>,
+    /// How many symbols the module has: how many names it may ask at most.
+    symbols: usize,
 }
 
 impl core::fmt::Debug for Resolutions<'_> {
@@ -48,9 +52,9 @@ pub(super) struct Asked {
 pub(super) struct OutOfMemory;
 
 impl<'r> Resolutions<'r> {
-    /// No answers yet, from `resolver`.
-    pub(super) fn new(resolver: &'r dyn Resolver) -> Self {
-        Self { resolver, hasher: KeyedHasher::per_process(), names: Vec::new(), answers: HashTable::new() }
+    /// No answers yet, from `resolver`, for a module of `symbols` symbols.
+    pub(super) fn new(resolver: &'r dyn Resolver, symbols: usize) -> Self {
+        Self { resolver, names: Vec::new(), answers: Vec::new(), buckets: Vec::new(), symbols }
     }
 
     /// The resolver answering.
@@ -59,22 +63,74 @@ impl<'r> Resolutions<'r> {
     }
 
     /// What the resolver says of `name`: asked the first time, remembered after.
-    pub(super) fn resolve(&mut self, name: &[u8]) -> Result<Asked, OutOfMemory> {
-        let hash = self.hasher.hash_bytes(name);
-        let names = &self.names;
-        let found = self.answers.find(hash, |a| a.hash == hash && names.get(a.name.clone()) == Some(name));
-        if let Some(answer) = found {
-            return Ok(Asked { resolved: answer.resolved.clone(), first_time: false });
-        }
-        let resolved = self.resolver.resolve(name);
-        self.names.try_reserve(name.len()).map_err(|_| OutOfMemory)?;
-        self.answers.try_reserve(1, |a| a.hash).map_err(|_| OutOfMemory)?;
+    pub(super) fn resolve(&mut self, name: HashedName<'_>) -> Result<Asked, OutOfMemory> {
+        let bucket = match self.find(name)? {
+            Found::Answer(at) => {
+                let resolved = self.answers.get(at).and_then(|a| a.resolved.clone());
+                return Ok(Asked { resolved, first_time: false });
+            }
+            Found::Empty(bucket) => bucket,
+        };
+        let resolved = self.resolver.resolve_hashed(name);
+        let bytes = name.bytes();
+        self.names.try_reserve(bytes.len()).map_err(|_| OutOfMemory)?;
         let start = self.names.len();
-        self.names.extend_from_slice(name);
-        let answer = Answer { hash, name: start..self.names.len(), resolved: resolved.clone() };
-        self.answers.insert_unique(hash, answer, |a| a.hash);
+        self.names.extend_from_slice(bytes);
+        let answer =
+            Answer { hash: name.hash32(), name: start..self.names.len(), resolved: resolved.clone() };
+        fallible::push(&mut self.answers, answer).ok_or(OutOfMemory)?;
+        let slot = u32::try_from(self.answers.len()).map_err(|_| OutOfMemory)?;
+        *self.buckets.get_mut(bucket).ok_or(OutOfMemory)? = slot;
         Ok(Asked { resolved, first_time: true })
     }
+
+    /// Where `name`'s answer is, or the empty bucket it goes into; the index made or grown first
+    /// if it has no room for one more.
+    fn find(&mut self, name: HashedName<'_>) -> Result<Found, OutOfMemory> {
+        if self.answers.len() >= self.buckets.len() / 2 {
+            self.grow()?;
+        }
+        let (bytes, hash) = (name.bytes(), name.hash32());
+        let mask = self.buckets.len() - 1;
+        let mut bucket = hash as usize & mask;
+        // Never full: at most half the buckets are taken.
+        loop {
+            let Some(at) = self.buckets.get(bucket).and_then(|&slot| (slot as usize).checked_sub(1)) else {
+                return Ok(Found::Empty(bucket));
+            };
+            let answer = self.answers.get(at).ok_or(OutOfMemory)?;
+            if answer.hash == hash && self.names.get(answer.name.clone()) == Some(bytes) {
+                return Ok(Found::Answer(at));
+            }
+            bucket = (bucket + 1) & mask;
+        }
+    }
+
+    /// Makes the index (sized for every symbol) or, past that, doubles it (a caller asking more
+    /// names than the module has symbols).
+    #[cold]
+    fn grow(&mut self) -> Result<(), OutOfMemory> {
+        let count = bucket_count(self.symbols.max(self.answers.len() + 1)).max(self.buckets.len() * 2);
+        let mut buckets = fallible::filled(0u32, count).ok_or(OutOfMemory)?;
+        let mask = count - 1;
+        for (slot, answer) in (1u32..).zip(&self.answers) {
+            let mut bucket = answer.hash as usize & mask;
+            while buckets.get(bucket).is_some_and(|&taken| taken != 0) {
+                bucket = (bucket + 1) & mask;
+            }
+            *buckets.get_mut(bucket).ok_or(OutOfMemory)? = slot;
+        }
+        self.buckets = buckets;
+        Ok(())
+    }
+}
+
+/// Where [`Resolutions::find`] found a name.
+enum Found {
+    /// Its answer's index.
+    Answer(usize),
+    /// The empty bucket ending its probe.
+    Empty(usize),
 }
 
 #[cfg(test)]
@@ -86,15 +142,31 @@ mod tests {
     fn answers_are_remembered_and_counted() {
         let table = [(&b"five"[..], 5usize)];
         let resolver = super::super::TableResolver(&table);
-        let mut resolutions = Resolutions::new(&resolver);
+        let mut resolutions = Resolutions::new(&resolver, 4);
         assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 0"));
-        let first = resolutions.resolve(b"five").unwrap();
-        let again = resolutions.resolve(b"five").unwrap();
+        let first = resolutions.resolve(HashedName::new(b"five")).unwrap();
+        let again = resolutions.resolve(HashedName::new(b"five")).unwrap();
         assert!(first.first_time && !again.first_time);
         assert_eq!(first.resolved.map(|r| r.addr), Some(5));
         assert_eq!(format!("{:?}", again.resolved), "Some(Resolved { addr: 5, keepalive: false })");
         assert_eq!(again.resolved.map(|r| r.addr), Some(5));
-        assert!(resolutions.resolve(b"none").unwrap().resolved.is_none());
+        assert!(resolutions.resolve(HashedName::new(b"none")).unwrap().resolved.is_none());
         assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 2"), "{resolutions:?}");
+    }
+
+    #[test]
+    fn more_names_than_symbols_grow_the_index_and_each_is_asked_once() {
+        let names: Vec<alloc::string::String> = (0..100).map(|i| format!("f{i}")).collect();
+        let table: Vec<(&[u8], usize)> = names.iter().zip(1..).map(|(n, a)| (n.as_bytes(), a)).collect();
+        let resolver = super::super::TableResolver(&table);
+        let mut resolutions = Resolutions::new(&resolver, 1);
+        for (round, first_time) in [(0, true), (1, false)] {
+            for (name, addr) in names.iter().zip(1..) {
+                let asked = resolutions.resolve(HashedName::new(name.as_bytes())).unwrap();
+                assert_eq!(asked.first_time, first_time, "{name}, round {round}");
+                assert_eq!(asked.resolved.map(|r| r.addr), Some(addr), "{name}, round {round}");
+            }
+        }
+        assert!(format!("{resolutions:?}").starts_with("Resolutions { answers: 100"), "{resolutions:?}");
     }
 }

@@ -1,13 +1,54 @@
-//! How a load finds its imports: the [`Resolver`] trait, what it answers ([`Resolved`]: an
-//! address and the module that owns it, kept alive by the importer), and the resolvers that
-//! need nothing but the core (none, a fixed table, one after another).
+//! How a load finds its imports: the [`Resolver`] trait, what it asks ([`HashedName`]: a name
+//! with its hash, computed once per import and handed along every resolver of a chain), what it
+//! answers ([`Resolved`]: an address and the module that owns it, kept alive by the importer),
+//! and the resolvers that need nothing but the core (none, a fixed table, one after another).
 
 use alloc::sync::Arc;
 use core::any::Any;
 use core::fmt;
 
+use crate::keyed_hash::KeyedHasher;
+
 /// Something a loaded module keeps alive because it links to it (another module).
 pub type Keepalive = Arc<dyn Any + Send + Sync>;
+
+/// A name and its [`KeyedHasher::hash32`] under the process's key
+/// ([`KeyedHasher::per_process`]): what a load hashed once and every resolver of its chain may
+/// look up by, instead of hashing the name again. Made only here, so the hash is always the
+/// name's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedName<'n> {
+    bytes: &'n [u8],
+    hash: u32,
+}
+
+impl<'n> HashedName<'n> {
+    /// `bytes` and its hash.
+    #[inline]
+    pub fn new(bytes: &'n [u8]) -> Self {
+        Self { bytes, hash: KeyedHasher::per_process().hash32(bytes) }
+    }
+
+    /// `bytes` with the hash the caller computed under the process's key (the link stage hashes
+    /// a name where it lies in the string table).
+    #[inline(always)]
+    pub(crate) const fn hashed(bytes: &'n [u8], hash: u32) -> Self {
+        Self { bytes, hash }
+    }
+
+    /// The name.
+    #[inline(always)]
+    pub const fn bytes(&self) -> &'n [u8] {
+        self.bytes
+    }
+
+    /// Its [`KeyedHasher::hash32`] under the process's key: what the loader's symbol and export
+    /// indexes hold for it, and what tables of names keyed alike may look it up by.
+    #[inline(always)]
+    pub const fn hash32(&self) -> u32 {
+        self.hash
+    }
+}
 
 /// An import's resolution: its address and, if it lives in another module, that module.
 #[derive(Clone)]
@@ -38,6 +79,15 @@ pub trait Resolver {
     /// The exported symbol named `name`, if this resolver knows it.
     fn resolve(&self, name: &[u8]) -> Option<Resolved>;
 
+    /// [`Resolver::resolve`] of a name whose hash is at hand: what a load calls. A resolver
+    /// whose table is keyed by [`HashedName::hash32`] looks the name up without hashing it
+    /// again; chains hand the same hash to each of theirs. The default asks
+    /// [`Resolver::resolve`]; both must give the same answer.
+    #[inline]
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        self.resolve(name.bytes())
+    }
+
     /// Where it looks, for the message of an import nothing resolved ("host symbols, 3 loaded
     /// modules"); written only when a load fails that way.
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -65,6 +115,10 @@ impl Resolver for () {
 impl<R: Resolver + ?Sized> Resolver for &R {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
         (**self).resolve(name)
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        (**self).resolve_hashed(name)
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -96,7 +150,11 @@ pub struct Chain<A, B>(pub A, pub B);
 
 impl<A: Resolver, B: Resolver> Resolver for Chain<A, B> {
     fn resolve(&self, name: &[u8]) -> Option<Resolved> {
-        self.0.resolve(name).or_else(|| self.1.resolve(name))
+        self.resolve_hashed(HashedName::new(name))
+    }
+
+    fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        self.0.resolve_hashed(name).or_else(|| self.1.resolve_hashed(name))
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -130,6 +188,11 @@ mod tests {
         assert_eq!(address(&table, b"five"), Some(5));
         assert_eq!(address(&table, b"six"), None);
         assert_eq!(address(Chain((), &table), b"five"), Some(5));
+        // A chain hands the name's hash along; each resolver answers as by the name alone.
+        let hashed = |name| Chain((), &table).resolve_hashed(HashedName::new(name)).map(|r| r.addr);
+        assert_eq!((hashed(b"five"), hashed(b"six")), (Some(5), None));
+        assert_eq!(HashedName::new(b"five").bytes(), b"five");
+        assert_eq!(HashedName::new(b"five").hash32(), KeyedHasher::per_process().hash32(b"five"));
         let mut said = String::new();
         Chain(&table, ()).describe(&mut said).unwrap();
         assert_eq!(said, "a table of 1 symbols, nowhere (no resolver)");

@@ -6,6 +6,7 @@
 
 use alloc::vec::Vec;
 
+use super::HashedName;
 use crate::lru::KeyedHasher;
 use smf_format::{Binding, SymbolKind};
 
@@ -215,12 +216,27 @@ impl SymbolTable {
     /// The exported symbol named `name`.
     #[inline]
     pub fn lookup(&self, name: &[u8]) -> Option<&LoadedSymbol> {
+        self.lookup_by(name, self.hasher.hash32(name))
+    }
+
+    /// [`SymbolTable::lookup`] of a name whose hash is at hand (hashed again only if this
+    /// table hashes under another key than the process's: tests build such tables).
+    #[inline]
+    pub fn lookup_hashed(&self, name: HashedName<'_>) -> Option<&LoadedSymbol> {
+        let hash =
+            if self.hasher.is_per_process() { name.hash32() } else { self.hasher.hash32(name.bytes()) };
+        self.lookup_by(name.bytes(), hash)
+    }
+
+    /// The exported symbol named `name`, whose hash under this table's key is `hash`.
+    #[inline(always)]
+    fn lookup_by(&self, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
         let len = name.len();
         // Most names fit a word: compared as that word.
         let Some(word) = short_word(name) else {
-            return self.lookup_long(name);
+            return self.lookup_long(name, hash);
         };
-        self.probe(self.hasher.hash32(name), len, |s| {
+        self.probe(hash, len, |s| {
             match self.names.get(s.name_start as usize..).and_then(|n| n.first_chunk::<8>()) {
                 Some(stored) => u64::from_le_bytes(*stored) & low_bytes(len) == word,
                 // Fewer than eight bytes to the table's end.
@@ -232,9 +248,9 @@ impl SymbolTable {
     /// [`SymbolTable::lookup`] of a name longer than a word (out of line, so that the short
     /// names' path keeps its registers).
     #[inline(never)]
-    fn lookup_long(&self, name: &[u8]) -> Option<&LoadedSymbol> {
+    fn lookup_long(&self, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
         let len = name.len();
-        self.probe(self.hasher.hash32(name), len, |s| self.name_of(s) == Some(name))
+        self.probe(hash, len, |s| self.name_of(s) == Some(name))
     }
 
     /// The indexed symbol whose hash is `hash` and whose name, of `len` bytes, `is_name`
@@ -289,7 +305,7 @@ const fn low_bytes(len: usize) -> u64 {
 
 /// Buckets for an index of up to `count` symbols: a power of two, at least twice `count`, so
 /// that the index stays at most half full.
-fn bucket_count(count: usize) -> usize {
+pub(super) fn bucket_count(count: usize) -> usize {
     count.saturating_mul(2).checked_next_power_of_two().unwrap_or(usize::MAX).max(8)
 }
 
@@ -301,7 +317,11 @@ mod tests {
     /// A table over a string table holding `names`, one function symbol per name (`exported`
     /// or local), symbol `i` at address `0x1000 + i`.
     fn table(names: &[(&[u8], bool)]) -> SymbolTable {
-        let key = KeyedHasher::per_process();
+        table_under(KeyedHasher::per_process(), names)
+    }
+
+    /// [`table`] hashed under `key`.
+    fn table_under(key: KeyedHasher, names: &[(&[u8], bool)]) -> SymbolTable {
         let mut strings = vec![0u8];
         let mut symbols = Vec::new();
         for (i, &(name, exported)) in names.iter().enumerate() {
@@ -346,6 +366,20 @@ mod tests {
         assert_eq!(t.name_offset(names.len()), None);
         assert!(!t.is_empty() && table(&[]).is_empty());
         assert_eq!(t.len(), 103);
+    }
+
+    #[test]
+    fn a_name_hashed_at_hand_is_found_as_by_its_bytes_whatever_the_tables_key() {
+        let long = b"a_function_name_longer_than_a_word";
+        let names: [(&[u8], bool); 3] = [(b"main", true), (long, true), (b"helper", false)];
+        for key in [KeyedHasher::per_process(), KeyedHasher::new(7)] {
+            let t = table_under(key, &names);
+            for name in [&b"main"[..], long, b"helper", b"none"] {
+                assert_eq!(t.lookup_hashed(HashedName::new(name)), t.lookup(name), "{key:?}");
+            }
+            let found = |name| t.lookup_hashed(HashedName::new(name)).map(|s| s.addr);
+            assert_eq!((found(b"main"), found(long)), (Some(0x1000), Some(0x1001)), "{key:?}");
+        }
     }
 
     #[test]
