@@ -106,14 +106,37 @@ fn breakpoint_at(function: usize) -> bool {
 fn traced_at_first_load() -> bool {
     static TRACED: OnceLock<bool> = OnceLock::new();
     *TRACED.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status.lines().find_map(|line| line.strip_prefix("TracerPid:")).is_some_and(|pid| pid.trim() != "0")
+        // One read of a page's worth: `TracerPid` is in the file's first lines (the whole file
+        // is under 2 KiB), where reading to the end asks its size and then reads it in 7 pieces
+        // growing from 32 bytes, on every process's first load.
+        use std::io::Read as _;
+        let mut status = [0u8; 4096];
+        let read = std::fs::File::open("/proc/self/status").and_then(|mut file| file.read(&mut status));
+        names_a_tracer(status.get(..read.unwrap_or(0)).unwrap_or_default())
     })
+}
+
+/// Whether the text of a `/proc/PID/status` names a tracer (`TracerPid` other than 0).
+fn names_a_tracer(status: &[u8]) -> bool {
+    status
+        .split(|&byte| byte == b'\n')
+        .find_map(|line| line.strip_prefix(b"TracerPid:"))
+        .is_some_and(|pid| pid.trim_ascii() != b"0")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracer_is_read_from_the_status_text() {
+        assert!(names_a_tracer(b"Name:\tsmf\nPPid:\t1\nTracerPid:\t4242\nUid:\t0\n"));
+        assert!(!names_a_tracer(b"Name:\tsmf\nTracerPid:\t0\nUid:\t0\n"));
+        assert!(!names_a_tracer(b"Name:\tsmf\nPPid:\t1\n"), "no line: no tracer");
+        // This process's own status has the line (read as the first load reads it).
+        let own = std::fs::read("/proc/self/status").unwrap();
+        assert!(own.split(|&b| b == b'\n').any(|line| line.starts_with(b"TracerPid:")));
+    }
 
     #[test]
     fn a_breakpoint_is_told_from_the_code_it_replaces() {

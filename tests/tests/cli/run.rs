@@ -100,6 +100,11 @@ fn run_passes_the_entry_point_argv_and_exits_with_its_status() {
         run(&["run", "--ret", "i32", &module, "--", "42", "and", "-x", "--ret"]),
         (Some(0), "42 and -x --ret\n42\n".into(), String::new())
     );
+    // Help flags after `--` are the program's.
+    assert_eq!(
+        run(&["run", "--ret", "i32", &module, "--", "0", "-h", "--help", "-V"]),
+        (Some(0), "0 -h --help -V\n0\n".into(), String::new())
+    );
     // The result as the exit status, its low 8 bits, nothing printed after the program's own.
     assert_eq!(run(&["run", "--ret", "status", &module, "--", "3"]), (Some(3), "3\n".into(), String::new()));
     assert_eq!(run(&["run", "--ret=status", &module, "--", "258"]), (Some(2), "258\n".into(), String::new()));

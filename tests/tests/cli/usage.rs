@@ -43,6 +43,19 @@ fn the_tool_has_a_version_help_per_command_and_the_usual_option_forms() {
     assert_eq!(help.status, 0);
     assert!(help.out.contains("Usage: smf run") && help.out.contains("--no-libc"), "{}", help.out);
     assert!(!help.out.contains("prefetch"), "{}", help.out);
+    // `run` parses with its own declarations alone unless help is asked (the tool's start):
+    // its usage errors and help are the whole tool's.
+    let bogus = smf(&["run", "--bogus", "x.smf"]);
+    assert_eq!(bogus.status, 2);
+    let usage = "Usage: smf run [OPTIONS] <FILE> [SYMBOL] [ARG]... [-- <PROGRAM_ARG>...]";
+    assert!(
+        bogus.err.contains("unexpected argument '--bogus'") && bogus.err.contains(usage),
+        "{}",
+        bogus.err
+    );
+    let help = smf(&["run", "x.smf", "-h"]);
+    assert_eq!(help.status, 0);
+    assert!(help.out.starts_with("Load FILE and call a function in it"), "{}", help.out);
     // pack's says what it links as gcc's driver does and where shared libraries come in.
     let help = smf(&["pack", "--help"]);
     assert!(help.out.contains("-lgcc") && help.out.contains("--native"), "{}", help.out);

@@ -34,7 +34,7 @@ impl Cli {
         let args = ld_style(std::env::args_os()).unwrap_or_else(|message| {
             Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
         });
-        let matches = Cli::command().get_matches_from(args);
+        let matches = command_for(&args).get_matches_from(args);
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         if let (Command::Pack(pack), Some(("pack", matches))) = (&mut cli.command, matches.subcommand()) {
             pack.positions = Positions::of(matches);
@@ -58,6 +58,23 @@ impl Cli {
         }
         cli
     }
+}
+
+/// The command line's declarations: for `smf run` without a request for help, only `run`'s
+/// (building every command's declarations, long texts and all, cost more instructions than the
+/// rest of a packed program's start through `smf run`: `run_startup_vs_native`); else every
+/// command's. The two parse a `run` command line alike: `run`'s arguments are its own, and
+/// its usage line in an error is built from the same names.
+fn command_for(args: &[std::ffi::OsString]) -> clap::Command {
+    use clap::{Args as _, CommandFactory as _};
+    let options = args.iter().skip(2).take_while(|arg| *arg != "--");
+    let asks_help =
+        options.clone().any(|arg| ["-h", "--help", "-V", "--version"].iter().any(|flag| arg == flag));
+    if args.get(1).is_some_and(|command| command == "run") && !asks_help {
+        let run = RunArgs::augment_args(clap::Command::new("run"));
+        return clap::Command::new("smf").subcommand_required(true).subcommand(run);
+    }
+    Cli::command()
 }
 
 /// The commands.

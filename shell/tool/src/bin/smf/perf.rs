@@ -23,6 +23,11 @@ pub(crate) fn map_for_perf() {
 
 /// Whether this process's parent is a program named `perf`.
 fn parent_is_perf() -> bool {
+    use std::io::Read as _;
     let parent = std::os::unix::process::parent_id();
-    std::fs::read_to_string(format!("/proc/{parent}/comm")).is_ok_and(|name| name.trim_end() == "perf")
+    // One read (a name is at most 16 bytes and a newline), not a read to the end: every
+    // `smf run` asks, at its start.
+    let mut name = [0u8; 32];
+    let read = std::fs::File::open(format!("/proc/{parent}/comm")).and_then(|mut comm| comm.read(&mut name));
+    read.is_ok_and(|len| name.get(..len) == Some(b"perf\n"))
 }
