@@ -55,6 +55,7 @@ mod file_tests;
 #[cfg(test)]
 mod free_tests;
 mod function;
+mod granule_bits;
 mod icache;
 pub mod kernel;
 pub(crate) mod lock;

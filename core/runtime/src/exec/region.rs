@@ -1,9 +1,10 @@
 //! One reserved region of the executable allocator: the state of each page and a bitmap index
-//! of the live blocks in it (where each starts and ends), and the searches for free runs of
-//! pages. The allocator's policy (what to open, seal or release) lives in `state/`.
+//! of the live blocks in it (where each starts and ends: `granule_bits.rs`), and the searches
+//! for free runs of pages. The allocator's policy (what to open, seal or release) lives in `state/`.
 
 use alloc::vec::Vec;
 
+use super::granule_bits::GranuleBits;
 use super::{MemoryKind, GRANULE};
 use smf_format::align_up;
 
@@ -77,10 +78,10 @@ pub(super) struct Region {
     /// one seals by moving the boundary of its mapping).
     code: Vec<u64>,
     /// One bit per granule: set where a live block starts.
-    pub(super) starts: Vec<u64>,
+    starts: GranuleBits,
     /// One bit per granule: set on the last granule of a live block. Blocks never overlap, so
     /// the first end bit at or after a start bit ends that block: sizes need no other index.
-    pub(super) ends: Vec<u64>,
+    ends: GranuleBits,
 }
 
 impl Region {
@@ -96,8 +97,8 @@ impl Region {
             free,
             traps: alloc::vec![0; count.div_ceil(64)],
             code: alloc::vec![0; count.div_ceil(64)],
-            starts: alloc::vec![0; (len / GRANULE).div_ceil(64)],
-            ends: alloc::vec![0; (len / GRANULE).div_ceil(64)],
+            starts: GranuleBits::new(len / GRANULE),
+            ends: GranuleBits::new(len / GRANULE),
         }
     }
 
@@ -105,55 +106,32 @@ impl Region {
         self.base + self.pages.len() * page
     }
 
-    fn granule(&self, addr: usize) -> (usize, u64) {
-        let g = (addr - self.base) / GRANULE;
-        (g / 64, 1u64 << (g % 64))
+    /// The granule `addr` (in this region) lies in.
+    fn granule(&self, addr: usize) -> usize {
+        (addr - self.base) / GRANULE
     }
 
     /// Marks (or unmarks) the block `addr..addr+size` in the start and end bitmaps.
     pub(super) fn mark(&mut self, addr: usize, size: usize, on: bool) {
-        let (sw, sb) = self.granule(addr);
-        let (ew, eb) = self.granule(addr + size - GRANULE);
-        if on {
-            self.starts[sw] |= sb;
-            self.ends[ew] |= eb;
-        } else {
-            self.starts[sw] &= !sb;
-            self.ends[ew] &= !eb;
-        }
+        let (first, last) = (self.granule(addr), self.granule(addr + size - GRANULE));
+        self.starts.set(first, on);
+        self.ends.set(last, on);
     }
 
     /// The size of the live block starting at `addr`, if one does.
     pub(super) fn block_size(&self, addr: usize) -> Option<usize> {
-        let (word, bit) = self.granule(addr);
-        if self.starts[word] & bit == 0 {
+        let first = self.granule(addr);
+        if !self.starts.get(first) {
             return None;
         }
-        let mut mask = !(bit - 1);
-        for w in word..self.ends.len() {
-            let bits = self.ends[w] & mask;
-            if bits != 0 {
-                let last = w * 64 + bits.trailing_zeros() as usize;
-                return Some(self.base + last * GRANULE + GRANULE - addr);
-            }
-            mask = u64::MAX;
-        }
-        None
+        let last = self.ends.first_at_or_after(first)?;
+        Some(self.base + last * GRANULE + GRANULE - addr)
     }
 
     /// The last block start at or before `addr` (in this region).
     pub(super) fn start_at_or_before(&self, addr: usize) -> Option<usize> {
-        let (word, bit) = self.granule(addr);
-        let mut mask = bit | (bit - 1);
-        for w in (0..=word).rev() {
-            let bits = self.starts[w] & mask;
-            if bits != 0 {
-                let g = w * 64 + (63 - bits.leading_zeros() as usize);
-                return Some(self.base + g * GRANULE);
-            }
-            mask = u64::MAX;
-        }
-        None
+        let start = self.starts.last_at_or_before(self.granule(addr))?;
+        Some(self.base + start * GRANULE)
     }
 
     /// Opens the free pages `first..first + count` for `batch`.
