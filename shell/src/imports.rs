@@ -13,6 +13,7 @@
 
 use std::ffi::{c_char, c_void, CString};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 use hashbrown::HashTable;
@@ -20,6 +21,12 @@ use smf_runtime::load::{HashedName, Resolved, Resolver};
 
 /// The host program's symbols, by name (process-wide).
 static HOST: RwLock<Names> = RwLock::new(Names::new());
+
+/// Whether [`HOST`] holds any name: set under its write lock as it changes, read without it, so
+/// that the loads of a program that defines no host symbol (a C program's, `smf run`'s) take no
+/// lock for them. A load racing a definition sees the table before or after it, as with the
+/// lock.
+static HOST_DEFINED: AtomicBool = AtomicBool::new(false);
 
 /// A process-wide table of names and addresses, keyed by the hash a load computes once for
 /// each import ([`HashedName::hash32`]: the loader's keyed 32-bit hash, strongly universal under
@@ -159,14 +166,21 @@ pub fn define_host(name: &[u8], address: usize) -> Result<(), HostError> {
     match host.get(name) {
         Some(existing) if existing != address => Err(HostError::AlreadyDefined { address: existing }),
         Some(_) => Ok(()),
-        None => host.insert(name, address).map_err(|NoRoom| HostError::OutOfMemory),
+        None => {
+            host.insert(name, address).map_err(|NoRoom| HostError::OutOfMemory)?;
+            HOST_DEFINED.store(true, Ordering::Release);
+            Ok(())
+        }
     }
 }
 
 /// Removes host symbol `name`; false if it was not defined. Modules linked already keep the
 /// address they got.
 pub fn undefine_host(name: &[u8]) -> bool {
-    host_table_mut().remove(HashedName::new(name))
+    let mut host = host_table_mut();
+    let removed = host.remove(HashedName::new(name));
+    HOST_DEFINED.store(host.len() != 0, Ordering::Release);
+    removed
 }
 
 /// How many host symbols are defined.
@@ -184,6 +198,9 @@ impl Resolver for HostSymbols {
     }
 
     fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        if !HOST_DEFINED.load(Ordering::Acquire) {
+            return None;
+        }
         let addr = host_table().get(name)?;
         Some(Resolved { addr, keepalive: None })
     }

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use smf_runtime::load::{ExportIndex, HashedName, Resolved, Resolver};
@@ -34,6 +35,11 @@ pub fn registry() -> &'static Registry {
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<RegistryInner>,
+    /// How many modules `inner` lists, stored under its lock as that changes and read without
+    /// it: a resolution against a registry listing none (a process's first load, or one whose
+    /// modules were all released and forgotten) takes no lock. A load racing an `add` sees the
+    /// registry before or after it, as with the lock.
+    listed: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -83,6 +89,7 @@ impl Registry {
                 swept: 0,
                 forgotten: 0,
             }),
+            listed: AtomicUsize::new(0),
         }
     }
 
@@ -104,6 +111,7 @@ impl Registry {
         if inner.modules.len() >= 2 * inner.swept.max(SWEEP_FLOOR) {
             inner.sweep();
         }
+        self.listed.store(inner.modules.len(), Ordering::Release);
     }
 
     /// Live modules, in the order they were added.
@@ -203,9 +211,13 @@ impl Resolver for Registry {
     }
 
     fn resolve_hashed(&self, name: HashedName<'_>) -> Option<Resolved> {
+        if self.listed.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut inner = self.lock();
         if inner.modules.len() <= 2 * UNINDEXED_MODULES {
             inner.forget_released();
+            self.listed.store(inner.modules.len(), Ordering::Release);
         }
         // Module by module while there are few, or while memory for the index cannot be had.
         let (module, addr) = if inner.modules.len() <= UNINDEXED_MODULES || !inner.index_pending() {
@@ -301,6 +313,23 @@ mod tests {
         assert_eq!(registry.tracked(), 1, "the resolution forgot the released ones");
         assert_eq!(registry.lock().pending, [0], "and their places in the pending list");
         assert_eq!(registry.resolve(b"kept").map(|r| r.addr), kept.symbol(b"kept"));
+    }
+
+    #[test]
+    fn a_registry_whose_modules_are_all_released_and_forgotten_lists_none_until_the_next_add() {
+        let registry = Registry::new();
+        assert!(registry.resolve(b"f").is_none(), "an empty registry resolves nothing");
+        let first = exporting("f");
+        registry.add(&first);
+        assert_eq!(registry.resolve(b"f").map(|r| r.addr), first.symbol(b"f"));
+        drop(first);
+        assert!(registry.resolve(b"f").is_none());
+        assert_eq!((registry.tracked(), registry.listed.load(Ordering::Relaxed)), (0, 0));
+        // The next module added is found again: the count follows every change.
+        let second = exporting("f");
+        registry.add(&second);
+        assert_eq!(registry.listed.load(Ordering::Relaxed), 1);
+        assert_eq!(registry.resolve(b"f").map(|r| r.addr), second.symbol(b"f"));
     }
 
     #[test]
