@@ -181,6 +181,9 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
     // The map is the process's: a child process (this test again) loads with SMF_PERF_MAP=1
     // and prints what it loaded; this one reads the child's map.
     if let Some(path) = std::env::var_os("SMF_PERF_MAP_CHILD") {
+        // As if an earlier process of this PID had left its map (PIDs are reused).
+        let own_map = smf::debug::perf_map::path_for(std::process::id());
+        std::fs::write(&own_map, "1000 10 stale_function [an earlier process]\n").unwrap();
         let module = load(&LoadRequest::path(Path::new(&path)).linked(local(true))).unwrap();
         let functions = functions(&module);
         for (name, &(addr, size)) in &functions {
@@ -232,6 +235,7 @@ fn the_perf_map_lists_every_function_with_its_address_and_size() {
     assert!(expected.len() >= 4, "{stdout}");
     let map = std::fs::read_to_string(&map_path).expect("the child's perf map");
     let _ = std::fs::remove_file(&map_path);
+    assert!(!map.contains("stale_function"), "an earlier process's map is emptied first:\n{map}");
     for (addr, size, name) in &expected {
         let line = format!("{addr} {size} {name} [recursion.smf]");
         assert!(map.lines().any(|l| l == line), "{line} in\n{map}");

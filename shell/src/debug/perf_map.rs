@@ -11,7 +11,9 @@
 //! (its PID's) at its first load rather than writing into its parent's.
 //!
 //! The map only grows: a module released and another loaded at its address leave both lines
-//! (as every JIT's perf map does).
+//! (as every JIT's perf map does). A map an earlier process of the same PID left behind (PIDs
+//! are reused; perf maps are kept for `perf report`) is emptied when this process opens it, by
+//! the one thread that opens it, before any line of this process is written.
 
 #![allow(unsafe_code)] // the published map, a raw pointer never freed
 
@@ -19,7 +21,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use smf_runtime::load::LoadedModule;
@@ -39,6 +41,11 @@ struct Map {
 /// The map of the process that opened it last, never freed (a process opens one, and a forked
 /// child one more): a child finds its parent's here, with another PID, and opens its own.
 static MAP: AtomicPtr<Map> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The PID of the process one of whose threads is opening its map (0: none yet): the others of
+/// that process wait for [`MAP`] to hold it. A forked child finds its parent's PID here (a
+/// parent's thread may have been opening when it forked) and opens its own.
+static OPENER: AtomicU32 = AtomicU32::new(0);
 
 /// The map's path for the process `pid`.
 pub fn path_for(pid: u32) -> PathBuf {
@@ -71,28 +78,33 @@ fn open_safely(path: &std::path::Path) -> Option<File> {
         .ok()?;
     let metadata = file.metadata().ok()?;
     let euid = rustix::process::geteuid().as_raw();
-    (metadata.file_type().is_file() && metadata.nlink() == 1 && metadata.uid() == euid).then_some(file)
+    let ours = metadata.file_type().is_file() && metadata.nlink() == 1 && metadata.uid() == euid;
+    // Ours, and opened once per process: what it holds is an earlier process's.
+    (ours && file.set_len(0).is_ok()).then_some(file)
 }
 
 /// This process's map file, opened at the first write (`None` if it cannot be).
 fn map() -> Option<&'static File> {
     let pid = std::process::id();
-    let current = MAP.load(Ordering::Acquire);
-    // SAFETY: a published map is never freed; its fields never change.
-    if let Some(map) = unsafe { current.as_ref() }.filter(|map| map.pid == pid) {
-        return map.file.as_ref();
-    }
-    let fresh = Box::into_raw(Box::new(Map { pid, file: open_safely(&path_for(pid)) }));
-    match MAP.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: just published, never freed.
-        Ok(_) => unsafe { (*fresh).file.as_ref() },
-        Err(other) => {
-            // Another thread opened this process's map first: ours goes (nobody saw it).
-            // SAFETY: `fresh` was never published.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: published, never freed.
-            unsafe { other.as_ref() }.filter(|map| map.pid == pid)?.file.as_ref()
+    loop {
+        // SAFETY: a published map is never freed; its fields never change.
+        if let Some(map) = unsafe { MAP.load(Ordering::Acquire).as_ref() }.filter(|map| map.pid == pid) {
+            return map.file.as_ref();
         }
+        let opener = OPENER.load(Ordering::Acquire);
+        if opener == pid {
+            // Another thread of this process is opening it (an open and a truncation).
+            std::thread::yield_now();
+            continue;
+        }
+        if OPENER.compare_exchange(opener, pid, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            continue;
+        }
+        // This thread alone opens the process's map, and empties it before anyone writes.
+        let fresh = Box::into_raw(Box::new(Map { pid, file: open_safely(&path_for(pid)) }));
+        MAP.store(fresh, Ordering::Release);
+        // SAFETY: just published, never freed.
+        return unsafe { (*fresh).file.as_ref() };
     }
 }
 
