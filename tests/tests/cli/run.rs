@@ -399,11 +399,13 @@ fn run_under_perf_writes_the_map_perf_names_module_functions_by() {
     let module = example("recursion.smf");
     let smf_path = crate::smf_binary().display().to_string();
     // `; true`: the shell stays, as perf does, the parent of smf (no exec of a last command).
-    let under_perf = |environment: &str| {
+    // The shell's `$0` after the script makes the fake perf's command line `perf -c ... record`.
+    let under = |environment: &str, subcommand: &str| {
         let script = format!("{environment} {smf_path} run {module} fib 10; true");
-        let out = std::process::Command::new(&perf).args(["-c", &script]).output().unwrap();
+        let out = std::process::Command::new(&perf).args(["-c", &script, subcommand]).output().unwrap();
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
+    let under_perf = |environment: &str| under(environment, "record");
     let (out, err) = under_perf("");
     assert_eq!(out, "55\n", "{err}");
     let map = err
@@ -415,4 +417,7 @@ fn run_under_perf_writes_the_map_perf_names_module_functions_by() {
     let _ = std::fs::remove_file(map);
     let (out, err) = under_perf("SMF_PERF_MAP=0");
     assert_eq!((out.as_str(), err.as_str()), ("55\n", ""), "no map, no note");
+    // `perf stat` counts: no map.
+    let (out, err) = under("", "stat");
+    assert_eq!((out.as_str(), err.as_str()), ("55\n", ""), "no map under perf stat");
 }
