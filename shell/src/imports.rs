@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
 
 use hashbrown::HashTable;
+use smf_runtime::keyed_hash::spread;
 use smf_runtime::load::{HashedName, Resolved, Resolver};
 
 /// The host program's symbols, by name (process-wide).
@@ -39,12 +40,6 @@ struct Named {
     hash: u32,
     name: Box<[u8]>,
     addr: usize,
-}
-
-/// The table's 64-bit hash of a name's 32-bit one (hashbrown takes its control bits from the
-/// top of it, so the name hash is spread over all 64).
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// No memory for one more entry of [`Names`].

@@ -23,6 +23,14 @@ use core::hash::{BuildHasher, Hasher};
 
 use siphasher::sip::SipHasher13;
 
+/// The 64-bit hash a hash table (hashbrown) takes for a name's 32-bit one
+/// ([`KeyedHasher::hash32`]): hashbrown picks its control bits from the top of it, so the
+/// name's hash is spread over all 64 (multiplied by an odd constant: one to one).
+#[inline(always)]
+pub const fn spread(hash32: u32) -> u64 {
+    (hash32 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// Builds [`KeyedState`] hashers (SipHash-1-3) under one 128-bit key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyedHasher {

@@ -13,6 +13,7 @@
 use hashbrown::HashTable;
 
 use super::{HashedName, LoadedModule};
+use crate::keyed_hash::spread;
 
 /// The exports of many modules by name, each module under a key of the caller's.
 #[derive(Debug)]
@@ -24,12 +25,6 @@ pub struct ExportIndex<K> {
 /// Memory for the index could not be had; nothing was added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexFull;
-
-/// The table's 64-bit hash of a 32-bit name hash (hashbrown takes its control bits from the top
-/// of it, so the name hash is spread over all 64).
-pub(super) fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
 
 fn entry_hash<K>(&(hash, _): &(u32, K)) -> u64 {
     spread(hash)

@@ -24,19 +24,22 @@ pub(crate) fn map_for_perf() {
 
 /// Whether this process's parent is a program named `perf` that samples (see [`samples`]).
 fn parent_is_perf_sampling() -> bool {
-    use std::io::Read as _;
     let parent = std::os::unix::process::parent_id();
-    // One read (a name is at most 16 bytes and a newline), not a read to the end: every
-    // `smf run` asks, at its start.
+    // A name is at most 16 bytes and a newline.
     let mut name = [0u8; 32];
-    let read = std::fs::File::open(format!("/proc/{parent}/comm")).and_then(|mut comm| comm.read(&mut name));
-    if !read.is_ok_and(|len| name.get(..len) == Some(b"perf\n")) {
+    if read_once(&format!("/proc/{parent}/comm"), &mut name) != Some(b"perf\n") {
         return false;
     }
     let mut cmdline = [0u8; 4096];
-    let read =
-        std::fs::File::open(format!("/proc/{parent}/cmdline")).and_then(|mut file| file.read(&mut cmdline));
-    read.is_ok_and(|len| samples(cmdline.get(..len).unwrap_or_default()))
+    read_once(&format!("/proc/{parent}/cmdline"), &mut cmdline).is_some_and(samples)
+}
+
+/// What one read of the file at `path` puts into `buffer` (not a read to the end: every `smf
+/// run` asks, at its start); `None` if it cannot be read.
+fn read_once<'b>(path: &str, buffer: &'b mut [u8]) -> Option<&'b [u8]> {
+    use std::io::Read as _;
+    let len = std::fs::File::open(path).and_then(|mut file| file.read(buffer)).ok()?;
+    buffer.get(..len)
 }
 
 /// Whether perf's command line `cmdline` (its arguments, each ended by a NUL, its name first)
