@@ -4,9 +4,10 @@
 //!
 //! The index hashes names with the process's keyed hash
 //! ([`KeyedHasher::hash32`](crate::keyed_hash::KeyedHasher::hash32) under
-//! [`per_process`](crate::keyed_hash::KeyedHasher::per_process)), which every [`LoadedModule`]
-//! already computed for its exports at load time, and a load for each import ([`HashedName`]):
-//! indexing a module hashes nothing, nor does looking up an import. Callers see keys of their
+//! [`per_process`](crate::keyed_hash::KeyedHasher::per_process)), as a [`LoadedModule`]'s own
+//! index does (indexing a module takes the hashes of its index, which is made then if
+//! lookups had not made it yet) and a load does for each import ([`HashedName`]): looking
+//! up an import hashes nothing. Callers see keys of their
 //! own choosing (an order number, a cache slot) and confirm a candidate with
 //! [`LoadedModule::symbol_hashed`].
 
@@ -62,11 +63,11 @@ impl<K: Copy> ExportIndex<K> {
     /// Indexes every export of `module` under `key`, all or nothing. Adding a key twice
     /// indexes its exports twice; remove it first with [`ExportIndex::retain`].
     pub fn insert(&mut self, key: K, module: &LoadedModule<'_>) -> Result<(), IndexFull> {
-        // Every load hashes its names under the process's key, as `candidates` does.
-        let exports = || module.symbols().iter().filter(|s| s.exported);
-        self.table.try_reserve(exports().count(), entry_hash).map_err(|_| IndexFull)?;
-        for symbol in exports() {
-            self.table.insert_unique(spread(symbol.hash), (symbol.hash, key), entry_hash);
+        // A module's table hashes its names under the process's key, as `candidates` does.
+        let hashes = || module.symbols().exported_hashes().ok_or(IndexFull);
+        self.table.try_reserve(hashes()?.count(), entry_hash).map_err(|_| IndexFull)?;
+        for hash in hashes()? {
+            self.table.insert_unique(spread(hash), (hash, key), entry_hash);
         }
         Ok(())
     }

@@ -167,7 +167,7 @@ impl<'m> Linked<'m> {
     }
 }
 
-/// What the symbol table keeps of `repr`, at `address` (its name's hash left to the table).
+/// What the symbol table keeps of `repr`, at `address`.
 /// Templates and symbols without an address are not exported.
 #[inline(always)]
 fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
@@ -176,7 +176,6 @@ fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
     LoadedSymbol {
         name_start: repr.name_offset,
         name_len: repr.name_len,
-        hash: 0,
         kind: repr.kind,
         binding: repr.binding,
         addr: address,

@@ -1,14 +1,26 @@
 //! A loaded module's symbols: owned names and addresses, with a hash index over the exported
-//! ones built at load time with the process's keyed hash of the validated names
-//! ([`KeyedHasher::hash32`], a strongly universal family under the process's random key; the
-//! file's stored FNV-1a hashes are never trusted, and no file can be prepared to fill one bucket
-//! chain).
+//! ones made when lookups first need it (below), with the process's keyed hash of the
+//! validated names ([`KeyedHasher::hash32`], a strongly universal family under the process's
+//! random key; the file's stored FNV-1a hashes are never trusted, and no file can be prepared
+//! to fill one bucket chain).
+//!
+//! A load pays only for what it uses: most loads are followed by a few lookups (an entry
+//! point, a handful of functions), which a scan of the exported names answers for less than
+//! hashing every name would cost. The first [`SCANNED_LOOKUPS`] lookups scan; the next one
+//! makes the index (as does anything that needs the names' hashes: [`super::ExportIndex`]),
+//! so that a table looked up often costs at most twice what it would have with an index made
+//! at load (a scan costs about a tenth of indexing each name: the rent-or-buy rule). Scanning
+//! and the index find the same symbol: the first exported one of the name, in table order.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::HashedName;
 use crate::lru::KeyedHasher;
 use smf_format::{Binding, SymbolKind};
+
+/// Lookups of a table answered by scanning before its index is made.
+pub(crate) const SCANNED_LOOKUPS: u32 = 8;
 
 /// One symbol of a loaded module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,9 +29,6 @@ pub struct LoadedSymbol {
     pub(crate) name_start: u32,
     /// Its name's length (a NUL follows it).
     pub(crate) name_len: u32,
-    /// Its name's [`KeyedHasher::hash32`] under the table's hasher, if it is exported (the
-    /// index and [`super::ExportIndex`] hold exported symbols only); 0 for the others.
-    pub(crate) hash: u32,
     /// What it names.
     pub kind: SymbolKind,
     /// Its binding.
@@ -39,7 +48,6 @@ impl LoadedSymbol {
     pub(crate) const UNSET: LoadedSymbol = LoadedSymbol {
         name_start: 0,
         name_len: 0,
-        hash: 0,
         kind: SymbolKind::Import,
         binding: Binding::Local,
         addr: 0,
@@ -48,40 +56,55 @@ impl LoadedSymbol {
     };
 }
 
-/// The symbols of a loaded module, in table order, with a hash index of the exported ones.
+/// The symbols of a loaded module, in table order, with a hash index of the exported ones
+/// made when first needed (the module docs say when).
 ///
-/// The loader builds it while it decodes the symbols, one `SymbolTableBuilder::push` per
-/// symbol, so each exported symbol is indexed while its entry is still at hand.
-#[derive(Clone, Debug)]
+/// The loader fills it while it decodes the symbols, one `SymbolTableBuilder::push` per
+/// symbol.
+#[derive(Debug)]
 pub struct SymbolTable {
     /// The string table: every name followed by a NUL, so names can be handed to C as they are.
     names: Vec<u8>,
     symbols: Vec<LoadedSymbol>,
     /// Each symbol's size from its entry, in table order (apart: lookups never read it).
     sizes: Vec<u64>,
-    /// Open addressing: symbol index + 1 per bucket, 0 for empty; the length is a power of two
-    /// of at least twice the number of symbols.
-    buckets: Vec<u32>,
     /// The names' hasher ([`KeyedHasher::per_process`]).
     hasher: KeyedHasher,
+    /// The index of the exported names, once made (`None` in it: the memory for it could not
+    /// be had, and lookups scan).
+    index: spin::Once<Option<NameIndex>>,
+    /// Lookups answered by scanning so far (counted up to [`SCANNED_LOOKUPS`]).
+    scans: AtomicU32,
+}
+
+/// The exported names' hash index: open addressing, at most half full.
+#[derive(Clone, Debug)]
+struct NameIndex {
+    /// Per bucket: the name's hash and its symbol's index + 1 (0 for an empty bucket); a
+    /// power of two of them.
+    buckets: Vec<(u32, u32)>,
 }
 
 impl Default for SymbolTable {
     fn default() -> Self {
-        Self {
-            names: Vec::new(),
-            symbols: Vec::new(),
-            sizes: Vec::new(),
-            buckets: Vec::new(),
-            hasher: KeyedHasher::per_process(),
+        Self::over(Vec::new(), Vec::new(), Vec::new(), KeyedHasher::per_process())
+    }
+}
+
+impl Clone for SymbolTable {
+    fn clone(&self) -> Self {
+        let table = Self::over(self.names.clone(), self.symbols.clone(), self.sizes.clone(), self.hasher);
+        if let Some(index) = self.index.get() {
+            table.index.call_once(|| index.clone());
         }
+        table
     }
 }
 
 /// A [`SymbolTable`] being filled, symbol by symbol, in table order.
 pub(crate) struct SymbolTableBuilder {
     table: SymbolTable,
-    /// How many symbols it takes (the index is sized for them).
+    /// How many symbols it takes.
     capacity: usize,
 }
 
@@ -89,54 +112,23 @@ impl SymbolTableBuilder {
     /// An empty table over the string table `names` for up to `capacity` symbols, whose hashes
     /// are [`KeyedHasher::hash32`]es under `hasher`; `None` if the memory for it cannot be had.
     pub(crate) fn new(names: Vec<u8>, capacity: usize, hasher: KeyedHasher) -> Option<Self> {
-        let table = SymbolTable {
-            names,
-            symbols: super::fallible::with_capacity(capacity)?,
-            sizes: super::fallible::with_capacity(capacity)?,
-            buckets: super::fallible::filled(0, bucket_count(capacity))?,
-            hasher,
-        };
-        Some(Self { table, capacity })
+        let symbols = super::fallible::with_capacity(capacity)?;
+        let sizes = super::fallible::with_capacity(capacity)?;
+        Some(Self { table: SymbolTable::over(names, symbols, sizes, hasher), capacity })
     }
 
     /// Appends `symbol`, whose name lies at `name_start..name_start + name_len` followed by a
-    /// NUL (the table hands names to C as they are), with the size its entry gives; if it is
-    /// exported, hashes the name (filling in `hash`) and indexes the symbol, unless a symbol of
-    /// the same name is indexed already (the first of duplicate names wins). `None` if the
-    /// name is not there, or the table is full.
+    /// NUL (the table hands names to C as they are), with the size its entry gives. `None` if
+    /// the name is not there, or the table is full.
     #[inline(always)]
-    pub(crate) fn push(&mut self, mut symbol: LoadedSymbol, size: u64) -> Option<()> {
+    pub(crate) fn push(&mut self, symbol: LoadedSymbol, size: u64) -> Option<()> {
         let table = &mut self.table;
         if table.symbols.len() == self.capacity {
             return None;
         }
-        let start = symbol.name_start as usize;
-        let end = start.checked_add(symbol.name_len as usize)?;
+        let end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
         if table.names.get(end) != Some(&0) {
             return None;
-        }
-        if symbol.exported {
-            // The name, at `start..end`, is followed by its NUL and the rest of the table.
-            symbol.hash = table.hasher.hash32_within(table.names.get(start..)?, end - start);
-            let slot = u32::try_from(table.symbols.len() + 1).ok()?;
-            let mask = table.buckets.len() - 1;
-            let mut b = symbol.hash as usize & mask;
-            // Never full: at most half the buckets are taken.
-            loop {
-                match *table.buckets.get(b)? {
-                    0 => {
-                        table.buckets[b] = slot;
-                        break;
-                    }
-                    taken => {
-                        let other = table.symbols.get(taken as usize - 1)?;
-                        if other.hash == symbol.hash && table.same_name(other, &symbol) {
-                            break; // a duplicate: the first one stays indexed
-                        }
-                    }
-                }
-                b = (b + 1) & mask;
-            }
         }
         table.symbols.push(symbol);
         table.sizes.push(size);
@@ -149,7 +141,46 @@ impl SymbolTableBuilder {
     }
 }
 
+impl NameIndex {
+    /// The index of `table`'s exported symbols (the first of duplicate names indexed);
+    /// `None` if the memory for it cannot be had.
+    fn of(table: &SymbolTable) -> Option<Self> {
+        let exported = table.symbols.iter().filter(|s| s.exported).count();
+        let mut buckets = super::fallible::filled((0u32, 0u32), bucket_count(exported))?;
+        let mask = buckets.len() - 1;
+        for (index, symbol) in table.symbols.iter().enumerate().filter(|(_, s)| s.exported) {
+            let start = symbol.name_start as usize;
+            // The name is followed by its NUL and the rest of the table (checked when pushed).
+            let hash = table.hasher.hash32_within(table.names.get(start..)?, symbol.name_len as usize);
+            let slot = u32::try_from(index + 1).ok()?;
+            let mut b = hash as usize & mask;
+            // Never full: at most half the buckets are taken.
+            loop {
+                match *buckets.get(b)? {
+                    (_, 0) => {
+                        buckets[b] = (hash, slot);
+                        break;
+                    }
+                    (other_hash, other) => {
+                        let other = table.symbols.get(other as usize - 1)?;
+                        if other_hash == hash && table.same_name(other, symbol) {
+                            break; // a duplicate: the first one stays indexed
+                        }
+                    }
+                }
+                b = (b + 1) & mask;
+            }
+        }
+        Some(NameIndex { buckets })
+    }
+}
+
 impl SymbolTable {
+    /// A table of `symbols` (with their `sizes`) over the string table `names`, not indexed.
+    fn over(names: Vec<u8>, symbols: Vec<LoadedSymbol>, sizes: Vec<u64>, hasher: KeyedHasher) -> Self {
+        Self { names, symbols, sizes, hasher, index: spin::Once::new(), scans: AtomicU32::new(0) }
+    }
+
     /// Whether two symbols have the same name.
     #[inline(never)]
     fn same_name(&self, a: &LoadedSymbol, b: &LoadedSymbol) -> bool {
@@ -213,57 +244,124 @@ impl SymbolTable {
         self.symbols.iter()
     }
 
+    /// The hashes of the exported names (each name once: the first of duplicates), under
+    /// this table's key; the index is made if it was not. `None` if the memory for it cannot
+    /// be had.
+    pub(crate) fn exported_hashes(&self) -> Option<impl Iterator<Item = u32> + '_> {
+        let index = self.index.call_once(|| NameIndex::of(self)).as_ref()?;
+        Some(index.buckets.iter().filter(|&&(_, slot)| slot != 0).map(|&(hash, _)| hash))
+    }
+
+    /// Whether the index of exported names has been made.
+    #[cfg(test)]
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.index.get().is_some_and(Option::is_some)
+    }
+
+    /// The index, if a lookup now should use it: once made, or made now, after
+    /// [`SCANNED_LOOKUPS`] lookups scanned.
+    #[inline(always)]
+    fn index_for_lookup(&self) -> Option<&NameIndex> {
+        if let Some(index) = self.index.get() {
+            return index.as_ref();
+        }
+        if self.scans.load(Ordering::Relaxed) < SCANNED_LOOKUPS {
+            self.scans.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.make_index()
+    }
+
+    /// Makes the index (out of line: once per table).
+    #[cold]
+    #[inline(never)]
+    fn make_index(&self) -> Option<&NameIndex> {
+        self.index.call_once(|| NameIndex::of(self)).as_ref()
+    }
+
     /// The exported symbol named `name`.
     #[inline]
     pub fn lookup(&self, name: &[u8]) -> Option<&LoadedSymbol> {
-        self.lookup_by(name, self.hasher.hash32(name))
+        match self.index_for_lookup() {
+            Some(index) => self.lookup_by(index, name, self.hasher.hash32(name)),
+            None => self.scan(name),
+        }
     }
 
     /// [`SymbolTable::lookup`] of a name whose hash is at hand (hashed again only if this
     /// table hashes under another key than the process's: tests build such tables).
     #[inline]
     pub fn lookup_hashed(&self, name: HashedName<'_>) -> Option<&LoadedSymbol> {
+        let Some(index) = self.index_for_lookup() else { return self.scan(name.bytes()) };
         let hash =
             if self.hasher.is_per_process() { name.hash32() } else { self.hasher.hash32(name.bytes()) };
-        self.lookup_by(name.bytes(), hash)
+        self.lookup_by(index, name.bytes(), hash)
     }
 
-    /// The exported symbol named `name`, whose hash under this table's key is `hash`.
+    /// The first exported symbol named `name`, in table order, found by comparing names.
+    #[inline(never)]
+    fn scan(&self, name: &[u8]) -> Option<&LoadedSymbol> {
+        let len = name.len();
+        match short_word(name) {
+            Some(word) => self
+                .symbols
+                .iter()
+                .find(|s| s.exported && s.name_len as usize == len && self.is_short_name(s, word, name)),
+            None => self
+                .symbols
+                .iter()
+                .find(|s| s.exported && s.name_len as usize == len && self.name_of(s) == Some(name)),
+        }
+    }
+
+    /// Whether `s`'s name, of `name`'s length (at most a word), is `name`, which is `word`
+    /// as [`short_word`] gives it.
     #[inline(always)]
-    fn lookup_by(&self, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
+    fn is_short_name(&self, s: &LoadedSymbol, word: u64, name: &[u8]) -> bool {
+        match self.names.get(s.name_start as usize..).and_then(|n| n.first_chunk::<8>()) {
+            Some(stored) => u64::from_le_bytes(*stored) & low_bytes(name.len()) == word,
+            // Fewer than eight bytes to the table's end.
+            None => self.name_of(s) == Some(name),
+        }
+    }
+
+    /// The exported symbol named `name`, whose hash under this table's key is `hash`, in
+    /// `index`.
+    #[inline(always)]
+    fn lookup_by(&self, index: &NameIndex, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
         let len = name.len();
         // Most names fit a word: compared as that word.
         let Some(word) = short_word(name) else {
-            return self.lookup_long(name, hash);
+            return self.lookup_long(index, name, hash);
         };
-        self.probe(hash, len, |s| {
-            match self.names.get(s.name_start as usize..).and_then(|n| n.first_chunk::<8>()) {
-                Some(stored) => u64::from_le_bytes(*stored) & low_bytes(len) == word,
-                // Fewer than eight bytes to the table's end.
-                None => self.name_of(s) == Some(name),
-            }
-        })
+        self.probe(index, hash, len, |s| self.is_short_name(s, word, name))
     }
 
     /// [`SymbolTable::lookup`] of a name longer than a word (out of line, so that the short
     /// names' path keeps its registers).
     #[inline(never)]
-    fn lookup_long(&self, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
+    fn lookup_long(&self, index: &NameIndex, name: &[u8], hash: u32) -> Option<&LoadedSymbol> {
         let len = name.len();
-        self.probe(hash, len, |s| self.name_of(s) == Some(name))
+        self.probe(index, hash, len, |s| self.name_of(s) == Some(name))
     }
 
     /// The indexed symbol whose hash is `hash` and whose name, of `len` bytes, `is_name`
     /// accepts.
     #[inline(always)]
-    fn probe(&self, hash: u32, len: usize, is_name: impl Fn(&LoadedSymbol) -> bool) -> Option<&LoadedSymbol> {
-        let mask = self.buckets.len().checked_sub(1)?;
+    fn probe(
+        &self,
+        index: &NameIndex,
+        hash: u32,
+        len: usize,
+        is_name: impl Fn(&LoadedSymbol) -> bool,
+    ) -> Option<&LoadedSymbol> {
+        let mask = index.buckets.len().checked_sub(1)?;
         let mut b = hash as usize & mask;
         loop {
-            // An empty bucket (0) ends the search.
-            let slot = (*self.buckets.get(b)? as usize).checked_sub(1)?;
-            let s = self.symbols.get(slot)?;
-            if s.hash == hash && s.name_len as usize == len && is_name(s) {
+            // An empty bucket (slot 0) ends the search.
+            let (stored, slot) = *index.buckets.get(b)?;
+            let s = self.symbols.get((slot as usize).checked_sub(1)?)?;
+            if stored == hash && s.name_len as usize == len && is_name(s) {
                 return Some(s);
             }
             b = (b + 1) & mask;
@@ -328,7 +426,6 @@ mod tests {
             symbols.push(LoadedSymbol {
                 name_start: u32::try_from(strings.len()).unwrap(),
                 name_len: u32::try_from(name.len()).unwrap(),
-                hash: key.hash32(name),
                 kind: SymbolKind::Function,
                 binding: if exported { Binding::Global } else { Binding::Local },
                 addr: 0x1000 + i,
@@ -345,17 +442,33 @@ mod tests {
         builder.finish()
     }
 
+    /// `t`, indexed.
+    fn indexed(t: SymbolTable) -> SymbolTable {
+        assert!(t.exported_hashes().is_some());
+        assert!(t.is_indexed());
+        t
+    }
+
+    /// The address a lookup of `name` finds in the table of `names`, scanning (a fresh table)
+    /// and through its index, which must agree.
+    fn found(names: &[(&[u8], bool)], name: &[u8]) -> Option<usize> {
+        let scanned = table(names).lookup(name).map(|s| s.addr);
+        let t = indexed(table(names));
+        assert_eq!(t.lookup(name).map(|s| s.addr), scanned, "{:?}", core::str::from_utf8(name));
+        scanned
+    }
+
     #[test]
     fn exported_symbols_are_found_and_local_ones_are_not() {
         let many: Vec<alloc::string::String> = (0..100).map(|i| alloc::format!("f{i}")).collect();
         let mut names: Vec<(&[u8], bool)> = vec![(b"main", true), (b"helper", false), (b"main", true)];
         names.extend(many.iter().map(|n| (n.as_bytes(), true)));
+        assert_eq!(found(&names, b"main"), Some(0x1000), "the first duplicate wins");
+        assert_eq!(found(&names, b"helper"), None, "local symbols are not indexed");
+        assert_eq!(found(&names, b"f57"), Some(0x1000 + 3 + 57));
+        assert_eq!(found(&names, b"f100"), None);
+        assert_eq!(found(&names, b"mai"), None, "a prefix is not the name");
         let t = table(&names);
-        assert_eq!(t.lookup(b"main").map(|s| s.addr), Some(0x1000), "the first duplicate wins");
-        assert_eq!(t.lookup(b"helper"), None, "local symbols are not indexed");
-        assert_eq!(t.lookup(b"f57").map(|s| s.addr), Some(0x1000 + 3 + 57));
-        assert_eq!(t.lookup(b"f100"), None);
-        assert_eq!(t.lookup(b"mai"), None, "a prefix is not the name");
         assert_eq!(t.name(1), Some(&b"helper"[..]));
         assert_eq!(t.name_with_nul(1), Some(&b"helper\0"[..]));
         // Each name lies in the string table where its offset says, followed by a NUL.
@@ -369,16 +482,42 @@ mod tests {
     }
 
     #[test]
+    fn lookups_scan_until_the_index_pays_and_then_use_it_finding_the_same_symbols() {
+        let many: Vec<alloc::string::String> = (0..200).map(|i| alloc::format!("function_{i}")).collect();
+        let mut names: Vec<(&[u8], bool)> = vec![(b"dup", true), (b"hidden", false), (b"dup", true)];
+        names.extend(many.iter().map(|n| (n.as_bytes(), true)));
+        let t = table(&names);
+        let asked: Vec<&[u8]> = vec![b"dup", b"hidden", b"function_7", b"function_199", b"nothing"];
+        let first: Vec<_> = asked.iter().map(|name| t.lookup(name).map(|s| s.addr)).collect();
+        assert_eq!(first, [Some(0x1000), None, Some(0x1000 + 3 + 7), Some(0x1000 + 3 + 199), None]);
+        for _ in asked.len()..SCANNED_LOOKUPS as usize {
+            assert!(t.lookup_hashed(HashedName::new(b"function_1")).is_some());
+        }
+        assert!(!t.is_indexed(), "{SCANNED_LOOKUPS} lookups scan");
+        let again: Vec<_> = asked.iter().map(|name| t.lookup(name).map(|s| s.addr)).collect();
+        assert!(t.is_indexed(), "the next one makes the index");
+        assert_eq!(again, first, "and finds what the scans found");
+        // Its hashes: each exported name once, under the table's key.
+        let mut hashes: Vec<u32> = t.exported_hashes().unwrap().collect();
+        hashes.sort_unstable();
+        // names[2..]: the second `dup` (the first's hash), then the functions.
+        let mut expected: Vec<u32> = names[2..].iter().map(|(name, _)| t.hasher.hash32(name)).collect();
+        expected.sort_unstable();
+        assert_eq!(hashes, expected);
+    }
+
+    #[test]
     fn a_name_hashed_at_hand_is_found_as_by_its_bytes_whatever_the_tables_key() {
         let long = b"a_function_name_longer_than_a_word";
         let names: [(&[u8], bool); 3] = [(b"main", true), (long, true), (b"helper", false)];
         for key in [KeyedHasher::per_process(), KeyedHasher::new(7)] {
-            let t = table_under(key, &names);
-            for name in [&b"main"[..], long, b"helper", b"none"] {
-                assert_eq!(t.lookup_hashed(HashedName::new(name)), t.lookup(name), "{key:?}");
+            for t in [table_under(key, &names), indexed(table_under(key, &names))] {
+                for name in [&b"main"[..], long, b"helper", b"none"] {
+                    assert_eq!(t.lookup_hashed(HashedName::new(name)), t.lookup(name), "{key:?}");
+                }
+                let found = |name| t.lookup_hashed(HashedName::new(name)).map(|s| s.addr);
+                assert_eq!((found(b"main"), found(long)), (Some(0x1000), Some(0x1001)), "{key:?}");
             }
-            let found = |name| t.lookup_hashed(HashedName::new(name)).map(|s| s.addr);
-            assert_eq!((found(b"main"), found(long)), (Some(0x1000), Some(0x1001)), "{key:?}");
         }
     }
 
@@ -405,17 +544,16 @@ mod tests {
         // where a word cannot be loaded. (An export needs a name: no empty one is indexed.)
         let long: Vec<u8> = (b'a'..=b'z').collect();
         let names: Vec<(&[u8], bool)> = (1..=20).rev().map(|len| (&long[..len], true)).collect();
-        let t = table(&names);
-        assert_eq!(t.lookup(b""), None);
+        assert_eq!(found(&names, b""), None);
         for len in 1..=20 {
-            assert_eq!(t.lookup(&long[..len]).map(|s| s.addr), Some(0x1000 + 20 - len), "len {len}");
+            assert_eq!(found(&names, &long[..len]), Some(0x1000 + 20 - len), "len {len}");
             // The same bytes with one more or one changed are another name.
             let mut other = long[..len].to_vec();
             other.push(b'!');
-            assert_eq!(t.lookup(&other), None, "len {len} + 1");
+            assert_eq!(found(&names, &other), None, "len {len} + 1");
             other.pop();
             other[len - 1] = b'?';
-            assert_eq!(t.lookup(&other), None, "len {len}, last byte changed");
+            assert_eq!(found(&names, &other), None, "len {len}, last byte changed");
         }
     }
 
@@ -447,11 +585,11 @@ mod tests {
             }
             builder.finish()
         };
-        let t = table_of(&[first, second, first]);
+        let t = indexed(table_of(&[first, second, first]));
         assert_eq!(t.lookup(first).map(|s| s.addr), Some(0x1000), "the first of two duplicates");
         assert_eq!(t.lookup(second).map(|s| s.addr), Some(0x1001));
         // A lookup that finds the hash still compares the name.
-        assert_eq!(table_of(&[first]).lookup(second), None);
+        assert_eq!(indexed(table_of(&[first])).lookup(second), None);
     }
 
     #[test]
