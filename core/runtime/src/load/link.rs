@@ -94,7 +94,7 @@ pub(super) struct Placed<'m> {
 /// index, imports resolved through `resolutions`.
 pub(super) fn link<'m>(
     tables: ModuleTables<'m>,
-    resolutions: &mut Resolutions<'_>,
+    resolutions: &mut Resolutions<'_, 'm>,
 ) -> Result<Linked<'m>, LoadError> {
     let count = tables.symbol_count() as usize;
     let oom = |bytes| move || LoadError::OutOfMemory { bytes };
@@ -188,9 +188,9 @@ fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
 /// through `deps`; an unresolved strong import is added to `missing` (and gets address 0: the
 /// load fails once every symbol is linked).
 #[inline(never)]
-fn resolve(
-    resolutions: &mut Resolutions<'_>,
-    name: HashedName<'_>,
+fn resolve<'n>(
+    resolutions: &mut Resolutions<'_, 'n>,
+    name: HashedName<'n>,
     binding: Binding,
     deps: &mut Vec<Keepalive>,
     missing: &mut Missing,

@@ -1,7 +1,8 @@
 //! The resolver contract: during one load, [`Resolver::resolve`] is called at most once per
 //! distinct name, however many of the module's symbols import it. The answers are kept here
 //! for the load's duration and handed out again; the table allocates nothing for a module
-//! without imports. Names come hashed ([`HashedName`]: keyed, strongly universal, so no file can
+//! without imports, and copies no name: each stays where the load found it (the module's
+//! string table, which outlives the table). Names come hashed ([`HashedName`]: keyed, strongly universal, so no file can
 //! make them collide): the table finds them by that hash, in an index sized once for every
 //! symbol the module has (no name is asked more often than a symbol imports it), and hands the
 //! hash to the resolver with the name.
@@ -11,20 +12,18 @@ use alloc::vec::Vec;
 use super::symtab::bucket_count;
 use super::{fallible, HashedName, Resolved, Resolver};
 
-/// One answer: where its name lies in `names`, and what the resolver said.
+/// One answer: its name, and what the resolver said.
 #[derive(Debug)]
-struct Answer {
+struct Answer<'n> {
     hash: u32,
-    name: core::ops::Range<usize>,
+    name: &'n [u8],
     resolved: Option<Resolved>,
 }
 
 /// The answers a resolver gave during one load.
-pub(super) struct Resolutions<'r> {
+pub(super) struct Resolutions<'r, 'n> {
     resolver: &'r dyn Resolver,
-    /// The names asked, back to back.
-    names: Vec<u8>,
-    answers: Vec<Answer>,
+    answers: Vec<Answer<'n>>,
     /// Open addressing over `answers`: index + 1 per bucket, 0 for empty; made at the first
     /// name, a power of two of at least twice `symbols`, so at most half full.
     buckets: Vec<u32>,
@@ -32,7 +31,7 @@ pub(super) struct Resolutions<'r> {
     symbols: usize,
 }
 
-impl core::fmt::Debug for Resolutions<'_> {
+impl core::fmt::Debug for Resolutions<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Resolutions").field("answers", &self.answers.len()).finish_non_exhaustive()
     }
@@ -51,10 +50,10 @@ pub(super) struct Asked {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct OutOfMemory;
 
-impl<'r> Resolutions<'r> {
+impl<'r, 'n> Resolutions<'r, 'n> {
     /// No answers yet, from `resolver`, for a module of `symbols` symbols.
     pub(super) fn new(resolver: &'r dyn Resolver, symbols: usize) -> Self {
-        Self { resolver, names: Vec::new(), answers: Vec::new(), buckets: Vec::new(), symbols }
+        Self { resolver, answers: Vec::new(), buckets: Vec::new(), symbols }
     }
 
     /// The resolver answering.
@@ -63,7 +62,7 @@ impl<'r> Resolutions<'r> {
     }
 
     /// What the resolver says of `name`: asked the first time, remembered after.
-    pub(super) fn resolve(&mut self, name: HashedName<'_>) -> Result<Asked, OutOfMemory> {
+    pub(super) fn resolve(&mut self, name: HashedName<'n>) -> Result<Asked, OutOfMemory> {
         let bucket = match self.find(name)? {
             Found::Answer(at) => {
                 let resolved = self.answers.get(at).and_then(|a| a.resolved.clone());
@@ -72,12 +71,7 @@ impl<'r> Resolutions<'r> {
             Found::Empty(bucket) => bucket,
         };
         let resolved = self.resolver.resolve_hashed(name);
-        let bytes = name.bytes();
-        self.names.try_reserve(bytes.len()).map_err(|_| OutOfMemory)?;
-        let start = self.names.len();
-        self.names.extend_from_slice(bytes);
-        let answer =
-            Answer { hash: name.hash32(), name: start..self.names.len(), resolved: resolved.clone() };
+        let answer = Answer { hash: name.hash32(), name: name.bytes(), resolved: resolved.clone() };
         fallible::push(&mut self.answers, answer).ok_or(OutOfMemory)?;
         let slot = u32::try_from(self.answers.len()).map_err(|_| OutOfMemory)?;
         *self.buckets.get_mut(bucket).ok_or(OutOfMemory)? = slot;
@@ -99,7 +93,7 @@ impl<'r> Resolutions<'r> {
                 return Ok(Found::Empty(bucket));
             };
             let answer = self.answers.get(at).ok_or(OutOfMemory)?;
-            if answer.hash == hash && self.names.get(answer.name.clone()) == Some(bytes) {
+            if answer.hash == hash && answer.name == bytes {
                 return Ok(Found::Answer(at));
             }
             bucket = (bucket + 1) & mask;
