@@ -99,9 +99,27 @@ pub type FdeRange = Result<(u64, u64), FdeProblem>;
 /// `None` when every FDE lies in `code`. One pass, no allocation; a CIE is read once for a run
 /// of FDEs that name it (compilers write one CIE and then every FDE that uses it).
 pub fn first_fde_outside(table: &[u8], addr: u64, code: Range<u64>) -> Option<(usize, FdeRange)> {
+    first_fde_outside_reading(table, addr, code, true)
+}
+
+/// [`first_fde_outside`], reading the FDEs compilers write through `next_after_common_fde`
+/// first if `common_first` (always, but in the test that compares the two ways).
+#[inline(always)]
+fn first_fde_outside_reading(
+    table: &[u8],
+    addr: u64,
+    code: Range<u64>,
+    common_first: bool,
+) -> Option<(usize, FdeRange)> {
     let mut last_cie: Option<(usize, u8)> = None;
     let mut at = 0;
     loop {
+        if let (true, Some((cie_at, PC_RELATIVE_4))) = (common_first, last_cie) {
+            if let Some(next) = next_after_common_fde(table, at, cie_at, addr, &code) {
+                at = next;
+                continue;
+            }
+        }
         let record = match record_at(table, at) {
             Ok(Some(record)) => record,
             Ok(None) => return None,
@@ -115,6 +133,41 @@ pub fn first_fde_outside(table: &[u8], addr: u64, code: Range<u64>) -> Option<(u
             other => return Some((record.at, other)),
         }
     }
+}
+
+/// The FDE pointer encoding compilers write: 4-byte signed, relative to the field.
+const PC_RELATIVE_4: u8 = 0x1b;
+
+/// Where the record after the one at `at` starts, if that record is what compilers write for
+/// each function (an FDE naming the CIE at `cie_at`, whose encoding is [`PC_RELATIVE_4`],
+/// within the table) and describes code inside `code`, the table lying at `addr`; `None` for
+/// anything else (the terminator, a CIE, another CIE's FDE, a short or malformed record, code
+/// outside), which the general reader then reads and judges. The one FDE read per function of
+/// every loaded module: its fields read from one 16-byte load, the judgement the general
+/// reader's (`fde_range`), for an FDE it accepts.
+#[inline(always)]
+fn next_after_common_fde(
+    table: &[u8],
+    at: usize,
+    cie_at: usize,
+    addr: u64,
+    code: &Range<u64>,
+) -> Option<usize> {
+    let head = table.get(at..)?.first_chunk::<16>()?;
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (length, pointer) = (word(0) as usize, word(4) as usize);
+    let body_at = at + 4;
+    // Room for the pointer and both fields; not the 64-bit form's marker.
+    let fits = |end: &usize| length >= 12 && length != 0xffff_ffff && *end <= table.len();
+    let next = body_at.checked_add(length).filter(fits)?;
+    if pointer == 0 || body_at.checked_sub(pointer) != Some(cie_at) {
+        return None;
+    }
+    let field_addr = addr.wrapping_add((body_at + 4) as u64);
+    let start = field_addr.wrapping_add(i64::from(word(8) as i32) as u64);
+    let len = i64::from(word(12) as i32) as u64;
+    let end = start.checked_add(len)?;
+    (code.contains(&start) && end <= code.end).then_some(next)
 }
 
 /// What FDE `fde` (whose CIE pointer is `pointer`) covers; `last_cie` is the CIE read last
@@ -146,7 +199,7 @@ fn fde_range(
     };
     let field_addr = addr.wrapping_add((fde.body_at + 4) as u64);
     // What compilers write (pc-relative 4-byte pointers), read directly.
-    if encoding == 0x1b {
+    if encoding == PC_RELATIVE_4 {
         let start = crate::bytes::u32_at(fde.body, 4).ok_or(FdeProblem::Truncated)? as i32;
         let len = crate::bytes::u32_at(fde.body, 8).ok_or(FdeProblem::Truncated)? as i32;
         let start = field_addr.wrapping_add(i64::from(start) as u64);
@@ -372,5 +425,47 @@ mod tests {
             first_fde_outside(&unknown, 0, 0..u64::MAX).map(|(_, r)| r),
             Some(Err(FdeProblem::Augmentation))
         );
+    }
+
+    #[test]
+    fn the_common_fdes_read_directly_are_judged_as_the_general_reader_judges_them() {
+        // Every byte of a table of a CIE, three FDEs naming it, a second CIE and an FDE naming
+        // it, set in turn to values that break or bend each field, against code ranges cutting
+        // through the FDEs: reading the common FDEs directly changes no answer.
+        let mut t = table(-0x20, 0x100);
+        t.truncate(t.len() - 4);
+        let second_cie = t.len();
+        t.extend_from_within(..24);
+        let fde = t.len();
+        t.extend_from_slice(&20u32.to_le_bytes());
+        t.extend_from_slice(&u32::try_from(fde + 4 - second_cie).unwrap().to_le_bytes());
+        t.extend_from_slice(&0x40i32.to_le_bytes());
+        t.extend_from_slice(&0x30u32.to_le_bytes());
+        t.extend_from_slice(&[0; 8]);
+        let third = t.len();
+        t.extend_from_within(24..48);
+        t[third + 4..third + 8].copy_from_slice(&u32::try_from(third + 4).unwrap().to_le_bytes());
+        t.extend_from_slice(&[0; 4]);
+        let codes = [0..u64::MAX, 0x1000..0x1200, 0x1010..0x1400, 0..0x1000, 0xfe0..0x2000];
+        let judge =
+            |t: &[u8], code: &Range<u64>, fast| first_fde_outside_reading(t, 0x1000, code.clone(), fast);
+        let mut compared = 0;
+        for at in 0..t.len() {
+            for value in [0u8, 1, 0x0b, 0x0c, 0x14, 0x1b, 0x7f, 0x80, 0xff, t[at] ^ 1, t[at].wrapping_add(12)]
+            {
+                let mut bent = t.clone();
+                bent[at] = value;
+                for code in &codes {
+                    assert_eq!(
+                        judge(&bent, code, true),
+                        judge(&bent, code, false),
+                        "byte {at} = {value:#x}, {code:x?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(codes.iter().any(|code| judge(&t, code, true).is_none()), "some range holds every FDE");
+        assert!(compared > 5000);
     }
 }
