@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::resolutions::{OutOfMemory, Resolutions};
-use super::symtab::{LoadedSymbol, SymbolTable, SymbolTableBuilder};
+use super::symtab::{LoadedSymbol, Refused, SymbolTable, SymbolTableBuilder};
 use super::target::{Region, RegionBases, Target, Whose};
 use super::{fallible, HashedName, Invariant, Keepalive, LoadError, Overflow};
 use crate::lru::KeyedHasher;
@@ -134,9 +134,10 @@ pub(super) fn link<'m>(
             _ => 0, // the module's own: given its address once placed
         };
         // Room was made for every symbol, and validation located each name.
-        table
-            .push(loaded_symbol(&repr, address), repr.size)
-            .ok_or_else(|| LoadError::internal(Invariant::SymbolTableFull))?;
+        table.push(loaded_symbol(&repr, address), repr.size).map_err(|refused| match refused {
+            Refused::OutOfMemory => LoadError::OutOfMemory { bytes: fallible::bytes_of::<(usize, u64)>(1) },
+            Refused::Full | Refused::NameOutside => LoadError::internal(Invariant::SymbolTableFull),
+        })?;
         targets.push(target);
         Ok(())
     })?;
@@ -176,6 +177,7 @@ fn loaded_symbol(repr: &SymbolRepr, address: usize) -> LoadedSymbol {
     LoadedSymbol {
         name_start: repr.name_offset,
         name_len: repr.name_len,
+        size: 0, // the table's to set
         kind: repr.kind,
         binding: repr.binding,
         addr: address,

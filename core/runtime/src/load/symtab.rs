@@ -29,6 +29,9 @@ pub struct LoadedSymbol {
     pub(crate) name_start: u32,
     /// Its name's length (a NUL follows it).
     pub(crate) name_len: u32,
+    /// The size its entry gives, if below `u32::MAX` (in what would be padding); `u32::MAX`
+    /// for a larger one, which the table keeps apart ([`SymbolTable::size`]).
+    pub(crate) size: u32,
     /// What it names.
     pub kind: SymbolKind,
     /// Its binding.
@@ -48,6 +51,7 @@ impl LoadedSymbol {
     pub(crate) const UNSET: LoadedSymbol = LoadedSymbol {
         name_start: 0,
         name_len: 0,
+        size: 0,
         kind: SymbolKind::Import,
         binding: Binding::Local,
         addr: 0,
@@ -66,13 +70,14 @@ pub struct SymbolTable {
     /// The string table: every name followed by a NUL, so names can be handed to C as they are.
     names: Vec<u8>,
     symbols: Vec<LoadedSymbol>,
-    /// Each symbol's size from its entry, in table order (apart: lookups never read it).
-    sizes: Vec<u64>,
+    /// The sizes of `u32::MAX` bytes or more, by symbol index, in table order (rare: a
+    /// symbol's own field holds the others).
+    large_sizes: Vec<(usize, u64)>,
     /// The names' hasher ([`KeyedHasher::per_process`]).
     hasher: KeyedHasher,
-    /// The index of the exported names, once made (`None` in it: the memory for it could not
-    /// be had, and lookups scan).
-    index: spin::Once<Option<NameIndex>>,
+    /// The index of the exported names, once made (while the memory for it cannot be had,
+    /// lookups scan, and the next one tries again).
+    index: spin::Once<NameIndex>,
     /// Lookups answered by scanning so far (counted up to [`SCANNED_LOOKUPS`]).
     scans: AtomicU32,
 }
@@ -93,7 +98,8 @@ impl Default for SymbolTable {
 
 impl Clone for SymbolTable {
     fn clone(&self) -> Self {
-        let table = Self::over(self.names.clone(), self.symbols.clone(), self.sizes.clone(), self.hasher);
+        let table =
+            Self::over(self.names.clone(), self.symbols.clone(), self.large_sizes.clone(), self.hasher);
         if let Some(index) = self.index.get() {
             table.index.call_once(|| index.clone());
         }
@@ -108,31 +114,49 @@ pub(crate) struct SymbolTableBuilder {
     capacity: usize,
 }
 
+/// Why [`SymbolTableBuilder::push`] refused a symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The table holds as many symbols as it was made for.
+    Full,
+    /// The name is not followed by a NUL inside the string table.
+    NameOutside,
+    /// No memory to keep a size of `u32::MAX` bytes or more.
+    OutOfMemory,
+}
+
 impl SymbolTableBuilder {
     /// An empty table over the string table `names` for up to `capacity` symbols, whose hashes
     /// are [`KeyedHasher::hash32`]es under `hasher`; `None` if the memory for it cannot be had.
     pub(crate) fn new(names: Vec<u8>, capacity: usize, hasher: KeyedHasher) -> Option<Self> {
         let symbols = super::fallible::with_capacity(capacity)?;
-        let sizes = super::fallible::with_capacity(capacity)?;
-        Some(Self { table: SymbolTable::over(names, symbols, sizes, hasher), capacity })
+        Some(Self { table: SymbolTable::over(names, symbols, Vec::new(), hasher), capacity })
     }
 
     /// Appends `symbol`, whose name lies at `name_start..name_start + name_len` followed by a
-    /// NUL (the table hands names to C as they are), with the size its entry gives. `None` if
-    /// the name is not there, or the table is full.
+    /// NUL (the table hands names to C as they are), with the size its entry gives; refused
+    /// if the name is not there or the table is full, or if a size of `u32::MAX` bytes or
+    /// more finds no memory to be kept in.
     #[inline(always)]
-    pub(crate) fn push(&mut self, symbol: LoadedSymbol, size: u64) -> Option<()> {
+    pub(crate) fn push(&mut self, mut symbol: LoadedSymbol, size: u64) -> Result<(), Refused> {
         let table = &mut self.table;
         if table.symbols.len() == self.capacity {
-            return None;
+            return Err(Refused::Full);
         }
-        let end = (symbol.name_start as usize).checked_add(symbol.name_len as usize)?;
-        if table.names.get(end) != Some(&0) {
-            return None;
+        let end = (symbol.name_start as usize).checked_add(symbol.name_len as usize);
+        if end.and_then(|end| table.names.get(end)) != Some(&0) {
+            return Err(Refused::NameOutside);
         }
+        symbol.size = match u32::try_from(size) {
+            Ok(small) if small != u32::MAX => small,
+            _ => {
+                let large = (table.symbols.len(), size);
+                super::fallible::push(&mut table.large_sizes, large).ok_or(Refused::OutOfMemory)?;
+                u32::MAX
+            }
+        };
         table.symbols.push(symbol);
-        table.sizes.push(size);
-        Some(())
+        Ok(())
     }
 
     /// The table, holding the symbols pushed so far.
@@ -176,9 +200,15 @@ impl NameIndex {
 }
 
 impl SymbolTable {
-    /// A table of `symbols` (with their `sizes`) over the string table `names`, not indexed.
-    fn over(names: Vec<u8>, symbols: Vec<LoadedSymbol>, sizes: Vec<u64>, hasher: KeyedHasher) -> Self {
-        Self { names, symbols, sizes, hasher, index: spin::Once::new(), scans: AtomicU32::new(0) }
+    /// A table of `symbols` (with their `large_sizes`) over the string table `names`, not
+    /// indexed.
+    fn over(
+        names: Vec<u8>,
+        symbols: Vec<LoadedSymbol>,
+        large_sizes: Vec<(usize, u64)>,
+        hasher: KeyedHasher,
+    ) -> Self {
+        Self { names, symbols, large_sizes, hasher, index: spin::Once::new(), scans: AtomicU32::new(0) }
     }
 
     /// Whether two symbols have the same name.
@@ -225,7 +255,13 @@ impl SymbolTable {
 
     /// The size symbol `index`'s entry gives.
     pub fn size(&self, index: usize) -> Option<u64> {
-        self.sizes.get(index).copied()
+        match self.symbols.get(index)?.size {
+            u32::MAX => {
+                let at = self.large_sizes.binary_search_by_key(&index, |&(i, _)| i).ok()?;
+                self.large_sizes.get(at).map(|&(_, size)| size)
+            }
+            small => Some(u64::from(small)),
+        }
     }
 
     /// The name of symbol `index`.
@@ -248,14 +284,14 @@ impl SymbolTable {
     /// this table's key; the index is made if it was not. `None` if the memory for it cannot
     /// be had.
     pub(crate) fn exported_hashes(&self) -> Option<impl Iterator<Item = u32> + '_> {
-        let index = self.index.call_once(|| NameIndex::of(self)).as_ref()?;
+        let index = self.made_index()?;
         Some(index.buckets.iter().filter(|&&(_, slot)| slot != 0).map(|&(hash, _)| hash))
     }
 
     /// Whether the index of exported names has been made.
     #[cfg(test)]
     pub(crate) fn is_indexed(&self) -> bool {
-        self.index.get().is_some_and(Option::is_some)
+        self.index.is_completed()
     }
 
     /// The index, if a lookup now should use it: once made, or made now, after
@@ -263,20 +299,21 @@ impl SymbolTable {
     #[inline(always)]
     fn index_for_lookup(&self) -> Option<&NameIndex> {
         if let Some(index) = self.index.get() {
-            return index.as_ref();
+            return Some(index);
         }
         if self.scans.load(Ordering::Relaxed) < SCANNED_LOOKUPS {
             self.scans.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        self.make_index()
+        self.made_index()
     }
 
-    /// Makes the index (out of line: once per table).
+    /// The index, made now if it was not (out of line: once per table, unless the memory for
+    /// it cannot be had: then `None`, and the next call tries again).
     #[cold]
     #[inline(never)]
-    fn make_index(&self) -> Option<&NameIndex> {
-        self.index.call_once(|| NameIndex::of(self)).as_ref()
+    fn made_index(&self) -> Option<&NameIndex> {
+        self.index.try_call_once(|| NameIndex::of(self).ok_or(())).ok()
     }
 
     /// The exported symbol named `name`.
@@ -426,6 +463,7 @@ mod tests {
             symbols.push(LoadedSymbol {
                 name_start: u32::try_from(strings.len()).unwrap(),
                 name_len: u32::try_from(name.len()).unwrap(),
+                size: 0,
                 kind: SymbolKind::Function,
                 binding: if exported { Binding::Global } else { Binding::Local },
                 addr: 0x1000 + i,
@@ -528,14 +566,31 @@ mod tests {
         let at =
             |name_start: u32, name_len: u32| LoadedSymbol { name_start, name_len, ..LoadedSymbol::UNSET };
         let push = |symbol| SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap().push(symbol, 0);
-        assert!(push(at(1, 1)).is_none(), "no NUL after the name");
-        assert!(push(at(4, 2)).is_none(), "at the end");
-        assert!(push(at(9, 0)).is_none(), "past the end");
-        assert!(push(at(u32::MAX, u32::MAX)).is_none(), "an end that overflows");
+        assert_eq!(push(at(1, 1)), Err(Refused::NameOutside), "no NUL after the name");
+        assert_eq!(push(at(4, 2)), Err(Refused::NameOutside), "at the end");
+        assert_eq!(push(at(9, 0)), Err(Refused::NameOutside), "past the end");
+        assert_eq!(push(at(u32::MAX, u32::MAX)), Err(Refused::NameOutside), "an end that overflows");
         let mut builder = SymbolTableBuilder::new(strings.to_vec(), 1, key).unwrap();
-        assert!(builder.push(at(2, 1), 0).is_some(), "a name may start inside another");
-        assert!(builder.push(at(2, 1), 0).is_none(), "a full table takes no more");
+        assert_eq!(builder.push(at(2, 1), 0), Ok(()), "a name may start inside another");
+        assert_eq!(builder.push(at(2, 1), 0), Err(Refused::Full), "a full table takes no more");
         assert_eq!(builder.finish().name(0), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn sizes_of_every_magnitude_are_given_back_as_pushed() {
+        let sizes = [0, 1, 4096, u64::from(u32::MAX) - 1, u64::from(u32::MAX), 1 << 40, u64::MAX, 7];
+        let strings = [&b"\0"[..], &b"s\0".repeat(sizes.len())].concat();
+        let mut builder = SymbolTableBuilder::new(strings, sizes.len(), KeyedHasher::per_process()).unwrap();
+        for (i, &size) in sizes.iter().enumerate() {
+            let name_start = u32::try_from(1 + 2 * i).unwrap();
+            builder.push(LoadedSymbol { name_start, name_len: 1, ..LoadedSymbol::UNSET }, size).unwrap();
+        }
+        let t = builder.finish();
+        let given: Vec<_> = (0..=sizes.len()).map(|i| t.size(i)).collect();
+        let expected: Vec<_> = sizes.iter().map(|&s| Some(s)).chain([None]).collect();
+        assert_eq!(given, expected);
+        assert_eq!(t.large_sizes.len(), 3, "only those of u32::MAX bytes or more are kept apart");
+        assert_eq!(t.clone().size(6), Some(u64::MAX), "a clone keeps them");
     }
 
     #[test]
