@@ -68,7 +68,9 @@ extern "C" {
 
 /* The last error recorded on the calling thread, or "" if none. The pointer stays valid for
  * the thread's life (like dlerror's): the next failure on the thread replaces the text it
- * points to. Messages are at most 1023 bytes (longer ones are cut and end with "..."). */
+ * points to. Messages are at most 1023 bytes (longer ones are cut and end with "..."). C++
+ * names a message quotes are demangled (`foo::bar()`, not `_ZN3foo3barEv`) where the process
+ * has a C++ runtime loaded (a C++ host, or libstdc++ opened for a module that needs it). */
 const char *smf_last_error(void);
 /* Extension: forgets the calling thread's last error (smf_last_error() returns "" again). */
 void smf_clear_error(void);

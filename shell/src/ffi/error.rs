@@ -1,6 +1,9 @@
 //! `smf_last_error`: the last failure's message, per thread. Success never clears it;
 //! `smf_take_error` reads and clears it, as `dlerror` does.
 //!
+//! C++ names a message quotes are demangled where the process has a C++ runtime
+//! (`demangle.rs`).
+//!
 //! Each thread's message lives in a fixed buffer of its own, so the pointer `smf_last_error()`
 //! returns stays valid for the thread's whole life: a later failure replaces the text in place
 //! (as C programmers expect of `dlerror`), and the idiom
@@ -55,7 +58,8 @@ impl std::fmt::Write for Bounded<'_> {
     }
 }
 
-/// Records the message `args` formats as this thread's last error (without allocating).
+/// Records the message `args` formats as this thread's last error (without allocating, but
+/// for the C++ runtime's demangling of the C++ names it quotes).
 pub fn set_error_fmt(args: std::fmt::Arguments<'_>) {
     LAST_ERROR.with(|cell| {
         // SAFETY: the buffer belongs to this thread alone and no Rust reference to it lives
@@ -63,7 +67,9 @@ pub fn set_error_fmt(args: std::fmt::Arguments<'_>) {
         // thread, never during this write).
         let buffer = unsafe { &mut *cell.get() };
         let mut out = Bounded { buffer, len: 0, cut: 0, overflowed: false };
-        let _ = std::fmt::write(&mut out, args);
+        let mut demangling = super::demangle::Demangling::new(&mut out);
+        let _ = std::fmt::write(&mut demangling, args);
+        let _ = demangling.finish();
         let end = if out.overflowed {
             out.buffer[out.cut..out.cut + 3].copy_from_slice(b"...");
             out.cut + 3

@@ -15,6 +15,7 @@
 pub mod addr;
 pub mod cache;
 mod cstr;
+mod demangle;
 pub mod error;
 #[cfg(feature = "cranelift")]
 pub mod exec_manager;

@@ -80,6 +80,33 @@ fn a_lookup_that_fails_names_the_module_by_its_path() {
 }
 
 #[test]
+fn c_plus_plus_names_in_messages_are_demangled_by_the_runtime_the_process_has() {
+    unsafe extern "C" {
+        fn dlopen(file: *const c_char, flags: i32) -> *mut c_void;
+    }
+    // A C++ runtime in the process, as a C++ host has one (or a module that needs it brings
+    // one); never closed.
+    // SAFETY: dlopen of an installed system library by name.
+    let runtime = unsafe { dlopen(c"libstdc++.so.6".as_ptr(), 2) };
+    assert!(!runtime.is_null(), "g++'s runtime, libstdc++.so.6, is installed");
+    let mut b = ModuleBuilder::new(Dialect::S128);
+    b.add_code(b".text", &[0xC3; 16]);
+    b.add_symbol(SymbolSpec::import(b"_ZN3foo3barEv"));
+    b.add_symbol(SymbolSpec::import(b"_ZNSt6vectorIiSaIiEE9push_backERKi"));
+    b.add_symbol(SymbolSpec::import(b"smf_plain_c_name_nowhere"));
+    let bytes = b.build().unwrap();
+    // SAFETY: a live buffer of the length given.
+    let m = unsafe { smf_module_load_bytes(bytes.as_ptr(), bytes.len()) };
+    assert!(m.is_null());
+    let message = super::last_error();
+    let named = ["`foo::bar()`", "`std::vector<int, std::allocator<int> >::push_back(int const&)`"];
+    assert!(named.iter().all(|name| message.contains(name)), "{message}");
+    assert!(message.contains("`smf_plain_c_name_nowhere`") && !message.contains("_ZN"), "{message}");
+    // The typed error keeps the names as the module spells them.
+    assert!(last().to_string().contains("`_ZN3foo3barEv`"));
+}
+
+#[test]
 fn module_exports_fail_with_typed_arguments_handles_and_lookups() {
     let bytes = module_bytes();
     // SAFETY: every pointer is NULL, a NUL-terminated literal, or a live buffer of the length
