@@ -6,7 +6,7 @@
 //!
 //! A load pays only for what it uses: most loads are followed by a few lookups (an entry
 //! point, a handful of functions), which a scan of the exported names answers for less than
-//! hashing every name would cost. The first [`SCANNED_LOOKUPS`] lookups scan; the next one
+//! hashing every name would cost. The first `SCANNED_LOOKUPS` (4) lookups scan; the next one
 //! makes the index (as does anything that needs the names' hashes: [`super::ExportIndex`]).
 //! A scan costs about 4 instructions a symbol, indexing about 55 (hashing the name, placing
 //! it): a table looked up often pays at most a third more than with an index made at load,
