@@ -30,7 +30,9 @@ enum State {
 /// Writes a message to `out` with the mangled names it quotes demangled by `demangler`.
 pub(crate) struct Demangling<'w> {
     out: &'w mut dyn fmt::Write,
-    demangler: Option<Demangler>,
+    /// The demangler, once looked for (`None` until a message quotes a mangled name: a
+    /// message without one costs no lookup).
+    demangler: Option<Option<Demangler>>,
     state: State,
     /// The quoted name so far, with room for its NUL.
     name: [u8; NAME_BYTES + 1],
@@ -38,14 +40,16 @@ pub(crate) struct Demangling<'w> {
 }
 
 impl<'w> Demangling<'w> {
-    /// A writer to `out`, demangling with the process's C++ runtime if it has one.
+    /// A writer to `out`, demangling with the process's C++ runtime if it has one (looked for
+    /// at the first mangled name quoted).
     pub(crate) fn new(out: &'w mut dyn fmt::Write) -> Self {
-        Self::with(out, process_demangler())
+        Self { out, demangler: None, state: State::Outside, name: [0; NAME_BYTES + 1], len: 0 }
     }
 
     /// A writer to `out` demangling with `demangler` (none: names as they are).
-    pub(crate) fn with(out: &'w mut dyn fmt::Write, demangler: Option<Demangler>) -> Self {
-        Self { out, demangler, state: State::Outside, name: [0; NAME_BYTES + 1], len: 0 }
+    #[cfg(test)]
+    fn with(out: &'w mut dyn fmt::Write, demangler: Option<Demangler>) -> Self {
+        Self { demangler: Some(demangler), ..Self::new(out) }
     }
 
     /// Ends the message: a quote left open is written as it came.
@@ -64,7 +68,10 @@ impl<'w> Demangling<'w> {
 
     /// The name collected, demangled where it is a mangled name the demangler knows.
     fn write_name(&mut self) -> fmt::Result {
-        if let (Some(demangle), true) = (self.demangler, self.name[..self.len].starts_with(b"_Z")) {
+        if !self.name[..self.len].starts_with(b"_Z") {
+            return self.write_collected();
+        }
+        if let Some(demangle) = *self.demangler.get_or_insert_with(process_demangler) {
             self.name[self.len] = 0;
             if let Ok(name) = CStr::from_bytes_with_nul(&self.name[..=self.len]) {
                 if demangle(name, self.out) {
@@ -223,6 +230,16 @@ mod tests {
         let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
         assert_eq!(demangled(&pieces, Some(fake)), expected);
         assert_eq!(demangled(&[message], None), message, "no runtime: names as they are");
+    }
+
+    #[test]
+    fn a_message_quoting_no_mangled_name_looks_for_no_demangler() {
+        let mut out = String::new();
+        let mut writer = Demangling::new(&mut out);
+        fmt::Write::write_str(&mut writer, "no exported symbol `main` in module `a.smf`").unwrap();
+        assert_eq!(writer.demangler, None, "not looked for");
+        fmt::Write::write_str(&mut writer, ": `_Z3foov`").unwrap();
+        assert!(writer.demangler.is_some(), "looked for at the first mangled name");
     }
 
     #[test]
