@@ -23,7 +23,7 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
 
 use smf_runtime::exec::function_pointer;
 use smf_runtime::load::Catcher;
@@ -59,10 +59,7 @@ extern "C" {
     fn _Unwind_SetGR(context: *mut c_void, register: c_int, value: usize);
     fn _Unwind_SetIP(context: *mut c_void, value: usize);
     fn _Unwind_DeleteException(exception: *mut c_void);
-    fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
     fn dladdr(address: *const c_void, info: *mut DlInfo) -> c_int;
-    fn dlopen(file: *const c_char, flags: c_int) -> *mut c_void;
-    fn dlclose(handle: *mut c_void) -> c_int;
 }
 
 /// What the loader's constructors and destructors run through ([`smf_runtime::load::LoadOptions::
@@ -173,9 +170,6 @@ struct DlInfo {
     address: *mut c_void,
 }
 
-/// `RTLD_LAZY | RTLD_NOLOAD`: a handle to an object already loaded, loading nothing.
-const RTLD_LAZY_NOLOAD: c_int = 0x0001 | 0x0004;
-
 /// The functions of a C++ runtime a `catch` calls (addresses).
 #[derive(Clone, Copy, Debug)]
 struct CxaCatch {
@@ -211,19 +205,10 @@ fn cxa_catch_of(exception: *mut c_void) -> Option<CxaCatch> {
     if unsafe { dladdr(cleanup as *const c_void, &mut info) } == 0 || info.file.is_null() {
         return None;
     }
-    // SAFETY: the object is loaded (NOLOAD loads nothing); the handle is closed below.
-    let handle = unsafe { dlopen(info.file, RTLD_LAZY_NOLOAD) };
-    if handle.is_null() {
-        return None;
-    }
-    // SAFETY: a live handle and NUL-terminated names.
-    let found = unsafe {
-        [c"__cxa_begin_catch", c"__cxa_end_catch", c"__cxa_current_exception_type"]
-            .map(|name| dlsym(handle, name.as_ptr()) as usize)
-    };
-    // SAFETY: the handle dlopen gave, closed once (the object stays: it was loaded before).
-    unsafe { dlclose(handle) };
-    let [begin, end, current_type] = found;
+    // SAFETY: dladdr gave a NUL-terminated file name, valid while the object is loaded.
+    let file = unsafe { CStr::from_ptr(info.file) };
+    let names = [c"__cxa_begin_catch", c"__cxa_end_catch", c"__cxa_current_exception_type"];
+    let [begin, end, current_type] = crate::native::symbols_of_loaded(file, names)?;
     (begin != 0 && end != 0).then_some(CxaCatch {
         begin,
         end,

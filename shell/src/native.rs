@@ -57,6 +57,28 @@ fn object_base(addr: *const c_void) -> Option<usize> {
 /// process's global scope.
 const RTLD_NOW_LOCAL: i32 = 2;
 
+/// `RTLD_LAZY | RTLD_NOLOAD` (glibc and musl): a handle to an object already loaded, loading
+/// nothing.
+const RTLD_LAZY_NOLOAD: i32 = 0x0001 | 0x0004;
+
+/// The addresses of `names` in the shared object `file` (a name or path as `dlopen` takes it)
+/// if the process has loaded it already (nothing is loaded: `None` otherwise), 0 for a name it
+/// does not define. The handle is closed at once; the object stays, as it was loaded before.
+pub(crate) fn symbols_of_loaded<const N: usize>(file: &CStr, names: [&CStr; N]) -> Option<[usize; N]> {
+    #[allow(unsafe_code)]
+    // SAFETY: a NUL-terminated name; NOLOAD loads nothing (a handle of an object already
+    // loaded, or null). A handle is asked for NUL-terminated names and closed once.
+    unsafe {
+        let handle = dlopen(file.as_ptr(), RTLD_LAZY_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let found = names.map(|name| dlsym(handle, name.as_ptr()) as usize);
+        dlclose(handle);
+        Some(found)
+    }
+}
+
 /// An open handle, closed when dropped. Kept as an address: dlsym and dlclose may be called
 /// from any thread, so the handle may be shared and sent.
 struct Handle {

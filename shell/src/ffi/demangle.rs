@@ -116,16 +116,11 @@ impl fmt::Write for Demangling<'_> {
     }
 }
 
-// The C library's and the C++ runtime's.
+// The C library's.
 unsafe extern "C" {
     fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void;
-    fn dlopen(file: *const c_char, flags: c_int) -> *mut c_void;
-    fn dlclose(handle: *mut c_void) -> c_int;
     fn free(pointer: *mut c_void);
 }
-
-/// `RTLD_LAZY | RTLD_NOLOAD`: a handle to an object already loaded, loading nothing.
-const RTLD_LAZY_NOLOAD: c_int = 0x0001 | 0x0004;
 
 /// `__cxa_demangle(mangled, buffer, length, status)`.
 type CxaDemangle = unsafe extern "C" fn(*const c_char, *mut c_char, *mut usize, *mut c_int) -> *mut c_char;
@@ -152,19 +147,9 @@ fn find_cxa_demangle() -> Option<usize> {
     if global != 0 {
         return Some(global);
     }
+    // A C++ runtime, once loaded, is never unloaded.
     [c"libstdc++.so.6", c"libc++abi.so.1"].into_iter().find_map(|library| {
-        // SAFETY: NOLOAD loads nothing: a handle to a library already loaded, or null.
-        let handle = unsafe { dlopen(library.as_ptr(), RTLD_LAZY_NOLOAD) };
-        if handle.is_null() {
-            return None;
-        }
-        // SAFETY: a live handle and a NUL-terminated name; the handle is closed once, and the
-        // library stays (it was loaded before, and a C++ runtime is never unloaded).
-        let found = unsafe {
-            let found = dlsym(handle, c"__cxa_demangle".as_ptr()) as usize;
-            dlclose(handle);
-            found
-        };
+        let [found] = crate::native::symbols_of_loaded(library, [c"__cxa_demangle"])?;
         (found != 0).then_some(found)
     })
 }

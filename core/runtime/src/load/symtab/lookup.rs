@@ -94,8 +94,9 @@ impl SymbolTable {
         self.made_index()
     }
 
-    /// The index, made now if it was not (out of line: once per table, unless the memory for
-    /// it cannot be had: then `None`, and the next call tries again).
+    /// The index, made now if it was not (out of line: lookups reach it once per table, then
+    /// find the index made; unless its memory cannot be had: then `None`, and the next call
+    /// tries again).
     #[cold]
     #[inline(never)]
     fn made_index(&self) -> Option<&NameIndex> {
